@@ -1,0 +1,202 @@
+"""Stages as data and the pipeline graph built from their named inputs and outputs.
+
+Edges are never declared: a stage depends on whichever stage produces an
+artifact it reads (kedro's model). Generations are unrolled by the pipeline
+builders, so the engine only ever sees a static DAG, validated once.
+"""
+
+from __future__ import annotations
+
+import graphlib
+import logging
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from orchestrator.errors import PipelineError
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What one stage asks the cluster for; ``workers`` > 1 means data-parallel training."""
+
+    num_cpus: float = 1.0
+    num_gpus: float = 0.0
+    workers: int = 1
+
+    def __post_init__(self) -> None:
+        if self.num_cpus < 0 or self.num_gpus < 0 or self.workers < 1:
+            raise ValueError(
+                f"Resources must have num_cpus >= 0, num_gpus >= 0, workers >= 1; got {self}; fix the stage's resources"
+            )
+
+
+@dataclass
+class StageContext:
+    """What a stage function may know about where it runs; nothing about files or Ray."""
+
+    run_id: str
+    stage: str
+    generation: int | None
+    seed: int
+    device: str
+    attempt: int
+    series: list[tuple[int, dict[str, float]]] = field(default_factory=list)
+
+    def report(self, step: int, metrics: Mapping[str, float]) -> None:
+        """Record step metrics; they travel back in the result and the driver logs them."""
+        values = {k: float(v) for k, v in metrics.items()}
+        self.series.append((int(step), values))
+        logger.debug("%s step %d: %s", self.stage, step, values)
+
+
+@dataclass
+class StageResult:
+    """A stage's return value: outputs by artifact name, scalar metrics, extra files.
+
+    Outputs are a pyarrow.Table (stored as Parquet) or a dict of tensors and
+    plain values (stored as a torch checkpoint). ``files`` are raw bytes
+    (PNG, CSV) logged to the stage's MLflow run.
+    """
+
+    outputs: dict[str, Any]
+    metrics: dict[str, float] = field(default_factory=dict)
+    files: dict[str, bytes] = field(default_factory=dict)
+
+
+StageFn = Callable[[StageContext, dict[str, Any], Mapping[str, Any]], StageResult]
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One node of the pipeline: a module-level function plus its named artifacts.
+
+    ``params`` is the stage's config section (JSON-able); it is part of the
+    fingerprint, so changing it reruns the stage and everything downstream.
+    """
+
+    name: str
+    fn: StageFn
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    params: Mapping[str, Any] = field(default_factory=dict)
+    resources: Resources = Resources()
+    retries: int = 0
+    generation: int | None = None
+
+
+class Pipeline:
+    """A validated, static DAG of stages.
+
+    Validation runs once, here, and lists every problem so a pipeline
+    builder's mistakes surface before anything is scheduled.
+    """
+
+    def __init__(self, name: str, stages: Sequence[Stage]) -> None:
+        self.name = name
+        self.stages: tuple[Stage, ...] = tuple(stages)
+        self._by_name = {s.name: s for s in self.stages}
+        self._producers = _producers(self.stages)
+        problems = _structure_problems(self.stages, self._producers)
+        self._graph = {s.name: {self._producers[a].name for a in s.inputs if a in self._producers} for s in self.stages}
+        problems += _cycle_problems(self._graph)
+        if problems:
+            raise PipelineError(problems, name)
+
+    def stage(self, name: str) -> Stage:
+        """The stage called ``name``; the error lists the valid names."""
+        try:
+            return self._by_name[name]
+        except KeyError:
+            raise PipelineError(
+                [f"no stage named {name!r}; valid stages: {', '.join(self._by_name)}"], self.name
+            ) from None
+
+    def producer(self, artifact: str) -> Stage:
+        """The stage that writes ``artifact``."""
+        try:
+            return self._producers[artifact]
+        except KeyError:
+            raise PipelineError(
+                [f"no stage produces {artifact!r}; artifacts: {', '.join(self._producers)}"], self.name
+            ) from None
+
+    def layers(self) -> list[list[Stage]]:
+        """Stages grouped so each layer depends only on earlier layers (declaration order inside)."""
+        order = {s.name: i for i, s in enumerate(self.stages)}
+        sorter = graphlib.TopologicalSorter(self._graph)
+        sorter.prepare()
+        layers = []
+        while sorter.is_active():
+            ready = sorted(sorter.get_ready(), key=order.__getitem__)
+            layers.append([self._by_name[n] for n in ready])
+            sorter.done(*ready)
+        return layers
+
+    def upstream(self, stage_name: str) -> set[str]:
+        """Names of every stage ``stage_name`` depends on, directly or not."""
+        self.stage(stage_name)
+        seen: set[str] = set()
+        todo = list(self._graph[stage_name])
+        while todo:
+            name = todo.pop()
+            if name not in seen:
+                seen.add(name)
+                todo.extend(self._graph[name])
+        return seen
+
+    def __repr__(self) -> str:
+        return f"Pipeline({self.name!r}, {len(self.stages)} stages)"
+
+
+def _producers(stages: Sequence[Stage]) -> dict[str, Stage]:
+    """Artifact name -> the first stage that outputs it."""
+    producers: dict[str, Stage] = {}
+    for stage in stages:
+        for artifact in stage.outputs:
+            producers.setdefault(artifact, stage)
+    return producers
+
+
+def _structure_problems(stages: Sequence[Stage], producers: Mapping[str, Stage]) -> list[str]:
+    """Duplicate names, doubly produced outputs, missing inputs, unpicklable functions."""
+    problems = [
+        f"stage name {name!r} is used {count} times; stage names must be unique"
+        for name, count in Counter(s.name for s in stages).items()
+        if count > 1
+    ]
+    writers: dict[str, list[str]] = {}
+    for stage in stages:
+        for artifact in stage.outputs:
+            writers.setdefault(artifact, []).append(stage.name)
+    problems += [
+        f"output {artifact!r} is produced by {len(names)} stages ({', '.join(names)}); give each a distinct name"
+        for artifact, names in writers.items()
+        if len(names) > 1
+    ]
+    for stage in stages:
+        problems += [
+            f"stage {stage.name!r} reads {artifact!r}, which no stage produces; add its producer or fix the name"
+            for artifact in stage.inputs
+            if artifact not in producers
+        ]
+        qualname = getattr(stage.fn, "__qualname__", "")
+        if not callable(stage.fn) or "<" in qualname:
+            problems.append(
+                f"stage {stage.name!r}: fn {qualname or stage.fn!r} is not a module-level function; "
+                "Ray pickles stage functions by reference, so define it at module level"
+            )
+    return problems
+
+
+def _cycle_problems(graph: Mapping[str, set[str]]) -> list[str]:
+    """Report a dependency cycle by its members (graphlib finds one at a time)."""
+    try:
+        graphlib.TopologicalSorter(graph).prepare()
+    except graphlib.CycleError as exc:
+        members = exc.args[1]
+        return [f"dependency cycle: {' -> '.join(members)}; break it by renaming an input or output"]
+    return []

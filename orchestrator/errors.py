@@ -1,0 +1,89 @@
+"""Relay's exceptions.
+
+Every error names what went wrong, what was expected and what to do, so a
+user can act on the message alone. Errors that may cross a process boundary
+(a Ray worker raising ArtifactError, say) define ``__reduce__`` because their
+constructors take more than one argument and plain exception pickling would
+call them with the formatted message only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class RelayError(Exception):
+    """Base of every error Relay raises on purpose."""
+
+
+class ConfigError(RelayError):
+    """Every problem found in one configuration, raised once.
+
+    Collecting all problems before raising spares the user a fix-one-rerun
+    loop: each line reads ``<dotted.key>: <what>; <fix>``.
+    """
+
+    def __init__(self, problems: Sequence[str], source: str | None = None) -> None:
+        self.problems = list(problems)
+        self.source = source
+        where = source or "the configuration"
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"{len(self.problems)} problem(s) in {where}:\n{lines}")
+
+    def __reduce__(self):
+        return (type(self), (self.problems, self.source))
+
+
+class PipelineError(RelayError):
+    """A pipeline's stage graph is invalid; lists every problem found.
+
+    Accepts one message or a list, so callers outside the DAG check can raise
+    it with a single sentence.
+    """
+
+    def __init__(self, problems: Sequence[str] | str, name: str | None = None) -> None:
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        self.name = name
+        where = f"pipeline {name!r}" if name else "the pipeline"
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"{len(self.problems)} problem(s) in {where}:\n{lines}")
+
+    def __reduce__(self):
+        return (type(self), (self.problems, self.name))
+
+
+class StageError(RelayError):
+    """A stage failed for good (no retry left, or a deterministic error)."""
+
+    def __init__(self, stage: str, cause: BaseException, attempts: int) -> None:
+        self.stage = stage
+        self.cause = cause
+        self.attempts = attempts
+        super().__init__(
+            f"stage {stage!r} failed after {attempts} attempt(s): "
+            f"{type(cause).__name__}: {cause}"
+        )
+
+    def __reduce__(self):
+        return (type(self), (self.stage, self.cause, self.attempts))
+
+
+class ArtifactError(RelayError):
+    """Reading or writing one artifact failed; wraps the storage error once.
+
+    ``retryable`` is False when retrying cannot help (the stage returned a
+    value that cannot be stored), so the retry policy does not waste attempts.
+    """
+
+    def __init__(self, artifact: str, message: str, retryable: bool = True) -> None:
+        self.artifact = artifact
+        self.message = message
+        self.retryable = retryable
+        super().__init__(f"artifact {artifact!r}: {message}")
+
+    def __reduce__(self):
+        return (type(self), (self.artifact, self.message, self.retryable))
+
+
+class TrackingError(RelayError):
+    """The tracking store failed while ``strict`` tracking was asked for."""

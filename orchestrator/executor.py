@@ -1,0 +1,152 @@
+"""Where stage tasks run: in this process (LocalExecutor) or as Ray tasks (RayExecutor).
+
+The runner only submits ready stages and waits for the first to finish, so
+swapping executors changes nothing else (kedro's runner/executor split).
+Both return a task's exception as a value instead of raising it, so the
+runner's pure retry policy sees the stage's own exception type.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from orchestrator.dag import Resources
+
+logger = logging.getLogger(__name__)
+
+
+class Executor(Protocol):
+    """Submit callables with resources; wait returns at least one finished (handle, outcome)."""
+
+    def submit(self, fn: Callable[..., Any], *args: Any, resources: Resources) -> Any: ...
+
+    def wait(self, handles: Sequence[Any]) -> list[tuple[Any, Any]]: ...
+
+    def shutdown(self) -> None: ...
+
+
+@dataclass(frozen=True, eq=False)
+class LocalHandle:
+    """A deferred in-process call; ``order`` keeps execution in submission order.
+
+    Compared by identity (eq=False) so handles can key a dict even when the
+    arguments (a Stage with a params dict) are unhashable.
+    """
+
+    order: int
+    fn: Callable[..., Any]
+    args: tuple[Any, ...]
+
+
+class LocalExecutor:
+    """Runs tasks one at a time in this process, in submission order.
+
+    For unit tests and debugging: deterministic, no cluster, breakpoints work.
+    Calls are deferred to ``wait`` so the runner's dispatch loop behaves as
+    it does with a real cluster.
+    """
+
+    def __init__(self) -> None:
+        self._counter = itertools.count()
+
+    def submit(self, fn: Callable[..., Any], *args: Any, resources: Resources = Resources()) -> LocalHandle:
+        """Queue ``fn(*args)``; resources are ignored in-process."""
+        return LocalHandle(next(self._counter), fn, args)
+
+    def wait(self, handles: Sequence[LocalHandle]) -> list[tuple[LocalHandle, Any]]:
+        """Run the earliest submitted handle; return its result or its exception."""
+        if not handles:
+            raise ValueError("wait() needs at least one handle; got none")
+        handle = min(handles, key=lambda h: h.order)
+        try:
+            outcome = handle.fn(*handle.args)
+        except Exception as exc:  # returned, not raised: the runner's policy decides
+            outcome = exc
+        return [(handle, outcome)]
+
+    def shutdown(self) -> None:
+        """Nothing to release."""
+
+
+class RayExecutor:
+    """Runs each stage as a Ray task with the stage's CPUs and GPUs.
+
+    Starts a local Ray instance (or connects to ``address``) unless Ray is
+    already initialised. The dashboard stays on: with it off, resources freed
+    by stopped Tune trials leaked (see RAY_NOTES.md).
+    """
+
+    def __init__(self, address: str | None = None, num_cpus: int | None = None,
+                 include_dashboard: bool = True) -> None:
+        import ray
+
+        self._ray = ray
+        self._owns_ray = False
+        self._remotes: dict[Callable[..., Any], Any] = {}
+        if not ray.is_initialized():
+            ray.init(**_init_kwargs(address, num_cpus, include_dashboard))
+            self._owns_ray = True
+
+    def submit(self, fn: Callable[..., Any], *args: Any, resources: Resources = Resources()) -> Any:
+        """Start ``fn(*args)`` as a task; Ray's own retries are off, the runner retries."""
+        remote = self._remotes.get(fn)
+        if remote is None:
+            remote = self._remotes[fn] = self._ray.remote(fn)
+        self._warn_if_infeasible(resources)
+        options = {"num_cpus": resources.num_cpus, "num_gpus": resources.num_gpus, "max_retries": 0}
+        return remote.options(**options).remote(*args)
+
+    def _warn_if_infeasible(self, resources: Resources) -> None:
+        """A request larger than the cluster waits forever; say so instead of hanging quietly."""
+        total = self._ray.cluster_resources()
+        if resources.num_gpus > total.get("GPU", 0) or resources.num_cpus > total.get("CPU", 0):
+            logger.warning(
+                "stage asks for %s CPU / %s GPU but the cluster has %s CPU / %s GPU; it will wait until an "
+                "autoscaler adds nodes. Lower the stage's resources or add nodes.",
+                resources.num_cpus, resources.num_gpus, total.get("CPU", 0), total.get("GPU", 0),
+            )
+
+    def wait(self, handles: Sequence[Any]) -> list[tuple[Any, Any]]:
+        """Block until one task finishes; return (ref, result or original exception) pairs."""
+        if not handles:
+            raise ValueError("wait() needs at least one handle; got none")
+        ready, _ = self._ray.wait(list(handles), num_returns=1)
+        return [(ref, self._outcome(ref)) for ref in ready]
+
+    def _outcome(self, ref: Any) -> Any:
+        """ray.get, with a task's exception unwrapped to the stage's own exception.
+
+        Crashes of the worker itself (WorkerCrashedError, NodeDiedError,
+        ObjectLostError) come back as they are; the retry policy treats them
+        as transient.
+        """
+        exceptions = self._ray.exceptions
+        try:
+            return self._ray.get(ref)
+        except exceptions.RayTaskError as exc:
+            cause = exc.cause
+            if isinstance(cause, BaseException) and not isinstance(cause, exceptions.RayTaskError):
+                return cause
+            return exc
+        except Exception as exc:
+            return exc
+
+    def shutdown(self) -> None:
+        """Stop Ray if this executor started it."""
+        if self._owns_ray and self._ray.is_initialized():
+            self._ray.shutdown()
+        self._owns_ray = False
+
+
+def _init_kwargs(address: str | None, num_cpus: int | None, include_dashboard: bool) -> dict[str, Any]:
+    """ray.init arguments: resources are only given when starting a local instance."""
+    kwargs: dict[str, Any] = {"log_to_driver": True}
+    if address:
+        kwargs["address"] = address
+    else:
+        kwargs.update(num_cpus=num_cpus, include_dashboard=include_dashboard)
+    return kwargs

@@ -1,0 +1,344 @@
+"""Experiment tracking: one MLflow run tree per pipeline run.
+
+Layout: a parent run per pipeline run (name = run id), a ``gen-NN`` child run
+per generation, and stage runs nested in their generation (or directly under
+the parent for stages outside any generation). All MLflow calls happen on the
+driver with explicit run ids (MlflowClient), never through the fluent
+"active run" state, so concurrent stages and Ray workers cannot cross wires.
+Tracking is a side channel: a failure warns and the pipeline goes on, unless
+``strict`` asks for it to stop the run.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+import yaml
+
+from orchestrator.errors import TrackingError
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+TAG_PIPELINE_RUN = "relay.pipeline_run"
+TAG_PIPELINE = "relay.pipeline"
+TAG_KIND = "relay.kind"
+TAG_GENERATION = "relay.generation"
+TAG_STAGE = "relay.stage"
+TAG_FINGERPRINT = "relay.fingerprint"
+TAG_CACHE_HIT = "cache_hit"
+TAG_STATUS = "relay.status"
+TAG_PARENT = "mlflow.parentRunId"
+
+_BATCH = 100  # MLflow accepts at most 100 params / 1000 metrics per log_batch
+_MAX_PARAM = 6000
+
+
+@dataclass
+class StageRecord:
+    """What the driver knows about one finished (or skipped, or failed) stage."""
+
+    stage: str
+    generation: int | None
+    fingerprint: str
+    cache_hit: bool
+    status: str  # "FINISHED" | "FAILED"
+    metrics: dict[str, float] = field(default_factory=dict)
+    series: list[tuple[int, dict[str, float]]] = field(default_factory=list)
+    files: dict[str, str] = field(default_factory=dict)  # name -> local path
+    duration_s: float = 0.0
+    error: str | None = None
+
+
+class Tracker(Protocol):
+    """What the runner tells a tracker; MLflow is one implementation, a test fake another."""
+
+    @property
+    def parent_run_id(self) -> str | None: ...
+
+    def start_pipeline(self, run_id: str, pipeline_name: str, config: Mapping[str, Any], resume: bool) -> None: ...
+
+    def stage_started(self, stage_name: str, generation: int | None) -> None: ...
+
+    def stage_finished(self, record: StageRecord) -> None: ...
+
+    def end_pipeline(self, status: str) -> None: ...
+
+
+class NullTracker:
+    """Tracks nothing; for tests and for runs with tracking switched off."""
+
+    parent_run_id: str | None = None
+
+    def start_pipeline(self, run_id: str, pipeline_name: str, config: Mapping[str, Any], resume: bool) -> None:
+        """Nothing to record."""
+
+    def stage_started(self, stage_name: str, generation: int | None) -> None:
+        """Nothing to record."""
+
+    def stage_finished(self, record: StageRecord) -> None:
+        """Nothing to record."""
+
+    def end_pipeline(self, status: str) -> None:
+        """Nothing to record."""
+
+
+def metric_prefix(stage_name: str) -> str:
+    """Key prefix for a stage's metrics on generation and parent runs.
+
+    The last path segment (``g03/evaluate`` -> ``evaluate``), so the same
+    metric lines up across generations on the parent's step axis.
+    """
+    return stage_name.rsplit("/", 1)[-1]
+
+
+class MlflowTracker:
+    """Logs the run tree through MlflowClient with explicit run ids.
+
+    The client is created in start_pipeline, not here: MLflow creates a
+    sqlite database as soon as a client touches it, and a run rejected by
+    validation must leave nothing behind.
+    """
+
+    def __init__(
+        self,
+        tracking_uri: str,
+        experiment: str = "relay",
+        strict: bool = False,
+        artifact_location: str | None = None,
+    ) -> None:
+        self.tracking_uri = tracking_uri
+        self.experiment = experiment
+        self.strict = strict
+        self.artifact_location = artifact_location or _default_artifact_location(tracking_uri)
+        self._client: Any = None
+        self._experiment_id: str | None = None
+        self._run_id: str | None = None
+        self._parent: str | None = None
+        self._gen_runs: dict[int, str] = {}
+        self._stage_runs: dict[str, str] = {}
+        self._finished_before: dict[tuple[str, str], str] = {}
+        self._failed_gens: set[int] = set()
+
+    @property
+    def parent_run_id(self) -> str | None:
+        """The MLflow id of the pipeline's parent run (None before start or after a failure)."""
+        return self._parent
+
+    def _guard(self, op: str, action: Callable[[], T]) -> T | None:
+        """Run one tracking action; warn on failure unless strict."""
+        try:
+            return action()
+        except Exception as exc:
+            if self.strict:
+                raise TrackingError(
+                    f"MLflow {op} failed against {self.tracking_uri}: {exc}; fix the tracking store "
+                    "or set tracking.strict=false to run without it"
+                ) from exc
+            logger.warning("MLflow %s failed against %s (%s); continuing without it "
+                           "(set tracking.strict=true to stop instead)", op, self.tracking_uri, exc)
+            return None
+
+    def start_pipeline(self, run_id: str, pipeline_name: str, config: Mapping[str, Any], resume: bool) -> None:
+        """Create (or, on resume, reattach to) the parent run and log the resolved config.
+
+        Calling it again for the same run id is a no-op, so a composition root
+        and a helper cannot open two parent runs for one pipeline run.
+        """
+        if self._parent is not None and self._run_id == run_id:
+            return
+        self._guard("start_pipeline", lambda: self._start(run_id, pipeline_name, config, resume))
+
+    def _start(self, run_id: str, pipeline_name: str, config: Mapping[str, Any], resume: bool) -> None:
+        from mlflow import MlflowClient  # heavy import, only when tracking is used
+
+        self._client = MlflowClient(self.tracking_uri)
+        self._experiment_id = self._ensure_experiment()
+        self._run_id = run_id
+        existing = self._find_runs(run_id, "pipeline") if resume else []
+        if existing:
+            self._reattach(existing[0].info.run_id)
+            return
+        if resume:
+            logger.info("no MLflow run found for %s; starting a new one", run_id)
+        tags = {TAG_PIPELINE_RUN: run_id, TAG_PIPELINE: pipeline_name, TAG_KIND: "pipeline"}
+        self._parent = self._client.create_run(self._experiment_id, tags=tags, run_name=run_id).info.run_id
+        self._client.log_text(self._parent, yaml.safe_dump(dict(config), sort_keys=False), "config.yaml")
+        self._log_params(self._parent, _flatten(config))
+
+    def _ensure_experiment(self) -> str:
+        experiment = self._client.get_experiment_by_name(self.experiment)
+        if experiment is None:
+            return self._client.create_experiment(self.experiment, artifact_location=self.artifact_location)
+        if experiment.lifecycle_stage == "deleted":
+            raise TrackingError(
+                f"experiment {self.experiment!r} is deleted; restore it "
+                f"(mlflow experiments restore) or choose another tracking.experiment"
+            )
+        return experiment.experiment_id
+
+    def _find_runs(self, run_id: str, kind: str) -> list[Any]:
+        query = f"tags.`{TAG_PIPELINE_RUN}` = '{run_id}' and tags.`{TAG_KIND}` = '{kind}'"
+        return list(self._client.search_runs([self._experiment_id], query, order_by=["attributes.start_time DESC"]))
+
+    def _reattach(self, parent: str) -> None:
+        """Reuse the parent and generation runs of an earlier attempt of this pipeline run."""
+        self._parent = parent
+        self._client.update_run(parent, status="RUNNING")
+        for run in self._find_runs(self._run_id, "generation"):
+            self._gen_runs.setdefault(int(run.data.tags[TAG_GENERATION]), run.info.run_id)
+        for run in self._find_runs(self._run_id, "stage"):
+            if run.info.status == "FINISHED":
+                key = (run.data.tags[TAG_STAGE], run.data.tags.get(TAG_FINGERPRINT, ""))
+                self._finished_before.setdefault(key, run.info.run_id)
+        logger.info("resuming MLflow run %s (%d generation run(s))", parent, len(self._gen_runs))
+
+    def _log_params(self, run: str, params: Mapping[str, str]) -> None:
+        from mlflow.entities import Param
+
+        items = [Param(k[:250], v[:_MAX_PARAM]) for k, v in params.items()]
+        for i in range(0, len(items), _BATCH):
+            self._client.log_batch(run, params=items[i : i + _BATCH])
+
+    def _gen_run(self, generation: int) -> str:
+        """The generation's run, created on first use."""
+        if generation not in self._gen_runs:
+            tags = {TAG_PARENT: self._parent, TAG_PIPELINE_RUN: self._run_id, TAG_KIND: "generation",
+                    TAG_GENERATION: str(generation)}
+            run = self._client.create_run(self._experiment_id, tags=tags, run_name=f"gen-{generation:02d}")
+            self._gen_runs[generation] = run.info.run_id
+        else:
+            self._client.update_run(self._gen_runs[generation], status="RUNNING")
+        return self._gen_runs[generation]
+
+    def _new_stage_run(self, stage_name: str, generation: int | None) -> str:
+        parent = self._parent if generation is None else self._gen_run(generation)
+        tags = {TAG_PARENT: parent, TAG_PIPELINE_RUN: self._run_id, TAG_KIND: "stage", TAG_STAGE: stage_name}
+        if generation is not None:
+            tags[TAG_GENERATION] = str(generation)
+        return self._client.create_run(self._experiment_id, tags=tags, run_name=stage_name).info.run_id
+
+    def _open_stage(self, stage_name: str, generation: int | None) -> None:
+        self._stage_runs[stage_name] = self._new_stage_run(stage_name, generation)
+
+    def stage_started(self, stage_name: str, generation: int | None) -> None:
+        """Open the stage run now so its duration in the UI is the real one."""
+        if self._parent is not None:
+            self._guard("stage_started", lambda: self._open_stage(stage_name, generation))
+
+    def stage_finished(self, record: StageRecord) -> None:
+        """Log a stage's outcome on its run, its generation run and the parent."""
+        if self._parent is not None:
+            self._guard("stage_finished", lambda: self._finish(record))
+
+    def _finish(self, record: StageRecord) -> None:
+        if record.cache_hit and (record.stage, record.fingerprint) in self._finished_before:
+            logger.debug("stage %s already tracked as finished; not logging it again", record.stage)
+            return
+        run = self._stage_runs.pop(record.stage, None) or self._new_stage_run(record.stage, record.generation)
+        tags = {TAG_FINGERPRINT: record.fingerprint, TAG_CACHE_HIT: str(record.cache_hit).lower()}
+        if record.error:
+            tags["relay.error"] = record.error[:5000]
+        points = _points({**record.metrics, "duration_s": record.duration_s}, 0) + _series_points(record.series)
+        self._log(run, tags=tags, metrics=points)
+        for local in record.files.values():
+            self._client.log_artifact(run, local)
+        if record.generation is not None:
+            prefixed = {f"{metric_prefix(record.stage)}/{k}": v for k, v in record.metrics.items()}
+            self._log(self._gen_run(record.generation), metrics=_points(prefixed, record.generation))
+            self._log(self._parent, metrics=_points(prefixed, record.generation))
+            if record.status == "FAILED":
+                self._failed_gens.add(record.generation)
+        self._client.set_terminated(run, status=record.status)
+
+    def _log(self, run: str, tags: Mapping[str, str] | None = None,
+             metrics: Iterable[tuple[str, float, int]] = ()) -> None:
+        from mlflow.entities import Metric, RunTag
+
+        now = int(time.time() * 1000)
+        items = [Metric(k, float(v), now, step) for k, v, step in metrics]
+        tag_items = [RunTag(k, v) for k, v in (tags or {}).items()]
+        if not items and not tag_items:
+            return
+        for i in range(0, max(len(items), 1), 1000):
+            self._client.log_batch(run, metrics=items[i : i + 1000], tags=tag_items if i == 0 else ())
+
+    def end_pipeline(self, status: str) -> None:
+        """Close generation runs and the parent; ``status`` is FINISHED, STOPPED, FAILED or KILLED."""
+        if self._parent is not None:
+            self._guard("end_pipeline", lambda: self._end(status))
+
+    def _end(self, status: str) -> None:
+        final = status if status in ("FAILED", "KILLED") else "FINISHED"
+        others = "KILLED" if final == "KILLED" else "FINISHED"  # a generation fails only by its own stages
+        for generation, run in self._gen_runs.items():
+            self._client.set_terminated(run, status="FAILED" if generation in self._failed_gens else others)
+        self._client.set_tag(self._parent, TAG_STATUS, status)
+        self._client.set_terminated(self._parent, status=final)
+
+
+def _points(metrics: Mapping[str, float], step: int) -> list[tuple[str, float, int]]:
+    return [(k, v, step) for k, v in metrics.items()]
+
+
+def _series_points(series: Iterable[tuple[int, Mapping[str, float]]]) -> list[tuple[str, float, int]]:
+    return [(k, v, step) for step, values in series for k, v in values.items()]
+
+
+def _flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """Nested config -> {"a.b.c": "value"} for MLflow params."""
+    flat: dict[str, str] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            flat.update(_flatten(value, f"{name}."))
+        else:
+            flat[name] = str(value)
+    return flat
+
+
+def _sqlite_path(tracking_uri: str) -> Path | None:
+    """The database file behind a sqlite:/// URI (None for other stores)."""
+    prefix = "sqlite:///"
+    return Path(tracking_uri[len(prefix):]) if tracking_uri.startswith(prefix) else None
+
+
+def _default_artifact_location(tracking_uri: str) -> str | None:
+    """Keep a sqlite store's artifacts beside its database instead of in ./mlruns of whatever cwd."""
+    db = _sqlite_path(tracking_uri)
+    return (db.parent.resolve() / "mlartifacts").as_uri() if db is not None else None
+
+
+def read_generations(tracking_uri: str, experiment: str, run_id: str | None = None) -> tuple[str, list[dict[str, Any]]]:
+    """Per-generation rows of the parent run's metrics (latest run when run_id is None).
+
+    Returns (run id, rows) with rows like ``{"generation": 0, "evaluate/accuracy": 0.9}``.
+    """
+    db = _sqlite_path(tracking_uri)
+    if db is not None and not db.exists():
+        raise TrackingError(f"no tracking database at {db}; run a pipeline first or pass the right tracking URI")
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        names = ", ".join(e.name for e in client.search_experiments()) or "none"
+        raise TrackingError(f"no MLflow experiment {experiment!r} at {tracking_uri}; experiments there: {names}")
+    query = f"tags.`{TAG_KIND}` = 'pipeline'"
+    if run_id is not None:
+        query += f" and tags.`{TAG_PIPELINE_RUN}` = '{run_id}'"
+    runs = client.search_runs([found.experiment_id], query, order_by=["attributes.start_time DESC"], max_results=1)
+    if not runs:
+        raise TrackingError(f"no pipeline run {run_id or ''} in experiment {experiment!r}; list runs with `relay status`")
+    parent = runs[0]
+    rows: dict[int, dict[str, Any]] = {}
+    for key in parent.data.metrics:
+        for point in sorted(client.get_metric_history(parent.info.run_id, key), key=lambda m: m.timestamp):
+            rows.setdefault(point.step, {"generation": point.step})[key] = point.value
+    return parent.data.tags.get(TAG_PIPELINE_RUN, parent.info.run_name), [rows[g] for g in sorted(rows)]

@@ -1,0 +1,106 @@
+"""CReST and CReST+ (Wei et al., 2021) as a Relay pipeline: generations unrolled into stages.
+
+Generation k: `gKK/train` (FixMatch from scratch on the original labeled set plus the
+previous generation's picks) -> `gKK/evaluate` and `gKK/pseudo_label` (the EMA model
+labels the whole unlabeled split) -> `gKK/rebalance` (class-rebalanced picks) -> the
+next generation's train. The last generation only trains and evaluates.
+`crest.generations=1` is plain FixMatch; `crest.alignment=true` is CReST+.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from orchestrator.config import RunSettings, StrictModel, TrackingSettings
+from orchestrator.dag import Pipeline, Resources, Stage
+from pipelines import stages
+from pipelines.schema import (
+    AugmentSection,
+    CrestSection,
+    DataSection,
+    LabelSection,
+    ModelSection,
+    ResourcesSection,
+    StageResources,
+    TrainSection,
+)
+
+SPLIT = "data/split"
+TAIL_FRACTION = 0.3
+
+
+class CrestConfig(StrictModel):
+    """The whole CReST pipeline file; `pipeline: crest` selects it."""
+
+    pipeline: Literal["crest"] = "crest"
+    name: str = "crest"
+    seed: int = 0
+    data: DataSection = DataSection()
+    model: ModelSection = ModelSection()
+    train: TrainSection = TrainSection()
+    augment: AugmentSection = AugmentSection()
+    crest: CrestSection = CrestSection()
+    label: LabelSection = LabelSection()
+    resources: ResourcesSection = ResourcesSection()
+    run: RunSettings = RunSettings()
+    tracking: TrackingSettings = TrackingSettings()
+
+
+def gen(k: int, role: str) -> str:
+    """Stage and artifact names of generation k: `g03/train`, `g03/model`."""
+    return f"g{k:02d}/{role}"
+
+
+def _resources(spec: StageResources) -> Resources:
+    return Resources(num_cpus=spec.num_cpus, num_gpus=spec.num_gpus, workers=spec.workers)
+
+
+def _stage(name: str, fn: Any, io: dict[str, str], outputs: tuple[str, ...], params: dict, resources: StageResources, generation: int | None) -> Stage:
+    """A stage whose params carry its io roles; inputs are every io entry that is not an output."""
+    inputs = tuple(artifact for artifact in io.values() if artifact not in outputs)
+    return Stage(
+        name=name, fn=fn, inputs=inputs, outputs=outputs, params={**params, "io": io},
+        resources=_resources(resources), generation=generation,
+    )
+
+
+def generation_stages(config: CrestConfig, k: int) -> list[Stage]:
+    """The stages of generation k; only the config sections a stage uses enter its params (and fingerprint)."""
+    data = config.data.model_dump()
+    last = k == config.crest.generations - 1
+    train_io = {"split": SPLIT, "model": gen(k, "model")}
+    if k > 0:
+        train_io["picks"] = gen(k - 1, "picks")
+    train_params = {
+        "data": data, "model": config.model.model_dump(), "train": config.train.model_dump(),
+        "augment": config.augment.model_dump(), "crest": config.crest.model_dump(exclude={"alpha", "selection"}), "generation": k,
+    }
+    res = config.resources
+    result = [
+        _stage(gen(k, "train"), stages.train_generation, train_io, (gen(k, "model"),), train_params, res.train, k),
+        _stage(gen(k, "evaluate"), stages.evaluate_generation,
+               {"split": SPLIT, "model": gen(k, "model"), "evaluation": gen(k, "evaluation")}, (gen(k, "evaluation"),),
+               {"data": data, "batch_size": config.label.batch_size, "tail_fraction": TAIL_FRACTION}, res.evaluate, k),
+    ]
+    if last:
+        return result
+    return result + [
+        _stage(gen(k, "pseudo_label"), stages.pseudo_label_generation,
+               {"split": SPLIT, "model": gen(k, "model"), "pseudo_labels": gen(k, "pseudo_labels")}, (gen(k, "pseudo_labels"),),
+               {"data": data, "batch_size": config.label.batch_size, "generation": k}, res.pseudo_label, k),
+        _stage(gen(k, "rebalance"), stages.rebalance_generation,
+               {"split": SPLIT, "pseudo_labels": gen(k, "pseudo_labels"), "picks": gen(k, "picks")}, (gen(k, "picks"),),
+               {"data": data, "alpha": config.crest.alpha, "selection": config.crest.selection, "generation": k}, res.rebalance, k),
+    ]
+
+
+def build(config: CrestConfig) -> Pipeline:
+    """Unroll the generations into a static DAG: the engine never sees a loop."""
+    split = _stage("data/split", stages.split_data, {"split": SPLIT}, (SPLIT,), {"data": config.data.model_dump()}, config.resources.data, None)
+    generations = [stage for k in range(config.crest.generations) for stage in generation_stages(config, k)]
+    return Pipeline(config.name, [split, *generations])
+
+
+def preflight(config: CrestConfig) -> list[str]:
+    """Problems only the data can reveal (a missing root, too few images, no unlabeled set), as `key: message` lines."""
+    return stages.preflight_split(config.data.model_dump())

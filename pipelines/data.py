@@ -1,0 +1,285 @@
+"""Datasets as uint8 tensors, and the long-tailed labeled/unlabeled splits of the CReST protocol.
+
+Every loader returns images as uint8 ``[N, C, H, W]`` and labels as int64 ``[N]``: uint8 keeps a
+whole dataset small enough to ship between Ray workers, and augmentation works on uint8 anyway.
+Loaders never download: a missing local dataset is an error that says where to put the files.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+SYNTHETIC_SEED = 20240917
+SYNTHETIC_CLASSES = 10
+SYNTHETIC_PER_CLASS = 200
+IMAGE_SIZE_SMALL = 16
+IMAGEFOLDER_SIZE = 32
+
+
+@dataclass(frozen=True)
+class ImageDataset:
+    """Images uint8 [N, C, H, W] with int64 labels [N]."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    num_classes: int
+
+
+@dataclass(frozen=True)
+class DatasetSplits:
+    """A train set and an optional test set; ``test is None`` means: hold a test set out of train."""
+
+    train: ImageDataset
+    test: ImageDataset | None
+
+
+# ---------------------------------------------------------------------------------------------
+# Loaders
+# ---------------------------------------------------------------------------------------------
+
+
+def load_digits(root: str | None = None) -> DatasetSplits:
+    """Real handwritten digits bundled with scikit-learn (1797 images, 10 classes), no download.
+
+    The 8x8 originals (values 0..16) are scaled to 0..255 and upsampled bilinearly to 16x16 so
+    that crops and RandAugment's geometric ops have pixels to act on.
+    """
+    from sklearn.datasets import load_digits as sklearn_digits
+
+    bunch = sklearn_digits()
+    raw = torch.from_numpy(np.asarray(bunch.images, dtype=np.float32)).unsqueeze(1) * (255.0 / 16.0)
+    images = _resize_uint8(raw, IMAGE_SIZE_SMALL)
+    labels = torch.from_numpy(np.asarray(bunch.target, dtype=np.int64))
+    return DatasetSplits(train=ImageDataset(images, labels, 10), test=None)
+
+
+def load_synthetic(root: str | None = None) -> DatasetSplits:
+    """10 classes x 200 images of 1x16x16: a fixed random template per class plus noise.
+
+    Deterministic (fixed seed), needs nothing on disk and is learnable to high accuracy by a
+    small CNN in a few hundred steps: the smoke-test dataset for pipelines and CI.
+    """
+    gen = torch.Generator().manual_seed(SYNTHETIC_SEED)
+    coarse = torch.rand(SYNTHETIC_CLASSES, 1, 4, 4, generator=gen)
+    templates = F.interpolate(coarse, size=(IMAGE_SIZE_SMALL, IMAGE_SIZE_SMALL), mode="bilinear", align_corners=False)
+    labels = torch.arange(SYNTHETIC_CLASSES).repeat_interleave(SYNTHETIC_PER_CLASS)
+    noise = torch.randn(len(labels), 1, IMAGE_SIZE_SMALL, IMAGE_SIZE_SMALL, generator=gen) * 25.0
+    brightness = torch.empty(len(labels), 1, 1, 1).uniform_(0.8, 1.2, generator=gen)
+    pixels = 30.0 + 200.0 * templates[labels] * brightness + noise
+    images = pixels.round().clamp(0, 255).to(torch.uint8)
+    return DatasetSplits(train=ImageDataset(images, labels.to(torch.int64), SYNTHETIC_CLASSES), test=None)
+
+
+def load_cifar10(root: str | None) -> DatasetSplits:
+    """CIFAR-10 from the python batches under ``root`` (download=False always)."""
+    return _load_cifar("cifar10", root)
+
+
+def load_cifar100(root: str | None) -> DatasetSplits:
+    """CIFAR-100 from the python batches under ``root`` (download=False always)."""
+    return _load_cifar("cifar100", root)
+
+
+def load_imagefolder(root: str | None, image_size: int = IMAGEFOLDER_SIZE) -> DatasetSplits:
+    """``root/train/<class>/*.png`` (+ ``root/test`` or ``root/val``) as RGB uint8 of a fixed size.
+
+    Every image is resized to ``image_size`` square so a whole split is one tensor; the test split
+    uses train's class-to-index mapping so labels agree. No test folder -> ``test=None``.
+    """
+    base = _require_root("imagefolder", root, "a folder with train/<class>/<image> (and optionally test/ or val/)")
+    train_dir = base / "train"
+    if not train_dir.is_dir():
+        raise FileNotFoundError(
+            f"imagefolder: expected {train_dir} with one sub-folder per class; got no such folder. "
+            f"Place the images as {train_dir}/<class>/<image>."
+        )
+    train, class_to_idx = _read_imagefolder(train_dir, image_size, None)
+    test_dir = next((base / name for name in ("test", "val") if (base / name).is_dir()), None)
+    test = None if test_dir is None else _read_imagefolder(test_dir, image_size, class_to_idx)[0]
+    return DatasetSplits(train=train, test=test)
+
+
+DATASETS: dict[str, Callable[[str | None], DatasetSplits]] = {
+    "digits": load_digits,
+    "synthetic": load_synthetic,
+    "cifar10": load_cifar10,
+    "cifar100": load_cifar100,
+    "imagefolder": load_imagefolder,
+}
+
+DATASET_REQUIRES_ROOT: set[str] = {"cifar10", "cifar100", "imagefolder"}
+
+
+def load_dataset(name: str, root: str | None) -> DatasetSplits:
+    """Look ``name`` up in DATASETS; an unknown name lists the valid ones."""
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; valid datasets: {', '.join(sorted(DATASETS))}")
+    return DATASETS[name](root)
+
+
+def _resize_uint8(images: torch.Tensor, size: int) -> torch.Tensor:
+    """Bilinear resize of float pixels in 0..255, rounded back to uint8."""
+    resized = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)
+    return resized.round().clamp(0, 255).to(torch.uint8)
+
+
+def _require_root(name: str, root: str | None, layout: str) -> Path:
+    """Turn a missing/None root into an error that says what to place where."""
+    if root is None:
+        raise ValueError(f"dataset {name!r} needs a root: set data.root to {layout}")
+    path = Path(root).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(f"dataset {name!r}: expected {layout} at {path}; got no such path")
+    return path
+
+
+def _load_cifar(name: str, root: str | None) -> DatasetSplits:
+    """Read CIFAR via torchvision without downloading; wrap 'not found' with what to do."""
+    from torchvision import datasets
+
+    folder = "cifar-10-batches-py" if name == "cifar10" else "cifar-100-python"
+    layout = f"the CIFAR python batches (the extracted {folder}/ folder from cs.toronto.edu/~kriz/cifar.html)"
+    base = _require_root(name, root, layout)
+    cls = datasets.CIFAR10 if name == "cifar10" else datasets.CIFAR100
+    try:
+        train = cls(str(base), train=True, download=False)
+        test = cls(str(base), train=False, download=False)
+    except RuntimeError as exc:
+        raise FileNotFoundError(
+            f"dataset {name!r}: expected {base / folder} to hold {layout}; torchvision said: {exc}. "
+            f"Place the python batches there (download is disabled)."
+        ) from exc
+    num_classes = len(train.classes)
+    return DatasetSplits(train=_from_cifar(train, num_classes), test=_from_cifar(test, num_classes))
+
+
+def _from_cifar(dataset, num_classes: int) -> ImageDataset:
+    """torchvision CIFAR (HWC numpy uint8) -> our CHW uint8 tensors."""
+    images = torch.from_numpy(np.ascontiguousarray(dataset.data)).permute(0, 3, 1, 2).contiguous()
+    labels = torch.as_tensor(dataset.targets, dtype=torch.int64)
+    return ImageDataset(images, labels, num_classes)
+
+
+def _read_imagefolder(
+    folder: Path, image_size: int, class_to_idx: dict[str, int] | None
+) -> tuple[ImageDataset, dict[str, int]]:
+    """Load every image of an ImageFolder into one uint8 tensor [N, 3, size, size]."""
+    from torchvision import datasets
+    from torchvision.transforms.v2 import functional as TF
+
+    found = datasets.ImageFolder(str(folder))
+    mapping = class_to_idx if class_to_idx is not None else found.class_to_idx
+    unknown = sorted(set(found.classes) - set(mapping))
+    if unknown:
+        raise ValueError(f"imagefolder: {folder} has classes {unknown} that train/ lacks; expected a subset of {sorted(mapping)}")
+    if not found.samples:
+        raise FileNotFoundError(f"imagefolder: expected images under {folder}/<class>/; found none")
+    images, labels = [], []
+    for path, _ in found.samples:
+        pil = found.loader(path).convert("RGB")
+        tensor = TF.pil_to_tensor(pil)
+        images.append(TF.resize(tensor, [image_size, image_size], antialias=True))
+        labels.append(mapping[Path(path).parent.name])
+    stacked = torch.stack(images).to(torch.uint8)
+    return ImageDataset(stacked, torch.tensor(labels, dtype=torch.int64), len(mapping)), mapping
+
+
+# ---------------------------------------------------------------------------------------------
+# Long-tailed splits (CReST protocol, ALGORITHMS.md section 1)
+# ---------------------------------------------------------------------------------------------
+
+
+def long_tailed_counts(head_count: int, imbalance_ratio: float, num_classes: int) -> list[int]:
+    """Per-rank class sizes of an exponentially decaying long tail.
+
+    N_k = int(N_1 * gamma^(-(k-1)/(L-1))), k = 1..L, gamma = N_1 / N_L (CReST, Wei et al. 2021).
+    CIFAR10-LT with N_1=5000, gamma=100 gives [5000, 2997, 1796, 1077, 645, 387, 232, 139, 83, 50].
+    """
+    if head_count < 1 or imbalance_ratio < 1 or num_classes < 1:
+        raise ValueError(
+            f"long_tailed_counts: expected head_count >= 1, imbalance_ratio >= 1, num_classes >= 1; "
+            f"got {head_count}, {imbalance_ratio}, {num_classes}"
+        )
+    if num_classes == 1:
+        return [int(head_count)]
+    # round(.., 9) guards int() against 49.99999999 from pow(); it never moves a true integer boundary.
+    return [
+        int(round(head_count * imbalance_ratio ** (-k / (num_classes - 1)), 9)) for k in range(num_classes)
+    ]
+
+
+def labeled_counts(counts: Sequence[int], labeled_fraction: float) -> list[int]:
+    """n_lab_k = ceil(beta * N_k): every class keeps at least one label when beta > 0 (CReST code).
+
+    A 1e-9 slack keeps float noise (0.3 * 10 = 3.0000000000000004) from adding a spurious label.
+    """
+    if not 0.0 <= labeled_fraction <= 1.0:
+        raise ValueError(f"labeled_fraction: expected a value in [0, 1]; got {labeled_fraction}")
+    return [min(int(n), math.ceil(labeled_fraction * n - 1e-9)) for n in counts]
+
+
+def long_tailed_split(
+    labels: np.ndarray,
+    num_classes: int,
+    head_count: int,
+    imbalance_ratio: float,
+    labeled_fraction: float,
+    rng: np.random.Generator,
+    holdout_per_class: int = 0,
+    class_order: Sequence[int] | None = None,
+) -> dict[str, np.ndarray]:
+    """Index arrays "labeled", "unlabeled", "holdout" (int64, sorted, disjoint) into ``labels``.
+
+    The balanced holdout (``holdout_per_class`` per class) is drawn FIRST so the test set stays
+    balanced whatever the tail looks like; then class ``class_order[k]`` gets the k-th long-tailed
+    count, of which ceil(beta * N_k) are labeled and the rest unlabeled. ``class_order`` exists
+    because the head class must not be assumed to be class 0 (a bug of the official codes).
+    """
+    labels = np.asarray(labels)
+    order = _check_class_order(class_order, num_classes)
+    counts = long_tailed_counts(head_count, imbalance_ratio, num_classes)
+    n_labeled = labeled_counts(counts, labeled_fraction)
+    pools = {c: rng.permutation(np.flatnonzero(labels == c)) for c in range(num_classes)}
+    _check_enough_samples(pools, order, counts, holdout_per_class)
+    parts: dict[str, list[np.ndarray]] = {"labeled": [], "unlabeled": [], "holdout": []}
+    for rank, cls in enumerate(order):
+        pool = pools[cls]
+        train = pool[holdout_per_class : holdout_per_class + counts[rank]]
+        parts["holdout"].append(pool[:holdout_per_class])
+        parts["labeled"].append(train[: n_labeled[rank]])
+        parts["unlabeled"].append(train[n_labeled[rank] :])
+    return {key: np.sort(np.concatenate(chunks)).astype(np.int64) for key, chunks in parts.items()}
+
+
+def _check_class_order(class_order: Sequence[int] | None, num_classes: int) -> list[int]:
+    """class_order must be a permutation of 0..L-1; default is the identity."""
+    if class_order is None:
+        return list(range(num_classes))
+    order = [int(c) for c in class_order]
+    if sorted(order) != list(range(num_classes)):
+        raise ValueError(f"class_order: expected a permutation of 0..{num_classes - 1}; got {order}")
+    return order
+
+
+def _check_enough_samples(
+    pools: dict[int, np.ndarray], order: list[int], counts: list[int], holdout: int
+) -> None:
+    """Collect every class that is too small and raise once, naming the knobs to lower."""
+    problems = [
+        f"class {cls} has {len(pools[cls])} samples; needs {holdout} holdout + {counts[rank]} train"
+        for rank, cls in enumerate(order)
+        if len(pools[cls]) < holdout + counts[rank]
+    ]
+    if problems:
+        raise ValueError(
+            "long_tailed_split: not enough samples: "
+            + "; ".join(problems)
+            + ". Lower head_count or holdout_per_class, or raise imbalance_ratio."
+        )

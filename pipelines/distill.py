@@ -1,0 +1,85 @@
+"""Knowledge distillation (Hinton et al., 2015) as a Relay pipeline: a teacher, then a student.
+
+`data/split` (supervised, as KE's) -> `g00/train` + `g00/evaluate` (the teacher, `model`) ->
+`g01/train` (the student, `student`, on the labeled set with
+L = (1 - alpha) CE + alpha T^2 KL(softmax(z_t/T) || softmax(z_s/T)), the teacher in eval mode
+seeing the same augmented batch) + `g01/evaluate`. A teacher trained once is reused from the
+artifact store by every later run with the same teacher settings (its fingerprint matches), so
+sweeping `distill.*` retrains only the student. `distill.student_baseline` adds the student
+trained without a teacher (`baseline_*` metrics in generation 1) for the comparison.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from orchestrator.config import RunSettings, StrictModel, TrackingSettings
+from orchestrator.dag import Pipeline, Stage
+from pipelines import student_stages as ss
+from pipelines.crest import gen
+from pipelines.schema import (
+    AugmentSection,
+    DataSection,
+    DistillSection,
+    LabelSection,
+    ModelSection,
+    StudentResourcesSection,
+    StudentSection,
+    SupervisedTrainSection,
+)
+
+SPLIT = "data/split"
+TEACHER = gen(0, "model")
+BASELINE_PREFIX = "baseline_"
+
+
+class DistillConfig(StrictModel):
+    """The whole distillation pipeline file; `pipeline: distill` selects it."""
+
+    pipeline: Literal["distill"] = "distill"
+    name: str = "distill"
+    seed: int = 0
+    data: DataSection = DataSection(imbalance_ratio=1.0, labeled_fraction=1.0)
+    model: ModelSection = ModelSection(name="resnet18")
+    student: StudentSection = StudentSection(name="small_cnn", dropout=0.0, require_larger=False)
+    train: SupervisedTrainSection = SupervisedTrainSection(lr=0.05, label_smoothing=0.0)
+    augment: AugmentSection = AugmentSection()
+    distill: DistillSection = DistillSection()
+    label: LabelSection = LabelSection()
+    resources: StudentResourcesSection = StudentResourcesSection()
+    run: RunSettings = RunSettings()
+    tracking: TrackingSettings = TrackingSettings()
+
+
+def _pair(config: DistillConfig, role: str, k: int, teacher: bool, prefix: str = "") -> list[Stage]:
+    """Train + evaluate one network: the teacher (k 0), the student (k 1) or the no-teacher baseline."""
+    model_name, evaluation = f"{role}/model", f"{role}/evaluation"
+    model = config.model.model_dump() if k == 0 else config.student.model_dump(include={"name", "dropout"})
+    io = {"split": SPLIT, "model": model_name}
+    params = {"data": config.data.model_dump(), "model": model, "train": config.train.model_dump(),
+              "augment": config.augment.model_dump(), "metric_prefix": prefix}
+    if teacher:
+        io["teacher"] = TEACHER
+        params["distill"] = config.distill.model_dump(include={"temperature", "alpha"})
+    res = config.resources
+    return [
+        ss.make_stage(f"{role}/train", ss.train_network, io, (model_name,), params, res.train.model_dump(), k),
+        ss.make_stage(f"{role}/evaluate", ss.evaluate_network, {"split": SPLIT, "model": model_name, "evaluation": evaluation},
+                      (evaluation,), {"data": config.data.model_dump(), "batch_size": config.label.batch_size, "metric_prefix": prefix},
+                      res.evaluate.model_dump(), k),
+    ]
+
+
+def build(config: DistillConfig) -> Pipeline:
+    """split -> teacher -> student (and the optional no-teacher student) as a static DAG."""
+    split = ss.make_stage("data/split", ss.split_supervised, {"split": SPLIT}, (SPLIT,), {"data": config.data.model_dump()},
+                          config.resources.data.model_dump(), None)
+    result = [split, *_pair(config, "g00", 0, teacher=False), *_pair(config, "g01", 1, teacher=True)]
+    if config.distill.student_baseline:
+        result += _pair(config, "baseline", 1, teacher=False, prefix=BASELINE_PREFIX)
+    return Pipeline(config.name, result)
+
+
+def preflight(config: DistillConfig) -> list[str]:
+    """Problems only the data can reveal (a missing root, too few images), as `key: message` lines."""
+    return ss.preflight_supervised(config.data.model_dump())

@@ -1,0 +1,189 @@
+"""Model registry: a small CPU-friendly CNN, FixMatch's WRN-28-2, and torchvision ResNet-18/34.
+
+Every model maps ``[B, in_channels, H, W]`` float images to ``[B, num_classes]`` logits for
+16x16 and 32x32 inputs, ends in an ``nn.Linear`` named ``fc`` (the classifier Knowledge
+Evolution slices) and applies ``dropout`` right before it (Noisy Student's final-layer noise).
+No model ever downloads weights.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+from torchvision import models as tv_models
+
+
+class SmallCNN(nn.Module):
+    """Three conv blocks (32-64-128, BN, ReLU, 2x2 max pool after the first two), global pool, linear.
+
+    About 95k parameters: small enough to train thousands of steps on 16x16 digits on two CPU
+    cores in minutes, big enough to reach high accuracy there.
+    """
+
+    def __init__(self, num_classes: int, in_channels: int, dropout: float = 0.0, width: int = 32) -> None:
+        super().__init__()
+        widths = (width, 2 * width, 4 * width)
+        self.features = nn.Sequential(
+            _conv_bn_relu(in_channels, widths[0]),
+            nn.MaxPool2d(2),
+            _conv_bn_relu(widths[0], widths[1]),
+            nn.MaxPool2d(2),
+            _conv_bn_relu(widths[1], widths[2]),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+        )
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(widths[2], num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.dropout(self.features(x)))
+
+
+def _conv_bn_relu(cin: int, cout: int) -> nn.Sequential:
+    """3x3 conv (no bias: BN follows) + BN + ReLU."""
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+# ---------------------------------------------------------------------------------------------
+# WRN-28-2 as in FixMatch (Sohn et al. 2020; the PyTorch ports of USB / kekmodel)
+# ---------------------------------------------------------------------------------------------
+
+BN_MOMENTUM = 0.001  # PyTorch momentum 0.001 == TF decay 0.999, FixMatch's setting
+LEAKY_SLOPE = 0.1
+
+
+class WideBasicBlock(nn.Module):
+    """Pre-activation wide residual block (BN-LeakyReLU-conv x2) with a 1x1 shortcut on shape change.
+
+    ``activate_before_residual`` (first block of the first group) feeds the activated input to the
+    shortcut too, as FixMatch's WRN does.
+    """
+
+    def __init__(self, cin: int, cout: int, stride: int, activate_before_residual: bool = False) -> None:
+        super().__init__()
+        self.bn1 = nn.BatchNorm2d(cin, momentum=BN_MOMENTUM)
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout, momentum=BN_MOMENTUM)
+        self.conv2 = nn.Conv2d(cout, cout, 3, stride=1, padding=1, bias=False)
+        self.act = nn.LeakyReLU(LEAKY_SLOPE, inplace=False)
+        self.equal_in_out = cin == cout and stride == 1
+        self.shortcut = None if self.equal_in_out else nn.Conv2d(cin, cout, 1, stride=stride, bias=False)
+        self.activate_before_residual = activate_before_residual
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pre = self.act(self.bn1(x))
+        out = self.conv2(self.act(self.bn2(self.conv1(pre))))
+        if self.equal_in_out:
+            return x + out
+        residual_input = pre if self.activate_before_residual else x
+        return self.shortcut(residual_input) + out
+
+
+class WideResNet(nn.Module):
+    """WRN-depth-k: 3 groups of (depth-4)/6 blocks, widths 16k, 32k, 64k, strides 1, 2, 2."""
+
+    def __init__(self, num_classes: int, in_channels: int, depth: int = 28, widen: int = 2, dropout: float = 0.0) -> None:
+        super().__init__()
+        if (depth - 4) % 6:
+            raise ValueError(f"WideResNet depth: expected 6n+4 (e.g. 28); got {depth}")
+        blocks = (depth - 4) // 6
+        widths = (16, 16 * widen, 32 * widen, 64 * widen)
+        self.conv1 = nn.Conv2d(in_channels, widths[0], 3, padding=1, bias=False)
+        self.block1 = _wide_group(widths[0], widths[1], blocks, stride=1, activate_before_residual=True)
+        self.block2 = _wide_group(widths[1], widths[2], blocks, stride=2)
+        self.block3 = _wide_group(widths[2], widths[3], blocks, stride=2)
+        self.bn = nn.BatchNorm2d(widths[3], momentum=BN_MOMENTUM)
+        self.act = nn.LeakyReLU(LEAKY_SLOPE, inplace=False)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(widths[3], num_classes)
+        _init_wide_resnet(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.block3(self.block2(self.block1(self.conv1(x))))
+        out = self.pool(self.act(self.bn(out))).flatten(1)
+        return self.fc(self.dropout(out))
+
+
+def _wide_group(cin: int, cout: int, blocks: int, stride: int, activate_before_residual: bool = False) -> nn.Sequential:
+    """One WRN stage: the first block changes width/stride, the rest keep them."""
+    layers = [WideBasicBlock(cin, cout, stride, activate_before_residual)]
+    layers += [WideBasicBlock(cout, cout, 1) for _ in range(blocks - 1)]
+    return nn.Sequential(*layers)
+
+
+def _init_wide_resnet(model: nn.Module) -> None:
+    """FixMatch's init: kaiming-normal convs (fan_out, leaky relu), BN 1/0, xavier classifier."""
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="leaky_relu")
+        elif isinstance(module, nn.BatchNorm2d):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Linear):
+            nn.init.xavier_normal_(module.weight)
+            nn.init.zeros_(module.bias)
+
+
+# ---------------------------------------------------------------------------------------------
+# torchvision ResNets
+# ---------------------------------------------------------------------------------------------
+
+
+def _adapt_resnet(model: tv_models.ResNet, in_channels: int, dropout: float) -> tv_models.ResNet:
+    """CIFAR-style stem and final-layer dropout on a torchvision ResNet.
+
+    The ImageNet stem (7x7 stride 2 + max pool) shrinks a 16x16 image to 4x4 before the first
+    block and a 32x32 one to 8x8, leaving layer4 with 1x1 maps; a 3x3 stride-1 conv without max
+    pool keeps the resolution, as in every CIFAR ResNet. Dropout is appended to ``avgpool`` so
+    that ``fc`` stays a plain ``nn.Linear`` with torchvision's parameter names.
+    """
+    model.conv1 = nn.Conv2d(in_channels, 64, kernel_size=3, stride=1, padding=1, bias=False)
+    nn.init.kaiming_normal_(model.conv1.weight, mode="fan_out", nonlinearity="relu")
+    model.maxpool = nn.Identity()
+    model.avgpool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Dropout(dropout))
+    return model
+
+
+def resnet18(num_classes: int, in_channels: int, dropout: float = 0.0) -> nn.Module:
+    """torchvision ResNet-18, random init (weights=None), CIFAR stem."""
+    return _adapt_resnet(tv_models.resnet18(weights=None, num_classes=num_classes), in_channels, dropout)
+
+
+def resnet34(num_classes: int, in_channels: int, dropout: float = 0.0) -> nn.Module:
+    """torchvision ResNet-34, random init (weights=None), CIFAR stem."""
+    return _adapt_resnet(tv_models.resnet34(weights=None, num_classes=num_classes), in_channels, dropout)
+
+
+def small_cnn(num_classes: int, in_channels: int, dropout: float = 0.0) -> nn.Module:
+    """The CPU model for digits/synthetic demos and tests."""
+    return SmallCNN(num_classes, in_channels, dropout)
+
+
+def wrn28_2(num_classes: int, in_channels: int, dropout: float = 0.0) -> nn.Module:
+    """WRN-28-2 (1.5M parameters), the FixMatch/CReST backbone for CIFAR."""
+    return WideResNet(num_classes, in_channels, depth=28, widen=2, dropout=dropout)
+
+
+MODELS: dict[str, Callable[..., nn.Module]] = {
+    "small_cnn": small_cnn,
+    "wrn28_2": wrn28_2,
+    "resnet18": resnet18,
+    "resnet34": resnet34,
+}
+
+
+def create_model(name: str, num_classes: int, in_channels: int, dropout: float = 0.0) -> nn.Module:
+    """Build a registered model; an unknown name lists the valid ones."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; valid models: {', '.join(sorted(MODELS))}")
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout: expected a value in [0, 1); got {dropout}")
+    return MODELS[name](num_classes=num_classes, in_channels=in_channels, dropout=dropout)
+
+
+def parameter_count(model: nn.Module) -> int:
+    """Number of parameters (trainable or not); buffers such as BN running stats excluded."""
+    return sum(p.numel() for p in model.parameters())

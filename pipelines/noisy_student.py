@@ -1,0 +1,131 @@
+"""Noisy Student (Xie et al., CVPR 2020) as a Relay pipeline: teacher, then iterated students.
+
+`data/split` (the long-tailed labeled/unlabeled split of `data`) -> `g00/train` (the teacher, on
+the labeled set, with noise: `train.augment` and `model.dropout`) -> `g00/pseudo_label` (the
+un-noised teacher on clean unlabeled images: softmax(z / T)) -> `g00/filter` (confidence >= 0.3,
+top K per class, duplicated up to K) -> `g01/train` (the student, from scratch, on labeled +
+pseudo-labeled data with noise: RandAugment and `student.dropout`) -> `g01/pseudo_label` (the
+student is now the teacher) -> ... The last generation only trains and evaluates.
+
+Stochastic depth (the paper's third noise) is not applied: none of Relay's registered models
+has residual-branch dropping; the noise here is RandAugment and final-layer dropout.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Literal
+
+from pydantic import model_validator
+
+from orchestrator.config import RunSettings, StrictModel, TrackingSettings
+from orchestrator.dag import Pipeline, Stage
+from pipelines import stages
+from pipelines import student_stages as ss
+from pipelines.crest import gen
+from pipelines.schema import (
+    AugmentSection,
+    DataSection,
+    LabelSection,
+    ModelSection,
+    NoisyStudentSection,
+    StudentResourcesSection,
+    StudentSection,
+    SupervisedTrainSection,
+)
+
+SPLIT = "data/split"
+# Parameter counts are compared at config time, before the data is read: both networks are built
+# for this many classes and channels (the classifier is a small share of any registered model).
+PROBE_CLASSES, PROBE_CHANNELS = 10, 3
+
+
+@functools.lru_cache(maxsize=8)
+def model_size(name: str) -> int:
+    """Parameter count of a registered model (cached: validation may build the same model often)."""
+    from pipelines.models import create_model, parameter_count
+
+    return parameter_count(create_model(name, PROBE_CLASSES, PROBE_CHANNELS))
+
+
+def check_student_size(teacher: str, student: str, section: str = "student") -> None:
+    """Noisy Student needs an equal-or-larger student; ValueError naming the keys otherwise."""
+    teacher_size, student_size = model_size(teacher), model_size(student)
+    if student_size < teacher_size:
+        raise ValueError(
+            f"{section}.name: expected a student at least as large as the teacher (model.name {teacher!r}, "
+            f"{teacher_size:,} parameters), got {student!r} with {student_size:,}; pick a larger {section}.name "
+            f"or set {section}.require_larger=false"
+        )
+
+
+class NoisyStudentConfig(StrictModel):
+    """The whole Noisy Student pipeline file; `pipeline: noisy_student` selects it."""
+
+    pipeline: Literal["noisy_student"] = "noisy_student"
+    name: str = "noisy-student"
+    seed: int = 0
+    data: DataSection = DataSection()
+    model: ModelSection = ModelSection(dropout=0.3)
+    student: StudentSection = StudentSection()
+    train: SupervisedTrainSection = SupervisedTrainSection(augment="strong", lr=0.05, label_smoothing=0.0)
+    augment: AugmentSection = AugmentSection()
+    noisy: NoisyStudentSection = NoisyStudentSection()
+    label: LabelSection = LabelSection()
+    resources: StudentResourcesSection = StudentResourcesSection()
+    run: RunSettings = RunSettings()
+    tracking: TrackingSettings = TrackingSettings()
+
+    @model_validator(mode="after")
+    def _student_not_smaller(self) -> NoisyStudentConfig:
+        if self.student.require_larger:
+            check_student_size(self.model.name, self.student.name)
+        return self
+
+
+def _train(config: NoisyStudentConfig, k: int) -> Stage:
+    """g00 trains the teacher on labeled data; gK (K > 0) a student on labeled + the previous picks."""
+    io = {"split": SPLIT, "model": gen(k, "model")}
+    model = config.model.model_dump()
+    if k > 0:
+        io.update({"picks": gen(k - 1, "picks"), "pseudo_labels": gen(k - 1, "pseudo_labels")})
+        model = config.student.model_dump(include={"name", "dropout"})
+    params = {"data": config.data.model_dump(), "model": model, "train": config.train.model_dump(),
+              "augment": config.augment.model_dump(), "noisy": config.noisy.model_dump()}
+    return ss.make_stage(gen(k, "train"), ss.train_network, io, (gen(k, "model"),), params, config.resources.train.model_dump(), k)
+
+
+def generation_stages(config: NoisyStudentConfig, k: int) -> list[Stage]:
+    """Train and evaluate generation k; all but the last also label and filter for the next student."""
+    data, res = config.data.model_dump(), config.resources
+    result = [
+        _train(config, k),
+        ss.make_stage(gen(k, "evaluate"), ss.evaluate_network,
+                      {"split": SPLIT, "model": gen(k, "model"), "evaluation": gen(k, "evaluation")}, (gen(k, "evaluation"),),
+                      {"data": data, "batch_size": config.label.batch_size}, res.evaluate.model_dump(), k),
+    ]
+    if k == config.noisy.iterations:
+        return result
+    return result + [
+        ss.make_stage(gen(k, "pseudo_label"), ss.pseudo_label_network,
+                      {"split": SPLIT, "model": gen(k, "model"), "pseudo_labels": gen(k, "pseudo_labels")}, (gen(k, "pseudo_labels"),),
+                      {"data": data, "batch_size": config.label.batch_size, "generation": k, "temperature": config.noisy.temperature},
+                      res.pseudo_label.model_dump(), k),
+        ss.make_stage(gen(k, "filter"), ss.filter_pseudo_labels,
+                      {"split": SPLIT, "pseudo_labels": gen(k, "pseudo_labels"), "picks": gen(k, "picks")}, (gen(k, "picks"),),
+                      {"data": data, "generation": k, "min_confidence": config.noisy.min_confidence, "per_class": config.noisy.per_class},
+                      res.filter.model_dump(), k),
+    ]
+
+
+def build(config: NoisyStudentConfig) -> Pipeline:
+    """Unroll teacher + `noisy.iterations` students into a static DAG."""
+    split = ss.make_stage("data/split", stages.split_data, {"split": SPLIT}, (SPLIT,), {"data": config.data.model_dump()},
+                          config.resources.data.model_dump(), None)
+    generations = [stage for k in range(config.noisy.iterations + 1) for stage in generation_stages(config, k)]
+    return Pipeline(config.name, [split, *generations])
+
+
+def preflight(config: NoisyStudentConfig) -> list[str]:
+    """Problems only the data can reveal (a missing root, too few images, no unlabeled set)."""
+    return stages.preflight_split(config.data.model_dump())

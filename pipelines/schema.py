@@ -1,0 +1,291 @@
+"""Config sections shared by Relay's pipelines: pydantic models that reject unknown keys.
+
+Every number a user can set is validated here, at the boundary, so that the stage
+functions receive plain values they can trust. The models only describe and check
+values; turning them into arguments happens in `pipelines.stages`.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from orchestrator.config import StrictModel
+
+
+def _known(value: str, valid: list[str], what: str) -> str:
+    """Reject a registry name that is not registered, naming the valid ones."""
+    if value not in valid:
+        raise ValueError(f"unknown {what} {value!r}; valid: {', '.join(sorted(valid))}")
+    return value
+
+
+class DataSection(StrictModel):
+    """The dataset and its long-tailed split (ALGORITHMS.md section 1).
+
+    head_count is N_1, imbalance_ratio is gamma = N_1 / N_L, labeled_fraction is beta;
+    fold seeds the split (the paper reports 5 folds). Datasets without their own test
+    split hold out `holdout_per_class` images per class first, as a balanced test set.
+    """
+
+    name: str = "digits"
+    root: str | None = None
+    head_count: int = Field(130, gt=0)
+    imbalance_ratio: float = Field(10.0, ge=1.0)
+    labeled_fraction: float = Field(0.1, gt=0.0, le=1.0)
+    holdout_per_class: int = Field(40, ge=0)
+    fold: int = Field(0, ge=0)
+    class_order: list[int] | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_registered(cls, value: str) -> str:
+        from pipelines.data import DATASETS
+
+        return _known(value, list(DATASETS), "dataset")
+
+    @model_validator(mode="after")
+    def _root_and_unlabeled(self) -> DataSection:
+        from pipelines.data import DATASET_REQUIRES_ROOT
+
+        if self.name in DATASET_REQUIRES_ROOT and not self.root:
+            raise ValueError(
+                f"dataset {self.name!r} reads local files: set data.root to the folder that holds it "
+                "(Relay never downloads data)"
+            )
+        return self
+
+
+class ModelSection(StrictModel):
+    """Which registered network to train (pipelines.models.MODELS)."""
+
+    name: str = "small_cnn"
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_registered(cls, value: str) -> str:
+        from pipelines.models import MODELS
+
+        return _known(value, list(MODELS), "model")
+
+
+class TrainSection(StrictModel):
+    """FixMatch optimisation (ALGORITHMS.md section 2); steps are optimizer steps per generation.
+
+    batch_size is the GLOBAL labeled batch: it does not grow with data-parallel workers.
+    """
+
+    steps: int = Field(400, gt=0)
+    batch_size: int = Field(64, gt=0)
+    unlabeled_ratio: int = Field(7, ge=1)
+    lr: float = Field(0.03, gt=0.0)
+    momentum: float = Field(0.9, ge=0.0, lt=1.0)
+    nesterov: bool = True
+    weight_decay: float = Field(5e-4, ge=0.0)
+    ema_decay: float = Field(0.999, ge=0.0, lt=1.0)
+    threshold: float = Field(0.95, ge=0.0, le=1.0)
+    lambda_u: float = Field(1.0, ge=0.0)
+    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
+    report_every: int = Field(50, gt=0)
+
+
+class WeakAugment(StrictModel):
+    """Weak augmentation: flip and crop with reflect padding (FixMatch's 12.5%)."""
+
+    flip: bool = True
+    pad_fraction: float = Field(0.125, ge=0.0, lt=0.5)
+
+
+class StrongAugment(StrictModel):
+    """Strong augmentation: RandAugment N ops at magnitude M (0..10), then Cutout.
+
+    style "torchvision" applies every op at the fixed magnitude; "fixmatch" applies each
+    op with probability 0.5 at a random magnitude up to M.
+    """
+
+    style: Literal["torchvision", "fixmatch"] = "torchvision"
+    num_ops: int = Field(2, ge=0, le=14)
+    magnitude: int = Field(9, ge=0, le=10)
+    cutout: float = Field(0.5, ge=0.0, le=1.0)
+
+
+class AugmentSection(StrictModel):
+    weak: WeakAugment = WeakAugment()
+    strong: StrongAugment = StrongAugment()
+
+
+class CrestSection(StrictModel):
+    """CReST / CReST+ generations (ALGORITHMS.md section 3).
+
+    alpha is the official code's flag: the sampling rate of frequency rank l is
+    (N_{L+1-l} / N_1) ** (1 / alpha). alignment turns CReST into CReST+ (progressive
+    distribution alignment with temperature from 1.0 down to t_min).
+    """
+
+    generations: int = Field(3, ge=1)
+    alpha: float = Field(3.0, gt=0.0)
+    selection: Literal["top", "bernoulli"] = "top"
+    alignment: bool = True
+    t_min: float = Field(0.5, ge=0.0, le=1.0)
+    schedule: Literal["linear", "cosine", "step"] = "linear"
+    alignment_momentum: float = Field(0.999, ge=0.0, lt=1.0)
+
+
+class LabelSection(StrictModel):
+    """Batch inference that writes the pseudo-label table."""
+
+    batch_size: int = Field(512, gt=0)
+
+
+class StageResources(StrictModel):
+    """What one stage asks Ray for; workers > 1 means data-parallel training."""
+
+    num_cpus: float = Field(1.0, gt=0.0)
+    num_gpus: float = Field(0.0, ge=0.0)
+    workers: int = Field(1, ge=1)
+
+
+class ResourcesSection(StrictModel):
+    data: StageResources = StageResources()
+    train: StageResources = StageResources()
+    evaluate: StageResources = StageResources()
+    pseudo_label: StageResources = StageResources()
+    rebalance: StageResources = StageResources()
+
+
+# --- Knowledge Evolution, Noisy Student, distillation ------------------------------------------
+
+
+class SupervisedTrainSection(StrictModel):
+    """Supervised optimisation of KE, Noisy Student and distillation; steps are optimizer steps per generation.
+
+    Defaults follow the KE paper (ALGORITHMS.md 4: SGD lr 0.256, batch 32, wd 1e-4, cosine with
+    warm-up, label smoothing 0.1 in its config). class_balanced_beta 0 and cutmix_alpha 0 turn those
+    options off; augment is the input noise: "weak" (flip + crop), "strong" (weak + RandAugment, the
+    `augment.strong` settings) or "none". ema_decay null trains without an EMA (KE hands on the LAST
+    weights, never an average).
+    """
+
+    steps: int = Field(300, gt=0)
+    batch_size: int = Field(32, gt=0)
+    lr: float = Field(0.256, gt=0.0)
+    momentum: float = Field(0.9, ge=0.0, lt=1.0)
+    nesterov: bool = False
+    weight_decay: float = Field(1e-4, ge=0.0)
+    schedule: Literal["warmup_cosine", "cosine", "constant"] = "warmup_cosine"
+    warmup_steps: int = Field(0, ge=0)
+    label_smoothing: float = Field(0.1, ge=0.0, lt=1.0)
+    class_balanced_beta: float = Field(0.0, ge=0.0, lt=1.0)
+    cutmix_alpha: float = Field(0.0, ge=0.0)
+    ema_decay: float | None = Field(None, ge=0.0, lt=1.0)
+    augment: Literal["none", "weak", "strong"] = "weak"
+    report_every: int = Field(50, gt=0)
+
+    @model_validator(mode="after")
+    def _warmup_shorter_than_training(self) -> SupervisedTrainSection:
+        if self.warmup_steps >= self.steps:
+            raise ValueError(
+                f"train.warmup_steps: expected fewer warm-up steps than train.steps ({self.steps}), "
+                f"got {self.warmup_steps}; lower train.warmup_steps (KE warms up 5 of 200 epochs)"
+            )
+        return self
+
+
+class KnowledgeEvolutionSection(StrictModel):
+    """Knowledge Evolution generations (ALGORITHMS.md 4).
+
+    split_rate is sr, the fraction of every layer in the fit hypothesis; split_mode "kels" (channel
+    prefix, slim network extractable) or "wels" (random weights). reinit "kaiming" draws the reset
+    hypothesis afresh (KE); "zero" zeroes it, which with generations 2 is Dense-Sparse-Dense's
+    re-dense step (ALGORITHMS.md 8). compute_matched_baseline adds one network trained
+    generations * train.steps steps: the honest comparison.
+    """
+
+    generations: int = Field(5, ge=1)
+    split_rate: float = 0.5
+    split_mode: str = "kels"
+    reinit: Literal["kaiming", "zero"] = "kaiming"
+    compute_matched_baseline: bool = False
+
+    @field_validator("split_rate")
+    @classmethod
+    def _rate_in_open_interval(cls, value: float) -> float:
+        if not 0.0 < value < 1.0:
+            raise ValueError(
+                f"expected a fraction strictly between 0 and 1, got {value}; set ke.split_rate to e.g. 0.5 "
+                "(paper default), 0.8 (KELS tables) or 0.7 (WELS tables)"
+            )
+        return value
+
+    @field_validator("split_mode")
+    @classmethod
+    def _mode_is_known(cls, value: str) -> str:
+        from pipelines.knowledge_evolution import SPLIT_MODES
+
+        if value not in SPLIT_MODES:
+            raise ValueError(
+                f"expected one of {', '.join(SPLIT_MODES)}, got {value!r}; set ke.split_mode to 'kels' "
+                "(channel split, slim network) or 'wels' (random weight split)"
+            )
+        return value
+
+
+class StudentSection(StrictModel):
+    """The student network of Noisy Student / distillation and its model noise (final-layer dropout).
+
+    require_larger (Noisy Student: an equal-or-larger student) is checked by parameter count
+    against `model` (the teacher) when the config is validated.
+    """
+
+    name: str = "small_cnn"
+    dropout: float = Field(0.3, ge=0.0, lt=1.0)
+    require_larger: bool = True
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_registered(cls, value: str) -> str:
+        from pipelines.models import MODELS
+
+        return _known(value, list(MODELS), "model")
+
+
+class NoisyStudentSection(StrictModel):
+    """Noisy Student iterations (ALGORITHMS.md 5); iterations counts students (g01..), g00 is the teacher.
+
+    label_type "soft" trains on softmax(z/T) with the tempered KL, "hard" on argmax with
+    label_smoothing. min_confidence and per_class (K, default: unlabeled images / classes) are the
+    filtering and balancing. unlabel_ratio weights the pseudo-labeled loss; pseudo_batch_ratio is
+    how many pseudo-labeled images join each labeled one in a step.
+    """
+
+    iterations: int = Field(3, ge=1)
+    label_type: Literal["soft", "hard"] = "soft"
+    temperature: float = Field(1.0, gt=0.0)
+    label_smoothing: float = Field(0.1, ge=0.0, lt=1.0)
+    min_confidence: float = Field(0.3, ge=0.0, le=1.0)
+    per_class: int | None = Field(None, ge=1)
+    unlabel_ratio: float = Field(1.0, ge=0.0)
+    pseudo_batch_ratio: int = Field(1, ge=1)
+
+
+class DistillSection(StrictModel):
+    """Hinton distillation (ALGORITHMS.md 6): L = (1 - alpha) CE + alpha T^2 KL.
+
+    student_baseline adds the same student trained without the teacher, for comparison.
+    """
+
+    temperature: float = Field(4.0, gt=0.0)
+    alpha: float = Field(0.9, ge=0.0, le=1.0)
+    student_baseline: bool = True
+
+
+class StudentResourcesSection(StrictModel):
+    """Per-stage resources of the KE, Noisy Student and distillation pipelines."""
+
+    data: StageResources = StageResources()
+    train: StageResources = StageResources()
+    evaluate: StageResources = StageResources()
+    pseudo_label: StageResources = StageResources()
+    filter: StageResources = StageResources()

@@ -1,0 +1,313 @@
+"""Stage bodies: unpack a stage's params into plain arguments and call the algorithm modules.
+
+Each function has the engine's stage signature `(ctx, inputs, params) -> StageResult`.
+Inputs and outputs are addressed by role through `params["io"]` (role -> artifact
+name), so the same body serves every generation; the builders decide the names.
+Configs stop here: losses, samplers and training loops receive numbers and tensors.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import torch
+
+from orchestrator.dag import StageContext, StageResult
+from pipelines import plots
+from pipelines.augment import strong_augment, weak_augment
+from pipelines.data import DatasetSplits, load_dataset, long_tailed_split
+from pipelines.evaluation import class_metrics, tail_classes
+from pipelines.models import create_model
+from pipelines.pseudo_label import picks_table, predict_probs, to_table
+from pipelines.sampling import crest_rates, select_crest
+from pipelines.schedules import temperature
+from pipelines.training import FixMatchSettings, train_fixmatch
+
+log = logging.getLogger(__name__)
+
+SPLIT_SCHEMA = pa.schema(
+    [
+        pa.field("sample_id", pa.int64(), nullable=False),
+        pa.field("label", pa.int32(), nullable=False),
+        pa.field("subset", pa.string(), nullable=False),
+    ]
+)
+EVALUATION_SCHEMA = pa.schema(
+    [
+        pa.field("class_id", pa.int32(), nullable=False),
+        pa.field("labeled_count", pa.int64(), nullable=False),
+        pa.field("recall", pa.float32(), nullable=False),
+        pa.field("precision", pa.float32(), nullable=False),
+    ]
+)
+
+
+# --- inputs, outputs and data -------------------------------------------------------------
+
+
+def artifact(inputs: Mapping[str, Any], params: Mapping[str, Any], role: str) -> Any:
+    """The loaded input playing `role`, or None when the builder gave the stage no such input."""
+    name = params["io"].get(role)
+    return None if name is None else inputs[name]
+
+
+def output_name(params: Mapping[str, Any], role: str) -> str:
+    return params["io"][role]
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_dataset(name: str, root: str | None) -> DatasetSplits:
+    """Datasets are read once per worker process: Ray reuses workers across stages."""
+    return load_dataset(name, root)
+
+
+def subset_arrays(split: pa.Table, subset: str) -> tuple[np.ndarray, np.ndarray]:
+    """(sample ids, labels) of one subset of the split table."""
+    mask = np.asarray(split.column("subset").to_pylist()) == subset
+    ids = split.column("sample_id").to_numpy()[mask]
+    labels = split.column("label").to_numpy()[mask]
+    return ids, labels.astype(np.int64)
+
+
+def subset_images(data: Mapping[str, Any], split: pa.Table, subset: str) -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:
+    """(ids, uint8 images, labels) of a subset; "test" reads the dataset's own test split if it has one."""
+    splits = _cached_dataset(data["name"], data.get("root"))
+    ids, labels = subset_arrays(split, subset)
+    source = splits.test if subset == "test" and splits.test is not None else splits.train
+    index = torch.from_numpy(ids)
+    return ids, source.images[index], torch.from_numpy(labels)
+
+
+def dataset_of(data: Mapping[str, Any]) -> DatasetSplits:
+    """The (cached) dataset a `data` config section names, for stage modules outside this one."""
+    return _cached_dataset(data["name"], data.get("root"))
+
+
+def num_classes_of(data: Mapping[str, Any]) -> int:
+    return _cached_dataset(data["name"], data.get("root")).train.num_classes
+
+
+def labeled_class_counts(split: pa.Table, num_classes: int) -> np.ndarray:
+    """Class counts of the ORIGINAL labeled set: CReST ranks classes by these."""
+    _, labels = subset_arrays(split, "labeled")
+    return np.bincount(labels, minlength=num_classes)
+
+
+def stage_generator(ctx: StageContext) -> torch.Generator:
+    """A torch generator seeded from the run seed; also seeds torch's global RNG for torchvision."""
+    torch.manual_seed(ctx.seed)
+    return torch.Generator().manual_seed(ctx.seed)
+
+
+# --- checkpoints --------------------------------------------------------------------------
+
+
+def model_checkpoint(model: torch.nn.Module, name: str, num_classes: int, in_channels: int, dropout: float) -> dict:
+    """A checkpoint that loads with torch.load(weights_only=True): tensors and plain values only."""
+    state = {key: value.detach().cpu() for key, value in model.state_dict().items()}
+    return {"state_dict": state, "model": name, "num_classes": num_classes, "in_channels": in_channels, "dropout": dropout}
+
+
+def load_model(checkpoint: Mapping[str, Any], device: str) -> torch.nn.Module:
+    model = create_model(checkpoint["model"], checkpoint["num_classes"], checkpoint["in_channels"], checkpoint["dropout"])
+    model.load_state_dict(checkpoint["state_dict"])
+    return model.to(device).eval()
+
+
+# --- data split -----------------------------------------------------------------------------
+
+
+def split_table(data: Mapping[str, Any], splits: DatasetSplits) -> pa.Table:
+    """The long-tailed labeled/unlabeled split (CReST protocol) and the balanced test set as one table."""
+    rng = np.random.default_rng(data["fold"])
+    holdout = 0 if splits.test is not None else data["holdout_per_class"]
+    labels = splits.train.labels.numpy()
+    parts = long_tailed_split(
+        labels, splits.train.num_classes, data["head_count"], data["imbalance_ratio"],
+        data["labeled_fraction"], rng, holdout_per_class=holdout, class_order=data.get("class_order"),
+    )
+    if splits.test is not None:
+        parts["test"] = np.arange(len(splits.test.labels), dtype=np.int64)
+        test_labels = splits.test.labels.numpy()
+    else:
+        parts["test"] = parts.pop("holdout")
+        test_labels = labels
+    parts.pop("holdout", None)
+    columns: dict[str, list] = {"sample_id": [], "label": [], "subset": []}
+    for subset, ids in parts.items():
+        source = test_labels if subset == "test" else labels
+        columns["sample_id"].extend(ids.tolist())
+        columns["label"].extend(source[ids].tolist())
+        columns["subset"].extend([subset] * len(ids))
+    return pa.table(columns, schema=SPLIT_SCHEMA)
+
+
+def split_data(ctx: StageContext, inputs: Mapping[str, Any], params: Mapping[str, Any]) -> StageResult:
+    """Load the dataset and draw the split; every later stage reads images by sample id."""
+    data = params["data"]
+    table = split_table(data, _cached_dataset(data["name"], data.get("root")))
+    counts = {subset: int(np.sum(np.asarray(table.column("subset").to_pylist()) == subset)) for subset in ("labeled", "unlabeled", "test")}
+    if counts["unlabeled"] == 0:
+        raise ValueError("the split leaves no unlabeled images: lower data.labeled_fraction below 1")
+    metrics = {f"{subset}_size": float(count) for subset, count in counts.items()}
+    return StageResult(outputs={output_name(params, "split"): table}, metrics=metrics)
+
+
+# --- training -------------------------------------------------------------------------------
+
+
+def fixmatch_settings(train: Mapping[str, Any], crest: Mapping[str, Any], generation: int) -> FixMatchSettings:
+    """FixMatch settings of one generation; CReST+ anneals the alignment temperature per generation."""
+    t = temperature(generation, crest["generations"], crest["t_min"], crest["schedule"])
+    return FixMatchSettings(
+        steps=train["steps"], batch_size=train["batch_size"], unlabeled_ratio=train["unlabeled_ratio"],
+        lr=train["lr"], momentum=train["momentum"], nesterov=train["nesterov"], weight_decay=train["weight_decay"],
+        ema_decay=train["ema_decay"], threshold=train["threshold"], lambda_u=train["lambda_u"],
+        alignment=crest["alignment"], temperature=t, alignment_momentum=crest["alignment_momentum"],
+        label_smoothing=train["label_smoothing"],
+    )
+
+
+def augmenters(augment: Mapping[str, Any]) -> tuple[Any, Any]:
+    weak, strong = augment["weak"], augment["strong"]
+    weak_fn = functools.partial(weak_augment, flip=weak["flip"], pad_fraction=weak["pad_fraction"])
+    strong_fn = functools.partial(
+        strong_augment, style=strong["style"], num_ops=strong["num_ops"], magnitude=strong["magnitude"],
+        cutout=strong["cutout"], flip=weak["flip"], pad_fraction=weak["pad_fraction"],
+    )
+    return weak_fn, strong_fn
+
+
+def labeled_with_picks(data: Mapping[str, Any], split: pa.Table, picks: pa.Table | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ORIGINAL labeled set plus this generation's picks with their pseudo-labels (picks replace, never accumulate)."""
+    _, images, labels = subset_images(data, split, "labeled")
+    if picks is None or picks.num_rows == 0:
+        return images, labels
+    train_images = _cached_dataset(data["name"], data.get("root")).train.images
+    pick_ids = torch.from_numpy(picks.column("sample_id").to_numpy().copy())
+    pick_labels = torch.from_numpy(picks.column("label").to_numpy().astype(np.int64))
+    return torch.cat([images, train_images[pick_ids]]), torch.cat([labels, pick_labels])
+
+
+def train_generation(ctx: StageContext, inputs: Mapping[str, Any], params: Mapping[str, Any]) -> StageResult:
+    """Train a new model from random initialisation with FixMatch (CReST retrains every generation)."""
+    generator = stage_generator(ctx)
+    data, model_cfg = params["data"], params["model"]
+    split = artifact(inputs, params, "split")
+    images, targets = labeled_with_picks(data, split, artifact(inputs, params, "picks"))
+    _, unlabeled, _ = subset_images(data, split, "unlabeled")
+    num_classes, in_channels = num_classes_of(data), int(images.shape[1])
+    model = create_model(model_cfg["name"], num_classes, in_channels, model_cfg["dropout"]).to(ctx.device)
+    settings = fixmatch_settings(params["train"], params["crest"], params["generation"])
+    weak_fn, strong_fn = augmenters(params["augment"])
+    ema_model = train_fixmatch(
+        model, images, targets, unlabeled, num_classes, settings, weak_fn, strong_fn, ctx.device, generator,
+        report=ctx.report, report_every=params["train"]["report_every"],
+    )
+    checkpoint = model_checkpoint(ema_model, model_cfg["name"], num_classes, in_channels, model_cfg["dropout"])
+    metrics = {"labeled_size": float(len(targets)), "temperature": settings.temperature}
+    if ctx.series:
+        metrics.update(ctx.series[-1][1])
+    return StageResult(outputs={output_name(params, "model"): checkpoint}, metrics=metrics)
+
+
+# --- evaluation ----------------------------------------------------------------------------
+
+
+def evaluate_generation(ctx: StageContext, inputs: Mapping[str, Any], params: Mapping[str, Any]) -> StageResult:
+    """Balanced accuracy, tail recall and per-class recall/precision of the EMA model on the balanced test set."""
+    data = params["data"]
+    split = artifact(inputs, params, "split")
+    model = load_model(artifact(inputs, params, "model"), ctx.device)
+    _, images, labels = subset_images(data, split, "test")
+    num_classes = num_classes_of(data)
+    probs = predict_probs(model, images, params["batch_size"], ctx.device)
+    result = class_metrics(probs.argmax(axis=1), labels.numpy(), num_classes)
+    counts = labeled_class_counts(split, num_classes)
+    tail = tail_classes(counts.tolist(), params["tail_fraction"])
+    metrics = {
+        "balanced_accuracy": float(result["balanced_accuracy"]),
+        "accuracy": float(result["accuracy"]),
+        "tail_recall": float(np.mean([result["recall"][c] for c in tail])),
+    }
+    metrics.update({f"recall/{c}": float(r) for c, r in enumerate(result["recall"])})
+    metrics.update({f"precision/{c}": float(p) for c, p in enumerate(result["precision"])})
+    table = pa.table(
+        {"class_id": list(range(num_classes)), "labeled_count": counts.tolist(),
+         "recall": result["recall"], "precision": result["precision"]},
+        schema=EVALUATION_SCHEMA,
+    )
+    files = {
+        "per_class.png": plots.per_class_bars(result["recall"], result["precision"], counts.tolist()),
+        "confusion.png": plots.confusion_matrix(result["confusion"]),
+    }
+    return StageResult(outputs={output_name(params, "evaluation"): table}, metrics=metrics, files=files)
+
+
+# --- pseudo-labels and rebalancing ----------------------------------------------------------
+
+
+def pseudo_label_generation(ctx: StageContext, inputs: Mapping[str, Any], params: Mapping[str, Any]) -> StageResult:
+    """The EMA model labels the whole unlabeled split: plain softmax, no threshold, no alignment."""
+    data = params["data"]
+    split = artifact(inputs, params, "split")
+    checkpoint = artifact(inputs, params, "model")
+    model = load_model(checkpoint, ctx.device)
+    ids, images, true_labels = subset_images(data, split, "unlabeled")
+    probs = predict_probs(model, images, params["batch_size"], ctx.device)
+    table = to_table(ids, probs, params["generation"], f"{checkpoint['model']}@g{params['generation']:02d}")
+    pred = probs.argmax(axis=1)
+    metrics = {
+        "accuracy": float(np.mean(pred == true_labels.numpy())) if len(pred) else 0.0,
+        "mean_confidence": float(probs.max(axis=1).mean()) if len(pred) else 0.0,
+        "rows": float(len(pred)),
+    }
+    return StageResult(outputs={output_name(params, "pseudo_labels"): table}, metrics=metrics)
+
+
+def rebalance_generation(ctx: StageContext, inputs: Mapping[str, Any], params: Mapping[str, Any]) -> StageResult:
+    """CReST: keep the most confident fraction mu_l of each predicted class, more of rarer classes."""
+    split = artifact(inputs, params, "split")
+    table = artifact(inputs, params, "pseudo_labels")
+    num_classes = num_classes_of(params["data"])
+    counts = labeled_class_counts(split, num_classes)
+    rates = crest_rates(counts.tolist(), params["alpha"])
+    pred = table.column("pred_class").to_numpy().astype(np.int64)
+    confidence = table.column("confidence").to_numpy()
+    rows = select_crest(pred, confidence, rates, params["selection"], np.random.default_rng(ctx.seed))
+    ids = table.column("sample_id").to_numpy()[rows]
+    picks = picks_table(ids, pred[rows], confidence[rows], params["generation"])
+    kept = np.bincount(pred[rows], minlength=num_classes)
+    truth = dict(zip(*subset_arrays(split, "unlabeled")))
+    correct = [truth[int(i)] == int(p) for i, p in zip(ids, pred[rows])]
+    metrics = {f"kept/{c}": float(k) for c, k in enumerate(kept)}
+    metrics.update({f"rate/{c}": float(r) for c, r in enumerate(rates)})
+    metrics["kept_total"] = float(len(rows))
+    metrics["picks_accuracy"] = float(np.mean(correct)) if correct else 0.0
+    files = {"pseudo_label_histogram.png": plots.class_histogram(np.bincount(pred, minlength=num_classes).tolist(), kept.tolist())}
+    return StageResult(outputs={output_name(params, "picks"): picks}, metrics=metrics, files=files)
+
+
+def preflight_split(data: Mapping[str, Any]) -> list[str]:
+    """Load the dataset and draw the split before anything runs; return problems as `key: message` lines.
+
+    Catches what only the data can tell (a missing root, a class too small for head_count,
+    an empty unlabeled set) while nothing has been written yet.
+    """
+    try:
+        splits = _cached_dataset(data["name"], data.get("root"))
+    except FileNotFoundError as exc:
+        return [f"data.root: {exc}"]
+    try:
+        table = split_table(data, splits)
+    except ValueError as exc:
+        return [f"data: {exc}"]
+    subsets = np.asarray(table.column("subset").to_pylist())
+    if not np.any(subsets == "unlabeled"):
+        return ["data.labeled_fraction: the split leaves no unlabeled images (an empty unlabeled set); use a value below 1"]
+    return []

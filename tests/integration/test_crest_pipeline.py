@@ -1,0 +1,132 @@
+"""smoke.yaml through the real `relay` CLI on a local Ray instance with a real SQLite MLflow store."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from mlflow import MlflowClient
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
+
+ROOT = Path(__file__).resolve().parents[2]
+SMOKE = ROOT / "pipelines" / "configs" / "smoke.yaml"
+
+
+def relay(*args: str, workspace: Path) -> subprocess.CompletedProcess:
+    """Run the real CLI in a fresh process, as a user would."""
+    env = {**os.environ, "RELAY_WORKSPACE": str(workspace), "PYTHONUNBUFFERED": "1"}
+    return subprocess.run([sys.executable, "-m", "orchestrator.cli", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+
+
+def manifests(workspace: Path) -> dict[str, dict]:
+    """Stage name -> manifest of every completed stage in the artifact store."""
+    found = {}
+    for path in (workspace / "artifacts").rglob("manifest.json"):
+        manifest = json.loads(path.read_text())
+        found[manifest["stage"]] = manifest | {"_dir": str(path.parent)}
+    return found
+
+
+def output_path(manifest: dict, name: str) -> Path:
+    path = Path(manifest["outputs"][name]["path"])
+    return path if path.is_absolute() else Path(manifest["_dir"]) / path.name
+
+
+def client(workspace: Path) -> MlflowClient:
+    return MlflowClient(f"sqlite:///{workspace / 'mlflow.db'}")
+
+
+def runs_of(workspace: Path, run_id: str) -> list:
+    mlflow = client(workspace)
+    experiment = mlflow.get_experiment_by_name("relay")
+    return mlflow.search_runs([experiment.experiment_id], f"tags.`relay.pipeline_run` = '{run_id}'", max_results=500)
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess]:
+    workspace = tmp_path_factory.mktemp("ws")
+    result = relay("run", str(SMOKE), "--run-id", "smoke-1", workspace=workspace)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return workspace, result
+
+
+def test_run_prints_the_generation_table_and_where_to_browse(smoke_run) -> None:
+    _, result = smoke_run
+    assert "balanced_accuracy" in result.stdout
+    lines = [line for line in result.stdout.splitlines() if line[:1].isdigit()]
+    assert [line.split()[0] for line in lines] == ["0", "1"]
+    assert "relay ui" in result.stdout
+
+
+def test_mlflow_run_tree_tags_and_generation_metrics(smoke_run) -> None:
+    workspace, _ = smoke_run
+    runs = runs_of(workspace, "smoke-1")
+    by_name = {run.info.run_name: run for run in runs}
+    parent = by_name["smoke-1"]
+    assert {"gen-00", "gen-01"} <= set(by_name)
+    for gen in ("gen-00", "gen-01"):
+        assert by_name[gen].data.tags["mlflow.parentRunId"] == parent.info.run_id
+    for stage in ("g00/train", "g00/evaluate", "g00/pseudo_label", "g00/rebalance", "g01/train", "g01/evaluate"):
+        run = by_name[stage]
+        gen_run = by_name[f"gen-{stage[1:3]}"]
+        assert run.data.tags["mlflow.parentRunId"] == gen_run.info.run_id
+        assert run.data.tags["relay.stage"] == stage
+        assert run.data.tags["relay.generation"] == str(int(stage[1:3]))
+        assert len(run.data.tags["relay.fingerprint"]) >= 16
+        assert run.data.tags["cache_hit"] == "false"
+    history = client(workspace).get_metric_history(parent.info.run_id, "balanced_accuracy")
+    assert sorted(m.step for m in history) == [0, 1]
+    assert all(0.0 <= m.value <= 1.0 for m in history)
+    assert any(a.path.endswith(".png") for a in client(workspace).list_artifacts(by_name["g00/evaluate"].info.run_id))
+
+
+def test_pseudo_label_table_schema_and_row_counts(smoke_run) -> None:
+    workspace, _ = smoke_run
+    found = manifests(workspace)
+    split = pq.read_table(output_path(found["data/split"], "data/split"))
+    unlabeled = sum(1 for s in split.column("subset").to_pylist() if s == "unlabeled")
+    table = pq.read_table(output_path(found["g00/pseudo_label"], "g00/pseudo_labels"))
+    assert table.schema.field("probs").type == pa.list_(pa.float32(), 10)
+    assert [f.name for f in table.schema] == ["sample_id", "pred_class", "confidence", "probs", "generation", "model"]
+    assert table.schema.field("sample_id").type == pa.int64()
+    assert table.schema.field("pred_class").type == pa.int32()
+    assert table.num_rows == unlabeled
+    assert set(table.column("generation").to_pylist()) == {0}
+    picks = pq.read_table(output_path(found["g00/rebalance"], "g00/picks"))
+    assert 0 < picks.num_rows <= unlabeled
+    assert found["g00/rebalance"]["metrics"]["kept_total"] == picks.num_rows
+    assert "g01/pseudo_label" not in found  # the last generation only trains and evaluates
+
+
+def test_rerun_skips_every_stage_visibly(smoke_run) -> None:
+    workspace, _ = smoke_run
+    result = relay("run", str(SMOKE), "--run-id", "smoke-2", workspace=workspace)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert result.stderr.count("cache hit") == 7  # split + 4 stages of g00 + 2 of g01
+    stage_runs = [r for r in runs_of(workspace, "smoke-2") if "/" in (r.info.run_name or "")]
+    assert len(stage_runs) == 7
+    assert all(r.data.tags["cache_hit"] == "true" for r in stage_runs)
+
+
+def test_stop_then_resume_redoes_only_the_missing_stages(tmp_path: Path) -> None:
+    workspace = tmp_path / "ws"
+    first = relay("run", str(SMOKE), "--run-id", "stopped", "--stop-after", "g00/pseudo_label", "train.steps=30", workspace=workspace)
+    assert first.returncode == 0, first.stderr[-4000:]
+    assert "relay resume stopped" in first.stdout
+    done_before = set(manifests(workspace))
+    assert {"data/split", "g00/train", "g00/pseudo_label"} <= done_before
+    assert "g01/train" not in done_before
+    second = relay("resume", "stopped", workspace=workspace)
+    assert second.returncode == 0, second.stderr[-4000:]
+    for stage in ("data/split", "g00/train", "g00/pseudo_label"):
+        assert f"skip {stage}" in second.stderr or f"{stage}: cache hit" in second.stderr
+    assert {"g00/rebalance", "g01/train", "g01/evaluate"} <= set(manifests(workspace))
+    names = [r.info.run_name for r in runs_of(workspace, "stopped")]
+    assert names.count("stopped") == 1 and names.count("gen-00") == 1, "resume reuses the parent and generation runs"

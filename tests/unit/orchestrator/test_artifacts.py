@@ -1,0 +1,171 @@
+"""Artifact store: explicit schemas, weights-only checkpoints, atomic writes, digests."""
+
+import json
+
+import numpy as np
+import pyarrow as pa
+import pytest
+import torch
+
+from orchestrator.artifacts import ArtifactStore, sanitize
+from orchestrator.dag import StageResult
+from orchestrator.errors import ArtifactError
+
+SCHEMA = pa.schema([
+    pa.field("sample_id", pa.int64(), nullable=False),
+    pa.field("probs", pa.list_(pa.float32(), 3), nullable=False),
+    pa.field("model", pa.string(), nullable=False),
+])
+
+
+def table():
+    probs = pa.FixedSizeListArray.from_arrays(pa.array(np.arange(6, dtype=np.float32)), 3)
+    return pa.Table.from_arrays([pa.array([7, 9], pa.int64()), probs, pa.array(["m", "m"])], schema=SCHEMA)
+
+
+def checkpoint():
+    return {"state": {"w": torch.arange(4.0), "b": torch.zeros(2)}, "step": 12, "name": "small_cnn", "dims": [1, 2]}
+
+
+def result(**outputs):
+    return StageResult(outputs=outputs or {"g00/picks": table(), "model": checkpoint()}, metrics={"acc": 0.5},
+                       files={"confusion.png": b"\x89PNG fake"})
+
+
+@pytest.fixture(params=["path", "uri"])
+def store(request, tmp_path):
+    root = tmp_path / "store"
+    return ArtifactStore(str(root) if request.param == "path" else root.as_uri())
+
+
+class SpyFS:
+    """Delegates to a real pyarrow filesystem except for the methods given (pyarrow's are read-only)."""
+
+    def __init__(self, fs, **overrides):
+        self._fs, self._overrides = fs, overrides
+
+    def __getattr__(self, name):
+        return self._overrides.get(name) or getattr(self._fs, name)
+
+
+def test_round_trip_keeps_schema_and_weights_only_checkpoint(store):
+    manifest = store.write_stage("fp1", "g00/rebalance", result(), series=[(1, {"loss": 2.0})])
+    picks = store.load(manifest.outputs["g00/picks"])
+    assert picks.schema.equals(SCHEMA)
+    assert picks.equals(table())
+    ckpt = store.load(manifest.outputs["model"])
+    assert torch.equal(ckpt["state"]["w"], torch.arange(4.0))
+    assert ckpt["step"] == 12 and ckpt["name"] == "small_cnn" and ckpt["dims"] == [1, 2]
+    assert manifest.outputs["g00/picks"].path == "stages/fp1/g00_picks.parquet"
+    assert manifest.outputs["model"].kind == "checkpoint"
+
+
+def test_manifest_reads_back_equal(store):
+    written = store.write_stage("fp1", "s", result(), series=[(1, {"loss": 2.0}), (2, {"loss": 1.0})])
+    read = store.read_manifest("fp1")
+    assert read == written
+    assert read.series == [(1, {"loss": 2.0}), (2, {"loss": 1.0})]
+    assert read.metrics == {"acc": 0.5}
+    assert len(read.outputs["model"].digest) == 64
+
+
+def test_missing_manifest_is_none(store):
+    assert store.read_manifest("never-written") is None
+
+
+def test_files_are_stored_and_locally_readable(tmp_path):
+    store = ArtifactStore(str(tmp_path))
+    manifest = store.write_stage("fp", "s", result())
+    path = manifest.files["confusion.png"]
+    assert store.read_bytes(path) == b"\x89PNG fake"
+    assert store.local_path(path).read_bytes() == b"\x89PNG fake"
+
+
+def test_write_is_atomic_and_manifest_last_when_an_output_fails(tmp_path):
+    store = ArtifactStore(str(tmp_path))
+    with pytest.raises(ArtifactError) as info:
+        store.write_stage("fp", "s", StageResult(outputs={"good": table(), "bad": object()}))
+    assert info.value.artifact == "bad"
+    assert info.value.retryable is False
+    assert store.read_manifest("fp") is None
+    stage_dir = tmp_path / "stages" / "fp"
+    assert (stage_dir / "good.parquet").exists()  # first output landed, but without a manifest it is not "complete"
+    assert not list(stage_dir.glob("*.tmp-*"))
+
+
+def test_storage_failure_after_first_file_leaves_no_manifest(tmp_path, monkeypatch):
+    store = ArtifactStore(str(tmp_path))
+    store.write_stage("fp", "s", result())  # an earlier complete write
+    real = store._fs.open_output_stream
+    calls = []
+
+    def failing(path, *args, **kwargs):
+        calls.append(path)
+        if len(calls) == 2:
+            raise OSError("disk full")
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(store, "_fs", SpyFS(store._fs, open_output_stream=failing))
+    with pytest.raises(ArtifactError, match="'model': could not write .*disk full"):
+        store.write_stage("fp", "s", result())
+    assert store.read_manifest("fp") is None  # the old manifest went first
+    assert not list((tmp_path / "stages" / "fp").glob("*.tmp-*"))
+
+
+def test_rejects_values_weights_only_load_cannot_read(tmp_path):
+    store = ArtifactStore(str(tmp_path))
+    with pytest.raises(ArtifactError, match=r"model.state.w is a ndarray"):
+        store.write_stage("fp", "s", StageResult(outputs={"model": {"state": {"w": np.zeros(2)}}}))
+    with pytest.raises(ArtifactError, match="unsupported output type list"):
+        store.write_stage("fp", "s", StageResult(outputs={"x": [1, 2]}))
+    with pytest.raises(ArtifactError, match="files must be bytes"):
+        store.write_stage("fp", "s", StageResult(outputs={}, files={"a.txt": "text"}))
+
+
+def test_verify_detects_truncated_corrupted_and_missing_files(tmp_path):
+    store = ArtifactStore(str(tmp_path))
+    manifest = store.write_stage("fp", "s", StageResult(outputs={"a": table(), "b": checkpoint(), "c": table()}))
+    assert store.verify(manifest) == []
+    stage_dir = tmp_path / "stages" / "fp"
+    data = (stage_dir / "a.parquet").read_bytes()
+    (stage_dir / "a.parquet").write_bytes(data[:-10])  # truncated
+    blob = bytearray((stage_dir / "b.pt").read_bytes())
+    blob[len(blob) // 2] ^= 0xFF  # same size, one byte flipped
+    (stage_dir / "b.pt").write_bytes(bytes(blob))
+    assert store.verify(manifest) == ["a", "b"]
+    (stage_dir / "c.parquet").unlink()
+    assert store.verify(manifest) == ["a", "b", "c"]
+
+
+def test_load_wraps_storage_errors_once_with_the_artifact_name(tmp_path):
+    store = ArtifactStore(str(tmp_path))
+    manifest = store.write_stage("fp", "s", StageResult(outputs={"model": checkpoint()}))
+    (tmp_path / "stages" / "fp" / "model.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ArtifactError, match="artifact 'model': could not load") as info:
+        store.load(manifest.outputs["model"])
+    assert info.value.__cause__ is not None
+    assert not isinstance(info.value.__cause__, ArtifactError)
+
+
+def test_unreadable_manifest_counts_as_incomplete(tmp_path):
+    store = ArtifactStore(str(tmp_path))
+    store.write_stage("fp", "s", result())
+    (tmp_path / "stages" / "fp" / "manifest.json").write_text("{not json")
+    assert store.read_manifest("fp") is None
+
+
+def test_manifest_json_is_written_last(tmp_path, monkeypatch):
+    store = ArtifactStore(str(tmp_path))
+    order = []
+    real = store._fs.move
+    spy = SpyFS(store._fs, move=lambda src, dst: (order.append(dst.rsplit("/", 1)[1]), real(src, dst)))
+    monkeypatch.setattr(store, "_fs", spy)
+    store.write_stage("fp", "s", result())
+    assert order[-1] == "manifest.json"
+    assert sorted(order[:-1]) == ["confusion.png", "g00_picks.parquet", "model.pt"]
+    assert json.loads((tmp_path / "stages" / "fp" / "manifest.json").read_text())["stage"] == "s"
+
+
+def test_sanitize_keeps_names_file_safe():
+    assert sanitize("g00/pseudo labels") == "g00_pseudo_labels"
+    assert sanitize("../..") == "artifact"

@@ -1,0 +1,266 @@
+"""orchestrator.jobs without a cluster: addresses, token lookup, fast clear failures.
+
+A tiny HTTP server stands in for the dashboard where a test needs an answer
+(auth mode, cluster status); the real Jobs server is exercised in
+tests/integration/test_jobs_cluster.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import socket
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from orchestrator import jobs
+from orchestrator.errors import RelayError
+
+AUTH_VARS = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_ADDRESS")
+
+
+@pytest.fixture
+def clean_env(monkeypatch, tmp_path) -> Path:
+    """No Ray auth/address variables and an empty HOME; restored afterwards.
+
+    setenv-then-delenv makes monkeypatch remember the variables as unset, so a
+    variable that jobs.find_auth_token sets itself is removed again at teardown.
+    """
+    for name in AUTH_VARS:
+        monkeypatch.setenv(name, "placeholder")
+        monkeypatch.delenv(name)
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    return home
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def fake_dashboard() -> Iterator[tuple[str, dict[str, Any]]]:
+    """An HTTP server answering GET paths from a dict of JSON bodies (404 otherwise)."""
+    routes: dict[str, Any] = {}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            body = routes.get(self.path.split("?")[0])
+            payload = json.dumps(body).encode() if body is not None else b"not found"
+            self.send_response(200 if body is not None else 404)
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", routes
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+# --------------------------------------------------------------------------- address
+
+
+def test_address_argument_wins_over_env(clean_env, monkeypatch):
+    monkeypatch.setenv("RAY_ADDRESS", "http://env-host:8265")
+    assert jobs.resolve_address("http://arg-host:8265/") == "http://arg-host:8265"
+
+
+def test_address_from_env_and_scheme_added(clean_env, monkeypatch):
+    monkeypatch.setenv("RAY_ADDRESS", "head.internal:8265")
+    assert jobs.resolve_address(None) == "http://head.internal:8265"
+
+
+def test_missing_address_says_what_to_pass(clean_env):
+    with pytest.raises(jobs.JobsError) as info:
+        jobs.resolve_address(None)
+    assert "--address http://HOST:8265" in str(info.value)
+    assert "RAY_ADDRESS" in str(info.value)
+    assert isinstance(info.value, RelayError)
+
+
+def test_ray_client_address_is_refused_with_the_dashboard_port(clean_env):
+    with pytest.raises(jobs.JobsError, match="8265"):
+        jobs.resolve_address("ray://head:10001")
+
+
+# --------------------------------------------------------------------------- unreachable
+
+
+def test_unreachable_address_fails_fast_with_the_clear_message(clean_env):
+    port = free_port()  # bound then released: nothing listens there
+    started = time.monotonic()
+    with pytest.raises(jobs.ClusterUnreachableError) as info:
+        jobs.job_status(f"http://127.0.0.1:{port}", "raysubmit_x")
+    assert time.monotonic() - started < 5
+    message = str(info.value)
+    assert f"no Ray Jobs server at http://127.0.0.1:{port}" in message
+    assert "ray start --head" in message and "8265" in message
+
+
+def test_every_command_maps_unreachable_the_same_way(clean_env):
+    address = f"127.0.0.1:{free_port()}"
+    calls = [
+        lambda: jobs.connect(address),
+        lambda: jobs.job_logs(address, "x"),
+        lambda: jobs.stop_job(address, "x"),
+        lambda: jobs.list_jobs(address),
+        lambda: jobs.wait_for_job(address, "x", timeout_s=1),
+    ]
+    for call in calls:
+        with pytest.raises(jobs.ClusterUnreachableError, match="no Ray Jobs server"):
+            call()
+
+
+# --------------------------------------------------------------------------- token
+
+
+def test_no_token_anywhere_sends_no_header(clean_env):
+    assert jobs.auth_headers() == {}
+    assert "RAY_AUTH_MODE" not in os.environ
+
+
+def test_token_file_is_used_and_enables_token_mode(clean_env):
+    (clean_env / ".ray").mkdir()
+    (clean_env / ".ray" / "auth_token").write_text("file-token\n")
+    assert jobs.auth_headers() == {"Authorization": "Bearer file-token"}
+    assert os.environ["RAY_AUTH_MODE"] == "token"
+
+
+def test_token_env_wins_over_the_file(clean_env, monkeypatch):
+    (clean_env / ".ray").mkdir()
+    (clean_env / ".ray" / "auth_token").write_text("file-token")
+    monkeypatch.setenv("RAY_AUTH_TOKEN", "env-token")
+    assert jobs.auth_headers() == {"Authorization": "Bearer env-token"}
+    assert "RAY_AUTH_MODE" not in os.environ, "RAY_AUTH_TOKEN alone needs no mode change"
+
+
+def test_token_path_env_is_read(clean_env, monkeypatch, tmp_path):
+    token_file = tmp_path / "token"
+    token_file.write_text("path-token")
+    monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(token_file))
+    assert jobs.find_auth_token() == "path-token"
+
+
+def test_auth_mode_disabled_sends_nothing(clean_env, monkeypatch):
+    (clean_env / ".ray").mkdir()
+    (clean_env / ".ray" / "auth_token").write_text("file-token")
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    assert jobs.auth_headers() == {}
+
+
+def test_explicit_token_mode_is_left_alone(clean_env, monkeypatch):
+    (clean_env / ".ray").mkdir()
+    (clean_env / ".ray" / "auth_token").write_text("file-token")
+    monkeypatch.setenv("RAY_AUTH_MODE", "token")
+    assert jobs.find_auth_token() == "file-token"
+    assert os.environ["RAY_AUTH_MODE"] == "token"
+
+
+def test_token_cluster_without_a_token_names_the_variables(clean_env, fake_dashboard):
+    address, routes = fake_dashboard
+    routes["/api/authentication_mode"] = {"authentication_mode": "token"}
+    with pytest.raises(jobs.AuthTokenError) as info:
+        jobs.connect(address)
+    message = str(info.value)
+    assert "RAY_AUTH_TOKEN" in message and "RAY_AUTH_MODE=token" in message
+    assert "ray get-auth-token" in message
+
+
+def test_server_auth_mode_is_unknown_on_old_servers(clean_env, fake_dashboard):
+    address, _ = fake_dashboard
+    assert jobs.server_auth_mode(address) == "unknown"
+
+
+# --------------------------------------------------------------------------- GPUs
+
+
+def cluster_status(usage: dict[str, list[float]]) -> dict[str, Any]:
+    return {"result": True, "data": {"clusterStatus": {"loadMetricsReport": {"usage": usage}}}}
+
+
+def test_gpu_count_comes_from_cluster_status(clean_env, fake_dashboard):
+    address, routes = fake_dashboard
+    routes["/api/cluster_status"] = cluster_status({"CPU": [0.0, 16.0], "GPU": [1.0, 4.0]})
+    assert jobs.cluster_gpus(address) == 4.0
+    jobs.check_gpus(address, 4)
+
+
+def test_too_few_gpus_fails_before_submitting(clean_env, fake_dashboard):
+    address, routes = fake_dashboard
+    routes["/api/cluster_status"] = cluster_status({"CPU": [0.0, 2.0]})
+    with pytest.raises(jobs.InsufficientGpusError) as info:
+        jobs.check_gpus(address, 1)
+    assert "has 0 GPU(s)" in str(info.value) and "asks for 1" in str(info.value)
+
+
+def test_unknown_gpu_count_is_not_an_error(clean_env, fake_dashboard, caplog):
+    address, _ = fake_dashboard
+    assert jobs.cluster_gpus(address) is None
+    jobs.check_gpus(address, 8)
+    assert "not checked" in caplog.text
+
+
+# --------------------------------------------------------------------------- submit pieces
+
+
+def test_entrypoint_quotes_overrides_and_relativizes_the_config(tmp_path):
+    config = tmp_path / "pipelines" / "configs" / "smoke.yaml"
+    config.parent.mkdir(parents=True)
+    config.write_text("pipeline: crest\n")
+    overrides = ["train.steps=10", "run.name=with space", "note=it's"]
+    entrypoint = jobs.pipeline_entrypoint(str(config), overrides, str(tmp_path))
+    assert shlex.split(entrypoint) == ["relay", "run", "pipelines/configs/smoke.yaml", *overrides]
+
+
+def test_runtime_env_uploads_the_folder_without_local_clutter(tmp_path):
+    env = jobs.build_runtime_env(str(tmp_path), {"RELAY_WORKSPACE": "/mnt/relay"}, ["einops"])
+    assert env["working_dir"] == str(tmp_path)
+    for excluded in (".venv", "relay-workspace", ".git", "benchmarks/results", "*.db"):
+        assert excluded in env["excludes"]
+    assert env["env_vars"] == {"RELAY_WORKSPACE": "/mnt/relay"}
+    assert env["pip"] == ["einops"]
+
+
+def test_only_relay_and_mlflow_variables_travel(monkeypatch):
+    monkeypatch.setenv("RELAY_WORKSPACE", "/mnt/relay")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow:5000")
+    monkeypatch.setenv("RAY_AUTH_TOKEN", "secret")
+    env = jobs.relay_env_vars()
+    assert env["RELAY_WORKSPACE"] == "/mnt/relay"
+    assert env["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
+    assert "RAY_AUTH_TOKEN" not in env
+
+
+def test_missing_working_dir_is_refused_before_contacting_the_cluster(clean_env, tmp_path):
+    with pytest.raises(jobs.JobsError, match="not a folder"):
+        jobs.submit_entrypoint("http://127.0.0.1:1", "echo hi", str(tmp_path / "nope"))
+
+
+def test_unknown_job_and_duplicate_id_messages():
+    missing = jobs._request_error("http://h:8265", "abc", "Request failed with status code 404: Job abc does not exist.")
+    assert isinstance(missing, jobs.JobNotFoundError) and "relay jobs" in str(missing)
+    duplicate = jobs._request_error("http://h:8265", "abc", "ValueError: Job with submission_id abc already exists.")
+    assert "already has a job" in str(duplicate)
+
+
+def test_importing_jobs_does_not_import_ray():
+    code = "import sys, orchestrator.jobs; assert 'ray' not in sys.modules, 'ray imported'"
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[3])

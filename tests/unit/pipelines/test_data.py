@@ -1,0 +1,179 @@
+"""Tests for pipelines.data: loaders and the CReST long-tailed split."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from pipelines import data
+from pipelines.data import (
+    DATASET_REQUIRES_ROOT,
+    DATASETS,
+    labeled_counts,
+    load_dataset,
+    long_tailed_counts,
+    long_tailed_split,
+)
+
+
+def test_long_tailed_counts_match_cifar10_lt_gamma_100() -> None:
+    assert long_tailed_counts(5000, 100, 10) == [5000, 2997, 1796, 1077, 645, 387, 232, 139, 83, 50]
+
+
+def test_long_tailed_counts_edge_cases() -> None:
+    assert long_tailed_counts(100, 1, 4) == [100, 100, 100, 100]
+    assert long_tailed_counts(300, 10, 1) == [300]
+    # gamma = 4, L = 3: 100 * 4^(-1/2) = 50 exactly, tail = 25
+    assert long_tailed_counts(100, 4, 3) == [100, 50, 25]
+    with pytest.raises(ValueError, match="imbalance_ratio"):
+        long_tailed_counts(100, 0.5, 3)
+
+
+def test_labeled_counts_round_up() -> None:
+    counts = [5000, 2997, 1796, 1077, 645, 387, 232, 139, 83, 50]
+    assert labeled_counts(counts, 0.1) == [500, 300, 180, 108, 65, 39, 24, 14, 9, 5]
+    # 0.3 * 10 is 3.0000000000000004 in floats: must stay 3, not 4
+    assert labeled_counts([10, 3, 1], 0.3) == [3, 1, 1]
+    assert labeled_counts([7], 0.0) == [0]
+    with pytest.raises(ValueError, match="labeled_fraction"):
+        labeled_counts([7], 1.5)
+
+
+def _balanced_labels(num_classes: int, per_class: int, seed: int = 0) -> np.ndarray:
+    labels = np.repeat(np.arange(num_classes), per_class)
+    return np.random.default_rng(seed).permutation(labels)
+
+
+def _split(labels: np.ndarray, seed: int = 0, **overrides) -> dict[str, np.ndarray]:
+    kwargs = dict(num_classes=4, head_count=40, imbalance_ratio=8, labeled_fraction=0.25, holdout_per_class=5)
+    kwargs.update(overrides)
+    return long_tailed_split(labels, rng=np.random.default_rng(seed), **kwargs)
+
+
+def test_long_tailed_split_counts_and_disjointness() -> None:
+    labels = _balanced_labels(4, 60)
+    split = _split(labels)
+    # counts for (40, gamma 8, L 4): 40, 20, 10, 5; labeled ceil(0.25 * N): 10, 5, 3, 2
+    assert [int((labels[split["labeled"]] == c).sum()) for c in range(4)] == [10, 5, 3, 2]
+    assert [int((labels[split["unlabeled"]] == c).sum()) for c in range(4)] == [30, 15, 7, 3]
+    assert [int((labels[split["holdout"]] == c).sum()) for c in range(4)] == [5, 5, 5, 5]
+    parts = [set(split[key].tolist()) for key in ("labeled", "unlabeled", "holdout")]
+    assert not (parts[0] & parts[1]) and not (parts[0] & parts[2]) and not (parts[1] & parts[2])
+    assert all(split[key].dtype == np.int64 for key in split)
+
+
+def test_long_tailed_split_takes_holdout_first() -> None:
+    # The tail class has exactly holdout + N_L samples: only possible if the holdout is served first
+    # and the train part takes what remains, never starving the balanced holdout.
+    labels = np.concatenate([np.full(45, 0), np.full(25, 1), np.full(15, 2), np.full(10, 3)])
+    split = _split(labels)
+    assert [int((labels[split["holdout"]] == c).sum()) for c in range(4)] == [5, 5, 5, 5]
+    assert int((labels[split["unlabeled"]] == 3).sum()) + int((labels[split["labeled"]] == 3).sum()) == 5
+
+
+def test_long_tailed_split_honours_class_order() -> None:
+    labels = _balanced_labels(4, 60)
+    split = _split(labels, class_order=[2, 0, 3, 1])
+    train = np.concatenate([split["labeled"], split["unlabeled"]])
+    per_class = [int((labels[train] == c).sum()) for c in range(4)]
+    assert per_class == [20, 5, 40, 10]  # class 2 is the head, class 1 the tail
+
+
+def test_long_tailed_split_rejects_bad_class_order() -> None:
+    with pytest.raises(ValueError, match="permutation"):
+        _split(_balanced_labels(4, 60), class_order=[0, 0, 1, 2])
+
+
+def test_long_tailed_split_is_deterministic_per_seed() -> None:
+    labels = _balanced_labels(4, 60)
+    first, again, other = _split(labels, seed=3), _split(labels, seed=3), _split(labels, seed=4)
+    assert all(np.array_equal(first[k], again[k]) for k in first)
+    assert not np.array_equal(first["labeled"], other["labeled"])
+
+
+def test_long_tailed_split_names_the_short_class_and_the_knobs() -> None:
+    labels = np.concatenate([np.full(60, 0), np.full(60, 1), np.full(60, 2), np.full(8, 3)])
+    with pytest.raises(ValueError) as excinfo:
+        _split(labels)
+    message = str(excinfo.value)
+    assert "class 3 has 8 samples" in message
+    assert "5 holdout + 5 train" in message
+    assert "head_count" in message and "holdout_per_class" in message
+
+
+def test_digits_are_real_uint8_16x16() -> None:
+    splits = load_dataset("digits", None)
+    train = splits.train
+    assert train.images.shape == (1797, 1, 16, 16)
+    assert train.images.dtype == torch.uint8 and train.labels.dtype == torch.int64
+    assert train.num_classes == 10 and set(train.labels.tolist()) == set(range(10))
+    assert int(train.images.max()) == 255 and int(train.images.min()) == 0
+    assert splits.test is None
+
+
+def test_synthetic_is_deterministic_and_separable() -> None:
+    first, second = data.load_synthetic(None).train, data.load_synthetic(None).train
+    assert torch.equal(first.images, second.images) and torch.equal(first.labels, second.labels)
+    assert first.images.shape == (2000, 1, 16, 16) and first.images.dtype == torch.uint8
+    # Nearest class mean classifies well above chance: the data is learnable.
+    x = first.images.flatten(1).float()
+    means = torch.stack([x[first.labels == c].mean(0) for c in range(10)])
+    accuracy = (torch.cdist(x, means).argmin(1) == first.labels).float().mean().item()
+    assert accuracy > 0.9
+
+
+def test_requires_root_matches_registry() -> None:
+    assert DATASET_REQUIRES_ROOT == {"cifar10", "cifar100", "imagefolder"}
+    assert DATASET_REQUIRES_ROOT <= set(DATASETS)
+
+
+def test_unknown_dataset_lists_valid_names() -> None:
+    with pytest.raises(ValueError) as excinfo:
+        load_dataset("mnist", None)
+    assert all(name in str(excinfo.value) for name in DATASETS)
+
+
+@pytest.mark.parametrize("name", ["cifar10", "cifar100"])
+def test_cifar_missing_root_says_where_and_what(tmp_path: Path, name: str) -> None:
+    missing = tmp_path / "nowhere"
+    with pytest.raises(FileNotFoundError) as excinfo:
+        load_dataset(name, str(missing))
+    message = str(excinfo.value)
+    assert str(missing) in message and "python batches" in message
+
+
+def test_cifar_empty_root_is_file_not_found(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="cifar-10-batches-py"):
+        load_dataset("cifar10", str(tmp_path))
+
+
+def test_cifar_without_root_is_a_config_error() -> None:
+    with pytest.raises(ValueError, match="needs a root"):
+        load_dataset("cifar10", None)
+
+
+def _write_png(path: Path, value: int, size: tuple[int, int] = (20, 12)) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((size[1], size[0], 3), value, dtype=np.uint8)).save(path)
+
+
+def test_imagefolder_loads_train_and_test(tmp_path: Path) -> None:
+    for i in range(3):
+        _write_png(tmp_path / "train" / "cat" / f"{i}.png", 10)
+        _write_png(tmp_path / "train" / "dog" / f"{i}.png", 200)
+    _write_png(tmp_path / "val" / "dog" / "0.png", 200)
+    splits = load_dataset("imagefolder", str(tmp_path))
+    assert splits.train.images.shape == (6, 3, 32, 32) and splits.train.images.dtype == torch.uint8
+    assert splits.train.num_classes == 2
+    assert sorted(splits.train.labels.tolist()) == [0, 0, 0, 1, 1, 1]
+    assert int(splits.train.images[splits.train.labels == 1].min()) == 200
+    assert splits.test is not None and splits.test.labels.tolist() == [1]  # train's mapping: dog = 1
+
+
+def test_imagefolder_without_train_folder(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="train"):
+        load_dataset("imagefolder", str(tmp_path))
