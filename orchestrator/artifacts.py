@@ -15,6 +15,7 @@ import io
 import json
 import logging
 import re
+import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -100,12 +101,14 @@ class ArtifactStore:
         result: StageResult,
         series: Sequence[tuple[int, Mapping[str, float]]] = (),
         duration_s: float = 0.0,
+        started: float | None = None,
     ) -> Manifest:
         """Store every output and file, then the manifest, each atomically.
 
         An old manifest is removed first, so a rewrite that is interrupted
         leaves the stage visibly incomplete rather than pointing at a mix of
-        old and new files.
+        old and new files. ``started`` (a perf_counter value) makes the
+        duration include the writing, where streamed outputs are computed.
         """
         directory = self.stage_dir(fingerprint)
         self._fs.create_dir(self._abs(directory), recursive=True)
@@ -113,6 +116,8 @@ class ArtifactStore:
         outputs = {name: self._write_output(directory, name, value) for name, value in result.outputs.items()}
         files = {name: self._write_file(f"{directory}/files/{sanitize(name)}", name, data)
                  for name, data in result.files.items()}
+        if started is not None:  # a streamed output does its work while it is written
+            duration_s = time.perf_counter() - started
         manifest = Manifest(
             stage=stage,
             fingerprint=fingerprint,
@@ -128,11 +133,69 @@ class ArtifactStore:
         return manifest
 
     def _write_output(self, directory: str, name: str, value: Any) -> ArtifactRef:
-        """Serialize one output in memory (so its digest is known), then store it."""
+        """Serialize one output in memory (so its digest is known), then store it.
+
+        A RecordBatchReader is streamed instead: see ``_write_stream``.
+        """
+        if isinstance(value, pa.RecordBatchReader):
+            return self._write_stream(f"{directory}/{sanitize(name)}.parquet", name, value)
         kind, suffix, data = _serialize(name, value)
         path = f"{directory}/{sanitize(name)}.{suffix}"
         self._write_bytes(path, name, data)
         return ArtifactRef(name=name, path=path, kind=kind, digest=_sha256(data), size=len(data))
+
+    def _write_stream(self, path: str, name: str, reader: pa.RecordBatchReader) -> ArtifactRef:
+        """Write batches to Parquet as they arrive, hashing the bytes on the way out.
+
+        Memory stays at one batch whatever the table's size. Same temp-name and
+        rename discipline as ``_write_bytes``: a reader that fails halfway
+        leaves no file under the final name.
+        """
+        final = self._abs(path)
+        temp = f"{final}.tmp-{uuid.uuid4().hex}"
+        try:
+            self._fs.create_dir(final.rsplit("/", 1)[0], recursive=True)
+            with self._fs.open_output_stream(temp) as stream:
+                sink = _HashingSink(stream)
+                with pq.ParquetWriter(pa.PythonFile(sink, mode="w"), reader.schema) as writer:
+                    for batch in reader:
+                        writer.write_batch(batch)
+            self._fs.move(temp, final)
+        except (OSError, pa.ArrowException) as exc:
+            self._delete_abs(temp)
+            raise ArtifactError(name, f"could not write {final}: {exc}; check the store is writable") from exc
+        except BaseException:
+            self._delete_abs(temp)
+            raise
+        return ArtifactRef(name=name, path=path, kind="table", digest=sink.digest.hexdigest(), size=sink.size)
+
+    # --- in-stage checkpoints: scratch space under the stage's directory, not part of its outputs
+
+    def scratch_path(self, fingerprint: str, name: str) -> str:
+        """Relative path of a scratch file of one stage (in-stage checkpoints)."""
+        return f"{self.stage_dir(fingerprint)}/scratch/{sanitize(name)}"
+
+    def write_scratch(self, fingerprint: str, name: str, data: bytes) -> None:
+        """Atomically replace a scratch file: a crash mid-write keeps the previous one."""
+        self._write_bytes(self.scratch_path(fingerprint, name), name, data)
+
+    def read_scratch(self, fingerprint: str, name: str) -> bytes | None:
+        """A scratch file's bytes, or None when an earlier attempt left none."""
+        try:
+            with self._fs.open_input_stream(self._abs(self.scratch_path(fingerprint, name))) as stream:
+                return stream.read()
+        except FileNotFoundError:
+            return None
+        except (OSError, pa.ArrowException) as exc:
+            logger.warning("ignoring unreadable scratch file %s of %s: %s", name, fingerprint[:12], exc)
+            return None
+
+    def clear_scratch(self, fingerprint: str) -> None:
+        """Remove a finished stage's scratch space; its checkpoints are no longer needed."""
+        try:
+            self._fs.delete_dir(self._abs(f"{self.stage_dir(fingerprint)}/scratch"))
+        except (FileNotFoundError, OSError):
+            pass
 
     def _write_file(self, path: str, name: str, data: bytes) -> str:
         if not isinstance(data, (bytes, bytearray)):
@@ -226,6 +289,71 @@ class ArtifactStore:
             return Path(self._abs(relative))
         return None
 
+    def location(self, relative: str) -> str:
+        """A URI of a stored file that other tools (MLflow dataset sources) can resolve."""
+        local = self.local_path(relative)
+        return local.as_uri() if local is not None else f"{self.uri.rstrip('/')}/{relative}"
+
+
+class _HashingSink:
+    """A write-only file object that hashes and counts bytes on their way to ``stream``."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+        self.digest = hashlib.sha256()
+        self.size = 0
+        self.closed = False
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data)
+        self.digest.update(view)
+        self.size += view.nbytes
+        self._stream.write(data)
+        return view.nbytes
+
+    def tell(self) -> int:
+        return self.size
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+    def close(self) -> None:
+        self.closed = True  # the caller owns (and closes) the underlying stream
+
+    def writable(self) -> bool:
+        return True
+
+
+@dataclass
+class StoreCheckpointer:
+    """In-stage checkpoints of a single-process stage, kept in the stage's scratch space.
+
+    The store is shared by every node, so a retried attempt on another
+    worker finds the checkpoint of the one that died. Loads use
+    ``weights_only=True`` like every other checkpoint.
+    """
+
+    store: ArtifactStore
+    fingerprint: str
+    name: str = "checkpoint.pt"
+
+    def save(self, state: dict[str, Any], step: int) -> None:
+        _check_checkpoint(self.name, state, "checkpoint")
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        self.store.write_scratch(self.fingerprint, self.name, buffer.getvalue())
+        logger.debug("checkpoint of %s at step %d", self.fingerprint[:12], step)
+
+    def load(self) -> dict[str, Any] | None:
+        data = self.store.read_scratch(self.fingerprint, self.name)
+        if data is None:
+            return None
+        try:
+            return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        except Exception as exc:  # a torn or foreign file: start the stage over rather than fail it
+            logger.warning("ignoring unreadable checkpoint of %s (%s); starting over", self.fingerprint[:12], exc)
+            return None
+
 
 def _serialize(name: str, value: Any) -> tuple[str, str, bytes]:
     """(kind, suffix, bytes) for one output; tables keep their explicit schema."""
@@ -240,7 +368,8 @@ def _serialize(name: str, value: Any) -> tuple[str, str, bytes]:
         return "checkpoint", "pt", buffer.getvalue()
     raise ArtifactError(
         name,
-        f"unsupported output type {type(value).__name__}; expected a pyarrow.Table or a dict of tensors/plain values",
+        f"unsupported output type {type(value).__name__}; expected a pyarrow.Table, a pyarrow.RecordBatchReader "
+        "or a dict of tensors/plain values",
         retryable=False,
     )
 

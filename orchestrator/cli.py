@@ -20,6 +20,7 @@ import yaml
 
 from orchestrator import report
 from orchestrator.artifacts import ArtifactStore
+from orchestrator.async_tracking import BackgroundTracker
 from orchestrator.config import (
     RunSettings,
     apply_overrides,
@@ -99,28 +100,48 @@ def execute(spec: Any, config: Any, run_id: str, resume: bool, stop_after: str |
     """Run (or resume) one pipeline run end to end and print its generation table."""
     workspace = resolve_workspace(config.run)
     uri = tracking_uri(config.run, config.tracking)
-    tracker = MlflowTracker(uri, config.tracking.experiment, strict=config.tracking.strict)
-    executor = make_executor(config.run)
-    runner = Runner(
-        ArtifactStore(artifact_uri(config.run)), executor, tracker, code_version(), config.seed,
-        runs_dir=run_dir(workspace, run_id).parent,
-    )
+    # MLflow runs on a background thread, off the critical path: its setup overlaps Ray's start
+    tracker = BackgroundTracker(MlflowTracker(
+        uri, config.tracking.experiment, strict=config.tracking.strict, log_models=config.tracking.log_models,
+        system_metrics=config.tracking.system_metrics,
+        system_metrics_interval_s=config.tracking.system_metrics_interval_s,
+    ))
     tracker.start_pipeline(run_id, config.name, config.model_dump(mode="json"), resume=resume)
-    status = "FAILED"
+    pipeline = spec.build(config)
+    status, executor = "FAILED", None
     try:
-        runner.run(spec.build(config), run_id, stop_after=stop_after)
+        executor = make_executor(config.run)
+        warm_workers(executor, pipeline)
+        runner = Runner(
+            ArtifactStore(artifact_uri(config.run)), executor, tracker, code_version(), config.seed,
+            runs_dir=run_dir(workspace, run_id).parent,
+        )
+        runner.run(pipeline, run_id, stop_after=stop_after)
         status = "FINISHED" if stop_after is None else "KILLED"
     finally:
-        tracker.end_pipeline(status)
-        shutdown = getattr(executor, "shutdown", None)
-        if shutdown is not None:
-            shutdown()
+        try:
+            tracker.end_pipeline(status)
+        finally:
+            shutdown = getattr(executor, "shutdown", None)
+            if shutdown is not None:
+                shutdown()
     if stop_after is not None:
         print(f"stopped after {stop_after}; finish with: relay resume {run_id}")
         return 0
     print_generations(uri, config.tracking.experiment, run_id, spec.summary)
     print_browse_hint(workspace, uri, tracker.parent_run_id, run_id)
     return 0
+
+
+def warm_workers(executor: Any, pipeline: Any) -> None:
+    """Let the executor import the stage functions' modules in as many workers as stages can run at once.
+
+    Those imports (torch, torchvision) otherwise land on the first stage of every worker.
+    """
+    warm = getattr(executor, "warm", None)
+    if warm is not None:
+        modules = sorted({"orchestrator.runner", *(stage.fn.__module__ for stage in pipeline.stages)})
+        warm(modules, max(len(layer) for layer in pipeline.layers()))
 
 
 def print_generations(uri: str, experiment: str, run_id: str | None, summary: dict[str, str]) -> None:
@@ -166,6 +187,64 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tune(args: argparse.Namespace) -> int:
+    """Check the sweep (bad input exits 2 before any trial), run it on Ray Tune, write best.yaml, print the trials."""
+    from orchestrator import tune
+    from orchestrator.tracking import SweepTracker
+
+    spec, config = load_pipeline_config(args.config, args.overrides)
+    plan = tune.plan_sweep(apply_overrides(load_yaml(args.config), args.overrides), config, spec.build,
+                           code_version(), output=args.output, source=args.config)
+    exists = tune.can_resume(plan)
+    if args.resume != exists:
+        hint = (f"nothing to resume at {plan.experiment_path}; start it without --resume" if args.resume else
+                f"a sweep already exists at {plan.experiment_path}; continue it with --resume, or pass --output DIR "
+                "or set tune.name for a new one")
+        raise ConfigError([f"tune: {hint}"], args.config)
+    sweeps = SweepTracker(plan.tracking_uri, plan.experiment, strict=plan.strict_tracking)
+    settings = config.tune.model_dump(mode="json")
+    params = {f"tune.{k}": v for k, v in settings.items() if k != "space"}
+    plan = tune.with_sweep_run(plan, sweeps.start(plan.name, plan.pipeline_name, params, yaml.safe_dump(settings, sort_keys=False)))
+    try:
+        rows, done = tune.run_sweep(plan, args.resume, sweeps)
+    except BaseException:
+        sweeps.finish("FAILED", {}, {}, [])
+        raise
+    best = tune.best_row(rows, config.tune.mode)
+    files = write_sweep_outputs(Path(plan.output), rows, best, plan, args)
+    best_tags = {f"best.{k}": v for k, v in (best.values if best else {}).items()}
+    best_tags.update({"relay.best_trial": best.trial_id, "relay.best_run": best.run_id} if best else {})
+    best_metric = {f"best/{config.tune.metric}": best.final()} if best and best.final() is not None else {}
+    sweeps.finish("FINISHED" if done else "KILLED", best_tags, best_metric, files)
+    print(f"\nSweep {plan.name}: {config.tune.metric} after each generation ({config.tune.mode}; * = best)")
+    print(tune.trials_table(rows, list(config.tune.space), plan.generations, best))
+    if not done:
+        print(f"\nsweep interrupted; continue it with: relay tune {args.config} {' '.join(args.overrides)} --resume"
+              + (f" --output {args.output}" if args.output else ""))
+        return EXIT_FAILED
+    print(f"\nBest config: {Path(plan.output) / 'best.yaml'}  (run it with: relay run {Path(plan.output) / 'best.yaml'})")
+    return 0
+
+
+def write_sweep_outputs(output: Path, rows: list[Any], best: Any, plan: Any, args: argparse.Namespace) -> list[str]:
+    """trials.csv / trials.json always; best.yaml (base config + best values, no tune section) when there is a best."""
+    from orchestrator import tune
+
+    records = tune.trial_records(rows)
+    output.mkdir(parents=True, exist_ok=True)
+    (output / "trials.json").write_text(json.dumps(records, indent=2, default=str))
+    columns = list(dict.fromkeys(key for record in records for key in record))
+    lines = [",".join(columns)] + [",".join(str(r.get(c, "")) for c in columns) for r in records]
+    (output / "trials.csv").write_text("\n".join(lines) + "\n")
+    files = [str(output / "trials.csv"), str(output / "trials.json")]
+    if best is not None:
+        data = tune.best_config(apply_overrides(load_yaml(args.config), args.overrides), best.values)
+        (output / "best.yaml").write_text(f"# relay run {output / 'best.yaml'}\n# best trial {best.trial_id} of sweep "
+                                          f"{plan.name}\n" + yaml.safe_dump(data, sort_keys=False))
+        files.append(str(output / "best.yaml"))
+    return files
+
+
 def tracking_for(args: argparse.Namespace) -> tuple[str, str, dict[str, str]]:
     """Tracking URI, experiment and summary columns of a run (or of the workspace's defaults)."""
     from pipelines.registry import PIPELINES, get_pipeline
@@ -193,7 +272,9 @@ def cmd_ui(args: argparse.Namespace) -> int:
     from orchestrator import ui
 
     uri, experiment, _ = tracking_for(argparse.Namespace(workspace=args.workspace, run_id=None, experiment=args.experiment))
-    return ui.serve(uri, experiment, args.port)
+    url = ui.check(uri, experiment, args.port)
+    print(f"MLflow UI: {url}  (Ctrl-C to stop)", flush=True)
+    return ui.run_server(uri, args.port)
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
@@ -282,6 +363,14 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("config")
     validate.add_argument("overrides", nargs="*")
     validate.set_defaults(handler=cmd_validate)
+
+    tune = commands.add_parser("tune", help="search a pipeline file's `tune:` space with Ray Tune",
+                               description="relay tune CONFIG [key=value ...] [--output DIR] [--resume]")
+    tune.add_argument("config")
+    tune.add_argument("overrides", nargs="*", help="dotted overrides of the base config, e.g. train.steps=20")
+    tune.add_argument("--output", help="sweep folder: best.yaml, trials.csv/json, Ray Tune state (default: WORKSPACE/tune/NAME)")
+    tune.add_argument("--resume", action="store_true", help="continue an interrupted sweep; finished trials are not rerun")
+    tune.set_defaults(handler=cmd_tune)
 
     generations = commands.add_parser("generations", help="per-generation table of a run (default: latest)")
     generations.add_argument("run_id", nargs="?")

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from orchestrator.errors import ConfigError
 
@@ -41,11 +41,23 @@ class StrictModel(BaseModel):
 
 
 class TrackingSettings(StrictModel):
-    """Where MLflow records runs; ``strict`` turns tracking failures into errors."""
+    """Where MLflow records runs and what it records; ``strict`` turns tracking failures into errors.
+
+    ``log_models`` logs every model output (the stored checkpoint: state dict
+    + config) and registers it with aliases ``gen-NN`` and ``newest``.
+    ``export_models`` (torch.export, 6-12 s a model, needs an input example)
+    is not supported yet and must stay false. ``system_metrics`` samples CPU,
+    memory, disk, network (and GPU) of the driver's machine into each stage
+    run every ``system_metrics_interval_s`` seconds while the stage runs.
+    """
 
     uri: str | None = None
     experiment: str = "relay"
     strict: bool = False
+    log_models: bool = True
+    export_models: Literal[False] = False
+    system_metrics: bool = True
+    system_metrics_interval_s: float = Field(2.0, gt=0.0)
 
 
 class RunSettings(StrictModel):
@@ -56,6 +68,95 @@ class RunSettings(StrictModel):
     artifact_uri: str | None = None
     ray_address: str | None = None
     num_cpus: int | None = Field(default=None, ge=1)
+
+
+DOMAIN_KINDS = ("choice", "grid", "randint", "uniform", "loguniform")
+
+
+class SearchDomain(StrictModel):
+    """One dimension of a Tune search space: exactly one of the five kinds.
+
+    ``randint: [1, 3]`` draws 1, 2 or 3 (both ends inclusive, unlike
+    ``ray.tune.randint``), because "N from 1 to 3" is how people write ranges.
+    Bounds are checked here so a bad range fails before any trial starts.
+    """
+
+    choice: list[Any] | None = None
+    grid: list[Any] | None = None
+    randint: tuple[int, int] | None = None
+    uniform: tuple[float, float] | None = None
+    loguniform: tuple[float, float] | None = None
+
+    @model_validator(mode="after")
+    def _one_well_formed_kind(self) -> SearchDomain:
+        given = [kind for kind in DOMAIN_KINDS if getattr(self, kind) is not None]
+        if len(given) != 1:
+            raise ValueError(f"expected exactly one of {', '.join(DOMAIN_KINDS)}, got {given or 'none'}; "
+                             "write e.g. `{randint: [1, 3]}` or `{choice: [linear, cosine]}`")
+        kind, args = given[0], getattr(self, given[0])
+        if kind in ("choice", "grid") and not args:
+            raise ValueError(f"{kind} is empty; list at least one value")
+        if kind in ("randint", "uniform", "loguniform") and args[0] > args[1]:
+            raise ValueError(f"{kind} low {args[0]} > high {args[1]}; write [low, high]")
+        if kind == "loguniform" and args[0] <= 0:
+            raise ValueError(f"loguniform needs low > 0 (got {args[0]}); use uniform for ranges that include 0")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return next(kind for kind in DOMAIN_KINDS if getattr(self, kind) is not None)
+
+    @property
+    def args(self) -> Any:
+        return getattr(self, self.kind)
+
+
+class TuneSettings(StrictModel):
+    """The `tune:` section: what `relay tune` searches and how it stops trials.
+
+    ``space`` maps dotted config keys (the same keys as CLI overrides) to
+    domains. ``metric`` is `<stage role>/<metric>` as the tracker names it
+    (e.g. `evaluate/balanced_accuracy`); trials report it after every
+    generation, so ``grace_period`` and ``perturbation_interval`` count
+    generations. ``max_concurrent_trials`` null means "as many as the cluster
+    fits". ``trial_cpus`` is what a trial's driver holds: its stages are Ray
+    tasks that ask for the stage resources themselves.
+    """
+
+    name: str | None = None
+    metric: str
+    mode: Literal["max", "min"] = "max"
+    num_samples: int = Field(4, ge=1)
+    scheduler: Literal["asha", "pbt", "pb2", "none"] = "asha"
+    search: Literal["random", "optuna"] = "random"
+    max_concurrent_trials: int | None = Field(None, ge=1)
+    grace_period: int = Field(1, ge=1)
+    reduction_factor: float = Field(2.0, gt=1.0)
+    perturbation_interval: int = Field(1, ge=1)
+    seed: int | None = None
+    trial_cpus: float = Field(0.1, gt=0.0)
+    space: dict[str, SearchDomain] = Field(min_length=1)
+
+    @field_validator("metric")
+    @classmethod
+    def _metric_names_a_stage_role(cls, value: str) -> str:
+        role, _, name = value.partition("/")
+        if not role or not name:
+            raise ValueError(f"expected `<stage role>/<metric>` as the tracker names it, e.g. "
+                             f"evaluate/balanced_accuracy; got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _compatible_choices(self) -> TuneSettings:
+        kinds = {key: domain.kind for key, domain in self.space.items()}
+        if self.search == "optuna" and "grid" in kinds.values():
+            raise ValueError("search optuna cannot run grid dimensions; use choice instead of grid, or search random")
+        if self.scheduler in ("pbt", "pb2") and self.search != "random":
+            raise ValueError(f"scheduler {self.scheduler} chooses values itself; use search random with it")
+        discrete = sorted(key for key, kind in kinds.items() if kind in ("choice", "grid"))
+        if self.scheduler == "pb2" and discrete:
+            raise ValueError(f"scheduler pb2 needs numeric ranges (randint, uniform, loguniform); {discrete} are lists")
+        return self
 
 
 def resolve_workspace(settings: RunSettings) -> Path:

@@ -10,9 +10,10 @@ from __future__ import annotations
 import graphlib
 import logging
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from enum import Enum
+from typing import Any, Protocol
 
 from orchestrator.errors import PipelineError
 
@@ -34,9 +35,43 @@ class Resources:
             )
 
 
+class Parallelism(Enum):
+    """How a stage with ``workers`` > 1 uses its workers.
+
+    DATA: every worker runs the stage body as one rank of a data-parallel
+    group (Ray Train); rank 0 writes the outputs. SHARDS: the body runs once
+    and hands shards of work to ``workers`` actors through ``ctx.map_shards``.
+    """
+
+    DATA = "data"
+    SHARDS = "shards"
+
+
+class Checkpointer(Protocol):
+    """Where a stage keeps its in-stage checkpoint (a scratch dir, or Ray Train's storage)."""
+
+    def save(self, state: dict[str, Any], step: int) -> None: ...
+
+    def load(self) -> dict[str, Any] | None: ...
+
+
+ShardMapper = Callable[[Callable[[Any], Any], Iterable[Any]], Iterator[Any]]
+
+
+def map_in_order(fn: Callable[[Any], Any], shards: Iterable[Any]) -> Iterator[Any]:
+    """The in-process shard mapper: one shard after the other, results in shard order."""
+    return (fn(shard) for shard in shards)
+
+
 @dataclass
 class StageContext:
-    """What a stage function may know about where it runs; nothing about files or Ray."""
+    """What a stage function may know about where it runs; nothing about files or Ray.
+
+    ``rank``/``world_size`` say which data-parallel worker this is (0 of 1
+    unless the stage asked for workers > 1); only rank 0's outputs are
+    stored. ``checkpointer`` and ``shard_mapper`` are chosen by the executor
+    so that the stage body stays the same on a laptop and on a cluster.
+    """
 
     run_id: str
     stage: str
@@ -45,6 +80,10 @@ class StageContext:
     device: str
     attempt: int
     series: list[tuple[int, dict[str, float]]] = field(default_factory=list)
+    rank: int = 0
+    world_size: int = 1
+    checkpointer: Checkpointer | None = None
+    shard_mapper: ShardMapper = map_in_order
 
     def report(self, step: int, metrics: Mapping[str, float]) -> None:
         """Record step metrics; they travel back in the result and the driver logs them."""
@@ -52,14 +91,39 @@ class StageContext:
         self.series.append((int(step), values))
         logger.debug("%s step %d: %s", self.stage, step, values)
 
+    def save_checkpoint(self, state: dict[str, Any], step: int) -> None:
+        """Keep ``state`` (tensors and plain values) so a restarted attempt resumes at ``step``.
+
+        Every rank must call it (under Ray Train it is a collective report);
+        only rank 0's state is stored. Without a checkpointer it does nothing.
+        """
+        if self.checkpointer is not None:
+            self.checkpointer.save(state, step)
+
+    def load_checkpoint(self) -> dict[str, Any] | None:
+        """The last state saved by an earlier attempt of this stage, or None to start fresh."""
+        return None if self.checkpointer is None else self.checkpointer.load()
+
+    def map_shards(self, fn: Callable[[Any], Any], shards: Iterable[Any]) -> Iterator[Any]:
+        """``fn(shard)`` for every shard, yielded in shard order (on actors under Ray).
+
+        ``fn`` must be picklable (a module-level function or a partial of one).
+        Results are yielded as they arrive, so a caller that streams them keeps
+        memory flat however many shards there are.
+        """
+        return self.shard_mapper(fn, shards)
+
 
 @dataclass
 class StageResult:
     """A stage's return value: outputs by artifact name, scalar metrics, extra files.
 
-    Outputs are a pyarrow.Table (stored as Parquet) or a dict of tensors and
-    plain values (stored as a torch checkpoint). ``files`` are raw bytes
-    (PNG, CSV) logged to the stage's MLflow run.
+    Outputs are a pyarrow.Table (stored as Parquet), a pyarrow.RecordBatchReader
+    (streamed into Parquet batch by batch, so a table larger than memory can be
+    written), or a dict of tensors and plain values (stored as a torch
+    checkpoint). Metrics are read after the outputs are written, so a streamed
+    output may fill them in as it is consumed. ``files`` are raw bytes (PNG,
+    CSV) logged to the stage's MLflow run.
     """
 
     outputs: dict[str, Any]
@@ -76,6 +140,10 @@ class Stage:
 
     ``params`` is the stage's config section (JSON-able); it is part of the
     fingerprint, so changing it reruns the stage and everything downstream.
+    ``lineage`` says what some outputs are for tracking (output name ->
+    ``"model"`` or ``"dataset"``): the tracker logs models and registers them,
+    and logs datasets as inputs of the runs that read them. It is data the
+    builder declares, not part of the fingerprint.
     """
 
     name: str
@@ -86,6 +154,8 @@ class Stage:
     resources: Resources = Resources()
     retries: int = 0
     generation: int | None = None
+    parallelism: Parallelism = Parallelism.DATA
+    lineage: Mapping[str, str] = field(default_factory=dict)
 
 
 class Pipeline:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -20,7 +21,13 @@ logger = logging.getLogger(__name__)
 
 
 class Executor(Protocol):
-    """Submit callables with resources; wait returns at least one finished (handle, outcome)."""
+    """Submit callables with resources; wait returns at least one finished (handle, outcome).
+
+    ``backend`` ("local" or "ray") tells a stage with workers > 1 whether it
+    can fan out to Ray Train workers or actors.
+    """
+
+    backend: str
 
     def submit(self, fn: Callable[..., Any], *args: Any, resources: Resources) -> Any: ...
 
@@ -49,6 +56,8 @@ class LocalExecutor:
     Calls are deferred to ``wait`` so the runner's dispatch loop behaves as
     it does with a real cluster.
     """
+
+    backend = "local"
 
     def __init__(self) -> None:
         self._counter = itertools.count()
@@ -80,6 +89,8 @@ class RayExecutor:
     by stopped Tune trials leaked (see RAY_NOTES.md).
     """
 
+    backend = "ray"
+
     def __init__(self, address: str | None = None, num_cpus: int | None = None,
                  include_dashboard: bool = True) -> None:
         import ray
@@ -90,24 +101,50 @@ class RayExecutor:
         if not ray.is_initialized():
             ray.init(**_init_kwargs(address, num_cpus, include_dashboard))
             self._owns_ray = True
+        self._warming: list[Any] = []
+
+    def warm(self, modules: Sequence[str], workers: int) -> None:
+        """Start up to ``workers`` Ray workers that import ``modules``, without waiting for them.
+
+        Why: a stage's first task on a fresh worker otherwise pays the imports of its
+        function's module (torch, torchvision: 3-8 s on 2 loaded cores) on the critical path,
+        and a second worker (for two stages side by side) pays them again mid-run. Ray reuses
+        these warm workers for the stages. Capped by the cluster's CPUs; failures are ignored
+        (the stage itself will report a broken import).
+        """
+        slots = min(int(workers), int(self._ray.cluster_resources().get("CPU", 0)))
+        if slots < 1 or not modules:
+            return
+        remote = self._ray.remote(_import_modules).options(num_cpus=1, max_retries=0)
+        self._warming = [remote.remote(tuple(modules)) for _ in range(slots)]
 
     def submit(self, fn: Callable[..., Any], *args: Any, resources: Resources = Resources()) -> Any:
-        """Start ``fn(*args)`` as a task; Ray's own retries are off, the runner retries."""
+        """Start ``fn(*args)`` as a task; Ray's own retries are off, the runner retries.
+
+        With workers > 1 the task only coordinates (Ray Train workers or
+        actors hold the resources), so it asks for nothing: holding a CPU
+        there would starve the workers it waits for (2 CPUs: a stall).
+        """
         remote = self._remotes.get(fn)
         if remote is None:
             remote = self._remotes[fn] = self._ray.remote(fn)
         self._warn_if_infeasible(resources)
-        options = {"num_cpus": resources.num_cpus, "num_gpus": resources.num_gpus, "max_retries": 0}
+        coordinator = resources.workers > 1
+        options = {"num_cpus": 0 if coordinator else resources.num_cpus,
+                   "num_gpus": 0 if coordinator else resources.num_gpus, "max_retries": 0,
+                   # never join the caller's placement group: a Tune trial's 0.1-CPU bundle cannot hold a stage
+                   "scheduling_strategy": "DEFAULT"}
         return remote.options(**options).remote(*args)
 
     def _warn_if_infeasible(self, resources: Resources) -> None:
         """A request larger than the cluster waits forever; say so instead of hanging quietly."""
         total = self._ray.cluster_resources()
-        if resources.num_gpus > total.get("GPU", 0) or resources.num_cpus > total.get("CPU", 0):
+        cpus, gpus = resources.num_cpus * resources.workers, resources.num_gpus * resources.workers
+        if gpus > total.get("GPU", 0) or cpus > total.get("CPU", 0):
             logger.warning(
-                "stage asks for %s CPU / %s GPU but the cluster has %s CPU / %s GPU; it will wait until an "
-                "autoscaler adds nodes. Lower the stage's resources or add nodes.",
-                resources.num_cpus, resources.num_gpus, total.get("CPU", 0), total.get("GPU", 0),
+                "stage asks for %s CPU / %s GPU (%d worker(s)) but the cluster has %s CPU / %s GPU; it will wait "
+                "until an autoscaler adds nodes. Lower the stage's resources or add nodes.",
+                cpus, gpus, resources.workers, total.get("CPU", 0), total.get("GPU", 0),
             )
 
     def wait(self, handles: Sequence[Any]) -> list[tuple[Any, Any]]:
@@ -142,11 +179,26 @@ class RayExecutor:
         self._owns_ray = False
 
 
+def _import_modules(modules: tuple[str, ...]) -> int:
+    """Import ``modules`` in a Ray worker (the warm-up task); returns the worker's pid."""
+    import importlib
+
+    for name in modules:
+        importlib.import_module(name)
+    return os.getpid()
+
+
 def _init_kwargs(address: str | None, num_cpus: int | None, include_dashboard: bool) -> dict[str, Any]:
-    """ray.init arguments: resources are only given when starting a local instance."""
+    """ray.init arguments: resources are only given when starting a local instance.
+
+    Inside a Ray job RAY_ADDRESS names the cluster; ray.init refuses
+    ``num_cpus`` when it connects to one, so it is left out there.
+    """
     kwargs: dict[str, Any] = {"log_to_driver": True}
     if address:
         kwargs["address"] = address
+    elif os.environ.get("RAY_ADDRESS"):
+        logger.info("connecting to the cluster in RAY_ADDRESS; run.num_cpus applies only to a local instance")
     else:
         kwargs.update(num_cpus=num_cpus, include_dashboard=include_dashboard)
     return kwargs

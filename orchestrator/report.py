@@ -29,3 +29,37 @@ def generation_table(rows: Sequence[Mapping[str, Any]], columns: Mapping[str, st
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths)) for line in [headers, *body]]
     lines.insert(1, "  ".join("-" * width for width in widths))
     return "\n".join(lines)
+
+
+def _columns(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """`generation` first, then every metric any row has, sorted so runs line up column by column."""
+    keys = {key for row in rows for key in row if key != "generation"}
+    return ["generation", *sorted(keys)]
+
+
+def generation_csv(rows: Sequence[Mapping[str, Any]]) -> str:
+    """Every per-generation metric as CSV, one row per generation (the parent run's summary table)."""
+    import csv
+    import io
+
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=_columns(rows), restval="", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def generation_html(rows: Sequence[Mapping[str, Any]], title: str) -> str:
+    """The same table as a standalone HTML page; MLflow's artifact viewer renders it."""
+    from html import escape
+
+    columns = _columns(rows)
+
+    def cell(value: Any) -> str:
+        return "" if value is None else escape(f"{value:.4f}" if isinstance(value, float) else str(value))
+
+    head = "".join(f"<th>{escape(c)}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(f"<td>{cell(row.get(c))}</td>" for c in columns) + "</tr>" for row in rows)
+    style = "table{border-collapse:collapse;font:13px sans-serif}td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}"
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{escape(title)}</title><style>{style}</style>"
+            f"</head><body><h3>{escape(title)}</h3><table><tr>{head}</tr>{body}</table></body></html>\n")

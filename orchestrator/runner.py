@@ -25,10 +25,11 @@ from typing import Any
 
 import torch
 
-from orchestrator.artifacts import ArtifactRef, ArtifactStore, Manifest, sanitize
-from orchestrator.dag import Pipeline, Stage, StageContext, StageResult
+from orchestrator.artifacts import ArtifactRef, ArtifactStore, Manifest, StoreCheckpointer, sanitize
+from orchestrator.dag import Checkpointer, Parallelism, Pipeline, ShardMapper, Stage, StageContext, StageResult, map_in_order
 from orchestrator.errors import ArtifactError, ConfigError, PipelineError, StageError
 from orchestrator.executor import Executor
+from orchestrator.lineage import TrackedArtifact
 from orchestrator.tracking import StageRecord, Tracker
 
 logger = logging.getLogger(__name__)
@@ -124,6 +125,22 @@ def stage_device(num_gpus: float) -> str:
     return "cuda" if num_gpus > 0 and torch.cuda.is_available() else "cpu"
 
 
+@dataclass
+class Placement:
+    """Where one copy of a stage body runs: its rank, device and how it checkpoints and shards.
+
+    The default is a single process that checkpoints into the stage's scratch
+    space and maps shards in a loop; ``orchestrator.distributed`` builds the
+    Ray Train and actor-pool variants.
+    """
+
+    rank: int = 0
+    world_size: int = 1
+    device: str | None = None
+    checkpointer: Checkpointer | None = None
+    shard_mapper: ShardMapper = map_in_order
+
+
 def execute_stage(
     stage: Stage,
     fingerprint: str,
@@ -132,27 +149,69 @@ def execute_stage(
     run_id: str,
     seed: int,
     attempt: int,
+    backend: str = "local",
 ) -> Manifest:
     """Run one stage where it is scheduled (a Ray worker or this process) and store its outputs.
 
+    On the Ray backend a stage with workers > 1 fans out: data-parallel
+    stages through Ray Train (this task only coordinates), sharded stages
+    over an actor pool. Anywhere else it runs as one process.
+    """
+    placement = Placement()
+    if stage.resources.workers > 1 and backend == "ray":
+        from orchestrator import distributed
+
+        if stage.parallelism is Parallelism.DATA:
+            return distributed.fit_stage(stage, fingerprint, input_refs, store_uri, run_id, seed, attempt)
+        placement.shard_mapper = distributed.actor_pool_mapper(stage.resources)
+        placement.device = "cuda" if stage.resources.num_gpus > 0 else "cpu"  # the shard actors' device
+    elif stage.resources.workers > 1:
+        logger.info("%s asks for %d workers; the %s backend runs it as one process",
+                    stage.name, stage.resources.workers, backend)
+    manifest = run_stage_body(stage, fingerprint, input_refs, store_uri, run_id, seed, attempt, placement)
+    assert manifest is not None  # rank 0 always stores
+    return manifest
+
+
+def run_stage_body(
+    stage: Stage,
+    fingerprint: str,
+    input_refs: Mapping[str, ArtifactRef],
+    store_uri: str,
+    run_id: str,
+    seed: int,
+    attempt: int,
+    placement: Placement,
+) -> Manifest | None:
+    """Load the inputs, call the stage function, and (on rank 0) store its outputs.
+
     Inputs are loaded from the store here, not passed as objects, so a
-    stage's data never travels through the driver.
+    stage's data never travels through the driver. Every rank gets the same
+    seed: data-parallel ranks draw the same global batch and take their slice.
+    Returns None on ranks other than 0, which store nothing.
     """
     store = ArtifactStore(store_uri)
     inputs = {name: store.load(ref) for name, ref in input_refs.items()}
+    checkpointer = placement.checkpointer or StoreCheckpointer(store, fingerprint)
     ctx = StageContext(run_id=run_id, stage=stage.name, generation=stage.generation,
-                       seed=stage_seed(seed, stage.name), device=stage_device(stage.resources.num_gpus),
-                       attempt=attempt)
+                       seed=stage_seed(seed, stage.name),
+                       device=placement.device or stage_device(stage.resources.num_gpus), attempt=attempt,
+                       rank=placement.rank, world_size=placement.world_size, checkpointer=checkpointer,
+                       shard_mapper=placement.shard_mapper)
     threads = torch.get_num_threads()
     torch.set_num_threads(max(1, int(stage.resources.num_cpus)))
     torch.manual_seed(ctx.seed)
     started = time.perf_counter()
     try:
         result = stage.fn(ctx, inputs, stage.params)
+        _check_result(stage, result)
+        if ctx.rank != 0:
+            return None
+        manifest = store.write_stage(fingerprint, stage.name, result, ctx.series, started=started)
     finally:
         torch.set_num_threads(threads)
-    _check_result(stage, result)
-    return store.write_stage(fingerprint, stage.name, result, ctx.series, time.perf_counter() - started)
+    store.clear_scratch(fingerprint)
+    return manifest
 
 
 def _check_result(stage: Stage, result: Any) -> None:
@@ -310,8 +369,9 @@ class Runner:
         if task.attempt == 1:
             self.tracker.stage_started(stage.name, stage.generation)
         logger.info("run %s (attempt %d, fingerprint %s)", stage.name, task.attempt, task.fingerprint[:12])
+        backend = getattr(self.executor, "backend", "local")
         handle = self.executor.submit(execute_stage, stage, task.fingerprint, inputs, self.store.uri,
-                                      st.run_id, self.seed, task.attempt, resources=stage.resources)
+                                      st.run_id, self.seed, task.attempt, backend, resources=stage.resources)
         st.in_flight[handle] = task
         outcome = st.outcomes[stage.name]
         outcome.state, outcome.attempts = StageState.RUNNING, task.attempt
@@ -342,6 +402,7 @@ class Runner:
             stage=stage.name, generation=stage.generation, fingerprint=manifest.fingerprint, cache_hit=cache_hit,
             status="FINISHED", metrics=dict(manifest.metrics), series=list(manifest.series),
             files=self._local_files(st.run_id, stage.name, manifest), duration_s=outcome.duration_s,
+            inputs=tuple(stage.inputs), outputs=self._tracked_outputs(st.run_id, stage, manifest),
         ))
 
     def _record_failure(self, st: _RunState, task: _Task, error: BaseException) -> None:
@@ -356,6 +417,20 @@ class Runner:
         ))
         if st.failure is None:
             st.failure = StageError(stage.name, error, task.attempt)
+
+    def _tracked_outputs(self, run_id: str, stage: Stage, manifest: Manifest) -> dict[str, TrackedArtifact]:
+        """The stage's stored outputs for lineage tracking; models get a local copy when the store is remote."""
+        tracked = {}
+        for name, ref in manifest.outputs.items():
+            kind = stage.lineage.get(name)
+            local = self.store.local_path(ref.path)
+            if local is None and kind == "model":
+                local = self.runs_dir / run_id / "files" / sanitize(stage.name) / Path(ref.path).name
+                local.parent.mkdir(parents=True, exist_ok=True)
+                local.write_bytes(self.store.read_bytes(ref.path))
+            tracked[name] = TrackedArtifact(name=name, uri=self.store.location(ref.path), digest=ref.digest,
+                                            kind=ref.kind, lineage=kind, local_path=None if local is None else str(local))
+        return tracked
 
     def _local_files(self, run_id: str, stage_name: str, manifest: Manifest) -> dict[str, str]:
         """Local paths of a stage's extra files, copied out of a remote store when needed."""

@@ -20,7 +20,10 @@ from typing import Any, Protocol, TypeVar
 
 import yaml
 
+from orchestrator import lineage, report
 from orchestrator.errors import TrackingError
+from orchestrator.lineage import MODEL, LineageGraph, TrackedArtifact
+from orchestrator.provenance import provenance_tags
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +57,8 @@ class StageRecord:
     files: dict[str, str] = field(default_factory=dict)  # name -> local path
     duration_s: float = 0.0
     error: str | None = None
+    inputs: tuple[str, ...] = ()  # artifact names the stage read
+    outputs: dict[str, TrackedArtifact] = field(default_factory=dict)  # what it stored (for lineage)
 
 
 class Tracker(Protocol):
@@ -112,10 +117,26 @@ class MlflowTracker:
         experiment: str = "relay",
         strict: bool = False,
         artifact_location: str | None = None,
+        log_models: bool = True,
+        system_metrics: bool = False,
+        system_metrics_interval_s: float = 2.0,
+        parent_run_id: str | None = None,
+        extra_tags: Mapping[str, str] | None = None,
     ) -> None:
+        # parent_run_id nests the pipeline run under another run (a Tune sweep); extra_tags
+        # (a trial's id and values) go on the pipeline run, and again on reattach.
+        self._nest_under = parent_run_id
+        self.extra_tags = dict(extra_tags or {})
         self.tracking_uri = tracking_uri
         self.experiment = experiment
         self.strict = strict
+        self.log_models = log_models
+        self.system_metrics = system_metrics
+        self.system_metrics_interval_s = system_metrics_interval_s
+        self._lineage = LineageGraph()
+        self._monitors: dict[str, Any] = {}
+        self._pipeline_name = ""
+        self._newest_generation = -1
         self.artifact_location = artifact_location or _default_artifact_location(tracking_uri)
         self._client: Any = None
         self._experiment_id: str | None = None
@@ -161,13 +182,17 @@ class MlflowTracker:
         self._client = MlflowClient(self.tracking_uri)
         self._experiment_id = self._ensure_experiment()
         self._run_id = run_id
+        self._pipeline_name = pipeline_name
         existing = self._find_runs(run_id, "pipeline") if resume else []
         if existing:
             self._reattach(existing[0].info.run_id)
+            for key, value in self.extra_tags.items():
+                self._client.set_tag(self._parent, key, value)
             return
         if resume:
             logger.info("no MLflow run found for %s; starting a new one", run_id)
-        tags = {TAG_PIPELINE_RUN: run_id, TAG_PIPELINE: pipeline_name, TAG_KIND: "pipeline"}
+        tags = {TAG_PIPELINE_RUN: run_id, TAG_PIPELINE: pipeline_name, TAG_KIND: "pipeline", **provenance_tags(),
+                **self.extra_tags, **({TAG_PARENT: self._nest_under} if self._nest_under else {})}
         self._parent = self._client.create_run(self._experiment_id, tags=tags, run_name=run_id).info.run_id
         self._client.log_text(self._parent, yaml.safe_dump(dict(config), sort_keys=False), "config.yaml")
         self._log_params(self._parent, _flatten(config))
@@ -197,6 +222,9 @@ class MlflowTracker:
             if run.info.status == "FINISHED":
                 key = (run.data.tags[TAG_STAGE], run.data.tags.get(TAG_FINGERPRINT, ""))
                 self._finished_before.setdefault(key, run.info.run_id)
+        self._lineage.model_ids.update(lineage.logged_models_of(self._client, self._experiment_id, self._run_id,
+                                                                TAG_PIPELINE_RUN))
+        self._log(parent, tags=provenance_tags())
         logger.info("resuming MLflow run %s (%d generation run(s))", parent, len(self._gen_runs))
 
     def _log_params(self, run: str, params: Mapping[str, str]) -> None:
@@ -226,6 +254,29 @@ class MlflowTracker:
 
     def _open_stage(self, stage_name: str, generation: int | None) -> None:
         self._stage_runs[stage_name] = self._new_stage_run(stage_name, generation)
+        if self.system_metrics:
+            self._monitors[stage_name] = self._start_monitor(self._stage_runs[stage_name])
+
+    def _start_monitor(self, run: str) -> Any:
+        """Sample this machine (CPU, memory, disk, network, GPU) into the stage run while the stage runs.
+
+        The stage itself runs in a Ray worker; on a single node that worker
+        shares this machine, so these are the stage's resources plus the
+        driver's. On a cluster they describe the head node only. A stage
+        shorter than one interval logs nothing: the first sample is logged
+        after one interval.
+        """
+        from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+        monitor = SystemMetricsMonitor(run, sampling_interval=self.system_metrics_interval_s,
+                                       samples_before_logging=1, tracking_uri=self.tracking_uri)
+        monitor.start()
+        return monitor
+
+    def _stop_monitor(self, stage_name: str) -> None:
+        monitor = self._monitors.pop(stage_name, None)
+        if monitor is not None:
+            monitor.finish()
 
     def stage_started(self, stage_name: str, generation: int | None) -> None:
         """Open the stage run now so its duration in the UI is the real one."""
@@ -238,6 +289,8 @@ class MlflowTracker:
             self._guard("stage_finished", lambda: self._finish(record))
 
     def _finish(self, record: StageRecord) -> None:
+        self._lineage.add(record.inputs, record.outputs)
+        self._stop_monitor(record.stage)
         if record.cache_hit and (record.stage, record.fingerprint) in self._finished_before:
             logger.debug("stage %s already tracked as finished; not logging it again", record.stage)
             return
@@ -247,8 +300,9 @@ class MlflowTracker:
             tags["relay.error"] = record.error[:5000]
         points = _points({**record.metrics, "duration_s": record.duration_s}, 0) + _series_points(record.series)
         self._log(run, tags=tags, metrics=points)
-        for local in record.files.values():
-            self._client.log_artifact(run, local)
+        self._log_files(run, record)
+        if record.status == "FINISHED":
+            self._log_lineage(run, record)
         if record.generation is not None:
             prefixed = {f"{metric_prefix(record.stage)}/{k}": v for k, v in record.metrics.items()}
             self._log(self._gen_run(record.generation), metrics=_points(prefixed, record.generation))
@@ -256,6 +310,57 @@ class MlflowTracker:
             if record.status == "FAILED":
                 self._failed_gens.add(record.generation)
         self._client.set_terminated(run, status=record.status)
+        if record.status == "FINISHED":  # a later run() of this pipeline run sees it as a cache hit: log once
+            self._finished_before[(record.stage, record.fingerprint)] = run
+
+    def _log_files(self, run: str, record: StageRecord) -> None:
+        """Plots and tables on the stage run, and again on the generation run under the stage's role.
+
+        The copy on ``gen-NN`` (``evaluate/per_class.png``, ``rebalance/picks.csv``) is
+        what a user opening a generation sees without digging into its stage runs.
+        """
+        for local in record.files.values():
+            self._client.log_artifact(run, local)
+            if record.generation is not None:
+                self._client.log_artifact(self._gen_runs[record.generation], local, metric_prefix(record.stage))
+
+    def _log_lineage(self, run: str, record: StageRecord) -> None:
+        """Datasets and models the stage read as its inputs; the models it wrote logged and registered.
+
+        The generation run shows the datasets, and the teacher when the stage
+        trains a student, so gen-NN reads "trained on these picks, from that model".
+        """
+        runs = [run] if record.generation is None else [run, self._gen_runs[record.generation]]
+        teachers = [self._lineage.model_ids[m] for m in sorted(self._lineage.models_behind(record.inputs))
+                    if m in self._lineage.model_ids]
+        datasets = self._lineage.datasets_in(record.inputs)
+        models = [a for a in record.outputs.values() if a.lineage == MODEL]
+        context = metric_prefix(record.stage)
+        lineage.log_inputs(self._client, runs[:1], datasets, teachers, context)
+        lineage.log_inputs(self._client, runs[1:], datasets, teachers if models else [], context)
+        if teachers and models:  # a student: name its teacher where the UI shows tags
+            for target in runs:
+                self._client.set_tag(target, lineage.TAG_TEACHER, ",".join(f"models:/{t}" for t in teachers))
+        if self.log_models:
+            for artifact in models:
+                self._log_model(runs, artifact, record.generation)
+
+    def _log_model(self, runs: list[str], artifact: TrackedArtifact, generation: int | None) -> None:
+        tags = {TAG_PIPELINE_RUN: self._run_id, TAG_PIPELINE: self._pipeline_name}
+        if generation is not None:
+            tags[TAG_GENERATION] = str(generation)
+        model = lineage.log_model(self._client, self._experiment_id, runs[0], artifact, tags)
+        self._lineage.model_ids[artifact.name] = model.model_id
+        lineage.link_outputs(self._client, runs, model.model_id, step=generation or 0)
+        if generation is None:
+            return
+        aliases = [lineage.model_alias(generation)]
+        if generation >= self._newest_generation:
+            self._newest_generation = generation
+            aliases.append(lineage.NEWEST_ALIAS)
+        version = lineage.register(self._client, self._pipeline_name, model, runs[0], aliases)
+        logger.info("registered %s as model %s version %s (%s)", artifact.name, self._pipeline_name, version,
+                    ", ".join(aliases))
 
     def _log(self, run: str, tags: Mapping[str, str] | None = None,
              metrics: Iterable[tuple[str, float, int]] = ()) -> None:
@@ -275,12 +380,33 @@ class MlflowTracker:
             self._guard("end_pipeline", lambda: self._end(status))
 
     def _end(self, status: str) -> None:
+        for stage_name in list(self._monitors):
+            self._stop_monitor(stage_name)
+        self._guard("summary", self._log_summary)
         final = status if status in ("FAILED", "KILLED") else "FINISHED"
         others = "KILLED" if final == "KILLED" else "FINISHED"  # a generation fails only by its own stages
         for generation, run in self._gen_runs.items():
             self._client.set_terminated(run, status="FAILED" if generation in self._failed_gens else others)
         self._client.set_tag(self._parent, TAG_STATUS, status)
         self._client.set_terminated(self._parent, status=final)
+
+
+    def _log_summary(self) -> None:
+        """generations.csv and generations.html on the parent: every per-generation metric, one row each."""
+        rows = generation_rows(self._client, self._parent)
+        if rows:
+            self._client.log_text(self._parent, report.generation_csv(rows), "generations.csv")
+            self._client.log_text(self._parent, report.generation_html(rows, f"{self._run_id}: per generation"),
+                                  "generations.html")
+
+
+def generation_rows(client: Any, parent_run_id: str) -> list[dict[str, Any]]:
+    """Rows like ``{"generation": 0, "evaluate/accuracy": 0.9}`` from the parent's step = generation metrics."""
+    rows: dict[int, dict[str, Any]] = {}
+    for key in client.get_run(parent_run_id).data.metrics:
+        for point in sorted(client.get_metric_history(parent_run_id, key), key=lambda m: m.timestamp):
+            rows.setdefault(point.step, {"generation": point.step})[key] = point.value
+    return [rows[g] for g in sorted(rows)]
 
 
 def _points(metrics: Mapping[str, float], step: int) -> list[tuple[str, float, int]]:
@@ -337,8 +463,96 @@ def read_generations(tracking_uri: str, experiment: str, run_id: str | None = No
     if not runs:
         raise TrackingError(f"no pipeline run {run_id or ''} in experiment {experiment!r}; list runs with `relay status`")
     parent = runs[0]
-    rows: dict[int, dict[str, Any]] = {}
-    for key in parent.data.metrics:
-        for point in sorted(client.get_metric_history(parent.info.run_id, key), key=lambda m: m.timestamp):
-            rows.setdefault(point.step, {"generation": point.step})[key] = point.value
-    return parent.data.tags.get(TAG_PIPELINE_RUN, parent.info.run_name), [rows[g] for g in sorted(rows)]
+    return parent.data.tags.get(TAG_PIPELINE_RUN, parent.info.run_name), generation_rows(client, parent.info.run_id)
+
+
+# --- Tune sweeps -------------------------------------------------------------------------
+
+TAG_SWEEP = "relay.sweep"
+
+
+class SweepTracker:
+    """A Tune sweep's parent run: each trial's pipeline run nests under it (mlflow.parentRunId).
+
+    It holds what only the sweep knows: the search settings (params), the
+    table of trials and the best trial's values. Like MlflowTracker it warns
+    instead of failing unless strict, and reattaches on resume by the sweep's
+    name, so a resumed sweep keeps one parent.
+    """
+
+    def __init__(self, tracking_uri: str, experiment: str = "relay", strict: bool = False) -> None:
+        self.tracking_uri = tracking_uri
+        self.experiment = experiment
+        self.strict = strict
+        self.run_id: str | None = None
+        self._client: Any = None
+
+    def _guard(self, op: str, action: Callable[[], T]) -> T | None:
+        try:
+            return action()
+        except Exception as exc:
+            if self.strict:
+                raise TrackingError(f"MLflow {op} failed against {self.tracking_uri}: {exc}; fix the tracking "
+                                    "store or set tracking.strict=false to run without it") from exc
+            logger.warning("MLflow %s failed against %s (%s); the sweep goes on without it", op, self.tracking_uri, exc)
+            return None
+
+    def start(self, sweep: str, pipeline_name: str, params: Mapping[str, str], settings_text: str) -> str | None:
+        """Create (or find again, on resume) the sweep's parent run; returns its MLflow id."""
+        self.run_id = self._guard("start_sweep", lambda: self._start(sweep, pipeline_name, params, settings_text))
+        return self.run_id
+
+    def _start(self, sweep: str, pipeline_name: str, params: Mapping[str, str], settings_text: str) -> str:
+        from mlflow import MlflowClient
+
+        self._client = MlflowClient(self.tracking_uri)
+        experiment = self._client.get_experiment_by_name(self.experiment)
+        experiment_id = experiment.experiment_id if experiment is not None else self._client.create_experiment(
+            self.experiment, artifact_location=_default_artifact_location(self.tracking_uri))
+        query = f"tags.`{TAG_SWEEP}` = '{sweep}' and tags.`{TAG_KIND}` = 'sweep'"
+        found = self._client.search_runs([experiment_id], query, order_by=["attributes.start_time DESC"], max_results=1)
+        if found:
+            self._client.update_run(found[0].info.run_id, status="RUNNING")
+            return found[0].info.run_id
+        tags = {TAG_KIND: "sweep", TAG_SWEEP: sweep, TAG_PIPELINE: pipeline_name}
+        run = self._client.create_run(experiment_id, tags=tags, run_name=sweep).info.run_id
+        self._client.log_text(run, settings_text, "tune.yaml")
+        from mlflow.entities import Param
+
+        self._client.log_batch(run, params=[Param(k[:250], str(v)[:_MAX_PARAM]) for k, v in params.items()])
+        return run
+
+    def close_trial(self, pipeline_run: str, status: str, tags: Mapping[str, str]) -> None:
+        """Tag a trial's pipeline run; close it (and its open generation runs) if its trial was stopped.
+
+        A trial stopped by the scheduler never returns to close its own runs.
+        """
+        if self.run_id is not None:
+            self._guard("close_trial", lambda: self._close_trial(pipeline_run, status, tags))
+
+    def _close_trial(self, pipeline_run: str, status: str, tags: Mapping[str, str]) -> None:
+        experiment = self._client.get_experiment_by_name(self.experiment)
+        query = f"tags.`{TAG_PIPELINE_RUN}` = '{pipeline_run}'"
+        for run in self._client.search_runs([experiment.experiment_id], query, max_results=5000):
+            kind = run.data.tags.get(TAG_KIND)
+            if kind == "pipeline":
+                for key, value in tags.items():
+                    self._client.set_tag(run.info.run_id, key, value)
+            if run.info.status == "RUNNING":
+                final = status if kind == "pipeline" or status == "FAILED" else "FINISHED"
+                self._client.set_terminated(run.info.run_id, status=final)
+
+    def finish(self, status: str, tags: Mapping[str, str], metrics: Mapping[str, float], files: Iterable[str]) -> None:
+        """Log the trials table (files), the best trial's values (tags) and metric, and close the run."""
+        if self.run_id is not None:
+            self._guard("finish_sweep", lambda: self._finish(status, tags, metrics, files))
+
+    def _finish(self, status: str, tags: Mapping[str, str], metrics: Mapping[str, float], files: Iterable[str]) -> None:
+        from mlflow.entities import Metric, RunTag
+
+        now = int(time.time() * 1000)
+        self._client.log_batch(self.run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
+                               tags=[RunTag(k, str(v)[:5000]) for k, v in tags.items()])
+        for path in files:
+            self._client.log_artifact(self.run_id, path)
+        self._client.set_terminated(self.run_id, status=status)

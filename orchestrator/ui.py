@@ -1,4 +1,9 @@
-"""`relay ui`: an MLflow server on 127.0.0.1 over the workspace's store, in light mode."""
+"""`relay ui`: an MLflow server on 127.0.0.1 over the workspace's store, in light mode.
+
+Checks come first (port free, runs exist) so a mistake is one clear line, not
+a server that starts and shows an empty page. The server runs with
+MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false: two processes (0.5 GB) instead of ten.
+"""
 
 from __future__ import annotations
 
@@ -7,38 +12,70 @@ import os
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 from orchestrator.errors import RelayError
 
 log = logging.getLogger(__name__)
 
 
+HOW_TO_RUN = "make one with `RELAY_WORKSPACE={workspace} relay run pipelines/configs/smoke.yaml`"
+
+
 def port_in_use(port: int) -> bool:
+    """Whether something already listens on 127.0.0.1:``port``."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
 def latest_run_url(tracking_uri: str, experiment: str, port: int) -> str:
-    """The URL of the newest pipeline run, or an error that says how to make one."""
+    """The URL of the newest pipeline run, or an error that says how to make one.
+
+    A sqlite store that does not exist yet is reported, not created (an
+    MlflowClient would create an empty database as soon as it touched it).
+    """
+    db = _sqlite_file(tracking_uri)
+    if db is not None and not db.exists():
+        raise RelayError(f"no runs yet: there is no tracking database at {db}; "
+                         + HOW_TO_RUN.format(workspace=db.parent))
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri)
     found = client.get_experiment_by_name(experiment)
-    runs = client.search_runs([found.experiment_id], "tags.`relay.generation` = 'pipeline'", max_results=1, order_by=["start_time DESC"]) if found else []
+    runs = client.search_runs([found.experiment_id], "tags.`relay.kind` = 'pipeline'", max_results=1, order_by=["start_time DESC"]) if found else []
     if not runs:
-        raise RelayError(f"no pipeline runs in {tracking_uri} yet: make one with `relay run pipelines/configs/smoke.yaml`")
+        where = db.parent if db is not None else "<workspace>"
+        raise RelayError(f"no pipeline runs in {tracking_uri} yet: " + HOW_TO_RUN.format(workspace=where))
     return f"http://127.0.0.1:{port}/#/experiments/{found.experiment_id}/runs/{runs[0].info.run_id}"
 
 
-def serve(tracking_uri: str, experiment: str, port: int) -> int:
-    """Start `mlflow server` (job execution off: two processes instead of ten) until interrupted."""
+def _sqlite_file(tracking_uri: str) -> Path | None:
+    prefix = "sqlite:///"
+    return Path(tracking_uri[len(prefix):]) if tracking_uri.startswith(prefix) else None
+
+
+def check(tracking_uri: str, experiment: str, port: int) -> str:
+    """Everything that can be wrong before a server starts; returns the URL of the newest pipeline run."""
+    if not 0 < port < 65536:
+        raise RelayError(f"port {port} is not a TCP port: pass 1-65535, e.g. `relay ui --port 5000`")
     if port_in_use(port):
         raise RelayError(f"port {port} on 127.0.0.1 is in use: pick another with `relay ui --port {port + 1}`")
-    url = latest_run_url(tracking_uri, experiment, port)
+    return latest_run_url(tracking_uri, experiment, port)
+
+
+def server_command(tracking_uri: str, port: int) -> tuple[list[str], dict[str, str]]:
+    """The `mlflow server` command line and environment (shared with the browser test)."""
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", tracking_uri, "--host", "127.0.0.1", "--port", str(port)]
-    print(f"MLflow UI: {url}  (Ctrl-C to stop)", flush=True)
+    command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", tracking_uri,
+               "--host", "127.0.0.1", "--port", str(port)]
+    return command, env
+
+
+def run_server(tracking_uri: str, port: int) -> int:
+    """Run `mlflow server` in the foreground until it exits or Ctrl-C."""
+    command, env = server_command(tracking_uri, port)
+    log.debug("starting %s", " ".join(command))
     try:
         return subprocess.call(command, env=env)
     except KeyboardInterrupt:

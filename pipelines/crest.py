@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from orchestrator.config import RunSettings, StrictModel, TrackingSettings
-from orchestrator.dag import Pipeline, Resources, Stage
+from orchestrator.config import RunSettings, StrictModel, TrackingSettings, TuneSettings
+from orchestrator.dag import Parallelism, Pipeline, Resources, Stage
 from pipelines import stages
 from pipelines.schema import (
     AugmentSection,
@@ -44,6 +44,7 @@ class CrestConfig(StrictModel):
     resources: ResourcesSection = ResourcesSection()
     run: RunSettings = RunSettings()
     tracking: TrackingSettings = TrackingSettings()
+    tune: TuneSettings | None = None
 
 
 def gen(k: int, role: str) -> str:
@@ -55,12 +56,14 @@ def _resources(spec: StageResources) -> Resources:
     return Resources(num_cpus=spec.num_cpus, num_gpus=spec.num_gpus, workers=spec.workers)
 
 
-def _stage(name: str, fn: Any, io: dict[str, str], outputs: tuple[str, ...], params: dict, resources: StageResources, generation: int | None) -> Stage:
+def _stage(name: str, fn: Any, io: dict[str, str], outputs: tuple[str, ...], params: dict, resources: StageResources,
+           generation: int | None, parallelism: Parallelism = Parallelism.DATA) -> Stage:
     """A stage whose params carry its io roles; inputs are every io entry that is not an output."""
     inputs = tuple(artifact for artifact in io.values() if artifact not in outputs)
     return Stage(
         name=name, fn=fn, inputs=inputs, outputs=outputs, params={**params, "io": io},
-        resources=_resources(resources), generation=generation,
+        resources=_resources(resources), generation=generation, lineage=stages.lineage_of(io, outputs),
+        parallelism=parallelism,
     )
 
 
@@ -87,7 +90,8 @@ def generation_stages(config: CrestConfig, k: int) -> list[Stage]:
     return result + [
         _stage(gen(k, "pseudo_label"), stages.pseudo_label_generation,
                {"split": SPLIT, "model": gen(k, "model"), "pseudo_labels": gen(k, "pseudo_labels")}, (gen(k, "pseudo_labels"),),
-               {"data": data, "batch_size": config.label.batch_size, "generation": k}, res.pseudo_label, k),
+               {"data": data, "batch_size": config.label.batch_size, "shard_size": config.label.shard_size,
+                "generation": k}, res.pseudo_label, k, Parallelism.SHARDS),
         _stage(gen(k, "rebalance"), stages.rebalance_generation,
                {"split": SPLIT, "pseudo_labels": gen(k, "pseudo_labels"), "picks": gen(k, "picks")}, (gen(k, "picks"),),
                {"data": data, "alpha": config.crest.alpha, "selection": config.crest.selection, "generation": k}, res.rebalance, k),

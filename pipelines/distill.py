@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from orchestrator.config import RunSettings, StrictModel, TrackingSettings
+from orchestrator.config import RunSettings, StrictModel, TrackingSettings, TuneSettings
 from orchestrator.dag import Pipeline, Stage
 from pipelines import student_stages as ss
 from pipelines.crest import gen
@@ -49,6 +49,7 @@ class DistillConfig(StrictModel):
     resources: StudentResourcesSection = StudentResourcesSection()
     run: RunSettings = RunSettings()
     tracking: TrackingSettings = TrackingSettings()
+    tune: TuneSettings | None = None
 
 
 def _pair(config: DistillConfig, role: str, k: int, teacher: bool, prefix: str = "") -> list[Stage]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from orchestrator.config import RunSettings, StrictModel, TrackingSettings
+from orchestrator.config import RunSettings, StrictModel, TrackingSettings, TuneSettings
 from orchestrator.dag import Pipeline, Stage
 from pipelines import student_stages as ss
 from pipelines.crest import gen
@@ -49,6 +49,7 @@ class KnowledgeEvolutionConfig(StrictModel):
     resources: StudentResourcesSection = StudentResourcesSection()
     run: RunSettings = RunSettings()
     tracking: TrackingSettings = TrackingSettings()
+    tune: TuneSettings | None = None
 
 
 def _train_params(config: KnowledgeEvolutionConfig, steps: int) -> dict:

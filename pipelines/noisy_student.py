@@ -18,7 +18,7 @@ from typing import Literal
 
 from pydantic import model_validator
 
-from orchestrator.config import RunSettings, StrictModel, TrackingSettings
+from orchestrator.config import RunSettings, StrictModel, TrackingSettings, TuneSettings
 from orchestrator.dag import Pipeline, Stage
 from pipelines import stages
 from pipelines import student_stages as ss
@@ -75,6 +75,7 @@ class NoisyStudentConfig(StrictModel):
     resources: StudentResourcesSection = StudentResourcesSection()
     run: RunSettings = RunSettings()
     tracking: TrackingSettings = TrackingSettings()
+    tune: TuneSettings | None = None
 
     @model_validator(mode="after")
     def _student_not_smaller(self) -> NoisyStudentConfig:

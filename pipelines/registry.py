@@ -43,19 +43,36 @@ PIPELINES: dict[str, PipelineSpec] = {
         config_model=ke.KnowledgeEvolutionConfig,
         build=ke.build,
         preflight=ke.preflight,
-        summary=("balanced_accuracy", "slim_accuracy", "slim_params", "dense_params", "baseline_balanced_accuracy"),
+        summary={
+            "balanced_accuracy": "evaluate/balanced_accuracy",
+            "slim_accuracy": "evaluate/slim_accuracy",
+            "slim_params": "evaluate/slim_params",
+            "dense_params": "evaluate/dense_params",
+            "baseline (compute-matched)": "evaluate/baseline_balanced_accuracy",
+        },
     ),
     "noisy_student": PipelineSpec(
         config_model=noisy_student.NoisyStudentConfig,
         build=noisy_student.build,
         preflight=noisy_student.preflight,
-        summary=("balanced_accuracy", "tail_recall", "dense_params", "pseudo_label/accuracy", "kept_total", "picks/accuracy"),
+        summary={
+            "balanced_accuracy": "evaluate/balanced_accuracy",
+            "tail_recall": "evaluate/tail_recall",
+            "params": "evaluate/dense_params",
+            "pseudo_label_accuracy": "pseudo_label/accuracy",
+            "kept": "filter/kept_total",
+            "picks_accuracy": "filter/picks_accuracy",
+        },
     ),
     "distill": PipelineSpec(
         config_model=distill.DistillConfig,
         build=distill.build,
         preflight=distill.preflight,
-        summary=("balanced_accuracy", "dense_params", "baseline_balanced_accuracy"),
+        summary={
+            "balanced_accuracy": "evaluate/balanced_accuracy",
+            "params": "evaluate/dense_params",
+            "no-teacher baseline": "evaluate/baseline_balanced_accuracy",
+        },
     ),
 }
 

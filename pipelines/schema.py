@@ -89,6 +89,7 @@ class TrainSection(StrictModel):
     lambda_u: float = Field(1.0, ge=0.0)
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
     report_every: int = Field(50, gt=0)
+    checkpoint_every: int = Field(50, ge=0)  # in-stage checkpoint (resume point after a crash); 0: none
 
 
 class WeakAugment(StrictModel):
@@ -134,9 +135,15 @@ class CrestSection(StrictModel):
 
 
 class LabelSection(StrictModel):
-    """Batch inference that writes the pseudo-label table."""
+    """Batch inference that writes the pseudo-label table.
+
+    shard_size is the number of unlabeled images per shard: the unit that goes to one
+    inference actor and one Parquet row group. The table does not depend on how many
+    actors (resources.pseudo_label.workers) share the shards.
+    """
 
     batch_size: int = Field(512, gt=0)
+    shard_size: int = Field(2048, gt=0)
 
 
 class StageResources(StrictModel):

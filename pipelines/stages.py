@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -23,7 +23,7 @@ from pipelines.augment import strong_augment, weak_augment
 from pipelines.data import DatasetSplits, load_dataset, long_tailed_split
 from pipelines.evaluation import class_metrics, tail_classes
 from pipelines.models import create_model
-from pipelines.pseudo_label import picks_table, predict_probs, to_table
+from pipelines.pseudo_label import picks_table, predict_probs, pseudo_label_schema, to_table
 from pipelines.sampling import crest_rates, select_crest
 from pipelines.schedules import temperature
 from pipelines.training import FixMatchSettings, train_fixmatch
@@ -58,6 +58,16 @@ def artifact(inputs: Mapping[str, Any], params: Mapping[str, Any], role: str) ->
 
 def output_name(params: Mapping[str, Any], role: str) -> str:
     return params["io"][role]
+
+
+# Roles whose outputs MLflow should see as lineage: models are logged and registered,
+# datasets are logged as inputs of the runs that read them.
+LINEAGE_ROLES = {"model": "model", "pseudo_labels": "dataset", "picks": "dataset"}
+
+
+def lineage_of(io: Mapping[str, str], outputs: tuple[str, ...]) -> dict[str, str]:
+    """Output artifact -> "model" | "dataset", for the outputs whose role is in LINEAGE_ROLES."""
+    return {name: LINEAGE_ROLES[role] for role, name in io.items() if role in LINEAGE_ROLES and name in outputs}
 
 
 @functools.lru_cache(maxsize=4)
@@ -205,14 +215,21 @@ def train_generation(ctx: StageContext, inputs: Mapping[str, Any], params: Mappi
     model = create_model(model_cfg["name"], num_classes, in_channels, model_cfg["dropout"]).to(ctx.device)
     settings = fixmatch_settings(params["train"], params["crest"], params["generation"])
     weak_fn, strong_fn = augmenters(params["augment"])
+    resume = ctx.load_checkpoint()
+    resumed_from = int(resume["step"]) if resume is not None else 0
+    if resume is not None:
+        log.info("%s: resuming at step %d of %d from the checkpoint of an earlier attempt", ctx.stage, resumed_from, settings.steps)
     ema_model = train_fixmatch(
         model, images, targets, unlabeled, num_classes, settings, weak_fn, strong_fn, ctx.device, generator,
-        report=ctx.report, report_every=params["train"]["report_every"],
+        report=ctx.report, report_every=params["train"]["report_every"], rank=ctx.rank, world_size=ctx.world_size,
+        checkpoint_every=params["train"].get("checkpoint_every", 0), save_checkpoint=ctx.save_checkpoint, resume=resume,
     )
     checkpoint = model_checkpoint(ema_model, model_cfg["name"], num_classes, in_channels, model_cfg["dropout"])
-    metrics = {"labeled_size": float(len(targets)), "temperature": settings.temperature}
+    metrics = {"labeled_size": float(len(targets)), "temperature": settings.temperature,
+               "resumed_from_step": float(resumed_from), "workers": float(ctx.world_size)}
     if ctx.series:
         metrics.update(ctx.series[-1][1])
+        metrics["steps"] = float(ctx.series[-1][0])
     return StageResult(outputs={output_name(params, "model"): checkpoint}, metrics=metrics)
 
 
@@ -253,21 +270,55 @@ def evaluate_generation(ctx: StageContext, inputs: Mapping[str, Any], params: Ma
 
 
 def pseudo_label_generation(ctx: StageContext, inputs: Mapping[str, Any], params: Mapping[str, Any]) -> StageResult:
-    """The EMA model labels the whole unlabeled split: plain softmax, no threshold, no alignment."""
-    data = params["data"]
+    """The EMA model labels the whole unlabeled split: plain softmax, no threshold, no alignment.
+
+    The unlabeled ids are cut into shards of ``shard_size``; ``ctx.map_shards`` labels them (on
+    actors under Ray, in a loop otherwise) and hands back one Arrow batch per shard, in shard order,
+    which the store streams into Parquet. Neither this process nor any actor holds every
+    probability row, and the table is the same for any number of actors.
+    """
     split = artifact(inputs, params, "split")
     checkpoint = artifact(inputs, params, "model")
-    model = load_model(checkpoint, ctx.device)
-    ids, images, true_labels = subset_images(data, split, "unlabeled")
-    probs = predict_probs(model, images, params["batch_size"], ctx.device)
-    table = to_table(ids, probs, params["generation"], f"{checkpoint['model']}@g{params['generation']:02d}")
-    pred = probs.argmax(axis=1)
-    metrics = {
-        "accuracy": float(np.mean(pred == true_labels.numpy())) if len(pred) else 0.0,
-        "mean_confidence": float(probs.max(axis=1).mean()) if len(pred) else 0.0,
-        "rows": float(len(pred)),
-    }
-    return StageResult(outputs={output_name(params, "pseudo_labels"): table}, metrics=metrics)
+    ids, true_labels = subset_arrays(split, "unlabeled")
+    size = int(params.get("shard_size", max(len(ids), 1)))
+    shards = ((ids[i : i + size], true_labels[i : i + size]) for i in range(0, len(ids), size))
+    label = functools.partial(
+        label_shard, data=params["data"], checkpoint=checkpoint, batch_size=params["batch_size"],
+        generation=params["generation"], model_name=f"{checkpoint['model']}@g{params['generation']:02d}", device=ctx.device,
+    )
+    metrics: dict[str, float] = {}
+    batches = _counted_batches(ctx.map_shards(label, shards), metrics)
+    reader = pa.RecordBatchReader.from_batches(pseudo_label_schema(checkpoint["num_classes"]), batches)
+    return StageResult(outputs={output_name(params, "pseudo_labels"): reader}, metrics=metrics)
+
+
+def label_shard(
+    shard: tuple[np.ndarray, np.ndarray], data: Mapping[str, Any], checkpoint: Mapping[str, Any], batch_size: int,
+    generation: int, model_name: str, device: str,
+) -> tuple[pa.RecordBatch, int, float]:
+    """Pseudo-labels of one shard of (sample ids, true labels): (rows, correct count, confidence sum).
+
+    Runs where the shard is sent (an actor), so it loads the images and the model there; ``device``
+    falls back to the CPU when the worker has no GPU.
+    """
+    ids, labels = shard
+    device = device if device == "cpu" or torch.cuda.is_available() else "cpu"
+    images = _cached_dataset(data["name"], data.get("root")).train.images[torch.tensor(ids, dtype=torch.int64)]
+    probs = predict_probs(load_model(checkpoint, device), images, batch_size, device)
+    table = to_table(ids, probs, generation, model_name).combine_chunks()
+    correct = int(np.sum(probs.argmax(axis=1) == labels))
+    return table.to_batches()[0], correct, float(probs.max(axis=1).sum())
+
+
+def _counted_batches(results: Iterator[tuple[pa.RecordBatch, int, float]], metrics: dict[str, float]) -> Iterator[pa.RecordBatch]:
+    """Pass the shards' batches through, filling ``metrics`` once the last one has gone by."""
+    rows = correct = 0
+    confidence = 0.0
+    for batch, shard_correct, shard_confidence in results:
+        rows, correct, confidence = rows + batch.num_rows, correct + shard_correct, confidence + shard_confidence
+        yield batch
+    metrics.update(accuracy=correct / rows if rows else 0.0, mean_confidence=confidence / rows if rows else 0.0,
+                   rows=float(rows))
 
 
 def rebalance_generation(ctx: StageContext, inputs: Mapping[str, Any], params: Mapping[str, Any]) -> StageResult:
@@ -289,8 +340,20 @@ def rebalance_generation(ctx: StageContext, inputs: Mapping[str, Any], params: M
     metrics.update({f"rate/{c}": float(r) for c, r in enumerate(rates)})
     metrics["kept_total"] = float(len(rows))
     metrics["picks_accuracy"] = float(np.mean(correct)) if correct else 0.0
-    files = {"pseudo_label_histogram.png": plots.class_histogram(np.bincount(pred, minlength=num_classes).tolist(), kept.tolist())}
+    files = {
+        "pseudo_label_histogram.png": plots.class_histogram(np.bincount(pred, minlength=num_classes).tolist(), kept.tolist()),
+        "picks.csv": table_csv(picks),
+    }
     return StageResult(outputs={output_name(params, "picks"): picks}, metrics=metrics, files=files)
+
+
+def table_csv(table: pa.Table) -> bytes:
+    """A small table as CSV bytes, so the generation's MLflow run shows it without a Parquet reader."""
+    import pyarrow.csv as pacsv
+
+    sink = pa.BufferOutputStream()
+    pacsv.write_csv(table, sink)
+    return sink.getvalue().to_pybytes()
 
 
 def preflight_split(data: Mapping[str, Any]) -> list[str]:

@@ -55,7 +55,7 @@ def make_stage(
     inputs = tuple(artifact for artifact in io.values() if artifact not in outputs)
     return Stage(
         name=name, fn=fn, inputs=inputs, outputs=outputs, params={**params, "io": io},
-        resources=Resources(**dict(resources)), generation=generation,
+        resources=Resources(**dict(resources)), generation=generation, lineage=stages.lineage_of(io, outputs),
     )
 
 
@@ -76,7 +76,7 @@ def split_supervised(ctx: StageContext, inputs: Mapping[str, Any], params: Mappi
     data = params["data"]
     table = stages.split_table(data, stages.dataset_of(data))
     subsets = np.asarray(table.column("subset").to_pylist())
-    metrics = {f"split/{name}": float(np.sum(subsets == name)) for name in ("labeled", "unlabeled", "test")}
+    metrics = {f"{name}_size": float(np.sum(subsets == name)) for name in ("labeled", "unlabeled", "test")}
     return StageResult(outputs={stages.output_name(params, "split"): table}, metrics=metrics)
 
 
@@ -194,10 +194,10 @@ def train_network(ctx: StageContext, inputs: Mapping[str, Any], params: Mapping[
         class_weights=_class_weights(train, split, num_classes), report=ctx.report, report_every=train["report_every"],
     )
     checkpoint = stages.model_checkpoint(trained, model_cfg["name"], num_classes, in_channels, model_cfg["dropout"])
-    metrics = {"train/labeled_size": float(len(targets)), "train/pseudo_size": 0.0 if pseudo_images is None else float(len(pseudo_images)),
-               "train/params": float(parameter_count(trained)), "train/steps": float(train["steps"])}
+    metrics = {"labeled_size": float(len(targets)), "pseudo_size": 0.0 if pseudo_images is None else float(len(pseudo_images)),
+               "params": float(parameter_count(trained)), "steps": float(train["steps"])}
     if ctx.series:
-        metrics.update({f"train/{key}": value for key, value in ctx.series[-1][1].items()})
+        metrics.update(ctx.series[-1][1])
     prefix = params.get("metric_prefix", "")
     return StageResult(outputs={stages.output_name(params, "model"): checkpoint}, metrics=_prefixed(metrics, prefix))
 
@@ -242,9 +242,9 @@ def pseudo_label_network(ctx: StageContext, inputs: Mapping[str, Any], params: M
     probs = predict_probs(stages.load_model(checkpoint, ctx.device), images, params["batch_size"], ctx.device, params["temperature"])
     table = to_table(ids, probs, generation, f"{checkpoint['model']}@g{generation:02d}")
     metrics = {
-        "pseudo_label/accuracy": float(np.mean(probs.argmax(axis=1) == truth.numpy())),
-        "pseudo_label/mean_confidence": float(probs.max(axis=1).mean()),
-        "pseudo_label/rows": float(len(ids)),
+        "accuracy": float(np.mean(probs.argmax(axis=1) == truth.numpy())),
+        "mean_confidence": float(probs.max(axis=1).mean()),
+        "rows": float(len(ids)),
     }
     return StageResult(outputs={stages.output_name(params, "pseudo_labels"): table}, metrics=metrics)
 
@@ -267,5 +267,5 @@ def filter_pseudo_labels(ctx: StageContext, inputs: Mapping[str, Any], params: M
     metrics = {f"kept/{c}": float(k) for c, k in enumerate(kept)}
     metrics.update({"kept_total": float(len(rows)), "kept_unique": float(len(np.unique(rows))), "per_class": float(per_class),
                     "dropped_low_confidence": float(np.sum(confidence < params["min_confidence"])),
-                    "picks/accuracy": float(np.mean(correct)) if correct else 0.0})
+                    "picks_accuracy": float(np.mean(correct)) if correct else 0.0})
     return StageResult(outputs={stages.output_name(params, "picks"): picks}, metrics=metrics)

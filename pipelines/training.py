@@ -126,16 +126,32 @@ class FixMatchSettings:
             )
 
 
+class IndexStream:
+    """Index batches from shuffled epochs, with the leftover pool exposed so a checkpoint can resume it.
+
+    The sequence is a pure function of the generator: with the generator's
+    state and ``pool`` restored, the stream continues exactly where it was.
+    """
+
+    def __init__(self, num_items: int, batch_size: int, generator: torch.Generator) -> None:
+        if num_items < 1:
+            raise ValueError(f"random_batches: expected at least one item to sample, got {num_items}")
+        self.num_items, self.batch_size, self.generator = num_items, batch_size, generator
+        self.pool = torch.empty(0, dtype=torch.int64)
+
+    def next(self) -> Tensor:
+        """The next int64 batch (each item once per epoch, epochs concatenated)."""
+        while self.pool.numel() < self.batch_size:
+            self.pool = torch.cat([self.pool, torch.randperm(self.num_items, generator=self.generator)])
+        batch, self.pool = self.pool[: self.batch_size], self.pool[self.batch_size :]
+        return batch
+
+
 def random_batches(num_items: int, batch_size: int, generator: torch.Generator) -> Iterator[Tensor]:
     """Endless int64 index batches from shuffled epochs (each item once per epoch, epochs concatenated)."""
-    if num_items < 1:
-        raise ValueError(f"random_batches: expected at least one item to sample, got {num_items}")
-    pool = torch.empty(0, dtype=torch.int64)
+    stream = IndexStream(num_items, batch_size, generator)
     while True:
-        while pool.numel() < batch_size:
-            pool = torch.cat([pool, torch.randperm(num_items, generator=generator)])
-        batch, pool = pool[:batch_size], pool[batch_size:]
-        yield batch
+        yield stream.next()
 
 
 def class_distribution(targets: Tensor, num_classes: int) -> Tensor:
@@ -180,8 +196,78 @@ def _set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
         group["lr"] = lr
 
 
-def _progress(steps: int, desc: str) -> tqdm:
-    return tqdm(range(steps), desc=desc, disable=not sys.stderr.isatty(), mininterval=1.0)
+def _progress(steps: int, desc: str, start: int = 0) -> tqdm:
+    return tqdm(range(start, steps), desc=desc, disable=not sys.stderr.isatty(), mininterval=1.0,
+                initial=start, total=steps)
+
+
+# --- data parallelism: every rank draws the same global batch and trains on its slice ------
+
+
+def rank_slice(global_size: int, rank: int, world_size: int) -> slice:
+    """The rows of a global batch that ``rank`` trains on; the global batch must split evenly.
+
+    An uneven split would weight ranks' gradients unequally under DDP's mean,
+    so the update would no longer equal the single-worker one.
+    """
+    if global_size % world_size:
+        raise ValueError(
+            f"a global batch of {global_size} does not split evenly over {world_size} workers; "
+            f"set train.batch_size so that batch_size and batch_size * unlabeled_ratio are multiples of {world_size}"
+        )
+    local = global_size // world_size
+    return slice(rank * local, (rank + 1) * local)
+
+
+def all_reduce_sum(value: Tensor, world_size: int) -> Tensor:
+    """Sum over the data-parallel ranks (torch.distributed, set up by the caller); identity alone."""
+    if world_size == 1:
+        return value
+    total = value.clone()
+    torch.distributed.all_reduce(total, op=torch.distributed.ReduceOp.SUM)
+    return total
+
+
+def data_parallel(model: nn.Module, world_size: int) -> nn.Module:
+    """DDP around ``model`` when there are several ranks: gradients are averaged in ``backward``."""
+    if world_size == 1:
+        return model
+    if not torch.distributed.is_initialized():
+        raise RuntimeError(
+            f"world_size is {world_size} but no torch.distributed process group exists; run the stage with "
+            "workers > 1 on the Ray executor (Ray Train sets the group up) or with workers=1"
+        )
+    return nn.parallel.DistributedDataParallel(model)
+
+
+SaveCheckpoint = Callable[[dict, int], None]
+
+
+def _fixmatch_state(step: int, model: nn.Module, ema: ModelEMA, optimizer: torch.optim.Optimizer,
+                    generator: torch.Generator, streams: tuple[IndexStream, IndexStream],
+                    p_model: Tensor | None, seen: Tensor, window: Tensor, window_steps: int) -> dict:
+    """Everything the loop needs to continue at ``step`` exactly as if it had never stopped."""
+    return {
+        "step": step, "model": model.state_dict(), "ema": ema.module.state_dict(), "ema_updates": ema.updates,
+        "optimizer": optimizer.state_dict(), "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),
+        "pools": [stream.pool for stream in streams],
+        "p_model": p_model.cpu() if p_model is not None else torch.empty(0),
+        "samples_seen": seen.cpu(), "window": window.cpu(), "window_steps": window_steps,
+    }
+
+
+def _restore_fixmatch(state: dict, model: nn.Module, ema: ModelEMA, optimizer: torch.optim.Optimizer,
+                      generator: torch.Generator, streams: tuple[IndexStream, IndexStream]) -> int:
+    """Load a ``_fixmatch_state`` back in place; returns the step to continue from."""
+    model.load_state_dict(state["model"])
+    ema.module.load_state_dict(state["ema"])
+    ema.updates = int(state["ema_updates"])
+    optimizer.load_state_dict(state["optimizer"])
+    generator.set_state(state["generator"])
+    torch.set_rng_state(state["torch_rng"])
+    for stream, pool in zip(streams, state["pools"]):
+        stream.pool = pool.clone()
+    return int(state["step"])
 
 
 def train_fixmatch(
@@ -197,6 +283,11 @@ def train_fixmatch(
     generator: torch.Generator,
     report: Report | None = None,
     report_every: int = 50,
+    rank: int = 0,
+    world_size: int = 1,
+    checkpoint_every: int = 0,
+    save_checkpoint: SaveCheckpoint | None = None,
+    resume: dict | None = None,
 ) -> nn.Module:
     """FixMatch (optionally CReST+) training; returns the EMA model in eval mode.
 
@@ -205,15 +296,25 @@ def train_fixmatch(
     CReST+ (``settings.alignment``): ``q <- normalize(q * p_target / p_model)`` before the threshold,
     ``p_target = normalize(p_labeled ** t)``, ``p_model`` the EMA of the batch means of ``q``.
     One forward over ``cat(weak(x), weak(u), strong(u))``; SGD (Nesterov) with no decay on BN/bias;
-    ``lr_k = lr cos(7 pi k / 16 K)``; EMA of weights. The global batch is B + 2 mu B whatever the
-    number of workers. ``report(step, {loss, loss_x, loss_u, mask_rate, lr})`` gets the means over
-    the last ``report_every`` steps, and is called at the last step too.
+    ``lr_k = lr cos(7 pi k / 16 K)``; EMA of weights.
+
+    The global batch is B + 2 mu B whatever the number of workers (ALGORITHMS.md 2): every rank
+    draws and augments the same global batch from the same generator and RNG state, and trains on
+    its ``rank_slice``; DDP averages the gradients and ``p_model`` is updated with the global mean,
+    so the update equals the single-worker update up to BatchNorm's per-rank batch statistics.
+
+    ``save_checkpoint(state, step)`` is called by every rank every ``checkpoint_every`` steps;
+    ``resume`` (such a state) continues at its step with identical RNG, sampler and optimizer state.
+    ``report(step, {loss, loss_x, loss_u, mask_rate, lr, samples_seen})`` gets the means over the
+    last ``report_every`` steps (all ranks), and is called at the last step too.
     """
     _check_images("train_fixmatch", labeled_images, unlabeled_images)
-    if report_every < 1:
-        raise ValueError(f"train_fixmatch: expected report_every >= 1, got {report_every}")
+    if report_every < 1 or checkpoint_every < 0:
+        raise ValueError(f"train_fixmatch: expected report_every >= 1 and checkpoint_every >= 0, got {report_every}, {checkpoint_every}")
     _check_targets("train_fixmatch", labeled_targets, labeled_images.shape[0], num_classes)
     steps, batch, unlabeled_batch = settings.steps, settings.batch_size, settings.batch_size * settings.unlabeled_ratio
+    part_l, part_u = rank_slice(batch, rank, world_size), rank_slice(unlabeled_batch, rank, world_size)
+    local_l, local_u = part_l.stop - part_l.start, part_u.stop - part_u.start
     model.to(device).train()
     optimizer = torch.optim.SGD(
         parameter_groups(model, settings.weight_decay),
@@ -226,22 +327,30 @@ def train_fixmatch(
     if settings.alignment:
         p_target = alignment_target(class_distribution(labeled_targets, num_classes), settings.temperature).to(device)
         p_model = torch.full((num_classes,), 1.0 / num_classes, device=device)
-    labeled_stream = random_batches(labeled_images.shape[0], batch, generator)
-    unlabeled_stream = random_batches(unlabeled_images.shape[0], unlabeled_batch, generator)
-    window, window_steps = torch.zeros(4, device=device), 0
-    progress = _progress(steps, "fixmatch")
+    streams = (IndexStream(labeled_images.shape[0], batch, generator),
+               IndexStream(unlabeled_images.shape[0], unlabeled_batch, generator))
+    window, window_steps, seen, start = torch.zeros(4, device=device), 0, torch.zeros((), dtype=torch.int64), 0
+    if resume is not None:
+        start = _restore_fixmatch(resume, model, ema, optimizer, generator, streams)
+        p_model = resume["p_model"].to(device) if p_model is not None else None
+        seen = resume["samples_seen"].clone() if rank == 0 else seen
+        window, window_steps = resume["window"].to(device), int(resume["window_steps"])
+    net = data_parallel(model, world_size)
+    progress = _progress(steps, "fixmatch", start)
     for step in progress:
         lr = fixmatch_lr(step, steps, settings.lr)
         _set_lr(optimizer, lr)
-        idx_l, idx_u = next(labeled_stream), next(unlabeled_stream)
+        idx_l, idx_u = streams[0].next(), streams[1].next()
         unlabeled = unlabeled_images[idx_u]
-        images = torch.cat([weak_fn(labeled_images[idx_l]), weak_fn(unlabeled), strong_fn(unlabeled)])
-        logits = model(to_float(images.to(device, non_blocking=True)))
-        logits_x, logits_weak, logits_strong = logits.split([batch, unlabeled_batch, unlabeled_batch])
+        weak_x, weak_u, strong_u = weak_fn(labeled_images[idx_l]), weak_fn(unlabeled), strong_fn(unlabeled)
+        images = torch.cat([weak_x[part_l], weak_u[part_u], strong_u[part_u]])
+        logits = net(to_float(images.to(device, non_blocking=True)))
+        logits_x, logits_weak, logits_strong = logits.split([local_l, local_u, local_u])
         probs_weak = torch.softmax(logits_weak.detach().float(), dim=1)
         if p_model is not None:
-            p_model = update_moving_average(p_model, probs_weak.mean(dim=0), settings.alignment_momentum)
-        loss_x = supervised_loss(logits_x, labeled_targets[idx_l].to(device), settings.label_smoothing)
+            batch_mean = all_reduce_sum(probs_weak.sum(dim=0), world_size) / unlabeled_batch
+            p_model = update_moving_average(p_model, batch_mean, settings.alignment_momentum)
+        loss_x = supervised_loss(logits_x, labeled_targets[idx_l][part_l].to(device), settings.label_smoothing)
         loss_u, mask = fixmatch_unlabeled_loss(logits_strong.float(), probs_weak, settings.threshold, p_model, p_target)
         loss = loss_x + settings.lambda_u * loss_u
         _check_finite(loss, step + 1, steps, lr, "train_fixmatch")
@@ -251,14 +360,20 @@ def train_fixmatch(
         ema.update(model)
         window += torch.stack([loss.detach(), loss_x.detach(), loss_u.detach(), mask.mean()])
         window_steps += 1
+        seen += local_l + local_u
         if (step + 1) % report_every == 0 or step + 1 == steps:
-            mean = (window / window_steps).tolist()
-            metrics = {"loss": mean[0], "loss_x": mean[1], "loss_u": mean[2], "mask_rate": mean[3], "lr": lr}
+            mean = (all_reduce_sum(window, world_size) / (window_steps * world_size)).tolist()
+            metrics = {"loss": mean[0], "loss_x": mean[1], "loss_u": mean[2], "mask_rate": mean[3], "lr": lr,
+                       "samples_seen": float(all_reduce_sum(seen, world_size))}
             progress.set_postfix(loss=f"{mean[0]:.3f}", mask=f"{mean[3]:.2f}", refresh=False)
             if report is not None:
                 report(step + 1, metrics)
             window.zero_()
             window_steps = 0
+        if save_checkpoint is not None and checkpoint_every and (step + 1) % checkpoint_every == 0 and step + 1 < steps:
+            total_seen = all_reduce_sum(seen, world_size)
+            save_checkpoint(_fixmatch_state(step + 1, model, ema, optimizer, generator, streams, p_model,
+                                            total_seen, window, window_steps), step + 1)
     progress.close()
     return ema.module.eval()
 

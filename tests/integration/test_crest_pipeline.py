@@ -13,6 +13,8 @@ import pyarrow.parquet as pq
 import pytest
 from mlflow import MlflowClient
 
+from pipelines.pseudo_label import pseudo_label_schema
+
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -81,7 +83,7 @@ def test_mlflow_run_tree_tags_and_generation_metrics(smoke_run) -> None:
         assert run.data.tags["relay.generation"] == str(int(stage[1:3]))
         assert len(run.data.tags["relay.fingerprint"]) >= 16
         assert run.data.tags["cache_hit"] == "false"
-    history = client(workspace).get_metric_history(parent.info.run_id, "balanced_accuracy")
+    history = client(workspace).get_metric_history(parent.info.run_id, "evaluate/balanced_accuracy")
     assert sorted(m.step for m in history) == [0, 1]
     assert all(0.0 <= m.value <= 1.0 for m in history)
     assert any(a.path.endswith(".png") for a in client(workspace).list_artifacts(by_name["g00/evaluate"].info.run_id))
@@ -93,7 +95,9 @@ def test_pseudo_label_table_schema_and_row_counts(smoke_run) -> None:
     split = pq.read_table(output_path(found["data/split"], "data/split"))
     unlabeled = sum(1 for s in split.column("subset").to_pylist() if s == "unlabeled")
     table = pq.read_table(output_path(found["g00/pseudo_label"], "g00/pseudo_labels"))
-    assert table.schema.field("probs").type == pa.list_(pa.float32(), 10)
+    assert table.schema.equals(pseudo_label_schema(10))
+    probs = table.schema.field("probs").type
+    assert pa.types.is_fixed_size_list(probs) and probs.list_size == 10 and probs.value_type == pa.float32()
     assert [f.name for f in table.schema] == ["sample_id", "pred_class", "confidence", "probs", "generation", "model"]
     assert table.schema.field("sample_id").type == pa.int64()
     assert table.schema.field("pred_class").type == pa.int32()
@@ -130,3 +134,38 @@ def test_stop_then_resume_redoes_only_the_missing_stages(tmp_path: Path) -> None
     assert {"g00/rebalance", "g01/train", "g01/evaluate"} <= set(manifests(workspace))
     names = [r.info.run_name for r in runs_of(workspace, "stopped")]
     assert names.count("stopped") == 1 and names.count("gen-00") == 1, "resume reuses the parent and generation runs"
+
+
+def test_lineage_registry_summary_and_provenance(smoke_run, tmp_path: Path) -> None:
+    """g01/train reads g00/picks as a dataset (Relay's digest) and g00's model as its teacher; models registered."""
+    workspace, _ = smoke_run
+    mlflow = client(workspace)
+    by_name = {run.info.run_name: mlflow.get_run(run.info.run_id) for run in runs_of(workspace, "smoke-1")}
+    picks_digest = manifests(workspace)["g00/rebalance"]["outputs"]["g00/picks"]["digest"]
+    train1 = by_name["g01/train"]
+    datasets = {d.dataset.name: d.dataset for d in train1.inputs.dataset_inputs}
+    assert datasets["g00/picks"].digest == picks_digest[:32]
+    assert '"sample_id"' in datasets["g00/picks"].schema and datasets["g00/picks"].source.endswith('.parquet"}')
+    teacher = mlflow.get_logged_model(train1.inputs.model_inputs[0].model_id)
+    assert teacher.tags["relay.artifact"] == "g00/model"
+    assert train1.data.tags["relay.teacher"] == f"models:/{teacher.model_id}"
+    model_dir = Path(teacher.artifact_location.removeprefix("file://"))
+    assert {"checkpoint.pt", "config.yaml"} <= {p.name for p in model_dir.iterdir()}
+    assert "small_cnn" in (model_dir / "config.yaml").read_text()
+    registered = mlflow.get_registered_model("smoke")
+    assert {"gen-00", "gen-01", "newest"} <= set(registered.aliases)
+    assert registered.aliases["newest"] == registered.aliases["gen-01"]
+
+    parent = by_name["smoke-1"]
+    assert {"config.yaml", "generations.csv", "generations.html"} <= {a.path for a in mlflow.list_artifacts(parent.info.run_id)}
+    rows = Path(mlflow.download_artifacts(parent.info.run_id, "generations.csv", str(tmp_path))).read_text().splitlines()
+    assert [line.split(",")[0] for line in rows[1:]] == ["0", "1"]
+    assert "seed: 0" in Path(mlflow.download_artifacts(parent.info.run_id, "config.yaml", str(tmp_path))).read_text()
+    tags = parent.data.tags
+    assert tags["relay.git_commit"] == "unknown" or len(tags["relay.git_commit"]) == 40
+    assert all(tags[f"relay.version.{name}"] for name in ("torch", "torchvision", "ray", "mlflow", "pyarrow", "relay"))
+
+    gen0 = {a.path for d in ("evaluate", "rebalance") for a in mlflow.list_artifacts(by_name["gen-00"].info.run_id, d)}
+    assert {"evaluate/per_class.png", "evaluate/confusion.png", "rebalance/pseudo_label_histogram.png",
+            "rebalance/picks.csv"} <= gen0
+    assert any(key.startswith("system/") for key in by_name["g00/train"].data.metrics)

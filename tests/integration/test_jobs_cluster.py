@@ -1,152 +1,20 @@
-"""orchestrator.jobs against a real local Ray head (ray start --head, dashboard on).
+"""orchestrator.jobs against a real local Ray head (ray start --head, dashboard on, token auth).
 
-The cluster runs with token authentication, the way a user meets it since Ray
-2.59: `ray get-auth-token --generate` writes ~/.ray/auth_token, `ray start --head`
-then turns auth on, and the client (this process) finds the same file. HOME is a
-temporary folder for both, so the real ~/.ray is never touched.
-
-Teardown stops exactly the processes this test started (the `ray start`
-session and their descendants), never `ray stop`, which would end every Ray
-instance on the machine, including other people's.
+The cluster fixture (`ray_head`, `as_user`) lives in conftest.py, shared with test_submit.py;
+its teardown stops exactly the processes it started, never `ray stop`.
 """
 
 from __future__ import annotations
 
 import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
 from orchestrator import jobs
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(420)]
-
-VENV_BIN = Path(sys.executable).parent
-MAX_SOCKET_PATH = 107  # AF_UNIX limit; Ray puts sockets under <temp>/session_<date>_<pid>/sockets/
-SESSION_SUFFIX = len("/session_2026-01-01_00-00-00_000000_1234567/sockets/plasma_store")
-AUTH_VARS = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_ADDRESS")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def ray_temp_dir(tmp_path: Path) -> Path:
-    """Under tmp_path when Ray's socket paths fit, else a short folder in /tmp."""
-    candidate = tmp_path / "ray"
-    if len(str(candidate)) + SESSION_SUFFIX < MAX_SOCKET_PATH:
-        return candidate
-    return Path(f"/tmp/ray_relay_test_{os.getpid()}")
-
-
-def user_env(home: Path) -> dict[str, str]:
-    """The environment of a user with the venv activated and a fresh HOME."""
-    env = {k: v for k, v in os.environ.items() if k not in AUTH_VARS}
-    env.update(
-        HOME=str(home),
-        PATH=f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}",
-        RAY_USAGE_STATS_ENABLED="0",
-    )
-    return env
-
-
-def children_of() -> dict[int, list[int]]:
-    tree: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        tree.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    return tree
-
-
-def processes_of_group(pgid: int) -> set[int]:
-    """Every process in the `ray start` process group, plus all their descendants.
-
-    Ray's workers call setsid, so the group alone misses them; the tree does not.
-    """
-    members = set()
-    for proc in Path("/proc").glob("[0-9]*"):
-        try:
-            if os.getpgid(int(proc.name)) == pgid:
-                members.add(int(proc.name))
-        except (ProcessLookupError, PermissionError):
-            continue
-    tree, found, todo = children_of(), set(members), list(members)
-    while todo:
-        for child in tree.get(todo.pop(), []):
-            if child not in found:
-                found.add(child)
-                todo.append(child)
-    return found
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    stat = Path(f"/proc/{pid}/stat")
-    return stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
-
-
-def stop_processes(pids: set[int], grace_s: float = 3.0) -> None:
-    """SIGTERM, wait, then SIGKILL what is left (gcs_server ignores SIGTERM: seen)."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        for pid in pids:
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
-        deadline = time.monotonic() + grace_s
-        while time.monotonic() < deadline and any(alive(pid) for pid in pids):
-            time.sleep(0.2)
-
-
-@pytest.fixture(scope="module")
-def ray_head(tmp_path_factory) -> Iterator[tuple[str, Path]]:
-    """A token-protected local Ray head on free ports; yields (dashboard address, HOME)."""
-    root = tmp_path_factory.mktemp("jobs")
-    home = root / "home"
-    home.mkdir()
-    env = user_env(home)
-    subprocess.run(["ray", "get-auth-token", "--generate"], env=env, check=True, capture_output=True, timeout=60)
-    dashboard_port = free_port()
-    command = [
-        "ray", "start", "--head", "--port", str(free_port()),
-        "--dashboard-port", str(dashboard_port), "--include-dashboard=true",
-        "--ray-client-server-port", str(free_port()),
-        "--dashboard-agent-listen-port", str(free_port()),
-        "--num-cpus", "2", "--temp-dir", str(ray_temp_dir(root)), "--disable-usage-stats",
-    ]  # fmt: skip
-    start = subprocess.Popen(command, env=env, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        output, _ = start.communicate(timeout=120)
-        assert start.returncode == 0, output
-        assert "Token authentication is enabled" in output, output
-        yield f"http://127.0.0.1:{dashboard_port}", home
-    finally:
-        stop_processes(processes_of_group(start.pid))
-
-
-@pytest.fixture
-def as_user(ray_head, monkeypatch) -> str:
-    """This process as the user who started the cluster: same HOME, no auth variables set."""
-    address, home = ray_head
-    monkeypatch.setenv("HOME", str(home))
-    for name in AUTH_VARS:
-        monkeypatch.setenv(name, "placeholder")  # so that teardown removes what jobs sets
-        monkeypatch.delenv(name)
-    return address
 
 
 def small_working_dir(tmp_path: Path) -> str:

@@ -67,7 +67,10 @@ def test_run_tree_tags_metrics_and_files(store, experiment, tmp_path):
     assert parent.info.run_name == "run-a" and parent.info.status == "FINISHED"
     assert parent.data.tags["relay.pipeline_run"] == "run-a"
     assert parent.data.params["train.steps"] == "5"
-    assert [a.path for a in client.list_artifacts(parent.info.run_id)] == ["config.yaml"]
+    assert [a.path for a in client.list_artifacts(parent.info.run_id)] == ["config.yaml", "generations.csv", "generations.html"]
+    summary = client.download_artifacts(parent.info.run_id, "generations.csv", str(tmp_path))
+    assert open(summary).read().splitlines()[0].startswith("generation,evaluate/accuracy")
+    assert parent.data.tags["relay.version.mlflow"] and parent.data.tags["relay.git_commit"]
 
     gens = {r.info.run_name: r for r in runs(store, experiment, "generation")}
     assert sorted(gens) == ["gen-00", "gen-01"]
@@ -88,6 +91,7 @@ def test_run_tree_tags_metrics_and_files(store, experiment, tmp_path):
     assert [(m.step, m.value) for m in client.get_metric_history(train1.info.run_id, "loss")] == [
         (0, 1.0), (1, 1.0), (2, 0.5)]
     assert [a.path for a in client.list_artifacts(train1.info.run_id)] == ["plot.png"]
+    assert [a.path for a in client.list_artifacts(gens["gen-01"].info.run_id, "train")] == ["train/plot.png"]
 
     history = client.get_metric_history(parent.info.run_id, "evaluate/accuracy")
     assert sorted((m.step, m.value) for m in history) == [(0, 0.5), (1, pytest.approx(0.6))]
@@ -174,3 +178,55 @@ def test_trackers_satisfy_the_protocol():
     null.stage_finished(record("s", None))
     assert null.parent_run_id is None
     assert isinstance(logging.getLogger("orchestrator.tracking"), logging.Logger)
+
+
+def lineage_outputs(tmp_path, generation):
+    """A stored model checkpoint and a Parquet dataset, as the runner describes them to the tracker."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    import torch
+
+    from orchestrator.lineage import TrackedArtifact
+
+    model = tmp_path / f"g{generation}-model.pt"
+    torch.save({"state_dict": {"w": torch.ones(2)}, "model": "toy", "num_classes": 2}, model)
+    table = tmp_path / f"g{generation}-picks.parquet"
+    pq.write_table(pa.table({"sample_id": pa.array([1, 2], pa.int64()), "probs": pa.array([[0.1, 0.9]] * 2)}), table)
+    return {
+        f"g{generation:02d}/model": TrackedArtifact(f"g{generation:02d}/model", model.as_uri(), "a" * 64, "checkpoint",
+                                                     "model", str(model)),
+        f"g{generation:02d}/picks": TrackedArtifact(f"g{generation:02d}/picks", table.as_uri(), f"{generation}" * 64,
+                                                     "table", "dataset", str(table)),
+    }
+
+
+def test_lineage_models_registered_datasets_and_teacher_as_inputs(store, experiment, tmp_path):
+    tracker = tracker_for(store, experiment, log_models=True)
+    tracker.start_pipeline("run-l", f"toy-{experiment}", {}, resume=False)
+    gen0, gen1 = lineage_outputs(tmp_path, 0), lineage_outputs(tmp_path, 1)
+    tracker.stage_finished(record("g00/train", 0, outputs={"g00/model": gen0["g00/model"]}))
+    tracker.stage_finished(record("g00/rebalance", 0, inputs=("g00/model",), outputs={"g00/picks": gen0["g00/picks"]}))
+    tracker.stage_finished(record("g01/train", 1, inputs=("g00/picks",), outputs={"g01/model": gen1["g01/model"]}))
+    tracker.end_pipeline("FINISHED")
+    client = MlflowClient(store[0])
+    stages = {r.info.run_name: client.get_run(r.info.run_id) for r in runs(store, experiment, "stage")}
+    train1 = stages["g01/train"]
+    (dataset,) = train1.inputs.dataset_inputs
+    assert dataset.dataset.name == "g00/picks" and dataset.dataset.digest == "0" * 32
+    assert '"sample_id"' in dataset.dataset.schema and '"array"' in dataset.dataset.schema
+    teacher = train1.inputs.model_inputs[0].model_id
+    assert client.get_logged_model(teacher).tags["relay.artifact"] == "g00/model"
+    assert train1.data.tags["relay.teacher"] == f"models:/{teacher}"
+    registered = client.get_registered_model(f"toy-{experiment}")
+    assert sorted(registered.aliases) == ["gen-00", "gen-01", "newest"]
+    assert registered.aliases["newest"] == registered.aliases["gen-01"]
+    newest = client.get_model_version_by_alias(f"toy-{experiment}", "newest")
+    assert newest.run_id == train1.info.run_id
+
+
+def test_lineage_can_be_switched_off_for_models(store, experiment, tmp_path):
+    tracker = tracker_for(store, experiment, log_models=False)
+    tracker.start_pipeline("run-n", f"toy-{experiment}", {}, resume=False)
+    tracker.stage_finished(record("g00/train", 0, outputs={"g00/model": lineage_outputs(tmp_path, 0)["g00/model"]}))
+    tracker.end_pipeline("FINISHED")
+    assert MlflowClient(store[0]).search_registered_models(f"name = 'toy-{experiment}'") == []

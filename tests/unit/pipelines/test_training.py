@@ -1,5 +1,7 @@
 """Training loops on a tiny generated 2-class problem (1x8x8 images, tiny CNN, CPU, a few seconds)."""
 
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -148,7 +150,8 @@ def test_train_fixmatch_learns_and_returns_eval_mode_ema(problem):
     assert ema_model is not model and not ema_model.training
     assert _accuracy(ema_model, test_images, test_labels) >= 0.85
     assert [step for step, _ in reports] == [20, 40, 60]
-    assert set(reports[-1][1]) == {"loss", "loss_x", "loss_u", "mask_rate", "lr"}
+    assert set(reports[-1][1]) == {"loss", "loss_x", "loss_u", "mask_rate", "lr", "samples_seen"}
+    assert reports[-1][1]["samples_seen"] == 60 * (16 + 16 * 2)  # labeled + unlabeled images, global batch
     assert 0.0 < reports[-1][1]["mask_rate"] <= 1.0
     assert reports[-1][1]["lr"] == pytest.approx(0.1 * 0.21750, abs=1e-5)  # lr at step 59: cos(7 pi 59 / (16 * 60))
 
@@ -242,3 +245,52 @@ def test_train_supervised_rejects_unknown_schedule_and_bad_targets(problem):
         _supervised(problem, steps=2, schedule="linear")
     with pytest.raises(ValueError, match="class ids"):
         _supervised(problem, steps=2, targets=torch.full((8,), 7))
+
+
+def _global_rng_strong(images: torch.Tensor) -> torch.Tensor:
+    """A strong augmentation drawing from torch's global RNG, like the real ones (checkpointed with the loop)."""
+    noise = torch.randint(-40, 41, images.shape)
+    return (images.int() + noise).clamp(0, 255).to(torch.uint8)
+
+
+def _resumable_run(problem, settings, resume=None, stop_at=None):
+    """train_fixmatch with checkpoints every 7 steps; ``stop_at`` simulates a crash right after that checkpoint."""
+    labeled, labels, unlabeled, _, _ = problem
+    saved, reports = [], []
+
+    class Crash(Exception):
+        pass
+
+    def save(state, step):
+        saved.append(copy.deepcopy(state))
+        if step == stop_at:
+            raise Crash
+
+    torch.manual_seed(0)
+    model = TinyCNN()
+    try:
+        ema = train_fixmatch(model, labeled, labels, unlabeled, 2, settings, _identity, _global_rng_strong, "cpu",
+                             torch.Generator().manual_seed(1), report=lambda s, m: reports.append((s, m)),
+                             report_every=10, checkpoint_every=7, save_checkpoint=save, resume=resume)
+    except Crash:
+        return None, saved, reports
+    return ema, saved, reports
+
+
+def test_train_fixmatch_resumes_from_a_checkpoint_exactly(problem):
+    settings = _settings(steps=30, alignment=True)
+    whole, saved_whole, reports_whole = _resumable_run(problem, settings)
+    assert [state["step"] for state in saved_whole] == [7, 14, 21, 28]
+    _, saved, _ = _resumable_run(problem, settings, stop_at=14)
+    resumed, _, reports = _resumable_run(problem, settings, resume=saved[-1])
+    for a, b in zip(whole.state_dict().values(), resumed.state_dict().values()):
+        assert torch.equal(a, b)
+    assert reports == [r for r in reports_whole if r[0] > 14]  # same losses, same samples_seen, no step before 15
+
+
+def test_rank_slice_splits_the_global_batch_and_refuses_uneven_splits():
+    from pipelines.training import rank_slice
+
+    assert [rank_slice(8, r, 2) for r in (0, 1)] == [slice(0, 4), slice(4, 8)]
+    with pytest.raises(ValueError, match="multiples of 3"):
+        rank_slice(8, 0, 3)

@@ -1,0 +1,99 @@
+"""Real local Ray clusters for integration tests, and how to end exactly the processes a test started.
+
+`ray stop` would end every Ray instance on the machine, other people's too, so
+tests stop their own process group and its descendants (Ray's workers call
+setsid, so the group alone misses them; the process tree does not).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sys
+import time
+from pathlib import Path
+
+VENV_BIN = Path(sys.executable).parent
+MAX_SOCKET_PATH = 107  # AF_UNIX limit; Ray puts sockets under <temp>/session_<date>_<pid>/sockets/
+SESSION_SUFFIX = len("/session_2026-01-01_00-00-00_000000_1234567/sockets/plasma_store")
+AUTH_VARS = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_ADDRESS")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def ray_temp_dir(tmp_path: Path) -> Path:
+    """Under tmp_path when Ray's socket paths fit, else a short folder in /tmp."""
+    candidate = tmp_path / "ray"
+    if len(str(candidate)) + SESSION_SUFFIX < MAX_SOCKET_PATH:
+        return candidate
+    return Path(f"/tmp/ray_relay_test_{os.getpid()}")
+
+
+def user_env(home: Path) -> dict[str, str]:
+    """The environment of a user with the venv activated and a fresh HOME."""
+    env = {k: v for k, v in os.environ.items() if k not in AUTH_VARS}
+    env.update(
+        HOME=str(home),
+        PATH=f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}",
+        RAY_USAGE_STATS_ENABLED="0",
+    )
+    return env
+
+
+def children_of() -> dict[int, list[int]]:
+    tree: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        tree.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    return tree
+
+
+def processes_of_group(pgid: int) -> set[int]:
+    """Every process in the `ray start` process group, plus all their descendants.
+
+    Ray's workers call setsid, so the group alone misses them; the tree does not.
+    """
+    members = set()
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            if os.getpgid(int(proc.name)) == pgid:
+                members.add(int(proc.name))
+        except (ProcessLookupError, PermissionError):
+            continue
+    tree, found, todo = children_of(), set(members), list(members)
+    while todo:
+        for child in tree.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    return stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def stop_processes(pids: set[int], grace_s: float = 3.0) -> None:
+    """SIGTERM, wait, then SIGKILL what is left (gcs_server ignores SIGTERM: seen)."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + grace_s
+        while time.monotonic() < deadline and any(alive(pid) for pid in pids):
+            time.sleep(0.2)

@@ -1,0 +1,155 @@
+"""`relay tune` through the real CLI: a 4-trial ASHA sweep on tiny digits, interrupted, resumed, then its best.yaml run.
+
+One sweep serves every test (Ray start-up dominates on 2 cores): it is interrupted
+with SIGINT once the first trial has finished, resumed with --resume, and the
+assertions read its outputs, its MLflow tree and its Ray Tune state.
+The space is a grid over train.lr whose first value is the only one that learns,
+so with one trial at a time ASHA must stop later trials after generation 0.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from mlflow import MlflowClient
+
+from orchestrator.config import load_yaml
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
+
+ROOT = Path(__file__).resolve().parents[2]
+SMOKE = ROOT / "pipelines" / "configs" / "smoke.yaml"
+SWEEP = "tiny-sweep"
+OVERRIDES = ["train.steps=15", "train.ema_decay=0.5", "train.report_every=15", "crest.generations=3",
+             "tracking.log_models=false", "tracking.system_metrics=false"]
+LRS = [0.05, 1e-6, 2e-6, 3e-6]
+
+
+def tune_config(tmp: Path) -> Path:
+    data = load_yaml(SMOKE)
+    data["tune"] = {"name": SWEEP, "metric": "evaluate/balanced_accuracy", "mode": "max", "num_samples": 1,
+                    "scheduler": "asha", "grace_period": 1, "reduction_factor": 2, "space": {"train.lr": {"grid": LRS}}}
+    path = tmp / "tune.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def env(workspace: Path) -> dict[str, str]:
+    return {**os.environ, "RELAY_WORKSPACE": str(workspace), "PYTHONUNBUFFERED": "1"}
+
+
+def relay(*args: str, workspace: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "orchestrator.cli", *args], cwd=ROOT, env=env(workspace),
+                          capture_output=True, text=True, timeout=600)
+
+
+def mlflow_runs(workspace: Path, query: str = "") -> list:
+    client = MlflowClient(f"sqlite:///{workspace / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("relay")
+    return [] if experiment is None else client.search_runs([experiment.experiment_id], query, max_results=2000)
+
+
+def finished_trials(workspace: Path) -> set[str]:
+    """Trials whose last generation has run, read from their ledgers (cheap enough to poll twice a second)."""
+    done = set()
+    for ledger in (workspace / "runs").glob(f"{SWEEP}-*/ledger.json"):
+        try:
+            data = json.loads(ledger.read_text())
+        except (OSError, ValueError):  # being replaced right now
+            continue
+        if data.get("stop_after") == "g02/evaluate" and data.get("status") in ("STOPPED", "FINISHED"):
+            done.add(data["run_id"])
+    return done
+
+
+def interrupt_after_first_trial(config: Path, workspace: Path, log: Path) -> int:
+    """Start the sweep, wait for one finished trial, send SIGINT (Ctrl+C); returns the exit code."""
+    with log.open("w") as out:
+        process = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "tune", str(config), *OVERRIDES],
+                                   cwd=ROOT, env=env(workspace), stdout=out, stderr=subprocess.STDOUT, text=True)
+        deadline = time.monotonic() + 420
+        while not finished_trials(workspace) and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.5)
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+        return process.wait(timeout=240)
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    tmp = tmp_path_factory.mktemp("tune")
+    workspace, config = tmp / "ws", tune_config(tmp)
+    first_code = interrupt_after_first_trial(config, workspace, tmp / "first.log")
+    first_log = (tmp / "first.log").read_text()
+    done_before = finished_trials(workspace)
+    ledgers = {run_id: (workspace / "runs" / run_id / "ledger.json").stat().st_mtime_ns for run_id in done_before}
+    stage_runs = {run_id: len(mlflow_runs(workspace, f"tags.`relay.pipeline_run` = '{run_id}'")) for run_id in done_before}
+    resumed = relay("tune", str(config), *OVERRIDES, "--resume", workspace=workspace)
+    return {"workspace": workspace, "config": config, "first_code": first_code, "first_log": first_log,
+            "done_before": done_before, "ledgers": ledgers, "stage_runs": stage_runs, "resumed": resumed,
+            "output": workspace / "tune" / SWEEP}
+
+
+def test_interrupted_sweep_resumes_without_rerunning_finished_trials(sweep) -> None:
+    assert sweep["first_code"] == 1, sweep["first_log"][-4000:]
+    assert "--resume" in sweep["first_log"]
+    resumed = sweep["resumed"]
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-4000:]
+    assert sweep["done_before"], "no trial had finished before the interrupt"
+    workspace = sweep["workspace"]
+    for run_id in sweep["done_before"]:
+        assert (workspace / "runs" / run_id / "ledger.json").stat().st_mtime_ns == sweep["ledgers"][run_id]
+        assert len(mlflow_runs(workspace, f"tags.`relay.pipeline_run` = '{run_id}'")) == sweep["stage_runs"][run_id]
+    records = json.loads((sweep["output"] / "trials.json").read_text())
+    assert len(records) == 4 and all(r["status"] in ("completed", "stopped early") for r in records)
+    for record in records:  # every generation reported exactly once, even for the trial cut by the interrupt
+        progress = next((sweep["output"] / "ray" / SWEEP).glob(f"*{record['trial_id']}*/progress.csv")).read_text()
+        assert len(progress.strip().splitlines()) - 1 == record["generations"]
+
+
+def test_asha_stops_weak_trials_at_generation_boundaries(sweep) -> None:
+    records = json.loads((sweep["output"] / "trials.json").read_text())
+    by_lr = {r["train.lr"]: r for r in records}
+    assert set(by_lr) == set(LRS)
+    assert by_lr[LRS[0]]["status"] == "completed" and by_lr[LRS[0]]["generations"] == 3
+    stopped = [r for r in records if r["status"] == "stopped early"]
+    assert stopped and all(r["generations"] < 3 for r in stopped)
+    assert "stopped early" in sweep["resumed"].stdout and "g02" in sweep["resumed"].stdout
+
+
+def test_mlflow_tree_sweep_trials_generations(sweep) -> None:
+    workspace = sweep["workspace"]
+    [parent] = mlflow_runs(workspace, f"tags.`relay.sweep` = '{SWEEP}' and tags.`relay.kind` = 'sweep'")
+    assert parent.info.status == "FINISHED"
+    assert parent.data.params["tune.scheduler"] == "asha"
+    assert float(parent.data.tags["best.train.lr"]) == LRS[0]
+    client = MlflowClient(f"sqlite:///{workspace / 'mlflow.db'}")
+    assert {"trials.csv", "trials.json", "best.yaml"} <= {a.path for a in client.list_artifacts(parent.info.run_id)}
+    trials = mlflow_runs(workspace, f"tags.`relay.sweep` = '{SWEEP}' and tags.`relay.kind` = 'pipeline'")
+    assert len(trials) == 4
+    for trial in trials:
+        tags = trial.data.tags
+        assert tags["mlflow.parentRunId"] == parent.info.run_id
+        assert trial.info.run_name == f"{SWEEP}-{tags['relay.tune.trial_id']}"
+        assert float(tags["tune.train.lr"]) in LRS
+        assert trial.info.status in ("FINISHED", "KILLED")
+        gens = mlflow_runs(workspace, f"tags.`relay.pipeline_run` = '{trial.info.run_name}' and tags.`relay.kind` = 'generation'")
+        assert len(gens) == int(tags["relay.tune.generations"])
+        assert all(g.data.tags["mlflow.parentRunId"] == trial.info.run_id and g.info.status == "FINISHED" for g in gens)
+
+
+def test_best_yaml_runs_with_relay_run(sweep) -> None:
+    best = sweep["output"] / "best.yaml"
+    data = load_yaml(best)
+    assert "tune" not in data and data["train"]["lr"] == LRS[0] and data["train"]["steps"] == 15
+    result = relay("run", str(best), "run.executor=local", "--run-id", "best-1", workspace=sweep["workspace"])
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "balanced_accuracy" in result.stdout

@@ -1,0 +1,108 @@
+"""The KE / Noisy Student / distillation loop: its losses against hand-computed references, and every knob acting."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from pipelines.losses import distillation_loss
+from pipelines.models import create_model
+from pipelines.student_training import StudentSettings, labeled_loss, pseudo_loss, soft_target_logits, train_student
+
+
+def test_soft_target_logits_reproduce_the_stored_probabilities() -> None:
+    probs = torch.tensor([[0.7, 0.2, 0.1], [0.05, 0.05, 0.9]])
+    for t in (1.0, 2.0, 4.0):
+        assert torch.allclose(torch.softmax(soft_target_logits(probs, t) / t, dim=1), probs, atol=1e-6)
+
+
+def test_labeled_loss_with_a_teacher_is_hintons_loss() -> None:
+    student, teacher = torch.tensor([[2.0, 0.0, -1.0], [0.5, 0.5, 0.0]]), torch.tensor([[1.0, 1.0, 0.0], [0.0, 2.0, 0.0]])
+    y = torch.tensor([0, 1])
+    settings = StudentSettings(steps=1, temperature=2.0, alpha=0.75)
+    expected = distillation_loss(student, teacher, y, 2.0, 0.75)
+    assert torch.allclose(labeled_loss(student, y, teacher, settings, None), expected)
+    # by hand: (1 - a) CE + a T^2 KL(p_t || p_s), KL summed over classes and averaged over the batch
+    p_t, log_p_s = torch.softmax(teacher / 2, dim=1), torch.log_softmax(student / 2, dim=1)
+    kl = (p_t * (p_t.log() - log_p_s)).sum(dim=1).mean()
+    assert math.isclose(float(expected), 0.25 * float(F.cross_entropy(student, y)) + 0.75 * 4 * float(kl), rel_tol=1e-5)
+    assert torch.allclose(labeled_loss(student, y, None, settings, None), F.cross_entropy(student, y))
+
+
+def test_pseudo_loss_soft_is_the_tempered_kl_and_hard_is_smoothed_ce() -> None:
+    logits = torch.tensor([[1.0, 0.0], [0.0, 3.0]])
+    probs = torch.tensor([[0.6, 0.4], [0.1, 0.9]])
+    settings = StudentSettings(steps=1, temperature=2.0, pseudo_label_smoothing=0.1)
+    log_q = torch.log_softmax(logits / 2, dim=1)
+    kl = (probs * (probs.log() - log_q)).sum(dim=1).mean()
+    assert math.isclose(float(pseudo_loss(logits, probs, settings)), 4 * float(kl), rel_tol=1e-5)
+    hard = torch.tensor([0, 1])
+    assert torch.allclose(pseudo_loss(logits, hard, settings), F.cross_entropy(logits, hard, label_smoothing=0.1))
+
+
+def _data(n: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(0)
+    labels = torch.arange(n) % 4
+    images = (torch.rand(n, 1, 8, 8, generator=gen) * 60).to(torch.uint8)
+    for c in range(4):
+        images[labels == c, :, 2 * c : 2 * c + 2, :] = 250
+    return images, labels
+
+
+def _train(settings: StudentSettings, **kwargs: object) -> torch.nn.Module:
+    torch.manual_seed(0)
+    images, labels = _data()
+    model = create_model("small_cnn", 4, 1)
+    return train_student(model, images, labels, 4, settings, None, "cpu", torch.Generator().manual_seed(1), **kwargs)
+
+
+def _weights(model: torch.nn.Module) -> torch.Tensor:
+    return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+
+def test_train_student_learns_a_separable_toy_task_and_reports() -> None:
+    reports: list[tuple[int, dict]] = []
+    model = _train(StudentSettings(steps=60, batch_size=16, lr=0.05, warmup_steps=5), report=lambda s, m: reports.append((s, m)), report_every=20)
+    images, labels = _data()
+    with torch.no_grad():
+        accuracy = (model((images.float() / 255 - 0.5) / 0.5).argmax(1) == labels).float().mean()
+    assert not model.training and accuracy >= 0.9
+    assert [step for step, _ in reports] == [20, 40, 60] and set(reports[-1][1]) == {"loss", "loss_x", "loss_u", "lr"}
+
+
+@pytest.mark.parametrize(
+    ("knob", "kwargs"),
+    [
+        ({"cutmix_alpha": 1.0}, {}),
+        ({"label_smoothing": 0.2}, {}),
+        ({"unlabel_ratio": 3.0}, {"pseudo": True}),
+        ({"temperature": 4.0}, {"teacher": True}),
+        ({"alpha": 0.1}, {"teacher": True}),
+    ],
+)
+def test_every_knob_changes_the_trained_weights(knob: dict, kwargs: dict) -> None:
+    images, labels = _data()
+    extra: dict = {}
+    if kwargs.get("pseudo"):
+        extra = {"pseudo_images": images[:32], "pseudo_targets": torch.softmax(torch.randn(32, 4, generator=torch.Generator().manual_seed(2)), 1)}
+    if kwargs.get("teacher"):
+        torch.manual_seed(5)
+        extra = {"teacher": create_model("small_cnn", 4, 1).eval()}
+    base = StudentSettings(steps=5, batch_size=8, lr=0.05, alpha=0.5)
+    changed = StudentSettings(**{**base.__dict__, **knob})
+    assert not torch.allclose(_weights(_train(base, **extra)), _weights(_train(changed, **extra)))
+
+
+def test_class_weights_change_the_trained_weights() -> None:
+    settings = StudentSettings(steps=5, batch_size=8, lr=0.05)
+    weighted = _train(settings, class_weights=torch.tensor([4.0, 0.0, 0.0, 0.0]))
+    assert not torch.allclose(_weights(_train(settings)), _weights(weighted))
+
+
+def test_bad_settings_are_reported_together() -> None:
+    with pytest.raises(ValueError) as info:
+        StudentSettings(steps=10, warmup_steps=10, temperature=0.0, alpha=1.5)
+    assert "3 invalid" in str(info.value) and "temperature=0.0" in str(info.value) and "warmup_steps=10" in str(info.value)
