@@ -13,6 +13,7 @@ import logging
 import secrets
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,7 @@ from orchestrator.config import (
 )
 from orchestrator.errors import ConfigError, PipelineError, RelayError, StageError
 from orchestrator.runner import Runner
-from orchestrator.tracking import MlflowTracker, read_generations
+from orchestrator.tracking import MlflowTracker, metric_prefix, read_generations
 
 log = logging.getLogger("relay")
 EXIT_FAILED, EXIT_BAD_INPUT = 1, 2
@@ -116,7 +117,7 @@ def execute(spec: Any, config: Any, run_id: str, resume: bool, stop_after: str |
             ArtifactStore(artifact_uri(config.run)), executor, tracker, code_version(), config.seed,
             runs_dir=run_dir(workspace, run_id).parent,
         )
-        runner.run(pipeline, run_id, stop_after=stop_after)
+        summary = runner.run(pipeline, run_id, stop_after=stop_after)
         status = "FINISHED" if stop_after is None else "KILLED"
     finally:
         try:
@@ -128,9 +129,25 @@ def execute(spec: Any, config: Any, run_id: str, resume: bool, stop_after: str |
     if stop_after is not None:
         print(f"stopped after {stop_after}; finish with: relay resume {run_id}")
         return 0
-    print_generations(uri, config.tracking.experiment, run_id, spec.summary)
+    print(f"\nRun {run_id}: per-generation results (test set is balanced)")
+    print(report.generation_table(summary_rows(pipeline, summary.manifests), spec.summary))
     print_browse_hint(workspace, uri, tracker.parent_run_id, run_id)
     return 0
+
+
+def summary_rows(pipeline: Any, manifests: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Per-generation rows from the run's own manifests: the numbers the parent run gets, without reading MLflow.
+
+    Reading them back (one query per metric key) cost seconds at the end of every run.
+    """
+    rows: dict[int, dict[str, Any]] = {}
+    for stage in pipeline.stages:
+        manifest = manifests.get(stage.name)
+        if manifest is None or stage.generation is None:
+            continue
+        row = rows.setdefault(stage.generation, {"generation": stage.generation})
+        row.update({f"{metric_prefix(stage.name)}/{key}": value for key, value in manifest.metrics.items()})
+    return [rows[g] for g in sorted(rows)]
 
 
 def warm_workers(executor: Any, pipeline: Any) -> None:
@@ -420,8 +437,18 @@ def configure_logging(verbose: bool) -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
+def parse_arguments(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """Let `key=value` overrides stand anywhere, also after options such as --stop-after."""
+    args, extra = parser.parse_known_args(argv)
+    if extra and hasattr(args, "overrides") and all("=" in item and not item.startswith("-") for item in extra):
+        args.overrides = [*args.overrides, *extra]
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_arguments(build_parser(), argv)
     configure_logging(args.verbose)
     try:
         return args.handler(args)

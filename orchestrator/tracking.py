@@ -523,9 +523,10 @@ class SweepTracker:
         return run
 
     def close_trial(self, pipeline_run: str, status: str, tags: Mapping[str, str]) -> None:
-        """Tag a trial's pipeline run; close it (and its open generation runs) if its trial was stopped.
+        """Tag a trial's pipeline run, set its final status, close its open generation runs.
 
-        A trial stopped by the scheduler never returns to close its own runs.
+        A trial stopped by the scheduler is cut off inside its report and
+        cannot say how it ended; the sweep's driver can.
         """
         if self.run_id is not None:
             self._guard("close_trial", lambda: self._close_trial(pipeline_run, status, tags))
@@ -535,12 +536,12 @@ class SweepTracker:
         query = f"tags.`{TAG_PIPELINE_RUN}` = '{pipeline_run}'"
         for run in self._client.search_runs([experiment.experiment_id], query, max_results=5000):
             kind = run.data.tags.get(TAG_KIND)
-            if kind == "pipeline":
+            if kind == "pipeline":  # the driver knows how the trial ended; a stopped trial may have said FAILED
                 for key, value in tags.items():
                     self._client.set_tag(run.info.run_id, key, value)
-            if run.info.status == "RUNNING":
-                final = status if kind == "pipeline" or status == "FAILED" else "FINISHED"
-                self._client.set_terminated(run.info.run_id, status=final)
+                self._client.set_terminated(run.info.run_id, status=status)
+            elif run.info.status == "RUNNING":
+                self._client.set_terminated(run.info.run_id, status="FAILED" if status == "FAILED" else "FINISHED")
 
     def finish(self, status: str, tags: Mapping[str, str], metrics: Mapping[str, float], files: Iterable[str]) -> None:
         """Log the trials table (files), the best trial's values (tags) and metric, and close the run."""

@@ -19,6 +19,10 @@ Why it is shaped this way:
   the new values, from the models and picks of the trial it cloned (exploit
   copies the better trial's checkpoint, i.e. its schedule). A resumed trial
   continues after its last reported generation the same way.
+- ``--resume`` is ``Tuner.restore``: finished trials keep their results and are
+  not rerun; unfinished ones continue after their last reported generation.
+  Ray Tune does not save scheduler state, so a resumed ASHA starts with empty
+  rungs and compares only the trials it runs after the restore.
 - Trial drivers hold ``trial_cpus`` (0.1): their stages are Ray tasks that ask
   for the stage resources, so the number of concurrent trials comes from the
   cluster's CPUs/GPUs divided by what one trial's largest stage needs.
@@ -31,6 +35,7 @@ import inspect
 import json
 import logging
 import math
+import re
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -50,7 +55,7 @@ from orchestrator.config import (
 from orchestrator.dag import Pipeline
 from orchestrator.errors import ConfigError, PipelineError
 from orchestrator.runner import Runner
-from orchestrator.tracking import TAG_SWEEP, MlflowTracker, metric_prefix
+from orchestrator.tracking import TAG_STATUS, TAG_SWEEP, MlflowTracker, metric_prefix
 
 logger = logging.getLogger(__name__)
 
@@ -490,18 +495,21 @@ def run_sweep(plan: SweepPlan, resume: bool, sweep_tracker: Any) -> tuple[list[T
     done = len(rows) >= trials and all(row.status != "unfinished" for row in rows)
     for row in rows:
         sweep_tracker.close_trial(row.run_id, _mlflow_status(row.status), {
-            "relay.tune.status": row.status, "relay.tune.generations": str(len(row.by_generation))})
+            "relay.tune.status": row.status, "relay.tune.generations": str(len(row.by_generation)),
+            TAG_STATUS: "STOPPED" if row.status == "stopped early" else _mlflow_status(row.status)})
     return rows, done
 
 
 def _row(plan: SweepPlan, result: Any) -> TrialRow:
     frame = result.metrics_dataframe
-    trial_id = str((result.metrics or {}).get("trial_id") or Path(result.path).name)
+    found = re.search(r"[0-9a-f]{5}_\d{5}", Path(result.path).name)
+    trial_id = str((result.metrics or {}).get("trial_id") or (found.group(0) if found else Path(result.path).name))
     by_generation: dict[int, float] = {}
     if frame is not None and plan.settings.metric in frame:
         for generation, value in zip(frame["generation"], frame[plan.settings.metric]):
             by_generation[int(generation)] = float(value)
-    values = clip_values({k: result.config[k] for k in plan.settings.space}, plan.settings.space)
+    config = result.config or {}  # a trial that never started has no config
+    values = clip_values({k: config[k] for k in plan.settings.space if k in config}, plan.settings.space)
     return TrialRow(trial_id, f"{plan.name}-{trial_id}", values, by_generation, _status(plan, result, by_generation))
 
 

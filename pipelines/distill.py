@@ -19,12 +19,11 @@ from pipelines import student_stages as ss
 from pipelines.crest import gen
 from pipelines.schema import (
     AugmentSection,
-    DataSection,
     DistillSection,
     LabelSection,
     ModelSection,
     StudentResourcesSection,
-    StudentSection,
+    SupervisedDataSection,
     SupervisedTrainSection,
 )
 
@@ -39,10 +38,10 @@ class DistillConfig(StrictModel):
     pipeline: Literal["distill"] = "distill"
     name: str = "distill"
     seed: int = 0
-    data: DataSection = DataSection(imbalance_ratio=1.0, labeled_fraction=1.0)
-    model: ModelSection = ModelSection(name="resnet18")
-    student: StudentSection = StudentSection(name="small_cnn", dropout=0.0, require_larger=False)
-    train: SupervisedTrainSection = SupervisedTrainSection(lr=0.05, label_smoothing=0.0)
+    data: SupervisedDataSection = SupervisedDataSection()
+    model: ModelSection = ModelSection()
+    student: ModelSection = ModelSection()
+    train: SupervisedTrainSection = SupervisedTrainSection()
     augment: AugmentSection = AugmentSection()
     distill: DistillSection = DistillSection()
     label: LabelSection = LabelSection()
@@ -55,7 +54,7 @@ class DistillConfig(StrictModel):
 def _pair(config: DistillConfig, role: str, k: int, teacher: bool, prefix: str = "") -> list[Stage]:
     """Train + evaluate one network: the teacher (k 0), the student (k 1) or the no-teacher baseline."""
     model_name, evaluation = f"{role}/model", f"{role}/evaluation"
-    model = config.model.model_dump() if k == 0 else config.student.model_dump(include={"name", "dropout"})
+    model = config.model.model_dump() if k == 0 else config.student.model_dump()
     io = {"split": SPLIT, "model": model_name}
     params = {"data": config.data.model_dump(), "model": model, "train": config.train.model_dump(),
               "augment": config.augment.model_dump(), "metric_prefix": prefix}

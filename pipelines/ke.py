@@ -21,11 +21,11 @@ from pipelines import student_stages as ss
 from pipelines.crest import gen
 from pipelines.schema import (
     AugmentSection,
-    DataSection,
     KnowledgeEvolutionSection,
     LabelSection,
     ModelSection,
     StudentResourcesSection,
+    SupervisedDataSection,
     SupervisedTrainSection,
 )
 
@@ -40,7 +40,7 @@ class KnowledgeEvolutionConfig(StrictModel):
     pipeline: Literal["ke"] = "ke"
     name: str = "ke"
     seed: int = 0
-    data: DataSection = DataSection(imbalance_ratio=1.0, labeled_fraction=1.0)
+    data: SupervisedDataSection = SupervisedDataSection()
     model: ModelSection = ModelSection()
     train: SupervisedTrainSection = SupervisedTrainSection()
     augment: AugmentSection = AugmentSection()

@@ -28,10 +28,10 @@ from pipelines.schema import (
     DataSection,
     LabelSection,
     ModelSection,
+    NoisyTrainSection,
     NoisyStudentSection,
     StudentResourcesSection,
     StudentSection,
-    SupervisedTrainSection,
 )
 
 SPLIT = "data/split"
@@ -66,9 +66,9 @@ class NoisyStudentConfig(StrictModel):
     name: str = "noisy-student"
     seed: int = 0
     data: DataSection = DataSection()
-    model: ModelSection = ModelSection(dropout=0.3)
+    model: ModelSection = ModelSection()
     student: StudentSection = StudentSection()
-    train: SupervisedTrainSection = SupervisedTrainSection(augment="strong", lr=0.05, label_smoothing=0.0)
+    train: NoisyTrainSection = NoisyTrainSection()
     augment: AugmentSection = AugmentSection()
     noisy: NoisyStudentSection = NoisyStudentSection()
     label: LabelSection = LabelSection()

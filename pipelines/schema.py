@@ -296,3 +296,19 @@ class StudentResourcesSection(StrictModel):
     evaluate: StageResources = StageResources()
     pseudo_label: StageResources = StageResources()
     filter: StageResources = StageResources()
+
+
+class SupervisedDataSection(DataSection):
+    """`data` of the supervised pipelines (KE, distillation): by default every training image is labeled
+    and classes are balanced. A subclass, not an instance default, so that a file setting only
+    `data.name` still gets these defaults (pydantic replaces a whole default instance).
+    """
+
+    imbalance_ratio: float = Field(1.0, ge=1.0)
+    labeled_fraction: float = Field(1.0, gt=0.0, le=1.0)
+
+
+class NoisyTrainSection(SupervisedTrainSection):
+    """`train` of Noisy Student: the same knobs, RandAugment noise by default (the paper's input noise)."""
+
+    augment: Literal["none", "weak", "strong"] = "strong"

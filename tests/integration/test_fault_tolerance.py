@@ -88,7 +88,7 @@ def test_killed_training_worker_resumes_from_its_checkpoint(tmp_path):
         driver.start()
         fingerprint = wait_for(lambda: _ledger_fingerprint(tmp_path / "runs" / "kill-worker", "g00/train"), 300, "g00/train to start")
         checkpoints = Path(train_storage_path(store.uri)) / train_run_name(fingerprint, "g00/train")
-        wait_for(lambda: list(checkpoints.glob("checkpoint_*")), 400, "the first Ray Train checkpoint")
+        wait_for(lambda: _registered_checkpoint(checkpoints), 400, "Ray Train to register a checkpoint")
         victim = int(wait_for(lambda: sorted(pids.glob("rank0-*")), 30, "rank 0's pid")[0].name.split("-")[1])
         os.kill(victim, signal.SIGKILL)
         started = time.monotonic()
@@ -108,6 +108,15 @@ def test_killed_training_worker_resumes_from_its_checkpoint(tmp_path):
     assert summary.status is RunStatus.FINISHED
     assert summary.stages["g01/evaluate"].state is StageState.SUCCEEDED
     assert {n for n in summary.stages if n.endswith("/evaluate")} == {f"g{k:02d}/evaluate" for k in range(config.crest.generations)}
+
+
+def _registered_checkpoint(run_dir: Path) -> bool:
+    """A checkpoint the controller has recorded (a checkpoint_* folder alone may still be uploading)."""
+    try:
+        snapshot = json.loads((run_dir / "checkpoint_manager_snapshot.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return bool(snapshot.get("latest_checkpoint_result"))
 
 
 def _ledger_fingerprint(run_dir: Path, stage: str) -> str | None:

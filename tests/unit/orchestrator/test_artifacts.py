@@ -169,3 +169,57 @@ def test_manifest_json_is_written_last(tmp_path, monkeypatch):
 def test_sanitize_keeps_names_file_safe():
     assert sanitize("g00/pseudo labels") == "g00_pseudo_labels"
     assert sanitize("../..") == "artifact"
+
+
+def test_a_record_batch_reader_is_streamed_with_a_digest_of_the_stored_bytes(tmp_path):
+    import hashlib
+
+    import pyarrow.parquet as pq
+
+    schema = pa.schema([pa.field("v", pa.int64(), nullable=False)])
+    batches = (pa.record_batch([pa.array(np.arange(i * 10, i * 10 + 10))], schema=schema) for i in range(5))
+    metrics: dict[str, float] = {}
+
+    def counted():
+        for batch in batches:
+            yield batch
+        metrics["rows"] = 50.0  # filled while the output is written: the manifest still sees it
+
+    store = ArtifactStore(str(tmp_path))
+    reader = pa.RecordBatchReader.from_batches(schema, counted())
+    manifest = store.write_stage("fp", "s", StageResult(outputs={"t": reader}, metrics=metrics))
+    ref = manifest.outputs["t"]
+    data = (tmp_path / ref.path).read_bytes()
+    assert ref.kind == "table" and ref.size == len(data) and ref.digest == hashlib.sha256(data).hexdigest()
+    assert store.verify(manifest) == [] and manifest.metrics == {"rows": 50.0}
+    assert store.load(ref).column("v").to_pylist() == list(range(50))
+    assert pq.ParquetFile(tmp_path / ref.path).num_row_groups == 5
+
+
+def test_a_failing_reader_leaves_no_output_behind(tmp_path):
+    schema = pa.schema([pa.field("v", pa.int64())])
+
+    def broken():
+        yield pa.record_batch([pa.array([1])], schema=schema)
+        raise RuntimeError("shard 2 failed")
+
+    store = ArtifactStore(str(tmp_path))
+    with pytest.raises(RuntimeError, match="shard 2 failed"):
+        store.write_stage("fp", "s", StageResult(outputs={"t": pa.RecordBatchReader.from_batches(schema, broken())}))
+    assert store.read_manifest("fp") is None
+    assert not list((tmp_path / "stages" / "fp").glob("t.parquet*"))
+
+
+def test_store_checkpointer_round_trip_and_clear(tmp_path):
+    from orchestrator.artifacts import StoreCheckpointer
+
+    store = ArtifactStore(str(tmp_path))
+    checkpointer = StoreCheckpointer(store, "fp")
+    assert checkpointer.load() is None
+    checkpointer.save({"step": 20, "w": torch.ones(2), "pools": [torch.arange(3)]}, 20)
+    loaded = checkpointer.load()
+    assert loaded["step"] == 20 and torch.equal(loaded["w"], torch.ones(2))
+    store.clear_scratch("fp")
+    assert checkpointer.load() is None
+    with pytest.raises(ArtifactError, match="weights_only"):
+        checkpointer.save({"bad": object()}, 1)

@@ -226,3 +226,25 @@ def test_filter_stage_balances_to_k_and_scores_the_picks() -> None:
     assert (metrics["kept/0"], metrics["kept/1"], metrics["kept_total"], metrics["kept_unique"]) == (2.0, 2.0, 4.0, 3.0)
     assert metrics["dropped_low_confidence"] == 1.0
     assert metrics["picks_accuracy"] == pytest.approx(0.75), "id 1 is truly class 1 but picked as 0"
+
+
+def test_supervised_split_needs_no_unlabeled_images_but_still_checks_the_data() -> None:
+    data = config(ke.KnowledgeEvolutionConfig, **{"data.name": "synthetic", "data.head_count": 100, "data.holdout_per_class": 20}).data.model_dump()
+    assert ss.stages.preflight_split(data), "the CReST preflight insists on unlabeled images"
+    assert ss.preflight_supervised(data) == []
+    assert "data" in ss.preflight_supervised({**data, "head_count": 500})[0], "too few images per class is still caught"
+    result = ss.split_supervised(ctx(), {}, {"data": data, "io": {"split": "data/split"}})
+    assert (result.metrics["labeled_size"], result.metrics["unlabeled_size"], result.metrics["test_size"]) == (1000.0, 0.0, 200.0)
+
+
+@pytest.mark.parametrize(("mode", "fraction"), [("kels", 0.25), ("wels", 0.5)])
+def test_masks_stage_persists_one_split_of_the_configured_model(mode: str, fraction: float) -> None:
+    data = {"name": "synthetic", "root": None, "head_count": 100, "imbalance_ratio": 1.0, "labeled_fraction": 1.0, "holdout_per_class": 20, "fold": 0}
+    split = ss.split_supervised(ctx(), {}, {"data": data, "io": {"split": "s"}}).outputs["s"]
+    params = {"data": data, "model": {"name": "small_cnn", "dropout": 0.0}, "ke": {"split_rate": 0.5, "split_mode": mode}, "io": {"split": "s", "masks": "m"}}
+    result = ss.make_masks(ctx(seed=7), {"s": split}, params)
+    state = result.outputs["m"]
+    assert state["split_mode"] == mode and set(state["masks"]) >= {"features.0.0.weight", "fc.weight"}
+    assert result.metrics["fit_fraction"] == pytest.approx(fraction, abs=0.02)
+    again = ss.make_masks(ctx(seed=7), {"s": split}, params).outputs["m"]
+    assert all(torch.equal(again["masks"][k], v) for k, v in state["masks"].items()), "same stage seed, same split"

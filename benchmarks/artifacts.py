@@ -1,0 +1,158 @@
+"""Pseudo-label tables through the ArtifactStore (Parquet, explicit schema, digest, manifest) vs np.save/np.load.
+
+The table is the pseudo-label contract (DESIGN.md): sample_id, pred_class, confidence,
+probs fixed_size_list<float32>[C], generation, model. It is written both ways the stage can
+hand it over (a whole pa.Table, and a RecordBatchReader streamed batch by batch, which is what
+``pseudo_label_generation`` returns) and read back with ``ArtifactStore.load``; the read must
+give ``probs`` as a zero-copy view of the Arrow buffer (``pseudo_label.probs_view``).
+The baseline saves and loads the same numeric arrays with np.save / np.load (no digest, no
+manifest, no schema). Raw Parquet/IPC variants are timed beside them to guide the write options.
+Goal (the issue): store write + read <= 1.2 x numpy's.
+
+C = 1000 uses --rows-c1000 rows (default 100k: 1M rows would be 4 GB of probabilities, and the
+write holds the file in memory beside the table on this shared 23 GB machine).
+
+Usage: python benchmarks/artifacts.py [--rows 1000000] [--rows-c1000 100000] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.feather as feather
+import pyarrow.parquet as pq
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common  # noqa: E402
+from orchestrator.artifacts import ArtifactStore  # noqa: E402
+from orchestrator.dag import StageResult  # noqa: E402
+from pipelines.pseudo_label import probs_view, to_table  # noqa: E402
+
+GOAL = 1.2
+
+
+def pseudo_labels(rows: int, classes: int, seed: int = 0) -> pa.Table:
+    """A realistic table: softmax rows of random logits (incompressible floats, like real probs)."""
+    rng = np.random.default_rng(seed)
+    logits = rng.standard_normal((rows, classes), dtype=np.float32) * 3
+    probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+    probs /= probs.sum(axis=1, keepdims=True)
+    return to_table(np.arange(rows, dtype=np.int64), probs, generation=0, model_name="small_cnn@g00")
+
+
+def numpy_arrays(table: pa.Table) -> dict[str, np.ndarray]:
+    """The same columns as plain arrays (the model column is one string: a 0-d array)."""
+    return {
+        "sample_id": table.column("sample_id").to_numpy(), "pred_class": table.column("pred_class").to_numpy(),
+        "confidence": table.column("confidence").to_numpy(), "probs": probs_view(table),
+        "generation": table.column("generation").to_numpy(), "model": np.array(table.column("model")[0].as_py()),
+    }
+
+
+def numpy_roundtrip(arrays: dict[str, np.ndarray], folder: Path) -> Callable[[], tuple[float, float, Any]]:
+    def run() -> tuple[float, float, Any]:
+        write, _ = _common.timed(lambda: [np.save(folder / f"{k}.npy", v) for k, v in arrays.items()])
+        read, loaded = _common.timed(lambda: {k: np.load(folder / f"{k}.npy") for k in arrays})
+        return write, read, loaded["probs"]
+    return run
+
+
+def store_roundtrip(table: pa.Table, folder: Path, streamed: bool) -> Callable[[], tuple[float, float, Any]]:
+    """ArtifactStore.write_stage (digest + manifest) then ArtifactStore.load, as a stage and its consumer do."""
+    store = ArtifactStore(str(folder))
+
+    def run() -> tuple[float, float, Any]:
+        value = pa.RecordBatchReader.from_batches(table.schema, table.to_batches()) if streamed else table
+        write, manifest = _common.timed(lambda: store.write_stage("f" * 64, "bench", StageResult(outputs={"pl": value})))
+        read, loaded = _common.timed(lambda: store.load(manifest.outputs["pl"]))
+        return write, read, loaded
+    return run
+
+
+def raw_roundtrip(table: pa.Table, folder: Path, kind: str) -> Callable[[], tuple[float, float, Any]]:
+    """Plain pyarrow writers with one setting each, to see which write option costs what."""
+    path = folder / f"raw-{kind}"
+    writers = {
+        "parquet default (snappy, dictionary)": lambda: pq.write_table(table, path),
+        "parquet uncompressed, no dictionary": lambda: pq.write_table(table, path, compression="none", use_dictionary=False),
+        "parquet uncompressed, dictionary only on model": lambda: pq.write_table(
+            table, path, compression="none", use_dictionary=["model"]),
+        "arrow ipc (feather v2, uncompressed)": lambda: feather.write_feather(table, path, compression="uncompressed"),
+    }
+    readers = {"arrow ipc (feather v2, uncompressed)": lambda: feather.read_table(path, memory_map=False)}
+
+    def run() -> tuple[float, float, Any]:
+        write, _ = _common.timed(writers[kind])
+        read, loaded = _common.timed(readers.get(kind, lambda: pq.read_table(path)))
+        return write, read, loaded
+    return run
+
+
+RAW_KINDS = ["parquet default (snappy, dictionary)", "parquet uncompressed, no dictionary",
+             "parquet uncompressed, dictionary only on model", "arrow ipc (feather v2, uncompressed)"]
+
+
+def zero_copy(loaded: Any) -> bool:
+    """probs_view of the loaded table shares memory with the table's Arrow buffer (no copy on read)."""
+    if not isinstance(loaded, pa.Table):
+        return False
+    column = loaded.column("probs")
+    if column.num_chunks != 1:
+        return False
+    view = probs_view(loaded)
+    values = column.chunk(0).values
+    buffer = values.buffers()[1]
+    start = buffer.address + values.offset * 4
+    return view.ctypes.data == start and not view.flags.owndata
+
+
+def measure(label: str, run: Callable[[], tuple[float, float, Any]], repeats: int) -> dict[str, Any]:
+    writes, reads, totals, loaded = [], [], [], None
+    for _ in range(max(1, repeats)):
+        write, read, loaded = run()
+        writes.append(write)
+        reads.append(read)
+        totals.append(write + read)
+    return {"method": label, "write_s": _common.median(writes), "read_s": _common.median(reads),
+            "total_s": _common.median(totals), "zero_copy_probs": zero_copy(loaded) if isinstance(loaded, pa.Table) else "-"}
+
+
+def bench_one(rows: int, classes: int, repeats: int) -> list[dict[str, Any]]:
+    table = pseudo_labels(rows, classes)
+    with tempfile.TemporaryDirectory(prefix="relay-artifacts-") as tmp:
+        folder = Path(tmp)
+        (folder / "np").mkdir()
+        results = [measure("np.save / np.load", numpy_roundtrip(numpy_arrays(table), folder / "np"), repeats),
+                   measure("ArtifactStore, pa.Table", store_roundtrip(table, folder / "store-table", False), repeats),
+                   measure("ArtifactStore, streamed reader", store_roundtrip(table, folder / "store-stream", True), repeats)]
+        results += [measure(kind, raw_roundtrip(table, folder, kind), repeats) for kind in RAW_KINDS]
+    base = results[0]["total_s"]
+    for row in results:
+        row.update(rows=rows, classes=classes, mb=round(table.nbytes / 2**20), vs_numpy=row["total_s"] / base)
+    return results
+
+
+def main() -> None:
+    p = _common.parser(__doc__.splitlines()[0])
+    p.add_argument("--rows", type=int, default=1_000_000)
+    p.add_argument("--rows-c1000", type=int, default=100_000)
+    args = p.parse_args()
+    if args.device == "cuda":
+        _common.device_or_exit("cuda")
+        print("note: artifacts are host-side I/O; --device cuda measures the same CPU path")
+    rows = bench_one(args.rows, 10, args.repeats) + bench_one(args.rows_c1000, 1000, args.repeats)
+    columns = ["classes", "rows", "mb", "method", "write_s", "read_s", "total_s", "vs_numpy", "zero_copy_probs"]
+    store = [r for r in rows if r["method"].startswith("ArtifactStore")]
+    verdict = {f"C={r['classes']} {r['method']}": r["vs_numpy"] <= GOAL for r in store}
+    _common.report("artifacts", "pseudo-label table write + read, median s", rows, {"goal_vs_numpy": GOAL, "met": verdict}, columns)
+    print("\ngoal <= 1.2 x numpy: " + ", ".join(f"{k}: {'met' if v else 'MISSED'}" for k, v in verdict.items()))
+
+
+if __name__ == "__main__":
+    main()
