@@ -26,7 +26,7 @@ test-unit: install
 	$(BIN)/python -m pytest -q -m "not integration"
 
 bench: install
-	@for script in benchmarks/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+	@for script in benchmarks/[!_]*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
 clean:
 	rm -rf $(VENV) relay-workspace
