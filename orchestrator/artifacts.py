@@ -137,6 +137,8 @@ class ArtifactStore:
 
         A RecordBatchReader is streamed instead: see ``_write_stream``.
         """
+        if isinstance(value, pa.Table):  # streamed too: no whole-file buffer, 3-5x faster (benchmarks/artifacts.py)
+            value = pa.RecordBatchReader.from_batches(value.schema, value.to_batches())
         if isinstance(value, pa.RecordBatchReader):
             return self._write_stream(f"{directory}/{sanitize(name)}.parquet", name, value)
         kind, suffix, data = _serialize(name, value)
@@ -363,10 +365,12 @@ def parquet_options(schema: pa.Schema) -> dict[str, Any]:
     float probabilities included; on a 1M x 10 pseudo-label table that tripled the write time for
     nothing (random-looking floats have no repeats, and nobody filters on a probability).
     Statistics stay on scalar columns (filters on generation or pred_class can still skip pages).
+    No compression: probabilities barely compress, and snappy cost more than the bytes it saved
+    on the read side (benchmarks/artifacts.py); stage outputs are short-lived intermediates.
     """
     text = [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
     scalar = [f.name for f in schema if not pa.types.is_nested(f.type)]
-    return {"use_dictionary": text, "write_statistics": scalar}
+    return {"use_dictionary": text, "write_statistics": scalar, "compression": "none"}
 
 
 def _serialize(name: str, value: Any) -> tuple[str, str, bytes | memoryview]:

@@ -104,11 +104,12 @@ def test_registry_entries_point_at_the_builders(name: str) -> None:
     assert spec.build(spec.config_model()).stages
 
 
-@pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)
+STUDENT_CONFIGS = [p for p in sorted(CONFIGS.glob("*.yaml")) if load_yaml(p).get("pipeline") in OURS]
+
+
+@pytest.mark.parametrize("path", STUDENT_CONFIGS, ids=lambda p: p.name)
 def test_shipped_configs_validate_and_build(path: Path) -> None:
     data = load_yaml(path)
-    if data["pipeline"] not in OURS:
-        pytest.skip("another pipeline's config")
     assert path.read_text().splitlines()[0].startswith(f"# relay run pipelines/configs/{path.name}")
     cfg = validate_config(PIPELINES[data["pipeline"]].config_model, data, source=str(path))
     assert PIPELINES[data["pipeline"]].build(cfg).stages
