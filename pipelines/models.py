@@ -3,7 +3,11 @@
 Every model maps ``[B, in_channels, H, W]`` float images to ``[B, num_classes]`` logits for
 16x16 and 32x32 inputs, ends in an ``nn.Linear`` named ``fc`` (the classifier Knowledge
 Evolution slices) and applies ``dropout`` right before it (Noisy Student's final-layer noise).
-No model ever downloads weights.
+The residual models also take ``stochastic_depth`` (Noisy Student's third noise, Huang et al.
+2016): the drop probability p of the LAST residual block, block i of n dropping its residual
+branch with probability p * (i + 1) / n (survival 1 - p at the last, ALGORITHMS.md 5's 0.8 is
+p = 0.2). Stochastic depth adds no parameters or buffers, so state_dict keys are the same with
+and without it, and it is the identity in eval mode. No model ever downloads weights.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 from torchvision import models as tv_models
+from torchvision.ops import StochasticDepth
 
 
 class SmallCNN(nn.Module):
@@ -58,10 +63,11 @@ class WideBasicBlock(nn.Module):
     """Pre-activation wide residual block (BN-LeakyReLU-conv x2) with a 1x1 shortcut on shape change.
 
     ``activate_before_residual`` (first block of the first group) feeds the activated input to the
-    shortcut too, as FixMatch's WRN does.
+    shortcut too, as FixMatch's WRN does. ``drop_prob`` drops the residual branch per sample
+    (stochastic depth, rescaled by 1 / (1 - drop_prob) in training, identity in eval).
     """
 
-    def __init__(self, cin: int, cout: int, stride: int, activate_before_residual: bool = False) -> None:
+    def __init__(self, cin: int, cout: int, stride: int, activate_before_residual: bool = False, drop_prob: float = 0.0) -> None:
         super().__init__()
         self.bn1 = nn.BatchNorm2d(cin, momentum=BN_MOMENTUM)
         self.conv1 = nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
@@ -71,10 +77,11 @@ class WideBasicBlock(nn.Module):
         self.equal_in_out = cin == cout and stride == 1
         self.shortcut = None if self.equal_in_out else nn.Conv2d(cin, cout, 1, stride=stride, bias=False)
         self.activate_before_residual = activate_before_residual
+        self.stochastic_depth = StochasticDepth(drop_prob, mode="row")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pre = self.act(self.bn1(x))
-        out = self.conv2(self.act(self.bn2(self.conv1(pre))))
+        out = self.stochastic_depth(self.conv2(self.act(self.bn2(self.conv1(pre)))))
         if self.equal_in_out:
             return x + out
         residual_input = pre if self.activate_before_residual else x
@@ -84,16 +91,19 @@ class WideBasicBlock(nn.Module):
 class WideResNet(nn.Module):
     """WRN-depth-k: 3 groups of (depth-4)/6 blocks, widths 16k, 32k, 64k, strides 1, 2, 2."""
 
-    def __init__(self, num_classes: int, in_channels: int, depth: int = 28, widen: int = 2, dropout: float = 0.0) -> None:
+    def __init__(
+        self, num_classes: int, in_channels: int, depth: int = 28, widen: int = 2, dropout: float = 0.0, stochastic_depth: float = 0.0
+    ) -> None:
         super().__init__()
         if (depth - 4) % 6:
             raise ValueError(f"WideResNet depth: expected 6n+4 (e.g. 28); got {depth}")
         blocks = (depth - 4) // 6
         widths = (16, 16 * widen, 32 * widen, 64 * widen)
+        drops = block_drop_probs(stochastic_depth, 3 * blocks)
         self.conv1 = nn.Conv2d(in_channels, widths[0], 3, padding=1, bias=False)
-        self.block1 = _wide_group(widths[0], widths[1], blocks, stride=1, activate_before_residual=True)
-        self.block2 = _wide_group(widths[1], widths[2], blocks, stride=2)
-        self.block3 = _wide_group(widths[2], widths[3], blocks, stride=2)
+        self.block1 = _wide_group(widths[0], widths[1], drops[:blocks], stride=1, activate_before_residual=True)
+        self.block2 = _wide_group(widths[1], widths[2], drops[blocks : 2 * blocks], stride=2)
+        self.block3 = _wide_group(widths[2], widths[3], drops[2 * blocks :], stride=2)
         self.bn = nn.BatchNorm2d(widths[3], momentum=BN_MOMENTUM)
         self.act = nn.LeakyReLU(LEAKY_SLOPE, inplace=False)
         self.pool = nn.AdaptiveAvgPool2d(1)
@@ -107,11 +117,19 @@ class WideResNet(nn.Module):
         return self.fc(self.dropout(out))
 
 
-def _wide_group(cin: int, cout: int, blocks: int, stride: int, activate_before_residual: bool = False) -> nn.Sequential:
-    """One WRN stage: the first block changes width/stride, the rest keep them."""
-    layers = [WideBasicBlock(cin, cout, stride, activate_before_residual)]
-    layers += [WideBasicBlock(cout, cout, 1) for _ in range(blocks - 1)]
+def _wide_group(cin: int, cout: int, drops: list[float], stride: int, activate_before_residual: bool = False) -> nn.Sequential:
+    """One WRN stage of len(drops) blocks: the first block changes width/stride, the rest keep them."""
+    layers = [WideBasicBlock(cin, cout, stride, activate_before_residual, drop_prob=drops[0])]
+    layers += [WideBasicBlock(cout, cout, 1, drop_prob=p) for p in drops[1:]]
     return nn.Sequential(*layers)
+
+
+def block_drop_probs(stochastic_depth: float, blocks: int) -> list[float]:
+    """Stochastic depth's linear decay rule: block i of n drops its residual branch with p * (i + 1) / n.
+
+    p is the drop probability of the last block (survival 1 - p there, Huang et al. 2016).
+    """
+    return [stochastic_depth * (i + 1) / blocks for i in range(blocks)]
 
 
 def _init_wide_resnet(model: nn.Module) -> None:
@@ -132,6 +150,40 @@ def _init_wide_resnet(model: nn.Module) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
+class DropPathBasicBlock(nn.Module):
+    """A torchvision ``BasicBlock`` with stochastic depth on its residual branch.
+
+    It takes over the block's submodules under the same attribute names (conv1, bn1, relu, conv2,
+    bn2, downsample), so the state_dict keys are those of the plain block and checkpoints load
+    into a ResNet built with or without stochastic depth.
+    """
+
+    def __init__(self, block: tv_models.resnet.BasicBlock, drop_prob: float) -> None:
+        super().__init__()
+        self.conv1, self.bn1, self.relu = block.conv1, block.bn1, block.relu
+        self.conv2, self.bn2, self.downsample = block.conv2, block.bn2, block.downsample
+        self.stochastic_depth = StochasticDepth(drop_prob, mode="row")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x)))))
+        return self.relu(self.stochastic_depth(out) + identity)
+
+
+def _add_stochastic_depth(model: tv_models.ResNet, stochastic_depth: float) -> tv_models.ResNet:
+    """Wrap every residual block of layer1..layer4 in place (no-op for 0: the plain blocks stay)."""
+    if stochastic_depth == 0.0:
+        return model
+    layers = (model.layer1, model.layer2, model.layer3, model.layer4)
+    drops = iter(block_drop_probs(stochastic_depth, sum(len(layer) for layer in layers)))
+    for layer in layers:
+        for index, block in enumerate(layer):
+            if not isinstance(block, tv_models.resnet.BasicBlock):
+                raise ValueError(f"stochastic_depth: expected torchvision BasicBlocks; got {type(block).__name__}")
+            layer[index] = DropPathBasicBlock(block, next(drops))
+    return model
+
+
 def _adapt_resnet(model: tv_models.ResNet, in_channels: int, dropout: float) -> tv_models.ResNet:
     """CIFAR-style stem and final-layer dropout on a torchvision ResNet.
 
@@ -147,24 +199,26 @@ def _adapt_resnet(model: tv_models.ResNet, in_channels: int, dropout: float) -> 
     return model
 
 
-def resnet18(num_classes: int, in_channels: int, dropout: float = 0.0) -> nn.Module:
+def resnet18(num_classes: int, in_channels: int, dropout: float = 0.0, stochastic_depth: float = 0.0) -> nn.Module:
     """torchvision ResNet-18, random init (weights=None), CIFAR stem."""
-    return _adapt_resnet(tv_models.resnet18(weights=None, num_classes=num_classes), in_channels, dropout)
+    model = _adapt_resnet(tv_models.resnet18(weights=None, num_classes=num_classes), in_channels, dropout)
+    return _add_stochastic_depth(model, stochastic_depth)
 
 
-def resnet34(num_classes: int, in_channels: int, dropout: float = 0.0) -> nn.Module:
+def resnet34(num_classes: int, in_channels: int, dropout: float = 0.0, stochastic_depth: float = 0.0) -> nn.Module:
     """torchvision ResNet-34, random init (weights=None), CIFAR stem."""
-    return _adapt_resnet(tv_models.resnet34(weights=None, num_classes=num_classes), in_channels, dropout)
+    model = _adapt_resnet(tv_models.resnet34(weights=None, num_classes=num_classes), in_channels, dropout)
+    return _add_stochastic_depth(model, stochastic_depth)
 
 
 def small_cnn(num_classes: int, in_channels: int, dropout: float = 0.0) -> nn.Module:
-    """The CPU model for digits/synthetic demos and tests."""
+    """The CPU model for digits/synthetic demos and tests (no residual blocks: no stochastic depth)."""
     return SmallCNN(num_classes, in_channels, dropout)
 
 
-def wrn28_2(num_classes: int, in_channels: int, dropout: float = 0.0) -> nn.Module:
+def wrn28_2(num_classes: int, in_channels: int, dropout: float = 0.0, stochastic_depth: float = 0.0) -> nn.Module:
     """WRN-28-2 (1.5M parameters), the FixMatch/CReST backbone for CIFAR."""
-    return WideResNet(num_classes, in_channels, depth=28, widen=2, dropout=dropout)
+    return WideResNet(num_classes, in_channels, depth=28, widen=2, dropout=dropout, stochastic_depth=stochastic_depth)
 
 
 MODELS: dict[str, Callable[..., nn.Module]] = {
@@ -173,15 +227,35 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "resnet18": resnet18,
     "resnet34": resnet34,
 }
+# The registered models with residual blocks, the only ones that take stochastic_depth.
+RESIDUAL_MODELS = ("resnet18", "resnet34", "wrn28_2")
 
 
-def create_model(name: str, num_classes: int, in_channels: int, dropout: float = 0.0) -> nn.Module:
-    """Build a registered model; an unknown name lists the valid ones."""
+def check_stochastic_depth(name: str, stochastic_depth: float) -> None:
+    """ValueError unless stochastic_depth is in [0, 1) and, when positive, ``name`` has residual blocks."""
+    if not 0.0 <= stochastic_depth < 1.0:
+        raise ValueError(f"stochastic_depth: expected a value in [0, 1); got {stochastic_depth}")
+    if stochastic_depth > 0.0 and name not in RESIDUAL_MODELS:
+        raise ValueError(
+            f"stochastic_depth: {name!r} has no residual blocks; got stochastic_depth {stochastic_depth}. "
+            f"Use one of {', '.join(RESIDUAL_MODELS)} or set stochastic_depth to 0"
+        )
+
+
+def create_model(name: str, num_classes: int, in_channels: int, dropout: float = 0.0, stochastic_depth: float = 0.0) -> nn.Module:
+    """Build a registered model; an unknown name lists the valid ones.
+
+    ``stochastic_depth`` is the drop probability of the last residual block (see the module
+    docstring); only RESIDUAL_MODELS accept a positive value.
+    """
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; valid models: {', '.join(sorted(MODELS))}")
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"dropout: expected a value in [0, 1); got {dropout}")
-    return MODELS[name](num_classes=num_classes, in_channels=in_channels, dropout=dropout)
+    check_stochastic_depth(name, stochastic_depth)
+    if name not in RESIDUAL_MODELS:
+        return MODELS[name](num_classes=num_classes, in_channels=in_channels, dropout=dropout)
+    return MODELS[name](num_classes=num_classes, in_channels=in_channels, dropout=dropout, stochastic_depth=stochastic_depth)
 
 
 def parameter_count(model: nn.Module) -> int:

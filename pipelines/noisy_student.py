@@ -4,11 +4,14 @@
 the labeled set, with noise: `train.augment` and `model.dropout`) -> `g00/pseudo_label` (the
 un-noised teacher on clean unlabeled images: softmax(z / T)) -> `g00/filter` (confidence >= 0.3,
 top K per class, duplicated up to K) -> `g01/train` (the student, from scratch, on labeled +
-pseudo-labeled data with noise: RandAugment and `student.dropout`) -> `g01/pseudo_label` (the
-student is now the teacher) -> ... The last generation only trains and evaluates.
+pseudo-labeled data with noise: RandAugment, `student.dropout` and `student.stochastic_depth`)
+-> `g01/pseudo_label` (the student is now the teacher) -> ... The last generation only trains and
+evaluates.
 
-Stochastic depth (the paper's third noise) is not applied: none of Relay's registered models
-has residual-branch dropping; the noise here is RandAugment and final-layer dropout.
+Stochastic depth (the paper's third noise) applies to residual students (wrn28_2, resnet18,
+resnet34): `student.stochastic_depth` is the drop probability of the last residual block,
+decaying linearly toward the first (the paper's survival 0.8 is 0.2). small_cnn has no residual
+blocks and must keep it at 0. Pseudo-labels and evaluation use eval mode, where it is off.
 """
 
 from __future__ import annotations
@@ -90,7 +93,7 @@ def _train(config: NoisyStudentConfig, k: int) -> Stage:
     model = config.model.model_dump()
     if k > 0:
         io.update({"picks": gen(k - 1, "picks"), "pseudo_labels": gen(k - 1, "pseudo_labels")})
-        model = config.student.model_dump(include={"name", "dropout"})
+        model = config.student.model_dump(include={"name", "dropout", "stochastic_depth"})
     params = {"data": config.data.model_dump(), "model": model, "train": config.train.model_dump(),
               "augment": config.augment.model_dump(), "noisy": config.noisy.model_dump()}
     return ss.make_stage(gen(k, "train"), ss.train_network, io, (gen(k, "model"),), params, config.resources.train.model_dump(), k)

@@ -58,10 +58,16 @@ class DataSection(StrictModel):
 
 
 class ModelSection(StrictModel):
-    """Which registered network to train (pipelines.models.MODELS)."""
+    """Which registered network to train (pipelines.models.MODELS).
+
+    stochastic_depth is the drop probability of the LAST residual block (block i of n drops with
+    stochastic_depth * (i + 1) / n); ALGORITHMS.md's survival probability 0.8 is 0.2 here. Only
+    residual models (pipelines.models.RESIDUAL_MODELS) accept a positive value.
+    """
 
     name: str = "small_cnn"
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    stochastic_depth: float = Field(0.0, ge=0.0, lt=1.0)
 
     @field_validator("name")
     @classmethod
@@ -69,6 +75,13 @@ class ModelSection(StrictModel):
         from pipelines.models import MODELS
 
         return _known(value, list(MODELS), "model")
+
+    @model_validator(mode="after")
+    def _stochastic_depth_needs_residual_blocks(self) -> ModelSection:
+        from pipelines.models import check_stochastic_depth
+
+        check_stochastic_depth(self.name, self.stochastic_depth)
+        return self
 
 
 class TrainSection(StrictModel):
@@ -240,14 +253,17 @@ class KnowledgeEvolutionSection(StrictModel):
 
 
 class StudentSection(StrictModel):
-    """The student network of Noisy Student / distillation and its model noise (final-layer dropout).
+    """The student network of Noisy Student / distillation and its model noise.
 
+    The noise is final-layer dropout and, on residual models, stochastic depth (the drop
+    probability of the LAST residual block, as in ModelSection; the paper's survival 0.8 is 0.2).
     require_larger (Noisy Student: an equal-or-larger student) is checked by parameter count
     against `model` (the teacher) when the config is validated.
     """
 
     name: str = "small_cnn"
     dropout: float = Field(0.3, ge=0.0, lt=1.0)
+    stochastic_depth: float = Field(0.0, ge=0.0, lt=1.0)
     require_larger: bool = True
 
     @field_validator("name")
@@ -256,6 +272,13 @@ class StudentSection(StrictModel):
         from pipelines.models import MODELS
 
         return _known(value, list(MODELS), "model")
+
+    @model_validator(mode="after")
+    def _stochastic_depth_needs_residual_blocks(self) -> StudentSection:
+        from pipelines.models import check_stochastic_depth
+
+        check_stochastic_depth(self.name, self.stochastic_depth)
+        return self
 
 
 class NoisyStudentSection(StrictModel):

@@ -123,8 +123,9 @@ def model_checkpoint(model: torch.nn.Module, name: str, num_classes: int, in_cha
     return {"state_dict": state, "model": name, "num_classes": num_classes, "in_channels": in_channels, "dropout": dropout}
 
 
-def load_model(checkpoint: Mapping[str, Any], device: str) -> torch.nn.Module:
-    model = create_model(checkpoint["model"], checkpoint["num_classes"], checkpoint["in_channels"], checkpoint["dropout"])
+def load_model(checkpoint: Mapping[str, Any], device: str, stochastic_depth: float = 0.0) -> torch.nn.Module:
+    """The checkpoint's network in eval mode; stochastic_depth (for further training) leaves the keys unchanged."""
+    model = create_model(checkpoint["model"], checkpoint["num_classes"], checkpoint["in_channels"], checkpoint["dropout"], stochastic_depth)
     model.load_state_dict(checkpoint["state_dict"])
     return model.to(device).eval()
 
@@ -212,7 +213,7 @@ def train_generation(ctx: StageContext, inputs: Mapping[str, Any], params: Mappi
     images, targets = labeled_with_picks(data, split, artifact(inputs, params, "picks"))
     _, unlabeled, _ = subset_images(data, split, "unlabeled")
     num_classes, in_channels = num_classes_of(data), int(images.shape[1])
-    model = create_model(model_cfg["name"], num_classes, in_channels, model_cfg["dropout"]).to(ctx.device)
+    model = create_model(model_cfg["name"], num_classes, in_channels, model_cfg["dropout"], model_cfg["stochastic_depth"]).to(ctx.device)
     settings = fixmatch_settings(params["train"], params["crest"], params["generation"])
     weak_fn, strong_fn = augmenters(params["augment"])
     resume = ctx.load_checkpoint()

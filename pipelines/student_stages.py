@@ -125,8 +125,9 @@ def _initial_model(ctx: StageContext, inputs: Mapping[str, Any], params: Mapping
     model_cfg = params["model"]
     previous = stages.artifact(inputs, params, "previous")
     if previous is None:
-        return create_model(model_cfg["name"], stages.num_classes_of(params["data"]), in_channels, model_cfg["dropout"]).to(ctx.device)
-    model = stages.load_model(previous, ctx.device)
+        num_classes = stages.num_classes_of(params["data"])
+        return create_model(model_cfg["name"], num_classes, in_channels, model_cfg["dropout"], model_cfg["stochastic_depth"]).to(ctx.device)
+    model = stages.load_model(previous, ctx.device, model_cfg["stochastic_depth"])
     masks = masks_from_state(stages.artifact(inputs, params, "masks")["masks"])
     if params["ke"]["reinit"] == "zero":
         zero_reset_hypothesis(model, masks)

@@ -1,10 +1,11 @@
-"""Tests for pipelines.models: every registry entry, dropout, and the CPU budget of small_cnn."""
+"""Tests for pipelines.models: every registry entry, dropout, stochastic depth, and the CPU budget of small_cnn."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 from torch import nn
+from torchvision.ops import StochasticDepth
 
 from pipelines.models import BN_MOMENTUM, MODELS, create_model, parameter_count
 
@@ -91,3 +92,75 @@ def test_resnet_stem_keeps_small_images_resolution(name: str) -> None:
     assert isinstance(model.maxpool, nn.Identity)
     feature = model.layer1(model.maxpool(model.relu(model.bn1(model.conv1(torch.randn(1, 1, 16, 16))))))
     assert feature.shape[-2:] == (16, 16)
+
+
+# --- stochastic depth -------------------------------------------------------------------------
+
+RESIDUAL = ["wrn28_2", "resnet18"]
+
+
+def _drop_probs(model: nn.Module) -> list[float]:
+    return [m.p for m in model.modules() if isinstance(m, StochasticDepth)]
+
+
+@pytest.mark.parametrize("name", RESIDUAL)
+def test_stochastic_depth_keeps_state_dict_keys(name: str) -> None:
+    plain = create_model(name, num_classes=5, in_channels=3)
+    noisy = create_model(name, num_classes=5, in_channels=3, stochastic_depth=0.2)
+    assert list(plain.state_dict()) == list(noisy.state_dict())
+    noisy.load_state_dict(plain.state_dict())  # checkpoints load either way
+    plain.load_state_dict(noisy.state_dict())
+
+
+@pytest.mark.parametrize("name", RESIDUAL)
+def test_stochastic_depth_is_the_identity_in_eval(name: str) -> None:
+    torch.manual_seed(0)
+    plain = create_model(name, num_classes=5, in_channels=3).eval()
+    noisy = create_model(name, num_classes=5, in_channels=3, stochastic_depth=0.2).eval()
+    noisy.load_state_dict(plain.state_dict())
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(plain(x), noisy(x))
+
+
+@pytest.mark.parametrize("name", RESIDUAL)
+def test_stochastic_depth_drops_blocks_in_training(name: str) -> None:
+    x = torch.randn(4, 3, 16, 16)
+    torch.manual_seed(0)
+    noisy = create_model(name, num_classes=5, in_channels=3, stochastic_depth=0.9).train()
+    plain = create_model(name, num_classes=5, in_channels=3).train()
+    plain.load_state_dict(noisy.state_dict())
+    with torch.no_grad():
+        torch.manual_seed(1)
+        first = noisy(x)
+        torch.manual_seed(2)
+        second = noisy(x)
+        torch.manual_seed(1)
+        assert torch.equal(plain(x), plain(x)), "without stochastic depth training mode is deterministic here"
+    assert not torch.allclose(first, second)
+
+
+@pytest.mark.parametrize("name", RESIDUAL)
+def test_stochastic_depth_grows_linearly_to_the_last_block(name: str) -> None:
+    probs = _drop_probs(create_model(name, num_classes=5, in_channels=3, stochastic_depth=0.2))
+    n = 12 if name == "wrn28_2" else 8  # WRN-28: 3 groups x 4 blocks; ResNet-18: 4 layers x 2 blocks
+    assert probs == pytest.approx([0.2 * (i + 1) / n for i in range(n)])
+    assert probs[-1] == pytest.approx(0.2)  # survival 0.8 at the last block
+
+
+def test_resnet34_stochastic_depth_covers_every_block() -> None:
+    model = create_model("resnet34", num_classes=5, in_channels=3, stochastic_depth=0.5)
+    assert _drop_probs(model) == pytest.approx([0.5 * (i + 1) / 16 for i in range(16)])
+    assert list(model.state_dict()) == list(create_model("resnet34", num_classes=5, in_channels=3).state_dict())
+
+
+def test_small_cnn_rejects_stochastic_depth_naming_the_residual_models() -> None:
+    with pytest.raises(ValueError, match="stochastic_depth") as excinfo:
+        create_model("small_cnn", num_classes=10, in_channels=1, stochastic_depth=0.2)
+    assert all(name in str(excinfo.value) for name in ("wrn28_2", "resnet18", "resnet34"))
+    create_model("small_cnn", num_classes=10, in_channels=1, stochastic_depth=0.0)  # 0 is fine
+
+
+def test_bad_stochastic_depth_is_rejected() -> None:
+    with pytest.raises(ValueError, match="stochastic_depth"):
+        create_model("wrn28_2", num_classes=10, in_channels=3, stochastic_depth=1.0)

@@ -81,7 +81,9 @@ def test_noisy_student_chains_teacher_pseudo_labels_filter_and_students() -> Non
     assert set(by_name["g02/train"].inputs) == {"data/split", "g01/picks", "g01/pseudo_labels"}
     assert by_name["g01/pseudo_label"].inputs == ("data/split", "g01/model"), "the student labels for the next one"
     assert by_name["g00/train"].params["model"]["name"] == cfg.model.name
-    assert by_name["g01/train"].params["model"] == {"name": cfg.student.name, "dropout": cfg.student.dropout}
+    assert by_name["g01/train"].params["model"] == {
+        "name": cfg.student.name, "dropout": cfg.student.dropout, "stochastic_depth": cfg.student.stochastic_depth
+    }
 
 
 def test_distill_student_reads_the_teacher_and_the_baseline_does_not() -> None:
@@ -169,7 +171,7 @@ def _checkpoint_and_masks(mode: str = "kels") -> tuple[dict, dict]:
 
 
 def _initial(reinit: str, checkpoint: dict, masks: dict) -> torch.nn.Module:
-    params = {"io": {"previous": "p", "masks": "m"}, "model": {"name": "small_cnn", "dropout": 0.0}, "ke": {"reinit": reinit}, "data": {}}
+    params = {"io": {"previous": "p", "masks": "m"}, "model": {"name": "small_cnn", "dropout": 0.0, "stochastic_depth": 0.0}, "ke": {"reinit": reinit}, "data": {}}
     return ss._initial_model(ctx(seed=3), {"p": checkpoint, "m": masks}, params, in_channels=1)
 
 
