@@ -2,53 +2,19 @@
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from mlflow import MlflowClient
 
 from pipelines.pseudo_label import pseudo_label_schema
+from tests.integration.relay_cli import ROOT, manifests, mlflow_client, output_path, pipeline_runs, relay
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
-ROOT = Path(__file__).resolve().parents[2]
 SMOKE = ROOT / "pipelines" / "configs" / "smoke.yaml"
-
-
-def relay(*args: str, workspace: Path) -> subprocess.CompletedProcess:
-    """Run the real CLI in a fresh process, as a user would."""
-    env = {**os.environ, "RELAY_WORKSPACE": str(workspace), "PYTHONUNBUFFERED": "1"}
-    return subprocess.run([sys.executable, "-m", "orchestrator.cli", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-
-
-def manifests(workspace: Path) -> dict[str, dict]:
-    """Stage name -> manifest of every completed stage in the artifact store."""
-    found = {}
-    for path in (workspace / "artifacts").rglob("manifest.json"):
-        manifest = json.loads(path.read_text())
-        found[manifest["stage"]] = manifest | {"_dir": str(path.parent)}
-    return found
-
-
-def output_path(manifest: dict, name: str) -> Path:
-    path = Path(manifest["outputs"][name]["path"])
-    return path if path.is_absolute() else Path(manifest["_dir"]) / path.name
-
-
-def client(workspace: Path) -> MlflowClient:
-    return MlflowClient(f"sqlite:///{workspace / 'mlflow.db'}")
-
-
-def runs_of(workspace: Path, run_id: str) -> list:
-    mlflow = client(workspace)
-    experiment = mlflow.get_experiment_by_name("relay")
-    return mlflow.search_runs([experiment.experiment_id], f"tags.`relay.pipeline_run` = '{run_id}'", max_results=500)
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +35,7 @@ def test_run_prints_the_generation_table_and_where_to_browse(smoke_run) -> None:
 
 def test_mlflow_run_tree_tags_and_generation_metrics(smoke_run) -> None:
     workspace, _ = smoke_run
-    runs = runs_of(workspace, "smoke-1")
+    runs = pipeline_runs(workspace, "smoke-1")
     by_name = {run.info.run_name: run for run in runs}
     parent = by_name["smoke-1"]
     assert {"gen-00", "gen-01"} <= set(by_name)
@@ -83,10 +49,10 @@ def test_mlflow_run_tree_tags_and_generation_metrics(smoke_run) -> None:
         assert run.data.tags["relay.generation"] == str(int(stage[1:3]))
         assert len(run.data.tags["relay.fingerprint"]) >= 16
         assert run.data.tags["cache_hit"] == "false"
-    history = client(workspace).get_metric_history(parent.info.run_id, "evaluate/balanced_accuracy")
+    history = mlflow_client(workspace).get_metric_history(parent.info.run_id, "evaluate/balanced_accuracy")
     assert sorted(m.step for m in history) == [0, 1]
     assert all(0.0 <= m.value <= 1.0 for m in history)
-    assert any(a.path.endswith(".png") for a in client(workspace).list_artifacts(by_name["g00/evaluate"].info.run_id))
+    assert any(a.path.endswith(".png") for a in mlflow_client(workspace).list_artifacts(by_name["g00/evaluate"].info.run_id))
 
 
 def test_pseudo_label_table_schema_and_row_counts(smoke_run) -> None:
@@ -114,7 +80,7 @@ def test_rerun_skips_every_stage_visibly(smoke_run) -> None:
     result = relay("run", str(SMOKE), "--run-id", "smoke-2", workspace=workspace)
     assert result.returncode == 0, result.stderr[-4000:]
     assert result.stderr.count("cache hit") == 7  # split + 4 stages of g00 + 2 of g01
-    stage_runs = [r for r in runs_of(workspace, "smoke-2") if "/" in (r.info.run_name or "")]
+    stage_runs = [r for r in pipeline_runs(workspace, "smoke-2") if "/" in (r.info.run_name or "")]
     assert len(stage_runs) == 7
     assert all(r.data.tags["cache_hit"] == "true" for r in stage_runs)
 
@@ -132,15 +98,15 @@ def test_stop_then_resume_redoes_only_the_missing_stages(tmp_path: Path) -> None
     for stage in ("data/split", "g00/train", "g00/pseudo_label"):
         assert f"skip {stage}" in second.stderr or f"{stage}: cache hit" in second.stderr
     assert {"g00/rebalance", "g01/train", "g01/evaluate"} <= set(manifests(workspace))
-    names = [r.info.run_name for r in runs_of(workspace, "stopped")]
+    names = [r.info.run_name for r in pipeline_runs(workspace, "stopped")]
     assert names.count("stopped") == 1 and names.count("gen-00") == 1, "resume reuses the parent and generation runs"
 
 
 def test_lineage_registry_summary_and_provenance(smoke_run, tmp_path: Path) -> None:
     """g01/train reads g00/picks as a dataset (Relay's digest) and g00's model as its teacher; models registered."""
     workspace, _ = smoke_run
-    mlflow = client(workspace)
-    by_name = {run.info.run_name: mlflow.get_run(run.info.run_id) for run in runs_of(workspace, "smoke-1")}
+    mlflow = mlflow_client(workspace)
+    by_name = {run.info.run_name: mlflow.get_run(run.info.run_id) for run in pipeline_runs(workspace, "smoke-1")}
     picks_digest = manifests(workspace)["g00/rebalance"]["outputs"]["g00/picks"]["digest"]
     train1 = by_name["g01/train"]
     datasets = {d.dataset.name: d.dataset for d in train1.inputs.dataset_inputs}

@@ -36,6 +36,7 @@ from orchestrator.runner import Runner, RunStatus, StageState
 from orchestrator.tracking import NullTracker
 from pipelines import crest, stages
 from tests.integration.cluster import processes_of_group, stop_processes
+from tests.integration.relay_cli import manifests, relay
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1200)]
 
@@ -128,20 +129,6 @@ def _ledger_fingerprint(run_dir: Path, stage: str) -> str | None:
 
 
 # --------------------------------------------------------------------------- killed driver, corrupted output
-
-
-def relay(*args: str, workspace: Path, timeout_s: float = 600) -> subprocess.CompletedProcess:
-    env = {**os.environ, "RELAY_WORKSPACE": str(workspace), "PYTHONUNBUFFERED": "1"}
-    return subprocess.run([sys.executable, "-m", "orchestrator.cli", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=timeout_s)
-
-
-def manifests(workspace: Path) -> dict[str, dict]:
-    found = {}
-    for path in (workspace / "artifacts").rglob("manifest.json"):
-        manifest = json.loads(path.read_text())
-        found[manifest["stage"]] = manifest
-    return found
 
 
 def test_killed_driver_then_resume_redoes_only_the_interrupted_stage(tmp_path):

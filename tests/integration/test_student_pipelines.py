@@ -2,47 +2,21 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 import torch
-from mlflow import MlflowClient
+
+from tests.integration.relay_cli import ROOT, manifests, output_path, pipeline_runs, relay
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
-ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = ROOT / "pipelines" / "configs"
 
 
-def relay(*args: str, workspace: Path) -> subprocess.CompletedProcess:
-    """Run the real CLI in a fresh process, as a user would."""
-    env = {**os.environ, "RELAY_WORKSPACE": str(workspace), "PYTHONUNBUFFERED": "1"}
-    return subprocess.run([sys.executable, "-m", "orchestrator.cli", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-
-
-def manifests(workspace: Path) -> dict[str, dict]:
-    found = {}
-    for path in (workspace / "artifacts").rglob("manifest.json"):
-        manifest = json.loads(path.read_text())
-        found[manifest["stage"]] = manifest | {"_dir": str(path.parent)}
-    return found
-
-
-def output_path(manifest: dict, name: str) -> Path:
-    path = Path(manifest["outputs"][name]["path"])
-    return path if path.is_absolute() else Path(manifest["_dir"]) / path.name
-
-
 def runs_by_name(workspace: Path, run_id: str) -> dict:
-    client = MlflowClient(f"sqlite:///{workspace / 'mlflow.db'}")
-    experiment = client.get_experiment_by_name("relay")
-    runs = client.search_runs([experiment.experiment_id], f"tags.`relay.pipeline_run` = '{run_id}'", max_results=500)
-    return {run.info.run_name: run for run in runs}
+    return {run.info.run_name: run for run in pipeline_runs(workspace, run_id)}
 
 
 def metric(run, name: str) -> float:

@@ -8,14 +8,14 @@ folder this test reads.
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
+
+from tests.integration.relay_cli import relay as run_relay
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1500)]
 
@@ -25,9 +25,7 @@ SMOKE = "pipelines/configs/smoke.yaml"
 
 def relay(*args: str, workspace: Path, timeout_s: float = 300) -> subprocess.CompletedProcess:
     """The real CLI in a fresh process, as the user who started the cluster (HOME holds the token)."""
-    env = {**os.environ, "RELAY_WORKSPACE": str(workspace), "PYTHONUNBUFFERED": "1"}
-    return subprocess.run([sys.executable, "-m", "orchestrator.cli", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=timeout_s)
+    return run_relay(*args, workspace=workspace, timeout_s=timeout_s)
 
 
 def wait_status(address: str, job_id: str, wanted: set[str], workspace: Path, timeout_s: float) -> str:

@@ -10,7 +10,6 @@ so with one trial at a time ASHA must stop later trials after generation 0.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -22,6 +21,7 @@ import yaml
 from mlflow import MlflowClient
 
 from orchestrator.config import load_yaml
+from tests.integration.relay_cli import relay, relay_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
@@ -43,12 +43,7 @@ def tune_config(tmp: Path) -> Path:
 
 
 def env(workspace: Path) -> dict[str, str]:
-    return {**os.environ, "RELAY_WORKSPACE": str(workspace), "PYTHONUNBUFFERED": "1"}
-
-
-def relay(*args: str, workspace: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "orchestrator.cli", *args], cwd=ROOT, env=env(workspace),
-                          capture_output=True, text=True, timeout=600)
+    return relay_env(workspace)
 
 
 def mlflow_runs(workspace: Path, query: str = "") -> list:

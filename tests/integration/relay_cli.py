@@ -1,0 +1,48 @@
+"""Running the real `relay` CLI in a fresh process and reading what it left, shared by the integration tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from mlflow import MlflowClient
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def relay_env(workspace: Path) -> dict[str, str]:
+    return {**os.environ, "RELAY_WORKSPACE": str(workspace), "PYTHONUNBUFFERED": "1"}
+
+
+def relay(*args: str, workspace: Path, timeout_s: float = 600) -> subprocess.CompletedProcess:
+    """Run the real CLI in a fresh process, as a user would."""
+    return subprocess.run([sys.executable, "-m", "orchestrator.cli", *args], cwd=ROOT, env=relay_env(workspace),
+                          capture_output=True, text=True, timeout=timeout_s)
+
+
+def manifests(workspace: Path) -> dict[str, dict]:
+    """Stage name -> manifest of every completed stage in the artifact store (with `_dir`, its folder)."""
+    found = {}
+    for path in (workspace / "artifacts").rglob("manifest.json"):
+        manifest = json.loads(path.read_text())
+        found[manifest["stage"]] = manifest | {"_dir": str(path.parent)}
+    return found
+
+
+def output_path(manifest: dict, name: str) -> Path:
+    path = Path(manifest["outputs"][name]["path"])
+    return path if path.is_absolute() else Path(manifest["_dir"]) / path.name
+
+
+def mlflow_client(workspace: Path) -> MlflowClient:
+    return MlflowClient(f"sqlite:///{workspace / 'mlflow.db'}")
+
+
+def pipeline_runs(workspace: Path, run_id: str) -> list:
+    """Every MLflow run (pipeline, generations, stages) of one pipeline run."""
+    client = mlflow_client(workspace)
+    experiment = client.get_experiment_by_name("relay")
+    return client.search_runs([experiment.experiment_id], f"tags.`relay.pipeline_run` = '{run_id}'", max_results=500)
