@@ -184,16 +184,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     return execute(spec, config, run_id, resume=False, stop_after=args.stop_after)
 
 
-def cmd_resume(args: argparse.Namespace) -> int:
+def load_saved_config(saved: Path) -> tuple[Any, Any]:
+    """The pipeline spec and validated config of a run, from the config.yaml saved when it started."""
     from pipelines.registry import get_pipeline
 
+    data = load_yaml(str(saved))
+    spec = get_pipeline(data.get("pipeline"), source=str(saved))
+    return spec, validate_config(spec.config_model, data, source=str(saved))
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
     directory = run_dir(resolve_workspace(RunSettings(workspace=args.workspace)), args.run_id)
     saved = directory / "config.yaml"
     if not saved.exists():
         raise ConfigError([f"run_id: no run {args.run_id!r} under {directory.parent}; list runs with `ls {directory.parent}` or pass --workspace"])
-    data = load_yaml(str(saved))
-    spec = get_pipeline(data.get("pipeline"), source=str(saved))
-    config = validate_config(spec.config_model, data, source=str(saved))
+    spec, config = load_saved_config(saved)
     return execute(spec, config, args.run_id, resume=True, stop_after=args.stop_after)
 
 
@@ -264,14 +269,12 @@ def write_sweep_outputs(output: Path, rows: list[Any], best: Any, plan: Any, arg
 
 def tracking_for(args: argparse.Namespace) -> tuple[str, str, dict[str, str]]:
     """Tracking URI, experiment and summary columns of a run (or of the workspace's defaults)."""
-    from pipelines.registry import PIPELINES, get_pipeline
+    from pipelines.registry import PIPELINES
 
     workspace = resolve_workspace(RunSettings(workspace=args.workspace))
     saved = run_dir(workspace, args.run_id) / "config.yaml" if args.run_id else None
     if saved is not None and saved.exists():
-        data = load_yaml(str(saved))
-        spec = get_pipeline(data.get("pipeline"), source=str(saved))
-        config = validate_config(spec.config_model, data, source=str(saved))
+        spec, config = load_saved_config(saved)
         return tracking_uri(config.run, config.tracking), config.tracking.experiment, spec.summary
     settings = RunSettings(workspace=args.workspace)
     from orchestrator.config import TrackingSettings
