@@ -118,7 +118,10 @@ class TuneSettings(StrictModel):
     domains. ``metric`` is `<stage role>/<metric>` as the tracker names it
     (e.g. `evaluate/balanced_accuracy`); trials report it after every
     generation, so ``grace_period`` and ``perturbation_interval`` count
-    generations. ``max_concurrent_trials`` null means "as many as the cluster
+    generations. ``asha`` stops trials asynchronously (best with many trials
+    at once); ``sha`` pauses every trial at each rung until all have reached
+    it, then keeps the best 1/reduction_factor (best when trials run a few at
+    a time: see orchestrator/tune_schedulers.py). ``max_concurrent_trials`` null means "as many as the cluster
     fits". ``trial_cpus`` is what a trial's driver holds: its stages are Ray
     tasks that ask for the stage resources themselves.
     """
@@ -127,7 +130,7 @@ class TuneSettings(StrictModel):
     metric: str
     mode: Literal["max", "min"] = "max"
     num_samples: int = Field(4, ge=1)
-    scheduler: Literal["asha", "pbt", "pb2", "none"] = "asha"
+    scheduler: Literal["asha", "sha", "pbt", "pb2", "none"] = "asha"
     search: Literal["random", "optuna"] = "random"
     max_concurrent_trials: int | None = Field(None, ge=1)
     grace_period: int = Field(1, ge=1)
@@ -153,6 +156,9 @@ class TuneSettings(StrictModel):
             raise ValueError("search optuna cannot run grid dimensions; use choice instead of grid, or search random")
         if self.scheduler in ("pbt", "pb2") and self.search != "random":
             raise ValueError(f"scheduler {self.scheduler} chooses values itself; use search random with it")
+        if self.scheduler == "sha" and self.search != "random":
+            raise ValueError("scheduler sha pauses trials at each rung, which Optuna would count as finished; "
+                             "use search random with it (or scheduler asha with optuna)")
         discrete = sorted(key for key, kind in kinds.items() if kind in ("choice", "grid"))
         if self.scheduler == "pb2" and discrete:
             raise ValueError(f"scheduler pb2 needs numeric ranges (randint, uniform, loguniform); {discrete} are lists")

@@ -1,10 +1,12 @@
 """`relay tune` through the real CLI: a 4-trial ASHA sweep on tiny digits, interrupted, resumed, then its best.yaml run.
 
-One sweep serves every test (Ray start-up dominates on 2 cores): it is interrupted
+One ASHA sweep serves most tests (Ray start-up dominates on 2 cores): it is interrupted
 with SIGINT once two trials have ended, resumed with --resume, and the
 assertions read its outputs, its MLflow tree and its Ray Tune state.
-The space is a grid over train.lr whose first value is the only one that learns,
-so with one trial at a time ASHA must stop later trials after generation 0.
+The space is a grid over train.lr whose first value is the only one that learns; the
+sweep's seed is chosen so that the shuffled grid runs it first, so with one trial at a
+time ASHA must stop later trials after generation 0. A second, uninterrupted sweep runs
+synchronous successive halving (scheduler sha).
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from orchestrator.config import load_yaml
+from orchestrator.config import TuneSettings, load_yaml
+from orchestrator.tune import shuffled_grid
 from tests.integration.relay_cli import relay, relay_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
@@ -33,13 +36,19 @@ OVERRIDES = ["train.steps=15", "train.ema_decay=0.5", "train.report_every=15", "
 LRS = [0.05, 1e-6, 2e-6, 3e-6]
 
 
-def tune_config(tmp: Path) -> Path:
+def tune_config(tmp: Path, name: str = SWEEP, scheduler: str = "asha", lrs: list[float] = LRS) -> Path:
     data = load_yaml(SMOKE)
-    data["tune"] = {"name": SWEEP, "metric": "evaluate/balanced_accuracy", "mode": "max", "num_samples": 1,
-                    "scheduler": "asha", "grace_period": 1, "reduction_factor": 2, "space": {"train.lr": {"grid": LRS}}}
-    path = tmp / "tune.yaml"
+    data["tune"] = {"name": name, "metric": "evaluate/balanced_accuracy", "mode": "max", "num_samples": 1,
+                    "scheduler": scheduler, "grace_period": 1, "reduction_factor": 2, "space": {"train.lr": {"grid": lrs}}}
+    data["tune"]["seed"] = seed_running_first(TuneSettings(**data["tune"]), lrs[0])
+    path = tmp / f"{name}.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
+
+
+def seed_running_first(settings: TuneSettings, lr: float) -> int:
+    """A sweep seed whose shuffled grid starts with ``lr``."""
+    return next(seed for seed in range(100) if shuffled_grid(settings, seed)[0]["train.lr"] == lr)
 
 
 def env(workspace: Path) -> dict[str, str]:
@@ -145,3 +154,44 @@ def test_best_yaml_runs_with_relay_run(sweep) -> None:
     result = relay("run", str(best), "run.executor=local", "--run-id", "best-1", workspace=sweep["workspace"])
     assert result.returncode == 0, result.stderr[-4000:]
     assert "balanced_accuracy" in result.stdout
+
+
+# --- synchronous successive halving -------------------------------------------------------------
+
+SHA_SWEEP = "tiny-sha"
+SHA_LRS = [1e-6, 0.05, 2e-6, 0.03]  # two learn, two do not; generation 0 ranks them
+SHA_OVERRIDES = [*OVERRIDES[:3], "crest.generations=2", *OVERRIDES[4:]]
+
+
+@pytest.fixture(scope="module")
+def sha_sweep(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    tmp = tmp_path_factory.mktemp("sha")
+    workspace = tmp / "ws"
+    result = relay("tune", str(tune_config(tmp, SHA_SWEEP, "sha", SHA_LRS)), *SHA_OVERRIDES, workspace=workspace)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-4000:]
+    return {"workspace": workspace, "records": json.loads((workspace / "tune" / SHA_SWEEP / "trials.json").read_text())}
+
+
+def test_sha_keeps_the_best_half_of_generation_0_and_stops_the_rest(sha_sweep) -> None:
+    records = sha_sweep["records"]
+    assert len(records) == 4
+    kept = [r for r in records if r["status"] == "completed"]
+    stopped = [r for r in records if r["status"] == "stopped early"]
+    assert len(kept) == 2 and all(r["generations"] == 2 for r in kept)
+    assert len(stopped) == 2 and all(r["generations"] == 1 for r in stopped)
+    assert min(r["g00"] for r in kept) >= max(r["g00"] for r in stopped)
+
+
+def test_sha_runs_generation_1_only_after_every_trial_ran_generation_0(sha_sweep) -> None:
+    """Every trial's generation-0 metric (its evaluate stage) is in before any generation-1 stage starts.
+
+    Stage runs end with their stage (generation runs end with the trial, after a pause). A kept
+    trial's pseudo-labeling of generation 0 runs after the halving, so only evaluate counts.
+    """
+    stages = mlflow_runs(sha_sweep["workspace"], "tags.`relay.kind` = 'stage'")
+    ends_of_g0 = [s.info.end_time for s in stages if s.data.tags.get("relay.stage") == "g00/evaluate"]
+    starts_of_g1 = [s.info.start_time for s in stages if s.data.tags.get("relay.generation") == "1"]
+    assert ends_of_g0 and starts_of_g1 and all(ends_of_g0)
+    assert min(starts_of_g1) >= max(ends_of_g0)
+    assert len(ends_of_g0) == 4 and {s.data.tags["relay.pipeline_run"] for s in stages} == {
+        f"{SHA_SWEEP}-{r['trial_id']}" for r in sha_sweep["records"]}
