@@ -9,8 +9,21 @@ The baseline saves and loads the same numeric arrays with np.save / np.load (no 
 manifest, no schema). Raw Parquet/IPC variants are timed beside them to guide the write options.
 Goal (the issue): store write + read <= 1.2 x numpy's.
 
-C = 1000 uses --rows-c1000 rows (default 100k: 1M rows would be 4 GB of probabilities, and the
-write holds the file in memory beside the table on this shared 23 GB machine).
+Why the store is shaped as it is (orchestrator/artifacts.py): the file keeps the contract
+schema, ``probs`` included, as a Parquet list, so pandas, DuckDB, pq.read_table and MLflow's
+dataset schema read what the contract says. Per column: no compression, no dictionary and no
+statistics on the floats, dictionary on ``model`` (read back as a dictionary and cast, faster
+than Parquet's decoding); tables and readers are both streamed to the file with the digest
+computed on the way; local files are read memory-mapped, and ``ParquetFile.read`` gives
+``probs`` as one chunk, so ``probs_view`` stays zero-copy. A FIXED_LEN_BYTE_ARRAY layout for
+``probs`` (no repetition/definition level per float) was tried and reverted: reads were 10x
+faster at C=1000 but writes did not change, and every other reader saw bytes. What stays above
+numpy's cost: Parquet's levels per float of ``probs`` (encoded on write, decoded on read), the
+sha256 of every stored byte (about as slow as the write itself), Parquet's copy into pages, and
+the 1M-row ``model`` string column numpy stores as a single string.
+
+C = 1000 uses --rows-c1000 rows (default 100k: 1M rows would be 4 GB of probabilities, held
+beside the numpy copy and the read-back table on this shared 23 GB machine).
 
 Usage: python benchmarks/artifacts.py [--rows 1000000] [--rows-c1000 100000] [--repeats 3]
 """

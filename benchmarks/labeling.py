@@ -2,20 +2,33 @@
 
 The stage side is ``pipelines.stages.pseudo_label_generation`` with a StageContext, its output
 consumed by ``ArtifactStore.write_stage`` (the streamed Parquet write, digest and manifest),
-exactly as ``execute_stage`` runs it. The plain side is a ``torch.inference_mode`` loop over
-the same model, images and batch size that keeps the probabilities in one array. Both use one
-torch thread (a 1-CPU stage). With ``--workers k`` > 1 the stage also runs with
-``resources.pseudo_label.workers = k`` (shards on Ray actors, ``orchestrator.distributed``).
+exactly as ``execute_stage`` runs it. The plain side is a ``torch.inference_mode`` loop that
+gathers the same unlabeled images from the same dataset by id, runs the same model and batch size,
+and keeps the probabilities in one array. Both use one torch thread (a 1-CPU stage). With
+``--workers k`` > 1 the stage also runs with ``resources.pseudo_label.workers = k`` (shards on Ray
+actors, ``orchestrator.distributed``; the k actors start inside every timed call).
 
-Images: scaling N needs more images than digits has, so the unlabeled ids cycle over the
-bundled ``synthetic`` dataset (2000 images, 1x16x16): the stage gathers N real image rows, so
-its memory grows with N as with a real dataset of that size. The model is an untrained
-small_cnn (throughput does not depend on the weights).
+Images: scaling N needs more images than digits has, so the unlabeled ids cycle over the bundled
+``synthetic`` dataset (2000 images, 1x16x16). The model is an untrained small_cnn (throughput does
+not depend on the weights).
 
-Memory: each (method, N) runs in a fresh process; peak RSS growth during the call (VmHWM after
-minus VmRSS before, HWM reset first) over the input images already in memory. Goals (the
-issue): stage >= 0.95 x plain rows/s with 1 worker; memory flat in N (extra bytes per row not
-growing, i.e. peak minus inputs bounded by the streamed shard size, not by N).
+Speed: for each N, one fresh process runs every method on the same split, interleaved (the order
+rotates each repeat) after a one-shard warm-up of each, so load on the shared cores hits all
+methods alike; medians of wall time, and for the in-process methods also of CPU time (less
+sensitive to other processes). Fixed cost and marginal rows/s come from t(N) and t(scale x N).
+
+Memory: each (method, N) runs in a fresh process: a one-shard warm-up (first-call allocations
+are not a property of N), VmHWM reset, one call at N rows; peak RSS growth over the process
+before the call (the split table and the dataset already loaded). The children run with glibc's
+mmap threshold pinned and Arrow on the system allocator, so freed buffers go back to the OS and
+RSS tracks what the code holds, not what the allocator kept from earlier calls (with the dynamic
+threshold the plain loop's RSS grew by ~6 KB a row through heap fragmentation, and a same-size
+warm-up hid O(N) buffers in retained heap). ``growth_bytes_per_row`` is the marginal growth
+(peak(scale x N) - peak(N)) / ((scale - 1) x N); the stage is flat when it stays under
+``FLAT_BYTES_PER_ROW`` (below one int64 a row: holding the ids costs 8-16 B a row, holding the
+predictions 70+).
+
+Goals (issue 7): stage >= 0.95 x plain rows/s with 1 worker; stage memory flat in N.
 
 Usage: python benchmarks/labeling.py [--rows 20000] [--scale 10] [--repeats 3] [--workers 2]
 """
@@ -23,9 +36,11 @@ Usage: python benchmarks/labeling.py [--rows 20000] [--scale 10] [--repeats 3] [
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +48,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common  # noqa: E402
 
 GOAL_RATIO = 0.95
+FLAT_BYTES_PER_ROW = 8.0
 DATA = {"name": "synthetic", "root": None}
+# RSS that tracks live bytes: freed buffers above 64 KiB are unmapped, free heap above 128 KiB is trimmed.
+MEMORY_ENV = {"MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "131072", "ARROW_DEFAULT_MEMORY_POOL": "system"}
 
 
 def rss_kb(field: str) -> int:
@@ -44,16 +62,17 @@ def rss_kb(field: str) -> int:
     return 0
 
 
-def reset_peak() -> None:
-    """Make VmHWM restart from the current RSS (Linux: write 5 to clear_refs)."""
+def reset_peak() -> bool:
+    """Make VmHWM restart from the current RSS (Linux: write 5 to clear_refs); False if not possible."""
     try:
         Path("/proc/self/clear_refs").write_text("5")
+        return True
     except OSError:
-        pass
+        return False
 
 
-def setup(rows: int, device: str) -> tuple[Any, Any, Any]:
-    """(split table with `rows` unlabeled ids cycling over the dataset, checkpoint, images of those ids)."""
+def setup(rows: int) -> tuple[Any, Any, Any]:
+    """(split table with `rows` unlabeled ids cycling over the dataset, checkpoint, those ids)."""
     import numpy as np
     import pyarrow as pa
     import torch
@@ -64,11 +83,11 @@ def setup(rows: int, device: str) -> tuple[Any, Any, Any]:
     dataset = stages.dataset_of(DATA).train
     ids = np.arange(rows, dtype=np.int64) % len(dataset.labels)
     split = pa.table({"sample_id": ids, "label": dataset.labels.numpy()[ids].astype(np.int32),
-                      "subset": ["unlabeled"] * rows}, schema=stages.SPLIT_SCHEMA)
+                      "subset": pa.repeat(pa.scalar("unlabeled"), rows)}, schema=stages.SPLIT_SCHEMA)
     torch.manual_seed(0)
     model = create_model("small_cnn", dataset.num_classes, int(dataset.images.shape[1]))
     checkpoint = stages.model_checkpoint(model, "small_cnn", dataset.num_classes, int(dataset.images.shape[1]), 0.0)
-    return split, checkpoint, dataset.images[torch.from_numpy(ids)]
+    return split, checkpoint, ids
 
 
 def run_stage(split: Any, checkpoint: Any, device: str, workers: int, batch_size: int, shard_size: int) -> int:
@@ -90,15 +109,16 @@ def run_stage(split: Any, checkpoint: Any, device: str, workers: int, batch_size
     return int(result.metrics["rows"])
 
 
-def run_plain(images: Any, checkpoint: Any, device: str, batch_size: int) -> int:
-    """The plain loop: eval mode, inference_mode, softmax per batch, one probability array."""
+def run_plain(ids: Any, checkpoint: Any, device: str, batch_size: int) -> int:
+    """The plain loop: gather the images by id, eval mode, inference_mode, softmax per batch, one array."""
     import numpy as np
     import torch
 
+    from pipelines import stages
     from pipelines.augment import to_float
-    from pipelines.stages import load_model
 
-    model = load_model(checkpoint, device)
+    images = stages.dataset_of(DATA).train.images[torch.from_numpy(ids)]
+    model = stages.load_model(checkpoint, device)
     chunks = []
     with torch.inference_mode():
         for start in range(0, images.shape[0], batch_size):
@@ -107,80 +127,124 @@ def run_plain(images: Any, checkpoint: Any, device: str, batch_size: int) -> int
     return int(np.concatenate(chunks).shape[0])
 
 
-def child(method: str, rows: int, device: str, workers: int, batch_size: int, shard_size: int, repeats: int) -> None:
-    """One (method, N) measurement in this fresh process; prints JSON (rows/s median, peak RSS growth)."""
+def calls(split: Any, checkpoint: Any, ids: Any, args: Any, workers: int) -> dict[str, Any]:
+    """Method name -> a call labeling every row of ``split``."""
+    methods = {"plain": lambda: run_plain(ids, checkpoint, args.device, args.batch_size),
+               "stage": lambda: run_stage(split, checkpoint, args.device, 1, args.batch_size, args.shard_size)}
+    if workers > 1:
+        methods[f"stage_{workers}"] = lambda: run_stage(split, checkpoint, args.device, workers, args.batch_size,
+                                                        args.shard_size)
+    return methods
+
+
+def child_speed(args: Any) -> None:
+    """Every method at N rows in this one process, interleaved; prints JSON of wall and CPU times."""
     import torch
 
     torch.set_num_threads(1)
-    split, checkpoint, images = setup(rows, device)
-    if workers > 1:
+    split, checkpoint, ids = setup(args.rows)
+    if args.workers > 1:
         import ray
 
-        ray.init(num_cpus=max(2, workers), include_dashboard=False, log_to_driver=False)
-    call = (lambda: run_plain(images, checkpoint, device, batch_size)) if method == "plain" else (
-        lambda: run_stage(split, checkpoint, device, workers, batch_size, shard_size))
-    call()  # warm-up: first-call allocations and (for workers) actor start-up are not throughput
+        ray.init(num_cpus=max(2, args.workers), include_dashboard=False, log_to_driver=False)
+    methods = calls(split, checkpoint, ids, args, args.workers)
+    small = min(args.rows, args.shard_size)
+    for call in calls(split.slice(0, small), checkpoint, ids[:small], args, args.workers).values():
+        call()  # warm-up: lazy imports, first-call allocations
+    names = list(methods)
+    wall: dict[str, list[float]] = {name: [] for name in names}
+    cpu: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(max(1, args.repeats)):
+        for name in names[r % len(names):] + names[: r % len(names)]:
+            started_cpu, started = time.process_time(), time.perf_counter()
+            methods[name]()
+            wall[name].append(time.perf_counter() - started)
+            cpu[name].append(time.process_time() - started_cpu)
+    print(json.dumps({"wall": wall, "cpu": cpu, "loadavg": os.getloadavg()[0]}))
+
+
+def child_memory(args: Any) -> None:
+    """One method at N rows in this fresh process: peak RSS growth of one call after a one-shard warm-up."""
+    import torch
+
+    torch.set_num_threads(1)
+    split, checkpoint, ids = setup(args.rows)
+    small = min(args.rows, args.shard_size)
+    calls(split.slice(0, small), checkpoint, ids[:small], args, 1)[args.child]()
+    call = calls(split, checkpoint, ids, args, 1)[args.child]
     before = rss_kb("VmRSS")
-    reset_peak()
-    times, done = _common.repeat(call, repeats)
-    peak = rss_kb("VmHWM") - before
-    print(json.dumps({"rows": done, "rows_per_s": rows / _common.median(times), "times": times,
-                      "peak_rss_growth_mb": peak / 1024, "input_mb": images.numel() / 2**20}))
+    if not reset_peak():
+        raise SystemExit("cannot reset VmHWM (/proc/self/clear_refs); the memory check needs Linux >= 4.0")
+    done = call()
+    print(json.dumps({"rows": done, "peak_rss_growth_mb": (rss_kb("VmHWM") - before) / 1024}))
 
 
-def measure(method: str, rows: int, args: Any, workers: int = 1) -> dict[str, Any]:
-    command = [sys.executable, __file__, "--child", method, "--rows", str(rows), "--device", args.device,
-               "--workers", str(workers), "--batch-size", str(args.batch_size), "--shard-size", str(args.shard_size),
-               "--repeats", str(args.repeats)]
-    done = subprocess.run(command, capture_output=True, text=True, cwd=_common.ROOT)
+def spawn(args: Any, mode: str, rows: int, env: dict[str, str] | None = None) -> dict[str, Any]:
+    command = [sys.executable, __file__, "--child", mode, "--rows", str(rows), "--device", args.device,
+               "--workers", str(args.workers), "--batch-size", str(args.batch_size),
+               "--shard-size", str(args.shard_size), "--repeats", str(args.repeats)]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=_common.ROOT, env={**os.environ, **(env or {})})
     if done.returncode != 0:
-        raise RuntimeError(f"{method} N={rows} failed:\n{done.stderr[-3000:]}")
-    result = json.loads(done.stdout.strip().splitlines()[-1])
-    label = "plain inference_mode loop" if method == "plain" else f"stage + Parquet write, {workers} worker(s)"
-    return {"method": label, "rows": rows, "rows_per_s": result["rows_per_s"],
-            "peak_rss_growth_mb": result["peak_rss_growth_mb"], "input_mb": result["input_mb"],
-            "growth_bytes_per_row": result["peak_rss_growth_mb"] * 2**20 / rows}
+        raise RuntimeError(f"{mode} N={rows} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+LABELS = {"plain": "plain inference_mode loop", "stage": "stage + Parquet write, 1 worker"}
+
+
+def measure(args: Any, sizes: list[int]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The table rows (method x N) and the verdicts."""
+    speed = {n: spawn(args, "speed", n) for n in sizes}
+    memory = {(m, n): spawn(args, m, n, MEMORY_ENV)["peak_rss_growth_mb"] for n in sizes for m in ("plain", "stage")}
+    rows = []
+    for n in sizes:
+        wall = {name: _common.median(times) for name, times in speed[n]["wall"].items()}
+        for name, seconds in wall.items():
+            row = {"method": LABELS.get(name, f"stage + Parquet write, {args.workers} workers"), "rows": n,
+                   "rows_per_s": n / seconds, "vs_plain": wall["plain"] / seconds,
+                   "cpu_vs_plain": None, "peak_rss_growth_mb": memory.get((name, n)), "loadavg": speed[n]["loadavg"]}
+            if name in ("plain", "stage"):
+                row["cpu_vs_plain"] = _common.median(speed[n]["cpu"]["plain"]) / _common.median(speed[n]["cpu"][name])
+            rows.append(row)
+    n, big = sizes
+    verdicts: dict[str, Any] = {}
+    for name in speed[n]["wall"]:
+        t_small, t_big = _common.median(speed[n]["wall"][name]), _common.median(speed[big]["wall"][name])
+        verdicts[f"{name}_fixed_s"] = (big * t_small - n * t_big) / (big - n)
+        verdicts[f"{name}_marginal_rows_per_s"] = (big - n) / max(t_big - t_small, 1e-9)
+    for name in ("plain", "stage"):
+        verdicts[f"{name}_growth_bytes_per_row"] = (memory[(name, big)] - memory[(name, n)]) * 2**20 / (big - n)
+    stage_ratios = [row["vs_plain"] for row in rows if row["method"] == LABELS["stage"]]
+    verdicts["speed_goal_met"] = min(stage_ratios) >= GOAL_RATIO
+    verdicts["memory_flat"] = verdicts["stage_growth_bytes_per_row"] < FLAT_BYTES_PER_ROW
+    return rows, verdicts
 
 
 def main() -> None:
     p = _common.parser(__doc__.splitlines()[0])
-    p.add_argument("--rows", type=int, default=20_000, help="N; the memory check also runs scale x N")
+    p.add_argument("--rows", type=int, default=20_000, help="N; speed and memory also run at scale x N")
     p.add_argument("--scale", type=int, default=10)
-    p.add_argument("--workers", type=int, default=2, help="also run the sharded stage on this many actors (>1)")
+    p.add_argument("--workers", type=int, default=2, help="also time the sharded stage on this many actors (>1)")
     p.add_argument("--batch-size", type=int, default=512, help="label.batch_size")
     p.add_argument("--shard-size", type=int, default=2048, help="label.shard_size")
-    p.add_argument("--child", choices=("plain", "stage"), help=argparse_help())
+    p.add_argument("--child", choices=("speed", "plain", "stage"), help="internal: one measurement in this process")
     args = p.parse_args()
-    device = _common.device_or_exit(args.device)
-    if args.child:
-        child(args.child, args.rows, device, args.workers, args.batch_size, args.shard_size, args.repeats)
+    args.device = _common.device_or_exit(args.device)
+    if args.child == "speed":
+        child_speed(args)
         return
-    rows = []
-    for n in (args.rows, args.rows * args.scale):
-        plain, stage = measure("plain", n, args), measure("stage", n, args)
-        stage["vs_plain"] = stage["rows_per_s"] / plain["rows_per_s"]
-        rows += [plain, stage]
-        if args.workers > 1 and sharding_available():
-            sharded = measure("stage", n, args, workers=args.workers)
-            sharded["vs_plain"] = sharded["rows_per_s"] / plain["rows_per_s"]
-            rows.append(sharded)
-    columns = ["method", "rows", "rows_per_s", "vs_plain", "input_mb", "peak_rss_growth_mb", "growth_bytes_per_row"]
-    _common.report("labeling", f"pseudo-label rows/s and peak memory ({device}, 1 torch thread per worker)", rows,
-                   {"goal_vs_plain": GOAL_RATIO, "batch_size": args.batch_size, "shard_size": args.shard_size}, columns)
-
-
-def sharding_available() -> bool:
-    """The sharded stage exists once orchestrator.distributed offers an actor pool (another change adds it)."""
-    try:
-        from orchestrator import distributed
-
-        return hasattr(distributed, "actor_pool_mapper")
-    except ImportError:
-        return False
-
-
-def argparse_help() -> str:
-    return "internal: measure one method in this process and print JSON"
+    if args.child:
+        child_memory(args)
+        return
+    if args.scale < 2:
+        p.error("--scale must be >= 2: flatness compares N with scale x N rows")
+    rows, verdicts = measure(args, [args.rows, args.rows * args.scale])
+    columns = ["method", "rows", "rows_per_s", "vs_plain", "cpu_vs_plain", "peak_rss_growth_mb", "loadavg"]
+    _common.report("labeling", f"pseudo-label rows/s and peak memory ({args.device}, 1 torch thread per worker)", rows,
+                   {"goal_vs_plain": GOAL_RATIO, "flat_bytes_per_row": FLAT_BYTES_PER_ROW, "batch_size": args.batch_size,
+                    "shard_size": args.shard_size, "repeats": args.repeats, "memory_env": MEMORY_ENV, **verdicts},
+                   columns)
+    print("\n" + "\n".join(f"{key}: {_common._cell(value)}" for key, value in verdicts.items()))
 
 
 if __name__ == "__main__":

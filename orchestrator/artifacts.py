@@ -26,7 +26,6 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
-import torch
 
 from orchestrator.dag import StageResult
 from orchestrator.errors import ArtifactError
@@ -35,7 +34,7 @@ logger = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
 _CHUNK = 1 << 20
-_PLAIN = (bool, int, float, str, type(None), torch.Tensor, torch.dtype, torch.Size)
+_PLAIN = (bool, int, float, str, type(None))
 
 
 @dataclass(frozen=True)
@@ -81,6 +80,8 @@ class ArtifactStore:
         else:  # absolute, because workers rebuild the store from ``uri`` in another cwd
             uri = root = str(Path(uri).expanduser().resolve())
             self._fs = pafs.LocalFileSystem()
+        if isinstance(self._fs, pafs.LocalFileSystem):  # memory-mapped reads save a copy per load
+            self._fs = pafs.LocalFileSystem(use_mmap=True)  # safe: files are renamed in, never rewritten in place
         self.uri = uri
         self._root = root.rstrip("/")
 
@@ -133,11 +134,12 @@ class ArtifactStore:
         return manifest
 
     def _write_output(self, directory: str, name: str, value: Any) -> ArtifactRef:
-        """Serialize one output in memory (so its digest is known), then store it.
+        """Store one output: tables are streamed to Parquet, checkpoints serialized in memory first.
 
-        A RecordBatchReader is streamed instead: see ``_write_stream``.
+        A whole table goes through the same ``_write_stream`` as a RecordBatchReader, so both
+        get one layout and one digest path (no whole-file buffer: 3-5x faster, benchmarks/artifacts.py).
         """
-        if isinstance(value, pa.Table):  # streamed too: no whole-file buffer, 3-5x faster (benchmarks/artifacts.py)
+        if isinstance(value, pa.Table):
             value = pa.RecordBatchReader.from_batches(value.schema, value.to_batches())
         if isinstance(value, pa.RecordBatchReader):
             return self._write_stream(f"{directory}/{sanitize(name)}.parquet", name, value)
@@ -151,7 +153,8 @@ class ArtifactStore:
 
         Memory stays at one batch whatever the table's size. Same temp-name and
         rename discipline as ``_write_bytes``: a reader that fails halfway
-        leaves no file under the final name.
+        leaves no file under the final name. The file has the reader's own schema
+        (``_write_parquet``), so any Parquet reader sees the contract.
         """
         final = self._abs(path)
         temp = f"{final}.tmp-{uuid.uuid4().hex}"
@@ -159,9 +162,7 @@ class ArtifactStore:
             self._fs.create_dir(final.rsplit("/", 1)[0], recursive=True)
             with self._fs.open_output_stream(temp) as stream:
                 sink = _HashingSink(stream)
-                with pq.ParquetWriter(pa.PythonFile(sink, mode="w"), reader.schema, **parquet_options(reader.schema)) as writer:
-                    for batch in reader:
-                        writer.write_batch(batch)
+                _write_parquet(sink, reader, name)
             self._fs.move(temp, final)
         except (OSError, pa.ArrowException) as exc:
             self._delete_abs(temp)
@@ -267,11 +268,11 @@ class ArtifactStore:
         path = self._abs(ref.path)
         try:
             if ref.kind == "table":
-                with self._fs.open_input_file(path) as source:  # one chunk per row group: probs_view stays zero-copy
-                    return pq.ParquetFile(source).read()
+                with self._fs.open_input_file(path) as source:
+                    return read_parquet(source)
             with self._fs.open_input_stream(path) as stream:
                 data = stream.read()
-            return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+            return _torch().load(io.BytesIO(data), map_location="cpu", weights_only=True)
         except ArtifactError:
             raise
         except Exception as exc:  # storage and decoding errors alike: wrap once with the name
@@ -299,7 +300,11 @@ class ArtifactStore:
 
 
 class _HashingSink:
-    """A write-only file object that hashes and counts bytes on their way to ``stream``."""
+    """A write-only file object that hashes and counts bytes on their way to ``stream``.
+
+    Hashing inline, not on a second thread: a hashing thread measured no faster on the shared
+    2-core benchmark machine (no idle core to overlap with) and costs a thread per write.
+    """
 
     def __init__(self, stream: Any) -> None:
         self._stream = stream
@@ -343,7 +348,7 @@ class StoreCheckpointer:
     def save(self, state: dict[str, Any], step: int) -> None:
         _check_checkpoint(self.name, state, "checkpoint")
         buffer = io.BytesIO()
-        torch.save(state, buffer)
+        _torch().save(state, buffer)
         self.store.write_scratch(self.fingerprint, self.name, buffer.getvalue())
         logger.debug("checkpoint of %s at step %d", self.fingerprint[:12], step)
 
@@ -352,37 +357,93 @@ class StoreCheckpointer:
         if data is None:
             return None
         try:
-            return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+            return _torch().load(io.BytesIO(data), map_location="cpu", weights_only=True)
         except Exception as exc:  # a torn or foreign file: start the stage over rather than fail it
             logger.warning("ignoring unreadable checkpoint of %s (%s); starting over", self.fingerprint[:12], exc)
             return None
 
 
 def parquet_options(schema: pa.Schema) -> dict[str, Any]:
-    """Write options: dictionary encoding and statistics only where they pay (top-level strings / scalars).
+    """Write options per column: dictionary encoding and statistics only where they pay.
 
     Why: by default pyarrow dictionary-encodes and keeps min/max statistics for every column, the
     float probabilities included; on a 1M x 10 pseudo-label table that tripled the write time for
-    nothing (random-looking floats have no repeats, and nobody filters on a probability).
-    Statistics stay on scalar columns (filters on generation or pred_class can still skip pages).
-    No compression: probabilities barely compress, and snappy cost more than the bytes it saved
-    on the read side (benchmarks/artifacts.py); stage outputs are short-lived intermediates.
+    nothing (random-looking floats have no repeats, and nobody filters on a probability). So
+    dictionary only on strings (``model``: one value repeated per row), statistics only on
+    scalar columns (filters on generation or pred_class can still skip pages), never on the
+    floats inside a list column. No compression: the bulk is probabilities, which barely
+    compress, and snappy cost more than the bytes it saved on the read side
+    (benchmarks/artifacts.py); stage outputs are short-lived intermediates.
+
+    Fixed-size lists stay Parquet lists on disk, so any Parquet reader (pandas, DuckDB,
+    ``pq.read_table``, MLflow's dataset schema) sees the contract schema in the file itself; a
+    FIXED_LEN_BYTE_ARRAY layout (one plain value per row, no levels) was measured: reads 10x
+    faster at C=1000, but writes unchanged (they are dominated by the sha256 and Parquet's page
+    copy) and every other reader would see bytes instead of ``probs``.
     """
     text = [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
     scalar = [f.name for f in schema if not pa.types.is_nested(f.type)]
     return {"use_dictionary": text, "write_statistics": scalar, "compression": "none"}
 
 
-def _serialize(name: str, value: Any) -> tuple[str, str, bytes | memoryview]:
-    """(kind, suffix, bytes) for one output; tables keep their explicit schema."""
-    if isinstance(value, pa.Table):
-        sink = pa.BufferOutputStream()
-        pq.write_table(value, sink, **parquet_options(value.schema))
-        return "table", "parquet", memoryview(sink.getvalue())  # no copy of the file into Python bytes
+def read_parquet(source: Any) -> pa.Table:
+    """A stored table as it was written, its strings read as dictionaries and cast back.
+
+    ``model`` is stored dictionary-encoded (one value repeated per row), and Arrow's cast
+    expands it faster than the Parquet reader's own decoding (1M rows: 57 -> 34 ms for the
+    whole pseudo-label table). ``ParquetFile.read`` decodes each fixed-size list column into
+    one chunk across all row groups (``pq.read_table`` keeps one chunk per row group), so
+    ``probs_view`` of a streamed, many-row-group table stays zero-copy.
+    """
+    metadata = pq.read_metadata(source)
+    schema = metadata.schema.to_arrow_schema()
+    text = [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
+    table = pq.ParquetFile(source, metadata=metadata, read_dictionary=text).read()
+    for name in text:
+        index = table.schema.get_field_index(name)
+        table = table.set_column(index, schema.field(name), table.column(index).cast(schema.field(name).type))
+    return table
+
+
+def _write_parquet(sink: _HashingSink, reader: pa.RecordBatchReader, name: str) -> None:
+    """Every batch of ``reader`` into one Parquet file with the reader's own schema (the contract on disk)."""
+    schema = reader.schema
+    with pq.ParquetWriter(pa.PythonFile(sink, mode="w"), schema, **parquet_options(schema)) as writer:
+        for batch in reader:
+            _refuse_nulls(batch, name)
+            writer.write_batch(batch)
+
+
+def _refuse_nulls(batch: pa.RecordBatch, name: str) -> None:
+    """Refuse nulls in a column declared non-nullable, naming the column, before they are written.
+
+    Arrow declares non-nullable but does not enforce it. Parquet's writer refuses such nulls in a
+    scalar column or a list's elements, but with an error that reads like a storage failure (and
+    would be retried); a null row of a non-nullable list column it writes silently as whatever
+    values lie under the null, so the null is lost.
+    """
+    for column, field in zip(batch.columns, batch.schema):
+        if _holds_nulls(column, field):
+            raise ArtifactError(name, f"column {field.name!r} is declared non-nullable but holds nulls; "
+                                      "fill or drop them, or declare the field nullable", retryable=False)
+
+
+def _holds_nulls(column: pa.Array, field: pa.Field) -> bool:
+    """Whether ``column`` or, for a list, its elements hold nulls where ``field`` declares none."""
+    if not field.nullable and column.null_count:
+        return True
+    kind = field.type
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind):
+        return _holds_nulls(column.flatten(), kind.value_field)  # flatten skips null rows, honours slices
+    return False
+
+
+def _serialize(name: str, value: Any) -> tuple[str, str, bytes]:
+    """(kind, suffix, bytes) of a checkpoint; tables never get here (``_write_stream`` writes them)."""
     if isinstance(value, dict):
         _check_checkpoint(name, value, name)
         buffer = io.BytesIO()
-        torch.save(value, buffer)
+        _torch().save(value, buffer)
         return "checkpoint", "pt", buffer.getvalue()
     raise ArtifactError(
         name,
@@ -390,6 +451,23 @@ def _serialize(name: str, value: Any) -> tuple[str, str, bytes | memoryview]:
         "or a dict of tensors/plain values",
         retryable=False,
     )
+
+
+def _torch() -> Any:
+    """torch, imported on the first checkpoint read or write.
+
+    Why lazily: the driver validates configs, builds the DAG and reads manifests and tables,
+    none of which needs torch; importing it cost the CLI 3 s (10 s on loaded cores) before
+    anything else could start (tests/unit/pipelines/test_driver_imports.py).
+    """
+    import torch
+
+    return torch
+
+
+def _torch_leaves() -> tuple[type, ...]:
+    torch = _torch()
+    return (torch.Tensor, torch.dtype, torch.Size)
 
 
 def _check_checkpoint(name: str, value: Any, where: str) -> None:
@@ -402,7 +480,7 @@ def _check_checkpoint(name: str, value: Any, where: str) -> None:
     elif isinstance(value, (list, tuple)):
         for i, item in enumerate(value):
             _check_checkpoint(name, item, f"{where}[{i}]")
-    elif not isinstance(value, _PLAIN):
+    elif not isinstance(value, _PLAIN + _torch_leaves()):
         raise ArtifactError(
             name,
             f"{where} is a {type(value).__name__}, which torch.load(weights_only=True) cannot read; "

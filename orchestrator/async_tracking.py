@@ -5,6 +5,8 @@ metrics, plots, registered model, dataset inputs) costs from tenths of a second 
 a loaded machine. Made inline by the runner, that time sits between one stage finishing and
 the next one starting. Queued here, the runner dispatches the next stage at once, and the
 parent run is created while Ray is still starting (benchmarks/overhead.py measures both).
+At the end ``close`` queues the end without waiting, so the caller can stop Ray while the
+last calls drain, and ``join`` waits for them.
 
 Order is kept (one thread, one FIFO queue), so MLflow sees exactly the calls it saw before.
 A failure raised by the wrapped tracker (only in strict mode: MlflowTracker warns otherwise)
@@ -33,6 +35,7 @@ class BackgroundTracker:
         self.inner = inner
         self._queue: queue.Queue[Any] = queue.Queue()
         self._error: BaseException | None = None
+        self._closed = False
         self._thread = threading.Thread(target=self._drain, name="relay-tracking", daemon=True)
         self._thread.start()
 
@@ -53,8 +56,27 @@ class BackgroundTracker:
 
     def end_pipeline(self, status: str) -> None:
         """Queue the end, wait until MLflow has everything, stop the thread; raise a strict failure."""
+        self.close(status)
+        self.join()
+
+    def close(self, status: str) -> None:
+        """Queue the end of the pipeline run and the thread's stop, without waiting for either.
+
+        The caller can stop Ray while MLflow takes the queued calls; ``join`` then waits for them.
+        """
+        if self._closed:
+            return
+        self._closed = True
         self._put(self.inner.end_pipeline, status, check=False)
-        self._queue.put(_STOP)
+        if self._thread.is_alive():
+            self._queue.put(_STOP)
+
+    def join(self) -> None:
+        """Wait until every queued call (the end included) has been made; raise a strict failure.
+
+        Call it before the process exits: the thread is a daemon, so calls still queued at exit
+        would be lost, and the MLflow tree must be complete when `relay run` returns.
+        """
         self._thread.join()
         self._raise_pending()
 

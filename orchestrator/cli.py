@@ -10,6 +10,7 @@ import argparse
 import hashlib
 import json
 import logging
+import os
 import secrets
 import sys
 import time
@@ -98,10 +99,15 @@ def make_executor(settings: RunSettings) -> Any:
 
 
 def execute(spec: Any, config: Any, run_id: str, resume: bool, stop_after: str | None) -> int:
-    """Run (or resume) one pipeline run end to end and print its generation table."""
+    """Run (or resume) one pipeline run end to end and print its generation table.
+
+    Start-up and shutdown overlap what they can: MLflow (its import, the store's creation)
+    runs on the tracker's thread while Ray starts; at the end the table is printed first,
+    and Ray stops while that thread drains the last MLflow calls. ``tracker.join`` makes
+    sure every MLflow write has landed before this returns.
+    """
     workspace = resolve_workspace(config.run)
     uri = tracking_uri(config.run, config.tracking)
-    # MLflow runs on a background thread, off the critical path: its setup overlaps Ray's start
     tracker = BackgroundTracker(MlflowTracker(
         uri, config.tracking.experiment, strict=config.tracking.strict, log_models=config.tracking.log_models,
         system_metrics=config.tracking.system_metrics,
@@ -119,18 +125,20 @@ def execute(spec: Any, config: Any, run_id: str, resume: bool, stop_after: str |
         )
         summary = runner.run(pipeline, run_id, stop_after=stop_after)
         status = "FINISHED" if stop_after is None else "KILLED"
+        if stop_after is None:
+            print(f"\nRun {run_id}: per-generation results (test set is balanced)")
+            print(report.generation_table(summary_rows(pipeline, summary.manifests), spec.summary), flush=True)
     finally:
+        tracker.close(status)  # queued behind the stages' calls; MLflow drains them while Ray stops
         try:
-            tracker.end_pipeline(status)
-        finally:
             shutdown = getattr(executor, "shutdown", None)
             if shutdown is not None:
                 shutdown()
+        finally:
+            tracker.join()
     if stop_after is not None:
         print(f"stopped after {stop_after}; finish with: relay resume {run_id}")
         return 0
-    print(f"\nRun {run_id}: per-generation results (test set is balanced)")
-    print(report.generation_table(summary_rows(pipeline, summary.manifests), spec.summary))
     print_browse_hint(workspace, uri, tracker.parent_run_id, run_id)
     return 0
 
@@ -451,8 +459,33 @@ def parse_arguments(parser: argparse.ArgumentParser, argv: list[str] | None) -> 
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; ``argv`` None means this process's own command line (the `relay` script).
+
+    Then `relay run` / `relay resume` end the process here once they return: they have
+    already closed MLflow (every write landed) and stopped Ray, and tearing down the
+    interpreter (collecting torch's, Ray's and MLflow's module graphs) cost 3-5 s more.
+    """
     args = parse_arguments(build_parser(), argv)
     configure_logging(args.verbose)
+    code = _dispatch(args)
+    if argv is None and args.handler in (cmd_run, cmd_resume):
+        exit_now(code)
+    return code
+
+
+def exit_now(code: int) -> None:
+    """End the process without interpreter teardown, after flushing what it printed and logged."""
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    """The command's exit code; bad input and failures become messages, not tracebacks."""
     try:
         return args.handler(args)
     except (ConfigError, PipelineError) as exc:

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from orchestrator.dag import Resources
 
 logger = logging.getLogger(__name__)
+WARM_WAIT_S = 120.0  # the longest the first stage waits for the first warm worker
 
 
 class Executor(Protocol):
@@ -102,21 +103,44 @@ class RayExecutor:
             ray.init(**_init_kwargs(address, num_cpus, include_dashboard))
             self._owns_ray = True
         self._warming: list[Any] = []
+        self._warm_modules: tuple[str, ...] = ()
+        self._warm_later = 0
+        self._submitted = False
 
     def warm(self, modules: Sequence[str], workers: int) -> None:
-        """Start up to ``workers`` Ray workers that import ``modules``, without waiting for them.
+        """Have up to ``workers`` Ray workers import ``modules`` before their first stage, one first.
 
         Why: a stage's first task on a fresh worker otherwise pays the imports of its
         function's module (torch, torchvision: 3-8 s on 2 loaded cores) on the critical path,
         and a second worker (for two stages side by side) pays them again mid-run. Ray reuses
-        these warm workers for the stages. Capped by the cluster's CPUs; failures are ignored
-        (the stage itself will report a broken import).
+        these warm workers for the stages.
+
+        One worker warms at once; the first ``submit`` waits for it and only then starts
+        the others, beside that first stage. Warming all of them together made every import
+        share the cores with the others (and with Ray's own start-up), so the first stage,
+        which needs one worker, started seconds later; the others are needed only when
+        stages run side by side. Capped by the cluster's CPUs; failures are ignored (the
+        stage itself will report a broken import). Returns at once.
         """
         slots = min(int(workers), int(self._ray.cluster_resources().get("CPU", 0)))
         if slots < 1 or not modules:
             return
+        self._warm_modules, self._warm_later = tuple(modules), slots - 1
+        self._warming = [self._warm_one()]
+
+    def _warm_one(self) -> Any:
         remote = self._ray.remote(_import_modules).options(num_cpus=1, max_retries=0)
-        self._warming = [remote.remote(tuple(modules)) for _ in range(slots)]
+        return remote.remote(self._warm_modules)
+
+    def _before_first_submit(self) -> None:
+        """Wait for the first warm worker, so the first stage lands on it instead of a cold one."""
+        if self._warming:  # bounded: a worker that never imports must not hold the run back
+            self._ray.wait(self._warming[:1], num_returns=1, timeout=WARM_WAIT_S)
+
+    def _after_first_submit(self) -> None:
+        """Warm the remaining workers beside the first stage (they are needed when stages run side by side)."""
+        self._warming.extend(self._warm_one() for _ in range(self._warm_later))
+        self._warm_later = 0
 
     def submit(self, fn: Callable[..., Any], *args: Any, resources: Resources = Resources()) -> Any:
         """Start ``fn(*args)`` as a task; Ray's own retries are off, the runner retries.
@@ -134,7 +158,14 @@ class RayExecutor:
                    "num_gpus": 0 if coordinator else resources.num_gpus, "max_retries": 0,
                    # never join the caller's placement group: a Tune trial's 0.1-CPU bundle cannot hold a stage
                    "scheduling_strategy": "DEFAULT"}
-        return remote.options(**options).remote(*args)
+        first = not self._submitted
+        if first:
+            self._before_first_submit()
+        self._submitted = True
+        ref = remote.options(**options).remote(*args)
+        if first:
+            self._after_first_submit()
+        return ref
 
     def _warn_if_infeasible(self, resources: Resources) -> None:
         """A request larger than the cluster waits forever; say so instead of hanging quietly."""

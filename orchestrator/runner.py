@@ -23,8 +23,6 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from orchestrator.artifacts import ArtifactRef, ArtifactStore, Manifest, StoreCheckpointer, sanitize
 from orchestrator.dag import Checkpointer, Parallelism, Pipeline, ShardMapper, Stage, StageContext, StageResult, map_in_order
 from orchestrator.errors import ArtifactError, ConfigError, PipelineError, StageError
@@ -122,6 +120,8 @@ def stage_seed(seed: int, stage_name: str) -> int:
 
 def stage_device(num_gpus: float) -> str:
     """"cuda" when the stage asked for a GPU and one is visible, else "cpu"."""
+    import torch  # here and in run_stage_body, not at the top: the driver never needs torch
+
     return "cuda" if num_gpus > 0 and torch.cuda.is_available() else "cpu"
 
 
@@ -198,6 +198,8 @@ def run_stage_body(
                        device=placement.device or stage_device(stage.resources.num_gpus), attempt=attempt,
                        rank=placement.rank, world_size=placement.world_size, checkpointer=checkpointer,
                        shard_mapper=placement.shard_mapper)
+    import torch
+
     threads = torch.get_num_threads()
     torch.set_num_threads(max(1, int(stage.resources.num_cpus)))
     torch.manual_seed(ctx.seed)

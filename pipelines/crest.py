@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from orchestrator.config import RunSettings, StrictModel, TrackingSettings, TuneSettings
 from orchestrator.dag import Parallelism, Pipeline, Resources, Stage
-from pipelines import stages
+from pipelines import bodies, split
 from pipelines.schema import (
     AugmentSection,
     CrestSection,
@@ -62,7 +62,7 @@ def _stage(name: str, fn: Any, io: dict[str, str], outputs: tuple[str, ...], par
     inputs = tuple(artifact for artifact in io.values() if artifact not in outputs)
     return Stage(
         name=name, fn=fn, inputs=inputs, outputs=outputs, params={**params, "io": io},
-        resources=_resources(resources), generation=generation, lineage=stages.lineage_of(io, outputs),
+        resources=_resources(resources), generation=generation, lineage=bodies.lineage_of(io, outputs),
         parallelism=parallelism,
     )
 
@@ -80,19 +80,19 @@ def generation_stages(config: CrestConfig, k: int) -> list[Stage]:
     }
     res = config.resources
     result = [
-        _stage(gen(k, "train"), stages.train_generation, train_io, (gen(k, "model"),), train_params, res.train, k),
-        _stage(gen(k, "evaluate"), stages.evaluate_generation,
+        _stage(gen(k, "train"), bodies.train_generation, train_io, (gen(k, "model"),), train_params, res.train, k),
+        _stage(gen(k, "evaluate"), bodies.evaluate_generation,
                {"split": SPLIT, "model": gen(k, "model"), "evaluation": gen(k, "evaluation")}, (gen(k, "evaluation"),),
                {"data": data, "batch_size": config.label.batch_size, "tail_fraction": TAIL_FRACTION}, res.evaluate, k),
     ]
     if last:
         return result
     return result + [
-        _stage(gen(k, "pseudo_label"), stages.pseudo_label_generation,
+        _stage(gen(k, "pseudo_label"), bodies.pseudo_label_generation,
                {"split": SPLIT, "model": gen(k, "model"), "pseudo_labels": gen(k, "pseudo_labels")}, (gen(k, "pseudo_labels"),),
                {"data": data, "batch_size": config.label.batch_size, "shard_size": config.label.shard_size,
                 "generation": k}, res.pseudo_label, k, Parallelism.SHARDS),
-        _stage(gen(k, "rebalance"), stages.rebalance_generation,
+        _stage(gen(k, "rebalance"), bodies.rebalance_generation,
                {"split": SPLIT, "pseudo_labels": gen(k, "pseudo_labels"), "picks": gen(k, "picks")}, (gen(k, "picks"),),
                {"data": data, "alpha": config.crest.alpha, "selection": config.crest.selection, "generation": k}, res.rebalance, k),
     ]
@@ -100,11 +100,11 @@ def generation_stages(config: CrestConfig, k: int) -> list[Stage]:
 
 def build(config: CrestConfig) -> Pipeline:
     """Unroll the generations into a static DAG: the engine never sees a loop."""
-    split = _stage("data/split", stages.split_data, {"split": SPLIT}, (SPLIT,), {"data": config.data.model_dump()}, config.resources.data, None)
+    split = _stage("data/split", bodies.split_data, {"split": SPLIT}, (SPLIT,), {"data": config.data.model_dump()}, config.resources.data, None)
     generations = [stage for k in range(config.crest.generations) for stage in generation_stages(config, k)]
     return Pipeline(config.name, [split, *generations])
 
 
 def preflight(config: CrestConfig) -> list[str]:
     """Problems only the data can reveal (a missing root, too few images, no unlabeled set), as `key: message` lines."""
-    return stages.preflight_split(config.data.model_dump())
+    return split.preflight_split(config.data.model_dump())

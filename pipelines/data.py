@@ -3,18 +3,23 @@
 Every loader returns images as uint8 ``[N, C, H, W]`` and labels as int64 ``[N]``: uint8 keeps a
 whole dataset small enough to ship between Ray workers, and augmentation works on uint8 anyway.
 Loaders never download: a missing local dataset is an error that says where to put the files.
+torch is imported inside the loaders, not here: the driver checks a config's split (names,
+labels, ``load_labels``) without paying for torch.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-import torch.nn.functional as F
+
+if TYPE_CHECKING:
+    import torch
 
 SYNTHETIC_SEED = 20240917
 SYNTHETIC_CLASSES = 10
@@ -51,6 +56,7 @@ def load_digits(root: str | None = None) -> DatasetSplits:
     The 8x8 originals (values 0..16) are scaled to 0..255 and upsampled bilinearly to 16x16 so
     that crops and RandAugment's geometric ops have pixels to act on.
     """
+    import torch
     from sklearn.datasets import load_digits as sklearn_digits
 
     bunch = sklearn_digits()
@@ -66,6 +72,9 @@ def load_synthetic(root: str | None = None) -> DatasetSplits:
     Deterministic (fixed seed), needs nothing on disk and is learnable to high accuracy by a
     small CNN in a few hundred steps: the smoke-test dataset for pipelines and CI.
     """
+    import torch
+    import torch.nn.functional as F
+
     gen = torch.Generator().manual_seed(SYNTHETIC_SEED)
     coarse = torch.rand(SYNTHETIC_CLASSES, 1, 4, 4, generator=gen)
     templates = F.interpolate(coarse, size=(IMAGE_SIZE_SMALL, IMAGE_SIZE_SMALL), mode="bilinear", align_corners=False)
@@ -124,8 +133,56 @@ def load_dataset(name: str, root: str | None) -> DatasetSplits:
     return DATASETS[name](root)
 
 
+@dataclass(frozen=True)
+class DatasetLabels:
+    """A dataset's labels only (int64 numpy): all that drawing the split needs."""
+
+    train: np.ndarray
+    test: np.ndarray | None
+    num_classes: int
+
+
+def labels_of(splits: DatasetSplits) -> DatasetLabels:
+    """The labels of a loaded dataset."""
+    test = None if splits.test is None else splits.test.labels.numpy()
+    return DatasetLabels(splits.train.labels.numpy(), test, splits.train.num_classes)
+
+
+def _digits_labels() -> DatasetLabels:
+    from sklearn.datasets import load_digits as sklearn_digits
+
+    return DatasetLabels(np.asarray(sklearn_digits().target, dtype=np.int64), None, 10)
+
+
+def _synthetic_labels() -> DatasetLabels:
+    labels = np.repeat(np.arange(SYNTHETIC_CLASSES, dtype=np.int64), SYNTHETIC_PER_CLASS)
+    return DatasetLabels(labels, None, SYNTHETIC_CLASSES)
+
+
+# Datasets whose labels are known without decoding images (and without torch); a test keeps
+# each equal to its loader's labels.
+LABELS_ONLY: dict[str, Callable[[], DatasetLabels]] = {"digits": _digits_labels, "synthetic": _synthetic_labels}
+
+
+@functools.lru_cache(maxsize=4)
+def cached_dataset(name: str, root: str | None) -> DatasetSplits:
+    """Datasets are read once per process: Ray reuses workers across stages, and in-process runs
+    reuse what the preflight read."""
+    return load_dataset(name, root)
+
+
+def load_labels(name: str, root: str | None) -> DatasetLabels:
+    """The labels of dataset ``name``: cheap for LABELS_ONLY, else read through its loader (same errors)."""
+    if name in LABELS_ONLY:
+        return LABELS_ONLY[name]()
+    return labels_of(cached_dataset(name, root))
+
+
 def _resize_uint8(images: torch.Tensor, size: int) -> torch.Tensor:
     """Bilinear resize of float pixels in 0..255, rounded back to uint8."""
+    import torch
+    import torch.nn.functional as F
+
     resized = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)
     return resized.round().clamp(0, 255).to(torch.uint8)
 
@@ -162,6 +219,8 @@ def _load_cifar(name: str, root: str | None) -> DatasetSplits:
 
 def _from_cifar(dataset, num_classes: int) -> ImageDataset:
     """torchvision CIFAR (HWC numpy uint8) -> our CHW uint8 tensors."""
+    import torch
+
     images = torch.from_numpy(np.ascontiguousarray(dataset.data)).permute(0, 3, 1, 2).contiguous()
     labels = torch.as_tensor(dataset.targets, dtype=torch.int64)
     return ImageDataset(images, labels, num_classes)
@@ -171,6 +230,7 @@ def _read_imagefolder(
     folder: Path, image_size: int, class_to_idx: dict[str, int] | None
 ) -> tuple[ImageDataset, dict[str, int]]:
     """Load every image of an ImageFolder into one uint8 tensor [N, 3, size, size]."""
+    import torch
     from torchvision import datasets
     from torchvision.transforms.v2 import functional as TF
 

@@ -15,7 +15,7 @@ from typing import Literal
 
 from orchestrator.config import RunSettings, StrictModel, TrackingSettings, TuneSettings
 from orchestrator.dag import Pipeline, Stage
-from pipelines import student_stages as ss
+from pipelines import bodies, split
 from pipelines.crest import gen
 from pipelines.schema import (
     AugmentSection,
@@ -63,8 +63,8 @@ def _pair(config: DistillConfig, role: str, k: int, teacher: bool, prefix: str =
         params["distill"] = config.distill.model_dump(include={"temperature", "alpha"})
     res = config.resources
     return [
-        ss.make_stage(f"{role}/train", ss.train_network, io, (model_name,), params, res.train.model_dump(), k),
-        ss.make_stage(f"{role}/evaluate", ss.evaluate_network, {"split": SPLIT, "model": model_name, "evaluation": evaluation},
+        bodies.make_stage(f"{role}/train", bodies.train_network, io, (model_name,), params, res.train.model_dump(), k),
+        bodies.make_stage(f"{role}/evaluate", bodies.evaluate_network, {"split": SPLIT, "model": model_name, "evaluation": evaluation},
                       (evaluation,), {"data": config.data.model_dump(), "batch_size": config.label.batch_size, "metric_prefix": prefix},
                       res.evaluate.model_dump(), k),
     ]
@@ -72,7 +72,7 @@ def _pair(config: DistillConfig, role: str, k: int, teacher: bool, prefix: str =
 
 def build(config: DistillConfig) -> Pipeline:
     """split -> teacher -> student (and the optional no-teacher student) as a static DAG."""
-    split = ss.make_stage("data/split", ss.split_supervised, {"split": SPLIT}, (SPLIT,), {"data": config.data.model_dump()},
+    split = bodies.make_stage("data/split", bodies.split_supervised, {"split": SPLIT}, (SPLIT,), {"data": config.data.model_dump()},
                           config.resources.data.model_dump(), None)
     result = [split, *_pair(config, "g00", 0, teacher=False), *_pair(config, "g01", 1, teacher=True)]
     if config.distill.student_baseline:
@@ -82,4 +82,4 @@ def build(config: DistillConfig) -> Pipeline:
 
 def preflight(config: DistillConfig) -> list[str]:
     """Problems only the data can reveal (a missing root, too few images), as `key: message` lines."""
-    return ss.preflight_supervised(config.data.model_dump())
+    return split.preflight_supervised(config.data.model_dump())

@@ -17,7 +17,7 @@ from typing import Literal
 
 from orchestrator.config import RunSettings, StrictModel, TrackingSettings, TuneSettings
 from orchestrator.dag import Pipeline, Stage
-from pipelines import student_stages as ss
+from pipelines import bodies, split
 from pipelines.crest import gen
 from pipelines.schema import (
     AugmentSection,
@@ -63,7 +63,7 @@ def _evaluate(config: KnowledgeEvolutionConfig, name: str, model: str, evaluatio
     if not prefix:
         io["masks"] = MASKS
     params = {"data": config.data.model_dump(), "batch_size": config.label.batch_size, "metric_prefix": prefix}
-    return ss.make_stage(name, ss.evaluate_network, io, (evaluation,), params, config.resources.evaluate.model_dump(), generation)
+    return bodies.make_stage(name, bodies.evaluate_network, io, (evaluation,), params, config.resources.evaluate.model_dump(), generation)
 
 
 def generation_stages(config: KnowledgeEvolutionConfig, k: int) -> list[Stage]:
@@ -71,7 +71,7 @@ def generation_stages(config: KnowledgeEvolutionConfig, k: int) -> list[Stage]:
     io = {"split": SPLIT, "model": gen(k, "model")}
     if k > 0:
         io.update({"previous": gen(k - 1, "model"), "masks": MASKS})
-    train = ss.make_stage(gen(k, "train"), ss.train_network, io, (gen(k, "model"),),
+    train = bodies.make_stage(gen(k, "train"), bodies.train_network, io, (gen(k, "model"),),
                           _train_params(config, config.train.steps), config.resources.train.model_dump(), k)
     return [train, _evaluate(config, gen(k, "evaluate"), gen(k, "model"), gen(k, "evaluation"), k)]
 
@@ -80,7 +80,7 @@ def baseline_stages(config: KnowledgeEvolutionConfig) -> list[Stage]:
     """One network trained as long as all generations together (the compute-matched N1)."""
     last = config.ke.generations - 1
     params = {**_train_params(config, config.train.steps * config.ke.generations), "metric_prefix": BASELINE_PREFIX}
-    train = ss.make_stage("baseline/train", ss.train_network, {"split": SPLIT, "model": "baseline/model"}, ("baseline/model",),
+    train = bodies.make_stage("baseline/train", bodies.train_network, {"split": SPLIT, "model": "baseline/model"}, ("baseline/model",),
                           params, config.resources.train.model_dump(), last)
     return [train, _evaluate(config, "baseline/evaluate", "baseline/model", "baseline/evaluation", last, BASELINE_PREFIX)]
 
@@ -88,8 +88,8 @@ def baseline_stages(config: KnowledgeEvolutionConfig) -> list[Stage]:
 def build(config: KnowledgeEvolutionConfig) -> Pipeline:
     """Unroll the generations into a static DAG; the masks stage runs once, before g00/train's evaluation needs it."""
     data = config.data.model_dump()
-    split = ss.make_stage("data/split", ss.split_supervised, {"split": SPLIT}, (SPLIT,), {"data": data}, config.resources.data.model_dump(), None)
-    masks = ss.make_stage(gen(0, "split_masks"), ss.make_masks, {"split": SPLIT, "masks": MASKS}, (MASKS,),
+    split = bodies.make_stage("data/split", bodies.split_supervised, {"split": SPLIT}, (SPLIT,), {"data": data}, config.resources.data.model_dump(), None)
+    masks = bodies.make_stage(gen(0, "split_masks"), bodies.make_masks, {"split": SPLIT, "masks": MASKS}, (MASKS,),
                           {"data": data, "model": config.model.model_dump(), "ke": config.ke.model_dump(include={"split_rate", "split_mode"})},
                           config.resources.data.model_dump(), 0)
     generations = [stage for k in range(config.ke.generations) for stage in generation_stages(config, k)]
@@ -99,4 +99,4 @@ def build(config: KnowledgeEvolutionConfig) -> Pipeline:
 
 def preflight(config: KnowledgeEvolutionConfig) -> list[str]:
     """Problems only the data can reveal (a missing root, too few images), as `key: message` lines."""
-    return ss.preflight_supervised(config.data.model_dump())
+    return split.preflight_supervised(config.data.model_dump())

@@ -36,9 +36,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from pipelines.model_names import SPLIT_MODES  # re-exported: knowledge_evolution.SPLIT_MODES
+
 logger = logging.getLogger(__name__)
 
-SPLIT_MODES = ("kels", "wels")
 
 _BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d)
 

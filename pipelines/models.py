@@ -19,6 +19,8 @@ from torch import nn
 from torchvision import models as tv_models
 from torchvision.ops import StochasticDepth
 
+from pipelines.model_names import RESIDUAL_MODELS, check_stochastic_depth  # re-exported: models.RESIDUAL_MODELS
+
 
 class SmallCNN(nn.Module):
     """Three conv blocks (32-64-128, BN, ReLU, 2x2 max pool after the first two), global pool, linear.
@@ -227,21 +229,6 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "resnet18": resnet18,
     "resnet34": resnet34,
 }
-# The registered models with residual blocks, the only ones that take stochastic_depth.
-RESIDUAL_MODELS = ("resnet18", "resnet34", "wrn28_2")
-
-
-def check_stochastic_depth(name: str, stochastic_depth: float) -> None:
-    """ValueError unless stochastic_depth is in [0, 1) and, when positive, ``name`` has residual blocks."""
-    if not 0.0 <= stochastic_depth < 1.0:
-        raise ValueError(f"stochastic_depth: expected a value in [0, 1); got {stochastic_depth}")
-    if stochastic_depth > 0.0 and name not in RESIDUAL_MODELS:
-        raise ValueError(
-            f"stochastic_depth: {name!r} has no residual blocks; got stochastic_depth {stochastic_depth}. "
-            f"Use one of {', '.join(RESIDUAL_MODELS)} or set stochastic_depth to 0"
-        )
-
-
 def create_model(name: str, num_classes: int, in_channels: int, dropout: float = 0.0, stochastic_depth: float = 0.0) -> nn.Module:
     """Build a registered model; an unknown name lists the valid ones.
 

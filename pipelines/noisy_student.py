@@ -16,16 +16,15 @@ blocks and must keep it at 0. Pseudo-labels and evaluation use eval mode, where 
 
 from __future__ import annotations
 
-import functools
 from typing import Literal
 
 from pydantic import model_validator
 
 from orchestrator.config import RunSettings, StrictModel, TrackingSettings, TuneSettings
 from orchestrator.dag import Pipeline, Stage
-from pipelines import stages
-from pipelines import student_stages as ss
+from pipelines import bodies, split
 from pipelines.crest import gen
+from pipelines.model_names import PROBE_PARAMETERS
 from pipelines.schema import (
     AugmentSection,
     DataSection,
@@ -38,17 +37,11 @@ from pipelines.schema import (
 )
 
 SPLIT = "data/split"
-# Parameter counts are compared at config time, before the data is read: both networks are built
-# for this many classes and channels (the classifier is a small share of any registered model).
-PROBE_CLASSES, PROBE_CHANNELS = 10, 3
 
 
-@functools.lru_cache(maxsize=8)
 def model_size(name: str) -> int:
-    """Parameter count of a registered model (cached: validation may build the same model often)."""
-    from pipelines.models import create_model, parameter_count
-
-    return parameter_count(create_model(name, PROBE_CLASSES, PROBE_CHANNELS))
+    """Parameter count of a registered model, from the table the config check keeps (no torch)."""
+    return PROBE_PARAMETERS[name]
 
 
 def check_student_size(teacher: str, student: str, section: str = "student") -> None:
@@ -96,7 +89,7 @@ def _train(config: NoisyStudentConfig, k: int) -> Stage:
         model = config.student.model_dump(include={"name", "dropout", "stochastic_depth"})
     params = {"data": config.data.model_dump(), "model": model, "train": config.train.model_dump(),
               "augment": config.augment.model_dump(), "noisy": config.noisy.model_dump()}
-    return ss.make_stage(gen(k, "train"), ss.train_network, io, (gen(k, "model"),), params, config.resources.train.model_dump(), k)
+    return bodies.make_stage(gen(k, "train"), bodies.train_network, io, (gen(k, "model"),), params, config.resources.train.model_dump(), k)
 
 
 def generation_stages(config: NoisyStudentConfig, k: int) -> list[Stage]:
@@ -104,18 +97,18 @@ def generation_stages(config: NoisyStudentConfig, k: int) -> list[Stage]:
     data, res = config.data.model_dump(), config.resources
     result = [
         _train(config, k),
-        ss.make_stage(gen(k, "evaluate"), ss.evaluate_network,
+        bodies.make_stage(gen(k, "evaluate"), bodies.evaluate_network,
                       {"split": SPLIT, "model": gen(k, "model"), "evaluation": gen(k, "evaluation")}, (gen(k, "evaluation"),),
                       {"data": data, "batch_size": config.label.batch_size}, res.evaluate.model_dump(), k),
     ]
     if k == config.noisy.iterations:
         return result
     return result + [
-        ss.make_stage(gen(k, "pseudo_label"), ss.pseudo_label_network,
+        bodies.make_stage(gen(k, "pseudo_label"), bodies.pseudo_label_network,
                       {"split": SPLIT, "model": gen(k, "model"), "pseudo_labels": gen(k, "pseudo_labels")}, (gen(k, "pseudo_labels"),),
                       {"data": data, "batch_size": config.label.batch_size, "generation": k, "temperature": config.noisy.temperature},
                       res.pseudo_label.model_dump(), k),
-        ss.make_stage(gen(k, "filter"), ss.filter_pseudo_labels,
+        bodies.make_stage(gen(k, "filter"), bodies.filter_pseudo_labels,
                       {"split": SPLIT, "pseudo_labels": gen(k, "pseudo_labels"), "picks": gen(k, "picks")}, (gen(k, "picks"),),
                       {"data": data, "generation": k, "min_confidence": config.noisy.min_confidence, "per_class": config.noisy.per_class},
                       res.filter.model_dump(), k),
@@ -124,7 +117,7 @@ def generation_stages(config: NoisyStudentConfig, k: int) -> list[Stage]:
 
 def build(config: NoisyStudentConfig) -> Pipeline:
     """Unroll teacher + `noisy.iterations` students into a static DAG."""
-    split = ss.make_stage("data/split", stages.split_data, {"split": SPLIT}, (SPLIT,), {"data": config.data.model_dump()},
+    split = bodies.make_stage("data/split", bodies.split_data, {"split": SPLIT}, (SPLIT,), {"data": config.data.model_dump()},
                           config.resources.data.model_dump(), None)
     generations = [stage for k in range(config.noisy.iterations + 1) for stage in generation_stages(config, k)]
     return Pipeline(config.name, [split, *generations])
@@ -132,4 +125,4 @@ def build(config: NoisyStudentConfig) -> Pipeline:
 
 def preflight(config: NoisyStudentConfig) -> list[str]:
     """Problems only the data can reveal (a missing root, too few images, no unlabeled set)."""
-    return stages.preflight_split(config.data.model_dump())
+    return split.preflight_split(config.data.model_dump())

@@ -3,7 +3,8 @@
 The table schema is a contract between stages (DESIGN.md): sample_id int64, pred_class int32,
 confidence float32, probs fixed_size_list<float32>[C], generation int32, model string, all
 non-nullable. ``probs`` is a fixed-size list so the whole column is one contiguous float32 buffer
-that ``probs_view`` exposes as an ``[N, C]`` NumPy array without copying.
+that ``probs_view`` exposes as an ``[N, C]`` NumPy array without copying. The ArtifactStore
+writes the table with this schema as is, so any Parquet reader sees the contract.
 """
 
 from __future__ import annotations
@@ -115,8 +116,10 @@ def to_table(sample_ids: Sequence[int] | np.ndarray, probs: np.ndarray, generati
 def probs_view(table: pa.Table) -> np.ndarray:
     """The ``probs`` column as a read-only float32 ``[N, C]`` array sharing the Arrow buffer.
 
-    Zero-copy when the column is one chunk (``to_table`` output; ``pq.read_table`` of a file written
-    as one row group). A multi-chunk column is combined first, which copies once.
+    Zero-copy when the column is one chunk (``to_table`` output; ``ArtifactStore.load``, whose
+    ``ParquetFile.read`` decodes a list column into one chunk across row groups; ``pq.read_table``
+    of a file written as one row group). A multi-chunk column (``pq.read_table`` keeps one chunk
+    per row group) is combined first, which copies once.
     """
     column = table.column("probs")
     if not pa.types.is_fixed_size_list(column.type):

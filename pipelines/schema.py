@@ -12,6 +12,8 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from orchestrator.config import StrictModel
+from pipelines.data import DATASET_REQUIRES_ROOT, DATASETS
+from pipelines.model_names import MODEL_NAMES, SPLIT_MODES, check_stochastic_depth
 
 
 def _known(value: str, valid: list[str], what: str) -> str:
@@ -41,14 +43,10 @@ class DataSection(StrictModel):
     @field_validator("name")
     @classmethod
     def _name_is_registered(cls, value: str) -> str:
-        from pipelines.data import DATASETS
-
         return _known(value, list(DATASETS), "dataset")
 
     @model_validator(mode="after")
     def _root_and_unlabeled(self) -> DataSection:
-        from pipelines.data import DATASET_REQUIRES_ROOT
-
         if self.name in DATASET_REQUIRES_ROOT and not self.root:
             raise ValueError(
                 f"dataset {self.name!r} reads local files: set data.root to the folder that holds it "
@@ -72,14 +70,10 @@ class ModelSection(StrictModel):
     @field_validator("name")
     @classmethod
     def _name_is_registered(cls, value: str) -> str:
-        from pipelines.models import MODELS
-
-        return _known(value, list(MODELS), "model")
+        return _known(value, list(MODEL_NAMES), "model")
 
     @model_validator(mode="after")
     def _stochastic_depth_needs_residual_blocks(self) -> ModelSection:
-        from pipelines.models import check_stochastic_depth
-
         check_stochastic_depth(self.name, self.stochastic_depth)
         return self
 
@@ -242,8 +236,6 @@ class KnowledgeEvolutionSection(StrictModel):
     @field_validator("split_mode")
     @classmethod
     def _mode_is_known(cls, value: str) -> str:
-        from pipelines.knowledge_evolution import SPLIT_MODES
-
         if value not in SPLIT_MODES:
             raise ValueError(
                 f"expected one of {', '.join(SPLIT_MODES)}, got {value!r}; set ke.split_mode to 'kels' "
@@ -269,14 +261,10 @@ class StudentSection(StrictModel):
     @field_validator("name")
     @classmethod
     def _name_is_registered(cls, value: str) -> str:
-        from pipelines.models import MODELS
-
-        return _known(value, list(MODELS), "model")
+        return _known(value, list(MODEL_NAMES), "model")
 
     @model_validator(mode="after")
     def _stochastic_depth_needs_residual_blocks(self) -> StudentSection:
-        from pipelines.models import check_stochastic_depth
-
         check_stochastic_depth(self.name, self.stochastic_depth)
         return self
 

@@ -11,32 +11,28 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import torch
 
 from orchestrator.dag import StageContext, StageResult
 from pipelines import plots
 from pipelines.augment import strong_augment, weak_augment
-from pipelines.data import DatasetSplits, load_dataset, long_tailed_split
+from pipelines.data import DatasetSplits, cached_dataset, labels_of
 from pipelines.evaluation import class_metrics, tail_classes
 from pipelines.models import create_model
 from pipelines.pseudo_label import picks_table, predict_probs, pseudo_label_schema, to_table
 from pipelines.sampling import crest_rates, select_crest
 from pipelines.schedules import temperature
+from pipelines.split import SPLIT_SCHEMA, preflight_split, split_table  # noqa: F401  (SPLIT_SCHEMA, preflight_split: re-exported)
 from pipelines.training import FixMatchSettings, train_fixmatch
 
 log = logging.getLogger(__name__)
 
-SPLIT_SCHEMA = pa.schema(
-    [
-        pa.field("sample_id", pa.int64(), nullable=False),
-        pa.field("label", pa.int32(), nullable=False),
-        pa.field("subset", pa.string(), nullable=False),
-    ]
-)
 EVALUATION_SCHEMA = pa.schema(
     [
         pa.field("class_id", pa.int32(), nullable=False),
@@ -60,20 +56,9 @@ def output_name(params: Mapping[str, Any], role: str) -> str:
     return params["io"][role]
 
 
-# Roles whose outputs MLflow should see as lineage: models are logged and registered,
-# datasets are logged as inputs of the runs that read them.
-LINEAGE_ROLES = {"model": "model", "pseudo_labels": "dataset", "picks": "dataset"}
-
-
-def lineage_of(io: Mapping[str, str], outputs: tuple[str, ...]) -> dict[str, str]:
-    """Output artifact -> "model" | "dataset", for the outputs whose role is in LINEAGE_ROLES."""
-    return {name: LINEAGE_ROLES[role] for role, name in io.items() if role in LINEAGE_ROLES and name in outputs}
-
-
-@functools.lru_cache(maxsize=4)
 def _cached_dataset(name: str, root: str | None) -> DatasetSplits:
     """Datasets are read once per worker process: Ray reuses workers across stages."""
-    return load_dataset(name, root)
+    return cached_dataset(name, root)
 
 
 def subset_arrays(split: pa.Table, subset: str) -> tuple[np.ndarray, np.ndarray]:
@@ -133,35 +118,10 @@ def load_model(checkpoint: Mapping[str, Any], device: str, stochastic_depth: flo
 # --- data split -----------------------------------------------------------------------------
 
 
-def split_table(data: Mapping[str, Any], splits: DatasetSplits) -> pa.Table:
-    """The long-tailed labeled/unlabeled split (CReST protocol) and the balanced test set as one table."""
-    rng = np.random.default_rng(data["fold"])
-    holdout = 0 if splits.test is not None else data["holdout_per_class"]
-    labels = splits.train.labels.numpy()
-    parts = long_tailed_split(
-        labels, splits.train.num_classes, data["head_count"], data["imbalance_ratio"],
-        data["labeled_fraction"], rng, holdout_per_class=holdout, class_order=data.get("class_order"),
-    )
-    if splits.test is not None:
-        parts["test"] = np.arange(len(splits.test.labels), dtype=np.int64)
-        test_labels = splits.test.labels.numpy()
-    else:
-        parts["test"] = parts.pop("holdout")
-        test_labels = labels
-    parts.pop("holdout", None)
-    columns: dict[str, list] = {"sample_id": [], "label": [], "subset": []}
-    for subset, ids in parts.items():
-        source = test_labels if subset == "test" else labels
-        columns["sample_id"].extend(ids.tolist())
-        columns["label"].extend(source[ids].tolist())
-        columns["subset"].extend([subset] * len(ids))
-    return pa.table(columns, schema=SPLIT_SCHEMA)
-
-
 def split_data(ctx: StageContext, inputs: Mapping[str, Any], params: Mapping[str, Any]) -> StageResult:
     """Load the dataset and draw the split; every later stage reads images by sample id."""
     data = params["data"]
-    table = split_table(data, _cached_dataset(data["name"], data.get("root")))
+    table = split_table(data, labels_of(_cached_dataset(data["name"], data.get("root"))))
     counts = {subset: int(np.sum(np.asarray(table.column("subset").to_pylist()) == subset)) for subset in ("labeled", "unlabeled", "test")}
     if counts["unlabeled"] == 0:
         raise ValueError("the split leaves no unlabeled images: lower data.labeled_fraction below 1")
@@ -275,40 +235,80 @@ def pseudo_label_generation(ctx: StageContext, inputs: Mapping[str, Any], params
 
     The unlabeled ids are cut into shards of ``shard_size``; ``ctx.map_shards`` labels them (on
     actors under Ray, in a loop otherwise) and hands back one Arrow batch per shard, in shard order,
-    which the store streams into Parquet. Neither this process nor any actor holds every
-    probability row, and the table is the same for any number of actors.
+    which the store streams into Parquet. Shards are cut lazily from the split table, so neither
+    this process nor any actor holds every id or probability row (memory flat in N,
+    benchmarks/labeling.py), and the table is the same for any number of actors.
     """
     split = artifact(inputs, params, "split")
     checkpoint = artifact(inputs, params, "model")
-    ids, true_labels = subset_arrays(split, "unlabeled")
-    size = int(params.get("shard_size", max(len(ids), 1)))
-    shards = ((ids[i : i + size], true_labels[i : i + size]) for i in range(0, len(ids), size))
-    label = functools.partial(
-        label_shard, data=params["data"], checkpoint=checkpoint, batch_size=params["batch_size"],
-        generation=params["generation"], model_name=f"{checkpoint['model']}@g{params['generation']:02d}", device=ctx.device,
+    size = int(params.get("shard_size", max(split.num_rows, 1)))
+    label = ShardLabeler(
+        data=params["data"], checkpoint=checkpoint, batch_size=params["batch_size"], generation=params["generation"],
+        model_name=f"{checkpoint['model']}@g{params['generation']:02d}", device=ctx.device,
     )
     metrics: dict[str, float] = {}
-    batches = _counted_batches(ctx.map_shards(label, shards), metrics)
+    batches = _counted_batches(ctx.map_shards(label, unlabeled_shards(split, size)), metrics)
     reader = pa.RecordBatchReader.from_batches(pseudo_label_schema(checkpoint["num_classes"]), batches)
     return StageResult(outputs={output_name(params, "pseudo_labels"): reader}, metrics=metrics)
 
 
-def label_shard(
-    shard: tuple[np.ndarray, np.ndarray], data: Mapping[str, Any], checkpoint: Mapping[str, Any], batch_size: int,
-    generation: int, model_name: str, device: str,
-) -> tuple[pa.RecordBatch, int, float]:
-    """Pseudo-labels of one shard of (sample ids, true labels): (rows, correct count, confidence sum).
+def unlabeled_shards(split: pa.Table, size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(sample ids, int64 labels) of the split's unlabeled rows, ``size`` rows a shard, in split order.
 
-    Runs where the shard is sent (an actor), so it loads the images and the model there; ``device``
-    falls back to the CPU when the worker has no GPU.
+    A generator over slices of the split, filtered by Arrow: the stage holds about one shard of ids,
+    never all N, and does no per-row Python work. Shard boundaries depend only on the split and
+    ``size``, so the labeled table is the same however the shards are mapped.
     """
-    ids, labels = shard
-    device = device if device == "cpu" or torch.cuda.is_available() else "cpu"
-    images = _cached_dataset(data["name"], data.get("root")).train.images[torch.tensor(ids, dtype=torch.int64)]
-    probs = predict_probs(load_model(checkpoint, device), images, batch_size, device)
-    table = to_table(ids, probs, generation, model_name).combine_chunks()
-    correct = int(np.sum(probs.argmax(axis=1) == labels))
-    return table.to_batches()[0], correct, float(probs.max(axis=1).sum())
+    if size < 1:
+        raise ValueError(f"unlabeled_shards: expected shard_size >= 1, got {size}")
+    ids: list[np.ndarray] = []
+    labels: list[np.ndarray] = []
+    held = 0
+    for batch in split.select(["sample_id", "label", "subset"]).to_batches(max_chunksize=size):
+        kept = batch.filter(pc.equal(batch.column("subset"), "unlabeled"))
+        ids.append(kept.column("sample_id").to_numpy())
+        labels.append(kept.column("label").to_numpy().astype(np.int64))
+        held += kept.num_rows
+        while held >= size:
+            all_ids, all_labels = np.concatenate(ids), np.concatenate(labels)
+            yield all_ids[:size], all_labels[:size]
+            ids, labels, held = [all_ids[size:]], [all_labels[size:]], held - size
+    if held:
+        yield np.concatenate(ids), np.concatenate(labels)
+
+
+@dataclass
+class ShardLabeler:
+    """``ctx.map_shards``'s function: pseudo-labels of one shard of (sample ids, true labels).
+
+    Runs where the shard is sent (an actor), so it loads the images and the model there, the model
+    once per process (on its first shard, not on every shard); ``device`` falls back to the CPU
+    when the worker has no GPU. Pickled without the loaded model.
+    """
+
+    data: Mapping[str, Any]
+    checkpoint: Mapping[str, Any]
+    batch_size: int
+    generation: int
+    model_name: str
+    device: str
+    _model: torch.nn.Module | None = field(default=None, repr=False, compare=False)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_model": None}
+
+    def __call__(self, shard: tuple[np.ndarray, np.ndarray]) -> tuple[pa.RecordBatch, int, float]:
+        """(rows as one batch, correct count, confidence sum) of one shard."""
+        ids, labels = shard
+        device = self.device if self.device == "cpu" or torch.cuda.is_available() else "cpu"
+        if self._model is None:
+            self._model = load_model(self.checkpoint, device)
+        dataset = _cached_dataset(self.data["name"], self.data.get("root")).train
+        images = dataset.images[torch.tensor(ids, dtype=torch.int64)]  # a copy: Ray hands shards over read-only
+        probs = predict_probs(self._model, images, self.batch_size, device)
+        batch = to_table(ids, probs, self.generation, self.model_name).combine_chunks().to_batches()[0]  # no copies
+        correct = int(np.sum(batch.column("pred_class").to_numpy() == labels))
+        return batch, correct, float(batch.column("confidence").to_numpy().sum())
 
 
 def _counted_batches(results: Iterator[tuple[pa.RecordBatch, int, float]], metrics: dict[str, float]) -> Iterator[pa.RecordBatch]:
@@ -355,23 +355,3 @@ def table_csv(table: pa.Table) -> bytes:
     sink = pa.BufferOutputStream()
     pacsv.write_csv(table, sink)
     return sink.getvalue().to_pybytes()
-
-
-def preflight_split(data: Mapping[str, Any]) -> list[str]:
-    """Load the dataset and draw the split before anything runs; return problems as `key: message` lines.
-
-    Catches what only the data can tell (a missing root, a class too small for head_count,
-    an empty unlabeled set) while nothing has been written yet.
-    """
-    try:
-        splits = _cached_dataset(data["name"], data.get("root"))
-    except FileNotFoundError as exc:
-        return [f"data.root: {exc}"]
-    try:
-        table = split_table(data, splits)
-    except ValueError as exc:
-        return [f"data: {exc}"]
-    subsets = np.asarray(table.column("subset").to_pylist())
-    if not np.any(subsets == "unlabeled"):
-        return ["data.labeled_fraction: the split leaves no unlabeled images (an empty unlabeled set); use a value below 1"]
-    return []

@@ -22,9 +22,10 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from orchestrator.dag import Resources, Stage, StageContext, StageResult
+from orchestrator.dag import StageContext, StageResult
 from pipelines import stages
 from pipelines.augment import weak_augment
+from pipelines.data import labels_of
 from pipelines.evaluation import class_metrics
 from pipelines.knowledge_evolution import (
     extract_slim_network,
@@ -38,25 +39,12 @@ from pipelines.losses import class_balanced_weights
 from pipelines.models import create_model, parameter_count
 from pipelines.pseudo_label import picks_table, predict_probs, probs_view, to_table
 from pipelines.sampling import filter_and_balance
+from pipelines.split import PROBE_FRACTION, preflight_supervised, split_table  # noqa: F401  (re-exported)
 from pipelines.student_training import StudentSettings, train_student
 
 log = logging.getLogger(__name__)
 
-# Supervised pipelines train on the labeled subset only, so a split with no unlabeled images is
-# fine for them; the shared preflight insists on one, so it checks the same data at this fraction.
-PROBE_FRACTION = 0.5
 TAIL_FRACTION = 0.3
-
-
-def make_stage(
-    name: str, fn: Any, io: dict[str, str], outputs: tuple[str, ...], params: dict, resources: Mapping[str, Any], generation: int | None
-) -> Stage:
-    """A stage whose params carry its io roles; inputs are every io entry that is not an output."""
-    inputs = tuple(artifact for artifact in io.values() if artifact not in outputs)
-    return Stage(
-        name=name, fn=fn, inputs=inputs, outputs=outputs, params={**params, "io": io},
-        resources=Resources(**dict(resources)), generation=generation, lineage=stages.lineage_of(io, outputs),
-    )
 
 
 def _prefixed(metrics: Mapping[str, float], prefix: str) -> dict[str, float]:
@@ -68,21 +56,16 @@ def _prefixed(metrics: Mapping[str, float], prefix: str) -> dict[str, float]:
 
 
 def split_supervised(ctx: StageContext, inputs: Mapping[str, Any], params: Mapping[str, Any]) -> StageResult:
-    """The CReST split table (`stages.split_table`) without demanding an unlabeled subset.
+    """The CReST split table (`split.split_table`) without demanding an unlabeled subset.
 
     KE and distillation train on `labeled` (all of it with data.labeled_fraction 1 and
     data.imbalance_ratio 1: a plain balanced supervised set) and report on `test`.
     """
     data = params["data"]
-    table = stages.split_table(data, stages.dataset_of(data))
+    table = split_table(data, labels_of(stages.dataset_of(data)))
     subsets = np.asarray(table.column("subset").to_pylist())
     metrics = {f"{name}_size": float(np.sum(subsets == name)) for name in ("labeled", "unlabeled", "test")}
     return StageResult(outputs={stages.output_name(params, "split"): table}, metrics=metrics)
-
-
-def preflight_supervised(data: Mapping[str, Any]) -> list[str]:
-    """`stages.preflight_split` for pipelines that need no unlabeled images (see PROBE_FRACTION)."""
-    return stages.preflight_split({**data, "labeled_fraction": min(data["labeled_fraction"], PROBE_FRACTION)})
 
 
 def _augment_fn(kind: str, augment: Mapping[str, Any]) -> Any:

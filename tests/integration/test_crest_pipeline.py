@@ -55,6 +55,18 @@ def test_mlflow_run_tree_tags_and_generation_metrics(smoke_run) -> None:
     assert any(a.path.endswith(".png") for a in mlflow_client(workspace).list_artifacts(by_name["g00/evaluate"].info.run_id))
 
 
+def test_every_mlflow_run_is_closed_when_the_cli_exits(smoke_run) -> None:
+    """The CLI ends its process without interpreter teardown and stops Ray while MLflow drains:
+    the parent's end (status, summary files) is the last queued write, so it must be there."""
+    workspace, _ = smoke_run
+    runs = pipeline_runs(workspace, "smoke-1")
+    assert len(runs) == 1 + 2 + 7  # parent, gen-00/01, split + 4 stages of g00 + 2 of g01
+    assert {run.info.status for run in runs} == {"FINISHED"}
+    parent = next(run for run in runs if run.info.run_name == "smoke-1")
+    assert parent.data.tags["relay.status"] == "FINISHED"
+    assert "generations.csv" in {a.path for a in mlflow_client(workspace).list_artifacts(parent.info.run_id)}
+
+
 def test_pseudo_label_table_schema_and_row_counts(smoke_run) -> None:
     workspace, _ = smoke_run
     found = manifests(workspace)

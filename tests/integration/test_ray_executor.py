@@ -105,3 +105,22 @@ def test_task_error_is_unwrapped_to_the_original_type(ray_executor, tmp_path):
     assert type(info.value.cause) is ValueError  # not RayTaskError, so decide() did not retry it
     assert info.value.attempts == 1
     assert "alpha must be > 0" in str(info.value.cause)
+
+
+def report_pid(ctx, inputs, params):
+    return os.getpid()
+
+
+def test_warm_starts_one_worker_first_and_the_rest_beside_the_first_stage(ray_executor):
+    import ray
+
+    executor = RayExecutor()  # Ray is up (the module's fixture): this one only wraps it
+    executor.warm(["json", "orchestrator.runner"], workers=2)
+    assert len(executor._warming) == 1  # one import at a time while nothing runs yet
+    ref = executor.submit(report_pid, None, None, None, resources=Resources(num_cpus=1))
+    ready, _ = ray.wait(executor._warming[:1], timeout=0)
+    assert ready, "the first stage is submitted only once the first worker has imported the modules"
+    assert len(executor._warming) == 2  # the second worker warms beside the first stage
+    assert isinstance(ray.get(ref), int) and all(isinstance(pid, int) for pid in ray.get(executor._warming))
+    executor.submit(report_pid, None, None, None, resources=Resources(num_cpus=1))
+    assert len(executor._warming) == 2  # later stages start nothing more

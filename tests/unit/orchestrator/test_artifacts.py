@@ -7,7 +7,7 @@ import pyarrow as pa
 import pytest
 import torch
 
-from orchestrator.artifacts import ArtifactStore, sanitize
+from orchestrator.artifacts import ArtifactRef, ArtifactStore, Manifest, sanitize
 from orchestrator.dag import StageResult
 from orchestrator.errors import ArtifactError
 
@@ -223,3 +223,139 @@ def test_store_checkpointer_round_trip_and_clear(tmp_path):
     assert checkpointer.load() is None
     with pytest.raises(ArtifactError, match="weights_only"):
         checkpointer.save({"bad": object()}, 1)
+
+
+# --- on-disk layout of fixed-size list columns: Parquet lists, the contract schema in the file itself
+
+
+def contract_schema(classes):
+    """The pseudo-label contract's shape (DESIGN.md), rebuilt here: orchestrator tests do not import pipelines."""
+    element = pa.field("element", pa.float32(), nullable=False)
+    return pa.schema([
+        pa.field("sample_id", pa.int64(), nullable=False),
+        pa.field("pred_class", pa.int32(), nullable=False),
+        pa.field("confidence", pa.float32(), nullable=False),
+        pa.field("probs", pa.list_(element, classes), nullable=False),
+        pa.field("generation", pa.int32(), nullable=False),
+        pa.field("model", pa.string(), nullable=False),
+    ])
+
+
+def contract_table(rows, classes, seed=0):
+    probs = np.random.default_rng(seed).random((rows, classes), dtype=np.float32)
+    schema = contract_schema(classes)
+    columns = [pa.array(np.arange(rows, dtype=np.int64) * 3), pa.array(probs.argmax(1).astype(np.int32) if rows else [], pa.int32()),
+               pa.array(probs.max(1) if rows else [], pa.float32()),
+               pa.FixedSizeListArray.from_arrays(pa.array(probs.reshape(-1)), type=schema.field("probs").type),
+               pa.array(np.full(rows, 4, np.int32)), pa.array(["small_cnn@g04"] * rows, pa.string())]
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+def as_output(table, how):
+    """The two ways a stage hands a table over: whole, or streamed in batches (here uneven)."""
+    if how == "table":
+        return table
+    return pa.RecordBatchReader.from_batches(table.schema, table.to_batches(max_chunksize=5))
+
+
+def stored_file(tmp_path, manifest, name="pl"):
+    import pyarrow.parquet as pq
+
+    return pq.ParquetFile(tmp_path / manifest.outputs[name].path)
+
+
+@pytest.mark.parametrize("how", ["table", "reader"])
+@pytest.mark.parametrize("rows, classes", [(13, 7), (13, 1), (0, 10), (3, 1000)])
+def test_fixed_size_list_round_trips_exactly(tmp_path, how, rows, classes):
+    table = contract_table(rows, classes)
+    store = ArtifactStore(str(tmp_path))
+    manifest = store.write_stage("fp", "s", StageResult(outputs={"pl": as_output(table, how)}))
+    loaded = store.load(manifest.outputs["pl"])
+    assert loaded.schema.equals(contract_schema(classes), check_metadata=True)
+    for name in table.column_names:
+        assert loaded.column(name).equals(table.column(name)), name
+    assert loaded.num_rows == rows and store.verify(manifest) == []
+
+
+@pytest.mark.parametrize("how", ["table", "reader"])
+def test_any_parquet_reader_sees_the_contract_schema_in_the_stored_file(tmp_path, how):
+    """pandas, DuckDB and MLflow's dataset schema read the file, not ``ArtifactStore.load``."""
+    import pyarrow.parquet as pq
+
+    store = ArtifactStore(str(tmp_path))
+    table = contract_table(13, 7)
+    manifest = store.write_stage("fp", "s", StageResult(outputs={"pl": as_output(table, how)}))
+    read = pq.read_table(tmp_path / manifest.outputs["pl"].path)
+    assert read.schema.equals(contract_schema(7), check_metadata=True) and read.equals(table)
+
+
+@pytest.mark.parametrize("how", ["table", "reader"])
+def test_probs_are_an_uncompressed_parquet_list_without_dictionary_or_statistics(tmp_path, how):
+    store = ArtifactStore(str(tmp_path))
+    manifest = store.write_stage("fp", "s", StageResult(outputs={"pl": as_output(contract_table(20, 7), how)}))
+    parquet = stored_file(tmp_path, manifest)
+    leaf = next(parquet.schema.column(i) for i in range(len(parquet.schema)) if parquet.schema.column(i).path.startswith("probs."))
+    assert leaf.physical_type == "FLOAT" and leaf.max_repetition_level == 1  # a list, not bytes
+    row_group = parquet.metadata.row_group(0)
+    columns = {row_group.column(i).path_in_schema: row_group.column(i) for i in range(row_group.num_columns)}
+    probs = columns[leaf.path]
+    assert probs.compression == "UNCOMPRESSED" and not probs.is_stats_set
+    assert "RLE_DICTIONARY" not in probs.encodings and "PLAIN_DICTIONARY" not in probs.encodings
+    assert "RLE_DICTIONARY" in columns["model"].encodings  # one model name repeated on every row
+    assert columns["sample_id"].is_stats_set and columns["model"].compression == "UNCOMPRESSED"
+
+
+@pytest.mark.parametrize("how", ["table", "reader"])
+def test_loaded_probs_are_one_buffer_viewed_without_copy(tmp_path, how):
+    """Streamed in batches of 5, the file has 5 row groups; the store still loads probs as one chunk."""
+    store = ArtifactStore(str(tmp_path))
+    table = contract_table(23, 7)
+    manifest = store.write_stage("fp", "s", StageResult(outputs={"pl": as_output(table, how)}))
+    assert stored_file(tmp_path, manifest).num_row_groups == (5 if how == "reader" else 1)
+    column = store.load(manifest.outputs["pl"]).column("probs")
+    assert column.num_chunks == 1
+    values = column.chunk(0).flatten()
+    view = values.to_numpy(zero_copy_only=True).reshape(-1, 7)
+    assert view.ctypes.data == values.buffers()[1].address + values.offset * 4
+    np.testing.assert_array_equal(view, table.column("probs").chunk(0).flatten().to_numpy().reshape(-1, 7))
+
+
+def test_a_sliced_batch_stores_its_own_rows_not_the_parent_buffer(tmp_path):
+    table = contract_table(12, 7)
+    batches = [batch.slice(2, 5) for batch in table.to_batches()]  # offset 2: the values buffer starts earlier
+    store = ArtifactStore(str(tmp_path))
+    manifest = store.write_stage("fp", "s", StageResult(
+        outputs={"pl": pa.RecordBatchReader.from_batches(table.schema, batches)}))
+    assert store.load(manifest.outputs["pl"]).equals(table.slice(2, 5))
+
+
+def null_probs(where):
+    """A (sample_id, probs) batch under the contract's non-nullable fields, with one null ``where`` said."""
+    schema = contract_schema(2).remove(5).remove(4).remove(2).remove(1)  # sample_id, probs
+    values = pa.array([0.5, 0.5, None if where == "element" else 0.0, 1.0], pa.float32())
+    mask = pa.array([False, where == "row"])
+    probs = pa.FixedSizeListArray.from_arrays(values, 2, mask=mask)
+    ids = pa.array([1, None if where == "scalar" else 2], pa.int64())
+    return pa.RecordBatch.from_arrays([ids, probs], schema=schema)
+
+
+@pytest.mark.parametrize("where, column", [("row", "probs"), ("element", "probs"), ("scalar", "sample_id")])
+def test_nulls_in_a_non_nullable_column_are_refused_by_name_and_leave_no_file(tmp_path, where, column):
+    """Parquet's writer would drop a null row of probs silently, and refuse the others as if storage failed."""
+    store = ArtifactStore(str(tmp_path))
+    batch = null_probs(where)
+    with pytest.raises(ArtifactError, match=f"'pl': column '{column}' is declared non-nullable but holds nulls") as info:
+        store.write_stage("fp", "s", StageResult(outputs={"pl": pa.Table.from_batches([batch])}))
+    assert info.value.retryable is False
+    assert not list((tmp_path / "stages" / "fp").glob("pl.parquet*"))
+
+
+def test_nulls_in_nullable_list_elements_are_stored(tmp_path):
+    """The check is about declared nullability only (null list rows: pyarrow 25 cannot read them back)."""
+    element = pa.field("e", pa.float32(), nullable=True)
+    schema = pa.schema([pa.field("p", pa.list_(element, 2), nullable=False)])
+    probs = pa.FixedSizeListArray.from_arrays(pa.array([0.5, None, 0.0, 1.0], pa.float32()), type=schema.field("p").type)
+    table = pa.Table.from_arrays([probs], schema=schema)
+    store = ArtifactStore(str(tmp_path))
+    loaded = store.load(store.write_stage("fp", "s", StageResult(outputs={"t": table})).outputs["t"])
+    assert loaded.schema.equals(schema) and loaded.column("p").to_pylist() == [[0.5, None], [0.0, 1.0]]

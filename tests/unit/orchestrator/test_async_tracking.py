@@ -72,3 +72,26 @@ def test_the_end_reports_a_failure_nobody_saw_yet() -> None:
     tracker = BackgroundTracker(RecordingTracker(fail_on="end FAILED"))
     with pytest.raises(TrackingError):
         tracker.end_pipeline("FAILED")
+
+
+def test_close_queues_the_end_without_waiting_and_join_waits_for_every_call() -> None:
+    inner = RecordingTracker()
+    tracker = BackgroundTracker(inner)
+    tracker.start_pipeline("r", "p", {}, resume=False)
+    for name in "abcde":
+        tracker.stage_finished(record(name))
+    started = time.perf_counter()
+    tracker.close("FINISHED")
+    assert time.perf_counter() - started < 0.05 and len(inner.calls) < 7  # the caller stops Ray meanwhile
+    tracker.join()
+    assert inner.calls == ["start", *(f"finished {n}" for n in "abcde"), "end FINISHED"]
+    tracker.close("FAILED")  # a second end changes nothing
+    tracker.end_pipeline("FAILED")
+    assert inner.calls[-1] == "end FINISHED" and inner.calls.count("end FINISHED") == 1
+
+
+def test_join_raises_a_strict_failure_of_the_end() -> None:
+    tracker = BackgroundTracker(RecordingTracker(fail_on="end FAILED"))
+    tracker.close("FAILED")
+    with pytest.raises(TrackingError):
+        tracker.join()

@@ -13,8 +13,11 @@ from pipelines import data
 from pipelines.data import (
     DATASET_REQUIRES_ROOT,
     DATASETS,
+    LABELS_ONLY,
     labeled_counts,
+    labels_of,
     load_dataset,
+    load_labels,
     long_tailed_counts,
     long_tailed_split,
 )
@@ -177,3 +180,11 @@ def test_imagefolder_loads_train_and_test(tmp_path: Path) -> None:
 def test_imagefolder_without_train_folder(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="train"):
         load_dataset("imagefolder", str(tmp_path))
+
+
+@pytest.mark.parametrize("name", sorted(LABELS_ONLY))
+def test_labels_only_agree_with_the_loader(name: str) -> None:
+    """The preflight draws its split from these labels; the split stage from the loaded dataset."""
+    cheap, loaded = load_labels(name, None), labels_of(load_dataset(name, None))
+    assert cheap.num_classes == loaded.num_classes and cheap.test is None and loaded.test is None
+    assert cheap.train.dtype == loaded.train.dtype and np.array_equal(cheap.train, loaded.train)

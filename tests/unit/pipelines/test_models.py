@@ -164,3 +164,13 @@ def test_small_cnn_rejects_stochastic_depth_naming_the_residual_models() -> None
 def test_bad_stochastic_depth_is_rejected() -> None:
     with pytest.raises(ValueError, match="stochastic_depth"):
         create_model("wrn28_2", num_classes=10, in_channels=3, stochastic_depth=1.0)
+
+
+def test_the_torch_free_model_table_matches_the_registry() -> None:
+    """pipelines.model_names lets the config check run without torch; it must agree with MODELS."""
+    from pipelines import model_names
+
+    assert model_names.MODEL_NAMES == tuple(MODELS)
+    assert set(model_names.RESIDUAL_MODELS) <= set(MODELS)
+    counted = {name: parameter_count(create_model(name, model_names.PROBE_CLASSES, model_names.PROBE_CHANNELS)) for name in MODELS}
+    assert model_names.PROBE_PARAMETERS == counted

@@ -70,6 +70,38 @@ def test_probs_view_is_zero_copy():
     assert not view.flags.writeable
 
 
+@pytest.mark.parametrize("streamed", [False, True])
+def test_a_table_loaded_from_the_artifact_store_is_the_contract_with_a_zero_copy_view(tmp_path, streamed):
+    """Streamed in batches of 3, the file has several row groups; the loaded probs are still one buffer."""
+    from orchestrator.artifacts import ArtifactStore
+    from orchestrator.dag import StageResult
+
+    table = _table()
+    output = pa.RecordBatchReader.from_batches(table.schema, table.to_batches(max_chunksize=3)) if streamed else table
+    store = ArtifactStore(str(tmp_path))
+    loaded = store.load(store.write_stage("fp", "s", StageResult(outputs={"pl": output})).outputs["pl"])
+    assert loaded.schema.equals(EXPECTED_SCHEMA, check_metadata=True) and loaded.equals(table)
+    view = probs_view(loaded)
+    np.testing.assert_array_equal(view, PROBS)
+    assert loaded.column("probs").num_chunks == 1  # ParquetFile.read joins the row groups
+    values = loaded.column("probs").chunk(0).values
+    assert view.__array_interface__["data"][0] == values.buffers()[1].address and not view.flags.owndata
+
+
+def test_probs_view_of_a_chunk_per_row_group_combines_them_once(tmp_path):
+    """``pq.read_table`` keeps one chunk per row group; the view is then one contiguous copy."""
+    path = tmp_path / "pl.parquet"
+    table = _table()
+    with pq.ParquetWriter(path, table.schema) as writer:
+        for batch in table.to_batches(max_chunksize=3):
+            writer.write_batch(batch)
+    back = pq.read_table(path)
+    assert back.column("probs").num_chunks == 2
+    view = probs_view(back)
+    np.testing.assert_array_equal(view, PROBS)
+    assert view.flags.c_contiguous and view.shape == (4, 3)
+
+
 def test_probs_view_of_a_slice_starts_at_the_slice():
     table = _table().slice(1, 2)
     np.testing.assert_array_equal(probs_view(table), PROBS[1:3])

@@ -1,0 +1,146 @@
+"""The pseudo-label stage body: lazy shards of the split, one model load per process, shard-size-free output.
+
+Memory flat in N rests on two properties checked here without measuring memory: the shards are
+cut from the split lazily (the mapper never receives a materialised list of every id, and the
+reader has drawn at most one shard ahead of what it has yielded), and the output does not depend
+on the shard size (so sharding is free to be small).
+"""
+
+import pickle
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from orchestrator.artifacts import ArtifactStore
+from orchestrator.dag import StageContext, map_in_order
+from pipelines import stages
+from pipelines.models import create_model
+from pipelines.pseudo_label import predict_probs, to_table
+
+DATA = {"name": "synthetic", "root": None}
+SUBSETS = ("labeled", "unlabeled", "unlabeled", "test", "unlabeled")
+
+
+def split_of(rows: int, chunks: int = 1) -> pa.Table:
+    """A split whose subsets interleave (so shards must skip rows), optionally in several chunks."""
+    labels = stages.dataset_of(DATA).train.labels.numpy()
+    ids = (np.arange(rows, dtype=np.int64) * 7) % len(labels)
+    table = pa.table({"sample_id": ids, "label": labels[ids].astype(np.int32),
+                      "subset": [SUBSETS[i % len(SUBSETS)] for i in range(rows)]}, schema=stages.SPLIT_SCHEMA)
+    bounds = np.linspace(0, rows, chunks + 1).astype(int)
+    return pa.concat_tables([table.slice(a, b - a) for a, b in zip(bounds[:-1], bounds[1:])])
+
+
+def reference_unlabeled(split: pa.Table) -> tuple[np.ndarray, np.ndarray]:
+    mask = np.asarray(split.column("subset").to_pylist()) == "unlabeled"
+    return split.column("sample_id").to_numpy()[mask], split.column("label").to_numpy()[mask].astype(np.int64)
+
+
+def checkpoint() -> dict:
+    dataset = stages.dataset_of(DATA).train
+    torch.manual_seed(0)
+    model = create_model("small_cnn", dataset.num_classes, int(dataset.images.shape[1]))
+    return stages.model_checkpoint(model, "small_cnn", dataset.num_classes, int(dataset.images.shape[1]), 0.0)
+
+
+def run_stage(split: pa.Table, ckpt: dict, shard_size: int | None, mapper=map_in_order) -> tuple[pa.Table, dict]:
+    ctx = StageContext(run_id="t", stage="g01/pseudo_label", generation=1, seed=0, device="cpu", attempt=1,
+                       shard_mapper=mapper)
+    params = {"data": DATA, "batch_size": 16, "generation": 1,
+              "io": {"split": "split", "model": "model", "pseudo_labels": "pl"}}
+    if shard_size is not None:
+        params["shard_size"] = shard_size
+    result = stages.pseudo_label_generation(ctx, {"split": split, "model": ckpt}, params)
+    table = result.outputs["pl"].read_all()
+    return table, result.metrics
+
+
+@pytest.mark.parametrize("chunks", [1, 3])
+@pytest.mark.parametrize("size", [1, 4, 7, 1000])
+def test_unlabeled_shards_cut_the_unlabeled_rows_in_order(size, chunks):
+    split = split_of(53, chunks)
+    ids, labels = reference_unlabeled(split)
+    shards = list(stages.unlabeled_shards(split, size))
+    assert [len(s[0]) for s in shards[:-1]] == [size] * (len(shards) - 1)
+    assert 1 <= len(shards[-1][0]) <= size
+    np.testing.assert_array_equal(np.concatenate([s[0] for s in shards]), ids)
+    np.testing.assert_array_equal(np.concatenate([s[1] for s in shards]), labels)
+    assert all(s[0].dtype == np.int64 and s[1].dtype == np.int64 for s in shards)
+
+
+def test_unlabeled_shards_of_a_split_without_unlabeled_rows_is_empty():
+    split = split_of(20).filter(pa.compute.not_equal(split_of(20).column("subset"), "unlabeled"))
+    assert list(stages.unlabeled_shards(split, 4)) == []
+    with pytest.raises(ValueError, match="shard_size >= 1"):
+        list(stages.unlabeled_shards(split, 0))
+
+
+def test_stage_output_is_the_whole_set_labeled_at_once_whatever_the_shard_size():
+    split, ckpt = split_of(180, chunks=2), checkpoint()
+    ids, labels = reference_unlabeled(split)
+    images = stages.dataset_of(DATA).train.images[torch.from_numpy(ids)]
+    probs = predict_probs(stages.load_model(ckpt, "cpu"), images, 16, "cpu")
+    expected = to_table(ids, probs, 1, "small_cnn@g01")
+    for size in (None, 13, 64):
+        table, metrics = run_stage(split, ckpt, size)
+        assert table.equals(expected), size
+        assert metrics["rows"] == len(ids)
+        assert metrics["accuracy"] == pytest.approx(float(np.mean(probs.argmax(1) == labels)))
+        assert metrics["mean_confidence"] == pytest.approx(float(probs.max(1).mean()), rel=1e-6)
+
+
+def test_store_writes_one_row_group_per_shard_and_the_same_bytes_for_any_mapper(tmp_path):
+    """The store streams a row group per shard: the digest depends on shard_size, never on who labels."""
+    split, ckpt = split_of(100), checkpoint()
+    refs = []
+    for i, mapper in enumerate((map_in_order, lambda fn, shards: iter([fn(s) for s in list(shards)]))):
+        ctx = StageContext(run_id="t", stage="s", generation=1, seed=0, device="cpu", attempt=1, shard_mapper=mapper)
+        params = {"data": DATA, "batch_size": 16, "generation": 1, "shard_size": 9,
+                  "io": {"split": "split", "model": "model", "pseudo_labels": "pl"}}
+        result = stages.pseudo_label_generation(ctx, {"split": split, "model": ckpt}, params)
+        store = ArtifactStore(str(tmp_path / str(i)))
+        refs.append(store.write_stage("f" * 64, "s", result).outputs["pl"])
+        assert result.metrics["rows"] == 60
+    assert refs[0].digest == refs[1].digest
+    path = tmp_path / "0" / refs[0].path
+    assert pq.ParquetFile(path).metadata.num_row_groups == -(-60 // 9)
+
+
+def test_stage_streams_shards_lazily():
+    """The mapper gets an iterator, and the output has drawn at most one shard ahead of what it yielded."""
+    drawn = []
+
+    def counting_mapper(fn, shards):
+        assert not isinstance(shards, (list, tuple)), "shards must be cut lazily, not materialised"
+        for shard in shards:
+            drawn.append(len(shard[0]))
+            yield fn(shard)
+
+    split, ckpt = split_of(200), checkpoint()
+    ctx = StageContext(run_id="t", stage="s", generation=1, seed=0, device="cpu", attempt=1, shard_mapper=counting_mapper)
+    params = {"data": DATA, "batch_size": 16, "generation": 1, "shard_size": 10,
+              "io": {"split": "split", "model": "model", "pseudo_labels": "pl"}}
+    reader = stages.pseudo_label_generation(ctx, {"split": split, "model": ckpt}, params).outputs["pl"]
+    assert drawn == []  # nothing is labeled before the store starts writing
+    for consumed, _ in enumerate(reader, start=1):
+        assert len(drawn) <= consumed + 1
+    assert sum(drawn) == 120 and len(drawn) == 12
+
+
+def test_labeler_loads_the_model_once_and_pickles_without_it(monkeypatch):
+    calls = []
+    real = stages.load_model
+    monkeypatch.setattr(stages, "load_model", lambda ckpt, device: calls.append(device) or real(ckpt, device))
+    split, ckpt = split_of(200), checkpoint()
+    run_stage(split, ckpt, 10)
+    assert calls == ["cpu"]  # 12 shards, one load
+    labeler = stages.ShardLabeler(DATA, ckpt, 16, 1, "m", "cpu")
+    labeler(next(stages.unlabeled_shards(split, 5)))
+    assert labeler._model is not None
+    copy = pickle.loads(pickle.dumps(labeler))
+    assert copy._model is None and copy.batch_size == 16
+    batch, _, _ = copy(next(stages.unlabeled_shards(split, 5)))
+    assert batch.num_rows == 5
