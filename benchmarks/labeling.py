@@ -79,11 +79,12 @@ def setup(rows: int) -> tuple[Any, Any, Any]:
 
     from pipelines import stages
     from pipelines.models import create_model
+    from pipelines.split import SPLIT_SCHEMA
 
     dataset = stages.dataset_of(DATA).train
     ids = np.arange(rows, dtype=np.int64) % len(dataset.labels)
     split = pa.table({"sample_id": ids, "label": dataset.labels.numpy()[ids].astype(np.int32),
-                      "subset": pa.repeat(pa.scalar("unlabeled"), rows)}, schema=stages.SPLIT_SCHEMA)
+                      "subset": pa.repeat(pa.scalar("unlabeled"), rows)}, schema=SPLIT_SCHEMA)
     torch.manual_seed(0)
     model = create_model("small_cnn", dataset.num_classes, int(dataset.images.shape[1]))
     checkpoint = stages.model_checkpoint(model, "small_cnn", dataset.num_classes, int(dataset.images.shape[1]), 0.0)

@@ -381,7 +381,7 @@ def parquet_options(schema: pa.Schema) -> dict[str, Any]:
     faster at C=1000, but writes unchanged (they are dominated by the sha256 and Parquet's page
     copy) and every other reader would see bytes instead of ``probs``.
     """
-    text = [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
+    text = _string_columns(schema)
     scalar = [f.name for f in schema if not pa.types.is_nested(f.type)]
     return {"use_dictionary": text, "write_statistics": scalar, "compression": "none"}
 
@@ -397,12 +397,17 @@ def read_parquet(source: Any) -> pa.Table:
     """
     metadata = pq.read_metadata(source)
     schema = metadata.schema.to_arrow_schema()
-    text = [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
+    text = _string_columns(schema)
     table = pq.ParquetFile(source, metadata=metadata, read_dictionary=text).read()
     for name in text:
         index = table.schema.get_field_index(name)
         table = table.set_column(index, schema.field(name), table.column(index).cast(schema.field(name).type))
     return table
+
+
+def _string_columns(schema: pa.Schema) -> list[str]:
+    """Top-level string columns: written dictionary-encoded, read as dictionaries and cast back."""
+    return [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
 
 
 def _write_parquet(sink: _HashingSink, reader: pa.RecordBatchReader, name: str) -> None:

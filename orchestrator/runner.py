@@ -120,7 +120,7 @@ def stage_seed(seed: int, stage_name: str) -> int:
 
 def stage_device(num_gpus: float) -> str:
     """"cuda" when the stage asked for a GPU and one is visible, else "cpu"."""
-    import torch  # here and in run_stage_body, not at the top: the driver never needs torch
+    import torch  # not at the top: the driver never imports torch
 
     return "cuda" if num_gpus > 0 and torch.cuda.is_available() else "cpu"
 
@@ -190,6 +190,8 @@ def run_stage_body(
     seed: data-parallel ranks draw the same global batch and take their slice.
     Returns None on ranks other than 0, which store nothing.
     """
+    import torch  # in the worker only: the driver never imports torch (tests/unit/pipelines/test_driver_imports.py)
+
     store = ArtifactStore(store_uri)
     inputs = {name: store.load(ref) for name, ref in input_refs.items()}
     checkpointer = placement.checkpointer or StoreCheckpointer(store, fingerprint)
@@ -198,8 +200,6 @@ def run_stage_body(
                        device=placement.device or stage_device(stage.resources.num_gpus), attempt=attempt,
                        rank=placement.rank, world_size=placement.world_size, checkpointer=checkpointer,
                        shard_mapper=placement.shard_mapper)
-    import torch
-
     threads = torch.get_num_threads()
     torch.set_num_threads(max(1, int(stage.resources.num_cpus)))
     torch.manual_seed(ctx.seed)

@@ -448,8 +448,8 @@ def make_tuner(plan: SweepPlan, concurrency: int, resume: bool) -> Any:
     trials = total_trials(settings)
     search = make_search(settings, seed, concurrency)
     scheduler = make_scheduler(settings, plan.generations, trials, concurrency, release_slot=search.on_trial_complete)
-    tune_config = tune.TuneConfig(metric=settings.metric, mode=settings.mode, num_samples=trials if
-                                  shuffled_grid(settings, seed) else settings.num_samples,
+    # num_samples = every trial: each grid point is one preset (``shuffled_grid``); without a grid, num_samples itself
+    tune_config = tune.TuneConfig(metric=settings.metric, mode=settings.mode, num_samples=trials,
                                   scheduler=scheduler, search_alg=search)
     run_config = tune.RunConfig(name=plan.name, storage_path=str(Path(plan.output) / "ray"), verbose=1,
                                 checkpoint_config=tune.CheckpointConfig(num_to_keep=None))

@@ -15,7 +15,7 @@ import importlib
 from collections.abc import Mapping
 from typing import Any
 
-from orchestrator.dag import Resources, Stage, StageContext, StageResult
+from orchestrator.dag import Parallelism, Resources, Stage, StageContext, StageResult
 
 
 class StageBody:
@@ -69,11 +69,13 @@ def lineage_of(io: Mapping[str, str], outputs: tuple[str, ...]) -> dict[str, str
 
 
 def make_stage(
-    name: str, fn: Any, io: dict[str, str], outputs: tuple[str, ...], params: dict, resources: Mapping[str, Any], generation: int | None
+    name: str, fn: Any, io: dict[str, str], outputs: tuple[str, ...], params: dict, resources: Mapping[str, Any],
+    generation: int | None, parallelism: Parallelism = Parallelism.DATA,
 ) -> Stage:
     """A stage whose params carry its io roles; inputs are every io entry that is not an output."""
     inputs = tuple(artifact for artifact in io.values() if artifact not in outputs)
     return Stage(
         name=name, fn=fn, inputs=inputs, outputs=outputs, params={**params, "io": io},
         resources=Resources(**dict(resources)), generation=generation, lineage=lineage_of(io, outputs),
+        parallelism=parallelism,
     )

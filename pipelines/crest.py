@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from orchestrator.config import RunSettings, StrictModel, TrackingSettings, TuneSettings
-from orchestrator.dag import Parallelism, Pipeline, Resources, Stage
+from orchestrator.dag import Parallelism, Pipeline, Stage
 from pipelines import bodies, split
 from pipelines.schema import (
     AugmentSection,
@@ -52,19 +52,10 @@ def gen(k: int, role: str) -> str:
     return f"g{k:02d}/{role}"
 
 
-def _resources(spec: StageResources) -> Resources:
-    return Resources(num_cpus=spec.num_cpus, num_gpus=spec.num_gpus, workers=spec.workers)
-
-
 def _stage(name: str, fn: Any, io: dict[str, str], outputs: tuple[str, ...], params: dict, resources: StageResources,
            generation: int | None, parallelism: Parallelism = Parallelism.DATA) -> Stage:
-    """A stage whose params carry its io roles; inputs are every io entry that is not an output."""
-    inputs = tuple(artifact for artifact in io.values() if artifact not in outputs)
-    return Stage(
-        name=name, fn=fn, inputs=inputs, outputs=outputs, params={**params, "io": io},
-        resources=_resources(resources), generation=generation, lineage=bodies.lineage_of(io, outputs),
-        parallelism=parallelism,
-    )
+    """``bodies.make_stage`` with a config's StageResources section."""
+    return bodies.make_stage(name, fn, io, outputs, params, resources.model_dump(), generation, parallelism)
 
 
 def generation_stages(config: CrestConfig, k: int) -> list[Stage]:

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from pipelines.model_names import SPLIT_MODES  # re-exported: knowledge_evolution.SPLIT_MODES
+from pipelines.model_names import SPLIT_MODES
 
 logger = logging.getLogger(__name__)
 

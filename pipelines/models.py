@@ -19,7 +19,7 @@ from torch import nn
 from torchvision import models as tv_models
 from torchvision.ops import StochasticDepth
 
-from pipelines.model_names import RESIDUAL_MODELS, check_stochastic_depth  # re-exported: models.RESIDUAL_MODELS
+from pipelines.model_names import RESIDUAL_MODELS, check_stochastic_depth
 
 
 class SmallCNN(nn.Module):

@@ -22,13 +22,13 @@ import torch
 from orchestrator.dag import StageContext, StageResult
 from pipelines import plots
 from pipelines.augment import strong_augment, weak_augment
-from pipelines.data import DatasetSplits, cached_dataset, labels_of
+from pipelines.data import DatasetSplits, cached_dataset, load_labels
 from pipelines.evaluation import class_metrics, tail_classes
 from pipelines.models import create_model
 from pipelines.pseudo_label import picks_table, predict_probs, pseudo_label_schema, to_table
 from pipelines.sampling import crest_rates, select_crest
 from pipelines.schedules import temperature
-from pipelines.split import SPLIT_SCHEMA, preflight_split, split_table  # noqa: F401  (SPLIT_SCHEMA, preflight_split: re-exported)
+from pipelines.split import split_table
 from pipelines.training import FixMatchSettings, train_fixmatch
 
 log = logging.getLogger(__name__)
@@ -56,11 +56,6 @@ def output_name(params: Mapping[str, Any], role: str) -> str:
     return params["io"][role]
 
 
-def _cached_dataset(name: str, root: str | None) -> DatasetSplits:
-    """Datasets are read once per worker process: Ray reuses workers across stages."""
-    return cached_dataset(name, root)
-
-
 def subset_arrays(split: pa.Table, subset: str) -> tuple[np.ndarray, np.ndarray]:
     """(sample ids, labels) of one subset of the split table."""
     mask = np.asarray(split.column("subset").to_pylist()) == subset
@@ -71,7 +66,7 @@ def subset_arrays(split: pa.Table, subset: str) -> tuple[np.ndarray, np.ndarray]
 
 def subset_images(data: Mapping[str, Any], split: pa.Table, subset: str) -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:
     """(ids, uint8 images, labels) of a subset; "test" reads the dataset's own test split if it has one."""
-    splits = _cached_dataset(data["name"], data.get("root"))
+    splits = dataset_of(data)
     ids, labels = subset_arrays(split, subset)
     source = splits.test if subset == "test" and splits.test is not None else splits.train
     index = torch.from_numpy(ids)
@@ -79,12 +74,12 @@ def subset_images(data: Mapping[str, Any], split: pa.Table, subset: str) -> tupl
 
 
 def dataset_of(data: Mapping[str, Any]) -> DatasetSplits:
-    """The (cached) dataset a `data` config section names, for stage modules outside this one."""
-    return _cached_dataset(data["name"], data.get("root"))
+    """The dataset a `data` config section names, read once per worker process (Ray reuses workers across stages)."""
+    return cached_dataset(data["name"], data.get("root"))
 
 
 def num_classes_of(data: Mapping[str, Any]) -> int:
-    return _cached_dataset(data["name"], data.get("root")).train.num_classes
+    return dataset_of(data).train.num_classes
 
 
 def labeled_class_counts(split: pa.Table, num_classes: int) -> np.ndarray:
@@ -121,7 +116,7 @@ def load_model(checkpoint: Mapping[str, Any], device: str, stochastic_depth: flo
 def split_data(ctx: StageContext, inputs: Mapping[str, Any], params: Mapping[str, Any]) -> StageResult:
     """Load the dataset and draw the split; every later stage reads images by sample id."""
     data = params["data"]
-    table = split_table(data, labels_of(_cached_dataset(data["name"], data.get("root"))))
+    table = split_table(data, load_labels(data["name"], data.get("root")))  # the labels the preflight drew from
     counts = {subset: int(np.sum(np.asarray(table.column("subset").to_pylist()) == subset)) for subset in ("labeled", "unlabeled", "test")}
     if counts["unlabeled"] == 0:
         raise ValueError("the split leaves no unlabeled images: lower data.labeled_fraction below 1")
@@ -159,7 +154,7 @@ def labeled_with_picks(data: Mapping[str, Any], split: pa.Table, picks: pa.Table
     _, images, labels = subset_images(data, split, "labeled")
     if picks is None or picks.num_rows == 0:
         return images, labels
-    train_images = _cached_dataset(data["name"], data.get("root")).train.images
+    train_images = dataset_of(data).train.images
     pick_ids = torch.from_numpy(picks.column("sample_id").to_numpy().copy())
     pick_labels = torch.from_numpy(picks.column("label").to_numpy().astype(np.int64))
     return torch.cat([images, train_images[pick_ids]]), torch.cat([labels, pick_labels])
@@ -303,7 +298,7 @@ class ShardLabeler:
         device = self.device if self.device == "cpu" or torch.cuda.is_available() else "cpu"
         if self._model is None:
             self._model = load_model(self.checkpoint, device)
-        dataset = _cached_dataset(self.data["name"], self.data.get("root")).train
+        dataset = dataset_of(self.data).train
         images = dataset.images[torch.tensor(ids, dtype=torch.int64)]  # a copy: Ray hands shards over read-only
         probs = predict_probs(self._model, images, self.batch_size, device)
         batch = to_table(ids, probs, self.generation, self.model_name).combine_chunks().to_batches()[0]  # no copies

@@ -25,7 +25,7 @@ import torch
 from orchestrator.dag import StageContext, StageResult
 from pipelines import stages
 from pipelines.augment import weak_augment
-from pipelines.data import labels_of
+from pipelines.data import load_labels
 from pipelines.evaluation import class_metrics
 from pipelines.knowledge_evolution import (
     extract_slim_network,
@@ -39,7 +39,7 @@ from pipelines.losses import class_balanced_weights
 from pipelines.models import create_model, parameter_count
 from pipelines.pseudo_label import picks_table, predict_probs, probs_view, to_table
 from pipelines.sampling import filter_and_balance
-from pipelines.split import PROBE_FRACTION, preflight_supervised, split_table  # noqa: F401  (re-exported)
+from pipelines.split import split_table
 from pipelines.student_training import StudentSettings, train_student
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ def split_supervised(ctx: StageContext, inputs: Mapping[str, Any], params: Mappi
     data.imbalance_ratio 1: a plain balanced supervised set) and report on `test`.
     """
     data = params["data"]
-    table = split_table(data, labels_of(stages.dataset_of(data)))
+    table = split_table(data, load_labels(data["name"], data.get("root")))
     subsets = np.asarray(table.column("subset").to_pylist())
     metrics = {f"{name}_size": float(np.sum(subsets == name)) for name in ("labeled", "unlabeled", "test")}
     return StageResult(outputs={stages.output_name(params, "split"): table}, metrics=metrics)

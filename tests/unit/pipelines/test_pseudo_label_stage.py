@@ -19,6 +19,7 @@ from orchestrator.dag import StageContext, map_in_order
 from pipelines import stages
 from pipelines.models import create_model
 from pipelines.pseudo_label import predict_probs, to_table
+from pipelines.split import SPLIT_SCHEMA
 
 DATA = {"name": "synthetic", "root": None}
 SUBSETS = ("labeled", "unlabeled", "unlabeled", "test", "unlabeled")
@@ -29,7 +30,7 @@ def split_of(rows: int, chunks: int = 1) -> pa.Table:
     labels = stages.dataset_of(DATA).train.labels.numpy()
     ids = (np.arange(rows, dtype=np.int64) * 7) % len(labels)
     table = pa.table({"sample_id": ids, "label": labels[ids].astype(np.int32),
-                      "subset": [SUBSETS[i % len(SUBSETS)] for i in range(rows)]}, schema=stages.SPLIT_SCHEMA)
+                      "subset": [SUBSETS[i % len(SUBSETS)] for i in range(rows)]}, schema=SPLIT_SCHEMA)
     bounds = np.linspace(0, rows, chunks + 1).astype(int)
     return pa.concat_tables([table.slice(a, b - a) for a, b in zip(bounds[:-1], bounds[1:])])
 

@@ -13,12 +13,13 @@ import torch
 from orchestrator.config import apply_overrides, load_yaml, validate_config
 from orchestrator.dag import StageContext
 from orchestrator.errors import ConfigError
-from pipelines import distill, ke, noisy_student
+from pipelines import distill, ke, noisy_student, split
 from pipelines import student_stages as ss
 from pipelines.knowledge_evolution import make_split_masks, masks_to_state
 from pipelines.models import create_model
 from pipelines.pseudo_label import picks_table, to_table
 from pipelines.registry import PIPELINES
+from pipelines.split import SPLIT_SCHEMA
 
 CONFIGS = Path(__file__).resolve().parents[3] / "pipelines" / "configs"
 OURS = {"ke": ke.KnowledgeEvolutionConfig, "noisy_student": noisy_student.NoisyStudentConfig, "distill": distill.DistillConfig}
@@ -218,7 +219,7 @@ def test_filter_stage_balances_to_k_and_scores_the_picks() -> None:
     probs = np.array([[0.9, 0.1], [0.8, 0.2], [0.7, 0.3], [0.2, 0.8], [0.75, 0.25], [0.6, 0.4]], dtype=np.float32)
     table = to_table([0, 1, 2, 3, 4, 5], probs, 0, "m")
     split = pa.table({"sample_id": list(range(6)), "label": [0, 1, 0, 1, 0, 0], "subset": ["unlabeled"] * 6},
-                     schema=ss.stages.SPLIT_SCHEMA)
+                     schema=SPLIT_SCHEMA)
     params = {"io": {"split": "s", "pseudo_labels": "p", "picks": "k"}, "data": {"name": "synthetic", "root": None},
               "min_confidence": 0.7, "per_class": 2, "generation": 0}
     result = ss.filter_pseudo_labels(ctx(), {"s": split, "p": table}, params)
@@ -233,9 +234,9 @@ def test_filter_stage_balances_to_k_and_scores_the_picks() -> None:
 
 def test_supervised_split_needs_no_unlabeled_images_but_still_checks_the_data() -> None:
     data = config(ke.KnowledgeEvolutionConfig, **{"data.name": "synthetic", "data.head_count": 100, "data.holdout_per_class": 20}).data.model_dump()
-    assert ss.stages.preflight_split(data), "the CReST preflight insists on unlabeled images"
-    assert ss.preflight_supervised(data) == []
-    assert "data" in ss.preflight_supervised({**data, "head_count": 500})[0], "too few images per class is still caught"
+    assert split.preflight_split(data), "the CReST preflight insists on unlabeled images"
+    assert split.preflight_supervised(data) == []
+    assert "data" in split.preflight_supervised({**data, "head_count": 500})[0], "too few images per class is still caught"
     result = ss.split_supervised(ctx(), {}, {"data": data, "io": {"split": "data/split"}})
     assert (result.metrics["labeled_size"], result.metrics["unlabeled_size"], result.metrics["test_size"]) == (1000.0, 0.0, 200.0)
 
