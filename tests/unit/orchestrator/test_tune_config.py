@@ -128,6 +128,8 @@ def test_incompatible_scheduler_and_search() -> None:
         validate_config(crest.CrestConfig, smoke_data(search="optuna", space={"crest.alpha": {"grid": [1, 2]}}))
     with pytest.raises(ConfigError, match="use search random"):
         validate_config(crest.CrestConfig, smoke_data(search="optuna", scheduler="pbt"))
+    with pytest.raises(ConfigError, match="scheduler sha pauses trials.*use search random"):
+        validate_config(crest.CrestConfig, smoke_data(search="optuna", scheduler="sha"))
     with pytest.raises(ConfigError, match="'asha', 'sha', 'pbt', 'pb2' or 'none'"):
         validate_config(crest.CrestConfig, smoke_data(scheduler="hyperband"))
 
