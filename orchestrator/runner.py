@@ -87,7 +87,13 @@ def decide(error: BaseException, attempt: int, max_retries: int) -> Decision:
 
 
 def _canonical(value: Any) -> Any:
-    """JSON fallback for params: sets sorted, paths and enums as text; anything else is refused."""
+    """JSON fallback for params: typed settings as their JSON dump, sets sorted, paths and enums as text.
+
+    Stage params hold the config's typed sections (pydantic models, validated once at the edge);
+    their ``model_dump(mode="json")`` is what identifies them.
+    """
+    if hasattr(value, "model_dump"):
+        return value.model_dump(mode="json")
     if isinstance(value, (set, frozenset)):
         return sorted(value, key=repr)
     if isinstance(value, (Path, Enum)):

@@ -2,32 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-from orchestrator.dag import Pipeline
-from orchestrator.errors import ConfigError
+from orchestrator import registry
+from orchestrator.registry import PipelineSpec
 from pipelines import crest, distill, ke, noisy_student
-
-
-@dataclass(frozen=True)
-class PipelineSpec:
-    """What the CLI needs to run one kind of pipeline.
-
-    summary: column header -> metric that `relay generations` shows per generation; a
-    metric ending in `/*` shows every metric with that prefix in one column (e.g. kept
-    picks per class). Metrics are named `<stage role>/<metric>` by the tracker.
-    """
-
-    config_model: type
-    build: Callable[[Any], Pipeline]
-    preflight: Callable[[Any], list[str]]
-    summary: dict[str, str]
 
 
 PIPELINES: dict[str, PipelineSpec] = {
     "crest": PipelineSpec(
+        name="crest",
         config_model=crest.CrestConfig,
         build=crest.build,
         preflight=crest.preflight,
@@ -40,6 +24,7 @@ PIPELINES: dict[str, PipelineSpec] = {
         },
     ),
     "ke": PipelineSpec(
+        name="ke",
         config_model=ke.KnowledgeEvolutionConfig,
         build=ke.build,
         preflight=ke.preflight,
@@ -52,6 +37,7 @@ PIPELINES: dict[str, PipelineSpec] = {
         },
     ),
     "noisy_student": PipelineSpec(
+        name="noisy_student",
         config_model=noisy_student.NoisyStudentConfig,
         build=noisy_student.build,
         preflight=noisy_student.preflight,
@@ -65,6 +51,7 @@ PIPELINES: dict[str, PipelineSpec] = {
         },
     ),
     "distill": PipelineSpec(
+        name="distill",
         config_model=distill.DistillConfig,
         build=distill.build,
         preflight=distill.preflight,
@@ -79,7 +66,4 @@ PIPELINES: dict[str, PipelineSpec] = {
 
 def get_pipeline(name: Any, source: str | None = None) -> PipelineSpec:
     """The spec registered under `name`, or one ConfigError listing the valid names."""
-    if name not in PIPELINES:
-        got = "nothing" if name is None else repr(name)
-        raise ConfigError([f"pipeline: expected one of {', '.join(sorted(PIPELINES))}, got {got}; set `pipeline:` at the top of the file"], source)
-    return PIPELINES[name]
+    return registry.get_pipeline(name, PIPELINES, source)

@@ -1,0 +1,89 @@
+"""How pipelines reach the engine: a `PipelineSpec` per pipeline, found through an entry-point group.
+
+The engine and the CLI know no algorithm. A package makes pipelines available by declaring,
+in its pyproject.toml,
+
+    [project.entry-points."relay.pipelines"]
+    anything = "my_package.module:OBJECT"
+
+where OBJECT is one `PipelineSpec` or a mapping of name -> `PipelineSpec`. Relay's own
+pipelines are declared that way too (pipelines.registry:PIPELINES), so a user's package adds a
+pipeline exactly as Relay does, without forking it. Callers that want a fixed set (tests,
+embedding) pass their own mapping instead of calling `load_pipelines`.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any
+
+from orchestrator.dag import Pipeline
+from orchestrator.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+ENTRY_POINT_GROUP = "relay.pipelines"
+
+
+@dataclass(frozen=True)
+class PipelineSpec:
+    """What the CLI needs to run one kind of pipeline (`pipeline: NAME` in a config file).
+
+    ``config_model`` validates the whole file (a pydantic model); ``build`` unrolls a validated
+    config into a static DAG; ``preflight`` returns the problems only the data can reveal (a
+    missing root, too few images) as ``key: message`` lines, before anything is written.
+    ``summary``: column header -> metric that `relay generations` shows per generation; a metric
+    ending in ``/*`` shows every metric with that prefix in one column. Metrics are named
+    ``<stage role>/<metric>`` by the tracker.
+    """
+
+    name: str
+    config_model: type
+    build: Callable[[Any], Pipeline]
+    preflight: Callable[[Any], list[str]] = field(default=lambda config: [])
+    summary: Mapping[str, str] = field(default_factory=dict)
+
+
+@functools.cache
+def load_pipelines() -> dict[str, PipelineSpec]:
+    """Every pipeline declared in the ``relay.pipelines`` entry-point group, by name.
+
+    A broken entry point (an import error, an object that is not a spec) is skipped with a
+    warning naming it, so one bad plug-in does not take the others down; two pipelines with one
+    name keep the first and warn.
+    """
+    found: dict[str, PipelineSpec] = {}
+    for entry in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+        try:
+            specs = _specs_of(entry.load())
+        except Exception as exc:  # a plug-in's own import error: report it, keep the others
+            logger.warning("ignoring entry point %s = %s in group %s: %s", entry.name, entry.value, ENTRY_POINT_GROUP, exc)
+            continue
+        for spec in specs:
+            if spec.name in found:
+                logger.warning("pipeline %r is declared twice (entry point %s); keeping the first", spec.name, entry.name)
+                continue
+            found[spec.name] = spec
+    return found
+
+
+def _specs_of(value: Any) -> list[PipelineSpec]:
+    """The specs an entry point names: one spec, or a mapping of them."""
+    if isinstance(value, PipelineSpec):
+        return [value]
+    if isinstance(value, Mapping) and all(isinstance(v, PipelineSpec) for v in value.values()):
+        return list(value.values())
+    raise TypeError(f"expected a PipelineSpec or a mapping of them, got {type(value).__name__}")
+
+
+def get_pipeline(name: Any, pipelines: Mapping[str, PipelineSpec], source: str | None = None) -> PipelineSpec:
+    """The spec registered under ``name``, or one ConfigError listing the valid names."""
+    if not isinstance(name, str) or name not in pipelines:
+        got = "nothing" if name is None else repr(name)
+        valid = ", ".join(sorted(pipelines)) or "none (is Relay installed? `pip install -e .` declares them)"
+        raise ConfigError([f"pipeline: expected one of {valid}, got {got}; set `pipeline:` at the top of the file"], source)
+    return pipelines[name]
