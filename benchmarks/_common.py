@@ -2,7 +2,7 @@
 
 Files named ``_*.py`` are not run by ``make bench``; every benchmark script imports this one.
 The in-process runner is the "plain script" baseline: the same stage functions with the same
-params, seeds and thread count as ``orchestrator.runner.execute_stage``, but outputs passed in
+params, seeds and thread count as ``orchestrator.engine.body.run_stage_body``, but outputs passed in
 memory, no Ray, no MLflow, no artifact store. Keeping it here lets overhead.py (speed) and
 science.py (accuracy) share one definition of "the pipeline without the engine".
 """
@@ -136,7 +136,7 @@ def report(name: str, title: str, rows: Sequence[Mapping[str, Any]], payload: Ma
 
 def load_config(path: str, overrides: Sequence[str] = ()) -> tuple[Any, Any]:
     """(spec, validated config) exactly as `relay run` resolves them."""
-    from orchestrator.cli import load_pipeline_config
+    from orchestrator.cli.common import load_pipeline_config
 
     return load_pipeline_config(str(ROOT / path) if not Path(path).is_absolute() else path, list(overrides))
 
@@ -144,14 +144,14 @@ def load_config(path: str, overrides: Sequence[str] = ()) -> tuple[Any, Any]:
 def run_in_process(pipeline: Any, seed: int, device: str = "cpu", run_id: str = "plain") -> dict[str, dict[str, float]]:
     """Every stage of ``pipeline`` in declaration order, in this process; returns metrics by stage.
 
-    Mirrors ``execute_stage``: the same ``stage_seed``, ``torch.manual_seed`` before the body and
+    Mirrors ``run_stage_body``: the same ``stage_seed``, ``torch.manual_seed`` before the body and
     ``num_cpus`` torch threads, so metrics must match a `relay run` of the same config exactly.
     Outputs stay in memory (a dict by artifact name) instead of going through Parquet.
     """
     import torch
 
     from orchestrator.dag import StageContext
-    from orchestrator.runner import stage_seed
+    from orchestrator.engine.fingerprint import stage_seed
 
     artifacts: dict[str, Any] = {}
     metrics: dict[str, dict[str, float]] = {}

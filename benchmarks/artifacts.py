@@ -43,7 +43,7 @@ import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common  # noqa: E402
-from orchestrator.artifacts import ArtifactStore  # noqa: E402
+from orchestrator.engine.artifacts import ArtifactStore  # noqa: E402
 from orchestrator.dag import StageResult  # noqa: E402
 from pipelines.pseudo_label import probs_view, to_table  # noqa: E402
 

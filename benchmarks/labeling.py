@@ -2,11 +2,11 @@
 
 The stage side is ``pipelines.stages.pseudo_label_generation`` with a StageContext, its output
 consumed by ``ArtifactStore.write_stage`` (the streamed Parquet write, digest and manifest),
-exactly as ``execute_stage`` runs it. The plain side is a ``torch.inference_mode`` loop that
+exactly as ``run_stage_body`` runs it. The plain side is a ``torch.inference_mode`` loop that
 gathers the same unlabeled images from the same dataset by id, runs the same model and batch size,
 and keeps the probabilities in one array. Both use one torch thread (a 1-CPU stage). With
 ``--workers k`` > 1 the stage also runs with ``resources.pseudo_label.workers = k`` (shards on Ray
-actors, ``orchestrator.distributed``; the k actors start inside every timed call).
+actors, ``orchestrator.engine.distributed``; the k actors start inside every timed call).
 
 Images: scaling N needs more images than digits has, so the unlabeled ids cycle over the bundled
 ``synthetic`` dataset (2000 images, 1x16x16). The model is an untrained small_cnn (throughput does
@@ -92,14 +92,14 @@ def setup(rows: int) -> tuple[Any, Any, Any]:
 
 
 def run_stage(split: Any, checkpoint: Any, device: str, workers: int, batch_size: int, shard_size: int) -> int:
-    """The stage body plus the store's streamed write, as execute_stage does; returns the rows written."""
-    from orchestrator.artifacts import ArtifactStore
+    """The stage body plus the store's streamed write, as run_stage_body does; returns the rows written."""
+    from orchestrator.engine.artifacts import ArtifactStore
     from orchestrator.dag import Resources, StageContext
     from pipelines import stages
 
     ctx = StageContext(run_id="bench", stage="g00/pseudo_label", generation=0, seed=0, device=device, attempt=1)
     if workers > 1:
-        from orchestrator import distributed
+        from orchestrator.engine import distributed
 
         ctx.shard_mapper = distributed.actor_pool_mapper(Resources(num_cpus=1, workers=workers))
     params = {"data": DATA, "batch_size": batch_size, "shard_size": shard_size, "generation": 0,

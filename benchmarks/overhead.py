@@ -2,7 +2,7 @@
 
 Both sides are fresh processes timed end to end (interpreter start and imports included, as a
 user would see them). The plain side is ``_common.run_in_process``: the same stage functions,
-params, ``stage_seed`` seeds and torch thread count as ``execute_stage``, outputs kept in
+params, ``stage_seed`` seeds and torch thread count as ``run_stage_body``, outputs kept in
 memory. Both must produce the same balanced accuracy per generation (|diff| <= 1e-6), or the
 comparison is void and the script fails.
 

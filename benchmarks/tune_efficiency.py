@@ -3,7 +3,7 @@
 All sweeps are real `relay tune` runs over the same grid (train.lr x RandAugment M x N) on
 pipelines/configs/crest_digits.yaml with short training. The grid runs every configuration for
 every generation (scheduler none); ASHA (asynchronous) and SHA (synchronous successive
-halving, orchestrator/tune_schedulers.py) run the same configurations but stop the weak ones at
+halving, orchestrator/tune/schedulers.py) run the same configurations but stop the weak ones at
 generation boundaries. Compute = generations actually run, summed over trials.
 
 Goal (the issue): the best within 1 point of the grid's best at <= 0.4 of its compute.

@@ -121,7 +121,7 @@ class TuneSettings(StrictModel):
     generations. ``asha`` stops trials asynchronously (best with many trials
     at once); ``sha`` pauses every trial at each rung until all have reached
     it, then keeps the best 1/reduction_factor (best when trials run a few at
-    a time: see orchestrator/tune_schedulers.py). ``max_concurrent_trials`` null means "as many as the cluster
+    a time: see orchestrator/tune/schedulers.py). ``max_concurrent_trials`` null means "as many as the cluster
     fits". ``trial_cpus`` is what a trial's driver holds: its stages are Ray
     tasks that ask for the stage resources themselves.
     """

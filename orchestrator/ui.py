@@ -12,9 +12,9 @@ import os
 import socket
 import subprocess
 import sys
-from pathlib import Path
 
 from orchestrator.errors import RelayError
+from orchestrator.tracking.common import sqlite_path
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ def latest_run_url(tracking_uri: str, experiment: str, port: int) -> str:
     A sqlite store that does not exist yet is reported, not created (an
     MlflowClient would create an empty database as soon as it touched it).
     """
-    db = _sqlite_file(tracking_uri)
+    db = sqlite_path(tracking_uri)
     if db is not None and not db.exists():
         raise RelayError(f"no runs yet: there is no tracking database at {db}; "
                          + HOW_TO_RUN.format(workspace=db.parent))
@@ -48,11 +48,6 @@ def latest_run_url(tracking_uri: str, experiment: str, port: int) -> str:
         where = db.parent if db is not None else "<workspace>"
         raise RelayError(f"no pipeline runs in {tracking_uri} yet: " + HOW_TO_RUN.format(workspace=where))
     return f"http://127.0.0.1:{port}/#/experiments/{found.experiment_id}/runs/{runs[0].info.run_id}"
-
-
-def _sqlite_file(tracking_uri: str) -> Path | None:
-    prefix = "sqlite:///"
-    return Path(tracking_uri[len(prefix):]) if tracking_uri.startswith(prefix) else None
 
 
 def check(tracking_uri: str, experiment: str, port: int) -> str:

@@ -22,12 +22,13 @@ import pytest
 import torch
 from torch import nn
 
-from orchestrator.artifacts import ArtifactStore
 from orchestrator.config import apply_overrides, load_yaml, validate_config
 from orchestrator.dag import Pipeline, Resources, Stage, StageResult
-from orchestrator.executor import RayExecutor
-from orchestrator.runner import Runner, RunSummary, StageState, fingerprint
-from orchestrator.tracking import NullTracker
+from orchestrator.engine.artifacts import ArtifactStore
+from orchestrator.engine.executors import RayExecutor
+from orchestrator.engine.fingerprint import fingerprint
+from orchestrator.engine.records import NullTracker
+from orchestrator.engine.runner import Runner, RunSummary, StageState
 from pipelines import crest, stages
 from pipelines.training import train_fixmatch
 

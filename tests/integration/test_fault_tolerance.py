@@ -27,13 +27,13 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 
-from orchestrator.artifacts import ArtifactStore
 from orchestrator.config import apply_overrides, load_yaml, validate_config
 from orchestrator.dag import Pipeline
-from orchestrator.distributed import train_run_name, train_storage_path
-from orchestrator.executor import RayExecutor
-from orchestrator.runner import Runner, RunStatus, StageState
-from orchestrator.tracking import NullTracker
+from orchestrator.engine.artifacts import ArtifactStore
+from orchestrator.engine.distributed import train_run_name, train_storage_path
+from orchestrator.engine.executors import RayExecutor
+from orchestrator.engine.records import NullTracker
+from orchestrator.engine.runner import Runner, RunStatus, StageState
 from pipelines import crest, stages
 from tests.integration.cluster import processes_of_group, stop_processes
 from tests.integration.relay_cli import manifests, relay

@@ -3,17 +3,19 @@
 import logging
 import os
 import time
+from pathlib import Path
 
 import pyarrow as pa
 import pytest
 import torch
 
-from orchestrator.artifacts import ArtifactStore
 from orchestrator.dag import Pipeline, Resources, Stage, StageResult
+from orchestrator.engine.artifacts import ArtifactStore
+from orchestrator.engine.executors import LocalExecutor, RayExecutor
+from orchestrator.engine.records import NullTracker
+from orchestrator.engine.runner import Runner, StageState
+from orchestrator.engine.task import StageTask
 from orchestrator.errors import StageError
-from orchestrator.executor import LocalExecutor, RayExecutor
-from orchestrator.runner import Runner, StageState
-from orchestrator.tracking import NullTracker
 
 pytestmark = pytest.mark.integration
 
@@ -108,19 +110,25 @@ def test_task_error_is_unwrapped_to_the_original_type(ray_executor, tmp_path):
 
 
 def report_pid(ctx, inputs, params):
-    return os.getpid()
+    return StageResult(outputs={"pid": {"pid": os.getpid()}})
 
 
-def test_warm_starts_one_worker_first_and_the_rest_beside_the_first_stage(ray_executor):
+def pid_task(store: Path, name: str) -> StageTask:
+    stage = Stage(name, report_pid, (), ("pid",), resources=Resources(num_cpus=1))
+    return StageTask(stage, f"fp-{name}", {}, str(store), "run-warm", seed=0, attempt=1)
+
+
+def test_warm_starts_one_worker_first_and_the_rest_beside_the_first_stage(ray_executor, tmp_path):
     import ray
 
     executor = RayExecutor()  # Ray is up (the module's fixture): this one only wraps it
-    executor.warm(["json", "orchestrator.runner"], workers=2)
+    executor.warm(["json", "orchestrator.engine.executors"], workers=2)
     assert len(executor._warming) == 1  # one import at a time while nothing runs yet
-    ref = executor.submit(report_pid, None, None, None, resources=Resources(num_cpus=1))
+    ref = executor.submit(pid_task(tmp_path, "first"))
     ready, _ = ray.wait(executor._warming[:1], timeout=0)
     assert ready, "the first stage is submitted only once the first worker has imported the modules"
     assert len(executor._warming) == 2  # the second worker warms beside the first stage
-    assert isinstance(ray.get(ref), int) and all(isinstance(pid, int) for pid in ray.get(executor._warming))
-    executor.submit(report_pid, None, None, None, resources=Resources(num_cpus=1))
+    pid = ArtifactStore(str(tmp_path)).load(ray.get(ref).outputs["pid"])["pid"]
+    assert isinstance(pid, int) and all(isinstance(pid, int) for pid in ray.get(executor._warming))
+    executor.submit(pid_task(tmp_path, "second"))
     assert len(executor._warming) == 2  # later stages start nothing more

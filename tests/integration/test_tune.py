@@ -23,7 +23,7 @@ import yaml
 from mlflow import MlflowClient
 
 from orchestrator.config import TuneSettings, load_yaml
-from orchestrator.tune import shuffled_grid
+from orchestrator.tune.space import shuffled_grid
 from tests.integration.relay_cli import relay, relay_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]

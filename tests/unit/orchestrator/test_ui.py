@@ -5,7 +5,7 @@ import socket
 import pytest
 
 from orchestrator import cli, ui
-from orchestrator.tracking import MlflowTracker
+from orchestrator.tracking.mlflow_tracker import MlflowTracker
 
 
 def free_port() -> int:

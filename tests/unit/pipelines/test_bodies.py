@@ -8,7 +8,7 @@ import pickle
 import pytest
 
 from orchestrator.dag import Stage
-from orchestrator.runner import fingerprint
+from orchestrator.engine.fingerprint import fingerprint
 from pipelines import bodies
 
 REFERENCES = {name: value for name, value in vars(bodies).items() if isinstance(value, bodies.StageBody)}

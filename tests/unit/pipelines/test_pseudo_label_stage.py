@@ -14,8 +14,8 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from orchestrator.artifacts import ArtifactStore
 from orchestrator.dag import StageContext, map_in_order
+from orchestrator.engine.artifacts import ArtifactStore
 from pipelines import stages
 from pipelines.models import create_model
 from pipelines.pseudo_label import predict_probs, to_table

@@ -1,0 +1,68 @@
+"""What the command groups share: finding pipelines, resolving a config file, a run's folder, common flags.
+
+The CLI names no algorithm: pipelines come from the ``relay.pipelines`` entry points
+(``orchestrator.registry.load_pipelines``) unless the caller hands ``main`` its own mapping.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from orchestrator.config import apply_overrides, load_yaml, validate_config
+from orchestrator.engine.fingerprint import code_version
+from orchestrator.errors import ConfigError
+from orchestrator.registry import PipelineSpec, get_pipeline, load_pipelines
+
+Pipelines = Mapping[str, PipelineSpec]
+EXIT_FAILED, EXIT_BAD_INPUT = 1, 2
+
+
+def pipelines_of(args: argparse.Namespace) -> Pipelines:
+    """The pipelines ``main`` was given, else every one the installed entry points declare."""
+    given = getattr(args, "pipelines", None)
+    return given if given is not None else load_pipelines()
+
+
+def load_pipeline_config(path: str, overrides: list[str], pipelines: Pipelines | None = None) -> tuple[Any, Any]:
+    """YAML -> dict -> dotted overrides -> validated config -> preflight; every problem raised at once."""
+    data = apply_overrides(load_yaml(path), overrides)
+    spec = get_pipeline(data.get("pipeline"), load_pipelines() if pipelines is None else pipelines, source=path)
+    config = validate_config(spec.config_model, data, source=path)
+    problems = spec.preflight(config)
+    if problems:
+        raise ConfigError(problems, path)
+    spec.build(config)  # DAG errors (cycles, missing inputs) surface before anything is written
+    return spec, config
+
+
+def load_saved_config(saved: Path, pipelines: Pipelines) -> tuple[Any, Any]:
+    """The pipeline spec and validated config of a run, from the config.yaml saved when it started."""
+    data = load_yaml(str(saved))
+    spec = get_pipeline(data.get("pipeline"), pipelines, source=str(saved))
+    return spec, validate_config(spec.config_model, data, source=str(saved))
+
+
+def pipeline_code_version(spec: PipelineSpec) -> str:
+    """The code version of the package that defines ``spec`` (the top-level package of its ``build``).
+
+    A change anywhere in that package invalidates the pipeline's cached stage outputs; the CLI
+    finds the package from the spec, so a user's package is digested exactly like Relay's own.
+    """
+    package = importlib.import_module(spec.build.__module__.split(".")[0])
+    return code_version(Path(package.__file__).parent)
+
+
+def run_dir(workspace: Path, run_id: str) -> Path:
+    return workspace / "runs" / run_id
+
+
+def add_workspace(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--workspace", help="workspace folder (default: $RELAY_WORKSPACE or ./relay-workspace)")
+
+
+def add_address(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--address", help="Ray dashboard address, e.g. http://HOST:8265 (default: $RAY_ADDRESS)")

@@ -1,0 +1,94 @@
+"""Running one stage body where it was placed: load the inputs, call the function, store the outputs.
+
+Every executor ends here, whatever the placement: in the driver's process (LocalExecutor),
+in a Ray task, on each Ray Train worker, or as the coordinator of an actor pool. What differs
+between them is only the ``Placement`` (rank, device, checkpointer, shard mapper).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from orchestrator.dag import Checkpointer, ShardMapper, Stage, StageContext, StageResult, map_in_order
+from orchestrator.engine.artifacts import ArtifactStore, Manifest, StoreCheckpointer
+from orchestrator.engine.fingerprint import stage_seed
+from orchestrator.engine.task import StageTask
+
+
+@dataclass
+class Placement:
+    """Where one copy of a stage body runs: its rank, device and how it checkpoints and shards.
+
+    The default is a single process that checkpoints into the stage's scratch
+    space and maps shards in a loop; ``orchestrator.engine.distributed`` builds the
+    Ray Train and actor-pool variants.
+    """
+
+    rank: int = 0
+    world_size: int = 1
+    device: str | None = None
+    checkpointer: Checkpointer | None = None
+    shard_mapper: ShardMapper = map_in_order
+
+
+def stage_device(num_gpus: float) -> str:
+    """"cuda" when the stage asked for a GPU and one is visible, else "cpu"."""
+    import torch  # not at the top: the driver never imports torch
+
+    return "cuda" if num_gpus > 0 and torch.cuda.is_available() else "cpu"
+
+
+def run_stage_body(task: StageTask, placement: Placement) -> Manifest | None:
+    """Load the inputs, call the stage function, and (on rank 0) store its outputs.
+
+    Inputs are loaded from the store here, not passed as objects, so a
+    stage's data never travels through the driver. Every rank gets the same
+    seed: data-parallel ranks draw the same global batch and take their slice.
+    Returns None on ranks other than 0, which store nothing.
+    """
+    import torch  # in the worker only: the driver never imports torch (tests/unit/pipelines/test_driver_imports.py)
+
+    stage = task.stage
+    store = ArtifactStore(task.store_uri)
+    inputs = {name: store.load(ref) for name, ref in task.input_refs.items()}
+    ctx = _context(task, placement, store)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, int(stage.resources.num_cpus)))
+    torch.manual_seed(ctx.seed)
+    started = time.perf_counter()
+    try:
+        result = stage.fn(ctx, inputs, stage.params)
+        _check_result(stage, result)
+        if ctx.rank != 0:
+            return None
+        manifest = store.write_stage(task.fingerprint, stage.name, result, ctx.series, started=started)
+    finally:
+        torch.set_num_threads(threads)
+    store.clear_scratch(task.fingerprint)
+    return manifest
+
+
+def _context(task: StageTask, placement: Placement, store: ArtifactStore) -> StageContext:
+    """The StageContext of this copy of the body: the task's identity plus the placement's rank and device."""
+    stage = task.stage
+    return StageContext(
+        run_id=task.run_id, stage=stage.name, generation=stage.generation, seed=stage_seed(task.seed, stage.name),
+        device=placement.device or stage_device(stage.resources.num_gpus), attempt=task.attempt,
+        rank=placement.rank, world_size=placement.world_size,
+        checkpointer=placement.checkpointer or StoreCheckpointer(store, task.fingerprint),
+        shard_mapper=placement.shard_mapper,
+    )
+
+
+def _check_result(stage: Stage, result: Any) -> None:
+    """A stage must return a StageResult with exactly its declared outputs."""
+    if not isinstance(result, StageResult):
+        raise TypeError(f"stage {stage.name!r} returned {type(result).__name__}; expected StageResult(outputs=...)")
+    got, expected = set(result.outputs), set(stage.outputs)
+    if got != expected:
+        raise ValueError(
+            f"stage {stage.name!r} returned outputs {sorted(got)}; expected {sorted(expected)}; "
+            "return exactly the outputs the stage declares"
+        )

@@ -1,0 +1,205 @@
+"""Stages that use more than one worker: data-parallel training on Ray Train, shards on actors.
+
+A stage with ``workers`` > 1 is coordinated by one Ray task that holds no
+CPU or GPU (see ``RayExecutor.submit``); the workers hold them. Which of the
+two a stage gets is decided by the executor (``executors.run_on_ray``).
+
+- ``Parallelism.DATA`` (training): ``fit_stage`` runs the stage body on every
+  worker of a ``TorchTrainer``. Ray Train sets up the process group (gloo on
+  CPU, NCCL on GPU); every rank draws the same global batch and takes its
+  slice, DDP all-reduces the gradients, and rank 0 stores the outputs. The
+  Train run is named from the stage's fingerprint under the artifact store,
+  so running the stage again (a retry, ``relay resume``) resumes it from its
+  last in-stage checkpoint instead of step 0.
+- ``Parallelism.SHARDS`` (batch inference): the body runs once and its
+  ``ctx.map_shards(fn, shards)`` calls go to a pool of actors, each with the
+  stage's per-worker resources; results come back in shard order, so the
+  output is the same for any pool size.
+
+Ray and torch are imported inside functions: the driver imports this module (through the
+executors) without paying for either.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import tempfile
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow.fs as pafs
+
+from orchestrator.dag import Resources, ShardMapper
+from orchestrator.engine.artifacts import ArtifactStore, Manifest, sanitize
+from orchestrator.engine.body import Placement, run_stage_body
+from orchestrator.engine.task import StageTask
+
+logger = logging.getLogger(__name__)
+
+TRAIN_DIR = "ray_train"
+CHECKPOINT_FILE = "state.pt"
+KEEP_CHECKPOINTS = 2
+WORKER_RESTARTS = 2  # Ray Train restarts of the worker group (a killed worker) before the stage fails
+SHARDS_IN_FLIGHT_PER_ACTOR = 2
+
+
+# --------------------------------------------------------------------------- Ray Train
+
+
+def train_run_name(fingerprint: str, stage_name: str) -> str:
+    """Deterministic and unique per stage version: the same stage resumes, another never collides."""
+    return f"{fingerprint[:16]}-{sanitize(stage_name)}"
+
+
+def train_storage_path(store_uri: str) -> str:
+    """Ray Train's storage inside the artifact store, so every node sees the same checkpoints."""
+    return f"{store_uri.rstrip('/')}/{TRAIN_DIR}"
+
+
+def fit_stage(task: StageTask) -> Manifest:
+    """Run a stage on ``workers`` Ray Train workers and return the manifest rank 0 wrote.
+
+    A worker that dies restarts the group from the last checkpoint
+    (``FailureConfig``); a failure beyond that raises, and the runner's
+    retry policy decides. The Train run's files are removed once the
+    stage's outputs are stored: they are only needed to resume.
+    """
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    stage, resources = task.stage, task.stage.resources
+    name, storage = train_run_name(task.fingerprint, stage.name), train_storage_path(task.store_uri)
+    trainer = TorchTrainer(
+        _train_worker,
+        train_loop_config={"task": task},  # Ray Train wants a dict here; the task is its one entry
+        scaling_config=ScalingConfig(num_workers=resources.workers, use_gpu=resources.num_gpus > 0,
+                                     resources_per_worker=_per_worker(resources)),
+        run_config=RunConfig(
+            name=name, storage_path=storage,
+            failure_config=FailureConfig(max_failures=max(WORKER_RESTARTS, stage.retries)),
+            checkpoint_config=CheckpointConfig(num_to_keep=KEEP_CHECKPOINTS),
+        ),
+    )
+    logger.info("%s: Ray Train run %s with %d workers (%s CPU, %s GPU each) under %s", stage.name, name,
+                resources.workers, resources.num_cpus, resources.num_gpus, storage)
+    trainer.fit()
+    manifest = ArtifactStore(task.store_uri).read_manifest(task.fingerprint)
+    if manifest is None:
+        raise RuntimeError(f"{stage.name}: Ray Train run {name} finished but rank 0 stored no outputs; "
+                           f"see the worker logs under {storage}/{name}")
+    _remove_run(storage, name)
+    return manifest
+
+
+def _per_worker(resources: Resources) -> dict[str, float]:
+    per_worker = {"CPU": resources.num_cpus}
+    if resources.num_gpus > 0:
+        per_worker["GPU"] = resources.num_gpus
+    return per_worker
+
+
+def _train_worker(config: dict[str, Any]) -> None:
+    """One Ray Train worker: the stage body as rank ``r`` of ``world_size``."""
+    import ray.train
+    import ray.train.torch
+
+    context = ray.train.get_context()
+    rank = context.get_world_rank()
+    placement = Placement(rank=rank, world_size=context.get_world_size(),
+                          device=str(ray.train.torch.get_device()), checkpointer=TrainCheckpointer(rank))
+    run_stage_body(config["task"], placement)
+
+
+@dataclass
+class TrainCheckpointer:
+    """In-stage checkpoints through Ray Train: rank 0's state is reported, every rank loads it.
+
+    ``ray.train.report`` is collective, so every rank calls ``save`` at the
+    same step; only rank 0 attaches the checkpoint.
+    """
+
+    rank: int
+
+    def save(self, state: dict[str, Any], step: int) -> None:
+        import ray.train
+        import torch
+
+        with tempfile.TemporaryDirectory(prefix="relay-ckpt-") as directory:
+            checkpoint = None
+            if self.rank == 0:
+                torch.save(state, Path(directory) / CHECKPOINT_FILE)
+                checkpoint = ray.train.Checkpoint.from_directory(directory)
+            ray.train.report({"step": step}, checkpoint=checkpoint)
+
+    def load(self) -> dict[str, Any] | None:
+        import ray.train
+        import torch
+
+        checkpoint = ray.train.get_checkpoint()
+        if checkpoint is None:
+            return None
+        with checkpoint.as_directory() as directory:
+            return torch.load(Path(directory) / CHECKPOINT_FILE, map_location="cpu", weights_only=True)
+
+
+def _remove_run(storage: str, name: str) -> None:
+    """Delete a finished Train run's checkpoints; failing to is only worth a warning."""
+    try:
+        if "://" in storage:
+            fs, root = pafs.FileSystem.from_uri(storage)
+        else:
+            fs, root = pafs.LocalFileSystem(), storage
+        fs.delete_dir(f"{root.rstrip('/')}/{name}")
+    except (FileNotFoundError, OSError) as exc:
+        logger.warning("could not remove the finished Ray Train run %s under %s: %s", name, storage, exc)
+
+
+# --------------------------------------------------------------------------- actor pool
+
+
+def actor_pool_mapper(resources: Resources) -> ShardMapper:
+    """A ``ctx.map_shards`` implementation on ``resources.workers`` actors."""
+    return functools.partial(map_on_actors, resources=resources)
+
+
+class _ShardWorker:
+    """An actor that applies one function to shard after shard (the function is shipped once)."""
+
+    def __init__(self, fn: Callable[[Any], Any], num_cpus: float) -> None:
+        import torch
+
+        torch.set_num_threads(max(1, int(num_cpus)))
+        self._fn = fn
+
+    def run(self, shard: Any) -> Any:
+        return self._fn(shard)
+
+
+def map_on_actors(fn: Callable[[Any], Any], shards: Iterable[Any], resources: Resources) -> Iterator[Any]:
+    """``fn(shard)`` on a pool of actors; results yielded in shard order, a bounded number in flight.
+
+    Shards go round-robin to the actors, at most ``SHARDS_IN_FLIGHT_PER_ACTOR``
+    per actor ahead of the consumer, so neither the object store nor the
+    consumer ever holds more than a few shards' results. An actor that dies
+    fails the stage, and the runner's retry policy reruns it.
+    """
+    import ray
+
+    worker = ray.remote(_ShardWorker).options(num_cpus=resources.num_cpus, num_gpus=resources.num_gpus)
+    actors = [worker.remote(fn, resources.num_cpus) for _ in range(resources.workers)]
+    pending: deque[Any] = deque()
+    limit = SHARDS_IN_FLIGHT_PER_ACTOR * len(actors)
+    try:
+        for index, shard in enumerate(shards):
+            pending.append(actors[index % len(actors)].run.remote(shard))
+            if len(pending) >= limit:
+                yield ray.get(pending.popleft())
+        while pending:
+            yield ray.get(pending.popleft())
+    finally:
+        for actor in actors:
+            ray.kill(actor)

@@ -1,0 +1,276 @@
+"""Where stage tasks run: in this process (LocalExecutor) or as Ray tasks (RayExecutor).
+
+The runner only submits ready ``StageTask``s and waits for the first to finish, so
+swapping executors changes nothing else (kedro's runner/executor split). Each executor
+also decides a task's placement: LocalExecutor runs every stage as one process; RayExecutor
+runs it as a Ray task that, for a stage with workers > 1, fans out to Ray Train workers
+(``Parallelism.DATA``) or to an actor pool (``Parallelism.SHARDS``). Both return a task's
+exception as a value instead of raising it, so the runner's pure retry policy sees the
+stage's own exception type.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from orchestrator.dag import Parallelism, Pipeline, Resources
+from orchestrator.engine import distributed
+from orchestrator.engine.artifacts import Manifest
+from orchestrator.engine.body import Placement, run_stage_body
+from orchestrator.engine.task import StageTask
+
+logger = logging.getLogger(__name__)
+WARM_WAIT_S = 120.0  # the longest the first stage waits for the first warm worker
+
+
+class Executor(Protocol):
+    """Runs stage tasks where it places them; wait returns at least one finished (handle, outcome).
+
+    An outcome is the stage's Manifest or the exception it raised (returned, not raised).
+    ``warm_up`` lets an executor prepare its workers for a pipeline before the first submit.
+    """
+
+    def warm_up(self, pipeline: Pipeline) -> None: ...
+
+    def submit(self, task: StageTask) -> Any: ...
+
+    def wait(self, handles: Sequence[Any]) -> list[tuple[Any, Any]]: ...
+
+    def shutdown(self) -> None: ...
+
+
+def run_as_one_process(task: StageTask) -> Manifest:
+    """The stage body as rank 0 of 1, here; a stage asking for more workers is told it gets one."""
+    stage = task.stage
+    if stage.resources.workers > 1:
+        logger.info("%s asks for %d workers; the local backend runs it as one process",
+                    stage.name, stage.resources.workers)
+    manifest = run_stage_body(task, Placement())
+    assert manifest is not None  # rank 0 always stores
+    return manifest
+
+
+def run_on_ray(task: StageTask) -> Manifest:
+    """A Ray task's body: one process, or the coordinator of Ray Train workers or of an actor pool.
+
+    Data-parallel stages go through Ray Train (this task only coordinates); sharded stages run
+    their body here and hand ``ctx.map_shards`` to actors with the stage's per-worker resources.
+    """
+    resources = task.stage.resources
+    if resources.workers <= 1:
+        return run_as_one_process(task)
+    if task.stage.parallelism is Parallelism.DATA:
+        return distributed.fit_stage(task)
+    placement = Placement(shard_mapper=distributed.actor_pool_mapper(resources),
+                          device="cuda" if resources.num_gpus > 0 else "cpu")  # the shard actors' device
+    manifest = run_stage_body(task, placement)
+    assert manifest is not None  # rank 0 always stores
+    return manifest
+
+
+def warm_modules(pipeline: Pipeline) -> list[str]:
+    """What a worker imports before its first stage: the stage functions' modules and the Ray task's own."""
+    return sorted({run_on_ray.__module__, *(stage.fn.__module__ for stage in pipeline.stages)})
+
+
+@dataclass(frozen=True, eq=False)
+class LocalHandle:
+    """A deferred in-process task; ``order`` keeps execution in submission order.
+
+    Compared by identity (eq=False) so handles can key a dict even though a
+    task (a Stage with a params dict) is unhashable.
+    """
+
+    order: int
+    task: StageTask
+
+
+class LocalExecutor:
+    """Runs tasks one at a time in this process, in submission order.
+
+    For unit tests and debugging: deterministic, no cluster, breakpoints work.
+    Tasks are deferred to ``wait`` so the runner's dispatch loop behaves as
+    it does with a real cluster.
+    """
+
+    def __init__(self) -> None:
+        self._counter = itertools.count()
+
+    def warm_up(self, pipeline: Pipeline) -> None:
+        """Nothing to warm: the stages run in this process."""
+
+    def submit(self, task: StageTask) -> LocalHandle:
+        """Queue ``task``; its resources are ignored in-process."""
+        return LocalHandle(next(self._counter), task)
+
+    def wait(self, handles: Sequence[LocalHandle]) -> list[tuple[LocalHandle, Any]]:
+        """Run the earliest submitted handle; return its manifest or its exception."""
+        if not handles:
+            raise ValueError("wait() needs at least one handle; got none")
+        handle = min(handles, key=lambda h: h.order)
+        try:
+            outcome: Any = run_as_one_process(handle.task)
+        except Exception as exc:  # returned, not raised: the runner's policy decides
+            outcome = exc
+        return [(handle, outcome)]
+
+    def shutdown(self) -> None:
+        """Nothing to release."""
+
+
+class RayExecutor:
+    """Runs each stage as a Ray task with the stage's CPUs and GPUs.
+
+    Starts a local Ray instance (or connects to ``address``) unless Ray is
+    already initialised. The dashboard stays on: with it off, resources freed
+    by stopped Tune trials leaked (Ray 2.x; observed with `relay tune`).
+    """
+
+    def __init__(self, address: str | None = None, num_cpus: int | None = None,
+                 include_dashboard: bool = True) -> None:
+        import ray
+
+        self._ray = ray
+        self._owns_ray = False
+        if not ray.is_initialized():
+            ray.init(**_init_kwargs(address, num_cpus, include_dashboard))
+            self._owns_ray = True
+        self._remote = ray.remote(run_on_ray)
+        self._warming: list[Any] = []
+        self._warm_modules: tuple[str, ...] = ()
+        self._warm_later = 0
+        self._submitted = False
+
+    def warm_up(self, pipeline: Pipeline) -> None:
+        """Warm as many workers as the pipeline's widest layer runs at once, with its stages' modules."""
+        self.warm(warm_modules(pipeline), max(len(layer) for layer in pipeline.layers()))
+
+    def warm(self, modules: Sequence[str], workers: int) -> None:
+        """Have up to ``workers`` Ray workers import ``modules`` before their first stage, one first.
+
+        Why: a stage's first task on a fresh worker otherwise pays the imports of its
+        function's module (torch, torchvision: 3-8 s on 2 loaded cores) on the critical path,
+        and a second worker (for two stages side by side) pays them again mid-run. Ray reuses
+        these warm workers for the stages.
+
+        One worker warms at once; the first ``submit`` waits for it and only then starts
+        the others, beside that first stage. Warming all of them together made every import
+        share the cores with the others (and with Ray's own start-up), so the first stage,
+        which needs one worker, started seconds later; the others are needed only when
+        stages run side by side. Capped by the cluster's CPUs; failures are ignored (the
+        stage itself will report a broken import). Returns at once.
+        """
+        slots = min(int(workers), int(self._ray.cluster_resources().get("CPU", 0)))
+        if slots < 1 or not modules:
+            return
+        self._warm_modules, self._warm_later = tuple(modules), slots - 1
+        self._warming = [self._warm_one()]
+
+    def _warm_one(self) -> Any:
+        remote = self._ray.remote(_import_modules).options(num_cpus=1, max_retries=0)
+        return remote.remote(self._warm_modules)
+
+    def _before_first_submit(self) -> None:
+        """Wait for the first warm worker, so the first stage lands on it instead of a cold one."""
+        if self._warming:  # bounded: a worker that never imports must not hold the run back
+            self._ray.wait(self._warming[:1], num_returns=1, timeout=WARM_WAIT_S)
+
+    def _after_first_submit(self) -> None:
+        """Warm the remaining workers beside the first stage (they are needed when stages run side by side)."""
+        self._warming.extend(self._warm_one() for _ in range(self._warm_later))
+        self._warm_later = 0
+
+    def submit(self, task: StageTask) -> Any:
+        """Start ``task`` as a Ray task; Ray's own retries are off, the runner retries.
+
+        With workers > 1 the task only coordinates (Ray Train workers or
+        actors hold the resources), so it asks for nothing: holding a CPU
+        there would starve the workers it waits for (2 CPUs: a stall).
+        """
+        resources = task.stage.resources
+        self._warn_if_infeasible(resources)
+        coordinator = resources.workers > 1
+        options = {"num_cpus": 0 if coordinator else resources.num_cpus,
+                   "num_gpus": 0 if coordinator else resources.num_gpus, "max_retries": 0,
+                   # never join the caller's placement group: a Tune trial's 0.1-CPU bundle cannot hold a stage
+                   "scheduling_strategy": "DEFAULT"}
+        first = not self._submitted
+        if first:
+            self._before_first_submit()
+        self._submitted = True
+        ref = self._remote.options(**options).remote(task)
+        if first:
+            self._after_first_submit()
+        return ref
+
+    def _warn_if_infeasible(self, resources: Resources) -> None:
+        """A request larger than the cluster waits forever; say so instead of hanging quietly."""
+        total = self._ray.cluster_resources()
+        cpus, gpus = resources.num_cpus * resources.workers, resources.num_gpus * resources.workers
+        if gpus > total.get("GPU", 0) or cpus > total.get("CPU", 0):
+            logger.warning(
+                "stage asks for %s CPU / %s GPU (%d worker(s)) but the cluster has %s CPU / %s GPU; it will wait "
+                "until an autoscaler adds nodes. Lower the stage's resources or add nodes.",
+                cpus, gpus, resources.workers, total.get("CPU", 0), total.get("GPU", 0),
+            )
+
+    def wait(self, handles: Sequence[Any]) -> list[tuple[Any, Any]]:
+        """Block until one task finishes; return (ref, result or original exception) pairs."""
+        if not handles:
+            raise ValueError("wait() needs at least one handle; got none")
+        ready, _ = self._ray.wait(list(handles), num_returns=1)
+        return [(ref, self._outcome(ref)) for ref in ready]
+
+    def _outcome(self, ref: Any) -> Any:
+        """ray.get, with a task's exception unwrapped to the stage's own exception.
+
+        Crashes of the worker itself (WorkerCrashedError, NodeDiedError,
+        ObjectLostError) come back as they are; the retry policy treats them
+        as transient.
+        """
+        exceptions = self._ray.exceptions
+        try:
+            return self._ray.get(ref)
+        except exceptions.RayTaskError as exc:
+            cause = exc.cause
+            if isinstance(cause, BaseException) and not isinstance(cause, exceptions.RayTaskError):
+                return cause
+            return exc
+        except Exception as exc:
+            return exc
+
+    def shutdown(self) -> None:
+        """Stop Ray if this executor started it."""
+        if self._owns_ray and self._ray.is_initialized():
+            self._ray.shutdown()
+        self._owns_ray = False
+
+
+def _import_modules(modules: tuple[str, ...]) -> int:
+    """Import ``modules`` in a Ray worker (the warm-up task); returns the worker's pid."""
+    import importlib
+
+    for name in modules:
+        importlib.import_module(name)
+    return os.getpid()
+
+
+def _init_kwargs(address: str | None, num_cpus: int | None, include_dashboard: bool) -> dict[str, Any]:
+    """ray.init arguments: resources are only given when starting a local instance.
+
+    Inside a Ray job RAY_ADDRESS names the cluster; ray.init refuses
+    ``num_cpus`` when it connects to one, so it is left out there.
+    """
+    kwargs: dict[str, Any] = {"log_to_driver": True}
+    if address:
+        kwargs["address"] = address
+    elif os.environ.get("RAY_ADDRESS"):
+        logger.info("connecting to the cluster in RAY_ADDRESS; run.num_cpus applies only to a local instance")
+    else:
+        kwargs.update(num_cpus=num_cpus, include_dashboard=include_dashboard)
+    return kwargs

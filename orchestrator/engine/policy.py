@@ -1,0 +1,37 @@
+"""Whether a failed stage attempt is retried: a pure function of the error and the attempts made.
+
+Kept apart from the runner (no I/O, no state) so the retry policy is tested case by case
+without a pipeline, a store or a cluster.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+from orchestrator.errors import ArtifactError, ConfigError, PipelineError
+
+# Errors that recur on every attempt: bad values, bad types, bugs. Retrying wastes a slot.
+DETERMINISTIC_ERRORS: tuple[type[BaseException], ...] = (
+    ValueError, TypeError, KeyError, IndexError, AttributeError, NotImplementedError,
+    FloatingPointError, ConfigError, PipelineError,
+)
+
+
+class Decision(Enum):
+    """What to do with a failed stage attempt."""
+
+    RETRY = "retry"
+    RAISE = "raise"
+
+
+def decide(error: BaseException, attempt: int, max_retries: int) -> Decision:
+    """Retry transient failures while attempts remain; never retry deterministic ones.
+
+    ``attempt`` counts attempts made so far (1 after the first failure), so a
+    stage with ``max_retries=2`` runs at most three times.
+    """
+    if not isinstance(error, Exception) or isinstance(error, DETERMINISTIC_ERRORS):
+        return Decision.RAISE
+    if isinstance(error, ArtifactError) and not error.retryable:
+        return Decision.RAISE
+    return Decision.RETRY if attempt <= max_retries else Decision.RAISE

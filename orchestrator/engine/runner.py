@@ -1,0 +1,278 @@
+"""The runner: plan, skip what is done, dispatch what is ready, retry by policy.
+
+One loop (kedro's shape): every stage whose inputs exist is fingerprinted;
+a stage with a complete, verified manifest under that fingerprint is skipped;
+the others are submitted to the executor as ``StageTask``s, and the runner waits
+for the first to finish. Where a task runs (this process, a Ray task, Ray Train
+workers, an actor pool) is the executor's business, not the runner's. Failures go
+through ``decide``, a pure function, so the retry policy is unit-tested without a
+cluster. A ledger of stage states is rewritten under
+``<runs_dir>/<run_id>/ledger.json`` after every change, and on a final failure
+the log says exactly how to resume.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from orchestrator.dag import Pipeline, Stage
+from orchestrator.engine.artifacts import ArtifactRef, ArtifactStore, Manifest, sanitize
+from orchestrator.engine.executors import Executor
+from orchestrator.engine.fingerprint import fingerprint
+from orchestrator.engine.ledger import Ledger
+from orchestrator.engine.policy import Decision, decide
+from orchestrator.engine.records import StageRecord, TrackedArtifact, Tracker
+from orchestrator.engine.task import StageTask
+from orchestrator.errors import PipelineError, StageError
+
+logger = logging.getLogger(__name__)
+
+
+class StageState(Enum):
+    """Where one stage stands in this run."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    CACHED = "cached"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in (StageState.CACHED, StageState.SUCCEEDED, StageState.FAILED)
+
+
+class RunStatus(Enum):
+    """Where the whole run stands; STOPPED means it ended at ``stop_after`` on purpose."""
+
+    RUNNING = "RUNNING"
+    FINISHED = "FINISHED"
+    STOPPED = "STOPPED"
+    FAILED = "FAILED"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self is not RunStatus.RUNNING
+
+
+@dataclass
+class StageOutcome:
+    """One stage's state in a run, as written to the ledger."""
+
+    state: StageState = StageState.PENDING
+    fingerprint: str | None = None
+    attempts: int = 0
+    duration_s: float = 0.0
+    error: str | None = None
+
+    def ledger_entry(self) -> dict[str, Any]:
+        return {"state": self.state.value, "fingerprint": self.fingerprint, "attempts": self.attempts,
+                "duration_s": round(self.duration_s, 3), "error": self.error}
+
+
+@dataclass
+class RunSummary:
+    """What a run did: its status and every stage's outcome."""
+
+    run_id: str
+    status: RunStatus
+    stages: dict[str, StageOutcome]
+    manifests: dict[str, Manifest] = field(default_factory=dict)
+
+    def names(self, state: StageState) -> list[str]:
+        """Stage names in ``state`` (e.g. which stages were cache hits)."""
+        return [name for name, outcome in self.stages.items() if outcome.state is state]
+
+
+@dataclass
+class _RunState:
+    """Mutable bookkeeping of one run; lives only inside Runner.run."""
+
+    pipeline: Pipeline
+    run_id: str
+    pending: list[Stage]
+    outcomes: dict[str, StageOutcome]
+    ledger: Ledger
+    refs: dict[str, ArtifactRef] = field(default_factory=dict)
+    manifests: dict[str, Manifest] = field(default_factory=dict)
+    in_flight: dict[Any, StageTask] = field(default_factory=dict)
+    failure: StageError | None = None
+
+    def write_ledger(self, status: RunStatus) -> None:
+        self.ledger.write(status.value, {name: o.ledger_entry() for name, o in self.outcomes.items()})
+
+
+class Runner:
+    """Runs a pipeline's stages through an executor, skipping completed ones."""
+
+    def __init__(self, store: ArtifactStore, executor: Executor, tracker: Tracker, code_version: str,
+                 seed: int, runs_dir: Path) -> None:
+        self.store = store
+        self.executor = executor
+        self.tracker = tracker
+        self.code_version = code_version
+        self.seed = seed
+        self.runs_dir = Path(runs_dir)
+
+    def run(self, pipeline: Pipeline, run_id: str, stop_after: str | None = None) -> RunSummary:
+        """Run every stage (or up to and including ``stop_after``); raise StageError on failure.
+
+        The caller (the CLI, the composition root) opens and closes the
+        tracker's pipeline run around this call; the runner reports stages.
+        """
+        pending = self._targets(pipeline, stop_after)
+        ledger = Ledger(self.runs_dir / run_id / "ledger.json", pipeline.name, run_id, self.code_version,
+                        self.seed, stop_after)
+        st = _RunState(pipeline, run_id, pending, {s.name: StageOutcome() for s in pending}, ledger)
+        st.write_ledger(RunStatus.RUNNING)
+        try:
+            self._loop(st)
+        except BaseException as exc:
+            st.write_ledger(RunStatus.FAILED)
+            logger.error("run %s failed: %s. Fix the cause. Resume with: relay resume %s", run_id, exc, run_id)
+            raise
+        status = RunStatus.STOPPED if len(st.outcomes) < len(pipeline.stages) else RunStatus.FINISHED
+        st.write_ledger(status)
+        logger.info("run %s %s: %d executed, %d cached", run_id, status.value.lower(),
+                    sum(o.state is StageState.SUCCEEDED for o in st.outcomes.values()),
+                    sum(o.state is StageState.CACHED for o in st.outcomes.values()))
+        return RunSummary(run_id, status, st.outcomes, st.manifests)
+
+    @staticmethod
+    def _targets(pipeline: Pipeline, stop_after: str | None) -> list[Stage]:
+        """Stages to run, in declaration order: all, or ``stop_after`` and its upstream."""
+        if stop_after is None:
+            return list(pipeline.stages)
+        wanted = pipeline.upstream(stop_after) | {stop_after}
+        return [s for s in pipeline.stages if s.name in wanted]
+
+    def _loop(self, st: _RunState) -> None:
+        """Dispatch ready stages, settle finished ones; after a failure, drain then raise."""
+        while True:
+            if st.failure is None:
+                self._dispatch_ready(st)
+            if not st.in_flight:
+                break
+            for handle, outcome in self.executor.wait(list(st.in_flight)):
+                self._settle(st, st.in_flight.pop(handle), outcome)
+                st.write_ledger(RunStatus.RUNNING)
+        if st.failure is not None:
+            raise st.failure from st.failure.cause
+        if st.pending:  # unreachable for a validated DAG; guards the loop's invariant
+            raise PipelineError([f"stages never became ready: {[s.name for s in st.pending]}"], st.pipeline.name)
+
+    def _dispatch_ready(self, st: _RunState) -> None:
+        """Skip or submit every stage whose inputs exist; repeat while skips unlock more."""
+        progressed = True
+        while progressed:
+            ready = [s for s in st.pending if all(a in st.refs for a in s.inputs)]
+            progressed = False
+            for stage in ready:
+                st.pending.remove(stage)
+                inputs = {a: st.refs[a] for a in stage.inputs}
+                fp = fingerprint(stage, {a: ref.digest for a, ref in inputs.items()}, self.code_version, self.seed)
+                st.outcomes[stage.name].fingerprint = fp
+                manifest = self._cached(stage, fp)
+                if manifest is None:
+                    self._submit(st, StageTask(stage, fp, inputs, self.store.uri, st.run_id, self.seed, attempt=1))
+                else:
+                    self._record_success(st, stage, manifest, cache_hit=True)
+                    progressed = True
+                st.write_ledger(RunStatus.RUNNING)
+
+    def _cached(self, stage: Stage, fp: str) -> Manifest | None:
+        """A complete manifest whose outputs still match their digests, else None."""
+        manifest = self.store.read_manifest(fp)
+        if manifest is None:
+            return None
+        bad = self.store.verify(manifest) + sorted(set(stage.outputs) - set(manifest.outputs))
+        if bad:
+            logger.warning("recompute %s: stored outputs %s are missing or corrupted (fingerprint %s)",
+                           stage.name, bad, fp[:12])
+            return None
+        logger.info("skip %s: cache hit %s", stage.name, fp[:12])
+        return manifest
+
+    def _submit(self, st: _RunState, task: StageTask) -> None:
+        stage = task.stage
+        if task.attempt == 1:
+            self.tracker.stage_started(stage.name, stage.generation)
+        logger.info("run %s (attempt %d, fingerprint %s)", stage.name, task.attempt, task.fingerprint[:12])
+        st.in_flight[self.executor.submit(task)] = task
+        outcome = st.outcomes[stage.name]
+        outcome.state, outcome.attempts = StageState.RUNNING, task.attempt
+
+    def _settle(self, st: _RunState, task: StageTask, outcome: Any) -> None:
+        """Record a success, or retry / fail a stage according to ``decide``."""
+        stage = task.stage
+        if isinstance(outcome, Manifest):
+            logger.info("done %s in %.1f s", stage.name, outcome.duration_s)
+            self._record_success(st, stage, outcome, cache_hit=False)
+            return
+        if not isinstance(outcome, BaseException):
+            outcome = TypeError(f"executor returned {type(outcome).__name__} for {stage.name}; expected a Manifest")
+        if decide(outcome, task.attempt, stage.retries) is Decision.RETRY:
+            logger.warning("stage %s attempt %d failed (%s: %s); retrying (%d of %d retries used)",
+                           stage.name, task.attempt, type(outcome).__name__, outcome, task.attempt, stage.retries)
+            self._submit(st, task.retry())
+            return
+        self._record_failure(st, task, outcome)
+
+    def _record_success(self, st: _RunState, stage: Stage, manifest: Manifest, cache_hit: bool) -> None:
+        st.refs.update(manifest.outputs)
+        st.manifests[stage.name] = manifest
+        outcome = st.outcomes[stage.name]
+        outcome.state = StageState.CACHED if cache_hit else StageState.SUCCEEDED
+        outcome.duration_s = 0.0 if cache_hit else manifest.duration_s
+        self.tracker.stage_finished(StageRecord(
+            stage=stage.name, generation=stage.generation, fingerprint=manifest.fingerprint, cache_hit=cache_hit,
+            status="FINISHED", metrics=dict(manifest.metrics), series=list(manifest.series),
+            files=self._local_files(st.run_id, stage.name, manifest), duration_s=outcome.duration_s,
+            inputs=tuple(stage.inputs), outputs=self._tracked_outputs(st.run_id, stage, manifest),
+        ))
+
+    def _record_failure(self, st: _RunState, task: StageTask, error: BaseException) -> None:
+        stage = task.stage
+        message = f"{type(error).__name__}: {error}"
+        outcome = st.outcomes[stage.name]
+        outcome.state, outcome.error = StageState.FAILED, message
+        logger.error("stage %s failed after %d attempt(s): %s", stage.name, task.attempt, message)
+        self.tracker.stage_finished(StageRecord(
+            stage=stage.name, generation=stage.generation, fingerprint=task.fingerprint, cache_hit=False,
+            status="FAILED", error=message,
+        ))
+        if st.failure is None:
+            st.failure = StageError(stage.name, error, task.attempt)
+
+    def _tracked_outputs(self, run_id: str, stage: Stage, manifest: Manifest) -> dict[str, TrackedArtifact]:
+        """The stage's stored outputs for lineage tracking; models get a local copy when the store is remote."""
+        tracked = {}
+        for name, ref in manifest.outputs.items():
+            kind = stage.lineage.get(name)
+            local = self.store.local_path(ref.path)
+            if local is None and kind == "model":
+                local = self._copy_out(run_id, stage.name, Path(ref.path).name, ref.path)
+            tracked[name] = TrackedArtifact(name=name, uri=self.store.location(ref.path), digest=ref.digest,
+                                            kind=ref.kind, lineage=kind, local_path=None if local is None else str(local))
+        return tracked
+
+    def _local_files(self, run_id: str, stage_name: str, manifest: Manifest) -> dict[str, str]:
+        """Local paths of a stage's extra files, copied out of a remote store when needed."""
+        files: dict[str, str] = {}
+        for name, relative in manifest.files.items():
+            path = self.store.local_path(relative)
+            if path is None:
+                path = self._copy_out(run_id, stage_name, sanitize(name), relative)
+            files[name] = str(path)
+        return files
+
+    def _copy_out(self, run_id: str, stage_name: str, file_name: str, relative: str) -> Path:
+        """A stored file copied from a remote store to ``<runs_dir>/<run_id>/files/<stage>/``, for MLflow to log."""
+        path = self.runs_dir / run_id / "files" / sanitize(stage_name) / file_name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(self.store.read_bytes(relative))
+        return path

@@ -1,0 +1,116 @@
+"""Tracking off the critical path: a tracker's calls run on one background thread, in order.
+
+Why: every MLflow call is a SQLite (or HTTP) round trip, and a stage's bookkeeping (its run,
+metrics, plots, registered model, dataset inputs) costs from tenths of a second to seconds on
+a loaded machine. Made inline by the runner, that time sits between one stage finishing and
+the next one starting. Queued here, the runner dispatches the next stage at once, and the
+parent run is created while Ray is still starting (benchmarks/overhead.py measures both).
+At the end ``close`` queues the end without waiting, so the caller can stop Ray while the
+last calls drain, and ``join`` waits for them.
+
+Order is kept (one thread, one FIFO queue), so MLflow sees exactly the calls it saw before.
+A failure raised by the wrapped tracker (only in strict mode: MlflowTracker warns otherwise)
+is re-raised on the caller's thread at its next call or at ``end_pipeline``, so
+``tracking.strict`` still stops the run, at most one stage later.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from orchestrator.engine.records import StageRecord, Tracker
+
+logger = logging.getLogger(__name__)
+_STOP = object()
+
+
+class BackgroundTracker:
+    """A Tracker that forwards every call to ``inner`` on a single daemon thread."""
+
+    def __init__(self, inner: Tracker) -> None:
+        self.inner = inner
+        self._queue: queue.Queue[Any] = queue.Queue()
+        self._error: BaseException | None = None
+        self._closed = False
+        self._thread = threading.Thread(target=self._drain, name="relay-tracking", daemon=True)
+        self._thread.start()
+
+    @property
+    def parent_run_id(self) -> str | None:
+        """The inner tracker's parent run, once every queued call has been made."""
+        self.flush()
+        return self.inner.parent_run_id
+
+    def start_pipeline(self, run_id: str, pipeline_name: str, config: Mapping[str, Any], resume: bool) -> None:
+        self._put(self.inner.start_pipeline, run_id, pipeline_name, dict(config), resume)
+
+    def stage_started(self, stage_name: str, generation: int | None) -> None:
+        self._put(self.inner.stage_started, stage_name, generation)
+
+    def stage_finished(self, record: StageRecord) -> None:
+        self._put(self.inner.stage_finished, record)
+
+    def end_pipeline(self, status: str) -> None:
+        """Queue the end, wait until MLflow has everything, stop the thread; raise a strict failure."""
+        self.close(status)
+        self.join()
+
+    def close(self, status: str) -> None:
+        """Queue the end of the pipeline run and the thread's stop, without waiting for either.
+
+        The caller can stop Ray while MLflow takes the queued calls; ``join`` then waits for them.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        self._put(self.inner.end_pipeline, status, check=False)
+        if self._thread.is_alive():
+            self._queue.put(_STOP)
+
+    def join(self) -> None:
+        """Wait until every queued call (the end included) has been made; raise a strict failure.
+
+        Call it before the process exits: the thread is a daemon, so calls still queued at exit
+        would be lost, and the MLflow tree must be complete when `relay run` returns.
+        """
+        self._thread.join()
+        self._raise_pending()
+
+    def flush(self) -> None:
+        """Block until every call queued so far has been made (readers of MLflow call this first)."""
+        if self._thread.is_alive():
+            self._queue.join()
+        self._raise_pending()
+
+    def _put(self, fn: Callable[..., None], *args: Any, check: bool = True) -> None:
+        if check:
+            self._raise_pending()
+        if not self._thread.is_alive():  # after end_pipeline: run inline rather than drop the call
+            fn(*args)
+            return
+        self._queue.put((fn, args))
+
+    def _raise_pending(self) -> None:
+        error, self._error = self._error, None
+        if error is not None:
+            raise error
+
+    def _drain(self) -> None:
+        while True:
+            item = self._queue.get()
+            try:
+                if item is _STOP:
+                    return
+                fn, args = item
+                try:
+                    fn(*args)
+                except BaseException as exc:  # kept for the caller's thread: strict tracking must stop the run
+                    logger.debug("tracking call %s failed: %s", getattr(fn, "__name__", fn), exc)
+                    if self._error is None:
+                        self._error = exc
+            finally:
+                self._queue.task_done()

@@ -1,0 +1,195 @@
+"""Lineage in MLflow: models logged and registered, datasets and teachers as run inputs.
+
+Stages declare which outputs are models and which tables are datasets
+(``Stage.lineage``); the tracker passes every finished stage's stored
+artifacts here. A model is logged as an MLflow LoggedModel holding the
+checkpoint as stored (state dict + plain config values) and a ``config.yaml``
+-- no torch.export, which costs 6-12 s a model and needs an input example --
+then registered under the pipeline's name with the aliases ``gen-NN`` and
+``newest``. A dataset is logged as an input of the run that reads it, with
+its storage location as source, Relay's own digest and its Arrow schema
+(read from the Parquet footer, never the rows). The models behind a stage's
+inputs (the teacher whose pseudo-labels a student trains on) are found by
+following the DAG back through non-model artifacts.
+
+All functions take an MlflowClient and explicit run ids: they run on the
+driver, inside the tracker's failure guard.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from orchestrator.engine.records import TrackedArtifact
+
+logger = logging.getLogger(__name__)
+
+MODEL, DATASET = "model", "dataset"
+KINDS = (MODEL, DATASET)
+DIGEST_CHARS = 32  # MLflow keeps at most 36 characters of a dataset digest
+NEWEST_ALIAS = "newest"  # MLflow reserves "latest"; `models:/<name>/latest` also resolves the newest version
+TAG_ARTIFACT = "relay.artifact"
+TAG_DIGEST = "relay.digest"
+TAG_TEACHER = "relay.teacher"
+
+
+def relay_digest(artifact: TrackedArtifact) -> str:
+    """Relay's digest of a dataset, short enough for MLflow: the first 32 hex chars of its sha256."""
+    return artifact.digest[:DIGEST_CHARS]
+
+
+def model_alias(generation: int) -> str:
+    return f"gen-{generation:02d}"
+
+
+class LineageGraph:
+    """What the driver remembers of one pipeline run: artifacts, the models behind them, logged model ids."""
+
+    def __init__(self) -> None:
+        self.artifacts: dict[str, TrackedArtifact] = {}
+        self.origins: dict[str, frozenset[str]] = {}
+        self.model_ids: dict[str, str] = {}
+
+    def add(self, inputs: Iterable[str], outputs: Mapping[str, TrackedArtifact]) -> None:
+        """Record a finished stage: a model output is its own origin, other outputs inherit their inputs'."""
+        upstream = self.models_behind(inputs)
+        for name, artifact in outputs.items():
+            self.artifacts[name] = artifact
+            self.origins[name] = frozenset({name}) if artifact.lineage == MODEL else upstream
+
+    def models_behind(self, inputs: Iterable[str]) -> frozenset[str]:
+        """Model artifacts the inputs were made from, stopping at the first model on each path."""
+        return frozenset().union(*(self.origins.get(name, frozenset()) for name in inputs))
+
+    def datasets_in(self, inputs: Iterable[str]) -> list[TrackedArtifact]:
+        return [self.artifacts[n] for n in inputs if n in self.artifacts and self.artifacts[n].lineage == DATASET]
+
+
+# --- datasets ---------------------------------------------------------------------------------
+
+
+def mlflow_schema(path: str | None) -> Any:
+    """The Parquet file's Arrow schema as an MLflow schema (footer only), or None when unreadable."""
+    if path is None:
+        return None
+    import pyarrow.parquet as pq
+    from mlflow.types.schema import ColSpec, Schema
+
+    try:
+        arrow = pq.read_schema(path)
+    except (OSError, ValueError) as exc:
+        logger.debug("no schema for %s: %s", path, exc)
+        return None
+    return Schema([ColSpec(_mlflow_type(field.type), field.name, required=not field.nullable) for field in arrow])
+
+
+def _mlflow_type(arrow_type: Any) -> Any:
+    """Arrow type -> MLflow column type; lists become arrays, unknown types strings."""
+    import pyarrow as pa
+    from mlflow.types.schema import Array, DataType
+
+    if pa.types.is_list(arrow_type) or pa.types.is_fixed_size_list(arrow_type) or pa.types.is_large_list(arrow_type):
+        return Array(_mlflow_type(arrow_type.value_type))
+    simple = [(pa.types.is_boolean, DataType.boolean), (pa.types.is_int64, DataType.long),
+              (pa.types.is_integer, DataType.integer), (pa.types.is_float32, DataType.float),
+              (pa.types.is_floating, DataType.double), (pa.types.is_binary, DataType.binary)]
+    return next((dtype for test, dtype in simple if test(arrow_type)), DataType.string)
+
+
+def dataset_input(artifact: TrackedArtifact, context: str) -> Any:
+    """An MLflow DatasetInput for a stored table: source = its location, digest = Relay's, schema = Arrow's."""
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.meta_dataset import MetaDataset
+    from mlflow.entities import DatasetInput, InputTag
+
+    with warnings.catch_warnings():  # MLflow registers its local source twice and warns it is ambiguous
+        warnings.simplefilter("ignore", UserWarning)
+        source = resolve_dataset_source(artifact.uri)
+    dataset = MetaDataset(source, name=artifact.name, digest=relay_digest(artifact),
+                          schema=mlflow_schema(artifact.local_path))
+    return DatasetInput(dataset._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", context)])
+
+
+def log_inputs(client: Any, runs: Sequence[str], datasets: Sequence[TrackedArtifact], model_ids: Sequence[str],
+               context: str) -> None:
+    """Datasets and models a stage read, as inputs of its run and of its generation's run."""
+    if not datasets and not model_ids:
+        return
+    from mlflow.entities import LoggedModelInput
+
+    entries = [dataset_input(artifact, context) for artifact in datasets]
+    models = [LoggedModelInput(model_id) for model_id in model_ids]
+    for run in runs:
+        client.log_inputs(run, datasets=entries, models=models)
+
+
+# --- models -----------------------------------------------------------------------------------
+
+
+def checkpoint_config(path: str) -> dict[str, Any]:
+    """The plain values of a Relay checkpoint (model name, classes, channels...): what rebuilds the network."""
+    import torch
+
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    return {k: v for k, v in checkpoint.items() if isinstance(v, (str, int, float, bool))} if isinstance(checkpoint, dict) else {}
+
+
+def log_model(client: Any, experiment_id: str, run: str, artifact: TrackedArtifact, tags: Mapping[str, str]) -> Any:
+    """Log a checkpoint as an MLflow LoggedModel of run ``run`` (no export); returns the LoggedModel."""
+    if artifact.local_path is None:
+        raise FileNotFoundError(f"model {artifact.name} has no local copy to log")
+    config = checkpoint_config(artifact.local_path)
+    model_tags = {**tags, TAG_ARTIFACT: artifact.name, TAG_DIGEST: artifact.digest}
+    model = client.create_logged_model(experiment_id, name=artifact.name.replace("/", "-"), source_run_id=run,
+                                       params={k: str(v) for k, v in config.items()}, tags=model_tags,
+                                       model_type="relay-checkpoint")
+    with tempfile.TemporaryDirectory(prefix="relay-model-") as folder:
+        shutil.copyfile(artifact.local_path, Path(folder) / "checkpoint.pt")
+        about = {"config": config, "relay": {**model_tags, "stored_at": artifact.uri},
+                 "load": "torch.load('checkpoint.pt', weights_only=True); state_dict + the config above"}
+        (Path(folder) / "config.yaml").write_text(yaml.safe_dump(about, sort_keys=False))
+        client.log_model_artifacts(model.model_id, folder)
+    client.finalize_logged_model(model.model_id, "READY")
+    return model
+
+
+def link_outputs(client: Any, runs: Sequence[str], model_id: str, step: int) -> None:
+    """Show the model as an output of the stage run and its generation run."""
+    from mlflow.entities import LoggedModelOutput
+
+    for run in runs:
+        client.log_outputs(run, [LoggedModelOutput(model_id, step)])
+
+
+def register(client: Any, name: str, model: Any, run: str, aliases: Sequence[str]) -> str:
+    """A new version of registered model ``name`` from a LoggedModel, with ``aliases`` moved onto it.
+
+    The source is the model's artifact location, not ``models:/<id>``: MLflow
+    resolves that URI through the process-global tracking URI, which is not
+    the store this client writes to.
+    """
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.get_registered_model(name)
+    except MlflowException:
+        client.create_registered_model(name, description="Models of Relay pipeline runs; aliases gen-NN and newest")
+    version = client.create_model_version(name, source=model.artifact_location, run_id=run, model_id=model.model_id,
+                                          await_creation_for=0)
+    for alias in aliases:
+        client.set_registered_model_alias(name, alias, version.version)
+    return str(version.version)
+
+
+def logged_models_of(client: Any, experiment_id: str, pipeline_run: str, tag_run: str) -> dict[str, str]:
+    """Artifact name -> model id of the models an earlier attempt of this pipeline run logged."""
+    found = client.search_logged_models([experiment_id], filter_string=f"tags.`{tag_run}` = '{pipeline_run}'")
+    return {m.tags[TAG_ARTIFACT]: m.model_id for m in found if TAG_ARTIFACT in m.tags}

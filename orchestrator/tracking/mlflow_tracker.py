@@ -1,0 +1,355 @@
+"""Experiment tracking: one MLflow run tree per pipeline run.
+
+Layout: a parent run per pipeline run (name = run id), a ``gen-NN`` child run
+per generation, and stage runs nested in their generation (or directly under
+the parent for stages outside any generation). All MLflow calls happen on the
+driver with explicit run ids (MlflowClient), never through the fluent
+"active run" state, so concurrent stages and Ray workers cannot cross wires.
+Tracking is a side channel: a failure warns and the pipeline goes on, unless
+``strict`` asks for it to stop the run.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, TypeVar
+
+import yaml
+
+from orchestrator.config import TrackingSettings
+from orchestrator.engine.records import StageRecord, TrackedArtifact
+from orchestrator.tracking import lineage, report
+from orchestrator.tracking.common import (
+    TAG_CACHE_HIT,
+    TAG_FINGERPRINT,
+    TAG_GENERATION,
+    TAG_KIND,
+    TAG_PARENT,
+    TAG_PIPELINE,
+    TAG_PIPELINE_RUN,
+    TAG_STAGE,
+    TAG_STATUS,
+    default_artifact_location,
+    ensure_experiment,
+    guarded,
+    log_params,
+)
+from orchestrator.tracking.lineage import MODEL, LineageGraph
+from orchestrator.tracking.provenance import provenance_tags
+from orchestrator.tracking.reading import generation_rows
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+def metric_prefix(stage_name: str) -> str:
+    """Key prefix for a stage's metrics on generation and parent runs.
+
+    The last path segment (``g03/evaluate`` -> ``evaluate``), so the same
+    metric lines up across generations on the parent's step axis.
+    """
+    return stage_name.rsplit("/", 1)[-1]
+
+
+class MlflowTracker:
+    """Logs the run tree through MlflowClient with explicit run ids.
+
+    The client is created in start_pipeline, not here: MLflow creates a
+    sqlite database as soon as a client touches it, and a run rejected by
+    validation must leave nothing behind.
+    """
+
+    def __init__(
+        self,
+        tracking_uri: str,
+        experiment: str = "relay",
+        strict: bool = False,
+        artifact_location: str | None = None,
+        log_models: bool = True,
+        system_metrics: bool = False,
+        system_metrics_interval_s: float = 2.0,
+        parent_run_id: str | None = None,
+        extra_tags: Mapping[str, str] | None = None,
+    ) -> None:
+        # parent_run_id nests the pipeline run under another run (a Tune sweep); extra_tags
+        # (a trial's id and values) go on the pipeline run, and again on reattach.
+        self._nest_under = parent_run_id
+        self.extra_tags = dict(extra_tags or {})
+        self.tracking_uri = tracking_uri
+        self.experiment = experiment
+        self.strict = strict
+        self.log_models = log_models
+        self.system_metrics = system_metrics
+        self.system_metrics_interval_s = system_metrics_interval_s
+        self._lineage = LineageGraph()
+        self._monitors: dict[str, Any] = {}
+        self._pipeline_name = ""
+        self._newest_generation = -1
+        self.artifact_location = artifact_location or default_artifact_location(tracking_uri)
+        self._client: Any = None
+        self._experiment_id: str | None = None
+        self._run_id: str | None = None
+        self._parent: str | None = None
+        self._gen_runs: dict[int, str] = {}
+        self._stage_runs: dict[str, str] = {}
+        self._finished_before: dict[tuple[str, str], str] = {}
+        self._failed_gens: set[int] = set()
+
+    @property
+    def parent_run_id(self) -> str | None:
+        """The MLflow id of the pipeline's parent run (None before start or after a failure)."""
+        return self._parent
+
+    def _guard(self, op: str, action: Callable[[], T]) -> T | None:
+        """Run one tracking action; warn on failure unless strict."""
+        return guarded(op, action, self.tracking_uri, self.strict)
+
+    def start_pipeline(self, run_id: str, pipeline_name: str, config: Mapping[str, Any], resume: bool) -> None:
+        """Create (or, on resume, reattach to) the parent run and log the resolved config.
+
+        Calling it again for the same run id is a no-op, so a composition root
+        and a helper cannot open two parent runs for one pipeline run.
+        """
+        if self._parent is not None and self._run_id == run_id:
+            return
+        self._guard("start_pipeline", lambda: self._start(run_id, pipeline_name, config, resume))
+
+    def _start(self, run_id: str, pipeline_name: str, config: Mapping[str, Any], resume: bool) -> None:
+        from mlflow import MlflowClient  # heavy import, only when tracking is used
+
+        self._client = MlflowClient(self.tracking_uri)
+        self._experiment_id = ensure_experiment(self._client, self.experiment, self.artifact_location)
+        self._run_id = run_id
+        self._pipeline_name = pipeline_name
+        existing = self._find_runs(run_id, "pipeline") if resume else []
+        if existing:
+            self._reattach(existing[0].info.run_id)
+            for key, value in self.extra_tags.items():
+                self._client.set_tag(self._parent, key, value)
+            return
+        if resume:
+            logger.info("no MLflow run found for %s; starting a new one", run_id)
+        tags = {TAG_PIPELINE_RUN: run_id, TAG_PIPELINE: pipeline_name, TAG_KIND: "pipeline", **provenance_tags(),
+                **self.extra_tags, **({TAG_PARENT: self._nest_under} if self._nest_under else {})}
+        self._parent = self._client.create_run(self._experiment_id, tags=tags, run_name=run_id).info.run_id
+        self._client.log_text(self._parent, yaml.safe_dump(dict(config), sort_keys=False), "config.yaml")
+        log_params(self._client, self._parent, _flatten(config))
+
+    def _find_runs(self, run_id: str, kind: str) -> list[Any]:
+        query = f"tags.`{TAG_PIPELINE_RUN}` = '{run_id}' and tags.`{TAG_KIND}` = '{kind}'"
+        return list(self._client.search_runs([self._experiment_id], query, order_by=["attributes.start_time DESC"]))
+
+    def _reattach(self, parent: str) -> None:
+        """Reuse the parent and generation runs of an earlier attempt of this pipeline run."""
+        self._parent = parent
+        self._client.update_run(parent, status="RUNNING")
+        for run in self._find_runs(self._run_id, "generation"):
+            self._gen_runs.setdefault(int(run.data.tags[TAG_GENERATION]), run.info.run_id)
+        for run in self._find_runs(self._run_id, "stage"):
+            if run.info.status == "FINISHED":
+                key = (run.data.tags[TAG_STAGE], run.data.tags.get(TAG_FINGERPRINT, ""))
+                self._finished_before.setdefault(key, run.info.run_id)
+        self._lineage.model_ids.update(lineage.logged_models_of(self._client, self._experiment_id, self._run_id,
+                                                                TAG_PIPELINE_RUN))
+        self._log(parent, tags=provenance_tags())
+        logger.info("resuming MLflow run %s (%d generation run(s))", parent, len(self._gen_runs))
+
+    def _gen_run(self, generation: int) -> str:
+        """The generation's run, created on first use."""
+        if generation not in self._gen_runs:
+            tags = {TAG_PARENT: self._parent, TAG_PIPELINE_RUN: self._run_id, TAG_KIND: "generation",
+                    TAG_GENERATION: str(generation)}
+            run = self._client.create_run(self._experiment_id, tags=tags, run_name=f"gen-{generation:02d}")
+            self._gen_runs[generation] = run.info.run_id
+        else:
+            self._client.update_run(self._gen_runs[generation], status="RUNNING")
+        return self._gen_runs[generation]
+
+    def _new_stage_run(self, stage_name: str, generation: int | None) -> str:
+        parent = self._parent if generation is None else self._gen_run(generation)
+        tags = {TAG_PARENT: parent, TAG_PIPELINE_RUN: self._run_id, TAG_KIND: "stage", TAG_STAGE: stage_name}
+        if generation is not None:
+            tags[TAG_GENERATION] = str(generation)
+        return self._client.create_run(self._experiment_id, tags=tags, run_name=stage_name).info.run_id
+
+    def _open_stage(self, stage_name: str, generation: int | None) -> None:
+        self._stage_runs[stage_name] = self._new_stage_run(stage_name, generation)
+        if self.system_metrics:
+            self._monitors[stage_name] = self._start_monitor(self._stage_runs[stage_name])
+
+    def _start_monitor(self, run: str) -> Any:
+        """Sample this machine (CPU, memory, disk, network, GPU) into the stage run while the stage runs.
+
+        The stage itself runs in a Ray worker; on a single node that worker
+        shares this machine, so these are the stage's resources plus the
+        driver's. On a cluster they describe the head node only. A stage
+        shorter than one interval logs nothing: the first sample is logged
+        after one interval.
+        """
+        from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+        monitor = SystemMetricsMonitor(run, sampling_interval=self.system_metrics_interval_s,
+                                       samples_before_logging=1, tracking_uri=self.tracking_uri)
+        monitor.start()
+        return monitor
+
+    def _stop_monitor(self, stage_name: str) -> None:
+        monitor = self._monitors.pop(stage_name, None)
+        if monitor is not None:
+            monitor.finish()
+
+    def stage_started(self, stage_name: str, generation: int | None) -> None:
+        """Open the stage run now so its duration in the UI is the real one."""
+        if self._parent is not None:
+            self._guard("stage_started", lambda: self._open_stage(stage_name, generation))
+
+    def stage_finished(self, record: StageRecord) -> None:
+        """Log a stage's outcome on its run, its generation run and the parent."""
+        if self._parent is not None:
+            self._guard("stage_finished", lambda: self._finish(record))
+
+    def _finish(self, record: StageRecord) -> None:
+        self._lineage.add(record.inputs, record.outputs)
+        self._stop_monitor(record.stage)
+        if record.cache_hit and (record.stage, record.fingerprint) in self._finished_before:
+            logger.debug("stage %s already tracked as finished; not logging it again", record.stage)
+            return
+        run = self._stage_runs.pop(record.stage, None) or self._new_stage_run(record.stage, record.generation)
+        tags = {TAG_FINGERPRINT: record.fingerprint, TAG_CACHE_HIT: str(record.cache_hit).lower()}
+        if record.error:
+            tags["relay.error"] = record.error[:5000]
+        points = _points({**record.metrics, "duration_s": record.duration_s}, 0) + _series_points(record.series)
+        self._log(run, tags=tags, metrics=points)
+        self._log_files(run, record)
+        if record.status == "FINISHED":
+            self._log_lineage(run, record)
+        if record.generation is not None:
+            prefixed = {f"{metric_prefix(record.stage)}/{k}": v for k, v in record.metrics.items()}
+            self._log(self._gen_run(record.generation), metrics=_points(prefixed, record.generation))
+            self._log(self._parent, metrics=_points(prefixed, record.generation))
+            if record.status == "FAILED":
+                self._failed_gens.add(record.generation)
+        self._client.set_terminated(run, status=record.status)
+        if record.status == "FINISHED":  # a later run() of this pipeline run sees it as a cache hit: log once
+            self._finished_before[(record.stage, record.fingerprint)] = run
+
+    def _log_files(self, run: str, record: StageRecord) -> None:
+        """Plots and tables on the stage run, and again on the generation run under the stage's role.
+
+        The copy on ``gen-NN`` (``evaluate/per_class.png``, ``rebalance/picks.csv``) is
+        what a user opening a generation sees without digging into its stage runs.
+        """
+        for local in record.files.values():
+            self._client.log_artifact(run, local)
+            if record.generation is not None:
+                self._client.log_artifact(self._gen_runs[record.generation], local, metric_prefix(record.stage))
+
+    def _log_lineage(self, run: str, record: StageRecord) -> None:
+        """Datasets and models the stage read as its inputs; the models it wrote logged and registered.
+
+        The generation run shows the datasets, and the teacher when the stage
+        trains a student, so gen-NN reads "trained on these picks, from that model".
+        """
+        runs = [run] if record.generation is None else [run, self._gen_runs[record.generation]]
+        teachers = [self._lineage.model_ids[m] for m in sorted(self._lineage.models_behind(record.inputs))
+                    if m in self._lineage.model_ids]
+        datasets = self._lineage.datasets_in(record.inputs)
+        models = [a for a in record.outputs.values() if a.lineage == MODEL]
+        context = metric_prefix(record.stage)
+        lineage.log_inputs(self._client, runs[:1], datasets, teachers, context)
+        lineage.log_inputs(self._client, runs[1:], datasets, teachers if models else [], context)
+        if teachers and models:  # a student: name its teacher where the UI shows tags
+            for target in runs:
+                self._client.set_tag(target, lineage.TAG_TEACHER, ",".join(f"models:/{t}" for t in teachers))
+        if self.log_models:
+            for artifact in models:
+                self._log_model(runs, artifact, record.generation)
+
+    def _log_model(self, runs: list[str], artifact: TrackedArtifact, generation: int | None) -> None:
+        tags = {TAG_PIPELINE_RUN: self._run_id, TAG_PIPELINE: self._pipeline_name}
+        if generation is not None:
+            tags[TAG_GENERATION] = str(generation)
+        model = lineage.log_model(self._client, self._experiment_id, runs[0], artifact, tags)
+        self._lineage.model_ids[artifact.name] = model.model_id
+        lineage.link_outputs(self._client, runs, model.model_id, step=generation or 0)
+        if generation is None:
+            return
+        aliases = [lineage.model_alias(generation)]
+        if generation >= self._newest_generation:
+            self._newest_generation = generation
+            aliases.append(lineage.NEWEST_ALIAS)
+        version = lineage.register(self._client, self._pipeline_name, model, runs[0], aliases)
+        logger.info("registered %s as model %s version %s (%s)", artifact.name, self._pipeline_name, version,
+                    ", ".join(aliases))
+
+    def _log(self, run: str, tags: Mapping[str, str] | None = None,
+             metrics: Iterable[tuple[str, float, int]] = ()) -> None:
+        from mlflow.entities import Metric, RunTag
+
+        now = int(time.time() * 1000)
+        items = [Metric(k, float(v), now, step) for k, v, step in metrics]
+        tag_items = [RunTag(k, v) for k, v in (tags or {}).items()]
+        if not items and not tag_items:
+            return
+        for i in range(0, max(len(items), 1), 1000):
+            self._client.log_batch(run, metrics=items[i : i + 1000], tags=tag_items if i == 0 else ())
+
+    def end_pipeline(self, status: str) -> None:
+        """Close generation runs and the parent; ``status`` is FINISHED, STOPPED, FAILED or KILLED."""
+        if self._parent is not None:
+            self._guard("end_pipeline", lambda: self._end(status))
+
+    def _end(self, status: str) -> None:
+        for stage_name in list(self._monitors):
+            self._stop_monitor(stage_name)
+        self._guard("summary", self._log_summary)
+        final = status if status in ("FAILED", "KILLED") else "FINISHED"
+        others = "KILLED" if final == "KILLED" else "FINISHED"  # a generation fails only by its own stages
+        for generation, run in self._gen_runs.items():
+            self._client.set_terminated(run, status="FAILED" if generation in self._failed_gens else others)
+        self._client.set_tag(self._parent, TAG_STATUS, status)
+        self._client.set_terminated(self._parent, status=final)
+
+    def _log_summary(self) -> None:
+        """generations.csv and generations.html on the parent: every per-generation metric, one row each."""
+        rows = generation_rows(self._client, self._parent)
+        if rows:
+            self._client.log_text(self._parent, report.generation_csv(rows), "generations.csv")
+            self._client.log_text(self._parent, report.generation_html(rows, f"{self._run_id}: per generation"),
+                                  "generations.html")
+
+
+def mlflow_tracker(tracking_uri: str, settings: TrackingSettings, parent_run_id: str | None = None,
+                   extra_tags: Mapping[str, str] | None = None) -> MlflowTracker:
+    """The MlflowTracker a config's ``tracking:`` section asks for: `relay run` and every Tune trial track alike.
+
+    ``parent_run_id`` and ``extra_tags`` are what only a sweep adds (its run, a trial's id and values).
+    """
+    return MlflowTracker(
+        tracking_uri, settings.experiment, strict=settings.strict, log_models=settings.log_models,
+        system_metrics=settings.system_metrics, system_metrics_interval_s=settings.system_metrics_interval_s,
+        parent_run_id=parent_run_id, extra_tags=extra_tags,
+    )
+
+
+def _points(metrics: Mapping[str, float], step: int) -> list[tuple[str, float, int]]:
+    return [(k, v, step) for k, v in metrics.items()]
+
+
+def _series_points(series: Iterable[tuple[int, Mapping[str, float]]]) -> list[tuple[str, float, int]]:
+    return [(k, v, step) for step, values in series for k, v in values.items()]
+
+
+def _flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """Nested config -> {"a.b.c": "value"} for MLflow params."""
+    flat: dict[str, str] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            flat.update(_flatten(value, f"{name}."))
+        else:
+            flat[name] = str(value)
+    return flat

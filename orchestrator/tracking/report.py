@@ -1,0 +1,69 @@
+"""Plain-text tables of per-generation metrics, for the terminal and the README."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+
+def _prefixed(row: Mapping[str, Any], prefix: str) -> str:
+    """Every metric under `prefix/`, ordered by its numeric suffix, as one compact column."""
+    keys = sorted((k for k in row if k.startswith(prefix + "/")), key=lambda k: int(k.rsplit("/", 1)[1]) if k.rsplit("/", 1)[1].isdigit() else k)
+    return " ".join(str(int(row[k])) if float(row[k]).is_integer() else f"{row[k]:.3f}" for k in keys) or "-"
+
+
+def _cell(row: Mapping[str, Any], column: str) -> str:
+    if column.endswith("/*"):
+        return _prefixed(row, column[:-2])
+    value = row.get(column)
+    if value is None:
+        return "-"
+    return str(int(value)) if float(value).is_integer() and abs(value) >= 1 else f"{value:.4f}"
+
+
+def generation_table(rows: Sequence[Mapping[str, Any]], columns: Mapping[str, str]) -> str:
+    """One line per generation; columns map a header to a metric, `name/*` expands to per-class values."""
+    headers = ["generation", *columns]
+    body = [[str(row.get("generation", "?")), *(_cell(row, metric) for metric in columns.values())] for row in rows]
+    widths = [max(len(line[i]) for line in [headers, *body]) for i in range(len(headers))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths)) for line in [headers, *body]]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(lines)
+
+
+def metric_names(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Every metric any row has, sorted so runs line up column by column (a table for any pipeline)."""
+    return sorted({key for row in rows for key in row if key != "generation"})
+
+
+def _columns(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """`generation` first, then every metric."""
+    return ["generation", *metric_names(rows)]
+
+
+def generation_csv(rows: Sequence[Mapping[str, Any]]) -> str:
+    """Every per-generation metric as CSV, one row per generation (the parent run's summary table)."""
+    import csv
+    import io
+
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=_columns(rows), restval="", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def generation_html(rows: Sequence[Mapping[str, Any]], title: str) -> str:
+    """The same table as a standalone HTML page; MLflow's artifact viewer renders it."""
+    from html import escape
+
+    columns = _columns(rows)
+
+    def cell(value: Any) -> str:
+        return "" if value is None else escape(f"{value:.4f}" if isinstance(value, float) else str(value))
+
+    head = "".join(f"<th>{escape(c)}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(f"<td>{cell(row.get(c))}</td>" for c in columns) + "</tr>" for row in rows)
+    style = "table{border-collapse:collapse;font:13px sans-serif}td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}"
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{escape(title)}</title><style>{style}</style>"
+            f"</head><body><h3>{escape(title)}</h3><table><tr>{head}</tr>{body}</table></body></html>\n")

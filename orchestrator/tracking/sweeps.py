@@ -1,0 +1,98 @@
+"""A Tune sweep's own MLflow run: the parent that every trial's pipeline run nests under."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, TypeVar
+
+from orchestrator.tracking.common import (
+    TAG_KIND,
+    TAG_PIPELINE,
+    TAG_PIPELINE_RUN,
+    TAG_SWEEP,
+    default_artifact_location,
+    ensure_experiment,
+    guarded,
+    log_params,
+)
+
+T = TypeVar("T")
+GOING_ON = "the sweep goes on without it"
+
+
+class SweepTracker:
+    """A Tune sweep's parent run: each trial's pipeline run nests under it (mlflow.parentRunId).
+
+    It holds what only the sweep knows: the search settings (params), the
+    table of trials and the best trial's values. Like MlflowTracker it warns
+    instead of failing unless strict, and reattaches on resume by the sweep's
+    name, so a resumed sweep keeps one parent.
+    """
+
+    def __init__(self, tracking_uri: str, experiment: str = "relay", strict: bool = False) -> None:
+        self.tracking_uri = tracking_uri
+        self.experiment = experiment
+        self.strict = strict
+        self.run_id: str | None = None
+        self._client: Any = None
+
+    def _guard(self, op: str, action: Callable[[], T]) -> T | None:
+        return guarded(op, action, self.tracking_uri, self.strict, GOING_ON)
+
+    def start(self, sweep: str, pipeline_name: str, params: Mapping[str, str], settings_text: str) -> str | None:
+        """Create (or find again, on resume) the sweep's parent run; returns its MLflow id."""
+        self.run_id = self._guard("start_sweep", lambda: self._start(sweep, pipeline_name, params, settings_text))
+        return self.run_id
+
+    def _start(self, sweep: str, pipeline_name: str, params: Mapping[str, str], settings_text: str) -> str:
+        from mlflow import MlflowClient
+
+        self._client = MlflowClient(self.tracking_uri)
+        experiment_id = ensure_experiment(self._client, self.experiment, default_artifact_location(self.tracking_uri))
+        query = f"tags.`{TAG_SWEEP}` = '{sweep}' and tags.`{TAG_KIND}` = 'sweep'"
+        found = self._client.search_runs([experiment_id], query, order_by=["attributes.start_time DESC"], max_results=1)
+        if found:
+            self._client.update_run(found[0].info.run_id, status="RUNNING")
+            return found[0].info.run_id
+        tags = {TAG_KIND: "sweep", TAG_SWEEP: sweep, TAG_PIPELINE: pipeline_name}
+        run = self._client.create_run(experiment_id, tags=tags, run_name=sweep).info.run_id
+        self._client.log_text(run, settings_text, "tune.yaml")
+        log_params(self._client, run, params)
+        return run
+
+    def close_trial(self, pipeline_run: str, status: str, tags: Mapping[str, str]) -> None:
+        """Tag a trial's pipeline run, set its final status, close its open generation runs.
+
+        A trial stopped by the scheduler is cut off inside its report and
+        cannot say how it ended; the sweep's driver can.
+        """
+        if self.run_id is not None:
+            self._guard("close_trial", lambda: self._close_trial(pipeline_run, status, tags))
+
+    def _close_trial(self, pipeline_run: str, status: str, tags: Mapping[str, str]) -> None:
+        experiment = self._client.get_experiment_by_name(self.experiment)
+        query = f"tags.`{TAG_PIPELINE_RUN}` = '{pipeline_run}'"
+        for run in self._client.search_runs([experiment.experiment_id], query, max_results=5000):
+            kind = run.data.tags.get(TAG_KIND)
+            if kind == "pipeline":  # the driver knows how the trial ended; a stopped trial may have said FAILED
+                for key, value in tags.items():
+                    self._client.set_tag(run.info.run_id, key, value)
+                self._client.set_terminated(run.info.run_id, status=status)
+            elif run.info.status == "RUNNING":
+                self._client.set_terminated(run.info.run_id, status="FAILED" if status == "FAILED" else "FINISHED")
+
+    def finish(self, status: str, tags: Mapping[str, str], metrics: Mapping[str, float], files: Iterable[str]) -> None:
+        """Log the trials table (files), the best trial's values (tags) and metric, and close the run."""
+        if self.run_id is not None:
+            self._guard("finish_sweep", lambda: self._finish(status, tags, metrics, files))
+
+    def _finish(self, status: str, tags: Mapping[str, str], metrics: Mapping[str, float], files: Iterable[str]) -> None:
+        from mlflow.entities import Metric, RunTag
+
+        now = int(time.time() * 1000)
+        self._client.log_batch(self.run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
+                               tags=[RunTag(k, str(v)[:5000]) for k, v in tags.items()])
+        for path in files:
+            self._client.log_artifact(self.run_id, path)
+        self._client.set_terminated(self.run_id, status=status)

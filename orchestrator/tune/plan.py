@@ -1,0 +1,179 @@
+"""Checking a sweep before anything runs, and fixing everything its trials need in one ``SweepPlan``.
+
+Every key of the search space is applied with values standing for its domain, exactly as a
+trial would apply it, so a bad key or value is one ConfigError (exit 2) before Ray starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from orchestrator.config import (
+    SearchDomain,
+    TrackingSettings,
+    TuneSettings,
+    apply_overrides,
+    artifact_uri,
+    resolve_workspace,
+    tracking_uri,
+    validate_config,
+)
+from orchestrator.dag import Pipeline
+from orchestrator.errors import ConfigError, PipelineError
+from orchestrator.tracking.mlflow_tracker import metric_prefix
+from orchestrator.tune.space import probe_values
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SweepPlan:
+    """Everything a trial needs, as plain picklable values (it travels to Ray workers)."""
+
+    name: str
+    pipeline_name: str
+    base: dict[str, Any]  # the config data, CLI overrides applied, `tune:` removed
+    config_model: type
+    build: Callable[[Any], Pipeline]
+    settings: TuneSettings
+    report_stages: tuple[str, ...]  # the metric's stage in each generation
+    output: str
+    store_uri: str
+    tracking_uri: str
+    tracking: TrackingSettings  # the trials' pipeline runs track as `relay run` would
+    runs_dir: str
+    code_version: str
+    seed: int
+    ray_address: str | None = None
+    num_cpus: int | None = None
+    sweep_run_id: str | None = None
+
+    @property
+    def metric_name(self) -> str:
+        """The metric as the stage reports it (`evaluate/balanced_accuracy` -> `balanced_accuracy`)."""
+        return self.settings.metric.split("/", 1)[1]
+
+    @property
+    def generations(self) -> int:
+        return len(self.report_stages)
+
+    @property
+    def experiment_path(self) -> Path:
+        return Path(self.output) / "ray" / self.name
+
+
+def _stage_names(build: Callable[[Any], Pipeline], config: Any) -> list[str]:
+    return [stage.name for stage in build(config).stages]
+
+
+def space_problems(base: Mapping[str, Any], space: Mapping[str, SearchDomain], config_model: type,
+                   build: Callable[[Any], Pipeline]) -> list[str]:
+    """Every key whose values the config rejects, or that would change the DAG, as `tune.space: ...` lines.
+
+    A key is applied with values standing for its domain, exactly as a trial
+    would apply it, so an unknown key, an out-of-range end or a float for an
+    integer setting (RandAugment's N and M) fails here and not in a trial.
+    """
+    reference = _stage_names(build, validate_config(config_model, base))
+    problems = []
+    for key, domain in space.items():
+        problem = _key_problem(base, key, domain, config_model, build, reference)
+        if problem:
+            problems.append(problem)
+    return problems
+
+
+def _key_problem(base: Mapping[str, Any], key: str, domain: SearchDomain, config_model: type,
+                 build: Callable[[Any], Pipeline], reference: list[str]) -> str | None:
+    for value in probe_values(domain):
+        try:
+            config = validate_config(config_model, apply_overrides(base, {key: value}))
+        except ConfigError as exc:
+            problem = "; ".join(exc.problems)
+            if "valid integer" in problem:
+                return (f"tune.space: {key} is an integer setting; sample it with randint or a choice of integers, "
+                        f"not {domain.kind} {list(domain.args)}")
+            return f"tune.space: {problem} (value {value!r} from {domain.kind} {list(domain.args)})"
+        try:
+            stages = _stage_names(build, config)
+        except (ConfigError, PipelineError) as exc:
+            return f"tune.space: {key}={value!r} makes an invalid pipeline: {exc}"
+        if stages != reference:
+            return (f"tune.space: {key}={value!r} changes the pipeline's stages (generations are the sweep's "
+                    f"time axis); set {key} in the base config instead of searching it")
+    return None
+
+
+def report_stages(pipeline: Pipeline, metric: str) -> tuple[list[str], list[str]]:
+    """(the metric's stage per generation, problems): the role must be a stage role in every generation."""
+    role = metric.split("/", 1)[0]
+    per_generation = {}
+    for stage in pipeline.stages:
+        if stage.generation is not None and metric_prefix(stage.name) == role:
+            per_generation.setdefault(stage.generation, stage.name)
+    roles = sorted({metric_prefix(s.name) for s in pipeline.stages if s.generation is not None})
+    if not per_generation:
+        return [], [f"tune.metric: no stage reports {metric!r}: {role!r} is not a stage role of this pipeline's "
+                    f"generations; use `<role>/<metric>` with a role in {', '.join(roles)} (e.g. evaluate/balanced_accuracy)"]
+    generations = sorted({s.generation for s in pipeline.stages if s.generation is not None})
+    missing = [g for g in generations if g not in per_generation]
+    if missing:
+        return [], [f"tune.metric: {role!r} runs in generations {sorted(per_generation)} only, not {missing}; "
+                    "pick a role every generation has, so every generation can report"]
+    return [per_generation[g] for g in generations], []
+
+
+def fit_concurrency(cluster: Mapping[str, float], pipeline: Pipeline, trial_cpus: float,
+                    requested: int | None, trials: int) -> int:
+    """How many trials run at once: each needs its driver plus its largest stage; the user may ask for fewer.
+
+    Asking for more than fits would queue stage tasks behind each other while
+    their trials hold slots: the sweep gets slower, not wider.
+    """
+    cpus = max((s.resources.num_cpus * s.resources.workers for s in pipeline.stages), default=1.0)
+    gpus = max((s.resources.num_gpus * s.resources.workers for s in pipeline.stages), default=0.0)
+    fits = math.floor(cluster.get("CPU", 1.0) / (cpus + trial_cpus) + 1e-9)
+    if gpus > 0:
+        fits = min(fits, math.floor(cluster.get("GPU", 0.0) / gpus + 1e-9))
+    fits = max(1, fits)
+    if requested is not None and requested > fits:
+        logger.warning("tune.max_concurrent_trials=%d but the cluster fits %d trial(s) at once "
+                       "(%.2g CPU %.2g GPU per trial); running %d", requested, fits, cpus + trial_cpus, gpus, fits)
+    return max(1, min(fits, requested or fits, trials))
+
+
+def plan_sweep(data: Mapping[str, Any], config: Any, build: Callable[[Any], Pipeline], code_version: str,
+               output: str | None = None, source: str | None = None) -> SweepPlan:
+    """Check the sweep and fix everything a trial needs; every problem raised at once as a ConfigError.
+
+    ``data`` is the config file with CLI overrides applied and ``config`` its
+    validated model (the composition root has already checked the rest).
+    """
+    settings: TuneSettings | None = getattr(config, "tune", None)
+    if settings is None:
+        raise ConfigError(["tune: no `tune:` section; add one with metric and space (see README, Tuning)"], source)
+    base = {key: value for key, value in data.items() if key != "tune"}
+    model = type(config)
+    stages, problems = report_stages(build(config), settings.metric)
+    problems += space_problems(base, settings.space, model, build)
+    if problems:
+        raise ConfigError(problems, source)
+    name = settings.name or f"{config.name}-sweep"
+    workspace = resolve_workspace(config.run)
+    return SweepPlan(
+        name=name, pipeline_name=config.name, base=base, config_model=model, build=build, settings=settings,
+        report_stages=tuple(stages), output=str(Path(output).resolve() if output else workspace / "tune" / name),
+        store_uri=artifact_uri(config.run), tracking_uri=tracking_uri(config.run, config.tracking),
+        tracking=config.tracking, runs_dir=str(workspace / "runs"), code_version=code_version,
+        seed=config.seed, ray_address=config.run.ray_address, num_cpus=config.run.num_cpus,
+    )
+
+
+def with_sweep_run(plan: SweepPlan, sweep_run_id: str | None) -> SweepPlan:
+    return dataclasses.replace(plan, sweep_run_id=sweep_run_id)

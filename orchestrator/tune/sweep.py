@@ -1,0 +1,186 @@
+"""The sweep itself: the search, the Tuner, fitting it on Ray, and the table of its trials.
+
+``--resume`` is ``Tuner.restore``: finished trials keep their results and are not rerun;
+unfinished ones continue after their last reported generation. Ray Tune does not save
+scheduler state, so a resumed ASHA starts with empty rungs and compares only the trials it
+runs after the restore.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from orchestrator.config import TuneSettings, validate_config
+from orchestrator.engine.executors import RayExecutor
+from orchestrator.tracking.common import TAG_STATUS
+from orchestrator.tracking.sweeps import SweepTracker
+from orchestrator.tune.plan import SweepPlan, fit_concurrency
+from orchestrator.tune.schedulers import make_scheduler
+from orchestrator.tune.space import clip_values, param_space, shuffled_grid, total_trials
+from orchestrator.tune.trial import run_trial
+
+logger = logging.getLogger(__name__)
+
+
+def make_search(settings: TuneSettings, seed: int, concurrency: int) -> Any:
+    """Random (Ray's variant generator, seeded) or Optuna's TPE, each holding ``concurrency`` trials at once.
+
+    The variant generator limits itself (TuneConfig's max_concurrent_trials
+    is ignored for it); Optuna goes through a ConcurrencyLimiter. Grid points
+    reach the generator as ``points_to_evaluate`` in a seeded random order
+    (``shuffled_grid``), not in the grid's nested-loop order.
+    """
+    if settings.search == "optuna":
+        from ray.tune.search import ConcurrencyLimiter
+        from ray.tune.search.optuna import OptunaSearch
+
+        return ConcurrencyLimiter(OptunaSearch(metric=settings.metric, mode=settings.mode, seed=seed), concurrency)
+    from ray.tune.search import BasicVariantGenerator
+
+    return BasicVariantGenerator(points_to_evaluate=shuffled_grid(settings, seed), random_state=seed,
+                                 max_concurrent=concurrency)
+
+
+def make_tuner(plan: SweepPlan, concurrency: int, resume: bool) -> Any:
+    """A new Tuner, or the interrupted one restored from the sweep's storage (finished trials stay finished)."""
+    from ray import tune
+
+    trainable = tune.with_resources(tune.with_parameters(run_trial, plan=plan), {"cpu": plan.settings.trial_cpus})
+    if resume:
+        return tune.Tuner.restore(str(plan.experiment_path), trainable, resume_unfinished=True, resume_errored=True)
+    settings = plan.settings
+    seed = settings.seed if settings.seed is not None else plan.seed
+    trials = total_trials(settings)
+    search = make_search(settings, seed, concurrency)
+    scheduler = make_scheduler(settings, plan.generations, trials, concurrency, release_slot=search.on_trial_complete)
+    # num_samples = every trial: each grid point is one preset (``shuffled_grid``); without a grid, num_samples itself
+    tune_config = tune.TuneConfig(metric=settings.metric, mode=settings.mode, num_samples=trials,
+                                  scheduler=scheduler, search_alg=search)
+    run_config = tune.RunConfig(name=plan.name, storage_path=str(Path(plan.output) / "ray"), verbose=1,
+                                checkpoint_config=tune.CheckpointConfig(num_to_keep=None))
+    # Grid keys stay in the space (Ray checks presets against it); each preset fills them, so none expands.
+    return tune.Tuner(trainable, param_space=param_space(settings.space), tune_config=tune_config,
+                      run_config=run_config)
+
+
+def can_resume(plan: SweepPlan) -> bool:
+    from ray import tune
+
+    return plan.experiment_path.exists() and tune.Tuner.can_restore(str(plan.experiment_path))
+
+
+@dataclass
+class TrialRow:
+    """One line of the trials table."""
+
+    trial_id: str
+    run_id: str
+    values: dict[str, Any]
+    by_generation: dict[int, float]
+    status: str  # completed | stopped early | error | unfinished
+
+    def final(self) -> float | None:
+        return self.by_generation[max(self.by_generation)] if self.by_generation else None
+
+
+def run_sweep(plan: SweepPlan, resume: bool, sweep_tracker: SweepTracker) -> tuple[list[TrialRow], bool]:
+    """Start (or restore) the sweep on Ray and fit it; returns the trials table and whether every trial ended."""
+    import ray
+
+    session = RayExecutor(address=plan.ray_address, num_cpus=plan.num_cpus)  # owns ray.init, dashboard on
+    try:
+        trials = total_trials(plan.settings)
+        probe = validate_config(plan.config_model, plan.base)
+        concurrency = fit_concurrency(ray.cluster_resources(), plan.build(probe), plan.settings.trial_cpus,
+                                      plan.settings.max_concurrent_trials, trials)
+        logger.info("sweep %s: %d trial(s), %d at once, %d generation(s) each", plan.name, trials, concurrency,
+                    plan.generations)
+        grid = make_tuner(plan, concurrency, resume).fit()
+        # Every trial ended (none left paused or pending by an interrupt): a short one was stopped early.
+        # Why not only each last result's ``done``: a trial stopped while paused (sha) never reports again.
+        ended = grid.num_terminated + grid.num_errors == len(grid)
+        rows = [_row(plan, result, ended) for result in grid]
+    finally:
+        session.shutdown()
+    done = len(rows) >= trials and all(row.status != "unfinished" for row in rows)
+    for row in rows:
+        sweep_tracker.close_trial(row.run_id, _mlflow_status(row.status), {
+            "relay.tune.status": row.status, "relay.tune.generations": str(len(row.by_generation)),
+            TAG_STATUS: "STOPPED" if row.status == "stopped early" else _mlflow_status(row.status)})
+    return rows, done
+
+
+def _row(plan: SweepPlan, result: Any, ended: bool = False) -> TrialRow:
+    frame = result.metrics_dataframe
+    found = re.search(r"[0-9a-f]{5}_\d{5}", Path(result.path).name)
+    trial_id = str((result.metrics or {}).get("trial_id") or (found.group(0) if found else Path(result.path).name))
+    by_generation: dict[int, float] = {}
+    if frame is not None and plan.settings.metric in frame:
+        for generation, value in zip(frame["generation"], frame[plan.settings.metric]):
+            by_generation[int(generation)] = float(value)
+    config = result.config or {}  # a trial that never started has no config
+    values = clip_values({k: config[k] for k in plan.settings.space if k in config}, plan.settings.space)
+    status = _status(plan, result, by_generation, ended)
+    return TrialRow(trial_id, f"{plan.name}-{trial_id}", values, by_generation, status)
+
+
+def _status(plan: SweepPlan, result: Any, by_generation: Mapping[int, float], ended: bool = False) -> str:
+    if result.error is not None:
+        return "error"
+    if len(by_generation) >= plan.generations:
+        return "completed"
+    # The scheduler marks the result it stops a running trial on as done; an interrupted trial's is not.
+    return "stopped early" if ended or (result.metrics or {}).get("done") else "unfinished"
+
+
+def _mlflow_status(status: str) -> str:
+    return {"completed": "FINISHED", "stopped early": "KILLED", "error": "FAILED"}.get(status, "KILLED")
+
+
+def best_row(rows: Sequence[TrialRow], mode: str) -> TrialRow | None:
+    """The best final value among the trials that got furthest (all generations, unless none did).
+
+    A trial stopped after generation 0 is not compared on its generation-0
+    value against trials that ran every generation.
+    """
+    scored = [row for row in rows if row.by_generation]
+    if not scored:
+        return None
+    furthest = max(len(row.by_generation) for row in scored)
+    candidates = [row for row in scored if len(row.by_generation) == furthest]
+    pick = max if mode == "max" else min
+    return pick(candidates, key=lambda row: row.final())
+
+
+def trial_records(rows: Sequence[TrialRow]) -> list[dict[str, Any]]:
+    """Flat records of the trials table, for trials.csv / trials.json."""
+    return [{"trial_id": row.trial_id, "run_id": row.run_id, "status": row.status,
+             "generations": len(row.by_generation), **row.values,
+             **{f"g{g:02d}": value for g, value in sorted(row.by_generation.items())}} for row in rows]
+
+
+def trials_table(rows: Sequence[TrialRow], keys: Sequence[str], generations: int, best: TrialRow | None) -> str:
+    """A plain-text table: values, the metric after every generation, how the trial ended."""
+    headers = ["trial", *keys, *(f"g{g:02d}" for g in range(generations)), "status"]
+    body = []
+    for row in rows:
+        cells = [row.trial_id + (" *" if row is best else ""), *(_fmt(row.values.get(k)) for k in keys)]
+        cells += [_fmt(row.by_generation.get(g)) for g in range(generations)] + [row.status]
+        body.append(cells)
+    widths = [max(len(line[i]) for line in [headers, *body]) for i in range(len(headers))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths)) for line in [headers, *body]]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(lines)
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)

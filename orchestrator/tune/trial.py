@@ -1,0 +1,130 @@
+"""One trial: a pipeline run, one generation at a time, reporting the metric to Tune after each.
+
+A trial's state is its *schedule* (which values it used from which generation on), and its
+checkpoint is that schedule, not a model: the artifact store is keyed by fingerprint, so the
+generations a trial (or the trial PBT cloned) already ran are cache hits.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from orchestrator.config import apply_overrides, validate_config
+from orchestrator.dag import Pipeline
+from orchestrator.engine.artifacts import ArtifactStore
+from orchestrator.engine.executors import RayExecutor
+from orchestrator.engine.runner import Runner
+from orchestrator.tracking.common import TAG_SWEEP
+from orchestrator.tracking.mlflow_tracker import metric_prefix, mlflow_tracker
+from orchestrator.tune.plan import SweepPlan
+from orchestrator.tune.space import clip_values
+
+TAG_TRIAL = "relay.tune.trial_id"
+TAG_VALUE_PREFIX = "tune."
+STATE_FILE = "trial_state.json"
+
+
+@dataclass
+class TrialState:
+    """A trial's schedule: segments of (first generation, values), and the next generation to run."""
+
+    segments: list[tuple[int, dict[str, Any]]]
+    next_generation: int = 0
+
+    def continue_with(self, values: Mapping[str, Any]) -> TrialState:
+        """New values (a PBT mutation) apply from the next generation on; earlier ones keep theirs."""
+        if self.segments and self.segments[-1][1] == dict(values):
+            return self
+        kept = [(start, v) for start, v in self.segments if start < self.next_generation]
+        return TrialState(kept + [(self.next_generation, dict(values))], self.next_generation)
+
+    def to_json(self) -> str:
+        return json.dumps({"segments": self.segments, "next_generation": self.next_generation})
+
+    @staticmethod
+    def from_json(text: str) -> TrialState:
+        data = json.loads(text)
+        return TrialState([(int(s), dict(v)) for s, v in data["segments"]], int(data["next_generation"]))
+
+
+def scheduled_pipeline(plan: SweepPlan, segments: Sequence[tuple[int, Mapping[str, Any]]]) -> tuple[Pipeline, Any]:
+    """One DAG whose generation-k stages come from the values in force at k; returns it and the latest config.
+
+    Stage and artifact names do not depend on the values (checked before the
+    sweep), so stages from different configs connect by name.
+    """
+    configs = [validate_config(plan.config_model, apply_overrides(plan.base, dict(v))) for _, v in segments]
+    built = [plan.build(config) for config in configs]
+    starts = [start for start, _ in segments]
+
+    def source(generation: int | None) -> Pipeline:
+        if generation is None:
+            return built[0]
+        return built[max(i for i, start in enumerate(starts) if start <= generation or i == 0)]
+
+    stages = [source(stage.generation).stage(stage.name) for stage in built[0].stages]
+    return Pipeline(built[0].name, stages), configs[-1]
+
+
+def trial_tags(plan: SweepPlan, trial_id: str, values: Mapping[str, Any]) -> dict[str, str]:
+    """Tags of a trial's pipeline run: the sweep, the trial id and the values it runs with now."""
+    tags = {TAG_SWEEP: plan.name, TAG_TRIAL: trial_id}
+    tags.update({f"{TAG_VALUE_PREFIX}{key}": str(value) for key, value in values.items()})
+    return tags
+
+
+def run_trial(config: dict[str, Any], plan: SweepPlan) -> None:
+    """Tune's trainable: run the pipeline generation by generation, reporting the metric after each."""
+    from ray import tune
+
+    values = clip_values({key: config[key] for key in plan.settings.space}, plan.settings.space)
+    state = _load_state(tune.get_checkpoint(), values)
+    trial_id = tune.get_context().get_trial_id()
+    run_id = f"{plan.name}-{trial_id}"
+    pipeline, resolved = scheduled_pipeline(plan, state.segments)
+    tracker = mlflow_tracker(plan.tracking_uri, plan.tracking, parent_run_id=plan.sweep_run_id,
+                             extra_tags=trial_tags(plan, trial_id, values))
+    runner = Runner(ArtifactStore(plan.store_uri), RayExecutor(), tracker, plan.code_version, plan.seed,
+                    runs_dir=Path(plan.runs_dir))
+    tracker.start_pipeline(run_id, plan.pipeline_name, resolved.model_dump(mode="json"), resume=True)
+    try:
+        for generation in range(state.next_generation, plan.generations):
+            value = _run_generation(runner, pipeline, run_id, plan, generation)
+            state = TrialState(state.segments, generation + 1)
+            _report(tune, plan, generation, value, values, state)
+    except BaseException:
+        tracker.end_pipeline("FAILED")
+        raise
+    tracker.end_pipeline("FINISHED")
+
+
+def _load_state(checkpoint: Any, values: Mapping[str, Any]) -> TrialState:
+    """A fresh schedule, or the checkpointed one continued with the (maybe mutated) values."""
+    if checkpoint is None:
+        return TrialState([(0, dict(values))])
+    with checkpoint.as_directory() as directory:
+        state = TrialState.from_json((Path(directory) / STATE_FILE).read_text())
+    return state.continue_with(values)
+
+
+def _run_generation(runner: Runner, pipeline: Pipeline, run_id: str, plan: SweepPlan, generation: int) -> float:
+    stage = plan.report_stages[generation]
+    summary = runner.run(pipeline, run_id, stop_after=stage)
+    metrics = summary.manifests[stage].metrics
+    if plan.metric_name not in metrics:
+        raise ValueError(f"tune.metric: stage {stage} reported {sorted(metrics)}, not {plan.metric_name!r}; "
+                         f"set tune.metric to {metric_prefix(stage)}/<one of those>")
+    return float(metrics[plan.metric_name])
+
+
+def _report(tune: Any, plan: SweepPlan, generation: int, value: float, values: Mapping[str, Any],
+            state: TrialState) -> None:
+    with tempfile.TemporaryDirectory() as directory:
+        (Path(directory) / STATE_FILE).write_text(state.to_json())
+        metrics = {plan.settings.metric: value, "generation": generation, **{f"value/{k}": v for k, v in values.items()}}
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))

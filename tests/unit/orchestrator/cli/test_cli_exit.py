@@ -1,0 +1,34 @@
+"""`relay run` / `relay resume` end their own process (no interpreter teardown); in-process callers get the code."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from orchestrator import cli
+from orchestrator.cli import pipeline
+
+
+@pytest.fixture
+def exits(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    found: list[int] = []
+    monkeypatch.setattr(cli, "exit_now", found.append)
+    monkeypatch.setattr(pipeline, "cmd_run", lambda args: 0)
+    monkeypatch.setattr(pipeline, "cmd_resume", lambda args: 1)
+    monkeypatch.setattr(pipeline, "cmd_validate", lambda args: 0)
+    return found
+
+
+@pytest.mark.parametrize(("argv", "code"), [(["run", "x.yaml"], 0), (["resume", "some-run"], 1)])
+def test_run_and_resume_from_the_command_line_exit_with_their_code(exits, monkeypatch, argv, code) -> None:
+    monkeypatch.setattr(sys, "argv", ["relay", *argv])
+    cli.main()
+    assert exits == [code]
+
+
+def test_in_process_callers_and_other_commands_get_the_code_back(exits, monkeypatch) -> None:
+    assert cli.main(["run", "x.yaml"]) == 0  # tests and benchmarks call main(argv) and go on
+    monkeypatch.setattr(sys, "argv", ["relay", "validate", "x.yaml"])
+    assert cli.main() == 0
+    assert exits == []

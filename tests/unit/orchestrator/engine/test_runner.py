@@ -1,0 +1,152 @@
+"""Runner on a toy pipeline with LocalExecutor: caching, params invalidation, stop/resume, retries, corruption."""
+
+import json
+import logging
+
+import pytest
+
+from orchestrator.dag import Pipeline, Stage
+from orchestrator.engine.artifacts import ArtifactStore
+from orchestrator.engine.executors import LocalExecutor
+from orchestrator.engine.runner import Runner, RunStatus, StageState
+from orchestrator.errors import PipelineError, StageError
+from tests.unit.orchestrator.engine.toy import CALLS, RecordingTracker, bad_value, flaky, toy, wrong_outputs
+
+
+@pytest.fixture(autouse=True)
+def clear_calls():
+    CALLS.clear()
+
+
+def make_runner(tmp_path, tracker=None, seed=0):
+    return Runner(ArtifactStore(str(tmp_path / "artifacts")), LocalExecutor(), tracker or RecordingTracker(),
+                  code_version="v1", seed=seed, runs_dir=tmp_path / "runs")
+
+
+def ledger(tmp_path, run_id):
+    return json.loads((tmp_path / "runs" / run_id / "ledger.json").read_text())
+
+
+# --- whole runs ---------------------------------------------------------------------------
+
+
+def test_second_run_skips_every_stage_visibly(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="orchestrator")
+    first = make_runner(tmp_path).run(toy(), "run-1")
+    assert first.status is RunStatus.FINISHED
+    assert CALLS == ["data", "g00/train", "g00/evaluate"]
+    assert first.manifests["g00/train"].metrics["threads"] == 2  # torch threads = num_cpus inside the stage
+
+    CALLS.clear()
+    tracker = RecordingTracker()
+    second = make_runner(tmp_path, tracker).run(toy(), "run-2")
+    assert CALLS == []
+    assert second.names(StageState.CACHED) == ["data", "g00/train", "g00/evaluate"]
+    assert all(r.cache_hit and r.status == "FINISHED" for r in tracker.records)
+    assert tracker.started == []
+    assert tracker.record("g00/evaluate").metrics == {"score": first.manifests["g00/evaluate"].metrics["score"]}
+    assert "skip g00/train: cache hit" in caplog.text
+    assert ledger(tmp_path, "run-2")["stages"]["g00/train"]["state"] == "cached"
+
+
+def test_tracker_gets_series_files_and_fingerprints(tmp_path):
+    tracker = RecordingTracker()
+    summary = make_runner(tmp_path, tracker).run(toy(), "run-1")
+    train_record = tracker.record("g00/train")
+    assert train_record.series == [(1, {"loss": 6.0}), (2, {"loss": 3.0})]
+    assert train_record.generation == 0 and not train_record.cache_hit
+    assert train_record.fingerprint == summary.stages["g00/train"].fingerprint
+    plot = tracker.record("g00/evaluate").files["plot.png"]
+    assert open(plot, "rb").read() == b"\x89PNG"
+    assert tracker.started == ["data", "g00/train", "g00/evaluate"]
+
+
+def test_changing_params_reruns_the_stage_and_downstream_only(tmp_path):
+    make_runner(tmp_path).run(toy(lr=0.5), "run-1")
+    CALLS.clear()
+    summary = make_runner(tmp_path).run(toy(lr=0.25), "run-2")
+    assert CALLS == ["g00/train", "g00/evaluate"]
+    assert summary.names(StageState.CACHED) == ["data"]
+    assert summary.manifests["g00/evaluate"].metrics["score"] == pytest.approx(6.0 * 0.25 * 2)
+
+
+def test_stop_after_then_rerun_finishes_the_rest(tmp_path):
+    stopped = make_runner(tmp_path).run(toy(), "run-1", stop_after="g00/train")
+    assert stopped.status is RunStatus.STOPPED
+    assert CALLS == ["data", "g00/train"]
+    assert ledger(tmp_path, "run-1")["status"] == "STOPPED"
+    CALLS.clear()
+    resumed = make_runner(tmp_path).run(toy(), "run-1")
+    assert CALLS == ["g00/evaluate"]
+    assert resumed.names(StageState.CACHED) == ["data", "g00/train"]
+    assert resumed.status is RunStatus.FINISHED
+    assert ledger(tmp_path, "run-1")["status"] == "FINISHED"
+
+
+def test_stop_after_unknown_stage_lists_valid_ones(tmp_path):
+    with pytest.raises(PipelineError, match="no stage named 'g09/train'; valid stages: data"):
+        make_runner(tmp_path).run(toy(), "run-1", stop_after="g09/train")
+
+
+def test_transient_error_is_retried(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="orchestrator")
+    stage = Stage("flaky", flaky, ("data",), ("flaky_out",), params={"succeed_on": 3}, retries=2)
+    summary = make_runner(tmp_path).run(toy(extra=[stage]), "run-1")
+    assert CALLS.count("flaky") == 3
+    assert summary.stages["flaky"].attempts == 3
+    assert summary.stages["flaky"].state is StageState.SUCCEEDED
+    assert "stage flaky attempt 1 failed (RuntimeError: transient failure on attempt 1); retrying" in caplog.text
+
+
+def test_transient_error_out_of_retries_fails_the_run(tmp_path):
+    stage = Stage("flaky", flaky, ("data",), ("flaky_out",), params={"succeed_on": 9}, retries=1)
+    with pytest.raises(StageError) as info:
+        make_runner(tmp_path).run(toy(extra=[stage]), "run-1")
+    assert CALLS.count("flaky") == 2
+    assert info.value.attempts == 2
+    assert isinstance(info.value.cause, RuntimeError)
+
+
+def test_deterministic_error_is_not_retried_and_says_how_to_resume(tmp_path, caplog):
+    tracker = RecordingTracker()
+    stage = Stage("bad", bad_value, ("data",), ("bad_out",), retries=3)
+    with pytest.raises(StageError) as info:
+        make_runner(tmp_path, tracker).run(toy(extra=[stage]), "run-7")
+    assert CALLS.count("bad") == 1
+    assert info.value.stage == "bad" and info.value.attempts == 1
+    assert isinstance(info.value.__cause__, ValueError)
+    assert "Resume with: relay resume run-7" in caplog.text
+    failed = tracker.record("bad")
+    assert failed.status == "FAILED" and "threshold must be in (0, 1)" in failed.error
+    record = ledger(tmp_path, "run-7")
+    assert record["status"] == "FAILED"
+    assert record["stages"]["bad"]["state"] == "failed"
+    assert record["stages"]["g00/evaluate"]["state"] == "succeeded"  # independent work was finished, not orphaned
+
+
+def test_stage_returning_wrong_outputs_fails_without_retry(tmp_path):
+    stage = Stage("wrong", wrong_outputs, (), ("right",), retries=2)
+    with pytest.raises(StageError, match=r"returned outputs \['unexpected'\]; expected \['right'\]"):
+        make_runner(tmp_path).run(Pipeline("p", [stage]), "run-1")
+    assert CALLS == ["wrong"]
+
+
+def test_corrupted_artifact_is_recomputed_not_used(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="orchestrator")
+    first = make_runner(tmp_path).run(toy(), "run-1")
+    ref = first.manifests["g00/train"].outputs["model"]
+    path = tmp_path / "artifacts" / ref.path
+    path.write_bytes(path.read_bytes()[:-16])  # truncated
+    CALLS.clear()
+    second = make_runner(tmp_path).run(toy(), "run-2")
+    assert CALLS == ["g00/train"]  # rewritten with identical bytes, so evaluate stays cached
+    assert "recompute g00/train: stored outputs ['model'] are missing or corrupted" in caplog.text
+    assert second.names(StageState.CACHED) == ["data", "g00/evaluate"]
+    assert ArtifactStore(str(tmp_path / "artifacts")).verify(second.manifests["g00/train"]) == []
+
+
+def test_seed_changes_fingerprints(tmp_path):
+    make_runner(tmp_path, seed=0).run(toy(), "run-1")
+    CALLS.clear()
+    make_runner(tmp_path, seed=1).run(toy(), "run-2")
+    assert CALLS == ["data", "g00/train", "g00/evaluate"]

@@ -1,0 +1,234 @@
+"""MlflowTracker against a real sqlite store: the run tree, metrics, files, resume, failures."""
+
+import logging
+
+import pytest
+from mlflow import MlflowClient
+
+from orchestrator.engine.records import NullTracker, StageRecord, Tracker
+from orchestrator.errors import TrackingError
+from orchestrator.tracking.mlflow_tracker import MlflowTracker
+from orchestrator.tracking.reading import read_generations
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """One sqlite database for the module: creating one costs about two seconds."""
+    root = tmp_path_factory.mktemp("mlflow")
+    return f"sqlite:///{root / 'mlflow.db'}", root
+
+
+@pytest.fixture
+def experiment(request):
+    return f"exp-{request.node.name}"
+
+
+def tracker_for(store, experiment, **kw):
+    uri, root = store
+    return MlflowTracker(uri, experiment, artifact_location=(root / "mlartifacts" / experiment).as_uri(), **kw)
+
+
+def record(stage, generation, metrics=None, cache_hit=False, status="FINISHED", **kw):
+    return StageRecord(stage=stage, generation=generation, fingerprint=f"fp-{stage}", cache_hit=cache_hit,
+                       status=status, metrics=metrics or {}, **kw)
+
+
+def runs(store, experiment, kind):
+    client = MlflowClient(store[0])
+    exp = client.get_experiment_by_name(experiment)
+    return client.search_runs([exp.experiment_id], f"tags.`relay.kind` = '{kind}'")
+
+
+def run_two_generations(tracker, plot):
+    tracker.start_pipeline("run-a", "toy", {"seed": 0, "train": {"steps": 5}}, resume=False)
+    tracker.stage_started("split", None)
+    tracker.stage_finished(record("split", None, {"labeled": 40}))
+    for g in (0, 1):
+        tracker.stage_started(f"g{g:02d}/train", g)
+        series = [(1, {"loss": 2.0 - g}), (2, {"loss": 1.0 - g / 2})]
+        tracker.stage_finished(record(f"g{g:02d}/train", g, {"loss": 1.0}, series=series, files={"plot.png": plot}))
+        tracker.stage_finished(record(f"g{g:02d}/evaluate", g, {"accuracy": 0.5 + g / 10}, cache_hit=g == 0))
+    tracker.end_pipeline("FINISHED")
+
+
+def test_creating_a_tracker_writes_nothing(tmp_path):
+    tracker = MlflowTracker(f"sqlite:///{tmp_path / 'sub' / 'mlflow.db'}", "relay")
+    assert tracker.parent_run_id is None
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_run_tree_tags_metrics_and_files(store, experiment, tmp_path):
+    plot = tmp_path / "plot.png"
+    plot.write_bytes(b"\x89PNG")
+    tracker = tracker_for(store, experiment)
+    run_two_generations(tracker, str(plot))
+    client = MlflowClient(store[0])
+
+    (parent,) = runs(store, experiment, "pipeline")
+    assert parent.info.run_id == tracker.parent_run_id
+    assert parent.info.run_name == "run-a" and parent.info.status == "FINISHED"
+    assert parent.data.tags["relay.pipeline_run"] == "run-a"
+    assert parent.data.params["train.steps"] == "5"
+    assert [a.path for a in client.list_artifacts(parent.info.run_id)] == ["config.yaml", "generations.csv", "generations.html"]
+    summary = client.download_artifacts(parent.info.run_id, "generations.csv", str(tmp_path))
+    assert open(summary).read().splitlines()[0].startswith("generation,evaluate/accuracy")
+    assert parent.data.tags["relay.version.mlflow"] and parent.data.tags["relay.git_commit"]
+
+    gens = {r.info.run_name: r for r in runs(store, experiment, "generation")}
+    assert sorted(gens) == ["gen-00", "gen-01"]
+    assert all(r.data.tags["mlflow.parentRunId"] == parent.info.run_id for r in gens.values())
+    assert gens["gen-01"].data.tags["relay.generation"] == "1"
+    assert gens["gen-01"].data.metrics["evaluate/accuracy"] == pytest.approx(0.6)
+
+    stages = {r.info.run_name: r for r in runs(store, experiment, "stage")}
+    assert sorted(stages) == ["g00/evaluate", "g00/train", "g01/evaluate", "g01/train", "split"]
+    assert stages["split"].data.tags["mlflow.parentRunId"] == parent.info.run_id
+    train1 = stages["g01/train"]
+    assert train1.data.tags["mlflow.parentRunId"] == gens["gen-01"].info.run_id
+    assert train1.data.tags["relay.stage"] == "g01/train"
+    assert train1.data.tags["relay.generation"] == "1"
+    assert train1.data.tags["relay.fingerprint"] == "fp-g01/train"
+    assert train1.data.tags["cache_hit"] == "false"
+    assert stages["g00/evaluate"].data.tags["cache_hit"] == "true"
+    assert [(m.step, m.value) for m in client.get_metric_history(train1.info.run_id, "loss")] == [
+        (0, 1.0), (1, 1.0), (2, 0.5)]
+    assert [a.path for a in client.list_artifacts(train1.info.run_id)] == ["plot.png"]
+    assert [a.path for a in client.list_artifacts(gens["gen-01"].info.run_id, "train")] == ["train/plot.png"]
+
+    history = client.get_metric_history(parent.info.run_id, "evaluate/accuracy")
+    assert sorted((m.step, m.value) for m in history) == [(0, 0.5), (1, pytest.approx(0.6))]
+    assert "split/labeled" not in parent.data.metrics  # generation-less stages stay on their own run
+
+
+def test_read_generations_returns_rows_per_generation(store, experiment, tmp_path):
+    plot = tmp_path / "plot.png"
+    plot.write_bytes(b"x")
+    run_two_generations(tracker_for(store, experiment), str(plot))
+    run_id, rows = read_generations(store[0], experiment, "run-a")
+    assert run_id == "run-a"
+    assert [r["generation"] for r in rows] == [0, 1]
+    assert rows[1]["evaluate/accuracy"] == pytest.approx(0.6)
+    assert rows[0]["train/loss"] == 1.0
+    assert read_generations(store[0], experiment, None)[0] == "run-a"  # latest run by default
+
+
+def test_read_generations_errors_say_what_is_missing(store, tmp_path):
+    with pytest.raises(TrackingError, match="no tracking database at"):
+        read_generations(f"sqlite:///{tmp_path / 'none.db'}", "relay", None)
+    with pytest.raises(TrackingError, match="no MLflow experiment 'nope'"):
+        read_generations(store[0], "nope", None)
+
+
+def test_resume_reuses_parent_and_generation_runs(store, experiment):
+    first = tracker_for(store, experiment)
+    first.start_pipeline("run-r", "toy", {"seed": 0}, resume=False)
+    first.stage_finished(record("g00/train", 0, {"loss": 1.0}))
+    first.stage_finished(record("g01/train", 1, status="FAILED", error="RuntimeError: boom"))
+    first.end_pipeline("FAILED")
+    (parent,) = runs(store, experiment, "pipeline")
+    assert parent.info.status == "FAILED"
+    assert {r.info.run_name: r.info.status for r in runs(store, experiment, "generation")} == {
+        "gen-00": "FINISHED", "gen-01": "FAILED"}
+
+    second = tracker_for(store, experiment)
+    second.start_pipeline("run-r", "toy", {"seed": 0}, resume=True)
+    assert second.parent_run_id == parent.info.run_id
+    second.stage_finished(record("g00/train", 0, {"loss": 1.0}, cache_hit=True))  # already tracked: not duplicated
+    second.stage_started("g01/train", 1)
+    second.stage_finished(record("g01/train", 1, {"loss": 0.5}))
+    second.end_pipeline("FINISHED")
+
+    assert len(runs(store, experiment, "pipeline")) == 1
+    gens = {r.info.run_name: r for r in runs(store, experiment, "generation")}
+    assert sorted(gens) == ["gen-00", "gen-01"] and gens["gen-01"].info.status == "FINISHED"
+    stage_runs = [(r.info.run_name, r.info.status) for r in runs(store, experiment, "stage")]
+    assert sorted(stage_runs) == [("g00/train", "FINISHED"), ("g01/train", "FAILED"), ("g01/train", "FINISHED")]
+    retry = [r for r in runs(store, experiment, "stage") if r.info.status == "FINISHED" and r.info.run_name == "g01/train"]
+    assert retry[0].data.tags["mlflow.parentRunId"] == gens["gen-01"].info.run_id
+
+
+def test_start_pipeline_twice_opens_one_parent(store, experiment):
+    tracker = tracker_for(store, experiment)
+    tracker.start_pipeline("run-x", "toy", {}, resume=False)
+    tracker.start_pipeline("run-x", "toy", {}, resume=False)
+    assert len(runs(store, experiment, "pipeline")) == 1
+
+
+def test_failures_warn_unless_strict(tmp_path, caplog):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    uri = f"sqlite:///{blocker / 'mlflow.db'}"
+    tracker = MlflowTracker(uri, "relay")
+    tracker.start_pipeline("run-w", "toy", {}, resume=False)
+    assert "MLflow start_pipeline failed" in caplog.text
+    assert tracker.parent_run_id is None
+    tracker.stage_finished(record("g00/train", 0))  # no parent: silently nothing
+    tracker.end_pipeline("FINISHED")
+    with pytest.raises(TrackingError, match="MLflow start_pipeline failed .*tracking.strict=false"):
+        MlflowTracker(uri, "relay", strict=True).start_pipeline("run-w", "toy", {}, resume=False)
+
+
+def test_default_artifact_location_sits_beside_sqlite_db(tmp_path):
+    tracker = MlflowTracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "relay")
+    assert tracker.artifact_location == (tmp_path / "mlartifacts").as_uri()
+    assert MlflowTracker("http://mlflow:5000", "relay").artifact_location is None
+
+
+def test_trackers_satisfy_the_protocol():
+    null: Tracker = NullTracker()
+    null.start_pipeline("r", "p", {}, False)
+    null.stage_finished(record("s", None))
+    assert null.parent_run_id is None
+    assert isinstance(logging.getLogger("orchestrator.tracking"), logging.Logger)
+
+
+def lineage_outputs(tmp_path, generation):
+    """A stored model checkpoint and a Parquet dataset, as the runner describes them to the tracker."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    import torch
+
+    from orchestrator.engine.records import TrackedArtifact
+
+    model = tmp_path / f"g{generation}-model.pt"
+    torch.save({"state_dict": {"w": torch.ones(2)}, "model": "toy", "num_classes": 2}, model)
+    table = tmp_path / f"g{generation}-picks.parquet"
+    pq.write_table(pa.table({"sample_id": pa.array([1, 2], pa.int64()), "probs": pa.array([[0.1, 0.9]] * 2)}), table)
+    return {
+        f"g{generation:02d}/model": TrackedArtifact(f"g{generation:02d}/model", model.as_uri(), "a" * 64, "checkpoint",
+                                                     "model", str(model)),
+        f"g{generation:02d}/picks": TrackedArtifact(f"g{generation:02d}/picks", table.as_uri(), f"{generation}" * 64,
+                                                     "table", "dataset", str(table)),
+    }
+
+
+def test_lineage_models_registered_datasets_and_teacher_as_inputs(store, experiment, tmp_path):
+    tracker = tracker_for(store, experiment, log_models=True)
+    tracker.start_pipeline("run-l", f"toy-{experiment}", {}, resume=False)
+    gen0, gen1 = lineage_outputs(tmp_path, 0), lineage_outputs(tmp_path, 1)
+    tracker.stage_finished(record("g00/train", 0, outputs={"g00/model": gen0["g00/model"]}))
+    tracker.stage_finished(record("g00/rebalance", 0, inputs=("g00/model",), outputs={"g00/picks": gen0["g00/picks"]}))
+    tracker.stage_finished(record("g01/train", 1, inputs=("g00/picks",), outputs={"g01/model": gen1["g01/model"]}))
+    tracker.end_pipeline("FINISHED")
+    client = MlflowClient(store[0])
+    stages = {r.info.run_name: client.get_run(r.info.run_id) for r in runs(store, experiment, "stage")}
+    train1 = stages["g01/train"]
+    (dataset,) = train1.inputs.dataset_inputs
+    assert dataset.dataset.name == "g00/picks" and dataset.dataset.digest == "0" * 32
+    assert '"sample_id"' in dataset.dataset.schema and '"array"' in dataset.dataset.schema
+    teacher = train1.inputs.model_inputs[0].model_id
+    assert client.get_logged_model(teacher).tags["relay.artifact"] == "g00/model"
+    assert train1.data.tags["relay.teacher"] == f"models:/{teacher}"
+    registered = client.get_registered_model(f"toy-{experiment}")
+    assert sorted(registered.aliases) == ["gen-00", "gen-01", "newest"]
+    assert registered.aliases["newest"] == registered.aliases["gen-01"]
+    newest = client.get_model_version_by_alias(f"toy-{experiment}", "newest")
+    assert newest.run_id == train1.info.run_id
+
+
+def test_lineage_can_be_switched_off_for_models(store, experiment, tmp_path):
+    tracker = tracker_for(store, experiment, log_models=False)
+    tracker.start_pipeline("run-n", f"toy-{experiment}", {}, resume=False)
+    tracker.stage_finished(record("g00/train", 0, outputs={"g00/model": lineage_outputs(tmp_path, 0)["g00/model"]}))
+    tracker.end_pipeline("FINISHED")
+    assert MlflowClient(store[0]).search_registered_models(f"name = 'toy-{experiment}'") == []

@@ -1,0 +1,234 @@
+"""The `tune:` section and the pure parts of orchestrator.tune (space, plan, trial, sweep): parsing, bad input, clipping, best.yaml, schedules."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from orchestrator.cli import main
+from orchestrator.config import SearchDomain, TuneSettings, load_yaml, validate_config
+from orchestrator.errors import ConfigError
+from orchestrator.tune.plan import SweepPlan, fit_concurrency, plan_sweep
+from orchestrator.tune.space import best_config, clip_values, param_space, total_trials
+from orchestrator.tune.sweep import TrialRow, best_row, trials_table
+from orchestrator.tune.trial import TrialState, scheduled_pipeline
+from pipelines import crest
+from pipelines.registry import PIPELINES
+
+ROOT = Path(__file__).resolve().parents[4]
+SMOKE = ROOT / "pipelines" / "configs" / "smoke.yaml"
+METRIC = "evaluate/balanced_accuracy"
+
+
+def smoke_data(**tune_changes) -> dict:
+    data = load_yaml(SMOKE)
+    data["tune"] = {**data["tune"], **tune_changes}
+    return data
+
+
+def plan(data: dict, output: Path | None = None) -> SweepPlan:
+    config = validate_config(crest.CrestConfig, data)
+    return plan_sweep(data, config, crest.build, "code", output=str(output) if output else None, source="test")
+
+
+def problems(data: dict) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        plan(data)
+    return info.value.problems
+
+
+# --- parsing ---------------------------------------------------------------------------
+
+
+def test_smoke_tune_section_parses_into_domains() -> None:
+    settings = validate_config(crest.CrestConfig, load_yaml(SMOKE)).tune
+    assert settings.scheduler == "asha" and settings.num_samples == 4 and settings.metric == METRIC
+    assert settings.space["augment.strong.num_ops"].kind == "randint"
+    assert settings.space["augment.strong.num_ops"].args == (1, 3)
+    assert settings.space["crest.schedule"].args == ["linear", "cosine", "step"]
+
+
+@pytest.mark.parametrize("name", sorted(PIPELINES))
+def test_every_registered_pipeline_accepts_a_tune_section(name: str) -> None:
+    spec = PIPELINES[name]
+    section = {"metric": METRIC, "space": {"train.lr": {"loguniform": [0.01, 0.1]}}}
+    assert validate_config(spec.config_model, {"pipeline": name, "tune": section}).tune.space["train.lr"].kind == "loguniform"
+
+
+def test_randint_is_inclusive_and_maps_to_rays_exclusive_high() -> None:
+    space = param_space({"n": SearchDomain(randint=(1, 3)), "s": SearchDomain(choice=["a", "b"])})
+    assert (space["n"].lower, space["n"].upper) == (1, 4)
+    assert space["s"].categories == ["a", "b"]
+
+
+def test_total_trials_multiplies_grids() -> None:
+    settings = TuneSettings(metric=METRIC, num_samples=2, space={"a": {"grid": [1, 2, 3]}, "b": {"grid": [1, 2]}})
+    assert total_trials(settings) == 12
+
+
+def test_plan_holds_the_evaluate_stage_of_every_generation(tmp_path: Path) -> None:
+    sweep = plan(smoke_data(name="s1") | {"crest": {"generations": 3, "alignment": True}}, tmp_path / "out")
+    assert sweep.report_stages == ("g00/evaluate", "g01/evaluate", "g02/evaluate")
+    assert sweep.name == "s1" and sweep.metric_name == "balanced_accuracy"
+    assert "tune" not in sweep.base
+    assert sweep.experiment_path == (tmp_path / "out" / "ray" / "s1").resolve()
+
+
+# --- bad input: one clear message each -----------------------------------------------------
+
+
+def test_unknown_key_in_the_space_names_the_valid_keys() -> None:
+    [problem] = problems(smoke_data(space={"augment.strong.nm_ops": {"randint": [1, 3]}}))
+    assert "nm_ops" in problem and "did you mean 'num_ops'" in problem
+
+
+def test_empty_choice() -> None:
+    with pytest.raises(ConfigError, match="choice is empty"):
+        validate_config(crest.CrestConfig, smoke_data(space={"crest.schedule": {"choice": []}}))
+
+
+def test_low_above_high() -> None:
+    with pytest.raises(ConfigError, match="low 0.1 > high 0.01"):
+        validate_config(crest.CrestConfig, smoke_data(space={"train.lr": {"uniform": [0.1, 0.01]}}))
+
+
+@pytest.mark.parametrize("key", ["augment.strong.num_ops", "augment.strong.magnitude"])
+def test_randaugment_n_and_m_need_integer_domains(key: str) -> None:
+    [problem] = problems(smoke_data(space={key: {"uniform": [1, 9]}}))
+    assert f"{key} is an integer setting" in problem and "randint" in problem
+
+
+def test_out_of_range_end_is_caught_before_any_trial() -> None:
+    [problem] = problems(smoke_data(space={"augment.strong.magnitude": {"randint": [1, 20]}}))
+    assert "must be <= 10" in problem and "value 20" in problem
+
+
+def test_a_key_that_changes_the_dag_is_refused() -> None:
+    [problem] = problems(smoke_data(space={"crest.generations": {"choice": [2, 3]}}))
+    assert "changes the pipeline's stages" in problem
+
+
+def test_metric_of_no_stage_lists_the_roles() -> None:
+    [problem] = problems(smoke_data(metric="foo/balanced_accuracy"))
+    assert "'foo' is not a stage role" in problem and "evaluate" in problem
+
+
+def test_metric_without_a_role() -> None:
+    with pytest.raises(ConfigError, match="<stage role>/<metric>"):
+        validate_config(crest.CrestConfig, smoke_data(metric="balanced_accuracy"))
+
+
+def test_every_space_problem_is_reported_at_once() -> None:
+    found = problems(smoke_data(space={"augment.strong.nm_ops": {"randint": [1, 3]},
+                                       "augment.strong.magnitude": {"uniform": [1, 9]}}))
+    assert len(found) == 2
+
+
+def test_incompatible_scheduler_and_search() -> None:
+    with pytest.raises(ConfigError, match="optuna cannot run grid"):
+        validate_config(crest.CrestConfig, smoke_data(search="optuna", space={"crest.alpha": {"grid": [1, 2]}}))
+    with pytest.raises(ConfigError, match="use search random"):
+        validate_config(crest.CrestConfig, smoke_data(search="optuna", scheduler="pbt"))
+    with pytest.raises(ConfigError, match="scheduler sha pauses trials.*use search random"):
+        validate_config(crest.CrestConfig, smoke_data(search="optuna", scheduler="sha"))
+    with pytest.raises(ConfigError, match="'asha', 'sha', 'pbt', 'pb2' or 'none'"):
+        validate_config(crest.CrestConfig, smoke_data(scheduler="hyperband"))
+
+
+def test_cli_rejects_bad_space_with_exit_2_and_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                               capsys: pytest.CaptureFixture) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text(yaml.safe_dump(smoke_data(space={"augment.strong.num_ops": {"uniform": [1, 3]}})))
+    monkeypatch.setenv("RELAY_WORKSPACE", str(tmp_path / "ws"))
+    assert main(["tune", str(config)]) == 2
+    assert "augment.strong.num_ops is an integer setting" in capsys.readouterr().err
+    assert not (tmp_path / "ws").exists()
+
+
+def test_cli_without_a_tune_section_exits_2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = load_yaml(SMOKE)
+    data.pop("tune")
+    config = tmp_path / "plain.yaml"
+    config.write_text(yaml.safe_dump(data))
+    monkeypatch.setenv("RELAY_WORKSPACE", str(tmp_path / "ws"))
+    assert main(["tune", str(config)]) == 2
+
+
+# --- clipping, schedules, best.yaml -----------------------------------------------------------
+
+
+SPACE = {
+    "augment.strong.num_ops": SearchDomain(randint=(1, 3)),
+    "augment.strong.magnitude": SearchDomain(randint=(1, 10)),
+    "crest.t_min": SearchDomain(uniform=(0.3, 0.9)),
+    "crest.schedule": SearchDomain(choice=["linear", "cosine", "step"]),
+    "crest.alpha": SearchDomain(choice=[1.0, 2.0, 3.0]),
+}
+
+
+def test_clip_discretizes_n_and_m_to_their_ranges() -> None:
+    clipped = clip_values({"augment.strong.num_ops": 0.6, "augment.strong.magnitude": 31.4,
+                                "crest.t_min": 1.08, "crest.schedule": "cosine", "crest.alpha": 2.4}, SPACE)
+    assert clipped == {"augment.strong.num_ops": 1, "augment.strong.magnitude": 10, "crest.t_min": 0.9,
+                       "crest.schedule": "cosine", "crest.alpha": 2.0}
+    assert isinstance(clipped["augment.strong.magnitude"], int)
+    assert clip_values({"augment.strong.num_ops": 2.6}, SPACE) == {"augment.strong.num_ops": 3}
+    assert clip_values({"crest.schedule": "nope"}, SPACE) == {"crest.schedule": "linear"}
+
+
+def test_best_config_applies_values_drops_tune_and_validates() -> None:
+    data = load_yaml(SMOKE)
+    best = best_config(data, {"augment.strong.num_ops": 3, "crest.schedule": "step"})
+    assert "tune" not in best and "tune" in data
+    config = validate_config(crest.CrestConfig, best)
+    assert config.augment.strong.num_ops == 3 and config.crest.schedule == "step"
+    assert config.train.steps == data["train"]["steps"]
+
+
+def test_best_row_compares_trials_that_ran_every_generation() -> None:
+    rows = [
+        TrialRow("a", "s-a", {}, {0: 0.9}, "stopped early"),
+        TrialRow("b", "s-b", {}, {0: 0.5, 1: 0.6}, "completed"),
+        TrialRow("c", "s-c", {}, {0: 0.4, 1: 0.7}, "completed"),
+    ]
+    assert best_row(rows, "max").trial_id == "c"
+    assert best_row(rows, "min").trial_id == "b"
+    assert best_row([], "max") is None
+    table = trials_table(rows, [], 2, rows[2])
+    assert "c *" in table and "stopped early" in table and "0.7" in table
+
+
+def test_trial_state_continues_mutated_values_from_the_next_generation() -> None:
+    state = TrialState([(0, {"n": 1})], next_generation=2)
+    assert state.continue_with({"n": 1}) is state
+    mutated = state.continue_with({"n": 3})
+    assert mutated.segments == [(0, {"n": 1}), (2, {"n": 3})]
+    assert TrialState.from_json(mutated.to_json()) == mutated
+
+
+def test_scheduled_pipeline_takes_each_generation_from_the_values_in_force(tmp_path: Path) -> None:
+    data = smoke_data() | {"crest": {"generations": 3}}
+    sweep = plan(data, tmp_path)
+    segments = [(0, {"augment.strong.magnitude": 3}), (1, {"augment.strong.magnitude": 9})]
+    pipeline, latest = scheduled_pipeline(sweep, segments)
+    magnitude = {s.name: s.params["augment"]["strong"]["magnitude"] for s in pipeline.stages if s.name.endswith("/train")}
+    assert magnitude == {"g00/train": 3, "g01/train": 9, "g02/train": 9}
+    assert latest.augment.strong.magnitude == 9
+    same = {s.name: s.params for s in crest.build(validate_config(crest.CrestConfig, {**sweep.base, "augment": {"strong": {"magnitude": 3}}})).stages}
+    assert pipeline.stage("g00/train").params == same["g00/train"]  # same params: the cached stage is reused
+
+
+@pytest.mark.parametrize(("cpus", "gpus", "stage_gpus", "requested", "expected"), [
+    (2, 0, 0.0, None, 1),   # 1-CPU stages + 0.1 CPU driver: one trial on 2 cores
+    (8, 0, 0.0, None, 7),
+    (8, 0, 0.0, 2, 2),      # the user may ask for fewer
+    (2, 0, 0.0, 5, 1),      # never more than fits
+    (16, 2, 1.0, None, 2),  # GPUs bound it
+])
+def test_concurrency_fits_the_cluster(cpus: int, gpus: int, stage_gpus: float, requested: int | None, expected: int) -> None:
+    data = load_yaml(SMOKE) | {"resources": {"train": {"num_gpus": stage_gpus}}}
+    pipeline = crest.build(validate_config(crest.CrestConfig, data))
+    assert fit_concurrency({"CPU": cpus, "GPU": gpus}, pipeline, 0.1, requested, trials=10) == expected
+    assert fit_concurrency({"CPU": 64, "GPU": 64}, pipeline, 0.1, None, trials=3) == 3  # nor more than trials
