@@ -1,0 +1,52 @@
+"""LocalExecutor runs StageTasks in submission order and returns failures as values; warm-up names the right modules."""
+
+import logging
+
+import pytest
+
+from orchestrator.dag import Resources, Stage
+from orchestrator.engine.artifacts import ArtifactStore, Manifest
+from orchestrator.engine.executors import LocalExecutor, run_on_ray, warm_modules
+from orchestrator.engine.task import StageTask
+from tests.unit.orchestrator.engine.toy import CALLS, bad_value, random_draw, toy
+
+
+@pytest.fixture(autouse=True)
+def clear_calls():
+    CALLS.clear()
+
+
+def task(tmp_path, stage: Stage, attempt: int = 1) -> StageTask:
+    return StageTask(stage, f"fp-{stage.name}", {}, str(tmp_path), "run", seed=1, attempt=attempt)
+
+
+def test_local_executor_runs_in_submission_order_and_returns_exceptions(tmp_path):
+    executor = LocalExecutor()
+    draw = executor.submit(task(tmp_path, Stage("draw", random_draw, (), ("draw",))))
+    bad = executor.submit(task(tmp_path, Stage("bad", bad_value, (), ("bad_out",))))
+    [(first, manifest)] = executor.wait([bad, draw])
+    assert first is draw and isinstance(manifest, Manifest)
+    assert ArtifactStore(str(tmp_path)).read_manifest("fp-draw") == manifest
+    [(second, error)] = executor.wait([bad])
+    assert second is bad and isinstance(error, ValueError)
+    assert CALLS == ["draw", "bad"]
+
+
+def test_a_stage_asking_for_workers_runs_as_one_process_locally(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="orchestrator")
+    stage = Stage("draw", random_draw, (), ("draw",), resources=Resources(num_cpus=1, workers=2))
+    executor = LocalExecutor()
+    [(_, manifest)] = executor.wait([executor.submit(task(tmp_path, stage))])
+    assert isinstance(manifest, Manifest)
+    assert "draw asks for 2 workers; the local backend runs it as one process" in caplog.text
+
+
+def test_a_retry_is_the_same_task_with_the_next_attempt(tmp_path):
+    first = task(tmp_path, Stage("draw", random_draw, (), ("draw",)))
+    again = first.retry()
+    assert again.attempt == 2 and (again.stage, again.fingerprint, again.input_refs) == (first.stage, first.fingerprint, first.input_refs)
+
+
+def test_warm_up_imports_the_stage_modules_and_the_ray_tasks_own():
+    modules = warm_modules(toy())
+    assert modules == sorted({"tests.unit.orchestrator.engine.toy", run_on_ray.__module__})
