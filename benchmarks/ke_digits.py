@@ -27,7 +27,7 @@ from pipelines.evaluation import class_metrics
 from pipelines.knowledge_evolution import extract_slim_network, make_split_masks, reinitialize_reset_hypothesis
 from pipelines.models import create_model, parameter_count
 from pipelines.pseudo_label import predict_probs
-from pipelines.student_training import StudentSettings, train_student
+from pipelines.training.student import StudentSettings, train_student
 
 RESULTS = Path(__file__).resolve().parent / "results" / "ke_digits.json"
 PER_CLASS, TEST_PER_CLASS = 30, 40

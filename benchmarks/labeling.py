@@ -1,6 +1,6 @@
 """Pseudo-labeling throughput and memory: the stage (through the Parquet write) vs a plain inference loop.
 
-The stage side is ``pipelines.stages.pseudo_label_generation`` with a StageContext, its output
+The stage side is ``pipelines.stages.pseudo_label.pseudo_label_generation`` with a StageContext, its output
 consumed by ``ArtifactStore.write_stage`` (the streamed Parquet write, digest and manifest),
 exactly as ``execute_stage`` runs it. The plain side is a ``torch.inference_mode`` loop that
 gathers the same unlabeled images from the same dataset by id, runs the same model and batch size,
@@ -77,17 +77,17 @@ def setup(rows: int) -> tuple[Any, Any, Any]:
     import pyarrow as pa
     import torch
 
-    from pipelines import stages
     from pipelines.models import create_model
     from pipelines.split import SPLIT_SCHEMA
+    from pipelines.stages.common import dataset_of, model_checkpoint
 
-    dataset = stages.dataset_of(DATA).train
+    dataset = dataset_of(DATA).train
     ids = np.arange(rows, dtype=np.int64) % len(dataset.labels)
     split = pa.table({"sample_id": ids, "label": dataset.labels.numpy()[ids].astype(np.int32),
                       "subset": pa.repeat(pa.scalar("unlabeled"), rows)}, schema=SPLIT_SCHEMA)
     torch.manual_seed(0)
     model = create_model("small_cnn", dataset.num_classes, int(dataset.images.shape[1]))
-    checkpoint = stages.model_checkpoint(model, "small_cnn", dataset.num_classes, int(dataset.images.shape[1]), 0.0)
+    checkpoint = model_checkpoint(model, "small_cnn", dataset.num_classes, int(dataset.images.shape[1]), 0.0)
     return split, checkpoint, ids
 
 
@@ -95,7 +95,7 @@ def run_stage(split: Any, checkpoint: Any, device: str, workers: int, batch_size
     """The stage body plus the store's streamed write, as execute_stage does; returns the rows written."""
     from orchestrator.artifacts import ArtifactStore
     from orchestrator.dag import Resources, StageContext
-    from pipelines import stages
+    from pipelines.stages.pseudo_label import pseudo_label_generation
 
     ctx = StageContext(run_id="bench", stage="g00/pseudo_label", generation=0, seed=0, device=device, attempt=1)
     if workers > 1:
@@ -104,7 +104,7 @@ def run_stage(split: Any, checkpoint: Any, device: str, workers: int, batch_size
         ctx.shard_mapper = distributed.actor_pool_mapper(Resources(num_cpus=1, workers=workers))
     params = {"data": DATA, "batch_size": batch_size, "shard_size": shard_size, "generation": 0,
               "io": {"split": "split", "model": "model", "pseudo_labels": "pl"}}
-    result = stages.pseudo_label_generation(ctx, {"split": split, "model": checkpoint}, params)
+    result = pseudo_label_generation(ctx, {"split": split, "model": checkpoint}, params)
     with tempfile.TemporaryDirectory(prefix="relay-label-") as tmp:
         ArtifactStore(tmp).write_stage("f" * 64, ctx.stage, result)
     return int(result.metrics["rows"])
@@ -115,11 +115,11 @@ def run_plain(ids: Any, checkpoint: Any, device: str, batch_size: int) -> int:
     import numpy as np
     import torch
 
-    from pipelines import stages
     from pipelines.augment import to_float
+    from pipelines.stages.common import dataset_of, load_model
 
-    images = stages.dataset_of(DATA).train.images[torch.from_numpy(ids)]
-    model = stages.load_model(checkpoint, device)
+    images = dataset_of(DATA).train.images[torch.from_numpy(ids)]
+    model = load_model(checkpoint, device)
     chunks = []
     with torch.inference_mode():
         for start in range(0, images.shape[0], batch_size):

@@ -37,7 +37,7 @@ TOLERANCE = 1e-6
 def plain_main(config_path: str, overrides: list[str], device: str) -> None:
     """The plain script: build the pipeline, run its stages in this process, print metrics as JSON."""
     _, config = _common.load_config(config_path, overrides)
-    from pipelines import crest
+    from pipelines.builders import crest
 
     metrics = _common.run_in_process(crest.build(config), config.seed, device)
     print(json.dumps({"balanced_accuracy": _common.generation_metrics(metrics), "stages": len(metrics)}))
@@ -86,7 +86,7 @@ def compare(label: str, overrides: list[str], repeats: int, device: str) -> dict
         plain_times.append(t_plain)
         check_same(label, acc_relay, acc_plain)
     _, config = _common.load_config(CONFIG, overrides)
-    from pipelines import crest
+    from pipelines.builders import crest
 
     stages = len(crest.build(config).stages)
     relay, plain = _common.median(relay_times), _common.median(plain_times)

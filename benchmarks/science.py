@@ -50,7 +50,7 @@ def run_one(job: tuple[str, int, list[str], str]) -> dict[str, Any]:
     """One (method, seed) pipeline in a fresh process: per-generation balanced accuracy and tail recall."""
     method, seed, overrides, device = job
     _, config = _common.load_config(CONFIG, [*overrides, f"seed={seed}", f"data.fold={seed}"])
-    from pipelines import crest
+    from pipelines.builders import crest
 
     elapsed, metrics = _common.timed(lambda: _common.run_in_process(crest.build(config), config.seed, device))
     return {

@@ -250,6 +250,18 @@ def reinitialize_reset_hypothesis(
     logger.debug("re-initialised %d reset-hypothesis values in %d tensors", reset, len(masks))
 
 
+def zero_reset_hypothesis(model: nn.Module, masks: Mapping[str, torch.Tensor]) -> None:
+    """Zero the reset hypothesis in place: Dense-Sparse-Dense's re-dense start (``ke.reinit=zero``).
+
+    With two generations this is DSD's re-dense step (docs/ALGORITHMS.md, Knowledge Evolution):
+    training resumes from the fit hypothesis alone, the reset weights starting at zero.
+    """
+    with torch.no_grad():
+        for name, mask in masks.items():
+            param = model.get_parameter(name)
+            param.mul_(mask.to(param.device, param.dtype))
+
+
 def _prefix_counts(name: str, mask: torch.Tensor) -> tuple[int, int]:
     """Kept (out, in) counts of a KELS mask; ValueError when the mask is not a prefix block."""
     keep_out = int(mask.reshape(mask.shape[0], -1).any(dim=1).sum())

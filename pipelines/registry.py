@@ -6,7 +6,7 @@ from typing import Any
 
 from orchestrator import registry
 from orchestrator.registry import PipelineSpec
-from pipelines import crest, distill, ke, noisy_student
+from pipelines.builders import crest, distill, knowledge_evolution, noisy_student
 
 
 PIPELINES: dict[str, PipelineSpec] = {
@@ -25,9 +25,9 @@ PIPELINES: dict[str, PipelineSpec] = {
     ),
     "ke": PipelineSpec(
         name="ke",
-        config_model=ke.KnowledgeEvolutionConfig,
-        build=ke.build,
-        preflight=ke.preflight,
+        config_model=knowledge_evolution.KnowledgeEvolutionConfig,
+        build=knowledge_evolution.build,
+        preflight=knowledge_evolution.preflight,
         summary={
             "balanced_accuracy": "evaluate/balanced_accuracy",
             "slim_accuracy": "evaluate/slim_accuracy",

@@ -28,8 +28,10 @@ from orchestrator.dag import Pipeline, Resources, Stage, StageResult
 from orchestrator.executor import RayExecutor
 from orchestrator.runner import Runner, RunSummary, StageState, fingerprint
 from orchestrator.tracking import NullTracker
-from pipelines import crest, stages
-from pipelines.training import train_fixmatch
+from pipelines.builders import crest
+from pipelines.stages.common import stage_generator, subset_images
+from pipelines.stages.train import augmenters, fixmatch_settings
+from pipelines.training.fixmatch import train_fixmatch
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1200)]
 
@@ -42,13 +44,13 @@ ACCURACY_TOLERANCE = 0.15
 def linear_fixmatch(ctx, inputs, params) -> StageResult:
     """A BatchNorm-free check model (softmax regression on digits) through the real FixMatch loop."""
     data = params["data"]
-    generator = stages.stage_generator(ctx)
+    generator = stage_generator(ctx)
     split = inputs["data/split"]
-    _, images, labels = stages.subset_images(data, split, "labeled")
-    _, unlabeled, _ = stages.subset_images(data, split, "unlabeled")
+    _, images, labels = subset_images(data, split, "labeled")
+    _, unlabeled, _ = subset_images(data, split, "unlabeled")
     model = nn.Sequential(nn.Flatten(), nn.Linear(images[0].numel(), 10))
-    settings = stages.fixmatch_settings(params["train"], params["crest"], 0)
-    weak_fn, strong_fn = stages.augmenters(params["augment"])
+    settings = fixmatch_settings(params["train"], params["crest"], 0)
+    weak_fn, strong_fn = augmenters(params["augment"])
     reports: list[tuple[int, dict[str, float]]] = []
     ema = train_fixmatch(model, images, labels, unlabeled, 10, settings, weak_fn, strong_fn, ctx.device, generator,
                          report=lambda step, m: reports.append((step, m)), report_every=params["train"]["report_every"],

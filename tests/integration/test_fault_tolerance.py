@@ -34,7 +34,8 @@ from orchestrator.distributed import train_run_name, train_storage_path
 from orchestrator.executor import RayExecutor
 from orchestrator.runner import Runner, RunStatus, StageState
 from orchestrator.tracking import NullTracker
-from pipelines import crest, stages
+from pipelines.builders import crest
+from pipelines.stages import train as train_stage
 from tests.integration.cluster import processes_of_group, stop_processes
 from tests.integration.relay_cli import manifests, relay
 
@@ -62,7 +63,7 @@ def train_recording_pids(ctx, inputs, params):
     folder = Path(params["pid_dir"])
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"rank{ctx.rank}-{os.getpid()}").write_text(str(ctx.attempt))
-    return stages.train_generation(ctx, inputs, params)
+    return train_stage.train_generation(ctx, inputs, params)
 
 
 def test_killed_training_worker_resumes_from_its_checkpoint(tmp_path):

@@ -13,7 +13,7 @@ RAY_MODULES = {"executor.py", "distributed.py", "tune.py", "tune_schedulers.py",
 LEAF_THIRD_PARTY = {"torch", "torchvision", "numpy", "pyarrow", "tqdm"}
 LEAF_EXTRA = {"data.py": {"sklearn", "PIL"}, "plots.py": {"matplotlib"}}
 NON_LEAF = {"stages.py", "student_stages.py", "bodies.py", "schema.py", "registry.py", "crest.py", "ke.py", "noisy_student.py", "distill.py", "self_training.py", "__init__.py"}
-ORCHESTRATOR_PUBLIC = {"orchestrator.dag", "orchestrator.config", "orchestrator.errors"}
+ORCHESTRATOR_PUBLIC = {"orchestrator.dag", "orchestrator.config", "orchestrator.errors", "orchestrator.registry"}
 
 
 def imported_modules(path: Path) -> set[str]:

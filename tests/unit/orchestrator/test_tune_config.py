@@ -11,7 +11,7 @@ from orchestrator import tune
 from orchestrator.cli import main
 from orchestrator.config import SearchDomain, TuneSettings, load_yaml, validate_config
 from orchestrator.errors import ConfigError
-from pipelines import crest
+from pipelines.builders import crest
 from pipelines.registry import PIPELINES
 
 ROOT = Path(__file__).resolve().parents[3]

@@ -1,12 +1,13 @@
 """Stage bodies by reference, so that building a pipeline imports no torch.
 
-The bodies in `pipelines.stages` and `pipelines.student_stages` import torch, torchvision and
-matplotlib; the driver only validates the config and builds the DAG, so the builders name the
-bodies here and the body's module is imported when a worker (or the local executor) calls it.
-A `StageBody` carries the `__module__` and `__qualname__` of the function it names: the engine
-reads those for fingerprints and for warming workers, so a body by reference fingerprints
-exactly like the function itself. It pickles as two strings, which is how Ray ships it.
-tests/unit/pipelines/test_bodies.py checks that every reference below names a real function.
+The body modules of `pipelines.stages` import torch, torchvision and matplotlib; the driver only
+validates the config and builds the DAG, so the builders name the bodies here and the body's
+module is imported when a worker (or the local executor) calls it. A `StageBody` carries the
+`__module__` and `__qualname__` of the function it names: the engine reads those for fingerprints
+and for warming workers, so a body by reference fingerprints exactly like the function itself.
+It pickles as two strings, which is how Ray ships it. This is the only module of
+`pipelines.stages` the builders import; tests/unit/pipelines/stages/test_refs.py checks that every
+reference below names a real function.
 """
 
 from __future__ import annotations
@@ -42,20 +43,18 @@ class StageBody:
         return f"StageBody({self.__module__}.{self.__qualname__})"
 
 
-# CReST (pipelines.stages)
-split_data = StageBody("pipelines.stages", "split_data")
-train_generation = StageBody("pipelines.stages", "train_generation")
-evaluate_generation = StageBody("pipelines.stages", "evaluate_generation")
-pseudo_label_generation = StageBody("pipelines.stages", "pseudo_label_generation")
-rebalance_generation = StageBody("pipelines.stages", "rebalance_generation")
-
-# Knowledge Evolution, Noisy Student, distillation (pipelines.student_stages)
-split_supervised = StageBody("pipelines.student_stages", "split_supervised")
-make_masks = StageBody("pipelines.student_stages", "make_masks")
-train_network = StageBody("pipelines.student_stages", "train_network")
-evaluate_network = StageBody("pipelines.student_stages", "evaluate_network")
-pseudo_label_network = StageBody("pipelines.student_stages", "pseudo_label_network")
-filter_pseudo_labels = StageBody("pipelines.student_stages", "filter_pseudo_labels")
+# By role, as the DAG names the stages: `data/split`, `gKK/train`, `gKK/evaluate`, ...
+split_data = StageBody("pipelines.stages.split", "split_data")  # CReST, Noisy Student: demands unlabeled images
+split_supervised = StageBody("pipelines.stages.split", "split_supervised")  # KE, distillation
+make_masks = StageBody("pipelines.stages.masks", "make_masks")
+train_generation = StageBody("pipelines.stages.train", "train_generation")  # FixMatch (CReST)
+train_network = StageBody("pipelines.stages.train", "train_network")  # KE, Noisy Student, distillation
+evaluate_generation = StageBody("pipelines.stages.evaluate", "evaluate_generation")
+evaluate_network = StageBody("pipelines.stages.evaluate", "evaluate_network")
+pseudo_label_generation = StageBody("pipelines.stages.pseudo_label", "pseudo_label_generation")
+pseudo_label_network = StageBody("pipelines.stages.pseudo_label", "pseudo_label_network")
+rebalance_generation = StageBody("pipelines.stages.rebalance", "rebalance_generation")
+filter_pseudo_labels = StageBody("pipelines.stages.filter", "filter_pseudo_labels")
 
 
 # Roles whose outputs MLflow should see as lineage: models are logged and registered,

@@ -22,8 +22,8 @@ from pydantic import model_validator
 
 from orchestrator.config import RunSettings, StrictModel, TrackingSettings, TuneSettings
 from orchestrator.dag import Pipeline, Stage
-from pipelines import bodies, split
-from pipelines.crest import gen
+from pipelines import split
+from pipelines.builders.common import BASELINE_PREFIX, SPLIT, gen, stage
 from pipelines.model_names import PROBE_PARAMETERS
 from pipelines.schema import (
     AugmentSection,
@@ -35,8 +35,8 @@ from pipelines.schema import (
     StudentResourcesSection,
     StudentSection,
 )
+from pipelines.stages import refs
 
-SPLIT = "data/split"
 
 
 def model_size(name: str) -> int:
@@ -89,7 +89,7 @@ def _train(config: NoisyStudentConfig, k: int) -> Stage:
         model = config.student.model_dump(include={"name", "dropout", "stochastic_depth"})
     params = {"data": config.data.model_dump(), "model": model, "train": config.train.model_dump(),
               "augment": config.augment.model_dump(), "noisy": config.noisy.model_dump()}
-    return bodies.make_stage(gen(k, "train"), bodies.train_network, io, (gen(k, "model"),), params, config.resources.train.model_dump(), k)
+    return stage(gen(k, "train"), refs.train_network, io, (gen(k, "model"),), params, config.resources.train, k)
 
 
 def generation_stages(config: NoisyStudentConfig, k: int) -> list[Stage]:
@@ -97,28 +97,28 @@ def generation_stages(config: NoisyStudentConfig, k: int) -> list[Stage]:
     data, res = config.data.model_dump(), config.resources
     result = [
         _train(config, k),
-        bodies.make_stage(gen(k, "evaluate"), bodies.evaluate_network,
+        stage(gen(k, "evaluate"), refs.evaluate_network,
                       {"split": SPLIT, "model": gen(k, "model"), "evaluation": gen(k, "evaluation")}, (gen(k, "evaluation"),),
-                      {"data": data, "batch_size": config.label.batch_size}, res.evaluate.model_dump(), k),
+                      {"data": data, "batch_size": config.label.batch_size}, res.evaluate, k),
     ]
     if k == config.noisy.iterations:
         return result
     return result + [
-        bodies.make_stage(gen(k, "pseudo_label"), bodies.pseudo_label_network,
+        stage(gen(k, "pseudo_label"), refs.pseudo_label_network,
                       {"split": SPLIT, "model": gen(k, "model"), "pseudo_labels": gen(k, "pseudo_labels")}, (gen(k, "pseudo_labels"),),
                       {"data": data, "batch_size": config.label.batch_size, "generation": k, "temperature": config.noisy.temperature},
-                      res.pseudo_label.model_dump(), k),
-        bodies.make_stage(gen(k, "filter"), bodies.filter_pseudo_labels,
+                      res.pseudo_label, k),
+        stage(gen(k, "filter"), refs.filter_pseudo_labels,
                       {"split": SPLIT, "pseudo_labels": gen(k, "pseudo_labels"), "picks": gen(k, "picks")}, (gen(k, "picks"),),
                       {"data": data, "generation": k, "min_confidence": config.noisy.min_confidence, "per_class": config.noisy.per_class},
-                      res.filter.model_dump(), k),
+                      res.filter, k),
     ]
 
 
 def build(config: NoisyStudentConfig) -> Pipeline:
     """Unroll teacher + `noisy.iterations` students into a static DAG."""
-    split = bodies.make_stage("data/split", bodies.split_data, {"split": SPLIT}, (SPLIT,), {"data": config.data.model_dump()},
-                          config.resources.data.model_dump(), None)
+    split = stage("data/split", refs.split_data, {"split": SPLIT}, (SPLIT,), {"data": config.data.model_dump()},
+                          config.resources.data, None)
     generations = [stage for k in range(config.noisy.iterations + 1) for stage in generation_stages(config, k)]
     return Pipeline(config.name, [split, *generations])
 

@@ -15,8 +15,8 @@ from typing import Literal
 
 from orchestrator.config import RunSettings, StrictModel, TrackingSettings, TuneSettings
 from orchestrator.dag import Pipeline, Stage
-from pipelines import bodies, split
-from pipelines.crest import gen
+from pipelines import split
+from pipelines.builders.common import BASELINE_PREFIX, SPLIT, gen, stage
 from pipelines.schema import (
     AugmentSection,
     DistillSection,
@@ -26,10 +26,9 @@ from pipelines.schema import (
     SupervisedDataSection,
     SupervisedTrainSection,
 )
+from pipelines.stages import refs
 
-SPLIT = "data/split"
 TEACHER = gen(0, "model")
-BASELINE_PREFIX = "baseline_"
 
 
 class DistillConfig(StrictModel):
@@ -63,17 +62,17 @@ def _pair(config: DistillConfig, role: str, k: int, teacher: bool, prefix: str =
         params["distill"] = config.distill.model_dump(include={"temperature", "alpha"})
     res = config.resources
     return [
-        bodies.make_stage(f"{role}/train", bodies.train_network, io, (model_name,), params, res.train.model_dump(), k),
-        bodies.make_stage(f"{role}/evaluate", bodies.evaluate_network, {"split": SPLIT, "model": model_name, "evaluation": evaluation},
+        stage(f"{role}/train", refs.train_network, io, (model_name,), params, res.train, k),
+        stage(f"{role}/evaluate", refs.evaluate_network, {"split": SPLIT, "model": model_name, "evaluation": evaluation},
                       (evaluation,), {"data": config.data.model_dump(), "batch_size": config.label.batch_size, "metric_prefix": prefix},
-                      res.evaluate.model_dump(), k),
+                      res.evaluate, k),
     ]
 
 
 def build(config: DistillConfig) -> Pipeline:
     """split -> teacher -> student (and the optional no-teacher student) as a static DAG."""
-    split = bodies.make_stage("data/split", bodies.split_supervised, {"split": SPLIT}, (SPLIT,), {"data": config.data.model_dump()},
-                          config.resources.data.model_dump(), None)
+    split = stage("data/split", refs.split_supervised, {"split": SPLIT}, (SPLIT,), {"data": config.data.model_dump()},
+                          config.resources.data, None)
     result = [split, *_pair(config, "g00", 0, teacher=False), *_pair(config, "g01", 1, teacher=True)]
     if config.distill.student_baseline:
         result += _pair(config, "baseline", 1, teacher=False, prefix=BASELINE_PREFIX)

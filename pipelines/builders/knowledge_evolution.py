@@ -17,8 +17,8 @@ from typing import Literal
 
 from orchestrator.config import RunSettings, StrictModel, TrackingSettings, TuneSettings
 from orchestrator.dag import Pipeline, Stage
-from pipelines import bodies, split
-from pipelines.crest import gen
+from pipelines import split
+from pipelines.builders.common import BASELINE_PREFIX, SPLIT, gen, stage
 from pipelines.schema import (
     AugmentSection,
     KnowledgeEvolutionSection,
@@ -28,10 +28,9 @@ from pipelines.schema import (
     SupervisedDataSection,
     SupervisedTrainSection,
 )
+from pipelines.stages import refs
 
-SPLIT = "data/split"
 MASKS = gen(0, "masks")
-BASELINE_PREFIX = "baseline_"
 
 
 class KnowledgeEvolutionConfig(StrictModel):
@@ -63,7 +62,7 @@ def _evaluate(config: KnowledgeEvolutionConfig, name: str, model: str, evaluatio
     if not prefix:
         io["masks"] = MASKS
     params = {"data": config.data.model_dump(), "batch_size": config.label.batch_size, "metric_prefix": prefix}
-    return bodies.make_stage(name, bodies.evaluate_network, io, (evaluation,), params, config.resources.evaluate.model_dump(), generation)
+    return stage(name, refs.evaluate_network, io, (evaluation,), params, config.resources.evaluate, generation)
 
 
 def generation_stages(config: KnowledgeEvolutionConfig, k: int) -> list[Stage]:
@@ -71,8 +70,8 @@ def generation_stages(config: KnowledgeEvolutionConfig, k: int) -> list[Stage]:
     io = {"split": SPLIT, "model": gen(k, "model")}
     if k > 0:
         io.update({"previous": gen(k - 1, "model"), "masks": MASKS})
-    train = bodies.make_stage(gen(k, "train"), bodies.train_network, io, (gen(k, "model"),),
-                          _train_params(config, config.train.steps), config.resources.train.model_dump(), k)
+    train = stage(gen(k, "train"), refs.train_network, io, (gen(k, "model"),),
+                          _train_params(config, config.train.steps), config.resources.train, k)
     return [train, _evaluate(config, gen(k, "evaluate"), gen(k, "model"), gen(k, "evaluation"), k)]
 
 
@@ -80,18 +79,18 @@ def baseline_stages(config: KnowledgeEvolutionConfig) -> list[Stage]:
     """One network trained as long as all generations together (the compute-matched N1)."""
     last = config.ke.generations - 1
     params = {**_train_params(config, config.train.steps * config.ke.generations), "metric_prefix": BASELINE_PREFIX}
-    train = bodies.make_stage("baseline/train", bodies.train_network, {"split": SPLIT, "model": "baseline/model"}, ("baseline/model",),
-                          params, config.resources.train.model_dump(), last)
+    train = stage("baseline/train", refs.train_network, {"split": SPLIT, "model": "baseline/model"}, ("baseline/model",),
+                          params, config.resources.train, last)
     return [train, _evaluate(config, "baseline/evaluate", "baseline/model", "baseline/evaluation", last, BASELINE_PREFIX)]
 
 
 def build(config: KnowledgeEvolutionConfig) -> Pipeline:
     """Unroll the generations into a static DAG; the masks stage runs once, before g00/train's evaluation needs it."""
     data = config.data.model_dump()
-    split = bodies.make_stage("data/split", bodies.split_supervised, {"split": SPLIT}, (SPLIT,), {"data": data}, config.resources.data.model_dump(), None)
-    masks = bodies.make_stage(gen(0, "split_masks"), bodies.make_masks, {"split": SPLIT, "masks": MASKS}, (MASKS,),
+    split = stage("data/split", refs.split_supervised, {"split": SPLIT}, (SPLIT,), {"data": data}, config.resources.data, None)
+    masks = stage(gen(0, "split_masks"), refs.make_masks, {"split": SPLIT, "masks": MASKS}, (MASKS,),
                           {"data": data, "model": config.model.model_dump(), "ke": config.ke.model_dump(include={"split_rate", "split_mode"})},
-                          config.resources.data.model_dump(), 0)
+                          config.resources.data, 0)
     generations = [stage for k in range(config.ke.generations) for stage in generation_stages(config, k)]
     baseline = baseline_stages(config) if config.ke.compute_matched_baseline else []
     return Pipeline(config.name, [split, masks, *generations, *baseline])

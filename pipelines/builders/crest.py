@@ -9,11 +9,12 @@ next generation's train. The last generation only trains and evaluates.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from orchestrator.config import RunSettings, StrictModel, TrackingSettings, TuneSettings
 from orchestrator.dag import Parallelism, Pipeline, Stage
-from pipelines import bodies, split
+from pipelines import split
+from pipelines.builders.common import SPLIT, gen, stage
 from pipelines.schema import (
     AugmentSection,
     CrestSection,
@@ -21,11 +22,10 @@ from pipelines.schema import (
     LabelSection,
     ModelSection,
     ResourcesSection,
-    StageResources,
     TrainSection,
 )
+from pipelines.stages import refs
 
-SPLIT = "data/split"
 TAIL_FRACTION = 0.3
 
 
@@ -47,17 +47,6 @@ class CrestConfig(StrictModel):
     tune: TuneSettings | None = None
 
 
-def gen(k: int, role: str) -> str:
-    """Stage and artifact names of generation k: `g03/train`, `g03/model`."""
-    return f"g{k:02d}/{role}"
-
-
-def _stage(name: str, fn: Any, io: dict[str, str], outputs: tuple[str, ...], params: dict, resources: StageResources,
-           generation: int | None, parallelism: Parallelism = Parallelism.DATA) -> Stage:
-    """``bodies.make_stage`` with a config's StageResources section."""
-    return bodies.make_stage(name, fn, io, outputs, params, resources.model_dump(), generation, parallelism)
-
-
 def generation_stages(config: CrestConfig, k: int) -> list[Stage]:
     """The stages of generation k; only the config sections a stage uses enter its params (and fingerprint)."""
     data = config.data.model_dump()
@@ -71,19 +60,19 @@ def generation_stages(config: CrestConfig, k: int) -> list[Stage]:
     }
     res = config.resources
     result = [
-        _stage(gen(k, "train"), bodies.train_generation, train_io, (gen(k, "model"),), train_params, res.train, k),
-        _stage(gen(k, "evaluate"), bodies.evaluate_generation,
+        stage(gen(k, "train"), refs.train_generation, train_io, (gen(k, "model"),), train_params, res.train, k),
+        stage(gen(k, "evaluate"), refs.evaluate_generation,
                {"split": SPLIT, "model": gen(k, "model"), "evaluation": gen(k, "evaluation")}, (gen(k, "evaluation"),),
                {"data": data, "batch_size": config.label.batch_size, "tail_fraction": TAIL_FRACTION}, res.evaluate, k),
     ]
     if last:
         return result
     return result + [
-        _stage(gen(k, "pseudo_label"), bodies.pseudo_label_generation,
+        stage(gen(k, "pseudo_label"), refs.pseudo_label_generation,
                {"split": SPLIT, "model": gen(k, "model"), "pseudo_labels": gen(k, "pseudo_labels")}, (gen(k, "pseudo_labels"),),
                {"data": data, "batch_size": config.label.batch_size, "shard_size": config.label.shard_size,
                 "generation": k}, res.pseudo_label, k, Parallelism.SHARDS),
-        _stage(gen(k, "rebalance"), bodies.rebalance_generation,
+        stage(gen(k, "rebalance"), refs.rebalance_generation,
                {"split": SPLIT, "pseudo_labels": gen(k, "pseudo_labels"), "picks": gen(k, "picks")}, (gen(k, "picks"),),
                {"data": data, "alpha": config.crest.alpha, "selection": config.crest.selection, "generation": k}, res.rebalance, k),
     ]
@@ -91,9 +80,9 @@ def generation_stages(config: CrestConfig, k: int) -> list[Stage]:
 
 def build(config: CrestConfig) -> Pipeline:
     """Unroll the generations into a static DAG: the engine never sees a loop."""
-    split = _stage("data/split", bodies.split_data, {"split": SPLIT}, (SPLIT,), {"data": config.data.model_dump()}, config.resources.data, None)
-    generations = [stage for k in range(config.crest.generations) for stage in generation_stages(config, k)]
-    return Pipeline(config.name, [split, *generations])
+    first = stage(SPLIT, refs.split_data, {"split": SPLIT}, (SPLIT,), {"data": config.data.model_dump()}, config.resources.data, None)
+    generations = [s for k in range(config.crest.generations) for s in generation_stages(config, k)]
+    return Pipeline(config.name, [first, *generations])
 
 
 def preflight(config: CrestConfig) -> list[str]:

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from pipelines.losses import distillation_loss
 from pipelines.models import create_model
-from pipelines.student_training import StudentSettings, labeled_loss, pseudo_loss, soft_target_logits, train_student
+from pipelines.training.student import StudentSettings, labeled_loss, pseudo_loss, soft_target_logits, train_student
 
 
 def test_soft_target_logits_reproduce_the_stored_probabilities() -> None:

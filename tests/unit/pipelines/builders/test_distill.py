@@ -1,0 +1,18 @@
+"""The distillation builder: teacher, student and the no-teacher baseline in the DAG."""
+
+from __future__ import annotations
+
+from pipelines.builders import distill
+from tests.unit.pipelines.helpers import config
+
+
+def test_distill_student_reads_the_teacher_and_the_baseline_does_not() -> None:
+    pipeline = distill.build(config(distill.DistillConfig))
+    by_name = {stage.name: stage for stage in pipeline.stages}
+    assert list(by_name) == ["data/split", "g00/train", "g00/evaluate", "g01/train", "g01/evaluate", "baseline/train", "baseline/evaluate"]
+    assert by_name["g01/train"].params["io"]["teacher"] == "g00/model"
+    assert by_name["g01/train"].params["distill"] == {"temperature": 4.0, "alpha": 0.9}
+    assert "g00/model" not in by_name["baseline/train"].inputs
+    assert "distill" not in by_name["baseline/train"].params
+    no_baseline = distill.build(config(distill.DistillConfig, **{"distill.student_baseline": False}))
+    assert len(no_baseline.stages) == 5
