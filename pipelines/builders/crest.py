@@ -13,6 +13,7 @@ from typing import Literal
 
 from orchestrator.config import RunSettings, StrictModel, TrackingSettings, TuneSettings
 from orchestrator.dag import Parallelism, Pipeline, Stage
+from orchestrator.registry import PipelineSpec
 from pipelines import split
 from pipelines.builders.common import SPLIT, gen, stage
 from pipelines.schema import (
@@ -88,3 +89,18 @@ def build(config: CrestConfig) -> Pipeline:
 def preflight(config: CrestConfig) -> list[str]:
     """Problems only the data can reveal (a missing root, too few images, no unlabeled set), as `key: message` lines."""
     return split.preflight_split(config.data.model_dump())
+
+
+SPEC = PipelineSpec(
+    name="crest",
+    config_model=CrestConfig,
+    build=build,
+    preflight=preflight,
+    summary={  # `relay generations` columns: header -> `<stage role>/<metric>`
+        "balanced_accuracy": "evaluate/balanced_accuracy",
+        "tail_recall": "evaluate/tail_recall",
+        "pseudo_label_accuracy": "pseudo_label/accuracy",
+        "kept": "rebalance/kept_total",
+        "kept per class": "rebalance/kept/*",
+    },
+)

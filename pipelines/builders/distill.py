@@ -15,6 +15,7 @@ from typing import Literal
 
 from orchestrator.config import RunSettings, StrictModel, TrackingSettings, TuneSettings
 from orchestrator.dag import Pipeline, Stage
+from orchestrator.registry import PipelineSpec
 from pipelines import split
 from pipelines.builders.common import BASELINE_PREFIX, SPLIT, gen, stage
 from pipelines.schema import (
@@ -82,3 +83,16 @@ def build(config: DistillConfig) -> Pipeline:
 def preflight(config: DistillConfig) -> list[str]:
     """Problems only the data can reveal (a missing root, too few images), as `key: message` lines."""
     return split.preflight_supervised(config.data.model_dump())
+
+
+SPEC = PipelineSpec(
+    name="distill",
+    config_model=DistillConfig,
+    build=build,
+    preflight=preflight,
+    summary={  # `relay generations` columns: header -> `<stage role>/<metric>`
+        "balanced_accuracy": "evaluate/balanced_accuracy",
+        "params": "evaluate/dense_params",
+        "no-teacher baseline": "evaluate/baseline_balanced_accuracy",
+    },
+)

@@ -17,6 +17,7 @@ from typing import Literal
 
 from orchestrator.config import RunSettings, StrictModel, TrackingSettings, TuneSettings
 from orchestrator.dag import Pipeline, Stage
+from orchestrator.registry import PipelineSpec
 from pipelines import split
 from pipelines.builders.common import BASELINE_PREFIX, SPLIT, gen, stage
 from pipelines.schema import (
@@ -99,3 +100,18 @@ def build(config: KnowledgeEvolutionConfig) -> Pipeline:
 def preflight(config: KnowledgeEvolutionConfig) -> list[str]:
     """Problems only the data can reveal (a missing root, too few images), as `key: message` lines."""
     return split.preflight_supervised(config.data.model_dump())
+
+
+SPEC = PipelineSpec(
+    name="ke",
+    config_model=KnowledgeEvolutionConfig,
+    build=build,
+    preflight=preflight,
+    summary={  # `relay generations` columns: header -> `<stage role>/<metric>`
+        "balanced_accuracy": "evaluate/balanced_accuracy",
+        "slim_accuracy": "evaluate/slim_accuracy",
+        "slim_params": "evaluate/slim_params",
+        "dense_params": "evaluate/dense_params",
+        "baseline (compute-matched)": "evaluate/baseline_balanced_accuracy",
+    },
+)

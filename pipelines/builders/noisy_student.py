@@ -22,6 +22,7 @@ from pydantic import model_validator
 
 from orchestrator.config import RunSettings, StrictModel, TrackingSettings, TuneSettings
 from orchestrator.dag import Pipeline, Stage
+from orchestrator.registry import PipelineSpec
 from pipelines import split
 from pipelines.builders.common import BASELINE_PREFIX, SPLIT, gen, stage
 from pipelines.model_names import PROBE_PARAMETERS
@@ -126,3 +127,19 @@ def build(config: NoisyStudentConfig) -> Pipeline:
 def preflight(config: NoisyStudentConfig) -> list[str]:
     """Problems only the data can reveal (a missing root, too few images, no unlabeled set)."""
     return split.preflight_split(config.data.model_dump())
+
+
+SPEC = PipelineSpec(
+    name="noisy_student",
+    config_model=NoisyStudentConfig,
+    build=build,
+    preflight=preflight,
+    summary={  # `relay generations` columns: header -> `<stage role>/<metric>`
+        "balanced_accuracy": "evaluate/balanced_accuracy",
+        "tail_recall": "evaluate/tail_recall",
+        "params": "evaluate/dense_params",
+        "pseudo_label_accuracy": "pseudo_label/accuracy",
+        "kept": "filter/kept_total",
+        "picks_accuracy": "filter/picks_accuracy",
+    },
+)
