@@ -49,9 +49,16 @@ import _common  # noqa: E402
 
 GOAL_RATIO = 0.95
 FLAT_BYTES_PER_ROW = 8.0
-DATA = {"name": "synthetic", "root": None}
 # RSS that tracks live bytes: freed buffers above 64 KiB are unmapped, free heap above 128 KiB is trimmed.
 MEMORY_ENV = {"MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "131072", "ARROW_DEFAULT_MEMORY_POOL": "system"}
+
+
+def data_section() -> Any:
+    """The stages' `data` config section for the synthetic dataset; imported here, like all of pipelines, so
+    that MEMORY_ENV is in place before pyarrow and torch load."""
+    from pipelines.schema import DataSection
+
+    return DataSection(name="synthetic")
 
 
 def rss_kb(field: str) -> int:
@@ -81,7 +88,7 @@ def setup(rows: int) -> tuple[Any, Any, Any]:
     from pipelines.split import SPLIT_SCHEMA
     from pipelines.stages.common import dataset_of, model_checkpoint
 
-    dataset = dataset_of(DATA).train
+    dataset = dataset_of(data_section()).train
     ids = np.arange(rows, dtype=np.int64) % len(dataset.labels)
     split = pa.table({"sample_id": ids, "label": dataset.labels.numpy()[ids].astype(np.int32),
                       "subset": pa.repeat(pa.scalar("unlabeled"), rows)}, schema=SPLIT_SCHEMA)
@@ -102,7 +109,7 @@ def run_stage(split: Any, checkpoint: Any, device: str, workers: int, batch_size
         from orchestrator import distributed
 
         ctx.shard_mapper = distributed.actor_pool_mapper(Resources(num_cpus=1, workers=workers))
-    params = {"data": DATA, "batch_size": batch_size, "shard_size": shard_size, "generation": 0,
+    params = {"data": data_section(), "batch_size": batch_size, "shard_size": shard_size, "generation": 0,
               "io": {"split": "split", "model": "model", "pseudo_labels": "pl"}}
     result = pseudo_label_generation(ctx, {"split": split, "model": checkpoint}, params)
     with tempfile.TemporaryDirectory(prefix="relay-label-") as tmp:
@@ -118,7 +125,7 @@ def run_plain(ids: Any, checkpoint: Any, device: str, batch_size: int) -> int:
     from pipelines.augment import to_float
     from pipelines.stages.common import dataset_of, load_model
 
-    images = dataset_of(DATA).train.images[torch.from_numpy(ids)]
+    images = dataset_of(data_section()).train.images[torch.from_numpy(ids)]
     model = load_model(checkpoint, device)
     chunks = []
     with torch.inference_mode():

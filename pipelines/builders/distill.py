@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import Literal
 
+from pydantic import Field
+
 from orchestrator.config import RunSettings, StrictModel, TrackingSettings, TuneSettings
 from orchestrator.dag import Pipeline, Stage
 from orchestrator.registry import PipelineSpec
@@ -20,16 +22,34 @@ from pipelines import split
 from pipelines.builders.common import BASELINE_PREFIX, SPLIT, gen, stage
 from pipelines.schema import (
     AugmentSection,
-    DistillSection,
     LabelSection,
     ModelSection,
     StudentResourcesSection,
     SupervisedDataSection,
     SupervisedTrainSection,
+    part,
 )
 from pipelines.stages import refs
 
 TEACHER = gen(0, "model")
+
+
+class DistillSection(StrictModel):
+    """Hinton distillation (docs/ALGORITHMS.md, Distillation): L = (1 - alpha) CE + alpha T^2 KL.
+
+    student_baseline adds the same student trained without the teacher, for comparison.
+    """
+
+    temperature: float = Field(4.0, gt=0.0)
+    alpha: float = Field(0.9, ge=0.0, le=1.0)
+    student_baseline: bool = True
+
+
+class DistillLoss(StrictModel):
+    """What the student's train stage reads of `distill` (bounds checked there): the loss, not the branches."""
+
+    temperature: float
+    alpha: float
 
 
 class DistillConfig(StrictModel):
@@ -54,27 +74,25 @@ class DistillConfig(StrictModel):
 def _pair(config: DistillConfig, role: str, k: int, teacher: bool, prefix: str = "") -> list[Stage]:
     """Train + evaluate one network: the teacher (k 0), the student (k 1) or the no-teacher baseline."""
     model_name, evaluation = f"{role}/model", f"{role}/evaluation"
-    model = config.model.model_dump() if k == 0 else config.student.model_dump()
     io = {"split": SPLIT, "model": model_name}
-    params = {"data": config.data.model_dump(), "model": model, "train": config.train.model_dump(),
-              "augment": config.augment.model_dump(), "metric_prefix": prefix}
+    params = {"data": config.data, "model": config.model if k == 0 else config.student, "train": config.train,
+              "augment": config.augment, "metric_prefix": prefix}
     if teacher:
         io["teacher"] = TEACHER
-        params["distill"] = config.distill.model_dump(include={"temperature", "alpha"})
+        params["distill"] = part(DistillLoss, config.distill)
     res = config.resources
     return [
         stage(f"{role}/train", refs.train_network, io, (model_name,), params, res.train, k),
         stage(f"{role}/evaluate", refs.evaluate_network, {"split": SPLIT, "model": model_name, "evaluation": evaluation},
-                      (evaluation,), {"data": config.data.model_dump(), "batch_size": config.label.batch_size, "metric_prefix": prefix},
-                      res.evaluate, k),
+              (evaluation,), {"data": config.data, "batch_size": config.label.batch_size, "metric_prefix": prefix},
+              res.evaluate, k),
     ]
 
 
 def build(config: DistillConfig) -> Pipeline:
     """split -> teacher -> student (and the optional no-teacher student) as a static DAG."""
-    split = stage("data/split", refs.split_supervised, {"split": SPLIT}, (SPLIT,), {"data": config.data.model_dump()},
-                          config.resources.data, None)
-    result = [split, *_pair(config, "g00", 0, teacher=False), *_pair(config, "g01", 1, teacher=True)]
+    first = stage(SPLIT, refs.split_supervised, {"split": SPLIT}, (SPLIT,), {"data": config.data}, config.resources.data, None)
+    result = [first, *_pair(config, "g00", 0, teacher=False), *_pair(config, "g01", 1, teacher=True)]
     if config.distill.student_baseline:
         result += _pair(config, "baseline", 1, teacher=False, prefix=BASELINE_PREFIX)
     return Pipeline(config.name, result)

@@ -18,26 +18,63 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import model_validator
+from pydantic import Field, model_validator
 
 from orchestrator.config import RunSettings, StrictModel, TrackingSettings, TuneSettings
 from orchestrator.dag import Pipeline, Stage
 from orchestrator.registry import PipelineSpec
 from pipelines import split
-from pipelines.builders.common import BASELINE_PREFIX, SPLIT, gen, stage
+from pipelines.builders.common import SPLIT, gen, stage
 from pipelines.model_names import PROBE_PARAMETERS
 from pipelines.schema import (
     AugmentSection,
     DataSection,
     LabelSection,
     ModelSection,
-    NoisyTrainSection,
-    NoisyStudentSection,
     StudentResourcesSection,
-    StudentSection,
+    SupervisedTrainSection,
+    part,
 )
 from pipelines.stages import refs
 
+
+class StudentSection(ModelSection):
+    """The student network and its model noise: a `model` section with student defaults, plus require_larger.
+
+    The noise is final-layer dropout and, on residual models, stochastic depth (the drop
+    probability of the LAST residual block, as in ModelSection; the paper's survival 0.8 is 0.2).
+    require_larger (an equal-or-larger student) is checked by parameter count against `model`
+    (the teacher) when the config is validated; it is not a training input, so the train stages
+    read the student as a plain ModelSection.
+    """
+
+    dropout: float = Field(0.3, ge=0.0, lt=1.0)
+    require_larger: bool = True
+
+
+class NoisyStudentSection(StrictModel):
+    """Noisy Student iterations (docs/ALGORITHMS.md, Noisy Student); iterations counts students (g01..), g00 is the teacher.
+
+    label_type "soft" trains on softmax(z/T) with the tempered KL, "hard" on argmax with
+    label_smoothing. min_confidence and per_class (K, default: unlabeled images / classes) are the
+    filtering and balancing. unlabel_ratio weights the pseudo-labeled loss; pseudo_batch_ratio is
+    how many pseudo-labeled images join each labeled one in a step.
+    """
+
+    iterations: int = Field(3, ge=1)
+    label_type: Literal["soft", "hard"] = "soft"
+    temperature: float = Field(1.0, gt=0.0)
+    label_smoothing: float = Field(0.1, ge=0.0, lt=1.0)
+    min_confidence: float = Field(0.3, ge=0.0, le=1.0)
+    per_class: int | None = Field(None, ge=1)
+    unlabel_ratio: float = Field(1.0, ge=0.0)
+    pseudo_batch_ratio: int = Field(1, ge=1)
+
+
+class NoisyTrainSection(SupervisedTrainSection):
+    """`train` of Noisy Student: the same knobs, RandAugment noise by default (the paper's input noise)."""
+
+    augment: Literal["none", "weak", "strong"] = "strong"
 
 
 def model_size(name: str) -> int:
@@ -84,44 +121,40 @@ class NoisyStudentConfig(StrictModel):
 def _train(config: NoisyStudentConfig, k: int) -> Stage:
     """g00 trains the teacher on labeled data; gK (K > 0) a student on labeled + the previous picks."""
     io = {"split": SPLIT, "model": gen(k, "model")}
-    model = config.model.model_dump()
+    model = config.model
     if k > 0:
         io.update({"picks": gen(k - 1, "picks"), "pseudo_labels": gen(k - 1, "pseudo_labels")})
-        model = config.student.model_dump(include={"name", "dropout", "stochastic_depth"})
-    params = {"data": config.data.model_dump(), "model": model, "train": config.train.model_dump(),
-              "augment": config.augment.model_dump(), "noisy": config.noisy.model_dump()}
+        model = part(ModelSection, config.student)
+    params = {"data": config.data, "model": model, "train": config.train, "augment": config.augment, "noisy": config.noisy}
     return stage(gen(k, "train"), refs.train_network, io, (gen(k, "model"),), params, config.resources.train, k)
 
 
 def generation_stages(config: NoisyStudentConfig, k: int) -> list[Stage]:
     """Train and evaluate generation k; all but the last also label and filter for the next student."""
-    data, res = config.data.model_dump(), config.resources
+    data, res, noisy = config.data, config.resources, config.noisy
+    model, evaluation, labels, picks = gen(k, "model"), gen(k, "evaluation"), gen(k, "pseudo_labels"), gen(k, "picks")
     result = [
         _train(config, k),
-        stage(gen(k, "evaluate"), refs.evaluate_network,
-                      {"split": SPLIT, "model": gen(k, "model"), "evaluation": gen(k, "evaluation")}, (gen(k, "evaluation"),),
-                      {"data": data, "batch_size": config.label.batch_size}, res.evaluate, k),
+        stage(gen(k, "evaluate"), refs.evaluate_network, {"split": SPLIT, "model": model, "evaluation": evaluation},
+              (evaluation,), {"data": data, "batch_size": config.label.batch_size}, res.evaluate, k),
     ]
-    if k == config.noisy.iterations:
+    if k == noisy.iterations:
         return result
     return result + [
-        stage(gen(k, "pseudo_label"), refs.pseudo_label_network,
-                      {"split": SPLIT, "model": gen(k, "model"), "pseudo_labels": gen(k, "pseudo_labels")}, (gen(k, "pseudo_labels"),),
-                      {"data": data, "batch_size": config.label.batch_size, "generation": k, "temperature": config.noisy.temperature},
-                      res.pseudo_label, k),
-        stage(gen(k, "filter"), refs.filter_pseudo_labels,
-                      {"split": SPLIT, "pseudo_labels": gen(k, "pseudo_labels"), "picks": gen(k, "picks")}, (gen(k, "picks"),),
-                      {"data": data, "generation": k, "min_confidence": config.noisy.min_confidence, "per_class": config.noisy.per_class},
-                      res.filter, k),
+        stage(gen(k, "pseudo_label"), refs.pseudo_label_network, {"split": SPLIT, "model": model, "pseudo_labels": labels},
+              (labels,), {"data": data, "batch_size": config.label.batch_size, "generation": k, "temperature": noisy.temperature},
+              res.pseudo_label, k),
+        stage(gen(k, "filter"), refs.filter_pseudo_labels, {"split": SPLIT, "pseudo_labels": labels, "picks": picks}, (picks,),
+              {"data": data, "generation": k, "min_confidence": noisy.min_confidence, "per_class": noisy.per_class},
+              res.filter, k),
     ]
 
 
 def build(config: NoisyStudentConfig) -> Pipeline:
     """Unroll teacher + `noisy.iterations` students into a static DAG."""
-    split = stage("data/split", refs.split_data, {"split": SPLIT}, (SPLIT,), {"data": config.data.model_dump()},
-                          config.resources.data, None)
-    generations = [stage for k in range(config.noisy.iterations + 1) for stage in generation_stages(config, k)]
-    return Pipeline(config.name, [split, *generations])
+    first = stage(SPLIT, refs.split_data, {"split": SPLIT}, (SPLIT,), {"data": config.data}, config.resources.data, None)
+    generations = [s for k in range(config.noisy.iterations + 1) for s in generation_stages(config, k)]
+    return Pipeline(config.name, [first, *generations])
 
 
 def preflight(config: NoisyStudentConfig) -> list[str]:

@@ -2,14 +2,17 @@
 
 Every body has the engine's stage signature `(ctx, inputs, params) -> StageResult`. Inputs and
 outputs are addressed by role through `params["io"]` (role -> artifact name), so the same body
-serves every generation; the builders decide the names. Configs stop at the bodies: losses,
-samplers and training loops receive numbers and tensors.
+serves every generation; the builders decide the names. The other params are the config's
+sections themselves (`params["train"].steps`), validated once when the file was loaded; bodies
+read their attributes and check nothing again. Configs stop at the bodies: losses, samplers and
+training loops receive numbers, tensors and plain settings dataclasses (`settings_from`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from dataclasses import fields
+from typing import Any, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -42,7 +45,7 @@ def subset_arrays(split: pa.Table, subset: str) -> tuple[np.ndarray, np.ndarray]
     return ids, labels.astype(np.int64)
 
 
-def subset_images(data: Mapping[str, Any], split: pa.Table, subset: str) -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:
+def subset_images(data: Any, split: pa.Table, subset: str) -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:
     """(ids, uint8 images, labels) of a subset; "test" reads the dataset's own test split if it has one."""
     splits = dataset_of(data)
     ids, labels = subset_arrays(split, subset)
@@ -51,12 +54,12 @@ def subset_images(data: Mapping[str, Any], split: pa.Table, subset: str) -> tupl
     return ids, source.images[index], torch.from_numpy(labels)
 
 
-def dataset_of(data: Mapping[str, Any]) -> DatasetSplits:
+def dataset_of(data: Any) -> DatasetSplits:
     """The dataset a `data` config section names, read once per worker process (Ray reuses workers across stages)."""
-    return cached_dataset(data["name"], data.get("root"))
+    return cached_dataset(data.name, data.root)
 
 
-def num_classes_of(data: Mapping[str, Any]) -> int:
+def num_classes_of(data: Any) -> int:
     return dataset_of(data).train.num_classes
 
 
@@ -98,6 +101,21 @@ def picks_of(table: pa.Table, rows: np.ndarray, split: pa.Table, num_classes: in
     metrics = {f"kept/{c}": float(k) for c, k in enumerate(kept)}
     metrics.update(kept_total=float(len(rows)), picks_accuracy=float(np.mean(correct)) if correct else 0.0)
     return picks, kept, metrics
+
+
+Settings = TypeVar("Settings")
+
+
+def settings_from(settings: type[Settings], section: Any, **extra: Any) -> Settings:
+    """A training loop's settings dataclass: every field ``section`` declares under the same name, plus ``extra``.
+
+    ``extra`` carries what comes from elsewhere or under another name (CReST+'s temperature of this
+    generation, Noisy Student's ``label_smoothing`` as ``pseudo_label_smoothing``). The section was
+    validated when the file was loaded, so the dataclass checks nothing again.
+    """
+    declared = type(section).model_fields
+    shared = {f.name: getattr(section, f.name) for f in fields(settings) if f.name in declared and f.name not in extra}
+    return settings(**shared, **extra)
 
 
 # --- checkpoints --------------------------------------------------------------------------

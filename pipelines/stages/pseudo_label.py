@@ -76,7 +76,7 @@ class ShardLabeler:
     when the worker has no GPU. Pickled without the loaded model.
     """
 
-    data: Mapping[str, Any]
+    data: Any  # the `data` config section
     checkpoint: Mapping[str, Any]
     batch_size: int
     generation: int

@@ -21,9 +21,9 @@ from pipelines.stages.common import output_name
 SUBSETS = ("labeled", "unlabeled", "test")
 
 
-def _draw(data: Mapping[str, Any]) -> tuple[pa.Table, dict[str, float]]:
-    """The split table of `data` (from the labels the preflight drew from) and its subset sizes as metrics."""
-    table = split_table(data, load_labels(data["name"], data.get("root")))
+def _draw(data: Any) -> tuple[pa.Table, dict[str, float]]:
+    """The split table of the `data` section (from the labels the preflight drew from) and its subset sizes as metrics."""
+    table = split_table(data.model_dump(), load_labels(data.name, data.root))
     subsets = np.asarray(table.column("subset").to_pylist())
     return table, {f"{name}_size": float(np.sum(subsets == name)) for name in SUBSETS}
 

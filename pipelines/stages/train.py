@@ -33,6 +33,7 @@ from pipelines.stages.common import (
     num_classes_of,
     output_name,
     prefixed,
+    settings_from,
     stage_generator,
     subset_images,
 )
@@ -45,29 +46,29 @@ log = logging.getLogger(__name__)
 # --- CReST: FixMatch from scratch every generation ------------------------------------------
 
 
-def fixmatch_settings(train: Mapping[str, Any], crest: Mapping[str, Any], generation: int) -> FixMatchSettings:
-    """FixMatch settings of one generation; CReST+ anneals the alignment temperature per generation."""
-    t = temperature(generation, crest["generations"], crest["t_min"], crest["schedule"])
-    return FixMatchSettings(
-        steps=train["steps"], batch_size=train["batch_size"], unlabeled_ratio=train["unlabeled_ratio"],
-        lr=train["lr"], momentum=train["momentum"], nesterov=train["nesterov"], weight_decay=train["weight_decay"],
-        ema_decay=train["ema_decay"], threshold=train["threshold"], lambda_u=train["lambda_u"],
-        alignment=crest["alignment"], temperature=t, alignment_momentum=crest["alignment_momentum"],
-        label_smoothing=train["label_smoothing"],
-    )
+def fixmatch_settings(train: Any, crest: Any, generation: int) -> FixMatchSettings:
+    """FixMatch settings of one generation: the `train` section, and CReST+'s alignment from `crest`.
+
+    CReST+ anneals the alignment temperature per generation, so ``temperature`` is this
+    generation's point on the ``crest.schedule`` from 1.0 down to ``crest.t_min``.
+    """
+    t = temperature(generation, crest.generations, crest.t_min, crest.schedule)
+    return settings_from(FixMatchSettings, train, alignment=crest.alignment, temperature=t,
+                         alignment_momentum=crest.alignment_momentum)
 
 
-def augmenters(augment: Mapping[str, Any]) -> tuple[Any, Any]:
-    weak, strong = augment["weak"], augment["strong"]
-    weak_fn = functools.partial(weak_augment, flip=weak["flip"], pad_fraction=weak["pad_fraction"])
+def augmenters(augment: Any) -> tuple[Any, Any]:
+    """(weak, strong) uint8 -> uint8 augmentations of the `augment` section; the strong view starts with the weak one."""
+    weak, strong = augment.weak, augment.strong
+    weak_fn = functools.partial(weak_augment, flip=weak.flip, pad_fraction=weak.pad_fraction)
     strong_fn = functools.partial(
-        strong_augment, style=strong["style"], num_ops=strong["num_ops"], magnitude=strong["magnitude"],
-        cutout=strong["cutout"], flip=weak["flip"], pad_fraction=weak["pad_fraction"],
+        strong_augment, style=strong.style, num_ops=strong.num_ops, magnitude=strong.magnitude,
+        cutout=strong.cutout, flip=weak.flip, pad_fraction=weak.pad_fraction,
     )
     return weak_fn, strong_fn
 
 
-def labeled_with_picks(data: Mapping[str, Any], split: pa.Table, picks: pa.Table | None) -> tuple[torch.Tensor, torch.Tensor]:
+def labeled_with_picks(data: Any, split: pa.Table, picks: pa.Table | None) -> tuple[torch.Tensor, torch.Tensor]:
     """The ORIGINAL labeled set plus this generation's picks with their pseudo-labels (picks replace, never accumulate)."""
     _, images, labels = subset_images(data, split, "labeled")
     if picks is None or picks.num_rows == 0:
@@ -81,13 +82,13 @@ def labeled_with_picks(data: Mapping[str, Any], split: pa.Table, picks: pa.Table
 def train_generation(ctx: StageContext, inputs: Mapping[str, Any], params: Mapping[str, Any]) -> StageResult:
     """Train a new model from random initialisation with FixMatch (CReST retrains every generation)."""
     generator = stage_generator(ctx)
-    data, model_cfg = params["data"], params["model"]
+    data, network, train = params["data"], params["model"], params["train"]
     split = artifact(inputs, params, "split")
     images, targets = labeled_with_picks(data, split, artifact(inputs, params, "picks"))
     _, unlabeled, _ = subset_images(data, split, "unlabeled")
     num_classes, in_channels = num_classes_of(data), int(images.shape[1])
-    model = create_model(model_cfg["name"], num_classes, in_channels, model_cfg["dropout"], model_cfg["stochastic_depth"]).to(ctx.device)
-    settings = fixmatch_settings(params["train"], params["crest"], params["generation"])
+    model = create_model(network.name, num_classes, in_channels, network.dropout, network.stochastic_depth).to(ctx.device)
+    settings = fixmatch_settings(train, params["crest"], params["generation"])
     weak_fn, strong_fn = augmenters(params["augment"])
     resume = ctx.load_checkpoint()
     resumed_from = int(resume["step"]) if resume is not None else 0
@@ -95,10 +96,10 @@ def train_generation(ctx: StageContext, inputs: Mapping[str, Any], params: Mappi
         log.info("%s: resuming at step %d of %d from the checkpoint of an earlier attempt", ctx.stage, resumed_from, settings.steps)
     ema_model = train_fixmatch(
         model, images, targets, unlabeled, num_classes, settings, weak_fn, strong_fn, ctx.device, generator,
-        report=ctx.report, report_every=params["train"]["report_every"], rank=ctx.rank, world_size=ctx.world_size,
-        checkpoint_every=params["train"].get("checkpoint_every", 0), save_checkpoint=ctx.save_checkpoint, resume=resume,
+        report=ctx.report, report_every=train.report_every, rank=ctx.rank, world_size=ctx.world_size,
+        checkpoint_every=train.checkpoint_every, save_checkpoint=ctx.save_checkpoint, resume=resume,
     )
-    checkpoint = model_checkpoint(ema_model, model_cfg["name"], num_classes, in_channels, model_cfg["dropout"])
+    checkpoint = model_checkpoint(ema_model, network.name, num_classes, in_channels, network.dropout)
     metrics = {"labeled_size": float(len(targets)), "temperature": settings.temperature,
                "resumed_from_step": float(resumed_from), "workers": float(ctx.world_size)}
     if ctx.series:
@@ -110,49 +111,41 @@ def train_generation(ctx: StageContext, inputs: Mapping[str, Any], params: Mappi
 # --- KE, Noisy Student, distillation: one supervised loop -----------------------------------
 
 
-def _augment_fn(kind: str, augment: Mapping[str, Any]) -> Any:
+def _augment_fn(kind: str, augment: Any) -> Any:
     """The input noise of a training stage: none, weak (flip + crop) or strong (+ RandAugment, Cutout)."""
     if kind == "none":
         return None
-    if kind == "weak":
-        weak = augment["weak"]
-        return functools.partial(weak_augment, flip=weak["flip"], pad_fraction=weak["pad_fraction"])
-    return augmenters(augment)[1]
+    return augmenters(augment)[0 if kind == "weak" else 1]
 
 
 def _initial_model(ctx: StageContext, inputs: Mapping[str, Any], params: Mapping[str, Any], in_channels: int) -> torch.nn.Module:
     """A fresh network, or (KE, generation > 0) the previous LAST checkpoint with its reset hypothesis redrawn."""
-    model_cfg = params["model"]
+    network = params["model"]
     previous = artifact(inputs, params, "previous")
     if previous is None:
         num_classes = num_classes_of(params["data"])
-        return create_model(model_cfg["name"], num_classes, in_channels, model_cfg["dropout"], model_cfg["stochastic_depth"]).to(ctx.device)
-    model = load_model(previous, ctx.device, model_cfg["stochastic_depth"])
+        return create_model(network.name, num_classes, in_channels, network.dropout, network.stochastic_depth).to(ctx.device)
+    model = load_model(previous, ctx.device, network.stochastic_depth)
     masks = masks_from_state(artifact(inputs, params, "masks")["masks"])
-    if params["ke"]["reinit"] == "zero":
+    if params["ke"].reinit == "zero":
         zero_reset_hypothesis(model, masks)
     else:
         reinitialize_reset_hypothesis(model, masks, torch.Generator().manual_seed(ctx.seed + 1))  # apart from the batch stream
     return model
 
 
-def student_settings(train: Mapping[str, Any], noisy: Mapping[str, Any] | None, distill: Mapping[str, Any] | None) -> StudentSettings:
+def student_settings(train: Any, noisy: Any | None, distill: Any | None) -> StudentSettings:
     """The loop's settings: the train section plus the Noisy Student or distillation knobs in play."""
     extra: dict[str, Any] = {}
     if noisy is not None:
-        extra = {"unlabel_ratio": noisy["unlabel_ratio"], "pseudo_batch_ratio": noisy["pseudo_batch_ratio"],
-                 "pseudo_label_smoothing": noisy["label_smoothing"], "temperature": noisy["temperature"]}
+        extra = {"unlabel_ratio": noisy.unlabel_ratio, "pseudo_batch_ratio": noisy.pseudo_batch_ratio,
+                 "pseudo_label_smoothing": noisy.label_smoothing, "temperature": noisy.temperature}
     if distill is not None:
-        extra = {"temperature": distill["temperature"], "alpha": distill["alpha"]}
-    return StudentSettings(
-        steps=train["steps"], batch_size=train["batch_size"], lr=train["lr"], momentum=train["momentum"],
-        nesterov=train["nesterov"], weight_decay=train["weight_decay"], schedule=train["schedule"],
-        warmup_steps=train["warmup_steps"], label_smoothing=train["label_smoothing"],
-        cutmix_alpha=train["cutmix_alpha"], ema_decay=train["ema_decay"], **extra,
-    )
+        extra = {"temperature": distill.temperature, "alpha": distill.alpha}
+    return settings_from(StudentSettings, train, **extra)
 
 
-def pseudo_labeled_set(data: Mapping[str, Any], picks: pa.Table, pseudo_labels: pa.Table, label_type: str) -> tuple[torch.Tensor, torch.Tensor]:
+def pseudo_labeled_set(data: Any, picks: pa.Table, pseudo_labels: pa.Table, label_type: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Images of the picks (duplicates kept: that is the balancing) with hard labels or the teacher's probs."""
     train_images = dataset_of(data).train.images
     ids = np.array(picks.column("sample_id").to_numpy(), dtype=np.int64)  # a writable copy for torch
@@ -164,17 +157,17 @@ def pseudo_labeled_set(data: Mapping[str, Any], picks: pa.Table, pseudo_labels: 
     return images, torch.from_numpy(np.array(probs_view(pseudo_labels)[rows], dtype=np.float32))
 
 
-def _class_weights(train: Mapping[str, Any], split: pa.Table, num_classes: int) -> torch.Tensor | None:
-    """Class-balanced CE weights from the labeled counts (effective number of samples), or None when off."""
-    if train["class_balanced_beta"] <= 0:
+def _class_weights(beta: float, split: pa.Table, num_classes: int) -> torch.Tensor | None:
+    """Class-balanced CE weights from the labeled counts (effective number of samples), or None when beta is 0."""
+    if beta <= 0:
         return None
-    return class_balanced_weights(labeled_class_counts(split, num_classes).tolist(), train["class_balanced_beta"])
+    return class_balanced_weights(labeled_class_counts(split, num_classes).tolist(), beta)
 
 
 def train_network(ctx: StageContext, inputs: Mapping[str, Any], params: Mapping[str, Any]) -> StageResult:
     """Train one generation's network (KE generation, Noisy Student teacher/student, distillation teacher/student)."""
     generator = stage_generator(ctx)
-    data, model_cfg, train = params["data"], params["model"], params["train"]
+    data, network, train = params["data"], params["model"], params["train"]
     split = artifact(inputs, params, "split")
     _, images, targets = subset_images(data, split, "labeled")
     num_classes, in_channels = num_classes_of(data), int(images.shape[1])
@@ -182,18 +175,19 @@ def train_network(ctx: StageContext, inputs: Mapping[str, Any], params: Mapping[
     pseudo_images = pseudo_targets = None
     picks = artifact(inputs, params, "picks")
     if picks is not None and picks.num_rows > 0:
-        pseudo_images, pseudo_targets = pseudo_labeled_set(data, picks, artifact(inputs, params, "pseudo_labels"), params["noisy"]["label_type"])
+        pseudo_images, pseudo_targets = pseudo_labeled_set(data, picks, artifact(inputs, params, "pseudo_labels"), params["noisy"].label_type)
     teacher_ckpt = artifact(inputs, params, "teacher")
     teacher = None if teacher_ckpt is None else load_model(teacher_ckpt, ctx.device)
     trained = train_student(
         model, images, targets, num_classes, student_settings(train, params.get("noisy"), params.get("distill")),
-        _augment_fn(train["augment"], params["augment"]), ctx.device, generator,
+        _augment_fn(train.augment, params["augment"]), ctx.device, generator,
         pseudo_images=pseudo_images, pseudo_targets=pseudo_targets, teacher=teacher,
-        class_weights=_class_weights(train, split, num_classes), report=ctx.report, report_every=train["report_every"],
+        class_weights=_class_weights(train.class_balanced_beta, split, num_classes), report=ctx.report,
+        report_every=train.report_every,
     )
-    checkpoint = model_checkpoint(trained, model_cfg["name"], num_classes, in_channels, model_cfg["dropout"])
+    checkpoint = model_checkpoint(trained, network.name, num_classes, in_channels, network.dropout)
     metrics = {"labeled_size": float(len(targets)), "pseudo_size": 0.0 if pseudo_images is None else float(len(pseudo_images)),
-               "params": float(parameter_count(trained)), "steps": float(train["steps"])}
+               "params": float(parameter_count(trained)), "steps": float(train.steps)}
     if ctx.series:
         metrics.update(ctx.series[-1][1])
     prefix = params.get("metric_prefix", "")

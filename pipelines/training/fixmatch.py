@@ -7,7 +7,7 @@ Every number arrives as an argument or in ``FixMatchSettings``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
@@ -38,7 +38,9 @@ class FixMatchSettings:
     """FixMatch / CReST+ hyper-parameters (defaults: the FixMatch paper, docs/ALGORITHMS.md, FixMatch).
 
     ``temperature`` is the CReST+ alignment temperature ``t`` of this generation (used only when
-    ``alignment`` is on); ``alignment_momentum`` is the EMA momentum of ``p_model``.
+    ``alignment`` is on); ``alignment_momentum`` is the EMA momentum of ``p_model``. Values are
+    not checked again here: the config sections they come from (``train`` and ``crest``) bound
+    every one when the file is loaded, and the stage builds these settings from them.
     """
 
     steps: int
@@ -56,28 +58,6 @@ class FixMatchSettings:
     alignment_momentum: float = 0.999
     label_smoothing: float = 0.0
 
-    def __post_init__(self) -> None:
-        checks = {
-            "steps": self.steps >= 1,
-            "batch_size": self.batch_size >= 1,
-            "unlabeled_ratio": self.unlabeled_ratio >= 1,
-            "lr": self.lr > 0,
-            "momentum": 0.0 <= self.momentum < 1.0,
-            "weight_decay": self.weight_decay >= 0,
-            "ema_decay": 0.0 <= self.ema_decay < 1.0,
-            "threshold": 0.0 <= self.threshold <= 1.0,
-            "lambda_u": self.lambda_u >= 0,
-            "temperature": self.temperature >= 0,
-            "alignment_momentum": 0.0 <= self.alignment_momentum <= 1.0,
-            "label_smoothing": 0.0 <= self.label_smoothing < 1.0,
-        }
-        bad = [f"{f.name}={getattr(self, f.name)!r}" for f in fields(self) if not checks.get(f.name, True)]
-        if bad:
-            raise ValueError(
-                f"FixMatchSettings: {len(bad)} invalid value(s): {', '.join(bad)}; expected steps/batch_size/"
-                "unlabeled_ratio >= 1, lr > 0, momentum/ema_decay in [0, 1), threshold in [0, 1], "
-                "lambda_u/weight_decay/temperature >= 0, label_smoothing in [0, 1)"
-            )
 
 
 def class_distribution(targets: Tensor, num_classes: int) -> Tensor:

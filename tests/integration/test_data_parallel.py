@@ -53,7 +53,7 @@ def linear_fixmatch(ctx, inputs, params) -> StageResult:
     weak_fn, strong_fn = augmenters(params["augment"])
     reports: list[tuple[int, dict[str, float]]] = []
     ema = train_fixmatch(model, images, labels, unlabeled, 10, settings, weak_fn, strong_fn, ctx.device, generator,
-                         report=lambda step, m: reports.append((step, m)), report_every=params["train"]["report_every"],
+                         report=lambda step, m: reports.append((step, m)), report_every=params["train"].report_every,
                          rank=ctx.rank, world_size=ctx.world_size)
     state = {k: v.detach().cpu() for k, v in ema.state_dict().items()}
     last_step, last = reports[-1]
@@ -89,8 +89,7 @@ def max_abs_diff(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> floa
 def test_bn_free_model_one_and_two_workers_agree(ray_executor, tmp_path):
     config = smoke_config()
     split = crest.build(config).stage("data/split")
-    params = {"data": config.data.model_dump(), "train": config.train.model_dump(),
-              "crest": config.crest.model_dump(), "augment": config.augment.model_dump()}
+    params = {"data": config.data, "train": config.train, "crest": config.crest, "augment": config.augment}
     results = {}
     for workers in (1, 2):
         train = Stage("linear/train", linear_fixmatch, ("data/split",), ("linear/model",), params=params,

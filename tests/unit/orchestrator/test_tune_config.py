@@ -210,7 +210,7 @@ def test_scheduled_pipeline_takes_each_generation_from_the_values_in_force(tmp_p
     sweep = plan(data, tmp_path)
     segments = [(0, {"augment.strong.magnitude": 3}), (1, {"augment.strong.magnitude": 9})]
     pipeline, latest = tune.scheduled_pipeline(sweep, segments)
-    magnitude = {s.name: s.params["augment"]["strong"]["magnitude"] for s in pipeline.stages if s.name.endswith("/train")}
+    magnitude = {s.name: s.params["augment"].strong.magnitude for s in pipeline.stages if s.name.endswith("/train")}
     assert magnitude == {"g00/train": 3, "g01/train": 9, "g02/train": 9}
     assert latest.augment.strong.magnitude == 9
     same = {s.name: s.params for s in crest.build(validate_config(crest.CrestConfig, {**sweep.base, "augment": {"strong": {"magnitude": 3}}})).stages}

@@ -34,7 +34,7 @@ def test_ke_unrolls_generations_with_masks_made_once_and_read_by_every_later_gen
 def test_ke_baseline_is_compute_matched_and_logged_in_the_last_generation() -> None:
     cfg = config(ke.KnowledgeEvolutionConfig, **{"ke.generations": 4, "train.steps": 50, "ke.compute_matched_baseline": True})
     by_name = {stage.name: stage for stage in ke.build(cfg).stages}
-    assert by_name["baseline/train"].params["train"]["steps"] == 200
+    assert by_name["baseline/train"].params["train"].steps == 200
     assert by_name["baseline/train"].inputs == ("data/split",)
     assert by_name["baseline/train"].generation == by_name["baseline/evaluate"].generation == 3
     assert by_name["baseline/evaluate"].params["metric_prefix"] == "baseline_"

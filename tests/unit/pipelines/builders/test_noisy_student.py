@@ -18,8 +18,8 @@ def test_noisy_student_chains_teacher_pseudo_labels_filter_and_students() -> Non
     assert set(by_name["g01/train"].inputs) == {"data/split", "g00/picks", "g00/pseudo_labels"}
     assert set(by_name["g02/train"].inputs) == {"data/split", "g01/picks", "g01/pseudo_labels"}
     assert by_name["g01/pseudo_label"].inputs == ("data/split", "g01/model"), "the student labels for the next one"
-    assert by_name["g00/train"].params["model"]["name"] == cfg.model.name
-    assert by_name["g01/train"].params["model"] == {
+    assert by_name["g00/train"].params["model"].name == cfg.model.name
+    assert by_name["g01/train"].params["model"].model_dump() == {
         "name": cfg.student.name, "dropout": cfg.student.dropout, "stochastic_depth": cfg.student.stochastic_depth
     }
 

@@ -7,6 +7,7 @@ import pyarrow as pa
 import pytest
 
 from pipelines.pseudo_label import to_table
+from pipelines.schema import DataSection
 from pipelines.split import SPLIT_SCHEMA
 from pipelines.stages import filter as filter_stage
 from tests.unit.pipelines.helpers import ctx
@@ -18,7 +19,7 @@ def test_filter_stage_balances_to_k_and_scores_the_picks() -> None:
     table = to_table([0, 1, 2, 3, 4, 5], probs, 0, "m")
     split = pa.table({"sample_id": list(range(6)), "label": [0, 1, 0, 1, 0, 0], "subset": ["unlabeled"] * 6},
                      schema=SPLIT_SCHEMA)
-    params = {"io": {"split": "s", "pseudo_labels": "p", "picks": "k"}, "data": {"name": "synthetic", "root": None},
+    params = {"io": {"split": "s", "pseudo_labels": "p", "picks": "k"}, "data": DataSection(name="synthetic"),
               "min_confidence": 0.7, "per_class": 2, "generation": 0}
     result = filter_stage.filter_pseudo_labels(ctx(), {"s": split, "p": table}, params)
     picks = result.outputs["k"]

@@ -7,8 +7,10 @@ import io
 import pytest
 import torch
 
+from pipelines.builders.knowledge_evolution import MaskSplit
 from pipelines.knowledge_evolution import make_split_masks, masks_to_state
 from pipelines.models import create_model
+from pipelines.schema import DataSection, ModelSection
 from pipelines.stages import masks as masks_stage
 from pipelines.stages import split as split_stage
 from tests.unit.pipelines.helpers import ctx
@@ -32,9 +34,9 @@ def test_masks_artifact_round_trips_through_a_weights_only_checkpoint() -> None:
 
 @pytest.mark.parametrize(("mode", "fraction"), [("kels", 0.25), ("wels", 0.5)])
 def test_masks_stage_persists_one_split_of_the_configured_model(mode: str, fraction: float) -> None:
-    data = {"name": "synthetic", "root": None, "head_count": 100, "imbalance_ratio": 1.0, "labeled_fraction": 1.0, "holdout_per_class": 20, "fold": 0}
+    data = DataSection(name="synthetic", head_count=100, imbalance_ratio=1.0, labeled_fraction=1.0, holdout_per_class=20, fold=0)
     split = split_stage.split_supervised(ctx(), {}, {"data": data, "io": {"split": "s"}}).outputs["s"]
-    params = {"data": data, "model": {"name": "small_cnn", "dropout": 0.0}, "ke": {"split_rate": 0.5, "split_mode": mode}, "io": {"split": "s", "masks": "m"}}
+    params = {"data": data, "model": ModelSection(), "ke": MaskSplit(split_rate=0.5, split_mode=mode), "io": {"split": "s", "masks": "m"}}
     result = masks_stage.make_masks(ctx(seed=7), {"s": split}, params)
     state = result.outputs["m"]
     assert state["split_mode"] == mode and set(state["masks"]) >= {"features.0.0.weight", "fc.weight"}

@@ -19,9 +19,10 @@ from orchestrator.dag import StageContext, map_in_order
 from pipelines.stages import common, pseudo_label
 from pipelines.models import create_model
 from pipelines.pseudo_label import predict_probs, to_table
+from pipelines.schema import DataSection
 from pipelines.split import SPLIT_SCHEMA
 
-DATA = {"name": "synthetic", "root": None}
+DATA = DataSection(name="synthetic")
 SUBSETS = ("labeled", "unlabeled", "unlabeled", "test", "unlabeled")
 
 

@@ -8,7 +8,9 @@ import torch
 
 from pipelines.knowledge_evolution import make_split_masks, masks_to_state
 from pipelines.models import create_model
+from pipelines.builders.knowledge_evolution import ResetInit
 from pipelines.pseudo_label import picks_table, to_table
+from pipelines.schema import DataSection, ModelSection
 from pipelines.stages import common, train
 from tests.unit.pipelines.helpers import ctx
 
@@ -22,7 +24,7 @@ def _checkpoint_and_masks(mode: str = "kels") -> tuple[dict, dict]:
 
 
 def _initial(reinit: str, checkpoint: dict, masks: dict) -> torch.nn.Module:
-    params = {"io": {"previous": "p", "masks": "m"}, "model": {"name": "small_cnn", "dropout": 0.0, "stochastic_depth": 0.0}, "ke": {"reinit": reinit}, "data": {}}
+    params = {"io": {"previous": "p", "masks": "m"}, "model": ModelSection(), "ke": ResetInit(reinit=reinit), "data": DataSection()}
     return train._initial_model(ctx(seed=3), {"p": checkpoint, "m": masks}, params, in_channels=1)
 
 
@@ -45,7 +47,7 @@ def test_soft_pseudo_labels_follow_the_picks_including_duplicates() -> None:
     probs = np.array([[0.7, 0.3], [0.2, 0.8], [0.6, 0.4]], dtype=np.float32)
     table = to_table([5, 9, 2], probs, 0, "m")
     picks = picks_table([9, 5, 9], [1, 0, 1], [0.8, 0.7, 0.8], 0)
-    data = {"name": "synthetic", "root": None}
+    data = DataSection(name="synthetic")
     images, targets = train.pseudo_labeled_set(data, picks, table, "soft")
     assert torch.allclose(targets, torch.tensor([[0.2, 0.8], [0.7, 0.3], [0.2, 0.8]]))
     train_images = common.dataset_of(data).train.images
