@@ -17,7 +17,6 @@ from orchestrator.config import StrictModel
 from pipelines.data import DATASET_REQUIRES_ROOT, DATASETS
 from pipelines.model_names import MODEL_NAMES, check_stochastic_depth
 
-
 Part = TypeVar("Part", bound=BaseModel)
 
 

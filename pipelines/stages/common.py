@@ -23,7 +23,6 @@ from pipelines.data import DatasetSplits, cached_dataset
 from pipelines.models import create_model
 from pipelines.pseudo_label import picks_table
 
-
 # --- inputs, outputs and data -------------------------------------------------------------
 
 

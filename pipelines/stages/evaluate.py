@@ -15,10 +15,9 @@ import torch
 
 from orchestrator.dag import StageContext, StageResult
 from pipelines import plots
-from pipelines.evaluation import class_metrics, tail_classes
+from pipelines.evaluation import evaluate_model, tail_classes
 from pipelines.knowledge_evolution import extract_slim_network, masks_from_state
 from pipelines.models import parameter_count
-from pipelines.pseudo_label import predict_probs
 from pipelines.stages.common import (
     artifact,
     labeled_class_counts,
@@ -29,7 +28,6 @@ from pipelines.stages.common import (
     subset_images,
 )
 
-
 EVALUATION_SCHEMA = pa.schema(
     [
         pa.field("class_id", pa.int32(), nullable=False),
@@ -39,8 +37,7 @@ EVALUATION_SCHEMA = pa.schema(
     ]
 )
 
-
-TAIL_FRACTION = 0.3
+TAIL_FRACTION = 0.3  # tail share when the builder passes none (KE, Noisy Student, distillation); CReST passes its own
 
 
 def evaluate_generation(ctx: StageContext, inputs: Mapping[str, Any], params: Mapping[str, Any]) -> StageResult:
@@ -50,8 +47,7 @@ def evaluate_generation(ctx: StageContext, inputs: Mapping[str, Any], params: Ma
     model = load_model(artifact(inputs, params, "model"), ctx.device)
     _, images, labels = subset_images(data, split, "test")
     num_classes = num_classes_of(data)
-    probs = predict_probs(model, images, params["batch_size"], ctx.device)
-    result = class_metrics(probs.argmax(axis=1), labels.numpy(), num_classes)
+    result = evaluate_model(model, images, labels, num_classes, ctx.device, params["batch_size"])
     counts = labeled_class_counts(split, num_classes)
     tail = tail_classes(counts.tolist(), params["tail_fraction"])
     metrics = {
@@ -77,8 +73,7 @@ def _slim_metrics(model: torch.nn.Module, masks_state: Mapping[str, Any], images
                   num_classes: int, batch_size: int, device: str) -> dict[str, float]:
     """KELS: cut the fit hypothesis out as a slim dense network and score it (the paper does so every generation)."""
     slim = extract_slim_network(model, masks_from_state(masks_state["masks"])).to(device)
-    probs = predict_probs(slim, images, batch_size, device)
-    result = class_metrics(probs.argmax(axis=1), labels.numpy(), num_classes)
+    result = evaluate_model(slim, images, labels, num_classes, device, batch_size)
     return {"slim_accuracy": float(result["accuracy"]), "slim_balanced_accuracy": float(result["balanced_accuracy"]),
             "slim_params": float(parameter_count(slim))}
 
