@@ -1,6 +1,6 @@
 """Knowledge Evolution on a small digits subset: KE-N5 vs N1 vs the compute-matched baseline, 3 seeds.
 
-ALGORITHMS.md 4: KE's gains are reported against N1 (one generation), but KE-N5 spends five
+docs/ALGORITHMS.md, Knowledge Evolution: KE's gains are reported against N1 (one generation), but KE-N5 spends five
 times N1's compute; the honest comparison is N1 trained five times longer. This script runs all
 three with the pipelines' own functions (no Ray, no MLflow) on 30 labeled digits per class (KE
 targets small data), small CNN, KELS sr 0.5, and prints mean +- std of test accuracy over seeds

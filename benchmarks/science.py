@@ -1,7 +1,8 @@
 """FixMatch vs CReST vs CReST+ on long-tailed digits: does rebalanced self-training help the tail?
 
-Protocol (ALGORITHMS.md 1-3), run through the pipeline's own stage functions in-process
-(``_common.run_in_process``: same seeds as `relay run`, no engine) for speed:
+Protocol (docs/ALGORITHMS.md: Long-tailed splits, FixMatch, CReST and CReST+), run through the
+pipeline's own stage functions in-process (``_common.run_in_process``: same seeds as `relay run`,
+no engine) for speed:
 
 - data: the demo's split (digits, balanced test of 40/class, head_count 130, gamma 10, beta 0.2)
   unless overridden; seed i uses ``seed=i`` and ``data.fold=i`` (a new split and a new init).
@@ -28,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common  # noqa: E402
 
 CONFIG = "pipelines/configs/crest_digits.yaml"
-PAPER = {  # CIFAR10-LT gamma 100, beta 10% (ALGORITHMS.md 3): the direction to compare with
+PAPER = {  # CIFAR10-LT gamma 100, beta 10% (docs/ALGORITHMS.md, CReST and CReST+): the direction to compare with
     "FixMatch": 66.3, "CReST": 75.9, "CReST+": 78.1,
 }
 

@@ -1,4 +1,6 @@
-"""Weak and strong augmentation of uint8 image batches, Cutout and CutMix (FixMatch, ALGORITHMS 2 and 7).
+"""Weak and strong augmentation of uint8 image batches, Cutout and CutMix.
+
+The ops follow docs/ALGORITHMS.md, FixMatch and RandAugment.
 
 Every function takes a uint8 batch ``[B, C, H, W]`` (C = 1 or 3) and draws its randomness PER
 SAMPLE: each image gets its own flip, crop, RandAugment ops, magnitudes and Cutout box. Applying

@@ -252,7 +252,7 @@ def _read_imagefolder(
 
 
 # ---------------------------------------------------------------------------------------------
-# Long-tailed splits (CReST protocol, ALGORITHMS.md section 1)
+# Long-tailed splits (CReST protocol, docs/ALGORITHMS.md, Long-tailed splits)
 # ---------------------------------------------------------------------------------------------
 
 

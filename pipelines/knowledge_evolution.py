@@ -8,7 +8,7 @@ keeps H, and trains the whole dense network (the mask never gates the
 forward pass). With KELS the fit hypothesis is a channel prefix of every
 layer, so it can be cut out as a slim dense network.
 
-Masked parameters (ALGORITHMS.md 4, following ahmdtaha/knowledge_evolution):
+Masked parameters (docs/ALGORITHMS.md, Knowledge Evolution, following ahmdtaha/knowledge_evolution):
 the weight of every ``nn.Conv2d`` (1x1 downsample convs included) and
 ``nn.Linear``, the bias of convs and of intermediate linears. BatchNorm
 parameters and running statistics and the classifier bias are never masked,
@@ -57,7 +57,7 @@ class _Slot:
 def _slots(model: nn.Module) -> list[_Slot]:
     """List the maskable parameters in registration order.
 
-    KE splits convs and fully connected layers only (ALGORITHMS.md 4); the
+    KE splits convs and fully connected layers only (docs/ALGORITHMS.md, Knowledge Evolution); the
     classifier bias stays whole because every class keeps its output row.
     """
     layers = [
@@ -130,7 +130,7 @@ def make_split_masks(
     """Draw the fit/reset split of every conv and linear layer (1 = fit, 0 = reset).
 
     Made once in generation 0 and reused for every later generation
-    (ALGORITHMS.md 4); ``generator`` drives the WELS draws (KELS is
+    (docs/ALGORITHMS.md, Knowledge Evolution); ``generator`` drives the WELS draws (KELS is
     deterministic). Raises ValueError for a rate outside (0, 1), an unknown
     mode, or a model with no conv or linear layer.
     """
@@ -229,7 +229,7 @@ def reinitialize_reset_hypothesis(
 ) -> None:
     """Re-initialise the reset hypothesis (mask == 0) in place; keep the fit hypothesis.
 
-    KE's step for every generation > 0 (ALGORITHMS.md 4): load the previous
+    KE's step for every generation > 0 (docs/ALGORITHMS.md, Knowledge Evolution): load the previous
     generation's last checkpoint, draw the reset weights afresh with PyTorch's
     default init, leave the fit weights, BatchNorm parameters and running
     statistics and the classifier bias untouched. Parameters are updated in

@@ -5,9 +5,10 @@ Every model maps ``[B, in_channels, H, W]`` float images to ``[B, num_classes]``
 Evolution slices) and applies ``dropout`` right before it (Noisy Student's final-layer noise).
 The residual models also take ``stochastic_depth`` (Noisy Student's third noise, Huang et al.
 2016): the drop probability p of the LAST residual block, block i of n dropping its residual
-branch with probability p * (i + 1) / n (survival 1 - p at the last, ALGORITHMS.md 5's 0.8 is
-p = 0.2). Stochastic depth adds no parameters or buffers, so state_dict keys are the same with
-and without it, and it is the identity in eval mode. No model ever downloads weights.
+branch with probability p * (i + 1) / n (survival 1 - p at the last: the survival 0.8 of
+docs/ALGORITHMS.md, Noisy Student is p = 0.2). Stochastic depth adds no parameters or buffers,
+so state_dict keys are the same with and without it, and it is the identity in eval mode. No
+model ever downloads weights.
 """
 
 from __future__ import annotations

@@ -38,7 +38,7 @@ def _known(value: str, valid: list[str], what: str) -> str:
 
 
 class DataSection(StrictModel):
-    """The dataset and its long-tailed split (ALGORITHMS.md section 1).
+    """The dataset and its long-tailed split (docs/ALGORITHMS.md, Long-tailed splits).
 
     head_count is N_1, imbalance_ratio is gamma = N_1 / N_L, labeled_fraction is beta;
     fold seeds the split (the paper reports 5 folds). Datasets without their own test
@@ -73,8 +73,9 @@ class ModelSection(StrictModel):
     """Which registered network to train (pipelines.models.MODELS).
 
     stochastic_depth is the drop probability of the LAST residual block (block i of n drops with
-    stochastic_depth * (i + 1) / n); ALGORITHMS.md's survival probability 0.8 is 0.2 here. Only
-    residual models (pipelines.models.RESIDUAL_MODELS) accept a positive value.
+    stochastic_depth * (i + 1) / n); the survival probability 0.8 of docs/ALGORITHMS.md, Noisy
+    Student is 0.2 here. Only residual models (pipelines.models.RESIDUAL_MODELS) accept a
+    positive value.
     """
 
     name: str = "small_cnn"
@@ -93,7 +94,7 @@ class ModelSection(StrictModel):
 
 
 class TrainSection(StrictModel):
-    """FixMatch optimisation (ALGORITHMS.md section 2); steps are optimizer steps per generation.
+    """FixMatch optimisation (docs/ALGORITHMS.md, FixMatch); steps are optimizer steps per generation.
 
     batch_size is the GLOBAL labeled batch: it does not grow with data-parallel workers.
     """
@@ -172,7 +173,7 @@ class ResourcesSection(StrictModel):
 class SupervisedTrainSection(StrictModel):
     """Supervised optimisation of KE, Noisy Student and distillation; steps are optimizer steps per generation.
 
-    Defaults follow the KE paper (ALGORITHMS.md 4: SGD lr 0.256, batch 32, wd 1e-4, cosine with
+    Defaults follow the KE paper (docs/ALGORITHMS.md, Knowledge Evolution: SGD lr 0.256, batch 32, wd 1e-4, cosine with
     warm-up, label smoothing 0.1 in its config). class_balanced_beta 0 and cutmix_alpha 0 turn those
     options off; augment is the input noise: "weak" (flip + crop), "strong" (weak + RandAugment, the
     `augment.strong` settings) or "none". ema_decay null trains without an EMA (KE hands on the LAST

@@ -1,4 +1,4 @@
-"""Unit tests for pipelines.knowledge_evolution (ALGORITHMS.md section 4)."""
+"""Unit tests for pipelines.knowledge_evolution (docs/ALGORITHMS.md, Knowledge Evolution)."""
 
 from __future__ import annotations
 
