@@ -50,10 +50,10 @@ class CrestSection(StrictModel):
 
 
 class AlignmentSchedule(StrictModel):
-    """What a train stage reads of `crest` (bounds checked there): CReST+'s alignment and its temperature schedule.
+    """What a train stage reads of `crest`: CReST+'s alignment and its temperature schedule.
 
-    `alpha` and `selection` belong to the rebalance stage; leaving them out keeps every trained
-    model cached while a sweep varies them.
+    Bounds are checked on `crest` itself. `alpha` and `selection` belong to the rebalance stage;
+    leaving them out keeps every trained model cached while a sweep varies them.
     """
 
     generations: int

@@ -82,7 +82,7 @@ class MaskSplit(StrictModel):
 
 
 class ResetInit(StrictModel):
-    """What a train stage reads of `ke` (checked there): how the reset hypothesis restarts in generations > 0."""
+    """What a train stage reads of `ke` (checked there): how the reset hypothesis restarts after generation 0."""
 
     reinit: Literal["kaiming", "zero"]
 
@@ -111,7 +111,9 @@ def _train_params(config: KnowledgeEvolutionConfig, steps: int) -> dict:
             "augment": config.augment, "ke": part(ResetInit, config.ke)}
 
 
-def _evaluate(config: KnowledgeEvolutionConfig, name: str, model: str, evaluation: str, generation: int, prefix: str = "") -> Stage:
+def _evaluate(
+    config: KnowledgeEvolutionConfig, name: str, model: str, evaluation: str, generation: int, prefix: str = ""
+) -> Stage:
     """Evaluate `model`; a generation's evaluation also reads the masks (KELS scores the slim network too)."""
     io = {"split": SPLIT, "model": model, "evaluation": evaluation}
     if not prefix:

@@ -53,12 +53,13 @@ class StudentSection(ModelSection):
 
 
 class NoisyStudentSection(StrictModel):
-    """Noisy Student iterations (docs/ALGORITHMS.md, Noisy Student); iterations counts students (g01..), g00 is the teacher.
+    """Noisy Student iterations (docs/ALGORITHMS.md, Noisy Student).
 
-    label_type "soft" trains on softmax(z/T) with the tempered KL, "hard" on argmax with
-    label_smoothing. min_confidence and per_class (K, default: unlabeled images / classes) are the
-    filtering and balancing. unlabel_ratio weights the pseudo-labeled loss; pseudo_batch_ratio is
-    how many pseudo-labeled images join each labeled one in a step.
+    iterations counts students (g01..); g00 is the teacher. label_type "soft" trains on softmax(z/T)
+    with the tempered KL, "hard" on argmax with label_smoothing. min_confidence and per_class (K,
+    default: unlabeled images / classes) are the filtering and balancing. unlabel_ratio weights the
+    pseudo-labeled loss; pseudo_batch_ratio is how many pseudo-labeled images join each labeled one
+    in a step.
     """
 
     iterations: int = Field(3, ge=1)
@@ -140,13 +141,13 @@ def generation_stages(config: NoisyStudentConfig, k: int) -> list[Stage]:
     ]
     if k == noisy.iterations:
         return result
+    label_params = {"data": data, "batch_size": config.label.batch_size, "generation": k, "temperature": noisy.temperature}
+    filter_params = {"data": data, "generation": k, "min_confidence": noisy.min_confidence, "per_class": noisy.per_class}
     return result + [
         stage(gen(k, "pseudo_label"), refs.pseudo_label_network, {"split": SPLIT, "model": model, "pseudo_labels": labels},
-              (labels,), {"data": data, "batch_size": config.label.batch_size, "generation": k, "temperature": noisy.temperature},
-              res.pseudo_label, k),
-        stage(gen(k, "filter"), refs.filter_pseudo_labels, {"split": SPLIT, "pseudo_labels": labels, "picks": picks}, (picks,),
-              {"data": data, "generation": k, "min_confidence": noisy.min_confidence, "per_class": noisy.per_class},
-              res.filter, k),
+              (labels,), label_params, res.pseudo_label, k),
+        stage(gen(k, "filter"), refs.filter_pseudo_labels, {"split": SPLIT, "pseudo_labels": labels, "picks": picks},
+              (picks,), filter_params, res.filter, k),
     ]
 
 

@@ -23,6 +23,7 @@ from pipelines.data import DatasetSplits, cached_dataset
 from pipelines.models import create_model
 from pipelines.pseudo_label import picks_table
 
+
 # --- inputs, outputs and data -------------------------------------------------------------
 
 
@@ -33,6 +34,7 @@ def artifact(inputs: Mapping[str, Any], params: Mapping[str, Any], role: str) ->
 
 
 def output_name(params: Mapping[str, Any], role: str) -> str:
+    """The artifact name the builder gave the output playing `role` (`g03/model` for "model" in generation 3)."""
     return params["io"][role]
 
 
@@ -59,6 +61,7 @@ def dataset_of(data: Any) -> DatasetSplits:
 
 
 def num_classes_of(data: Any) -> int:
+    """The class count of the dataset a `data` section names (from the data: configs do not repeat it)."""
     return dataset_of(data).train.num_classes
 
 
@@ -79,12 +82,32 @@ def prefixed(metrics: Mapping[str, float], prefix: str) -> dict[str, float]:
     return {f"{prefix}{key}": value for key, value in metrics.items()}
 
 
+Settings = TypeVar("Settings")
+
+
+def settings_from(settings: type[Settings], section: Any, **extra: Any) -> Settings:
+    """A training loop's settings dataclass: every field ``section`` declares under the same name, plus ``extra``.
+
+    ``extra`` carries what comes from elsewhere or under another name (CReST+'s temperature of this
+    generation, Noisy Student's ``label_smoothing`` as ``pseudo_label_smoothing``). The section was
+    validated when the file was loaded, so the dataclass checks nothing again.
+    """
+    declared = type(section).model_fields
+    shared = {f.name: getattr(section, f.name) for f in fields(settings) if f.name in declared and f.name not in extra}
+    return settings(**shared, **extra)
+
+
+# --- selections from a pseudo-label table (CReST's rebalance, Noisy Student's filter) ---------
+
+
 def predictions(table: pa.Table) -> tuple[np.ndarray, np.ndarray]:
     """(int64 predicted class, confidence) of every row of a pseudo-label table: what a selection ranks."""
     return table.column("pred_class").to_numpy().astype(np.int64), table.column("confidence").to_numpy()
 
 
-def picks_of(table: pa.Table, rows: np.ndarray, split: pa.Table, num_classes: int, generation: int) -> tuple[pa.Table, np.ndarray, dict[str, float]]:
+def picks_of(
+    table: pa.Table, rows: np.ndarray, split: pa.Table, num_classes: int, generation: int
+) -> tuple[pa.Table, np.ndarray, dict[str, float]]:
     """The picks of the selected ``rows`` of a pseudo-label table, their per-class counts, and their metrics.
 
     Both selections (CReST's rebalance, Noisy Student's filter) report the same three things:
@@ -100,21 +123,6 @@ def picks_of(table: pa.Table, rows: np.ndarray, split: pa.Table, num_classes: in
     metrics = {f"kept/{c}": float(k) for c, k in enumerate(kept)}
     metrics.update(kept_total=float(len(rows)), picks_accuracy=float(np.mean(correct)) if correct else 0.0)
     return picks, kept, metrics
-
-
-Settings = TypeVar("Settings")
-
-
-def settings_from(settings: type[Settings], section: Any, **extra: Any) -> Settings:
-    """A training loop's settings dataclass: every field ``section`` declares under the same name, plus ``extra``.
-
-    ``extra`` carries what comes from elsewhere or under another name (CReST+'s temperature of this
-    generation, Noisy Student's ``label_smoothing`` as ``pseudo_label_smoothing``). The section was
-    validated when the file was loaded, so the dataclass checks nothing again.
-    """
-    declared = type(section).model_fields
-    shared = {f.name: getattr(section, f.name) for f in fields(settings) if f.name in declared and f.name not in extra}
-    return settings(**shared, **extra)
 
 
 # --- checkpoints --------------------------------------------------------------------------

@@ -1,4 +1,7 @@
-"""The `filter` stage: Noisy Student's confidence filter and per-class balancing (docs/ALGORITHMS.md, Noisy Student)."""
+"""The `filter` stage: Noisy Student's confidence filter and per-class balancing.
+
+See docs/ALGORITHMS.md, Noisy Student (steps 3 and 4).
+"""
 
 from __future__ import annotations
 

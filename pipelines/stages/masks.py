@@ -1,4 +1,7 @@
-"""The `split_masks` stage: Knowledge Evolution's fit/reset split, drawn once (docs/ALGORITHMS.md, Knowledge Evolution)."""
+"""The `split_masks` stage: Knowledge Evolution's fit/reset split, drawn once.
+
+See docs/ALGORITHMS.md, Knowledge Evolution: the split is an artifact every later generation reads.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""The `rebalance` stage: CReST's class-rebalanced picks from the pseudo-label table (docs/ALGORITHMS.md, CReST and CReST+)."""
+"""The `rebalance` stage: CReST's class-rebalanced picks from the pseudo-label table.
+
+See docs/ALGORITHMS.md, CReST and CReST+: rarer classes keep a larger share of their pseudo-labels.
+"""
 
 from __future__ import annotations
 

@@ -17,7 +17,6 @@ from pipelines.data import load_labels
 from pipelines.split import split_table
 from pipelines.stages.common import output_name
 
-
 SUBSETS = ("labeled", "unlabeled", "test")
 
 

@@ -1,4 +1,4 @@
-"""The `train` stages: FixMatch for CReST (`train_generation`), one supervised loop for KE, Noisy Student and distillation.
+"""The `train` stages: FixMatch for CReST (`train_generation`); one loop for KE, Noisy Student and distillation.
 
 `train_network` serves three methods; which roles the builder wires decides what it does:
 `previous` + `masks` (KE: continue from the last checkpoint, re-initialise the reset hypothesis),

@@ -18,7 +18,8 @@ def test_stage_params_are_the_validated_sections_themselves() -> None:
 def test_rebalance_knobs_leave_the_other_stages_params_alone() -> None:
     """A sweep over crest.alpha / crest.selection reruns only the rebalance stages (and what reads their picks)."""
     base = {s.name: s.params for s in crest.build(config(crest.CrestConfig)).stages}
-    swept = {s.name: s.params for s in crest.build(config(crest.CrestConfig, **{"crest.alpha": 1.0, "crest.selection": "bernoulli"})).stages}
+    swept_config = config(crest.CrestConfig, **{"crest.alpha": 1.0, "crest.selection": "bernoulli"})
+    swept = {s.name: s.params for s in crest.build(swept_config).stages}
     changed = sorted(name for name in base if base[name] != swept[name])
     assert changed == ["g00/rebalance", "g01/rebalance"]
 

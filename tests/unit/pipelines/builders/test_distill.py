@@ -20,6 +20,7 @@ def test_distill_student_reads_the_teacher_and_the_baseline_does_not() -> None:
 
 def test_student_loop_bounds_are_checked_once_at_the_config_boundary() -> None:
     """StudentSettings checks nothing again: the `train` and `distill` sections reject the values, all reported together."""
-    message = problems(distill.DistillConfig, **{"train.steps": 10, "train.warmup_steps": 10, "distill.temperature": 0.0, "distill.alpha": 1.5})
+    bad = {"train.steps": 10, "train.warmup_steps": 10, "distill.temperature": 0.0, "distill.alpha": 1.5}
+    message = problems(distill.DistillConfig, **bad)
     assert "3 problem" in message
     assert "train.warmup_steps" in message and "distill.temperature" in message and "distill.alpha" in message
