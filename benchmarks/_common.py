@@ -57,8 +57,11 @@ def machine() -> dict[str, Any]:
 
     load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
     return {
-        "python": platform.python_version(), "torch": torch.__version__, "cpus": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(), "loadavg_1m_at_start": round(load[0], 2),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cpus": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "loadavg_1m_at_start": round(load[0], 2),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
     }
 
@@ -122,8 +125,13 @@ def write_result(name: str, payload: Mapping[str, Any]) -> Path:
     return path
 
 
-def report(name: str, title: str, rows: Sequence[Mapping[str, Any]], payload: Mapping[str, Any],
-           columns: Sequence[str] | None = None) -> None:
+def report(
+    name: str,
+    title: str,
+    rows: Sequence[Mapping[str, Any]],
+    payload: Mapping[str, Any],
+    columns: Sequence[str] | None = None,
+) -> None:
     """Print the table and write the JSON: the two things every benchmark must leave behind."""
     print(f"\n## {title}\n")
     print(table(rows, columns))
@@ -156,8 +164,14 @@ def run_in_process(pipeline: Any, seed: int, device: str = "cpu", run_id: str = 
     artifacts: dict[str, Any] = {}
     metrics: dict[str, dict[str, float]] = {}
     for stage in pipeline.stages:
-        ctx = StageContext(run_id=run_id, stage=stage.name, generation=stage.generation,
-                           seed=stage_seed(seed, stage.name), device=device, attempt=1)
+        ctx = StageContext(
+            run_id=run_id,
+            stage=stage.name,
+            generation=stage.generation,
+            seed=stage_seed(seed, stage.name),
+            device=device,
+            attempt=1,
+        )
         inputs = {name: artifacts[name] for name in stage.inputs}
         threads = torch.get_num_threads()
         torch.set_num_threads(max(1, int(stage.resources.num_cpus)))

@@ -1,6 +1,6 @@
 """Pseudo-label tables through the ArtifactStore (Parquet, explicit schema, digest, manifest) vs np.save/np.load.
 
-The table is the pseudo-label contract (DESIGN.md): sample_id, pred_class, confidence,
+The table is the pseudo-label contract (docs/ARCHITECTURE.md, Artifacts): sample_id, pred_class, confidence,
 probs fixed_size_list<float32>[C], generation, model. It is written both ways the stage can
 hand it over (a whole pa.Table, and a RecordBatchReader streamed batch by batch, which is what
 ``pseudo_label_generation`` returns) and read back with ``ArtifactStore.load``; the read must
@@ -42,10 +42,11 @@ import pyarrow.feather as feather
 import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common  # noqa: E402
-from orchestrator.engine.artifacts import ArtifactStore  # noqa: E402
-from orchestrator.dag import StageResult  # noqa: E402
-from pipelines.pseudo_label import probs_view, to_table  # noqa: E402
+import _common
+
+from orchestrator.dag import StageResult
+from orchestrator.engine.artifacts import ArtifactStore
+from pipelines.pseudo_label import probs_view, to_table
 
 GOAL = 1.2
 
@@ -62,9 +63,12 @@ def pseudo_labels(rows: int, classes: int, seed: int = 0) -> pa.Table:
 def numpy_arrays(table: pa.Table) -> dict[str, np.ndarray]:
     """The same columns as plain arrays (the model column is one string: a 0-d array)."""
     return {
-        "sample_id": table.column("sample_id").to_numpy(), "pred_class": table.column("pred_class").to_numpy(),
-        "confidence": table.column("confidence").to_numpy(), "probs": probs_view(table),
-        "generation": table.column("generation").to_numpy(), "model": np.array(table.column("model")[0].as_py()),
+        "sample_id": table.column("sample_id").to_numpy(),
+        "pred_class": table.column("pred_class").to_numpy(),
+        "confidence": table.column("confidence").to_numpy(),
+        "probs": probs_view(table),
+        "generation": table.column("generation").to_numpy(),
+        "model": np.array(table.column("model")[0].as_py()),
     }
 
 
@@ -73,6 +77,7 @@ def numpy_roundtrip(arrays: dict[str, np.ndarray], folder: Path) -> Callable[[],
         write, _ = _common.timed(lambda: [np.save(folder / f"{k}.npy", v) for k, v in arrays.items()])
         read, loaded = _common.timed(lambda: {k: np.load(folder / f"{k}.npy") for k in arrays})
         return write, read, loaded["probs"]
+
     return run
 
 
@@ -82,9 +87,12 @@ def store_roundtrip(table: pa.Table, folder: Path, streamed: bool) -> Callable[[
 
     def run() -> tuple[float, float, Any]:
         value = pa.RecordBatchReader.from_batches(table.schema, table.to_batches()) if streamed else table
-        write, manifest = _common.timed(lambda: store.write_stage("f" * 64, "bench", StageResult(outputs={"pl": value})))
+        write, manifest = _common.timed(
+            lambda: store.write_stage("f" * 64, "bench", StageResult(outputs={"pl": value}))
+        )
         read, loaded = _common.timed(lambda: store.load(manifest.outputs["pl"]))
         return write, read, loaded
+
     return run
 
 
@@ -93,9 +101,12 @@ def raw_roundtrip(table: pa.Table, folder: Path, kind: str) -> Callable[[], tupl
     path = folder / f"raw-{kind}"
     writers = {
         "parquet default (snappy, dictionary)": lambda: pq.write_table(table, path),
-        "parquet uncompressed, no dictionary": lambda: pq.write_table(table, path, compression="none", use_dictionary=False),
+        "parquet uncompressed, no dictionary": lambda: pq.write_table(
+            table, path, compression="none", use_dictionary=False
+        ),
         "parquet uncompressed, dictionary only on model": lambda: pq.write_table(
-            table, path, compression="none", use_dictionary=["model"]),
+            table, path, compression="none", use_dictionary=["model"]
+        ),
         "arrow ipc (feather v2, uncompressed)": lambda: feather.write_feather(table, path, compression="uncompressed"),
     }
     readers = {"arrow ipc (feather v2, uncompressed)": lambda: feather.read_table(path, memory_map=False)}
@@ -104,11 +115,16 @@ def raw_roundtrip(table: pa.Table, folder: Path, kind: str) -> Callable[[], tupl
         write, _ = _common.timed(writers[kind])
         read, loaded = _common.timed(readers.get(kind, lambda: pq.read_table(path)))
         return write, read, loaded
+
     return run
 
 
-RAW_KINDS = ["parquet default (snappy, dictionary)", "parquet uncompressed, no dictionary",
-             "parquet uncompressed, dictionary only on model", "arrow ipc (feather v2, uncompressed)"]
+RAW_KINDS = [
+    "parquet default (snappy, dictionary)",
+    "parquet uncompressed, no dictionary",
+    "parquet uncompressed, dictionary only on model",
+    "arrow ipc (feather v2, uncompressed)",
+]
 
 
 def zero_copy(loaded: Any) -> bool:
@@ -132,8 +148,13 @@ def measure(label: str, run: Callable[[], tuple[float, float, Any]], repeats: in
         writes.append(write)
         reads.append(read)
         totals.append(write + read)
-    return {"method": label, "write_s": _common.median(writes), "read_s": _common.median(reads),
-            "total_s": _common.median(totals), "zero_copy_probs": zero_copy(loaded) if isinstance(loaded, pa.Table) else "-"}
+    return {
+        "method": label,
+        "write_s": _common.median(writes),
+        "read_s": _common.median(reads),
+        "total_s": _common.median(totals),
+        "zero_copy_probs": zero_copy(loaded) if isinstance(loaded, pa.Table) else "-",
+    }
 
 
 def bench_one(rows: int, classes: int, repeats: int) -> list[dict[str, Any]]:
@@ -141,9 +162,11 @@ def bench_one(rows: int, classes: int, repeats: int) -> list[dict[str, Any]]:
     with tempfile.TemporaryDirectory(prefix="relay-artifacts-") as tmp:
         folder = Path(tmp)
         (folder / "np").mkdir()
-        results = [measure("np.save / np.load", numpy_roundtrip(numpy_arrays(table), folder / "np"), repeats),
-                   measure("ArtifactStore, pa.Table", store_roundtrip(table, folder / "store-table", False), repeats),
-                   measure("ArtifactStore, streamed reader", store_roundtrip(table, folder / "store-stream", True), repeats)]
+        results = [
+            measure("np.save / np.load", numpy_roundtrip(numpy_arrays(table), folder / "np"), repeats),
+            measure("ArtifactStore, pa.Table", store_roundtrip(table, folder / "store-table", False), repeats),
+            measure("ArtifactStore, streamed reader", store_roundtrip(table, folder / "store-stream", True), repeats),
+        ]
         results += [measure(kind, raw_roundtrip(table, folder, kind), repeats) for kind in RAW_KINDS]
     base = results[0]["total_s"]
     for row in results:
@@ -163,7 +186,9 @@ def main() -> None:
     columns = ["classes", "rows", "mb", "method", "write_s", "read_s", "total_s", "vs_numpy", "zero_copy_probs"]
     store = [r for r in rows if r["method"].startswith("ArtifactStore")]
     verdict = {f"C={r['classes']} {r['method']}": r["vs_numpy"] <= GOAL for r in store}
-    _common.report("artifacts", "pseudo-label table write + read, median s", rows, {"goal_vs_numpy": GOAL, "met": verdict}, columns)
+    _common.report(
+        "artifacts", "pseudo-label table write + read, median s", rows, {"goal_vs_numpy": GOAL, "met": verdict}, columns
+    )
     print("\ngoal <= 1.2 x numpy: " + ", ".join(f"{k}: {'met' if v else 'MISSED'}" for k, v in verdict.items()))
 
 

@@ -1,6 +1,6 @@
 """Pseudo-labeling throughput and memory: the stage (through the Parquet write) vs a plain inference loop.
 
-The stage side is ``pipelines.stages.pseudo_label_generation`` with a StageContext, its output
+The stage side is ``pipelines.stages.pseudo_label.pseudo_label_generation`` with a StageContext, its output
 consumed by ``ArtifactStore.write_stage`` (the streamed Parquet write, digest and manifest),
 exactly as ``run_stage_body`` runs it. The plain side is a ``torch.inference_mode`` loop that
 gathers the same unlabeled images from the same dataset by id, runs the same model and batch size,
@@ -45,13 +45,24 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common  # noqa: E402
+import _common
 
 GOAL_RATIO = 0.95
 FLAT_BYTES_PER_ROW = 8.0
-DATA = {"name": "synthetic", "root": None}
 # RSS that tracks live bytes: freed buffers above 64 KiB are unmapped, free heap above 128 KiB is trimmed.
-MEMORY_ENV = {"MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "131072", "ARROW_DEFAULT_MEMORY_POOL": "system"}
+MEMORY_ENV = {
+    "MALLOC_MMAP_THRESHOLD_": "65536",
+    "MALLOC_TRIM_THRESHOLD_": "131072",
+    "ARROW_DEFAULT_MEMORY_POOL": "system",
+}
+
+
+def data_section() -> Any:
+    """The stages' `data` config section for the synthetic dataset; imported here, like all of pipelines, so
+    that MEMORY_ENV is in place before pyarrow and torch load."""
+    from pipelines.schema import DataSection
+
+    return DataSection(name="synthetic")
 
 
 def rss_kb(field: str) -> int:
@@ -77,34 +88,45 @@ def setup(rows: int) -> tuple[Any, Any, Any]:
     import pyarrow as pa
     import torch
 
-    from pipelines import stages
     from pipelines.models import create_model
     from pipelines.split import SPLIT_SCHEMA
+    from pipelines.stages.common import dataset_of, model_checkpoint
 
-    dataset = stages.dataset_of(DATA).train
+    dataset = dataset_of(data_section()).train
     ids = np.arange(rows, dtype=np.int64) % len(dataset.labels)
-    split = pa.table({"sample_id": ids, "label": dataset.labels.numpy()[ids].astype(np.int32),
-                      "subset": pa.repeat(pa.scalar("unlabeled"), rows)}, schema=SPLIT_SCHEMA)
+    split = pa.table(
+        {
+            "sample_id": ids,
+            "label": dataset.labels.numpy()[ids].astype(np.int32),
+            "subset": pa.repeat(pa.scalar("unlabeled"), rows),
+        },
+        schema=SPLIT_SCHEMA,
+    )
     torch.manual_seed(0)
     model = create_model("small_cnn", dataset.num_classes, int(dataset.images.shape[1]))
-    checkpoint = stages.model_checkpoint(model, "small_cnn", dataset.num_classes, int(dataset.images.shape[1]), 0.0)
+    checkpoint = model_checkpoint(model, "small_cnn", dataset.num_classes, int(dataset.images.shape[1]), 0.0)
     return split, checkpoint, ids
 
 
 def run_stage(split: Any, checkpoint: Any, device: str, workers: int, batch_size: int, shard_size: int) -> int:
     """The stage body plus the store's streamed write, as run_stage_body does; returns the rows written."""
-    from orchestrator.engine.artifacts import ArtifactStore
     from orchestrator.dag import Resources, StageContext
-    from pipelines import stages
+    from orchestrator.engine.artifacts import ArtifactStore
+    from pipelines.stages.pseudo_label import pseudo_label_generation
 
     ctx = StageContext(run_id="bench", stage="g00/pseudo_label", generation=0, seed=0, device=device, attempt=1)
     if workers > 1:
         from orchestrator.engine import distributed
 
         ctx.shard_mapper = distributed.actor_pool_mapper(Resources(num_cpus=1, workers=workers))
-    params = {"data": DATA, "batch_size": batch_size, "shard_size": shard_size, "generation": 0,
-              "io": {"split": "split", "model": "model", "pseudo_labels": "pl"}}
-    result = stages.pseudo_label_generation(ctx, {"split": split, "model": checkpoint}, params)
+    params = {
+        "data": data_section(),
+        "batch_size": batch_size,
+        "shard_size": shard_size,
+        "generation": 0,
+        "io": {"split": "split", "model": "model", "pseudo_labels": "pl"},
+    }
+    result = pseudo_label_generation(ctx, {"split": split, "model": checkpoint}, params)
     with tempfile.TemporaryDirectory(prefix="relay-label-") as tmp:
         ArtifactStore(tmp).write_stage("f" * 64, ctx.stage, result)
     return int(result.metrics["rows"])
@@ -115,11 +137,11 @@ def run_plain(ids: Any, checkpoint: Any, device: str, batch_size: int) -> int:
     import numpy as np
     import torch
 
-    from pipelines import stages
     from pipelines.augment import to_float
+    from pipelines.stages.common import dataset_of, load_model
 
-    images = stages.dataset_of(DATA).train.images[torch.from_numpy(ids)]
-    model = stages.load_model(checkpoint, device)
+    images = dataset_of(data_section()).train.images[torch.from_numpy(ids)]
+    model = load_model(checkpoint, device)
     chunks = []
     with torch.inference_mode():
         for start in range(0, images.shape[0], batch_size):
@@ -130,11 +152,14 @@ def run_plain(ids: Any, checkpoint: Any, device: str, batch_size: int) -> int:
 
 def calls(split: Any, checkpoint: Any, ids: Any, args: Any, workers: int) -> dict[str, Any]:
     """Method name -> a call labeling every row of ``split``."""
-    methods = {"plain": lambda: run_plain(ids, checkpoint, args.device, args.batch_size),
-               "stage": lambda: run_stage(split, checkpoint, args.device, 1, args.batch_size, args.shard_size)}
+    methods = {
+        "plain": lambda: run_plain(ids, checkpoint, args.device, args.batch_size),
+        "stage": lambda: run_stage(split, checkpoint, args.device, 1, args.batch_size, args.shard_size),
+    }
     if workers > 1:
-        methods[f"stage_{workers}"] = lambda: run_stage(split, checkpoint, args.device, workers, args.batch_size,
-                                                        args.shard_size)
+        methods[f"stage_{workers}"] = lambda: run_stage(
+            split, checkpoint, args.device, workers, args.batch_size, args.shard_size
+        )
     return methods
 
 
@@ -156,7 +181,7 @@ def child_speed(args: Any) -> None:
     wall: dict[str, list[float]] = {name: [] for name in names}
     cpu: dict[str, list[float]] = {name: [] for name in names}
     for r in range(max(1, args.repeats)):
-        for name in names[r % len(names):] + names[: r % len(names)]:
+        for name in names[r % len(names) :] + names[: r % len(names)]:
             started_cpu, started = time.process_time(), time.perf_counter()
             methods[name]()
             wall[name].append(time.perf_counter() - started)
@@ -181,9 +206,24 @@ def child_memory(args: Any) -> None:
 
 
 def spawn(args: Any, mode: str, rows: int, env: dict[str, str] | None = None) -> dict[str, Any]:
-    command = [sys.executable, __file__, "--child", mode, "--rows", str(rows), "--device", args.device,
-               "--workers", str(args.workers), "--batch-size", str(args.batch_size),
-               "--shard-size", str(args.shard_size), "--repeats", str(args.repeats)]
+    command = [
+        sys.executable,
+        __file__,
+        "--child",
+        mode,
+        "--rows",
+        str(rows),
+        "--device",
+        args.device,
+        "--workers",
+        str(args.workers),
+        "--batch-size",
+        str(args.batch_size),
+        "--shard-size",
+        str(args.shard_size),
+        "--repeats",
+        str(args.repeats),
+    ]
     done = subprocess.run(command, capture_output=True, text=True, cwd=_common.ROOT, env={**os.environ, **(env or {})})
     if done.returncode != 0:
         raise RuntimeError(f"{mode} N={rows} failed:\n{done.stderr[-3000:]}")
@@ -201,9 +241,15 @@ def measure(args: Any, sizes: list[int]) -> tuple[list[dict[str, Any]], dict[str
     for n in sizes:
         wall = {name: _common.median(times) for name, times in speed[n]["wall"].items()}
         for name, seconds in wall.items():
-            row = {"method": LABELS.get(name, f"stage + Parquet write, {args.workers} workers"), "rows": n,
-                   "rows_per_s": n / seconds, "vs_plain": wall["plain"] / seconds,
-                   "cpu_vs_plain": None, "peak_rss_growth_mb": memory.get((name, n)), "loadavg": speed[n]["loadavg"]}
+            row = {
+                "method": LABELS.get(name, f"stage + Parquet write, {args.workers} workers"),
+                "rows": n,
+                "rows_per_s": n / seconds,
+                "vs_plain": wall["plain"] / seconds,
+                "cpu_vs_plain": None,
+                "peak_rss_growth_mb": memory.get((name, n)),
+                "loadavg": speed[n]["loadavg"],
+            }
             if name in ("plain", "stage"):
                 row["cpu_vs_plain"] = _common.median(speed[n]["cpu"]["plain"]) / _common.median(speed[n]["cpu"][name])
             rows.append(row)
@@ -241,10 +287,21 @@ def main() -> None:
         p.error("--scale must be >= 2: flatness compares N with scale x N rows")
     rows, verdicts = measure(args, [args.rows, args.rows * args.scale])
     columns = ["method", "rows", "rows_per_s", "vs_plain", "cpu_vs_plain", "peak_rss_growth_mb", "loadavg"]
-    _common.report("labeling", f"pseudo-label rows/s and peak memory ({args.device}, 1 torch thread per worker)", rows,
-                   {"goal_vs_plain": GOAL_RATIO, "flat_bytes_per_row": FLAT_BYTES_PER_ROW, "batch_size": args.batch_size,
-                    "shard_size": args.shard_size, "repeats": args.repeats, "memory_env": MEMORY_ENV, **verdicts},
-                   columns)
+    _common.report(
+        "labeling",
+        f"pseudo-label rows/s and peak memory ({args.device}, 1 torch thread per worker)",
+        rows,
+        {
+            "goal_vs_plain": GOAL_RATIO,
+            "flat_bytes_per_row": FLAT_BYTES_PER_ROW,
+            "batch_size": args.batch_size,
+            "shard_size": args.shard_size,
+            "repeats": args.repeats,
+            "memory_env": MEMORY_ENV,
+            **verdicts,
+        },
+        columns,
+    )
     print("\n" + "\n".join(f"{key}: {_common._cell(value)}" for key, value in verdicts.items()))
 
 

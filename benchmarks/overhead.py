@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common  # noqa: E402
+import _common
 
 CONFIG = "pipelines/configs/crest_digits.yaml"
 RELAY = str(Path(sys.executable).with_name("relay"))
@@ -37,7 +37,7 @@ TOLERANCE = 1e-6
 def plain_main(config_path: str, overrides: list[str], device: str) -> None:
     """The plain script: build the pipeline, run its stages in this process, print metrics as JSON."""
     _, config = _common.load_config(config_path, overrides)
-    from pipelines import crest
+    from pipelines.builders import crest
 
     metrics = _common.run_in_process(crest.build(config), config.seed, device)
     print(json.dumps({"balanced_accuracy": _common.generation_metrics(metrics), "stages": len(metrics)}))
@@ -59,8 +59,9 @@ def run_relay(overrides: list[str], device: str) -> tuple[float, list[float]]:
     with tempfile.TemporaryDirectory(prefix="relay-bench-") as workspace:
         env = {**os.environ, "RELAY_WORKSPACE": workspace}
         command = [RELAY, "run", CONFIG, *overrides]
-        elapsed, done = _common.timed(lambda: subprocess.run(command, capture_output=True, text=True, env=env,
-                                                             cwd=_common.ROOT))
+        elapsed, done = _common.timed(
+            lambda: subprocess.run(command, capture_output=True, text=True, env=env, cwd=_common.ROOT)
+        )
         if done.returncode != 0:
             raise RuntimeError(f"relay run failed:\n{done.stderr[-3000:]}")
         return elapsed, stored_balanced_accuracy(Path(workspace) / "artifacts")
@@ -86,14 +87,20 @@ def compare(label: str, overrides: list[str], repeats: int, device: str) -> dict
         plain_times.append(t_plain)
         check_same(label, acc_relay, acc_plain)
     _, config = _common.load_config(CONFIG, overrides)
-    from pipelines import crest
+    from pipelines.builders import crest
 
     stages = len(crest.build(config).stages)
     relay, plain = _common.median(relay_times), _common.median(plain_times)
     return {
-        "config": label, "stages": stages, "repeats": len(relay_times), "relay_s": relay, "plain_s": plain,
-        "ratio": relay / plain, "overhead_per_stage_s": (relay - plain) / stages,
-        "relay_all_s": [round(t, 1) for t in relay_times], "plain_all_s": [round(t, 1) for t in plain_times],
+        "config": label,
+        "stages": stages,
+        "repeats": len(relay_times),
+        "relay_s": relay,
+        "plain_s": plain,
+        "ratio": relay / plain,
+        "overhead_per_stage_s": (relay - plain) / stages,
+        "relay_all_s": [round(t, 1) for t in relay_times],
+        "plain_all_s": [round(t, 1) for t in plain_times],
         "balanced_accuracy": acc_relay,
     }
 
@@ -125,16 +132,25 @@ def main() -> None:
         return
     _, base = _common.load_config(CONFIG)
     g = base.crest.generations
-    rows = [compare(f"near-zero steps, {g} gens", [*NEAR_ZERO], args.repeats, device),
-            compare(f"near-zero steps, {2 * g} gens", [*NEAR_ZERO, f"crest.generations={2 * g}"], args.repeats, device)]
+    rows = [
+        compare(f"near-zero steps, {g} gens", [*NEAR_ZERO], args.repeats, device),
+        compare(f"near-zero steps, {2 * g} gens", [*NEAR_ZERO, f"crest.generations={2 * g}"], args.repeats, device),
+    ]
     fixed = slope(rows[0], rows[1])
     if not args.skip_demo:
         rows.append(compare(f"demo ({base.train.steps} steps, {g} gens)", [], args.demo_repeats, device))
     columns = ["config", "stages", "repeats", "relay_s", "plain_s", "ratio", "overhead_per_stage_s"]
-    _common.report("overhead", f"relay run vs plain in-process script ({device}, median wall s)", rows,
-                   {"fixed_costs": fixed, "device": device, "goals": {"ratio_demo": 1.05, "per_stage_s": 0.5}}, columns)
-    print(f"\nnear-zero: marginal engine cost {fixed['marginal_overhead_per_stage_s']:.2f} s/stage, "
-          f"one-off start-up {fixed['startup_overhead_s']:.1f} s; metrics equal within {TOLERANCE} in every pair")
+    _common.report(
+        "overhead",
+        f"relay run vs plain in-process script ({device}, median wall s)",
+        rows,
+        {"fixed_costs": fixed, "device": device, "goals": {"ratio_demo": 1.05, "per_stage_s": 0.5}},
+        columns,
+    )
+    print(
+        f"\nnear-zero: marginal engine cost {fixed['marginal_overhead_per_stage_s']:.2f} s/stage, "
+        f"one-off start-up {fixed['startup_overhead_s']:.1f} s; metrics equal within {TOLERANCE} in every pair"
+    )
 
 
 def argparse_help() -> str:

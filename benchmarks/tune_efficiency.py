@@ -33,12 +33,15 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common  # noqa: E402
+import _common
 
 CONFIG = _common.ROOT / "pipelines" / "configs" / "crest_digits.yaml"
 METRIC = "evaluate/balanced_accuracy"
-SPACE = {"train.lr": {"grid": [0.01, 0.03, 0.1]}, "augment.strong.magnitude": {"grid": [3, 9]},
-         "augment.strong.num_ops": {"grid": [1, 3]}}
+SPACE = {
+    "train.lr": {"grid": [0.01, 0.03, 0.1]},
+    "augment.strong.magnitude": {"grid": [3, 9]},
+    "augment.strong.num_ops": {"grid": [1, 3]},
+}
 GOAL_POINTS, GOAL_FRACTION = 0.01, 0.4
 
 
@@ -49,8 +52,16 @@ def sweep_config(directory: Path, name: str, scheduler: str, reduction_factor: f
     from orchestrator.config import load_yaml
 
     data = load_yaml(CONFIG)
-    data["tune"] = {"name": name, "metric": METRIC, "mode": "max", "num_samples": 1, "scheduler": scheduler,
-                    "grace_period": 1, "reduction_factor": reduction_factor, "space": SPACE}
+    data["tune"] = {
+        "name": name,
+        "metric": METRIC,
+        "mode": "max",
+        "num_samples": 1,
+        "scheduler": scheduler,
+        "grace_period": 1,
+        "reduction_factor": reduction_factor,
+        "space": SPACE,
+    }
     path = directory / f"{name}.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
@@ -61,8 +72,9 @@ def run_sweep(config: Path, overrides: list[str], workspace: Path) -> tuple[floa
     env = {**os.environ, "RELAY_WORKSPACE": str(workspace)}
     relay = str(Path(sys.executable).with_name("relay"))
     started = time.perf_counter()
-    done = subprocess.run([relay, "tune", str(config), *overrides], env=env, cwd=_common.ROOT,
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [relay, "tune", str(config), *overrides], env=env, cwd=_common.ROOT, capture_output=True, text=True
+    )
     wall = time.perf_counter() - started
     if done.returncode != 0:
         sys.exit(f"relay tune {config.name} failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
@@ -76,9 +88,13 @@ def summarize(method: str, records: list[dict[str, Any]], generations: int, wall
     complete = [r for r in records if r["generations"] == generations]
     best = max(complete, key=lambda r: r[final])
     return {
-        "method": method, "trials": len(records), "completed": len(complete),
-        "trial_generations": sum(r["generations"] for r in records), "best": best[final],
-        "best_config": {k: best[k] for k in SPACE}, "wall_s": round(wall, 1),
+        "method": method,
+        "trials": len(records),
+        "completed": len(complete),
+        "trial_generations": sum(r["generations"] for r in records),
+        "best": best[final],
+        "best_config": {k: best[k] for k in SPACE},
+        "wall_s": round(wall, 1),
     }
 
 
@@ -89,11 +105,18 @@ def main() -> None:
     p.add_argument("--reduction-factor", type=float, default=4.0)
     p.add_argument("--workspace", help="keep the sweeps here (default: a temporary folder)")
     args = p.parse_args()
-    overrides = [f"train.steps={args.steps}", f"train.report_every={args.steps}", f"crest.generations={args.generations}",
-                 "tracking.log_models=false", "tracking.system_metrics=false"]
+    overrides = [
+        f"train.steps={args.steps}",
+        f"train.report_every={args.steps}",
+        f"crest.generations={args.generations}",
+        "tracking.log_models=false",
+        "tracking.system_metrics=false",
+    ]
     with tempfile.TemporaryDirectory() as scratch:
         workspace = Path(args.workspace or scratch) / "ws"
-        grid_wall, grid = run_sweep(sweep_config(Path(scratch), "grid", "none", args.reduction_factor), overrides, workspace)
+        grid_wall, grid = run_sweep(
+            sweep_config(Path(scratch), "grid", "none", args.reduction_factor), overrides, workspace
+        )
         sweeps = {"grid": (grid_wall, grid)}
         for scheduler in ("asha", "sha"):
             config = sweep_config(Path(scratch), scheduler, scheduler, args.reduction_factor)
@@ -102,20 +125,40 @@ def main() -> None:
     for row in rows:
         row["compute_fraction"] = round(row["trial_generations"] / rows[0]["trial_generations"], 3)
         row["best_gap_points"] = round(100 * (rows[0]["best"] - row["best"]), 2)
-        row["goal_met"] = row["best_gap_points"] <= 100 * GOAL_POINTS + 1e-9 and row["compute_fraction"] <= GOAL_FRACTION
-    payload = {"settings": vars(args) | {"overrides": overrides, "space": SPACE},
-               "goal": f"gap <= {100 * GOAL_POINTS:.0f} point, fraction <= {GOAL_FRACTION}",
-               "goal_met": {row["method"]: row["goal_met"] for row in rows[1:]},
-               "trials": {method: records for method, (_, records) in sweeps.items()},
-               "note": "early-stopping sweeps reused the grid's cached stages: their wall time is warm, "
-                       "their compute counts generations run"}
-    _common.report("tune_efficiency", "Early stopping vs full grid (crest_digits, balanced accuracy after the last "
-                   "generation)", rows, payload,
-                   columns=["method", "trials", "completed", "trial_generations", "compute_fraction", "best",
-                            "best_gap_points", "goal_met", "best_config", "wall_s"])
+        row["goal_met"] = (
+            row["best_gap_points"] <= 100 * GOAL_POINTS + 1e-9 and row["compute_fraction"] <= GOAL_FRACTION
+        )
+    payload = {
+        "settings": vars(args) | {"overrides": overrides, "space": SPACE},
+        "goal": f"gap <= {100 * GOAL_POINTS:.0f} point, fraction <= {GOAL_FRACTION}",
+        "goal_met": {row["method"]: row["goal_met"] for row in rows[1:]},
+        "trials": {method: records for method, (_, records) in sweeps.items()},
+        "note": "early-stopping sweeps reused the grid's cached stages: their wall time is warm, "
+        "their compute counts generations run",
+    }
+    _common.report(
+        "tune_efficiency",
+        "Early stopping vs full grid (crest_digits, balanced accuracy after the last generation)",
+        rows,
+        payload,
+        columns=[
+            "method",
+            "trials",
+            "completed",
+            "trial_generations",
+            "compute_fraction",
+            "best",
+            "best_gap_points",
+            "goal_met",
+            "best_config",
+            "wall_s",
+        ],
+    )
     for row in rows[1:]:
-        print(f"{row['method']}: {row['compute_fraction']:.2f} of the grid's compute, best {row['best_gap_points']:+.2f} "
-              f"points below the grid's best -> goal {'met' if row['goal_met'] else 'missed'}")
+        print(
+            f"{row['method']}: {row['compute_fraction']:.2f} of the grid's compute, best {row['best_gap_points']:+.2f} "
+            f"points below the grid's best -> goal {'met' if row['goal_met'] else 'missed'}"
+        )
 
 
 if __name__ == "__main__":

@@ -91,8 +91,10 @@ class SearchDomain(StrictModel):
     def _one_well_formed_kind(self) -> SearchDomain:
         given = [kind for kind in DOMAIN_KINDS if getattr(self, kind) is not None]
         if len(given) != 1:
-            raise ValueError(f"expected exactly one of {', '.join(DOMAIN_KINDS)}, got {given or 'none'}; "
-                             "write e.g. `{randint: [1, 3]}` or `{choice: [linear, cosine]}`")
+            raise ValueError(
+                f"expected exactly one of {', '.join(DOMAIN_KINDS)}, got {given or 'none'}; "
+                "write e.g. `{randint: [1, 3]}` or `{choice: [linear, cosine]}`"
+            )
         kind, args = given[0], getattr(self, given[0])
         if kind in ("choice", "grid") and not args:
             raise ValueError(f"{kind} is empty; list at least one value")
@@ -145,8 +147,10 @@ class TuneSettings(StrictModel):
     def _metric_names_a_stage_role(cls, value: str) -> str:
         role, _, name = value.partition("/")
         if not role or not name:
-            raise ValueError(f"expected `<stage role>/<metric>` as the tracker names it, e.g. "
-                             f"evaluate/balanced_accuracy; got {value!r}")
+            raise ValueError(
+                f"expected `<stage role>/<metric>` as the tracker names it, e.g. "
+                f"evaluate/balanced_accuracy; got {value!r}"
+            )
         return value
 
     @model_validator(mode="after")
@@ -157,8 +161,10 @@ class TuneSettings(StrictModel):
         if self.scheduler in ("pbt", "pb2") and self.search != "random":
             raise ValueError(f"scheduler {self.scheduler} chooses values itself; use search random with it")
         if self.scheduler == "sha" and self.search != "random":
-            raise ValueError("scheduler sha pauses trials at each rung, which Optuna would count as finished; "
-                             "use search random with it (or scheduler asha with optuna)")
+            raise ValueError(
+                "scheduler sha pauses trials at each rung, which Optuna would count as finished; "
+                "use search random with it (or scheduler asha with optuna)"
+            )
         discrete = sorted(key for key, kind in kinds.items() if kind in ("choice", "grid"))
         if self.scheduler == "pb2" and discrete:
             raise ValueError(f"scheduler pb2 needs numeric ranges (randint, uniform, loguniform); {discrete} are lists")
@@ -251,7 +257,9 @@ def _parse_overrides(overrides: Sequence[str] | Mapping[str, Any]) -> list[tuple
         key, sep, raw = item.partition("=")
         key = key.strip()
         if not sep or not key:
-            parsed.append((key, None, f"{item!r}: expected key=value (e.g. train.steps=100); got no '=' or an empty key"))
+            parsed.append(
+                (key, None, f"{item!r}: expected key=value (e.g. train.steps=100); got no '=' or an empty key")
+            )
             continue
         try:
             parsed.append((key, yaml.safe_load(raw), None))

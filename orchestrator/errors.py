@@ -59,10 +59,7 @@ class StageError(RelayError):
         self.stage = stage
         self.cause = cause
         self.attempts = attempts
-        super().__init__(
-            f"stage {stage!r} failed after {attempts} attempt(s): "
-            f"{type(cause).__name__}: {cause}"
-        )
+        super().__init__(f"stage {stage!r} failed after {attempts} attempt(s): {type(cause).__name__}: {cause}")
 
     def __reduce__(self):
         return (type(self), (self.stage, self.cause, self.attempts))

@@ -24,8 +24,9 @@ import logging
 import os
 import shlex
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 from orchestrator.errors import RelayError
 
@@ -218,8 +219,7 @@ def _translated(address: str, job_id: str | None = None) -> Iterator[None]:
 def _request_error(address: str, job_id: str | None, text: str) -> JobsError:
     if "status code 404" in text and job_id is not None:
         return JobNotFoundError(
-            f"no job {job_id!r} on the Ray cluster at {address}: list the jobs with "
-            f"`relay jobs --address {address}`"
+            f"no job {job_id!r} on the Ray cluster at {address}: list the jobs with `relay jobs --address {address}`"
         )
     if "already exists" in text:
         return JobsError(
@@ -253,11 +253,7 @@ def connect(address: str | None) -> JobSubmissionClient:
 
 def relay_env_vars() -> dict[str, str]:
     """RELAY_* and MLFLOW_TRACKING_URI from this shell, so the job sees the same settings."""
-    return {
-        key: value
-        for key, value in os.environ.items()
-        if key.startswith("RELAY_") or key == "MLFLOW_TRACKING_URI"
-    }
+    return {key: value for key, value in os.environ.items() if key.startswith("RELAY_") or key == "MLFLOW_TRACKING_URI"}
 
 
 def build_runtime_env(working_dir: str, env_vars: dict[str, str], pip: list[str] | None) -> dict[str, Any]:
@@ -458,7 +454,7 @@ def stop_job(address: str | None, job_id: str) -> bool:
 def _iso(millis: int | None) -> str | None:
     if not millis:
         return None
-    return dt.datetime.fromtimestamp(millis / 1000, tz=dt.timezone.utc).isoformat(timespec="seconds")
+    return dt.datetime.fromtimestamp(millis / 1000, tz=dt.UTC).isoformat(timespec="seconds")
 
 
 def list_jobs(address: str | None) -> list[dict[str, Any]]:

@@ -61,11 +61,15 @@ def load_pipelines() -> dict[str, PipelineSpec]:
         try:
             specs = _specs_of(entry.load())
         except Exception as exc:  # a plug-in's own import error: report it, keep the others
-            logger.warning("ignoring entry point %s = %s in group %s: %s", entry.name, entry.value, ENTRY_POINT_GROUP, exc)
+            logger.warning(
+                "ignoring entry point %s = %s in group %s: %s", entry.name, entry.value, ENTRY_POINT_GROUP, exc
+            )
             continue
         for spec in specs:
             if spec.name in found:
-                logger.warning("pipeline %r is declared twice (entry point %s); keeping the first", spec.name, entry.name)
+                logger.warning(
+                    "pipeline %r is declared twice (entry point %s); keeping the first", spec.name, entry.name
+                )
                 continue
             found[spec.name] = spec
     return found
@@ -85,5 +89,7 @@ def get_pipeline(name: Any, pipelines: Mapping[str, PipelineSpec], source: str |
     if not isinstance(name, str) or name not in pipelines:
         got = "nothing" if name is None else repr(name)
         valid = ", ".join(sorted(pipelines)) or "none (is Relay installed? `pip install -e .` declares them)"
-        raise ConfigError([f"pipeline: expected one of {valid}, got {got}; set `pipeline:` at the top of the file"], source)
+        raise ConfigError(
+            [f"pipeline: expected one of {valid}, got {got}; set `pipeline:` at the top of the file"], source
+        )
     return pipelines[name]

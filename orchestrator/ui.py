@@ -37,13 +37,20 @@ def latest_run_url(tracking_uri: str, experiment: str, port: int) -> str:
     """
     db = sqlite_path(tracking_uri)
     if db is not None and not db.exists():
-        raise RelayError(f"no runs yet: there is no tracking database at {db}; "
-                         + HOW_TO_RUN.format(workspace=db.parent))
+        raise RelayError(
+            f"no runs yet: there is no tracking database at {db}; " + HOW_TO_RUN.format(workspace=db.parent)
+        )
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri)
     found = client.get_experiment_by_name(experiment)
-    runs = client.search_runs([found.experiment_id], "tags.`relay.kind` = 'pipeline'", max_results=1, order_by=["start_time DESC"]) if found else []
+    runs = (
+        client.search_runs(
+            [found.experiment_id], "tags.`relay.kind` = 'pipeline'", max_results=1, order_by=["start_time DESC"]
+        )
+        if found
+        else []
+    )
     if not runs:
         where = db.parent if db is not None else "<workspace>"
         raise RelayError(f"no pipeline runs in {tracking_uri} yet: " + HOW_TO_RUN.format(workspace=where))
@@ -62,8 +69,18 @@ def check(tracking_uri: str, experiment: str, port: int) -> str:
 def server_command(tracking_uri: str, port: int) -> tuple[list[str], dict[str, str]]:
     """The `mlflow server` command line and environment (shared with the browser test)."""
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", tracking_uri,
-               "--host", "127.0.0.1", "--port", str(port)]
+    command = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--backend-store-uri",
+        tracking_uri,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
     return command, env
 
 

@@ -1,4 +1,6 @@
-"""Weak and strong augmentation of uint8 image batches, Cutout and CutMix (FixMatch, ALGORITHMS 2 and 7).
+"""Weak and strong augmentation of uint8 image batches, Cutout and CutMix.
+
+The ops follow docs/ALGORITHMS.md, FixMatch and RandAugment.
 
 Every function takes a uint8 batch ``[B, C, H, W]`` (C = 1 or 3) and draws its randomness PER
 SAMPLE: each image gets its own flip, crop, RandAugment ops, magnitudes and Cutout box. Applying
@@ -22,8 +24,7 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-from torchvision.transforms import InterpolationMode
-from torchvision.transforms import v2
+from torchvision.transforms import InterpolationMode, v2
 from torchvision.transforms.v2 import functional as F
 
 STRONG_STYLES = ("torchvision", "fixmatch")
@@ -184,7 +185,9 @@ def _translate(image: torch.Tensor, s: float, sign: int, axis: int) -> torch.Ten
     return _affine(image, angle=0.0, translate=translate, scale=1.0, shear=[0.0, 0.0])
 
 
-def _enhance(adjust: Callable[[torch.Tensor, float], torch.Tensor]) -> Callable[[torch.Tensor, float, int], torch.Tensor]:
+def _enhance(
+    adjust: Callable[[torch.Tensor, float], torch.Tensor],
+) -> Callable[[torch.Tensor, float, int], torch.Tensor]:
     """PIL.ImageEnhance-style ops: factor 1 +- 0.9*s (1 = unchanged)."""
     return lambda image, s, sign: adjust(image, 1.0 + sign * 0.9 * s)
 
@@ -193,10 +196,13 @@ FIXMATCH_OPS: tuple[tuple[str, Callable[[torch.Tensor, float, int], torch.Tensor
     ("Identity", lambda image, s, sign: image),
     ("AutoContrast", lambda image, s, sign: F.autocontrast(image)),
     ("Equalize", lambda image, s, sign: F.equalize(image)),
-    ("Rotate", lambda image, s, sign: _affine(image, angle=sign * 30.0 * s, translate=[0, 0], scale=1.0, shear=[0.0, 0.0])),
+    (
+        "Rotate",
+        lambda image, s, sign: _affine(image, angle=sign * 30.0 * s, translate=[0, 0], scale=1.0, shear=[0.0, 0.0]),
+    ),
     ("Solarize", lambda image, s, sign: F.solarize(image, threshold=255.0 * (1.0 - s))),
     ("Color", _enhance(F.adjust_saturation)),
-    ("Posterize", lambda image, s, sign: F.posterize(image, bits=8 - int(round(4 * s)))),
+    ("Posterize", lambda image, s, sign: F.posterize(image, bits=8 - round(4 * s))),
     ("Contrast", _enhance(F.adjust_contrast)),
     ("Brightness", _enhance(F.adjust_brightness)),
     ("Sharpness", _enhance(F.adjust_sharpness)),

@@ -238,7 +238,9 @@ def _read_imagefolder(
     mapping = class_to_idx if class_to_idx is not None else found.class_to_idx
     unknown = sorted(set(found.classes) - set(mapping))
     if unknown:
-        raise ValueError(f"imagefolder: {folder} has classes {unknown} that train/ lacks; expected a subset of {sorted(mapping)}")
+        raise ValueError(
+            f"imagefolder: {folder} has classes {unknown} that train/ lacks; expected a subset of {sorted(mapping)}"
+        )
     if not found.samples:
         raise FileNotFoundError(f"imagefolder: expected images under {folder}/<class>/; found none")
     images, labels = [], []
@@ -252,7 +254,7 @@ def _read_imagefolder(
 
 
 # ---------------------------------------------------------------------------------------------
-# Long-tailed splits (CReST protocol, ALGORITHMS.md section 1)
+# Long-tailed splits (CReST protocol, docs/ALGORITHMS.md, Long-tailed splits)
 # ---------------------------------------------------------------------------------------------
 
 
@@ -270,9 +272,7 @@ def long_tailed_counts(head_count: int, imbalance_ratio: float, num_classes: int
     if num_classes == 1:
         return [int(head_count)]
     # round(.., 9) guards int() against 49.99999999 from pow(); it never moves a true integer boundary.
-    return [
-        int(round(head_count * imbalance_ratio ** (-k / (num_classes - 1)), 9)) for k in range(num_classes)
-    ]
+    return [int(round(head_count * imbalance_ratio ** (-k / (num_classes - 1)), 9)) for k in range(num_classes)]
 
 
 def labeled_counts(counts: Sequence[int], labeled_fraction: float) -> list[int]:
@@ -328,9 +328,7 @@ def _check_class_order(class_order: Sequence[int] | None, num_classes: int) -> l
     return order
 
 
-def _check_enough_samples(
-    pools: dict[int, np.ndarray], order: list[int], counts: list[int], holdout: int
-) -> None:
+def _check_enough_samples(pools: dict[int, np.ndarray], order: list[int], counts: list[int], holdout: int) -> None:
     """Collect every class that is too small and raise once, naming the knobs to lower."""
     problems = [
         f"class {cls} has {len(pools[cls])} samples; needs {holdout} holdout + {counts[rank]} train"

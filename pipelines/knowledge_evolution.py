@@ -8,7 +8,7 @@ keeps H, and trains the whole dense network (the mask never gates the
 forward pass). With KELS the fit hypothesis is a channel prefix of every
 layer, so it can be cut out as a slim dense network.
 
-Masked parameters (ALGORITHMS.md 4, following ahmdtaha/knowledge_evolution):
+Masked parameters (docs/ALGORITHMS.md, Knowledge Evolution, following ahmdtaha/knowledge_evolution):
 the weight of every ``nn.Conv2d`` (1x1 downsample convs included) and
 ``nn.Linear``, the bias of convs and of intermediate linears. BatchNorm
 parameters and running statistics and the classifier bias are never masked,
@@ -57,14 +57,10 @@ class _Slot:
 def _slots(model: nn.Module) -> list[_Slot]:
     """List the maskable parameters in registration order.
 
-    KE splits convs and fully connected layers only (ALGORITHMS.md 4); the
+    KE splits convs and fully connected layers only (docs/ALGORITHMS.md, Knowledge Evolution); the
     classifier bias stays whole because every class keeps its output row.
     """
-    layers = [
-        (name, module)
-        for name, module in model.named_modules()
-        if isinstance(module, (nn.Conv2d, nn.Linear))
-    ]
+    layers = [(name, module) for name, module in model.named_modules() if isinstance(module, (nn.Conv2d, nn.Linear))]
     first_conv = next((n for n, m in layers if isinstance(m, nn.Conv2d)), None)
     last_linear = next((n for n, m in reversed(layers) if isinstance(m, nn.Linear)), None)
     slots: list[_Slot] = []
@@ -130,7 +126,7 @@ def make_split_masks(
     """Draw the fit/reset split of every conv and linear layer (1 = fit, 0 = reset).
 
     Made once in generation 0 and reused for every later generation
-    (ALGORITHMS.md 4); ``generator`` drives the WELS draws (KELS is
+    (docs/ALGORITHMS.md, Knowledge Evolution); ``generator`` drives the WELS draws (KELS is
     deterministic). Raises ValueError for a rate outside (0, 1), an unknown
     mode, or a model with no conv or linear layer.
     """
@@ -177,7 +173,8 @@ def masks_from_state(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tenso
             masks[name] = value.to("cpu", torch.bool)
     if problems:
         raise ValueError(
-            "invalid split-mask state:\n  - " + "\n  - ".join(problems)
+            "invalid split-mask state:\n  - "
+            + "\n  - ".join(problems)
             + "\nfix: load the masks artifact written by masks_to_state in generation 0"
         )
     return masks
@@ -201,7 +198,8 @@ def _check_masks_match(model: nn.Module, masks: Mapping[str, torch.Tensor]) -> d
             problems.append(f"{name}: expected shape {tuple(shape)}, got {tuple(mask.shape)}")
     if problems:
         raise ValueError(
-            "split masks do not match the model:\n  - " + "\n  - ".join(problems)
+            "split masks do not match the model:\n  - "
+            + "\n  - ".join(problems)
             + "\nfix: use the masks made for this architecture in generation 0"
         )
     return slots
@@ -229,7 +227,7 @@ def reinitialize_reset_hypothesis(
 ) -> None:
     """Re-initialise the reset hypothesis (mask == 0) in place; keep the fit hypothesis.
 
-    KE's step for every generation > 0 (ALGORITHMS.md 4): load the previous
+    KE's step for every generation > 0 (docs/ALGORITHMS.md, Knowledge Evolution): load the previous
     generation's last checkpoint, draw the reset weights afresh with PyTorch's
     default init, leave the fit weights, BatchNorm parameters and running
     statistics and the classifier bias untouched. Parameters are updated in
@@ -248,6 +246,18 @@ def reinitialize_reset_hypothesis(
             param.copy_(torch.where(keep, param, fresh))
             reset += int((~keep).sum())
     logger.debug("re-initialised %d reset-hypothesis values in %d tensors", reset, len(masks))
+
+
+def zero_reset_hypothesis(model: nn.Module, masks: Mapping[str, torch.Tensor]) -> None:
+    """Zero the reset hypothesis in place: Dense-Sparse-Dense's re-dense start (``ke.reinit=zero``).
+
+    With two generations this is DSD's re-dense step (docs/ALGORITHMS.md, Knowledge Evolution):
+    training resumes from the fit hypothesis alone, the reset weights starting at zero.
+    """
+    with torch.no_grad():
+        for name, mask in masks.items():
+            param = model.get_parameter(name)
+            param.mul_(mask.to(param.device, param.dtype))
 
 
 def _prefix_counts(name: str, mask: torch.Tensor) -> tuple[int, int]:

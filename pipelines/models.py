@@ -5,9 +5,10 @@ Every model maps ``[B, in_channels, H, W]`` float images to ``[B, num_classes]``
 Evolution slices) and applies ``dropout`` right before it (Noisy Student's final-layer noise).
 The residual models also take ``stochastic_depth`` (Noisy Student's third noise, Huang et al.
 2016): the drop probability p of the LAST residual block, block i of n dropping its residual
-branch with probability p * (i + 1) / n (survival 1 - p at the last, ALGORITHMS.md 5's 0.8 is
-p = 0.2). Stochastic depth adds no parameters or buffers, so state_dict keys are the same with
-and without it, and it is the identity in eval mode. No model ever downloads weights.
+branch with probability p * (i + 1) / n (survival 1 - p at the last: the survival 0.8 of
+docs/ALGORITHMS.md, Noisy Student is p = 0.2). Stochastic depth adds no parameters or buffers,
+so state_dict keys are the same with and without it, and it is the identity in eval mode. No
+model ever downloads weights.
 """
 
 from __future__ import annotations
@@ -69,7 +70,9 @@ class WideBasicBlock(nn.Module):
     (stochastic depth, rescaled by 1 / (1 - drop_prob) in training, identity in eval).
     """
 
-    def __init__(self, cin: int, cout: int, stride: int, activate_before_residual: bool = False, drop_prob: float = 0.0) -> None:
+    def __init__(
+        self, cin: int, cout: int, stride: int, activate_before_residual: bool = False, drop_prob: float = 0.0
+    ) -> None:
         super().__init__()
         self.bn1 = nn.BatchNorm2d(cin, momentum=BN_MOMENTUM)
         self.conv1 = nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
@@ -94,7 +97,13 @@ class WideResNet(nn.Module):
     """WRN-depth-k: 3 groups of (depth-4)/6 blocks, widths 16k, 32k, 64k, strides 1, 2, 2."""
 
     def __init__(
-        self, num_classes: int, in_channels: int, depth: int = 28, widen: int = 2, dropout: float = 0.0, stochastic_depth: float = 0.0
+        self,
+        num_classes: int,
+        in_channels: int,
+        depth: int = 28,
+        widen: int = 2,
+        dropout: float = 0.0,
+        stochastic_depth: float = 0.0,
     ) -> None:
         super().__init__()
         if (depth - 4) % 6:
@@ -119,7 +128,9 @@ class WideResNet(nn.Module):
         return self.fc(self.dropout(out))
 
 
-def _wide_group(cin: int, cout: int, drops: list[float], stride: int, activate_before_residual: bool = False) -> nn.Sequential:
+def _wide_group(
+    cin: int, cout: int, drops: list[float], stride: int, activate_before_residual: bool = False
+) -> nn.Sequential:
     """One WRN stage of len(drops) blocks: the first block changes width/stride, the rest keep them."""
     layers = [WideBasicBlock(cin, cout, stride, activate_before_residual, drop_prob=drops[0])]
     layers += [WideBasicBlock(cout, cout, 1, drop_prob=p) for p in drops[1:]]
@@ -229,7 +240,11 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "resnet18": resnet18,
     "resnet34": resnet34,
 }
-def create_model(name: str, num_classes: int, in_channels: int, dropout: float = 0.0, stochastic_depth: float = 0.0) -> nn.Module:
+
+
+def create_model(
+    name: str, num_classes: int, in_channels: int, dropout: float = 0.0, stochastic_depth: float = 0.0
+) -> nn.Module:
     """Build a registered model; an unknown name lists the valid ones.
 
     ``stochastic_depth`` is the drop probability of the last residual block (see the module
@@ -242,7 +257,9 @@ def create_model(name: str, num_classes: int, in_channels: int, dropout: float =
     check_stochastic_depth(name, stochastic_depth)
     if name not in RESIDUAL_MODELS:
         return MODELS[name](num_classes=num_classes, in_channels=in_channels, dropout=dropout)
-    return MODELS[name](num_classes=num_classes, in_channels=in_channels, dropout=dropout, stochastic_depth=stochastic_depth)
+    return MODELS[name](
+        num_classes=num_classes, in_channels=in_channels, dropout=dropout, stochastic_depth=stochastic_depth
+    )
 
 
 def parameter_count(model: nn.Module) -> int:

@@ -1,19 +1,33 @@
 """Config sections shared by Relay's pipelines: pydantic models that reject unknown keys.
 
-Every number a user can set is validated here, at the boundary, so that the stage
-functions receive plain values they can trust. The models only describe and check
-values; turning them into arguments happens in `pipelines.stages`.
+Every number a user can set is validated here (or in a pipeline's own section, which lives in
+its builder module), once, when the file is loaded. The builders put these validated sections
+into the stages' params as they are, and the stage bodies read their attributes: no stage, loop
+or settings dataclass checks a bound again. `part` cuts the piece of a section one stage reads,
+so that only that piece enters the stage's fingerprint.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, TypeVar
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
-from orchestrator.config import StrictModel
+from orchestrator.config import RunSettings, StrictModel, TrackingSettings, TuneSettings
 from pipelines.data import DATASET_REQUIRES_ROOT, DATASETS
-from pipelines.model_names import MODEL_NAMES, SPLIT_MODES, check_stochastic_depth
+from pipelines.model_names import MODEL_NAMES, check_stochastic_depth
+
+Part = TypeVar("Part", bound=BaseModel)
+
+
+def part(model: type[Part], section: BaseModel) -> Part:
+    """The fields of ``section`` that ``model`` declares, as a ``model``: the piece of a section one stage reads.
+
+    A stage's params enter its fingerprint, so a stage that carried a whole section would rerun
+    whenever any key of it changed (sweeping ``crest.alpha`` would retrain every generation).
+    Built without validating again: ``section`` was validated when the file was loaded.
+    """
+    return model.model_construct(**{name: getattr(section, name) for name in model.model_fields})
 
 
 def _known(value: str, valid: list[str], what: str) -> str:
@@ -24,7 +38,7 @@ def _known(value: str, valid: list[str], what: str) -> str:
 
 
 class DataSection(StrictModel):
-    """The dataset and its long-tailed split (ALGORITHMS.md section 1).
+    """The dataset and its long-tailed split (docs/ALGORITHMS.md, Long-tailed splits).
 
     head_count is N_1, imbalance_ratio is gamma = N_1 / N_L, labeled_fraction is beta;
     fold seeds the split (the paper reports 5 folds). Datasets without their own test
@@ -59,8 +73,9 @@ class ModelSection(StrictModel):
     """Which registered network to train (pipelines.models.MODELS).
 
     stochastic_depth is the drop probability of the LAST residual block (block i of n drops with
-    stochastic_depth * (i + 1) / n); ALGORITHMS.md's survival probability 0.8 is 0.2 here. Only
-    residual models (pipelines.models.RESIDUAL_MODELS) accept a positive value.
+    stochastic_depth * (i + 1) / n); the survival probability 0.8 of docs/ALGORITHMS.md, Noisy
+    Student is 0.2 here. Only residual models (pipelines.models.RESIDUAL_MODELS) accept a
+    positive value.
     """
 
     name: str = "small_cnn"
@@ -79,7 +94,7 @@ class ModelSection(StrictModel):
 
 
 class TrainSection(StrictModel):
-    """FixMatch optimisation (ALGORITHMS.md section 2); steps are optimizer steps per generation.
+    """FixMatch optimisation (docs/ALGORITHMS.md, FixMatch); steps are optimizer steps per generation.
 
     batch_size is the GLOBAL labeled batch: it does not grow with data-parallel workers.
     """
@@ -124,23 +139,6 @@ class AugmentSection(StrictModel):
     strong: StrongAugment = StrongAugment()
 
 
-class CrestSection(StrictModel):
-    """CReST / CReST+ generations (ALGORITHMS.md section 3).
-
-    alpha is the official code's flag: the sampling rate of frequency rank l is
-    (N_{L+1-l} / N_1) ** (1 / alpha). alignment turns CReST into CReST+ (progressive
-    distribution alignment with temperature from 1.0 down to t_min).
-    """
-
-    generations: int = Field(3, ge=1)
-    alpha: float = Field(3.0, gt=0.0)
-    selection: Literal["top", "bernoulli"] = "top"
-    alignment: bool = True
-    t_min: float = Field(0.5, ge=0.0, le=1.0)
-    schedule: Literal["linear", "cosine", "step"] = "linear"
-    alignment_momentum: float = Field(0.999, ge=0.0, lt=1.0)
-
-
 class LabelSection(StrictModel):
     """Batch inference that writes the pseudo-label table.
 
@@ -161,11 +159,18 @@ class StageResources(StrictModel):
     workers: int = Field(1, ge=1)
 
 
-class ResourcesSection(StrictModel):
+class _StageResourcesCommon(StrictModel):
+    """The stage roles every pipeline with pseudo-labels has; each pipeline adds its own selection role."""
+
     data: StageResources = StageResources()
     train: StageResources = StageResources()
     evaluate: StageResources = StageResources()
     pseudo_label: StageResources = StageResources()
+
+
+class ResourcesSection(_StageResourcesCommon):
+    """Per-stage resources of the CReST pipeline."""
+
     rebalance: StageResources = StageResources()
 
 
@@ -175,7 +180,7 @@ class ResourcesSection(StrictModel):
 class SupervisedTrainSection(StrictModel):
     """Supervised optimisation of KE, Noisy Student and distillation; steps are optimizer steps per generation.
 
-    Defaults follow the KE paper (ALGORITHMS.md 4: SGD lr 0.256, batch 32, wd 1e-4, cosine with
+    Defaults follow the KE paper (docs/ALGORITHMS.md, Knowledge Evolution: SGD lr 0.256, batch 32, wd 1e-4, cosine with
     warm-up, label smoothing 0.1 in its config). class_balanced_beta 0 and cutmix_alpha 0 turn those
     options off; augment is the input noise: "weak" (flip + crop), "strong" (weak + RandAugment, the
     `augment.strong` settings) or "none". ema_decay null trains without an EMA (KE hands on the LAST
@@ -207,105 +212,9 @@ class SupervisedTrainSection(StrictModel):
         return self
 
 
-class KnowledgeEvolutionSection(StrictModel):
-    """Knowledge Evolution generations (ALGORITHMS.md 4).
-
-    split_rate is sr, the fraction of every layer in the fit hypothesis; split_mode "kels" (channel
-    prefix, slim network extractable) or "wels" (random weights). reinit "kaiming" draws the reset
-    hypothesis afresh (KE); "zero" zeroes it, which with generations 2 is Dense-Sparse-Dense's
-    re-dense step (ALGORITHMS.md 8). compute_matched_baseline adds one network trained
-    generations * train.steps steps: the honest comparison.
-    """
-
-    generations: int = Field(5, ge=1)
-    split_rate: float = 0.5
-    split_mode: str = "kels"
-    reinit: Literal["kaiming", "zero"] = "kaiming"
-    compute_matched_baseline: bool = False
-
-    @field_validator("split_rate")
-    @classmethod
-    def _rate_in_open_interval(cls, value: float) -> float:
-        if not 0.0 < value < 1.0:
-            raise ValueError(
-                f"expected a fraction strictly between 0 and 1, got {value}; set ke.split_rate to e.g. 0.5 "
-                "(paper default), 0.8 (KELS tables) or 0.7 (WELS tables)"
-            )
-        return value
-
-    @field_validator("split_mode")
-    @classmethod
-    def _mode_is_known(cls, value: str) -> str:
-        if value not in SPLIT_MODES:
-            raise ValueError(
-                f"expected one of {', '.join(SPLIT_MODES)}, got {value!r}; set ke.split_mode to 'kels' "
-                "(channel split, slim network) or 'wels' (random weight split)"
-            )
-        return value
-
-
-class StudentSection(StrictModel):
-    """The student network of Noisy Student / distillation and its model noise.
-
-    The noise is final-layer dropout and, on residual models, stochastic depth (the drop
-    probability of the LAST residual block, as in ModelSection; the paper's survival 0.8 is 0.2).
-    require_larger (Noisy Student: an equal-or-larger student) is checked by parameter count
-    against `model` (the teacher) when the config is validated.
-    """
-
-    name: str = "small_cnn"
-    dropout: float = Field(0.3, ge=0.0, lt=1.0)
-    stochastic_depth: float = Field(0.0, ge=0.0, lt=1.0)
-    require_larger: bool = True
-
-    @field_validator("name")
-    @classmethod
-    def _name_is_registered(cls, value: str) -> str:
-        return _known(value, list(MODEL_NAMES), "model")
-
-    @model_validator(mode="after")
-    def _stochastic_depth_needs_residual_blocks(self) -> StudentSection:
-        check_stochastic_depth(self.name, self.stochastic_depth)
-        return self
-
-
-class NoisyStudentSection(StrictModel):
-    """Noisy Student iterations (ALGORITHMS.md 5); iterations counts students (g01..), g00 is the teacher.
-
-    label_type "soft" trains on softmax(z/T) with the tempered KL, "hard" on argmax with
-    label_smoothing. min_confidence and per_class (K, default: unlabeled images / classes) are the
-    filtering and balancing. unlabel_ratio weights the pseudo-labeled loss; pseudo_batch_ratio is
-    how many pseudo-labeled images join each labeled one in a step.
-    """
-
-    iterations: int = Field(3, ge=1)
-    label_type: Literal["soft", "hard"] = "soft"
-    temperature: float = Field(1.0, gt=0.0)
-    label_smoothing: float = Field(0.1, ge=0.0, lt=1.0)
-    min_confidence: float = Field(0.3, ge=0.0, le=1.0)
-    per_class: int | None = Field(None, ge=1)
-    unlabel_ratio: float = Field(1.0, ge=0.0)
-    pseudo_batch_ratio: int = Field(1, ge=1)
-
-
-class DistillSection(StrictModel):
-    """Hinton distillation (ALGORITHMS.md 6): L = (1 - alpha) CE + alpha T^2 KL.
-
-    student_baseline adds the same student trained without the teacher, for comparison.
-    """
-
-    temperature: float = Field(4.0, gt=0.0)
-    alpha: float = Field(0.9, ge=0.0, le=1.0)
-    student_baseline: bool = True
-
-
-class StudentResourcesSection(StrictModel):
+class StudentResourcesSection(_StageResourcesCommon):
     """Per-stage resources of the KE, Noisy Student and distillation pipelines."""
 
-    data: StageResources = StageResources()
-    train: StageResources = StageResources()
-    evaluate: StageResources = StageResources()
-    pseudo_label: StageResources = StageResources()
     filter: StageResources = StageResources()
 
 
@@ -319,7 +228,20 @@ class SupervisedDataSection(DataSection):
     labeled_fraction: float = Field(1.0, gt=0.0, le=1.0)
 
 
-class NoisyTrainSection(SupervisedTrainSection):
-    """`train` of Noisy Student: the same knobs, RandAugment noise by default (the paper's input noise)."""
+class PipelineFile(StrictModel):
+    """The fields every pipeline file shares; each builder's config adds its own sections.
 
-    augment: Literal["none", "weak", "strong"] = "strong"
+    ``pipeline`` selects the builder (a subclass narrows it to its own name), ``name`` names the
+    runs. ``data``, ``train`` and ``resources`` are declared by the subclasses, which type them
+    differently (a supervised split, FixMatch or supervised training, CReST's or the students' roles).
+    """
+
+    pipeline: str
+    name: str
+    seed: int = 0
+    model: ModelSection = ModelSection()
+    augment: AugmentSection = AugmentSection()
+    label: LabelSection = LabelSection()
+    run: RunSettings = RunSettings()
+    tracking: TrackingSettings = TrackingSettings()
+    tune: TuneSettings | None = None

@@ -31,8 +31,14 @@ def split_table(data: Mapping[str, Any], labels: DatasetLabels) -> pa.Table:
     rng = np.random.default_rng(data["fold"])
     holdout = 0 if labels.test is not None else data["holdout_per_class"]
     parts = long_tailed_split(
-        labels.train, labels.num_classes, data["head_count"], data["imbalance_ratio"],
-        data["labeled_fraction"], rng, holdout_per_class=holdout, class_order=data.get("class_order"),
+        labels.train,
+        labels.num_classes,
+        data["head_count"],
+        data["imbalance_ratio"],
+        data["labeled_fraction"],
+        rng,
+        holdout_per_class=holdout,
+        class_order=data.get("class_order"),
     )
     if labels.test is not None:
         parts["test"] = np.arange(len(labels.test), dtype=np.int64)
@@ -66,7 +72,9 @@ def preflight_split(data: Mapping[str, Any]) -> list[str]:
         return [f"data: {exc}"]
     subsets = np.asarray(table.column("subset").to_pylist())
     if not np.any(subsets == "unlabeled"):
-        return ["data.labeled_fraction: the split leaves no unlabeled images (an empty unlabeled set); use a value below 1"]
+        return [
+            "data.labeled_fraction: the split leaves no unlabeled images (an empty unlabeled set); use a value below 1"
+        ]
     return []
 
 

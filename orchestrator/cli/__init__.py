@@ -26,7 +26,9 @@ QUIET_LOGGERS = ("ray", "mlflow", "alembic", "urllib3", "filelock", "matplotlib"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="relay", description="Multi-generation training pipelines on Ray, tracked in MLflow.")
+    parser = argparse.ArgumentParser(
+        prog="relay", description="Multi-generation training pipelines on Ray, tracked in MLflow."
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     commands = parser.add_subparsers(dest="command", required=True)
     pipeline.register(commands)
@@ -40,7 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
 def configure_logging(verbose: bool) -> None:
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S", stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
     )
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)

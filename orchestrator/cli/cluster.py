@@ -13,12 +13,19 @@ from orchestrator.cli.common import add_address, load_pipeline_config, pipelines
 def cmd_submit(args: argparse.Namespace) -> int:
     """Validate locally (bad input never reaches the cluster), then submit `relay run` as a Ray job."""
     spec, config = load_pipeline_config(args.config, args.overrides, pipelines_of(args))
-    needed = args.num_gpus if args.num_gpus is not None else max(
-        (s.resources.num_gpus * s.resources.workers for s in spec.build(config).stages), default=0.0
+    needed = (
+        args.num_gpus
+        if args.num_gpus is not None
+        else max((s.resources.num_gpus * s.resources.workers for s in spec.build(config).stages), default=0.0)
     )
     job_id = jobs.submit_pipeline(
-        args.address, args.config, args.overrides, str(Path.cwd()), submission_id=args.submission_id,
-        num_gpus=needed, check_resources=not args.skip_resource_check,
+        args.address,
+        args.config,
+        args.overrides,
+        str(Path.cwd()),
+        submission_id=args.submission_id,
+        num_gpus=needed,
+        check_resources=not args.skip_resource_check,
     )
     print(job_id)
     return 0
@@ -59,8 +66,14 @@ def register(commands: Any) -> None:
     submit.add_argument("overrides", nargs="*")
     add_address(submit)
     submit.add_argument("--submission-id", help="job id (default: chosen by Ray); duplicates are rejected")
-    submit.add_argument("--num-gpus", type=float, help="GPUs the stages need at once (default: from the config's resources)")
-    submit.add_argument("--skip-resource-check", action="store_true", help="do not compare --num-gpus with the cluster (autoscaling clusters)")
+    submit.add_argument(
+        "--num-gpus", type=float, help="GPUs the stages need at once (default: from the config's resources)"
+    )
+    submit.add_argument(
+        "--skip-resource-check",
+        action="store_true",
+        help="do not compare --num-gpus with the cluster (autoscaling clusters)",
+    )
     submit.set_defaults(handler=cmd_submit)
 
     for name, handler, text in (("status", cmd_status, "a job's status"), ("stop", cmd_stop, "stop a running job")):

@@ -80,8 +80,14 @@ def execute(spec: Any, config: Any, run_id: str, resume: bool, stop_after: str |
     try:
         executor = make_executor(config.run)
         executor.warm_up(pipeline)
-        runner = Runner(ArtifactStore(artifact_uri(config.run)), executor, tracker, pipeline_code_version(spec),
-                        config.seed, runs_dir=run_dir(workspace, run_id).parent)
+        runner = Runner(
+            ArtifactStore(artifact_uri(config.run)),
+            executor,
+            tracker,
+            pipeline_code_version(spec),
+            config.seed,
+            runs_dir=run_dir(workspace, run_id).parent,
+        )
         summary = runner.run(pipeline, run_id, stop_after=stop_after)
         status = "FINISHED" if stop_after is None else "KILLED"
         if stop_after is None:
@@ -176,7 +182,11 @@ def cmd_resume(args: argparse.Namespace) -> int:
     directory = run_dir(resolve_workspace(RunSettings(workspace=args.workspace)), args.run_id)
     saved = directory / "config.yaml"
     if not saved.exists():
-        raise ConfigError([f"run_id: no run {args.run_id!r} under {directory.parent}; list runs with `ls {directory.parent}` or pass --workspace"])
+        raise ConfigError(
+            [
+                f"run_id: no run {args.run_id!r} under {directory.parent}; list runs with `ls {directory.parent}` or pass --workspace"
+            ]
+        )
     spec, config = load_saved_config(saved, pipelines_of(args))
     return execute(spec, config, args.run_id, resume=True, stop_after=args.stop_after)
 

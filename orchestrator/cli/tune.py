@@ -20,14 +20,23 @@ from orchestrator.tune.space import best_config
 def cmd_tune(args: argparse.Namespace) -> int:
     """Check the sweep, run it on Ray Tune, write best.yaml, print the trials."""
     spec, config = load_pipeline_config(args.config, args.overrides, pipelines_of(args))
-    plan = plan_sweep(apply_overrides(load_yaml(args.config), args.overrides), config, spec.build,
-                      pipeline_code_version(spec), output=args.output, source=args.config)
+    plan = plan_sweep(
+        apply_overrides(load_yaml(args.config), args.overrides),
+        config,
+        spec.build,
+        pipeline_code_version(spec),
+        output=args.output,
+        source=args.config,
+    )
     from orchestrator.tune import sweep  # Ray Tune (seconds to import): only once the sweep checks out
+
     _check_resume(args, plan, sweep.can_resume(plan))
     sweeps = SweepTracker(plan.tracking_uri, plan.tracking.experiment, strict=plan.tracking.strict)
     settings = config.tune.model_dump(mode="json")
     params = {f"tune.{k}": v for k, v in settings.items() if k != "space"}
-    plan = with_sweep_run(plan, sweeps.start(plan.name, plan.pipeline_name, params, yaml.safe_dump(settings, sort_keys=False)))
+    plan = with_sweep_run(
+        plan, sweeps.start(plan.name, plan.pipeline_name, params, yaml.safe_dump(settings, sort_keys=False))
+    )
     try:
         rows, done = sweep.run_sweep(plan, args.resume, sweeps)
     except BaseException:
@@ -48,24 +57,32 @@ def _check_resume(args: argparse.Namespace, plan: SweepPlan, exists: bool) -> No
     """`--resume` needs a sweep to continue; without it, an existing sweep must not be overwritten."""
     if args.resume == exists:
         return
-    hint = (f"nothing to resume at {plan.experiment_path}; start it without --resume" if args.resume else
-            f"a sweep already exists at {plan.experiment_path}; continue it with --resume, or pass --output DIR "
-            "or set tune.name for a new one")
+    hint = (
+        f"nothing to resume at {plan.experiment_path}; start it without --resume"
+        if args.resume
+        else f"a sweep already exists at {plan.experiment_path}; continue it with --resume, or pass --output DIR "
+        "or set tune.name for a new one"
+    )
     raise ConfigError([f"tune: {hint}"], args.config)
 
 
 def _print_ending(args: argparse.Namespace, plan: SweepPlan, done: bool) -> int:
     """How to continue an interrupted sweep, or how to run the best config; the exit code."""
     if not done:
-        print(f"\nsweep interrupted; continue it with: relay tune {args.config} {' '.join(args.overrides)} --resume"
-              + (f" --output {args.output}" if args.output else ""))
+        print(
+            f"\nsweep interrupted; continue it with: relay tune {args.config} {' '.join(args.overrides)} --resume"
+            + (f" --output {args.output}" if args.output else "")
+        )
         return EXIT_FAILED
-    print(f"\nBest config: {Path(plan.output) / 'best.yaml'}  (run it with: relay run {Path(plan.output) / 'best.yaml'})")
+    print(
+        f"\nBest config: {Path(plan.output) / 'best.yaml'}  (run it with: relay run {Path(plan.output) / 'best.yaml'})"
+    )
     return 0
 
 
-def write_sweep_outputs(output: Path, records: list[dict[str, Any]], best: Any, plan: SweepPlan,
-                        args: argparse.Namespace) -> list[str]:
+def write_sweep_outputs(
+    output: Path, records: list[dict[str, Any]], best: Any, plan: SweepPlan, args: argparse.Namespace
+) -> list[str]:
     """trials.csv / trials.json always; best.yaml (base config + best values, no tune section) when there is a best."""
     output.mkdir(parents=True, exist_ok=True)
     (output / "trials.json").write_text(json.dumps(records, indent=2, default=str))
@@ -75,17 +92,26 @@ def write_sweep_outputs(output: Path, records: list[dict[str, Any]], best: Any, 
     files = [str(output / "trials.csv"), str(output / "trials.json")]
     if best is not None:
         data = best_config(apply_overrides(load_yaml(args.config), args.overrides), best.values)
-        (output / "best.yaml").write_text(f"# relay run {output / 'best.yaml'}\n# best trial {best.trial_id} of sweep "
-                                          f"{plan.name}\n" + yaml.safe_dump(data, sort_keys=False))
+        (output / "best.yaml").write_text(
+            f"# relay run {output / 'best.yaml'}\n# best trial {best.trial_id} of sweep "
+            f"{plan.name}\n" + yaml.safe_dump(data, sort_keys=False)
+        )
         files.append(str(output / "best.yaml"))
     return files
 
 
 def register(commands: Any) -> None:
-    tune = commands.add_parser("tune", help="search a pipeline file's `tune:` space with Ray Tune",
-                               description="relay tune CONFIG [key=value ...] [--output DIR] [--resume]")
+    tune = commands.add_parser(
+        "tune",
+        help="search a pipeline file's `tune:` space with Ray Tune",
+        description="relay tune CONFIG [key=value ...] [--output DIR] [--resume]",
+    )
     tune.add_argument("config")
     tune.add_argument("overrides", nargs="*", help="dotted overrides of the base config, e.g. train.steps=20")
-    tune.add_argument("--output", help="sweep folder: best.yaml, trials.csv/json, Ray Tune state (default: WORKSPACE/tune/NAME)")
-    tune.add_argument("--resume", action="store_true", help="continue an interrupted sweep; finished trials are not rerun")
+    tune.add_argument(
+        "--output", help="sweep folder: best.yaml, trials.csv/json, Ray Tune state (default: WORKSPACE/tune/NAME)"
+    )
+    tune.add_argument(
+        "--resume", action="store_true", help="continue an interrupted sweep; finished trials are not rerun"
+    )
     tune.set_defaults(handler=cmd_tune)

@@ -19,7 +19,7 @@ import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -115,8 +115,10 @@ class ArtifactStore:
         self._fs.create_dir(self._abs(directory), recursive=True)
         self._delete(f"{directory}/{MANIFEST}")
         outputs = {name: self._write_output(directory, name, value) for name, value in result.outputs.items()}
-        files = {name: self._write_file(f"{directory}/files/{sanitize(name)}", name, data)
-                 for name, data in result.files.items()}
+        files = {
+            name: self._write_file(f"{directory}/files/{sanitize(name)}", name, data)
+            for name, data in result.files.items()
+        }
         if started is not None:  # a streamed output does its work while it is written
             duration_s = time.perf_counter() - started
         manifest = Manifest(
@@ -126,7 +128,7 @@ class ArtifactStore:
             metrics={k: float(v) for k, v in result.metrics.items()},
             series=[(int(step), {k: float(v) for k, v in values.items()}) for step, values in series],
             files=files,
-            created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            created=datetime.now(UTC).isoformat(timespec="seconds"),
             duration_s=float(duration_s),
         )
         payload = json.dumps(_manifest_to_json(manifest), indent=2, sort_keys=True).encode()
@@ -202,8 +204,9 @@ class ArtifactStore:
 
     def _write_file(self, path: str, name: str, data: bytes) -> str:
         if not isinstance(data, (bytes, bytearray)):
-            raise ArtifactError(name, f"files must be bytes (got {type(data).__name__}); encode it first",
-                                retryable=False)
+            raise ArtifactError(
+                name, f"files must be bytes (got {type(data).__name__}); encode it first", retryable=False
+            )
         self._write_bytes(path, name, bytes(data))
         return path
 

@@ -34,7 +34,7 @@ class Placement:
 
 
 def stage_device(num_gpus: float) -> str:
-    """"cuda" when the stage asked for a GPU and one is visible, else "cpu"."""
+    """ "cuda" when the stage asked for a GPU and one is visible, else "cpu"."""
     import torch  # not at the top: the driver never imports torch
 
     return "cuda" if num_gpus > 0 and torch.cuda.is_available() else "cpu"
@@ -74,9 +74,14 @@ def _context(task: StageTask, placement: Placement, store: ArtifactStore) -> Sta
     """The StageContext of this copy of the body: the task's identity plus the placement's rank and device."""
     stage = task.stage
     return StageContext(
-        run_id=task.run_id, stage=stage.name, generation=stage.generation, seed=stage_seed(task.seed, stage.name),
-        device=placement.device or stage_device(stage.resources.num_gpus), attempt=task.attempt,
-        rank=placement.rank, world_size=placement.world_size,
+        run_id=task.run_id,
+        stage=stage.name,
+        generation=stage.generation,
+        seed=stage_seed(task.seed, stage.name),
+        device=placement.device or stage_device(stage.resources.num_gpus),
+        attempt=task.attempt,
+        rank=placement.rank,
+        world_size=placement.world_size,
         checkpointer=placement.checkpointer or StoreCheckpointer(store, task.fingerprint),
         shard_mapper=placement.shard_mapper,
     )

@@ -76,21 +76,32 @@ def fit_stage(task: StageTask) -> Manifest:
     trainer = TorchTrainer(
         _train_worker,
         train_loop_config={"task": task},  # Ray Train wants a dict here; the task is its one entry
-        scaling_config=ScalingConfig(num_workers=resources.workers, use_gpu=resources.num_gpus > 0,
-                                     resources_per_worker=_per_worker(resources)),
+        scaling_config=ScalingConfig(
+            num_workers=resources.workers, use_gpu=resources.num_gpus > 0, resources_per_worker=_per_worker(resources)
+        ),
         run_config=RunConfig(
-            name=name, storage_path=storage,
+            name=name,
+            storage_path=storage,
             failure_config=FailureConfig(max_failures=max(WORKER_RESTARTS, stage.retries)),
             checkpoint_config=CheckpointConfig(num_to_keep=KEEP_CHECKPOINTS),
         ),
     )
-    logger.info("%s: Ray Train run %s with %d workers (%s CPU, %s GPU each) under %s", stage.name, name,
-                resources.workers, resources.num_cpus, resources.num_gpus, storage)
+    logger.info(
+        "%s: Ray Train run %s with %d workers (%s CPU, %s GPU each) under %s",
+        stage.name,
+        name,
+        resources.workers,
+        resources.num_cpus,
+        resources.num_gpus,
+        storage,
+    )
     trainer.fit()
     manifest = ArtifactStore(task.store_uri).read_manifest(task.fingerprint)
     if manifest is None:
-        raise RuntimeError(f"{stage.name}: Ray Train run {name} finished but rank 0 stored no outputs; "
-                           f"see the worker logs under {storage}/{name}")
+        raise RuntimeError(
+            f"{stage.name}: Ray Train run {name} finished but rank 0 stored no outputs; "
+            f"see the worker logs under {storage}/{name}"
+        )
     _remove_run(storage, name)
     return manifest
 
@@ -109,8 +120,12 @@ def _train_worker(config: dict[str, Any]) -> None:
 
     context = ray.train.get_context()
     rank = context.get_world_rank()
-    placement = Placement(rank=rank, world_size=context.get_world_size(),
-                          device=str(ray.train.torch.get_device()), checkpointer=TrainCheckpointer(rank))
+    placement = Placement(
+        rank=rank,
+        world_size=context.get_world_size(),
+        device=str(ray.train.torch.get_device()),
+        checkpointer=TrainCheckpointer(rank),
+    )
     run_stage_body(config["task"], placement)
 
 

@@ -48,8 +48,9 @@ def run_as_one_process(task: StageTask) -> Manifest:
     """The stage body as rank 0 of 1, here; a stage asking for more workers is told it gets one."""
     stage = task.stage
     if stage.resources.workers > 1:
-        logger.info("%s asks for %d workers; the local backend runs it as one process",
-                    stage.name, stage.resources.workers)
+        logger.info(
+            "%s asks for %d workers; the local backend runs it as one process", stage.name, stage.resources.workers
+        )
     manifest = run_stage_body(task, Placement())
     assert manifest is not None  # rank 0 always stores
     return manifest
@@ -66,8 +67,9 @@ def run_on_ray(task: StageTask) -> Manifest:
         return run_as_one_process(task)
     if task.stage.parallelism is Parallelism.DATA:
         return distributed.fit_stage(task)
-    placement = Placement(shard_mapper=distributed.actor_pool_mapper(resources),
-                          device="cuda" if resources.num_gpus > 0 else "cpu")  # the shard actors' device
+    placement = Placement(
+        shard_mapper=distributed.actor_pool_mapper(resources), device="cuda" if resources.num_gpus > 0 else "cpu"
+    )  # the shard actors' device
     manifest = run_stage_body(task, placement)
     assert manifest is not None  # rank 0 always stores
     return manifest
@@ -131,8 +133,7 @@ class RayExecutor:
     by stopped Tune trials leaked (Ray 2.x; observed with `relay tune`).
     """
 
-    def __init__(self, address: str | None = None, num_cpus: int | None = None,
-                 include_dashboard: bool = True) -> None:
+    def __init__(self, address: str | None = None, num_cpus: int | None = None, include_dashboard: bool = True) -> None:
         import ray
 
         self._ray = ray
@@ -195,10 +196,13 @@ class RayExecutor:
         resources = task.stage.resources
         self._warn_if_infeasible(resources)
         coordinator = resources.workers > 1
-        options = {"num_cpus": 0 if coordinator else resources.num_cpus,
-                   "num_gpus": 0 if coordinator else resources.num_gpus, "max_retries": 0,
-                   # never join the caller's placement group: a Tune trial's 0.1-CPU bundle cannot hold a stage
-                   "scheduling_strategy": "DEFAULT"}
+        options = {
+            "num_cpus": 0 if coordinator else resources.num_cpus,
+            "num_gpus": 0 if coordinator else resources.num_gpus,
+            "max_retries": 0,
+            # never join the caller's placement group: a Tune trial's 0.1-CPU bundle cannot hold a stage
+            "scheduling_strategy": "DEFAULT",
+        }
         first = not self._submitted
         if first:
             self._before_first_submit()
@@ -216,7 +220,11 @@ class RayExecutor:
             logger.warning(
                 "stage asks for %s CPU / %s GPU (%d worker(s)) but the cluster has %s CPU / %s GPU; it will wait "
                 "until an autoscaler adds nodes. Lower the stage's resources or add nodes.",
-                cpus, gpus, resources.workers, total.get("CPU", 0), total.get("GPU", 0),
+                cpus,
+                gpus,
+                resources.workers,
+                total.get("CPU", 0),
+                total.get("GPU", 0),
             )
 
     def wait(self, handles: Sequence[Any]) -> list[tuple[Any, Any]]:

@@ -11,7 +11,7 @@ import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +30,13 @@ class Ledger:
     def write(self, status: str, stages: Mapping[str, Mapping[str, Any]]) -> None:
         """Replace the ledger with the run's ``status`` and each stage's entry (state, fingerprint, ...)."""
         data = {
-            "run_id": self.run_id, "pipeline": self.pipeline, "status": status,
-            "code_version": self.code_version, "seed": self.seed, "stop_after": self.stop_after,
-            "updated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "run_id": self.run_id,
+            "pipeline": self.pipeline,
+            "status": status,
+            "code_version": self.code_version,
+            "seed": self.seed,
+            "stop_after": self.stop_after,
+            "updated": datetime.now(UTC).isoformat(timespec="seconds"),
             "stages": {name: dict(entry) for name, entry in stages.items()},
         }
         self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -116,8 +116,12 @@ def _refuse_nulls(batch: pa.RecordBatch, name: str) -> None:
     """
     for column, field in zip(batch.columns, batch.schema):
         if _holds_nulls(column, field):
-            raise ArtifactError(name, f"column {field.name!r} is declared non-nullable but holds nulls; "
-                                      "fill or drop them, or declare the field nullable", retryable=False)
+            raise ArtifactError(
+                name,
+                f"column {field.name!r} is declared non-nullable but holds nulls; "
+                "fill or drop them, or declare the field nullable",
+                retryable=False,
+            )
 
 
 def _holds_nulls(column: pa.Array, field: pa.Field) -> bool:

@@ -12,8 +12,15 @@ from orchestrator.errors import ArtifactError, ConfigError, PipelineError
 
 # Errors that recur on every attempt: bad values, bad types, bugs. Retrying wastes a slot.
 DETERMINISTIC_ERRORS: tuple[type[BaseException], ...] = (
-    ValueError, TypeError, KeyError, IndexError, AttributeError, NotImplementedError,
-    FloatingPointError, ConfigError, PipelineError,
+    ValueError,
+    TypeError,
+    KeyError,
+    IndexError,
+    AttributeError,
+    NotImplementedError,
+    FloatingPointError,
+    ConfigError,
+    PipelineError,
 )
 
 

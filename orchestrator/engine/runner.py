@@ -70,8 +70,13 @@ class StageOutcome:
     error: str | None = None
 
     def ledger_entry(self) -> dict[str, Any]:
-        return {"state": self.state.value, "fingerprint": self.fingerprint, "attempts": self.attempts,
-                "duration_s": round(self.duration_s, 3), "error": self.error}
+        return {
+            "state": self.state.value,
+            "fingerprint": self.fingerprint,
+            "attempts": self.attempts,
+            "duration_s": round(self.duration_s, 3),
+            "error": self.error,
+        }
 
 
 @dataclass
@@ -109,8 +114,9 @@ class _RunState:
 class Runner:
     """Runs a pipeline's stages through an executor, skipping completed ones."""
 
-    def __init__(self, store: ArtifactStore, executor: Executor, tracker: Tracker, code_version: str,
-                 seed: int, runs_dir: Path) -> None:
+    def __init__(
+        self, store: ArtifactStore, executor: Executor, tracker: Tracker, code_version: str, seed: int, runs_dir: Path
+    ) -> None:
         self.store = store
         self.executor = executor
         self.tracker = tracker
@@ -125,8 +131,9 @@ class Runner:
         tracker's pipeline run around this call; the runner reports stages.
         """
         pending = self._targets(pipeline, stop_after)
-        ledger = Ledger(self.runs_dir / run_id / "ledger.json", pipeline.name, run_id, self.code_version,
-                        self.seed, stop_after)
+        ledger = Ledger(
+            self.runs_dir / run_id / "ledger.json", pipeline.name, run_id, self.code_version, self.seed, stop_after
+        )
         st = _RunState(pipeline, run_id, pending, {s.name: StageOutcome() for s in pending}, ledger)
         st.write_ledger(RunStatus.RUNNING)
         try:
@@ -137,9 +144,13 @@ class Runner:
             raise
         status = RunStatus.STOPPED if len(st.outcomes) < len(pipeline.stages) else RunStatus.FINISHED
         st.write_ledger(status)
-        logger.info("run %s %s: %d executed, %d cached", run_id, status.value.lower(),
-                    sum(o.state is StageState.SUCCEEDED for o in st.outcomes.values()),
-                    sum(o.state is StageState.CACHED for o in st.outcomes.values()))
+        logger.info(
+            "run %s %s: %d executed, %d cached",
+            run_id,
+            status.value.lower(),
+            sum(o.state is StageState.SUCCEEDED for o in st.outcomes.values()),
+            sum(o.state is StageState.CACHED for o in st.outcomes.values()),
+        )
         return RunSummary(run_id, status, st.outcomes, st.manifests)
 
     @staticmethod
@@ -191,8 +202,9 @@ class Runner:
             return None
         bad = self.store.verify(manifest) + sorted(set(stage.outputs) - set(manifest.outputs))
         if bad:
-            logger.warning("recompute %s: stored outputs %s are missing or corrupted (fingerprint %s)",
-                           stage.name, bad, fp[:12])
+            logger.warning(
+                "recompute %s: stored outputs %s are missing or corrupted (fingerprint %s)", stage.name, bad, fp[:12]
+            )
             return None
         logger.info("skip %s: cache hit %s", stage.name, fp[:12])
         return manifest
@@ -216,8 +228,15 @@ class Runner:
         if not isinstance(outcome, BaseException):
             outcome = TypeError(f"executor returned {type(outcome).__name__} for {stage.name}; expected a Manifest")
         if decide(outcome, task.attempt, stage.retries) is Decision.RETRY:
-            logger.warning("stage %s attempt %d failed (%s: %s); retrying (%d of %d retries used)",
-                           stage.name, task.attempt, type(outcome).__name__, outcome, task.attempt, stage.retries)
+            logger.warning(
+                "stage %s attempt %d failed (%s: %s); retrying (%d of %d retries used)",
+                stage.name,
+                task.attempt,
+                type(outcome).__name__,
+                outcome,
+                task.attempt,
+                stage.retries,
+            )
             self._submit(st, task.retry())
             return
         self._record_failure(st, task, outcome)
@@ -228,12 +247,21 @@ class Runner:
         outcome = st.outcomes[stage.name]
         outcome.state = StageState.CACHED if cache_hit else StageState.SUCCEEDED
         outcome.duration_s = 0.0 if cache_hit else manifest.duration_s
-        self.tracker.stage_finished(StageRecord(
-            stage=stage.name, generation=stage.generation, fingerprint=manifest.fingerprint, cache_hit=cache_hit,
-            status="FINISHED", metrics=dict(manifest.metrics), series=list(manifest.series),
-            files=self._local_files(st.run_id, stage.name, manifest), duration_s=outcome.duration_s,
-            inputs=tuple(stage.inputs), outputs=self._tracked_outputs(st.run_id, stage, manifest),
-        ))
+        self.tracker.stage_finished(
+            StageRecord(
+                stage=stage.name,
+                generation=stage.generation,
+                fingerprint=manifest.fingerprint,
+                cache_hit=cache_hit,
+                status="FINISHED",
+                metrics=dict(manifest.metrics),
+                series=list(manifest.series),
+                files=self._local_files(st.run_id, stage.name, manifest),
+                duration_s=outcome.duration_s,
+                inputs=tuple(stage.inputs),
+                outputs=self._tracked_outputs(st.run_id, stage, manifest),
+            )
+        )
 
     def _record_failure(self, st: _RunState, task: StageTask, error: BaseException) -> None:
         stage = task.stage
@@ -241,10 +269,16 @@ class Runner:
         outcome = st.outcomes[stage.name]
         outcome.state, outcome.error = StageState.FAILED, message
         logger.error("stage %s failed after %d attempt(s): %s", stage.name, task.attempt, message)
-        self.tracker.stage_finished(StageRecord(
-            stage=stage.name, generation=stage.generation, fingerprint=task.fingerprint, cache_hit=False,
-            status="FAILED", error=message,
-        ))
+        self.tracker.stage_finished(
+            StageRecord(
+                stage=stage.name,
+                generation=stage.generation,
+                fingerprint=task.fingerprint,
+                cache_hit=False,
+                status="FAILED",
+                error=message,
+            )
+        )
         if st.failure is None:
             st.failure = StageError(stage.name, error, task.attempt)
 
@@ -256,8 +290,14 @@ class Runner:
             local = self.store.local_path(ref.path)
             if local is None and kind == "model":
                 local = self._copy_out(run_id, stage.name, Path(ref.path).name, ref.path)
-            tracked[name] = TrackedArtifact(name=name, uri=self.store.location(ref.path), digest=ref.digest,
-                                            kind=ref.kind, lineage=kind, local_path=None if local is None else str(local))
+            tracked[name] = TrackedArtifact(
+                name=name,
+                uri=self.store.location(ref.path),
+                digest=ref.digest,
+                kind=ref.kind,
+                lineage=kind,
+                local_path=None if local is None else str(local),
+            )
         return tracked
 
     def _local_files(self, run_id: str, stage_name: str, manifest: Manifest) -> dict[str, str]:

@@ -77,7 +77,7 @@ def log_params(client: Any, run: str, params: Mapping[str, Any]) -> None:
 def sqlite_path(tracking_uri: str) -> Path | None:
     """The database file behind a sqlite:/// URI (None for other stores)."""
     prefix = "sqlite:///"
-    return Path(tracking_uri[len(prefix):]) if tracking_uri.startswith(prefix) else None
+    return Path(tracking_uri[len(prefix) :]) if tracking_uri.startswith(prefix) else None
 
 
 def default_artifact_location(tracking_uri: str) -> str | None:

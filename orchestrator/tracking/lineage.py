@@ -98,9 +98,14 @@ def _mlflow_type(arrow_type: Any) -> Any:
 
     if pa.types.is_list(arrow_type) or pa.types.is_fixed_size_list(arrow_type) or pa.types.is_large_list(arrow_type):
         return Array(_mlflow_type(arrow_type.value_type))
-    simple = [(pa.types.is_boolean, DataType.boolean), (pa.types.is_int64, DataType.long),
-              (pa.types.is_integer, DataType.integer), (pa.types.is_float32, DataType.float),
-              (pa.types.is_floating, DataType.double), (pa.types.is_binary, DataType.binary)]
+    simple = [
+        (pa.types.is_boolean, DataType.boolean),
+        (pa.types.is_int64, DataType.long),
+        (pa.types.is_integer, DataType.integer),
+        (pa.types.is_float32, DataType.float),
+        (pa.types.is_floating, DataType.double),
+        (pa.types.is_binary, DataType.binary),
+    ]
     return next((dtype for test, dtype in simple if test(arrow_type)), DataType.string)
 
 
@@ -113,13 +118,15 @@ def dataset_input(artifact: TrackedArtifact, context: str) -> Any:
     with warnings.catch_warnings():  # MLflow registers its local source twice and warns it is ambiguous
         warnings.simplefilter("ignore", UserWarning)
         source = resolve_dataset_source(artifact.uri)
-    dataset = MetaDataset(source, name=artifact.name, digest=relay_digest(artifact),
-                          schema=mlflow_schema(artifact.local_path))
+    dataset = MetaDataset(
+        source, name=artifact.name, digest=relay_digest(artifact), schema=mlflow_schema(artifact.local_path)
+    )
     return DatasetInput(dataset._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", context)])
 
 
-def log_inputs(client: Any, runs: Sequence[str], datasets: Sequence[TrackedArtifact], model_ids: Sequence[str],
-               context: str) -> None:
+def log_inputs(
+    client: Any, runs: Sequence[str], datasets: Sequence[TrackedArtifact], model_ids: Sequence[str], context: str
+) -> None:
     """Datasets and models a stage read, as inputs of its run and of its generation's run."""
     if not datasets and not model_ids:
         return
@@ -139,7 +146,11 @@ def checkpoint_config(path: str) -> dict[str, Any]:
     import torch
 
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    return {k: v for k, v in checkpoint.items() if isinstance(v, (str, int, float, bool))} if isinstance(checkpoint, dict) else {}
+    return (
+        {k: v for k, v in checkpoint.items() if isinstance(v, (str, int, float, bool))}
+        if isinstance(checkpoint, dict)
+        else {}
+    )
 
 
 def log_model(client: Any, experiment_id: str, run: str, artifact: TrackedArtifact, tags: Mapping[str, str]) -> Any:
@@ -148,13 +159,21 @@ def log_model(client: Any, experiment_id: str, run: str, artifact: TrackedArtifa
         raise FileNotFoundError(f"model {artifact.name} has no local copy to log")
     config = checkpoint_config(artifact.local_path)
     model_tags = {**tags, TAG_ARTIFACT: artifact.name, TAG_DIGEST: artifact.digest}
-    model = client.create_logged_model(experiment_id, name=artifact.name.replace("/", "-"), source_run_id=run,
-                                       params={k: str(v) for k, v in config.items()}, tags=model_tags,
-                                       model_type="relay-checkpoint")
+    model = client.create_logged_model(
+        experiment_id,
+        name=artifact.name.replace("/", "-"),
+        source_run_id=run,
+        params={k: str(v) for k, v in config.items()},
+        tags=model_tags,
+        model_type="relay-checkpoint",
+    )
     with tempfile.TemporaryDirectory(prefix="relay-model-") as folder:
         shutil.copyfile(artifact.local_path, Path(folder) / "checkpoint.pt")
-        about = {"config": config, "relay": {**model_tags, "stored_at": artifact.uri},
-                 "load": "torch.load('checkpoint.pt', weights_only=True); state_dict + the config above"}
+        about = {
+            "config": config,
+            "relay": {**model_tags, "stored_at": artifact.uri},
+            "load": "torch.load('checkpoint.pt', weights_only=True); state_dict + the config above",
+        }
         (Path(folder) / "config.yaml").write_text(yaml.safe_dump(about, sort_keys=False))
         client.log_model_artifacts(model.model_id, folder)
     client.finalize_logged_model(model.model_id, "READY")
@@ -182,8 +201,9 @@ def register(client: Any, name: str, model: Any, run: str, aliases: Sequence[str
         client.get_registered_model(name)
     except MlflowException:
         client.create_registered_model(name, description="Models of Relay pipeline runs; aliases gen-NN and newest")
-    version = client.create_model_version(name, source=model.artifact_location, run_id=run, model_id=model.model_id,
-                                          await_creation_for=0)
+    version = client.create_model_version(
+        name, source=model.artifact_location, run_id=run, model_id=model.model_id, await_creation_for=0
+    )
     for alias in aliases:
         client.set_registered_model_alias(name, alias, version.version)
     return str(version.version)

@@ -132,8 +132,14 @@ class MlflowTracker:
             return
         if resume:
             logger.info("no MLflow run found for %s; starting a new one", run_id)
-        tags = {TAG_PIPELINE_RUN: run_id, TAG_PIPELINE: pipeline_name, TAG_KIND: "pipeline", **provenance_tags(),
-                **self.extra_tags, **({TAG_PARENT: self._nest_under} if self._nest_under else {})}
+        tags = {
+            TAG_PIPELINE_RUN: run_id,
+            TAG_PIPELINE: pipeline_name,
+            TAG_KIND: "pipeline",
+            **provenance_tags(),
+            **self.extra_tags,
+            **({TAG_PARENT: self._nest_under} if self._nest_under else {}),
+        }
         self._parent = self._client.create_run(self._experiment_id, tags=tags, run_name=run_id).info.run_id
         self._client.log_text(self._parent, yaml.safe_dump(dict(config), sort_keys=False), "config.yaml")
         log_params(self._client, self._parent, _flatten(config))
@@ -152,16 +158,21 @@ class MlflowTracker:
             if run.info.status == "FINISHED":
                 key = (run.data.tags[TAG_STAGE], run.data.tags.get(TAG_FINGERPRINT, ""))
                 self._finished_before.setdefault(key, run.info.run_id)
-        self._lineage.model_ids.update(lineage.logged_models_of(self._client, self._experiment_id, self._run_id,
-                                                                TAG_PIPELINE_RUN))
+        self._lineage.model_ids.update(
+            lineage.logged_models_of(self._client, self._experiment_id, self._run_id, TAG_PIPELINE_RUN)
+        )
         self._log(parent, tags=provenance_tags())
         logger.info("resuming MLflow run %s (%d generation run(s))", parent, len(self._gen_runs))
 
     def _gen_run(self, generation: int) -> str:
         """The generation's run, created on first use."""
         if generation not in self._gen_runs:
-            tags = {TAG_PARENT: self._parent, TAG_PIPELINE_RUN: self._run_id, TAG_KIND: "generation",
-                    TAG_GENERATION: str(generation)}
+            tags = {
+                TAG_PARENT: self._parent,
+                TAG_PIPELINE_RUN: self._run_id,
+                TAG_KIND: "generation",
+                TAG_GENERATION: str(generation),
+            }
             run = self._client.create_run(self._experiment_id, tags=tags, run_name=f"gen-{generation:02d}")
             self._gen_runs[generation] = run.info.run_id
         else:
@@ -191,8 +202,12 @@ class MlflowTracker:
         """
         from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
 
-        monitor = SystemMetricsMonitor(run, sampling_interval=self.system_metrics_interval_s,
-                                       samples_before_logging=1, tracking_uri=self.tracking_uri)
+        monitor = SystemMetricsMonitor(
+            run,
+            sampling_interval=self.system_metrics_interval_s,
+            samples_before_logging=1,
+            tracking_uri=self.tracking_uri,
+        )
         monitor.start()
         return monitor
 
@@ -254,8 +269,11 @@ class MlflowTracker:
         trains a student, so gen-NN reads "trained on these picks, from that model".
         """
         runs = [run] if record.generation is None else [run, self._gen_runs[record.generation]]
-        teachers = [self._lineage.model_ids[m] for m in sorted(self._lineage.models_behind(record.inputs))
-                    if m in self._lineage.model_ids]
+        teachers = [
+            self._lineage.model_ids[m]
+            for m in sorted(self._lineage.models_behind(record.inputs))
+            if m in self._lineage.model_ids
+        ]
         datasets = self._lineage.datasets_in(record.inputs)
         models = [a for a in record.outputs.values() if a.lineage == MODEL]
         context = metric_prefix(record.stage)
@@ -282,11 +300,13 @@ class MlflowTracker:
             self._newest_generation = generation
             aliases.append(lineage.NEWEST_ALIAS)
         version = lineage.register(self._client, self._pipeline_name, model, runs[0], aliases)
-        logger.info("registered %s as model %s version %s (%s)", artifact.name, self._pipeline_name, version,
-                    ", ".join(aliases))
+        logger.info(
+            "registered %s as model %s version %s (%s)", artifact.name, self._pipeline_name, version, ", ".join(aliases)
+        )
 
-    def _log(self, run: str, tags: Mapping[str, str] | None = None,
-             metrics: Iterable[tuple[str, float, int]] = ()) -> None:
+    def _log(
+        self, run: str, tags: Mapping[str, str] | None = None, metrics: Iterable[tuple[str, float, int]] = ()
+    ) -> None:
         from mlflow.entities import Metric, RunTag
 
         now = int(time.time() * 1000)
@@ -318,20 +338,30 @@ class MlflowTracker:
         rows = generation_rows(self._client, self._parent)
         if rows:
             self._client.log_text(self._parent, report.generation_csv(rows), "generations.csv")
-            self._client.log_text(self._parent, report.generation_html(rows, f"{self._run_id}: per generation"),
-                                  "generations.html")
+            self._client.log_text(
+                self._parent, report.generation_html(rows, f"{self._run_id}: per generation"), "generations.html"
+            )
 
 
-def mlflow_tracker(tracking_uri: str, settings: TrackingSettings, parent_run_id: str | None = None,
-                   extra_tags: Mapping[str, str] | None = None) -> MlflowTracker:
+def mlflow_tracker(
+    tracking_uri: str,
+    settings: TrackingSettings,
+    parent_run_id: str | None = None,
+    extra_tags: Mapping[str, str] | None = None,
+) -> MlflowTracker:
     """The MlflowTracker a config's ``tracking:`` section asks for: `relay run` and every Tune trial track alike.
 
     ``parent_run_id`` and ``extra_tags`` are what only a sweep adds (its run, a trial's id and values).
     """
     return MlflowTracker(
-        tracking_uri, settings.experiment, strict=settings.strict, log_models=settings.log_models,
-        system_metrics=settings.system_metrics, system_metrics_interval_s=settings.system_metrics_interval_s,
-        parent_run_id=parent_run_id, extra_tags=extra_tags,
+        tracking_uri,
+        settings.experiment,
+        strict=settings.strict,
+        log_models=settings.log_models,
+        system_metrics=settings.system_metrics,
+        system_metrics_interval_s=settings.system_metrics_interval_s,
+        parent_run_id=parent_run_id,
+        extra_tags=extra_tags,
     )
 
 

@@ -30,10 +30,14 @@ def git_commit(root: Path = PROJECT_ROOT) -> str:
 
 
 def git_dirty(root: Path = PROJECT_ROOT) -> str:
-    """"true" when tracked files differ from HEAD (the commit alone does not reproduce the run)."""
+    """ "true" when tracked files differ from HEAD (the commit alone does not reproduce the run)."""
     try:
-        done = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-                              capture_output=True, text=True, timeout=10)
+        done = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
     except (OSError, subprocess.SubprocessError):
         return UNKNOWN
     return UNKNOWN if done.returncode != 0 else str(bool(done.stdout.strip())).lower()

@@ -42,6 +42,8 @@ def read_generations(tracking_uri: str, experiment: str, run_id: str | None = No
         query += f" and tags.`{TAG_PIPELINE_RUN}` = '{run_id}'"
     runs = client.search_runs([found.experiment_id], query, order_by=["attributes.start_time DESC"], max_results=1)
     if not runs:
-        raise TrackingError(f"no pipeline run {run_id or ''} in experiment {experiment!r}; list runs with `relay status`")
+        raise TrackingError(
+            f"no pipeline run {run_id or ''} in experiment {experiment!r}; list runs with `relay status`"
+        )
     parent = runs[0]
     return parent.data.tags.get(TAG_PIPELINE_RUN, parent.info.run_name), generation_rows(client, parent.info.run_id)

@@ -8,7 +8,10 @@ from typing import Any
 
 def _prefixed(row: Mapping[str, Any], prefix: str) -> str:
     """Every metric under `prefix/`, ordered by its numeric suffix, as one compact column."""
-    keys = sorted((k for k in row if k.startswith(prefix + "/")), key=lambda k: int(k.rsplit("/", 1)[1]) if k.rsplit("/", 1)[1].isdigit() else k)
+    keys = sorted(
+        (k for k in row if k.startswith(prefix + "/")),
+        key=lambda k: int(k.rsplit("/", 1)[1]) if k.rsplit("/", 1)[1].isdigit() else k,
+    )
     return " ".join(str(int(row[k])) if float(row[k]).is_integer() else f"{row[k]:.3f}" for k in keys) or "-"
 
 
@@ -65,5 +68,7 @@ def generation_html(rows: Sequence[Mapping[str, Any]], title: str) -> str:
     head = "".join(f"<th>{escape(c)}</th>" for c in columns)
     body = "".join("<tr>" + "".join(f"<td>{cell(row.get(c))}</td>" for c in columns) + "</tr>" for row in rows)
     style = "table{border-collapse:collapse;font:13px sans-serif}td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}"
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{escape(title)}</title><style>{style}</style>"
-            f"</head><body><h3>{escape(title)}</h3><table><tr>{head}</tr>{body}</table></body></html>\n")
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{escape(title)}</title><style>{style}</style>"
+        f"</head><body><h3>{escape(title)}</h3><table><tr>{head}</tr>{body}</table></body></html>\n"
+    )

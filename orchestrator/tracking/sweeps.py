@@ -91,8 +91,11 @@ class SweepTracker:
         from mlflow.entities import Metric, RunTag
 
         now = int(time.time() * 1000)
-        self._client.log_batch(self.run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
-                               tags=[RunTag(k, str(v)[:5000]) for k, v in tags.items()])
+        self._client.log_batch(
+            self.run_id,
+            metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
+            tags=[RunTag(k, str(v)[:5000]) for k, v in tags.items()],
+        )
         for path in files:
             self._client.log_artifact(self.run_id, path)
         self._client.set_terminated(self.run_id, status=status)

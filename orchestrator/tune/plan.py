@@ -72,8 +72,9 @@ def _stage_names(build: Callable[[Any], Pipeline], config: Any) -> list[str]:
     return [stage.name for stage in build(config).stages]
 
 
-def space_problems(base: Mapping[str, Any], space: Mapping[str, SearchDomain], config_model: type,
-                   build: Callable[[Any], Pipeline]) -> list[str]:
+def space_problems(
+    base: Mapping[str, Any], space: Mapping[str, SearchDomain], config_model: type, build: Callable[[Any], Pipeline]
+) -> list[str]:
     """Every key whose values the config rejects, or that would change the DAG, as `tune.space: ...` lines.
 
     A key is applied with values standing for its domain, exactly as a trial
@@ -89,24 +90,34 @@ def space_problems(base: Mapping[str, Any], space: Mapping[str, SearchDomain], c
     return problems
 
 
-def _key_problem(base: Mapping[str, Any], key: str, domain: SearchDomain, config_model: type,
-                 build: Callable[[Any], Pipeline], reference: list[str]) -> str | None:
+def _key_problem(
+    base: Mapping[str, Any],
+    key: str,
+    domain: SearchDomain,
+    config_model: type,
+    build: Callable[[Any], Pipeline],
+    reference: list[str],
+) -> str | None:
     for value in probe_values(domain):
         try:
             config = validate_config(config_model, apply_overrides(base, {key: value}))
         except ConfigError as exc:
             problem = "; ".join(exc.problems)
             if "valid integer" in problem:
-                return (f"tune.space: {key} is an integer setting; sample it with randint or a choice of integers, "
-                        f"not {domain.kind} {list(domain.args)}")
+                return (
+                    f"tune.space: {key} is an integer setting; sample it with randint or a choice of integers, "
+                    f"not {domain.kind} {list(domain.args)}"
+                )
             return f"tune.space: {problem} (value {value!r} from {domain.kind} {list(domain.args)})"
         try:
             stages = _stage_names(build, config)
         except (ConfigError, PipelineError) as exc:
             return f"tune.space: {key}={value!r} makes an invalid pipeline: {exc}"
         if stages != reference:
-            return (f"tune.space: {key}={value!r} changes the pipeline's stages (generations are the sweep's "
-                    f"time axis); set {key} in the base config instead of searching it")
+            return (
+                f"tune.space: {key}={value!r} changes the pipeline's stages (generations are the sweep's "
+                f"time axis); set {key} in the base config instead of searching it"
+            )
     return None
 
 
@@ -119,18 +130,23 @@ def report_stages(pipeline: Pipeline, metric: str) -> tuple[list[str], list[str]
             per_generation.setdefault(stage.generation, stage.name)
     roles = sorted({metric_prefix(s.name) for s in pipeline.stages if s.generation is not None})
     if not per_generation:
-        return [], [f"tune.metric: no stage reports {metric!r}: {role!r} is not a stage role of this pipeline's "
-                    f"generations; use `<role>/<metric>` with a role in {', '.join(roles)} (e.g. evaluate/balanced_accuracy)"]
+        return [], [
+            f"tune.metric: no stage reports {metric!r}: {role!r} is not a stage role of this pipeline's "
+            f"generations; use `<role>/<metric>` with a role in {', '.join(roles)} (e.g. evaluate/balanced_accuracy)"
+        ]
     generations = sorted({s.generation for s in pipeline.stages if s.generation is not None})
     missing = [g for g in generations if g not in per_generation]
     if missing:
-        return [], [f"tune.metric: {role!r} runs in generations {sorted(per_generation)} only, not {missing}; "
-                    "pick a role every generation has, so every generation can report"]
+        return [], [
+            f"tune.metric: {role!r} runs in generations {sorted(per_generation)} only, not {missing}; "
+            "pick a role every generation has, so every generation can report"
+        ]
     return [per_generation[g] for g in generations], []
 
 
-def fit_concurrency(cluster: Mapping[str, float], pipeline: Pipeline, trial_cpus: float,
-                    requested: int | None, trials: int) -> int:
+def fit_concurrency(
+    cluster: Mapping[str, float], pipeline: Pipeline, trial_cpus: float, requested: int | None, trials: int
+) -> int:
     """How many trials run at once: each needs its driver plus its largest stage; the user may ask for fewer.
 
     Asking for more than fits would queue stage tasks behind each other while
@@ -143,13 +159,26 @@ def fit_concurrency(cluster: Mapping[str, float], pipeline: Pipeline, trial_cpus
         fits = min(fits, math.floor(cluster.get("GPU", 0.0) / gpus + 1e-9))
     fits = max(1, fits)
     if requested is not None and requested > fits:
-        logger.warning("tune.max_concurrent_trials=%d but the cluster fits %d trial(s) at once "
-                       "(%.2g CPU %.2g GPU per trial); running %d", requested, fits, cpus + trial_cpus, gpus, fits)
+        logger.warning(
+            "tune.max_concurrent_trials=%d but the cluster fits %d trial(s) at once "
+            "(%.2g CPU %.2g GPU per trial); running %d",
+            requested,
+            fits,
+            cpus + trial_cpus,
+            gpus,
+            fits,
+        )
     return max(1, min(fits, requested or fits, trials))
 
 
-def plan_sweep(data: Mapping[str, Any], config: Any, build: Callable[[Any], Pipeline], code_version: str,
-               output: str | None = None, source: str | None = None) -> SweepPlan:
+def plan_sweep(
+    data: Mapping[str, Any],
+    config: Any,
+    build: Callable[[Any], Pipeline],
+    code_version: str,
+    output: str | None = None,
+    source: str | None = None,
+) -> SweepPlan:
     """Check the sweep and fix everything a trial needs; every problem raised at once as a ConfigError.
 
     ``data`` is the config file with CLI overrides applied and ``config`` its
@@ -167,11 +196,22 @@ def plan_sweep(data: Mapping[str, Any], config: Any, build: Callable[[Any], Pipe
     name = settings.name or f"{config.name}-sweep"
     workspace = resolve_workspace(config.run)
     return SweepPlan(
-        name=name, pipeline_name=config.name, base=base, config_model=model, build=build, settings=settings,
-        report_stages=tuple(stages), output=str(Path(output).resolve() if output else workspace / "tune" / name),
-        store_uri=artifact_uri(config.run), tracking_uri=tracking_uri(config.run, config.tracking),
-        tracking=config.tracking, runs_dir=str(workspace / "runs"), code_version=code_version,
-        seed=config.seed, ray_address=config.run.ray_address, num_cpus=config.run.num_cpus,
+        name=name,
+        pipeline_name=config.name,
+        base=base,
+        config_model=model,
+        build=build,
+        settings=settings,
+        report_stages=tuple(stages),
+        output=str(Path(output).resolve() if output else workspace / "tune" / name),
+        store_uri=artifact_uri(config.run),
+        tracking_uri=tracking_uri(config.run, config.tracking),
+        tracking=config.tracking,
+        runs_dir=str(workspace / "runs"),
+        code_version=code_version,
+        seed=config.seed,
+        ray_address=config.run.ray_address,
+        num_cpus=config.run.num_cpus,
     )
 
 

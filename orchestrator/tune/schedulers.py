@@ -51,12 +51,19 @@ def rung_milestones(grace_period: int, reduction_factor: float, max_t: int) -> l
 class SuccessiveHalving(FIFOScheduler):
     """Synchronous successive halving over every trial of the sweep (see the module docstring)."""
 
-    def __init__(self, grace_period: int, reduction_factor: float, max_t: int, trials: int, concurrency: int,
-                 release_slot: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        grace_period: int,
+        reduction_factor: float,
+        max_t: int,
+        trials: int,
+        concurrency: int,
+        release_slot: Callable[[str], None] | None = None,
+    ) -> None:
         super().__init__()
         self._milestones = rung_milestones(grace_period, reduction_factor, max_t)
         self._reduction_factor = reduction_factor
-        self._expected = {m: 0 for m in self._milestones}
+        self._expected = dict.fromkeys(self._milestones, 0)
         if self._milestones:
             self._expected[self._milestones[0]] = trials
         self._scores: dict[int, dict[Trial, float]] = {m: {} for m in self._milestones}
@@ -166,28 +173,47 @@ class SuccessiveHalving(FIFOScheduler):
         return TrialScheduler.CONTINUE if current in kept else TrialScheduler.STOP
 
 
-def make_scheduler(settings: TuneSettings, generations: int, trials: int, concurrency: int,
-                   release_slot: Callable[[str], None] | None = None) -> Any:
+def make_scheduler(
+    settings: TuneSettings,
+    generations: int,
+    trials: int,
+    concurrency: int,
+    release_slot: Callable[[str], None] | None = None,
+) -> Any:
     """ASHA, synchronous successive halving, PBT, PB2 or FIFO; all count time in generations (one report each)."""
     from ray.tune.schedulers import ASHAScheduler, PopulationBasedTraining
 
     space = settings.space
     if settings.scheduler == "asha":
-        return ASHAScheduler(time_attr=TIME_ATTR, max_t=generations, grace_period=settings.grace_period,
-                             reduction_factor=settings.reduction_factor)
+        return ASHAScheduler(
+            time_attr=TIME_ATTR,
+            max_t=generations,
+            grace_period=settings.grace_period,
+            reduction_factor=settings.reduction_factor,
+        )
     if settings.scheduler == "sha":
-        return SuccessiveHalving(settings.grace_period, settings.reduction_factor, generations, trials, concurrency,
-                                 release_slot)
+        return SuccessiveHalving(
+            settings.grace_period, settings.reduction_factor, generations, trials, concurrency, release_slot
+        )
     if settings.scheduler == "pbt":
-        mutations = {k: (list(d.args) if d.kind in ("choice", "grid") else param_space({k: d})[k]) for k, d in space.items()}
-        return PopulationBasedTraining(time_attr=TIME_ATTR, perturbation_interval=settings.perturbation_interval,
-                                       hyperparam_mutations=mutations, custom_explore_fn=lambda c: _clip_in_place(c, space))
+        mutations = {
+            k: (list(d.args) if d.kind in ("choice", "grid") else param_space({k: d})[k]) for k, d in space.items()
+        }
+        return PopulationBasedTraining(
+            time_attr=TIME_ATTR,
+            perturbation_interval=settings.perturbation_interval,
+            hyperparam_mutations=mutations,
+            custom_explore_fn=lambda c: _clip_in_place(c, space),
+        )
     if settings.scheduler == "pb2":
         from ray.tune.schedulers.pb2 import PB2
 
-        return PB2(time_attr=TIME_ATTR, perturbation_interval=settings.perturbation_interval,
-                   hyperparam_bounds={k: list(d.args) for k, d in space.items()},
-                   custom_explore_fn=lambda c: _clip_in_place(c, space))
+        return PB2(
+            time_attr=TIME_ATTR,
+            perturbation_interval=settings.perturbation_interval,
+            hyperparam_bounds={k: list(d.args) for k, d in space.items()},
+            custom_explore_fn=lambda c: _clip_in_place(c, space),
+        )
     return FIFOScheduler()
 
 

@@ -43,7 +43,7 @@ def clip_values(values: Mapping[str, Any], space: Mapping[str, SearchDomain]) ->
             continue
         low, high = domain.args
         value = min(max(value, low), high)
-        clipped[key] = int(round(value)) if domain.kind == "randint" else float(value)
+        clipped[key] = round(value) if domain.kind == "randint" else float(value)
     return clipped
 
 
@@ -59,8 +59,10 @@ def param_space(space: Mapping[str, SearchDomain]) -> dict[str, Any]:
     from ray import tune
 
     makers = {
-        "choice": lambda a: tune.choice(list(a)), "grid": lambda a: tune.grid_search(list(a)),
-        "randint": lambda a: tune.randint(a[0], a[1] + 1), "uniform": lambda a: tune.uniform(*a),
+        "choice": lambda a: tune.choice(list(a)),
+        "grid": lambda a: tune.grid_search(list(a)),
+        "randint": lambda a: tune.randint(a[0], a[1] + 1),
+        "uniform": lambda a: tune.uniform(*a),
         "loguniform": lambda a: tune.loguniform(*a),
     }
     return {key: makers[domain.kind](domain.args) for key, domain in space.items()}

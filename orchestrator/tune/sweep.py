@@ -42,8 +42,9 @@ def make_search(settings: TuneSettings, seed: int, concurrency: int) -> Any:
         return ConcurrencyLimiter(OptunaSearch(metric=settings.metric, mode=settings.mode, seed=seed), concurrency)
     from ray.tune.search import BasicVariantGenerator
 
-    return BasicVariantGenerator(points_to_evaluate=shuffled_grid(settings, seed), random_state=seed,
-                                 max_concurrent=concurrency)
+    return BasicVariantGenerator(
+        points_to_evaluate=shuffled_grid(settings, seed), random_state=seed, max_concurrent=concurrency
+    )
 
 
 def make_tuner(plan: SweepPlan, concurrency: int, resume: bool) -> Any:
@@ -59,13 +60,19 @@ def make_tuner(plan: SweepPlan, concurrency: int, resume: bool) -> Any:
     search = make_search(settings, seed, concurrency)
     scheduler = make_scheduler(settings, plan.generations, trials, concurrency, release_slot=search.on_trial_complete)
     # num_samples = every trial: each grid point is one preset (``shuffled_grid``); without a grid, num_samples itself
-    tune_config = tune.TuneConfig(metric=settings.metric, mode=settings.mode, num_samples=trials,
-                                  scheduler=scheduler, search_alg=search)
-    run_config = tune.RunConfig(name=plan.name, storage_path=str(Path(plan.output) / "ray"), verbose=1,
-                                checkpoint_config=tune.CheckpointConfig(num_to_keep=None))
+    tune_config = tune.TuneConfig(
+        metric=settings.metric, mode=settings.mode, num_samples=trials, scheduler=scheduler, search_alg=search
+    )
+    run_config = tune.RunConfig(
+        name=plan.name,
+        storage_path=str(Path(plan.output) / "ray"),
+        verbose=1,
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
+    )
     # Grid keys stay in the space (Ray checks presets against it); each preset fills them, so none expands.
-    return tune.Tuner(trainable, param_space=param_space(settings.space), tune_config=tune_config,
-                      run_config=run_config)
+    return tune.Tuner(
+        trainable, param_space=param_space(settings.space), tune_config=tune_config, run_config=run_config
+    )
 
 
 def can_resume(plan: SweepPlan) -> bool:
@@ -96,10 +103,16 @@ def run_sweep(plan: SweepPlan, resume: bool, sweep_tracker: SweepTracker) -> tup
     try:
         trials = total_trials(plan.settings)
         probe = validate_config(plan.config_model, plan.base)
-        concurrency = fit_concurrency(ray.cluster_resources(), plan.build(probe), plan.settings.trial_cpus,
-                                      plan.settings.max_concurrent_trials, trials)
-        logger.info("sweep %s: %d trial(s), %d at once, %d generation(s) each", plan.name, trials, concurrency,
-                    plan.generations)
+        concurrency = fit_concurrency(
+            ray.cluster_resources(),
+            plan.build(probe),
+            plan.settings.trial_cpus,
+            plan.settings.max_concurrent_trials,
+            trials,
+        )
+        logger.info(
+            "sweep %s: %d trial(s), %d at once, %d generation(s) each", plan.name, trials, concurrency, plan.generations
+        )
         grid = make_tuner(plan, concurrency, resume).fit()
         # Every trial ended (none left paused or pending by an interrupt): a short one was stopped early.
         # Why not only each last result's ``done``: a trial stopped while paused (sha) never reports again.
@@ -109,9 +122,15 @@ def run_sweep(plan: SweepPlan, resume: bool, sweep_tracker: SweepTracker) -> tup
         session.shutdown()
     done = len(rows) >= trials and all(row.status != "unfinished" for row in rows)
     for row in rows:
-        sweep_tracker.close_trial(row.run_id, _mlflow_status(row.status), {
-            "relay.tune.status": row.status, "relay.tune.generations": str(len(row.by_generation)),
-            TAG_STATUS: "STOPPED" if row.status == "stopped early" else _mlflow_status(row.status)})
+        sweep_tracker.close_trial(
+            row.run_id,
+            _mlflow_status(row.status),
+            {
+                "relay.tune.status": row.status,
+                "relay.tune.generations": str(len(row.by_generation)),
+                TAG_STATUS: "STOPPED" if row.status == "stopped early" else _mlflow_status(row.status),
+            },
+        )
     return rows, done
 
 
@@ -159,9 +178,17 @@ def best_row(rows: Sequence[TrialRow], mode: str) -> TrialRow | None:
 
 def trial_records(rows: Sequence[TrialRow]) -> list[dict[str, Any]]:
     """Flat records of the trials table, for trials.csv / trials.json."""
-    return [{"trial_id": row.trial_id, "run_id": row.run_id, "status": row.status,
-             "generations": len(row.by_generation), **row.values,
-             **{f"g{g:02d}": value for g, value in sorted(row.by_generation.items())}} for row in rows]
+    return [
+        {
+            "trial_id": row.trial_id,
+            "run_id": row.run_id,
+            "status": row.status,
+            "generations": len(row.by_generation),
+            **row.values,
+            **{f"g{g:02d}": value for g, value in sorted(row.by_generation.items())},
+        }
+        for row in rows
+    ]
 
 
 def trials_table(rows: Sequence[TrialRow], keys: Sequence[str], generations: int, best: TrialRow | None) -> str:

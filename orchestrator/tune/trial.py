@@ -87,10 +87,17 @@ def run_trial(config: dict[str, Any], plan: SweepPlan) -> None:
     trial_id = tune.get_context().get_trial_id()
     run_id = f"{plan.name}-{trial_id}"
     pipeline, resolved = scheduled_pipeline(plan, state.segments)
-    tracker = mlflow_tracker(plan.tracking_uri, plan.tracking, parent_run_id=plan.sweep_run_id,
-                             extra_tags=trial_tags(plan, trial_id, values))
-    runner = Runner(ArtifactStore(plan.store_uri), RayExecutor(), tracker, plan.code_version, plan.seed,
-                    runs_dir=Path(plan.runs_dir))
+    tracker = mlflow_tracker(
+        plan.tracking_uri, plan.tracking, parent_run_id=plan.sweep_run_id, extra_tags=trial_tags(plan, trial_id, values)
+    )
+    runner = Runner(
+        ArtifactStore(plan.store_uri),
+        RayExecutor(),
+        tracker,
+        plan.code_version,
+        plan.seed,
+        runs_dir=Path(plan.runs_dir),
+    )
     tracker.start_pipeline(run_id, plan.pipeline_name, resolved.model_dump(mode="json"), resume=True)
     try:
         for generation in range(state.next_generation, plan.generations):
@@ -117,14 +124,21 @@ def _run_generation(runner: Runner, pipeline: Pipeline, run_id: str, plan: Sweep
     summary = runner.run(pipeline, run_id, stop_after=stage)
     metrics = summary.manifests[stage].metrics
     if plan.metric_name not in metrics:
-        raise ValueError(f"tune.metric: stage {stage} reported {sorted(metrics)}, not {plan.metric_name!r}; "
-                         f"set tune.metric to {metric_prefix(stage)}/<one of those>")
+        raise ValueError(
+            f"tune.metric: stage {stage} reported {sorted(metrics)}, not {plan.metric_name!r}; "
+            f"set tune.metric to {metric_prefix(stage)}/<one of those>"
+        )
     return float(metrics[plan.metric_name])
 
 
-def _report(tune: Any, plan: SweepPlan, generation: int, value: float, values: Mapping[str, Any],
-            state: TrialState) -> None:
+def _report(
+    tune: Any, plan: SweepPlan, generation: int, value: float, values: Mapping[str, Any], state: TrialState
+) -> None:
     with tempfile.TemporaryDirectory() as directory:
         (Path(directory) / STATE_FILE).write_text(state.to_json())
-        metrics = {plan.settings.metric: value, "generation": generation, **{f"value/{k}": v for k, v in values.items()}}
+        metrics = {
+            plan.settings.metric: value,
+            "generation": generation,
+            **{f"value/{k}": v for k, v in values.items()},
+        }
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))

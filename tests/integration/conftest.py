@@ -10,8 +10,8 @@ exactly the processes the fixture started, never `ray stop`.
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -34,7 +34,9 @@ def ray_head(tmp_path_factory) -> Iterator[tuple[str, Path]]:
         "--dashboard-agent-listen-port", str(free_port()),
         "--num-cpus", "2", "--temp-dir", str(ray_temp_dir(root)), "--disable-usage-stats",
     ]  # fmt: skip
-    start = subprocess.Popen(command, env=env, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    start = subprocess.Popen(
+        command, env=env, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     try:
         output, _ = start.communicate(timeout=120)
         assert start.returncode == 0, output

@@ -19,8 +19,14 @@ def relay_env(workspace: Path) -> dict[str, str]:
 
 def relay(*args: str, workspace: Path, timeout_s: float = 600) -> subprocess.CompletedProcess:
     """Run the real CLI in a fresh process, as a user would."""
-    return subprocess.run([sys.executable, "-m", "orchestrator.cli", *args], cwd=ROOT, env=relay_env(workspace),
-                          capture_output=True, text=True, timeout=timeout_s)
+    return subprocess.run(
+        [sys.executable, "-m", "orchestrator.cli", *args],
+        cwd=ROOT,
+        env=relay_env(workspace),
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+    )
 
 
 def manifests(workspace: Path) -> dict[str, dict]:

@@ -27,8 +27,16 @@ from tests.integration.test_crest_pipeline import SMOKE, relay
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
 CHROMIUM = os.environ.get("RELAY_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def chromium_or_skip() -> str:
@@ -65,8 +73,9 @@ def served(tmp_path_factory: pytest.TempPathFactory):
     """(url, workspace) of an MLflow server over a workspace where a tiny smoke run finished."""
     chromium_or_skip()
     workspace = tmp_path_factory.mktemp("ws")
-    result = relay("run", str(SMOKE), "train.steps=20", "train.report_every=10", "--run-id", "browse-1",
-                   workspace=workspace)
+    result = relay(
+        "run", str(SMOKE), "train.steps=20", "train.report_every=10", "--run-id", "browse-1", workspace=workspace
+    )
     assert result.returncode == 0, result.stderr[-4000:]
     port = free_port()
     command, env = ui.server_command(f"sqlite:///{workspace / 'mlflow.db'}", port)

@@ -52,7 +52,9 @@ def test_mlflow_run_tree_tags_and_generation_metrics(smoke_run) -> None:
     history = mlflow_client(workspace).get_metric_history(parent.info.run_id, "evaluate/balanced_accuracy")
     assert sorted(m.step for m in history) == [0, 1]
     assert all(0.0 <= m.value <= 1.0 for m in history)
-    assert any(a.path.endswith(".png") for a in mlflow_client(workspace).list_artifacts(by_name["g00/evaluate"].info.run_id))
+    assert any(
+        a.path.endswith(".png") for a in mlflow_client(workspace).list_artifacts(by_name["g00/evaluate"].info.run_id)
+    )
 
 
 def test_every_mlflow_run_is_closed_when_the_cli_exits(smoke_run) -> None:
@@ -99,7 +101,16 @@ def test_rerun_skips_every_stage_visibly(smoke_run) -> None:
 
 def test_stop_then_resume_redoes_only_the_missing_stages(tmp_path: Path) -> None:
     workspace = tmp_path / "ws"
-    first = relay("run", str(SMOKE), "--run-id", "stopped", "--stop-after", "g00/pseudo_label", "train.steps=30", workspace=workspace)
+    first = relay(
+        "run",
+        str(SMOKE),
+        "--run-id",
+        "stopped",
+        "--stop-after",
+        "g00/pseudo_label",
+        "train.steps=30",
+        workspace=workspace,
+    )
     assert first.returncode == 0, first.stderr[-4000:]
     assert "relay resume stopped" in first.stdout
     done_before = set(manifests(workspace))
@@ -135,8 +146,12 @@ def test_lineage_registry_summary_and_provenance(smoke_run, tmp_path: Path) -> N
     assert registered.aliases["newest"] == registered.aliases["gen-01"]
 
     parent = by_name["smoke-1"]
-    assert {"config.yaml", "generations.csv", "generations.html"} <= {a.path for a in mlflow.list_artifacts(parent.info.run_id)}
-    rows = Path(mlflow.download_artifacts(parent.info.run_id, "generations.csv", str(tmp_path))).read_text().splitlines()
+    assert {"config.yaml", "generations.csv", "generations.html"} <= {
+        a.path for a in mlflow.list_artifacts(parent.info.run_id)
+    }
+    rows = (
+        Path(mlflow.download_artifacts(parent.info.run_id, "generations.csv", str(tmp_path))).read_text().splitlines()
+    )
     assert [line.split(",")[0] for line in rows[1:]] == ["0", "1"]
     assert "seed: 0" in Path(mlflow.download_artifacts(parent.info.run_id, "config.yaml", str(tmp_path))).read_text()
     tags = parent.data.tags
@@ -144,6 +159,10 @@ def test_lineage_registry_summary_and_provenance(smoke_run, tmp_path: Path) -> N
     assert all(tags[f"relay.version.{name}"] for name in ("torch", "torchvision", "ray", "mlflow", "pyarrow", "relay"))
 
     gen0 = {a.path for d in ("evaluate", "rebalance") for a in mlflow.list_artifacts(by_name["gen-00"].info.run_id, d)}
-    assert {"evaluate/per_class.png", "evaluate/confusion.png", "rebalance/pseudo_label_histogram.png",
-            "rebalance/picks.csv"} <= gen0
+    assert {
+        "evaluate/per_class.png",
+        "evaluate/confusion.png",
+        "rebalance/pseudo_label_histogram.png",
+        "rebalance/picks.csv",
+    } <= gen0
     assert any(key.startswith("system/") for key in by_name["g00/train"].data.metrics)

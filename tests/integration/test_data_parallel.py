@@ -29,8 +29,10 @@ from orchestrator.engine.executors import RayExecutor
 from orchestrator.engine.fingerprint import fingerprint
 from orchestrator.engine.records import NullTracker
 from orchestrator.engine.runner import Runner, RunSummary, StageState
-from pipelines import crest, stages
-from pipelines.training import train_fixmatch
+from pipelines.builders import crest
+from pipelines.stages.common import stage_generator, subset_images
+from pipelines.stages.train import augmenters, fixmatch_settings
+from pipelines.training.fixmatch import train_fixmatch
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1200)]
 
@@ -43,21 +45,36 @@ ACCURACY_TOLERANCE = 0.15
 def linear_fixmatch(ctx, inputs, params) -> StageResult:
     """A BatchNorm-free check model (softmax regression on digits) through the real FixMatch loop."""
     data = params["data"]
-    generator = stages.stage_generator(ctx)
+    generator = stage_generator(ctx)
     split = inputs["data/split"]
-    _, images, labels = stages.subset_images(data, split, "labeled")
-    _, unlabeled, _ = stages.subset_images(data, split, "unlabeled")
+    _, images, labels = subset_images(data, split, "labeled")
+    _, unlabeled, _ = subset_images(data, split, "unlabeled")
     model = nn.Sequential(nn.Flatten(), nn.Linear(images[0].numel(), 10))
-    settings = stages.fixmatch_settings(params["train"], params["crest"], 0)
-    weak_fn, strong_fn = stages.augmenters(params["augment"])
+    settings = fixmatch_settings(params["train"], params["crest"], 0)
+    weak_fn, strong_fn = augmenters(params["augment"])
     reports: list[tuple[int, dict[str, float]]] = []
-    ema = train_fixmatch(model, images, labels, unlabeled, 10, settings, weak_fn, strong_fn, ctx.device, generator,
-                         report=lambda step, m: reports.append((step, m)), report_every=params["train"]["report_every"],
-                         rank=ctx.rank, world_size=ctx.world_size)
+    ema = train_fixmatch(
+        model,
+        images,
+        labels,
+        unlabeled,
+        10,
+        settings,
+        weak_fn,
+        strong_fn,
+        ctx.device,
+        generator,
+        report=lambda step, m: reports.append((step, m)),
+        report_every=params["train"].report_every,
+        rank=ctx.rank,
+        world_size=ctx.world_size,
+    )
     state = {k: v.detach().cpu() for k, v in ema.state_dict().items()}
     last_step, last = reports[-1]
-    return StageResult(outputs={"linear/model": {"state_dict": state}},
-                       metrics={"steps": float(last_step), "samples_seen": last["samples_seen"]})
+    return StageResult(
+        outputs={"linear/model": {"state_dict": state}},
+        metrics={"steps": float(last_step), "samples_seen": last["samples_seen"]},
+    )
 
 
 @pytest.fixture(scope="module")
@@ -88,21 +105,35 @@ def max_abs_diff(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> floa
 def test_bn_free_model_one_and_two_workers_agree(ray_executor, tmp_path):
     config = smoke_config()
     split = crest.build(config).stage("data/split")
-    params = {"data": config.data.model_dump(), "train": config.train.model_dump(),
-              "crest": config.crest.model_dump(), "augment": config.augment.model_dump()}
+    params = {"data": config.data, "train": config.train, "crest": config.crest, "augment": config.augment}
     results = {}
     for workers in (1, 2):
-        train = Stage("linear/train", linear_fixmatch, ("data/split",), ("linear/model",), params=params,
-                      resources=Resources(num_cpus=1, workers=workers))
+        train = Stage(
+            "linear/train",
+            linear_fixmatch,
+            ("data/split",),
+            ("linear/model",),
+            params=params,
+            resources=Resources(num_cpus=1, workers=workers),
+        )
         store = tmp_path / f"w{workers}"
         summary = run(ray_executor, store, Pipeline("linear", [split, train]))
-        results[workers] = (summary.manifests["linear/train"].metrics, weights(store, summary, "linear/train", "linear/model"))
+        results[workers] = (
+            summary.manifests["linear/train"].metrics,
+            weights(store, summary, "linear/train", "linear/model"),
+        )
     (m1, w1), (m2, w2) = results[1], results[2]
     diff = max_abs_diff(w1, w2)
-    print(f"\nBN-free: steps {m1['steps']:.0f} vs {m2['steps']:.0f}, samples {m1['samples_seen']:.0f} vs "
-          f"{m2['samples_seen']:.0f}, max |w1 - w2| = {diff:.3g}")
+    print(
+        f"\nBN-free: steps {m1['steps']:.0f} vs {m2['steps']:.0f}, samples {m1['samples_seen']:.0f} vs "
+        f"{m2['samples_seen']:.0f}, max |w1 - w2| = {diff:.3g}"
+    )
     assert m1["steps"] == m2["steps"] == config.train.steps
-    assert m1["samples_seen"] == m2["samples_seen"] == config.train.steps * config.train.batch_size * (1 + config.train.unlabeled_ratio)
+    assert (
+        m1["samples_seen"]
+        == m2["samples_seen"]
+        == config.train.steps * config.train.batch_size * (1 + config.train.unlabeled_ratio)
+    )
     assert diff < BN_FREE_TOLERANCE
 
 
@@ -123,12 +154,16 @@ def test_crest_train_same_steps_and_samples_and_close_accuracy(crest_runs, ray_e
     (store1, run1, eval1), (store2, run2, eval2) = crest_runs[1], crest_runs[2]
     m1, m2 = run1.manifests["g00/train"].metrics, run2.manifests["g00/train"].metrics
     assert (m1["workers"], m2["workers"]) == (1, 2)
-    diff = max_abs_diff(weights(store1, run1, "g00/train", "g00/model"), weights(store2, run2, "g00/train", "g00/model"))
+    diff = max_abs_diff(
+        weights(store1, run1, "g00/train", "g00/model"), weights(store2, run2, "g00/train", "g00/model")
+    )
     acc1 = eval1.manifests["g00/evaluate"].metrics["balanced_accuracy"]
     acc2 = eval2.manifests["g00/evaluate"].metrics["balanced_accuracy"]
-    print(f"\nCReST g00/train (BatchNorm): steps {m1['steps']:.0f} vs {m2['steps']:.0f}, samples "
-          f"{m1['samples_seen']:.0f} vs {m2['samples_seen']:.0f}, max |w1 - w2| = {diff:.3g}, "
-          f"balanced accuracy {acc1:.4f} vs {acc2:.4f}")
+    print(
+        f"\nCReST g00/train (BatchNorm): steps {m1['steps']:.0f} vs {m2['steps']:.0f}, samples "
+        f"{m1['samples_seen']:.0f} vs {m2['samples_seen']:.0f}, max |w1 - w2| = {diff:.3g}, "
+        f"balanced accuracy {acc1:.4f} vs {acc2:.4f}"
+    )
     assert m1["steps"] == m2["steps"]
     assert m1["samples_seen"] == m2["samples_seen"]
     assert abs(acc1 - acc2) <= ACCURACY_TOLERANCE
@@ -148,8 +183,10 @@ def test_pseudo_labels_from_two_actors_equal_one_actor(crest_runs, ray_executor,
     assert summary.stages["g00/pseudo_label"].state is StageState.SUCCEEDED
     two = summary.manifests["g00/pseudo_label"].outputs["g00/pseudo_labels"]
     table1, table2 = pq.read_table(store1 / one.path), pq.read_table(store / two.path)
-    print(f"\npseudo-labels: {table1.num_rows} rows, {pq.ParquetFile(store / two.path).num_row_groups} shards; "
-          f"digest 1 actor {one.digest[:12]}, 2 actors {two.digest[:12]}")
+    print(
+        f"\npseudo-labels: {table1.num_rows} rows, {pq.ParquetFile(store / two.path).num_row_groups} shards; "
+        f"digest 1 actor {one.digest[:12]}, 2 actors {two.digest[:12]}"
+    )
     assert table1.num_rows > 64 and table2.equals(table1)
     assert two.digest == one.digest
     assert table2.schema.field("probs").type.list_size == 10

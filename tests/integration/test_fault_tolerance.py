@@ -34,7 +34,8 @@ from orchestrator.engine.distributed import train_run_name, train_storage_path
 from orchestrator.engine.executors import RayExecutor
 from orchestrator.engine.records import NullTracker
 from orchestrator.engine.runner import Runner, RunStatus, StageState
-from pipelines import crest, stages
+from pipelines.builders import crest
+from pipelines.stages import train as train_stage
 from tests.integration.cluster import processes_of_group, stop_processes
 from tests.integration.relay_cli import manifests, relay
 
@@ -62,12 +63,14 @@ def train_recording_pids(ctx, inputs, params):
     folder = Path(params["pid_dir"])
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"rank{ctx.rank}-{os.getpid()}").write_text(str(ctx.attempt))
-    return stages.train_generation(ctx, inputs, params)
+    return train_stage.train_generation(ctx, inputs, params)
 
 
 def test_killed_training_worker_resumes_from_its_checkpoint(tmp_path):
-    data = apply_overrides(load_yaml(SMOKE), ["resources.train.workers=2", "train.steps=300",
-                                              "train.checkpoint_every=20", "train.report_every=20"])
+    data = apply_overrides(
+        load_yaml(SMOKE),
+        ["resources.train.workers=2", "train.steps=300", "train.checkpoint_every=20", "train.report_every=20"],
+    )
     config = validate_config(crest.CrestConfig, data)
     pids = tmp_path / "pids"
     built = crest.build(config)
@@ -80,14 +83,18 @@ def test_killed_training_worker_resumes_from_its_checkpoint(tmp_path):
 
     def drive() -> None:
         try:
-            outcome["summary"] = Runner(store, executor, NullTracker(), "v1", seed=0, runs_dir=tmp_path / "runs").run(pipeline, "kill-worker")
+            outcome["summary"] = Runner(store, executor, NullTracker(), "v1", seed=0, runs_dir=tmp_path / "runs").run(
+                pipeline, "kill-worker"
+            )
         except BaseException as exc:  # handed to the test thread
             outcome["error"] = exc
 
     driver = threading.Thread(target=drive)
     try:
         driver.start()
-        fingerprint = wait_for(lambda: _ledger_fingerprint(tmp_path / "runs" / "kill-worker", "g00/train"), 300, "g00/train to start")
+        fingerprint = wait_for(
+            lambda: _ledger_fingerprint(tmp_path / "runs" / "kill-worker", "g00/train"), 300, "g00/train to start"
+        )
         checkpoints = Path(train_storage_path(store.uri)) / train_run_name(fingerprint, "g00/train")
         wait_for(lambda: _registered_checkpoint(checkpoints), 400, "Ray Train to register a checkpoint")
         victim = int(wait_for(lambda: sorted(pids.glob("rank0-*")), 30, "rank 0's pid")[0].name.split("-")[1])
@@ -101,14 +108,18 @@ def test_killed_training_worker_resumes_from_its_checkpoint(tmp_path):
     summary = outcome["summary"]
     metrics = summary.manifests["g00/train"].metrics
     rank0_pids = {p.name for p in pids.glob("rank0-*")}
-    print(f"\nkilled rank 0 (pid {victim}); restarted workers {sorted(rank0_pids)}; resumed at step "
-          f"{metrics['resumed_from_step']:.0f} of {config.train.steps}; finished {time.monotonic() - started:.0f} s after the kill")
+    print(
+        f"\nkilled rank 0 (pid {victim}); restarted workers {sorted(rank0_pids)}; resumed at step "
+        f"{metrics['resumed_from_step']:.0f} of {config.train.steps}; finished {time.monotonic() - started:.0f} s after the kill"
+    )
     assert len(rank0_pids) >= 2, "Ray Train started a new worker group"
     assert metrics["resumed_from_step"] >= config.train.checkpoint_every, "resumed from a checkpoint, not from step 0"
     assert metrics["steps"] == config.train.steps
     assert summary.status is RunStatus.FINISHED
     assert summary.stages["g01/evaluate"].state is StageState.SUCCEEDED
-    assert {n for n in summary.stages if n.endswith("/evaluate")} == {f"g{k:02d}/evaluate" for k in range(config.crest.generations)}
+    assert {n for n in summary.stages if n.endswith("/evaluate")} == {
+        f"g{k:02d}/evaluate" for k in range(config.crest.generations)
+    }
 
 
 def _registered_checkpoint(run_dir: Path) -> bool:
@@ -134,8 +145,17 @@ def _ledger_fingerprint(run_dir: Path, stage: str) -> str | None:
 def test_killed_driver_then_resume_redoes_only_the_interrupted_stage(tmp_path):
     workspace = tmp_path / "ws"
     env = {**os.environ, "RELAY_WORKSPACE": str(workspace), "PYTHONUNBUFFERED": "1"}
-    command = [sys.executable, "-m", "orchestrator.cli", "run", str(SMOKE), "train.steps=300", "train.checkpoint_every=20",
-               "--run-id", "killed"]
+    command = [
+        sys.executable,
+        "-m",
+        "orchestrator.cli",
+        "run",
+        str(SMOKE),
+        "train.steps=300",
+        "train.checkpoint_every=20",
+        "--run-id",
+        "killed",
+    ]
     log = (tmp_path / "driver.log").open("w")
     ours: set[int] = set()  # the driver's Ray instance, taken before the kill breaks the process tree
     driver = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -158,15 +178,19 @@ def test_killed_driver_then_resume_redoes_only_the_interrupted_stage(tmp_path):
     assert "run g01/train (attempt 1" in resumed.stderr
     assert not any(f"run {stage} (" in resumed.stderr for stage in done_before)
     metrics = manifests(workspace)["g01/train"]["metrics"]
-    print(f"\ndriver killed during g01/train; resume: {len(done_before)} cache hits, g01/train resumed at step "
-          f"{metrics['resumed_from_step']:.0f}")
+    print(
+        f"\ndriver killed during g01/train; resume: {len(done_before)} cache hits, g01/train resumed at step "
+        f"{metrics['resumed_from_step']:.0f}"
+    )
     assert metrics["resumed_from_step"] >= 20, "the interrupted stage resumed from its scratch checkpoint"
     assert json.loads((workspace / "runs" / "killed" / "ledger.json").read_text())["status"] == "FINISHED"
 
 
 def test_truncated_output_is_detected_and_recomputed(tmp_path):
     workspace = tmp_path / "ws"
-    first = relay("run", str(SMOKE), "train.steps=20", "--run-id", "torn", "--stop-after", "g00/rebalance", workspace=workspace)
+    first = relay(
+        "run", str(SMOKE), "train.steps=20", "--run-id", "torn", "--stop-after", "g00/rebalance", workspace=workspace
+    )
     assert first.returncode == 0, first.stderr[-4000:]
     manifest = manifests(workspace)["g00/pseudo_label"]
     ref = manifest["outputs"]["g00/pseudo_labels"]
@@ -179,8 +203,12 @@ def test_truncated_output_is_detected_and_recomputed(tmp_path):
     assert "run g00/pseudo_label (attempt 1" in resumed.stderr
     assert "skip g00/train: cache hit" in resumed.stderr
     assert path.stat().st_size == ref["size"]
-    assert ArtifactStore(str(workspace / "artifacts")).verify(
-        ArtifactStore(str(workspace / "artifacts")).read_manifest(manifest["fingerprint"])) == []
+    assert (
+        ArtifactStore(str(workspace / "artifacts")).verify(
+            ArtifactStore(str(workspace / "artifacts")).read_manifest(manifest["fingerprint"])
+        )
+        == []
+    )
     assert pq.read_table(path).num_rows > 0
     assert "g01/evaluate" in manifests(workspace)
     print(f"\ntruncated {ref['path']} to {ref['size'] // 2} of {ref['size']} bytes; recomputed and the run finished")

@@ -36,7 +36,9 @@ def test_submit_logs_stop_list_on_a_real_cluster(as_user, tmp_path):
     assert jobs.server_auth_mode(address) == "token"
     working_dir = small_working_dir(tmp_path)
 
-    hello = jobs.submit_entrypoint(address, "python -c \"print('hello relay')\"", working_dir, submission_id="relay-hello")
+    hello = jobs.submit_entrypoint(
+        address, "python -c \"print('hello relay')\"", working_dir, submission_id="relay-hello"
+    )
     assert hello == "relay-hello"
     assert os.environ["RAY_AUTH_MODE"] == "token", "the token file switched the client to token mode"
     assert jobs.wait_for_job(address, hello, timeout_s=180) == "SUCCEEDED"

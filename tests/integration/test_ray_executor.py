@@ -38,8 +38,9 @@ def fit(ctx, inputs, params):
     column = torch.tensor(inputs["table"]["v"].to_numpy())
     noise = torch.rand(3)  # global RNG: seeded per stage by the runner, identical on any executor
     ctx.report(1, {"mean": float(column.mean())})
-    return StageResult(outputs={"model": {"w": column[:3] + noise, "rows": len(column)}},
-                       metrics={"mean": float(column.mean())})
+    return StageResult(
+        outputs={"model": {"w": column[:3] + noise, "rows": len(column)}}, metrics={"mean": float(column.mean())}
+    )
 
 
 def crash_once(ctx, inputs, params):
@@ -60,13 +61,15 @@ def ray_executor():
 
 
 def runner(tmp_path, executor, name):
-    return Runner(ArtifactStore(str(tmp_path / name)), executor, NullTracker(), "v1", seed=3,
-                  runs_dir=tmp_path / f"runs-{name}")
+    return Runner(
+        ArtifactStore(str(tmp_path / name)), executor, NullTracker(), "v1", seed=3, runs_dir=tmp_path / f"runs-{name}"
+    )
 
 
 def test_independent_stages_run_concurrently(ray_executor, tmp_path):
-    stages = [Stage(n, sleeper, (), (n,), params={"seconds": SLEEP_S}, resources=Resources(num_cpus=1))
-              for n in ("a", "b")]
+    stages = [
+        Stage(n, sleeper, (), (n,), params={"seconds": SLEEP_S}, resources=Resources(num_cpus=1)) for n in ("a", "b")
+    ]
     summary = runner(tmp_path, ray_executor, "sleep").run(Pipeline("sleep", stages), "run-1")
     a, b = (summary.manifests[n].metrics for n in ("a", "b"))
     overlap = min(a["end"], b["end"]) - max(a["start"], b["start"])
@@ -76,10 +79,13 @@ def test_independent_stages_run_concurrently(ray_executor, tmp_path):
 
 
 def test_ray_and_local_produce_the_same_artifacts(ray_executor, tmp_path):
-    pipeline = Pipeline("same", [
-        Stage("make", make_table, (), ("table",), params={"rows": 64}),
-        Stage("fit", fit, ("table",), ("model",), resources=Resources(num_cpus=1)),
-    ])
+    pipeline = Pipeline(
+        "same",
+        [
+            Stage("make", make_table, (), ("table",), params={"rows": 64}),
+            Stage("fit", fit, ("table",), ("model",), resources=Resources(num_cpus=1)),
+        ],
+    )
     local = runner(tmp_path, LocalExecutor(), "local").run(pipeline, "run-1")
     remote = runner(tmp_path, ray_executor, "ray").run(pipeline, "run-1")
     for name in ("make", "fit"):

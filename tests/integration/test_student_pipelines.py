@@ -36,12 +36,21 @@ def run_pipeline(tmp_path_factory: pytest.TempPathFactory, config: str, run_id: 
 
 @pytest.fixture(scope="module")
 def ke_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return run_pipeline(tmp_path_factory, "ke_digits.yaml", "ke-1", "ke.generations=3", "train.steps=40", "train.warmup_steps=4")
+    return run_pipeline(
+        tmp_path_factory, "ke_digits.yaml", "ke-1", "ke.generations=3", "train.steps=40", "train.warmup_steps=4"
+    )
 
 
 @pytest.fixture(scope="module")
 def noisy_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return run_pipeline(tmp_path_factory, "noisy_student_digits.yaml", "ns-1", "noisy.iterations=2", "train.steps=40", "train.warmup_steps=4")
+    return run_pipeline(
+        tmp_path_factory,
+        "noisy_student_digits.yaml",
+        "ns-1",
+        "noisy.iterations=2",
+        "train.steps=40",
+        "train.warmup_steps=4",
+    )
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +84,9 @@ def test_ke_masks_are_one_artifact_reused_by_every_generation(ke_run: Path) -> N
 
 def test_noisy_student_teacher_then_two_students(noisy_run: Path) -> None:
     by_name = runs_by_name(noisy_run, "ns-1")
-    assert {"gen-00", "gen-01", "gen-02", "g00/pseudo_label", "g00/filter", "g01/filter", "g02/evaluate"} <= set(by_name)
+    assert {"gen-00", "gen-01", "gen-02", "g00/pseudo_label", "g00/filter", "g01/filter", "g02/evaluate"} <= set(
+        by_name
+    )
     assert "g02/pseudo_label" not in by_name, "the last student only trains and evaluates"
     for k in range(3):
         assert 0.0 <= metric(by_name[f"gen-{k:02d}"], "balanced_accuracy") <= 1.0
@@ -94,4 +105,12 @@ def test_distill_evaluates_teacher_student_and_the_no_teacher_baseline(distill_r
     assert metric(teacher, "dense_params") > 10 * metric(student, "dense_params")
     assert 0.0 <= metric(student, "balanced_accuracy") <= 1.0
     assert 0.0 <= metric(student, "baseline_balanced_accuracy") <= 1.0
-    assert set(manifests(distill_run)) == {"data/split", "g00/train", "g00/evaluate", "g01/train", "g01/evaluate", "baseline/train", "baseline/evaluate"}
+    assert set(manifests(distill_run)) == {
+        "data/split",
+        "g00/train",
+        "g00/evaluate",
+        "g01/train",
+        "g01/evaluate",
+        "baseline/train",
+        "baseline/evaluate",
+    }

@@ -60,8 +60,16 @@ def test_submit_smoke_logs_mlflow_and_stop(as_user, tmp_path):
     key = next(k for k in parent.data.metrics if k.endswith("balanced_accuracy"))  # per-generation, on the parent
     assert sorted(m.step for m in client.get_metric_history(parent.info.run_id, key)) == [0, 1]
 
-    long = relay("submit", SMOKE, "train.steps=20000", "--address", address, "--submission-id", "relay-long",
-                 workspace=tmp_path / "ws-long")
+    long = relay(
+        "submit",
+        SMOKE,
+        "train.steps=20000",
+        "--address",
+        address,
+        "--submission-id",
+        "relay-long",
+        workspace=tmp_path / "ws-long",
+    )
     assert long.returncode == 0, long.stderr[-3000:]
     assert wait_status(address, "relay-long", {"RUNNING"}, workspace, timeout_s=300) == "RUNNING"
     stopped = relay("stop", "relay-long", "--address", address, workspace=workspace)

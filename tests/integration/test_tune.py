@@ -31,15 +31,29 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 ROOT = Path(__file__).resolve().parents[2]
 SMOKE = ROOT / "pipelines" / "configs" / "smoke.yaml"
 SWEEP = "tiny-sweep"
-OVERRIDES = ["train.steps=15", "train.ema_decay=0.5", "train.report_every=15", "crest.generations=3",
-             "tracking.log_models=false", "tracking.system_metrics=false"]
+OVERRIDES = [
+    "train.steps=15",
+    "train.ema_decay=0.5",
+    "train.report_every=15",
+    "crest.generations=3",
+    "tracking.log_models=false",
+    "tracking.system_metrics=false",
+]
 LRS = [0.05, 1e-6, 2e-6, 3e-6]
 
 
 def tune_config(tmp: Path, name: str = SWEEP, scheduler: str = "asha", lrs: list[float] = LRS) -> Path:
     data = load_yaml(SMOKE)
-    data["tune"] = {"name": name, "metric": "evaluate/balanced_accuracy", "mode": "max", "num_samples": 1,
-                    "scheduler": scheduler, "grace_period": 1, "reduction_factor": 2, "space": {"train.lr": {"grid": lrs}}}
+    data["tune"] = {
+        "name": name,
+        "metric": "evaluate/balanced_accuracy",
+        "mode": "max",
+        "num_samples": 1,
+        "scheduler": scheduler,
+        "grace_period": 1,
+        "reduction_factor": 2,
+        "space": {"train.lr": {"grid": lrs}},
+    }
     data["tune"]["seed"] = seed_running_first(TuneSettings(**data["tune"]), lrs[0])
     path = tmp / f"{name}.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
@@ -74,8 +88,14 @@ def interrupt_during_third_trial(config: Path, workspace: Path, log: Path) -> in
     compares only the trials it runs itself.
     """
     with log.open("w") as out:
-        process = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "tune", str(config), *OVERRIDES],
-                                   cwd=ROOT, env=env(workspace), stdout=out, stderr=subprocess.STDOUT, text=True)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "orchestrator.cli", "tune", str(config), *OVERRIDES],
+            cwd=ROOT,
+            env=env(workspace),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         deadline = time.monotonic() + 420
         while len(trial_runs(workspace)) < 3 and process.poll() is None and time.monotonic() < deadline:
             time.sleep(0.5)
@@ -92,11 +112,21 @@ def sweep(tmp_path_factory: pytest.TempPathFactory) -> dict:
     first_log = (tmp / "first.log").read_text()
     done_before = set(trial_runs(workspace)[:2])
     ledgers = {run_id: (workspace / "runs" / run_id / "ledger.json").stat().st_mtime_ns for run_id in done_before}
-    stage_runs = {run_id: len(mlflow_runs(workspace, f"tags.`relay.pipeline_run` = '{run_id}'")) for run_id in done_before}
+    stage_runs = {
+        run_id: len(mlflow_runs(workspace, f"tags.`relay.pipeline_run` = '{run_id}'")) for run_id in done_before
+    }
     resumed = relay("tune", str(config), *OVERRIDES, "--resume", workspace=workspace)
-    return {"workspace": workspace, "config": config, "first_code": first_code, "first_log": first_log,
-            "done_before": done_before, "ledgers": ledgers, "stage_runs": stage_runs, "resumed": resumed,
-            "output": workspace / "tune" / SWEEP}
+    return {
+        "workspace": workspace,
+        "config": config,
+        "first_code": first_code,
+        "first_log": first_log,
+        "done_before": done_before,
+        "ledgers": ledgers,
+        "stage_runs": stage_runs,
+        "resumed": resumed,
+        "output": workspace / "tune" / SWEEP,
+    }
 
 
 def test_interrupted_sweep_resumes_without_rerunning_finished_trials(sweep) -> None:
@@ -142,7 +172,9 @@ def test_mlflow_tree_sweep_trials_generations(sweep) -> None:
         assert trial.info.run_name == f"{SWEEP}-{tags['relay.tune.trial_id']}"
         assert float(tags["tune.train.lr"]) in LRS
         assert trial.info.status in ("FINISHED", "KILLED")
-        gens = mlflow_runs(workspace, f"tags.`relay.pipeline_run` = '{trial.info.run_name}' and tags.`relay.kind` = 'generation'")
+        gens = mlflow_runs(
+            workspace, f"tags.`relay.pipeline_run` = '{trial.info.run_name}' and tags.`relay.kind` = 'generation'"
+        )
         assert len(gens) == int(tags["relay.tune.generations"])
         assert all(g.data.tags["mlflow.parentRunId"] == trial.info.run_id and g.info.status == "FINISHED" for g in gens)
 
@@ -194,4 +226,5 @@ def test_sha_runs_generation_1_only_after_every_trial_ran_generation_0(sha_sweep
     assert ends_of_g0 and starts_of_g1 and all(ends_of_g0)
     assert min(starts_of_g1) >= max(ends_of_g0)
     assert len(ends_of_g0) == 4 and {s.data.tags["relay.pipeline_run"] for s in stages} == {
-        f"{SHA_SWEEP}-{r['trial_id']}" for r in sha_sweep["records"]}
+        f"{SHA_SWEEP}-{r['trial_id']}" for r in sha_sweep["records"]
+    }

@@ -74,7 +74,7 @@ def test_ray_up_config_matches_rays_schema(name):
     spec = importlib.util.find_spec("ray")
     if spec is None or not spec.submodule_search_locations:
         pytest.skip("ray is not installed")
-    schema_path = Path(list(spec.submodule_search_locations)[0]) / "autoscaler" / "ray-schema.json"
+    schema_path = Path(next(iter(spec.submodule_search_locations))) / "autoscaler" / "ray-schema.json"
     jsonschema.validate(load_docs(name)[0], json.loads(schema_path.read_text()))
 
 

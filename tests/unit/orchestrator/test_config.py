@@ -34,7 +34,7 @@ class Toy(StrictModel):
     name: str
     train: Train
     crest: Crest = Crest()
-    tags: list[int] = []
+    tags: list[int] = []  # noqa: RUF012 (pydantic copies field defaults)
 
 
 # --- load_yaml ------------------------------------------------------------------------
@@ -139,8 +139,10 @@ def test_validate_collects_every_problem_with_dotted_keys():
 def test_validate_reports_missing_keys():
     with pytest.raises(ConfigError) as info:
         validate_config(Toy, {"train": {}}, "t")
-    assert sorted(info.value.problems) == ["name: required key is missing; add it",
-                                           "train.steps: required key is missing; add it"]
+    assert sorted(info.value.problems) == [
+        "name: required key is missing; add it",
+        "train.steps: required key is missing; add it",
+    ]
 
 
 def test_validate_rejects_non_mapping():

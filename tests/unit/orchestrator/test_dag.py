@@ -15,12 +15,15 @@ def stage(name, inputs=(), outputs=(), **kw):
 
 
 def diamond():
-    return Pipeline("diamond", [
-        stage("split", outputs=["data"]),
-        stage("left", ["data"], ["l"]),
-        stage("right", ["data"], ["r"]),
-        stage("join", ["l", "r"], ["model"]),
-    ])
+    return Pipeline(
+        "diamond",
+        [
+            stage("split", outputs=["data"]),
+            stage("left", ["data"], ["l"]),
+            stage("right", ["data"], ["r"]),
+            stage("join", ["l", "r"], ["model"]),
+        ],
+    )
 
 
 def test_layers_are_topological_and_in_declaration_order():
@@ -52,11 +55,14 @@ def test_producer_and_stage_lookup():
 
 def test_every_structural_problem_is_reported_at_once():
     with pytest.raises(PipelineError) as info:
-        Pipeline("bad", [
-            stage("a", outputs=["x"]),
-            stage("a", outputs=["y"]),
-            stage("b", ["ghost"], ["x"]),
-        ])
+        Pipeline(
+            "bad",
+            [
+                stage("a", outputs=["x"]),
+                stage("a", outputs=["y"]),
+                stage("b", ["ghost"], ["x"]),
+            ],
+        )
     problems = info.value.problems
     assert len(problems) == 3, problems
     assert "stage name 'a' is used 2 times" in problems[0]
@@ -67,8 +73,15 @@ def test_every_structural_problem_is_reported_at_once():
 
 def test_cycle_names_its_members():
     with pytest.raises(PipelineError) as info:
-        Pipeline("loop", [stage("start", outputs=["s"]), stage("a", ["s", "c"], ["a"]),
-                          stage("b", ["a"], ["b"]), stage("c", ["b"], ["c"])])
+        Pipeline(
+            "loop",
+            [
+                stage("start", outputs=["s"]),
+                stage("a", ["s", "c"], ["a"]),
+                stage("b", ["a"], ["b"]),
+                stage("c", ["b"], ["c"]),
+            ],
+        )
     (problem,) = info.value.problems
     assert problem.startswith("dependency cycle: ")
     assert set(problem.split(": ")[1].split(";")[0].split(" -> ")) == {"a", "b", "c"}

@@ -15,9 +15,10 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -55,7 +56,7 @@ def fake_dashboard() -> Iterator[tuple[str, dict[str, Any]]]:
     routes: dict[str, Any] = {}
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        def do_GET(self) -> None:
             body = routes.get(self.path.split("?")[0])
             payload = json.dumps(body).encode() if body is not None else b"not found"
             self.send_response(200 if body is not None else 404)
@@ -255,7 +256,9 @@ def test_missing_working_dir_is_refused_before_contacting_the_cluster(clean_env,
 
 
 def test_unknown_job_and_duplicate_id_messages():
-    missing = jobs._request_error("http://h:8265", "abc", "Request failed with status code 404: Job abc does not exist.")
+    missing = jobs._request_error(
+        "http://h:8265", "abc", "Request failed with status code 404: Job abc does not exist."
+    )
     assert isinstance(missing, jobs.JobNotFoundError) and "relay jobs" in str(missing)
     duplicate = jobs._request_error("http://h:8265", "abc", "ValueError: Job with submission_id abc already exists.")
     assert "already has a job" in str(duplicate)

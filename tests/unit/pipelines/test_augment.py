@@ -113,8 +113,20 @@ def test_strong_rejects_bad_knobs() -> None:
 def test_fixmatch_pool_has_the_14_ops() -> None:
     names = [name for name, _ in augment.FIXMATCH_OPS]
     assert names == [
-        "Identity", "AutoContrast", "Equalize", "Rotate", "Solarize", "Color", "Posterize",
-        "Contrast", "Brightness", "Sharpness", "ShearX", "ShearY", "TranslateX", "TranslateY",
+        "Identity",
+        "AutoContrast",
+        "Equalize",
+        "Rotate",
+        "Solarize",
+        "Color",
+        "Posterize",
+        "Contrast",
+        "Brightness",
+        "Sharpness",
+        "ShearX",
+        "ShearY",
+        "TranslateX",
+        "TranslateY",
     ]
 
 

@@ -52,7 +52,13 @@ def _balanced_labels(num_classes: int, per_class: int, seed: int = 0) -> np.ndar
 
 
 def _split(labels: np.ndarray, seed: int = 0, **overrides) -> dict[str, np.ndarray]:
-    kwargs = dict(num_classes=4, head_count=40, imbalance_ratio=8, labeled_fraction=0.25, holdout_per_class=5)
+    kwargs = {
+        "num_classes": 4,
+        "head_count": 40,
+        "imbalance_ratio": 8,
+        "labeled_fraction": 0.25,
+        "holdout_per_class": 5,
+    }
     kwargs.update(overrides)
     return long_tailed_split(labels, rng=np.random.default_rng(seed), **kwargs)
 
@@ -130,8 +136,8 @@ def test_synthetic_is_deterministic_and_separable() -> None:
 
 
 def test_requires_root_matches_registry() -> None:
-    assert DATASET_REQUIRES_ROOT == {"cifar10", "cifar100", "imagefolder"}
-    assert DATASET_REQUIRES_ROOT <= set(DATASETS)
+    assert {"cifar10", "cifar100", "imagefolder"} == DATASET_REQUIRES_ROOT
+    assert set(DATASETS) >= DATASET_REQUIRES_ROOT
 
 
 def test_unknown_dataset_lists_valid_names() -> None:

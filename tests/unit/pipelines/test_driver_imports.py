@@ -26,11 +26,12 @@ def loaded():
     return sorted({{name.split(".")[0] for name in sys.modules}} & set(HEAVY))
 
 from orchestrator.config import apply_overrides, load_yaml, validate_config
-from pipelines.registry import get_pipeline
+from orchestrator.registry import get_pipeline
+from pipelines.registry import PIPELINES
 
 for path in CONFIGS:  # the pipelines package alone: validate, preflight, build
     data = apply_overrides(load_yaml(path), [])
-    spec = get_pipeline(data["pipeline"], source=path)
+    spec = get_pipeline(data["pipeline"], PIPELINES, source=path)
     config = validate_config(spec.config_model, data, source=path)
     assert spec.preflight(config) == [], path
     spec.build(config)
@@ -56,5 +57,7 @@ def test_every_pipeline_validates_and_builds_without_torch() -> None:
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     loaded = json.loads(done.stdout.strip().splitlines()[-1])
-    assert loaded["pipelines"] == [], f"validating/building imports {loaded['pipelines']}; import them inside the stage bodies"
+    assert loaded["pipelines"] == [], (
+        f"validating/building imports {loaded['pipelines']}; import them inside the stage bodies"
+    )
     assert loaded["cli"] == [], f"`relay validate` imports {loaded['cli']}; import them where checkpoints are read"

@@ -1,4 +1,4 @@
-"""Unit tests for pipelines.knowledge_evolution (ALGORITHMS.md section 4)."""
+"""Unit tests for pipelines.knowledge_evolution (docs/ALGORITHMS.md, Knowledge Evolution)."""
 
 from __future__ import annotations
 
@@ -82,8 +82,7 @@ def _snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
 
 def test_mask_keys_cover_convs_and_linears_but_not_bn_or_classifier_bias():
     masks = make_split_masks(_tiny(), 0.5, "kels", _gen())
-    assert set(masks) == {"conv1.weight", "conv2.weight", "conv2.bias",
-                          "hidden.weight", "hidden.bias", "fc.weight"}
+    assert set(masks) == {"conv1.weight", "conv2.weight", "conv2.bias", "hidden.weight", "hidden.bias", "fc.weight"}
 
     model = _resnet()
     masks = make_split_masks(model, 0.5, "kels", _gen())
@@ -213,8 +212,7 @@ def test_masks_survive_a_weights_only_round_trip(mode):
 
 
 def test_masks_from_state_rejects_corrupt_entries():
-    state = {"a.weight": torch.tensor([0, 2], dtype=torch.uint8),
-             "b.weight": torch.tensor([0.0, 1.0])}
+    state = {"a.weight": torch.tensor([0, 2], dtype=torch.uint8), "b.weight": torch.tensor([0.0, 1.0])}
     with pytest.raises(ValueError) as info:
         masks_from_state(state)
     message = str(info.value)
@@ -266,9 +264,14 @@ def test_reinit_draws_pytorch_default_kaiming_uniform():
     nn.init.kaiming_uniform_(reference, a=math.sqrt(5), generator=_gen(11))
     reset = ~masks["conv1.weight"]
     assert torch.equal(model.conv1.weight.detach()[reset], reference[reset])
-    bounds = {"conv1.weight": 1 / 3, "conv2.weight": 1 / math.sqrt(63),
-              "conv2.bias": 1 / math.sqrt(63), "hidden.weight": 1 / math.sqrt(13),
-              "hidden.bias": 1 / math.sqrt(13), "fc.weight": 1 / 3}
+    bounds = {
+        "conv1.weight": 1 / 3,
+        "conv2.weight": 1 / math.sqrt(63),
+        "conv2.bias": 1 / math.sqrt(63),
+        "hidden.weight": 1 / math.sqrt(13),
+        "hidden.bias": 1 / math.sqrt(13),
+        "fc.weight": 1 / 3,
+    }
     params = dict(model.named_parameters())
     for name, bound in bounds.items():
         values = params[name].detach()[~masks[name]]
@@ -301,9 +304,11 @@ def _expected_slim_count(model: nn.Module, masks: dict[str, torch.Tensor]) -> in
     """Kept weights and biases from the masks, the whole classifier bias, and two
     BN parameters per kept channel of the conv each BN follows (BN i reads conv i)."""
     count = sum(int(m.sum()) for m in masks.values())
-    count += sum(p.numel() for n, p in model.named_parameters()
-                 if n.endswith("bias") and n not in masks and "bn" not in n
-                 and "downsample.1" not in n)
+    count += sum(
+        p.numel()
+        for n, p in model.named_parameters()
+        if n.endswith("bias") and n not in masks and "bn" not in n and "downsample.1" not in n
+    )
     convs = [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
     norms = [n for n, m in model.named_modules() if isinstance(m, nn.BatchNorm2d)]
     assert len(convs) == len(norms)

@@ -170,7 +170,10 @@ def test_the_torch_free_model_table_matches_the_registry() -> None:
     """pipelines.model_names lets the config check run without torch; it must agree with MODELS."""
     from pipelines import model_names
 
-    assert model_names.MODEL_NAMES == tuple(MODELS)
+    assert tuple(MODELS) == model_names.MODEL_NAMES
     assert set(model_names.RESIDUAL_MODELS) <= set(MODELS)
-    counted = {name: parameter_count(create_model(name, model_names.PROBE_CLASSES, model_names.PROBE_CHANNELS)) for name in MODELS}
-    assert model_names.PROBE_PARAMETERS == counted
+    counted = {
+        name: parameter_count(create_model(name, model_names.PROBE_CLASSES, model_names.PROBE_CHANNELS))
+        for name in MODELS
+    }
+    assert counted == model_names.PROBE_PARAMETERS

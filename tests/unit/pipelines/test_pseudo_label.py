@@ -73,8 +73,8 @@ def test_probs_view_is_zero_copy():
 @pytest.mark.parametrize("streamed", [False, True])
 def test_a_table_loaded_from_the_artifact_store_is_the_contract_with_a_zero_copy_view(tmp_path, streamed):
     """Streamed in batches of 3, the file has several row groups; the loaded probs are still one buffer."""
-    from orchestrator.engine.artifacts import ArtifactStore
     from orchestrator.dag import StageResult
+    from orchestrator.engine.artifacts import ArtifactStore
 
     table = _table()
     output = pa.RecordBatchReader.from_batches(table.schema, table.to_batches(max_chunksize=3)) if streamed else table

@@ -95,8 +95,9 @@ def test_select_crest_validates_inputs():
 def test_filter_and_balance_counts():
     pred = np.array([0, 0, 0, 0, 0, 1, 2, 2, 3])
     confidence = np.array([0.9, 0.8, 0.7, 0.6, 0.2, 0.5, 0.4, 0.35, 0.1])
-    rows = filter_and_balance(pred, confidence, num_classes=5, min_confidence=0.3, per_class=3,
-                              rng=np.random.default_rng(0))
+    rows = filter_and_balance(
+        pred, confidence, num_classes=5, min_confidence=0.3, per_class=3, rng=np.random.default_rng(0)
+    )
     assert np.bincount(pred[rows], minlength=5).tolist() == [3, 3, 3, 0, 0]  # class 3 filtered, class 4 empty
     assert sorted(rows[pred[rows] == 0].tolist()) == [0, 1, 2]  # top 3 by confidence
     assert rows[pred[rows] == 1].tolist() == [5, 5, 5]  # one sample duplicated to K

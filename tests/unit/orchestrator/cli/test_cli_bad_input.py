@@ -31,7 +31,9 @@ def run_cli(tmp_path: Path, config: Path, *overrides: str, command: str = "run")
         (["model.name=resnet9000"], "model.name"),
     ],
 )
-def test_bad_values_exit_2_name_the_key_and_write_nothing(tmp_path: Path, capsys: pytest.CaptureFixture, overrides: list[str], key: str) -> None:
+def test_bad_values_exit_2_name_the_key_and_write_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture, overrides: list[str], key: str
+) -> None:
     assert run_cli(tmp_path, SMOKE, *overrides) == 2
     message = capsys.readouterr().err
     assert key in message

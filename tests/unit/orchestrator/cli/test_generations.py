@@ -11,7 +11,9 @@ from orchestrator.engine.records import StageRecord
 from orchestrator.registry import PipelineSpec
 from orchestrator.tracking.mlflow_tracker import MlflowTracker
 
-TOY = PipelineSpec(name="toy", config_model=dict, build=lambda config: None, summary={"toy accuracy": "evaluate/accuracy"})
+TOY = PipelineSpec(
+    name="toy", config_model=dict, build=lambda config: None, summary={"toy accuracy": "evaluate/accuracy"}
+)
 
 
 @pytest.fixture
@@ -19,8 +21,16 @@ def workspace(tmp_path: Path) -> Path:
     """A workspace whose MLflow store holds one pipeline run with one generation."""
     tracker = MlflowTracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "relay", system_metrics=False)
     tracker.start_pipeline("run-g", "toy", {}, resume=False)
-    tracker.stage_finished(StageRecord(stage="g00/evaluate", generation=0, fingerprint="f", cache_hit=False,
-                                       status="FINISHED", metrics={"accuracy": 0.75, "loss": 0.5}))
+    tracker.stage_finished(
+        StageRecord(
+            stage="g00/evaluate",
+            generation=0,
+            fingerprint="f",
+            cache_hit=False,
+            status="FINISHED",
+            metrics={"accuracy": 0.75, "loss": 0.5},
+        )
+    )
     tracker.end_pipeline("FINISHED")
     return tmp_path
 

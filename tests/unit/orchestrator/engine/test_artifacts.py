@@ -11,11 +11,13 @@ from orchestrator.dag import StageResult
 from orchestrator.engine.artifacts import ArtifactStore, sanitize
 from orchestrator.errors import ArtifactError
 
-SCHEMA = pa.schema([
-    pa.field("sample_id", pa.int64(), nullable=False),
-    pa.field("probs", pa.list_(pa.float32(), 3), nullable=False),
-    pa.field("model", pa.string(), nullable=False),
-])
+SCHEMA = pa.schema(
+    [
+        pa.field("sample_id", pa.int64(), nullable=False),
+        pa.field("probs", pa.list_(pa.float32(), 3), nullable=False),
+        pa.field("model", pa.string(), nullable=False),
+    ]
+)
 
 
 def table():
@@ -28,8 +30,11 @@ def checkpoint():
 
 
 def result(**outputs):
-    return StageResult(outputs=outputs or {"g00/picks": table(), "model": checkpoint()}, metrics={"acc": 0.5},
-                       files={"confusion.png": b"\x89PNG fake"})
+    return StageResult(
+        outputs=outputs or {"g00/picks": table(), "model": checkpoint()},
+        metrics={"acc": 0.5},
+        files={"confusion.png": b"\x89PNG fake"},
+    )
 
 
 @pytest.fixture(params=["path", "uri"])
@@ -181,8 +186,7 @@ def test_a_record_batch_reader_is_streamed_with_a_digest_of_the_stored_bytes(tmp
     metrics: dict[str, float] = {}
 
     def counted():
-        for batch in batches:
-            yield batch
+        yield from batches
         metrics["rows"] = 50.0  # filled while the output is written: the manifest still sees it
 
     store = ArtifactStore(str(tmp_path))
@@ -231,23 +235,29 @@ def test_store_checkpointer_round_trip_and_clear(tmp_path):
 def contract_schema(classes):
     """The pseudo-label contract's shape (docs/ARCHITECTURE.md), rebuilt here: orchestrator tests do not import pipelines."""
     element = pa.field("element", pa.float32(), nullable=False)
-    return pa.schema([
-        pa.field("sample_id", pa.int64(), nullable=False),
-        pa.field("pred_class", pa.int32(), nullable=False),
-        pa.field("confidence", pa.float32(), nullable=False),
-        pa.field("probs", pa.list_(element, classes), nullable=False),
-        pa.field("generation", pa.int32(), nullable=False),
-        pa.field("model", pa.string(), nullable=False),
-    ])
+    return pa.schema(
+        [
+            pa.field("sample_id", pa.int64(), nullable=False),
+            pa.field("pred_class", pa.int32(), nullable=False),
+            pa.field("confidence", pa.float32(), nullable=False),
+            pa.field("probs", pa.list_(element, classes), nullable=False),
+            pa.field("generation", pa.int32(), nullable=False),
+            pa.field("model", pa.string(), nullable=False),
+        ]
+    )
 
 
 def contract_table(rows, classes, seed=0):
     probs = np.random.default_rng(seed).random((rows, classes), dtype=np.float32)
     schema = contract_schema(classes)
-    columns = [pa.array(np.arange(rows, dtype=np.int64) * 3), pa.array(probs.argmax(1).astype(np.int32) if rows else [], pa.int32()),
-               pa.array(probs.max(1) if rows else [], pa.float32()),
-               pa.FixedSizeListArray.from_arrays(pa.array(probs.reshape(-1)), type=schema.field("probs").type),
-               pa.array(np.full(rows, 4, np.int32)), pa.array(["small_cnn@g04"] * rows, pa.string())]
+    columns = [
+        pa.array(np.arange(rows, dtype=np.int64) * 3),
+        pa.array(probs.argmax(1).astype(np.int32) if rows else [], pa.int32()),
+        pa.array(probs.max(1) if rows else [], pa.float32()),
+        pa.FixedSizeListArray.from_arrays(pa.array(probs.reshape(-1)), type=schema.field("probs").type),
+        pa.array(np.full(rows, 4, np.int32)),
+        pa.array(["small_cnn@g04"] * rows, pa.string()),
+    ]
     return pa.Table.from_arrays(columns, schema=schema)
 
 
@@ -294,7 +304,11 @@ def test_probs_are_an_uncompressed_parquet_list_without_dictionary_or_statistics
     store = ArtifactStore(str(tmp_path))
     manifest = store.write_stage("fp", "s", StageResult(outputs={"pl": as_output(contract_table(20, 7), how)}))
     parquet = stored_file(tmp_path, manifest)
-    leaf = next(parquet.schema.column(i) for i in range(len(parquet.schema)) if parquet.schema.column(i).path.startswith("probs."))
+    leaf = next(
+        parquet.schema.column(i)
+        for i in range(len(parquet.schema))
+        if parquet.schema.column(i).path.startswith("probs.")
+    )
     assert leaf.physical_type == "FLOAT" and leaf.max_repetition_level == 1  # a list, not bytes
     row_group = parquet.metadata.row_group(0)
     columns = {row_group.column(i).path_in_schema: row_group.column(i) for i in range(row_group.num_columns)}
@@ -324,8 +338,9 @@ def test_a_sliced_batch_stores_its_own_rows_not_the_parent_buffer(tmp_path):
     table = contract_table(12, 7)
     batches = [batch.slice(2, 5) for batch in table.to_batches()]  # offset 2: the values buffer starts earlier
     store = ArtifactStore(str(tmp_path))
-    manifest = store.write_stage("fp", "s", StageResult(
-        outputs={"pl": pa.RecordBatchReader.from_batches(table.schema, batches)}))
+    manifest = store.write_stage(
+        "fp", "s", StageResult(outputs={"pl": pa.RecordBatchReader.from_batches(table.schema, batches)})
+    )
     assert store.load(manifest.outputs["pl"]).equals(table.slice(2, 5))
 
 
@@ -344,7 +359,9 @@ def test_nulls_in_a_non_nullable_column_are_refused_by_name_and_leave_no_file(tm
     """Parquet's writer would drop a null row of probs silently, and refuse the others as if storage failed."""
     store = ArtifactStore(str(tmp_path))
     batch = null_probs(where)
-    with pytest.raises(ArtifactError, match=f"'pl': column '{column}' is declared non-nullable but holds nulls") as info:
+    with pytest.raises(
+        ArtifactError, match=f"'pl': column '{column}' is declared non-nullable but holds nulls"
+    ) as info:
         store.write_stage("fp", "s", StageResult(outputs={"pl": pa.Table.from_batches([batch])}))
     assert info.value.retryable is False
     assert not list((tmp_path / "stages" / "fp").glob("pl.parquet*"))
@@ -354,7 +371,9 @@ def test_nulls_in_nullable_list_elements_are_stored(tmp_path):
     """The check is about declared nullability only (null list rows: pyarrow 25 cannot read them back)."""
     element = pa.field("e", pa.float32(), nullable=True)
     schema = pa.schema([pa.field("p", pa.list_(element, 2), nullable=False)])
-    probs = pa.FixedSizeListArray.from_arrays(pa.array([0.5, None, 0.0, 1.0], pa.float32()), type=schema.field("p").type)
+    probs = pa.FixedSizeListArray.from_arrays(
+        pa.array([0.5, None, 0.0, 1.0], pa.float32()), type=schema.field("p").type
+    )
     table = pa.Table.from_arrays([probs], schema=schema)
     store = ArtifactStore(str(tmp_path))
     loaded = store.load(store.write_stage("fp", "s", StageResult(outputs={"t": table})).outputs["t"])

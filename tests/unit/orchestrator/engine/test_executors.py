@@ -44,7 +44,11 @@ def test_a_stage_asking_for_workers_runs_as_one_process_locally(tmp_path, caplog
 def test_a_retry_is_the_same_task_with_the_next_attempt(tmp_path):
     first = task(tmp_path, Stage("draw", random_draw, (), ("draw",)))
     again = first.retry()
-    assert again.attempt == 2 and (again.stage, again.fingerprint, again.input_refs) == (first.stage, first.fingerprint, first.input_refs)
+    assert again.attempt == 2 and (again.stage, again.fingerprint, again.input_refs) == (
+        first.stage,
+        first.fingerprint,
+        first.input_refs,
+    )
 
 
 def test_warm_up_imports_the_stage_modules_and_the_ray_tasks_own():

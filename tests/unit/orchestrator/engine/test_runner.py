@@ -2,6 +2,7 @@
 
 import json
 import logging
+from pathlib import Path
 
 import pytest
 
@@ -19,8 +20,14 @@ def clear_calls():
 
 
 def make_runner(tmp_path, tracker=None, seed=0):
-    return Runner(ArtifactStore(str(tmp_path / "artifacts")), LocalExecutor(), tracker or RecordingTracker(),
-                  code_version="v1", seed=seed, runs_dir=tmp_path / "runs")
+    return Runner(
+        ArtifactStore(str(tmp_path / "artifacts")),
+        LocalExecutor(),
+        tracker or RecordingTracker(),
+        code_version="v1",
+        seed=seed,
+        runs_dir=tmp_path / "runs",
+    )
 
 
 def ledger(tmp_path, run_id):
@@ -57,7 +64,7 @@ def test_tracker_gets_series_files_and_fingerprints(tmp_path):
     assert train_record.generation == 0 and not train_record.cache_hit
     assert train_record.fingerprint == summary.stages["g00/train"].fingerprint
     plot = tracker.record("g00/evaluate").files["plot.png"]
-    assert open(plot, "rb").read() == b"\x89PNG"
+    assert Path(plot).read_bytes() == b"\x89PNG"
     assert tracker.started == ["data", "g00/train", "g00/evaluate"]
 
 

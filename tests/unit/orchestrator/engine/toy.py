@@ -21,7 +21,9 @@ def train(ctx, inputs, params):
     for step in (1, 2):
         ctx.report(step, {"loss": total / step})
     weight = torch.full((2,), total * params["lr"])
-    return StageResult(outputs={"model": {"w": weight, "lr": params["lr"]}}, metrics={"threads": torch.get_num_threads()})
+    return StageResult(
+        outputs={"model": {"w": weight, "lr": params["lr"]}}, metrics={"threads": torch.get_num_threads()}
+    )
 
 
 def evaluate(ctx, inputs, params):
@@ -78,10 +80,20 @@ class RecordingTracker:
 
 
 def toy(lr=0.5, scale=1.0, extra=()):
-    return Pipeline("toy", [
-        Stage("data", make_data, (), ("data",), params={"rows": 4, "scale": scale}),
-        Stage("g00/train", train, ("data",), ("model",), params={"lr": lr}, resources=Resources(num_cpus=2),
-              generation=0),
-        Stage("g00/evaluate", evaluate, ("model",), ("report",), generation=0),
-        *extra,
-    ])
+    return Pipeline(
+        "toy",
+        [
+            Stage("data", make_data, (), ("data",), params={"rows": 4, "scale": scale}),
+            Stage(
+                "g00/train",
+                train,
+                ("data",),
+                ("model",),
+                params={"lr": lr},
+                resources=Resources(num_cpus=2),
+                generation=0,
+            ),
+            Stage("g00/evaluate", evaluate, ("model",), ("report",), generation=0),
+            *extra,
+        ],
+    )

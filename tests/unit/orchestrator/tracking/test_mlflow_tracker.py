@@ -1,6 +1,7 @@
 """MlflowTracker against a real sqlite store: the run tree, metrics, files, resume, failures."""
 
 import logging
+from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
@@ -29,8 +30,15 @@ def tracker_for(store, experiment, **kw):
 
 
 def record(stage, generation, metrics=None, cache_hit=False, status="FINISHED", **kw):
-    return StageRecord(stage=stage, generation=generation, fingerprint=f"fp-{stage}", cache_hit=cache_hit,
-                       status=status, metrics=metrics or {}, **kw)
+    return StageRecord(
+        stage=stage,
+        generation=generation,
+        fingerprint=f"fp-{stage}",
+        cache_hit=cache_hit,
+        status=status,
+        metrics=metrics or {},
+        **kw,
+    )
 
 
 def runs(store, experiment, kind):
@@ -69,9 +77,13 @@ def test_run_tree_tags_metrics_and_files(store, experiment, tmp_path):
     assert parent.info.run_name == "run-a" and parent.info.status == "FINISHED"
     assert parent.data.tags["relay.pipeline_run"] == "run-a"
     assert parent.data.params["train.steps"] == "5"
-    assert [a.path for a in client.list_artifacts(parent.info.run_id)] == ["config.yaml", "generations.csv", "generations.html"]
+    assert [a.path for a in client.list_artifacts(parent.info.run_id)] == [
+        "config.yaml",
+        "generations.csv",
+        "generations.html",
+    ]
     summary = client.download_artifacts(parent.info.run_id, "generations.csv", str(tmp_path))
-    assert open(summary).read().splitlines()[0].startswith("generation,evaluate/accuracy")
+    assert Path(summary).read_text().splitlines()[0].startswith("generation,evaluate/accuracy")
     assert parent.data.tags["relay.version.mlflow"] and parent.data.tags["relay.git_commit"]
 
     gens = {r.info.run_name: r for r in runs(store, experiment, "generation")}
@@ -91,7 +103,10 @@ def test_run_tree_tags_metrics_and_files(store, experiment, tmp_path):
     assert train1.data.tags["cache_hit"] == "false"
     assert stages["g00/evaluate"].data.tags["cache_hit"] == "true"
     assert [(m.step, m.value) for m in client.get_metric_history(train1.info.run_id, "loss")] == [
-        (0, 1.0), (1, 1.0), (2, 0.5)]
+        (0, 1.0),
+        (1, 1.0),
+        (2, 0.5),
+    ]
     assert [a.path for a in client.list_artifacts(train1.info.run_id)] == ["plot.png"]
     assert [a.path for a in client.list_artifacts(gens["gen-01"].info.run_id, "train")] == ["train/plot.png"]
 
@@ -128,7 +143,9 @@ def test_resume_reuses_parent_and_generation_runs(store, experiment):
     (parent,) = runs(store, experiment, "pipeline")
     assert parent.info.status == "FAILED"
     assert {r.info.run_name: r.info.status for r in runs(store, experiment, "generation")} == {
-        "gen-00": "FINISHED", "gen-01": "FAILED"}
+        "gen-00": "FINISHED",
+        "gen-01": "FAILED",
+    }
 
     second = tracker_for(store, experiment)
     second.start_pipeline("run-r", "toy", {"seed": 0}, resume=True)
@@ -143,7 +160,9 @@ def test_resume_reuses_parent_and_generation_runs(store, experiment):
     assert sorted(gens) == ["gen-00", "gen-01"] and gens["gen-01"].info.status == "FINISHED"
     stage_runs = [(r.info.run_name, r.info.status) for r in runs(store, experiment, "stage")]
     assert sorted(stage_runs) == [("g00/train", "FINISHED"), ("g01/train", "FAILED"), ("g01/train", "FINISHED")]
-    retry = [r for r in runs(store, experiment, "stage") if r.info.status == "FINISHED" and r.info.run_name == "g01/train"]
+    retry = [
+        r for r in runs(store, experiment, "stage") if r.info.status == "FINISHED" and r.info.run_name == "g01/train"
+    ]
     assert retry[0].data.tags["mlflow.parentRunId"] == gens["gen-01"].info.run_id
 
 
@@ -195,10 +214,12 @@ def lineage_outputs(tmp_path, generation):
     table = tmp_path / f"g{generation}-picks.parquet"
     pq.write_table(pa.table({"sample_id": pa.array([1, 2], pa.int64()), "probs": pa.array([[0.1, 0.9]] * 2)}), table)
     return {
-        f"g{generation:02d}/model": TrackedArtifact(f"g{generation:02d}/model", model.as_uri(), "a" * 64, "checkpoint",
-                                                     "model", str(model)),
-        f"g{generation:02d}/picks": TrackedArtifact(f"g{generation:02d}/picks", table.as_uri(), f"{generation}" * 64,
-                                                     "table", "dataset", str(table)),
+        f"g{generation:02d}/model": TrackedArtifact(
+            f"g{generation:02d}/model", model.as_uri(), "a" * 64, "checkpoint", "model", str(model)
+        ),
+        f"g{generation:02d}/picks": TrackedArtifact(
+            f"g{generation:02d}/picks", table.as_uri(), f"{generation}" * 64, "table", "dataset", str(table)
+        ),
     }
 
 

@@ -20,10 +20,18 @@ from orchestrator.tune.space import shuffled_grid
 
 METRIC = "evaluate/balanced_accuracy"
 CURVES = [  # grid order: lr 0.01 x4, 0.03 x4, 0.1 x4
-    [0.340, 0.293, 0.290, 0.280, 0.290], [0.315, 0.288, 0.288, 0.290, 0.288], [0.308, 0.290, 0.288, 0.290, 0.288],
-    [0.280, 0.275, 0.285, 0.268, 0.285], [0.420, 0.428, 0.448, 0.445, 0.455], [0.403, 0.408, 0.428, 0.438, 0.413],
-    [0.435, 0.453, 0.425, 0.443, 0.463], [0.428, 0.423, 0.420, 0.440, 0.443], [0.670, 0.543, 0.518, 0.493, 0.510],
-    [0.625, 0.575, 0.560, 0.563, 0.565], [0.630, 0.613, 0.545, 0.565, 0.565], [0.628, 0.568, 0.513, 0.533, 0.513],
+    [0.340, 0.293, 0.290, 0.280, 0.290],
+    [0.315, 0.288, 0.288, 0.290, 0.288],
+    [0.308, 0.290, 0.288, 0.290, 0.288],
+    [0.280, 0.275, 0.285, 0.268, 0.285],
+    [0.420, 0.428, 0.448, 0.445, 0.455],
+    [0.403, 0.408, 0.428, 0.438, 0.413],
+    [0.435, 0.453, 0.425, 0.443, 0.463],
+    [0.428, 0.423, 0.420, 0.440, 0.443],
+    [0.670, 0.543, 0.518, 0.493, 0.510],
+    [0.625, 0.575, 0.560, 0.563, 0.565],
+    [0.630, 0.613, 0.545, 0.565, 0.565],
+    [0.628, 0.568, 0.513, 0.533, 0.513],
 ]
 
 
@@ -33,8 +41,8 @@ class Controller:
     def __init__(self, scheduler: SuccessiveHalving, curves: list[list[float]], order: list[int]) -> None:
         self.scheduler, self.curves = scheduler, curves
         self.trials = [Trial("relay_trial", stub=True, trial_id=f"t{i:02d}") for i in order]
-        self.index = {trial: i for trial, i in zip(self.trials, order)}
-        self.generations = {trial: 0 for trial in self.trials}
+        self.index = dict(zip(self.trials, order))
+        self.generations = dict.fromkeys(self.trials, 0)
         self.freed: list[str] = []
         for trial in self.trials:
             scheduler.on_trial_add(self, trial)
@@ -51,8 +59,10 @@ class Controller:
             trial.set_status(Trial.RUNNING)
             while trial.status == Trial.RUNNING:
                 self.generations[trial] += 1
-                result = {"training_iteration": self.generations[trial],
-                          METRIC: self.curves[self.index[trial]][self.generations[trial] - 1]}
+                result = {
+                    "training_iteration": self.generations[trial],
+                    METRIC: self.curves[self.index[trial]][self.generations[trial] - 1],
+                }
                 action = self.scheduler.on_trial_result(self, trial, result)
                 if action == TrialScheduler.PAUSE:
                     trial.set_status(Trial.PAUSED)
@@ -73,10 +83,13 @@ def halving(trials: int, mode: str = "max") -> SuccessiveHalving:
     return scheduler
 
 
-@pytest.mark.parametrize(("grace", "rf", "max_t", "expected"),
-                         [(1, 4, 5, [1, 4]), (1, 2, 5, [1, 2, 4]), (2, 3, 20, [2, 6, 18]), (5, 4, 5, [])])
-def test_rungs_start_at_grace_and_grow_by_the_reduction_factor(grace: int, rf: float, max_t: int,
-                                                                expected: list[int]) -> None:
+@pytest.mark.parametrize(
+    ("grace", "rf", "max_t", "expected"),
+    [(1, 4, 5, [1, 4]), (1, 2, 5, [1, 2, 4]), (2, 3, 20, [2, 6, 18]), (5, 4, 5, [])],
+)
+def test_rungs_start_at_grace_and_grow_by_the_reduction_factor(
+    grace: int, rf: float, max_t: int, expected: list[int]
+) -> None:
     assert rung_milestones(grace, rf, max_t) == expected
 
 
@@ -98,7 +111,7 @@ def test_no_trial_passes_a_rung_before_every_trial_reached_it() -> None:
     seen: list[tuple[str, int]] = []
     original = scheduler.on_trial_result
 
-    def record(tc, trial, result):  # noqa: ANN001, ANN202
+    def record(tc, trial, result):
         seen.append((trial.trial_id, result["training_iteration"]))
         return original(tc, trial, result)
 
@@ -135,16 +148,23 @@ def test_paused_trials_free_their_search_slot() -> None:
 
 
 def test_make_scheduler_builds_sha_from_the_tune_section() -> None:
-    settings = TuneSettings(metric=METRIC, scheduler="sha", grace_period=1, reduction_factor=4,
-                            space={"train.lr": {"grid": [0.1, 0.2]}})
+    settings = TuneSettings(
+        metric=METRIC, scheduler="sha", grace_period=1, reduction_factor=4, space={"train.lr": {"grid": [0.1, 0.2]}}
+    )
     scheduler = make_scheduler(settings, generations=5, trials=2, concurrency=1)
     assert isinstance(scheduler, SuccessiveHalving) and "successive halving" in scheduler.debug_string()
 
 
 def test_grid_points_come_shuffled_by_seed_and_complete() -> None:
-    settings = TuneSettings(metric=METRIC, num_samples=2, space={
-        "train.lr": {"grid": [0.01, 0.03, 0.1]}, "augment.strong.num_ops": {"grid": [1, 3]},
-        "crest.t_min": {"uniform": [0.3, 0.9]}})
+    settings = TuneSettings(
+        metric=METRIC,
+        num_samples=2,
+        space={
+            "train.lr": {"grid": [0.01, 0.03, 0.1]},
+            "augment.strong.num_ops": {"grid": [1, 3]},
+            "crest.t_min": {"uniform": [0.3, 0.9]},
+        },
+    )
     points = shuffled_grid(settings, seed=0)
     ordered = [{"train.lr": lr, "augment.strong.num_ops": n} for lr in (0.01, 0.03, 0.1) for n in (1, 3)]
     assert sorted(map(str, points)) == sorted(map(str, ordered * 2))

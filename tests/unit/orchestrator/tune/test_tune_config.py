@@ -14,7 +14,7 @@ from orchestrator.tune.plan import SweepPlan, fit_concurrency, plan_sweep
 from orchestrator.tune.space import best_config, clip_values, param_space, total_trials
 from orchestrator.tune.sweep import TrialRow, best_row, trials_table
 from orchestrator.tune.trial import TrialState, scheduled_pipeline
-from pipelines import crest
+from pipelines.builders import crest
 from pipelines.registry import PIPELINES
 
 ROOT = Path(__file__).resolve().parents[4]
@@ -54,7 +54,10 @@ def test_smoke_tune_section_parses_into_domains() -> None:
 def test_every_registered_pipeline_accepts_a_tune_section(name: str) -> None:
     spec = PIPELINES[name]
     section = {"metric": METRIC, "space": {"train.lr": {"loguniform": [0.01, 0.1]}}}
-    assert validate_config(spec.config_model, {"pipeline": name, "tune": section}).tune.space["train.lr"].kind == "loguniform"
+    assert (
+        validate_config(spec.config_model, {"pipeline": name, "tune": section}).tune.space["train.lr"].kind
+        == "loguniform"
+    )
 
 
 def test_randint_is_inclusive_and_maps_to_rays_exclusive_high() -> None:
@@ -121,8 +124,11 @@ def test_metric_without_a_role() -> None:
 
 
 def test_every_space_problem_is_reported_at_once() -> None:
-    found = problems(smoke_data(space={"augment.strong.nm_ops": {"randint": [1, 3]},
-                                       "augment.strong.magnitude": {"uniform": [1, 9]}}))
+    found = problems(
+        smoke_data(
+            space={"augment.strong.nm_ops": {"randint": [1, 3]}, "augment.strong.magnitude": {"uniform": [1, 9]}}
+        )
+    )
     assert len(found) == 2
 
 
@@ -137,8 +143,9 @@ def test_incompatible_scheduler_and_search() -> None:
         validate_config(crest.CrestConfig, smoke_data(scheduler="hyperband"))
 
 
-def test_cli_rejects_bad_space_with_exit_2_and_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                               capsys: pytest.CaptureFixture) -> None:
+def test_cli_rejects_bad_space_with_exit_2_and_writes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     config = tmp_path / "bad.yaml"
     config.write_text(yaml.safe_dump(smoke_data(space={"augment.strong.num_ops": {"uniform": [1, 3]}})))
     monkeypatch.setenv("RELAY_WORKSPACE", str(tmp_path / "ws"))
@@ -169,10 +176,23 @@ SPACE = {
 
 
 def test_clip_discretizes_n_and_m_to_their_ranges() -> None:
-    clipped = clip_values({"augment.strong.num_ops": 0.6, "augment.strong.magnitude": 31.4,
-                                "crest.t_min": 1.08, "crest.schedule": "cosine", "crest.alpha": 2.4}, SPACE)
-    assert clipped == {"augment.strong.num_ops": 1, "augment.strong.magnitude": 10, "crest.t_min": 0.9,
-                       "crest.schedule": "cosine", "crest.alpha": 2.0}
+    clipped = clip_values(
+        {
+            "augment.strong.num_ops": 0.6,
+            "augment.strong.magnitude": 31.4,
+            "crest.t_min": 1.08,
+            "crest.schedule": "cosine",
+            "crest.alpha": 2.4,
+        },
+        SPACE,
+    )
+    assert clipped == {
+        "augment.strong.num_ops": 1,
+        "augment.strong.magnitude": 10,
+        "crest.t_min": 0.9,
+        "crest.schedule": "cosine",
+        "crest.alpha": 2.0,
+    }
     assert isinstance(clipped["augment.strong.magnitude"], int)
     assert clip_values({"augment.strong.num_ops": 2.6}, SPACE) == {"augment.strong.num_ops": 3}
     assert clip_values({"crest.schedule": "nope"}, SPACE) == {"crest.schedule": "linear"}
@@ -213,21 +233,31 @@ def test_scheduled_pipeline_takes_each_generation_from_the_values_in_force(tmp_p
     sweep = plan(data, tmp_path)
     segments = [(0, {"augment.strong.magnitude": 3}), (1, {"augment.strong.magnitude": 9})]
     pipeline, latest = scheduled_pipeline(sweep, segments)
-    magnitude = {s.name: s.params["augment"]["strong"]["magnitude"] for s in pipeline.stages if s.name.endswith("/train")}
+    magnitude = {s.name: s.params["augment"].strong.magnitude for s in pipeline.stages if s.name.endswith("/train")}
     assert magnitude == {"g00/train": 3, "g01/train": 9, "g02/train": 9}
     assert latest.augment.strong.magnitude == 9
-    same = {s.name: s.params for s in crest.build(validate_config(crest.CrestConfig, {**sweep.base, "augment": {"strong": {"magnitude": 3}}})).stages}
+    same = {
+        s.name: s.params
+        for s in crest.build(
+            validate_config(crest.CrestConfig, {**sweep.base, "augment": {"strong": {"magnitude": 3}}})
+        ).stages
+    }
     assert pipeline.stage("g00/train").params == same["g00/train"]  # same params: the cached stage is reused
 
 
-@pytest.mark.parametrize(("cpus", "gpus", "stage_gpus", "requested", "expected"), [
-    (2, 0, 0.0, None, 1),   # 1-CPU stages + 0.1 CPU driver: one trial on 2 cores
-    (8, 0, 0.0, None, 7),
-    (8, 0, 0.0, 2, 2),      # the user may ask for fewer
-    (2, 0, 0.0, 5, 1),      # never more than fits
-    (16, 2, 1.0, None, 2),  # GPUs bound it
-])
-def test_concurrency_fits_the_cluster(cpus: int, gpus: int, stage_gpus: float, requested: int | None, expected: int) -> None:
+@pytest.mark.parametrize(
+    ("cpus", "gpus", "stage_gpus", "requested", "expected"),
+    [
+        (2, 0, 0.0, None, 1),  # 1-CPU stages + 0.1 CPU driver: one trial on 2 cores
+        (8, 0, 0.0, None, 7),
+        (8, 0, 0.0, 2, 2),  # the user may ask for fewer
+        (2, 0, 0.0, 5, 1),  # never more than fits
+        (16, 2, 1.0, None, 2),  # GPUs bound it
+    ],
+)
+def test_concurrency_fits_the_cluster(
+    cpus: int, gpus: int, stage_gpus: float, requested: int | None, expected: int
+) -> None:
     data = load_yaml(SMOKE) | {"resources": {"train": {"num_gpus": stage_gpus}}}
     pipeline = crest.build(validate_config(crest.CrestConfig, data))
     assert fit_concurrency({"CPU": cpus, "GPU": gpus}, pipeline, 0.1, requested, trials=10) == expected

@@ -1,43 +1,54 @@
 """The training loop of Knowledge Evolution, Noisy Student and distillation: one explicit loop.
 
-``train_supervised`` (pipelines.training) covers a single labeled stream with uint8 -> uint8
-augmentation. These three methods need more in the same step: CutMix (which mixes the targets, not
-only the images), a second pseudo-labeled stream weighted by ``unlabel_ratio`` (Noisy Student), and a
-frozen teacher whose logits enter the loss (Hinton distillation). Rather than hooks on the existing
-loop, this module is a second loop that reads top to bottom (torchtune's "prefer duplication over
-the wrong abstraction").
+FixMatch (``training.fixmatch``) covers a labeled and an unlabeled stream with weak and strong
+views. These three methods need something else in the same step: CutMix (which mixes the targets,
+not only the images), a second pseudo-labeled stream weighted by ``unlabel_ratio`` (Noisy
+Student), and a frozen teacher whose logits enter the loss (Hinton distillation). Rather than
+hooks on the FixMatch loop, this module is a second loop that reads top to bottom (torchtune's
+"prefer duplication over the wrong abstraction"); what both loops share lives in
+``training.common``.
 """
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm import tqdm
 
 from pipelines.augment import cutmix, to_float
 from pipelines.losses import distillation_loss, supervised_loss
 from pipelines.schedules import learning_rate
-from pipelines.training import ModelEMA, parameter_groups, random_batches
+from pipelines.training.common import (
+    Augment,
+    ModelEMA,
+    Report,
+    check_finite,
+    check_images,
+    check_targets,
+    parameter_groups,
+    progress_bar,
+    random_batches,
+    set_lr,
+)
 
-Augment = Callable[[Tensor], Tensor]
-Report = Callable[[int, dict[str, float]], None]
 _PROB_FLOOR = 1e-8  # log(0) would make the reconstructed teacher logits -inf and the KL NaN
 
 
 @dataclass(frozen=True)
 class StudentSettings:
-    """Optimisation and loss knobs of ``train_student`` (defaults: the KE paper, ALGORITHMS.md 4).
+    """Optimisation and loss knobs of ``train_student``.
 
-    ``cutmix_alpha`` 0 turns CutMix off. ``pseudo_batch_ratio`` pseudo-labeled images per labeled
-    image in a step (the official Noisy Student code's batch-size ratio); ``unlabel_ratio`` weights
-    their loss (ALGORITHMS.md 5: labeled loss + unlabel_ratio * unlabeled loss).
+    Defaults: the KE paper (docs/ALGORITHMS.md, Knowledge Evolution). ``cutmix_alpha`` 0 turns
+    CutMix off. ``pseudo_batch_ratio`` pseudo-labeled images per labeled image in a step (the
+    official Noisy Student code's batch-size ratio); ``unlabel_ratio`` weights their loss
+    (docs/ALGORITHMS.md, Noisy Student: labeled loss + unlabel_ratio * unlabeled loss).
     ``temperature``/``alpha``: Hinton distillation (and soft pseudo-labels, which use ``temperature``).
-    ``pseudo_label_smoothing`` applies to HARD pseudo-labels only (0.1 in Noisy Student).
+    ``pseudo_label_smoothing`` applies to HARD pseudo-labels only (0.1 in Noisy Student). Values
+    are not checked again here: the config sections they come from (``train``, ``noisy``,
+    ``distill``) bound every one when the file is loaded, and the stage builds these settings
+    from them.
     """
 
     steps: int
@@ -57,24 +68,6 @@ class StudentSettings:
     temperature: float = 1.0
     alpha: float = 0.5
 
-    def __post_init__(self) -> None:
-        checks = {
-            "steps": self.steps >= 1, "batch_size": self.batch_size >= 1, "lr": self.lr > 0,
-            "momentum": 0.0 <= self.momentum < 1.0, "weight_decay": self.weight_decay >= 0,
-            "warmup_steps": 0 <= self.warmup_steps < self.steps, "label_smoothing": 0.0 <= self.label_smoothing < 1.0,
-            "cutmix_alpha": self.cutmix_alpha >= 0, "pseudo_batch_ratio": self.pseudo_batch_ratio >= 1,
-            "unlabel_ratio": self.unlabel_ratio >= 0, "pseudo_label_smoothing": 0.0 <= self.pseudo_label_smoothing < 1.0,
-            "temperature": self.temperature > 0, "alpha": 0.0 <= self.alpha <= 1.0,
-            "ema_decay": self.ema_decay is None or 0.0 <= self.ema_decay < 1.0,
-        }
-        bad = [f"{f.name}={getattr(self, f.name)!r}" for f in fields(self) if not checks.get(f.name, True)]
-        if bad:
-            raise ValueError(
-                f"StudentSettings: {len(bad)} invalid value(s): {', '.join(bad)}; expected steps/batch_size/"
-                "pseudo_batch_ratio >= 1, 0 <= warmup_steps < steps, lr/temperature > 0, alpha in [0, 1], "
-                "momentum/ema_decay/label smoothing in [0, 1), weight_decay/cutmix_alpha/unlabel_ratio >= 0"
-            )
-
 
 def soft_target_logits(probs: Tensor, temperature: float) -> Tensor:
     """Logits whose ``softmax(z / T)`` is ``probs``: ``z = T * log p`` (up to a per-row constant).
@@ -86,7 +79,11 @@ def soft_target_logits(probs: Tensor, temperature: float) -> Tensor:
 
 
 def labeled_loss(
-    logits: Tensor, targets: Tensor, teacher_logits: Tensor | None, settings: StudentSettings, class_weights: Tensor | None
+    logits: Tensor,
+    targets: Tensor,
+    teacher_logits: Tensor | None,
+    settings: StudentSettings,
+    class_weights: Tensor | None,
 ) -> Tensor:
     """``CE`` on the labeled batch, or Hinton's ``(1 - a) CE + a T^2 KL`` when a teacher is given.
 
@@ -107,18 +104,6 @@ def pseudo_loss(logits: Tensor, targets: Tensor, settings: StudentSettings) -> T
         return supervised_loss(logits, targets, settings.pseudo_label_smoothing)
     teacher_logits = soft_target_logits(targets.to(logits.device), settings.temperature)
     return distillation_loss(logits, teacher_logits, None, settings.temperature, 1.0)
-
-
-def _check_inputs(images: Tensor, targets: Tensor, num_classes: int, name: str) -> None:
-    if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[0] == 0:
-        raise ValueError(f"train_student: expected non-empty uint8 {name} images [N, C, H, W], got {images.dtype} {tuple(images.shape)}")
-    hard_ok = targets.ndim == 1 and targets.dtype == torch.int64
-    soft_ok = targets.ndim == 2 and targets.shape[1] == num_classes and targets.is_floating_point()
-    if targets.shape[0] != images.shape[0] or not (hard_ok or soft_ok):
-        raise ValueError(
-            f"train_student: expected {images.shape[0]} {name} targets as int64 [N] or float [N, {num_classes}], "
-            f"got {targets.dtype} {tuple(targets.shape)}"
-        )
 
 
 def _labeled_batch(
@@ -156,28 +141,32 @@ def train_student(
     the same augmented labeled batch. SGD with no decay on BN/bias, LR from ``schedules.learning_rate``.
     ``report(step, {loss, loss_x, loss_u, lr})`` every ``report_every`` steps and at the last.
     """
-    _check_inputs(images, targets, num_classes, "labeled")
+    check_images("train_student", images, what="labeled ")
+    check_targets("train_student", targets, images.shape[0], num_classes, what="labeled ")
     has_pseudo = pseudo_images is not None and pseudo_targets is not None and pseudo_images.shape[0] > 0
     if has_pseudo:
-        _check_inputs(pseudo_images, pseudo_targets, num_classes, "pseudo-labeled")
+        check_images("train_student", pseudo_images, what="pseudo-labeled ")
+        check_targets("train_student", pseudo_targets, pseudo_images.shape[0], num_classes, what="pseudo-labeled ")
     learning_rate(settings.schedule, 0, settings.steps, settings.lr, settings.warmup_steps)  # unknown names fail first
     weights = None if class_weights is None else class_weights.to(device)
     model.to(device).train()
     if teacher is not None:
         teacher.to(device).eval()
     optimizer = torch.optim.SGD(
-        parameter_groups(model, settings.weight_decay), lr=settings.lr, momentum=settings.momentum, nesterov=settings.nesterov
+        parameter_groups(model, settings.weight_decay),
+        lr=settings.lr,
+        momentum=settings.momentum,
+        nesterov=settings.nesterov,
     )
     ema = ModelEMA(model, settings.ema_decay) if settings.ema_decay is not None else None
     batch, pseudo_batch = settings.batch_size, settings.batch_size * settings.pseudo_batch_ratio
     labeled_stream = random_batches(images.shape[0], batch, generator)
     pseudo_stream = random_batches(pseudo_images.shape[0], pseudo_batch, generator) if has_pseudo else None
     window, window_steps = torch.zeros(3, device=device), 0
-    progress = tqdm(range(settings.steps), desc="student", disable=not sys.stderr.isatty(), mininterval=1.0)
+    progress = progress_bar(settings.steps, "student")
     for step in progress:
         lr = learning_rate(settings.schedule, step, settings.steps, settings.lr, settings.warmup_steps)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
+        set_lr(optimizer, lr)
         idx = next(labeled_stream)
         raw = images[idx] if augment_fn is None else augment_fn(images[idx])
         x, y = _labeled_batch(to_float(raw.to(device)), targets[idx].to(device), num_classes, settings, generator)
@@ -197,11 +186,7 @@ def train_student(
         if pseudo_stream is not None:
             loss_u = pseudo_loss(logits_u, pseudo_targets[idx_u].to(device), settings)
         loss = loss_x + settings.unlabel_ratio * loss_u
-        if not torch.isfinite(loss):
-            raise FloatingPointError(
-                f"train_student: loss is {loss.item()} at step {step + 1} of {settings.steps} (lr {lr:.4g}); "
-                "expected a finite loss. Lower the learning rate (train.lr) or check the inputs for NaN/inf."
-            )
+        check_finite(loss, step + 1, settings.steps, lr, "train_student")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -218,4 +203,3 @@ def train_student(
             window_steps = 0
     progress.close()
     return (ema.module if ema is not None else model).eval()
-

@@ -16,21 +16,28 @@ import torch
 
 from orchestrator.dag import StageContext, map_in_order
 from orchestrator.engine.artifacts import ArtifactStore
-from pipelines import stages
 from pipelines.models import create_model
 from pipelines.pseudo_label import predict_probs, to_table
+from pipelines.schema import DataSection
 from pipelines.split import SPLIT_SCHEMA
+from pipelines.stages import common, pseudo_label
 
-DATA = {"name": "synthetic", "root": None}
+DATA = DataSection(name="synthetic")
 SUBSETS = ("labeled", "unlabeled", "unlabeled", "test", "unlabeled")
 
 
 def split_of(rows: int, chunks: int = 1) -> pa.Table:
     """A split whose subsets interleave (so shards must skip rows), optionally in several chunks."""
-    labels = stages.dataset_of(DATA).train.labels.numpy()
+    labels = common.dataset_of(DATA).train.labels.numpy()
     ids = (np.arange(rows, dtype=np.int64) * 7) % len(labels)
-    table = pa.table({"sample_id": ids, "label": labels[ids].astype(np.int32),
-                      "subset": [SUBSETS[i % len(SUBSETS)] for i in range(rows)]}, schema=SPLIT_SCHEMA)
+    table = pa.table(
+        {
+            "sample_id": ids,
+            "label": labels[ids].astype(np.int32),
+            "subset": [SUBSETS[i % len(SUBSETS)] for i in range(rows)],
+        },
+        schema=SPLIT_SCHEMA,
+    )
     bounds = np.linspace(0, rows, chunks + 1).astype(int)
     return pa.concat_tables([table.slice(a, b - a) for a, b in zip(bounds[:-1], bounds[1:])])
 
@@ -41,20 +48,25 @@ def reference_unlabeled(split: pa.Table) -> tuple[np.ndarray, np.ndarray]:
 
 
 def checkpoint() -> dict:
-    dataset = stages.dataset_of(DATA).train
+    dataset = common.dataset_of(DATA).train
     torch.manual_seed(0)
     model = create_model("small_cnn", dataset.num_classes, int(dataset.images.shape[1]))
-    return stages.model_checkpoint(model, "small_cnn", dataset.num_classes, int(dataset.images.shape[1]), 0.0)
+    return common.model_checkpoint(model, "small_cnn", dataset.num_classes, int(dataset.images.shape[1]), 0.0)
 
 
 def run_stage(split: pa.Table, ckpt: dict, shard_size: int | None, mapper=map_in_order) -> tuple[pa.Table, dict]:
-    ctx = StageContext(run_id="t", stage="g01/pseudo_label", generation=1, seed=0, device="cpu", attempt=1,
-                       shard_mapper=mapper)
-    params = {"data": DATA, "batch_size": 16, "generation": 1,
-              "io": {"split": "split", "model": "model", "pseudo_labels": "pl"}}
+    ctx = StageContext(
+        run_id="t", stage="g01/pseudo_label", generation=1, seed=0, device="cpu", attempt=1, shard_mapper=mapper
+    )
+    params = {
+        "data": DATA,
+        "batch_size": 16,
+        "generation": 1,
+        "io": {"split": "split", "model": "model", "pseudo_labels": "pl"},
+    }
     if shard_size is not None:
         params["shard_size"] = shard_size
-    result = stages.pseudo_label_generation(ctx, {"split": split, "model": ckpt}, params)
+    result = pseudo_label.pseudo_label_generation(ctx, {"split": split, "model": ckpt}, params)
     table = result.outputs["pl"].read_all()
     return table, result.metrics
 
@@ -64,7 +76,7 @@ def run_stage(split: pa.Table, ckpt: dict, shard_size: int | None, mapper=map_in
 def test_unlabeled_shards_cut_the_unlabeled_rows_in_order(size, chunks):
     split = split_of(53, chunks)
     ids, labels = reference_unlabeled(split)
-    shards = list(stages.unlabeled_shards(split, size))
+    shards = list(pseudo_label.unlabeled_shards(split, size))
     assert [len(s[0]) for s in shards[:-1]] == [size] * (len(shards) - 1)
     assert 1 <= len(shards[-1][0]) <= size
     np.testing.assert_array_equal(np.concatenate([s[0] for s in shards]), ids)
@@ -74,16 +86,16 @@ def test_unlabeled_shards_cut_the_unlabeled_rows_in_order(size, chunks):
 
 def test_unlabeled_shards_of_a_split_without_unlabeled_rows_is_empty():
     split = split_of(20).filter(pa.compute.not_equal(split_of(20).column("subset"), "unlabeled"))
-    assert list(stages.unlabeled_shards(split, 4)) == []
+    assert list(pseudo_label.unlabeled_shards(split, 4)) == []
     with pytest.raises(ValueError, match="shard_size >= 1"):
-        list(stages.unlabeled_shards(split, 0))
+        list(pseudo_label.unlabeled_shards(split, 0))
 
 
 def test_stage_output_is_the_whole_set_labeled_at_once_whatever_the_shard_size():
     split, ckpt = split_of(180, chunks=2), checkpoint()
     ids, labels = reference_unlabeled(split)
-    images = stages.dataset_of(DATA).train.images[torch.from_numpy(ids)]
-    probs = predict_probs(stages.load_model(ckpt, "cpu"), images, 16, "cpu")
+    images = common.dataset_of(DATA).train.images[torch.from_numpy(ids)]
+    probs = predict_probs(pseudo_label.load_model(ckpt, "cpu"), images, 16, "cpu")
     expected = to_table(ids, probs, 1, "small_cnn@g01")
     for size in (None, 13, 64):
         table, metrics = run_stage(split, ckpt, size)
@@ -99,9 +111,14 @@ def test_store_writes_one_row_group_per_shard_and_the_same_bytes_for_any_mapper(
     refs = []
     for i, mapper in enumerate((map_in_order, lambda fn, shards: iter([fn(s) for s in list(shards)]))):
         ctx = StageContext(run_id="t", stage="s", generation=1, seed=0, device="cpu", attempt=1, shard_mapper=mapper)
-        params = {"data": DATA, "batch_size": 16, "generation": 1, "shard_size": 9,
-                  "io": {"split": "split", "model": "model", "pseudo_labels": "pl"}}
-        result = stages.pseudo_label_generation(ctx, {"split": split, "model": ckpt}, params)
+        params = {
+            "data": DATA,
+            "batch_size": 16,
+            "generation": 1,
+            "shard_size": 9,
+            "io": {"split": "split", "model": "model", "pseudo_labels": "pl"},
+        }
+        result = pseudo_label.pseudo_label_generation(ctx, {"split": split, "model": ckpt}, params)
         store = ArtifactStore(str(tmp_path / str(i)))
         refs.append(store.write_stage("f" * 64, "s", result).outputs["pl"])
         assert result.metrics["rows"] == 60
@@ -121,10 +138,17 @@ def test_stage_streams_shards_lazily():
             yield fn(shard)
 
     split, ckpt = split_of(200), checkpoint()
-    ctx = StageContext(run_id="t", stage="s", generation=1, seed=0, device="cpu", attempt=1, shard_mapper=counting_mapper)
-    params = {"data": DATA, "batch_size": 16, "generation": 1, "shard_size": 10,
-              "io": {"split": "split", "model": "model", "pseudo_labels": "pl"}}
-    reader = stages.pseudo_label_generation(ctx, {"split": split, "model": ckpt}, params).outputs["pl"]
+    ctx = StageContext(
+        run_id="t", stage="s", generation=1, seed=0, device="cpu", attempt=1, shard_mapper=counting_mapper
+    )
+    params = {
+        "data": DATA,
+        "batch_size": 16,
+        "generation": 1,
+        "shard_size": 10,
+        "io": {"split": "split", "model": "model", "pseudo_labels": "pl"},
+    }
+    reader = pseudo_label.pseudo_label_generation(ctx, {"split": split, "model": ckpt}, params).outputs["pl"]
     assert drawn == []  # nothing is labeled before the store starts writing
     for consumed, _ in enumerate(reader, start=1):
         assert len(drawn) <= consumed + 1
@@ -133,15 +157,15 @@ def test_stage_streams_shards_lazily():
 
 def test_labeler_loads_the_model_once_and_pickles_without_it(monkeypatch):
     calls = []
-    real = stages.load_model
-    monkeypatch.setattr(stages, "load_model", lambda ckpt, device: calls.append(device) or real(ckpt, device))
+    real = pseudo_label.load_model
+    monkeypatch.setattr(pseudo_label, "load_model", lambda ckpt, device: calls.append(device) or real(ckpt, device))
     split, ckpt = split_of(200), checkpoint()
     run_stage(split, ckpt, 10)
     assert calls == ["cpu"]  # 12 shards, one load
-    labeler = stages.ShardLabeler(DATA, ckpt, 16, 1, "m", "cpu")
-    labeler(next(stages.unlabeled_shards(split, 5)))
+    labeler = pseudo_label.ShardLabeler(DATA, ckpt, 16, 1, "m", "cpu")
+    labeler(next(pseudo_label.unlabeled_shards(split, 5)))
     assert labeler._model is not None
     copy = pickle.loads(pickle.dumps(labeler))
     assert copy._model is None and copy.batch_size == 16
-    batch, _, _ = copy(next(stages.unlabeled_shards(split, 5)))
+    batch, _, _ = copy(next(pseudo_label.unlabeled_shards(split, 5)))
     assert batch.num_rows == 5

@@ -1,4 +1,4 @@
-"""Stage bodies by reference (pipelines.bodies): each names a real function and stands in for it exactly."""
+"""Stage bodies by reference (pipelines.stages.refs): each names a real function and stands in for it exactly."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import pytest
 
 from orchestrator.dag import Stage
 from orchestrator.engine.fingerprint import fingerprint
-from pipelines import bodies
+from pipelines.stages import refs
 
-REFERENCES = {name: value for name, value in vars(bodies).items() if isinstance(value, bodies.StageBody)}
+REFERENCES = {name: value for name, value in vars(refs).items() if isinstance(value, refs.StageBody)}
 
 
 @pytest.mark.parametrize("name", sorted(REFERENCES))
@@ -34,7 +34,7 @@ def test_a_reference_fingerprints_and_pickles_like_the_function(name: str) -> No
 
 
 def test_calling_a_reference_calls_the_function(monkeypatch: pytest.MonkeyPatch) -> None:
-    from pipelines import stages
+    from pipelines.stages import split
 
-    monkeypatch.setattr(stages, "split_data", lambda ctx, inputs, params: ("called", ctx, inputs, params))
-    assert bodies.split_data(1, 2, 3) == ("called", 1, 2, 3)
+    monkeypatch.setattr(split, "split_data", lambda ctx, inputs, params: ("called", ctx, inputs, params))
+    assert refs.split_data(1, 2, 3) == ("called", 1, 2, 3)

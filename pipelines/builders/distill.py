@@ -13,68 +13,91 @@ from __future__ import annotations
 
 from typing import Literal
 
-from orchestrator.config import RunSettings, StrictModel, TrackingSettings, TuneSettings
+from pydantic import Field
+
+from orchestrator.config import StrictModel
 from orchestrator.dag import Pipeline, Stage
-from pipelines import bodies, split
-from pipelines.crest import gen
+from orchestrator.registry import PipelineSpec
+from pipelines import split
+from pipelines.builders.common import BASELINE_PREFIX, SPLIT, gen, stage
 from pipelines.schema import (
-    AugmentSection,
-    DistillSection,
-    LabelSection,
     ModelSection,
+    PipelineFile,
     StudentResourcesSection,
     SupervisedDataSection,
     SupervisedTrainSection,
+    part,
 )
+from pipelines.stages import refs
 
-SPLIT = "data/split"
 TEACHER = gen(0, "model")
-BASELINE_PREFIX = "baseline_"
 
 
-class DistillConfig(StrictModel):
+class DistillSection(StrictModel):
+    """Hinton distillation (docs/ALGORITHMS.md, Distillation): L = (1 - alpha) CE + alpha T^2 KL.
+
+    student_baseline adds the same student trained without the teacher, for comparison.
+    """
+
+    temperature: float = Field(4.0, gt=0.0)
+    alpha: float = Field(0.9, ge=0.0, le=1.0)
+    student_baseline: bool = True
+
+
+class DistillLoss(StrictModel):
+    """What the student's train stage reads of `distill` (bounds checked there): the loss, not the branches."""
+
+    temperature: float
+    alpha: float
+
+
+class DistillConfig(PipelineFile):
     """The whole distillation pipeline file; `pipeline: distill` selects it."""
 
     pipeline: Literal["distill"] = "distill"
     name: str = "distill"
-    seed: int = 0
     data: SupervisedDataSection = SupervisedDataSection()
-    model: ModelSection = ModelSection()
     student: ModelSection = ModelSection()
     train: SupervisedTrainSection = SupervisedTrainSection()
-    augment: AugmentSection = AugmentSection()
     distill: DistillSection = DistillSection()
-    label: LabelSection = LabelSection()
     resources: StudentResourcesSection = StudentResourcesSection()
-    run: RunSettings = RunSettings()
-    tracking: TrackingSettings = TrackingSettings()
-    tune: TuneSettings | None = None
 
 
 def _pair(config: DistillConfig, role: str, k: int, teacher: bool, prefix: str = "") -> list[Stage]:
     """Train + evaluate one network: the teacher (k 0), the student (k 1) or the no-teacher baseline."""
     model_name, evaluation = f"{role}/model", f"{role}/evaluation"
-    model = config.model.model_dump() if k == 0 else config.student.model_dump()
     io = {"split": SPLIT, "model": model_name}
-    params = {"data": config.data.model_dump(), "model": model, "train": config.train.model_dump(),
-              "augment": config.augment.model_dump(), "metric_prefix": prefix}
+    params = {
+        "data": config.data,
+        "model": config.model if k == 0 else config.student,
+        "train": config.train,
+        "augment": config.augment,
+        "metric_prefix": prefix,
+    }
     if teacher:
         io["teacher"] = TEACHER
-        params["distill"] = config.distill.model_dump(include={"temperature", "alpha"})
+        params["distill"] = part(DistillLoss, config.distill)
     res = config.resources
     return [
-        bodies.make_stage(f"{role}/train", bodies.train_network, io, (model_name,), params, res.train.model_dump(), k),
-        bodies.make_stage(f"{role}/evaluate", bodies.evaluate_network, {"split": SPLIT, "model": model_name, "evaluation": evaluation},
-                      (evaluation,), {"data": config.data.model_dump(), "batch_size": config.label.batch_size, "metric_prefix": prefix},
-                      res.evaluate.model_dump(), k),
+        stage(f"{role}/train", refs.train_network, io, (model_name,), params, res.train, k),
+        stage(
+            f"{role}/evaluate",
+            refs.evaluate_network,
+            {"split": SPLIT, "model": model_name, "evaluation": evaluation},
+            (evaluation,),
+            {"data": config.data, "batch_size": config.label.batch_size, "metric_prefix": prefix},
+            res.evaluate,
+            k,
+        ),
     ]
 
 
 def build(config: DistillConfig) -> Pipeline:
     """split -> teacher -> student (and the optional no-teacher student) as a static DAG."""
-    split = bodies.make_stage("data/split", bodies.split_supervised, {"split": SPLIT}, (SPLIT,), {"data": config.data.model_dump()},
-                          config.resources.data.model_dump(), None)
-    result = [split, *_pair(config, "g00", 0, teacher=False), *_pair(config, "g01", 1, teacher=True)]
+    first = stage(
+        SPLIT, refs.split_supervised, {"split": SPLIT}, (SPLIT,), {"data": config.data}, config.resources.data, None
+    )
+    result = [first, *_pair(config, "g00", 0, teacher=False), *_pair(config, "g01", 1, teacher=True)]
     if config.distill.student_baseline:
         result += _pair(config, "baseline", 1, teacher=False, prefix=BASELINE_PREFIX)
     return Pipeline(config.name, result)
@@ -83,3 +106,16 @@ def build(config: DistillConfig) -> Pipeline:
 def preflight(config: DistillConfig) -> list[str]:
     """Problems only the data can reveal (a missing root, too few images), as `key: message` lines."""
     return split.preflight_supervised(config.data.model_dump())
+
+
+SPEC = PipelineSpec(
+    name="distill",
+    config_model=DistillConfig,
+    build=build,
+    preflight=preflight,
+    summary={  # `relay generations` columns: header -> `<stage role>/<metric>`
+        "balanced_accuracy": "evaluate/balanced_accuracy",
+        "params": "evaluate/dense_params",
+        "no-teacher baseline": "evaluate/baseline_balanced_accuracy",
+    },
+)

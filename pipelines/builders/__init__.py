@@ -1,0 +1,1 @@
+"""Builders: one module per pipeline, each with its Config model, build(), preflight() and SPEC."""

@@ -1,0 +1,159 @@
+"""CReST and CReST+ (Wei et al., 2021) as a Relay pipeline: generations unrolled into stages.
+
+Generation k: `gKK/train` (FixMatch from scratch on the original labeled set plus the
+previous generation's picks) -> `gKK/evaluate` and `gKK/pseudo_label` (the EMA model
+labels the whole unlabeled split) -> `gKK/rebalance` (class-rebalanced picks) -> the
+next generation's train. The last generation only trains and evaluates.
+`crest.generations=1` is plain FixMatch; `crest.alignment=true` is CReST+.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from orchestrator.config import StrictModel
+from orchestrator.dag import Parallelism, Pipeline, Stage
+from orchestrator.registry import PipelineSpec
+from pipelines import split
+from pipelines.builders.common import SPLIT, gen, stage
+from pipelines.schema import (
+    DataSection,
+    PipelineFile,
+    ResourcesSection,
+    TrainSection,
+    part,
+)
+from pipelines.stages import refs
+
+TAIL_FRACTION = 0.3  # the rarest 30% of classes (by labeled count) make up `tail_recall`
+
+
+class CrestSection(StrictModel):
+    """CReST / CReST+ generations (docs/ALGORITHMS.md, CReST and CReST+).
+
+    alpha is the official code's flag: the sampling rate of frequency rank l is
+    (N_{L+1-l} / N_1) ** (1 / alpha). alignment turns CReST into CReST+ (progressive
+    distribution alignment with temperature from 1.0 down to t_min).
+    """
+
+    generations: int = Field(3, ge=1)
+    alpha: float = Field(3.0, gt=0.0)
+    selection: Literal["top", "bernoulli"] = "top"
+    alignment: bool = True
+    t_min: float = Field(0.5, ge=0.0, le=1.0)
+    schedule: Literal["linear", "cosine", "step"] = "linear"
+    alignment_momentum: float = Field(0.999, ge=0.0, lt=1.0)
+
+
+class AlignmentSchedule(StrictModel):
+    """What a train stage reads of `crest`: CReST+'s alignment and its temperature schedule.
+
+    Bounds are checked on `crest` itself. `alpha` and `selection` belong to the rebalance stage;
+    leaving them out keeps every trained model cached while a sweep varies them.
+    """
+
+    generations: int
+    alignment: bool
+    t_min: float
+    schedule: Literal["linear", "cosine", "step"]
+    alignment_momentum: float
+
+
+class CrestConfig(PipelineFile):
+    """The whole CReST pipeline file; `pipeline: crest` selects it."""
+
+    pipeline: Literal["crest"] = "crest"
+    name: str = "crest"
+    data: DataSection = DataSection()
+    train: TrainSection = TrainSection()
+    crest: CrestSection = CrestSection()
+    resources: ResourcesSection = ResourcesSection()
+
+
+def generation_stages(config: CrestConfig, k: int) -> list[Stage]:
+    """The stages of generation k; only the config sections a stage uses enter its params (and fingerprint)."""
+    data, res = config.data, config.resources
+    model, evaluation = gen(k, "model"), gen(k, "evaluation")
+    train_io = {"split": SPLIT, "model": model}
+    if k > 0:
+        train_io["picks"] = gen(k - 1, "picks")
+    train_params = {
+        "data": data,
+        "model": config.model,
+        "train": config.train,
+        "augment": config.augment,
+        "crest": part(AlignmentSchedule, config.crest),
+        "generation": k,
+    }
+    result = [
+        stage(gen(k, "train"), refs.train_generation, train_io, (model,), train_params, res.train, k),
+        stage(
+            gen(k, "evaluate"),
+            refs.evaluate_generation,
+            {"split": SPLIT, "model": model, "evaluation": evaluation},
+            (evaluation,),
+            {"data": data, "batch_size": config.label.batch_size, "tail_fraction": TAIL_FRACTION},
+            res.evaluate,
+            k,
+        ),
+    ]
+    if k == config.crest.generations - 1:
+        return result
+    labels, picks = gen(k, "pseudo_labels"), gen(k, "picks")
+    return result + [
+        stage(
+            gen(k, "pseudo_label"),
+            refs.pseudo_label_generation,
+            {"split": SPLIT, "model": model, "pseudo_labels": labels},
+            (labels,),
+            {
+                "data": data,
+                "batch_size": config.label.batch_size,
+                "shard_size": config.label.shard_size,
+                "generation": k,
+            },
+            res.pseudo_label,
+            k,
+            Parallelism.SHARDS,
+        ),
+        stage(
+            gen(k, "rebalance"),
+            refs.rebalance_generation,
+            {"split": SPLIT, "pseudo_labels": labels, "picks": picks},
+            (picks,),
+            {"data": data, "alpha": config.crest.alpha, "selection": config.crest.selection, "generation": k},
+            res.rebalance,
+            k,
+        ),
+    ]
+
+
+def build(config: CrestConfig) -> Pipeline:
+    """Unroll the generations into a static DAG: the engine never sees a loop."""
+    first = stage(
+        SPLIT, refs.split_data, {"split": SPLIT}, (SPLIT,), {"data": config.data}, config.resources.data, None
+    )
+    generations = [s for k in range(config.crest.generations) for s in generation_stages(config, k)]
+    return Pipeline(config.name, [first, *generations])
+
+
+def preflight(config: CrestConfig) -> list[str]:
+    """Problems only the data can reveal (a missing root, too few images, no unlabeled set), as `key: message` lines."""
+    return split.preflight_split(config.data.model_dump())
+
+
+SPEC = PipelineSpec(
+    name="crest",
+    config_model=CrestConfig,
+    build=build,
+    preflight=preflight,
+    summary={  # `relay generations` columns: header -> `<stage role>/<metric>`
+        "balanced_accuracy": "evaluate/balanced_accuracy",
+        "tail_recall": "evaluate/tail_recall",
+        "pseudo_label_accuracy": "pseudo_label/accuracy",
+        "kept": "rebalance/kept_total",
+        "kept per class": "rebalance/kept/*",
+    },
+)

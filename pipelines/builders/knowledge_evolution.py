@@ -1,0 +1,192 @@
+"""Knowledge Evolution (Taha et al., CVPR 2021) as a Relay pipeline: generations unrolled into stages.
+
+`data/split` (a supervised split: with data.labeled_fraction 1 and data.imbalance_ratio 1 every
+training image is labeled and classes are balanced) -> `g00/split_masks` (the fit/reset split,
+drawn ONCE and persisted) -> `g00/train` (from scratch) -> `g01/train` (the LAST g00 checkpoint,
+reset hypothesis re-initialised, new optimizer and LR schedule) -> ... Every `gKK/evaluate`
+scores the dense network and, for KELS, the slim fit-hypothesis network.
+`ke.compute_matched_baseline` adds `baseline/train` + `baseline/evaluate`: one network trained
+generations * train.steps steps, logged (as `baseline_*`) in the last generation's run, beside
+the KE result of the same compute. `ke.generations=2 ke.reinit=zero` is Dense-Sparse-Dense's
+re-dense step (docs/ALGORITHMS.md, Knowledge Evolution).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from orchestrator.config import StrictModel
+from orchestrator.dag import Pipeline, Stage
+from orchestrator.registry import PipelineSpec
+from pipelines import split
+from pipelines.builders.common import BASELINE_PREFIX, SPLIT, gen, stage
+from pipelines.model_names import SPLIT_MODES
+from pipelines.schema import (
+    PipelineFile,
+    StudentResourcesSection,
+    SupervisedDataSection,
+    SupervisedTrainSection,
+    part,
+)
+from pipelines.stages import refs
+
+MASKS = gen(0, "masks")
+
+
+class KnowledgeEvolutionSection(StrictModel):
+    """Knowledge Evolution generations (docs/ALGORITHMS.md, Knowledge Evolution).
+
+    split_rate is sr, the fraction of every layer in the fit hypothesis; split_mode "kels" (channel
+    prefix, slim network extractable) or "wels" (random weights). reinit "kaiming" draws the reset
+    hypothesis afresh (KE); "zero" zeroes it, which with generations 2 is Dense-Sparse-Dense's
+    re-dense step. compute_matched_baseline adds one network trained generations * train.steps
+    steps: the honest comparison.
+    """
+
+    generations: int = Field(5, ge=1)
+    split_rate: float = 0.5
+    split_mode: str = "kels"
+    reinit: Literal["kaiming", "zero"] = "kaiming"
+    compute_matched_baseline: bool = False
+
+    @field_validator("split_rate")
+    @classmethod
+    def _rate_in_open_interval(cls, value: float) -> float:
+        if not 0.0 < value < 1.0:
+            raise ValueError(
+                f"expected a fraction strictly between 0 and 1, got {value}; set ke.split_rate to e.g. 0.5 "
+                "(paper default), 0.8 (KELS tables) or 0.7 (WELS tables)"
+            )
+        return value
+
+    @field_validator("split_mode")
+    @classmethod
+    def _mode_is_known(cls, value: str) -> str:
+        if value not in SPLIT_MODES:
+            raise ValueError(
+                f"expected one of {', '.join(SPLIT_MODES)}, got {value!r}; set ke.split_mode to 'kels' "
+                "(channel split, slim network) or 'wels' (random weight split)"
+            )
+        return value
+
+
+class MaskSplit(StrictModel):
+    """What the split_masks stage reads of `ke` (bounds checked there): how the fit hypothesis is drawn."""
+
+    split_rate: float
+    split_mode: str
+
+
+class ResetInit(StrictModel):
+    """What a train stage reads of `ke` (checked there): how the reset hypothesis restarts after generation 0."""
+
+    reinit: Literal["kaiming", "zero"]
+
+
+class KnowledgeEvolutionConfig(PipelineFile):
+    """The whole KE pipeline file; `pipeline: ke` selects it."""
+
+    pipeline: Literal["ke"] = "ke"
+    name: str = "ke"
+    data: SupervisedDataSection = SupervisedDataSection()
+    train: SupervisedTrainSection = SupervisedTrainSection()
+    ke: KnowledgeEvolutionSection = KnowledgeEvolutionSection()
+    resources: StudentResourcesSection = StudentResourcesSection()
+
+
+def _train_params(config: KnowledgeEvolutionConfig, steps: int) -> dict:
+    """A train stage's params: the train section with `steps` (one generation's, or all of them for the baseline)."""
+    return {
+        "data": config.data,
+        "model": config.model,
+        "train": config.train.model_copy(update={"steps": steps}),
+        "augment": config.augment,
+        "ke": part(ResetInit, config.ke),
+    }
+
+
+def _evaluate(
+    config: KnowledgeEvolutionConfig, name: str, model: str, evaluation: str, generation: int, prefix: str = ""
+) -> Stage:
+    """Evaluate `model`; a generation's evaluation also reads the masks (KELS scores the slim network too)."""
+    io = {"split": SPLIT, "model": model, "evaluation": evaluation}
+    if not prefix:
+        io["masks"] = MASKS
+    params = {"data": config.data, "batch_size": config.label.batch_size, "metric_prefix": prefix}
+    return stage(name, refs.evaluate_network, io, (evaluation,), params, config.resources.evaluate, generation)
+
+
+def generation_stages(config: KnowledgeEvolutionConfig, k: int) -> list[Stage]:
+    """Train and evaluate generation k; k > 0 reads the previous model and the generation-0 masks."""
+    io = {"split": SPLIT, "model": gen(k, "model")}
+    if k > 0:
+        io.update({"previous": gen(k - 1, "model"), "masks": MASKS})
+    train = stage(
+        gen(k, "train"),
+        refs.train_network,
+        io,
+        (gen(k, "model"),),
+        _train_params(config, config.train.steps),
+        config.resources.train,
+        k,
+    )
+    return [train, _evaluate(config, gen(k, "evaluate"), gen(k, "model"), gen(k, "evaluation"), k)]
+
+
+def baseline_stages(config: KnowledgeEvolutionConfig) -> list[Stage]:
+    """One network trained as long as all generations together (the compute-matched N1)."""
+    last = config.ke.generations - 1
+    params = {**_train_params(config, config.train.steps * config.ke.generations), "metric_prefix": BASELINE_PREFIX}
+    train = stage(
+        "baseline/train",
+        refs.train_network,
+        {"split": SPLIT, "model": "baseline/model"},
+        ("baseline/model",),
+        params,
+        config.resources.train,
+        last,
+    )
+    return [
+        train,
+        _evaluate(config, "baseline/evaluate", "baseline/model", "baseline/evaluation", last, BASELINE_PREFIX),
+    ]
+
+
+def build(config: KnowledgeEvolutionConfig) -> Pipeline:
+    """Unroll the generations into a static DAG; the masks stage runs once, before g00/train's evaluation needs it."""
+    res = config.resources
+    first = stage(SPLIT, refs.split_supervised, {"split": SPLIT}, (SPLIT,), {"data": config.data}, res.data, None)
+    masks = stage(
+        gen(0, "split_masks"),
+        refs.make_masks,
+        {"split": SPLIT, "masks": MASKS},
+        (MASKS,),
+        {"data": config.data, "model": config.model, "ke": part(MaskSplit, config.ke)},
+        res.data,
+        0,
+    )
+    generations = [s for k in range(config.ke.generations) for s in generation_stages(config, k)]
+    baseline = baseline_stages(config) if config.ke.compute_matched_baseline else []
+    return Pipeline(config.name, [first, masks, *generations, *baseline])
+
+
+def preflight(config: KnowledgeEvolutionConfig) -> list[str]:
+    """Problems only the data can reveal (a missing root, too few images), as `key: message` lines."""
+    return split.preflight_supervised(config.data.model_dump())
+
+
+SPEC = PipelineSpec(
+    name="ke",
+    config_model=KnowledgeEvolutionConfig,
+    build=build,
+    preflight=preflight,
+    summary={  # `relay generations` columns: header -> `<stage role>/<metric>`
+        "balanced_accuracy": "evaluate/balanced_accuracy",
+        "slim_accuracy": "evaluate/slim_accuracy",
+        "slim_params": "evaluate/slim_params",
+        "dense_params": "evaluate/dense_params",
+        "baseline (compute-matched)": "evaluate/baseline_balanced_accuracy",
+    },
+)

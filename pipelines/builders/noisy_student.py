@@ -1,0 +1,210 @@
+"""Noisy Student (Xie et al., CVPR 2020) as a Relay pipeline: teacher, then iterated students.
+
+`data/split` (the long-tailed labeled/unlabeled split of `data`) -> `g00/train` (the teacher, on
+the labeled set, with noise: `train.augment` and `model.dropout`) -> `g00/pseudo_label` (the
+un-noised teacher on clean unlabeled images: softmax(z / T)) -> `g00/filter` (confidence >= 0.3,
+top K per class, duplicated up to K) -> `g01/train` (the student, from scratch, on labeled +
+pseudo-labeled data with noise: RandAugment, `student.dropout` and `student.stochastic_depth`)
+-> `g01/pseudo_label` (the student is now the teacher) -> ... The last generation only trains and
+evaluates.
+
+Stochastic depth (the paper's third noise) applies to residual students (wrn28_2, resnet18,
+resnet34): `student.stochastic_depth` is the drop probability of the last residual block,
+decaying linearly toward the first (the paper's survival 0.8 is 0.2). small_cnn has no residual
+blocks and must keep it at 0. Pseudo-labels and evaluation use eval mode, where it is off.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from orchestrator.config import StrictModel
+from orchestrator.dag import Pipeline, Stage
+from orchestrator.registry import PipelineSpec
+from pipelines import split
+from pipelines.builders.common import SPLIT, gen, stage
+from pipelines.model_names import PROBE_PARAMETERS
+from pipelines.schema import (
+    DataSection,
+    ModelSection,
+    PipelineFile,
+    StudentResourcesSection,
+    SupervisedTrainSection,
+    part,
+)
+from pipelines.stages import refs
+
+
+class StudentSection(ModelSection):
+    """The student network and its model noise: a `model` section with student defaults, plus require_larger.
+
+    The noise is final-layer dropout and, on residual models, stochastic depth (the drop
+    probability of the LAST residual block, as in ModelSection; the paper's survival 0.8 is 0.2).
+    require_larger (an equal-or-larger student) is checked by parameter count against `model`
+    (the teacher) when the config is validated; it is not a training input, so the train stages
+    read the student as a plain ModelSection.
+    """
+
+    dropout: float = Field(0.3, ge=0.0, lt=1.0)
+    require_larger: bool = True
+
+
+class NoisyStudentSection(StrictModel):
+    """Noisy Student iterations (docs/ALGORITHMS.md, Noisy Student).
+
+    iterations counts students (g01..); g00 is the teacher. label_type "soft" trains on softmax(z/T)
+    with the tempered KL, "hard" on argmax with label_smoothing. min_confidence and per_class (K,
+    default: unlabeled images / classes) are the filtering and balancing. unlabel_ratio weights the
+    pseudo-labeled loss; pseudo_batch_ratio is how many pseudo-labeled images join each labeled one
+    in a step.
+    """
+
+    iterations: int = Field(3, ge=1)
+    label_type: Literal["soft", "hard"] = "soft"
+    temperature: float = Field(1.0, gt=0.0)
+    label_smoothing: float = Field(0.1, ge=0.0, lt=1.0)
+    min_confidence: float = Field(0.3, ge=0.0, le=1.0)
+    per_class: int | None = Field(None, ge=1)
+    unlabel_ratio: float = Field(1.0, ge=0.0)
+    pseudo_batch_ratio: int = Field(1, ge=1)
+
+
+class NoisyTrainSection(SupervisedTrainSection):
+    """`train` of Noisy Student: the same knobs, RandAugment noise by default (the paper's input noise)."""
+
+    augment: Literal["none", "weak", "strong"] = "strong"
+
+
+def model_size(name: str) -> int:
+    """Parameter count of a registered model, from the table the config check keeps (no torch)."""
+    return PROBE_PARAMETERS[name]
+
+
+def check_student_size(teacher: str, student: str, section: str = "student") -> None:
+    """Noisy Student needs an equal-or-larger student; ValueError naming the keys otherwise."""
+    teacher_size, student_size = model_size(teacher), model_size(student)
+    if student_size < teacher_size:
+        raise ValueError(
+            f"{section}.name: expected a student at least as large as the teacher (model.name {teacher!r}, "
+            f"{teacher_size:,} parameters), got {student!r} with {student_size:,}; pick a larger {section}.name "
+            f"or set {section}.require_larger=false"
+        )
+
+
+class NoisyStudentConfig(PipelineFile):
+    """The whole Noisy Student pipeline file; `pipeline: noisy_student` selects it."""
+
+    pipeline: Literal["noisy_student"] = "noisy_student"
+    name: str = "noisy-student"
+    data: DataSection = DataSection()
+    student: StudentSection = StudentSection()
+    train: NoisyTrainSection = NoisyTrainSection()
+    noisy: NoisyStudentSection = NoisyStudentSection()
+    resources: StudentResourcesSection = StudentResourcesSection()
+
+    @model_validator(mode="after")
+    def _student_not_smaller(self) -> NoisyStudentConfig:
+        if self.student.require_larger:
+            check_student_size(self.model.name, self.student.name)
+        return self
+
+
+def _train(config: NoisyStudentConfig, k: int) -> Stage:
+    """g00 trains the teacher on labeled data; gK (K > 0) a student on labeled + the previous picks."""
+    io = {"split": SPLIT, "model": gen(k, "model")}
+    model = config.model
+    if k > 0:
+        io.update({"picks": gen(k - 1, "picks"), "pseudo_labels": gen(k - 1, "pseudo_labels")})
+        model = part(ModelSection, config.student)
+    params = {
+        "data": config.data,
+        "model": model,
+        "train": config.train,
+        "augment": config.augment,
+        "noisy": config.noisy,
+    }
+    return stage(gen(k, "train"), refs.train_network, io, (gen(k, "model"),), params, config.resources.train, k)
+
+
+def generation_stages(config: NoisyStudentConfig, k: int) -> list[Stage]:
+    """Train and evaluate generation k; all but the last also label and filter for the next student."""
+    data, res, noisy = config.data, config.resources, config.noisy
+    model, evaluation, labels, picks = gen(k, "model"), gen(k, "evaluation"), gen(k, "pseudo_labels"), gen(k, "picks")
+    result = [
+        _train(config, k),
+        stage(
+            gen(k, "evaluate"),
+            refs.evaluate_network,
+            {"split": SPLIT, "model": model, "evaluation": evaluation},
+            (evaluation,),
+            {"data": data, "batch_size": config.label.batch_size},
+            res.evaluate,
+            k,
+        ),
+    ]
+    if k == noisy.iterations:
+        return result
+    label_params = {
+        "data": data,
+        "batch_size": config.label.batch_size,
+        "generation": k,
+        "temperature": noisy.temperature,
+    }
+    filter_params = {
+        "data": data,
+        "generation": k,
+        "min_confidence": noisy.min_confidence,
+        "per_class": noisy.per_class,
+    }
+    return result + [
+        stage(
+            gen(k, "pseudo_label"),
+            refs.pseudo_label_network,
+            {"split": SPLIT, "model": model, "pseudo_labels": labels},
+            (labels,),
+            label_params,
+            res.pseudo_label,
+            k,
+        ),
+        stage(
+            gen(k, "filter"),
+            refs.filter_pseudo_labels,
+            {"split": SPLIT, "pseudo_labels": labels, "picks": picks},
+            (picks,),
+            filter_params,
+            res.filter,
+            k,
+        ),
+    ]
+
+
+def build(config: NoisyStudentConfig) -> Pipeline:
+    """Unroll teacher + `noisy.iterations` students into a static DAG."""
+    first = stage(
+        SPLIT, refs.split_data, {"split": SPLIT}, (SPLIT,), {"data": config.data}, config.resources.data, None
+    )
+    generations = [s for k in range(config.noisy.iterations + 1) for s in generation_stages(config, k)]
+    return Pipeline(config.name, [first, *generations])
+
+
+def preflight(config: NoisyStudentConfig) -> list[str]:
+    """Problems only the data can reveal (a missing root, too few images, no unlabeled set)."""
+    return split.preflight_split(config.data.model_dump())
+
+
+SPEC = PipelineSpec(
+    name="noisy_student",
+    config_model=NoisyStudentConfig,
+    build=build,
+    preflight=preflight,
+    summary={  # `relay generations` columns: header -> `<stage role>/<metric>`
+        "balanced_accuracy": "evaluate/balanced_accuracy",
+        "tail_recall": "evaluate/tail_recall",
+        "params": "evaluate/dense_params",
+        "pseudo_label_accuracy": "pseudo_label/accuracy",
+        "kept": "filter/kept_total",
+        "picks_accuracy": "filter/picks_accuracy",
+    },
+)

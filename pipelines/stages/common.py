@@ -1,0 +1,152 @@
+"""What every stage body shares: inputs and outputs by role, the dataset and split, checkpoints, seeds.
+
+Every body has the engine's stage signature `(ctx, inputs, params) -> StageResult`. Inputs and
+outputs are addressed by role through `params["io"]` (role -> artifact name), so the same body
+serves every generation; the builders decide the names. The other params are the config's
+sections themselves (`params["train"].steps`), validated once when the file was loaded; bodies
+read their attributes and check nothing again. Configs stop at the bodies: losses, samplers and
+training loops receive numbers, tensors and plain settings dataclasses (`settings_from`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import fields
+from typing import Any, TypeVar
+
+import numpy as np
+import pyarrow as pa
+import torch
+
+from orchestrator.dag import StageContext
+from pipelines.data import DatasetSplits, cached_dataset
+from pipelines.models import create_model
+from pipelines.pseudo_label import picks_table
+
+# --- inputs, outputs and data -------------------------------------------------------------
+
+
+def artifact(inputs: Mapping[str, Any], params: Mapping[str, Any], role: str) -> Any:
+    """The loaded input playing `role`, or None when the builder gave the stage no such input."""
+    name = params["io"].get(role)
+    return None if name is None else inputs[name]
+
+
+def output_name(params: Mapping[str, Any], role: str) -> str:
+    """The artifact name the builder gave the output playing `role` (`g03/model` for "model" in generation 3)."""
+    return params["io"][role]
+
+
+def subset_arrays(split: pa.Table, subset: str) -> tuple[np.ndarray, np.ndarray]:
+    """(sample ids, labels) of one subset of the split table."""
+    mask = np.asarray(split.column("subset").to_pylist()) == subset
+    ids = split.column("sample_id").to_numpy()[mask]
+    labels = split.column("label").to_numpy()[mask]
+    return ids, labels.astype(np.int64)
+
+
+def subset_images(data: Any, split: pa.Table, subset: str) -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:
+    """(ids, uint8 images, labels) of a subset; "test" reads the dataset's own test split if it has one."""
+    splits = dataset_of(data)
+    ids, labels = subset_arrays(split, subset)
+    source = splits.test if subset == "test" and splits.test is not None else splits.train
+    index = torch.from_numpy(ids)
+    return ids, source.images[index], torch.from_numpy(labels)
+
+
+def dataset_of(data: Any) -> DatasetSplits:
+    """The dataset a `data` config section names, read once per worker process (Ray reuses workers across stages)."""
+    return cached_dataset(data.name, data.root)
+
+
+def num_classes_of(data: Any) -> int:
+    """The class count of the dataset a `data` section names (from the data: configs do not repeat it)."""
+    return dataset_of(data).train.num_classes
+
+
+def labeled_class_counts(split: pa.Table, num_classes: int) -> np.ndarray:
+    """Class counts of the ORIGINAL labeled set: CReST ranks classes by these."""
+    _, labels = subset_arrays(split, "labeled")
+    return np.bincount(labels, minlength=num_classes)
+
+
+def stage_generator(ctx: StageContext) -> torch.Generator:
+    """A torch generator seeded from the run seed; also seeds torch's global RNG for torchvision."""
+    torch.manual_seed(ctx.seed)
+    return torch.Generator().manual_seed(ctx.seed)
+
+
+def prefixed(metrics: Mapping[str, float], prefix: str) -> dict[str, float]:
+    """Metric names of a side branch (`baseline_...`), so they never collide with the generation's own."""
+    return {f"{prefix}{key}": value for key, value in metrics.items()}
+
+
+Settings = TypeVar("Settings")
+
+
+def settings_from(settings: type[Settings], section: Any, **extra: Any) -> Settings:
+    """A training loop's settings dataclass: every field ``section`` declares under the same name, plus ``extra``.
+
+    ``extra`` carries what comes from elsewhere or under another name (CReST+'s temperature of this
+    generation, Noisy Student's ``label_smoothing`` as ``pseudo_label_smoothing``). The section was
+    validated when the file was loaded, so the dataclass checks nothing again.
+    """
+    declared = type(section).model_fields
+    shared = {f.name: getattr(section, f.name) for f in fields(settings) if f.name in declared and f.name not in extra}
+    return settings(**shared, **extra)
+
+
+# --- selections from a pseudo-label table (CReST's rebalance, Noisy Student's filter) ---------
+
+
+def predictions(table: pa.Table) -> tuple[np.ndarray, np.ndarray]:
+    """(int64 predicted class, confidence) of every row of a pseudo-label table: what a selection ranks."""
+    return table.column("pred_class").to_numpy().astype(np.int64), table.column("confidence").to_numpy()
+
+
+def picks_of(
+    table: pa.Table, rows: np.ndarray, split: pa.Table, num_classes: int, generation: int
+) -> tuple[pa.Table, np.ndarray, dict[str, float]]:
+    """The picks of the selected ``rows`` of a pseudo-label table, their per-class counts, and their metrics.
+
+    Both selections (CReST's rebalance, Noisy Student's filter) report the same three things:
+    ``kept/<c>``, ``kept_total`` (duplicates counted) and ``picks_accuracy``, scored against the true
+    labels the split keeps for the unlabeled images (never used in training).
+    """
+    pred, confidence = predictions(table)
+    ids = table.column("sample_id").to_numpy()[rows]
+    picks = picks_table(ids, pred[rows], confidence[rows], generation)
+    kept = np.bincount(pred[rows], minlength=num_classes)
+    truth = dict(zip(*subset_arrays(split, "unlabeled")))
+    correct = [truth[int(i)] == int(p) for i, p in zip(ids, pred[rows])]
+    metrics = {f"kept/{c}": float(k) for c, k in enumerate(kept)}
+    metrics.update(kept_total=float(len(rows)), picks_accuracy=float(np.mean(correct)) if correct else 0.0)
+    return picks, kept, metrics
+
+
+# --- checkpoints --------------------------------------------------------------------------
+
+
+def model_checkpoint(model: torch.nn.Module, name: str, num_classes: int, in_channels: int, dropout: float) -> dict:
+    """A checkpoint that loads with torch.load(weights_only=True): tensors and plain values only."""
+    state = {key: value.detach().cpu() for key, value in model.state_dict().items()}
+    return {
+        "state_dict": state,
+        "model": name,
+        "num_classes": num_classes,
+        "in_channels": in_channels,
+        "dropout": dropout,
+    }
+
+
+def load_model(checkpoint: Mapping[str, Any], device: str, stochastic_depth: float = 0.0) -> torch.nn.Module:
+    """The checkpoint's network in eval mode; stochastic_depth (for further training) leaves the keys unchanged."""
+    model = create_model(
+        checkpoint["model"],
+        checkpoint["num_classes"],
+        checkpoint["in_channels"],
+        checkpoint["dropout"],
+        stochastic_depth,
+    )
+    model.load_state_dict(checkpoint["state_dict"])
+    return model.to(device).eval()

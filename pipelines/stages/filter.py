@@ -1,0 +1,36 @@
+"""The `filter` stage: Noisy Student's confidence filter and per-class balancing.
+
+See docs/ALGORITHMS.md, Noisy Student (steps 3 and 4).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from orchestrator.dag import StageContext, StageResult
+from pipelines.sampling import filter_and_balance
+from pipelines.stages.common import artifact, num_classes_of, output_name, picks_of, predictions
+
+
+def filter_pseudo_labels(ctx: StageContext, inputs: Mapping[str, Any], params: Mapping[str, Any]) -> StageResult:
+    """Noisy Student's data balancing: drop confidence < min, keep the top K per class, duplicate up to K."""
+    split = artifact(inputs, params, "split")
+    table = artifact(inputs, params, "pseudo_labels")
+    num_classes = num_classes_of(params["data"])
+    per_class = params["per_class"] or max(1, table.num_rows // num_classes)
+    pred, confidence = predictions(table)
+    rows = filter_and_balance(
+        pred, confidence, num_classes, params["min_confidence"], per_class, np.random.default_rng(ctx.seed)
+    )
+    picks, _, metrics = picks_of(table, rows, split, num_classes, params["generation"])
+    metrics.update(
+        {
+            "kept_unique": float(len(np.unique(rows))),
+            "per_class": float(per_class),
+            "dropped_low_confidence": float(np.sum(confidence < params["min_confidence"])),
+        }
+    )
+    return StageResult(outputs={output_name(params, "picks"): picks}, metrics=metrics)

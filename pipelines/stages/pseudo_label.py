@@ -1,0 +1,137 @@
+"""The `pseudo_label` stages: a trained model labels the unlabeled split (the table of `pipelines.pseudo_label`).
+
+CReST's `pseudo_label_generation` streams shards through `ctx.map_shards` (actors under Ray) with
+plain softmax; Noisy Student's `pseudo_label_network` labels the split at once with softmax(z / T).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import torch
+
+from orchestrator.dag import StageContext, StageResult
+from pipelines.pseudo_label import predict_probs, pseudo_label_schema, to_table
+from pipelines.stages.common import artifact, dataset_of, load_model, output_name, subset_images
+
+
+def pseudo_label_generation(ctx: StageContext, inputs: Mapping[str, Any], params: Mapping[str, Any]) -> StageResult:
+    """The EMA model labels the whole unlabeled split: plain softmax, no threshold, no alignment.
+
+    The unlabeled ids are cut into shards of ``shard_size``; ``ctx.map_shards`` labels them (on
+    actors under Ray, in a loop otherwise) and hands back one Arrow batch per shard, in shard order,
+    which the store streams into Parquet. Shards are cut lazily from the split table, so neither
+    this process nor any actor holds every id or probability row (memory flat in N,
+    benchmarks/labeling.py), and the table is the same for any number of actors.
+    """
+    split = artifact(inputs, params, "split")
+    checkpoint = artifact(inputs, params, "model")
+    size = int(params.get("shard_size", max(split.num_rows, 1)))
+    label = ShardLabeler(
+        data=params["data"],
+        checkpoint=checkpoint,
+        batch_size=params["batch_size"],
+        generation=params["generation"],
+        model_name=f"{checkpoint['model']}@g{params['generation']:02d}",
+        device=ctx.device,
+    )
+    metrics: dict[str, float] = {}
+    batches = _counted_batches(ctx.map_shards(label, unlabeled_shards(split, size)), metrics)
+    reader = pa.RecordBatchReader.from_batches(pseudo_label_schema(checkpoint["num_classes"]), batches)
+    return StageResult(outputs={output_name(params, "pseudo_labels"): reader}, metrics=metrics)
+
+
+def unlabeled_shards(split: pa.Table, size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(sample ids, int64 labels) of the split's unlabeled rows, ``size`` rows a shard, in split order.
+
+    A generator over slices of the split, filtered by Arrow: the stage holds about one shard of ids,
+    never all N, and does no per-row Python work. Shard boundaries depend only on the split and
+    ``size``, so the labeled table is the same however the shards are mapped.
+    """
+    if size < 1:
+        raise ValueError(f"unlabeled_shards: expected shard_size >= 1, got {size}")
+    ids: list[np.ndarray] = []
+    labels: list[np.ndarray] = []
+    held = 0
+    for batch in split.select(["sample_id", "label", "subset"]).to_batches(max_chunksize=size):
+        kept = batch.filter(pc.equal(batch.column("subset"), "unlabeled"))
+        ids.append(kept.column("sample_id").to_numpy())
+        labels.append(kept.column("label").to_numpy().astype(np.int64))
+        held += kept.num_rows
+        while held >= size:
+            all_ids, all_labels = np.concatenate(ids), np.concatenate(labels)
+            yield all_ids[:size], all_labels[:size]
+            ids, labels, held = [all_ids[size:]], [all_labels[size:]], held - size
+    if held:
+        yield np.concatenate(ids), np.concatenate(labels)
+
+
+@dataclass
+class ShardLabeler:
+    """``ctx.map_shards``'s function: pseudo-labels of one shard of (sample ids, true labels).
+
+    Runs where the shard is sent (an actor), so it loads the images and the model there, the model
+    once per process (on its first shard, not on every shard); ``device`` falls back to the CPU
+    when the worker has no GPU. Pickled without the loaded model.
+    """
+
+    data: Any  # the `data` config section
+    checkpoint: Mapping[str, Any]
+    batch_size: int
+    generation: int
+    model_name: str
+    device: str
+    _model: torch.nn.Module | None = field(default=None, repr=False, compare=False)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_model": None}
+
+    def __call__(self, shard: tuple[np.ndarray, np.ndarray]) -> tuple[pa.RecordBatch, int, float]:
+        """(rows as one batch, correct count, confidence sum) of one shard."""
+        ids, labels = shard
+        device = self.device if self.device == "cpu" or torch.cuda.is_available() else "cpu"
+        if self._model is None:
+            self._model = load_model(self.checkpoint, device)
+        dataset = dataset_of(self.data).train
+        images = dataset.images[torch.tensor(ids, dtype=torch.int64)]  # a copy: Ray hands shards over read-only
+        probs = predict_probs(self._model, images, self.batch_size, device)
+        batch = to_table(ids, probs, self.generation, self.model_name).combine_chunks().to_batches()[0]  # no copies
+        correct = int(np.sum(batch.column("pred_class").to_numpy() == labels))
+        return batch, correct, float(batch.column("confidence").to_numpy().sum())
+
+
+def _counted_batches(
+    results: Iterator[tuple[pa.RecordBatch, int, float]], metrics: dict[str, float]
+) -> Iterator[pa.RecordBatch]:
+    """Pass the shards' batches through, filling ``metrics`` once the last one has gone by."""
+    rows = correct = 0
+    confidence = 0.0
+    for batch, shard_correct, shard_confidence in results:
+        rows, correct, confidence = rows + batch.num_rows, correct + shard_correct, confidence + shard_confidence
+        yield batch
+    metrics.update(
+        accuracy=correct / rows if rows else 0.0, mean_confidence=confidence / rows if rows else 0.0, rows=float(rows)
+    )
+
+
+def pseudo_label_network(ctx: StageContext, inputs: Mapping[str, Any], params: Mapping[str, Any]) -> StageResult:
+    """The un-noised teacher (eval mode, clean inputs) labels the unlabeled split with softmax(z / T)."""
+    data, generation = params["data"], params["generation"]
+    split = artifact(inputs, params, "split")
+    checkpoint = artifact(inputs, params, "model")
+    ids, images, truth = subset_images(data, split, "unlabeled")
+    probs = predict_probs(
+        load_model(checkpoint, ctx.device), images, params["batch_size"], ctx.device, params["temperature"]
+    )
+    table = to_table(ids, probs, generation, f"{checkpoint['model']}@g{generation:02d}")
+    metrics = {
+        "accuracy": float(np.mean(probs.argmax(axis=1) == truth.numpy())),
+        "mean_confidence": float(probs.max(axis=1).mean()),
+        "rows": float(len(ids)),
+    }
+    return StageResult(outputs={output_name(params, "pseudo_labels"): table}, metrics=metrics)

@@ -1,0 +1,95 @@
+"""Stage bodies by reference, so that building a pipeline imports no torch.
+
+The body modules of `pipelines.stages` import torch, torchvision and matplotlib; the driver only
+validates the config and builds the DAG, so the builders name the bodies here and the body's
+module is imported when a worker (or the local executor) calls it. A `StageBody` carries the
+`__module__` and `__qualname__` of the function it names: the engine reads those for fingerprints
+and for warming workers, so a body by reference fingerprints exactly like the function itself.
+It pickles as two strings, which is how Ray ships it. This is the only module of
+`pipelines.stages` the builders import; tests/unit/pipelines/stages/test_refs.py checks that every
+reference below names a real function.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from typing import Any
+
+from orchestrator.dag import Parallelism, Resources, Stage, StageContext, StageResult
+
+
+class StageBody:
+    """The stage function `module.name`, imported on first call (the engine's StageFn signature)."""
+
+    def __init__(self, module: str, name: str) -> None:
+        self.__module__ = module
+        self.__qualname__ = self.__name__ = name
+
+    def __call__(self, ctx: StageContext, inputs: Mapping[str, Any], params: Mapping[str, Any]) -> StageResult:
+        return self.resolve()(ctx, inputs, params)
+
+    def resolve(self) -> Any:
+        """The function itself (imports its module)."""
+        return getattr(importlib.import_module(self.__module__), self.__qualname__)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, StageBody) and (self.__module__, self.__qualname__) == (
+            other.__module__,
+            other.__qualname__,
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.__module__, self.__qualname__))
+
+    def __repr__(self) -> str:
+        return f"StageBody({self.__module__}.{self.__qualname__})"
+
+
+# By role, as the DAG names the stages: `data/split`, `gKK/train`, `gKK/evaluate`, ...
+split_data = StageBody("pipelines.stages.split", "split_data")  # CReST, Noisy Student: demands unlabeled images
+split_supervised = StageBody("pipelines.stages.split", "split_supervised")  # KE, distillation
+make_masks = StageBody("pipelines.stages.masks", "make_masks")
+train_generation = StageBody("pipelines.stages.train", "train_generation")  # FixMatch (CReST)
+train_network = StageBody("pipelines.stages.train", "train_network")  # KE, Noisy Student, distillation
+evaluate_generation = StageBody("pipelines.stages.evaluate", "evaluate_generation")
+evaluate_network = StageBody("pipelines.stages.evaluate", "evaluate_network")
+pseudo_label_generation = StageBody("pipelines.stages.pseudo_label", "pseudo_label_generation")
+pseudo_label_network = StageBody("pipelines.stages.pseudo_label", "pseudo_label_network")
+rebalance_generation = StageBody("pipelines.stages.rebalance", "rebalance_generation")
+filter_pseudo_labels = StageBody("pipelines.stages.filter", "filter_pseudo_labels")
+
+
+# Roles whose outputs MLflow should see as lineage: models are logged and registered,
+# datasets are logged as inputs of the runs that read them.
+LINEAGE_ROLES = {"model": "model", "pseudo_labels": "dataset", "picks": "dataset"}
+
+
+def lineage_of(io: Mapping[str, str], outputs: tuple[str, ...]) -> dict[str, str]:
+    """Output artifact -> "model" | "dataset", for the outputs whose role is in LINEAGE_ROLES."""
+    return {name: LINEAGE_ROLES[role] for role, name in io.items() if role in LINEAGE_ROLES and name in outputs}
+
+
+def make_stage(
+    name: str,
+    fn: Any,
+    io: dict[str, str],
+    outputs: tuple[str, ...],
+    params: dict,
+    resources: Mapping[str, Any],
+    generation: int | None,
+    parallelism: Parallelism = Parallelism.DATA,
+) -> Stage:
+    """A stage whose params carry its io roles; inputs are every io entry that is not an output."""
+    inputs = tuple(artifact for artifact in io.values() if artifact not in outputs)
+    return Stage(
+        name=name,
+        fn=fn,
+        inputs=inputs,
+        outputs=outputs,
+        params={**params, "io": io},
+        resources=Resources(**dict(resources)),
+        generation=generation,
+        lineage=lineage_of(io, outputs),
+        parallelism=parallelism,
+    )

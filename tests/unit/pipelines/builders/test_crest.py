@@ -1,0 +1,30 @@
+"""The CReST builder: stage params are the config's sections, each stage carrying only the part it reads."""
+
+from __future__ import annotations
+
+from pipelines.builders import crest
+from tests.unit.pipelines.helpers import config, problems
+
+
+def test_stage_params_are_the_validated_sections_themselves() -> None:
+    cfg = config(crest.CrestConfig, **{"crest.generations": 2})
+    by_name = {stage.name: stage for stage in crest.build(cfg).stages}
+    train = by_name["g01/train"].params
+    assert train["train"] is cfg.train and train["data"] is cfg.data and train["augment"] is cfg.augment
+    assert train["crest"].model_dump() == cfg.crest.model_dump(exclude={"alpha", "selection"})
+    assert (by_name["g00/rebalance"].params["alpha"], by_name["g00/rebalance"].params["selection"]) == (3.0, "top")
+
+
+def test_rebalance_knobs_leave_the_other_stages_params_alone() -> None:
+    """A sweep over crest.alpha / crest.selection reruns only the rebalance stages (and what reads their picks)."""
+    base = {s.name: s.params for s in crest.build(config(crest.CrestConfig)).stages}
+    swept_config = config(crest.CrestConfig, **{"crest.alpha": 1.0, "crest.selection": "bernoulli"})
+    swept = {s.name: s.params for s in crest.build(swept_config).stages}
+    changed = sorted(name for name in base if base[name] != swept[name])
+    assert changed == ["g00/rebalance", "g01/rebalance"]
+
+
+def test_fixmatch_bounds_are_checked_once_at_the_config_boundary() -> None:
+    """FixMatchSettings checks nothing again: the `train` section rejects the values, both reported together."""
+    message = problems(crest.CrestConfig, **{"train.steps": 0, "train.threshold": 1.5})
+    assert "2 problem" in message and "train.steps" in message and "train.threshold" in message

@@ -1,0 +1,67 @@
+"""What both training loops share (pipelines.training.common): EMA, SGD groups, index streams, checks, rank slices."""
+
+import pytest
+import torch
+from torch import nn
+
+from pipelines.training.common import ModelEMA, check_targets, parameter_groups, random_batches, rank_slice
+from tests.unit.pipelines.training.toy import TinyCNN
+
+
+def test_model_ema_copies_buffers_and_averages_parameters():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
+    ema = ModelEMA(model, decay=0.9, warmup=False)
+    before = [p.detach().clone() for p in ema.module.parameters()]
+    model.train()(torch.randn(16, 3) * 5 + 2)  # moves the BN running stats
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+    ema.update(model)
+    bn, ema_bn = model[1], ema.module[1]
+    assert torch.equal(ema_bn.running_mean, bn.running_mean) and torch.equal(ema_bn.running_var, bn.running_var)
+    assert ema_bn.num_batches_tracked.item() == 1
+    for old, new, live in zip(before, ema.module.parameters(), model.parameters()):
+        assert torch.allclose(new, 0.9 * old + 0.1 * live, atol=1e-6)
+    assert not ema.module.training
+
+
+def test_model_ema_warmup_decay_sequence():
+    ema = ModelEMA(nn.Linear(2, 2), decay=0.999)
+    decays = []
+    for _ in range(3):
+        decays.append(ema.current_decay())
+        ema.update(nn.Linear(2, 2))
+    assert decays == pytest.approx([1 / 10, 2 / 11, 3 / 12])
+    ema.updates = 100_000
+    assert ema.current_decay() == 0.999
+    with pytest.raises(ValueError, match="decay"):
+        ModelEMA(nn.Linear(2, 2), decay=1.0)
+
+
+def test_parameter_groups_exclude_batchnorm_and_biases_from_decay():
+    model = TinyCNN()
+    groups = parameter_groups(model, weight_decay=5e-4)
+    decay_ids = {id(p) for p in groups[0]["params"]}
+    no_decay_ids = {id(p) for p in groups[1]["params"]}
+    conv, bn = model.features[0], model.features[1]
+    assert decay_ids == {id(conv.weight), id(model.head.weight)}
+    assert no_decay_ids == {id(conv.bias), id(bn.weight), id(bn.bias), id(model.head.bias)}
+    assert groups[0]["weight_decay"] == 5e-4 and groups[1]["weight_decay"] == 0.0
+
+
+def test_random_batches_cover_every_item_once_per_epoch():
+    stream = random_batches(10, 4, torch.Generator().manual_seed(0))
+    first_epoch = torch.cat([next(stream), next(stream)])[:8].tolist() + next(stream)[:2].tolist()
+    assert sorted(first_epoch) == list(range(10))
+
+
+def test_check_targets_refuses_class_ids_out_of_range():
+    with pytest.raises(ValueError, match="class ids"):
+        check_targets("train_fixmatch", torch.full((8,), 7), 8, 2)
+
+
+def test_rank_slice_splits_the_global_batch_and_refuses_uneven_splits():
+    assert [rank_slice(8, r, 2) for r in (0, 1)] == [slice(0, 4), slice(4, 8)]
+    with pytest.raises(ValueError, match="multiples of 3"):
+        rank_slice(8, 0, 3)

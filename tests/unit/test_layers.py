@@ -1,0 +1,173 @@
+"""The layers of docs/ARCHITECTURE.md, enforced by parsing every module's imports (kedro's import-linter contracts).
+
+Every import statement counts, lazy ones inside functions included: a lazy import still couples two
+modules, and it is exactly how the cycles this test was written against had been hidden. Three rules:
+
+1. Each module belongs to one layer, and a layer may import only the layers listed for it in LAYERS.
+2. Ray stays in the modules that need a cluster (RAY_MODULES); pipelines never import it.
+3. No import cycle between modules, anywhere.
+"""
+
+from __future__ import annotations
+
+import ast
+import graphlib
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGES = ("orchestrator", "pipelines")
+
+# layer -> the layers it may import (itself included implicitly). A module's layer is the longest
+# prefix of its dotted name listed here.
+LAYERS: dict[str, set[str]] = {
+    "orchestrator.errors": set(),
+    "orchestrator.dag": {"orchestrator.errors"},
+    "orchestrator.config": {"orchestrator.errors"},
+    "orchestrator.registry": {"orchestrator.errors", "orchestrator.dag"},
+    "orchestrator.engine": {"orchestrator.errors", "orchestrator.dag", "orchestrator.config"},
+    "orchestrator.tracking": {"orchestrator.errors", "orchestrator.dag", "orchestrator.config", "orchestrator.engine"},
+    "orchestrator.tune": {
+        "orchestrator.errors",
+        "orchestrator.dag",
+        "orchestrator.config",
+        "orchestrator.engine",
+        "orchestrator.tracking",
+    },
+    "orchestrator.jobs": {"orchestrator.errors", "orchestrator.config"},
+    "orchestrator.ui": {"orchestrator.errors", "orchestrator.config", "orchestrator.tracking"},
+    "orchestrator.cli": {"orchestrator"},
+    "orchestrator": set(),  # orchestrator/__init__.py
+    "pipelines.algorithms": set(),  # the top-level pure modules (data, models, losses, ...)
+    "pipelines.training": {"pipelines.algorithms"},
+    "pipelines.stages": {"pipelines.algorithms", "pipelines.training", "orchestrator.dag", "orchestrator.errors"},
+    "pipelines.schema": {"pipelines.algorithms", "orchestrator.config"},
+    "pipelines.builders": {
+        "pipelines.algorithms",
+        "pipelines.schema",
+        "pipelines.stages.refs",
+        "orchestrator.dag",
+        "orchestrator.config",
+        "orchestrator.errors",
+        "orchestrator.registry",
+    },
+    "pipelines.registry": {"pipelines.builders", "orchestrator.registry"},
+    "pipelines": set(),  # pipelines/__init__.py
+}
+# Subpackages of pipelines with a layer of their own; any other pipelines module is a pure algorithm.
+PIPELINE_SUBLAYERS = (
+    "pipelines.training",
+    "pipelines.stages",
+    "pipelines.builders",
+    "pipelines.schema",
+    "pipelines.registry",
+)
+RAY_MODULES = {"orchestrator.engine.executors", "orchestrator.engine.distributed", "orchestrator.jobs"}
+RAY_PACKAGES = ("orchestrator.tune",)
+# What the pure algorithm modules may use besides the standard library and each other.
+ALGORITHM_THIRD_PARTY = {"torch", "torchvision", "numpy", "pyarrow", "tqdm", "sklearn", "PIL", "matplotlib", "ot"}
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def all_modules() -> dict[str, Path]:
+    return {module_name(p): p for package in PACKAGES for p in sorted((ROOT / package).rglob("*.py"))}
+
+
+def imported(path: Path, name: str) -> set[str]:
+    """Every absolute module an import names, at any depth; relative imports resolved; `from a import b`
+    counts as a.b when a.b is a module, else a."""
+    known = all_modules()
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*anchor, *([base] if base else [])])
+            for alias in node.names:
+                candidate = f"{base}.{alias.name}"
+                found.add(candidate if candidate in known else base)
+    return found
+
+
+def layer_of(name: str) -> str:
+    if name.startswith("pipelines.") and not name.startswith(PIPELINE_SUBLAYERS):
+        return "pipelines.algorithms"
+    return max((layer for layer in LAYERS if name == layer or name.startswith(layer + ".")), key=len)
+
+
+def allowed(source_layer: str, target: str) -> bool:
+    target_layer = layer_of(target)
+    if target_layer == source_layer:
+        return True
+    return any(target == ok or target.startswith(ok + ".") or target_layer == ok for ok in LAYERS[source_layer])
+
+
+def internal(names: set[str]) -> set[str]:
+    return {n for n in names if n.split(".")[0] in PACKAGES}
+
+
+MODULES = all_modules()
+
+
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_every_import_goes_down_the_layers(name: str) -> None:
+    source = layer_of(name)
+    wrong = sorted(t for t in internal(imported(MODULES[name], name)) if not allowed(source, t))
+    assert not wrong, f"{name} (layer {source}) imports {wrong}; allowed: {sorted(LAYERS[source])}"
+
+
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_ray_stays_in_its_modules(name: str) -> None:
+    uses_ray = any(n.split(".")[0] == "ray" for n in imported(MODULES[name], name))
+    may = name in RAY_MODULES or name.startswith(RAY_PACKAGES)
+    assert may or not uses_ray, f"{name} imports ray; only {sorted(RAY_MODULES)} and {RAY_PACKAGES} may"
+
+
+@pytest.mark.parametrize("name", sorted(n for n in MODULES if layer_of(n) == "pipelines.algorithms" and "." in n))
+def test_algorithm_modules_use_only_numeric_libraries(name: str) -> None:
+    allowed_top = ALGORITHM_THIRD_PARTY | set(sys.stdlib_module_names) | {"__future__", "pipelines"}
+    foreign = sorted(n for n in imported(MODULES[name], name) if n.split(".")[0] not in allowed_top)
+    assert not foreign, f"{name} imports {foreign}"
+
+
+def module_graph() -> dict[str, set[str]]:
+    """Module -> the internal modules it imports (a package import points at its __init__)."""
+    graph = {}
+    for name, path in MODULES.items():
+        targets = {t for t in internal(imported(path, name)) if t in MODULES and t != name}
+        graph[name] = targets
+    return graph
+
+
+def test_no_import_cycles() -> None:
+    try:
+        graphlib.TopologicalSorter(module_graph()).prepare()
+    except graphlib.CycleError as exc:
+        pytest.fail(f"import cycle: {' -> '.join(exc.args[1])}; break it by moving the shared piece down a layer")
+
+
+def test_the_rules_catch_violations(tmp_path: Path) -> None:
+    """The checks themselves: a cycle is found, and an engine module importing pipelines is refused."""
+    with pytest.raises(graphlib.CycleError):
+        graphlib.TopologicalSorter({"a": {"b"}, "b": {"a"}}).prepare()
+    assert not allowed("orchestrator.engine", "pipelines.stages.train")
+    assert not allowed("orchestrator.engine", "orchestrator.tracking.background")
+    assert not allowed("pipelines.algorithms", "pipelines.training.fixmatch")
+    assert allowed("orchestrator.tracking", "orchestrator.engine.records")
+    bad = tmp_path / "bad.py"
+    bad.write_text("def f():\n    import ray\n    from pipelines.stages import train\n")
+    assert imported(bad, "bad") == {"ray", "pipelines.stages.train"}, "lazy imports are seen, modules resolved"
+    graph = module_graph()
+    assert "orchestrator.engine.body" in graph["orchestrator.engine.distributed"], "the graph holds real edges"
