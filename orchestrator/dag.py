@@ -22,16 +22,24 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Resources:
-    """What one stage asks the cluster for; ``workers`` > 1 means data-parallel training."""
+    """What one stage asks the cluster for; ``workers`` > 1 means data-parallel training.
+
+    ``custom`` are Ray custom resources per worker (``{"gpu_node": 1}``): a stage asking for
+    one runs only on nodes started with it (``ray start --resources``), which is how a stage
+    is pinned to a kind of node.
+    """
 
     num_cpus: float = 1.0
     num_gpus: float = 0.0
     workers: int = 1
+    custom: Mapping[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.num_cpus < 0 or self.num_gpus < 0 or self.workers < 1:
+        negative = [name for name, amount in self.custom.items() if amount < 0]
+        if self.num_cpus < 0 or self.num_gpus < 0 or self.workers < 1 or negative:
             raise ValueError(
-                f"Resources must have num_cpus >= 0, num_gpus >= 0, workers >= 1; got {self}; fix the stage's resources"
+                f"Resources must have num_cpus >= 0, num_gpus >= 0, workers >= 1 and custom amounts >= 0; "
+                f"got {self}; fix the stage's resources"
             )
 
 

@@ -82,5 +82,26 @@ class ArtifactError(RelayError):
         return (type(self), (self.artifact, self.message, self.retryable))
 
 
+class SettingError(RelayError):
+    """A setting names something that is not what it should be (an address that answers but is
+    not a Ray dashboard): bad input like a ConfigError (exit 2), for errors found by asking a server."""
+
+
 class TrackingError(RelayError):
     """The tracking store failed while ``strict`` tracking was asked for."""
+
+
+class WorkerLostError(RelayError):
+    """The process, actor or node running a stage died under it (a killed node, an OOM kill).
+
+    Says nothing about the stage itself, so the retry policy retries it even when the stage
+    asked for no retries of its own (``policy.LOST_WORKER_RETRIES``).
+    """
+
+    def __init__(self, stage: str, cause: str) -> None:
+        self.stage = stage
+        self.cause = cause
+        super().__init__(f"stage {stage!r} lost its worker: {cause}")
+
+    def __reduce__(self):
+        return (type(self), (self.stage, self.cause))

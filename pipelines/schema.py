@@ -9,7 +9,7 @@ so that only that piece enters the stage's fingerprint.
 
 from __future__ import annotations
 
-from typing import Literal, TypeVar
+from typing import Annotated, Literal, TypeVar
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
@@ -152,11 +152,16 @@ class LabelSection(StrictModel):
 
 
 class StageResources(StrictModel):
-    """What one stage asks Ray for; workers > 1 means data-parallel training."""
+    """What one stage asks Ray for; workers > 1 means data-parallel training.
+
+    custom: Ray custom resources per worker (`{gpu_node: 1}`), which pin the stage to the nodes
+    started with them (`ray start --resources '{"gpu_node": 4}'`).
+    """
 
     num_cpus: float = Field(1.0, gt=0.0)
     num_gpus: float = Field(0.0, ge=0.0)
     workers: int = Field(1, ge=1)
+    custom: dict[str, Annotated[float, Field(gt=0.0)]] = Field(default_factory=dict)
 
 
 class _StageResourcesCommon(StrictModel):

@@ -28,7 +28,7 @@ import pyarrow.fs as pafs
 
 from orchestrator.dag import StageResult
 from orchestrator.engine.parquet import HashingSink, read_parquet, write_parquet
-from orchestrator.errors import ArtifactError
+from orchestrator.errors import ArtifactError, ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +50,9 @@ class ArtifactRef:
     kind: str  # "table" | "checkpoint"
     digest: str
     size: int
+    # A checkpoint's plain top-level values (model name, classes, ...), so the driver can
+    # describe a model without torch (importing torch in a Ray job's driver aborted it: seen).
+    meta: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,7 @@ class Manifest:
     files: dict[str, str] = field(default_factory=dict)
     created: str = ""
     duration_s: float = 0.0
+    node: str = ""  # the Ray node id where the stage body ran (rank 0, or the pool's coordinator); "" locally
 
 
 def sanitize(name: str) -> str:
@@ -76,7 +80,7 @@ class ArtifactStore:
 
     def __init__(self, uri: str) -> None:
         if "://" in uri:
-            self._fs, root = pafs.FileSystem.from_uri(uri)
+            self._fs, root = _filesystem(uri)
         else:  # absolute, because workers rebuild the store from ``uri`` in another cwd
             uri = root = str(Path(uri).expanduser().resolve())
             self._fs = pafs.LocalFileSystem()
@@ -103,6 +107,7 @@ class ArtifactStore:
         series: Sequence[tuple[int, Mapping[str, float]]] = (),
         duration_s: float = 0.0,
         started: float | None = None,
+        node: str = "",
     ) -> Manifest:
         """Store every output and file, then the manifest, each atomically.
 
@@ -130,6 +135,7 @@ class ArtifactStore:
             files=files,
             created=datetime.now(UTC).isoformat(timespec="seconds"),
             duration_s=float(duration_s),
+            node=node,
         )
         payload = json.dumps(_manifest_to_json(manifest), indent=2, sort_keys=True).encode()
         self._write_bytes(f"{directory}/{MANIFEST}", MANIFEST, payload)
@@ -148,7 +154,8 @@ class ArtifactStore:
         kind, suffix, data = _serialize(name, value)
         path = f"{directory}/{sanitize(name)}.{suffix}"
         self._write_bytes(path, name, data)
-        return ArtifactRef(name=name, path=path, kind=kind, digest=_sha256(data), size=len(data))
+        meta = {k: v for k, v in value.items() if isinstance(k, str) and isinstance(v, (str, int, float, bool))}
+        return ArtifactRef(name=name, path=path, kind=kind, digest=_sha256(data), size=len(data), meta=meta)
 
     def _write_stream(self, path: str, name: str, reader: pa.RecordBatchReader) -> ArtifactRef:
         """Write batches to Parquet as they arrive, hashing the bytes on the way out.
@@ -290,6 +297,32 @@ class ArtifactStore:
         except (OSError, pa.ArrowException) as exc:
             raise ArtifactError(relative, f"could not read {path}: {exc}") from exc
 
+    # --- run records: ``runs/<run id>/`` beside the outputs, so any machine that sees the store can resume a run
+
+    def write_record(self, relative: str, data: bytes) -> None:
+        """Atomically replace a small file of a run's record (config, command, ledger)."""
+        self._write_bytes(relative, relative, data)
+
+    def read_record(self, relative: str) -> bytes | None:
+        """A run record file's bytes, or None when there is none."""
+        try:
+            with self._fs.open_input_stream(self._abs(relative)) as stream:
+                return stream.read()
+        except FileNotFoundError:
+            return None
+        except (OSError, pa.ArrowException) as exc:
+            raise ArtifactError(relative, f"could not read {self._abs(relative)}: {exc}") from exc
+
+    def newest_records(self, folder: str, name: str) -> list[str]:
+        """``folder/<id>/name`` paths that exist, newest first (by modification time)."""
+        try:
+            infos = self._fs.get_file_info(pafs.FileSelector(self._abs(folder), allow_not_found=True, recursive=True))
+        except (OSError, pa.ArrowException):
+            return []
+        found = [i for i in infos if i.type == pafs.FileType.File and i.base_name == name]
+        found.sort(key=lambda info: info.mtime_ns or 0, reverse=True)
+        return [info.path[len(self._root) + 1 :] for info in found]
+
     def local_path(self, relative: str) -> Path | None:
         """The local path of a stored file when the store is on the local disk, else None."""
         if isinstance(self._fs, pafs.LocalFileSystem):
@@ -331,6 +364,19 @@ class StoreCheckpointer:
         except Exception as exc:  # a torn or foreign file: start the stage over rather than fail it
             logger.warning("ignoring unreadable checkpoint of %s (%s); starting over", self.fingerprint[:12], exc)
             return None
+
+
+def _filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
+    """pyarrow's filesystem for a URI; an unknown scheme is a setting to fix, not a crash."""
+    try:
+        return pafs.FileSystem.from_uri(uri)
+    except (pa.ArrowInvalid, ValueError) as exc:
+        raise ConfigError(
+            [
+                f"run.artifact_uri: pyarrow cannot open {uri!r} ({exc}); use a local or shared folder, "
+                "s3://BUCKET/PREFIX, gs://BUCKET/PREFIX, hdfs://... or abfs://..."
+            ]
+        ) from exc
 
 
 def _serialize(name: str, value: Any) -> tuple[str, str, bytes]:
@@ -404,4 +450,5 @@ def _manifest_from_json(data: Mapping[str, Any]) -> Manifest:
         files=dict(data.get("files", {})),
         created=data.get("created", ""),
         duration_s=float(data.get("duration_s", 0.0)),
+        node=str(data.get("node", "")),
     )

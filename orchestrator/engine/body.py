@@ -31,6 +31,7 @@ class Placement:
     device: str | None = None
     checkpointer: Checkpointer | None = None
     shard_mapper: ShardMapper = map_in_order
+    node: str = ""  # the Ray node id of this process, recorded in the manifest (where the stage ran)
 
 
 def stage_device(num_gpus: float) -> str:
@@ -63,7 +64,9 @@ def run_stage_body(task: StageTask, placement: Placement) -> Manifest | None:
         _check_result(stage, result)
         if ctx.rank != 0:
             return None
-        manifest = store.write_stage(task.fingerprint, stage.name, result, ctx.series, started=started)
+        manifest = store.write_stage(
+            task.fingerprint, stage.name, result, ctx.series, started=started, node=placement.node
+        )
     finally:
         torch.set_num_threads(threads)
     store.clear_scratch(task.fingerprint)

@@ -50,6 +50,13 @@ SHARDS_IN_FLIGHT_PER_ACTOR = 2
 # --------------------------------------------------------------------------- Ray Train
 
 
+def this_node() -> str:
+    """The Ray node id of this process: a manifest records where its stage ran."""
+    import ray
+
+    return ray.get_runtime_context().get_node_id()
+
+
 def train_run_name(fingerprint: str, stage_name: str) -> str:
     """Deterministic and unique per stage version: the same stage resumes, another never collides."""
     return f"{fingerprint[:16]}-{sanitize(stage_name)}"
@@ -107,7 +114,7 @@ def fit_stage(task: StageTask) -> Manifest:
 
 
 def _per_worker(resources: Resources) -> dict[str, float]:
-    per_worker = {"CPU": resources.num_cpus}
+    per_worker = {"CPU": resources.num_cpus, **resources.custom}
     if resources.num_gpus > 0:
         per_worker["GPU"] = resources.num_gpus
     return per_worker
@@ -125,6 +132,7 @@ def _train_worker(config: dict[str, Any]) -> None:
         world_size=context.get_world_size(),
         device=str(ray.train.torch.get_device()),
         checkpointer=TrainCheckpointer(rank),
+        node=this_node(),
     )
     run_stage_body(config["task"], placement)
 
@@ -176,9 +184,28 @@ def _remove_run(storage: str, name: str) -> None:
 # --------------------------------------------------------------------------- actor pool
 
 
-def actor_pool_mapper(resources: Resources) -> ShardMapper:
-    """A ``ctx.map_shards`` implementation on ``resources.workers`` actors."""
-    return functools.partial(map_on_actors, resources=resources)
+def actor_pool_mapper(resources: Resources, stage: str = "shards", run_id: str = "", attempt: int = 1) -> ShardMapper:
+    """A ``ctx.map_shards`` implementation on ``resources.workers`` actors, named after ``stage``."""
+    return functools.partial(map_on_actors, resources=resources, label=ActorLabel(stage, run_id, attempt))
+
+
+@dataclass(frozen=True)
+class ActorLabel:
+    """How a stage's actors and shard calls are named in Ray (`ray list actors/tasks`, the dashboard).
+
+    Actor names are unique in their namespace, so the run and the attempt are part of them:
+    two Tune trials, or a retry whose old actors are still being killed, never collide.
+    """
+
+    stage: str
+    run_id: str = ""
+    attempt: int = 1
+
+    def actor(self, index: int) -> str:
+        return f"{self.stage} worker {index} [{self.run_id} attempt {self.attempt}]"
+
+    def shard(self, index: int) -> str:
+        return f"{self.stage} shard {index}"
 
 
 class _ShardWorker:
@@ -194,7 +221,9 @@ class _ShardWorker:
         return self._fn(shard)
 
 
-def map_on_actors(fn: Callable[[Any], Any], shards: Iterable[Any], resources: Resources) -> Iterator[Any]:
+def map_on_actors(
+    fn: Callable[[Any], Any], shards: Iterable[Any], resources: Resources, label: ActorLabel = ActorLabel("shards")
+) -> Iterator[Any]:
     """``fn(shard)`` on a pool of actors; results yielded in shard order, a bounded number in flight.
 
     Shards go round-robin to the actors, at most ``SHARDS_IN_FLIGHT_PER_ACTOR``
@@ -204,13 +233,16 @@ def map_on_actors(fn: Callable[[Any], Any], shards: Iterable[Any], resources: Re
     """
     import ray
 
-    worker = ray.remote(_ShardWorker).options(num_cpus=resources.num_cpus, num_gpus=resources.num_gpus)
-    actors = [worker.remote(fn, resources.num_cpus) for _ in range(resources.workers)]
+    worker = ray.remote(_ShardWorker)
+    options = {"num_cpus": resources.num_cpus, "num_gpus": resources.num_gpus, "resources": dict(resources.custom)}
+    actors = [
+        worker.options(**options, name=label.actor(i)).remote(fn, resources.num_cpus) for i in range(resources.workers)
+    ]
     pending: deque[Any] = deque()
     limit = SHARDS_IN_FLIGHT_PER_ACTOR * len(actors)
     try:
         for index, shard in enumerate(shards):
-            pending.append(actors[index % len(actors)].run.remote(shard))
+            pending.append(actors[index % len(actors)].run.options(name=label.shard(index)).remote(shard))
             if len(pending) >= limit:
                 yield ray.get(pending.popleft())
         while pending:

@@ -23,6 +23,7 @@ from orchestrator.engine import distributed
 from orchestrator.engine.artifacts import Manifest
 from orchestrator.engine.body import Placement, run_stage_body
 from orchestrator.engine.task import StageTask
+from orchestrator.errors import WorkerLostError
 
 logger = logging.getLogger(__name__)
 WARM_WAIT_S = 120.0  # the longest the first stage waits for the first warm worker
@@ -63,14 +64,24 @@ def run_on_ray(task: StageTask) -> Manifest:
     their body here and hand ``ctx.map_shards`` to actors with the stage's per-worker resources.
     """
     resources = task.stage.resources
+    node = distributed.this_node()
     if resources.workers <= 1:
-        return run_as_one_process(task)
-    if task.stage.parallelism is Parallelism.DATA:
+        manifest = run_stage_body(task, Placement(node=node))
+    elif task.stage.parallelism is Parallelism.DATA:
         return distributed.fit_stage(task)
-    placement = Placement(
-        shard_mapper=distributed.actor_pool_mapper(resources), device="cuda" if resources.num_gpus > 0 else "cpu"
-    )  # the shard actors' device
-    manifest = run_stage_body(task, placement)
+    else:
+        placement = Placement(
+            shard_mapper=distributed.actor_pool_mapper(resources, task.stage.name, task.run_id, task.attempt),
+            device="cuda" if resources.num_gpus > 0 else "cpu",  # the shard actors' device
+            node=node,
+        )
+        try:
+            manifest = run_stage_body(task, placement)
+        except Exception as exc:  # an actor's node died: say so here, where the whole exception chain is known
+            cause = lost_worker(exc)
+            if cause is None:
+                raise
+            raise WorkerLostError(task.stage.name, cause) from exc
     assert manifest is not None  # rank 0 always stores
     return manifest
 
@@ -126,11 +137,12 @@ class LocalExecutor:
 
 
 class RayExecutor:
-    """Runs each stage as a Ray task with the stage's CPUs and GPUs.
+    """Runs each stage as a Ray task named after the stage, with the stage's CPUs, GPUs and custom resources.
 
-    Starts a local Ray instance (or connects to ``address``) unless Ray is
-    already initialised. The dashboard stays on: with it off, resources freed
-    by stopped Tune trials leaked (Ray 2.x; observed with `relay tune`).
+    Starts its own local Ray instance, or connects to ``address`` (or the cluster in
+    RAY_ADDRESS, which a Ray job sets), unless Ray is already initialised. The dashboard
+    stays on: with it off, resources freed by stopped Tune trials leaked (Ray 2.x; observed
+    with `relay tune`).
     """
 
     def __init__(self, address: str | None = None, num_cpus: int | None = None, include_dashboard: bool = True) -> None:
@@ -146,6 +158,7 @@ class RayExecutor:
         self._warm_modules: tuple[str, ...] = ()
         self._warm_later = 0
         self._submitted = False
+        self._stage_names: dict[Any, str] = {}  # task ref -> stage name, for WorkerLostError
 
     def warm_up(self, pipeline: Pipeline) -> None:
         """Warm as many workers as the pipeline's widest layer runs at once, with its stages' modules."""
@@ -195,22 +208,40 @@ class RayExecutor:
         """
         resources = task.stage.resources
         self._warn_if_infeasible(resources)
-        coordinator = resources.workers > 1
-        options = {
-            "num_cpus": 0 if coordinator else resources.num_cpus,
-            "num_gpus": 0 if coordinator else resources.num_gpus,
-            "max_retries": 0,
-            # never join the caller's placement group: a Tune trial's 0.1-CPU bundle cannot hold a stage
-            "scheduling_strategy": "DEFAULT",
-        }
         first = not self._submitted
         if first:
             self._before_first_submit()
         self._submitted = True
-        ref = self._remote.options(**options).remote(task)
+        ref = self._remote.options(**self._task_options(task)).remote(task)
+        self._stage_names[ref] = task.stage.name
         if first:
             self._after_first_submit()
         return ref
+
+    def _task_options(self, task: StageTask) -> dict[str, Any]:
+        """The stage's resources, its name (``g01/train`` in `ray list tasks` and the dashboard), where it goes.
+
+        A coordinator (workers > 1) holds nothing and runs beside this driver: losing a worker
+        node then costs only the workers on it, which Ray Train and the runner replace, and
+        never the task that waits for them (nor Ray Train's controller, which follows it).
+        Either way the task never joins the caller's placement group: a Tune trial's 0.1-CPU
+        bundle cannot hold a stage.
+        """
+        resources = task.stage.resources
+        coordinator = resources.workers > 1
+        strategy: Any = "DEFAULT"
+        if coordinator:
+            from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+            strategy = NodeAffinitySchedulingStrategy(self._ray.get_runtime_context().get_node_id(), soft=True)
+        return {
+            "name": task.stage.name if task.attempt == 1 else f"{task.stage.name} (attempt {task.attempt})",
+            "num_cpus": 0 if coordinator else resources.num_cpus,
+            "num_gpus": 0 if coordinator else resources.num_gpus,
+            "resources": {} if coordinator else dict(resources.custom),
+            "max_retries": 0,
+            "scheduling_strategy": strategy,
+        }
 
     def _warn_if_infeasible(self, resources: Resources) -> None:
         """A request larger than the cluster waits forever; say so instead of hanging quietly."""
@@ -237,26 +268,61 @@ class RayExecutor:
     def _outcome(self, ref: Any) -> Any:
         """ray.get, with a task's exception unwrapped to the stage's own exception.
 
-        Crashes of the worker itself (WorkerCrashedError, NodeDiedError,
-        ObjectLostError) come back as they are; the retry policy treats them
-        as transient.
+        A dead process, actor or node under the stage (the task's own worker, an actor of
+        its pool, Ray Train's workers beyond their restarts) becomes a WorkerLostError, which
+        the retry policy retries even for a stage without retries of its own.
         """
         exceptions = self._ray.exceptions
+        stage = self._stage_names.pop(ref, "?")
         try:
             return self._ray.get(ref)
         except exceptions.RayTaskError as exc:
             cause = exc.cause
             if isinstance(cause, BaseException) and not isinstance(cause, exceptions.RayTaskError):
-                return cause
+                return _as_lost(stage, cause)
             return exc
         except Exception as exc:
-            return exc
+            return _as_lost(stage, exc)
 
     def shutdown(self) -> None:
         """Stop Ray if this executor started it."""
         if self._owns_ray and self._ray.is_initialized():
             self._ray.shutdown()
         self._owns_ray = False
+
+
+def _as_lost(stage: str, error: BaseException) -> BaseException:
+    """``error`` as a WorkerLostError when it says a worker, actor or node died; else ``error`` itself."""
+    if isinstance(error, WorkerLostError):
+        return error
+    cause = lost_worker(error)
+    return error if cause is None else WorkerLostError(stage, cause)
+
+
+def lost_worker(error: BaseException) -> str | None:
+    """What died, when ``error`` or anything in its chain is Ray saying a worker, actor or node died; else None.
+
+    The whole ``__cause__``/``__context__`` chain counts: an actor lost under a streamed output
+    reaches the stage wrapped by the Parquet writer.
+    """
+    import ray.exceptions as errors
+
+    kinds = (
+        errors.WorkerCrashedError,
+        errors.NodeDiedError,
+        errors.ObjectLostError,
+        errors.OwnerDiedError,
+        errors.RayActorError,
+        errors.LocalRayletDiedError,
+    )
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, kinds):
+            return f"{type(current).__name__}: {str(current).splitlines()[0] if str(current) else ''}"
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def _import_modules(modules: tuple[str, ...]) -> int:
@@ -269,10 +335,13 @@ def _import_modules(modules: tuple[str, ...]) -> int:
 
 
 def _init_kwargs(address: str | None, num_cpus: int | None, include_dashboard: bool) -> dict[str, Any]:
-    """ray.init arguments: resources are only given when starting a local instance.
+    """ray.init arguments: join ``address`` or RAY_ADDRESS (a Ray job sets it), else start a local instance.
 
-    Inside a Ray job RAY_ADDRESS names the cluster; ray.init refuses
-    ``num_cpus`` when it connects to one, so it is left out there.
+    ``address="local"`` because a bare ray.init() joins whatever cluster the machine's
+    ``<ray temp dir>/ray_current_cluster`` file names: someone's `ray start`, or a head that
+    died without `ray stop` (the file stays behind). Joining then failed on ``num_cpus``, or
+    hung on a dead address. Resources are only given when starting the local instance
+    (ray.init refuses them when it connects to a cluster).
     """
     kwargs: dict[str, Any] = {"log_to_driver": True}
     if address:
@@ -280,5 +349,5 @@ def _init_kwargs(address: str | None, num_cpus: int | None, include_dashboard: b
     elif os.environ.get("RAY_ADDRESS"):
         logger.info("connecting to the cluster in RAY_ADDRESS; run.num_cpus applies only to a local instance")
     else:
-        kwargs.update(num_cpus=num_cpus, include_dashboard=include_dashboard)
+        kwargs.update(address="local", num_cpus=num_cpus, include_dashboard=include_dashboard)
     return kwargs

@@ -1,26 +1,44 @@
-"""The run's ledger: ``<runs_dir>/<run_id>/ledger.json``, the state of every stage on local disk.
+"""The run's record: ``runs/<run id>/`` in the artifact store, beside the stage outputs.
 
-Rewritten after every change of a stage's state, atomically (a temporary file renamed into
-place), so a run killed at any moment leaves a readable record of how far it got, which is
-what `relay resume` and a person debugging a failure read.
+Three files: ``config.yaml`` (the resolved config) and ``command.json`` (the command that made
+it), written once when the run starts, and ``ledger.json`` (the state of every stage), rewritten
+atomically after every change. A run killed at any moment, its head node included, leaves a
+readable record of how far it got, on storage that outlives the machine: `relay resume` (from any
+machine that sees the store) and a person debugging a failure read it there.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
+
+from orchestrator.engine.artifacts import ArtifactStore
+
+RUNS = "runs"
+CONFIG_FILE = "config.yaml"
+COMMAND_FILE = "command.json"
+LEDGER_FILE = "ledger.json"
+
+
+def record_path(run_id: str, name: str) -> str:
+    """A run record file's path relative to the store root: ``runs/<run id>/<name>``."""
+    return f"{RUNS}/{run_id}/{name}"
+
+
+def read_ledger(store: ArtifactStore, run_id: str) -> dict[str, Any] | None:
+    """The run's ledger as written last, or None before the run's first stage was planned."""
+    data = store.read_record(record_path(run_id, LEDGER_FILE))
+    return None if data is None else json.loads(data)
 
 
 @dataclass
 class Ledger:
-    """The run's record of stage states on local disk, rewritten atomically."""
+    """The run's record of stage states in the artifact store, rewritten atomically."""
 
-    path: Path
+    store: ArtifactStore
     pipeline: str
     run_id: str
     code_version: str
@@ -28,7 +46,7 @@ class Ledger:
     stop_after: str | None
 
     def write(self, status: str, stages: Mapping[str, Mapping[str, Any]]) -> None:
-        """Replace the ledger with the run's ``status`` and each stage's entry (state, fingerprint, ...)."""
+        """Replace the ledger with the run's ``status`` and each stage's entry (state, fingerprint, node, ...)."""
         data = {
             "run_id": self.run_id,
             "pipeline": self.pipeline,
@@ -39,7 +57,4 @@ class Ledger:
             "updated": datetime.now(UTC).isoformat(timespec="seconds"),
             "stages": {name: dict(entry) for name, entry in stages.items()},
         }
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        temp = self.path.with_name(f"{self.path.name}.tmp-{os.getpid()}")
-        temp.write_text(json.dumps(data, indent=2, default=str))
-        os.replace(temp, self.path)
+        self.store.write_record(record_path(self.run_id, LEDGER_FILE), json.dumps(data, indent=2, default=str).encode())

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from enum import Enum
 
-from orchestrator.errors import ArtifactError, ConfigError, PipelineError
+from orchestrator.errors import ArtifactError, ConfigError, PipelineError, WorkerLostError
 
 # Errors that recur on every attempt: bad values, bad types, bugs. Retrying wastes a slot.
 DETERMINISTIC_ERRORS: tuple[type[BaseException], ...] = (
@@ -22,6 +22,11 @@ DETERMINISTIC_ERRORS: tuple[type[BaseException], ...] = (
     ConfigError,
     PipelineError,
 )
+
+
+# A lost node or worker says nothing about the stage: retry it this often even when the stage
+# itself asks for no retries (its own ``retries`` still counts when it is larger).
+LOST_WORKER_RETRIES = 2
 
 
 class Decision(Enum):
@@ -41,4 +46,6 @@ def decide(error: BaseException, attempt: int, max_retries: int) -> Decision:
         return Decision.RAISE
     if isinstance(error, ArtifactError) and not error.retryable:
         return Decision.RAISE
+    if isinstance(error, WorkerLostError):
+        max_retries = max(max_retries, LOST_WORKER_RETRIES)
     return Decision.RETRY if attempt <= max_retries else Decision.RAISE

@@ -22,6 +22,7 @@ class TrackedArtifact:
     kind: str  # "table" | "checkpoint"
     lineage: str | None = None  # "model" | "dataset" | None
     local_path: str | None = None  # set when the bytes are on this machine
+    meta: Mapping[str, Any] = field(default_factory=dict)  # a checkpoint's plain values (model name, classes...)
 
 
 @dataclass

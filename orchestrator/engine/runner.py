@@ -6,14 +6,16 @@ the others are submitted to the executor as ``StageTask``s, and the runner waits
 for the first to finish. Where a task runs (this process, a Ray task, Ray Train
 workers, an actor pool) is the executor's business, not the runner's. Failures go
 through ``decide``, a pure function, so the retry policy is unit-tested without a
-cluster. A ledger of stage states is rewritten under
-``<runs_dir>/<run_id>/ledger.json`` after every change, and on a final failure
+cluster. A ledger of stage states is rewritten in the artifact store under
+``runs/<run_id>/ledger.json`` after every change (beside the outputs, so a run
+can be resumed from any machine that sees the store), and on a final failure
 the log says exactly how to resume.
 """
 
 from __future__ import annotations
 
 import logging
+import tempfile
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -68,6 +70,7 @@ class StageOutcome:
     attempts: int = 0
     duration_s: float = 0.0
     error: str | None = None
+    node: str | None = None  # the Ray node id where the stage ran (from its manifest)
 
     def ledger_entry(self) -> dict[str, Any]:
         return {
@@ -76,6 +79,7 @@ class StageOutcome:
             "attempts": self.attempts,
             "duration_s": round(self.duration_s, 3),
             "error": self.error,
+            "node": self.node,
         }
 
 
@@ -112,17 +116,28 @@ class _RunState:
 
 
 class Runner:
-    """Runs a pipeline's stages through an executor, skipping completed ones."""
+    """Runs a pipeline's stages through an executor, skipping completed ones.
+
+    ``copies_dir`` is where files of a remote store are copied for the tracker to upload
+    (MLflow logs local files only); the caller removes it once the tracker is done. Nothing
+    there is needed after the run: the store holds the originals.
+    """
 
     def __init__(
-        self, store: ArtifactStore, executor: Executor, tracker: Tracker, code_version: str, seed: int, runs_dir: Path
+        self,
+        store: ArtifactStore,
+        executor: Executor,
+        tracker: Tracker,
+        code_version: str,
+        seed: int,
+        copies_dir: Path | None = None,
     ) -> None:
         self.store = store
         self.executor = executor
         self.tracker = tracker
         self.code_version = code_version
         self.seed = seed
-        self.runs_dir = Path(runs_dir)
+        self.copies_dir = None if copies_dir is None else Path(copies_dir)
 
     def run(self, pipeline: Pipeline, run_id: str, stop_after: str | None = None) -> RunSummary:
         """Run every stage (or up to and including ``stop_after``); raise StageError on failure.
@@ -131,9 +146,7 @@ class Runner:
         tracker's pipeline run around this call; the runner reports stages.
         """
         pending = self._targets(pipeline, stop_after)
-        ledger = Ledger(
-            self.runs_dir / run_id / "ledger.json", pipeline.name, run_id, self.code_version, self.seed, stop_after
-        )
+        ledger = Ledger(self.store, pipeline.name, run_id, self.code_version, self.seed, stop_after)
         st = _RunState(pipeline, run_id, pending, {s.name: StageOutcome() for s in pending}, ledger)
         st.write_ledger(RunStatus.RUNNING)
         try:
@@ -247,6 +260,7 @@ class Runner:
         outcome = st.outcomes[stage.name]
         outcome.state = StageState.CACHED if cache_hit else StageState.SUCCEEDED
         outcome.duration_s = 0.0 if cache_hit else manifest.duration_s
+        outcome.node = manifest.node or None
         self.tracker.stage_finished(
             StageRecord(
                 stage=stage.name,
@@ -297,6 +311,7 @@ class Runner:
                 kind=ref.kind,
                 lineage=kind,
                 local_path=None if local is None else str(local),
+                meta=dict(ref.meta),
             )
         return tracked
 
@@ -311,8 +326,11 @@ class Runner:
         return files
 
     def _copy_out(self, run_id: str, stage_name: str, file_name: str, relative: str) -> Path:
-        """A stored file copied from a remote store to ``<runs_dir>/<run_id>/files/<stage>/``, for MLflow to log."""
-        path = self.runs_dir / run_id / "files" / sanitize(stage_name) / file_name
+        """A stored file copied from a remote store to ``<copies_dir>/<run_id>/<stage>/``, for MLflow to log."""
+        if self.copies_dir is None:  # a caller that did not say where: a folder of its own, left to the OS
+            self.copies_dir = Path(tempfile.mkdtemp(prefix="relay-copies-"))
+            logger.debug("copies of remote files for tracking go to %s", self.copies_dir)
+        path = self.copies_dir / run_id / sanitize(stage_name) / file_name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(self.store.read_bytes(relative))
         return path

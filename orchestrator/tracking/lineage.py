@@ -141,23 +141,21 @@ def log_inputs(
 # --- models -----------------------------------------------------------------------------------
 
 
-def checkpoint_config(path: str) -> dict[str, Any]:
-    """The plain values of a Relay checkpoint (model name, classes, channels...): what rebuilds the network."""
-    import torch
+def checkpoint_config(artifact: TrackedArtifact) -> dict[str, Any]:
+    """The plain values of a Relay checkpoint (model name, classes, channels...): what rebuilds the network.
 
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    return (
-        {k: v for k, v in checkpoint.items() if isinstance(v, (str, int, float, bool))}
-        if isinstance(checkpoint, dict)
-        else {}
-    )
+    From the manifest, where the worker that stored the checkpoint wrote them: the driver never
+    imports torch (in a Ray job's driver, loading torch after Ray aborted the process: seen).
+    Manifests written before they were recorded there get an empty config.
+    """
+    return {k: v for k, v in artifact.meta.items() if isinstance(v, (str, int, float, bool))}
 
 
 def log_model(client: Any, experiment_id: str, run: str, artifact: TrackedArtifact, tags: Mapping[str, str]) -> Any:
     """Log a checkpoint as an MLflow LoggedModel of run ``run`` (no export); returns the LoggedModel."""
     if artifact.local_path is None:
         raise FileNotFoundError(f"model {artifact.name} has no local copy to log")
-    config = checkpoint_config(artifact.local_path)
+    config = checkpoint_config(artifact)
     model_tags = {**tags, TAG_ARTIFACT: artifact.name, TAG_DIGEST: artifact.digest}
     model = client.create_logged_model(
         experiment_id,

@@ -3,7 +3,7 @@
 import pytest
 
 from orchestrator.engine.policy import Decision, decide
-from orchestrator.errors import ArtifactError, ConfigError
+from orchestrator.errors import ArtifactError, ConfigError, WorkerLostError
 
 
 @pytest.mark.parametrize(
@@ -22,6 +22,10 @@ from orchestrator.errors import ArtifactError, ConfigError
         (FloatingPointError("nan"), 1, 5, Decision.RAISE),
         (ConfigError(["a: b"]), 1, 5, Decision.RAISE),
         (KeyboardInterrupt(), 1, 5, Decision.RAISE),
+        (WorkerLostError("g00/train", "node died"), 1, 0, Decision.RETRY),  # a lost node says nothing about the stage
+        (WorkerLostError("g00/train", "node died"), 2, 0, Decision.RETRY),
+        (WorkerLostError("g00/train", "node died"), 3, 0, Decision.RAISE),
+        (WorkerLostError("g00/train", "node died"), 3, 5, Decision.RETRY),
     ],
 )
 def test_decide(error, attempt, retries, expected):

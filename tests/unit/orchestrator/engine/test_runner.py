@@ -26,12 +26,12 @@ def make_runner(tmp_path, tracker=None, seed=0):
         tracker or RecordingTracker(),
         code_version="v1",
         seed=seed,
-        runs_dir=tmp_path / "runs",
     )
 
 
 def ledger(tmp_path, run_id):
-    return json.loads((tmp_path / "runs" / run_id / "ledger.json").read_text())
+    """The run's ledger, beside the artifacts in the store."""
+    return json.loads((tmp_path / "artifacts" / "runs" / run_id / "ledger.json").read_text())
 
 
 # --- whole runs ---------------------------------------------------------------------------
