@@ -24,6 +24,8 @@ ModelT = TypeVar("ModelT", bound=BaseModel)
 
 DEFAULT_WORKSPACE = "./relay-workspace"
 WORKSPACE_ENV = "RELAY_WORKSPACE"
+ARTIFACT_URI_ENV = "RELAY_ARTIFACT_URI"
+TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
 
 # Names pydantic inserts into an error location for the member of a union it
 # tried; they are not config keys, so they are dropped from dotted keys.
@@ -181,16 +183,28 @@ def resolve_workspace(settings: RunSettings) -> Path:
 
 
 def tracking_uri(settings: RunSettings, tracking: TrackingSettings) -> str:
-    """The MLflow tracking URI; defaults to a sqlite file inside the workspace."""
+    """The MLflow tracking URI: ``tracking.uri``, else $MLFLOW_TRACKING_URI, else a sqlite file in the workspace.
+
+    The environment variable is MLflow's own, so a shell set up for a tracking server
+    (and a Ray job, which `relay submit` hands it to) needs nothing in the config.
+    """
     if tracking.uri:
         return tracking.uri
+    if os.environ.get(TRACKING_URI_ENV):
+        return os.environ[TRACKING_URI_ENV]
     return f"sqlite:///{resolve_workspace(settings) / 'mlflow.db'}"
 
 
 def artifact_uri(settings: RunSettings) -> str:
-    """The artifact store root; defaults to <workspace>/artifacts."""
+    """The artifact store root: ``run.artifact_uri``, else $RELAY_ARTIFACT_URI, else <workspace>/artifacts.
+
+    Run records (config, command, ledger) live under it too (``runs/RUN_ID/``), so every
+    machine that sees the store can read, resume and browse a run.
+    """
     if settings.artifact_uri:
         return settings.artifact_uri
+    if os.environ.get(ARTIFACT_URI_ENV):
+        return os.environ[ARTIFACT_URI_ENV]
     return str(resolve_workspace(settings) / "artifacts")
 
 
@@ -204,6 +218,11 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         raise ConfigError([f"file not found: {path}; check the path or run from the repository root"], source) from exc
     except OSError as exc:
         raise ConfigError([f"cannot read {path}: {exc}; check its permissions"], source) from exc
+    return parse_yaml(text, source)
+
+
+def parse_yaml(text: str, source: str | None = None) -> dict[str, Any]:
+    """A YAML mapping from text (a file, a run record in the artifact store); a ConfigError says where."""
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

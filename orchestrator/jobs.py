@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import itertools
 import logging
 import os
 import shlex
@@ -28,7 +29,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from orchestrator.errors import RelayError
+from orchestrator.errors import RelayError, SettingError
 
 if TYPE_CHECKING:
     from ray.job_submission import JobSubmissionClient
@@ -65,6 +66,10 @@ class ClusterUnreachableError(JobsError):
 
 class AuthTokenError(JobsError):
     """The cluster wants a token and we sent none, or the wrong one."""
+
+
+class NotADashboardError(JobsError, SettingError):
+    """Something answers at the address, but not a Ray dashboard (a wrong port, another server)."""
 
 
 class JobNotFoundError(JobsError):
@@ -190,10 +195,27 @@ def _get_json(address: str, path: str, headers: dict[str, str]) -> dict[str, Any
         return None
 
 
+def check_dashboard(address: str) -> str:
+    """The cluster's Ray version; raises NotADashboardError when whatever answers is not a Ray dashboard.
+
+    Ray's client would otherwise fail later with a JSON or 404 error that does not say the
+    address is wrong (an MLflow server, a Grafana, the GCS port mistaken for the dashboard).
+    """
+    body = _get_json(address, "/api/version", auth_headers())
+    version = (body or {}).get("ray_version") if isinstance(body, dict) else None
+    if not version:
+        raise NotADashboardError(
+            f"{address} answers, but not as a Ray dashboard (no Ray version at {address}/api/version): pass the "
+            f"head node's dashboard address, http://HEAD:{DEFAULT_DASHBOARD_PORT} by default (`ray status` on the "
+            f"head prints the cluster; the GCS port 6379 is not the dashboard)"
+        )
+    return str(version)
+
+
 def server_auth_mode(address: str) -> str:
-    """'token', 'disabled', or 'unknown' (Ray < 2.52 has no such endpoint); raises if unreachable."""
+    """'token', 'disabled', or 'unknown' (Ray < 2.52 has no such endpoint, nor has a server that is not Ray)."""
     body = _get_json(address, "/api/authentication_mode", {})
-    if body is None:
+    if not isinstance(body, dict):
         return "unknown"
     return str(body.get("authentication_mode", "unknown"))
 
@@ -239,6 +261,8 @@ def connect(address: str | None) -> JobSubmissionClient:
     """
     url = resolve_address(address)
     mode = server_auth_mode(url)
+    if mode == "unknown":  # a Ray dashboard answers this (2.52+), unauthenticated; an older one, or none at all
+        check_dashboard(url)
     headers = auth_headers()
     if mode == "token" and not headers:
         raise AuthTokenError(_missing_token_message(url))
@@ -277,12 +301,13 @@ def submit_entrypoint(
     pip: list[str] | None = None,
     entrypoint_num_cpus: float = 0,
     entrypoint_num_gpus: float = 0,
+    metadata: dict[str, str] | None = None,
 ) -> str:
     """Submit a shell command with ``working_dir`` uploaded; returns the submission id.
 
     The entrypoint defaults to 0 CPUs and 0 GPUs: the driver only orchestrates and
     then runs on the head node, and every GPU stays free for the stages, which
-    request their own resources.
+    request their own resources. ``metadata`` shows in `ray job list` and the dashboard.
     """
     url = resolve_address(address)
     folder = Path(working_dir).expanduser()
@@ -297,13 +322,14 @@ def submit_entrypoint(
             submission_id=submission_id,
             entrypoint_num_cpus=entrypoint_num_cpus or None,
             entrypoint_num_gpus=entrypoint_num_gpus or None,
+            metadata=dict(metadata or {}),
         )
     logger.info("submitted %s to %s: %s", job_id, url, entrypoint)
     return job_id
 
 
-def pipeline_entrypoint(config_path: str, overrides: list[str], working_dir: str) -> str:
-    """``relay run <config> <overrides...>``, quoted; the config path made relative to the upload.
+def pipeline_entrypoint(config_path: str, overrides: list[str], working_dir: str, run_id: str | None = None) -> str:
+    """``relay run <config> <overrides...> [--run-id ID]``, quoted; the config path made relative to the upload.
 
     The job runs inside the uploaded copy of ``working_dir``, so a config inside it
     must be named relative to it; a path outside it must exist on the cluster.
@@ -317,7 +343,24 @@ def pipeline_entrypoint(config_path: str, overrides: list[str], working_dir: str
             logger.warning("%s is outside %s: it must exist on the cluster", config_path, root)
     elif not (root / config).is_file():
         logger.warning("%s not found under %s: it must exist on the cluster", config_path, root)
-    return shlex.join(["relay", "run", config.as_posix(), *overrides])
+    return shlex.join(["relay", "run", config.as_posix(), *overrides, *(["--run-id", run_id] if run_id else [])])
+
+
+def resume_entrypoint(run_id: str, store_uri: str) -> str:
+    """``relay resume RUN_ID --artifact-uri STORE``: the run record is read from the store on the cluster."""
+    return shlex.join(["relay", "resume", run_id, "--artifact-uri", store_uri])
+
+
+def free_submission_id(address: str | None, run_id: str) -> str:
+    """``run_id`` when the cluster has no job by that id, else ``run_id-resume-N`` with the first free N.
+
+    A resumed run keeps its id on a new cluster (the usual case after losing the head);
+    on the cluster that already ran it, Ray refuses a second job with the same id.
+    """
+    taken = {row["id"] for row in list_jobs(address)}
+    if run_id not in taken:
+        return run_id
+    return next(f"{run_id}-resume-{n}" for n in itertools.count(2) if f"{run_id}-resume-{n}" not in taken)
 
 
 def cluster_gpus(address: str) -> float | None:
@@ -359,16 +402,18 @@ def submit_pipeline(
     extra_pip: list[str] | None = None,
     num_gpus: float = 0,
     check_resources: bool = True,
+    metadata: dict[str, str] | None = None,
 ) -> str:
-    """Run ``relay run <config> <overrides>`` on the cluster as a Ray job; returns its id.
+    """Run ``relay run <config> <overrides> --run-id ID`` on the cluster as a Ray job; returns its id.
 
-    ``num_gpus`` is what the pipeline's stages need in total at once; it is
-    checked against the cluster, never reserved for the driver.
+    The submission id is the run id (one id for Ray, Relay and MLflow), so `relay status ID`
+    and `ray job status ID` name the same job. ``num_gpus`` is what the pipeline's stages
+    need in total at once; it is checked against the cluster, never reserved for the driver.
     """
     url = resolve_address(address)
-    entrypoint = pipeline_entrypoint(config_path, overrides, working_dir)
+    entrypoint = pipeline_entrypoint(config_path, overrides, working_dir, run_id=submission_id)
+    connect(url)  # clear auth/reachability errors before anything else
     if num_gpus > 0 and check_resources:
-        connect(url)  # clear auth/reachability errors before the GPU probe
         check_gpus(url, num_gpus)
     return submit_entrypoint(
         url,
@@ -377,6 +422,7 @@ def submit_pipeline(
         submission_id=submission_id,
         env_vars=relay_env_vars(),
         pip=extra_pip,
+        metadata=metadata,
     )
 
 
@@ -392,6 +438,15 @@ def job_status(address: str | None, job_id: str) -> str:
     """PENDING, RUNNING, SUCCEEDED, FAILED or STOPPED."""
     url = resolve_address(address)
     return _status_of(connect(url), url, job_id)
+
+
+def job_outcome(address: str | None, job_id: str) -> tuple[str, str]:
+    """(status, Ray's message about it): why a job failed or was stopped, in one line."""
+    url = resolve_address(address)
+    client = connect(url)
+    with _translated(url, job_id):
+        info = client.get_job_info(job_id)
+    return str(info.status.value), str(info.message or "")
 
 
 def job_logs(address: str | None, job_id: str) -> str:
@@ -471,6 +526,7 @@ def list_jobs(address: str | None) -> list[dict[str, Any]]:
             "start_time": _iso(job.start_time),
             "end_time": _iso(job.end_time),
             "message": job.message,
+            "metadata": dict(job.metadata or {}),
         }
         for job in details
     ]

@@ -1,18 +1,58 @@
-"""`relay submit|status|logs|stop|jobs`: pipeline runs as Ray jobs on a cluster."""
+"""`relay submit|status|logs|stop|jobs`: pipeline runs as Ray jobs on a cluster.
+
+One id: `relay submit` picks the run id, submits the job under it and hands it to `relay run
+--run-id`, so `relay status ID`, `ray job status ID`, the run record in the store and the
+MLflow run name all say the same thing.
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
+import sys
 from pathlib import Path
 from typing import Any
 
 from orchestrator import jobs
-from orchestrator.cli.common import add_address, load_pipeline_config, pipelines_of
+from orchestrator.cli import preflight
+from orchestrator.cli.common import (
+    EXIT_FAILED,
+    add_address,
+    add_artifact_uri,
+    add_workspace,
+    load_pipeline_config,
+    new_run_id,
+    pipelines_of,
+    read_run_record,
+    store_of,
+)
+from orchestrator.config import tracking_uri
+from orchestrator.errors import ConfigError
+
+log = logging.getLogger("relay")
+
+
+def job_metadata(pipeline: str, name: str, run_id: str) -> dict[str, str]:
+    """What `ray job list` and the dashboard show beside the job: the pipeline and the run id."""
+    return {"relay.pipeline": pipeline, "relay.name": name, "relay.run_id": run_id}
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    """Validate locally (bad input never reaches the cluster), then submit `relay run` as a Ray job."""
+    """Validate locally (bad input never reaches the cluster), then submit `relay run` as a Ray job.
+
+    Refused with exit 2 before anything is submitted: a config error, stores that would not
+    outlive the cluster (preflight.check_durable), a store or tracking server that does not
+    answer, an address that is not a Ray dashboard.
+    """
+    if args.resume:
+        return submit_resume(args)
+    if args.config is None:
+        raise ConfigError(["config: pass a pipeline file (relay submit CONFIG ...), or --resume RUN_ID"])
     spec, config = load_pipeline_config(args.config, args.overrides, pipelines_of(args))
+    locations = preflight.submitted_locations(config)
+    preflight.check_durable(locations, args.config)
+    preflight.check_reachable(locations, args.config)
+    run_id = args.run_id or args.submission_id or new_run_id(config.name)
     needed = (
         args.num_gpus
         if args.num_gpus is not None
@@ -23,12 +63,55 @@ def cmd_submit(args: argparse.Namespace) -> int:
         args.config,
         args.overrides,
         str(Path.cwd()),
-        submission_id=args.submission_id,
+        submission_id=run_id,
         num_gpus=needed,
         check_resources=not args.skip_resource_check,
+        metadata=job_metadata(config.pipeline, config.name, run_id),
     )
-    print(job_id)
-    return 0
+    print(job_id, flush=True)
+    return follow_to_the_end(args.address, job_id) if args.wait else 0
+
+
+def submit_resume(args: argparse.Namespace) -> int:
+    """`relay resume RUN_ID` as a job: the record is checked here when this machine sees the store.
+
+    The job gets the store as --artifact-uri; its id is the run id, or ``RUN_ID-resume-N``
+    on a cluster that already ran a job by that id.
+    """
+    store = store_of(args)
+    path = preflight.local_path(store.uri)
+    if path is not None and not Path(path).exists():
+        log.info("%s is not visible from here; the run record is read on the cluster", store.uri)
+        preflight.check_durable(preflight.Locations(store.uri, None))
+        name, pipeline = args.resume, "?"
+    else:
+        _, config = read_run_record(store, args.resume, pipelines_of(args))
+        locations = preflight.Locations(store.uri, tracking_uri(config.run, config.tracking))
+        preflight.check_durable(locations)
+        preflight.check_reachable(locations)
+        name, pipeline = config.name, config.pipeline
+    jobs.connect(args.address)
+    job_id = jobs.submit_entrypoint(
+        args.address,
+        jobs.resume_entrypoint(args.resume, store.uri),
+        str(Path.cwd()),
+        submission_id=jobs.free_submission_id(args.address, args.resume),
+        env_vars=jobs.relay_env_vars(),
+        metadata=job_metadata(pipeline, name, args.resume),
+    )
+    print(job_id, flush=True)
+    return follow_to_the_end(args.address, job_id) if args.wait else 0
+
+
+def follow_to_the_end(address: str | None, job_id: str) -> int:
+    """Print the job's log as it comes, then exit like `ray job submit`: 0 if it SUCCEEDED, else 1."""
+    for chunk in jobs.follow_logs(address, job_id):
+        print(chunk, end="", flush=True)
+    status, message = jobs.job_outcome(address, job_id)
+    if status == "SUCCEEDED":
+        return 0
+    print(f"relay: job {job_id} {status}: {message}; see `relay logs {job_id}`", file=sys.stderr)
+    return EXIT_FAILED
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -61,11 +144,25 @@ def cmd_jobs(args: argparse.Namespace) -> int:
 
 
 def register(commands: Any) -> None:
-    submit = commands.add_parser("submit", help="run a pipeline file on a Ray cluster as a Ray job")
-    submit.add_argument("config")
+    submit = commands.add_parser(
+        "submit",
+        help="run a pipeline file on a Ray cluster as a Ray job (or resume a run there: --resume RUN_ID)",
+        description="relay submit CONFIG [key=value ...] --address http://HOST:8265 [--wait]; "
+        "relay submit --resume RUN_ID --address http://HOST:8265 [--wait]",
+    )
+    submit.add_argument("config", nargs="?")
     submit.add_argument("overrides", nargs="*")
     add_address(submit)
-    submit.add_argument("--submission-id", help="job id (default: chosen by Ray); duplicates are rejected")
+    submit.add_argument("--run-id", help="the run's id, also the Ray submission id (default: NAME-DATE-TIME-XXXX)")
+    submit.add_argument("--submission-id", help=argparse.SUPPRESS)  # the old name of --run-id
+    submit.add_argument(
+        "--resume", metavar="RUN_ID", help="run `relay resume RUN_ID` as a job (e.g. on a new head node)"
+    )
+    submit.add_argument(
+        "--wait", action="store_true", help="stream the job's log and exit with its outcome (0 succeeded, 1 not)"
+    )
+    add_workspace(submit)
+    add_artifact_uri(submit)
     submit.add_argument(
         "--num-gpus", type=float, help="GPUs the stages need at once (default: from the config's resources)"
     )
@@ -78,12 +175,12 @@ def register(commands: Any) -> None:
 
     for name, handler, text in (("status", cmd_status, "a job's status"), ("stop", cmd_stop, "stop a running job")):
         command = commands.add_parser(name, help=text)
-        command.add_argument("job_id")
+        command.add_argument("job_id", metavar="RUN_ID")
         add_address(command)
         command.set_defaults(handler=handler)
 
     logs = commands.add_parser("logs", help="a job's driver log")
-    logs.add_argument("job_id")
+    logs.add_argument("job_id", metavar="RUN_ID")
     logs.add_argument("--follow", "-f", action="store_true", help="keep printing until the job ends")
     add_address(logs)
     logs.set_defaults(handler=cmd_logs)

@@ -1,4 +1,4 @@
-"""What the command groups share: finding pipelines, resolving a config file, a run's folder, common flags.
+"""What the command groups share: finding pipelines, resolving a config file, a run's record, common flags.
 
 The CLI names no algorithm: pipelines come from the ``relay.pipelines`` entry points
 (``orchestrator.registry.load_pipelines``) unless the caller hands ``main`` its own mapping.
@@ -8,12 +8,20 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
+import secrets
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from orchestrator.config import apply_overrides, load_yaml, validate_config
+import yaml
+
+from orchestrator import jobs
+from orchestrator.config import RunSettings, apply_overrides, artifact_uri, load_yaml, parse_yaml, validate_config
+from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.engine.fingerprint import code_version
+from orchestrator.engine.ledger import COMMAND_FILE, CONFIG_FILE, RUNS, record_path
 from orchestrator.errors import ConfigError
 from orchestrator.registry import PipelineSpec, get_pipeline, load_pipelines
 
@@ -39,11 +47,54 @@ def load_pipeline_config(path: str, overrides: list[str], pipelines: Pipelines |
     return spec, config
 
 
-def load_saved_config(saved: Path, pipelines: Pipelines) -> tuple[Any, Any]:
+def load_saved_config(text: str, source: str, pipelines: Pipelines) -> tuple[Any, Any]:
     """The pipeline spec and validated config of a run, from the config.yaml saved when it started."""
-    data = load_yaml(str(saved))
-    spec = get_pipeline(data.get("pipeline"), pipelines, source=str(saved))
-    return spec, validate_config(spec.config_model, data, source=str(saved))
+    data = parse_yaml(text, source)
+    spec = get_pipeline(data.get("pipeline"), pipelines, source=source)
+    return spec, validate_config(spec.config_model, data, source=source)
+
+
+def new_run_id(name: str) -> str:
+    """``NAME-DATE-TIME-XXXX``: the run's one id (Relay's run, the Ray job's submission id, the MLflow run name)."""
+    return f"{name}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+
+
+def with_locations(config: Any, store: str, tracking: str) -> Any:
+    """``config`` with its artifact store and tracking URI written in, as resolved where the run started.
+
+    Saved so in the run record, a resume on any machine (a new head node, a laptop) writes to
+    the same stores whatever its own environment says.
+    """
+    run = config.run.model_copy(update={"artifact_uri": store})
+    return config.model_copy(update={"run": run, "tracking": config.tracking.model_copy(update={"uri": tracking})})
+
+
+def save_run_record(store: ArtifactStore, run_id: str, config: Any, config_path: str, overrides: list[str]) -> None:
+    """The resolved config and the command that made it, beside the artifacts: `relay resume` reads them back."""
+    text = yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+    store.write_record(record_path(run_id, CONFIG_FILE), text.encode())
+    store.write_record(
+        record_path(run_id, COMMAND_FILE), json.dumps({"config": config_path, "overrides": overrides}).encode()
+    )
+
+
+def read_run_record(store: ArtifactStore, run_id: str, pipelines: Pipelines) -> tuple[Any, Any]:
+    """The spec and config a run was started with, from its record in ``store``; a missing run is bad input."""
+    text = store.read_record(record_path(run_id, CONFIG_FILE))
+    if text is None:
+        raise ConfigError(
+            [
+                f"run_id: no run {run_id!r} in the artifact store {store.uri} (no {RUNS}/{run_id}/{CONFIG_FILE}); "
+                "pass the store the run wrote to (--artifact-uri or RELAY_ARTIFACT_URI, or --workspace)"
+            ]
+        )
+    return load_saved_config(text.decode(), f"{store.location(record_path(run_id, CONFIG_FILE))}", pipelines)
+
+
+def store_of(args: argparse.Namespace) -> ArtifactStore:
+    """The artifact store a command reads run records from: --artifact-uri, else the workspace's default."""
+    given = getattr(args, "artifact_uri", None)
+    return ArtifactStore(given or artifact_uri(RunSettings(workspace=getattr(args, "workspace", None))))
 
 
 def pipeline_code_version(spec: PipelineSpec) -> str:
@@ -56,13 +107,41 @@ def pipeline_code_version(spec: PipelineSpec) -> str:
     return code_version(Path(package.__file__).parent)
 
 
-def run_dir(workspace: Path, run_id: str) -> Path:
-    return workspace / "runs" / run_id
+def cluster_address(address: str | None) -> str | None:
+    """``--address`` as ray.init takes it; a dashboard URL is refused (that is `relay submit`'s address)."""
+    if address is None:
+        return None
+    if address.startswith(("http://", "https://")):
+        raise ConfigError(
+            [
+                f"--address: {address} is a dashboard URL; `relay run/resume/tune --address` joins the cluster as its "
+                "driver and takes the GCS address HOST:6379 (as `ray status` prints it). To run on a cluster as a "
+                "Ray job, use `relay submit CONFIG --address http://HOST:8265`"
+            ]
+        )
+    jobs.find_auth_token()  # a token cluster: RAY_AUTH_MODE=token before Ray is imported
+    return address
 
 
 def add_workspace(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workspace", help="workspace folder (default: $RELAY_WORKSPACE or ./relay-workspace)")
 
 
+def add_artifact_uri(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--artifact-uri",
+        help="artifact store holding the run records, e.g. s3://BUCKET/PREFIX "
+        "(default: $RELAY_ARTIFACT_URI, else the workspace's artifacts/)",
+    )
+
+
 def add_address(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--address", help="Ray dashboard address, e.g. http://HOST:8265 (default: $RAY_ADDRESS)")
+
+
+def add_cluster_address(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--address",
+        help="join this Ray cluster as its driver (the GCS address HOST:6379, as `ray status` prints it); "
+        "default: $RAY_ADDRESS (set inside a Ray job), else a new local Ray instance of its own",
+    )

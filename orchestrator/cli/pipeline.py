@@ -7,28 +7,32 @@ executor, runner) and to tracking (MLflow on a background thread).
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import secrets
-import time
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from orchestrator.cli import preflight
 from orchestrator.cli.common import (
     Pipelines,
+    add_artifact_uri,
+    add_cluster_address,
     add_workspace,
+    cluster_address,
     load_pipeline_config,
-    load_saved_config,
+    new_run_id,
     pipeline_code_version,
     pipelines_of,
-    run_dir,
+    read_run_record,
+    save_run_record,
+    store_of,
+    with_locations,
 )
-from orchestrator.config import RunSettings, TrackingSettings, artifact_uri, load_yaml, resolve_workspace, tracking_uri
+from orchestrator.config import RunSettings, TrackingSettings, parse_yaml, resolve_workspace, tracking_uri
 from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.engine.executors import Executor, LocalExecutor, RayExecutor
+from orchestrator.engine.ledger import CONFIG_FILE, RUNS, record_path
 from orchestrator.engine.runner import Runner
 from orchestrator.errors import ConfigError
 from orchestrator.tracking import report
@@ -42,68 +46,78 @@ log = logging.getLogger("relay")
 # --- configuration ---------------------------------------------------------------------
 
 
-def new_run_id(name: str) -> str:
-    return f"{name}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+def checked_locations(config: Any, source: str | None) -> Any:
+    """``config`` with its stores resolved and written in, once they are checked (exit 2 before anything is written).
 
-
-def save_run_record(directory: Path, config: Any, config_path: str, overrides: list[str]) -> None:
-    """The resolved config and the command that made it: `relay resume` reads them back."""
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "config.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
-    (directory / "command.json").write_text(json.dumps({"config": config_path, "overrides": overrides}))
+    Inside a Ray job the stores must also outlive the cluster (preflight.check_durable).
+    """
+    locations = preflight.resolved_locations(config)
+    if preflight.in_ray_job():
+        preflight.check_durable(locations, source)
+    preflight.check_reachable(locations, source)
+    return with_locations(config, locations.store, locations.tracking)
 
 
 # --- running ---------------------------------------------------------------------------
 
 
-def make_executor(settings: RunSettings) -> Executor:
-    """Ray by default; `run.executor=local` runs stages in this process (debugging, unit tests)."""
+def make_executor(settings: RunSettings, address: str | None = None) -> Executor:
+    """Ray by default; `run.executor=local` runs stages in this process (debugging, unit tests).
+
+    The cluster: ``address``, else ``run.ray_address`` (outside a Ray job: inside one, the
+    job's own cluster in RAY_ADDRESS), else a new local Ray instance.
+    """
     if settings.executor == "local":
         return LocalExecutor()
-    return RayExecutor(address=settings.ray_address, num_cpus=settings.num_cpus)
+    if address is None and not preflight.in_ray_job():
+        address = settings.ray_address
+    return RayExecutor(address=address, num_cpus=settings.num_cpus)
 
 
-def execute(spec: Any, config: Any, run_id: str, resume: bool, stop_after: str | None) -> int:
+def execute(
+    spec: Any, config: Any, run_id: str, resume: bool, stop_after: str | None, address: str | None = None
+) -> int:
     """Run (or resume) one pipeline run end to end and print its generation table.
 
-    Start-up and shutdown overlap what they can: MLflow (its import, the store's creation)
-    runs on the tracker's thread while Ray starts; at the end the table is printed first,
-    and Ray stops while that thread drains the last MLflow calls. ``tracker.join`` makes
-    sure every MLflow write has landed before this returns.
+    ``config`` has its stores written in (``with_locations``). Start-up and shutdown overlap
+    what they can: MLflow (its import, the store's creation) runs on the tracker's thread
+    while Ray starts; at the end the table is printed first, and Ray stops while that thread
+    drains the last MLflow calls. ``tracker.join`` makes sure every MLflow write has landed
+    before this returns, and only then are the copies made for it removed.
     """
-    workspace = resolve_workspace(config.run)
-    uri = tracking_uri(config.run, config.tracking)
+    uri = config.tracking.uri
     tracker = BackgroundTracker(mlflow_tracker(uri, config.tracking))
     tracker.start_pipeline(run_id, config.name, config.model_dump(mode="json"), resume=resume)
     pipeline = spec.build(config)
     status, executor = "FAILED", None
-    try:
-        executor = make_executor(config.run)
-        executor.warm_up(pipeline)
-        runner = Runner(
-            ArtifactStore(artifact_uri(config.run)),
-            executor,
-            tracker,
-            pipeline_code_version(spec),
-            config.seed,
-            runs_dir=run_dir(workspace, run_id).parent,
-        )
-        summary = runner.run(pipeline, run_id, stop_after=stop_after)
-        status = "FINISHED" if stop_after is None else "KILLED"
-        if stop_after is None:
-            print(f"\nRun {run_id}: per-generation results (test set is balanced)")
-            print(report.generation_table(summary_rows(pipeline, summary.manifests), spec.summary), flush=True)
-    finally:
-        tracker.close(status)  # queued behind the stages' calls; MLflow drains them while Ray stops
+    with tempfile.TemporaryDirectory(prefix="relay-copies-") as copies:
         try:
-            if executor is not None:
-                executor.shutdown()
+            executor = make_executor(config.run, address)
+            executor.warm_up(pipeline)
+            runner = Runner(
+                ArtifactStore(config.run.artifact_uri),
+                executor,
+                tracker,
+                pipeline_code_version(spec),
+                config.seed,
+                copies_dir=Path(copies),
+            )
+            summary = runner.run(pipeline, run_id, stop_after=stop_after)
+            status = "FINISHED" if stop_after is None else "KILLED"
+            if stop_after is None:
+                print(f"\nRun {run_id}: per-generation results (test set is balanced)")
+                print(report.generation_table(summary_rows(pipeline, summary.manifests), spec.summary), flush=True)
         finally:
-            tracker.join()
+            tracker.close(status)  # queued behind the stages' calls; MLflow drains them while Ray stops
+            try:
+                if executor is not None:
+                    executor.shutdown()
+            finally:
+                tracker.join()
     if stop_after is not None:
         print(f"stopped after {stop_after}; finish with: relay resume {run_id}")
         return 0
-    print_browse_hint(workspace, uri, tracker.parent_run_id, run_id)
+    print_browse_hint(config, uri, tracker.parent_run_id, run_id)
     return 0
 
 
@@ -122,7 +136,12 @@ def summary_rows(pipeline: Any, manifests: Mapping[str, Any]) -> list[dict[str, 
     return [rows[g] for g in sorted(rows)]
 
 
-def print_browse_hint(workspace: Path, uri: str, parent_run_id: str | None, run_id: str) -> None:
+def print_browse_hint(config: Any, uri: str, parent_run_id: str | None, run_id: str) -> None:
+    if uri.startswith(("http://", "https://")):
+        print(f"\nBrowse the generations in MLflow: {uri} (run {run_id})")
+        print(f"Table again:  MLFLOW_TRACKING_URI={uri} relay generations {run_id}")
+        return
+    workspace = resolve_workspace(config.run)
     print(f"\nBrowse the generations in MLflow:  relay ui --workspace {workspace}")
     print(f"  (or: mlflow ui --backend-store-uri {uri}) and open run {parent_run_id or run_id}")
     print(f"Table again:  relay generations {run_id} --workspace {workspace}")
@@ -134,25 +153,25 @@ def print_browse_hint(workspace: Path, uri: str, parent_run_id: str | None, run_
 def tracking_for(args: argparse.Namespace) -> tuple[str, str, Mapping[str, str] | None]:
     """Tracking URI, experiment and summary columns of a run (or of the workspace's defaults).
 
-    Without a saved config for the run, the columns are those of the pipeline of the
-    workspace's newest run record (no run named), else None: every metric of the run.
+    The run's record (in the artifact store) names its tracking store and pipeline. Without
+    one, the tracking store is the default one (tracking.uri's defaults: $MLFLOW_TRACKING_URI,
+    else the workspace's), and the columns are those of the pipeline of the store's newest
+    run record (no run named), else None: every metric of the run.
     """
     pipelines = pipelines_of(args)
-    workspace = resolve_workspace(RunSettings(workspace=args.workspace))
-    saved = run_dir(workspace, args.run_id) / "config.yaml" if args.run_id else None
-    if saved is not None and saved.exists():
-        spec, config = load_saved_config(saved, pipelines)
+    store = store_of(args)
+    if args.run_id and store.read_record(record_path(args.run_id, CONFIG_FILE)) is not None:
+        spec, config = read_run_record(store, args.run_id, pipelines)
         return tracking_uri(config.run, config.tracking), config.tracking.experiment, spec.summary
     uri = tracking_uri(RunSettings(workspace=args.workspace), TrackingSettings())
-    return uri, args.experiment, None if args.run_id else newest_summary(workspace, pipelines)
+    return uri, args.experiment, None if args.run_id else newest_summary(store, pipelines)
 
 
-def newest_summary(workspace: Path, pipelines: Pipelines) -> Mapping[str, str] | None:
-    """The summary columns of the pipeline that the workspace's newest readable run record names."""
-    records = sorted((workspace / "runs").glob("*/config.yaml"), key=lambda path: path.stat().st_mtime, reverse=True)
-    for saved in records:
+def newest_summary(store: ArtifactStore, pipelines: Pipelines) -> Mapping[str, str] | None:
+    """The summary columns of the pipeline that the store's newest readable run record names."""
+    for relative in store.newest_records(RUNS, CONFIG_FILE):
         try:
-            name = load_yaml(saved).get("pipeline")
+            name = parse_yaml((store.read_record(relative) or b"").decode(), relative).get("pipeline")
         except ConfigError:
             continue
         if name in pipelines:
@@ -172,23 +191,21 @@ def print_generations(uri: str, experiment: str, run_id: str | None, summary: Ma
 
 def cmd_run(args: argparse.Namespace) -> int:
     spec, config = load_pipeline_config(args.config, args.overrides, pipelines_of(args))
+    address = cluster_address(args.address)
+    config = checked_locations(config, args.config)
     run_id = args.run_id or new_run_id(config.name)
-    save_run_record(run_dir(resolve_workspace(config.run), run_id), config, args.config, args.overrides)
+    save_run_record(ArtifactStore(config.run.artifact_uri), run_id, config, args.config, args.overrides)
     log.info("run %s: %d stages", run_id, len(spec.build(config).stages))
-    return execute(spec, config, run_id, resume=False, stop_after=args.stop_after)
+    return execute(spec, config, run_id, resume=False, stop_after=args.stop_after, address=address)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    directory = run_dir(resolve_workspace(RunSettings(workspace=args.workspace)), args.run_id)
-    saved = directory / "config.yaml"
-    if not saved.exists():
-        raise ConfigError(
-            [
-                f"run_id: no run {args.run_id!r} under {directory.parent}; list runs with `ls {directory.parent}` or pass --workspace"
-            ]
-        )
-    spec, config = load_saved_config(saved, pipelines_of(args))
-    return execute(spec, config, args.run_id, resume=True, stop_after=args.stop_after)
+    """Finish a run from its record in the artifact store; the store it was found in is where it writes."""
+    address = cluster_address(args.address)
+    store = store_of(args)
+    spec, config = read_run_record(store, args.run_id, pipelines_of(args))
+    config = checked_locations(with_locations(config, store.uri, tracking_uri(config.run, config.tracking)), None)
+    return execute(spec, config, args.run_id, resume=True, stop_after=args.stop_after, address=address)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -211,12 +228,18 @@ def register(commands: Any) -> None:
     run.add_argument("overrides", nargs="*", help="dotted overrides, e.g. crest.generations=2 train.steps=200")
     run.add_argument("--stop-after", help="stop after this stage (e.g. g00/train); finish later with relay resume")
     run.add_argument("--run-id", help="name the run (default: NAME-DATE-TIME-XXXX)")
+    add_cluster_address(run)
     run.set_defaults(handler=cmd_run, ends_process=True)
 
-    resume = commands.add_parser("resume", help="finish a run; completed stages are skipped")
+    resume = commands.add_parser(
+        "resume",
+        help="finish a run; completed stages are skipped (on a cluster: relay submit --resume RUN_ID)",
+    )
     resume.add_argument("run_id")
     resume.add_argument("--stop-after")
     add_workspace(resume)
+    add_artifact_uri(resume)
+    add_cluster_address(resume)
     resume.set_defaults(handler=cmd_resume, ends_process=True)
 
     validate = commands.add_parser("validate", help="check a pipeline file without running anything")
@@ -231,4 +254,5 @@ def register_generations(commands: Any) -> None:
     generations.add_argument("run_id", nargs="?")
     generations.add_argument("--experiment", default="relay")
     add_workspace(generations)
+    add_artifact_uri(generations)
     generations.set_defaults(handler=cmd_generations)

@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from orchestrator.cli.common import EXIT_FAILED, load_pipeline_config, pipeline_code_version, pipelines_of
+from orchestrator.cli import preflight
+from orchestrator.cli.common import (
+    EXIT_FAILED,
+    add_cluster_address,
+    cluster_address,
+    load_pipeline_config,
+    pipeline_code_version,
+    pipelines_of,
+)
 from orchestrator.config import apply_overrides, load_yaml
 from orchestrator.errors import ConfigError
 from orchestrator.tracking.sweeps import SweepTracker
@@ -28,6 +37,10 @@ def cmd_tune(args: argparse.Namespace) -> int:
         output=args.output,
         source=args.config,
     )
+    preflight.check_reachable(preflight.Locations(plan.store_uri, plan.tracking_uri), args.config)
+    address = cluster_address(args.address)
+    if address is not None:
+        plan = dataclasses.replace(plan, ray_address=address)
     from orchestrator.tune import sweep  # Ray Tune (seconds to import): only once the sweep checks out
 
     _check_resume(args, plan, sweep.can_resume(plan))
@@ -114,4 +127,5 @@ def register(commands: Any) -> None:
     tune.add_argument(
         "--resume", action="store_true", help="continue an interrupted sweep; finished trials are not rerun"
     )
+    add_cluster_address(tune)
     tune.set_defaults(handler=cmd_tune)

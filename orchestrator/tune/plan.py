@@ -47,7 +47,6 @@ class SweepPlan:
     store_uri: str
     tracking_uri: str
     tracking: TrackingSettings  # the trials' pipeline runs track as `relay run` would
-    runs_dir: str
     code_version: str
     seed: int
     ray_address: str | None = None
@@ -207,7 +206,6 @@ def plan_sweep(
         store_uri=artifact_uri(config.run),
         tracking_uri=tracking_uri(config.run, config.tracking),
         tracking=config.tracking,
-        runs_dir=str(workspace / "runs"),
         code_version=code_version,
         seed=config.seed,
         ray_address=config.run.ray_address,

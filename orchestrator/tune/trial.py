@@ -90,24 +90,20 @@ def run_trial(config: dict[str, Any], plan: SweepPlan) -> None:
     tracker = mlflow_tracker(
         plan.tracking_uri, plan.tracking, parent_run_id=plan.sweep_run_id, extra_tags=trial_tags(plan, trial_id, values)
     )
-    runner = Runner(
-        ArtifactStore(plan.store_uri),
-        RayExecutor(),
-        tracker,
-        plan.code_version,
-        plan.seed,
-        runs_dir=Path(plan.runs_dir),
-    )
     tracker.start_pipeline(run_id, plan.pipeline_name, resolved.model_dump(mode="json"), resume=True)
-    try:
-        for generation in range(state.next_generation, plan.generations):
-            value = _run_generation(runner, pipeline, run_id, plan, generation)
-            state = TrialState(state.segments, generation + 1)
-            _report(tune, plan, generation, value, values, state)
-    except BaseException:
-        tracker.end_pipeline("FAILED")
-        raise
-    tracker.end_pipeline("FINISHED")
+    with tempfile.TemporaryDirectory(prefix="relay-copies-") as copies:  # this tracker logs as it goes
+        runner = Runner(
+            ArtifactStore(plan.store_uri), RayExecutor(), tracker, plan.code_version, plan.seed, Path(copies)
+        )
+        try:
+            for generation in range(state.next_generation, plan.generations):
+                value = _run_generation(runner, pipeline, run_id, plan, generation)
+                state = TrialState(state.segments, generation + 1)
+                _report(tune, plan, generation, value, values, state)
+        except BaseException:
+            tracker.end_pipeline("FAILED")
+            raise
+        tracker.end_pipeline("FINISHED")
 
 
 def _load_state(checkpoint: Any, values: Mapping[str, Any]) -> TrialState:

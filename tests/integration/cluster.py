@@ -16,7 +16,8 @@ from pathlib import Path
 
 VENV_BIN = Path(sys.executable).parent
 MAX_SOCKET_PATH = 107  # AF_UNIX limit; Ray puts sockets under <temp>/session_<date>_<pid>/sockets/
-SESSION_SUFFIX = len("/session_2026-01-01_00-00-00_000000_1234567/sockets/plasma_store")
+# the longest socket Ray 2.60 makes there is the dashboard's MetricsHead module's
+SESSION_SUFFIX = len("/session_2026-01-01_00-00-00_000000_1234567/sockets/dash_MetricsHead")
 AUTH_VARS = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_ADDRESS")
 
 

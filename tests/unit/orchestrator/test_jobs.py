@@ -53,7 +53,7 @@ def free_port() -> int:
 @pytest.fixture
 def fake_dashboard() -> Iterator[tuple[str, dict[str, Any]]]:
     """An HTTP server answering GET paths from a dict of JSON bodies (404 otherwise)."""
-    routes: dict[str, Any] = {}
+    routes: dict[str, Any] = {"/api/version": {"ray_version": "2.60.0"}}
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:

@@ -45,7 +45,7 @@ def test_without_run_records_every_metric_is_a_column(workspace: Path, capsys: p
 
 
 def test_the_newest_run_records_pipeline_gives_the_columns(workspace: Path, capsys: pytest.CaptureFixture) -> None:
-    record = workspace / "runs" / "run-g" / "config.yaml"
+    record = workspace / "artifacts" / "runs" / "run-g" / "config.yaml"  # run records live in the artifact store
     record.parent.mkdir(parents=True)
     record.write_text("pipeline: toy\n")
     assert main(["generations", "--workspace", str(workspace)], pipelines={"toy": TOY}) == 0
