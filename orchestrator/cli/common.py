@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import logging
 import secrets
 import time
 from collections.abc import Mapping
@@ -22,7 +23,7 @@ from orchestrator.config import RunSettings, apply_overrides, artifact_uri, load
 from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.engine.fingerprint import code_version
 from orchestrator.engine.ledger import COMMAND_FILE, CONFIG_FILE, RUNS, record_path
-from orchestrator.errors import ConfigError
+from orchestrator.errors import ConfigError, RelayError
 from orchestrator.registry import PipelineSpec, get_pipeline, load_pipelines
 
 Pipelines = Mapping[str, PipelineSpec]
@@ -104,7 +105,12 @@ def pipeline_code_version(spec: PipelineSpec) -> str:
     finds the package from the spec, so a user's package is digested exactly like Relay's own.
     """
     package = importlib.import_module(spec.build.__module__.split(".")[0])
-    return code_version(Path(package.__file__).parent)
+    folder = Path(package.__file__).parent
+    if next(folder.rglob("*.py"), None) is None:  # an empty digest would silently change every fingerprint
+        raise RelayError(f"no Python files under {folder}, where {spec.build.__module__} was imported from")
+    version = code_version(folder)
+    logging.getLogger("relay").info("code version %s (%s)", version, folder)
+    return version
 
 
 def cluster_address(address: str | None) -> str | None:

@@ -1,0 +1,116 @@
+"""A CReST run submitted to a real multi-node cluster: placed on the worker nodes, stored only in S3, tracked in MLflow.
+
+The stack (conftest.py): a head with no CPUs, worker nodes `node_a` and `node_b` (2 CPUs and a
+custom resource each), moto's S3 server and an MLflow server with its artifacts in that S3. The
+user's shell holds RELAY_ARTIFACT_URI=s3://... and MLFLOW_TRACKING_URI=http://...; `relay submit`
+hands both to the job. Train stages are pinned to node_a, labeling actors to node_b, through
+`resources.<stage>.custom`.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from orchestrator import jobs
+from tests.cluster.cluster import wait_for
+from tests.cluster.conftest import ROOT, Stack
+from tests.cluster.helpers import (
+    ledger,
+    local_copies,
+    manifests,
+    mlflow_runs,
+    output_digests,
+    run_name,
+    store_keys,
+)
+from tests.cluster.state import query
+
+pytestmark = [pytest.mark.cluster, pytest.mark.integration, pytest.mark.timeout(1500)]
+
+SMOKE = "pipelines/configs/smoke.yaml"
+PLACED = [
+    "train.steps=20",
+    "resources.train.custom={node_a: 1}",
+    "resources.pseudo_label.workers=2",
+    "resources.pseudo_label.custom={node_b: 1}",
+    "label.shard_size=64",
+]
+STAGES = 7  # smoke.yaml: data/split, g00 train/evaluate/pseudo_label/rebalance, g01 train/evaluate
+
+
+def ray_cli(stack: Stack, *args: str) -> subprocess.CompletedProcess:
+    """Ray's own CLI, as the user who started the cluster."""
+    return subprocess.run(["ray", *args], env=stack.env, capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture
+def as_user(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> str:
+    """This process talks to the cluster's Jobs server with the cluster's token (orchestrator.jobs in-process)."""
+    monkeypatch.setenv("RAY_AUTH_TOKEN", (Path(stack.env["HOME"]) / ".ray" / "auth_token").read_text().strip())
+    return stack.cluster.dashboard
+
+
+def test_a_submitted_crest_run_is_placed_stored_tracked_and_named(stack: Stack, as_user: str) -> None:
+    stack.heal()
+    address, store, run_id = as_user, stack.store("scale-out"), f"scale-out-{uuid.uuid4().hex[:6]}"
+    started = time.monotonic()
+    done = stack.relay("submit", SMOKE, *PLACED, "--run-id", run_id, "--address", address, "--wait", store=store)
+    assert done.returncode == 0, done.stdout[-5000:] + done.stderr[-3000:]
+    print(f"\nsubmitted and finished in {time.monotonic() - started:.0f} s")
+
+    # One id: the job, the run record, the MLflow run name; --wait streamed the job's log.
+    assert done.stdout.splitlines()[0] == run_id
+    assert f"run {run_id} finished: {STAGES} executed, 0 cached" in done.stdout
+    assert stack.relay("status", run_id, "--address", address, store=store).stdout.strip() == "SUCCEEDED"
+    assert f"Job '{run_id}' succeeded" in ray_cli(stack, "job", "status", run_id, "--address", address).stdout
+    job = next(row for row in jobs.list_jobs(address) if row["id"] == run_id)
+    assert job["metadata"] == {"relay.pipeline": "crest", "relay.name": "smoke", "relay.run_id": run_id}
+
+    # Placement: train on node_a, labeling actors and their shards on node_b, coordinators beside the driver.
+    state = query(address, stack.env)
+    head, node_a, node_b = state.node_of("head"), state.node_of("node_a"), state.node_of("node_b")
+    assert state.task_nodes("g00/train") == state.task_nodes("g01/train") == {node_a}
+    workers = state.actors_named("g00/pseudo_label worker")
+    assert len(workers) == 2 and {actor["node_id"] for actor in workers} == {node_b}, workers
+    shards = [task for task in state.tasks if task["name"].startswith("g00/pseudo_label shard ")]
+    assert shards and {task["node_id"] for task in shards} == {node_b}
+    assert state.task_nodes("g00/pseudo_label") == {head}, "the pool's coordinator runs beside the driver"
+    entries = ledger(stack, store, run_id)["stages"]
+    assert entries["g00/train"]["node"] == entries["g01/train"]["node"] == node_a
+    assert all(entry["node"] in (node_a, node_b) for name, entry in entries.items() if name != "g00/pseudo_label")
+
+    # Storage: every output and the run record in S3; no stage output on any local path.
+    found = manifests(stack, store)
+    assert len(found) == STAGES
+    keys = store_keys(stack, store)
+    assert {f"{store[5:]}/runs/{run_id}/{name}" for name in ("config.yaml", "command.json", "ledger.json")} <= set(keys)
+    roots = [stack.root, stack.cluster.temp_dir, ROOT, *Path(tempfile.gettempdir()).glob("relay-copies-*")]
+    assert local_copies(roots, output_digests(found)) == []
+    assert not (ROOT / "relay-workspace").exists()
+
+    # Tracking: the MLflow server's REST API and `relay generations` (from the laptop) show both generations.
+    runs = {run_name(run): run for run in mlflow_runs(stack, run_id)}
+    assert {run_id, "gen-00", "gen-01", "g00/train", "g00/pseudo_label", "g01/evaluate"} <= set(runs)
+    assert runs[run_id]["info"]["status"] == "FINISHED"
+    table = stack.relay("generations", run_id, store=store)
+    assert table.returncode == 0, table.stderr[-3000:]
+    rows = [line.split()[0] for line in table.stdout.splitlines() if line[:1].isdigit()]
+    assert rows == ["0", "1"], table.stdout
+
+
+def test_stop_by_run_id_agrees_with_ray(stack: Stack, as_user: str) -> None:
+    address, store, run_id = as_user, stack.store("stop"), f"stop-{uuid.uuid4().hex[:6]}"
+    submitted = stack.relay("submit", SMOKE, "train.steps=20000", "--run-id", run_id, "--address", address, store=store)
+    assert submitted.returncode == 0, submitted.stderr[-3000:]
+    wait_for(lambda: jobs.job_status(address, run_id) == "RUNNING", 300, f"{run_id} to run")
+    stopped = stack.relay("stop", run_id, "--address", address, store=store)
+    assert stopped.returncode == 0 and "stop requested" in stopped.stdout
+    wait_for(lambda: jobs.job_status(address, run_id) == "STOPPED", 120, f"{run_id} to stop")
+    assert f"Job '{run_id}' was stopped" in ray_cli(stack, "job", "status", run_id, "--address", address).stdout
+    assert stack.relay("status", run_id, "--address", address, store=store).stdout.strip() == "STOPPED"

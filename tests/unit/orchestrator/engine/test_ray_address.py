@@ -1,0 +1,31 @@
+"""Which Ray a run joins: its own local instance unless an address (or a Ray job's RAY_ADDRESS) names one.
+
+A bare ``ray.init()`` joins the cluster named in ``<ray temp dir>/ray_current_cluster`` (someone's
+`ray start`, or a head that died without `ray stop`); `relay run` and `relay tune` both go
+through ``RayExecutor`` and must not (tests/cluster/test_local_ray.py runs it for real).
+"""
+
+import pytest
+
+from orchestrator.engine import executors
+
+
+def test_without_an_address_ray_starts_a_local_instance_with_its_resources(monkeypatch) -> None:
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    kwargs = executors._init_kwargs(None, 2, include_dashboard=False)
+    assert kwargs["address"] == "local"
+    assert kwargs["num_cpus"] == 2
+
+
+@pytest.mark.parametrize("address", ["10.0.0.5:6379", "ray://10.0.0.5:10001"])
+def test_an_address_is_joined_without_resources(monkeypatch, address) -> None:
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    kwargs = executors._init_kwargs(address, 2, include_dashboard=True)
+    assert kwargs["address"] == address
+    assert "num_cpus" not in kwargs  # ray.init refuses resources when it joins a cluster
+
+
+def test_inside_a_ray_job_the_jobs_cluster_is_joined(monkeypatch) -> None:
+    monkeypatch.setenv("RAY_ADDRESS", "10.0.0.5:6379")
+    kwargs = executors._init_kwargs(None, 2, include_dashboard=True)
+    assert "address" not in kwargs and "num_cpus" not in kwargs  # ray.init reads RAY_ADDRESS itself
