@@ -178,21 +178,15 @@ class Pipeline:
 
     def stage(self, name: str) -> Stage:
         """The stage called ``name``; the error lists the valid names."""
-        try:
-            return self._by_name[name]
-        except KeyError:
-            raise PipelineError(
-                [f"no stage named {name!r}; valid stages: {', '.join(self._by_name)}"], self.name
-            ) from None
+        if name not in self._by_name:
+            raise PipelineError([f"no stage named {name!r}; valid stages: {', '.join(self._by_name)}"], self.name)
+        return self._by_name[name]
 
     def producer(self, artifact: str) -> Stage:
         """The stage that writes ``artifact``."""
-        try:
-            return self._producers[artifact]
-        except KeyError:
-            raise PipelineError(
-                [f"no stage produces {artifact!r}; artifacts: {', '.join(self._producers)}"], self.name
-            ) from None
+        if artifact not in self._producers:
+            raise PipelineError([f"no stage produces {artifact!r}; artifacts: {', '.join(self._producers)}"], self.name)
+        return self._producers[artifact]
 
     def layers(self) -> list[list[Stage]]:
         """Stages grouped so each layer depends only on earlier layers (declaration order inside)."""

@@ -16,6 +16,12 @@ class RelayError(Exception):
     """Base of every error Relay raises on purpose."""
 
 
+def problem_list(problems: Sequence[str], where: str) -> str:
+    """``N problem(s) in WHERE:`` and one ``  - problem`` line each: how every collected error reads."""
+    lines = "\n".join(f"  - {p}" for p in problems)
+    return f"{len(problems)} problem(s) in {where}:\n{lines}"
+
+
 class ConfigError(RelayError):
     """Every problem found in one configuration, raised once.
 
@@ -26,9 +32,7 @@ class ConfigError(RelayError):
     def __init__(self, problems: Sequence[str], source: str | None = None) -> None:
         self.problems = list(problems)
         self.source = source
-        where = source or "the configuration"
-        lines = "\n".join(f"  - {p}" for p in self.problems)
-        super().__init__(f"{len(self.problems)} problem(s) in {where}:\n{lines}")
+        super().__init__(problem_list(self.problems, source or "the configuration"))
 
     def __reduce__(self):
         return (type(self), (self.problems, self.source))
@@ -44,9 +48,7 @@ class PipelineError(RelayError):
     def __init__(self, problems: Sequence[str] | str, name: str | None = None) -> None:
         self.problems = [problems] if isinstance(problems, str) else list(problems)
         self.name = name
-        where = f"pipeline {name!r}" if name else "the pipeline"
-        lines = "\n".join(f"  - {p}" for p in self.problems)
-        super().__init__(f"{len(self.problems)} problem(s) in {where}:\n{lines}")
+        super().__init__(problem_list(self.problems, f"pipeline {name!r}" if name else "the pipeline"))
 
     def __reduce__(self):
         return (type(self), (self.problems, self.name))

@@ -9,9 +9,10 @@ so that only that piece enters the stage's fingerprint.
 
 from __future__ import annotations
 
-from typing import Literal, TypeVar
+from collections.abc import Iterable
+from typing import Annotated, Literal, TypeVar
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, Field, model_validator
 
 from orchestrator.config import RunSettings, StrictModel, TrackingSettings, TuneSettings
 from pipelines.data import DATASET_REQUIRES_ROOT, DATASETS
@@ -30,11 +31,20 @@ def part(model: type[Part], section: BaseModel) -> Part:
     return model.model_construct(**{name: getattr(section, name) for name in model.model_fields})
 
 
-def _known(value: str, valid: list[str], what: str) -> str:
-    """Reject a registry name that is not registered, naming the valid ones."""
-    if value not in valid:
-        raise ValueError(f"unknown {what} {value!r}; valid: {', '.join(sorted(valid))}")
-    return value
+def registered(valid: Iterable[str], what: str) -> AfterValidator:
+    """A field validator that rejects a name not in ``valid`` (a registry), naming the valid ones."""
+    names = sorted(valid)
+
+    def check(value: str) -> str:
+        if value not in names:
+            raise ValueError(f"unknown {what} {value!r}; valid: {', '.join(names)}")
+        return value
+
+    return AfterValidator(check)
+
+
+DatasetName = Annotated[str, registered(DATASETS, "dataset")]
+ModelName = Annotated[str, registered(MODEL_NAMES, "model")]
 
 
 class DataSection(StrictModel):
@@ -45,7 +55,7 @@ class DataSection(StrictModel):
     split hold out `holdout_per_class` images per class first, as a balanced test set.
     """
 
-    name: str = "digits"
+    name: DatasetName = "digits"
     root: str | None = None
     head_count: int = Field(130, gt=0)
     imbalance_ratio: float = Field(10.0, ge=1.0)
@@ -53,11 +63,6 @@ class DataSection(StrictModel):
     holdout_per_class: int = Field(40, ge=0)
     fold: int = Field(0, ge=0)
     class_order: list[int] | None = None
-
-    @field_validator("name")
-    @classmethod
-    def _name_is_registered(cls, value: str) -> str:
-        return _known(value, list(DATASETS), "dataset")
 
     @model_validator(mode="after")
     def _root_and_unlabeled(self) -> DataSection:
@@ -78,14 +83,9 @@ class ModelSection(StrictModel):
     positive value.
     """
 
-    name: str = "small_cnn"
+    name: ModelName = "small_cnn"
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
     stochastic_depth: float = Field(0.0, ge=0.0, lt=1.0)
-
-    @field_validator("name")
-    @classmethod
-    def _name_is_registered(cls, value: str) -> str:
-        return _known(value, list(MODEL_NAMES), "model")
 
     @model_validator(mode="after")
     def _stochastic_depth_needs_residual_blocks(self) -> ModelSection:
@@ -229,19 +229,23 @@ class SupervisedDataSection(DataSection):
 
 
 class PipelineFile(StrictModel):
-    """The fields every pipeline file shares; each builder's config adds its own sections.
+    """The fields every pipeline file shares; each builder's config adds its own section.
 
-    ``pipeline`` selects the builder (a subclass narrows it to its own name), ``name`` names the
-    runs. ``data``, ``train`` and ``resources`` are declared by the subclasses, which type them
-    differently (a supervised split, FixMatch or supervised training, CReST's or the students' roles).
+    ``pipeline`` selects the builder (a subclass narrows it to its own name) and ``name`` names the
+    runs. ``data``, ``train`` and ``resources`` default to what most pipelines use (a long-tailed
+    split, supervised training, the students' stage roles); a pipeline that needs another kind
+    (CReST's FixMatch training, KE's balanced supervised split) redeclares the field with its type.
     """
 
     pipeline: str
     name: str
     seed: int = 0
+    data: DataSection = DataSection()
     model: ModelSection = ModelSection()
+    train: SupervisedTrainSection = SupervisedTrainSection()
     augment: AugmentSection = AugmentSection()
     label: LabelSection = LabelSection()
+    resources: StudentResourcesSection = StudentResourcesSection()
     run: RunSettings = RunSettings()
     tracking: TrackingSettings = TrackingSettings()
     tune: TuneSettings | None = None

@@ -16,10 +16,8 @@ from pydantic import Field
 from orchestrator.config import StrictModel
 from orchestrator.dag import Parallelism, Pipeline, Stage
 from orchestrator.registry import PipelineSpec
-from pipelines import split
-from pipelines.builders.common import SPLIT, gen, stage
+from pipelines.builders.common import LONG_TAIL_COLUMNS, SPLIT, gen, preflight_semi_supervised
 from pipelines.schema import (
-    DataSection,
     PipelineFile,
     ResourcesSection,
     TrainSection,
@@ -66,7 +64,6 @@ class CrestConfig(PipelineFile):
 
     pipeline: Literal["crest"] = "crest"
     name: str = "crest"
-    data: DataSection = DataSection()
     train: TrainSection = TrainSection()
     crest: CrestSection = CrestSection()
     resources: ResourcesSection = ResourcesSection()
@@ -88,8 +85,8 @@ def generation_stages(config: CrestConfig, k: int) -> list[Stage]:
         "generation": k,
     }
     result = [
-        stage(gen(k, "train"), refs.train_generation, train_io, (model,), train_params, res.train, k),
-        stage(
+        refs.make_stage(gen(k, "train"), refs.train_generation, train_io, (model,), train_params, res.train, k),
+        refs.make_stage(
             gen(k, "evaluate"),
             refs.evaluate_generation,
             {"split": SPLIT, "model": model, "evaluation": evaluation},
@@ -103,7 +100,7 @@ def generation_stages(config: CrestConfig, k: int) -> list[Stage]:
         return result
     labels, picks = gen(k, "pseudo_labels"), gen(k, "picks")
     return result + [
-        stage(
+        refs.make_stage(
             gen(k, "pseudo_label"),
             refs.pseudo_label_generation,
             {"split": SPLIT, "model": model, "pseudo_labels": labels},
@@ -118,7 +115,7 @@ def generation_stages(config: CrestConfig, k: int) -> list[Stage]:
             k,
             Parallelism.SHARDS,
         ),
-        stage(
+        refs.make_stage(
             gen(k, "rebalance"),
             refs.rebalance_generation,
             {"split": SPLIT, "pseudo_labels": labels, "picks": picks},
@@ -132,28 +129,12 @@ def generation_stages(config: CrestConfig, k: int) -> list[Stage]:
 
 def build(config: CrestConfig) -> Pipeline:
     """Unroll the generations into a static DAG: the engine never sees a loop."""
-    first = stage(
+    first = refs.make_stage(
         SPLIT, refs.split_data, {"split": SPLIT}, (SPLIT,), {"data": config.data}, config.resources.data, None
     )
     generations = [s for k in range(config.crest.generations) for s in generation_stages(config, k)]
     return Pipeline(config.name, [first, *generations])
 
 
-def preflight(config: CrestConfig) -> list[str]:
-    """Problems only the data can reveal (a missing root, too few images, no unlabeled set), as `key: message` lines."""
-    return split.preflight_split(config.data.model_dump())
-
-
-SPEC = PipelineSpec(
-    name="crest",
-    config_model=CrestConfig,
-    build=build,
-    preflight=preflight,
-    summary={  # `relay generations` columns: header -> `<stage role>/<metric>`
-        "balanced_accuracy": "evaluate/balanced_accuracy",
-        "tail_recall": "evaluate/tail_recall",
-        "pseudo_label_accuracy": "pseudo_label/accuracy",
-        "kept": "rebalance/kept_total",
-        "kept per class": "rebalance/kept/*",
-    },
-)
+SUMMARY = {**LONG_TAIL_COLUMNS, "kept": "rebalance/kept_total", "kept per class": "rebalance/kept/*"}
+SPEC = PipelineSpec("crest", CrestConfig, build, preflight_semi_supervised, SUMMARY)

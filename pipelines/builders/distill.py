@@ -18,14 +18,11 @@ from pydantic import Field
 from orchestrator.config import StrictModel
 from orchestrator.dag import Pipeline, Stage
 from orchestrator.registry import PipelineSpec
-from pipelines import split
-from pipelines.builders.common import BASELINE_PREFIX, SPLIT, gen, stage
+from pipelines.builders.common import ACCURACY_COLUMNS, BASELINE_PREFIX, SPLIT, gen, preflight_supervised
 from pipelines.schema import (
     ModelSection,
     PipelineFile,
-    StudentResourcesSection,
     SupervisedDataSection,
-    SupervisedTrainSection,
     part,
 )
 from pipelines.stages import refs
@@ -58,9 +55,7 @@ class DistillConfig(PipelineFile):
     name: str = "distill"
     data: SupervisedDataSection = SupervisedDataSection()
     student: ModelSection = ModelSection()
-    train: SupervisedTrainSection = SupervisedTrainSection()
     distill: DistillSection = DistillSection()
-    resources: StudentResourcesSection = StudentResourcesSection()
 
 
 def _pair(config: DistillConfig, role: str, k: int, teacher: bool, prefix: str = "") -> list[Stage]:
@@ -79,8 +74,8 @@ def _pair(config: DistillConfig, role: str, k: int, teacher: bool, prefix: str =
         params["distill"] = part(DistillLoss, config.distill)
     res = config.resources
     return [
-        stage(f"{role}/train", refs.train_network, io, (model_name,), params, res.train, k),
-        stage(
+        refs.make_stage(f"{role}/train", refs.train_network, io, (model_name,), params, res.train, k),
+        refs.make_stage(
             f"{role}/evaluate",
             refs.evaluate_network,
             {"split": SPLIT, "model": model_name, "evaluation": evaluation},
@@ -94,7 +89,7 @@ def _pair(config: DistillConfig, role: str, k: int, teacher: bool, prefix: str =
 
 def build(config: DistillConfig) -> Pipeline:
     """split -> teacher -> student (and the optional no-teacher student) as a static DAG."""
-    first = stage(
+    first = refs.make_stage(
         SPLIT, refs.split_supervised, {"split": SPLIT}, (SPLIT,), {"data": config.data}, config.resources.data, None
     )
     result = [first, *_pair(config, "g00", 0, teacher=False), *_pair(config, "g01", 1, teacher=True)]
@@ -103,19 +98,9 @@ def build(config: DistillConfig) -> Pipeline:
     return Pipeline(config.name, result)
 
 
-def preflight(config: DistillConfig) -> list[str]:
-    """Problems only the data can reveal (a missing root, too few images), as `key: message` lines."""
-    return split.preflight_supervised(config.data.model_dump())
-
-
-SPEC = PipelineSpec(
-    name="distill",
-    config_model=DistillConfig,
-    build=build,
-    preflight=preflight,
-    summary={  # `relay generations` columns: header -> `<stage role>/<metric>`
-        "balanced_accuracy": "evaluate/balanced_accuracy",
-        "params": "evaluate/dense_params",
-        "no-teacher baseline": "evaluate/baseline_balanced_accuracy",
-    },
-)
+SUMMARY = {
+    **ACCURACY_COLUMNS,
+    "params": "evaluate/dense_params",
+    "no-teacher baseline": "evaluate/baseline_balanced_accuracy",
+}
+SPEC = PipelineSpec("distill", DistillConfig, build, preflight_supervised, SUMMARY)

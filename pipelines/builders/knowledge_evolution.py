@@ -20,14 +20,11 @@ from pydantic import Field, field_validator
 from orchestrator.config import StrictModel
 from orchestrator.dag import Pipeline, Stage
 from orchestrator.registry import PipelineSpec
-from pipelines import split
-from pipelines.builders.common import BASELINE_PREFIX, SPLIT, gen, stage
+from pipelines.builders.common import ACCURACY_COLUMNS, BASELINE_PREFIX, SPLIT, gen, preflight_supervised
 from pipelines.model_names import SPLIT_MODES
 from pipelines.schema import (
     PipelineFile,
-    StudentResourcesSection,
     SupervisedDataSection,
-    SupervisedTrainSection,
     part,
 )
 from pipelines.stages import refs
@@ -91,9 +88,7 @@ class KnowledgeEvolutionConfig(PipelineFile):
     pipeline: Literal["ke"] = "ke"
     name: str = "ke"
     data: SupervisedDataSection = SupervisedDataSection()
-    train: SupervisedTrainSection = SupervisedTrainSection()
     ke: KnowledgeEvolutionSection = KnowledgeEvolutionSection()
-    resources: StudentResourcesSection = StudentResourcesSection()
 
 
 def _train_params(config: KnowledgeEvolutionConfig, steps: int) -> dict:
@@ -115,7 +110,9 @@ def _evaluate(
     if not prefix:
         io["masks"] = MASKS
     params = {"data": config.data, "batch_size": config.label.batch_size, "metric_prefix": prefix}
-    return stage(name, refs.evaluate_network, io, (evaluation,), params, config.resources.evaluate, generation)
+    return refs.make_stage(
+        name, refs.evaluate_network, io, (evaluation,), params, config.resources.evaluate, generation
+    )
 
 
 def generation_stages(config: KnowledgeEvolutionConfig, k: int) -> list[Stage]:
@@ -123,7 +120,7 @@ def generation_stages(config: KnowledgeEvolutionConfig, k: int) -> list[Stage]:
     io = {"split": SPLIT, "model": gen(k, "model")}
     if k > 0:
         io.update({"previous": gen(k - 1, "model"), "masks": MASKS})
-    train = stage(
+    train = refs.make_stage(
         gen(k, "train"),
         refs.train_network,
         io,
@@ -139,7 +136,7 @@ def baseline_stages(config: KnowledgeEvolutionConfig) -> list[Stage]:
     """One network trained as long as all generations together (the compute-matched N1)."""
     last = config.ke.generations - 1
     params = {**_train_params(config, config.train.steps * config.ke.generations), "metric_prefix": BASELINE_PREFIX}
-    train = stage(
+    train = refs.make_stage(
         "baseline/train",
         refs.train_network,
         {"split": SPLIT, "model": "baseline/model"},
@@ -157,8 +154,10 @@ def baseline_stages(config: KnowledgeEvolutionConfig) -> list[Stage]:
 def build(config: KnowledgeEvolutionConfig) -> Pipeline:
     """Unroll the generations into a static DAG; the masks stage runs once, before g00/train's evaluation needs it."""
     res = config.resources
-    first = stage(SPLIT, refs.split_supervised, {"split": SPLIT}, (SPLIT,), {"data": config.data}, res.data, None)
-    masks = stage(
+    first = refs.make_stage(
+        SPLIT, refs.split_supervised, {"split": SPLIT}, (SPLIT,), {"data": config.data}, res.data, None
+    )
+    masks = refs.make_stage(
         gen(0, "split_masks"),
         refs.make_masks,
         {"split": SPLIT, "masks": MASKS},
@@ -172,21 +171,11 @@ def build(config: KnowledgeEvolutionConfig) -> Pipeline:
     return Pipeline(config.name, [first, masks, *generations, *baseline])
 
 
-def preflight(config: KnowledgeEvolutionConfig) -> list[str]:
-    """Problems only the data can reveal (a missing root, too few images), as `key: message` lines."""
-    return split.preflight_supervised(config.data.model_dump())
-
-
-SPEC = PipelineSpec(
-    name="ke",
-    config_model=KnowledgeEvolutionConfig,
-    build=build,
-    preflight=preflight,
-    summary={  # `relay generations` columns: header -> `<stage role>/<metric>`
-        "balanced_accuracy": "evaluate/balanced_accuracy",
-        "slim_accuracy": "evaluate/slim_accuracy",
-        "slim_params": "evaluate/slim_params",
-        "dense_params": "evaluate/dense_params",
-        "baseline (compute-matched)": "evaluate/baseline_balanced_accuracy",
-    },
-)
+SUMMARY = {
+    **ACCURACY_COLUMNS,
+    "slim_accuracy": "evaluate/slim_accuracy",
+    "slim_params": "evaluate/slim_params",
+    "dense_params": "evaluate/dense_params",
+    "baseline (compute-matched)": "evaluate/baseline_balanced_accuracy",
+}
+SPEC = PipelineSpec("ke", KnowledgeEvolutionConfig, build, preflight_supervised, SUMMARY)

@@ -23,14 +23,11 @@ from pydantic import Field, model_validator
 from orchestrator.config import StrictModel
 from orchestrator.dag import Pipeline, Stage
 from orchestrator.registry import PipelineSpec
-from pipelines import split
-from pipelines.builders.common import SPLIT, gen, stage
+from pipelines.builders.common import LONG_TAIL_COLUMNS, SPLIT, gen, preflight_semi_supervised
 from pipelines.model_names import PROBE_PARAMETERS
 from pipelines.schema import (
-    DataSection,
     ModelSection,
     PipelineFile,
-    StudentResourcesSection,
     SupervisedTrainSection,
     part,
 )
@@ -98,11 +95,9 @@ class NoisyStudentConfig(PipelineFile):
 
     pipeline: Literal["noisy_student"] = "noisy_student"
     name: str = "noisy-student"
-    data: DataSection = DataSection()
     student: StudentSection = StudentSection()
     train: NoisyTrainSection = NoisyTrainSection()
     noisy: NoisyStudentSection = NoisyStudentSection()
-    resources: StudentResourcesSection = StudentResourcesSection()
 
     @model_validator(mode="after")
     def _student_not_smaller(self) -> NoisyStudentConfig:
@@ -125,7 +120,9 @@ def _train(config: NoisyStudentConfig, k: int) -> Stage:
         "augment": config.augment,
         "noisy": config.noisy,
     }
-    return stage(gen(k, "train"), refs.train_network, io, (gen(k, "model"),), params, config.resources.train, k)
+    return refs.make_stage(
+        gen(k, "train"), refs.train_network, io, (gen(k, "model"),), params, config.resources.train, k
+    )
 
 
 def generation_stages(config: NoisyStudentConfig, k: int) -> list[Stage]:
@@ -134,7 +131,7 @@ def generation_stages(config: NoisyStudentConfig, k: int) -> list[Stage]:
     model, evaluation, labels, picks = gen(k, "model"), gen(k, "evaluation"), gen(k, "pseudo_labels"), gen(k, "picks")
     result = [
         _train(config, k),
-        stage(
+        refs.make_stage(
             gen(k, "evaluate"),
             refs.evaluate_network,
             {"split": SPLIT, "model": model, "evaluation": evaluation},
@@ -159,7 +156,7 @@ def generation_stages(config: NoisyStudentConfig, k: int) -> list[Stage]:
         "per_class": noisy.per_class,
     }
     return result + [
-        stage(
+        refs.make_stage(
             gen(k, "pseudo_label"),
             refs.pseudo_label_network,
             {"split": SPLIT, "model": model, "pseudo_labels": labels},
@@ -168,7 +165,7 @@ def generation_stages(config: NoisyStudentConfig, k: int) -> list[Stage]:
             res.pseudo_label,
             k,
         ),
-        stage(
+        refs.make_stage(
             gen(k, "filter"),
             refs.filter_pseudo_labels,
             {"split": SPLIT, "pseudo_labels": labels, "picks": picks},
@@ -182,29 +179,17 @@ def generation_stages(config: NoisyStudentConfig, k: int) -> list[Stage]:
 
 def build(config: NoisyStudentConfig) -> Pipeline:
     """Unroll teacher + `noisy.iterations` students into a static DAG."""
-    first = stage(
+    first = refs.make_stage(
         SPLIT, refs.split_data, {"split": SPLIT}, (SPLIT,), {"data": config.data}, config.resources.data, None
     )
     generations = [s for k in range(config.noisy.iterations + 1) for s in generation_stages(config, k)]
     return Pipeline(config.name, [first, *generations])
 
 
-def preflight(config: NoisyStudentConfig) -> list[str]:
-    """Problems only the data can reveal (a missing root, too few images, no unlabeled set)."""
-    return split.preflight_split(config.data.model_dump())
-
-
-SPEC = PipelineSpec(
-    name="noisy_student",
-    config_model=NoisyStudentConfig,
-    build=build,
-    preflight=preflight,
-    summary={  # `relay generations` columns: header -> `<stage role>/<metric>`
-        "balanced_accuracy": "evaluate/balanced_accuracy",
-        "tail_recall": "evaluate/tail_recall",
-        "params": "evaluate/dense_params",
-        "pseudo_label_accuracy": "pseudo_label/accuracy",
-        "kept": "filter/kept_total",
-        "picks_accuracy": "filter/picks_accuracy",
-    },
-)
+SUMMARY = {
+    **LONG_TAIL_COLUMNS,
+    "params": "evaluate/dense_params",
+    "kept": "filter/kept_total",
+    "picks_accuracy": "filter/picks_accuracy",
+}
+SPEC = PipelineSpec("noisy_student", NoisyStudentConfig, build, preflight_semi_supervised, SUMMARY)

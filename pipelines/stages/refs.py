@@ -76,11 +76,16 @@ def make_stage(
     io: dict[str, str],
     outputs: tuple[str, ...],
     params: dict,
-    resources: Mapping[str, Any],
+    resources: Any,
     generation: int | None,
     parallelism: Parallelism = Parallelism.DATA,
 ) -> Stage:
-    """A stage whose params carry its io roles; inputs are every io entry that is not an output."""
+    """A stage whose params carry its io roles; inputs are every io entry that is not an output.
+
+    ``resources`` is a config's `StageResources` section (or a mapping of the same keys).
+    """
+    if hasattr(resources, "model_dump"):
+        resources = resources.model_dump()
     inputs = tuple(artifact for artifact in io.values() if artifact not in outputs)
     return Stage(
         name=name,

@@ -62,15 +62,7 @@ def augmenters(augment: Any) -> tuple[Any, Any]:
     """(weak, strong) uint8 -> uint8 augmentations of the `augment` section; the strong view starts with the weak one."""
     weak, strong = augment.weak, augment.strong
     weak_fn = functools.partial(weak_augment, flip=weak.flip, pad_fraction=weak.pad_fraction)
-    strong_fn = functools.partial(
-        strong_augment,
-        style=strong.style,
-        num_ops=strong.num_ops,
-        magnitude=strong.magnitude,
-        cutout=strong.cutout,
-        flip=weak.flip,
-        pad_fraction=weak.pad_fraction,
-    )
+    strong_fn = functools.partial(strong_augment, **strong.model_dump(), flip=weak.flip, pad_fraction=weak.pad_fraction)
     return weak_fn, strong_fn
 
 

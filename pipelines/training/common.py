@@ -75,6 +75,11 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     return [group for group in groups if group["params"]]
 
 
+def sgd(model: nn.Module, lr: float, momentum: float, nesterov: bool, weight_decay: float) -> torch.optim.SGD:
+    """SGD over ``parameter_groups``: the optimizer every Relay training loop uses (a fresh one per generation)."""
+    return torch.optim.SGD(parameter_groups(model, weight_decay), lr=lr, momentum=momentum, nesterov=nesterov)
+
+
 class IndexStream:
     """Index batches from shuffled epochs, with the leftover pool exposed so a checkpoint can resume it.
 

@@ -26,10 +26,10 @@ from pipelines.training.common import (
     check_images,
     check_targets,
     data_parallel,
-    parameter_groups,
     progress_bar,
     rank_slice,
     set_lr,
+    sgd,
 )
 
 
@@ -165,12 +165,7 @@ def train_fixmatch(
     part_l, part_u = rank_slice(batch, rank, world_size), rank_slice(unlabeled_batch, rank, world_size)
     local_l, local_u = part_l.stop - part_l.start, part_u.stop - part_u.start
     model.to(device).train()
-    optimizer = torch.optim.SGD(
-        parameter_groups(model, settings.weight_decay),
-        lr=settings.lr,
-        momentum=settings.momentum,
-        nesterov=settings.nesterov,
-    )
+    optimizer = sgd(model, settings.lr, settings.momentum, settings.nesterov, settings.weight_decay)
     ema = ModelEMA(model, settings.ema_decay)
     p_target = p_model = None
     if settings.alignment:

@@ -27,10 +27,10 @@ from pipelines.training.common import (
     check_finite,
     check_images,
     check_targets,
-    parameter_groups,
     progress_bar,
     random_batches,
     set_lr,
+    sgd,
 )
 
 _PROB_FLOOR = 1e-8  # log(0) would make the reconstructed teacher logits -inf and the KL NaN
@@ -152,12 +152,7 @@ def train_student(
     model.to(device).train()
     if teacher is not None:
         teacher.to(device).eval()
-    optimizer = torch.optim.SGD(
-        parameter_groups(model, settings.weight_decay),
-        lr=settings.lr,
-        momentum=settings.momentum,
-        nesterov=settings.nesterov,
-    )
+    optimizer = sgd(model, settings.lr, settings.momentum, settings.nesterov, settings.weight_decay)
     ema = ModelEMA(model, settings.ema_decay) if settings.ema_decay is not None else None
     batch, pseudo_batch = settings.batch_size, settings.batch_size * settings.pseudo_batch_ratio
     labeled_stream = random_batches(images.shape[0], batch, generator)
