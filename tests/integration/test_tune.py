@@ -209,8 +209,8 @@ def test_sha_keeps_the_best_half_of_generation_0_and_stops_the_rest(sha_sweep) -
     assert len(records) == 4
     kept = [r for r in records if r["status"] == "completed"]
     stopped = [r for r in records if r["status"] == "stopped early"]
-    assert len(kept) == 2 and all(r["generations"] == 2 for r in kept)
-    assert len(stopped) == 2 and all(r["generations"] == 1 for r in stopped)
+    assert len(kept) == 2 and all(r["generations"] == 2 for r in kept), records
+    assert len(stopped) == 2 and all(r["generations"] == 1 for r in stopped), records
     assert min(r["g00"] for r in kept) >= max(r["g00"] for r in stopped)
 
 

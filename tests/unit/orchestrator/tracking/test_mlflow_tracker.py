@@ -7,7 +7,7 @@ import pytest
 from mlflow import MlflowClient
 
 from orchestrator.engine.records import NullTracker, StageRecord, Tracker
-from orchestrator.errors import TrackingError
+from orchestrator.errors import InputError, TrackingError
 from orchestrator.tracking.mlflow_tracker import MlflowTracker
 from orchestrator.tracking.reading import read_generations
 
@@ -128,9 +128,9 @@ def test_read_generations_returns_rows_per_generation(store, experiment, tmp_pat
 
 
 def test_read_generations_errors_say_what_is_missing(store, tmp_path):
-    with pytest.raises(TrackingError, match="no tracking database at"):
+    with pytest.raises(InputError, match="no tracking database at"):
         read_generations(f"sqlite:///{tmp_path / 'none.db'}", "relay", None)
-    with pytest.raises(TrackingError, match="no MLflow experiment 'nope'"):
+    with pytest.raises(InputError, match="no MLflow experiment 'nope'"):
         read_generations(store[0], "nope", None)
 
 
