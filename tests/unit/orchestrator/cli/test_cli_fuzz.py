@@ -104,7 +104,9 @@ def broken_text(draw: st.DrawFn, text: str) -> str:
         return text[:at] + text[at + 1 :]
     if how == "whole":
         return draw(st.sampled_from(["", "- a\n- b\n", "just text", "{", "\ufeffpipeline: crest\n", "\t- x"]))
-    piece = draw(st.sampled_from([":", "{", "[", "'", '"', "\t", "&a", "*a", "!!python/object:os.system", "\x07", "- "]))
+    piece = draw(
+        st.sampled_from([":", "{", "[", "'", '"', "\t", "&a", "*a", "!!python/object:os.system", "\x07", "- "])
+    )
     return text[:at] + piece + text[at:]
 
 
