@@ -26,7 +26,7 @@ from orchestrator.config import TuneSettings, load_yaml
 from orchestrator.tune.space import shuffled_grid
 from tests.integration.relay_cli import relay, relay_env
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]  # a sweep fixture takes 20 min at load 20 on 2 cores
 
 ROOT = Path(__file__).resolve().parents[2]
 SMOKE = ROOT / "pipelines" / "configs" / "smoke.yaml"
