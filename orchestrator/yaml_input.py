@@ -21,8 +21,8 @@ class DuplicateKeyError(yaml.constructor.ConstructorError):
     """A key given twice in one mapping."""
 
 
-class UniqueKeyLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, except that a key given twice in one mapping is an error.
+class UniqueKeyLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+    """PyYAML's safe loader (libyaml's parser where PyYAML has it), except that a key given twice is an error.
 
     Plain YAML lets the last one win silently (``seed`` twice, ``train:`` twice): the user
     believes a setting that is not the one used. Merge keys (``<<:``) still override as YAML says.
@@ -90,7 +90,7 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
 def _yaml_problem(exc: yaml.YAMLError) -> str:
     """Describe a YAML syntax error with its 1-based line and column."""
     mark = getattr(exc, "problem_mark", None)
-    what = getattr(exc, "problem", None) or str(exc)
+    what = " ".join(str(getattr(exc, "problem", None) or exc).split())  # one line, whatever the parser said
     if mark is None:
         return f"malformed YAML: {what}; fix the syntax"
     if isinstance(exc, DuplicateKeyError):

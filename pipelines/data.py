@@ -148,6 +148,7 @@ def labels_of(splits: DatasetSplits) -> DatasetLabels:
     return DatasetLabels(splits.train.labels.numpy(), test, splits.train.num_classes)
 
 
+@functools.cache  # read once per process: `relay validate` and every preflight draw the split from them
 def _digits_labels() -> DatasetLabels:
     from sklearn.datasets import load_digits as sklearn_digits
 

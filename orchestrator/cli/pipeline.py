@@ -203,7 +203,8 @@ def print_generations(uri: str, experiment: str, run_id: str | None, summary: Ma
 def cmd_run(args: argparse.Namespace) -> int:
     """Check everything (config, data, folders, store, run id, --stop-after), then write the run record and run."""
     spec, config = load_pipeline_config(args.config, args.overrides, pipelines_of(args))
-    run = prepare_run(spec, config, args.run_id or new_run_id(config.name), args.stop_after)
+    run_id = new_run_id(config.name) if args.run_id is None else args.run_id
+    run = prepare_run(spec, config, run_id, args.stop_after)
     save_run_record(run_dir(resolve_workspace(config.run), run.run_id), config, args.config, args.overrides)
     log.info("run %s: %d stages", run.run_id, len(run.pipeline.stages))
     return execute(run, resume=False)

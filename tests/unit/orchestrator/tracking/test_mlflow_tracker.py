@@ -253,3 +253,14 @@ def test_lineage_can_be_switched_off_for_models(store, experiment, tmp_path):
     tracker.stage_finished(record("g00/train", 0, outputs={"g00/model": lineage_outputs(tmp_path, 0)["g00/model"]}))
     tracker.end_pipeline("FINISHED")
     assert MlflowClient(store[0]).search_registered_models(f"name = 'toy-{experiment}'") == []
+
+
+def test_system_metrics_start_and_stop_with_a_stage(store, experiment):
+    """MLflow's system metrics need psutil (declared): a strict tracker raises if the monitor cannot start."""
+    tracker = tracker_for(store, experiment, strict=True, system_metrics=True, system_metrics_interval_s=60.0)
+    tracker.start_pipeline("run-sys", "toy", {}, resume=False)
+    tracker.stage_started("g00/train", 0)
+    assert "g00/train" in tracker._monitors
+    tracker.stage_finished(record("g00/train", 0))
+    tracker.end_pipeline("FINISHED")
+    assert tracker._monitors == {}
