@@ -345,11 +345,16 @@ def _check_class_order(class_order: Sequence[int] | None, num_classes: int) -> l
 def _check_head_fits(pools: dict[int, np.ndarray], head_count: int, holdout: int) -> None:
     """A head class larger than any class can be is one clear problem, whatever the other ranks need."""
     largest = max((len(pool) for pool in pools.values()), default=0)
+    if holdout >= largest:
+        raise ValueError(
+            f"long_tailed_split: holdout_per_class {holdout} leaves nothing to train on: the largest class has "
+            f"{largest} samples. Lower holdout_per_class."
+        )
     if head_count + holdout > largest:
         raise ValueError(
             f"long_tailed_split: head_count {head_count} does not fit: the largest class has {largest} samples, "
-            f"{max(largest - holdout, 0)} after the {holdout} held out for testing. "
-            f"Set head_count to at most {max(largest - holdout, 0)}, or lower holdout_per_class."
+            f"{largest - holdout} after the {holdout} held out for testing. "
+            f"Set head_count to at most {largest - holdout}, or lower holdout_per_class."
         )
 
 
