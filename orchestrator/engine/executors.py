@@ -24,6 +24,7 @@ from orchestrator.engine import distributed
 from orchestrator.engine.artifacts import Manifest
 from orchestrator.engine.body import Placement, run_stage_body
 from orchestrator.engine.task import StageTask
+from orchestrator.errors import RelayError
 
 logger = logging.getLogger(__name__)
 
@@ -142,7 +143,14 @@ class RayExecutor:
         self._ray = ray
         self._owns_ray = False
         if not ray.is_initialized():
-            ray.init(**_init_kwargs(address, num_cpus, include_dashboard))
+            try:
+                ray.init(**_init_kwargs(address, num_cpus, include_dashboard))
+            except Exception as exc:  # Ray raises bare Exceptions (a node that timed out starting, a busy port)
+                where = address or os.environ.get("RAY_ADDRESS") or "a local Ray instance"
+                raise RelayError(
+                    f"could not start or reach {where}: {exc}; on a busy machine try again, or pass "
+                    "run.num_cpus lower; for a cluster check run.ray_address"
+                ) from exc
             self._owns_ray = True
         self._remote = ray.remote(run_on_ray)
         self._warming: list[Any] = []
