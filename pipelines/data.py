@@ -148,6 +148,7 @@ def labels_of(splits: DatasetSplits) -> DatasetLabels:
     return DatasetLabels(splits.train.labels.numpy(), test, splits.train.num_classes)
 
 
+@functools.cache  # read once per process: `relay validate` and every preflight draw the split from them
 def _digits_labels() -> DatasetLabels:
     from sklearn.datasets import load_digits as sklearn_digits
 
@@ -191,19 +192,29 @@ def _require_root(name: str, root: str | None, layout: str) -> Path:
     """Turn a missing/None root into an error that says what to place where."""
     if root is None:
         raise ValueError(f"dataset {name!r} needs a root: set data.root to {layout}")
-    path = Path(root).expanduser()
-    if not path.exists():
+    try:
+        path = Path(root).expanduser()
+        found = "\x00" not in root and path.exists()
+    except (OSError, RuntimeError) as exc:  # a name too long, `~user` without such a user
+        reason = getattr(exc, "strerror", None) or exc
+        raise FileNotFoundError(
+            f"dataset {name!r}: expected {layout} at {root[:200]!r}; it cannot be a path ({reason})"
+        ) from exc
+    if not found:
         raise FileNotFoundError(f"dataset {name!r}: expected {layout} at {path}; got no such path")
     return path
 
 
 def _load_cifar(name: str, root: str | None) -> DatasetSplits:
-    """Read CIFAR via torchvision without downloading; wrap 'not found' with what to do."""
-    from torchvision import datasets
+    """Read CIFAR via torchvision without downloading; wrap 'not found' with what to do.
 
+    The root is checked before torchvision is imported (3 s): a wrong path is reported at once.
+    """
     folder = "cifar-10-batches-py" if name == "cifar10" else "cifar-100-python"
     layout = f"the CIFAR python batches (the extracted {folder}/ folder from cs.toronto.edu/~kriz/cifar.html)"
     base = _require_root(name, root, layout)
+    from torchvision import datasets
+
     cls = datasets.CIFAR10 if name == "cifar10" else datasets.CIFAR100
     try:
         train = cls(str(base), train=True, download=False)
@@ -272,7 +283,9 @@ def long_tailed_counts(head_count: int, imbalance_ratio: float, num_classes: int
     if num_classes == 1:
         return [int(head_count)]
     # round(.., 9) guards int() against 49.99999999 from pow(); it never moves a true integer boundary.
-    return [int(round(head_count * imbalance_ratio ** (-k / (num_classes - 1)), 9)) for k in range(num_classes)]
+    # N_1 is head_count itself: a product with 1.0 would turn a huge head_count into a float.
+    tail = [int(round(head_count * imbalance_ratio ** (-k / (num_classes - 1)), 9)) for k in range(1, num_classes)]
+    return [int(head_count), *tail]
 
 
 def labeled_counts(counts: Sequence[int], labeled_fraction: float) -> list[int]:
@@ -304,9 +317,10 @@ def long_tailed_split(
     """
     labels = np.asarray(labels)
     order = _check_class_order(class_order, num_classes)
+    pools = {c: rng.permutation(np.flatnonzero(labels == c)) for c in range(num_classes)}
+    _check_head_fits(pools, head_count, holdout_per_class)
     counts = long_tailed_counts(head_count, imbalance_ratio, num_classes)
     n_labeled = labeled_counts(counts, labeled_fraction)
-    pools = {c: rng.permutation(np.flatnonzero(labels == c)) for c in range(num_classes)}
     _check_enough_samples(pools, order, counts, holdout_per_class)
     parts: dict[str, list[np.ndarray]] = {"labeled": [], "unlabeled": [], "holdout": []}
     for rank, cls in enumerate(order):
@@ -326,6 +340,22 @@ def _check_class_order(class_order: Sequence[int] | None, num_classes: int) -> l
     if sorted(order) != list(range(num_classes)):
         raise ValueError(f"class_order: expected a permutation of 0..{num_classes - 1}; got {order}")
     return order
+
+
+def _check_head_fits(pools: dict[int, np.ndarray], head_count: int, holdout: int) -> None:
+    """A head class larger than any class can be is one clear problem, whatever the other ranks need."""
+    largest = max((len(pool) for pool in pools.values()), default=0)
+    if holdout >= largest:
+        raise ValueError(
+            f"long_tailed_split: holdout_per_class {holdout} leaves nothing to train on: the largest class has "
+            f"{largest} samples. Lower holdout_per_class."
+        )
+    if head_count + holdout > largest:
+        raise ValueError(
+            f"long_tailed_split: head_count {head_count} does not fit: the largest class has {largest} samples, "
+            f"{largest - holdout} after the {holdout} held out for testing. "
+            f"Set head_count to at most {largest - holdout}, or lower holdout_per_class."
+        )
 
 
 def _check_enough_samples(pools: dict[int, np.ndarray], order: list[int], counts: list[int], holdout: int) -> None:

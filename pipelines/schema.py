@@ -14,7 +14,7 @@ from typing import Annotated, Literal, TypeVar
 
 from pydantic import AfterValidator, BaseModel, Field, model_validator
 
-from orchestrator.config import RunSettings, StrictModel, TrackingSettings, TuneSettings
+from orchestrator.config import RunSettings, SafeName, StrictModel, TrackingSettings, TuneSettings
 from pipelines.data import DATASET_REQUIRES_ROOT, DATASETS
 from pipelines.model_names import MODEL_NAMES, check_stochastic_depth
 
@@ -238,7 +238,7 @@ class PipelineFile(StrictModel):
     """
 
     pipeline: str
-    name: str
+    name: SafeName
     seed: int = 0
     data: DataSection = DataSection()
     model: ModelSection = ModelSection()

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 
 from orchestrator.cli import cluster, pipeline, tune, workspace
 from orchestrator.cli.common import EXIT_BAD_INPUT, EXIT_FAILED
-from orchestrator.errors import ConfigError, PipelineError, RelayError
+from orchestrator.errors import InputError, RelayError
 from orchestrator.registry import PipelineSpec
 
 QUIET_LOGGERS = ("ray", "mlflow", "alembic", "urllib3", "filelock", "matplotlib", "torch")
@@ -92,7 +92,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     """The command's exit code; bad input and failures become messages, not tracebacks."""
     try:
         return args.handler(args)
-    except (ConfigError, PipelineError) as exc:
+    except InputError as exc:  # a config, an argument, a path: checked before anything was written
         print(f"relay: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except RelayError as exc:  # a stage, the tracking store or the cluster failed

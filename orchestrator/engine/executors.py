@@ -14,6 +14,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -23,8 +24,11 @@ from orchestrator.engine import distributed
 from orchestrator.engine.artifacts import Manifest
 from orchestrator.engine.body import Placement, run_stage_body
 from orchestrator.engine.task import StageTask
+from orchestrator.errors import RelayError
 
 logger = logging.getLogger(__name__)
+
+DASHBOARD_PORT = 8265
 WARM_WAIT_S = 120.0  # the longest the first stage waits for the first warm worker
 
 
@@ -139,7 +143,14 @@ class RayExecutor:
         self._ray = ray
         self._owns_ray = False
         if not ray.is_initialized():
-            ray.init(**_init_kwargs(address, num_cpus, include_dashboard))
+            try:
+                ray.init(**_init_kwargs(address, num_cpus, include_dashboard))
+            except Exception as exc:  # Ray raises bare Exceptions (a node that timed out starting, a busy port)
+                where = address or os.environ.get("RAY_ADDRESS") or "a local Ray instance"
+                raise RelayError(
+                    f"could not start or reach {where}: {exc}; on a busy machine try again, or pass "
+                    "run.num_cpus lower; for a cluster check run.ray_address"
+                ) from exc
             self._owns_ray = True
         self._remote = ray.remote(run_on_ray)
         self._warming: list[Any] = []
@@ -281,4 +292,22 @@ def _init_kwargs(address: str | None, num_cpus: int | None, include_dashboard: b
         logger.info("connecting to the cluster in RAY_ADDRESS; run.num_cpus applies only to a local instance")
     else:
         kwargs.update(num_cpus=num_cpus, include_dashboard=include_dashboard)
+        if include_dashboard:
+            kwargs["dashboard_port"] = dashboard_port()
     return kwargs
+
+
+def dashboard_port() -> int:
+    """Ray's usual dashboard port when it is free, else any free one.
+
+    A second local Ray instance on the machine (another `relay run`, another user's tests)
+    holds 8265, and Ray 2.60 then fails to start the dashboard instead of moving on.
+    """
+    for port in (DASHBOARD_PORT, 0):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return probe.getsockname()[1]
+    return DASHBOARD_PORT

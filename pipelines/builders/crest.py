@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from orchestrator.config import StrictModel
+from orchestrator.config import SafeName, StrictModel
 from orchestrator.dag import Parallelism, Pipeline, Stage
 from orchestrator.registry import PipelineSpec
 from pipelines.builders.common import LONG_TAIL_COLUMNS, SPLIT, gen, preflight_semi_supervised
@@ -63,7 +63,7 @@ class CrestConfig(PipelineFile):
     """The whole CReST pipeline file; `pipeline: crest` selects it."""
 
     pipeline: Literal["crest"] = "crest"
-    name: str = "crest"
+    name: SafeName = "crest"
     train: TrainSection = TrainSection()
     crest: CrestSection = CrestSection()
     resources: ResourcesSection = ResourcesSection()

@@ -15,7 +15,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from orchestrator.config import StrictModel
+from orchestrator.config import SafeName, StrictModel
 from orchestrator.dag import Pipeline, Stage
 from orchestrator.registry import PipelineSpec
 from pipelines.builders.common import ACCURACY_COLUMNS, BASELINE_PREFIX, SPLIT, gen, preflight_supervised
@@ -52,7 +52,7 @@ class DistillConfig(PipelineFile):
     """The whole distillation pipeline file; `pipeline: distill` selects it."""
 
     pipeline: Literal["distill"] = "distill"
-    name: str = "distill"
+    name: SafeName = "distill"
     data: SupervisedDataSection = SupervisedDataSection()
     student: ModelSection = ModelSection()
     distill: DistillSection = DistillSection()

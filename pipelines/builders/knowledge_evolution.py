@@ -17,7 +17,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from orchestrator.config import StrictModel
+from orchestrator.config import SafeName, StrictModel
 from orchestrator.dag import Pipeline, Stage
 from orchestrator.registry import PipelineSpec
 from pipelines.builders.common import ACCURACY_COLUMNS, BASELINE_PREFIX, SPLIT, gen, preflight_supervised
@@ -86,7 +86,7 @@ class KnowledgeEvolutionConfig(PipelineFile):
     """The whole KE pipeline file; `pipeline: ke` selects it."""
 
     pipeline: Literal["ke"] = "ke"
-    name: str = "ke"
+    name: SafeName = "ke"
     data: SupervisedDataSection = SupervisedDataSection()
     ke: KnowledgeEvolutionSection = KnowledgeEvolutionSection()
 

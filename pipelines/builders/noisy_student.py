@@ -20,7 +20,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from orchestrator.config import StrictModel
+from orchestrator.config import SafeName, StrictModel
 from orchestrator.dag import Pipeline, Stage
 from orchestrator.registry import PipelineSpec
 from pipelines.builders.common import LONG_TAIL_COLUMNS, SPLIT, gen, preflight_semi_supervised
@@ -94,7 +94,7 @@ class NoisyStudentConfig(PipelineFile):
     """The whole Noisy Student pipeline file; `pipeline: noisy_student` selects it."""
 
     pipeline: Literal["noisy_student"] = "noisy_student"
-    name: str = "noisy-student"
+    name: SafeName = "noisy-student"
     student: StudentSection = StudentSection()
     train: NoisyTrainSection = NoisyTrainSection()
     noisy: NoisyStudentSection = NoisyStudentSection()

@@ -25,7 +25,8 @@ PACKAGES = ("orchestrator", "pipelines")
 LAYERS: dict[str, set[str]] = {
     "orchestrator.errors": set(),
     "orchestrator.dag": {"orchestrator.errors"},
-    "orchestrator.config": {"orchestrator.errors"},
+    "orchestrator.yaml_input": {"orchestrator.errors"},
+    "orchestrator.config": {"orchestrator.errors", "orchestrator.yaml_input"},
     "orchestrator.registry": {"orchestrator.errors", "orchestrator.dag"},
     "orchestrator.engine": {"orchestrator.errors", "orchestrator.dag", "orchestrator.config"},
     "orchestrator.tracking": {"orchestrator.errors", "orchestrator.dag", "orchestrator.config", "orchestrator.engine"},

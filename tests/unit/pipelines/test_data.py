@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -194,3 +195,10 @@ def test_labels_only_agree_with_the_loader(name: str) -> None:
     cheap, loaded = load_labels(name, None), labels_of(load_dataset(name, None))
     assert cheap.num_classes == loaded.num_classes and cheap.test is None and loaded.test is None
     assert cheap.train.dtype == loaded.train.dtype and np.array_equal(cheap.train, loaded.train)
+
+
+def test_a_missing_cifar_root_is_reported_before_torchvision_is_imported(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Importing torchvision costs seconds; a wrong path must not wait for it (here, importing it would fail)."""
+    monkeypatch.setitem(sys.modules, "torchvision", None)
+    with pytest.raises(FileNotFoundError, match="expected the CIFAR python batches .* at /nonexistent/cifar; got no"):
+        data.load_labels("cifar10", "/nonexistent/cifar")

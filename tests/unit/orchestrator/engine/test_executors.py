@@ -54,3 +54,20 @@ def test_a_retry_is_the_same_task_with_the_next_attempt(tmp_path):
 def test_warm_up_imports_the_stage_modules_and_the_ray_tasks_own():
     modules = warm_modules(toy())
     assert modules == sorted({"tests.unit.orchestrator.engine.toy", run_on_ray.__module__})
+
+
+def test_a_busy_dashboard_port_moves_the_local_dashboard_elsewhere(monkeypatch) -> None:
+    """Another local Ray (another run, another user's tests) holds the usual port: ours takes a free one."""
+    import socket
+
+    from orchestrator.engine import executors
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = busy.getsockname()[1]
+        monkeypatch.setattr(executors, "DASHBOARD_PORT", taken)
+        monkeypatch.delenv("RAY_ADDRESS", raising=False)
+        kwargs = executors._init_kwargs(None, 2, include_dashboard=True)
+    assert kwargs["dashboard_port"] not in (taken, 0)
+    assert "dashboard_port" not in executors._init_kwargs(None, 2, include_dashboard=False)
