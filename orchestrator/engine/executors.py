@@ -192,12 +192,14 @@ class RayExecutor:
         Kept pools start beside the first stage, so the first labeling stage finds them started too.
         """
         self.warm(warm_modules(pipeline), max(len(layer) for layer in pipeline.layers()))
+        pooled = sorted({stage.resources for stage in pipeline.stages if uses_actor_pool(stage)}, key=repr)
         self._keep_pools = pools_fit(pipeline, self._ray.cluster_resources())
-        if self._keep_pools:
-            self._pools_to_start = sorted(
-                {stage.resources for stage in pipeline.stages if uses_actor_pool(stage)}, key=repr
+        self._pools_to_start = pooled if self._keep_pools else []
+        if pooled:
+            logger.info(
+                "labeling actors: %s",
+                "kept for the run" if self._keep_pools else "one pool per stage call (no room to keep them)",
             )
-        logger.info("actor pools %s", "kept for the run" if self._keep_pools else "started per stage call")
 
     def warm(self, modules: Sequence[str], workers: int) -> None:
         """Have up to ``workers`` Ray workers import ``modules`` before their first stage, one first.
