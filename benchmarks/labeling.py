@@ -236,9 +236,11 @@ def child_profile(args: Any) -> None:
     parts: dict[str, float] = {}
     parts["model load"], _ = _common.timed(lambda: load_model(checkpoint, args.device))
     label = ShardLabeler(data_section(), checkpoint, args.batch_size, 0, "m", args.device)
+    cpu_before = time.process_time()
     parts["labeling, in-process (all shards)"], batches = _common.timed(
         lambda: [label(shard)[0] for shard in unlabeled_shards(split, args.shard_size)]
     )
+    parts["  its CPU"] = time.process_time() - cpu_before
     parts.update(profile_write(batches, pseudo_label_schema(checkpoint["num_classes"]), write_parquet))
     start_ray([k])
     started = time.perf_counter()
