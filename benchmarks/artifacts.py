@@ -28,7 +28,11 @@ column numpy stores as a single string.
 C = 1000 uses --rows-c1000 rows (default 100k: 1M rows would be 4 GB of probabilities, held
 beside the numpy copy and the read-back table on this shared 23 GB machine).
 
-Usage: python benchmarks/artifacts.py [--rows 1000000] [--rows-c1000 100000] [--repeats 3]
+``--compare-digests`` also times, in CPU seconds (less sensitive to other load than wall time),
+``write_stage`` and ``verify`` of the C = 1000 table with each digest algorithm the store knows
+(xxh3-128 now, sha256 before; orchestrator/engine/digests.py).
+
+Usage: python benchmarks/artifacts.py [--rows 1000000] [--rows-c1000 100000] [--repeats 3] [--compare-digests]
 """
 
 from __future__ import annotations
@@ -191,10 +195,48 @@ def bench_one(rows: int, classes: int, repeats: int) -> list[dict[str, Any]]:
     return results
 
 
+def compare_digests(rows: int, repeats: int) -> list[dict[str, Any]]:
+    """CPU seconds (best of ``repeats``) of write_stage and verify of a C = 1000 table, per digest algorithm."""
+    import time
+
+    from orchestrator.engine import digests, parquet
+
+    def cpu(fn: Callable[[], Any]) -> float:
+        best = float("inf")
+        for _ in range(max(1, repeats)):
+            started = time.process_time()
+            fn()
+            best = min(best, time.process_time() - started)
+        return best
+
+    table, out = pseudo_labels(rows, 1000), []
+    with tempfile.TemporaryDirectory(prefix="relay-digests-") as tmp:
+        store = ArtifactStore(tmp)
+        write = lambda: store.write_stage("f" * 64, "bench", StageResult(outputs={"pl": table}))  # noqa: E731
+        for algorithm in ("sha256", digests.ALGORITHM):
+            parquet.ALGORITHM = algorithm  # what HashingSink digests with
+            try:
+                write_s, manifest = cpu(write), write()
+            finally:
+                parquet.ALGORITHM = digests.ALGORITHM
+            assert manifest.outputs["pl"].algorithm == algorithm
+            mb = manifest.outputs["pl"].size / 2**20
+            out.append(
+                {
+                    "digest": algorithm,
+                    "mb": round(mb),
+                    "write_cpu_s": write_s,
+                    "verify_cpu_s": cpu(lambda m=manifest: store.verify(m)),
+                }
+            )
+    return out
+
+
 def main() -> None:
     p = _common.parser(__doc__.splitlines()[0])
     p.add_argument("--rows", type=int, default=1_000_000)
     p.add_argument("--rows-c1000", type=int, default=100_000)
+    p.add_argument("--compare-digests", action="store_true", help="CPU s of write and verify per digest algorithm")
     args = p.parse_args()
     if args.device == "cuda":
         _common.device_or_exit("cuda")
@@ -204,9 +246,17 @@ def main() -> None:
     columns.append("zero_copy_probs")
     store = [r for r in rows if r["method"].startswith("ArtifactStore")]
     verdict = {f"C={r['classes']} {r['method']}": r["vs_numpy"] <= GOAL for r in store}
+    digests = compare_digests(args.rows_c1000, max(3, args.repeats)) if args.compare_digests else None
     _common.report(
-        "artifacts", "pseudo-label table write + read, median s", rows, {"goal_vs_numpy": GOAL, "met": verdict}, columns
+        "artifacts",
+        "pseudo-label table write + read, median s",
+        rows,
+        {"goal_vs_numpy": GOAL, "met": verdict, "digests": digests},
+        columns,
     )
+    if digests:
+        print(f"\n### digest algorithms, C = 1000, {args.rows_c1000} rows (CPU s, best of {max(3, args.repeats)})\n")
+        print(_common.table(digests))
     print("\ngoal <= 1.2 x numpy: " + ", ".join(f"{k}: {'met' if v else 'MISSED'}" for k, v in verdict.items()))
 
 

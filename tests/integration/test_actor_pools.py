@@ -14,6 +14,7 @@ each generation:
 from __future__ import annotations
 
 import functools
+import logging
 import os
 from pathlib import Path
 
@@ -90,9 +91,13 @@ def run(tmp_path: Path, num_cpus: int, pipeline: Pipeline) -> tuple[RunSummary, 
     return summary, pids
 
 
-def test_labeling_actors_stay_warm_across_generations_when_the_cluster_has_room(tmp_path):
+def test_labeling_actors_stay_warm_across_generations_when_the_cluster_has_room(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="orchestrator.engine.executors")
     summary, pids = run(tmp_path, 3, two_generations())
+    assert "labeling actors: kept for the run" in caplog.text
     assert summary.names(StageState.SUCCEEDED) == [stage.name for stage in two_generations().stages]
+    attempts = {name: outcome.attempts for name, outcome in summary.stages.items()}
+    assert set(attempts.values()) == {1}, f"a retry releases the pool; attempts: {attempts}"
     assert len(pids["g00"]) == 2
     assert pids["g01"] == pids["g00"]  # the same two processes: no actor started for the second generation
 
