@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from pipelines.augment import to_float
+from pipelines.models import to_float
 
 
 def pseudo_label_schema(num_classes: int) -> pa.Schema:

@@ -76,8 +76,9 @@ class ShardLabeler:
     """``ctx.map_shards``'s function: pseudo-labels of one shard of (sample ids, true labels).
 
     Runs where the shard is sent (an actor), so it loads the images and the model there, the model
-    once per process (on its first shard, not on every shard); ``device`` falls back to the CPU
-    when the worker has no GPU. Pickled without the loaded model.
+    once per actor per stage call (on its first shard, not on every shard: a warm actor keeps
+    the unpickled function for the call); ``device`` falls back to the CPU when the worker has no
+    GPU. Pickled without the loaded model.
     """
 
     data: Any  # the `data` config section

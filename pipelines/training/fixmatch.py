@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from pipelines.augment import to_float
 from pipelines.losses import alignment_target, fixmatch_unlabeled_loss, supervised_loss, update_moving_average
+from pipelines.models import to_float
 from pipelines.schedules import fixmatch_lr
 from pipelines.training.common import (
     Augment,

@@ -17,8 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from pipelines.augment import cutmix, to_float
+from pipelines.augment import cutmix
 from pipelines.losses import distillation_loss, supervised_loss
+from pipelines.models import to_float
 from pipelines.schedules import learning_rate
 from pipelines.training.common import (
     Augment,
