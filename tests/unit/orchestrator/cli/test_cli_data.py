@@ -11,6 +11,7 @@ import pytest
 
 from orchestrator.cli import main
 from pipelines.datasets import shards
+from tests.unit.pipelines.datasets.toy import rewrite_shard
 
 SMOKE = Path(__file__).resolve().parents[4] / "pipelines" / "configs" / "smoke.yaml"
 
@@ -62,15 +63,8 @@ def test_an_edited_manifest_exits_2(digits: Path, tmp_path: Path, capsys: pytest
 
 def test_a_shard_with_a_wrong_schema_exits_2(digits: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     copy = _copy(digits, tmp_path)
-    shard = copy / "train" / "part-00000.parquet"
-    table = pq.read_table(shard)
-    pq.write_table(table.drop_columns(["label"]), shard)
-    assert _validate(tmp_path, f"data.uri={copy}") == 2  # first the size, once re-sealed the schema
-    assert "train/part-00000.parquet" in capsys.readouterr().err
-    manifest = shards.read_manifest(str(copy))
-    fixed = shards.Shard(manifest.splits["train"].shards[0].path, 1797, shard.stat().st_size, "-")
-    splits = {"train": shards.SplitShards(1797, 0, (fixed,))}
-    shards.write_manifest(str(copy), shards.DatasetManifest(**{**manifest.__dict__, "splits": splits}))
+    table = pq.read_table(copy / "train" / "part-00000.parquet").drop_columns(["label"])
+    rewrite_shard(copy, shards.read_manifest(str(copy)), 0, table)
     assert _validate(tmp_path, f"data.uri={copy}") == 2
     assert "train/part-00000.parquet: wrong schema" in capsys.readouterr().err
 

@@ -5,15 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 import torch
 
 from pipelines.datasets import shards
 from pipelines.datasets.image_source import ShardSource, TensorSource, window_rows
 from pipelines.training.common import IndexStream, index_stream
-from tests.unit.pipelines.datasets.toy import SHAPE, write_toy
+from tests.unit.pipelines.datasets.toy import SHAPE, break_image, write_toy
 
 IMAGE_BYTES = int(np.prod(SHAPE))
 
@@ -83,15 +81,7 @@ def test_a_windowed_epoch_covers_every_item_once_within_windows_of_blocks() -> N
 
 def test_a_decode_error_in_a_loader_worker_names_the_shard_and_row(tmp_path: Path) -> None:
     manifest, _, _ = write_toy(tmp_path / "d", encoding="png")
-    path = tmp_path / "d" / manifest.splits["train"].shards[0].path
-    table = pq.read_table(path)
-    column = table.column("image").to_pylist()
-    column[2] = b"\x89PNG broken"
-    pq.write_table(table.set_column(2, table.schema.field(2), pa.array(column, pa.binary())), path, row_group_size=8)
-    size = path.stat().st_size
-    train = manifest.splits["train"]
-    fixed = (shards.Shard(train.shards[0].path, 24, size, "-"), *train.shards[1:])
-    manifest = shards.DatasetManifest(**{**manifest.__dict__, "splits": {"train": shards.SplitShards(100, 0, fixed)}})
+    manifest = break_image(tmp_path / "d", manifest, 0, 2)
     source = ShardSource(str(tmp_path / "d"), manifest, "train", 10 * IMAGE_BYTES, workers=1, block=BLOCK)
     with pytest.raises(
         shards.DatasetError, match=r"train/part-00000.parquet row 2 \(sample_id 2\): the image does not decode"

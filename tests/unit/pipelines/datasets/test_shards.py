@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import pytest
 
 from pipelines.datasets import shards
 from pipelines.datasets.rows import ShardRows
-from tests.unit.pipelines.datasets.toy import SHAPE, toy_images, write_toy
+from tests.unit.pipelines.datasets.toy import SHAPE, break_image, rewrite_shard, toy_images, write_toy
 
 
 @pytest.mark.parametrize("encoding", ["raw", "png"])
@@ -62,26 +61,11 @@ def test_a_missing_or_resized_shard_is_named(tmp_path: Path) -> None:
     assert "train/part-00001.parquet: " in str(info.value) and "bytes, the manifest says" in str(info.value)
 
 
-def _rewrite_shard(path: Path, table: pa.Table, manifest: shards.DatasetManifest, root: Path) -> shards.DatasetManifest:
-    """Replace a shard and re-seal the manifest around it (so only the shard's content is wrong)."""
-    pq.write_table(table, path, row_group_size=8)
-    data = path.read_bytes()
-    rel = str(path.relative_to(root))
-    train = manifest.splits["train"]
-    fixed = tuple(
-        shards.Shard(s.path, s.rows, len(data), hashlib.sha256(data).hexdigest()) if s.path == rel else s
-        for s in train.shards
-    )
-    splits = {"train": shards.SplitShards(train.count, train.unlabeled, fixed)}
-    return shards.write_manifest(str(root), shards.DatasetManifest(**{**manifest.__dict__, "splits": splits}))
-
-
 def test_a_shard_with_a_wrong_schema_is_named(tmp_path: Path) -> None:
     manifest, _, _ = write_toy(tmp_path / "d")
-    path = tmp_path / "d" / manifest.splits["train"].shards[1].path
-    table = pq.read_table(path)
+    table = pq.read_table(tmp_path / "d" / manifest.splits["train"].shards[1].path)
     table = table.set_column(1, "label", table.column("label").cast(pa.int64()))
-    manifest = _rewrite_shard(path, table, manifest, tmp_path / "d")
+    manifest = rewrite_shard(tmp_path / "d", manifest, 1, table)
     with pytest.raises(
         shards.DatasetError, match=r"part-00001.parquet: wrong schema: expected .*label int32.*got .*label int64"
     ):
@@ -98,23 +82,17 @@ def test_labels_out_of_range_name_shard_and_row(tmp_path: Path) -> None:
 
 def test_a_sample_id_out_of_sequence_is_named(tmp_path: Path) -> None:
     manifest, _, _ = write_toy(tmp_path / "d")
-    path = tmp_path / "d" / manifest.splits["train"].shards[0].path
-    table = pq.read_table(path)
+    table = pq.read_table(tmp_path / "d" / manifest.splits["train"].shards[0].path)
     ids = table.column("sample_id").to_numpy().copy()
     ids[5] = 500
-    manifest = _rewrite_shard(path, table.set_column(0, table.schema.field(0), pa.array(ids)), manifest, tmp_path / "d")
+    manifest = rewrite_shard(tmp_path / "d", manifest, 0, table.set_column(0, table.schema.field(0), pa.array(ids)))
     with pytest.raises(shards.DatasetError, match=r"part-00000.parquet row 5: sample_id 500, expected 5"):
         shards.read_labels(str(tmp_path / "d"), manifest, "train")
 
 
 def test_an_image_that_does_not_decode_names_shard_row_and_sample(tmp_path: Path) -> None:
     manifest, images, _ = write_toy(tmp_path / "d", encoding="png")
-    path = tmp_path / "d" / manifest.splits["train"].shards[2].path
-    table = pq.read_table(path)
-    column = table.column("image").to_pylist()
-    column[10] = b"not a png"
-    table = table.set_column(2, table.schema.field(2), pa.array(column, pa.binary()))
-    manifest = _rewrite_shard(path, table, manifest, tmp_path / "d")
+    manifest = break_image(tmp_path / "d", manifest, 2, 10)
     rows = ShardRows(str(tmp_path / "d"), manifest, "train")
     assert np.array_equal(rows.read(np.array([48, 57])), images[[48, 57]])  # other rows still read
     with pytest.raises(
