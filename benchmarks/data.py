@@ -74,11 +74,11 @@ def split_for(rows: int) -> Any:
     import numpy as np
     import pyarrow as pa
 
-    from pipelines.datasets import shards
+    from pipelines.datasets import checks, shards
     from pipelines.split import SPLIT_SCHEMA
 
     ids = np.arange(rows, dtype=np.int64)
-    labels = shards.read_labels(ARGS.dest, shards.read_manifest(ARGS.dest), "train").astype(np.int32)
+    labels = checks.read_labels(ARGS.dest, shards.read_manifest(ARGS.dest), "train").astype(np.int32)
     subset = np.where(ids % 10 == 0, "labeled", "unlabeled")
     return pa.table({"sample_id": ids, "label": labels, "subset": subset}, schema=SPLIT_SCHEMA)
 

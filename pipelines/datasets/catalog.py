@@ -13,7 +13,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from pipelines.data import DatasetLabels, load_labels
-from pipelines.datasets.shards import DatasetError, DatasetManifest, read_labels, read_manifest
+from pipelines.datasets.checks import read_labels
+from pipelines.datasets.shards import DatasetError, DatasetManifest, read_manifest
 
 SHARDED = "parquet"  # `data.name` of a sharded dataset; `data.uri` says where it is
 

@@ -26,7 +26,7 @@ import numpy as np
 from tqdm import tqdm
 
 from pipelines import data as datasets
-from pipelines.datasets import codec, shards
+from pipelines.datasets import checks, codec, shards
 from pipelines.datasets.catalog import SHARDED
 
 Chunks = Callable[[], Iterator[tuple[np.ndarray, np.ndarray]]]
@@ -254,10 +254,10 @@ def describe(uri: str, verify: bool) -> dict[str, Any]:
     """What ``relay data info`` prints; ``verify`` also hashes every shard and decodes every image."""
     manifest = shards.read_manifest(uri)
     for split in manifest.splits:
-        shards.read_labels(uri, manifest, split)  # sizes, schemas, sample ids, label range
+        checks.read_labels(uri, manifest, split)  # sizes, schemas, sample ids, label range
     summary = _summary(uri, manifest)
     if verify:
-        shards.verify_digests(uri, manifest)
+        checks.verify_digests(uri, manifest)
         from pipelines.datasets.rows import ShardRows
 
         for split, info in manifest.splits.items():

@@ -18,7 +18,8 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from pipelines.datasets import codec
-from pipelines.datasets.shards import DatasetError, DatasetManifest, open_root, open_shard, shard_schema
+from pipelines.datasets.checks import open_shard
+from pipelines.datasets.shards import DatasetError, DatasetManifest, open_root, shard_schema
 
 CACHED_GROUPS = 4
 

@@ -14,7 +14,7 @@ import pyarrow as pa
 
 from orchestrator.dag import StageContext, StageResult
 from pipelines.datasets.catalog import SHARDED, cached_manifest, dataset_labels
-from pipelines.datasets.shards import verify_digests
+from pipelines.datasets.checks import verify_digests
 from pipelines.split import split_table
 from pipelines.stages.common import output_name
 

@@ -10,14 +10,14 @@ import pytest
 from PIL import Image
 
 from pipelines import data
-from pipelines.datasets import imports, shards
+from pipelines.datasets import checks, imports, shards
 from pipelines.datasets.rows import ShardRows
 
 
 def _read_all(uri: str, split: str = "train") -> tuple[np.ndarray, np.ndarray]:
     manifest = shards.read_manifest(uri)
     count = manifest.splits[split].count
-    return ShardRows(uri, manifest, split).read(np.arange(count)), shards.read_labels(uri, manifest, split)
+    return ShardRows(uri, manifest, split).read(np.arange(count)), checks.read_labels(uri, manifest, split)
 
 
 @pytest.mark.parametrize("encoding", ["raw", "png"])

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.datasets import shards
+from pipelines.datasets import checks, shards
 from pipelines.datasets.rows import ShardRows
 from tests.unit.pipelines.datasets.toy import SHAPE, break_image, rewrite_shard, toy_images, write_toy
 
@@ -22,8 +22,8 @@ def test_round_trip_in_any_order_with_duplicates(tmp_path: Path, encoding: str) 
     assert len(manifest.splits["train"].shards) == 5  # 100 rows / (3 groups x 8 rows)
     ids = np.array([99, 0, 57, 57, 24, 23, 1])
     assert np.array_equal(ShardRows(str(tmp_path / "d"), manifest, "train").read(ids), images[ids])
-    assert np.array_equal(shards.read_labels(str(tmp_path / "d"), manifest, "train"), labels)
-    shards.verify_digests(str(tmp_path / "d"), manifest)
+    assert np.array_equal(checks.read_labels(str(tmp_path / "d"), manifest, "train"), labels)
+    checks.verify_digests(str(tmp_path / "d"), manifest)
 
 
 def test_unknown_labels_are_null_on_disk_and_minus_one_when_read(tmp_path: Path) -> None:
@@ -32,7 +32,7 @@ def test_unknown_labels_are_null_on_disk_and_minus_one_when_read(tmp_path: Path)
     assert manifest.splits["train"].unlabeled == 10
     table = pq.read_table(tmp_path / "d" / manifest.splits["train"].shards[0].path)
     assert table.column("label").null_count == 10  # all 20 rows fit the first shard
-    assert np.array_equal(shards.read_labels(str(tmp_path / "d"), manifest, "train"), labels)
+    assert np.array_equal(checks.read_labels(str(tmp_path / "d"), manifest, "train"), labels)
 
 
 def test_a_uri_without_shards_says_how_to_make_them(tmp_path: Path) -> None:
@@ -56,7 +56,7 @@ def test_a_missing_or_resized_shard_is_named(tmp_path: Path) -> None:
     first.unlink()
     second.write_bytes(second.read_bytes() + b"x")
     with pytest.raises(shards.DatasetError) as info:
-        shards.read_labels(str(tmp_path / "d"), manifest, "train")
+        checks.read_labels(str(tmp_path / "d"), manifest, "train")
     assert "train/part-00000.parquet: the shard is missing" in str(info.value)
     assert "train/part-00001.parquet: " in str(info.value) and "bytes, the manifest says" in str(info.value)
 
@@ -69,7 +69,7 @@ def test_a_shard_with_a_wrong_schema_is_named(tmp_path: Path) -> None:
     with pytest.raises(
         shards.DatasetError, match=r"part-00001.parquet: wrong schema: expected .*label int32.*got .*label int64"
     ):
-        shards.read_labels(str(tmp_path / "d"), manifest, "train")
+        checks.read_labels(str(tmp_path / "d"), manifest, "train")
 
 
 def test_labels_out_of_range_name_shard_and_row(tmp_path: Path) -> None:
@@ -77,7 +77,7 @@ def test_labels_out_of_range_name_shard_and_row(tmp_path: Path) -> None:
     labels[[30, 31, 33]] = [3, 7, -1]  # row 6 and 7 of shard 1 (rows 24..47) are outside 0..2; -1 is unknown
     manifest, _, _ = write_toy(tmp_path / "d", labels=labels)
     with pytest.raises(shards.DatasetError, match=r"part-00001.parquet row 6: label 3 is outside 0..2 .*2 such rows"):
-        shards.read_labels(str(tmp_path / "d"), manifest, "train")
+        checks.read_labels(str(tmp_path / "d"), manifest, "train")
 
 
 def test_a_sample_id_out_of_sequence_is_named(tmp_path: Path) -> None:
@@ -87,7 +87,7 @@ def test_a_sample_id_out_of_sequence_is_named(tmp_path: Path) -> None:
     ids[5] = 500
     manifest = rewrite_shard(tmp_path / "d", manifest, 0, table.set_column(0, table.schema.field(0), pa.array(ids)))
     with pytest.raises(shards.DatasetError, match=r"part-00000.parquet row 5: sample_id 500, expected 5"):
-        shards.read_labels(str(tmp_path / "d"), manifest, "train")
+        checks.read_labels(str(tmp_path / "d"), manifest, "train")
 
 
 def test_an_image_that_does_not_decode_names_shard_row_and_sample(tmp_path: Path) -> None:
@@ -107,9 +107,9 @@ def test_changed_bytes_fail_the_digest_check(tmp_path: Path) -> None:
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0xFF  # a pixel (raw images are most of the file), same size: only the sha256 can tell
     path.write_bytes(bytes(data))
-    shards.read_labels(str(tmp_path / "d"), manifest, "train")  # the cheap checks pass
+    checks.read_labels(str(tmp_path / "d"), manifest, "train")  # the cheap checks pass
     with pytest.raises(shards.DatasetError, match=r"part-00003.parquet: sha256 .* does not match"):
-        shards.verify_digests(str(tmp_path / "d"), manifest)
+        checks.verify_digests(str(tmp_path / "d"), manifest)
 
 
 def test_a_failed_write_leaves_nothing(tmp_path: Path) -> None:
