@@ -242,8 +242,21 @@ def _read_imagefolder(
 ) -> tuple[ImageDataset, dict[str, int]]:
     """Load every image of an ImageFolder into one uint8 tensor [N, 3, size, size]."""
     import torch
+
+    samples, mapping = imagefolder_samples(folder, class_to_idx)
+    stacked = torch.stack([imagefolder_image(path, image_size) for path, _ in samples]).to(torch.uint8)
+    labels = torch.tensor([label for _, label in samples], dtype=torch.int64)
+    return ImageDataset(stacked, labels, len(mapping)), mapping
+
+
+def imagefolder_samples(
+    folder: Path, class_to_idx: dict[str, int] | None
+) -> tuple[list[tuple[str, int]], dict[str, int]]:
+    """(path, label) of every image of an ImageFolder, in torchvision's order, and the class-to-index mapping.
+
+    ``class_to_idx`` (train's) makes a test folder's labels agree with train's; a class train lacks is an error.
+    """
     from torchvision import datasets
-    from torchvision.transforms.v2 import functional as TF
 
     found = datasets.ImageFolder(str(folder))
     mapping = class_to_idx if class_to_idx is not None else found.class_to_idx
@@ -254,14 +267,16 @@ def _read_imagefolder(
         )
     if not found.samples:
         raise FileNotFoundError(f"imagefolder: expected images under {folder}/<class>/; found none")
-    images, labels = [], []
-    for path, _ in found.samples:
-        pil = found.loader(path).convert("RGB")
-        tensor = TF.pil_to_tensor(pil)
-        images.append(TF.resize(tensor, [image_size, image_size], antialias=True))
-        labels.append(mapping[Path(path).parent.name])
-    stacked = torch.stack(images).to(torch.uint8)
-    return ImageDataset(stacked, torch.tensor(labels, dtype=torch.int64), len(mapping)), mapping
+    return [(path, mapping[Path(path).parent.name]) for path, _ in found.samples], mapping
+
+
+def imagefolder_image(path: str, image_size: int) -> torch.Tensor:
+    """One image file as RGB uint8 [3, size, size]: what the in-memory loader and `relay data import` both store."""
+    from torchvision.datasets.folder import default_loader
+    from torchvision.transforms.v2 import functional as TF
+
+    tensor = TF.pil_to_tensor(default_loader(path).convert("RGB"))
+    return TF.resize(tensor, [image_size, image_size], antialias=True)
 
 
 # ---------------------------------------------------------------------------------------------

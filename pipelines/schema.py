@@ -16,6 +16,7 @@ from pydantic import AfterValidator, BaseModel, Field, model_validator
 
 from orchestrator.config import RunSettings, SafeName, StrictModel, TrackingSettings, TuneSettings
 from pipelines.data import DATASET_REQUIRES_ROOT, DATASETS
+from pipelines.datasets.catalog import SHARDED
 from pipelines.model_names import MODEL_NAMES, check_stochastic_depth
 
 Part = TypeVar("Part", bound=BaseModel)
@@ -43,7 +44,7 @@ def registered(valid: Iterable[str], what: str) -> AfterValidator:
     return AfterValidator(check)
 
 
-DatasetName = Annotated[str, registered(DATASETS, "dataset")]
+DatasetName = Annotated[str, registered([*DATASETS, SHARDED], "dataset")]
 ModelName = Annotated[str, registered(MODEL_NAMES, "model")]
 
 
@@ -53,10 +54,21 @@ class DataSection(StrictModel):
     head_count is N_1, imbalance_ratio is gamma = N_1 / N_L, labeled_fraction is beta;
     fold seeds the split (the paper reports 5 folds). Datasets without their own test
     split hold out `holdout_per_class` images per class first, as a balanced test set.
+
+    `name: parquet` reads a sharded dataset at `uri` (made by `relay data import`; any pyarrow
+    URI), and `digest` optionally pins which one. buffer_mb bounds the decoded images a worker
+    keeps per subset: a subset that fits is held whole and shuffled uniformly, a larger one
+    streams through a shuffle window of that size (docs/ARCHITECTURE.md, Data larger than
+    memory). It shapes the batches, so it applies to in-memory datasets alike. loader_workers
+    decode shards beside the training or labeling process (0: in it).
     """
 
     name: DatasetName = "digits"
     root: str | None = None
+    uri: str | None = None
+    digest: str | None = None
+    buffer_mb: int = Field(256, ge=1)
+    loader_workers: int = Field(1, ge=0)
     head_count: int = Field(130, gt=0)
     imbalance_ratio: float = Field(10.0, ge=1.0)
     labeled_fraction: float = Field(0.1, gt=0.0, le=1.0)
@@ -65,11 +77,20 @@ class DataSection(StrictModel):
     class_order: list[int] | None = None
 
     @model_validator(mode="after")
-    def _root_and_unlabeled(self) -> DataSection:
+    def _where_the_data_is(self) -> DataSection:
         if self.name in DATASET_REQUIRES_ROOT and not self.root:
             raise ValueError(
                 f"dataset {self.name!r} reads local files: set data.root to the folder that holds it "
                 "(Relay never downloads data)"
+            )
+        if self.name == SHARDED and (not self.uri or self.root):
+            raise ValueError(
+                "dataset 'parquet' reads shards: set data.uri to what `relay data import` wrote "
+                "(a path or s3://...) and leave data.root unset"
+            )
+        if self.name != SHARDED and (self.uri or self.digest):
+            raise ValueError(
+                f"data.uri and data.digest belong to dataset 'parquet'; dataset {self.name!r} uses data.root"
             )
         return self
 

@@ -13,7 +13,9 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from pipelines.data import DatasetLabels, load_labels, long_tailed_split
+from pipelines.data import DatasetLabels, long_tailed_split
+from pipelines.datasets.catalog import dataset_labels
+from pipelines.datasets.shards import DatasetError
 
 SPLIT_SCHEMA = pa.schema(
     [
@@ -27,7 +29,11 @@ PROBE_FRACTION = 0.5
 
 
 def split_table(data: Mapping[str, Any], labels: DatasetLabels) -> pa.Table:
-    """The long-tailed labeled/unlabeled split (CReST protocol) and the balanced test set as one table."""
+    """The long-tailed labeled/unlabeled split (CReST protocol) and the balanced test set as one table.
+
+    Rows whose label is unknown (-1: a sharded dataset's null labels) cannot be drawn per class;
+    they join the unlabeled pool, with label -1 in the table.
+    """
     rng = np.random.default_rng(data["fold"])
     holdout = 0 if labels.test is not None else data["holdout_per_class"]
     parts = long_tailed_split(
@@ -47,6 +53,9 @@ def split_table(data: Mapping[str, Any], labels: DatasetLabels) -> pa.Table:
         parts["test"] = parts.pop("holdout")
         test_labels = labels.train
     parts.pop("holdout", None)
+    unknown = np.flatnonzero(labels.train < 0)
+    if unknown.size:
+        parts["unlabeled"] = np.sort(np.concatenate([parts["unlabeled"], unknown]))
     columns: dict[str, list] = {"sample_id": [], "label": [], "subset": []}
     for subset, ids in parts.items():
         source = test_labels if subset == "test" else labels.train
@@ -60,12 +69,15 @@ def preflight_split(data: Mapping[str, Any]) -> list[str]:
     """Draw the split before anything runs; return problems as `key: message` lines.
 
     Catches what only the data can tell (a missing root, a class too small for head_count,
-    an empty unlabeled set) while nothing has been written yet.
+    an empty unlabeled set; for a sharded dataset: no shards, an edited manifest, a shard with
+    another size or schema, labels out of range) while nothing has been written yet.
     """
     try:
-        labels = load_labels(data["name"], data.get("root"))
+        labels = dataset_labels(data)
     except FileNotFoundError as exc:
         return [f"data.root: {exc}"]
+    except DatasetError as exc:  # a sharded dataset that is missing, edited or malformed
+        return [f"data.uri: {exc}"]
     try:
         table = split_table(data, labels)
     except ValueError as exc:

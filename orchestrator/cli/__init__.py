@@ -3,7 +3,7 @@
 Exit codes: 0 success, 1 a stage or the cluster failed (the resume command is printed),
 2 bad input (config, overrides, paths): nothing is written for bad input.
 
-Each command group lives in its own module (pipeline, tune, workspace, cluster) and adds
+Each command group lives in its own module (pipeline, tune, workspace, data, cluster) and adds
 its subcommands through ``register``; this module parses, dispatches and maps errors to
 exit codes. Pipelines come from the ``relay.pipelines`` entry points, or from the mapping
 given to ``main`` (tests, embedding).
@@ -17,7 +17,7 @@ import os
 import sys
 from collections.abc import Mapping
 
-from orchestrator.cli import cluster, pipeline, tune, workspace
+from orchestrator.cli import cluster, data, pipeline, tune, workspace
 from orchestrator.cli.common import EXIT_BAD_INPUT, EXIT_FAILED
 from orchestrator.errors import InputError, RelayError
 from orchestrator.registry import PipelineSpec
@@ -35,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     tune.register(commands)
     pipeline.register_generations(commands)
     workspace.register(commands)
+    data.register(commands)
     cluster.register(commands)
     return parser
 

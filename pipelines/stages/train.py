@@ -19,6 +19,7 @@ import torch
 
 from orchestrator.dag import StageContext, StageResult
 from pipelines.augment import strong_augment, weak_augment
+from pipelines.datasets.image_source import ImageSource
 from pipelines.knowledge_evolution import masks_from_state, reinitialize_reset_hypothesis, zero_reset_hypothesis
 from pipelines.losses import class_balanced_weights
 from pipelines.models import create_model, parameter_count
@@ -26,7 +27,7 @@ from pipelines.pseudo_label import probs_view
 from pipelines.schedules import temperature
 from pipelines.stages.common import (
     artifact,
-    dataset_of,
+    image_sources,
     labeled_class_counts,
     load_model,
     model_checkpoint,
@@ -35,6 +36,7 @@ from pipelines.stages.common import (
     prefixed,
     settings_from,
     stage_generator,
+    subset_arrays,
     subset_images,
 )
 from pipelines.training.fixmatch import FixMatchSettings, train_fixmatch
@@ -66,15 +68,13 @@ def augmenters(augment: Any) -> tuple[Any, Any]:
     return weak_fn, strong_fn
 
 
-def labeled_with_picks(data: Any, split: pa.Table, picks: pa.Table | None) -> tuple[torch.Tensor, torch.Tensor]:
+def labeled_with_picks(data: Any, split: pa.Table, picks: pa.Table | None) -> tuple[ImageSource, torch.Tensor]:
     """The ORIGINAL labeled set plus this generation's picks with their pseudo-labels (picks replace, never accumulate)."""
-    _, images, labels = subset_images(data, split, "labeled")
-    if picks is None or picks.num_rows == 0:
-        return images, labels
-    train_images = dataset_of(data).train.images
-    pick_ids = torch.from_numpy(picks.column("sample_id").to_numpy().copy())
-    pick_labels = torch.from_numpy(picks.column("label").to_numpy().astype(np.int64))
-    return torch.cat([images, train_images[pick_ids]]), torch.cat([labels, pick_labels])
+    ids, labels = subset_arrays(split, "labeled")
+    if picks is not None and picks.num_rows > 0:
+        ids = np.concatenate([ids, picks.column("sample_id").to_numpy()])
+        labels = np.concatenate([labels, picks.column("label").to_numpy().astype(np.int64)])
+    return image_sources(data)[0].subset(ids), torch.from_numpy(labels)
 
 
 def train_generation(ctx: StageContext, inputs: Mapping[str, Any], params: Mapping[str, Any]) -> StageResult:
@@ -84,7 +84,7 @@ def train_generation(ctx: StageContext, inputs: Mapping[str, Any], params: Mappi
     split = artifact(inputs, params, "split")
     images, targets = labeled_with_picks(data, split, artifact(inputs, params, "picks"))
     _, unlabeled, _ = subset_images(data, split, "unlabeled")
-    num_classes, in_channels = num_classes_of(data), int(images.shape[1])
+    num_classes, in_channels = num_classes_of(data), images.image_shape[0]
     model = create_model(network.name, num_classes, in_channels, network.dropout, network.stochastic_depth).to(
         ctx.device
     )
@@ -180,11 +180,10 @@ def student_settings(train: Any, noisy: Any | None, distill: Any | None) -> Stud
 
 def pseudo_labeled_set(
     data: Any, picks: pa.Table, pseudo_labels: pa.Table, label_type: str
-) -> tuple[torch.Tensor, torch.Tensor]:
+) -> tuple[ImageSource, torch.Tensor]:
     """Images of the picks (duplicates kept: that is the balancing) with hard labels or the teacher's probs."""
-    train_images = dataset_of(data).train.images
-    ids = np.array(picks.column("sample_id").to_numpy(), dtype=np.int64)  # a writable copy for torch
-    images = train_images[torch.from_numpy(ids)]
+    ids = picks.column("sample_id").to_numpy()
+    images = image_sources(data)[0].subset(ids)
     if label_type == "hard":
         return images, torch.from_numpy(picks.column("label").to_numpy().astype(np.int64))
     row_of = {int(sample): row for row, sample in enumerate(pseudo_labels.column("sample_id").to_numpy())}
@@ -205,7 +204,7 @@ def train_network(ctx: StageContext, inputs: Mapping[str, Any], params: Mapping[
     data, network, train = params["data"], params["model"], params["train"]
     split = artifact(inputs, params, "split")
     _, images, targets = subset_images(data, split, "labeled")
-    num_classes, in_channels = num_classes_of(data), int(images.shape[1])
+    num_classes, in_channels = num_classes_of(data), images.image_shape[0]
     model = _initial_model(ctx, inputs, params, in_channels)
     pseudo_images = pseudo_targets = None
     picks = artifact(inputs, params, "picks")

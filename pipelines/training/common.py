@@ -15,6 +15,8 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from pipelines.datasets.image_source import ImageSource
+
 Augment = Callable[[Tensor], Tensor]
 Report = Callable[[int, dict[str, float]], None]
 SaveCheckpoint = Callable[[dict, int], None]
@@ -85,20 +87,50 @@ class IndexStream:
 
     The sequence is a pure function of the generator: with the generator's
     state and ``pool`` restored, the stream continues exactly where it was.
+    ``pool`` is also what the stream will hand out next, which a streamed
+    ImageSource reads ahead along.
+
+    An epoch is a uniform shuffle (``randperm``) when ``window`` is 0 or covers
+    every item. A larger set is shuffled in two levels, so that only ``window``
+    items are live at a time: blocks of ``block`` consecutive items in random
+    order, cut into windows of ``window // block`` blocks, each window's items
+    shuffled (the shuffle buffer of WebDataset and tf.data, at block granularity).
+    Every item still comes once per epoch.
     """
 
-    def __init__(self, num_items: int, batch_size: int, generator: torch.Generator) -> None:
+    def __init__(
+        self, num_items: int, batch_size: int, generator: torch.Generator, window: int = 0, block: int = 1
+    ) -> None:
         if num_items < 1:
             raise ValueError(f"random_batches: expected at least one item to sample, got {num_items}")
         self.num_items, self.batch_size, self.generator = num_items, batch_size, generator
+        self.window, self.block = window, max(1, block)
         self.pool = torch.empty(0, dtype=torch.int64)
 
     def next(self) -> Tensor:
         """The next int64 batch (each item once per epoch, epochs concatenated)."""
         while self.pool.numel() < self.batch_size:
-            self.pool = torch.cat([self.pool, torch.randperm(self.num_items, generator=self.generator)])
+            self.pool = torch.cat([self.pool, self._epoch()])
         batch, self.pool = self.pool[: self.batch_size], self.pool[self.batch_size :]
         return batch
+
+    def _epoch(self) -> Tensor:
+        if not self.window or self.num_items <= self.window:
+            return torch.randperm(self.num_items, generator=self.generator)
+        blocks = torch.randperm(-(-self.num_items // self.block), generator=self.generator)
+        per_window = max(1, self.window // self.block)
+        offsets = torch.arange(self.block)
+        windows = []
+        for start in range(0, len(blocks), per_window):
+            items = (blocks[start : start + per_window, None] * self.block + offsets).reshape(-1)
+            items = items[items < self.num_items]
+            windows.append(items[torch.randperm(len(items), generator=self.generator)])
+        return torch.cat(windows)
+
+
+def index_stream(images: ImageSource, batch_size: int, generator: torch.Generator) -> IndexStream:
+    """The index stream over ``images`` with the source's shuffle window: the same batches from any source."""
+    return IndexStream(len(images), batch_size, generator, images.window, images.block)
 
 
 def random_batches(num_items: int, batch_size: int, generator: torch.Generator) -> Iterator[Tensor]:
@@ -121,13 +153,21 @@ def check_targets(loop: str, targets: Tensor, num_items: int, num_classes: int, 
         raise ValueError(f"{loop}: expected class ids in [0, {num_classes}), got [{targets.min()}, {targets.max()}]")
 
 
-def check_images(loop: str, *image_sets: Tensor, what: str = "") -> None:
-    """Every set non-empty uint8 ``[N, C, H, W]`` (the loops augment uint8 and convert once, in ``to_float``)."""
+def check_images(loop: str, *image_sets: Tensor | ImageSource, what: str = "") -> None:
+    """Every set non-empty uint8 ``[N, C, H, W]`` (the loops augment uint8 and convert once, in ``to_float``).
+
+    A tensor is checked here; an ImageSource holds uint8 images of one shape by construction.
+    """
     for images in image_sets:
-        if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[0] == 0:
-            raise ValueError(
-                f"{loop}: expected non-empty uint8 {what}images [N, C, H, W], got {images.dtype} {tuple(images.shape)}"
+        if isinstance(images, Tensor):
+            bad, got = (
+                images.dtype != torch.uint8 or images.ndim != 4 or images.shape[0] == 0,
+                f"{images.dtype} {tuple(images.shape)}",
             )
+        else:
+            bad, got = len(images) == 0, f"{len(images)} images"
+        if bad:
+            raise ValueError(f"{loop}: expected non-empty uint8 {what}images [N, C, H, W], got {got}")
 
 
 def check_finite(loss: Tensor, step: int, steps: int, lr: float, loop: str) -> None:

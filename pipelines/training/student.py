@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from pipelines.augment import cutmix
+from pipelines.datasets.image_source import ImageSource, as_source
 from pipelines.losses import distillation_loss, supervised_loss
 from pipelines.models import to_float
 from pipelines.schedules import learning_rate
@@ -28,8 +29,8 @@ from pipelines.training.common import (
     check_finite,
     check_images,
     check_targets,
+    index_stream,
     progress_bar,
-    random_batches,
     set_lr,
     sgd,
 )
@@ -119,14 +120,14 @@ def _labeled_batch(
 
 def train_student(
     model: nn.Module,
-    images: Tensor,
+    images: Tensor | ImageSource,
     targets: Tensor,
     num_classes: int,
     settings: StudentSettings,
     augment_fn: Augment | None,
     device: str | torch.device,
     generator: torch.Generator,
-    pseudo_images: Tensor | None = None,
+    pseudo_images: Tensor | ImageSource | None = None,
     pseudo_targets: Tensor | None = None,
     teacher: nn.Module | None = None,
     class_weights: Tensor | None = None,
@@ -143,11 +144,13 @@ def train_student(
     ``report(step, {loss, loss_x, loss_u, lr})`` every ``report_every`` steps and at the last.
     """
     check_images("train_student", images, what="labeled ")
-    check_targets("train_student", targets, images.shape[0], num_classes, what="labeled ")
-    has_pseudo = pseudo_images is not None and pseudo_targets is not None and pseudo_images.shape[0] > 0
+    check_targets("train_student", targets, len(images), num_classes, what="labeled ")
+    has_pseudo = pseudo_images is not None and pseudo_targets is not None and len(pseudo_images) > 0
     if has_pseudo:
         check_images("train_student", pseudo_images, what="pseudo-labeled ")
-        check_targets("train_student", pseudo_targets, pseudo_images.shape[0], num_classes, what="pseudo-labeled ")
+        check_targets("train_student", pseudo_targets, len(pseudo_images), num_classes, what="pseudo-labeled ")
+        pseudo_images = as_source(pseudo_images)
+    images = as_source(images)
     learning_rate(settings.schedule, 0, settings.steps, settings.lr, settings.warmup_steps)  # unknown names fail first
     weights = None if class_weights is None else class_weights.to(device)
     model.to(device).train()
@@ -156,20 +159,22 @@ def train_student(
     optimizer = sgd(model, settings.lr, settings.momentum, settings.nesterov, settings.weight_decay)
     ema = ModelEMA(model, settings.ema_decay) if settings.ema_decay is not None else None
     batch, pseudo_batch = settings.batch_size, settings.batch_size * settings.pseudo_batch_ratio
-    labeled_stream = random_batches(images.shape[0], batch, generator)
-    pseudo_stream = random_batches(pseudo_images.shape[0], pseudo_batch, generator) if has_pseudo else None
+    labeled_stream = index_stream(images, batch, generator)
+    pseudo_stream = index_stream(pseudo_images, pseudo_batch, generator) if has_pseudo else None
     window, window_steps = torch.zeros(3, device=device), 0
     progress = progress_bar(settings.steps, "student")
     for step in progress:
         lr = learning_rate(settings.schedule, step, settings.steps, settings.lr, settings.warmup_steps)
         set_lr(optimizer, lr)
-        idx = next(labeled_stream)
-        raw = images[idx] if augment_fn is None else augment_fn(images[idx])
+        idx = labeled_stream.next()
+        raw = images.fetch(idx, labeled_stream.pool)
+        raw = raw if augment_fn is None else augment_fn(raw)
         x, y = _labeled_batch(to_float(raw.to(device)), targets[idx].to(device), num_classes, settings, generator)
         inputs = [x]
         if pseudo_stream is not None:
-            idx_u = next(pseudo_stream)
-            raw_u = pseudo_images[idx_u] if augment_fn is None else augment_fn(pseudo_images[idx_u])
+            idx_u = pseudo_stream.next()
+            raw_u = pseudo_images.fetch(idx_u, pseudo_stream.pool)
+            raw_u = raw_u if augment_fn is None else augment_fn(raw_u)
             inputs.append(to_float(raw_u.to(device)))
         logits = model(torch.cat(inputs))
         logits_x, logits_u = logits[:batch], logits[batch:]

@@ -54,7 +54,7 @@ LAYERS: dict[str, set[str]] = {
         "orchestrator.errors",
         "orchestrator.registry",
     },
-    "pipelines.registry": {"pipelines.builders", "orchestrator.registry"},
+    "pipelines.registry": {"pipelines.builders", "pipelines.algorithms", "orchestrator.registry"},
     "pipelines": set(),  # pipelines/__init__.py
 }
 # Subpackages of pipelines with a layer of their own; any other pipelines module is a pure algorithm.
