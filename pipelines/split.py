@@ -7,7 +7,7 @@ Torch-free on purpose: drawing the split needs only labels, so the driver checks
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -26,8 +26,31 @@ SPLIT_SCHEMA = pa.schema(
 PROBE_FRACTION = 0.5
 
 
+def select_classes(labels: DatasetLabels, classes: Sequence[int] | None) -> DatasetLabels:
+    """The labels of a task made of some of the dataset's classes: class ``classes[k]`` becomes ``k``, others ``-1``.
+
+    Sample ids stay the dataset's, so two tasks of one dataset with disjoint classes never share an
+    image (transfer learning's source and target, LwF's old and new task).
+    """
+    if classes is None:
+        return labels
+    outside = sorted({c for c in classes if not 0 <= c < labels.num_classes})
+    if outside:
+        raise ValueError(
+            f"classes {outside} are not classes of the dataset (0..{labels.num_classes - 1}); fix data.classes"
+        )
+    mapping = np.full(labels.num_classes, -1, dtype=np.int64)
+    mapping[np.asarray(classes, dtype=np.int64)] = np.arange(len(classes))
+    test = None if labels.test is None else mapping[labels.test]
+    return DatasetLabels(mapping[labels.train], test, len(classes))
+
+
 def split_table(data: Mapping[str, Any], labels: DatasetLabels) -> pa.Table:
-    """The long-tailed labeled/unlabeled split (CReST protocol) and the balanced test set as one table."""
+    """The long-tailed labeled/unlabeled split (CReST protocol) and the balanced test set as one table.
+
+    With ``data["classes"]`` the task is those classes only, relabelled 0..k-1 (``select_classes``).
+    """
+    labels = select_classes(labels, data.get("classes"))
     rng = np.random.default_rng(data["fold"])
     holdout = 0 if labels.test is not None else data["holdout_per_class"]
     parts = long_tailed_split(
@@ -41,7 +64,7 @@ def split_table(data: Mapping[str, Any], labels: DatasetLabels) -> pa.Table:
         class_order=data.get("class_order"),
     )
     if labels.test is not None:
-        parts["test"] = np.arange(len(labels.test), dtype=np.int64)
+        parts["test"] = np.flatnonzero(labels.test >= 0).astype(np.int64)
         test_labels = labels.test
     else:
         parts["test"] = parts.pop("holdout")

@@ -63,21 +63,37 @@ class ModelEMA:
         self.updates += 1
 
 
-def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """SGD groups: weight decay on weight matrices and conv kernels only.
+def parameter_groups(model: nn.Module, weight_decay: float, head: str = "fc") -> list[dict]:
+    """SGD groups: weight decay on weight matrices and conv kernels only; the backbone apart from the head.
 
     BatchNorm weights/biases and all biases (every parameter with ``ndim <= 1``) get no decay, as in
-    FixMatch. Empty groups are left out (torch rejects an optimizer with no parameters at all).
+    FixMatch. Parameters outside ``head`` (the classifier, ``fc`` in every registered model) are
+    marked ``backbone`` so that ``set_lr`` can freeze them or give them a lower rate (transfer
+    learning). Empty groups are left out (torch rejects an optimizer with no parameters at all).
     """
-    decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
-    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
-    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    groups = []
+    for backbone in (True, False):
+        named = [
+            p
+            for name, p in model.named_parameters()
+            if p.requires_grad and (name == head or name.startswith(head + ".")) != backbone
+        ]
+        groups.append({"params": [p for p in named if p.ndim > 1], "weight_decay": weight_decay, "backbone": backbone})
+        groups.append({"params": [p for p in named if p.ndim <= 1], "weight_decay": 0.0, "backbone": backbone})
     return [group for group in groups if group["params"]]
 
 
-def sgd(model: nn.Module, lr: float, momentum: float, nesterov: bool, weight_decay: float) -> torch.optim.SGD:
+def sgd(
+    model: nn.Module, lr: float, momentum: float, nesterov: bool, weight_decay: float, head: str = "fc"
+) -> torch.optim.SGD:
     """SGD over ``parameter_groups``: the optimizer every Relay training loop uses (a fresh one per generation)."""
-    return torch.optim.SGD(parameter_groups(model, weight_decay), lr=lr, momentum=momentum, nesterov=nesterov)
+    groups = parameter_groups(model, weight_decay, head)
+    return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=nesterov)
+
+
+def backbone_scale(step: int, freeze_steps: int, lr_scale: float) -> float:
+    """The backbone's share of the learning rate at ``step``: 0 while frozen, then ``lr_scale`` (transfer learning)."""
+    return 0.0 if step < freeze_steps else lr_scale
 
 
 class IndexStream:
@@ -139,10 +155,15 @@ def check_finite(loss: Tensor, step: int, steps: int, lr: float, loop: str) -> N
         )
 
 
-def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
-    """The learning rate of this step, on every parameter group (schedules are per step, not per epoch)."""
+def set_lr(optimizer: torch.optim.Optimizer, lr: float, backbone: float = 1.0) -> None:
+    """The learning rate of this step on every parameter group, times ``backbone`` on the backbone's groups.
+
+    Schedules are per step, not per epoch. A backbone share of 0 freezes the backbone: SGD moves a
+    parameter by ``lr * buffer``, so nothing changes, weight decay included (BatchNorm statistics
+    still follow the data, as they do with ``requires_grad=False``).
+    """
     for group in optimizer.param_groups:
-        group["lr"] = lr
+        group["lr"] = lr * backbone if group.get("backbone", False) else lr
 
 
 def progress_bar(steps: int, desc: str, start: int = 0) -> tqdm:

@@ -22,6 +22,7 @@ from pipelines.training.common import (
     Report,
     SaveCheckpoint,
     all_reduce_sum,
+    backbone_scale,
     check_finite,
     check_images,
     check_targets,
@@ -57,6 +58,8 @@ class FixMatchSettings:
     temperature: float = 1.0
     alignment_momentum: float = 0.999
     label_smoothing: float = 0.0
+    freeze_backbone_steps: int = 0  # transfer learning (training.common.backbone_scale)
+    backbone_lr_scale: float = 1.0
 
 
 def class_distribution(targets: Tensor, num_classes: int) -> Tensor:
@@ -185,7 +188,7 @@ def train_fixmatch(
     progress = progress_bar(steps, "fixmatch", start)
     for step in progress:
         lr = fixmatch_lr(step, steps, settings.lr)
-        set_lr(optimizer, lr)
+        set_lr(optimizer, lr, backbone_scale(step, settings.freeze_backbone_steps, settings.backbone_lr_scale))
         idx_l, idx_u = streams[0].next(), streams[1].next()
         unlabeled = unlabeled_images[idx_u]
         weak_x, weak_u, strong_u = weak_fn(labeled_images[idx_l]), weak_fn(unlabeled), strong_fn(unlabeled)
