@@ -36,6 +36,12 @@ LAYERS: dict[str, set[str]] = {
         "orchestrator.engine",
         "orchestrator.tracking",
     },
+    "orchestrator.sources": {
+        "orchestrator.errors",
+        "orchestrator.config",
+        "orchestrator.engine",
+        "orchestrator.tracking",
+    },
     "orchestrator.jobs": {"orchestrator.errors", "orchestrator.config"},
     "orchestrator.ui": {"orchestrator.errors", "orchestrator.config", "orchestrator.tracking"},
     "orchestrator.cli": {"orchestrator"},
@@ -52,6 +58,7 @@ LAYERS: dict[str, set[str]] = {
         "orchestrator.config",
         "orchestrator.errors",
         "orchestrator.registry",
+        "orchestrator.sources",
     },
     "pipelines.registry": {"pipelines.builders", "orchestrator.registry"},
     "pipelines": set(),  # pipelines/__init__.py
