@@ -9,8 +9,27 @@ iterate it, so a new entry is tested without touching any test.
 from __future__ import annotations
 
 from orchestrator.registry import PipelineSpec
-from pipelines.builders import crest, distill, knowledge_evolution, noisy_student
+from pipelines.builders import (
+    crest,
+    distill,
+    domain_similarity,
+    fitnets,
+    knowledge_evolution,
+    lwf,
+    noisy_student,
+    transfer,
+)
 
 PIPELINES: dict[str, PipelineSpec] = {
-    spec.name: spec for spec in (crest.SPEC, knowledge_evolution.SPEC, noisy_student.SPEC, distill.SPEC)
+    spec.name: spec
+    for spec in (
+        crest.SPEC,
+        knowledge_evolution.SPEC,
+        noisy_student.SPEC,
+        distill.SPEC,
+        transfer.SPEC,
+        lwf.SPEC,
+        fitnets.SPEC,
+        domain_similarity.SPEC,
+    )
 }

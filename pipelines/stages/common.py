@@ -60,8 +60,9 @@ def dataset_of(data: Any) -> DatasetSplits:
 
 
 def num_classes_of(data: Any) -> int:
-    """The class count of the dataset a `data` section names (from the data: configs do not repeat it)."""
-    return dataset_of(data).train.num_classes
+    """The class count of the task a `data` section names: its `classes` when it picks some, else the dataset's."""
+    classes = getattr(data, "classes", None)
+    return len(classes) if classes else dataset_of(data).train.num_classes
 
 
 def labeled_class_counts(split: pa.Table, num_classes: int) -> np.ndarray:
