@@ -23,11 +23,9 @@ Usage: python benchmarks/methods.py [--seeds 3] [--jobs 2] [--only transfer lwf 
 
 from __future__ import annotations
 
-import multiprocessing
 import statistics
 import sys
 from collections.abc import Callable, Mapping
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -237,7 +235,7 @@ def main() -> None:
     device = _common.device_or_exit(args.device)
     chosen = args.only or list(EXPERIMENTS)
     jobs = [(experiment, seed, device, args.overrides) for seed in range(args.seeds) for experiment in chosen]
-    elapsed, runs = _common.timed(lambda: _run_all(jobs, args.jobs))
+    elapsed, runs = _common.timed(lambda: _common.run_jobs(run_one, jobs, args.jobs))
     rows = summarize(runs)
     if "pretext-none" in chosen:
         rows.insert(
@@ -263,13 +261,6 @@ def main() -> None:
         columns=["method", "result", "mean ± std", "values"],
     )
     print(f"\n(total {elapsed:.0f} s)")
-
-
-def _run_all(jobs: list[tuple[str, int, str, list[str]]], workers: int) -> list[dict[str, Any]]:
-    if workers <= 1:
-        return [run_one(job) for job in jobs]
-    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return list(pool.map(run_one, jobs))
 
 
 if __name__ == "__main__":

@@ -43,6 +43,42 @@ def gen(k: int, role: str) -> str:
     return f"g{k:02d}/{role}"
 
 
+def split_stage(config: Any, name: str = SPLIT, data: Any = None) -> Stage:
+    """A supervised split stage (`split_supervised`) of ``data`` (default: the file's `data`), artifact ``name``."""
+    params = {"data": config.data if data is None else data}
+    return refs.make_stage(name, refs.split_supervised, {"split": name}, (name,), params, config.resources.data, None)
+
+
+def train_and_evaluate(
+    config: Any,
+    role: str,
+    k: int,
+    data: Any,
+    split_name: str,
+    params: dict,
+    pretrained: str | None = None,
+    io_roles: dict[str, str] | None = None,
+) -> list[Stage]:
+    """`role/train` (train_network; from ``pretrained`` when given, with more ``io_roles`` such as a teacher) and
+    `role/evaluate` of one network on the same task's test split, both in generation ``k``."""
+    prefix = params.get("metric_prefix", "")
+    model, evaluation = f"{role}/model", f"{role}/evaluation"
+    io, params = starting({"split": split_name, "model": model, **(io_roles or {})}, params, config, pretrained)
+    res = config.resources
+    return [
+        refs.make_stage(f"{role}/train", refs.train_network, io, (model,), params, res.train, k),
+        refs.make_stage(
+            f"{role}/evaluate",
+            refs.evaluate_network,
+            {"split": split_name, "model": model, "evaluation": evaluation},
+            (evaluation,),
+            {"data": data, "batch_size": config.label.batch_size, "metric_prefix": prefix},
+            res.evaluate,
+            k,
+        ),
+    ]
+
+
 # --- where training starts: init.source, the pretext stage, probes --------------------------
 
 

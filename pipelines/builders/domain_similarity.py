@@ -32,8 +32,8 @@ from pipelines.builders.common import (
     probe_stages,
     start_stages,
     starting,
+    train_and_evaluate,
 )
-from pipelines.builders.transfer import train_and_evaluate
 from pipelines.data import DATASET_REQUIRES_ROOT, IMAGE_SHAPES
 from pipelines.schema import DataSection, DatasetName, PipelineFile, part
 from pipelines.stages import refs

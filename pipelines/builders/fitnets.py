@@ -27,8 +27,9 @@ from pipelines.builders.common import (
     gen,
     preflight_supervised,
     probe_stages,
+    split_stage,
     start_stages,
-    starting,
+    train_and_evaluate,
 )
 from pipelines.builders.distill import DistillLoss
 from pipelines.model_names import check_hint_layer, middle_layer
@@ -99,27 +100,9 @@ def layers(config: FitNetsConfig) -> HintChoice:
     )
 
 
-def _pair(config: FitNetsConfig, role: str, k: int, io: dict, params: dict) -> list[Stage]:
-    """Train (train_network, the roles in ``io``) and evaluate one network."""
-    model, evaluation = io["model"], f"{role}/evaluation"
-    res = config.resources
-    return [
-        refs.make_stage(f"{role}/train", refs.train_network, io, (model,), params, res.train, k),
-        refs.make_stage(
-            f"{role}/evaluate",
-            refs.evaluate_network,
-            {"split": SPLIT, "model": model, "evaluation": evaluation},
-            (evaluation,),
-            {"data": config.data, "batch_size": config.label.batch_size, "metric_prefix": params["metric_prefix"]},
-            res.evaluate,
-            k,
-        ),
-    ]
-
-
 def _student(config: FitNetsConfig, role: str, teacher: bool, hinted: bool, prefix: str) -> list[Stage]:
     """A student network: with KD from the teacher or not, from the hint stage's weights or random ones."""
-    io = {"split": SPLIT, "model": f"{role}/model"}
+    io: dict[str, str] = {}
     params = {
         "data": config.data,
         "model": config.student,
@@ -131,21 +114,16 @@ def _student(config: FitNetsConfig, role: str, teacher: bool, hinted: bool, pref
         io["teacher"] = TEACHER
         params["distill"] = DistillLoss(temperature=config.fitnets.temperature, alpha=config.fitnets.alpha)
     if hinted:  # FitNets' stage 2 continues the hinted student as it is: its classifier, no freezing
-        keep = InitLoad(head="keep", freeze_backbone_steps=0, backbone_lr_scale=1.0)
-        io, params = {**io, "pretrained": HINTED}, {**params, "init": keep}
-    return _pair(config, role, 1, io, params)
+        io["pretrained"] = HINTED
+        params["init"] = InitLoad(head="keep", freeze_backbone_steps=0, backbone_lr_scale=1.0)
+    return train_and_evaluate(config, role, 1, config.data, SPLIT, params, io_roles=io)
 
 
 def build(config: FitNetsConfig) -> Pipeline:
     """split -> teacher -> hint stage -> KD student (and the KD-only and no-teacher students)."""
-    res = config.resources
-    first = refs.make_stage(
-        SPLIT, refs.split_supervised, {"split": SPLIT}, (SPLIT,), {"data": config.data}, res.data, None
-    )
     start, pretrained = start_stages(config)
     teacher_params = {"data": config.data, "model": config.model, "train": config.train, "augment": config.augment}
-    io, teacher_params = starting({"split": SPLIT, "model": TEACHER}, teacher_params, config, pretrained)
-    teacher = _pair(config, "g00", 0, io, {**teacher_params, "metric_prefix": ""})
+    teacher = train_and_evaluate(config, "g00", 0, config.data, SPLIT, teacher_params, pretrained)
     hint = refs.make_stage(
         gen(1, "hint"),
         refs.train_hints,
@@ -158,10 +136,16 @@ def build(config: FitNetsConfig) -> Pipeline:
             "augment": config.augment,
             "fitnets": layers(config),
         },
-        res.train,
+        config.resources.train,
         1,
     )
-    stages = [first, *start, *teacher, hint, *_student(config, "g01", teacher=True, hinted=True, prefix="")]
+    stages = [
+        split_stage(config),
+        *start,
+        *teacher,
+        hint,
+        *_student(config, "g01", teacher=True, hinted=True, prefix=""),
+    ]
     if config.fitnets.kd_baseline:
         stages += _student(config, "kd", teacher=True, hinted=False, prefix="kd_")
     if config.fitnets.student_baseline:

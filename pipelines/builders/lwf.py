@@ -28,6 +28,7 @@ from pipelines.builders.common import (
     gen,
     preflight_supervised,
     probe_stages,
+    split_stage,
     start_stages,
     starting,
 )
@@ -151,10 +152,7 @@ def _new_task(config: LwfConfig, role: str, mode: str, old_model: str, prefix: s
 def build(config: LwfConfig) -> Pipeline:
     """splits -> old network -> recorded outputs -> LwF (and fine-tuning, joint training) as a static DAG."""
     res = config.resources
-    splits = [
-        refs.make_stage(name, refs.split_supervised, {"split": name}, (name,), {"data": data}, res.data, None)
-        for name, data in ((SPLIT, config.data), (OLD_SPLIT, old_data(config)))
-    ]
+    splits = [split_stage(config), split_stage(config, OLD_SPLIT, old_data(config))]
     start, pretrained = start_stages(config)
     old_model = pretrained if config.init.source is not None else OLD_MODEL
     recorded = gen(1, "recorded")

@@ -19,7 +19,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from orchestrator.config import StrictModel
-from orchestrator.dag import Pipeline, Stage
+from orchestrator.dag import Pipeline
 from orchestrator.registry import PipelineSpec
 from pipelines import split
 from pipelines.builders.common import (
@@ -29,11 +29,11 @@ from pipelines.builders.common import (
     gen,
     preflight_supervised,
     probe_stages,
+    split_stage,
     start_stages,
-    starting,
+    train_and_evaluate,
 )
 from pipelines.schema import DataSection, PipelineFile, SupervisedDataSection
-from pipelines.stages import refs
 
 SOURCE_SPLIT = "source/split"
 
@@ -90,51 +90,16 @@ def source_data(config: TransferConfig) -> DataSection:
     return config.data.model_copy(update=update)
 
 
-def train_and_evaluate(
-    config: TransferConfig, role: str, k: int, data: DataSection, split_name: str, params: dict, pretrained: str | None
-) -> list[Stage]:
-    """Train one network on ``data`` (from ``pretrained`` when given) and evaluate it on the same task's test split."""
-    prefix = params.get("metric_prefix", "")
-    model, evaluation = f"{role}/model", f"{role}/evaluation"
-    io, params = starting({"split": split_name, "model": model}, params, config, pretrained)
-    res = config.resources
-    return [
-        refs.make_stage(f"{role}/train", refs.train_network, io, (model,), params, res.train, k),
-        refs.make_stage(
-            f"{role}/evaluate",
-            refs.evaluate_network,
-            {"split": split_name, "model": model, "evaluation": evaluation},
-            (evaluation,),
-            {"data": data, "batch_size": config.label.batch_size, "metric_prefix": prefix},
-            res.evaluate,
-            k,
-        ),
-    ]
-
-
 def build(config: TransferConfig) -> Pipeline:
     """split(s) -> source pretraining (or the imported model) -> target fine-tuning, and the from-scratch baseline."""
-    res = config.resources
-    stages = [
-        refs.make_stage(SPLIT, refs.split_supervised, {"split": SPLIT}, (SPLIT,), {"data": config.data}, res.data, None)
-    ]
+    stages = [split_stage(config)]
     start, pretrained = start_stages(config)
     stages += start
     target = {"data": config.data, "model": config.model, "train": config.train, "augment": config.augment}
     if config.init.source is None:
         source = source_data(config)
         steps = config.transfer.pretrain_steps or config.train.steps
-        stages.append(
-            refs.make_stage(
-                SOURCE_SPLIT,
-                refs.split_supervised,
-                {"split": SOURCE_SPLIT},
-                (SOURCE_SPLIT,),
-                {"data": source},
-                res.data,
-                None,
-            )
-        )
+        stages.append(split_stage(config, SOURCE_SPLIT, source))
         pretrain = {**target, "data": source, "train": config.train.model_copy(update={"steps": steps})}
         stages += train_and_evaluate(config, "g00", 0, source, SOURCE_SPLIT, pretrain, pretrained)
         pretrained = gen(0, "model")

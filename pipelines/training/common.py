@@ -173,6 +173,68 @@ def progress_bar(steps: int, desc: str, start: int = 0) -> tqdm:
     )
 
 
+class LossWindow:
+    """Means of the losses over the last steps, handed to ``report`` every ``report_every`` steps and at the last.
+
+    The losses stay on the device until a report (one sync per window, not per step).
+    """
+
+    def __init__(self, names: tuple[str, ...], steps: int, report: Report | None, report_every: int, progress: tqdm):
+        self.names, self.steps, self.report, self.report_every, self.progress = (
+            names,
+            steps,
+            report,
+            report_every,
+            progress,
+        )
+        self.total: Tensor | None = None
+        self.count = 0
+
+    def add(self, step: int, losses: Tensor, lr: float) -> None:
+        """Count this step's losses (a ``[len(names)]`` tensor); report their means when a window closes."""
+        self.total = losses.detach() if self.total is None else self.total + losses.detach()
+        self.count += 1
+        if (step + 1) % self.report_every and step + 1 != self.steps:
+            return
+        means = dict(zip(self.names, (self.total / self.count).tolist()))
+        self.progress.set_postfix(loss=f"{means[self.names[0]]:.3f}", refresh=False)
+        if self.report is not None:
+            self.report(step + 1, {**means, "lr": lr})
+        self.total, self.count = None, 0
+
+
+def minimize(
+    loss_of: Callable[[Tensor], Tensor],
+    images: Tensor,
+    optimizer: torch.optim.Optimizer,
+    steps: int,
+    batch_size: int,
+    lr_at: Callable[[int], float],
+    generator: torch.Generator,
+    loop: str,
+    report: Report | None = None,
+    report_every: int = 50,
+) -> None:
+    """SGD on one loss of uint8 image batches: the loop of the stages that need no labels (pretext, FitNets' hints).
+
+    Each step draws ``batch_size`` images (epochs of a random order), sets ``lr_at(step)``, and
+    steps the optimizer on ``loss_of(batch)``; ``report(step, {loss, lr})`` gets window means.
+    """
+    stream = random_batches(images.shape[0], batch_size, generator)
+    progress = progress_bar(steps, loop)
+    window = LossWindow(("loss",), steps, report, report_every, progress)
+    for step in progress:
+        lr = lr_at(step)
+        set_lr(optimizer, lr)
+        loss = loss_of(images[next(stream)])
+        check_finite(loss, step + 1, steps, lr, loop)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        window.add(step, loss.reshape(1), lr)
+    progress.close()
+
+
 # --- data parallelism: every rank draws the same global batch and trains on its slice ------
 
 

@@ -20,18 +20,15 @@ from pipelines.schedules import learning_rate
 from pipelines.training.common import (
     Augment,
     Report,
-    check_finite,
     check_images,
-    progress_bar,
-    random_batches,
-    set_lr,
+    minimize,
     sgd,
 )
 
 
 @dataclass(frozen=True)
 class HintSettings:
-    """Optimisation of the hint stage (bounds checked on the config sections they come from)."""
+    """Optimisation of the hint stage: the student's `train` section with the hint stage's length (checked there)."""
 
     steps: int
     batch_size: int = 32
@@ -66,32 +63,24 @@ def train_hint(
     shape = tuple(images.shape[1:])
     regressor = HintRegressor(output_shape(guided, shape), output_shape(hint, shape)).to(device)
     trained = nn.ModuleDict({"guided": guided, "regressor": regressor})
-    optimizer = sgd(trained, settings.lr, settings.momentum, settings.nesterov, settings.weight_decay)
-    stream = random_batches(images.shape[0], settings.batch_size, generator)
-    window, window_steps = torch.zeros((), device=device), 0
-    progress = progress_bar(settings.steps, "fitnets-hint")
-    for step in progress:
-        lr = learning_rate(settings.schedule, step, settings.steps, settings.lr, settings.warmup_steps)
-        set_lr(optimizer, lr)
-        idx = next(stream)
-        raw = images[idx] if augment_fn is None else augment_fn(images[idx])
-        x = to_float(raw.to(device))
+
+    def loss_of(batch: Tensor) -> Tensor:
+        x = to_float((batch if augment_fn is None else augment_fn(batch)).to(device))
         with torch.no_grad():
             target = layer_output(hint, x)
-        loss = hint_loss(target, regressor(layer_output(guided, x)))
-        check_finite(loss, step + 1, settings.steps, lr, "train_hint")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        window += loss.detach()
-        window_steps += 1
-        if (step + 1) % report_every == 0 or step + 1 == settings.steps:
-            mean = float(window / window_steps)
-            progress.set_postfix(loss=f"{mean:.3f}", refresh=False)
-            if report is not None:
-                report(step + 1, {"loss": mean, "lr": lr})
-            window.zero_()
-            window_steps = 0
-    progress.close()
+        return hint_loss(target, regressor(layer_output(guided, x)))
+
+    minimize(
+        loss_of,
+        images,
+        sgd(trained, settings.lr, settings.momentum, settings.nesterov, settings.weight_decay),
+        settings.steps,
+        settings.batch_size,
+        lambda step: learning_rate(settings.schedule, step, settings.steps, settings.lr, settings.warmup_steps),
+        generator,
+        "train_hint",
+        report,
+        report_every,
+    )
     copy_back(guided.cpu(), student)
     return student.eval()

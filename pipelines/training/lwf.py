@@ -28,6 +28,7 @@ from pipelines.lwf import TwoHeads, lwf_loss
 from pipelines.schedules import learning_rate
 from pipelines.training.common import (
     Augment,
+    LossWindow,
     Report,
     backbone_scale,
     check_finite,
@@ -106,8 +107,9 @@ def train_lwf(
     old_stream = (
         random_batches(old_images.shape[0], settings.batch_size, generator) if settings.mode == "joint" else None
     )
-    window, window_steps, old_classes = torch.zeros(3, device=device), 0, network.old_classes
+    old_classes = network.old_classes
     progress = progress_bar(settings.steps, f"lwf-{settings.mode}")
+    window = LossWindow(("loss", "loss_new", "loss_old"), settings.steps, report, report_every, progress)
     for step in progress:
         lr = learning_rate(settings.schedule, step, settings.steps, settings.lr, settings.warmup_steps)
         set_lr(optimizer, lr, backbone_scale(step, settings.freeze_backbone_steps, settings.backbone_lr_scale))
@@ -138,15 +140,7 @@ def train_lwf(
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        window += torch.stack([loss.detach(), loss_new.detach(), loss_old.detach()])
-        window_steps += 1
-        if (step + 1) % report_every == 0 or step + 1 == settings.steps:
-            mean = (window / window_steps).tolist()
-            progress.set_postfix(loss=f"{mean[0]:.3f}", refresh=False)
-            if report is not None:
-                report(step + 1, {"loss": mean[0], "loss_new": mean[1], "loss_old": mean[2], "lr": lr})
-            window.zero_()
-            window_steps = 0
+        window.add(step, torch.stack([loss, loss_new, loss_old]), lr)
     progress.close()
     network.old_head.requires_grad_(True)
     return network.eval()

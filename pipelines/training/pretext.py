@@ -25,11 +25,8 @@ from pipelines.self_supervised import nt_xent_loss, rotation_batch
 from pipelines.training.common import (
     Augment,
     Report,
-    check_finite,
     check_images,
-    progress_bar,
-    random_batches,
-    set_lr,
+    minimize,
     sgd,
 )
 
@@ -85,26 +82,16 @@ def train_pretext(
     if settings.method == "simclr" and batch < 2:
         raise ValueError(f"train_pretext: SimCLR needs at least 2 images a batch (negatives), got {batch}")
     network.to(device).train()
-    optimizer = sgd(network, settings.lr, settings.momentum, False, settings.weight_decay)
-    stream = random_batches(images.shape[0], batch, generator)
-    window, window_steps = torch.zeros((), device=device), 0
-    progress = progress_bar(settings.steps, settings.method)
-    for step in progress:
-        lr = learning_rate("cosine", step, settings.steps, settings.lr)
-        set_lr(optimizer, lr)
-        loss = pretext_loss(network, images[next(stream)], settings, weak_fn, strong_fn, device)
-        check_finite(loss, step + 1, settings.steps, lr, "train_pretext")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        window += loss.detach()
-        window_steps += 1
-        if (step + 1) % report_every == 0 or step + 1 == settings.steps:
-            mean = float(window / window_steps)
-            progress.set_postfix(loss=f"{mean:.3f}", refresh=False)
-            if report is not None:
-                report(step + 1, {"loss": mean, "lr": lr})
-            window.zero_()
-            window_steps = 0
-    progress.close()
+    minimize(
+        lambda batch: pretext_loss(network, batch, settings, weak_fn, strong_fn, device),
+        images,
+        sgd(network, settings.lr, settings.momentum, False, settings.weight_decay),
+        settings.steps,
+        batch,
+        lambda step: learning_rate("cosine", step, settings.steps, settings.lr),
+        generator,
+        f"train_pretext ({settings.method})",
+        report,
+        report_every,
+    )
     return network.eval()

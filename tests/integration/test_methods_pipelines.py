@@ -13,7 +13,16 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from tests.integration.relay_cli import ROOT, manifests, mlflow_client, output_path, pipeline_runs, relay
+from tests.integration.relay_cli import (
+    ROOT,
+    manifests,
+    metric,
+    mlflow_client,
+    output_path,
+    pipeline_runs,
+    relay,
+    runs_by_name,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
@@ -25,16 +34,6 @@ def run_pipeline(workspace: Path, config: str, run_id: str, *overrides: str) -> 
     assert result.returncode == 0, result.stderr[-4000:]
     assert "balanced_accuracy" in result.stdout
     return workspace
-
-
-def runs_by_name(workspace: Path, run_id: str) -> dict:
-    return {run.info.run_name: run for run in pipeline_runs(workspace, run_id)}
-
-
-def metric(run, name: str) -> float:
-    found = [value for key, value in run.data.metrics.items() if key == name or key.endswith("/" + name)]
-    assert found, f"{name} not among {sorted(run.data.metrics)}"
-    return found[0]
 
 
 def parent_of(run) -> str:
