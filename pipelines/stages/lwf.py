@@ -31,6 +31,7 @@ from pipelines.stages.common import (
     stage_generator,
     subset_images,
 )
+from pipelines.stages.pretrained import schedule_of
 from pipelines.stages.train import augment_of
 from pipelines.training.lwf import LwfSettings, train_lwf
 from pipelines.transfer import outputs
@@ -81,6 +82,11 @@ def learn_without_forgetting(ctx: StageContext, inputs: Mapping[str, Any], param
     generator = stage_generator(ctx)
     data, old_data, train, lwf = params["data"], params["old_data"], params["train"], params["lwf"]
     old_checkpoint = artifact(inputs, params, "old_model")
+    if old_checkpoint["num_classes"] != num_classes_of(old_data):
+        raise ValueError(
+            f"{ctx.stage}: the old network has {old_checkpoint['num_classes']} outputs, but lwf.old_classes names "
+            f"{num_classes_of(old_data)} classes; name the classes the old network was trained on"
+        )
     network = TwoHeads(load_model(old_checkpoint, "cpu"), num_classes_of(data))
     ids, images, targets = subset_images(data, artifact(inputs, params, "split"), "labeled")
     recorded = artifact(inputs, params, "recorded")
@@ -93,8 +99,7 @@ def learn_without_forgetting(ctx: StageContext, inputs: Mapping[str, Any], param
         mode=params["mode"],
         lambda_old=lwf.lambda_old,
         temperature=lwf.temperature,
-        freeze_backbone_steps=params["init"].freeze_backbone_steps,
-        backbone_lr_scale=params["init"].backbone_lr_scale,
+        **schedule_of(params["init"]),
     )
     trained = train_lwf(
         network,

@@ -37,7 +37,9 @@ def test_every_listed_hint_layer_exists_and_gives_a_feature_map(name: str) -> No
 
 
 def test_an_unknown_layer_names_the_key_and_the_valid_layers() -> None:
-    with pytest.raises(ValueError, match=r"fitnets.hint_layer: 'small_cnn' has no hint layer 'layer9'; valid layers: features.0"):
+    with pytest.raises(
+        ValueError, match=r"fitnets.hint_layer: 'small_cnn' has no hint layer 'layer9'; valid layers: features.0"
+    ):
         check_hint_layer("small_cnn", "layer9", "fitnets.hint_layer")
 
 
@@ -48,7 +50,9 @@ def test_the_hint_stage_trains_only_the_layers_up_to_the_guided_one() -> None:
     before = {k: v.clone() for k, v in student.state_dict().items()}
     images = torch.randint(0, 255, (32, 1, 16, 16), dtype=torch.uint8)
     settings = HintSettings(steps=3, batch_size=16, lr=0.1, schedule="constant")
-    train_hint(student, teacher, "features.2", "features.2", images, settings, None, "cpu", torch.Generator().manual_seed(0))
+    train_hint(
+        student, teacher, "features.2", "features.2", images, settings, None, "cpu", torch.Generator().manual_seed(0)
+    )
     after = student.state_dict()
     assert not torch.equal(after["features.0.0.weight"], before["features.0.0.weight"])
     assert not torch.equal(after["features.2.0.weight"], before["features.2.0.weight"])

@@ -59,7 +59,16 @@ def _train(mode: str, **extra: object) -> tuple[torch.nn.Module, TwoHeads]:
     recorded = old(images.float() / 255.0).detach() if mode == "lwf" else None
     old_images, old_labels = _tiny_task(2) if mode == "joint" else (None, None)
     trained = train_lwf(
-        network, images, labels, settings, None, "cpu", torch.Generator().manual_seed(0), recorded, old_images, old_labels
+        network,
+        images,
+        labels,
+        settings,
+        None,
+        "cpu",
+        torch.Generator().manual_seed(0),
+        recorded,
+        old_images,
+        old_labels,
     )
     return old, trained
 

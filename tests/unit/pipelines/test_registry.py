@@ -23,7 +23,9 @@ def test_registry_entries_point_at_the_builders(name: str) -> None:
     spec = PIPELINES[name]
     builder = sys.modules[spec.build.__module__]
     assert builder.__name__.startswith("pipelines.builders.") and builder.SPEC is spec and spec.name == name
-    assert spec.config_model.__module__ == builder.__name__ and spec.preflight.__module__.startswith("pipelines.builders.")
+    assert spec.config_model.__module__ == builder.__name__ and spec.preflight.__module__.startswith(
+        "pipelines.builders."
+    )
     assert spec.summary["balanced_accuracy"] == "evaluate/balanced_accuracy"
     assert spec.build(spec.config_model()).stages
 

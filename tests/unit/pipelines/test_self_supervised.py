@@ -44,7 +44,12 @@ def test_nt_xent_ignores_the_scale_of_the_projections_and_checks_its_inputs() ->
 def test_the_projection_head_replaces_the_classifier() -> None:
     network = with_projection_head(create_model("small_cnn", 4, 1), 16)
     assert network(torch.zeros(2, 1, 16, 16)).shape == (2, 16)
-    assert {k for k in network.state_dict() if k.startswith("fc.")} == {"fc.0.weight", "fc.0.bias", "fc.2.weight", "fc.2.bias"}
+    assert {k for k in network.state_dict() if k.startswith("fc.")} == {
+        "fc.0.weight",
+        "fc.0.bias",
+        "fc.2.weight",
+        "fc.2.bias",
+    }
 
 
 @pytest.mark.parametrize("method", ["rotnet", "simclr"])

@@ -34,7 +34,11 @@ def test_transfer_pretrains_on_the_source_then_fine_tunes_beside_the_scratch_bas
     assert by_name["g00/train"].params["io"]["split"] == "source/split"
     fine_tune = by_name["g01/train"]
     assert fine_tune.params["io"]["pretrained"] == "g00/model"
-    assert fine_tune.params["init"].model_dump() == {"head": "reset", "freeze_backbone_steps": 7, "backbone_lr_scale": 1.0}
+    assert fine_tune.params["init"].model_dump() == {
+        "head": "reset",
+        "freeze_backbone_steps": 7,
+        "backbone_lr_scale": 1.0,
+    }
     assert "pretrained" not in by_name["baseline/train"].params["io"]
 
 
@@ -158,5 +162,7 @@ def test_every_pipeline_imports_init_source_and_trains_from_it(name: str, tmp_pa
     by_name = stages_of(pipeline)
     imported = by_name["init/import"].params
     assert imported["location"] == str(weights) and len(imported["digest"]) == 64
-    readers = [s.name for s in pipeline.stages if s.params["io"].get("pretrained") == "init/model" or "init/model" in s.inputs]
+    readers = [
+        s.name for s in pipeline.stages if s.params["io"].get("pretrained") == "init/model" or "init/model" in s.inputs
+    ]
     assert readers, f"{name}: nothing starts from the imported weights"

@@ -58,7 +58,11 @@ def test_rank_sources_uses_the_target_split_unlabeled_images_only() -> None:
     artifacts: dict = {}
     run(by_name["data/split"], artifacts)
     run(by_name["g00/similarity"], artifacts)
-    sizes = dict(zip(artifacts["g00/ranking"].column("source").to_pylist(), artifacts["g00/ranking"].column("images").to_pylist()))
+    sizes = dict(
+        zip(
+            artifacts["g00/ranking"].column("source").to_pylist(), artifacts["g00/ranking"].column("images").to_pylist()
+        )
+    )
     unlabeled = common.subset_arrays(artifacts["data/split"], "unlabeled")[0]
     assert sizes["noisy-digits"] == sizes["rotated-digits"] == len(unlabeled)
     assert sizes["templates"] == 2000, "another dataset: all of its images"
