@@ -141,6 +141,17 @@ def report(
     print(f"\n(wrote {path.relative_to(ROOT)})")
 
 
+def run_jobs(fn: Callable[[Any], Any], jobs: Sequence[Any], workers: int) -> list[Any]:
+    """``fn(job)`` for every job, in order: in this process, or in ``workers`` fresh (spawned) processes at once."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    if workers <= 1:
+        return [fn(job) for job in jobs]
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return list(pool.map(fn, jobs))
+
+
 # --- the pipeline without the engine ----------------------------------------------------------
 
 

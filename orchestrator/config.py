@@ -12,6 +12,7 @@ import os
 import re
 import typing
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -147,6 +148,59 @@ class RunSettings(StrictModel):
     artifact_uri: str | None = None
     ray_address: str | None = None
     num_cpus: int | None = Field(default=None, ge=1)
+
+
+MODEL_SOURCE_FORMS = (
+    "a checkpoint file (path/to/weights.pt), models:/NAME@ALIAS, models:/NAME/VERSION or run:RUN_ID/STAGE"
+)
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where pretrained weights come from, as a config names them (resolved by ``orchestrator.sources``).
+
+    ``kind`` "file": ``name`` is a path (local or a pyarrow URI such as s3://...); "registry": ``name``
+    is an MLflow registered model and ``version`` an alias (``@gen-02``) or a version number;
+    "run": ``name`` is a Relay run id and ``version`` the stage whose model output to take.
+    """
+
+    kind: Literal["file", "registry", "run"]
+    name: str
+    version: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> ModelSource:
+        """The source a string names; ValueError saying which forms exist otherwise."""
+        text = text.strip()
+        if text.startswith("models:/"):
+            rest = text.removeprefix("models:/")
+            name, at, alias = rest.partition("@")
+            if not at:
+                name, _, alias = rest.partition("/")
+            if name and alias and "/" not in alias:
+                return cls("registry", name, alias)
+        elif text.startswith("run:"):
+            run_id, _, stage = text.removeprefix("run:").partition("/")
+            if run_id and stage:
+                return cls("run", run_id, stage)
+        elif (text and ":" not in text.split("/", 1)[0]) or "://" in text:
+            return cls("file", text)
+        raise ValueError(f"expected {MODEL_SOURCE_FORMS}, got {text!r}")
+
+    def __str__(self) -> str:
+        if self.kind == "registry":
+            separator = "/" if self.version and self.version.isdigit() else "@"
+            return f"models:/{self.name}{separator}{self.version}"
+        return f"run:{self.name}/{self.version}" if self.kind == "run" else self.name
+
+
+def _model_source_text(value: str) -> str:
+    ModelSource.parse(value)
+    return value
+
+
+ModelSourceText = Annotated[str, AfterValidator(_model_source_text)]
+"""A config field naming pretrained weights: checked for form when the file is loaded, resolved when the DAG is built."""
 
 
 DOMAIN_KINDS = ("choice", "grid", "randint", "uniform", "loguniform")

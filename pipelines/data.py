@@ -125,6 +125,16 @@ DATASETS: dict[str, Callable[[str | None], DatasetSplits]] = {
 
 DATASET_REQUIRES_ROOT: set[str] = {"cifar10", "cifar100", "imagefolder"}
 
+# Image shape [C, H, W] of each dataset as its loader returns it, known without reading images (the
+# driver compares shapes before a run); tests/unit/pipelines/test_data.py keeps it equal to the loaders.
+IMAGE_SHAPES: dict[str, tuple[int, int, int]] = {
+    "digits": (1, IMAGE_SIZE_SMALL, IMAGE_SIZE_SMALL),
+    "synthetic": (1, IMAGE_SIZE_SMALL, IMAGE_SIZE_SMALL),
+    "cifar10": (3, 32, 32),
+    "cifar100": (3, 32, 32),
+    "imagefolder": (3, IMAGEFOLDER_SIZE, IMAGEFOLDER_SIZE),
+}
+
 
 def load_dataset(name: str, root: str | None) -> DatasetSplits:
     """Look ``name`` up in DATASETS; an unknown name lists the valid ones."""

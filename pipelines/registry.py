@@ -12,7 +12,16 @@ from __future__ import annotations
 import dataclasses
 
 from orchestrator.registry import DataSpec, PipelineSpec
-from pipelines.builders import crest, distill, knowledge_evolution, noisy_student
+from pipelines.builders import (
+    crest,
+    distill,
+    domain_similarity,
+    fitnets,
+    knowledge_evolution,
+    lwf,
+    noisy_student,
+    transfer,
+)
 from pipelines.datasets import imports
 
 DATA = DataSpec(
@@ -24,5 +33,14 @@ DATA = DataSpec(
 
 PIPELINES: dict[str, PipelineSpec] = {
     spec.name: dataclasses.replace(spec, data=DATA)
-    for spec in (crest.SPEC, knowledge_evolution.SPEC, noisy_student.SPEC, distill.SPEC)
+    for spec in (
+        crest.SPEC,
+        knowledge_evolution.SPEC,
+        noisy_student.SPEC,
+        distill.SPEC,
+        transfer.SPEC,
+        lwf.SPEC,
+        fitnets.SPEC,
+        domain_similarity.SPEC,
+    )
 }

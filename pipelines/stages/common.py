@@ -57,6 +57,13 @@ def subset_images(data: Any, split: pa.Table, subset: str) -> tuple[np.ndarray, 
     return ids, source.subset(ids), torch.from_numpy(labels)
 
 
+def subset_tensors(data: Any, split: pa.Table, subset: str) -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:
+    """``subset_images`` read whole into one uint8 tensor, for the loops that take tensors (transfer, LwF,
+    hints, pretext tasks, domain similarity): those subsets are labeled sets or pools sized for memory."""
+    ids, source, labels = subset_images(data, split, subset)
+    return ids, source.fetch(np.arange(len(source))), labels
+
+
 def image_sources(data: Any) -> tuple[ImageSource, ImageSource | None]:
     """(train, test or None) images of the dataset a `data` section names, opened once per worker process.
 
@@ -88,7 +95,11 @@ def dataset_of(data: Any) -> DatasetSplits:
 
 
 def num_classes_of(data: Any) -> int:
-    """The class count of the dataset a `data` section names (from the data: configs do not repeat it)."""
+    """The class count of the task a `data` section names: its `classes` when it picks some, else the dataset's
+    (from the data: configs do not repeat it)."""
+    classes = getattr(data, "classes", None)
+    if classes:
+        return len(classes)
     if data.name == SHARDED:
         return cached_manifest(data.uri).num_classes
     return dataset_of(data).train.num_classes

@@ -3,7 +3,8 @@
 `train_network` serves three methods; which roles the builder wires decides what it does:
 `previous` + `masks` (KE: continue from the last checkpoint, re-initialise the reset hypothesis),
 `picks` + `pseudo_labels` (Noisy Student: the filtered pseudo-labeled set), `teacher`
-(distillation: the teacher's logits enter the loss).
+(distillation: the teacher's logits enter the loss). Both bodies start from `pretrained` weights
+when the builder wires that role (transfer learning: the `init` params say how).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from pipelines.stages.common import (
     subset_arrays,
     subset_images,
 )
+from pipelines.stages.pretrained import schedule_of, start_from
 from pipelines.training.fixmatch import FixMatchSettings, train_fixmatch
 from pipelines.training.student import StudentSettings, train_student
 
@@ -48,15 +50,20 @@ log = logging.getLogger(__name__)
 # --- CReST: FixMatch from scratch every generation ------------------------------------------
 
 
-def fixmatch_settings(train: Any, crest: Any, generation: int) -> FixMatchSettings:
-    """FixMatch settings of one generation: the `train` section, and CReST+'s alignment from `crest`.
+def fixmatch_settings(train: Any, crest: Any, generation: int, init: Any | None = None) -> FixMatchSettings:
+    """FixMatch settings of one generation: the `train` section, CReST+'s alignment from `crest`, `init`'s freezing.
 
     CReST+ anneals the alignment temperature per generation, so ``temperature`` is this
     generation's point on the ``crest.schedule`` from 1.0 down to ``crest.t_min``.
     """
     t = temperature(generation, crest.generations, crest.t_min, crest.schedule)
     return settings_from(
-        FixMatchSettings, train, alignment=crest.alignment, temperature=t, alignment_momentum=crest.alignment_momentum
+        FixMatchSettings,
+        train,
+        alignment=crest.alignment,
+        temperature=t,
+        alignment_momentum=crest.alignment_momentum,
+        **schedule_of(init),
     )
 
 
@@ -85,10 +92,9 @@ def train_generation(ctx: StageContext, inputs: Mapping[str, Any], params: Mappi
     images, targets = labeled_with_picks(data, split, artifact(inputs, params, "picks"))
     _, unlabeled, _ = subset_images(data, split, "unlabeled")
     num_classes, in_channels = num_classes_of(data), images.image_shape[0]
-    model = create_model(network.name, num_classes, in_channels, network.dropout, network.stochastic_depth).to(
-        ctx.device
-    )
-    settings = fixmatch_settings(train, params["crest"], params["generation"])
+    model = create_model(network.name, num_classes, in_channels, network.dropout, network.stochastic_depth)
+    model = start_from(model, artifact(inputs, params, "pretrained"), params.get("init"), ctx.stage).to(ctx.device)
+    settings = fixmatch_settings(train, params["crest"], params["generation"], params.get("init"))
     weak_fn, strong_fn = augmenters(params["augment"])
     resume = ctx.load_checkpoint()
     resumed_from = int(resume["step"]) if resume is not None else 0
@@ -134,7 +140,7 @@ def train_generation(ctx: StageContext, inputs: Mapping[str, Any], params: Mappi
 # --- KE, Noisy Student, distillation: one supervised loop -----------------------------------
 
 
-def _augment_fn(kind: str, augment: Any) -> Any:
+def augment_of(kind: str, augment: Any) -> Any:
     """The input noise of a training stage: none, weak (flip + crop) or strong (+ RandAugment, Cutout)."""
     if kind == "none":
         return None
@@ -144,14 +150,14 @@ def _augment_fn(kind: str, augment: Any) -> Any:
 def _initial_model(
     ctx: StageContext, inputs: Mapping[str, Any], params: Mapping[str, Any], in_channels: int
 ) -> torch.nn.Module:
-    """A fresh network, or (KE, generation > 0) the previous LAST checkpoint with its reset hypothesis redrawn."""
+    """A fresh network (from the `pretrained` weights when wired), or (KE, generation > 0) the previous LAST
+    checkpoint with its reset hypothesis redrawn."""
     network = params["model"]
     previous = artifact(inputs, params, "previous")
     if previous is None:
         num_classes = num_classes_of(params["data"])
-        return create_model(network.name, num_classes, in_channels, network.dropout, network.stochastic_depth).to(
-            ctx.device
-        )
+        model = create_model(network.name, num_classes, in_channels, network.dropout, network.stochastic_depth)
+        return start_from(model, artifact(inputs, params, "pretrained"), params.get("init"), ctx.stage).to(ctx.device)
     model = load_model(previous, ctx.device, network.stochastic_depth)
     masks = masks_from_state(artifact(inputs, params, "masks")["masks"])
     if params["ke"].reinit == "zero":
@@ -163,18 +169,18 @@ def _initial_model(
     return model
 
 
-def student_settings(train: Any, noisy: Any | None, distill: Any | None) -> StudentSettings:
-    """The loop's settings: the train section plus the Noisy Student or distillation knobs in play."""
-    extra: dict[str, Any] = {}
+def student_settings(train: Any, noisy: Any | None, distill: Any | None, init: Any | None = None) -> StudentSettings:
+    """The loop's settings: the train section plus the Noisy Student, distillation and transfer knobs in play."""
+    extra: dict[str, Any] = schedule_of(init)
     if noisy is not None:
-        extra = {
+        extra |= {
             "unlabel_ratio": noisy.unlabel_ratio,
             "pseudo_batch_ratio": noisy.pseudo_batch_ratio,
             "pseudo_label_smoothing": noisy.label_smoothing,
             "temperature": noisy.temperature,
         }
     if distill is not None:
-        extra = {"temperature": distill.temperature, "alpha": distill.alpha}
+        extra |= {"temperature": distill.temperature, "alpha": distill.alpha}
     return settings_from(StudentSettings, train, **extra)
 
 
@@ -219,8 +225,8 @@ def train_network(ctx: StageContext, inputs: Mapping[str, Any], params: Mapping[
         images,
         targets,
         num_classes,
-        student_settings(train, params.get("noisy"), params.get("distill")),
-        _augment_fn(train.augment, params["augment"]),
+        student_settings(train, params.get("noisy"), params.get("distill"), params.get("init")),
+        augment_of(train.augment, params["augment"]),
         ctx.device,
         generator,
         pseudo_images=pseudo_images,

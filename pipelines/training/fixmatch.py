@@ -23,6 +23,7 @@ from pipelines.training.common import (
     Report,
     SaveCheckpoint,
     all_reduce_sum,
+    backbone_scale,
     check_finite,
     check_images,
     check_targets,
@@ -59,6 +60,8 @@ class FixMatchSettings:
     temperature: float = 1.0
     alignment_momentum: float = 0.999
     label_smoothing: float = 0.0
+    freeze_backbone_steps: int = 0  # transfer learning (training.common.backbone_scale)
+    backbone_lr_scale: float = 1.0
 
 
 def class_distribution(targets: Tensor, num_classes: int) -> Tensor:
@@ -188,7 +191,7 @@ def train_fixmatch(
     progress = progress_bar(steps, "fixmatch", start)
     for step in progress:
         lr = fixmatch_lr(step, steps, settings.lr)
-        set_lr(optimizer, lr)
+        set_lr(optimizer, lr, backbone_scale(step, settings.freeze_backbone_steps, settings.backbone_lr_scale))
         idx_l, idx_u = streams[0].next(), streams[1].next()
         labeled = labeled_images.fetch(idx_l, streams[0].pool)  # the pool is what comes next: a source reads ahead
         unlabeled = unlabeled_images.fetch(idx_u, streams[1].pool)

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from pipelines.augment import cutmix
+from pipelines.class_balanced import class_balanced_loss
 from pipelines.datasets.image_source import ImageSource, as_source
 from pipelines.losses import distillation_loss, supervised_loss
 from pipelines.models import to_float
@@ -26,6 +27,7 @@ from pipelines.training.common import (
     Augment,
     ModelEMA,
     Report,
+    backbone_scale,
     check_finite,
     check_images,
     check_targets,
@@ -47,7 +49,10 @@ class StudentSettings:
     official Noisy Student code's batch-size ratio); ``unlabel_ratio`` weights their loss
     (docs/ALGORITHMS.md, Noisy Student: labeled loss + unlabel_ratio * unlabeled loss).
     ``temperature``/``alpha``: Hinton distillation (and soft pseudo-labels, which use ``temperature``).
-    ``pseudo_label_smoothing`` applies to HARD pseudo-labels only (0.1 in Noisy Student). Values
+    ``pseudo_label_smoothing`` applies to HARD pseudo-labels only (0.1 in Noisy Student). ``loss`` is
+    the labeled loss, "ce", "sigmoid" or "focal" (``focal_gamma``), class-balanced by the class
+    weights (pipelines.class_balanced). ``freeze_backbone_steps`` / ``backbone_lr_scale``: transfer
+    learning (``training.common.backbone_scale``). Values
     are not checked again here: the config sections they come from (``train``, ``noisy``,
     ``distill``) bound every one when the file is loaded, and the stage builds these settings
     from them.
@@ -69,6 +74,10 @@ class StudentSettings:
     pseudo_label_smoothing: float = 0.0
     temperature: float = 1.0
     alpha: float = 0.5
+    loss: str = "ce"
+    focal_gamma: float = 1.0
+    freeze_backbone_steps: int = 0
+    backbone_lr_scale: float = 1.0
 
 
 def soft_target_logits(probs: Tensor, temperature: float) -> Tensor:
@@ -87,13 +96,15 @@ def labeled_loss(
     settings: StudentSettings,
     class_weights: Tensor | None,
 ) -> Tensor:
-    """``CE`` on the labeled batch, or Hinton's ``(1 - a) CE + a T^2 KL`` when a teacher is given.
+    """The labeled loss (``settings.loss``, class-balanced), or Hinton's ``(1 - a) CE + a T^2 KL`` with a teacher.
 
-    Written as ``(1 - a) * supervised_loss + a * distillation_loss(targets=None)`` so label smoothing
-    and class weights still reach the CE term; with neither it equals
+    Written as ``(1 - a) * labeled + a * distillation_loss(targets=None)`` so label smoothing
+    and class weights still reach the hard term; with neither (and ``loss`` "ce") it equals
     ``distillation_loss(z_s, z_t, y, T, a)`` exactly.
     """
-    hard = supervised_loss(logits, targets, settings.label_smoothing, class_weights)
+    hard = class_balanced_loss(
+        logits, targets, settings.loss, class_weights, settings.focal_gamma, settings.label_smoothing
+    )
     if teacher_logits is None:
         return hard
     soft = distillation_loss(logits, teacher_logits, None, settings.temperature, 1.0)
@@ -165,7 +176,7 @@ def train_student(
     progress = progress_bar(settings.steps, "student")
     for step in progress:
         lr = learning_rate(settings.schedule, step, settings.steps, settings.lr, settings.warmup_steps)
-        set_lr(optimizer, lr)
+        set_lr(optimizer, lr, backbone_scale(step, settings.freeze_backbone_steps, settings.backbone_lr_scale))
         idx = labeled_stream.next()
         raw = images.fetch(idx, labeled_stream.pool)
         raw = raw if augment_fn is None else augment_fn(raw)

@@ -37,6 +37,12 @@ LAYERS: dict[str, set[str]] = {
         "orchestrator.engine",
         "orchestrator.tracking",
     },
+    "orchestrator.sources": {
+        "orchestrator.errors",
+        "orchestrator.config",
+        "orchestrator.engine",
+        "orchestrator.tracking",
+    },
     "orchestrator.jobs": {"orchestrator.errors", "orchestrator.config"},
     "orchestrator.ui": {"orchestrator.errors", "orchestrator.config", "orchestrator.tracking"},
     "orchestrator.cli": {"orchestrator"},
@@ -53,6 +59,7 @@ LAYERS: dict[str, set[str]] = {
         "orchestrator.config",
         "orchestrator.errors",
         "orchestrator.registry",
+        "orchestrator.sources",
     },
     "pipelines.registry": {"pipelines.builders", "pipelines.algorithms", "orchestrator.registry"},
     "pipelines": set(),  # pipelines/__init__.py
