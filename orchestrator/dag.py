@@ -26,16 +26,19 @@ class Resources:
 
     ``custom`` are Ray custom resources per worker (``{"gpu_node": 1}``): a stage asking for
     one runs only on nodes started with it (``ray start --resources``), which is how a stage
-    is pinned to a kind of node.
+    is pinned to a kind of node. Given as a mapping, kept as sorted ``(name, amount)`` pairs so
+    that Resources stay hashable (the executor keys its actor pools by them); ``dict(custom)``
+    is the mapping again.
     """
 
     num_cpus: float = 1.0
     num_gpus: float = 0.0
     workers: int = 1
-    custom: Mapping[str, float] = field(default_factory=dict)
+    custom: tuple[tuple[str, float], ...] = ()
 
     def __post_init__(self) -> None:
-        negative = [name for name, amount in self.custom.items() if amount < 0]
+        object.__setattr__(self, "custom", tuple(sorted(dict(self.custom).items())))
+        negative = [name for name, amount in self.custom if amount < 0]
         if self.num_cpus < 0 or self.num_gpus < 0 or self.workers < 1 or negative:
             raise ValueError(
                 f"Resources must have num_cpus >= 0, num_gpus >= 0, workers >= 1 and custom amounts >= 0; "
@@ -186,21 +189,15 @@ class Pipeline:
 
     def stage(self, name: str) -> Stage:
         """The stage called ``name``; the error lists the valid names."""
-        try:
-            return self._by_name[name]
-        except KeyError:
-            raise PipelineError(
-                [f"no stage named {name!r}; valid stages: {', '.join(self._by_name)}"], self.name
-            ) from None
+        if name not in self._by_name:
+            raise PipelineError([f"no stage named {name!r}; valid stages: {', '.join(self._by_name)}"], self.name)
+        return self._by_name[name]
 
     def producer(self, artifact: str) -> Stage:
         """The stage that writes ``artifact``."""
-        try:
-            return self._producers[artifact]
-        except KeyError:
-            raise PipelineError(
-                [f"no stage produces {artifact!r}; artifacts: {', '.join(self._producers)}"], self.name
-            ) from None
+        if artifact not in self._producers:
+            raise PipelineError([f"no stage produces {artifact!r}; artifacts: {', '.join(self._producers)}"], self.name)
+        return self._producers[artifact]
 
     def layers(self) -> list[list[Stage]]:
         """Stages grouped so each layer depends only on earlier layers (declaration order inside)."""

@@ -16,7 +16,21 @@ class RelayError(Exception):
     """Base of every error Relay raises on purpose."""
 
 
-class ConfigError(RelayError):
+class InputError(RelayError):
+    """The user's input is wrong: a config, an argument, a path, a name that points at nothing.
+
+    The CLI answers it with exit code 2 (a stage, the tracking store or the cluster failing is
+    exit code 1), and every check that can raise it runs before the command writes anything.
+    """
+
+
+def problem_list(problems: Sequence[str], where: str) -> str:
+    """``N problem(s) in WHERE:`` and one ``  - problem`` line each: how every collected error reads."""
+    lines = "\n".join(f"  - {p}" for p in problems)
+    return f"{len(problems)} problem(s) in {where}:\n{lines}"
+
+
+class ConfigError(InputError):
     """Every problem found in one configuration, raised once.
 
     Collecting all problems before raising spares the user a fix-one-rerun
@@ -26,15 +40,13 @@ class ConfigError(RelayError):
     def __init__(self, problems: Sequence[str], source: str | None = None) -> None:
         self.problems = list(problems)
         self.source = source
-        where = source or "the configuration"
-        lines = "\n".join(f"  - {p}" for p in self.problems)
-        super().__init__(f"{len(self.problems)} problem(s) in {where}:\n{lines}")
+        super().__init__(problem_list(self.problems, source or "the configuration"))
 
     def __reduce__(self):
         return (type(self), (self.problems, self.source))
 
 
-class PipelineError(RelayError):
+class PipelineError(InputError):
     """A pipeline's stage graph is invalid; lists every problem found.
 
     Accepts one message or a list, so callers outside the DAG check can raise
@@ -44,9 +56,7 @@ class PipelineError(RelayError):
     def __init__(self, problems: Sequence[str] | str, name: str | None = None) -> None:
         self.problems = [problems] if isinstance(problems, str) else list(problems)
         self.name = name
-        where = f"pipeline {name!r}" if name else "the pipeline"
-        lines = "\n".join(f"  - {p}" for p in self.problems)
-        super().__init__(f"{len(self.problems)} problem(s) in {where}:\n{lines}")
+        super().__init__(problem_list(self.problems, f"pipeline {name!r}" if name else "the pipeline"))
 
     def __reduce__(self):
         return (type(self), (self.problems, self.name))
@@ -82,7 +92,7 @@ class ArtifactError(RelayError):
         return (type(self), (self.artifact, self.message, self.retryable))
 
 
-class SettingError(RelayError):
+class SettingError(InputError):
     """A setting names something that is not what it should be (an address that answers but is
     not a Ray dashboard): bad input like a ConfigError (exit 2), for errors found by asking a server."""
 

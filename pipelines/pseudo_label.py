@@ -1,6 +1,6 @@
 """Pseudo-labels as Arrow tables: the model's softmax over the unlabeled split, one row per sample.
 
-The table schema is a contract between stages (docs/ARCHITECTURE.md, Artifacts): sample_id int64, pred_class int32,
+The table schema is a contract between stages (docs/ARCHITECTURE.md, Contracts): sample_id int64, pred_class int32,
 confidence float32, probs fixed_size_list<float32>[C], generation int32, model string, all
 non-nullable. ``probs`` is a fixed-size list so the whole column is one contiguous float32 buffer
 that ``probs_view`` exposes as an ``[N, C]`` NumPy array without copying. The ArtifactStore
@@ -18,7 +18,8 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from pipelines.augment import to_float
+from pipelines.datasets.image_source import ImageSource, as_source
+from pipelines.models import to_float
 
 
 def pseudo_label_schema(num_classes: int) -> pa.Schema:
@@ -51,20 +52,22 @@ def picks_schema() -> pa.Schema:
 
 def predict_probs(
     model: nn.Module,
-    images: torch.Tensor,
+    images: torch.Tensor | ImageSource,
     batch_size: int,
     device: str | torch.device,
     temperature: float = 1.0,
 ) -> np.ndarray:
-    """``softmax(f(x) / T)`` for uint8 images ``[N, C, H, W]``, as float32 ``[N, num_classes]``.
+    """``softmax(f(x) / T)`` for uint8 images ``[N, C, H, W]`` (a tensor or an ImageSource), as float32 ``[N, num_classes]``.
 
     Pseudo-labels come from the un-noised model: eval mode (BatchNorm running stats, no dropout),
-    clean inputs (``to_float`` only, no augmentation), ``torch.inference_mode``. Images are moved to
-    ``device`` one batch at a time, so the full set never has to fit on the accelerator. The model's
-    train/eval mode is restored afterwards.
+    clean inputs (``to_float`` only, no augmentation), ``torch.inference_mode``. Images are fetched
+    and moved to ``device`` one batch at a time (a sharded source reads ahead in order), so the full
+    set never has to fit in memory or on the accelerator. The model's train/eval mode is restored
+    afterwards.
     """
-    if images.dtype != torch.uint8 or images.ndim != 4:
+    if isinstance(images, torch.Tensor) and (images.dtype != torch.uint8 or images.ndim != 4):
         raise ValueError(f"predict_probs: expected uint8 images [N, C, H, W], got {images.dtype} {tuple(images.shape)}")
+    source = as_source(images)
     if batch_size < 1 or temperature <= 0:
         raise ValueError(
             f"predict_probs: expected batch_size >= 1 and temperature > 0, got {batch_size} and {temperature}"
@@ -74,9 +77,12 @@ def predict_probs(
     chunks: list[np.ndarray] = []
     try:
         with torch.inference_mode():
-            starts = range(0, images.shape[0], batch_size)
-            for start in tqdm(starts, desc="predict", disable=not sys.stderr.isatty(), leave=False):
-                batch = to_float(images[start : start + batch_size].to(device, non_blocking=True))
+            order = np.arange(len(source))
+            for start in tqdm(
+                range(0, len(source), batch_size), desc="predict", disable=not sys.stderr.isatty(), leave=False
+            ):
+                end = start + batch_size
+                batch = to_float(source.fetch(order[start:end], upcoming=order[end:]).to(device, non_blocking=True))
                 logits = model(batch).float()
                 chunks.append(torch.softmax(logits / temperature, dim=1).cpu().numpy())
     finally:

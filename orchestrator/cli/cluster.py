@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator import jobs
-from orchestrator.cli import preflight
+from orchestrator.cli import run_locations
 from orchestrator.cli.common import (
     EXIT_FAILED,
     add_address,
@@ -26,6 +26,7 @@ from orchestrator.cli.common import (
     read_run_record,
     store_of,
 )
+from orchestrator.cli.preflight import check_run_id
 from orchestrator.config import tracking_uri
 from orchestrator.errors import ConfigError
 
@@ -41,18 +42,24 @@ def cmd_submit(args: argparse.Namespace) -> int:
     """Validate locally (bad input never reaches the cluster), then submit `relay run` as a Ray job.
 
     Refused with exit 2 before anything is submitted: a config error, stores that would not
-    outlive the cluster (preflight.check_durable), a store or tracking server that does not
-    answer, an address that is not a Ray dashboard.
+    outlive the cluster (run_locations.check_durable), a store or tracking server that does not
+    answer, an address that is not a Ray dashboard. The config's folders are the cluster's, so
+    only what does not depend on this machine's folders is checked here; the job's `relay run`
+    checks the rest before it writes.
     """
     if args.resume:
         return submit_resume(args)
     if args.config is None:
         raise ConfigError(["config: pass a pipeline file (relay submit CONFIG ...), or --resume RUN_ID"])
-    spec, config = load_pipeline_config(args.config, args.overrides, pipelines_of(args))
-    locations = preflight.submitted_locations(config)
-    preflight.check_durable(locations, args.config)
-    preflight.check_reachable(locations, args.config)
-    run_id = args.run_id or args.submission_id or new_run_id(config.name)
+    jobs.resolve_address(args.address)  # no address is bad input: say so before reading the data
+    run_id = args.run_id if args.run_id is not None else args.submission_id
+    if run_id is not None:
+        check_run_id(run_id)
+    spec, config = load_pipeline_config(args.config, args.overrides, pipelines_of(args), local=False)
+    locations = run_locations.submitted_locations(config)
+    run_locations.check_durable(locations, args.config)
+    run_locations.check_reachable(locations, args.config)
+    run_id = new_run_id(config.name) if run_id is None else run_id
     needed = (
         args.num_gpus
         if args.num_gpus is not None
@@ -78,17 +85,18 @@ def submit_resume(args: argparse.Namespace) -> int:
     The job gets the store as --artifact-uri; its id is the run id, or ``RUN_ID-resume-N``
     on a cluster that already ran a job by that id.
     """
+    check_run_id(args.resume)
     store = store_of(args)
-    path = preflight.local_path(store.uri)
+    path = run_locations.local_path(store.uri)
     if path is not None and not Path(path).exists():
         log.info("%s is not visible from here; the run record is read on the cluster", store.uri)
-        preflight.check_durable(preflight.Locations(store.uri, None))
+        run_locations.check_durable(run_locations.Locations(store.uri, None))
         name, pipeline = args.resume, "?"
     else:
         _, config = read_run_record(store, args.resume, pipelines_of(args))
-        locations = preflight.Locations(store.uri, tracking_uri(config.run, config.tracking))
-        preflight.check_durable(locations)
-        preflight.check_reachable(locations)
+        locations = run_locations.Locations(store.uri, tracking_uri(config.run, config.tracking))
+        run_locations.check_durable(locations)
+        run_locations.check_reachable(locations)
         name, pipeline = config.name, config.pipeline
     jobs.connect(args.address)
     job_id = jobs.submit_entrypoint(

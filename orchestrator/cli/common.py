@@ -19,12 +19,14 @@ from typing import Any
 import yaml
 
 from orchestrator import jobs
-from orchestrator.config import RunSettings, apply_overrides, artifact_uri, load_yaml, parse_yaml, validate_config
+from orchestrator.cli.preflight import location_problems, open_store
+from orchestrator.config import RunSettings, apply_overrides, artifact_uri, load_yaml, validate_config
 from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.engine.fingerprint import code_version
 from orchestrator.engine.ledger import COMMAND_FILE, CONFIG_FILE, RUNS, record_path
 from orchestrator.errors import ConfigError, RelayError
 from orchestrator.registry import PipelineSpec, get_pipeline, load_pipelines
+from orchestrator.yaml_input import yaml_mapping
 
 Pipelines = Mapping[str, PipelineSpec]
 EXIT_FAILED, EXIT_BAD_INPUT = 1, 2
@@ -36,12 +38,19 @@ def pipelines_of(args: argparse.Namespace) -> Pipelines:
     return given if given is not None else load_pipelines()
 
 
-def load_pipeline_config(path: str, overrides: list[str], pipelines: Pipelines | None = None) -> tuple[Any, Any]:
-    """YAML -> dict -> dotted overrides -> validated config -> preflight; every problem raised at once."""
+def load_pipeline_config(
+    path: str, overrides: list[str], pipelines: Pipelines | None = None, local: bool = True
+) -> tuple[Any, Any]:
+    """YAML -> dict -> dotted overrides -> validated config -> preflight; every problem raised at once.
+
+    The preflight covers the data (the pipeline's own check) and where a run would write
+    (workspace, artifact store, tracking database); ``local`` False checks only what does not
+    depend on this machine's folders (``relay submit``: they are the cluster's).
+    """
     data = apply_overrides(load_yaml(path), overrides)
     spec = get_pipeline(data.get("pipeline"), load_pipelines() if pipelines is None else pipelines, source=path)
     config = validate_config(spec.config_model, data, source=path)
-    problems = spec.preflight(config)
+    problems = [*spec.preflight(config), *location_problems(config.run, config.tracking, local)]
     if problems:
         raise ConfigError(problems, path)
     spec.build(config)  # DAG errors (cycles, missing inputs) surface before anything is written
@@ -50,9 +59,13 @@ def load_pipeline_config(path: str, overrides: list[str], pipelines: Pipelines |
 
 def load_saved_config(text: str, source: str, pipelines: Pipelines) -> tuple[Any, Any]:
     """The pipeline spec and validated config of a run, from the config.yaml saved when it started."""
-    data = parse_yaml(text, source)
+    data = yaml_mapping(text, source)
     spec = get_pipeline(data.get("pipeline"), pipelines, source=source)
-    return spec, validate_config(spec.config_model, data, source=source)
+    config = validate_config(spec.config_model, data, source=source)
+    problems = location_problems(config.run, config.tracking)
+    if problems:
+        raise ConfigError(problems, source)
+    return spec, config
 
 
 def new_run_id(name: str) -> str:
@@ -83,10 +96,12 @@ def read_run_record(store: ArtifactStore, run_id: str, pipelines: Pipelines) -> 
     """The spec and config a run was started with, from its record in ``store``; a missing run is bad input."""
     text = store.read_record(record_path(run_id, CONFIG_FILE))
     if text is None:
+        folder = store.local_path(RUNS)
+        listing = f"`ls {folder}`" if folder else f"the folders under {store.location(RUNS)}"
         raise ConfigError(
             [
-                f"run_id: no run {run_id!r} in the artifact store {store.uri} (no {RUNS}/{run_id}/{CONFIG_FILE}); "
-                "pass the store the run wrote to (--artifact-uri or RELAY_ARTIFACT_URI, or --workspace)"
+                f"run_id: no run {run_id!r} in the artifact store {store.uri}; list its runs with {listing}, "
+                "or pass the store the run wrote to (--workspace, --artifact-uri or RELAY_ARTIFACT_URI)"
             ]
         )
     return load_saved_config(text.decode(), f"{store.location(record_path(run_id, CONFIG_FILE))}", pipelines)
@@ -95,7 +110,7 @@ def read_run_record(store: ArtifactStore, run_id: str, pipelines: Pipelines) -> 
 def store_of(args: argparse.Namespace) -> ArtifactStore:
     """The artifact store a command reads run records from: --artifact-uri, else the workspace's default."""
     given = getattr(args, "artifact_uri", None)
-    return ArtifactStore(given or artifact_uri(RunSettings(workspace=getattr(args, "workspace", None))))
+    return open_store(given or artifact_uri(RunSettings(workspace=getattr(args, "workspace", None))))
 
 
 def pipeline_code_version(spec: PipelineSpec) -> str:

@@ -10,10 +10,11 @@ import argparse
 import logging
 import tempfile
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from orchestrator.cli import preflight
+from orchestrator.cli import run_locations
 from orchestrator.cli.common import (
     Pipelines,
     add_artifact_uri,
@@ -29,16 +30,19 @@ from orchestrator.cli.common import (
     store_of,
     with_locations,
 )
-from orchestrator.config import RunSettings, TrackingSettings, parse_yaml, resolve_workspace, tracking_uri
+from orchestrator.cli.preflight import check_run_id, check_stop_after, open_store
+from orchestrator.config import RunSettings, TrackingSettings, resolve_workspace, tracking_uri
+from orchestrator.dag import Pipeline
 from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.engine.executors import Executor, LocalExecutor, RayExecutor
-from orchestrator.engine.ledger import CONFIG_FILE, RUNS, record_path
+from orchestrator.engine.ledger import CONFIG_FILE, RUNS
 from orchestrator.engine.runner import Runner
 from orchestrator.errors import ConfigError
 from orchestrator.tracking import report
 from orchestrator.tracking.background import BackgroundTracker
 from orchestrator.tracking.mlflow_tracker import metric_prefix, mlflow_tracker
 from orchestrator.tracking.reading import read_generations
+from orchestrator.yaml_input import yaml_mapping
 
 log = logging.getLogger("relay")
 
@@ -49,12 +53,12 @@ log = logging.getLogger("relay")
 def checked_locations(config: Any, source: str | None) -> Any:
     """``config`` with its stores resolved and written in, once they are checked (exit 2 before anything is written).
 
-    Inside a Ray job the stores must also outlive the cluster (preflight.check_durable).
+    Inside a Ray job the stores must also outlive the cluster (run_locations.check_durable).
     """
-    locations = preflight.resolved_locations(config)
-    if preflight.in_ray_job():
-        preflight.check_durable(locations, source)
-    preflight.check_reachable(locations, source)
+    locations = run_locations.resolved_locations(config)
+    if run_locations.in_ray_job():
+        run_locations.check_durable(locations, source)
+    run_locations.check_reachable(locations, source)
     return with_locations(config, locations.store, locations.tracking)
 
 
@@ -69,14 +73,36 @@ def make_executor(settings: RunSettings, address: str | None = None) -> Executor
     """
     if settings.executor == "local":
         return LocalExecutor()
-    if address is None and not preflight.in_ray_job():
+    if address is None and not run_locations.in_ray_job():
         address = settings.ray_address
     return RayExecutor(address=address, num_cpus=settings.num_cpus)
 
 
-def execute(
-    spec: Any, config: Any, run_id: str, resume: bool, stop_after: str | None, address: str | None = None
-) -> int:
+@dataclass(frozen=True)
+class PreparedRun:
+    """A run that passed every check and opened its store, with nothing written yet."""
+
+    spec: Any
+    config: Any
+    run_id: str
+    pipeline: Pipeline
+    store: ArtifactStore
+    stop_after: str | None
+    address: str | None = None  # the cluster to join as its driver (GCS address), None: see make_executor
+
+
+def prepare_run(spec: Any, config: Any, run_id: str, stop_after: str | None, address: str | None) -> PreparedRun:
+    """The checks that need the run id and the DAG (the config's own are done), and the store; writes nothing.
+
+    ``config`` has its stores written in (``checked_locations``).
+    """
+    check_run_id(run_id)
+    pipeline = spec.build(config)
+    check_stop_after(pipeline, stop_after)
+    return PreparedRun(spec, config, run_id, pipeline, open_store(config.run.artifact_uri), stop_after, address)
+
+
+def execute(run: PreparedRun, resume: bool) -> int:
     """Run (or resume) one pipeline run end to end and print its generation table.
 
     ``config`` has its stores written in (``with_locations``). Start-up and shutdown overlap
@@ -85,40 +111,43 @@ def execute(
     drains the last MLflow calls. ``tracker.join`` makes sure every MLflow write has landed
     before this returns, and only then are the copies made for it removed.
     """
+    config, run_id, stop_after = run.config, run.run_id, run.stop_after
     uri = config.tracking.uri
     tracker = BackgroundTracker(mlflow_tracker(uri, config.tracking))
     tracker.start_pipeline(run_id, config.name, config.model_dump(mode="json"), resume=resume)
-    pipeline = spec.build(config)
-    status, executor = "FAILED", None
     with tempfile.TemporaryDirectory(prefix="relay-copies-") as copies:
-        try:
-            executor = make_executor(config.run, address)
-            executor.warm_up(pipeline)
-            runner = Runner(
-                ArtifactStore(config.run.artifact_uri),
-                executor,
-                tracker,
-                pipeline_code_version(spec),
-                config.seed,
-                copies_dir=Path(copies),
-            )
-            summary = runner.run(pipeline, run_id, stop_after=stop_after)
-            status = "FINISHED" if stop_after is None else "KILLED"
-            if stop_after is None:
-                print(f"\nRun {run_id}: per-generation results (test set is balanced)")
-                print(report.generation_table(summary_rows(pipeline, summary.manifests), spec.summary), flush=True)
-        finally:
-            tracker.close(status)  # queued behind the stages' calls; MLflow drains them while Ray stops
-            try:
-                if executor is not None:
-                    executor.shutdown()
-            finally:
-                tracker.join()
+        run_stages(run, tracker, Path(copies))
     if stop_after is not None:
         print(f"stopped after {stop_after}; finish with: relay resume {run_id}")
         return 0
     print_browse_hint(config, uri, tracker.parent_run_id, run_id)
     return 0
+
+
+def run_stages(run: PreparedRun, tracker: BackgroundTracker, copies: Path) -> None:
+    """The stages on the executor, the table printed, then the tracker closed as Ray stops (see ``execute``).
+
+    ``copies``: where files of a remote store are copied for MLflow to log (Runner).
+    """
+    status, executor = "FAILED", None
+    try:
+        executor = make_executor(run.config.run, run.address)
+        executor.warm_up(run.pipeline)
+        code = pipeline_code_version(run.spec)
+        runner = Runner(run.store, executor, tracker, code, run.config.seed, copies_dir=copies)
+        summary = runner.run(run.pipeline, run.run_id, stop_after=run.stop_after)
+        status = "FINISHED" if run.stop_after is None else "KILLED"
+        if run.stop_after is None:
+            print(f"\nRun {run.run_id}: per-generation results (test set is balanced)")
+            rows = summary_rows(run.pipeline, summary.manifests)
+            print(report.generation_table(rows, run.spec.summary), flush=True)
+    finally:
+        tracker.close(status)  # queued behind the stages' calls; MLflow drains them while Ray stops
+        try:
+            if executor is not None:
+                executor.shutdown()
+        finally:
+            tracker.join()
 
 
 def summary_rows(pipeline: Any, manifests: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -160,18 +189,19 @@ def tracking_for(args: argparse.Namespace) -> tuple[str, str, Mapping[str, str] 
     """
     pipelines = pipelines_of(args)
     store = store_of(args)
-    if args.run_id and store.read_record(record_path(args.run_id, CONFIG_FILE)) is not None:
+    if args.run_id is not None:
+        check_run_id(args.run_id)
         spec, config = read_run_record(store, args.run_id, pipelines)
         return tracking_uri(config.run, config.tracking), config.tracking.experiment, spec.summary
     uri = tracking_uri(RunSettings(workspace=args.workspace), TrackingSettings())
-    return uri, args.experiment, None if args.run_id else newest_summary(store, pipelines)
+    return uri, args.experiment, newest_summary(store, pipelines)
 
 
 def newest_summary(store: ArtifactStore, pipelines: Pipelines) -> Mapping[str, str] | None:
     """The summary columns of the pipeline that the store's newest readable run record names."""
     for relative in store.newest_records(RUNS, CONFIG_FILE):
         try:
-            name = parse_yaml((store.read_record(relative) or b"").decode(), relative).get("pipeline")
+            name = yaml_mapping((store.read_record(relative) or b"").decode(), relative).get("pipeline")
         except ConfigError:
             continue
         if name in pipelines:
@@ -190,22 +220,25 @@ def print_generations(uri: str, experiment: str, run_id: str | None, summary: Ma
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    """Check everything (config, data, folders, store, run id, --stop-after), then write the run record and run."""
     spec, config = load_pipeline_config(args.config, args.overrides, pipelines_of(args))
     address = cluster_address(args.address)
     config = checked_locations(config, args.config)
-    run_id = args.run_id or new_run_id(config.name)
-    save_run_record(ArtifactStore(config.run.artifact_uri), run_id, config, args.config, args.overrides)
-    log.info("run %s: %d stages", run_id, len(spec.build(config).stages))
-    return execute(spec, config, run_id, resume=False, stop_after=args.stop_after, address=address)
+    run_id = new_run_id(config.name) if args.run_id is None else args.run_id
+    run = prepare_run(spec, config, run_id, args.stop_after, address)
+    save_run_record(run.store, run.run_id, config, args.config, args.overrides)
+    log.info("run %s: %d stages", run.run_id, len(run.pipeline.stages))
+    return execute(run, resume=False)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
     """Finish a run from its record in the artifact store; the store it was found in is where it writes."""
+    check_run_id(args.run_id)
     address = cluster_address(args.address)
     store = store_of(args)
     spec, config = read_run_record(store, args.run_id, pipelines_of(args))
     config = checked_locations(with_locations(config, store.uri, tracking_uri(config.run, config.tracking)), None)
-    return execute(spec, config, args.run_id, resume=True, stop_after=args.stop_after, address=address)
+    return execute(prepare_run(spec, config, args.run_id, args.stop_after, address), resume=True)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:

@@ -1,214 +1,127 @@
-"""Checks before a run writes anything: its stores answer, and a cluster run's results outlive the cluster.
+"""What the CLI checks before its first write: run ids, folders, the artifact store's URI, --stop-after.
 
-A run writes to two places, the artifact store (stage outputs and the run record) and the
-tracking store (MLflow). Both are resolved from settings (``run.artifact_uri``,
-``tracking.uri``), the environment (RELAY_ARTIFACT_URI, MLFLOW_TRACKING_URI) or, by default,
-the workspace (``run.workspace``, RELAY_WORKSPACE, ./relay-workspace). Two checks:
-
-- Reachable: a remote store (``s3://...``) answers and its bucket exists; a tracking server
-  (``http://...``) answers. A wrong setting is found here, not after the first stage.
-- Durable (`relay submit`, and `relay run`/`relay resume` inside a Ray job): nothing a user
-  needs afterwards may land in a temporary folder or in Ray's per-session folders. A job runs
-  in its uploaded working folder under Ray's session folder, so a relative workspace (the
-  default) puts every result where Ray deletes it with the cluster; /tmp is node-local and
-  cleared on reboot.
-
-Every problem is a ``key: what; fix`` line of one ConfigError (exit 2).
+Bad input exits 2 with nothing written: no mlflow.db, no mlartifacts/, no run record, no
+artifact. A command's first write (the run record, the tracker's database, the store) comes
+after every path and name it will write to has been checked here: a run id that would leave
+the workspace, a folder that is a file or cannot be written, an artifact URI pyarrow cannot
+open, a stage that does not exist. Nothing here creates a file or a folder.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import re
-import tempfile
-import threading
-from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import PurePosixPath
+from pathlib import Path
 from typing import Any
 
-from orchestrator.config import (
-    ARTIFACT_URI_ENV,
-    DEFAULT_WORKSPACE,
-    TRACKING_URI_ENV,
-    WORKSPACE_ENV,
-    artifact_uri,
-    tracking_uri,
-)
-from orchestrator.errors import ConfigError
+from orchestrator.config import WORKSPACE_ENV, RunSettings, TrackingSettings, name_problem, workspace_setting
+from orchestrator.engine.artifacts import ArtifactStore
+from orchestrator.errors import ConfigError, RelayError
+from orchestrator.tracking.common import sqlite_path
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
-PROBE_TIMEOUT_S = 20.0
-RAY_JOB_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"  # set by Ray's job supervisor for the entrypoint it starts
-RAY_SESSION = re.compile(r"^session_\d{4}-\d{2}-\d{2}_")
-TEMP_ROOTS = ("/tmp", "/var/tmp", "/dev/shm")
-SHARED_EXAMPLE = "/mnt/relay"
-STORE_FIX = (
-    f"set RELAY_WORKSPACE to a folder every node mounts (e.g. {SHARED_EXAMPLE}), or "
-    "run.artifact_uri=s3://BUCKET/PREFIX (or RELAY_ARTIFACT_URI)"
-)
-TRACKING_FIX = (
-    f"set tracking.uri=http://MLFLOW-SERVER:5000 (or {TRACKING_URI_ENV}), or RELAY_WORKSPACE to a folder "
-    f"every node mounts (e.g. {SHARED_EXAMPLE})"
+URI_EXAMPLES = (
+    "a local folder, or a pyarrow filesystem URI such as file:///data/relay, s3://bucket/relay, gs://bucket/relay"
 )
 
 
-@dataclass(frozen=True)
-class Locations:
-    """Where a run writes: the artifact store root (run records included) and the MLflow tracking URI."""
-
-    store: str
-    tracking: str | None  # None: not known here (a run record on a mount this machine does not see)
-
-
-def in_ray_job() -> bool:
-    """True in the entrypoint of a Ray job (Ray sets the job's config variable, and the working folder
-    is an upload under the session folder)."""
-    return RAY_JOB_ENV in os.environ or "runtime_resources" in PurePosixPath(os.getcwd()).parts
+def check_run_id(run_id: str, what: str = "run id") -> None:
+    """A run id becomes ``runs/<id>/``: one safe path segment, or exit 2."""
+    problem = name_problem(run_id, what)
+    if problem:
+        raise ConfigError([problem], "the command line")
 
 
-def resolved_locations(config: Any) -> Locations:
-    """Where this process will write, paths made absolute here."""
-    return Locations(artifact_uri(config.run), tracking_uri(config.run, config.tracking))
+def folder_problem(path: str | Path, key: str) -> str | None:
+    """Why ``path`` cannot be, or become, a folder this process writes in; None when it can.
 
-
-def submitted_locations(config: Any) -> Locations:
-    """Where a job will write, as this shell's settings say, relative paths left relative.
-
-    A relative path is resolved on the cluster, inside the job's working folder: it
-    cannot be made absolute here.
+    Nothing is created: the nearest existing ancestor must be a folder we may write in.
     """
-    workspace = config.run.workspace or os.environ.get(WORKSPACE_ENV) or DEFAULT_WORKSPACE
-    store = config.run.artifact_uri or os.environ.get(ARTIFACT_URI_ENV) or f"{workspace}/artifacts"
-    tracking = config.tracking.uri or os.environ.get(TRACKING_URI_ENV) or f"sqlite:///{workspace}/mlflow.db"
-    return Locations(store, tracking)
-
-
-def local_path(uri: str) -> str | None:
-    """The filesystem path behind a store or tracking URI, None for a remote one (s3://, http://)."""
-    for prefix in ("sqlite:///", "file://"):
-        if uri.startswith(prefix):
-            return uri[len(prefix) :]
-    return None if "://" in uri or uri == "databricks" else uri
-
-
-def _temp_roots() -> list[str]:
-    roots = {*TEMP_ROOTS, tempfile.gettempdir()}
-    roots.update(os.environ[name] for name in ("RAY_TMPDIR", "TMPDIR") if os.environ.get(name))
-    return sorted(roots)
-
-
-def impermanence(path: str) -> str | None:
-    """Why results at ``path`` would not outlive the run's cluster, or None when they would."""
-    pure = PurePosixPath(path)
-    if not pure.is_absolute():
-        return "a relative path, which a Ray job resolves inside its working folder (deleted with Ray's session)"
-    if "runtime_resources" in pure.parts or any(RAY_SESSION.match(part) for part in pure.parts):
-        return "inside Ray's per-session folder (deleted with the session)"
-    for root in _temp_roots():
-        if pure == PurePosixPath(root) or PurePosixPath(root) in pure.parents:
-            return f"under {root}, a temporary folder (node-local, cleared on reboot)"
+    try:
+        if "\x00" in str(path):
+            raise ValueError("it holds a NUL character")
+        folder = Path(path).expanduser().absolute()
+        if folder.exists() and not folder.is_dir():
+            return f"{key}: {folder} is a file, not a folder; point {key} at a folder (it is created if missing)"
+        existing = next(p for p in (folder, *folder.parents) if p.exists())
+    except (OSError, ValueError, RuntimeError) as exc:  # RuntimeError: `~user` without such a user
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        return f"{key}: {str(path)[:200]!r} cannot be a folder ({reason}); use a plain folder path"
+    if not existing.is_dir():
+        return f"{key}: {existing} is a file, so {folder} cannot be a folder; point {key} elsewhere"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{key}: cannot write in {existing}, so {folder} cannot be made there; pick a folder you can write in"
     return None
 
 
-def durability_problems(locations: Locations) -> list[str]:
-    """One line per store that would land in a temporary or per-session folder, with the setting to add."""
-    problems = []
-    checks = (
-        ("run.artifact_uri", "artifact store (stage outputs, run records)", locations.store, STORE_FIX),
-        ("tracking.uri", "MLflow tracking store", locations.tracking, TRACKING_FIX),
-    )
-    for key, what, uri, fix in checks:
-        if uri is None:
-            continue
-        path = local_path(uri)
-        why = None if path is None else impermanence(path)
-        if why is not None:
-            problems.append(f"{key}: the {what} {uri} would be {why}; {fix}")
-    return problems
+def workspace_key(run: RunSettings) -> str:
+    """How the user named the workspace, for messages: the setting, the variable, or the default."""
+    if run.workspace:
+        return "run.workspace"
+    return f"${WORKSPACE_ENV}" if os.environ.get(WORKSPACE_ENV) else "the default workspace (./relay-workspace)"
 
 
-def check_durable(locations: Locations, source: str | None = None) -> None:
-    """Refuse (exit 2) a cluster run whose results would not outlive the cluster."""
-    problems = durability_problems(locations)
-    if problems:
-        raise ConfigError(problems, source)
+def location_problems(run: RunSettings, tracking: TrackingSettings, local: bool = True) -> list[str]:
+    """Every problem with where a run would write: the workspace, the artifact store, the tracking database.
 
-
-# --- reachability ------------------------------------------------------------------------------
-
-
-def _bounded(action: Callable[[], Any], timeout_s: float) -> tuple[bool, Any]:
-    """(finished, result or exception) of ``action`` run on a daemon thread for at most ``timeout_s``.
-
-    A daemon thread, so a probe stuck on a firewalled endpoint never keeps the process alive.
+    ``local`` False (``relay submit``: the paths are the cluster's) checks only what does not
+    depend on this machine's files: that pyarrow can open the artifact URI.
     """
-    outcome: list[Any] = []
-
-    def run() -> None:
-        try:
-            outcome.append(action())
-        except Exception as exc:  # reported by the caller, with the setting to fix
-            outcome.append(exc)
-
-    thread = threading.Thread(target=run, daemon=True, name="relay-probe")
-    thread.start()
-    thread.join(timeout_s)
-    return (bool(outcome), outcome[0] if outcome else None)
+    problems = []
+    if local:
+        problems.append(folder_problem(workspace_setting(run), workspace_key(run)))
+        db = sqlite_path(tracking.uri) if tracking.uri else None
+        if db is not None:
+            problems.append(folder_problem(db.parent, "tracking.uri") or _database_problem(db))
+    if run.artifact_uri:
+        problems.append(artifact_uri_problem(run.artifact_uri, local))
+    return [problem for problem in problems if problem]
 
 
-def store_problem(uri: str, timeout_s: float = PROBE_TIMEOUT_S) -> str | None:
-    """Why the remote store at ``uri`` cannot be used from here (unknown scheme, no answer, no bucket), or None."""
-    if local_path(uri) is not None:
-        return None
+def _database_problem(db: Path) -> str | None:
+    """A sqlite tracking database must be a file (or not exist yet), not a folder."""
+    try:
+        is_folder = db.is_dir()
+    except (OSError, ValueError) as exc:
+        return f"tracking.uri: {str(db)[:200]!r} cannot be a database file ({exc}); use sqlite:///PATH/mlflow.db"
+    return f"tracking.uri: {db} is a folder, not a database file; use sqlite:///{db}/mlflow.db" if is_folder else None
+
+
+def artifact_uri_problem(uri: str, local: bool = True) -> str | None:
+    """Whether the store can live at ``uri``: a writable local folder, or a URI pyarrow opens (nothing written).
+
+    A URI pyarrow cannot parse, or whose filesystem is unknown or needs a missing package,
+    is bad input. One it parses but cannot reach yet (no network, no credentials) is not: that
+    shows when the run opens the store, as a storage failure.
+    """
+    if "://" not in uri:
+        return folder_problem(uri, "run.artifact_uri") if local else None
     import pyarrow.fs as pafs
 
     try:
-        fs, root = pafs.FileSystem.from_uri(uri)
-    except Exception as exc:
-        return (
-            f"run.artifact_uri: pyarrow cannot open {uri!r} ({exc}); use a shared folder, s3://BUCKET/PREFIX, "
-            "gs://BUCKET/PREFIX, hdfs://... or abfs://..."
-        )
-    bucket = root.split("/", 1)[0]
-    finished, info = _bounded(lambda: fs.get_file_info(bucket), timeout_s)
-    if not finished or isinstance(info, Exception):
-        detail = f"no answer within {timeout_s:g} s" if not finished else str(info).splitlines()[0]
-        return (
-            f"run.artifact_uri: the store {uri} does not answer from this machine ({detail}); check the endpoint "
-            "(AWS_ENDPOINT_URL for an S3-compatible server), the network and the credentials"
-        )
-    if info.type == pafs.FileType.NotFound:
-        return f"run.artifact_uri: the bucket {bucket!r} of {uri} does not exist; create it first (e.g. `aws s3 mb s3://{bucket}`)"
-    return None
-
-
-def tracking_problem(uri: str, timeout_s: float = 5.0) -> str | None:
-    """Why the MLflow tracking server at an http(s) ``uri`` cannot be used, or None (other stores: None)."""
-    if not uri.startswith(("http://", "https://")):
+        filesystem, root = pafs.FileSystem.from_uri(uri)
+    except (ValueError, ImportError) as exc:  # pyarrow.ArrowInvalid is a ValueError
+        return f"run.artifact_uri: pyarrow cannot open {uri!r} ({exc}); use {URI_EXAMPLES}"
+    except OSError as exc:
+        log.warning("run.artifact_uri %s is not reachable from here (%s); the run will need it", uri, exc)
         return None
-    import requests
-
-    try:
-        response = requests.get(f"{uri.rstrip('/')}/health", timeout=timeout_s)
-    except requests.exceptions.RequestException as exc:
-        return (
-            f"tracking.uri: no MLflow tracking server answers at {uri} ({type(exc).__name__}); start one "
-            f"(mlflow server --host 0.0.0.0 --port 5000) or fix tracking.uri / {TRACKING_URI_ENV}"
-        )
-    if response.status_code != 200:
-        return (
-            f"tracking.uri: {uri} answers {response.status_code} at /health, not as an MLflow tracking server; "
-            f"fix tracking.uri / {TRACKING_URI_ENV}"
-        )
+    if local and isinstance(filesystem, pafs.LocalFileSystem):
+        return folder_problem(root, "run.artifact_uri")
     return None
 
 
-def check_reachable(locations: Locations, source: str | None = None) -> None:
-    """Refuse (exit 2) a remote store or tracking server that cannot be used, before anything is written."""
-    problems = [store_problem(locations.store), tracking_problem(locations.tracking or "")]
-    problems = [problem for problem in problems if problem]
-    if problems:
-        raise ConfigError(problems, source)
+def open_store(uri: str) -> ArtifactStore:
+    """The artifact store at ``uri``, opened before anything is written; bad URIs exit 2, unreachable ones 1."""
+    try:
+        return ArtifactStore(uri)
+    except (ValueError, ImportError) as exc:
+        raise ConfigError([f"run.artifact_uri: pyarrow cannot open {uri!r} ({exc}); use {URI_EXAMPLES}"]) from exc
+    except OSError as exc:
+        raise RelayError(f"cannot reach the artifact store at {uri}: {exc}; check the address and credentials") from exc
+
+
+def check_stop_after(pipeline: Any, stop_after: str | None) -> None:
+    """``--stop-after`` must name a stage of the pipeline (PipelineError, exit 2, names the valid ones)."""
+    if stop_after is not None:
+        pipeline.stage(stop_after)

@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from orchestrator.cli import preflight
+from orchestrator.cli import run_locations
 from orchestrator.cli.common import (
     EXIT_FAILED,
     add_cluster_address,
@@ -19,6 +19,7 @@ from orchestrator.cli.common import (
     pipeline_code_version,
     pipelines_of,
 )
+from orchestrator.cli.preflight import folder_problem
 from orchestrator.config import apply_overrides, load_yaml
 from orchestrator.errors import ConfigError
 from orchestrator.tracking.sweeps import SweepTracker
@@ -29,6 +30,9 @@ from orchestrator.tune.space import best_config
 def cmd_tune(args: argparse.Namespace) -> int:
     """Check the sweep, run it on Ray Tune, write best.yaml, print the trials."""
     spec, config = load_pipeline_config(args.config, args.overrides, pipelines_of(args))
+    problem = folder_problem(args.output, "--output") if args.output else None
+    if problem:
+        raise ConfigError([problem], "the command line")
     plan = plan_sweep(
         apply_overrides(load_yaml(args.config), args.overrides),
         config,
@@ -37,7 +41,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         output=args.output,
         source=args.config,
     )
-    preflight.check_reachable(preflight.Locations(plan.store_uri, plan.tracking_uri), args.config)
+    run_locations.check_reachable(run_locations.Locations(plan.store_uri, plan.tracking_uri), args.config)
     address = cluster_address(args.address)
     if address is not None:
         plan = dataclasses.replace(plan, ray_address=address)

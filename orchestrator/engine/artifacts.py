@@ -3,14 +3,14 @@
 Layout: ``<root>/stages/<fingerprint>/<output>.<parquet|pt>``, extra files
 under ``files/``, and ``manifest.json``. Every file is written under a
 temporary name and renamed into place, and the manifest is written last, so
-"the manifest exists" means "the stage's outputs are complete". Digests are
-sha256 of the stored bytes, so a truncated or altered file is detected and
-recomputed instead of silently used.
+"the manifest exists" means "the stage's outputs are complete". Digests of the
+stored bytes (``orchestrator.engine.digests``: xxh3-128, sha256 in older
+manifests) are checked before a cache hit, so a truncated or altered file is
+detected and recomputed instead of silently used.
 """
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import logging
@@ -27,8 +27,9 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 
 from orchestrator.dag import StageResult
+from orchestrator.engine.digests import ALGORITHM, LEGACY, digest_of, hasher
 from orchestrator.engine.parquet import HashingSink, read_parquet, write_parquet
-from orchestrator.errors import ArtifactError, ConfigError
+from orchestrator.errors import ArtifactError
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +43,8 @@ class ArtifactRef:
     """Where one stored output lives and what its bytes hash to.
 
     ``path`` is relative to the store root, so a store can be moved or
-    mounted elsewhere without rewriting manifests.
+    mounted elsewhere without rewriting manifests. ``algorithm`` names the
+    digest's hash; manifests from before it existed used sha256.
     """
 
     name: str
@@ -50,6 +52,7 @@ class ArtifactRef:
     kind: str  # "table" | "checkpoint"
     digest: str
     size: int
+    algorithm: str = LEGACY
     # A checkpoint's plain top-level values (model name, classes, ...), so the driver can
     # describe a model without torch (importing torch in a Ray job's driver aborted it: seen).
     meta: dict[str, Any] = field(default_factory=dict)
@@ -80,7 +83,7 @@ class ArtifactStore:
 
     def __init__(self, uri: str) -> None:
         if "://" in uri:
-            self._fs, root = _filesystem(uri)
+            self._fs, root = pafs.FileSystem.from_uri(uri)  # ValueError for a bad URI: cli.preflight.open_store
         else:  # absolute, because workers rebuild the store from ``uri`` in another cwd
             uri = root = str(Path(uri).expanduser().resolve())
             self._fs = pafs.LocalFileSystem()
@@ -155,7 +158,10 @@ class ArtifactStore:
         path = f"{directory}/{sanitize(name)}.{suffix}"
         self._write_bytes(path, name, data)
         meta = {k: v for k, v in value.items() if isinstance(k, str) and isinstance(v, (str, int, float, bool))}
-        return ArtifactRef(name=name, path=path, kind=kind, digest=_sha256(data), size=len(data), meta=meta)
+        digest = digest_of(data)
+        return ArtifactRef(
+            name=name, path=path, kind=kind, digest=digest, size=len(data), algorithm=ALGORITHM, meta=meta
+        )
 
     def _write_stream(self, path: str, name: str, reader: pa.RecordBatchReader) -> ArtifactRef:
         """Write batches to Parquet as they arrive, hashing the bytes on the way out.
@@ -179,7 +185,8 @@ class ArtifactStore:
         except BaseException:
             self._delete_abs(temp)
             raise
-        return ArtifactRef(name=name, path=path, kind="table", digest=sink.digest.hexdigest(), size=sink.size)
+        digest = sink.digest.hexdigest()
+        return ArtifactRef(name=name, path=path, kind="table", digest=digest, size=sink.size, algorithm=sink.algorithm)
 
     # --- in-stage checkpoints: scratch space under the stage's directory, not part of its outputs
 
@@ -256,7 +263,7 @@ class ArtifactStore:
             return None
 
     def verify(self, manifest: Manifest) -> list[str]:
-        """Names of outputs whose stored size or sha256 differ from the manifest (or are gone)."""
+        """Names of outputs whose stored size or digest differ from the manifest (or are gone)."""
         return [name for name, ref in manifest.outputs.items() if not self._intact(ref)]
 
     def _intact(self, ref: ArtifactRef) -> bool:
@@ -265,11 +272,11 @@ class ArtifactStore:
             info = self._fs.get_file_info(path)
             if info.type != pafs.FileType.File or info.size != ref.size:
                 return False
-            digest = hashlib.sha256()
+            digest = hasher(ref.algorithm)
             with self._fs.open_input_stream(path) as stream:
                 while chunk := stream.read(_CHUNK):
                     digest.update(chunk)
-        except (OSError, pa.ArrowException):
+        except (OSError, pa.ArrowException, ValueError):  # ValueError: an algorithm this version does not know
             return False
         return digest.hexdigest() == ref.digest
 
@@ -366,19 +373,6 @@ class StoreCheckpointer:
             return None
 
 
-def _filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
-    """pyarrow's filesystem for a URI; an unknown scheme is a setting to fix, not a crash."""
-    try:
-        return pafs.FileSystem.from_uri(uri)
-    except (pa.ArrowInvalid, ValueError) as exc:
-        raise ConfigError(
-            [
-                f"run.artifact_uri: pyarrow cannot open {uri!r} ({exc}); use a local or shared folder, "
-                "s3://BUCKET/PREFIX, gs://BUCKET/PREFIX, hdfs://... or abfs://..."
-            ]
-        ) from exc
-
-
 def _serialize(name: str, value: Any) -> tuple[str, str, bytes]:
     """(kind, suffix, bytes) of a checkpoint; tables never get here (``_write_stream`` writes them)."""
     if isinstance(value, dict):
@@ -428,10 +422,6 @@ def _check_checkpoint(name: str, value: Any, where: str) -> None:
             "store tensors, numbers, strings, lists or dicts (e.g. model.state_dict())",
             retryable=False,
         )
-
-
-def _sha256(data: bytes | memoryview) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def _manifest_to_json(manifest: Manifest) -> dict[str, Any]:

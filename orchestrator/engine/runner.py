@@ -261,20 +261,17 @@ class Runner:
         outcome.state = StageState.CACHED if cache_hit else StageState.SUCCEEDED
         outcome.duration_s = 0.0 if cache_hit else manifest.duration_s
         outcome.node = manifest.node or None
-        self.tracker.stage_finished(
-            StageRecord(
-                stage=stage.name,
-                generation=stage.generation,
-                fingerprint=manifest.fingerprint,
-                cache_hit=cache_hit,
-                status="FINISHED",
-                metrics=dict(manifest.metrics),
-                series=list(manifest.series),
-                files=self._local_files(st.run_id, stage.name, manifest),
-                duration_s=outcome.duration_s,
-                inputs=tuple(stage.inputs),
-                outputs=self._tracked_outputs(st.run_id, stage, manifest),
-            )
+        self._report(
+            stage,
+            manifest.fingerprint,
+            "FINISHED",
+            cache_hit=cache_hit,
+            metrics=dict(manifest.metrics),
+            series=list(manifest.series),
+            files=self._local_files(st.run_id, stage.name, manifest),
+            duration_s=outcome.duration_s,
+            inputs=tuple(stage.inputs),
+            outputs=self._tracked_outputs(st.run_id, stage, manifest),
         )
 
     def _record_failure(self, st: _RunState, task: StageTask, error: BaseException) -> None:
@@ -283,18 +280,21 @@ class Runner:
         outcome = st.outcomes[stage.name]
         outcome.state, outcome.error = StageState.FAILED, message
         logger.error("stage %s failed after %d attempt(s): %s", stage.name, task.attempt, message)
-        self.tracker.stage_finished(
-            StageRecord(
-                stage=stage.name,
-                generation=stage.generation,
-                fingerprint=task.fingerprint,
-                cache_hit=False,
-                status="FAILED",
-                error=message,
-            )
-        )
+        self._report(stage, task.fingerprint, "FAILED", error=message)
         if st.failure is None:
             st.failure = StageError(stage.name, error, task.attempt)
+
+    def _report(self, stage: Stage, fingerprint: str, status: str, **fields: Any) -> None:
+        """Tell the tracker how a stage ended (FINISHED, possibly as a cache hit, or FAILED)."""
+        record = StageRecord(
+            stage=stage.name,
+            generation=stage.generation,
+            fingerprint=fingerprint,
+            status=status,
+            cache_hit=fields.pop("cache_hit", False),
+            **fields,
+        )
+        self.tracker.stage_finished(record)
 
     def _tracked_outputs(self, run_id: str, stage: Stage, manifest: Manifest) -> dict[str, TrackedArtifact]:
         """The stage's stored outputs for lineage tracking; models get a local copy when the store is remote."""

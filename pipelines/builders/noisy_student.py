@@ -12,6 +12,8 @@ Stochastic depth (the paper's third noise) applies to residual students (wrn28_2
 resnet34): `student.stochastic_depth` is the drop probability of the last residual block,
 decaying linearly toward the first (the paper's survival 0.8 is 0.2). small_cnn has no residual
 blocks and must keep it at 0. Pseudo-labels and evaluation use eval mode, where it is off.
+`init.source` or `pretext.method` starts the teacher from those weights (students start afresh,
+as in the paper).
 """
 
 from __future__ import annotations
@@ -20,17 +22,22 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from orchestrator.config import StrictModel
+from orchestrator.config import SafeName, StrictModel
 from orchestrator.dag import Pipeline, Stage
 from orchestrator.registry import PipelineSpec
-from pipelines import split
-from pipelines.builders.common import SPLIT, gen, stage
+from pipelines.builders.common import (
+    LONG_TAIL_COLUMNS,
+    SPLIT,
+    gen,
+    preflight_semi_supervised,
+    probe_stages,
+    start_stages,
+    starting,
+)
 from pipelines.model_names import PROBE_PARAMETERS
 from pipelines.schema import (
-    DataSection,
     ModelSection,
     PipelineFile,
-    StudentResourcesSection,
     SupervisedTrainSection,
     part,
 )
@@ -97,12 +104,10 @@ class NoisyStudentConfig(PipelineFile):
     """The whole Noisy Student pipeline file; `pipeline: noisy_student` selects it."""
 
     pipeline: Literal["noisy_student"] = "noisy_student"
-    name: str = "noisy-student"
-    data: DataSection = DataSection()
+    name: SafeName = "noisy-student"
     student: StudentSection = StudentSection()
     train: NoisyTrainSection = NoisyTrainSection()
     noisy: NoisyStudentSection = NoisyStudentSection()
-    resources: StudentResourcesSection = StudentResourcesSection()
 
     @model_validator(mode="after")
     def _student_not_smaller(self) -> NoisyStudentConfig:
@@ -111,8 +116,8 @@ class NoisyStudentConfig(PipelineFile):
         return self
 
 
-def _train(config: NoisyStudentConfig, k: int) -> Stage:
-    """g00 trains the teacher on labeled data; gK (K > 0) a student on labeled + the previous picks."""
+def _train(config: NoisyStudentConfig, k: int, pretrained: str | None) -> Stage:
+    """g00 trains the teacher on labeled data (from ``pretrained`` when given); gK (K > 0) a student on labeled + the previous picks."""
     io = {"split": SPLIT, "model": gen(k, "model")}
     model = config.model
     if k > 0:
@@ -125,16 +130,20 @@ def _train(config: NoisyStudentConfig, k: int) -> Stage:
         "augment": config.augment,
         "noisy": config.noisy,
     }
-    return stage(gen(k, "train"), refs.train_network, io, (gen(k, "model"),), params, config.resources.train, k)
+    if k == 0:
+        io, params = starting(io, params, config, pretrained)
+    return refs.make_stage(
+        gen(k, "train"), refs.train_network, io, (gen(k, "model"),), params, config.resources.train, k
+    )
 
 
-def generation_stages(config: NoisyStudentConfig, k: int) -> list[Stage]:
+def generation_stages(config: NoisyStudentConfig, k: int, pretrained: str | None = None) -> list[Stage]:
     """Train and evaluate generation k; all but the last also label and filter for the next student."""
     data, res, noisy = config.data, config.resources, config.noisy
     model, evaluation, labels, picks = gen(k, "model"), gen(k, "evaluation"), gen(k, "pseudo_labels"), gen(k, "picks")
     result = [
-        _train(config, k),
-        stage(
+        _train(config, k, pretrained),
+        refs.make_stage(
             gen(k, "evaluate"),
             refs.evaluate_network,
             {"split": SPLIT, "model": model, "evaluation": evaluation},
@@ -159,7 +168,7 @@ def generation_stages(config: NoisyStudentConfig, k: int) -> list[Stage]:
         "per_class": noisy.per_class,
     }
     return result + [
-        stage(
+        refs.make_stage(
             gen(k, "pseudo_label"),
             refs.pseudo_label_network,
             {"split": SPLIT, "model": model, "pseudo_labels": labels},
@@ -168,7 +177,7 @@ def generation_stages(config: NoisyStudentConfig, k: int) -> list[Stage]:
             res.pseudo_label,
             k,
         ),
-        stage(
+        refs.make_stage(
             gen(k, "filter"),
             refs.filter_pseudo_labels,
             {"split": SPLIT, "pseudo_labels": labels, "picks": picks},
@@ -182,29 +191,19 @@ def generation_stages(config: NoisyStudentConfig, k: int) -> list[Stage]:
 
 def build(config: NoisyStudentConfig) -> Pipeline:
     """Unroll teacher + `noisy.iterations` students into a static DAG."""
-    first = stage(
+    first = refs.make_stage(
         SPLIT, refs.split_data, {"split": SPLIT}, (SPLIT,), {"data": config.data}, config.resources.data, None
     )
-    generations = [s for k in range(config.noisy.iterations + 1) for s in generation_stages(config, k)]
-    return Pipeline(config.name, [first, *generations])
+    start, pretrained = start_stages(config)
+    generations = [s for k in range(config.noisy.iterations + 1) for s in generation_stages(config, k, pretrained)]
+    stages = [first, *start, *generations]
+    return Pipeline(config.name, stages + probe_stages(config, stages))
 
 
-def preflight(config: NoisyStudentConfig) -> list[str]:
-    """Problems only the data can reveal (a missing root, too few images, no unlabeled set)."""
-    return split.preflight_split(config.data.model_dump())
-
-
-SPEC = PipelineSpec(
-    name="noisy_student",
-    config_model=NoisyStudentConfig,
-    build=build,
-    preflight=preflight,
-    summary={  # `relay generations` columns: header -> `<stage role>/<metric>`
-        "balanced_accuracy": "evaluate/balanced_accuracy",
-        "tail_recall": "evaluate/tail_recall",
-        "params": "evaluate/dense_params",
-        "pseudo_label_accuracy": "pseudo_label/accuracy",
-        "kept": "filter/kept_total",
-        "picks_accuracy": "filter/picks_accuracy",
-    },
-)
+SUMMARY = {
+    **LONG_TAIL_COLUMNS,
+    "params": "evaluate/dense_params",
+    "kept": "filter/kept_total",
+    "picks_accuracy": "filter/picks_accuracy",
+}
+SPEC = PipelineSpec("noisy_student", NoisyStudentConfig, build, preflight_semi_supervised, SUMMARY)

@@ -15,6 +15,7 @@ import torch
 
 from orchestrator.dag import StageContext, StageResult
 from pipelines import plots
+from pipelines.datasets.image_source import ImageSource
 from pipelines.evaluation import evaluate_model, tail_classes
 from pipelines.knowledge_evolution import extract_slim_network, masks_from_state
 from pipelines.models import parameter_count
@@ -76,7 +77,7 @@ def evaluate_generation(ctx: StageContext, inputs: Mapping[str, Any], params: Ma
 def _slim_metrics(
     model: torch.nn.Module,
     masks_state: Mapping[str, Any],
-    images: torch.Tensor,
+    images: ImageSource,
     labels: torch.Tensor,
     num_classes: int,
     batch_size: int,

@@ -3,7 +3,8 @@
 `train_network` serves three methods; which roles the builder wires decides what it does:
 `previous` + `masks` (KE: continue from the last checkpoint, re-initialise the reset hypothesis),
 `picks` + `pseudo_labels` (Noisy Student: the filtered pseudo-labeled set), `teacher`
-(distillation: the teacher's logits enter the loss).
+(distillation: the teacher's logits enter the loss). Both bodies start from `pretrained` weights
+when the builder wires that role (transfer learning: the `init` params say how).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import torch
 
 from orchestrator.dag import StageContext, StageResult
 from pipelines.augment import strong_augment, weak_augment
+from pipelines.datasets.image_source import ImageSource
 from pipelines.knowledge_evolution import masks_from_state, reinitialize_reset_hypothesis, zero_reset_hypothesis
 from pipelines.losses import class_balanced_weights
 from pipelines.models import create_model, parameter_count
@@ -26,7 +28,7 @@ from pipelines.pseudo_label import probs_view
 from pipelines.schedules import temperature
 from pipelines.stages.common import (
     artifact,
-    dataset_of,
+    image_sources,
     labeled_class_counts,
     load_model,
     model_checkpoint,
@@ -35,8 +37,10 @@ from pipelines.stages.common import (
     prefixed,
     settings_from,
     stage_generator,
+    subset_arrays,
     subset_images,
 )
+from pipelines.stages.pretrained import schedule_of, start_from
 from pipelines.training.fixmatch import FixMatchSettings, train_fixmatch
 from pipelines.training.student import StudentSettings, train_student
 
@@ -46,15 +50,20 @@ log = logging.getLogger(__name__)
 # --- CReST: FixMatch from scratch every generation ------------------------------------------
 
 
-def fixmatch_settings(train: Any, crest: Any, generation: int) -> FixMatchSettings:
-    """FixMatch settings of one generation: the `train` section, and CReST+'s alignment from `crest`.
+def fixmatch_settings(train: Any, crest: Any, generation: int, init: Any | None = None) -> FixMatchSettings:
+    """FixMatch settings of one generation: the `train` section, CReST+'s alignment from `crest`, `init`'s freezing.
 
     CReST+ anneals the alignment temperature per generation, so ``temperature`` is this
     generation's point on the ``crest.schedule`` from 1.0 down to ``crest.t_min``.
     """
     t = temperature(generation, crest.generations, crest.t_min, crest.schedule)
     return settings_from(
-        FixMatchSettings, train, alignment=crest.alignment, temperature=t, alignment_momentum=crest.alignment_momentum
+        FixMatchSettings,
+        train,
+        alignment=crest.alignment,
+        temperature=t,
+        alignment_momentum=crest.alignment_momentum,
+        **schedule_of(init),
     )
 
 
@@ -62,27 +71,17 @@ def augmenters(augment: Any) -> tuple[Any, Any]:
     """(weak, strong) uint8 -> uint8 augmentations of the `augment` section; the strong view starts with the weak one."""
     weak, strong = augment.weak, augment.strong
     weak_fn = functools.partial(weak_augment, flip=weak.flip, pad_fraction=weak.pad_fraction)
-    strong_fn = functools.partial(
-        strong_augment,
-        style=strong.style,
-        num_ops=strong.num_ops,
-        magnitude=strong.magnitude,
-        cutout=strong.cutout,
-        flip=weak.flip,
-        pad_fraction=weak.pad_fraction,
-    )
+    strong_fn = functools.partial(strong_augment, **strong.model_dump(), flip=weak.flip, pad_fraction=weak.pad_fraction)
     return weak_fn, strong_fn
 
 
-def labeled_with_picks(data: Any, split: pa.Table, picks: pa.Table | None) -> tuple[torch.Tensor, torch.Tensor]:
+def labeled_with_picks(data: Any, split: pa.Table, picks: pa.Table | None) -> tuple[ImageSource, torch.Tensor]:
     """The ORIGINAL labeled set plus this generation's picks with their pseudo-labels (picks replace, never accumulate)."""
-    _, images, labels = subset_images(data, split, "labeled")
-    if picks is None or picks.num_rows == 0:
-        return images, labels
-    train_images = dataset_of(data).train.images
-    pick_ids = torch.from_numpy(picks.column("sample_id").to_numpy().copy())
-    pick_labels = torch.from_numpy(picks.column("label").to_numpy().astype(np.int64))
-    return torch.cat([images, train_images[pick_ids]]), torch.cat([labels, pick_labels])
+    ids, labels = subset_arrays(split, "labeled")
+    if picks is not None and picks.num_rows > 0:
+        ids = np.concatenate([ids, picks.column("sample_id").to_numpy()])
+        labels = np.concatenate([labels, picks.column("label").to_numpy().astype(np.int64)])
+    return image_sources(data)[0].subset(ids), torch.from_numpy(labels)
 
 
 def train_generation(ctx: StageContext, inputs: Mapping[str, Any], params: Mapping[str, Any]) -> StageResult:
@@ -92,11 +91,10 @@ def train_generation(ctx: StageContext, inputs: Mapping[str, Any], params: Mappi
     split = artifact(inputs, params, "split")
     images, targets = labeled_with_picks(data, split, artifact(inputs, params, "picks"))
     _, unlabeled, _ = subset_images(data, split, "unlabeled")
-    num_classes, in_channels = num_classes_of(data), int(images.shape[1])
-    model = create_model(network.name, num_classes, in_channels, network.dropout, network.stochastic_depth).to(
-        ctx.device
-    )
-    settings = fixmatch_settings(train, params["crest"], params["generation"])
+    num_classes, in_channels = num_classes_of(data), images.image_shape[0]
+    model = create_model(network.name, num_classes, in_channels, network.dropout, network.stochastic_depth)
+    model = start_from(model, artifact(inputs, params, "pretrained"), params.get("init"), ctx.stage).to(ctx.device)
+    settings = fixmatch_settings(train, params["crest"], params["generation"], params.get("init"))
     weak_fn, strong_fn = augmenters(params["augment"])
     resume = ctx.load_checkpoint()
     resumed_from = int(resume["step"]) if resume is not None else 0
@@ -142,7 +140,7 @@ def train_generation(ctx: StageContext, inputs: Mapping[str, Any], params: Mappi
 # --- KE, Noisy Student, distillation: one supervised loop -----------------------------------
 
 
-def _augment_fn(kind: str, augment: Any) -> Any:
+def augment_of(kind: str, augment: Any) -> Any:
     """The input noise of a training stage: none, weak (flip + crop) or strong (+ RandAugment, Cutout)."""
     if kind == "none":
         return None
@@ -152,14 +150,14 @@ def _augment_fn(kind: str, augment: Any) -> Any:
 def _initial_model(
     ctx: StageContext, inputs: Mapping[str, Any], params: Mapping[str, Any], in_channels: int
 ) -> torch.nn.Module:
-    """A fresh network, or (KE, generation > 0) the previous LAST checkpoint with its reset hypothesis redrawn."""
+    """A fresh network (from the `pretrained` weights when wired), or (KE, generation > 0) the previous LAST
+    checkpoint with its reset hypothesis redrawn."""
     network = params["model"]
     previous = artifact(inputs, params, "previous")
     if previous is None:
         num_classes = num_classes_of(params["data"])
-        return create_model(network.name, num_classes, in_channels, network.dropout, network.stochastic_depth).to(
-            ctx.device
-        )
+        model = create_model(network.name, num_classes, in_channels, network.dropout, network.stochastic_depth)
+        return start_from(model, artifact(inputs, params, "pretrained"), params.get("init"), ctx.stage).to(ctx.device)
     model = load_model(previous, ctx.device, network.stochastic_depth)
     masks = masks_from_state(artifact(inputs, params, "masks")["masks"])
     if params["ke"].reinit == "zero":
@@ -171,28 +169,27 @@ def _initial_model(
     return model
 
 
-def student_settings(train: Any, noisy: Any | None, distill: Any | None) -> StudentSettings:
-    """The loop's settings: the train section plus the Noisy Student or distillation knobs in play."""
-    extra: dict[str, Any] = {}
+def student_settings(train: Any, noisy: Any | None, distill: Any | None, init: Any | None = None) -> StudentSettings:
+    """The loop's settings: the train section plus the Noisy Student, distillation and transfer knobs in play."""
+    extra: dict[str, Any] = schedule_of(init)
     if noisy is not None:
-        extra = {
+        extra |= {
             "unlabel_ratio": noisy.unlabel_ratio,
             "pseudo_batch_ratio": noisy.pseudo_batch_ratio,
             "pseudo_label_smoothing": noisy.label_smoothing,
             "temperature": noisy.temperature,
         }
     if distill is not None:
-        extra = {"temperature": distill.temperature, "alpha": distill.alpha}
+        extra |= {"temperature": distill.temperature, "alpha": distill.alpha}
     return settings_from(StudentSettings, train, **extra)
 
 
 def pseudo_labeled_set(
     data: Any, picks: pa.Table, pseudo_labels: pa.Table, label_type: str
-) -> tuple[torch.Tensor, torch.Tensor]:
+) -> tuple[ImageSource, torch.Tensor]:
     """Images of the picks (duplicates kept: that is the balancing) with hard labels or the teacher's probs."""
-    train_images = dataset_of(data).train.images
-    ids = np.array(picks.column("sample_id").to_numpy(), dtype=np.int64)  # a writable copy for torch
-    images = train_images[torch.from_numpy(ids)]
+    ids = picks.column("sample_id").to_numpy()
+    images = image_sources(data)[0].subset(ids)
     if label_type == "hard":
         return images, torch.from_numpy(picks.column("label").to_numpy().astype(np.int64))
     row_of = {int(sample): row for row, sample in enumerate(pseudo_labels.column("sample_id").to_numpy())}
@@ -213,7 +210,7 @@ def train_network(ctx: StageContext, inputs: Mapping[str, Any], params: Mapping[
     data, network, train = params["data"], params["model"], params["train"]
     split = artifact(inputs, params, "split")
     _, images, targets = subset_images(data, split, "labeled")
-    num_classes, in_channels = num_classes_of(data), int(images.shape[1])
+    num_classes, in_channels = num_classes_of(data), images.image_shape[0]
     model = _initial_model(ctx, inputs, params, in_channels)
     pseudo_images = pseudo_targets = None
     picks = artifact(inputs, params, "picks")
@@ -228,8 +225,8 @@ def train_network(ctx: StageContext, inputs: Mapping[str, Any], params: Mapping[
         images,
         targets,
         num_classes,
-        student_settings(train, params.get("noisy"), params.get("distill")),
-        _augment_fn(train.augment, params["augment"]),
+        student_settings(train, params.get("noisy"), params.get("distill"), params.get("init")),
+        augment_of(train.augment, params["augment"]),
         ctx.device,
         generator,
         pseudo_images=pseudo_images,

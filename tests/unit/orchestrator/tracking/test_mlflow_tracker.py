@@ -7,7 +7,7 @@ import pytest
 from mlflow import MlflowClient
 
 from orchestrator.engine.records import NullTracker, StageRecord, Tracker
-from orchestrator.errors import TrackingError
+from orchestrator.errors import InputError, TrackingError
 from orchestrator.tracking.mlflow_tracker import MlflowTracker
 from orchestrator.tracking.reading import read_generations
 
@@ -128,9 +128,9 @@ def test_read_generations_returns_rows_per_generation(store, experiment, tmp_pat
 
 
 def test_read_generations_errors_say_what_is_missing(store, tmp_path):
-    with pytest.raises(TrackingError, match="no tracking database at"):
+    with pytest.raises(InputError, match="no tracking database at"):
         read_generations(f"sqlite:///{tmp_path / 'none.db'}", "relay", None)
-    with pytest.raises(TrackingError, match="no MLflow experiment 'nope'"):
+    with pytest.raises(InputError, match="no MLflow experiment 'nope'"):
         read_generations(store[0], "nope", None)
 
 
@@ -253,3 +253,14 @@ def test_lineage_can_be_switched_off_for_models(store, experiment, tmp_path):
     tracker.stage_finished(record("g00/train", 0, outputs={"g00/model": lineage_outputs(tmp_path, 0)["g00/model"]}))
     tracker.end_pipeline("FINISHED")
     assert MlflowClient(store[0]).search_registered_models(f"name = 'toy-{experiment}'") == []
+
+
+def test_system_metrics_start_and_stop_with_a_stage(store, experiment):
+    """MLflow's system metrics need psutil (declared): a strict tracker raises if the monitor cannot start."""
+    tracker = tracker_for(store, experiment, strict=True, system_metrics=True, system_metrics_interval_s=60.0)
+    tracker.start_pipeline("run-sys", "toy", {}, resume=False)
+    tracker.stage_started("g00/train", 0)
+    assert "g00/train" in tracker._monitors
+    tracker.stage_finished(record("g00/train", 0))
+    tracker.end_pipeline("FINISHED")
+    assert tracker._monitors == {}

@@ -1,0 +1,216 @@
+"""Where a run writes, checked before it writes: its stores answer, and a cluster run's results outlive the cluster.
+
+A run writes to two places, the artifact store (stage outputs and the run record) and the
+tracking store (MLflow). Both are resolved from settings (``run.artifact_uri``,
+``tracking.uri``), the environment (RELAY_ARTIFACT_URI, MLFLOW_TRACKING_URI) or, by default,
+the workspace (``run.workspace``, RELAY_WORKSPACE, ./relay-workspace). Two checks:
+
+- Reachable: a remote store (``s3://...``) answers and its bucket exists; a tracking server
+  (``http://...``) answers. A wrong setting is found here, not after the first stage.
+- Durable (`relay submit`, and `relay run`/`relay resume` inside a Ray job): nothing a user
+  needs afterwards may land in a temporary folder or in Ray's per-session folders. A job runs
+  in its uploaded working folder under Ray's session folder, so a relative workspace (the
+  default) puts every result where Ray deletes it with the cluster; /tmp is node-local and
+  cleared on reboot.
+
+Every problem is a ``key: what; fix`` line of one ConfigError (exit 2).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import tempfile
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import Any
+
+from orchestrator.cli.preflight import artifact_uri_problem
+from orchestrator.config import (
+    ARTIFACT_URI_ENV,
+    DEFAULT_WORKSPACE,
+    TRACKING_URI_ENV,
+    WORKSPACE_ENV,
+    artifact_uri,
+    tracking_uri,
+)
+from orchestrator.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+PROBE_TIMEOUT_S = 20.0
+RAY_JOB_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"  # set by Ray's job supervisor for the entrypoint it starts
+RAY_SESSION = re.compile(r"^session_\d{4}-\d{2}-\d{2}_")
+TEMP_ROOTS = ("/tmp", "/var/tmp", "/dev/shm")
+SHARED_EXAMPLE = "/mnt/relay"
+STORE_FIX = (
+    f"set RELAY_WORKSPACE to a folder every node mounts (e.g. {SHARED_EXAMPLE}), or "
+    "run.artifact_uri=s3://BUCKET/PREFIX (or RELAY_ARTIFACT_URI)"
+)
+TRACKING_FIX = (
+    f"set tracking.uri=http://MLFLOW-SERVER:5000 (or {TRACKING_URI_ENV}), or RELAY_WORKSPACE to a folder "
+    f"every node mounts (e.g. {SHARED_EXAMPLE})"
+)
+
+
+@dataclass(frozen=True)
+class Locations:
+    """Where a run writes: the artifact store root (run records included) and the MLflow tracking URI."""
+
+    store: str
+    tracking: str | None  # None: not known here (a run record on a mount this machine does not see)
+
+
+def in_ray_job() -> bool:
+    """True in the entrypoint of a Ray job (Ray sets the job's config variable, and the working folder
+    is an upload under the session folder)."""
+    return RAY_JOB_ENV in os.environ or "runtime_resources" in PurePosixPath(os.getcwd()).parts
+
+
+def resolved_locations(config: Any) -> Locations:
+    """Where this process will write, paths made absolute here."""
+    return Locations(artifact_uri(config.run), tracking_uri(config.run, config.tracking))
+
+
+def submitted_locations(config: Any) -> Locations:
+    """Where a job will write, as this shell's settings say, relative paths left relative.
+
+    A relative path is resolved on the cluster, inside the job's working folder: it
+    cannot be made absolute here.
+    """
+    workspace = config.run.workspace or os.environ.get(WORKSPACE_ENV) or DEFAULT_WORKSPACE
+    store = config.run.artifact_uri or os.environ.get(ARTIFACT_URI_ENV) or f"{workspace}/artifacts"
+    tracking = config.tracking.uri or os.environ.get(TRACKING_URI_ENV) or f"sqlite:///{workspace}/mlflow.db"
+    return Locations(store, tracking)
+
+
+def local_path(uri: str) -> str | None:
+    """The filesystem path behind a store or tracking URI, None for a remote one (s3://, http://)."""
+    for prefix in ("sqlite:///", "file://"):
+        if uri.startswith(prefix):
+            return uri[len(prefix) :]
+    return None if "://" in uri or uri == "databricks" else uri
+
+
+def _temp_roots() -> list[str]:
+    roots = {*TEMP_ROOTS, tempfile.gettempdir()}
+    roots.update(os.environ[name] for name in ("RAY_TMPDIR", "TMPDIR") if os.environ.get(name))
+    return sorted(roots)
+
+
+def impermanence(path: str) -> str | None:
+    """Why results at ``path`` would not outlive the run's cluster, or None when they would."""
+    pure = PurePosixPath(path)
+    if not pure.is_absolute():
+        return "a relative path, which a Ray job resolves inside its working folder (deleted with Ray's session)"
+    if "runtime_resources" in pure.parts or any(RAY_SESSION.match(part) for part in pure.parts):
+        return "inside Ray's per-session folder (deleted with the session)"
+    for root in _temp_roots():
+        if pure == PurePosixPath(root) or PurePosixPath(root) in pure.parents:
+            return f"under {root}, a temporary folder (node-local, cleared on reboot)"
+    return None
+
+
+def durability_problems(locations: Locations) -> list[str]:
+    """One line per store that would land in a temporary or per-session folder, with the setting to add."""
+    problems = []
+    checks = (
+        ("run.artifact_uri", "artifact store (stage outputs, run records)", locations.store, STORE_FIX),
+        ("tracking.uri", "MLflow tracking store", locations.tracking, TRACKING_FIX),
+    )
+    for key, what, uri, fix in checks:
+        if uri is None:
+            continue
+        path = local_path(uri)
+        why = None if path is None else impermanence(path)
+        if why is not None:
+            problems.append(f"{key}: the {what} {uri} would be {why}; {fix}")
+    return problems
+
+
+def check_durable(locations: Locations, source: str | None = None) -> None:
+    """Refuse (exit 2) a cluster run whose results would not outlive the cluster."""
+    problems = durability_problems(locations)
+    if problems:
+        raise ConfigError(problems, source)
+
+
+# --- reachability ------------------------------------------------------------------------------
+
+
+def _bounded(action: Callable[[], Any], timeout_s: float) -> tuple[bool, Any]:
+    """(finished, result or exception) of ``action`` run on a daemon thread for at most ``timeout_s``.
+
+    A daemon thread, so a probe stuck on a firewalled endpoint never keeps the process alive.
+    """
+    outcome: list[Any] = []
+
+    def run() -> None:
+        try:
+            outcome.append(action())
+        except Exception as exc:  # reported by the caller, with the setting to fix
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True, name="relay-probe")
+    thread.start()
+    thread.join(timeout_s)
+    return (bool(outcome), outcome[0] if outcome else None)
+
+
+def store_problem(uri: str, timeout_s: float = PROBE_TIMEOUT_S) -> str | None:
+    """Why the remote store at ``uri`` cannot be used from here (unknown scheme, no answer, no bucket), or None."""
+    if local_path(uri) is not None:
+        return None
+    unknown = artifact_uri_problem(uri, local=False)  # a scheme pyarrow does not know, a missing package
+    if unknown:
+        return unknown
+    import pyarrow.fs as pafs
+
+    def bucket_info() -> tuple[str, Any]:
+        fs, root = pafs.FileSystem.from_uri(uri)
+        bucket = root.split("/", 1)[0]
+        return bucket, fs.get_file_info(bucket)
+
+    finished, answer = _bounded(bucket_info, timeout_s)
+    if not finished or isinstance(answer, Exception):
+        detail = f"no answer within {timeout_s:g} s" if not finished else str(answer).splitlines()[0]
+        return (
+            f"run.artifact_uri: the store {uri} does not answer from this machine ({detail}); check the endpoint "
+            "(AWS_ENDPOINT_URL for an S3-compatible server), the network and the credentials"
+        )
+    bucket, info = answer
+    if info.type == pafs.FileType.NotFound:
+        return f"run.artifact_uri: the bucket {bucket!r} of {uri} does not exist; create it first (e.g. `aws s3 mb s3://{bucket}`)"
+    return None
+
+
+def tracking_problem(uri: str, timeout_s: float = 5.0) -> str | None:
+    """Why the MLflow tracking server at an http(s) ``uri`` cannot be used, or None (other stores: None)."""
+    if not uri.startswith(("http://", "https://")):
+        return None
+    import requests
+
+    try:
+        response = requests.get(f"{uri.rstrip('/')}/health", timeout=timeout_s)
+    except requests.exceptions.RequestException as exc:
+        return (
+            f"tracking.uri: no MLflow tracking server answers at {uri} ({type(exc).__name__}); start one "
+            f"(mlflow server --host 0.0.0.0 --port 5000) or fix tracking.uri / {TRACKING_URI_ENV}"
+        )
+    if response.status_code != 200:
+        return (
+            f"tracking.uri: {uri} answers {response.status_code} at /health, not as an MLflow tracking server; "
+            f"fix tracking.uri / {TRACKING_URI_ENV}"
+        )
+    return None
+
+
+def check_reachable(locations: Locations, source: str | None = None) -> None:
+    """Refuse (exit 2) a remote store or tracking server that cannot be used, before anything is written."""
+    problems = [store_problem(locations.store), tracking_problem(locations.tracking or "")]
+    problems = [problem for problem in problems if problem]
+    if problems:
+        raise ConfigError(problems, source)
