@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import Any
 import pyarrow.fs as pafs
 import requests
 
+from orchestrator.engine.digests import ALGORITHM, LEGACY, digest_of
 from tests.cluster.conftest import Stack
 
 
@@ -54,7 +54,7 @@ def store_keys(stack: Stack, store: str) -> list[str]:
 
 
 def output_digests(manifests_by_stage: dict[str, dict[str, Any]]) -> dict[tuple[int, str], str]:
-    """(size, sha256) -> artifact name of every stored output of the run: what a local copy would match."""
+    """(size, digest) -> artifact name of every stored output of the run: what a local copy would match."""
     return {
         (ref["size"], ref["digest"]): name
         for manifest in manifests_by_stage.values()
@@ -63,7 +63,7 @@ def output_digests(manifests_by_stage: dict[str, dict[str, Any]]) -> dict[tuple[
 
 
 def local_copies(roots: list[Path], digests: dict[tuple[int, str], str]) -> list[str]:
-    """Files under ``roots`` whose size and sha256 equal a stored output's: a stage output on a local path."""
+    """Files under ``roots`` whose size and digest (xxh3 or sha256) equal a stored output's: an output on a local path."""
     sizes = {size for size, _ in digests}
     found = []
     for root in roots:
@@ -73,11 +73,13 @@ def local_copies(roots: list[Path], digests: dict[tuple[int, str], str]) -> list
                 try:
                     if path.is_symlink() or path.stat().st_size not in sizes:
                         continue
-                    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+                    data = path.read_bytes()
                 except OSError:
                     continue
-                if (path.stat().st_size, digest) in digests:
-                    found.append(f"{path} ({digests[(path.stat().st_size, digest)]})")
+                for algorithm in (ALGORITHM, LEGACY):
+                    match = digests.get((len(data), digest_of(data, algorithm)))
+                    if match:
+                        found.append(f"{path} ({match})")
     return found
 
 

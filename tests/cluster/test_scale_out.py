@@ -76,8 +76,9 @@ def test_a_submitted_crest_run_is_placed_stored_tracked_and_named(stack: Stack, 
     state = query(address, stack.env)
     head, node_a, node_b = state.node_of("head"), state.node_of("node_a"), state.node_of("node_b")
     assert state.task_nodes("g00/train") == state.task_nodes("g01/train") == {node_a}
-    workers = state.actors_named("g00/pseudo_label worker")
+    workers = state.actors_named("pseudo_label pool ")  # a kept pool serves every generation's labeling
     assert len(workers) == 2 and {actor["node_id"] for actor in workers} == {node_b}, workers
+    assert all(actor["class_name"] == "_ShardWorker" for actor in workers)
     shards = [task for task in state.tasks if task["name"].startswith("g00/pseudo_label shard ")]
     assert shards and {task["node_id"] for task in shards} == {node_b}
     assert state.task_nodes("g00/pseudo_label") == {head}, "the pool's coordinator runs beside the driver"
