@@ -14,15 +14,21 @@ import json
 import os
 import signal
 import subprocess
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import requests
 
-from tests.integration.cluster import VENV_BIN, alive, free_port, processes_of_group, stop_processes, user_env
+from tests.integration.cluster import (
+    VENV_BIN,
+    alive,
+    free_port,
+    processes_of_group,
+    stop_processes,
+    user_env,
+    wait_for,
+)
 
 BUCKET = "relay"
 MLFLOW_BUCKET = "mlflow"
@@ -34,17 +40,6 @@ STARTING_NICENESS = -20
 # The head notices a dead node within ~3 s instead of ~30 s (Ray's own fault tests shorten these too).
 FAST_NODE_DEATH = {"RAY_health_check_period_ms": "500", "RAY_health_check_timeout_ms": "1000",
                    "RAY_health_check_failure_threshold": "4"}  # fmt: skip
-
-
-def wait_for(predicate: Callable[[], Any], timeout_s: float, what: str, poll_s: float = 0.5) -> Any:
-    """The first truthy value of ``predicate()``; fails the test after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(poll_s)
-    raise AssertionError(f"timed out after {timeout_s:g} s waiting for {what}")
 
 
 def _starting_priority() -> None:

@@ -12,13 +12,26 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 VENV_BIN = Path(sys.executable).parent
 MAX_SOCKET_PATH = 107  # AF_UNIX limit; Ray puts sockets under <temp>/session_<date>_<pid>/sockets/
 # the longest socket Ray 2.60 makes there is the dashboard's MetricsHead module's
 SESSION_SUFFIX = len("/session_2026-01-01_00-00-00_000000_1234567/sockets/dash_MetricsHead")
 AUTH_VARS = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_ADDRESS")
+
+
+def wait_for(predicate: Callable[[], Any], timeout_s: float, what: str, poll_s: float = 0.2) -> Any:
+    """The first truthy value of ``predicate()``; fails the test after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(poll_s)
+    raise AssertionError(f"timed out after {timeout_s:g} s waiting for {what}")
 
 
 def free_port() -> int:

@@ -36,23 +36,13 @@ from orchestrator.engine.records import NullTracker
 from orchestrator.engine.runner import Runner, RunStatus, StageState
 from pipelines.builders import crest
 from pipelines.stages import train as train_stage
-from tests.integration.cluster import processes_of_group, stop_processes
+from tests.integration.cluster import processes_of_group, stop_processes, wait_for
 from tests.integration.relay_cli import manifests, relay
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1200)]
 
 ROOT = Path(__file__).resolve().parents[2]
 SMOKE = ROOT / "pipelines" / "configs" / "smoke.yaml"
-
-
-def wait_for(predicate, timeout_s: float, what: str, poll_s: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(poll_s)
-    raise AssertionError(f"timed out after {timeout_s:g} s waiting for {what}")
 
 
 # --------------------------------------------------------------------------- killed training worker
