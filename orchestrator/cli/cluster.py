@@ -145,7 +145,8 @@ def cmd_stop(args: argparse.Namespace) -> int:
 def cmd_jobs(args: argparse.Namespace) -> int:
     rows = jobs.list_jobs(args.address)
     for row in rows:
-        print(f"{row['id']}  {row['status']:<10} {row.get('start_time') or '-':<25} {row['entrypoint']}")
+        pipeline = (row.get("metadata") or {}).get("relay.pipeline", "-")  # job metadata set by `relay submit`
+        print(f"{row['id']}  {row['status']:<10} {row.get('start_time') or '-':<25} {pipeline:<12} {row['entrypoint']}")
     if not rows:
         print("no jobs on this cluster yet: submit one with `relay submit CONFIG --address ...`")
     return 0
