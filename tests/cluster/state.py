@@ -27,11 +27,18 @@ def dump(address: str) -> dict[str, Any]:
         for n in list_nodes(address=address, limit=100, detail=True)
     ]
     tasks = [
-        {"name": t.name, "node_id": t.node_id, "state": t.state, "type": t.type}
+        {"name": t.name, "node_id": t.node_id, "state": t.state, "type": t.type, "job_id": t.job_id}
         for t in list_tasks(address=address, limit=TASK_LIMIT, detail=True, raise_on_missing_output=False)
     ]
     actors = [
-        {"name": a.name, "class_name": a.class_name, "node_id": a.node_id, "state": a.state, "pid": a.pid}
+        {
+            "name": a.name,
+            "class_name": a.class_name,
+            "node_id": a.node_id,
+            "state": a.state,
+            "pid": a.pid,
+            "job_id": a.job_id,
+        }
         for a in list_actors(address=address, limit=TASK_LIMIT, detail=True, raise_on_missing_output=False)
     ]
     return {"nodes": nodes, "tasks": tasks, "actors": actors}
@@ -56,11 +63,12 @@ class ClusterState:
         node = next(n for n in self.nodes if n["node_id"] == node_id)
         return next(name for name in node["resources"] if name in ("head", "node_a", "node_b"))
 
-    def task_nodes(self, name: str) -> set[str]:
-        return {t["node_id"] for t in self.tasks if t["name"] == name and t["node_id"]}
+    def task_nodes(self, name: str, job_id: str) -> set[str]:
+        """Where the tasks called ``name`` of Ray job ``job_id`` ran (other runs on the cluster reuse stage names)."""
+        return {t["node_id"] for t in self.tasks if t["name"] == name and t["job_id"] == job_id and t["node_id"]}
 
-    def actors_named(self, prefix: str) -> list[dict[str, Any]]:
-        return [a for a in self.actors if (a["name"] or "").startswith(prefix)]
+    def actors_named(self, prefix: str, job_id: str) -> list[dict[str, Any]]:
+        return [a for a in self.actors if (a["name"] or "").startswith(prefix) and a["job_id"] == job_id]
 
 
 def query(address: str, env: dict[str, str]) -> ClusterState:

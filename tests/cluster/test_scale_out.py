@@ -16,6 +16,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+import requests
 
 from orchestrator import jobs
 from tests.cluster.cluster import wait_for
@@ -75,13 +76,14 @@ def test_a_submitted_crest_run_is_placed_stored_tracked_and_named(stack: Stack, 
     # Placement: train on node_a, labeling actors and their shards on node_b, coordinators beside the driver.
     state = query(address, stack.env)
     head, node_a, node_b = state.node_of("head"), state.node_of("node_a"), state.node_of("node_b")
-    assert state.task_nodes("g00/train") == state.task_nodes("g01/train") == {node_a}
-    workers = state.actors_named("pseudo_label pool ")  # a kept pool serves every generation's labeling
+    ray_job = requests.get(f"{address}/api/jobs/{run_id}", headers=stack.cluster.headers(), timeout=30).json()["job_id"]
+    assert state.task_nodes("g00/train", ray_job) == state.task_nodes("g01/train", ray_job) == {node_a}
+    workers = state.actors_named("pseudo_label pool ", ray_job)  # a kept pool serves every generation's labeling
     assert len(workers) == 2 and {actor["node_id"] for actor in workers} == {node_b}, workers
     assert all(actor["class_name"] == "_ShardWorker" for actor in workers)
-    shards = [task for task in state.tasks if task["name"].startswith("g00/pseudo_label shard ")]
+    shards = [t for t in state.tasks if t["name"].startswith("g00/pseudo_label shard ") and t["job_id"] == ray_job]
     assert shards and {task["node_id"] for task in shards} == {node_b}
-    assert state.task_nodes("g00/pseudo_label") == {head}, "the pool's coordinator runs beside the driver"
+    assert state.task_nodes("g00/pseudo_label", ray_job) == {head}, "the pool's coordinator runs beside the driver"
     entries = ledger(stack, store, run_id)["stages"]
     assert entries["g00/train"]["node"] == entries["g01/train"]["node"] == node_a
     assert all(entry["node"] in (node_a, node_b) for name, entry in entries.items() if name != "g00/pseudo_label")
