@@ -16,6 +16,7 @@ import dataclasses
 import functools
 import json
 import os
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -72,10 +73,12 @@ def main() -> None:
     built, seed = pipeline(None if args.slow is None else (args.slow[0], float(args.slow[1])))
     store = ArtifactStore(args.store)
     executor = RayExecutor(address=args.gcs)
-    try:
-        summary = Runner(store, executor, NullTracker(), "cluster-tier", seed).run(built, args.run_id, args.stop_after)
-    finally:
-        executor.shutdown()
+    with tempfile.TemporaryDirectory(prefix="relay-copies-") as copies:  # removed, as `relay run` removes its own
+        try:
+            runner = Runner(store, executor, NullTracker(), "cluster-tier", seed, copies_dir=Path(copies))
+            summary = runner.run(built, args.run_id, args.stop_after)
+        finally:
+            executor.shutdown()
     stages = {
         name: {"state": o.state.value, "attempts": o.attempts, "node": o.node} for name, o in summary.stages.items()
     }

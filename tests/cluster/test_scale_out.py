@@ -60,6 +60,7 @@ def as_user(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> str:
 def test_a_submitted_crest_run_is_placed_stored_tracked_and_named(stack: Stack, as_user: str) -> None:
     stack.heal()
     address, store, run_id = as_user, stack.store("scale-out"), f"scale-out-{uuid.uuid4().hex[:6]}"
+    copies_before = set(Path(tempfile.gettempdir()).glob("relay-copies-*"))  # other runs' leftovers: not this run's
     started = time.monotonic()
     done = stack.relay("submit", SMOKE, *PLACED, "--run-id", run_id, "--address", address, "--wait", store=store)
     assert done.returncode == 0, done.stdout[-5000:] + done.stderr[-3000:]
@@ -93,7 +94,8 @@ def test_a_submitted_crest_run_is_placed_stored_tracked_and_named(stack: Stack, 
     assert len(found) == STAGES
     keys = store_keys(stack, store)
     assert {f"{store[5:]}/runs/{run_id}/{name}" for name in ("config.yaml", "command.json", "ledger.json")} <= set(keys)
-    roots = [stack.root, stack.cluster.temp_dir, ROOT, *Path(tempfile.gettempdir()).glob("relay-copies-*")]
+    copies = set(Path(tempfile.gettempdir()).glob("relay-copies-*")) - copies_before
+    roots = [stack.root, stack.cluster.temp_dir, ROOT, *copies]
     assert local_copies(roots, output_digests(found)) == []
     assert not (ROOT / "relay-workspace").exists()
 
