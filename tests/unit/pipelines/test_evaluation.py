@@ -32,10 +32,19 @@ def test_three_class_metrics_by_hand():
     assert metrics["balanced_accuracy"] == pytest.approx((2 / 3 + 1 / 2 + 1) / 3)
 
 
-def test_absent_class_has_nan_recall_and_is_left_out_of_balanced_accuracy():
+def test_absent_class_has_zero_recall_and_is_left_out_of_balanced_accuracy():
     metrics = class_metrics(np.array([0, 1, 1]), np.array([0, 1, 0]), num_classes=3)
-    assert math.isnan(metrics["recall"][2])
+    assert metrics["recall"] == pytest.approx([0.5, 1.0, 0.0])  # class 2 never occurs: 0, not NaN
+    assert all(math.isfinite(value) for value in metrics["recall"] + metrics["precision"])
     assert metrics["balanced_accuracy"] == pytest.approx((0.5 + 1.0) / 2)
+
+
+def test_a_class_predicted_but_absent_from_the_labels_does_not_count_in_balanced_accuracy():
+    metrics = class_metrics(np.array([0, 2, 1]), np.array([0, 0, 1]), num_classes=3)
+    assert metrics["recall"] == pytest.approx([0.5, 1.0, 0.0])
+    assert metrics["precision"] == pytest.approx([1.0, 1.0, 0.0])
+    assert metrics["balanced_accuracy"] == pytest.approx(0.75)
+    assert metrics["confusion"] == [[1, 0, 1], [0, 1, 0], [0, 0, 0]]
 
 
 def test_class_metrics_rejects_out_of_range_labels():
