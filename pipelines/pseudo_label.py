@@ -9,14 +9,12 @@ writes the table with this schema as is, so any Parquet reader sees the contract
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pyarrow as pa
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from pipelines.augment import to_float
 
@@ -55,13 +53,14 @@ def predict_probs(
     batch_size: int,
     device: str | torch.device,
     temperature: float = 1.0,
+    progress: Callable[[int, int], None] | None = None,
 ) -> np.ndarray:
     """``softmax(f(x) / T)`` for uint8 images ``[N, C, H, W]``, as float32 ``[N, num_classes]``.
 
     Pseudo-labels come from the un-noised model: eval mode (BatchNorm running stats, no dropout),
     clean inputs (``to_float`` only, no augmentation), ``torch.inference_mode``. Images are moved to
     ``device`` one batch at a time, so the full set never has to fit on the accelerator. The model's
-    train/eval mode is restored afterwards.
+    train/eval mode is restored afterwards. ``progress(rows done, rows)`` hears of every batch.
     """
     if images.dtype != torch.uint8 or images.ndim != 4:
         raise ValueError(f"predict_probs: expected uint8 images [N, C, H, W], got {images.dtype} {tuple(images.shape)}")
@@ -74,11 +73,13 @@ def predict_probs(
     chunks: list[np.ndarray] = []
     try:
         with torch.inference_mode():
-            starts = range(0, images.shape[0], batch_size)
-            for start in tqdm(starts, desc="predict", disable=not sys.stderr.isatty(), leave=False):
+            rows = images.shape[0]
+            for start in range(0, rows, batch_size):
                 batch = to_float(images[start : start + batch_size].to(device, non_blocking=True))
                 logits = model(batch).float()
                 chunks.append(torch.softmax(logits / temperature, dim=1).cpu().numpy())
+                if progress is not None:
+                    progress(min(start + batch_size, rows), rows)
     finally:
         model.train(was_training)
     if not chunks:

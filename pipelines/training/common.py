@@ -8,16 +8,16 @@ EMA warm-up, the no-decay groups, the NaN message) reaches both.
 from __future__ import annotations
 
 import copy
-import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 
 import torch
 from torch import Tensor, nn
-from tqdm import tqdm
 
 Augment = Callable[[Tensor], Tensor]
 Report = Callable[[int, dict[str, float]], None]
 SaveCheckpoint = Callable[[dict, int], None]
+# progress(done, total, unit, metrics): a stage passes its ctx.progress, which sends at most once a second
+Progress = Callable[[float, float | None, str, Mapping[str, float] | None], None]
 
 
 class ModelEMA:
@@ -145,11 +145,14 @@ def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
         group["lr"] = lr
 
 
-def progress_bar(steps: int, desc: str, start: int = 0) -> tqdm:
-    """The step loop's range: a bar on a terminal, silent in workers and logs."""
-    return tqdm(
-        range(start, steps), desc=desc, disable=not sys.stderr.isatty(), mininterval=1.0, initial=start, total=steps
-    )
+def show_progress(progress: Progress | None, step: int, steps: int, metrics: Mapping[str, float] | None = None) -> None:
+    """Tell ``progress`` (if any) that ``step`` of ``steps`` are done; the loops call it every step.
+
+    Every step, because the receiver throttles (StageContext.progress sends at most once a
+    second), and the last step always gets through.
+    """
+    if progress is not None:
+        progress(step, steps, "steps", metrics)
 
 
 # --- data parallelism: every rank draws the same global batch and trains on its slice ------

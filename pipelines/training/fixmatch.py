@@ -19,6 +19,7 @@ from pipelines.training.common import (
     Augment,
     IndexStream,
     ModelEMA,
+    Progress,
     Report,
     SaveCheckpoint,
     all_reduce_sum,
@@ -26,10 +27,10 @@ from pipelines.training.common import (
     check_images,
     check_targets,
     data_parallel,
-    progress_bar,
     rank_slice,
     set_lr,
     sgd,
+    show_progress,
 )
 
 
@@ -135,6 +136,7 @@ def train_fixmatch(
     checkpoint_every: int = 0,
     save_checkpoint: SaveCheckpoint | None = None,
     resume: dict | None = None,
+    progress: Progress | None = None,
 ) -> nn.Module:
     """FixMatch (optionally CReST+) training; returns the EMA model in eval mode.
 
@@ -153,7 +155,8 @@ def train_fixmatch(
     ``save_checkpoint(state, step)`` is called by every rank every ``checkpoint_every`` steps;
     ``resume`` (such a state) continues at its step with identical RNG, sampler and optimizer state.
     ``report(step, {loss, loss_x, loss_u, mask_rate, lr, samples_seen})`` gets the means over the
-    last ``report_every`` steps (all ranks), and is called at the last step too.
+    last ``report_every`` steps (all ranks), and is called at the last step too. ``progress`` hears
+    of every step, with the reported loss and mask rate.
     """
     check_images("train_fixmatch", labeled_images, unlabeled_images)
     if report_every < 1 or checkpoint_every < 0:
@@ -182,8 +185,7 @@ def train_fixmatch(
         seen = resume["samples_seen"].clone() if rank == 0 else seen
         window, window_steps = resume["window"].to(device), int(resume["window_steps"])
     net = data_parallel(model, world_size)
-    progress = progress_bar(steps, "fixmatch", start)
-    for step in progress:
+    for step in range(start, steps):
         lr = fixmatch_lr(step, steps, settings.lr)
         set_lr(optimizer, lr)
         idx_l, idx_u = streams[0].next(), streams[1].next()
@@ -217,11 +219,13 @@ def train_fixmatch(
                 "lr": lr,
                 "samples_seen": float(all_reduce_sum(seen, world_size)),
             }
-            progress.set_postfix(loss=f"{mean[0]:.3f}", mask=f"{mean[3]:.2f}", refresh=False)
             if report is not None:
                 report(step + 1, metrics)
+            show_progress(progress, step + 1, steps, {"loss": mean[0], "mask_rate": mean[3]})
             window.zero_()
             window_steps = 0
+        else:
+            show_progress(progress, step + 1, steps)
         if save_checkpoint is not None and checkpoint_every and (step + 1) % checkpoint_every == 0 and step + 1 < steps:
             total_seen = all_reduce_sum(seen, world_size)
             save_checkpoint(
@@ -230,5 +234,4 @@ def train_fixmatch(
                 ),
                 step + 1,
             )
-    progress.close()
     return ema.module.eval()
