@@ -30,8 +30,9 @@ from orchestrator.engine.fingerprint import fingerprint
 from orchestrator.engine.records import NullTracker
 from orchestrator.engine.runner import Runner, RunSummary, StageState
 from pipelines.builders import crest
+from pipelines.stages.augmentation import augmenters
 from pipelines.stages.common import stage_generator, subset_images
-from pipelines.stages.train import augmenters, fixmatch_settings
+from pipelines.stages.train import fixmatch_settings
 from pipelines.training.fixmatch import train_fixmatch
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1200)]

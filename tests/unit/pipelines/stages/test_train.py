@@ -11,7 +11,7 @@ from pipelines.knowledge_evolution import make_split_masks, masks_to_state
 from pipelines.models import create_model
 from pipelines.pseudo_label import picks_table, to_table
 from pipelines.schema import DataSection, ModelSection
-from pipelines.stages import common, train
+from pipelines.stages import common, train_network
 from tests.unit.pipelines.helpers import ctx
 
 
@@ -30,7 +30,7 @@ def _initial(reinit: str, checkpoint: dict, masks: dict) -> torch.nn.Module:
         "ke": ResetInit(reinit=reinit),
         "data": DataSection(),
     }
-    return train._initial_model(ctx(seed=3), {"p": checkpoint, "m": masks}, params, in_channels=1)
+    return train_network._initial_model(ctx(seed=3), {"p": checkpoint, "m": masks}, params, in_channels=1)
 
 
 @pytest.mark.parametrize("reinit", ["kaiming", "zero"])
@@ -53,9 +53,9 @@ def test_soft_pseudo_labels_follow_the_picks_including_duplicates() -> None:
     table = to_table([5, 9, 2], probs, 0, "m")
     picks = picks_table([9, 5, 9], [1, 0, 1], [0.8, 0.7, 0.8], 0)
     data = DataSection(name="synthetic")
-    images, targets = train.pseudo_labeled_set(data, picks, table, "soft")
+    images, targets = train_network.pseudo_labeled_set(data, picks, table, "soft")
     assert torch.allclose(targets, torch.tensor([[0.2, 0.8], [0.7, 0.3], [0.2, 0.8]]))
     train_images = common.dataset_of(data).train.images
     assert torch.equal(images[1], train_images[5]) and torch.equal(images[0], images[2])
-    _, hard = train.pseudo_labeled_set(data, picks, table, "hard")
+    _, hard = train_network.pseudo_labeled_set(data, picks, table, "hard")
     assert hard.tolist() == [1, 0, 1]
