@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.config import apply_overrides, load_yaml, validate_config
-from orchestrator.engine.fingerprint import code_version
+from orchestrator.dag import Pipeline
+from orchestrator.engine.fingerprint import code_versions
 from orchestrator.errors import ConfigError
 from orchestrator.registry import PipelineSpec, get_pipeline, load_pipelines
 
@@ -46,14 +47,23 @@ def load_saved_config(saved: Path, pipelines: Pipelines) -> tuple[Any, Any]:
     return spec, validate_config(spec.config_model, data, source=str(saved))
 
 
-def pipeline_code_version(spec: PipelineSpec) -> str:
-    """The code version of the package that defines ``spec`` (the top-level package of its ``build``).
+def pipeline_code_versions(pipeline: Pipeline) -> dict[str, str]:
+    """Stage module -> its code version: the module and what it imports from its own package, transitively.
 
-    A change anywhere in that package invalidates the pipeline's cached stage outputs; the CLI
-    finds the package from the spec, so a user's package is digested exactly like Relay's own.
+    The package of each stage body is found from the body's module name (its top-level package,
+    imported without the body itself, so the driver loads no torch), so a user's package is
+    digested exactly like Relay's own, and an edit reruns only the stages whose code it touches.
     """
-    package = importlib.import_module(spec.build.__module__.split(".")[0])
-    return code_version(Path(package.__file__).parent)
+    by_package: dict[str, set[str]] = {}
+    for stage in pipeline.stages:
+        module = getattr(stage.fn, "__module__", "")
+        by_package.setdefault(module.split(".")[0], set()).add(module)
+    versions: dict[str, str] = {}
+    for top, modules in sorted(by_package.items()):
+        package = importlib.import_module(top)
+        if getattr(package, "__file__", None):
+            versions.update(code_versions(modules, Path(package.__file__).parent))
+    return versions
 
 
 def run_dir(workspace: Path, run_id: str) -> Path:

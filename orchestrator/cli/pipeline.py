@@ -22,13 +22,14 @@ from orchestrator.cli.common import (
     add_workspace,
     load_pipeline_config,
     load_saved_config,
-    pipeline_code_version,
+    pipeline_code_versions,
     pipelines_of,
     run_dir,
 )
 from orchestrator.config import RunSettings, TrackingSettings, artifact_uri, load_yaml, resolve_workspace, tracking_uri
 from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.engine.executors import Executor, LocalExecutor, RayExecutor
+from orchestrator.engine.progress import ProgressDisplay
 from orchestrator.engine.runner import Runner
 from orchestrator.errors import ConfigError
 from orchestrator.tracking import report
@@ -63,13 +64,17 @@ def make_executor(settings: RunSettings) -> Executor:
     return RayExecutor(address=settings.ray_address, num_cpus=settings.num_cpus)
 
 
-def execute(spec: Any, config: Any, run_id: str, resume: bool, stop_after: str | None) -> int:
+def execute(
+    spec: Any, config: Any, run_id: str, resume: bool, stop_after: str | None, rerun: frozenset[str] = frozenset()
+) -> int:
     """Run (or resume) one pipeline run end to end and print its generation table.
 
     Start-up and shutdown overlap what they can: MLflow (its import, the store's creation)
     runs on the tracker's thread while Ray starts; at the end the table is printed first,
     and Ray stops while that thread drains the last MLflow calls. ``tracker.join`` makes
-    sure every MLflow write has landed before this returns.
+    sure every MLflow write has landed before this returns. While the stages run, their
+    progress is shown from the run's progress board (docs/ARCHITECTURE.md, The engine).
+    ``rerun`` names stages to run even when cached.
     """
     workspace = resolve_workspace(config.run)
     uri = tracking_uri(config.run, config.tracking)
@@ -84,11 +89,12 @@ def execute(spec: Any, config: Any, run_id: str, resume: bool, stop_after: str |
             ArtifactStore(artifact_uri(config.run)),
             executor,
             tracker,
-            pipeline_code_version(spec),
+            pipeline_code_versions(pipeline),
             config.seed,
             runs_dir=run_dir(workspace, run_id).parent,
         )
-        summary = runner.run(pipeline, run_id, stop_after=stop_after)
+        with ProgressDisplay(executor.open_progress(run_id)):
+            summary = runner.run(pipeline, run_id, stop_after=stop_after, rerun=rerun)
         status = "FINISHED" if stop_after is None else "KILLED"
         if stop_after is None:
             print(f"\nRun {run_id}: per-generation results (test set is balanced)")
@@ -170,12 +176,26 @@ def print_generations(uri: str, experiment: str, run_id: str | None, summary: Ma
 # --- commands --------------------------------------------------------------------------
 
 
+def stages_to_rerun(pipeline: Any, rerun_from: str | None, no_cache: bool) -> frozenset[str]:
+    """`--no-cache`: every stage; `--rerun-from S`: S and everything downstream of it; else none.
+
+    An unknown stage is a PipelineError naming the valid ones (exit 2, before anything is written).
+    """
+    if no_cache:
+        return frozenset(stage.name for stage in pipeline.stages)
+    if rerun_from is None:
+        return frozenset()
+    return frozenset({pipeline.stage(rerun_from).name, *pipeline.downstream(rerun_from)})
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     spec, config = load_pipeline_config(args.config, args.overrides, pipelines_of(args))
+    pipeline = spec.build(config)
+    rerun = stages_to_rerun(pipeline, args.rerun_from, args.no_cache)
     run_id = args.run_id or new_run_id(config.name)
     save_run_record(run_dir(resolve_workspace(config.run), run_id), config, args.config, args.overrides)
-    log.info("run %s: %d stages", run_id, len(spec.build(config).stages))
-    return execute(spec, config, run_id, resume=False, stop_after=args.stop_after)
+    log.info("run %s: %d stages%s", run_id, len(pipeline.stages), f", {len(rerun)} rerun on request" if rerun else "")
+    return execute(spec, config, run_id, resume=False, stop_after=args.stop_after, rerun=rerun)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
@@ -211,6 +231,13 @@ def register(commands: Any) -> None:
     run.add_argument("overrides", nargs="*", help="dotted overrides, e.g. crest.generations=2 train.steps=200")
     run.add_argument("--stop-after", help="stop after this stage (e.g. g00/train); finish later with relay resume")
     run.add_argument("--run-id", help="name the run (default: NAME-DATE-TIME-XXXX)")
+    cache = run.add_mutually_exclusive_group()
+    cache.add_argument(
+        "--rerun-from",
+        metavar="STAGE",
+        help="rerun this stage (e.g. g01/train) and everything downstream of it even if cached; reuse the rest",
+    )
+    cache.add_argument("--no-cache", action="store_true", help="rerun every stage; cached outputs are not read")
     run.set_defaults(handler=cmd_run, ends_process=True)
 
     resume = commands.add_parser("resume", help="finish a run; completed stages are skipped")

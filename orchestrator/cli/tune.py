@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from orchestrator.cli.common import EXIT_FAILED, load_pipeline_config, pipeline_code_version, pipelines_of
+from orchestrator.cli.common import EXIT_FAILED, load_pipeline_config, pipeline_code_versions, pipelines_of
 from orchestrator.config import apply_overrides, load_yaml
 from orchestrator.errors import ConfigError
 from orchestrator.tracking.sweeps import SweepTracker
@@ -24,7 +25,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         apply_overrides(load_yaml(args.config), args.overrides),
         config,
         spec.build,
-        pipeline_code_version(spec),
+        pipeline_code_versions(spec.build(config)),
         output=args.output,
         source=args.config,
     )
@@ -87,8 +88,10 @@ def write_sweep_outputs(
     output.mkdir(parents=True, exist_ok=True)
     (output / "trials.json").write_text(json.dumps(records, indent=2, default=str))
     columns = list(dict.fromkeys(key for record in records for key in record))
-    lines = [",".join(columns)] + [",".join(str(r.get(c, "")) for c in columns) for r in records]
-    (output / "trials.csv").write_text("\n".join(lines) + "\n")
+    with (output / "trials.csv").open("w", newline="") as handle:  # csv quotes a value holding commas (a list)
+        writer = csv.DictWriter(handle, fieldnames=columns, restval="")
+        writer.writeheader()
+        writer.writerows(records)
     files = [str(output / "trials.csv"), str(output / "trials.json")]
     if best is not None:
         data = best_config(apply_overrides(load_yaml(args.config), args.overrides), best.values)
