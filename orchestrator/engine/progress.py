@@ -82,8 +82,8 @@ def progress_line(progress: StageProgress) -> str:
     the same whether the driver polled a second or a minute ago.
     """
     return tqdm.format_meter(
-        progress.done,
-        progress.total,
+        count(progress.done),
+        count(progress.total),
         progress.elapsed_s,
         ncols=0,
         prefix=progress.stage,
@@ -163,18 +163,32 @@ class ProgressDisplay:
 
     def _draw(self, progress: StageProgress) -> None:
         """Create or move the stage's bar to the stage's numbers; a restarted attempt resets it."""
+        done, total = count(progress.done), count(progress.total)
+        started = total is not None or done > 0
         bar = self._shown.get(progress.stage)
         if bar is None:
-            bar = tqdm(total=progress.total, desc=progress.stage, initial=progress.done, file=self._stream, leave=False)
+            bar = tqdm(
+                total=total,
+                desc=progress.stage,
+                initial=done,
+                unit=progress.unit or "it",
+                bar_format=None if started else RUNNING_FORMAT,
+                file=self._stream,
+                leave=False,
+            )
             self._shown[progress.stage] = bar
-        elif progress.done < bar.n:
-            bar.reset(total=progress.total)
-        started = progress.total is not None or progress.done > 0
+        elif done < bar.n:
+            bar.reset(total=total)
         bar.bar_format = None if started else RUNNING_FORMAT
-        bar.total, bar.unit = progress.total, progress.unit or "it"
+        bar.total, bar.unit = total, progress.unit or "it"
         bar.set_postfix_str(metrics_text(progress.metrics), refresh=False)
-        bar.update(progress.done - bar.n)
+        bar.update(done - bar.n)
         bar.refresh()
+
+
+def count(value: float | None) -> float | None:
+    """``60`` for 60.0: whole counts (steps, rows) show as integers, as tqdm shows its own."""
+    return int(value) if value is not None and float(value).is_integer() else value
 
 
 def _is_terminal(stream: IO[str]) -> bool:

@@ -80,10 +80,10 @@ def test_without_a_terminal_each_stage_is_logged_when_first_seen_then_every_inte
 def test_on_a_terminal_each_running_stage_has_a_bar_until_it_is_done():
     stream = io.StringIO()
     display = ProgressDisplay(list, stream=stream, bars=True)
-    display.show([StageProgress("g00/train", 1, 30, 60, "steps", {"loss": 0.5}), StageProgress("g00/evaluate", 1)])
+    display.show([StageProgress("g00/train", 1, 30.0, 60.0, "steps", {"loss": 0.5}), StageProgress("g00/evaluate", 1)])
     text = stream.getvalue()
-    assert "g00/train:  50%" in text and "30/60" in text and "loss=0.5" in text
-    assert "g00/evaluate: running" in text
+    assert "g00/train:  50%" in text and "| 30/60 [" in text and "loss=0.5" in text  # counts as whole numbers
+    assert "g00/evaluate: running" in text and "0.0it" not in text  # never a bare counter before "running"
     display.show([])
     assert display._shown == {}
 
