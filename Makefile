@@ -1,10 +1,16 @@
-# Relay: `make demo`, `make test`, `make bench`. Each sets up .venv itself (Python 3.11 + make are all it needs).
+# Relay: `make demo`, `make test`, `make bench`, `make gpu-check`. Each sets up its virtualenv itself
+# (Python 3.11 + make are all it needs).
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-unit lint bench install clean
+GPU_VENV := .venv-gpu
+GPU_BIN := $(GPU_VENV)/bin
+GPU_STAMP := $(GPU_VENV)/.installed
+WHEELS ?=
+
+.PHONY: demo test test-unit lint bench install gpu-check clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,8 +35,27 @@ test: install lint
 test-unit: install
 	$(BIN)/python -m pytest -q -m "not integration"
 
+# The GPU tier and the GPU benchmarks (benchmarks/gpu_check.py): one table, benchmarks/results/gpu_check.json.
+# .venv-gpu also sees the packages of the Python that creates it (a .pth file; that Python may itself be a
+# virtualenv, as on GPU images), so a CUDA build of torch already there is used instead of downloading
+# another 3 GB; pip adds what is missing. Offline, point WHEELS at a folder of wheels (`make gpu-check
+# WHEELS=DIR`); if the install still fails, the check runs with what the machine has and its table says
+# which parts could not run.
+$(GPU_BIN)/python:
+	$(PYTHON) -m venv --system-site-packages $(GPU_VENV)
+	$(PYTHON) -c "import site; print(chr(10).join(site.getsitepackages()))" \
+	  > "$$($(GPU_BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/host-packages.pth"
+
+$(GPU_STAMP): pyproject.toml | $(GPU_BIN)/python
+	if $(GPU_BIN)/python -m pip install --quiet --retries 2 --timeout 20 \
+	    $(if $(WHEELS),--no-index --find-links $(WHEELS)) -e ".[test,gpu]"; then touch $(GPU_STAMP); \
+	else echo "gpu-check: could not install every dependency; running with what this machine has"; fi
+
+gpu-check: $(GPU_STAMP)
+	PYTHONPATH=$(CURDIR) $(GPU_BIN)/python benchmarks/gpu_check.py
+
 bench: install
 	@for script in benchmarks/[!_]*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
 clean:
-	rm -rf $(VENV) relay-workspace
+	rm -rf $(VENV) $(GPU_VENV) relay-workspace

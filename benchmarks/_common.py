@@ -98,6 +98,8 @@ def spread(values: Sequence[float]) -> float:
 
 
 def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
     if isinstance(value, float):
         return f"{value:.4g}" if abs(value) < 1e4 else f"{value:,.0f}"
     return str(value)
@@ -137,6 +139,17 @@ def report(
     print(table(rows, columns))
     path = write_result(name, {"title": title, "rows": list(rows), **payload})
     print(f"\n(wrote {path.relative_to(ROOT)})")
+
+
+def run_jobs(fn: Callable[[Any], Any], jobs: Sequence[Any], workers: int) -> list[Any]:
+    """``fn(job)`` for every job, in order: in this process, or in ``workers`` fresh (spawned) processes at once."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    if workers <= 1:
+        return [fn(job) for job in jobs]
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return list(pool.map(fn, jobs))
 
 
 # --- the pipeline without the engine ----------------------------------------------------------

@@ -4,9 +4,22 @@ The stage side is ``pipelines.stages.pseudo_label.pseudo_label_generation`` with
 consumed by ``ArtifactStore.write_stage`` (the streamed Parquet write, digest and manifest),
 exactly as ``run_stage_body`` runs it. The plain side is a ``torch.inference_mode`` loop that
 gathers the same unlabeled images from the same dataset by id, runs the same model and batch size,
-and keeps the probabilities in one array. Both use one torch thread (a 1-CPU stage). With
-``--workers k`` > 1 the stage also runs with ``resources.pseudo_label.workers = k`` (shards on Ray
-actors, ``orchestrator.engine.distributed``; the k actors start inside every timed call).
+and keeps the probabilities in one array. Both use one torch thread (a 1-CPU stage).
+
+Workers: the stage with k > 1 workers maps its shards on an ``ActorPool`` of k 1-CPU actors,
+as ``RayExecutor`` does (orchestrator/engine/distributed.py). k runs over ``--workers`` (default:
+2, 4 and 8, those the machine has the cores for). Each k is timed twice: "cold", the first
+call, which starts the pool inside the timed call (a pool that lives for one stage call, as on a
+cluster too small to keep it), and "warm", later calls on the same pool (a pool kept for the
+run: every generation after the first, and the first too, since the executor starts kept
+pools beside the run's first stage). Speed-up is against the 1-worker stage, from the stage's
+start. Goal (issue 17): k workers >= 0.9 k x one worker at 200k rows on k free cores.
+
+Where the time goes (``--profile``, at the larger N): one process times the labeling
+itself (ShardLabeler over every shard, in-process), the model load, the Parquet write with no
+digest, the digest of the written bytes, a pool's start until every actor answers, and for
+one warm k-worker call the CPU seconds of the driver and of each actor (from /proc), so that
+what the cores spent can be told from what they waited for.
 
 Images: scaling N needs more images than digits has, so the unlabeled ids cycle over the bundled
 ``synthetic`` dataset (2000 images, 1x16x16). The model is an untrained small_cnn (throughput does
@@ -30,11 +43,12 @@ predictions 70+).
 
 Goals (issue 7): stage >= 0.95 x plain rows/s with 1 worker; stage memory flat in N.
 
-Usage: python benchmarks/labeling.py [--rows 20000] [--scale 10] [--repeats 3] [--workers 2]
+Usage: python benchmarks/labeling.py [--rows 20000] [--scale 10] [--repeats 3] [--workers 2 4 8] [--no-profile]
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -48,6 +62,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common
 
 GOAL_RATIO = 0.95
+GOAL_SCALING = 0.9  # k workers >= 0.9 k x one worker
 FLAT_BYTES_PER_ROW = 8.0
 # RSS that tracks live bytes: freed buffers above 64 KiB are unmapped, free heap above 128 KiB is trimmed.
 MEMORY_ENV = {
@@ -108,25 +123,29 @@ def setup(rows: int) -> tuple[Any, Any, Any]:
     return split, checkpoint, ids
 
 
-def run_stage(split: Any, checkpoint: Any, device: str, workers: int, batch_size: int, shard_size: int) -> int:
-    """The stage body plus the store's streamed write, as run_stage_body does; returns the rows written."""
-    from orchestrator.dag import Resources, StageContext
-    from orchestrator.engine.artifacts import ArtifactStore
-    from pipelines.stages.pseudo_label import pseudo_label_generation
-
-    ctx = StageContext(run_id="bench", stage="g00/pseudo_label", generation=0, seed=0, device=device, attempt=1)
-    if workers > 1:
-        from orchestrator.engine import distributed
-
-        ctx.shard_mapper = distributed.actor_pool_mapper(Resources(num_cpus=1, workers=workers))
-    params = {
+def stage_params(args: Any) -> dict[str, Any]:
+    return {
         "data": data_section(),
-        "batch_size": batch_size,
-        "shard_size": shard_size,
+        "batch_size": args.batch_size,
+        "shard_size": args.shard_size,
         "generation": 0,
         "io": {"split": "split", "model": "model", "pseudo_labels": "pl"},
     }
-    result = pseudo_label_generation(ctx, {"split": split, "model": checkpoint}, params)
+
+
+def run_stage(split: Any, checkpoint: Any, args: Any, mapper: Any = None) -> int:
+    """The stage body plus the store's streamed write, as run_stage_body does; returns the rows written.
+
+    ``mapper`` is an actor pool's ``ctx.map_shards`` (k workers); None maps in this process (1 worker).
+    """
+    from orchestrator.dag import StageContext
+    from orchestrator.engine.artifacts import ArtifactStore
+    from pipelines.stages.pseudo_label import pseudo_label_generation
+
+    ctx = StageContext(run_id="bench", stage="g00/pseudo_label", generation=0, seed=0, device=args.device, attempt=1)
+    if mapper is not None:
+        ctx.shard_mapper = mapper
+    result = pseudo_label_generation(ctx, {"split": split, "model": checkpoint}, stage_params(args))
     with tempfile.TemporaryDirectory(prefix="relay-label-") as tmp:
         ArtifactStore(tmp).write_stage("f" * 64, ctx.stage, result)
     return int(result.metrics["rows"])
@@ -137,7 +156,7 @@ def run_plain(ids: Any, checkpoint: Any, device: str, batch_size: int) -> int:
     import numpy as np
     import torch
 
-    from pipelines.augment import to_float
+    from pipelines.models import to_float
     from pipelines.stages.common import dataset_of, load_model
 
     images = dataset_of(data_section()).train.images[torch.from_numpy(ids)]
@@ -150,43 +169,120 @@ def run_plain(ids: Any, checkpoint: Any, device: str, batch_size: int) -> int:
     return int(np.concatenate(chunks).shape[0])
 
 
-def calls(split: Any, checkpoint: Any, ids: Any, args: Any, workers: int) -> dict[str, Any]:
-    """Method name -> a call labeling every row of ``split``."""
-    methods = {
-        "plain": lambda: run_plain(ids, checkpoint, args.device, args.batch_size),
-        "stage": lambda: run_stage(split, checkpoint, args.device, 1, args.batch_size, args.shard_size),
-    }
-    if workers > 1:
-        methods[f"stage_{workers}"] = lambda: run_stage(
-            split, checkpoint, args.device, workers, args.batch_size, args.shard_size
-        )
-    return methods
+def start_pool(k: int, device: str) -> Any:
+    """k actors as the executor starts them for a sharded stage with workers=k (a GPU shared by all on cuda)."""
+    from orchestrator.dag import Resources
+    from orchestrator.engine.distributed import ActorPool
+
+    return ActorPool.start(Resources(num_cpus=1, num_gpus=1 / k if device == "cuda" else 0.0, workers=k))
+
+
+def start_ray(workers: list[int]) -> None:
+    """One local Ray instance with a CPU for every actor of every pool (idle actors use no core)."""
+    import ray
+
+    ray.init(num_cpus=max(2, sum(workers)), include_dashboard=False, log_to_driver=False)
 
 
 def child_speed(args: Any) -> None:
-    """Every method at N rows in this one process, interleaved; prints JSON of wall and CPU times."""
+    """Every method at N rows in this one process: cold k-worker calls first, then warm calls interleaved."""
     import torch
 
     torch.set_num_threads(1)
     split, checkpoint, ids = setup(args.rows)
-    if args.workers > 1:
-        import ray
-
-        ray.init(num_cpus=max(2, args.workers), include_dashboard=False, log_to_driver=False)
-    methods = calls(split, checkpoint, ids, args, args.workers)
     small = min(args.rows, args.shard_size)
-    for call in calls(split.slice(0, small), checkpoint, ids[:small], args, args.workers).values():
-        call()  # warm-up: lazy imports, first-call allocations
+    run_plain(ids[:small], checkpoint, args.device, args.batch_size)  # warm-up: lazy imports, first allocations
+    run_stage(split.slice(0, small), checkpoint, args)
+    methods = {
+        "plain": lambda: run_plain(ids, checkpoint, args.device, args.batch_size),
+        "stage_1": lambda: run_stage(split, checkpoint, args),
+    }
+    cold: dict[str, float] = {}
+    if args.workers:
+        start_ray(args.workers)
+    for k in args.workers:
+        started = time.perf_counter()
+        pool = start_pool(k, args.device)
+        run_stage(split, checkpoint, args, pool.mapper())
+        cold[f"stage_{k}"] = time.perf_counter() - started
+        methods[f"stage_{k}"] = functools.partial(run_stage, split, checkpoint, args, pool.mapper())
     names = list(methods)
     wall: dict[str, list[float]] = {name: [] for name in names}
-    cpu: dict[str, list[float]] = {name: [] for name in names}
     for r in range(max(1, args.repeats)):
         for name in names[r % len(names) :] + names[: r % len(names)]:
-            started_cpu, started = time.process_time(), time.perf_counter()
-            methods[name]()
-            wall[name].append(time.perf_counter() - started)
-            cpu[name].append(time.process_time() - started_cpu)
-    print(json.dumps({"wall": wall, "cpu": cpu, "loadavg": os.getloadavg()[0]}))
+            elapsed, _ = _common.timed(methods[name])
+            wall[name].append(elapsed)
+    print(json.dumps({"wall": wall, "cold": cold, "loadavg": os.getloadavg()[0]}))
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (Linux /proc), in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def child_profile(args: Any) -> None:
+    """Where a k-worker stage's time goes at N rows; prints JSON of seconds per part."""
+    import torch
+
+    from orchestrator.engine.parquet import write_parquet
+    from pipelines.pseudo_label import pseudo_label_schema
+    from pipelines.stages.common import load_model
+    from pipelines.stages.pseudo_label import ShardLabeler, unlabeled_shards
+
+    torch.set_num_threads(1)
+    k = max(args.workers or [2])
+    split, checkpoint, _ = setup(args.rows)
+    parts: dict[str, float] = {}
+    parts["model load"], _ = _common.timed(lambda: load_model(checkpoint, args.device))
+    label = ShardLabeler(data_section(), checkpoint, args.batch_size, 0, "m", args.device)
+    cpu_before = time.process_time()
+    parts["labeling, in-process (all shards)"], batches = _common.timed(
+        lambda: [label(shard)[0] for shard in unlabeled_shards(split, args.shard_size)]
+    )
+    parts["  its CPU"] = time.process_time() - cpu_before
+    parts.update(profile_write(batches, pseudo_label_schema(checkpoint["num_classes"]), write_parquet))
+    start_ray([k])
+    started = time.perf_counter()
+    pool = start_pool(k, args.device)
+    pids = sorted(set(pool.mapper()(_pid, range(4 * k))))
+    parts[f"pool start, {k} actors (until each answers)"] = time.perf_counter() - started
+    run_stage(split, checkpoint, args, pool.mapper())  # the first call: each actor loads its model and data
+    before = {pid: cpu_seconds(pid) for pid in [os.getpid(), *pids]}
+    parts[f"warm stage call, {k} workers (wall)"], _ = _common.timed(
+        lambda: run_stage(split, checkpoint, args, pool.mapper())
+    )
+    spent = {pid: cpu_seconds(pid) - before[pid] for pid in before}
+    parts["  driver CPU in that call (shards out, batches in, write, digest)"] = spent.pop(os.getpid())
+    parts[f"  actor CPU in that call (sum over {k})"] = sum(spent.values())
+    print(json.dumps({"parts": parts, "rows": args.rows, "workers": k, "loadavg": os.getloadavg()[0]}))
+
+
+def profile_write(batches: list[Any], schema: Any, write_parquet: Any) -> dict[str, float]:
+    """The store's Parquet write with no digest, and the digest of the same bytes on their own."""
+    import io
+
+    import pyarrow as pa
+
+    from orchestrator.engine.parquet import HashingSink
+
+    class Plain(HashingSink):
+        def write(self, data: Any) -> int:  # the sink without the hash
+            view = memoryview(data)
+            self.size += view.nbytes
+            self._stream.write(data)
+            return view.nbytes
+
+    buffer = io.BytesIO()
+    reader = lambda: pa.RecordBatchReader.from_batches(schema, iter(batches))  # noqa: E731
+    write_s, _ = _common.timed(lambda: write_parquet(Plain(buffer), reader(), "pl"))
+    data = buffer.getvalue()
+    digest_s, _ = _common.timed(lambda: HashingSink(io.BytesIO()).write(data))
+    return {"Parquet write, no digest": write_s, f"digest of the {len(data) / 2**20:.0f} MB written": digest_s}
+
+
+def _pid(_: Any) -> int:
+    return os.getpid()
 
 
 def child_memory(args: Any) -> None:
@@ -196,8 +292,12 @@ def child_memory(args: Any) -> None:
     torch.set_num_threads(1)
     split, checkpoint, ids = setup(args.rows)
     small = min(args.rows, args.shard_size)
-    calls(split.slice(0, small), checkpoint, ids[:small], args, 1)[args.child]()
-    call = calls(split, checkpoint, ids, args, 1)[args.child]
+    one_worker = {
+        "plain": lambda part, part_ids: run_plain(part_ids, checkpoint, args.device, args.batch_size),
+        "stage": lambda part, part_ids: run_stage(part, checkpoint, args),
+    }[args.child]
+    one_worker(split.slice(0, small), ids[:small])
+    call = functools.partial(one_worker, split, ids)
     before = rss_kb("VmRSS")
     if not reset_peak():
         raise SystemExit("cannot reset VmHWM (/proc/self/clear_refs); the memory check needs Linux >= 4.0")
@@ -206,53 +306,52 @@ def child_memory(args: Any) -> None:
 
 
 def spawn(args: Any, mode: str, rows: int, env: dict[str, str] | None = None) -> dict[str, Any]:
-    command = [
-        sys.executable,
-        __file__,
-        "--child",
-        mode,
-        "--rows",
-        str(rows),
-        "--device",
-        args.device,
-        "--workers",
-        str(args.workers),
-        "--batch-size",
-        str(args.batch_size),
-        "--shard-size",
-        str(args.shard_size),
-        "--repeats",
-        str(args.repeats),
-    ]
+    command = [sys.executable, __file__, "--child", mode, "--rows", str(rows), "--device", args.device]
+    command += ["--workers", *map(str, args.workers)] if args.workers else ["--workers"]
+    command += ["--batch-size", str(args.batch_size), "--shard-size", str(args.shard_size)]
+    command += ["--repeats", str(args.repeats)]
     done = subprocess.run(command, capture_output=True, text=True, cwd=_common.ROOT, env={**os.environ, **(env or {})})
     if done.returncode != 0:
         raise RuntimeError(f"{mode} N={rows} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-LABELS = {"plain": "plain inference_mode loop", "stage": "stage + Parquet write, 1 worker"}
+def label_of(name: str) -> str:
+    if name == "plain":
+        return "plain inference_mode loop"
+    k = int(name.split("_")[1])
+    return f"stage + Parquet write, {k} worker{'s' if k > 1 else ''}"
+
+
+def speed_rows(n: int, speed: dict[str, Any], memory: dict[tuple[str, int], float]) -> list[dict[str, Any]]:
+    """One row per method at N rows: warm rows/s, against plain and against the 1-worker stage, and cold."""
+    wall = {name: _common.median(times) for name, times in speed["wall"].items()}
+    rows = []
+    for name, seconds in wall.items():
+        k = 1 if name == "plain" else int(name.split("_")[1])
+        cold = speed["cold"].get(name)
+        rows.append(
+            {
+                "method": label_of(name),
+                "workers": k,
+                "rows": n,
+                "rows_per_s": n / seconds,
+                "vs_plain": wall["plain"] / seconds,
+                "speedup": wall["stage_1"] / seconds if name != "plain" else None,
+                "speedup_cold": wall["stage_1"] / cold if cold else None,
+                "actor_start_s": cold - seconds if cold else None,
+                "peak_rss_growth_mb": memory.get(({"stage_1": "stage"}.get(name, name), n)),
+                "loadavg": speed["loadavg"],
+            }
+        )
+    return rows
 
 
 def measure(args: Any, sizes: list[int]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """The table rows (method x N) and the verdicts."""
     speed = {n: spawn(args, "speed", n) for n in sizes}
     memory = {(m, n): spawn(args, m, n, MEMORY_ENV)["peak_rss_growth_mb"] for n in sizes for m in ("plain", "stage")}
-    rows = []
-    for n in sizes:
-        wall = {name: _common.median(times) for name, times in speed[n]["wall"].items()}
-        for name, seconds in wall.items():
-            row = {
-                "method": LABELS.get(name, f"stage + Parquet write, {args.workers} workers"),
-                "rows": n,
-                "rows_per_s": n / seconds,
-                "vs_plain": wall["plain"] / seconds,
-                "cpu_vs_plain": None,
-                "peak_rss_growth_mb": memory.get((name, n)),
-                "loadavg": speed[n]["loadavg"],
-            }
-            if name in ("plain", "stage"):
-                row["cpu_vs_plain"] = _common.median(speed[n]["cpu"]["plain"]) / _common.median(speed[n]["cpu"][name])
-            rows.append(row)
+    rows = [row for n in sizes for row in speed_rows(n, speed[n], memory)]
     n, big = sizes
     verdicts: dict[str, Any] = {}
     for name in speed[n]["wall"]:
@@ -261,47 +360,73 @@ def measure(args: Any, sizes: list[int]) -> tuple[list[dict[str, Any]], dict[str
         verdicts[f"{name}_marginal_rows_per_s"] = (big - n) / max(t_big - t_small, 1e-9)
     for name in ("plain", "stage"):
         verdicts[f"{name}_growth_bytes_per_row"] = (memory[(name, big)] - memory[(name, n)]) * 2**20 / (big - n)
-    stage_ratios = [row["vs_plain"] for row in rows if row["method"] == LABELS["stage"]]
+    stage_ratios = [row["vs_plain"] for row in rows if row["workers"] == 1 and row["method"] != label_of("plain")]
     verdicts["speed_goal_met"] = min(stage_ratios) >= GOAL_RATIO
     verdicts["memory_flat"] = verdicts["stage_growth_bytes_per_row"] < FLAT_BYTES_PER_ROW
+    for row in rows:
+        if row["rows"] == big and row["workers"] > 1:
+            k = row["workers"]
+            verdicts[f"scaling_{k}_warm_goal_met"] = row["speedup"] >= GOAL_SCALING * k
+            verdicts[f"scaling_{k}_cold_goal_met"] = row["speedup_cold"] >= GOAL_SCALING * k
     return rows, verdicts
+
+
+def default_workers() -> list[int]:
+    """k = 2, 4, 8: those this machine has the cores for (at least 2)."""
+    return [k for k in (2, 4, 8) if k <= max(2, os.cpu_count() or 1)]
 
 
 def main() -> None:
     p = _common.parser(__doc__.splitlines()[0])
     p.add_argument("--rows", type=int, default=20_000, help="N; speed and memory also run at scale x N")
     p.add_argument("--scale", type=int, default=10)
-    p.add_argument("--workers", type=int, default=2, help="also time the sharded stage on this many actors (>1)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        nargs="*",
+        help="k > 1 actors to time the sharded stage on (default 2 4 8, up to the cores)",
+    )
     p.add_argument("--batch-size", type=int, default=512, help="label.batch_size")
     p.add_argument("--shard-size", type=int, default=2048, help="label.shard_size")
-    p.add_argument("--child", choices=("speed", "plain", "stage"), help="internal: one measurement in this process")
+    p.add_argument("--no-profile", action="store_true", help="skip the where-the-time-goes breakdown")
+    p.add_argument("--child", choices=("speed", "profile", "plain", "stage"), help="internal: one measurement")
     args = p.parse_args()
     args.device = _common.device_or_exit(args.device)
-    if args.child == "speed":
-        child_speed(args)
+    args.workers = sorted({k for k in (default_workers() if args.workers is None else args.workers) if k > 1})
+    if args.child in ("speed", "profile"):
+        {"speed": child_speed, "profile": child_profile}[args.child](args)
         return
     if args.child:
         child_memory(args)
         return
     if args.scale < 2:
         p.error("--scale must be >= 2: flatness compares N with scale x N rows")
-    rows, verdicts = measure(args, [args.rows, args.rows * args.scale])
-    columns = ["method", "rows", "rows_per_s", "vs_plain", "cpu_vs_plain", "peak_rss_growth_mb", "loadavg"]
+    big = args.rows * args.scale
+    rows, verdicts = measure(args, [args.rows, big])
+    profile = None if args.no_profile else spawn(args, "profile", big)
+    columns = ["method", "rows", "rows_per_s", "vs_plain", "speedup", "speedup_cold", "actor_start_s"]
+    columns += ["peak_rss_growth_mb", "loadavg"]
     _common.report(
         "labeling",
-        f"pseudo-label rows/s and peak memory ({args.device}, 1 torch thread per worker)",
+        f"pseudo-label rows/s and peak memory ({args.device}, 1 torch thread per worker; speedup: warm pool, "
+        "speedup_cold: pool started in the call)",
         rows,
         {
             "goal_vs_plain": GOAL_RATIO,
+            "goal_scaling": GOAL_SCALING,
             "flat_bytes_per_row": FLAT_BYTES_PER_ROW,
             "batch_size": args.batch_size,
             "shard_size": args.shard_size,
             "repeats": args.repeats,
             "memory_env": MEMORY_ENV,
+            "profile": profile,
             **verdicts,
         },
         columns,
     )
+    if profile is not None:
+        print(f"\n### where the time goes ({profile['rows']} rows, load {profile['loadavg']:.1f})\n")
+        print(_common.table([{"part": part, "seconds": s} for part, s in profile["parts"].items()]))
     print("\n" + "\n".join(f"{key}: {_common._cell(value)}" for key, value in verdicts.items()))
 
 

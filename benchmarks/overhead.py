@@ -9,10 +9,17 @@ comparison is void and the script fails.
 Reported per config: median wall times, their ratio, and (relay - plain) / stages. A near-zero
 step config (train.steps=1) isolates the fixed costs; running it at G and 2G generations splits
 them into a one-off start-up cost and a marginal cost per stage (the slope).
-Goals (the issue): ratio <= 1.05 at demo scale, fixed overhead < 0.5 s per stage.
+
+Ray's own start is timed alone beside them: a fresh process that imports ray, then
+``ray.init`` and ``ray.shutdown`` with the options ``RayExecutor`` uses for a local instance
+(``orchestrator.engine.executors._init_kwargs``: dashboard on, default CPUs), so the one-off
+cost can be split into what Ray itself takes and what Relay adds on top.
+Goals: ratio <= 1.05 at demo scale, fixed overhead < 0.5 s per stage (issue 6); one-off start-up
+at most 3 s beyond Ray's own start (issue 17).
 
 Usage: python benchmarks/overhead.py [--repeats 3] [--demo-repeats 1] [--skip-demo]
        python benchmarks/overhead.py --plain CONFIG [key=value ...]   (one plain run; prints JSON)
+       python benchmarks/overhead.py --ray-alone                       (one Ray start; prints JSON)
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ CONFIG = "pipelines/configs/crest_digits.yaml"
 RELAY = str(Path(sys.executable).with_name("relay"))
 NEAR_ZERO = ["train.steps=1", "train.report_every=1"]
 TOLERANCE = 1e-6
+GOAL_STARTUP_BEYOND_RAY_S = 3.0
 
 
 def plain_main(config_path: str, overrides: list[str], device: str) -> None:
@@ -41,6 +49,40 @@ def plain_main(config_path: str, overrides: list[str], device: str) -> None:
 
     metrics = _common.run_in_process(crest.build(config), config.seed, device)
     print(json.dumps({"balanced_accuracy": _common.generation_metrics(metrics), "stages": len(metrics)}))
+
+
+def ray_alone_main() -> None:
+    """Ray's own start in this fresh process: import, ray.init and ray.shutdown as RayExecutor calls them."""
+    import time
+
+    started = time.perf_counter()
+    import ray
+
+    from orchestrator.engine.executors import _init_kwargs
+
+    imported = time.perf_counter()
+    ray.init(**_init_kwargs(None, None, include_dashboard=True))
+    ready = time.perf_counter()
+    ray.shutdown()
+    done = time.perf_counter()
+    print(json.dumps({"import_s": imported - started, "init_s": ready - imported, "shutdown_s": done - ready}))
+
+
+def ray_start(repeats: int) -> dict[str, Any]:
+    """Median wall of a whole fresh process that only starts and stops Ray, and its parts."""
+    walls, parts = [], []
+    command = [sys.executable, __file__, "--ray-alone"]
+    for _ in range(max(1, repeats)):
+        elapsed, done = _common.timed(lambda: subprocess.run(command, capture_output=True, text=True, cwd=_common.ROOT))
+        if done.returncode != 0:
+            raise RuntimeError(f"ray start failed:\n{done.stderr[-3000:]}")
+        walls.append(elapsed)
+        parts.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    return {
+        "process_s": _common.median(walls),
+        **{key: _common.median([p[key] for p in parts]) for key in ("import_s", "init_s", "shutdown_s")},
+        "all_process_s": [round(t, 2) for t in walls],
+    }
 
 
 def run_plain(overrides: list[str], device: str) -> tuple[float, list[float]]:
@@ -124,11 +166,15 @@ def main() -> None:
     p.add_argument("--plain", metavar="CONFIG", help=argparse_help())
     p.add_argument("--demo-repeats", type=int, default=1, help="repetitions at demo scale (about 3 min each pair)")
     p.add_argument("--skip-demo", action="store_true", help="only the near-zero-step configs")
+    p.add_argument("--ray-alone", action="store_true", help="internal: time one Ray start and stop; print JSON")
     p.add_argument("overrides", nargs="*")
     args = p.parse_args()
     device = _common.device_or_exit(args.device)
     if args.plain:
         plain_main(args.plain, args.overrides, device)
+        return
+    if args.ray_alone:
+        ray_alone_main()
         return
     _, base = _common.load_config(CONFIG)
     g = base.crest.generations
@@ -137,6 +183,9 @@ def main() -> None:
         compare(f"near-zero steps, {2 * g} gens", [*NEAR_ZERO, f"crest.generations={2 * g}"], args.repeats, device),
     ]
     fixed = slope(rows[0], rows[1])
+    ray = ray_start(args.repeats)
+    fixed["ray_start_s"] = ray["process_s"]
+    fixed["startup_beyond_ray_s"] = fixed["startup_overhead_s"] - ray["process_s"]
     if not args.skip_demo:
         rows.append(compare(f"demo ({base.train.steps} steps, {g} gens)", [], args.demo_repeats, device))
     columns = ["config", "stages", "repeats", "relay_s", "plain_s", "ratio", "overhead_per_stage_s"]
@@ -144,12 +193,22 @@ def main() -> None:
         "overhead",
         f"relay run vs plain in-process script ({device}, median wall s)",
         rows,
-        {"fixed_costs": fixed, "device": device, "goals": {"ratio_demo": 1.05, "per_stage_s": 0.5}},
+        {
+            "fixed_costs": fixed,
+            "ray_alone": ray,
+            "device": device,
+            "goals": {"ratio_demo": 1.05, "per_stage_s": 0.5, "startup_beyond_ray_s": GOAL_STARTUP_BEYOND_RAY_S},
+        },
         columns,
     )
     print(
         f"\nnear-zero: marginal engine cost {fixed['marginal_overhead_per_stage_s']:.2f} s/stage, "
         f"one-off start-up {fixed['startup_overhead_s']:.1f} s; metrics equal within {TOLERANCE} in every pair"
+    )
+    print(
+        f"Ray's own start alone (fresh process: import {ray['import_s']:.1f} s, init {ray['init_s']:.1f} s, "
+        f"shutdown {ray['shutdown_s']:.1f} s): {ray['process_s']:.1f} s; one-off start-up beyond it: "
+        f"{fixed['startup_beyond_ray_s']:.1f} s (goal <= {GOAL_STARTUP_BEYOND_RAY_S:.0f} s)"
     )
 
 

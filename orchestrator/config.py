@@ -1,24 +1,36 @@
 """Configuration: YAML -> dict -> dotted overrides -> validated, frozen model.
 
-The CLI and Ray Tune share ``apply_overrides`` so a key means the same thing
-everywhere. Validation collects every problem into one ConfigError so a user
-fixes a config in one pass instead of one error per run.
+Reading YAML and applying overrides live in ``orchestrator.yaml_input`` (re-exported here, the
+config API); this module owns the typed sections and their validation. Validation collects
+every problem into one ConfigError so a user fixes a config in one pass instead of one error per run.
 """
 
 from __future__ import annotations
 
-import copy
 import difflib
 import os
+import re
 import typing
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from orchestrator.errors import ConfigError
+from orchestrator.yaml_input import apply_overrides as apply_overrides
+from orchestrator.yaml_input import load_yaml as load_yaml
+from orchestrator.yaml_input import parse_yaml as parse_yaml
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -30,14 +42,82 @@ WORKSPACE_ENV = "RELAY_WORKSPACE"
 _UNION_TAGS = frozenset({"int", "float", "str", "bool", "bytes", "list", "dict", "tuple", "set", "none"})
 
 
+# A name that becomes a folder (a run id, a sweep's name): one path segment, never `..` or `/`.
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+def name_problem(value: str, what: str) -> str | None:
+    """Why ``value`` cannot name a folder inside the workspace, or None when it can.
+
+    Run ids and sweep names become ``runs/<id>/`` and ``tune/<name>/``: a ``../`` in one would
+    write outside the workspace, so they are single path segments of safe characters.
+    """
+    if isinstance(value, str) and NAME_PATTERN.fullmatch(value):
+        return None
+    return (
+        f"{what} {value!r} is not a safe name: it becomes a folder inside the workspace, so use 1-128 "
+        "letters, digits, '.', '_' or '-', starting with a letter or digit (no '/' or '..')"
+    )
+
+
+def _safe_name(value: str) -> str:
+    problem = name_problem(value, "name")
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+SafeName = Annotated[str, AfterValidator(_safe_name)]
+
+
 class StrictModel(BaseModel):
-    """Base for every config section: unknown keys are errors, values frozen.
+    """Base for every config section: unknown keys are errors, values frozen, numbers finite and not booleans.
 
     Forbidding extras turns a typo (``stepz``) into an error instead of a
-    silently ignored setting; freezing lets a config be shared safely.
+    silently ignored setting; freezing lets a config be shared safely. YAML reads
+    ``yes``/``no``/``on``/``off`` as booleans, and pydantic would take True as the
+    number 1 (``train.steps: yes`` -> 1 step), so a boolean is refused wherever the
+    field does not ask for one; ``.inf`` and ``nan`` are refused in every float.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_booleans_for_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        field = cls.model_fields.get(info.field_name or "")
+        if field is not None and _holds_bool(value) and _numbers_only(field.annotation):
+            raise ValueError(
+                f"expected a number, got {value!r} (YAML reads yes/no/on/off/true/false as booleans); "
+                "write the number itself"
+            )
+        return value
+
+
+def _holds_bool(value: Any) -> bool:
+    """A boolean, or a list/tuple with one (``randint: [yes, 3]``)."""
+    if isinstance(value, list | tuple):
+        return any(isinstance(item, bool) for item in value)
+    return isinstance(value, bool)
+
+
+def _numbers_only(annotation: Any) -> bool:
+    """Whether a field's type holds numbers (int, float) and nowhere a boolean or Any."""
+    kinds: set[str] = set()
+
+    def walk(node: Any) -> None:
+        if node is bool or node is Any:
+            kinds.add("bool")
+        elif node in (int, float):
+            kinds.add("number")
+        elif typing.get_origin(node) is Literal:
+            kinds.update("bool" for arg in typing.get_args(node) if isinstance(arg, bool))
+        else:
+            for arg in typing.get_args(node):
+                walk(arg)
+
+    walk(annotation)
+    return kinds == {"number"}
 
 
 class TrackingSettings(StrictModel):
@@ -68,6 +148,59 @@ class RunSettings(StrictModel):
     artifact_uri: str | None = None
     ray_address: str | None = None
     num_cpus: int | None = Field(default=None, ge=1)
+
+
+MODEL_SOURCE_FORMS = (
+    "a checkpoint file (path/to/weights.pt), models:/NAME@ALIAS, models:/NAME/VERSION or run:RUN_ID/STAGE"
+)
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where pretrained weights come from, as a config names them (resolved by ``orchestrator.sources``).
+
+    ``kind`` "file": ``name`` is a path (local or a pyarrow URI such as s3://...); "registry": ``name``
+    is an MLflow registered model and ``version`` an alias (``@gen-02``) or a version number;
+    "run": ``name`` is a Relay run id and ``version`` the stage whose model output to take.
+    """
+
+    kind: Literal["file", "registry", "run"]
+    name: str
+    version: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> ModelSource:
+        """The source a string names; ValueError saying which forms exist otherwise."""
+        text = text.strip()
+        if text.startswith("models:/"):
+            rest = text.removeprefix("models:/")
+            name, at, alias = rest.partition("@")
+            if not at:
+                name, _, alias = rest.partition("/")
+            if name and alias and "/" not in alias:
+                return cls("registry", name, alias)
+        elif text.startswith("run:"):
+            run_id, _, stage = text.removeprefix("run:").partition("/")
+            if run_id and stage:
+                return cls("run", run_id, stage)
+        elif (text and ":" not in text.split("/", 1)[0]) or "://" in text:
+            return cls("file", text)
+        raise ValueError(f"expected {MODEL_SOURCE_FORMS}, got {text!r}")
+
+    def __str__(self) -> str:
+        if self.kind == "registry":
+            separator = "/" if self.version and self.version.isdigit() else "@"
+            return f"models:/{self.name}{separator}{self.version}"
+        return f"run:{self.name}/{self.version}" if self.kind == "run" else self.name
+
+
+def _model_source_text(value: str) -> str:
+    ModelSource.parse(value)
+    return value
+
+
+ModelSourceText = Annotated[str, AfterValidator(_model_source_text)]
+"""A config field naming pretrained weights: checked for form when the file is loaded, resolved when the DAG is built."""
 
 
 DOMAIN_KINDS = ("choice", "grid", "randint", "uniform", "loguniform")
@@ -128,7 +261,7 @@ class TuneSettings(StrictModel):
     tasks that ask for the stage resources themselves.
     """
 
-    name: str | None = None
+    name: SafeName | None = None
     metric: str
     mode: Literal["max", "min"] = "max"
     num_samples: int = Field(4, ge=1)
@@ -140,7 +273,7 @@ class TuneSettings(StrictModel):
     perturbation_interval: int = Field(1, ge=1)
     seed: int | None = None
     trial_cpus: float = Field(0.1, gt=0.0)
-    space: dict[str, SearchDomain] = Field(min_length=1)
+    space: dict[str, SearchDomain]
 
     @field_validator("metric")
     @classmethod
@@ -150,6 +283,16 @@ class TuneSettings(StrictModel):
             raise ValueError(
                 f"expected `<stage role>/<metric>` as the tracker names it, e.g. "
                 f"evaluate/balanced_accuracy; got {value!r}"
+            )
+        return value
+
+    @field_validator("space")
+    @classmethod
+    def _space_not_empty(cls, value: dict[str, SearchDomain]) -> dict[str, SearchDomain]:
+        if not value:
+            raise ValueError(
+                "the search space is empty, so there is nothing to tune; add at least one dotted key with a "
+                "domain, e.g. `train.lr: {loguniform: [0.01, 0.1]}`, or run the file with `relay run`"
             )
         return value
 
@@ -176,8 +319,12 @@ def resolve_workspace(settings: RunSettings) -> Path:
 
     Returned absolute, because Ray workers and MLflow may run from another cwd.
     """
-    raw = settings.workspace or os.environ.get(WORKSPACE_ENV) or DEFAULT_WORKSPACE
-    return Path(raw).expanduser().resolve()
+    return Path(workspace_setting(settings)).expanduser().resolve()
+
+
+def workspace_setting(settings: RunSettings) -> str:
+    """The workspace as the user gave it (setting, variable or default), before it is made absolute."""
+    return settings.workspace or os.environ.get(WORKSPACE_ENV) or DEFAULT_WORKSPACE
 
 
 def tracking_uri(settings: RunSettings, tracking: TrackingSettings) -> str:
@@ -192,99 +339,6 @@ def artifact_uri(settings: RunSettings) -> str:
     if settings.artifact_uri:
         return settings.artifact_uri
     return str(resolve_workspace(settings) / "artifacts")
-
-
-def load_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping, turning every failure into a ConfigError that says where."""
-    path = Path(path)
-    source = str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError as exc:
-        raise ConfigError([f"file not found: {path}; check the path or run from the repository root"], source) from exc
-    except OSError as exc:
-        raise ConfigError([f"cannot read {path}: {exc}; check its permissions"], source) from exc
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError([_yaml_problem(exc)], source) from exc
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(
-            [f"top level must be a mapping of sections (got {type(data).__name__}); write `key: value` lines"], source
-        )
-    return data
-
-
-def _yaml_problem(exc: yaml.YAMLError) -> str:
-    """Describe a YAML syntax error with its 1-based line and column."""
-    mark = getattr(exc, "problem_mark", None)
-    what = getattr(exc, "problem", None) or str(exc)
-    if mark is None:
-        return f"malformed YAML: {what}; fix the syntax"
-    return f"malformed YAML at line {mark.line + 1}, column {mark.column + 1}: {what}; fix the syntax there"
-
-
-def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str] | Mapping[str, Any]) -> dict[str, Any]:
-    """Return a copy of ``data`` with dotted overrides applied.
-
-    ``overrides`` is either CLI-style strings ``"a.b.c=3"`` (values parsed with
-    yaml.safe_load, so ``3`` is an int and ``[1, 2]`` a list) or a mapping of
-    dotted keys to already-typed values (what Ray Tune samples). Missing
-    intermediate sections are created. Every malformed override is reported
-    in one ConfigError.
-    """
-    result = copy.deepcopy(dict(data))
-    problems = []
-    for key, value, problem in _parse_overrides(overrides):
-        problem = problem or _set_dotted(result, key, value)
-        if problem:
-            problems.append(problem)
-    if problems:
-        raise ConfigError(problems, "overrides")
-    return result
-
-
-def _parse_overrides(overrides: Sequence[str] | Mapping[str, Any]) -> list[tuple[str, Any, str | None]]:
-    """(dotted key, value, problem or None) per override, in the order given."""
-    if isinstance(overrides, Mapping):
-        return [(str(k), v, None) for k, v in overrides.items()]
-    if isinstance(overrides, str):
-        overrides = [overrides]
-    parsed: list[tuple[str, Any, str | None]] = []
-    for item in overrides:
-        key, sep, raw = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            parsed.append(
-                (key, None, f"{item!r}: expected key=value (e.g. train.steps=100); got no '=' or an empty key")
-            )
-            continue
-        try:
-            parsed.append((key, yaml.safe_load(raw), None))
-        except yaml.YAMLError as exc:
-            parsed.append((key, None, f"{key}: value {raw!r} is not valid YAML ({_yaml_problem(exc)}); quote it"))
-    return parsed
-
-
-def _set_dotted(data: dict[str, Any], key: str, value: Any) -> str | None:
-    """Set ``a.b.c`` in nested dicts, creating sections; return a problem or None."""
-    parts = key.split(".")
-    if any(not p for p in parts):
-        return f"{key}: empty segment in dotted key; write keys like section.name"
-    node = data
-    for depth, part in enumerate(parts[:-1]):
-        child = node.setdefault(part, {})
-        if not isinstance(child, dict):
-            prefix = ".".join(parts[: depth + 1])
-            return (
-                f"{key}: cannot set inside {prefix!r}, which is a {type(child).__name__} "
-                f"(got {child!r}), not a section; override {prefix} itself"
-            )
-        node = child
-    node[parts[-1]] = value
-    return None
 
 
 def validate_config(model_cls: type[ModelT], data: Any, source: str | None = None) -> ModelT:
@@ -317,7 +371,11 @@ def _describe(model_cls: type[BaseModel], err: Mapping[str, Any]) -> tuple[str, 
         return key, _unknown_key(model_cls, loc)
     if kind == "missing":
         return key, "required key is missing; add it"
+    if kind in _OWN_WORDS:  # our validators' messages already say what was expected, what came and the fix
+        return key, _expectation(err)
     got = err.get("input")
+    if isinstance(got, Mapping):  # a whole section: echoing it buries the message
+        return key, f"{_expectation(err)}; fix the section"
     return key, f"{_expectation(err)} (got {got!r} of type {type(got).__name__}); fix the value"
 
 
@@ -329,6 +387,7 @@ def _dotted(loc: Sequence[Any]) -> str:
     return out
 
 
+_OWN_WORDS = frozenset({"value_error", "assertion_error"})
 _BOUNDS = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}
 
 

@@ -16,13 +16,21 @@ class RelayError(Exception):
     """Base of every error Relay raises on purpose."""
 
 
+class InputError(RelayError):
+    """The user's input is wrong: a config, an argument, a path, a name that points at nothing.
+
+    The CLI answers it with exit code 2 (a stage, the tracking store or the cluster failing is
+    exit code 1), and every check that can raise it runs before the command writes anything.
+    """
+
+
 def problem_list(problems: Sequence[str], where: str) -> str:
     """``N problem(s) in WHERE:`` and one ``  - problem`` line each: how every collected error reads."""
     lines = "\n".join(f"  - {p}" for p in problems)
     return f"{len(problems)} problem(s) in {where}:\n{lines}"
 
 
-class ConfigError(RelayError):
+class ConfigError(InputError):
     """Every problem found in one configuration, raised once.
 
     Collecting all problems before raising spares the user a fix-one-rerun
@@ -38,7 +46,7 @@ class ConfigError(RelayError):
         return (type(self), (self.problems, self.source))
 
 
-class PipelineError(RelayError):
+class PipelineError(InputError):
     """A pipeline's stage graph is invalid; lists every problem found.
 
     Accepts one message or a list, so callers outside the DAG check can raise

@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from orchestrator.errors import RelayError
+from orchestrator.errors import InputError, RelayError
 
 if TYPE_CHECKING:
     from ray.job_submission import JobSubmissionClient
@@ -59,6 +59,10 @@ class JobsError(RelayError):
     """A Ray Jobs request failed; the message says what to do."""
 
 
+class AddressError(JobsError, InputError):
+    """No cluster address, or one that is not a Jobs server URL: bad input (exit 2), not a cluster failure."""
+
+
 class ClusterUnreachableError(JobsError):
     """Nothing answering as a Ray Jobs server at the address."""
 
@@ -86,12 +90,12 @@ def resolve_address(address: str | None) -> str:
     """The Jobs server URL from the argument, else $RAY_ADDRESS; ``host:port`` gets ``http://``."""
     value = (address or os.environ.get("RAY_ADDRESS") or "").strip()
     if not value:
-        raise JobsError(
+        raise AddressError(
             "no Ray cluster address: pass --address http://HOST:8265 (the dashboard of the "
             "head node) or set RAY_ADDRESS=http://HOST:8265"
         )
     if value.startswith("ray://") or value == "auto":
-        raise JobsError(
+        raise AddressError(
             f"address {value!r} is a Ray client/GCS address; Relay submits through the Jobs "
             f"server: pass --address http://HOST:{DEFAULT_DASHBOARD_PORT} (the dashboard port)"
         )

@@ -10,6 +10,10 @@ where OBJECT is one `PipelineSpec` or a mapping of name -> `PipelineSpec`. Relay
 pipelines are declared that way too (pipelines.registry:PIPELINES), so a user's package adds a
 pipeline exactly as Relay does, without forking it. Callers that want a fixed set (tests,
 embedding) pass their own mapping instead of calling `load_pipelines`.
+
+Datasets come the same way: a spec's `data` (a `DataSpec`) says which sources its package can
+import as shards and how (`relay data import`, `relay data info`), so the CLI names no dataset
+either. Relay's pipelines all carry the one `DataSpec` of pipelines.datasets.
 """
 
 from __future__ import annotations
@@ -30,6 +34,25 @@ ENTRY_POINT_GROUP = "relay.pipelines"
 
 
 @dataclass(frozen=True)
+class DataSpec:
+    """What `relay data` needs from the package that defines a dataset format and its sources.
+
+    ``sources``: source name -> what SOURCE is for it (help and error text). ``claims(source)``:
+    whether this package reads SOURCE (a source name, or a folder it may recognise).
+    ``import_dataset(source, dest, options)`` streams SOURCE into a dataset at ``dest`` (any
+    pyarrow URI) and ``describe(uri, verify)`` checks one; both return ``label -> text`` lines to
+    print. Bad input (an unknown source, an undecodable image, a destination that holds another
+    dataset, shards that do not match their manifest) raises ValueError or OSError with a message
+    that names the problem: the CLI exits 2 with it.
+    """
+
+    sources: Mapping[str, str]
+    claims: Callable[[str], bool]
+    import_dataset: Callable[[str, str, Mapping[str, Any]], Mapping[str, Any]]
+    describe: Callable[[str, bool], Mapping[str, Any]]
+
+
+@dataclass(frozen=True)
 class PipelineSpec:
     """What the CLI needs to run one kind of pipeline (`pipeline: NAME` in a config file).
 
@@ -39,7 +62,8 @@ class PipelineSpec:
     ``summary``: column header -> metric that `relay generations` shows per generation; a metric
     ending in ``/*`` shows every metric with that prefix in one column. Metrics are named
     ``<stage role>/<metric>`` by the tracker. The first single metric is the run's headline
-    (higher is better): `relay runs` shows its best value over the generations.
+    (higher is better): `relay runs` shows its best value over the generations. ``data``: the
+    datasets the pipeline's package imports and reads (`relay data`), or None.
     """
 
     name: str
@@ -47,6 +71,7 @@ class PipelineSpec:
     build: Callable[[Any], Pipeline]
     preflight: Callable[[Any], list[str]] = field(default=lambda config: [])
     summary: Mapping[str, str] = field(default_factory=dict)
+    data: DataSpec | None = None
 
 
 @functools.cache
@@ -94,3 +119,13 @@ def get_pipeline(name: Any, pipelines: Mapping[str, PipelineSpec], source: str |
             [f"pipeline: expected one of {valid}, got {got}; set `pipeline:` at the top of the file"], source
         )
     return pipelines[name]
+
+
+def data_specs(pipelines: Mapping[str, PipelineSpec]) -> list[DataSpec]:
+    """The distinct DataSpecs the pipelines carry, in pipeline-name order (one per package, usually)."""
+    found: list[DataSpec] = []
+    for name in sorted(pipelines):
+        spec = pipelines[name].data
+        if spec is not None and all(spec is not known for known in found):
+            found.append(spec)
+    return found

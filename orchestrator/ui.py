@@ -18,13 +18,12 @@ import socket
 import subprocess
 import sys
 
-from orchestrator.errors import RelayError
-from orchestrator.tracking.common import sqlite_path
+from orchestrator.errors import InputError
+from orchestrator.tracking.common import no_database_message, sqlite_path
 
 log = logging.getLogger(__name__)
 
 
-HOW_TO_RUN = "make one with `RELAY_WORKSPACE={workspace} relay run pipelines/configs/smoke.yaml`"
 MODEL_TRAINING_VIEW = "workflowType=machine_learning"  # the query that opens MLflow's model-training view
 
 
@@ -43,9 +42,7 @@ def latest_run_url(tracking_uri: str, experiment: str, port: int) -> str:
     """
     db = sqlite_path(tracking_uri)
     if db is not None and not db.exists():
-        raise RelayError(
-            f"no runs yet: there is no tracking database at {db}; " + HOW_TO_RUN.format(workspace=db.parent)
-        )
+        raise InputError(no_database_message(db))
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri)
@@ -59,7 +56,10 @@ def latest_run_url(tracking_uri: str, experiment: str, port: int) -> str:
     )
     if not runs:
         where = db.parent if db is not None else "<workspace>"
-        raise RelayError(f"no pipeline runs in {tracking_uri} yet: " + HOW_TO_RUN.format(workspace=where))
+        raise InputError(
+            f"no pipeline runs in {tracking_uri} yet: make one with "
+            f"`RELAY_WORKSPACE={where} relay run pipelines/configs/smoke.yaml`"
+        )
     return (
         f"http://127.0.0.1:{port}/#/experiments/{found.experiment_id}/runs/{runs[0].info.run_id}?{MODEL_TRAINING_VIEW}"
     )
@@ -68,9 +68,9 @@ def latest_run_url(tracking_uri: str, experiment: str, port: int) -> str:
 def check(tracking_uri: str, experiment: str, port: int) -> str:
     """Everything that can be wrong before a server starts; returns the URL of the newest pipeline run."""
     if not 0 < port < 65536:
-        raise RelayError(f"port {port} is not a TCP port: pass 1-65535, e.g. `relay ui --port 5000`")
+        raise InputError(f"port {port} is not a TCP port: pass 1-65535, e.g. `relay ui --port 5000`")
     if port_in_use(port):
-        raise RelayError(f"port {port} on 127.0.0.1 is in use: pick another with `relay ui --port {port + 1}`")
+        raise InputError(f"port {port} on 127.0.0.1 is in use: pick another with `relay ui --port {port + 1}`")
     return latest_run_url(tracking_uri, experiment, port)
 
 

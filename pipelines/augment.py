@@ -34,11 +34,6 @@ NUM_MAGNITUDE_BINS = 11  # magnitude M on the paper's 0..10 scale
 MAX_MAGNITUDE = NUM_MAGNITUDE_BINS - 1
 
 
-def to_float(images: torch.Tensor) -> torch.Tensor:
-    """uint8 0..255 -> float32 in [-1, 1]: (x/255 - 0.5)/0.5, the normalisation every model sees."""
-    return (images.to(torch.float32) / 255.0 - 0.5) / 0.5
-
-
 # ---------------------------------------------------------------------------------------------
 # Weak: flip + reflect-padded random crop, vectorized
 # ---------------------------------------------------------------------------------------------

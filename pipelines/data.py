@@ -125,6 +125,16 @@ DATASETS: dict[str, Callable[[str | None], DatasetSplits]] = {
 
 DATASET_REQUIRES_ROOT: set[str] = {"cifar10", "cifar100", "imagefolder"}
 
+# Image shape [C, H, W] of each dataset as its loader returns it, known without reading images (the
+# driver compares shapes before a run); tests/unit/pipelines/test_data.py keeps it equal to the loaders.
+IMAGE_SHAPES: dict[str, tuple[int, int, int]] = {
+    "digits": (1, IMAGE_SIZE_SMALL, IMAGE_SIZE_SMALL),
+    "synthetic": (1, IMAGE_SIZE_SMALL, IMAGE_SIZE_SMALL),
+    "cifar10": (3, 32, 32),
+    "cifar100": (3, 32, 32),
+    "imagefolder": (3, IMAGEFOLDER_SIZE, IMAGEFOLDER_SIZE),
+}
+
 
 def load_dataset(name: str, root: str | None) -> DatasetSplits:
     """Look ``name`` up in DATASETS; an unknown name lists the valid ones."""
@@ -148,6 +158,7 @@ def labels_of(splits: DatasetSplits) -> DatasetLabels:
     return DatasetLabels(splits.train.labels.numpy(), test, splits.train.num_classes)
 
 
+@functools.cache  # read once per process: `relay validate` and every preflight draw the split from them
 def _digits_labels() -> DatasetLabels:
     from sklearn.datasets import load_digits as sklearn_digits
 
@@ -191,19 +202,29 @@ def _require_root(name: str, root: str | None, layout: str) -> Path:
     """Turn a missing/None root into an error that says what to place where."""
     if root is None:
         raise ValueError(f"dataset {name!r} needs a root: set data.root to {layout}")
-    path = Path(root).expanduser()
-    if not path.exists():
+    try:
+        path = Path(root).expanduser()
+        found = "\x00" not in root and path.exists()
+    except (OSError, RuntimeError) as exc:  # a name too long, `~user` without such a user
+        reason = getattr(exc, "strerror", None) or exc
+        raise FileNotFoundError(
+            f"dataset {name!r}: expected {layout} at {root[:200]!r}; it cannot be a path ({reason})"
+        ) from exc
+    if not found:
         raise FileNotFoundError(f"dataset {name!r}: expected {layout} at {path}; got no such path")
     return path
 
 
 def _load_cifar(name: str, root: str | None) -> DatasetSplits:
-    """Read CIFAR via torchvision without downloading; wrap 'not found' with what to do."""
-    from torchvision import datasets
+    """Read CIFAR via torchvision without downloading; wrap 'not found' with what to do.
 
+    The root is checked before torchvision is imported (3 s): a wrong path is reported at once.
+    """
     folder = "cifar-10-batches-py" if name == "cifar10" else "cifar-100-python"
     layout = f"the CIFAR python batches (the extracted {folder}/ folder from cs.toronto.edu/~kriz/cifar.html)"
     base = _require_root(name, root, layout)
+    from torchvision import datasets
+
     cls = datasets.CIFAR10 if name == "cifar10" else datasets.CIFAR100
     try:
         train = cls(str(base), train=True, download=False)
@@ -231,8 +252,21 @@ def _read_imagefolder(
 ) -> tuple[ImageDataset, dict[str, int]]:
     """Load every image of an ImageFolder into one uint8 tensor [N, 3, size, size]."""
     import torch
+
+    samples, mapping = imagefolder_samples(folder, class_to_idx)
+    stacked = torch.stack([imagefolder_image(path, image_size) for path, _ in samples]).to(torch.uint8)
+    labels = torch.tensor([label for _, label in samples], dtype=torch.int64)
+    return ImageDataset(stacked, labels, len(mapping)), mapping
+
+
+def imagefolder_samples(
+    folder: Path, class_to_idx: dict[str, int] | None
+) -> tuple[list[tuple[str, int]], dict[str, int]]:
+    """(path, label) of every image of an ImageFolder, in torchvision's order, and the class-to-index mapping.
+
+    ``class_to_idx`` (train's) makes a test folder's labels agree with train's; a class train lacks is an error.
+    """
     from torchvision import datasets
-    from torchvision.transforms.v2 import functional as TF
 
     found = datasets.ImageFolder(str(folder))
     mapping = class_to_idx if class_to_idx is not None else found.class_to_idx
@@ -243,14 +277,16 @@ def _read_imagefolder(
         )
     if not found.samples:
         raise FileNotFoundError(f"imagefolder: expected images under {folder}/<class>/; found none")
-    images, labels = [], []
-    for path, _ in found.samples:
-        pil = found.loader(path).convert("RGB")
-        tensor = TF.pil_to_tensor(pil)
-        images.append(TF.resize(tensor, [image_size, image_size], antialias=True))
-        labels.append(mapping[Path(path).parent.name])
-    stacked = torch.stack(images).to(torch.uint8)
-    return ImageDataset(stacked, torch.tensor(labels, dtype=torch.int64), len(mapping)), mapping
+    return [(path, mapping[Path(path).parent.name]) for path, _ in found.samples], mapping
+
+
+def imagefolder_image(path: str, image_size: int) -> torch.Tensor:
+    """One image file as RGB uint8 [3, size, size]: what the in-memory loader and `relay data import` both store."""
+    from torchvision.datasets.folder import default_loader
+    from torchvision.transforms.v2 import functional as TF
+
+    tensor = TF.pil_to_tensor(default_loader(path).convert("RGB"))
+    return TF.resize(tensor, [image_size, image_size], antialias=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -272,7 +308,9 @@ def long_tailed_counts(head_count: int, imbalance_ratio: float, num_classes: int
     if num_classes == 1:
         return [int(head_count)]
     # round(.., 9) guards int() against 49.99999999 from pow(); it never moves a true integer boundary.
-    return [int(round(head_count * imbalance_ratio ** (-k / (num_classes - 1)), 9)) for k in range(num_classes)]
+    # N_1 is head_count itself: a product with 1.0 would turn a huge head_count into a float.
+    tail = [int(round(head_count * imbalance_ratio ** (-k / (num_classes - 1)), 9)) for k in range(1, num_classes)]
+    return [int(head_count), *tail]
 
 
 def labeled_counts(counts: Sequence[int], labeled_fraction: float) -> list[int]:
@@ -304,9 +342,10 @@ def long_tailed_split(
     """
     labels = np.asarray(labels)
     order = _check_class_order(class_order, num_classes)
+    pools = {c: rng.permutation(np.flatnonzero(labels == c)) for c in range(num_classes)}
+    _check_head_fits(pools, head_count, holdout_per_class)
     counts = long_tailed_counts(head_count, imbalance_ratio, num_classes)
     n_labeled = labeled_counts(counts, labeled_fraction)
-    pools = {c: rng.permutation(np.flatnonzero(labels == c)) for c in range(num_classes)}
     _check_enough_samples(pools, order, counts, holdout_per_class)
     parts: dict[str, list[np.ndarray]] = {"labeled": [], "unlabeled": [], "holdout": []}
     for rank, cls in enumerate(order):
@@ -326,6 +365,22 @@ def _check_class_order(class_order: Sequence[int] | None, num_classes: int) -> l
     if sorted(order) != list(range(num_classes)):
         raise ValueError(f"class_order: expected a permutation of 0..{num_classes - 1}; got {order}")
     return order
+
+
+def _check_head_fits(pools: dict[int, np.ndarray], head_count: int, holdout: int) -> None:
+    """A head class larger than any class can be is one clear problem, whatever the other ranks need."""
+    largest = max((len(pool) for pool in pools.values()), default=0)
+    if holdout >= largest:
+        raise ValueError(
+            f"long_tailed_split: holdout_per_class {holdout} leaves nothing to train on: the largest class has "
+            f"{largest} samples. Lower holdout_per_class."
+        )
+    if head_count + holdout > largest:
+        raise ValueError(
+            f"long_tailed_split: head_count {head_count} does not fit: the largest class has {largest} samples, "
+            f"{largest - holdout} after the {holdout} held out for testing. "
+            f"Set head_count to at most {largest - holdout}, or lower holdout_per_class."
+        )
 
 
 def _check_enough_samples(pools: dict[int, np.ndarray], order: list[int], counts: list[int], holdout: int) -> None:

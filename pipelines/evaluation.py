@@ -16,6 +16,7 @@ import torch
 from sklearn import metrics as skm
 from torch import nn
 
+from pipelines.datasets.image_source import ImageSource
 from pipelines.pseudo_label import predict_probs
 
 
@@ -58,14 +59,14 @@ def class_metrics(preds: np.ndarray, labels: np.ndarray, num_classes: int) -> di
 
 def evaluate_model(
     model: nn.Module,
-    images: torch.Tensor,
+    images: torch.Tensor | ImageSource,
     labels: torch.Tensor | np.ndarray,
     num_classes: int,
     device: str | torch.device,
     batch_size: int = 512,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
-    """``class_metrics`` of the model's argmax predictions on clean uint8 images (eval mode)."""
+    """``class_metrics`` of the model's argmax predictions on clean uint8 images (eval mode), from a tensor or a source."""
     probs = predict_probs(model, images, batch_size, device, progress=progress)
     labels_np = labels.cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
     return class_metrics(probs.argmax(axis=1), labels_np, num_classes)

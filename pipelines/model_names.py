@@ -28,3 +28,26 @@ def check_stochastic_depth(name: str, stochastic_depth: float) -> None:
             f"stochastic_depth: {name!r} has no residual blocks; got stochastic_depth {stochastic_depth}. "
             f"Use one of {', '.join(RESIDUAL_MODELS)} or set stochastic_depth to 0"
         )
+
+
+# The layers FitNets may read a hint from or guide (pipelines.fitnets), by module name, in forward
+# order: each outputs a feature map [B, C, H, W]. tests/unit/pipelines/test_fitnets.py builds every
+# model and checks each name.
+HINT_LAYERS = {
+    "small_cnn": ("features.0", "features.1", "features.2", "features.3", "features.4"),
+    "wrn28_2": ("conv1", "block1", "block2", "block3"),
+    "resnet18": ("conv1", "layer1", "layer2", "layer3", "layer4"),
+    "resnet34": ("conv1", "layer1", "layer2", "layer3", "layer4"),
+}
+
+
+def middle_layer(name: str) -> str:
+    """FitNets' default: the middle hint layer of model ``name`` (the paper guides the student's middle layer)."""
+    layers = HINT_LAYERS[name]
+    return layers[(len(layers) - 1) // 2]
+
+
+def check_hint_layer(model: str, layer: str, key: str) -> None:
+    """ValueError naming ``key`` and the valid layers of ``model`` when ``layer`` is not one of them."""
+    if layer not in HINT_LAYERS[model]:
+        raise ValueError(f"{key}: {model!r} has no hint layer {layer!r}; valid layers: {', '.join(HINT_LAYERS[model])}")

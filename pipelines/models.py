@@ -14,13 +14,24 @@ model ever downloads weights.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
-from torchvision import models as tv_models
-from torchvision.ops import StochasticDepth
 
 from pipelines.model_names import RESIDUAL_MODELS, check_stochastic_depth
+
+if TYPE_CHECKING:  # torchvision is imported where a ResNet or stochastic depth is built, not here
+    from torchvision import models as tv_models
+
+
+def to_float(images: torch.Tensor) -> torch.Tensor:
+    """uint8 0..255 -> float32 in [-1, 1]: (x/255 - 0.5)/0.5, the normalisation every model sees.
+
+    Here, not in ``pipelines.augment``: labeling needs it without augmentations, and importing
+    torchvision (which augment and the ResNets need) cost a labeling actor 2 s of CPU at start-up.
+    """
+    return (images.to(torch.float32) / 255.0 - 0.5) / 0.5
 
 
 class SmallCNN(nn.Module):
@@ -82,6 +93,8 @@ class WideBasicBlock(nn.Module):
         self.equal_in_out = cin == cout and stride == 1
         self.shortcut = None if self.equal_in_out else nn.Conv2d(cin, cout, 1, stride=stride, bias=False)
         self.activate_before_residual = activate_before_residual
+        from torchvision.ops import StochasticDepth
+
         self.stochastic_depth = StochasticDepth(drop_prob, mode="row")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -175,6 +188,8 @@ class DropPathBasicBlock(nn.Module):
         super().__init__()
         self.conv1, self.bn1, self.relu = block.conv1, block.bn1, block.relu
         self.conv2, self.bn2, self.downsample = block.conv2, block.bn2, block.downsample
+        from torchvision.ops import StochasticDepth
+
         self.stochastic_depth = StochasticDepth(drop_prob, mode="row")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -185,6 +200,8 @@ class DropPathBasicBlock(nn.Module):
 
 def _add_stochastic_depth(model: tv_models.ResNet, stochastic_depth: float) -> tv_models.ResNet:
     """Wrap every residual block of layer1..layer4 in place (no-op for 0: the plain blocks stay)."""
+    from torchvision import models as tv_models
+
     if stochastic_depth == 0.0:
         return model
     layers = (model.layer1, model.layer2, model.layer3, model.layer4)
@@ -214,12 +231,16 @@ def _adapt_resnet(model: tv_models.ResNet, in_channels: int, dropout: float) -> 
 
 def resnet18(num_classes: int, in_channels: int, dropout: float = 0.0, stochastic_depth: float = 0.0) -> nn.Module:
     """torchvision ResNet-18, random init (weights=None), CIFAR stem."""
+    from torchvision import models as tv_models
+
     model = _adapt_resnet(tv_models.resnet18(weights=None, num_classes=num_classes), in_channels, dropout)
     return _add_stochastic_depth(model, stochastic_depth)
 
 
 def resnet34(num_classes: int, in_channels: int, dropout: float = 0.0, stochastic_depth: float = 0.0) -> nn.Module:
     """torchvision ResNet-34, random init (weights=None), CIFAR stem."""
+    from torchvision import models as tv_models
+
     model = _adapt_resnet(tv_models.resnet34(weights=None, num_classes=num_classes), in_channels, dropout)
     return _add_stochastic_depth(model, stochastic_depth)
 

@@ -16,7 +16,8 @@ import pyarrow as pa
 import torch
 from torch import nn
 
-from pipelines.augment import to_float
+from pipelines.datasets.image_source import ImageSource, as_source
+from pipelines.models import to_float
 
 
 def pseudo_label_schema(num_classes: int) -> pa.Schema:
@@ -49,21 +50,23 @@ def picks_schema() -> pa.Schema:
 
 def predict_probs(
     model: nn.Module,
-    images: torch.Tensor,
+    images: torch.Tensor | ImageSource,
     batch_size: int,
     device: str | torch.device,
     temperature: float = 1.0,
     progress: Callable[[int, int], None] | None = None,
 ) -> np.ndarray:
-    """``softmax(f(x) / T)`` for uint8 images ``[N, C, H, W]``, as float32 ``[N, num_classes]``.
+    """``softmax(f(x) / T)`` for uint8 images ``[N, C, H, W]`` (a tensor or an ImageSource), as float32 ``[N, num_classes]``.
 
     Pseudo-labels come from the un-noised model: eval mode (BatchNorm running stats, no dropout),
-    clean inputs (``to_float`` only, no augmentation), ``torch.inference_mode``. Images are moved to
-    ``device`` one batch at a time, so the full set never has to fit on the accelerator. The model's
-    train/eval mode is restored afterwards. ``progress(rows done, rows)`` hears of every batch.
+    clean inputs (``to_float`` only, no augmentation), ``torch.inference_mode``. Images are fetched
+    and moved to ``device`` one batch at a time (a sharded source reads ahead in order), so the full
+    set never has to fit in memory or on the accelerator. The model's train/eval mode is restored
+    afterwards. ``progress(rows done, rows)`` hears of every batch.
     """
-    if images.dtype != torch.uint8 or images.ndim != 4:
+    if isinstance(images, torch.Tensor) and (images.dtype != torch.uint8 or images.ndim != 4):
         raise ValueError(f"predict_probs: expected uint8 images [N, C, H, W], got {images.dtype} {tuple(images.shape)}")
+    source = as_source(images)
     if batch_size < 1 or temperature <= 0:
         raise ValueError(
             f"predict_probs: expected batch_size >= 1 and temperature > 0, got {batch_size} and {temperature}"
@@ -73,9 +76,11 @@ def predict_probs(
     chunks: list[np.ndarray] = []
     try:
         with torch.inference_mode():
-            rows = images.shape[0]
+            rows = len(source)
+            order = np.arange(rows)
             for start in range(0, rows, batch_size):
-                batch = to_float(images[start : start + batch_size].to(device, non_blocking=True))
+                end = start + batch_size
+                batch = to_float(source.fetch(order[start:end], upcoming=order[end:]).to(device, non_blocking=True))
                 logits = model(batch).float()
                 chunks.append(torch.softmax(logits / temperature, dim=1).cpu().numpy())
                 if progress is not None:

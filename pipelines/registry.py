@@ -3,14 +3,44 @@
 Each builder module defines its own `SPEC` (config model, build, preflight, summary columns); a
 new pipeline is one builder module, one YAML in pipelines/configs and one entry in the tuple
 below. The `relay.pipelines` entry point (pyproject.toml) names `PIPELINES`, and the unit tests
-iterate it, so a new entry is tested without touching any test.
+iterate it, so a new entry is tested without touching any test. Every pipeline reads the datasets
+of `pipelines.datasets` (`relay data import` and `data.name: parquet`), so each carries `DATA`.
 """
 
 from __future__ import annotations
 
-from orchestrator.registry import PipelineSpec
-from pipelines.builders import crest, distill, knowledge_evolution, noisy_student
+import dataclasses
+
+from orchestrator.registry import DataSpec, PipelineSpec
+from pipelines.builders import (
+    crest,
+    distill,
+    domain_similarity,
+    fitnets,
+    knowledge_evolution,
+    lwf,
+    noisy_student,
+    transfer,
+)
+from pipelines.datasets import imports
+
+DATA = DataSpec(
+    sources={name: source.description for name, source in imports.SOURCES.items()},
+    claims=imports.claims,
+    import_dataset=imports.import_dataset,
+    describe=imports.describe,
+)
 
 PIPELINES: dict[str, PipelineSpec] = {
-    spec.name: spec for spec in (crest.SPEC, knowledge_evolution.SPEC, noisy_student.SPEC, distill.SPEC)
+    spec.name: dataclasses.replace(spec, data=DATA)
+    for spec in (
+        crest.SPEC,
+        knowledge_evolution.SPEC,
+        noisy_student.SPEC,
+        distill.SPEC,
+        transfer.SPEC,
+        lwf.SPEC,
+        fitnets.SPEC,
+        domain_similarity.SPEC,
+    )
 }

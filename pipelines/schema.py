@@ -14,8 +14,9 @@ from typing import Annotated, Literal, TypeVar
 
 from pydantic import AfterValidator, BaseModel, Field, model_validator
 
-from orchestrator.config import RunSettings, StrictModel, TrackingSettings, TuneSettings
+from orchestrator.config import ModelSourceText, RunSettings, SafeName, StrictModel, TrackingSettings, TuneSettings
 from pipelines.data import DATASET_REQUIRES_ROOT, DATASETS
+from pipelines.datasets.catalog import SHARDED
 from pipelines.model_names import MODEL_NAMES, check_stochastic_depth
 
 Part = TypeVar("Part", bound=BaseModel)
@@ -43,7 +44,7 @@ def registered(valid: Iterable[str], what: str) -> AfterValidator:
     return AfterValidator(check)
 
 
-DatasetName = Annotated[str, registered(DATASETS, "dataset")]
+DatasetName = Annotated[str, registered([*DATASETS, SHARDED], "dataset")]
 ModelName = Annotated[str, registered(MODEL_NAMES, "model")]
 
 
@@ -53,24 +54,49 @@ class DataSection(StrictModel):
     head_count is N_1, imbalance_ratio is gamma = N_1 / N_L, labeled_fraction is beta;
     fold seeds the split (the paper reports 5 folds). Datasets without their own test
     split hold out `holdout_per_class` images per class first, as a balanced test set.
+
+    `name: parquet` reads a sharded dataset at `uri` (made by `relay data import`; any pyarrow
+    URI), and `digest` optionally pins which one. buffer_mb bounds the decoded images a worker
+    keeps per subset: a subset that fits is held whole and shuffled uniformly, a larger one
+    streams through a shuffle window of that size (docs/ARCHITECTURE.md, Data larger than
+    memory). It shapes the batches, so it applies to in-memory datasets alike. loader_workers
+    decode shards beside the training or labeling process (0: in it).
+    classes makes the task a subset of the dataset's classes, relabelled 0..k-1 in the order given
+    (transfer learning's source and target tasks, LwF's old and new task).
     """
 
     name: DatasetName = "digits"
     root: str | None = None
+    uri: str | None = None
+    digest: str | None = None
+    buffer_mb: int = Field(256, ge=1)
+    loader_workers: int = Field(1, ge=0)
     head_count: int = Field(130, gt=0)
     imbalance_ratio: float = Field(10.0, ge=1.0)
     labeled_fraction: float = Field(0.1, gt=0.0, le=1.0)
     holdout_per_class: int = Field(40, ge=0)
     fold: int = Field(0, ge=0)
     class_order: list[int] | None = None
+    classes: list[int] | None = Field(None, min_length=2)
 
     @model_validator(mode="after")
-    def _root_and_unlabeled(self) -> DataSection:
+    def _where_the_data_is(self) -> DataSection:
         if self.name in DATASET_REQUIRES_ROOT and not self.root:
             raise ValueError(
                 f"dataset {self.name!r} reads local files: set data.root to the folder that holds it "
                 "(Relay never downloads data)"
             )
+        if self.name == SHARDED and (not self.uri or self.root):
+            raise ValueError(
+                "dataset 'parquet' reads shards: set data.uri to what `relay data import` wrote "
+                "(a path or s3://...) and leave data.root unset"
+            )
+        if self.name != SHARDED and (self.uri or self.digest):
+            raise ValueError(
+                f"data.uri and data.digest belong to dataset 'parquet'; dataset {self.name!r} uses data.root"
+            )
+        if self.classes is not None and (len(set(self.classes)) != len(self.classes) or min(self.classes) < 0):
+            raise ValueError(f"classes: expected distinct class ids >= 0, got {self.classes}")
         return self
 
 
@@ -182,7 +208,9 @@ class SupervisedTrainSection(StrictModel):
 
     Defaults follow the KE paper (docs/ALGORITHMS.md, Knowledge Evolution: SGD lr 0.256, batch 32, wd 1e-4, cosine with
     warm-up, label smoothing 0.1 in its config). class_balanced_beta 0 and cutmix_alpha 0 turn those
-    options off; augment is the input noise: "weak" (flip + crop), "strong" (weak + RandAugment, the
+    options off; loss is the labeled loss (docs/ALGORITHMS.md, Class-balanced loss): softmax CE, the
+    per-class sigmoid CE or the sigmoid focal loss with focal_gamma, each class-balanced when
+    class_balanced_beta > 0; augment is the input noise: "weak" (flip + crop), "strong" (weak + RandAugment, the
     `augment.strong` settings) or "none". ema_decay null trains without an EMA (KE hands on the LAST
     weights, never an average).
     """
@@ -197,6 +225,8 @@ class SupervisedTrainSection(StrictModel):
     warmup_steps: int = Field(0, ge=0)
     label_smoothing: float = Field(0.1, ge=0.0, lt=1.0)
     class_balanced_beta: float = Field(0.0, ge=0.0, lt=1.0)
+    loss: Literal["ce", "focal", "sigmoid"] = "ce"
+    focal_gamma: float = Field(1.0, ge=0.0)
     cutmix_alpha: float = Field(0.0, ge=0.0)
     ema_decay: float | None = Field(None, ge=0.0, lt=1.0)
     augment: Literal["none", "weak", "strong"] = "weak"
@@ -228,17 +258,65 @@ class SupervisedDataSection(DataSection):
     labeled_fraction: float = Field(1.0, gt=0.0, le=1.0)
 
 
+# --- where training starts: pretrained weights, self-supervised pretext stage, linear probes ---
+
+
+class InitSection(StrictModel):
+    """Where the train stages' weights start (docs/ALGORITHMS.md, Transfer learning).
+
+    source names weights from outside this run: a checkpoint file (a state dict or a Relay
+    checkpoint), ``models:/NAME@ALIAS`` or ``models:/NAME/VERSION`` from MLflow's model registry, or
+    ``run:RUN_ID/STAGE`` of an earlier Relay run in this workspace; the driver finds it before the run
+    starts. Each pipeline applies it to the train stages that would otherwise start from random
+    weights (its builder's docstring says which). head "reset" gives the network a new classifier
+    (a new task, other classes); "keep" loads the classifier too (the same classes).
+    freeze_backbone_steps trains only the classifier for the first steps (a warm-up that keeps a
+    random head from wrecking the pretrained features), and backbone_lr_scale multiplies the
+    backbone's learning rate after that (fine-tuning with a lower rate for the pretrained layers).
+    The last two act on every stage that loads weights, from `source` or from an earlier stage
+    (the pretext stage, transfer's pretraining, FitNets' hint stage).
+    """
+
+    source: ModelSourceText | None = None
+    head: Literal["reset", "keep"] = "reset"
+    freeze_backbone_steps: int = Field(0, ge=0)
+    backbone_lr_scale: float = Field(1.0, gt=0.0)
+
+
+class PretextSection(StrictModel):
+    """An optional self-supervised first stage (docs/ALGORITHMS.md, Self-supervised pretraining).
+
+    method "rotnet" (4-way rotation CE) or "simclr" (NT-Xent over two views from the strong
+    augmentation of `augment.strong`, temperature tau, a projection head of projection_dim) trains
+    `model` on every training image of the split, labels unused; its backbone then starts the
+    train stages (through `init`: head, freeze_backbone_steps, backbone_lr_scale). probe adds a
+    linear probe of it (`pretext/probe`).
+    """
+
+    method: Literal["none", "rotnet", "simclr"] = "none"
+    steps: int = Field(300, gt=0)
+    batch_size: int = Field(128, ge=2)
+    lr: float = Field(0.1, gt=0.0)
+    momentum: float = Field(0.9, ge=0.0, lt=1.0)
+    weight_decay: float = Field(5e-4, ge=0.0)
+    temperature: float = Field(0.5, gt=0.0)
+    projection_dim: int = Field(64, gt=0)
+    probe: bool = True
+    report_every: int = Field(50, gt=0)
+
+
 class PipelineFile(StrictModel):
     """The fields every pipeline file shares; each builder's config adds its own section.
 
     ``pipeline`` selects the builder (a subclass narrows it to its own name) and ``name`` names the
-    runs. ``data``, ``train`` and ``resources`` default to what most pipelines use (a long-tailed
+    runs. ``init`` and ``pretext`` say where training starts; ``probe`` names stages (``g00/train``,
+    ``pretext/pretrain``) whose model a linear probe scores on frozen features. ``data``, ``train`` and ``resources`` default to what most pipelines use (a long-tailed
     split, supervised training, the students' stage roles); a pipeline that needs another kind
     (CReST's FixMatch training, KE's balanced supervised split) redeclares the field with its type.
     """
 
     pipeline: str
-    name: str
+    name: SafeName
     seed: int = 0
     data: DataSection = DataSection()
     model: ModelSection = ModelSection()
@@ -246,6 +324,18 @@ class PipelineFile(StrictModel):
     augment: AugmentSection = AugmentSection()
     label: LabelSection = LabelSection()
     resources: StudentResourcesSection = StudentResourcesSection()
+    init: InitSection = InitSection()
+    pretext: PretextSection = PretextSection()
+    probe: list[str] = Field(default_factory=list)
     run: RunSettings = RunSettings()
     tracking: TrackingSettings = TrackingSettings()
     tune: TuneSettings | None = None
+
+    @model_validator(mode="after")
+    def _one_start(self) -> PipelineFile:
+        if self.init.source is not None and self.pretext.method != "none":
+            raise ValueError(
+                f"init.source ({self.init.source}) and pretext.method ({self.pretext.method}) both give the starting "
+                "weights; set one of them (pretext.method=none or init.source=null)"
+            )
+        return self

@@ -7,13 +7,15 @@ Torch-free on purpose: drawing the split needs only labels, so the driver checks
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
-from pipelines.data import DatasetLabels, load_labels, long_tailed_split
+from pipelines.data import DatasetLabels, long_tailed_split
+from pipelines.datasets.catalog import dataset_labels
+from pipelines.datasets.shards import DatasetError
 
 SPLIT_SCHEMA = pa.schema(
     [
@@ -24,10 +26,44 @@ SPLIT_SCHEMA = pa.schema(
 )
 # KE and distillation need no unlabeled images: their preflight caps labeled_fraction at this.
 PROBE_FRACTION = 0.5
+# select_classes' label for a row of a class the task leaves out (-1 already means "unknown label").
+OUTSIDE_TASK = -2
+
+
+def select_classes(labels: DatasetLabels, classes: Sequence[int] | None) -> DatasetLabels:
+    """The labels of a task made of some of the dataset's classes: class ``classes[k]`` becomes ``k``.
+
+    Other classes become OUTSIDE_TASK and are left out of every subset; unknown labels (-1) stay
+    unknown, so they still join the unlabeled pool.
+
+    Sample ids stay the dataset's, so two tasks of one dataset with disjoint classes never share an
+    image (transfer learning's source and target, LwF's old and new task).
+    """
+    if classes is None:
+        return labels
+    outside = sorted({c for c in classes if not 0 <= c < labels.num_classes})
+    if outside:
+        raise ValueError(
+            f"classes {outside} are not classes of the dataset (0..{labels.num_classes - 1}); fix data.classes"
+        )
+    mapping = np.full(labels.num_classes, OUTSIDE_TASK, dtype=np.int64)
+    mapping[np.asarray(classes, dtype=np.int64)] = np.arange(len(classes))
+
+    def relabel(values: np.ndarray) -> np.ndarray:
+        return np.where(values >= 0, mapping[np.maximum(values, 0)], values)
+
+    test = None if labels.test is None else relabel(labels.test)
+    return DatasetLabels(relabel(labels.train), test, len(classes))
 
 
 def split_table(data: Mapping[str, Any], labels: DatasetLabels) -> pa.Table:
-    """The long-tailed labeled/unlabeled split (CReST protocol) and the balanced test set as one table."""
+    """The long-tailed labeled/unlabeled split (CReST protocol) and the balanced test set as one table.
+
+    Rows whose label is unknown (-1: a sharded dataset's null labels) cannot be drawn per class;
+    they join the unlabeled pool, with label -1 in the table. With ``data["classes"]`` the task is
+    those classes only, relabelled 0..k-1 (``select_classes``); the other classes' rows are left out.
+    """
+    labels = select_classes(labels, data.get("classes"))
     rng = np.random.default_rng(data["fold"])
     holdout = 0 if labels.test is not None else data["holdout_per_class"]
     parts = long_tailed_split(
@@ -41,12 +77,15 @@ def split_table(data: Mapping[str, Any], labels: DatasetLabels) -> pa.Table:
         class_order=data.get("class_order"),
     )
     if labels.test is not None:
-        parts["test"] = np.arange(len(labels.test), dtype=np.int64)
+        parts["test"] = np.flatnonzero(labels.test >= 0).astype(np.int64)
         test_labels = labels.test
     else:
         parts["test"] = parts.pop("holdout")
         test_labels = labels.train
     parts.pop("holdout", None)
+    unknown = np.flatnonzero(labels.train == -1)
+    if unknown.size:
+        parts["unlabeled"] = np.sort(np.concatenate([parts["unlabeled"], unknown]))
     columns: dict[str, list] = {"sample_id": [], "label": [], "subset": []}
     for subset, ids in parts.items():
         source = test_labels if subset == "test" else labels.train
@@ -60,12 +99,15 @@ def preflight_split(data: Mapping[str, Any]) -> list[str]:
     """Draw the split before anything runs; return problems as `key: message` lines.
 
     Catches what only the data can tell (a missing root, a class too small for head_count,
-    an empty unlabeled set) while nothing has been written yet.
+    an empty unlabeled set; for a sharded dataset: no shards, an edited manifest, a shard with
+    another size or schema, labels out of range) while nothing has been written yet.
     """
     try:
-        labels = load_labels(data["name"], data.get("root"))
+        labels = dataset_labels(data)
     except FileNotFoundError as exc:
         return [f"data.root: {exc}"]
+    except DatasetError as exc:  # a sharded dataset that is missing, edited or malformed
+        return [f"data.uri: {exc}"]
     try:
         table = split_table(data, labels)
     except ValueError as exc:

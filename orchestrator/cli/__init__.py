@@ -3,7 +3,7 @@
 Exit codes: 0 success, 1 a stage or the cluster failed (the resume command is printed),
 2 bad input (config, overrides, paths): nothing is written for bad input.
 
-Each command group lives in its own module (pipeline, tune, workspace, cluster) and adds
+Each command group lives in its own module (pipeline, tune, workspace, data, cluster) and adds
 its subcommands through ``register``; this module parses, dispatches and maps errors to
 exit codes. Pipelines come from the ``relay.pipelines`` entry points, or from the mapping
 given to ``main`` (tests, embedding).
@@ -17,9 +17,9 @@ import os
 import sys
 from collections.abc import Mapping
 
-from orchestrator.cli import cluster, pipeline, runs, tune, workspace
+from orchestrator.cli import cluster, data, pipeline, runs, tune, workspace
 from orchestrator.cli.common import EXIT_BAD_INPUT, EXIT_FAILED
-from orchestrator.errors import ConfigError, PipelineError, RelayError
+from orchestrator.errors import InputError, RelayError
 from orchestrator.registry import PipelineSpec
 
 QUIET_LOGGERS = ("ray", "alembic", "urllib3", "filelock", "matplotlib", "torch")
@@ -37,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     pipeline.register_generations(commands)
     runs.register(commands)
     workspace.register(commands)
+    data.register(commands)
     cluster.register(commands)
     return parser
 
@@ -104,7 +105,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     """The command's exit code; bad input and failures become messages, not tracebacks."""
     try:
         return args.handler(args)
-    except (ConfigError, PipelineError) as exc:
+    except InputError as exc:  # a config, an argument, a path: checked before anything was written
         print(f"relay: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except RelayError as exc:  # a stage, the tracking store or the cluster failed

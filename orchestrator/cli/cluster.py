@@ -11,8 +11,13 @@ from orchestrator.cli.common import add_address, load_pipeline_config, pipelines
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    """Validate locally (bad input never reaches the cluster), then submit `relay run` as a Ray job."""
-    spec, config = load_pipeline_config(args.config, args.overrides, pipelines_of(args))
+    """Validate locally (bad input never reaches the cluster), then submit `relay run` as a Ray job.
+
+    The config's folders are the cluster's, so only what does not depend on this machine's
+    folders is checked here; the job's `relay run` checks the rest before it writes.
+    """
+    jobs.resolve_address(args.address)  # no address is bad input: say so before reading the data
+    spec, config = load_pipeline_config(args.config, args.overrides, pipelines_of(args), local=False)
     needed = (
         args.num_gpus
         if args.num_gpus is not None

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from orchestrator.cli.preflight import location_problems
 from orchestrator.config import apply_overrides, load_yaml, validate_config
 from orchestrator.dag import Pipeline
 from orchestrator.engine.fingerprint import code_versions
@@ -28,12 +29,19 @@ def pipelines_of(args: argparse.Namespace) -> Pipelines:
     return given if given is not None else load_pipelines()
 
 
-def load_pipeline_config(path: str, overrides: list[str], pipelines: Pipelines | None = None) -> tuple[Any, Any]:
-    """YAML -> dict -> dotted overrides -> validated config -> preflight; every problem raised at once."""
+def load_pipeline_config(
+    path: str, overrides: list[str], pipelines: Pipelines | None = None, local: bool = True
+) -> tuple[Any, Any]:
+    """YAML -> dict -> dotted overrides -> validated config -> preflight; every problem raised at once.
+
+    The preflight covers the data (the pipeline's own check) and where a run would write
+    (workspace, artifact store, tracking database); ``local`` False checks only what does not
+    depend on this machine's folders (``relay submit``: they are the cluster's).
+    """
     data = apply_overrides(load_yaml(path), overrides)
     spec = get_pipeline(data.get("pipeline"), load_pipelines() if pipelines is None else pipelines, source=path)
     config = validate_config(spec.config_model, data, source=path)
-    problems = spec.preflight(config)
+    problems = [*spec.preflight(config), *location_problems(config.run, config.tracking, local)]
     if problems:
         raise ConfigError(problems, path)
     spec.build(config)  # DAG errors (cycles, missing inputs) surface before anything is written
@@ -44,7 +52,11 @@ def load_saved_config(saved: Path, pipelines: Pipelines) -> tuple[Any, Any]:
     """The pipeline spec and validated config of a run, from the config.yaml saved when it started."""
     data = load_yaml(str(saved))
     spec = get_pipeline(data.get("pipeline"), pipelines, source=str(saved))
-    return spec, validate_config(spec.config_model, data, source=str(saved))
+    config = validate_config(spec.config_model, data, source=str(saved))
+    problems = location_problems(config.run, config.tracking)
+    if problems:
+        raise ConfigError(problems, str(saved))
+    return spec, config
 
 
 def pipeline_code_versions(pipeline: Pipeline) -> dict[str, str]:

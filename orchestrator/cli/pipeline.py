@@ -12,6 +12,7 @@ import logging
 import secrets
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +27,14 @@ from orchestrator.cli.common import (
     pipelines_of,
     run_dir,
 )
+from orchestrator.cli.preflight import check_run_id, check_stop_after, open_store
 from orchestrator.config import RunSettings, TrackingSettings, artifact_uri, load_yaml, resolve_workspace, tracking_uri
+from orchestrator.dag import Pipeline
 from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.engine.executors import Executor, LocalExecutor, RayExecutor
 from orchestrator.engine.progress import ProgressDisplay
 from orchestrator.engine.runner import Runner
-from orchestrator.errors import ConfigError
+from orchestrator.errors import ConfigError, InputError
 from orchestrator.tracking import report
 from orchestrator.tracking.background import BackgroundTracker
 from orchestrator.tracking.mlflow_tracker import metric_prefix, mlflow_tracker
@@ -64,9 +67,39 @@ def make_executor(settings: RunSettings) -> Executor:
     return RayExecutor(address=settings.ray_address, num_cpus=settings.num_cpus)
 
 
-def execute(
-    spec: Any, config: Any, run_id: str, resume: bool, stop_after: str | None, rerun: frozenset[str] = frozenset()
-) -> int:
+@dataclass(frozen=True)
+class PreparedRun:
+    """A run that passed every check and opened its store, with nothing written yet.
+
+    ``rerun`` names the stages to run even when cached (`--rerun-from`, `--no-cache`).
+    """
+
+    spec: Any
+    config: Any
+    run_id: str
+    pipeline: Pipeline
+    store: ArtifactStore
+    stop_after: str | None
+    rerun: frozenset[str] = frozenset()
+
+
+def prepare_run(
+    spec: Any,
+    config: Any,
+    run_id: str,
+    stop_after: str | None,
+    rerun_from: str | None = None,
+    no_cache: bool = False,
+) -> PreparedRun:
+    """The checks that need the run id and the DAG (the config's own are done), and the store; writes nothing."""
+    check_run_id(run_id)
+    pipeline = spec.build(config)
+    check_stop_after(pipeline, stop_after)
+    rerun = stages_to_rerun(pipeline, rerun_from, no_cache)
+    return PreparedRun(spec, config, run_id, pipeline, open_store(artifact_uri(config.run)), stop_after, rerun)
+
+
+def execute(run: PreparedRun, resume: bool) -> int:
     """Run (or resume) one pipeline run end to end and print its generation table.
 
     Start-up and shutdown overlap what they can: MLflow (its import, the store's creation)
@@ -74,31 +107,26 @@ def execute(
     and Ray stops while that thread drains the last MLflow calls. ``tracker.join`` makes
     sure every MLflow write has landed before this returns. While the stages run, their
     progress is shown from the run's progress board (docs/ARCHITECTURE.md, The engine).
-    ``rerun`` names stages to run even when cached.
     """
+    config, run_id, stop_after = run.config, run.run_id, run.stop_after
     workspace = resolve_workspace(config.run)
     uri = tracking_uri(config.run, config.tracking)
     tracker = BackgroundTracker(mlflow_tracker(uri, config.tracking))
     tracker.start_pipeline(run_id, config.name, config.model_dump(mode="json"), resume=resume)
-    pipeline = spec.build(config)
     status, executor = "FAILED", None
     try:
         executor = make_executor(config.run)
-        executor.warm_up(pipeline)
-        runner = Runner(
-            ArtifactStore(artifact_uri(config.run)),
-            executor,
-            tracker,
-            pipeline_code_versions(pipeline),
-            config.seed,
-            runs_dir=run_dir(workspace, run_id).parent,
-        )
+        executor.warm_up(run.pipeline)
+        runs_dir = run_dir(workspace, run_id).parent
+        code = pipeline_code_versions(run.pipeline)
+        runner = Runner(run.store, executor, tracker, code, config.seed, runs_dir=runs_dir)
         with ProgressDisplay(executor.open_progress(run_id)):
-            summary = runner.run(pipeline, run_id, stop_after=stop_after, rerun=rerun)
+            summary = runner.run(run.pipeline, run_id, stop_after=stop_after, rerun=run.rerun)
         status = "FINISHED" if stop_after is None else "KILLED"
         if stop_after is None:
             print(f"\nRun {run_id}: per-generation results (test set is balanced)")
-            print(report.generation_table(summary_rows(pipeline, summary.manifests), spec.summary), flush=True)
+            rows = summary_rows(run.pipeline, summary.manifests)
+            print(report.generation_table(rows, run.spec.summary), flush=True)
     finally:
         tracker.close(status)  # queued behind the stages' calls; MLflow drains them while Ray stops
         try:
@@ -145,6 +173,10 @@ def tracking_for(args: argparse.Namespace) -> tuple[str, str, Mapping[str, str] 
     """
     pipelines = pipelines_of(args)
     workspace = resolve_workspace(RunSettings(workspace=args.workspace))
+    if args.run_id:
+        check_run_id(args.run_id)
+        if not run_dir(workspace, args.run_id).is_dir():
+            raise unknown_run(args.run_id, workspace)
     saved = run_dir(workspace, args.run_id) / "config.yaml" if args.run_id else None
     if saved is not None and saved.exists():
         spec, config = load_saved_config(saved, pipelines)
@@ -164,6 +196,14 @@ def newest_summary(workspace: Path, pipelines: Pipelines) -> Mapping[str, str] |
         if name in pipelines:
             return pipelines[name].summary
     return None
+
+
+def unknown_run(run_id: str, workspace: Path) -> InputError:
+    """A run id the workspace has no record of; the message says how to list the ones it has."""
+    return InputError(
+        f"no run {run_id!r} in the workspace {workspace}; list its runs with `ls {workspace / 'runs'}` "
+        "(or pass --workspace)"
+    )
 
 
 def print_generations(uri: str, experiment: str, run_id: str | None, summary: Mapping[str, str] | None) -> None:
@@ -189,26 +229,24 @@ def stages_to_rerun(pipeline: Any, rerun_from: str | None, no_cache: bool) -> fr
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    """Check everything (config, data, folders, store, run id, --stop-after), then write the run record and run."""
     spec, config = load_pipeline_config(args.config, args.overrides, pipelines_of(args))
-    pipeline = spec.build(config)
-    rerun = stages_to_rerun(pipeline, args.rerun_from, args.no_cache)
-    run_id = args.run_id or new_run_id(config.name)
-    save_run_record(run_dir(resolve_workspace(config.run), run_id), config, args.config, args.overrides)
-    log.info("run %s: %d stages%s", run_id, len(pipeline.stages), f", {len(rerun)} rerun on request" if rerun else "")
-    return execute(spec, config, run_id, resume=False, stop_after=args.stop_after, rerun=rerun)
+    run_id = new_run_id(config.name) if args.run_id is None else args.run_id
+    run = prepare_run(spec, config, run_id, args.stop_after, args.rerun_from, args.no_cache)
+    save_run_record(run_dir(resolve_workspace(config.run), run.run_id), config, args.config, args.overrides)
+    rerun = f", {len(run.rerun)} rerun on request" if run.rerun else ""
+    log.info("run %s: %d stages%s", run.run_id, len(run.pipeline.stages), rerun)
+    return execute(run, resume=False)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
+    check_run_id(args.run_id)
     directory = run_dir(resolve_workspace(RunSettings(workspace=args.workspace)), args.run_id)
     saved = directory / "config.yaml"
     if not saved.exists():
-        raise ConfigError(
-            [
-                f"run_id: no run {args.run_id!r} under {directory.parent}; list runs with `ls {directory.parent}` or pass --workspace"
-            ]
-        )
+        raise unknown_run(args.run_id, directory.parent.parent)
     spec, config = load_saved_config(saved, pipelines_of(args))
-    return execute(spec, config, args.run_id, resume=True, stop_after=args.stop_after)
+    return execute(prepare_run(spec, config, args.run_id, args.stop_after), resume=True)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:

@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 
 from orchestrator.cli.common import EXIT_FAILED, load_pipeline_config, pipeline_code_versions, pipelines_of
+from orchestrator.cli.preflight import folder_problem
 from orchestrator.config import apply_overrides, load_yaml
 from orchestrator.errors import ConfigError
 from orchestrator.tracking.sweeps import SweepTracker
@@ -21,6 +22,9 @@ from orchestrator.tune.space import best_config
 def cmd_tune(args: argparse.Namespace) -> int:
     """Check the sweep, run it on Ray Tune, write best.yaml, print the trials."""
     spec, config = load_pipeline_config(args.config, args.overrides, pipelines_of(args))
+    problem = folder_problem(args.output, "--output") if args.output else None
+    if problem:
+        raise ConfigError([problem], "the command line")
     plan = plan_sweep(
         apply_overrides(load_yaml(args.config), args.overrides),
         config,

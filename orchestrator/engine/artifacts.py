@@ -3,14 +3,14 @@
 Layout: ``<root>/stages/<fingerprint>/<output>.<parquet|pt>``, extra files
 under ``files/``, and ``manifest.json``. Every file is written under a
 temporary name and renamed into place, and the manifest is written last, so
-"the manifest exists" means "the stage's outputs are complete". Digests are
-sha256 of the stored bytes, so a truncated or altered file is detected and
-recomputed instead of silently used.
+"the manifest exists" means "the stage's outputs are complete". Digests of the
+stored bytes (``orchestrator.engine.digests``: xxh3-128, sha256 in older
+manifests) are checked before a cache hit, so a truncated or altered file is
+detected and recomputed instead of silently used.
 """
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import logging
@@ -27,6 +27,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 
 from orchestrator.dag import StageResult
+from orchestrator.engine.digests import ALGORITHM, LEGACY, digest_of, hasher
 from orchestrator.engine.parquet import HashingSink, read_parquet, write_parquet
 from orchestrator.errors import ArtifactError
 
@@ -42,7 +43,8 @@ class ArtifactRef:
     """Where one stored output lives and what its bytes hash to.
 
     ``path`` is relative to the store root, so a store can be moved or
-    mounted elsewhere without rewriting manifests.
+    mounted elsewhere without rewriting manifests. ``algorithm`` names the
+    digest's hash; manifests from before it existed used sha256.
     """
 
     name: str
@@ -50,6 +52,7 @@ class ArtifactRef:
     kind: str  # "table" | "checkpoint"
     digest: str
     size: int
+    algorithm: str = LEGACY
 
 
 @dataclass(frozen=True)
@@ -148,7 +151,8 @@ class ArtifactStore:
         kind, suffix, data = _serialize(name, value)
         path = f"{directory}/{sanitize(name)}.{suffix}"
         self._write_bytes(path, name, data)
-        return ArtifactRef(name=name, path=path, kind=kind, digest=_sha256(data), size=len(data))
+        digest = digest_of(data)
+        return ArtifactRef(name=name, path=path, kind=kind, digest=digest, size=len(data), algorithm=ALGORITHM)
 
     def _write_stream(self, path: str, name: str, reader: pa.RecordBatchReader) -> ArtifactRef:
         """Write batches to Parquet as they arrive, hashing the bytes on the way out.
@@ -172,7 +176,8 @@ class ArtifactStore:
         except BaseException:
             self._delete_abs(temp)
             raise
-        return ArtifactRef(name=name, path=path, kind="table", digest=sink.digest.hexdigest(), size=sink.size)
+        digest = sink.digest.hexdigest()
+        return ArtifactRef(name=name, path=path, kind="table", digest=digest, size=sink.size, algorithm=sink.algorithm)
 
     # --- in-stage checkpoints: scratch space under the stage's directory, not part of its outputs
 
@@ -249,7 +254,7 @@ class ArtifactStore:
             return None
 
     def verify(self, manifest: Manifest) -> list[str]:
-        """Names of outputs whose stored size or sha256 differ from the manifest (or are gone)."""
+        """Names of outputs whose stored size or digest differ from the manifest (or are gone)."""
         return [name for name, ref in manifest.outputs.items() if not self._intact(ref)]
 
     def _intact(self, ref: ArtifactRef) -> bool:
@@ -258,11 +263,11 @@ class ArtifactStore:
             info = self._fs.get_file_info(path)
             if info.type != pafs.FileType.File or info.size != ref.size:
                 return False
-            digest = hashlib.sha256()
+            digest = hasher(ref.algorithm)
             with self._fs.open_input_stream(path) as stream:
                 while chunk := stream.read(_CHUNK):
                     digest.update(chunk)
-        except (OSError, pa.ArrowException):
+        except (OSError, pa.ArrowException, ValueError):  # ValueError: an algorithm this version does not know
             return False
         return digest.hexdigest() == ref.digest
 
@@ -382,10 +387,6 @@ def _check_checkpoint(name: str, value: Any, where: str) -> None:
             "store tensors, numbers, strings, lists or dicts (e.g. model.state_dict())",
             retryable=False,
         )
-
-
-def _sha256(data: bytes | memoryview) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def _manifest_to_json(manifest: Manifest) -> dict[str, Any]:

@@ -16,18 +16,22 @@ import functools
 import itertools
 import logging
 import os
-from collections.abc import Callable, Sequence
+import socket
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from orchestrator.dag import Parallelism, Pipeline, ProgressSink, Resources, StageProgress
+from orchestrator.dag import Parallelism, Pipeline, ProgressSink, Resources, Stage, StageProgress
 from orchestrator.engine import distributed
 from orchestrator.engine.artifacts import Manifest
 from orchestrator.engine.body import Placement, run_stage_body
 from orchestrator.engine.progress import ProgressBoard
 from orchestrator.engine.task import StageTask
+from orchestrator.errors import RelayError
 
 logger = logging.getLogger(__name__)
+
+DASHBOARD_PORT = 8265
 WARM_WAIT_S = 120.0  # the longest the first stage waits for the first warm worker
 BOARD_READ_S = 10.0  # the longest one look at the progress board may take (the display skips it then)
 ReadProgress = Callable[[], list[StageProgress]]
@@ -65,23 +69,52 @@ def run_as_one_process(task: StageTask) -> Manifest:
     return manifest
 
 
-def run_on_ray(task: StageTask) -> Manifest:
+def uses_actor_pool(stage: Stage) -> bool:
+    """A sharded stage with workers > 1 maps its shards on an actor pool (the executor provides it)."""
+    return stage.resources.workers > 1 and stage.parallelism is Parallelism.SHARDS
+
+
+def run_on_ray(task: StageTask, pool: distributed.ActorPool | None = None) -> Manifest:
     """A Ray task's body: one process, or the coordinator of Ray Train workers or of an actor pool.
 
     Data-parallel stages go through Ray Train (this task only coordinates); sharded stages run
-    their body here and hand ``ctx.map_shards`` to actors with the stage's per-worker resources.
+    their body here and hand ``ctx.map_shards`` to ``pool``, the executor's actors with the
+    stage's per-worker resources.
     """
     resources = task.stage.resources
     if resources.workers <= 1:
         return run_as_one_process(task)
     if task.stage.parallelism is Parallelism.DATA:
         return distributed.fit_stage(task)
+    if pool is None:
+        raise ValueError(f"{task.stage.name}: a sharded stage with {resources.workers} workers needs an actor pool")
     placement = Placement(
-        shard_mapper=distributed.actor_pool_mapper(resources), device="cuda" if resources.num_gpus > 0 else "cpu"
+        shard_mapper=pool.mapper(), device="cuda" if resources.num_gpus > 0 else "cpu"
     )  # the shard actors' device
     manifest = run_stage_body(task, placement)
     assert manifest is not None  # rank 0 always stores
     return manifest
+
+
+def pools_fit(pipeline: Pipeline, total: Mapping[str, float]) -> bool:
+    """Whether the pipeline's actor pools can stay up for the whole run: they and any other stage fit at once.
+
+    Why: kept actors hold their CPUs and GPUs between stages. On 2 CPUs, 2 labeling actors of
+    1 CPU kept after g00/pseudo_label would leave g01/train waiting forever. When every pool plus
+    the largest other stage fits in the cluster's ``total`` (``ray.cluster_resources()``), pools
+    are kept; otherwise each stage call gets its own pool, released when it ends. Other stages
+    running side by side only wait for each other (they finish); a pool never does.
+    """
+    pools = {stage.resources for stage in pipeline.stages if uses_actor_pool(stage)}
+    others = [stage.resources for stage in pipeline.stages if not uses_actor_pool(stage)]
+    if not pools:
+        return False
+    for key, per_worker in (("CPU", lambda r: r.num_cpus), ("GPU", lambda r: r.num_gpus)):
+        held = sum(per_worker(r) * r.workers for r in pools)
+        largest = max((per_worker(r) * r.workers for r in others), default=0.0)
+        if held + largest > total.get(key, 0.0):
+            return False
+    return True
 
 
 def warm_modules(pipeline: Pipeline) -> list[str]:
@@ -142,11 +175,16 @@ class LocalExecutor:
 
 
 class RayExecutor:
-    """Runs each stage as a Ray task with the stage's CPUs and GPUs.
+    """Runs each stage as a Ray task with the stage's CPUs and GPUs, and owns the stages' actor pools.
 
     Starts a local Ray instance (or connects to ``address``) unless Ray is
     already initialised. The dashboard stays on: with it off, resources freed
     by stopped Tune trials leaked (Ray 2.x; observed with `relay tune`).
+
+    Sharded stages get their actors from here: one pool per stage ``Resources``, kept warm
+    for the run when ``warm_up`` finds room for it beside every other stage (``pools_fit``),
+    else started for one stage call and released when it ends. A stage that fails on a kept
+    pool releases it, so the retry starts on fresh actors. ``shutdown`` releases them all.
     """
 
     def __init__(self, address: str | None = None, num_cpus: int | None = None, include_dashboard: bool = True) -> None:
@@ -155,7 +193,14 @@ class RayExecutor:
         self._ray = ray
         self._owns_ray = False
         if not ray.is_initialized():
-            ray.init(**_init_kwargs(address, num_cpus, include_dashboard))
+            try:
+                ray.init(**_init_kwargs(address, num_cpus, include_dashboard))
+            except Exception as exc:  # Ray raises bare Exceptions (a node that timed out starting, a busy port)
+                where = address or os.environ.get("RAY_ADDRESS") or "a local Ray instance"
+                raise RelayError(
+                    f"could not start or reach {where}: {exc}; on a busy machine try again, or pass "
+                    "run.num_cpus lower; for a cluster check run.ray_address"
+                ) from exc
             self._owns_ray = True
         self._remote = ray.remote(run_on_ray)
         self._warming: list[Any] = []
@@ -163,10 +208,26 @@ class RayExecutor:
         self._warm_later = 0
         self._submitted = False
         self._progress: ProgressSink | None = None
+        self._keep_pools = False
+        self._pools_to_start: list[Resources] = []
+        self._pools: dict[Resources, distributed.ActorPool] = {}  # kept for the run
+        self._pool_of: dict[Any, distributed.ActorPool] = {}  # in-flight sharded stage -> its pool
 
     def warm_up(self, pipeline: Pipeline) -> None:
-        """Warm as many workers as the pipeline's widest layer runs at once, with its stages' modules."""
+        """Warm as many workers as the pipeline's widest layer runs at once, with its stages' modules.
+
+        Also decides whether actor pools stay up for the run: only here is every stage known.
+        Kept pools start beside the first stage, so the first labeling stage finds them started too.
+        """
         self.warm(warm_modules(pipeline), max(len(layer) for layer in pipeline.layers()))
+        pooled = sorted({stage.resources for stage in pipeline.stages if uses_actor_pool(stage)}, key=repr)
+        self._keep_pools = pools_fit(pipeline, self._ray.cluster_resources())
+        self._pools_to_start = pooled if self._keep_pools else []
+        if pooled:
+            logger.info(
+                "labeling actors: %s",
+                "kept for the run" if self._keep_pools else "one pool per stage call (no room to keep them)",
+            )
 
     def warm(self, modules: Sequence[str], workers: int) -> None:
         """Have up to ``workers`` Ray workers import ``modules`` before their first stage, one first.
@@ -206,9 +267,32 @@ class RayExecutor:
             self._ray.wait(self._warming[:1], num_returns=1, timeout=WARM_WAIT_S)
 
     def _after_first_submit(self) -> None:
-        """Warm the remaining workers beside the first stage (they are needed when stages run side by side)."""
+        """Warm the remaining workers, and start kept actor pools, beside the first stage."""
         self._warming.extend(self._warm_one() for _ in range(self._warm_later))
         self._warm_later = 0
+        for resources in self._pools_to_start:
+            self._pool(resources)
+        self._pools_to_start = []
+
+    def _pool(self, resources: Resources) -> distributed.ActorPool:
+        """The kept pool for ``resources`` (started on first use), or a new one for a single stage call."""
+        if not self._keep_pools:
+            return distributed.ActorPool.start(resources)
+        if resources not in self._pools:
+            self._pools[resources] = distributed.ActorPool.start(resources)
+        return self._pools[resources]
+
+    def _release(self, ref: Any, failed: bool) -> None:
+        """After a sharded stage: a single-call pool goes; a kept one goes only if the stage failed on it."""
+        pool = self._pool_of.pop(ref, None)
+        if pool is None:
+            return
+        kept = self._pools.get(pool.resources) is pool
+        if kept and not failed:
+            return
+        if kept:
+            del self._pools[pool.resources]
+        pool.shutdown()
 
     def submit(self, task: StageTask) -> Any:
         """Start ``task`` as a Ray task; Ray's own retries are off, the runner retries.
@@ -231,7 +315,10 @@ class RayExecutor:
         if first:
             self._before_first_submit()
         self._submitted = True
-        ref = self._remote.options(**options).remote(with_progress(task, self._progress))
+        pool = self._pool(resources) if uses_actor_pool(task.stage) else None
+        ref = self._remote.options(**options).remote(with_progress(task, self._progress), pool)
+        if pool is not None:
+            self._pool_of[ref] = pool
         if first:
             self._after_first_submit()
         return ref
@@ -256,7 +343,10 @@ class RayExecutor:
         if not handles:
             raise ValueError("wait() needs at least one handle; got none")
         ready, _ = self._ray.wait(list(handles), num_returns=1)
-        return [(ref, self._outcome(ref)) for ref in ready]
+        finished = [(ref, self._outcome(ref)) for ref in ready]
+        for ref, outcome in finished:
+            self._release(ref, failed=isinstance(outcome, BaseException))
+        return finished
 
     def _outcome(self, ref: Any) -> Any:
         """ray.get, with a task's exception unwrapped to the stage's own exception.
@@ -277,7 +367,12 @@ class RayExecutor:
             return exc
 
     def shutdown(self) -> None:
-        """Stop Ray if this executor started it."""
+        """Release every actor pool, and stop Ray if this executor started it."""
+        if self._ray.is_initialized():
+            for pool in {id(p): p for p in [*self._pools.values(), *self._pool_of.values()]}.values():
+                pool.shutdown()
+        self._pools.clear()
+        self._pool_of.clear()
         if self._owns_ray and self._ray.is_initialized():
             self._ray.shutdown()
         self._owns_ray = False
@@ -328,4 +423,22 @@ def _init_kwargs(address: str | None, num_cpus: int | None, include_dashboard: b
         logger.info("connecting to the cluster in RAY_ADDRESS; run.num_cpus applies only to a local instance")
     else:
         kwargs.update(num_cpus=num_cpus, include_dashboard=include_dashboard)
+        if include_dashboard:
+            kwargs["dashboard_port"] = dashboard_port()
     return kwargs
+
+
+def dashboard_port() -> int:
+    """Ray's usual dashboard port when it is free, else any free one.
+
+    A second local Ray instance on the machine (another `relay run`, another user's tests)
+    holds 8265, and Ray 2.60 then fails to start the dashboard instead of moving on.
+    """
+    for port in (DASHBOARD_PORT, 0):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return probe.getsockname()[1]
+    return DASHBOARD_PORT

@@ -8,12 +8,12 @@ measurements (benchmarks/artifacts.py).
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from orchestrator.engine.digests import ALGORITHM, hasher
 from orchestrator.errors import ArtifactError
 
 
@@ -26,7 +26,8 @@ class HashingSink:
 
     def __init__(self, stream: Any) -> None:
         self._stream = stream
-        self.digest = hashlib.sha256()
+        self.algorithm = ALGORITHM
+        self.digest = hasher(ALGORITHM)
         self.size = 0
         self.closed = False
 
@@ -65,7 +66,7 @@ def parquet_options(schema: pa.Schema) -> dict[str, Any]:
     Fixed-size lists stay Parquet lists on disk, so any Parquet reader (pandas, DuckDB,
     ``pq.read_table``, MLflow's dataset schema) sees the contract schema in the file itself; a
     FIXED_LEN_BYTE_ARRAY layout (one plain value per row, no levels) was measured: reads 10x
-    faster at C=1000, but writes unchanged (they are dominated by the sha256 and Parquet's page
+    faster at C=1000, but writes unchanged (they were dominated by the digest and Parquet's page
     copy) and every other reader would see bytes instead of ``probs``.
     """
     text = _string_columns(schema)

@@ -18,7 +18,7 @@ class TrackedArtifact:
 
     name: str
     uri: str  # a URI MLflow can resolve (file:///..., s3://...)
-    digest: str  # sha256 of the stored bytes
+    digest: str  # of the stored bytes (orchestrator.engine.digests)
     kind: str  # "table" | "checkpoint"
     lineage: str | None = None  # "model" | "dataset" | None
     local_path: str | None = None  # set when the bytes are on this machine

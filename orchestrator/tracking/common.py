@@ -90,6 +90,14 @@ def sqlite_path(tracking_uri: str) -> Path | None:
     return Path(tracking_uri[len(prefix) :]) if tracking_uri.startswith(prefix) else None
 
 
+def no_database_message(db: Path) -> str:
+    """What `relay ui` and `relay generations` say about a workspace without a tracking database, and what to do."""
+    return (
+        f"no runs yet: there is no tracking database at {db}; make one with "
+        f"`RELAY_WORKSPACE={db.parent} relay run pipelines/configs/smoke.yaml`, or pass --workspace"
+    )
+
+
 def default_artifact_location(tracking_uri: str) -> str | None:
     """Keep a sqlite store's artifacts beside its database instead of in ./mlruns of whatever cwd."""
     db = sqlite_path(tracking_uri)

@@ -43,7 +43,7 @@ TAG_TEACHER = "relay.teacher"
 
 
 def relay_digest(artifact: TrackedArtifact) -> str:
-    """Relay's digest of a dataset, short enough for MLflow: the first 32 hex chars of its sha256."""
+    """Relay's digest of a dataset, short enough for MLflow: its first 32 hex chars (all of an xxh3-128)."""
     return artifact.digest[:DIGEST_CHARS]
 
 

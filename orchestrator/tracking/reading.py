@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from orchestrator.errors import TrackingError
-from orchestrator.tracking.common import TAG_KIND, TAG_PIPELINE_RUN, sqlite_path
+from orchestrator.errors import InputError
+from orchestrator.tracking.common import TAG_KIND, TAG_PIPELINE_RUN, no_database_message, sqlite_path
 
 
 def generation_rows(client: Any, parent_run_id: str) -> list[dict[str, Any]]:
@@ -25,25 +25,41 @@ def read_generations(tracking_uri: str, experiment: str, run_id: str | None = No
     """Per-generation rows of the parent run's metrics (latest run when run_id is None).
 
     Returns (run id, rows) with rows like ``{"generation": 0, "evaluate/accuracy": 0.9}``.
-    A sqlite store that does not exist is reported, not created.
+    A sqlite store that does not exist is reported, not created; a missing store, experiment
+    or run is the user's input pointing at nothing (InputError).
     """
     db = sqlite_path(tracking_uri)
     if db is not None and not db.exists():
-        raise TrackingError(f"no tracking database at {db}; run a pipeline first or pass the right tracking URI")
+        raise InputError(no_database_message(db))
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri)
     found = client.get_experiment_by_name(experiment)
     if found is None:
         names = ", ".join(e.name for e in client.search_experiments()) or "none"
-        raise TrackingError(f"no MLflow experiment {experiment!r} at {tracking_uri}; experiments there: {names}")
+        raise InputError(
+            f"no MLflow experiment {experiment!r} at {tracking_uri}; experiments there: {names} (pass --experiment)"
+        )
+    newest = _pipeline_runs(client, found.experiment_id, run_id, 1)
+    if not newest:
+        raise InputError(_no_run_message(client, found.experiment_id, experiment, tracking_uri, run_id))
+    return _run_name(newest[0]), generation_rows(client, newest[0].info.run_id)
+
+
+def _pipeline_runs(client: Any, experiment_id: str, run_id: str | None, count: int) -> list[Any]:
+    """The newest ``count`` pipeline runs of the experiment (only ``run_id``'s when given)."""
     query = f"tags.`{TAG_KIND}` = 'pipeline'"
     if run_id is not None:
         query += f" and tags.`{TAG_PIPELINE_RUN}` = '{run_id}'"
-    runs = client.search_runs([found.experiment_id], query, order_by=["attributes.start_time DESC"], max_results=1)
-    if not runs:
-        raise TrackingError(
-            f"no pipeline run {run_id or ''} in experiment {experiment!r}; list runs with `relay status`"
-        )
-    parent = runs[0]
-    return parent.data.tags.get(TAG_PIPELINE_RUN, parent.info.run_name), generation_rows(client, parent.info.run_id)
+    return client.search_runs([experiment_id], query, order_by=["attributes.start_time DESC"], max_results=count)
+
+
+def _no_run_message(client: Any, experiment_id: str, experiment: str, tracking_uri: str, run_id: str | None) -> str:
+    if run_id is None:
+        return f"no pipeline runs in experiment {experiment!r} at {tracking_uri} yet; run a pipeline first"
+    names = ", ".join(_run_name(run) for run in _pipeline_runs(client, experiment_id, None, 10)) or "none yet"
+    return f"no pipeline run {run_id!r} in experiment {experiment!r}; its newest runs: {names}"
+
+
+def _run_name(run: Any) -> str:
+    return run.data.tags.get(TAG_PIPELINE_RUN, run.info.run_name)

@@ -19,6 +19,13 @@ variant generator counts a paused trial as running (it would never suggest the
 next one), so the scheduler tells it a paused trial no longer holds a slot
 (``on_trial_complete`` is the generator's public way to free one) and resumes
 survivors only while fewer than ``concurrency`` trials run.
+
+A rung is decided only once every trial expected at it has reported or ended for good. Tune
+retries a failed trial (``FailureConfig``) by calling ``on_trial_error`` and then
+``on_trial_add`` for it: the rung expects it again, and a rung that a removal completes is
+decided in the next ``choose_trial_to_run``, never inside the removal, so a trial that is
+being retried is not left out of it (which once kept 1 of 4 trials instead of 2 when trials
+failed under load).
 """
 
 from __future__ import annotations
@@ -69,6 +76,7 @@ class SuccessiveHalving(FIFOScheduler):
         self._scores: dict[int, dict[Trial, float]] = {m: {} for m in self._milestones}
         self._survivors: dict[int, set[Trial]] = {}
         self._paused: set[Trial] = set()
+        self._left: dict[Trial, int] = {}  # removed trial -> the rung that stopped expecting it
         self._concurrency = concurrency
         self._release_slot = release_slot or (lambda trial_id: None)
         self._mode: str | None = None
@@ -83,11 +91,17 @@ class SuccessiveHalving(FIFOScheduler):
     # --- Tune's callbacks ---------------------------------------------------------------------
 
     def on_trial_add(self, tune_controller: Any, trial: Trial) -> None:
-        """A restored trial (``--resume``) counts as having reached the rungs it passed, with its last value."""
+        """A retried trial is expected at its rung again; a restored one (``--resume``) keeps the rungs it passed.
+
+        A restored trial counts as having reached the rungs it passed, with its last value; a
+        score a rung already holds is never replaced.
+        """
+        if trial in self._left:
+            self._expected[self._left.pop(trial)] += 1
         reached = (trial.last_result or {}).get(TIME_ATTR, 0)
         for milestone in self._milestones:
             if reached >= milestone and self._metric in (trial.last_result or {}):
-                self._scores[milestone][trial] = self._signed(trial.last_result[self._metric])
+                self._scores[milestone].setdefault(trial, self._signed(trial.last_result[self._metric]))
 
     def on_trial_result(self, tune_controller: Any, trial: Trial, result: dict) -> str:
         milestone = result.get(TIME_ATTR)
@@ -107,17 +121,21 @@ class SuccessiveHalving(FIFOScheduler):
         self.on_trial_remove(tune_controller, trial)
 
     def on_trial_remove(self, tune_controller: Any, trial: Trial) -> None:
-        """A trial that ends before its next rung no longer holds that rung up."""
+        """A trial that ends before its next rung no longer holds that rung up (decided in choose_trial_to_run)."""
         self._paused.discard(trial)
         pending = [m for m in self._milestones if trial not in self._scores[m] and self._expects(m, trial)]
-        if not pending:
-            return
-        self._expected[pending[0]] -= 1
-        if self._expected[pending[0]] > 0 and self._rung_complete(pending[0]):
-            self._halve(tune_controller, pending[0], current=None)
+        if pending:
+            self._expected[pending[0]] -= 1
+            self._left[trial] = pending[0]
 
     def choose_trial_to_run(self, tune_controller: Any) -> Trial | None:
-        """New trials first; a paused survivor only while fewer than ``concurrency`` trials run."""
+        """New trials first; a paused survivor only while fewer than ``concurrency`` trials run.
+
+        First, a rung that removals completed is decided (see the module docstring).
+        """
+        for milestone in self._milestones:
+            if milestone not in self._survivors and self._scores[milestone] and self._rung_complete(milestone):
+                self._halve(tune_controller, milestone, current=None)
         trials = tune_controller.get_trials()
         for trial in trials:
             if trial.status == Trial.PENDING:

@@ -27,6 +27,8 @@ from orchestrator.tune.trial import run_trial
 
 logger = logging.getLogger(__name__)
 
+TRIAL_RETRIES = 2
+
 
 def make_search(settings: TuneSettings, seed: int, concurrency: int) -> Any:
     """Random (Ray's variant generator, seeded) or Optuna's TPE, each holding ``concurrency`` trials at once.
@@ -69,6 +71,9 @@ def make_tuner(plan: SweepPlan, concurrency: int, resume: bool) -> Any:
         storage_path=str(Path(plan.output) / "ray"),
         verbose=1,
         checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
+        # A trial whose worker dies (memory pressure, a start-up timeout) goes on from its last generation:
+        # its checkpoint is its schedule and the generations it ran are cache hits, so a retry costs little.
+        failure_config=tune.FailureConfig(max_failures=TRIAL_RETRIES),
     )
     # Grid keys stay in the space (Ray checks presets against it); each preset fills them, so none expands.
     return tune.Tuner(

@@ -1,18 +1,33 @@
-"""What the builders share: generation names, the split artifact, and the data preflight checks.
+"""What the builders share: generation names, the split artifact, the data preflight checks, where training starts.
 
 Builders turn a validated config into a static DAG (`orchestrator.dag.Pipeline`) and import no
 torch: they name stage bodies through `pipelines.stages.refs`, whose modules are imported only
 where a stage runs. Stages are made with `refs.make_stage`.
+
+Every pipeline file has `init` (pretrained weights), `pretext` (a self-supervised first stage) and
+`probe` (linear probes of chosen stages' models); `start_stages`, `starting` and `probe_stages`
+turn them into stages and wiring the same way in every builder.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import io
+from collections.abc import Sequence
+from typing import Any, Literal
 
+from orchestrator.config import StrictModel
+from orchestrator.dag import Stage
+from orchestrator.errors import ConfigError
+from orchestrator.sources import read_bytes, resolve_source
 from pipelines import split
+from pipelines.data import IMAGE_SHAPES, load_labels
+from pipelines.schema import part
+from pipelines.stages import refs
 
 SPLIT = "data/split"  # the split table every pipeline starts from (stage and artifact share the name)
 BASELINE_PREFIX = "baseline_"  # metrics of a side branch logged in a generation's run
+INIT_MODEL = "init/model"  # the imported `init.source` weights
+PRETEXT_MODEL = "pretext/model"  # the self-supervised encoder
 
 # `relay generations` columns (header -> `<stage role>/<metric>`) that several pipelines show.
 ACCURACY_COLUMNS = {"balanced_accuracy": "evaluate/balanced_accuracy"}
@@ -28,11 +43,176 @@ def gen(k: int, role: str) -> str:
     return f"g{k:02d}/{role}"
 
 
+def split_stage(config: Any, name: str = SPLIT, data: Any = None) -> Stage:
+    """A supervised split stage (`split_supervised`) of ``data`` (default: the file's `data`), artifact ``name``."""
+    params = {"data": config.data if data is None else data}
+    return refs.make_stage(name, refs.split_supervised, {"split": name}, (name,), params, config.resources.data, None)
+
+
+def train_and_evaluate(
+    config: Any,
+    role: str,
+    k: int,
+    data: Any,
+    split_name: str,
+    params: dict,
+    pretrained: str | None = None,
+    io_roles: dict[str, str] | None = None,
+) -> list[Stage]:
+    """`role/train` (train_network; from ``pretrained`` when given, with more ``io_roles`` such as a teacher) and
+    `role/evaluate` of one network on the same task's test split, both in generation ``k``."""
+    prefix = params.get("metric_prefix", "")
+    model, evaluation = f"{role}/model", f"{role}/evaluation"
+    io, params = starting({"split": split_name, "model": model, **(io_roles or {})}, params, config, pretrained)
+    res = config.resources
+    return [
+        refs.make_stage(f"{role}/train", refs.train_network, io, (model,), params, res.train, k),
+        refs.make_stage(
+            f"{role}/evaluate",
+            refs.evaluate_network,
+            {"split": split_name, "model": model, "evaluation": evaluation},
+            (evaluation,),
+            {"data": data, "batch_size": config.label.batch_size, "metric_prefix": prefix},
+            res.evaluate,
+            k,
+        ),
+    ]
+
+
+# --- where training starts: init.source, the pretext stage, probes --------------------------
+
+
+class InitLoad(StrictModel):
+    """What a train stage reads of `init` (bounds checked there): how pretrained weights load and train."""
+
+    head: Literal["reset", "keep"]
+    freeze_backbone_steps: int
+    backbone_lr_scale: float
+
+
+def start_stages(config: Any, split_artifact: str = SPLIT) -> tuple[list[Stage], str | None]:
+    """The stages that make the run's starting weights and the artifact they write (None: random initialisation).
+
+    `init.source` is found here, on the driver (orchestrator.sources), and its location and digest
+    become the import stage's params: new weights behind the same name rerun the import and
+    everything trained from it. The pretext stage trains `model` on the split's training images.
+    """
+    res = config.resources
+    if config.init.source is not None:
+        found = resolve_source(config.init.source, config.run, config.tracking)
+        channels = IMAGE_SHAPES.get(config.data.name, (None,))[0]
+        params = {
+            "source": found.source,
+            "location": found.location,
+            "digest": found.digest,
+            "model": config.model,  # what a plain state dict is taken to be
+            "in_channels": channels,
+        }
+        stage = refs.make_stage(
+            "init/import", refs.import_weights, {"model": INIT_MODEL}, (INIT_MODEL,), params, res.data, None
+        )
+        return [stage], INIT_MODEL
+    if config.pretext.method != "none":
+        params = {"data": config.data, "model": config.model, "pretext": config.pretext, "augment": config.augment}
+        io_roles = {"split": split_artifact, "model": PRETEXT_MODEL}
+        stage = refs.make_stage(
+            "pretext/pretrain", refs.pretrain_pretext, io_roles, (PRETEXT_MODEL,), params, res.train, None
+        )
+        return [stage], PRETEXT_MODEL
+    return [], None
+
+
+def starting(
+    io_roles: dict[str, str], params: dict, config: Any, pretrained: str | None, **init: Any
+) -> tuple[dict[str, str], dict]:
+    """A train stage's io and params reading ``pretrained`` with `init`'s settings (``init`` overrides them).
+
+    Without ``pretrained`` they are returned as they are: the stage starts from random weights.
+    """
+    if pretrained is None:
+        return io_roles, params
+    load = part(InitLoad, config.init).model_copy(update=init)
+    return {**io_roles, "pretrained": pretrained}, {**params, "init": load}
+
+
+def probe_stages(config: Any, stages: Sequence[Stage]) -> list[Stage]:
+    """A linear probe (`<prefix>/probe`) of the model each `probe` entry's stage writes (and of the pretext stage).
+
+    A name that is no stage, or a stage that writes no model (no features to probe), is a
+    ConfigError listing the stages that do.
+    """
+    wanted = list(config.probe)
+    if config.pretext.method != "none" and config.pretext.probe:
+        wanted.append("pretext/pretrain")
+    by_name = {stage.name: stage for stage in stages}
+    with_model = [s.name for s in stages if s.params.get("io", {}).get("model") in s.outputs]
+    problems = []
+    for index, name in enumerate(wanted):
+        if name not in with_model:
+            what = "is no stage of this pipeline" if name not in by_name else "writes no model: nothing to probe"
+            problems.append(f"probe[{index}]: {name!r} {what}; stages with a model: {', '.join(with_model)}")
+    if problems:
+        raise ConfigError(problems)
+    return [_probe(config, by_name[name]) for name in dict.fromkeys(wanted)]
+
+
+def _probe(config: Any, stage: Stage) -> Stage:
+    prefix = stage.name.rsplit("/", 1)[0]
+    io_roles = {
+        "split": stage.params["io"].get("split", SPLIT),
+        "model": stage.params["io"]["model"],
+        "probe": f"{prefix}/probe_scores",
+    }
+    params = {
+        "data": stage.params.get("data", config.data),
+        "model": stage.params.get("model", config.model),
+        "batch_size": config.label.batch_size,
+    }
+    return refs.make_stage(
+        f"{prefix}/probe",
+        refs.probe_model,
+        io_roles,
+        (io_roles["probe"],),
+        params,
+        config.resources.evaluate,
+        stage.generation,
+    )
+
+
+# --- preflight: what only the data (or the weights) can reveal ------------------------------
+
+
 def preflight_semi_supervised(config: Any) -> list[str]:
     """Problems only the data can reveal (a missing root, too few images, no unlabeled set), as `key: message` lines."""
-    return split.preflight_split(config.data.model_dump())
+    return split.preflight_split(config.data.model_dump()) + preflight_start(config)
 
 
 def preflight_supervised(config: Any) -> list[str]:
     """The same check for pipelines that need no unlabeled images (KE, distillation)."""
-    return split.preflight_supervised(config.data.model_dump())
+    return split.preflight_supervised(config.data.model_dump()) + preflight_start(config)
+
+
+def preflight_start(config: Any) -> list[str]:
+    """`init.source` found, readable, and fitting `model` layer by layer (torch imported only when it is set)."""
+    if config.init.source is None:
+        return []
+    try:
+        found = resolve_source(config.init.source, config.run, config.tracking)
+    except ConfigError as exc:
+        return exc.problems
+    import torch
+
+    from pipelines import models, transfer
+
+    try:
+        loaded = torch.load(io.BytesIO(read_bytes(found.location)), map_location="cpu", weights_only=True)
+        weights = transfer.shapes(transfer.state_dict_of(loaded))
+    except Exception as exc:  # not a torch file, not a state dict: the same answer for the user
+        return [f"init.source: cannot read {found.location} as pretrained weights ({exc})"]
+    data = config.data
+    if data.name not in IMAGE_SHAPES:  # a dataset whose shape is only known from its images: checked in the stage
+        return []
+    classes = len(data.classes) if data.classes else load_labels(data.name, data.root).num_classes
+    network = models.create_model(config.model.name, classes, IMAGE_SHAPES[data.name][0])
+    problems = transfer.weight_problems(transfer.shapes(network.state_dict()), weights, config.init.head == "keep")
+    return [f"init.source: {found.source} does not fit model.name {config.model.name!r}: {p}" for p in problems]

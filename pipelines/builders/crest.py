@@ -4,7 +4,8 @@ Generation k: `gKK/train` (FixMatch from scratch on the original labeled set plu
 previous generation's picks) -> `gKK/evaluate` and `gKK/pseudo_label` (the EMA model
 labels the whole unlabeled split) -> `gKK/rebalance` (class-rebalanced picks) -> the
 next generation's train. The last generation only trains and evaluates.
-`crest.generations=1` is plain FixMatch; `crest.alignment=true` is CReST+.
+`crest.generations=1` is plain FixMatch; `crest.alignment=true` is CReST+. `init.source` or
+`pretext.method` starts every generation's training from those weights instead of random ones.
 """
 
 from __future__ import annotations
@@ -13,10 +14,18 @@ from typing import Literal
 
 from pydantic import Field
 
-from orchestrator.config import StrictModel
+from orchestrator.config import SafeName, StrictModel
 from orchestrator.dag import Parallelism, Pipeline, Stage
 from orchestrator.registry import PipelineSpec
-from pipelines.builders.common import LONG_TAIL_COLUMNS, SPLIT, gen, preflight_semi_supervised
+from pipelines.builders.common import (
+    LONG_TAIL_COLUMNS,
+    SPLIT,
+    gen,
+    preflight_semi_supervised,
+    probe_stages,
+    start_stages,
+    starting,
+)
 from pipelines.schema import (
     PipelineFile,
     ResourcesSection,
@@ -63,14 +72,17 @@ class CrestConfig(PipelineFile):
     """The whole CReST pipeline file; `pipeline: crest` selects it."""
 
     pipeline: Literal["crest"] = "crest"
-    name: str = "crest"
+    name: SafeName = "crest"
     train: TrainSection = TrainSection()
     crest: CrestSection = CrestSection()
     resources: ResourcesSection = ResourcesSection()
 
 
-def generation_stages(config: CrestConfig, k: int) -> list[Stage]:
-    """The stages of generation k; only the config sections a stage uses enter its params (and fingerprint)."""
+def generation_stages(config: CrestConfig, k: int, pretrained: str | None = None) -> list[Stage]:
+    """The stages of generation k; only the config sections a stage uses enter its params (and fingerprint).
+
+    ``pretrained`` (the `init/import` or pretext stage's model) starts every generation's training.
+    """
     data, res = config.data, config.resources
     model, evaluation = gen(k, "model"), gen(k, "evaluation")
     train_io = {"split": SPLIT, "model": model}
@@ -84,6 +96,7 @@ def generation_stages(config: CrestConfig, k: int) -> list[Stage]:
         "crest": part(AlignmentSchedule, config.crest),
         "generation": k,
     }
+    train_io, train_params = starting(train_io, train_params, config, pretrained)
     result = [
         refs.make_stage(gen(k, "train"), refs.train_generation, train_io, (model,), train_params, res.train, k),
         refs.make_stage(
@@ -132,8 +145,10 @@ def build(config: CrestConfig) -> Pipeline:
     first = refs.make_stage(
         SPLIT, refs.split_data, {"split": SPLIT}, (SPLIT,), {"data": config.data}, config.resources.data, None
     )
-    generations = [s for k in range(config.crest.generations) for s in generation_stages(config, k)]
-    return Pipeline(config.name, [first, *generations])
+    start, pretrained = start_stages(config)
+    generations = [s for k in range(config.crest.generations) for s in generation_stages(config, k, pretrained)]
+    stages = [first, *start, *generations]
+    return Pipeline(config.name, stages + probe_stages(config, stages))
 
 
 SUMMARY = {**LONG_TAIL_COLUMNS, "kept": "rebalance/kept_total", "kept per class": "rebalance/kept/*"}

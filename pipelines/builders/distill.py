@@ -6,7 +6,8 @@ L = (1 - alpha) CE + alpha T^2 KL(softmax(z_t/T) || softmax(z_s/T)), the teacher
 seeing the same augmented batch) + `g01/evaluate`. A teacher trained once is reused from the
 artifact store by every later run with the same teacher settings (its fingerprint matches), so
 sweeping `distill.*` retrains only the student. `distill.student_baseline` adds the student
-trained without a teacher (`baseline_*` metrics in generation 1) for the comparison.
+trained without a teacher (`baseline_*` metrics in generation 1) for the comparison. `init.source`
+or `pretext.method` starts the teacher from those weights.
 """
 
 from __future__ import annotations
@@ -15,10 +16,19 @@ from typing import Literal
 
 from pydantic import Field
 
-from orchestrator.config import StrictModel
+from orchestrator.config import SafeName, StrictModel
 from orchestrator.dag import Pipeline, Stage
 from orchestrator.registry import PipelineSpec
-from pipelines.builders.common import ACCURACY_COLUMNS, BASELINE_PREFIX, SPLIT, gen, preflight_supervised
+from pipelines.builders.common import (
+    ACCURACY_COLUMNS,
+    BASELINE_PREFIX,
+    SPLIT,
+    gen,
+    preflight_supervised,
+    probe_stages,
+    start_stages,
+    starting,
+)
 from pipelines.schema import (
     ModelSection,
     PipelineFile,
@@ -52,14 +62,17 @@ class DistillConfig(PipelineFile):
     """The whole distillation pipeline file; `pipeline: distill` selects it."""
 
     pipeline: Literal["distill"] = "distill"
-    name: str = "distill"
+    name: SafeName = "distill"
     data: SupervisedDataSection = SupervisedDataSection()
     student: ModelSection = ModelSection()
     distill: DistillSection = DistillSection()
 
 
-def _pair(config: DistillConfig, role: str, k: int, teacher: bool, prefix: str = "") -> list[Stage]:
-    """Train + evaluate one network: the teacher (k 0), the student (k 1) or the no-teacher baseline."""
+def _pair(
+    config: DistillConfig, role: str, k: int, teacher: bool, prefix: str = "", pretrained: str | None = None
+) -> list[Stage]:
+    """Train + evaluate one network: the teacher (k 0, from ``pretrained`` when given), the student (k 1) or the
+    no-teacher baseline."""
     model_name, evaluation = f"{role}/model", f"{role}/evaluation"
     io = {"split": SPLIT, "model": model_name}
     params = {
@@ -72,6 +85,7 @@ def _pair(config: DistillConfig, role: str, k: int, teacher: bool, prefix: str =
     if teacher:
         io["teacher"] = TEACHER
         params["distill"] = part(DistillLoss, config.distill)
+    io, params = starting(io, params, config, pretrained)
     res = config.resources
     return [
         refs.make_stage(f"{role}/train", refs.train_network, io, (model_name,), params, res.train, k),
@@ -92,10 +106,12 @@ def build(config: DistillConfig) -> Pipeline:
     first = refs.make_stage(
         SPLIT, refs.split_supervised, {"split": SPLIT}, (SPLIT,), {"data": config.data}, config.resources.data, None
     )
-    result = [first, *_pair(config, "g00", 0, teacher=False), *_pair(config, "g01", 1, teacher=True)]
+    start, pretrained = start_stages(config)
+    teacher = _pair(config, "g00", 0, teacher=False, pretrained=pretrained)
+    result = [first, *start, *teacher, *_pair(config, "g01", 1, teacher=True)]
     if config.distill.student_baseline:
         result += _pair(config, "baseline", 1, teacher=False, prefix=BASELINE_PREFIX)
-    return Pipeline(config.name, result)
+    return Pipeline(config.name, result + probe_stages(config, result))
 
 
 SUMMARY = {

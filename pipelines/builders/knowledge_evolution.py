@@ -8,7 +8,8 @@ scores the dense network and, for KELS, the slim fit-hypothesis network.
 `ke.compute_matched_baseline` adds `baseline/train` + `baseline/evaluate`: one network trained
 generations * train.steps steps, logged (as `baseline_*`) in the last generation's run, beside
 the KE result of the same compute. `ke.generations=2 ke.reinit=zero` is Dense-Sparse-Dense's
-re-dense step (docs/ALGORITHMS.md, Knowledge Evolution).
+re-dense step (docs/ALGORITHMS.md, Knowledge Evolution). `init.source` or `pretext.method` starts
+generation 0 (and the baseline) from those weights.
 """
 
 from __future__ import annotations
@@ -17,10 +18,19 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from orchestrator.config import StrictModel
+from orchestrator.config import SafeName, StrictModel
 from orchestrator.dag import Pipeline, Stage
 from orchestrator.registry import PipelineSpec
-from pipelines.builders.common import ACCURACY_COLUMNS, BASELINE_PREFIX, SPLIT, gen, preflight_supervised
+from pipelines.builders.common import (
+    ACCURACY_COLUMNS,
+    BASELINE_PREFIX,
+    SPLIT,
+    gen,
+    preflight_supervised,
+    probe_stages,
+    start_stages,
+    starting,
+)
 from pipelines.model_names import SPLIT_MODES
 from pipelines.schema import (
     PipelineFile,
@@ -86,7 +96,7 @@ class KnowledgeEvolutionConfig(PipelineFile):
     """The whole KE pipeline file; `pipeline: ke` selects it."""
 
     pipeline: Literal["ke"] = "ke"
-    name: str = "ke"
+    name: SafeName = "ke"
     data: SupervisedDataSection = SupervisedDataSection()
     ke: KnowledgeEvolutionSection = KnowledgeEvolutionSection()
 
@@ -115,35 +125,30 @@ def _evaluate(
     )
 
 
-def generation_stages(config: KnowledgeEvolutionConfig, k: int) -> list[Stage]:
-    """Train and evaluate generation k; k > 0 reads the previous model and the generation-0 masks."""
+def generation_stages(config: KnowledgeEvolutionConfig, k: int, pretrained: str | None = None) -> list[Stage]:
+    """Train and evaluate generation k; k > 0 reads the previous model and the generation-0 masks.
+
+    ``pretrained`` starts generation 0 (later generations continue from the previous one).
+    """
     io = {"split": SPLIT, "model": gen(k, "model")}
+    params = _train_params(config, config.train.steps)
     if k > 0:
         io.update({"previous": gen(k - 1, "model"), "masks": MASKS})
+    else:
+        io, params = starting(io, params, config, pretrained)
     train = refs.make_stage(
-        gen(k, "train"),
-        refs.train_network,
-        io,
-        (gen(k, "model"),),
-        _train_params(config, config.train.steps),
-        config.resources.train,
-        k,
+        gen(k, "train"), refs.train_network, io, (gen(k, "model"),), params, config.resources.train, k
     )
     return [train, _evaluate(config, gen(k, "evaluate"), gen(k, "model"), gen(k, "evaluation"), k)]
 
 
-def baseline_stages(config: KnowledgeEvolutionConfig) -> list[Stage]:
-    """One network trained as long as all generations together (the compute-matched N1)."""
+def baseline_stages(config: KnowledgeEvolutionConfig, pretrained: str | None = None) -> list[Stage]:
+    """One network trained as long as all generations together (the compute-matched N1), from the same start."""
     last = config.ke.generations - 1
     params = {**_train_params(config, config.train.steps * config.ke.generations), "metric_prefix": BASELINE_PREFIX}
+    io, params = starting({"split": SPLIT, "model": "baseline/model"}, params, config, pretrained)
     train = refs.make_stage(
-        "baseline/train",
-        refs.train_network,
-        {"split": SPLIT, "model": "baseline/model"},
-        ("baseline/model",),
-        params,
-        config.resources.train,
-        last,
+        "baseline/train", refs.train_network, io, ("baseline/model",), params, config.resources.train, last
     )
     return [
         train,
@@ -166,9 +171,11 @@ def build(config: KnowledgeEvolutionConfig) -> Pipeline:
         res.data,
         0,
     )
-    generations = [s for k in range(config.ke.generations) for s in generation_stages(config, k)]
-    baseline = baseline_stages(config) if config.ke.compute_matched_baseline else []
-    return Pipeline(config.name, [first, masks, *generations, *baseline])
+    start, pretrained = start_stages(config)
+    generations = [s for k in range(config.ke.generations) for s in generation_stages(config, k, pretrained)]
+    baseline = baseline_stages(config, pretrained) if config.ke.compute_matched_baseline else []
+    stages = [first, *start, masks, *generations, *baseline]
+    return Pipeline(config.name, stages + probe_stages(config, stages))
 
 
 SUMMARY = {

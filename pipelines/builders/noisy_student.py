@@ -12,6 +12,8 @@ Stochastic depth (the paper's third noise) applies to residual students (wrn28_2
 resnet34): `student.stochastic_depth` is the drop probability of the last residual block,
 decaying linearly toward the first (the paper's survival 0.8 is 0.2). small_cnn has no residual
 blocks and must keep it at 0. Pseudo-labels and evaluation use eval mode, where it is off.
+`init.source` or `pretext.method` starts the teacher from those weights (students start afresh,
+as in the paper).
 """
 
 from __future__ import annotations
@@ -20,10 +22,18 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from orchestrator.config import StrictModel
+from orchestrator.config import SafeName, StrictModel
 from orchestrator.dag import Pipeline, Stage
 from orchestrator.registry import PipelineSpec
-from pipelines.builders.common import LONG_TAIL_COLUMNS, SPLIT, gen, preflight_semi_supervised
+from pipelines.builders.common import (
+    LONG_TAIL_COLUMNS,
+    SPLIT,
+    gen,
+    preflight_semi_supervised,
+    probe_stages,
+    start_stages,
+    starting,
+)
 from pipelines.model_names import PROBE_PARAMETERS
 from pipelines.schema import (
     ModelSection,
@@ -94,7 +104,7 @@ class NoisyStudentConfig(PipelineFile):
     """The whole Noisy Student pipeline file; `pipeline: noisy_student` selects it."""
 
     pipeline: Literal["noisy_student"] = "noisy_student"
-    name: str = "noisy-student"
+    name: SafeName = "noisy-student"
     student: StudentSection = StudentSection()
     train: NoisyTrainSection = NoisyTrainSection()
     noisy: NoisyStudentSection = NoisyStudentSection()
@@ -106,8 +116,8 @@ class NoisyStudentConfig(PipelineFile):
         return self
 
 
-def _train(config: NoisyStudentConfig, k: int) -> Stage:
-    """g00 trains the teacher on labeled data; gK (K > 0) a student on labeled + the previous picks."""
+def _train(config: NoisyStudentConfig, k: int, pretrained: str | None) -> Stage:
+    """g00 trains the teacher on labeled data (from ``pretrained`` when given); gK (K > 0) a student on labeled + the previous picks."""
     io = {"split": SPLIT, "model": gen(k, "model")}
     model = config.model
     if k > 0:
@@ -120,17 +130,19 @@ def _train(config: NoisyStudentConfig, k: int) -> Stage:
         "augment": config.augment,
         "noisy": config.noisy,
     }
+    if k == 0:
+        io, params = starting(io, params, config, pretrained)
     return refs.make_stage(
         gen(k, "train"), refs.train_network, io, (gen(k, "model"),), params, config.resources.train, k
     )
 
 
-def generation_stages(config: NoisyStudentConfig, k: int) -> list[Stage]:
+def generation_stages(config: NoisyStudentConfig, k: int, pretrained: str | None = None) -> list[Stage]:
     """Train and evaluate generation k; all but the last also label and filter for the next student."""
     data, res, noisy = config.data, config.resources, config.noisy
     model, evaluation, labels, picks = gen(k, "model"), gen(k, "evaluation"), gen(k, "pseudo_labels"), gen(k, "picks")
     result = [
-        _train(config, k),
+        _train(config, k, pretrained),
         refs.make_stage(
             gen(k, "evaluate"),
             refs.evaluate_network,
@@ -182,8 +194,10 @@ def build(config: NoisyStudentConfig) -> Pipeline:
     first = refs.make_stage(
         SPLIT, refs.split_data, {"split": SPLIT}, (SPLIT,), {"data": config.data}, config.resources.data, None
     )
-    generations = [s for k in range(config.noisy.iterations + 1) for s in generation_stages(config, k)]
-    return Pipeline(config.name, [first, *generations])
+    start, pretrained = start_stages(config)
+    generations = [s for k in range(config.noisy.iterations + 1) for s in generation_stages(config, k, pretrained)]
+    stages = [first, *start, *generations]
+    return Pipeline(config.name, stages + probe_stages(config, stages))
 
 
 SUMMARY = {

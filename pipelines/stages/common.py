@@ -10,16 +10,20 @@ training loops receive numbers, tensors and plain settings dataclasses (`setting
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import fields
 from typing import Any, TypeVar
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import torch
 
 from orchestrator.dag import StageContext
 from pipelines.data import DatasetSplits, cached_dataset
+from pipelines.datasets.catalog import SHARDED, cached_manifest
+from pipelines.datasets.image_source import ImageSource, ShardSource, TensorSource, window_rows
 from pipelines.models import create_model
 from pipelines.pseudo_label import picks_table
 
@@ -38,30 +42,74 @@ def output_name(params: Mapping[str, Any], role: str) -> str:
 
 
 def subset_arrays(split: pa.Table, subset: str) -> tuple[np.ndarray, np.ndarray]:
-    """(sample ids, labels) of one subset of the split table."""
-    mask = np.asarray(split.column("subset").to_pylist()) == subset
-    ids = split.column("sample_id").to_numpy()[mask]
-    labels = split.column("label").to_numpy()[mask]
+    """(sample ids, labels; -1 where unknown) of one subset of the split table, filtered by Arrow (no row in Python)."""
+    mask = pc.equal(split.column("subset"), subset)
+    ids = split.column("sample_id").filter(mask).to_numpy()
+    labels = split.column("label").filter(mask).to_numpy()
     return ids, labels.astype(np.int64)
 
 
-def subset_images(data: Any, split: pa.Table, subset: str) -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:
-    """(ids, uint8 images, labels) of a subset; "test" reads the dataset's own test split if it has one."""
-    splits = dataset_of(data)
+def subset_images(data: Any, split: pa.Table, subset: str) -> tuple[np.ndarray, ImageSource, torch.Tensor]:
+    """(ids, their images, labels) of a subset; "test" reads the dataset's own test split if it has one."""
+    train, test = image_sources(data)
     ids, labels = subset_arrays(split, subset)
-    source = splits.test if subset == "test" and splits.test is not None else splits.train
-    index = torch.from_numpy(ids)
-    return ids, source.images[index], torch.from_numpy(labels)
+    source = test if subset == "test" and test is not None else train
+    return ids, source.subset(ids), torch.from_numpy(labels)
+
+
+def subset_tensors(data: Any, split: pa.Table, subset: str) -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:
+    """``subset_images`` read whole into one uint8 tensor, for the loops that take tensors (transfer, LwF,
+    hints, pretext tasks, domain similarity): those subsets are labeled sets or pools sized for memory."""
+    ids, source, labels = subset_images(data, split, subset)
+    return ids, source.fetch(np.arange(len(source))), labels
+
+
+def image_sources(data: Any) -> tuple[ImageSource, ImageSource | None]:
+    """(train, test or None) images of the dataset a `data` section names, opened once per worker process.
+
+    Ray reuses workers across stages, so an in-memory dataset is decoded once per process and a
+    sharded one keeps its manifest and loader workers. Both carry the shuffle window of
+    ``data.buffer_mb``, so the training batches are the same whichever path feeds them.
+    """
+    return _image_sources(data.name, data.root, data.uri, data.buffer_mb, data.loader_workers)
+
+
+@functools.lru_cache(maxsize=4)
+def _image_sources(
+    name: str, root: str | None, uri: str | None, buffer_mb: int, workers: int
+) -> tuple[ImageSource, ImageSource | None]:
+    buffer = buffer_mb << 20
+    if name == SHARDED:
+        manifest = cached_manifest(uri)
+        train = ShardSource(uri, manifest, "train", buffer, workers)
+        return train, ShardSource(uri, manifest, "test", buffer, workers) if "test" in manifest.splits else None
+    splits = cached_dataset(name, root)
+    window = window_rows(buffer, tuple(splits.train.images.shape[1:]))
+    test = None if splits.test is None else TensorSource(splits.test.images, window)
+    return TensorSource(splits.train.images, window), test
 
 
 def dataset_of(data: Any) -> DatasetSplits:
-    """The dataset a `data` config section names, read once per worker process (Ray reuses workers across stages)."""
+    """The in-memory dataset a `data` config section names, read once per worker process."""
     return cached_dataset(data.name, data.root)
 
 
 def num_classes_of(data: Any) -> int:
-    """The class count of the dataset a `data` section names (from the data: configs do not repeat it)."""
+    """The class count of the task a `data` section names: its `classes` when it picks some, else the dataset's
+    (from the data: configs do not repeat it)."""
+    classes = getattr(data, "classes", None)
+    if classes:
+        return len(classes)
+    if data.name == SHARDED:
+        return cached_manifest(data.uri).num_classes
     return dataset_of(data).train.num_classes
+
+
+def known_accuracy(pred: np.ndarray, truth: np.ndarray) -> tuple[int, int]:
+    """(correct, scored) of predictions against true labels, leaving out unknown ones (-1): a pool without labels
+    is scored on the rows that have one."""
+    known = truth >= 0
+    return int(np.sum(pred[known] == truth[known])), int(np.sum(known))
 
 
 def labeled_class_counts(split: pa.Table, num_classes: int) -> np.ndarray:
@@ -117,10 +165,11 @@ def picks_of(
     ids = table.column("sample_id").to_numpy()[rows]
     picks = picks_table(ids, pred[rows], confidence[rows], generation)
     kept = np.bincount(pred[rows], minlength=num_classes)
-    truth = dict(zip(*subset_arrays(split, "unlabeled")))
-    correct = [truth[int(i)] == int(p) for i, p in zip(ids, pred[rows])]
+    unlabeled_ids, unlabeled_labels = subset_arrays(split, "unlabeled")
+    truth = unlabeled_labels[np.searchsorted(unlabeled_ids, ids)]  # the split keeps ids sorted
+    correct, scored = known_accuracy(pred[rows], truth)
     metrics = {f"kept/{c}": float(k) for c, k in enumerate(kept)}
-    metrics.update(kept_total=float(len(rows)), picks_accuracy=float(np.mean(correct)) if correct else 0.0)
+    metrics.update(kept_total=float(len(rows)), picks_accuracy=correct / scored if scored else 0.0)
     return picks, kept, metrics
 
 

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from orchestrator.dag import StageContext, StageResult
+from pipelines.datasets.image_source import ImageSource
 from pipelines.evaluation import evaluate_model
 from pipelines.knowledge_evolution import extract_slim_network, masks_from_state
 from pipelines.models import parameter_count
@@ -24,7 +25,7 @@ TAIL_FRACTION = 0.3  # tail share when the builder passes none (KE, Noisy Studen
 def _slim_metrics(
     model: torch.nn.Module,
     masks_state: Mapping[str, Any],
-    images: torch.Tensor,
+    images: ImageSource,
     labels: torch.Tensor,
     num_classes: int,
     batch_size: int,

@@ -12,7 +12,7 @@ from typing import Any
 from orchestrator.dag import StageContext, StageResult
 from pipelines.knowledge_evolution import fit_fraction, make_split_masks, masks_to_state
 from pipelines.models import create_model
-from pipelines.stages.common import artifact, num_classes_of, output_name, stage_generator, subset_images
+from pipelines.stages.common import image_sources, num_classes_of, output_name, stage_generator
 
 log = logging.getLogger(__name__)
 
@@ -20,8 +20,8 @@ log = logging.getLogger(__name__)
 def make_masks(ctx: StageContext, inputs: Mapping[str, Any], params: Mapping[str, Any]) -> StageResult:
     """Draw the fit/reset split ONCE (generation 0); every later generation loads this artifact."""
     data, network, ke = params["data"], params["model"], params["ke"]
-    _, images, _ = subset_images(data, artifact(inputs, params, "split"), "labeled")
-    model = create_model(network.name, num_classes_of(data), int(images.shape[1]), network.dropout)
+    in_channels = image_sources(data)[0].image_shape[0]
+    model = create_model(network.name, num_classes_of(data), in_channels, network.dropout)
     masks = make_split_masks(model, ke.split_rate, ke.split_mode, stage_generator(ctx))
     kept = sum(int(m.sum()) for m in masks.values())
     total = sum(m.numel() for m in masks.values())

@@ -17,7 +17,7 @@ import torch
 
 from orchestrator.dag import StageContext, StageResult
 from pipelines.pseudo_label import predict_probs, pseudo_label_schema, to_table
-from pipelines.stages.common import artifact, dataset_of, load_model, output_name, subset_images
+from pipelines.stages.common import artifact, image_sources, known_accuracy, load_model, output_name, subset_images
 
 
 def pseudo_label_generation(ctx: StageContext, inputs: Mapping[str, Any], params: Mapping[str, Any]) -> StageResult:
@@ -81,9 +81,10 @@ def unlabeled_shards(split: pa.Table, size: int) -> Iterator[tuple[np.ndarray, n
 class ShardLabeler:
     """``ctx.map_shards``'s function: pseudo-labels of one shard of (sample ids, true labels).
 
-    Runs where the shard is sent (an actor), so it loads the images and the model there, the model
-    once per process (on its first shard, not on every shard); ``device`` falls back to the CPU
-    when the worker has no GPU. Pickled without the loaded model.
+    Runs where the shard is sent (an actor), so it reads the shard's images there (only those
+    rows, for a sharded dataset) and loads the model there, once per actor per stage call (on its
+    first shard, not on every shard: a warm actor keeps the unpickled function for the call);
+    ``device`` falls back to the CPU when the worker has no GPU. Pickled without the loaded model.
     """
 
     data: Any  # the `data` config section
@@ -97,34 +98,36 @@ class ShardLabeler:
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_model": None}
 
-    def __call__(self, shard: tuple[np.ndarray, np.ndarray]) -> tuple[pa.RecordBatch, int, float]:
-        """(rows as one batch, correct count, confidence sum) of one shard."""
+    def __call__(self, shard: tuple[np.ndarray, np.ndarray]) -> tuple[pa.RecordBatch, tuple[int, int], float]:
+        """(rows as one batch, (correct, scored) against the known labels, confidence sum) of one shard."""
         ids, labels = shard
         device = self.device if self.device == "cpu" or torch.cuda.is_available() else "cpu"
         if self._model is None:
             self._model = load_model(self.checkpoint, device)
-        dataset = dataset_of(self.data).train
-        images = dataset.images[torch.tensor(ids, dtype=torch.int64)]  # a copy: Ray hands shards over read-only
+        images = image_sources(self.data)[0].subset(ids)
         probs = predict_probs(self._model, images, self.batch_size, device)
         batch = to_table(ids, probs, self.generation, self.model_name).combine_chunks().to_batches()[0]  # no copies
-        correct = int(np.sum(batch.column("pred_class").to_numpy() == labels))
-        return batch, correct, float(batch.column("confidence").to_numpy().sum())
+        scored = known_accuracy(batch.column("pred_class").to_numpy(), labels)
+        return batch, scored, float(batch.column("confidence").to_numpy().sum())
 
 
 def _counted_batches(
-    results: Iterator[tuple[pa.RecordBatch, int, float]],
+    results: Iterator[tuple[pa.RecordBatch, tuple[int, int], float]],
     metrics: dict[str, float],
     progress: Callable[[int, float], None],
 ) -> Iterator[pa.RecordBatch]:
     """Pass the shards' batches through, telling ``progress`` (rows, accuracy) after each; ``metrics`` at the end."""
-    rows = correct = 0
+    rows = correct = scored = 0
     confidence = 0.0
-    for batch, shard_correct, shard_confidence in results:
-        rows, correct, confidence = rows + batch.num_rows, correct + shard_correct, confidence + shard_confidence
-        progress(rows, correct / rows if rows else 0.0)
+    for batch, (shard_correct, shard_scored), shard_confidence in results:
+        rows, confidence = rows + batch.num_rows, confidence + shard_confidence
+        correct, scored = correct + shard_correct, scored + shard_scored
+        progress(rows, correct / scored if scored else 0.0)
         yield batch
     metrics.update(
-        accuracy=correct / rows if rows else 0.0, mean_confidence=confidence / rows if rows else 0.0, rows=float(rows)
+        accuracy=correct / scored if scored else 0.0,
+        mean_confidence=confidence / rows if rows else 0.0,
+        rows=float(rows),
     )
 
 
@@ -143,8 +146,9 @@ def pseudo_label_network(ctx: StageContext, inputs: Mapping[str, Any], params: M
         progress=lambda done, rows: ctx.progress(done, rows, "rows"),
     )
     table = to_table(ids, probs, generation, f"{checkpoint['model']}@g{generation:02d}")
+    correct, scored = known_accuracy(probs.argmax(axis=1), truth.numpy())
     metrics = {
-        "accuracy": float(np.mean(probs.argmax(axis=1) == truth.numpy())),
+        "accuracy": correct / scored if scored else 0.0,
         "mean_confidence": float(probs.max(axis=1).mean()),
         "rows": float(len(ids)),
     }

@@ -58,11 +58,20 @@ pseudo_label_generation = StageBody("pipelines.stages.pseudo_label", "pseudo_lab
 pseudo_label_network = StageBody("pipelines.stages.pseudo_label", "pseudo_label_network")
 rebalance_generation = StageBody("pipelines.stages.rebalance", "rebalance_generation")
 filter_pseudo_labels = StageBody("pipelines.stages.filter", "filter_pseudo_labels")
+import_weights = StageBody("pipelines.stages.pretrained", "import_weights")  # init.source -> `init/model`
+pretrain_pretext = StageBody("pipelines.stages.pretext", "pretrain_pretext")  # RotNet, SimCLR
+probe_model = StageBody("pipelines.stages.pretext", "probe_model")  # linear probe of any stage's model
+record_outputs = StageBody("pipelines.stages.lwf", "record_outputs")  # LwF: the old network on the new data
+learn_without_forgetting = StageBody("pipelines.stages.lwf", "learn_without_forgetting")  # LwF, fine-tuning, joint
+evaluate_tasks = StageBody("pipelines.stages.lwf", "evaluate_tasks")  # old and new task, each by its head
+train_hints = StageBody("pipelines.stages.hint", "train_hints")  # FitNets stage 1
+rank_sources = StageBody("pipelines.stages.domain", "rank_sources")  # domain similarity (EMD)
+pretrain_on_source = StageBody("pipelines.stages.domain", "pretrain_on_source")
 
 
 # Roles whose outputs MLflow should see as lineage: models are logged and registered,
 # datasets are logged as inputs of the runs that read them.
-LINEAGE_ROLES = {"model": "model", "pseudo_labels": "dataset", "picks": "dataset"}
+LINEAGE_ROLES = {"model": "model", "pseudo_labels": "dataset", "picks": "dataset", "recorded": "dataset"}
 
 
 def lineage_of(io: Mapping[str, str], outputs: tuple[str, ...]) -> dict[str, str]:

@@ -13,7 +13,8 @@ import numpy as np
 import pyarrow as pa
 
 from orchestrator.dag import StageContext, StageResult
-from pipelines.data import load_labels
+from pipelines.datasets.catalog import SHARDED, cached_manifest, dataset_labels
+from pipelines.datasets.checks import verify_digests
 from pipelines.split import split_table
 from pipelines.stages.common import output_name
 
@@ -21,8 +22,18 @@ SUBSETS = ("labeled", "unlabeled", "test")
 
 
 def _draw(data: Any) -> tuple[pa.Table, dict[str, float]]:
-    """The split table of the `data` section (from the labels the preflight drew from) and its subset sizes as metrics."""
-    table = split_table(data.model_dump(), load_labels(data.name, data.root))
+    """The split table of the `data` section (from the labels the preflight drew from) and its subset sizes as metrics.
+
+    A sharded dataset's shards are hashed against its manifest here, once: the preflight checked
+    only what is cheap (manifest digest, sizes, schemas, labels), and every later stage of the
+    run depends on this one. The table records the dataset's digest in its schema metadata.
+    """
+    fields = data.model_dump()
+    table = split_table(fields, dataset_labels(fields))
+    if data.name == SHARDED:
+        manifest = cached_manifest(data.uri)
+        verify_digests(data.uri, manifest)
+        table = table.replace_schema_metadata({"relay.dataset_digest": manifest.digest})
     subsets = np.asarray(table.column("subset").to_pylist())
     return table, {f"{name}_size": float(np.sum(subsets == name)) for name in SUBSETS}
 

@@ -3,6 +3,8 @@
 KE, Noisy Student and distillation train through `stages.train_network`. The two live apart
 because a stage's cache key digests the modules its body imports (docs/ARCHITECTURE.md,
 Contracts: Fingerprint): an edit to the supervised loop must not retrain CReST, nor the reverse.
+Both start from `pretrained` weights when the builder wires that role (transfer learning: the
+`init` params say how).
 """
 
 from __future__ import annotations
@@ -16,19 +18,22 @@ import pyarrow as pa
 import torch
 
 from orchestrator.dag import StageContext, StageResult
+from pipelines.datasets.image_source import ImageSource
 from pipelines.models import create_model
 from pipelines.schedules import temperature
 from pipelines.stages.augmentation import augmenters
 from pipelines.stages.common import (
     artifact,
-    dataset_of,
+    image_sources,
     model_checkpoint,
     num_classes_of,
     output_name,
     settings_from,
     stage_generator,
+    subset_arrays,
     subset_images,
 )
+from pipelines.stages.pretrained import schedule_of, start_from
 from pipelines.training.fixmatch import FixMatchSettings, train_fixmatch
 
 log = logging.getLogger(__name__)
@@ -37,27 +42,30 @@ log = logging.getLogger(__name__)
 # --- CReST: FixMatch from scratch every generation ------------------------------------------
 
 
-def fixmatch_settings(train: Any, crest: Any, generation: int) -> FixMatchSettings:
-    """FixMatch settings of one generation: the `train` section, and CReST+'s alignment from `crest`.
+def fixmatch_settings(train: Any, crest: Any, generation: int, init: Any | None = None) -> FixMatchSettings:
+    """FixMatch settings of one generation: the `train` section, CReST+'s alignment from `crest`, `init`'s freezing.
 
     CReST+ anneals the alignment temperature per generation, so ``temperature`` is this
     generation's point on the ``crest.schedule`` from 1.0 down to ``crest.t_min``.
     """
     t = temperature(generation, crest.generations, crest.t_min, crest.schedule)
     return settings_from(
-        FixMatchSettings, train, alignment=crest.alignment, temperature=t, alignment_momentum=crest.alignment_momentum
+        FixMatchSettings,
+        train,
+        alignment=crest.alignment,
+        temperature=t,
+        alignment_momentum=crest.alignment_momentum,
+        **schedule_of(init),
     )
 
 
-def labeled_with_picks(data: Any, split: pa.Table, picks: pa.Table | None) -> tuple[torch.Tensor, torch.Tensor]:
+def labeled_with_picks(data: Any, split: pa.Table, picks: pa.Table | None) -> tuple[ImageSource, torch.Tensor]:
     """The ORIGINAL labeled set plus this generation's picks with their pseudo-labels (picks replace, never accumulate)."""
-    _, images, labels = subset_images(data, split, "labeled")
-    if picks is None or picks.num_rows == 0:
-        return images, labels
-    train_images = dataset_of(data).train.images
-    pick_ids = torch.from_numpy(picks.column("sample_id").to_numpy().copy())
-    pick_labels = torch.from_numpy(picks.column("label").to_numpy().astype(np.int64))
-    return torch.cat([images, train_images[pick_ids]]), torch.cat([labels, pick_labels])
+    ids, labels = subset_arrays(split, "labeled")
+    if picks is not None and picks.num_rows > 0:
+        ids = np.concatenate([ids, picks.column("sample_id").to_numpy()])
+        labels = np.concatenate([labels, picks.column("label").to_numpy().astype(np.int64)])
+    return image_sources(data)[0].subset(ids), torch.from_numpy(labels)
 
 
 def train_generation(ctx: StageContext, inputs: Mapping[str, Any], params: Mapping[str, Any]) -> StageResult:
@@ -67,11 +75,10 @@ def train_generation(ctx: StageContext, inputs: Mapping[str, Any], params: Mappi
     split = artifact(inputs, params, "split")
     images, targets = labeled_with_picks(data, split, artifact(inputs, params, "picks"))
     _, unlabeled, _ = subset_images(data, split, "unlabeled")
-    num_classes, in_channels = num_classes_of(data), int(images.shape[1])
-    model = create_model(network.name, num_classes, in_channels, network.dropout, network.stochastic_depth).to(
-        ctx.device
-    )
-    settings = fixmatch_settings(train, params["crest"], params["generation"])
+    num_classes, in_channels = num_classes_of(data), images.image_shape[0]
+    model = create_model(network.name, num_classes, in_channels, network.dropout, network.stochastic_depth)
+    model = start_from(model, artifact(inputs, params, "pretrained"), params.get("init"), ctx.stage).to(ctx.device)
+    settings = fixmatch_settings(train, params["crest"], params["generation"], params.get("init"))
     weak_fn, strong_fn = augmenters(params["augment"])
     resume = ctx.load_checkpoint()
     resumed_from = int(resume["step"]) if resume is not None else 0

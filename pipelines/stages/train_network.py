@@ -3,6 +3,8 @@
 Which roles the builder wires decides what it does: `previous` + `masks` (KE: continue from the
 last checkpoint, re-initialise the reset hypothesis), `picks` + `pseudo_labels` (Noisy Student:
 the filtered pseudo-labeled set), `teacher` (distillation: the teacher's logits enter the loss).
+It starts from `pretrained` weights when the builder wires that role (transfer learning: the `init`
+params say how).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import pyarrow as pa
 import torch
 
 from orchestrator.dag import StageContext, StageResult
+from pipelines.datasets.image_source import ImageSource
 from pipelines.knowledge_evolution import masks_from_state, reinitialize_reset_hypothesis, zero_reset_hypothesis
 from pipelines.losses import class_balanced_weights
 from pipelines.models import create_model, parameter_count
@@ -22,7 +25,7 @@ from pipelines.pseudo_label import probs_view
 from pipelines.stages.augmentation import input_noise
 from pipelines.stages.common import (
     artifact,
-    dataset_of,
+    image_sources,
     labeled_class_counts,
     load_model,
     model_checkpoint,
@@ -33,20 +36,21 @@ from pipelines.stages.common import (
     stage_generator,
     subset_images,
 )
+from pipelines.stages.pretrained import schedule_of, start_from
 from pipelines.training.student import StudentSettings, train_student
 
 
 def _initial_model(
     ctx: StageContext, inputs: Mapping[str, Any], params: Mapping[str, Any], in_channels: int
 ) -> torch.nn.Module:
-    """A fresh network, or (KE, generation > 0) the previous LAST checkpoint with its reset hypothesis redrawn."""
+    """A fresh network (from the `pretrained` weights when wired), or (KE, generation > 0) the previous LAST
+    checkpoint with its reset hypothesis redrawn."""
     network = params["model"]
     previous = artifact(inputs, params, "previous")
     if previous is None:
         num_classes = num_classes_of(params["data"])
-        return create_model(network.name, num_classes, in_channels, network.dropout, network.stochastic_depth).to(
-            ctx.device
-        )
+        model = create_model(network.name, num_classes, in_channels, network.dropout, network.stochastic_depth)
+        return start_from(model, artifact(inputs, params, "pretrained"), params.get("init"), ctx.stage).to(ctx.device)
     model = load_model(previous, ctx.device, network.stochastic_depth)
     masks = masks_from_state(artifact(inputs, params, "masks")["masks"])
     if params["ke"].reinit == "zero":
@@ -58,28 +62,27 @@ def _initial_model(
     return model
 
 
-def student_settings(train: Any, noisy: Any | None, distill: Any | None) -> StudentSettings:
-    """The loop's settings: the train section plus the Noisy Student or distillation knobs in play."""
-    extra: dict[str, Any] = {}
+def student_settings(train: Any, noisy: Any | None, distill: Any | None, init: Any | None = None) -> StudentSettings:
+    """The loop's settings: the train section plus the Noisy Student, distillation and transfer knobs in play."""
+    extra: dict[str, Any] = schedule_of(init)
     if noisy is not None:
-        extra = {
+        extra |= {
             "unlabel_ratio": noisy.unlabel_ratio,
             "pseudo_batch_ratio": noisy.pseudo_batch_ratio,
             "pseudo_label_smoothing": noisy.label_smoothing,
             "temperature": noisy.temperature,
         }
     if distill is not None:
-        extra = {"temperature": distill.temperature, "alpha": distill.alpha}
+        extra |= {"temperature": distill.temperature, "alpha": distill.alpha}
     return settings_from(StudentSettings, train, **extra)
 
 
 def pseudo_labeled_set(
     data: Any, picks: pa.Table, pseudo_labels: pa.Table, label_type: str
-) -> tuple[torch.Tensor, torch.Tensor]:
+) -> tuple[ImageSource, torch.Tensor]:
     """Images of the picks (duplicates kept: that is the balancing) with hard labels or the teacher's probs."""
-    train_images = dataset_of(data).train.images
-    ids = np.array(picks.column("sample_id").to_numpy(), dtype=np.int64)  # a writable copy for torch
-    images = train_images[torch.from_numpy(ids)]
+    ids = picks.column("sample_id").to_numpy()
+    images = image_sources(data)[0].subset(ids)
     if label_type == "hard":
         return images, torch.from_numpy(picks.column("label").to_numpy().astype(np.int64))
     row_of = {int(sample): row for row, sample in enumerate(pseudo_labels.column("sample_id").to_numpy())}
@@ -100,7 +103,7 @@ def train_network(ctx: StageContext, inputs: Mapping[str, Any], params: Mapping[
     data, network, train = params["data"], params["model"], params["train"]
     split = artifact(inputs, params, "split")
     _, images, targets = subset_images(data, split, "labeled")
-    num_classes, in_channels = num_classes_of(data), int(images.shape[1])
+    num_classes, in_channels = num_classes_of(data), images.image_shape[0]
     model = _initial_model(ctx, inputs, params, in_channels)
     pseudo_images = pseudo_targets = None
     picks = artifact(inputs, params, "picks")
@@ -115,7 +118,7 @@ def train_network(ctx: StageContext, inputs: Mapping[str, Any], params: Mapping[
         images,
         targets,
         num_classes,
-        student_settings(train, params.get("noisy"), params.get("distill")),
+        student_settings(train, params.get("noisy"), params.get("distill"), params.get("init")),
         input_noise(train.augment, params["augment"]),
         ctx.device,
         generator,

@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterator, Mapping
 import torch
 from torch import Tensor, nn
 
+from pipelines.datasets.image_source import ImageSource
+
 Augment = Callable[[Tensor], Tensor]
 Report = Callable[[int, dict[str, float]], None]
 SaveCheckpoint = Callable[[dict, int], None]
@@ -63,21 +65,37 @@ class ModelEMA:
         self.updates += 1
 
 
-def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """SGD groups: weight decay on weight matrices and conv kernels only.
+def parameter_groups(model: nn.Module, weight_decay: float, head: str = "fc") -> list[dict]:
+    """SGD groups: weight decay on weight matrices and conv kernels only; the backbone apart from the head.
 
     BatchNorm weights/biases and all biases (every parameter with ``ndim <= 1``) get no decay, as in
-    FixMatch. Empty groups are left out (torch rejects an optimizer with no parameters at all).
+    FixMatch. Parameters outside ``head`` (the classifier, ``fc`` in every registered model) are
+    marked ``backbone`` so that ``set_lr`` can freeze them or give them a lower rate (transfer
+    learning). Empty groups are left out (torch rejects an optimizer with no parameters at all).
     """
-    decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
-    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
-    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    groups = []
+    for backbone in (True, False):
+        named = [
+            p
+            for name, p in model.named_parameters()
+            if p.requires_grad and (name == head or name.startswith(head + ".")) != backbone
+        ]
+        groups.append({"params": [p for p in named if p.ndim > 1], "weight_decay": weight_decay, "backbone": backbone})
+        groups.append({"params": [p for p in named if p.ndim <= 1], "weight_decay": 0.0, "backbone": backbone})
     return [group for group in groups if group["params"]]
 
 
-def sgd(model: nn.Module, lr: float, momentum: float, nesterov: bool, weight_decay: float) -> torch.optim.SGD:
+def sgd(
+    model: nn.Module, lr: float, momentum: float, nesterov: bool, weight_decay: float, head: str = "fc"
+) -> torch.optim.SGD:
     """SGD over ``parameter_groups``: the optimizer every Relay training loop uses (a fresh one per generation)."""
-    return torch.optim.SGD(parameter_groups(model, weight_decay), lr=lr, momentum=momentum, nesterov=nesterov)
+    groups = parameter_groups(model, weight_decay, head)
+    return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=nesterov)
+
+
+def backbone_scale(step: int, freeze_steps: int, lr_scale: float) -> float:
+    """The backbone's share of the learning rate at ``step``: 0 while frozen, then ``lr_scale`` (transfer learning)."""
+    return 0.0 if step < freeze_steps else lr_scale
 
 
 class IndexStream:
@@ -85,20 +103,50 @@ class IndexStream:
 
     The sequence is a pure function of the generator: with the generator's
     state and ``pool`` restored, the stream continues exactly where it was.
+    ``pool`` is also what the stream will hand out next, which a streamed
+    ImageSource reads ahead along.
+
+    An epoch is a uniform shuffle (``randperm``) when ``window`` is 0 or covers
+    every item. A larger set is shuffled in two levels, so that only ``window``
+    items are live at a time: blocks of ``block`` consecutive items in random
+    order, cut into windows of ``window // block`` blocks, each window's items
+    shuffled (the shuffle buffer of WebDataset and tf.data, at block granularity).
+    Every item still comes once per epoch.
     """
 
-    def __init__(self, num_items: int, batch_size: int, generator: torch.Generator) -> None:
+    def __init__(
+        self, num_items: int, batch_size: int, generator: torch.Generator, window: int = 0, block: int = 1
+    ) -> None:
         if num_items < 1:
             raise ValueError(f"random_batches: expected at least one item to sample, got {num_items}")
         self.num_items, self.batch_size, self.generator = num_items, batch_size, generator
+        self.window, self.block = window, max(1, block)
         self.pool = torch.empty(0, dtype=torch.int64)
 
     def next(self) -> Tensor:
         """The next int64 batch (each item once per epoch, epochs concatenated)."""
         while self.pool.numel() < self.batch_size:
-            self.pool = torch.cat([self.pool, torch.randperm(self.num_items, generator=self.generator)])
+            self.pool = torch.cat([self.pool, self._epoch()])
         batch, self.pool = self.pool[: self.batch_size], self.pool[self.batch_size :]
         return batch
+
+    def _epoch(self) -> Tensor:
+        if not self.window or self.num_items <= self.window:
+            return torch.randperm(self.num_items, generator=self.generator)
+        blocks = torch.randperm(-(-self.num_items // self.block), generator=self.generator)
+        per_window = max(1, self.window // self.block)
+        offsets = torch.arange(self.block)
+        windows = []
+        for start in range(0, len(blocks), per_window):
+            items = (blocks[start : start + per_window, None] * self.block + offsets).reshape(-1)
+            items = items[items < self.num_items]
+            windows.append(items[torch.randperm(len(items), generator=self.generator)])
+        return torch.cat(windows)
+
+
+def index_stream(images: ImageSource, batch_size: int, generator: torch.Generator) -> IndexStream:
+    """The index stream over ``images`` with the source's shuffle window: the same batches from any source."""
+    return IndexStream(len(images), batch_size, generator, images.window, images.block)
 
 
 def random_batches(num_items: int, batch_size: int, generator: torch.Generator) -> Iterator[Tensor]:
@@ -121,13 +169,21 @@ def check_targets(loop: str, targets: Tensor, num_items: int, num_classes: int, 
         raise ValueError(f"{loop}: expected class ids in [0, {num_classes}), got [{targets.min()}, {targets.max()}]")
 
 
-def check_images(loop: str, *image_sets: Tensor, what: str = "") -> None:
-    """Every set non-empty uint8 ``[N, C, H, W]`` (the loops augment uint8 and convert once, in ``to_float``)."""
+def check_images(loop: str, *image_sets: Tensor | ImageSource, what: str = "") -> None:
+    """Every set non-empty uint8 ``[N, C, H, W]`` (the loops augment uint8 and convert once, in ``to_float``).
+
+    A tensor is checked here; an ImageSource holds uint8 images of one shape by construction.
+    """
     for images in image_sets:
-        if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[0] == 0:
-            raise ValueError(
-                f"{loop}: expected non-empty uint8 {what}images [N, C, H, W], got {images.dtype} {tuple(images.shape)}"
+        if isinstance(images, Tensor):
+            bad, got = (
+                images.dtype != torch.uint8 or images.ndim != 4 or images.shape[0] == 0,
+                f"{images.dtype} {tuple(images.shape)}",
             )
+        else:
+            bad, got = len(images) == 0, f"{len(images)} images"
+        if bad:
+            raise ValueError(f"{loop}: expected non-empty uint8 {what}images [N, C, H, W], got {got}")
 
 
 def check_finite(loss: Tensor, step: int, steps: int, lr: float, loop: str) -> None:
@@ -139,10 +195,15 @@ def check_finite(loss: Tensor, step: int, steps: int, lr: float, loop: str) -> N
         )
 
 
-def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
-    """The learning rate of this step, on every parameter group (schedules are per step, not per epoch)."""
+def set_lr(optimizer: torch.optim.Optimizer, lr: float, backbone: float = 1.0) -> None:
+    """The learning rate of this step on every parameter group, times ``backbone`` on the backbone's groups.
+
+    Schedules are per step, not per epoch. A backbone share of 0 freezes the backbone: SGD moves a
+    parameter by ``lr * buffer``, so nothing changes, weight decay included (BatchNorm statistics
+    still follow the data, as they do with ``requires_grad=False``).
+    """
     for group in optimizer.param_groups:
-        group["lr"] = lr
+        group["lr"] = lr * backbone if group.get("backbone", False) else lr
 
 
 def show_progress(progress: Progress | None, step: int, steps: int, metrics: Mapping[str, float] | None = None) -> None:
@@ -153,6 +214,77 @@ def show_progress(progress: Progress | None, step: int, steps: int, metrics: Map
     """
     if progress is not None:
         progress(step, steps, "steps", metrics)
+
+
+class LossWindow:
+    """Means of the losses over the last steps, handed to ``report`` every ``report_every`` steps and at the last.
+
+    The losses stay on the device until a report (one sync per window, not per step). ``progress``
+    hears of every step, with the first loss's latest window mean once there is one.
+    """
+
+    def __init__(
+        self,
+        names: tuple[str, ...],
+        steps: int,
+        report: Report | None,
+        report_every: int,
+        progress: Progress | None = None,
+    ):
+        self.names, self.steps, self.report, self.report_every, self.progress = (
+            names,
+            steps,
+            report,
+            report_every,
+            progress,
+        )
+        self.total: Tensor | None = None
+        self.count = 0
+
+    def add(self, step: int, losses: Tensor, lr: float) -> None:
+        """Count this step's losses (a ``[len(names)]`` tensor); report their means when a window closes."""
+        self.total = losses.detach() if self.total is None else self.total + losses.detach()
+        self.count += 1
+        if (step + 1) % self.report_every and step + 1 != self.steps:
+            show_progress(self.progress, step + 1, self.steps)
+            return
+        means = dict(zip(self.names, (self.total / self.count).tolist()))
+        show_progress(self.progress, step + 1, self.steps, {self.names[0]: means[self.names[0]]})
+        if self.report is not None:
+            self.report(step + 1, {**means, "lr": lr})
+        self.total, self.count = None, 0
+
+
+def minimize(
+    loss_of: Callable[[Tensor], Tensor],
+    images: Tensor,
+    optimizer: torch.optim.Optimizer,
+    steps: int,
+    batch_size: int,
+    lr_at: Callable[[int], float],
+    generator: torch.Generator,
+    loop: str,
+    report: Report | None = None,
+    report_every: int = 50,
+    progress: Progress | None = None,
+) -> None:
+    """SGD on one loss of uint8 image batches: the loop of the stages that need no labels (pretext, FitNets' hints).
+
+    Each step draws ``batch_size`` images (epochs of a random order), sets ``lr_at(step)``, and
+    steps the optimizer on ``loss_of(batch)``; ``report(step, {loss, lr})`` gets window means and
+    ``progress`` hears of every step.
+    """
+    stream = random_batches(images.shape[0], batch_size, generator)
+    window = LossWindow(("loss",), steps, report, report_every, progress)
+    for step in range(steps):
+        lr = lr_at(step)
+        set_lr(optimizer, lr)
+        loss = loss_of(images[next(stream)])
+        check_finite(loss, step + 1, steps, lr, loop)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        window.add(step, loss.reshape(1), lr)
 
 
 # --- data parallelism: every rank draws the same global batch and trains on its slice ------

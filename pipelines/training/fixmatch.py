@@ -12,8 +12,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from pipelines.augment import to_float
+from pipelines.datasets.image_source import ImageSource, as_source
 from pipelines.losses import alignment_target, fixmatch_unlabeled_loss, supervised_loss, update_moving_average
+from pipelines.models import to_float
 from pipelines.schedules import fixmatch_lr
 from pipelines.training.common import (
     Augment,
@@ -23,10 +24,12 @@ from pipelines.training.common import (
     Report,
     SaveCheckpoint,
     all_reduce_sum,
+    backbone_scale,
     check_finite,
     check_images,
     check_targets,
     data_parallel,
+    index_stream,
     rank_slice,
     set_lr,
     sgd,
@@ -58,6 +61,8 @@ class FixMatchSettings:
     temperature: float = 1.0
     alignment_momentum: float = 0.999
     label_smoothing: float = 0.0
+    freeze_backbone_steps: int = 0  # transfer learning (training.common.backbone_scale)
+    backbone_lr_scale: float = 1.0
 
 
 def class_distribution(targets: Tensor, num_classes: int) -> Tensor:
@@ -120,9 +125,9 @@ def _restore_fixmatch(
 
 def train_fixmatch(
     model: nn.Module,
-    labeled_images: Tensor,
+    labeled_images: Tensor | ImageSource,
     labeled_targets: Tensor,
-    unlabeled_images: Tensor,
+    unlabeled_images: Tensor | ImageSource,
     num_classes: int,
     settings: FixMatchSettings,
     weak_fn: Augment,
@@ -163,7 +168,8 @@ def train_fixmatch(
         raise ValueError(
             f"train_fixmatch: expected report_every >= 1 and checkpoint_every >= 0, got {report_every}, {checkpoint_every}"
         )
-    check_targets("train_fixmatch", labeled_targets, labeled_images.shape[0], num_classes)
+    labeled_images, unlabeled_images = as_source(labeled_images), as_source(unlabeled_images)
+    check_targets("train_fixmatch", labeled_targets, len(labeled_images), num_classes)
     steps, batch, unlabeled_batch = settings.steps, settings.batch_size, settings.batch_size * settings.unlabeled_ratio
     part_l, part_u = rank_slice(batch, rank, world_size), rank_slice(unlabeled_batch, rank, world_size)
     local_l, local_u = part_l.stop - part_l.start, part_u.stop - part_u.start
@@ -175,8 +181,8 @@ def train_fixmatch(
         p_target = alignment_target(class_distribution(labeled_targets, num_classes), settings.temperature).to(device)
         p_model = torch.full((num_classes,), 1.0 / num_classes, device=device)
     streams = (
-        IndexStream(labeled_images.shape[0], batch, generator),
-        IndexStream(unlabeled_images.shape[0], unlabeled_batch, generator),
+        index_stream(labeled_images, batch, generator),
+        index_stream(unlabeled_images, unlabeled_batch, generator),
     )
     window, window_steps, seen, start = torch.zeros(4, device=device), 0, torch.zeros((), dtype=torch.int64), 0
     if resume is not None:
@@ -187,10 +193,11 @@ def train_fixmatch(
     net = data_parallel(model, world_size)
     for step in range(start, steps):
         lr = fixmatch_lr(step, steps, settings.lr)
-        set_lr(optimizer, lr)
+        set_lr(optimizer, lr, backbone_scale(step, settings.freeze_backbone_steps, settings.backbone_lr_scale))
         idx_l, idx_u = streams[0].next(), streams[1].next()
-        unlabeled = unlabeled_images[idx_u]
-        weak_x, weak_u, strong_u = weak_fn(labeled_images[idx_l]), weak_fn(unlabeled), strong_fn(unlabeled)
+        labeled = labeled_images.fetch(idx_l, streams[0].pool)  # the pool is what comes next: a source reads ahead
+        unlabeled = unlabeled_images.fetch(idx_u, streams[1].pool)
+        weak_x, weak_u, strong_u = weak_fn(labeled), weak_fn(unlabeled), strong_fn(unlabeled)
         images = torch.cat([weak_x[part_l], weak_u[part_u], strong_u[part_u]])
         logits = net(to_float(images.to(device, non_blocking=True)))
         logits_x, logits_weak, logits_strong = logits.split([local_l, local_u, local_u])

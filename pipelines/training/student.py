@@ -17,18 +17,22 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from pipelines.augment import cutmix, to_float
+from pipelines.augment import cutmix
+from pipelines.class_balanced import class_balanced_loss
+from pipelines.datasets.image_source import ImageSource, as_source
 from pipelines.losses import distillation_loss, supervised_loss
+from pipelines.models import to_float
 from pipelines.schedules import learning_rate
 from pipelines.training.common import (
     Augment,
     ModelEMA,
     Progress,
     Report,
+    backbone_scale,
     check_finite,
     check_images,
     check_targets,
-    random_batches,
+    index_stream,
     set_lr,
     sgd,
     show_progress,
@@ -46,7 +50,10 @@ class StudentSettings:
     official Noisy Student code's batch-size ratio); ``unlabel_ratio`` weights their loss
     (docs/ALGORITHMS.md, Noisy Student: labeled loss + unlabel_ratio * unlabeled loss).
     ``temperature``/``alpha``: Hinton distillation (and soft pseudo-labels, which use ``temperature``).
-    ``pseudo_label_smoothing`` applies to HARD pseudo-labels only (0.1 in Noisy Student). Values
+    ``pseudo_label_smoothing`` applies to HARD pseudo-labels only (0.1 in Noisy Student). ``loss`` is
+    the labeled loss, "ce", "sigmoid" or "focal" (``focal_gamma``), class-balanced by the class
+    weights (pipelines.class_balanced). ``freeze_backbone_steps`` / ``backbone_lr_scale``: transfer
+    learning (``training.common.backbone_scale``). Values
     are not checked again here: the config sections they come from (``train``, ``noisy``,
     ``distill``) bound every one when the file is loaded, and the stage builds these settings
     from them.
@@ -68,6 +75,10 @@ class StudentSettings:
     pseudo_label_smoothing: float = 0.0
     temperature: float = 1.0
     alpha: float = 0.5
+    loss: str = "ce"
+    focal_gamma: float = 1.0
+    freeze_backbone_steps: int = 0
+    backbone_lr_scale: float = 1.0
 
 
 def soft_target_logits(probs: Tensor, temperature: float) -> Tensor:
@@ -86,13 +97,15 @@ def labeled_loss(
     settings: StudentSettings,
     class_weights: Tensor | None,
 ) -> Tensor:
-    """``CE`` on the labeled batch, or Hinton's ``(1 - a) CE + a T^2 KL`` when a teacher is given.
+    """The labeled loss (``settings.loss``, class-balanced), or Hinton's ``(1 - a) CE + a T^2 KL`` with a teacher.
 
-    Written as ``(1 - a) * supervised_loss + a * distillation_loss(targets=None)`` so label smoothing
-    and class weights still reach the CE term; with neither it equals
+    Written as ``(1 - a) * labeled + a * distillation_loss(targets=None)`` so label smoothing
+    and class weights still reach the hard term; with neither (and ``loss`` "ce") it equals
     ``distillation_loss(z_s, z_t, y, T, a)`` exactly.
     """
-    hard = supervised_loss(logits, targets, settings.label_smoothing, class_weights)
+    hard = class_balanced_loss(
+        logits, targets, settings.loss, class_weights, settings.focal_gamma, settings.label_smoothing
+    )
     if teacher_logits is None:
         return hard
     soft = distillation_loss(logits, teacher_logits, None, settings.temperature, 1.0)
@@ -119,14 +132,14 @@ def _labeled_batch(
 
 def train_student(
     model: nn.Module,
-    images: Tensor,
+    images: Tensor | ImageSource,
     targets: Tensor,
     num_classes: int,
     settings: StudentSettings,
     augment_fn: Augment | None,
     device: str | torch.device,
     generator: torch.Generator,
-    pseudo_images: Tensor | None = None,
+    pseudo_images: Tensor | ImageSource | None = None,
     pseudo_targets: Tensor | None = None,
     teacher: nn.Module | None = None,
     class_weights: Tensor | None = None,
@@ -145,11 +158,13 @@ def train_student(
     ``progress`` hears of every step, with the reported loss.
     """
     check_images("train_student", images, what="labeled ")
-    check_targets("train_student", targets, images.shape[0], num_classes, what="labeled ")
-    has_pseudo = pseudo_images is not None and pseudo_targets is not None and pseudo_images.shape[0] > 0
+    check_targets("train_student", targets, len(images), num_classes, what="labeled ")
+    has_pseudo = pseudo_images is not None and pseudo_targets is not None and len(pseudo_images) > 0
     if has_pseudo:
         check_images("train_student", pseudo_images, what="pseudo-labeled ")
-        check_targets("train_student", pseudo_targets, pseudo_images.shape[0], num_classes, what="pseudo-labeled ")
+        check_targets("train_student", pseudo_targets, len(pseudo_images), num_classes, what="pseudo-labeled ")
+        pseudo_images = as_source(pseudo_images)
+    images = as_source(images)
     learning_rate(settings.schedule, 0, settings.steps, settings.lr, settings.warmup_steps)  # unknown names fail first
     weights = None if class_weights is None else class_weights.to(device)
     model.to(device).train()
@@ -158,19 +173,21 @@ def train_student(
     optimizer = sgd(model, settings.lr, settings.momentum, settings.nesterov, settings.weight_decay)
     ema = ModelEMA(model, settings.ema_decay) if settings.ema_decay is not None else None
     batch, pseudo_batch = settings.batch_size, settings.batch_size * settings.pseudo_batch_ratio
-    labeled_stream = random_batches(images.shape[0], batch, generator)
-    pseudo_stream = random_batches(pseudo_images.shape[0], pseudo_batch, generator) if has_pseudo else None
+    labeled_stream = index_stream(images, batch, generator)
+    pseudo_stream = index_stream(pseudo_images, pseudo_batch, generator) if has_pseudo else None
     window, window_steps = torch.zeros(3, device=device), 0
     for step in range(settings.steps):
         lr = learning_rate(settings.schedule, step, settings.steps, settings.lr, settings.warmup_steps)
-        set_lr(optimizer, lr)
-        idx = next(labeled_stream)
-        raw = images[idx] if augment_fn is None else augment_fn(images[idx])
+        set_lr(optimizer, lr, backbone_scale(step, settings.freeze_backbone_steps, settings.backbone_lr_scale))
+        idx = labeled_stream.next()
+        raw = images.fetch(idx, labeled_stream.pool)
+        raw = raw if augment_fn is None else augment_fn(raw)
         x, y = _labeled_batch(to_float(raw.to(device)), targets[idx].to(device), num_classes, settings, generator)
         inputs = [x]
         if pseudo_stream is not None:
-            idx_u = next(pseudo_stream)
-            raw_u = pseudo_images[idx_u] if augment_fn is None else augment_fn(pseudo_images[idx_u])
+            idx_u = pseudo_stream.next()
+            raw_u = pseudo_images.fetch(idx_u, pseudo_stream.pool)
+            raw_u = raw_u if augment_fn is None else augment_fn(raw_u)
             inputs.append(to_float(raw_u.to(device)))
         logits = model(torch.cat(inputs))
         logits_x, logits_u = logits[:batch], logits[batch:]

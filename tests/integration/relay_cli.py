@@ -62,3 +62,15 @@ def pipeline_runs(workspace: Path, run_id: str) -> list:
     client = mlflow_client(workspace)
     experiment = client.get_experiment_by_name("relay")
     return client.search_runs([experiment.experiment_id], f"tags.`relay.pipeline_run` = '{run_id}'", max_results=500)
+
+
+def runs_by_name(workspace: Path, run_id: str) -> dict:
+    """Every MLflow run of one pipeline run, by run name (the run id, `gen-NN`, stage names)."""
+    return {run.info.run_name: run for run in pipeline_runs(workspace, run_id)}
+
+
+def metric(run, name: str) -> float:
+    """A metric by name, whether the tracker logs it bare or under its stage's prefix (`evaluate/slim_params`)."""
+    found = [value for key, value in run.data.metrics.items() if key == name or key.endswith("/" + name)]
+    assert found, f"{name} not among {sorted(run.data.metrics)}"
+    return found[0]

@@ -103,7 +103,8 @@ def max_abs_diff(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> floa
     return max(float((a[k].float() - b[k].float()).abs().max()) for k in a if a[k].is_floating_point())
 
 
-def test_bn_free_model_one_and_two_workers_agree(ray_executor, tmp_path):
+def bn_free_runs(executor, tmp_path: Path, num_gpus: float = 0.0) -> tuple[Any, dict[int, tuple[dict, dict]]]:
+    """The BN-free check model trained on 1 and on 2 workers: (config, workers -> (metrics, weights))."""
     config = smoke_config()
     split = crest.build(config).stage("data/split")
     params = {"data": config.data, "train": config.train, "crest": config.crest, "augment": config.augment}
@@ -115,14 +116,19 @@ def test_bn_free_model_one_and_two_workers_agree(ray_executor, tmp_path):
             ("data/split",),
             ("linear/model",),
             params=params,
-            resources=Resources(num_cpus=1, workers=workers),
+            resources=Resources(num_cpus=1, num_gpus=num_gpus, workers=workers),
         )
         store = tmp_path / f"w{workers}"
-        summary = run(ray_executor, store, Pipeline("linear", [split, train]))
+        summary = run(executor, store, Pipeline("linear", [split, train]))
         results[workers] = (
             summary.manifests["linear/train"].metrics,
             weights(store, summary, "linear/train", "linear/model"),
         )
+    return config, results
+
+
+def test_bn_free_model_one_and_two_workers_agree(ray_executor, tmp_path):
+    config, results = bn_free_runs(ray_executor, tmp_path)
     (m1, w1), (m2, w2) = results[1], results[2]
     diff = max_abs_diff(w1, w2)
     print(

@@ -8,22 +8,11 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from tests.integration.relay_cli import ROOT, manifests, output_path, pipeline_runs, relay
+from tests.integration.relay_cli import ROOT, manifests, metric, output_path, relay, runs_by_name
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
 CONFIGS = ROOT / "pipelines" / "configs"
-
-
-def runs_by_name(workspace: Path, run_id: str) -> dict:
-    return {run.info.run_name: run for run in pipeline_runs(workspace, run_id)}
-
-
-def metric(run, name: str) -> float:
-    """A metric by name, whether the tracker logs it bare or under its stage's prefix (`evaluate/slim_params`)."""
-    found = [value for key, value in run.data.metrics.items() if key == name or key.endswith("/" + name)]
-    assert found, f"{name} not among {sorted(run.data.metrics)}"
-    return found[0]
 
 
 def run_pipeline(tmp_path_factory: pytest.TempPathFactory, config: str, run_id: str, *overrides: str) -> Path:

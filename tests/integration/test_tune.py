@@ -26,7 +26,7 @@ from orchestrator.config import TuneSettings, load_yaml
 from orchestrator.tune.space import shuffled_grid
 from tests.integration.relay_cli import relay, relay_env
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]  # a sweep fixture takes 20 min at load 20 on 2 cores
 
 ROOT = Path(__file__).resolve().parents[2]
 SMOKE = ROOT / "pipelines" / "configs" / "smoke.yaml"
@@ -209,8 +209,8 @@ def test_sha_keeps_the_best_half_of_generation_0_and_stops_the_rest(sha_sweep) -
     assert len(records) == 4
     kept = [r for r in records if r["status"] == "completed"]
     stopped = [r for r in records if r["status"] == "stopped early"]
-    assert len(kept) == 2 and all(r["generations"] == 2 for r in kept)
-    assert len(stopped) == 2 and all(r["generations"] == 1 for r in stopped)
+    assert len(kept) == 2 and all(r["generations"] == 2 for r in kept), records
+    assert len(stopped) == 2 and all(r["generations"] == 1 for r in stopped), records
     assert min(r["g00"] for r in kept) >= max(r["g00"] for r in stopped)
 
 

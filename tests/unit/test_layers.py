@@ -26,13 +26,20 @@ PACKAGES = ("orchestrator", "pipelines")
 LAYERS: dict[str, set[str]] = {
     "orchestrator.errors": set(),
     "orchestrator.dag": {"orchestrator.errors"},
-    "orchestrator.config": {"orchestrator.errors"},
+    "orchestrator.yaml_input": {"orchestrator.errors"},
+    "orchestrator.config": {"orchestrator.errors", "orchestrator.yaml_input"},
     "orchestrator.registry": {"orchestrator.errors", "orchestrator.dag"},
     "orchestrator.engine": {"orchestrator.errors", "orchestrator.dag", "orchestrator.config"},
     "orchestrator.tracking": {"orchestrator.errors", "orchestrator.dag", "orchestrator.config", "orchestrator.engine"},
     "orchestrator.tune": {
         "orchestrator.errors",
         "orchestrator.dag",
+        "orchestrator.config",
+        "orchestrator.engine",
+        "orchestrator.tracking",
+    },
+    "orchestrator.sources": {
+        "orchestrator.errors",
         "orchestrator.config",
         "orchestrator.engine",
         "orchestrator.tracking",
@@ -53,8 +60,9 @@ LAYERS: dict[str, set[str]] = {
         "orchestrator.config",
         "orchestrator.errors",
         "orchestrator.registry",
+        "orchestrator.sources",
     },
-    "pipelines.registry": {"pipelines.builders", "orchestrator.registry"},
+    "pipelines.registry": {"pipelines.builders", "pipelines.algorithms", "orchestrator.registry"},
     "pipelines": set(),  # pipelines/__init__.py
 }
 # Subpackages of pipelines with a layer of their own; any other pipelines module is a pure algorithm.

@@ -1,4 +1,4 @@
-"""`relay ui` on bad input: an empty workspace and a busy port each get one clear line, and nothing starts."""
+"""`relay ui` on bad input: an empty workspace, a busy port, a port out of range each get one line, exit 2, nothing starts."""
 
 import socket
 
@@ -18,7 +18,7 @@ def test_empty_workspace_says_there_are_no_runs_and_how_to_make_one(tmp_path, ca
     monkeypatch.setattr(ui, "run_server", lambda *a: pytest.fail("the server must not start"))
     code = cli.main(["ui", "--workspace", str(tmp_path), "--port", str(free_port())])
     err = capsys.readouterr().err
-    assert code == cli.EXIT_FAILED
+    assert code == cli.EXIT_BAD_INPUT
     assert "no runs yet" in err and "relay run pipelines/configs/smoke.yaml" in err
     assert list(tmp_path.iterdir()) == [], "checking must not create a database"
 
@@ -31,13 +31,15 @@ def test_port_in_use_names_the_port_and_the_fix(tmp_path, capsys, monkeypatch):
         port = busy.getsockname()[1]
         code = cli.main(["ui", "--workspace", str(tmp_path), "--port", str(port)])
     err = capsys.readouterr().err
-    assert code == cli.EXIT_FAILED
+    assert code == cli.EXIT_BAD_INPUT
     assert f"port {port} on 127.0.0.1 is in use" in err and f"--port {port + 1}" in err
 
 
-def test_a_port_out_of_range_is_refused(tmp_path):
-    with pytest.raises(ui.RelayError, match="not a TCP port"):
-        ui.check(f"sqlite:///{tmp_path / 'mlflow.db'}", "relay", 70000)
+def test_a_port_out_of_range_is_refused(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(ui, "run_server", lambda *a: pytest.fail("the server must not start"))
+    assert cli.main(["ui", "--workspace", str(tmp_path), "--port", "70000"]) == cli.EXIT_BAD_INPUT
+    assert "port 70000 is not a TCP port: pass 1-65535" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_url_points_at_the_newest_pipeline_run_and_server_runs_light(tmp_path, capsys, monkeypatch):

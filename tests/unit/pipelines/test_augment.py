@@ -7,7 +7,8 @@ import torch
 from torchvision.transforms.v2 import functional as TF
 
 from pipelines import augment
-from pipelines.augment import STRONG_STYLES, cutmix, strong_augment, to_float, weak_augment
+from pipelines.augment import STRONG_STYLES, cutmix, strong_augment, weak_augment
+from pipelines.models import to_float
 
 
 def _images(batch: int = 16, channels: int = 1, size: int = 16, seed: int = 0) -> torch.Tensor:

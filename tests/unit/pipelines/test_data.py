@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -194,3 +195,43 @@ def test_labels_only_agree_with_the_loader(name: str) -> None:
     cheap, loaded = load_labels(name, None), labels_of(load_dataset(name, None))
     assert cheap.num_classes == loaded.num_classes and cheap.test is None and loaded.test is None
     assert cheap.train.dtype == loaded.train.dtype and np.array_equal(cheap.train, loaded.train)
+
+
+def test_a_missing_cifar_root_is_reported_before_torchvision_is_imported(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Importing torchvision costs seconds; a wrong path must not wait for it (here, importing it would fail)."""
+    monkeypatch.setitem(sys.modules, "torchvision", None)
+    with pytest.raises(FileNotFoundError, match="expected the CIFAR python batches .* at /nonexistent/cifar; got no"):
+        data.load_labels("cifar10", "/nonexistent/cifar")
+
+
+def test_image_shapes_are_the_loaders_shapes() -> None:
+    assert set(data.IMAGE_SHAPES) == set(DATASETS)
+    for name in LABELS_ONLY:
+        assert tuple(load_dataset(name, None).train.images.shape[1:]) == data.IMAGE_SHAPES[name]
+
+
+def test_a_class_subset_relabels_train_and_test_and_drops_the_rest() -> None:
+    from pipelines.split import OUTSIDE_TASK, select_classes, split_table
+
+    labels = data.DatasetLabels(np.repeat(np.arange(4), 30), np.repeat(np.arange(4), 5), 4)
+    task = select_classes(labels, [3, 1])
+    assert task.num_classes == 2
+    assert set(task.train.tolist()) == {OUTSIDE_TASK, 0, 1} and (task.train[labels.train == 3] == 0).all()
+    table = split_table(
+        {
+            "fold": 0,
+            "head_count": 20,
+            "imbalance_ratio": 1,
+            "labeled_fraction": 0.5,
+            "holdout_per_class": 0,
+            "classes": [3, 1],
+        },
+        labels,
+    )
+    subsets = np.asarray(table.column("subset").to_pylist())
+    ids, got = table.column("sample_id").to_numpy(), table.column("label").to_numpy()
+    test = subsets == "test"
+    assert test.sum() == 10 and set(labels.test[ids[test]].tolist()) == {1, 3}
+    assert set(labels.train[ids[~test]].tolist()) == {1, 3} and set(got.tolist()) == {0, 1}
+    with pytest.raises(ValueError, match=r"classes \[7\] are not classes of the dataset"):
+        select_classes(labels, [1, 7])

@@ -6,13 +6,14 @@ is checked here without editing this file.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 
 import pytest
 
 from orchestrator.config import load_yaml, validate_config
-from pipelines.registry import PIPELINES
+from pipelines.registry import DATA, PIPELINES
 
 CONFIGS = Path(__file__).resolve().parents[3] / "pipelines" / "configs"
 SHIPPED = sorted(CONFIGS.glob("*.yaml"))
@@ -22,8 +23,11 @@ SHIPPED = sorted(CONFIGS.glob("*.yaml"))
 def test_registry_entries_point_at_the_builders(name: str) -> None:
     spec = PIPELINES[name]
     builder = sys.modules[spec.build.__module__]
-    assert builder.__name__.startswith("pipelines.builders.") and builder.SPEC is spec and spec.name == name
-    assert spec.config_model.__module__ == builder.__name__ and spec.preflight.__module__.startswith("pipelines.builders.")
+    assert builder.__name__.startswith("pipelines.builders.") and spec.name == name
+    assert dataclasses.replace(builder.SPEC, data=DATA) == spec, "the registry adds only the datasets (DATA)"
+    assert spec.config_model.__module__ == builder.__name__ and spec.preflight.__module__.startswith(
+        "pipelines.builders."
+    )
     assert spec.summary["balanced_accuracy"] == "evaluate/balanced_accuracy"
     assert spec.build(spec.config_model()).stages
 

@@ -78,3 +78,94 @@ def test_bundled_configs_start_with_the_command_that_runs_them() -> None:
     for config in sorted(SMOKE.parent.glob("*.yaml")):
         first = config.read_text().splitlines()[0]
         assert first.startswith(f"# relay run pipelines/configs/{config.name}"), config.name
+
+
+# --- what a config file can get wrong (issue: hardening) ------------------------------------------------------
+
+
+def problem_line(err: str, key: str) -> str:
+    return next(line for line in err.splitlines() if line.strip().startswith(f"- {key}"))
+
+
+def test_a_binary_file_is_not_a_config(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    binary = tmp_path / "model.pt"
+    binary.write_bytes(bytes(range(256)) * 4)
+    assert run_cli(tmp_path, binary) == 2
+    err = capsys.readouterr().err
+    assert "model.pt is not a text file (byte 128 is not UTF-8); pass a YAML config file" in err
+    assert "Traceback" not in err and not (tmp_path / "ws").exists()
+
+
+def test_a_folder_is_not_a_config(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert run_cli(tmp_path, tmp_path, command="validate") == 2
+    err = capsys.readouterr().err
+    assert f"{tmp_path} is a folder, not a config file; pass a YAML file" in err and "permission" not in err
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "pipeline: crest\nname: x\nseed: 1\nseed: 2\n",
+            "line 4, column 1: duplicate key 'seed' (first given on line 3)",
+        ),
+        (
+            "pipeline: crest\nname: x\ntrain:\n  steps: 5\ntrain:\n  lr: 0.1\n",
+            "duplicate key 'train' (first given on line 3)",
+        ),
+        ("pipeline: crest\nname: x\ntrain: {steps: 5, steps: 6}\n", "duplicate key 'steps' (first given on line 3)"),
+    ],
+)
+def test_a_key_given_twice_is_refused_with_both_lines(
+    tmp_path: Path, capsys: pytest.CaptureFixture, text: str, expected: str
+) -> None:
+    config = tmp_path / "dup.yaml"
+    config.write_text(text)
+    assert run_cli(tmp_path, config, command="validate") == 2
+    assert expected in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "override", ["train.steps=yes", "crest.generations=yes", "train.lr=on", "data.class_order=[true]"]
+)
+def test_a_boolean_is_not_a_number(tmp_path: Path, capsys: pytest.CaptureFixture, override: str) -> None:
+    assert run_cli(tmp_path, SMOKE, override) == 2
+    line = problem_line(capsys.readouterr().err, override.split("=")[0])
+    assert "expected a number, got" in line and "YAML reads yes/no/on/off/true/false as booleans" in line
+
+
+@pytest.mark.parametrize(
+    "override",
+    ["train.lr=.inf", "train.lr=1e400", "train.weight_decay=.inf", "train.lambda_u=-.inf", "crest.alpha=.nan"],
+)
+def test_non_finite_numbers_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture, override: str) -> None:
+    assert run_cli(tmp_path, SMOKE, override) == 2
+    assert "must be a finite number" in problem_line(capsys.readouterr().err, override.split("=")[0])
+
+
+def test_cifar10_without_a_root_names_the_key_not_the_section(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert run_cli(tmp_path, SMOKE, "data.name=cifar10", command="validate") == 2
+    line = problem_line(capsys.readouterr().err, "data")
+    assert "set data.root to the folder that holds it" in line
+    assert "{" not in line and "got" not in line, "the data section itself is not echoed"
+
+
+def test_an_empty_tune_space_is_explained_in_our_words(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert run_cli(tmp_path, SMOKE, "tune.space={}", command="validate") == 2
+    line = problem_line(capsys.readouterr().err, "tune.space")
+    assert "the search space is empty, so there is nothing to tune" in line and "Dictionary" not in line
+
+
+def test_ke_split_rate_says_got_once(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    ke = SMOKE.parent / "ke_digits.yaml"
+    assert run_cli(tmp_path, ke, "ke.split_rate=2", command="validate") == 2
+    line = problem_line(capsys.readouterr().err, "ke.split_rate")
+    assert line.count("got") == 1 and "got 2.0" in line
+
+
+def test_a_huge_head_count_is_one_exact_problem(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    huge = 10**23
+    assert run_cli(tmp_path, SMOKE, f"data.head_count={huge}", command="validate") == 2
+    line = problem_line(capsys.readouterr().err, "data")
+    assert f"head_count {huge} does not fit: the largest class has 183 samples, 163 after the 20 held out" in line
+    assert "Set head_count to at most 163" in line and "99999999999999991611392" not in line

@@ -71,7 +71,7 @@ def test_manifest_reads_back_equal(store):
     assert read == written
     assert read.series == [(1, {"loss": 2.0}), (2, {"loss": 1.0})]
     assert read.metrics == {"acc": 0.5}
-    assert len(read.outputs["model"].digest) == 64
+    assert len(read.outputs["model"].digest) == 32 and read.outputs["model"].algorithm == "xxh3_128"
 
 
 def test_missing_manifest_is_none(store):
@@ -142,6 +142,26 @@ def test_verify_detects_truncated_corrupted_and_missing_files(tmp_path):
     assert store.verify(manifest) == ["a", "b", "c"]
 
 
+def test_a_manifest_from_before_digests_named_their_algorithm_still_verifies_as_sha256(tmp_path):
+    """Stores written by earlier versions (sha256, no "algorithm" key) stay cache hits; an unknown algorithm fails."""
+    import hashlib
+
+    store = ArtifactStore(str(tmp_path))
+    store.write_stage("fp", "s", StageResult(outputs={"a": table(), "b": checkpoint()}))
+    path = tmp_path / "stages" / "fp" / "manifest.json"
+    data = json.loads(path.read_text())
+    for ref in data["outputs"].values():
+        del ref["algorithm"]
+        ref["digest"] = hashlib.sha256((tmp_path / ref["path"]).read_bytes()).hexdigest()
+    path.write_text(json.dumps(data))
+    legacy = store.read_manifest("fp")
+    assert {ref.algorithm for ref in legacy.outputs.values()} == {"sha256"}
+    assert store.verify(legacy) == []
+    data["outputs"]["a"]["algorithm"] = "blake9"
+    path.write_text(json.dumps(data))
+    assert store.verify(store.read_manifest("fp")) == ["a"]
+
+
 def test_load_wraps_storage_errors_once_with_the_artifact_name(tmp_path):
     store = ArtifactStore(str(tmp_path))
     manifest = store.write_stage("fp", "s", StageResult(outputs={"model": checkpoint()}))
@@ -177,9 +197,8 @@ def test_sanitize_keeps_names_file_safe():
 
 
 def test_a_record_batch_reader_is_streamed_with_a_digest_of_the_stored_bytes(tmp_path):
-    import hashlib
-
     import pyarrow.parquet as pq
+    import xxhash
 
     schema = pa.schema([pa.field("v", pa.int64(), nullable=False)])
     batches = (pa.record_batch([pa.array(np.arange(i * 10, i * 10 + 10))], schema=schema) for i in range(5))
@@ -194,7 +213,7 @@ def test_a_record_batch_reader_is_streamed_with_a_digest_of_the_stored_bytes(tmp
     manifest = store.write_stage("fp", "s", StageResult(outputs={"t": reader}, metrics=metrics))
     ref = manifest.outputs["t"]
     data = (tmp_path / ref.path).read_bytes()
-    assert ref.kind == "table" and ref.size == len(data) and ref.digest == hashlib.sha256(data).hexdigest()
+    assert ref.kind == "table" and ref.size == len(data) and ref.digest == xxhash.xxh3_128(data).hexdigest()
     assert store.verify(manifest) == [] and manifest.metrics == {"rows": 50.0}
     assert store.load(ref).column("v").to_pylist() == list(range(50))
     assert pq.ParquetFile(tmp_path / ref.path).num_row_groups == 5

@@ -4,9 +4,9 @@ import logging
 
 import pytest
 
-from orchestrator.dag import Resources, Stage
+from orchestrator.dag import Parallelism, Pipeline, Resources, Stage
 from orchestrator.engine.artifacts import ArtifactStore, Manifest
-from orchestrator.engine.executors import LocalExecutor, run_on_ray, warm_modules
+from orchestrator.engine.executors import LocalExecutor, pools_fit, run_on_ray, uses_actor_pool, warm_modules
 from orchestrator.engine.task import StageTask
 from tests.unit.orchestrator.engine.toy import CALLS, bad_value, random_draw, toy
 
@@ -54,3 +54,75 @@ def test_a_retry_is_the_same_task_with_the_next_attempt(tmp_path):
 def test_warm_up_imports_the_stage_modules_and_the_ray_tasks_own():
     modules = warm_modules(toy())
     assert modules == sorted({"tests.unit.orchestrator.engine.toy", run_on_ray.__module__})
+
+
+def test_a_busy_dashboard_port_moves_the_local_dashboard_elsewhere(monkeypatch) -> None:
+    """Another local Ray (another run, another user's tests) holds the usual port: ours takes a free one."""
+    import socket
+
+    from orchestrator.engine import executors
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = busy.getsockname()[1]
+        monkeypatch.setattr(executors, "DASHBOARD_PORT", taken)
+        monkeypatch.delenv("RAY_ADDRESS", raising=False)
+        kwargs = executors._init_kwargs(None, 2, include_dashboard=True)
+    assert kwargs["dashboard_port"] not in (taken, 0)
+    assert "dashboard_port" not in executors._init_kwargs(None, 2, include_dashboard=False)
+
+
+def labeling_pipeline(train: Resources, label: Resources, parallelism: Parallelism = Parallelism.SHARDS) -> Pipeline:
+    """train -> label -> train2: the shape of two generations around one labeling stage."""
+    return Pipeline(
+        "toy",
+        [
+            Stage("g00/train", random_draw, (), ("m0",), resources=train),
+            Stage("g00/label", random_draw, ("m0",), ("labels",), resources=label, parallelism=parallelism),
+            Stage("g01/train", random_draw, ("labels",), ("m1",), resources=train),
+        ],
+    )
+
+
+@pytest.mark.parametrize(
+    ("train", "label", "total", "kept"),
+    [
+        # 2 CPUs, 2 labeling actors of 1 CPU: a kept pool would leave g01/train waiting forever
+        (Resources(num_cpus=1), Resources(num_cpus=1, workers=2), {"CPU": 2.0}, False),
+        (Resources(num_cpus=1), Resources(num_cpus=1, workers=2), {"CPU": 3.0}, True),
+        # data-parallel training needs all its workers at once beside the pool
+        (Resources(num_cpus=1, workers=2), Resources(num_cpus=1, workers=2), {"CPU": 3.0}, False),
+        (Resources(num_cpus=1, workers=2), Resources(num_cpus=1, workers=2), {"CPU": 4.0}, True),
+        # GPUs count apart from CPUs: 2 actors sharing one GPU beside a 1-GPU training stage need 2 GPUs
+        (
+            Resources(num_cpus=1, num_gpus=1),
+            Resources(num_cpus=1, num_gpus=0.5, workers=2),
+            {"CPU": 8.0, "GPU": 1.0},
+            False,
+        ),
+        (
+            Resources(num_cpus=1, num_gpus=1),
+            Resources(num_cpus=1, num_gpus=0.5, workers=2),
+            {"CPU": 8.0, "GPU": 2.0},
+            True,
+        ),
+    ],
+)
+def test_actor_pools_are_kept_only_when_every_other_stage_still_fits(train, label, total, kept):
+    assert pools_fit(labeling_pipeline(train, label), total) is kept
+
+
+def test_only_sharded_stages_with_several_workers_use_a_pool():
+    one = labeling_pipeline(Resources(num_cpus=1), Resources(num_cpus=1))
+    data_parallel = labeling_pipeline(Resources(num_cpus=1), Resources(num_cpus=1, workers=2), Parallelism.DATA)
+    assert not any(uses_actor_pool(stage) for stage in [*one.stages, *data_parallel.stages])
+    assert not pools_fit(one, {"CPU": 64.0}) and not pools_fit(data_parallel, {"CPU": 64.0})
+
+
+def test_a_sharded_stage_without_a_pool_is_refused(tmp_path):
+    stage = Stage(
+        "g00/label", random_draw, (), ("draw",), resources=Resources(workers=2), parallelism=Parallelism.SHARDS
+    )
+    with pytest.raises(ValueError, match="needs an actor pool"):
+        run_on_ray(task(tmp_path, stage))

@@ -214,6 +214,21 @@ def test_the_ledger_says_what_relay_runs_shows(tmp_path):
     assert resumed["stages"]["g00/evaluate"]["metrics"] == {"score": 6.0}  # sum(0..3) * lr 0.5 * 2 weights
 
 
+def test_a_parquet_table_with_one_flipped_byte_is_recomputed_not_used(tmp_path, caplog):
+    """Same size, one byte changed: only its sha256 tells, and it is checked before the cache hit is reported."""
+    caplog.set_level(logging.INFO, logger="orchestrator")
+    first = make_runner(tmp_path).run(toy(), "run-1")
+    path = tmp_path / "artifacts" / first.manifests["data"].outputs["data"].path
+    blob = bytearray(path.read_bytes())
+    blob[len(blob) // 2] ^= 0xFF
+    path.write_bytes(bytes(blob))
+    CALLS.clear()
+    second = make_runner(tmp_path).run(toy(), "run-2")
+    assert CALLS == ["data"]  # rewritten with identical bytes, so everything downstream stays cached
+    assert "recompute data: stored outputs ['data'] are missing or corrupted" in caplog.text
+    assert ArtifactStore(str(tmp_path / "artifacts")).verify(second.manifests["data"]) == []
+
+
 def test_seed_changes_fingerprints(tmp_path):
     make_runner(tmp_path, seed=0).run(toy(), "run-1")
     CALLS.clear()

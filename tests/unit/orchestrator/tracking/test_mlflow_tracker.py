@@ -7,7 +7,7 @@ import pytest
 from mlflow import MlflowClient
 
 from orchestrator.engine.records import NullTracker, StageRecord, Tracker
-from orchestrator.errors import TrackingError
+from orchestrator.errors import InputError, TrackingError
 from orchestrator.tracking.mlflow_tracker import MlflowTracker
 from orchestrator.tracking.reading import read_generations
 
@@ -128,9 +128,9 @@ def test_read_generations_returns_rows_per_generation(store, experiment, tmp_pat
 
 
 def test_read_generations_errors_say_what_is_missing(store, tmp_path):
-    with pytest.raises(TrackingError, match="no tracking database at"):
+    with pytest.raises(InputError, match="no tracking database at"):
         read_generations(f"sqlite:///{tmp_path / 'none.db'}", "relay", None)
-    with pytest.raises(TrackingError, match="no MLflow experiment 'nope'"):
+    with pytest.raises(InputError, match="no MLflow experiment 'nope'"):
         read_generations(store[0], "nope", None)
 
 
@@ -303,3 +303,14 @@ def test_more_params_and_metrics_than_one_batch_holds_all_land(store, experiment
     assert len(client.get_run(tracker.parent_run_id).data.params) == 150
     (train,) = runs(store, experiment, "stage")
     assert len(client.get_metric_history(train.info.run_id, "loss")) == 1200
+
+
+def test_system_metrics_start_and_stop_with_a_stage(store, experiment):
+    """MLflow's system metrics need psutil (declared): a strict tracker raises if the monitor cannot start."""
+    tracker = tracker_for(store, experiment, strict=True, system_metrics=True, system_metrics_interval_s=60.0)
+    tracker.start_pipeline("run-sys", "toy", {}, resume=False)
+    tracker.stage_started("g00/train", 0)
+    assert "g00/train" in tracker._monitors
+    tracker.stage_finished(record("g00/train", 0))
+    tracker.end_pipeline("FINISHED")
+    assert tracker._monitors == {}

@@ -44,6 +44,7 @@ class Controller:
         self.index = dict(zip(self.trials, order))
         self.generations = dict.fromkeys(self.trials, 0)
         self.freed: list[str] = []
+        self.fail_once: set[Trial] = set()  # fail at their next generation, then Tune retries them
         for trial in self.trials:
             scheduler.on_trial_add(self, trial)
 
@@ -58,6 +59,9 @@ class Controller:
         while (trial := self.scheduler.choose_trial_to_run(self)) is not None:
             trial.set_status(Trial.RUNNING)
             while trial.status == Trial.RUNNING:
+                if trial in self.fail_once:
+                    self.retry(trial)
+                    break
                 self.generations[trial] += 1
                 result = {
                     "training_iteration": self.generations[trial],
@@ -69,6 +73,15 @@ class Controller:
                 elif action == TrialScheduler.STOP or self.generations[trial] == max_t:
                     trial.set_status(Trial.TERMINATED)
                     self.scheduler.on_trial_complete(self, trial, result)
+
+    def retry(self, trial: Trial) -> None:
+        """What Tune's _requeue_trial does for a failed trial with retries left: error, then add it back."""
+        self.fail_once.discard(trial)
+        self.scheduler.on_trial_error(self, trial)
+        trial.set_status(Trial.PENDING)
+        self.trials.remove(trial)
+        self.trials.append(trial)
+        self.scheduler.on_trial_add(self, trial)
 
     def spent(self) -> int:
         return sum(self.generations.values())
@@ -136,6 +149,44 @@ def test_a_trial_that_fails_before_the_rung_does_not_hold_it_up() -> None:
     controller.run(max_t=5)
     assert controller.generations[broken] == 0
     assert controller.finished_all(5) == [0]  # the best of the two that reported (0.670 vs 0.625)
+
+
+@pytest.mark.parametrize("failing", range(4))
+def test_a_trial_retried_before_the_rung_is_waited_for(failing: int) -> None:
+    """Tune retries a failed trial with on_trial_error then on_trial_add: the rung still halves all four.
+
+    The integration test's sweep: 4 trials, reduction factor 2, 2 generations; two learn.
+    Whichever trial fails once before reporting, the best 2 go on and the other 2 stop.
+    """
+    scheduler = SuccessiveHalving(grace_period=1, reduction_factor=2, max_t=2, trials=4, concurrency=1)
+    scheduler.set_search_properties(METRIC, "max")
+    curves = [[0.125, 0.1], [0.27, 0.25], [0.125, 0.1], [0.255, 0.2]]
+    controller = Controller(scheduler, curves, [0, 1, 2, 3])
+    controller.fail_once.add(controller.trials[failing])
+    controller.run(max_t=2)
+    assert controller.finished_all(2) == [1, 3]
+    assert sorted(controller.generations.values()) == [1, 1, 2, 2]
+
+
+def test_a_kept_trial_retried_before_the_next_rung_is_compared_there() -> None:
+    """Trial 0 passes rung 1 (0.670), fails once on its way to rung 2, and is ranked there after its retry."""
+    scheduler = SuccessiveHalving(grace_period=1, reduction_factor=2, max_t=3, trials=4, concurrency=1)
+    scheduler.set_search_properties(METRIC, "max")
+    controller = Controller(scheduler, [c[:3] for c in CURVES[8:12]], [0, 1, 2, 3])
+    original = scheduler.on_trial_result
+
+    def fail_the_best_once(tc, trial, result):
+        action = original(tc, trial, result)
+        if controller.index[trial] == 0 and result["training_iteration"] == 1 and action != TrialScheduler.STOP:
+            controller.fail_once.add(trial)  # fails during its next generation, after the rung kept it
+        return action
+
+    scheduler.on_trial_result = fail_the_best_once  # type: ignore[method-assign]
+    controller.run(max_t=3)
+    first = controller.trials[[controller.index[t] for t in controller.trials].index(0)]
+    assert controller.generations[first] == 2  # reached rung 2 after its retry, and lost there to 0.613
+    assert controller.finished_all(3) == [2]
+    assert controller.spent() == 4 + 2 + 1
 
 
 def test_paused_trials_free_their_search_slot() -> None:

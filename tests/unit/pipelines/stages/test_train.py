@@ -55,7 +55,7 @@ def test_soft_pseudo_labels_follow_the_picks_including_duplicates() -> None:
     data = DataSection(name="synthetic")
     images, targets = train_network.pseudo_labeled_set(data, picks, table, "soft")
     assert torch.allclose(targets, torch.tensor([[0.2, 0.8], [0.7, 0.3], [0.2, 0.8]]))
-    train_images = common.dataset_of(data).train.images
-    assert torch.equal(images[1], train_images[5]) and torch.equal(images[0], images[2])
+    train_images, picked = common.dataset_of(data).train.images, images.fetch([0, 1, 2])
+    assert torch.equal(picked[1], train_images[5]) and torch.equal(picked[0], picked[2])
     _, hard = train_network.pseudo_labeled_set(data, picks, table, "hard")
     assert hard.tolist() == [1, 0, 1]

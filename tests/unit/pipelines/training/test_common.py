@@ -4,7 +4,16 @@ import pytest
 import torch
 from torch import nn
 
-from pipelines.training.common import ModelEMA, check_targets, parameter_groups, random_batches, rank_slice
+from pipelines.training.common import (
+    ModelEMA,
+    backbone_scale,
+    check_targets,
+    parameter_groups,
+    random_batches,
+    rank_slice,
+    set_lr,
+    sgd,
+)
 from tests.unit.pipelines.training.toy import TinyCNN
 
 
@@ -42,12 +51,24 @@ def test_model_ema_warmup_decay_sequence():
 def test_parameter_groups_exclude_batchnorm_and_biases_from_decay():
     model = TinyCNN()
     groups = parameter_groups(model, weight_decay=5e-4)
-    decay_ids = {id(p) for p in groups[0]["params"]}
-    no_decay_ids = {id(p) for p in groups[1]["params"]}
+    decay_ids = {id(p) for g in groups if g["weight_decay"] for p in g["params"]}
+    no_decay_ids = {id(p) for g in groups if not g["weight_decay"] for p in g["params"]}
     conv, bn = model.features[0], model.features[1]
     assert decay_ids == {id(conv.weight), id(model.head.weight)}
     assert no_decay_ids == {id(conv.bias), id(bn.weight), id(bn.bias), id(model.head.bias)}
     assert groups[0]["weight_decay"] == 5e-4 and groups[1]["weight_decay"] == 0.0
+
+
+def test_the_head_has_groups_of_its_own_and_set_lr_scales_only_the_backbone():
+    model = TinyCNN()
+    optimizer = sgd(model, 0.1, 0.9, False, 5e-4, head="head")
+    heads = [g for g in optimizer.param_groups if not g["backbone"]]
+    assert {id(p) for g in heads for p in g["params"]} == {id(model.head.weight), id(model.head.bias)}
+    set_lr(optimizer, 0.2, backbone=backbone_scale(3, freeze_steps=5, lr_scale=0.5))
+    assert {g["lr"] for g in optimizer.param_groups if g["backbone"]} == {0.0}, "frozen for the first 5 steps"
+    set_lr(optimizer, 0.2, backbone=backbone_scale(5, freeze_steps=5, lr_scale=0.5))
+    assert {g["lr"] for g in optimizer.param_groups if g["backbone"]} == {0.1}
+    assert {g["lr"] for g in heads} == {0.2}
 
 
 def test_random_batches_cover_every_item_once_per_epoch():

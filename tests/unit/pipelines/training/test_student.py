@@ -110,3 +110,28 @@ def test_class_weights_change_the_trained_weights() -> None:
     settings = StudentSettings(steps=5, batch_size=8, lr=0.05)
     weighted = _train(settings, class_weights=torch.tensor([4.0, 0.0, 0.0, 0.0]))
     assert not torch.allclose(_weights(_train(settings)), _weights(weighted))
+
+
+def test_labeled_loss_follows_the_loss_setting() -> None:
+    logits, y = torch.tensor([[2.0, -1.0], [0.0, 1.0]]), torch.tensor([0, 1])
+    focal = StudentSettings(steps=1, loss="focal", focal_gamma=2.0)
+    sigmoid = StudentSettings(steps=1, loss="sigmoid")
+    assert float(labeled_loss(logits, y, None, focal, None)) < float(labeled_loss(logits, y, None, sigmoid, None))
+    expected = F.binary_cross_entropy_with_logits(logits, F.one_hot(y, 2).float(), reduction="sum") / 2
+    assert torch.allclose(labeled_loss(logits, y, None, sigmoid, None), expected)
+
+
+def test_a_frozen_backbone_keeps_its_weights_while_the_head_trains() -> None:
+    torch.manual_seed(0)
+    model = create_model("small_cnn", 2, 1)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    images = torch.randint(0, 255, (16, 1, 16, 16), dtype=torch.uint8)
+    labels = torch.arange(16) % 2
+    settings = StudentSettings(steps=3, batch_size=8, lr=0.1, schedule="constant", freeze_backbone_steps=3)
+    train_student(model, images, labels, 2, settings, None, "cpu", torch.Generator().manual_seed(0))
+    after = model.state_dict()
+    assert torch.equal(after["features.0.0.weight"], before["features.0.0.weight"])
+    assert not torch.equal(after["fc.weight"], before["fc.weight"])
+    thawed = StudentSettings(steps=3, batch_size=8, lr=0.1, schedule="constant", freeze_backbone_steps=2)
+    train_student(model, images, labels, 2, thawed, None, "cpu", torch.Generator().manual_seed(0))
+    assert not torch.equal(model.state_dict()["features.0.0.weight"], before["features.0.0.weight"])

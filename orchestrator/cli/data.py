@@ -1,0 +1,88 @@
+"""`relay data import SOURCE DEST` and `relay data info DEST`: datasets as shards on any storage.
+
+The CLI names no dataset: the sources, the format and the checks come from the `DataSpec` the
+installed pipelines carry (orchestrator.registry), found the same way the pipelines are. Bad input
+(an unknown source, an image that does not decode, a destination holding another dataset, shards
+that do not match their manifest) exits 2 with the message; the import leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from orchestrator.cli.common import pipelines_of
+from orchestrator.errors import ConfigError
+from orchestrator.registry import DataSpec, data_specs
+
+
+def _specs(args: argparse.Namespace) -> list[DataSpec]:
+    specs = data_specs(pipelines_of(args))
+    if not specs:
+        raise ConfigError(
+            ["no installed pipeline package declares datasets (is Relay installed? `pip install -e .`)"], "relay data"
+        )
+    return specs
+
+
+def _checked(fn: Callable[..., Mapping[str, Any]], *args: Any) -> Mapping[str, Any]:
+    """Run a DataSpec function; its bad-input errors (ValueError, OSError) become exit 2 with their message."""
+    try:
+        return fn(*args)
+    except (ValueError, OSError) as exc:
+        raise ConfigError([str(exc)], "relay data") from exc
+
+
+def _print(summary: Mapping[str, Any]) -> None:
+    width = max(len(key) for key in summary)
+    for key, value in summary.items():
+        print(f"{key:<{width}}  {value}")
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    specs = _specs(args)
+    spec = next((s for s in specs if s.claims(args.source)), None)
+    if spec is None:
+        valid = "; ".join(f"{name}: {text}" for s in specs for name, text in s.sources.items())
+        raise ConfigError(
+            [f"SOURCE {args.source!r}: not a source name nor an existing folder; valid sources: {valid}"], "relay data"
+        )
+    options = {"encoding": args.encoding, "image_size": args.image_size, "rows_per_group": args.rows_per_group}
+    _print(_checked(spec.import_dataset, args.source, args.dest, options))
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    problems = []
+    for spec in _specs(args):  # one spec per format; the first that reads DEST answers
+        try:
+            summary = spec.describe(args.dest, args.verify)
+        except (ValueError, OSError) as exc:
+            problems.append(str(exc))
+            continue
+        _print(summary)
+        return 0
+    raise ConfigError(problems[:1], "relay data")
+
+
+def register(commands: Any) -> None:
+    data = commands.add_parser("data", help="import a dataset as Parquet shards (any storage); describe one")
+    sub = data.add_subparsers(dest="data_command", required=True)
+    imp = sub.add_parser(
+        "import",
+        help="stream SOURCE into shards at DEST",
+        description="SOURCE: a source name (digits, synthetic) or a folder (a CIFAR-10/100 root, an ImageFolder "
+        "with train/<class>/...). DEST: a local path or any pyarrow URI (s3://bucket/prefix). "
+        "Then run a pipeline with data.name=parquet data.uri=DEST.",
+    )
+    imp.add_argument("source")
+    imp.add_argument("dest")
+    imp.add_argument("--encoding", choices=("auto", "raw", "png"), default="auto", help="auto: raw up to 64x64x3")
+    imp.add_argument("--image-size", type=int, help="resize image folders to this square size (default 32)")
+    imp.add_argument("--rows-per-group", type=int, help="rows a reader fetches at once (default: about 1 MB)")
+    imp.set_defaults(handler=cmd_import)
+    info = sub.add_parser("info", help="what a dataset at DEST holds, after checking it")
+    info.add_argument("dest")
+    info.add_argument("--verify", action="store_true", help="also hash every shard and decode every image")
+    info.set_defaults(handler=cmd_info)

@@ -1,0 +1,159 @@
+"""Reading what a user writes in YAML: config files and dotted `key=value` overrides, into plain dicts.
+
+The CLI and Ray Tune share ``apply_overrides`` so a key means the same thing everywhere. Every
+YAML a user writes goes through ``parse_yaml``, which refuses a key given twice; every failure
+(a missing file, a folder, a binary file, a syntax error) is a ConfigError that says where.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from orchestrator.errors import ConfigError
+
+
+class DuplicateKeyError(yaml.constructor.ConstructorError):
+    """A key given twice in one mapping."""
+
+
+class UniqueKeyLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+    """PyYAML's safe loader (libyaml's parser where PyYAML has it), except that a key given twice is an error.
+
+    Plain YAML lets the last one win silently (``seed`` twice, ``train:`` twice): the user
+    believes a setting that is not the one used. Merge keys (``<<:``) still override as YAML says.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        first_line: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                line = first_line.get(key)
+            except TypeError:  # an unhashable key: the base class reports it
+                continue
+            first_line[key] = key_node.start_mark.line
+            if line is not None:
+                raise DuplicateKeyError(
+                    "while constructing a mapping",
+                    node.start_mark,
+                    f"duplicate key {key!r} (first given on line {line + 1}); keep one of them",
+                    key_node.start_mark,
+                )
+        return super().construct_mapping(node, deep=deep)
+
+
+def parse_yaml(text: str) -> Any:
+    """``yaml.safe_load`` that refuses duplicate keys: every YAML a user writes (files, override values) goes through it."""
+    return yaml.load(text, Loader=UniqueKeyLoader)  # a SafeLoader subclass: no arbitrary objects
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping, turning every failure into a ConfigError that says where."""
+    path = Path(path)
+    source = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise ConfigError([f"file not found: {path}; check the path or run from the repository root"], source) from exc
+    except IsADirectoryError as exc:
+        raise ConfigError(
+            [f"{path} is a folder, not a config file; pass a YAML file (e.g. {path}/NAME.yaml)"], source
+        ) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            [f"{path} is not a text file (byte {exc.start} is not UTF-8); pass a YAML config file"], source
+        ) from exc
+    except PermissionError as exc:
+        raise ConfigError([f"cannot read {path}: permission denied; check its permissions"], source) from exc
+    except OSError as exc:
+        raise ConfigError([f"cannot read {path}: {exc.strerror or exc}; pass a readable YAML file"], source) from exc
+    try:
+        data = parse_yaml(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError([_yaml_problem(exc)], source) from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(
+            [f"top level must be a mapping of sections (got {type(data).__name__}); write `key: value` lines"], source
+        )
+    return data
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """Describe a YAML syntax error with its 1-based line and column."""
+    mark = getattr(exc, "problem_mark", None)
+    what = " ".join(str(getattr(exc, "problem", None) or exc).split())  # one line, whatever the parser said
+    if mark is None:
+        return f"malformed YAML: {what}; fix the syntax"
+    if isinstance(exc, DuplicateKeyError):
+        return f"line {mark.line + 1}, column {mark.column + 1}: {what}"
+    return f"malformed YAML at line {mark.line + 1}, column {mark.column + 1}: {what}; fix the syntax there"
+
+
+def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str] | Mapping[str, Any]) -> dict[str, Any]:
+    """Return a copy of ``data`` with dotted overrides applied.
+
+    ``overrides`` is either CLI-style strings ``"a.b.c=3"`` (values parsed with
+    ``parse_yaml``, so ``3`` is an int and ``[1, 2]`` a list) or a mapping of
+    dotted keys to already-typed values (what Ray Tune samples). Missing
+    intermediate sections are created. Every malformed override is reported
+    in one ConfigError.
+    """
+    result = copy.deepcopy(dict(data))
+    problems = []
+    for key, value, problem in _parse_overrides(overrides):
+        problem = problem or _set_dotted(result, key, value)
+        if problem:
+            problems.append(problem)
+    if problems:
+        raise ConfigError(problems, "overrides")
+    return result
+
+
+def _parse_overrides(overrides: Sequence[str] | Mapping[str, Any]) -> list[tuple[str, Any, str | None]]:
+    """(dotted key, value, problem or None) per override, in the order given."""
+    if isinstance(overrides, Mapping):
+        return [(str(k), v, None) for k, v in overrides.items()]
+    if isinstance(overrides, str):
+        overrides = [overrides]
+    parsed: list[tuple[str, Any, str | None]] = []
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            parsed.append(
+                (key, None, f"{item!r}: expected key=value (e.g. train.steps=100); got no '=' or an empty key")
+            )
+            continue
+        try:
+            parsed.append((key, parse_yaml(raw), None))
+        except yaml.YAMLError as exc:
+            parsed.append((key, None, f"{key}: value {raw!r} is not valid YAML ({_yaml_problem(exc)}); quote it"))
+    return parsed
+
+
+def _set_dotted(data: dict[str, Any], key: str, value: Any) -> str | None:
+    """Set ``a.b.c`` in nested dicts, creating sections; return a problem or None."""
+    parts = key.split(".")
+    if any(not p for p in parts):
+        return f"{key}: empty segment in dotted key; write keys like section.name"
+    node = data
+    for depth, part in enumerate(parts[:-1]):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            prefix = ".".join(parts[: depth + 1])
+            return (
+                f"{key}: cannot set inside {prefix!r}, which is a {type(child).__name__} "
+                f"(got {child!r}), not a section; override {prefix} itself"
+            )
+        node = child
+    node[parts[-1]] = value
+    return None

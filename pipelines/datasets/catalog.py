@@ -1,0 +1,57 @@
+"""A sharded dataset as a Relay dataset (`data.name: parquet`, `data.uri`): its labels, classes and checks.
+
+Drawing the split needs only labels, so for a sharded dataset they come from the label column
+alone (a few bytes a row, no image is read, no torch is imported): the driver checks a config
+against the dataset before anything runs, and the split stage draws from the same labels. Rows
+with an unknown (null) label are -1 here; the split puts them in the unlabeled pool.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from typing import Any
+
+from pipelines.data import DatasetLabels, load_labels
+from pipelines.datasets.checks import read_labels
+from pipelines.datasets.shards import DatasetError, DatasetManifest, read_manifest
+
+SHARDED = "parquet"  # `data.name` of a sharded dataset; `data.uri` says where it is
+
+
+@functools.lru_cache(maxsize=8)
+def cached_manifest(uri: str) -> DatasetManifest:
+    """The manifest at ``uri``, read once per process (every stage of a worker asks for it)."""
+    return read_manifest(uri)
+
+
+def check_pin(manifest: DatasetManifest, uri: str, digest: str | None) -> None:
+    """Refuse a dataset whose digest is not the one the config pins (`data.digest`)."""
+    if digest and manifest.digest != digest:
+        raise DatasetError(
+            f"{uri} holds dataset {manifest.digest[:16]}, but data.digest pins {digest[:16]}; "
+            "point data.uri at the pinned dataset or update data.digest (`relay data info URI` prints it)"
+        )
+
+
+def sharded_labels(uri: str, digest: str | None = None) -> DatasetLabels:
+    """Train (and test, when the dataset has that split) labels from the label column; checks shards on the way.
+
+    The manifest is read afresh (not ``cached_manifest``): this is the check before a run starts.
+    """
+    manifest = read_manifest(uri)
+    check_pin(manifest, uri, digest)
+    train = read_labels(uri, manifest, "train")
+    test = read_labels(uri, manifest, "test") if "test" in manifest.splits else None
+    if test is not None and (test < 0).any():
+        raise DatasetError(
+            f"{uri}: the test split holds {int((test < 0).sum())} rows without a label; evaluation needs labels"
+        )
+    return DatasetLabels(train, test, manifest.num_classes)
+
+
+def dataset_labels(data: Mapping[str, Any]) -> DatasetLabels:
+    """The labels of the dataset a `data` section (as a dict) names: sharded or in memory."""
+    if data["name"] == SHARDED:
+        return sharded_labels(data["uri"], data.get("digest"))
+    return load_labels(data["name"], data.get("root"))

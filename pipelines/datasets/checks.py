@@ -1,0 +1,136 @@
+"""Checking a sharded dataset against its manifest: cheaply before a run, by digest once, row by row on error.
+
+The cheap checks (``read_labels``, ``open_shard``) read footers and two narrow columns: every
+shard is there with the manifest's size, schema and row count, sample ids run on, labels lie in
+the classes. The driver runs them before anything starts (exit 2), every reader opens a shard
+through ``open_shard``. ``verify_digests`` reads every byte, so it runs once, in the split stage
+(and in `relay data info --verify`). Every problem is a DatasetError naming the shard and row,
+collected and raised at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from pipelines.datasets.shards import MANIFEST, DatasetError, DatasetManifest, Shard, open_root, shard_schema
+
+_CHUNK = 1 << 20
+_MAX_LISTED = 8  # problems listed per message; the count of the rest follows
+
+
+def read_labels(uri: str, manifest: DatasetManifest, split: str) -> np.ndarray:
+    """The label column of a split as int64 (-1: unknown), checked shard by shard.
+
+    Reads only ``sample_id`` and ``label`` (a few bytes a row): all that drawing a split needs.
+    Every shard must be there with the manifest's size, schema and row count, sample ids must
+    run on from the previous shard, and labels must lie in ``[0, classes)``; every problem is
+    collected and raised at once, each naming the shard and row.
+    """
+    fs, root = open_root(uri)
+    schema = shard_schema(manifest.encoding, manifest.image_shape)
+    parts: list[np.ndarray] = []
+    problems: list[str] = []
+    start = 0
+    for shard in manifest.splits[split].shards:
+        try:
+            parts.append(_shard_labels(fs, root, shard, schema, start, manifest.num_classes))
+        except DatasetError as exc:
+            problems.append(str(exc))
+            parts.append(np.full(shard.rows, -1, dtype=np.int64))
+        start += shard.rows
+    _raise_all(problems)
+    return np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
+
+
+def _shard_labels(
+    fs: pafs.FileSystem, root: str, shard: Shard, schema: pa.Schema, start: int, num_classes: int
+) -> np.ndarray:
+    """One shard's labels, after checking its size, schema, rows, sample ids and label range."""
+    parquet = open_shard(fs, root, shard, schema)
+    try:
+        table = parquet.read(columns=["sample_id", "label"])
+    except (OSError, pa.ArrowException) as exc:
+        raise DatasetError(f"{shard.path}: could not read the shard ({exc}); re-import the dataset") from exc
+    ids = table.column("sample_id").to_numpy()
+    wrong = np.flatnonzero(ids != np.arange(start, start + shard.rows))
+    if wrong.size:
+        row = int(wrong[0])
+        raise DatasetError(
+            f"{shard.path} row {row}: sample_id {int(ids[row])}, expected {start + row} "
+            "(sample ids are row positions in the split); re-import the dataset"
+        )
+    labels = pc.fill_null(table.column("label"), -1).to_numpy().astype(np.int64)
+    bad = np.flatnonzero((labels != -1) & ((labels < 0) | (labels >= num_classes)))
+    if bad.size:
+        row = int(bad[0])
+        raise DatasetError(
+            f"{shard.path} row {row}: label {int(labels[row])} is outside 0..{num_classes - 1} "
+            f"(the manifest lists {num_classes} classes; {bad.size} such rows in this shard)"
+        )
+    return labels
+
+
+def open_shard(fs: pafs.FileSystem, root: str, shard: Shard, schema: pa.Schema) -> pq.ParquetFile:
+    """A shard's ParquetFile after the cheap checks: it exists, with the manifest's size, schema and rows."""
+    path = f"{root}/{shard.path}"
+    try:
+        info = fs.get_file_info(path)
+        if info.type != pafs.FileType.File:
+            raise DatasetError(f"{shard.path}: the shard is missing (listed in {MANIFEST}); re-import the dataset")
+        if info.size != shard.bytes:
+            raise DatasetError(
+                f"{shard.path}: {info.size} bytes, the manifest says {shard.bytes}: "
+                "the shard changed after the import; re-import the dataset"
+            )
+        parquet = pq.ParquetFile(fs.open_input_file(path))
+    except (OSError, pa.ArrowException) as exc:
+        raise DatasetError(f"{shard.path}: could not open the shard ({exc})") from exc
+    got = parquet.schema_arrow
+    if not got.equals(schema):
+        raise DatasetError(f"{shard.path}: wrong schema: expected {_columns(schema)}; got {_columns(got)}")
+    if parquet.metadata.num_rows != shard.rows:
+        raise DatasetError(f"{shard.path}: {parquet.metadata.num_rows} rows, the manifest says {shard.rows}")
+    return parquet
+
+
+def _columns(schema: pa.Schema) -> str:
+    return ", ".join(f"{f.name} {f.type}{'' if f.nullable else ' not null'}" for f in schema)
+
+
+def verify_digests(uri: str, manifest: DatasetManifest, splits: Iterable[str] | None = None) -> None:
+    """Hash every shard (streamed, constant memory) against the manifest; DatasetError lists every mismatch."""
+    fs, root = open_root(uri)
+    problems = []
+    for name in manifest.splits if splits is None else splits:
+        for shard in manifest.splits[name].shards:
+            digest = hashlib.sha256()
+            try:
+                with fs.open_input_stream(f"{root}/{shard.path}") as stream:
+                    while chunk := stream.read(_CHUNK):
+                        digest.update(chunk)
+            except (OSError, pa.ArrowException) as exc:
+                problems.append(f"{shard.path}: could not read the shard ({exc})")
+                continue
+            if digest.hexdigest() != shard.sha256:
+                problems.append(
+                    f"{shard.path}: sha256 {digest.hexdigest()[:16]} does not match the manifest's "
+                    f"{shard.sha256[:16]}: the shard changed after the import; re-import the dataset"
+                )
+    _raise_all(problems)
+
+
+def _raise_all(problems: Sequence[str]) -> None:
+    """One DatasetError listing the problems (the first _MAX_LISTED, then how many more)."""
+    if not problems:
+        return
+    listed = list(problems[:_MAX_LISTED])
+    if len(problems) > _MAX_LISTED:
+        listed.append(f"... and {len(problems) - _MAX_LISTED} more")
+    raise DatasetError("; ".join(listed))

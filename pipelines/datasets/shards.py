@@ -1,0 +1,354 @@
+"""The sharded dataset format: Parquet shards and one manifest, on any pyarrow URI (a path, a mount, s3://).
+
+Layout (docs/ARCHITECTURE.md, Contracts)::
+
+    DEST/dataset.json                  the manifest: classes, image shape, encoding, splits, digests
+    DEST/train/part-00000.parquet ...  sample_id int64, label int32 (null: unknown), image
+    DEST/test/part-00000.parquet ...   a split of its own when the source has one
+
+``sample_id`` is the row's position in its split (0..count-1, in shard order), which is what the
+split table and the loops index by, so a sample id maps to (shard, row group, row) by arithmetic
+on the manifest's row counts, without reading an index. Shards are cut into row groups of
+``rows_per_group`` rows (about 1 MB): the unit a reader fetches. The manifest is written last and
+carries a sha256 per shard plus a dataset digest over everything else it says, so "the manifest
+exists and its digest matches" means the import finished and nobody edited it since (the
+shards themselves are checked against it by ``checks``).
+
+pyarrow and NumPy only (PIL through ``codec`` for PNG): the driver checks a dataset before a run
+without torch. Every problem is a DatasetError (a ValueError: a stage that meets one fails at once,
+it is not retried) whose message names the file, and the row where there is one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from pipelines.datasets import codec
+
+FORMAT = "relay-shards/1"
+MANIFEST = "dataset.json"
+TARGET_GROUP_BYTES = 1 << 20
+GROUPS_PER_SHARD = 64
+
+
+class DatasetError(ValueError):
+    """A dataset that is missing or not what its manifest says; the message names the file and row."""
+
+
+@dataclass(frozen=True)
+class Shard:
+    """One Parquet file of a split: its path under the dataset root, rows, size and sha256."""
+
+    path: str
+    rows: int
+    bytes: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class SplitShards:
+    """The shards of one split, in sample-id order; ``unlabeled`` counts rows whose label is null."""
+
+    count: int
+    unlabeled: int
+    shards: tuple[Shard, ...]
+
+    def starts(self) -> np.ndarray:
+        """The first sample id of every shard (int64), plus ``count`` at the end."""
+        return np.concatenate([[0], np.cumsum([s.rows for s in self.shards])]).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class DatasetManifest:
+    """What ``dataset.json`` says. ``digest`` is the sha256 of every other field (``body_digest``)."""
+
+    classes: tuple[str, ...]
+    image_shape: tuple[int, int, int]
+    encoding: str
+    rows_per_group: int
+    splits: Mapping[str, SplitShards]
+    source: Mapping[str, Any] = field(default_factory=dict)
+    digest: str = ""
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def image_bytes(self) -> int:
+        """Bytes of one decoded image: what memory budgets are divided by."""
+        return int(np.prod(self.image_shape))
+
+    def body(self) -> dict[str, Any]:
+        """Every field but the digest, as JSON-able data (what the digest hashes)."""
+        data = asdict(self)
+        data.pop("digest")
+        return {"format": FORMAT, **data}
+
+
+def body_digest(body: Mapping[str, Any]) -> str:
+    """sha256 of the manifest's body in canonical JSON: any edit to it (or to a shard's digest) changes it."""
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def shard_schema(encoding: str, shape: Sequence[int]) -> pa.Schema:
+    """The schema every shard of a dataset has: the image column's type follows the encoding."""
+    return pa.schema(
+        [
+            pa.field("sample_id", pa.int64(), nullable=False),
+            pa.field("label", pa.int32(), nullable=True),
+            pa.field("image", codec.image_type(encoding, shape), nullable=False),
+        ]
+    )
+
+
+def rows_per_group_for(shape: Sequence[int]) -> int:
+    """Rows of about TARGET_GROUP_BYTES decoded: the unit a reader fetches (16..4096 rows)."""
+    return int(min(4096, max(16, TARGET_GROUP_BYTES // max(1, int(np.prod(shape))))))
+
+
+def open_root(uri: str) -> tuple[pafs.FileSystem, str]:
+    """(filesystem, root path) of a dataset URI: a local path, or any URI pyarrow knows (s3://...).
+
+    Local paths are made absolute, because loader workers and Ray workers reopen the URI
+    elsewhere. Local reads are plain reads, not memory maps: a mapped shard would count in a
+    reader's resident memory for as long as it stays open.
+    """
+    if "://" in uri:
+        try:
+            fs, root = pafs.FileSystem.from_uri(uri)
+        except (pa.ArrowException, OSError, ValueError) as exc:
+            raise DatasetError(f"{uri}: not a filesystem URI pyarrow can open ({exc})") from exc
+        return fs, root.rstrip("/")
+    return pafs.LocalFileSystem(), str(Path(uri).expanduser().resolve())
+
+
+# --- the manifest ------------------------------------------------------------------------------
+
+
+def read_manifest(uri: str) -> DatasetManifest:
+    """The dataset at ``uri``, its manifest digest checked; DatasetError says what is missing or wrong."""
+    fs, root = open_root(uri)
+    path = f"{root}/{MANIFEST}"
+    try:
+        with fs.open_input_stream(path) as stream:
+            raw = stream.read()
+    except FileNotFoundError:
+        raise DatasetError(
+            f"{uri}: no shards here (no {MANIFEST}); create the dataset with `relay data import SOURCE {uri}`"
+        ) from None
+    except (OSError, pa.ArrowException) as exc:
+        raise DatasetError(f"{path}: could not read the manifest ({exc})") from exc
+    manifest = _manifest_from(path, raw)
+    if not any(split.shards for split in manifest.splits.values()):
+        raise DatasetError(f"{path}: the manifest lists no shards; re-import the dataset")
+    return manifest
+
+
+def _manifest_from(path: str, raw: bytes) -> DatasetManifest:
+    """Parse and check a manifest: format, fields, and the digest over its body."""
+    try:
+        data = json.loads(raw)
+        if data.get("format") != FORMAT:
+            raise DatasetError(f"{path}: expected format {FORMAT!r}, got {data.get('format')!r}")
+        splits = {
+            name: SplitShards(int(s["count"]), int(s["unlabeled"]), tuple(Shard(**shard) for shard in s["shards"]))
+            for name, s in data["splits"].items()
+        }
+        manifest = DatasetManifest(
+            classes=tuple(str(c) for c in data["classes"]),
+            image_shape=tuple(int(v) for v in data["image_shape"]),
+            encoding=str(data["encoding"]),
+            rows_per_group=int(data["rows_per_group"]),
+            splits=splits,
+            source=dict(data.get("source", {})),
+            digest=str(data["digest"]),
+        )
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        if isinstance(exc, DatasetError):
+            raise
+        raise DatasetError(f"{path}: not a readable manifest ({type(exc).__name__}: {exc}); re-import") from exc
+    expected = body_digest(manifest.body())
+    if manifest.digest != expected:
+        raise DatasetError(
+            f"{path}: the manifest's digest {manifest.digest[:16]} does not match its content ({expected[:16]}); "
+            "it was edited after the import: re-import the dataset"
+        )
+    return manifest
+
+
+def write_manifest(uri: str, manifest: DatasetManifest) -> DatasetManifest:
+    """Write ``dataset.json`` (last, after every shard) with its digest; returns the manifest with it."""
+    fs, root = open_root(uri)
+    sealed = DatasetManifest(**{**manifest.__dict__, "digest": body_digest(manifest.body())})
+    payload = json.dumps({**sealed.body(), "digest": sealed.digest}, indent=1).encode()
+    with fs.open_output_stream(f"{root}/{MANIFEST}") as stream:
+        stream.write(payload)
+    return sealed
+
+
+# --- writing, shard by shard ---------------------------------------------------------------------
+
+
+class SplitWriter:
+    """Append images and labels to one split; holds at most one shard's encoded bytes.
+
+    Rows arrive in chunks of any size; each full row group is encoded and written into the
+    current shard (Parquet in a memory buffer), and each full shard is hashed and written out, so
+    a split of any size is imported with the memory of one shard (GROUPS_PER_SHARD row groups).
+    """
+
+    def __init__(
+        self,
+        uri: str,
+        split: str,
+        encoding: str,
+        shape: Sequence[int],
+        rows_per_group: int,
+        groups_per_shard: int = GROUPS_PER_SHARD,
+    ) -> None:
+        self._fs, self._root = open_root(uri)
+        self.split, self.encoding, self.shape = split, encoding, tuple(int(v) for v in shape)
+        self.schema = shard_schema(encoding, self.shape)
+        self.rows_per_group = rows_per_group
+        self.rows_per_shard = rows_per_group * groups_per_shard
+        self._pending: list[tuple[np.ndarray, np.ndarray]] = []
+        self._pending_rows = 0
+        self._buffer: pa.BufferOutputStream | None = None
+        self._writer: pq.ParquetWriter | None = None
+        self._shard_rows = 0
+        self.count = self.unlabeled = 0
+        self.shards: list[Shard] = []
+        self.written: list[str] = []  # absolute paths, so a failed import can remove them
+
+    def write(self, images: np.ndarray, labels: np.ndarray) -> None:
+        """Append uint8 ``[n, C, H, W]`` images with int labels (-1: unknown)."""
+        if tuple(images.shape[1:]) != self.shape or images.dtype != np.uint8:
+            raise DatasetError(
+                f"{self.split}: expected uint8 images {self.shape}, got {images.dtype} {tuple(images.shape[1:])}"
+            )
+        self._pending.append((images, np.asarray(labels, dtype=np.int64)))
+        self._pending_rows += len(images)
+        while self._pending_rows >= self.rows_per_group:
+            self._write_group(self.rows_per_group)
+
+    def close(self) -> SplitShards:
+        """Write what is left; the split's shards for the manifest."""
+        if self._pending_rows:
+            self._write_group(self._pending_rows)
+        self._finish_shard()
+        return SplitShards(self.count, self.unlabeled, tuple(self.shards))
+
+    def _write_group(self, rows: int) -> None:
+        images = np.concatenate([i for i, _ in self._pending])
+        labels = np.concatenate([lab for _, lab in self._pending])
+        rest = (images[rows:], labels[rows:])
+        self._pending, self._pending_rows = ([rest] if len(rest[0]) else []), len(rest[0])
+        if self._writer is None:
+            self._buffer = pa.BufferOutputStream()
+            self._writer = pq.ParquetWriter(self._buffer, self.schema, compression="none", write_statistics=False)
+        ids = np.arange(self.count, self.count + rows, dtype=np.int64)
+        label_column = pa.array(labels[:rows], pa.int32(), mask=labels[:rows] < 0)
+        batch = pa.record_batch([pa.array(ids), label_column, codec.encode(images[:rows], self.encoding)], self.schema)
+        self._writer.write_batch(batch, row_group_size=rows)
+        self.count += rows
+        self.unlabeled += int(np.sum(labels[:rows] < 0))
+        self._shard_rows += rows
+        if self._shard_rows >= self.rows_per_shard:
+            self._finish_shard()
+
+    def _finish_shard(self) -> None:
+        if self._writer is None:
+            return
+        self._writer.close()
+        data = self._buffer.getvalue()
+        path = f"{self.split}/part-{len(self.shards):05d}.parquet"
+        self._fs.create_dir(f"{self._root}/{self.split}", recursive=True)
+        self.written.append(f"{self._root}/{path}")
+        with self._fs.open_output_stream(f"{self._root}/{path}") as stream:
+            stream.write(data)
+        self.shards.append(Shard(path, self._shard_rows, data.size, hashlib.sha256(data).hexdigest()))
+        self._writer = self._buffer = None
+        self._shard_rows = 0
+
+
+def write_dataset(
+    uri: str,
+    classes: Sequence[str],
+    image_shape: Sequence[int],
+    encoding: str,
+    splits: Mapping[str, Iterable[tuple[np.ndarray, np.ndarray]]],
+    rows_per_group: int | None = None,
+    groups_per_shard: int = GROUPS_PER_SHARD,
+    source: Mapping[str, Any] | None = None,
+) -> DatasetManifest:
+    """Write each split from its chunks of (uint8 images, labels; -1 unknown), then the manifest, last.
+
+    Memory: one chunk and one shard. Whatever goes wrong (a chunk that fails to load, storage),
+    the shards written so far are removed, so a failed import leaves neither a manifest nor half
+    a dataset.
+    """
+    shape = tuple(int(v) for v in image_shape)
+    group = rows_per_group or rows_per_group_for(shape)
+    written: list[str] = []
+    try:
+        done = {}
+        for name, chunks in splits.items():
+            writer = SplitWriter(uri, name, encoding, shape, group, groups_per_shard)
+            try:
+                for images, labels in chunks:
+                    writer.write(images, labels)
+                done[name] = writer.close()
+            finally:
+                written.extend(writer.written)
+        manifest = DatasetManifest(tuple(str(c) for c in classes), shape, encoding, group, done, dict(source or {}))
+        return write_manifest(uri, manifest)
+    except BaseException:
+        remove(uri, written)
+        raise
+
+
+# --- the destination ----------------------------------------------------------------------------
+
+
+def dataset_at(uri: str) -> bool:
+    """Whether ``uri`` holds a manifest (readable or not): an import must not write over it."""
+    fs, root = open_root(uri)
+    try:
+        return fs.get_file_info(f"{root}/{MANIFEST}").type == pafs.FileType.File
+    except (OSError, pa.ArrowException):
+        return False
+
+
+def is_empty(uri: str) -> bool:
+    """Whether ``uri`` is missing or an empty folder (a fresh destination)."""
+    fs, root = open_root(uri)
+    try:
+        info = fs.get_file_info(root)
+        if info.type == pafs.FileType.NotFound:
+            return True
+        if info.type != pafs.FileType.Directory:
+            return False
+        return not fs.get_file_info(pafs.FileSelector(root, recursive=False))
+    except (OSError, pa.ArrowException):
+        return True
+
+
+def remove(uri: str, paths: Iterable[str]) -> None:
+    """Delete files a failed import wrote (absolute paths on ``uri``'s filesystem); missing ones are fine."""
+    fs, _ = open_root(uri)
+    for path in paths:
+        try:
+            fs.delete_file(path)
+        except (FileNotFoundError, OSError):
+            pass

@@ -1,0 +1,99 @@
+"""benchmarks/gpu_check.py's CPU side: parsing nvidia-smi and JUnit, sampling, the table and the JSON.
+
+The GPU parts themselves run only under `make gpu-check` on a GPU machine; here they get fake
+inputs, and the script itself must skip cleanly (exit 0, with the reason) where CUDA is absent.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[3]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+gpu_check = importlib.import_module("gpu_check")
+_common = importlib.import_module("_common")
+
+JUNIT = """<?xml version="1.0" encoding="utf-8"?>
+<testsuites><testsuite name="pytest" errors="1" failures="2" skipped="3" tests="14" time="9.1"></testsuite></testsuites>
+"""
+
+
+def test_nvidia_smi_lines_become_samples_and_junk_lines_are_skipped():
+    text = "37, 1024\n[N/A], [N/A]\n\n100, 2048.5\n"
+    assert gpu_check.parse_nvidia_smi(text) == [(37.0, 1024.0), (100.0, 2048.5)]
+
+
+def test_utilisation_summary_of_samples_and_of_none():
+    summary = gpu_check.utilisation_summary([(20.0, 100.0), (80.0, 300.0), (50.0, 200.0)])
+    assert summary == {"gpu_util_mean_pct": 50.0, "gpu_util_max_pct": 80.0, "gpu_mem_max_mb": 300.0}
+    assert set(gpu_check.utilisation_summary([]).values()) == {None}
+
+
+def test_junit_counts_count_errors_as_failures():
+    assert gpu_check.junit_counts(JUNIT) == {"passed": 8, "failed": 3, "skipped": 3}
+
+
+def test_sampling_takes_at_least_the_first_sample_and_stops_with_the_block():
+    calls = []
+
+    def read():
+        calls.append(time.perf_counter())
+        return 42.0, 512.0
+
+    with gpu_check.sampled(read=read) as samples:
+        pass
+    taken = len(calls)
+    time.sleep(3 * gpu_check.SAMPLE_EVERY_S)
+    assert samples and samples[0] == (42.0, 512.0)
+    assert len(calls) == taken  # the thread ended with the block
+
+
+def test_a_part_that_raises_becomes_a_failed_row():
+    def broken():
+        raise RuntimeError("CUDA error: out of memory")
+
+    rows, ok = gpu_check.guarded("training, wrn28_2", broken)
+    assert not ok
+    assert rows[0]["check"] == "training, wrn28_2" and rows[0]["value"] == "FAILED"
+    assert "RuntimeError: CUDA error: out of memory" in rows[0]["note"]
+
+
+def test_report_prints_one_table_and_writes_the_json(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(_common, "ROOT", tmp_path)
+    monkeypatch.setattr(_common, "RESULTS", tmp_path / "results")
+    rows = [
+        gpu_check.row("tests/gpu (pytest)", "11 passed, 0 failed, 1 skipped", "tests", note="80 s"),
+        gpu_check.row("training, small_cnn", 12345.6, "images/s", [(90.0, 900.0), (70.0, 1000.0)]),
+        gpu_check.row("labeling on actors", "skipped", "", note="ray is not installed"),
+    ]
+    gpu_check.report(rows, ok=True, machine_note="fake GPU, 1 GPU(s)")
+    out = capsys.readouterr().out
+    header = next(line for line in out.splitlines() if line.startswith("| check"))
+    assert [cell.strip() for cell in header.strip("|").split("|")] == gpu_check.COLUMNS
+    assert "| training, small_cnn" in out and "12,346" in out and "gpu-check: OK" in out
+    assert "None" not in out  # a row without samples shows blanks
+    data = json.loads((tmp_path / "results" / "gpu_check.json").read_text())
+    assert data["ok"] is True and data["title"] == "GPU check (fake GPU, 1 GPU(s))"
+    assert data["rows"][1]["gpu_util_mean_pct"] == 80.0 and data["rows"][1]["gpu_mem_max_mb"] == 1000.0
+    assert data["rows"][2]["gpu_util_mean_pct"] is None
+
+
+def test_without_cuda_the_check_skips_with_the_reason():
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: `make gpu-check` runs the real check")
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "--skip-tests"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "skipped: --device cuda asked for, but torch.cuda.is_available() is False" in done.stdout

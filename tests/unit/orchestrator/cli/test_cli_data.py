@@ -1,0 +1,102 @@
+"""`relay data import/info` and `data.name=parquet` through the real CLI: bad input exits 2 and names the problem."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from orchestrator.cli import main
+from pipelines.datasets import shards
+from tests.unit.pipelines.datasets.toy import rewrite_shard
+
+SMOKE = Path(__file__).resolve().parents[4] / "pipelines" / "configs" / "smoke.yaml"
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    dest = tmp_path_factory.mktemp("data") / "digits"
+    assert main(["data", "import", "digits", str(dest)]) == 0
+    return dest
+
+
+def _copy(digits: Path, tmp_path: Path) -> Path:
+    copy = tmp_path / "copy"
+    for path in digits.rglob("*"):
+        if path.is_file():
+            (copy / path.relative_to(digits)).parent.mkdir(parents=True, exist_ok=True)
+            (copy / path.relative_to(digits)).write_bytes(path.read_bytes())
+    return copy
+
+
+def _validate(tmp_path: Path, *overrides: str) -> int:
+    return main(["validate", str(SMOKE), f"run.workspace={tmp_path / 'ws'}", "data.name=parquet", *overrides])
+
+
+def test_import_then_info_then_validate(digits: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    capsys.readouterr()
+    assert main(["data", "info", str(digits), "--verify"]) == 0
+    out = capsys.readouterr().out
+    assert shards.read_manifest(str(digits)).digest in out and "every image decodes" in out
+    assert _validate(tmp_path, f"data.uri={digits}") == 0
+
+
+def test_a_uri_with_no_shards_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert _validate(tmp_path, f"data.uri={tmp_path / 'empty'}") == 2
+    assert "data.uri:" in capsys.readouterr().err
+    assert main(["data", "info", str(tmp_path / "empty")]) == 2
+    assert "no shards here" in capsys.readouterr().err
+    assert not (tmp_path / "ws").exists()
+
+
+def test_an_edited_manifest_exits_2(digits: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    copy = _copy(digits, tmp_path)
+    manifest = json.loads((copy / shards.MANIFEST).read_text())
+    manifest["splits"]["train"]["count"] = 1000
+    (copy / shards.MANIFEST).write_text(json.dumps(manifest))
+    assert _validate(tmp_path, f"data.uri={copy}") == 2
+    assert "does not match its content" in capsys.readouterr().err
+
+
+def test_a_shard_with_a_wrong_schema_exits_2(digits: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    copy = _copy(digits, tmp_path)
+    table = pq.read_table(copy / "train" / "part-00000.parquet").drop_columns(["label"])
+    rewrite_shard(copy, shards.read_manifest(str(copy)), 0, table)
+    assert _validate(tmp_path, f"data.uri={copy}") == 2
+    assert "train/part-00000.parquet: wrong schema" in capsys.readouterr().err
+
+
+def test_labels_out_of_range_exit_2_naming_the_row(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    labels = np.arange(1797) % 10
+    labels[17] = 12
+    images = np.zeros((1797, 1, 4, 4), dtype=np.uint8)
+    shards.write_dataset(
+        str(tmp_path / "d"), [str(c) for c in range(10)], (1, 4, 4), "raw", {"train": [(images, labels)]}
+    )
+    assert _validate(tmp_path, f"data.uri={tmp_path / 'd'}") == 2
+    assert "part-00000.parquet row 17: label 12 is outside 0..9" in capsys.readouterr().err
+
+
+def test_a_pinned_digest_must_match(digits: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert _validate(tmp_path, f"data.uri={digits}", "data.digest=0123abcd") == 2
+    assert "data.digest pins 0123abcd" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [(["data.name=parquet"], "set data.uri"), (["data.uri=/somewhere"], "belong to dataset 'parquet'")],
+)
+def test_uri_and_name_go_together(tmp_path: Path, capsys, overrides: list[str], message: str) -> None:
+    assert main(["validate", str(SMOKE), *overrides]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_import_bad_input_exits_2(digits: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["data", "import", "not-a-source", str(tmp_path / "d")]) == 2
+    assert "valid sources: digits" in capsys.readouterr().err
+    assert main(["data", "import", "synthetic", str(digits)]) == 2
+    assert "already holds a different dataset" in capsys.readouterr().err
+    assert not (tmp_path / "d").exists()

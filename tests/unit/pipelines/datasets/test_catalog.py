@@ -1,0 +1,50 @@
+"""A sharded dataset as a Relay dataset: the split from its label column, rows without a label in the unlabeled pool."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow.compute as pc
+import pytest
+
+from pipelines.datasets import catalog, shards
+from pipelines.split import preflight_split, split_table
+from pipelines.stages.common import known_accuracy
+from tests.unit.pipelines.datasets.toy import CLASSES, SHAPE, toy_images, write_toy
+
+DATA = {"name": "parquet", "head_count": 20, "imbalance_ratio": 2.0, "labeled_fraction": 0.5, "holdout_per_class": 3}
+DATA = {**DATA, "fold": 0, "class_order": None, "digest": None}
+
+
+def test_rows_without_a_label_join_the_unlabeled_pool(tmp_path: Path) -> None:
+    labels = np.tile([0, 1, 2, -1], 50)  # 50 rows of each class, 50 unknown
+    write_toy(tmp_path / "d", n=200, labels=labels)
+    data = {**DATA, "uri": str(tmp_path / "d")}
+    table = split_table(data, catalog.dataset_labels(data))
+    unlabeled = table.filter(pc.equal(table.column("subset"), "unlabeled"))
+    unknown = np.flatnonzero(labels < 0)
+    assert set(unknown) <= set(unlabeled.column("sample_id").to_pylist())
+    assert set(unlabeled.filter(pc.equal(unlabeled.column("label"), -1)).column("sample_id").to_pylist()) == set(
+        unknown
+    )
+    labeled = table.filter(pc.equal(table.column("subset"), "labeled"))
+    assert min(labeled.column("label").to_pylist()) >= 0
+    assert preflight_split(data) == []
+
+
+def test_known_accuracy_leaves_out_unknown_labels() -> None:
+    assert known_accuracy(np.array([0, 1, 2, 2]), np.array([0, -1, 2, 1])) == (2, 3)
+
+
+def test_a_test_split_without_labels_is_refused_and_a_pin_must_match(tmp_path: Path) -> None:
+    manifest, _, _ = write_toy(tmp_path / "d", n=60, test=10)
+    assert catalog.sharded_labels(str(tmp_path / "d"), manifest.digest).test.shape == (10,)
+    with pytest.raises(shards.DatasetError, match=r"data.digest pins 0000"):
+        catalog.sharded_labels(str(tmp_path / "d"), "0000")
+    images, _ = toy_images(10)
+    splits = {"train": [toy_images(60)], "test": [(images, np.full(10, -1))]}
+    shards.write_dataset(str(tmp_path / "e"), CLASSES, SHAPE, "raw", splits)
+    with pytest.raises(shards.DatasetError, match=r"the test split holds 10 rows without a label"):
+        catalog.sharded_labels(str(tmp_path / "e"))
+    assert preflight_split({**DATA, "uri": str(tmp_path / "e")})[0].startswith("data.uri:")

@@ -1,0 +1,124 @@
+"""The shard format: what is written reads back bit for bit, and every kind of damage is named by shard and row."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from pipelines.datasets import checks, shards
+from pipelines.datasets.rows import ShardRows
+from tests.unit.pipelines.datasets.toy import SHAPE, break_image, rewrite_shard, toy_images, write_toy
+
+
+@pytest.mark.parametrize("encoding", ["raw", "png"])
+def test_round_trip_in_any_order_with_duplicates(tmp_path: Path, encoding: str) -> None:
+    manifest, images, labels = write_toy(tmp_path / "d", n=100, encoding=encoding)
+    assert shards.read_manifest(str(tmp_path / "d")) == manifest
+    assert len(manifest.splits["train"].shards) == 5  # 100 rows / (3 groups x 8 rows)
+    ids = np.array([99, 0, 57, 57, 24, 23, 1])
+    assert np.array_equal(ShardRows(str(tmp_path / "d"), manifest, "train").read(ids), images[ids])
+    assert np.array_equal(checks.read_labels(str(tmp_path / "d"), manifest, "train"), labels)
+    checks.verify_digests(str(tmp_path / "d"), manifest)
+
+
+def test_unknown_labels_are_null_on_disk_and_minus_one_when_read(tmp_path: Path) -> None:
+    labels = np.array([0, -1, 2, -1] * 5)
+    manifest, _, _ = write_toy(tmp_path / "d", n=20, labels=labels)
+    assert manifest.splits["train"].unlabeled == 10
+    table = pq.read_table(tmp_path / "d" / manifest.splits["train"].shards[0].path)
+    assert table.column("label").null_count == 10  # all 20 rows fit the first shard
+    assert np.array_equal(checks.read_labels(str(tmp_path / "d"), manifest, "train"), labels)
+
+
+def test_a_uri_without_shards_says_how_to_make_them(tmp_path: Path) -> None:
+    with pytest.raises(shards.DatasetError, match=r"no shards here .*relay data import SOURCE"):
+        shards.read_manifest(str(tmp_path / "nothing"))
+
+
+def test_an_edited_manifest_fails_its_digest(tmp_path: Path) -> None:
+    write_toy(tmp_path / "d")
+    path = tmp_path / "d" / shards.MANIFEST
+    data = json.loads(path.read_text())
+    data["classes"] = ["a", "b", "z"]
+    path.write_text(json.dumps(data))
+    with pytest.raises(shards.DatasetError, match=r"dataset.json: the manifest's digest .* does not match"):
+        shards.read_manifest(str(tmp_path / "d"))
+
+
+def test_a_missing_or_resized_shard_is_named(tmp_path: Path) -> None:
+    manifest, _, _ = write_toy(tmp_path / "d")
+    first, second = (tmp_path / "d" / s.path for s in manifest.splits["train"].shards[:2])
+    first.unlink()
+    second.write_bytes(second.read_bytes() + b"x")
+    with pytest.raises(shards.DatasetError) as info:
+        checks.read_labels(str(tmp_path / "d"), manifest, "train")
+    assert "train/part-00000.parquet: the shard is missing" in str(info.value)
+    assert "train/part-00001.parquet: " in str(info.value) and "bytes, the manifest says" in str(info.value)
+
+
+def test_a_shard_with_a_wrong_schema_is_named(tmp_path: Path) -> None:
+    manifest, _, _ = write_toy(tmp_path / "d")
+    table = pq.read_table(tmp_path / "d" / manifest.splits["train"].shards[1].path)
+    table = table.set_column(1, "label", table.column("label").cast(pa.int64()))
+    manifest = rewrite_shard(tmp_path / "d", manifest, 1, table)
+    with pytest.raises(
+        shards.DatasetError, match=r"part-00001.parquet: wrong schema: expected .*label int32.*got .*label int64"
+    ):
+        checks.read_labels(str(tmp_path / "d"), manifest, "train")
+
+
+def test_labels_out_of_range_name_shard_and_row(tmp_path: Path) -> None:
+    labels = np.zeros(100, dtype=np.int64)
+    labels[[30, 31, 33]] = [3, 7, -1]  # row 6 and 7 of shard 1 (rows 24..47) are outside 0..2; -1 is unknown
+    manifest, _, _ = write_toy(tmp_path / "d", labels=labels)
+    with pytest.raises(shards.DatasetError, match=r"part-00001.parquet row 6: label 3 is outside 0..2 .*2 such rows"):
+        checks.read_labels(str(tmp_path / "d"), manifest, "train")
+
+
+def test_a_sample_id_out_of_sequence_is_named(tmp_path: Path) -> None:
+    manifest, _, _ = write_toy(tmp_path / "d")
+    table = pq.read_table(tmp_path / "d" / manifest.splits["train"].shards[0].path)
+    ids = table.column("sample_id").to_numpy().copy()
+    ids[5] = 500
+    manifest = rewrite_shard(tmp_path / "d", manifest, 0, table.set_column(0, table.schema.field(0), pa.array(ids)))
+    with pytest.raises(shards.DatasetError, match=r"part-00000.parquet row 5: sample_id 500, expected 5"):
+        checks.read_labels(str(tmp_path / "d"), manifest, "train")
+
+
+def test_an_image_that_does_not_decode_names_shard_row_and_sample(tmp_path: Path) -> None:
+    manifest, images, _ = write_toy(tmp_path / "d", encoding="png")
+    manifest = break_image(tmp_path / "d", manifest, 2, 10)
+    rows = ShardRows(str(tmp_path / "d"), manifest, "train")
+    assert np.array_equal(rows.read(np.array([48, 57])), images[[48, 57]])  # other rows still read
+    with pytest.raises(
+        shards.DatasetError, match=r"part-00002.parquet row 10 \(sample_id 58\): the image does not decode"
+    ):
+        rows.read(np.array([3, 58]))
+
+
+def test_changed_bytes_fail_the_digest_check(tmp_path: Path) -> None:
+    manifest, _, _ = write_toy(tmp_path / "d")
+    path = tmp_path / "d" / manifest.splits["train"].shards[3].path
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # a pixel (raw images are most of the file), same size: only the sha256 can tell
+    path.write_bytes(bytes(data))
+    checks.read_labels(str(tmp_path / "d"), manifest, "train")  # the cheap checks pass
+    with pytest.raises(shards.DatasetError, match=r"part-00003.parquet: sha256 .* does not match"):
+        checks.verify_digests(str(tmp_path / "d"), manifest)
+
+
+def test_a_failed_write_leaves_nothing(tmp_path: Path) -> None:
+    images, labels = toy_images(40)
+
+    def chunks():
+        yield images[:30], labels[:30]
+        raise OSError("the source broke")
+
+    with pytest.raises(OSError, match="the source broke"):
+        shards.write_dataset(str(tmp_path / "d"), ["a", "b", "c"], SHAPE, "raw", {"train": chunks()}, 8, 1)
+    assert not [p for p in (tmp_path / "d").rglob("*") if p.is_file()]
