@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from pipelines.augment import to_float
+from pipelines.models import to_float
 
 HEAD = "fc"  # the classifier of every registered model (pipelines.models)
 _SHOWN = 6  # layer names listed per kind of problem; the rest are counted

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from pipelines.augment import to_float
 from pipelines.fitnets import HintRegressor, copy_back, hint_loss, layer_extractor, layer_output, output_shape
+from pipelines.models import to_float
 from pipelines.schedules import learning_rate
 from pipelines.training.common import (
     Augment,

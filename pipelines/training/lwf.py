@@ -23,8 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from pipelines.augment import to_float
 from pipelines.lwf import TwoHeads, lwf_loss
+from pipelines.models import to_float
 from pipelines.schedules import learning_rate
 from pipelines.training.common import (
     Augment,

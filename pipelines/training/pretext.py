@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from pipelines.augment import to_float
+from pipelines.models import to_float
 from pipelines.schedules import learning_rate
 from pipelines.self_supervised import nt_xent_loss, rotation_batch
 from pipelines.training.common import (
