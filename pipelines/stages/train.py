@@ -63,6 +63,7 @@ def fixmatch_settings(train: Any, crest: Any, generation: int, init: Any | None 
         alignment=crest.alignment,
         temperature=t,
         alignment_momentum=crest.alignment_momentum,
+        p_model_estimate=crest.p_model_estimate,
         **schedule_of(init),
     )
 

@@ -59,3 +59,13 @@ def test_soft_pseudo_labels_follow_the_picks_including_duplicates() -> None:
     assert torch.equal(picked[1], train_images[5]) and torch.equal(picked[0], picked[2])
     _, hard = train.pseudo_labeled_set(data, picks, table, "hard")
     assert hard.tolist() == [1, 0, 1]
+
+
+def test_crest_plus_defaults_to_the_bias_corrected_p_model() -> None:
+    from pipelines.builders.crest import AlignmentSchedule, CrestSection
+    from pipelines.schema import TrainSection, part
+
+    schedule = part(AlignmentSchedule, CrestSection())
+    assert train.fixmatch_settings(TrainSection(), schedule, 0).p_model_estimate == "debiased_ema"
+    old = part(AlignmentSchedule, CrestSection(p_model_estimate="uniform_ema"))
+    assert train.fixmatch_settings(TrainSection(), old, 0).p_model_estimate == "uniform_ema"
