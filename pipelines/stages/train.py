@@ -85,6 +85,17 @@ def labeled_with_picks(data: Any, split: pa.Table, picks: pa.Table | None) -> tu
     return image_sources(data)[0].subset(ids), torch.from_numpy(labels)
 
 
+def alignment_base(split: pa.Table, num_classes: int) -> torch.Tensor:
+    """The distribution CReST+ tempers into its alignment target: the ORIGINAL labeled set's.
+
+    Not the labeled set plus picks: the picks are rebalanced toward the tail and come from the
+    model itself, so the target would flatten and drift with each generation's pseudo-labels
+    (both official codes use the fixed labeled distribution).
+    """
+    counts = torch.from_numpy(labeled_class_counts(split, num_classes)).float()
+    return counts / counts.sum()
+
+
 def train_generation(ctx: StageContext, inputs: Mapping[str, Any], params: Mapping[str, Any]) -> StageResult:
     """Train a new model from random initialisation with FixMatch (CReST retrains every generation)."""
     generator = stage_generator(ctx)
@@ -124,6 +135,7 @@ def train_generation(ctx: StageContext, inputs: Mapping[str, Any], params: Mappi
         checkpoint_every=train.checkpoint_every,
         save_checkpoint=ctx.save_checkpoint,
         resume=resume,
+        p_labeled=alignment_base(split, num_classes),
     )
     checkpoint = model_checkpoint(ema_model, network.name, num_classes, in_channels, network.dropout)
     metrics = {

@@ -150,13 +150,17 @@ def train_fixmatch(
     checkpoint_every: int = 0,
     save_checkpoint: SaveCheckpoint | None = None,
     resume: dict | None = None,
+    p_labeled: Tensor | None = None,
 ) -> nn.Module:
     """FixMatch (optionally CReST+) training; returns the EMA model in eval mode.
 
     ``loss = l_s + lambda_u * l_u`` with ``l_s = mean CE(y, f(weak(x)))`` over B labeled images and
     ``l_u = 1/(mu B) sum 1[max q >= tau] CE(argmax q, f(strong(u)))``, ``q = softmax(f(weak(u)))``.
     CReST+ (``settings.alignment``): ``q <- normalize(q * p_target / p_model)`` before the threshold,
-    ``p_target = normalize(p_labeled ** t)``, ``p_model`` the EMA of the batch means of ``q``.
+    ``p_target = normalize(p_labeled ** t)``, ``p_model`` the bias-corrected EMA of the batch means of ``q``.
+    ``p_labeled`` (``[C]``) is the class distribution the target is made from: CReST passes its
+    ORIGINAL labeled set's (both official codes), since the set it trains on also holds the
+    rebalanced picks; None takes the distribution of ``labeled_targets``.
     One forward over ``cat(weak(x), weak(u), strong(u))``; SGD (Nesterov) with no decay on BN/bias;
     ``lr_k = lr cos(7 pi k / 16 K)``; EMA of weights.
 
@@ -185,7 +189,10 @@ def train_fixmatch(
     ema = ModelEMA(model, settings.ema_decay)
     p_target = p_model = None
     if settings.alignment:
-        p_target = alignment_target(class_distribution(labeled_targets, num_classes), settings.temperature).to(device)
+        base = class_distribution(labeled_targets, num_classes) if p_labeled is None else p_labeled.float().cpu()
+        if base.shape != (num_classes,):
+            raise ValueError(f"train_fixmatch: expected p_labeled of shape ({num_classes},), got {tuple(base.shape)}")
+        p_target = alignment_target(base, settings.temperature).to(device)
         p_model = initial_p_model(num_classes, settings.p_model_estimate, device)
     streams = (
         index_stream(labeled_images, batch, generator),

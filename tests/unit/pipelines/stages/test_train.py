@@ -69,3 +69,32 @@ def test_crest_plus_defaults_to_the_bias_corrected_p_model() -> None:
     assert train.fixmatch_settings(TrainSection(), schedule, 0).p_model_estimate == "debiased_ema"
     old = part(AlignmentSchedule, CrestSection(p_model_estimate="uniform_ema"))
     assert train.fixmatch_settings(TrainSection(), old, 0).p_model_estimate == "uniform_ema"
+
+
+def test_crest_plus_aligns_toward_the_original_labeled_distribution_not_labeled_plus_picks(monkeypatch) -> None:
+    from pipelines.builders import crest
+    from pipelines.data import load_labels
+    from pipelines.split import split_table
+    from tests.unit.pipelines.helpers import config
+
+    cfg = config(
+        crest.CrestConfig,
+        **{"data.name": "synthetic", "data.labeled_fraction": 0.2, "train.steps": 1, "crest.generations": 2},
+    )
+    params = next(s for s in crest.build(cfg).stages if s.name == "g01/train").params
+    split = split_table(cfg.data.model_dump(), load_labels("synthetic", None))
+    unlabeled, _ = common.subset_arrays(split, "unlabeled")
+    picks = picks_table(unlabeled[:40], np.full(40, 9), np.ones(40), 0)  # 40 picks, all of class 9
+    captured = {}
+
+    def fake_train(model, images, targets, *args, **kwargs):
+        captured.update(targets=targets, p_labeled=kwargs["p_labeled"])
+        return model.eval()
+
+    monkeypatch.setattr(train, "train_fixmatch", fake_train)
+    train.train_generation(ctx("g01/train"), {params["io"]["split"]: split, params["io"]["picks"]: picks}, params)
+    original = common.labeled_class_counts(split, 10)
+    assert torch.allclose(captured["p_labeled"], torch.from_numpy(original / original.sum()).float())
+    with_picks = torch.bincount(captured["targets"], minlength=10).float()
+    assert with_picks[9] == original[9] + 40  # the picks do train the model ...
+    assert captured["p_labeled"][9] < with_picks[9] / with_picks.sum()  # ... but do not move the target
