@@ -125,6 +125,24 @@ DATASETS: dict[str, Callable[[str | None], DatasetSplits]] = {
 
 DATASET_REQUIRES_ROOT: set[str] = {"cifar10", "cifar100", "imagefolder"}
 
+# Whether a horizontal flip keeps an image's class, i.e. whether the weak and strong views flip by
+# default (`augment.weak.flip: null`). Natural photos are mirror-symmetric in distribution; a
+# mirrored digit is another digit or none, and the synthetic templates are not symmetric either.
+MIRROR_INVARIANT: dict[str, bool] = {
+    "digits": False,
+    "synthetic": False,
+    "cifar10": True,
+    "cifar100": True,
+    "imagefolder": True,
+}
+
+
+def default_flip(name: str | None) -> bool:
+    """Whether dataset ``name``'s views flip by default (MIRROR_INVARIANT); an unknown source (a folder of
+    images imported by a user) is taken for natural images, as CIFAR and image folders are."""
+    return MIRROR_INVARIANT.get(name or "", True)
+
+
 # Image shape [C, H, W] of each dataset as its loader returns it, known without reading images (the
 # driver compares shapes before a run); tests/unit/pipelines/test_data.py keeps it equal to the loaders.
 IMAGE_SHAPES: dict[str, tuple[int, int, int]] = {

@@ -141,9 +141,14 @@ class TrainSection(StrictModel):
 
 
 class WeakAugment(StrictModel):
-    """Weak augmentation: flip and crop with reflect padding (FixMatch's 12.5%)."""
+    """Weak augmentation: flip and crop with reflect padding (FixMatch's 12.5%).
 
-    flip: bool = True
+    flip null (the default) takes the dataset's own default (pipelines.data.MIRROR_INVARIANT; a sharded
+    dataset, its import's source): digits and the synthetic set are never mirrored unless asked,
+    natural images (CIFAR, image folders) are. true or false always wins.
+    """
+
+    flip: bool | None = None
     pad_fraction: float = Field(0.125, ge=0.0, lt=0.5)
 
 

@@ -118,7 +118,7 @@ def pretrain_on_source(ctx: StageContext, inputs: Mapping[str, Any], params: Map
         labels,
         num_classes,
         settings_from(StudentSettings, train, steps=domain.pretrain_steps, **schedule_of(params.get("init"))),
-        augment_of(train.augment, params["augment"]),
+        augment_of(train.augment, params["augment"], data),
         ctx.device,
         generator,
         report=ctx.report,

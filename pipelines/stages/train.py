@@ -28,6 +28,7 @@ from pipelines.pseudo_label import probs_view
 from pipelines.schedules import temperature
 from pipelines.stages.common import (
     artifact,
+    flips,
     image_sources,
     labeled_class_counts,
     load_model,
@@ -68,11 +69,14 @@ def fixmatch_settings(train: Any, crest: Any, generation: int, init: Any | None 
     )
 
 
-def augmenters(augment: Any) -> tuple[Any, Any]:
-    """(weak, strong) uint8 -> uint8 augmentations of the `augment` section; the strong view starts with the weak one."""
-    weak, strong = augment.weak, augment.strong
-    weak_fn = functools.partial(weak_augment, flip=weak.flip, pad_fraction=weak.pad_fraction)
-    strong_fn = functools.partial(strong_augment, **strong.model_dump(), flip=weak.flip, pad_fraction=weak.pad_fraction)
+def augmenters(augment: Any, data: Any) -> tuple[Any, Any]:
+    """(weak, strong) uint8 -> uint8 augmentations of the `augment` section; the strong view starts with the weak one.
+
+    ``data`` (the `data` section) decides a null `augment.weak.flip`: digits are never mirrored unless asked.
+    """
+    weak, strong, flip = augment.weak, augment.strong, flips(augment, data)
+    weak_fn = functools.partial(weak_augment, flip=flip, pad_fraction=weak.pad_fraction)
+    strong_fn = functools.partial(strong_augment, **strong.model_dump(), flip=flip, pad_fraction=weak.pad_fraction)
     return weak_fn, strong_fn
 
 
@@ -107,7 +111,7 @@ def train_generation(ctx: StageContext, inputs: Mapping[str, Any], params: Mappi
     model = create_model(network.name, num_classes, in_channels, network.dropout, network.stochastic_depth)
     model = start_from(model, artifact(inputs, params, "pretrained"), params.get("init"), ctx.stage).to(ctx.device)
     settings = fixmatch_settings(train, params["crest"], params["generation"], params.get("init"))
-    weak_fn, strong_fn = augmenters(params["augment"])
+    weak_fn, strong_fn = augmenters(params["augment"], data)
     resume = ctx.load_checkpoint()
     resumed_from = int(resume["step"]) if resume is not None else 0
     if resume is not None:
@@ -153,11 +157,11 @@ def train_generation(ctx: StageContext, inputs: Mapping[str, Any], params: Mappi
 # --- KE, Noisy Student, distillation: one supervised loop -----------------------------------
 
 
-def augment_of(kind: str, augment: Any) -> Any:
+def augment_of(kind: str, augment: Any, data: Any) -> Any:
     """The input noise of a training stage: none, weak (flip + crop) or strong (+ RandAugment, Cutout)."""
     if kind == "none":
         return None
-    return augmenters(augment)[0 if kind == "weak" else 1]
+    return augmenters(augment, data)[0 if kind == "weak" else 1]
 
 
 def _initial_model(
@@ -239,7 +243,7 @@ def train_network(ctx: StageContext, inputs: Mapping[str, Any], params: Mapping[
         targets,
         num_classes,
         student_settings(train, params.get("noisy"), params.get("distill"), params.get("init")),
-        augment_of(train.augment, params["augment"]),
+        augment_of(train.augment, params["augment"], data),
         ctx.device,
         generator,
         pseudo_images=pseudo_images,

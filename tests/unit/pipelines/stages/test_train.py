@@ -98,3 +98,29 @@ def test_crest_plus_aligns_toward_the_original_labeled_distribution_not_labeled_
     with_picks = torch.bincount(captured["targets"], minlength=10).float()
     assert with_picks[9] == original[9] + 40  # the picks do train the model ...
     assert captured["p_labeled"][9] < with_picks[9] / with_picks.sum()  # ... but do not move the target
+
+
+def test_digits_are_never_flipped_unless_asked_natural_images_are(tmp_path) -> None:
+    from pipelines.data import DATASETS, MIRROR_INVARIANT
+    from pipelines.datasets import imports
+    from pipelines.schema import AugmentSection
+
+    assert set(MIRROR_INVARIANT) == set(DATASETS)
+    default, asked = AugmentSection(), AugmentSection(weak={"flip": True})
+    assert default.weak.flip is None  # left to the dataset
+    assert not common.flips(default, DataSection(name="digits"))
+    assert not common.flips(default, DataSection(name="synthetic"))
+    assert common.flips(default, DataSection(name="cifar10", root="/nowhere"))
+    assert common.flips(asked, DataSection(name="digits"))
+    imports.import_dataset("synthetic", str(tmp_path / "shards"), {})  # a sharded dataset: its source decides
+    assert not common.flips(default, DataSection(name="parquet", uri=str(tmp_path / "shards")))
+
+
+def test_the_weak_view_of_a_digit_is_never_its_mirror_image() -> None:
+    from pipelines.schema import AugmentSection
+
+    torch.manual_seed(0)
+    weak_fn, _ = train.augmenters(AugmentSection(), DataSection(name="digits"))
+    x = torch.zeros(64, 1, 8, 8, dtype=torch.uint8)
+    x[:, :, 2:6, 1] = 255  # a bar at the left edge
+    assert int(weak_fn(x)[:, :, :, 4:].sum()) == 0  # shifted by at most 1 px, never mirrored to the right half
