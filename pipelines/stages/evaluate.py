@@ -26,6 +26,7 @@ from pipelines.stages.common import (
     num_classes_of,
     output_name,
     prefixed,
+    subset_arrays,
     subset_images,
 )
 
@@ -41,6 +42,14 @@ EVALUATION_SCHEMA = pa.schema(
 TAIL_FRACTION = 0.3  # tail share when the builder passes none (KE, Noisy Student, distillation); CReST passes its own
 
 
+def training_counts(split: pa.Table, num_classes: int) -> list[int]:
+    """Each class's whole training count (labeled + unlabeled with a known label): what breaks ties of the
+    labeled counts when the tail is chosen."""
+    _, unlabeled = subset_arrays(split, "unlabeled")
+    known = unlabeled[unlabeled >= 0]
+    return (labeled_class_counts(split, num_classes) + np.bincount(known, minlength=num_classes)).tolist()
+
+
 def evaluate_generation(ctx: StageContext, inputs: Mapping[str, Any], params: Mapping[str, Any]) -> StageResult:
     """Balanced accuracy, tail recall and per-class recall/precision of the EMA model on the balanced test set."""
     data = params["data"]
@@ -50,7 +59,7 @@ def evaluate_generation(ctx: StageContext, inputs: Mapping[str, Any], params: Ma
     num_classes = num_classes_of(data)
     result = evaluate_model(model, images, labels, num_classes, ctx.device, params["batch_size"])
     counts = labeled_class_counts(split, num_classes)
-    tail = tail_classes(counts.tolist(), params["tail_fraction"])
+    tail = tail_classes(counts.tolist(), params["tail_fraction"], tiebreak=training_counts(split, num_classes))
     metrics = {
         "balanced_accuracy": float(result["balanced_accuracy"]),
         "accuracy": float(result["accuracy"]),
