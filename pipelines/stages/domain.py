@@ -55,7 +55,7 @@ def source_data(source: Any, data: Any, split: pa.Table, seed: int) -> tuple[tor
     if source.dataset == data.name and source.root == data.root:
         _, images, labels = subset_tensors(data, split, "unlabeled")
     else:
-        train = cached_dataset(source.dataset, source.root).train
+        train = cached_dataset(source.dataset, source.root, data.image_size).train  # at the target's size
         images, labels = train.images, train.labels
     if len(images) == 0:
         raise ValueError(f"source {source.name!r} has no images; the target split leaves no unlabeled images")

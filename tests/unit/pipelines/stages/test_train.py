@@ -124,3 +124,10 @@ def test_the_weak_view_of_a_digit_is_never_its_mirror_image() -> None:
     x = torch.zeros(64, 1, 8, 8, dtype=torch.uint8)
     x[:, :, 2:6, 1] = 255  # a bar at the left edge
     assert int(weak_fn(x)[:, :, :, 4:].sum()) == 0  # shifted by at most 1 px, never mirrored to the right half
+
+
+def test_data_image_size_reaches_the_images_the_loops_read() -> None:
+    native, default = DataSection(image_size=8), DataSection()
+    assert common.image_sources(native)[0].image_shape == (1, 8, 8)
+    assert common.image_sources(default)[0].image_shape == (1, 16, 16)
+    assert common.dataset_of(native).train.images.shape[-2:] == (8, 8)
