@@ -184,6 +184,7 @@ def main() -> None:
         help="train FixMatch on its own instead of reading CReST's generation 0 (the same pipeline prefix)",
     )
     p.add_argument("--cache", default="", help="JSON lines of finished runs, reused when the same run is asked again")
+    p.add_argument("--cached-only", action="store_true", help="summarise the runs in --cache, run nothing")
     p.add_argument("overrides", nargs="*", help="dotted overrides applied to every method, e.g. train.steps=300")
     args = p.parse_args()
     device = _common.device_or_exit(args.device)
@@ -191,16 +192,19 @@ def main() -> None:
     table = methods(base.crest.generations, base.train.steps, args.compute_matched)
     derive = "CReST" in table and not args.separate_fixmatch
     seeds = range(args.first_seed, args.first_seed + args.seeds)
-    jobs = [
+    matched = f"FixMatch x{base.crest.generations} steps"
+    jobs = [  # every seed's CReST and CReST+ first: an interrupted protocol still pairs them over most seeds
         (name, seed, [*args.overrides, *overrides], device, args.class_order)
+        for last in (False, True)
         for seed in seeds
         for name, overrides in table.items()
-        if not (derive and name == "FixMatch")
+        if (name == matched) == last and not (derive and name == "FixMatch")
     ]
-    elapsed, runs = _common.timed(lambda: run_cached(jobs, args.jobs, Path(args.cache) if args.cache else None))
+    cache = Path(args.cache) if args.cache else None
+    elapsed, runs = _common.timed(lambda: run_cached(jobs, args.jobs, cache, args.cached_only))
     if derive:
         runs += [fixmatch_of(r) for r in runs if r["method"] == "CReST"]
-    rows = summarize(runs, list(table))
+    rows = summarize(runs, [name for name in table if any(r["method"] == name for r in runs)])
     note = verdict(runs)
     pairs = all_pairs(runs, table, base.crest.generations)
     order = " + data.class_order drawn from i" if args.class_order == "per-seed" else ""
@@ -235,13 +239,18 @@ def fixmatch_of(crest_run: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def run_cached(jobs: list[tuple[str, int, list[str], str, str]], workers: int, cache: Path | None) -> list[dict]:
-    """``run_one`` of every job, in job order; with ``cache``, finished runs are read back and new ones appended."""
+def run_cached(
+    jobs: list[tuple[str, int, list[str], str, str]], workers: int, cache: Path | None, cached_only: bool = False
+) -> list[dict]:
+    """``run_one`` of every job, in job order; with ``cache``, finished runs are read back and new ones appended.
+
+    ``cached_only`` runs nothing and returns the jobs the cache holds (a protocol summarised as far as it got).
+    """
     key = {id(job): hashlib.sha256(json.dumps(job[:3] + job[4:]).encode()).hexdigest()[:16] for job in jobs}
     done: dict[str, dict[str, Any]] = {}
     if cache is not None and cache.exists():
         done = {row["key"]: row for row in map(json.loads, cache.read_text().splitlines()) if row}
-    todo = [job for job in jobs if key[id(job)] not in done]
+    todo = [] if cached_only else [job for job in jobs if key[id(job)] not in done]
     for start in range(0, len(todo), max(1, workers)):  # a batch per round, so each round's runs are kept at once
         batch = todo[start : start + max(1, workers)]
         for job, result in zip(batch, _common.run_jobs(run_one, batch, workers)):
@@ -249,7 +258,7 @@ def run_cached(jobs: list[tuple[str, int, list[str], str, str]], workers: int, c
             if cache is not None:
                 with cache.open("a") as handle:
                     handle.write(json.dumps(done[key[id(job)]]) + "\n")
-    return [{k: v for k, v in done[key[id(job)]].items() if k != "key"} for job in jobs]
+    return [{k: v for k, v in done[key[id(job)]].items() if k != "key"} for job in jobs if key[id(job)] in done]
 
 
 if __name__ == "__main__":
