@@ -10,9 +10,9 @@ rewritten) and a rerun with the same weights is a cache hit.
 - ``models:/NAME@ALIAS`` or ``models:/NAME/VERSION``: MLflow's model registry (Relay registers every
   model it logs under the pipeline's name with aliases ``gen-NN`` and ``newest``), read with an
   explicit client against the config's tracking store; the checkpoint is the logged model's
-  ``checkpoint.pt`` and its digest Relay's own tag.
+  ``checkpoint.pt``, hashed here.
 - ``run:RUN_ID/STAGE``: the run's ledger gives the stage's fingerprint, the artifact store's manifest
-  its checkpoint output (location and digest).
+  its checkpoint output (its location; its digest when the manifest used sha256, else hashed here).
 - anything else is a file path or URI, hashed here.
 
 A source that cannot be found raises ConfigError naming the key, before anything is written: a
@@ -36,7 +36,6 @@ from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.errors import ArtifactError, ConfigError
 from orchestrator.tracking.common import sqlite_path
 
-TAG_DIGEST = "relay.digest"  # what orchestrator.tracking.lineage tags a logged model's checkpoint with
 CHECKPOINT_FILE = "checkpoint.pt"  # the file a Relay logged model holds (orchestrator.tracking.lineage)
 DONE_STATES = ("succeeded", "cached")
 _CHUNK = 1 << 20
@@ -133,7 +132,12 @@ def _from_run(source: ModelSource, workspace: Path) -> ResolvedSource:
             "name a train stage"
         )
     ref = checkpoints[0]
-    return ResolvedSource(str(source), store.location(ref.path), ref.digest, f"{ref.name} of run {source.name}")
+    location = store.location(ref.path)
+    filesystem, path = _filesystem(location)
+    info = filesystem.get_file_info(path)
+    # the manifest's digest may be xxh3 (orchestrator.engine.digests); the import stage checks sha256
+    digest = ref.digest if ref.algorithm == "sha256" else _digest(location, info.mtime_ns, info.size)
+    return ResolvedSource(str(source), location, digest, f"{ref.name} of run {source.name}")
 
 
 def _artifact_root(run_dir: Path, workspace: Path) -> str:
@@ -164,10 +168,9 @@ def _from_registry(source: ModelSource, uri: str) -> ResolvedSource:
             f"no {source} in the model registry at {uri} ({exc.message}); open `relay ui` to see the registered "
             "models and their aliases"
         ) from exc
-    base, digest = version.source, None
+    base = version.source
     if getattr(version, "model_id", None):
-        model = client.get_logged_model(version.model_id)
-        base, digest = model.artifact_location, model.tags.get(TAG_DIGEST)
+        base = client.get_logged_model(version.model_id).artifact_location
     location = f"{base.rstrip('/')}/{CHECKPOINT_FILE}"
     if location.startswith("file://"):
         location = location.removeprefix("file://")
@@ -175,5 +178,6 @@ def _from_registry(source: ModelSource, uri: str) -> ResolvedSource:
     info = filesystem.get_file_info(path)
     if info.type != pafs.FileType.File:
         raise FileNotFoundError(f"{source} (version {version.version}) has no {CHECKPOINT_FILE} at {location}")
-    digest = digest or _digest(location, info.mtime_ns, info.size)
+    # the sha256 the import stage checks; the model's relay.digest tag is the artifact store's algorithm
+    digest = _digest(location, info.mtime_ns, info.size)
     return ResolvedSource(str(source), location, digest, f"{source.name} version {version.version}")

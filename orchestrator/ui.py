@@ -65,7 +65,11 @@ def check(tracking_uri: str, experiment: str, port: int) -> str:
 
 
 def server_command(tracking_uri: str, port: int) -> tuple[list[str], dict[str, str]]:
-    """The `mlflow server` command line and environment (shared with the browser test)."""
+    """The `mlflow server` command line and environment (shared with the browser test).
+
+    One worker process: a local UI serves one person, and with several, uvicorn's supervisor kills
+    a worker that is slow to import MLflow on a busy machine and restarts it, over and over.
+    """
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     command = [
         sys.executable,
@@ -78,6 +82,8 @@ def server_command(tracking_uri: str, port: int) -> tuple[list[str], dict[str, s
         "127.0.0.1",
         "--port",
         str(port),
+        "--workers",
+        "1",
     ]
     return command, env
 

@@ -27,7 +27,13 @@ RUNTIME_ONLY = {
     "optuna": "Ray Tune's OptunaSearch (tune.search: optuna)",
 }
 # Import names that differ from the distribution's name.
-IMPORT_NAMES = {"pyyaml": "yaml", "scikit-learn": "sklearn", "pillow": "PIL", "pytest-timeout": "pytest_timeout"}
+IMPORT_NAMES = {
+    "pyyaml": "yaml",
+    "scikit-learn": "sklearn",
+    "pillow": "PIL",
+    "pytest-timeout": "pytest_timeout",
+    "pot": "ot",
+}
 # Extras of a declared distribution and a module each one makes importable.
 EXTRA_MODULES = {"ray": ["ray.train", "ray.tune", "ray.job_submission", "ray.dashboard"]}
 

@@ -57,3 +57,4 @@ def test_url_points_at_the_newest_pipeline_run_and_server_runs_light(tmp_path, c
     command, env = ui.server_command(uri, port)
     assert env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "false"
     assert command[command.index("--host") + 1] == "127.0.0.1"
+    assert command[command.index("--workers") + 1] == "1", "no supervisor restarting slow workers"
