@@ -164,7 +164,7 @@ def fixmatch(labeled: Any, targets: Any, unlabeled: Any, steps: int) -> None:
     from pipelines.training.fixmatch import train_fixmatch
 
     params = train_params(ARGS.buffer_mb, steps)
-    weak, strong = augmenters(params["augment"])
+    weak, strong = augmenters(params["augment"], params["data"])
     settings = fixmatch_settings(params["train"], params["crest"], 0)
     torch.manual_seed(0)
     generator = torch.Generator().manual_seed(0)

@@ -72,10 +72,20 @@ def evaluate_model(
     return class_metrics(probs.argmax(axis=1), labels_np, num_classes)
 
 
-def tail_classes(class_counts: Sequence[int], fraction: float = 0.3) -> list[int]:
-    """The ``ceil(fraction * L)`` least frequent class ids, rarest first (ranked by count, ties by id)."""
+def tail_classes(
+    class_counts: Sequence[int], fraction: float = 0.3, tiebreak: Sequence[int] | None = None
+) -> list[int]:
+    """The ``ceil(fraction * L)`` least frequent class ids, rarest first.
+
+    Ranked by ``class_counts``; ties by ``tiebreak`` (each class's whole training count, labeled +
+    unlabeled: with 10% labels a class of 28 images and one of 21 both get 3 labels, and the tail
+    is the smaller one whatever their ids), then by id.
+    """
     if not 0.0 < fraction <= 1.0:
         raise ValueError(f"tail_classes: expected fraction in (0, 1], got {fraction}")
     counts = np.asarray(class_counts)
+    second = np.zeros_like(counts) if tiebreak is None else np.asarray(tiebreak)
+    if second.shape != counts.shape:
+        raise ValueError(f"tail_classes: expected tiebreak of {counts.size} counts, got {second.size}")
     take = math.ceil(fraction * counts.size - 1e-9)  # 0.07 * 100 is 7.000000000000001 in floats
-    return [int(c) for c in np.argsort(counts, kind="stable")[:take]]
+    return [int(c) for c in np.lexsort((np.arange(counts.size), second, counts))[:take]]

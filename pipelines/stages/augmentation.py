@@ -10,18 +10,22 @@ import functools
 from typing import Any
 
 from pipelines.augment import strong_augment, weak_augment
+from pipelines.stages.common import flips
 
 
-def augmenters(augment: Any) -> tuple[Any, Any]:
-    """(weak, strong) uint8 -> uint8 augmentations of the `augment` section; the strong view starts with the weak one."""
-    weak, strong = augment.weak, augment.strong
-    weak_fn = functools.partial(weak_augment, flip=weak.flip, pad_fraction=weak.pad_fraction)
-    strong_fn = functools.partial(strong_augment, **strong.model_dump(), flip=weak.flip, pad_fraction=weak.pad_fraction)
+def augmenters(augment: Any, data: Any) -> tuple[Any, Any]:
+    """(weak, strong) uint8 -> uint8 augmentations of the `augment` section; the strong view starts with the weak one.
+
+    ``data`` (the `data` section) decides a null `augment.weak.flip`: digits are never mirrored unless asked.
+    """
+    weak, strong, flip = augment.weak, augment.strong, flips(augment, data)
+    weak_fn = functools.partial(weak_augment, flip=flip, pad_fraction=weak.pad_fraction)
+    strong_fn = functools.partial(strong_augment, **strong.model_dump(), flip=flip, pad_fraction=weak.pad_fraction)
     return weak_fn, strong_fn
 
 
-def input_noise(kind: str, augment: Any) -> Any:
+def input_noise(kind: str, augment: Any, data: Any) -> Any:
     """The input noise of a training stage: none, weak (flip + crop) or strong (+ RandAugment, Cutout)."""
     if kind == "none":
         return None
-    return augmenters(augment)[0 if kind == "weak" else 1]
+    return augmenters(augment, data)[0 if kind == "weak" else 1]

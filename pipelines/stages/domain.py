@@ -55,7 +55,7 @@ def source_data(source: Any, data: Any, split: pa.Table, seed: int) -> tuple[tor
     if source.dataset == data.name and source.root == data.root:
         _, images, labels = subset_tensors(data, split, "unlabeled")
     else:
-        train = cached_dataset(source.dataset, source.root).train
+        train = cached_dataset(source.dataset, source.root, data.image_size).train  # at the target's size
         images, labels = train.images, train.labels
     if len(images) == 0:
         raise ValueError(f"source {source.name!r} has no images; the target split leaves no unlabeled images")
@@ -118,7 +118,7 @@ def pretrain_on_source(ctx: StageContext, inputs: Mapping[str, Any], params: Map
         labels,
         num_classes,
         settings_from(StudentSettings, train, steps=domain.pretrain_steps, **schedule_of(params.get("init"))),
-        input_noise(train.augment, params["augment"]),
+        input_noise(train.augment, params["augment"], data),
         ctx.device,
         generator,
         report=ctx.report,

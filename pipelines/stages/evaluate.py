@@ -22,6 +22,7 @@ from pipelines.stages.common import (
     load_model,
     num_classes_of,
     output_name,
+    subset_arrays,
     subset_images,
 )
 
@@ -33,6 +34,14 @@ EVALUATION_SCHEMA = pa.schema(
         pa.field("precision", pa.float32(), nullable=False),
     ]
 )
+
+
+def training_counts(split: pa.Table, num_classes: int) -> list[int]:
+    """Each class's whole training count (labeled + unlabeled with a known label): what breaks ties of the
+    labeled counts when the tail is chosen."""
+    _, unlabeled = subset_arrays(split, "unlabeled")
+    known = unlabeled[unlabeled >= 0]
+    return (labeled_class_counts(split, num_classes) + np.bincount(known, minlength=num_classes)).tolist()
 
 
 def evaluate_generation(ctx: StageContext, inputs: Mapping[str, Any], params: Mapping[str, Any]) -> StageResult:
@@ -52,7 +61,7 @@ def evaluate_generation(ctx: StageContext, inputs: Mapping[str, Any], params: Ma
         progress=lambda done, total: ctx.progress(done, total, "rows"),
     )
     counts = labeled_class_counts(split, num_classes)
-    tail = tail_classes(counts.tolist(), params["tail_fraction"])
+    tail = tail_classes(counts.tolist(), params["tail_fraction"], tiebreak=training_counts(split, num_classes))
     metrics = {
         "balanced_accuracy": float(result["balanced_accuracy"]),
         "accuracy": float(result["accuracy"]),

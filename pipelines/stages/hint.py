@@ -41,7 +41,7 @@ def train_hints(ctx: StageContext, inputs: Mapping[str, Any], params: Mapping[st
         fitnets.hint_layer,
         images,
         settings_from(HintSettings, train, steps=fitnets.hint_steps),
-        input_noise(train.augment, params["augment"]),
+        input_noise(train.augment, params["augment"], data),
         ctx.device,
         generator,
         report=ctx.report,

@@ -106,7 +106,7 @@ def learn_without_forgetting(ctx: StageContext, inputs: Mapping[str, Any], param
         images,
         targets,
         settings,
-        input_noise(train.augment, params["augment"]),
+        input_noise(train.augment, params["augment"], data),
         ctx.device,
         generator,
         recorded=None if recorded is None else _recorded_rows(recorded, ids),

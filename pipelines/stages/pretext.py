@@ -53,7 +53,7 @@ def pretrain_pretext(ctx: StageContext, inputs: Mapping[str, Any], params: Mappi
     model = create_model(network.name, ROTATIONS, in_channels, network.dropout)
     if pretext.method == "simclr":
         model = with_projection_head(model, pretext.projection_dim)
-    weak_fn, strong_fn = augmenters(params["augment"])
+    weak_fn, strong_fn = augmenters(params["augment"], data)
     trained = train_pretext(
         model,
         images,

@@ -25,6 +25,7 @@ from pipelines.stages.augmentation import augmenters
 from pipelines.stages.common import (
     artifact,
     image_sources,
+    labeled_class_counts,
     model_checkpoint,
     num_classes_of,
     output_name,
@@ -55,6 +56,7 @@ def fixmatch_settings(train: Any, crest: Any, generation: int, init: Any | None 
         alignment=crest.alignment,
         temperature=t,
         alignment_momentum=crest.alignment_momentum,
+        p_model_estimate=crest.p_model_estimate,
         **schedule_of(init),
     )
 
@@ -68,6 +70,17 @@ def labeled_with_picks(data: Any, split: pa.Table, picks: pa.Table | None) -> tu
     return image_sources(data)[0].subset(ids), torch.from_numpy(labels)
 
 
+def alignment_base(split: pa.Table, num_classes: int) -> torch.Tensor:
+    """The distribution CReST+ tempers into its alignment target: the ORIGINAL labeled set's.
+
+    Not the labeled set plus picks: the picks are rebalanced toward the tail and come from the
+    model itself, so the target would flatten and drift with each generation's pseudo-labels
+    (both official codes use the fixed labeled distribution).
+    """
+    counts = torch.from_numpy(labeled_class_counts(split, num_classes)).float()
+    return counts / counts.sum()
+
+
 def train_generation(ctx: StageContext, inputs: Mapping[str, Any], params: Mapping[str, Any]) -> StageResult:
     """Train a new model from random initialisation with FixMatch (CReST retrains every generation)."""
     generator = stage_generator(ctx)
@@ -79,7 +92,7 @@ def train_generation(ctx: StageContext, inputs: Mapping[str, Any], params: Mappi
     model = create_model(network.name, num_classes, in_channels, network.dropout, network.stochastic_depth)
     model = start_from(model, artifact(inputs, params, "pretrained"), params.get("init"), ctx.stage).to(ctx.device)
     settings = fixmatch_settings(train, params["crest"], params["generation"], params.get("init"))
-    weak_fn, strong_fn = augmenters(params["augment"])
+    weak_fn, strong_fn = augmenters(params["augment"], data)
     resume = ctx.load_checkpoint()
     resumed_from = int(resume["step"]) if resume is not None else 0
     if resume is not None:
@@ -108,6 +121,7 @@ def train_generation(ctx: StageContext, inputs: Mapping[str, Any], params: Mappi
         save_checkpoint=ctx.save_checkpoint,
         resume=resume,
         progress=ctx.progress,
+        p_labeled=alignment_base(split, num_classes),
     )
     checkpoint = model_checkpoint(ema_model, network.name, num_classes, in_channels, network.dropout)
     metrics = {

@@ -119,7 +119,7 @@ def train_network(ctx: StageContext, inputs: Mapping[str, Any], params: Mapping[
         targets,
         num_classes,
         student_settings(train, params.get("noisy"), params.get("distill"), params.get("init")),
-        input_noise(train.augment, params["augment"]),
+        input_noise(train.augment, params["augment"], data),
         ctx.device,
         generator,
         pseudo_images=pseudo_images,

@@ -52,7 +52,7 @@ def linear_fixmatch(ctx, inputs, params) -> StageResult:
     _, unlabeled, _ = subset_images(data, split, "unlabeled")
     model = nn.Sequential(nn.Flatten(), nn.Linear(images[0].numel(), 10))
     settings = fixmatch_settings(params["train"], params["crest"], 0)
-    weak_fn, strong_fn = augmenters(params["augment"])
+    weak_fn, strong_fn = augmenters(params["augment"], data)
     reports: list[tuple[int, dict[str, float]]] = []
     ema = train_fixmatch(
         model,

@@ -59,6 +59,16 @@ def test_tail_classes_rank_by_count_not_id():
     assert len(tail_classes(list(range(1, 101)), fraction=0.07)) == 7  # 0.07 * 100 = 7.000000000000001
 
 
+def test_tail_classes_break_label_count_ties_by_the_whole_class_size():
+    """digits-LT, beta 0.1: ranks 6 and 7 (28 and 21 images) both have 3 labels; the smaller is in the tail."""
+    labeled = [13, 10, 8, 6, 5, 4, 3, 3, 2, 2]
+    whole = [130, 100, 77, 60, 46, 36, 28, 21, 16, 13]
+    assert sorted(tail_classes(labeled, 0.3)) == [6, 8, 9]  # by id alone the bigger class 6 got in
+    assert tail_classes(labeled, 0.3, tiebreak=whole) == [9, 8, 7]
+    with pytest.raises(ValueError, match="tiebreak"):
+        tail_classes(labeled, 0.3, tiebreak=whole[:5])
+
+
 class _Brightness(nn.Module):
     """Predicts class 0 for bright images, class 1 for dark ones."""
 
