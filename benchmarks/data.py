@@ -159,11 +159,12 @@ def fixmatch(labeled: Any, targets: Any, unlabeled: Any, steps: int) -> None:
     import torch
 
     from pipelines.models import create_model
-    from pipelines.stages.train import augmenters, fixmatch_settings
+    from pipelines.stages.augmentation import augmenters
+    from pipelines.stages.train import fixmatch_settings
     from pipelines.training.fixmatch import train_fixmatch
 
     params = train_params(ARGS.buffer_mb, steps)
-    weak, strong = augmenters(params["augment"])
+    weak, strong = augmenters(params["augment"], params["data"])
     settings = fixmatch_settings(params["train"], params["crest"], 0)
     torch.manual_seed(0)
     generator = torch.Generator().manual_seed(0)

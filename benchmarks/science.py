@@ -4,24 +4,32 @@ Protocol (docs/ALGORITHMS.md: Long-tailed splits, FixMatch, CReST and CReST+), r
 pipeline's own stage functions in-process (``_common.run_in_process``: same seeds as `relay run`,
 no engine) for speed:
 
-- data: the demo's split (digits, balanced test of 40/class, head_count 130, gamma 10, beta 0.2)
-  unless overridden; seed i uses ``seed=i`` and ``data.fold=i`` (a new split and a new init).
+- data: the demo config's split unless overridden; seed i uses ``seed=i`` and ``data.fold=i`` (a
+  new split and a new init) and, with ``--class-order per-seed`` (the default), ``data.class_order``
+  drawn from i: which digits are the head and which the tail changes with the seed (the demo
+  config's identity order makes 7, 8, 9 the tail in every seed; ``--class-order identity`` keeps it).
 - FixMatch = ``crest.generations=1 crest.alignment=false``; CReST = G generations without
   alignment; CReST+ = G generations with alignment. Comparison at EQUAL STEPS PER GENERATION
   (the paper's protocol: every generation retrains with the full schedule), so CReST gets G times
   FixMatch's compute; ``--compute-matched`` adds FixMatch trained G x steps, the honest control.
+- FixMatch is read from CReST's generation 0: the same pipeline prefix (same split, stage seeds,
+  and a generation-0 train stage with alignment off and temperature 1 whatever G), so the same
+  numbers; ``--separate-fixmatch`` trains it on its own.
 - Reported: balanced accuracy and tail recall (mean recall of the 30% rarest labeled classes) of
-  the LAST generation (no selection on the test set), mean and sample std over seeds.
+  the LAST generation (no selection on the test set), mean and sample std over seeds, and each
+  method against FixMatch (and the compute-matched FixMatch) paired by seed.
+- ``--cache FILE`` keeps every finished (method, seed, settings) run as a JSON line, so a protocol
+  can be run a few seeds at a time and summarised once at the end.
 
 Usage: python benchmarks/science.py [--seeds 3] [--jobs 2] [--compute-matched] [key=value ...]
 """
 
 from __future__ import annotations
 
-import multiprocessing
+import hashlib
+import json
 import statistics
 import sys
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -52,10 +60,27 @@ def methods(generations: int, steps: int, compute_matched: bool) -> dict[str, li
     return found
 
 
-def run_one(job: tuple[str, int, list[str], str]) -> dict[str, Any]:
+def class_order(seed: int, num_classes: int = 10) -> list[int]:
+    """The per-seed class order: rank k of the long tail is class ``order[k]`` (rank 0 the head)."""
+    import numpy as np
+
+    return [int(c) for c in np.random.default_rng(1_000 + seed).permutation(num_classes)]
+
+
+def seed_overrides(seed: int, order: str) -> list[str]:
+    """What seed i means: seed=i, data.fold=i and (per-seed order) data.class_order drawn from i."""
+    found = [f"seed={seed}", f"data.fold={seed}"]
+    if order == "per-seed":
+        found.append(f"data.class_order={class_order(seed)}")
+    elif order != "identity":
+        raise ValueError(f"class order: expected per-seed or identity, got {order!r}")
+    return found
+
+
+def run_one(job: tuple[str, int, list[str], str, str]) -> dict[str, Any]:
     """One (method, seed) pipeline in a fresh process: per-generation balanced accuracy and tail recall."""
-    method, seed, overrides, device = job
-    _, config = _common.load_config(CONFIG, [*overrides, f"seed={seed}", f"data.fold={seed}"])
+    method, seed, overrides, device, order = job
+    _, config = _common.load_config(CONFIG, [*overrides, *seed_overrides(seed, order)])
     from pipelines.builders import crest
 
     elapsed, metrics = _common.timed(lambda: _common.run_in_process(crest.build(config), config.seed, device))
@@ -95,58 +120,145 @@ def summarize(runs: list[dict[str, Any]], names: list[str]) -> list[dict[str, An
     return rows
 
 
-def verdict(rows: list[dict[str, Any]]) -> str:
-    """Is CReST+ above FixMatch by more than the seed spread (the issue's goal)?"""
-    by = {r["method"]: r for r in rows}
-    gain = by["CReST+"]["bal_acc_mean"] - by["FixMatch"]["bal_acc_mean"]
-    noise = max(by["CReST+"]["bal_acc_std"], by["FixMatch"]["bal_acc_std"])
-    tail_gain = by["CReST+"]["tail_recall_mean"] - by["FixMatch"]["tail_recall_mean"]
-    ok = gain > noise
+def paired(runs: list[dict[str, Any]], method: str, baseline: str) -> dict[str, Any] | None:
+    """``method - baseline`` per seed (last generation, points): mean, sample std, seeds with a gain."""
+    by = {(r["method"], r["seed"]): r for r in runs}
+    seeds = sorted(s for (m, s) in by if m == method and (baseline, s) in by)
+    if not seeds:
+        return None
+    diff = {
+        key: [100 * (by[(method, s)][key][-1] - by[(baseline, s)][key][-1]) for s in seeds]
+        for key in ("balanced_accuracy", "tail_recall")
+    }
+    return {
+        "pair": f"{method} - {baseline}",
+        "seeds": seeds,
+        "bal_acc_mean": statistics.mean(diff["balanced_accuracy"]),
+        "bal_acc_std": _common.spread(diff["balanced_accuracy"]),
+        "tail_recall_mean": statistics.mean(diff["tail_recall"]),
+        "tail_recall_std": _common.spread(diff["tail_recall"]),
+        "positive_seeds": sum(d > 0 for d in diff["balanced_accuracy"]),
+        "per_seed_bal_acc": [round(d, 1) for d in diff["balanced_accuracy"]],
+        "per_seed_tail_recall": [round(d, 1) for d in diff["tail_recall"]],
+    }
+
+
+def verdict(runs: list[dict[str, Any]]) -> str:
+    """CReST+ against FixMatch, paired by seed (issue 14's goal: >= +5 balanced, >= +15 tail, every seed)."""
+    pair = paired(runs, "CReST+", "FixMatch")
+    if pair is None:
+        return "CReST+ - FixMatch: not measured"
+    ok = pair["bal_acc_mean"] >= 5 and pair["tail_recall_mean"] >= 15 and pair["positive_seeds"] == len(pair["seeds"])
     return (
-        f"CReST+ - FixMatch: balanced accuracy {gain:+.1f} pts (seed std {noise:.1f}), tail recall "
-        f"{tail_gain:+.1f} pts: goal {'MET' if ok else 'MISSED'}"
+        f"CReST+ - FixMatch, paired: {pair['bal_acc_mean']:+.1f} +- {pair['bal_acc_std']:.1f} balanced, "
+        f"{pair['tail_recall_mean']:+.1f} +- {pair['tail_recall_std']:.1f} tail, positive in "
+        f"{pair['positive_seeds']} of {len(pair['seeds'])} seeds: goal {'MET' if ok else 'MISSED'}"
     )
+
+
+def all_pairs(runs: list[dict[str, Any]], table: dict[str, list[str]], generations: int) -> list[dict[str, Any]]:
+    """Every method against FixMatch, and CReST / CReST+ against the compute-matched FixMatch when it ran."""
+    wanted = [(m, "FixMatch") for m in table if m != "FixMatch"]
+    matched = f"FixMatch x{generations} steps"
+    if matched in table:
+        wanted += [("CReST", matched), ("CReST+", matched)]
+    return [p for p in (paired(runs, m, b) for m, b in wanted if m in table) if p is not None]
 
 
 def main() -> None:
     p = _common.parser(__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. first-seed + seeds - 1")
     p.add_argument("--jobs", type=int, default=2, help="pipelines run side by side (one torch thread each)")
     p.add_argument("--compute-matched", action="store_true", help="add FixMatch with G x steps")
     p.add_argument("--name", default="science", help="results/<name>.json")
+    p.add_argument(
+        "--class-order",
+        default="per-seed",
+        choices=("per-seed", "identity"),
+        help="per-seed: data.class_order drawn from the seed (the protocol); identity: the config's order",
+    )
+    p.add_argument(
+        "--separate-fixmatch",
+        action="store_true",
+        help="train FixMatch on its own instead of reading CReST's generation 0 (the same pipeline prefix)",
+    )
+    p.add_argument("--cache", default="", help="JSON lines of finished runs, reused when the same run is asked again")
+    p.add_argument("--cached-only", action="store_true", help="summarise the runs in --cache, run nothing")
     p.add_argument("overrides", nargs="*", help="dotted overrides applied to every method, e.g. train.steps=300")
     args = p.parse_args()
     device = _common.device_or_exit(args.device)
     _, base = _common.load_config(CONFIG, args.overrides)
     table = methods(base.crest.generations, base.train.steps, args.compute_matched)
-    jobs = [
-        (name, seed, [*args.overrides, *overrides], device)
-        for seed in range(args.seeds)
+    derive = "CReST" in table and not args.separate_fixmatch
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
+    matched = f"FixMatch x{base.crest.generations} steps"
+    jobs = [  # every seed's CReST and CReST+ first: an interrupted protocol still pairs them over most seeds
+        (name, seed, [*args.overrides, *overrides], device, args.class_order)
+        for last in (False, True)
+        for seed in seeds
         for name, overrides in table.items()
+        if (name == matched) == last and not (derive and name == "FixMatch")
     ]
-    elapsed, runs = _common.timed(lambda: _run_all(jobs, args.jobs))
-    rows = summarize(runs, list(table))
-    note = verdict(rows)
+    cache = Path(args.cache) if args.cache else None
+    elapsed, runs = _common.timed(lambda: run_cached(jobs, args.jobs, cache, args.cached_only))
+    if derive:
+        runs += [fixmatch_of(r) for r in runs if r["method"] == "CReST"]
+    rows = summarize(runs, [name for name in table if any(r["method"] == name for r in runs)])
+    note = verdict(runs)
+    pairs = all_pairs(runs, table, base.crest.generations)
+    order = " + data.class_order drawn from i" if args.class_order == "per-seed" else ""
     _common.report(
         args.name,
         f"FixMatch vs CReST vs CReST+ on long-tailed digits (last generation, %, {args.seeds} seeds)",
         rows,
         {
             "overrides": args.overrides,
+            "paired": pairs,
             "runs": runs,
             "verdict": note,
             "wall_s": elapsed,
-            "protocol": "equal steps per generation; seed i = seed i + data.fold i; last generation",
+            "class_order": args.class_order,
+            "protocol": f"equal steps per generation; seed i = seed i + data.fold i{order}; last generation",
         },
     )
+    print("\n" + _common.table([{k: v for k, v in p.items() if k != "seeds"} for p in pairs]))
     print(f"\n{note}\n(total {elapsed:.0f} s)")
 
 
-def _run_all(jobs: list[tuple[str, int, list[str], str]], workers: int) -> list[dict[str, Any]]:
-    if workers <= 1:
-        return [run_one(job) for job in jobs]
-    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return list(pool.map(run_one, jobs))
+def fixmatch_of(crest_run: dict[str, Any]) -> dict[str, Any]:
+    """FixMatch's result read from a CReST run: its generation 0."""
+    return {
+        **crest_run,
+        "method": "FixMatch",
+        "seconds": None,
+        "derived_from": "CReST generation 0",
+        "balanced_accuracy": crest_run["balanced_accuracy"][:1],
+        "tail_recall": crest_run["tail_recall"][:1],
+        "pick_accuracy": [],
+    }
+
+
+def run_cached(
+    jobs: list[tuple[str, int, list[str], str, str]], workers: int, cache: Path | None, cached_only: bool = False
+) -> list[dict]:
+    """``run_one`` of every job, in job order; with ``cache``, finished runs are read back and new ones appended.
+
+    ``cached_only`` runs nothing and returns the jobs the cache holds (a protocol summarised as far as it got).
+    """
+    key = {id(job): hashlib.sha256(json.dumps(job[:3] + job[4:]).encode()).hexdigest()[:16] for job in jobs}
+    done: dict[str, dict[str, Any]] = {}
+    if cache is not None and cache.exists():
+        done = {row["key"]: row for row in map(json.loads, cache.read_text().splitlines()) if row}
+    todo = [] if cached_only else [job for job in jobs if key[id(job)] not in done]
+    for start in range(0, len(todo), max(1, workers)):  # a batch per round, so each round's runs are kept at once
+        batch = todo[start : start + max(1, workers)]
+        for job, result in zip(batch, _common.run_jobs(run_one, batch, workers)):
+            done[key[id(job)]] = {"key": key[id(job)], **result}
+            if cache is not None:
+                with cache.open("a") as handle:
+                    handle.write(json.dumps(done[key[id(job)]]) + "\n")
+    return [{k: v for k, v in done[key[id(job)]].items() if k != "key"} for job in jobs if key[id(job)] in done]
 
 
 if __name__ == "__main__":

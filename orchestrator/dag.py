@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import graphlib
 import logging
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -67,6 +68,32 @@ class Checkpointer(Protocol):
 
 
 ShardMapper = Callable[[Callable[[Any], Any], Iterable[Any]], Iterator[Any]]
+PROGRESS_EVERY_S = 1.0  # the most often one stage sends progress: the driver shows it, nothing waits on it
+
+
+@dataclass(frozen=True)
+class StageProgress:
+    """How far one attempt of a running stage is: what a worker sends to the run's progress board.
+
+    ``done``/``total`` count ``unit`` (steps, rows, shards); ``total`` None means the stage has
+    only said that it runs. ``initial`` is ``done`` at the stage's first report and ``elapsed_s``
+    the seconds since then on the worker's own clock, so the driver derives rate and ETA without
+    comparing clocks (a stage resumed at step 500 is not credited with 500 steps in no time).
+    ``finished`` closes the attempt's line.
+    """
+
+    stage: str
+    attempt: int
+    done: float = 0.0
+    total: float | None = None
+    unit: str = ""
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    initial: float = 0.0
+    elapsed_s: float = 0.0
+    finished: bool = False
+
+
+ProgressSink = Callable[[StageProgress], None]
 
 
 def map_in_order(fn: Callable[[Any], Any], shards: Iterable[Any]) -> Iterator[Any]:
@@ -95,12 +122,43 @@ class StageContext:
     world_size: int = 1
     checkpointer: Checkpointer | None = None
     shard_mapper: ShardMapper = map_in_order
+    progress_sink: ProgressSink | None = None
+    _shown: dict[str, float] = field(default_factory=dict, init=False, repr=False)
+    _first: tuple[float, float] | None = field(default=None, init=False, repr=False)
+    _sent_at: float = field(default=0.0, init=False, repr=False)
 
     def report(self, step: int, metrics: Mapping[str, float]) -> None:
         """Record step metrics; they travel back in the result and the driver logs them."""
         values = {k: float(v) for k, v in metrics.items()}
         self.series.append((int(step), values))
         logger.debug("%s step %d: %s", self.stage, step, values)
+
+    def progress(
+        self, done: float, total: float | None = None, unit: str = "", metrics: Mapping[str, float] | None = None
+    ) -> None:
+        """Say how far the stage is (``done`` of ``total`` ``unit``) and its latest metrics (loss, mask rate).
+
+        The driver shows it: a bar on a terminal, a periodic log line otherwise. Cheap enough to call
+        every step: rank 0 sends at most one update every PROGRESS_EVERY_S (and always the last one),
+        without waiting for an answer, so progress never slows the stage. Metrics are remembered, so
+        an update between two reports still carries the last loss. Without a sink (no board for the
+        run, or not rank 0) it only remembers.
+        """
+        if metrics:
+            self._shown.update({k: float(v) for k, v in metrics.items()})
+        if self.rank != 0 or self.progress_sink is None:
+            return
+        now = time.monotonic()
+        last = total is not None and done >= total
+        if self._first is None:
+            self._first = (now, done)
+        elif not last and now - self._sent_at < PROGRESS_EVERY_S:
+            return
+        self._sent_at = now
+        started, initial = self._first
+        self.progress_sink(
+            StageProgress(self.stage, self.attempt, done, total, unit, dict(self._shown), initial, now - started)
+        )
 
     def save_checkpoint(self, state: dict[str, Any], step: int) -> None:
         """Keep ``state`` (tensors and plain values) so a restarted attempt resumes at ``step``.
@@ -214,17 +272,31 @@ class Pipeline:
     def upstream(self, stage_name: str) -> set[str]:
         """Names of every stage ``stage_name`` depends on, directly or not."""
         self.stage(stage_name)
-        seen: set[str] = set()
-        todo = list(self._graph[stage_name])
-        while todo:
-            name = todo.pop()
-            if name not in seen:
-                seen.add(name)
-                todo.extend(self._graph[name])
-        return seen
+        return _reachable(stage_name, self._graph)
+
+    def downstream(self, stage_name: str) -> set[str]:
+        """Names of every stage that depends on ``stage_name``, directly or not (what a rerun of it invalidates)."""
+        self.stage(stage_name)
+        readers: dict[str, set[str]] = {name: set() for name in self._graph}
+        for name, dependencies in self._graph.items():
+            for dependency in dependencies:
+                readers[dependency].add(name)
+        return _reachable(stage_name, readers)
 
     def __repr__(self) -> str:
         return f"Pipeline({self.name!r}, {len(self.stages)} stages)"
+
+
+def _reachable(start: str, edges: Mapping[str, set[str]]) -> set[str]:
+    """Every node reachable from ``start`` along ``edges`` (``start`` itself only through a cycle)."""
+    seen: set[str] = set()
+    todo = list(edges[start])
+    while todo:
+        name = todo.pop()
+        if name not in seen:
+            seen.add(name)
+            todo.extend(edges[name])
+    return seen
 
 
 def _producers(stages: Sequence[Stage]) -> dict[str, Stage]:

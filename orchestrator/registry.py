@@ -61,8 +61,9 @@ class PipelineSpec:
     missing root, too few images) as ``key: message`` lines, before anything is written.
     ``summary``: column header -> metric that `relay generations` shows per generation; a metric
     ending in ``/*`` shows every metric with that prefix in one column. Metrics are named
-    ``<stage role>/<metric>`` by the tracker. ``data``: the datasets the pipeline's package
-    imports and reads (`relay data`), or None.
+    ``<stage role>/<metric>`` by the tracker. The first single metric is the run's headline
+    (higher is better): `relay runs` shows its best value over the generations. ``data``: the
+    datasets the pipeline's package imports and reads (`relay data`), or None.
     """
 
     name: str

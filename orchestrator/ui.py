@@ -3,6 +3,11 @@
 Checks come first (port free, runs exist) so a mistake is one clear line, not
 a server that starts and shows an empty page. The server runs with
 MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false: two processes (0.5 GB) instead of ten.
+
+The URL it prints opens MLflow's model-training view: MLflow 3.17's UI takes the view from
+the URL's ``workflowType`` (then remembers it), else opens its GenAI view whatever the
+experiment is; Relay's experiments also carry the ``mlflow.experimentKind`` tag that says
+"model training" (tracking/common.py) for UIs that read it.
 """
 
 from __future__ import annotations
@@ -17,6 +22,9 @@ from orchestrator.errors import InputError
 from orchestrator.tracking.common import no_database_message, sqlite_path
 
 log = logging.getLogger(__name__)
+
+
+MODEL_TRAINING_VIEW = "workflowType=machine_learning"  # the query that opens MLflow's model-training view
 
 
 def port_in_use(port: int) -> bool:
@@ -52,7 +60,9 @@ def latest_run_url(tracking_uri: str, experiment: str, port: int) -> str:
             f"no pipeline runs in {tracking_uri} yet: make one with "
             f"`RELAY_WORKSPACE={where} relay run pipelines/configs/smoke.yaml`"
         )
-    return f"http://127.0.0.1:{port}/#/experiments/{found.experiment_id}/runs/{runs[0].info.run_id}"
+    return (
+        f"http://127.0.0.1:{port}/#/experiments/{found.experiment_id}/runs/{runs[0].info.run_id}?{MODEL_TRAINING_VIEW}"
+    )
 
 
 def check(tracking_uri: str, experiment: str, port: int) -> str:

@@ -50,18 +50,20 @@ class DatasetSplits:
 # ---------------------------------------------------------------------------------------------
 
 
-def load_digits(root: str | None = None) -> DatasetSplits:
+def load_digits(root: str | None = None, image_size: int = IMAGE_SIZE_SMALL) -> DatasetSplits:
     """Real handwritten digits bundled with scikit-learn (1797 images, 10 classes), no download.
 
-    The 8x8 originals (values 0..16) are scaled to 0..255 and upsampled bilinearly to 16x16 so
-    that crops and RandAugment's geometric ops have pixels to act on.
+    The 8x8 originals (values 0..16) are scaled to 0..255 and, by default, upsampled bilinearly to
+    16x16 so that crops and RandAugment's geometric ops have pixels to act on; ``image_size=8``
+    (`data.image_size: 8`) keeps the native pixels, at a quarter of the compute per image.
     """
     import torch
     from sklearn.datasets import load_digits as sklearn_digits
 
     bunch = sklearn_digits()
     raw = torch.from_numpy(np.asarray(bunch.images, dtype=np.float32)).unsqueeze(1) * (255.0 / 16.0)
-    images = _resize_uint8(raw, IMAGE_SIZE_SMALL)
+    native = raw.shape[-1]
+    images = raw.round().clamp(0, 255).to(torch.uint8) if image_size == native else _resize_uint8(raw, image_size)
     labels = torch.from_numpy(np.asarray(bunch.target, dtype=np.int64))
     return DatasetSplits(train=ImageDataset(images, labels, 10), test=None)
 
@@ -115,7 +117,7 @@ def load_imagefolder(root: str | None, image_size: int = IMAGEFOLDER_SIZE) -> Da
     return DatasetSplits(train=train, test=test)
 
 
-DATASETS: dict[str, Callable[[str | None], DatasetSplits]] = {
+DATASETS: dict[str, Callable[..., DatasetSplits]] = {  # (root[, image_size]) -> splits
     "digits": load_digits,
     "synthetic": load_synthetic,
     "cifar10": load_cifar10,
@@ -124,6 +126,24 @@ DATASETS: dict[str, Callable[[str | None], DatasetSplits]] = {
 }
 
 DATASET_REQUIRES_ROOT: set[str] = {"cifar10", "cifar100", "imagefolder"}
+
+# Whether a horizontal flip keeps an image's class, i.e. whether the weak and strong views flip by
+# default (`augment.weak.flip: null`). Natural photos are mirror-symmetric in distribution; a
+# mirrored digit is another digit or none, and the synthetic templates are not symmetric either.
+MIRROR_INVARIANT: dict[str, bool] = {
+    "digits": False,
+    "synthetic": False,
+    "cifar10": True,
+    "cifar100": True,
+    "imagefolder": True,
+}
+
+
+def default_flip(name: str | None) -> bool:
+    """Whether dataset ``name``'s views flip by default (MIRROR_INVARIANT); an unknown source (a folder of
+    images imported by a user) is taken for natural images, as CIFAR and image folders are."""
+    return MIRROR_INVARIANT.get(name or "", True)
+
 
 # Image shape [C, H, W] of each dataset as its loader returns it, known without reading images (the
 # driver compares shapes before a run); tests/unit/pipelines/test_data.py keeps it equal to the loaders.
@@ -136,11 +156,42 @@ IMAGE_SHAPES: dict[str, tuple[int, int, int]] = {
 }
 
 
-def load_dataset(name: str, root: str | None) -> DatasetSplits:
-    """Look ``name`` up in DATASETS; an unknown name lists the valid ones."""
+# Loaders that take the image size themselves (from the original pixels); others are resized after loading.
+SIZED_LOADERS: set[str] = {"digits", "imagefolder"}
+
+
+def image_shape(name: str, image_size: int | None = None) -> tuple[int, int, int] | None:
+    """[C, H, W] of dataset ``name`` read at ``image_size`` (`data.image_size`; None: its loader's own), known
+    without reading images; None for a dataset not in IMAGE_SHAPES."""
+    shape = IMAGE_SHAPES.get(name)
+    if shape is None or image_size is None:
+        return shape
+    return (shape[0], image_size, image_size)
+
+
+def load_dataset(name: str, root: str | None, image_size: int | None = None) -> DatasetSplits:
+    """Look ``name`` up in DATASETS; an unknown name lists the valid ones.
+
+    ``image_size`` (`data.image_size`), when given, makes every image ``image_size`` square: digits
+    and image folders are read at that size, other datasets are resized bilinearly after loading.
+    """
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; valid datasets: {', '.join(sorted(DATASETS))}")
-    return DATASETS[name](root)
+    if image_size is None:
+        return DATASETS[name](root)
+    if image_size < 4:
+        raise ValueError(f"image_size: expected at least 4 pixels, got {image_size}")
+    if name in SIZED_LOADERS:
+        return DATASETS[name](root, image_size)
+    splits = DATASETS[name](root)
+    test = None if splits.test is None else _resized(splits.test, image_size)
+    return DatasetSplits(train=_resized(splits.train, image_size), test=test)
+
+
+def _resized(dataset: ImageDataset, size: int) -> ImageDataset:
+    if tuple(dataset.images.shape[-2:]) == (size, size):
+        return dataset
+    return ImageDataset(_resize_uint8(dataset.images.float(), size), dataset.labels, dataset.num_classes)
 
 
 @dataclass(frozen=True)
@@ -176,10 +227,10 @@ LABELS_ONLY: dict[str, Callable[[], DatasetLabels]] = {"digits": _digits_labels,
 
 
 @functools.lru_cache(maxsize=4)
-def cached_dataset(name: str, root: str | None) -> DatasetSplits:
+def cached_dataset(name: str, root: str | None, image_size: int | None = None) -> DatasetSplits:
     """Datasets are read once per process: Ray reuses workers across stages, and in-process runs
     reuse what the preflight read."""
-    return load_dataset(name, root)
+    return load_dataset(name, root, image_size)
 
 
 def load_labels(name: str, root: str | None) -> DatasetLabels:

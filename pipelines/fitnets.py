@@ -25,6 +25,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.models.feature_extraction import create_feature_extractor
 
+from pipelines.models import LEAF_MODULES
+
 OUTPUT = "out"
 
 
@@ -62,7 +64,8 @@ def layer_extractor(model: nn.Module, layer: str) -> nn.Module:
     names = {name for name, _ in model.named_modules() if name}
     if layer not in names:
         raise ValueError(f"layer_extractor: {type(model).__name__} has no layer {layer!r}")
-    return create_feature_extractor(model, return_nodes={layer: OUTPUT})
+    leaves = {"leaf_modules": list(LEAF_MODULES)}  # shape-dependent forwards stay whole nodes
+    return create_feature_extractor(model, return_nodes={layer: OUTPUT}, tracer_kwargs=leaves)
 
 
 def layer_output(extractor: nn.Module, images: Tensor) -> Tensor:

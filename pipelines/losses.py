@@ -78,6 +78,39 @@ def update_moving_average(p_model: Tensor, batch_probs_mean: Tensor, momentum: f
     return momentum * p_model + (1.0 - momentum) * batch_probs_mean
 
 
+P_MODEL_ESTIMATES = ("debiased_ema", "uniform_ema")
+
+
+def initial_p_model(num_classes: int, estimate: str, device: str | torch.device = "cpu") -> Tensor:
+    """The running average's start: zeros for "debiased_ema" (Adam-style), the uniform vector for "uniform_ema"."""
+    if estimate not in P_MODEL_ESTIMATES:
+        raise ValueError(f"initial_p_model: unknown estimate {estimate!r}; expected one of {P_MODEL_ESTIMATES}")
+    if estimate == "debiased_ema":
+        return torch.zeros(num_classes, device=device)
+    return torch.full((num_classes,), 1.0 / num_classes, device=device)
+
+
+def current_p_model(running: Tensor, updates: int, momentum: float, estimate: str) -> Tensor:
+    """The ``p_model`` alignment divides by, after ``updates`` calls of ``update_moving_average`` on ``running``.
+
+    "debiased_ema": ``running`` started at zero and is divided by ``1 - m ** k`` (Adam's bias
+    correction), so after k steps it is the properly weighted mean of the k batch means, however
+    small k is. "uniform_ema": ``running`` itself, started at the uniform vector (USB's DistAlign);
+    with m = 0.999 the start still weighs m ** k (0.55 after 600 steps), so in a short generation the
+    alignment divides by a nearly uniform vector and pulls pseudo-labels toward ``p_target`` instead of
+    correcting the model's own bias (docs/ALGORITHMS.md, Distribution alignment in short schedules).
+    """
+    if estimate == "uniform_ema":
+        return running
+    if estimate != "debiased_ema":
+        raise ValueError(f"current_p_model: unknown estimate {estimate!r}; expected one of {P_MODEL_ESTIMATES}")
+    if updates < 1:
+        raise ValueError(f"current_p_model: a debiased average needs at least one update, got {updates}")
+    if not 0.0 <= momentum < 1.0:
+        raise ValueError(f"current_p_model: debiasing needs momentum in [0, 1), got {momentum}")
+    return running / (1.0 - momentum**updates)
+
+
 def fixmatch_targets(
     probs_weak: Tensor,
     threshold: float,

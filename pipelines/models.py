@@ -1,7 +1,7 @@
 """Model registry: a small CPU-friendly CNN, FixMatch's WRN-28-2, and torchvision ResNet-18/34.
 
 Every model maps ``[B, in_channels, H, W]`` float images to ``[B, num_classes]`` logits for
-16x16 and 32x32 inputs, ends in an ``nn.Linear`` named ``fc`` (the classifier Knowledge
+16x16 and 32x32 inputs (the small CNN also for native 8x8 digits), ends in an ``nn.Linear`` named ``fc`` (the classifier Knowledge
 Evolution slices) and applies ``dropout`` right before it (Noisy Student's final-layer noise).
 The residual models also take ``stochastic_depth`` (Noisy Student's third noise, Huang et al.
 2016): the drop probability p of the LAST residual block, block i of n dropping its residual
@@ -34,11 +34,34 @@ def to_float(images: torch.Tensor) -> torch.Tensor:
     return (images.to(torch.float32) / 255.0 - 0.5) / 0.5
 
 
+class HalvingPool(nn.Module):
+    """2x2 max pool that leaves a map alone once its smaller side is ``min_side`` or less.
+
+    It lets one network fit its input: 16x16 and 32x32 images are pooled as before, while native
+    8x8 digits keep a 4x4 map for the last conv instead of being squeezed to 2x2. No parameters.
+    Its branch depends on the input's shape, so graph tracers must keep it a leaf (``LEAF_MODULES``).
+    """
+
+    def __init__(self, min_side: int = 4) -> None:
+        super().__init__()
+        self.min_side = min_side
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if min(x.shape[-2], x.shape[-1]) <= self.min_side:
+            return x
+        return nn.functional.max_pool2d(x, 2)
+
+
+# Modules whose forward branches on the input's shape: torch.fx must not trace into them (FitNets' cut).
+LEAF_MODULES: tuple[type[nn.Module], ...] = (HalvingPool,)
+
+
 class SmallCNN(nn.Module):
     """Three conv blocks (32-64-128, BN, ReLU, 2x2 max pool after the first two), global pool, linear.
 
     About 95k parameters: small enough to train thousands of steps on 16x16 digits on two CPU
-    cores in minutes, big enough to reach high accuracy there.
+    cores in minutes, big enough to reach high accuracy there. The pools stop at 4x4
+    (``HalvingPool``): on native 8x8 digits only the first acts (conv32-pool-conv64-conv128-GAP-fc).
     """
 
     def __init__(self, num_classes: int, in_channels: int, dropout: float = 0.0, width: int = 32) -> None:
@@ -46,9 +69,9 @@ class SmallCNN(nn.Module):
         widths = (width, 2 * width, 4 * width)
         self.features = nn.Sequential(
             _conv_bn_relu(in_channels, widths[0]),
-            nn.MaxPool2d(2),
+            HalvingPool(),
             _conv_bn_relu(widths[0], widths[1]),
-            nn.MaxPool2d(2),
+            HalvingPool(),
             _conv_bn_relu(widths[1], widths[2]),
             nn.AdaptiveAvgPool2d(1),
             nn.Flatten(),

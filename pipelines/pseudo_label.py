@@ -9,14 +9,12 @@ writes the table with this schema as is, so any Parquet reader sees the contract
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pyarrow as pa
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from pipelines.datasets.image_source import ImageSource, as_source
 from pipelines.models import to_float
@@ -56,6 +54,7 @@ def predict_probs(
     batch_size: int,
     device: str | torch.device,
     temperature: float = 1.0,
+    progress: Callable[[int, int], None] | None = None,
 ) -> np.ndarray:
     """``softmax(f(x) / T)`` for uint8 images ``[N, C, H, W]`` (a tensor or an ImageSource), as float32 ``[N, num_classes]``.
 
@@ -63,7 +62,7 @@ def predict_probs(
     clean inputs (``to_float`` only, no augmentation), ``torch.inference_mode``. Images are fetched
     and moved to ``device`` one batch at a time (a sharded source reads ahead in order), so the full
     set never has to fit in memory or on the accelerator. The model's train/eval mode is restored
-    afterwards.
+    afterwards. ``progress(rows done, rows)`` hears of every batch.
     """
     if isinstance(images, torch.Tensor) and (images.dtype != torch.uint8 or images.ndim != 4):
         raise ValueError(f"predict_probs: expected uint8 images [N, C, H, W], got {images.dtype} {tuple(images.shape)}")
@@ -77,14 +76,15 @@ def predict_probs(
     chunks: list[np.ndarray] = []
     try:
         with torch.inference_mode():
-            order = np.arange(len(source))
-            for start in tqdm(
-                range(0, len(source), batch_size), desc="predict", disable=not sys.stderr.isatty(), leave=False
-            ):
+            rows = len(source)
+            order = np.arange(rows)
+            for start in range(0, rows, batch_size):
                 end = start + batch_size
                 batch = to_float(source.fetch(order[start:end], upcoming=order[end:]).to(device, non_blocking=True))
                 logits = model(batch).float()
                 chunks.append(torch.softmax(logits / temperature, dim=1).cpu().numpy())
+                if progress is not None:
+                    progress(min(start + batch_size, rows), rows)
     finally:
         model.train(was_training)
     if not chunks:

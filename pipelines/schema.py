@@ -76,6 +76,8 @@ class DataSection(StrictModel):
     labeled_fraction: float = Field(0.1, gt=0.0, le=1.0)
     holdout_per_class: int = Field(40, ge=0)
     fold: int = Field(0, ge=0)
+    # Square side every image is read or resized to; null: the loader's own (digits: 16, its 8x8 upsampled).
+    image_size: int | None = Field(None, ge=4)
     class_order: list[int] | None = None
     classes: list[int] | None = Field(None, min_length=2)
 
@@ -90,6 +92,11 @@ class DataSection(StrictModel):
             raise ValueError(
                 "dataset 'parquet' reads shards: set data.uri to what `relay data import` wrote "
                 "(a path or s3://...) and leave data.root unset"
+            )
+        if self.name == SHARDED and self.image_size is not None:
+            raise ValueError(
+                "data.image_size resizes an in-memory dataset; a sharded dataset keeps the size it was imported at "
+                "(`relay data import --image-size` for image folders): leave data.image_size unset"
             )
         if self.name != SHARDED and (self.uri or self.digest):
             raise ValueError(
@@ -141,9 +148,14 @@ class TrainSection(StrictModel):
 
 
 class WeakAugment(StrictModel):
-    """Weak augmentation: flip and crop with reflect padding (FixMatch's 12.5%)."""
+    """Weak augmentation: flip and crop with reflect padding (FixMatch's 12.5%).
 
-    flip: bool = True
+    flip null (the default) takes the dataset's own default (pipelines.data.MIRROR_INVARIANT; a sharded
+    dataset, its import's source): digits and the synthetic set are never mirrored unless asked,
+    natural images (CIFAR, image folders) are. true or false always wins.
+    """
+
+    flip: bool | None = None
     pad_fraction: float = Field(0.125, ge=0.0, lt=0.5)
 
 

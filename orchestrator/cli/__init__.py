@@ -17,12 +17,13 @@ import os
 import sys
 from collections.abc import Mapping
 
-from orchestrator.cli import cluster, data, pipeline, tune, workspace
+from orchestrator.cli import cluster, data, pipeline, runs, tune, workspace
 from orchestrator.cli.common import EXIT_BAD_INPUT, EXIT_FAILED
 from orchestrator.errors import InputError, RelayError
 from orchestrator.registry import PipelineSpec
 
-QUIET_LOGGERS = ("ray", "mlflow", "alembic", "urllib3", "filelock", "matplotlib", "torch")
+QUIET_LOGGERS = ("ray", "alembic", "urllib3", "filelock", "matplotlib", "torch")
+MLFLOW_LEVEL_ENV = "MLFLOW_LOGGING_LEVEL"  # MLflow sets its own logger's level from it when it is imported
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     pipeline.register(commands)
     tune.register(commands)
     pipeline.register_generations(commands)
+    runs.register(commands)
     workspace.register(commands)
     data.register(commands)
     cluster.register(commands)
@@ -41,6 +43,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def configure_logging(verbose: bool) -> None:
+    """Relay at INFO (DEBUG with -v); other libraries at WARNING; MLflow at WARNING unless -v.
+
+    MLflow configures its own logger (own handler, INFO) when it is first imported, which
+    happens later, on the tracking thread, so a level set here would be overwritten; it reads
+    MLFLOW_LOGGING_LEVEL instead, and so do Ray workers, which inherit the environment.
+    Without this its system-metrics monitor logs four lines per stage.
+    """
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -49,6 +58,9 @@ def configure_logging(verbose: bool) -> None:
     )
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
+    mlflow_level = "INFO" if verbose else "WARNING"
+    os.environ[MLFLOW_LEVEL_ENV] = mlflow_level
+    logging.getLogger("mlflow").setLevel(mlflow_level)  # in case MLflow is already imported (tests, embedding)
 
 
 def parse_arguments(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:

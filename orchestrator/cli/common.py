@@ -21,9 +21,10 @@ import yaml
 from orchestrator import jobs
 from orchestrator.cli.preflight import location_problems, open_store
 from orchestrator.config import RunSettings, apply_overrides, artifact_uri, load_yaml, validate_config
+from orchestrator.dag import Pipeline
 from orchestrator.engine.artifacts import ArtifactStore
-from orchestrator.engine.fingerprint import code_version
-from orchestrator.engine.ledger import COMMAND_FILE, CONFIG_FILE, RUNS, record_path
+from orchestrator.engine.fingerprint import code_versions
+from orchestrator.engine.ledger import COMMAND_FILE, CONFIG_FILE, record_path
 from orchestrator.errors import ConfigError, RelayError
 from orchestrator.registry import PipelineSpec, get_pipeline, load_pipelines
 from orchestrator.yaml_input import yaml_mapping
@@ -96,11 +97,10 @@ def read_run_record(store: ArtifactStore, run_id: str, pipelines: Pipelines) -> 
     """The spec and config a run was started with, from its record in ``store``; a missing run is bad input."""
     text = store.read_record(record_path(run_id, CONFIG_FILE))
     if text is None:
-        folder = store.local_path(RUNS)
-        listing = f"`ls {folder}`" if folder else f"the folders under {store.location(RUNS)}"
         raise ConfigError(
             [
-                f"run_id: no run {run_id!r} in the artifact store {store.uri}; list its runs with {listing}, "
+                f"run_id: no run {run_id!r} in the artifact store {store.uri}; list its runs with "
+                f"`relay runs --artifact-uri {store.uri}`, "
                 "or pass the store the run wrote to (--workspace, --artifact-uri or RELAY_ARTIFACT_URI)"
             ]
         )
@@ -113,19 +113,29 @@ def store_of(args: argparse.Namespace) -> ArtifactStore:
     return open_store(given or artifact_uri(RunSettings(workspace=getattr(args, "workspace", None))))
 
 
-def pipeline_code_version(spec: PipelineSpec) -> str:
-    """The code version of the package that defines ``spec`` (the top-level package of its ``build``).
+def pipeline_code_versions(pipeline: Pipeline) -> dict[str, str]:
+    """Stage module -> its code version: the module and what it imports from its own package, transitively.
 
-    A change anywhere in that package invalidates the pipeline's cached stage outputs; the CLI
-    finds the package from the spec, so a user's package is digested exactly like Relay's own.
+    The package of each stage body is found from the body's module name (its top-level package,
+    imported without the body itself, so the driver loads no torch), so a user's package is
+    digested exactly like Relay's own, and an edit reruns only the stages whose code it touches.
     """
-    package = importlib.import_module(spec.build.__module__.split(".")[0])
-    folder = Path(package.__file__).parent
-    if next(folder.rglob("*.py"), None) is None:  # an empty digest would silently change every fingerprint
-        raise RelayError(f"no Python files under {folder}, where {spec.build.__module__} was imported from")
-    version = code_version(folder)
-    logging.getLogger("relay").info("code version %s (%s)", version, folder)
-    return version
+    by_package: dict[str, set[str]] = {}
+    for stage in pipeline.stages:
+        module = getattr(stage.fn, "__module__", "")
+        by_package.setdefault(module.split(".")[0], set()).add(module)
+    versions: dict[str, str] = {}
+    for top, modules in sorted(by_package.items()):
+        package = importlib.import_module(top)
+        if getattr(package, "__file__", None):
+            folder = Path(package.__file__).parent
+            if next(folder.rglob("*.py"), None) is None:  # an empty digest would silently change every fingerprint
+                raise RelayError(
+                    f"no Python files under {folder}, where {', '.join(sorted(modules))} was imported from"
+                )
+            versions.update(code_versions(modules, folder))
+            logging.getLogger("relay").info("code versions of %d stage modules under %s", len(modules), folder)
+    return versions
 
 
 def cluster_address(address: str | None) -> str | None:

@@ -23,7 +23,7 @@ from orchestrator.cli.common import (
     cluster_address,
     load_pipeline_config,
     new_run_id,
-    pipeline_code_version,
+    pipeline_code_versions,
     pipelines_of,
     read_run_record,
     save_run_record,
@@ -36,6 +36,7 @@ from orchestrator.dag import Pipeline
 from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.engine.executors import Executor, LocalExecutor, RayExecutor
 from orchestrator.engine.ledger import CONFIG_FILE, RUNS
+from orchestrator.engine.progress import ProgressDisplay
 from orchestrator.engine.runner import Runner
 from orchestrator.errors import ConfigError
 from orchestrator.tracking import report
@@ -80,7 +81,10 @@ def make_executor(settings: RunSettings, address: str | None = None) -> Executor
 
 @dataclass(frozen=True)
 class PreparedRun:
-    """A run that passed every check and opened its store, with nothing written yet."""
+    """A run that passed every check and opened its store, with nothing written yet.
+
+    ``rerun`` names the stages to run even when cached (`--rerun-from`, `--no-cache`).
+    """
 
     spec: Any
     config: Any
@@ -89,9 +93,18 @@ class PreparedRun:
     store: ArtifactStore
     stop_after: str | None
     address: str | None = None  # the cluster to join as its driver (GCS address), None: see make_executor
+    rerun: frozenset[str] = frozenset()
 
 
-def prepare_run(spec: Any, config: Any, run_id: str, stop_after: str | None, address: str | None) -> PreparedRun:
+def prepare_run(
+    spec: Any,
+    config: Any,
+    run_id: str,
+    stop_after: str | None,
+    address: str | None,
+    rerun_from: str | None = None,
+    no_cache: bool = False,
+) -> PreparedRun:
     """The checks that need the run id and the DAG (the config's own are done), and the store; writes nothing.
 
     ``config`` has its stores written in (``checked_locations``).
@@ -99,7 +112,9 @@ def prepare_run(spec: Any, config: Any, run_id: str, stop_after: str | None, add
     check_run_id(run_id)
     pipeline = spec.build(config)
     check_stop_after(pipeline, stop_after)
-    return PreparedRun(spec, config, run_id, pipeline, open_store(config.run.artifact_uri), stop_after, address)
+    rerun = stages_to_rerun(pipeline, rerun_from, no_cache)
+    store = open_store(config.run.artifact_uri)
+    return PreparedRun(spec, config, run_id, pipeline, store, stop_after, address, rerun)
 
 
 def execute(run: PreparedRun, resume: bool) -> int:
@@ -109,7 +124,8 @@ def execute(run: PreparedRun, resume: bool) -> int:
     what they can: MLflow (its import, the store's creation) runs on the tracker's thread
     while Ray starts; at the end the table is printed first, and Ray stops while that thread
     drains the last MLflow calls. ``tracker.join`` makes sure every MLflow write has landed
-    before this returns, and only then are the copies made for it removed.
+    before this returns, and only then are the copies made for it removed. While the stages
+    run, their progress is shown from the run's progress board (docs/ARCHITECTURE.md, The engine).
     """
     config, run_id, stop_after = run.config, run.run_id, run.stop_after
     uri = config.tracking.uri
@@ -133,9 +149,10 @@ def run_stages(run: PreparedRun, tracker: BackgroundTracker, copies: Path) -> No
     try:
         executor = make_executor(run.config.run, run.address)
         executor.warm_up(run.pipeline)
-        code = pipeline_code_version(run.spec)
+        code = pipeline_code_versions(run.pipeline)
         runner = Runner(run.store, executor, tracker, code, run.config.seed, copies_dir=copies)
-        summary = runner.run(run.pipeline, run.run_id, stop_after=run.stop_after)
+        with ProgressDisplay(executor.open_progress(run.run_id)):
+            summary = runner.run(run.pipeline, run.run_id, stop_after=run.stop_after, rerun=run.rerun)
         status = "FINISHED" if run.stop_after is None else "KILLED"
         if run.stop_after is None:
             print(f"\nRun {run.run_id}: per-generation results (test set is balanced)")
@@ -219,15 +236,28 @@ def print_generations(uri: str, experiment: str, run_id: str | None, summary: Ma
 # --- commands --------------------------------------------------------------------------
 
 
+def stages_to_rerun(pipeline: Any, rerun_from: str | None, no_cache: bool) -> frozenset[str]:
+    """`--no-cache`: every stage; `--rerun-from S`: S and everything downstream of it; else none.
+
+    An unknown stage is a PipelineError naming the valid ones (exit 2, before anything is written).
+    """
+    if no_cache:
+        return frozenset(stage.name for stage in pipeline.stages)
+    if rerun_from is None:
+        return frozenset()
+    return frozenset({pipeline.stage(rerun_from).name, *pipeline.downstream(rerun_from)})
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """Check everything (config, data, folders, store, run id, --stop-after), then write the run record and run."""
     spec, config = load_pipeline_config(args.config, args.overrides, pipelines_of(args))
     address = cluster_address(args.address)
     config = checked_locations(config, args.config)
     run_id = new_run_id(config.name) if args.run_id is None else args.run_id
-    run = prepare_run(spec, config, run_id, args.stop_after, address)
+    run = prepare_run(spec, config, run_id, args.stop_after, address, args.rerun_from, args.no_cache)
     save_run_record(run.store, run.run_id, config, args.config, args.overrides)
-    log.info("run %s: %d stages", run.run_id, len(run.pipeline.stages))
+    rerun = f", {len(run.rerun)} rerun on request" if run.rerun else ""
+    log.info("run %s: %d stages%s", run.run_id, len(run.pipeline.stages), rerun)
     return execute(run, resume=False)
 
 
@@ -262,6 +292,13 @@ def register(commands: Any) -> None:
     run.add_argument("--stop-after", help="stop after this stage (e.g. g00/train); finish later with relay resume")
     run.add_argument("--run-id", help="name the run (default: NAME-DATE-TIME-XXXX)")
     add_cluster_address(run)
+    cache = run.add_mutually_exclusive_group()
+    cache.add_argument(
+        "--rerun-from",
+        metavar="STAGE",
+        help="rerun this stage (e.g. g01/train) and everything downstream of it even if cached; reuse the rest",
+    )
+    cache.add_argument("--no-cache", action="store_true", help="rerun every stage; cached outputs are not read")
     run.set_defaults(handler=cmd_run, ends_process=True)
 
     resume = commands.add_parser(

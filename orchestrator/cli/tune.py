@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import csv
 import dataclasses
 import json
 from pathlib import Path
@@ -16,7 +17,7 @@ from orchestrator.cli.common import (
     add_cluster_address,
     cluster_address,
     load_pipeline_config,
-    pipeline_code_version,
+    pipeline_code_versions,
     pipelines_of,
 )
 from orchestrator.cli.preflight import folder_problem
@@ -37,7 +38,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         apply_overrides(load_yaml(args.config), args.overrides),
         config,
         spec.build,
-        pipeline_code_version(spec),
+        pipeline_code_versions(spec.build(config)),
         output=args.output,
         source=args.config,
     )
@@ -104,8 +105,10 @@ def write_sweep_outputs(
     output.mkdir(parents=True, exist_ok=True)
     (output / "trials.json").write_text(json.dumps(records, indent=2, default=str))
     columns = list(dict.fromkeys(key for record in records for key in record))
-    lines = [",".join(columns)] + [",".join(str(r.get(c, "")) for c in columns) for r in records]
-    (output / "trials.csv").write_text("\n".join(lines) + "\n")
+    with (output / "trials.csv").open("w", newline="") as handle:  # csv quotes a value holding commas (a list)
+        writer = csv.DictWriter(handle, fieldnames=columns, restval="")
+        writer.writeheader()
+        writer.writerows(records)
     files = [str(output / "trials.csv"), str(output / "trials.json")]
     if best is not None:
         data = best_config(apply_overrides(load_yaml(args.config), args.overrides), best.values)

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from orchestrator.dag import Checkpointer, ShardMapper, Stage, StageContext, StageResult, map_in_order
+from orchestrator.dag import Checkpointer, ShardMapper, Stage, StageContext, StageProgress, StageResult, map_in_order
 from orchestrator.engine.artifacts import ArtifactStore, Manifest, StoreCheckpointer
 from orchestrator.engine.fingerprint import stage_seed
 from orchestrator.engine.task import StageTask
@@ -48,18 +48,25 @@ def run_stage_body(task: StageTask, placement: Placement) -> Manifest | None:
     stage's data never travels through the driver. Every rank gets the same
     seed: data-parallel ranks draw the same global batch and take their slice.
     Returns None on ranks other than 0, which store nothing.
+
+    A single process opens and closes the stage's line on the progress board itself; for
+    data-parallel ranks the coordinator does (``distributed.fit_stage``), since a rank that
+    fails is restarted within the same attempt.
     """
     import torch  # in the worker only: the driver never imports torch (tests/unit/pipelines/test_driver_imports.py)
 
     stage = task.stage
+    alone = placement.world_size == 1
+    if alone:
+        announce(task)
     store = ArtifactStore(task.store_uri)
-    inputs = {name: store.load(ref) for name, ref in task.input_refs.items()}
-    ctx = _context(task, placement, store)
     threads = torch.get_num_threads()
-    torch.set_num_threads(max(1, int(stage.resources.num_cpus)))
-    torch.manual_seed(ctx.seed)
-    started = time.perf_counter()
     try:
+        inputs = {name: store.load(ref) for name, ref in task.input_refs.items()}
+        ctx = _context(task, placement, store)
+        torch.set_num_threads(max(1, int(stage.resources.num_cpus)))
+        torch.manual_seed(ctx.seed)
+        started = time.perf_counter()
         result = stage.fn(ctx, inputs, stage.params)
         _check_result(stage, result)
         if ctx.rank != 0:
@@ -69,8 +76,16 @@ def run_stage_body(task: StageTask, placement: Placement) -> Manifest | None:
         )
     finally:
         torch.set_num_threads(threads)
+        if alone:
+            announce(task, finished=True)
     store.clear_scratch(task.fingerprint)
     return manifest
+
+
+def announce(task: StageTask, finished: bool = False) -> None:
+    """Open (or close, ``finished``) the stage attempt's line on the run's progress board, if it has one."""
+    if task.progress is not None:
+        task.progress(StageProgress(task.stage.name, task.attempt, finished=finished))
 
 
 def _context(task: StageTask, placement: Placement, store: ArtifactStore) -> StageContext:
@@ -87,6 +102,7 @@ def _context(task: StageTask, placement: Placement, store: ArtifactStore) -> Sta
         world_size=placement.world_size,
         checkpointer=placement.checkpointer or StoreCheckpointer(store, task.fingerprint),
         shard_mapper=placement.shard_mapper,
+        progress_sink=task.progress,
     )
 
 

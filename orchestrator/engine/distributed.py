@@ -37,7 +37,7 @@ import pyarrow.fs as pafs
 
 from orchestrator.dag import Resources, ShardMapper
 from orchestrator.engine.artifacts import ArtifactStore, Manifest, sanitize
-from orchestrator.engine.body import Placement, run_stage_body
+from orchestrator.engine.body import Placement, announce, run_stage_body
 from orchestrator.engine.task import StageTask
 
 logger = logging.getLogger(__name__)
@@ -105,7 +105,11 @@ def fit_stage(task: StageTask) -> Manifest:
         resources.num_gpus,
         storage,
     )
-    trainer.fit()
+    announce(task)  # the coordinator opens and closes the line: a restarted group stays in one attempt
+    try:
+        trainer.fit()
+    finally:
+        announce(task, finished=True)
     manifest = ArtifactStore(task.store_uri).read_manifest(task.fingerprint)
     if manifest is None:
         raise RuntimeError(

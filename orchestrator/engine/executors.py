@@ -11,18 +11,21 @@ stage's own exception type.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import itertools
 import logging
 import os
 import socket
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from orchestrator.dag import Parallelism, Pipeline, Resources, Stage
+from orchestrator.dag import Parallelism, Pipeline, ProgressSink, Resources, Stage, StageProgress
 from orchestrator.engine import distributed
 from orchestrator.engine.artifacts import Manifest
 from orchestrator.engine.body import Placement, run_stage_body
+from orchestrator.engine.progress import ProgressBoard
 from orchestrator.engine.task import StageTask
 from orchestrator.errors import RelayError, WorkerLostError
 
@@ -30,16 +33,22 @@ logger = logging.getLogger(__name__)
 
 DASHBOARD_PORT = 8265
 WARM_WAIT_S = 120.0  # the longest the first stage waits for the first warm worker
+BOARD_READ_S = 10.0  # the longest one look at the progress board may take (the display skips it then)
+ReadProgress = Callable[[], list[StageProgress]]
 
 
 class Executor(Protocol):
     """Runs stage tasks where it places them; wait returns at least one finished (handle, outcome).
 
     An outcome is the stage's Manifest or the exception it raised (returned, not raised).
-    ``warm_up`` lets an executor prepare its workers for a pipeline before the first submit.
+    ``warm_up`` lets an executor prepare its workers for a pipeline before the first submit;
+    ``open_progress`` gives the run a progress board (tasks submitted afterwards report to it)
+    and returns how the driver reads it.
     """
 
     def warm_up(self, pipeline: Pipeline) -> None: ...
+
+    def open_progress(self, run_id: str) -> ReadProgress: ...
 
     def submit(self, task: StageTask) -> Any: ...
 
@@ -145,13 +154,20 @@ class LocalExecutor:
 
     def __init__(self) -> None:
         self._counter = itertools.count()
+        self._progress: ProgressSink | None = None
 
     def warm_up(self, pipeline: Pipeline) -> None:
         """Nothing to warm: the stages run in this process."""
 
+    def open_progress(self, run_id: str) -> ReadProgress:
+        """An in-process board: the stage (on this thread) writes it, the display (another thread) reads it."""
+        board = ProgressBoard()
+        self._progress = board.update
+        return board.snapshot
+
     def submit(self, task: StageTask) -> LocalHandle:
         """Queue ``task``; its resources are ignored in-process."""
-        return LocalHandle(next(self._counter), task)
+        return LocalHandle(next(self._counter), with_progress(task, self._progress))
 
     def wait(self, handles: Sequence[LocalHandle]) -> list[tuple[LocalHandle, Any]]:
         """Run the earliest submitted handle; return its manifest or its exception."""
@@ -204,6 +220,7 @@ class RayExecutor:
         self._warm_later = 0
         self._submitted = False
         self._stage_names: dict[Any, str] = {}  # task ref -> stage name, for WorkerLostError
+        self._progress: ProgressSink | None = None
         self._keep_pools = False
         self._pools_to_start: list[tuple[Resources, str]] = []  # (resources, a stage that uses them)
         self._pools: dict[Resources, distributed.ActorPool] = {}  # kept for the run
@@ -246,6 +263,13 @@ class RayExecutor:
             return
         self._warm_modules, self._warm_later = tuple(modules), slots - 1
         self._warming = [self._warm_one()]
+
+    def open_progress(self, run_id: str) -> ReadProgress:
+        """The run's progress board as a small named actor (no CPU): stages send to it, the driver polls it."""
+        actor = self._ray.remote(ProgressBoard).options(name=f"relay-progress-{run_id}", num_cpus=0, get_if_exists=True)
+        board = actor.remote()
+        self._progress = BoardSink(board)
+        return functools.partial(_read_board, self._ray, board)
 
     def _warm_one(self) -> Any:
         remote = self._ray.remote(_import_modules).options(num_cpus=1, max_retries=0)
@@ -304,7 +328,7 @@ class RayExecutor:
             self._before_first_submit()
         self._submitted = True
         pool = self._pool(resources, task.stage.name) if uses_actor_pool(task.stage) else None
-        ref = self._remote.options(**self._task_options(task)).remote(task, pool)
+        ref = self._remote.options(**self._task_options(task)).remote(with_progress(task, self._progress), pool)
         self._stage_names[ref] = task.stage.name
         if pool is not None:
             self._pool_of[ref] = pool
@@ -425,6 +449,29 @@ def lost_worker(error: BaseException) -> str | None:
             return f"{type(current).__name__}: {str(current).splitlines()[0] if str(current) else ''}"
         current = current.__cause__ or current.__context__
     return None
+
+
+def with_progress(task: StageTask, sink: ProgressSink | None) -> StageTask:
+    """``task`` reporting to the run's progress board (unchanged when the run has none)."""
+    return task if sink is None else dataclasses.replace(task, progress=sink)
+
+
+@dataclass(frozen=True)
+class BoardSink:
+    """A ProgressSink that hands updates to the board actor and never waits for it.
+
+    It travels inside the task (an actor handle pickles), so a Ray task, a Ray Train rank or an
+    actor pool's coordinator reports from wherever it runs; Ray keeps one caller's calls in order.
+    """
+
+    board: Any
+
+    def __call__(self, progress: StageProgress) -> None:
+        self.board.update.remote(progress)  # fire and forget: the reference is dropped
+
+
+def _read_board(ray: Any, board: Any) -> list[StageProgress]:
+    return ray.get(board.snapshot.remote(), timeout=BOARD_READ_S)
 
 
 def _import_modules(modules: tuple[str, ...]) -> int:

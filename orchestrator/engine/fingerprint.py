@@ -4,13 +4,19 @@ A stage whose fingerprint has a complete manifest in the store is a cache hit, s
 that can change a stage's outputs goes into the fingerprint (name, function, params, declared
 outputs, input digests, code version, seed) and nothing else (not its resources nor its
 generation number), so a stage moved to more workers is still cached.
+
+The code version is the stage's own: a digest of its body's module and of every module of the
+same package that it imports, transitively (read from the source, never imported, so the driver
+stays free of torch). Editing Knowledge Evolution's loop reruns KE's stages and leaves CReST's
+cached; a digest of the whole package would rerun everything after any edit.
 """
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -58,14 +64,78 @@ def stage_seed(seed: int, stage_name: str) -> int:
     return int(hashlib.sha256(f"{seed}:{stage_name}".encode()).hexdigest()[:8], 16)
 
 
-def code_version(package_dir: Path) -> str:
-    """Digest of every ``*.py`` file under ``package_dir``: a code change invalidates cached stage outputs.
+def code_versions(modules: Iterable[str], package_dir: Path) -> dict[str, str]:
+    """Module -> the code version of a stage whose body lives in it (``source_closure``'s digest).
 
-    The caller names the directory (the package that defines a pipeline), so the engine
-    digests whatever code a pipeline comes from without knowing which package that is.
+    ``package_dir`` is the folder of the package the modules belong to (the caller finds it, so
+    the engine digests a user's package exactly like Relay's own).
     """
-    digest = hashlib.sha256()
-    for path in sorted(Path(package_dir).rglob("*.py")):
-        digest.update(path.name.encode())
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:CODE_VERSION_CHARS]
+    parsed: dict[Path, set[str]] = {}
+    versions = {}
+    for module in sorted(set(modules)):
+        digest = hashlib.sha256()
+        for name, path in sorted(source_closure(module, Path(package_dir), parsed).items()):
+            digest.update(f"{name}\0".encode())
+            digest.update(path.read_bytes())
+        versions[module] = digest.hexdigest()[:CODE_VERSION_CHARS]
+    return versions
+
+
+def source_closure(module: str, package_dir: Path, parsed: dict[Path, set[str]] | None = None) -> dict[str, Path]:
+    """``module`` and every module of its package it imports, transitively: dotted name -> file.
+
+    Every import statement counts, lazy ones inside functions included, and so do the packages'
+    ``__init__`` files on the way (importing a module runs them). Imports from other packages
+    (torch, the engine) are the environment, which provenance records, not this digest.
+    ``parsed`` caches each file's imports across calls.
+    """
+    parsed = {} if parsed is None else parsed
+    found: dict[str, Path] = {}
+    todo = [module]
+    while todo:
+        name = todo.pop()
+        path = None if name in found else module_file(name, package_dir)
+        if path is None:
+            continue
+        found[name] = path
+        parts = name.split(".")
+        todo += [".".join(parts[:i]) for i in range(1, len(parts))]
+        if path not in parsed:
+            every = imports_of(path, name, lambda candidate: module_file(candidate, package_dir) is not None)
+            parsed[path] = {n for n in every if n.split(".")[0] == package_dir.name}
+        todo += parsed[path]
+    return found
+
+
+def module_file(name: str, package_dir: Path) -> Path | None:
+    """The source file of dotted ``name`` inside the package at ``package_dir`` (None outside it)."""
+    parts = name.split(".")
+    if parts[0] != package_dir.name:
+        return None
+    base = package_dir.joinpath(*parts[1:])
+    for candidate in (base / "__init__.py", base.parent / f"{base.name}.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def imports_of(path: Path, name: str, is_module: Callable[[str], bool]) -> set[str]:
+    """Every absolute module the file ``path`` (module ``name``) imports, at any depth, relative ones resolved.
+
+    ``from a import b`` counts as ``a.b`` when ``is_module("a.b")``, else as ``a`` (b is a name in a).
+    tests/unit/test_layers.py checks the import layers with the same reading.
+    """
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_bytes(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*anchor, *([base] if base else [])])
+            for alias in node.names:
+                candidate = f"{base}.{alias.name}"
+                found.add(candidate if is_module(candidate) else base)
+    return found

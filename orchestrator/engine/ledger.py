@@ -4,14 +4,18 @@ Three files: ``config.yaml`` (the resolved config) and ``command.json`` (the com
 it), written once when the run starts, and ``ledger.json`` (the state of every stage), rewritten
 atomically after every change. A run killed at any moment, its head node included, leaves a
 readable record of how far it got, on storage that outlives the machine: `relay resume` (from any
-machine that sees the store) and a person debugging a failure read it there.
+machine that sees the store), `relay runs` and a person debugging a failure read it there. The
+ledger names the driver (host and pid), so a run whose driver died is told apart from one still
+running.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import socket
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -41,9 +45,16 @@ class Ledger:
     store: ArtifactStore
     pipeline: str
     run_id: str
-    code_version: str
+    code_version: str | Mapping[str, str]
     seed: int
     stop_after: str | None
+    generations: Mapping[int, int] = field(default_factory=dict)  # generation -> its number of stages
+    started: str = ""
+
+    def __post_init__(self) -> None:
+        """A resumed run keeps the start time its first attempt recorded."""
+        earlier = read_ledger(self.store, self.run_id)
+        self.started = self.started or (earlier or {}).get("started") or _now()
 
     def write(self, status: str, stages: Mapping[str, Mapping[str, Any]]) -> None:
         """Replace the ledger with the run's ``status`` and each stage's entry (state, fingerprint, node, ...)."""
@@ -54,7 +65,14 @@ class Ledger:
             "code_version": self.code_version,
             "seed": self.seed,
             "stop_after": self.stop_after,
-            "updated": datetime.now(UTC).isoformat(timespec="seconds"),
+            "generations": {str(g): n for g, n in sorted(self.generations.items())},
+            "started": self.started,
+            "updated": _now(),
+            "driver": {"host": socket.gethostname(), "pid": os.getpid()},
             "stages": {name: dict(entry) for name, entry in stages.items()},
         }
         self.store.write_record(record_path(self.run_id, LEDGER_FILE), json.dumps(data, indent=2, default=str).encode())
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -63,23 +64,27 @@ class RunStatus(Enum):
 
 @dataclass
 class StageOutcome:
-    """One stage's state in a run, as written to the ledger."""
+    """One stage's state in a run, as written to the ledger (with its metrics, for `relay runs`)."""
 
+    generation: int | None = None
     state: StageState = StageState.PENDING
     fingerprint: str | None = None
     attempts: int = 0
     duration_s: float = 0.0
     error: str | None = None
     node: str | None = None  # the Ray node id where the stage ran (from its manifest)
+    metrics: dict[str, float] = field(default_factory=dict)
 
     def ledger_entry(self) -> dict[str, Any]:
         return {
+            "generation": self.generation,
             "state": self.state.value,
             "fingerprint": self.fingerprint,
             "attempts": self.attempts,
             "duration_s": round(self.duration_s, 3),
             "error": self.error,
             "node": self.node,
+            "metrics": self.metrics,
         }
 
 
@@ -110,6 +115,7 @@ class _RunState:
     manifests: dict[str, Manifest] = field(default_factory=dict)
     in_flight: dict[Any, StageTask] = field(default_factory=dict)
     failure: StageError | None = None
+    rerun: Collection[str] = ()
 
     def write_ledger(self, status: RunStatus) -> None:
         self.ledger.write(status.value, {name: o.ledger_entry() for name, o in self.outcomes.items()})
@@ -128,10 +134,11 @@ class Runner:
         store: ArtifactStore,
         executor: Executor,
         tracker: Tracker,
-        code_version: str,
+        code_version: str | Mapping[str, str],
         seed: int,
         copies_dir: Path | None = None,
     ) -> None:
+        """``code_version``: one version for every stage, or one per stage module (``fingerprint.code_versions``)."""
         self.store = store
         self.executor = executor
         self.tracker = tracker
@@ -139,15 +146,31 @@ class Runner:
         self.seed = seed
         self.copies_dir = None if copies_dir is None else Path(copies_dir)
 
-    def run(self, pipeline: Pipeline, run_id: str, stop_after: str | None = None) -> RunSummary:
+    def run(
+        self, pipeline: Pipeline, run_id: str, stop_after: str | None = None, rerun: Collection[str] = ()
+    ) -> RunSummary:
         """Run every stage (or up to and including ``stop_after``); raise StageError on failure.
 
-        The caller (the CLI, the composition root) opens and closes the
-        tracker's pipeline run around this call; the runner reports stages.
+        Stages named in ``rerun`` run even when their outputs are cached (`relay run
+        --rerun-from`, `--no-cache`); the others are reused when they can be. The caller (the
+        CLI, the composition root) opens and closes the tracker's pipeline run around this
+        call; the runner reports stages.
         """
+        unknown = sorted(set(rerun) - {s.name for s in pipeline.stages})
+        if unknown:
+            pipeline.stage(unknown[0])  # the error names the valid stages
         pending = self._targets(pipeline, stop_after)
-        ledger = Ledger(self.store, pipeline.name, run_id, self.code_version, self.seed, stop_after)
-        st = _RunState(pipeline, run_id, pending, {s.name: StageOutcome() for s in pending}, ledger)
+        ledger = Ledger(
+            self.store,
+            pipeline.name,
+            run_id,
+            self.code_version,
+            self.seed,
+            stop_after,
+            generations=_stages_per_generation(pipeline),
+        )
+        outcomes = {s.name: StageOutcome(generation=s.generation) for s in pending}
+        st = _RunState(pipeline, run_id, pending, outcomes, ledger, rerun=frozenset(rerun))
         st.write_ledger(RunStatus.RUNNING)
         try:
             self._loop(st)
@@ -198,15 +221,21 @@ class Runner:
             for stage in ready:
                 st.pending.remove(stage)
                 inputs = {a: st.refs[a] for a in stage.inputs}
-                fp = fingerprint(stage, {a: ref.digest for a, ref in inputs.items()}, self.code_version, self.seed)
+                fp = fingerprint(stage, {a: ref.digest for a, ref in inputs.items()}, self._code(stage), self.seed)
                 st.outcomes[stage.name].fingerprint = fp
-                manifest = self._cached(stage, fp)
+                manifest = None if stage.name in st.rerun else self._cached(stage, fp)
                 if manifest is None:
                     self._submit(st, StageTask(stage, fp, inputs, self.store.uri, st.run_id, self.seed, attempt=1))
                 else:
                     self._record_success(st, stage, manifest, cache_hit=True)
                     progressed = True
                 st.write_ledger(RunStatus.RUNNING)
+
+    def _code(self, stage: Stage) -> str:
+        """The code version of ``stage``: the run's one, or its body module's."""
+        if isinstance(self.code_version, str):
+            return self.code_version
+        return self.code_version.get(getattr(stage.fn, "__module__", ""), "")
 
     def _cached(self, stage: Stage, fp: str) -> Manifest | None:
         """A complete manifest whose outputs still match their digests, else None."""
@@ -226,7 +255,8 @@ class Runner:
         stage = task.stage
         if task.attempt == 1:
             self.tracker.stage_started(stage.name, stage.generation)
-        logger.info("run %s (attempt %d, fingerprint %s)", stage.name, task.attempt, task.fingerprint[:12])
+        forced = " (rerun on request, cache not read)" if stage.name in st.rerun else ""
+        logger.info("run %s (attempt %d, fingerprint %s)%s", stage.name, task.attempt, task.fingerprint[:12], forced)
         st.in_flight[self.executor.submit(task)] = task
         outcome = st.outcomes[stage.name]
         outcome.state, outcome.attempts = StageState.RUNNING, task.attempt
@@ -261,6 +291,7 @@ class Runner:
         outcome.state = StageState.CACHED if cache_hit else StageState.SUCCEEDED
         outcome.duration_s = 0.0 if cache_hit else manifest.duration_s
         outcome.node = manifest.node or None
+        outcome.metrics = dict(manifest.metrics)
         self._report(
             stage,
             manifest.fingerprint,
@@ -334,3 +365,12 @@ class Runner:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(self.store.read_bytes(relative))
         return path
+
+
+def _stages_per_generation(pipeline: Pipeline) -> dict[int, int]:
+    """Generation -> how many stages it has: what the ledger needs to say which generations are done."""
+    counts: dict[int, int] = {}
+    for stage in pipeline.stages:
+        if stage.generation is not None:
+            counts[stage.generation] = counts.get(stage.generation, 0) + 1
+    return counts

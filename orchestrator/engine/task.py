@@ -13,7 +13,7 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from orchestrator.dag import Stage
+from orchestrator.dag import ProgressSink, Stage
 from orchestrator.engine.artifacts import ArtifactRef
 
 
@@ -23,7 +23,8 @@ class StageTask:
 
     ``input_refs`` name the stored inputs (the worker loads them from ``store_uri``: a stage's
     data never travels through the driver); ``seed`` is the run's seed, from which the stage
-    draws its own stream; ``attempt`` counts from 1.
+    draws its own stream; ``attempt`` counts from 1. ``progress`` is where the stage's progress
+    goes (the run's progress board, wired by the executor); None sends it nowhere.
     """
 
     stage: Stage
@@ -33,6 +34,7 @@ class StageTask:
     run_id: str
     seed: int
     attempt: int = 1
+    progress: ProgressSink | None = None
 
     def retry(self) -> StageTask:
         """The same stage with the next attempt number (its fingerprint and inputs do not change)."""

@@ -29,9 +29,11 @@ TAG_CACHE_HIT = "cache_hit"
 TAG_STATUS = "relay.status"
 TAG_PARENT = "mlflow.parentRunId"
 TAG_SWEEP = "relay.sweep"
+# The MLflow UI (3.x) opens an experiment in its model-training view, not the GenAI one, when this
+# experiment tag says so; without it the UI guesses, and filed pipeline runs under "Evaluation runs".
+TAG_EXPERIMENT_KIND = "mlflow.experimentKind"
+MODEL_TRAINING = "custom_model_development"
 
-BATCH = 100  # MLflow accepts at most 100 params / 1000 metrics per log_batch
-MAX_PARAM = 6000
 CONTINUING = "continuing without it (set tracking.strict=true to stop instead)"
 
 
@@ -53,25 +55,33 @@ def guarded(op: str, action: Callable[[], T], tracking_uri: str, strict: bool, g
 
 
 def ensure_experiment(client: Any, name: str, artifact_location: str | None) -> str:
-    """The id of experiment ``name``, created (with ``artifact_location``) when missing; a deleted one is refused."""
+    """The id of experiment ``name``, created (with ``artifact_location``) when missing; a deleted one is refused.
+
+    A new experiment is marked as model training (TAG_EXPERIMENT_KIND); an existing one gets the
+    mark only when it has no kind yet, so a kind chosen in the UI is kept.
+    """
     experiment = client.get_experiment_by_name(name)
     if experiment is None:
-        return client.create_experiment(name, artifact_location=artifact_location)
+        return client.create_experiment(
+            name, artifact_location=artifact_location, tags={TAG_EXPERIMENT_KIND: MODEL_TRAINING}
+        )
     if experiment.lifecycle_stage == "deleted":
         raise TrackingError(
             f"experiment {name!r} is deleted; restore it "
             f"(mlflow experiments restore) or choose another tracking.experiment"
         )
+    if TAG_EXPERIMENT_KIND not in experiment.tags:
+        client.set_experiment_tag(experiment.experiment_id, TAG_EXPERIMENT_KIND, MODEL_TRAINING)
     return experiment.experiment_id
 
 
 def log_params(client: Any, run: str, params: Mapping[str, Any]) -> None:
-    """Params as text, keys and values cut to MLflow's limits, in batches MLflow accepts."""
+    """Params as text in one call: MlflowClient.log_batch splits them into the batches the store accepts
+    and cuts over-long values (with a warning); keys are cut here, where MLflow would refuse them."""
     from mlflow.entities import Param
+    from mlflow.utils.validation import MAX_ENTITY_KEY_LENGTH
 
-    items = [Param(k[:250], str(v)[:MAX_PARAM]) for k, v in params.items()]
-    for i in range(0, len(items), BATCH):
-        client.log_batch(run, params=items[i : i + BATCH])
+    client.log_batch(run, params=[Param(k[:MAX_ENTITY_KEY_LENGTH], str(v)) for k, v in params.items()])
 
 
 def sqlite_path(tracking_uri: str) -> Path | None:

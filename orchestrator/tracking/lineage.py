@@ -18,6 +18,7 @@ driver, inside the tracker's failure guard.
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import tempfile
@@ -204,7 +205,22 @@ def register(client: Any, name: str, model: Any, run: str, aliases: Sequence[str
     )
     for alias in aliases:
         client.set_registered_model_alias(name, alias, version.version)
+    _link_version(client, model.model_id, name, version.version)
     return str(version.version)
+
+
+def _link_version(client: Any, model_id: str, name: str, version: Any) -> None:
+    """Name the registered version on the logged model, where the UI's "Registered models" column reads it.
+
+    An MLflow server does this itself when it creates a version from a logged model; a client
+    writing straight to a database store does not, so it is done here unless already there.
+    """
+    from mlflow.utils.mlflow_tags import MLFLOW_MODEL_VERSIONS
+
+    linked = json.loads(client.get_logged_model(model_id).tags.get(MLFLOW_MODEL_VERSIONS) or "[]")
+    if all((entry.get("name"), str(entry.get("version"))) != (name, str(version)) for entry in linked):
+        linked.append({"name": name, "version": version})
+        client.set_logged_model_tags(model_id, {MLFLOW_MODEL_VERSIONS: json.dumps(linked)})
 
 
 def logged_models_of(client: Any, experiment_id: str, pipeline_run: str, tag_run: str) -> dict[str, str]:

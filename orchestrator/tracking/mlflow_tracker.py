@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
@@ -43,6 +44,7 @@ from orchestrator.tracking.reading import generation_rows
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+TAG_REGISTERED = "relay.registered_models"  # on the parent: every model version the run registered
 
 
 def metric_prefix(stage_name: str) -> str:
@@ -97,6 +99,7 @@ class MlflowTracker:
         self._stage_runs: dict[str, str] = {}
         self._finished_before: dict[tuple[str, str], str] = {}
         self._failed_gens: set[int] = set()
+        self._registered: list[str] = []
 
     @property
     def parent_run_id(self) -> str | None:
@@ -161,6 +164,8 @@ class MlflowTracker:
         self._lineage.model_ids.update(
             lineage.logged_models_of(self._client, self._experiment_id, self._run_id, TAG_PIPELINE_RUN)
         )
+        earlier = self._client.get_run(parent).data.tags.get(TAG_REGISTERED, "")
+        self._registered = [entry for entry in earlier.split(", ") if entry]
         self._log(parent, tags=provenance_tags())
         logger.info("resuming MLflow run %s (%d generation run(s))", parent, len(self._gen_runs))
 
@@ -255,12 +260,29 @@ class MlflowTracker:
         """Plots and tables on the stage run, and again on the generation run under the stage's role.
 
         The copy on ``gen-NN`` (``evaluate/per_class.png``, ``rebalance/picks.csv``) is
-        what a user opening a generation sees without digging into its stage runs.
+        what a user opening a generation sees without digging into its stage runs. A plot is
+        also logged on the pipeline run as an image with step = generation (key
+        ``evaluate/per_class``), so the UI steps through the generations on one page.
         """
-        for local in record.files.values():
+        for name, local in record.files.items():
             self._client.log_artifact(run, local)
-            if record.generation is not None:
-                self._client.log_artifact(self._gen_runs[record.generation], local, metric_prefix(record.stage))
+            if record.generation is None:
+                continue
+            role = metric_prefix(record.stage)
+            self._client.log_artifact(self._gen_runs[record.generation], local, role)
+            if name.endswith(".png"):
+                self._log_step_image(local, f"{role}/{Path(name).stem}", record.generation)
+
+    def _log_step_image(self, local: str, key: str, generation: int) -> None:
+        """One generation's plot on the pipeline run, at step = generation; an unreadable image only warns."""
+        import mlflow
+
+        try:
+            image = mlflow.Image(local)
+        except (OSError, ValueError) as exc:  # the file itself is logged already; only the stepped view is lost
+            logger.warning("could not read %s as an image for the pipeline run's %s: %s", local, key, exc)
+            return
+        self._client.log_image(self._parent, image, key=key, step=generation, synchronous=True)
 
     def _log_lineage(self, run: str, record: StageRecord) -> None:
         """Datasets and models the stage read as its inputs; the models it wrote logged and registered.
@@ -292,7 +314,7 @@ class MlflowTracker:
             tags[TAG_GENERATION] = str(generation)
         model = lineage.log_model(self._client, self._experiment_id, runs[0], artifact, tags)
         self._lineage.model_ids[artifact.name] = model.model_id
-        lineage.link_outputs(self._client, runs, model.model_id, step=generation or 0)
+        lineage.link_outputs(self._client, [*runs, self._parent], model.model_id, step=generation or 0)
         if generation is None:
             return
         aliases = [lineage.model_alias(generation)]
@@ -300,6 +322,8 @@ class MlflowTracker:
             self._newest_generation = generation
             aliases.append(lineage.NEWEST_ALIAS)
         version = lineage.register(self._client, self._pipeline_name, model, runs[0], aliases)
+        self._registered.append(f"models:/{self._pipeline_name}/{version} ({lineage.model_alias(generation)})")
+        self._client.set_tag(self._parent, TAG_REGISTERED, ", ".join(self._registered))
         logger.info(
             "registered %s as model %s version %s (%s)", artifact.name, self._pipeline_name, version, ", ".join(aliases)
         )
@@ -312,10 +336,8 @@ class MlflowTracker:
         now = int(time.time() * 1000)
         items = [Metric(k, float(v), now, step) for k, v, step in metrics]
         tag_items = [RunTag(k, v) for k, v in (tags or {}).items()]
-        if not items and not tag_items:
-            return
-        for i in range(0, max(len(items), 1), 1000):
-            self._client.log_batch(run, metrics=items[i : i + 1000], tags=tag_items if i == 0 else ())
+        if items or tag_items:  # MlflowClient.log_batch splits them into batches the store accepts
+            self._client.log_batch(run, metrics=items, tags=tag_items)
 
     def end_pipeline(self, status: str) -> None:
         """Close generation runs and the parent; ``status`` is FINISHED, STOPPED, FAILED or KILLED."""

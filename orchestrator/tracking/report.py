@@ -24,14 +24,18 @@ def _cell(row: Mapping[str, Any], column: str) -> str:
     return str(int(value)) if float(value).is_integer() and abs(value) >= 1 else f"{value:.4f}"
 
 
-def generation_table(rows: Sequence[Mapping[str, Any]], columns: Mapping[str, str]) -> str:
-    """One line per generation; columns map a header to a metric, `name/*` expands to per-class values."""
-    headers = ["generation", *columns]
-    body = [[str(row.get("generation", "?")), *(_cell(row, metric) for metric in columns.values())] for row in rows]
+def text_table(headers: Sequence[str], body: Sequence[Sequence[str]]) -> str:
+    """Left-aligned columns under a dashed rule: the terminal tables of `relay generations`, `runs` and `tune`."""
     widths = [max(len(line[i]) for line in [headers, *body]) for i in range(len(headers))]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths)) for line in [headers, *body]]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip() for line in [headers, *body]]
     lines.insert(1, "  ".join("-" * width for width in widths))
     return "\n".join(lines)
+
+
+def generation_table(rows: Sequence[Mapping[str, Any]], columns: Mapping[str, str]) -> str:
+    """One line per generation; columns map a header to a metric, `name/*` expands to per-class values."""
+    body = [[str(row.get("generation", "?")), *(_cell(row, metric) for metric in columns.values())] for row in rows]
+    return text_table(["generation", *columns], body)
 
 
 def metric_names(rows: Sequence[Mapping[str, Any]]) -> list[str]:

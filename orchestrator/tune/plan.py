@@ -47,7 +47,7 @@ class SweepPlan:
     store_uri: str
     tracking_uri: str
     tracking: TrackingSettings  # the trials' pipeline runs track as `relay run` would
-    code_version: str
+    code_version: str | Mapping[str, str]  # one for all stages, or per stage module (fingerprint.code_versions)
     seed: int
     ray_address: str | None = None
     num_cpus: int | None = None
@@ -174,7 +174,7 @@ def plan_sweep(
     data: Mapping[str, Any],
     config: Any,
     build: Callable[[Any], Pipeline],
-    code_version: str,
+    code_version: str | Mapping[str, str],
     output: str | None = None,
     source: str | None = None,
 ) -> SweepPlan:

@@ -18,6 +18,7 @@ from typing import Any
 from orchestrator.config import TuneSettings, validate_config
 from orchestrator.engine.executors import RayExecutor
 from orchestrator.tracking.common import TAG_STATUS
+from orchestrator.tracking.report import text_table
 from orchestrator.tracking.sweeps import SweepTracker
 from orchestrator.tune.plan import SweepPlan, fit_concurrency
 from orchestrator.tune.schedulers import make_scheduler
@@ -204,10 +205,7 @@ def trials_table(rows: Sequence[TrialRow], keys: Sequence[str], generations: int
         cells = [row.trial_id + (" *" if row is best else ""), *(_fmt(row.values.get(k)) for k in keys)]
         cells += [_fmt(row.by_generation.get(g)) for g in range(generations)] + [row.status]
         body.append(cells)
-    widths = [max(len(line[i]) for line in [headers, *body]) for i in range(len(headers))]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths)) for line in [headers, *body]]
-    lines.insert(1, "  ".join("-" * width for width in widths))
-    return "\n".join(lines)
+    return text_table(headers, body)
 
 
 def _fmt(value: Any) -> str:

@@ -20,7 +20,7 @@ from orchestrator.dag import Stage
 from orchestrator.errors import ConfigError
 from orchestrator.sources import read_bytes, resolve_source
 from pipelines import split
-from pipelines.data import IMAGE_SHAPES, load_labels
+from pipelines.data import IMAGE_SHAPES, image_shape, load_labels
 from pipelines.schema import part
 from pipelines.stages import refs
 
@@ -213,6 +213,6 @@ def preflight_start(config: Any) -> list[str]:
     if data.name not in IMAGE_SHAPES:  # a dataset whose shape is only known from its images: checked in the stage
         return []
     classes = len(data.classes) if data.classes else load_labels(data.name, data.root).num_classes
-    network = models.create_model(config.model.name, classes, IMAGE_SHAPES[data.name][0])
+    network = models.create_model(config.model.name, classes, image_shape(data.name, data.image_size)[0])
     problems = transfer.weight_problems(transfer.shapes(network.state_dict()), weights, config.init.head == "keep")
     return [f"init.source: {found.source} does not fit model.name {config.model.name!r}: {p}" for p in problems]

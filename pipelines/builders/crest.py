@@ -52,6 +52,10 @@ class CrestSection(StrictModel):
     t_min: float = Field(0.5, ge=0.0, le=1.0)
     schedule: Literal["linear", "cosine", "step"] = "linear"
     alignment_momentum: float = Field(0.999, ge=0.0, lt=1.0)
+    # p_model, the running mean of the model's predictions that alignment divides by: "debiased_ema"
+    # starts at zero and divides by 1 - m^k (right from a short generation's first step); "uniform_ema"
+    # starts at uniform without correction (USB's; 0.999 ** 600 = 0.55 of the start remains after 600 steps).
+    p_model_estimate: Literal["debiased_ema", "uniform_ema"] = "debiased_ema"
 
 
 class AlignmentSchedule(StrictModel):
@@ -66,6 +70,7 @@ class AlignmentSchedule(StrictModel):
     t_min: float
     schedule: Literal["linear", "cosine", "step"]
     alignment_momentum: float
+    p_model_estimate: Literal["debiased_ema", "uniform_ema"]
 
 
 class CrestConfig(PipelineFile):

@@ -34,7 +34,7 @@ from pipelines.builders.common import (
     starting,
     train_and_evaluate,
 )
-from pipelines.data import DATASET_REQUIRES_ROOT, IMAGE_SHAPES
+from pipelines.data import DATASET_REQUIRES_ROOT, image_shape
 from pipelines.schema import DataSection, DatasetName, PipelineFile, part
 from pipelines.stages import refs
 
@@ -189,10 +189,10 @@ def build(config: DomainConfig) -> Pipeline:
 def source_problems(config: DomainConfig) -> list[str]:
     """Candidates whose images cannot meet the target's: another image shape, or no unlabeled target images to use."""
     problems = []
-    target = IMAGE_SHAPES.get(config.data.name)
+    target = image_shape(config.data.name, config.data.image_size)
     for index, source in enumerate(config.domain.sources):
         key = f"domain.sources[{index}] ({source.name})"
-        shape = IMAGE_SHAPES.get(source.dataset)
+        shape = image_shape(source.dataset, config.data.image_size)  # sources are read at the target's size
         if target is not None and shape is not None and shape != target:
             problems.append(
                 f"{key}: dataset {source.dataset!r} has images {'x'.join(map(str, shape))}, the target "

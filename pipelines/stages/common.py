@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 import torch
 
 from orchestrator.dag import StageContext
-from pipelines.data import DatasetSplits, cached_dataset
+from pipelines.data import DatasetSplits, cached_dataset, default_flip
 from pipelines.datasets.catalog import SHARDED, cached_manifest
 from pipelines.datasets.image_source import ImageSource, ShardSource, TensorSource, window_rows
 from pipelines.models import create_model
@@ -71,19 +71,19 @@ def image_sources(data: Any) -> tuple[ImageSource, ImageSource | None]:
     sharded one keeps its manifest and loader workers. Both carry the shuffle window of
     ``data.buffer_mb``, so the training batches are the same whichever path feeds them.
     """
-    return _image_sources(data.name, data.root, data.uri, data.buffer_mb, data.loader_workers)
+    return _image_sources(data.name, data.root, data.uri, data.buffer_mb, data.loader_workers, data.image_size)
 
 
 @functools.lru_cache(maxsize=4)
 def _image_sources(
-    name: str, root: str | None, uri: str | None, buffer_mb: int, workers: int
+    name: str, root: str | None, uri: str | None, buffer_mb: int, workers: int, image_size: int | None
 ) -> tuple[ImageSource, ImageSource | None]:
     buffer = buffer_mb << 20
     if name == SHARDED:
         manifest = cached_manifest(uri)
         train = ShardSource(uri, manifest, "train", buffer, workers)
         return train, ShardSource(uri, manifest, "test", buffer, workers) if "test" in manifest.splits else None
-    splits = cached_dataset(name, root)
+    splits = cached_dataset(name, root, image_size)
     window = window_rows(buffer, tuple(splits.train.images.shape[1:]))
     test = None if splits.test is None else TensorSource(splits.test.images, window)
     return TensorSource(splits.train.images, window), test
@@ -91,7 +91,17 @@ def _image_sources(
 
 def dataset_of(data: Any) -> DatasetSplits:
     """The in-memory dataset a `data` config section names, read once per worker process."""
-    return cached_dataset(data.name, data.root)
+    return cached_dataset(data.name, data.root, data.image_size)
+
+
+def flips(augment: Any, data: Any) -> bool:
+    """`augment.weak.flip`, or when it is null the default of the dataset `data` names: digits are never
+    mirrored unless asked. A sharded dataset takes the default of the source it was imported from."""
+    if augment.weak.flip is not None:
+        return augment.weak.flip
+    if data.name == SHARDED:
+        return default_flip(cached_manifest(data.uri).source.get("name"))
+    return default_flip(data.name)
 
 
 def num_classes_of(data: Any) -> int:

@@ -26,6 +26,7 @@ from orchestrator.dag import StageContext, StageResult
 from pipelines.data import cached_dataset
 from pipelines.domains import class_means, derive_source, domain_emd, domain_similarity, rank
 from pipelines.models import create_model
+from pipelines.stages.augmentation import input_noise
 from pipelines.stages.common import (
     artifact,
     model_checkpoint,
@@ -35,7 +36,6 @@ from pipelines.stages.common import (
     subset_tensors,
 )
 from pipelines.stages.pretrained import schedule_of, start_from
-from pipelines.stages.train import augment_of
 from pipelines.training.student import StudentSettings, train_student
 from pipelines.transfer import embed, load_pretrained
 
@@ -55,7 +55,7 @@ def source_data(source: Any, data: Any, split: pa.Table, seed: int) -> tuple[tor
     if source.dataset == data.name and source.root == data.root:
         _, images, labels = subset_tensors(data, split, "unlabeled")
     else:
-        train = cached_dataset(source.dataset, source.root).train
+        train = cached_dataset(source.dataset, source.root, data.image_size).train  # at the target's size
         images, labels = train.images, train.labels
     if len(images) == 0:
         raise ValueError(f"source {source.name!r} has no images; the target split leaves no unlabeled images")
@@ -118,11 +118,12 @@ def pretrain_on_source(ctx: StageContext, inputs: Mapping[str, Any], params: Map
         labels,
         num_classes,
         settings_from(StudentSettings, train, steps=domain.pretrain_steps, **schedule_of(params.get("init"))),
-        augment_of(train.augment, params["augment"]),
+        input_noise(train.augment, params["augment"], data),
         ctx.device,
         generator,
         report=ctx.report,
         report_every=train.report_every,
+        progress=ctx.progress,
     )
     checkpoint = model_checkpoint(trained, network.name, num_classes, in_channels, network.dropout)
     metrics = {"source_images": float(len(images)), "source_rank0_index": float(index)}

@@ -12,6 +12,7 @@ from typing import Any
 
 from orchestrator.dag import StageContext, StageResult
 from pipelines.models import create_model
+from pipelines.stages.augmentation import input_noise
 from pipelines.stages.common import (
     artifact,
     load_model,
@@ -22,7 +23,6 @@ from pipelines.stages.common import (
     stage_generator,
     subset_tensors,
 )
-from pipelines.stages.train import augment_of
 from pipelines.training.hint import HintSettings, train_hint
 
 
@@ -41,11 +41,12 @@ def train_hints(ctx: StageContext, inputs: Mapping[str, Any], params: Mapping[st
         fitnets.hint_layer,
         images,
         settings_from(HintSettings, train, steps=fitnets.hint_steps),
-        augment_of(train.augment, params["augment"]),
+        input_noise(train.augment, params["augment"], data),
         ctx.device,
         generator,
         report=ctx.report,
         report_every=train.report_every,
+        progress=ctx.progress,
     )
     checkpoint = model_checkpoint(trained, network.name, num_classes, in_channels, network.dropout)
     metrics = {"steps": float(fitnets.hint_steps)}

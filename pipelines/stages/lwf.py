@@ -20,6 +20,7 @@ from orchestrator.dag import StageContext, StageResult
 from pipelines.evaluation import class_metrics
 from pipelines.lwf import TwoHeads
 from pipelines.pseudo_label import predict_probs
+from pipelines.stages.augmentation import input_noise
 from pipelines.stages.common import (
     artifact,
     load_model,
@@ -32,7 +33,6 @@ from pipelines.stages.common import (
     subset_tensors,
 )
 from pipelines.stages.pretrained import schedule_of
-from pipelines.stages.train import augment_of
 from pipelines.training.lwf import LwfSettings, train_lwf
 from pipelines.transfer import outputs
 
@@ -106,7 +106,7 @@ def learn_without_forgetting(ctx: StageContext, inputs: Mapping[str, Any], param
         images,
         targets,
         settings,
-        augment_of(train.augment, params["augment"]),
+        input_noise(train.augment, params["augment"], data),
         ctx.device,
         generator,
         recorded=None if recorded is None else _recorded_rows(recorded, ids),
@@ -114,6 +114,7 @@ def learn_without_forgetting(ctx: StageContext, inputs: Mapping[str, Any], param
         old_targets=old_targets,
         report=ctx.report,
         report_every=train.report_every,
+        progress=ctx.progress,
     )
     merged = trained.merged().cpu()
     total = trained.old_classes + trained.new_head.out_features

@@ -18,6 +18,7 @@ import torch
 from orchestrator.dag import StageContext, StageResult
 from pipelines.models import create_model
 from pipelines.self_supervised import ROTATIONS, linear_probe, with_projection_head
+from pipelines.stages.augmentation import augmenters
 from pipelines.stages.common import (
     artifact,
     model_checkpoint,
@@ -27,7 +28,6 @@ from pipelines.stages.common import (
     stage_generator,
     subset_tensors,
 )
-from pipelines.stages.train import augmenters
 from pipelines.training.pretext import PretextSettings, train_pretext
 from pipelines.transfer import embed, load_pretrained
 
@@ -53,7 +53,7 @@ def pretrain_pretext(ctx: StageContext, inputs: Mapping[str, Any], params: Mappi
     model = create_model(network.name, ROTATIONS, in_channels, network.dropout)
     if pretext.method == "simclr":
         model = with_projection_head(model, pretext.projection_dim)
-    weak_fn, strong_fn = augmenters(params["augment"])
+    weak_fn, strong_fn = augmenters(params["augment"], data)
     trained = train_pretext(
         model,
         images,
@@ -64,6 +64,7 @@ def pretrain_pretext(ctx: StageContext, inputs: Mapping[str, Any], params: Mappi
         generator,
         report=ctx.report,
         report_every=pretext.report_every,
+        progress=ctx.progress,
     )
     checkpoint = model_checkpoint(trained, network.name, outputs, in_channels, network.dropout)
     metrics = {"images": float(len(images)), "steps": float(pretext.steps)}

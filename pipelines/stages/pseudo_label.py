@@ -6,7 +6,7 @@ plain softmax; Noisy Student's `pseudo_label_network` labels the split at once w
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,7 +27,8 @@ def pseudo_label_generation(ctx: StageContext, inputs: Mapping[str, Any], params
     actors under Ray, in a loop otherwise) and hands back one Arrow batch per shard, in shard order,
     which the store streams into Parquet. Shards are cut lazily from the split table, so neither
     this process nor any actor holds every id or probability row (memory flat in N,
-    benchmarks/labeling.py), and the table is the same for any number of actors.
+    benchmarks/labeling.py), and the table is the same for any number of actors. Progress is
+    counted in rows as the shards come back, with the pseudo-labels' accuracy so far.
     """
     split = artifact(inputs, params, "split")
     checkpoint = artifact(inputs, params, "model")
@@ -41,7 +42,12 @@ def pseudo_label_generation(ctx: StageContext, inputs: Mapping[str, Any], params
         device=ctx.device,
     )
     metrics: dict[str, float] = {}
-    batches = _counted_batches(ctx.map_shards(label, unlabeled_shards(split, size)), metrics)
+    total = int(pc.sum(pc.equal(split.column("subset"), "unlabeled")).as_py() or 0)
+
+    def progress(rows: int, accuracy: float) -> None:
+        ctx.progress(rows, total, "rows", {"accuracy": accuracy})
+
+    batches = _counted_batches(ctx.map_shards(label, unlabeled_shards(split, size)), metrics, progress)
     reader = pa.RecordBatchReader.from_batches(pseudo_label_schema(checkpoint["num_classes"]), batches)
     return StageResult(outputs={output_name(params, "pseudo_labels"): reader}, metrics=metrics)
 
@@ -106,14 +112,17 @@ class ShardLabeler:
 
 
 def _counted_batches(
-    results: Iterator[tuple[pa.RecordBatch, tuple[int, int], float]], metrics: dict[str, float]
+    results: Iterator[tuple[pa.RecordBatch, tuple[int, int], float]],
+    metrics: dict[str, float],
+    progress: Callable[[int, float], None],
 ) -> Iterator[pa.RecordBatch]:
-    """Pass the shards' batches through, filling ``metrics`` once the last one has gone by."""
+    """Pass the shards' batches through, telling ``progress`` (rows, accuracy) after each; ``metrics`` at the end."""
     rows = correct = scored = 0
     confidence = 0.0
     for batch, (shard_correct, shard_scored), shard_confidence in results:
         rows, confidence = rows + batch.num_rows, confidence + shard_confidence
         correct, scored = correct + shard_correct, scored + shard_scored
+        progress(rows, correct / scored if scored else 0.0)
         yield batch
     metrics.update(
         accuracy=correct / scored if scored else 0.0,
@@ -129,7 +138,12 @@ def pseudo_label_network(ctx: StageContext, inputs: Mapping[str, Any], params: M
     checkpoint = artifact(inputs, params, "model")
     ids, images, truth = subset_images(data, split, "unlabeled")
     probs = predict_probs(
-        load_model(checkpoint, ctx.device), images, params["batch_size"], ctx.device, params["temperature"]
+        load_model(checkpoint, ctx.device),
+        images,
+        params["batch_size"],
+        ctx.device,
+        params["temperature"],
+        progress=lambda done, rows: ctx.progress(done, rows, "rows"),
     )
     table = to_table(ids, probs, generation, f"{checkpoint['model']}@g{generation:02d}")
     correct, scored = known_accuracy(probs.argmax(axis=1), truth.numpy())

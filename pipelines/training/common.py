@@ -8,18 +8,18 @@ EMA warm-up, the no-decay groups, the NaN message) reaches both.
 from __future__ import annotations
 
 import copy
-import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 
 import torch
 from torch import Tensor, nn
-from tqdm import tqdm
 
 from pipelines.datasets.image_source import ImageSource
 
 Augment = Callable[[Tensor], Tensor]
 Report = Callable[[int, dict[str, float]], None]
 SaveCheckpoint = Callable[[dict, int], None]
+# progress(done, total, unit, metrics): a stage passes its ctx.progress, which sends at most once a second
+Progress = Callable[[float, float | None, str, Mapping[str, float] | None], None]
 
 
 class ModelEMA:
@@ -206,20 +206,31 @@ def set_lr(optimizer: torch.optim.Optimizer, lr: float, backbone: float = 1.0) -
         group["lr"] = lr * backbone if group.get("backbone", False) else lr
 
 
-def progress_bar(steps: int, desc: str, start: int = 0) -> tqdm:
-    """The step loop's range: a bar on a terminal, silent in workers and logs."""
-    return tqdm(
-        range(start, steps), desc=desc, disable=not sys.stderr.isatty(), mininterval=1.0, initial=start, total=steps
-    )
+def show_progress(progress: Progress | None, step: int, steps: int, metrics: Mapping[str, float] | None = None) -> None:
+    """Tell ``progress`` (if any) that ``step`` of ``steps`` are done; the loops call it every step.
+
+    Every step, because the receiver throttles (StageContext.progress sends at most once a
+    second), and the last step always gets through.
+    """
+    if progress is not None:
+        progress(step, steps, "steps", metrics)
 
 
 class LossWindow:
     """Means of the losses over the last steps, handed to ``report`` every ``report_every`` steps and at the last.
 
-    The losses stay on the device until a report (one sync per window, not per step).
+    The losses stay on the device until a report (one sync per window, not per step). ``progress``
+    hears of every step, with the first loss's latest window mean once there is one.
     """
 
-    def __init__(self, names: tuple[str, ...], steps: int, report: Report | None, report_every: int, progress: tqdm):
+    def __init__(
+        self,
+        names: tuple[str, ...],
+        steps: int,
+        report: Report | None,
+        report_every: int,
+        progress: Progress | None = None,
+    ):
         self.names, self.steps, self.report, self.report_every, self.progress = (
             names,
             steps,
@@ -235,9 +246,10 @@ class LossWindow:
         self.total = losses.detach() if self.total is None else self.total + losses.detach()
         self.count += 1
         if (step + 1) % self.report_every and step + 1 != self.steps:
+            show_progress(self.progress, step + 1, self.steps)
             return
         means = dict(zip(self.names, (self.total / self.count).tolist()))
-        self.progress.set_postfix(loss=f"{means[self.names[0]]:.3f}", refresh=False)
+        show_progress(self.progress, step + 1, self.steps, {self.names[0]: means[self.names[0]]})
         if self.report is not None:
             self.report(step + 1, {**means, "lr": lr})
         self.total, self.count = None, 0
@@ -254,16 +266,17 @@ def minimize(
     loop: str,
     report: Report | None = None,
     report_every: int = 50,
+    progress: Progress | None = None,
 ) -> None:
     """SGD on one loss of uint8 image batches: the loop of the stages that need no labels (pretext, FitNets' hints).
 
     Each step draws ``batch_size`` images (epochs of a random order), sets ``lr_at(step)``, and
-    steps the optimizer on ``loss_of(batch)``; ``report(step, {loss, lr})`` gets window means.
+    steps the optimizer on ``loss_of(batch)``; ``report(step, {loss, lr})`` gets window means and
+    ``progress`` hears of every step.
     """
     stream = random_batches(images.shape[0], batch_size, generator)
-    progress = progress_bar(steps, loop)
     window = LossWindow(("loss",), steps, report, report_every, progress)
-    for step in progress:
+    for step in range(steps):
         lr = lr_at(step)
         set_lr(optimizer, lr)
         loss = loss_of(images[next(stream)])
@@ -272,7 +285,6 @@ def minimize(
         loss.backward()
         optimizer.step()
         window.add(step, loss.reshape(1), lr)
-    progress.close()
 
 
 # --- data parallelism: every rank draws the same global batch and trains on its slice ------

@@ -13,13 +13,21 @@ import torch
 from torch import Tensor, nn
 
 from pipelines.datasets.image_source import ImageSource, as_source
-from pipelines.losses import alignment_target, fixmatch_unlabeled_loss, supervised_loss, update_moving_average
+from pipelines.losses import (
+    alignment_target,
+    current_p_model,
+    fixmatch_unlabeled_loss,
+    initial_p_model,
+    supervised_loss,
+    update_moving_average,
+)
 from pipelines.models import to_float
 from pipelines.schedules import fixmatch_lr
 from pipelines.training.common import (
     Augment,
     IndexStream,
     ModelEMA,
+    Progress,
     Report,
     SaveCheckpoint,
     all_reduce_sum,
@@ -29,10 +37,10 @@ from pipelines.training.common import (
     check_targets,
     data_parallel,
     index_stream,
-    progress_bar,
     rank_slice,
     set_lr,
     sgd,
+    show_progress,
 )
 
 
@@ -41,7 +49,9 @@ class FixMatchSettings:
     """FixMatch / CReST+ hyper-parameters (defaults: the FixMatch paper, docs/ALGORITHMS.md, FixMatch).
 
     ``temperature`` is the CReST+ alignment temperature ``t`` of this generation (used only when
-    ``alignment`` is on); ``alignment_momentum`` is the EMA momentum of ``p_model``. Values are
+    ``alignment`` is on); ``alignment_momentum`` is the EMA momentum of ``p_model`` and
+    ``p_model_estimate`` how that average starts: "debiased_ema" (at zero, divided by ``1 - m ** k``)
+    or "uniform_ema" (at uniform, uncorrected; see ``losses.current_p_model``). Values are
     not checked again here: the config sections they come from (``train`` and ``crest``) bound
     every one when the file is loaded, and the stage builds these settings from them.
     """
@@ -59,6 +69,7 @@ class FixMatchSettings:
     alignment: bool = False
     temperature: float = 1.0
     alignment_momentum: float = 0.999
+    p_model_estimate: str = "debiased_ema"
     label_smoothing: float = 0.0
     freeze_backbone_steps: int = 0  # transfer learning (training.common.backbone_scale)
     backbone_lr_scale: float = 1.0
@@ -140,13 +151,18 @@ def train_fixmatch(
     checkpoint_every: int = 0,
     save_checkpoint: SaveCheckpoint | None = None,
     resume: dict | None = None,
+    progress: Progress | None = None,
+    p_labeled: Tensor | None = None,
 ) -> nn.Module:
     """FixMatch (optionally CReST+) training; returns the EMA model in eval mode.
 
     ``loss = l_s + lambda_u * l_u`` with ``l_s = mean CE(y, f(weak(x)))`` over B labeled images and
     ``l_u = 1/(mu B) sum 1[max q >= tau] CE(argmax q, f(strong(u)))``, ``q = softmax(f(weak(u)))``.
     CReST+ (``settings.alignment``): ``q <- normalize(q * p_target / p_model)`` before the threshold,
-    ``p_target = normalize(p_labeled ** t)``, ``p_model`` the EMA of the batch means of ``q``.
+    ``p_target = normalize(p_labeled ** t)``, ``p_model`` the bias-corrected EMA of the batch means of ``q``.
+    ``p_labeled`` (``[C]``) is the class distribution the target is made from: CReST passes its
+    ORIGINAL labeled set's (both official codes), since the set it trains on also holds the
+    rebalanced picks; None takes the distribution of ``labeled_targets``.
     One forward over ``cat(weak(x), weak(u), strong(u))``; SGD (Nesterov) with no decay on BN/bias;
     ``lr_k = lr cos(7 pi k / 16 K)``; EMA of weights.
 
@@ -158,7 +174,8 @@ def train_fixmatch(
     ``save_checkpoint(state, step)`` is called by every rank every ``checkpoint_every`` steps;
     ``resume`` (such a state) continues at its step with identical RNG, sampler and optimizer state.
     ``report(step, {loss, loss_x, loss_u, mask_rate, lr, samples_seen})`` gets the means over the
-    last ``report_every`` steps (all ranks), and is called at the last step too.
+    last ``report_every`` steps (all ranks), and is called at the last step too. ``progress`` hears
+    of every step, with the reported loss and mask rate.
     """
     check_images("train_fixmatch", labeled_images, unlabeled_images)
     if report_every < 1 or checkpoint_every < 0:
@@ -175,8 +192,11 @@ def train_fixmatch(
     ema = ModelEMA(model, settings.ema_decay)
     p_target = p_model = None
     if settings.alignment:
-        p_target = alignment_target(class_distribution(labeled_targets, num_classes), settings.temperature).to(device)
-        p_model = torch.full((num_classes,), 1.0 / num_classes, device=device)
+        base = class_distribution(labeled_targets, num_classes) if p_labeled is None else p_labeled.float().cpu()
+        if base.shape != (num_classes,):
+            raise ValueError(f"train_fixmatch: expected p_labeled of shape ({num_classes},), got {tuple(base.shape)}")
+        p_target = alignment_target(base, settings.temperature).to(device)
+        p_model = initial_p_model(num_classes, settings.p_model_estimate, device)
     streams = (
         index_stream(labeled_images, batch, generator),
         index_stream(unlabeled_images, unlabeled_batch, generator),
@@ -188,8 +208,7 @@ def train_fixmatch(
         seen = resume["samples_seen"].clone() if rank == 0 else seen
         window, window_steps = resume["window"].to(device), int(resume["window_steps"])
     net = data_parallel(model, world_size)
-    progress = progress_bar(steps, "fixmatch", start)
-    for step in progress:
+    for step in range(start, steps):
         lr = fixmatch_lr(step, steps, settings.lr)
         set_lr(optimizer, lr, backbone_scale(step, settings.freeze_backbone_steps, settings.backbone_lr_scale))
         idx_l, idx_u = streams[0].next(), streams[1].next()
@@ -200,11 +219,15 @@ def train_fixmatch(
         logits = net(to_float(images.to(device, non_blocking=True)))
         logits_x, logits_weak, logits_strong = logits.split([local_l, local_u, local_u])
         probs_weak = torch.softmax(logits_weak.detach().float(), dim=1)
+        aligned_by = None  # the p_model alignment divides by this step (None: no alignment)
         if p_model is not None:
             batch_mean = all_reduce_sum(probs_weak.sum(dim=0), world_size) / unlabeled_batch
             p_model = update_moving_average(p_model, batch_mean, settings.alignment_momentum)
+            aligned_by = current_p_model(p_model, step + 1, settings.alignment_momentum, settings.p_model_estimate)
         loss_x = supervised_loss(logits_x, labeled_targets[idx_l][part_l].to(device), settings.label_smoothing)
-        loss_u, mask = fixmatch_unlabeled_loss(logits_strong.float(), probs_weak, settings.threshold, p_model, p_target)
+        loss_u, mask = fixmatch_unlabeled_loss(
+            logits_strong.float(), probs_weak, settings.threshold, aligned_by, p_target
+        )
         loss = loss_x + settings.lambda_u * loss_u
         check_finite(loss, step + 1, steps, lr, "train_fixmatch")
         optimizer.zero_grad(set_to_none=True)
@@ -224,11 +247,13 @@ def train_fixmatch(
                 "lr": lr,
                 "samples_seen": float(all_reduce_sum(seen, world_size)),
             }
-            progress.set_postfix(loss=f"{mean[0]:.3f}", mask=f"{mean[3]:.2f}", refresh=False)
             if report is not None:
                 report(step + 1, metrics)
+            show_progress(progress, step + 1, steps, {"loss": mean[0], "mask_rate": mean[3]})
             window.zero_()
             window_steps = 0
+        else:
+            show_progress(progress, step + 1, steps)
         if save_checkpoint is not None and checkpoint_every and (step + 1) % checkpoint_every == 0 and step + 1 < steps:
             total_seen = all_reduce_sum(seen, world_size)
             save_checkpoint(
@@ -237,5 +262,4 @@ def train_fixmatch(
                 ),
                 step + 1,
             )
-    progress.close()
     return ema.module.eval()

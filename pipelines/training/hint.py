@@ -19,6 +19,7 @@ from pipelines.models import to_float
 from pipelines.schedules import learning_rate
 from pipelines.training.common import (
     Augment,
+    Progress,
     Report,
     check_images,
     minimize,
@@ -52,6 +53,7 @@ def train_hint(
     generator: torch.Generator,
     report: Report | None = None,
     report_every: int = 50,
+    progress: Progress | None = None,
 ) -> nn.Module:
     """Train ``student``'s layers up to ``guided_layer`` on the hint loss; return the whole student in eval mode.
 
@@ -81,6 +83,7 @@ def train_hint(
         "train_hint",
         report,
         report_every,
+        progress,
     )
     copy_back(guided.cpu(), student)
     return student.eval()

@@ -29,12 +29,12 @@ from pipelines.schedules import learning_rate
 from pipelines.training.common import (
     Augment,
     LossWindow,
+    Progress,
     Report,
     backbone_scale,
     check_finite,
     check_images,
     check_targets,
-    progress_bar,
     random_batches,
     set_lr,
     sgd,
@@ -80,11 +80,13 @@ def train_lwf(
     old_targets: Tensor | None = None,
     report: Report | None = None,
     report_every: int = 50,
+    progress: Progress | None = None,
 ) -> TwoHeads:
     """Train ``network`` in place by ``settings.mode`` (module docstring); return it in eval mode.
 
     ``recorded`` (float ``[N, C_old]``, row i for ``new_images[i]``) is needed by "lwf", the old
-    task's images and targets by "joint". ``report(step, {loss, loss_new, loss_old, lr})``.
+    task's images and targets by "joint". ``report(step, {loss, loss_new, loss_old, lr})``; ``progress``
+    hears of every step.
     """
     if settings.mode not in MODES:
         raise ValueError(f"train_lwf: unknown mode {settings.mode!r}; valid: {', '.join(MODES)}")
@@ -108,9 +110,8 @@ def train_lwf(
         random_batches(old_images.shape[0], settings.batch_size, generator) if settings.mode == "joint" else None
     )
     old_classes = network.old_classes
-    progress = progress_bar(settings.steps, f"lwf-{settings.mode}")
     window = LossWindow(("loss", "loss_new", "loss_old"), settings.steps, report, report_every, progress)
-    for step in progress:
+    for step in range(settings.steps):
         lr = learning_rate(settings.schedule, step, settings.steps, settings.lr, settings.warmup_steps)
         set_lr(optimizer, lr, backbone_scale(step, settings.freeze_backbone_steps, settings.backbone_lr_scale))
         idx = next(new_stream)
@@ -141,6 +142,5 @@ def train_lwf(
         loss.backward()
         optimizer.step()
         window.add(step, torch.stack([loss, loss_new, loss_old]), lr)
-    progress.close()
     network.old_head.requires_grad_(True)
     return network.eval()

@@ -24,6 +24,7 @@ from pipelines.schedules import learning_rate
 from pipelines.self_supervised import nt_xent_loss, rotation_batch
 from pipelines.training.common import (
     Augment,
+    Progress,
     Report,
     check_images,
     minimize,
@@ -73,6 +74,7 @@ def train_pretext(
     generator: torch.Generator,
     report: Report | None = None,
     report_every: int = 50,
+    progress: Progress | None = None,
 ) -> nn.Module:
     """Train ``network`` in place on the pretext task; return it in eval mode. ``report(step, {loss, lr})``."""
     if settings.method not in METHODS:
@@ -93,5 +95,6 @@ def train_pretext(
         f"train_pretext ({settings.method})",
         report,
         report_every,
+        progress,
     )
     return network.eval()

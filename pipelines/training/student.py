@@ -26,15 +26,16 @@ from pipelines.schedules import learning_rate
 from pipelines.training.common import (
     Augment,
     ModelEMA,
+    Progress,
     Report,
     backbone_scale,
     check_finite,
     check_images,
     check_targets,
     index_stream,
-    progress_bar,
     set_lr,
     sgd,
+    show_progress,
 )
 
 _PROB_FLOOR = 1e-8  # log(0) would make the reconstructed teacher logits -inf and the KL NaN
@@ -144,6 +145,7 @@ def train_student(
     class_weights: Tensor | None = None,
     report: Report | None = None,
     report_every: int = 50,
+    progress: Progress | None = None,
 ) -> nn.Module:
     """Train ``model`` in place; return it (or its EMA) in eval mode.
 
@@ -152,7 +154,8 @@ def train_student(
     noise) and ONE forward (joint BatchNorm statistics, as Noisy Student's code does).
     ``loss = labeled_loss + unlabel_ratio * pseudo_loss``; the teacher (eval mode, no gradient) sees
     the same augmented labeled batch. SGD with no decay on BN/bias, LR from ``schedules.learning_rate``.
-    ``report(step, {loss, loss_x, loss_u, lr})`` every ``report_every`` steps and at the last.
+    ``report(step, {loss, loss_x, loss_u, lr})`` every ``report_every`` steps and at the last;
+    ``progress`` hears of every step, with the reported loss.
     """
     check_images("train_student", images, what="labeled ")
     check_targets("train_student", targets, len(images), num_classes, what="labeled ")
@@ -173,8 +176,7 @@ def train_student(
     labeled_stream = index_stream(images, batch, generator)
     pseudo_stream = index_stream(pseudo_images, pseudo_batch, generator) if has_pseudo else None
     window, window_steps = torch.zeros(3, device=device), 0
-    progress = progress_bar(settings.steps, "student")
-    for step in progress:
+    for step in range(settings.steps):
         lr = learning_rate(settings.schedule, step, settings.steps, settings.lr, settings.warmup_steps)
         set_lr(optimizer, lr, backbone_scale(step, settings.freeze_backbone_steps, settings.backbone_lr_scale))
         idx = labeled_stream.next()
@@ -208,10 +210,11 @@ def train_student(
         window_steps += 1
         if (step + 1) % report_every == 0 or step + 1 == settings.steps:
             mean = (window / window_steps).tolist()
-            progress.set_postfix(loss=f"{mean[0]:.3f}", refresh=False)
             if report is not None:
                 report(step + 1, {"loss": mean[0], "loss_x": mean[1], "loss_u": mean[2], "lr": lr})
+            show_progress(progress, step + 1, settings.steps, {"loss": mean[0]})
             window.zero_()
             window_steps = 0
-    progress.close()
+        else:
+            show_progress(progress, step + 1, settings.steps)
     return (ema.module if ema is not None else model).eval()

@@ -13,6 +13,16 @@ from mlflow import MlflowClient
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def artifacts_folder(kind: str) -> Path:
+    """A folder that keeps what a test shows a person (screenshots, a terminal's text) after the run.
+
+    ``test-artifacts/KIND/`` at the repository root (git ignores it), or under ``RELAY_TEST_ARTIFACTS``.
+    """
+    folder = Path(os.environ.get("RELAY_TEST_ARTIFACTS", ROOT / "test-artifacts")) / kind
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
 def relay_env(workspace: Path) -> dict[str, str]:
     return {**os.environ, "RELAY_WORKSPACE": str(workspace), "PYTHONUNBUFFERED": "1"}
 

@@ -79,7 +79,7 @@ def run(tmp_path: Path, num_cpus: int, pipeline: Pipeline) -> tuple[RunSummary, 
     try:
         executor.warm_up(pipeline)
         store = ArtifactStore(str(tmp_path / "store"))
-        runner = Runner(store, executor, NullTracker(), "v1", seed=0, runs_dir=tmp_path / "runs")
+        runner = Runner(store, executor, NullTracker(), "v1", seed=0)
         summary = runner.run(pipeline, "pools")
     finally:
         executor.shutdown()

@@ -1,15 +1,20 @@
-"""A real browser over a real run: the MLflow UI shows the gen-NN runs and a generation's plot.
+"""A real browser over a real run: the MLflow UI's model-training view, per-generation plots, registered models.
 
-smoke.yaml runs through the CLI (tiny steps), `mlflow server` starts on a free
-127.0.0.1 port the way `relay ui` starts it, and headless Chromium (Debian's
-package, driven by Playwright; `playwright install` is never needed) opens the
-pipeline run, follows its gen-00 child and previews evaluate/per_class.png.
-The screenshot stays in the test's tmp dir; its path is printed (pytest -s).
+smoke.yaml runs through the CLI (tiny steps), `mlflow server` starts on a free 127.0.0.1 port the
+way `relay ui` starts it, and headless Chromium (Debian's package, driven by Playwright;
+`playwright install` is never needed) opens the URL `relay ui` prints. It checks that the
+experiment opens in the model-training view (not the GenAI one, where the pipeline run was filed
+under "Evaluation runs"), that the pipeline run steps through a generation's per-class plot, that
+it lists its registered models, and that a gen-NN child still previews its own plot.
+
+Screenshots are kept in ``test-artifacts/browser/`` at the repository root (ignored by git;
+``RELAY_TEST_ARTIFACTS`` moves it), named ``mlflow-*.png``; their paths are printed (pytest -s).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -22,9 +27,10 @@ import pytest
 from mlflow import MlflowClient
 
 from orchestrator import ui
+from tests.integration.relay_cli import artifacts_folder
 from tests.integration.test_crest_pipeline import SMOKE, relay
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
 CHROMIUM = os.environ.get("RELAY_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -37,6 +43,8 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+PAGE_S = 120_000  # ms: the UI's first load of a page, on 2 loaded cores
+RUN_ID = "browse-1"
 
 
 def chromium_or_skip() -> str:
@@ -54,7 +62,7 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def wait_healthy(url: str, server: subprocess.Popen, timeout_s: float = 120) -> None:
+def wait_healthy(url: str, server: subprocess.Popen, timeout_s: float = 180) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if server.poll() is not None:
@@ -69,61 +77,125 @@ def wait_healthy(url: str, server: subprocess.Popen, timeout_s: float = 120) -> 
 
 
 @pytest.fixture(scope="module")
+def screenshots() -> Path:
+    """Where the screenshots stay after the test: test-artifacts/browser/ (git-ignored)."""
+    return artifacts_folder("browser")
+
+
+@pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory):
-    """(url, workspace) of an MLflow server over a workspace where a tiny smoke run finished."""
+    """(run URL as `relay ui` prints it, tracking URI) of an MLflow server over a finished smoke run."""
     chromium_or_skip()
     workspace = tmp_path_factory.mktemp("ws")
     result = relay(
-        "run", str(SMOKE), "train.steps=20", "train.report_every=10", "--run-id", "browse-1", workspace=workspace
+        "run", str(SMOKE), "train.steps=20", "train.report_every=10", "--run-id", RUN_ID, workspace=workspace
     )
     assert result.returncode == 0, result.stderr[-4000:]
+    uri = f"sqlite:///{workspace / 'mlflow.db'}"
     port = free_port()
-    command, env = ui.server_command(f"sqlite:///{workspace / 'mlflow.db'}", port)
+    command, env = ui.server_command(uri, port)
     log = (workspace / "server.log").open("w")
     server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
     try:
-        wait_healthy(url, server)
-        yield url, workspace
+        wait_healthy(f"http://127.0.0.1:{port}", server)
+        yield ui.latest_run_url(uri, "relay", port), uri
     finally:
         os.killpg(server.pid, signal.SIGTERM)  # the server and the workers it started, nothing else
         server.wait(timeout=30)
         log.close()
 
 
-def test_pipeline_run_shows_generation_runs_and_a_plot(served, tmp_path: Path) -> None:
-    from playwright.sync_api import expect, sync_playwright
+@pytest.fixture
+def page(served):
+    from playwright.sync_api import sync_playwright
 
-    url, workspace = served
-    run_url = ui.latest_run_url(f"sqlite:///{workspace / 'mlflow.db'}", "relay", int(url.rsplit(":", 1)[1]))
-    shot = tmp_path / "mlflow-gen-00.png"
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium_or_skip(), args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 900})
-            page.goto(run_url)
-            expect(page.get_by_role("heading", name="browse-1")).to_be_visible(timeout=60_000)
-            for name in ("gen-00", "gen-01"):
-                expect(page.get_by_role("link", name=name, exact=True)).to_be_visible()
-            page.screenshot(path=str(tmp_path / "mlflow-pipeline-run.png"))
-            page.get_by_role("link", name="gen-00", exact=True).click()
-            expect(page.get_by_role("heading", name="gen-00")).to_be_visible(timeout=30_000)
-            page.get_by_role("tab", name="Artifacts").click()
-            page.get_by_text("evaluate", exact=True).click()
-            page.get_by_text("per_class.png", exact=True).click()
-            image = page.get_by_role("img", name="evaluate/per_class.png")
-            expect(image).to_be_visible(timeout=30_000)
-            assert image.evaluate("img => img.complete && img.naturalWidth > 0"), "the plot did not load"
-            page.screenshot(path=str(shot))
+            yield browser.new_page(viewport={"width": 1400, "height": 1000})
         finally:
             browser.close()
-    print(f"\nscreenshots: {shot} and {tmp_path / 'mlflow-pipeline-run.png'}")
-    assert shot.stat().st_size > 10_000
 
 
-def test_gen_runs_in_the_store_match_what_the_page_linked(served) -> None:
-    _, workspace = served
-    client = MlflowClient(f"sqlite:///{workspace / 'mlflow.db'}")
+def shot(page, folder: Path, name: str) -> Path:
+    path = folder / name
+    page.screenshot(path=str(path))
+    print(f"\nscreenshot: {path}")
+    return path
+
+
+def test_the_experiment_opens_in_the_model_training_view(served, page, screenshots) -> None:
+    from playwright.sync_api import expect
+
+    run_url, uri = served
+    client = MlflowClient(uri)
+    assert client.get_experiment_by_name("relay").tags["mlflow.experimentKind"] == "custom_model_development"
+    page.goto(run_url)  # what `relay ui` prints
+    expect(page.get_by_role("heading", name=RUN_ID)).to_be_visible(timeout=PAGE_S)
+    page.get_by_role("link", name="Runs", exact=True).first.click()  # the experiment's runs
+    expect(page.get_by_role("link", name=RUN_ID)).to_be_visible(timeout=PAGE_S)  # in the runs table
+    assert "workflowType=machine_learning" in page.url
+    expect(page.get_by_role("link", name="Model registry")).to_be_visible()  # the training view's side bar
+    expect(page.get_by_text("Evaluation runs", exact=True)).to_have_count(0)  # the GenAI view's
+    assert shot(page, screenshots, "mlflow-experiment-training-view.png").stat().st_size > 10_000
+
+
+def test_a_generations_per_class_plot_is_stepped_through_on_the_pipeline_run(served, page, screenshots) -> None:
+    from playwright.sync_api import expect
+
+    run_url, _ = served
+    page.goto(run_url)
+    expect(page.get_by_role("heading", name=RUN_ID)).to_be_visible(timeout=PAGE_S)
+    page.get_by_role("tab", name="Model metrics").click()
+    title = page.locator("h4[title='evaluate/per_class']")
+    expect(title).to_be_visible(timeout=PAGE_S)
+    card = title.locator("xpath=ancestor::*[.//*[@role='slider']][1]")
+    image = card.locator("img[src*='per_class']")
+    slider = card.get_by_role("slider")
+    expect(slider).to_have_attribute("aria-valuemax", "1")  # one step per generation: gen-00, gen-01
+    expect(image).to_have_attribute("src", re.compile(r"step%2B0%2B"), timeout=PAGE_S)
+    slider.focus()
+    slider.press("ArrowRight")
+    expect(image).to_have_attribute("src", re.compile(r"step%2B1%2B"), timeout=PAGE_S)
+    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=image.element_handle(), timeout=PAGE_S)
+    image.scroll_into_view_if_needed()
+    assert shot(page, screenshots, "mlflow-pipeline-run-per-class-gen-01.png").stat().st_size > 10_000
+
+
+def test_the_pipeline_run_lists_its_registered_models(served, page, screenshots) -> None:
+    from playwright.sync_api import expect
+
+    run_url, uri = served
+    page.goto(run_url)
+    expect(page.get_by_role("heading", name=RUN_ID)).to_be_visible(timeout=PAGE_S)
+    expect(page.get_by_text("Logged models (2)")).to_be_visible(timeout=PAGE_S)
+    for model in ("g00-model", "g01-model"):
+        expect(page.get_by_role("link", name=model).first).to_be_visible()
+    for version in ("1", "2"):  # the models' registered versions, linked from the pipeline run
+        expect(page.locator(f"a[href*='/models/smoke/versions/{version}']").first).to_be_visible(timeout=PAGE_S)
+    expect(page.get_by_text("models:/smoke/1 (gen-00), models:/smoke/2 (gen-01)")).to_be_attached()
+    page.get_by_text("Logged models (2)").scroll_into_view_if_needed()
+    assert shot(page, screenshots, "mlflow-pipeline-run-registered-models.png").stat().st_size > 10_000
+    versions = MlflowClient(uri).search_model_versions("name = 'smoke'")
+    assert sorted(int(v.version) for v in versions) == [1, 2]
+
+
+def test_a_generation_run_previews_its_own_plot(served, page, screenshots) -> None:
+    from playwright.sync_api import expect
+
+    run_url, uri = served
+    page.goto(run_url)
+    expect(page.get_by_role("heading", name=RUN_ID)).to_be_visible(timeout=PAGE_S)
+    page.get_by_role("link", name="gen-00", exact=True).click()
+    expect(page.get_by_role("heading", name="gen-00")).to_be_visible(timeout=PAGE_S)
+    page.get_by_role("tab", name="Artifacts").click()
+    page.get_by_text("evaluate", exact=True).click()
+    page.get_by_text("per_class.png", exact=True).click()
+    image = page.get_by_role("img", name="evaluate/per_class.png")
+    expect(image).to_be_visible(timeout=PAGE_S)
+    assert image.evaluate("img => img.complete && img.naturalWidth > 0"), "the plot did not load"
+    assert shot(page, screenshots, "mlflow-gen-00-per-class.png").stat().st_size > 10_000
+    client = MlflowClient(uri)
     experiment = client.get_experiment_by_name("relay")
     gens = client.search_runs([experiment.experiment_id], "tags.`relay.kind` = 'generation'")
     assert sorted(r.info.run_name for r in gens) == ["gen-00", "gen-01"]

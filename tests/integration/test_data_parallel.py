@@ -30,8 +30,9 @@ from orchestrator.engine.fingerprint import fingerprint
 from orchestrator.engine.records import NullTracker
 from orchestrator.engine.runner import Runner, RunSummary, StageState
 from pipelines.builders import crest
+from pipelines.stages.augmentation import augmenters
 from pipelines.stages.common import stage_generator, subset_images
-from pipelines.stages.train import augmenters, fixmatch_settings
+from pipelines.stages.train import fixmatch_settings
 from pipelines.training.fixmatch import train_fixmatch
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1200)]
@@ -51,7 +52,7 @@ def linear_fixmatch(ctx, inputs, params) -> StageResult:
     _, unlabeled, _ = subset_images(data, split, "unlabeled")
     model = nn.Sequential(nn.Flatten(), nn.Linear(images[0].numel(), 10))
     settings = fixmatch_settings(params["train"], params["crest"], 0)
-    weak_fn, strong_fn = augmenters(params["augment"])
+    weak_fn, strong_fn = augmenters(params["augment"], data)
     reports: list[tuple[int, dict[str, float]]] = []
     ema = train_fixmatch(
         model,
@@ -90,7 +91,7 @@ def smoke_config(*overrides: str) -> Any:
 
 
 def run(executor, store: Path, pipeline: Pipeline, stop_after: str | None = None) -> RunSummary:
-    runner = Runner(ArtifactStore(str(store)), executor, NullTracker(), "v1", seed=0, runs_dir=store.parent / "runs")
+    runner = Runner(ArtifactStore(str(store)), executor, NullTracker(), "v1", seed=0)
     return runner.run(pipeline, f"run-{store.name}", stop_after=stop_after)
 
 

@@ -73,9 +73,7 @@ def test_killed_training_worker_resumes_from_its_checkpoint(tmp_path):
 
     def drive() -> None:
         try:
-            outcome["summary"] = Runner(store, executor, NullTracker(), "v1", seed=0, runs_dir=tmp_path / "runs").run(
-                pipeline, "kill-worker"
-            )
+            outcome["summary"] = Runner(store, executor, NullTracker(), "v1", seed=0).run(pipeline, "kill-worker")
         except BaseException as exc:  # handed to the test thread
             outcome["error"] = exc
 
@@ -83,7 +81,9 @@ def test_killed_training_worker_resumes_from_its_checkpoint(tmp_path):
     try:
         driver.start()
         fingerprint = wait_for(
-            lambda: _ledger_fingerprint(tmp_path / "runs" / "kill-worker", "g00/train"), 300, "g00/train to start"
+            lambda: _ledger_fingerprint(tmp_path / "artifacts" / "runs" / "kill-worker", "g00/train"),
+            300,
+            "g00/train to start",
         )
         checkpoints = Path(train_storage_path(store.uri)) / train_run_name(fingerprint, "g00/train")
         wait_for(lambda: _registered_checkpoint(checkpoints), 400, "Ray Train to register a checkpoint")
@@ -173,7 +173,7 @@ def test_killed_driver_then_resume_redoes_only_the_interrupted_stage(tmp_path):
         f"{metrics['resumed_from_step']:.0f}"
     )
     assert metrics["resumed_from_step"] >= 20, "the interrupted stage resumed from its scratch checkpoint"
-    assert json.loads((workspace / "runs" / "killed" / "ledger.json").read_text())["status"] == "FINISHED"
+    assert json.loads((workspace / "artifacts" / "runs" / "killed" / "ledger.json").read_text())["status"] == "FINISHED"
 
 
 def test_truncated_output_is_detected_and_recomputed(tmp_path):

@@ -61,9 +61,7 @@ def ray_executor():
 
 
 def runner(tmp_path, executor, name):
-    return Runner(
-        ArtifactStore(str(tmp_path / name)), executor, NullTracker(), "v1", seed=3, runs_dir=tmp_path / f"runs-{name}"
-    )
+    return Runner(ArtifactStore(str(tmp_path / name)), executor, NullTracker(), "v1", seed=3)
 
 
 def test_independent_stages_run_concurrently(ray_executor, tmp_path):

@@ -77,7 +77,9 @@ def mlflow_runs(workspace: Path, query: str = "") -> list:
 
 def trial_runs(workspace: Path) -> list[str]:
     """Pipeline run ids of the trials that have started, in trial order (one trial at a time on 2 cores)."""
-    return sorted(path.name for path in (workspace / "runs").glob(f"{SWEEP}-*") if (path / "ledger.json").exists())
+    return sorted(
+        path.name for path in (workspace / "artifacts" / "runs").glob(f"{SWEEP}-*") if (path / "ledger.json").exists()
+    )
 
 
 def interrupt_during_third_trial(config: Path, workspace: Path, log: Path) -> int:
@@ -111,7 +113,9 @@ def sweep(tmp_path_factory: pytest.TempPathFactory) -> dict:
     first_code = interrupt_during_third_trial(config, workspace, tmp / "first.log")
     first_log = (tmp / "first.log").read_text()
     done_before = set(trial_runs(workspace)[:2])
-    ledgers = {run_id: (workspace / "runs" / run_id / "ledger.json").stat().st_mtime_ns for run_id in done_before}
+    ledgers = {
+        run_id: (workspace / "artifacts" / "runs" / run_id / "ledger.json").stat().st_mtime_ns for run_id in done_before
+    }
     stage_runs = {
         run_id: len(mlflow_runs(workspace, f"tags.`relay.pipeline_run` = '{run_id}'")) for run_id in done_before
     }
@@ -137,7 +141,9 @@ def test_interrupted_sweep_resumes_without_rerunning_finished_trials(sweep) -> N
     assert len(sweep["done_before"]) == 2, "the sweep ended before the interrupt"
     workspace = sweep["workspace"]
     for run_id in sweep["done_before"]:
-        assert (workspace / "runs" / run_id / "ledger.json").stat().st_mtime_ns == sweep["ledgers"][run_id]
+        assert (workspace / "artifacts" / "runs" / run_id / "ledger.json").stat().st_mtime_ns == sweep["ledgers"][
+            run_id
+        ]
         assert len(mlflow_runs(workspace, f"tags.`relay.pipeline_run` = '{run_id}'")) == sweep["stage_runs"][run_id]
     records = json.loads((sweep["output"] / "trials.json").read_text())
     assert len(records) == 4 and all(r["status"] in ("completed", "stopped early") for r in records)

@@ -10,12 +10,13 @@ modules, and it is exactly how the cycles this test was written against had been
 
 from __future__ import annotations
 
-import ast
 import graphlib
 import sys
 from pathlib import Path
 
 import pytest
+
+from orchestrator.engine.fingerprint import imports_of
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("orchestrator", "pipelines")
@@ -90,23 +91,9 @@ def all_modules() -> dict[str, Path]:
 
 
 def imported(path: Path, name: str) -> set[str]:
-    """Every absolute module an import names, at any depth; relative imports resolved; `from a import b`
-    counts as a.b when a.b is a module, else a."""
+    """Every absolute module an import names, at any depth (the engine's reading, also used for code versions)."""
     known = all_modules()
-    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
-                base = ".".join([*anchor, *([base] if base else [])])
-            for alias in node.names:
-                candidate = f"{base}.{alias.name}"
-                found.add(candidate if candidate in known else base)
-    return found
+    return imports_of(path, name, known.__contains__)
 
 
 def layer_of(name: str) -> str:

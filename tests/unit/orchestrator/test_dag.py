@@ -43,6 +43,15 @@ def test_upstream_is_transitive():
     assert p.upstream("split") == set()
 
 
+def test_downstream_is_transitive_and_names_only_dependants():
+    p = diamond()
+    assert p.downstream("split") == {"left", "right", "join"}
+    assert p.downstream("left") == {"join"}
+    assert p.downstream("join") == set()
+    with pytest.raises(PipelineError, match="no stage named 'nope'"):
+        p.downstream("nope")
+
+
 def test_producer_and_stage_lookup():
     p = diamond()
     assert p.producer("l").name == "left"

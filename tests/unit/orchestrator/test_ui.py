@@ -52,7 +52,8 @@ def test_url_points_at_the_newest_pipeline_run_and_server_runs_light(tmp_path, c
     port = free_port()
     assert cli.main(["ui", "--workspace", str(tmp_path), "--port", str(port)]) == 0
     assert f"http://127.0.0.1:{port}/#/experiments/" in capsys.readouterr().out
-    assert tracker.parent_run_id in ui.latest_run_url(uri, "relay", port)
+    url = ui.latest_run_url(uri, "relay", port)
+    assert tracker.parent_run_id in url and url.endswith("?workflowType=machine_learning")  # model-training view
     assert started == [(uri, port)]
     command, env = ui.server_command(uri, port)
     assert env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "false"

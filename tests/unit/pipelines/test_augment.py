@@ -186,3 +186,41 @@ def test_cutmix_is_a_function_of_the_generator() -> None:
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
     with pytest.raises(ValueError, match="alpha"):
         cutmix(images, targets, 0.0, torch.Generator())
+
+
+@pytest.mark.parametrize("size", [8, 16, 32])
+@pytest.mark.parametrize("magnitude", [0, 5, 9, 10])
+def test_torchvision_style_ops_equal_torchvisions_own_kernels(size: int, magnitude: int) -> None:
+    """The batched "torchvision" style applies exactly v2.RandAugment's op at its value for M (11 bins)."""
+    from torchvision.transforms import v2
+
+    reference = v2.RandAugment(num_ops=1, magnitude=magnitude, num_magnitude_bins=11)
+    space = reference._AUGMENTATION_SPACE
+    assert [name for name, *_ in augment.TORCHVISION_OPS] == list(space)
+    x = _images(batch=6, channels=3 if size == 32 else 1, size=size)
+    for name, value_at, signed, apply in augment.TORCHVISION_OPS:
+        magnitudes_fn, tv_signed = space[name]
+        magnitudes = magnitudes_fn(11, size, size)
+        expected = 0.0 if magnitudes is None else float(magnitudes[magnitude])
+        assert signed == tv_signed and value_at(magnitude, size, size) == pytest.approx(expected, abs=1e-6), name
+        for sign in (1.0, -1.0) if signed else (1.0,):
+            ours = apply(x.clone(), sign * value_at(magnitude, size, size))
+            theirs = torch.stack(
+                [
+                    reference._apply_image_or_video_transform(
+                        image, name, sign * expected, interpolation=reference.interpolation, fill=reference._fill
+                    )
+                    for image in x
+                ]
+            )
+            assert torch.equal(ours, theirs), (name, sign)
+
+
+def test_torchvision_style_draws_ops_per_image() -> None:
+    """Each image draws its own op: over many copies of one image every op shows up, none dominates."""
+    torch.manual_seed(0)
+    x = _images(batch=1).repeat(700, 1, 1, 1)
+    out = strong_augment(x, style="torchvision", cutout=0.0, flip=False, pad_fraction=0.0, num_ops=1, magnitude=9)
+    unchanged = sum(torch.equal(o, x[0]) for o in out)
+    assert 700 / 14 * 0.5 < unchanged < 700 * 0.5  # Identity (1/14) and the ops that leave this image alone
+    assert len({tuple(o.flatten().tolist()) for o in out}) > 14

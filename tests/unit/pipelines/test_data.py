@@ -235,3 +235,19 @@ def test_a_class_subset_relabels_train_and_test_and_drops_the_rest() -> None:
     assert set(labels.train[ids[~test]].tolist()) == {1, 3} and set(got.tolist()) == {0, 1}
     with pytest.raises(ValueError, match=r"classes \[7\] are not classes of the dataset"):
         select_classes(labels, [1, 7])
+
+
+def test_digits_at_their_native_8x8_are_sklearns_pixels() -> None:
+    from sklearn.datasets import load_digits as sklearn_digits
+
+    native = load_dataset("digits", None, image_size=8).train.images
+    expected = np.round(np.asarray(sklearn_digits().images) * 255.0 / 16.0)
+    assert native.shape == (1797, 1, 8, 8) and native.dtype == torch.uint8
+    assert np.array_equal(native[:, 0].numpy(), expected.astype(np.uint8))
+    assert torch.equal(
+        load_dataset("digits", None, image_size=16).train.images, load_dataset("digits", None).train.images
+    )
+    assert load_dataset("synthetic", None, image_size=8).train.images.shape == (2000, 1, 8, 8)
+    assert data.image_shape("digits", 8) == (1, 8, 8) and data.image_shape("digits") == (1, 16, 16)
+    with pytest.raises(ValueError, match="image_size"):
+        load_dataset("digits", None, image_size=2)

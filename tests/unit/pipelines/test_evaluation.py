@@ -32,10 +32,19 @@ def test_three_class_metrics_by_hand():
     assert metrics["balanced_accuracy"] == pytest.approx((2 / 3 + 1 / 2 + 1) / 3)
 
 
-def test_absent_class_has_nan_recall_and_is_left_out_of_balanced_accuracy():
+def test_absent_class_has_zero_recall_and_is_left_out_of_balanced_accuracy():
     metrics = class_metrics(np.array([0, 1, 1]), np.array([0, 1, 0]), num_classes=3)
-    assert math.isnan(metrics["recall"][2])
+    assert metrics["recall"] == pytest.approx([0.5, 1.0, 0.0])  # class 2 never occurs: 0, not NaN
+    assert all(math.isfinite(value) for value in metrics["recall"] + metrics["precision"])
     assert metrics["balanced_accuracy"] == pytest.approx((0.5 + 1.0) / 2)
+
+
+def test_a_class_predicted_but_absent_from_the_labels_does_not_count_in_balanced_accuracy():
+    metrics = class_metrics(np.array([0, 2, 1]), np.array([0, 0, 1]), num_classes=3)
+    assert metrics["recall"] == pytest.approx([0.5, 1.0, 0.0])
+    assert metrics["precision"] == pytest.approx([1.0, 1.0, 0.0])
+    assert metrics["balanced_accuracy"] == pytest.approx(0.75)
+    assert metrics["confusion"] == [[1, 0, 1], [0, 1, 0], [0, 0, 0]]
 
 
 def test_class_metrics_rejects_out_of_range_labels():
@@ -48,6 +57,16 @@ def test_tail_classes_rank_by_count_not_id():
     assert tail_classes([5000, 2997, 1796, 1077, 645, 387, 232, 139, 83, 50], 0.3) == [9, 8, 7]
     assert tail_classes([50, 83, 139, 232, 387, 645, 1077, 1796, 2997, 5000], 0.3) == [0, 1, 2]
     assert len(tail_classes(list(range(1, 101)), fraction=0.07)) == 7  # 0.07 * 100 = 7.000000000000001
+
+
+def test_tail_classes_break_label_count_ties_by_the_whole_class_size():
+    """digits-LT, beta 0.1: ranks 6 and 7 (28 and 21 images) both have 3 labels; the smaller is in the tail."""
+    labeled = [13, 10, 8, 6, 5, 4, 3, 3, 2, 2]
+    whole = [130, 100, 77, 60, 46, 36, 28, 21, 16, 13]
+    assert sorted(tail_classes(labeled, 0.3)) == [6, 8, 9]  # by id alone the bigger class 6 got in
+    assert tail_classes(labeled, 0.3, tiebreak=whole) == [9, 8, 7]
+    with pytest.raises(ValueError, match="tiebreak"):
+        tail_classes(labeled, 0.3, tiebreak=whole[:5])
 
 
 class _Brightness(nn.Module):

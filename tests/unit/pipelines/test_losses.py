@@ -9,9 +9,11 @@ from pipelines.losses import (
     align_distribution,
     alignment_target,
     class_balanced_weights,
+    current_p_model,
     distillation_loss,
     fixmatch_targets,
     fixmatch_unlabeled_loss,
+    initial_p_model,
     supervised_loss,
     update_moving_average,
 )
@@ -100,6 +102,42 @@ def test_align_distribution_by_hand():
 def test_update_moving_average_by_hand():
     p = update_moving_average(torch.tensor([0.5, 0.5]), torch.tensor([1.0, 0.0]), momentum=0.9)
     assert torch.allclose(p, torch.tensor([0.55, 0.45]), atol=1e-7)
+
+
+def _p_model_after(estimate: str, batch_means: list[torch.Tensor], momentum: float = 0.999) -> torch.Tensor:
+    running = initial_p_model(batch_means[0].numel(), estimate)
+    for mean in batch_means:
+        running = update_moving_average(running, mean, momentum)
+    return current_p_model(running, len(batch_means), momentum, estimate)
+
+
+def test_debiased_p_model_is_the_weighted_mean_of_the_batches_seen_from_the_first_step():
+    skewed = torch.tensor([0.7, 0.2, 0.1])
+    # one update: exactly the batch mean (the uniform start left 0.999 of 1/3 in it)
+    assert torch.allclose(_p_model_after("debiased_ema", [skewed]), skewed, atol=1e-6)
+    # a constant batch mean is tracked exactly at every k, the 600 steps of a short CReST generation included
+    assert torch.allclose(_p_model_after("debiased_ema", [skewed] * 600), skewed, atol=1e-5)
+    # two different batches: (m (1 - m) a + (1 - m) b) / (1 - m^2) = (m a + b) / (1 + m)
+    a, b, m = torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0]), 0.9
+    assert torch.allclose(_p_model_after("debiased_ema", [a, b], m), (m * a + b) / (1 + m), atol=1e-6)
+
+
+def test_uniform_start_p_model_still_lags_after_600_steps():
+    """The old estimate, kept as crest.p_model_estimate=uniform_ema: 0.999 ** 600 = 0.55 of the start remains."""
+    skewed = torch.tensor([0.7, 0.2, 0.1])
+    lagging = _p_model_after("uniform_ema", [skewed] * 600)
+    weight = 0.999**600
+    assert torch.allclose(lagging, weight * torch.full((3,), 1 / 3) + (1 - weight) * skewed, atol=1e-5)
+    assert lagging[0] < 0.5  # far from the 0.7 the model predicts
+
+
+def test_p_model_estimate_rejects_unknown_names_and_momentum_one():
+    with pytest.raises(ValueError, match="debiased_ema"):
+        initial_p_model(3, "window")
+    with pytest.raises(ValueError, match="momentum"):
+        current_p_model(torch.zeros(3), 5, 1.0, "debiased_ema")
+    with pytest.raises(ValueError, match="at least one update"):
+        current_p_model(torch.zeros(3), 0, 0.9, "debiased_ema")
 
 
 def test_fixmatch_targets_threshold_applies_after_alignment():

@@ -177,3 +177,17 @@ def test_the_torch_free_model_table_matches_the_registry() -> None:
         for name in MODELS
     }
     assert counted == model_names.PROBE_PARAMETERS
+
+
+def test_small_cnn_keeps_a_4x4_map_for_its_last_conv_on_native_8x8_digits() -> None:
+    """On 8x8 inputs only the first pool acts (two pools squeezed digits to 2x2); 16x16 and 32x32 are unchanged."""
+    model = create_model("small_cnn", 10, 1).eval()
+    sizes = {}
+    for side in (8, 16, 32):
+        x = torch.zeros(2, 1, side, side)
+        for index, layer in enumerate(model.features):
+            x = layer(x)
+            if index == 4:  # the last conv block
+                sizes[side] = tuple(x.shape[-2:])
+    assert sizes == {8: (4, 4), 16: (4, 4), 32: (8, 8)}
+    assert model(torch.zeros(2, 1, 8, 8)).shape == (2, 10)

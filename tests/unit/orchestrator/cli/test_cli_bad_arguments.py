@@ -26,13 +26,15 @@ def test_generations_of_an_unknown_run_points_at_the_workspaces_runs(tmp_path: P
     assert main(["generations", "bogus", "--workspace", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     store = tmp_path / "artifacts"  # run records live beside the outputs
-    assert f"no run 'bogus' in the artifact store {store}; list its runs with `ls {store / 'runs'}`" in err
+    assert (
+        f"no run 'bogus' in the artifact store {store}; list its runs with `relay runs --artifact-uri {store}`" in err
+    )
     assert "relay status" not in err
 
 
 def test_resume_of_an_unknown_run_points_at_the_workspaces_runs(tmp_path: Path, capsys) -> None:
     assert main(["resume", "bogus", "--workspace", str(tmp_path)]) == 2
-    assert f"list its runs with `ls {tmp_path / 'artifacts' / 'runs'}`" in capsys.readouterr().err
+    assert f"list its runs with `relay runs --artifact-uri {tmp_path / 'artifacts'}`" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
 
 

@@ -1,9 +1,13 @@
 """Fingerprints: stable under reordering, sensitive to everything that determines a stage's outputs."""
 
+import shutil
+from pathlib import Path
+
 import pytest
 
+from orchestrator.cli.common import load_pipeline_config
 from orchestrator.dag import Stage
-from orchestrator.engine.fingerprint import fingerprint
+from orchestrator.engine.fingerprint import code_versions, fingerprint, source_closure
 from tests.unit.orchestrator.engine.toy import evaluate, toy, train
 
 
@@ -28,3 +32,54 @@ def test_fingerprint_rejects_params_that_are_not_json():
     stage = Stage("s", train, (), ("m",), params={"obj": object()})
     with pytest.raises(TypeError, match="stage 's': cannot fingerprint its params"):
         fingerprint(stage, {}, "v1")
+
+
+# --- code versions: a stage's own modules, not the whole package ---------------------------
+
+ROOT = Path(__file__).resolve().parents[4]
+
+
+def stage_modules(config_name: str) -> set[str]:
+    spec, config = load_pipeline_config(str(ROOT / "pipelines" / "configs" / config_name), [])
+    return {stage.fn.__module__ for stage in spec.build(config).stages}
+
+
+@pytest.fixture(scope="module")
+def package_copy(tmp_path_factory) -> Path:
+    """A copy of the pipelines package to edit (the repository itself is never touched)."""
+    package = tmp_path_factory.mktemp("copy") / "pipelines"
+    shutil.copytree(ROOT / "pipelines", package, ignore=shutil.ignore_patterns("__pycache__", "configs"))
+    return package
+
+
+def edit(path: Path) -> None:
+    path.write_text(path.read_text() + "\n# an edit\n")
+
+
+def test_editing_the_ke_loop_keeps_crest_stages_cached(package_copy):
+    crest, ke = stage_modules("smoke.yaml"), stage_modules("ke_digits.yaml")
+    modules = crest | ke
+    before = code_versions(modules, package_copy)
+    assert before == code_versions(modules, ROOT / "pipelines"), "the version is the code's, not its folder's"
+    edit(package_copy / "training" / "student.py")  # the loop KE, Noisy Student and distillation train with
+    after = code_versions(modules, package_copy)
+    assert {m: after[m] for m in crest} == {m: before[m] for m in crest}
+    assert after["pipelines.stages.train_network"] != before["pipelines.stages.train_network"]
+    edit(package_copy / "training" / "fixmatch.py")
+    again = code_versions(modules, package_copy)
+    assert {m for m in modules if again[m] != after[m]} == {"pipelines.stages.train"}
+
+
+def test_a_module_imported_lazily_counts_and_a_foreign_one_does_not(tmp_path):
+    package = tmp_path / "mine"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "body.py").write_text("import torch\n\ndef run():\n    from mine import helper\n    return helper\n")
+    (package / "helper.py").write_text("X = 1\n")
+    (package / "unused.py").write_text("Y = 2\n")
+    assert sorted(source_closure("mine.body", package)) == ["mine", "mine.body", "mine.helper"]
+    before = code_versions(["mine.body"], package)
+    edit(package / "unused.py")
+    assert code_versions(["mine.body"], package) == before
+    edit(package / "helper.py")
+    assert code_versions(["mine.body"], package) != before

@@ -2,6 +2,7 @@
 
 import json
 import logging
+import os
 from pathlib import Path
 
 import pytest
@@ -150,6 +151,66 @@ def test_corrupted_artifact_is_recomputed_not_used(tmp_path, caplog):
     assert "recompute g00/train: stored outputs ['model'] are missing or corrupted" in caplog.text
     assert second.names(StageState.CACHED) == ["data", "g00/evaluate"]
     assert ArtifactStore(str(tmp_path / "artifacts")).verify(second.manifests["g00/train"]) == []
+
+
+def test_rerun_runs_the_named_stages_even_when_cached_and_reuses_the_rest(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="orchestrator")
+    make_runner(tmp_path).run(toy(), "run-1")
+    CALLS.clear()
+    pipeline = toy()
+    summary = make_runner(tmp_path).run(pipeline, "run-2", rerun={"g00/train", *pipeline.downstream("g00/train")})
+    assert CALLS == ["g00/train", "g00/evaluate"]  # outputs identical, yet run: the cache was not read
+    assert summary.names(StageState.CACHED) == ["data"]
+    assert summary.names(StageState.SUCCEEDED) == ["g00/train", "g00/evaluate"]
+    assert "run g00/train (attempt 1, fingerprint" in caplog.text and "rerun on request" in caplog.text
+
+
+def test_rerun_of_every_stage_reads_no_cache(tmp_path):
+    make_runner(tmp_path).run(toy(), "run-1")
+    CALLS.clear()
+    pipeline = toy()
+    summary = make_runner(tmp_path).run(pipeline, "run-2", rerun={s.name for s in pipeline.stages})
+    assert CALLS == ["data", "g00/train", "g00/evaluate"]
+    assert summary.names(StageState.CACHED) == []
+
+
+def test_rerun_of_an_unknown_stage_lists_valid_ones(tmp_path):
+    with pytest.raises(PipelineError, match="no stage named 'g09/train'; valid stages: data"):
+        make_runner(tmp_path).run(toy(), "run-1", rerun={"g09/train"})
+    assert not (tmp_path / "runs").exists()
+
+
+def test_code_versions_per_module_rerun_only_the_stages_whose_code_changed(tmp_path):
+    from tests.unit.orchestrator.engine import toy as toy_module
+
+    def runner(version):
+        return Runner(
+            ArtifactStore(str(tmp_path / "artifacts")),
+            LocalExecutor(),
+            RecordingTracker(),
+            code_version={toy_module.__name__: version, "some.other.module": "x"},
+            seed=0,
+        )
+
+    runner("a").run(toy(), "run-1")
+    CALLS.clear()
+    runner("a").run(toy(), "run-2")
+    assert CALLS == []
+    runner("b").run(toy(), "run-3")
+    assert CALLS == ["data", "g00/train", "g00/evaluate"]
+
+
+def test_the_ledger_says_what_relay_runs_shows(tmp_path):
+    make_runner(tmp_path).run(toy(), "run-1", stop_after="g00/train")
+    first = ledger(tmp_path, "run-1")
+    assert first["generations"] == {"0": 2}
+    assert first["stages"]["g00/train"]["generation"] == 0 and first["stages"]["data"]["generation"] is None
+    assert first["stages"]["data"]["metrics"] == {"rows": 4.0}
+    assert first["driver"]["pid"] == os.getpid() and first["started"]
+    make_runner(tmp_path).run(toy(), "run-1")
+    resumed = ledger(tmp_path, "run-1")
+    assert resumed["started"] == first["started"]  # a resumed run keeps its start
+    assert resumed["stages"]["g00/evaluate"]["metrics"] == {"score": 6.0}  # sum(0..3) * lr 0.5 * 2 weights
 
 
 def test_a_parquet_table_with_one_flipped_byte_is_recomputed_not_used(tmp_path, caplog):

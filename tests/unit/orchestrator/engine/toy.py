@@ -97,3 +97,12 @@ def toy(lr=0.5, scale=1.0, extra=()):
             *extra,
         ],
     )
+
+
+def counting(ctx, inputs, params):
+    """Reports progress every step and looks at the run's progress board while it runs (params["read"])."""
+    CALLS.append(ctx.stage)
+    for step in range(1, params["steps"] + 1):
+        ctx.progress(step, params["steps"], "steps")
+    params["seen"].append(params["read"]())
+    return StageResult(outputs={"counted": {"steps": params["steps"]}}, metrics={"steps": params["steps"]})

@@ -245,6 +245,11 @@ def test_lineage_models_registered_datasets_and_teacher_as_inputs(store, experim
     assert registered.aliases["newest"] == registered.aliases["gen-01"]
     newest = client.get_model_version_by_alias(f"toy-{experiment}", "newest")
     assert newest.run_id == train1.info.run_id
+    parent = client.get_run(tracker.parent_run_id)  # the pipeline run lists what it registered
+    name = f"toy-{experiment}"
+    assert parent.data.tags["relay.registered_models"] == f"models:/{name}/1 (gen-00), models:/{name}/2 (gen-01)"
+    models = {output.model_id: output.step for output in parent.outputs.model_outputs}
+    assert models == {teacher: 0, train1.outputs.model_outputs[0].model_id: 1}
 
 
 def test_lineage_can_be_switched_off_for_models(store, experiment, tmp_path):
@@ -253,6 +258,51 @@ def test_lineage_can_be_switched_off_for_models(store, experiment, tmp_path):
     tracker.stage_finished(record("g00/train", 0, outputs={"g00/model": lineage_outputs(tmp_path, 0)["g00/model"]}))
     tracker.end_pipeline("FINISHED")
     assert MlflowClient(store[0]).search_registered_models(f"name = 'toy-{experiment}'") == []
+
+
+def test_the_experiment_opens_in_the_model_training_view(store, experiment):
+    tracker_for(store, experiment).start_pipeline("run-k", "toy", {}, resume=False)
+    client = MlflowClient(store[0])
+    assert client.get_experiment_by_name(experiment).tags["mlflow.experimentKind"] == "custom_model_development"
+    older = client.create_experiment(f"{experiment}-older")  # made before Relay tagged experiments
+    chosen = client.create_experiment(f"{experiment}-genai", tags={"mlflow.experimentKind": "genai_development"})
+    tracker_for(store, f"{experiment}-older").start_pipeline("run-k", "toy", {}, resume=False)
+    tracker_for(store, f"{experiment}-genai").start_pipeline("run-k", "toy", {}, resume=False)
+    assert client.get_experiment(older).tags["mlflow.experimentKind"] == "custom_model_development"
+    assert client.get_experiment(chosen).tags["mlflow.experimentKind"] == "genai_development"  # a choice is kept
+
+
+def test_plots_are_also_stepped_images_on_the_pipeline_run(store, experiment, tmp_path):
+    from PIL import Image
+
+    tracker = tracker_for(store, experiment)
+    tracker.start_pipeline("run-i", "toy", {}, resume=False)
+    for generation in (0, 1):
+        plot = tmp_path / f"per_class-{generation}.png"
+        Image.new("RGB", (8, 6), (generation * 200, 0, 0)).save(plot)
+        files = {"per_class.png": str(plot), "picks.csv": str(tmp_path / "none.csv")}
+        (tmp_path / "none.csv").write_text("a\n")
+        tracker.stage_finished(record(f"g{generation:02d}/evaluate", generation, files=files))
+    tracker.end_pipeline("FINISHED")
+    client = MlflowClient(store[0])
+    images = [a.path for a in client.list_artifacts(tracker.parent_run_id, "images")]
+    stepped = sorted(path.split("+")[2] for path in images if path.endswith(".png"))
+    assert stepped == ["0", "1"], images
+    assert all(path.startswith("images/evaluate~per_class+step+") for path in images)
+    assert client.get_run(tracker.parent_run_id).data.tags["mlflow.loggedImages"] == "True"
+
+
+def test_more_params_and_metrics_than_one_batch_holds_all_land(store, experiment):
+    tracker = tracker_for(store, experiment)
+    config = {"section": {f"key{i}": i for i in range(150)}}  # MLflow takes 100 params per batch
+    tracker.start_pipeline("run-b", "toy", config, resume=False)
+    series = [(step, {"loss": 1.0 / step}) for step in range(1, 1201)]  # and 1000 metrics
+    tracker.stage_finished(record("g00/train", 0, series=series))
+    tracker.end_pipeline("FINISHED")
+    client = MlflowClient(store[0])
+    assert len(client.get_run(tracker.parent_run_id).data.params) == 150
+    (train,) = runs(store, experiment, "stage")
+    assert len(client.get_metric_history(train.info.run_id, "loss")) == 1200
 
 
 def test_system_metrics_start_and_stop_with_a_stage(store, experiment):

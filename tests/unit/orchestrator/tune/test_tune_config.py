@@ -220,6 +220,27 @@ def test_best_row_compares_trials_that_ran_every_generation() -> None:
     assert "c *" in table and "stopped early" in table and "0.7" in table
 
 
+def test_trials_csv_keeps_its_columns_when_a_choice_is_a_list(tmp_path: Path) -> None:
+    import argparse
+    import csv
+
+    from orchestrator.cli.tune import write_sweep_outputs
+    from orchestrator.tune.sweep import trial_records
+
+    rows = [
+        TrialRow("a", "s-a", {"model.widths": [16, 32], "train.lr": 0.1}, {0: 0.5}, "completed"),
+        TrialRow("b", "s-b", {"model.widths": [8, 8, 8], "train.lr": 0.2}, {0: 0.6, 1: 0.7}, "completed"),
+    ]
+    args = argparse.Namespace(config=str(SMOKE), overrides=[])
+    files = write_sweep_outputs(tmp_path, trial_records(rows), None, None, args)
+    assert files == [str(tmp_path / "trials.csv"), str(tmp_path / "trials.json")]
+    with (tmp_path / "trials.csv").open(newline="") as handle:
+        table = list(csv.DictReader(handle))
+    assert [row["model.widths"] for row in table] == ["[16, 32]", "[8, 8, 8]"]
+    assert [row["train.lr"] for row in table] == ["0.1", "0.2"]
+    assert [(row["g00"], row["g01"]) for row in table] == [("0.5", ""), ("0.6", "0.7")]
+
+
 def test_trial_state_continues_mutated_values_from_the_next_generation() -> None:
     state = TrialState([(0, {"n": 1})], next_generation=2)
     assert state.continue_with({"n": 1}) is state

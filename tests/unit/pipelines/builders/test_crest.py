@@ -28,3 +28,10 @@ def test_fixmatch_bounds_are_checked_once_at_the_config_boundary() -> None:
     """FixMatchSettings checks nothing again: the `train` section rejects the values, both reported together."""
     message = problems(crest.CrestConfig, **{"train.steps": 0, "train.threshold": 1.5})
     assert "2 problem" in message and "train.steps" in message and "train.threshold" in message
+
+
+def test_image_size_is_for_in_memory_datasets_only() -> None:
+    message = problems(crest.CrestConfig, **{"data.name": "parquet", "data.uri": "/x", "data.image_size": 8})
+    assert "data.image_size" in message and "sharded" in message
+    assert "data.image_size" in problems(crest.CrestConfig, **{"data.image_size": 2})
+    assert config(crest.CrestConfig, **{"data.image_size": 8}).data.image_size == 8

@@ -11,7 +11,7 @@ from pipelines.knowledge_evolution import make_split_masks, masks_to_state
 from pipelines.models import create_model
 from pipelines.pseudo_label import picks_table, to_table
 from pipelines.schema import DataSection, ModelSection
-from pipelines.stages import common, train
+from pipelines.stages import common, train, train_network
 from tests.unit.pipelines.helpers import ctx
 
 
@@ -30,7 +30,7 @@ def _initial(reinit: str, checkpoint: dict, masks: dict) -> torch.nn.Module:
         "ke": ResetInit(reinit=reinit),
         "data": DataSection(),
     }
-    return train._initial_model(ctx(seed=3), {"p": checkpoint, "m": masks}, params, in_channels=1)
+    return train_network._initial_model(ctx(seed=3), {"p": checkpoint, "m": masks}, params, in_channels=1)
 
 
 @pytest.mark.parametrize("reinit", ["kaiming", "zero"])
@@ -53,9 +53,81 @@ def test_soft_pseudo_labels_follow_the_picks_including_duplicates() -> None:
     table = to_table([5, 9, 2], probs, 0, "m")
     picks = picks_table([9, 5, 9], [1, 0, 1], [0.8, 0.7, 0.8], 0)
     data = DataSection(name="synthetic")
-    images, targets = train.pseudo_labeled_set(data, picks, table, "soft")
+    images, targets = train_network.pseudo_labeled_set(data, picks, table, "soft")
     assert torch.allclose(targets, torch.tensor([[0.2, 0.8], [0.7, 0.3], [0.2, 0.8]]))
     train_images, picked = common.dataset_of(data).train.images, images.fetch([0, 1, 2])
     assert torch.equal(picked[1], train_images[5]) and torch.equal(picked[0], picked[2])
-    _, hard = train.pseudo_labeled_set(data, picks, table, "hard")
+    _, hard = train_network.pseudo_labeled_set(data, picks, table, "hard")
     assert hard.tolist() == [1, 0, 1]
+
+
+def test_crest_plus_defaults_to_the_bias_corrected_p_model() -> None:
+    from pipelines.builders.crest import AlignmentSchedule, CrestSection
+    from pipelines.schema import TrainSection, part
+
+    schedule = part(AlignmentSchedule, CrestSection())
+    assert train.fixmatch_settings(TrainSection(), schedule, 0).p_model_estimate == "debiased_ema"
+    old = part(AlignmentSchedule, CrestSection(p_model_estimate="uniform_ema"))
+    assert train.fixmatch_settings(TrainSection(), old, 0).p_model_estimate == "uniform_ema"
+
+
+def test_crest_plus_aligns_toward_the_original_labeled_distribution_not_labeled_plus_picks(monkeypatch) -> None:
+    from pipelines.builders import crest
+    from pipelines.data import load_labels
+    from pipelines.split import split_table
+    from tests.unit.pipelines.helpers import config
+
+    cfg = config(
+        crest.CrestConfig,
+        **{"data.name": "synthetic", "data.labeled_fraction": 0.2, "train.steps": 1, "crest.generations": 2},
+    )
+    params = next(s for s in crest.build(cfg).stages if s.name == "g01/train").params
+    split = split_table(cfg.data.model_dump(), load_labels("synthetic", None))
+    unlabeled, _ = common.subset_arrays(split, "unlabeled")
+    picks = picks_table(unlabeled[:40], np.full(40, 9), np.ones(40), 0)  # 40 picks, all of class 9
+    captured = {}
+
+    def fake_train(model, images, targets, *args, **kwargs):
+        captured.update(targets=targets, p_labeled=kwargs["p_labeled"])
+        return model.eval()
+
+    monkeypatch.setattr(train, "train_fixmatch", fake_train)
+    train.train_generation(ctx("g01/train"), {params["io"]["split"]: split, params["io"]["picks"]: picks}, params)
+    original = common.labeled_class_counts(split, 10)
+    assert torch.allclose(captured["p_labeled"], torch.from_numpy(original / original.sum()).float())
+    with_picks = torch.bincount(captured["targets"], minlength=10).float()
+    assert with_picks[9] == original[9] + 40  # the picks do train the model ...
+    assert captured["p_labeled"][9] < with_picks[9] / with_picks.sum()  # ... but do not move the target
+
+
+def test_digits_are_never_flipped_unless_asked_natural_images_are(tmp_path) -> None:
+    from pipelines.data import DATASETS, MIRROR_INVARIANT
+    from pipelines.datasets import imports
+    from pipelines.schema import AugmentSection
+
+    assert set(MIRROR_INVARIANT) == set(DATASETS)
+    default, asked = AugmentSection(), AugmentSection(weak={"flip": True})
+    assert default.weak.flip is None  # left to the dataset
+    assert not common.flips(default, DataSection(name="digits"))
+    assert not common.flips(default, DataSection(name="synthetic"))
+    assert common.flips(default, DataSection(name="cifar10", root="/nowhere"))
+    assert common.flips(asked, DataSection(name="digits"))
+    imports.import_dataset("synthetic", str(tmp_path / "shards"), {})  # a sharded dataset: its source decides
+    assert not common.flips(default, DataSection(name="parquet", uri=str(tmp_path / "shards")))
+
+
+def test_the_weak_view_of_a_digit_is_never_its_mirror_image() -> None:
+    from pipelines.schema import AugmentSection
+
+    torch.manual_seed(0)
+    weak_fn, _ = train.augmenters(AugmentSection(), DataSection(name="digits"))
+    x = torch.zeros(64, 1, 8, 8, dtype=torch.uint8)
+    x[:, :, 2:6, 1] = 255  # a bar at the left edge
+    assert int(weak_fn(x)[:, :, :, 4:].sum()) == 0  # shifted by at most 1 px, never mirrored to the right half
+
+
+def test_data_image_size_reaches_the_images_the_loops_read() -> None:
+    native, default = DataSection(image_size=8), DataSection()
+    assert common.image_sources(native)[0].image_shape == (1, 8, 8)
+    assert common.image_sources(default)[0].image_shape == (1, 16, 16)
+    assert common.dataset_of(native).train.images.shape[-2:] == (8, 8)

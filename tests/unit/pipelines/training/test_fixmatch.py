@@ -187,3 +187,43 @@ def test_train_fixmatch_resumes_from_a_checkpoint_exactly(problem):
     for a, b in zip(whole.state_dict().values(), resumed.state_dict().values()):
         assert torch.equal(a, b)
     assert reports == [r for r in reports_whole if r[0] > 14]  # same losses, same samples_seen, no step before 15
+
+
+def _spy_on_alignment(monkeypatch) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Records (batch mean of q, p_model, p_target) that each step's unlabeled loss is given."""
+    from pipelines.training import fixmatch
+
+    seen = []
+    original = fixmatch.fixmatch_unlabeled_loss
+
+    def spy(logits_strong, probs_weak, threshold, p_model=None, p_target=None):
+        seen.append((probs_weak.mean(0).clone(), p_model.clone(), p_target.clone()))
+        return original(logits_strong, probs_weak, threshold, p_model, p_target)
+
+    monkeypatch.setattr(fixmatch, "fixmatch_unlabeled_loss", spy)
+    return seen
+
+
+def test_alignment_divides_by_the_debiased_model_distribution_from_step_one(problem, monkeypatch):
+    """CReST+ in short generations: the first step divides by the model's own batch mean, not ~uniform."""
+    seen = _spy_on_alignment(monkeypatch)
+    _fixmatch(problem, _settings(steps=3, alignment=True))
+    batch_mean, p_model, _ = seen[0]
+    assert torch.allclose(p_model, batch_mean, atol=1e-6)
+    seen.clear()
+    _fixmatch(problem, _settings(steps=3, alignment=True, p_model_estimate="uniform_ema"))
+    batch_mean, p_model, _ = seen[0]
+    assert torch.allclose(p_model, 0.999 * torch.full((2,), 0.5) + 0.001 * batch_mean, atol=1e-6)
+
+
+def test_the_alignment_target_is_made_from_p_labeled_when_given(problem, monkeypatch):
+    from pipelines.losses import alignment_target
+
+    labeled, labels, unlabeled, _, _ = problem
+    seen = _spy_on_alignment(monkeypatch)
+    settings = _settings(steps=1, alignment=True, temperature=0.5)
+    run = (labeled, labels, unlabeled, 2, settings, _identity, _noise_fn(1), "cpu")
+    train_fixmatch(TinyCNN(), *run, torch.Generator().manual_seed(1), p_labeled=torch.tensor([0.9, 0.1]))
+    assert torch.allclose(seen[0][2], alignment_target(torch.tensor([0.9, 0.1]), 0.5))
+    with pytest.raises(ValueError, match="p_labeled"):
+        train_fixmatch(TinyCNN(), *run, torch.Generator().manual_seed(1), p_labeled=torch.ones(3) / 3)
