@@ -101,6 +101,13 @@ def _digest(location: str, mtime_ns: int | None, size: int | None) -> str:
     return digest.hexdigest()
 
 
+def _sha256_at(location: str) -> str:
+    """``_digest`` of the file at ``location``, keyed by its current mtime and size."""
+    filesystem, path = _filesystem(location)
+    info = filesystem.get_file_info(path)
+    return _digest(location, info.mtime_ns, info.size)
+
+
 def _from_run(source: ModelSource, store: ArtifactStore) -> ResolvedSource:
     ledger = read_ledger(store, source.name)
     if ledger is None:
@@ -131,10 +138,8 @@ def _from_run(source: ModelSource, store: ArtifactStore) -> ResolvedSource:
         )
     ref = checkpoints[0]
     location = store.location(ref.path)
-    filesystem, path = _filesystem(location)
-    info = filesystem.get_file_info(path)
     # the manifest's digest may be xxh3 (orchestrator.engine.digests); the import stage checks sha256
-    digest = ref.digest if ref.algorithm == "sha256" else _digest(location, info.mtime_ns, info.size)
+    digest = ref.digest if ref.algorithm == "sha256" else _sha256_at(location)
     return ResolvedSource(str(source), location, digest, f"{ref.name} of run {source.name}")
 
 

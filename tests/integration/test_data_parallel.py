@@ -13,6 +13,7 @@ Run with `-s` to see the figures.
 from __future__ import annotations
 
 import dataclasses
+import math
 import shutil
 from pathlib import Path
 from typing import Any
@@ -50,7 +51,7 @@ def linear_fixmatch(ctx, inputs, params) -> StageResult:
     split = inputs["data/split"]
     _, images, labels = subset_images(data, split, "labeled")
     _, unlabeled, _ = subset_images(data, split, "unlabeled")
-    model = nn.Sequential(nn.Flatten(), nn.Linear(images[0].numel(), 10))
+    model = nn.Sequential(nn.Flatten(), nn.Linear(math.prod(images.image_shape), 10))
     settings = fixmatch_settings(params["train"], params["crest"], 0)
     weak_fn, strong_fn = augmenters(params["augment"], data)
     reports: list[tuple[int, dict[str, float]]] = []

@@ -251,3 +251,27 @@ def test_digits_at_their_native_8x8_are_sklearns_pixels() -> None:
     assert data.image_shape("digits", 8) == (1, 8, 8) and data.image_shape("digits") == (1, 16, 16)
     with pytest.raises(ValueError, match="image_size"):
         load_dataset("digits", None, image_size=2)
+
+
+def test_a_class_subset_keeps_unknown_labels_unknown_and_in_the_unlabeled_pool() -> None:
+    """-1 (a sharded dataset's null label) must not index the class mapping (it would become the last class)."""
+    from pipelines.split import OUTSIDE_TASK, select_classes, split_table
+
+    train = np.concatenate([np.repeat(np.arange(4), 30), np.full(7, -1)])
+    labels = data.DatasetLabels(train, np.repeat(np.arange(4), 5), 4)
+    task = select_classes(labels, [3, 1])
+    assert (task.train[train == -1] == -1).all() and (task.train[train == 0] == OUTSIDE_TASK).all()
+    table = split_table(
+        {
+            "fold": 0,
+            "head_count": 20,
+            "imbalance_ratio": 1,
+            "labeled_fraction": 0.5,
+            "holdout_per_class": 0,
+            "classes": [3, 1],
+        },
+        labels,
+    )
+    unknown = set(np.flatnonzero(train == -1).tolist())
+    rows = dict(zip(table.column("sample_id").to_pylist(), table.column("subset").to_pylist()))
+    assert all(rows.get(i) == "unlabeled" for i in unknown)
