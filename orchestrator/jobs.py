@@ -332,8 +332,15 @@ def submit_entrypoint(
     return job_id
 
 
-def pipeline_entrypoint(config_path: str, overrides: list[str], working_dir: str, run_id: str | None = None) -> str:
-    """``relay run <config> <overrides...> [--run-id ID]``, quoted; the config path made relative to the upload.
+def pipeline_entrypoint(
+    config_path: str,
+    overrides: list[str],
+    working_dir: str,
+    run_id: str | None = None,
+    run_flags: list[str] | None = None,
+) -> str:
+    """``relay run <config> <overrides...> [--run-id ID] [run_flags...]``, quoted; the config path made relative
+    to the upload. ``run_flags`` are more `relay run` options (`--rerun-from STAGE`, `--no-cache`).
 
     The job runs inside the uploaded copy of ``working_dir``, so a config inside it
     must be named relative to it; a path outside it must exist on the cluster.
@@ -347,7 +354,8 @@ def pipeline_entrypoint(config_path: str, overrides: list[str], working_dir: str
             logger.warning("%s is outside %s: it must exist on the cluster", config_path, root)
     elif not (root / config).is_file():
         logger.warning("%s not found under %s: it must exist on the cluster", config_path, root)
-    return shlex.join(["relay", "run", config.as_posix(), *overrides, *(["--run-id", run_id] if run_id else [])])
+    run_id_flag = ["--run-id", run_id] if run_id else []
+    return shlex.join(["relay", "run", config.as_posix(), *overrides, *run_id_flag, *(run_flags or [])])
 
 
 def resume_entrypoint(run_id: str, store_uri: str) -> str:
@@ -407,15 +415,16 @@ def submit_pipeline(
     num_gpus: float = 0,
     check_resources: bool = True,
     metadata: dict[str, str] | None = None,
+    run_flags: list[str] | None = None,
 ) -> str:
-    """Run ``relay run <config> <overrides> --run-id ID`` on the cluster as a Ray job; returns its id.
+    """Run ``relay run <config> <overrides> --run-id ID [run_flags]`` on the cluster as a Ray job; returns its id.
 
     The submission id is the run id (one id for Ray, Relay and MLflow), so `relay status ID`
     and `ray job status ID` name the same job. ``num_gpus`` is what the pipeline's stages
     need in total at once; it is checked against the cluster, never reserved for the driver.
     """
     url = resolve_address(address)
-    entrypoint = pipeline_entrypoint(config_path, overrides, working_dir, run_id=submission_id)
+    entrypoint = pipeline_entrypoint(config_path, overrides, working_dir, run_id=submission_id, run_flags=run_flags)
     connect(url)  # clear auth/reachability errors before anything else
     if num_gpus > 0 and check_resources:
         check_gpus(url, num_gpus)

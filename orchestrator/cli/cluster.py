@@ -26,6 +26,7 @@ from orchestrator.cli.common import (
     read_run_record,
     store_of,
 )
+from orchestrator.cli.pipeline import add_cache_flags, cache_flags, stages_to_rerun
 from orchestrator.cli.preflight import check_run_id
 from orchestrator.config import tracking_uri
 from orchestrator.errors import ConfigError
@@ -56,6 +57,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
     if run_id is not None:
         check_run_id(run_id)
     spec, config = load_pipeline_config(args.config, args.overrides, pipelines_of(args), local=False)
+    pipeline = spec.build(config)
+    stages_to_rerun(pipeline, args.rerun_from, args.no_cache)  # an unknown stage is bad input, found here
     locations = run_locations.submitted_locations(config)
     run_locations.check_durable(locations, args.config)
     run_locations.check_reachable(locations, args.config)
@@ -63,7 +66,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     needed = (
         args.num_gpus
         if args.num_gpus is not None
-        else max((s.resources.num_gpus * s.resources.workers for s in spec.build(config).stages), default=0.0)
+        else max((s.resources.num_gpus * s.resources.workers for s in pipeline.stages), default=0.0)
     )
     job_id = jobs.submit_pipeline(
         args.address,
@@ -74,6 +77,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
         num_gpus=needed,
         check_resources=not args.skip_resource_check,
         metadata=job_metadata(config.pipeline, config.name, run_id),
+        run_flags=cache_flags(args),
     )
     print(job_id, flush=True)
     return follow_to_the_end(args.address, job_id) if args.wait else 0
@@ -170,6 +174,7 @@ def register(commands: Any) -> None:
     submit.add_argument(
         "--wait", action="store_true", help="stream the job's log and exit with its outcome (0 succeeded, 1 not)"
     )
+    add_cache_flags(submit)
     add_workspace(submit)
     add_artifact_uri(submit)
     submit.add_argument(

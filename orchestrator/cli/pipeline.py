@@ -248,6 +248,24 @@ def stages_to_rerun(pipeline: Any, rerun_from: str | None, no_cache: bool) -> fr
     return frozenset({pipeline.stage(rerun_from).name, *pipeline.downstream(rerun_from)})
 
 
+def add_cache_flags(parser: argparse.ArgumentParser) -> None:
+    """`--rerun-from STAGE` / `--no-cache`, shared by `relay run` and `relay submit` (which forwards them)."""
+    cache = parser.add_mutually_exclusive_group()
+    cache.add_argument(
+        "--rerun-from",
+        metavar="STAGE",
+        help="rerun this stage (e.g. g01/train) and everything downstream of it even if cached; reuse the rest",
+    )
+    cache.add_argument("--no-cache", action="store_true", help="rerun every stage; cached outputs are not read")
+
+
+def cache_flags(args: argparse.Namespace) -> list[str]:
+    """The cache flags of ``args`` as `relay run` arguments, for the job `relay submit` starts."""
+    if args.no_cache:
+        return ["--no-cache"]
+    return ["--rerun-from", args.rerun_from] if args.rerun_from else []
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """Check everything (config, data, folders, store, run id, --stop-after), then write the run record and run."""
     spec, config = load_pipeline_config(args.config, args.overrides, pipelines_of(args))
@@ -292,13 +310,7 @@ def register(commands: Any) -> None:
     run.add_argument("--stop-after", help="stop after this stage (e.g. g00/train); finish later with relay resume")
     run.add_argument("--run-id", help="name the run (default: NAME-DATE-TIME-XXXX)")
     add_cluster_address(run)
-    cache = run.add_mutually_exclusive_group()
-    cache.add_argument(
-        "--rerun-from",
-        metavar="STAGE",
-        help="rerun this stage (e.g. g01/train) and everything downstream of it even if cached; reuse the rest",
-    )
-    cache.add_argument("--no-cache", action="store_true", help="rerun every stage; cached outputs are not read")
+    add_cache_flags(run)
     run.set_defaults(handler=cmd_run, ends_process=True)
 
     resume = commands.add_parser(

@@ -5,8 +5,12 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
+import pytest
+
 from orchestrator import jobs
+from orchestrator.cli import build_parser
 from orchestrator.cli.cluster import job_metadata
+from orchestrator.cli.pipeline import cache_flags
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -27,3 +31,12 @@ def test_the_job_carries_the_pipeline_and_the_run_id_as_metadata() -> None:
         "relay.name": "smoke",
         "relay.run_id": "smoke-1",
     }
+
+
+@pytest.mark.parametrize("flags", [["--rerun-from", "g01/train"], ["--no-cache"], []])
+def test_submit_forwards_the_cache_flags_to_the_jobs_relay_run(flags: list[str]) -> None:
+    args = build_parser().parse_args(["submit", "smoke.yaml", "--address", "http://h:8265", *flags])
+    entrypoint = jobs.pipeline_entrypoint(
+        str(ROOT / "pipelines/configs/smoke.yaml"), [], str(ROOT), "smoke-1", run_flags=cache_flags(args)
+    )
+    assert shlex.split(entrypoint) == ["relay", "run", "pipelines/configs/smoke.yaml", "--run-id", "smoke-1", *flags]

@@ -59,3 +59,10 @@ def test_a_ray_client_address_is_bad_input(capsys) -> None:
 def test_an_unreachable_cluster_is_a_failure_not_bad_input(capsys) -> None:
     assert main(["status", "job-1", "--address", "http://127.0.0.1:9"]) == 1
     assert "no Ray Jobs server at http://127.0.0.1:9" in capsys.readouterr().err
+
+
+def test_submit_refuses_an_unknown_rerun_stage_before_any_check_that_reaches_out(capsys, tmp_path) -> None:
+    code = main(["submit", str(SMOKE), "--rerun-from", "g99/train", "--address", "http://127.0.0.1:9"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "g99/train" in err and "g00/train" in err, err  # names the stage and the valid ones
