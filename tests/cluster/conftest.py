@@ -146,3 +146,10 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
             print(f"\ncluster tier logs under {root} and {ray_temp}")
         else:
             shutil.rmtree(ray_base, ignore_errors=True)
+
+
+@pytest.fixture
+def as_user(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> str:
+    """This process talks to the cluster's Jobs server with the cluster's token (orchestrator.jobs in-process)."""
+    monkeypatch.setenv("RAY_AUTH_TOKEN", (Path(stack.env["HOME"]) / ".ray" / "auth_token").read_text().strip())
+    return stack.cluster.dashboard

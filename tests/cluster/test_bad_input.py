@@ -54,6 +54,27 @@ def cases(stack: Stack) -> list[tuple[str, dict[str, str | None], list[str], int
         ),
         ("an address where nothing answers", {}, ["submit", SMOKE, "--address", DEAD], 1, ["no Ray Jobs server"]),
         (
+            "a GPU stage on a cluster without GPUs",
+            {},
+            ["submit", SMOKE, "resources.train.num_gpus=1", "--address", stack.cluster.dashboard],
+            1,
+            ["has 0 GPU(s), the pipeline asks for 1"],
+        ),
+        (
+            "the status of a job the cluster never ran",
+            {},
+            ["status", "raysubmit_nope", "--address", stack.cluster.dashboard],
+            1,
+            ["no job 'raysubmit_nope'", "relay jobs --address"],
+        ),
+        (
+            "the log of an unknown job",
+            {},
+            ["logs", "raysubmit_nope", "--address", stack.cluster.dashboard],
+            1,
+            ["no job"],
+        ),
+        (
             "a dashboard URL given to relay run",
             {},
             ["run", SMOKE, "--address", stack.cluster.dashboard],

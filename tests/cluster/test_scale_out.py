@@ -4,7 +4,8 @@ The stack (conftest.py): a head with no CPUs, worker nodes `node_a` and `node_b`
 custom resource each), moto's S3 server and an MLflow server with its artifacts in that S3. The
 user's shell holds RELAY_ARTIFACT_URI=s3://... and MLFLOW_TRACKING_URI=http://...; `relay submit`
 hands both to the job. Train stages are pinned to node_a, labeling actors to node_b, through
-`resources.<stage>.custom`.
+`resources.<stage>.custom`. The dataset is Parquet shards in the same S3 store, so the worker
+nodes read their rows from object storage too.
 """
 
 from __future__ import annotations
@@ -50,19 +51,19 @@ def ray_cli(stack: Stack, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(["ray", *args], env=stack.env, capture_output=True, text=True, timeout=300)
 
 
-@pytest.fixture
-def as_user(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> str:
-    """This process talks to the cluster's Jobs server with the cluster's token (orchestrator.jobs in-process)."""
-    monkeypatch.setenv("RAY_AUTH_TOKEN", (Path(stack.env["HOME"]) / ".ray" / "auth_token").read_text().strip())
-    return stack.cluster.dashboard
-
-
 def test_a_submitted_crest_run_is_placed_stored_tracked_and_named(stack: Stack, as_user: str) -> None:
     stack.heal()
     address, store, run_id = as_user, stack.store("scale-out"), f"scale-out-{uuid.uuid4().hex[:6]}"
     copies_before = set(Path(tempfile.gettempdir()).glob("relay-copies-*"))  # other runs' leftovers: not this run's
+    # The data too lives only in S3: digits imported as Parquet shards from the laptop, read by the worker nodes.
+    data_uri = f"{store}/datasets/digits"
+    imported = stack.relay("data", "import", "digits", data_uri, store=store)
+    assert imported.returncode == 0, imported.stderr[-3000:]
+    sharded = ["data.name=parquet", f"data.uri={data_uri}"]
     started = time.monotonic()
-    done = stack.relay("submit", SMOKE, *PLACED, "--run-id", run_id, "--address", address, "--wait", store=store)
+    done = stack.relay(
+        "submit", SMOKE, *PLACED, *sharded, "--run-id", run_id, "--address", address, "--wait", store=store
+    )
     assert done.returncode == 0, done.stdout[-5000:] + done.stderr[-3000:]
     print(f"\nsubmitted and finished in {time.monotonic() - started:.0f} s")
 
@@ -70,6 +71,7 @@ def test_a_submitted_crest_run_is_placed_stored_tracked_and_named(stack: Stack, 
     assert done.stdout.splitlines()[0] == run_id
     assert f"run {run_id} finished: {STAGES} executed, 0 cached" in done.stdout
     assert stack.relay("status", run_id, "--address", address, store=store).stdout.strip() == "SUCCEEDED"
+    assert f"run {run_id} finished" in stack.relay("logs", run_id, "--address", address, store=store).stdout
     assert f"Job '{run_id}' succeeded" in ray_cli(stack, "job", "status", run_id, "--address", address).stdout
     job = next(row for row in jobs.list_jobs(address) if row["id"] == run_id)
     assert job["metadata"] == {"relay.pipeline": "crest", "relay.name": "smoke", "relay.run_id": run_id}

@@ -99,7 +99,7 @@ def test_worker_crash_is_retried(ray_executor, tmp_path, caplog):
     stage = Stage("crash", crash_once, (), ("survived",), retries=1)
     summary = runner(tmp_path, ray_executor, "crash").run(Pipeline("crash", [stage]), "run-1")
     assert summary.stages["crash"].attempts == 2
-    assert "stage crash attempt 1 failed (WorkerCrashedError" in caplog.text
+    assert "stage crash attempt 1 failed (WorkerLostError" in caplog.text and "WorkerCrashedError" in caplog.text
     store = ArtifactStore(str(tmp_path / "crash"))
     assert store.load(summary.manifests["crash"].outputs["survived"]) == {"attempt": 2}
 

@@ -2,7 +2,7 @@
 
 A tiny HTTP server stands in for the dashboard where a test needs an answer
 (auth mode, cluster status); the real Jobs server is exercised in
-tests/integration/test_jobs_cluster.py.
+tests/cluster/test_jobs_api.py.
 """
 
 from __future__ import annotations

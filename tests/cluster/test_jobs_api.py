@@ -1,20 +1,20 @@
-"""orchestrator.jobs against a real local Ray head (ray start --head, dashboard on, token auth).
+"""orchestrator.jobs against the cluster tier's real head (ray start --head, dashboard on, token auth).
 
-The cluster fixture (`ray_head`, `as_user`) lives in conftest.py, shared with test_submit.py;
-its teardown stops exactly the processes it started, never `ray stop`.
+`as_user` (conftest.py) hands this process the cluster's token, as a user's shell would have it.
 """
 
 from __future__ import annotations
 
 import os
 import time
+import uuid
 from pathlib import Path
 
 import pytest
 
 from orchestrator import jobs
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(420)]
+pytestmark = [pytest.mark.cluster, pytest.mark.integration, pytest.mark.timeout(420)]
 
 
 def small_working_dir(tmp_path: Path) -> str:
@@ -36,10 +36,9 @@ def test_submit_logs_stop_list_on_a_real_cluster(as_user, tmp_path):
     assert jobs.server_auth_mode(address) == "token"
     working_dir = small_working_dir(tmp_path)
 
-    hello = jobs.submit_entrypoint(
-        address, "python -c \"print('hello relay')\"", working_dir, submission_id="relay-hello"
-    )
-    assert hello == "relay-hello"
+    hello_id = f"relay-hello-{uuid.uuid4().hex[:6]}"
+    hello = jobs.submit_entrypoint(address, "python -c \"print('hello relay')\"", working_dir, submission_id=hello_id)
+    assert hello == hello_id
     assert os.environ["RAY_AUTH_MODE"] == "token", "the token file switched the client to token mode"
     assert jobs.wait_for_job(address, hello, timeout_s=180) == "SUCCEEDED"
     assert "hello relay" in jobs.job_logs(address, hello)
@@ -53,7 +52,7 @@ def test_submit_logs_stop_list_on_a_real_cluster(as_user, tmp_path):
     with pytest.raises(jobs.JobNotFoundError, match="no job 'raysubmit_does_not_exist'"):
         jobs.job_status(address, "raysubmit_does_not_exist")
     with pytest.raises(jobs.JobsError, match="already has a job"):
-        jobs.submit_entrypoint(address, "echo again", working_dir, submission_id="relay-hello")
+        jobs.submit_entrypoint(address, "echo again", working_dir, submission_id=hello_id)
 
     listed = {row["id"]: row for row in jobs.list_jobs(address)}
     assert listed[hello]["status"] == "SUCCEEDED" and "hello relay" in listed[hello]["entrypoint"]
