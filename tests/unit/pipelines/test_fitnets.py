@@ -11,13 +11,19 @@ from pipelines.models import create_model
 from pipelines.training.hint import HintSettings, train_hint
 
 
-def test_hint_loss_is_half_the_squared_distance_per_image_averaged() -> None:
+def test_hint_loss_is_half_the_squared_distance_per_element_averaged() -> None:
     hint = torch.zeros(2, 2, 1, 1)
     regressed = torch.tensor([3.0, 4.0, 0.0, 0.0]).reshape(2, 2, 1, 1)
-    # image 1: 1/2 (3^2 + 4^2) = 12.5; image 2: 0; mean 6.25
-    assert float(hint_loss(hint, regressed)) == pytest.approx(6.25)
+    # image 1: 1/2 (3^2 + 4^2) / 2 elements = 6.25; image 2: 0; mean 3.125
+    assert float(hint_loss(hint, regressed)) == pytest.approx(3.125)
     with pytest.raises(ValueError, match="match the hint"):
         hint_loss(hint, torch.zeros(2, 3, 1, 1))
+
+
+def test_hint_loss_does_not_grow_with_the_size_of_the_hint() -> None:
+    small, large = torch.ones(4, 2, 2, 2), torch.ones(4, 128, 8, 8)
+    assert float(hint_loss(small, torch.zeros_like(small))) == pytest.approx(0.5)
+    assert float(hint_loss(large, torch.zeros_like(large))) == pytest.approx(0.5)
 
 
 def test_the_regressor_kernel_maps_the_guided_size_onto_the_hint() -> None:

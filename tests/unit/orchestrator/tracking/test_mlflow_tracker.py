@@ -264,8 +264,14 @@ def test_the_experiment_opens_in_the_model_training_view(store, experiment):
     tracker_for(store, experiment).start_pipeline("run-k", "toy", {}, resume=False)
     client = MlflowClient(store[0])
     assert client.get_experiment_by_name(experiment).tags["mlflow.experimentKind"] == "custom_model_development"
-    older = client.create_experiment(f"{experiment}-older")  # made before Relay tagged experiments
-    chosen = client.create_experiment(f"{experiment}-genai", tags={"mlflow.experimentKind": "genai_development"})
+    # made before Relay tagged experiments; an explicit artifact location, or MLflow would write to ./mlruns
+    artifacts = (store[1] / "mlartifacts").as_uri()
+    older = client.create_experiment(f"{experiment}-older", artifact_location=f"{artifacts}/older")
+    chosen = client.create_experiment(
+        f"{experiment}-genai",
+        artifact_location=f"{artifacts}/genai",
+        tags={"mlflow.experimentKind": "genai_development"},
+    )
     tracker_for(store, f"{experiment}-older").start_pipeline("run-k", "toy", {}, resume=False)
     tracker_for(store, f"{experiment}-genai").start_pipeline("run-k", "toy", {}, resume=False)
     assert client.get_experiment(older).tags["mlflow.experimentKind"] == "custom_model_development"

@@ -1,0 +1,25 @@
+"""Checks that hold for the whole test session."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+STRAY = ("mlruns", "mlartifacts", "mlflow.db", "relay-workspace")  # what a run writes when it picks the cwd
+
+
+@pytest.fixture(scope="session", autouse=True)
+def nothing_lands_in_the_working_directory() -> Iterator[None]:
+    """No test leaves MLflow or Relay output in the folder pytest ran from (a test that forgot its tmp_path).
+
+    Why: MLflow puts a new experiment's artifacts in ./mlruns when nobody names a location, and
+    the repository is where `make test` runs.
+    """
+    cwd = Path(os.getcwd())
+    before = {name for name in STRAY if (cwd / name).exists()}
+    yield
+    after = {name for name in STRAY if (cwd / name).exists()}
+    assert not after - before, f"tests wrote {sorted(after - before)} into {cwd}"
