@@ -14,17 +14,21 @@ from __future__ import annotations
 import json
 import os
 import socket
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from orchestrator.engine.artifacts import ArtifactStore
+from orchestrator.errors import ArtifactError
 
 RUNS = "runs"
 CONFIG_FILE = "config.yaml"
 COMMAND_FILE = "command.json"
 LEDGER_FILE = "ledger.json"
+TORN_READ_ATTEMPTS = 5
+TORN_READ_PAUSE_S = 0.2
 
 
 def record_path(run_id: str, name: str) -> str:
@@ -33,9 +37,23 @@ def record_path(run_id: str, name: str) -> str:
 
 
 def read_ledger(store: ArtifactStore, run_id: str) -> dict[str, Any] | None:
-    """The run's ledger as written last, or None before the run's first stage was planned."""
-    data = store.read_record(record_path(run_id, LEDGER_FILE))
-    return None if data is None else json.loads(data)
+    """The run's ledger as written last, or None before the run's first stage was planned.
+
+    A read that races the running driver's rewrite can come back torn on an object store
+    (pyarrow reads an S3 object in ranges after one HEAD; seen on the cluster tier: the first
+    1178 bytes of a longer ledger), so a ledger that does not parse is read again.
+    """
+    for attempt in range(1, TORN_READ_ATTEMPTS + 1):
+        data = store.read_record(record_path(run_id, LEDGER_FILE))
+        if data is None:
+            return None
+        try:
+            return json.loads(data)
+        except json.JSONDecodeError as exc:
+            if attempt == TORN_READ_ATTEMPTS:
+                raise ArtifactError(record_path(run_id, LEDGER_FILE), f"not valid JSON: {exc}") from exc
+            time.sleep(TORN_READ_PAUSE_S)
+    raise AssertionError("unreachable")
 
 
 @dataclass

@@ -1,7 +1,8 @@
-"""The cluster tier's one stack for the whole session: S3 (moto), an MLflow server, a head and two worker nodes.
+"""The cluster tier's one stack: S3 (moto), an MLflow server, a head and two worker nodes.
 
-Started once (the tier's CI time is mostly Ray and Python start-up) and stopped at the end,
-also when a test fails. Tests that kill nodes or the head leave the stack whole again
+Started once for the tier (its CI time is mostly Ray and Python start-up) and stopped after
+its last test (package scope: the other tiers do not run beside an idle cluster), also when a
+test fails. Tests that kill nodes or the head leave the stack whole again
 (``Stack.heal``), so the order of the tests does not matter. Every test writes to its own
 store prefix, so no test sees another's cached stages.
 """
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import pyarrow.fs as pafs
 import pytest
+import requests
 
 from tests.cluster.cluster import (
     BUCKET,
@@ -29,6 +31,7 @@ from tests.cluster.cluster import (
     cluster_env,
     start_cluster,
     start_service,
+    wait_for,
 )
 from tests.integration.cluster import VENV_BIN, free_port
 
@@ -75,6 +78,21 @@ class Stack:
             scheme="http",
         )
 
+    def node_running(self, pid: int) -> str:
+        """The name of the node whose processes include ``pid`` (from the process tree, not Ray's bookkeeping)."""
+        found = [name for name, node in self.cluster.nodes.items() if pid in node.refresh()]
+        assert len(found) == 1, f"pid {pid} runs on {found or 'none'} of {sorted(self.cluster.nodes)}"
+        return found[0]
+
+    def ray_job_id(self, run_id: str) -> str:
+        """The Ray job id (what tasks and actors carry) of the submitted run ``run_id`` (its submission id)."""
+        url = f"{self.cluster.dashboard}/api/jobs/{run_id}"
+        return wait_for(
+            lambda: requests.get(url, headers=self.cluster.headers(), timeout=30).json().get("job_id"),
+            300,
+            f"{run_id} to get a Ray job id",
+        )
+
     def heal(self) -> None:
         """Start whatever worker node is missing (a test killed it), so the next test finds the whole cluster."""
         alive = self.cluster.alive_names()
@@ -105,7 +123,7 @@ def make_buckets(endpoint: str) -> None:
         fs.create_dir(bucket)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def stack(tmp_path_factory) -> Iterator[Stack]:
     root = tmp_path_factory.mktemp("cluster")
     home = root / "home"

@@ -19,10 +19,11 @@ def _bucket_path(store: str) -> str:
 
 
 def read_json(stack: Stack, store: str, relative: str) -> dict[str, Any] | None:
+    """The JSON file at ``relative``, or None when it is missing or read torn (a rewrite raced the read)."""
     try:
         with stack.fs().open_input_stream(f"{_bucket_path(store)}/{relative}") as stream:
             return json.loads(stream.read())
-    except (FileNotFoundError, OSError):
+    except (FileNotFoundError, OSError, ValueError):
         return None
 
 

@@ -84,18 +84,23 @@ def query(address: str, env: dict[str, str]) -> ClusterState:
     return ClusterState(**json.loads(done.stdout.strip().splitlines()[-1]))
 
 
-def wait_for_actors(address: str, env: dict[str, str], prefix: str, timeout_s: float) -> list[dict[str, Any]]:
-    """The ALIVE actors whose name or class starts with ``prefix``, once there is one."""
+def wait_for_actors(
+    address: str, env: dict[str, str], prefix: str, timeout_s: float, count: int = 1, job_id: str | None = None
+) -> list[dict[str, Any]]:
+    """The ALIVE actors whose name or class starts with ``prefix`` (of Ray job ``job_id``), once there are ``count``."""
 
-    def alive() -> list[dict[str, Any]]:
+    def alive() -> list[dict[str, Any]] | None:
         state = query(address, env)
-        return [
+        found = [
             a
             for a in state.actors
-            if a["state"] == "ALIVE" and ((a["name"] or "").startswith(prefix) or a["class_name"] == prefix)
+            if a["state"] == "ALIVE"
+            and ((a["name"] or "").startswith(prefix) or a["class_name"] == prefix)
+            and job_id in (None, a["job_id"])
         ]
+        return found if len(found) >= count else None
 
-    return wait_for(alive, timeout_s, f"an alive actor {prefix!r}", poll_s=1.0)
+    return wait_for(alive, timeout_s, f"{count} alive actor(s) {prefix!r}", poll_s=1.0)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,8 @@
 """orchestrator.jobs against the cluster tier's real head (ray start --head, dashboard on, token auth).
 
-`as_user` (conftest.py) hands this process the cluster's token, as a user's shell would have it.
+This process acts as the user who started the cluster: HOME holds the token file that
+`ray get-auth-token --generate` wrote, and no auth variable is set, so the client must find
+the file and switch itself to token mode.
 """
 
 from __future__ import annotations
@@ -13,8 +15,20 @@ from pathlib import Path
 import pytest
 
 from orchestrator import jobs
+from tests.cluster.conftest import Stack
+from tests.integration.cluster import AUTH_VARS
 
 pytestmark = [pytest.mark.cluster, pytest.mark.integration, pytest.mark.timeout(420)]
+
+
+@pytest.fixture
+def as_user(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> str:
+    """HOME with the cluster's token file, no RAY_AUTH_* variables (teardown restores what jobs sets)."""
+    monkeypatch.setenv("HOME", stack.env["HOME"])
+    for name in AUTH_VARS:
+        monkeypatch.setenv(name, "placeholder")
+        monkeypatch.delenv(name)
+    return stack.cluster.dashboard
 
 
 def small_working_dir(tmp_path: Path) -> str:

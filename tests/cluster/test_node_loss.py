@@ -59,8 +59,11 @@ def test_a_killed_node_during_data_parallel_training_resumes_from_the_checkpoint
         600,
         "g00/train to start",
     )
-    workers = wait_for_actors(stack.cluster.dashboard, stack.env, "RayTrainWorker", 600)
-    victim = query(stack.cluster.dashboard, stack.env).resource_of(workers[0]["node_id"])
+    ray_job = stack.ray_job_id(run_id)
+    workers = wait_for_actors(stack.cluster.dashboard, stack.env, "RayTrainWorker", 600, count=2, job_id=ray_job)
+    # The node that really runs a worker's process (its process tree, not Ray's bookkeeping), and its Ray id.
+    victim = stack.node_running(workers[0]["pid"])
+    victim_id = query(stack.cluster.dashboard, stack.env).node_of(victim)
     snapshot = f"ray_train/{fingerprint[:16]}-g00_train/checkpoint_manager_snapshot.json"
     wait_for(
         lambda: (read_json(stack, store, snapshot) or {}).get("latest_checkpoint_result"),
@@ -81,7 +84,7 @@ def test_a_killed_node_during_data_parallel_training_resumes_from_the_checkpoint
     )
     assert metrics["resumed_from_step"] >= 20, "resumed from a checkpoint, not from step 0"
     assert metrics["steps"] == 100 and metrics["workers"] == 2
-    assert entry["node"] != workers[0]["node_id"], "rank 0 finished on the surviving node"
+    assert entry["node"] != victim_id, "rank 0 finished on the surviving node"
     assert entry["attempts"] == 1, "Ray Train restarted the workers inside the stage's one attempt"
     stack.heal()
 

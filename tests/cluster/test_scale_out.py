@@ -59,6 +59,8 @@ def test_a_submitted_crest_run_is_placed_stored_tracked_and_named(stack: Stack, 
     data_uri = f"{store}/datasets/digits"
     imported = stack.relay("data", "import", "digits", data_uri, store=store)
     assert imported.returncode == 0, imported.stderr[-3000:]
+    info = stack.relay("data", "info", data_uri, "--verify", store=store)
+    assert info.returncode == 0 and "every image decodes" in info.stdout, info.stderr[-2000:]
     sharded = ["data.name=parquet", f"data.uri={data_uri}"]
     started = time.monotonic()
     done = stack.relay(

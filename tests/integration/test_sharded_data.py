@@ -1,28 +1,24 @@
-"""Digits imported as shards, locally and on an S3 server, through the real CLI on a local Ray instance.
+"""Digits imported as shards, through the real CLI on a local Ray instance.
 
 A pipeline's results must not depend on which path fed it: the same config runs on the bundled
-in-memory digits, on `relay data import digits` shards on disk and on the same shards on moto's
-standalone S3 server (what Ray's own S3 tests use), and every stage reports the same metrics
-(the batches are identical, so the numbers are too). A shard changed after the import fails the
+in-memory digits and on `relay data import digits` shards, and every stage reports the same
+metrics (the batches are identical, so the numbers are too). Shards on an S3 server, read by
+the stages on other Ray nodes, are the cluster tier's (tests/cluster/test_scale_out.py). A shard changed after the import fails the
 run at its first stage, naming the shard, with nothing stored for that stage.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
-import pyarrow.fs as pafs
 import pytest
 
-from tests.integration.cluster import free_port
 from tests.integration.relay_cli import ROOT, manifests, relay
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
 
 SMOKE = str(ROOT / "pipelines" / "configs" / "smoke.yaml")
 OVERRIDES = ["train.steps=20", "crest.generations=2", "train.report_every=10"]
-S3_ENV = {"AWS_ACCESS_KEY_ID": "relay-test", "AWS_SECRET_ACCESS_KEY": "relay-test", "AWS_DEFAULT_REGION": "us-east-1"}
 
 
 def stage_metrics(workspace: Path) -> dict[str, dict[str, float]]:
@@ -57,32 +53,6 @@ def test_shards_on_disk_give_the_in_memory_metrics(in_memory, tmp_path: Path) ->
     got = run(tmp_path / "ws", "data.name=parquet", f"data.uri={dest}")
     assert_same_metrics(in_memory, got)
     assert 0.0 < got["g01/evaluate"]["balanced_accuracy"] <= 1.0
-
-
-@pytest.fixture
-def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """moto's S3 server on a free local port with a bucket; yields the query string that points pyarrow at it."""
-    from moto.server import ThreadedMotoServer
-
-    for key, value in S3_ENV.items():
-        monkeypatch.setenv(key, value)  # the CLI's processes and Ray's workers inherit them
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        endpoint = f"127.0.0.1:{port}"
-        pafs.S3FileSystem(endpoint_override=endpoint, scheme="http", allow_bucket_creation=True).create_dir("relay")
-        yield f"endpoint_override={endpoint}&scheme=http&region=us-east-1"
-    finally:
-        server.stop()
-
-
-def test_shards_on_s3_give_the_in_memory_metrics(in_memory, s3: str, tmp_path: Path) -> None:
-    uri = f"s3://relay/datasets/digits?{s3}"
-    import_digits(uri, tmp_path)
-    info = relay("data", "info", uri, "--verify", workspace=tmp_path)
-    assert info.returncode == 0 and "every image decodes" in info.stdout, info.stderr[-2000:]
-    assert_same_metrics(in_memory, run(tmp_path / "ws", "data.name=parquet", f"data.uri={uri}"))
 
 
 def test_a_shard_changed_after_the_import_fails_the_first_stage_naming_it(tmp_path: Path) -> None:
