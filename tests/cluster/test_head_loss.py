@@ -20,7 +20,7 @@ from tests.cluster.cluster import wait_for
 from tests.cluster.conftest import Stack
 from tests.cluster.helpers import ledger, manifests, mlflow_runs
 
-pytestmark = [pytest.mark.cluster, pytest.mark.integration, pytest.mark.timeout(1800)]
+pytestmark = [pytest.mark.cluster, pytest.mark.cluster_faults, pytest.mark.integration, pytest.mark.timeout(1800)]
 
 SMOKE = "pipelines/configs/smoke.yaml"
 RUN = ["crest.generations=1", "train.steps=60", "train.checkpoint_every=20"]

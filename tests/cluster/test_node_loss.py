@@ -27,7 +27,7 @@ from tests.cluster.conftest import ROOT, Stack
 from tests.cluster.helpers import manifests, read_json, stage_state
 from tests.cluster.state import query, wait_for_actors
 
-pytestmark = [pytest.mark.cluster, pytest.mark.integration, pytest.mark.timeout(1500)]
+pytestmark = [pytest.mark.cluster, pytest.mark.cluster_faults, pytest.mark.integration, pytest.mark.timeout(1500)]
 
 SMOKE = "pipelines/configs/smoke.yaml"
 TRAIN = [
