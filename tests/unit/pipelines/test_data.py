@@ -210,6 +210,17 @@ def test_image_shapes_are_the_loaders_shapes() -> None:
         assert tuple(load_dataset(name, None).train.images.shape[1:]) == data.IMAGE_SHAPES[name]
 
 
+# A balanced split of classes 3 and 1 (relabelled 0 and 1) out of a 4-class dataset.
+SUBSET_3_1 = {
+    "fold": 0,
+    "head_count": 20,
+    "imbalance_ratio": 1,
+    "labeled_fraction": 0.5,
+    "holdout_per_class": 0,
+    "classes": [3, 1],
+}
+
+
 def test_a_class_subset_relabels_train_and_test_and_drops_the_rest() -> None:
     from pipelines.split import OUTSIDE_TASK, select_classes, split_table
 
@@ -217,17 +228,7 @@ def test_a_class_subset_relabels_train_and_test_and_drops_the_rest() -> None:
     task = select_classes(labels, [3, 1])
     assert task.num_classes == 2
     assert set(task.train.tolist()) == {OUTSIDE_TASK, 0, 1} and (task.train[labels.train == 3] == 0).all()
-    table = split_table(
-        {
-            "fold": 0,
-            "head_count": 20,
-            "imbalance_ratio": 1,
-            "labeled_fraction": 0.5,
-            "holdout_per_class": 0,
-            "classes": [3, 1],
-        },
-        labels,
-    )
+    table = split_table(SUBSET_3_1, labels)
     subsets = np.asarray(table.column("subset").to_pylist())
     ids, got = table.column("sample_id").to_numpy(), table.column("label").to_numpy()
     test = subsets == "test"
@@ -261,17 +262,7 @@ def test_a_class_subset_keeps_unknown_labels_unknown_and_in_the_unlabeled_pool()
     labels = data.DatasetLabels(train, np.repeat(np.arange(4), 5), 4)
     task = select_classes(labels, [3, 1])
     assert (task.train[train == -1] == -1).all() and (task.train[train == 0] == OUTSIDE_TASK).all()
-    table = split_table(
-        {
-            "fold": 0,
-            "head_count": 20,
-            "imbalance_ratio": 1,
-            "labeled_fraction": 0.5,
-            "holdout_per_class": 0,
-            "classes": [3, 1],
-        },
-        labels,
-    )
+    table = split_table(SUBSET_3_1, labels)
     unknown = set(np.flatnonzero(train == -1).tolist())
     rows = dict(zip(table.column("sample_id").to_pylist(), table.column("subset").to_pylist()))
     assert all(rows.get(i) == "unlabeled" for i in unknown)
