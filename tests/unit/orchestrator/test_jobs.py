@@ -24,6 +24,7 @@ import pytest
 
 from orchestrator import jobs
 from orchestrator.errors import RelayError
+from orchestrator.jobs import connection
 
 AUTH_VARS = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_ADDRESS")
 
@@ -256,11 +257,13 @@ def test_missing_working_dir_is_refused_before_contacting_the_cluster(clean_env,
 
 
 def test_unknown_job_and_duplicate_id_messages():
-    missing = jobs._request_error(
+    missing = connection._request_error(
         "http://h:8265", "abc", "Request failed with status code 404: Job abc does not exist."
     )
     assert isinstance(missing, jobs.JobNotFoundError) and "relay jobs" in str(missing)
-    duplicate = jobs._request_error("http://h:8265", "abc", "ValueError: Job with submission_id abc already exists.")
+    duplicate = connection._request_error(
+        "http://h:8265", "abc", "ValueError: Job with submission_id abc already exists."
+    )
     assert "already has a job" in str(duplicate)
 
 

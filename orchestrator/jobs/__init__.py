@@ -1,0 +1,96 @@
+"""Ray Jobs: send a pipeline to a cluster, then watch, read and stop it.
+
+`relay submit / status / logs / stop / jobs` are thin shells over these plain
+functions. Each one takes the dashboard address (``http://HOST:8265``), talks to
+the cluster's Jobs server over HTTP and turns every failure into one
+``RelayError`` that says what to do. Ray is imported inside the functions so
+that ``relay --help`` does not pay for it. Three modules: ``connection`` (address,
+token, probe, errors), ``submit`` (upload and entrypoint) and ``watch`` (status,
+logs, stop, list, wait).
+
+Token authentication (Ray 2.59+): a cluster started while a token exists
+(``ray get-auth-token --generate`` writes ``~/.ray/auth_token``; ``ray.init()``
+local clusters create one) rejects requests without ``Authorization: Bearer``.
+Ray's client reads ``RAY_AUTH_MODE`` only once, when ``ray._raylet`` is first
+imported, so setting it later in the same process has no effect. We therefore
+resolve the token ourselves (``RAY_AUTH_TOKEN``, ``RAY_AUTH_TOKEN_PATH``,
+``~/.ray/auth_token``, in Ray's own order) and pass the header explicitly.
+"""
+
+from orchestrator.jobs.connection import (
+    DEFAULT_DASHBOARD_PORT,
+    AddressError,
+    AuthTokenError,
+    ClusterUnreachableError,
+    InsufficientGpusError,
+    JobNotFoundError,
+    JobsError,
+    JobTimeoutError,
+    NotADashboardError,
+    auth_headers,
+    check_dashboard,
+    connect,
+    default_token_path,
+    find_auth_token,
+    resolve_address,
+    server_auth_mode,
+)
+from orchestrator.jobs.submit import (
+    WORKING_DIR_EXCLUDES,
+    build_runtime_env,
+    check_gpus,
+    cluster_gpus,
+    free_submission_id,
+    pipeline_entrypoint,
+    relay_env_vars,
+    resume_entrypoint,
+    submit_entrypoint,
+    submit_pipeline,
+)
+from orchestrator.jobs.watch import (
+    TERMINAL_STATUSES,
+    follow_logs,
+    job_logs,
+    job_outcome,
+    job_status,
+    list_jobs,
+    stop_job,
+    wait_for_job,
+)
+
+__all__ = [
+    "DEFAULT_DASHBOARD_PORT",
+    "TERMINAL_STATUSES",
+    "WORKING_DIR_EXCLUDES",
+    "AddressError",
+    "AuthTokenError",
+    "ClusterUnreachableError",
+    "InsufficientGpusError",
+    "JobNotFoundError",
+    "JobTimeoutError",
+    "JobsError",
+    "NotADashboardError",
+    "auth_headers",
+    "build_runtime_env",
+    "check_dashboard",
+    "check_gpus",
+    "cluster_gpus",
+    "connect",
+    "default_token_path",
+    "find_auth_token",
+    "follow_logs",
+    "free_submission_id",
+    "job_logs",
+    "job_outcome",
+    "job_status",
+    "list_jobs",
+    "pipeline_entrypoint",
+    "relay_env_vars",
+    "resolve_address",
+    "resume_entrypoint",
+    "server_auth_mode",
+    "stop_job",
+    "submit_entrypoint",
+    "submit_pipeline",
+    "wait_for_job",
+]

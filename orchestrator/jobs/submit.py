@@ -1,0 +1,199 @@
+"""Sending a pipeline to a cluster as a Ray job: the upload, the entrypoint, the GPU check."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import shlex
+from pathlib import Path
+from typing import Any
+
+from orchestrator.jobs.connection import (
+    InsufficientGpusError,
+    JobsError,
+    _get_json,
+    _translated,
+    auth_headers,
+    connect,
+    resolve_address,
+)
+from orchestrator.jobs.watch import list_jobs
+
+logger = logging.getLogger(__name__)
+
+# Never upload these with the working_dir: local environments, local run
+# outputs and databases are large and meaningless on the cluster.
+WORKING_DIR_EXCLUDES = [
+    ".venv",
+    "relay-workspace",
+    ".git",
+    "benchmarks/results",
+    "*.db",
+    "mlruns",
+    "__pycache__",
+    ".pytest_cache",
+]
+
+
+def relay_env_vars() -> dict[str, str]:
+    """RELAY_* and MLFLOW_TRACKING_URI from this shell, so the job sees the same settings."""
+    return {key: value for key, value in os.environ.items() if key.startswith("RELAY_") or key == "MLFLOW_TRACKING_URI"}
+
+
+def build_runtime_env(working_dir: str, env_vars: dict[str, str], pip: list[str] | None) -> dict[str, Any]:
+    """The job's runtime_env: the code to upload (minus local clutter), env vars, extra pip."""
+    runtime_env: dict[str, Any] = {
+        "working_dir": working_dir,
+        "excludes": list(WORKING_DIR_EXCLUDES),
+        "env_vars": dict(env_vars),
+    }
+    if pip:
+        runtime_env["pip"] = list(pip)
+    return runtime_env
+
+
+def submit_entrypoint(
+    address: str | None,
+    entrypoint: str,
+    working_dir: str,
+    submission_id: str | None = None,
+    env_vars: dict[str, str] | None = None,
+    pip: list[str] | None = None,
+    entrypoint_num_cpus: float = 0,
+    entrypoint_num_gpus: float = 0,
+    metadata: dict[str, str] | None = None,
+) -> str:
+    """Submit a shell command with ``working_dir`` uploaded; returns the submission id.
+
+    The entrypoint defaults to 0 CPUs and 0 GPUs: the driver only orchestrates and
+    then runs on the head node, and every GPU stays free for the stages, which
+    request their own resources. ``metadata`` shows in `ray job list` and the dashboard.
+    """
+    url = resolve_address(address)
+    folder = Path(working_dir).expanduser()
+    if not folder.is_dir():
+        raise JobsError(f"working_dir {working_dir!r} is not a folder: pass the project root to upload")
+    runtime_env = build_runtime_env(str(folder.resolve()), env_vars or {}, pip)
+    client = connect(url)
+    with _translated(url, submission_id):
+        job_id = client.submit_job(
+            entrypoint=entrypoint,
+            runtime_env=runtime_env,
+            submission_id=submission_id,
+            entrypoint_num_cpus=entrypoint_num_cpus or None,
+            entrypoint_num_gpus=entrypoint_num_gpus or None,
+            metadata=dict(metadata or {}),
+        )
+    logger.info("submitted %s to %s: %s", job_id, url, entrypoint)
+    return job_id
+
+
+def pipeline_entrypoint(
+    config_path: str,
+    overrides: list[str],
+    working_dir: str,
+    run_id: str | None = None,
+    run_flags: list[str] | None = None,
+) -> str:
+    """``relay run <config> <overrides...> [--run-id ID] [run_flags...]``, quoted; the config path made relative
+    to the upload. ``run_flags`` are more `relay run` options (`--rerun-from STAGE`, `--no-cache`).
+
+    The job runs inside the uploaded copy of ``working_dir``, so a config inside it
+    must be named relative to it; a path outside it must exist on the cluster.
+    """
+    config = Path(config_path).expanduser()
+    root = Path(working_dir).expanduser().resolve()
+    if config.is_absolute():
+        try:
+            config = config.resolve().relative_to(root)
+        except ValueError:
+            logger.warning("%s is outside %s: it must exist on the cluster", config_path, root)
+    elif not (root / config).is_file():
+        logger.warning("%s not found under %s: it must exist on the cluster", config_path, root)
+    run_id_flag = ["--run-id", run_id] if run_id else []
+    return shlex.join(["relay", "run", config.as_posix(), *overrides, *run_id_flag, *(run_flags or [])])
+
+
+def resume_entrypoint(run_id: str, store_uri: str) -> str:
+    """``relay resume RUN_ID --artifact-uri STORE``: the run record is read from the store on the cluster."""
+    return shlex.join(["relay", "resume", run_id, "--artifact-uri", store_uri])
+
+
+def free_submission_id(address: str | None, run_id: str) -> str:
+    """``run_id`` when the cluster has no job by that id, else ``run_id-resume-N`` with the first free N.
+
+    A resumed run keeps its id on a new cluster (the usual case after losing the head);
+    on the cluster that already ran it, Ray refuses a second job with the same id.
+    """
+    taken = {row["id"] for row in list_jobs(address)}
+    if run_id not in taken:
+        return run_id
+    return next(f"{run_id}-resume-{n}" for n in itertools.count(2) if f"{run_id}-resume-{n}" not in taken)
+
+
+def cluster_gpus(address: str) -> float | None:
+    """Total GPUs the cluster reports now, from /api/cluster_status; None if it cannot say.
+
+    ``ray.cluster_resources()`` needs a driver connection, which a Jobs client
+    does not have; the dashboard's autoscaler report carries the same totals.
+    """
+    body = _get_json(address, "/api/cluster_status", auth_headers())
+    status = ((body or {}).get("data") or {}).get("clusterStatus") or {}
+    report = status.get("loadMetricsReport") or status.get("load_metrics_report")
+    if not isinstance(report, dict) or not isinstance(report.get("usage"), dict):
+        return None
+    used_total = report["usage"].get("GPU")
+    return float(used_total[1]) if used_total else 0.0
+
+
+def check_gpus(address: str, num_gpus: float) -> None:
+    """Fail now when the cluster has fewer GPUs than asked, instead of a job stuck in PENDING."""
+    total = cluster_gpus(address)
+    if total is None:
+        logger.warning("could not read the GPU count of %s (/api/cluster_status); not checked", address)
+        return
+    if total < num_gpus:
+        raise InsufficientGpusError(
+            f"the Ray cluster at {address} has {total:g} GPU(s), the pipeline asks for "
+            f"{num_gpus:g}: start GPU workers (ray up with min_workers >= 1 for the GPU node "
+            f"type, or scale the KubeRay GPU worker group), ask for fewer GPUs, or skip this "
+            f"check for an autoscaling cluster that starts GPU nodes on demand"
+        )
+
+
+def submit_pipeline(
+    address: str | None,
+    config_path: str,
+    overrides: list[str],
+    working_dir: str,
+    submission_id: str | None = None,
+    extra_pip: list[str] | None = None,
+    num_gpus: float = 0,
+    check_resources: bool = True,
+    metadata: dict[str, str] | None = None,
+    run_flags: list[str] | None = None,
+) -> str:
+    """Run ``relay run <config> <overrides> --run-id ID [run_flags]`` on the cluster as a Ray job; returns its id.
+
+    The submission id is the run id (one id for Ray, Relay and MLflow), so `relay status ID`
+    and `ray job status ID` name the same job. ``num_gpus`` is what the pipeline's stages
+    need in total at once; it is checked against the cluster, never reserved for the driver.
+    """
+    url = resolve_address(address)
+    entrypoint = pipeline_entrypoint(config_path, overrides, working_dir, run_id=submission_id, run_flags=run_flags)
+    connect(url)  # clear auth/reachability errors before anything else
+    if num_gpus > 0 and check_resources:
+        check_gpus(url, num_gpus)
+    return submit_entrypoint(
+        url,
+        entrypoint,
+        working_dir,
+        submission_id=submission_id,
+        env_vars=relay_env_vars(),
+        pip=extra_pip,
+        metadata=metadata,
+    )
+
+
+# --------------------------------------------------------------------------- watch

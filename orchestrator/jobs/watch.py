@@ -1,0 +1,140 @@
+"""Watching a submitted job: status, logs (whole or followed), stop, list, wait."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from orchestrator.jobs.connection import JobsError, JobTimeoutError, _translated, connect, resolve_address
+
+if TYPE_CHECKING:
+    from ray.job_submission import JobSubmissionClient
+
+logger = logging.getLogger(__name__)
+
+TERMINAL_STATUSES = frozenset({"SUCCEEDED", "FAILED", "STOPPED"})
+
+
+def _status_of(client: JobSubmissionClient, address: str, job_id: str) -> str:
+    with _translated(address, job_id):
+        return str(client.get_job_status(job_id).value)
+
+
+def job_status(address: str | None, job_id: str) -> str:
+    """PENDING, RUNNING, SUCCEEDED, FAILED or STOPPED."""
+    url = resolve_address(address)
+    return _status_of(connect(url), url, job_id)
+
+
+def job_outcome(address: str | None, job_id: str) -> tuple[str, str]:
+    """(status, Ray's message about it): why a job failed or was stopped, in one line."""
+    url = resolve_address(address)
+    client = connect(url)
+    with _translated(url, job_id):
+        info = client.get_job_info(job_id)
+    return str(info.status.value), str(info.message or "")
+
+
+def job_logs(address: str | None, job_id: str) -> str:
+    """Everything the job's driver printed so far."""
+    url = resolve_address(address)
+    client = connect(url)
+    with _translated(url, job_id):
+        return client.get_job_logs(job_id)
+
+
+def follow_logs(address: str | None, job_id: str) -> Iterator[str]:
+    """Yield log chunks as the driver prints them, until the job ends.
+
+    Ray only offers an async tail; this drives it on a private event loop so
+    the CLI stays synchronous. The status is read first so that an unknown id
+    raises JobNotFoundError instead of a websocket handshake error.
+    """
+    url = resolve_address(address)
+    client = connect(url)
+    _status_of(client, url, job_id)
+    loop = asyncio.new_event_loop()
+    chunks = client.tail_job_logs(job_id)
+    try:
+        while True:
+            chunk = _next_chunk(loop, chunks, url, job_id)
+            if chunk is None:
+                return
+            yield chunk
+    finally:
+        loop.run_until_complete(chunks.aclose())
+        loop.close()
+
+
+def _next_chunk(loop: asyncio.AbstractEventLoop, chunks: Any, address: str, job_id: str) -> str | None:
+    """One chunk of the async tail, or None at its end; a dropped stream says how to pick up."""
+    import aiohttp
+
+    with _translated(address, job_id):
+        try:
+            return loop.run_until_complete(chunks.__anext__())
+        except StopAsyncIteration:
+            return None
+        except (aiohttp.ClientError, RuntimeError) as exc:
+            if isinstance(exc, RuntimeError) and "WebSocket" not in str(exc):
+                raise
+            raise JobsError(
+                f"lost the log stream of job {job_id!r} from {address} ({exc.__class__.__name__}): "
+                f"check `relay status {job_id}` and run `relay logs {job_id} --follow` again"
+            ) from exc
+
+
+def stop_job(address: str | None, job_id: str) -> bool:
+    """Ask the job to stop; False when it had already finished."""
+    url = resolve_address(address)
+    client = connect(url)
+    with _translated(url, job_id):
+        return bool(client.stop_job(job_id))
+
+
+def _iso(millis: int | None) -> str | None:
+    if not millis:
+        return None
+    return dt.datetime.fromtimestamp(millis / 1000, tz=dt.UTC).isoformat(timespec="seconds")
+
+
+def list_jobs(address: str | None) -> list[dict[str, Any]]:
+    """Every job the cluster remembers, oldest first: id, status, entrypoint, times, message."""
+    url = resolve_address(address)
+    client = connect(url)
+    with _translated(url):
+        details = client.list_jobs()
+    rows = [
+        {
+            "id": job.submission_id or job.job_id,
+            "status": str(job.status.value),
+            "entrypoint": job.entrypoint,
+            "start_time": _iso(job.start_time),
+            "end_time": _iso(job.end_time),
+            "message": job.message,
+            "metadata": dict(job.metadata or {}),
+        }
+        for job in details
+    ]
+    return sorted(rows, key=lambda row: row["start_time"] or "")
+
+
+def wait_for_job(address: str | None, job_id: str, timeout_s: float, poll_s: float = 1.0) -> str:
+    """Poll until the job is SUCCEEDED, FAILED or STOPPED; raise JobTimeoutError after timeout_s."""
+    url = resolve_address(address)
+    client = connect(url)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        status = _status_of(client, url, job_id)
+        if status in TERMINAL_STATUSES:
+            return status
+        if time.monotonic() >= deadline:
+            raise JobTimeoutError(
+                f"job {job_id!r} is still {status} after {timeout_s:g} s: follow it with "
+                f"`relay logs {job_id} --follow` or stop it with `relay stop {job_id}`"
+            )
+        time.sleep(poll_s)
