@@ -10,6 +10,7 @@ science.py (accuracy) share one definition of "the pipeline without the engine".
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -150,6 +151,35 @@ def run_jobs(fn: Callable[[Any], Any], jobs: Sequence[Any], workers: int) -> lis
         return [fn(job) for job in jobs]
     with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         return list(pool.map(fn, jobs))
+
+
+def run_cached(
+    fn: Callable[[Any], dict[str, Any]],
+    jobs: Sequence[Any],
+    workers: int,
+    cache: Path | None,
+    cached_only: bool = False,
+    key_of: Callable[[Any], Any] = lambda job: job,
+) -> list[dict[str, Any]]:
+    """``fn(job)`` of every job, in job order; with ``cache`` (JSON lines), finished runs are read back and new
+    ones appended as each round of ``workers`` ends, so a long benchmark can be stopped and picked up again.
+
+    ``key_of(job)`` (JSON-serialisable) names a run in the cache. ``cached_only`` runs nothing and returns the
+    jobs the cache holds (a protocol summarised as far as it got).
+    """
+    key = [hashlib.sha256(json.dumps(key_of(job)).encode()).hexdigest()[:16] for job in jobs]
+    done: dict[str, dict[str, Any]] = {}
+    if cache is not None and cache.exists():
+        done = {row["key"]: row for row in map(json.loads, cache.read_text().splitlines()) if row}
+    todo = [] if cached_only else [i for i in range(len(jobs)) if key[i] not in done]
+    for start in range(0, len(todo), max(1, workers)):  # a batch per round, so each round's runs are kept at once
+        batch = todo[start : start + max(1, workers)]
+        for i, result in zip(batch, run_jobs(fn, [jobs[i] for i in batch], workers)):
+            done[key[i]] = {"key": key[i], **result}
+            if cache is not None:
+                with cache.open("a") as handle:
+                    handle.write(json.dumps(done[key[i]]) + "\n")
+    return [{k: v for k, v in done[key[i]].items() if k != "key"} for i in range(len(jobs)) if key[i] in done]
 
 
 # --- the pipeline without the engine ----------------------------------------------------------

@@ -18,7 +18,7 @@ the stage the method names, with no selection on the test set; mean and sample s
 - Class-balanced loss: softmax CE, class-balanced CE, sigmoid and focal on digits at gamma 20
   (balanced accuracy and tail recall).
 
-Usage: python benchmarks/methods.py [--seeds 3] [--jobs 2] [--only transfer lwf ...] [key=value ...]
+Usage: python benchmarks/methods.py [--seeds 3] [--jobs 2] [--only transfer lwf ...] [--cache FILE] [key=value ...]
 """
 
 from __future__ import annotations
@@ -228,6 +228,8 @@ def main() -> None:
     p.add_argument("--jobs", type=int, default=2, help="pipelines run side by side (one torch thread each)")
     p.add_argument("--only", nargs="*", choices=sorted(EXPERIMENTS), help="run these experiments only")
     p.add_argument("--name", default="methods", help="results/<name>.json")
+    p.add_argument("--cache", default="", help="JSON lines of finished runs, reused when the same run is asked again")
+    p.add_argument("--cached-only", action="store_true", help="summarise the runs in --cache, run nothing")
     p.add_argument(
         "overrides", nargs="*", help="dotted overrides for every experiment, e.g. train.steps=5 (a smoke run)"
     )
@@ -235,7 +237,8 @@ def main() -> None:
     device = _common.device_or_exit(args.device)
     chosen = args.only or list(EXPERIMENTS)
     jobs = [(experiment, seed, device, args.overrides) for seed in range(args.seeds) for experiment in chosen]
-    elapsed, runs = _common.timed(lambda: _common.run_jobs(run_one, jobs, args.jobs))
+    cache = Path(args.cache) if args.cache else None
+    elapsed, runs = _common.timed(lambda: _common.run_cached(run_one, jobs, args.jobs, cache, args.cached_only))
     rows = summarize(runs)
     if "pretext-none" in chosen:
         rows.insert(

@@ -26,8 +26,6 @@ Usage: python benchmarks/science.py [--seeds 3] [--jobs 2] [--compute-matched] [
 
 from __future__ import annotations
 
-import hashlib
-import json
 import statistics
 import sys
 from pathlib import Path
@@ -201,7 +199,9 @@ def main() -> None:
         if (name == matched) == last and not (derive and name == "FixMatch")
     ]
     cache = Path(args.cache) if args.cache else None
-    elapsed, runs = _common.timed(lambda: run_cached(jobs, args.jobs, cache, args.cached_only))
+    elapsed, runs = _common.timed(
+        lambda: _common.run_cached(run_one, jobs, args.jobs, cache, args.cached_only, key_of=science_key)
+    )
     if derive:
         runs += [fixmatch_of(r) for r in runs if r["method"] == "CReST"]
     rows = summarize(runs, [name for name in table if any(r["method"] == name for r in runs)])
@@ -239,26 +239,9 @@ def fixmatch_of(crest_run: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def run_cached(
-    jobs: list[tuple[str, int, list[str], str, str]], workers: int, cache: Path | None, cached_only: bool = False
-) -> list[dict]:
-    """``run_one`` of every job, in job order; with ``cache``, finished runs are read back and new ones appended.
-
-    ``cached_only`` runs nothing and returns the jobs the cache holds (a protocol summarised as far as it got).
-    """
-    key = {id(job): hashlib.sha256(json.dumps(job[:3] + job[4:]).encode()).hexdigest()[:16] for job in jobs}
-    done: dict[str, dict[str, Any]] = {}
-    if cache is not None and cache.exists():
-        done = {row["key"]: row for row in map(json.loads, cache.read_text().splitlines()) if row}
-    todo = [] if cached_only else [job for job in jobs if key[id(job)] not in done]
-    for start in range(0, len(todo), max(1, workers)):  # a batch per round, so each round's runs are kept at once
-        batch = todo[start : start + max(1, workers)]
-        for job, result in zip(batch, _common.run_jobs(run_one, batch, workers)):
-            done[key[id(job)]] = {"key": key[id(job)], **result}
-            if cache is not None:
-                with cache.open("a") as handle:
-                    handle.write(json.dumps(done[key[id(job)]]) + "\n")
-    return [{k: v for k, v in done[key[id(job)]].items() if k != "key"} for job in jobs if key[id(job)] in done]
+def science_key(job: tuple[str, int, list[str], str, str]) -> Any:
+    """What makes two runs the same: everything but the device (a run on cpu and cuda agree closely enough)."""
+    return job[:3] + job[4:]
 
 
 if __name__ == "__main__":
