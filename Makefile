@@ -1,4 +1,4 @@
-# Relay: `make demo`, `make test`, `make bench`, `make gpu-check`. Each sets up its virtualenv itself
+# Relay: `make demo`, `make test`, `make bench` (`bench-science`), `make gpu-check`. Each sets up its virtualenv itself
 # (Python 3.11 + make are all it needs).
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
@@ -10,7 +10,7 @@ GPU_BIN := $(GPU_VENV)/bin
 GPU_STAMP := $(GPU_VENV)/.installed
 WHEELS ?=
 
-.PHONY: demo test test-unit test-cluster lint bench install gpu-check clean
+.PHONY: demo test test-unit test-cluster lint bench bench-science install gpu-check clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -59,8 +59,16 @@ $(GPU_STAMP): pyproject.toml | $(GPU_BIN)/python
 gpu-check: $(GPU_STAMP)
 	PYTHONPATH=$(CURDIR) $(GPU_BIN)/python benchmarks/gpu_check.py
 
+# The engine's speed and memory (minutes each); the science protocols and method tables take hours on
+# 2 CPU cores, so they have their own target; gpu_check.py is `make gpu-check`.
+SCIENCE_BENCHMARKS := reference_crest science science_ablation methods
+ENGINE_BENCHMARKS := $(filter-out _% gpu_check $(SCIENCE_BENCHMARKS),$(basename $(notdir $(wildcard benchmarks/*.py))))
+
 bench: install
-	@for script in benchmarks/[!_]*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+	@for name in $(ENGINE_BENCHMARKS); do echo "== benchmarks/$$name.py"; $(BIN)/python benchmarks/$$name.py || exit 1; done
+
+bench-science: install
+	@for name in $(SCIENCE_BENCHMARKS); do echo "== benchmarks/$$name.py"; $(BIN)/python benchmarks/$$name.py || exit 1; done
 
 clean:
 	rm -rf $(VENV) $(GPU_VENV) relay-workspace
