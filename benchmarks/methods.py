@@ -198,7 +198,7 @@ def random_probe(seeds: int) -> dict[str, Any]:
     from orchestrator.dag import StageContext
     from pipelines.models import create_model
     from pipelines.self_supervised import linear_probe
-    from pipelines.stages.common import subset_images
+    from pipelines.stages.common import subset_tensors
     from pipelines.stages.split import split_data
     from pipelines.transfer import embed
 
@@ -209,7 +209,7 @@ def random_probe(seeds: int) -> dict[str, Any]:
         split = split_data(ctx, {}, {"data": config.data, "io": {"split": "s"}}).outputs["s"]
         torch.manual_seed(seed)
         network = create_model("small_cnn", 10, 1)
-        (_, x, y), (_, tx, ty) = (subset_images(config.data, split, s) for s in ("labeled", "test"))
+        (_, x, y), (_, tx, ty) = (subset_tensors(config.data, split, s) for s in ("labeled", "test"))
         result = linear_probe(embed(network, x, 512, "cpu"), y.numpy(), embed(network, tx, 512, "cpu"), ty.numpy(), 10)
         values.append(_pct(result["accuracy"]))
     return {
