@@ -243,7 +243,11 @@ def main() -> None:
     p.add_argument("--variants", default="", help="comma-separated variant names (default: all of the base's)")
     p.add_argument("--methods", default="FixMatch,CReST+")
     p.add_argument("--jobs", type=int, default=1, help="processes side by side (one torch thread each)")
-    p.add_argument("--cache", default="/tmp/relay_science_ablation_cache.jsonl", help="JSON lines of finished runs")
+    p.add_argument(
+        "--cache",
+        default=str(Path.home() / ".cache" / "relay" / "science_ablation.jsonl"),
+        help="JSON lines of finished runs (kept across sessions, never in a temporary folder)",
+    )
     p.add_argument("--name", default="")
     p.add_argument(
         "overrides", nargs="*", help="dotted overrides after the protocol and the variant's (e.g. a smoke test)"
@@ -259,6 +263,7 @@ def main() -> None:
     methods = args.methods.split(",")
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     cache_path = Path(args.cache)
+    cache_path.parent.mkdir(parents=True, exist_ok=True)
     cache = load_cache(cache_path)
     wanted: dict[tuple[str, str, int], tuple] = {}
     for name, variant in variants.items():
