@@ -240,7 +240,7 @@ def fixmatch_of(crest_run: dict[str, Any]) -> dict[str, Any]:
 
 
 def science_key(job: tuple[str, int, list[str], str, str]) -> Any:
-    """What makes two runs the same: everything but the device (a run on cpu and cuda agree closely enough)."""
+    """What names a run in the cache: the job without its device (index 3), as the cache has always keyed it."""
     return job[:3] + job[4:]
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import logging
 import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -13,8 +12,6 @@ from orchestrator.jobs.connection import JobsError, JobTimeoutError, _translated
 
 if TYPE_CHECKING:
     from ray.job_submission import JobSubmissionClient
-
-logger = logging.getLogger(__name__)
 
 TERMINAL_STATUSES = frozenset({"SUCCEEDED", "FAILED", "STOPPED"})
 
