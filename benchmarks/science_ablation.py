@@ -93,6 +93,8 @@ VARIANTS_FIXED = {
     "no_ema_warmup": ("(g) EMA without warm-up", [], ["no_ema_warmup"], []),
 }
 BASES = {"today": (TODAY, VARIANTS_TODAY), "fixed": (FIXED, VARIANTS_FIXED)}
+# Variants that only change distribution alignment: FixMatch runs without alignment, so they equal its base there.
+ALIGNMENT_ONLY = {"debiased", "target_original", "uniform_p_model", "target_with_picks"}
 
 
 # --- patches: settings that are not config keys, applied in the worker process ---------------------
@@ -271,6 +273,8 @@ def main() -> None:
         overrides = [*overrides, *args.overrides]
         for seed in seeds:
             for method in methods:
+                if method == "FixMatch" and name in ALIGNMENT_ONLY:
+                    continue
                 wanted[(name, method, seed)] = (overrides, patches, method, seed, device)
     todo = {key: job for key, job in wanted.items() if job_key(*job[:4]) not in cache}
     unique = {job_key(*job[:4]): job for job in todo.values()}

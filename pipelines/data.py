@@ -10,6 +10,8 @@ labels, ``load_labels``) without paying for torch.
 from __future__ import annotations
 
 import functools
+import gzip
+import importlib.util
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -26,6 +28,8 @@ SYNTHETIC_CLASSES = 10
 SYNTHETIC_PER_CLASS = 200
 IMAGE_SIZE_SMALL = 16
 IMAGEFOLDER_SIZE = 32
+DIGITS_SIDE = 8
+DIGITS_CSV = ("datasets", "data", "digits.csv.gz")  # inside the scikit-learn package
 
 
 @dataclass(frozen=True)
@@ -58,13 +62,12 @@ def load_digits(root: str | None = None, image_size: int = IMAGE_SIZE_SMALL) -> 
     (`data.image_size: 8`) keeps the native pixels, at a quarter of the compute per image.
     """
     import torch
-    from sklearn.datasets import load_digits as sklearn_digits
 
-    bunch = sklearn_digits()
-    raw = torch.from_numpy(np.asarray(bunch.images, dtype=np.float32)).unsqueeze(1) * (255.0 / 16.0)
-    native = raw.shape[-1]
-    images = raw.round().clamp(0, 255).to(torch.uint8) if image_size == native else _resize_uint8(raw, image_size)
-    labels = torch.from_numpy(np.asarray(bunch.target, dtype=np.int64))
+    table = _digits_table()
+    pixels = table[:, :-1].reshape(-1, 1, DIGITS_SIDE, DIGITS_SIDE).astype(np.float32)
+    raw = torch.from_numpy(pixels) * (255.0 / 16.0)
+    images = raw.round().clamp(0, 255).to(torch.uint8) if image_size == DIGITS_SIDE else _resize_uint8(raw, image_size)
+    labels = torch.from_numpy(table[:, -1].astype(np.int64))
     return DatasetSplits(train=ImageDataset(images, labels, 10), test=None)
 
 
@@ -209,11 +212,28 @@ def labels_of(splits: DatasetSplits) -> DatasetLabels:
     return DatasetLabels(splits.train.labels.numpy(), test, splits.train.num_classes)
 
 
-@functools.cache  # read once per process: `relay validate` and every preflight draw the split from them
 def _digits_labels() -> DatasetLabels:
-    from sklearn.datasets import load_digits as sklearn_digits
+    return DatasetLabels(_digits_table()[:, -1].astype(np.int64), None, 10)
 
-    return DatasetLabels(np.asarray(sklearn_digits().target, dtype=np.int64), None, 10)
+
+@functools.cache  # read once per process: `relay validate`, every preflight and the loader share it
+def _digits_table() -> np.ndarray:
+    """scikit-learn's digits as shipped: one row per image, 64 pixels (0..16) then the label.
+
+    Read from the file scikit-learn bundles, without importing scikit-learn: that import
+    (3 s here) sat on `relay run`'s critical path before Ray starts, only to draw the split.
+    The file is located through the package's import spec, which does not execute it; if a
+    scikit-learn release moves it, ``load_digits`` (same rows, same order) is the fallback.
+    """
+    spec = importlib.util.find_spec("sklearn")
+    shipped = Path(spec.origin).parent.joinpath(*DIGITS_CSV) if spec and spec.origin else None
+    if shipped is None or not shipped.is_file():
+        from sklearn.datasets import load_digits as sklearn_digits
+
+        bunch = sklearn_digits()
+        return np.column_stack([bunch.data, bunch.target]).astype(np.float64)
+    with gzip.open(shipped, "rt") as handle:
+        return np.loadtxt(handle, delimiter=",", dtype=np.float64)
 
 
 def _synthetic_labels() -> DatasetLabels:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from pathlib import Path
 
@@ -195,6 +196,26 @@ def test_labels_only_agree_with_the_loader(name: str) -> None:
     cheap, loaded = load_labels(name, None), labels_of(load_dataset(name, None))
     assert cheap.num_classes == loaded.num_classes and cheap.test is None and loaded.test is None
     assert cheap.train.dtype == loaded.train.dtype and np.array_equal(cheap.train, loaded.train)
+
+
+def test_digits_read_from_the_shipped_file_equal_scikit_learns_loader() -> None:
+    from sklearn.datasets import load_digits as sklearn_digits
+
+    bunch, loaded = sklearn_digits(), load_dataset("digits", None, image_size=8)
+    expected = np.rint(bunch.images * (255.0 / 16.0)).astype(np.uint8)
+    assert np.array_equal(loaded.train.images.squeeze(1).numpy(), expected)
+    assert np.array_equal(loaded.train.labels.numpy(), bunch.target)
+
+
+def test_digits_labels_do_not_import_scikit_learn() -> None:
+    """The preflight of every `relay run` reads them before Ray starts; importing scikit-learn cost 3 s there."""
+    probe = (
+        "import sys, numpy as np; from pipelines.data import load_labels; "
+        "counts = np.bincount(load_labels('digits', None).train).tolist(); "
+        "print(counts, 'sklearn' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[178, 182, 177, 183, 181, 182, 181, 179, 174, 180] False"
 
 
 def test_a_missing_cifar_root_is_reported_before_torchvision_is_imported(monkeypatch: pytest.MonkeyPatch) -> None:
