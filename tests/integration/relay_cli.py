@@ -39,12 +39,17 @@ def relay(*args: str, workspace: Path, timeout_s: float = 600) -> subprocess.Com
     )
 
 
-def manifests(workspace: Path) -> dict[str, dict]:
-    """Stage name -> manifest of every completed stage in the artifact store (with `_dir`, its folder)."""
+def manifests(workspace: Path, fingerprints: set[str] | None = None) -> dict[str, dict]:
+    """Stage name -> manifest of every completed stage in the artifact store (with `_dir`, its folder).
+
+    ``fingerprints`` keeps only those stages: a workspace with several runs holds stages of the
+    same name, and by name alone whichever manifest was read last would win.
+    """
     found = {}
     for path in (workspace / "artifacts").rglob("manifest.json"):
         manifest = json.loads(path.read_text())
-        found[manifest["stage"]] = manifest | {"_dir": str(path.parent)}
+        if fingerprints is None or manifest["fingerprint"] in fingerprints:
+            found[manifest["stage"]] = manifest | {"_dir": str(path.parent)}
     return found
 
 

@@ -43,9 +43,12 @@ def parent_of(run) -> str:
 
 
 def stage_manifests(workspace: Path, run_id: str) -> dict:
-    """The manifests of this run's stages (the workspace may hold other runs' too)."""
-    names = {run.info.run_name for run in pipeline_runs(workspace, run_id)}
-    return {stage: m for stage, m in manifests(workspace).items() if stage in names}
+    """The manifests of this run's stages, by the fingerprints its MLflow stage runs carry.
+
+    Not by stage name: the transfer run and the run it starts both have a `g00/train`.
+    """
+    tags = [run.data.tags for run in pipeline_runs(workspace, run_id)]
+    return manifests(workspace, {t["relay.fingerprint"] for t in tags if "relay.fingerprint" in t})
 
 
 @pytest.fixture(scope="module")
