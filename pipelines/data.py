@@ -223,7 +223,8 @@ def _digits_table() -> np.ndarray:
     Read from the file scikit-learn bundles, without importing scikit-learn: that import
     (3 s here) sat on `relay run`'s critical path before Ray starts, only to draw the split.
     The file is located through the package's import spec, which does not execute it; if a
-    scikit-learn release moves it, ``load_digits`` (same rows, same order) is the fallback.
+    scikit-learn release moves it, scikit-learn's own ``load_digits`` (same rows, same order) is the
+    fallback.
     """
     spec = importlib.util.find_spec("sklearn")
     shipped = Path(spec.origin).parent.joinpath(*DIGITS_CSV) if spec and spec.origin else None
