@@ -195,15 +195,17 @@ def load_config(path: str, overrides: Sequence[str] = ()) -> tuple[Any, Any]:
 def run_in_process(pipeline: Any, seed: int, device: str = "cpu", run_id: str = "plain") -> dict[str, dict[str, float]]:
     """Every stage of ``pipeline`` in declaration order, in this process; returns metrics by stage.
 
-    Mirrors ``run_stage_body``: the same ``stage_seed``, ``torch.manual_seed`` before the body and
-    ``num_cpus`` torch threads, so metrics must match a `relay run` of the same config exactly.
+    Mirrors ``run_stage_body``: the same ``stage_seed``, ``torch.manual_seed`` before the body,
+    ``num_cpus`` torch threads and malloc thresholds (``tune_malloc``), so metrics must match a `relay run` of the same config exactly.
     Outputs stay in memory (a dict by artifact name) instead of going through Parquet.
     """
     import torch
 
     from orchestrator.dag import StageContext
+    from orchestrator.engine.allocator import tune_malloc
     from orchestrator.engine.fingerprint import stage_seed
 
+    tune_malloc()
     artifacts: dict[str, Any] = {}
     metrics: dict[str, dict[str, float]] = {}
     for stage in pipeline.stages:

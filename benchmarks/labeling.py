@@ -80,6 +80,17 @@ def data_section() -> Any:
     return DataSection(name="synthetic")
 
 
+def as_stage_process() -> None:
+    """Set this process up as a stage's (one torch thread, ``tune_malloc``), so the plain loop, the
+    in-process stage and the actors all run on the same allocator settings and compare code with code."""
+    import torch
+
+    from orchestrator.engine.allocator import tune_malloc
+
+    torch.set_num_threads(1)
+    tune_malloc()
+
+
 def rss_kb(field: str) -> int:
     """VmRSS or VmHWM of this process in kB (Linux /proc)."""
     for line in Path("/proc/self/status").read_text().splitlines():
@@ -186,9 +197,7 @@ def start_ray(workers: list[int]) -> None:
 
 def child_speed(args: Any) -> None:
     """Every method at N rows in this one process: cold k-worker calls first, then warm calls interleaved."""
-    import torch
-
-    torch.set_num_threads(1)
+    as_stage_process()
     split, checkpoint, ids = setup(args.rows)
     small = min(args.rows, args.shard_size)
     run_plain(ids[:small], checkpoint, args.device, args.batch_size)  # warm-up: lazy imports, first allocations
@@ -223,14 +232,13 @@ def cpu_seconds(pid: int) -> float:
 
 def child_profile(args: Any) -> None:
     """Where a k-worker stage's time goes at N rows; prints JSON of seconds per part."""
-    import torch
 
     from orchestrator.engine.parquet import write_parquet
     from pipelines.pseudo_label import pseudo_label_schema
     from pipelines.stages.common import load_model
     from pipelines.stages.pseudo_label import ShardLabeler, unlabeled_shards
 
-    torch.set_num_threads(1)
+    as_stage_process()
     k = max(args.workers or [2])
     split, checkpoint, _ = setup(args.rows)
     parts: dict[str, float] = {}
@@ -287,9 +295,7 @@ def _pid(_: Any) -> int:
 
 def child_memory(args: Any) -> None:
     """One method at N rows in this fresh process: peak RSS growth of one call after a one-shard warm-up."""
-    import torch
-
-    torch.set_num_threads(1)
+    as_stage_process()
     split, checkpoint, ids = setup(args.rows)
     small = min(args.rows, args.shard_size)
     one_worker = {

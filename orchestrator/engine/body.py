@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from orchestrator.dag import Checkpointer, ShardMapper, Stage, StageContext, StageProgress, StageResult, map_in_order
+from orchestrator.engine.allocator import tune_malloc
 from orchestrator.engine.artifacts import ArtifactStore, Manifest, StoreCheckpointer
 from orchestrator.engine.fingerprint import stage_seed
 from orchestrator.engine.task import StageTask
@@ -65,6 +66,7 @@ def run_stage_body(task: StageTask, placement: Placement) -> Manifest | None:
         inputs = {name: store.load(ref) for name, ref in task.input_refs.items()}
         ctx = _context(task, placement, store)
         torch.set_num_threads(max(1, int(stage.resources.num_cpus)))
+        tune_malloc()
         torch.manual_seed(ctx.seed)
         started = time.perf_counter()
         result = stage.fn(ctx, inputs, stage.params)

@@ -246,7 +246,10 @@ class _ShardWorker:
     def __init__(self, num_cpus: float) -> None:
         import torch
 
+        from orchestrator.engine.allocator import tune_malloc
+
         torch.set_num_threads(max(1, int(num_cpus)))
+        tune_malloc()
         self._functions: OrderedDict[str, Callable[[Any], Any]] = OrderedDict()
 
     def run(self, key: str, boxed: list[Any], shard: Any) -> Any:

@@ -26,6 +26,7 @@ from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.engine.executors import RayExecutor
 from orchestrator.engine.records import NullTracker
 from orchestrator.engine.runner import Runner, RunSummary, StageState
+from tests.unit.orchestrator.engine.test_allocator import served_from_heap
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
@@ -38,17 +39,20 @@ def step(ctx, inputs, params):
     return StageResult(outputs={params["out"]: {"pid": os.getpid()}})
 
 
-def shard_pid(shard: int, fail: bool) -> tuple[int, int]:
+def shard_pid(shard: int, fail: bool) -> tuple[int, int, bool]:
+    """(shard, the actor's pid, whether its malloc serves a 20 MB buffer from the heap: tune_malloc ran there)."""
     if fail:
         raise RuntimeError(f"shard {shard} failed on purpose")
-    return shard, os.getpid()
+    return shard, os.getpid(), served_from_heap()
 
 
 def label(ctx, inputs, params):
     """A sharded stage: which process ran each shard (it fails on attempts before ``succeed_on``)."""
     fn = functools.partial(shard_pid, fail=ctx.attempt < params["succeed_on"])
-    shards, pids = zip(*ctx.map_shards(fn, range(SHARDS)))
-    table = pa.table({"shard": pa.array(shards, pa.int64()), "pid": pa.array(pids, pa.int64())})
+    shards, pids, heap = zip(*ctx.map_shards(fn, range(SHARDS)))
+    table = pa.table(
+        {"shard": pa.array(shards, pa.int64()), "pid": pa.array(pids, pa.int64()), "heap": pa.array(heap, pa.bool_())}
+    )
     return StageResult(outputs={params["out"]: table})
 
 
@@ -88,6 +92,7 @@ def run(tmp_path: Path, num_cpus: int, pipeline: Pipeline) -> tuple[RunSummary, 
         table = store.load(summary.manifests[f"g0{g}/label"].outputs[f"g0{g}/labels"])
         assert table.column("shard").to_pylist() == list(range(SHARDS))  # in shard order, none lost
         pids[f"g0{g}"] = set(table.column("pid").to_pylist())
+        assert all(table.column("heap").to_pylist()), "a labeling actor kept glibc's per-batch mmap (tune_malloc)"
     return summary, pids
 
 
