@@ -196,7 +196,8 @@ def run_in_process(pipeline: Any, seed: int, device: str = "cpu", run_id: str = 
     """Every stage of ``pipeline`` in declaration order, in this process; returns metrics by stage.
 
     Mirrors ``run_stage_body``: the same ``stage_seed``, ``torch.manual_seed`` before the body,
-    ``num_cpus`` torch threads and malloc thresholds (``tune_malloc``), so metrics must match a `relay run` of the same config exactly.
+    ``num_cpus`` torch threads and malloc thresholds (``tune_malloc``), so metrics must match a
+    `relay run` of the same config exactly.
     Outputs stay in memory (a dict by artifact name) instead of going through Parquet.
     """
     import torch

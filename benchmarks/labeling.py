@@ -232,7 +232,6 @@ def cpu_seconds(pid: int) -> float:
 
 def child_profile(args: Any) -> None:
     """Where a k-worker stage's time goes at N rows; prints JSON of seconds per part."""
-
     from orchestrator.engine.parquet import write_parquet
     from pipelines.pseudo_label import pseudo_label_schema
     from pipelines.stages.common import load_model

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from orchestrator.cli.common import load_pipeline_config
 from pipelines.builders import crest
-from pipelines.stages.common import image_sources
+from pipelines.stages.common import flips, image_sources
 from tests.unit.pipelines.helpers import config, problems
 
 
@@ -47,4 +47,4 @@ def test_the_demo_trains_on_digits_upsampled_to_16x16() -> None:
     demo = Path(__file__).resolve().parents[4] / "pipelines" / "configs" / "crest_digits.yaml"
     _, cfg = load_pipeline_config(str(demo), [])
     assert image_sources(cfg.data)[0].image_shape == (1, 16, 16)
-    assert cfg.augment.weak.flip is None or cfg.augment.weak.flip is False  # never mirrored unless asked
+    assert not flips(cfg.augment, cfg.data)  # digits are never mirrored unless asked
