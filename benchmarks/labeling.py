@@ -230,6 +230,26 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def ray_processes() -> list[int]:
+    """Pids of the processes Ray started (raylet, GCS, workers): their command line names Ray (Linux /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                command = (entry / "cmdline").read_bytes()
+            except OSError:  # ended meanwhile
+                continue
+            if b"/ray/" in command or b"ray::" in command:
+                found.append(int(entry.name))
+    return found
+
+
+def idle_cpu_seconds() -> float:
+    """Seconds every core of the machine spent idle since boot (Linux /proc/stat: idle + iowait)."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()
+    return (int(fields[4]) + int(fields[5])) / os.sysconf("SC_CLK_TCK")
+
+
 def child_profile(args: Any) -> None:
     """Where a k-worker stage's time goes at N rows; prints JSON of seconds per part."""
     from orchestrator.engine.parquet import write_parquet
@@ -255,13 +275,17 @@ def child_profile(args: Any) -> None:
     pids = sorted(set(pool.mapper()(_pid, range(4 * k))))
     parts[f"pool start, {k} actors (until each answers)"] = time.perf_counter() - started
     run_stage(split, checkpoint, args, pool.mapper())  # the first call: each actor loads its model and data
-    before = {pid: cpu_seconds(pid) for pid in [os.getpid(), *pids]}
+    ray_others = [pid for pid in ray_processes() if pid not in pids and pid != os.getpid()]
+    before = {pid: cpu_seconds(pid) for pid in [os.getpid(), *pids, *ray_others]}
+    idle_before = idle_cpu_seconds()
     parts[f"warm stage call, {k} workers (wall)"], _ = _common.timed(
         lambda: run_stage(split, checkpoint, args, pool.mapper())
     )
+    parts["  cores idle in that call (CPU seconds, whole machine)"] = idle_cpu_seconds() - idle_before
     spent = {pid: cpu_seconds(pid) - before[pid] for pid in before}
     parts["  driver CPU in that call (shards out, batches in, write, digest)"] = spent.pop(os.getpid())
-    parts[f"  actor CPU in that call (sum over {k})"] = sum(spent.values())
+    parts[f"  actor CPU in that call (sum over {k})"] = sum(spent.pop(pid) for pid in pids)
+    parts["  Ray's own processes' CPU in that call (raylet, GCS, idle workers)"] = sum(spent.values())
     print(json.dumps({"parts": parts, "rows": args.rows, "workers": k, "loadavg": os.getloadavg()[0]}))
 
 

@@ -9,6 +9,9 @@ each generation:
 - 2 logical CPUs: a kept pool would hold both CPUs and g01/train would wait forever; the
   executor gives each call its own pool instead, and the run finishes.
 - A sharded stage that fails on a kept pool releases it: its retry runs on new actors.
+
+And the dispatch itself, on a pool of two actors: a slow actor never holds the fast one up, results
+come back in shard order, and the shards read ahead of the consumer stay within a bounded window.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import pytest
 
 from orchestrator.dag import Parallelism, Pipeline, Resources, Stage, StageResult
 from orchestrator.engine.artifacts import ArtifactStore
+from orchestrator.engine.distributed import SHARDS_HELD_PER_ACTOR, ActorPool
 from orchestrator.engine.executors import RayExecutor
 from orchestrator.engine.records import NullTracker
 from orchestrator.engine.runner import Runner, RunSummary, StageState
@@ -121,3 +125,58 @@ def test_a_stage_that_fails_on_a_kept_pool_retries_on_new_actors(tmp_path):
     assert summary.stages["g01/label"].attempts == 2
     assert len(pids["g01"]) == 2
     assert not pids["g00"] & pids["g01"]  # g00's pool was released with the failed attempt
+
+
+# --------------------------------------------------------------------------- shard dispatch
+
+SLOW_ACTOR = "dispatch worker 0"
+SLOW_SHARD_S = 1.0
+
+
+def shard_and_actor(shard: int) -> tuple[int, str]:
+    """(shard, the name of the actor that ran it); the first actor takes a second a shard."""
+    import time
+
+    import ray
+
+    actor = ray.get_runtime_context().get_actor_name()
+    if actor == SLOW_ACTOR:
+        time.sleep(SLOW_SHARD_S)
+    return shard, actor
+
+
+@pytest.fixture(scope="module")
+def two_actors():
+    """A pool of two 1-CPU shard actors on a fresh local Ray."""
+    executor = RayExecutor(num_cpus=2)
+    pool = ActorPool.start(POOL, label="dispatch")
+    try:
+        yield pool
+    finally:
+        pool.shutdown()
+        executor.shutdown()
+
+
+def test_a_fast_actor_takes_the_shards_a_slow_one_would_hold_up_and_order_is_kept(two_actors):
+    shards = 24
+    results = list(two_actors.mapper("dispatch")(shard_and_actor, range(shards)))
+    assert [shard for shard, _ in results] == list(range(shards))  # shard order, none lost
+    on_slow = sum(actor == SLOW_ACTOR for _, actor in results)
+    # A fixed round-robin gives each actor 12; here the slow actor keeps at most its queued shards
+    # for each second the fast one needs to run ~20 empty shards.
+    assert 1 <= on_slow < shards // 2, f"the slow actor ran {on_slow} of {shards} shards"
+
+
+def test_dispatch_reads_at_most_a_bounded_window_of_shards_ahead_of_the_consumer(two_actors):
+    pulled = 0
+
+    def source():
+        nonlocal pulled
+        for shard in range(40):
+            pulled += 1
+            yield shard
+
+    window = SHARDS_HELD_PER_ACTOR * len(two_actors.actors)
+    for consumed, (shard, _) in enumerate(two_actors.mapper("dispatch")(shard_and_actor, source()), start=1):
+        assert shard == consumed - 1
+        assert pulled - consumed < window, f"{pulled} shards read with {consumed} consumed"
