@@ -11,6 +11,10 @@ the stage the method names, with no selection on the test set; mean and sample s
 - LwF: old task (0-4) and new task (5-9) accuracy of LwF, fine-tuning and joint training; the old
   network before the new task for reference.
 - FitNets: hint stage + KD vs KD alone vs no teacher (the small CNN, 26 labels a class), and the teacher.
+- Distillation (Hinton): the small CNN distilled from a ResNet-18 vs the same student without a teacher,
+  the teacher alone, and the student alone for the teacher's steps plus its own (compute-matched by steps).
+- Noisy Student: the teacher and its two students (balanced accuracy and tail recall on long-tailed
+  digits), and the teacher alone for all three models' steps (compute-matched by steps).
 - Pretext: linear-probe accuracy of RotNet and SimCLR encoders (and of a random one), and the last
   generation of CReST+ at 5% labels started from each vs from scratch (FixMatch = generation 0).
 - Source selection: the similarity of each candidate, the target accuracy after pretraining on the
@@ -99,6 +103,33 @@ def one_source(name: str) -> Callable[[Metrics], dict[str, float]]:
     return lambda m: {f"fine-tuned after {name}": _pct(m["g01/evaluate"]["balanced_accuracy"])}
 
 
+def distill(m: Metrics) -> dict[str, float]:
+    return {
+        "distilled student (small CNN)": _pct(m["g01/evaluate"]["balanced_accuracy"]),
+        "no teacher": _pct(m["baseline/evaluate"]["baseline_balanced_accuracy"]),
+        "teacher (ResNet-18) alone": _pct(m["g00/evaluate"]["balanced_accuracy"]),
+    }
+
+
+def distill_compute_matched(m: Metrics) -> dict[str, float]:
+    return {"no teacher, teacher's + student's steps": _pct(m["baseline/evaluate"]["baseline_balanced_accuracy"])}
+
+
+def noisy_student(m: Metrics) -> dict[str, float]:
+    found = {}
+    for k, label in enumerate(("teacher alone", "student 1", "student 2")):
+        found[f"{label}: balanced accuracy"] = _pct(m[f"g{k:02d}/evaluate"]["balanced_accuracy"])
+        found[f"{label}: tail recall"] = _pct(m[f"g{k:02d}/evaluate"]["tail_recall"])
+    return found
+
+
+def noisy_compute_matched(m: Metrics) -> dict[str, float]:
+    return {
+        "teacher alone, every generation's steps: balanced accuracy": _pct(m["g00/evaluate"]["balanced_accuracy"]),
+        "teacher alone, every generation's steps: tail recall": _pct(m["g00/evaluate"]["tail_recall"]),
+    }
+
+
 def class_balanced(name: str) -> Callable[[Metrics], dict[str, float]]:
     return lambda m: {
         f"{name}: balanced accuracy": _pct(m["g00/evaluate"]["balanced_accuracy"]),
@@ -111,6 +142,22 @@ EXPERIMENTS: dict[str, tuple[str, str, list[str], Callable[[Metrics], dict[str, 
     "transfer": ("Transfer learning", "transfer_digits.yaml", [], transfer),
     "lwf": ("Learning without Forgetting", "lwf_digits.yaml", [], lwf),
     "fitnets": ("FitNets", "fitnets_digits.yaml", [], fitnets),
+    "distill": ("Distillation", "distill_digits.yaml", [], distill),
+    # The student alone for the teacher's steps plus its own (a small-CNN teacher keeps the unused part cheap).
+    "distill-compute": (
+        "Distillation",
+        "distill_digits.yaml",
+        ["model.name=small_cnn", "train.steps=400"],
+        distill_compute_matched,
+    ),
+    "noisy": ("Noisy Student", "noisy_student_digits.yaml", [], noisy_student),
+    # The teacher alone for the steps of the teacher and both students (its one student is not reported).
+    "noisy-compute": (
+        "Noisy Student",
+        "noisy_student_digits.yaml",
+        ["train.steps=900", "noisy.iterations=1"],
+        noisy_compute_matched,
+    ),
     "pretext-none": (
         "Self-supervised pretraining",
         "pretext_crest_digits.yaml",
