@@ -143,7 +143,8 @@ EXPERIMENTS: dict[str, tuple[str, str, list[str], Callable[[Metrics], dict[str, 
     "lwf": ("Learning without Forgetting", "lwf_digits.yaml", [], lwf),
     "fitnets": ("FitNets", "fitnets_digits.yaml", [], fitnets),
     "distill": ("Distillation", "distill_digits.yaml", [], distill),
-    # The student alone for the teacher's steps plus its own (a small-CNN teacher keeps the unused part cheap).
+    # The student alone for the teacher's steps plus its own, 2 x the config's 200 (a small-CNN teacher keeps the
+    # unused part cheap).
     "distill-compute": (
         "Distillation",
         "distill_digits.yaml",
@@ -151,11 +152,12 @@ EXPERIMENTS: dict[str, tuple[str, str, list[str], Callable[[Metrics], dict[str, 
         distill_compute_matched,
     ),
     "noisy": ("Noisy Student", "noisy_student_digits.yaml", [], noisy_student),
-    # The teacher alone for the steps of the teacher and both students (its one student is not reported).
+    # The teacher alone for the steps of the teacher and both students, 3 x the config's 900 (its one student
+    # is not reported).
     "noisy-compute": (
         "Noisy Student",
         "noisy_student_digits.yaml",
-        ["train.steps=900", "noisy.iterations=1"],
+        ["train.steps=2700", "train.warmup_steps=135", "noisy.iterations=1"],
         noisy_compute_matched,
     ),
     "pretext-none": (
