@@ -49,12 +49,17 @@ def _pct(value: float) -> float:
     return 100.0 * value
 
 
-def transfer(m: Metrics) -> dict[str, float]:
-    return {
-        "fine-tuned from digits 0-4": _pct(m["g01/evaluate"]["balanced_accuracy"]),
-        "from scratch": _pct(m["baseline/evaluate"]["baseline_balanced_accuracy"]),
-        "source network on digits 0-4": _pct(m["g00/evaluate"]["balanced_accuracy"]),
+def three_models(method: str, baseline: str, first: str) -> Callable[[Metrics], dict[str, float]]:
+    """Balanced accuracy of the method's model (g01), the baseline stage's and the first generation's (g00)."""
+    return lambda m: {
+        method: _pct(m["g01/evaluate"]["balanced_accuracy"]),
+        baseline: _pct(m["baseline/evaluate"]["baseline_balanced_accuracy"]),
+        first: _pct(m["g00/evaluate"]["balanced_accuracy"]),
     }
+
+
+transfer = three_models("fine-tuned from digits 0-4", "from scratch", "source network on digits 0-4")
+distill = three_models("distilled student (small CNN)", "no teacher", "teacher (ResNet-18) alone")
 
 
 def lwf(m: Metrics) -> dict[str, float]:
@@ -101,14 +106,6 @@ def domain(m: Metrics) -> dict[str, float]:
 
 def one_source(name: str) -> Callable[[Metrics], dict[str, float]]:
     return lambda m: {f"fine-tuned after {name}": _pct(m["g01/evaluate"]["balanced_accuracy"])}
-
-
-def distill(m: Metrics) -> dict[str, float]:
-    return {
-        "distilled student (small CNN)": _pct(m["g01/evaluate"]["balanced_accuracy"]),
-        "no teacher": _pct(m["baseline/evaluate"]["baseline_balanced_accuracy"]),
-        "teacher (ResNet-18) alone": _pct(m["g00/evaluate"]["balanced_accuracy"]),
-    }
 
 
 def distill_compute_matched(m: Metrics) -> dict[str, float]:
