@@ -153,6 +153,12 @@ def run_jobs(fn: Callable[[Any], Any], jobs: Sequence[Any], workers: int) -> lis
         return list(pool.map(fn, jobs))
 
 
+def file_digest(path: str | Path) -> str:
+    """A short digest of a file's bytes: part of a cached run's key, so that editing a bundled config (its
+    steps, its augmentation) never reuses runs of the old one."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
 def run_cached(
     fn: Callable[[Any], dict[str, Any]],
     jobs: Sequence[Any],
@@ -164,7 +170,8 @@ def run_cached(
     """``fn(job)`` of every job, in job order; with ``cache`` (JSON lines), finished runs are read back and new
     ones appended as each round of ``workers`` ends, so a long benchmark can be stopped and picked up again.
 
-    ``key_of(job)`` (JSON-serialisable) names a run in the cache. ``cached_only`` runs nothing and returns the
+    ``key_of(job)`` (JSON-serialisable) names a run in the cache; a job whose outcome also depends on a file
+    (a config) should put ``file_digest`` of it in its key. ``cached_only`` runs nothing and returns the
     jobs the cache holds (a protocol summarised as far as it got).
     """
     key = [hashlib.sha256(json.dumps(key_of(job)).encode()).hexdigest()[:16] for job in jobs]

@@ -217,6 +217,11 @@ def run_one(job: tuple[str, int, str, list[str]]) -> dict[str, Any]:
     return {"experiment": experiment, "seed": seed, "seconds": elapsed, "values": values(metrics)}
 
 
+def methods_key(job: tuple[str, int, str, list[str]]) -> list[Any]:
+    """What names a run in the cache: the job and the digest of its experiment's config file."""
+    return [*job, _common.file_digest(f"{CONFIGS}/{EXPERIMENTS[job[0]][1]}")]
+
+
 def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per (method, value): mean and sample std over seeds, in the order of EXPERIMENTS."""
     rows = []
@@ -284,7 +289,9 @@ def main() -> None:
     chosen = args.only or list(EXPERIMENTS)
     jobs = [(experiment, seed, device, args.overrides) for seed in range(args.seeds) for experiment in chosen]
     cache = Path(args.cache) if args.cache else None
-    elapsed, runs = _common.timed(lambda: _common.run_cached(run_one, jobs, args.jobs, cache, args.cached_only))
+    elapsed, runs = _common.timed(
+        lambda: _common.run_cached(run_one, jobs, args.jobs, cache, args.cached_only, key_of=methods_key)
+    )
     rows = summarize(runs)
     if "pretext-none" in chosen:
         rows.insert(

@@ -240,8 +240,8 @@ def fixmatch_of(crest_run: dict[str, Any]) -> dict[str, Any]:
 
 
 def science_key(job: tuple[str, int, list[str], str, str]) -> Any:
-    """What names a run in the cache: the job without its device (index 3), as the cache has always keyed it."""
-    return job[:3] + job[4:]
+    """What names a run in the cache: the job without its device (index 3), and the digest of the config file."""
+    return [*job[:3], *job[4:], _common.file_digest(CONFIG)]
 
 
 if __name__ == "__main__":

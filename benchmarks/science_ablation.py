@@ -173,7 +173,9 @@ def variant_settings(base: dict, variant: tuple) -> tuple[list[str], list[str]]:
 
 
 def job_key(overrides: list[str], patches: list[str], method: str, seed: int) -> str:
-    return hashlib.sha256(json.dumps([overrides, patches, method, seed]).encode()).hexdigest()[:16]
+    """A run's name in the cache, with the digest of the config file the protocol starts from."""
+    named = [overrides, patches, method, seed, _common.file_digest(science.CONFIG)]
+    return hashlib.sha256(json.dumps(named).encode()).hexdigest()[:16]
 
 
 def run_job(job: tuple[list[str], list[str], str, int, str]) -> dict[str, Any]:

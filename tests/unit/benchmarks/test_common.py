@@ -1,4 +1,5 @@
-"""benchmarks/_common.run_cached: a long benchmark stopped half-way picks up where it stopped."""
+"""benchmarks/_common.run_cached: a long benchmark stopped half-way picks up where it stopped, and never reuses
+runs of a config file that has since changed."""
 
 from __future__ import annotations
 
@@ -43,3 +44,23 @@ def test_the_key_decides_what_counts_as_the_same_run(tmp_path):
     common.run_cached(doubled, [("a", 1)], 1, cache, key_of=lambda job: job[0])
     reused = common.run_cached(lambda job: 1 / 0, [("a", 5)], 1, cache, key_of=lambda job: job[0])
     assert reused == [{"name": "a", "value": 2}]
+
+
+def test_a_run_keyed_by_its_config_file_runs_again_once_the_file_changes(tmp_path):
+    cache, config = tmp_path / "runs.jsonl", tmp_path / "config.yaml"
+    config.write_text("train:\n  steps: 300\n")
+    calls: list[tuple[str, int]] = []
+
+    def counted(job: tuple[str, int]) -> dict[str, int]:
+        calls.append(job)
+        return doubled(job)
+
+    def keyed(job: tuple[str, int]) -> list:
+        return [*job, common.file_digest(config)]
+
+    common.run_cached(counted, [("a", 1)], 1, cache, key_of=keyed)
+    common.run_cached(counted, [("a", 1)], 1, cache, key_of=keyed)
+    assert calls == [("a", 1)]  # unchanged file: read back
+    config.write_text("train:\n  steps: 900\n")
+    common.run_cached(counted, [("a", 1)], 1, cache, key_of=keyed)
+    assert calls == [("a", 1), ("a", 1)]  # edited file: run again
