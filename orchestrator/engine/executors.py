@@ -206,7 +206,7 @@ class RayExecutor:
         self._owns_ray = False
         if not ray.is_initialized():
             try:
-                ray.init(**_init_kwargs(address, num_cpus, include_dashboard))
+                _init_ray(ray, _init_kwargs(address, num_cpus, include_dashboard))
             except Exception as exc:  # Ray raises bare Exceptions (a node that timed out starting, a busy port)
                 where = address or os.environ.get("RAY_ADDRESS") or "a local Ray instance"
                 raise RelayError(
@@ -504,13 +504,34 @@ def _init_kwargs(address: str | None, num_cpus: int | None, include_dashboard: b
     return kwargs
 
 
-def dashboard_port() -> int:
-    """Ray's usual dashboard port when it is free, else any free one.
+def _init_ray(ray: Any, kwargs: dict[str, Any]) -> None:
+    """``ray.init(**kwargs)``, once more on another port when a local dashboard lost its port to a race.
+
+    ``dashboard_port`` can only see that a port is free, not keep it: two `relay run` started in the
+    same second both saw 8265 free, and the second one's dashboard failed to bind it a minute later
+    (Ray 2.60 gives up instead of moving on; a port taken before ``ray.init`` fails at once). That
+    start is retried once on a port the OS picks.
+    """
+    try:
+        ray.init(**kwargs)
+    except Exception as exc:  # Ray raises a bare Exception for a dashboard that did not start
+        if "dashboard_port" not in kwargs or "dashboard" not in str(exc).lower():
+            raise
+        retry_port = dashboard_port(preferred=0)
+        logger.warning(
+            "Ray's dashboard lost port %s to another process; starting on %s", kwargs["dashboard_port"], retry_port
+        )
+        ray.shutdown()
+        ray.init(**{**kwargs, "dashboard_port": retry_port})
+
+
+def dashboard_port(preferred: int | None = None) -> int:
+    """``preferred`` (default: Ray's usual port) when it is free, else any free one; 0 asks the OS for one.
 
     A second local Ray instance on the machine (another `relay run`, another user's tests)
     holds 8265, and Ray 2.60 then fails to start the dashboard instead of moving on.
     """
-    for port in (DASHBOARD_PORT, 0):
+    for port in (DASHBOARD_PORT if preferred is None else preferred, 0):
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
             try:
                 probe.bind(("127.0.0.1", port))
