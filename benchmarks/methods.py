@@ -112,26 +112,20 @@ def distill_compute_matched(m: Metrics) -> dict[str, float]:
     return {"no teacher, teacher's + student's steps": _pct(m["baseline/evaluate"]["baseline_balanced_accuracy"])}
 
 
-def noisy_student(m: Metrics) -> dict[str, float]:
-    found = {}
-    for k, label in enumerate(("teacher alone", "student 1", "student 2")):
-        found[f"{label}: balanced accuracy"] = _pct(m[f"g{k:02d}/evaluate"]["balanced_accuracy"])
-        found[f"{label}: tail recall"] = _pct(m[f"g{k:02d}/evaluate"]["tail_recall"])
-    return found
-
-
-def noisy_compute_matched(m: Metrics) -> dict[str, float]:
-    return {
-        "teacher alone, every generation's steps: balanced accuracy": _pct(m["g00/evaluate"]["balanced_accuracy"]),
-        "teacher alone, every generation's steps: tail recall": _pct(m["g00/evaluate"]["tail_recall"]),
-    }
-
-
-def class_balanced(name: str) -> Callable[[Metrics], dict[str, float]]:
+def balanced_and_tail(name: str, generation: int = 0) -> Callable[[Metrics], dict[str, float]]:
+    """Balanced accuracy and tail recall of one generation's model, named ``NAME: ...``."""
     return lambda m: {
-        f"{name}: balanced accuracy": _pct(m["g00/evaluate"]["balanced_accuracy"]),
-        f"{name}: tail recall": _pct(m["g00/evaluate"]["tail_recall"]),
+        f"{name}: balanced accuracy": _pct(m[f"g{generation:02d}/evaluate"]["balanced_accuracy"]),
+        f"{name}: tail recall": _pct(m[f"g{generation:02d}/evaluate"]["tail_recall"]),
     }
+
+
+def noisy_student(m: Metrics) -> dict[str, float]:
+    models = ("teacher alone", "student 1", "student 2")
+    return {key: value for k, name in enumerate(models) for key, value in balanced_and_tail(name, k)(m).items()}
+
+
+noisy_compute_matched = balanced_and_tail("teacher alone, every generation's steps")
 
 
 # experiment -> (method, config, overrides, values)
@@ -189,21 +183,26 @@ EXPERIMENTS: dict[str, tuple[str, str, list[str], Callable[[Metrics], dict[str, 
         "Class-balanced loss",
         "class_balanced_digits.yaml",
         ["train.loss=ce", "train.class_balanced_beta=0"],
-        class_balanced("softmax CE"),
+        balanced_and_tail("softmax CE"),
     ),
     "cb-ce-balanced": (
         "Class-balanced loss",
         "class_balanced_digits.yaml",
         ["train.loss=ce"],
-        class_balanced("CB softmax CE"),
+        balanced_and_tail("CB softmax CE"),
     ),
     "cb-sigmoid": (
         "Class-balanced loss",
         "class_balanced_digits.yaml",
         ["train.loss=sigmoid"],
-        class_balanced("CB sigmoid"),
+        balanced_and_tail("CB sigmoid"),
     ),
-    "cb-focal": ("Class-balanced loss", "class_balanced_digits.yaml", ["train.loss=focal"], class_balanced("CB focal")),
+    "cb-focal": (
+        "Class-balanced loss",
+        "class_balanced_digits.yaml",
+        ["train.loss=focal"],
+        balanced_and_tail("CB focal"),
+    ),
 }
 
 
