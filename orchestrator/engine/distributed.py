@@ -13,9 +13,9 @@ two a stage gets is decided by the executor (``executors.run_on_ray``).
   last in-stage checkpoint instead of step 0.
 - ``Parallelism.SHARDS`` (batch inference): the body runs once and its
   ``ctx.map_shards(fn, shards)`` calls go to an ``ActorPool``, actors with the
-  stage's per-worker resources that the executor starts and, where the cluster
-  has room, keeps warm across the run's stage calls; results come back in shard
-  order, so the output is the same for any pool size.
+  stage's per-worker resources that the executor starts and, as far as the
+  cluster has room, keeps warm across the run's stage calls; results come back
+  in shard order, so the output is the same for any pool size.
 
 Ray and torch are imported inside functions: the driver imports this module (through the
 executors) without paying for either.
@@ -194,22 +194,23 @@ def _remove_run(storage: str, name: str) -> None:
 
 @dataclass(frozen=True)
 class ActorPool:
-    """``resources.workers`` shard actors with the stage's per-worker resources, reused across stage calls.
+    """Shard actors with a stage's per-worker resources, reused across stage calls.
 
-    The executor starts a pool and owns it (``RayExecutor``): for the run's lifetime when the
-    cluster has room for it beside every other stage, else for one stage call. Its coordinator
-    task gets the pool as an argument, so a second labeling stage (the next generation) finds the
-    actors started, torch imported and the dataset cached: starting two actors cost 3.1 s of
-    every stage call on 2 cores (issue 17). The stage's function (the model) is shipped once per
-    stage call, not once per actor start; see ``map_on_actors``.
+    The executor starts pools and owns them (``RayExecutor``): the actors the cluster has room
+    to keep beside every other stage live for the run, the rest for one stage call, and a call
+    runs on both (``joined``). Its coordinator task gets the pool as an argument, so a second
+    labeling stage (the next generation) finds the kept actors started, torch imported and the
+    dataset cached: starting two actors cost 3.1 s of every stage call on 2 cores (issue 17).
+    The stage's function (the model) is shipped once per stage call, not once per actor start;
+    see ``map_on_actors``.
     """
 
     resources: Resources
     actors: tuple[Any, ...]
 
     @classmethod
-    def start(cls, resources: Resources, label: str = "shards") -> ActorPool:
-        """Ask Ray for the actors and return at once; they start while the caller goes on.
+    def start(cls, resources: Resources, label: str = "shards", count: int | None = None) -> ActorPool:
+        """Ask Ray for ``count`` actors (default: the stage's workers) and return at once; they start meanwhile.
 
         ``label`` names them in Ray (`ray list actors`, the dashboard): ``LABEL worker I``.
         """
@@ -219,20 +220,29 @@ class ActorPool:
         options = {"num_cpus": resources.num_cpus, "num_gpus": resources.num_gpus, "resources": dict(resources.custom)}
         actors = tuple(
             worker.options(**options, name=f"{label} worker {i}").remote(resources.num_cpus)
-            for i in range(resources.workers)
+            for i in range(resources.workers if count is None else count)
         )
         return cls(resources, actors)
+
+    def joined(self, other: ActorPool) -> ActorPool:
+        """One pool of both pools' actors, this one's first (a call's kept actors, then those started for it)."""
+        return ActorPool(self.resources, self.actors + other.actors)
+
+    def includes(self, other: ActorPool) -> bool:
+        """Whether every actor of ``other`` is one of this pool's (the same handles)."""
+        return all(any(actor is mine for mine in self.actors) for actor in other.actors)
 
     def mapper(self, stage: str = "shards") -> ShardMapper:
         """A ``ctx.map_shards`` implementation on this pool's actors; each call is named ``STAGE shard I`` in Ray."""
         return functools.partial(map_on_actors, actors=self.actors, stage=stage)
 
-    def shutdown(self) -> None:
-        """Kill the actors (their resources go back to the cluster)."""
+    def shutdown(self, keep: Sequence[Any] = ()) -> None:
+        """Kill the actors, except those in ``keep`` (their resources go back to the cluster)."""
         import ray
 
         for actor in self.actors:
-            ray.kill(actor)
+            if not any(actor is kept for kept in keep):
+                ray.kill(actor)
 
 
 class _ShardWorker:
@@ -252,6 +262,10 @@ class _ShardWorker:
         torch.set_num_threads(max(1, int(num_cpus)))
         tune_malloc()
         self._functions: OrderedDict[str, Callable[[Any], Any]] = OrderedDict()
+
+    def ready(self) -> bool:
+        """Answers once the actor has started (and run every call sent before): ``map_on_actors`` waits on it."""
+        return True
 
     def run(self, key: str, boxed: list[Any], shard: Any) -> Any:
         """``fn(shard)``; ``boxed`` holds the function's ObjectRef, in a list so Ray passes the ref, not its value."""
@@ -281,14 +295,19 @@ def map_on_actors(
     shard (about 2 s of each actor's 20 s at 200k rows, issue 17). Results that
     finish ahead of an older shard wait, at most ``SHARDS_HELD_PER_ACTOR`` per
     actor counting those in flight, so neither the object store nor the
-    consumer holds more than a few shards' results. ``fn`` is put in the
-    object store once for the call. An actor that dies fails the stage, and the
-    runner's retry policy reruns it (on a fresh pool: see ``RayExecutor``).
+    consumer holds more than a few shards' results. An actor gets shards only
+    once it has started (``ready``): a call on kept actors and newly started
+    ones begins on the kept ones at once, and an actor still starting, or
+    waiting for a CPU that a stage beside this one holds, holds no shards back.
+    ``fn`` is put in the object store once for the call. An actor that dies
+    fails the stage, and the runner's retry policy reruns it (on a fresh pool:
+    see ``RayExecutor``).
     """
     import ray
 
     key, boxed = uuid.uuid4().hex, [ray.put(fn)]
-    free = deque(actor for _ in range(SHARDS_IN_FLIGHT_PER_ACTOR) for actor in actors)  # one entry per slot
+    starting = {actor.ready.remote(): actor for actor in actors}
+    free: deque[Any] = deque()  # one entry per free slot of a started actor
     window = SHARDS_HELD_PER_ACTOR * len(actors)
     running: dict[Any, tuple[int, Any]] = {}  # ObjectRef -> (shard index, actor)
     finished: dict[int, Any] = {}
@@ -307,11 +326,15 @@ def map_on_actors(
             if next_index in finished:
                 yield finished.pop(next_index)
                 next_index += 1
-            elif running:
-                (ref,), _ = ray.wait(list(running), num_returns=1)
-                index, actor = running.pop(ref)
-                finished[index] = ray.get(ref)
-                free.append(actor)
+            elif running or (starting and not exhausted):
+                (ref,), _ = ray.wait([*running, *starting], num_returns=1)
+                if ref in starting:
+                    ray.get(ref)  # raises if the actor died starting
+                    free.extend([starting.pop(ref)] * SHARDS_IN_FLIGHT_PER_ACTOR)
+                else:
+                    index, actor = running.pop(ref)
+                    finished[index] = ray.get(ref)
+                    free.append(actor)
             else:
                 return
     finally:

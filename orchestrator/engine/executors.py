@@ -106,25 +106,43 @@ def run_on_ray(task: StageTask, pool: distributed.ActorPool | None = None) -> Ma
     return manifest
 
 
-def pools_fit(pipeline: Pipeline, total: Mapping[str, float]) -> bool:
-    """Whether the pipeline's actor pools can stay up for the whole run: they and any other stage fit at once.
+def kept_workers(pipeline: Pipeline, total: Mapping[str, float]) -> dict[Resources, int]:
+    """How many actors of each labeling pool stay up for the whole run: as many as leave every stage room.
 
     Why: kept actors hold their CPUs and GPUs between stages. On 2 CPUs, 2 labeling actors of
-    1 CPU kept after g00/pseudo_label would leave g01/train waiting forever. When every pool plus
-    the largest other stage fits in the cluster's ``total`` (``ray.cluster_resources()``), pools
-    are kept; otherwise each stage call gets its own pool, released when it ends. Other stages
-    running side by side only wait for each other (they finish); a pool never does.
+    1 CPU kept after g00/pseudo_label would leave g01/train waiting forever; keeping one of them
+    leaves train its CPU, and each later labeling stage starts on that warm actor while the
+    other starts. So a pool keeps the most actors (up to its workers, pools in a fixed order)
+    with which, in the cluster's ``total`` (``ray.cluster_resources()``), every other stage fits
+    beside all kept actors, and every sharded stage's full pool beside the other pools' kept
+    ones. Stages running side by side only wait for each other (they finish); a kept actor never
+    does, and an actor of a call that waits for a CPU holds no shards back (``map_on_actors``).
     """
-    pools = {stage.resources for stage in pipeline.stages if uses_actor_pool(stage)}
+    pools = sorted({stage.resources for stage in pipeline.stages if uses_actor_pool(stage)}, key=repr)
     others = [stage.resources for stage in pipeline.stages if not uses_actor_pool(stage)]
-    if not pools:
-        return False
-    for key, per_worker in (("CPU", lambda r: r.num_cpus), ("GPU", lambda r: r.num_gpus)):
-        held = sum(per_worker(r) * r.workers for r in pools)
-        largest = max((per_worker(r) * r.workers for r in others), default=0.0)
-        if held + largest > total.get(key, 0.0):
-            return False
-    return True
+    kept = dict.fromkeys(pools, 0)
+
+    def fits(pool: Resources, count: int) -> bool:
+        trial = {**kept, pool: count}
+        demands = [(r, r.workers) for r in others] + [(r, r.workers - trial[r]) for r in pools]
+        for key, need in (("CPU", lambda r: r.num_cpus), ("GPU", lambda r: r.num_gpus)):
+            held = sum(need(r) * n for r, n in trial.items())
+            if held + max((need(r) * n for r, n in demands), default=0.0) > total.get(key, 0.0):
+                return False
+        return True
+
+    for pool in pools:
+        kept[pool] = next((n for n in range(pool.workers, 0, -1) if fits(pool, n)), 0)
+    return kept
+
+
+def kept_message(kept: int, workers: int) -> str:
+    """What the run log says about a pool: how many of its actors stay up between stages, and why not all."""
+    if kept == workers:
+        return "kept for the run"
+    if kept == 0:
+        return "one pool per stage call (no room to keep them)"
+    return f"{kept} of {workers} kept for the run, the others started per stage call (no room to keep them all)"
 
 
 def warm_modules(pipeline: Pipeline) -> list[str]:
@@ -193,10 +211,10 @@ class RayExecutor:
     stays on: with it off, resources freed by stopped Tune trials leaked (Ray 2.x; observed
     with `relay tune`).
 
-    Sharded stages get their actors from here: one pool per stage ``Resources``, kept warm
-    for the run when ``warm_up`` finds room for it beside every other stage (``pools_fit``),
-    else started for one stage call and released when it ends. A stage that fails on a kept
-    pool releases it, so the retry starts on fresh actors. ``shutdown`` releases them all.
+    Sharded stages get their actors from here: per stage ``Resources``, as many actors kept
+    warm for the run as ``warm_up`` finds room for beside every other stage (``kept_workers``),
+    the rest started for one stage call and released when it ends. A stage that fails on kept
+    actors releases them, so the retry starts on fresh ones. ``shutdown`` releases them all.
     """
 
     def __init__(self, address: str | None = None, num_cpus: int | None = None, include_dashboard: bool = True) -> None:
@@ -221,27 +239,24 @@ class RayExecutor:
         self._submitted = False
         self._stage_names: dict[Any, str] = {}  # task ref -> stage name, for WorkerLostError
         self._progress: ProgressSink | None = None
-        self._keep_pools = False
+        self._kept: dict[Resources, int] = {}  # actors of each pool kept for the run
         self._pools_to_start: list[tuple[Resources, str]] = []  # (resources, a stage that uses them)
-        self._pools: dict[Resources, distributed.ActorPool] = {}  # kept for the run
+        self._pools: dict[Resources, distributed.ActorPool] = {}  # the kept actors
         self._pool_of: dict[Any, distributed.ActorPool] = {}  # in-flight sharded stage -> its pool
         self._pools_started = 0  # pools get numbered names in Ray: a retry's pool never meets its predecessor's
 
     def warm_up(self, pipeline: Pipeline) -> None:
         """Warm as many workers as the pipeline's widest layer runs at once, with its stages' modules.
 
-        Also decides whether actor pools stay up for the run: only here is every stage known.
-        Kept pools start beside the first stage, so the first labeling stage finds them started too.
+        Also decides how many labeling actors stay up for the run: only here is every stage known.
+        Kept actors start beside the first stage, so the first labeling stage finds them started too.
         """
         self.warm(warm_modules(pipeline), max(len(layer) for layer in pipeline.layers()))
         pooled = sorted({s.resources: s.name for s in pipeline.stages if uses_actor_pool(s)}.items(), key=repr)
-        self._keep_pools = pools_fit(pipeline, self._ray.cluster_resources())
-        self._pools_to_start = pooled if self._keep_pools else []
-        if pooled:
-            logger.info(
-                "labeling actors: %s",
-                "kept for the run" if self._keep_pools else "one pool per stage call (no room to keep them)",
-            )
+        self._kept = kept_workers(pipeline, self._ray.cluster_resources())
+        self._pools_to_start = [(resources, stage) for resources, stage in pooled if self._kept[resources]]
+        for resources, _ in pooled:
+            logger.info("labeling actors: %s", kept_message(self._kept[resources], resources.workers))
 
     def warm(self, modules: Sequence[str], workers: int) -> None:
         """Have up to ``workers`` Ray workers import ``modules`` before their first stage, one first.
@@ -285,34 +300,38 @@ class RayExecutor:
         self._warming.extend(self._warm_one() for _ in range(self._warm_later))
         self._warm_later = 0
         for resources, stage in self._pools_to_start:
-            self._pool(resources, stage)
+            self._kept_pool(resources, stage)
         self._pools_to_start = []
 
-    def _pool(self, resources: Resources, stage: str) -> distributed.ActorPool:
-        """The kept pool for ``resources`` (started on first use), or a new one for a single stage call.
+    def _kept_pool(self, resources: Resources, stage: str) -> distributed.ActorPool | None:
+        """The actors kept for ``resources`` (started on first use), or None where none are kept."""
+        if resources not in self._pools and self._kept.get(resources, 0):
+            self._pools[resources] = self._start_pool(resources, stage, self._kept[resources])
+        return self._pools.get(resources)
 
-        Its actors are named in Ray after the kind of stage they serve and the pool's number
-        (``pseudo_label pool 2 worker 0``): a kept pool serves every generation's stage.
-        """
-        if self._keep_pools and resources in self._pools:
-            return self._pools[resources]
+    def _start_pool(self, resources: Resources, stage: str, count: int) -> distributed.ActorPool:
+        """``count`` new actors, named in Ray after the kind of stage they serve and a number (``pseudo_label pool 2 worker 0``)."""
         self._pools_started += 1
-        pool = distributed.ActorPool.start(resources, f"{stage.rsplit('/', 1)[-1]} pool {self._pools_started}")
-        if self._keep_pools:
-            self._pools[resources] = pool
-        return pool
+        return distributed.ActorPool.start(resources, f"{stage.rsplit('/', 1)[-1]} pool {self._pools_started}", count)
+
+    def _pool(self, resources: Resources, stage: str) -> distributed.ActorPool:
+        """A stage call's actors: the kept ones, then as many new ones as the stage's workers still need."""
+        kept = self._kept_pool(resources, stage)
+        if kept is None:
+            return self._start_pool(resources, stage, resources.workers)
+        missing = resources.workers - len(kept.actors)
+        return kept.joined(self._start_pool(resources, stage, missing)) if missing else kept
 
     def _release(self, ref: Any, failed: bool) -> None:
-        """After a sharded stage: a single-call pool goes; a kept one goes only if the stage failed on it."""
+        """After a sharded stage: the actors started for it go; the kept ones go only if the stage failed."""
         pool = self._pool_of.pop(ref, None)
         if pool is None:
             return
-        kept = self._pools.get(pool.resources) is pool
-        if kept and not failed:
-            return
-        if kept:
+        kept = self._pools.get(pool.resources)
+        if kept is not None and failed and pool.includes(kept):
             del self._pools[pool.resources]
-        pool.shutdown()
+            kept = None
+        pool.shutdown(keep=kept.actors if kept is not None else ())
 
     def submit(self, task: StageTask) -> Any:
         """Start ``task`` as a Ray task; Ray's own retries are off, the runner retries.

