@@ -241,12 +241,12 @@ def time_one_kept(pool: Any, split: Any, checkpoint: Any, args: Any) -> list[flo
 
     kept = ActorPool(pool.resources, pool.actors[:1])
     times = []
-    for _ in range(max(1, args.repeats)):
+    for repeat in range(max(1, args.repeats)):
         pool.shutdown(keep=kept.actors)
-        while ray.available_resources().get("CPU", 0.0) < len(pool.actors) - 1:  # ray.kill returns before
+        while ray.available_resources().get("CPU", 0.0) < len(pool.actors) - 1:  # ray.kill returns first
             time.sleep(0.05)
         started = time.perf_counter()
-        pool = kept.joined(ActorPool.start(pool.resources, "started", len(pool.actors) - 1))
+        pool = kept.joined(ActorPool.start(pool.resources, f"started {repeat}", len(pool.actors) - 1))
         run_stage(split, checkpoint, args, pool.mapper())
         times.append(time.perf_counter() - started)
     return times
@@ -302,7 +302,8 @@ def child_profile(args: Any) -> None:
     start_ray([k])
     started = time.perf_counter()
     pool = start_pool(k, args.device)
-    pids = sorted(ray.get([actor.run.remote("pid", [ray.put(_pid)], 0) for actor in pool.actors]))
+    boxed = [ray.put(_pid)]
+    pids = sorted(ray.get([actor.run.remote("pid", boxed, 0) for actor in pool.actors]))
     parts[f"pool start, {k} actors (until each answers)"] = time.perf_counter() - started
     run_stage(split, checkpoint, args, pool.mapper())  # the first call: each actor loads its model and data
     ray_others = [pid for pid in ray_processes() if pid not in pids and pid != os.getpid()]
@@ -467,8 +468,7 @@ def main() -> None:
     rows, verdicts = measure(args, [args.rows, big])
     profile = None if args.no_profile else spawn(args, "profile", big)
     columns = ["method", "rows", "rows_per_s", "vs_plain", "speedup", "speedup_cold", "speedup_one_kept"]
-    columns += ["actor_start_s"]
-    columns += ["peak_rss_growth_mb", "loadavg"]
+    columns += ["actor_start_s", "peak_rss_growth_mb", "loadavg"]
     _common.report(
         "labeling",
         f"pseudo-label rows/s and peak memory ({args.device}, 1 torch thread per worker; speedup: warm pool, "

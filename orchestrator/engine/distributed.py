@@ -229,8 +229,8 @@ class ActorPool:
         return ActorPool(self.resources, self.actors + other.actors)
 
     def includes(self, other: ActorPool) -> bool:
-        """Whether every actor of ``other`` is one of this pool's (the same handles)."""
-        return all(any(actor is mine for mine in self.actors) for actor in other.actors)
+        """Whether every actor of ``other`` is one of this pool's (Ray's handles compare by actor id)."""
+        return set(other.actors) <= set(self.actors)
 
     def mapper(self, stage: str = "shards") -> ShardMapper:
         """A ``ctx.map_shards`` implementation on this pool's actors; each call is named ``STAGE shard I`` in Ray."""
@@ -241,7 +241,7 @@ class ActorPool:
         import ray
 
         for actor in self.actors:
-            if not any(actor is kept for kept in keep):
+            if actor not in keep:
                 ray.kill(actor)
 
 
