@@ -6,6 +6,7 @@ import argparse
 import csv
 import dataclasses
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from orchestrator.cli.preflight import folder_problem
 from orchestrator.config import apply_overrides, load_yaml
 from orchestrator.errors import ConfigError
 from orchestrator.tracking.sweeps import SweepTracker
-from orchestrator.tune.plan import SweepPlan, plan_sweep, with_sweep_run
+from orchestrator.tune.plan import SweepPlan, plan_sweep, trial_fit_problem, with_sweep_run
 from orchestrator.tune.space import best_config
 
 
@@ -46,6 +47,10 @@ def cmd_tune(args: argparse.Namespace) -> int:
     address = cluster_address(args.address)
     if address is not None:
         plan = dataclasses.replace(plan, ray_address=address)
+    if plan.ray_address is None and not os.environ.get("RAY_ADDRESS"):  # a local Ray of a fixed size
+        problem = trial_fit_problem(spec.build(config), config.tune.trial_cpus, plan.num_cpus or os.cpu_count() or 1)
+        if problem:
+            raise ConfigError([problem], args.config)
     from orchestrator.tune import sweep  # Ray Tune (seconds to import): only once the sweep checks out
 
     _check_resume(args, plan, sweep.can_resume(plan))

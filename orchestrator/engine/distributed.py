@@ -212,12 +212,19 @@ class ActorPool:
     def start(cls, resources: Resources, label: str = "shards", count: int | None = None) -> ActorPool:
         """Ask Ray for ``count`` actors (default: the stage's workers) and return at once; they start meanwhile.
 
-        ``label`` names them in Ray (`ray list actors`, the dashboard): ``LABEL worker I``.
+        ``label`` names them in Ray (`ray list actors`, the dashboard): ``LABEL worker I``. Like the
+        stage tasks, they never join the caller's placement group (``DEFAULT`` scheduling): a Tune
+        trial's group of 0.1 CPU captures its children, and a 1-CPU actor cannot fit in it.
         """
         import ray
 
         worker = ray.remote(_ShardWorker)
-        options = {"num_cpus": resources.num_cpus, "num_gpus": resources.num_gpus, "resources": dict(resources.custom)}
+        options = {
+            "num_cpus": resources.num_cpus,
+            "num_gpus": resources.num_gpus,
+            "resources": dict(resources.custom),
+            "scheduling_strategy": "DEFAULT",
+        }
         actors = tuple(
             worker.options(**options, name=f"{label} worker {i}").remote(resources.num_cpus)
             for i in range(resources.workers if count is None else count)

@@ -287,7 +287,7 @@ class RayExecutor:
         return functools.partial(_read_board, self._ray, board)
 
     def _warm_one(self) -> Any:
-        remote = self._ray.remote(_import_modules).options(num_cpus=1, max_retries=0)
+        remote = self._ray.remote(_import_modules).options(num_cpus=1, max_retries=0, scheduling_strategy="DEFAULT")
         return remote.remote(self._warm_modules)
 
     def _before_first_submit(self) -> None:

@@ -24,7 +24,8 @@ from orchestrator.config import (
     tracking_uri,
     validate_config,
 )
-from orchestrator.dag import Pipeline
+from orchestrator.dag import Pipeline, Stage
+from orchestrator.engine.executors import uses_actor_pool
 from orchestrator.errors import ConfigError, PipelineError
 from orchestrator.tracking.mlflow_tracker import metric_prefix
 from orchestrator.tune.space import probe_values
@@ -168,6 +169,32 @@ def fit_concurrency(
             fits,
         )
     return max(1, min(fits, requested or fits, trials))
+
+
+def stage_cpus_to_start(stage: Stage) -> float:
+    """The CPUs a stage must hold at once to start: all of a data-parallel stage's workers, one labeling actor."""
+    resources = stage.resources
+    return resources.num_cpus * (1 if uses_actor_pool(stage) else resources.workers)
+
+
+def trial_fit_problem(pipeline: Pipeline, trial_cpus: float, cpus: float) -> str | None:
+    """Why no trial could ever run on a local Ray of ``cpus`` CPUs, or None.
+
+    A trial's driver holds ``trial_cpus`` while its stages run beside it. Ray Train waits for
+    all the workers of a data-parallel stage (and gives up after a minute, three times per
+    trial), so a stage as wide as the machine never starts inside a sweep; a labeling stage
+    needs only one of its actors. A local Ray never grows, so this is bad input; a cluster
+    (``--address``, ``run.ray_address``) may add nodes and is not checked.
+    """
+    widest = max(pipeline.stages, key=stage_cpus_to_start)
+    need = trial_cpus + stage_cpus_to_start(widest)
+    if need <= cpus + 1e-9:
+        return None
+    return (
+        f"tune.trial_cpus: a trial needs {need:g} CPUs at once ({trial_cpus:g} for its driver beside "
+        f"{widest.name}'s {stage_cpus_to_start(widest):g}) but the local Ray has {cpus:g}; lower tune.trial_cpus "
+        f"or the resources of {widest.name}, or raise run.num_cpus"
+    )
 
 
 def plan_sweep(

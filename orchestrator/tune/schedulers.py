@@ -24,8 +24,7 @@ A rung is decided only once every trial expected at it has reported or ended for
 retries a failed trial (``FailureConfig``) by calling ``on_trial_error`` and then
 ``on_trial_add`` for it: the rung expects it again, and a rung that a removal completes is
 decided in the next ``choose_trial_to_run``, never inside the removal, so a trial that is
-being retried is not left out of it (which once kept 1 of 4 trials instead of 2 when trials
-failed under load).
+being retried is not left out of it. Each decision is logged (which trial waits, goes on, ends).
 """
 
 from __future__ import annotations
@@ -109,6 +108,13 @@ class SuccessiveHalving(FIFOScheduler):
             return TrialScheduler.CONTINUE
         self._scores[milestone][trial] = self._signed(result[self._metric])
         if not self._rung_complete(milestone):
+            logger.info(
+                "trial %s waits at generation %d (%d of %d in)",
+                trial.trial_id,
+                milestone,
+                len(self._scores[milestone]),
+                self._expected[milestone],
+            )
             self._paused.add(trial)
             self._release_slot(trial.trial_id)
             return TrialScheduler.PAUSE
@@ -127,6 +133,7 @@ class SuccessiveHalving(FIFOScheduler):
         if pending:
             self._expected[pending[0]] -= 1
             self._left[trial] = pending[0]
+        logger.info("trial %s ended (%s); expected at generation(s) %s", trial.trial_id, trial.status, pending)
 
     def choose_trial_to_run(self, tune_controller: Any) -> Trial | None:
         """New trials first; a paused survivor only while fewer than ``concurrency`` trials run.
@@ -144,6 +151,8 @@ class SuccessiveHalving(FIFOScheduler):
         if running >= self._concurrency:
             return None
         chosen = next((t for t in trials if t.status == Trial.PAUSED and self._promoted(t)), None)
+        if chosen is not None:
+            logger.info("trial %s goes on", chosen.trial_id)
         self._paused.discard(chosen)
         return chosen
 
@@ -180,7 +189,13 @@ class SuccessiveHalving(FIFOScheduler):
         if index + 1 < len(self._milestones):
             following = self._milestones[index + 1]
             self._expected[following] = sum(t in self._scores[following] or not t.is_finished() for t in kept)
-        logger.info("successive halving at generation %d: %d of %d trial(s) go on", milestone, len(kept), len(scores))
+        logger.info(
+            "successive halving at generation %d: %d of %d trial(s) go on (%s)",
+            milestone,
+            len(kept),
+            len(scores),
+            ", ".join(t.trial_id for t in ranked[:keep]),
+        )
         for trial in ranked[keep:]:
             if trial is not current and trial in self._paused:
                 self._paused.discard(trial)

@@ -23,7 +23,7 @@ from orchestrator.tracking.sweeps import SweepTracker
 from orchestrator.tune.plan import SweepPlan, fit_concurrency
 from orchestrator.tune.schedulers import make_scheduler
 from orchestrator.tune.space import clip_values, param_space, shuffled_grid, total_trials
-from orchestrator.tune.trial import run_trial
+from orchestrator.tune.trial import TrialState, run_trial
 
 logger = logging.getLogger(__name__)
 
@@ -123,7 +123,7 @@ def run_sweep(plan: SweepPlan, resume: bool, sweep_tracker: SweepTracker) -> tup
         # Every trial ended (none left paused or pending by an interrupt): a short one was stopped early.
         # Why not only each last result's ``done``: a trial stopped while paused (sha) never reports again.
         ended = grid.num_terminated + grid.num_errors == len(grid)
-        rows = [_row(plan, result, ended) for result in grid]
+        rows = [trial_row(plan, result, ended) for result in grid]
     finally:
         session.shutdown()
     done = len(rows) >= trials and all(row.status != "unfinished" for row in rows)
@@ -140,11 +140,13 @@ def run_sweep(plan: SweepPlan, resume: bool, sweep_tracker: SweepTracker) -> tup
     return rows, done
 
 
-def _row(plan: SweepPlan, result: Any, ended: bool = False) -> TrialRow:
+def trial_row(plan: SweepPlan, result: Any, ended: bool = False) -> TrialRow:
+    """One trial's line of the table from its Ray Tune result; ``ended``: every trial of the sweep ended."""
     frame = result.metrics_dataframe
     found = re.search(r"[0-9a-f]{5}_\d{5}", Path(result.path).name)
     trial_id = str((result.metrics or {}).get("trial_id") or (found.group(0) if found else Path(result.path).name))
-    by_generation: dict[int, float] = {}
+    # The trial's own checkpoint first: Tune's result files can lose a paused trial's lines (TrialState).
+    by_generation = dict(TrialState.from_checkpoint(result.checkpoint).reported) if result.checkpoint else {}
     if frame is not None and plan.settings.metric in frame:
         for generation, value in zip(frame["generation"], frame[plan.settings.metric]):
             by_generation[int(generation)] = float(value)

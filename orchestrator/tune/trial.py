@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,25 +31,47 @@ STATE_FILE = "trial_state.json"
 
 @dataclass
 class TrialState:
-    """A trial's schedule: segments of (first generation, values), and the next generation to run."""
+    """A trial's schedule: segments of (first generation, values), the next generation to run, and what it reported.
+
+    ``reported`` (generation -> metric value) is what the trials table falls back on: Ray Tune
+    keeps a trial's results in files it syncs to the sweep's folder every 10 s or more, and when a
+    paused trial resumes it copies the synced file back over its own. A trial that reported
+    generation 0 after the last copy and resumed before the next lost that line (an SHA sweep in
+    the tests listed its best trial as stopped early after one generation; reproduced with
+    TUNE_GLOBAL_CHECKPOINT_S=20). The checkpoint is written straight to storage with each
+    report, so it never lags.
+    """
 
     segments: list[tuple[int, dict[str, Any]]]
     next_generation: int = 0
+    reported: dict[int, float] = field(default_factory=dict)
 
     def continue_with(self, values: Mapping[str, Any]) -> TrialState:
         """New values (a PBT mutation) apply from the next generation on; earlier ones keep theirs."""
         if self.segments and self.segments[-1][1] == dict(values):
             return self
         kept = [(start, v) for start, v in self.segments if start < self.next_generation]
-        return TrialState(kept + [(self.next_generation, dict(values))], self.next_generation)
+        return TrialState(kept + [(self.next_generation, dict(values))], self.next_generation, dict(self.reported))
+
+    def after(self, generation: int, value: float) -> TrialState:
+        """The state once ``generation`` has run and reported ``value``."""
+        return TrialState(self.segments, generation + 1, {**self.reported, generation: value})
 
     def to_json(self) -> str:
-        return json.dumps({"segments": self.segments, "next_generation": self.next_generation})
+        return json.dumps(
+            {"segments": self.segments, "next_generation": self.next_generation, "reported": self.reported}
+        )
 
     @staticmethod
     def from_json(text: str) -> TrialState:
         data = json.loads(text)
-        return TrialState([(int(s), dict(v)) for s, v in data["segments"]], int(data["next_generation"]))
+        reported = {int(g): float(v) for g, v in data.get("reported", {}).items()}  # absent before it was kept
+        return TrialState([(int(s), dict(v)) for s, v in data["segments"]], int(data["next_generation"]), reported)
+
+    @staticmethod
+    def from_checkpoint(checkpoint: Any) -> TrialState:
+        with checkpoint.as_directory() as directory:
+            return TrialState.from_json((Path(directory) / STATE_FILE).read_text())
 
 
 def scheduled_pipeline(plan: SweepPlan, segments: Sequence[tuple[int, Mapping[str, Any]]]) -> tuple[Pipeline, Any]:
@@ -98,7 +120,7 @@ def run_trial(config: dict[str, Any], plan: SweepPlan) -> None:
         try:
             for generation in range(state.next_generation, plan.generations):
                 value = _run_generation(runner, pipeline, run_id, plan, generation)
-                state = TrialState(state.segments, generation + 1)
+                state = state.after(generation, value)
                 _report(tune, plan, generation, value, values, state)
         except BaseException:
             tracker.end_pipeline("FAILED")
@@ -110,9 +132,7 @@ def _load_state(checkpoint: Any, values: Mapping[str, Any]) -> TrialState:
     """A fresh schedule, or the checkpointed one continued with the (maybe mutated) values."""
     if checkpoint is None:
         return TrialState([(0, dict(values))])
-    with checkpoint.as_directory() as directory:
-        state = TrialState.from_json((Path(directory) / STATE_FILE).read_text())
-    return state.continue_with(values)
+    return TrialState.from_checkpoint(checkpoint).continue_with(values)
 
 
 def _run_generation(runner: Runner, pipeline: Pipeline, run_id: str, plan: SweepPlan, generation: int) -> float:

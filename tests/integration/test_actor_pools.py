@@ -157,6 +157,38 @@ def test_a_stage_that_fails_on_a_kept_pool_retries_on_new_actors(tmp_path):
     assert not names["g00"] & names["g01"]  # g00's pool was released with the failed attempt
 
 
+def labeled_in_a_trial(store_root: str) -> dict[str, set[str]]:
+    """What a Tune trial does (``run_trial``): a Runner on ``RayExecutor()`` in a task, no warm-up."""
+    store = ArtifactStore(store_root)
+    summary = Runner(store, RayExecutor(), NullTracker(), "v1", seed=0).run(two_generations(), "in-a-trial")
+    tables = {g: store.load(summary.manifests[f"{g}/label"].outputs[f"{g}/labels"]) for g in ("g00", "g01")}
+    return {g: set(table.column("actor").to_pylist()) for g, table in tables.items()}
+
+
+def test_labeling_actors_start_outside_a_tune_trials_placement_group(tmp_path):
+    """A trial runs in a placement group of 0.1 CPU that captures its children; a 1-CPU actor cannot fit in it.
+
+    The actors (like the stage tasks) must leave the group; once they did not, and every trial of a
+    sweep with ``resources.pseudo_label.workers=2`` failed. No actor is kept between a trial's stages
+    (the trial never warms up), so each generation labels on a pool of its own.
+    """
+    import ray
+    from ray.util.placement_group import placement_group
+    from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+    executor = RayExecutor(num_cpus=3)
+    try:
+        group = placement_group([{"CPU": 0.1}])
+        ray.get(group.ready(), timeout=60)
+        trial = PlacementGroupSchedulingStrategy(group, placement_group_capture_child_tasks=True)
+        task = ray.remote(labeled_in_a_trial).options(num_cpus=0.1, scheduling_strategy=trial)
+        names = ray.get(task.remote(str(tmp_path / "store")), timeout=300)
+    finally:
+        executor.shutdown()
+    assert names["g00"] and names["g00"] <= actor_names(range(1, 2))
+    assert names["g01"] and names["g01"] <= actor_names(range(2, 3))
+
+
 # --------------------------------------------------------------------------- shard dispatch
 
 SLOW_ACTOR = "dispatch worker 0"

@@ -207,7 +207,13 @@ def sha_sweep(tmp_path_factory: pytest.TempPathFactory) -> dict:
     workspace = tmp / "ws"
     result = relay("tune", str(tune_config(tmp, SHA_SWEEP, "sha", SHA_LRS)), *SHA_OVERRIDES, workspace=workspace)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-4000:]
-    return {"workspace": workspace, "records": json.loads((workspace / "tune" / SHA_SWEEP / "trials.json").read_text())}
+    records = json.loads((workspace / "tune" / SHA_SWEEP / "trials.json").read_text())
+    # Shown with a failing test (pytest prints a fixture's output): what the scheduler decided, and why trials failed.
+    print(*(f"{r['trial_id']}: {r['status']}, {r['generations']} generation(s)" for r in records), sep="\n")
+    print(*(line for line in result.stderr.splitlines() if "orchestrator.tune.schedulers" in line), sep="\n")
+    for error in sorted((workspace / "tune" / SHA_SWEEP / "ray").rglob("error.txt")):
+        print(error.parent.name, error.read_text()[-2000:])
+    return {"workspace": workspace, "records": records}
 
 
 def test_sha_keeps_the_best_half_of_generation_0_and_stops_the_rest(sha_sweep) -> None:

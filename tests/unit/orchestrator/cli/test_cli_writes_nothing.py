@@ -127,3 +127,10 @@ def test_tune_output_that_is_a_file_is_refused(cwd: Path, capsys) -> None:
     (cwd / "out").write_text("x")
     err = refused(["tune", str(SMOKE), "--output", "out"], cwd, capsys)
     assert f"--output: {cwd / 'out'} is a file, not a folder" in err
+
+
+def test_a_sweep_whose_trials_cannot_start_on_the_local_ray_is_refused(cwd: Path, capsys) -> None:
+    """2 training workers beside a trial's 0.1-CPU driver need 2.1 of smoke.yaml's 2 CPUs: refused before Ray starts."""
+    err = refused(["tune", str(SMOKE), "resources.train.workers=2"], cwd, capsys)
+    assert "a trial needs 2.1 CPUs at once (0.1 for its driver beside g00/train's 2)" in err
+    assert "local Ray has 2" in err

@@ -10,9 +10,9 @@ import yaml
 from orchestrator.cli import main
 from orchestrator.config import SearchDomain, TuneSettings, load_yaml, validate_config
 from orchestrator.errors import ConfigError
-from orchestrator.tune.plan import SweepPlan, fit_concurrency, plan_sweep
+from orchestrator.tune.plan import SweepPlan, fit_concurrency, plan_sweep, trial_fit_problem
 from orchestrator.tune.space import best_config, clip_values, param_space, total_trials
-from orchestrator.tune.sweep import TrialRow, best_row, trials_table
+from orchestrator.tune.sweep import TrialRow, best_row, trial_row, trials_table
 from orchestrator.tune.trial import TrialState, scheduled_pipeline
 from pipelines.builders import crest
 from pipelines.registry import PIPELINES
@@ -249,6 +249,38 @@ def test_trial_state_continues_mutated_values_from_the_next_generation() -> None
     assert TrialState.from_json(mutated.to_json()) == mutated
 
 
+def test_trial_state_keeps_what_each_generation_reported_through_a_mutation() -> None:
+    state = TrialState([(0, {"n": 1})]).after(0, 0.5).after(1, 0.75)
+    assert state.next_generation == 2 and state.reported == {0: 0.5, 1: 0.75}
+    mutated = state.continue_with({"n": 3})
+    assert mutated.reported == {0: 0.5, 1: 0.75}
+    assert TrialState.from_json(mutated.to_json()) == mutated
+    older = '{"segments": [[0, {"n": 1}]], "next_generation": 1}'  # a checkpoint written before `reported`
+    assert TrialState.from_json(older) == TrialState([(0, {"n": 1})], 1)
+
+
+def test_a_generation_that_tunes_result_file_lost_is_read_from_the_trials_checkpoint(tmp_path: Path) -> None:
+    """Tune's result.json of a resumed trial can lack its first lines (see TrialState); its checkpoint cannot."""
+    import pandas as pd
+    from ray import tune
+
+    sweep_plan = plan(smoke_data())
+    state = TrialState([(0, {"train.lr": 0.05})]).after(0, 0.33).after(1, 0.285)
+    (tmp_path / "trial_state.json").write_text(state.to_json())
+    frame = pd.DataFrame({"generation": [1], METRIC: [0.285]})  # generation 0's line lost
+    result = tune.Result(
+        metrics={"trial_id": "abcde_00001", "config": {"train.lr": 0.05}},
+        checkpoint=tune.Checkpoint.from_directory(str(tmp_path)),
+        error=None,
+        path=str(tmp_path / "run_trial_abcde_00001_1"),
+        metrics_dataframe=frame,
+    )
+    row = trial_row(sweep_plan, result, ended=True)
+    assert row.by_generation == {0: 0.33, 1: 0.285} and row.status == "completed"
+    frame_only = tune.Result(result.metrics, None, None, result.path, metrics_dataframe=frame)
+    assert trial_row(sweep_plan, frame_only, ended=True).status == "stopped early"  # what the table said before
+
+
 def test_scheduled_pipeline_takes_each_generation_from_the_values_in_force(tmp_path: Path) -> None:
     data = smoke_data() | {"crest": {"generations": 3}}
     sweep = plan(data, tmp_path)
@@ -283,3 +315,25 @@ def test_concurrency_fits_the_cluster(
     pipeline = crest.build(validate_config(crest.CrestConfig, data))
     assert fit_concurrency({"CPU": cpus, "GPU": gpus}, pipeline, 0.1, requested, trials=10) == expected
     assert fit_concurrency({"CPU": 64, "GPU": 64}, pipeline, 0.1, None, trials=3) == 3  # nor more than trials
+
+
+@pytest.mark.parametrize(
+    ("resources", "trial_cpus", "widest"),
+    [
+        ({}, 0.1, None),  # 1-CPU stages beside a 0.1-CPU driver fit 2 CPUs
+        ({"train": {"workers": 2}}, 0.1, "g00/train"),  # Ray Train waits for both workers: 2.1 > 2
+        ({"pseudo_label": {"workers": 2}}, 0.1, None),  # one labeling actor is enough to start
+        ({"pseudo_label": {"workers": 2, "num_cpus": 2}}, 0.1, "g00/pseudo_label"),  # but not one of 2 CPUs
+        ({}, 1.5, "data/split"),  # a driver that holds 1.5 CPUs leaves no stage room (the first widest is named)
+    ],
+)
+def test_a_trial_that_could_never_start_on_the_local_ray_is_named(
+    resources: dict, trial_cpus: float, widest: str | None
+) -> None:
+    pipeline = crest.build(validate_config(crest.CrestConfig, load_yaml(SMOKE) | {"resources": resources}))
+    problem = trial_fit_problem(pipeline, trial_cpus, cpus=2)
+    if widest is None:
+        assert problem is None
+    else:
+        assert problem is not None and f"beside {widest}'s" in problem and "local Ray has 2" in problem
+        assert "lower tune.trial_cpus" in problem and "raise run.num_cpus" in problem
