@@ -35,11 +35,12 @@ def cmd_tune(args: argparse.Namespace) -> int:
     problem = folder_problem(args.output, "--output") if args.output else None
     if problem:
         raise ConfigError([problem], "the command line")
+    pipeline = spec.build(config)
     plan = plan_sweep(
         apply_overrides(load_yaml(args.config), args.overrides),
         config,
         spec.build,
-        pipeline_code_versions(spec.build(config)),
+        pipeline_code_versions(pipeline),
         output=args.output,
         source=args.config,
     )
@@ -48,7 +49,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     if address is not None:
         plan = dataclasses.replace(plan, ray_address=address)
     if plan.ray_address is None and not os.environ.get("RAY_ADDRESS"):  # a local Ray of a fixed size
-        problem = trial_fit_problem(spec.build(config), config.tune.trial_cpus, plan.num_cpus or os.cpu_count() or 1)
+        problem = trial_fit_problem(pipeline, config.tune.trial_cpus, plan.num_cpus or os.cpu_count() or 1)
         if problem:
             raise ConfigError([problem], args.config)
     from orchestrator.tune import sweep  # Ray Tune (seconds to import): only once the sweep checks out
