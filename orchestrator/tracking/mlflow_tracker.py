@@ -155,6 +155,7 @@ class MlflowTracker:
         """Reuse the parent and generation runs of an earlier attempt of this pipeline run."""
         self._parent = parent
         self._client.update_run(parent, status="RUNNING")
+        self._client.set_tag(parent, TAG_STATUS, "RUNNING")  # not how the earlier attempt ended
         for run in self._find_runs(self._run_id, "generation"):
             self._gen_runs.setdefault(int(run.data.tags[TAG_GENERATION]), run.info.run_id)
         for run in self._find_runs(self._run_id, "stage"):
@@ -340,7 +341,13 @@ class MlflowTracker:
             self._client.log_batch(run, metrics=items, tags=tag_items)
 
     def end_pipeline(self, status: str) -> None:
-        """Close generation runs and the parent; ``status`` is FINISHED, STOPPED, FAILED or KILLED."""
+        """Close generation runs and the parent; ``status`` is FINISHED, STOPPED, FAILED, KILLED or PAUSED.
+
+        PAUSED is a Tune trial that its scheduler took off its CPUs between
+        generations: every generation it ran is complete, so their runs are
+        FINISHED, and the parent is KILLED until the trial resumes (RUNNING
+        again) or the sweep closes it with its final status.
+        """
         if self._parent is not None:
             self._guard("end_pipeline", lambda: self._end(status))
 
@@ -348,8 +355,8 @@ class MlflowTracker:
         for stage_name in list(self._monitors):
             self._stop_monitor(stage_name)
         self._guard("summary", self._log_summary)
-        final = status if status in ("FAILED", "KILLED") else "FINISHED"
-        others = "KILLED" if final == "KILLED" else "FINISHED"  # a generation fails only by its own stages
+        final = "KILLED" if status == "PAUSED" else status if status in ("FAILED", "KILLED") else "FINISHED"
+        others = "KILLED" if status == "KILLED" else "FINISHED"  # a generation fails only by its own stages
         for generation, run in self._gen_runs.items():
             self._client.set_terminated(run, status="FAILED" if generation in self._failed_gens else others)
         self._client.set_tag(self._parent, TAG_STATUS, status)

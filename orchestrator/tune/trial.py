@@ -122,10 +122,23 @@ def run_trial(config: dict[str, Any], plan: SweepPlan) -> None:
                 value = _run_generation(runner, pipeline, run_id, plan, generation)
                 state = state.after(generation, value)
                 _report(tune, plan, generation, value, values, state)
-        except BaseException:
-            tracker.end_pipeline("FAILED")
+        except BaseException as error:
+            tracker.end_pipeline(ending_status(error, plan.generations - state.next_generation))
             raise
         tracker.end_pipeline("FINISHED")
+
+
+def ending_status(error: BaseException, generations_left: int) -> str:
+    """How a trial's run ends when its generation loop is cut off.
+
+    Tune pauses or stops a trial by raising SystemExit(0) inside its report,
+    after a generation completed: that is PAUSED (the sweep's driver sets the
+    final status once the trial ends), or FINISHED if it was the last one.
+    Anything else is a failure.
+    """
+    if isinstance(error, SystemExit) and error.code in (0, None):
+        return "PAUSED" if generations_left > 0 else "FINISHED"
+    return "FAILED"
 
 
 def _load_state(checkpoint: Any, values: Mapping[str, Any]) -> TrialState:

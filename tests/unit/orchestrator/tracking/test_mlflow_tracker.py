@@ -166,6 +166,24 @@ def test_resume_reuses_parent_and_generation_runs(store, experiment):
     assert retry[0].data.tags["mlflow.parentRunId"] == gens["gen-01"].info.run_id
 
 
+def test_a_paused_trial_keeps_its_generations_finished_and_runs_again_on_resume(store, experiment):
+    first = tracker_for(store, experiment)
+    first.start_pipeline("run-p", "toy", {"seed": 0}, resume=False)
+    first.stage_finished(record("g00/evaluate", 0, {"accuracy": 0.5}))
+    first.end_pipeline("PAUSED")
+    (parent,) = runs(store, experiment, "pipeline")
+    assert (parent.info.status, parent.data.tags["relay.status"]) == ("KILLED", "PAUSED")
+    assert [r.info.status for r in runs(store, experiment, "generation")] == ["FINISHED"]
+
+    second = tracker_for(store, experiment)
+    second.start_pipeline("run-p", "toy", {"seed": 0}, resume=True)
+    (parent,) = runs(store, experiment, "pipeline")
+    assert (parent.info.status, parent.data.tags["relay.status"]) == ("RUNNING", "RUNNING")
+    second.end_pipeline("FINISHED")
+    (parent,) = runs(store, experiment, "pipeline")
+    assert (parent.info.status, parent.data.tags["relay.status"]) == ("FINISHED", "FINISHED")
+
+
 def test_start_pipeline_twice_opens_one_parent(store, experiment):
     tracker = tracker_for(store, experiment)
     tracker.start_pipeline("run-x", "toy", {}, resume=False)

@@ -13,7 +13,7 @@ from orchestrator.errors import ConfigError
 from orchestrator.tune.plan import SweepPlan, fit_concurrency, plan_sweep, trial_fit_problem
 from orchestrator.tune.space import best_config, clip_values, param_space, total_trials
 from orchestrator.tune.sweep import TrialRow, best_row, trial_row, trials_table
-from orchestrator.tune.trial import TrialState, scheduled_pipeline
+from orchestrator.tune.trial import TrialState, ending_status, scheduled_pipeline
 from pipelines.builders import crest
 from pipelines.registry import PIPELINES
 
@@ -257,6 +257,21 @@ def test_trial_state_keeps_what_each_generation_reported_through_a_mutation() ->
     assert TrialState.from_json(mutated.to_json()) == mutated
     older = '{"segments": [[0, {"n": 1}]], "next_generation": 1}'  # a checkpoint written before `reported`
     assert TrialState.from_json(older) == TrialState([(0, {"n": 1})], 1)
+
+
+@pytest.mark.parametrize(
+    ("error", "generations_left", "status"),
+    [
+        (SystemExit(0), 2, "PAUSED"),  # Tune paused or stopped the trial inside its report
+        (SystemExit(None), 1, "PAUSED"),
+        (SystemExit(0), 0, "FINISHED"),  # cut off at the last report: every generation ran
+        (SystemExit(1), 2, "FAILED"),
+        (RuntimeError("boom"), 2, "FAILED"),
+        (KeyboardInterrupt(), 2, "FAILED"),
+    ],
+)
+def test_a_trial_cut_off_by_tune_is_paused_not_failed(error: BaseException, generations_left: int, status: str) -> None:
+    assert ending_status(error, generations_left) == status
 
 
 def test_a_generation_that_tunes_result_file_lost_is_read_from_the_trials_checkpoint(tmp_path: Path) -> None:
