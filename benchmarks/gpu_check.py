@@ -16,7 +16,12 @@ Utilisation comes from NVML (``pynvml``, the nvidia-ml-py package) or, without i
 row that says why instead of failing the check; failed tests or a part that raises make the exit
 code 1. Without CUDA the script says so and exits 0, like every benchmark's ``--device cuda``.
 
+``--device cpu`` is a dry run of the same parts on the CPU (no GPU figures; the JSON is
+``gpu_check_cpu.json``): it proves, on any machine, that the check and what it imports work
+before a GPU lease is spent on it (a test runs it small).
+
 Usage: python benchmarks/gpu_check.py [--rows 200000] [--steps 50] [--actors 4] [--skip-tests]
+       [--device cuda|cpu] [--models small_cnn,wrn28_2]
 """
 
 from __future__ import annotations
@@ -163,8 +168,8 @@ def run_tests() -> tuple[dict, bool]:
 # --- 2. training throughput --------------------------------------------------------------------
 
 
-def training_images_per_s(model_name: str, steps: int) -> dict:
-    """FixMatch steps on the synthetic set on cuda; images/s over ``steps`` timed steps after 5 untimed."""
+def training_images_per_s(model_name: str, steps: int, device: str = "cuda") -> dict:
+    """FixMatch steps on the synthetic set on ``device``; images/s over ``steps`` timed steps after 5 untimed."""
     import functools
 
     import torch
@@ -184,8 +189,9 @@ def training_images_per_s(model_name: str, steps: int) -> dict:
         weak, strong = functools.partial(weak_augment, flip=False), functools.partial(strong_augment, magnitude=9)
         images, targets = data.images[labeled], data.labels[labeled]
         generator = torch.Generator().manual_seed(0)
-        train_fixmatch(model, images, targets, data.images, 10, settings, weak, strong, "cuda", generator)
-        torch.cuda.synchronize()
+        train_fixmatch(model, images, targets, data.images, 10, settings, weak, strong, device, generator)
+        if device == "cuda":
+            torch.cuda.synchronize()
 
     fit(5)  # cudnn autotuning, allocator growth
     with sampled() as samples:
@@ -198,11 +204,11 @@ def training_images_per_s(model_name: str, steps: int) -> dict:
 # --- 3. labeling -------------------------------------------------------------------------------
 
 
-def labeling_rows(rows: int, actors: int) -> list[dict]:
-    """The pseudo-label stage on cuda: in one process, then on 1 and ``actors`` actors sharing the GPU."""
+def labeling_rows(rows: int, actors: int, device: str = "cuda") -> list[dict]:
+    """The pseudo-label stage on ``device``: in one process, then on 1 and ``actors`` actors sharing the GPU."""
     import labeling  # benchmarks/labeling.py: the same stage call, Parquet write and digest included
 
-    args = argparse.Namespace(device="cuda", batch_size=512, shard_size=8192)
+    args = argparse.Namespace(device=device, batch_size=512, shard_size=8192)
     split, checkpoint, _ = labeling.setup(rows)
     labeling.run_stage(split.slice(0, args.shard_size), checkpoint, args)  # warm-up
     with sampled() as samples:
@@ -226,14 +232,15 @@ def labeling_rows(rows: int, actors: int) -> list[dict]:
 def actor_rows(labeling: Any, split: Any, checkpoint: Any, args: Any, rows: int, actors: int) -> list[dict]:
     out = []
     for k in (1, actors):
-        pool = labeling.start_pool(k, "cuda")
+        pool = labeling.start_pool(k, args.device)
         labeling.run_stage(split, checkpoint, args, pool.mapper())  # the pool's first call: actors start
         with sampled() as samples:
             seconds, _ = _common.timed(lambda pool=pool: labeling.run_stage(split, checkpoint, args, pool.mapper()))
-        note = f"warm pool, {1 / k:.2g} GPU per actor"
+        on_gpu = args.device == "cuda"
+        note = f"warm pool, {1 / k:.2g} GPU per actor" if on_gpu else "warm pool, 1 CPU per actor"
         out.append(
             row(
-                f"labeling stage, {k} actor{'s' if k > 1 else ''} sharing the GPU",
+                f"labeling stage, {k} actor{'s' if k > 1 else ''}{' sharing the GPU' if on_gpu else ''}",
                 rows / seconds,
                 "rows/s",
                 samples,
@@ -255,9 +262,9 @@ def guarded(name: str, part: Callable[[], list[dict]]) -> tuple[list[dict], bool
         return [row(name, "FAILED", "", note=f"{type(exc).__name__}: {exc}"[:300])], False
 
 
-def report(rows: list[dict], ok: bool, machine_note: str) -> None:
-    """One Markdown table and benchmarks/results/gpu_check.json."""
-    _common.report("gpu_check", f"GPU check ({machine_note})", rows, {"ok": ok}, COLUMNS)
+def report(rows: list[dict], ok: bool, machine_note: str, name: str = "gpu_check") -> None:
+    """One Markdown table and benchmarks/results/<name>.json."""
+    _common.report(name, f"GPU check ({machine_note})", rows, {"ok": ok}, COLUMNS)
     print(f"\ngpu-check: {'OK' if ok else 'FAILED'}")
 
 
@@ -267,21 +274,32 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=50, help="timed training steps per model")
     p.add_argument("--actors", type=int, default=4, help="k actors sharing the GPU (besides 1)")
     p.add_argument("--skip-tests", action="store_true")
+    p.add_argument("--device", default="cuda", choices=("cuda", "cpu"), help="cpu: a dry run of every part")
+    p.add_argument("--models", default="small_cnn,wrn28_2", help="comma-separated models whose training is timed")
     args = p.parse_args()
-    _common.device_or_exit("cuda")
-    import torch
-
+    device = _common.device_or_exit(args.device)
     rows, ok = [], True
     if not args.skip_tests:
         tests, ok = run_tests()
         rows.append(tests)
-    for model_name in ("small_cnn", "wrn28_2"):
-        part, fine = guarded(f"training, {model_name}", lambda m=model_name: [training_images_per_s(m, args.steps)])
+    for model_name in args.models.split(","):
+        part, fine = guarded(
+            f"training, {model_name}", lambda m=model_name: [training_images_per_s(m, args.steps, device)]
+        )
         rows, ok = rows + part, ok and fine
-    part, fine = guarded("labeling", lambda: labeling_rows(args.rows, max(2, args.actors)))
+    part, fine = guarded("labeling", lambda: labeling_rows(args.rows, max(2, args.actors), device))
     rows, ok = rows + part, ok and fine
-    report(rows, ok, f"{torch.cuda.get_device_name(0)}, {torch.cuda.device_count()} GPU(s), {os.cpu_count()} CPUs")
+    report(rows, ok, machine_note(device), "gpu_check" if device == "cuda" else "gpu_check_cpu")
     sys.exit(0 if ok else 1)
+
+
+def machine_note(device: str) -> str:
+    """What the table's figures come from: the GPU and its count, or that it is the CPU dry run."""
+    import torch
+
+    if device == "cpu":
+        return f"CPU dry run, no GPU figures, {os.cpu_count()} CPUs"
+    return f"{torch.cuda.get_device_name(0)}, {torch.cuda.device_count()} GPU(s), {os.cpu_count()} CPUs"
 
 
 if __name__ == "__main__":

@@ -1,13 +1,16 @@
 """benchmarks/gpu_check.py's CPU side: parsing nvidia-smi and JUnit, sampling, the table and the JSON.
 
 The GPU parts themselves run only under `make gpu-check` on a GPU machine; here they get fake
-inputs, and the script itself must skip cleanly (exit 0, with the reason) where CUDA is absent.
+inputs, the script must skip cleanly (exit 0, with the reason) where CUDA is absent, and its CPU
+dry run must carry every part through (real training steps, a real Ray instance and actors), so
+the check cannot rot between the rare sessions that have a GPU.
 """
 
 from __future__ import annotations
 
 import importlib
 import json
+import os
 import subprocess
 import sys
 import time
@@ -97,3 +100,23 @@ def test_without_cuda_the_check_skips_with_the_reason():
     )
     assert done.returncode == 0, done.stderr
     assert "skipped: --device cuda asked for, but torch.cuda.is_available() is False" in done.stdout
+
+
+@pytest.mark.integration
+def test_the_cpu_dry_run_carries_every_part_through_and_writes_its_own_json(tmp_path):
+    env = {key: value for key, value in os.environ.items() if key != "RAY_ADDRESS"}
+    env["RELAY_BENCHMARK_RESULTS"] = str(tmp_path)
+    command = [sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "--device", "cpu", "--skip-tests"]
+    command += ["--rows", "16384", "--steps", "2", "--actors", "2", "--models", "small_cnn"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    data = json.loads((tmp_path / "gpu_check_cpu.json").read_text())
+    assert data["ok"] is True and "CPU dry run" in data["title"]
+    values = {row["check"]: row["value"] for row in data["rows"]}
+    assert sorted(values) == [
+        "labeling stage, 1 actor",
+        "labeling stage, 1 process",
+        "labeling stage, 2 actors",
+        "training, small_cnn",
+    ]
+    assert all(isinstance(value, float) and value > 0 for value in values.values()), values
