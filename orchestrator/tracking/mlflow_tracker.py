@@ -355,7 +355,7 @@ class MlflowTracker:
         for stage_name in list(self._monitors):
             self._stop_monitor(stage_name)
         self._guard("summary", self._log_summary)
-        final = "KILLED" if status == "PAUSED" else status if status in ("FAILED", "KILLED") else "FINISHED"
+        final = {"FAILED": "FAILED", "KILLED": "KILLED", "PAUSED": "KILLED"}.get(status, "FINISHED")
         others = "KILLED" if status == "KILLED" else "FINISHED"  # a generation fails only by its own stages
         for generation, run in self._gen_runs.items():
             self._client.set_terminated(run, status="FAILED" if generation in self._failed_gens else others)
