@@ -47,7 +47,7 @@ test-unit: install
 #
 # A GPU machine that reaches no package registry: make the wheels where one is reachable (`make gpu-wheels`:
 # Ray, pydantic and the few packages of theirs a CUDA image lacks, for GPU_PYTHON_VERSION, 3.12 unless
-# set; about 38 MB in .gpu-wheels), carry that folder there, and run `make gpu-check WHEELS=.gpu-wheels`: it
+# set; about 37 MB in .gpu-wheels), carry that folder there, and run `make gpu-check WHEELS=.gpu-wheels`: it
 # installs them with --no-index into .gpu-site and runs the check on that machine's own python3
 # (GPU_PYTHON), the one with the CUDA build of torch. GPU_CHECK_ARGS go to gpu_check.py (`--device cpu`:
 # a dry run of every part on the CPU).

@@ -8,7 +8,7 @@ and writes them to one folder. Carry that folder to the GPU machine and run
 ``make gpu-check WHEELS=<folder>``: the wheels are installed there with ``--no-index``.
 
 Ray's wheel (79 MB for 2.60) is rewritten without its Java jars, which a Python-only check never
-loads, and with LZMA instead of deflate (pip reads either), so the folder is about 38 MB and fits
+loads, and with LZMA instead of deflate (pip reads either), so the folder is about 37 MB and fits
 beside the repo in a 64 MiB transfer. Its RECORD loses the dropped files' lines; every kept file
 is byte for byte the original, so RECORD's hashes still hold.
 
