@@ -9,6 +9,8 @@ import sys
 import zipfile
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 gpu_wheels = importlib.import_module("gpu_wheels")
@@ -43,6 +45,20 @@ def test_distribution_names_are_normalized():
         "pydantic-core"
     )
     assert gpu_wheels.distribution_name(Path("tensorboardX-2.6.5-py3-none-any.whl")) == "tensorboardx"
+
+
+def test_the_requirements_follow_pyproject_pins():
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    ray_bounds = gpu_wheels.pinned("ray", "[train,tune]").removeprefix("ray[train,tune]")
+    assert ray_bounds and f'"ray[default,train,tune]{ray_bounds}"' in pyproject
+    assert f'"{gpu_wheels.pinned("pydantic")}"' in pyproject
+
+
+def test_choose_keeps_the_named_projects_and_names_what_was_not_resolved():
+    wheels = [Path("pydantic_core-2.50.5-cp312-cp312-manylinux2014_x86_64.whl"), Path("numpy-2.5.0-cp312-x.whl")]
+    assert gpu_wheels.choose(wheels, {"pydantic-core"}) == {"pydantic-core": wheels[0]}
+    with pytest.raises(ValueError, match=r"no wheel of raay was resolved \(resolved: numpy, pydantic-core\)"):
+        gpu_wheels.choose(wheels, {"pydantic-core", "raay"})
 
 
 def test_a_slimmed_wheel_drops_the_jars_keeps_the_rest_and_installs_offline(tmp_path):
