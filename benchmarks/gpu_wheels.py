@@ -114,8 +114,7 @@ def main() -> None:
         try:  # before the folder is touched: a bad --keep leaves it as it was
             chosen = choose(resolved, keep)
         except ValueError as problem:
-            print(f"gpu-wheels: {problem}")
-            sys.exit(2)
+            p.error(str(problem))  # argparse's usage error: on stderr, exit 2
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         for old in out.glob("*.whl"):
