@@ -12,7 +12,7 @@ rows the cache-hit check (``ArtifactStore.verify``: re-read and digest every out
 cache hit does before it is trusted).
 Goal (issue 9): store write + read <= 1.2 x numpy's.
 
-Why the store is shaped as it is (orchestrator/artifacts.py): the file keeps the contract
+Why the store is shaped as it is (orchestrator/engine/artifacts.py): the file keeps the contract
 schema, ``probs`` included, as a Parquet list, so pandas, DuckDB, pq.read_table and MLflow's
 dataset schema read what the contract says. Per column: no compression, no dictionary and no
 statistics on the floats, dictionary on ``model`` (read back as a dictionary and cast, faster
