@@ -142,14 +142,48 @@ class TrackingSettings(StrictModel):
     system_metrics_interval_s: float = Field(2.0, gt=0.0)
 
 
+# The words ray.init takes instead of an address: find the machine's running cluster, or start one.
+RAY_ADDRESS_WORDS = ("auto", "local")
+
+
+def ray_address_problem(address: str, key: str) -> str | None:
+    """Why ``address`` is not a Ray cluster address a driver can join, or None: HOST:PORT (ray:// allowed).
+
+    Checked for form only (``orchestrator.cli.run_locations`` checks that something answers):
+    ray.init takes a malformed address as far as its retry loop and then fails with a trace.
+    """
+    if address in RAY_ADDRESS_WORDS:
+        return None
+    if address.startswith(("http://", "https://")):
+        return (
+            f"{key}: {address} is a dashboard URL; a driver joins a cluster at its GCS address HOST:6379 "
+            "(as `ray status` prints it). To run on a cluster as a Ray job, use `relay submit CONFIG --address "
+            "http://HOST:8265`"
+        )
+    host, colon, port = address.removeprefix("ray://").rpartition(":")
+    if not colon or not host or "/" in host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        return (
+            f"{key}: {address!r} is not a Ray cluster address; write HOST:PORT with a port from 1 to 65535, "
+            "e.g. 10.0.0.5:6379 (the GCS address `ray status` prints on the head node)"
+        )
+    return None
+
+
+def _ray_address(value: str | None) -> str | None:
+    problem = None if value is None else ray_address_problem(value, "run.ray_address")
+    if problem:
+        raise ValueError(problem.removeprefix("run.ray_address: "))
+    return value
+
+
 class RunSettings(StrictModel):
     """Where and how a pipeline runs (executor, workspace, storage, cluster)."""
 
     executor: Literal["ray", "local"] = "ray"
     workspace: str | None = None
     artifact_uri: str | None = None
-    ray_address: str | None = None
-    num_cpus: int | None = Field(default=None, ge=1)
+    ray_address: Annotated[str | None, AfterValidator(_ray_address)] = None
+    num_cpus: int | None = Field(default=None, ge=1, le=4096)
 
 
 MODEL_SOURCE_FORMS = (
@@ -266,14 +300,14 @@ class TuneSettings(StrictModel):
     name: SafeName | None = None
     metric: str
     mode: Literal["max", "min"] = "max"
-    num_samples: int = Field(4, ge=1)
+    num_samples: int = Field(4, ge=1, le=100_000)
     scheduler: Literal["asha", "sha", "pbt", "pb2", "none"] = "asha"
     search: Literal["random", "optuna"] = "random"
     max_concurrent_trials: int | None = Field(None, ge=1)
     grace_period: int = Field(1, ge=1)
     reduction_factor: float = Field(2.0, gt=1.0)
     perturbation_interval: int = Field(1, ge=1)
-    seed: int | None = None
+    seed: int | None = Field(None, ge=0, lt=2**32)  # Ray Tune's generators take 32-bit seeds
     trial_cpus: float = Field(0.1, gt=0.0)
     space: dict[str, SearchDomain]
 

@@ -64,6 +64,9 @@ class PipelineSpec:
     ``<stage role>/<metric>`` by the tracker. The first single metric is the run's headline
     (higher is better): `relay runs` shows its best value over the generations. ``data``: the
     datasets the pipeline's package imports and reads (`relay data`), or None.
+    ``reference_generations``: generations that train what the result starts from (a teacher, a
+    source-task or old-task model), not a result of the pipeline: `relay runs` leaves them out of
+    the headline's best value, which a teacher that outscores its student would otherwise claim.
     """
 
     name: str
@@ -72,6 +75,7 @@ class PipelineSpec:
     preflight: Callable[[Any], list[str]] = field(default=lambda config: [])
     summary: Mapping[str, str] = field(default_factory=dict)
     data: DataSpec | None = None
+    reference_generations: frozenset[int] = frozenset()
 
 
 @functools.cache

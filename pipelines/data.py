@@ -353,11 +353,17 @@ def imagefolder_samples(
 
 
 def imagefolder_image(path: str, image_size: int) -> torch.Tensor:
-    """One image file as RGB uint8 [3, size, size]: what the in-memory loader and `relay data import` both store."""
+    """One image file as RGB uint8 [3, size, size]: what the in-memory loader and `relay data import` both store.
+
+    A file PIL cannot decode is a ValueError naming it, so both report the file instead of PIL's trace.
+    """
     from torchvision.datasets.folder import default_loader
     from torchvision.transforms.v2 import functional as TF
 
-    tensor = TF.pil_to_tensor(default_loader(path).convert("RGB"))
+    try:
+        tensor = TF.pil_to_tensor(default_loader(path).convert("RGB"))
+    except (OSError, ValueError, SyntaxError) as exc:  # PIL's errors for a file that is not an image
+        raise ValueError(f"imagefolder: {path} does not decode as an image ({exc}); fix or remove it") from exc
     return TF.resize(tensor, [image_size, image_size], antialias=True)
 
 

@@ -19,6 +19,14 @@ from pipelines.data import DATASET_REQUIRES_ROOT, DATASETS
 from pipelines.datasets.catalog import SHARDED
 from pipelines.model_names import MODEL_NAMES, check_stochastic_depth
 
+# Upper bounds for values that have no natural one: far above any real use, low enough that a typo
+# (an extra zero, 1e8) is refused when the file is loaded instead of exhausting memory or waiting
+# on resources no node has.
+MAX_BATCH = 1 << 16
+MAX_NODE_CPUS = 1024
+MAX_NODE_GPUS = 64
+MAX_GENERATIONS = 1000
+
 Part = TypeVar("Part", bound=BaseModel)
 
 
@@ -69,15 +77,15 @@ class DataSection(StrictModel):
     root: str | None = None
     uri: str | None = None
     digest: str | None = None
-    buffer_mb: int = Field(256, ge=1)
-    loader_workers: int = Field(1, ge=0)
+    buffer_mb: int = Field(256, ge=1, le=1 << 16)  # up to 64 GiB of shuffle window
+    loader_workers: int = Field(1, ge=0, le=64)
     head_count: int = Field(130, gt=0)
     imbalance_ratio: float = Field(10.0, ge=1.0)
     labeled_fraction: float = Field(0.1, gt=0.0, le=1.0)
     holdout_per_class: int = Field(40, ge=0)
     fold: int = Field(0, ge=0)
     # Square side every image is read or resized to; null: the loader's own (digits: 16, its 8x8 upsampled).
-    image_size: int | None = Field(None, ge=4)
+    image_size: int | None = Field(None, ge=4, le=1024)
     class_order: list[int] | None = None
     classes: list[int] | None = Field(None, min_length=2)
 
@@ -133,7 +141,7 @@ class TrainSection(StrictModel):
     """
 
     steps: int = Field(400, gt=0)
-    batch_size: int = Field(64, gt=0)
+    batch_size: int = Field(64, gt=0, le=MAX_BATCH)
     unlabeled_ratio: int = Field(7, ge=1)
     lr: float = Field(0.03, gt=0.0)
     momentum: float = Field(0.9, ge=0.0, lt=1.0)
@@ -185,7 +193,7 @@ class LabelSection(StrictModel):
     actors (resources.pseudo_label.workers) share the shards.
     """
 
-    batch_size: int = Field(512, gt=0)
+    batch_size: int = Field(512, gt=0, le=MAX_BATCH)
     shard_size: int = Field(2048, gt=0)
 
 
@@ -196,9 +204,9 @@ class StageResources(StrictModel):
     started with them (`ray start --resources '{"gpu_node": 4}'`).
     """
 
-    num_cpus: float = Field(1.0, gt=0.0)
-    num_gpus: float = Field(0.0, ge=0.0)
-    workers: int = Field(1, ge=1)
+    num_cpus: float = Field(1.0, gt=0.0, le=MAX_NODE_CPUS)
+    num_gpus: float = Field(0.0, ge=0.0, le=MAX_NODE_GPUS)
+    workers: int = Field(1, ge=1, le=4096)
     custom: dict[str, Annotated[float, Field(gt=0.0)]] = Field(default_factory=dict)
 
 
@@ -233,7 +241,7 @@ class SupervisedTrainSection(StrictModel):
     """
 
     steps: int = Field(300, gt=0)
-    batch_size: int = Field(32, gt=0)
+    batch_size: int = Field(32, gt=0, le=MAX_BATCH)
     lr: float = Field(0.256, gt=0.0)
     momentum: float = Field(0.9, ge=0.0, lt=1.0)
     nesterov: bool = False
@@ -312,7 +320,7 @@ class PretextSection(StrictModel):
 
     method: Literal["none", "rotnet", "simclr"] = "none"
     steps: int = Field(300, gt=0)
-    batch_size: int = Field(128, ge=2)
+    batch_size: int = Field(128, ge=2, le=MAX_BATCH)
     lr: float = Field(0.1, gt=0.0)
     momentum: float = Field(0.9, ge=0.0, lt=1.0)
     weight_decay: float = Field(5e-4, ge=0.0)
@@ -334,7 +342,7 @@ class PipelineFile(StrictModel):
 
     pipeline: str
     name: SafeName
-    seed: int = 0
+    seed: int = Field(0, ge=0, lt=2**31)  # numpy and torch seed generators take it and small offsets of it
     data: DataSection = DataSection()
     model: ModelSection = ModelSection()
     train: SupervisedTrainSection = SupervisedTrainSection()

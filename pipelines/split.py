@@ -104,10 +104,10 @@ def preflight_split(data: Mapping[str, Any]) -> list[str]:
     """
     try:
         labels = dataset_labels(data)
-    except FileNotFoundError as exc:
-        return [f"data.root: {exc}"]
-    except DatasetError as exc:  # a sharded dataset that is missing, edited or malformed
+    except DatasetError as exc:  # a sharded dataset that is missing, edited or malformed (a ValueError)
         return [f"data.uri: {exc}"]
+    except (FileNotFoundError, ValueError) as exc:  # ValueError: an image folder with a file that is no image
+        return [f"data.root: {exc}"]
     try:
         table = split_table(data, labels)
     except ValueError as exc:

@@ -48,11 +48,12 @@ def cmd_submit(args: argparse.Namespace) -> int:
     only what does not depend on this machine's folders is checked here; the job's `relay run`
     checks the rest before it writes.
     """
+    problems = submit_flag_problems(args)
+    if problems:
+        raise ConfigError(problems, "the command line")
+    jobs.resolve_address(args.address)  # no address, or a malformed one, is bad input: say so before reading
     if args.resume:
         return submit_resume(args)
-    if args.config is None:
-        raise ConfigError(["config: pass a pipeline file (relay submit CONFIG ...), or --resume RUN_ID"])
-    jobs.resolve_address(args.address)  # no address is bad input: say so before reading the data
     run_id = args.run_id if args.run_id is not None else args.submission_id
     if run_id is not None:
         check_run_id(run_id)
@@ -81,6 +82,38 @@ def cmd_submit(args: argparse.Namespace) -> int:
     )
     print(job_id, flush=True)
     return follow_to_the_end(args.address, job_id) if args.wait else 0
+
+
+def submit_flag_problems(args: argparse.Namespace) -> list[str]:
+    """Every flag of `relay submit` that is wrong on its own or with the others, before anything is read.
+
+    With --resume the job resubmits the run from its saved config under its own id, so a
+    pipeline file, overrides and the flags that shape a new run would be silently ignored.
+    """
+    if not args.resume:
+        problems = [jobs.resource_problem("--num-gpus", args.num_gpus)] if args.num_gpus is not None else []
+        if args.config is None:
+            problems.append("config: pass a pipeline file (relay submit CONFIG ...), or --resume RUN_ID")
+        return [problem for problem in problems if problem]
+    problems = []
+    if args.config is not None:
+        given = " ".join([args.config, *args.overrides])
+        problems.append(
+            f"{given!r}: --resume RUN_ID resubmits the run from the config saved with it, so a pipeline file and "
+            "overrides are not read; drop them (or drop --resume to submit a new run)"
+        )
+    ignored = {
+        "--run-id": args.run_id is not None or args.submission_id is not None,
+        "--rerun-from": args.rerun_from is not None,
+        "--no-cache": args.no_cache,
+        "--num-gpus": args.num_gpus is not None,
+    }
+    problems += [
+        f"{flag}: has no effect with --resume (the run keeps its id, cache and resources); drop {flag}"
+        for flag, given in ignored.items()
+        if given
+    ]
+    return problems
 
 
 def submit_resume(args: argparse.Namespace) -> int:

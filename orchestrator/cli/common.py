@@ -10,6 +10,7 @@ import argparse
 import importlib
 import json
 import logging
+import os
 import secrets
 import time
 from collections.abc import Mapping
@@ -18,9 +19,18 @@ from typing import Any
 
 import yaml
 
-from orchestrator import jobs
-from orchestrator.cli.preflight import location_problems, open_store
-from orchestrator.config import RunSettings, apply_overrides, artifact_uri, load_yaml, validate_config
+from orchestrator.cli.preflight import folder_problem, location_problems, open_store
+from orchestrator.cli.run_locations import local_path
+from orchestrator.config import (
+    ARTIFACT_URI_ENV,
+    WORKSPACE_ENV,
+    RunSettings,
+    apply_overrides,
+    artifact_uri,
+    load_yaml,
+    ray_address_problem,
+    validate_config,
+)
 from orchestrator.dag import Pipeline
 from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.engine.fingerprint import code_versions
@@ -94,7 +104,7 @@ def save_run_record(store: ArtifactStore, run_id: str, config: Any, config_path:
 
 
 def read_run_record(store: ArtifactStore, run_id: str, pipelines: Pipelines) -> tuple[Any, Any]:
-    """The spec and config a run was started with, from its record in ``store``; a missing run is bad input."""
+    """The spec and config a run was started with, from its record in ``store``; a missing or damaged run is bad input."""
     text = store.read_record(record_path(run_id, CONFIG_FILE))
     if text is None:
         raise ConfigError(
@@ -102,15 +112,48 @@ def read_run_record(store: ArtifactStore, run_id: str, pipelines: Pipelines) -> 
                 f"run_id: no run {run_id!r} in the artifact store {store.uri}; list its runs with "
                 f"`relay runs --artifact-uri {store.uri}`, "
                 "or pass the store the run wrote to (--workspace, --artifact-uri or RELAY_ARTIFACT_URI)"
-            ]
+            ],
+            "the command line",
         )
-    return load_saved_config(text.decode(), f"{store.location(record_path(run_id, CONFIG_FILE))}", pipelines)
+    source = store.location(record_path(run_id, CONFIG_FILE))
+    try:
+        decoded = text.decode()
+    except UnicodeDecodeError as exc:  # `relay run` writes YAML as UTF-8: this file was edited or damaged since
+        raise ConfigError(
+            [
+                f"not UTF-8 text (byte {exc.start}: {exc.reason}), so not the config `relay run` saved; "
+                "restore it, or start the run again with `relay run`"
+            ],
+            source,
+        ) from exc
+    return load_saved_config(decoded, source, pipelines)
 
 
 def store_of(args: argparse.Namespace) -> ArtifactStore:
-    """The artifact store a command reads run records from: --artifact-uri, else the workspace's default."""
+    """The artifact store a command reads run records from: --artifact-uri, else the workspace's default.
+
+    A local store that is a file, or lies under one, is bad input: pyarrow would report "Not a
+    directory" at the first read, and a listing would find no runs there and say so.
+    """
     given = getattr(args, "artifact_uri", None)
-    return open_store(given or artifact_uri(RunSettings(workspace=getattr(args, "workspace", None))))
+    uri = given or artifact_uri(RunSettings(workspace=getattr(args, "workspace", None)))
+    folder = local_path(uri)
+    if folder is not None and not Path(folder).expanduser().is_dir():
+        problem = folder_problem(folder, _store_key(args))
+        if problem:
+            raise ConfigError([problem], "the command line")
+    return open_store(uri)
+
+
+def _store_key(args: argparse.Namespace) -> str:
+    """How the user named the store, for messages: the flag or variable that set it."""
+    if getattr(args, "artifact_uri", None):
+        return "--artifact-uri"
+    if os.environ.get(ARTIFACT_URI_ENV):
+        return f"${ARTIFACT_URI_ENV}"
+    if getattr(args, "workspace", None):
+        return "--workspace"
+    return f"${WORKSPACE_ENV}" if os.environ.get(WORKSPACE_ENV) else "the default workspace (./relay-workspace)"
 
 
 def pipeline_code_versions(pipeline: Pipeline) -> dict[str, str]:
@@ -139,18 +182,16 @@ def pipeline_code_versions(pipeline: Pipeline) -> dict[str, str]:
 
 
 def cluster_address(address: str | None) -> str | None:
-    """``--address`` as ray.init takes it; a dashboard URL is refused (that is `relay submit`'s address)."""
+    """``--address`` as ray.init takes it (HOST:PORT), checked for form; a dashboard URL is refused.
+
+    Whether a cluster answers there is checked with the run's other settings
+    (``run_locations.check_cluster``).
+    """
     if address is None:
         return None
-    if address.startswith(("http://", "https://")):
-        raise ConfigError(
-            [
-                f"--address: {address} is a dashboard URL; `relay run/resume/tune --address` joins the cluster as its "
-                "driver and takes the GCS address HOST:6379 (as `ray status` prints it). To run on a cluster as a "
-                "Ray job, use `relay submit CONFIG --address http://HOST:8265`"
-            ]
-        )
-    jobs.find_auth_token()  # a token cluster: RAY_AUTH_MODE=token before Ray is imported
+    problem = ray_address_problem(address, "--address")
+    if problem:
+        raise ConfigError([problem], "the command line")
     return address
 
 

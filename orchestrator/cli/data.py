@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 from orchestrator.cli.common import pipelines_of
+from orchestrator.cli.preflight import folder_problem
 from orchestrator.errors import ConfigError
 from orchestrator.registry import DataSpec, data_specs
 
@@ -40,14 +42,34 @@ def _print(summary: Mapping[str, Any]) -> None:
         print(f"{key:<{width}}  {value}")
 
 
+def destination_problem(dest: str) -> str | None:
+    """Why a local DEST cannot be a folder this import writes in (a file, a path under a file, no permission).
+
+    Checked before the source is read. A folder that already holds something is left to the
+    import, which writes nothing there either way: the same dataset is a no-op, anything else is refused.
+    """
+    path = dest.removeprefix("file://") if dest.startswith("file://") else None if "://" in dest else dest
+    if path is None:
+        return None  # remote storage: the import asks it before reading the source
+    try:
+        folder = Path(path).expanduser()
+        if folder.is_dir() and any(folder.iterdir()):
+            return None
+    except (OSError, ValueError):
+        pass  # folder_problem names it
+    return folder_problem(path, "DEST")
+
+
 def cmd_import(args: argparse.Namespace) -> int:
     specs = _specs(args)
     spec = next((s for s in specs if s.claims(args.source)), None)
+    problems = [destination_problem(args.dest)]
     if spec is None:
         valid = "; ".join(f"{name}: {text}" for s in specs for name, text in s.sources.items())
-        raise ConfigError(
-            [f"SOURCE {args.source!r}: not a source name nor an existing folder; valid sources: {valid}"], "relay data"
-        )
+        problems.insert(0, f"SOURCE {args.source!r}: not a source name nor an existing folder; valid sources: {valid}")
+    problems = [problem for problem in problems if problem]
+    if problems:
+        raise ConfigError(problems, "relay data")
     options = {"encoding": args.encoding, "image_size": args.image_size, "rows_per_group": args.rows_per_group}
     _print(_checked(spec.import_dataset, args.source, args.dest, options))
     return 0

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from orchestrator.cli import run_locations
+from orchestrator.cli import run_locations, runs
 from orchestrator.cli.common import (
     Pipelines,
     add_artifact_uri,
@@ -30,15 +30,23 @@ from orchestrator.cli.common import (
     store_of,
     with_locations,
 )
-from orchestrator.cli.preflight import check_run_id, check_stop_after, open_store
-from orchestrator.config import RunSettings, TrackingSettings, resolve_workspace, tracking_uri
+from orchestrator.cli.preflight import check_new_run, check_run_id, check_stop_after, open_store
+from orchestrator.cli.workspace import check_tracking_store, default_tracking_key
+from orchestrator.config import (
+    RunSettings,
+    TrackingSettings,
+    apply_overrides,
+    load_yaml,
+    resolve_workspace,
+    tracking_uri,
+)
 from orchestrator.dag import Pipeline
 from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.engine.executors import Executor, LocalExecutor, RayExecutor
 from orchestrator.engine.ledger import CONFIG_FILE, RUNS
 from orchestrator.engine.progress import ProgressDisplay
 from orchestrator.engine.runner import Runner
-from orchestrator.errors import ConfigError
+from orchestrator.errors import ArtifactError, ConfigError
 from orchestrator.tracking import report
 from orchestrator.tracking.background import BackgroundTracker
 from orchestrator.tracking.mlflow_tracker import metric_prefix, mlflow_tracker
@@ -143,7 +151,8 @@ def execute(run: PreparedRun, resume: bool) -> int:
 def run_stages(run: PreparedRun, tracker: BackgroundTracker, copies: Path) -> None:
     """The stages on the executor, the table printed, then the tracker closed as Ray stops (see ``execute``).
 
-    ``copies``: where files of a remote store are copied for MLflow to log (Runner).
+    ``copies``: where files of a remote store are copied for MLflow to log (Runner). Ctrl-C
+    closes the MLflow runs KILLED, the status MLflow has for a run stopped from outside.
     """
     status, executor = "FAILED", None
     try:
@@ -158,6 +167,9 @@ def run_stages(run: PreparedRun, tracker: BackgroundTracker, copies: Path) -> No
             print(f"\nRun {run.run_id}: per-generation results (test set is balanced)")
             rows = summary_rows(run.pipeline, summary.manifests)
             print(report.generation_table(rows, run.spec.summary), flush=True)
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
     finally:
         tracker.close(status)  # queued behind the stages' calls; MLflow drains them while Ray stops
         try:
@@ -197,40 +209,50 @@ def print_browse_hint(config: Any, uri: str, parent_run_id: str | None, run_id: 
 
 
 def tracking_for(args: argparse.Namespace) -> tuple[str, str, Mapping[str, str] | None]:
-    """Tracking URI, experiment and summary columns of a run (or of the workspace's defaults).
+    """Tracking URI, experiment and summary columns of a run (or of the workspace's defaults), checked.
 
     The run's record (in the artifact store) names its tracking store and pipeline. Without
     one, the tracking store is the default one (tracking.uri's defaults: $MLFLOW_TRACKING_URI,
     else the workspace's), and the columns are those of the pipeline of the store's newest
-    run record (no run named), else None: every metric of the run.
+    run record (no run named), else None: every metric of the run. The store is checked before
+    MLflow opens it (workspace.check_tracking_store), so a bad one is one message, not a trace.
     """
     pipelines = pipelines_of(args)
     store = store_of(args)
     if args.run_id is not None:
         check_run_id(args.run_id)
         spec, config = read_run_record(store, args.run_id, pipelines)
-        return tracking_uri(config.run, config.tracking), config.tracking.experiment, spec.summary
+        uri = tracking_uri(config.run, config.tracking)
+        check_tracking_store(uri, f"tracking.uri (in run {args.run_id}'s record)")
+        return uri, config.tracking.experiment, spec.summary
     uri = tracking_uri(RunSettings(workspace=args.workspace), TrackingSettings())
+    check_tracking_store(uri, default_tracking_key(args.workspace))
     return uri, args.experiment, newest_summary(store, pipelines)
 
 
 def newest_summary(store: ArtifactStore, pipelines: Pipelines) -> Mapping[str, str] | None:
-    """The summary columns of the pipeline that the store's newest readable run record names."""
+    """The summary columns of the pipeline that the store's newest readable run record names.
+
+    A record that cannot be read (not UTF-8, not YAML, a `pipeline:` that names nothing) is
+    skipped: it only chooses columns, and an older record can choose them as well.
+    """
     for relative in store.newest_records(RUNS, CONFIG_FILE):
         try:
             name = yaml_mapping((store.read_record(relative) or b"").decode(), relative).get("pipeline")
-        except ConfigError:
+        except (ArtifactError, ConfigError, UnicodeDecodeError):
             continue
-        if name in pipelines:
+        if isinstance(name, str) and name in pipelines:
             return pipelines[name].summary
     return None
 
 
-def print_generations(uri: str, experiment: str, run_id: str | None, summary: Mapping[str, str] | None) -> None:
+def print_generations(uri: str, experiment: str, run_id: str | None, summary: Mapping[str, str] | None) -> str:
+    """Print the run's per-generation table; returns the run's id (the newest run's when ``run_id`` is None)."""
     run_name, rows = read_generations(uri, experiment, run_id)
     columns = summary if summary is not None else {name: name for name in report.metric_names(rows)}
     print(f"\nRun {run_name}: per-generation results (test set is balanced)")
     print(report.generation_table(rows, columns))
+    return run_name
 
 
 # --- commands --------------------------------------------------------------------------
@@ -273,6 +295,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = checked_locations(config, args.config)
     run_id = new_run_id(config.name) if args.run_id is None else args.run_id
     run = prepare_run(spec, config, run_id, args.stop_after, address, args.rerun_from, args.no_cache)
+    run_locations.check_cluster(address, config.run, run.pipeline, args.config)
+    check_new_run(run.store, run_id)
     save_run_record(run.store, run.run_id, config, args.config, args.overrides)
     rerun = f", {len(run.rerun)} rerun on request" if run.rerun else ""
     log.info("run %s: %d stages%s", run.run_id, len(run.pipeline.stages), rerun)
@@ -286,19 +310,34 @@ def cmd_resume(args: argparse.Namespace) -> int:
     store = store_of(args)
     spec, config = read_run_record(store, args.run_id, pipelines_of(args))
     config = checked_locations(with_locations(config, store.uri, tracking_uri(config.run, config.tracking)), None)
-    return execute(prepare_run(spec, config, args.run_id, args.stop_after, address), resume=True)
+    run = prepare_run(spec, config, args.run_id, args.stop_after, address)
+    run_locations.check_cluster(address, config.run, run.pipeline)
+    return execute(run, resume=True)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    """The checks `relay run` makes before writing (and, for a file with `tune:`, those of `relay tune`)."""
     spec, config = load_pipeline_config(args.config, args.overrides, pipelines_of(args))
     stages = spec.build(config).stages
+    if getattr(config, "tune", None) is not None:
+        from orchestrator.tune.plan import sweep_check
+
+        data = apply_overrides(load_yaml(args.config), args.overrides)
+        base = {key: value for key, value in data.items() if key != "tune"}
+        problems = sweep_check(base, config, config.tune, spec.build)[1]
+        if problems:
+            raise ConfigError(problems, args.config)
     print(f"{args.config}: valid `{config.pipeline}` pipeline with {len(stages)} stages")
     return 0
 
 
 def cmd_generations(args: argparse.Namespace) -> int:
+    """The run's table, and a line saying so when the run is not finished: the table then shows only part of it."""
     uri, experiment, summary = tracking_for(args)
-    print_generations(uri, experiment, args.run_id, summary)
+    run_id = print_generations(uri, experiment, args.run_id, summary)
+    note = runs.unfinished_note(store_of(args), run_id)
+    if note:
+        print(f"\n{note}")
     return 0
 
 
@@ -306,7 +345,9 @@ def register(commands: Any) -> None:
     """The run/resume/validate subcommands; run and resume end their process when done (``ends_process``)."""
     run = commands.add_parser("run", help="run a pipeline file", description="relay run CONFIG [key=value ...]")
     run.add_argument("config")
-    run.add_argument("overrides", nargs="*", help="dotted overrides, e.g. crest.generations=2 train.steps=200")
+    run.add_argument(
+        "overrides", nargs="*", default=[], help="dotted overrides, e.g. crest.generations=2 train.steps=200"
+    )
     run.add_argument("--stop-after", help="stop after this stage (e.g. g00/train); finish later with relay resume")
     run.add_argument("--run-id", help="name the run (default: NAME-DATE-TIME-XXXX)")
     add_cluster_address(run)
@@ -326,7 +367,7 @@ def register(commands: Any) -> None:
 
     validate = commands.add_parser("validate", help="check a pipeline file without running anything")
     validate.add_argument("config")
-    validate.add_argument("overrides", nargs="*")
+    validate.add_argument("overrides", nargs="*", default=[])
     validate.set_defaults(handler=cmd_validate)
 
 

@@ -14,8 +14,18 @@ import os
 from pathlib import Path
 from typing import Any
 
-from orchestrator.config import WORKSPACE_ENV, RunSettings, TrackingSettings, name_problem, workspace_setting
+from orchestrator.config import (
+    ARTIFACT_URI_ENV,
+    TRACKING_URI_ENV,
+    WORKSPACE_ENV,
+    RunSettings,
+    TrackingSettings,
+    name_problem,
+    resolve_workspace,
+    workspace_setting,
+)
 from orchestrator.engine.artifacts import ArtifactStore
+from orchestrator.engine.ledger import CONFIG_FILE, record_path
 from orchestrator.errors import ConfigError, RelayError
 from orchestrator.tracking.common import sqlite_path
 
@@ -31,6 +41,18 @@ def check_run_id(run_id: str, what: str = "run id") -> None:
     problem = name_problem(run_id, what)
     if problem:
         raise ConfigError([problem], "the command line")
+
+
+def check_new_run(store: ArtifactStore, run_id: str) -> None:
+    """``relay run --run-id X`` must not reuse a run's id: its record and ledger would be overwritten."""
+    if store.read_record(record_path(run_id, CONFIG_FILE)) is not None:
+        raise ConfigError(
+            [
+                f"--run-id: a run {run_id!r} already exists in {store.uri}; finish it with `relay resume {run_id}`, "
+                "or pick another id (or leave --run-id out for a new one)"
+            ],
+            "the command line",
+        )
 
 
 def folder_problem(path: str | Path, key: str) -> str | None:
@@ -63,51 +85,111 @@ def workspace_key(run: RunSettings) -> str:
 
 
 def location_problems(run: RunSettings, tracking: TrackingSettings, local: bool = True) -> list[str]:
-    """Every problem with where a run would write: the workspace, the artifact store, the tracking database.
+    """Every problem with where a run would write: the workspace, the artifact store, the tracking store.
 
-    ``local`` False (``relay submit``: the paths are the cluster's) checks only what does not
-    depend on this machine's files: that pyarrow can open the artifact URI.
+    Checked as resolved, so a store named by RELAY_ARTIFACT_URI or MLFLOW_TRACKING_URI is checked
+    like one in the config, and the message names the variable. ``local`` False (``relay submit``:
+    the paths are the cluster's) checks only what does not depend on this machine's files: that
+    pyarrow can open the artifact URI and that MLflow knows the tracking URI's scheme.
     """
-    problems = []
-    if local:
-        problems.append(folder_problem(workspace_setting(run), workspace_key(run)))
-        db = sqlite_path(tracking.uri) if tracking.uri else None
-        if db is not None:
-            problems.append(folder_problem(db.parent, "tracking.uri") or _database_problem(db))
-    if run.artifact_uri:
-        problems.append(artifact_uri_problem(run.artifact_uri, local))
+    workspace = folder_problem(workspace_setting(run), workspace_key(run)) if local else None
+    problems = [workspace]
+    tracking_key, tracking_value = _setting(tracking.uri, "tracking.uri", TRACKING_URI_ENV)
+    if tracking_value:
+        problems.append(tracking_uri_problem(tracking_value, tracking_key, local))
+    elif local and workspace is None:
+        problems.append(_database_problem(resolve_workspace(run) / "mlflow.db", workspace_key(run)))
+    store_key, store_value = _setting(run.artifact_uri, "run.artifact_uri", ARTIFACT_URI_ENV)
+    if store_value:
+        problems.append(artifact_uri_problem(store_value, local, store_key))
     return [problem for problem in problems if problem]
 
 
-def _database_problem(db: Path) -> str | None:
-    """A sqlite tracking database must be a file (or not exist yet), not a folder."""
+def _setting(value: str | None, key: str, variable: str) -> tuple[str, str | None]:
+    """(how the user named it, the value): the config's setting, else the environment variable."""
+    if value:
+        return key, value
+    return f"${variable}", os.environ.get(variable) or None
+
+
+# MLflow's tracking store schemes (mlflow.tracking._tracking_service.utils registers these); a
+# database one may carry a driver (postgresql+psycopg2://).
+TRACKING_SCHEMES = (
+    "",
+    "file",
+    "sqlite",
+    "postgresql",
+    "mysql",
+    "mssql",
+    "http",
+    "https",
+    "databricks",
+    "databricks-uc",
+    "uc",
+)
+TRACKING_FORMS = "sqlite:///PATH/mlflow.db, http://HOST:5000 (an MLflow server) or a database URL (postgresql://...)"
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def tracking_uri_problem(uri: str, key: str, local: bool = True, writes: bool = True) -> str | None:
+    """Why MLflow could not track to ``uri``: an unknown scheme, a malformed sqlite URI, a file that is no database.
+
+    ``writes`` False (a command that only reads, `relay generations`): a database in a folder this
+    process may not write in is fine.
+    """
+    scheme = uri.split("://", 1)[0].split("+", 1)[0] if "://" in uri else ""
+    if scheme not in TRACKING_SCHEMES:
+        return f"{key}: MLflow has no tracking store for {uri!r} (scheme {scheme!r}); use {TRACKING_FORMS}"
+    if scheme == "sqlite" and not uri.startswith("sqlite:///"):
+        return f"{key}: {uri!r} names no database file; write sqlite:/// and the path, e.g. sqlite:///ws/mlflow.db"
+    db = sqlite_path(uri)
+    if db is None or not local:
+        return None
+    return (folder_problem(db.parent, key) if writes else None) or _database_problem(db, key)
+
+
+def _database_problem(db: Path, key: str) -> str | None:
+    """A sqlite tracking database must be a SQLite file (or not exist yet), not a folder or another file."""
     try:
-        is_folder = db.is_dir()
+        if db.is_dir():
+            return f"{key}: {db} is a folder, not a database file; use sqlite:///{db}/mlflow.db"
+        if not db.is_file() or db.stat().st_size == 0:
+            return None
+        with db.open("rb") as file:
+            header = file.read(len(SQLITE_HEADER))
     except (OSError, ValueError) as exc:
-        return f"tracking.uri: {str(db)[:200]!r} cannot be a database file ({exc}); use sqlite:///PATH/mlflow.db"
-    return f"tracking.uri: {db} is a folder, not a database file; use sqlite:///{db}/mlflow.db" if is_folder else None
+        return f"{key}: {str(db)[:200]!r} cannot be a database file ({exc}); use sqlite:///PATH/mlflow.db"
+    if header != SQLITE_HEADER:
+        return (
+            f"{key}: {db} is not an SQLite database (MLflow could not open it); move it away, "
+            "or point the tracking store at another file"
+        )
+    return None
 
 
-def artifact_uri_problem(uri: str, local: bool = True) -> str | None:
+def artifact_uri_problem(uri: str, local: bool = True, key: str = "run.artifact_uri", warn: bool = True) -> str | None:
     """Whether the store can live at ``uri``: a writable local folder, or a URI pyarrow opens (nothing written).
 
     A URI pyarrow cannot parse, or whose filesystem is unknown or needs a missing package,
     is bad input. One it parses but cannot reach yet (no network, no credentials) is not: that
-    shows when the run opens the store, as a storage failure.
+    shows when the run opens the store, as a storage failure. ``warn`` False: the caller reports
+    reachability itself (``run_locations.store_problem``), so the warning is not given twice.
     """
     if "://" not in uri:
-        return folder_problem(uri, "run.artifact_uri") if local else None
+        return folder_problem(uri, key) if local else None
     import pyarrow.fs as pafs
 
     try:
         filesystem, root = pafs.FileSystem.from_uri(uri)
     except (ValueError, ImportError) as exc:  # pyarrow.ArrowInvalid is a ValueError
-        return f"run.artifact_uri: pyarrow cannot open {uri!r} ({exc}); use {URI_EXAMPLES}"
-    except OSError as exc:
-        log.warning("run.artifact_uri %s is not reachable from here (%s); the run will need it", uri, exc)
+        return f"{key}: pyarrow cannot open {uri!r} ({exc}); use {URI_EXAMPLES}"
+    except OSError as exc:  # first line only: pyarrow's hdfs adds a page of libjvm search paths
+        if warn:
+            reason = (str(exc).strip().splitlines() or [""])[0]
+            log.warning("%s %s is not reachable from here (%s); the run will need it", key, uri, reason)
         return None
     if local and isinstance(filesystem, pafs.LocalFileSystem):
-        return folder_problem(root, "run.artifact_uri")
+        return folder_problem(root, key)
     return None
 
 

@@ -7,6 +7,8 @@ the workspace (``run.workspace``, RELAY_WORKSPACE, ./relay-workspace). Two check
 
 - Reachable: a remote store (``s3://...``) answers and its bucket exists; a tracking server
   (``http://...``) answers. A wrong setting is found here, not after the first stage.
+- Joinable: the Ray cluster a driver joins (``--address``, ``run.ray_address``, RAY_ADDRESS) is
+  HOST:PORT and something listens there; ray.init would otherwise retry for minutes.
 - Durable (`relay submit`, and `relay run`/`relay resume` inside a Ray job): nothing a user
   needs afterwards may land in a temporary folder or in Ray's per-session folders. A job runs
   in its uploaded working folder under Ray's session folder, so a relative workspace (the
@@ -21,6 +23,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import socket
 import tempfile
 import threading
 from collections.abc import Callable
@@ -28,15 +31,21 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
 
+from orchestrator import jobs
 from orchestrator.cli.preflight import artifact_uri_problem
 from orchestrator.config import (
     ARTIFACT_URI_ENV,
     DEFAULT_WORKSPACE,
+    RAY_ADDRESS_WORDS,
     TRACKING_URI_ENV,
     WORKSPACE_ENV,
+    RunSettings,
     artifact_uri,
+    ray_address_problem,
     tracking_uri,
 )
+from orchestrator.dag import Pipeline
+from orchestrator.engine.fit import local_fit_problems, local_gpus
 from orchestrator.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -164,7 +173,7 @@ def store_problem(uri: str, timeout_s: float = PROBE_TIMEOUT_S) -> str | None:
     """Why the remote store at ``uri`` cannot be used from here (unknown scheme, no answer, no bucket), or None."""
     if local_path(uri) is not None:
         return None
-    unknown = artifact_uri_problem(uri, local=False)  # a scheme pyarrow does not know, a missing package
+    unknown = artifact_uri_problem(uri, local=False, warn=False)  # a scheme pyarrow does not know, a missing package
     if unknown:
         return unknown
     import pyarrow.fs as pafs
@@ -214,3 +223,63 @@ def check_reachable(locations: Locations, source: str | None = None) -> None:
     problems = [problem for problem in problems if problem]
     if problems:
         raise ConfigError(problems, source)
+
+
+# --- the cluster a driver joins ---------------------------------------------------------------
+
+
+def cluster_to_join(address: str | None, settings: RunSettings) -> tuple[str | None, str]:
+    """(address, the setting that named it) of the cluster ray.init will join; (None, "") for a new local one.
+
+    ``--address`` wins; inside a Ray job the job's own cluster (Ray sets RAY_ADDRESS); else
+    ``run.ray_address``, else RAY_ADDRESS from the shell.
+    """
+    if address is not None:
+        return address, "--address"
+    if in_ray_job():
+        return None, ""
+    if settings.ray_address is not None:
+        return settings.ray_address, "run.ray_address"
+    if os.environ.get("RAY_ADDRESS"):
+        return os.environ["RAY_ADDRESS"], "$RAY_ADDRESS"
+    return None, ""
+
+
+def ray_cluster_problem(address: str, key: str, timeout_s: float = 5.0) -> str | None:
+    """Why no Ray cluster can be joined at ``address`` from here (its form, or nothing listening), or None."""
+    problem = ray_address_problem(address, key)
+    if problem or address in RAY_ADDRESS_WORDS:
+        return problem
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
+            return None
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        return (
+            f"{key}: no Ray cluster answers at {address} ({reason}); start one there "
+            f"(`ray start --head --port {port}`) or fix {key}"
+        )
+
+
+def check_cluster(address: str | None, settings: RunSettings, pipeline: Pipeline, source: str | None = None) -> None:
+    """Refuse (exit 2) a cluster nobody can join, or stages a new local instance could never start.
+
+    Joining: the address is malformed or nothing listens there. A local instance (no address
+    anywhere) never grows, so a stage asking for more CPUs or GPUs than it has, or for a custom
+    resource, would wait forever (``orchestrator.engine.fit``). Both before anything is written.
+    """
+    if settings.executor == "local":
+        return
+    joined, key = cluster_to_join(address, settings)
+    if joined is None:
+        problems = local_fit_problems(pipeline, settings.num_cpus or os.cpu_count() or 1, local_gpus())
+        if problems:
+            raise ConfigError(problems, source)
+        return
+    problem = ray_cluster_problem(joined, key)
+    if problem and key == "$RAY_ADDRESS":
+        problem += "; or unset RAY_ADDRESS to run on a new local Ray instance"
+    if problem:
+        raise ConfigError([problem], "the command line" if key == "--address" else source)
+    jobs.find_auth_token()  # a token cluster: RAY_AUTH_MODE=token before Ray is imported

@@ -17,14 +17,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from pydantic import BaseModel, ValidationError
+
 from orchestrator.cli.common import Pipelines, add_artifact_uri, add_workspace, pipelines_of, store_of
 from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.engine.ledger import CONFIG_FILE, LEDGER_FILE, RUNS, read_ledger, record_path
 from orchestrator.errors import ArtifactError, ConfigError
+from orchestrator.registry import PipelineSpec
 from orchestrator.tracking.report import text_table
 from orchestrator.yaml_input import yaml_mapping
 
 DONE_STATES = ("succeeded", "cached")
+UNREADABLE = "UNREADABLE"  # the status of a run whose ledger cannot be read; the reason is printed below the table
 HEADERS = ["run", "pipeline", "status", "generations", "best", "started"]
 
 
@@ -38,6 +42,7 @@ class RunRow:
     generations: str  # "done/total"
     best: str  # "balanced_accuracy 0.5600 (g01)" or "-"
     started: str  # the ledger's ISO time (UTC), "" before the runner started
+    problem: str | None = None  # why the ledger cannot be read (status UNREADABLE)
 
     def cells(self) -> list[str]:
         return [self.run_id, self.pipeline, self.status, self.generations, self.best, _local_time(self.started)]
@@ -55,28 +60,111 @@ def run_ids(store: ArtifactStore) -> set[str]:
     return {parts[1] for parts in (relative.split("/") for relative in found) if len(parts) == 3}
 
 
+class _Driver(BaseModel):
+    host: str = ""
+    pid: int = 0
+
+
+class _Stage(BaseModel):
+    generation: int | None = None
+    state: str = ""
+    metrics: dict[str, float] = {}
+
+
+class LedgerView(BaseModel):
+    """What `relay runs` reads of a ledger (engine/ledger.py writes it), checked for type.
+
+    A ledger is a file anyone can edit or truncate; a value of the wrong type (a pid "abc", a
+    metric "n/a") makes the record unreadable, not the command.
+    """
+
+    pipeline: str = "?"
+    status: str | None = None
+    generations: dict[int, int] = {}
+    started: str = ""
+    driver: _Driver | None = None
+    stages: dict[str, _Stage] = {}
+
+
+@dataclass(frozen=True)
+class LedgerRead:
+    """A run's ledger as read: the view (None when there is none yet) or why it cannot be read."""
+
+    view: LedgerView | None = None
+    problem: str | None = None
+
+
 def _row(store: ArtifactStore, run_id: str, pipelines: Pipelines) -> RunRow:
-    ledger = _ledger(store, run_id)
+    """The run's line; an unreadable ledger still gets one, so the list shows every run."""
+    read = read_view(store, run_id)
     kind = _pipeline_kind(store, run_id)
-    stages: Mapping[str, Mapping[str, Any]] = ledger.get("stages", {})
+    if read.problem is not None:
+        return RunRow(run_id, kind or "?", UNREADABLE, "-", "-", "", problem=read.problem)
+    ledger = read.view or LedgerView()
     spec = pipelines.get(kind) if kind else None
-    headline = next((m for m in (spec.summary.values() if spec else ()) if not m.endswith("/*")), None)
     return RunRow(
         run_id=run_id,
-        pipeline=kind or ledger.get("pipeline", "?"),
+        pipeline=kind or ledger.pipeline,
         status=_status(ledger),
-        generations=_generations(ledger.get("generations", {}), stages),
-        best=_best(headline, stages),
-        started=ledger.get("started", ""),
+        generations=_generations(ledger.generations, ledger.stages),
+        best=_best(_headline(spec), _results(ledger.stages, spec)),
+        started=ledger.started,
     )
 
 
-def _ledger(store: ArtifactStore, run_id: str) -> Mapping[str, Any]:
-    """The run's ledger; empty when there is none yet or it cannot be read (one bad record spoils no list)."""
+def _headline(spec: PipelineSpec | None) -> str | None:
+    """The pipeline's first single summary metric (PipelineSpec.summary), None without a spec."""
+    return next((m for m in (spec.summary.values() if spec else ()) if not m.endswith("/*")), None)
+
+
+def _results(stages: Mapping[str, _Stage], spec: PipelineSpec | None) -> dict[str, _Stage]:
+    """The stages whose metrics are the pipeline's results: not those of its reference generations (a teacher)."""
+    skipped = spec.reference_generations if spec else frozenset()
+    return {name: stage for name, stage in stages.items() if stage.generation not in skipped}
+
+
+def read_view(store: ArtifactStore, run_id: str) -> LedgerRead:
+    """The run's ledger, or why it cannot be read (one bad record spoils no list)."""
+    relative = record_path(run_id, LEDGER_FILE)
     try:
-        return read_ledger(store, run_id) or {}
-    except (ArtifactError, ValueError):
-        return {}
+        data = read_ledger(store, run_id)
+        if data is not None and not isinstance(data, dict):
+            return LedgerRead(problem=f"{relative}: expected a JSON object, got a {type(data).__name__}")
+        return LedgerRead(None if data is None else LedgerView.model_validate(data))
+    except ArtifactError as exc:
+        return LedgerRead(problem=str(exc))
+    except ValueError as exc:  # pydantic's ValidationError and UnicodeDecodeError are ValueErrors
+        return LedgerRead(problem=f"{relative}: {_first_error(exc)}")
+
+
+def _first_error(exc: ValueError) -> str:
+    """The first thing wrong with a ledger, as `key.path: message` (pydantic) or the decoding error."""
+    if isinstance(exc, ValidationError):
+        error = exc.errors(include_url=False)[0]
+        where = ".".join(str(part) for part in error["loc"])
+        return f"{where}: {error['msg']} (got {error['input']!r:.40})"
+    return str(exc)
+
+
+def run_status(store: ArtifactStore, run_id: str) -> str:
+    """The run's status as `relay runs` shows it (INTERRUPTED for a dead driver, UNREADABLE, NOT STARTED)."""
+    read = read_view(store, run_id)
+    return UNREADABLE if read.problem is not None else _status(read.view or LedgerView())
+
+
+def unfinished_note(store: ArtifactStore, run_id: str) -> str | None:
+    """A line saying the run is not finished and what to do, or None when it finished (or has no ledger here).
+
+    `relay generations` prints it under a table that then shows only the generations the run got to.
+    """
+    status = run_status(store, run_id)
+    if status in ("FINISHED", "NOT STARTED"):
+        return None
+    if status == "RUNNING":
+        way_on = "look again when it has finished (`relay runs` shows its progress)"
+    else:
+        way_on = f"finish it with `relay resume {run_id}`"
+    return f"Run {run_id} is {status}, not finished: the table shows only the generations it got to; {way_on}"
 
 
 def _pipeline_kind(store: ArtifactStore, run_id: str) -> str | None:
@@ -90,15 +178,14 @@ def _pipeline_kind(store: ArtifactStore, run_id: str) -> str | None:
     return kind if isinstance(kind, str) else None
 
 
-def _status(ledger: Mapping[str, Any]) -> str:
+def _status(ledger: LedgerView) -> str:
     """The ledger's status; RUNNING with a dead driver on this host is INTERRUPTED; no ledger: NOT STARTED."""
-    status = ledger.get("status")
-    if status is None:
+    if ledger.status is None:
         return "NOT STARTED"
-    driver = ledger.get("driver") or {}
-    if status == "RUNNING" and driver.get("host") == socket.gethostname() and not _alive(int(driver.get("pid", 0))):
+    driver = ledger.driver or _Driver()
+    if ledger.status == "RUNNING" and driver.host == socket.gethostname() and not _alive(driver.pid):
         return "INTERRUPTED"
-    return str(status)
+    return ledger.status
 
 
 def _alive(pid: int) -> bool:
@@ -110,30 +197,32 @@ def _alive(pid: int) -> bool:
         return False
     except PermissionError:  # someone else's process: alive
         return True
+    except OverflowError:  # a pid no process can have
+        return False
     return True
 
 
-def _generations(per_generation: Mapping[str, int], stages: Mapping[str, Mapping[str, Any]]) -> str:
+def _generations(per_generation: Mapping[int, int], stages: Mapping[str, _Stage]) -> str:
     """`done/total`: a generation is done when every one of its stages succeeded or was cached."""
     if not per_generation:
         return "-"
     done_counts: dict[int, int] = {}
     for entry in stages.values():
-        if entry.get("generation") is not None and entry.get("state") in DONE_STATES:
-            done_counts[int(entry["generation"])] = done_counts.get(int(entry["generation"]), 0) + 1
-    done = sum(done_counts.get(int(g), 0) == n for g, n in per_generation.items())
+        if entry.generation is not None and entry.state in DONE_STATES:
+            done_counts[entry.generation] = done_counts.get(entry.generation, 0) + 1
+    done = sum(done_counts.get(g, 0) == n for g, n in per_generation.items())
     return f"{done}/{len(per_generation)}"
 
 
-def _best(headline: str | None, stages: Mapping[str, Mapping[str, Any]]) -> str:
-    """The best (highest) value of the pipeline's headline metric (`<role>/<metric>`) over the generations."""
+def _best(headline: str | None, stages: Mapping[str, _Stage]) -> str:
+    """The best (highest) value of the pipeline's headline metric (`<role>/<metric>`) over ``stages``."""
     if headline is None or "/" not in headline:
         return "-"
     role, metric = headline.split("/", 1)
     values = [
-        (float(entry["metrics"][metric]), entry.get("generation"))
+        (entry.metrics[metric], entry.generation)
         for name, entry in stages.items()
-        if name.rsplit("/", 1)[-1] == role and metric in (entry.get("metrics") or {})
+        if name.rsplit("/", 1)[-1] == role and metric in entry.metrics
     ]
     if not values:
         return "-"
@@ -156,6 +245,9 @@ def cmd_runs(args: argparse.Namespace) -> int:
         print(f"no runs in {store.uri} yet: start one with `relay run pipelines/configs/smoke.yaml`")
         return 0
     print(text_table(HEADERS, [row.cells() for row in rows]))
+    unreadable = [f"{row.run_id} is {UNREADABLE}: {row.problem}" for row in rows if row.problem is not None]
+    if unreadable:
+        print("\n" + "\n".join(unreadable))
     return 0
 
 

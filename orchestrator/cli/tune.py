@@ -46,6 +46,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     )
     run_locations.check_reachable(run_locations.Locations(plan.store_uri, plan.tracking_uri), args.config)
     address = cluster_address(args.address)
+    run_locations.check_cluster(address, config.run, pipeline, args.config)
     if address is not None:
         plan = dataclasses.replace(plan, ray_address=address)
     if plan.ray_address is None and not os.environ.get("RAY_ADDRESS"):  # a local Ray of a fixed size
@@ -133,7 +134,9 @@ def register(commands: Any) -> None:
         description="relay tune CONFIG [key=value ...] [--output DIR] [--resume]",
     )
     tune.add_argument("config")
-    tune.add_argument("overrides", nargs="*", help="dotted overrides of the base config, e.g. train.steps=20")
+    tune.add_argument(
+        "overrides", nargs="*", default=[], help="dotted overrides of the base config, e.g. train.steps=20"
+    )
     tune.add_argument(
         "--output", help="sweep folder: best.yaml, trials.csv/json, Ray Tune state (default: WORKSPACE/tune/NAME)"
     )

@@ -1,13 +1,22 @@
-"""`relay ui`: an MLflow UI over the workspace's tracking store."""
+"""`relay ui`: an MLflow UI over the workspace's tracking store; the checks before reading a tracking store.
+
+`relay generations` reads the tracking store a run or the workspace names; MLflow meets a bad one
+with a traceback (a file that is no database, an unknown scheme) or minutes of retries (a server
+that does not answer), so it is checked here first, and a bad one is bad input (exit 2).
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 from typing import Any
 
 from orchestrator import ui
 from orchestrator.cli.common import add_workspace
-from orchestrator.config import RunSettings, TrackingSettings, tracking_uri
+from orchestrator.cli.preflight import tracking_uri_problem
+from orchestrator.cli.run_locations import tracking_problem
+from orchestrator.config import TRACKING_URI_ENV, WORKSPACE_ENV, RunSettings, TrackingSettings, tracking_uri
+from orchestrator.errors import ConfigError
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
@@ -24,3 +33,23 @@ def register(commands: Any) -> None:
     parser.add_argument("--experiment", default="relay")
     add_workspace(parser)
     parser.set_defaults(handler=cmd_ui)
+
+
+def check_tracking_store(uri: str, key: str) -> None:
+    """Refuse (exit 2) a tracking store MLflow cannot read: its form, a file that is no database, no server there.
+
+    ``key`` names the setting that chose ``uri`` (`--workspace`, `$MLFLOW_TRACKING_URI`, a run's
+    `tracking.uri`), so the message says what to change.
+    """
+    problem = tracking_uri_problem(uri, key, writes=False) or tracking_problem(uri)
+    if problem:
+        raise ConfigError([problem], "the command line")
+
+
+def default_tracking_key(workspace: str | None) -> str:
+    """The setting that names the default tracking store: $MLFLOW_TRACKING_URI, else how the workspace was named."""
+    if os.environ.get(TRACKING_URI_ENV):
+        return f"${TRACKING_URI_ENV}"
+    if workspace:
+        return "--workspace"
+    return f"${WORKSPACE_ENV}" if os.environ.get(WORKSPACE_ENV) else "the default workspace (./relay-workspace)"

@@ -21,10 +21,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from orchestrator.dag import Parallelism, Pipeline, ProgressSink, Resources, Stage, StageProgress
+from orchestrator.dag import Parallelism, Pipeline, ProgressSink, Resources, StageProgress
 from orchestrator.engine import distributed
 from orchestrator.engine.artifacts import Manifest
 from orchestrator.engine.body import Placement, run_stage_body
+from orchestrator.engine.fit import uses_actor_pool
 from orchestrator.engine.progress import ProgressBoard
 from orchestrator.engine.task import StageTask
 from orchestrator.errors import RelayError, WorkerLostError
@@ -67,11 +68,6 @@ def run_as_one_process(task: StageTask) -> Manifest:
     manifest = run_stage_body(task, Placement())
     assert manifest is not None  # rank 0 always stores
     return manifest
-
-
-def uses_actor_pool(stage: Stage) -> bool:
-    """A sharded stage with workers > 1 maps its shards on an actor pool (the executor provides it)."""
-    return stage.resources.workers > 1 and stage.parallelism is Parallelism.SHARDS
 
 
 def run_on_ray(task: StageTask, pool: distributed.ActorPool | None = None) -> Manifest:

@@ -6,10 +6,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
+from orchestrator.config import RAY_ADDRESS_WORDS
 from orchestrator.errors import InputError, RelayError, SettingError
 
 if TYPE_CHECKING:
@@ -32,8 +35,12 @@ class AddressError(JobsError, InputError):
     """No cluster address, or one that is not a Jobs server URL: bad input (exit 2), not a cluster failure."""
 
 
-class ClusterUnreachableError(JobsError):
-    """Nothing answering as a Ray Jobs server at the address."""
+class ClusterUnreachableError(JobsError, InputError):
+    """Nothing answers at the address (refused, no such host, no answer in time): bad input (exit 2).
+
+    Raised by the probe every command makes first, so nothing has been sent or written yet. A
+    connection lost after the probe answered is a plain JobsError (the cluster failed, exit 1).
+    """
 
 
 class AuthTokenError(JobsError):
@@ -59,22 +66,59 @@ class JobTimeoutError(JobsError):
 # --------------------------------------------------------------------------- address
 
 
+HOST_CHARS = re.compile(r"[A-Za-z0-9._~-]+")  # a DNS name or an IPv4 address; IPv6 ones hold ':' instead
+
+
 def resolve_address(address: str | None) -> str:
-    """The Jobs server URL from the argument, else $RAY_ADDRESS; ``host:port`` gets ``http://``."""
+    """The Jobs server URL from the argument, else $RAY_ADDRESS; ``host:port`` gets ``http://``.
+
+    Checked for form only (http or https, a host, a port from 1 to 65535; a bare word needs its
+    port), so a typo is named as bad input instead of surfacing as a cluster that does not answer.
+    """
+    key = "--address" if address else "RAY_ADDRESS"
     value = (address or os.environ.get("RAY_ADDRESS") or "").strip()
     if not value:
         raise AddressError(
             "no Ray cluster address: pass --address http://HOST:8265 (the dashboard of the "
             "head node) or set RAY_ADDRESS=http://HOST:8265"
         )
-    if value.startswith("ray://") or value == "auto":
+    if value.startswith("ray://") or value in RAY_ADDRESS_WORDS:
         raise AddressError(
-            f"address {value!r} is a Ray client/GCS address; Relay submits through the Jobs "
+            f"{key} {value!r} is a Ray client/GCS address; Relay submits through the Jobs "
             f"server: pass --address http://HOST:{DEFAULT_DASHBOARD_PORT} (the dashboard port)"
         )
-    if "://" not in value:
-        value = f"http://{value}"
-    return value.rstrip("/")
+    url = value if "://" in value else f"http://{value}"
+    problem = _url_problem(url, needs_port="://" not in value)
+    if problem:
+        example = (
+            f"--address http://HOST:{DEFAULT_DASHBOARD_PORT}" if key == "--address" else "RAY_ADDRESS=http://HOST:8265"
+        )
+        raise AddressError(
+            f"{key} {value[:200]!r} is not a Ray Jobs server address ({problem}); pass the head node's "
+            f"dashboard as {example}"
+        )
+    return url.rstrip("/")
+
+
+def _url_problem(url: str, needs_port: bool) -> str | None:
+    """What is wrong with the form of a Jobs server URL, or None."""
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in ("http", "https"):
+        return f"the scheme must be http:// or https://, not {parts.scheme}://"
+    host = parts.hostname or ""
+    if not host:
+        return "no host"
+    if ":" not in host and not HOST_CHARS.fullmatch(host):
+        return f"{host[:100]!r} is not a host name"
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port == 0 or (port is None and ":" in parts.netloc.rsplit("]", 1)[-1]):
+        return "the port must be a number from 1 to 65535"
+    if port is None and needs_port:
+        return "no port: write HOST:PORT"
+    return None
 
 
 # --------------------------------------------------------------------------- token auth
@@ -144,7 +188,16 @@ def _unreachable_message(address: str) -> str:
     return (
         f"no Ray Jobs server at {address}: is the cluster up (ray start --head / ray up) "
         f"and the dashboard port {DEFAULT_DASHBOARD_PORT} reachable? (pip install "
-        f"'ray[default]' on the head; through a tunnel: ray dashboard cluster.yaml)"
+        f"'ray[default]' on the head; through a tunnel: ray dashboard cluster.yaml); "
+        f"or fix --address / RAY_ADDRESS (http://HOST:{DEFAULT_DASHBOARD_PORT})"
+    )
+
+
+def _lost_message(address: str, job_id: str | None) -> str:
+    follow = f"`relay status {job_id} --address {address}`" if job_id else f"`relay jobs --address {address}`"
+    return (
+        f"lost the connection to the Ray Jobs server at {address} during the request: "
+        f"check the cluster with {follow} and try again"
     )
 
 
@@ -204,8 +257,8 @@ def _translated(address: str, job_id: str | None = None) -> Iterator[None]:
         failed = "Authentication failed" in str(exc)
         message = _wrong_token_message(address) if failed else _missing_token_message(address)
         raise AuthTokenError(message) from exc
-    except (ConnectionError, requests.exceptions.RequestException) as exc:
-        raise ClusterUnreachableError(_unreachable_message(address)) from exc
+    except (ConnectionError, requests.exceptions.RequestException) as exc:  # the probe answered moments ago
+        raise JobsError(_lost_message(address, job_id)) from exc
     except RuntimeError as exc:
         raise _request_error(address, job_id, str(exc)) from exc
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 import os
 import shlex
 from pathlib import Path
 from typing import Any
 
+from orchestrator.errors import ConfigError
 from orchestrator.jobs.connection import (
     InsufficientGpusError,
     JobsError,
@@ -53,6 +55,21 @@ def build_runtime_env(working_dir: str, env_vars: dict[str, str], pip: list[str]
     return runtime_env
 
 
+def resource_problem(key: str, value: object) -> str | None:
+    """Why ``value`` is not a resource amount (a finite number >= 0: 0.5 GPU is fine), or None."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+        return f"{key}: expected a finite number >= 0 (e.g. 1 or 0.5), got {value!r}; pass a count, or 0 for none"
+    return None
+
+
+def check_amounts(**amounts: object) -> None:
+    """Refuse (ConfigError, exit 2) negative, NaN or infinite resource amounts before the cluster is asked."""
+    problems = [resource_problem(key.replace("_", "-"), value) for key, value in amounts.items()]
+    problems = [problem for problem in problems if problem]
+    if problems:
+        raise ConfigError(problems, "the job request")
+
+
 def submit_entrypoint(
     address: str | None,
     entrypoint: str,
@@ -71,6 +88,7 @@ def submit_entrypoint(
     request their own resources. ``metadata`` shows in `ray job list` and the dashboard.
     """
     url = resolve_address(address)
+    check_amounts(entrypoint_num_cpus=entrypoint_num_cpus, entrypoint_num_gpus=entrypoint_num_gpus)
     folder = Path(working_dir).expanduser()
     if not folder.is_dir():
         raise JobsError(f"working_dir {working_dir!r} is not a folder: pass the project root to upload")
@@ -181,6 +199,7 @@ def submit_pipeline(
     need in total at once; it is checked against the cluster, never reserved for the driver.
     """
     url = resolve_address(address)
+    check_amounts(num_gpus=num_gpus)
     entrypoint = pipeline_entrypoint(config_path, overrides, working_dir, run_id=submission_id, run_flags=run_flags)
     connect(url)  # clear auth/reachability errors before anything else
     if num_gpus > 0 and check_resources:

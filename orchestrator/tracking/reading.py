@@ -6,9 +6,12 @@ generation is rebuilt from the parent's metric histories alone.
 
 from __future__ import annotations
 
+import sqlite3
+from contextlib import closing
+from pathlib import Path
 from typing import Any
 
-from orchestrator.errors import InputError
+from orchestrator.errors import InputError, RelayError
 from orchestrator.tracking.common import TAG_KIND, TAG_PIPELINE_RUN, no_database_message, sqlite_path
 
 
@@ -25,12 +28,45 @@ def read_generations(tracking_uri: str, experiment: str, run_id: str | None = No
     """Per-generation rows of the parent run's metrics (latest run when run_id is None).
 
     Returns (run id, rows) with rows like ``{"generation": 0, "evaluate/accuracy": 0.9}``.
-    A sqlite store that does not exist is reported, not created; a missing store, experiment
-    or run is the user's input pointing at nothing (InputError).
+    A sqlite store that does not exist, or holds no MLflow tables, is reported, not created
+    (MLflow would make its tables in any file it is given); a missing store, experiment or run
+    is the user's input pointing at nothing (InputError). A store that fails while it is read
+    is a RelayError naming it, not MLflow's traceback.
     """
     db = sqlite_path(tracking_uri)
-    if db is not None and not db.exists():
+    if db is not None:
+        check_database(db)
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return _read(tracking_uri, experiment, run_id)
+    except MlflowException as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise RelayError(f"could not read the MLflow tracking store at {tracking_uri}: {first}") from exc
+
+
+def check_database(db: Path) -> None:
+    """InputError unless ``db`` is an SQLite file with MLflow's tables; opened read-only, so nothing is written."""
+    if not db.exists():
         raise InputError(no_database_message(db))
+    try:
+        with closing(sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)) as connection:
+            found = connection.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='experiments'")
+            tables = found.fetchall()
+    except sqlite3.Error as exc:
+        raise InputError(
+            f"{db} is not an MLflow tracking database ({exc}); move it away, or pass the workspace "
+            "whose mlflow.db `relay run` wrote (--workspace, or MLFLOW_TRACKING_URI=sqlite:///PATH)"
+        ) from exc
+    if not tables:
+        raise InputError(
+            f"{db} holds no MLflow runs (no experiments table); pass the workspace whose mlflow.db "
+            "`relay run` wrote (--workspace, or MLFLOW_TRACKING_URI=sqlite:///PATH)"
+        )
+
+
+def _read(tracking_uri: str, experiment: str, run_id: str | None) -> tuple[str, list[dict[str, Any]]]:
+    """The newest pipeline run's (or ``run_id``'s) name and rows; InputError when none matches."""
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri)

@@ -24,8 +24,8 @@ from orchestrator.config import (
     tracking_uri,
     validate_config,
 )
-from orchestrator.dag import Pipeline, Stage
-from orchestrator.engine.executors import uses_actor_pool
+from orchestrator.dag import Pipeline
+from orchestrator.engine.fit import stage_cpus_to_start
 from orchestrator.errors import ConfigError, PipelineError
 from orchestrator.tracking.mlflow_tracker import metric_prefix
 from orchestrator.tune.space import probe_values
@@ -171,12 +171,6 @@ def fit_concurrency(
     return max(1, min(fits, requested or fits, trials))
 
 
-def stage_cpus_to_start(stage: Stage) -> float:
-    """The CPUs a stage must hold at once to start: all of a data-parallel stage's workers, one labeling actor."""
-    resources = stage.resources
-    return resources.num_cpus * (1 if uses_actor_pool(stage) else resources.workers)
-
-
 def trial_fit_problem(pipeline: Pipeline, trial_cpus: float, cpus: float) -> str | None:
     """Why no trial could ever run on a local Ray of ``cpus`` CPUs, or None.
 
@@ -197,6 +191,18 @@ def trial_fit_problem(pipeline: Pipeline, trial_cpus: float, cpus: float) -> str
     )
 
 
+def sweep_check(
+    base: Mapping[str, Any], config: Any, settings: TuneSettings, build: Callable[[Any], Pipeline]
+) -> tuple[list[str], list[str]]:
+    """(the stages that report ``tune.metric``, every problem of the sweep): what `relay validate` checks too.
+
+    ``base`` is the config file without its `tune:` section; each key of the space must be one
+    of its keys, and every value of the space must make a valid config.
+    """
+    stages, problems = report_stages(build(config), settings.metric)
+    return stages, problems + space_problems(base, settings.space, type(config), build)
+
+
 def plan_sweep(
     data: Mapping[str, Any],
     config: Any,
@@ -215,8 +221,7 @@ def plan_sweep(
         raise ConfigError(["tune: no `tune:` section; add one with metric and space (see README, Tuning)"], source)
     base = {key: value for key, value in data.items() if key != "tune"}
     model = type(config)
-    stages, problems = report_stages(build(config), settings.metric)
-    problems += space_problems(base, settings.space, model, build)
+    stages, problems = sweep_check(base, config, settings, build)
     if problems:
         raise ConfigError(problems, source)
     name = settings.name or f"{config.name}-sweep"

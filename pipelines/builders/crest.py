@@ -27,6 +27,7 @@ from pipelines.builders.common import (
     starting,
 )
 from pipelines.schema import (
+    MAX_GENERATIONS,
     PipelineFile,
     ResourcesSection,
     TrainSection,
@@ -45,7 +46,7 @@ class CrestSection(StrictModel):
     distribution alignment with temperature from 1.0 down to t_min).
     """
 
-    generations: int = Field(3, ge=1)
+    generations: int = Field(3, ge=1, le=MAX_GENERATIONS)
     alpha: float = Field(3.0, gt=0.0)
     selection: Literal["top", "bernoulli"] = "top"
     alignment: bool = True

@@ -33,6 +33,7 @@ from pipelines.builders.common import (
 )
 from pipelines.model_names import SPLIT_MODES
 from pipelines.schema import (
+    MAX_GENERATIONS,
     PipelineFile,
     SupervisedDataSection,
     part,
@@ -52,7 +53,7 @@ class KnowledgeEvolutionSection(StrictModel):
     steps: the honest comparison.
     """
 
-    generations: int = Field(5, ge=1)
+    generations: int = Field(5, ge=1, le=MAX_GENERATIONS)
     split_rate: float = 0.5
     split_mode: str = "kels"
     reinit: Literal["kaiming", "zero"] = "kaiming"

@@ -120,4 +120,5 @@ def preflight(config: TransferConfig) -> list[str]:
 
 
 SUMMARY = {**ACCURACY_COLUMNS, "from scratch": "evaluate/baseline_balanced_accuracy"}
-SPEC = PipelineSpec("transfer", TransferConfig, build, preflight, SUMMARY)
+# g00 is the source-task pretraining, not a result: `relay runs` leaves it out of the best value
+SPEC = PipelineSpec("transfer", TransferConfig, build, preflight, SUMMARY, reference_generations=frozenset({0}))

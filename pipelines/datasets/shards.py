@@ -127,10 +127,34 @@ def open_root(uri: str) -> tuple[pafs.FileSystem, str]:
     if "://" in uri:
         try:
             fs, root = pafs.FileSystem.from_uri(uri)
-        except (pa.ArrowException, OSError, ValueError) as exc:
-            raise DatasetError(f"{uri}: not a filesystem URI pyarrow can open ({exc})") from exc
+        except OSError as exc:  # it parsed, then asking the storage failed (S3 resolves the bucket's region here)
+            raise DatasetError(unreachable(uri, exc)) from exc
+        except (pa.ArrowException, ValueError) as exc:
+            raise DatasetError(
+                f"{uri}: not a filesystem URI pyarrow can open ({first_line(exc)}); use a local path or a URI such "
+                "as s3://BUCKET/PREFIX or gs://BUCKET/PREFIX"
+            ) from exc
         return fs, root.rstrip("/")
     return pafs.LocalFileSystem(), str(Path(uri).expanduser().resolve())
+
+
+def first_line(exc: BaseException) -> str:
+    """An error's first line: pyarrow's HDFS errors append one line per JVM path it tried (about 80)."""
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def unreachable(uri: str, exc: OSError) -> str:
+    """The message for storage that parses but does not answer from here: what to check, by kind of storage."""
+    if "libjvm" in str(exc) or "libhdfs" in str(exc):
+        return (
+            f"{uri}: pyarrow's HDFS client cannot start on this machine ({first_line(exc)}); it needs Java and "
+            "Hadoop's libhdfs: set JAVA_HOME, HADOOP_HOME and CLASSPATH=$(hadoop classpath --glob)"
+        )
+    return (
+        f"{uri}: cannot reach this storage from here ({first_line(exc)}); check the network, the endpoint "
+        "(AWS_ENDPOINT_URL for an S3-compatible server) and the credentials"
+    )
 
 
 # --- the manifest ------------------------------------------------------------------------------
@@ -148,7 +172,9 @@ def read_manifest(uri: str) -> DatasetManifest:
             f"{uri}: no shards here (no {MANIFEST}); create the dataset with `relay data import SOURCE {uri}`"
         ) from None
     except (OSError, pa.ArrowException) as exc:
-        raise DatasetError(f"{path}: could not read the manifest ({exc})") from exc
+        if isinstance(exc, OSError) and not isinstance(fs, pafs.LocalFileSystem):
+            raise DatasetError(unreachable(uri, exc)) from exc
+        raise DatasetError(f"{path}: could not read the manifest ({first_line(exc)})") from exc
     manifest = _manifest_from(path, raw)
     if not any(split.shards for split in manifest.splits.values()):
         raise DatasetError(f"{path}: the manifest lists no shards; re-import the dataset")
@@ -326,7 +352,8 @@ def dataset_at(uri: str) -> bool:
     fs, root = open_root(uri)
     try:
         return fs.get_file_info(f"{root}/{MANIFEST}").type == pafs.FileType.File
-    except (OSError, pa.ArrowException):
+    except (OSError, pa.ArrowException) as exc:
+        _raise_if_remote(uri, fs, exc)
         return False
 
 
@@ -340,8 +367,15 @@ def is_empty(uri: str) -> bool:
         if info.type != pafs.FileType.Directory:
             return False
         return not fs.get_file_info(pafs.FileSelector(root, recursive=False))
-    except (OSError, pa.ArrowException):
+    except (OSError, pa.ArrowException) as exc:
+        _raise_if_remote(uri, fs, exc)
         return True
+
+
+def _raise_if_remote(uri: str, fs: pafs.FileSystem, exc: Exception) -> None:
+    """Remote storage that does not answer is named before an import reads its source, not after."""
+    if isinstance(exc, OSError) and not isinstance(fs, pafs.LocalFileSystem):
+        raise DatasetError(unreachable(uri, exc)) from exc
 
 
 def remove(uri: str, paths: Iterable[str]) -> None:

@@ -52,7 +52,7 @@ def cases(stack: Stack) -> list[tuple[str, dict[str, str | None], list[str], int
             2,
             ["not as a Ray dashboard", "8265"],
         ),
-        ("an address where nothing answers", {}, ["submit", SMOKE, "--address", DEAD], 1, ["no Ray Jobs server"]),
+        ("an address where nothing answers", {}, ["submit", SMOKE, "--address", DEAD], 2, ["no Ray Jobs server"]),
         (
             "a GPU stage on a cluster without GPUs",
             {},

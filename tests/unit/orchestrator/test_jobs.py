@@ -21,9 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
 from orchestrator import jobs
-from orchestrator.errors import RelayError
+from orchestrator.cli import main
+from orchestrator.errors import ConfigError, InputError, RelayError
 from orchestrator.jobs import connection
 
 AUTH_VARS = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_ADDRESS")
@@ -103,6 +105,38 @@ def test_ray_client_address_is_refused_with_the_dashboard_port(clean_env):
         jobs.resolve_address("ray://head:10001")
 
 
+@pytest.mark.parametrize(
+    ("address", "why"),
+    [
+        ("http://127.0.0.1:99999", "port"),
+        ("http://127.0.0.1:0", "port"),
+        ("http://127.0.0.1:abc", "port"),
+        ("ftp://127.0.0.1:21", "scheme"),
+        ("file:///tmp/x", "scheme"),
+        ("http://:8265", "no host"),
+        ("http://a b:8265", "host name"),
+        ("head.internal", "no port"),
+    ],
+)
+def test_a_malformed_address_is_bad_input_naming_the_flag_and_the_form(clean_env, address, why):
+    with pytest.raises(jobs.AddressError) as info:
+        jobs.resolve_address(address)
+    message = str(info.value)
+    assert isinstance(info.value, InputError)
+    assert why in message and "--address" in message and "http://HOST:8265" in message
+
+
+def test_a_malformed_ray_address_variable_is_named(clean_env, monkeypatch):
+    monkeypatch.setenv("RAY_ADDRESS", "garbage")
+    with pytest.raises(jobs.AddressError, match="RAY_ADDRESS 'garbage'.*RAY_ADDRESS=http://HOST:8265"):
+        jobs.resolve_address(None)
+
+
+@pytest.mark.parametrize("address", ["http://[::1]:8265", "https://ray.example.com", "10.0.0.5:8265"])
+def test_well_formed_addresses_pass(clean_env, address):
+    assert jobs.resolve_address(address).startswith(("http://", "https://"))
+
+
 # --------------------------------------------------------------------------- unreachable
 
 
@@ -115,6 +149,7 @@ def test_unreachable_address_fails_fast_with_the_clear_message(clean_env):
     message = str(info.value)
     assert f"no Ray Jobs server at http://127.0.0.1:{port}" in message
     assert "ray start --head" in message and "8265" in message
+    assert isinstance(info.value, InputError), "nothing answers: bad input (exit 2), nothing was sent"
 
 
 def test_every_command_maps_unreachable_the_same_way(clean_env):
@@ -129,6 +164,33 @@ def test_every_command_maps_unreachable_the_same_way(clean_env):
     for call in calls:
         with pytest.raises(jobs.ClusterUnreachableError, match="no Ray Jobs server"):
             call()
+
+
+def test_a_connection_lost_after_the_probe_is_a_failure_not_bad_input():
+    with pytest.raises(jobs.JobsError) as info, connection._translated("http://h:8265", "job-1"):
+        raise requests.exceptions.ConnectionError("reset")
+    assert not isinstance(info.value, InputError)
+    assert "relay status job-1" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("address", "code", "text"),
+    [
+        ("http://127.0.0.1:99999", 2, "port must be a number from 1 to 65535"),
+        ("ftp://127.0.0.1:21", 2, "http:// or https://"),
+        (None, 2, "no Ray Jobs server"),  # well-formed, nothing listens
+    ],
+)
+def test_relay_jobs_exit_codes_by_address(clean_env, capsys, address, code, text):
+    address = address or f"http://127.0.0.1:{free_port()}"
+    assert main(["jobs", "--address", address]) == code
+    assert text in capsys.readouterr().err
+
+
+def test_a_server_that_answers_with_an_error_stays_exit_1(clean_env, fake_dashboard, capsys):
+    address, _ = fake_dashboard  # a Ray version, then 404 for /api/jobs/
+    assert main(["jobs", "--address", address]) == 1
+    assert "refused the request" in capsys.readouterr().err
 
 
 # --------------------------------------------------------------------------- token
@@ -249,6 +311,15 @@ def test_only_relay_and_mlflow_variables_travel(monkeypatch):
     assert env["RELAY_WORKSPACE"] == "/mnt/relay"
     assert env["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
     assert "RAY_AUTH_TOKEN" not in env
+
+
+@pytest.mark.parametrize("amount", [-1, float("nan"), float("inf"), "1"])
+def test_impossible_gpu_amounts_are_refused_before_contacting_the_cluster(clean_env, tmp_path, amount):
+    dead = f"http://127.0.0.1:{free_port()}"  # a ClusterUnreachableError would mean the cluster was asked
+    with pytest.raises(ConfigError, match="num-gpus: expected a finite number >= 0"):
+        jobs.submit_pipeline(dead, "smoke.yaml", [], str(tmp_path), num_gpus=amount)
+    with pytest.raises(ConfigError, match="entrypoint-num-cpus"):
+        jobs.submit_entrypoint(dead, "echo hi", str(tmp_path), entrypoint_num_cpus=amount)
 
 
 def test_missing_working_dir_is_refused_before_contacting_the_cluster(clean_env, tmp_path):

@@ -56,8 +56,8 @@ def test_a_ray_client_address_is_bad_input(capsys) -> None:
     assert "is a Ray client/GCS address" in capsys.readouterr().err
 
 
-def test_an_unreachable_cluster_is_a_failure_not_bad_input(capsys) -> None:
-    assert main(["status", "job-1", "--address", "http://127.0.0.1:9"]) == 1
+def test_an_address_where_nothing_answers_is_bad_input(capsys) -> None:
+    assert main(["status", "job-1", "--address", "http://127.0.0.1:9"]) == 2
     assert "no Ray Jobs server at http://127.0.0.1:9" in capsys.readouterr().err
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
 from pathlib import Path
 
 import numpy as np
@@ -100,3 +102,44 @@ def test_import_bad_input_exits_2(digits: Path, tmp_path: Path, capsys: pytest.C
     assert main(["data", "import", "synthetic", str(digits)]) == 2
     assert "already holds a different dataset" in capsys.readouterr().err
     assert not (tmp_path / "d").exists()
+
+
+@pytest.mark.parametrize("dest", ["afile", "afile/sub", "file://{tmp}/afile/sub"])
+def test_a_destination_that_cannot_be_a_folder_is_refused_before_the_source_is_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture, dest: str
+) -> None:
+    (tmp_path / "afile").write_text("not a folder")
+    dest = dest.format(tmp=tmp_path) if dest.startswith("file://") else str(tmp_path / dest)
+    assert main(["data", "import", "digits", dest]) == 2
+    err = capsys.readouterr().err
+    assert "DEST:" in err and "is a file" in err and "Errno" not in err
+    assert "import train" not in err, "the source was read before the destination was checked"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+
+
+def test_an_unparseable_uri_is_named_as_such(capsys: pytest.CaptureFixture) -> None:
+    assert main(["data", "info", "nosuch://bucket/x"]) == 2
+    assert "not a filesystem URI pyarrow can open" in capsys.readouterr().err
+
+
+def test_storage_that_does_not_answer_is_called_unreachable(
+    capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with socket.socket() as sock:  # bound, then released: nothing listens there
+        sock.bind(("127.0.0.1", 0))
+        monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{sock.getsockname()[1]}")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    assert main(["data", "info", "s3://relay-test/x"]) == 2  # about 6 s: pyarrow's S3 client retries
+    err = capsys.readouterr().err
+    assert "cannot reach this storage from here" in err and "AWS_ENDPOINT_URL" in err, err
+    assert "not a filesystem URI" not in err and "could not read the manifest" not in err
+
+
+@pytest.mark.skipif(
+    any(os.environ.get(name) for name in ("HADOOP_HOME", "ARROW_LIBHDFS_DIR")), reason="libhdfs may load here"
+)
+def test_hdfs_without_java_says_so_in_one_line(capsys: pytest.CaptureFixture) -> None:
+    assert main(["data", "info", "hdfs://namenode:8020/x"]) == 2
+    err = capsys.readouterr().err
+    assert "Java" in err and "JAVA_HOME" in err
+    assert "dlopen" not in err and len(err.strip().splitlines()) == 2, err

@@ -17,16 +17,6 @@ from orchestrator.cli import main
 SMOKE = Path(__file__).resolve().parents[4] / "pipelines" / "configs" / "smoke.yaml"
 
 
-@pytest.fixture
-def cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An empty working folder, two levels down so that `../../escaped` stays inside tmp_path."""
-    folder = tmp_path / "a" / "b"
-    folder.mkdir(parents=True)
-    monkeypatch.chdir(folder)
-    monkeypatch.delenv("RELAY_WORKSPACE", raising=False)
-    return folder
-
-
 def files(root: Path) -> set[str]:
     return {str(path.relative_to(root)) for path in root.rglob("*")}
 

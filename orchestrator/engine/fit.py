@@ -1,0 +1,80 @@
+"""Whether every stage of a pipeline can ever start on the local Ray instance a run starts for itself.
+
+A local instance never grows: a stage asking for more CPUs than it has, a GPU on a machine
+without one, or a custom resource nobody gave it waits forever (Ray's autoscaler prints
+"No available node types can fulfill" every half minute). So ``relay run`` refuses such a
+config before it writes anything. A cluster (``--address``, ``run.ray_address``) may add nodes
+and is not checked here.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from orchestrator.dag import Parallelism, Pipeline, Stage
+
+NVIDIA_PROC = Path("/proc/driver/nvidia/gpus")
+
+
+def uses_actor_pool(stage: Stage) -> bool:
+    """A sharded stage with workers > 1 maps its shards on an actor pool (the executor provides it)."""
+    return stage.resources.workers > 1 and stage.parallelism is Parallelism.SHARDS
+
+
+def stage_cpus_to_start(stage: Stage) -> float:
+    """The CPUs a stage must hold at once to start: all of a data-parallel stage's workers, one labeling actor."""
+    resources = stage.resources
+    return resources.num_cpus * (1 if uses_actor_pool(stage) else resources.workers)
+
+
+def stage_gpus_to_start(stage: Stage) -> float:
+    """The GPUs a stage must hold at once to start, counted as ``stage_cpus_to_start`` counts CPUs."""
+    resources = stage.resources
+    return resources.num_gpus * (1 if uses_actor_pool(stage) else resources.workers)
+
+
+def local_gpus() -> int | None:
+    """The NVIDIA GPUs a local Ray instance would find here, or None when that cannot be told without CUDA.
+
+    0 only where there is plainly no NVIDIA driver (no /proc/driver/nvidia, no nvidia-smi), so a
+    GPU machine is never refused on a guess; CUDA_VISIBLE_DEVICES narrows what Ray sees.
+    """
+    if not NVIDIA_PROC.is_dir():
+        return 0 if shutil.which("nvidia-smi") is None else None
+    found = len(list(NVIDIA_PROC.iterdir()))
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is None:
+        return found
+    return min(found, len([device for device in visible.split(",") if device.strip() not in ("", "-1")]))
+
+
+def local_fit_problems(pipeline: Pipeline, cpus: float, gpus: int | None) -> list[str]:
+    """One line per kind of shortfall on a local Ray of ``cpus`` CPUs and ``gpus`` GPUs (None: unknown).
+
+    Each line names every stage it stops (the same stage role repeats in every generation).
+    """
+    stages: dict[str, list[str]] = {}
+    for stage in pipeline.stages:
+        need_cpus, need_gpus = stage_cpus_to_start(stage), stage_gpus_to_start(stage)
+        if need_cpus > cpus + 1e-9:
+            problem = (
+                f"needs {need_cpus:g} CPUs at once but the local Ray has {cpus:g}; lower its resources "
+                "(num_cpus, workers), raise run.num_cpus, or run on a cluster (--address)"
+            )
+            stages.setdefault(problem, []).append(stage.name)
+        if gpus is not None and need_gpus > gpus + 1e-9:
+            problem = (
+                f"needs {need_gpus:g} GPUs at once but this machine has {gpus}; set its num_gpus to 0 (or within "
+                "what the machine has), or run on a cluster that has them (--address)"
+            )
+            stages.setdefault(problem, []).append(stage.name)
+        if stage.resources.custom:
+            names = ", ".join(name for name, _ in stage.resources.custom)
+            problem = (
+                f"asks for the custom resource(s) {names}, which a local Ray instance does not have; drop them, "
+                "or run on a cluster whose nodes were started with them (--address)"
+            )
+            stages.setdefault(problem, []).append(stage.name)
+    return [f"{', '.join(names)}: {problem}" for problem, names in stages.items()]

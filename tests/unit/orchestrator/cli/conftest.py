@@ -1,0 +1,17 @@
+"""Fixtures the CLI's bad-input tests share."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture
+def cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty working folder, two levels down so that `../../escaped` stays inside tmp_path."""
+    folder = tmp_path / "a" / "b"
+    folder.mkdir(parents=True)
+    monkeypatch.chdir(folder)
+    monkeypatch.delenv("RELAY_WORKSPACE", raising=False)
+    return folder

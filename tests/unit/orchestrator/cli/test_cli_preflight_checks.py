@@ -1,0 +1,177 @@
+"""Cluster addresses, tracking stores, reused run ids, resources and bounds: exit 2, one message, nothing written.
+
+Each of these used to get past the checks: some wrote the run record and the tracking database and
+then failed with exit 1 (a malformed address, an unknown tracking scheme), some waited forever (a
+stage asking for a GPU the local Ray instance does not have), one overwrote an earlier run's record
+(`--run-id` of an existing run).
+"""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+from orchestrator.cli import main
+from tests.unit.orchestrator.cli.test_cli_writes_nothing import SMOKE, refused
+
+LOCAL = "run.executor=local"
+
+
+def free_port() -> int:
+    """A port nothing listens on: bound once by the OS, then released."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.parametrize("address", ["notanaddress", "127.0.0.1:99999", "127.0.0.1:", ":6379", "host:port"])
+def test_a_malformed_address_is_refused_before_anything_is_written(cwd: Path, capsys, address: str) -> None:
+    err = refused(["run", str(SMOKE), "--address", address], cwd, capsys)
+    assert f"--address: {address!r} is not a Ray cluster address" in err and "HOST:PORT" in err
+
+
+def test_an_address_where_nothing_listens_is_refused(cwd: Path, capsys) -> None:
+    port = free_port()
+    err = refused(["run", str(SMOKE), "--address", f"127.0.0.1:{port}"], cwd, capsys)
+    assert f"no Ray cluster answers at 127.0.0.1:{port}" in err and f"ray start --head --port {port}" in err
+
+
+@pytest.mark.parametrize("command", ["run", "validate"])
+def test_run_ray_address_is_checked_for_form_in_the_config(cwd: Path, capsys, command: str) -> None:
+    err = refused([command, str(SMOKE), "run.ray_address=notanaddress"], cwd, capsys)
+    assert "run.ray_address: 'notanaddress' is not a Ray cluster address" in err
+
+
+def test_a_dashboard_url_in_ray_address_is_refused_with_the_way_out(cwd: Path, capsys, monkeypatch) -> None:
+    monkeypatch.setenv("RAY_ADDRESS", "http://127.0.0.1:1")
+    err = refused(["run", str(SMOKE)], cwd, capsys)
+    assert "$RAY_ADDRESS: http://127.0.0.1:1 is a dashboard URL" in err and "unset RAY_ADDRESS" in err
+
+
+def test_tune_checks_the_address_too(cwd: Path, capsys) -> None:
+    port = free_port()
+    err = refused(["tune", str(SMOKE), "--address", f"127.0.0.1:{port}"], cwd, capsys)
+    assert f"no Ray cluster answers at 127.0.0.1:{port}" in err
+
+
+@pytest.mark.parametrize(
+    ("uri", "expected"),
+    [
+        ("nosuch://x", "MLflow has no tracking store for 'nosuch://x'"),
+        ("sqlite://rel.db", "names no database file; write sqlite:///"),
+    ],
+)
+def test_a_tracking_uri_mlflow_cannot_use_is_refused(cwd: Path, capsys, uri: str, expected: str) -> None:
+    err = refused(["run", str(SMOKE), LOCAL, f"tracking.uri={uri}"], cwd, capsys)
+    assert f"tracking.uri: {uri!r}" in err or "tracking.uri: MLflow" in err
+    assert expected in err
+
+
+def test_a_tracking_database_that_is_not_sqlite_is_refused_and_left_alone(cwd: Path, capsys) -> None:
+    database = cwd / "notes.db"
+    database.write_text("hello")
+    err = refused(["run", str(SMOKE), LOCAL, f"tracking.uri=sqlite:///{database}"], cwd, capsys)
+    assert f"{database} is not an SQLite database" in err
+    assert database.read_text() == "hello"
+
+
+def test_the_workspace_database_is_checked_when_no_uri_is_set(cwd: Path, capsys, monkeypatch) -> None:
+    workspace = cwd / "ws"
+    workspace.mkdir()
+    (workspace / "mlflow.db").write_text("hello")
+    monkeypatch.setenv("RELAY_WORKSPACE", str(workspace))
+    err = refused(["run", str(SMOKE), LOCAL], cwd, capsys)
+    assert "$RELAY_WORKSPACE" in err and "is not an SQLite database" in err
+
+
+def test_stores_named_by_environment_variables_are_checked_and_named(cwd: Path, capsys, monkeypatch) -> None:
+    afile = cwd / "afile"
+    afile.write_text("")
+    monkeypatch.setenv("RELAY_ARTIFACT_URI", str(afile))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{cwd}")
+    err = refused(["run", str(SMOKE), LOCAL], cwd, capsys)
+    assert f"$RELAY_ARTIFACT_URI: {afile} is a file, not a folder" in err
+    assert f"$MLFLOW_TRACKING_URI: {cwd} is a folder, not a database file" in err
+
+
+def test_a_run_id_in_use_is_refused_and_the_run_keeps_its_record(cwd: Path, capsys, monkeypatch) -> None:
+    monkeypatch.setenv("RELAY_WORKSPACE", str(cwd / "ws"))
+    assert main(["run", str(SMOKE), LOCAL, "train.steps=3", "--run-id", "taken", "--stop-after", "data/split"]) == 0
+    record = cwd / "ws" / "artifacts" / "runs" / "taken" / "config.yaml"
+    saved = record.read_bytes()
+    capsys.readouterr()
+    err = refused(["run", str(SMOKE), LOCAL, "train.steps=5", "--run-id", "taken"], cwd, capsys)
+    assert "--run-id: a run 'taken' already exists" in err and "relay resume taken" in err
+    assert record.read_bytes() == saved
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (["resources.train.num_gpus=64"], "g00/train, g01/train: needs 64 GPUs at once but this machine has"),
+        (["run.num_cpus=1", "resources.train.num_cpus=2"], "needs 2 CPUs at once but the local Ray has 1"),
+        (["resources.evaluate.custom={fast: 1}"], "g00/evaluate, g01/evaluate: asks for the custom resource(s) fast"),
+    ],
+)
+def test_stages_a_local_ray_could_never_start_are_refused(
+    cwd: Path, capsys, overrides: list[str], expected: str
+) -> None:
+    """A local instance never grows: before, these runs wrote their record and waited forever."""
+    err = refused(["run", str(SMOKE), *overrides], cwd, capsys)
+    assert expected in err
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("seed=-1", "seed: must be >= 0"),
+        ("seed=99999999999999999999999", "seed: must be < 2147483648"),
+        ("tune.seed=-1", "tune.seed: must be >= 0"),
+        ("crest.generations=100000", "crest.generations: must be <= 1000"),
+        ("data.image_size=100000", "data.image_size: must be <= 1024"),
+        ("data.loader_workers=100000", "data.loader_workers: must be <= 64"),
+        ("data.buffer_mb=100000000000", "data.buffer_mb: must be <= 65536"),
+        ("train.batch_size=100000000", "train.batch_size: must be <= 65536"),
+        ("run.num_cpus=1000000000000000000000", "run.num_cpus: must be <= 4096"),
+    ],
+)
+def test_values_beyond_any_real_use_are_refused_when_the_file_loads(cwd: Path, capsys, override, expected) -> None:
+    overrides = [override, "tune.metric=evaluate/balanced_accuracy", "tune.space={train.lr: {choice: [0.1]}}"]
+    err = refused(["validate", str(SMOKE), *(overrides if override.startswith("tune.") else [override])], cwd, capsys)
+    assert expected in err
+
+
+@pytest.mark.parametrize(
+    ("space", "metric", "expected"),
+    [
+        ("{train.stepz: {choice: [1, 2]}}", "evaluate/balanced_accuracy", "train.stepz: unknown key"),
+        ("{train.steps: {choice: [-1, 0]}}", "evaluate/balanced_accuracy", "train.steps: must be > 0"),
+        ("{train.steps: {choice: [10]}}", "nosuchrole/acc", "no stage reports 'nosuchrole/acc'"),
+    ],
+)
+def test_validate_checks_a_tune_section_as_relay_tune_does(cwd: Path, capsys, space, metric, expected) -> None:
+    err = refused(["validate", str(SMOKE), f"tune.space={space}", f"tune.metric={metric}"], cwd, capsys)
+    assert expected in err
+
+
+def test_a_file_that_is_no_image_in_an_image_folder_is_named(cwd: Path, capsys) -> None:
+    from PIL import Image
+
+    root = cwd / "images"
+    for name in ("cat", "dog"):
+        (root / "train" / name).mkdir(parents=True)
+        Image.new("RGB", (8, 8)).save(root / "train" / name / "ok.png")
+    (root / "train" / "cat" / "broken.png").write_text("not an image")
+    err = refused(["validate", str(SMOKE), "data.name=imagefolder", f"data.root={root}"], cwd, capsys)
+    assert "data.root: imagefolder:" in err and "broken.png does not decode as an image" in err
+
+
+@pytest.mark.parametrize("command", ["run", "validate", "tune"])
+def test_a_missing_config_is_the_only_argument_named(cwd: Path, capsys, command: str) -> None:
+    """The overrides are optional: naming them as required sent users looking for one."""
+    with pytest.raises(SystemExit) as exit_info:
+        main([command])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.strip().endswith("the following arguments are required: config")
