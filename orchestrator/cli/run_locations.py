@@ -269,8 +269,8 @@ def check_cluster(address: str | None, settings: RunSettings, pipeline: Pipeline
     anywhere) never grows, so a stage asking for more CPUs or GPUs than it has, or for a custom
     resource, would wait forever (``orchestrator.engine.fit``). Both before anything is written.
     """
-    if settings.executor == "local":
-        return
+    if settings.executor == "local" or (address is None and in_ray_job()):
+        return  # no Ray, or the Ray job's own cluster (its driver joins through RAY_ADDRESS)
     joined, key = cluster_to_join(address, settings)
     if joined is None:
         problems = local_fit_problems(pipeline, settings.num_cpus or os.cpu_count() or 1, local_gpus())

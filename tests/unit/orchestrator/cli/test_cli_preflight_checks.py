@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.cli import main
+from orchestrator.errors import ConfigError
 from tests.unit.orchestrator.cli.test_cli_writes_nothing import SMOKE, refused
 
 LOCAL = "run.executor=local"
@@ -175,3 +176,18 @@ def test_a_missing_config_is_the_only_argument_named(cwd: Path, capsys, command:
         main([command])
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and err.strip().endswith("the following arguments are required: config")
+
+
+def test_inside_a_ray_job_the_local_check_leaves_the_jobs_cluster_alone(monkeypatch) -> None:
+    """A job's driver runs on the head (maybe CPU-only) and joins the job's cluster: GPU stages run elsewhere."""
+    from orchestrator.cli.common import load_pipeline_config
+    from orchestrator.cli.run_locations import RAY_JOB_ENV, check_cluster
+
+    spec, config = load_pipeline_config(str(SMOKE), ["resources.train.num_gpus=64"])
+    pipeline = spec.build(config)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.delenv(RAY_JOB_ENV, raising=False)
+    with pytest.raises(ConfigError, match="needs 64 GPUs"):
+        check_cluster(None, config.run, pipeline)
+    monkeypatch.setenv(RAY_JOB_ENV, "{}")  # what Ray's job supervisor sets for the entrypoint
+    check_cluster(None, config.run, pipeline)
