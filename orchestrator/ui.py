@@ -14,17 +14,23 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
+from pathlib import Path
+from typing import Any
 
-from orchestrator.errors import InputError
+from orchestrator.config import TRACKING_URI_ENV
+from orchestrator.errors import ConfigError, InputError
 from orchestrator.tracking.common import no_database_message, sqlite_path
 
 log = logging.getLogger(__name__)
 
 
 MODEL_TRAINING_VIEW = "workflowType=machine_learning"  # the query that opens MLflow's model-training view
+STOP_GRACE_S = 10.0  # uvicorn drains open connections on SIGTERM; a UI has few, this is ample
 
 
 def port_in_use(port: int) -> bool:
@@ -41,28 +47,78 @@ def latest_run_url(tracking_uri: str, experiment: str, port: int) -> str:
     MlflowClient would create an empty database as soon as it touched it).
     """
     db = sqlite_path(tracking_uri)
-    if db is not None and not db.exists():
-        raise InputError(no_database_message(db))
-    from mlflow import MlflowClient
-
-    client = MlflowClient(tracking_uri)
-    found = client.get_experiment_by_name(experiment)
-    runs = (
-        client.search_runs(
-            [found.experiment_id], "tags.`relay.kind` = 'pipeline'", max_results=1, order_by=["start_time DESC"]
-        )
-        if found
-        else []
+    if db is not None:
+        _check_workspace_folder(db)
+        if not db.exists():
+            raise InputError(no_database_message(db))
+    client, found = _open_experiment(tracking_uri, experiment)
+    runs = client.search_runs(
+        [found.experiment_id], "tags.`relay.kind` = 'pipeline'", max_results=1, order_by=["start_time DESC"]
     )
     if not runs:
         where = db.parent if db is not None else "<workspace>"
         raise InputError(
-            f"no pipeline runs in {tracking_uri} yet: make one with "
+            f"no pipeline runs in experiment {experiment!r} at {tracking_uri} yet: make one with "
             f"`RELAY_WORKSPACE={where} relay run pipelines/configs/smoke.yaml`"
         )
     return (
         f"http://127.0.0.1:{port}/#/experiments/{found.experiment_id}/runs/{runs[0].info.run_id}?{MODEL_TRAINING_VIEW}"
     )
+
+
+def store_origin(tracking_uri: str) -> str:
+    """Which setting chose the store: $MLFLOW_TRACKING_URI wins over --workspace, so say so when it did."""
+    if os.environ.get(TRACKING_URI_ENV) == tracking_uri:
+        return f"{tracking_uri} (from ${TRACKING_URI_ENV}, which overrides --workspace)"
+    return tracking_uri
+
+
+def _store_fix(tracking_uri: str) -> str:
+    """What to change when the store cannot be opened: the variable that chose it, else the workspace."""
+    if os.environ.get(TRACKING_URI_ENV) == tracking_uri:
+        return f"point ${TRACKING_URI_ENV} at an MLflow tracking store, or unset it to serve --workspace's"
+    return "move that file away, or pass --workspace with the folder Relay tracked its runs in"
+
+
+def _check_workspace_folder(db: Path) -> None:
+    """A workspace that is a file: say so, not "no runs yet" and a `relay run` that would fail the same way.
+
+    Mirrors cli/preflight.folder_problem's message (the ui layer may not import the cli).
+    """
+    folder = db.parent
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(
+            [f"--workspace: {folder} is a file, not a folder; point --workspace at a folder"], "the command line"
+        )
+
+
+def _open_experiment(tracking_uri: str, experiment: str) -> tuple[Any, Any]:
+    """An MlflowClient on the store and the experiment; a store MLflow cannot open is bad input (exit 2).
+
+    MLflow meets a file that is no SQLite database, or a scheme it does not know, with a
+    traceback; both are a setting pointing at the wrong thing, so they become one message.
+    """
+    from mlflow import MlflowClient
+
+    try:
+        client = MlflowClient(tracking_uri)
+        found = client.get_experiment_by_name(experiment)
+        names = [e.name for e in client.search_experiments()] if found is None else []
+    except Exception as exc:  # sqlalchemy, MLflow registry and URI errors share no base class
+        reason = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(
+            [
+                f"MLflow cannot open the tracking store {store_origin(tracking_uri)}: {reason}; "
+                f"{_store_fix(tracking_uri)}"
+            ],
+            "the command line",
+        ) from exc
+    if found is None:
+        raise InputError(
+            f"no MLflow experiment {experiment!r} at {store_origin(tracking_uri)}; "
+            f"experiments there: {', '.join(names) or 'none'} (pass --experiment)"
+        )
+    return client, found
 
 
 def check(tracking_uri: str, experiment: str, port: int) -> str:
@@ -71,7 +127,9 @@ def check(tracking_uri: str, experiment: str, port: int) -> str:
         raise InputError(f"port {port} is not a TCP port: pass 1-65535, e.g. `relay ui --port 5000`")
     if port_in_use(port):
         raise InputError(f"port {port} on 127.0.0.1 is in use: pick another with `relay ui --port {port + 1}`")
-    return latest_run_url(tracking_uri, experiment, port)
+    url = latest_run_url(tracking_uri, experiment, port)
+    log.info("serving the tracking store %s", store_origin(tracking_uri))
+    return url
 
 
 def server_command(tracking_uri: str, port: int) -> tuple[list[str], dict[str, str]]:
@@ -99,10 +157,60 @@ def server_command(tracking_uri: str, port: int) -> tuple[list[str], dict[str, s
 
 
 def run_server(tracking_uri: str, port: int) -> int:
-    """Run `mlflow server` in the foreground until it exits or Ctrl-C."""
+    """Run `mlflow server` until it exits, Ctrl-C or SIGTERM; then stop it and everything it started.
+
+    The server runs in a session of its own: Ctrl-C in the terminal reaches only Relay (not
+    uvicorn, whose shutdown would print a 40-line traceback), and Relay ends the server's
+    whole process group on the way out. Without that, `kill <relay pid>` left `mlflow
+    server` and its uvicorn serving the port, re-parented to PID 1.
+    """
     command, env = server_command(tracking_uri, port)
     log.debug("starting %s", " ".join(command))
+    server = subprocess.Popen(command, env=env, start_new_session=True)
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
-        return subprocess.call(command, env=env)
+        return server.wait()
     except KeyboardInterrupt:
         return 0
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        stop_server(server)
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    """SIGTERM ends `relay ui` the way Ctrl-C does, through run_server's cleanup."""
+    raise KeyboardInterrupt
+
+
+def stop_server(server: subprocess.Popen, grace_s: float = STOP_GRACE_S) -> None:
+    """SIGTERM to the server's process group; SIGKILL to what is left of it after ``grace_s``."""
+    _signal_group(server.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while _group_alive(server) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if _group_alive(server):
+        log.warning("mlflow server did not stop within %.0f s of SIGTERM; killing it", grace_s)
+        _signal_group(server.pid, signal.SIGKILL)
+    server.wait()
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:  # every process of the group has exited already
+        pass
+
+
+def _group_alive(server: subprocess.Popen) -> bool:
+    """Whether any process is left in the server's group (uvicorn can outlive the `mlflow server` that started it).
+
+    The leader is reaped first: an exited but unreaped leader still counts as a group member.
+    """
+    server.poll()
+    try:
+        os.killpg(server.pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,7 +1,8 @@
 """`relay`: the command line and the composition root that wires pipelines to the engine.
 
 Exit codes: 0 success, 1 a stage or the cluster failed (the resume command is printed),
-2 bad input (config, overrides, paths): nothing is written for bad input.
+2 bad input (config, overrides, paths): nothing is written for bad input; 130 Ctrl-C (a run
+says how to resume), 141 stdout closed by its reader (`relay runs | head -1`).
 
 Each command group lives in its own module (pipeline, tune, workspace, data, cluster) and adds
 its subcommands through ``register``; this module parses, dispatches and maps errors to
@@ -23,6 +24,8 @@ from orchestrator.errors import InputError, RelayError
 from orchestrator.registry import PipelineSpec
 
 QUIET_LOGGERS = ("ray", "alembic", "urllib3", "filelock", "matplotlib", "torch")
+EXIT_INTERRUPTED = 130  # 128 + SIGINT: what a shell reports for a program Ctrl-C ended
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what `yes | head -1` reports for `yes`
 MLFLOW_LEVEL_ENV = "MLFLOW_LOGGING_LEVEL"  # MLflow sets its own logger's level from it when it is imported
 
 
@@ -84,10 +87,28 @@ def main(argv: list[str] | None = None, pipelines: Mapping[str, PipelineSpec] | 
     args = parse_arguments(build_parser(), argv)
     args.pipelines = pipelines
     configure_logging(args.verbose)
-    code = _dispatch(args)
+    try:
+        code = _dispatch(args)
+        sys.stdout.flush()  # a closed pipe shows here, where it is handled, not at interpreter exit
+    except KeyboardInterrupt:  # Ctrl-C: what was cut off said so (`relay run`: how to resume); no traceback
+        code = EXIT_INTERRUPTED
+    except BrokenPipeError:  # `relay runs | head -1`: the reader has what it wanted
+        code = _stdout_closed()
     if argv is None and getattr(args, "ends_process", False):
         exit_now(code)
     return code
+
+
+def _stdout_closed() -> int:
+    """Point stdout at /dev/null so the flush at exit cannot raise again; exit as a SIGPIPE-ended program does.
+
+    The standard way (Python's signal docs, "Note on SIGPIPE"): the reader went away, which is
+    not an error worth a traceback.
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return EXIT_BROKEN_PIPE
 
 
 def exit_now(code: int) -> None:

@@ -22,6 +22,7 @@ from orchestrator.errors import ConfigError
 def cmd_ui(args: argparse.Namespace) -> int:
     """Check first (port, runs), then serve the workspace's default tracking store until Ctrl-C."""
     uri = tracking_uri(RunSettings(workspace=args.workspace), TrackingSettings())
+    check_tracking_store(uri, default_tracking_key(args.workspace))  # a server that does not answer: at once
     url = ui.check(uri, args.experiment, args.port)
     print(f"MLflow UI: {url}  (Ctrl-C to stop)", flush=True)
     return ui.run_server(uri, args.port)

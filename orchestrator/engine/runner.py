@@ -50,12 +50,17 @@ class StageState(Enum):
 
 
 class RunStatus(Enum):
-    """Where the whole run stands; STOPPED means it ended at ``stop_after`` on purpose."""
+    """Where the whole run stands; STOPPED means it ended at ``stop_after`` on purpose.
+
+    INTERRUPTED: Ctrl-C stopped the driver; nothing failed, `relay resume` goes on (`relay runs`
+    shows a RUNNING run whose driver died the same way).
+    """
 
     RUNNING = "RUNNING"
     FINISHED = "FINISHED"
     STOPPED = "STOPPED"
     FAILED = "FAILED"
+    INTERRUPTED = "INTERRUPTED"
 
     @property
     def is_terminal(self) -> bool:
@@ -174,6 +179,10 @@ class Runner:
         st.write_ledger(RunStatus.RUNNING)
         try:
             self._loop(st)
+        except KeyboardInterrupt:  # Ctrl-C: not a failure with a cause to fix, a run to resume
+            _mark_interrupted(st)
+            logger.warning("interrupted; resume with: relay resume %s", run_id)
+            raise
         except BaseException as exc:
             st.write_ledger(RunStatus.FAILED)
             logger.error("run %s failed: %s. Fix the cause. Resume with: relay resume %s", run_id, exc, run_id)
@@ -365,6 +374,14 @@ class Runner:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(self.store.read_bytes(relative))
         return path
+
+
+def _mark_interrupted(st: _RunState) -> None:
+    """Stages cut off mid-run go back to pending (they did not fail) and the ledger says INTERRUPTED."""
+    for outcome in st.outcomes.values():
+        if outcome.state is StageState.RUNNING:
+            outcome.state = StageState.PENDING
+    st.write_ledger(RunStatus.INTERRUPTED)
 
 
 def _stages_per_generation(pipeline: Pipeline) -> dict[int, int]:

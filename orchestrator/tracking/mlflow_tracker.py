@@ -12,6 +12,7 @@ Tracking is a side channel: a failure warns and the pipeline goes on, unless
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -54,6 +55,38 @@ def metric_prefix(stage_name: str) -> str:
     metric lines up across generations on the parent's step axis.
     """
     return stage_name.rsplit("/", 1)[-1]
+
+
+def is_generation_stage(stage_name: str, generation: int | None) -> bool:
+    """Whether the stage is its generation's own (``g01/train``), not a side branch placed in it (``kd/train``).
+
+    Builders put comparison baselines (``kd/``, ``baseline/``, ``finetune/``, ``joint/``) in a
+    generation so their metrics land beside the generation's; only the ``gNN/`` stages make the
+    model and plots that ``gen-NN`` stands for.
+    """
+    return generation is not None and stage_name.startswith(f"g{generation:02d}/")
+
+
+def file_role(stage_name: str, generation: int | None) -> str:
+    """The folder of a stage's files on its generation run and the key of its plots on the parent.
+
+    A generation's own stage writes under its role (``evaluate/per_class.png``); a side branch
+    keeps its whole name (``kd/evaluate/per_class.png``), so its plot neither replaces the
+    generation's on ``gen-NN`` nor adds a second image at the same step on the parent.
+    """
+    return metric_prefix(stage_name) if is_generation_stage(stage_name, generation) else stage_name
+
+
+def model_aliases(stage_name: str, generation: int) -> list[str]:
+    """Aliases for a model a stage of ``generation`` wrote, before ``newest`` is decided.
+
+    ``gen-NN`` names the generation's own model (README: ``init.source: models:/NAME@gen-00``);
+    a side branch's model gets its role in front (``kd-gen-01``), so it never takes that name.
+    """
+    if is_generation_stage(stage_name, generation):
+        return [lineage.model_alias(generation)]
+    role = re.sub(r"[^\w-]", "-", stage_name.split("/", 1)[0])
+    return [f"{role}-{lineage.model_alias(generation)}"]
 
 
 class MlflowTracker:
@@ -159,6 +192,8 @@ class MlflowTracker:
         for run in self._find_runs(self._run_id, "generation"):
             self._gen_runs.setdefault(int(run.data.tags[TAG_GENERATION]), run.info.run_id)
         for run in self._find_runs(self._run_id, "stage"):
+            if run.info.status == "RUNNING":  # its driver died mid-stage: that attempt will never finish
+                self._client.set_terminated(run.info.run_id, status="KILLED")
             if run.info.status == "FINISHED":
                 key = (run.data.tags[TAG_STAGE], run.data.tags.get(TAG_FINGERPRINT, ""))
                 self._finished_before.setdefault(key, run.info.run_id)
@@ -263,13 +298,14 @@ class MlflowTracker:
         The copy on ``gen-NN`` (``evaluate/per_class.png``, ``rebalance/picks.csv``) is
         what a user opening a generation sees without digging into its stage runs. A plot is
         also logged on the pipeline run as an image with step = generation (key
-        ``evaluate/per_class``), so the UI steps through the generations on one page.
+        ``evaluate/per_class``), so the UI steps through the generations on one page. A side
+        branch's files keep their stage name (``kd/evaluate/per_class.png``): see ``file_role``.
         """
         for name, local in record.files.items():
             self._client.log_artifact(run, local)
             if record.generation is None:
                 continue
-            role = metric_prefix(record.stage)
+            role = file_role(record.stage, record.generation)
             self._client.log_artifact(self._gen_runs[record.generation], local, role)
             if name.endswith(".png"):
                 self._log_step_image(local, f"{role}/{Path(name).stem}", record.generation)
@@ -307,9 +343,9 @@ class MlflowTracker:
                 self._client.set_tag(target, lineage.TAG_TEACHER, ",".join(f"models:/{t}" for t in teachers))
         if self.log_models:
             for artifact in models:
-                self._log_model(runs, artifact, record.generation)
+                self._log_model(runs, artifact, record.stage, record.generation)
 
-    def _log_model(self, runs: list[str], artifact: TrackedArtifact, generation: int | None) -> None:
+    def _log_model(self, runs: list[str], artifact: TrackedArtifact, stage_name: str, generation: int | None) -> None:
         tags = {TAG_PIPELINE_RUN: self._run_id, TAG_PIPELINE: self._pipeline_name}
         if generation is not None:
             tags[TAG_GENERATION] = str(generation)
@@ -318,12 +354,12 @@ class MlflowTracker:
         lineage.link_outputs(self._client, [*runs, self._parent], model.model_id, step=generation or 0)
         if generation is None:
             return
-        aliases = [lineage.model_alias(generation)]
-        if generation >= self._newest_generation:
+        aliases = model_aliases(stage_name, generation)
+        if is_generation_stage(stage_name, generation) and generation >= self._newest_generation:
             self._newest_generation = generation
             aliases.append(lineage.NEWEST_ALIAS)
         version = lineage.register(self._client, self._pipeline_name, model, runs[0], aliases)
-        self._registered.append(f"models:/{self._pipeline_name}/{version} ({lineage.model_alias(generation)})")
+        self._registered.append(f"models:/{self._pipeline_name}/{version} ({aliases[0]})")
         self._client.set_tag(self._parent, TAG_REGISTERED, ", ".join(self._registered))
         logger.info(
             "registered %s as model %s version %s (%s)", artifact.name, self._pipeline_name, version, ", ".join(aliases)
@@ -354,6 +390,7 @@ class MlflowTracker:
     def _end(self, status: str) -> None:
         for stage_name in list(self._monitors):
             self._stop_monitor(stage_name)
+        self._close_open_stages()
         self._guard("summary", self._log_summary)
         final = {"FAILED": "FAILED", "KILLED": "KILLED", "PAUSED": "KILLED"}.get(status, "FINISHED")
         others = "KILLED" if status == "KILLED" else "FINISHED"  # a generation fails only by its own stages
@@ -361,6 +398,16 @@ class MlflowTracker:
             self._client.set_terminated(run, status="FAILED" if generation in self._failed_gens else others)
         self._client.set_tag(self._parent, TAG_STATUS, status)
         self._client.set_terminated(self._parent, status=final)
+
+    def _close_open_stages(self) -> None:
+        """Stage runs opened but never finished (Ctrl-C, a stop mid-stage) end KILLED, not RUNNING forever.
+
+        A stage that ends reports through stage_finished, which closes its run; one still open
+        when the pipeline ends was cut off.
+        """
+        for stage_name, run in list(self._stage_runs.items()):
+            self._client.set_terminated(run, status="KILLED")
+            del self._stage_runs[stage_name]
 
     def _log_summary(self) -> None:
         """generations.csv and generations.html on the parent: every per-generation metric, one row each."""

@@ -7,12 +7,26 @@ from typing import Any
 
 
 def _prefixed(row: Mapping[str, Any], prefix: str) -> str:
-    """Every metric under `prefix/`, ordered by its numeric suffix, as one compact column."""
-    keys = sorted(
-        (k for k in row if k.startswith(prefix + "/")),
-        key=lambda k: int(k.rsplit("/", 1)[1]) if k.rsplit("/", 1)[1].isdigit() else k,
-    )
-    return " ".join(str(int(row[k])) if float(row[k]).is_integer() else f"{row[k]:.3f}" for k in keys) or "-"
+    """Every metric under `prefix/` as one compact column: numbered ones by number, named ones labelled.
+
+    Class ids (`rebalance/kept/3`) read as a list in class order. Names (`similarity/mnist`) come
+    out sorted, which is not the config's order, so each value carries its name: a bare
+    "0.986 0.947" would be read against the order the config lists the sources in.
+    """
+    suffixes = sorted((k[len(prefix) + 1 :] for k in row if k.startswith(prefix + "/")), key=_suffix_order)
+    cells = [
+        _compact(row[f"{prefix}/{s}"]) if s.isdigit() else f"{s}={_compact(row[f'{prefix}/{s}'])}" for s in suffixes
+    ]
+    return " ".join(cells) or "-"
+
+
+def _suffix_order(suffix: str) -> tuple[int, int, str]:
+    """Numbered suffixes first, by value; named ones after them, by name (never an int compared with a str)."""
+    return (0, int(suffix), "") if suffix.isdigit() else (1, 0, suffix)
+
+
+def _compact(value: Any) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:.3f}"
 
 
 def _cell(row: Mapping[str, Any], column: str) -> str:

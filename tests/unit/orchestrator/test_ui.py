@@ -59,3 +59,48 @@ def test_url_points_at_the_newest_pipeline_run_and_server_runs_light(tmp_path, c
     assert env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "false"
     assert command[command.index("--host") + 1] == "127.0.0.1"
     assert command[command.index("--workers") + 1] == "1", "no supervisor restarting slow workers"
+
+
+def no_server(monkeypatch):
+    monkeypatch.setattr(ui, "run_server", lambda *a: pytest.fail("the server must not start"))
+
+
+def test_an_unknown_experiment_is_named_with_the_ones_there(tmp_path, capsys, monkeypatch):
+    """As `relay generations` says it: not "no pipeline runs ... make one", which sends the user the wrong way."""
+    no_server(monkeypatch)
+    tracker = MlflowTracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "relay")
+    tracker.start_pipeline("run-e", "toy", {}, resume=False)
+    tracker.end_pipeline("FINISHED")
+    code = cli.main(["ui", "--workspace", str(tmp_path), "--port", str(free_port()), "--experiment", "nosuch"])
+    err = capsys.readouterr().err
+    assert code == cli.EXIT_BAD_INPUT
+    assert "no MLflow experiment 'nosuch'" in err and "experiments there: relay" in err
+
+
+def test_a_tracking_database_that_is_no_sqlite_file_is_one_message(tmp_path, capsys, monkeypatch):
+    no_server(monkeypatch)
+    (tmp_path / "mlflow.db").write_text("hello")
+    code = cli.main(["ui", "--workspace", str(tmp_path), "--port", str(free_port())])
+    err = capsys.readouterr().err
+    assert code == cli.EXIT_BAD_INPUT
+    assert "Traceback" not in err and "mlflow.db is not an SQLite database" in err and "--workspace:" in err
+    assert (tmp_path / "mlflow.db").read_text() == "hello"
+
+
+def test_a_file_as_workspace_is_refused_as_a_file(tmp_path, capsys, monkeypatch):
+    no_server(monkeypatch)
+    (tmp_path / "notes").write_text("x")
+    code = cli.main(["ui", "--workspace", str(tmp_path / "notes"), "--port", str(free_port())])
+    assert code == cli.EXIT_BAD_INPUT
+    assert f"--workspace: {tmp_path / 'notes'} is a file, not a folder" in capsys.readouterr().err
+
+
+def test_a_tracking_uri_mlflow_cannot_open_names_the_variable_that_chose_it(tmp_path, capsys, monkeypatch):
+    """$MLFLOW_TRACKING_URI wins over --workspace: the message says which store it opened and what to change."""
+    no_server(monkeypatch)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "nosuch://x")
+    code = cli.main(["ui", "--workspace", str(tmp_path), "--port", str(free_port())])
+    err = capsys.readouterr().err
+    assert code == cli.EXIT_BAD_INPUT
+    assert "$MLFLOW_TRACKING_URI: MLflow has no tracking store for 'nosuch://x'" in err
+    assert "Traceback" not in err and list(tmp_path.iterdir()) == []

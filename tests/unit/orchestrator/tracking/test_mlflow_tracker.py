@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from orchestrator.engine.records import NullTracker, StageRecord, Tracker
+from orchestrator.engine.records import NullTracker, StageRecord, TrackedArtifact, Tracker
 from orchestrator.errors import InputError, TrackingError
 from orchestrator.tracking.mlflow_tracker import MlflowTracker
 from orchestrator.tracking.reading import read_generations
@@ -338,3 +338,75 @@ def test_system_metrics_start_and_stop_with_a_stage(store, experiment):
     tracker.stage_finished(record("g00/train", 0))
     tracker.end_pipeline("FINISHED")
     assert tracker._monitors == {}
+
+
+def image_file(path, shade):
+    """A tiny PNG whose bytes differ with ``shade``, so a test can tell whose plot landed where."""
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (8, 6), (shade, 0, 0)).save(path)
+    return str(path)
+
+
+def test_side_branch_models_get_a_role_alias_never_gen_nn_or_newest(store, experiment, tmp_path):
+    """FitNets' `kd/train` sits in generation 1 and finished last: `gen-01` and `newest` must stay on g01's model."""
+    tracker = tracker_for(store, experiment, log_models=True)
+    name = f"toy-{experiment}"
+    tracker.start_pipeline("run-side", name, {}, resume=False)
+    student = lineage_outputs(tmp_path, 1)["g01/model"]
+    kd = TrackedArtifact("kd/model", student.uri, "b" * 64, "checkpoint", "model", student.local_path)
+    tracker.stage_finished(record("g01/train", 1, outputs={"g01/model": student}))
+    tracker.stage_finished(record("kd/train", 1, outputs={"kd/model": kd}))
+    tracker.end_pipeline("FINISHED")
+    client = MlflowClient(store[0])
+    assert client.get_registered_model(name).aliases == {"gen-01": 1, "newest": 1, "kd-gen-01": 2}
+    stages = {r.info.run_name: r.info.run_id for r in runs(store, experiment, "stage")}
+    assert client.get_model_version_by_alias(name, "gen-01").run_id == stages["g01/train"]
+    tag = client.get_run(tracker.parent_run_id).data.tags["relay.registered_models"]
+    assert tag == f"models:/{name}/1 (gen-01), models:/{name}/2 (kd-gen-01)"
+
+
+def test_side_branch_plots_do_not_replace_the_generations_own(store, experiment, tmp_path):
+    """`gen-01/evaluate/per_class.png` is g01's plot; KD's keeps its stage name; one image per key and step."""
+    tracker = tracker_for(store, experiment)
+    tracker.start_pipeline("run-plots", "toy", {}, resume=False)
+    own = image_file(tmp_path / "own" / "per_class.png", 10)  # stages store their plots under one name
+    side = image_file(tmp_path / "side" / "per_class.png", 200)
+    tracker.stage_finished(record("g01/evaluate", 1, files={"per_class.png": own}))
+    tracker.stage_finished(record("kd/evaluate", 1, files={"per_class.png": side}))  # last, as in the bug
+    tracker.end_pipeline("FINISHED")
+    client = MlflowClient(store[0])
+    (gen,) = runs(store, experiment, "generation")
+    on_gen = client.download_artifacts(gen.info.run_id, "evaluate/per_class.png", str(tmp_path / "down"))
+    assert Path(on_gen).read_bytes() == Path(own).read_bytes()
+    assert [a.path for a in client.list_artifacts(gen.info.run_id, "kd/evaluate")] == ["kd/evaluate/per_class.png"]
+    images = [a.path for a in client.list_artifacts(tracker.parent_run_id, "images") if a.path.endswith(".png")]
+    keys = sorted(path.split("/", 1)[1].split("+step+")[0] for path in images)
+    assert keys == ["evaluate~per_class", "kd~evaluate~per_class"], images
+
+
+def test_resume_kills_the_stage_runs_a_dead_driver_left_running(store, experiment):
+    """A driver killed mid-stage leaves its stage run RUNNING; the resumed run marks it KILLED."""
+    first = tracker_for(store, experiment)
+    first.start_pipeline("run-dead", "toy", {}, resume=False)
+    first.stage_started("g01/train", 1)  # then SIGKILL: no stage_finished, no end_pipeline
+    second = tracker_for(store, experiment)
+    second.start_pipeline("run-dead", "toy", {}, resume=True)
+    second.stage_started("g01/train", 1)
+    second.stage_finished(record("g01/train", 1))
+    second.end_pipeline("FINISHED")
+    statuses = sorted(r.info.status for r in runs(store, experiment, "stage"))
+    assert statuses == ["FINISHED", "KILLED"]
+
+
+def test_ending_the_pipeline_closes_stage_runs_left_open(store, experiment):
+    """Ctrl-C mid-stage: the stage never reports; ending the pipeline KILLED closes its run too."""
+    tracker = tracker_for(store, experiment)
+    tracker.start_pipeline("run-int", "toy", {}, resume=False)
+    tracker.stage_started("g01/train", 1)
+    tracker.end_pipeline("KILLED")
+    (stage,) = runs(store, experiment, "stage")
+    (gen,) = runs(store, experiment, "generation")
+    (parent,) = runs(store, experiment, "pipeline")
+    assert (stage.info.status, gen.info.status, parent.info.status) == ("KILLED", "KILLED", "KILLED")

@@ -1,0 +1,17 @@
+"""The terminal table of `relay generations` and `relay run`: `name/*` columns that a reader can read."""
+
+from orchestrator.tracking import report
+
+
+def test_named_values_in_a_star_column_carry_their_names():
+    """Domain similarity: sources come out sorted by name, not in the config's order, so each is labelled."""
+    row = {"generation": 1, "similarity/svhn": 0.941, "similarity/mnist": 0.986, "similarity/digits_b": 0.947}
+    table = report.generation_table([row], {"similarity": "similarity/*"})
+    assert table.splitlines()[2].split(None, 1)[1] == "digits_b=0.947 mnist=0.986 svhn=0.941"
+
+
+def test_numbered_values_read_in_class_order_and_named_ones_follow_labelled():
+    """Class ids sort by number (`kept/10` after `kept/2`); a named key beside them neither breaks the sort
+    (an int compared with a str) nor passes for one more class."""
+    row = {"generation": 0, "kept/10": 3, "kept/2": 5.0, "kept/0": 1, "kept/other": 7}
+    assert report.generation_table([row], {"kept": "kept/*"}).splitlines()[2].split() == ["0", "1", "5", "3", "other=7"]
