@@ -42,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     workspace.register(commands)
     data.register(commands)
     cluster.register(commands)
+    for subparser in commands.choices.values():  # its own usage for an error after the command's name
+        subparser.set_defaults(command_parser=subparser)
     return parser
 
 
@@ -72,7 +74,7 @@ def parse_arguments(parser: argparse.ArgumentParser, argv: list[str] | None) -> 
     if extra and hasattr(args, "overrides") and all("=" in item and not item.startswith("-") for item in extra):
         args.overrides = [*args.overrides, *extra]
     elif extra:
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        getattr(args, "command_parser", parser).error(f"unrecognized arguments: {' '.join(extra)}")
     return args
 
 

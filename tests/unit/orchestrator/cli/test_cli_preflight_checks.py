@@ -191,3 +191,12 @@ def test_inside_a_ray_job_the_local_check_leaves_the_jobs_cluster_alone(monkeypa
         check_cluster(None, config.run, pipeline)
     monkeypatch.setenv(RAY_JOB_ENV, "{}")  # what Ray's job supervisor sets for the entrypoint
     check_cluster(None, config.run, pipeline)
+
+
+def test_an_unknown_option_shows_the_commands_own_usage(cwd: Path, capsys) -> None:
+    """`relay run CONFIG --bogus` used to print the top-level usage, which lists commands, not run's options."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", str(SMOKE), "--bogus"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "relay run: error: unrecognized arguments: --bogus" in err
+    assert "--stop-after" in err  # run's usage, not the list of commands
