@@ -59,13 +59,15 @@ log = logging.getLogger("relay")
 # --- configuration ---------------------------------------------------------------------
 
 
-def checked_locations(config: Any, source: str | None) -> Any:
+def checked_locations(config: Any, source: str | None, address: str | None = None) -> Any:
     """``config`` with its stores resolved and written in, once they are checked (exit 2 before anything is written).
 
-    Inside a Ray job the stores must also outlive the cluster (run_locations.check_durable).
+    On a cluster (inside a Ray job, or joining one as its driver: ``address``, ``run.ray_address``,
+    RAY_ADDRESS) the stores must also outlive the cluster and be seen by every node: stages on
+    other nodes write there too (run_locations.check_durable).
     """
     locations = run_locations.resolved_locations(config)
-    if run_locations.in_ray_job():
+    if run_locations.in_ray_job() or run_locations.joins_cluster(address, config.run):
         run_locations.check_durable(locations, source)
     run_locations.check_reachable(locations, source)
     return with_locations(config, locations.store, locations.tracking)
@@ -167,7 +169,7 @@ def run_stages(run: PreparedRun, tracker: BackgroundTracker, copies: Path) -> No
             print(f"\nRun {run.run_id}: per-generation results (test set is balanced)")
             rows = summary_rows(run.pipeline, summary.manifests)
             print(report.generation_table(rows, run.spec.summary), flush=True)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, SystemExit):  # Ctrl-C; SIGTERM, which Ray turns into SystemExit (`relay stop`)
         status = "KILLED"
         raise
     finally:
@@ -292,10 +294,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     """Check everything (config, data, folders, store, run id, --stop-after), then write the run record and run."""
     spec, config = load_pipeline_config(args.config, args.overrides, pipelines_of(args))
     address = cluster_address(args.address)
-    config = checked_locations(config, args.config)
+    run_locations.check_cluster(address, config.run, spec.build(config), args.config)
+    config = checked_locations(config, args.config, address)
     run_id = new_run_id(config.name) if args.run_id is None else args.run_id
     run = prepare_run(spec, config, run_id, args.stop_after, address, args.rerun_from, args.no_cache)
-    run_locations.check_cluster(address, config.run, run.pipeline, args.config)
     check_new_run(run.store, run_id)
     save_run_record(run.store, run.run_id, config, args.config, args.overrides)
     rerun = f", {len(run.rerun)} rerun on request" if run.rerun else ""
@@ -309,7 +311,9 @@ def cmd_resume(args: argparse.Namespace) -> int:
     address = cluster_address(args.address)
     store = store_of(args)
     spec, config = read_run_record(store, args.run_id, pipelines_of(args))
-    config = checked_locations(with_locations(config, store.uri, tracking_uri(config.run, config.tracking)), None)
+    config = checked_locations(
+        with_locations(config, store.uri, tracking_uri(config.run, config.tracking)), None, address
+    )
     run = prepare_run(spec, config, args.run_id, args.stop_after, address)
     run_locations.check_cluster(address, config.run, run.pipeline)
     return execute(run, resume=True)

@@ -245,6 +245,12 @@ def cluster_to_join(address: str | None, settings: RunSettings) -> tuple[str | N
     return None, ""
 
 
+def joins_cluster(address: str | None, settings: RunSettings) -> bool:
+    """Whether a run's driver joins an existing Ray cluster (whose other nodes run stages) instead of starting its own."""
+    joined, _ = cluster_to_join(address, settings)
+    return settings.executor != "local" and joined not in (None, "local")
+
+
 def ray_cluster_problem(address: str, key: str, timeout_s: float = 5.0) -> str | None:
     """Why no Ray cluster can be joined at ``address`` from here (its form, or nothing listening), or None."""
     problem = ray_address_problem(address, key)

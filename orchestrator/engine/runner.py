@@ -52,8 +52,8 @@ class StageState(Enum):
 class RunStatus(Enum):
     """Where the whole run stands; STOPPED means it ended at ``stop_after`` on purpose.
 
-    INTERRUPTED: Ctrl-C stopped the driver; nothing failed, `relay resume` goes on (`relay runs`
-    shows a RUNNING run whose driver died the same way).
+    INTERRUPTED: Ctrl-C or SIGTERM (`relay stop` of a job) stopped the driver; nothing failed,
+    `relay resume` goes on (`relay runs` shows a RUNNING run whose driver died the same way).
     """
 
     RUNNING = "RUNNING"
@@ -179,9 +179,11 @@ class Runner:
         st.write_ledger(RunStatus.RUNNING)
         try:
             self._loop(st)
-        except KeyboardInterrupt:  # Ctrl-C: not a failure with a cause to fix, a run to resume
+        except (KeyboardInterrupt, SystemExit):  # Ctrl-C, or SIGTERM (`relay stop`: Ray raises SystemExit)
             _mark_interrupted(st)
-            logger.warning("interrupted; resume with: relay resume %s", run_id)
+            logger.warning(
+                "interrupted; resume with: relay resume %s (a cluster job: relay submit --resume %s)", run_id, run_id
+            )
             raise
         except BaseException as exc:
             st.write_ledger(RunStatus.FAILED)

@@ -233,3 +233,20 @@ def test_seed_changes_fingerprints(tmp_path):
     CALLS.clear()
     make_runner(tmp_path, seed=1).run(toy(), "run-2")
     assert CALLS == ["data", "g00/train", "g00/evaluate"]
+
+
+def stopped_from_outside(ctx, inputs, params):
+    """What Ray's SIGTERM handler does to a driver when `relay stop` (`ray job stop`) ends the job."""
+    CALLS.append(ctx.stage)
+    raise SystemExit(1)
+
+
+def test_a_run_stopped_from_outside_is_interrupted_not_failed(tmp_path, caplog):
+    """`relay stop` used to leave the run FAILED ("failed: 1. Fix the cause.") with its stage still running."""
+    stop = Stage("g00/stopped", stopped_from_outside, ("model",), ("stopped",), generation=0)
+    with pytest.raises(SystemExit):
+        make_runner(tmp_path).run(toy(extra=(stop,)), "run-stopped")
+    written = ledger(tmp_path, "run-stopped")
+    assert written["status"] == RunStatus.INTERRUPTED.value
+    assert written["stages"]["g00/stopped"]["state"] == StageState.PENDING.value
+    assert "Fix the cause" not in caplog.text and "relay resume run-stopped" in caplog.text
