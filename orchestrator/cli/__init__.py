@@ -19,12 +19,11 @@ import sys
 from collections.abc import Mapping
 
 from orchestrator.cli import cluster, data, pipeline, runs, tune, workspace
-from orchestrator.cli.common import EXIT_BAD_INPUT, EXIT_FAILED
+from orchestrator.cli.common import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED
 from orchestrator.errors import InputError, RelayError
 from orchestrator.registry import PipelineSpec
 
 QUIET_LOGGERS = ("ray", "alembic", "urllib3", "filelock", "matplotlib", "torch")
-EXIT_INTERRUPTED = 130  # 128 + SIGINT: what a shell reports for a program Ctrl-C ended
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what `yes | head -1` reports for `yes`
 MLFLOW_LEVEL_ENV = "MLFLOW_LOGGING_LEVEL"  # MLflow sets its own logger's level from it when it is imported
 

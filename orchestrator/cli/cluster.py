@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -27,8 +28,8 @@ from orchestrator.cli.common import (
     store_of,
 )
 from orchestrator.cli.pipeline import add_cache_flags, cache_flags, stages_to_rerun
-from orchestrator.cli.preflight import check_run_id
-from orchestrator.config import tracking_uri
+from orchestrator.cli.preflight import check_new_run, check_run_id, open_store
+from orchestrator.config import ARTIFACT_URI_ENV, WORKSPACE_ENV, tracking_uri
 from orchestrator.errors import ConfigError
 
 log = logging.getLogger("relay")
@@ -60,9 +61,13 @@ def cmd_submit(args: argparse.Namespace) -> int:
     spec, config = load_pipeline_config(args.config, args.overrides, pipelines_of(args), local=False)
     pipeline = spec.build(config)
     stages_to_rerun(pipeline, args.rerun_from, args.no_cache)  # an unknown stage is bad input, found here
+    env_vars = location_flags_env(args)
+    config = with_location_env(config, env_vars)
     locations = run_locations.submitted_locations(config)
     run_locations.check_durable(locations, args.config)
     run_locations.check_reachable(locations, args.config)
+    if run_id is not None:
+        check_run_id_unused(locations.store, run_id)
     run_id = new_run_id(config.name) if run_id is None else run_id
     needed = (
         args.num_gpus
@@ -79,9 +84,52 @@ def cmd_submit(args: argparse.Namespace) -> int:
         check_resources=not args.skip_resource_check,
         metadata=job_metadata(config.pipeline, config.name, run_id),
         run_flags=cache_flags(args),
+        env_vars=env_vars,
+        skip=[config.run.workspace or os.environ.get(WORKSPACE_ENV), *local_paths(locations)],
     )
     print(job_id, flush=True)
     return follow_to_the_end(args.address, job_id) if args.wait else 0
+
+
+def location_flags_env(args: argparse.Namespace) -> dict[str, str]:
+    """--workspace / --artifact-uri of a new run, as the job's RELAY_WORKSPACE / RELAY_ARTIFACT_URI.
+
+    The job resolves its stores on the cluster from its config and environment, so the flags
+    reach it as those variables and rank as they do: below run.workspace / run.artifact_uri in
+    the config, above the same variables in this shell.
+    """
+    flags = {WORKSPACE_ENV: args.workspace, ARTIFACT_URI_ENV: args.artifact_uri}
+    return {name: value for name, value in flags.items() if value}
+
+
+def with_location_env(config: Any, env_vars: dict[str, str]) -> Any:
+    """``config`` as the job will resolve it with ``env_vars`` set: what the durability check must see."""
+    run = config.run.model_copy(
+        update={
+            "workspace": config.run.workspace or env_vars.get(WORKSPACE_ENV),
+            "artifact_uri": config.run.artifact_uri or env_vars.get(ARTIFACT_URI_ENV),
+        }
+    )
+    return config.model_copy(update={"run": run})
+
+
+def local_paths(locations: run_locations.Locations) -> list[str]:
+    """The folders and files behind the stores, so that the upload leaves them out (remote ones: none)."""
+    uris = [locations.store, locations.tracking or ""]
+    return [path for path in map(run_locations.local_path, uris) if path]
+
+
+def check_run_id_unused(store_uri: str, run_id: str) -> None:
+    """Refuse (exit 2) a --run-id that the store already holds, when this machine sees the store.
+
+    Otherwise the job is accepted and fails on the cluster with "run ... already exists". A local
+    folder that does not exist here is the cluster's own mount: the job's `relay run` checks it there.
+    """
+    path = run_locations.local_path(store_uri)
+    if path is not None and not Path(path).is_dir():
+        log.info("%s is not visible from here; --run-id %s is checked on the cluster", store_uri, run_id)
+        return
+    check_new_run(open_store(store_uri), run_id)
 
 
 def submit_flag_problems(args: argparse.Namespace) -> list[str]:
@@ -143,15 +191,34 @@ def submit_resume(args: argparse.Namespace) -> int:
         submission_id=jobs.free_submission_id(args.address, args.resume),
         env_vars=jobs.relay_env_vars(),
         metadata=job_metadata(pipeline, name, args.resume),
+        skip=[args.workspace or os.environ.get(WORKSPACE_ENV), run_locations.local_path(store.uri)],
     )
     print(job_id, flush=True)
     return follow_to_the_end(args.address, job_id) if args.wait else 0
 
 
+def follow(address: str | None, job_id: str) -> None:
+    """Print the job's log as it comes, until it ends; Ctrl-C stops following, never the job.
+
+    The job keeps running on the cluster, so the interrupt says so and how to pick it up, then
+    propagates: main() answers it with exit 130, without a traceback.
+    """
+    try:
+        for chunk in jobs.follow_logs(address, job_id):
+            print(chunk, end="", flush=True)
+    except KeyboardInterrupt:
+        print(
+            f"\nrelay: job {job_id} is still running on the cluster: follow it with `relay logs -f {job_id}`, "
+            f"stop it with `relay stop {job_id}`",
+            file=sys.stderr,
+            flush=True,
+        )
+        raise
+
+
 def follow_to_the_end(address: str | None, job_id: str) -> int:
     """Print the job's log as it comes, then exit like `ray job submit`: 0 if it SUCCEEDED, else 1."""
-    for chunk in jobs.follow_logs(address, job_id):
-        print(chunk, end="", flush=True)
+    follow(address, job_id)
     status, message = jobs.job_outcome(address, job_id)
     if status == "SUCCEEDED":
         return 0
@@ -166,8 +233,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_logs(args: argparse.Namespace) -> int:
     if args.follow:
-        for chunk in jobs.follow_logs(args.address, args.job_id):
-            print(chunk, end="", flush=True)
+        follow(args.address, args.job_id)
     else:
         print(jobs.job_logs(args.address, args.job_id), end="")
     return 0

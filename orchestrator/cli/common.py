@@ -41,6 +41,7 @@ from orchestrator.yaml_input import yaml_mapping
 
 Pipelines = Mapping[str, PipelineSpec]
 EXIT_FAILED, EXIT_BAD_INPUT = 1, 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT: what a shell reports for a program Ctrl-C ended
 
 
 def pipelines_of(args: argparse.Namespace) -> Pipelines:

@@ -14,7 +14,7 @@ import yaml
 
 from orchestrator.cli import run_locations
 from orchestrator.cli.common import (
-    EXIT_FAILED,
+    EXIT_INTERRUPTED,
     add_cluster_address,
     cluster_address,
     load_pipeline_config,
@@ -55,12 +55,22 @@ def cmd_tune(args: argparse.Namespace) -> int:
             raise ConfigError([problem], args.config)
     from orchestrator.tune import sweep  # Ray Tune (seconds to import): only once the sweep checks out
 
-    _check_resume(args, plan, sweep.can_resume(plan))
+    exists = sweep.can_resume(plan)
+    _check_resume(args, plan, exists)
+    _check_output_free(args, Path(plan.output), exists)
     sweeps = SweepTracker(plan.tracking_uri, plan.tracking.experiment, strict=plan.tracking.strict)
     settings = config.tune.model_dump(mode="json")
     params = {f"tune.{k}": v for k, v in settings.items() if k != "space"}
     plan = with_sweep_run(
-        plan, sweeps.start(plan.name, plan.pipeline_name, params, yaml.safe_dump(settings, sort_keys=False))
+        plan,
+        sweeps.start(
+            plan.name,
+            plan.pipeline_name,
+            params,
+            yaml.safe_dump(settings, sort_keys=False),
+            output=plan.output,
+            resume=args.resume,
+        ),
     )
     try:
         rows, done = sweep.run_sweep(plan, args.resume, sweeps)
@@ -91,6 +101,17 @@ def _check_resume(args: argparse.Namespace, plan: SweepPlan, exists: bool) -> No
     raise ConfigError([f"tune: {hint}"], args.config)
 
 
+def _check_output_free(args: argparse.Namespace, output: Path, sweep_there: bool) -> None:
+    """A new sweep writes trials.csv, trials.json and best.yaml into its folder: never over someone's files."""
+    held = sorted(entry.name for entry in output.iterdir()) if output.is_dir() and not sweep_there else []
+    if held:
+        shown = ", ".join(held[:3]) + (", ..." if len(held) > 3 else "")
+        raise ConfigError(
+            [f"--output: {output} already holds files that are not a sweep's ({shown}); pass a new or empty folder"],
+            "the command line" if args.output else args.config,
+        )
+
+
 def _print_ending(args: argparse.Namespace, plan: SweepPlan, done: bool) -> int:
     """How to continue an interrupted sweep, or how to run the best config; the exit code."""
     if not done:
@@ -98,7 +119,7 @@ def _print_ending(args: argparse.Namespace, plan: SweepPlan, done: bool) -> int:
             f"\nsweep interrupted; continue it with: relay tune {args.config} {' '.join(args.overrides)} --resume"
             + (f" --output {args.output}" if args.output else "")
         )
-        return EXIT_FAILED
+        return EXIT_INTERRUPTED  # trials left unfinished: Ctrl-C (errors end a trial, they do not leave it open)
     print(
         f"\nBest config: {Path(plan.output) / 'best.yaml'}  (run it with: relay run {Path(plan.output) / 'best.yaml'})"
     )

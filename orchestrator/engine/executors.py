@@ -78,14 +78,15 @@ def run_on_ray(task: StageTask, pool: distributed.ActorPool | None = None) -> Ma
     stage's per-worker resources.
     """
     resources = task.stage.resources
+    if uses_actor_pool(task.stage) and pool is None:  # before Ray is touched: a wiring error, whatever the cluster
+        raise ValueError(f"{task.stage.name}: a sharded stage with {resources.workers} workers needs an actor pool")
     node = distributed.this_node()
     if resources.workers <= 1:
         manifest = run_stage_body(task, Placement(node=node))
     elif task.stage.parallelism is Parallelism.DATA:
         return distributed.fit_stage(task)
     else:
-        if pool is None:
-            raise ValueError(f"{task.stage.name}: a sharded stage with {resources.workers} workers needs an actor pool")
+        assert pool is not None  # checked above
         placement = Placement(
             shard_mapper=pool.mapper(task.stage.name),
             device="cuda" if resources.num_gpus > 0 else "cpu",  # the shard actors' device

@@ -59,6 +59,10 @@ class InsufficientGpusError(JobsError):
     """The cluster has fewer GPUs than the pipeline needs (it would sit in PENDING)."""
 
 
+class JobStillRunningError(JobsError, InputError):
+    """A job of the run is still PENDING or RUNNING: a second driver would write the same ledger (exit 2)."""
+
+
 class JobTimeoutError(JobsError):
     """A job did not reach a terminal status in time."""
 
@@ -246,8 +250,11 @@ def server_auth_mode(address: str) -> str:
 
 
 @contextlib.contextmanager
-def _translated(address: str, job_id: str | None = None) -> Iterator[None]:
-    """Turn the Jobs SDK's exceptions into one RelayError each, with what to do."""
+def _translated(address: str, job_id: str | None = None, upload: str | None = None) -> Iterator[None]:
+    """Turn the Jobs SDK's exceptions into one RelayError each, with what to do.
+
+    ``upload`` is the folder being sent with a submission, so an upload that is too big can name it.
+    """
     import requests
     from ray.exceptions import AuthenticationError
 
@@ -260,10 +267,15 @@ def _translated(address: str, job_id: str | None = None) -> Iterator[None]:
     except (ConnectionError, requests.exceptions.RequestException) as exc:  # the probe answered moments ago
         raise JobsError(_lost_message(address, job_id)) from exc
     except RuntimeError as exc:
-        raise _request_error(address, job_id, str(exc)) from exc
+        raise _request_error(address, job_id, str(exc), upload) from exc
 
 
-def _request_error(address: str, job_id: str | None, text: str) -> JobsError:
+def _request_error(address: str, job_id: str | None, text: str, upload: str | None = None) -> JobsError:
+    if "413" in text or "Maximum request body size" in text:
+        return JobsError(
+            f"the upload of {upload or 'the working folder'} is over Ray's 100 MiB limit: run from the project "
+            "folder, or move data/workspaces out of it"
+        )
     if "status code 404" in text and job_id is not None:
         return JobNotFoundError(
             f"no job {job_id!r} on the Ray cluster at {address}: list the jobs with `relay jobs --address {address}`"

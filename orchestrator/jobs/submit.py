@@ -6,7 +6,9 @@ import itertools
 import logging
 import math
 import os
+import re
 import shlex
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -14,13 +16,14 @@ from orchestrator.errors import ConfigError
 from orchestrator.jobs.connection import (
     InsufficientGpusError,
     JobsError,
+    JobStillRunningError,
     _get_json,
     _translated,
     auth_headers,
     connect,
     resolve_address,
 )
-from orchestrator.jobs.watch import list_jobs
+from orchestrator.jobs.watch import ACTIVE_STATUSES, list_jobs
 
 logger = logging.getLogger(__name__)
 
@@ -43,11 +46,36 @@ def relay_env_vars() -> dict[str, str]:
     return {key: value for key, value in os.environ.items() if key.startswith("RELAY_") or key == "MLFLOW_TRACKING_URI"}
 
 
-def build_runtime_env(working_dir: str, env_vars: dict[str, str], pip: list[str] | None) -> dict[str, Any]:
-    """The job's runtime_env: the code to upload (minus local clutter), env vars, extra pip."""
+def inside_excludes(working_dir: str, paths: Iterable[str | None]) -> list[str]:
+    """``/REL`` for each of ``paths`` inside ``working_dir``: Ray excludes, anchored at the upload's root.
+
+    A shared workspace or Ray's temp folder kept in the project folder would otherwise be uploaded
+    with the code and push the request over Ray's 100 MiB limit (413). The leading ``/`` keeps a
+    pattern from matching a same-named folder deeper in the code; the folder itself is never excluded.
+    """
+    root = Path(working_dir).expanduser().resolve()
+    excludes = []
+    for path in paths:
+        if not path:
+            continue
+        resolved = (root / Path(path).expanduser()).resolve()
+        if resolved != root and root in resolved.parents:
+            excludes.append("/" + resolved.relative_to(root).as_posix())
+    return sorted(set(excludes))
+
+
+def build_runtime_env(
+    working_dir: str, env_vars: dict[str, str], pip: list[str] | None, skip: Iterable[str | None] = ()
+) -> dict[str, Any]:
+    """The job's runtime_env: the code to upload (minus local clutter), env vars, extra pip.
+
+    ``skip`` names local folders (workspace, stores) to leave out when they lie inside the upload;
+    $RAY_TMPDIR is always one of them.
+    """
+    skipped = inside_excludes(working_dir, [*skip, os.environ.get("RAY_TMPDIR")])
     runtime_env: dict[str, Any] = {
         "working_dir": working_dir,
-        "excludes": list(WORKING_DIR_EXCLUDES),
+        "excludes": [*WORKING_DIR_EXCLUDES, *skipped],
         "env_vars": dict(env_vars),
     }
     if pip:
@@ -80,8 +108,9 @@ def submit_entrypoint(
     entrypoint_num_cpus: float = 0,
     entrypoint_num_gpus: float = 0,
     metadata: dict[str, str] | None = None,
+    skip: Iterable[str | None] = (),
 ) -> str:
-    """Submit a shell command with ``working_dir`` uploaded; returns the submission id.
+    """Submit a shell command with ``working_dir`` uploaded (but ``skip``, see build_runtime_env); returns the id.
 
     The entrypoint defaults to 0 CPUs and 0 GPUs: the driver only orchestrates and
     then runs on the head node, and every GPU stays free for the stages, which
@@ -92,9 +121,9 @@ def submit_entrypoint(
     folder = Path(working_dir).expanduser()
     if not folder.is_dir():
         raise JobsError(f"working_dir {working_dir!r} is not a folder: pass the project root to upload")
-    runtime_env = build_runtime_env(str(folder.resolve()), env_vars or {}, pip)
+    runtime_env = build_runtime_env(str(folder.resolve()), env_vars or {}, pip, skip)
     client = connect(url)
-    with _translated(url, submission_id):
+    with _translated(url, submission_id, upload=str(folder.resolve())):
         job_id = client.submit_job(
             entrypoint=entrypoint,
             runtime_env=runtime_env,
@@ -142,12 +171,28 @@ def free_submission_id(address: str | None, run_id: str) -> str:
     """``run_id`` when the cluster has no job by that id, else ``run_id-resume-N`` with the first free N.
 
     A resumed run keeps its id on a new cluster (the usual case after losing the head);
-    on the cluster that already ran it, Ray refuses a second job with the same id.
+    on the cluster that already ran it, Ray refuses a second job with the same id. A job of
+    the run that is still PENDING or RUNNING is refused (JobStillRunningError, exit 2): two
+    drivers would write the same ledger and MLflow run.
     """
-    taken = {row["id"] for row in list_jobs(address)}
+    rows = list_jobs(address)
+    check_not_running(rows, run_id)
+    taken = {row["id"] for row in rows}
     if run_id not in taken:
         return run_id
     return next(f"{run_id}-resume-{n}" for n in itertools.count(2) if f"{run_id}-resume-{n}" not in taken)
+
+
+def check_not_running(rows: list[dict[str, Any]], run_id: str) -> None:
+    """Refuse a resume while a job of ``run_id`` (its own id or ``run_id-resume-N``) is PENDING or RUNNING."""
+    mine = re.compile(rf"{re.escape(run_id)}(-resume-\d+)?")
+    for row in rows:
+        if mine.fullmatch(row["id"] or "") and row["status"] in ACTIVE_STATUSES:
+            job = row["id"]
+            raise JobStillRunningError(
+                f"run {run_id} is still running as job {job} ({row['status']}); stop it first "
+                f"(`relay stop {job}`) or follow it (`relay logs -f {job}`)"
+            )
 
 
 def cluster_gpus(address: str) -> float | None:
@@ -191,12 +236,15 @@ def submit_pipeline(
     check_resources: bool = True,
     metadata: dict[str, str] | None = None,
     run_flags: list[str] | None = None,
+    env_vars: dict[str, str] | None = None,
+    skip: Iterable[str | None] = (),
 ) -> str:
     """Run ``relay run <config> <overrides> --run-id ID [run_flags]`` on the cluster as a Ray job; returns its id.
 
     The submission id is the run id (one id for Ray, Relay and MLflow), so `relay status ID`
     and `ray job status ID` name the same job. ``num_gpus`` is what the pipeline's stages
     need in total at once; it is checked against the cluster, never reserved for the driver.
+    ``env_vars`` are added to this shell's RELAY_* variables; ``skip`` is not uploaded.
     """
     url = resolve_address(address)
     check_amounts(num_gpus=num_gpus)
@@ -209,9 +257,10 @@ def submit_pipeline(
         entrypoint,
         working_dir,
         submission_id=submission_id,
-        env_vars=relay_env_vars(),
+        env_vars={**relay_env_vars(), **(env_vars or {})},
         pip=extra_pip,
         metadata=metadata,
+        skip=skip,
     )
 
 

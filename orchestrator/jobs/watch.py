@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
 import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -13,7 +14,10 @@ from orchestrator.jobs.connection import JobsError, JobTimeoutError, _translated
 if TYPE_CHECKING:
     from ray.job_submission import JobSubmissionClient
 
+logger = logging.getLogger(__name__)
+
 TERMINAL_STATUSES = frozenset({"SUCCEEDED", "FAILED", "STOPPED"})
+ACTIVE_STATUSES = frozenset({"PENDING", "RUNNING"})
 
 
 def _status_of(client: JobSubmissionClient, address: str, job_id: str) -> str:
@@ -63,7 +67,26 @@ def follow_logs(address: str | None, job_id: str) -> Iterator[str]:
                 return
             yield chunk
     finally:
+        _close(loop, chunks)
+
+
+def _close(loop: asyncio.AbstractEventLoop, chunks: Any) -> None:
+    """Close the tail and its loop without ever replacing the exception that ended the loop.
+
+    Ctrl-C lands while ``__anext__`` is still awaiting the websocket: ``aclose()`` would then
+    raise "asynchronous generator is already running" and hide the KeyboardInterrupt behind a
+    40-line traceback. The pending read is cancelled first; what cleanup still raises is only logged.
+    """
+    pending = asyncio.all_tasks(loop)
+    for task in pending:
+        task.cancel()
+    try:
+        if pending:
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
         loop.run_until_complete(chunks.aclose())
+    except (RuntimeError, OSError) as exc:  # the stream is being dropped anyway
+        logger.debug("closing the log stream: %s", exc)
+    finally:
         loop.close()
 
 

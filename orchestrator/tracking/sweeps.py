@@ -18,6 +18,7 @@ from orchestrator.tracking.common import (
 )
 
 T = TypeVar("T")
+TAG_SWEEP_OUTPUT = "relay.tune.output"  # the sweep's folder: what tells two sweeps of one name apart
 GOING_ON = "the sweep goes on without it"
 
 
@@ -40,22 +41,40 @@ class SweepTracker:
     def _guard(self, op: str, action: Callable[[], T]) -> T | None:
         return guarded(op, action, self.tracking_uri, self.strict, GOING_ON)
 
-    def start(self, sweep: str, pipeline_name: str, params: Mapping[str, str], settings_text: str) -> str | None:
-        """Create (or find again, on resume) the sweep's parent run; returns its MLflow id."""
-        self.run_id = self._guard("start_sweep", lambda: self._start(sweep, pipeline_name, params, settings_text))
+    def start(
+        self,
+        sweep: str,
+        pipeline_name: str,
+        params: Mapping[str, str],
+        settings_text: str,
+        output: str = "",
+        resume: bool = False,
+    ) -> str | None:
+        """Create the sweep's parent run (or, on resume, find the one of the sweep at ``output``); returns its id.
+
+        A new sweep always gets a new parent: two sweeps of one name (another --output) are two
+        searches, and nesting the second's trials under the first would overwrite its best trial.
+        """
+        self.run_id = self._guard(
+            "start_sweep", lambda: self._start(sweep, pipeline_name, params, settings_text, output, resume)
+        )
         return self.run_id
 
-    def _start(self, sweep: str, pipeline_name: str, params: Mapping[str, str], settings_text: str) -> str:
+    def _start(
+        self, sweep: str, pipeline_name: str, params: Mapping[str, str], settings_text: str, output: str, resume: bool
+    ) -> str:
         from mlflow import MlflowClient
 
         self._client = MlflowClient(self.tracking_uri)
         experiment_id = ensure_experiment(self._client, self.experiment, default_artifact_location(self.tracking_uri))
-        query = f"tags.`{TAG_SWEEP}` = '{sweep}' and tags.`{TAG_KIND}` = 'sweep'"
-        found = self._client.search_runs([experiment_id], query, order_by=["attributes.start_time DESC"], max_results=1)
-        if found:
-            self._client.update_run(found[0].info.run_id, status="RUNNING")
-            return found[0].info.run_id
-        tags = {TAG_KIND: "sweep", TAG_SWEEP: sweep, TAG_PIPELINE: pipeline_name}
+        if resume:
+            query = f"tags.`{TAG_SWEEP}` = '{sweep}' and tags.`{TAG_KIND}` = 'sweep'"
+            runs = self._client.search_runs([experiment_id], query, order_by=["attributes.start_time DESC"])
+            found = [run for run in runs if run.data.tags.get(TAG_SWEEP_OUTPUT, output) == output]
+            if found:
+                self._client.update_run(found[0].info.run_id, status="RUNNING")
+                return found[0].info.run_id
+        tags = {TAG_KIND: "sweep", TAG_SWEEP: sweep, TAG_PIPELINE: pipeline_name, TAG_SWEEP_OUTPUT: output}
         run = self._client.create_run(experiment_id, tags=tags, run_name=sweep).info.run_id
         self._client.log_text(run, settings_text, "tune.yaml")
         log_params(self._client, run, params)

@@ -200,7 +200,30 @@ def sweep_check(
     of its keys, and every value of the space must make a valid config.
     """
     stages, problems = report_stages(build(config), settings.metric)
+    problems += schedule_problems(settings, len(stages))
     return stages, problems + space_problems(base, settings.space, type(config), build)
+
+
+def schedule_problems(settings: TuneSettings, generations: int) -> list[str]:
+    """Scheduler settings counted in generations must fit in the sweep's ``generations``.
+
+    Ray's ASHA asserts ``grace_period <= max_t`` only once the sweep has started (a trace after
+    the sweep's MLflow run exists); a perturbation interval past the last generation never acts.
+    """
+    if not generations:
+        return []  # report_stages has said why
+    problems = []
+    if settings.scheduler in ("asha", "sha") and settings.grace_period > generations:
+        problems.append(
+            f"tune.grace_period: {settings.grace_period} generations, but each trial has {generations}; "
+            f"set it to at most {generations} (1 compares trials after their first generation)"
+        )
+    if settings.scheduler in ("pbt", "pb2") and settings.perturbation_interval >= generations:
+        problems.append(
+            f"tune.perturbation_interval: {settings.perturbation_interval} generations, but each trial has "
+            f"{generations}, so no trial would ever be perturbed; set it below {generations}"
+        )
+    return problems
 
 
 def plan_sweep(

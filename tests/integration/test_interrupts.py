@@ -33,9 +33,9 @@ SMOKE = ROOT / "pipelines" / "configs" / "smoke.yaml"
 IN_PROCESS = "run.executor=local"
 
 
-def start_run(workspace: Path, run_id: str, log_file: Path, steps: int) -> subprocess.Popen:
-    """`relay run` of smoke.yaml whose g00/train runs ``steps`` steps in the driver itself."""
-    overrides = [f"train.steps={steps}", IN_PROCESS]
+def start_run(workspace: Path, run_id: str, log_file: Path, steps: int, on_ray: bool = False) -> subprocess.Popen:
+    """`relay run` of smoke.yaml whose g00/train runs ``steps`` steps in the driver itself (``on_ray``: on Ray)."""
+    overrides = [f"train.steps={steps}", *([] if on_ray else [IN_PROCESS])]
     command = [sys.executable, "-m", "orchestrator.cli", "run", str(SMOKE), *overrides, "--run-id", run_id]
     log = log_file.open("w")
     return subprocess.Popen(
@@ -96,6 +96,25 @@ def test_ctrl_c_interrupts_the_run_says_how_to_resume_and_closes_mlflow_killed(t
     statuses = {name: run.info.status for name, run in names(workspace, "ctrl-c").items()}
     assert statuses["ctrl-c"] == "KILLED" and statuses["g00/train"] == "KILLED", statuses
     assert "RUNNING" not in statuses.values(), statuses
+
+
+def test_sigterm_to_a_driver_on_ray_leaves_the_run_interrupted_not_failed(tmp_path):
+    """What `relay stop` (`ray job stop`) sends a job's driver; Ray's driver turns SIGTERM into SystemExit."""
+    workspace, log = tmp_path / "ws", tmp_path / "driver.log"
+    driver = start_run(workspace, "stopped", log, steps=2000, on_ray=True)  # never done before the signal
+    wait_for(lambda: training(workspace, "stopped") or driver.poll() is not None, 600, "g00/train to start")
+    try:
+        driver.send_signal(signal.SIGTERM)
+        driver.wait(timeout=300)
+    finally:
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+            driver.wait()
+    output = log.read_text()
+    assert "Fix the cause" not in output and "interrupted; resume with: relay resume stopped" in output, output[-3000:]
+    assert ledger(workspace, "stopped")["status"] == "INTERRUPTED"
+    statuses = {name: run.info.status for name, run in names(workspace, "stopped").items()}
+    assert statuses["stopped"] == "KILLED" and "RUNNING" not in statuses.values(), statuses
 
 
 def test_resume_after_sigkill_leaves_no_stage_run_running(tmp_path):

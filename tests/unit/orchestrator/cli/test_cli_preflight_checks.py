@@ -213,3 +213,27 @@ def test_joining_a_cluster_refuses_stores_in_a_temporary_folder(cwd: Path, capsy
         address = f"127.0.0.1:{listening.getsockname()[1]}"
         err = refused(["run", str(SMOKE), "--address", address], cwd, capsys)
     assert "run.artifact_uri:" in err and "a temporary folder" in err and "RELAY_WORKSPACE" in err
+
+
+def test_a_new_sweep_never_writes_over_files_that_are_not_a_sweeps(cwd: Path, capsys) -> None:
+    """Before, `relay tune --output DIR` replaced DIR/best.yaml whatever it was."""
+    output = cwd / "mine"
+    output.mkdir()
+    (output / "best.yaml").write_text("hi\n")
+    err = refused(["tune", str(SMOKE), "--output", str(output)], cwd, capsys)
+    assert f"--output: {output} already holds files that are not a sweep's (best.yaml)" in err
+    assert (output / "best.yaml").read_text() == "hi\n"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (["tune.grace_period=5"], "tune.grace_period: 5 generations, but each trial has 2"),
+        (["tune.scheduler=pbt", "tune.perturbation_interval=2"], "tune.perturbation_interval: 2 generations"),
+    ],
+)
+def test_scheduler_settings_past_the_last_generation_are_refused(cwd: Path, capsys, overrides, expected) -> None:
+    """ASHA asserted grace_period <= max_t only once the sweep had started (a trace, a FAILED MLflow run)."""
+    space = ["tune.space={train.lr: {uniform: [0.01, 0.1]}}", "tune.metric=evaluate/balanced_accuracy"]
+    assert expected in refused(["validate", str(SMOKE), *space, *overrides], cwd, capsys)
+    assert expected in refused(["tune", str(SMOKE), *space, *overrides], cwd, capsys)

@@ -1,0 +1,237 @@
+"""`relay submit` against a small real HTTP server that answers like Ray's Jobs server.
+
+The server keeps what the client sent (the uploaded zip, the job request), so a test can
+check what would have reached the cluster: the job's environment, what the upload left out,
+and that a refused submission sent nothing.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+import zipfile
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from orchestrator import jobs
+from orchestrator.cli import main
+from orchestrator.cli.cluster import check_run_id_unused
+from orchestrator.engine.artifacts import ArtifactStore
+from orchestrator.engine.ledger import CONFIG_FILE, record_path
+from orchestrator.errors import ConfigError, InputError
+
+SMOKE = Path(__file__).resolve().parents[4] / "pipelines" / "configs" / "smoke.yaml"
+
+
+class JobsServer:
+    """What the fake Jobs server answers (``jobs``, ``upload_status``) and what it was sent."""
+
+    def __init__(self) -> None:
+        self.jobs: list[dict[str, Any]] = []
+        self.upload_status = 200
+        self.uploads: list[bytes] = []
+        self.submitted: list[dict[str, Any]] = []
+        self.address = ""
+
+
+def _handler(state: JobsServer) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def _send(self, code: int, body: Any) -> None:
+            payload = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+            self.send_response(code)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def _body(self) -> bytes:
+            return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+        def do_GET(self) -> None:
+            if self.path == "/api/version":
+                self._send(200, {"ray_version": "2.60.0", "version": "4", "session_name": "s"})
+            elif self.path == "/api/jobs/":
+                self._send(200, state.jobs)
+            else:
+                self._send(404, "not found")
+
+        def do_PUT(self) -> None:
+            data = self._body()
+            if state.upload_status != 200:
+                self._send(state.upload_status, "413: Maximum request body size 104857600 exceeded")
+                return
+            state.uploads.append(data)
+            self._send(200, "ok")
+
+        def do_POST(self) -> None:
+            request = json.loads(self._body())
+            state.submitted.append(request)
+            self._send(200, {"job_id": None, "submission_id": request.get("submission_id") or "raysubmit_1"})
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    return Handler
+
+
+@pytest.fixture
+def server(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[JobsServer]:
+    """A Jobs server on a free port, and a shell without Ray or Relay settings of its own."""
+    for name in ("RAY_ADDRESS", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_TMPDIR", "RELAY_WORKSPACE"):
+        monkeypatch.delenv(name, raising=False)
+    for name in ("RELAY_ARTIFACT_URI", "MLFLOW_TRACKING_URI"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    state = JobsServer()
+    http = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
+    thread = threading.Thread(target=http.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    state.address = f"http://127.0.0.1:{http.server_address[1]}"
+    try:
+        yield state
+    finally:
+        http.shutdown()
+        http.server_close()
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The folder `relay submit` runs from: code, plus a workspace and Ray's temp folder inside it."""
+    folder = tmp_path / "project"
+    (folder / "src" / "shared").mkdir(parents=True)
+    (folder / "src" / "shared" / "code.py").write_text("x = 1\n")
+    (folder / "shared" / "artifacts").mkdir(parents=True)
+    (folder / "shared" / "artifacts" / "big.bin").write_bytes(b"0" * 1000)
+    (folder / "raytmp").mkdir()
+    (folder / "raytmp" / "session.log").write_text("log\n")
+    monkeypatch.chdir(folder)
+    return folder
+
+
+def job(submission_id: str, status: str) -> dict[str, Any]:
+    return {"type": "SUBMISSION", "submission_id": submission_id, "status": status, "entrypoint": "relay run x"}
+
+
+# --------------------------------------------------------------------------- --workspace / --artifact-uri
+
+
+def test_workspace_flag_of_a_new_run_reaches_the_job(server: JobsServer, project: Path, capsys) -> None:
+    argv = ["submit", str(SMOKE), "--run-id", "r1", "--address", server.address, "--skip-resource-check"]
+    assert main([*argv, "--workspace", "/mnt/relay-shared"]) == 0
+    assert capsys.readouterr().out.strip() == "r1"
+    (request,) = server.submitted
+    assert request["runtime_env"]["env_vars"]["RELAY_WORKSPACE"] == "/mnt/relay-shared"
+
+
+def test_artifact_uri_flag_of_a_new_run_is_the_jobs_store(server: JobsServer, project: Path, capsys) -> None:
+    argv = ["submit", str(SMOKE), "--address", server.address, "--skip-resource-check"]
+    assert main([*argv, "--artifact-uri", "/mnt/relay-store"]) == 2  # the tracking store is still relative
+    err = capsys.readouterr().err
+    assert "tracking.uri" in err and "run.artifact_uri" not in err, "the flag's store passed the check"
+    assert server.submitted == []
+    assert main([*argv, "--artifact-uri", "/mnt/relay-store", "--workspace", "/mnt/relay-shared"]) == 0
+    env = server.submitted[0]["runtime_env"]["env_vars"]
+    assert env["RELAY_ARTIFACT_URI"] == "/mnt/relay-store" and env["RELAY_WORKSPACE"] == "/mnt/relay-shared"
+
+
+def test_a_relative_workspace_flag_is_refused_before_anything_is_sent(
+    server: JobsServer, project: Path, capsys
+) -> None:
+    argv = ["submit", str(SMOKE), "--address", server.address, "--workspace", "ws"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "ws/artifacts would be a relative path" in err and "Traceback" not in err
+    assert server.submitted == [] and server.uploads == []
+
+
+# --------------------------------------------------------------------------- the upload
+
+
+def uploaded_names(server: JobsServer) -> set[str]:
+    (data,) = server.uploads
+    return set(zipfile.ZipFile(io.BytesIO(data)).namelist())
+
+
+def test_the_workspace_and_ray_tmpdir_inside_the_project_are_not_uploaded(
+    server: JobsServer, project: Path, monkeypatch
+) -> None:
+    monkeypatch.setenv("RAY_TMPDIR", str(project / "raytmp"))
+    jobs.submit_entrypoint(server.address, "echo hi", str(project), skip=[str(project / "shared")])
+    names = uploaded_names(server)
+    assert any(name.endswith("src/shared/code.py") for name in names), "a same-named code folder stays"
+    assert not any("artifacts/big.bin" in name or "session.log" in name for name in names)
+    assert {"/shared", "/raytmp"} <= set(server.submitted[0]["runtime_env"]["excludes"])
+
+
+def test_folders_outside_the_project_add_no_excludes(tmp_path: Path) -> None:
+    excludes = jobs.inside_excludes(str(tmp_path / "p"), [str(tmp_path / "ws"), str(tmp_path / "p"), None])
+    assert excludes == []
+
+
+def test_an_upload_over_rays_limit_says_what_to_move(server: JobsServer, project: Path) -> None:
+    server.upload_status = 413
+    with pytest.raises(jobs.JobsError) as info:
+        jobs.submit_entrypoint(server.address, "echo hi", str(project))
+    message = str(info.value)
+    assert f"the upload of {project} is over Ray's 100 MiB limit" in message
+    assert "move data/workspaces out of it" in message
+
+
+# --------------------------------------------------------------------------- --resume of a running run
+
+
+@pytest.mark.parametrize("running", ["r1", "r1-resume-2"])
+@pytest.mark.parametrize("status", ["PENDING", "RUNNING"])
+def test_resume_of_a_run_still_running_is_refused(
+    server: JobsServer, project: Path, capsys, running: str, status: str
+) -> None:
+    server.jobs = [job("r1", "FAILED"), job(running, status)]
+    argv = ["submit", "--resume", "r1", "--address", server.address, "--artifact-uri", "/mnt/relay-not-here"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"run r1 is still running as job {running}" in err
+    assert f"`relay stop {running}`" in err and f"`relay logs -f {running}`" in err
+    assert "Traceback" not in err and server.submitted == [] and server.uploads == []
+
+
+def test_resume_of_a_finished_run_takes_the_next_free_id(server: JobsServer, project: Path, capsys) -> None:
+    server.jobs = [job("r1", "FAILED"), job("r10", "RUNNING")]  # another run's job does not count
+    argv = ["submit", "--resume", "r1", "--address", server.address, "--artifact-uri", "/mnt/relay-not-here"]
+    assert main(argv) == 0
+    assert capsys.readouterr().out.strip() == "r1-resume-2"
+    assert server.submitted[0]["submission_id"] == "r1-resume-2"
+
+
+def test_a_running_job_error_is_bad_input() -> None:
+    with pytest.raises(InputError):
+        jobs.check_not_running([{"id": "r1", "status": "RUNNING"}], "r1")
+    jobs.check_not_running([{"id": "r1", "status": "SUCCEEDED"}, {"id": "r1-resume-x", "status": "RUNNING"}], "r1")
+
+
+# --------------------------------------------------------------------------- --run-id already in the store
+
+
+def test_a_run_id_the_visible_store_holds_is_refused(tmp_path: Path) -> None:
+    store = ArtifactStore(str(tmp_path / "artifacts"))
+    store.write_record(record_path("r1", CONFIG_FILE), b"pipeline: crest\n")
+    with pytest.raises(ConfigError, match="a run 'r1' already exists"):
+        check_run_id_unused(store.uri, "r1")
+    check_run_id_unused(store.uri, "r2")
+    check_run_id_unused(str(tmp_path / "not-mounted-here"), "r1")  # the cluster's mount: checked there
+
+
+def test_submit_with_a_taken_run_id_sends_nothing(server: JobsServer, project: Path, capsys, monkeypatch) -> None:
+    """Through the CLI: the store is durable only outside /tmp, so the refusal is read from the message."""
+    store = ArtifactStore(str(project / "store"))
+    store.write_record(record_path("r1", CONFIG_FILE), b"pipeline: crest\n")
+    monkeypatch.setattr(
+        "orchestrator.cli.run_locations.durability_problems", lambda locations: []
+    )  # pytest's tmp_path is under /tmp, which the durability check refuses on purpose
+    argv = ["submit", str(SMOKE), "--run-id", "r1", "--address", server.address, "--skip-resource-check"]
+    assert main([*argv, "--artifact-uri", str(project / "store"), "--workspace", "/mnt/relay-shared"]) == 2
+    assert "a run 'r1' already exists" in capsys.readouterr().err
+    assert server.submitted == []
