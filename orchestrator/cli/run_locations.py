@@ -111,8 +111,13 @@ def _temp_roots() -> list[str]:
 
 
 def impermanence(path: str) -> str | None:
-    """Why results at ``path`` would not outlive the run's cluster, or None when they would."""
+    """Why results at ``path`` would not outlive the run's cluster, or None when they would.
+
+    ``~/x`` is a home folder, not a relative path (the job expands it on the cluster).
+    """
     pure = PurePosixPath(path)
+    if pure.parts and pure.parts[0].startswith("~"):
+        pure = PurePosixPath("/home", *pure.parts[1:])  # where a home folder lives; never a temporary one
     if not pure.is_absolute():
         return "a relative path, which a Ray job resolves inside its working folder (deleted with Ray's session)"
     if "runtime_resources" in pure.parts or any(RAY_SESSION.match(part) for part in pure.parts):

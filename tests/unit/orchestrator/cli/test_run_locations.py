@@ -37,6 +37,8 @@ SESSION = "/tmp/ray/session_2026-12-01_10-00-00_000000_42/runtime_resources/work
         (SESSION, "Ray's per-session folder"),
         ("/mnt/relay", None),
         ("/home/me/relay-workspace", None),
+        ("~/relay-workspace", None),  # a home folder, which the job expands on the cluster; was "relative"
+        ("~me/relay-workspace", None),
     ],
 )
 def test_where_results_would_not_outlive_the_cluster(path: str, why: str | None) -> None:
