@@ -7,6 +7,7 @@ import csv
 import dataclasses
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
     exists = sweep.can_resume(plan)
     _check_resume(args, plan, exists)
     _check_output_free(args, Path(plan.output), exists)
+    data = apply_overrides(load_yaml(args.config), args.overrides)
+    _check_same_sweep(args, Path(plan.output), data)
     sweeps = SweepTracker(plan.tracking_uri, plan.tracking.experiment, strict=plan.tracking.strict)
     settings = config.tune.model_dump(mode="json")
     params = {f"tune.{k}": v for k, v in settings.items() if k != "space"}
@@ -72,6 +75,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
             resume=args.resume,
         ),
     )
+    if not args.resume:
+        _save_sweep_config(Path(plan.output), data)
     try:
         rows, done = sweep.run_sweep(plan, args.resume, sweeps)
     except BaseException:
@@ -110,6 +115,39 @@ def _check_output_free(args: argparse.Namespace, output: Path, sweep_there: bool
             [f"--output: {output} already holds files that are not a sweep's ({shown}); pass a new or empty folder"],
             "the command line" if args.output else args.config,
         )
+
+
+SWEEP_CONFIG = "sweep-config.yaml"  # the config and overrides a sweep started with, beside its results
+
+
+def _save_sweep_config(output: Path, data: Mapping[str, Any]) -> None:
+    output.mkdir(parents=True, exist_ok=True)
+    (output / SWEEP_CONFIG).write_text(yaml.safe_dump(dict(data), sort_keys=False))
+
+
+def _check_same_sweep(args: argparse.Namespace, output: Path, data: Mapping[str, Any]) -> None:
+    """`--resume` continues the sweep as it started: other settings would write a best.yaml no trial ran."""
+    saved = output / SWEEP_CONFIG
+    if not args.resume or not saved.is_file():
+        return
+    changed = differing_keys(yaml.safe_load(saved.read_text()) or {}, data)
+    if changed:
+        shown = ", ".join(changed[:5]) + (", ..." if len(changed) > 5 else "")
+        raise ConfigError(
+            [
+                f"--resume: the config differs from the one the sweep at {output} started with ({shown}); resume "
+                f"with the same file and overrides (saved in {saved}), or start a new sweep with --output DIR"
+            ],
+            args.config,
+        )
+
+
+def differing_keys(before: Any, after: Any, prefix: str = "") -> list[str]:
+    """The dotted keys whose values differ between two nested configs (a key in one only counts)."""
+    if not isinstance(before, Mapping) or not isinstance(after, Mapping):
+        return [] if before == after else [prefix.rstrip(".") or "(the whole file)"]
+    keys = sorted(set(before) | set(after), key=str)
+    return [found for key in keys for found in differing_keys(before.get(key), after.get(key), f"{prefix}{key}.")]
 
 
 def _print_ending(args: argparse.Namespace, plan: SweepPlan, done: bool) -> int:

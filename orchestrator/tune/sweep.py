@@ -181,7 +181,8 @@ def best_row(rows: Sequence[TrialRow], mode: str) -> TrialRow | None:
     furthest = max(len(row.by_generation) for row in scored)
     candidates = [row for row in scored if len(row.by_generation) == furthest]
     pick = max if mode == "max" else min
-    return pick(candidates, key=lambda row: row.final())
+    ordered = sorted(candidates, key=lambda row: row.trial_id)  # a tie goes to the first trial, whatever Ray's order
+    return pick(ordered, key=lambda row: row.final())
 
 
 def trial_records(rows: Sequence[TrialRow]) -> list[dict[str, Any]]:

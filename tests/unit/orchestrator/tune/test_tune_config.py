@@ -352,3 +352,29 @@ def test_a_trial_that_could_never_start_on_the_local_ray_is_named(
     else:
         assert problem is not None and f"beside {widest}'s" in problem and "local Ray has 2" in problem
         assert "lower tune.trial_cpus" in problem and "raise run.num_cpus" in problem
+
+
+def test_a_tie_goes_to_the_first_trial_whatever_order_ray_reports_them_in() -> None:
+    """A resumed sweep listed the same trials in another order, and best.yaml flipped to the other tied trial."""
+    tied = [TrialRow(t, f"s-{t}", {}, {0: 0.5, 1: 0.6}, "completed") for t in ("t2", "t0", "t1")]
+    assert best_row(tied, "max").trial_id == "t0" and best_row(list(reversed(tied)), "max").trial_id == "t0"
+    assert best_row(tied, "min").trial_id == "t0"
+
+
+def test_resuming_with_another_config_is_refused_naming_what_changed(tmp_path: Path) -> None:
+    """`relay tune ... train.steps=25 --resume` of a sweep started with 20 rewrote best.yaml with 25."""
+    import argparse
+
+    from orchestrator.cli.tune import _check_same_sweep, _save_sweep_config, differing_keys
+    from orchestrator.errors import ConfigError
+
+    started = {"train": {"steps": 20, "lr": 0.1}, "tune": {"num_samples": 2}}
+    _save_sweep_config(tmp_path, started)
+    resume = argparse.Namespace(resume=True, config="a.yaml")
+    _check_same_sweep(resume, tmp_path, started)  # the same settings: resumes
+    with pytest.raises(ConfigError, match=r"differs from the one the sweep .* started with \(train.steps\)"):
+        _check_same_sweep(resume, tmp_path, {"train": {"steps": 25, "lr": 0.1}, "tune": {"num_samples": 2}})
+    assert differing_keys(started, {"train": {"lr": 0.1}, "tune": {"num_samples": 2}, "seed": 1}) == [
+        "seed",
+        "train.steps",
+    ]
