@@ -34,13 +34,14 @@ from orchestrator.config import (
 from orchestrator.dag import Pipeline
 from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.engine.fingerprint import code_versions
-from orchestrator.engine.ledger import COMMAND_FILE, CONFIG_FILE, record_path
+from orchestrator.engine.ledger import COMMAND_FILE, CONFIG_FILE, read_ledger, record_path
 from orchestrator.errors import ConfigError, RelayError
 from orchestrator.registry import PipelineSpec, get_pipeline, load_pipelines
 from orchestrator.yaml_input import yaml_mapping
 
 Pipelines = Mapping[str, PipelineSpec]
 EXIT_FAILED, EXIT_BAD_INPUT = 1, 2
+DONE_STATES = ("succeeded", "cached")  # ledger states of a stage whose output this run has
 EXIT_INTERRUPTED = 130  # 128 + SIGINT: what a shell reports for a program Ctrl-C ended
 
 
@@ -95,13 +96,39 @@ def with_locations(config: Any, store: str, tracking: str) -> Any:
     return config.model_copy(update={"run": run, "tracking": config.tracking.model_copy(update={"uri": tracking})})
 
 
-def save_run_record(store: ArtifactStore, run_id: str, config: Any, config_path: str, overrides: list[str]) -> None:
-    """The resolved config and the command that made it, beside the artifacts: `relay resume` reads them back."""
+def save_run_record(
+    store: ArtifactStore,
+    run_id: str,
+    config: Any,
+    config_path: str,
+    overrides: list[str],
+    rerun: frozenset[str] = frozenset(),
+) -> None:
+    """The resolved config and the command that made it, beside the artifacts: `relay resume` reads them back.
+
+    ``rerun``: the stages `--no-cache` / `--rerun-from` asked to compute afresh; a resume still
+    computes those it had not reached instead of taking another run's cached outputs.
+    """
     text = yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
     store.write_record(record_path(run_id, CONFIG_FILE), text.encode())
-    store.write_record(
-        record_path(run_id, COMMAND_FILE), json.dumps({"config": config_path, "overrides": overrides}).encode()
-    )
+    command = {"config": config_path, "overrides": overrides, "rerun": sorted(rerun)}
+    store.write_record(record_path(run_id, COMMAND_FILE), json.dumps(command).encode())
+
+
+def rerun_on_resume(store: ArtifactStore, run_id: str) -> frozenset[str]:
+    """The stages the run was asked to compute afresh that it has not computed yet (none for a plain run).
+
+    A stage this run finished shows in its ledger as succeeded (the attempt that ran it) or
+    cached (later attempts reusing it); either way it is this run's own output and is kept.
+    """
+    try:
+        command = json.loads(store.read_record(record_path(run_id, COMMAND_FILE)) or b"{}")
+        requested = {str(name) for name in command.get("rerun", [])} if isinstance(command, dict) else set()
+        stages = (read_ledger(store, run_id) or {}).get("stages", {}) if requested else {}
+    except (ValueError, AttributeError, RelayError):  # an unreadable record asks for nothing afresh
+        return frozenset()
+    done = {name for name, entry in stages.items() if isinstance(entry, dict) and entry.get("state") in DONE_STATES}
+    return frozenset(requested - done)
 
 
 def read_run_record(store: ArtifactStore, run_id: str, pipelines: Pipelines) -> tuple[Any, Any]:

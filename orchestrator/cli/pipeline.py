@@ -7,6 +7,7 @@ executor, runner) and to tracking (MLflow on a background thread).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import tempfile
 from collections.abc import Mapping
@@ -26,6 +27,7 @@ from orchestrator.cli.common import (
     pipeline_code_versions,
     pipelines_of,
     read_run_record,
+    rerun_on_resume,
     save_run_record,
     store_of,
     with_locations,
@@ -299,7 +301,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     run_id = new_run_id(config.name) if args.run_id is None else args.run_id
     run = prepare_run(spec, config, run_id, args.stop_after, address, args.rerun_from, args.no_cache)
     check_new_run(run.store, run_id)
-    save_run_record(run.store, run.run_id, config, args.config, args.overrides)
+    save_run_record(run.store, run.run_id, config, args.config, args.overrides, run.rerun)
     rerun = f", {len(run.rerun)} rerun on request" if run.rerun else ""
     log.info("run %s: %d stages%s", run.run_id, len(run.pipeline.stages), rerun)
     return execute(run, resume=False)
@@ -315,6 +317,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
         with_locations(config, store.uri, tracking_uri(config.run, config.tracking)), None, address
     )
     run = prepare_run(spec, config, args.run_id, args.stop_after, address)
+    run = dataclasses.replace(run, rerun=rerun_on_resume(store, args.run_id))  # what --no-cache had not reached
     run_locations.check_cluster(address, config.run, run.pipeline)
     return execute(run, resume=True)
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from orchestrator.cli.common import Pipelines, add_artifact_uri, add_workspace, pipelines_of, store_of
+from orchestrator.cli.common import DONE_STATES, Pipelines, add_artifact_uri, add_workspace, pipelines_of, store_of
 from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.engine.ledger import CONFIG_FILE, LEDGER_FILE, RUNS, read_ledger, record_path
 from orchestrator.errors import ArtifactError, ConfigError
@@ -27,7 +27,6 @@ from orchestrator.registry import PipelineSpec
 from orchestrator.tracking.report import text_table
 from orchestrator.yaml_input import yaml_mapping
 
-DONE_STATES = ("succeeded", "cached")
 UNREADABLE = "UNREADABLE"  # the status of a run whose ledger cannot be read; the reason is printed below the table
 HEADERS = ["run", "pipeline", "status", "generations", "best", "started"]
 

@@ -129,3 +129,8 @@ def test_no_cache_reruns_even_a_cached_stage(first_run) -> None:
     assert result.returncode == 0, result.stderr[-4000:]
     assert ledger_states(workspace, "fresh") == {"data/split": "succeeded"}
     assert "rerun on request" in result.stderr
+    # The resume keeps the request: g00/train is computed afresh, not taken from the first run's
+    # cache (before, a resume dropped --no-cache), while data/split is this run's own output.
+    resumed = relay("resume", "fresh", "--stop-after", "g00/train", workspace=workspace)
+    assert resumed.returncode == 0, resumed.stderr[-4000:]
+    assert ledger_states(workspace, "fresh") == {"data/split": "cached", "g00/train": "succeeded"}
