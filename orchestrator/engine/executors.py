@@ -223,11 +223,7 @@ class RayExecutor:
             try:
                 _init_ray(ray, _init_kwargs(address, num_cpus, include_dashboard))
             except Exception as exc:  # Ray raises bare Exceptions (a node that timed out starting, a busy port)
-                where = address or os.environ.get("RAY_ADDRESS") or "a local Ray instance"
-                raise RelayError(
-                    f"could not start or reach {where}: {exc}; on a busy machine try again, or pass "
-                    "run.num_cpus lower; for a cluster check run.ray_address"
-                ) from exc
+                raise RelayError(_init_failure(address or os.environ.get("RAY_ADDRESS"), exc)) from exc
             self._owns_ray = True
         self._remote = ray.remote(run_on_ray)
         self._warming: list[Any] = []
@@ -497,6 +493,21 @@ def _import_modules(modules: tuple[str, ...]) -> int:
     for name in modules:
         importlib.import_module(name)
     return os.getpid()
+
+
+def _init_failure(address: str | None, exc: Exception) -> str:
+    """What to check when ray.init fails: a local start (a busy machine) or joining a cluster (address, token).
+
+    A cluster with token auth refuses a driver without its token in the same words as one that is
+    down ("Failed to connect to GCS"), so the token is named whenever a cluster was joined.
+    """
+    if address is None:
+        return f"could not start a local Ray instance: {exc}; on a busy machine try again, or pass run.num_cpus lower"
+    return (
+        f"could not join the Ray cluster at {address}: {exc}; check the address (--address, run.ray_address or "
+        "RAY_ADDRESS) and, on a cluster with token auth, that RAY_AUTH_TOKEN or ~/.ray/auth_token holds the "
+        "token of its head node"
+    )
 
 
 def _init_kwargs(address: str | None, num_cpus: int | None, include_dashboard: bool) -> dict[str, Any]:

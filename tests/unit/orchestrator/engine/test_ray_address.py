@@ -29,3 +29,14 @@ def test_inside_a_ray_job_the_jobs_cluster_is_joined(monkeypatch) -> None:
     monkeypatch.setenv("RAY_ADDRESS", "10.0.0.5:6379")
     kwargs = executors._init_kwargs(None, 2, include_dashboard=True)
     assert "address" not in kwargs and "num_cpus" not in kwargs  # ray.init reads RAY_ADDRESS itself
+
+
+def test_a_failed_join_names_the_token_and_a_failed_start_the_machine() -> None:
+    """A token cluster refuses a driver in the same words as a dead one; the hint used to be about run.num_cpus."""
+    from orchestrator.engine.executors import _init_failure
+
+    joined = _init_failure("10.0.0.5:6379", RuntimeError("Failed to connect to GCS"))
+    assert "could not join the Ray cluster at 10.0.0.5:6379" in joined and "RAY_AUTH_TOKEN" in joined
+    started = _init_failure(None, RuntimeError("timed out"))
+    assert "could not start a local Ray instance" in started and "run.num_cpus" in started
+    assert "RAY_AUTH_TOKEN" not in started
