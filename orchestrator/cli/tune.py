@@ -37,8 +37,9 @@ def cmd_tune(args: argparse.Namespace) -> int:
     if problem:
         raise ConfigError([problem], "the command line")
     pipeline = spec.build(config)
+    data = apply_overrides(load_yaml(args.config), args.overrides)  # the file as given: the plan's base, and saved
     plan = plan_sweep(
-        apply_overrides(load_yaml(args.config), args.overrides),
+        data,
         config,
         spec.build,
         pipeline_code_versions(pipeline),
@@ -59,7 +60,6 @@ def cmd_tune(args: argparse.Namespace) -> int:
     exists = sweep.can_resume(plan)
     _check_resume(args, plan, exists)
     _check_output_free(args, Path(plan.output), exists)
-    data = apply_overrides(load_yaml(args.config), args.overrides)
     _check_same_sweep(args, Path(plan.output), data)
     sweeps = SweepTracker(plan.tracking_uri, plan.tracking.experiment, strict=plan.tracking.strict)
     settings = config.tune.model_dump(mode="json")

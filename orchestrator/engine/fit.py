@@ -23,16 +23,17 @@ def uses_actor_pool(stage: Stage) -> bool:
     return stage.resources.workers > 1 and stage.parallelism is Parallelism.SHARDS
 
 
+def workers_to_start(stage: Stage) -> int:
+    """The workers a stage must hold at once to start: all of a data-parallel stage's, one labeling actor."""
+    return 1 if uses_actor_pool(stage) else stage.resources.workers
+
+
 def stage_cpus_to_start(stage: Stage) -> float:
-    """The CPUs a stage must hold at once to start: all of a data-parallel stage's workers, one labeling actor."""
-    resources = stage.resources
-    return resources.num_cpus * (1 if uses_actor_pool(stage) else resources.workers)
+    return stage.resources.num_cpus * workers_to_start(stage)
 
 
 def stage_gpus_to_start(stage: Stage) -> float:
-    """The GPUs a stage must hold at once to start, counted as ``stage_cpus_to_start`` counts CPUs."""
-    resources = stage.resources
-    return resources.num_gpus * (1 if uses_actor_pool(stage) else resources.workers)
+    return stage.resources.num_gpus * workers_to_start(stage)
 
 
 def local_gpus() -> int | None:
