@@ -19,7 +19,6 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 from orchestrator.config import TRACKING_URI_ENV
@@ -47,10 +46,8 @@ def latest_run_url(tracking_uri: str, experiment: str, port: int) -> str:
     MlflowClient would create an empty database as soon as it touched it).
     """
     db = sqlite_path(tracking_uri)
-    if db is not None:
-        _check_workspace_folder(db)
-        if not db.exists():
-            raise InputError(no_database_message(db))
+    if db is not None and not db.exists():
+        raise InputError(no_database_message(db))
     client, found = _open_experiment(tracking_uri, experiment)
     runs = client.search_runs(
         [found.experiment_id], "tags.`relay.kind` = 'pipeline'", max_results=1, order_by=["start_time DESC"]
@@ -78,18 +75,6 @@ def _store_fix(tracking_uri: str) -> str:
     if os.environ.get(TRACKING_URI_ENV) == tracking_uri:
         return f"point ${TRACKING_URI_ENV} at an MLflow tracking store, or unset it to serve --workspace's"
     return "move that file away, or pass --workspace with the folder Relay tracked its runs in"
-
-
-def _check_workspace_folder(db: Path) -> None:
-    """A workspace that is a file: say so, not "no runs yet" and a `relay run` that would fail the same way.
-
-    Mirrors cli/preflight.folder_problem's message (the ui layer may not import the cli).
-    """
-    folder = db.parent
-    if folder.exists() and not folder.is_dir():
-        raise ConfigError(
-            [f"--workspace: {folder} is a file, not a folder; point --workspace at a folder"], "the command line"
-        )
 
 
 def _open_experiment(tracking_uri: str, experiment: str) -> tuple[Any, Any]:

@@ -55,6 +55,13 @@ def check_new_run(store: ArtifactStore, run_id: str) -> None:
         )
 
 
+def file_not_folder_problem(folder: Path, key: str) -> str | None:
+    """A folder setting that names a file: said plainly, before anything tries to read or write in it."""
+    if folder.exists() and not folder.is_dir():
+        return f"{key}: {folder} is a file, not a folder; point {key} at a folder"
+    return None
+
+
 def folder_problem(path: str | Path, key: str) -> str | None:
     """Why ``path`` cannot be, or become, a folder this process writes in; None when it can.
 
@@ -64,8 +71,8 @@ def folder_problem(path: str | Path, key: str) -> str | None:
         if "\x00" in str(path):
             raise ValueError("it holds a NUL character")
         folder = Path(path).expanduser().absolute()
-        if folder.exists() and not folder.is_dir():
-            return f"{key}: {folder} is a file, not a folder; point {key} at a folder (it is created if missing)"
+        if is_a_file := file_not_folder_problem(folder, key):
+            return f"{is_a_file} (it is created if missing)"
         existing = next(p for p in (folder, *folder.parents) if p.exists())
     except (OSError, ValueError, RuntimeError) as exc:  # RuntimeError: `~user` without such a user
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import argparse
 import os
+from pathlib import Path
 from typing import Any
 
 from orchestrator import ui
 from orchestrator.cli.common import add_workspace
-from orchestrator.cli.preflight import tracking_uri_problem
+from orchestrator.cli.preflight import file_not_folder_problem, tracking_uri_problem
 from orchestrator.cli.run_locations import tracking_problem
 from orchestrator.config import TRACKING_URI_ENV, WORKSPACE_ENV, RunSettings, TrackingSettings, tracking_uri
 from orchestrator.errors import ConfigError
@@ -21,6 +22,11 @@ from orchestrator.errors import ConfigError
 
 def cmd_ui(args: argparse.Namespace) -> int:
     """Check first (port, runs), then serve the workspace's default tracking store until Ctrl-C."""
+    named_a_file = args.workspace and file_not_folder_problem(
+        Path(args.workspace).expanduser().absolute(), "--workspace"
+    )
+    if named_a_file:  # said so, not "no runs yet" and a `relay run` hint that would fail the same way
+        raise ConfigError([named_a_file], "the command line")
     uri = tracking_uri(RunSettings(workspace=args.workspace), TrackingSettings())
     check_tracking_store(uri, default_tracking_key(args.workspace))  # a server that does not answer: at once
     url = ui.check(uri, args.experiment, args.port)
