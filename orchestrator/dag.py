@@ -212,7 +212,10 @@ class Stage:
     ``lineage`` says what some outputs are for tracking (output name ->
     ``"model"`` or ``"dataset"``): the tracker logs models and registers them,
     and logs datasets as inputs of the runs that read them. It is data the
-    builder declares, not part of the fingerprint.
+    builder declares, not part of the fingerprint. ``reports``, when the builder
+    knows it, names the metrics the stage reports (fnmatch patterns such as
+    ``recall/*``), so that a tune metric no stage reports is refused before a
+    sweep starts rather than when its first trial ends; None: not declared.
     """
 
     name: str
@@ -225,6 +228,7 @@ class Stage:
     generation: int | None = None
     parallelism: Parallelism = Parallelism.DATA
     lineage: Mapping[str, str] = field(default_factory=dict)
+    reports: tuple[str, ...] | None = None
 
 
 class Pipeline:

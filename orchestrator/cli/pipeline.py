@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import shlex
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -199,14 +200,24 @@ def summary_rows(pipeline: Any, manifests: Mapping[str, Any]) -> list[dict[str, 
 
 
 def print_browse_hint(config: Any, uri: str, parent_run_id: str | None, run_id: str) -> None:
+    """Commands that open this run's store as it was tracked: its server, or `relay ui` on the right store."""
     if uri.startswith(("http://", "https://")):
         print(f"\nBrowse the generations in MLflow: {uri} (run {run_id})")
         print(f"Table again:  MLFLOW_TRACKING_URI={uri} relay generations {run_id}")
         return
     workspace = resolve_workspace(config.run)
-    print(f"\nBrowse the generations in MLflow:  relay ui --workspace {workspace}")
+    print(f"\nBrowse the generations in MLflow:  {ui_command(config, uri, workspace)}")
     print(f"  (or: mlflow ui --backend-store-uri {uri}) and open run {parent_run_id or run_id}")
     print(f"Table again:  relay generations {run_id} --workspace {workspace}")
+
+
+def ui_command(config: Any, uri: str, workspace: Path) -> str:
+    """`relay ui` for the run's store and experiment: --workspace serves only the workspace's own mlflow.db."""
+    experiment = config.tracking.experiment
+    shown = "" if experiment == TrackingSettings().experiment else f" --experiment {shlex.quote(experiment)}"
+    if uri == tracking_uri(RunSettings(workspace=str(workspace)), TrackingSettings(uri=None)):
+        return f"relay ui --workspace {shlex.quote(str(workspace))}{shown}"
+    return f"MLFLOW_TRACKING_URI={shlex.quote(uri)} relay ui{shown}"
 
 
 # --- reading a run back ------------------------------------------------------------------

@@ -7,6 +7,7 @@ import csv
 import dataclasses
 import json
 import os
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ import yaml
 
 from orchestrator.cli import run_locations
 from orchestrator.cli.common import (
+    EXIT_FAILED,
     EXIT_INTERRUPTED,
     add_cluster_address,
     cluster_address,
@@ -87,10 +89,17 @@ def cmd_tune(args: argparse.Namespace) -> int:
     best_tags = {f"best.{k}": v for k, v in (best.values if best else {}).items()}
     best_tags.update({"relay.best_trial": best.trial_id, "relay.best_run": best.run_id} if best else {})
     best_metric = {f"best/{config.tune.metric}": best.final()} if best and best.final() is not None else {}
-    sweeps.finish("FINISHED" if done else "KILLED", best_tags, best_metric, files)
+    sweeps.finish(sweep_status(done, best is not None), best_tags, best_metric, files)
     print(f"\nSweep {plan.name}: {config.tune.metric} after each generation ({config.tune.mode}; * = best)")
     print(sweep.trials_table(rows, list(config.tune.space), plan.generations, best))
-    return _print_ending(args, plan, done)
+    return _print_ending(args, plan, done, best is not None)
+
+
+def sweep_status(done: bool, scored: bool) -> str:
+    """The sweep run's MLflow status: KILLED when interrupted, FAILED when no trial reported the metric."""
+    if not done:
+        return "KILLED"
+    return "FINISHED" if scored else "FAILED"
 
 
 def _check_resume(args: argparse.Namespace, plan: SweepPlan, exists: bool) -> None:
@@ -150,14 +159,25 @@ def differing_keys(before: Any, after: Any, prefix: str = "") -> list[str]:
     return [found for key in keys for found in differing_keys(before.get(key), after.get(key), f"{prefix}{key}.")]
 
 
-def _print_ending(args: argparse.Namespace, plan: SweepPlan, done: bool) -> int:
-    """How to continue an interrupted sweep, or how to run the best config; the exit code."""
+def _print_ending(args: argparse.Namespace, plan: SweepPlan, done: bool, scored: bool) -> int:
+    """How to continue an interrupted sweep, or how to run the best config; the exit code.
+
+    A sweep none of whose trials reported the metric has no best.yaml: it failed (exit 1), and says
+    where each trial's error is.
+    """
     if not done:
         print(
             f"\nsweep interrupted; continue it with: relay tune {args.config} {' '.join(args.overrides)} --resume"
             + (f" --output {args.output}" if args.output else "")
         )
         return EXIT_INTERRUPTED  # trials left unfinished: Ctrl-C (errors end a trial, they do not leave it open)
+    if not scored:
+        print(
+            f"\nno trial reported {plan.settings.metric}, so there is no best config; each trial's error is in its "
+            f"error.txt under {plan.experiment_path}",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
     print(
         f"\nBest config: {Path(plan.output) / 'best.yaml'}  (run it with: relay run {Path(plan.output) / 'best.yaml'})"
     )

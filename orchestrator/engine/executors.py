@@ -34,6 +34,7 @@ logger = logging.getLogger(__name__)
 
 DASHBOARD_PORT = 8265
 WARM_WAIT_S = 120.0  # the longest the first stage waits for the first warm worker
+REFIT_EVERY_S = 15.0  # while stages run, how often the driver checks whether the cluster lost a node
 BOARD_READ_S = 10.0  # the longest one look at the progress board may take (the display skips it then)
 ReadProgress = Callable[[], list[StageProgress]]
 
@@ -114,10 +115,14 @@ def kept_workers(pipeline: Pipeline, total: Mapping[str, float]) -> dict[Resourc
     beside all kept actors, and every sharded stage's full pool beside the other pools' kept
     ones. Stages running side by side only wait for each other (they finish); a kept actor never
     does, and an actor of a call that waits for a CPU holds no shards back (``map_on_actors``).
+    A pipeline with a stage pinned by ``resources.<stage>.custom`` keeps none: a kept actor may
+    take the only CPU of the node the pinned stage must run on, which totals cannot show.
     """
     pools = sorted({stage.resources for stage in pipeline.stages if uses_actor_pool(stage)}, key=repr)
     others = [stage.resources for stage in pipeline.stages if not uses_actor_pool(stage)]
     kept = dict.fromkeys(pools, 0)
+    if any(stage.resources.custom for stage in pipeline.stages):
+        return kept  # pinned stages: totals say nothing of the one node a kept actor could fill (see docstring)
 
     def fits(pool: Resources, count: int) -> bool:
         trial = {**kept, pool: count}
@@ -237,6 +242,8 @@ class RayExecutor:
         self._pools: dict[Resources, distributed.ActorPool] = {}  # the kept actors
         self._pool_of: dict[Any, distributed.ActorPool] = {}  # in-flight sharded stage -> its pool
         self._pools_started = 0  # pools get numbered names in Ray: a retry's pool never meets its predecessor's
+        self._pipeline: Pipeline | None = None  # what the kept actors were sized for ...
+        self._sized_for: dict[str, float] = {}  # ... in a cluster of these resources
 
     def warm_up(self, pipeline: Pipeline) -> None:
         """Warm as many workers as the pipeline's widest layer runs at once, with its stages' modules.
@@ -246,7 +253,8 @@ class RayExecutor:
         """
         self.warm(warm_modules(pipeline), max(len(layer) for layer in pipeline.layers()))
         pooled = sorted({s.resources: s.name for s in pipeline.stages if uses_actor_pool(s)}.items(), key=repr)
-        self._kept = kept_workers(pipeline, self._ray.cluster_resources())
+        self._pipeline, self._sized_for = pipeline, dict(self._ray.cluster_resources())
+        self._kept = kept_workers(pipeline, self._sized_for)
         self._pools_to_start = [(resources, stage) for resources, stage in pooled if self._kept[resources]]
         for resources, _ in pooled:
             logger.info("labeling actors: %s", kept_message(self._kept[resources], resources.workers))
@@ -334,6 +342,7 @@ class RayExecutor:
         there would starve the workers it waits for (2 CPUs: a stall).
         """
         resources = task.stage.resources
+        self._refit_kept()
         self._warn_if_infeasible(resources)
         first = not self._submitted
         if first:
@@ -373,26 +382,61 @@ class RayExecutor:
             "scheduling_strategy": strategy,
         }
 
+    def _refit_kept(self) -> None:
+        """A cluster that lost a node keeps only the actors that still leave every stage room.
+
+        Why: the kept actors were sized against the whole cluster; after a node is lost they may
+        hold the CPUs a stage (Ray Train's new worker group, a retried stage) now waits for,
+        forever. Pools the smaller cluster cannot keep are let go: idle ones at once, one in use
+        when its stage ends (``_release`` finds it no longer kept). Their stages then start
+        actors per call, as on a small cluster.
+        """
+        if self._pipeline is None:
+            return
+        total = dict(self._ray.cluster_resources())
+        if all(total.get(key, 0.0) >= value for key, value in self._sized_for.items()):
+            return  # as large as it was (or larger: kept actors never grow mid-run)
+        self._sized_for = total
+        self._kept = kept_workers(self._pipeline, total)
+        for resources, pool in list(self._pools.items()):
+            if len(pool.actors) > self._kept.get(resources, 0):
+                del self._pools[resources]
+                if not any(call.includes(pool) for call in self._pool_of.values()):  # else: when its call ends
+                    pool.shutdown()
+                logger.warning(
+                    "the cluster shrank to %s CPU / %s GPU: labeling actors now %s",
+                    total.get("CPU", 0),
+                    total.get("GPU", 0),
+                    kept_message(self._kept.get(resources, 0), resources.workers),
+                )
+
     def _warn_if_infeasible(self, resources: Resources) -> None:
         """A request larger than the cluster waits forever; say so instead of hanging quietly."""
         total = self._ray.cluster_resources()
-        cpus, gpus = resources.num_cpus * resources.workers, resources.num_gpus * resources.workers
-        if gpus > total.get("GPU", 0) or cpus > total.get("CPU", 0):
+        asked = {
+            "CPU": resources.num_cpus * resources.workers,
+            "GPU": resources.num_gpus * resources.workers,
+            **{key: amount * resources.workers for key, amount in resources.custom.items()},
+        }
+        short = {key: amount for key, amount in asked.items() if amount > total.get(key, 0)}
+        if short:
             logger.warning(
-                "stage asks for %s CPU / %s GPU (%d worker(s)) but the cluster has %s CPU / %s GPU; it will wait "
-                "until an autoscaler adds nodes. Lower the stage's resources or add nodes.",
-                cpus,
-                gpus,
+                "stage asks for %s (%d worker(s)) but the cluster has %s; it will wait until an autoscaler adds "
+                "nodes that have them. Lower the stage's resources or add nodes.",
+                ", ".join(f"{amount:g} {key}" for key, amount in short.items()),
                 resources.workers,
-                total.get("CPU", 0),
-                total.get("GPU", 0),
+                ", ".join(f"{total.get(key, 0):g} {key}" for key in short),
             )
 
     def wait(self, handles: Sequence[Any]) -> list[tuple[Any, Any]]:
         """Block until one task finishes; return (ref, result or original exception) pairs."""
         if not handles:
             raise ValueError("wait() needs at least one handle; got none")
-        ready, _ = self._ray.wait(list(handles), num_returns=1)
+        ready: list[Any] = []
+        while not ready:
+            ready, _ = self._ray.wait(list(handles), num_returns=1, timeout=REFIT_EVERY_S)
+            if not ready:
+                self._refit_kept()
         finished = [(ref, self._outcome(ref)) for ref in ready]
         for ref, outcome in finished:
             self._release(ref, failed=isinstance(outcome, BaseException))

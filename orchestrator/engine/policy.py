@@ -46,6 +46,9 @@ def decide(error: BaseException, attempt: int, max_retries: int) -> Decision:
         return Decision.RAISE
     if isinstance(error, ArtifactError) and not error.retryable:
         return Decision.RAISE
-    if isinstance(error, WorkerLostError):
-        max_retries = max(max_retries, LOST_WORKER_RETRIES)
-    return Decision.RETRY if attempt <= max_retries else Decision.RAISE
+    return Decision.RETRY if attempt <= retries_for(error, max_retries) else Decision.RAISE
+
+
+def retries_for(error: BaseException, max_retries: int) -> int:
+    """The retries a stage gets for ``error``: its own, and at least LOST_WORKER_RETRIES for a lost worker."""
+    return max(max_retries, LOST_WORKER_RETRIES) if isinstance(error, WorkerLostError) else max_retries

@@ -27,7 +27,7 @@ from orchestrator.engine.artifacts import ArtifactRef, ArtifactStore, Manifest, 
 from orchestrator.engine.executors import Executor
 from orchestrator.engine.fingerprint import fingerprint
 from orchestrator.engine.ledger import Ledger
-from orchestrator.engine.policy import Decision, decide
+from orchestrator.engine.policy import Decision, decide, retries_for
 from orchestrator.engine.records import StageRecord, TrackedArtifact, Tracker
 from orchestrator.engine.task import StageTask
 from orchestrator.errors import PipelineError, StageError
@@ -289,7 +289,7 @@ class Runner:
                 type(outcome).__name__,
                 outcome,
                 task.attempt,
-                stage.retries,
+                retries_for(outcome, stage.retries),
             )
             self._submit(st, task.retry())
             return

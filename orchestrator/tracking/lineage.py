@@ -3,7 +3,10 @@
 Stages declare which outputs are models and which tables are datasets
 (``Stage.lineage``); the tracker passes every finished stage's stored
 artifacts here. A model is logged as an MLflow LoggedModel holding the
-checkpoint as stored (state dict + plain config values) and a ``config.yaml``
+checkpoint as stored (state dict + plain config values), a ``config.yaml`` and
+an MLmodel file whose python_function flavour loads it through
+``pipelines.stages.mlflow_model`` (so ``mlflow.pyfunc.load_model("models:/NAME@ALIAS")``
+predicts; the file is written without torch, which the driver never imports)
 -- no torch.export, which costs 6-12 s a model and needs an input example --
 then registered under the pipeline's name with the aliases ``gen-NN`` and
 ``newest``. A dataset is logged as an input of the run that reads it, with
@@ -152,8 +155,19 @@ def checkpoint_config(artifact: TrackedArtifact) -> dict[str, Any]:
     return {k: v for k, v in artifact.meta.items() if isinstance(v, (str, int, float, bool))}
 
 
-def log_model(client: Any, experiment_id: str, run: str, artifact: TrackedArtifact, tags: Mapping[str, str]) -> Any:
-    """Log a checkpoint as an MLflow LoggedModel of run ``run`` (no export); returns the LoggedModel."""
+def log_model(
+    client: Any,
+    experiment_id: str,
+    run: str,
+    artifact: TrackedArtifact,
+    tags: Mapping[str, str],
+    image_size: int | None = None,
+) -> Any:
+    """Log a checkpoint as an MLflow LoggedModel of run ``run`` (no export); returns the LoggedModel.
+
+    ``image_size`` (the run's ``data.image_size``) goes into the signature's input shape; None
+    leaves height and width open.
+    """
     if artifact.local_path is None:
         raise FileNotFoundError(f"model {artifact.name} has no local copy to log")
     config = checkpoint_config(artifact)
@@ -174,9 +188,28 @@ def log_model(client: Any, experiment_id: str, run: str, artifact: TrackedArtifa
             "load": "torch.load('checkpoint.pt', weights_only=True); state_dict + the config above",
         }
         (Path(folder) / "config.yaml").write_text(yaml.safe_dump(about, sort_keys=False))
+        write_mlmodel(Path(folder), config, image_size)
         client.log_model_artifacts(model.model_id, folder)
     client.finalize_logged_model(model.model_id, "READY")
     return model
+
+
+PYFUNC_LOADER = "pipelines.stages.mlflow_model"  # named, not imported: that module imports torch
+
+
+def write_mlmodel(folder: Path, config: Mapping[str, Any], image_size: int | None) -> None:
+    """An MLmodel file in ``folder``: pyfunc loads ``checkpoint.pt`` with PYFUNC_LOADER; uint8 [N, C, H, W] in."""
+    import numpy as np
+    from mlflow.models import Model, ModelSignature
+    from mlflow.pyfunc import add_to_model
+    from mlflow.types.schema import Schema, TensorSpec
+
+    side = image_size or -1
+    inputs = TensorSpec(np.dtype(np.uint8), (-1, int(config.get("in_channels", -1)), side, side))
+    outputs = TensorSpec(np.dtype(np.float32), (-1, int(config.get("num_classes", -1))))
+    model = Model(signature=ModelSignature(Schema([inputs]), Schema([outputs])))
+    add_to_model(model, loader_module=PYFUNC_LOADER, data="checkpoint.pt")
+    model.save(str(folder / "MLmodel"))
 
 
 def link_outputs(client: Any, runs: Sequence[str], model_id: str, step: int) -> None:

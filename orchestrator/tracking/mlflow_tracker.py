@@ -108,9 +108,13 @@ class MlflowTracker:
         system_metrics_interval_s: float = 2.0,
         parent_run_id: str | None = None,
         extra_tags: Mapping[str, str] | None = None,
+        register_models: bool = True,
     ) -> None:
         # parent_run_id nests the pipeline run under another run (a Tune sweep); extra_tags
         # (a trial's id and values) go on the pipeline run, and again on reattach.
+        # register_models=False logs models without registry versions: a sweep's trials would
+        # otherwise move `gen-NN` / `newest` to whichever trial finished last.
+        self.register_models = register_models
         self._nest_under = parent_run_id
         self.extra_tags = dict(extra_tags or {})
         self.tracking_uri = tracking_uri
@@ -123,6 +127,7 @@ class MlflowTracker:
         self._monitors: dict[str, Any] = {}
         self._pipeline_name = ""
         self._newest_generation = -1
+        self._image_size: int | None = None
         self.artifact_location = artifact_location or default_artifact_location(tracking_uri)
         self._client: Any = None
         self._experiment_id: str | None = None
@@ -160,6 +165,8 @@ class MlflowTracker:
         self._experiment_id = ensure_experiment(self._client, self.experiment, self.artifact_location)
         self._run_id = run_id
         self._pipeline_name = pipeline_name
+        data = config.get("data")
+        self._image_size = data.get("image_size") if isinstance(data, Mapping) else None  # for model signatures
         existing = self._find_runs(run_id, "pipeline") if resume else []
         if existing:
             self._reattach(existing[0].info.run_id)
@@ -277,7 +284,7 @@ class MlflowTracker:
         tags = {TAG_FINGERPRINT: record.fingerprint, TAG_CACHE_HIT: str(record.cache_hit).lower()}
         if record.error:
             tags["relay.error"] = record.error[:5000]
-        points = _points({**record.metrics, "duration_s": record.duration_s}, 0) + _series_points(record.series)
+        points = _summary_points({**record.metrics, "duration_s": record.duration_s}, record.series)
         self._log(run, tags=tags, metrics=points)
         self._log_files(run, record)
         if record.status == "FINISHED":
@@ -349,10 +356,10 @@ class MlflowTracker:
         tags = {TAG_PIPELINE_RUN: self._run_id, TAG_PIPELINE: self._pipeline_name}
         if generation is not None:
             tags[TAG_GENERATION] = str(generation)
-        model = lineage.log_model(self._client, self._experiment_id, runs[0], artifact, tags)
+        model = lineage.log_model(self._client, self._experiment_id, runs[0], artifact, tags, self._image_size)
         self._lineage.model_ids[artifact.name] = model.model_id
         lineage.link_outputs(self._client, [*runs, self._parent], model.model_id, step=generation or 0)
-        if generation is None:
+        if generation is None or not self.register_models:
             return
         aliases = model_aliases(stage_name, generation)
         if is_generation_stage(stage_name, generation) and generation >= self._newest_generation:
@@ -391,13 +398,15 @@ class MlflowTracker:
         for stage_name in list(self._monitors):
             self._stop_monitor(stage_name)
         self._close_open_stages()
-        self._guard("summary", self._log_summary)
+        # The statuses before the summary files: `relay stop` (Ray's SIGTERM, then SIGKILL seconds later)
+        # may leave time for a few writes only, and a run left RUNNING misleads more than a missing table.
         final = {"FAILED": "FAILED", "KILLED": "KILLED", "PAUSED": "KILLED"}.get(status, "FINISHED")
         others = "KILLED" if status == "KILLED" else "FINISHED"  # a generation fails only by its own stages
         for generation, run in self._gen_runs.items():
             self._client.set_terminated(run, status="FAILED" if generation in self._failed_gens else others)
         self._client.set_tag(self._parent, TAG_STATUS, status)
         self._client.set_terminated(self._parent, status=final)
+        self._guard("summary", self._log_summary)
 
     def _close_open_stages(self) -> None:
         """Stage runs opened but never finished (Ctrl-C, a stop mid-stage) end KILLED, not RUNNING forever.
@@ -427,7 +436,8 @@ def mlflow_tracker(
 ) -> MlflowTracker:
     """The MlflowTracker a config's ``tracking:`` section asks for: `relay run` and every Tune trial track alike.
 
-    ``parent_run_id`` and ``extra_tags`` are what only a sweep adds (its run, a trial's id and values).
+    ``parent_run_id`` and ``extra_tags`` are what only a sweep adds (its run, a trial's id and values);
+    a sweep's trials log their models but do not register them (`relay run best.yaml` does).
     """
     return MlflowTracker(
         tracking_uri,
@@ -438,6 +448,7 @@ def mlflow_tracker(
         system_metrics_interval_s=settings.system_metrics_interval_s,
         parent_run_id=parent_run_id,
         extra_tags=extra_tags,
+        register_models=parent_run_id is None,
     )
 
 
@@ -447,6 +458,23 @@ def _points(metrics: Mapping[str, float], step: int) -> list[tuple[str, float, i
 
 def _series_points(series: Iterable[tuple[int, Mapping[str, float]]]) -> list[tuple[str, float, int]]:
     return [(k, v, step) for step, values in series for k, v in values.items()]
+
+
+def _summary_points(
+    metrics: Mapping[str, float], series: Iterable[tuple[int, Mapping[str, float]]]
+) -> list[tuple[str, float, int]]:
+    """A stage run's curves and its final metrics: a final value of a curve goes at the curve's last step.
+
+    Logged at step 0 it would start the curve with its own end (a training loss that seems to begin
+    where it finished); a final value the curve already ends with is not logged twice.
+    """
+    points = _series_points(series)
+    last: dict[str, tuple[int, float]] = {}
+    for key, value, step in points:
+        if key not in last or step >= last[key][0]:
+            last[key] = (step, value)
+    finals = [(k, v, last[k][0] if k in last else 0) for k, v in metrics.items() if last.get(k, (0, None))[1] != v]
+    return points + finals
 
 
 def _flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:

@@ -7,9 +7,10 @@ trial would apply it, so a bad key or value is one ConfigError (exit 2) before R
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import logging
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -141,7 +142,22 @@ def report_stages(pipeline: Pipeline, metric: str) -> tuple[list[str], list[str]
             f"tune.metric: {role!r} runs in generations {sorted(per_generation)} only, not {missing}; "
             "pick a role every generation has, so every generation can report"
         ]
+    unreported = _unreported(pipeline, per_generation.values(), metric.split("/", 1)[-1])
+    if unreported:
+        return [], [unreported]
     return [per_generation[g] for g in generations], []
+
+
+def _unreported(pipeline: Pipeline, stage_names: Iterable[str], name: str) -> str | None:
+    """A metric name the chosen stages declare they never report (a typo would fail the sweep's first trial)."""
+    for stage_name in stage_names:
+        declared = pipeline.stage(stage_name).reports
+        if declared is not None and not any(fnmatch.fnmatchcase(name, pattern) for pattern in declared):
+            return (
+                f"tune.metric: stage {stage_name} reports {', '.join(declared)}, not {name!r}; "
+                f"use one of those after `{metric_prefix(stage_name)}/`"
+            )
+    return None
 
 
 def fit_concurrency(

@@ -20,11 +20,16 @@ from orchestrator.dag import Parallelism, Resources, Stage, StageContext, StageR
 
 
 class StageBody:
-    """The stage function `module.name`, imported on first call (the engine's StageFn signature)."""
+    """The stage function `module.name`, imported on first call (the engine's StageFn signature).
 
-    def __init__(self, module: str, name: str) -> None:
+    ``reports``: the metric names the function reports (fnmatch patterns), where they are fixed,
+    so that `relay validate` can refuse a tune metric no stage reports; None where they are not.
+    """
+
+    def __init__(self, module: str, name: str, reports: tuple[str, ...] | None = None) -> None:
         self.__module__ = module
         self.__qualname__ = self.__name__ = name
+        self.reports = reports
 
     def __call__(self, ctx: StageContext, inputs: Mapping[str, Any], params: Mapping[str, Any]) -> StageResult:
         return self.resolve()(ctx, inputs, params)
@@ -52,8 +57,13 @@ split_supervised = StageBody("pipelines.stages.split", "split_supervised")  # KE
 make_masks = StageBody("pipelines.stages.masks", "make_masks")
 train_generation = StageBody("pipelines.stages.train", "train_generation")  # FixMatch (CReST)
 train_network = StageBody("pipelines.stages.train_network", "train_network")  # KE, Noisy Student, distillation
-evaluate_generation = StageBody("pipelines.stages.evaluate", "evaluate_generation")
-evaluate_network = StageBody("pipelines.stages.evaluate_network", "evaluate_network")
+EVALUATION_METRICS = ("balanced_accuracy", "accuracy", "tail_recall", "recall/*", "precision/*")
+evaluate_generation = StageBody("pipelines.stages.evaluate", "evaluate_generation", EVALUATION_METRICS)
+evaluate_network = StageBody(
+    "pipelines.stages.evaluate_network",
+    "evaluate_network",
+    (*EVALUATION_METRICS, "dense_params", "slim_accuracy", "slim_balanced_accuracy", "slim_params"),
+)
 pseudo_label_generation = StageBody("pipelines.stages.pseudo_label", "pseudo_label_generation")
 pseudo_label_network = StageBody("pipelines.stages.pseudo_label", "pseudo_label_network")
 rebalance_generation = StageBody("pipelines.stages.rebalance", "rebalance_generation")
@@ -96,6 +106,8 @@ def make_stage(
     if hasattr(resources, "model_dump"):
         resources = resources.model_dump()
     inputs = tuple(artifact for artifact in io.values() if artifact not in outputs)
+    declared = getattr(fn, "reports", None)
+    prefix = params.get("metric_prefix", "")
     return Stage(
         name=name,
         fn=fn,
@@ -106,4 +118,5 @@ def make_stage(
         generation=generation,
         lineage=lineage_of(io, outputs),
         parallelism=parallelism,
+        reports=None if declared is None else tuple(prefix + name for name in declared),
     )

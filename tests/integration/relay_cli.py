@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 import subprocess
@@ -79,3 +80,14 @@ def metric(run, name: str) -> float:
     found = [value for key, value in run.data.metrics.items() if key == name or key.endswith("/" + name)]
     assert found, f"{name} not among {sorted(run.data.metrics)}"
     return found[0]
+
+
+def undeclared_metrics(run, declared: tuple[str, ...]) -> tuple[set[str], set[str]]:
+    """(metrics a stage run logged that its body's `reports` does not declare, declared names it never logged).
+
+    Relay's own bookkeeping (`duration_s`, MLflow's `system/*`) is not the body's report.
+    """
+    logged = {key for key in run.data.metrics if key != "duration_s" and not key.startswith("system/")}
+    extra = {key for key in logged if not any(fnmatch.fnmatchcase(key, pattern) for pattern in declared)}
+    missing = {p for p in declared if "*" not in p and p not in logged}
+    return extra, missing

@@ -10,7 +10,16 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipelines.pseudo_label import pseudo_label_schema
-from tests.integration.relay_cli import ROOT, manifests, mlflow_client, output_path, pipeline_runs, relay
+from pipelines.stages import refs
+from tests.integration.relay_cli import (
+    ROOT,
+    manifests,
+    mlflow_client,
+    output_path,
+    pipeline_runs,
+    relay,
+    undeclared_metrics,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
@@ -55,6 +64,37 @@ def test_mlflow_run_tree_tags_and_generation_metrics(smoke_run) -> None:
     assert any(
         a.path.endswith(".png") for a in mlflow_client(workspace).list_artifacts(by_name["g00/evaluate"].info.run_id)
     )
+
+
+def test_the_evaluate_stage_reports_exactly_what_its_body_declares(smoke_run) -> None:
+    """`relay validate` checks tune.metric against the declaration: it must match what the stage logs."""
+    workspace, _ = smoke_run
+    by_name = {run.info.run_name: run for run in pipeline_runs(workspace, "smoke-1")}
+    for stage in ("g00/evaluate", "g01/evaluate"):
+        assert undeclared_metrics(by_name[stage], refs.evaluate_generation.reports) == (set(), set())
+
+
+def test_a_registered_model_loads_and_predicts_through_mlflow_pyfunc(smoke_run, monkeypatch) -> None:
+    """`mlflow.pyfunc.load_model("models:/smoke@gen-01")` predicts as the checkpoint does loaded by hand."""
+    import mlflow
+    import numpy as np
+    import torch
+
+    from pipelines.data import load_digits
+    from pipelines.pseudo_label import predict_probs
+    from pipelines.stages.common import load_model
+
+    workspace, _ = smoke_run
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{workspace / 'mlflow.db'}")
+    model = mlflow.pyfunc.load_model("models:/smoke@gen-01")
+    assert model.metadata.signature.inputs.inputs[0].type == np.dtype(np.uint8)
+    images = load_digits().train.images[:200]  # uint8 [N, 1, 16, 16], the size smoke.yaml reads digits at
+    probs = model.predict(images.numpy())
+    assert probs.shape == (200, 10) and np.allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+    version = mlflow.MlflowClient().get_model_version_by_alias("smoke", "gen-01")
+    local = Path(mlflow.artifacts.download_artifacts(version.source))
+    by_hand = load_model(torch.load(local / "checkpoint.pt", weights_only=True), "cpu")
+    assert np.allclose(probs, predict_probs(by_hand, images, 64, "cpu"), atol=1e-6)
 
 
 def test_every_mlflow_run_is_closed_when_the_cli_exits(smoke_run) -> None:

@@ -8,7 +8,8 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from tests.integration.relay_cli import ROOT, manifests, metric, output_path, relay, runs_by_name
+from pipelines.stages import refs
+from tests.integration.relay_cli import ROOT, manifests, metric, output_path, relay, runs_by_name, undeclared_metrics
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
@@ -56,6 +57,7 @@ def test_ke_generation_runs_carry_dense_and_slim_metrics(ke_run: Path) -> None:
         assert 0.0 <= metric(gen, "balanced_accuracy") <= 1.0
         assert 0.0 <= metric(gen, "slim_accuracy") <= 1.0
         assert 0 < metric(gen, "slim_params") < metric(gen, "dense_params")
+    assert undeclared_metrics(by_name["g00/evaluate"], refs.evaluate_network.reports) == (set(), set())  # KELS
     assert 0.0 <= metric(by_name["gen-02"], "baseline_balanced_accuracy") <= 1.0
     assert by_name["baseline/train"].data.tags["mlflow.parentRunId"] == by_name["gen-02"].info.run_id
     assert metric(by_name["baseline/train"], "baseline_steps") == 3 * 40

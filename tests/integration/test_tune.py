@@ -178,6 +178,7 @@ def test_mlflow_tree_sweep_trials_generations(sweep) -> None:
         assert trial.info.run_name == f"{SWEEP}-{tags['relay.tune.trial_id']}"
         assert float(tags["tune.train.lr"]) in LRS
         assert trial.info.status in ("FINISHED", "KILLED")
+        assert "relay.registered_models" not in tags  # logged, not registered: aliases stay with `relay run`s
         gens = mlflow_runs(
             workspace, f"tags.`relay.pipeline_run` = '{trial.info.run_name}' and tags.`relay.kind` = 'generation'"
         )

@@ -153,7 +153,55 @@ def test_only_sharded_stages_with_several_workers_use_a_pool():
     assert kept_workers(one, {"CPU": 64.0}) == {} and kept_workers(data_parallel, {"CPU": 64.0}) == {}
 
 
-def test_the_run_log_says_how_many_labeling_actors_are_kept():
+def test_no_labeling_actors_are_kept_when_a_stage_is_pinned_to_nodes():
+    """A kept actor could take the only CPU of the node a pinned stage needs; cluster totals cannot show it."""
+    pinned = labeling_pipeline(Resources(num_cpus=1, custom={"node_b": 1}), Resources(num_cpus=1, workers=2))
+    assert kept_workers(pinned, {"CPU": 64.0, "node_b": 10.0}) == {Resources(num_cpus=1, workers=2): 0}
+
+
+class ShrinkingCluster:
+    """What RayExecutor asks of `ray` when it refits: the cluster's resources, which a lost node lowers."""
+
+    def __init__(self, cpus: float) -> None:
+        self.cpus = cpus
+
+    def cluster_resources(self) -> dict[str, float]:
+        return {"CPU": self.cpus}
+
+
+class Pool:
+    def __init__(self, resources: Resources, actors: int) -> None:
+        self.resources, self.actors, self.stopped = resources, [object() for _ in range(actors)], False
+
+    def includes(self, other) -> bool:
+        return set(map(id, other.actors)) <= set(map(id, self.actors))
+
+    def shutdown(self, keep=()) -> None:
+        self.stopped = True
+
+
+@pytest.mark.parametrize("in_use", [False, True])
+def test_kept_actors_are_let_go_when_the_cluster_loses_a_node(in_use: bool):
+    """Sized for 3 CPUs, two kept labeling actors would leave a 1-CPU training stage no CPU on the 2 left."""
+    from orchestrator.engine.executors import RayExecutor
+
+    label = Resources(num_cpus=1, workers=2)
+    executor = object.__new__(RayExecutor)  # no Ray: only the refit's bookkeeping is under test
+    cluster, kept = ShrinkingCluster(3.0), Pool(label, 2)
+    executor._ray, executor._pipeline, executor._sized_for = (
+        cluster,
+        labeling_pipeline(Resources(num_cpus=1), label),
+        {},
+    )
+    executor._sized_for = {"CPU": 3.0}
+    executor._kept, executor._pools, executor._pool_of = {label: 2}, {label: kept}, ({"ref": kept} if in_use else {})
+    executor._refit_kept()
+    assert executor._pools == {label: kept} and not kept.stopped  # as large as it was: nothing changes
+    cluster.cpus = 2.0
+    executor._refit_kept()
+    assert executor._kept == {label: 1} and executor._pools == {}  # no longer kept ...
+    assert kept.stopped is not in_use  # ... and stopped now, or when the stage using it ends (`_release`)
+
     assert kept_message(2, 2) == "kept for the run"
     assert "no room" in kept_message(0, 2)
     assert kept_message(1, 2).startswith("1 of 2 kept for the run")

@@ -54,7 +54,8 @@ def run_two_generations(tracker, plot):
     for g in (0, 1):
         tracker.stage_started(f"g{g:02d}/train", g)
         series = [(1, {"loss": 2.0 - g}), (2, {"loss": 1.0 - g / 2})]
-        tracker.stage_finished(record(f"g{g:02d}/train", g, {"loss": 1.0}, series=series, files={"plot.png": plot}))
+        finals = {"loss": series[-1][1]["loss"], "steps": 2.0}  # as a train stage reports: the curve's end
+        tracker.stage_finished(record(f"g{g:02d}/train", g, finals, series=series, files={"plot.png": plot}))
         tracker.stage_finished(record(f"g{g:02d}/evaluate", g, {"accuracy": 0.5 + g / 10}, cache_hit=g == 0))
     tracker.end_pipeline("FINISHED")
 
@@ -103,10 +104,10 @@ def test_run_tree_tags_metrics_and_files(store, experiment, tmp_path):
     assert train1.data.tags["cache_hit"] == "false"
     assert stages["g00/evaluate"].data.tags["cache_hit"] == "true"
     assert [(m.step, m.value) for m in client.get_metric_history(train1.info.run_id, "loss")] == [
-        (0, 1.0),
         (1, 1.0),
         (2, 0.5),
-    ]
+    ]  # the curve's final value is not logged again at step 0, where it would start the curve with its end
+    assert [(m.step, m.value) for m in client.get_metric_history(train1.info.run_id, "steps")] == [(0, 2.0)]
     assert [a.path for a in client.list_artifacts(train1.info.run_id)] == ["plot.png"]
     assert [a.path for a in client.list_artifacts(gens["gen-01"].info.run_id, "train")] == ["train/plot.png"]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import pytest
@@ -116,6 +117,18 @@ def test_a_key_that_changes_the_dag_is_refused() -> None:
 def test_metric_of_no_stage_lists_the_roles() -> None:
     [problem] = problems(smoke_data(metric="foo/balanced_accuracy"))
     assert "'foo' is not a stage role" in problem and "evaluate" in problem
+
+
+@pytest.mark.parametrize("metric", ["evaluate/balanced_acc", "evaluate/nosuch"])
+def test_a_metric_name_the_stage_never_reports_is_refused_before_any_trial(metric: str) -> None:
+    """A typo after the role used to pass validation and fail each trial when it first reported."""
+    [problem] = problems(smoke_data(metric=metric))
+    assert f"not {metric.split('/')[1]!r}" in problem and "balanced_accuracy" in problem and "recall/*" in problem
+
+
+@pytest.mark.parametrize("metric", ["evaluate/tail_recall", "evaluate/recall/3", "evaluate/accuracy"])
+def test_every_metric_the_evaluate_stage_reports_is_accepted(metric: str) -> None:
+    assert plan(smoke_data(metric=metric)).metric_name == metric.split("/", 1)[1]
 
 
 def test_metric_without_a_role() -> None:
@@ -378,3 +391,17 @@ def test_resuming_with_another_config_is_refused_naming_what_changed(tmp_path: P
         "seed",
         "train.steps",
     ]
+
+
+def test_a_sweep_no_trial_scored_fails_without_naming_a_best_yaml(tmp_path: Path, capsys) -> None:
+    """Every trial errored: exit 1 and FAILED in MLflow, not exit 0 and a best.yaml that was never written."""
+    from orchestrator.cli.tune import _print_ending, sweep_status
+
+    args = argparse.Namespace(config=str(SMOKE), overrides=[], output=None)
+    assert _print_ending(args, plan(smoke_data(), tmp_path), done=True, scored=False) == 1
+    out, err = capsys.readouterr()
+    assert "best.yaml" not in out + err and "no trial reported evaluate/balanced_accuracy" in err
+    assert sweep_status(done=True, scored=False) == "FAILED"
+    assert sweep_status(done=True, scored=True) == "FINISHED" and sweep_status(done=False, scored=True) == "KILLED"
+    assert _print_ending(args, plan(smoke_data(), tmp_path), done=True, scored=True) == 0
+    assert "best.yaml" in capsys.readouterr().out
