@@ -24,14 +24,23 @@ def _png(figure: plt.Figure) -> bytes:
     return buffer.getvalue()
 
 
-def per_class_bars(recall: Sequence[float], precision: Sequence[float], labeled_counts: Sequence[int]) -> bytes:
-    """Recall and precision per class, classes ordered head to tail by labeled count, so the tail is on the right."""
+def per_class_bars(
+    recall: Sequence[float],
+    precision: Sequence[float],
+    labeled_counts: Sequence[int],
+    names: Sequence[int] | None = None,
+) -> bytes:
+    """Recall and precision per class, classes ordered head to tail by labeled count, so the tail is on the right.
+
+    ``names``: what to call class ``c`` on the axis (the dataset's id of a relabelled subset); default ``c``.
+    """
     order = np.argsort(-np.asarray(labeled_counts), kind="stable")
     x = np.arange(len(order))
     figure, axis = plt.subplots(figsize=(7, 3.5))
     axis.bar(x - 0.2, np.asarray(recall)[order], width=0.4, label="recall")
     axis.bar(x + 0.2, np.asarray(precision)[order], width=0.4, label="precision")
-    axis.set_xticks(x, [f"{c}\n(n={labeled_counts[c]})" for c in order])
+    shown = list(range(len(order))) if names is None else list(names)
+    axis.set_xticks(x, [f"{shown[c]}\n(n={labeled_counts[c]})" for c in order])
     axis.set_ylim(0, 1.05)
     axis.set_xlabel("class (labeled count), head to tail")
     axis.legend(loc="lower left")

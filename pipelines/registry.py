@@ -10,6 +10,7 @@ of `pipelines.datasets` (`relay data import` and `data.name: parquet`), so each 
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 from orchestrator.registry import DataSpec, PipelineSpec
 from pipelines.builders import (
@@ -23,12 +24,28 @@ from pipelines.builders import (
     transfer,
 )
 from pipelines.datasets import imports
+from pipelines.datasets.catalog import SHARDED
+from pipelines.datasets.shards import read_manifest
+
+
+def dataset_pins(config: Any) -> dict[str, dict[str, str]]:
+    """`data.digest` from the manifest, for a sharded dataset named by `data.uri` alone.
+
+    Why: stages are cached by their params, and `data` names shards by URI; a dataset deleted and
+    imported again at the same URI would otherwise meet the old one's cached split and models.
+    """
+    data = getattr(config, "data", None)
+    if getattr(data, "name", None) != SHARDED or data.digest or not data.uri:
+        return {}
+    return {"data": {"digest": read_manifest(data.uri).digest}}
+
 
 DATA = DataSpec(
     sources={name: source.description for name, source in imports.SOURCES.items()},
     claims=imports.claims,
     import_dataset=imports.import_dataset,
     describe=imports.describe,
+    pins=dataset_pins,
 )
 
 PIPELINES: dict[str, PipelineSpec] = {

@@ -262,7 +262,7 @@ class SupervisedTrainSection(StrictModel):
         if self.warmup_steps >= self.steps:
             raise ValueError(
                 f"train.warmup_steps: expected fewer warm-up steps than train.steps ({self.steps}), "
-                f"got {self.warmup_steps}; lower train.warmup_steps (KE warms up 5 of 200 epochs)"
+                f"got {self.warmup_steps}; lower train.warmup_steps (or raise train.steps)"
             )
         return self
 

@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import secrets
+import shlex
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -67,7 +68,17 @@ def load_pipeline_config(
     if problems:
         raise ConfigError(problems, path)
     spec.build(config)  # DAG errors (cycles, missing inputs) surface before anything is written
-    return spec, config
+    return spec, pinned(spec, config, data)[0]
+
+
+def pinned(spec: Any, config: Any, data: Mapping[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """The checked config and its file (``data``) with what the config names by location pinned by
+    content (a sharded dataset's digest: ``DataSpec.pins``), so the stage cache tells datasets apart."""
+    pins = spec.data.pins(config) if spec.data is not None else {}
+    if not pins:
+        return config, dict(data)
+    merged = {**data, **{section: {**(data.get(section) or {}), **values} for section, values in pins.items()}}
+    return validate_config(spec.config_model, merged), merged
 
 
 def load_saved_config(text: str, source: str, pipelines: Pipelines) -> tuple[Any, Any]:
@@ -79,6 +90,12 @@ def load_saved_config(text: str, source: str, pipelines: Pipelines) -> tuple[Any
     if problems:
         raise ConfigError(problems, source)
     return spec, config
+
+
+def store_option(store_uri: str) -> str:
+    """How a printed command (`relay resume`, `relay generations`) names the run's artifact store:
+    nothing where that command would open this store anyway, else `` --artifact-uri URI``."""
+    return "" if store_uri == artifact_uri(RunSettings()) else f" --artifact-uri {shlex.quote(store_uri)}"
 
 
 def new_run_id(name: str) -> str:

@@ -31,6 +31,7 @@ from orchestrator.cli.common import (
     rerun_on_resume,
     save_run_record,
     store_of,
+    store_option,
     with_locations,
 )
 from orchestrator.cli.preflight import check_new_run, check_run_id, check_stop_after, open_store
@@ -147,9 +148,9 @@ def execute(run: PreparedRun, resume: bool) -> int:
     with tempfile.TemporaryDirectory(prefix="relay-copies-") as copies:
         run_stages(run, tracker, Path(copies))
     if stop_after is not None:
-        print(f"stopped after {stop_after}; finish with: relay resume {run_id}")
+        print(f"stopped after {stop_after}; finish with: relay resume {run_id}{store_option(run.store.uri)}")
         return 0
-    print_browse_hint(config, uri, tracker.parent_run_id, run_id)
+    print_browse_hint(config, uri, tracker.parent_run_id, run_id, store_option(run.store.uri))
     return 0
 
 
@@ -164,7 +165,9 @@ def run_stages(run: PreparedRun, tracker: BackgroundTracker, copies: Path) -> No
         executor = make_executor(run.config.run, run.address)
         executor.warm_up(run.pipeline)
         code = pipeline_code_versions(run.pipeline)
-        runner = Runner(run.store, executor, tracker, code, run.config.seed, copies_dir=copies)
+        runner = Runner(
+            run.store, executor, tracker, code, run.config.seed, copies, store_option=store_option(run.store.uri)
+        )
         with ProgressDisplay(executor.open_progress(run.run_id)):
             summary = runner.run(run.pipeline, run.run_id, stop_after=run.stop_after, rerun=run.rerun)
         status = "FINISHED" if run.stop_after is None else "KILLED"
@@ -199,16 +202,19 @@ def summary_rows(pipeline: Any, manifests: Mapping[str, Any]) -> list[dict[str, 
     return [rows[g] for g in sorted(rows)]
 
 
-def print_browse_hint(config: Any, uri: str, parent_run_id: str | None, run_id: str) -> None:
-    """Commands that open this run's store as it was tracked: its server, or `relay ui` on the right store."""
+def print_browse_hint(config: Any, uri: str, parent_run_id: str | None, run_id: str, store: str = "") -> None:
+    """Commands that open this run's stores as it was tracked: its server, or `relay ui` on the right store.
+
+    ``store``: how `relay generations` must name the artifact store (``common.store_option``).
+    """
     if uri.startswith(("http://", "https://")):
         print(f"\nBrowse the generations in MLflow: {uri} (run {run_id})")
-        print(f"Table again:  MLFLOW_TRACKING_URI={uri} relay generations {run_id}")
+        print(f"Table again:  MLFLOW_TRACKING_URI={uri} relay generations {run_id}{store}")
         return
     workspace = resolve_workspace(config.run)
     print(f"\nBrowse the generations in MLflow:  {ui_command(config, uri, workspace)}")
     print(f"  (or: mlflow ui --backend-store-uri {uri}) and open run {parent_run_id or run_id}")
-    print(f"Table again:  relay generations {run_id} --workspace {workspace}")
+    print(f"Table again:  relay generations {run_id}{store or f' --workspace {shlex.quote(str(workspace))}'}")
 
 
 def ui_command(config: Any, uri: str, workspace: Path) -> str:

@@ -21,6 +21,7 @@ from orchestrator.cli.common import (
     add_cluster_address,
     cluster_address,
     load_pipeline_config,
+    pinned,
     pipeline_code_versions,
     pipelines_of,
 )
@@ -39,7 +40,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     if problem:
         raise ConfigError([problem], "the command line")
     pipeline = spec.build(config)
-    data = apply_overrides(load_yaml(args.config), args.overrides)  # the file as given: the plan's base, and saved
+    data = pinned(spec, config, apply_overrides(load_yaml(args.config), args.overrides))[1]  # the plan's base, saved
     plan = plan_sweep(
         data,
         config,

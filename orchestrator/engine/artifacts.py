@@ -73,6 +73,13 @@ class Manifest:
     node: str = ""  # the Ray node id where the stage body ran (rank 0, or the pool's coordinator); "" locally
 
 
+def join_uri(uri: str, relative: str) -> str:
+    """``relative`` under the store ``uri``, before its query (``s3://b/r?endpoint_override=H`` ->
+    ``s3://b/r/x?endpoint_override=H``): appended after the query, a path reads as part of the last option."""
+    base, sep, query = uri.partition("?")
+    return f"{base.rstrip('/')}/{relative.lstrip('/')}{sep}{query}"
+
+
 def sanitize(name: str) -> str:
     """A file-name-safe version of an artifact name (``g00/model`` -> ``g00_model``)."""
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "artifact"
@@ -339,7 +346,7 @@ class ArtifactStore:
     def location(self, relative: str) -> str:
         """A URI of a stored file that other tools (MLflow dataset sources) can resolve."""
         local = self.local_path(relative)
-        return local.as_uri() if local is not None else f"{self.uri.rstrip('/')}/{relative}"
+        return local.as_uri() if local is not None else join_uri(self.uri, relative)
 
 
 @dataclass

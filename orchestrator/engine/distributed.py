@@ -36,7 +36,7 @@ from typing import Any
 import pyarrow.fs as pafs
 
 from orchestrator.dag import Resources, ShardMapper
-from orchestrator.engine.artifacts import ArtifactStore, Manifest, sanitize
+from orchestrator.engine.artifacts import ArtifactStore, Manifest, join_uri, sanitize
 from orchestrator.engine.body import Placement, announce, run_stage_body
 from orchestrator.engine.task import StageTask
 
@@ -68,7 +68,7 @@ def train_run_name(fingerprint: str, stage_name: str) -> str:
 
 def train_storage_path(store_uri: str) -> str:
     """Ray Train's storage inside the artifact store, so every node sees the same checkpoints."""
-    return f"{store_uri.rstrip('/')}/{TRAIN_DIR}"
+    return join_uri(store_uri, TRAIN_DIR)
 
 
 def fit_stage(task: StageTask) -> Manifest:

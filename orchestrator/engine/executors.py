@@ -416,7 +416,7 @@ class RayExecutor:
         asked = {
             "CPU": resources.num_cpus * resources.workers,
             "GPU": resources.num_gpus * resources.workers,
-            **{key: amount * resources.workers for key, amount in resources.custom.items()},
+            **{key: amount * resources.workers for key, amount in dict(resources.custom).items()},
         }
         short = {key: amount for key, amount in asked.items() if amount > total.get(key, 0)}
         if short:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import time
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
@@ -30,7 +31,7 @@ from orchestrator.engine.ledger import Ledger
 from orchestrator.engine.policy import Decision, decide, retries_for
 from orchestrator.engine.records import StageRecord, TrackedArtifact, Tracker
 from orchestrator.engine.task import StageTask
-from orchestrator.errors import PipelineError, StageError
+from orchestrator.errors import ArtifactError, PipelineError, StageError
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +80,7 @@ class StageOutcome:
     error: str | None = None
     node: str | None = None  # the Ray node id where the stage ran (from its manifest)
     metrics: dict[str, float] = field(default_factory=dict)
+    submitted_at: float | None = None  # monotonic time of the first attempt's submission (not in the ledger)
 
     def ledger_entry(self) -> dict[str, Any]:
         return {
@@ -131,7 +133,9 @@ class Runner:
 
     ``copies_dir`` is where files of a remote store are copied for the tracker to upload
     (MLflow logs local files only); the caller removes it once the tracker is done. Nothing
-    there is needed after the run: the store holds the originals.
+    there is needed after the run: the store holds the originals. ``store_option`` is how the
+    caller names the store in the resume command it prints (`` --artifact-uri URI`` where the
+    store is not the default one a plain `relay resume` would open).
     """
 
     def __init__(
@@ -142,6 +146,7 @@ class Runner:
         code_version: str | Mapping[str, str],
         seed: int,
         copies_dir: Path | None = None,
+        store_option: str = "",
     ) -> None:
         """``code_version``: one version for every stage, or one per stage module (``fingerprint.code_versions``)."""
         self.store = store
@@ -150,6 +155,7 @@ class Runner:
         self.code_version = code_version
         self.seed = seed
         self.copies_dir = None if copies_dir is None else Path(copies_dir)
+        self.store_option = store_option
 
     def run(
         self, pipeline: Pipeline, run_id: str, stop_after: str | None = None, rerun: Collection[str] = ()
@@ -182,12 +188,24 @@ class Runner:
         except (KeyboardInterrupt, SystemExit):  # Ctrl-C, or SIGTERM (`relay stop`: Ray raises SystemExit)
             _mark_interrupted(st)
             logger.warning(
-                "interrupted; resume with: relay resume %s (a cluster job: relay submit --resume %s)", run_id, run_id
+                "interrupted; resume with: relay resume %s%s (a cluster job: relay submit --resume %s)",
+                run_id,
+                self.store_option,
+                run_id,
             )
             raise
         except BaseException as exc:
-            st.write_ledger(RunStatus.FAILED)
-            logger.error("run %s failed: %s. Fix the cause. Resume with: relay resume %s", run_id, exc, run_id)
+            try:
+                st.write_ledger(RunStatus.FAILED)
+            except ArtifactError as unwritable:  # the store itself failed: say how to resume all the same
+                logger.warning("could not record the failure in the run's ledger: %s", unwritable)
+            logger.error(
+                "run %s failed: %s. Fix the cause. Resume with: relay resume %s%s",
+                run_id,
+                exc,
+                run_id,
+                self.store_option,
+            )
             raise
         status = RunStatus.STOPPED if len(st.outcomes) < len(pipeline.stages) else RunStatus.FINISHED
         st.write_ledger(status)
@@ -268,16 +286,18 @@ class Runner:
             self.tracker.stage_started(stage.name, stage.generation)
         forced = " (rerun on request, cache not read)" if stage.name in st.rerun else ""
         logger.info("run %s (attempt %d, fingerprint %s)%s", stage.name, task.attempt, task.fingerprint[:12], forced)
-        st.in_flight[self.executor.submit(task)] = task
         outcome = st.outcomes[stage.name]
+        if task.attempt == 1:
+            outcome.submitted_at = time.monotonic()
+        st.in_flight[self.executor.submit(task)] = task
         outcome.state, outcome.attempts = StageState.RUNNING, task.attempt
 
     def _settle(self, st: _RunState, task: StageTask, outcome: Any) -> None:
         """Record a success, or retry / fail a stage according to ``decide``."""
         stage = task.stage
         if isinstance(outcome, Manifest):
-            logger.info("done %s in %.1f s", stage.name, outcome.duration_s)
             self._record_success(st, stage, outcome, cache_hit=False)
+            logger.info("done %s in %.1f s", stage.name, st.outcomes[stage.name].duration_s)
             return
         if not isinstance(outcome, BaseException):
             outcome = TypeError(f"executor returned {type(outcome).__name__} for {stage.name}; expected a Manifest")
@@ -300,7 +320,7 @@ class Runner:
         st.manifests[stage.name] = manifest
         outcome = st.outcomes[stage.name]
         outcome.state = StageState.CACHED if cache_hit else StageState.SUCCEEDED
-        outcome.duration_s = 0.0 if cache_hit else manifest.duration_s
+        outcome.duration_s = 0.0 if cache_hit else wall_time(outcome, manifest)
         outcome.node = manifest.node or None
         outcome.metrics = dict(manifest.metrics)
         self._report(
@@ -376,6 +396,17 @@ class Runner:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(self.store.read_bytes(relative))
         return path
+
+
+def wall_time(outcome: StageOutcome, manifest: Manifest) -> float:
+    """A stage's seconds from its first submission to its result: what sizing a run needs.
+
+    The manifest's own duration is the body's; it leaves out what came before the body ran (Ray
+    Train's controller and worker group: 90 s of a 135 s stage on a loaded cluster, and retries).
+    """
+    if outcome.submitted_at is None:
+        return manifest.duration_s
+    return max(manifest.duration_s, time.monotonic() - outcome.submitted_at)
 
 
 def _mark_interrupted(st: _RunState) -> None:

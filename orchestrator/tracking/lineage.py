@@ -250,10 +250,17 @@ def _link_version(client: Any, model_id: str, name: str, version: Any) -> None:
     """
     from mlflow.utils.mlflow_tags import MLFLOW_MODEL_VERSIONS
 
-    linked = json.loads(client.get_logged_model(model_id).tags.get(MLFLOW_MODEL_VERSIONS) or "[]")
+    linked = registered_versions(client.get_logged_model(model_id))
     if all((entry.get("name"), str(entry.get("version"))) != (name, str(version)) for entry in linked):
         linked.append({"name": name, "version": version})
         client.set_logged_model_tags(model_id, {MLFLOW_MODEL_VERSIONS: json.dumps(linked)})
+
+
+def registered_versions(model: Any) -> list[dict[str, Any]]:
+    """The registry versions a LoggedModel was registered as (the tag ``register`` writes)."""
+    from mlflow.utils.mlflow_tags import MLFLOW_MODEL_VERSIONS
+
+    return json.loads(model.tags.get(MLFLOW_MODEL_VERSIONS) or "[]")
 
 
 def logged_models_of(client: Any, experiment_id: str, pipeline_run: str, tag_run: str) -> dict[str, str]:

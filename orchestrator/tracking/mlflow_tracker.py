@@ -356,11 +356,18 @@ class MlflowTracker:
         tags = {TAG_PIPELINE_RUN: self._run_id, TAG_PIPELINE: self._pipeline_name}
         if generation is not None:
             tags[TAG_GENERATION] = str(generation)
-        model = lineage.log_model(self._client, self._experiment_id, runs[0], artifact, tags, self._image_size)
-        self._lineage.model_ids[artifact.name] = model.model_id
-        lineage.link_outputs(self._client, [*runs, self._parent], model.model_id, step=generation or 0)
-        if generation is None or not self.register_models:
-            return
+        earlier = self._logged_before(artifact)
+        if earlier is not None:  # a driver killed after logging it and before closing its stage run
+            lineage.link_outputs(self._client, runs[:1], earlier.model_id, step=generation or 0)  # gen: linked
+            if lineage.registered_versions(earlier) or generation is None or not self.register_models:
+                return
+            model = earlier
+        else:
+            model = lineage.log_model(self._client, self._experiment_id, runs[0], artifact, tags, self._image_size)
+            self._lineage.model_ids[artifact.name] = model.model_id
+            lineage.link_outputs(self._client, [*runs, self._parent], model.model_id, step=generation or 0)
+            if generation is None or not self.register_models:
+                return
         aliases = model_aliases(stage_name, generation)
         if is_generation_stage(stage_name, generation) and generation >= self._newest_generation:
             self._newest_generation = generation
@@ -371,6 +378,19 @@ class MlflowTracker:
         logger.info(
             "registered %s as model %s version %s (%s)", artifact.name, self._pipeline_name, version, ", ".join(aliases)
         )
+
+    def _logged_before(self, artifact: TrackedArtifact) -> Any:
+        """The model an earlier attempt of this run logged for ``artifact`` (same bytes, READY), or None.
+
+        Resuming after a SIGKILL re-tracks a stage whose run the dead driver never closed; its
+        model was logged already, and logging it again would leave the first copy orphaned.
+        """
+        model_id = self._lineage.model_ids.get(artifact.name)
+        if model_id is None:
+            return None
+        model = self._client.get_logged_model(model_id)
+        same = model.tags.get(lineage.TAG_DIGEST) == artifact.digest and str(model.status) == "READY"
+        return model if same else None
 
     def _log(
         self, run: str, tags: Mapping[str, str] | None = None, metrics: Iterable[tuple[str, float, int]] = ()

@@ -181,6 +181,7 @@ def build(config: KnowledgeEvolutionConfig) -> Pipeline:
 
 SUMMARY = {
     **ACCURACY_COLUMNS,
+    "tail_recall": "evaluate/tail_recall",  # long-tailed data (the class-balanced loss's config)
     "slim_accuracy": "evaluate/slim_accuracy",
     "slim_params": "evaluate/slim_params",
     "dense_params": "evaluate/dense_params",

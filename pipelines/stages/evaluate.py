@@ -44,6 +44,13 @@ def training_counts(split: pa.Table, num_classes: int) -> list[int]:
     return (labeled_class_counts(split, num_classes) + np.bincount(known, minlength=num_classes)).tolist()
 
 
+def class_names(data: Any, num_classes: int) -> list[int]:
+    """The dataset's own id of each class the model predicts: `data.classes` picks and relabels a subset
+    (digits 5-9 become 0-4), and per-class metrics and plots must name the digits, not the positions."""
+    chosen = getattr(data, "classes", None)
+    return list(chosen) if chosen else list(range(num_classes))
+
+
 def evaluate_generation(ctx: StageContext, inputs: Mapping[str, Any], params: Mapping[str, Any]) -> StageResult:
     """Balanced accuracy, tail recall and per-class recall/precision of the EMA model on the balanced test set."""
     data = params["data"]
@@ -67,8 +74,9 @@ def evaluate_generation(ctx: StageContext, inputs: Mapping[str, Any], params: Ma
         "accuracy": float(result["accuracy"]),
         "tail_recall": float(np.mean([result["recall"][c] for c in tail])),
     }
-    metrics.update({f"recall/{c}": float(r) for c, r in enumerate(result["recall"])})
-    metrics.update({f"precision/{c}": float(p) for c, p in enumerate(result["precision"])})
+    names = class_names(data, num_classes)
+    metrics.update({f"recall/{names[c]}": float(r) for c, r in enumerate(result["recall"])})
+    metrics.update({f"precision/{names[c]}": float(p) for c, p in enumerate(result["precision"])})
     table = pa.table(
         {
             "class_id": list(range(num_classes)),
@@ -79,7 +87,7 @@ def evaluate_generation(ctx: StageContext, inputs: Mapping[str, Any], params: Ma
         schema=EVALUATION_SCHEMA,
     )
     files = {
-        "per_class.png": plots.per_class_bars(result["recall"], result["precision"], counts.tolist()),
+        "per_class.png": plots.per_class_bars(result["recall"], result["precision"], counts.tolist(), names),
         "confusion.png": plots.confusion_matrix(result["confusion"]),
     }
     return StageResult(outputs={output_name(params, "evaluation"): table}, metrics=metrics, files=files)

@@ -78,6 +78,8 @@ def test_transfer_runs_nest_pretraining_and_fine_tuning_as_generations(transfer_
     assert 0.0 <= metric(by_name["gen-01"], "balanced_accuracy") <= 1.0
     assert 0.0 <= metric(by_name["gen-01"], "baseline_balanced_accuracy") <= 1.0
     assert by_name["g01/train"].data.tags["relay.teacher"].startswith("models:/"), "the pretrained model is its input"
+    per_class = {key for key in by_name["g01/evaluate"].data.metrics if key.startswith("recall/")}
+    assert per_class == {f"recall/{digit}" for digit in range(5, 10)}  # the digits, not positions 0-4
     registered = mlflow_client(transfer_run).get_registered_model("transfer-digits")
     assert {"gen-00", "gen-01", "newest"} <= set(registered.aliases)
 

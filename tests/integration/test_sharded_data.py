@@ -66,3 +66,22 @@ def test_a_shard_changed_after_the_import_fails_the_first_stage_naming_it(tmp_pa
     assert result.returncode == 1, result.stderr[-3000:]
     assert "train/part-00000.parquet: sha256" in result.stderr and "re-import the dataset" in result.stderr
     assert stage_metrics(tmp_path / "ws") == {}, "a failed stage stores nothing"
+
+
+def test_a_dataset_imported_again_at_the_same_uri_misses_the_old_ones_cache(tmp_path: Path) -> None:
+    """The cache keys shards by their digest (pinned from the manifest), not by the URI they sit at."""
+    dest, workspace = tmp_path / "data", tmp_path / "ws"
+    split_only = ["data.name=parquet", f"data.uri={dest}", "--stop-after", "data/split"]
+    import_digits(str(dest), tmp_path)
+    first = relay("run", SMOKE, *OVERRIDES, *split_only, "--run-id", "first", workspace=workspace)
+    assert first.returncode == 0, first.stderr[-3000:]
+    for path in sorted(dest.rglob("*"), reverse=True):  # deleted, as the import's own message suggests
+        path.unlink() if path.is_file() else path.rmdir()
+    result = relay("data", "import", "synthetic", str(dest), workspace=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    second = relay("run", SMOKE, *OVERRIDES, *split_only, "--run-id", "second", workspace=workspace)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "cache hit" not in second.stdout + second.stderr
+    saved = [(workspace / "artifacts" / "runs" / run / "config.yaml").read_text() for run in ("first", "second")]
+    digests = [line.split(":", 1)[1].strip() for text in saved for line in text.splitlines() if "digest:" in line]
+    assert len(digests) == 2 and digests[0] != digests[1]  # each run's record names the dataset it read

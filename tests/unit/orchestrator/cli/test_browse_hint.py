@@ -51,3 +51,20 @@ def test_a_store_the_config_names_is_opened_through_the_variable(
     uri = tracking_uri(config.run, config.tracking)
     command = ui_command(config, uri, tmp_path / "ws")
     assert store_the_ui_opens(command, monkeypatch) == (uri, "my exp")
+
+
+def test_printed_commands_name_a_store_the_default_would_not_open(tmp_path: Path, monkeypatch) -> None:
+    """`relay resume RUN` / `relay generations RUN` printed after a run on `run.artifact_uri` found no run."""
+    from orchestrator.cli.common import store_of, store_option
+
+    monkeypatch.delenv("RELAY_ARTIFACT_URI", raising=False)
+    monkeypatch.setenv("RELAY_WORKSPACE", str(tmp_path / "ws"))
+    default = str(tmp_path / "ws" / "artifacts")
+    assert store_option(default) == ""
+    elsewhere = tmp_path / "my store"
+    elsewhere.mkdir()
+    option = store_option(str(elsewhere))
+    assert shlex.split(option) == ["--artifact-uri", str(elsewhere)]
+    import argparse
+
+    assert store_of(argparse.Namespace(artifact_uri=shlex.split(option)[1], workspace=None)).uri == str(elsewhere)

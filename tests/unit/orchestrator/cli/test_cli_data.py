@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import os
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 
@@ -143,3 +145,66 @@ def test_hdfs_without_java_says_so_in_one_line(capsys: pytest.CaptureFixture) ->
     err = capsys.readouterr().err
     assert "Java" in err and "JAVA_HOME" in err
     assert "dlopen" not in err and len(err.strip().splitlines()) == 2, err
+
+
+def test_a_pin_of_the_printed_16_characters_matches(digits: Path, tmp_path: Path) -> None:
+    assert (
+        _validate(tmp_path, f"data.uri={digits}", f"data.digest={shards.read_manifest(str(digits)).digest[:16]}") == 0
+    )
+
+
+def test_info_on_an_unfinished_import_says_to_re_run_it(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    (tmp_path / "d" / "train").mkdir(parents=True)  # what Ctrl-C left before the cleanup removed folders too
+    assert main(["data", "info", str(tmp_path / "d")]) == 2
+    assert "an unfinished import" in capsys.readouterr().err
+    assert main(["data", "import", "digits", str(tmp_path / "d")]) == 0
+    assert "held what an unfinished import left (0 shard file(s) and 1 folder(s)" in capsys.readouterr().out
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint() -> Iterator[str]:
+    """moto's S3 server in this process, on a free port (about 1 s to start)."""
+    from moto.server import ThreadedMotoServer
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> pafs.S3FileSystem:
+    for name, value in (
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("AWS_DEFAULT_REGION", "us-east-1"),
+    ):
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    return pafs.S3FileSystem(endpoint_override=s3_endpoint, scheme="http", allow_bucket_creation=True)
+
+
+def test_a_missing_bucket_is_named_before_the_source_is_read(
+    s3: pafs.S3FileSystem, s3_endpoint: str, capsys: pytest.CaptureFixture
+) -> None:
+    assert main(["data", "import", "digits", f"s3://nobucket/x?endpoint_override={s3_endpoint}&scheme=http"]) == 2
+    err = capsys.readouterr().err
+    assert "bucket 'nobucket' does not exist; create it first" in err, err
+    assert "import train" not in err, "the source was read before the bucket was checked"
+
+
+def test_leftovers_on_s3_with_folder_markers_are_cleared(
+    s3: pafs.S3FileSystem, s3_endpoint: str, capsys: pytest.CaptureFixture
+) -> None:
+    s3.create_dir("leftovers")
+    s3.create_dir("leftovers/d/train")  # a folder marker object, as the import's create_dir writes
+    with s3.open_output_stream("leftovers/d/train/part-00000.parquet") as stream:
+        stream.write(b"cut short by SIGKILL")
+    uri = f"s3://leftovers/d?endpoint_override={s3_endpoint}&scheme=http"
+    assert main(["data", "import", "digits", uri]) == 0
+    assert "held what an unfinished import left (1 shard file(s)" in capsys.readouterr().out
+    assert main(["data", "import", "digits", uri]) == 0
+    assert "nothing written" in capsys.readouterr().out

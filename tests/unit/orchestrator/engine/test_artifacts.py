@@ -397,3 +397,27 @@ def test_nulls_in_nullable_list_elements_are_stored(tmp_path):
     store = ArtifactStore(str(tmp_path))
     loaded = store.load(store.write_stage("fp", "s", StageResult(outputs={"t": table})).outputs["t"])
     assert loaded.schema.equals(schema) and loaded.column("p").to_pylist() == [[0.5, None], [0.0, 1.0]]
+
+
+@pytest.mark.parametrize(
+    ("store", "expected"),
+    [
+        ("/mnt/relay/store", "/mnt/relay/store/ray_train"),
+        ("s3://bucket/relay/", "s3://bucket/relay/ray_train"),
+        (
+            "s3://bucket/relay?endpoint_override=127.0.0.1:9000&scheme=http",
+            "s3://bucket/relay/ray_train?endpoint_override=127.0.0.1:9000&scheme=http",
+        ),
+    ],
+)
+def test_paths_under_a_store_go_before_its_query(store: str, expected: str) -> None:
+    """Ray Train's storage under an S3 store named with endpoint options: after the query, pyarrow read
+    `scheme=http/ray_train` and every data-parallel stage failed."""
+    import pyarrow.fs as pafs
+
+    from orchestrator.engine.distributed import train_storage_path
+
+    assert train_storage_path(store) == expected
+    if "endpoint_override" in store:  # (a plain s3:// URI would ask AWS for the bucket's region)
+        _, path = pafs.FileSystem.from_uri(expected)
+        assert path == "bucket/relay/ray_train"

@@ -250,3 +250,15 @@ def test_a_run_stopped_from_outside_is_interrupted_not_failed(tmp_path, caplog):
     assert written["status"] == RunStatus.INTERRUPTED.value
     assert written["stages"]["g00/stopped"]["state"] == StageState.PENDING.value
     assert "Fix the cause" not in caplog.text and "relay resume run-stopped" in caplog.text
+
+
+def test_a_stage_lasts_from_its_submission_not_from_when_its_body_began() -> None:
+    """Ray Train's start-up (and a retry) come before the body's own clock starts: the ledger counts them."""
+    import time
+
+    from orchestrator.engine.artifacts import Manifest
+    from orchestrator.engine.runner import StageOutcome, wall_time
+
+    body = Manifest(fingerprint="fp", stage="g00/train", outputs={}, duration_s=1.0)
+    assert wall_time(StageOutcome(submitted_at=time.monotonic() - 5.0), body) >= 5.0
+    assert wall_time(StageOutcome(), body) == 1.0  # nothing known of its submission: the body's time

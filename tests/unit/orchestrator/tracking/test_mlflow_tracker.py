@@ -401,6 +401,30 @@ def test_resume_kills_the_stage_runs_a_dead_driver_left_running(store, experimen
     assert statuses == ["FINISHED", "KILLED"]
 
 
+def test_a_model_logged_before_the_driver_died_is_not_logged_again_on_resume(store, experiment, tmp_path):
+    """SIGKILL after a stage's model was logged but before its stage run closed: the resume re-tracks
+    the (cached) stage; it must link the model it finds, not log and register a second copy."""
+    name = f"toy-{experiment}"
+    outputs = {"g00/model": lineage_outputs(tmp_path, 0)["g00/model"]}
+    first = tracker_for(store, experiment, log_models=True)
+    first.start_pipeline("run-k", name, {}, resume=False)
+    first.stage_finished(record("g00/train", 0, outputs=outputs))
+    client = MlflowClient(store[0])
+    (stage,) = runs(store, experiment, "stage")
+    client.update_run(stage.info.run_id, status="RUNNING")  # the close that the kill cut off
+    second = tracker_for(store, experiment, log_models=True)
+    second.start_pipeline("run-k", name, {}, resume=True)
+    second.stage_finished(record("g00/train", 0, cache_hit=True, outputs=outputs))
+    second.end_pipeline("FINISHED")
+    exp = client.get_experiment_by_name(experiment)
+    models = client.search_logged_models([exp.experiment_id], filter_string="tags.`relay.pipeline_run` = 'run-k'")
+    assert len(models) == 1
+    assert [str(v.version) for v in client.search_model_versions(f"name = '{name}'")] == ["1"]
+    assert [o.model_id for o in client.get_run(second.parent_run_id).outputs.model_outputs] == [models[0].model_id]
+    statuses = sorted(r.info.status for r in runs(store, experiment, "stage"))
+    assert statuses == ["FINISHED", "KILLED"]
+
+
 def test_ending_the_pipeline_closes_stage_runs_left_open(store, experiment):
     """Ctrl-C mid-stage: the stage never reports; ending the pipeline KILLED closes its run too."""
     tracker = tracker_for(store, experiment)

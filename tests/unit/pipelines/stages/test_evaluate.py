@@ -16,3 +16,13 @@ def test_training_counts_add_the_unlabeled_pool_and_skip_unknown_labels() -> Non
         schema=SPLIT_SCHEMA,
     )
     assert training_counts(split, 3) == [3, 2, 0]
+
+
+def test_per_class_results_name_the_datasets_classes_of_a_relabelled_subset() -> None:
+    """Transfer's new task is digits 5-9, relabelled 0-4: its recall/5 is digit 5, not position 5."""
+    from types import SimpleNamespace
+
+    from pipelines.stages.evaluate import class_names
+
+    assert class_names(SimpleNamespace(classes=[5, 6, 7, 8, 9]), 5) == [5, 6, 7, 8, 9]
+    assert class_names(SimpleNamespace(classes=None), 3) == [0, 1, 2]
