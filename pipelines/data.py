@@ -13,6 +13,7 @@ import functools
 import gzip
 import importlib.util
 import math
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -325,31 +326,96 @@ def _read_imagefolder(
     """Load every image of an ImageFolder into one uint8 tensor [N, 3, size, size]."""
     import torch
 
-    samples, mapping = imagefolder_samples(folder, class_to_idx)
+    listing = imagefolder_samples(folder, class_to_idx)
+    samples, mapping = listing.samples, listing.class_to_idx
     stacked = torch.stack([imagefolder_image(path, image_size) for path, _ in samples]).to(torch.uint8)
     labels = torch.tensor([label for _, label in samples], dtype=torch.int64)
     return ImageDataset(stacked, labels, len(mapping)), mapping
 
 
-def imagefolder_samples(
-    folder: Path, class_to_idx: dict[str, int] | None
-) -> tuple[list[tuple[str, int]], dict[str, int]]:
-    """(path, label) of every image of an ImageFolder, in torchvision's order, and the class-to-index mapping.
+@dataclass(frozen=True)
+class ImageFolderListing:
+    """The images of one ImageFolder split: (path, label) in torchvision's order, the class mapping, and
+    what was left out and why (reason -> count), so an import can say what it skipped."""
 
-    ``class_to_idx`` (train's) makes a test folder's labels agree with train's; a class train lacks is an error.
+    samples: list[tuple[str, int]]
+    class_to_idx: dict[str, int]
+    skipped: dict[str, int]
+
+
+def _hidden(name: str) -> bool:
+    """Names starting with '.' are tool litter (.ipynb_checkpoints, .DS_Store, macOS ``._x.png``), not data."""
+    return name.startswith(".")
+
+
+def imagefolder_samples(folder: Path, class_to_idx: dict[str, int] | None) -> ImageFolderListing:
+    """Every image of an ImageFolder split, in torchvision's order, with torchvision's labels.
+
+    torchvision lists the files (images in nested subfolders of a class belong to that class); the
+    label is the one it computed, mapped through ``class_to_idx`` (train's) by class name, so a test
+    folder's labels agree with train's and a class train lacks is an error. Hidden class folders
+    and hidden files are skipped, as a clean listing would; files of an extension torchvision does
+    not read (.gif) are skipped as torchvision skips them, and counted. A class folder with no image
+    is an error naming it: torchvision's own message names neither the path nor the fix.
     """
     from torchvision import datasets
+    from torchvision.datasets.folder import IMG_EXTENSIONS, has_file_allowed_extension
 
-    found = datasets.ImageFolder(str(folder))
+    skipped: dict[str, int] = {}
+
+    def skip(reason: str) -> bool:
+        skipped[reason] = skipped.get(reason, 0) + 1
+        return False
+
+    def is_image(path: str) -> bool:
+        if any(_hidden(part) for part in Path(os.path.relpath(path, folder)).parts):
+            return skip("hidden file(s) (name starts with '.')")
+        if not has_file_allowed_extension(path, IMG_EXTENSIONS):
+            return skip(f"file(s) of a type torchvision does not read as an image ({Path(path).suffix or 'no suffix'})")
+        return True
+
+    class VisibleImageFolder(datasets.ImageFolder):
+        def find_classes(self, directory: str) -> tuple[list[str], dict[str, int]]:
+            return _visible_classes(Path(directory), skip)
+
+    found = VisibleImageFolder(str(folder), is_valid_file=is_image, allow_empty=True)
     mapping = class_to_idx if class_to_idx is not None else found.class_to_idx
     unknown = sorted(set(found.classes) - set(mapping))
     if unknown:
         raise ValueError(
             f"imagefolder: {folder} has classes {unknown} that train/ lacks; expected a subset of {sorted(mapping)}"
         )
-    if not found.samples:
-        raise FileNotFoundError(f"imagefolder: expected images under {folder}/<class>/; found none")
-    return [(path, mapping[Path(path).parent.name]) for path, _ in found.samples], mapping
+    _check_no_empty_class(folder, found.classes, {label for _, label in found.samples})
+    samples = [(path, mapping[found.classes[label]]) for path, label in found.samples]
+    return ImageFolderListing(samples, mapping, skipped)
+
+
+def _visible_classes(folder: Path, skip: Callable[[str], bool]) -> tuple[list[str], dict[str, int]]:
+    """torchvision's ``find_classes`` (sorted sub-folders) without hidden ones, which are counted as skipped.
+
+    No class folder left is an error with the fix (torchvision's names no fix).
+    """
+    folders = sorted(entry.name for entry in os.scandir(folder) if entry.is_dir())
+    for _ in filter(_hidden, folders):
+        skip("hidden folder(s) not taken as a class")
+    classes = [name for name in folders if not _hidden(name)]
+    if not classes:
+        raise FileNotFoundError(
+            f"imagefolder: {folder} holds no class folder; place the images as {folder}/<class>/<image>"
+        )
+    return classes, {name: index for index, name in enumerate(classes)}
+
+
+def _check_no_empty_class(folder: Path, classes: Sequence[str], labelled: set[int]) -> None:
+    """A class folder without one image would be a class no sample has: name the folders and the fix."""
+    from torchvision.datasets.folder import IMG_EXTENSIONS
+
+    empty = [str(folder / name) for index, name in enumerate(classes) if index not in labelled]
+    if empty:
+        raise ValueError(
+            f"imagefolder: class folder {', '.join(empty)} holds no image ({', '.join(IMG_EXTENSIONS)}); "
+            "add images to it or remove the folder"
+        )
 
 
 def imagefolder_image(path: str, image_size: int) -> torch.Tensor:

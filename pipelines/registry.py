@@ -29,15 +29,16 @@ from pipelines.datasets.shards import read_manifest
 
 
 def dataset_pins(config: Any) -> dict[str, dict[str, str]]:
-    """`data.digest` from the manifest, for a sharded dataset named by `data.uri` alone.
+    """`data.digest` from the manifest, for a sharded dataset named by `data.uri` alone or by a prefix.
 
     Why: stages are cached by their params, and `data` names shards by URI; a dataset deleted and
     imported again at the same URI would otherwise meet the old one's cached split and models.
     """
     data = getattr(config, "data", None)
-    if getattr(data, "name", None) != SHARDED or data.digest or not data.uri:
+    if getattr(data, "name", None) != SHARDED or not data.uri:
         return {}
-    return {"data": {"digest": read_manifest(data.uri).digest}}
+    digest = read_manifest(data.uri).digest  # a pinned prefix (checked already) becomes the whole digest:
+    return {} if data.digest == digest else {"data": {"digest": digest}}  # one dataset, one cache key
 
 
 DATA = DataSpec(

@@ -46,7 +46,8 @@ def destination_problem(dest: str) -> str | None:
     """Why a local DEST cannot be a folder this import writes in (a file, a path under a file, no permission).
 
     Checked before the source is read. A folder that already holds something is left to the
-    import, which writes nothing there either way: the same dataset is a no-op, anything else is refused.
+    import: the same dataset, unchanged, is a no-op; what an unfinished import left is cleared and
+    imported again; anything else is refused with nothing written.
     """
     path = dest.removeprefix("file://") if dest.startswith("file://") else None if "://" in dest else dest
     if path is None:
@@ -101,7 +102,7 @@ def register(commands: Any) -> None:
     imp.add_argument("source")
     imp.add_argument("dest")
     imp.add_argument("--encoding", choices=("auto", "raw", "png"), default="auto", help="auto: raw up to 64x64x3")
-    imp.add_argument("--image-size", type=int, help="resize image folders to this square size (default 32)")
+    imp.add_argument("--image-size", type=int, help="resize image folders to this square size (4-1024, default 32)")
     imp.add_argument("--rows-per-group", type=int, help="rows a reader fetches at once (default: about 1 MB)")
     imp.set_defaults(handler=cmd_import)
     info = sub.add_parser("info", help="what a dataset at DEST holds, after checking it")

@@ -25,13 +25,33 @@ def cached_manifest(uri: str) -> DatasetManifest:
     return read_manifest(uri)
 
 
+PIN_MIN_HEX = 16  # what `relay data import` and `relay data info` print as the short digest
+
+
+def pins(digest: str, pin: str) -> bool:
+    """Whether ``data.digest`` names ``digest``: the full sha256, or a prefix of at least PIN_MIN_HEX hex
+    characters (64 bits: no two datasets share one by chance), in either case."""
+    pin = pin.strip().lower()
+    return len(pin) >= PIN_MIN_HEX and digest.lower().startswith(pin)
+
+
 def check_pin(manifest: DatasetManifest, uri: str, digest: str | None) -> None:
-    """Refuse a dataset whose digest is not the one the config pins (`data.digest`)."""
-    if digest and manifest.digest != digest:
-        raise DatasetError(
-            f"{uri} holds dataset {manifest.digest[:16]}, but data.digest pins {digest[:16]}; "
-            "point data.uri at the pinned dataset or update data.digest (`relay data info URI` prints it)"
-        )
+    """Refuse a dataset whose digest is not the one the config pins (`data.digest`).
+
+    The message shows the whole digests: a short pin that is a prefix of the dataset's is no
+    mismatch, so printing both at one length could show two equal strings.
+    """
+    if not digest or pins(manifest.digest, digest):
+        return
+    short = (
+        f" (a pin needs at least {PIN_MIN_HEX} hex characters)"
+        if manifest.digest.startswith(digest.strip().lower())
+        else ""
+    )
+    raise DatasetError(
+        f"{uri} holds dataset {manifest.digest}, but data.digest pins {digest}{short}; "
+        "point data.uri at the pinned dataset or update data.digest (`relay data info URI` prints it)"
+    )
 
 
 def sharded_labels(uri: str, digest: str | None = None) -> DatasetLabels:

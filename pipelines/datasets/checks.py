@@ -100,6 +100,25 @@ def open_shard(fs: pafs.FileSystem, root: str, shard: Shard, schema: pa.Schema) 
     return parquet
 
 
+def changed_shards(uri: str, manifest: DatasetManifest) -> list[str]:
+    """Every shard the manifest lists that is missing or not its recorded size: one listing, no shard read.
+
+    What a repeated import checks before it calls the destination done: cheap enough for S3 (one
+    HEAD a shard), and it catches a deleted, truncated or rewritten shard (not one edited in place
+    at the same size: that is the sha256's job, in the split stage and `relay data info --verify`).
+    """
+    fs, root = open_root(uri)
+    listed = [shard for split in manifest.splits.values() for shard in split.shards]
+    infos = fs.get_file_info([f"{root}/{shard.path}" for shard in listed])
+    problems = []
+    for shard, info in zip(listed, infos, strict=True):
+        if info.type != pafs.FileType.File:
+            problems.append(f"{shard.path} is missing")
+        elif info.size != shard.bytes:
+            problems.append(f"{shard.path} is {info.size} bytes, the manifest says {shard.bytes}")
+    return problems
+
+
 def _columns(schema: pa.Schema) -> str:
     return ", ".join(f"{f.name} {f.type}{'' if f.nullable else ' not null'}" for f in schema)
 

@@ -10,12 +10,17 @@ exact pixels its in-memory loader produces, in the same order, so sample id i is
 `data.name: <source>` and a pipeline gives the same results from either path.
 
 Bad input (an unknown source, a folder no source recognises, an image that does not decode, a
-destination holding a different dataset) raises ValueError or OSError naming the problem, and an
-import that fails halfway removes the shards it wrote: no manifest, no half dataset.
+destination holding a different dataset, a missing bucket) raises ValueError or OSError naming
+the problem, and an import that fails halfway removes the shards and folders it wrote: no
+manifest, no half dataset. A repeated import is a no-op only while the destination and the
+source are what the first import made and read; a destination holding only what an unfinished
+(killed) import leaves is cleared and imported again.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
 import pickle
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -23,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow.fs as pafs
 from tqdm import tqdm
 
 from pipelines import data as datasets
@@ -31,15 +37,19 @@ from pipelines.datasets.catalog import SHARDED
 
 Chunks = Callable[[], Iterator[tuple[np.ndarray, np.ndarray]]]
 IMAGEFOLDER_CHUNK = 256
+MAX_IMAGE_SIZE = 1024  # data.image_size's bound (pipelines/schema.py, DataSection): the same images either way
+OPTION_BOUNDS: dict[str, tuple[int, int | None]] = {"image_size": (4, MAX_IMAGE_SIZE), "rows_per_group": (1, None)}
 
 
 @dataclass(frozen=True)
 class SourceData:
-    """An opened source: class names, image shape, and per split its row count and a chunk iterator."""
+    """An opened source: class names, image shape, per split its row count and a chunk iterator, and
+    the files it leaves out (reason -> count) so the import can say so."""
 
     classes: list[str]
     image_shape: tuple[int, int, int]
     splits: dict[str, tuple[int, Chunks]]
+    skipped: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -51,6 +61,8 @@ class Source:
     open: Callable[[Path | None, Mapping[str, Any]], SourceData]
     recognise: Callable[[Path], Path | None] | None = None
     options: tuple[str, ...] = field(default_factory=tuple)
+    # a fingerprint of the folder's files, for a source whose folder can change after the import
+    files: Callable[[Path], dict[str, Any]] | None = None
 
 
 # --- the sources -----------------------------------------------------------------------------------
@@ -110,16 +122,45 @@ def _recognise_imagefolder(path: Path) -> Path | None:
     return path if (path / "train").is_dir() else None
 
 
+def _imagefolder_listings(base: Path) -> dict[str, datasets.ImageFolderListing]:
+    """The images of ``base/train`` and of ``base/test`` (or ``val``) when there is one, labelled by train's classes."""
+    train = datasets.imagefolder_samples(base / "train", None)
+    test_dir = next((base / name for name in ("test", "val") if (base / name).is_dir()), None)
+    if test_dir is None:
+        return {"train": train}
+    return {"train": train, "test": datasets.imagefolder_samples(test_dir, train.class_to_idx)}
+
+
 def _open_imagefolder(base: Path | None, options: Mapping[str, Any]) -> SourceData:
     """``base/train/<class>/*`` (+ ``test/`` or ``val/``), each image resized as the in-memory loader does."""
     size = int(options.get("image_size") or datasets.IMAGEFOLDER_SIZE)
-    train, mapping = datasets.imagefolder_samples(base / "train", None)
-    splits = {"train": (len(train), lambda: _imagefolder_chunks(train, size))}
-    test_dir = next((base / name for name in ("test", "val") if (base / name).is_dir()), None)
-    if test_dir is not None:
-        test, _ = datasets.imagefolder_samples(test_dir, mapping)
-        splits["test"] = (len(test), lambda: _imagefolder_chunks(test, size))
-    return SourceData(sorted(mapping, key=mapping.__getitem__), (3, size, size), splits)
+    listings = _imagefolder_listings(base)
+    splits = {
+        split: (len(listing.samples), lambda samples=listing.samples: _imagefolder_chunks(samples, size))
+        for split, listing in listings.items()
+    }
+    skipped: dict[str, int] = {}
+    for listing in listings.values():
+        for reason, count in listing.skipped.items():
+            skipped[reason] = skipped.get(reason, 0) + count
+    mapping = listings["train"].class_to_idx
+    return SourceData(sorted(mapping, key=mapping.__getitem__), (3, size, size), splits, skipped)
+
+
+def _imagefolder_files(base: Path) -> dict[str, Any]:
+    """How many image files an import of ``base`` reads, their bytes, and a sha256 over (split, path, size).
+
+    Recorded in the manifest's source identity, so a repeated import notices a folder that gained,
+    lost, renamed or replaced images since (a listing and a stat per file, no image is decoded).
+    """
+    digest = hashlib.sha256()
+    count = total = 0
+    for split, listing in _imagefolder_listings(base).items():
+        for path, _ in listing.samples:
+            size = os.path.getsize(path)
+            digest.update(f"{split}\t{os.path.relpath(path, base)}\t{size}\n".encode())
+            count, total = count + 1, total + size
+    return {"count": count, "bytes": total, "sha256": digest.hexdigest()}
 
 
 def _imagefolder_chunks(samples: list[tuple[str, int]], size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -164,6 +205,7 @@ SOURCES: dict[str, Source] = {
             _open_imagefolder,
             _recognise_imagefolder,
             ("image_size",),
+            _imagefolder_files,
         ),
     )
 }
@@ -194,49 +236,146 @@ def claims(source: str) -> bool:
 
 
 def import_dataset(source: str, dest: str, options: Mapping[str, Any]) -> dict[str, Any]:
-    """Stream ``source`` into shards at ``dest``; a summary to print. See the module docstring for the rules."""
-    found = resolve(source)
-    if found is None:
-        names = ", ".join(f"{name} ({s.description})" for name, s in SOURCES.items())
-        raise ValueError(f"SOURCE {source!r} is neither a source name nor a folder one recognises; valid: {names}")
-    kind, folder = found
-    for key, least in (("image_size", 4), ("rows_per_group", 1)):
-        if options.get(key) is not None and int(options[key]) < least:
-            raise ValueError(f"{key.replace('_', '-')}: expected at least {least}, got {options[key]}")
-    foreign = sorted(key for key in ("image_size",) if options.get(key) and key not in kind.options)
-    if foreign:
-        raise ValueError(
-            f"source {kind.name!r} takes no {', '.join(foreign)} (only: {', '.join(kind.options) or 'none'})"
-        )
+    """Stream ``source`` into shards at ``dest``; a summary to print. See the module docstring for the rules.
+
+    Everything about the destination (its bucket, a dataset already there, leftovers of an
+    unfinished import, foreign files) is settled before the source's images are read.
+    """
+    kind, folder = _resolve(source)
+    _check_options(kind, options)
+    shards.check_bucket(dest)
     identity = _identity(kind, folder, options)
     if shards.dataset_at(dest):
-        return _already_there(dest, identity)
-    if not shards.is_empty(dest):
-        raise ValueError(f"{dest} is not empty and holds no Relay dataset; import into a new or empty destination")
+        return _already_there(dest, kind, identity, options)
+    notes = _clear_unfinished(dest)
     opened = kind.open(folder, options)
     encoding = codec.choose_encoding(str(options.get("encoding") or "auto"), opened.image_shape)
     splits = {name: _progress(name, count, chunks) for name, (count, chunks) in opened.splits.items()}
     manifest = shards.write_dataset(
         dest, opened.classes, opened.image_shape, encoding, splits, options.get("rows_per_group"), source=identity
     )
-    return {**_summary(dest, manifest), "use": f"relay run CONFIG data.name={SHARDED} data.uri={dest}"}
+    if opened.skipped:
+        notes["skipped"] = "; ".join(f"{count} {reason}" for reason, count in opened.skipped.items())
+    return {**_summary(dest, manifest), **notes, "use": f"relay run CONFIG data.name={SHARDED} data.uri={dest}"}
+
+
+def _resolve(source: str) -> tuple[Source, Path | None]:
+    """``resolve``, with a source nothing recognises as the error that lists the valid ones."""
+    found = resolve(source)
+    if found is None:
+        names = ", ".join(f"{name} ({s.description})" for name, s in SOURCES.items())
+        raise ValueError(f"SOURCE {source!r} is neither a source name nor a folder one recognises; valid: {names}")
+    return found
+
+
+def _check_options(kind: Source, options: Mapping[str, Any]) -> None:
+    """Options in range and meant for this source: --image-size has data.image_size's bound, since one
+    decoded image of 3 x N x N bytes per row is what a chunk and a reader hold (100000 asks for 30 GB an image)."""
+    for key, (least, most) in OPTION_BOUNDS.items():
+        value = options.get(key)
+        if value is not None and not least <= int(value) <= (most or int(value)):
+            span = f"at least {least}" if most is None else f"{least} to {most}"
+            raise ValueError(f"--{key.replace('_', '-')}: expected {span}, got {value}; pass a value in that range")
+    foreign = sorted(key for key in ("image_size",) if options.get(key) and key not in kind.options)
+    if foreign:
+        raise ValueError(
+            f"source {kind.name!r} takes no {', '.join(foreign)} (only: {', '.join(kind.options) or 'none'})"
+        )
+
+
+def _clear_unfinished(dest: str) -> dict[str, str]:
+    """Remove what an unfinished import left at ``dest`` (a note saying so); refuse a destination holding anything else."""
+    found = shards.leftovers(dest)
+    if found is None:
+        raise ValueError(f"{dest} is not empty and holds no Relay dataset; import into a new or empty destination")
+    if not found:
+        return {}
+    files = sum(info.type == pafs.FileType.File for info in found)
+    shards.clear_leftovers(dest, found)
+    left = f"{files} shard file(s) and {len(found) - files} folder(s), no manifest"
+    return {"cleared": f"{dest} held what an unfinished import left ({left}): removed it and imported again"}
 
 
 def _identity(kind: Source, folder: Path | None, options: Mapping[str, Any]) -> dict[str, Any]:
-    """What makes two imports the same import: the source, its folder, and the options that change the bytes."""
+    """What makes two imports the same import: the source, its folder (and a fingerprint of its files,
+    for a folder that can change), and the options that change the bytes."""
     chosen = {key: options[key] for key in ("encoding", "rows_per_group", *kind.options) if options.get(key)}
-    return {"name": kind.name, "location": None if folder is None else str(folder), "options": chosen}
+    identity = {"name": kind.name, "location": None if folder is None else str(folder), "options": chosen}
+    if kind.files is not None and folder is not None:
+        identity["files"] = kind.files(folder)
+    return identity
 
 
-def _already_there(dest: str, identity: dict[str, Any]) -> dict[str, Any]:
-    """A repeated import is a no-op; an import over another dataset is refused before anything is read."""
-    manifest = shards.read_manifest(dest)
-    if dict(manifest.source) != identity:
+def _already_there(dest: str, kind: Source, identity: dict[str, Any], options: Mapping[str, Any]) -> dict[str, Any]:
+    """A repeated import is a no-op only when the destination and the source are still what that import made.
+
+    Checked cheaply, before anything is read or written: the manifest against its digest, every
+    shard there at its recorded size, the same source and options (compared as resolved: --encoding
+    auto that chose raw equals raw), and for a folder source the same files. Anything else is
+    refused with what differs: writing over a dataset could break the runs that use it.
+    """
+    retry = f"remove {dest} (or import into a new path) to re-import"
+    try:
+        manifest = shards.read_manifest(dest)
+    except shards.ManifestError as exc:
         raise ValueError(
-            f"{dest} already holds a different dataset (digest {manifest.digest[:16]}, from {dict(manifest.source)}); "
+            f"{dest} holds a Relay dataset whose manifest does not check out ({exc.reason}); {retry}"
+        ) from exc
+    differences = _differences(manifest, kind, identity, options)
+    if differences:
+        raise ValueError(
+            f"{dest} already holds a different dataset (digest {manifest.digest[:16]}): {'; '.join(differences)}; "
             "import into a new destination, or delete that one first"
         )
+    changed = checks.changed_shards(dest, manifest)
+    if changed:
+        raise ValueError(f"{dest} changed after its import: {', '.join(changed)}; {retry}")
+    source_change = _files_change(manifest.source.get("files"), identity.get("files"))
+    if source_change:
+        raise ValueError(
+            f"the source {identity['location']} changed since it was imported into {dest}: {source_change}; {retry}"
+        )
     return {**_summary(dest, manifest), "note": "already imported from this source: nothing written"}
+
+
+def _differences(
+    manifest: shards.DatasetManifest, kind: Source, identity: Mapping[str, Any], options: Mapping[str, Any]
+) -> list[str]:
+    """What makes this import another dataset than the one at the destination, one phrase each (old vs new).
+
+    Options are compared as the import resolves them against the stored image shape, so leaving
+    an option at its default and passing the value the default chose are the same import. Another
+    --image-size is said alone: the encoding and row group that follow from it are no news.
+    """
+    old = manifest.source
+    found = []
+    if old.get("name") != identity["name"]:
+        found.append(f"source: imported from {old.get('name')!r}, this import reads {identity['name']!r}")
+    elif old.get("location") != identity["location"]:
+        found.append(f"source folder: imported from {old.get('location')}, this import reads {identity['location']}")
+    shape = manifest.image_shape
+    if "image_size" in kind.options:
+        size = int(options.get("image_size") or datasets.IMAGEFOLDER_SIZE)
+        if tuple(shape[1:]) != (size, size):  # the defaults of the other options follow the size: not theirs
+            return [*found, f"--image-size: imported at {shape[1]}x{shape[2]}, this import asks for {size}x{size}"]
+    asked = str(options.get("encoding") or "auto")
+    if codec.choose_encoding(asked, shape) != manifest.encoding:
+        found.append(f"--encoding: stored {manifest.encoding}, this import asks for {asked}")
+    rows = int(options.get("rows_per_group") or shards.rows_per_group_for(shape))
+    if rows != manifest.rows_per_group:
+        found.append(f"--rows-per-group: stored {manifest.rows_per_group}, this import asks for {rows}")
+    return found
+
+
+def _files_change(imported: Mapping[str, Any] | None, now: Mapping[str, Any] | None) -> str | None:
+    """How a folder source's files differ from those imported; None when the same (or the manifest predates
+    the fingerprint, where the source and options alone decide)."""
+    if not imported or not now or dict(imported) == dict(now):
+        return None
+    then_, now_ = (f"{f['count']} image file(s), {f['bytes']} bytes" for f in (imported, now))
+    if then_ == now_:
+        return f"still {now_}, but other names or sizes"
+    return f"it holds {now_}; the import read {then_}"
 
 
 def _progress(split: str, count: int, chunks: Chunks) -> Iterator[tuple[np.ndarray, np.ndarray]]:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -39,10 +40,21 @@ FORMAT = "relay-shards/1"
 MANIFEST = "dataset.json"
 TARGET_GROUP_BYTES = 1 << 20
 GROUPS_PER_SHARD = 64
+SPLIT_NAMES = ("train", "test")  # the splits sources have; an unfinished import leaves only these folders
+_SHARD_NAME = re.compile(r"part-\d{5}\.parquet")  # SplitWriter's shard names
 
 
 class DatasetError(ValueError):
     """A dataset that is missing or not what its manifest says; the message names the file and row."""
+
+
+class ManifestError(DatasetError):
+    """A manifest that is there but does not check out; ``reason`` says why without the fix, which
+    depends on who asks (a run: re-import; an import over it: remove the destination first)."""
+
+    def __init__(self, path: str, reason: str, fix: str = "re-import the dataset") -> None:
+        super().__init__(f"{path}: {reason}; {fix}")
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -168,6 +180,11 @@ def read_manifest(uri: str) -> DatasetManifest:
         with fs.open_input_stream(path) as stream:
             raw = stream.read()
     except FileNotFoundError:
+        if leftovers(uri):
+            raise DatasetError(
+                f"{uri}: an unfinished import (split folders or shard files but no {MANIFEST}: it was interrupted "
+                f"or failed); re-run the import (`relay data import SOURCE {uri}`): it clears them and imports again"
+            ) from None
         raise DatasetError(
             f"{uri}: no shards here (no {MANIFEST}); create the dataset with `relay data import SOURCE {uri}`"
         ) from None
@@ -177,7 +194,7 @@ def read_manifest(uri: str) -> DatasetManifest:
         raise DatasetError(f"{path}: could not read the manifest ({first_line(exc)})") from exc
     manifest = _manifest_from(path, raw)
     if not any(split.shards for split in manifest.splits.values()):
-        raise DatasetError(f"{path}: the manifest lists no shards; re-import the dataset")
+        raise ManifestError(path, "the manifest lists no shards")
     return manifest
 
 
@@ -186,7 +203,7 @@ def _manifest_from(path: str, raw: bytes) -> DatasetManifest:
     try:
         data = json.loads(raw)
         if data.get("format") != FORMAT:
-            raise DatasetError(f"{path}: expected format {FORMAT!r}, got {data.get('format')!r}")
+            raise ManifestError(path, f"expected format {FORMAT!r}, got {data.get('format')!r}")
         splits = {
             name: SplitShards(int(s["count"]), int(s["unlabeled"]), tuple(Shard(**shard) for shard in s["shards"]))
             for name, s in data["splits"].items()
@@ -203,12 +220,13 @@ def _manifest_from(path: str, raw: bytes) -> DatasetManifest:
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         if isinstance(exc, DatasetError):
             raise
-        raise DatasetError(f"{path}: not a readable manifest ({type(exc).__name__}: {exc}); re-import") from exc
+        raise ManifestError(path, f"not a readable manifest ({type(exc).__name__}: {exc})") from exc
     expected = body_digest(manifest.body())
     if manifest.digest != expected:
-        raise DatasetError(
-            f"{path}: the manifest's digest {manifest.digest[:16]} does not match its content ({expected[:16]}); "
-            "it was edited after the import: re-import the dataset"
+        raise ManifestError(
+            path,
+            f"the manifest's digest {manifest.digest[:16]} does not match its content ({expected[:16]}): "
+            "it was edited after the import",
         )
     return manifest
 
@@ -256,6 +274,7 @@ class SplitWriter:
         self.count = self.unlabeled = 0
         self.shards: list[Shard] = []
         self.written: list[str] = []  # absolute paths, so a failed import can remove them
+        self.folder = f"{self._root}/{split}"
 
     def write(self, images: np.ndarray, labels: np.ndarray) -> None:
         """Append uint8 ``[n, C, H, W]`` images with int labels (-1: unknown)."""
@@ -299,7 +318,7 @@ class SplitWriter:
         self._writer.close()
         data = self._buffer.getvalue()
         path = f"{self.split}/part-{len(self.shards):05d}.parquet"
-        self._fs.create_dir(f"{self._root}/{self.split}", recursive=True)
+        self._fs.create_dir(self.folder, recursive=True)
         self.written.append(f"{self._root}/{path}")
         with self._fs.open_output_stream(f"{self._root}/{path}") as stream:
             stream.write(data)
@@ -320,13 +339,17 @@ def write_dataset(
 ) -> DatasetManifest:
     """Write each split from its chunks of (uint8 images, labels; -1 unknown), then the manifest, last.
 
-    Memory: one chunk and one shard. Whatever goes wrong (a chunk that fails to load, storage),
-    the shards written so far are removed, so a failed import leaves neither a manifest nor half
-    a dataset.
+    Memory: one chunk and one shard. Whatever goes wrong (a chunk that fails to load, storage,
+    Ctrl-C), the shards written so far and the split folders are removed, so a failed import
+    leaves neither a manifest nor half a dataset, nor an empty folder that would make the next
+    import's destination look foreign. (A killed process cannot clean up: ``leftovers``
+    recognises what it left.)
     """
     shape = tuple(int(v) for v in image_shape)
     group = rows_per_group or rows_per_group_for(shape)
     written: list[str] = []
+    fs, root = open_root(uri)
+    folders = [] if fs.get_file_info(root).type != pafs.FileType.NotFound else [root]  # removed last, if made here
     try:
         done = {}
         for name, chunks in splits.items():
@@ -337,10 +360,11 @@ def write_dataset(
                 done[name] = writer.close()
             finally:
                 written.extend(writer.written)
+                folders.insert(0, writer.folder)
         manifest = DatasetManifest(tuple(str(c) for c in classes), shape, encoding, group, done, dict(source or {}))
         return write_manifest(uri, manifest)
     except BaseException:
-        remove(uri, written)
+        remove(uri, written, folders)
         raise
 
 
@@ -357,19 +381,59 @@ def dataset_at(uri: str) -> bool:
         return False
 
 
-def is_empty(uri: str) -> bool:
-    """Whether ``uri`` is missing or an empty folder (a fresh destination)."""
+def leftovers(uri: str) -> list[pafs.FileInfo] | None:
+    """What an unfinished import left at ``uri`` (no manifest): its split folders and their shard files.
+
+    [] for a missing or empty destination; None when ``uri`` holds anything an import does not write
+    (a manifest, another file, a folder of another name), which an import must not touch. Only
+    the top level and the split folders are listed, so a foreign folder costs one listing. An
+    import killed before it could clean up (SIGKILL, a lost machine), or one whose cleanup met
+    a storage error, leaves exactly this, and an S3 import also leaves folder marker objects.
+    """
     fs, root = open_root(uri)
     try:
-        info = fs.get_file_info(root)
-        if info.type == pafs.FileType.NotFound:
-            return True
-        if info.type != pafs.FileType.Directory:
-            return False
-        return not fs.get_file_info(pafs.FileSelector(root, recursive=False))
+        kind = fs.get_file_info(root).type
+        if kind != pafs.FileType.Directory:
+            return [] if kind == pafs.FileType.NotFound else None
+        top = fs.get_file_info(pafs.FileSelector(root))
+        if any(info.type != pafs.FileType.Directory or info.base_name not in SPLIT_NAMES for info in top):
+            return None
+        found = [info for folder in top for info in fs.get_file_info(pafs.FileSelector(folder.path))]
     except (OSError, pa.ArrowException) as exc:
         _raise_if_remote(uri, fs, exc)
-        return True
+        return []  # a local folder that cannot be listed: the import's first write names the problem
+    if any(info.type != pafs.FileType.File or not _SHARD_NAME.fullmatch(info.base_name) for info in found):
+        return None
+    return [*found, *top]
+
+
+def clear_leftovers(uri: str, found: Sequence[pafs.FileInfo]) -> None:
+    """Delete what ``leftovers`` found: the shard files, then the split folders (and S3's folder markers)."""
+    fs, _ = open_root(uri)
+    for info in found:
+        if info.type == pafs.FileType.File:
+            fs.delete_file(info.path)
+    for info in found:
+        if info.type == pafs.FileType.Directory:
+            fs.delete_dir(info.path)
+
+
+def check_bucket(uri: str) -> None:
+    """An S3 or GCS destination's bucket must exist: checked before the source is read, not at the first write."""
+    fs, root = open_root(uri)
+    if fs.type_name not in ("s3", "gcs"):
+        return
+    bucket = root.split("/", 1)[0]
+    try:
+        missing = fs.get_file_info(bucket).type == pafs.FileType.NotFound
+    except (OSError, pa.ArrowException) as exc:
+        _raise_if_remote(uri, fs, exc)
+        raise
+    if missing:
+        raise DatasetError(
+            f"{uri}: bucket {bucket!r} does not exist; create it first (e.g. `aws s3 mb {fs.type_name}://{bucket}`"
+            " with the same endpoint), or fix the URI"
+        )
 
 
 def _raise_if_remote(uri: str, fs: pafs.FileSystem, exc: Exception) -> None:
@@ -378,11 +442,23 @@ def _raise_if_remote(uri: str, fs: pafs.FileSystem, exc: Exception) -> None:
         raise DatasetError(unreachable(uri, exc)) from exc
 
 
-def remove(uri: str, paths: Iterable[str]) -> None:
-    """Delete files a failed import wrote (absolute paths on ``uri``'s filesystem); missing ones are fine."""
+def remove(uri: str, paths: Iterable[str], folders: Iterable[str] = ()) -> None:
+    """Delete files a failed import wrote (absolute paths on ``uri``'s filesystem), then ``folders`` if empty.
+
+    Missing ones are fine. A folder is removed only when nothing is left in it, so a failed import
+    never deletes what it did not write.
+    """
     fs, _ = open_root(uri)
     for path in paths:
         try:
             fs.delete_file(path)
         except (FileNotFoundError, OSError):
+            pass
+    for folder in folders:
+        try:
+            if fs.get_file_info(folder).type == pafs.FileType.Directory and not fs.get_file_info(
+                pafs.FileSelector(folder, allow_not_found=True)
+            ):
+                fs.delete_dir(folder)
+        except (OSError, pa.ArrowException):
             pass

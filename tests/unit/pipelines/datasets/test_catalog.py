@@ -48,3 +48,19 @@ def test_a_test_split_without_labels_is_refused_and_a_pin_must_match(tmp_path: P
     with pytest.raises(shards.DatasetError, match=r"the test split holds 10 rows without a label"):
         catalog.sharded_labels(str(tmp_path / "e"))
     assert preflight_split({**DATA, "uri": str(tmp_path / "e")})[0].startswith("data.uri:")
+
+
+def test_a_pin_of_at_least_16_hex_characters_is_a_prefix_and_a_mismatch_shows_whole_digests(tmp_path: Path) -> None:
+    """Pinning the 16 characters an import prints failed with two identical 16-character prefixes."""
+    manifest, _, _ = write_toy(tmp_path / "d", n=60, test=10)
+    uri = str(tmp_path / "d")
+    for pin in (manifest.digest[:16], manifest.digest[:40].upper(), manifest.digest):
+        catalog.check_pin(manifest, uri, pin)
+    with pytest.raises(shards.DatasetError) as info:
+        catalog.check_pin(manifest, uri, manifest.digest[:8])
+    assert f"holds dataset {manifest.digest}, but data.digest pins {manifest.digest[:8]} (a pin needs at least 16" in (
+        str(info.value)
+    )
+    other = manifest.digest[:16] + ("0" if manifest.digest[16] != "0" else "1")
+    with pytest.raises(shards.DatasetError, match=rf"holds dataset {manifest.digest}, but data.digest pins {other};"):
+        catalog.check_pin(manifest, uri, other)

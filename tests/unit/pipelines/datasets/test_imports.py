@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import pickle
 from pathlib import Path
 
@@ -114,3 +115,157 @@ def test_a_folder_of_other_files_is_not_a_destination(tmp_path: Path) -> None:
     (tmp_path / "d" / "notes.txt").write_text("mine")
     with pytest.raises(ValueError, match=r"not empty and holds no Relay dataset"):
         imports.import_dataset("digits", str(tmp_path / "d"), {})
+
+
+def _png(path: Path, seed: int = 0) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.random.default_rng(seed).integers(0, 256, (10, 12, 3), dtype=np.uint8)).save(path)
+
+
+def test_nested_subfolders_belong_to_their_class(tmp_path: Path) -> None:
+    """torchvision's label, not the parent folder's name: train/cat/sub/deep/n0.png is a cat (was KeyError 'deep')."""
+    root = _image_folder(tmp_path / "folder")
+    _png(root / "train" / "cat" / "sub" / "deep" / "n0.png")
+    _png(root / "val" / "dog" / "more" / "n1.png")
+    imports.import_dataset(str(root), str(tmp_path / "d"), {"image_size": 8})
+    loaded = data.load_imagefolder(str(root), image_size=8)
+    assert loaded.train.labels.tolist() == [0, 0, 0, 0, 1, 1, 1] and loaded.test.labels.tolist() == [0, 1, 1]
+    for split, expected in (("train", loaded.train), ("test", loaded.test)):
+        assert np.array_equal(_read_all(str(tmp_path / "d"), split)[1], expected.labels.numpy())
+
+
+def test_hidden_entries_and_other_file_types_are_skipped_and_counted(tmp_path: Path) -> None:
+    root = _image_folder(tmp_path / "folder")
+    _png(root / "train" / ".ipynb_checkpoints" / "x.png")  # not a class
+    _png(root / "train" / "cat" / ".hidden.png")
+    (root / "train" / "cat" / "._0.png").write_bytes(b"\x00\x05\x16\x07 macOS AppleDouble")  # failed the import
+    Image.new("RGB", (4, 4)).save(root / "train" / "dog" / "anim.gif")
+    summary = imports.import_dataset(str(root), str(tmp_path / "d"), {})
+    manifest = shards.read_manifest(str(tmp_path / "d"))
+    assert manifest.classes == ("cat", "dog") and manifest.splits["train"].count == 6
+    assert summary["skipped"] == (
+        "1 hidden folder(s) not taken as a class; 2 hidden file(s) (name starts with '.'); "
+        "1 file(s) of a type torchvision does not read as an image (.gif)"
+    )
+    assert data.load_imagefolder(str(root)).train.num_classes == 2
+
+
+def test_an_empty_class_folder_is_named_with_the_fix(tmp_path: Path) -> None:
+    root = _image_folder(tmp_path / "folder")
+    (root / "train" / "zebra").mkdir()
+    (root / "train" / "zebra" / "notes.txt").write_text("todo")
+    with pytest.raises(ValueError, match=r"class folder .*train/zebra holds no image .*add images to it or remove"):
+        imports.import_dataset(str(root), str(tmp_path / "d"), {})
+    with pytest.raises(ValueError, match=r"class folder .*train/zebra holds no image"):
+        data.load_imagefolder(str(root))
+    assert not (tmp_path / "d").exists()
+
+
+@pytest.mark.parametrize(("size", "ok"), [(3, False), (4, True), (1025, False), (1024, True), (100000, False)])
+def test_image_size_has_the_bound_of_data_image_size(tmp_path: Path, size: int, ok: bool) -> None:
+    """--image-size 100000 asked for a 168 GiB chunk; the bound is data.image_size's."""
+    from pipelines.schema import DataSection
+
+    bounds = {type(m).__name__: m for m in DataSection.model_fields["image_size"].metadata}
+    assert bounds["Le"].le == imports.MAX_IMAGE_SIZE
+    root = _image_folder(tmp_path / "folder")
+    if ok:
+        assert imports.import_dataset(str(root), str(tmp_path / "d"), {"image_size": size})["images"].startswith(
+            f"3x{size}x{size}"
+        )
+        return
+    with pytest.raises(ValueError, match=rf"--image-size: expected 4 to 1024, got {size}"):
+        imports.import_dataset(str(root), str(tmp_path / "d"), {"image_size": size})
+    assert not (tmp_path / "d").exists()
+
+
+def test_an_unfinished_import_is_cleared_and_imported_again(tmp_path: Path) -> None:
+    dest = tmp_path / "d"
+    (dest / "train").mkdir(parents=True)
+    (dest / "train" / "part-00000.parquet").write_bytes(b"cut short by SIGKILL")
+    with pytest.raises(ValueError, match=r"an unfinished import .*re-run the import"):
+        imports.describe(str(dest), False)
+    summary = imports.import_dataset("digits", str(dest), {})
+    assert summary["cleared"].endswith("(1 shard file(s) and 1 folder(s), no manifest): removed it and imported again")
+    assert imports.describe(str(dest), True)["digest"] == summary["digest"]
+    (tmp_path / "e" / "train").mkdir(parents=True)
+    (tmp_path / "e" / "train" / "mine.txt").write_text("not an import's")
+    with pytest.raises(ValueError, match=r"not empty and holds no Relay dataset"):
+        imports.import_dataset("digits", str(tmp_path / "e"), {})
+    assert (tmp_path / "e" / "train" / "mine.txt").exists()
+
+
+def test_resolved_options_compare_and_differences_are_worded(tmp_path: Path) -> None:
+    """auto chose raw for digits, so raw is the same import; png is another, said as old vs new (no dict)."""
+    dest = str(tmp_path / "d")
+    imports.import_dataset("digits", dest, {})
+    assert (
+        "nothing written" in imports.import_dataset("digits", dest, {"encoding": "raw", "rows_per_group": 4096})["note"]
+    )
+    with pytest.raises(ValueError) as info:
+        imports.import_dataset("synthetic", dest, {"encoding": "png"})
+    message = str(info.value)
+    assert "source: imported from 'digits', this import reads 'synthetic'" in message
+    assert "--encoding: stored raw, this import asks for png" in message and "{" not in message
+
+
+def _tamper(dest: Path, how: str) -> None:
+    shard = dest / "train" / "part-00000.parquet"
+    if how == "deleted shard":
+        shard.unlink()
+    elif how == "edited shard":
+        shard.write_bytes(shard.read_bytes() + b"x")
+    else:
+        manifest = json.loads((dest / shards.MANIFEST).read_text())
+        manifest["classes"][0] = "kitten"
+        (dest / shards.MANIFEST).write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize(
+    ("how", "message"),
+    [
+        ("deleted shard", r"changed after its import: train/part-00000.parquet is missing"),
+        ("edited shard", r"changed after its import: train/part-00000.parquet is \d+ bytes, the manifest says"),
+        ("edited manifest", r"manifest does not check out \(the manifest's digest .* edited after the import\)"),
+    ],
+)
+def test_a_tampered_destination_is_no_no_op(tmp_path: Path, how: str, message: str) -> None:
+    root = _image_folder(tmp_path / "folder")
+    imports.import_dataset(str(root), str(tmp_path / "d"), {})
+    _tamper(tmp_path / "d", how)
+    with pytest.raises(ValueError, match=message + r".*remove .*/d \(or import into a new path\) to re-import"):
+        imports.import_dataset(str(root), str(tmp_path / "d"), {})
+
+
+def test_a_changed_source_folder_is_no_no_op(tmp_path: Path) -> None:
+    root = _image_folder(tmp_path / "folder")
+    imports.import_dataset(str(root), str(tmp_path / "d"), {})
+    assert shards.read_manifest(str(tmp_path / "d")).source["files"]["count"] == 8
+    for i in range(10):
+        _png(root / "train" / "cat" / f"new{i}.png", seed=i)
+    with pytest.raises(ValueError, match=r"changed since it was imported .*: it holds 18 image file\(s\), .*read 8"):
+        imports.import_dataset(str(root), str(tmp_path / "d"), {})
+    for i in range(10):
+        (root / "train" / "cat" / f"new{i}.png").unlink()
+    (root / "train" / "cat" / "0.png").rename(root / "train" / "cat" / "renamed.png")
+    with pytest.raises(ValueError, match=r"still 8 image file\(s\), \d+ bytes, but other names or sizes"):
+        imports.import_dataset(str(root), str(tmp_path / "d"), {})
+
+
+def test_a_manifest_from_before_file_fingerprints_still_compares_by_source(tmp_path: Path) -> None:
+    root = _image_folder(tmp_path / "folder")
+    imports.import_dataset(str(root), str(tmp_path / "d"), {})
+    manifest = shards.read_manifest(str(tmp_path / "d"))
+    source = {key: value for key, value in manifest.source.items() if key != "files"}
+    shards.write_manifest(str(tmp_path / "d"), shards.DatasetManifest(**{**manifest.__dict__, "source": source}))
+    _png(root / "train" / "cat" / "new.png")
+    assert "nothing written" in imports.import_dataset(str(root), str(tmp_path / "d"), {})["note"]
+
+
+def test_another_image_size_is_one_difference_not_three(tmp_path: Path) -> None:
+    root = _image_folder(tmp_path / "folder")
+    imports.import_dataset(str(root), str(tmp_path / "d"), {})
+    with pytest.raises(ValueError) as info:
+        imports.import_dataset(str(root), str(tmp_path / "d"), {"image_size": 128})
+    assert str(info.value).split("): ")[1].startswith("--image-size: imported at 32x32, this import asks for 128x128;")
+    assert "--encoding" not in str(info.value) and "--rows-per-group" not in str(info.value)

@@ -122,3 +122,57 @@ def test_a_failed_write_leaves_nothing(tmp_path: Path) -> None:
     with pytest.raises(OSError, match="the source broke"):
         shards.write_dataset(str(tmp_path / "d"), ["a", "b", "c"], SHAPE, "raw", {"train": chunks()}, 8, 1)
     assert not [p for p in (tmp_path / "d").rglob("*") if p.is_file()]
+
+
+@pytest.mark.parametrize("error", [OSError("the source broke"), KeyboardInterrupt()])
+def test_a_failed_write_leaves_no_folder_either(tmp_path: Path, error: BaseException) -> None:
+    """An empty train/ left behind made the next import's destination look foreign (Ctrl-C too)."""
+    images, labels = toy_images(40)
+    (tmp_path / "existing").mkdir()
+
+    def chunks():
+        yield images[:30], labels[:30]  # three shards of 8 rows written
+        raise error
+
+    for dest in ("d", "existing"):
+        with pytest.raises(type(error)):
+            shards.write_dataset(str(tmp_path / dest), ["a", "b", "c"], SHAPE, "raw", {"train": chunks()}, 8, 1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["existing"], "DEST it made is removed, one given is kept"
+    assert not list((tmp_path / "existing").iterdir())
+
+
+def test_leftovers_of_an_unfinished_import_are_recognised_and_nothing_else(tmp_path: Path) -> None:
+    dest = tmp_path / "d"
+    assert shards.leftovers(str(dest)) == []
+    (dest / "test").mkdir(parents=True)
+    (dest / "train").mkdir()
+    (dest / "train" / "part-00000.parquet").write_bytes(b"a shard cut short by SIGKILL")
+    found = shards.leftovers(str(dest))
+    assert sorted(Path(info.path).relative_to(dest).as_posix() for info in found) == [
+        "test",
+        "train",
+        "train/part-00000.parquet",
+    ]
+    with pytest.raises(shards.DatasetError, match=r"an unfinished import .*re-run the import"):
+        shards.read_manifest(str(dest))
+    for foreign in ("notes.txt", "train/notes.txt", "photos/part-00000.parquet", "train/sub/part-00001.parquet"):
+        (dest / foreign).parent.mkdir(parents=True, exist_ok=True)
+        (dest / foreign).write_text("mine")
+        assert shards.leftovers(str(dest)) is None, foreign
+        (dest / foreign).unlink()
+        if (dest / foreign).parent.name in ("photos", "sub"):
+            (dest / foreign).parent.rmdir()
+    shards.clear_leftovers(str(dest), found)
+    assert dest.is_dir() and not list(dest.iterdir())
+
+
+def test_changed_shards_names_missing_and_resized_ones_without_reading_them(tmp_path: Path) -> None:
+    manifest, _, _ = write_toy(tmp_path / "d")
+    assert checks.changed_shards(str(tmp_path / "d"), manifest) == []
+    first, second = (tmp_path / "d" / s.path for s in manifest.splits["train"].shards[:2])
+    first.unlink()
+    second.write_bytes(b"short")
+    assert checks.changed_shards(str(tmp_path / "d"), manifest) == [
+        "train/part-00000.parquet is missing",
+        f"train/part-00001.parquet is 5 bytes, the manifest says {manifest.splits['train'].shards[1].bytes}",
+    ]
