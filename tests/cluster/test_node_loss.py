@@ -38,17 +38,24 @@ TRAIN = [
     "train.report_every=20",
 ]
 TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
+# Two generations, labeling on 2 actors the run keeps: with 2 Train workers they fill the 4 CPUs, so
+# after the kill the survivors' kept actors held the CPUs Ray Train's new worker group waited for,
+# forever, until the executor learned to let them go (RayExecutor._refit_kept).
+KEPT_ACTORS = ("crest.generations=2", "resources.pseudo_label.workers=2")
 
 
 def job_status(stack: Stack, run_id: str, store: str) -> str:
     return stack.relay("status", run_id, "--address", stack.cluster.dashboard, store=store).stdout.strip()
 
 
-def test_a_killed_node_during_data_parallel_training_resumes_from_the_checkpoint(stack: Stack) -> None:
+@pytest.mark.parametrize("extra", [(), KEPT_ACTORS], ids=["train-only", "beside-kept-labeling-actors"])
+def test_a_killed_node_during_data_parallel_training_resumes_from_the_checkpoint(
+    stack: Stack, extra: tuple[str, ...]
+) -> None:
     stack.heal()
     store, run_id = stack.store("train-loss"), f"train-loss-{uuid.uuid4().hex[:6]}"
     submitted = stack.relay(
-        "submit", SMOKE, *TRAIN, "--run-id", run_id, "--address", stack.cluster.dashboard, store=store
+        "submit", SMOKE, *TRAIN, *extra, "--run-id", run_id, "--address", stack.cluster.dashboard, store=store
     )
     assert submitted.returncode == 0, submitted.stderr[-3000:]
     fingerprint = wait_for(
@@ -86,6 +93,8 @@ def test_a_killed_node_during_data_parallel_training_resumes_from_the_checkpoint
     assert metrics["steps"] == 100 and metrics["workers"] == 2
     assert entry["node"] != victim_id, "rank 0 finished on the surviving node"
     assert entry["attempts"] == 1, "Ray Train restarted the workers inside the stage's one attempt"
+    if extra:
+        assert "labeling actors: kept for the run" in logs and "the cluster shrank" in logs, logs[-5000:]
     stack.heal()
 
 
