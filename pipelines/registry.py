@@ -37,8 +37,8 @@ def dataset_pins(config: Any) -> dict[str, dict[str, str]]:
     data = getattr(config, "data", None)
     if getattr(data, "name", None) != SHARDED or not data.uri:
         return {}
-    digest = read_manifest(data.uri).digest  # a pinned prefix (checked already) becomes the whole digest:
-    return {} if data.digest == digest else {"data": {"digest": digest}}  # one dataset, one cache key
+    digest = read_manifest(data.uri).digest
+    return {} if data.digest == digest else {"data": {"digest": digest}}  # a prefix pin becomes the whole digest
 
 
 DATA = DataSpec(

@@ -55,11 +55,22 @@ def pipelines_of(args: argparse.Namespace) -> Pipelines:
 def load_pipeline_config(
     path: str, overrides: list[str], pipelines: Pipelines | None = None, local: bool = True
 ) -> tuple[Any, Any]:
+    """The pipeline spec and checked config of a file (``load_pipeline_file`` without the file itself)."""
+    spec, config, _ = load_pipeline_file(path, overrides, pipelines, local)
+    return spec, config
+
+
+def load_pipeline_file(
+    path: str, overrides: list[str], pipelines: Pipelines | None = None, local: bool = True
+) -> tuple[Any, Any, dict[str, Any]]:
     """YAML -> dict -> dotted overrides -> validated config -> preflight; every problem raised at once.
 
     The preflight covers the data (the pipeline's own check) and where a run would write
     (workspace, artifact store, tracking database); ``local`` False checks only what does not
-    depend on this machine's folders (``relay submit``: they are the cluster's).
+    depend on this machine's folders (``relay submit``: they are the cluster's). Returns the spec,
+    the config and the file with the overrides applied, both with what the config names by
+    location pinned by content (a sharded dataset's digest: ``DataSpec.pins``), so the stage
+    cache tells datasets apart; `relay tune` builds its trials from the file.
     """
     data = apply_overrides(load_yaml(path), overrides)
     spec = get_pipeline(data.get("pipeline"), load_pipelines() if pipelines is None else pipelines, source=path)
@@ -68,17 +79,11 @@ def load_pipeline_config(
     if problems:
         raise ConfigError(problems, path)
     spec.build(config)  # DAG errors (cycles, missing inputs) surface before anything is written
-    return spec, pinned(spec, config, data)[0]
-
-
-def pinned(spec: Any, config: Any, data: Mapping[str, Any]) -> tuple[Any, dict[str, Any]]:
-    """The checked config and its file (``data``) with what the config names by location pinned by
-    content (a sharded dataset's digest: ``DataSpec.pins``), so the stage cache tells datasets apart."""
     pins = spec.data.pins(config) if spec.data is not None else {}
     if not pins:
-        return config, dict(data)
-    merged = {**data, **{section: {**(data.get(section) or {}), **values} for section, values in pins.items()}}
-    return validate_config(spec.config_model, merged), merged
+        return spec, config, data
+    pinned = {**data, **{section: {**(data.get(section) or {}), **values} for section, values in pins.items()}}
+    return spec, validate_config(spec.config_model, pinned, source=path), pinned
 
 
 def load_saved_config(text: str, source: str, pipelines: Pipelines) -> tuple[Any, Any]:

@@ -221,7 +221,7 @@ def ui_command(config: Any, uri: str, workspace: Path) -> str:
     """`relay ui` for the run's store and experiment: --workspace serves only the workspace's own mlflow.db."""
     experiment = config.tracking.experiment
     shown = "" if experiment == TrackingSettings().experiment else f" --experiment {shlex.quote(experiment)}"
-    if uri == tracking_uri(RunSettings(workspace=str(workspace)), TrackingSettings(uri=None)):
+    if uri == tracking_uri(RunSettings(workspace=str(workspace)), TrackingSettings()):
         return f"relay ui --workspace {shlex.quote(str(workspace))}{shown}"
     return f"MLFLOW_TRACKING_URI={shlex.quote(uri)} relay ui{shown}"
 

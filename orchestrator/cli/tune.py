@@ -20,13 +20,11 @@ from orchestrator.cli.common import (
     EXIT_INTERRUPTED,
     add_cluster_address,
     cluster_address,
-    load_pipeline_config,
-    pinned,
+    load_pipeline_file,
     pipeline_code_versions,
     pipelines_of,
 )
 from orchestrator.cli.preflight import folder_problem
-from orchestrator.config import apply_overrides, load_yaml
 from orchestrator.errors import ConfigError
 from orchestrator.tracking.sweeps import SweepTracker
 from orchestrator.tune.plan import SweepPlan, plan_sweep, trial_fit_problem, with_sweep_run
@@ -35,12 +33,11 @@ from orchestrator.tune.space import best_config
 
 def cmd_tune(args: argparse.Namespace) -> int:
     """Check the sweep, run it on Ray Tune, write best.yaml, print the trials."""
-    spec, config = load_pipeline_config(args.config, args.overrides, pipelines_of(args))
+    spec, config, data = load_pipeline_file(args.config, args.overrides, pipelines_of(args))  # data: trials' base
     problem = folder_problem(args.output, "--output") if args.output else None
     if problem:
         raise ConfigError([problem], "the command line")
     pipeline = spec.build(config)
-    data = pinned(spec, config, apply_overrides(load_yaml(args.config), args.overrides))[1]  # the plan's base, saved
     plan = plan_sweep(
         data,
         config,
@@ -86,7 +83,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         sweeps.finish("FAILED", {}, {}, [])
         raise
     best = sweep.best_row(rows, config.tune.mode)
-    files = write_sweep_outputs(Path(plan.output), sweep.trial_records(rows), best, plan, args)
+    files = write_sweep_outputs(Path(plan.output), sweep.trial_records(rows), best, plan)
     best_tags = {f"best.{k}": v for k, v in (best.values if best else {}).items()}
     best_tags.update({"relay.best_trial": best.trial_id, "relay.best_run": best.run_id} if best else {})
     best_metric = {f"best/{config.tune.metric}": best.final()} if best and best.final() is not None else {}
@@ -185,9 +182,7 @@ def _print_ending(args: argparse.Namespace, plan: SweepPlan, done: bool, scored:
     return 0
 
 
-def write_sweep_outputs(
-    output: Path, records: list[dict[str, Any]], best: Any, plan: SweepPlan, args: argparse.Namespace
-) -> list[str]:
+def write_sweep_outputs(output: Path, records: list[dict[str, Any]], best: Any, plan: SweepPlan) -> list[str]:
     """trials.csv / trials.json always; best.yaml (base config + best values, no tune section) when there is a best."""
     output.mkdir(parents=True, exist_ok=True)
     (output / "trials.json").write_text(json.dumps(records, indent=2, default=str))
@@ -198,7 +193,7 @@ def write_sweep_outputs(
         writer.writerows(records)
     files = [str(output / "trials.csv"), str(output / "trials.json")]
     if best is not None:
-        data = best_config(apply_overrides(load_yaml(args.config), args.overrides), best.values)
+        data = best_config(plan.base, best.values)  # the file the trials ran from (overrides, pins)
         (output / "best.yaml").write_text(
             f"# relay run {output / 'best.yaml'}\n# best trial {best.trial_id} of sweep "
             f"{plan.name}\n" + yaml.safe_dump(data, sort_keys=False)

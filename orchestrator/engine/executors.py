@@ -341,9 +341,9 @@ class RayExecutor:
         actors hold the resources), so it asks for nothing: holding a CPU
         there would starve the workers it waits for (2 CPUs: a stall).
         """
-        resources = task.stage.resources
-        self._refit_kept()
-        self._warn_if_infeasible(resources)
+        resources, total = task.stage.resources, dict(self._ray.cluster_resources())
+        self._refit_kept(total)
+        self._warn_if_infeasible(resources, total)
         first = not self._submitted
         if first:
             self._before_first_submit()
@@ -382,18 +382,17 @@ class RayExecutor:
             "scheduling_strategy": strategy,
         }
 
-    def _refit_kept(self) -> None:
+    def _refit_kept(self, total: dict[str, float]) -> None:
         """A cluster that lost a node keeps only the actors that still leave every stage room.
 
         Why: the kept actors were sized against the whole cluster; after a node is lost they may
         hold the CPUs a stage (Ray Train's new worker group, a retried stage) now waits for,
         forever. Pools the smaller cluster cannot keep are let go: idle ones at once, one in use
         when its stage ends (``_release`` finds it no longer kept). Their stages then start
-        actors per call, as on a small cluster.
+        actors per call, as on a small cluster. ``total``: ``ray.cluster_resources()`` now.
         """
         if self._pipeline is None:
             return
-        total = dict(self._ray.cluster_resources())
         if all(total.get(key, 0.0) >= value for key, value in self._sized_for.items()):
             return  # as large as it was (or larger: kept actors never grow mid-run)
         self._sized_for = total
@@ -410,9 +409,8 @@ class RayExecutor:
                     kept_message(self._kept.get(resources, 0), resources.workers),
                 )
 
-    def _warn_if_infeasible(self, resources: Resources) -> None:
-        """A request larger than the cluster waits forever; say so instead of hanging quietly."""
-        total = self._ray.cluster_resources()
+    def _warn_if_infeasible(self, resources: Resources, total: Mapping[str, float]) -> None:
+        """A request larger than the cluster (``total``) waits forever; say so instead of hanging quietly."""
         asked = {
             "CPU": resources.num_cpus * resources.workers,
             "GPU": resources.num_gpus * resources.workers,
@@ -436,7 +434,7 @@ class RayExecutor:
         while not ready:
             ready, _ = self._ray.wait(list(handles), num_returns=1, timeout=REFIT_EVERY_S)
             if not ready:
-                self._refit_kept()
+                self._refit_kept(dict(self._ray.cluster_resources()))
         finished = [(ref, self._outcome(ref)) for ref in ready]
         for ref, outcome in finished:
             self._release(ref, failed=isinstance(outcome, BaseException))

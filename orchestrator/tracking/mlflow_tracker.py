@@ -356,18 +356,15 @@ class MlflowTracker:
         tags = {TAG_PIPELINE_RUN: self._run_id, TAG_PIPELINE: self._pipeline_name}
         if generation is not None:
             tags[TAG_GENERATION] = str(generation)
-        earlier = self._logged_before(artifact)
-        if earlier is not None:  # a driver killed after logging it and before closing its stage run
-            lineage.link_outputs(self._client, runs[:1], earlier.model_id, step=generation or 0)  # gen: linked
-            if lineage.registered_versions(earlier) or generation is None or not self.register_models:
-                return
-            model = earlier
+        model = self._logged_before(artifact)
+        if model is not None:  # a driver killed after logging it and before closing its stage run
+            lineage.link_outputs(self._client, runs[:1], model.model_id, step=generation or 0)  # gen, parent: linked
         else:
             model = lineage.log_model(self._client, self._experiment_id, runs[0], artifact, tags, self._image_size)
             self._lineage.model_ids[artifact.name] = model.model_id
             lineage.link_outputs(self._client, [*runs, self._parent], model.model_id, step=generation or 0)
-            if generation is None or not self.register_models:
-                return
+        if generation is None or not self.register_models or lineage.registered_versions(model):
+            return
         aliases = model_aliases(stage_name, generation)
         if is_generation_stage(stage_name, generation) and generation >= self._newest_generation:
             self._newest_generation = generation

@@ -20,7 +20,6 @@ import torch
 from pipelines.pseudo_label import predict_probs
 from pipelines.stages.common import load_model
 
-LOADER_MODULE = __name__
 BATCH_SIZE = 256
 
 

@@ -208,3 +208,15 @@ def test_leftovers_on_s3_with_folder_markers_are_cleared(
     assert "held what an unfinished import left (1 shard file(s)" in capsys.readouterr().out
     assert main(["data", "import", "digits", uri]) == 0
     assert "nothing written" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("pin", [None, "prefix"])
+def test_a_loaded_config_and_its_file_carry_the_whole_digest(digits: Path, tmp_path: Path, pin: str | None) -> None:
+    """`relay run` keys its cache, and `relay tune` builds its trials and best.yaml, from the pinned digest."""
+    from orchestrator.cli.common import load_pipeline_file
+
+    digest = shards.read_manifest(str(digits)).digest
+    overrides = [f"run.workspace={tmp_path / 'ws'}", "data.name=parquet", f"data.uri={digits}"]
+    overrides += [f"data.digest={digest[:16]}"] if pin else []
+    _, config, data = load_pipeline_file(str(SMOKE), overrides)
+    assert config.data.digest == digest and data["data"]["digest"] == digest

@@ -195,10 +195,10 @@ def test_kept_actors_are_let_go_when_the_cluster_loses_a_node(in_use: bool):
     )
     executor._sized_for = {"CPU": 3.0}
     executor._kept, executor._pools, executor._pool_of = {label: 2}, {label: kept}, ({"ref": kept} if in_use else {})
-    executor._refit_kept()
+    executor._refit_kept(cluster.cluster_resources())
     assert executor._pools == {label: kept} and not kept.stopped  # as large as it was: nothing changes
     cluster.cpus = 2.0
-    executor._refit_kept()
+    executor._refit_kept(cluster.cluster_resources())
     assert executor._kept == {label: 1} and executor._pools == {}  # no longer kept ...
     assert kept.stopped is not in_use  # ... and stopped now, or when the stage using it ends (`_release`)
 

@@ -234,7 +234,6 @@ def test_best_row_compares_trials_that_ran_every_generation() -> None:
 
 
 def test_trials_csv_keeps_its_columns_when_a_choice_is_a_list(tmp_path: Path) -> None:
-    import argparse
     import csv
 
     from orchestrator.cli.tune import write_sweep_outputs
@@ -244,8 +243,7 @@ def test_trials_csv_keeps_its_columns_when_a_choice_is_a_list(tmp_path: Path) ->
         TrialRow("a", "s-a", {"model.widths": [16, 32], "train.lr": 0.1}, {0: 0.5}, "completed"),
         TrialRow("b", "s-b", {"model.widths": [8, 8, 8], "train.lr": 0.2}, {0: 0.6, 1: 0.7}, "completed"),
     ]
-    args = argparse.Namespace(config=str(SMOKE), overrides=[])
-    files = write_sweep_outputs(tmp_path, trial_records(rows), None, None, args)
+    files = write_sweep_outputs(tmp_path, trial_records(rows), None, None)
     assert files == [str(tmp_path / "trials.csv"), str(tmp_path / "trials.json")]
     with (tmp_path / "trials.csv").open(newline="") as handle:
         table = list(csv.DictReader(handle))
