@@ -43,17 +43,17 @@ class DataSpec:
     pyarrow URI) and ``describe(uri, verify)`` checks one; both return ``label -> text`` lines to
     print. Bad input (an unknown source, an undecodable image, a destination that holds another
     dataset, shards that do not match their manifest) raises ValueError or OSError with a message
-    that names the problem: the CLI exits 2 with it. ``pins(config)``: what a checked config names
-    by location only, pinned by content, as sections to merge into the file (``{"data": {"digest":
-    ...}}``): a run's stage cache keys its data by the config, so a dataset imported again at the
-    same URI must not meet the old one's cached stages.
+    that names the problem: the CLI exits 2 with it. ``pins(config)``: what a checked config leaves to
+    the data, pinned, as dotted keys to write into the file (``{"data.digest": ...}``): a run's
+    stage cache keys its data by the config, so a dataset imported again at the same URI must not
+    meet the old one's cached stages, and a default the dataset decides is saved as what ran.
     """
 
     sources: Mapping[str, str]
     claims: Callable[[str], bool]
     import_dataset: Callable[[str, str, Mapping[str, Any]], Mapping[str, Any]]
     describe: Callable[[str, bool], Mapping[str, Any]]
-    pins: Callable[[Any], Mapping[str, Mapping[str, Any]]] = field(default=lambda config: {})
+    pins: Callable[[Any], Mapping[str, Any]] = field(default=lambda config: {})
 
 
 @dataclass(frozen=True)

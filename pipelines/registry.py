@@ -24,21 +24,28 @@ from pipelines.builders import (
     transfer,
 )
 from pipelines.datasets import imports
-from pipelines.datasets.catalog import SHARDED
+from pipelines.datasets.catalog import SHARDED, flips
 from pipelines.datasets.shards import read_manifest
 
 
-def dataset_pins(config: Any) -> dict[str, dict[str, str]]:
-    """`data.digest` from the manifest, for a sharded dataset named by `data.uri` alone or by a prefix.
+def dataset_pins(config: Any) -> dict[str, Any]:
+    """What the config leaves to the dataset, pinned: `data.digest` of a sharded dataset (named by `data.uri`
+    alone or by a prefix) and a null `augment.weak.flip`.
 
     Why: stages are cached by their params, and `data` names shards by URI; a dataset deleted and
-    imported again at the same URI would otherwise meet the old one's cached split and models.
+    imported again at the same URI would otherwise meet the old one's cached split and models. The
+    flip is the dataset's default written in, so config.yaml and MLflow's params say what ran.
     """
     data = getattr(config, "data", None)
-    if getattr(data, "name", None) != SHARDED or not data.uri:
-        return {}
-    digest = read_manifest(data.uri).digest
-    return {} if data.digest == digest else {"data": {"digest": digest}}  # a prefix pin becomes the whole digest
+    pins: dict[str, Any] = {}
+    if getattr(data, "name", None) == SHARDED and data.uri:
+        digest = read_manifest(data.uri).digest
+        if data.digest != digest:  # a prefix pin becomes the whole digest
+            pins["data.digest"] = digest
+    augment = getattr(config, "augment", None)
+    if data is not None and augment is not None and augment.weak.flip is None:
+        pins["augment.weak.flip"] = flips(augment, data)
+    return pins
 
 
 DATA = DataSpec(

@@ -82,7 +82,7 @@ def load_pipeline_file(
     pins = spec.data.pins(config) if spec.data is not None else {}
     if not pins:
         return spec, config, data
-    pinned = {**data, **{section: {**(data.get(section) or {}), **values} for section, values in pins.items()}}
+    pinned = apply_overrides(data, pins)
     return spec, validate_config(spec.config_model, pinned, source=path), pinned
 
 

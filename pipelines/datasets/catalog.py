@@ -12,7 +12,7 @@ import functools
 from collections.abc import Mapping
 from typing import Any
 
-from pipelines.data import DatasetLabels, load_labels
+from pipelines.data import DatasetLabels, default_flip, load_labels
 from pipelines.datasets.checks import read_labels
 from pipelines.datasets.shards import DatasetError, DatasetManifest, read_manifest
 
@@ -23,6 +23,16 @@ SHARDED = "parquet"  # `data.name` of a sharded dataset; `data.uri` says where i
 def cached_manifest(uri: str) -> DatasetManifest:
     """The manifest at ``uri``, read once per process (every stage of a worker asks for it)."""
     return read_manifest(uri)
+
+
+def flips(augment: Any, data: Any) -> bool:
+    """`augment.weak.flip`, or when it is null the default of the dataset `data` names: digits are never
+    mirrored unless asked. A sharded dataset takes the default of the source it was imported from."""
+    if augment.weak.flip is not None:
+        return augment.weak.flip
+    if data.name == SHARDED:
+        return default_flip(cached_manifest(data.uri).source.get("name"))
+    return default_flip(data.name)
 
 
 PIN_MIN_HEX = 16  # what `relay data import` and `relay data info` print as the short digest

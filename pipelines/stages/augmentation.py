@@ -10,7 +10,7 @@ import functools
 from typing import Any
 
 from pipelines.augment import strong_augment, weak_augment
-from pipelines.stages.common import flips
+from pipelines.datasets.catalog import flips
 
 
 def augmenters(augment: Any, data: Any) -> tuple[Any, Any]:

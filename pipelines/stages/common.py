@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 import torch
 
 from orchestrator.dag import StageContext
-from pipelines.data import DatasetSplits, cached_dataset, default_flip
+from pipelines.data import DatasetSplits, cached_dataset
 from pipelines.datasets.catalog import SHARDED, cached_manifest
 from pipelines.datasets.image_source import ImageSource, ShardSource, TensorSource, window_rows
 from pipelines.models import create_model
@@ -92,16 +92,6 @@ def _image_sources(
 def dataset_of(data: Any) -> DatasetSplits:
     """The in-memory dataset a `data` config section names, read once per worker process."""
     return cached_dataset(data.name, data.root, data.image_size)
-
-
-def flips(augment: Any, data: Any) -> bool:
-    """`augment.weak.flip`, or when it is null the default of the dataset `data` names: digits are never
-    mirrored unless asked. A sharded dataset takes the default of the source it was imported from."""
-    if augment.weak.flip is not None:
-        return augment.weak.flip
-    if data.name == SHARDED:
-        return default_flip(cached_manifest(data.uri).source.get("name"))
-    return default_flip(data.name)
 
 
 def num_classes_of(data: Any) -> int:

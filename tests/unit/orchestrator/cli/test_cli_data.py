@@ -220,3 +220,23 @@ def test_a_loaded_config_and_its_file_carry_the_whole_digest(digits: Path, tmp_p
     overrides += [f"data.digest={digest[:16]}"] if pin else []
     _, config, data = load_pipeline_file(str(SMOKE), overrides)
     assert config.data.digest == digest and data["data"]["digest"] == digest
+
+
+@pytest.mark.parametrize(
+    ("overrides", "flip"), [([], False), (["data.name=synthetic"], False), (["augment.weak.flip=true"], True)]
+)
+def test_a_loaded_config_says_whether_its_views_flip(tmp_path: Path, overrides: list[str], flip: bool) -> None:
+    """A null `augment.weak.flip` is the dataset's default written in, so config.yaml and MLflow's params
+    say what ran (digits: never mirrored unless asked)."""
+    from orchestrator.cli.common import load_pipeline_file
+
+    _, config, data = load_pipeline_file(str(SMOKE), [f"run.workspace={tmp_path / 'ws'}", *overrides])
+    assert config.augment.weak.flip is flip and data["augment"]["weak"]["flip"] is flip
+
+
+def test_a_sharded_dataset_flips_as_its_source_does(digits: Path, tmp_path: Path) -> None:
+    from orchestrator.cli.common import load_pipeline_file
+
+    overrides = [f"run.workspace={tmp_path / 'ws'}", "data.name=parquet", f"data.uri={digits}"]
+    _, config, _ = load_pipeline_file(str(SMOKE), overrides)
+    assert config.augment.weak.flip is False  # imported from digits

@@ -6,7 +6,8 @@ from pathlib import Path
 
 from orchestrator.cli.common import load_pipeline_config
 from pipelines.builders import crest
-from pipelines.stages.common import flips, image_sources
+from pipelines.datasets.catalog import flips
+from pipelines.stages.common import image_sources
 from tests.unit.pipelines.helpers import config, problems
 
 

@@ -102,18 +102,18 @@ def test_crest_plus_aligns_toward_the_original_labeled_distribution_not_labeled_
 
 def test_digits_are_never_flipped_unless_asked_natural_images_are(tmp_path) -> None:
     from pipelines.data import DATASETS, MIRROR_INVARIANT
-    from pipelines.datasets import imports
+    from pipelines.datasets import catalog, imports
     from pipelines.schema import AugmentSection
 
     assert set(MIRROR_INVARIANT) == set(DATASETS)
     default, asked = AugmentSection(), AugmentSection(weak={"flip": True})
     assert default.weak.flip is None  # left to the dataset
-    assert not common.flips(default, DataSection(name="digits"))
-    assert not common.flips(default, DataSection(name="synthetic"))
-    assert common.flips(default, DataSection(name="cifar10", root="/nowhere"))
-    assert common.flips(asked, DataSection(name="digits"))
+    assert not catalog.flips(default, DataSection(name="digits"))
+    assert not catalog.flips(default, DataSection(name="synthetic"))
+    assert catalog.flips(default, DataSection(name="cifar10", root="/nowhere"))
+    assert catalog.flips(asked, DataSection(name="digits"))
     imports.import_dataset("synthetic", str(tmp_path / "shards"), {})  # a sharded dataset: its source decides
-    assert not common.flips(default, DataSection(name="parquet", uri=str(tmp_path / "shards")))
+    assert not catalog.flips(default, DataSection(name="parquet", uri=str(tmp_path / "shards")))
 
 
 def test_the_weak_view_of_a_digit_is_never_its_mirror_image() -> None:
