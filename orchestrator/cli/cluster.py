@@ -30,6 +30,7 @@ from orchestrator.cli.common import (
 from orchestrator.cli.pipeline import add_cache_flags, cache_flags, stages_to_rerun
 from orchestrator.cli.preflight import check_new_run, check_run_id, open_store
 from orchestrator.config import ARTIFACT_URI_ENV, WORKSPACE_ENV, tracking_uri
+from orchestrator.engine.fit import cluster_needs
 from orchestrator.errors import ConfigError
 
 log = logging.getLogger("relay")
@@ -82,6 +83,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
         submission_id=run_id,
         num_gpus=needed,
         check_resources=not args.skip_resource_check,
+        needs=cluster_needs(pipeline),
         metadata=job_metadata(config.pipeline, config.name, run_id),
         run_flags=cache_flags(args),
         env_vars=env_vars,
@@ -282,7 +284,7 @@ def register(commands: Any) -> None:
     submit.add_argument(
         "--skip-resource-check",
         action="store_true",
-        help="do not compare --num-gpus with the cluster (autoscaling clusters)",
+        help="do not compare what the stages need (CPUs, GPUs, custom resources) with the cluster (autoscaling clusters)",
     )
     submit.set_defaults(handler=cmd_submit)
 

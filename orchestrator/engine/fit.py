@@ -36,6 +36,18 @@ def stage_gpus_to_start(stage: Stage) -> float:
     return stage.resources.num_gpus * workers_to_start(stage)
 
 
+def cluster_needs(pipeline: Pipeline) -> dict[str, float]:
+    """What the hungriest stage needs of each resource to start (CPU, custom ones), for ``relay submit``'s check
+    against a cluster's totals; GPUs are counted by the caller (``--num-gpus`` may override them)."""
+    needs: dict[str, float] = {}
+    for stage in pipeline.stages:
+        asked = {"CPU": stage_cpus_to_start(stage)}
+        asked.update({name: amount * workers_to_start(stage) for name, amount in stage.resources.custom})
+        for key, amount in asked.items():
+            needs[key] = max(needs.get(key, 0.0), amount)
+    return needs
+
+
 def local_gpus() -> int | None:
     """The NVIDIA GPUs a local Ray instance would find here, or None when that cannot be told without CUDA.
 

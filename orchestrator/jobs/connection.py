@@ -55,8 +55,8 @@ class JobNotFoundError(JobsError):
     """The cluster knows no job with this id."""
 
 
-class InsufficientGpusError(JobsError):
-    """The cluster has fewer GPUs than the pipeline needs (it would sit in PENDING)."""
+class InsufficientResourcesError(JobsError):
+    """The cluster has less of a resource (GPUs, CPUs, a custom one) than a stage needs (it would wait forever)."""
 
 
 class JobStillRunningError(JobsError, InputError):

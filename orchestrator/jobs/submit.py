@@ -8,13 +8,13 @@ import math
 import os
 import re
 import shlex
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from orchestrator.errors import ConfigError
 from orchestrator.jobs.connection import (
-    InsufficientGpusError,
+    InsufficientResourcesError,
     JobsError,
     JobStillRunningError,
     _get_json,
@@ -195,8 +195,9 @@ def check_not_running(rows: list[dict[str, Any]], run_id: str) -> None:
             )
 
 
-def cluster_gpus(address: str) -> float | None:
-    """Total GPUs the cluster reports now, from /api/cluster_status; None if it cannot say.
+def cluster_totals(address: str) -> dict[str, float] | None:
+    """Total of every resource the cluster reports now (CPU, GPU, custom), from /api/cluster_status; None if
+    it cannot say.
 
     ``ray.cluster_resources()`` needs a driver connection, which a Jobs client
     does not have; the dashboard's autoscaler report carries the same totals.
@@ -206,23 +207,34 @@ def cluster_gpus(address: str) -> float | None:
     report = status.get("loadMetricsReport") or status.get("load_metrics_report")
     if not isinstance(report, dict) or not isinstance(report.get("usage"), dict):
         return None
-    used_total = report["usage"].get("GPU")
-    return float(used_total[1]) if used_total else 0.0
+    return {key: float(used_total[1]) for key, used_total in report["usage"].items() if used_total}
 
 
-def check_gpus(address: str, num_gpus: float) -> None:
-    """Fail now when the cluster has fewer GPUs than asked, instead of a job stuck in PENDING."""
-    total = cluster_gpus(address)
-    if total is None:
-        logger.warning("could not read the GPU count of %s (/api/cluster_status); not checked", address)
+def check_cluster_resources(address: str, needs: Mapping[str, float]) -> None:
+    """Fail now when the cluster has less of a resource than one stage needs to start, instead of a job
+    whose stage waits forever (``needs``: resource -> amount, e.g. from ``orchestrator.engine.fit.cluster_needs``)."""
+    needs = {key: amount for key, amount in needs.items() if amount > 0}
+    if not needs:
         return
-    if total < num_gpus:
-        raise InsufficientGpusError(
-            f"the Ray cluster at {address} has {total:g} GPU(s), the pipeline asks for "
-            f"{num_gpus:g}: start GPU workers (ray up with min_workers >= 1 for the GPU node "
-            f"type, or scale the KubeRay GPU worker group), ask for fewer GPUs, or skip this "
-            f"check for an autoscaling cluster that starts GPU nodes on demand"
-        )
+    totals = cluster_totals(address)
+    if totals is None:
+        logger.warning("could not read the resources of %s (/api/cluster_status); not checked", address)
+        return
+    short = {key: amount for key, amount in needs.items() if amount > totals.get(key, 0.0) + 1e-9}
+    if not short:
+        return
+    has = ", ".join(f"{totals.get(key, 0.0):g} {key}" for key in short)
+    asks = ", ".join(f"{amount:g} {key}" for key, amount in short.items())
+    fix = (
+        "start GPU workers (ray up with min_workers >= 1 for the GPU node type, or scale the KubeRay GPU "
+        "worker group), ask for fewer GPUs, "
+        if "GPU" in short
+        else "add nodes that have them (`ray start --num-cpus N --resources '{...}'`), lower the stages' resources, "
+    )
+    raise InsufficientResourcesError(
+        f"the Ray cluster at {address} has {has}, the pipeline asks for {asks} at once: {fix}"
+        "or skip this check (--skip-resource-check) for an autoscaling cluster that starts nodes on demand"
+    )
 
 
 def submit_pipeline(
@@ -234,6 +246,7 @@ def submit_pipeline(
     extra_pip: list[str] | None = None,
     num_gpus: float = 0,
     check_resources: bool = True,
+    needs: Mapping[str, float] | None = None,
     metadata: dict[str, str] | None = None,
     run_flags: list[str] | None = None,
     env_vars: dict[str, str] | None = None,
@@ -243,15 +256,16 @@ def submit_pipeline(
 
     The submission id is the run id (one id for Ray, Relay and MLflow), so `relay status ID`
     and `ray job status ID` name the same job. ``num_gpus`` is what the pipeline's stages
-    need in total at once; it is checked against the cluster, never reserved for the driver.
+    need in total at once; it is checked against the cluster with ``needs`` (what one stage needs of
+    the other resources to start) unless ``check_resources`` is off, and never reserved for the driver.
     ``env_vars`` are added to this shell's RELAY_* variables; ``skip`` is not uploaded.
     """
     url = resolve_address(address)
     check_amounts(num_gpus=num_gpus)
     entrypoint = pipeline_entrypoint(config_path, overrides, working_dir, run_id=submission_id, run_flags=run_flags)
     connect(url)  # clear auth/reachability errors before anything else
-    if num_gpus > 0 and check_resources:
-        check_gpus(url, num_gpus)
+    if check_resources:
+        check_cluster_resources(url, {**(needs or {}), "GPU": num_gpus})
     return submit_entrypoint(
         url,
         entrypoint,

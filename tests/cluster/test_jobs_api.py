@@ -76,7 +76,7 @@ def test_submit_logs_stop_list_on_a_real_cluster(as_user, tmp_path):
 def test_gpu_request_on_a_cpu_cluster_fails_before_submitting(as_user, tmp_path):
     address = as_user
     before = len(jobs.list_jobs(address))
-    with pytest.raises(jobs.InsufficientGpusError, match="has 0 GPU"):
+    with pytest.raises(jobs.InsufficientResourcesError, match="has 0 GPU"):
         jobs.submit_pipeline(address, "pipelines/configs/smoke.yaml", [], small_working_dir(tmp_path), num_gpus=1)
     assert len(jobs.list_jobs(address)) == before
 

@@ -260,25 +260,36 @@ def cluster_status(usage: dict[str, list[float]]) -> dict[str, Any]:
     return {"result": True, "data": {"clusterStatus": {"loadMetricsReport": {"usage": usage}}}}
 
 
-def test_gpu_count_comes_from_cluster_status(clean_env, fake_dashboard):
+def test_resource_totals_come_from_cluster_status(clean_env, fake_dashboard):
     address, routes = fake_dashboard
-    routes["/api/cluster_status"] = cluster_status({"CPU": [0.0, 16.0], "GPU": [1.0, 4.0]})
-    assert jobs.cluster_gpus(address) == 4.0
-    jobs.check_gpus(address, 4)
+    routes["/api/cluster_status"] = cluster_status({"CPU": [0.0, 16.0], "GPU": [1.0, 4.0], "ssd": [0.0, 2.0]})
+    assert jobs.cluster_totals(address) == {"CPU": 16.0, "GPU": 4.0, "ssd": 2.0}
+    jobs.check_cluster_resources(address, {"GPU": 4, "CPU": 16, "ssd": 2})
 
 
 def test_too_few_gpus_fails_before_submitting(clean_env, fake_dashboard):
     address, routes = fake_dashboard
     routes["/api/cluster_status"] = cluster_status({"CPU": [0.0, 2.0]})
-    with pytest.raises(jobs.InsufficientGpusError) as info:
-        jobs.check_gpus(address, 1)
-    assert "has 0 GPU(s)" in str(info.value) and "asks for 1" in str(info.value)
+    with pytest.raises(jobs.InsufficientResourcesError) as info:
+        jobs.check_cluster_resources(address, {"GPU": 1, "CPU": 1})
+    assert "has 0 GPU" in str(info.value) and "asks for 1 GPU" in str(info.value) and "CPU" not in str(info.value)
 
 
-def test_unknown_gpu_count_is_not_an_error(clean_env, fake_dashboard, caplog):
+def test_too_few_cpus_or_a_missing_custom_resource_fails_before_submitting(clean_env, fake_dashboard):
+    """A stage that can never start would leave the job RUNNING forever behind Ray's infeasible warnings."""
+    address, routes = fake_dashboard
+    routes["/api/cluster_status"] = cluster_status({"CPU": [0.0, 4.0], "GPU": [0.0, 0.0]})
+    with pytest.raises(jobs.InsufficientResourcesError) as info:
+        jobs.check_cluster_resources(address, {"CPU": 8, "ssd": 1, "GPU": 0})
+    message = str(info.value)
+    assert "has 4 CPU, 0 ssd" in message and "asks for 8 CPU, 1 ssd" in message
+    assert "--skip-resource-check" in message and "GPU" not in message
+
+
+def test_unknown_totals_are_not_an_error(clean_env, fake_dashboard, caplog):
     address, _ = fake_dashboard
-    assert jobs.cluster_gpus(address) is None
-    jobs.check_gpus(address, 8)
+    assert jobs.cluster_totals(address) is None
+    jobs.check_cluster_resources(address, {"GPU": 8})
     assert "not checked" in caplog.text
 
 

@@ -37,6 +37,7 @@ class JobsServer:
         self.uploads: list[bytes] = []
         self.submitted: list[dict[str, Any]] = []
         self.address = ""
+        self.usage: dict[str, list[float]] | None = None  # /api/cluster_status's resource usage, None: 404
 
 
 def _handler(state: JobsServer) -> type[BaseHTTPRequestHandler]:
@@ -56,6 +57,9 @@ def _handler(state: JobsServer) -> type[BaseHTTPRequestHandler]:
                 self._send(200, {"ray_version": "2.60.0", "version": "4", "session_name": "s"})
             elif self.path == "/api/jobs/":
                 self._send(200, state.jobs)
+            elif self.path == "/api/cluster_status" and state.usage is not None:
+                report = {"loadMetricsReport": {"usage": state.usage}}
+                self._send(200, {"result": True, "data": {"clusterStatus": report}})
             else:
                 self._send(404, "not found")
 
@@ -235,3 +239,24 @@ def test_submit_with_a_taken_run_id_sends_nothing(server: JobsServer, project: P
     assert main([*argv, "--artifact-uri", str(project / "store"), "--workspace", "/mnt/relay-shared"]) == 2
     assert "a run 'r1' already exists" in capsys.readouterr().err
     assert server.submitted == []
+
+
+# --------------------------------------------------------------------------- resources
+
+
+def test_a_stage_the_cluster_cannot_start_is_refused_before_anything_is_sent(
+    server: JobsServer, project: Path, capsys
+) -> None:
+    """More CPUs than the cluster has, or a custom resource no node has, would leave the job RUNNING behind
+    Ray's infeasible warnings forever; --skip-resource-check lets an autoscaling cluster take it."""
+    server.usage = {"CPU": [0.0, 4.0], "memory": [0.0, 8e9]}
+    argv = ["submit", str(SMOKE), "--address", server.address, "--workspace", "/mnt/relay-shared"]
+    assert main([*argv, "resources.train.num_cpus=6"]) == 1
+    err = capsys.readouterr().err
+    assert "has 4 CPU" in err and "asks for 6 CPU" in err and "--skip-resource-check" in err
+    assert main([*argv, "resources.train.custom={ssd: 1}"]) == 1
+    assert "has 0 ssd" in capsys.readouterr().err
+    assert server.submitted == [] and server.uploads == []
+    assert main([*argv, "resources.train.num_cpus=4"]) == 0  # fits: sent
+    assert main([*argv, "resources.train.num_cpus=6", "--skip-resource-check"]) == 0
+    assert len(server.submitted) == 2
