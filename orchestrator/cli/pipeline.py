@@ -330,6 +330,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     address = cluster_address(args.address)
     store = store_of(args)
     spec, config = read_run_record(store, args.run_id, pipelines_of(args))
+    runs.check_not_running(store, args.run_id)
     config = checked_locations(
         with_locations(config, store.uri, tracking_uri(config.run, config.tracking)), None, address
     )

@@ -68,11 +68,14 @@ class Ledger:
     stop_after: str | None
     generations: Mapping[int, int] = field(default_factory=dict)  # generation -> its number of stages
     started: str = ""
+    earlier_stages: Mapping[str, Any] = field(default_factory=dict)  # what an earlier attempt recorded
 
     def __post_init__(self) -> None:
-        """A resumed run keeps the start time its first attempt recorded."""
-        earlier = read_ledger(self.store, self.run_id)
-        self.started = self.started or (earlier or {}).get("started") or _now()
+        """A resumed run keeps the start time its first attempt recorded, and that attempt's stage entries."""
+        earlier = read_ledger(self.store, self.run_id) or {}
+        self.started = self.started or earlier.get("started") or _now()
+        stages = earlier.get("stages")
+        self.earlier_stages = stages if isinstance(stages, dict) else {}
 
     def write(self, status: str, stages: Mapping[str, Mapping[str, Any]]) -> None:
         """Replace the ledger with the run's ``status`` and each stage's entry (state, fingerprint, node, ...)."""
@@ -87,9 +90,25 @@ class Ledger:
             "started": self.started,
             "updated": _now(),
             "driver": {"host": socket.gethostname(), "pid": os.getpid()},
-            "stages": {name: dict(entry) for name, entry in stages.items()},
+            "stages": {name: self._history(name, entry) for name, entry in stages.items()},
         }
         self.store.write_record(record_path(self.run_id, LEDGER_FILE), json.dumps(data, indent=2, default=str).encode())
+
+    def _history(self, name: str, entry: Mapping[str, Any]) -> dict[str, Any]:
+        """``entry``, or the earlier attempt's when this one only found that attempt's own output in the cache.
+
+        Why: a resume meets every stage its earlier attempts ran as a cache hit; writing "cached, 0 s"
+        over "succeeded, 31 s" would erase what the run computed, where and how long it took.
+        """
+        earlier = self.earlier_stages.get(name)
+        if (
+            entry.get("state") == "cached"
+            and isinstance(earlier, dict)
+            and earlier.get("state") == "succeeded"
+            and earlier.get("fingerprint") == entry.get("fingerprint")
+        ):
+            return dict(earlier)
+        return dict(entry)
 
 
 def _now() -> str:

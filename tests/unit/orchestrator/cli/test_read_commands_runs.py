@@ -161,3 +161,21 @@ def test_generations_says_when_the_run_is_not_finished(tmp_path: Path, capsys, s
         assert main([*argv, "--workspace", str(tmp_path)], pipelines=SPECS) == 0
         out = capsys.readouterr().out
         assert f"Run run-s is {shown}, not finished" in out and "relay resume run-s" in out
+
+
+def test_resume_of_a_run_whose_driver_is_alive_is_refused(tmp_path: Path, capsys) -> None:
+    """Two drivers of one run would compute its stages twice and write one ledger and MLflow record over each other."""
+    import subprocess
+    import sys
+
+    from orchestrator.cli import runs
+
+    ledger = recorded_run(tmp_path, "r1", "toy", "RUNNING", {0: 0.5})  # the driver: this process, alive
+    assert main(["resume", "r1", "--workspace", str(tmp_path)], pipelines=SPECS) == 2
+    err = capsys.readouterr().err
+    assert f"run r1 is still running (driver pid {os.getpid()}" in err and "then resume" in err
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    data = json.loads(ledger.read_text())
+    data["driver"]["pid"] = int(dead.stdout)
+    ledger.write_text(json.dumps(data))
+    runs.check_not_running(ArtifactStore(str(tmp_path / "artifacts")), "r1")  # INTERRUPTED: resumable

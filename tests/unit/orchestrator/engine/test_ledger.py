@@ -49,3 +49,21 @@ def test_a_ledger_that_never_parses_is_an_artifact_error(tmp_path, monkeypatch) 
 
 def test_no_ledger_yet_is_none(tmp_path) -> None:
     assert ledger.read_ledger(ArtifactStore(str(tmp_path)), "r1") is None
+
+
+def test_a_resumed_attempt_keeps_what_the_earlier_one_computed(tmp_path) -> None:
+    """A resume meets the stages its run already ran as cache hits; their entries keep the attempt that ran them."""
+    store = ArtifactStore(str(tmp_path))
+    first = ledger.Ledger(store, "toy", "r1", "v1", 0, None)
+    ran = {"state": "succeeded", "fingerprint": "f1", "duration_s": 31.0, "node": "n1", "attempts": 1}
+    first.write("INTERRUPTED", {"train": ran, "evaluate": {"state": "pending", "fingerprint": None}})
+    again = ledger.Ledger(store, "toy", "r1", "v1", 0, None)
+    hit = {"state": "cached", "fingerprint": "f1", "duration_s": 0.0, "node": None, "attempts": 0}
+    other = {"state": "cached", "fingerprint": "f2", "duration_s": 0.0, "node": None, "attempts": 0}
+    again.write("FINISHED", {"train": hit, "evaluate": other})
+    stages = ledger.read_ledger(store, "r1")["stages"]
+    assert stages["train"] == ran  # not "cached, 0 s"
+    assert stages["evaluate"] == other  # another run's output: a cache hit indeed
+    third = ledger.Ledger(store, "toy", "r1", "v1", 0, None)
+    third.write("FINISHED", {"train": {**hit, "fingerprint": "f3"}, "evaluate": other})
+    assert ledger.read_ledger(store, "r1")["stages"]["train"]["fingerprint"] == "f3"  # a changed stage is new
