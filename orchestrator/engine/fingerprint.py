@@ -2,8 +2,11 @@
 
 A stage whose fingerprint has a complete manifest in the store is a cache hit, so everything
 that can change a stage's outputs goes into the fingerprint (name, function, params, declared
-outputs, input digests, code version, seed) and nothing else (not its resources nor its
-generation number), so a stage moved to more workers is still cached.
+outputs, input digests, code version, seed, and of its resources what changes float results:
+torch's thread count, CPU or GPU, the data-parallel width) and nothing else (not its generation
+number, custom resources, nor how many actors map its shards), so a labeling stage moved to more
+actors is still cached. Threads change results because a reduction split over more threads adds
+its floats in another order; after a few hundred SGD steps the models differ.
 
 The code version is the stage's own: a digest of its body's module and of every module of the
 same package that it imports, transitively (read from the source, never imported, so the driver
@@ -21,7 +24,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from orchestrator.dag import Stage
+from orchestrator.dag import Parallelism, Stage
 
 CODE_VERSION_CHARS = 16
 
@@ -51,12 +54,21 @@ def fingerprint(stage: Stage, input_digests: Mapping[str, str], code_version: st
         "inputs": dict(sorted(input_digests.items())),
         "code_version": code_version,
         "seed": seed,
+        "numerics": numerics(stage),
     }
     try:
         text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=_canonical)
     except TypeError as exc:
         raise TypeError(f"stage {stage.name!r}: cannot fingerprint its params: {exc}") from exc
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def numerics(stage: Stage) -> dict[str, Any]:
+    """What of a stage's resources changes its float results: threads per worker (orchestrator/engine/body.py
+    sets torch's to ``num_cpus``), the device, and for data-parallel stages the number of ranks."""
+    resources = stage.resources
+    ranks = resources.workers if stage.parallelism is Parallelism.DATA else 1
+    return {"threads": max(1, int(resources.num_cpus)), "cuda": resources.num_gpus > 0, "ranks": ranks}
 
 
 def stage_seed(seed: int, stage_name: str) -> int:

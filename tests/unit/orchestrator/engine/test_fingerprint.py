@@ -1,31 +1,54 @@
 """Fingerprints: stable under reordering, sensitive to everything that determines a stage's outputs."""
 
+import dataclasses
 import shutil
 from pathlib import Path
 
 import pytest
 
 from orchestrator.cli.common import load_pipeline_config
-from orchestrator.dag import Stage
+from orchestrator.dag import Parallelism, Resources, Stage
 from orchestrator.engine.fingerprint import code_versions, fingerprint, source_closure
 from tests.unit.orchestrator.engine.toy import evaluate, toy, train
+
+
+# what of a stage's resources changes its float results (toy()'s g00/train: 2 CPUs, 1 worker, no GPU)
+NUMERICS = [Resources(num_cpus=1), Resources(num_cpus=2, num_gpus=1), Resources(num_cpus=2, workers=2)]
 
 
 def test_fingerprint_is_stable_and_sensitive():
     stage = toy().stage("g00/train")
     base = fingerprint(stage, {"data": "d1"}, "v1", seed=0)
-    reordered = Stage("g00/train", train, ("data",), ("model",), params=dict(reversed(list({"lr": 0.5}.items()))))
+    reordered = Stage(
+        "g00/train",
+        train,
+        ("data",),
+        ("model",),
+        params=dict(reversed(list({"lr": 0.5}.items()))),
+        resources=Resources(num_cpus=2, custom={"ssd": 1}),
+    )
     assert fingerprint(stage, {"data": "d1"}, "v1", seed=0) == base
-    assert fingerprint(reordered, {"data": "d1"}, "v1", seed=0) == base  # resources/generation do not matter
+    assert fingerprint(reordered, {"data": "d1"}, "v1", seed=0) == base  # custom resources/generation do not matter
     changed = [
         fingerprint(toy(lr=0.1).stage("g00/train"), {"data": "d1"}, "v1", seed=0),
         fingerprint(stage, {"data": "d2"}, "v1", seed=0),
         fingerprint(stage, {"data": "d1"}, "v2", seed=0),
         fingerprint(stage, {"data": "d1"}, "v1", seed=1),
         fingerprint(Stage("g00/train", evaluate, ("data",), ("model",), params={"lr": 0.5}), {"data": "d1"}, "v1"),
+        *(fingerprint(dataclasses.replace(stage, resources=r), {"data": "d1"}, "v1", seed=0) for r in NUMERICS),
     ]
     assert len(set(changed + [base])) == len(changed) + 1
     assert len(base) == 64
+
+
+def test_shard_actors_do_not_change_a_fingerprint_but_threads_and_ranks_do():
+    """A labeling stage moved to more actors is still cached (each shard is labeled alike); more threads or
+    data-parallel ranks add floats in another order, so a training stage with them is another result."""
+    labeling = Stage("g00/label", train, ("data",), ("labels",), parallelism=Parallelism.SHARDS)
+    one, four = (dataclasses.replace(labeling, resources=Resources(workers=n)) for n in (1, 4))
+    assert fingerprint(one, {}, "v1") == fingerprint(four, {}, "v1")
+    threads = dataclasses.replace(labeling, resources=Resources(num_cpus=2, workers=4))
+    assert fingerprint(threads, {}, "v1") != fingerprint(four, {}, "v1")
 
 
 def test_fingerprint_rejects_params_that_are_not_json():
