@@ -68,6 +68,7 @@ class Manifest:
     metrics: dict[str, float] = field(default_factory=dict)
     series: list[tuple[int, dict[str, float]]] = field(default_factory=list)
     files: dict[str, str] = field(default_factory=dict)
+    file_digests: dict[str, str] = field(default_factory=dict)  # file name -> "ALGORITHM:HEX" (older manifests: none)
     created: str = ""
     duration_s: float = 0.0
     node: str = ""  # the Ray node id where the stage body ran (rank 0, or the pool's coordinator); "" locally
@@ -143,6 +144,7 @@ class ArtifactStore:
             metrics={k: float(v) for k, v in result.metrics.items()},
             series=[(int(step), {k: float(v) for k, v in values.items()}) for step, values in series],
             files=files,
+            file_digests={name: f"{ALGORITHM}:{digest_of(bytes(data))}" for name, data in result.files.items()},
             created=datetime.now(UTC).isoformat(timespec="seconds"),
             duration_s=float(duration_s),
             node=node,
@@ -270,8 +272,22 @@ class ArtifactStore:
             return None
 
     def verify(self, manifest: Manifest) -> list[str]:
-        """Names of outputs whose stored size or digest differ from the manifest (or are gone)."""
-        return [name for name, ref in manifest.outputs.items() if not self._intact(ref)]
+        """Names of outputs and files whose stored size or digest differ from the manifest (or are gone).
+
+        Files count too: a cache hit hands its plots to MLflow, so a deleted one made every later
+        hit fail to log them, and left the stage's MLflow run open.
+        """
+        outputs = [name for name, ref in manifest.outputs.items() if not self._intact(ref)]
+        return outputs + [name for name, path in manifest.files.items() if not self._file_intact(manifest, name, path)]
+
+    def _file_intact(self, manifest: Manifest, name: str, path: str) -> bool:
+        algorithm, _, expected = manifest.file_digests.get(name, "").partition(":")
+        try:
+            with self._fs.open_input_stream(self._abs(path)) as stream:
+                data = stream.read()
+            return not expected or digest_of(data, algorithm) == expected
+        except (OSError, pa.ArrowException, ValueError):
+            return False
 
     def _intact(self, ref: ArtifactRef) -> bool:
         path = self._abs(ref.path)
@@ -445,6 +461,7 @@ def _manifest_from_json(data: Mapping[str, Any]) -> Manifest:
         metrics={k: float(v) for k, v in data.get("metrics", {}).items()},
         series=[(int(step), dict(values)) for step, values in data.get("series", [])],
         files=dict(data.get("files", {})),
+        file_digests=dict(data.get("file_digests", {})),
         created=data.get("created", ""),
         duration_s=float(data.get("duration_s", 0.0)),
         node=str(data.get("node", "")),

@@ -267,14 +267,14 @@ class Runner:
         return self.code_version.get(getattr(stage.fn, "__module__", ""), "")
 
     def _cached(self, stage: Stage, fp: str) -> Manifest | None:
-        """A complete manifest whose outputs still match their digests, else None."""
+        """A complete manifest whose outputs and files still match their digests, else None."""
         manifest = self.store.read_manifest(fp)
         if manifest is None:
             return None
         bad = self.store.verify(manifest) + sorted(set(stage.outputs) - set(manifest.outputs))
         if bad:
             logger.warning(
-                "recompute %s: stored outputs %s are missing or corrupted (fingerprint %s)", stage.name, bad, fp[:12]
+                "recompute %s: stored outputs or files %s are missing or corrupted (fingerprint %s)", stage.name, bad, fp[:12]
             )
             return None
         logger.info("skip %s: cache hit %s", stage.name, fp[:12])

@@ -142,6 +142,30 @@ def test_verify_detects_truncated_corrupted_and_missing_files(tmp_path):
     assert store.verify(manifest) == ["a", "b", "c"]
 
 
+def test_verify_checks_the_stages_files_too(tmp_path):
+    """A cache hit hands a stage's files (plots) to MLflow: a deleted or changed one must make it recompute."""
+    store = ArtifactStore(str(tmp_path))
+    files = {"plots/confusion.png": b"png" * 100, "picks.csv": b"a,b\n1,2\n"}
+    manifest = store.write_stage("fp", "s", StageResult(outputs={"a": table()}, files=files))
+    assert store.verify(manifest) == [] and store.verify(store.read_manifest("fp")) == []
+    files_dir = tmp_path / "stages" / "fp" / "files"
+    (files_dir / "plots_confusion.png").unlink()
+    (files_dir / "picks.csv").write_bytes(b"a,b\n1,3\n")  # same size, other content
+    assert sorted(store.verify(store.read_manifest("fp"))) == ["picks.csv", "plots/confusion.png"]
+
+
+def test_a_manifest_from_before_file_digests_checks_its_files_are_there(tmp_path):
+    store = ArtifactStore(str(tmp_path))
+    store.write_stage("fp", "s", StageResult(outputs={}, files={"a.txt": b"x"}))
+    path = tmp_path / "stages" / "fp" / "manifest.json"
+    data = json.loads(path.read_text())
+    del data["file_digests"]
+    path.write_text(json.dumps(data))
+    assert store.verify(store.read_manifest("fp")) == []
+    (tmp_path / "stages" / "fp" / "files" / "a.txt").unlink()
+    assert store.verify(store.read_manifest("fp")) == ["a.txt"]
+
+
 def test_a_manifest_from_before_digests_named_their_algorithm_still_verifies_as_sha256(tmp_path):
     """Stores written by earlier versions (sha256, no "algorithm" key) stay cache hits; an unknown algorithm fails."""
     import hashlib
