@@ -11,7 +11,6 @@ from orchestrator.dag import Parallelism, Resources, Stage
 from orchestrator.engine.fingerprint import code_versions, fingerprint, source_closure
 from tests.unit.orchestrator.engine.toy import evaluate, toy, train
 
-
 # what of a stage's resources changes its float results (toy()'s g00/train: 2 CPUs, 1 worker, no GPU)
 NUMERICS = [Resources(num_cpus=1), Resources(num_cpus=2, num_gpus=1), Resources(num_cpus=2, workers=2)]
 

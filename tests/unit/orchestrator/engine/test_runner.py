@@ -148,7 +148,7 @@ def test_corrupted_artifact_is_recomputed_not_used(tmp_path, caplog):
     CALLS.clear()
     second = make_runner(tmp_path).run(toy(), "run-2")
     assert CALLS == ["g00/train"]  # rewritten with identical bytes, so evaluate stays cached
-    assert "recompute g00/train: stored outputs ['model'] are missing or corrupted" in caplog.text
+    assert "recompute g00/train: stored outputs or files ['model'] are missing or corrupted" in caplog.text
     assert second.names(StageState.CACHED) == ["data", "g00/evaluate"]
     assert ArtifactStore(str(tmp_path / "artifacts")).verify(second.manifests["g00/train"]) == []
 
@@ -224,7 +224,7 @@ def test_a_parquet_table_with_one_flipped_byte_is_recomputed_not_used(tmp_path, 
     CALLS.clear()
     second = make_runner(tmp_path).run(toy(), "run-2")
     assert CALLS == ["data"]  # rewritten with identical bytes, so everything downstream stays cached
-    assert "recompute data: stored outputs ['data'] are missing or corrupted" in caplog.text
+    assert "recompute data: stored outputs or files ['data'] are missing or corrupted" in caplog.text
     assert ArtifactStore(str(tmp_path / "artifacts")).verify(second.manifests["data"]) == []
 
 
