@@ -101,6 +101,32 @@ def map_in_order(fn: Callable[[Any], Any], shards: Iterable[Any]) -> Iterator[An
     return (fn(shard) for shard in shards)
 
 
+_STAGE_END: list[Callable[[], None]] = []
+
+
+def on_stage_end(release: Callable[[], None]) -> Callable[[], None]:
+    """Have ``release`` called in the worker process whenever a stage body there ends (usable as a decorator).
+
+    Why: what a body leaves running in its worker must not outlive the stage. Ray ends a task
+    worker that sat idle for a while by killing its child processes, and a DataLoader whose
+    worker processes are killed under it raises "DataLoader worker ... is killed by signal:
+    Killed" into a run that succeeded. State a later stage reuses (decoded data) may stay.
+    """
+    if release not in _STAGE_END:
+        _STAGE_END.append(release)
+    return release
+
+
+def stage_ended() -> None:
+    """Call every ``on_stage_end`` function (the engine does, after each stage body, however it ended)."""
+    for release in _STAGE_END:
+        try:
+            release()
+        except Exception:  # a release that fails must not turn a finished stage into a failed one
+            name = getattr(release, "__qualname__", release)
+            logger.warning("could not release %s after a stage", name, exc_info=True)
+
+
 @dataclass
 class StageContext:
     """What a stage function may know about where it runs; nothing about files or Ray.

@@ -11,7 +11,16 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from orchestrator.dag import Checkpointer, ShardMapper, Stage, StageContext, StageProgress, StageResult, map_in_order
+from orchestrator.dag import (
+    Checkpointer,
+    ShardMapper,
+    Stage,
+    StageContext,
+    StageProgress,
+    StageResult,
+    map_in_order,
+    stage_ended,
+)
 from orchestrator.engine.allocator import tune_malloc
 from orchestrator.engine.artifacts import ArtifactStore, Manifest, StoreCheckpointer
 from orchestrator.engine.fingerprint import stage_seed
@@ -77,6 +86,7 @@ def run_stage_body(task: StageTask, placement: Placement) -> Manifest | None:
             task.fingerprint, stage.name, result, ctx.series, started=started, node=placement.node
         )
     finally:
+        stage_ended()
         torch.set_num_threads(threads)
         if alone:
             announce(task, finished=True)

@@ -23,6 +23,7 @@ same data section, so the batches, and the results, do not depend on which one f
 
 from __future__ import annotations
 
+import weakref
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
@@ -31,6 +32,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from orchestrator.dag import on_stage_end
 from pipelines.datasets.rows import ShardRows
 from pipelines.datasets.shards import DatasetError, DatasetManifest, rows_per_group_for
 
@@ -132,13 +134,20 @@ class BlockLoader:
     """Decoded blocks of sample ids from loader workers, in the order of the current plan.
 
     ``workers`` 0 decodes in the calling process (same code path, no read-ahead).
-    Workers persist across plans: a new plan costs no process start.
+    Workers persist across the plans of a stage: a new plan costs no process start. They stop
+    when the stage ends (``release_loader_workers``) and start again for the next stage.
     """
 
     def __init__(self, rows: ShardRows, workers: int) -> None:
         self._plan = _Plan()
-        self._loader = DataLoader(
-            _Requests(rows),
+        self._rows, self._workers = rows, workers
+        self._loader = self._new_loader()
+        self._iterator: Iterator[tuple[int, Any]] | None = None
+
+    def _new_loader(self) -> DataLoader:
+        workers = self._workers
+        return DataLoader(
+            _Requests(self._rows),
             batch_size=None,
             sampler=self._plan,
             num_workers=workers,
@@ -146,12 +155,21 @@ class BlockLoader:
             prefetch_factor=PREFETCH_PER_WORKER if workers > 0 else None,
             generator=torch.Generator(),  # its own: a new iteration must not draw from the global RNG augmentations use
         )
-        self._iterator: Iterator[tuple[int, Any]] | None = None
 
     def start(self, requests: list[tuple[int, np.ndarray]]) -> None:
         """Work through ``requests`` from now on (what the previous plan had in flight is dropped)."""
         self._plan.requests = requests
         self._iterator = iter(self._loader)
+
+    def stop_workers(self) -> None:
+        """End the loader's worker processes; the next ``start`` begins new ones.
+
+        The persistent iterator shuts its workers down when the last reference to it goes (CPython
+        frees it at once), so dropping this loader and our iterator is the whole of it.
+        """
+        if self._workers > 0:
+            self._iterator = None
+            self._loader = self._new_loader()
 
     def next(self) -> tuple[int, torch.Tensor] | None:
         """The next decoded block of the plan, or None when the plan is done."""
@@ -167,12 +185,22 @@ class BlockLoader:
         return int(key), images
 
 
+_SOURCES: weakref.WeakSet[ShardSource] = weakref.WeakSet()
+
+
+@on_stage_end
+def release_loader_workers() -> None:
+    """Stop every source's loader workers when a stage ends (``orchestrator.dag.on_stage_end`` says why)."""
+    for source in list(_SOURCES):
+        source.stop_loader()
+
+
 class ShardSource:
     """Images of one split of a sharded dataset, or of a subset of it (``ids``: position -> sample id).
 
     ``buffer_bytes`` bounds the decoded images this source keeps: a subset that fits is read into
-    a TensorSource through this source's loader (whose workers start once per process, since the
-    split's source is cached); a larger one becomes a streamed view with a loader of its own (see
+    a TensorSource through this source's loader (whose workers start once per stage and stop when
+    it ends: ``release_loader_workers``); a larger one becomes a streamed view with a loader of its own (see
     the module docstring). ``block`` defaults to ``shuffle_block`` of the image shape.
     """
 
@@ -197,6 +225,13 @@ class ShardSource:
         self.cache_blocks = 2 * -(-self.window // self.block) + workers * PREFETCH_PER_WORKER + 2
         self._cache: OrderedDict[int, torch.Tensor] = OrderedDict()
         self._planned: set[int] = set()
+        _SOURCES.add(self)
+
+    def stop_loader(self) -> None:
+        """End the loader's worker processes; what they had not delivered is planned again on the next fetch."""
+        if self._loader is not None:
+            self._loader.stop_workers()
+        self._planned = set()
 
     def __len__(self) -> int:
         return len(self.rows) if self.ids is None else len(self.ids)

@@ -87,3 +87,22 @@ def test_a_decode_error_in_a_loader_worker_names_the_shard_and_row(tmp_path: Pat
         shards.DatasetError, match=r"train/part-00000.parquet row 2 \(sample_id 2\): the image does not decode"
     ):
         source.subset(np.arange(30)).fetch(np.arange(5))
+
+
+def test_loader_workers_stop_when_a_stage_ends_and_start_again_for_the_next(tmp_path: Path) -> None:
+    """Ray ends an idle task worker by killing its children; loader workers left alive after a stage made a
+    successful run print "DataLoader worker ... is killed by signal: Killed". They now end with the stage."""
+    import multiprocessing
+
+    from orchestrator.dag import stage_ended
+
+    memory, sharded = sources(tmp_path / "d", rows_buffer=20, workers=1)
+    ids = np.arange(0, 100, 2)[::-1].copy()
+    streamed, held = sharded.subset(ids), memory.subset(ids)
+    assert torch.equal(streamed.fetch(np.arange(9), np.arange(9, 50)), held.fetch(np.arange(9)))
+    assert multiprocessing.active_children(), "the loader's worker process runs during the stage"
+    stage_ended()
+    assert multiprocessing.active_children() == []
+    assert torch.equal(streamed.fetch(np.arange(40, 50)), held.fetch(np.arange(40, 50)))  # the next stage reads on
+    stage_ended()
+    assert multiprocessing.active_children() == []
