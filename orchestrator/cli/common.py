@@ -118,6 +118,25 @@ def with_locations(config: Any, store: str, tracking: str) -> Any:
     return config.model_copy(update={"run": run, "tracking": config.tracking.model_copy(update={"uri": tracking})})
 
 
+def moved_workspace(config: Any, store_uri: str) -> tuple[Path, Path] | None:
+    """(recorded workspace, workspace now) when a run's record was found in a workspace moved as a whole.
+
+    The record keeps the absolute stores of where the run started (``with_locations``): the
+    artifact store ``OLD/artifacts`` and, when it tracked into the workspace's own database,
+    ``sqlite:///OLD/mlflow.db``. Found at ``NEW/artifacts`` with OLD's database gone, the run's
+    tracking database is NEW's. None when nothing moved, or the stores were not the workspace's.
+    """
+    recorded = config.run.artifact_uri
+    if not recorded or recorded == store_uri or "://" in recorded or "://" in store_uri:
+        return None
+    old, new = Path(recorded).parent, Path(store_uri).parent
+    if Path(recorded).name != "artifacts" or Path(store_uri).name != "artifacts":
+        return None
+    if config.tracking.uri != f"sqlite:///{old / 'mlflow.db'}" or (old / "mlflow.db").exists():
+        return None
+    return old, new
+
+
 def save_run_record(
     store: ArtifactStore,
     run_id: str,

@@ -24,6 +24,7 @@ from orchestrator.cli.common import (
     add_workspace,
     cluster_address,
     load_pipeline_config,
+    moved_workspace,
     new_run_id,
     pipeline_code_versions,
     pipelines_of,
@@ -243,7 +244,8 @@ def tracking_for(args: argparse.Namespace) -> tuple[str, str, Mapping[str, str] 
     if args.run_id is not None:
         check_run_id(args.run_id)
         spec, config = read_run_record(store, args.run_id, pipelines)
-        uri = tracking_uri(config.run, config.tracking)
+        moved = moved_workspace(config, store.uri)
+        uri = f"sqlite:///{moved[1] / 'mlflow.db'}" if moved else tracking_uri(config.run, config.tracking)
         check_tracking_store(uri, f"tracking.uri (in run {args.run_id}'s record)")
         return uri, config.tracking.experiment, spec.summary
     uri = tracking_uri(RunSettings(workspace=args.workspace), TrackingSettings())
@@ -331,6 +333,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     store = store_of(args)
     spec, config = read_run_record(store, args.run_id, pipelines_of(args))
     runs.check_not_running(store, args.run_id)
+    check_not_moved(config, store.uri, args.run_id)
     config = checked_locations(
         with_locations(config, store.uri, tracking_uri(config.run, config.tracking)), None, address
     )
@@ -338,6 +341,26 @@ def cmd_resume(args: argparse.Namespace) -> int:
     run = dataclasses.replace(run, rerun=rerun_on_resume(store, args.run_id))  # what --no-cache had not reached
     run_locations.check_cluster(address, config.run, run.pipeline)
     return execute(run, resume=True)
+
+
+def check_not_moved(config: Any, store_uri: str, run_id: str) -> None:
+    """Refuse (exit 2) to resume a run in a workspace moved since it started.
+
+    MLflow keeps absolute paths in mlflow.db (each experiment's artifact location), so a resume
+    in the new place would write the run's MLflow artifacts under the old one, creating it again.
+    """
+    moved = moved_workspace(config, store_uri)
+    if moved is None:
+        return
+    old, new = moved
+    raise ConfigError(
+        [
+            f"run {run_id} started in workspace {old}, which has moved to {new}; MLflow keeps the old absolute "
+            f"paths in {new / 'mlflow.db'}, so resuming here would write its MLflow artifacts under {old}. "
+            f"Move the workspace back to {old} to resume it (`relay runs` and `relay generations` read it here)"
+        ],
+        "the command line",
+    )
 
 
 def cmd_validate(args: argparse.Namespace) -> int:

@@ -237,3 +237,22 @@ def test_scheduler_settings_past_the_last_generation_are_refused(cwd: Path, caps
     space = ["tune.space={train.lr: {uniform: [0.01, 0.1]}}", "tune.metric=evaluate/balanced_accuracy"]
     assert expected in refused(["validate", str(SMOKE), *space, *overrides], cwd, capsys)
     assert expected in refused(["tune", str(SMOKE), *space, *overrides], cwd, capsys)
+
+
+def test_a_moved_workspace_is_read_where_it_is_and_not_resumed_into_the_old_place(
+    cwd: Path, capsys, monkeypatch
+) -> None:
+    """The record keeps the stores' absolute paths; MLflow keeps its own in mlflow.db, so only reads follow a move."""
+    for name in ("RELAY_WORKSPACE", "RELAY_ARTIFACT_URI", "MLFLOW_TRACKING_URI"):
+        monkeypatch.delenv(name, raising=False)
+    old, new = cwd / "ws", cwd / "moved"
+    argv = ["run", str(SMOKE), LOCAL, "train.steps=3", "--run-id", "r1", "--stop-after", "g00/train"]
+    assert main([*argv, f"run.workspace={old}"]) == 0
+    old.rename(new)
+    capsys.readouterr()
+    assert main(["generations", "r1", "--workspace", str(new)]) == 0
+    assert "Run r1: per-generation results" in capsys.readouterr().out
+    assert main(["resume", "r1", "--workspace", str(new)]) == 2
+    err = capsys.readouterr().err
+    assert f"run r1 started in workspace {old}, which has moved to {new}" in err and "Move the workspace back" in err
+    assert not old.exists(), "the refused resume wrote into the old place"
