@@ -13,6 +13,7 @@ import logging
 import os
 import secrets
 import shlex
+import socket
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -152,7 +153,8 @@ def save_run_record(
     """
     text = yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
     store.write_record(record_path(run_id, CONFIG_FILE), text.encode())
-    command = {"config": config_path, "overrides": overrides, "rerun": sorted(rerun)}
+    driver = {"host": socket.gethostname(), "pid": os.getpid()}  # `relay runs` tells a driver that died starting
+    command = {"config": config_path, "overrides": overrides, "rerun": sorted(rerun), "driver": driver}
     store.write_record(record_path(run_id, COMMAND_FILE), json.dumps(command).encode())
 
 

@@ -10,6 +10,7 @@ shown as INTERRUPTED, with `relay resume` as the way on.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import socket
 from collections.abc import Mapping
@@ -21,7 +22,7 @@ from pydantic import BaseModel, ValidationError
 
 from orchestrator.cli.common import DONE_STATES, Pipelines, add_artifact_uri, add_workspace, pipelines_of, store_of
 from orchestrator.engine.artifacts import ArtifactStore
-from orchestrator.engine.ledger import CONFIG_FILE, LEDGER_FILE, RUNS, read_ledger, record_path
+from orchestrator.engine.ledger import COMMAND_FILE, CONFIG_FILE, LEDGER_FILE, RUNS, read_ledger, record_path
 from orchestrator.errors import ArtifactError, ConfigError
 from orchestrator.registry import PipelineSpec
 from orchestrator.tracking.report import text_table
@@ -129,11 +130,24 @@ def read_view(store: ArtifactStore, run_id: str) -> LedgerRead:
         data = read_ledger(store, run_id)
         if data is not None and not isinstance(data, dict):
             return LedgerRead(problem=f"{relative}: expected a JSON object, got a {type(data).__name__}")
-        return LedgerRead(None if data is None else LedgerView.model_validate(data))
+        return LedgerRead(_starting(store, run_id) if data is None else LedgerView.model_validate(data))
     except ArtifactError as exc:
         return LedgerRead(problem=str(exc))
     except ValueError as exc:  # pydantic's ValidationError and UnicodeDecodeError are ValueErrors
         return LedgerRead(problem=f"{relative}: {_first_error(exc)}")
+
+
+def _starting(store: ArtifactStore, run_id: str) -> LedgerView | None:
+    """A run without a ledger yet (its driver starts Ray before the first write): the driver its command
+    record names, so that one that died starting reads INTERRUPTED, not NOT STARTED for ever."""
+    try:
+        command = json.loads(store.read_record(record_path(run_id, COMMAND_FILE)) or b"{}")
+        driver = (
+            _Driver.model_validate(command["driver"]) if isinstance(command, dict) and "driver" in command else None
+        )
+    except (ArtifactError, ValueError):
+        return None
+    return None if driver is None else LedgerView(driver=driver)
 
 
 def _first_error(exc: ValueError) -> str:
@@ -159,7 +173,7 @@ def unfinished_note(store: ArtifactStore, run_id: str) -> str | None:
     status = run_status(store, run_id)
     if status in ("FINISHED", "NOT STARTED"):
         return None
-    if status == "RUNNING":
+    if status in ("RUNNING", "STARTING"):
         way_on = "look again when it has finished (`relay runs` shows its progress)"
     else:
         way_on = f"finish it with `relay resume {run_id}`"
@@ -171,7 +185,7 @@ def check_not_running(store: ArtifactStore, run_id: str) -> None:
     same stages twice and write one ledger and one MLflow record over each other."""
     read = read_view(store, run_id)
     ledger = read.view
-    if read.problem is not None or ledger is None or _status(ledger) != "RUNNING":
+    if read.problem is not None or ledger is None or _status(ledger) not in ("RUNNING", "STARTING"):
         return
     driver = ledger.driver or _Driver()
     if driver.host == socket.gethostname():
@@ -196,10 +210,13 @@ def _pipeline_kind(store: ArtifactStore, run_id: str) -> str | None:
 
 
 def _status(ledger: LedgerView) -> str:
-    """The ledger's status; RUNNING with a dead driver on this host is INTERRUPTED; no ledger: NOT STARTED."""
+    """The ledger's status; RUNNING with a dead driver on this host is INTERRUPTED; no ledger yet: STARTING
+    while its driver (on this host) lives, INTERRUPTED when it died, else NOT STARTED."""
+    driver = ledger.driver or _Driver()
+    if ledger.status is None and driver.host == socket.gethostname():
+        return "STARTING" if _alive(driver.pid) else "INTERRUPTED"
     if ledger.status is None:
         return "NOT STARTED"
-    driver = ledger.driver or _Driver()
     if ledger.status == "RUNNING" and driver.host == socket.gethostname() and not _alive(driver.pid):
         return "INTERRUPTED"
     return ledger.status

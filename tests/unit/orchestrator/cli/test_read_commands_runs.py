@@ -179,3 +179,27 @@ def test_resume_of_a_run_whose_driver_is_alive_is_refused(tmp_path: Path, capsys
     data["driver"]["pid"] = int(dead.stdout)
     ledger.write_text(json.dumps(data))
     runs.check_not_running(ArtifactStore(str(tmp_path / "artifacts")), "r1")  # INTERRUPTED: resumable
+
+
+def test_a_driver_that_died_before_its_first_ledger_write_reads_interrupted(tmp_path: Path, capsys) -> None:
+    """A run killed while Ray started had only its config and command records: NOT STARTED for ever, before."""
+    import subprocess
+    import sys
+
+    from orchestrator.cli.common import save_run_record
+
+    store = ArtifactStore(str(tmp_path / "artifacts"))
+    config = ToyConfig(pipeline="toy", name="toy", run=RunSettings(workspace=str(tmp_path)))
+    save_run_record(store, "alive", config, "toy.yaml", [])  # the driver: this process
+    assert runs_table(tmp_path, capsys)["alive"][2] == "STARTING"
+    assert main(["resume", "alive", "--workspace", str(tmp_path)], pipelines=SPECS) == 2
+    assert "run alive is still running" in capsys.readouterr().err
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    command = tmp_path / "artifacts" / "runs" / "alive" / "command.json"
+    data = json.loads(command.read_text())
+    data["driver"]["pid"] = int(dead.stdout)
+    command.write_text(json.dumps(data))
+    assert runs_table(tmp_path, capsys)["alive"][2] == "INTERRUPTED"
+    del data["driver"]  # a record from before drivers were recorded
+    command.write_text(json.dumps(data))
+    assert runs_table(tmp_path, capsys)["alive"][2] == "NOT"  # NOT STARTED
