@@ -46,9 +46,9 @@ def cmd_tune(args: argparse.Namespace) -> int:
         output=args.output,
         source=args.config,
     )
-    run_locations.check_reachable(run_locations.Locations(plan.store_uri, plan.tracking_uri), args.config)
     address = cluster_address(args.address)
-    run_locations.check_cluster(address, config.run, pipeline, args.config)
+    run_locations.check_cluster(address, config.run, pipeline, args.config)  # as `relay run`: the cluster first
+    check_locations(plan, config, address, args.config)
     if address is not None:
         plan = dataclasses.replace(plan, ray_address=address)
     if plan.ray_address is None and not os.environ.get("RAY_ADDRESS"):  # a local Ray of a fixed size
@@ -90,7 +90,46 @@ def cmd_tune(args: argparse.Namespace) -> int:
     sweeps.finish(sweep_status(done, best is not None), best_tags, best_metric, files)
     print(f"\nSweep {plan.name}: {config.tune.metric} after each generation ({config.tune.mode}; * = best)")
     print(sweep.trials_table(rows, list(config.tune.space), plan.generations, best))
+    for line in best_notes(plan) if best is not None else []:
+        print(line)
     return _print_ending(args, plan, done, best is not None)
+
+
+def best_notes(plan: SweepPlan) -> list[str]:
+    """Lines under the table: how Relay picks its best trial (Ray Tune's status box may name another), and for PBT
+    what best.yaml can and cannot reproduce."""
+    notes = [
+        f"* = Relay's best: among the trials that reached the furthest generation, the best final "
+        f'{plan.settings.metric} ({plan.settings.mode}); Ray Tune\'s "best trial" above compares last reported '
+        "values whatever the generation, so it may name a trial stopped early"
+    ]
+    note = pbt_note(plan)
+    if note:
+        notes.append(note)
+    return notes
+
+
+def pbt_note(plan: SweepPlan) -> str | None:
+    """Under PBT a trial's values change between generations; best.yaml can hold only one set."""
+    if plan.settings.scheduler not in ("pbt", "pb2"):
+        return None
+    return (
+        f"best.yaml carries the best trial's final values only; {plan.settings.scheduler} changed its values "
+        "between generations, and a run of best.yaml trains every generation with the final ones, so its "
+        "score can differ from the trial's"
+    )
+
+
+def check_locations(plan: SweepPlan, config: Any, address: str | None, source: str) -> None:
+    """The sweep's stores must be reachable, and on a cluster outlive it, as for `relay run` (pipeline.checked_locations).
+
+    Trials joining a cluster run stages on its other nodes, which write into the same stores:
+    a workspace under /tmp would be node-local and lost with the cluster.
+    """
+    locations = run_locations.Locations(plan.store_uri, plan.tracking_uri)
+    if run_locations.in_ray_job() or run_locations.joins_cluster(address, config.run):
+        run_locations.check_durable(locations, source)
+    run_locations.check_reachable(locations, source)
 
 
 def sweep_status(done: bool, scored: bool) -> str:
@@ -194,9 +233,10 @@ def write_sweep_outputs(output: Path, records: list[dict[str, Any]], best: Any, 
     files = [str(output / "trials.csv"), str(output / "trials.json")]
     if best is not None:
         data = best_config(plan.base, best.values)  # the file the trials ran from (overrides, pins)
+        note = pbt_note(plan)
         (output / "best.yaml").write_text(
             f"# relay run {output / 'best.yaml'}\n# best trial {best.trial_id} of sweep "
-            f"{plan.name}\n" + yaml.safe_dump(data, sort_keys=False)
+            f"{plan.name}\n" + (f"# {note}\n" if note else "") + yaml.safe_dump(data, sort_keys=False)
         )
         files.append(str(output / "best.yaml"))
     return files

@@ -85,10 +85,34 @@ def space_problems(
     reference = _stage_names(build, validate_config(config_model, base))
     problems = []
     for key, domain in space.items():
-        problem = _key_problem(base, key, domain, config_model, build, reference)
+        problem = fixed_key_problem(key) or _key_problem(base, key, domain, config_model, build, reference)
         if problem:
             problems.append(problem)
     return problems
+
+
+FIXED_SECTIONS = {
+    "run": "where the sweep runs and stores its artifacts, the same for every trial",
+    "tracking": "where every trial's MLflow runs go, the same for every trial",
+    "tune": "a setting of the sweep itself, not of a trial",
+}
+
+
+def fixed_key_problem(key: str) -> str | None:
+    """Why ``key`` cannot vary per trial, or None.
+
+    A trial takes its store, tracking store and Ray from the sweep (one place for the whole
+    sweep's cache and runs), so a sampled `run.*` / `tracking.*` value would be silently
+    ignored; and a `tune.*` key was applied to a base without `tune:`, which read as a
+    missing tune.metric.
+    """
+    section = key.split(".", 1)[0]
+    if section not in FIXED_SECTIONS:
+        return None
+    return (
+        f"tune.space: {key} cannot vary per trial ({section}.* is {FIXED_SECTIONS[section]}); "
+        f"remove it from tune.space and set it in the config or on the command line ({key}=VALUE)"
+    )
 
 
 def _key_problem(
@@ -238,6 +262,12 @@ def schedule_problems(settings: TuneSettings, generations: int) -> list[str]:
         problems.append(
             f"tune.perturbation_interval: {settings.perturbation_interval} generations, but each trial has "
             f"{generations}, so no trial would ever be perturbed; set it below {generations}"
+        )
+    if settings.scheduler in ("pbt", "pb2") and "seed" in settings.space:
+        problems.append(
+            f"tune.space: seed cannot be perturbed by scheduler {settings.scheduler}: a trial's seed fixes every "
+            "stage from its first generation, so a new one would not continue the generations it copied; "
+            "search seed with scheduler asha, sha or none, or set seed in the config"
         )
     return problems
 

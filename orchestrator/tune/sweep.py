@@ -123,7 +123,7 @@ def run_sweep(plan: SweepPlan, resume: bool, sweep_tracker: SweepTracker) -> tup
         # Every trial ended (none left paused or pending by an interrupt): a short one was stopped early.
         # Why not only each last result's ``done``: a trial stopped while paused (sha) never reports again.
         ended = grid.num_terminated + grid.num_errors == len(grid)
-        rows = [trial_row(plan, result, ended) for result in grid]
+        rows = [trial_row(plan, result, ended, sampled) for result, sampled in zip(grid, tune_configs(grid))]
     finally:
         session.shutdown()
     done = len(rows) >= trials and all(row.status != "unfinished" for row in rows)
@@ -140,27 +140,64 @@ def run_sweep(plan: SweepPlan, resume: bool, sweep_tracker: SweepTracker) -> tup
     return rows, done
 
 
-def trial_row(plan: SweepPlan, result: Any, ended: bool = False) -> TrialRow:
-    """One trial's line of the table from its Ray Tune result; ``ended``: every trial of the sweep ended."""
-    frame = result.metrics_dataframe
+def tune_configs(grid: Any) -> list[Mapping[str, Any]]:
+    """The sampled values Tune holds for each trial of ``grid``, in the grid's order.
+
+    A trial that never started (PENDING when the sweep was interrupted) has no result, so
+    ``result.config`` is empty; its config is known only to Tune's trial objects, which the
+    ResultGrid keeps privately. Empty configs when this Ray version keeps them elsewhere.
+    """
+    trials = getattr(getattr(grid, "_experiment_analysis", None), "trials", None) or []
+    if len(trials) != len(grid):
+        return [{} for _ in range(len(grid))]
+    return [dict(getattr(trial, "config", None) or {}) for trial in trials]
+
+
+def trial_row(plan: SweepPlan, result: Any, ended: bool = False, sampled: Mapping[str, Any] | None = None) -> TrialRow:
+    """One trial's line of the table from its Ray Tune result.
+
+    ``ended``: every trial of the sweep ended; ``sampled``: the values Tune holds for the
+    trial (``tune_configs``), for one that never reported.
+    """
     found = re.search(r"[0-9a-f]{5}_\d{5}", Path(result.path).name)
     trial_id = str((result.metrics or {}).get("trial_id") or (found.group(0) if found else Path(result.path).name))
-    # The trial's own checkpoint first: Tune's result files can lose a paused trial's lines (TrialState).
-    by_generation = dict(TrialState.from_checkpoint(result.checkpoint).reported) if result.checkpoint else {}
-    if frame is not None and plan.settings.metric in frame:
-        for generation, value in zip(frame["generation"], frame[plan.settings.metric]):
-            by_generation[int(generation)] = float(value)
-    config = result.config or {}  # a trial that never started has no config
+    by_generation = reported_by_generation(plan, result)
+    config = result.config or sampled or {}  # a trial that never started has no result, hence no result.config
     values = clip_values({k: config[k] for k in plan.settings.space if k in config}, plan.settings.space)
     status = _status(plan, result, by_generation, ended)
     return TrialRow(trial_id, f"{plan.name}-{trial_id}", values, by_generation, status)
 
 
+def reported_by_generation(plan: SweepPlan, result: Any) -> dict[int, float]:
+    """Generation -> metric, the trial's checkpoint winning over Tune's result file.
+
+    The checkpoint (TrialState.reported) is written with every report and holds the lineage
+    the trial's models come from: after a PBT clone, the generations of the trial it copied.
+    Tune's result file keeps the trial's own pre-clone lines, and can lose a paused trial's
+    lines (TrialState); it only fills generations the checkpoint lacks.
+    """
+    by_generation: dict[int, float] = {}
+    frame = result.metrics_dataframe
+    if frame is not None and plan.settings.metric in frame:
+        for generation, value in zip(frame["generation"], frame[plan.settings.metric]):
+            by_generation[int(generation)] = float(value)
+    if result.checkpoint:
+        by_generation.update(TrialState.from_checkpoint(result.checkpoint).reported)
+    return by_generation
+
+
 def _status(plan: SweepPlan, result: Any, by_generation: Mapping[int, float], ended: bool = False) -> str:
+    """completed | stopped early | error | unfinished.
+
+    A trial that reported nothing and did not fail never started (PENDING when the sweep was
+    interrupted): schedulers stop trials only on a report, so it is unfinished, not stopped early.
+    """
     if result.error is not None:
         return "error"
     if len(by_generation) >= plan.generations:
         return "completed"
+    if not by_generation:
+        return "unfinished"
     # The scheduler marks the result it stops a running trial on as done; an interrupted trial's is not.
     return "stopped early" if ended or (result.metrics or {}).get("done") else "unfinished"
 

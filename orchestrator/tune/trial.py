@@ -93,6 +93,17 @@ def scheduled_pipeline(plan: SweepPlan, segments: Sequence[tuple[int, Mapping[st
     return Pipeline(built[0].name, stages), configs[-1]
 
 
+def trial_seed(plan: SweepPlan, segments: Sequence[tuple[int, Mapping[str, Any]]]) -> int:
+    """The seed every stage of the trial runs with: its sampled `seed` when the space has one, else the sweep's.
+
+    The Runner's seed (not a stage's params) is what seeds stages and their fingerprints, as in
+    `relay run`; a trial built it from the base config and ignored a sampled seed. The first
+    segment's: PBT may not perturb `seed` (plan.schedule_problems), so it never changes.
+    """
+    first = dict(segments[0][1]) if segments else {}
+    return int(first["seed"]) if "seed" in first else plan.seed
+
+
 def trial_tags(plan: SweepPlan, trial_id: str, values: Mapping[str, Any]) -> dict[str, str]:
     """Tags of a trial's pipeline run: the sweep, the trial id and the values it runs with now."""
     tags = {TAG_SWEEP: plan.name, TAG_TRIAL: trial_id}
@@ -109,14 +120,13 @@ def run_trial(config: dict[str, Any], plan: SweepPlan) -> None:
     trial_id = tune.get_context().get_trial_id()
     run_id = f"{plan.name}-{trial_id}"
     pipeline, resolved = scheduled_pipeline(plan, state.segments)
+    seed = trial_seed(plan, state.segments)
     tracker = mlflow_tracker(
         plan.tracking_uri, plan.tracking, parent_run_id=plan.sweep_run_id, extra_tags=trial_tags(plan, trial_id, values)
     )
     tracker.start_pipeline(run_id, plan.pipeline_name, resolved.model_dump(mode="json"), resume=True)
     with tempfile.TemporaryDirectory(prefix="relay-copies-") as copies:  # this tracker logs as it goes
-        runner = Runner(
-            ArtifactStore(plan.store_uri), RayExecutor(), tracker, plan.code_version, plan.seed, Path(copies)
-        )
+        runner = Runner(ArtifactStore(plan.store_uri), RayExecutor(), tracker, plan.code_version, seed, Path(copies))
         try:
             for generation in range(state.next_generation, plan.generations):
                 value = _run_generation(runner, pipeline, run_id, plan, generation)

@@ -1,0 +1,246 @@
+"""What each trial really runs with (seed, fixed sections), where a sweep may write, and what its table says."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from orchestrator.cli import main
+from orchestrator.config import load_yaml, validate_config
+from orchestrator.errors import ConfigError
+from orchestrator.tune.plan import SweepPlan, plan_sweep
+from orchestrator.tune.sweep import TrialRow, trial_row
+from orchestrator.tune.trial import TrialState
+from pipelines.builders import crest
+
+ROOT = Path(__file__).resolve().parents[4]
+SMOKE = ROOT / "pipelines" / "configs" / "smoke.yaml"
+METRIC = "evaluate/balanced_accuracy"
+
+
+def smoke_data(**tune_changes: Any) -> dict:
+    data = load_yaml(SMOKE)
+    data["tune"] = {**data["tune"], **tune_changes}
+    return data
+
+
+def plan(data: dict, output: Path | None = None) -> SweepPlan:
+    config = validate_config(crest.CrestConfig, data)
+    return plan_sweep(data, config, crest.build, "code", output=str(output) if output else None, source="test")
+
+
+def problems(data: dict) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        plan(data)
+    return info.value.problems
+
+
+# --- 1. seed is searched for real ------------------------------------------------------------
+
+
+class _Started(Exception):
+    """Raised by the fake Runner once it has been built: the test needs only its arguments."""
+
+
+def _runner_seed(monkeypatch: pytest.MonkeyPatch, sweep: SweepPlan, sampled: dict) -> int:
+    """The seed run_trial hands its Runner for a trial sampled ``sampled`` (Ray, MLflow and the store faked)."""
+    from ray import tune
+
+    from orchestrator.tune import trial
+
+    seeds = []
+
+    class FakeRunner:
+        def __init__(self, store, executor, tracker, code_version, seed, copies) -> None:
+            seeds.append(seed)
+            raise _Started
+
+    class FakeTracker:
+        def start_pipeline(self, *args: Any, **kwargs: Any) -> None:
+            pass
+
+    class FakeContext:
+        def get_trial_id(self) -> str:
+            return "abcde_00000"
+
+    monkeypatch.setattr(tune, "get_checkpoint", lambda: None)
+    monkeypatch.setattr(tune, "get_context", FakeContext)
+    monkeypatch.setattr(trial, "mlflow_tracker", lambda *args, **kwargs: FakeTracker())
+    monkeypatch.setattr(trial, "ArtifactStore", lambda uri: None)
+    monkeypatch.setattr(trial, "RayExecutor", lambda: None)
+    monkeypatch.setattr(trial, "Runner", FakeRunner)
+    with pytest.raises(_Started):
+        trial.run_trial(sampled, sweep)
+    return seeds[0]
+
+
+def test_a_sampled_seed_reaches_the_trials_runner_and_its_fingerprints(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The trial's Runner took the base config's seed: every trial had the same fingerprints and cache hits."""
+    from orchestrator.engine.fingerprint import fingerprint
+
+    sweep = plan(smoke_data(space={"seed": {"choice": [1, 2]}}), tmp_path)
+    assert sweep.seed == 0
+    seeds = [_runner_seed(monkeypatch, sweep, {"seed": value}) for value in (1, 2)]
+    assert seeds == [1, 2]
+    stage = crest.build(validate_config(crest.CrestConfig, sweep.base)).stages[0]
+    assert fingerprint(stage, {}, "code", seeds[0]) != fingerprint(stage, {}, "code", seeds[1])
+
+
+def test_without_seed_in_the_space_a_trial_keeps_the_sweeps_seed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sweep = plan(smoke_data(space={"train.lr": {"choice": [0.01, 0.1]}}) | {"seed": 7}, tmp_path)
+    assert _runner_seed(monkeypatch, sweep, {"train.lr": 0.1}) == 7
+
+
+@pytest.mark.parametrize("scheduler", ["pbt", "pb2"])
+def test_pbt_may_not_perturb_the_seed(scheduler: str) -> None:
+    space = {"seed": {"randint": [1, 2]}, "train.lr": {"uniform": [0.01, 0.1]}}
+    found = problems(smoke_data(scheduler=scheduler, perturbation_interval=1, space=space))
+    assert any("seed cannot be perturbed" in p and "asha" in p for p in found), found
+
+
+# --- 1 and 3. keys that cannot vary per trial ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("key", "domain"),
+    [
+        ("run.num_cpus", {"choice": [1, 2]}),
+        ("tracking.experiment", {"choice": ["a", "b"]}),
+        ("tune.num_samples", {"choice": [1, 2]}),
+    ],
+)
+def test_a_key_of_a_fixed_section_is_refused_naming_why(key: str, domain: dict) -> None:
+    """run.* / tracking.* values were silently ignored by trials; tune.* read as a missing tune.metric."""
+    [problem] = problems(smoke_data(space={key: domain}))
+    assert f"{key} cannot vary per trial" in problem and "remove it from tune.space" in problem
+    assert "required key is missing" not in problem
+
+
+@pytest.mark.parametrize("command", ["validate", "tune"])
+def test_cli_refuses_a_run_key_in_the_space_with_exit_2_and_writes_nothing(
+    command: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text(yaml.safe_dump(smoke_data(space={"run.num_cpus": {"choice": [1, 2]}})))
+    monkeypatch.setenv("RELAY_WORKSPACE", str(tmp_path / "ws"))
+    assert main([command, str(config)]) == 2
+    assert "run.num_cpus cannot vary per trial" in capsys.readouterr().err
+    assert not (tmp_path / "ws").exists()
+
+
+# --- 2. joining a cluster needs durable stores ----------------------------------------------
+
+
+def test_tune_joining_a_cluster_refuses_a_workspace_in_a_temporary_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """`relay run --address` refused a workspace under /tmp; `relay tune --address` accepted it."""
+    from orchestrator.cli import run_locations
+
+    joined = []
+    monkeypatch.setattr(run_locations, "check_cluster", lambda *args, **kwargs: joined.append(args))
+    config = tmp_path / "sweep.yaml"
+    config.write_text(yaml.safe_dump(smoke_data()))
+    monkeypatch.setenv("RELAY_WORKSPACE", str(tmp_path / "ws"))
+    monkeypatch.delenv("RELAY_ARTIFACT_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert main(["tune", str(config), "--address", "10.0.0.1:6379"]) == 2
+    err = capsys.readouterr().err
+    assert "temporary folder" in err and "run.artifact_uri" in err
+    assert not (tmp_path / "ws").exists() and joined  # the cluster is checked first, as by `relay run`
+
+
+# --- 4. a trial that never started -----------------------------------------------------------
+
+
+def _result(path: Path, metrics: dict | None = None, checkpoint: Any = None, frame: Any = None) -> Any:
+    from ray import tune
+
+    return tune.Result(
+        metrics=metrics or {}, checkpoint=checkpoint, error=None, path=str(path), metrics_dataframe=frame
+    )
+
+
+@pytest.mark.parametrize("ended", [False, True])
+def test_a_trial_that_never_started_is_unfinished_with_its_sampled_values(tmp_path: Path, ended: bool) -> None:
+    """After Ctrl-C a PENDING trial read `stopped early`, 0 generations, no values."""
+    sweep = plan(smoke_data(space={"train.lr": {"choice": [0.01, 0.1]}}))
+    pending = _result(tmp_path / "run_trial_abcde_00003_3")
+    assert trial_row(sweep, pending, ended).status == "unfinished"  # every other trial ended: still not stopped
+    row = trial_row(sweep, pending, ended, sampled={"train.lr": 0.1})
+    assert row.status == "unfinished" and row.values == {"train.lr": 0.1} and row.by_generation == {}
+    assert row.trial_id == "abcde_00003"
+
+
+def test_tune_configs_come_from_tunes_trials_in_the_grids_order() -> None:
+    from orchestrator.tune.sweep import tune_configs
+
+    class Trial:
+        def __init__(self, config: dict) -> None:
+            self.config = config
+
+    class Analysis:
+        def __init__(self) -> None:
+            self.trials = [Trial({"train.lr": 0.1}), Trial({"train.lr": 0.01})]
+
+    class Grid(list):
+        _experiment_analysis = Analysis()
+
+    assert tune_configs(Grid([1, 2])) == [{"train.lr": 0.1}, {"train.lr": 0.01}]
+    assert tune_configs([1, 2]) == [{}, {}]  # kept elsewhere by another Ray: no values, still unfinished
+
+
+# --- 5. PBT: the lineage the winner's models come from, and what best.yaml can reproduce ----------
+
+
+def test_a_cloned_trials_table_shows_its_lineage_not_its_pre_clone_rows(tmp_path: Path) -> None:
+    """PBT cloned trial 1 onto trial 0 after generation 1: result.json kept trial 1's own generation 0-1 lines."""
+    import pandas as pd
+    from ray import tune
+
+    sweep = plan(smoke_data(space={"train.lr": {"choice": [0.01, 0.1]}}))
+    lineage = TrialState([(0, {"train.lr": 0.1}), (2, {"train.lr": 0.01})]).after(0, 0.6).after(1, 0.7).after(2, 0.8)
+    (tmp_path / "trial_state.json").write_text(lineage.to_json())
+    frame = pd.DataFrame({"generation": [0, 1, 2], METRIC: [0.2, 0.3, 0.8]})  # 0.2, 0.3: before the clone
+    result = _result(
+        tmp_path / "run_trial_abcde_00001_1",
+        {"trial_id": "abcde_00001", "config": {"train.lr": 0.01}},
+        tune.Checkpoint.from_directory(str(tmp_path)),
+        frame,
+    )
+    row = trial_row(sweep, result, ended=True)
+    assert row.by_generation == {0: 0.6, 1: 0.7, 2: 0.8} and row.values == {"train.lr": 0.01}
+
+
+def test_pbt_best_yaml_and_output_say_it_carries_the_final_values_only(tmp_path: Path) -> None:
+    from orchestrator.cli.tune import best_notes, write_sweep_outputs
+
+    best = TrialRow("a", "s-a", {"train.lr": 0.01}, {0: 0.5, 1: 0.6}, "completed")
+    pbt = plan(smoke_data(scheduler="pbt", perturbation_interval=1, space={"train.lr": {"uniform": [0.01, 0.1]}}))
+    write_sweep_outputs(tmp_path / "pbt", [], best, pbt)
+    text = (tmp_path / "pbt" / "best.yaml").read_text()
+    assert "# best.yaml carries the best trial's final values only" in text and "every generation" in text
+    assert yaml.safe_load(text)["train"]["lr"] == 0.01
+    assert any("final values only" in line for line in best_notes(pbt))
+    asha = plan(smoke_data())
+    write_sweep_outputs(tmp_path / "asha", [], best, asha)
+    assert "final values only" not in (tmp_path / "asha" / "best.yaml").read_text()
+    assert not any("final values only" in line for line in best_notes(asha))
+
+
+# --- 6. how Relay picks its best -------------------------------------------------------------
+
+
+def test_a_line_under_the_table_says_how_relays_best_is_picked() -> None:
+    """Ray Tune's status box named a trial stopped early, Relay's table another, and nothing said why."""
+    from orchestrator.cli.tune import best_notes
+
+    [line] = best_notes(plan(smoke_data()))
+    assert "furthest generation" in line and f"best final {METRIC} (max)" in line and "Ray Tune" in line
