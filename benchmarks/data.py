@@ -91,15 +91,15 @@ def data_section(buffer_mb: int) -> Any:
 
 def train_params(buffer_mb: int, steps: int) -> dict[str, Any]:
     """The CReST train stage's params (FixMatch: batch 64, mu 7, RandAugment) for ``steps`` steps."""
-    from pipelines.builders.crest import AlignmentSchedule, CrestSection
-    from pipelines.schema import AugmentSection, ModelSection, TrainSection, part
+    from pipelines.builders.crest import CrestSection, alignment_of
+    from pipelines.schema import AugmentSection, ModelSection, TrainSection
 
     return {
         "data": data_section(buffer_mb),
         "model": ModelSection(),
         "train": TrainSection(steps=steps, report_every=steps, checkpoint_every=0),
         "augment": AugmentSection(),
-        "crest": part(AlignmentSchedule, CrestSection()),
+        "crest": alignment_of(CrestSection(), 0),
         "generation": 0,
         "io": {"split": "split", "model": "model"},
     }
@@ -165,7 +165,7 @@ def fixmatch(labeled: Any, targets: Any, unlabeled: Any, steps: int) -> None:
 
     params = train_params(ARGS.buffer_mb, steps)
     weak, strong = augmenters(params["augment"], params["data"])
-    settings = fixmatch_settings(params["train"], params["crest"], 0)
+    settings = fixmatch_settings(params["train"], params["crest"])
     torch.manual_seed(0)
     generator = torch.Generator().manual_seed(0)
     train_fixmatch(

@@ -26,12 +26,12 @@ from pipelines.builders.common import (
     start_stages,
     starting,
 )
+from pipelines.schedules import temperature
 from pipelines.schema import (
     MAX_GENERATIONS,
     PipelineFile,
     ResourcesSection,
     TrainSection,
-    part,
 )
 from pipelines.stages import refs
 
@@ -59,19 +59,31 @@ class CrestSection(StrictModel):
     p_model_estimate: Literal["debiased_ema", "uniform_ema"] = "debiased_ema"
 
 
-class AlignmentSchedule(StrictModel):
-    """What a train stage reads of `crest`: CReST+'s alignment and its temperature schedule.
+class GenerationAlignment(StrictModel):
+    """What one generation's train stage reads of `crest`: whether CReST+ aligns, and at which temperature.
 
-    Bounds are checked on `crest` itself. `alpha` and `selection` belong to the rebalance stage;
-    leaving them out keeps every trained model cached while a sweep varies them.
+    The temperature is the generation's point on `crest.schedule` (1.0 down to `t_min` over
+    `crest.generations`), computed here rather than in the stage, so a stage's params (and its
+    fingerprint) hold only what changes its model: generation 0 (always 1.0) stays cached when
+    t_min, the schedule or the number of generations change, and so does every generation of
+    CReST without alignment. `alpha` and `selection` belong to the rebalance stage.
     """
 
-    generations: int
     alignment: bool
-    t_min: float
-    schedule: Literal["linear", "cosine", "step"]
+    temperature: float
     alignment_momentum: float
     p_model_estimate: Literal["debiased_ema", "uniform_ema"]
+
+
+def alignment_of(crest: CrestSection, generation: int) -> GenerationAlignment:
+    """Generation ``generation``'s alignment settings (the temperature is 1.0 where nothing is aligned)."""
+    aligned = crest.alignment
+    return GenerationAlignment(
+        alignment=aligned,
+        temperature=temperature(generation, crest.generations, crest.t_min, crest.schedule) if aligned else 1.0,
+        alignment_momentum=crest.alignment_momentum,
+        p_model_estimate=crest.p_model_estimate,
+    )
 
 
 class CrestConfig(PipelineFile):
@@ -99,7 +111,7 @@ def generation_stages(config: CrestConfig, k: int, pretrained: str | None = None
         "model": config.model,
         "train": config.train,
         "augment": config.augment,
-        "crest": part(AlignmentSchedule, config.crest),
+        "crest": alignment_of(config.crest, k),
         "generation": k,
     }
     train_io, train_params = starting(train_io, train_params, config, pretrained)

@@ -20,7 +20,6 @@ import torch
 from orchestrator.dag import StageContext, StageResult
 from pipelines.datasets.image_source import ImageSource
 from pipelines.models import create_model
-from pipelines.schedules import temperature
 from pipelines.stages.augmentation import augmenters
 from pipelines.stages.common import (
     artifact,
@@ -43,18 +42,14 @@ log = logging.getLogger(__name__)
 # --- CReST: FixMatch from scratch every generation ------------------------------------------
 
 
-def fixmatch_settings(train: Any, crest: Any, generation: int, init: Any | None = None) -> FixMatchSettings:
-    """FixMatch settings of one generation: the `train` section, CReST+'s alignment from `crest`, `init`'s freezing.
-
-    CReST+ anneals the alignment temperature per generation, so ``temperature`` is this
-    generation's point on the ``crest.schedule`` from 1.0 down to ``crest.t_min``.
-    """
-    t = temperature(generation, crest.generations, crest.t_min, crest.schedule)
+def fixmatch_settings(train: Any, crest: Any, init: Any | None = None) -> FixMatchSettings:
+    """FixMatch settings of one generation: the `train` section, CReST+'s alignment (``crest``: the generation's
+    ``GenerationAlignment``, its temperature already on the schedule), `init`'s freezing."""
     return settings_from(
         FixMatchSettings,
         train,
         alignment=crest.alignment,
-        temperature=t,
+        temperature=crest.temperature,
         alignment_momentum=crest.alignment_momentum,
         p_model_estimate=crest.p_model_estimate,
         **schedule_of(init),
@@ -91,7 +86,7 @@ def train_generation(ctx: StageContext, inputs: Mapping[str, Any], params: Mappi
     num_classes, in_channels = num_classes_of(data), images.image_shape[0]
     model = create_model(network.name, num_classes, in_channels, network.dropout, network.stochastic_depth)
     model = start_from(model, artifact(inputs, params, "pretrained"), params.get("init"), ctx.stage).to(ctx.device)
-    settings = fixmatch_settings(train, params["crest"], params["generation"], params.get("init"))
+    settings = fixmatch_settings(train, params["crest"], params.get("init"))
     weak_fn, strong_fn = augmenters(params["augment"], data)
     resume = ctx.load_checkpoint()
     resumed_from = int(resume["step"]) if resume is not None else 0

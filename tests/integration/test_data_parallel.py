@@ -52,7 +52,7 @@ def linear_fixmatch(ctx, inputs, params) -> StageResult:
     _, images, labels = subset_images(data, split, "labeled")
     _, unlabeled, _ = subset_images(data, split, "unlabeled")
     model = nn.Sequential(nn.Flatten(), nn.Linear(math.prod(images.image_shape), 10))
-    settings = fixmatch_settings(params["train"], params["crest"], 0)
+    settings = fixmatch_settings(params["train"], params["crest"])
     weak_fn, strong_fn = augmenters(params["augment"], data)
     reports: list[tuple[int, dict[str, float]]] = []
     ema = train_fixmatch(

@@ -16,7 +16,8 @@ def test_stage_params_are_the_validated_sections_themselves() -> None:
     by_name = {stage.name: stage for stage in crest.build(cfg).stages}
     train = by_name["g01/train"].params
     assert train["train"] is cfg.train and train["data"] is cfg.data and train["augment"] is cfg.augment
-    assert train["crest"].model_dump() == cfg.crest.model_dump(exclude={"alpha", "selection"})
+    assert train["crest"] == crest.alignment_of(cfg.crest, 1)
+    assert train["crest"].temperature == cfg.crest.t_min  # the last of two generations: the end of the schedule
     assert (by_name["g00/rebalance"].params["alpha"], by_name["g00/rebalance"].params["selection"]) == (3.0, "top")
 
 
@@ -27,6 +28,23 @@ def test_rebalance_knobs_leave_the_other_stages_params_alone() -> None:
     swept = {s.name: s.params for s in crest.build(swept_config).stages}
     changed = sorted(name for name in base if base[name] != swept[name])
     assert changed == ["g00/rebalance", "g01/rebalance"]
+
+
+def test_schedule_knobs_leave_the_stages_they_cannot_change_alone() -> None:
+    """t_min, the schedule and the number of generations move the temperatures of later generations only:
+    generation 0 (always 1.0) stays cached, and CReST without alignment keeps every generation's model."""
+
+    def train_params(**overrides: object) -> dict[str, object]:
+        return {s.name: s.params for s in crest.build(config(crest.CrestConfig, **overrides)).stages}
+
+    base = train_params()
+    for change in ({"crest.t_min": 0.3}, {"crest.schedule": "cosine"}, {"crest.generations": 4}):
+        changed = train_params(**change)
+        assert changed["g00/train"] == base["g00/train"], change
+        assert changed["g01/train"] != base["g01/train"] or change == {"crest.schedule": "cosine"}, change
+    plain = train_params(**{"crest.alignment": False})
+    longer = train_params(**{"crest.alignment": False, "crest.generations": 4, "crest.t_min": 0.2})
+    assert all(longer[name] == params for name, params in plain.items() if name.endswith("/train"))
 
 
 def test_fixmatch_bounds_are_checked_once_at_the_config_boundary() -> None:

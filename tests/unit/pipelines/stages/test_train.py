@@ -62,13 +62,12 @@ def test_soft_pseudo_labels_follow_the_picks_including_duplicates() -> None:
 
 
 def test_crest_plus_defaults_to_the_bias_corrected_p_model() -> None:
-    from pipelines.builders.crest import AlignmentSchedule, CrestSection
-    from pipelines.schema import TrainSection, part
+    from pipelines.builders.crest import CrestSection, alignment_of
+    from pipelines.schema import TrainSection
 
-    schedule = part(AlignmentSchedule, CrestSection())
-    assert train.fixmatch_settings(TrainSection(), schedule, 0).p_model_estimate == "debiased_ema"
-    old = part(AlignmentSchedule, CrestSection(p_model_estimate="uniform_ema"))
-    assert train.fixmatch_settings(TrainSection(), old, 0).p_model_estimate == "uniform_ema"
+    assert train.fixmatch_settings(TrainSection(), alignment_of(CrestSection(), 0)).p_model_estimate == "debiased_ema"
+    old = alignment_of(CrestSection(p_model_estimate="uniform_ema"), 0)
+    assert train.fixmatch_settings(TrainSection(), old).p_model_estimate == "uniform_ema"
 
 
 def test_crest_plus_aligns_toward_the_original_labeled_distribution_not_labeled_plus_picks(monkeypatch) -> None:
