@@ -163,8 +163,7 @@ def run_stages(run: PreparedRun, tracker: BackgroundTracker, copies: Path) -> No
     """
     status, executor = "FAILED", None
     try:
-        executor = make_executor(run.config.run, run.address)
-        executor.warm_up(run.pipeline)
+        executor = started_executor(run)
         code = pipeline_code_versions(run.pipeline)
         runner = Runner(
             run.store, executor, tracker, code, run.config.seed, copies, store_option=store_option(run.store.uri)
@@ -186,6 +185,19 @@ def run_stages(run: PreparedRun, tracker: BackgroundTracker, copies: Path) -> No
                 executor.shutdown()
         finally:
             tracker.join()
+
+
+def started_executor(run: PreparedRun) -> Executor:
+    """The run's executor, warmed up; a Ctrl-C while Ray starts says how to resume, as one during the stages does."""
+    try:
+        executor = make_executor(run.config.run, run.address)
+        executor.warm_up(run.pipeline)
+    except KeyboardInterrupt:
+        log.warning(
+            "interrupted while Ray started; resume with: relay resume %s%s", run.run_id, store_option(run.store.uri)
+        )
+        raise
+    return executor
 
 
 def summary_rows(pipeline: Any, manifests: Mapping[str, Any]) -> list[dict[str, Any]]:

@@ -11,13 +11,16 @@ stage's own exception type.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import itertools
 import logging
 import os
+import signal
 import socket
-from collections.abc import Callable, Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -574,13 +577,48 @@ def _init_kwargs(address: str | None, num_cpus: int | None, include_dashboard: b
 
 
 def _init_ray(ray: Any, kwargs: dict[str, Any]) -> None:
-    """``ray.init(**kwargs)``, once more on another port when a local dashboard lost its port to a race.
+    """``ray.init(**kwargs)``, once more on another port when a local dashboard lost its port to a race;
+    a Ctrl-C while it starts is not lost (``interrupts_kept``).
 
     ``dashboard_port`` can only see that a port is free, not keep it: two `relay run` started in the
     same second both saw 8265 free, and the second one's dashboard failed to bind it a minute later
     (Ray 2.60 gives up instead of moving on; a port taken before ``ray.init`` fails at once). That
     start is retried once on a port the OS picks.
     """
+    with interrupts_kept(ray):
+        _start_ray(ray, kwargs)
+
+
+@contextlib.contextmanager
+def interrupts_kept(ray: Any) -> Iterator[None]:
+    """Raise KeyboardInterrupt after the block when Ctrl-C came during it, even if the block swallowed it.
+
+    A terminal's Ctrl-C reaches the whole process group: Ray's own new processes die of it and
+    ``ray.init`` starts them again and returns normally, so a run interrupted while Ray started
+    went on to the end and exited 0. The signal is noted here (and raised as usual); after the
+    block, a noted one stops Ray and is raised again. Only the main thread can set a handler.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    noted: list[int] = []
+    previous = signal.getsignal(signal.SIGINT)
+
+    def note(signum: int, frame: Any) -> None:
+        noted.append(signum)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, note)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if noted:
+        ray.shutdown()
+        raise KeyboardInterrupt
+
+
+def _start_ray(ray: Any, kwargs: dict[str, Any]) -> None:
     try:
         ray.init(**kwargs)
     except Exception as exc:  # Ray raises a bare Exception for a dashboard that did not start

@@ -146,3 +146,17 @@ def test_a_reader_that_closes_the_pipe_ends_relay_quietly(tmp_path):
         os.close(writer)
     assert "Traceback" not in done.stderr and "BrokenPipeError" not in done.stderr, done.stderr
     assert done.returncode == 141
+
+
+def test_ctrl_c_while_ray_starts_stops_the_run(tmp_path):
+    """A terminal's Ctrl-C reaches Ray's new processes too; ray.init restarted them and returned, and the run
+    went on to the end with exit 0. The run's records exist, its ledger not yet: Ray is starting."""
+    workspace, log = tmp_path / "ws", tmp_path / "driver.log"
+    driver = start_run(workspace, "early", log, steps=2000, on_ray=True)
+    record = workspace / "artifacts" / "runs" / "early" / "command.json"
+    wait_for(lambda: record.exists() or driver.poll() is not None, 300, "the run's records")
+    assert stopped(driver, signal.SIGINT) == 130
+    output = log.read_text()
+    assert "Traceback" not in output and "interrupted" in output, output[-3000:]
+    listed = relay("runs", workspace=workspace)
+    assert [line.split()[2] for line in listed.stdout.splitlines() if line.startswith("early ")] == ["INTERRUPTED"]
