@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import functools
 import gzip
+import hashlib
 import importlib.util
 import math
 import os
-from collections.abc import Callable, Sequence
+import pickle
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -108,6 +110,14 @@ def load_imagefolder(root: str | None, image_size: int = IMAGEFOLDER_SIZE) -> Da
     Every image is resized to ``image_size`` square so a whole split is one tensor; the test split
     uses train's class-to-index mapping so labels agree. No test folder -> ``test=None``.
     """
+    listings = imagefolder_listings(_imagefolder_base(root))
+    train = _read_imagefolder(listings["train"], image_size)
+    test = _read_imagefolder(listings["test"], image_size) if "test" in listings else None
+    return DatasetSplits(train=train, test=test)
+
+
+def _imagefolder_base(root: str | None) -> Path:
+    """The folder `data.root` names for an image folder, checked to hold ``train/``: an error says what to place where."""
     base = _require_root("imagefolder", root, "a folder with train/<class>/<image> (and optionally test/ or val/)")
     train_dir = base / "train"
     if not train_dir.is_dir():
@@ -115,10 +125,20 @@ def load_imagefolder(root: str | None, image_size: int = IMAGEFOLDER_SIZE) -> Da
             f"imagefolder: expected {train_dir} with one sub-folder per class; got no such folder. "
             f"Place the images as {train_dir}/<class>/<image>."
         )
-    train, class_to_idx = _read_imagefolder(train_dir, image_size, None)
+    return base
+
+
+def imagefolder_listings(base: Path) -> dict[str, ImageFolderListing]:
+    """The images of ``base/train`` and of ``base/test`` (or ``val``) when there is one, labelled by train's classes.
+
+    One listing serves the loader, the labels (no image decoded), the folder's digest and
+    `relay data import`, so all four agree on which files are the dataset and in what order.
+    """
+    train = imagefolder_samples(base / "train", None)
     test_dir = next((base / name for name in ("test", "val") if (base / name).is_dir()), None)
-    test = None if test_dir is None else _read_imagefolder(test_dir, image_size, class_to_idx)[0]
-    return DatasetSplits(train=train, test=test)
+    if test_dir is None:
+        return {"train": train}
+    return {"train": train, "test": imagefolder_samples(test_dir, train.class_to_idx)}
 
 
 DATASETS: dict[str, Callable[..., DatasetSplits]] = {  # (root[, image_size]) -> splits
@@ -249,17 +269,91 @@ LABELS_ONLY: dict[str, Callable[[], DatasetLabels]] = {"digits": _digits_labels,
 
 
 @functools.lru_cache(maxsize=4)
-def cached_dataset(name: str, root: str | None, image_size: int | None = None) -> DatasetSplits:
+def cached_dataset(
+    name: str, root: str | None, image_size: int | None = None, root_digest: str | None = None
+) -> DatasetSplits:
     """Datasets are read once per process: Ray reuses workers across stages, and in-process runs
-    reuse what the preflight read."""
+    reuse what the preflight read.
+
+    ``root_digest`` (`data.root_digest`) is not read, only part of the cache key: a worker that
+    outlives a change to the folder at ``root`` reads it again instead of serving the old images.
+    """
     return load_dataset(name, root, image_size)
 
 
-def load_labels(name: str, root: str | None) -> DatasetLabels:
-    """The labels of dataset ``name``: cheap for LABELS_ONLY, else read through its loader (same errors)."""
+def load_labels(name: str, root: str | None, root_digest: str | None = None) -> DatasetLabels:
+    """The labels of dataset ``name``: cheap for LABELS_ONLY, else read through its loader (same errors).
+
+    An image folder's labels come from its file listing: the driver and `relay validate` need
+    labels only, and decoding every image for them cost seconds and the whole dataset in memory.
+    ``root_digest`` keys the cached CIFAR read (see ``cached_dataset``).
+    """
     if name in LABELS_ONLY:
         return LABELS_ONLY[name]()
-    return labels_of(cached_dataset(name, root))
+    if name == "imagefolder":
+        return _imagefolder_labels(root)
+    return labels_of(cached_dataset(name, root, None, root_digest))
+
+
+def _imagefolder_labels(root: str | None) -> DatasetLabels:
+    """An image folder's labels as its loader gives them, from the listing alone (no image decoded)."""
+    listings = imagefolder_listings(_imagefolder_base(root))
+    for listing in listings.values():
+        for path, _ in listing.samples:
+            check_image_header(path)
+    test = _listing_labels(listings["test"]) if "test" in listings else None
+    return DatasetLabels(_listing_labels(listings["train"]), test, len(listings["train"].class_to_idx))
+
+
+def not_an_image(path: str, exc: Exception) -> ValueError:
+    return ValueError(f"imagefolder: {path} does not decode as an image ({exc}); fix or remove it")
+
+
+def check_image_header(path: str) -> None:
+    """A ValueError naming ``path`` when PIL cannot read its header: a file that is no image is bad input,
+    found before the run starts. Only the header is read (PIL opens lazily), not the pixels."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            image.size  # noqa: B018 (the header is parsed by open; size is what it found)
+    except (OSError, ValueError, SyntaxError, UnidentifiedImageError) as exc:
+        raise not_an_image(path, exc) from exc
+
+
+def root_digest(name: str, root: str | None) -> str:
+    """sha256 over (file, size, mtime_ns) of every file dataset ``name`` reads under ``root``: `data.root_digest`.
+
+    Why: stages are cached by their params, and `data.root` names a folder by path only; images
+    replaced, added or removed there would otherwise meet the old split and models in the cache
+    (a split indexing images that are gone). A listing and a stat per file, nothing is decoded.
+    """
+    digest = hashlib.sha256()
+    for line in _imagefolder_stats(root) if name == "imagefolder" else _cifar_stats(name, root):
+        digest.update(f"{line}\n".encode())
+    return digest.hexdigest()
+
+
+def _stat_line(path: Path | str, base: Path, *fields: object) -> str:
+    """One file of a dataset as text: its path under ``base``, the given fields, its size and mtime_ns."""
+    stat = os.stat(path)
+    return "\t".join(str(x) for x in (os.path.relpath(path, base), *fields, stat.st_size, stat.st_mtime_ns))
+
+
+def _imagefolder_stats(root: str | None) -> Iterator[str]:
+    """Every image the loader reads, with its split and label (a renamed class folder changes labels)."""
+    base = _imagefolder_base(root)
+    for split, listing in imagefolder_listings(base).items():
+        for path, label in listing.samples:
+            yield _stat_line(path, base, split, label)
+
+
+def _cifar_stats(name: str, root: str | None) -> Iterator[str]:
+    """Every batch file (and the meta file) the CIFAR loader reads."""
+    layout = CIFAR_LAYOUTS[name]
+    folder = _cifar_batches_folder(name, root)
+    for file in (*layout.batch_files(), layout.meta):
+        yield _stat_line(folder / file, folder)
 
 
 def _resize_uint8(images: torch.Tensor, size: int) -> torch.Tensor:
@@ -288,49 +382,143 @@ def _require_root(name: str, root: str | None, layout: str) -> Path:
     return path
 
 
-def _load_cifar(name: str, root: str | None) -> DatasetSplits:
-    """Read CIFAR via torchvision without downloading; wrap 'not found' with what to do.
+@dataclass(frozen=True)
+class CifarLayout:
+    """Where one CIFAR version keeps what: its folder, batch files per split (torchvision's order), class names."""
 
-    The root is checked before torchvision is imported (3 s): a wrong path is reported at once.
+    folder: str  # the folder the archive extracts to
+    splits: dict[str, tuple[str, ...]]  # split -> batch files, read in this order
+    meta: str  # the file holding the class names ...
+    names_key: str  # ... under this key
+    labels_key: str  # a batch's labels
+
+    def batch_files(self) -> tuple[str, ...]:
+        return tuple(name for names in self.splits.values() for name in names)
+
+
+CIFAR_LAYOUTS: dict[str, CifarLayout] = {
+    "cifar10": CifarLayout(
+        "cifar-10-batches-py",
+        {"train": tuple(f"data_batch_{i}" for i in range(1, 6)), "test": ("test_batch",)},
+        "batches.meta",
+        "label_names",
+        "labels",
+    ),
+    "cifar100": CifarLayout(
+        "cifar-100-python", {"train": ("train",), "test": ("test",)}, "meta", "fine_label_names", "fine_labels"
+    ),
+}
+
+
+def cifar_folder(path: Path, layout: CifarLayout) -> Path | None:
+    """The folder holding the CIFAR batches: ``path/<folder>`` (torchvision's root) or ``path`` itself; None if neither."""
+    for candidate in (path / layout.folder, path):
+        if (candidate / layout.meta).is_file():
+            return candidate
+    return None
+
+
+def cifar_missing(folder: Path, layout: CifarLayout) -> list[str]:
+    """The batch files ``folder`` lacks: an error names them all at once."""
+    return [name for name in layout.batch_files() if not (folder / name).is_file()]
+
+
+def read_cifar_file(path: Path) -> dict:
+    """One CIFAR python file (a pickle) as its dict; a file that does not unpickle is a ValueError naming it.
+
+    No checksum: the in-memory loader and `relay data import` read the same files by the same
+    rule, and a valid batch loads whatever its md5 (torchvision refuses a re-pickled one and
+    advises a download Relay never does).
     """
-    folder = "cifar-10-batches-py" if name == "cifar10" else "cifar-100-python"
-    layout = f"the CIFAR python batches (the extracted {folder}/ folder from cs.toronto.edu/~kriz/cifar.html)"
-    base = _require_root(name, root, layout)
-    from torchvision import datasets
-
-    cls = datasets.CIFAR10 if name == "cifar10" else datasets.CIFAR100
     try:
-        train = cls(str(base), train=True, download=False)
-        test = cls(str(base), train=False, download=False)
-    except RuntimeError as exc:
-        raise FileNotFoundError(
-            f"dataset {name!r}: expected {base / folder} to hold {layout}; torchvision said: {exc}. "
-            f"Place the python batches there (download is disabled)."
+        with open(path, "rb") as handle:
+            entry = pickle.load(handle, encoding="latin1")
+    except (OSError, pickle.UnpicklingError, EOFError, ValueError, AttributeError, ImportError, IndexError) as exc:
+        raise ValueError(f"cifar: could not read {path} ({exc}); re-extract the CIFAR archive there") from exc
+    if not isinstance(entry, dict):
+        raise ValueError(
+            f"cifar: {path} holds a {type(entry).__name__}, not a CIFAR dict; re-extract the CIFAR archive there"
+        )
+    return entry
+
+
+def cifar_batch(path: Path, labels_key: str) -> tuple[np.ndarray, np.ndarray]:
+    """(uint8 images [N, 3, 32, 32], int64 labels [N]) of one batch file; one missing or malformed part names the file."""
+    entry = read_cifar_file(path)
+    try:
+        images = np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
+        labels = np.asarray(entry[labels_key], dtype=np.int64)
+    except (KeyError, ValueError, TypeError) as exc:
+        raise ValueError(
+            f"cifar: {path} is not a CIFAR batch (expected 'data' and {labels_key!r}; {exc!r}); "
+            "re-extract the CIFAR archive there"
         ) from exc
-    num_classes = len(train.classes)
-    return DatasetSplits(train=_from_cifar(train, num_classes), test=_from_cifar(test, num_classes))
+    if len(images) != len(labels):
+        raise ValueError(
+            f"cifar: {path} holds {len(images)} images but {len(labels)} labels; re-extract the CIFAR archive there"
+        )
+    return images, labels
 
 
-def _from_cifar(dataset, num_classes: int) -> ImageDataset:
-    """torchvision CIFAR (HWC numpy uint8) -> our CHW uint8 tensors."""
+def cifar_classes(folder: Path, layout: CifarLayout) -> list[str]:
+    """The class names of the meta file, in label order."""
+    path = folder / layout.meta
+    entry = read_cifar_file(path)
+    if layout.names_key not in entry:
+        raise ValueError(f"cifar: {path} lacks {layout.names_key!r}; re-extract the CIFAR archive there")
+    return [str(name) for name in entry[layout.names_key]]
+
+
+def _cifar_batches_folder(name: str, root: str | None) -> Path:
+    """The folder of ``name``'s batches under `data.root`, with every batch file there; else an error naming what is missing.
+
+    The root is checked before anything heavy is imported: a wrong path is reported at once.
+    """
+    layout = CIFAR_LAYOUTS[name]
+    what = f"the CIFAR python batches (the extracted {layout.folder}/ folder from cs.toronto.edu/~kriz/cifar.html)"
+    base = _require_root(name, root, what)
+    folder = cifar_folder(base, layout)
+    if folder is None:
+        raise FileNotFoundError(
+            f"dataset {name!r}: expected {base / layout.folder} (or {base} itself) to hold {what}; "
+            f"got no {layout.meta}. Place the python batches there (Relay never downloads data)."
+        )
+    missing = cifar_missing(folder, layout)
+    if missing:
+        raise FileNotFoundError(
+            f"dataset {name!r}: {folder} lacks {', '.join(missing)}; extract the whole {layout.folder}/ archive there"
+        )
+    return folder
+
+
+def _load_cifar(name: str, root: str | None) -> DatasetSplits:
+    """Read CIFAR's python batches without downloading and without torchvision's md5 check (see read_cifar_file)."""
     import torch
 
-    images = torch.from_numpy(np.ascontiguousarray(dataset.data)).permute(0, 3, 1, 2).contiguous()
-    labels = torch.as_tensor(dataset.targets, dtype=torch.int64)
-    return ImageDataset(images, labels, num_classes)
+    layout = CIFAR_LAYOUTS[name]
+    folder = _cifar_batches_folder(name, root)
+    num_classes = len(cifar_classes(folder, layout))
+
+    def split(split_name: str) -> ImageDataset:
+        batches = [cifar_batch(folder / file, layout.labels_key) for file in layout.splits[split_name]]
+        images = np.concatenate([images for images, _ in batches])
+        labels = np.concatenate([labels for _, labels in batches])
+        return ImageDataset(torch.from_numpy(images), torch.from_numpy(labels), num_classes)
+
+    return DatasetSplits(train=split("train"), test=split("test"))
 
 
-def _read_imagefolder(
-    folder: Path, image_size: int, class_to_idx: dict[str, int] | None
-) -> tuple[ImageDataset, dict[str, int]]:
-    """Load every image of an ImageFolder into one uint8 tensor [N, 3, size, size]."""
+def _read_imagefolder(listing: ImageFolderListing, image_size: int) -> ImageDataset:
+    """Load every image of one ImageFolder split into one uint8 tensor [N, 3, size, size]."""
     import torch
 
-    listing = imagefolder_samples(folder, class_to_idx)
-    samples, mapping = listing.samples, listing.class_to_idx
+    samples = listing.samples
     stacked = torch.stack([imagefolder_image(path, image_size) for path, _ in samples]).to(torch.uint8)
-    labels = torch.tensor([label for _, label in samples], dtype=torch.int64)
-    return ImageDataset(stacked, labels, len(mapping)), mapping
+    return ImageDataset(stacked, torch.from_numpy(_listing_labels(listing)), len(listing.class_to_idx))
+
+
+def _listing_labels(listing: ImageFolderListing) -> np.ndarray:
+    return np.asarray([label for _, label in listing.samples], dtype=np.int64)
 
 
 @dataclass(frozen=True)
@@ -429,7 +617,7 @@ def imagefolder_image(path: str, image_size: int) -> torch.Tensor:
     try:
         tensor = TF.pil_to_tensor(default_loader(path).convert("RGB"))
     except (OSError, ValueError, SyntaxError) as exc:  # PIL's errors for a file that is not an image
-        raise ValueError(f"imagefolder: {path} does not decode as an image ({exc}); fix or remove it") from exc
+        raise not_an_image(path, exc) from exc
     return TF.resize(tensor, [image_size, image_size], antialias=True)
 
 
@@ -487,10 +675,11 @@ def long_tailed_split(
     labels = np.asarray(labels)
     order = _check_class_order(class_order, num_classes)
     pools = {c: rng.permutation(np.flatnonzero(labels == c)) for c in range(num_classes)}
-    _check_head_fits(pools, head_count, holdout_per_class)
+    sizes = [len(pools[cls]) for cls in order]  # per rank
+    _check_head_fits(sizes, head_count, imbalance_ratio, holdout_per_class)
     counts = long_tailed_counts(head_count, imbalance_ratio, num_classes)
     n_labeled = labeled_counts(counts, labeled_fraction)
-    _check_enough_samples(pools, order, counts, holdout_per_class)
+    _check_enough_samples(sizes, order, counts, holdout_per_class, imbalance_ratio)
     parts: dict[str, list[np.ndarray]] = {"labeled": [], "unlabeled": [], "holdout": []}
     for rank, cls in enumerate(order):
         pool = pools[cls]
@@ -511,9 +700,10 @@ def _check_class_order(class_order: Sequence[int] | None, num_classes: int) -> l
     return order
 
 
-def _check_head_fits(pools: dict[int, np.ndarray], head_count: int, holdout: int) -> None:
-    """A head class larger than any class can be is one clear problem, whatever the other ranks need."""
-    largest = max((len(pool) for pool in pools.values()), default=0)
+def _check_head_fits(sizes: Sequence[int], head_count: int, imbalance_ratio: float, holdout: int) -> None:
+    """A holdout or head class larger than any class can be is one clear problem, whatever the other ranks need
+    (a per-class list for a head_count of 10**23 would name every class)."""
+    largest = max(sizes, default=0)
     if holdout >= largest:
         raise ValueError(
             f"long_tailed_split: holdout_per_class {holdout} leaves nothing to train on: the largest class has "
@@ -522,21 +712,52 @@ def _check_head_fits(pools: dict[int, np.ndarray], head_count: int, holdout: int
     if head_count + holdout > largest:
         raise ValueError(
             f"long_tailed_split: head_count {head_count} does not fit: the largest class has {largest} samples, "
-            f"{largest - holdout} after the {holdout} held out for testing. "
-            f"Set head_count to at most {largest - holdout}, or lower holdout_per_class."
+            f"{largest - holdout} after the {holdout} held out for testing. {_head_count_fix(sizes, imbalance_ratio, holdout)}"
         )
 
 
-def _check_enough_samples(pools: dict[int, np.ndarray], order: list[int], counts: list[int], holdout: int) -> None:
-    """Collect every class that is too small and raise once, naming the knobs to lower."""
+def largest_head_count(sizes: Sequence[int], imbalance_ratio: float, holdout: int) -> int:
+    """The largest head_count whose long tail fits every rank's class (``sizes`` per rank) after ``holdout``; 0: none.
+
+    Why: the error for a head_count too large suggests this value, and a suggestion must pass.
+    Every rank's count grows with head_count, so a binary search finds it.
+    """
+
+    def fits(head: int) -> bool:
+        counts = long_tailed_counts(head, imbalance_ratio, len(sizes))
+        return all(count + holdout <= size for count, size in zip(counts, sizes, strict=True))
+
+    low, high = 0, max(sizes, default=0) - holdout  # fits(low) holds (or low is 0); the answer is <= high
+    while low < high:
+        middle = (low + high + 1) // 2
+        low, high = (middle, high) if fits(middle) else (low, middle - 1)
+    return low
+
+
+def _check_enough_samples(
+    sizes: Sequence[int], order: list[int], counts: list[int], holdout: int, imbalance_ratio: float
+) -> None:
+    """Collect every class that is too small and raise once, naming the knobs and the head_count that would fit."""
     problems = [
-        f"class {cls} has {len(pools[cls])} samples; needs {holdout} holdout + {counts[rank]} train"
+        f"class {cls} has {sizes[rank]} samples; needs {holdout} holdout + {counts[rank]} train"
         for rank, cls in enumerate(order)
-        if len(pools[cls]) < holdout + counts[rank]
+        if sizes[rank] < holdout + counts[rank]
     ]
-    if problems:
-        raise ValueError(
-            "long_tailed_split: not enough samples: "
-            + "; ".join(problems)
-            + ". Lower head_count or holdout_per_class, or raise imbalance_ratio."
+    if not problems:
+        return
+    fix = _head_count_fix(sizes, imbalance_ratio, holdout)
+    raise ValueError(f"long_tailed_split: head_count {counts[0]} does not fit: " + "; ".join(problems) + ". " + fix)
+
+
+def _head_count_fix(sizes: Sequence[int], imbalance_ratio: float, holdout: int) -> str:
+    """What to set instead of a head_count that does not fit: the largest that fits every class (computed, so it passes)."""
+    best = largest_head_count(sizes, imbalance_ratio, holdout)
+    if best < 1:
+        return (
+            "No head_count fits every class: lower holdout_per_class or raise imbalance_ratio, "
+            "or leave the smallest classes out (data.classes)."
         )
+    return (
+        f"Set head_count to at most {best} (the largest that fits every class at imbalance_ratio {imbalance_ratio:g} "
+        f"and holdout_per_class {holdout}), lower holdout_per_class, or raise imbalance_ratio."
+    )

@@ -23,6 +23,7 @@ from pipelines.builders import (
     noisy_student,
     transfer,
 )
+from pipelines.data import DATASET_REQUIRES_ROOT, root_digest
 from pipelines.datasets import imports
 from pipelines.datasets.catalog import SHARDED, flips
 from pipelines.datasets.shards import read_manifest
@@ -30,11 +31,12 @@ from pipelines.datasets.shards import read_manifest
 
 def dataset_pins(config: Any) -> dict[str, Any]:
     """What the config leaves to the dataset, pinned: `data.digest` of a sharded dataset (named by `data.uri`
-    alone or by a prefix) and a null `augment.weak.flip`.
+    alone or by a prefix), `data.root_digest` of a dataset read from `data.root`, and a null `augment.weak.flip`.
 
-    Why: stages are cached by their params, and `data` names shards by URI; a dataset deleted and
-    imported again at the same URI would otherwise meet the old one's cached split and models. The
-    flip is the dataset's default written in, so config.yaml and MLflow's params say what ran.
+    Why: stages are cached by their params, and `data` names shards by URI and folders by path; a
+    dataset deleted and imported again at the same URI, or images replaced or removed in the folder,
+    would otherwise meet the old data's cached split and models. The flip is the dataset's default
+    written in, so config.yaml and MLflow's params say what ran.
     """
     data = getattr(config, "data", None)
     pins: dict[str, Any] = {}
@@ -42,6 +44,10 @@ def dataset_pins(config: Any) -> dict[str, Any]:
         digest = read_manifest(data.uri).digest
         if data.digest != digest:  # a prefix pin becomes the whole digest
             pins["data.digest"] = digest
+    if getattr(data, "name", None) in DATASET_REQUIRES_ROOT and data.root:
+        digest = root_digest(data.name, data.root)
+        if data.root_digest != digest:  # Relay's field: a stale or hand-set value is replaced
+            pins["data.root_digest"] = digest
     augment = getattr(config, "augment", None)
     if data is not None and augment is not None and augment.weak.flip is None:
         pins["augment.weak.flip"] = flips(augment, data)

@@ -77,6 +77,10 @@ class DataSection(StrictModel):
     root: str | None = None
     uri: str | None = None
     digest: str | None = None
+    # Written by Relay, not by users: what the folder at `root` held when the run was configured (sha256 over
+    # each file's path, size and mtime; pipelines/data.py:root_digest), so the stage cache tells a changed
+    # folder from the old one. Recomputed whenever a config file is loaded; a value set by hand is replaced.
+    root_digest: str | None = None
     buffer_mb: int = Field(256, ge=1, le=1 << 16)  # up to 64 GiB of shuffle window
     loader_workers: int = Field(1, ge=0, le=64)
     head_count: int = Field(130, gt=0)
@@ -109,6 +113,11 @@ class DataSection(StrictModel):
         if self.name != SHARDED and (self.uri or self.digest):
             raise ValueError(
                 f"data.uri and data.digest belong to dataset 'parquet'; dataset {self.name!r} uses data.root"
+            )
+        if self.root_digest and self.name not in DATASET_REQUIRES_ROOT:
+            raise ValueError(
+                f"data.root_digest is written by Relay for datasets read from data.root "
+                f"({', '.join(sorted(DATASET_REQUIRES_ROOT))}); dataset {self.name!r} reads none: remove data.root_digest"
             )
         if self.classes is not None and (len(set(self.classes)) != len(self.classes) or min(self.classes) < 0):
             raise ValueError(f"classes: expected distinct class ids >= 0, got {self.classes}")

@@ -84,4 +84,4 @@ def dataset_labels(data: Mapping[str, Any]) -> DatasetLabels:
     """The labels of the dataset a `data` section (as a dict) names: sharded or in memory."""
     if data["name"] == SHARDED:
         return sharded_labels(data["uri"], data.get("digest"))
-    return load_labels(data["name"], data.get("root"))
+    return load_labels(data["name"], data.get("root"), data.get("root_digest"))

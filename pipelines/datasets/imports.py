@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import pickle
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,44 +74,29 @@ def _whole(loaded: datasets.DatasetSplits) -> SourceData:
     return SourceData([str(c) for c in range(train.num_classes)], tuple(train.images.shape[1:]), splits)
 
 
-def _cifar_folder(path: Path, folder: str) -> Path | None:
-    """The folder holding the CIFAR batches: ``path/folder`` (torchvision's root) or ``path`` itself."""
-    for candidate in (path / folder, path):
-        if (candidate / ("batches.meta" if folder.startswith("cifar-10-") else "meta")).is_file():
-            return candidate
-    return None
-
-
-def _unpickle(path: Path) -> dict:
-    try:
-        with open(path, "rb") as handle:
-            return pickle.load(handle, encoding="latin1")
-    except (OSError, pickle.UnpicklingError, EOFError) as exc:
-        raise ValueError(f"cifar: could not read {path} ({exc}); re-extract the CIFAR archive there") from exc
-
-
-def _open_cifar(files: dict[str, list[str]], meta: tuple[str, str], labels_key: str) -> Callable[..., SourceData]:
-    """A CIFAR opener over its python batch files (torchvision's layout and order).
+def _open_cifar(name: str) -> Callable[..., SourceData]:
+    """A CIFAR opener over its python batch files, read by the in-memory loader's rule (pipelines/data.py:
+    CIFAR_LAYOUTS, no checksum), so a folder one path reads the other reads too.
 
     The row counts are CIFAR's own (50000 train, 10000 test): they only size the progress bar,
     so the files are read once, while they are written.
     """
+    layout = datasets.CIFAR_LAYOUTS[name]
 
-    def chunks(base: Path, names: list[str]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        for name in names:
-            entry = _unpickle(base / name)
-            yield np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32), np.asarray(entry[labels_key])
+    def chunks(base: Path, names: tuple[str, ...]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        for file in names:
+            yield datasets.cifar_batch(base / file, layout.labels_key)
 
     def open_(base: Path | None, options: Mapping[str, Any]) -> SourceData:
-        missing = [name for names in files.values() for name in names if not (base / name).is_file()]
+        missing = datasets.cifar_missing(base, layout)
         if missing:
             raise FileNotFoundError(f"cifar: {base} lacks {', '.join(missing)}; extract the whole archive there")
-        classes = [str(c) for c in _unpickle(base / meta[0])[meta[1]]]
+        classes = datasets.cifar_classes(base, layout)
         counts = {"train": 50000, "test": 10000}
         return SourceData(
             classes,
             (3, 32, 32),
-            {split: (counts[split], lambda names=names: chunks(base, names)) for split, names in files.items()},
+            {split: (counts[split], lambda names=names: chunks(base, names)) for split, names in layout.splits.items()},
         )
 
     return open_
@@ -122,19 +106,10 @@ def _recognise_imagefolder(path: Path) -> Path | None:
     return path if (path / "train").is_dir() else None
 
 
-def _imagefolder_listings(base: Path) -> dict[str, datasets.ImageFolderListing]:
-    """The images of ``base/train`` and of ``base/test`` (or ``val``) when there is one, labelled by train's classes."""
-    train = datasets.imagefolder_samples(base / "train", None)
-    test_dir = next((base / name for name in ("test", "val") if (base / name).is_dir()), None)
-    if test_dir is None:
-        return {"train": train}
-    return {"train": train, "test": datasets.imagefolder_samples(test_dir, train.class_to_idx)}
-
-
 def _open_imagefolder(base: Path | None, options: Mapping[str, Any]) -> SourceData:
     """``base/train/<class>/*`` (+ ``test/`` or ``val/``), each image resized as the in-memory loader does."""
     size = int(options.get("image_size") or datasets.IMAGEFOLDER_SIZE)
-    listings = _imagefolder_listings(base)
+    listings = datasets.imagefolder_listings(base)
     splits = {
         split: (len(listing.samples), lambda samples=listing.samples: _imagefolder_chunks(samples, size))
         for split, listing in listings.items()
@@ -155,7 +130,7 @@ def _imagefolder_files(base: Path) -> dict[str, Any]:
     """
     digest = hashlib.sha256()
     count = total = 0
-    for split, listing in _imagefolder_listings(base).items():
+    for split, listing in datasets.imagefolder_listings(base).items():
         for path, _ in listing.samples:
             size = os.path.getsize(path)
             digest.update(f"{split}\t{os.path.relpath(path, base)}\t{size}\n".encode())
@@ -186,18 +161,14 @@ SOURCES: dict[str, Source] = {
         Source(
             "cifar10",
             "a folder holding cifar-10-batches-py/ (or that folder itself)",
-            _open_cifar(
-                {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"]},
-                ("batches.meta", "label_names"),
-                "labels",
-            ),
-            lambda path: _cifar_folder(path, "cifar-10-batches-py"),
+            _open_cifar("cifar10"),
+            lambda path: datasets.cifar_folder(path, datasets.CIFAR_LAYOUTS["cifar10"]),
         ),
         Source(
             "cifar100",
             "a folder holding cifar-100-python/ (or that folder itself)",
-            _open_cifar({"train": ["train"], "test": ["test"]}, ("meta", "fine_label_names"), "fine_labels"),
-            lambda path: _cifar_folder(path, "cifar-100-python"),
+            _open_cifar("cifar100"),
+            lambda path: datasets.cifar_folder(path, datasets.CIFAR_LAYOUTS["cifar100"]),
         ),
         Source(
             "imagefolder",

@@ -71,19 +71,32 @@ def image_sources(data: Any) -> tuple[ImageSource, ImageSource | None]:
     sharded one keeps its manifest and loader workers. Both carry the shuffle window of
     ``data.buffer_mb``, so the training batches are the same whichever path feeds them.
     """
-    return _image_sources(data.name, data.root, data.uri, data.buffer_mb, data.loader_workers, data.image_size)
+    return _image_sources(
+        data.name, data.root, data.uri, data.buffer_mb, data.loader_workers, data.image_size, _root_digest(data)
+    )
+
+
+def _root_digest(data: Any) -> str | None:
+    """`data.root_digest`, a key of the per-process caches: a worker that outlives a change to the folder reads it again."""
+    return getattr(data, "root_digest", None)
 
 
 @functools.lru_cache(maxsize=4)
 def _image_sources(
-    name: str, root: str | None, uri: str | None, buffer_mb: int, workers: int, image_size: int | None
+    name: str,
+    root: str | None,
+    uri: str | None,
+    buffer_mb: int,
+    workers: int,
+    image_size: int | None,
+    root_digest: str | None = None,
 ) -> tuple[ImageSource, ImageSource | None]:
     buffer = buffer_mb << 20
     if name == SHARDED:
         manifest = cached_manifest(uri)
         train = ShardSource(uri, manifest, "train", buffer, workers)
         return train, ShardSource(uri, manifest, "test", buffer, workers) if "test" in manifest.splits else None
-    splits = cached_dataset(name, root, image_size)
+    splits = cached_dataset(name, root, image_size, root_digest)
     window = window_rows(buffer, tuple(splits.train.images.shape[1:]))
     test = None if splits.test is None else TensorSource(splits.test.images, window)
     return TensorSource(splits.train.images, window), test
@@ -91,7 +104,7 @@ def _image_sources(
 
 def dataset_of(data: Any) -> DatasetSplits:
     """The in-memory dataset a `data` config section names, read once per worker process."""
-    return cached_dataset(data.name, data.root, data.image_size)
+    return cached_dataset(data.name, data.root, data.image_size, _root_digest(data))
 
 
 def num_classes_of(data: Any) -> int:

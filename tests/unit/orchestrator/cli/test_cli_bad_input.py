@@ -168,4 +168,4 @@ def test_a_huge_head_count_is_one_exact_problem(tmp_path: Path, capsys: pytest.C
     assert run_cli(tmp_path, SMOKE, f"data.head_count={huge}", command="validate") == 2
     line = problem_line(capsys.readouterr().err, "data")
     assert f"head_count {huge} does not fit: the largest class has 183 samples, 163 after the 20 held out" in line
-    assert "Set head_count to at most 163" in line and "99999999999999991611392" not in line
+    assert "Set head_count to at most 158" in line and "99999999999999991611392" not in line

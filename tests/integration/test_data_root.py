@@ -1,0 +1,52 @@
+"""A dataset read from `data.root` (an image folder), through the real CLI on a local Ray instance.
+
+The stage cache keys a folder by its listing (`data.root_digest`: path, size and mtime of every
+file the loader reads), not by its path: images removed or rewritten at the same path miss the
+old split, while an unchanged folder still hits it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.integration.relay_cli import ROOT, relay
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
+
+SMOKE = str(ROOT / "pipelines" / "configs" / "smoke.yaml")
+SPLIT = ["data.head_count=10", "data.imbalance_ratio=2", "data.holdout_per_class=2", "data.labeled_fraction=0.5"]
+
+
+def image_folder(root: Path) -> Path:
+    for label, name in enumerate(("cat", "dog")):
+        for i in range(14):
+            path = root / "train" / name / f"{i}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(np.full((8, 8, 3), 100 * label + i, dtype=np.uint8)).save(path)
+    return root
+
+
+def root_digest(workspace: Path, run_id: str) -> str:
+    text = (workspace / "artifacts" / "runs" / run_id / "config.yaml").read_text()
+    return next(line.split(":", 1)[1].strip() for line in text.splitlines() if "root_digest:" in line)
+
+
+def test_a_changed_image_folder_misses_the_split_cache_and_an_unchanged_one_hits_it(tmp_path: Path) -> None:
+    root, workspace = image_folder(tmp_path / "images"), tmp_path / "ws"
+    args = ["data.name=imagefolder", f"data.root={root}", *SPLIT, "--stop-after", "data/split"]
+
+    def run(run_id: str) -> str:
+        result = relay("run", SMOKE, *args, "--run-id", run_id, workspace=workspace)
+        assert result.returncode == 0, result.stderr[-3000:]
+        return result.stdout + result.stderr
+
+    run("first")
+    assert "cache hit" in run("same"), "an unchanged folder reuses the split"
+    for i in range(2):
+        (root / "train" / "dog" / f"{i}.png").unlink()
+    assert "cache hit" not in run("changed")
+    assert root_digest(workspace, "first") == root_digest(workspace, "same") != root_digest(workspace, "changed")
