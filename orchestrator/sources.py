@@ -33,7 +33,7 @@ from orchestrator.config import ModelSource, RunSettings, TrackingSettings, arti
 from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.engine.ledger import LEDGER_FILE, read_ledger, record_path
 from orchestrator.errors import ArtifactError, ConfigError
-from orchestrator.tracking.common import sqlite_path
+from orchestrator.tracking.common import mlflow_client, sqlite_path
 
 CHECKPOINT_FILE = "checkpoint.pt"  # the file a Relay logged model holds (orchestrator.tracking.lineage)
 DONE_STATES = ("succeeded", "cached")
@@ -147,10 +147,9 @@ def _from_registry(source: ModelSource, uri: str) -> ResolvedSource:
     database = sqlite_path(uri)
     if database is not None and not database.exists():
         raise FileNotFoundError(f"no MLflow store at {database}, so no registered model {source.name!r}")
-    from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    client = MlflowClient(uri)
+    client = mlflow_client(uri)
     try:
         if source.version is not None and source.version.isdigit():
             version = client.get_model_version(source.name, source.version)

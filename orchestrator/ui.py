@@ -1,5 +1,9 @@
 """`relay ui`: an MLflow server on 127.0.0.1 over the workspace's store, in light mode.
 
+A store that is a server already (MLFLOW_TRACKING_URI=http://...) is not served again: `mlflow
+server` cannot take an http store as its backend (it died with a registry-URI traceback), and
+the UI is right there, so `relay ui` prints that server's link to the newest run and exits.
+
 Checks come first (port free, runs exist) so a mistake is one clear line, not
 a server that starts and shows an empty page. The server runs with
 MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false: two processes (0.5 GB) instead of ten.
@@ -23,7 +27,7 @@ from typing import Any
 
 from orchestrator.config import TRACKING_URI_ENV
 from orchestrator.errors import ConfigError, InputError
-from orchestrator.tracking.common import no_database_message, sqlite_path
+from orchestrator.tracking.common import mlflow_client, no_database_message, sqlite_path
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +62,17 @@ def latest_run_url(tracking_uri: str, experiment: str, port: int) -> str:
             f"no pipeline runs in experiment {experiment!r} at {tracking_uri} yet: make one with "
             f"`RELAY_WORKSPACE={where} relay run pipelines/configs/smoke.yaml`"
         )
-    return (
-        f"http://127.0.0.1:{port}/#/experiments/{found.experiment_id}/runs/{runs[0].info.run_id}?{MODEL_TRAINING_VIEW}"
-    )
+    return f"{ui_base(tracking_uri, port)}/#/experiments/{found.experiment_id}/runs/{runs[0].info.run_id}?{MODEL_TRAINING_VIEW}"
+
+
+def is_server(tracking_uri: str) -> bool:
+    """Whether the tracking store is an MLflow server (http/https), whose own UI serves it."""
+    return tracking_uri.startswith(("http://", "https://"))
+
+
+def ui_base(tracking_uri: str, port: int) -> str:
+    """Where the UI answers: the tracking server itself, else the server `relay ui` starts on ``port``."""
+    return tracking_uri.rstrip("/") if is_server(tracking_uri) else f"http://127.0.0.1:{port}"
 
 
 def store_origin(tracking_uri: str) -> str:
@@ -83,10 +95,8 @@ def _open_experiment(tracking_uri: str, experiment: str) -> tuple[Any, Any]:
     MLflow meets a file that is no SQLite database, or a scheme it does not know, with a
     traceback; both are a setting pointing at the wrong thing, so they become one message.
     """
-    from mlflow import MlflowClient
-
     try:
-        client = MlflowClient(tracking_uri)
+        client = mlflow_client(tracking_uri)
         found = client.get_experiment_by_name(experiment)
         names = [e.name for e in client.search_experiments()] if found is None else []
     except Exception as exc:  # sqlalchemy, MLflow registry and URI errors share no base class
@@ -107,7 +117,12 @@ def _open_experiment(tracking_uri: str, experiment: str) -> tuple[Any, Any]:
 
 
 def check(tracking_uri: str, experiment: str, port: int) -> str:
-    """Everything that can be wrong before a server starts; returns the URL of the newest pipeline run."""
+    """Everything that can be wrong before a server starts; returns the URL of the newest pipeline run.
+
+    For a tracking server nothing is started, so ``port`` is not checked (run_server returns at once).
+    """
+    if is_server(tracking_uri):
+        return latest_run_url(tracking_uri, experiment, port)
     if not 0 < port < 65536:
         raise InputError(f"port {port} is not a TCP port: pass 1-65535, e.g. `relay ui --port 5000`")
     if port_in_use(port):
@@ -147,8 +162,12 @@ def run_server(tracking_uri: str, port: int) -> int:
     The server runs in a session of its own: Ctrl-C in the terminal reaches only Relay (not
     uvicorn, whose shutdown would print a 40-line traceback), and Relay ends the server's
     whole process group on the way out. Without that, `kill <relay pid>` left `mlflow
-    server` and its uvicorn serving the port, re-parented to PID 1.
+    server` and its uvicorn serving the port, re-parented to PID 1. A tracking server needs no
+    second one: its UI is the URL ``check`` returned, so this returns 0 at once.
     """
+    if is_server(tracking_uri):
+        log.info("the tracking store %s is an MLflow server: open its UI, nothing to start", tracking_uri)
+        return 0
     command, env = server_command(tracking_uri, port)
     log.debug("starting %s", " ".join(command))
     server = subprocess.Popen(command, env=env, start_new_session=True)

@@ -30,7 +30,10 @@ def cmd_ui(args: argparse.Namespace) -> int:
     uri = tracking_uri(RunSettings(workspace=args.workspace), TrackingSettings())
     check_tracking_store(uri, default_tracking_key(args.workspace))  # a server that does not answer: at once
     url = ui.check(uri, args.experiment, args.port)
-    print(f"MLflow UI: {url}  (Ctrl-C to stop)", flush=True)
+    if ui.is_server(uri):  # the server's own UI: nothing is started here
+        print(f"MLflow UI (the tracking server's own): {url}", flush=True)
+    else:
+        print(f"MLflow UI: {url}  (Ctrl-C to stop)", flush=True)
     return ui.run_server(uri, args.port)
 
 

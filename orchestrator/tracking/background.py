@@ -11,7 +11,10 @@ last calls drain, and ``join`` waits for them.
 Order is kept (one thread, one FIFO queue), so MLflow sees exactly the calls it saw before.
 A failure raised by the wrapped tracker (only in strict mode: MlflowTracker warns otherwise)
 is re-raised on the caller's thread at its next call or at ``end_pipeline``, so
-``tracking.strict`` still stops the run, at most one stage later.
+``tracking.strict`` still stops the run, at most one stage later. From that failure on, the
+stage calls still queued are dropped, not made: the run is stopping, and against a dead
+server each would cost the client's retries before the process could exit. The end is still
+made, so the runs that were opened get closed (MlflowTracker skips it when the store is gone).
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ class BackgroundTracker:
         self.inner = inner
         self._queue: queue.Queue[Any] = queue.Queue()
         self._error: BaseException | None = None
+        self._failed = False  # a call failed (strict): the stage calls queued after it are dropped
         self._closed = False
         self._thread = threading.Thread(target=self._drain, name="relay-tracking", daemon=True)
         self._thread.start()
@@ -105,12 +109,20 @@ class BackgroundTracker:
             try:
                 if item is _STOP:
                     return
-                fn, args = item
-                try:
-                    fn(*args)
-                except BaseException as exc:  # kept for the caller's thread: strict tracking must stop the run
-                    logger.debug("tracking call %s failed: %s", getattr(fn, "__name__", fn), exc)
-                    if self._error is None:
-                        self._error = exc
+                self._call(*item)
             finally:
                 self._queue.task_done()
+
+    def _call(self, fn: Callable[..., None], args: tuple[Any, ...]) -> None:
+        """Make one queued call; after a failure, only the end (which closes the runs) is still made."""
+        name = getattr(fn, "__name__", fn)
+        if self._failed and name != "end_pipeline":
+            logger.debug("tracking call %s dropped: an earlier one failed and the run is stopping", name)
+            return
+        try:
+            fn(*args)
+        except BaseException as exc:  # kept for the caller's thread: strict tracking must stop the run
+            logger.debug("tracking call %s failed: %s", name, exc)
+            self._failed = True
+            if self._error is None:
+                self._error = exc

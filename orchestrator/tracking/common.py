@@ -8,8 +8,11 @@ experiment lookup and the tag names live here once.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
-from collections.abc import Callable, Mapping
+import os
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -54,17 +57,84 @@ def guarded(op: str, action: Callable[[], T], tracking_uri: str, strict: bool, g
         return None
 
 
+# MLflow's own HTTP defaults retry a dead server for about four minutes per call (7 retries,
+# backoff 2..128 s, 120 s timeout); a run with a dozen queued calls then hung for most of an hour.
+# Relay's client gives up within about half a minute instead. A user's own setting wins.
+CLIENT_ENV_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "20",
+    # MLflow writes "View run ... / View experiment ..." to stdout on every run it ends against a
+    # server; Relay's output is its own (tables, resume commands), so those lines are switched off.
+    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
+}
+
+
+def configure_client_env() -> None:
+    """Set CLIENT_ENV_DEFAULTS in this process where the user has not set them (MLflow reads them per request)."""
+    for key, value in CLIENT_ENV_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+
+
+def mlflow_client(tracking_uri: str) -> Any:
+    """An MlflowClient on ``tracking_uri`` with Relay's client settings (configure_client_env) in place."""
+    from mlflow import MlflowClient  # heavy import, only when tracking is used
+
+    configure_client_env()
+    return MlflowClient(tracking_uri)
+
+
+@contextlib.contextmanager
+def store_lock(tracking_uri: str) -> Iterator[None]:
+    """Hold an inter-process lock on a sqlite store (a ``.lock`` file beside the database); no-op for others.
+
+    Two `relay run` started together on a new workspace both created the schema (MLflow's
+    migrations: "table datasets already exists", "duplicate column name") and both created the
+    experiment; the loser ran without tracking. Creating the store and the experiment under this
+    lock makes the second process find both ready.
+    """
+    db = sqlite_path(tracking_uri)
+    if db is None:
+        yield
+        return
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with open(db.with_name(db.name + ".lock"), "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def open_experiment(tracking_uri: str, name: str, artifact_location: str | None) -> tuple[Any, str]:
+    """A client on the store and the id of experiment ``name`` (ensure_experiment), safe against other processes.
+
+    The store's creation (MLflow creates and migrates a sqlite schema on first touch, which
+    get_experiment_by_name is) and the experiment's happen under ``store_lock``.
+    """
+    import mlflow  # noqa: F401  # seconds of imports, outside the lock: only the store's creation is held up
+
+    with store_lock(tracking_uri):
+        client = mlflow_client(tracking_uri)
+        return client, ensure_experiment(client, name, artifact_location)
+
+
 def ensure_experiment(client: Any, name: str, artifact_location: str | None) -> str:
     """The id of experiment ``name``, created (with ``artifact_location``) when missing; a deleted one is refused.
 
     A new experiment is marked as model training (TAG_EXPERIMENT_KIND); an existing one gets the
-    mark only when it has no kind yet, so a kind chosen in the UI is kept.
+    mark only when it has no kind yet, so a kind chosen in the UI is kept. Another process may
+    create it between the lookup and the creation (two runs against one server): its experiment
+    is then the one to use.
     """
     experiment = client.get_experiment_by_name(name)
     if experiment is None:
-        return client.create_experiment(
-            name, artifact_location=artifact_location, tags={TAG_EXPERIMENT_KIND: MODEL_TRAINING}
-        )
+        try:
+            return client.create_experiment(
+                name, artifact_location=artifact_location, tags={TAG_EXPERIMENT_KIND: MODEL_TRAINING}
+            )
+        except Exception as exc:
+            experiment = _created_meanwhile(client, name, exc)
     if experiment.lifecycle_stage == "deleted":
         raise TrackingError(
             f"experiment {name!r} is deleted; restore it "
@@ -73,6 +143,36 @@ def ensure_experiment(client: Any, name: str, artifact_location: str | None) -> 
     if TAG_EXPERIMENT_KIND not in experiment.tags:
         client.set_experiment_tag(experiment.experiment_id, TAG_EXPERIMENT_KIND, MODEL_TRAINING)
     return experiment.experiment_id
+
+
+def _created_meanwhile(client: Any, name: str, error: Exception) -> Any:
+    """The experiment another process created while this one tried to; ``error`` again when that is not what failed."""
+    if getattr(error, "error_code", None) != "RESOURCE_ALREADY_EXISTS":
+        raise error
+    experiment = client.get_experiment_by_name(name)
+    if experiment is None:
+        raise error
+    return experiment
+
+
+def is_unreachable(error: BaseException) -> bool:
+    """Whether ``error`` says the tracking server cannot be reached (refused, reset, timed out), not that it refused a call.
+
+    MLflow wraps the requests/urllib3 error into an MlflowException whose message is all that is
+    left of it ("API request to ... failed with exception HTTPConnectionPool(...): Max retries
+    exceeded ..."), so the message is read as well as the chain of causes.
+    """
+    import requests
+
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, (ConnectionError, TimeoutError, requests.exceptions.ConnectionError, requests.Timeout)):
+            return True
+        text = str(seen)
+        if "Max retries exceeded" in text or "Connection refused" in text or "timed out" in text.lower():
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def log_params(client: Any, run: str, params: Mapping[str, Any]) -> None:

@@ -34,9 +34,10 @@ from orchestrator.tracking.common import (
     TAG_STAGE,
     TAG_STATUS,
     default_artifact_location,
-    ensure_experiment,
     guarded,
+    is_unreachable,
     log_params,
+    open_experiment,
 )
 from orchestrator.tracking.lineage import MODEL, LineageGraph
 from orchestrator.tracking.provenance import provenance_tags
@@ -138,6 +139,7 @@ class MlflowTracker:
         self._finished_before: dict[tuple[str, str], str] = {}
         self._failed_gens: set[int] = set()
         self._registered: list[str] = []
+        self.store_unreachable = False
 
     @property
     def parent_run_id(self) -> str | None:
@@ -145,8 +147,35 @@ class MlflowTracker:
         return self._parent
 
     def _guard(self, op: str, action: Callable[[], T]) -> T | None:
-        """Run one tracking action; warn on failure unless strict."""
-        return guarded(op, action, self.tracking_uri, self.strict)
+        """Run one tracking action; warn on failure unless strict; once the store is unreachable, call it no more.
+
+        Every call to a dead server costs MLflow's retries (tens of seconds even as Relay sets them,
+        common.CLIENT_ENV_DEFAULTS); a run that went on calling it after the first failure hung for
+        minutes per call once its stages were done. So the first connection failure is said once,
+        clearly, and every later action is dropped (strict mode raises instead, as for any failure).
+        """
+        if self.store_unreachable:
+            return None
+
+        def noting_unreachable() -> T:
+            try:
+                return action()
+            except Exception as exc:
+                self._note_unreachable(exc)
+                raise
+
+        return guarded(op, noting_unreachable, self.tracking_uri, self.strict)
+
+    def _note_unreachable(self, error: BaseException) -> None:
+        """Stop calling the store after ``error`` when it says the store cannot be reached; say so once."""
+        if self.store_unreachable or not is_unreachable(error):
+            return
+        self.store_unreachable = True
+        logger.warning(
+            "the tracking store %s is unreachable; Relay stops calling it for this run, so its MLflow "
+            "record is incomplete (the run itself goes on unless tracking.strict is set)",
+            self.tracking_uri,
+        )
 
     def start_pipeline(self, run_id: str, pipeline_name: str, config: Mapping[str, Any], resume: bool) -> None:
         """Create (or, on resume, reattach to) the parent run and log the resolved config.
@@ -159,10 +188,7 @@ class MlflowTracker:
         self._guard("start_pipeline", lambda: self._start(run_id, pipeline_name, config, resume))
 
     def _start(self, run_id: str, pipeline_name: str, config: Mapping[str, Any], resume: bool) -> None:
-        from mlflow import MlflowClient  # heavy import, only when tracking is used
-
-        self._client = MlflowClient(self.tracking_uri)
-        self._experiment_id = ensure_experiment(self._client, self.experiment, self.artifact_location)
+        self._client, self._experiment_id = open_experiment(self.tracking_uri, self.experiment, self.artifact_location)
         self._run_id = run_id
         self._pipeline_name = pipeline_name
         data = config.get("data")
@@ -198,6 +224,10 @@ class MlflowTracker:
         self._client.set_tag(parent, TAG_STATUS, "RUNNING")  # not how the earlier attempt ended
         for run in self._find_runs(self._run_id, "generation"):
             self._gen_runs.setdefault(int(run.data.tags[TAG_GENERATION]), run.info.run_id)
+        # `newest` goes to a generation's model only when no later generation of this run has it; an
+        # earlier attempt may have registered up to its last generation run, so resuming at -1 moved
+        # `newest` back to gen-00 (a rerun of it) or to whichever generation was registered first.
+        self._newest_generation = max(self._gen_runs, default=-1)
         for run in self._find_runs(self._run_id, "stage"):
             if run.info.status == "RUNNING":  # its driver died mid-stage: that attempt will never finish
                 self._client.set_terminated(run.info.run_id, status="KILLED")
@@ -280,7 +310,18 @@ class MlflowTracker:
         if record.cache_hit and (record.stage, record.fingerprint) in self._finished_before:
             logger.debug("stage %s already tracked as finished; not logging it again", record.stage)
             return
-        run = self._stage_runs.pop(record.stage, None) or self._new_stage_run(record.stage, record.generation)
+        run = self._stage_runs.get(record.stage) or self._new_stage_run(record.stage, record.generation)
+        self._stage_runs[record.stage] = run  # until it is terminated: _close_open_stages must still know it
+        try:
+            self._log_outcome(run, record)
+        finally:  # closed even when logging failed (a model MLflow refused): never RUNNING under a closed parent
+            self._client.set_terminated(run, status=record.status)
+            del self._stage_runs[record.stage]
+        if record.status == "FINISHED":  # a later run() of this pipeline run sees it as a cache hit: log once
+            self._finished_before[(record.stage, record.fingerprint)] = run
+
+    def _log_outcome(self, run: str, record: StageRecord) -> None:
+        """Everything a finished stage logs before its run is closed: tags, metrics, files, lineage, models."""
         tags = {TAG_FINGERPRINT: record.fingerprint, TAG_CACHE_HIT: str(record.cache_hit).lower()}
         if record.error:
             tags["relay.error"] = record.error[:5000]
@@ -295,9 +336,6 @@ class MlflowTracker:
             self._log(self._parent, metrics=_points(prefixed, record.generation))
             if record.status == "FAILED":
                 self._failed_gens.add(record.generation)
-        self._client.set_terminated(run, status=record.status)
-        if record.status == "FINISHED":  # a later run() of this pipeline run sees it as a cache hit: log once
-            self._finished_before[(record.stage, record.fingerprint)] = run
 
     def _log_files(self, run: str, record: StageRecord) -> None:
         """Plots and tables on the stage run, and again on the generation run under the stage's role.

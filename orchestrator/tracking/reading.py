@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.errors import InputError, RelayError
-from orchestrator.tracking.common import TAG_KIND, TAG_PIPELINE_RUN, no_database_message, sqlite_path
+from orchestrator.tracking.common import TAG_KIND, TAG_PIPELINE_RUN, mlflow_client, no_database_message, sqlite_path
 
 
 def generation_rows(client: Any, parent_run_id: str) -> list[dict[str, Any]]:
@@ -67,9 +67,7 @@ def check_database(db: Path) -> None:
 
 def _read(tracking_uri: str, experiment: str, run_id: str | None) -> tuple[str, list[dict[str, Any]]]:
     """The newest pipeline run's (or ``run_id``'s) name and rows; InputError when none matches."""
-    from mlflow import MlflowClient
-
-    client = MlflowClient(tracking_uri)
+    client = mlflow_client(tracking_uri)
     found = client.get_experiment_by_name(experiment)
     if found is None:
         names = ", ".join(e.name for e in client.search_experiments()) or "none"

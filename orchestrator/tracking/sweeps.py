@@ -12,9 +12,9 @@ from orchestrator.tracking.common import (
     TAG_PIPELINE_RUN,
     TAG_SWEEP,
     default_artifact_location,
-    ensure_experiment,
     guarded,
     log_params,
+    open_experiment,
 )
 
 T = TypeVar("T")
@@ -63,10 +63,9 @@ class SweepTracker:
     def _start(
         self, sweep: str, pipeline_name: str, params: Mapping[str, str], settings_text: str, output: str, resume: bool
     ) -> str:
-        from mlflow import MlflowClient
-
-        self._client = MlflowClient(self.tracking_uri)
-        experiment_id = ensure_experiment(self._client, self.experiment, default_artifact_location(self.tracking_uri))
+        self._client, experiment_id = open_experiment(
+            self.tracking_uri, self.experiment, default_artifact_location(self.tracking_uri)
+        )
         if resume:
             query = f"tags.`{TAG_SWEEP}` = '{sweep}' and tags.`{TAG_KIND}` = 'sweep'"
             runs = self._client.search_runs([experiment_id], query, order_by=["attributes.start_time DESC"])

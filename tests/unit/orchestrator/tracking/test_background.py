@@ -95,3 +95,29 @@ def test_join_raises_a_strict_failure_of_the_end() -> None:
     tracker.close("FAILED")
     with pytest.raises(TrackingError):
         tracker.join()
+
+
+def test_after_a_strict_failure_queued_stage_calls_are_dropped_and_the_end_still_made() -> None:
+    """The run stops at the next call; the calls queued meanwhile are not made (each could cost a dead
+    server's retries before the process can exit), the end still is, so the opened runs get closed."""
+    inner = RecordingTracker(fail_on="started a")
+    tracker = BackgroundTracker(inner)
+    tracker.start_pipeline("r", "p", {}, resume=False)
+    tracker.stage_started("a", 0)
+    tracker.stage_finished(record("a"))  # queued before the failure was seen
+    tracker.stage_started("b", 0)
+    with pytest.raises(TrackingError, match="started a failed"):
+        tracker.flush()
+    tracker.end_pipeline("FAILED")
+    assert inner.calls == ["start", "started a", "end FAILED"]
+
+
+def test_the_runners_next_call_after_a_strict_failure_raises_it() -> None:
+    tracker = BackgroundTracker(RecordingTracker(fail_on="start"))
+    tracker.start_pipeline("r", "p", {}, resume=False)
+    deadline = time.monotonic() + 5
+    while tracker._error is None and time.monotonic() < deadline:  # the thread has made the failing call
+        time.sleep(0.01)
+    with pytest.raises(TrackingError, match="start failed"):
+        tracker.stage_started("a", 0)
+    tracker.end_pipeline("FAILED")
