@@ -274,7 +274,10 @@ class Runner:
         bad = self.store.verify(manifest) + sorted(set(stage.outputs) - set(manifest.outputs))
         if bad:
             logger.warning(
-                "recompute %s: stored outputs or files %s are missing or corrupted (fingerprint %s)", stage.name, bad, fp[:12]
+                "recompute %s: stored outputs or files %s are missing or corrupted (fingerprint %s)",
+                stage.name,
+                bad,
+                fp[:12],
             )
             return None
         logger.info("skip %s: cache hit %s", stage.name, fp[:12])

@@ -93,7 +93,10 @@ def test_truncated_output_is_detected_and_recomputed(tmp_path):
         handle.truncate(ref["size"] // 2)
     resumed = relay("resume", "torn", "--stop-after", "g00/pseudo_label", workspace=workspace)
     assert resumed.returncode == 0, resumed.stderr[-4000:]
-    assert "recompute g00/pseudo_label: stored outputs or files ['g00/pseudo_labels'] are missing or corrupted" in resumed.stderr
+    assert (
+        "recompute g00/pseudo_label: stored outputs or files ['g00/pseudo_labels'] are missing or corrupted"
+        in resumed.stderr
+    )
     assert "run g00/pseudo_label (attempt 1" in resumed.stderr
     assert "skip g00/train: cache hit" in resumed.stderr
     assert path.stat().st_size == ref["size"]
