@@ -62,7 +62,25 @@ def latest_run_url(tracking_uri: str, experiment: str, port: int) -> str:
             f"no pipeline runs in experiment {experiment!r} at {tracking_uri} yet: make one with "
             f"`RELAY_WORKSPACE={where} relay run pipelines/configs/smoke.yaml`"
         )
-    return f"{ui_base(tracking_uri, port)}/#/experiments/{found.experiment_id}/runs/{runs[0].info.run_id}?{MODEL_TRAINING_VIEW}"
+    return run_page(ui_base(tracking_uri, port), found.experiment_id, runs[0].info.run_id)
+
+
+def run_page(base: str, experiment_id: str, run_id: str) -> str:
+    """A run's page in the UI at ``base``, in the model-training view (MODEL_TRAINING_VIEW)."""
+    return f"{base}/#/experiments/{experiment_id}/runs/{run_id}?{MODEL_TRAINING_VIEW}"
+
+
+def server_run_page(tracking_uri: str, experiment: str, run_id: str | None) -> str:
+    """A run's page in a tracking server's own UI; the server's root when the server cannot say where.
+
+    The root alone opens MLflow's GenAI home, not the run: the link a run prints when it ends.
+    """
+    base = tracking_uri.rstrip("/")
+    try:
+        found = mlflow_client(tracking_uri).get_experiment_by_name(experiment) if run_id else None
+    except Exception:  # the server went away since: the root is still where to look
+        found = None
+    return base if found is None or run_id is None else run_page(base, found.experiment_id, run_id)
 
 
 def is_server(tracking_uri: str) -> bool:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from orchestrator import ui
 from orchestrator.cli import run_locations, runs
 from orchestrator.cli.common import (
     Pipelines,
@@ -221,7 +222,8 @@ def print_browse_hint(config: Any, uri: str, parent_run_id: str | None, run_id: 
     ``store``: how `relay generations` must name the artifact store (``common.store_option``).
     """
     if uri.startswith(("http://", "https://")):
-        print(f"\nBrowse the generations in MLflow: {uri} (run {run_id})")
+        page = ui.server_run_page(uri, config.tracking.experiment, parent_run_id)
+        print(f"\nBrowse the generations in MLflow: {page} (run {run_id})")
         print(f"Table again:  MLFLOW_TRACKING_URI={uri} relay generations {run_id}{store}")
         return
     workspace = resolve_workspace(config.run)

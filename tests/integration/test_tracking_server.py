@@ -163,3 +163,19 @@ def test_mlflow_prints_nothing_to_relays_stdout(server):
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout == "relay done\n"
+
+
+def test_the_end_of_run_hint_links_the_run_page_on_the_server(server, capsys):
+    """The server's root opens MLflow's GenAI home, not the run: the hint names the run's own page."""
+    from orchestrator.cli.pipeline import print_browse_hint
+    from orchestrator.config import load_yaml, validate_config
+    from pipelines.builders import crest
+
+    tracker = MlflowTracker(server.uri, "relay")
+    tracker.start_pipeline("run-hint", "toy", {}, resume=False)
+    tracker.end_pipeline("FINISHED")
+    data = {**load_yaml(ROOT / "pipelines" / "configs" / "smoke.yaml"), "tracking": {"uri": server.uri}}
+    print_browse_hint(validate_config(crest.CrestConfig, data), server.uri, tracker.parent_run_id, "run-hint")
+    out = capsys.readouterr().out
+    assert f"{server.uri}/#/experiments/" in out
+    assert f"/runs/{tracker.parent_run_id}?workflowType=machine_learning (run run-hint)" in out
