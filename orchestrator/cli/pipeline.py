@@ -49,14 +49,14 @@ from orchestrator.config import (
 from orchestrator.dag import Pipeline
 from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.engine.executors import Executor, LocalExecutor, RayExecutor
-from orchestrator.engine.ledger import CONFIG_FILE, RUNS
+from orchestrator.engine.ledger import CONFIG_FILE, RUNS, record_path
 from orchestrator.engine.progress import ProgressDisplay
 from orchestrator.engine.runner import Runner
-from orchestrator.errors import ArtifactError, ConfigError
+from orchestrator.errors import ArtifactError, ConfigError, RelayError
 from orchestrator.tracking import report
 from orchestrator.tracking.background import BackgroundTracker
 from orchestrator.tracking.mlflow_tracker import metric_prefix, mlflow_tracker
-from orchestrator.tracking.reading import read_generations
+from orchestrator.tracking.reading import read_generations, recorded_pipeline
 from orchestrator.yaml_input import yaml_mapping
 
 log = logging.getLogger("relay")
@@ -257,6 +257,8 @@ def tracking_for(args: argparse.Namespace) -> tuple[str, str, Mapping[str, str] 
     store = store_of(args)
     if args.run_id is not None:
         check_run_id(args.run_id)
+        if store.read_record(record_path(args.run_id, CONFIG_FILE)) is None:
+            return tracked_only(args, store, pipelines)
         spec, config = read_run_record(store, args.run_id, pipelines)
         moved = moved_workspace(config, store.uri)
         uri = f"sqlite:///{moved[1] / 'mlflow.db'}" if moved else tracking_uri(config.run, config.tracking)
@@ -265,6 +267,21 @@ def tracking_for(args: argparse.Namespace) -> tuple[str, str, Mapping[str, str] 
     uri = tracking_uri(RunSettings(workspace=args.workspace), TrackingSettings())
     check_tracking_store(uri, default_tracking_key(args.workspace))
     return uri, args.experiment, newest_summary(store, pipelines)
+
+
+def tracked_only(args: argparse.Namespace, store: ArtifactStore, pipelines: Pipelines) -> tuple[str, str, Any]:
+    """A run whose record is not in this store, read from the default tracking store alone (e.g. a laptop that
+    sees the team's MLflow server, not the cluster's storage); the record's absence is the error otherwise."""
+    uri = tracking_uri(RunSettings(workspace=args.workspace), TrackingSettings())
+    try:
+        check_tracking_store(uri, default_tracking_key(args.workspace))
+        kind = recorded_pipeline(uri, args.experiment, args.run_id)
+    except RelayError:
+        kind = None
+    if kind is None:
+        read_run_record(store, args.run_id, pipelines)  # raises: no such run in the store, and how to name it
+    spec = pipelines.get(kind) if kind else None
+    return uri, args.experiment, spec.summary if spec is not None else None
 
 
 def newest_summary(store: ArtifactStore, pipelines: Pipelines) -> Mapping[str, str] | None:

@@ -80,6 +80,18 @@ def _read(tracking_uri: str, experiment: str, run_id: str | None) -> tuple[str, 
     return _run_name(newest[0]), generation_rows(client, newest[0].info.run_id)
 
 
+def recorded_pipeline(tracking_uri: str, experiment: str, run_id: str) -> str | None:
+    """The `pipeline:` a run was started with, from its MLflow parent run's params; None when not found there.
+
+    For `relay generations RUN_ID` from a machine that sees only the tracking server: the run's
+    record is in the artifact store, but its params name the pipeline, which picks the columns.
+    """
+    client = mlflow_client(tracking_uri)
+    found = client.get_experiment_by_name(experiment)
+    runs = _pipeline_runs(client, found.experiment_id, run_id, 1) if found is not None else []
+    return runs[0].data.params.get("pipeline") if runs else None
+
+
 def _pipeline_runs(client: Any, experiment_id: str, run_id: str | None, count: int) -> list[Any]:
     """The newest ``count`` pipeline runs of the experiment (only ``run_id``'s when given)."""
     query = f"tags.`{TAG_KIND}` = 'pipeline'"

@@ -256,3 +256,21 @@ def test_a_moved_workspace_is_read_where_it_is_and_not_resumed_into_the_old_plac
     err = capsys.readouterr().err
     assert f"run r1 started in workspace {old}, which has moved to {new}" in err and "Move the workspace back" in err
     assert not old.exists(), "the refused resume wrote into the old place"
+
+
+def test_generations_of_a_run_whose_record_is_elsewhere_reads_the_tracking_store(
+    cwd: Path, capsys, monkeypatch
+) -> None:
+    """A laptop that sees the tracking store but not the run's artifact store still gets the run's table."""
+    for name in ("RELAY_WORKSPACE", "RELAY_ARTIFACT_URI", "MLFLOW_TRACKING_URI"):
+        monkeypatch.delenv(name, raising=False)
+    ran = cwd / "cluster"
+    argv = ["run", str(SMOKE), LOCAL, "train.steps=3", "--run-id", "r1", "--stop-after", "g00/evaluate"]
+    assert main([*argv, f"run.workspace={ran}"]) == 0
+    capsys.readouterr()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{ran / 'mlflow.db'}")
+    assert main(["generations", "r1", "--workspace", str(cwd / "laptop")]) == 0
+    out = capsys.readouterr().out
+    assert "Run r1: per-generation results" in out and "balanced_accuracy" in out and "tail" in out
+    assert main(["generations", "nope", "--workspace", str(cwd / "laptop")]) == 2  # in neither store
+    assert "no run 'nope' in the artifact store" in capsys.readouterr().err
