@@ -26,6 +26,9 @@ from orchestrator.registry import PipelineSpec
 QUIET_LOGGERS = ("ray", "alembic", "urllib3", "filelock", "matplotlib", "torch")
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what `yes | head -1` reports for `yes`
 MLFLOW_LEVEL_ENV = "MLFLOW_LOGGING_LEVEL"  # MLflow sets its own logger's level from it when it is imported
+# MLflow's database layer logs a whole SQLAlchemy traceback at ERROR for every failed write (a full
+# disk: hundreds of lines) before raising; Relay words each failed MLflow call on one line already.
+MLFLOW_TRACEBACK_LOGGERS = ("mlflow.store.db.utils",)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,6 +68,8 @@ def configure_logging(verbose: bool) -> None:
     mlflow_level = "INFO" if verbose else "WARNING"
     os.environ[MLFLOW_LEVEL_ENV] = mlflow_level
     logging.getLogger("mlflow").setLevel(mlflow_level)  # in case MLflow is already imported (tests, embedding)
+    for name in MLFLOW_TRACEBACK_LOGGERS:
+        logging.getLogger(name).setLevel(logging.NOTSET if verbose else logging.CRITICAL)
 
 
 def parse_arguments(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:

@@ -32,3 +32,20 @@ def test_in_process_callers_and_other_commands_get_the_code_back(exits, monkeypa
     monkeypatch.setattr(sys, "argv", ["relay", "validate", "x.yaml"])
     assert cli.main() == 0
     assert exits == []
+
+
+def test_mlflows_database_tracebacks_are_left_to_relays_own_line(caplog) -> None:
+    """A full disk made MLflow log a SQLAlchemy traceback per failed write; Relay's one-line warning says it."""
+    import logging
+
+    from orchestrator.cli import configure_logging
+
+    try:
+        configure_logging(verbose=False)
+        logging.getLogger("mlflow.store.db.utils").error("(sqlite3.OperationalError) database or disk is full")
+        assert "disk is full" not in caplog.text
+        configure_logging(verbose=True)
+        logging.getLogger("mlflow.store.db.utils").error("(sqlite3.OperationalError) database or disk is full")
+        assert "disk is full" in caplog.text
+    finally:
+        configure_logging(verbose=False)
