@@ -79,6 +79,8 @@ def folder_problem(path: str | Path, key: str) -> str | None:
         return f"{key}: {str(path)[:200]!r} cannot be a folder ({reason}); use a plain folder path"
     if not existing.is_dir():
         return f"{key}: {existing} is a file, so {folder} cannot be a folder; point {key} elsewhere"
+    if not os.access(existing, os.W_OK | os.X_OK) and existing == folder:
+        return f"{key}: cannot write in {folder} (read-only); make it writable or pick a folder you can write in"
     if not os.access(existing, os.W_OK | os.X_OK):
         return f"{key}: cannot write in {existing}, so {folder} cannot be made there; pick a folder you can write in"
     return None

@@ -124,3 +124,18 @@ def test_a_sweep_whose_trials_cannot_start_on_the_local_ray_is_refused(cwd: Path
     err = refused(["tune", str(SMOKE), "resources.train.workers=2"], cwd, capsys)
     assert "a trial needs 2.1 CPUs at once (0.1 for its driver beside g00/train's 2)" in err
     assert "local Ray has 2" in err
+
+
+def test_a_read_only_workspace_that_exists_is_named_as_such(cwd: Path, monkeypatch) -> None:
+    """Not "WS cannot be made there" for a folder that is there. os.access is replaced because root (CI) may
+    write anywhere; the path logic around it is the code under test."""
+    from orchestrator.cli import preflight
+
+    workspace = cwd / "ws"
+    workspace.mkdir()
+    monkeypatch.setattr(preflight.os, "access", lambda path, mode: Path(path) != workspace)
+    assert preflight.folder_problem(workspace, "run.workspace") == (
+        f"run.workspace: cannot write in {workspace} (read-only); make it writable or pick a folder you can write in"
+    )
+    inside = preflight.folder_problem(workspace / "new", "run.workspace")
+    assert inside is not None and f"so {workspace / 'new'} cannot be made there" in inside
