@@ -20,6 +20,7 @@ import os
 import signal
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -38,6 +39,7 @@ logger = logging.getLogger(__name__)
 DASHBOARD_PORT = 8265
 WARM_WAIT_S = 120.0  # the longest the first stage waits for the first warm worker
 REFIT_EVERY_S = 15.0  # while stages run, how often the driver checks whether the cluster lost a node
+WAITING_WARN_S = 120.0  # a stage Ray has not placed after this long is said to wait, and why (once per stage)
 BOARD_READ_S = 10.0  # the longest one look at the progress board may take (the display skips it then)
 ReadProgress = Callable[[], list[StageProgress]]
 
@@ -239,6 +241,8 @@ class RayExecutor:
         self._warm_later = 0
         self._submitted = False
         self._stage_names: dict[Any, str] = {}  # task ref -> stage name, for WorkerLostError
+        self._waiting_since: dict[Any, tuple[float, Resources]] = {}  # task ref -> (submitted, asks)
+        self._said_waiting: set[str] = set()
         self._progress: ProgressSink | None = None
         self._kept: dict[Resources, int] = {}  # actors of each pool kept for the run
         self._pools_to_start: list[tuple[Resources, str]] = []  # (resources, a stage that uses them)
@@ -354,6 +358,7 @@ class RayExecutor:
         pool = self._pool(resources, task.stage.name) if uses_actor_pool(task.stage) else None
         ref = self._remote.options(**self._task_options(task)).remote(with_progress(task, self._progress), pool)
         self._stage_names[ref] = task.stage.name
+        self._waiting_since[ref] = (time.monotonic(), task.stage.resources)
         if pool is not None:
             self._pool_of[ref] = pool
         if first:
@@ -438,10 +443,56 @@ class RayExecutor:
             ready, _ = self._ray.wait(list(handles), num_returns=1, timeout=REFIT_EVERY_S)
             if not ready:
                 self._refit_kept(dict(self._ray.cluster_resources()))
+                self._say_who_waits(handles)
         finished = [(ref, self._outcome(ref)) for ref in ready]
         for ref, outcome in finished:
             self._release(ref, failed=isinstance(outcome, BaseException))
         return finished
+
+    def _say_who_waits(self, handles: Sequence[Any]) -> None:
+        """Warn once about each stage Ray has not placed for WAITING_WARN_S, with what it asks and what is free.
+
+        A cluster large enough in total can still have no room: after a node loss, a Tune sweep's
+        trial drivers (0.1 CPU each) kept the CPU their own stages needed, and the sweep waited
+        forever without a word. Whether a task is placed comes from Ray's state API.
+        """
+        now = time.monotonic()
+        overdue = {
+            self._stage_names[ref]: self._waiting_since[ref][1]
+            for ref in handles
+            if ref in self._waiting_since
+            and now - self._waiting_since[ref][0] >= WAITING_WARN_S
+            and self._stage_names.get(ref) not in self._said_waiting
+        }
+        if not overdue:
+            return
+        free = self._ray.available_resources()
+        for name in overdue.keys() & self._unplaced_stages():
+            self._said_waiting.add(name)
+            asks = overdue[name]
+            logger.warning(
+                "%s has waited %d s for a place: it asks for %g CPU and %g GPU a worker, the cluster has %g CPU and "
+                "%g GPU free. Other work holds the rest (Tune trial drivers, kept labeling actors, other jobs); it "
+                "starts when they free it. Add nodes, or lower the stage's resources, if it never does.",
+                name,
+                WAITING_WARN_S,
+                asks.num_cpus,
+                asks.num_gpus,
+                free.get("CPU", 0.0),
+                free.get("GPU", 0.0),
+            )
+
+    def _unplaced_stages(self) -> set[str]:
+        """Names of this job's tasks that Ray has not placed on a node yet; empty when the state API cannot say."""
+        try:
+            from ray.util.state import list_tasks
+
+            context = self._ray.get_runtime_context()  # its GCS: with other Ray instances on the machine,
+            filters = [("job_id", "=", context.get_job_id()), ("state", "=", "PENDING_NODE_ASSIGNMENT")]  # no guess
+            found = list_tasks(address=context.gcs_address, filters=filters, limit=1000, raise_on_missing_output=False)
+            return {task.name for task in found}
+        except Exception:  # no dashboard, an older state API: no warning rather than a failed run
+            return set()
 
     def _outcome(self, ref: Any) -> Any:
         """ray.get, with a task's exception unwrapped to the stage's own exception.
@@ -452,6 +503,7 @@ class RayExecutor:
         """
         exceptions = self._ray.exceptions
         stage = self._stage_names.pop(ref, "?")
+        self._waiting_since.pop(ref, None)
         try:
             return self._ray.get(ref)
         except exceptions.RayTaskError as exc:

@@ -136,3 +136,37 @@ def test_warm_starts_one_worker_first_and_the_rest_beside_the_first_stage(ray_ex
     assert isinstance(pid, int) and all(isinstance(pid, int) for pid in ray.get(executor._warming))
     executor.submit(pid_task(tmp_path, "second"))
     assert len(executor._warming) == 2  # later stages start nothing more
+
+
+def test_a_stage_that_cannot_be_placed_is_said_to_wait_and_runs_once_room_is_made(
+    ray_executor, tmp_path, caplog, monkeypatch
+):
+    """A cluster large enough in total can still have no room (a Tune sweep's trial drivers after a node loss);
+    the stage used to wait without a word. Here an actor holds both CPUs; the warning comes, then room."""
+    import threading
+
+    import ray
+
+    from orchestrator.engine import executors
+
+    monkeypatch.setattr(executors, "WAITING_WARN_S", 0.0)
+    monkeypatch.setattr(executors, "REFIT_EVERY_S", 1.0)
+    caplog.set_level(logging.WARNING, logger="orchestrator")
+    holder = ray.remote(num_cpus=2)(type("Holder", (), {"ping": lambda self: 1})).remote()
+    ray.get(holder.ping.remote())  # placed: both CPUs held
+    executor = RayExecutor()  # Ray is up (the module's fixture): this one only wraps it
+    ref = executor.submit(pid_task(tmp_path, "squeezed"))
+
+    def free_once_said() -> None:
+        deadline = time.monotonic() + 120
+        while "squeezed has waited" not in caplog.text and time.monotonic() < deadline:
+            time.sleep(0.5)
+        ray.kill(holder)
+
+    releaser = threading.Thread(target=free_once_said, daemon=True)
+    releaser.start()
+    ((_, outcome),) = executor.wait([ref])
+    releaser.join()
+    assert "squeezed has waited 0 s for a place: it asks for 1 CPU and 0 GPU a worker" in caplog.text
+    assert "the cluster has 0 CPU" in caplog.text
+    assert ArtifactStore(str(tmp_path)).load(outcome.outputs["pid"])["pid"] != os.getpid()
