@@ -32,7 +32,6 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from orchestrator.dag import on_stage_end
 from pipelines.datasets.rows import ShardRows
 from pipelines.datasets.shards import DatasetError, DatasetManifest, rows_per_group_for
 
@@ -188,9 +187,9 @@ class BlockLoader:
 _SOURCES: weakref.WeakSet[ShardSource] = weakref.WeakSet()
 
 
-@on_stage_end
 def release_loader_workers() -> None:
-    """Stop every source's loader workers when a stage ends (``orchestrator.dag.on_stage_end`` says why)."""
+    """Stop every source's loader workers; the stages call it when each stage ends (``orchestrator.dag.on_stage_end``
+    says why, and pipelines/stages/common.py registers it)."""
     for source in list(_SOURCES):
         source.stop_loader()
 

@@ -20,12 +20,21 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 
-from orchestrator.dag import StageContext
+from orchestrator.dag import StageContext, on_stage_end
 from pipelines.data import DatasetSplits, cached_dataset
 from pipelines.datasets.catalog import SHARDED, cached_manifest
-from pipelines.datasets.image_source import ImageSource, ShardSource, TensorSource, window_rows
+from pipelines.datasets.image_source import (
+    ImageSource,
+    ShardSource,
+    TensorSource,
+    release_loader_workers,
+    window_rows,
+)
 from pipelines.models import create_model
 from pipelines.pseudo_label import picks_table
+
+on_stage_end(release_loader_workers)  # loader workers live for one stage (orchestrator.dag.on_stage_end)
+
 
 # --- inputs, outputs and data -------------------------------------------------------------
 

@@ -94,6 +94,7 @@ def test_loader_workers_stop_when_a_stage_ends_and_start_again_for_the_next(tmp_
     successful run print "DataLoader worker ... is killed by signal: Killed". They now end with the stage."""
     import multiprocessing
 
+    import pipelines.stages.common  # noqa: F401 (registers the release with every stage's end)
     from orchestrator.dag import stage_ended
 
     memory, sharded = sources(tmp_path / "d", rows_buffer=20, workers=1)
