@@ -14,7 +14,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -24,6 +23,7 @@ from orchestrator.errors import TrackingError
 from orchestrator.tracking.background import BackgroundTracker
 from orchestrator.tracking.common import CLIENT_ENV_DEFAULTS
 from orchestrator.tracking.mlflow_tracker import MlflowTracker
+from tests.integration.test_ui_server import healthy
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
@@ -42,14 +42,6 @@ def free_port() -> int:
                 continue
             return port
     raise RuntimeError(f"no free port in {PORTS}")
-
-
-def healthy(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as answer:
-            return answer.status == 200
-    except OSError:
-        return False
 
 
 class Server:

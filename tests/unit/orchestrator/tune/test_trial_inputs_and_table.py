@@ -9,35 +9,14 @@ import pytest
 import yaml
 
 from orchestrator.cli import main
-from orchestrator.config import load_yaml, validate_config
-from orchestrator.errors import ConfigError
-from orchestrator.tune.plan import SweepPlan, plan_sweep
+from orchestrator.config import validate_config
+from orchestrator.tune.plan import SweepPlan
 from orchestrator.tune.sweep import TrialRow, trial_row
 from orchestrator.tune.trial import TrialState
 from pipelines.builders import crest
+from tests.unit.orchestrator.tune.test_tune_config import METRIC, plan, problems, smoke_data
 
 ROOT = Path(__file__).resolve().parents[4]
-SMOKE = ROOT / "pipelines" / "configs" / "smoke.yaml"
-METRIC = "evaluate/balanced_accuracy"
-
-
-def smoke_data(**tune_changes: Any) -> dict:
-    data = load_yaml(SMOKE)
-    data["tune"] = {**data["tune"], **tune_changes}
-    return data
-
-
-def plan(data: dict, output: Path | None = None) -> SweepPlan:
-    config = validate_config(crest.CrestConfig, data)
-    return plan_sweep(data, config, crest.build, "code", output=str(output) if output else None, source="test")
-
-
-def problems(data: dict) -> list[str]:
-    with pytest.raises(ConfigError) as info:
-        plan(data)
-    return info.value.problems
-
-
 # --- 1. seed is searched for real ------------------------------------------------------------
 
 
