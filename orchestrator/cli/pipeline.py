@@ -386,8 +386,8 @@ def check_not_moved(config: Any, store_uri: str, run_id: str) -> None:
     old, new = moved
     raise ConfigError(
         [
-            f"run {run_id} started in workspace {old}, which has moved to {new}; MLflow keeps the old absolute "
-            f"paths in {new / 'mlflow.db'}, so resuming here would write its MLflow artifacts under {old}. "
+            f"run {run_id} started in workspace {old}, which has moved to {new}; its record (and MLflow's "
+            f"database) keep the old absolute paths, so resuming here would write under {old}. "
             f"Move the workspace back to {old} to resume it (`relay runs` and `relay generations` read it here)"
         ],
         "the command line",
