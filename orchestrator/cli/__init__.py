@@ -23,12 +23,15 @@ from orchestrator.cli.common import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTE
 from orchestrator.errors import InputError, RelayError
 from orchestrator.registry import PipelineSpec
 
-QUIET_LOGGERS = ("ray", "alembic", "urllib3", "filelock", "matplotlib", "torch")
+QUIET_LOGGERS = ("ray", "alembic", "filelock", "matplotlib", "torch")
+# urllib3 logs every HTTP retry at WARNING ("Retrying (...) after connection broken"): against a tracking
+# server that went away, a dozen lines Relay already says in one (orchestrator/tracking/mlflow_tracker.py).
+LOUD_ONLY_WHEN_FAILING = ("urllib3",)
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what `yes | head -1` reports for `yes`
 MLFLOW_LEVEL_ENV = "MLFLOW_LOGGING_LEVEL"  # MLflow sets its own logger's level from it when it is imported
 # MLflow's database layer logs a whole SQLAlchemy traceback at ERROR for every failed write (a full
 # disk: hundreds of lines) before raising; Relay words each failed MLflow call on one line already.
-MLFLOW_TRACEBACK_LOGGERS = ("mlflow.store.db.utils",)
+MLFLOW_TRACEBACK_LOGGERS = ("mlflow.store.db.utils", "mlflow.system_metrics")  # the monitor's, on a dead server
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,6 +68,8 @@ def configure_logging(verbose: bool) -> None:
     )
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
+    for name in LOUD_ONLY_WHEN_FAILING:
+        logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.ERROR)
     mlflow_level = "INFO" if verbose else "WARNING"
     os.environ[MLFLOW_LEVEL_ENV] = mlflow_level
     logging.getLogger("mlflow").setLevel(mlflow_level)  # in case MLflow is already imported (tests, embedding)

@@ -152,7 +152,8 @@ def execute(run: PreparedRun, resume: bool) -> int:
     if stop_after is not None:
         print(f"stopped after {stop_after}; finish with: relay resume {run_id}{store_option(run.store.uri)}")
         return 0
-    print_browse_hint(config, uri, tracker.parent_run_id, run_id, store_option(run.store.uri))
+    parent = None if getattr(tracker.inner, "store_unreachable", False) else tracker.parent_run_id  # no lookup then
+    print_browse_hint(config, uri, parent, run_id, store_option(run.store.uri))
     return 0
 
 

@@ -11,7 +11,10 @@ last calls drain, and ``join`` waits for them.
 Order is kept (one thread, one FIFO queue), so MLflow sees exactly the calls it saw before.
 A failure raised by the wrapped tracker (only in strict mode: MlflowTracker warns otherwise)
 is re-raised on the caller's thread at its next call or at ``end_pipeline``, so
-``tracking.strict`` still stops the run, at most one stage later. From that failure on, the
+``tracking.strict`` still stops the run: at the first stage call after the failure is known.
+Knowing it takes the client's retries (seconds; MLflow's system-metrics monitor, stopped at
+each stage's end, swallows its own failures and waits them out too), so stages shorter than
+that may finish in between. From that failure on, the
 stage calls still queued are dropped, not made: the run is stopping, and against a dead
 server each would cost the client's retries before the process could exit. The end is still
 made, so the runs that were opened get closed (MlflowTracker skips it when the store is gone).
