@@ -79,6 +79,10 @@ def cmd_tune(args: argparse.Namespace) -> int:
         _save_sweep_config(Path(plan.output), data)
     try:
         rows, done = sweep.run_sweep(plan, args.resume, sweeps)
+    except KeyboardInterrupt:
+        _interrupted_before_trials(args, plan, sweep.can_resume(plan))
+        sweeps.finish("KILLED", {}, {}, [])
+        raise
     except BaseException:
         sweeps.finish("FAILED", {}, {}, [])
         raise
@@ -128,8 +132,33 @@ def check_locations(plan: SweepPlan, config: Any, address: str | None, source: s
     """
     locations = run_locations.Locations(plan.store_uri, plan.tracking_uri)
     if run_locations.in_ray_job() or run_locations.joins_cluster(address, config.run):
-        run_locations.check_durable(locations, source)
+        problems = run_locations.durability_problems(locations)
+        why = run_locations.impermanence(str(Path(plan.output).absolute()))
+        if why is not None:  # best.yaml, the trials and Ray Tune's state for --resume
+            problems.append(f"--output: the sweep folder {plan.output} would be {why}; pass --output on shared storage")
+        if problems:
+            raise ConfigError(problems, source)
     run_locations.check_reachable(locations, source)
+
+
+def _interrupted_before_trials(args: argparse.Namespace, plan: SweepPlan, resumable: bool) -> None:
+    """Ctrl-C before Ray Tune saved any state (while Ray started): say how to go on, and leave a folder that allows it.
+
+    A new sweep's folder then holds only the sweep-config.yaml written here, which neither
+    `--resume` (no state) nor a new start (a folder that is not empty) would take.
+    """
+    if resumable:
+        print(f"\nsweep interrupted; continue it with: {_again(args)} --resume", flush=True)
+        return
+    if not args.resume:
+        (Path(plan.output) / SWEEP_CONFIG).unlink(missing_ok=True)
+    print(f"\nsweep interrupted before any trial started; start it again with: {_again(args)}", flush=True)
+
+
+def _again(args: argparse.Namespace) -> str:
+    """The command that runs this sweep again (add --resume to continue it)."""
+    output = f" --output {args.output}" if args.output else ""
+    return f"relay tune {args.config} {' '.join(args.overrides)}".rstrip() + output
 
 
 def sweep_status(done: bool, scored: bool) -> str:
@@ -203,10 +232,7 @@ def _print_ending(args: argparse.Namespace, plan: SweepPlan, done: bool, scored:
     where each trial's error is.
     """
     if not done:
-        print(
-            f"\nsweep interrupted; continue it with: relay tune {args.config} {' '.join(args.overrides)} --resume"
-            + (f" --output {args.output}" if args.output else "")
-        )
+        print(f"\nsweep interrupted; continue it with: {_again(args)} --resume")
         return EXIT_INTERRUPTED  # trials left unfinished: Ctrl-C (errors end a trial, they do not leave it open)
     if not scored:
         print(

@@ -12,6 +12,7 @@ synchronous successive halving (scheduler sha).
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -241,3 +242,33 @@ def test_sha_runs_generation_1_only_after_every_trial_ran_generation_0(sha_sweep
     assert len(ends_of_g0) == 4 and {s.data.tags["relay.pipeline_run"] for s in stages} == {
         f"{SHA_SWEEP}-{r['trial_id']}" for r in sha_sweep["records"]
     }
+
+
+def test_ctrl_c_before_any_trial_leaves_a_sweep_that_starts_again(tmp_path: Path) -> None:
+    """Interrupted while Ray started, a sweep left only sweep-config.yaml: neither --resume (no state) nor a
+    new start (a folder not empty) took it, no hint was printed, and MLflow said FAILED."""
+    workspace, log = tmp_path / "ws", tmp_path / "tune.log"
+    config = tune_config(tmp_path, name="early")
+    saved = workspace / "tune" / "early" / "sweep-config.yaml"
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "orchestrator.cli", "tune", str(config), *OVERRIDES],
+            cwd=ROOT,
+            env=env(workspace),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 300
+        while not saved.exists() and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        os.killpg(process.pid, signal.SIGINT)  # as a terminal's Ctrl-C: the whole group
+        code = process.wait(timeout=300)
+    output = log.read_text()
+    assert code == 130, output[-3000:]
+    if "before any trial started" in output:  # the usual case: Ray was still starting
+        assert not saved.exists() and f"start it again with: relay tune {config}" in output
+    else:  # Ray Tune had saved its state: --resume continues it
+        assert "continue it with: relay tune" in output and "--resume" in output
+    (sweep_run,) = mlflow_runs(workspace, "tags.`relay.kind` = 'sweep'")
+    assert sweep_run.info.status == "KILLED"

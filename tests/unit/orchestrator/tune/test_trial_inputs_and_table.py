@@ -136,6 +136,23 @@ def test_tune_joining_a_cluster_refuses_a_workspace_in_a_temporary_folder(
     assert not (tmp_path / "ws").exists() and joined  # the cluster is checked first, as by `relay run`
 
 
+def test_tune_joining_a_cluster_refuses_a_sweep_folder_in_a_temporary_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """best.yaml, the trials and Ray Tune's state for --resume are what the user keeps: not in /tmp either."""
+    from orchestrator.cli import run_locations
+
+    monkeypatch.setattr(run_locations, "check_cluster", lambda *args, **kwargs: None)
+    monkeypatch.setattr(run_locations, "durability_problems", lambda locations: [])  # the stores: tmp_path
+    config = tmp_path / "sweep.yaml"
+    config.write_text(yaml.safe_dump(smoke_data()))
+    monkeypatch.setenv("RELAY_WORKSPACE", str(tmp_path / "ws"))
+    output = tmp_path / "out"
+    assert main(["tune", str(config), "--address", "10.0.0.1:6379", "--output", str(output)]) == 2
+    assert f"--output: the sweep folder {output} would be" in capsys.readouterr().err
+    assert not output.exists() and not (tmp_path / "ws").exists()
+
+
 # --- 4. a trial that never started -----------------------------------------------------------
 
 
