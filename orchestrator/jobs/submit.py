@@ -202,12 +202,18 @@ def cluster_totals(address: str) -> dict[str, float] | None:
     ``ray.cluster_resources()`` needs a driver connection, which a Jobs client
     does not have; the dashboard's autoscaler report carries the same totals.
     """
-    body = _get_json(address, "/api/cluster_status", auth_headers())
+    body = _get_json(address, "/api/cluster_status", auth_headers())  # keys as _resource_key makes them
     status = ((body or {}).get("data") or {}).get("clusterStatus") or {}
     report = status.get("loadMetricsReport") or status.get("load_metrics_report")
     if not isinstance(report, dict) or not isinstance(report.get("usage"), dict):
         return None
-    return {key: float(used_total[1]) for key, used_total in report["usage"].items() if used_total}
+    return {_resource_key(key): float(used_total[1]) for key, used_total in report["usage"].items() if used_total}
+
+
+def _resource_key(name: str) -> str:
+    """A resource name as the dashboard's report and a config both name it: the report camel-cases keys
+    (`node_a` arrives as `nodeA`), so both are compared without underscores or case."""
+    return name.replace("_", "").lower()
 
 
 def check_cluster_resources(address: str, needs: Mapping[str, float]) -> None:
@@ -220,10 +226,10 @@ def check_cluster_resources(address: str, needs: Mapping[str, float]) -> None:
     if totals is None:
         logger.warning("could not read the resources of %s (/api/cluster_status); not checked", address)
         return
-    short = {key: amount for key, amount in needs.items() if amount > totals.get(key, 0.0) + 1e-9}
+    short = {key: amount for key, amount in needs.items() if amount > totals.get(_resource_key(key), 0.0) + 1e-9}
     if not short:
         return
-    has = ", ".join(f"{totals.get(key, 0.0):g} {key}" for key in short)
+    has = ", ".join(f"{totals.get(_resource_key(key), 0.0):g} {key}" for key in short)
     asks = ", ".join(f"{amount:g} {key}" for key, amount in short.items())
     fix = (
         "start GPU workers (ray up with min_workers >= 1 for the GPU node type, or scale the KubeRay GPU "

@@ -58,7 +58,7 @@ def cases(stack: Stack) -> list[tuple[str, dict[str, str | None], list[str], int
             {},
             ["submit", SMOKE, "resources.train.num_gpus=1", "--address", stack.cluster.dashboard],
             1,
-            ["has 0 GPU(s), the pipeline asks for 1"],
+            ["has 0 GPU, the pipeline asks for 1 GPU at once"],
         ),
         (
             "the status of a job the cluster never ran",

@@ -108,7 +108,8 @@ def bn_free_runs(executor, tmp_path: Path, num_gpus: float = 0.0) -> tuple[Any, 
     """The BN-free check model trained on 1 and on 2 workers: (config, workers -> (metrics, weights))."""
     config = smoke_config()
     split = crest.build(config).stage("data/split")
-    params = {"data": config.data, "train": config.train, "crest": config.crest, "augment": config.augment}
+    alignment = crest.alignment_of(config.crest, 0)
+    params = {"data": config.data, "train": config.train, "crest": alignment, "augment": config.augment}
     results = {}
     for workers in (1, 2):
         train = Stage(
@@ -200,8 +201,12 @@ def test_pseudo_labels_from_two_actors_equal_one_actor(crest_runs, ray_executor,
     assert table2.schema.field("probs").type.list_size == 10
 
 
-def test_stage_workers_do_not_change_the_fingerprint():
-    """Resources are where a stage runs, not what it computes: 1- and 2-worker runs share caches."""
-    one = crest.build(smoke_config()).stage("g00/train")
-    two = dataclasses.replace(one, resources=Resources(num_cpus=1, workers=2))
-    assert fingerprint(one, {"a": "x"}, "v1") == fingerprint(two, {"a": "x"}, "v1")
+def test_data_parallel_ranks_change_the_fingerprint_and_labeling_actors_do_not():
+    """Two ranks add their gradients in another order than one (a model 1e-6 apart, test above): another
+    result, another cache entry. Labeling actors give the same table (test above): one cache entry."""
+    pipeline = crest.build(smoke_config())
+    train, label = pipeline.stage("g00/train"), pipeline.stage("g00/pseudo_label")
+    two_ranks = dataclasses.replace(train, resources=dataclasses.replace(train.resources, workers=2))
+    assert fingerprint(train, {"a": "x"}, "v1") != fingerprint(two_ranks, {"a": "x"}, "v1")
+    two_actors = dataclasses.replace(label, resources=dataclasses.replace(label.resources, workers=2))
+    assert fingerprint(label, {"a": "x"}, "v1") == fingerprint(two_actors, {"a": "x"}, "v1")

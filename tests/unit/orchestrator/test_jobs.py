@@ -262,9 +262,10 @@ def cluster_status(usage: dict[str, list[float]]) -> dict[str, Any]:
 
 def test_resource_totals_come_from_cluster_status(clean_env, fake_dashboard):
     address, routes = fake_dashboard
-    routes["/api/cluster_status"] = cluster_status({"CPU": [0.0, 16.0], "GPU": [1.0, 4.0], "ssd": [0.0, 2.0]})
-    assert jobs.cluster_totals(address) == {"CPU": 16.0, "GPU": 4.0, "ssd": 2.0}
-    jobs.check_cluster_resources(address, {"GPU": 4, "CPU": 16, "ssd": 2})
+    usage = {"CPU": [0.0, 16.0], "GPU": [1.0, 4.0], "ssd": [0.0, 2.0], "nodeA": [0.0, 1.0]}
+    routes["/api/cluster_status"] = cluster_status(usage)  # the dashboard camel-cases names: node_a -> nodeA
+    assert jobs.cluster_totals(address) == {"cpu": 16.0, "gpu": 4.0, "ssd": 2.0, "nodea": 1.0}
+    jobs.check_cluster_resources(address, {"GPU": 4, "CPU": 16, "ssd": 2, "node_a": 1})
 
 
 def test_too_few_gpus_fails_before_submitting(clean_env, fake_dashboard):
