@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -83,6 +84,19 @@ def trial_runs(workspace: Path) -> list[str]:
     )
 
 
+def start_tune(config: Path, workspace: Path, out: Any, own_group: bool = False) -> subprocess.Popen:
+    """`relay tune CONFIG` in a new process writing to ``out`` (``own_group``: a process group of its own)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "orchestrator.cli", "tune", str(config), *OVERRIDES],
+        cwd=ROOT,
+        env=env(workspace),
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=own_group,
+    )
+
+
 def interrupt_during_third_trial(config: Path, workspace: Path, log: Path) -> int:
     """Start the sweep, send SIGINT (Ctrl+C) once the third trial has started; returns the exit code.
 
@@ -91,14 +105,7 @@ def interrupt_during_third_trial(config: Path, workspace: Path, log: Path) -> in
     compares only the trials it runs itself.
     """
     with log.open("w") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "orchestrator.cli", "tune", str(config), *OVERRIDES],
-            cwd=ROOT,
-            env=env(workspace),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
+        process = start_tune(config, workspace, out)
         deadline = time.monotonic() + 420
         while len(trial_runs(workspace)) < 3 and process.poll() is None and time.monotonic() < deadline:
             time.sleep(0.5)
@@ -251,14 +258,7 @@ def test_ctrl_c_before_any_trial_leaves_a_sweep_that_starts_again(tmp_path: Path
     config = tune_config(tmp_path, name="early")
     saved = workspace / "tune" / "early" / "sweep-config.yaml"
     with log.open("w") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "orchestrator.cli", "tune", str(config), *OVERRIDES],
-            cwd=ROOT,
-            env=env(workspace),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        process = start_tune(config, workspace, out, own_group=True)
         deadline = time.monotonic() + 300
         while not saved.exists() and process.poll() is None and time.monotonic() < deadline:
             time.sleep(0.2)
