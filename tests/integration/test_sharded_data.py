@@ -83,5 +83,10 @@ def test_a_dataset_imported_again_at_the_same_uri_misses_the_old_ones_cache(tmp_
     assert second.returncode == 0, second.stderr[-3000:]
     assert "cache hit" not in second.stdout + second.stderr
     saved = [(workspace / "artifacts" / "runs" / run / "config.yaml").read_text() for run in ("first", "second")]
-    digests = [line.split(":", 1)[1].strip() for text in saved for line in text.splitlines() if "digest:" in line]
+    digests = [
+        line.split(":", 1)[1].strip()
+        for text in saved
+        for line in text.splitlines()
+        if line.strip().startswith("digest:")
+    ]
     assert len(digests) == 2 and digests[0] != digests[1]  # each run's record names the dataset it read
