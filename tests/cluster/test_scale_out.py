@@ -91,7 +91,7 @@ def test_a_submitted_crest_run_is_placed_stored_tracked_and_named(stack: Stack, 
     assert len(workers) == 2 and placed == {node_b}, workers
     assert all(actor["class_name"] == "_ShardWorker" for actor in workers)
     shards = [t for t in state.tasks if t["name"].startswith("g00/pseudo_label shard ") and t["job_id"] == ray_job]
-    assert shards and {task["node_id"] for task in shards} == {node_b}
+    assert shards and {task["node_id"] for task in shards if task["node_id"]} == {node_b}, shards  # as task_nodes
     assert state.task_nodes("g00/pseudo_label", ray_job) == {head}, "the pool's coordinator runs beside the driver"
     entries = ledger(stack, store, run_id)["stages"]
     assert entries["g00/train"]["node"] == entries["g01/train"]["node"] == node_a

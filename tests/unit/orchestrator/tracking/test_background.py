@@ -74,15 +74,31 @@ def test_the_end_reports_a_failure_nobody_saw_yet() -> None:
         tracker.end_pipeline("FAILED")
 
 
+class GatedTracker(RecordingTracker):
+    """A tracker whose stage and end calls wait until the test opens the gate: "not waited for" without a clock."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = threading.Event()
+
+    def _call(self, name: str) -> None:
+        if name != "start":
+            self.gate.wait()
+        super()._call(name)
+
+
 def test_close_queues_the_end_without_waiting_and_join_waits_for_every_call() -> None:
-    inner = RecordingTracker()
+    inner = GatedTracker()
     tracker = BackgroundTracker(inner)
     tracker.start_pipeline("r", "p", {}, resume=False)
     for name in "abcde":
         tracker.stage_finished(record(name))
-    started = time.perf_counter()
-    tracker.close("FINISHED")
-    assert time.perf_counter() - started < 0.05 and len(inner.calls) < 7  # the caller stops Ray meanwhile
+    closer = threading.Thread(target=tracker.close, args=("FINISHED",), daemon=True)
+    closer.start()
+    closer.join(60)
+    assert not closer.is_alive(), "close waited for the queued calls"  # the caller stops Ray meanwhile
+    assert "end FINISHED" not in inner.calls  # the gate still holds every queued call
+    inner.gate.set()
     tracker.join()
     assert inner.calls == ["start", *(f"finished {n}" for n in "abcde"), "end FINISHED"]
     tracker.close("FAILED")  # a second end changes nothing
