@@ -58,13 +58,16 @@ def class_balanced_loss(
     """
     if kind not in LOSSES:
         raise ValueError(f"class_balanced_loss: unknown loss {kind!r}; valid: {', '.join(LOSSES)}")
-    if kind == "ce":
-        return supervised_loss(logits, targets, label_smoothing, class_weights)
+    if kind == "ce" and class_weights is None:
+        return supervised_loss(logits, targets, label_smoothing)
     if gamma < 0:
         raise ValueError(f"class_balanced_loss: expected gamma >= 0, got {gamma}; the paper uses 0.5 to 2")
     rows = dense_targets(targets, logits.shape[1]).to(logits.device)
     smoothed = rows * (1.0 - label_smoothing) + label_smoothing / logits.shape[1]
-    per_sample = focal_terms(logits, smoothed, gamma if kind == "focal" else 0.0).sum(dim=1)
+    if kind == "ce":  # the batch mean of w_y * CE (the paper's), not torch's sum(w_y * CE) / sum(w_y)
+        per_sample = -(smoothed * F.log_softmax(logits, dim=1)).sum(dim=1)
+    else:
+        per_sample = focal_terms(logits, smoothed, gamma if kind == "focal" else 0.0).sum(dim=1)
     if class_weights is not None:  # the weight of the true class, never of the smoothing mass
         per_sample = per_sample * (rows @ class_weights.to(device=logits.device, dtype=rows.dtype))
     return per_sample.mean()

@@ -19,14 +19,12 @@ def supervised_loss(
     logits: Tensor,
     targets: Tensor,
     label_smoothing: float = 0.0,
-    class_weights: Tensor | None = None,
 ) -> Tensor:
     """Mean cross-entropy ``-sum_c y_c log softmax(z)_c`` over the batch.
 
     ``targets`` is either int64 class ids ``[B]`` or a distribution ``[B, C]`` (soft pseudo-labels,
     CutMix targets). ``label_smoothing`` mixes the target with the uniform distribution
-    (``(1 - e) * y + e / C``). With ``class_weights`` and hard targets the mean is weighted
-    (divided by the sum of the picked weights), as in ``torch.nn.functional.cross_entropy``.
+    (``(1 - e) * y + e / C``). Class weights: ``class_balanced.class_balanced_loss``.
     """
     if logits.ndim != 2:
         raise ValueError(f"supervised_loss: expected logits [B, C], got shape {tuple(logits.shape)}")
@@ -38,8 +36,7 @@ def supervised_loss(
         raise ValueError(f"supervised_loss: hard targets must be int64 class ids, got {targets.dtype}; use .long()")
     if targets.ndim == 2:
         targets = targets.to(logits.dtype)
-    weight = None if class_weights is None else class_weights.to(device=logits.device, dtype=logits.dtype)
-    return F.cross_entropy(logits, targets, weight=weight, label_smoothing=label_smoothing)
+    return F.cross_entropy(logits, targets, label_smoothing=label_smoothing)
 
 
 def alignment_target(p_labeled: Tensor, temperature: float) -> Tensor:
@@ -155,6 +152,18 @@ def fixmatch_unlabeled_loss(
     return (per_sample * mask).sum() / max(logits_strong.shape[0], 1), mask
 
 
+def softened_kl(student_logits: Tensor, teacher_logits: Tensor, temperature: float, caller: str) -> Tensor:
+    """``KL(softmax(z_t / T) || softmax(z_s / T))``, batch mean, the teacher's side detached; no ``T^2``.
+
+    Hinton's loss scales it by ``T^2``; Learning without Forgetting uses it as it is.
+    """
+    if temperature <= 0:
+        raise ValueError(f"{caller}: expected temperature > 0, got {temperature}")
+    log_student = F.log_softmax(student_logits / temperature, dim=1)
+    log_teacher = F.log_softmax(teacher_logits.detach() / temperature, dim=1)
+    return F.kl_div(log_student, log_teacher, reduction="batchmean", log_target=True)
+
+
 def distillation_loss(
     student_logits: Tensor,
     teacher_logits: Tensor,
@@ -170,13 +179,9 @@ def distillation_loss(
     soft term's gradient magnitude independent of ``T`` (the gradient of the KL w.r.t. ``z_s``
     scales as ``1/T^2`` for large ``T``). ``targets=None`` gives the pure soft term ``T^2 * KL``.
     """
-    if temperature <= 0:
-        raise ValueError(f"distillation_loss: expected temperature > 0, got {temperature}")
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"distillation_loss: expected alpha in [0, 1], got {alpha}")
-    log_student = F.log_softmax(student_logits / temperature, dim=1)
-    log_teacher = F.log_softmax(teacher_logits.detach() / temperature, dim=1)
-    soft = F.kl_div(log_student, log_teacher, reduction="batchmean", log_target=True) * temperature**2
+    soft = softened_kl(student_logits, teacher_logits, temperature, "distillation_loss") * temperature**2
     if targets is None:
         return soft
     return (1.0 - alpha) * supervised_loss(student_logits, targets) + alpha * soft

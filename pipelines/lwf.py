@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from pipelines.losses import distillation_loss
+from pipelines.losses import softened_kl
 from pipelines.transfer import HEAD
 
 
@@ -34,7 +34,11 @@ def lwf_loss(
     lambda_old: float,
     temperature: float,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """``(L, CE_new, KD_old)`` of one batch; ``KD_old = T^2 * KL(softmax(y_o/T) || softmax(z_old/T))``, batch mean."""
+    """``(L, CE_new, KD_old)`` of one batch; ``KD_old = KL(softmax(y_o/T) || softmax(z_old/T))``, batch mean.
+
+    No ``T^2`` (Hinton's distillation has one): Li & Hoiem's old-task term is the softened
+    cross-entropy as it is, so with it ``lambda_o = 1`` weighed forgetting ``T^2`` = 4 times the paper's.
+    """
     if lambda_old < 0:
         raise ValueError(f"lwf_loss: expected lambda_old >= 0, got {lambda_old}; the paper uses 1")
     if old_logits.shape != recorded_old_logits.shape:
@@ -43,7 +47,7 @@ def lwf_loss(
             f"{tuple(old_logits.shape)} and {tuple(recorded_old_logits.shape)}"
         )
     ce = F.cross_entropy(new_logits, new_targets)
-    kd = distillation_loss(old_logits, recorded_old_logits.to(old_logits.dtype), None, temperature, 1.0)
+    kd = softened_kl(old_logits, recorded_old_logits.to(old_logits.dtype), temperature, "lwf_loss")
     return ce + lambda_old * kd, ce, kd
 
 

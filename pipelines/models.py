@@ -96,6 +96,33 @@ BN_MOMENTUM = 0.001  # PyTorch momentum 0.001 == TF decay 0.999, FixMatch's sett
 LEAKY_SLOPE = 0.1
 
 
+class WarmStartBatchNorm2d(nn.BatchNorm2d):
+    """BatchNorm2d whose running statistics average the first batches equally, then move at ``momentum``.
+
+    At FixMatch's momentum of 0.001, 67% of the running mean and variance are still the initial 0
+    and 1 after 400 steps, and evaluation and pseudo-labeling use them: a WRN run of a few hundred
+    steps (a Tune trial) was scored on statistics of no data. Training batch ``n`` (from 0) moves
+    them by ``max(momentum, 1 / (n + 1))``, the way ``ModelEMA`` warms up the weights; after
+    ``1 / momentum`` batches this is FixMatch's update. The count lives on the host (no step waits
+    for the GPU) and is read back from ``num_batches_tracked`` when a state dict is loaded.
+    """
+
+    def __init__(self, num_features: int, momentum: float = BN_MOMENTUM) -> None:
+        super().__init__(num_features, momentum=momentum)
+        self.steady_momentum = momentum
+        self.batches_seen = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            self.momentum = max(self.steady_momentum, 1.0 / (self.batches_seen + 1))
+            self.batches_seen += 1
+        return super().forward(x)
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: object, **kwargs: object) -> None:
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        self.batches_seen = int(self.num_batches_tracked)
+
+
 class WideBasicBlock(nn.Module):
     """Pre-activation wide residual block (BN-LeakyReLU-conv x2) with a 1x1 shortcut on shape change.
 
@@ -108,9 +135,9 @@ class WideBasicBlock(nn.Module):
         self, cin: int, cout: int, stride: int, activate_before_residual: bool = False, drop_prob: float = 0.0
     ) -> None:
         super().__init__()
-        self.bn1 = nn.BatchNorm2d(cin, momentum=BN_MOMENTUM)
+        self.bn1 = WarmStartBatchNorm2d(cin)
         self.conv1 = nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(cout, momentum=BN_MOMENTUM)
+        self.bn2 = WarmStartBatchNorm2d(cout)
         self.conv2 = nn.Conv2d(cout, cout, 3, stride=1, padding=1, bias=False)
         self.act = nn.LeakyReLU(LEAKY_SLOPE, inplace=False)
         self.equal_in_out = cin == cout and stride == 1
@@ -151,7 +178,7 @@ class WideResNet(nn.Module):
         self.block1 = _wide_group(widths[0], widths[1], drops[:blocks], stride=1, activate_before_residual=True)
         self.block2 = _wide_group(widths[1], widths[2], drops[blocks : 2 * blocks], stride=2)
         self.block3 = _wide_group(widths[2], widths[3], drops[2 * blocks :], stride=2)
-        self.bn = nn.BatchNorm2d(widths[3], momentum=BN_MOMENTUM)
+        self.bn = WarmStartBatchNorm2d(widths[3])
         self.act = nn.LeakyReLU(LEAKY_SLOPE, inplace=False)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.dropout = nn.Dropout(dropout)

@@ -53,12 +53,18 @@ def test_focal_with_gamma_zero_is_the_sigmoid_loss_and_gamma_acts() -> None:
     assert float(class_balanced_loss(logits, targets, "focal", gamma=2.0)) < float(sigmoid)
 
 
-def test_softmax_is_torchs_weighted_mean_of_the_cross_entropies() -> None:
+def test_softmax_is_the_batch_mean_of_the_weighted_cross_entropies() -> None:
+    """Cui et al.: mean over the batch of w_y * CE; torch's weighted mean (/ sum w_y) rescaled it per batch."""
     logits, targets = torch.tensor([[2.0, -1.0], [0.0, 0.0]]), torch.tensor([0, 1])
-    # CE = log(1 + e^-3) = 0.0485874 and log 2 = 0.6931472, weighted mean over the picked weights
-    expected = (WEIGHTS[0] * 0.0485874 + WEIGHTS[1] * 0.6931472) / (WEIGHTS[0] + WEIGHTS[1])
+    # CE = log(1 + e^-3) = 0.0485874 and log 2 = 0.6931472
+    expected = (WEIGHTS[0] * 0.0485874 + WEIGHTS[1] * 0.6931472) / 2
     got = class_balanced_loss(logits, targets, "ce", torch.tensor(WEIGHTS))
     assert float(got) == pytest.approx(expected, abs=1e-6)
+    plain = class_balanced_loss(logits, targets, "ce", torch.ones(2))
+    assert float(plain) == pytest.approx((0.0485874 + 0.6931472) / 2, abs=1e-6)
+    smoothed = class_balanced_loss(logits, targets, "ce", torch.tensor(WEIGHTS), label_smoothing=0.2)
+    unweighted = torch.nn.functional.cross_entropy(logits, targets, reduction="none", label_smoothing=0.2)
+    assert float(smoothed) == pytest.approx(float((torch.tensor(WEIGHTS) * unweighted).mean()), abs=1e-6)
 
 
 def test_soft_rows_weight_by_their_mass_and_smoothing_keeps_the_true_class_weight() -> None:

@@ -40,17 +40,12 @@ def test_supervised_loss_label_smoothing_mixes_with_uniform():
     assert got != pytest.approx(supervised_loss(logits, torch.tensor([0])).item(), abs=1e-3)
 
 
-def test_supervised_loss_soft_targets_and_class_weights():
+def test_supervised_loss_soft_targets():
     logits = torch.tensor([[2.0, 0.0, 0.0], [0.0, 1.0, 3.0]])
     soft = torch.tensor([[0.5, 0.5, 0.0], [0.0, 0.0, 1.0]])
     lp0, lp1 = _log_softmax_row([2.0, 0.0, 0.0]), _log_softmax_row([0.0, 1.0, 3.0])
     expected_soft = -((0.5 * lp0[0] + 0.5 * lp0[1]) + lp1[2]) / 2
     assert supervised_loss(logits, soft).item() == pytest.approx(expected_soft, abs=1e-6)
-    weights = torch.tensor([1.0, 4.0, 1.0])
-    # hard targets [0, 1]: weighted mean = sum w_y * ce / sum w_y
-    expected_weighted = (1.0 * -lp0[0] + 4.0 * -lp1[1]) / (1.0 + 4.0)
-    got = supervised_loss(logits, torch.tensor([0, 1]), class_weights=weights).item()
-    assert got == pytest.approx(expected_weighted, abs=1e-6)
 
 
 def test_supervised_loss_rejects_float_class_ids():

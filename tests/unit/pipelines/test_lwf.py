@@ -13,19 +13,33 @@ from pipelines.training.lwf import LwfSettings, train_lwf
 from tests.unit.pipelines.training.toy import toy_images
 
 
-def test_lwf_loss_is_new_ce_plus_lambda_t_squared_kl_on_the_old_head() -> None:
+def test_lwf_loss_is_new_ce_plus_lambda_kl_on_the_old_head_without_t_squared() -> None:
     new_logits, new_targets = torch.tensor([[1.0, 0.0]]), torch.tensor([0])
     old_logits, recorded = torch.tensor([[0.0, 0.0]]), torch.tensor([[2.0, 0.0]])
     # CE = log(1 + e^-1) = 0.3132617
     # T = 2: p = softmax((1, 0)) = (0.7310586, 0.2689414), q = (0.5, 0.5);
-    # KL(p || q) = 0.7310586 log 1.4621172 + 0.2689414 log 0.5378828 = 0.1109441; T^2 KL = 0.4437764
+    # KL(p || q) = 0.7310586 log 1.4621172 + 0.2689414 log 0.5378828 = 0.1109441 (Hinton's loss: T^2 KL = 0.4437764)
     ce = math.log(1 + math.exp(-1))
     kl = 0.7310586 * math.log(1.4621172) + 0.2689414 * math.log(0.5378828)
-    assert 4 * kl == pytest.approx(0.4437764, abs=1e-6)
+    assert kl == pytest.approx(0.1109441, abs=1e-6)
     total, got_ce, got_kd = lwf_loss(new_logits, new_targets, old_logits, recorded, lambda_old=0.5, temperature=2.0)
     assert float(got_ce) == pytest.approx(ce, abs=1e-6)
-    assert float(got_kd) == pytest.approx(0.4437764, abs=1e-5)
-    assert float(total) == pytest.approx(ce + 0.5 * 0.4437764, abs=1e-5)
+    assert float(got_kd) == pytest.approx(0.1109441, abs=1e-6)
+    assert float(total) == pytest.approx(ce + 0.5 * 0.1109441, abs=1e-6)
+
+
+def test_lwf_old_task_gradient_is_the_papers_softened_cross_entropy() -> None:
+    """Li & Hoiem's term is -sum p log softmax(z_o / T): same gradient as the KL, with no T^2 on top (was 4x)."""
+    torch.manual_seed(0)
+    recorded = torch.randn(8, 5)
+    old = torch.randn(8, 5, requires_grad=True)
+    _, _, kd = lwf_loss(torch.zeros(8, 3), torch.zeros(8, dtype=torch.long), old, recorded, 1.0, 2.0)
+    (relay_grad,) = torch.autograd.grad(kd, old)
+    paper_old = old.detach().clone().requires_grad_(True)
+    target = torch.softmax(recorded / 2.0, dim=1)
+    paper = -(target * torch.log_softmax(paper_old / 2.0, dim=1)).sum(dim=1).mean()
+    (paper_grad,) = torch.autograd.grad(paper, paper_old)
+    assert torch.allclose(relay_grad, paper_grad, atol=1e-6)
 
 
 def test_lwf_loss_refuses_mismatched_old_outputs() -> None:
