@@ -3,7 +3,7 @@
 `data/split` (the new task: `data.classes`) and `old/split` (the old task: `lwf.old_classes` of the
 same dataset) -> `g00/train` + `g00/evaluate` (the old network, on the old task; or the model
 `init.source` names, imported as it is) -> `g01/record` (the old network's logits on the new task's
-images, before any training) -> `g01/train` (a new head added; new-task CE + lambda_o T^2 KD on the
+images, before any training) -> `g01/train` (a new head added; new-task CE + lambda_o KL (softened, T) on the
 old head against the recorded outputs) + `g01/evaluate` (old-task accuracy by the old head on the
 old test split, new-task accuracy by the new head on the new one). `lwf.baselines` adds
 `finetune/*` (the old head frozen, no old-task term: it forgets) and `joint/*` (both tasks' data:

@@ -3,7 +3,7 @@
 The network is ``lwf.TwoHeads``: shared layers, the old task's head and a new head. Each step draws
 B images of the new task and, by ``mode``:
 
-- "lwf": ``L = CE(y_n, new head) + lambda_o * T^2 KL(softmax(y_o / T) || softmax(old head / T))`` with
+- "lwf": ``L = CE(y_n, new head) + lambda_o * KL(softmax(y_o / T) || softmax(old head / T))`` with
   ``y_o`` the old network's outputs on those images, recorded before training (``pipelines.lwf``);
 - "finetune": ``L = CE(y_n, new head)`` with the old head frozen: the shared layers drift and the old
   task is forgotten (the paper's fine-tuning baseline);
