@@ -7,6 +7,8 @@ the cluster (its job list does not grow) and nothing lands in the store.
 
 from __future__ import annotations
 
+import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,16 +17,26 @@ from orchestrator import jobs
 from orchestrator.cli import main
 from tests.cluster.conftest import Stack
 from tests.cluster.helpers import store_keys
-from tests.integration.cluster import AUTH_VARS, free_port
+from tests.integration.cluster import AUTH_VARS
 
 pytestmark = [pytest.mark.cluster, pytest.mark.integration, pytest.mark.timeout(600)]
 
 SMOKE = "pipelines/configs/smoke.yaml"
-DEAD = f"http://127.0.0.1:{free_port()}"  # nothing listens there
 
 
-def cases(stack: Stack) -> list[tuple[str, dict[str, str | None], list[str], int, list[str]]]:
-    """(what, environment changes, command, exit code, words the message must hold)."""
+@pytest.fixture
+def dead() -> Iterator[str]:
+    """``http://127.0.0.1:PORT`` where nothing answers: the port is bound, never listened on, held for the test.
+
+    A port merely free when the tests are collected could be taken by then (a server of the stack).
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as held:
+        held.bind(("127.0.0.1", 0))  # no listen(): a connection is refused
+        yield f"http://127.0.0.1:{held.getsockname()[1]}"
+
+
+def cases(stack: Stack, dead: str) -> list[tuple[str, dict[str, str | None], list[str], int, list[str]]]:
+    """(what, environment changes, command, exit code, words the message must hold); ``dead``: nothing answers."""
     submit = ["submit", SMOKE, "--address", stack.cluster.dashboard]
     return [
         (
@@ -42,9 +54,9 @@ def cases(stack: Stack) -> list[tuple[str, dict[str, str | None], list[str], int
             ["/tmp/relay-ws/artifacts", "a temporary folder", "RELAY_WORKSPACE"],
         ),
         ("an unknown scheme", {"RELAY_ARTIFACT_URI": "nosuch://bucket/relay"}, submit, 2, ["pyarrow cannot open"]),
-        ("an S3 endpoint that does not answer", {"AWS_ENDPOINT_URL": DEAD}, submit, 2, ["does not answer"]),
+        ("an S3 endpoint that does not answer", {"AWS_ENDPOINT_URL": dead}, submit, 2, ["does not answer"]),
         ("a missing bucket", {"RELAY_ARTIFACT_URI": "s3://no-such-bucket/relay"}, submit, 2, ["does not exist"]),
-        ("a tracking server that does not answer", {"MLFLOW_TRACKING_URI": DEAD}, submit, 2, ["no MLflow"]),
+        ("a tracking server that does not answer", {"MLFLOW_TRACKING_URI": dead}, submit, 2, ["no MLflow"]),
         (
             "an address that is not a Ray dashboard",
             {},
@@ -52,7 +64,7 @@ def cases(stack: Stack) -> list[tuple[str, dict[str, str | None], list[str], int
             2,
             ["not as a Ray dashboard", "8265"],
         ),
-        ("an address where nothing answers", {}, ["submit", SMOKE, "--address", DEAD], 2, ["no Ray Jobs server"]),
+        ("an address where nothing answers", {}, ["submit", SMOKE, "--address", dead], 2, ["no Ray Jobs server"]),
         (
             "a GPU stage on a cluster without GPUs",
             {},
@@ -85,7 +97,7 @@ def cases(stack: Stack) -> list[tuple[str, dict[str, str | None], list[str], int
 
 
 def test_each_bad_setting_is_one_clear_message_and_nothing_is_submitted_or_written(
-    stack: Stack, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+    stack: Stack, dead: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
     store = stack.store("bad-input")
     token = (Path(stack.env["HOME"]) / ".ray" / "auth_token").read_text().strip()
@@ -95,7 +107,7 @@ def test_each_bad_setting_is_one_clear_message_and_nothing_is_submitted_or_writt
     base = stack.laptop(store, RAY_AUTH_TOKEN=token)
     monkeypatch.setenv("RAY_AUTH_TOKEN", token)
     jobs_before = len(jobs.list_jobs(stack.cluster.dashboard))
-    every_case = cases(stack)
+    every_case = cases(stack, dead)
     changed = {key for _, changes, *_ in every_case for key in changes}
     for what, changes, command, code, words in every_case:
         for key in changed:

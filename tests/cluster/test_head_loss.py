@@ -35,12 +35,15 @@ def test_head_loss_then_resume_as_a_job_on_a_new_cluster_runs_only_unfinished_st
     assert submitted.returncode == 0, submitted.stderr[-3000:]
     wait_for(lambda: "data/split" in manifests(stack, store), 900, "the first stage to finish", poll_s=0.5)
 
-    for pid in old.nodes["head"].refresh():  # the head: its GCS, raylet, dashboard, and the job's driver
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    done_before = set(manifests(stack, store))  # read after the kill: whatever finished is in the store
-    assert ledger(stack, store, run_id)["status"] == "RUNNING", "the driver died without closing its ledger"
-    new = stack.new_cluster()
+    try:
+        for pid in old.nodes["head"].refresh():  # the head: its GCS, raylet, dashboard, and the job's driver
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        done_before = set(manifests(stack, store))  # read after the kill: whatever finished is in the store
+        status = ledger(stack, store, run_id)["status"]  # read before a new cluster exists
+    finally:  # a new cluster also when the above failed: the rest of the tier needs a head
+        new = stack.new_cluster()
+    assert status == "RUNNING", "the driver died without closing its ledger"
     assert new.dashboard != old.dashboard
 
     resumed = stack.relay("submit", "--resume", run_id, "--address", new.dashboard, "--wait", store=store)

@@ -107,14 +107,32 @@ def served(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture
 def page(served):
-    from playwright.sync_api import sync_playwright
+    """A fresh page whose every wait (clicks, `expect`, waits for functions) allows PAGE_S, not Playwright's 5 s."""
+    from playwright.sync_api import expect, sync_playwright
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium_or_skip(), args=CHROMIUM_ARGS)
+        expect.set_options(timeout=PAGE_S)  # ms, as PAGE_S
         try:
-            yield browser.new_page(viewport={"width": 1400, "height": 1000})
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.set_default_timeout(PAGE_S)  # ms
+            page.set_default_navigation_timeout(PAGE_S)
+            yield page
         finally:
+            expect.set_options(timeout=None)  # Playwright's default again
             browser.close()
+
+
+def wait_until_loaded(page, image) -> None:
+    """Wait (up to PAGE_S) until ``image`` has loaded and has pixels; fail saying so if it does not."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+
+    try:
+        page.wait_for_function(
+            "img => img.complete && img.naturalWidth > 0", arg=image.element_handle(), timeout=PAGE_S
+        )
+    except PlaywrightTimeoutError:
+        pytest.fail(f"the plot did not load within {PAGE_S / 1000:.0f} s")
 
 
 def shot(page, folder: Path, name: str) -> Path:
@@ -134,7 +152,7 @@ def test_the_experiment_opens_in_the_model_training_view(served, page, screensho
     expect(page.get_by_role("heading", name=RUN_ID)).to_be_visible(timeout=PAGE_S)
     page.get_by_role("link", name="Runs", exact=True).first.click()  # the experiment's runs
     expect(page.get_by_role("link", name=RUN_ID)).to_be_visible(timeout=PAGE_S)  # in the runs table
-    assert "workflowType=machine_learning" in page.url
+    expect(page).to_have_url(re.compile(r"workflowType=machine_learning"))
     expect(page.get_by_role("link", name="Model registry")).to_be_visible()  # the training view's side bar
     expect(page.get_by_text("Evaluation runs", exact=True)).to_have_count(0)  # the GenAI view's
     assert shot(page, screenshots, "mlflow-experiment-training-view.png").stat().st_size > 10_000
@@ -157,7 +175,7 @@ def test_a_generations_per_class_plot_is_stepped_through_on_the_pipeline_run(ser
     slider.focus()
     slider.press("ArrowRight")
     expect(image).to_have_attribute("src", re.compile(r"step%2B1%2B"), timeout=PAGE_S)
-    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=image.element_handle(), timeout=PAGE_S)
+    wait_until_loaded(page, image)
     image.scroll_into_view_if_needed()
     assert shot(page, screenshots, "mlflow-pipeline-run-per-class-gen-01.png").stat().st_size > 10_000
 
@@ -193,7 +211,7 @@ def test_a_generation_run_previews_its_own_plot(served, page, screenshots) -> No
     page.get_by_text("per_class.png", exact=True).click()
     image = page.get_by_role("img", name="evaluate/per_class.png")
     expect(image).to_be_visible(timeout=PAGE_S)
-    assert image.evaluate("img => img.complete && img.naturalWidth > 0"), "the plot did not load"
+    wait_until_loaded(page, image)
     assert shot(page, screenshots, "mlflow-gen-00-per-class.png").stat().st_size > 10_000
     client = MlflowClient(uri)
     experiment = client.get_experiment_by_name("relay")

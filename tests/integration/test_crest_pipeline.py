@@ -29,7 +29,10 @@ SMOKE = ROOT / "pipelines" / "configs" / "smoke.yaml"
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess]:
     workspace = tmp_path_factory.mktemp("ws")
-    result = relay("run", str(SMOKE), "--run-id", "smoke-1", workspace=workspace)
+    # system metrics sampled every 0.2 s, not 2 s: a stage run gets samples even when it is short (lineage test)
+    result = relay(
+        "run", str(SMOKE), "tracking.system_metrics_interval_s=0.2", "--run-id", "smoke-1", workspace=workspace
+    )
     assert result.returncode == 0, result.stderr[-4000:]
     return workspace, result
 
@@ -205,4 +208,6 @@ def test_lineage_registry_summary_and_provenance(smoke_run, tmp_path: Path) -> N
         "rebalance/pseudo_label_histogram.png",
         "rebalance/picks.csv",
     } <= gen0
-    assert any(key.startswith("system/") for key in by_name["g00/train"].data.metrics)
+    assert any(key.startswith("system/") for key in by_name["g00/train"].data.metrics), (
+        f"no system metrics in g00/train (sampled every 0.2 s): {sorted(by_name['g00/train'].data.metrics)}"
+    )

@@ -19,13 +19,23 @@ from orchestrator.errors import StageError
 
 pytestmark = pytest.mark.integration
 
-SLEEP_S = 2.0
+RENDEZVOUS_S = 120.0  # how long a stage waits for the other to start: generous, for 2 loaded cores
 
 
-def sleeper(ctx, inputs, params):
-    start = time.time()
-    time.sleep(params["seconds"])
-    return StageResult(outputs={ctx.stage: {"pid": os.getpid()}}, metrics={"start": start, "end": time.time()})
+def rendezvous(ctx, inputs, params):
+    """Leave a mark, then wait for the other stage's: both return only if they ran at the same time."""
+    folder = Path(params["folder"])
+    (folder / ctx.stage).touch()
+    other = folder / params["other"]
+    deadline = time.monotonic() + params["deadline_s"]
+    while not other.exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(
+                f"stage {ctx.stage} waited {params['deadline_s']} s for stage {params['other']} to start:"
+                " the two independent stages did not run concurrently"
+            )
+        time.sleep(0.05)
+    return StageResult(outputs={ctx.stage: {"pid": os.getpid()}})
 
 
 def make_table(ctx, inputs, params):
@@ -65,14 +75,25 @@ def runner(tmp_path, executor, name):
 
 
 def test_independent_stages_run_concurrently(ray_executor, tmp_path):
+    marks = tmp_path / "marks"
+    marks.mkdir()
     stages = [
-        Stage(n, sleeper, (), (n,), params={"seconds": SLEEP_S}, resources=Resources(num_cpus=1)) for n in ("a", "b")
+        Stage(
+            n,
+            rendezvous,
+            (),
+            (n,),
+            params={"folder": str(marks), "other": other, "deadline_s": RENDEZVOUS_S},
+            resources=Resources(num_cpus=1),
+        )
+        for n, other in (("a", "b"), ("b", "a"))
     ]
-    summary = runner(tmp_path, ray_executor, "sleep").run(Pipeline("sleep", stages), "run-1")
-    a, b = (summary.manifests[n].metrics for n in ("a", "b"))
-    overlap = min(a["end"], b["end"]) - max(a["start"], b["start"])
-    assert overlap > SLEEP_S / 2, (a, b)  # run one after the other, the overlap would be negative
-    pids = {ArtifactStore(str(tmp_path / "sleep")).load(summary.manifests[n].outputs[n])["pid"] for n in ("a", "b")}
+    try:  # run one after the other, the first stage would wait for the second in vain
+        summary = runner(tmp_path, ray_executor, "meet").run(Pipeline("meet", stages), "run-1")
+    except StageError as error:
+        pytest.fail(f"the independent stages did not both finish: {error} (cause: {error.cause!r})")
+    assert {n: summary.stages[n].state for n in ("a", "b")} == {"a": StageState.SUCCEEDED, "b": StageState.SUCCEEDED}
+    pids = {ArtifactStore(str(tmp_path / "meet")).load(summary.manifests[n].outputs[n])["pid"] for n in ("a", "b")}
     assert len(pids) == 2 and os.getpid() not in pids
 
 
@@ -167,6 +188,10 @@ def test_a_stage_that_cannot_be_placed_is_said_to_wait_and_runs_once_room_is_mad
     releaser.start()
     ((_, outcome),) = executor.wait([ref])
     releaser.join()
-    assert "squeezed has waited 0 s for a place: it asks for 1 CPU and 0 GPU a worker" in caplog.text
-    assert "the cluster has 0 CPU" in caplog.text
+    assert "squeezed has waited 0 s for a place: it asks for 1 CPU and 0 GPU a worker" in caplog.text, (
+        f"no warning for the unplaced stage; captured log:\n{caplog.text}"
+    )
+    assert "the cluster has 0 CPU" in caplog.text, (
+        f"the warning does not say the room left; captured log:\n{caplog.text}"
+    )
     assert ArtifactStore(str(tmp_path)).load(outcome.outputs["pid"])["pid"] != os.getpid()

@@ -28,7 +28,9 @@ from orchestrator.config import TuneSettings, load_yaml
 from orchestrator.tune.space import shuffled_grid
 from tests.integration.relay_cli import relay, relay_env
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]  # a sweep fixture takes 20 min at load 20 on 2 cores
+# A sweep fixture takes 20 min at load 20 on 2 cores; the interrupted one may wait THIRD_TRIAL_S for its third
+# trial, then up to 240 s for the CLI to exit and 600 s for the resumed sweep (the timeout includes fixtures).
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(2400)]
 
 ROOT = Path(__file__).resolve().parents[2]
 SMOKE = ROOT / "pipelines" / "configs" / "smoke.yaml"
@@ -42,6 +44,7 @@ OVERRIDES = [
     "tracking.system_metrics=false",
 ]
 LRS = [0.05, 1e-6, 2e-6, 3e-6]
+THIRD_TRIAL_S = 1200  # how long the interrupted sweep may take to start its third trial
 
 
 def tune_config(tmp: Path, name: str = SWEEP, scheduler: str = "asha", lrs: list[float] = LRS) -> Path:
@@ -106,12 +109,20 @@ def interrupt_during_third_trial(config: Path, workspace: Path, log: Path) -> in
     """
     with log.open("w") as out:
         process = start_tune(config, workspace, out)
-        deadline = time.monotonic() + 420
+        deadline = time.monotonic() + THIRD_TRIAL_S
         while len(trial_runs(workspace)) < 3 and process.poll() is None and time.monotonic() < deadline:
             time.sleep(0.5)
+        started = len(trial_runs(workspace))
+        too_slow = started < 3 and process.poll() is None  # the deadline came before the third trial
         if process.poll() is None:
             process.send_signal(signal.SIGINT)
-        return process.wait(timeout=240)
+        code = process.wait(timeout=240)
+    if too_slow:  # interrupted now, the sweep would not test what the assertions read: say why instead
+        pytest.fail(
+            f"machine too slow: only {started} trials started in {THIRD_TRIAL_S} s (3 needed before the interrupt);"
+            f" sweep log:\n{log.read_text()[-4000:]}"
+        )
+    return code
 
 
 @pytest.fixture(scope="module")
