@@ -17,12 +17,14 @@ import pyarrow as pa
 import torch
 
 from orchestrator.dag import StageContext, StageResult
+from pipelines import plots
 from pipelines.evaluation import class_metrics
 from pipelines.lwf import TwoHeads
 from pipelines.pseudo_label import predict_probs
 from pipelines.stages.augmentation import input_noise
 from pipelines.stages.common import (
     artifact,
+    labeled_class_counts,
     load_model,
     model_checkpoint,
     num_classes_of,
@@ -32,6 +34,7 @@ from pipelines.stages.common import (
     stage_generator,
     subset_tensors,
 )
+from pipelines.stages.evaluate import class_names
 from pipelines.stages.pretrained import schedule_of
 from pipelines.training.lwf import LwfSettings, train_lwf
 from pipelines.transfer import outputs
@@ -134,6 +137,8 @@ def evaluate_tasks(ctx: StageContext, inputs: Mapping[str, Any], params: Mapping
     """Old-task accuracy with the old head on the old test split, new-task accuracy with the new head on the new one.
 
     ``balanced_accuracy`` is the mean recall over the classes of both tasks (each scored by its own head).
+    Each task also gets ``TASK_recall/CLASS`` and ``TASK_precision/CLASS`` and a per-class plot, so
+    what was forgotten shows class by class, named by the dataset's own ids (digits 5-9, not 0-4).
     """
     checkpoint = artifact(inputs, params, "model")
     model = load_model(checkpoint, ctx.device)
@@ -144,6 +149,7 @@ def evaluate_tasks(ctx: StageContext, inputs: Mapping[str, Any], params: Mapping
         "new": (params["data"], artifact(inputs, params, "split"), slice(old_classes, None), new_classes),
     }
     metrics: dict[str, float] = {}
+    files: dict[str, bytes] = {}
     columns: dict[str, list] = {"task": [], "class_id": [], "recall": []}
     for task, (data, split, head, width) in tasks.items():
         _, images, labels = subset_tensors(data, split, "test")
@@ -151,11 +157,24 @@ def evaluate_tasks(ctx: StageContext, inputs: Mapping[str, Any], params: Mapping
         result = class_metrics(probs[:, head].argmax(axis=1), labels.numpy(), width)  # each task by its own head
         metrics[f"{task}_accuracy"] = result["accuracy"]
         metrics[f"{task}_balanced_accuracy"] = result["balanced_accuracy"]
+        names = class_names(data, width)
+        metrics.update(per_class_metrics(task, names, result))
+        counts = labeled_class_counts(split, width).tolist()
+        files[f"per_class_{task}.png"] = plots.per_class_bars(result["recall"], result["precision"], counts, names)
         columns["task"] += [task] * width
         columns["class_id"] += list(range(width))
         columns["recall"] += result["recall"]
     metrics["balanced_accuracy"] = float(np.nanmean(columns["recall"]))
     table = pa.table(columns, schema=TASK_EVALUATION_SCHEMA)
     return StageResult(
-        outputs={output_name(params, "evaluation"): table}, metrics=prefixed(metrics, params.get("metric_prefix", ""))
+        outputs={output_name(params, "evaluation"): table},
+        metrics=prefixed(metrics, params.get("metric_prefix", "")),
+        files=files,
     )
+
+
+def per_class_metrics(task: str, names: list[int], result: Mapping[str, Any]) -> dict[str, float]:
+    """``TASK_recall/NAME`` and ``TASK_precision/NAME`` of each class of one task."""
+    found = {f"{task}_recall/{name}": float(r) for name, r in zip(names, result["recall"])}
+    found.update({f"{task}_precision/{name}": float(p) for name, p in zip(names, result["precision"])})
+    return found

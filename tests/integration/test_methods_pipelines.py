@@ -124,6 +124,10 @@ def test_lwf_reports_both_tasks_for_lwf_fine_tuning_and_joint_training(workspace
         "joint_old_accuracy",
     ):
         assert 0.0 <= metric(gen1, name) <= 1.0
+    for name in ("old_recall/0", "old_precision/4", "new_recall/5", "new_precision/9", "finetune_old_recall/2"):
+        assert 0.0 <= metric(gen1, name) <= 1.0  # class by class, by the digits' own ids
+    plotted = {a.path for a in mlflow_client(workspace).list_artifacts(gen1.info.run_id, "evaluate")}
+    assert {"evaluate/per_class_old.png", "evaluate/per_class_new.png"} <= plotted, plotted
     recorded = pq.read_table(output_path(stage_manifests(workspace, "lwf-1")["g01/record"], "g01/recorded"))
     assert recorded.num_rows == metric(by_name["g01/train"], "new_size") == 650
     assert recorded.schema.field("logits").type.list_size == 5
