@@ -7,11 +7,12 @@ executor, runner) and to tracking (MLflow on a background thread).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import logging
 import shlex
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,7 +49,7 @@ from orchestrator.config import (
 )
 from orchestrator.dag import Pipeline
 from orchestrator.engine.artifacts import ArtifactStore
-from orchestrator.engine.executors import Executor, LocalExecutor, RayExecutor
+from orchestrator.engine.executors import Executor, LocalExecutor, RayExecutor, interrupts_kept
 from orchestrator.engine.ledger import CONFIG_FILE, RUNS, record_path
 from orchestrator.engine.progress import ProgressDisplay
 from orchestrator.engine.runner import Runner
@@ -145,10 +146,11 @@ def execute(run: PreparedRun, resume: bool) -> int:
     """
     config, run_id, stop_after = run.config, run.run_id, run.stop_after
     uri = config.tracking.uri
-    tracker = BackgroundTracker(mlflow_tracker(uri, config.tracking))
-    tracker.start_pipeline(run_id, config.name, config.model_dump(mode="json"), resume=resume)
-    with tempfile.TemporaryDirectory(prefix="relay-copies-") as copies:
-        run_stages(run, tracker, Path(copies))
+    with resume_hint_until_the_stages_run(run) as handover:
+        tracker = BackgroundTracker(mlflow_tracker(uri, config.tracking))
+        tracker.start_pipeline(run_id, config.name, config.model_dump(mode="json"), resume=resume)
+        with tempfile.TemporaryDirectory(prefix="relay-copies-") as copies:
+            run_stages(run, tracker, Path(copies), handover)
     if stop_after is not None:
         print(f"stopped after {stop_after}; finish with: relay resume {run_id}{store_option(run.store.uri)}")
         return 0
@@ -157,20 +159,24 @@ def execute(run: PreparedRun, resume: bool) -> int:
     return 0
 
 
-def run_stages(run: PreparedRun, tracker: BackgroundTracker, copies: Path) -> None:
+def run_stages(run: PreparedRun, tracker: BackgroundTracker, copies: Path, handover: Handover) -> None:
     """The stages on the executor, the table printed, then the tracker closed as Ray stops (see ``execute``).
 
     ``copies``: where files of a remote store are copied for MLflow to log (Runner). Ctrl-C
     closes the MLflow runs KILLED, the status MLflow has for a run stopped from outside.
+    ``handover`` is marked once the Runner, which says how to resume from then on, has the run.
     """
     status, executor = "FAILED", None
     try:
-        executor = started_executor(run)
+        with interrupts_kept():  # Ctrl-C while Ray is imported and started: never lost (the finally stops Ray)
+            executor = make_executor(run.config.run, run.address)
+            executor.warm_up(run.pipeline)
         code = pipeline_code_versions(run.pipeline)
         runner = Runner(
             run.store, executor, tracker, code, run.config.seed, copies, store_option=store_option(run.store.uri)
         )
         with ProgressDisplay(executor.open_progress(run.run_id)):
+            handover.runner_has_it = True
             summary = runner.run(run.pipeline, run.run_id, stop_after=run.stop_after, rerun=run.rerun)
         status = "FINISHED" if run.stop_after is None else "KILLED"
         if run.stop_after is None:
@@ -189,17 +195,32 @@ def run_stages(run: PreparedRun, tracker: BackgroundTracker, copies: Path) -> No
             tracker.join()
 
 
-def started_executor(run: PreparedRun) -> Executor:
-    """The run's executor, warmed up; a Ctrl-C while Ray starts says how to resume, as one during the stages does."""
+@dataclass
+class Handover:
+    """Whether the Runner has taken the run over, and with it saying how to resume an interrupted one."""
+
+    runner_has_it: bool = False
+
+
+@contextlib.contextmanager
+def resume_hint_until_the_stages_run(run: PreparedRun) -> Iterator[Handover]:
+    """Say how to resume a run interrupted after its record was written but before its stages ran.
+
+    Anywhere from the tracker's start to the Runner's (MLflow, Ray, the warm-up: seconds on a
+    loaded machine) a Ctrl-C gets the same line; only Ray's start had one, and the Runner says it
+    itself once it has the run.
+    """
+    handover = Handover()
     try:
-        executor = make_executor(run.config.run, run.address)
-        executor.warm_up(run.pipeline)
-    except KeyboardInterrupt:
-        log.warning(
-            "interrupted while Ray started; resume with: relay resume %s%s", run.run_id, store_option(run.store.uri)
-        )
+        yield handover
+    except (KeyboardInterrupt, SystemExit):  # Ctrl-C; SIGTERM once Ray is up (it raises SystemExit)
+        if not handover.runner_has_it:
+            log.warning(
+                "interrupted before the stages started; resume with: relay resume %s%s",
+                run.run_id,
+                store_option(run.store.uri),
+            )
         raise
-    return executor
 
 
 def summary_rows(pipeline: Any, manifests: Mapping[str, Any]) -> list[dict[str, Any]]:

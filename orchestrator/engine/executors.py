@@ -637,18 +637,22 @@ def _init_ray(ray: Any, kwargs: dict[str, Any]) -> None:
     (Ray 2.60 gives up instead of moving on; a port taken before ``ray.init`` fails at once). That
     start is retried once on a port the OS picks.
     """
-    with interrupts_kept(ray):
+    with interrupts_kept(ray.shutdown):
         _start_ray(ray, kwargs)
 
 
 @contextlib.contextmanager
-def interrupts_kept(ray: Any) -> Iterator[None]:
-    """Raise KeyboardInterrupt after the block when Ctrl-C came during it, even if the block swallowed it.
+def interrupts_kept(on_interrupt: Callable[[], None] = lambda: None) -> Iterator[None]:
+    """Hold a Ctrl-C that comes during the block until it ends; then call ``on_interrupt`` and raise it.
 
-    A terminal's Ctrl-C reaches the whole process group: Ray's own new processes die of it and
-    ``ray.init`` starts them again and returns normally, so a run interrupted while Ray started
-    went on to the end and exited 0. The signal is noted here (and raised as usual); after the
-    block, a noted one stops Ray and is raised again. Only the main thread can set a handler.
+    Raised where it lands, a Ctrl-C while Ray is imported and started was lost or hung the run:
+    Python runs a signal handler between any two bytecodes, also inside a weakref callback
+    (importlib's module locks, during `import ray`) or an at-fork hook (logging's, each time Ray
+    forks a process), where the exception is printed ("Exception ignored in ...") and dropped. The
+    run then went on to the end, or, dropped before logging's hook released its lock, hung on the
+    next log call. So the first Ctrl-C is only noted, and the block (bounded: Ray's start-up) ends
+    first; a second one raises at once, for a block that does not end. ``on_interrupt`` stops what
+    the block started. Only the main thread can set a handler; elsewhere the block runs as it is.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -658,7 +662,8 @@ def interrupts_kept(ray: Any) -> Iterator[None]:
 
     def note(signum: int, frame: Any) -> None:
         noted.append(signum)
-        raise KeyboardInterrupt
+        if len(noted) > 1:  # asked twice: the user means now
+            raise KeyboardInterrupt
 
     signal.signal(signal.SIGINT, note)
     try:
@@ -666,7 +671,7 @@ def interrupts_kept(ray: Any) -> Iterator[None]:
     finally:
         signal.signal(signal.SIGINT, previous)
     if noted:
-        ray.shutdown()
+        on_interrupt()
         raise KeyboardInterrupt
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.config import TuneSettings, validate_config
-from orchestrator.engine.executors import RayExecutor
+from orchestrator.engine.executors import RayExecutor, interrupts_kept
 from orchestrator.tracking.common import TAG_STATUS
 from orchestrator.tracking.report import text_table
 from orchestrator.tracking.sweeps import SweepTracker
@@ -101,31 +101,40 @@ class TrialRow:
         return self.by_generation[max(self.by_generation)] if self.by_generation else None
 
 
-def run_sweep(plan: SweepPlan, resume: bool, sweep_tracker: SweepTracker) -> tuple[list[TrialRow], bool]:
-    """Start (or restore) the sweep on Ray and fit it; returns the trials table and whether every trial ended."""
+def _sized_tuner(plan: SweepPlan, resume: bool) -> tuple[Any, int]:
+    """The sweep's Tuner, as many trials at once as the Ray cluster has room for; and the number of trials."""
     import ray
 
-    session = RayExecutor(address=plan.ray_address, num_cpus=plan.num_cpus)  # owns ray.init, dashboard on
+    trials = total_trials(plan.settings)
+    probe = validate_config(plan.config_model, plan.base)
+    concurrency = fit_concurrency(
+        ray.cluster_resources(),
+        plan.build(probe),
+        plan.settings.trial_cpus,
+        plan.settings.max_concurrent_trials,
+        trials,
+    )
+    logger.info(
+        "sweep %s: %d trial(s), %d at once, %d generation(s) each", plan.name, trials, concurrency, plan.generations
+    )
+    return make_tuner(plan, concurrency, resume), trials
+
+
+def run_sweep(plan: SweepPlan, resume: bool, sweep_tracker: SweepTracker) -> tuple[list[TrialRow], bool]:
+    """Start (or restore) the sweep on Ray and fit it; returns the trials table and whether every trial ended."""
+    session = None
     try:
-        trials = total_trials(plan.settings)
-        probe = validate_config(plan.config_model, plan.base)
-        concurrency = fit_concurrency(
-            ray.cluster_resources(),
-            plan.build(probe),
-            plan.settings.trial_cpus,
-            plan.settings.max_concurrent_trials,
-            trials,
-        )
-        logger.info(
-            "sweep %s: %d trial(s), %d at once, %d generation(s) each", plan.name, trials, concurrency, plan.generations
-        )
-        grid = make_tuner(plan, concurrency, resume).fit()
+        with interrupts_kept():  # a Ctrl-C while Ray and Ray Tune are imported and started is never lost
+            session = RayExecutor(address=plan.ray_address, num_cpus=plan.num_cpus)  # owns ray.init, dashboard on
+            tuner, trials = _sized_tuner(plan, resume)
+        grid = tuner.fit()  # Ray Tune takes Ctrl-C from here: it saves the sweep's state and returns
         # Every trial ended (none left paused or pending by an interrupt): a short one was stopped early.
         # Why not only each last result's ``done``: a trial stopped while paused (sha) never reports again.
         ended = grid.num_terminated + grid.num_errors == len(grid)
         rows = [trial_row(plan, result, ended, sampled) for result, sampled in zip(grid, tune_configs(grid))]
     finally:
-        session.shutdown()
+        if session is not None:
+            session.shutdown()
     done = len(rows) >= trials and all(row.status != "unfinished" for row in rows)
     for row in rows:
         sweep_tracker.close_trial(

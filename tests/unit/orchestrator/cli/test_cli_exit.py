@@ -49,3 +49,20 @@ def test_mlflows_database_tracebacks_are_left_to_relays_own_line(caplog) -> None
         assert "disk is full" in caplog.text
     finally:
         configure_logging(verbose=False)
+
+
+def test_ctrl_c_before_the_runner_has_the_run_says_how_to_resume_once(tmp_path, caplog) -> None:
+    """Ctrl-C while MLflow or Ray started ended a run with exit 130 and no word on how to go on (CI saw it)."""
+    from types import SimpleNamespace
+
+    from orchestrator.engine.artifacts import ArtifactStore
+
+    run = SimpleNamespace(run_id="early", store=ArtifactStore(str(tmp_path / "artifacts")))
+    with pytest.raises(KeyboardInterrupt), pipeline.resume_hint_until_the_stages_run(run):
+        raise KeyboardInterrupt
+    assert "interrupted before the stages started; resume with: relay resume early" in caplog.text
+    caplog.clear()
+    with pytest.raises(KeyboardInterrupt), pipeline.resume_hint_until_the_stages_run(run) as handover:
+        handover.runner_has_it = True  # from here the Runner says it, with the ledger it wrote
+        raise KeyboardInterrupt
+    assert "resume" not in caplog.text

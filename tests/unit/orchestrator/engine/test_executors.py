@@ -213,3 +213,47 @@ def test_a_sharded_stage_without_a_pool_is_refused(tmp_path):
     )
     with pytest.raises(ValueError, match="needs an actor pool"):
         run_on_ray(task(tmp_path, stage))
+
+
+def test_a_ctrl_c_during_the_block_is_held_until_it_ends_then_stops_what_it_started() -> None:
+    """Raised where it landed (a weakref callback of `import ray`, logging's at-fork hook as Ray forks), a
+    Ctrl-C was dropped ("Exception ignored in") and the run went on, or hung on logging's lock."""
+    import gc
+    import os
+    import signal
+    import weakref
+
+    from orchestrator.engine.executors import interrupts_kept
+
+    class Started:
+        pass
+
+    stopped: list[str] = []
+    finished: list[str] = []
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt), interrupts_kept(lambda: stopped.append("ray")):
+        thing = Started()
+        keep = weakref.ref(thing, lambda _: os.kill(os.getpid(), signal.SIGINT))  # lands in the callback
+        del thing
+        gc.collect()
+        assert keep() is None
+        finished.append("the block")  # not cut off: the Ctrl-C waits for the end of the block
+    assert finished == ["the block"] and stopped == ["ray"]
+    assert signal.getsignal(signal.SIGINT) is before
+    with interrupts_kept(lambda: stopped.append("again")):
+        pass
+    assert stopped == ["ray"]  # no Ctrl-C, nothing stopped
+
+
+def test_a_second_ctrl_c_during_the_block_raises_at_once() -> None:
+    import os
+    import signal
+
+    from orchestrator.engine.executors import interrupts_kept
+
+    reached: list[int] = []
+    with pytest.raises(KeyboardInterrupt), interrupts_kept():
+        for press in range(3):
+            os.kill(os.getpid(), signal.SIGINT)
+            reached.append(press)
+    assert reached == [0]  # the first is held, the second raises before the loop goes on
