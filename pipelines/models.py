@@ -52,10 +52,6 @@ class HalvingPool(nn.Module):
         return nn.functional.max_pool2d(x, 2)
 
 
-# Modules whose forward branches on the input's shape: torch.fx must not trace into them (FitNets' cut).
-LEAF_MODULES: tuple[type[nn.Module], ...] = (HalvingPool,)
-
-
 class SmallCNN(nn.Module):
     """Three conv blocks (32-64-128, BN, ReLU, 2x2 max pool after the first two), global pool, linear.
 
@@ -121,6 +117,11 @@ class WarmStartBatchNorm2d(nn.BatchNorm2d):
     def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: object, **kwargs: object) -> None:
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
         self.batches_seen = int(self.num_batches_tracked)
+
+
+# Modules whose forward branches on the input's shape or on the module's state: torch.fx must not
+# trace into them (FitNets' cut). Leaves run as whole nodes, as torch's own BatchNorm2d does.
+LEAF_MODULES: tuple[type[nn.Module], ...] = (HalvingPool, WarmStartBatchNorm2d)
 
 
 class WideBasicBlock(nn.Module):
