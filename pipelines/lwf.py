@@ -37,7 +37,8 @@ def lwf_loss(
     """``(L, CE_new, KD_old)`` of one batch; ``KD_old = KL(softmax(y_o/T) || softmax(z_old/T))``, batch mean.
 
     No ``T^2`` (Hinton's distillation has one): Li & Hoiem's old-task term is the softened
-    cross-entropy as it is, so with it ``lambda_o = 1`` weighed forgetting ``T^2`` = 4 times the paper's.
+    cross-entropy as it is. With a ``T^2``, ``lambda_o = 1`` weighed the old task 4 times the
+    paper's at ``T = 2``, and LwF kept less of it than plain fine-tuning (README, the methods table).
     """
     if lambda_old < 0:
         raise ValueError(f"lwf_loss: expected lambda_old >= 0, got {lambda_old}; the paper uses 1")
