@@ -7,6 +7,8 @@ Makefile target adds the install):
    test skips, with its reason, on one GPU);
 2. training throughput: FixMatch steps (``train_fixmatch``, batch 64 + 2 x 7 x 64 unlabeled
    views) of small_cnn and wrn28_2 on the GPU, in images/s, GPU utilisation sampled meanwhile;
+   the same steps without augmentation, and the CPU milliseconds per step the augmentations took;
+   each with 1 torch CPU thread (what a 1-CPU training stage gets) and with one per core;
 3. labeling: the pseudo-label stage (``benchmarks/labeling.py``'s, Parquet write included) on the
    GPU in one process, then on 1 and k actors sharing the GPU (``ActorPool``, warm calls), in
    rows/s, GPU utilisation sampled during each.
@@ -168,8 +170,20 @@ def run_tests() -> tuple[dict, bool]:
 # --- 2. training throughput --------------------------------------------------------------------
 
 
-def training_images_per_s(model_name: str, steps: int, device: str = "cuda") -> dict:
-    """FixMatch steps on the synthetic set on ``device``; images/s over ``steps`` timed steps after 5 untimed."""
+def training_check(model_name: str, threads: int) -> str:
+    """The name of a training row: the model and the torch CPU threads it ran with."""
+    return f"training, {model_name}, {threads} CPU thread{'s' if threads > 1 else ''}"
+
+
+def training_images_per_s(model_name: str, steps: int, device: str = "cuda", threads: int = 1) -> list[dict]:
+    """FixMatch steps on the synthetic set on ``device``: images/s over ``steps`` timed steps after 5 untimed,
+    the same steps with both views left unaugmented, and the CPU time the augmentations took per step,
+    with ``threads`` torch CPU threads (a training stage gets one per CPU it holds: 1 by default).
+
+    Together they say what bounds a step on a GPU: if dropping the augmentations barely changes
+    images/s, the CPU's augmentation is not what holds the GPU back; if the thread count moves it,
+    the CPU side is (many threads on small CPU tensors wait more than they work).
+    """
     import functools
 
     import torch
@@ -181,24 +195,62 @@ def training_images_per_s(model_name: str, steps: int, device: str = "cuda") -> 
 
     data = load_dataset("synthetic", None).train
     labeled = torch.cat([torch.nonzero(data.labels == c).flatten()[:20] for c in range(data.num_classes)])
+    augmenting = [0.0]
 
-    def fit(n: int) -> None:
+    def timed(augment: Callable) -> Callable:
+        def run(images: Any) -> Any:
+            started = time.perf_counter()
+            out = augment(images)
+            augmenting[0] += time.perf_counter() - started
+            return out
+
+        return run
+
+    def fit(n: int, augmented: bool = True) -> None:
         torch.manual_seed(0)
         model = create_model(model_name, data.num_classes, int(data.images.shape[1]))
         settings = FixMatchSettings(steps=n)
         weak, strong = functools.partial(weak_augment, flip=False), functools.partial(strong_augment, magnitude=9)
+        if not augmented:
+            weak = strong = torch.clone  # the same batches and copies, no augmentation
         images, targets = data.images[labeled], data.labels[labeled]
         generator = torch.Generator().manual_seed(0)
-        train_fixmatch(model, images, targets, data.images, 10, settings, weak, strong, device, generator)
+        train_fixmatch(model, images, targets, data.images, 10, settings, timed(weak), timed(strong), device, generator)
         if device == "cuda":
             torch.cuda.synchronize()
 
-    fit(5)  # cudnn autotuning, allocator growth
-    with sampled() as samples:
-        seconds, _ = _common.timed(lambda: fit(steps))
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        fit(5)  # cudnn autotuning, allocator growth
+        augmenting[0] = 0.0
+        with sampled() as samples:
+            seconds, _ = _common.timed(lambda: fit(steps))
+        augment_ms = 1000 * augmenting[0] / steps
+        with sampled() as plain_samples:
+            plain_seconds, _ = _common.timed(lambda: fit(steps, augmented=False))
+    finally:
+        torch.set_num_threads(before)
     per_step = FixMatchSettings(steps=1).batch_size * (1 + 2 * FixMatchSettings(steps=1).unlabeled_ratio)
     note = f"{steps} steps x {per_step} images (B + 2 mu B), strong views augmented on the CPU"
-    return row(f"training, {model_name}", steps * per_step / seconds, "images/s", samples, note)
+    step_ms = 1000 * seconds / steps
+    name = training_check(model_name, threads)
+    return [
+        row(name, steps * per_step / seconds, "images/s", samples, note),
+        row(
+            f"{name}, no augmentation",
+            steps * per_step / plain_seconds,
+            "images/s",
+            plain_samples,
+            "the same steps, both views the raw batch",
+        ),
+        row(
+            f"{name}: augmentation",
+            augment_ms,
+            "ms/step",
+            note=f"{augment_ms / step_ms:.0%} of a {step_ms:.1f} ms step (weak x 2 + strong, in the training process)",
+        ),
+    ]
 
 
 # --- 3. labeling -------------------------------------------------------------------------------
@@ -283,10 +335,12 @@ def main() -> None:
         tests, ok = run_tests()
         rows.append(tests)
     for model_name in args.models.split(","):
-        part, fine = guarded(
-            f"training, {model_name}", lambda m=model_name: [training_images_per_s(m, args.steps, device)]
-        )
-        rows, ok = rows + part, ok and fine
+        for threads in sorted({1, os.cpu_count() or 1}):
+            part, fine = guarded(
+                training_check(model_name, threads),
+                lambda m=model_name, t=threads: training_images_per_s(m, args.steps, device, t),
+            )
+            rows, ok = rows + part, ok and fine
     part, fine = guarded("labeling", lambda: labeling_rows(args.rows, max(2, args.actors), device))
     rows, ok = rows + part, ok and fine
     report(rows, ok, machine_note(device), "gpu_check" if device == "cuda" else "gpu_check_cpu")

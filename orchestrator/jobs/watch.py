@@ -18,6 +18,8 @@ logger = logging.getLogger(__name__)
 
 TERMINAL_STATUSES = frozenset({"SUCCEEDED", "FAILED", "STOPPED"})
 ACTIVE_STATUSES = frozenset({"PENDING", "RUNNING"})
+# How often a followed log returns to Python while no line comes, so that a Ctrl-C is seen (_await_waking)
+WAKE_EVERY_S = 0.25
 
 
 def _status_of(client: JobSubmissionClient, address: str, job_id: str) -> str:
@@ -96,7 +98,7 @@ def _next_chunk(loop: asyncio.AbstractEventLoop, chunks: Any, address: str, job_
 
     with _translated(address, job_id):
         try:
-            return loop.run_until_complete(chunks.__anext__())
+            return _await_waking(loop, chunks.__anext__())
         except StopAsyncIteration:
             return None
         except (aiohttp.ClientError, RuntimeError) as exc:
@@ -106,6 +108,20 @@ def _next_chunk(loop: asyncio.AbstractEventLoop, chunks: Any, address: str, job_
                 f"lost the log stream of job {job_id!r} from {address} ({exc.__class__.__name__}): "
                 f"check `relay status {job_id}` and run `relay logs {job_id} --follow` again"
             ) from exc
+
+
+def _await_waking(loop: asyncio.AbstractEventLoop, awaitable: Any) -> Any:
+    """Run ``awaitable`` on ``loop`` to its result, returning to Python every WAKE_EVERY_S.
+
+    Python runs signal handlers in the main thread only, between bytecodes. The kernel may hand the
+    terminal's SIGINT to another thread of the process (aiohttp resolves names on a thread pool);
+    the main thread's epoll_wait is then not interrupted, and a tail that sends nothing more would
+    wait for ever with the Ctrl-C pending. Waking every quarter second lets the main thread raise it.
+    """
+    task = asyncio.ensure_future(awaitable, loop=loop)
+    while not task.done():
+        loop.run_until_complete(asyncio.wait([task], timeout=WAKE_EVERY_S))
+    return task.result()
 
 
 def stop_job(address: str | None, job_id: str) -> bool:

@@ -25,6 +25,7 @@ from pipelines.models import to_float
 from pipelines.schedules import fixmatch_lr
 from pipelines.training.common import (
     Augment,
+    FiniteWatch,
     IndexStream,
     ModelEMA,
     Progress,
@@ -32,7 +33,6 @@ from pipelines.training.common import (
     SaveCheckpoint,
     all_reduce_sum,
     backbone_scale,
-    check_finite,
     check_images,
     check_targets,
     data_parallel,
@@ -208,6 +208,7 @@ def train_fixmatch(
         seen = resume["samples_seen"].clone() if rank == 0 else seen
         window, window_steps = resume["window"].to(device), int(resume["window_steps"])
     net = data_parallel(model, world_size)
+    watch = FiniteWatch("train_fixmatch", steps, device)
     for step in range(start, steps):
         lr = fixmatch_lr(step, steps, settings.lr)
         set_lr(optimizer, lr, backbone_scale(step, settings.freeze_backbone_steps, settings.backbone_lr_scale))
@@ -224,12 +225,14 @@ def train_fixmatch(
             batch_mean = all_reduce_sum(probs_weak.sum(dim=0), world_size) / unlabeled_batch
             p_model = update_moving_average(p_model, batch_mean, settings.alignment_momentum)
             aligned_by = current_p_model(p_model, step + 1, settings.alignment_momentum, settings.p_model_estimate)
-        loss_x = supervised_loss(logits_x, labeled_targets[idx_l][part_l].to(device), settings.label_smoothing)
+        loss_x = supervised_loss(
+            logits_x, labeled_targets[idx_l][part_l].to(device, non_blocking=True), settings.label_smoothing
+        )
         loss_u, mask = fixmatch_unlabeled_loss(
             logits_strong.float(), probs_weak, settings.threshold, aligned_by, p_target
         )
         loss = loss_x + settings.lambda_u * loss_u
-        check_finite(loss, step + 1, steps, lr, "train_fixmatch")
+        watch.observe(loss, step + 1, lr)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -238,6 +241,7 @@ def train_fixmatch(
         window_steps += 1
         seen += local_l + local_u
         if (step + 1) % report_every == 0 or step + 1 == steps:
+            watch.check()
             mean = (all_reduce_sum(window, world_size) / (window_steps * world_size)).tolist()
             metrics = {
                 "loss": mean[0],
@@ -255,6 +259,7 @@ def train_fixmatch(
         else:
             show_progress(progress, step + 1, steps)
         if save_checkpoint is not None and checkpoint_every and (step + 1) % checkpoint_every == 0 and step + 1 < steps:
+            watch.check()  # a checkpoint never holds weights a non-finite loss has already moved
             total_seen = all_reduce_sum(seen, world_size)
             save_checkpoint(
                 _fixmatch_state(

@@ -67,7 +67,7 @@ def train_hint(
     trained = nn.ModuleDict({"guided": guided, "regressor": regressor})
 
     def loss_of(batch: Tensor) -> Tensor:
-        x = to_float((batch if augment_fn is None else augment_fn(batch)).to(device))
+        x = to_float((batch if augment_fn is None else augment_fn(batch)).to(device, non_blocking=True))
         with torch.no_grad():
             target = layer_output(hint, x)
         return hint_loss(target, regressor(layer_output(guided, x)))

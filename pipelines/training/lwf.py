@@ -28,11 +28,11 @@ from pipelines.models import to_float
 from pipelines.schedules import learning_rate
 from pipelines.training.common import (
     Augment,
+    FiniteWatch,
     LossWindow,
     Progress,
     Report,
     backbone_scale,
-    check_finite,
     check_images,
     check_targets,
     random_batches,
@@ -64,7 +64,7 @@ class LwfSettings:
 
 
 def _augmented(images: Tensor, augment_fn: Augment | None, device: str | torch.device) -> Tensor:
-    return to_float((images if augment_fn is None else augment_fn(images)).to(device))
+    return to_float((images if augment_fn is None else augment_fn(images)).to(device, non_blocking=True))
 
 
 def train_lwf(
@@ -110,7 +110,8 @@ def train_lwf(
         random_batches(old_images.shape[0], settings.batch_size, generator) if settings.mode == "joint" else None
     )
     old_classes = network.old_classes
-    window = LossWindow(("loss", "loss_new", "loss_old"), settings.steps, report, report_every, progress)
+    watch = FiniteWatch("train_lwf", settings.steps, device)
+    window = LossWindow(("loss", "loss_new", "loss_old"), settings.steps, report, report_every, progress, watch)
     for step in range(settings.steps):
         lr = learning_rate(settings.schedule, step, settings.steps, settings.lr, settings.warmup_steps)
         set_lr(optimizer, lr, backbone_scale(step, settings.freeze_backbone_steps, settings.backbone_lr_scale))
@@ -121,13 +122,13 @@ def train_lwf(
             inputs.append(_augmented(old_images[idx_old], augment_fn, device))
         logits = network(torch.cat(inputs))
         new_part = logits[: len(idx)]
-        y_new = new_targets[idx].to(device)
+        y_new = new_targets[idx].to(device, non_blocking=True)
         if settings.mode == "lwf":
             loss, loss_new, loss_old = lwf_loss(
                 new_part[:, old_classes:],
                 y_new,
                 new_part[:, :old_classes],
-                recorded[idx].to(device),
+                recorded[idx].to(device, non_blocking=True),
                 settings.lambda_old,
                 settings.temperature,
             )
@@ -135,9 +136,11 @@ def train_lwf(
             loss_new = F.cross_entropy(new_part[:, old_classes:], y_new)
             loss_old = torch.zeros((), device=device)
             if old_stream is not None:
-                loss_old = F.cross_entropy(logits[len(idx) :, :old_classes], old_targets[idx_old].to(device))
+                loss_old = F.cross_entropy(
+                    logits[len(idx) :, :old_classes], old_targets[idx_old].to(device, non_blocking=True)
+                )
             loss = loss_new + loss_old
-        check_finite(loss, step + 1, settings.steps, lr, "train_lwf")
+        watch.observe(loss, step + 1, lr)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

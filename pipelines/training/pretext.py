@@ -58,9 +58,11 @@ def pretext_loss(
     """The pretext loss of one batch of uint8 images (see the module docstring)."""
     if settings.method == "rotnet":
         rotated, rotations = rotation_batch(weak_fn(images))
-        return F.cross_entropy(network(to_float(rotated.to(device))), rotations.to(device))
+        return F.cross_entropy(
+            network(to_float(rotated.to(device, non_blocking=True))), rotations.to(device, non_blocking=True)
+        )
     views = torch.cat([strong_fn(images), strong_fn(images)])
-    z = network(to_float(views.to(device)))
+    z = network(to_float(views.to(device, non_blocking=True)))
     return nt_xent_loss(z[: len(images)], z[len(images) :], settings.temperature)
 
 

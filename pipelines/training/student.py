@@ -25,11 +25,11 @@ from pipelines.models import to_float
 from pipelines.schedules import learning_rate
 from pipelines.training.common import (
     Augment,
+    FiniteWatch,
     ModelEMA,
     Progress,
     Report,
     backbone_scale,
-    check_finite,
     check_images,
     check_targets,
     index_stream,
@@ -176,19 +176,26 @@ def train_student(
     labeled_stream = index_stream(images, batch, generator)
     pseudo_stream = index_stream(pseudo_images, pseudo_batch, generator) if has_pseudo else None
     window, window_steps = torch.zeros(3, device=device), 0
+    watch = FiniteWatch("train_student", settings.steps, device)
     for step in range(settings.steps):
         lr = learning_rate(settings.schedule, step, settings.steps, settings.lr, settings.warmup_steps)
         set_lr(optimizer, lr, backbone_scale(step, settings.freeze_backbone_steps, settings.backbone_lr_scale))
         idx = labeled_stream.next()
         raw = images.fetch(idx, labeled_stream.pool)
         raw = raw if augment_fn is None else augment_fn(raw)
-        x, y = _labeled_batch(to_float(raw.to(device)), targets[idx].to(device), num_classes, settings, generator)
+        x, y = _labeled_batch(
+            to_float(raw.to(device, non_blocking=True)),
+            targets[idx].to(device, non_blocking=True),
+            num_classes,
+            settings,
+            generator,
+        )
         inputs = [x]
         if pseudo_stream is not None:
             idx_u = pseudo_stream.next()
             raw_u = pseudo_images.fetch(idx_u, pseudo_stream.pool)
             raw_u = raw_u if augment_fn is None else augment_fn(raw_u)
-            inputs.append(to_float(raw_u.to(device)))
+            inputs.append(to_float(raw_u.to(device, non_blocking=True)))
         logits = model(torch.cat(inputs))
         logits_x, logits_u = logits[:batch], logits[batch:]
         teacher_logits = None
@@ -198,9 +205,9 @@ def train_student(
         loss_x = labeled_loss(logits_x, y, teacher_logits, settings, weights)
         loss_u = torch.zeros((), device=device)
         if pseudo_stream is not None:
-            loss_u = pseudo_loss(logits_u, pseudo_targets[idx_u].to(device), settings)
+            loss_u = pseudo_loss(logits_u, pseudo_targets[idx_u].to(device, non_blocking=True), settings)
         loss = loss_x + settings.unlabel_ratio * loss_u
-        check_finite(loss, step + 1, settings.steps, lr, "train_student")
+        watch.observe(loss, step + 1, lr)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -209,6 +216,7 @@ def train_student(
         window += torch.stack([loss.detach(), loss_x.detach(), loss_u.detach()])
         window_steps += 1
         if (step + 1) % report_every == 0 or step + 1 == settings.steps:
+            watch.check()
             mean = (window / window_steps).tolist()
             if report is not None:
                 report(step + 1, {"loss": mean[0], "loss_x": mean[1], "loss_u": mean[2], "lr": lr})

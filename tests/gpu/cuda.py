@@ -21,8 +21,18 @@ needs_cuda = pytest.mark.skipif(
 needs_two_gpus = pytest.mark.skipif(GPUS < 2, reason=f"needs 2 GPUs; this machine has {GPUS}")
 
 
-def fixmatch_run(device: str, steps: int, model_name: str = "small_cnn", seed: int = 0) -> tuple[torch.nn.Module, list]:
-    """``steps`` FixMatch steps on the synthetic dataset (labeled: 20 a class) on ``device``; (EMA model, reports)."""
+def fixmatch_run(
+    device: str,
+    steps: int,
+    model_name: str = "small_cnn",
+    seed: int = 0,
+    report_every: int = 1,
+    model: torch.nn.Module | None = None,
+) -> tuple[torch.nn.Module, list]:
+    """``steps`` FixMatch steps on the synthetic dataset (labeled: 20 a class) on ``device``; (EMA model, reports).
+
+    ``model`` replaces the registered ``model_name`` (it must take the synthetic set's images).
+    """
     from pipelines.augment import strong_augment, weak_augment
     from pipelines.data import load_dataset
     from pipelines.models import create_model
@@ -31,7 +41,7 @@ def fixmatch_run(device: str, steps: int, model_name: str = "small_cnn", seed: i
     data = load_dataset("synthetic", None).train
     labeled = torch.cat([torch.nonzero(data.labels == c).flatten()[:20] for c in range(data.num_classes)])
     torch.manual_seed(seed)
-    model = create_model(model_name, data.num_classes, int(data.images.shape[1]))
+    model = create_model(model_name, data.num_classes, int(data.images.shape[1])) if model is None else model
     reports: list = []
     ema = train_fixmatch(
         model,
@@ -45,6 +55,6 @@ def fixmatch_run(device: str, steps: int, model_name: str = "small_cnn", seed: i
         device,
         torch.Generator().manual_seed(seed),
         report=lambda step, metrics: reports.append((step, metrics)),
-        report_every=1,
+        report_every=report_every,
     )
     return ema, reports

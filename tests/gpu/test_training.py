@@ -82,3 +82,49 @@ def test_a_checkpoint_holding_cuda_tensors_is_stored_and_read_back_on_the_cpu(tm
     resumed = checkpointer.load()
     assert resumed is not None and resumed["w"].device.type == "cpu"
     torch.testing.assert_close(resumed["w"], state["w"].cpu())
+
+
+def host_syncs(run) -> int:
+    """How many times ``run()`` made the host wait for the GPU (torch's sync debug mode, one warning each)."""
+    import warnings
+
+    torch.cuda.synchronize()
+    previous = torch.cuda.get_sync_debug_mode()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            run()
+        finally:
+            torch.cuda.set_sync_debug_mode(previous)
+    return sum("synchroniz" in str(w.message) for w in caught)
+
+
+def test_the_fixmatch_loop_waits_for_the_gpu_per_report_not_per_step():
+    """Between reports the host never waits for the GPU, so it fetches and augments the next batch while the GPU
+    computes this one. A per-step NaN check or a blocking copy of the targets would add a wait to every step."""
+    fixmatch_run("cuda", 2, report_every=1000)  # cudnn and the allocator settle first
+    short = host_syncs(lambda: fixmatch_run("cuda", 3, report_every=1000))
+    long = host_syncs(lambda: fixmatch_run("cuda", 9, report_every=1000))
+    assert long == short, f"{long - short} more waits for 6 more steps ({short} in 3 steps, {long} in 9)"
+
+
+def test_a_nan_on_cuda_still_names_the_step_it_appeared_at():
+    """The NaN check is read once per report window on a GPU; the error names the first bad step all the same."""
+    from pipelines.data import load_dataset
+    from pipelines.models import create_model
+
+    channels = int(load_dataset("synthetic", None).train.images.shape[1])
+
+    class NanAtThirdStep(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net, self.calls = create_model("small_cnn", 10, channels), 0
+
+        def forward(self, x):
+            self.calls += 1
+            out = self.net(x)
+            return out * float("nan") if self.calls == 3 else out
+
+    with pytest.raises(FloatingPointError, match="train_fixmatch: loss is nan at step 3 of 8"):
+        fixmatch_run("cuda", 8, report_every=5, model=NanAtThirdStep())

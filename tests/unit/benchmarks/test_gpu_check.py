@@ -113,10 +113,14 @@ def test_the_cpu_dry_run_carries_every_part_through_and_writes_its_own_json(tmp_
     data = json.loads((tmp_path / "gpu_check_cpu.json").read_text())
     assert data["ok"] is True and "CPU dry run" in data["title"]
     values = {row["check"]: row["value"] for row in data["rows"]}
-    assert sorted(values) == [
-        "labeling stage, 1 actor",
-        "labeling stage, 1 process",
-        "labeling stage, 2 actors",
-        "training, small_cnn",
-    ]
+    threads = sorted({1, os.cpu_count() or 1})
+    training = [f"training, small_cnn, {t} CPU thread{'s' if t > 1 else ''}" for t in threads]
+    assert sorted(values) == sorted(
+        ["labeling stage, 1 actor", "labeling stage, 1 process", "labeling stage, 2 actors"]
+        + training
+        + [f"{name}, no augmentation" for name in training]
+        + [f"{name}: augmentation" for name in training]
+    )
     assert all(isinstance(value, float) and value > 0 for value in values.values()), values
+    augmentation = next(row for row in data["rows"] if row["check"] == f"{training[0]}: augmentation")
+    assert augmentation["unit"] == "ms/step" and "% of a " in augmentation["note"]

@@ -5,6 +5,8 @@ import torch
 from torch import nn
 
 from pipelines.training.common import (
+    FiniteWatch,
+    LossWindow,
     ModelEMA,
     backbone_scale,
     check_targets,
@@ -86,3 +88,45 @@ def test_rank_slice_splits_the_global_batch_and_refuses_uneven_splits():
     assert [rank_slice(8, r, 2) for r in (0, 1)] == [slice(0, 4), slice(4, 8)]
     with pytest.raises(ValueError, match="multiples of 3"):
         rank_slice(8, 0, 3)
+
+
+def test_finite_watch_deferred_names_the_first_non_finite_step_and_its_lr():
+    """The accelerator mode: nothing raises until ``check``, which names the FIRST bad step, not a later one."""
+    watch = FiniteWatch("train_x", 10, "cpu", eager=False)
+    for step, value in enumerate([1.0, 2.0, float("nan"), 3.0, float("inf")], start=1):
+        watch.observe(torch.tensor(value), step, lr=0.1 * step)
+    with pytest.raises(FloatingPointError, match=r"train_x: loss is nan at step 3 of 10 \(lr 0.3\).*[Ll]ower"):
+        watch.check()
+
+
+def test_finite_watch_deferred_passes_finite_windows_and_forgets_their_rates():
+    watch = FiniteWatch("train_x", 10, "cpu", eager=False)
+    for step in range(1, 4):
+        watch.observe(torch.tensor(float(step)), step, lr=0.03)
+    watch.check()
+    assert watch.lrs == {}
+    watch.observe(torch.tensor(float("-inf")), 4, lr=0.02)
+    with pytest.raises(FloatingPointError, match=r"loss is -inf at step 4 of 10 \(lr 0.02\)"):
+        watch.check()
+
+
+def test_finite_watch_on_the_cpu_raises_at_the_step_itself():
+    watch = FiniteWatch("train_x", 10, "cpu")
+    watch.observe(torch.tensor(1.0), 1, lr=0.03)
+    with pytest.raises(FloatingPointError, match="at step 2 of 10"):
+        watch.observe(torch.tensor(float("nan")), 2, lr=0.03)
+
+
+def test_loss_window_checks_its_watch_before_reporting_a_window():
+    """A deferred NaN stops the loop when the window closes: ``report`` never receives a NaN mean."""
+    reports = []
+    watch = FiniteWatch("train_x", 4, "cpu", eager=False)
+    window = LossWindow(("loss",), 4, lambda step, metrics: reports.append(metrics), 2, watch=watch)
+    for step, value in enumerate([1.0, 1.0, float("nan"), 1.0]):
+        watch.observe(torch.tensor(value), step + 1, lr=0.03)
+        if step < 3:
+            window.add(step, torch.tensor([value]), 0.03)
+            continue
+        with pytest.raises(FloatingPointError, match="at step 3 of 4"):
+            window.add(step, torch.tensor([value]), 0.03)
+    assert reports == [{"loss": 1.0, "lr": 0.03}]
