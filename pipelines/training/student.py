@@ -26,6 +26,7 @@ from pipelines.schedules import learning_rate
 from pipelines.training.common import (
     Augment,
     FiniteWatch,
+    LossWindow,
     ModelEMA,
     Progress,
     Report,
@@ -35,7 +36,6 @@ from pipelines.training.common import (
     index_stream,
     set_lr,
     sgd,
-    show_progress,
 )
 
 _PROB_FLOOR = 1e-8  # log(0) would make the reconstructed teacher logits -inf and the KL NaN
@@ -175,8 +175,8 @@ def train_student(
     batch, pseudo_batch = settings.batch_size, settings.batch_size * settings.pseudo_batch_ratio
     labeled_stream = index_stream(images, batch, generator)
     pseudo_stream = index_stream(pseudo_images, pseudo_batch, generator) if has_pseudo else None
-    window, window_steps = torch.zeros(3, device=device), 0
     watch = FiniteWatch("train_student", settings.steps, device)
+    window = LossWindow(("loss", "loss_x", "loss_u"), settings.steps, report, report_every, progress, watch)
     for step in range(settings.steps):
         lr = learning_rate(settings.schedule, step, settings.steps, settings.lr, settings.warmup_steps)
         set_lr(optimizer, lr, backbone_scale(step, settings.freeze_backbone_steps, settings.backbone_lr_scale))
@@ -213,16 +213,5 @@ def train_student(
         optimizer.step()
         if ema is not None:
             ema.update(model)
-        window += torch.stack([loss.detach(), loss_x.detach(), loss_u.detach()])
-        window_steps += 1
-        if (step + 1) % report_every == 0 or step + 1 == settings.steps:
-            watch.check()
-            mean = (window / window_steps).tolist()
-            if report is not None:
-                report(step + 1, {"loss": mean[0], "loss_x": mean[1], "loss_u": mean[2], "lr": lr})
-            show_progress(progress, step + 1, settings.steps, {"loss": mean[0]})
-            window.zero_()
-            window_steps = 0
-        else:
-            show_progress(progress, step + 1, settings.steps)
+        window.add(step, torch.stack([loss, loss_x, loss_u]), lr)
     return (ema.module if ema is not None else model).eval()
