@@ -94,10 +94,22 @@ VARIANTS_FIXED = {
     "upsampled16": ("(e) digits upsampled to 16x16", ["data.image_size=16"], [], []),
     "wd_all": ("(f) weight decay on BN/bias too", [], ["wd_all"], []),
     "no_ema_warmup": ("(g) EMA without warm-up", [], ["no_ema_warmup"], []),
+    # Not a suspect of the issue: how fast p_model forgets (0.999 averages a whole 600-step generation).
+    "p_model_m099": ("(h) p_model momentum 0.99", ["crest.alignment_momentum=0.99"], [], []),
+    "p_model_m097": ("(h') p_model momentum 0.97", ["crest.alignment_momentum=0.97"], [], []),
+    "p_model_m09": ("(h'') p_model momentum 0.9", ["crest.alignment_momentum=0.9"], [], []),
 }
 BASES = {"today": (TODAY, VARIANTS_TODAY), "fixed": (FIXED, VARIANTS_FIXED)}
 # Variants that only change distribution alignment: FixMatch runs without alignment, so they equal its base there.
-ALIGNMENT_ONLY = {"debiased", "target_original", "uniform_p_model", "target_with_picks"}
+ALIGNMENT_ONLY = {
+    "debiased",
+    "target_original",
+    "uniform_p_model",
+    "target_with_picks",
+    "p_model_m099",
+    "p_model_m097",
+    "p_model_m09",
+}
 
 
 # --- patches: settings that are not config keys, applied in the worker process ---------------------
