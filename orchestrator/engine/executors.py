@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from orchestrator.dag import Parallelism, Pipeline, ProgressSink, Resources, StageProgress
-from orchestrator.engine import distributed
+from orchestrator.engine import distributed, port_lock
 from orchestrator.engine.artifacts import Manifest
 from orchestrator.engine.body import Placement, run_stage_body
 from orchestrator.engine.fit import uses_actor_pool
@@ -629,16 +629,24 @@ def _init_kwargs(address: str | None, num_cpus: int | None, include_dashboard: b
 
 
 def _init_ray(ray: Any, kwargs: dict[str, Any]) -> None:
-    """``ray.init(**kwargs)``, once more on another port when a local dashboard lost its port to a race;
-    a Ctrl-C while it starts is not lost (``interrupts_kept``).
+    """``ray.init(**kwargs)``; a Ctrl-C while it starts is not lost (``interrupts_kept``).
 
     ``dashboard_port`` can only see that a port is free, not keep it: two `relay run` started in the
     same second both saw 8265 free, and the second one's dashboard failed to bind it a minute later
-    (Ray 2.60 gives up instead of moving on; a port taken before ``ray.init`` fails at once). That
-    start is retried once on a port the OS picks.
+    (Ray 2.60 gives up instead of moving on; a port taken before ``ray.init`` fails at once). So a
+    local start checks the port again, and starts Ray, under a machine-wide lock (``port_lock``),
+    which a second start waits for (a Ctrl-C still stops that wait at once). A start that lost its
+    port all the same (the lock could not be had, or another program took the port) is retried once
+    on a port the OS picks.
     """
-    with interrupts_kept(ray.shutdown):
-        _start_ray(ray, kwargs)
+    if "dashboard_port" not in kwargs:
+        with interrupts_kept(ray.shutdown):
+            _start_ray(ray, kwargs)
+        return
+    with port_lock.dashboard_port_lock():
+        kwargs = {**kwargs, "dashboard_port": dashboard_port()}
+        with interrupts_kept(ray.shutdown):
+            _start_ray(ray, kwargs)
 
 
 @contextlib.contextmanager

@@ -5,6 +5,8 @@ RayExecutor tests keep one up for their whole module.
 """
 
 import socket
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 
@@ -46,3 +48,31 @@ def test_a_dashboard_port_taken_after_the_check_is_retried_on_another(monkeypatc
             assert status in (200, 401)
         finally:
             executor.shutdown()
+
+
+STARTER = """
+import ray
+from ray._private.worker import get_dashboard_url
+from orchestrator.engine.executors import RayExecutor
+
+executor = RayExecutor(num_cpus=1)
+print("DASHBOARD", get_dashboard_url(), flush=True)
+executor.shutdown()
+"""
+
+
+def test_two_local_starts_at_once_take_two_ports_without_losing_one():
+    """Two `relay run` in the same second: the second waits for the first's dashboard, then picks another port.
+
+    Before the lock, both could see 8265 free; the loser's dashboard failed about a minute later and
+    Ray started again on another port (the warning below). Now neither start loses its port.
+    """
+    starts = [
+        subprocess.Popen([sys.executable, "-c", STARTER], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for _ in range(2)
+    ]
+    outputs = [start.communicate(timeout=300)[0] for start in starts]
+    assert [start.returncode for start in starts] == [0, 0], outputs
+    ports = [line.rsplit(":", 1)[1] for out in outputs for line in out.splitlines() if line.startswith("DASHBOARD")]
+    assert len(ports) == 2 and ports[0] != ports[1], outputs
+    assert not any("lost port" in out for out in outputs), outputs
