@@ -40,6 +40,9 @@ DASHBOARD_PORT = 8265
 WARM_WAIT_S = 120.0  # the longest the first stage waits for the first warm worker
 REFIT_EVERY_S = 15.0  # while stages run, how often the driver checks whether the cluster lost a node
 WAITING_WARN_S = 120.0  # a stage Ray has not placed after this long is said to wait, and why (once per stage)
+# A run whose every stage in flight has waited this long for a place while its kept labeling actors sit idle lets
+# them go: other work on the cluster (another run's kept actors) holds the rest, and both could wait for good.
+KEPT_YIELD_S = 30.0
 BOARD_READ_S = 10.0  # the longest one look at the progress board may take (the display skips it then)
 ReadProgress = Callable[[], list[StageProgress]]
 
@@ -251,6 +254,7 @@ class RayExecutor:
         self._pools_started = 0  # pools get numbered names in Ray: a retry's pool never meets its predecessor's
         self._pipeline: Pipeline | None = None  # what the kept actors were sized for ...
         self._sized_for: dict[str, float] = {}  # ... in a cluster of these resources
+        self._kept_let_go = False  # set once a stalled run let its kept actors go: it keeps none after that
 
     def warm_up(self, pipeline: Pipeline) -> None:
         """Warm as many workers as the pipeline's widest layer runs at once, with its stages' modules.
@@ -404,7 +408,7 @@ class RayExecutor:
         if all(total.get(key, 0.0) >= value for key, value in self._sized_for.items()):
             return  # as large as it was (or larger: kept actors never grow mid-run)
         self._sized_for = total
-        self._kept = kept_workers(self._pipeline, total)
+        self._kept = dict.fromkeys(self._kept, 0) if self._kept_let_go else kept_workers(self._pipeline, total)
         for resources, pool in list(self._pools.items()):
             if len(pool.actors) > self._kept.get(resources, 0):
                 del self._pools[resources]
@@ -443,11 +447,44 @@ class RayExecutor:
             ready, _ = self._ray.wait(list(handles), num_returns=1, timeout=REFIT_EVERY_S)
             if not ready:
                 self._refit_kept(dict(self._ray.cluster_resources()))
+                self._yield_kept_if_stalled(handles)
                 self._say_who_waits(handles)
         finished = [(ref, self._outcome(ref)) for ref in ready]
         for ref, outcome in finished:
             self._release(ref, failed=isinstance(outcome, BaseException))
         return finished
+
+    def _yield_kept_if_stalled(self, handles: Sequence[Any]) -> None:
+        """Let the kept actors go when nothing of this run has run for ``KEPT_YIELD_S`` because Ray cannot place it.
+
+        Why: actors are kept against the cluster's total (``kept_workers``), as if the run had the
+        cluster to itself. Two runs on one cluster (two users, the seeds of a science protocol) each
+        kept an actor on 2 CPUs, and each one's next training stage waited for the CPU the other's
+        actor held: both runs waited for good. A run that holds idle kept actors while every one
+        of its stages in flight is unplaced makes no progress at all, so it lets them go, and its
+        labeling stages start actors per call for the rest of the run (as inside a Tune trial).
+        While a labeling call uses the kept actors, the run is progressing and keeps them.
+        """
+        if not self._pools or self._pool_of or self._kept_let_go:
+            return
+        now = time.monotonic()
+        waited = [now - self._waiting_since[ref][0] for ref in handles if ref in self._waiting_since]
+        if not waited or min(waited) < KEPT_YIELD_S or len(waited) < len(handles):
+            return
+        names = {self._stage_names[ref] for ref in handles if ref in self._stage_names}
+        if not names or not names <= self._unplaced_stages():
+            return
+        for pool in self._pools.values():
+            pool.shutdown()
+        self._pools.clear()
+        self._kept = dict.fromkeys(self._kept, 0)
+        self._kept_let_go = True
+        logger.warning(
+            "%s waited %d s for a place while this run's kept labeling actors sat idle: other work on the "
+            "cluster (another run?) holds the rest. Letting them go; labeling actors now start per stage call.",
+            ", ".join(sorted(names)),
+            min(waited),
+        )
 
     def _say_who_waits(self, handles: Sequence[Any]) -> None:
         """Warn once about each stage Ray has not placed for WAITING_WARN_S, with what it asks and what is free.

@@ -27,6 +27,7 @@ import pyarrow as pa
 import pytest
 
 from orchestrator.dag import Parallelism, Pipeline, Resources, Stage, StageResult
+from orchestrator.engine import executors
 from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.engine.distributed import SHARDS_HELD_PER_ACTOR, ActorPool
 from orchestrator.engine.executors import RayExecutor
@@ -100,19 +101,24 @@ def two_generations(succeed_on: int = 1) -> Pipeline:
     return Pipeline("pools", stages)
 
 
-def run(tmp_path: Path, num_cpus: int, pipeline: Pipeline) -> tuple[RunSummary, dict[str, set[str]]]:
+def run(
+    tmp_path: Path, num_cpus: int, pipeline: Pipeline, other_run_holds: int = 0
+) -> tuple[RunSummary, dict[str, set[str]]]:
     """Run ``pipeline`` on a fresh local Ray of ``num_cpus`` logical CPUs.
 
-    Returns the names of the actors that labeled each generation, and under ``up during g01/train``
-    the labeling actors that were up while g01/train ran.
+    ``other_run_holds`` CPUs are taken first by an actor that never lets go (another run's kept
+    labeling actor on the same cluster). Returns the names of the actors that labeled each
+    generation, and under ``up during g01/train`` the labeling actors that were up while g01/train ran.
     """
     executor = RayExecutor(num_cpus=num_cpus)
+    holder = _another_runs_actor(other_run_holds) if other_run_holds else None
     try:
         executor.warm_up(pipeline)
         store = ArtifactStore(str(tmp_path / "store"))
         runner = Runner(store, executor, NullTracker(), "v1", seed=0)
         summary = runner.run(pipeline, "pools")
     finally:
+        del holder
         executor.shutdown()
     names = {}
     for g in range(2):
@@ -147,6 +153,38 @@ def test_with_room_for_one_actor_one_is_kept_and_the_other_started_per_call(tmp_
     assert kept in names["up during g01/train"]  # g01/train got its CPU beside it
     assert names["g00"] <= {kept, "label pool 2 worker 0"}
     assert names["g01"] <= {kept, "label pool 3 worker 0"}
+
+
+class _Holder:
+    def ready(self) -> bool:
+        return True
+
+
+def _another_runs_actor(cpus: int):
+    """An actor holding ``cpus`` CPUs for as long as it lives, started before the run's own stages."""
+    import ray
+
+    holder = ray.remote(_Holder).options(num_cpus=cpus, name="another run's kept actor").remote()
+    ray.get(holder.ready.remote())
+    return holder
+
+
+@pytest.mark.timeout(300)
+def test_kept_actors_let_go_when_another_run_holds_the_rest_of_the_cluster(tmp_path, caplog, monkeypatch):
+    """Two runs on one 2-CPU cluster each kept an actor, and each one's next train stage waited for good.
+
+    Here the other run is an actor holding one CPU: this run keeps one actor (sized against the
+    cluster's total), so g01/train finds no CPU. Nothing of the run can then run, and it lets its
+    idle kept actor go; g01/train runs and the run finishes (before, it waited forever).
+    """
+    monkeypatch.setattr(executors, "KEPT_YIELD_S", 2.0)
+    monkeypatch.setattr(executors, "REFIT_EVERY_S", 1.0)
+    caplog.set_level(logging.INFO, logger="orchestrator.engine.executors")
+    summary, names = run(tmp_path, 2, two_generations(), other_run_holds=1)
+    assert "labeling actors: 1 of 2 kept for the run" in caplog.text
+    assert summary.names(StageState.SUCCEEDED) == [stage.name for stage in two_generations().stages]
+    assert "Letting them go; labeling actors now start per stage call" in caplog.text
+    assert "label pool 1 worker 0" not in names["up during g01/train"]  # the kept actor was let go
 
 
 def test_a_stage_that_fails_on_a_kept_pool_retries_on_new_actors(tmp_path):
