@@ -60,9 +60,9 @@ def methods(generations: int, steps: int, compute_matched: bool, ceiling: bool =
     """Overrides per method; every method shares the data, model and per-generation schedule.
 
     The ceiling is the same model and schedule trained on every training image with its true label
-    (labeled fraction 0.99: ceil leaves one image unlabeled in each class over 100 images, which keeps the
-    unlabeled split non-empty) and no unlabeled
-    loss: what no semi-supervised method on these images should be expected to beat.
+    (labeled fraction 0.99: ceil leaves one image unlabeled in each class over 100 images, which
+    keeps the unlabeled split non-empty) and no unlabeled loss: what no semi-supervised method on
+    these images should be expected to beat.
     """
     found = {
         "FixMatch": ["crest.generations=1", "crest.alignment=false"],
