@@ -458,12 +458,13 @@ class RayExecutor:
         """Let the kept actors go when nothing of this run has run for ``KEPT_YIELD_S`` because Ray cannot place it.
 
         Why: actors are kept against the cluster's total (``kept_workers``), as if the run had the
-        cluster to itself. Two runs on one cluster (two users, the seeds of a science protocol run
-        side by side), each labeling on 2 actors, each kept one on 2 CPUs, and each one's next training stage waited for the CPU the other's
-        actor held: both runs waited for good. A run that holds idle kept actors while every one
-        of its stages in flight is unplaced makes no progress at all, so it lets them go, and its
-        labeling stages start actors per call for the rest of the run (as inside a Tune trial).
-        While a labeling call uses the kept actors, the run is progressing and keeps them.
+        cluster to itself. Two runs on one 2-CPU cluster (two users, the seeds of a science protocol
+        run side by side), each labeling on 2 actors, each kept one, and each one's next stage waited
+        for the CPU the other's actor held: both runs waited for good. A run that holds idle kept
+        actors while every one of its stages in flight is unplaced makes no progress at all, so it
+        lets them go, and its labeling stages start actors per call for the rest of the run (as
+        inside a Tune trial). While a labeling call uses the kept actors, the run is progressing and
+        keeps them.
         """
         if not self._pools or self._pool_of or self._kept_let_go:
             return
