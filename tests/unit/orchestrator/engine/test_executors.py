@@ -195,6 +195,7 @@ def test_kept_actors_are_let_go_when_the_cluster_loses_a_node(in_use: bool):
     )
     executor._sized_for = {"CPU": 3.0}
     executor._kept, executor._pools, executor._pool_of = {label: 2}, {label: kept}, ({"ref": kept} if in_use else {})
+    executor._kept_let_go = False
     executor._refit_kept(cluster.cluster_resources())
     assert executor._pools == {label: kept} and not kept.stopped  # as large as it was: nothing changes
     cluster.cpus = 2.0
@@ -205,6 +206,24 @@ def test_kept_actors_are_let_go_when_the_cluster_loses_a_node(in_use: bool):
     assert kept_message(2, 2) == "kept for the run"
     assert "no room" in kept_message(0, 2)
     assert kept_message(1, 2).startswith("1 of 2 kept for the run")
+
+
+def test_a_run_that_let_its_kept_actors_go_keeps_none_when_the_cluster_is_refit():
+    """After a stalled run let its kept actors go (``_yield_kept_if_stalled``), a refit never keeps new ones."""
+    from orchestrator.engine.executors import RayExecutor
+
+    label = Resources(num_cpus=1, workers=2)
+    executor = object.__new__(RayExecutor)  # no Ray: only the refit's bookkeeping is under test
+    cluster = ShrinkingCluster(8.0)  # room to keep both actors, were the run still keeping
+    executor._ray, executor._pipeline = cluster, labeling_pipeline(Resources(num_cpus=1), label)
+    executor._sized_for, executor._kept, executor._pools, executor._pool_of = {"CPU": 9.0}, {label: 0}, {}, {}
+    executor._kept_let_go = True
+    executor._refit_kept(cluster.cluster_resources())
+    assert executor._kept == {label: 0} and executor._pools == {}
+    executor._kept_let_go = False  # the same refit for a run still keeping: both actors fit in 8 CPUs
+    executor._sized_for = {"CPU": 9.0}
+    executor._refit_kept(cluster.cluster_resources())
+    assert executor._kept == {label: 2}
 
 
 def test_a_sharded_stage_without_a_pool_is_refused(tmp_path):
