@@ -37,7 +37,6 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -127,9 +126,7 @@ def run_through_relay(job: tuple[str, int, list[str], str, str], address: str | 
     run_id = f"science-{method.lower().replace(' ', '-').replace('+', 'plus')}-s{seed}-{uuid.uuid4().hex[:6]}"
     command = [sys.executable, "-m", "orchestrator.cli", "run", CONFIG, *settings, "--run-id", run_id]
     command += ["--address", address] if address else []
-    started = time.perf_counter()
-    finished = subprocess.run(command, cwd=_common.ROOT, capture_output=True, text=True)
-    elapsed = time.perf_counter() - started
+    elapsed, finished = _common.timed(lambda: subprocess.run(command, cwd=_common.ROOT, capture_output=True, text=True))
     if finished.returncode != 0:
         raise RuntimeError(
             f"relay run {run_id} exited {finished.returncode}:\n{finished.stdout[-3000:]}{finished.stderr[-3000:]}"
@@ -286,7 +283,14 @@ def main() -> None:
     args = p.parse_args()
     device = _common.device_or_exit(args.device)
     _, base = _common.load_config(CONFIG, args.overrides)
-    table = chosen_methods(methods(base.crest.generations, base.train.steps, args.compute_matched, args.ceiling), args)
+    if (args.address or args.workspace) and not args.through_relay:
+        p.error("--address and --workspace are for runs through Relay; add --through-relay, or leave them out")
+    try:
+        table = chosen_methods(
+            methods(base.crest.generations, base.train.steps, args.compute_matched, args.ceiling), args.methods
+        )
+    except ValueError as exc:
+        p.error(str(exc))  # exit 2, before anything runs or is written
     derive = "CReST" in table and not args.separate_fixmatch
     seeds = range(args.first_seed, args.first_seed + args.seeds)
     matched = f"FixMatch x{base.crest.generations} steps"
@@ -301,7 +305,9 @@ def main() -> None:
     runner, key_of = run_one, science_key
     if args.through_relay:
         if args.workspace:
-            os.environ["RELAY_WORKSPACE"] = str(Path(args.workspace).resolve())  # the runs' and the read-back's
+            from orchestrator.config import WORKSPACE_ENV
+
+            os.environ[WORKSPACE_ENV] = str(Path(args.workspace).resolve())  # the runs' and the read-back's
         runner = functools.partial(run_through_relay, address=args.address)
         key_of = relay_key
     elapsed, runs = _common.timed(
@@ -331,14 +337,14 @@ def main() -> None:
     print(f"\n{note}\n(total {elapsed:.0f} s)")
 
 
-def chosen_methods(table: dict[str, list[str]], args: Any) -> dict[str, list[str]]:
-    """The table cut to ``--methods`` (FixMatch stays derived from CReST when both are asked)."""
-    if not args.methods:
+def chosen_methods(table: dict[str, list[str]], wanted: str) -> dict[str, list[str]]:
+    """The table cut to ``--methods`` (comma-separated; empty: all), or a ValueError naming what it does not know."""
+    if not wanted:
         return table
-    names = [n.strip() for n in args.methods.split(",") if n.strip()]
+    names = [n.strip() for n in wanted.split(",") if n.strip()]
     unknown = [n for n in names if n not in table]
     if unknown:
-        raise SystemExit(f"--methods: unknown {unknown}; this run's methods are: {', '.join(table)}")
+        raise ValueError(f"--methods: unknown {unknown}; this run's methods are: {', '.join(table)}")
     return {name: table[name] for name in names}
 
 

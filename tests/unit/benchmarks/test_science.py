@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import argparse
 import importlib
+import subprocess
 import sys
 from pathlib import Path
 
@@ -43,11 +43,40 @@ def test_the_ceiling_labels_all_but_one_or_two_training_images_and_trains_withou
 
 def test_methods_cuts_the_table_and_names_what_it_does_not_know():
     table = science.methods(3, 600, compute_matched=True, ceiling=True)
-    picked = science.chosen_methods(table, argparse.Namespace(methods="FixMatch, Supervised ceiling"))
+    picked = science.chosen_methods(table, "FixMatch, Supervised ceiling")
     assert list(picked) == ["FixMatch", science.CEILING]
-    assert science.chosen_methods(table, argparse.Namespace(methods="")) == table
-    with pytest.raises(SystemExit, match="unknown \\['CReST\\+\\+'\\]"):
-        science.chosen_methods(table, argparse.Namespace(methods="CReST++"))
+    assert science.chosen_methods(table, "") == table
+    with pytest.raises(ValueError, match="unknown \\['CReST\\+\\+'\\]"):
+        science.chosen_methods(table, "CReST++")
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--methods", "CReST++"], "--methods: unknown ['CReST++']"),
+        (["--address", "127.0.0.1:6379"], "add --through-relay"),
+        (["--workspace", "ws"], "add --through-relay"),
+    ],
+)
+def test_bad_flags_exit_2_with_one_message_and_write_nothing(tmp_path, flags, message):
+    name = "science_bad_flags_check"
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "science.py"),
+            *flags,
+            "--name",
+            name,
+            "--cache",
+            str(tmp_path / "c"),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 2, done.stderr
+    assert message in done.stderr and "Traceback" not in done.stderr
+    assert not (ROOT / "benchmarks" / "results" / f"{name}.json").exists() and not list(tmp_path.iterdir())
 
 
 def _run(method: str, seed: int, balanced: float, tail: float) -> dict:
