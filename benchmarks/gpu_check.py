@@ -10,8 +10,8 @@ Makefile target adds the install):
    the same steps without augmentation, and the CPU milliseconds per step the augmentations took;
    each with 1 torch CPU thread (what a 1-CPU training stage gets) and with one per core;
 3. labeling: the pseudo-label stage (``benchmarks/labeling.py``'s, Parquet write included) on the
-   GPU in one process, then on 1 and k actors sharing the GPU (``ActorPool``, warm calls), in
-   rows/s, GPU utilisation sampled during each.
+   GPU in one process, then with 2 and k workers sharing the GPU (the stage's process and k - 1
+   warm actors, as ``RayExecutor`` runs it), in rows/s, GPU utilisation sampled during each.
 
 Utilisation comes from NVML (``pynvml``, the nvidia-ml-py package) or, without it, from
 ``nvidia-smi`` polled every 0.1 s. A part that cannot run here (Ray not installed, say) becomes a
@@ -257,7 +257,7 @@ def training_images_per_s(model_name: str, steps: int, device: str = "cuda", thr
 
 
 def labeling_rows(rows: int, actors: int, device: str = "cuda") -> list[dict]:
-    """The pseudo-label stage on ``device``: in one process, then on 1 and ``actors`` actors sharing the GPU."""
+    """The pseudo-label stage on ``device``: in one process, then with 2 and ``actors`` workers sharing the GPU."""
     import labeling  # benchmarks/labeling.py: the same stage call, Parquet write and digest included
 
     args = argparse.Namespace(device=device, batch_size=512, shard_size=8192)
@@ -282,17 +282,20 @@ def labeling_rows(rows: int, actors: int, device: str = "cuda") -> list[dict]:
 
 
 def actor_rows(labeling: Any, split: Any, checkpoint: Any, args: Any, rows: int, actors: int) -> list[dict]:
+    """The stage with 2 and ``actors`` workers: this process (the stage's task) and k - 1 warm actors."""
     out = []
-    for k in (1, actors):
+    for k in sorted({2, actors}):
         pool = labeling.start_pool(k, args.device)
-        labeling.run_stage(split, checkpoint, args, pool.mapper())  # the pool's first call: actors start
+        mapper = pool.mapper(local=True)
+        labeling.run_stage(split, checkpoint, args, mapper)  # the pool's first call: actors start
         with sampled() as samples:
-            seconds, _ = _common.timed(lambda pool=pool: labeling.run_stage(split, checkpoint, args, pool.mapper()))
+            seconds, _ = _common.timed(lambda mapper=mapper: labeling.run_stage(split, checkpoint, args, mapper))
         on_gpu = args.device == "cuda"
-        note = f"warm pool, {1 / k:.2g} GPU per actor" if on_gpu else "warm pool, 1 CPU per actor"
+        share = f"{1 / k:.2g} GPU each" if on_gpu else "1 CPU each"
+        note = f"the stage's process and {k - 1} warm actor{'s' if k > 2 else ''}, {share}"
         out.append(
             row(
-                f"labeling stage, {k} actor{'s' if k > 1 else ''}{' sharing the GPU' if on_gpu else ''}",
+                f"labeling stage, {k} workers{' sharing the GPU' if on_gpu else ''}",
                 rows / seconds,
                 "rows/s",
                 samples,
@@ -324,7 +327,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rows", type=int, default=200_000, help="rows labeled per labeling call")
     p.add_argument("--steps", type=int, default=50, help="timed training steps per model")
-    p.add_argument("--actors", type=int, default=4, help="k actors sharing the GPU (besides 1)")
+    p.add_argument("--actors", type=int, default=4, help="k workers sharing the GPU (besides 2)")
     p.add_argument("--skip-tests", action="store_true")
     p.add_argument("--device", default="cuda", choices=("cuda", "cpu"), help="cpu: a dry run of every part")
     p.add_argument("--models", default="small_cnn,wrn28_2", help="comma-separated models whose training is timed")

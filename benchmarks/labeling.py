@@ -6,21 +6,21 @@ exactly as ``run_stage_body`` runs it. The plain side is a ``torch.inference_mod
 gathers the same unlabeled images from the same dataset by id, runs the same model and batch size,
 and keeps the probabilities in one array. Both use one torch thread (a 1-CPU stage).
 
-Workers: the stage with k > 1 workers maps its shards on an ``ActorPool`` of k 1-CPU actors,
-as ``RayExecutor`` does (orchestrator/engine/distributed.py). k runs over ``--workers`` (default:
-2, 4 and 8, those the machine has the cores for). Each k is timed three ways: "cold", the
-first call, which starts the pool inside the timed call (a pool that lives for one stage call);
-"warm", later calls on the same pool (a pool kept for the run: every generation after the
-first, and the first too, since the executor starts kept pools beside the run's first stage);
-and "one kept", one warm actor and k - 1 started inside the timed call, which is what `relay
-run` gets on a node with k CPUs beside a 1-CPU training stage (it keeps the actors that leave
-training its CPU, ``executors.kept_workers``). Speed-up is against the 1-worker stage, from
-the stage's start. Goal (issue 17): k workers >= 0.9 k x one worker at 200k rows on k free cores.
+Workers: the stage with k > 1 workers labels shards in its own process and on an ``ActorPool``
+of k - 1 1-CPU actors, as ``RayExecutor`` runs it (orchestrator/engine/distributed.py,
+``map_on_actors(local=True)``); this process plays the stage's task. k runs over ``--workers``
+(default: 2, 4 and 8, those the machine has the cores for). Each k is timed two ways: "cold",
+the first call, which starts the k - 1 actors inside the timed call (a pool that lives for one
+stage call); and "warm", later calls on the same actors (a pool kept for the run: what `relay
+run` gets on a node with k CPUs beside a 1-CPU training stage, where all k - 1 are kept
+(``executors.kept_workers``) and start beside the run's first stage). Speed-up is against the
+1-worker stage, from the stage's start. Goal (issue 17): k workers >= 0.9 k x one worker at
+200k rows on k free cores.
 
 Where the time goes (``--profile``, at the larger N): one process times the labeling
 itself (ShardLabeler over every shard, in-process), the model load, the Parquet write with no
 digest, the digest of the written bytes, a pool's start until every actor answers, and for
-one warm k-worker call the CPU seconds of the driver and of each actor (from /proc), so that
+one warm k-worker call the CPU seconds of this process (the stage's task) and of each actor (from /proc), so that
 what the cores spent can be told from what they waited for.
 
 Images: scaling N needs more images than digits has, so the unlabeled ids cycle over the bundled
@@ -183,11 +183,11 @@ def run_plain(ids: Any, checkpoint: Any, device: str, batch_size: int) -> int:
 
 
 def start_pool(k: int, device: str) -> Any:
-    """k actors as the executor starts them for a sharded stage with workers=k (a GPU shared by all on cuda)."""
+    """The k - 1 actors the executor starts for a sharded stage with workers=k (a GPU shared by all on cuda)."""
     from orchestrator.dag import Resources
     from orchestrator.engine.distributed import ActorPool
 
-    return ActorPool.start(Resources(num_cpus=1, num_gpus=1 / k if device == "cuda" else 0.0, workers=k))
+    return ActorPool.start(Resources(num_cpus=1, num_gpus=1 / k if device == "cuda" else 0.0, workers=k), count=k - 1)
 
 
 def start_ray(workers: list[int]) -> None:
@@ -198,7 +198,7 @@ def start_ray(workers: list[int]) -> None:
 
 
 def child_speed(args: Any) -> None:
-    """Every method at N rows in this one process: cold k-worker calls first, then warm calls interleaved."""
+    """Every method at N rows in this one process (the k-worker stage's task): cold calls first, then warm ones."""
     as_stage_process()
     split, checkpoint, ids = setup(args.rows)
     small = min(args.rows, args.shard_size)
@@ -215,41 +215,16 @@ def child_speed(args: Any) -> None:
     for k in args.workers:
         started = time.perf_counter()
         pools[k] = start_pool(k, args.device)
-        run_stage(split, checkpoint, args, pools[k].mapper())
+        run_stage(split, checkpoint, args, pools[k].mapper(local=True))
         cold[f"stage_{k}"] = time.perf_counter() - started
-        methods[f"stage_{k}"] = functools.partial(run_stage, split, checkpoint, args, pools[k].mapper())
+        methods[f"stage_{k}"] = functools.partial(run_stage, split, checkpoint, args, pools[k].mapper(local=True))
     names = list(methods)
     wall: dict[str, list[float]] = {name: [] for name in names}
     for r in range(max(1, args.repeats)):
         for name in names[r % len(names) :] + names[: r % len(names)]:
             elapsed, _ = _common.timed(methods[name])
             wall[name].append(elapsed)
-    one_kept = {f"stage_{k}": time_one_kept(pools[k], split, checkpoint, args) for k in args.workers}
-    print(json.dumps({"wall": wall, "cold": cold, "one_kept": one_kept, "loadavg": os.getloadavg()[0]}))
-
-
-def time_one_kept(pool: Any, split: Any, checkpoint: Any, args: Any) -> list[float]:
-    """Stage calls on one warm actor plus k - 1 started inside the timed call, ``--repeats`` times.
-
-    What `relay run` does on k free cores beside a 1-CPU training stage: it keeps as many actors
-    as leave the training stage its CPU (executors.kept_workers), here one, and starts the rest
-    for each labeling stage. Before each call the other actors are killed and their CPUs awaited.
-    """
-    import ray
-
-    from orchestrator.engine.distributed import ActorPool
-
-    kept = ActorPool(pool.resources, pool.actors[:1])
-    times = []
-    for repeat in range(max(1, args.repeats)):
-        pool.shutdown(keep=kept.actors)
-        while ray.available_resources().get("CPU", 0.0) < len(pool.actors) - 1:  # ray.kill returns first
-            time.sleep(0.05)
-        started = time.perf_counter()
-        pool = kept.joined(ActorPool.start(pool.resources, f"started {repeat}", len(pool.actors) - 1))
-        run_stage(split, checkpoint, args, pool.mapper())
-        times.append(time.perf_counter() - started)
-    return times
+    print(json.dumps({"wall": wall, "cold": cold, "loadavg": os.getloadavg()[0]}))
 
 
 def cpu_seconds(pid: int) -> float:
@@ -304,18 +279,18 @@ def child_profile(args: Any) -> None:
     pool = start_pool(k, args.device)
     boxed = [ray.put(_pid)]
     pids = sorted(ray.get([actor.run.remote("pid", boxed, 0) for actor in pool.actors]))
-    parts[f"pool start, {k} actors (until each answers)"] = time.perf_counter() - started
-    run_stage(split, checkpoint, args, pool.mapper())  # the first call: each actor loads its model and data
+    parts[f"pool start, {k - 1} actors (until each answers)"] = time.perf_counter() - started
+    run_stage(split, checkpoint, args, pool.mapper(local=True))  # the first call: each actor loads model and data
     ray_others = [pid for pid in ray_processes() if pid not in pids and pid != os.getpid()]
     before = {pid: cpu_seconds(pid) for pid in [os.getpid(), *pids, *ray_others]}
     idle_before = idle_cpu_seconds()
     parts[f"warm stage call, {k} workers (wall)"], _ = _common.timed(
-        lambda: run_stage(split, checkpoint, args, pool.mapper())
+        lambda: run_stage(split, checkpoint, args, pool.mapper(local=True))
     )
     parts["  cores idle in that call (CPU seconds, whole machine)"] = idle_cpu_seconds() - idle_before
     spent = {pid: cpu_seconds(pid) - before[pid] for pid in before}
-    parts["  driver CPU in that call (shards out, batches in, write, digest)"] = spent.pop(os.getpid())
-    parts[f"  actor CPU in that call (sum over {k})"] = sum(spent.pop(pid) for pid in pids)
+    parts["  stage task CPU in that call (its shards, the actors' out and in, write, digest)"] = spent.pop(os.getpid())
+    parts[f"  actor CPU in that call (sum over {k - 1})"] = sum(spent.pop(pid) for pid in pids)
     parts["  Ray's own processes' CPU in that call (raylet, GCS, idle workers)"] = sum(spent.values())
     print(json.dumps({"parts": parts, "rows": args.rows, "workers": k, "loadavg": os.getloadavg()[0]}))
 
@@ -390,7 +365,6 @@ def speed_rows(n: int, speed: dict[str, Any], memory: dict[tuple[str, int], floa
     for name, seconds in wall.items():
         k = 1 if name == "plain" else int(name.split("_")[1])
         cold = speed["cold"].get(name)
-        one_kept = _common.median(speed["one_kept"][name]) if name in speed["one_kept"] else None
         rows.append(
             {
                 "method": label_of(name),
@@ -400,7 +374,6 @@ def speed_rows(n: int, speed: dict[str, Any], memory: dict[tuple[str, int], floa
                 "vs_plain": wall["plain"] / seconds,
                 "speedup": wall["stage_1"] / seconds if name != "plain" else None,
                 "speedup_cold": wall["stage_1"] / cold if cold else None,
-                "speedup_one_kept": wall["stage_1"] / one_kept if one_kept else None,
                 "actor_start_s": cold - seconds if cold else None,
                 "peak_rss_growth_mb": memory.get(({"stage_1": "stage"}.get(name, name), n)),
                 "loadavg": speed["loadavg"],
@@ -430,7 +403,6 @@ def measure(args: Any, sizes: list[int]) -> tuple[list[dict[str, Any]], dict[str
             k = row["workers"]
             verdicts[f"scaling_{k}_warm_goal_met"] = row["speedup"] >= GOAL_SCALING * k
             verdicts[f"scaling_{k}_cold_goal_met"] = row["speedup_cold"] >= GOAL_SCALING * k
-            verdicts[f"scaling_{k}_one_kept_goal_met"] = row["speedup_one_kept"] >= GOAL_SCALING * k
     return rows, verdicts
 
 
@@ -447,7 +419,7 @@ def main() -> None:
         "--workers",
         type=int,
         nargs="*",
-        help="k > 1 actors to time the sharded stage on (default 2 4 8, up to the cores)",
+        help="k > 1 workers (the stage's task and k - 1 actors) to time the sharded stage on (default 2 4 8, up to the cores)",
     )
     p.add_argument("--batch-size", type=int, default=512, help="label.batch_size")
     p.add_argument("--shard-size", type=int, default=2048, help="label.shard_size")
@@ -467,12 +439,12 @@ def main() -> None:
     big = args.rows * args.scale
     rows, verdicts = measure(args, [args.rows, big])
     profile = None if args.no_profile else spawn(args, "profile", big)
-    columns = ["method", "rows", "rows_per_s", "vs_plain", "speedup", "speedup_cold", "speedup_one_kept"]
+    columns = ["method", "rows", "rows_per_s", "vs_plain", "speedup", "speedup_cold"]
     columns += ["actor_start_s", "peak_rss_growth_mb", "loadavg"]
     _common.report(
         "labeling",
         f"pseudo-label rows/s and peak memory ({args.device}, 1 torch thread per worker; speedup: warm pool, "
-        "speedup_cold: pool started in the call; speedup_one_kept: one warm actor, the others started in the call)",
+        "speedup_cold: the k - 1 actors started in the call)",
         rows,
         {
             "goal_vs_plain": GOAL_RATIO,

@@ -51,8 +51,9 @@ class Parallelism(Enum):
     """How a stage with ``workers`` > 1 uses its workers.
 
     DATA: every worker runs the stage body as one rank of a data-parallel
-    group (Ray Train); rank 0 writes the outputs. SHARDS: the body runs once
-    and hands shards of work to ``workers`` actors through ``ctx.map_shards``.
+    group (Ray Train); rank 0 writes the outputs. SHARDS: the body runs once,
+    as the first worker, and ``ctx.map_shards`` labels shards there and on
+    ``workers - 1`` actors.
     """
 
     DATA = "data"

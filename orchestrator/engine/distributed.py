@@ -1,7 +1,7 @@
 """Stages that use more than one worker: data-parallel training on Ray Train, shards on actors.
 
-A stage with ``workers`` > 1 is coordinated by one Ray task that holds no
-CPU or GPU (see ``RayExecutor.submit``); the workers hold them. Which of the
+A data-parallel stage with ``workers`` > 1 is coordinated by one Ray task that
+holds no CPU or GPU (see ``RayExecutor.submit``); the workers hold them. Which of the
 two a stage gets is decided by the executor (``executors.run_on_ray``).
 
 - ``Parallelism.DATA`` (training): ``fit_stage`` runs the stage body on every
@@ -11,11 +11,13 @@ two a stage gets is decided by the executor (``executors.run_on_ray``).
   Train run is named from the stage's fingerprint under the artifact store,
   so running the stage again (a retry, ``relay resume``) resumes it from its
   last in-stage checkpoint instead of step 0.
-- ``Parallelism.SHARDS`` (batch inference): the body runs once and its
-  ``ctx.map_shards(fn, shards)`` calls go to an ``ActorPool``, actors with the
-  stage's per-worker resources that the executor starts and, as far as the
-  cluster has room, keeps warm across the run's stage calls; results come back
-  in shard order, so the output is the same for any pool size.
+- ``Parallelism.SHARDS`` (batch inference): the body runs once, in a task that
+  holds one worker's resources and is itself the first worker; its
+  ``ctx.map_shards(fn, shards)`` calls label shards there and on an
+  ``ActorPool`` of ``workers - 1`` actors with the same resources, which the
+  executor starts and, as far as the cluster has room, keeps warm across the
+  run's stage calls; results come back in shard order, so the output is the
+  same for any number of workers.
 
 Ray and torch are imported inside functions: the driver imports this module (through the
 executors) without paying for either.
@@ -23,6 +25,7 @@ executors) without paying for either.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import tempfile
@@ -198,7 +201,8 @@ class ActorPool:
 
     The executor starts pools and owns them (``RayExecutor``): the actors the cluster has room
     to keep beside every other stage live for the run, the rest for one stage call, and a call
-    runs on both (``joined``). Its coordinator task gets the pool as an argument, so a second
+    runs on both (``joined``) and on the stage's own task, the first of its workers (so a stage of
+    k workers needs k - 1 actors). That task gets the pool as an argument, so a second
     labeling stage (the next generation) finds the kept actors started, torch imported and the
     dataset cached: starting two actors cost 3.1 s of every stage call on 2 cores (issue 17).
     The stage's function (the model) is shipped once per stage call, not once per actor start;
@@ -239,9 +243,12 @@ class ActorPool:
         """Whether every actor of ``other`` is one of this pool's (Ray's handles compare by actor id)."""
         return set(other.actors) <= set(self.actors)
 
-    def mapper(self, stage: str = "shards") -> ShardMapper:
-        """A ``ctx.map_shards`` implementation on this pool's actors; each call is named ``STAGE shard I`` in Ray."""
-        return functools.partial(map_on_actors, actors=self.actors, stage=stage)
+    def mapper(self, stage: str = "shards", local: bool = False) -> ShardMapper:
+        """A ``ctx.map_shards`` implementation on this pool's actors (and the calling process, with ``local``).
+
+        Each call is named ``STAGE shard I`` in Ray; see ``map_on_actors``.
+        """
+        return functools.partial(map_on_actors, actors=self.actors, stage=stage, local=local)
 
     def shutdown(self, keep: Sequence[Any] = ()) -> None:
         """Kill the actors, except those in ``keep`` (their resources go back to the cluster)."""
@@ -250,6 +257,32 @@ class ActorPool:
         for actor in self.actors:
             if actor not in keep:
                 ray.kill(actor)
+
+
+@dataclass(frozen=True)
+class StageActors:
+    """The actors a sharded stage's task labels beside: the run's ``kept`` ones, and ``extra`` it starts itself.
+
+    Why the task starts the others, not the executor: the task holds one worker's resources,
+    and actors asked for before it was placed could take the CPU it waits for, then wait for
+    shards from a task that can never start (2 CPUs, one held by another run: a stall). Asked
+    for once the task runs, they can only take what is free; the task stops them when the call
+    ends, and Ray stops them with their owner if the task's process dies. ``label`` names them
+    (``LABEL worker I``), numbered by the executor so a retry's actors never meet its predecessor's.
+    """
+
+    kept: ActorPool
+    extra: int
+    label: str
+
+    @contextlib.contextmanager
+    def mapper(self, stage: str) -> Iterator[ShardMapper]:
+        """``ctx.map_shards`` on this process, the kept actors and ``extra`` started now, stopped on exit."""
+        started = ActorPool.start(self.kept.resources, self.label, self.extra)
+        try:
+            yield self.kept.joined(started).mapper(stage, local=True)
+        finally:
+            started.shutdown()
 
 
 class _ShardWorker:
@@ -291,9 +324,13 @@ class _ShardWorker:
 
 
 def map_on_actors(
-    fn: Callable[[Any], Any], shards: Iterable[Any], actors: Sequence[Any], stage: str = "shards"
+    fn: Callable[[Any], Any],
+    shards: Iterable[Any],
+    actors: Sequence[Any],
+    stage: str = "shards",
+    local: bool = False,
 ) -> Iterator[Any]:
-    """``fn(shard)`` on ``actors``; results yielded in shard order, a bounded number held.
+    """``fn(shard)`` on ``actors`` (and in this process too, with ``local``); results yielded in shard order.
 
     Each shard goes to an actor with a free slot (``SHARDS_IN_FLIGHT_PER_ACTOR``
     each), so an actor that finishes early takes the next shard instead of
@@ -301,26 +338,56 @@ def map_on_actors(
     were done sat idle until the consumer had taken the other actor's older
     shard (about 2 s of each actor's 20 s at 200k rows, issue 17). Results that
     finish ahead of an older shard wait, at most ``SHARDS_HELD_PER_ACTOR`` per
-    actor counting those in flight, so neither the object store nor the
+    worker counting those in flight, so neither the object store nor the
     consumer holds more than a few shards' results. An actor gets shards only
     once it has started (``ready``): a call on kept actors and newly started
     ones begins on the kept ones at once, and an actor still starting, or
     waiting for a CPU that a stage beside this one holds, holds no shards back.
-    ``fn`` is put in the object store once for the call. An actor that dies
-    fails the stage, and the runner's retry policy reruns it (on a fresh pool:
-    see ``RayExecutor``).
+
+    ``local``: this process is one of the workers (a labeling stage's task holds one worker's
+    resources). It labels a shard whenever no result is due and the window has room, so the
+    stage starts at once on a process that has torch imported and needs one actor fewer:
+    each started actor costs about 2 s of a core (Python, Ray, torch) that a 2-core node
+    otherwise spends on every stage call (issue 17). An actor that dies before it starts is then
+    dropped with a warning and the others (and this process) take its share; without ``local``
+    that fails the stage, as does an actor that dies with shards on it. ``fn`` is put in the
+    object store once for the call; the runner's retry policy reruns a failed stage (on a fresh
+    pool: see ``RayExecutor``).
     """
     import ray
 
-    key, boxed = uuid.uuid4().hex, [ray.put(fn)]
+    if not actors and not local:
+        raise ValueError(f"{stage}: map_on_actors got no actors and local=False; nothing would label the shards")
+    key, boxed = uuid.uuid4().hex, [ray.put(fn)] if actors else []
     starting = {actor.ready.remote(): actor for actor in actors}
     free: deque[Any] = deque()  # one entry per free slot of a started actor
-    window = SHARDS_HELD_PER_ACTOR * len(actors)
+    window = SHARDS_HELD_PER_ACTOR * (len(actors) + int(local))
     running: dict[Any, tuple[int, Any]] = {}  # ObjectRef -> (shard index, actor)
     finished: dict[int, Any] = {}
     source, exhausted, next_index = enumerate(shards), False, 0
+
+    def settle(ref: Any) -> None:
+        """Take one ready ref: an actor that has started gets its slots, a shard's result is kept."""
+        if ref in starting:
+            actor = starting.pop(ref)
+            try:
+                ray.get(ref)
+            except ray.exceptions.RayActorError as exc:
+                if not local:
+                    raise
+                logger.warning("%s: a labeling actor died starting; the others take its shards: %s", stage, exc)
+                return
+            free.extend([actor] * SHARDS_IN_FLIGHT_PER_ACTOR)
+        else:
+            index, actor = running.pop(ref)
+            finished[index] = ray.get(ref)
+            free.append(actor)
+
     try:
         while True:
+            if local and (running or starting):
+                for ref in ray.wait([*running, *starting], num_returns=len(running) + len(starting), timeout=0)[0]:
+                    settle(ref)
             while not exhausted and free and len(running) + len(finished) < window:
                 item = next(source, None)
                 if item is None:
@@ -333,15 +400,15 @@ def map_on_actors(
             if next_index in finished:
                 yield finished.pop(next_index)
                 next_index += 1
+            elif local and not exhausted and len(running) + len(finished) < window:
+                item = next(source, None)
+                if item is None:
+                    exhausted = True
+                else:
+                    finished[item[0]] = fn(item[1])
             elif running or (starting and not exhausted):
                 (ref,), _ = ray.wait([*running, *starting], num_returns=1)
-                if ref in starting:
-                    ray.get(ref)  # raises if the actor died starting
-                    free.extend([starting.pop(ref)] * SHARDS_IN_FLIGHT_PER_ACTOR)
-                else:
-                    index, actor = running.pop(ref)
-                    finished[index] = ray.get(ref)
-                    free.append(actor)
+                settle(ref)
             else:
                 return
     finally:

@@ -79,12 +79,13 @@ def run_as_one_process(task: StageTask) -> Manifest:
     return manifest
 
 
-def run_on_ray(task: StageTask, pool: distributed.ActorPool | None = None) -> Manifest:
+def run_on_ray(task: StageTask, pool: distributed.StageActors | None = None) -> Manifest:
     """A Ray task's body: one process, or the coordinator of Ray Train workers or of an actor pool.
 
     Data-parallel stages go through Ray Train (this task only coordinates); sharded stages run
-    their body here and hand ``ctx.map_shards`` to ``pool``, the executor's actors with the
-    stage's per-worker resources.
+    their body here, as their first worker, and hand ``ctx.map_shards`` to this process and
+    ``pool``: the run's kept actors and the ones this task starts, ``workers - 1`` in all, with
+    the stage's per-worker resources.
     """
     resources = task.stage.resources
     if uses_actor_pool(task.stage) and pool is None:  # before Ray is touched: a wiring error, whatever the cluster
@@ -96,13 +97,14 @@ def run_on_ray(task: StageTask, pool: distributed.ActorPool | None = None) -> Ma
         return distributed.fit_stage(task)
     else:
         assert pool is not None  # checked above
-        placement = Placement(
-            shard_mapper=pool.mapper(task.stage.name),
-            device="cuda" if resources.num_gpus > 0 else "cpu",  # the shard actors' device
-            node=node,
-        )
         try:
-            manifest = run_stage_body(task, placement)
+            with pool.mapper(task.stage.name) as mapper:  # this task is the stage's first worker
+                placement = Placement(
+                    shard_mapper=mapper,
+                    device="cuda" if resources.num_gpus > 0 else "cpu",  # its device and the shard actors'
+                    node=node,
+                )
+                manifest = run_stage_body(task, placement)
         except Exception as exc:  # an actor's node died: say so here, where the whole exception chain is known
             cause = lost_worker(exc)
             if cause is None:
@@ -115,10 +117,13 @@ def run_on_ray(task: StageTask, pool: distributed.ActorPool | None = None) -> Ma
 def kept_workers(pipeline: Pipeline, total: Mapping[str, float]) -> dict[Resources, int]:
     """How many actors of each labeling pool stay up for the whole run: as many as leave every stage room.
 
-    Why: kept actors hold their CPUs and GPUs between stages. On 2 CPUs, 2 labeling actors of
-    1 CPU kept after g00/pseudo_label would leave g01/train waiting forever; keeping one of them
-    leaves train its CPU, and each later labeling stage starts on that warm actor while the
-    other starts. So a pool keeps the most actors (up to its workers, pools in a fixed order)
+    A sharded stage of k workers runs on its own task and k - 1 actors, so at most k - 1 are kept.
+
+    Why: kept actors hold their CPUs and GPUs between stages. On 3 CPUs, the 2 actors of a
+    3-worker labeling stage kept after g00/pseudo_label would leave a 2-CPU g01/train waiting
+    forever; keeping one of them leaves train its CPUs, and each later labeling stage starts on
+    its own task and that warm actor while the other starts. So a pool keeps the most actors
+    (up to its workers - 1, pools in a fixed order)
     with which, in the cluster's ``total`` (``ray.cluster_resources()``), every other stage fits
     beside all kept actors, and every sharded stage's full pool beside the other pools' kept
     ones. Stages running side by side only wait for each other (they finish); a kept actor never
@@ -142,17 +147,18 @@ def kept_workers(pipeline: Pipeline, total: Mapping[str, float]) -> dict[Resourc
         return True
 
     for pool in pools:
-        kept[pool] = next((n for n in range(pool.workers, 0, -1) if fits(pool, n)), 0)
+        kept[pool] = next((n for n in range(pool.workers - 1, 0, -1) if fits(pool, n)), 0)
     return kept
 
 
 def kept_message(kept: int, workers: int) -> str:
-    """What the run log says about a pool: how many of its actors stay up between stages, and why not all."""
-    if kept == workers:
+    """What the run log says about a pool: how many of its ``workers - 1`` actors stay up between stages, and why not all."""
+    actors = workers - 1
+    if kept == actors:
         return "kept for the run"
     if kept == 0:
         return "one pool per stage call (no room to keep them)"
-    return f"{kept} of {workers} kept for the run, the others started per stage call (no room to keep them all)"
+    return f"{kept} of {actors} kept for the run, the others started per stage call (no room to keep them all)"
 
 
 def warm_modules(pipeline: Pipeline) -> list[str]:
@@ -250,7 +256,7 @@ class RayExecutor:
         self._kept: dict[Resources, int] = {}  # actors of each pool kept for the run
         self._pools_to_start: list[tuple[Resources, str]] = []  # (resources, a stage that uses them)
         self._pools: dict[Resources, distributed.ActorPool] = {}  # the kept actors
-        self._pool_of: dict[Any, distributed.ActorPool] = {}  # in-flight sharded stage -> its pool
+        self._pool_of: dict[Any, distributed.StageActors] = {}  # in-flight sharded stage -> its actors
         self._pools_started = 0  # pools get numbered names in Ray: a retry's pool never meets its predecessor's
         self._pipeline: Pipeline | None = None  # what the kept actors were sized for ...
         self._sized_for: dict[str, float] = {}  # ... in a cluster of these resources
@@ -323,34 +329,43 @@ class RayExecutor:
 
     def _start_pool(self, resources: Resources, stage: str, count: int) -> distributed.ActorPool:
         """``count`` new actors, named in Ray after the kind of stage they serve and a number (``pseudo_label pool 2 worker 0``)."""
-        self._pools_started += 1
-        return distributed.ActorPool.start(resources, f"{stage.rsplit('/', 1)[-1]} pool {self._pools_started}", count)
+        return distributed.ActorPool.start(resources, self._next_pool_label(stage), count)
 
-    def _pool(self, resources: Resources, stage: str) -> distributed.ActorPool:
-        """A stage call's actors: the kept ones, then as many new ones as the stage's workers still need."""
-        kept = self._kept_pool(resources, stage)
-        if kept is None:
-            return self._start_pool(resources, stage, resources.workers)
-        missing = resources.workers - len(kept.actors)
-        return kept.joined(self._start_pool(resources, stage, missing)) if missing else kept
+    def _next_pool_label(self, stage: str) -> str:
+        """``pseudo_label pool N``: the kind of stage the actors serve, and a number no earlier pool had."""
+        self._pools_started += 1
+        return f"{stage.rsplit('/', 1)[-1]} pool {self._pools_started}"
+
+    def _pool(self, resources: Resources, stage: str) -> distributed.StageActors:
+        """A stage call's actors: the kept ones, and how many more its task starts (``StageActors``).
+
+        The stage's own task is its first worker, so a call needs ``workers - 1`` actors.
+        """
+        kept = self._kept_pool(resources, stage) or distributed.ActorPool(resources, ())
+        extra = resources.workers - 1 - len(kept.actors)
+        return distributed.StageActors(kept, extra, self._next_pool_label(stage) if extra else "")
 
     def _release(self, ref: Any, failed: bool) -> None:
-        """After a sharded stage: the actors started for it go; the kept ones go only if the stage failed."""
-        pool = self._pool_of.pop(ref, None)
-        if pool is None:
+        """After a sharded stage: its kept actors go only if it failed (the retry starts on fresh ones), or if
+        they are no longer kept (``_refit_kept``); the actors its task started, it stopped itself."""
+        call = self._pool_of.pop(ref, None)
+        if call is None:
             return
-        kept = self._pools.get(pool.resources)
-        if kept is not None and failed and pool.includes(kept):
-            del self._pools[pool.resources]
-            kept = None
-        pool.shutdown(keep=kept.actors if kept is not None else ())
+        kept = self._pools.get(call.kept.resources)
+        if kept is not None and kept.includes(call.kept) and not failed:
+            return
+        if kept is not None and failed and call.kept.includes(kept):
+            del self._pools[call.kept.resources]
+        call.kept.shutdown()
 
     def submit(self, task: StageTask) -> Any:
         """Start ``task`` as a Ray task; Ray's own retries are off, the runner retries.
 
-        With workers > 1 the task only coordinates (Ray Train workers or
-        actors hold the resources), so it asks for nothing: holding a CPU
-        there would starve the workers it waits for (2 CPUs: a stall).
+        A data-parallel stage's task only coordinates (Ray Train's workers hold
+        the resources), so it asks for nothing: holding a CPU there would
+        starve the workers it waits for (2 CPUs: a stall). A sharded stage's
+        task is its first worker and holds one worker's resources; its actors
+        only add speed, so it never waits for them (``map_on_actors``).
         """
         resources, total = task.stage.resources, dict(self._ray.cluster_resources())
         self._refit_kept(total)
@@ -372,16 +387,17 @@ class RayExecutor:
     def _task_options(self, task: StageTask) -> dict[str, Any]:
         """The stage's resources, its name (``g01/train`` in `ray list tasks` and the dashboard), where it goes.
 
-        A coordinator (workers > 1) holds nothing and runs beside this driver: losing a worker
-        node then costs only the workers on it, which Ray Train and the runner replace, and
-        never the task that waits for them (nor Ray Train's controller, which follows it).
-        Either way the task never joins the caller's placement group: a Tune trial's 0.1-CPU
-        bundle cannot hold a stage.
+        A Ray Train coordinator (a data-parallel stage with workers > 1) holds nothing; it and a
+        sharded stage's task (which holds one worker's resources) run beside this driver where
+        there is room: losing a worker node then costs only the workers on it, which Ray Train
+        and the runner replace, and never the task that waits for them (nor Ray Train's
+        controller, which follows it). Either way the task never joins the caller's placement
+        group: a Tune trial's 0.1-CPU bundle cannot hold a stage.
         """
         resources = task.stage.resources
-        coordinator = resources.workers > 1
+        coordinator = resources.workers > 1 and not uses_actor_pool(task.stage)
         strategy: Any = "DEFAULT"
-        if coordinator:
+        if resources.workers > 1:
             from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
             strategy = NodeAffinitySchedulingStrategy(self._ray.get_runtime_context().get_node_id(), soft=True)
@@ -412,7 +428,7 @@ class RayExecutor:
         for resources, pool in list(self._pools.items()):
             if len(pool.actors) > self._kept.get(resources, 0):
                 del self._pools[resources]
-                if not any(call.includes(pool) for call in self._pool_of.values()):  # else: when its call ends
+                if not any(call.kept.includes(pool) for call in self._pool_of.values()):  # else: when its call ends
                     pool.shutdown()
                 logger.warning(
                     "the cluster shrank to %s CPU / %s GPU: labeling actors now %s",
@@ -463,10 +479,11 @@ class RayExecutor:
         for the CPU the other's actor held: both runs waited for good. A run that holds idle kept
         actors while every one of its stages in flight is unplaced makes no progress at all, so it
         lets them go, and its labeling stages start actors per call for the rest of the run (as
-        inside a Tune trial). While a labeling call uses the kept actors, the run is progressing and
-        keeps them.
+        inside a Tune trial). While a labeling stage runs (its task is placed), the run is
+        progressing and keeps them; a labeling stage still waiting for its place finds the kept
+        actors gone and labels without them (``map_on_actors`` drops an actor that died starting).
         """
-        if not self._pools or self._pool_of or self._kept_let_go:
+        if not self._pools or self._kept_let_go:
             return
         now = time.monotonic()
         waited = [now - self._waiting_since[ref][0] for ref in handles if ref in self._waiting_since]
@@ -555,7 +572,7 @@ class RayExecutor:
     def shutdown(self) -> None:
         """Release every actor pool, and stop Ray if this executor started it."""
         if self._ray.is_initialized():
-            for pool in {id(p): p for p in [*self._pools.values(), *self._pool_of.values()]}.values():
+            for pool in {id(p): p for p in [*self._pools.values(), *(c.kept for c in self._pool_of.values())]}.values():
                 pool.shutdown()
         self._pools.clear()
         self._pool_of.clear()

@@ -19,12 +19,12 @@ NVIDIA_PROC = Path("/proc/driver/nvidia/gpus")
 
 
 def uses_actor_pool(stage: Stage) -> bool:
-    """A sharded stage with workers > 1 maps its shards on an actor pool (the executor provides it)."""
+    """A sharded stage with workers > 1 maps its shards on its own task and an actor pool (the executor provides it)."""
     return stage.resources.workers > 1 and stage.parallelism is Parallelism.SHARDS
 
 
 def workers_to_start(stage: Stage) -> int:
-    """The workers a stage must hold at once to start: all of a data-parallel stage's, one labeling actor."""
+    """The workers a stage must hold at once to start: all of a data-parallel stage's; a sharded stage's own task."""
     return 1 if uses_actor_pool(stage) else stage.resources.workers
 
 

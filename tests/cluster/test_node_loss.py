@@ -4,8 +4,9 @@
   checkpoint is registered, the node holding the workers is killed. Ray Train restarts the
   worker group on the surviving node from the last checkpoint; the stage reports the step it
   resumed at (`resumed_from_step`) and the run finishes.
-- Labeling: the driver (tests/cluster/driver.py) labels with 2 actors, shards slowed down so
-  the kill lands while shards are in flight. The stage loses its actors, the runner retries it
+- Labeling: the driver (tests/cluster/driver.py) labels with 2 workers (the stage's task and an
+  actor), shards slowed down so the kill lands while shards are in flight. The stage loses the
+  worker on the killed node, the runner retries it
   (a lost worker is retried even without stage retries) and the pseudo-label table has the
   same digest as the undisturbed run's.
 
@@ -38,9 +39,9 @@ TRAIN = [
     "train.report_every=20",
 ]
 TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
-# Two generations, labeling on 2 actors the run keeps: with 2 Train workers they fill the 4 CPUs, so
-# after the kill the survivors' kept actors held the CPUs Ray Train's new worker group waited for,
-# forever, until the executor learned to let them go (RayExecutor._refit_kept).
+# Two generations, labeling on 2 workers (its task and an actor the run keeps beside the 2 Train workers in
+# the 4 CPUs): after the kill, a kept actor on the 2 CPUs left holds one that Ray Train's new worker group
+# waits for, forever, unless the executor lets it go (RayExecutor._refit_kept).
 KEPT_ACTORS = ("crest.generations=2", "resources.pseudo_label.workers=2")
 
 
@@ -127,7 +128,7 @@ def test_a_killed_node_during_sharded_labeling_gives_the_same_table(stack: Stack
     try:
         first = wait_for(lambda: sorted(markers.iterdir())[:1], 600, "the first labeled shard", poll_s=0.2)[0]
         victim = state.resource_of(first.name.split("-")[0])
-        killed = stack.cluster.nodes[victim].kill_raylet()  # 10 shards of 3 s on 2 actors: most still to come
+        killed = stack.cluster.nodes[victim].kill_raylet()  # 10 shards of 3 s on 2 workers: most still to come
         shards_before = len(list(markers.iterdir()))
         disturbed = outcome(driver)
     finally:
@@ -140,7 +141,7 @@ def test_a_killed_node_during_sharded_labeling_gives_the_same_table(stack: Stack
         f"{label['attempts']} attempt(s); digest undisturbed {before[:12]}, after the loss {after[:12]}"
     )
     assert disturbed["status"] == undisturbed["status"] == "STOPPED"  # both at g00/pseudo_label, on purpose
-    assert label["attempts"] == 2, "the kill cost the first attempt its actors; the runner retried the stage"
+    assert label["attempts"] == 2, "the kill cost the first attempt a worker; the runner retried the stage"
     assert after == before
     assert undisturbed["stages"]["g00/train"]["state"] == "succeeded"
     assert disturbed["stages"]["g00/train"]["state"] == "cached"

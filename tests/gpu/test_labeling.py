@@ -59,7 +59,7 @@ def test_two_actors_sharing_one_gpu_label_exactly_like_one_process():
     try:
         pool = ActorPool.start(Resources(num_cpus=1, num_gpus=0.5, workers=2))
         got = table(pool.mapper()(label, shards))
-        again = table(pool.mapper()(label, shards))  # the warm pool, a second stage call
+        again = table(pool.mapper(local=True)(label, shards))  # warm, with this process as a worker (a stage's task)
         pool.shutdown()
     finally:
         ray.shutdown()

@@ -1,14 +1,16 @@
 """Labeling actors on a real local Ray: kept warm across generations as far as the cluster has room, never a stall.
 
-Two generations of (a 1-CPU stage, then a sharded stage on 2 actors of 1 CPU). Every shard
-records the name of the actor that ran it, so the stored tables show which actors labeled each
-generation, and g01/train records which labeling actors are still up while it runs (actor names
-carry the pool's number, so a kept actor is told from one started for a call):
+Two generations of (a training stage, then a sharded stage of 1-CPU workers: its own task and
+``workers - 1`` actors). Every shard records the name of the actor that ran it (or that the
+stage's own task did), so the stored tables show which actors labeled each generation, and
+g01/train records which labeling actors are still up while it runs (actor names carry the
+pool's number, so a kept actor is told from one started for a call):
 
-- 3 logical CPUs: both actors fit beside the 1-CPU stages, so both generations run on the same
-  pool (no actor started for the second one).
-- 2 logical CPUs: keeping both actors would hold both CPUs and g01/train would wait forever; one
-  is kept (and g01/train runs beside it), the other is started for each call, and the run finishes.
+- 2 workers, 3 logical CPUs: the one actor fits beside the 1-CPU stages, so both generations
+  run on the same actor (none started for the second one) and on their own task.
+- 3 workers, 3 logical CPUs, a 2-CPU training stage: keeping both actors would leave g01/train
+  waiting forever; one is kept (and g01/train runs beside it), the other is started for each
+  call, and the run finishes.
 - A sharded stage that fails on kept actors releases them: its retry runs on new actors.
 
 And the dispatch itself, on a pool of two actors: a slow actor never holds the fast one up, an
@@ -39,11 +41,12 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
 SHARDS = 8
 POOL = Resources(num_cpus=1, workers=2)
+STAGE_TASK = "the stage's own task"  # what a shard labeled by the stage's task (its first worker) records
 
 
-def actor_names(pools: range, workers: int = 2) -> set[str]:
+def actor_names(pools: range, actors: int = 2) -> set[str]:
     """The names the executor gives the labeling actors of pools ``pools`` (``label pool N worker I``)."""
-    return {f"label pool {n} worker {i}" for n in pools for i in range(workers)}
+    return {f"label pool {n} worker {i}" for n in pools for i in range(actors)}
 
 
 def step(ctx, inputs, params):
@@ -67,7 +70,7 @@ def shard_actor(shard: int, fail: bool) -> tuple[int, str, bool]:
 
     if fail:
         raise RuntimeError(f"shard {shard} failed on purpose")
-    return shard, ray.get_runtime_context().get_actor_name(), served_from_heap()
+    return shard, ray.get_runtime_context().get_actor_name() or STAGE_TASK, served_from_heap()
 
 
 def label(ctx, inputs, params):
@@ -80,11 +83,20 @@ def label(ctx, inputs, params):
     return StageResult(outputs={params["out"]: table})
 
 
-def two_generations(succeed_on: int = 1) -> Pipeline:
+def two_generations(succeed_on: int = 1, pool: Resources = POOL, train_cpus: float = 1) -> Pipeline:
     stages = []
     previous: tuple[str, ...] = ()
     for g in range(2):
-        stages.append(Stage(f"g0{g}/train", step, previous, (f"g0{g}/model",), params={"out": f"g0{g}/model"}))
+        stages.append(
+            Stage(
+                f"g0{g}/train",
+                step,
+                previous,
+                (f"g0{g}/model",),
+                params={"out": f"g0{g}/model"},
+                resources=Resources(num_cpus=train_cpus),
+            )
+        )
         stages.append(
             Stage(
                 f"g0{g}/label",
@@ -92,7 +104,7 @@ def two_generations(succeed_on: int = 1) -> Pipeline:
                 (f"g0{g}/model",),
                 (f"g0{g}/labels",),
                 params={"out": f"g0{g}/labels", "succeed_on": succeed_on if g == 1 else 1},
-                resources=POOL,
+                resources=pool,
                 parallelism=Parallelism.SHARDS,
                 retries=1,
             )
@@ -102,18 +114,20 @@ def two_generations(succeed_on: int = 1) -> Pipeline:
 
 
 def run(
-    tmp_path: Path, num_cpus: int, pipeline: Pipeline, other_run_holds: int = 0
+    tmp_path: Path, num_cpus: int, pipeline: Pipeline, other_run_holds: int = 0, warm_up: bool = True
 ) -> tuple[RunSummary, dict[str, set[str]]]:
     """Run ``pipeline`` on a fresh local Ray of ``num_cpus`` logical CPUs.
 
     ``other_run_holds`` CPUs are taken first by an actor that never lets go (another run's kept
-    labeling actor on the same cluster). Returns the names of the actors that labeled each
-    generation, and under ``up during g01/train`` the labeling actors that were up while g01/train ran.
+    labeling actor on the same cluster). Without ``warm_up`` the run keeps no actors (as in a
+    Tune trial). Returns the names of the actors that labeled each generation, and under
+    ``up during g01/train`` the labeling actors that were up while g01/train ran.
     """
     executor = RayExecutor(num_cpus=num_cpus)
     holder = _another_runs_actor(other_run_holds) if other_run_holds else None
     try:
-        executor.warm_up(pipeline)
+        if warm_up:
+            executor.warm_up(pipeline)
         store = ArtifactStore(str(tmp_path / "store"))
         runner = Runner(store, executor, NullTracker(), "v1", seed=0)
         summary = runner.run(pipeline, "pools")
@@ -138,21 +152,23 @@ def test_labeling_actors_stay_warm_across_generations_when_the_cluster_has_room(
     assert summary.names(StageState.SUCCEEDED) == [stage.name for stage in two_generations().stages]
     attempts = {name: outcome.attempts for name, outcome in summary.stages.items()}
     assert set(attempts.values()) == {1}, f"a retry releases the pool; attempts: {attempts}"
-    pool = actor_names(range(1, 2))
-    assert names["up during g01/train"] == pool
-    assert names["g00"] <= pool and names["g01"] <= pool  # no actor started for the second generation
+    kept = actor_names(range(1, 2), actors=1)  # 2 workers: the stage's task and one actor
+    assert names["up during g01/train"] == kept
+    for g in ("g00", "g01"):  # no actor started for the second generation; the task labels from the start
+        assert STAGE_TASK in names[g] and names[g] <= kept | {STAGE_TASK}
 
 
 def test_with_room_for_one_actor_one_is_kept_and_the_other_started_per_call(tmp_path, caplog):
     caplog.set_level(logging.INFO, logger="orchestrator.engine.executors")
-    summary, names = run(tmp_path, 2, two_generations())
+    pipeline = two_generations(pool=Resources(num_cpus=1, workers=3), train_cpus=2)
+    summary, names = run(tmp_path, 3, pipeline)
     assert "labeling actors: 1 of 2 kept for the run" in caplog.text
     assert summary.stages["g01/train"].state is StageState.SUCCEEDED
     assert summary.stages["g01/label"].state is StageState.SUCCEEDED
     kept = "label pool 1 worker 0"  # started beside g00/train; pools 2 and 3 are g00's and g01's second actor
-    assert kept in names["up during g01/train"]  # g01/train got its CPU beside it
-    assert names["g00"] <= {kept, "label pool 2 worker 0"}
-    assert names["g01"] <= {kept, "label pool 3 worker 0"}
+    assert kept in names["up during g01/train"]  # g01/train got its 2 CPUs beside it
+    assert names["g00"] <= {kept, "label pool 2 worker 0", STAGE_TASK}
+    assert names["g01"] <= {kept, "label pool 3 worker 0", STAGE_TASK}
 
 
 class _Holder:
@@ -181,18 +197,31 @@ def test_kept_actors_let_go_when_another_run_holds_the_rest_of_the_cluster(tmp_p
     monkeypatch.setattr(executors, "REFIT_EVERY_S", 1.0)
     caplog.set_level(logging.INFO, logger="orchestrator.engine.executors")
     summary, names = run(tmp_path, 2, two_generations(), other_run_holds=1)
-    assert "labeling actors: 1 of 2 kept for the run" in caplog.text
+    assert "labeling actors: kept for the run" in caplog.text
     assert summary.names(StageState.SUCCEEDED) == [stage.name for stage in two_generations().stages]
     assert "Letting them go; labeling actors now start per stage call" in caplog.text
     assert "label pool 1 worker 0" not in names["up during g01/train"]  # the kept actor was let go
+
+
+@pytest.mark.timeout(300)
+def test_a_labeling_stage_with_one_free_cpu_labels_on_its_own_task(tmp_path):
+    """Another run holds 1 of 2 CPUs and this run keeps no actors: each labeling stage has one CPU to share.
+
+    Its actor must not take that CPU before the stage's task is placed: it would then wait for
+    shards from a task that waits for its CPU, for good. The task starts its actors itself once it
+    runs, so the actor waits for a CPU instead, and the task labels every shard.
+    """
+    summary, names = run(tmp_path, 2, two_generations(), other_run_holds=1, warm_up=False)
+    assert summary.names(StageState.SUCCEEDED) == [stage.name for stage in two_generations().stages]
+    assert names["g00"] == names["g01"] == {STAGE_TASK}
 
 
 def test_a_stage_that_fails_on_a_kept_pool_retries_on_new_actors(tmp_path):
     summary, names = run(tmp_path, 3, two_generations(succeed_on=2))
     assert summary.stages["g01/label"].state is StageState.SUCCEEDED
     assert summary.stages["g01/label"].attempts == 2
-    assert names["g01"] and names["g01"] <= actor_names(range(2, 4))
-    assert not names["g00"] & names["g01"]  # g00's pool was released with the failed attempt
+    assert names["g01"] <= actor_names(range(2, 4), actors=1) | {STAGE_TASK}
+    assert not names["g00"] & names["g01"] - {STAGE_TASK}  # g00's pool was released with the failed attempt
 
 
 def labeled_in_a_trial(store_root: str) -> dict[str, set[str]]:
@@ -223,8 +252,8 @@ def test_labeling_actors_start_outside_a_tune_trials_placement_group(tmp_path):
         names = ray.get(task.remote(str(tmp_path / "store")), timeout=300)
     finally:
         executor.shutdown()
-    assert names["g00"] and names["g00"] <= actor_names(range(1, 2))
-    assert names["g01"] and names["g01"] <= actor_names(range(2, 3))
+    assert STAGE_TASK in names["g00"] and names["g00"] <= actor_names(range(1, 2), actors=1) | {STAGE_TASK}
+    assert STAGE_TASK in names["g01"] and names["g01"] <= actor_names(range(2, 3), actors=1) | {STAGE_TASK}
 
 
 # --------------------------------------------------------------------------- shard dispatch
@@ -294,3 +323,32 @@ def test_dispatch_reads_at_most_a_bounded_window_of_shards_ahead_of_the_consumer
     for consumed, (shard, _) in enumerate(two_actors.mapper("dispatch")(shard_and_actor, source()), start=1):
         assert shard == consumed - 1
         assert pulled - consumed < window, f"{pulled} shards read with {consumed} consumed"
+
+
+def test_the_calling_process_labels_beside_the_actors_and_drops_one_that_died_starting(two_actors):
+    """``local``: the stage's own task is a worker; an actor killed before it started is left out, not fatal."""
+    import ray
+
+    dead = ActorPool.start(POOL, label="killed", count=1)
+    ray.kill(dead.actors[0])
+    results = list(two_actors.joined(dead).mapper("dispatch", local=True)(shard_and_actor, range(24)))
+    assert [shard for shard, _ in results] == list(range(24))
+    ran_on = {actor for _, actor in results}
+    assert None in ran_on  # this process (no actor name) took shards
+    assert ran_on <= {None, "dispatch worker 0", "dispatch worker 1"}
+
+
+def test_without_local_an_actor_that_died_starting_fails_the_call(two_actors):
+    import ray
+
+    dead = ActorPool.start(POOL, label="killed", count=1)
+    ray.kill(dead.actors[0])
+    with pytest.raises(ray.exceptions.RayActorError):
+        list(dead.mapper("dispatch")(shard_and_actor, range(4)))
+
+
+def test_local_labels_every_shard_with_no_actors_and_none_refuses():
+    empty = ActorPool(POOL, ())
+    assert list(empty.mapper("dispatch", local=True)(lambda shard: shard * 2, range(5))) == [0, 2, 4, 6, 8]
+    with pytest.raises(ValueError, match="no actors and local=False"):
+        list(empty.mapper("dispatch")(lambda shard: shard, range(5)))

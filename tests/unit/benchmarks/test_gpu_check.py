@@ -116,7 +116,7 @@ def test_the_cpu_dry_run_carries_every_part_through_and_writes_its_own_json(tmp_
     threads = sorted({1, os.cpu_count() or 1})
     training = [f"training, small_cnn, {t} CPU thread{'s' if t > 1 else ''}" for t in threads]
     assert sorted(values) == sorted(
-        ["labeling stage, 1 actor", "labeling stage, 1 process", "labeling stage, 2 actors"]
+        ["labeling stage, 1 process", "labeling stage, 2 workers"]
         + training
         + [f"{name}, no augmentation" for name in training]
         + [f"{name}: augmentation" for name in training]

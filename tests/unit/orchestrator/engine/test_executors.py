@@ -95,15 +95,18 @@ def labeling_pipeline(train: Resources, label: Resources, parallelism: Paralleli
 @pytest.mark.parametrize(
     ("train", "label", "total", "kept"),
     [
-        # 2 CPUs, 2 labeling actors of 1 CPU: keeping both would leave g01/train waiting forever; one fits
+        # a stage of k workers is its own task and k - 1 actors: at most k - 1 are kept
         (Resources(num_cpus=1), Resources(num_cpus=1, workers=2), {"CPU": 2.0}, 1),
-        (Resources(num_cpus=1), Resources(num_cpus=1, workers=2), {"CPU": 3.0}, 2),
-        (Resources(num_cpus=2), Resources(num_cpus=1, workers=2), {"CPU": 2.0}, 0),
+        (Resources(num_cpus=1), Resources(num_cpus=1, workers=2), {"CPU": 3.0}, 1),
         (Resources(num_cpus=1), Resources(num_cpus=1, workers=4), {"CPU": 4.0}, 3),
+        # a 2-CPU training stage beside 1 kept actor needs 3 CPUs; 2 kept would leave g01/train waiting forever
+        (Resources(num_cpus=2), Resources(num_cpus=1, workers=2), {"CPU": 2.0}, 0),
+        (Resources(num_cpus=2), Resources(num_cpus=1, workers=3), {"CPU": 3.0}, 1),
+        (Resources(num_cpus=1), Resources(num_cpus=1, workers=3), {"CPU": 3.0}, 2),
         # data-parallel training needs all its workers at once beside the kept actors
-        (Resources(num_cpus=1, workers=2), Resources(num_cpus=1, workers=2), {"CPU": 3.0}, 1),
-        (Resources(num_cpus=1, workers=2), Resources(num_cpus=1, workers=2), {"CPU": 4.0}, 2),
-        # GPUs count apart from CPUs: 2 actors sharing one GPU beside a 1-GPU training stage
+        (Resources(num_cpus=1, workers=2), Resources(num_cpus=1, workers=3), {"CPU": 3.0}, 1),
+        (Resources(num_cpus=1, workers=2), Resources(num_cpus=1, workers=3), {"CPU": 4.0}, 2),
+        # GPUs count apart from CPUs: actors sharing one GPU beside a 1-GPU training stage
         (
             Resources(num_cpus=1, num_gpus=1),
             Resources(num_cpus=1, num_gpus=0.5, workers=2),
@@ -112,13 +115,13 @@ def labeling_pipeline(train: Resources, label: Resources, parallelism: Paralleli
         ),
         (
             Resources(num_cpus=1, num_gpus=1),
-            Resources(num_cpus=1, num_gpus=0.5, workers=2),
+            Resources(num_cpus=1, num_gpus=0.5, workers=3),
             {"CPU": 8.0, "GPU": 1.5},
             1,
         ),
         (
             Resources(num_cpus=1, num_gpus=1),
-            Resources(num_cpus=1, num_gpus=0.5, workers=2),
+            Resources(num_cpus=1, num_gpus=0.5, workers=3),
             {"CPU": 8.0, "GPU": 2.0},
             2,
         ),
@@ -183,9 +186,10 @@ class Pool:
 @pytest.mark.parametrize("in_use", [False, True])
 def test_kept_actors_are_let_go_when_the_cluster_loses_a_node(in_use: bool):
     """Sized for 3 CPUs, two kept labeling actors would leave a 1-CPU training stage no CPU on the 2 left."""
+    from orchestrator.engine.distributed import StageActors
     from orchestrator.engine.executors import RayExecutor
 
-    label = Resources(num_cpus=1, workers=2)
+    label = Resources(num_cpus=1, workers=3)  # its own task and 2 actors
     executor = object.__new__(RayExecutor)  # no Ray: only the refit's bookkeeping is under test
     cluster, kept = ShrinkingCluster(3.0), Pool(label, 2)
     executor._ray, executor._pipeline, executor._sized_for = (
@@ -194,25 +198,26 @@ def test_kept_actors_are_let_go_when_the_cluster_loses_a_node(in_use: bool):
         {},
     )
     executor._sized_for = {"CPU": 3.0}
-    executor._kept, executor._pools, executor._pool_of = {label: 2}, {label: kept}, ({"ref": kept} if in_use else {})
+    in_flight = {"ref": StageActors(kept=kept, extra=0, label="")} if in_use else {}
+    executor._kept, executor._pools, executor._pool_of = {label: 2}, {label: kept}, in_flight
     executor._kept_let_go = False
     executor._refit_kept(cluster.cluster_resources())
     assert executor._pools == {label: kept} and not kept.stopped  # as large as it was: nothing changes
     cluster.cpus = 2.0
     executor._refit_kept(cluster.cluster_resources())
-    assert executor._kept == {label: 1} and executor._pools == {}  # no longer kept ...
+    assert executor._kept == {label: 0} and executor._pools == {}  # no longer kept ...
     assert kept.stopped is not in_use  # ... and stopped now, or when the stage using it ends (`_release`)
 
-    assert kept_message(2, 2) == "kept for the run"
-    assert "no room" in kept_message(0, 2)
-    assert kept_message(1, 2).startswith("1 of 2 kept for the run")
+    assert kept_message(2, 3) == "kept for the run"  # 3 workers: the stage's task and 2 actors
+    assert "no room" in kept_message(0, 3)
+    assert kept_message(1, 3).startswith("1 of 2 kept for the run")
 
 
 def test_a_run_that_let_its_kept_actors_go_keeps_none_when_the_cluster_is_refit():
     """After a stalled run let its kept actors go (``_yield_kept_if_stalled``), a refit never keeps new ones."""
     from orchestrator.engine.executors import RayExecutor
 
-    label = Resources(num_cpus=1, workers=2)
+    label = Resources(num_cpus=1, workers=3)
     executor = object.__new__(RayExecutor)  # no Ray: only the refit's bookkeeping is under test
     cluster = ShrinkingCluster(8.0)  # room to keep both actors, were the run still keeping
     executor._ray, executor._pipeline = cluster, labeling_pipeline(Resources(num_cpus=1), label)
