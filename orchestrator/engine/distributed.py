@@ -291,7 +291,7 @@ class _ShardWorker:
     Functions are kept by call key, fetched from the object store on a call's first shard: the
     model in a labeling function travels once per actor per stage call, and a function that
     loads state on its first shard (``ShardLabeler``) does so once per actor per call. The last
-    ``KEPT_FUNCTIONS`` are kept, so a coordinator that died before ``forget`` leaks nothing.
+    ``KEPT_FUNCTIONS`` are kept, so a stage task that died before ``forget`` leaks nothing.
     """
 
     def __init__(self, num_cpus: float) -> None:

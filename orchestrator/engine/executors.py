@@ -80,7 +80,7 @@ def run_as_one_process(task: StageTask) -> Manifest:
 
 
 def run_on_ray(task: StageTask, pool: distributed.StageActors | None = None) -> Manifest:
-    """A Ray task's body: one process, or the coordinator of Ray Train workers or of an actor pool.
+    """A Ray task's body: one process, the coordinator of Ray Train workers, or a sharded stage's first worker.
 
     Data-parallel stages go through Ray Train (this task only coordinates); sharded stages run
     their body here, as their first worker, and hand ``ctx.map_shards`` to this process and
@@ -624,8 +624,8 @@ def with_progress(task: StageTask, sink: ProgressSink | None) -> StageTask:
 class BoardSink:
     """A ProgressSink that hands updates to the board actor and never waits for it.
 
-    It travels inside the task (an actor handle pickles), so a Ray task, a Ray Train rank or an
-    actor pool's coordinator reports from wherever it runs; Ray keeps one caller's calls in order.
+    It travels inside the task (an actor handle pickles), so a Ray task (a sharded stage's among
+    them) or a Ray Train rank reports from wherever it runs; Ray keeps one caller's calls in order.
     """
 
     board: Any
