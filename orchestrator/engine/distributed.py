@@ -14,10 +14,10 @@ two a stage gets is decided by the executor (``executors.run_on_ray``).
 - ``Parallelism.SHARDS`` (batch inference): the body runs once, in a task that
   holds one worker's resources and is itself the first worker; its
   ``ctx.map_shards(fn, shards)`` calls label shards there and on an
-  ``ActorPool`` of ``workers - 1`` actors with the same resources, which the
-  executor starts and, as far as the cluster has room, keeps warm across the
-  run's stage calls; results come back in shard order, so the output is the
-  same for any number of workers.
+  ``ActorPool`` of ``workers - 1`` actors with the same resources: as many as
+  the cluster has room for the executor keeps warm across the run's stage
+  calls, and the task starts the rest for its call; results come back in shard
+  order, so the output is the same for any number of workers.
 
 Ray and torch are imported inside functions: the driver imports this module (through the
 executors) without paying for either.
@@ -199,10 +199,11 @@ def _remove_run(storage: str, name: str) -> None:
 class ActorPool:
     """Shard actors with a stage's per-worker resources, reused across stage calls.
 
-    The executor starts pools and owns them (``RayExecutor``): the actors the cluster has room
-    to keep beside every other stage live for the run, the rest for one stage call, and a call
-    runs on both (``joined``) and on the stage's own task, the first of its workers (so a stage of
-    k workers needs k - 1 actors). That task gets the pool as an argument, so a second
+    The executor starts and owns the kept pools (``RayExecutor``): the actors the cluster has
+    room to keep beside every other stage live for the run; the rest live for one stage call,
+    started by its task (``StageActors``), and a call runs on both (``joined``) and on the
+    stage's own task, the first of its workers (so a stage of k workers needs k - 1 actors).
+    That task gets the kept pool as an argument, so a second
     labeling stage (the next generation) finds the kept actors started, torch imported and the
     dataset cached: starting two actors cost 3.1 s of every stage call on 2 cores (issue 17).
     The stage's function (the model) is shipped once per stage call, not once per actor start;
