@@ -384,16 +384,21 @@ def map_on_actors(
             finished[index] = ray.get(ref)
             free.append(actor)
 
+    def take() -> tuple[int, Any] | None:
+        """The next (index, shard) while the window has room; None when it is full or the source is done."""
+        nonlocal exhausted
+        if exhausted or len(running) + len(finished) >= window:
+            return None
+        item = next(source, None)
+        exhausted = item is None
+        return item
+
     try:
         while True:
             if local and (running or starting):
                 for ref in ray.wait([*running, *starting], num_returns=len(running) + len(starting), timeout=0)[0]:
                     settle(ref)
-            while not exhausted and free and len(running) + len(finished) < window:
-                item = next(source, None)
-                if item is None:
-                    exhausted = True
-                    break
+            while free and (item := take()) is not None:
                 index, shard = item
                 actor = free.popleft()
                 ref = actor.run.options(name=f"{stage} shard {index}").remote(key, boxed, shard)
@@ -401,12 +406,8 @@ def map_on_actors(
             if next_index in finished:
                 yield finished.pop(next_index)
                 next_index += 1
-            elif local and not exhausted and len(running) + len(finished) < window:
-                item = next(source, None)
-                if item is None:
-                    exhausted = True
-                else:
-                    finished[item[0]] = fn(item[1])
+            elif local and (item := take()) is not None:
+                finished[item[0]] = fn(item[1])
             elif running or (starting and not exhausted):
                 (ref,), _ = ray.wait([*running, *starting], num_returns=1)
                 settle(ref)
