@@ -98,6 +98,36 @@ def load_saved_config(text: str, source: str, pipelines: Pipelines) -> tuple[Any
     return spec, config
 
 
+def check_data_unchanged(spec: PipelineSpec, config: Any, run_id: str, source: str) -> None:
+    """Refuse (exit 2) to resume a run whose data is gone or is no longer the data it started on.
+
+    Why: `relay run` pinned what the config names by location (a folder's listing digest, a
+    sharded dataset's digest: ``DataSpec.pins``), and the finished stages are cached under those
+    pins. A resume reading changed data under the old pins would train the later generations on
+    other images than the earlier ones, and the run's record would say they were the same.
+    A pin filling a value the record left empty (a record older than that pin) is no change.
+    """
+    problems = list(spec.preflight(config))
+    if not problems and spec.data is not None:
+        problems = [
+            f"{key}: the data changed since run {run_id} started ({key} was {str(old)[:16]}, is now "
+            f"{str(now)[:16]}); its finished stages read the old data, so resuming would mix the two. "
+            f"Put the data back as it was to resume, or start a new run on the data as it is now (`relay run`)"
+            for key, now in spec.data.pins(config).items()
+            if (old := dotted_value(config, key)) is not None and old != now
+        ]
+    if problems:
+        raise ConfigError(problems, source)
+
+
+def dotted_value(config: Any, key: str) -> Any:
+    """The value at a dotted key (``data.root_digest``) of a validated config."""
+    value = config
+    for part in key.split("."):
+        value = getattr(value, part, None)
+    return value
+
+
 def store_option(store_uri: str) -> str:
     """How a printed command (`relay resume`, `relay generations`) names the run's artifact store:
     nothing where that command would open this store anyway, else `` --artifact-uri URI``."""

@@ -24,6 +24,7 @@ from orchestrator.cli.common import (
     add_artifact_uri,
     add_cluster_address,
     add_workspace,
+    check_data_unchanged,
     cluster_address,
     load_pipeline_config,
     moved_workspace,
@@ -387,6 +388,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     spec, config = read_run_record(store, args.run_id, pipelines_of(args))
     runs.check_not_running(store, args.run_id)
     check_not_moved(config, store.uri, args.run_id)
+    check_data_unchanged(spec, config, args.run_id, store.location(record_path(args.run_id, CONFIG_FILE)))
     config = checked_locations(
         with_locations(config, store.uri, tracking_uri(config.run, config.tracking)), None, address
     )

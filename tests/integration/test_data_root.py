@@ -50,3 +50,34 @@ def test_a_changed_image_folder_misses_the_split_cache_and_an_unchanged_one_hits
         (root / "train" / "dog" / f"{i}.png").unlink()
     assert "cache hit" not in run("changed")
     assert root_digest(workspace, "first") == root_digest(workspace, "same") != root_digest(workspace, "changed")
+
+
+def tree(folder: Path) -> dict[str, tuple[int, int]]:
+    """Every file under ``folder`` with its size and mtime: what a command that writes nothing leaves unchanged."""
+    return {str(path): (path.stat().st_size, path.stat().st_mtime_ns) for path in folder.rglob("*") if path.is_file()}
+
+
+def test_a_resume_on_a_changed_or_missing_folder_is_refused_and_on_the_folder_put_back_goes_on(tmp_path: Path) -> None:
+    root, workspace, aside = image_folder(tmp_path / "images"), tmp_path / "ws", tmp_path / "aside"
+    args = ["data.name=imagefolder", f"data.root={root}", *SPLIT]
+    started = relay("run", SMOKE, *args, "--stop-after", "data/split", "--run-id", "r", workspace=workspace)
+    assert started.returncode == 0, started.stderr[-3000:]
+    aside.mkdir()
+    (root / "train" / "dog" / "0.png").rename(aside / "0.png")  # a rename keeps the file's size and mtime
+    before = tree(workspace)
+
+    refused = relay("resume", "r", workspace=workspace)
+    assert refused.returncode == 2, refused.stderr[-3000:]
+    assert "data.root_digest: the data changed since run r started" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert tree(workspace) == before, "a refused resume writes nothing"
+
+    (aside / "0.png").rename(root / "train" / "dog" / "0.png")
+    root.rename(aside / "images")
+    gone = relay("resume", "r", workspace=workspace)
+    assert gone.returncode == 2 and f"{root}" in gone.stderr, gone.stderr[-3000:]
+    assert tree(workspace) == before
+    (aside / "images").rename(root)
+    resumed = relay("resume", "r", "--stop-after", "g00/train", workspace=workspace)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "cache hit" in resumed.stdout + resumed.stderr, "the split made before the pause is reused"
