@@ -152,10 +152,24 @@ def with_locations(config: Any, store: str, tracking: str) -> Any:
 def moved_workspace(config: Any, store_uri: str) -> tuple[Path, Path] | None:
     """(recorded workspace, workspace now) when a run's record was found in a workspace moved as a whole.
 
+    A relocated workspace (``relocated_workspace``) whose old place no longer holds the run's
+    tracking database: the run's tracking database is NEW's. None when nothing moved, the old
+    place is still there (a copy), or the stores were not the workspace's.
+    """
+    relocated = relocated_workspace(config, store_uri)
+    if relocated is None or (relocated[0] / "mlflow.db").exists():
+        return None
+    return relocated
+
+
+def relocated_workspace(config: Any, store_uri: str) -> tuple[Path, Path] | None:
+    """(recorded workspace, workspace now) when a run's record is read in another workspace than it started in.
+
     The record keeps the absolute stores of where the run started (``with_locations``): the
     artifact store ``OLD/artifacts`` and, when it tracked into the workspace's own database,
-    ``sqlite:///OLD/mlflow.db``. Found at ``NEW/artifacts`` with OLD's database gone, the run's
-    tracking database is NEW's. None when nothing moved, or the stores were not the workspace's.
+    ``sqlite:///OLD/mlflow.db``. Found at ``NEW/artifacts``, the workspace was moved or copied.
+    None when it is the same folder (also by another path, a symlink), or the stores were not
+    the workspace's.
     """
     recorded = config.run.artifact_uri
     if not recorded or recorded == store_uri or "://" in recorded or "://" in store_uri:
@@ -163,7 +177,9 @@ def moved_workspace(config: Any, store_uri: str) -> tuple[Path, Path] | None:
     old, new = Path(recorded).parent, Path(store_uri).parent
     if Path(recorded).name != "artifacts" or Path(store_uri).name != "artifacts":
         return None
-    if config.tracking.uri != f"sqlite:///{old / 'mlflow.db'}" or (old / "mlflow.db").exists():
+    if config.tracking.uri != f"sqlite:///{old / 'mlflow.db'}":
+        return None
+    if old.exists() and new.exists() and os.path.samefile(old, new):
         return None
     return old, new
 

@@ -32,6 +32,7 @@ from orchestrator.cli.common import (
     pipeline_code_versions,
     pipelines_of,
     read_run_record,
+    relocated_workspace,
     rerun_on_resume,
     save_run_record,
     store_of,
@@ -399,23 +400,29 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def check_not_moved(config: Any, store_uri: str, run_id: str) -> None:
-    """Refuse (exit 2) to resume a run in a workspace moved since it started.
+    """Refuse (exit 2) to resume a run in a workspace moved or copied since it started.
 
     MLflow keeps absolute paths in mlflow.db (each experiment's artifact location), so a resume
-    in the new place would write the run's MLflow artifacts under the old one, creating it again.
+    in the new place would write the run's MLflow artifacts under the old one, creating it again;
+    in a copy, the stages would land in the copy and the tracking in the original.
     """
-    moved = moved_workspace(config, store_uri)
-    if moved is None:
+    relocated = relocated_workspace(config, store_uri)
+    if relocated is None:
         return
-    old, new = moved
-    raise ConfigError(
-        [
+    old, new = relocated
+    if moved_workspace(config, store_uri) is None:  # the old place is still there: a copy
+        problem = (
+            f"run {run_id} started in workspace {old}; {new} holds a copy of its record, which (like MLflow's "
+            f"database) points at {old}, so resuming here would write the stages here and the tracking there. "
+            f"Resume it where it started: relay resume {run_id} --workspace {old}"
+        )
+    else:
+        problem = (
             f"run {run_id} started in workspace {old}, which has moved to {new}; its record (and MLflow's "
             f"database) keep the old absolute paths, so resuming here would write under {old}. "
             f"Move the workspace back to {old} to resume it (`relay runs` and `relay generations` read it here)"
-        ],
-        "the command line",
-    )
+        )
+    raise ConfigError([problem], "the command line")
 
 
 def cmd_validate(args: argparse.Namespace) -> int:

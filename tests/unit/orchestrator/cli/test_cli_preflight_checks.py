@@ -8,6 +8,7 @@ stage asking for a GPU the local Ray instance does not have), one overwrote an e
 
 from __future__ import annotations
 
+import shutil
 import socket
 from pathlib import Path
 
@@ -256,6 +257,30 @@ def test_a_moved_workspace_is_read_where_it_is_and_not_resumed_into_the_old_plac
     err = capsys.readouterr().err
     assert f"run r1 started in workspace {old}, which has moved to {new}" in err and "Move the workspace back" in err
     assert not old.exists(), "the refused resume wrote into the old place"
+
+
+def tree(folder: Path) -> dict[str, tuple[int, int]]:
+    """Every file under ``folder`` with its size and mtime: what a refused command leaves unchanged."""
+    return {str(path): (path.stat().st_size, path.stat().st_mtime_ns) for path in folder.rglob("*") if path.is_file()}
+
+
+def test_a_copied_workspace_is_not_resumed_and_the_same_one_by_a_symlink_is(cwd: Path, capsys, monkeypatch) -> None:
+    """A copy's record points at the original: a resume there would split the run between the two."""
+    for name in ("RELAY_WORKSPACE", "RELAY_ARTIFACT_URI", "MLFLOW_TRACKING_URI"):
+        monkeypatch.delenv(name, raising=False)
+    old, copy, link = cwd / "ws", cwd / "copy", cwd / "link"
+    argv = ["run", str(SMOKE), LOCAL, "train.steps=3", "--run-id", "r1", "--stop-after", "data/split"]
+    assert main([*argv, f"run.workspace={old}"]) == 0
+    shutil.copytree(old, copy)
+    before = {**tree(old), **tree(copy)}
+    capsys.readouterr()
+    assert main(["resume", "r1", "--workspace", str(copy)]) == 2
+    err = capsys.readouterr().err
+    assert f"run r1 started in workspace {old}; {copy} holds a copy of its record" in err
+    assert f"relay resume r1 --workspace {old}" in err
+    assert {**tree(old), **tree(copy)} == before, "the refused resume wrote nothing in either place"
+    link.symlink_to(old)
+    assert main(["resume", "r1", "--workspace", str(link), "--stop-after", "g00/train"]) == 0
 
 
 def test_generations_of_a_run_whose_record_is_elsewhere_reads_the_tracking_store(
