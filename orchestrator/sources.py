@@ -31,12 +31,11 @@ import pyarrow.fs as pafs
 
 from orchestrator.config import ModelSource, RunSettings, TrackingSettings, artifact_uri, tracking_uri
 from orchestrator.engine.artifacts import ArtifactStore
-from orchestrator.engine.ledger import LEDGER_FILE, read_ledger, record_path
+from orchestrator.engine.ledger import DONE_STATES, LEDGER_FILE, read_ledger, record_path
 from orchestrator.errors import ArtifactError, ConfigError
 from orchestrator.tracking.common import mlflow_client, sqlite_path
 
 CHECKPOINT_FILE = "checkpoint.pt"  # the file a Relay logged model holds (orchestrator.tracking.lineage)
-DONE_STATES = ("succeeded", "cached")
 _CHUNK = 1 << 20
 
 

@@ -36,14 +36,13 @@ from orchestrator.config import (
 from orchestrator.dag import Pipeline
 from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.engine.fingerprint import code_versions
-from orchestrator.engine.ledger import COMMAND_FILE, CONFIG_FILE, read_ledger, record_path
+from orchestrator.engine.ledger import COMMAND_FILE, CONFIG_FILE, DONE_STATES, read_ledger, record_path
 from orchestrator.errors import ConfigError, RelayError
 from orchestrator.registry import PipelineSpec, get_pipeline, load_pipelines
 from orchestrator.yaml_input import yaml_mapping
 
 Pipelines = Mapping[str, PipelineSpec]
 EXIT_FAILED, EXIT_BAD_INPUT = 1, 2
-DONE_STATES = ("succeeded", "cached")  # ledger states of a stage whose output this run has
 EXIT_INTERRUPTED = 130  # 128 + SIGINT: what a shell reports for a program Ctrl-C ended
 
 
@@ -213,11 +212,40 @@ def rerun_on_resume(store: ArtifactStore, run_id: str) -> frozenset[str]:
     try:
         command = json.loads(store.read_record(record_path(run_id, COMMAND_FILE)) or b"{}")
         requested = {str(name) for name in command.get("rerun", [])} if isinstance(command, dict) else set()
-        stages = (read_ledger(store, run_id) or {}).get("stages", {}) if requested else {}
-    except (ValueError, AttributeError, RelayError):  # an unreadable record asks for nothing afresh
+    except (ValueError, AttributeError):  # an unreadable record asks for nothing afresh
         return frozenset()
-    done = {name for name, entry in stages.items() if isinstance(entry, dict) and entry.get("state") in DONE_STATES}
-    return frozenset(requested - done)
+    return frozenset(requested - done_stages(store, run_id)) if requested else frozenset()
+
+
+def done_stages(store: ArtifactStore, run_id: str) -> frozenset[str]:
+    """The stages a run's ledger records as done (its own outputs); none when there is no readable ledger."""
+    try:
+        stages = (read_ledger(store, run_id) or {}).get("stages", {})
+    except (ValueError, AttributeError, RelayError):
+        return frozenset()
+    if not isinstance(stages, dict):
+        return frozenset()
+    return frozenset(
+        name for name, entry in stages.items() if isinstance(entry, dict) and entry.get("state") in DONE_STATES
+    )
+
+
+def check_resume_stop_after(store: ArtifactStore, run_id: str, stop_after: str | None) -> None:
+    """Refuse (exit 2) `relay resume RUN --stop-after STAGE` at a stage the run has already done.
+
+    Why: the resumed attempt would end there and record the run as stopped at that stage: the
+    later stages it had finished would drop out of its ledger, and MLflow's runs would turn KILLED,
+    so a finished run would read as stopped.
+    """
+    if stop_after is None or stop_after not in done_stages(store, run_id):
+        return
+    raise ConfigError(
+        [
+            f"--stop-after: run {run_id} has already done {stop_after}, so stopping after it would record the run "
+            f"as stopped there again; resume without --stop-after, or name a stage the run has not done yet"
+        ],
+        "the command line",
+    )
 
 
 def read_run_record(store: ArtifactStore, run_id: str, pipelines: Pipelines) -> tuple[Any, Any]:

@@ -25,6 +25,7 @@ from orchestrator.cli.common import (
     add_cluster_address,
     add_workspace,
     check_data_unchanged,
+    check_resume_stop_after,
     cluster_address,
     load_pipeline_config,
     moved_workspace,
@@ -390,6 +391,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     runs.check_not_running(store, args.run_id)
     check_not_moved(config, store.uri, args.run_id)
     check_data_unchanged(spec, config, args.run_id, store.location(record_path(args.run_id, CONFIG_FILE)))
+    check_resume_stop_after(store, args.run_id, args.stop_after)
     config = checked_locations(
         with_locations(config, store.uri, tracking_uri(config.run, config.tracking)), None, address
     )

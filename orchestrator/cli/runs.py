@@ -20,9 +20,17 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from orchestrator.cli.common import DONE_STATES, Pipelines, add_artifact_uri, add_workspace, pipelines_of, store_of
+from orchestrator.cli.common import Pipelines, add_artifact_uri, add_workspace, pipelines_of, store_of
 from orchestrator.engine.artifacts import ArtifactStore
-from orchestrator.engine.ledger import COMMAND_FILE, CONFIG_FILE, LEDGER_FILE, RUNS, read_ledger, record_path
+from orchestrator.engine.ledger import (
+    COMMAND_FILE,
+    CONFIG_FILE,
+    DONE_STATES,
+    LEDGER_FILE,
+    RUNS,
+    read_ledger,
+    record_path,
+)
 from orchestrator.errors import ArtifactError, ConfigError
 from orchestrator.registry import PipelineSpec
 from orchestrator.tracking.report import text_table

@@ -27,6 +27,7 @@ RUNS = "runs"
 CONFIG_FILE = "config.yaml"
 COMMAND_FILE = "command.json"
 LEDGER_FILE = "ledger.json"
+DONE_STATES = ("succeeded", "cached")  # stage states whose output the run has (ran it, or found its own in the cache)
 TORN_READ_ATTEMPTS = 5
 TORN_READ_PAUSE_S = 0.2
 

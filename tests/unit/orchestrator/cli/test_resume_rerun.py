@@ -9,6 +9,10 @@ from orchestrator.cli.common import rerun_on_resume
 from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.engine.ledger import COMMAND_FILE, LEDGER_FILE, record_path
 
+SMOKE = str(Path(__file__).resolve().parents[4] / "pipelines" / "configs" / "smoke.yaml")
+
+SMOKE = str(Path(__file__).resolve().parents[4] / "pipelines" / "configs" / "smoke.yaml")
+
 
 def store_with(tmp_path: Path, command: object, stages: dict[str, str]) -> ArtifactStore:
     store = ArtifactStore(str(tmp_path / "artifacts"))
@@ -28,3 +32,24 @@ def test_a_plain_run_or_an_old_or_damaged_record_asks_for_nothing_afresh(tmp_pat
     assert rerun_on_resume(store_with(tmp_path / "a", {"config": "c.yaml", "overrides": []}, {}), "r1") == set()
     assert rerun_on_resume(store_with(tmp_path / "b", ["not", "an", "object"], {}), "r1") == set()
     assert rerun_on_resume(ArtifactStore(str(tmp_path / "empty")), "r1") == set()
+
+
+def test_a_resume_stopping_after_a_stage_the_run_has_done_is_refused_and_writes_nothing(
+    tmp_path: Path, capsys, monkeypatch
+) -> None:
+    """`relay resume FINISHED --stop-after g00/train` used to record the finished run as stopped again."""
+    from orchestrator.cli import main
+
+    for name in ("RELAY_WORKSPACE", "RELAY_ARTIFACT_URI", "MLFLOW_TRACKING_URI"):
+        monkeypatch.delenv(name, raising=False)
+    workspace = tmp_path / "ws"
+    argv = ["run", SMOKE, "run.executor=local", "train.steps=3", f"run.workspace={workspace}", "--run-id", "r1"]
+    assert main([*argv, "--stop-after", "g00/train"]) == 0
+    ledger = workspace / "artifacts" / record_path("r1", LEDGER_FILE)
+    before = ledger.read_bytes()
+    capsys.readouterr()
+    assert main(["resume", "r1", "--workspace", str(workspace), "--stop-after", "data/split"]) == 2
+    assert "--stop-after: run r1 has already done data/split" in capsys.readouterr().err
+    assert ledger.read_bytes() == before
+    assert main(["resume", "r1", "--workspace", str(workspace), "--stop-after", "g00/evaluate"]) == 0
+    assert json.loads(ledger.read_bytes())["stages"]["g00/evaluate"]["state"] == "succeeded"
