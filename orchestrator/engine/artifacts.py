@@ -34,6 +34,8 @@ from orchestrator.errors import ArtifactError
 logger = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
+TRAIN_DIR = "ray_train"  # data-parallel stages' Ray Train runs (their checkpoints), under the store's root
+RERUN_MARK = "rerun_by"  # scratch file naming the run that computes a stage afresh on request
 _CHUNK = 1 << 20
 _PLAIN = (bool, int, float, str, type(None))
 
@@ -84,6 +86,11 @@ def join_uri(uri: str, relative: str) -> str:
 def sanitize(name: str) -> str:
     """A file-name-safe version of an artifact name (``g00/model`` -> ``g00_model``)."""
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "artifact"
+
+
+def train_run_name(fingerprint: str, stage_name: str) -> str:
+    """Deterministic and unique per stage version: the same stage resumes, another never collides."""
+    return f"{fingerprint[:16]}-{sanitize(stage_name)}"
 
 
 class ArtifactStore:
@@ -217,6 +224,24 @@ class ArtifactStore:
         except (OSError, pa.ArrowException) as exc:
             logger.warning("ignoring unreadable scratch file %s of %s: %s", name, fingerprint[:12], exc)
             return None
+
+    def restart_progress(self, fingerprint: str, stage_name: str, run_id: str) -> None:
+        """Drop the in-stage checkpoints another run left for a stage this run computes afresh on request.
+
+        Why: a stage rerun on request (`--no-cache`, `--rerun-from`) keeps the fingerprint of its
+        cached output, and an attempt killed earlier under that fingerprint may have left a
+        checkpoint (the scratch space, or a Ray Train run of the same name) that training would
+        resume from, so "cache not read" would not hold. The run then marks the scratch space as
+        its own: its own resume, after a kill, keeps the progress it made.
+        """
+        if self.read_scratch(fingerprint, RERUN_MARK) == run_id.encode():
+            return
+        self.clear_scratch(fingerprint)
+        try:
+            self._fs.delete_dir(self._abs(f"{TRAIN_DIR}/{train_run_name(fingerprint, stage_name)}"))
+        except (FileNotFoundError, OSError):
+            pass
+        self.write_scratch(fingerprint, RERUN_MARK, run_id.encode())
 
     def clear_scratch(self, fingerprint: str) -> None:
         """Remove a finished stage's scratch space; its checkpoints are no longer needed."""

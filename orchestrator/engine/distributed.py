@@ -39,13 +39,12 @@ from typing import Any
 import pyarrow.fs as pafs
 
 from orchestrator.dag import Resources, ShardMapper
-from orchestrator.engine.artifacts import ArtifactStore, Manifest, join_uri, sanitize
+from orchestrator.engine.artifacts import TRAIN_DIR, ArtifactStore, Manifest, join_uri, train_run_name
 from orchestrator.engine.body import Placement, announce, run_stage_body
 from orchestrator.engine.task import StageTask
 
 logger = logging.getLogger(__name__)
 
-TRAIN_DIR = "ray_train"
 CHECKPOINT_FILE = "state.pt"
 KEEP_CHECKPOINTS = 2
 WORKER_RESTARTS = 2  # Ray Train restarts of the worker group (a killed worker) before the stage fails
@@ -62,11 +61,6 @@ def this_node() -> str:
     import ray
 
     return ray.get_runtime_context().get_node_id()
-
-
-def train_run_name(fingerprint: str, stage_name: str) -> str:
-    """Deterministic and unique per stage version: the same stage resumes, another never collides."""
-    return f"{fingerprint[:16]}-{sanitize(stage_name)}"
 
 
 def train_storage_path(store_uri: str) -> str:

@@ -254,6 +254,8 @@ class Runner:
                 st.outcomes[stage.name].fingerprint = fp
                 manifest = None if stage.name in st.rerun else self._cached(stage, fp)
                 if manifest is None:
+                    if stage.name in st.rerun:
+                        self.store.restart_progress(fp, stage.name, st.run_id)
                     self._submit(st, StageTask(stage, fp, inputs, self.store.uri, st.run_id, self.seed, attempt=1))
                 else:
                     self._record_success(st, stage, manifest, cache_hit=True)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from orchestrator.dag import StageResult
-from orchestrator.engine.artifacts import ArtifactStore, sanitize
+from orchestrator.engine.artifacts import TRAIN_DIR, ArtifactStore, sanitize, train_run_name
 from orchestrator.errors import ArtifactError
 
 SCHEMA = pa.schema(
@@ -445,3 +445,19 @@ def test_paths_under_a_store_go_before_its_query(store: str, expected: str) -> N
     if "endpoint_override" in store:  # (a plain s3:// URI would ask AWS for the bucket's region)
         _, path = pafs.FileSystem.from_uri(expected)
         assert path == "bucket/relay/ray_train"
+
+
+def test_restart_progress_drops_another_runs_checkpoints_once_and_keeps_the_runs_own(tmp_path) -> None:
+    """The scratch space and the Ray Train run of a stage rerun on request: another run's are dropped."""
+    store = ArtifactStore(str(tmp_path))
+    fp = "ab" * 32
+    train_run = tmp_path / TRAIN_DIR / train_run_name(fp, "g00/train")
+    (train_run / "checkpoint_000001").mkdir(parents=True)
+    store.write_scratch(fp, "checkpoint.pt", b"left by a killed run")
+    store.restart_progress(fp, "g00/train", "run-2")
+    assert store.read_scratch(fp, "checkpoint.pt") is None and not train_run.exists()
+    store.write_scratch(fp, "checkpoint.pt", b"run-2's own")
+    store.restart_progress(fp, "g00/train", "run-2")  # run-2 resumed after a kill
+    assert store.read_scratch(fp, "checkpoint.pt") == b"run-2's own"
+    store.restart_progress(fp, "g00/train", "run-3")
+    assert store.read_scratch(fp, "checkpoint.pt") is None

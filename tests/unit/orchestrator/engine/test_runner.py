@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.dag import Pipeline, Stage
-from orchestrator.engine.artifacts import ArtifactStore
+from orchestrator.dag import Pipeline, Stage, StageResult
+from orchestrator.engine.artifacts import ArtifactStore, StoreCheckpointer
 from orchestrator.engine.executors import LocalExecutor
 from orchestrator.engine.runner import Runner, RunStatus, StageState
 from orchestrator.errors import PipelineError, StageError
@@ -172,6 +172,42 @@ def test_rerun_of_every_stage_reads_no_cache(tmp_path):
     summary = make_runner(tmp_path).run(pipeline, "run-2", rerun={s.name for s in pipeline.stages})
     assert CALLS == ["data", "g00/train", "g00/evaluate"]
     assert summary.names(StageState.CACHED) == []
+
+
+FAIL_AFTER_CHECKPOINT: list[bool] = []  # one entry: the next call fails once it has saved its checkpoint
+
+
+def resumable(ctx, inputs, params):
+    """Records the step of the checkpoint it starts from (None: from the start), saves one, then fails if told to."""
+    CALLS.append(("from", (ctx.checkpointer.load() or {}).get("step")))
+    ctx.checkpointer.save({"step": 7}, 7)
+    if FAIL_AFTER_CHECKPOINT:
+        FAIL_AFTER_CHECKPOINT.pop()
+        raise ValueError("deterministic failure after the checkpoint")
+    return StageResult(outputs={"model": {"w": 1.0}})
+
+
+def resumable_pipeline() -> Pipeline:
+    return Pipeline("ckpt", [Stage("g00/train", resumable, (), ("model",), retries=0)])
+
+
+def test_a_rerun_on_request_ignores_a_checkpoint_another_run_left_and_keeps_its_own(tmp_path):
+    """`--no-cache` after a killed run used to resume training from that run's leftover checkpoint."""
+    store = ArtifactStore(str(tmp_path / "artifacts"))
+    fp = make_runner(tmp_path).run(resumable_pipeline(), "run-1").stages["g00/train"].fingerprint
+    StoreCheckpointer(store, fp).save({"step": 5}, 5)  # what an attempt killed mid-stage leaves
+    CALLS.clear()
+    make_runner(tmp_path).run(resumable_pipeline(), "run-2", rerun={"g00/train"})
+    assert CALLS == [("from", None)], "computed afresh, not from the other run's checkpoint"
+
+    StoreCheckpointer(store, fp).save({"step": 5}, 5)
+    CALLS.clear()
+    FAIL_AFTER_CHECKPOINT.append(True)
+    with pytest.raises(StageError):
+        make_runner(tmp_path).run(resumable_pipeline(), "run-3", rerun={"g00/train"})
+    resumed = make_runner(tmp_path).run(resumable_pipeline(), "run-3", rerun={"g00/train"})
+    assert resumed.status is RunStatus.FINISHED
+    assert CALLS == [("from", None), ("from", 7)], "the run's own resume goes on from its own checkpoint"
 
 
 def test_rerun_of_an_unknown_stage_lists_valid_ones(tmp_path):
