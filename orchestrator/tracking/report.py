@@ -29,13 +29,24 @@ def _compact(value: Any) -> str:
     return str(int(value)) if float(value).is_integer() else f"{value:.3f}"
 
 
-def _cell(row: Mapping[str, Any], column: str) -> str:
+def _cell(row: Mapping[str, Any], column: str, counts: bool) -> str:
+    """One value: a whole number in a column of counts (``counts``), else four decimals (1.0 reads 1.0000)."""
     if column.endswith("/*"):
         return _prefixed(row, column[:-2])
     value = row.get(column)
     if value is None:
         return "-"
-    return str(int(value)) if float(value).is_integer() and abs(value) >= 1 else f"{value:.4f}"
+    return str(int(value)) if counts else f"{value:.4f}"
+
+
+def _is_counts(rows: Sequence[Mapping[str, Any]], column: str) -> bool:
+    """Whether every value of a column is a whole number of at least 1 (rows, picks, steps).
+
+    MLflow keeps every metric as a float, so a count is told from a fraction by its column: a
+    balanced accuracy of exactly 1.0 in one generation must not print as "1" beside 0.9500.
+    """
+    values = [row[column] for row in rows if row.get(column) is not None]
+    return bool(values) and all(float(v).is_integer() and abs(v) >= 1 for v in values)
 
 
 def text_table(headers: Sequence[str], body: Sequence[Sequence[str]]) -> str:
@@ -48,7 +59,11 @@ def text_table(headers: Sequence[str], body: Sequence[Sequence[str]]) -> str:
 
 def generation_table(rows: Sequence[Mapping[str, Any]], columns: Mapping[str, str]) -> str:
     """One line per generation; columns map a header to a metric, `name/*` expands to per-class values."""
-    body = [[str(row.get("generation", "?")), *(_cell(row, metric) for metric in columns.values())] for row in rows]
+    counts = {metric: _is_counts(rows, metric) for metric in columns.values()}
+    body = [
+        [str(row.get("generation", "?")), *(_cell(row, metric, counts[metric]) for metric in columns.values())]
+        for row in rows
+    ]
     return text_table(["generation", *columns], body)
 
 

@@ -15,3 +15,15 @@ def test_numbered_values_read_in_class_order_and_named_ones_follow_labelled():
     (an int compared with a str) nor passes for one more class."""
     row = {"generation": 0, "kept/10": 3, "kept/2": 5.0, "kept/0": 1, "kept/other": 7}
     assert report.generation_table([row], {"kept": "kept/*"}).splitlines()[2].split() == ["0", "1", "5", "3", "other=7"]
+
+
+def test_a_fraction_of_exactly_one_keeps_its_decimals_and_a_count_column_stays_whole() -> None:
+    rows = [
+        {"generation": 0, "evaluate/balanced_accuracy": 0.95, "pseudo_label/rows": 100.0},
+        {"generation": 1, "evaluate/balanced_accuracy": 1.0, "pseudo_label/rows": 200.0},
+    ]
+    table = report.generation_table(
+        rows, {"balanced_accuracy": "evaluate/balanced_accuracy", "rows": "pseudo_label/rows"}
+    )
+    last = table.splitlines()[-1].split()
+    assert last == ["1", "1.0000", "200"], table
