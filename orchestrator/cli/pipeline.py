@@ -187,7 +187,8 @@ def run_stages(run: PreparedRun, tracker: BackgroundTracker, copies: Path, hando
             rows = summary_rows(run.pipeline, summary.manifests)
             print(report.generation_table(rows, run.spec.summary), flush=True)
     except (KeyboardInterrupt, SystemExit):  # Ctrl-C; SIGTERM, which Ray turns into SystemExit (`relay stop`)
-        status = "KILLED"
+        if status == "FAILED":  # not once the Runner returned: the run record already says how it ended
+            status = "KILLED"
         raise
     finally:
         tracker.close(status)  # queued behind the stages' calls; MLflow drains them while Ray stops

@@ -66,3 +66,39 @@ def test_ctrl_c_before_the_runner_has_the_run_says_how_to_resume_once(tmp_path, 
         handover.runner_has_it = True  # from here the Runner says it, with the ledger it wrote
         raise KeyboardInterrupt
     assert "resume" not in caplog.text
+
+
+def test_ctrl_c_after_the_runner_finished_leaves_mlflow_finished_like_the_run_record(
+    tmp_path, monkeypatch, capsys
+) -> None:
+    """A Ctrl-C while the final table printed closed MLflow's runs KILLED though the run record said FINISHED."""
+    from pathlib import Path
+
+    from mlflow import MlflowClient
+
+    from orchestrator.engine.artifacts import ArtifactStore
+    from orchestrator.engine.ledger import read_ledger
+    from orchestrator.tracking import report
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    for name in ("RELAY_WORKSPACE", "RELAY_ARTIFACT_URI", "MLFLOW_TRACKING_URI"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(report, "generation_table", interrupted)
+    smoke = Path(__file__).resolve().parents[4] / "pipelines" / "configs" / "smoke.yaml"
+    workspace = tmp_path / "ws"
+    argv = [
+        "run",
+        str(smoke),
+        "run.executor=local",
+        "train.steps=3",
+        "crest.generations=1",
+        f"run.workspace={workspace}",
+    ]
+    assert cli.main([*argv, "--run-id", "r1"]) == 130
+    assert read_ledger(ArtifactStore(str(workspace / "artifacts")), "r1")["status"] == "FINISHED"
+    client = MlflowClient(f"sqlite:///{workspace / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("relay")
+    (parent,) = client.search_runs([experiment.experiment_id], "attributes.run_name = 'r1'")
+    assert parent.info.status == "FINISHED"
