@@ -20,7 +20,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from orchestrator.config import StrictModel
+from orchestrator.config import SafeName, StrictModel
 from orchestrator.dag import Pipeline
 from orchestrator.registry import PipelineSpec
 from pipelines.builders.common import (
@@ -125,7 +125,7 @@ class DomainConfig(PipelineFile):
     """The whole source-selection pipeline file; `pipeline: domain_similarity` selects it."""
 
     pipeline: Literal["domain_similarity"] = "domain_similarity"
-    name: str = "domain-similarity"
+    name: SafeName = "domain-similarity"
     data: DomainDataSection = DomainDataSection()
     domain: DomainSection = DomainSection()
 

@@ -16,7 +16,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from orchestrator.config import StrictModel
+from orchestrator.config import SafeName, StrictModel
 from orchestrator.dag import Pipeline, Stage
 from orchestrator.registry import PipelineSpec
 from pipelines.builders.common import (
@@ -69,7 +69,7 @@ class FitNetsConfig(PipelineFile):
     """The whole FitNets pipeline file; `pipeline: fitnets` selects it."""
 
     pipeline: Literal["fitnets"] = "fitnets"
-    name: str = "fitnets"
+    name: SafeName = "fitnets"
     data: SupervisedDataSection = SupervisedDataSection()
     student: ModelSection = ModelSection()
     fitnets: FitNetsSection = FitNetsSection()

@@ -17,7 +17,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from orchestrator.config import StrictModel
+from orchestrator.config import SafeName, StrictModel
 from orchestrator.dag import Pipeline, Stage
 from orchestrator.registry import PipelineSpec
 from pipelines import split
@@ -78,7 +78,7 @@ class LwfConfig(PipelineFile):
     """The whole LwF pipeline file; `pipeline: lwf` selects it."""
 
     pipeline: Literal["lwf"] = "lwf"
-    name: str = "lwf"
+    name: SafeName = "lwf"
     data: NewTaskDataSection = NewTaskDataSection()
     train: LwfTrainSection = LwfTrainSection()
     lwf: LwfSection = LwfSection()

@@ -18,7 +18,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from orchestrator.config import StrictModel
+from orchestrator.config import SafeName, StrictModel
 from orchestrator.dag import Pipeline
 from orchestrator.registry import PipelineSpec
 from pipelines import split
@@ -61,7 +61,7 @@ class TransferConfig(PipelineFile):
     """The whole transfer-learning pipeline file; `pipeline: transfer` selects it."""
 
     pipeline: Literal["transfer"] = "transfer"
-    name: str = "transfer"
+    name: SafeName = "transfer"
     data: TargetDataSection = TargetDataSection()
     transfer: TransferSection = TransferSection()
 
