@@ -106,7 +106,10 @@ def resolve_address(address: str | None) -> str:
 
 def _url_problem(url: str, needs_port: bool) -> str | None:
     """What is wrong with the form of a Jobs server URL, or None."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # an unclosed or malformed IPv6 literal: `http://[::1`
+        return str(exc)
     if parts.scheme.lower() not in ("http", "https"):
         return f"the scheme must be http:// or https://, not {parts.scheme}://"
     host = parts.hostname or ""

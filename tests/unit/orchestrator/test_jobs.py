@@ -116,6 +116,8 @@ def test_ray_client_address_is_refused_with_the_dashboard_port(clean_env):
         ("http://:8265", "no host"),
         ("http://a b:8265", "host name"),
         ("head.internal", "no port"),
+        ("http://[::1", "IPv6"),
+        ("http://[zz]:8265", "IPv6"),
     ],
 )
 def test_a_malformed_address_is_bad_input_naming_the_flag_and_the_form(clean_env, address, why):
