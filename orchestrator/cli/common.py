@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 
 from orchestrator.cli.preflight import folder_problem, location_problems, open_store
-from orchestrator.cli.run_locations import local_path
+from orchestrator.cli.run_locations import local_path, store_problem
 from orchestrator.config import (
     ARTIFACT_URI_ENV,
     WORKSPACE_ENV,
@@ -278,7 +278,10 @@ def store_of(args: argparse.Namespace) -> ArtifactStore:
     """The artifact store a command reads run records from: --artifact-uri, else the workspace's default.
 
     A local store that is a file, or lies under one, is bad input: pyarrow would report "Not a
-    directory" at the first read, and a listing would find no runs there and say so.
+    directory" at the first read, and a listing would find no runs there and say so. So is a
+    remote store that does not answer (probed for at most ``PROBE_TIMEOUT_S``, as `relay run`
+    does): a listing of an unreachable S3 endpoint came back empty ("no runs yet"), and one of a
+    GCS bucket hung for minutes.
     """
     given = getattr(args, "artifact_uri", None)
     uri = given or artifact_uri(RunSettings(workspace=getattr(args, "workspace", None)))
@@ -287,6 +290,9 @@ def store_of(args: argparse.Namespace) -> ArtifactStore:
         problem = folder_problem(folder, _store_key(args))
         if problem:
             raise ConfigError([problem], "the command line")
+    problem = store_problem(uri, key=_store_key(args)) if folder is None else None
+    if problem:
+        raise ConfigError([problem], "the command line")
     return open_store(uri)
 
 

@@ -174,8 +174,11 @@ def _bounded(action: Callable[[], Any], timeout_s: float) -> tuple[bool, Any]:
     return (bool(outcome), outcome[0] if outcome else None)
 
 
-def store_problem(uri: str, timeout_s: float = PROBE_TIMEOUT_S) -> str | None:
-    """Why the remote store at ``uri`` cannot be used from here (unknown scheme, no answer, no bucket), or None."""
+def store_problem(uri: str, timeout_s: float = PROBE_TIMEOUT_S, key: str = "run.artifact_uri") -> str | None:
+    """Why the remote store at ``uri`` cannot be used from here (unknown scheme, no answer, no bucket), or None.
+
+    ``key`` is how the user named the store (a setting, a flag or a variable), for the message.
+    """
     if local_path(uri) is not None:
         return None
     unknown = artifact_uri_problem(uri, local=False, warn=False)  # a scheme pyarrow does not know, a missing package
@@ -192,12 +195,12 @@ def store_problem(uri: str, timeout_s: float = PROBE_TIMEOUT_S) -> str | None:
     if not finished or isinstance(answer, Exception):
         detail = f"no answer within {timeout_s:g} s" if not finished else str(answer).splitlines()[0]
         return (
-            f"run.artifact_uri: the store {uri} does not answer from this machine ({detail}); check the endpoint "
+            f"{key}: the store {uri} does not answer from this machine ({detail}); check the endpoint "
             "(AWS_ENDPOINT_URL for an S3-compatible server), the network and the credentials"
         )
     bucket, info = answer
     if info.type == pafs.FileType.NotFound:
-        return f"run.artifact_uri: the bucket {bucket!r} of {uri} does not exist; create it first (e.g. `aws s3 mb s3://{bucket}`)"
+        return f"{key}: the bucket {bucket!r} of {uri} does not exist; create it first (e.g. `aws s3 mb s3://{bucket}`)"
     return None
 
 

@@ -139,3 +139,20 @@ def test_a_missing_run_names_the_store_and_the_suggested_listing_finds_its_runs(
     assert suggested is not None and suggested.group(1) == str(tmp_path / "artifacts")
     assert main(["runs", "--artifact-uri", suggested.group(1)], pipelines={"toy": TOY}) == 0
     assert "real-run" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", [["runs"], ["generations", "r1"], ["resume", "r1"]])
+def test_an_object_store_that_does_not_answer_is_refused_not_listed_as_empty(
+    tmp_path: Path, capsys, monkeypatch, command: list[str]
+) -> None:
+    """An S3 endpoint where nothing listens: `relay runs` said "no runs ... yet" (exit 0), resume a raw AWS error."""
+    from tests.integration.cluster import free_port
+
+    dead = f"s3://bucket/relay?endpoint_override=127.0.0.1:{free_port()}&scheme=http"
+    monkeypatch.setenv("RELAY_ARTIFACT_URI", dead)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "relay")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "relay-secret")
+    monkeypatch.chdir(tmp_path)
+    message = refused([*command, "--workspace", str(tmp_path / "ws")], capsys)
+    assert f"$RELAY_ARTIFACT_URI: the store {dead} does not answer from this machine" in message
+    assert files_under(tmp_path) == {}
