@@ -23,6 +23,8 @@ from pipelines.model_names import MODEL_NAMES, check_stochastic_depth
 # (an extra zero, 1e8) is refused when the file is loaded instead of exhausting memory or waiting
 # on resources no node has.
 MAX_BATCH = 1 << 16
+MAX_SHARD = 1 << 20  # images per labeling shard: one shard's images and outputs are held at once
+MAX_WIDTH = 1 << 16  # a layer's width (a projection head's output)
 MAX_NODE_CPUS = 1024
 MAX_NODE_GPUS = 64
 MAX_GENERATIONS = 1000
@@ -163,6 +165,18 @@ class TrainSection(StrictModel):
     report_every: int = Field(50, gt=0)
     checkpoint_every: int = Field(50, ge=0)  # in-stage checkpoint (resume point after a crash); 0: none
 
+    @model_validator(mode="after")
+    def _unlabeled_batch_within_bounds(self) -> TrainSection:
+        """The unlabeled batch (batch_size x unlabeled_ratio) is bounded like the labeled one: a ratio of 1e8
+        passed, and the first step asked for billions of images."""
+        unlabeled = self.batch_size * self.unlabeled_ratio
+        if unlabeled > MAX_BATCH:
+            raise ValueError(
+                f"train.unlabeled_ratio: the unlabeled batch train.batch_size x train.unlabeled_ratio = {unlabeled} "
+                f"is over {MAX_BATCH}; lower train.unlabeled_ratio (FixMatch uses 7) or train.batch_size"
+            )
+        return self
+
 
 class WeakAugment(StrictModel):
     """Weak augmentation: flip and crop with reflect padding (FixMatch's 12.5%).
@@ -203,7 +217,7 @@ class LabelSection(StrictModel):
     """
 
     batch_size: int = Field(512, gt=0, le=MAX_BATCH)
-    shard_size: int = Field(2048, gt=0)
+    shard_size: int = Field(2048, gt=0, le=MAX_SHARD)
 
 
 class StageResources(StrictModel):
@@ -334,7 +348,7 @@ class PretextSection(StrictModel):
     momentum: float = Field(0.9, ge=0.0, lt=1.0)
     weight_decay: float = Field(5e-4, ge=0.0)
     temperature: float = Field(0.5, gt=0.0)
-    projection_dim: int = Field(64, gt=0)
+    projection_dim: int = Field(64, gt=0, le=MAX_WIDTH)
     probe: bool = True
     report_every: int = Field(50, gt=0)
 

@@ -136,6 +136,8 @@ def test_stages_a_local_ray_could_never_start_are_refused(
         ("data.loader_workers=100000", "data.loader_workers: must be <= 64"),
         ("data.buffer_mb=100000000000", "data.buffer_mb: must be <= 65536"),
         ("train.batch_size=100000000", "train.batch_size: must be <= 65536"),
+        ("train.unlabeled_ratio=100000000", "train.unlabeled_ratio: the unlabeled batch"),
+        ("label.shard_size=100000000000", "label.shard_size: must be <= 1048576"),
         ("run.num_cpus=1000000000000000000000", "run.num_cpus: must be <= 4096"),
     ],
 )
