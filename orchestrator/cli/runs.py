@@ -16,11 +16,13 @@ import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
 from orchestrator.cli.common import Pipelines, add_artifact_uri, add_workspace, pipelines_of, store_of
+from orchestrator.cli.run_locations import local_path
 from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.engine.ledger import (
     COMMAND_FILE,
@@ -284,7 +286,9 @@ def cmd_runs(args: argparse.Namespace) -> int:
     store = store_of(args)
     rows = run_rows(store, pipelines_of(args))
     if not rows:
-        print(f"no runs in {store.uri} yet: start one with `relay run pipelines/configs/smoke.yaml`")
+        folder = local_path(store.uri)
+        missing = f" ({folder} does not exist: check the path)" if folder and not Path(folder).exists() else ""
+        print(f"no runs in {store.uri} yet{missing}: start one with `relay run pipelines/configs/smoke.yaml`")
         return 0
     print(text_table(HEADERS, [row.cells() for row in rows]))
     unreadable = [f"{row.run_id} is {UNREADABLE}: {row.problem}" for row in rows if row.problem is not None]

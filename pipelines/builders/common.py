@@ -208,7 +208,11 @@ def preflight_start(config: Any) -> list[str]:
         loaded = torch.load(io.BytesIO(read_bytes(found.location)), map_location="cpu", weights_only=True)
         weights = transfer.shapes(transfer.state_dict_of(loaded))
     except Exception as exc:  # not a torch file, not a state dict: the same answer for the user
-        return [f"init.source: cannot read {found.location} as pretrained weights ({exc})"]
+        reason = str(exc) or type(exc).__name__  # an empty file: torch raises EOFError with no text
+        return [
+            f"init.source: cannot read {found.location} as pretrained weights ({reason}); point init.source "
+            "at a torch state dict (a .pt file, models:/NAME@ALIAS or run:RUN_ID/STAGE)"
+        ]
     data = config.data
     if data.name not in IMAGE_SHAPES:  # a dataset whose shape is only known from its images: checked in the stage
         return []

@@ -28,6 +28,13 @@ def test_missing_pretrained_weights(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert "init.source: no weights file at" in message and "nope.pt" in message
 
 
+def test_an_empty_weights_file_names_the_reason_and_the_fix(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    empty = tmp_path / "empty.pt"
+    empty.write_bytes(b"")
+    message = refused(tmp_path, capsys, "transfer_digits.yaml", f"init.source={empty}")
+    assert "as pretrained weights (EOFError); point init.source at a torch state dict" in message
+
+
 def test_weights_of_another_input_shape_name_the_layer(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     weights = tmp_path / "rgb.pt"
     torch.save(create_model("small_cnn", 10, 3).state_dict(), weights)
