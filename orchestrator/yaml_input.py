@@ -49,6 +49,35 @@ class UniqueKeyLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
         return super().construct_mapping(node, deep=deep)
 
 
+class Base60Error(yaml.constructor.ConstructorError):
+    """A YAML 1.1 base-60 number (``1:20`` reads as 80)."""
+
+
+def _refuse_base_60(loader: UniqueKeyLoader, node: yaml.ScalarNode, construct: Any) -> Any:
+    """Refuse a number written with colons, which YAML 1.1 reads in base 60 (``steps: 1:20`` became 80).
+
+    Nobody writes a step count, a rate or a size that way on purpose: a time or a ratio was meant.
+    """
+    if ":" in str(node.value):
+        raise Base60Error(
+            "while constructing a number",
+            node.start_mark,
+            f"{node.value!r} is a base-60 number in YAML 1.1 (read as {construct(loader, node)!r}); "
+            f"write the number itself, or quote it ('{node.value}') if it is text",
+            node.start_mark,
+        )
+    return construct(loader, node)
+
+
+for _tag, _construct in (
+    ("tag:yaml.org,2002:int", yaml.constructor.SafeConstructor.construct_yaml_int),
+    ("tag:yaml.org,2002:float", yaml.constructor.SafeConstructor.construct_yaml_float),
+):
+    UniqueKeyLoader.add_constructor(
+        _tag, lambda loader, node, construct=_construct: _refuse_base_60(loader, node, construct)
+    )
+
+
 def parse_yaml(text: str) -> Any:
     """``yaml.safe_load`` that refuses duplicate keys: every YAML a user writes (files, override values) goes through it."""
     return yaml.load(text, Loader=UniqueKeyLoader)  # a SafeLoader subclass: no arbitrary objects
@@ -98,7 +127,7 @@ def _yaml_problem(exc: yaml.YAMLError) -> str:
     what = " ".join(str(getattr(exc, "problem", None) or exc).split())  # one line, whatever the parser said
     if mark is None:
         return f"malformed YAML: {what}; fix the syntax"
-    if isinstance(exc, DuplicateKeyError):
+    if isinstance(exc, (DuplicateKeyError, Base60Error)):
         return f"line {mark.line + 1}, column {mark.column + 1}: {what}"
     return f"malformed YAML at line {mark.line + 1}, column {mark.column + 1}: {what}; fix the syntax there"
 

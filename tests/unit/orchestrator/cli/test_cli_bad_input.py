@@ -126,6 +126,21 @@ def test_a_key_given_twice_is_refused_with_both_lines(
 
 
 @pytest.mark.parametrize(
+    ("text", "read_as"),
+    [("pipeline: crest\nname: x\ntrain:\n  steps: 1:20\n", "80"), ("pipeline: crest\ntrain: {lr: 0:0.5}\n", "0.5")],
+)
+def test_a_base_60_number_is_refused_not_read_as_another_number(
+    tmp_path: Path, capsys: pytest.CaptureFixture, text: str, read_as: str
+) -> None:
+    """YAML 1.1 reads `steps: 1:20` as 80; the run would have trained for a number nobody wrote."""
+    config = tmp_path / "b60.yaml"
+    config.write_text(text)
+    assert run_cli(tmp_path, config, command="validate") == 2
+    err = capsys.readouterr().err
+    assert f"is a base-60 number in YAML 1.1 (read as {read_as}); write the number itself, or quote it" in err
+
+
+@pytest.mark.parametrize(
     "override", ["train.steps=yes", "crest.generations=yes", "train.lr=on", "data.class_order=[true]"]
 )
 def test_a_boolean_is_not_a_number(tmp_path: Path, capsys: pytest.CaptureFixture, override: str) -> None:
