@@ -422,8 +422,16 @@ def _describe(model_cls: type[BaseModel], err: Mapping[str, Any]) -> tuple[str, 
     if kind in _OWN_WORDS:  # our validators' messages already say what was expected, what came and the fix
         return key, _expectation(err)
     got = err.get("input")
-    if isinstance(got, Mapping):  # a whole section: echoing it buries the message
-        return key, f"{_expectation(err)}; fix the section"
+    if kind == "model_type":  # pydantic: "a valid dictionary or instance of TrainSection"
+        return (
+            key,
+            f"must be a section of `key: value` settings (got {got!r:.80} of type {type(got).__name__}); write {key}: with its keys below it",
+        )
+    if isinstance(got, Mapping):  # a whole section where one value goes: echoing it buries the message
+        return (
+            key,
+            f"{_expectation(err)}, not a section of settings (got keys {', '.join(map(str, got))[:80]}); write one value",
+        )
     return key, f"{_expectation(err)} (got {got!r} of type {type(got).__name__}); fix the value"
 
 

@@ -136,6 +136,15 @@ def test_validate_collects_every_problem_with_dotted_keys():
     assert "extra: unknown key; valid keys: crest, name, tags, train" in text
 
 
+def test_a_value_where_a_section_goes_and_a_section_where_a_value_goes_say_which_is_which():
+    """pydantic's words were "a valid dictionary or instance of Train" and, for a section given as a value, none."""
+    with pytest.raises(ConfigError) as info:
+        validate_config(Toy, {"name": "x", "train": 5, "crest": {"alpha": {"a": 1}}}, "toy.yaml")
+    text = "\n".join(info.value.problems)
+    assert "train: must be a section of `key: value` settings (got 5 of type int); write train: with its keys" in text
+    assert "crest.alpha: must be a valid number, not a section of settings (got keys a); write one value" in text
+
+
 def test_validate_reports_missing_keys():
     with pytest.raises(ConfigError) as info:
         validate_config(Toy, {"train": {}}, "t")
