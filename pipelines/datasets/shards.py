@@ -191,6 +191,10 @@ def read_manifest(uri: str) -> DatasetManifest:
     except (OSError, pa.ArrowException) as exc:
         if isinstance(exc, OSError) and not isinstance(fs, pafs.LocalFileSystem):
             raise DatasetError(unreachable(uri, exc)) from exc
+        if fs.get_file_info(root).type == pafs.FileType.File:
+            raise DatasetError(
+                f"{uri} is a file, not a dataset folder; pass the folder `relay data import` wrote"
+            ) from exc
         raise DatasetError(f"{path}: could not read the manifest ({first_line(exc)})") from exc
     manifest = _manifest_from(path, raw)
     if not any(split.shards for split in manifest.splits.values()):

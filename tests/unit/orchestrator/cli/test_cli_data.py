@@ -56,6 +56,17 @@ def test_a_uri_with_no_shards_exits_2(tmp_path: Path, capsys: pytest.CaptureFixt
     assert not (tmp_path / "ws").exists()
 
 
+def test_a_file_given_as_the_dataset_says_a_folder_is_expected(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    afile = tmp_path / "weights.pt"
+    afile.write_bytes(b"not a dataset")
+    assert main(["data", "info", str(afile)]) == 2
+    assert (
+        f"{afile} is a file, not a dataset folder; pass the folder `relay data import` wrote" in capsys.readouterr().err
+    )
+    assert _validate(tmp_path, f"data.uri={afile}") == 2
+    assert f"data.uri: {afile} is a file, not a dataset folder" in capsys.readouterr().err
+
+
 def test_an_edited_manifest_exits_2(digits: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     copy = _copy(digits, tmp_path)
     manifest = json.loads((copy / shards.MANIFEST).read_text())
