@@ -695,17 +695,17 @@ def _init_ray(ray: Any, kwargs: dict[str, Any]) -> None:
     on a port the OS picks.
     """
     if "dashboard_port" not in kwargs:
-        with interrupts_kept(ray.shutdown):
-            _start_ray(ray, kwargs)
+        with interrupts_kept(ray.shutdown) as interrupted:
+            _start_ray(ray, kwargs, interrupted)
         return
     with port_lock.dashboard_port_lock():
         kwargs = {**kwargs, "dashboard_port": dashboard_port()}
-        with interrupts_kept(ray.shutdown):
-            _start_ray(ray, kwargs)
+        with interrupts_kept(ray.shutdown) as interrupted:
+            _start_ray(ray, kwargs, interrupted)
 
 
 @contextlib.contextmanager
-def interrupts_kept(on_interrupt: Callable[[], None] = lambda: None) -> Iterator[None]:
+def interrupts_kept(on_interrupt: Callable[[], None] = lambda: None) -> Iterator[list[int]]:
     """Hold a Ctrl-C that comes during the block until it ends; then call ``on_interrupt`` and raise it.
 
     Raised where it lands, a Ctrl-C while Ray is imported and started was lost or hung the run:
@@ -716,9 +716,10 @@ def interrupts_kept(on_interrupt: Callable[[], None] = lambda: None) -> Iterator
     next log call. So the first Ctrl-C is only noted, and the block (bounded: Ray's start-up) ends
     first; a second one raises at once, for a block that does not end. ``on_interrupt`` stops what
     the block started. Only the main thread can set a handler; elsewhere the block runs as it is.
+    The block gets the list of interrupts noted so far (empty: none), to tell what they caused.
     """
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield []
         return
     noted: list[int] = []
     previous = signal.getsignal(signal.SIGINT)
@@ -730,7 +731,7 @@ def interrupts_kept(on_interrupt: Callable[[], None] = lambda: None) -> Iterator
 
     signal.signal(signal.SIGINT, note)
     try:
-        yield
+        yield noted
     finally:
         signal.signal(signal.SIGINT, previous)
     if noted:
@@ -738,10 +739,19 @@ def interrupts_kept(on_interrupt: Callable[[], None] = lambda: None) -> Iterator
         raise KeyboardInterrupt
 
 
-def _start_ray(ray: Any, kwargs: dict[str, Any]) -> None:
+def _start_ray(ray: Any, kwargs: dict[str, Any], interrupted: Sequence[int] = ()) -> None:
+    """``ray.init``, retried once on another port when the dashboard's was taken meanwhile.
+
+    ``interrupted``: the Ctrl-Cs noted while Ray started. A Ctrl-C in a terminal reaches the whole
+    process group, Ray's own processes too, so a dashboard that died then was stopped, not
+    outbid for its port: the start ends as interrupted, without a retry or a word about ports.
+    """
     try:
         ray.init(**kwargs)
     except Exception as exc:  # Ray raises a bare Exception for a dashboard that did not start
+        if interrupted:
+            ray.shutdown()
+            raise KeyboardInterrupt from exc
         if "dashboard_port" not in kwargs or "dashboard" not in str(exc).lower():
             raise
         retry_port = dashboard_port(preferred=0)

@@ -281,3 +281,32 @@ def test_a_second_ctrl_c_during_the_block_raises_at_once() -> None:
             os.kill(os.getpid(), signal.SIGINT)
             reached.append(press)
     assert reached == [0]  # the first is held, the second raises before the loop goes on
+
+
+class DashboardDies:
+    """What `ray.init` does when the dashboard it started is gone: a bare Exception naming the dashboard."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def init(self, **kwargs) -> None:
+        self.calls.append(f"init {kwargs.get('dashboard_port')}")
+        raise Exception("Failed to start the dashboard")  # Ray raises a bare Exception here
+
+    def shutdown(self) -> None:
+        self.calls.append("shutdown")
+
+
+def test_a_dashboard_stopped_by_the_ctrl_c_ends_the_start_as_interrupted_without_a_port_retry(caplog) -> None:
+    """A Ctrl-C reaches Ray's processes too; the start then logged 'lost port 8265 to another process' and retried."""
+    from orchestrator.engine.executors import _start_ray
+
+    ray = DashboardDies()
+    with pytest.raises(KeyboardInterrupt):
+        _start_ray(ray, {"dashboard_port": 8265}, interrupted=[2])
+    assert ray.calls == ["init 8265", "shutdown"]
+    assert "lost port" not in caplog.text
+    ray = DashboardDies()
+    with pytest.raises(Exception, match="dashboard"):  # no Ctrl-C: a lost port, retried once on another
+        _start_ray(ray, {"dashboard_port": 8265})
+    assert len(ray.calls) == 3 and ray.calls[1] == "shutdown" and "lost port 8265" in caplog.text
