@@ -161,7 +161,8 @@ def ray_address_problem(address: str, key: str) -> str | None:
             "http://HOST:8265`"
         )
     host, colon, port = address.removeprefix("ray://").rpartition(":")
-    if not colon or not host or "/" in host or not port.isdigit() or not 1 <= int(port) <= 65535:
+    unbracketed = host.startswith("[") != host.endswith("]") or host.count("[") > 1  # `[::1` (no `]:PORT`)
+    if not colon or not host or "/" in host or unbracketed or not port.isdigit() or not 1 <= int(port) <= 65535:
         return (
             f"{key}: {address!r} is not a Ray cluster address; write HOST:PORT with a port from 1 to 65535, "
             "e.g. 10.0.0.5:6379 (the GCS address `ray status` prints on the head node)"

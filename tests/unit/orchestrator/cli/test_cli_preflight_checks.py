@@ -28,7 +28,7 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-@pytest.mark.parametrize("address", ["notanaddress", "127.0.0.1:99999", "127.0.0.1:", ":6379", "host:port"])
+@pytest.mark.parametrize("address", ["notanaddress", "127.0.0.1:99999", "127.0.0.1:", ":6379", "host:port", "[::1", "::1]:6379"])
 def test_a_malformed_address_is_refused_before_anything_is_written(cwd: Path, capsys, address: str) -> None:
     err = refused(["run", str(SMOKE), "--address", address], cwd, capsys)
     assert f"--address: {address!r} is not a Ray cluster address" in err and "HOST:PORT" in err
