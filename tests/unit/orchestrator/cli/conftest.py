@@ -15,3 +15,10 @@ def cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.chdir(folder)
     monkeypatch.delenv("RELAY_WORKSPACE", raising=False)
     return folder
+
+
+@pytest.fixture
+def no_store_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The shell's own stores must not decide where a command writes or reads: the test names them."""
+    for name in ("RELAY_WORKSPACE", "RELAY_ARTIFACT_URI", "MLFLOW_TRACKING_URI"):
+        monkeypatch.delenv(name, raising=False)

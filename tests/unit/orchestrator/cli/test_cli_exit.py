@@ -69,7 +69,7 @@ def test_ctrl_c_before_the_runner_has_the_run_says_how_to_resume_once(tmp_path, 
 
 
 def test_ctrl_c_after_the_runner_finished_leaves_mlflow_finished_like_the_run_record(
-    tmp_path, monkeypatch, capsys
+    tmp_path, monkeypatch, capsys, no_store_settings
 ) -> None:
     """A Ctrl-C while the final table printed closed MLflow's runs KILLED though the run record said FINISHED."""
     from pathlib import Path
@@ -83,8 +83,6 @@ def test_ctrl_c_after_the_runner_finished_leaves_mlflow_finished_like_the_run_re
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    for name in ("RELAY_WORKSPACE", "RELAY_ARTIFACT_URI", "MLFLOW_TRACKING_URI"):
-        monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(report, "generation_table", interrupted)
     smoke = Path(__file__).resolve().parents[4] / "pipelines" / "configs" / "smoke.yaml"
     workspace = tmp_path / "ws"

@@ -28,7 +28,9 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-@pytest.mark.parametrize("address", ["notanaddress", "127.0.0.1:99999", "127.0.0.1:", ":6379", "host:port", "[::1", "::1]:6379"])
+@pytest.mark.parametrize(
+    "address", ["notanaddress", "127.0.0.1:99999", "127.0.0.1:", ":6379", "host:port", "[::1", "::1]:6379"]
+)
 def test_a_malformed_address_is_refused_before_anything_is_written(cwd: Path, capsys, address: str) -> None:
     err = refused(["run", str(SMOKE), "--address", address], cwd, capsys)
     assert f"--address: {address!r} is not a Ray cluster address" in err and "HOST:PORT" in err
@@ -243,11 +245,9 @@ def test_scheduler_settings_past_the_last_generation_are_refused(cwd: Path, caps
 
 
 def test_a_moved_workspace_is_read_where_it_is_and_not_resumed_into_the_old_place(
-    cwd: Path, capsys, monkeypatch
+    cwd: Path, capsys, no_store_settings
 ) -> None:
     """The record keeps the stores' absolute paths; MLflow keeps its own in mlflow.db, so only reads follow a move."""
-    for name in ("RELAY_WORKSPACE", "RELAY_ARTIFACT_URI", "MLFLOW_TRACKING_URI"):
-        monkeypatch.delenv(name, raising=False)
     old, new = cwd / "ws", cwd / "moved"
     argv = ["run", str(SMOKE), LOCAL, "train.steps=3", "--run-id", "r1", "--stop-after", "g00/train"]
     assert main([*argv, f"run.workspace={old}"]) == 0
@@ -266,10 +266,10 @@ def tree(folder: Path) -> dict[str, tuple[int, int]]:
     return {str(path): (path.stat().st_size, path.stat().st_mtime_ns) for path in folder.rglob("*") if path.is_file()}
 
 
-def test_a_copied_workspace_is_not_resumed_and_the_same_one_by_a_symlink_is(cwd: Path, capsys, monkeypatch) -> None:
+def test_a_copied_workspace_is_not_resumed_and_the_same_one_by_a_symlink_is(
+    cwd: Path, capsys, no_store_settings
+) -> None:
     """A copy's record points at the original: a resume there would split the run between the two."""
-    for name in ("RELAY_WORKSPACE", "RELAY_ARTIFACT_URI", "MLFLOW_TRACKING_URI"):
-        monkeypatch.delenv(name, raising=False)
     old, copy, link = cwd / "ws", cwd / "copy", cwd / "link"
     argv = ["run", str(SMOKE), LOCAL, "train.steps=3", "--run-id", "r1", "--stop-after", "data/split"]
     assert main([*argv, f"run.workspace={old}"]) == 0
@@ -286,11 +286,9 @@ def test_a_copied_workspace_is_not_resumed_and_the_same_one_by_a_symlink_is(cwd:
 
 
 def test_generations_of_a_run_whose_record_is_elsewhere_reads_the_tracking_store(
-    cwd: Path, capsys, monkeypatch
+    cwd: Path, capsys, monkeypatch, no_store_settings
 ) -> None:
     """A laptop that sees the tracking store but not the run's artifact store still gets the run's table."""
-    for name in ("RELAY_WORKSPACE", "RELAY_ARTIFACT_URI", "MLFLOW_TRACKING_URI"):
-        monkeypatch.delenv(name, raising=False)
     ran = cwd / "cluster"
     argv = ["run", str(SMOKE), LOCAL, "train.steps=3", "--run-id", "r1", "--stop-after", "g00/evaluate"]
     assert main([*argv, f"run.workspace={ran}"]) == 0

@@ -35,13 +35,11 @@ def test_a_plain_run_or_an_old_or_damaged_record_asks_for_nothing_afresh(tmp_pat
 
 
 def test_a_resume_stopping_after_a_stage_the_run_has_done_is_refused_and_writes_nothing(
-    tmp_path: Path, capsys, monkeypatch
+    tmp_path: Path, capsys, monkeypatch, no_store_settings
 ) -> None:
     """`relay resume FINISHED --stop-after g00/train` used to record the finished run as stopped again."""
     from orchestrator.cli import main
 
-    for name in ("RELAY_WORKSPACE", "RELAY_ARTIFACT_URI", "MLFLOW_TRACKING_URI"):
-        monkeypatch.delenv(name, raising=False)
     workspace = tmp_path / "ws"
     argv = ["run", SMOKE, "run.executor=local", "train.steps=3", f"run.workspace={workspace}", "--run-id", "r1"]
     assert main([*argv, "--stop-after", "g00/train"]) == 0

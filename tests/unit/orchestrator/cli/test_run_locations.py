@@ -67,9 +67,9 @@ def test_an_unknown_scheme_and_a_dead_tracking_server_are_named() -> None:
     assert tracking_problem("sqlite:////mnt/relay/mlflow.db") is None
 
 
-def test_submit_without_durable_storage_exits_2_before_connecting(monkeypatch, capsys, tmp_path) -> None:
-    for name in ("RELAY_WORKSPACE", "RELAY_ARTIFACT_URI", "MLFLOW_TRACKING_URI"):
-        monkeypatch.delenv(name, raising=False)
+def test_submit_without_durable_storage_exits_2_before_connecting(
+    monkeypatch, capsys, tmp_path, no_store_settings
+) -> None:
     monkeypatch.chdir(tmp_path)
     nothing_listens = f"http://127.0.0.1:{free_port()}"  # never reached: the refusal comes first
     assert main(["submit", str(SMOKE), "--address", nothing_listens]) == 2
