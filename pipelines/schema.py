@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Annotated, Literal, TypeVar
 
-from pydantic import AfterValidator, BaseModel, Field, model_validator
+from pydantic import AfterValidator, BaseModel, Field, field_validator, model_validator
 
 from orchestrator.config import ModelSourceText, RunSettings, SafeName, StrictModel, TrackingSettings, TuneSettings
 from pipelines.data import DATASET_REQUIRES_ROOT, DATASETS
@@ -231,6 +231,17 @@ class StageResources(StrictModel):
     num_gpus: float = Field(0.0, ge=0.0, le=MAX_NODE_GPUS)
     workers: int = Field(1, ge=1, le=4096)
     custom: dict[str, Annotated[float, Field(gt=0.0)]] = Field(default_factory=dict)
+
+    @field_validator("custom")
+    @classmethod
+    def _no_built_in_resource(cls, custom: dict[str, float]) -> dict[str, float]:
+        """Ray's own resources have their own settings: `{CPU: 1}` here read as a custom resource no node has."""
+        own = {"CPU": "num_cpus", "GPU": "num_gpus", "memory": None, "object_store_memory": None}
+        for name in custom:
+            if name in own:
+                instead = f"set {own[name]} beside custom instead" if own[name] else "Relay does not set it per stage"
+                raise ValueError(f"{name} is one of Ray's own resources, not a custom one; remove it ({instead})")
+        return custom
 
 
 class _StageResourcesCommon(StrictModel):

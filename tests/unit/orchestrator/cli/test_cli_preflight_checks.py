@@ -140,6 +140,7 @@ def test_stages_a_local_ray_could_never_start_are_refused(
         ("train.batch_size=100000000", "train.batch_size: must be <= 65536"),
         ("train.unlabeled_ratio=100000000", "train.unlabeled_ratio: the unlabeled batch"),
         ("label.shard_size=100000000000", "label.shard_size: must be <= 1048576"),
+        ("resources.train.custom={CPU: 1}", "resources.train.custom: CPU is one of Ray's own resources"),
         ("run.num_cpus=1000000000000000000000", "run.num_cpus: must be <= 4096"),
     ],
 )
