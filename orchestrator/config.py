@@ -408,7 +408,7 @@ def _merge(items: typing.Iterable[tuple[str, str]]) -> list[str]:
         whats = by_key.setdefault(key, [])
         if what not in whats:
             whats.append(what)
-    return [f"{key}: {' or '.join(whats)}" for key, whats in by_key.items()]
+    return [f"{key}: {' or '.join(whats)}" if key else " or ".join(whats) for key, whats in by_key.items()]
 
 
 def _describe(model_cls: type[BaseModel], err: Mapping[str, Any]) -> tuple[str, str]:
@@ -416,6 +416,8 @@ def _describe(model_cls: type[BaseModel], err: Mapping[str, Any]) -> tuple[str, 
     loc = [p for p in err["loc"] if not (isinstance(p, str) and (p in _UNION_TAGS or "[" in p))]
     key = _dotted(loc) or "<top level>"
     kind = err["type"]
+    if not loc and kind in _OWN_WORDS:  # a check across sections: its message names the keys it compared
+        return "", _expectation(err)
     if kind == "extra_forbidden":
         return key, _unknown_key(model_cls, loc)
     if kind == "missing":
