@@ -231,18 +231,25 @@ def done_stages(store: ArtifactStore, run_id: str) -> frozenset[str]:
 
 
 def check_resume_stop_after(store: ArtifactStore, run_id: str, stop_after: str | None) -> None:
-    """Refuse (exit 2) `relay resume RUN --stop-after STAGE` at a stage the run has already done.
+    """Refuse (exit 2) `relay resume RUN --stop-after STAGE` of a run that has finished.
 
-    Why: the resumed attempt would end there and record the run as stopped at that stage: the
-    later stages it had finished would drop out of its ledger, and MLflow's runs would turn KILLED,
-    so a finished run would read as stopped.
+    Why: the resumed attempt would end at that stage and record the finished run as stopped,
+    its MLflow runs KILLED. A run that has not finished may stop after a stage it has done (the
+    resume checks that stage's outputs and recomputes a damaged one); the stages it did later
+    stay in its ledger (``Ledger.write``).
     """
-    if stop_after is None or stop_after not in done_stages(store, run_id):
+    if stop_after is None:
+        return
+    try:
+        status = (read_ledger(store, run_id) or {}).get("status")
+    except (ValueError, AttributeError, RelayError):  # an unreadable ledger: the resume reports it
+        return
+    if status != "FINISHED":
         return
     raise ConfigError(
         [
-            f"--stop-after: run {run_id} has already done {stop_after}, so stopping after it would record the run "
-            f"as stopped there again; resume without --stop-after, or name a stage the run has not done yet"
+            f"--stop-after: run {run_id} has finished, so stopping it after {stop_after} would record it as stopped "
+            f"again; resume it without --stop-after (its outputs are checked, and a damaged one recomputed)"
         ],
         "the command line",
     )

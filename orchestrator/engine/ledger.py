@@ -91,9 +91,17 @@ class Ledger:
             "started": self.started,
             "updated": _now(),
             "driver": {"host": socket.gethostname(), "pid": os.getpid()},
-            "stages": {name: self._history(name, entry) for name, entry in stages.items()},
+            "stages": {**{name: self._history(name, entry) for name, entry in stages.items()}, **self._beyond(stages)},
         }
         self.store.write_record(record_path(self.run_id, LEDGER_FILE), json.dumps(data, indent=2, default=str).encode())
+
+    def _beyond(self, stages: Mapping[str, Any]) -> dict[str, Any]:
+        """The earlier attempts' entries of stages this attempt does not plan (it stops before them: `--stop-after`).
+
+        Why: a resume that stops after an earlier stage than a previous attempt reached rewrote the
+        ledger with its own stages only, and the later stages the run had done vanished from it.
+        """
+        return {name: entry for name, entry in self.earlier_stages.items() if name not in stages}
 
     def _history(self, name: str, entry: Mapping[str, Any]) -> dict[str, Any]:
         """``entry``, or the earlier attempt's when this one only found that attempt's own output in the cache.

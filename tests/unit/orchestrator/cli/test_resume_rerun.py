@@ -34,20 +34,24 @@ def test_a_plain_run_or_an_old_or_damaged_record_asks_for_nothing_afresh(tmp_pat
     assert rerun_on_resume(ArtifactStore(str(tmp_path / "empty")), "r1") == set()
 
 
-def test_a_resume_stopping_after_a_stage_the_run_has_done_is_refused_and_writes_nothing(
-    tmp_path: Path, capsys, monkeypatch, no_store_settings
+def test_a_finished_run_is_not_resumed_to_a_stop_and_a_stopped_one_keeps_its_later_stages(
+    tmp_path: Path, capsys, no_store_settings
 ) -> None:
-    """`relay resume FINISHED --stop-after g00/train` used to record the finished run as stopped again."""
+    """`relay resume FINISHED --stop-after g00/train` recorded the finished run as stopped again, and a resume
+    stopping before where a run had got to dropped the later stages from its ledger."""
     from orchestrator.cli import main
 
     workspace = tmp_path / "ws"
-    argv = ["run", SMOKE, "run.executor=local", "train.steps=3", f"run.workspace={workspace}", "--run-id", "r1"]
-    assert main([*argv, "--stop-after", "g00/train"]) == 0
-    ledger = workspace / "artifacts" / record_path("r1", LEDGER_FILE)
+    argv = ["run", SMOKE, "run.executor=local", "train.steps=3", f"run.workspace={workspace}", "--run-id"]
+    assert main([*argv, "stopped", "--stop-after", "g00/evaluate"]) == 0
+    assert main(["resume", "stopped", "--workspace", str(workspace), "--stop-after", "g00/train"]) == 0
+    stages = json.loads((workspace / "artifacts" / record_path("stopped", LEDGER_FILE)).read_bytes())["stages"]
+    assert stages["g00/evaluate"]["state"] == "succeeded", "a stage done before stays in the ledger"
+
+    assert main([*argv, "done", "crest.generations=1"]) == 0
+    ledger = workspace / "artifacts" / record_path("done", LEDGER_FILE)
     before = ledger.read_bytes()
     capsys.readouterr()
-    assert main(["resume", "r1", "--workspace", str(workspace), "--stop-after", "data/split"]) == 2
-    assert "--stop-after: run r1 has already done data/split" in capsys.readouterr().err
+    assert main(["resume", "done", "--workspace", str(workspace), "--stop-after", "data/split"]) == 2
+    assert "--stop-after: run done has finished, so stopping it after data/split" in capsys.readouterr().err
     assert ledger.read_bytes() == before
-    assert main(["resume", "r1", "--workspace", str(workspace), "--stop-after", "g00/evaluate"]) == 0
-    assert json.loads(ledger.read_bytes())["stages"]["g00/evaluate"]["state"] == "succeeded"
