@@ -74,7 +74,10 @@ def load_pipeline_file(
     """
     data = apply_overrides(load_yaml(path), overrides)
     spec = get_pipeline(data.get("pipeline"), load_pipelines() if pipelines is None else pipelines, source=path)
-    config = validate_config(spec.config_model, data, source=path)
+    try:
+        config = validate_config(spec.config_model, data, source=path)
+    except ConfigError as exc:
+        raise ConfigError([from_override(problem, overrides) for problem in exc.problems], path) from exc
     problems = [*spec.preflight(config), *location_problems(config.run, config.tracking, local)]
     if problems:
         raise ConfigError(problems, path)
@@ -84,6 +87,20 @@ def load_pipeline_file(
         return spec, config, data
     pinned = apply_overrides(data, pins)
     return spec, validate_config(spec.config_model, pinned, source=path), pinned
+
+
+def from_override(problem: str, overrides: list[str]) -> str:
+    """``problem``, with the command-line override that set its key named: the message is headed by the file.
+
+    Why: `relay run smoke.yaml train=5` said the problem was "in smoke.yaml", where the user finds no such line.
+    """
+    key = problem.split(":", 1)[0]
+    for item in reversed(overrides):  # the last override of a key is the one that counted
+        given = item.partition("=")[0].strip()
+        inside = key.startswith((f"{given}.", f"{given}[")) or given.startswith(f"{key}.")  # a section check too
+        if given and (key == given or inside):
+            return f"{problem} (set on the command line: {item})"
+    return problem
 
 
 def load_saved_config(text: str, source: str, pipelines: Pipelines) -> tuple[Any, Any]:

@@ -175,3 +175,12 @@ def test_a_huge_head_count_is_one_exact_problem(tmp_path: Path, capsys: pytest.C
     line = problem_line(capsys.readouterr().err, "data")
     assert f"head_count {huge} does not fit: the largest class has 183 samples, 163 after the 20 held out" in line
     assert "Set head_count to at most 158" in line and "99999999999999991611392" not in line
+
+
+def test_a_problem_an_override_set_names_that_override(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """The message is headed by the file, where `train=5` is nowhere to be found; the line says where it came from."""
+    assert run_cli(tmp_path, SMOKE, "train=5", "seed=3") == 2
+    line = problem_line(capsys.readouterr().err, "train")
+    assert line.endswith("(set on the command line: train=5)"), line
+    assert run_cli(tmp_path, SMOKE, "seed=-1") == 2
+    assert problem_line(capsys.readouterr().err, "seed").endswith("(set on the command line: seed=-1)")
