@@ -228,22 +228,37 @@ def follow_to_the_end(address: str | None, job_id: str) -> int:
     return EXIT_FAILED
 
 
+def latest_job(address: str | None, job_id: str) -> str:
+    """The job a run id names now: its newest job, ``RUN_ID-resume-N`` once the run was resumed on this cluster.
+
+    Why: Ray keeps a job id for good, so `relay submit --resume RUN_ID` on the cluster that ran
+    the run submits ``RUN_ID-resume-2``; `relay stop RUN_ID` then stopped nothing ("already
+    finished") while the resume trained on. Said on stderr whenever another job is meant.
+    """
+    latest = jobs.latest_job_of(jobs.list_jobs(address), job_id)
+    if latest != job_id:
+        print(f"{job_id}: the run's newest job is {latest} (a resume); this is about that one", file=sys.stderr)
+    return latest
+
+
 def cmd_status(args: argparse.Namespace) -> int:
-    print(jobs.job_status(args.address, args.job_id))
+    print(jobs.job_status(args.address, latest_job(args.address, args.job_id)))
     return 0
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
+    job_id = latest_job(args.address, args.job_id)
     if args.follow:
-        follow(args.address, args.job_id)
+        follow(args.address, job_id)
     else:
-        print(jobs.job_logs(args.address, args.job_id), end="")
+        print(jobs.job_logs(args.address, job_id), end="")
     return 0
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
-    stopped = jobs.stop_job(args.address, args.job_id)
-    print(f"{args.job_id}: {'stop requested' if stopped else 'already finished'}")
+    job_id = latest_job(args.address, args.job_id)
+    stopped = jobs.stop_job(args.address, job_id)
+    print(f"{job_id}: {'stop requested' if stopped else 'already finished'}")
     return 0
 
 

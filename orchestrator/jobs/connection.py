@@ -51,8 +51,8 @@ class NotADashboardError(JobsError, SettingError):
     """Something answers at the address, but not a Ray dashboard (a wrong port, another server)."""
 
 
-class JobNotFoundError(JobsError):
-    """The cluster knows no job with this id."""
+class JobNotFoundError(JobsError, InputError):
+    """The cluster knows no job with this id: bad input (exit 2), like `relay resume` of an unknown run."""
 
 
 class InsufficientResourcesError(JobsError):

@@ -183,11 +183,23 @@ def free_submission_id(address: str | None, run_id: str) -> str:
     return next(f"{run_id}-resume-{n}" for n in itertools.count(2) if f"{run_id}-resume-{n}" not in taken)
 
 
+def jobs_of_run(rows: list[dict[str, Any]], run_id: str) -> list[dict[str, Any]]:
+    """The jobs of ``run_id`` among ``rows``: its own id, then ``run_id-resume-N`` by N (the order they were submitted)."""
+    mine = re.compile(rf"{re.escape(run_id)}(?:-resume-(\d+))?")
+    found = [(match, row) for row in rows if (match := mine.fullmatch(row["id"] or ""))]
+    return [row for match, row in sorted(found, key=lambda item: int(item[0].group(1) or 1))]
+
+
+def latest_job_of(rows: list[dict[str, Any]], run_id: str) -> str:
+    """The id of the newest job of ``run_id`` (``run_id`` itself when the cluster has no resume of it)."""
+    mine = jobs_of_run(rows, run_id)
+    return mine[-1]["id"] if mine else run_id
+
+
 def check_not_running(rows: list[dict[str, Any]], run_id: str) -> None:
     """Refuse a resume while a job of ``run_id`` (its own id or ``run_id-resume-N``) is PENDING or RUNNING."""
-    mine = re.compile(rf"{re.escape(run_id)}(-resume-\d+)?")
-    for row in rows:
-        if mine.fullmatch(row["id"] or "") and row["status"] in ACTIVE_STATUSES:
+    for row in jobs_of_run(rows, run_id):
+        if row["status"] in ACTIVE_STATUSES:
             job = row["id"]
             raise JobStillRunningError(
                 f"run {run_id} is still running as job {job} ({row['status']}); stop it first "

@@ -76,14 +76,14 @@ def cases(stack: Stack, dead: str) -> list[tuple[str, dict[str, str | None], lis
             "the status of a job the cluster never ran",
             {},
             ["status", "raysubmit_nope", "--address", stack.cluster.dashboard],
-            1,
+            2,
             ["no job 'raysubmit_nope'", "relay jobs --address"],
         ),
         (
             "the log of an unknown job",
             {},
             ["logs", "raysubmit_nope", "--address", stack.cluster.dashboard],
-            1,
+            2,
             ["no job"],
         ),
         (

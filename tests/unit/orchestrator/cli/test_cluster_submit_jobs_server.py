@@ -38,6 +38,7 @@ class JobsServer:
         self.submitted: list[dict[str, Any]] = []
         self.address = ""
         self.usage: dict[str, list[float]] | None = None  # /api/cluster_status's resource usage, None: 404
+        self.stopped: list[str] = []  # the jobs asked to stop
 
 
 def _handler(state: JobsServer) -> type[BaseHTTPRequestHandler]:
@@ -57,6 +58,9 @@ def _handler(state: JobsServer) -> type[BaseHTTPRequestHandler]:
                 self._send(200, {"ray_version": "2.60.0", "version": "4", "session_name": "s"})
             elif self.path == "/api/jobs/":
                 self._send(200, state.jobs)
+            elif self.path.startswith("/api/jobs/") and self.path.count("/") == 3:  # one job's details
+                found = [j for j in state.jobs if j["submission_id"] == self.path.rsplit("/", 1)[1]]
+                self._send(200, found[0]) if found else self._send(404, "Job does not exist")
             elif self.path == "/api/cluster_status" and state.usage is not None:
                 report = {"loadMetricsReport": {"usage": state.usage}}
                 self._send(200, {"result": True, "data": {"clusterStatus": report}})
@@ -72,6 +76,10 @@ def _handler(state: JobsServer) -> type[BaseHTTPRequestHandler]:
             self._send(200, "ok")
 
         def do_POST(self) -> None:
+            if self.path.endswith("/stop"):  # /api/jobs/ID/stop
+                state.stopped.append(self.path.split("/")[3])
+                self._send(200, {"stopped": True})
+                return
             request = json.loads(self._body())
             state.submitted.append(request)
             self._send(200, {"job_id": None, "submission_id": request.get("submission_id") or "raysubmit_1"})
@@ -208,6 +216,25 @@ def test_resume_of_a_finished_run_takes_the_next_free_id(server: JobsServer, pro
     assert main(argv) == 0
     assert capsys.readouterr().out.strip() == "r1-resume-2"
     assert server.submitted[0]["submission_id"] == "r1-resume-2"
+
+
+def test_status_and_stop_of_a_resumed_run_id_act_on_its_newest_job(server: JobsServer, capsys) -> None:
+    """`relay stop r1` said "already finished" while the resume, job r1-resume-2, trained on."""
+    server.jobs = [
+        job("r1", "STOPPED"),
+        job("r1-resume-3", "RUNNING"),
+        job("r1-resume-2", "FAILED"),
+        job("r10", "RUNNING"),
+    ]
+    assert main(["status", "r1", "--address", server.address]) == 0
+    out, err = capsys.readouterr()
+    assert out.strip() == "RUNNING" and "r1: the run's newest job is r1-resume-3 (a resume)" in err
+    assert main(["stop", "r1", "--address", server.address]) == 0
+    assert server.stopped == ["r1-resume-3"] and "r1-resume-3: stop requested" in capsys.readouterr().out
+    assert main(["status", "r1-resume-2", "--address", server.address]) == 0  # a job named exactly is that job
+    assert capsys.readouterr().out.strip() == "FAILED"
+    assert main(["status", "nope", "--address", server.address]) == 2  # unknown, like `relay resume nope`
+    assert "no job 'nope'" in capsys.readouterr().err
 
 
 def test_a_running_job_error_is_bad_input() -> None:
