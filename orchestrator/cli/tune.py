@@ -118,9 +118,9 @@ def pbt_note(plan: SweepPlan) -> str | None:
     if plan.settings.scheduler not in ("pbt", "pb2"):
         return None
     return (
-        f"best.yaml carries the best trial's final values only; {plan.settings.scheduler} changed its values "
-        "between generations, and a run of best.yaml trains every generation with the final ones, so its "
-        "score can differ from the trial's"
+        f"best.yaml carries the best trial's final values only; {plan.settings.scheduler} may have changed them "
+        "between generations (an exploit copies a better trial and perturbs its values), and a run of best.yaml "
+        "trains every generation with the final ones, so its score can differ from the trial's"
     )
 
 
