@@ -8,6 +8,7 @@ import math
 import os
 import re
 import shlex
+import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,9 @@ from orchestrator.jobs.connection import (
 from orchestrator.jobs.watch import ACTIVE_STATUSES, list_jobs
 
 logger = logging.getLogger(__name__)
+# How long a resource check waits for a cluster that reports no node at all: right after `ray start`, the
+# dashboard's report is empty for a few seconds, and a submit then said the cluster had 0 CPU.
+NODES_REPORT_WAIT_S = 15
 
 # Never upload these with the working_dir: local environments, local run
 # outputs and databases are large and meaningless on the cluster.
@@ -235,6 +239,11 @@ def check_cluster_resources(address: str, needs: Mapping[str, float]) -> None:
     if not needs:
         return
     totals = cluster_totals(address)
+    waited = 0
+    while totals == {} and waited < NODES_REPORT_WAIT_S:  # a cluster started seconds ago has reported no node yet
+        time.sleep(1.0)
+        waited += 1
+        totals = cluster_totals(address)
     if totals is None:
         logger.warning("could not read the resources of %s (/api/cluster_status); not checked", address)
         return

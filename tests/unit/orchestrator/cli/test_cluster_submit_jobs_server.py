@@ -271,6 +271,15 @@ def test_submit_with_a_taken_run_id_sends_nothing(server: JobsServer, project: P
 # --------------------------------------------------------------------------- resources
 
 
+def test_a_cluster_that_has_not_reported_its_nodes_yet_is_waited_for(server: JobsServer, project: Path) -> None:
+    """Right after `ray start` the dashboard reports no node: a submit then said the cluster had 0 CPU (exit 1)."""
+    server.usage = {}
+    threading.Timer(2.0, lambda: setattr(server, "usage", {"CPU": [0.0, 2.0]})).start()
+    argv = ["submit", str(SMOKE), "--address", server.address, "--workspace", "/mnt/relay-shared"]
+    assert main(argv) == 0
+    assert len(server.submitted) == 1
+
+
 def test_a_stage_the_cluster_cannot_start_is_refused_before_anything_is_sent(
     server: JobsServer, project: Path, capsys
 ) -> None:
