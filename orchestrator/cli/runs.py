@@ -185,6 +185,10 @@ def unfinished_note(store: ArtifactStore, run_id: str) -> str | None:
         return None
     if status in ("RUNNING", "STARTING"):
         way_on = "look again when it has finished (`relay runs` shows its progress)"
+    elif store.read_record(record_path(run_id, CONFIG_FILE)) is None:  # a tune trial: its sweep keeps its config
+        way_on = (
+            "it is a trial of a sweep (stopped early, or cut off): `relay tune CONFIG --resume` continues the sweep"
+        )
     else:
         way_on = f"finish it with `relay resume {run_id}`"
     return f"Run {run_id} is {status}, not finished: the table shows only the generations it got to; {way_on}"

@@ -27,7 +27,7 @@ from orchestrator.dag import Pipeline, Stage
 from orchestrator.engine.artifacts import ArtifactRef, ArtifactStore, Manifest, sanitize
 from orchestrator.engine.executors import Executor
 from orchestrator.engine.fingerprint import fingerprint
-from orchestrator.engine.ledger import Ledger
+from orchestrator.engine.ledger import DONE_STATES, Ledger
 from orchestrator.engine.policy import Decision, decide, retries_for
 from orchestrator.engine.records import StageRecord, TrackedArtifact, Tracker
 from orchestrator.engine.task import StageTask
@@ -207,7 +207,7 @@ class Runner:
                 self.store_option,
             )
             raise
-        status = RunStatus.STOPPED if len(st.outcomes) < len(pipeline.stages) else RunStatus.FINISHED
+        status = RunStatus.FINISHED if _all_done(pipeline, st.outcomes, ledger) else RunStatus.STOPPED
         st.write_ledger(status)
         logger.info(
             "run %s %s: %d executed, %d cached",
@@ -429,3 +429,18 @@ def _stages_per_generation(pipeline: Pipeline) -> dict[int, int]:
         if stage.generation is not None:
             counts[stage.generation] = counts.get(stage.generation, 0) + 1
     return counts
+
+
+def _all_done(pipeline: Pipeline, outcomes: Mapping[str, Any], ledger: Ledger) -> bool:
+    """Whether every stage of the pipeline is done: by this attempt, or by an earlier one of the run.
+
+    Why: an attempt that stops after a stage plans only that stage and what it needs; a tune trial
+    runs its last generation that way, and a run whose earlier attempts had done the rest (its
+    first generation's evaluation, not an input of the last one) read STOPPED though complete.
+    """
+    earlier = {
+        name
+        for name, entry in ledger.earlier_stages.items()
+        if isinstance(entry, dict) and entry.get("state") in DONE_STATES
+    }
+    return {stage.name for stage in pipeline.stages} <= set(outcomes) | earlier

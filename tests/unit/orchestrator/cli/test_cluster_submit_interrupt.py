@@ -27,14 +27,18 @@ ROOT = Path(__file__).resolve().parents[4]
 
 @pytest.fixture
 def tailing_server() -> Iterator[str]:
-    """A Jobs server whose job r1 is RUNNING and whose log tail never ends."""
+    """A Jobs server whose only job, r1, is RUNNING and whose log tail never ends."""
 
     async def version(request):
         return aiohttp_web.json_response({"ray_version": "2.60.0"})
 
+    job = {"type": "SUBMISSION", "submission_id": "r1", "status": "RUNNING", "entrypoint": "relay run x"}
+
     async def status(request):
-        body = {"type": "SUBMISSION", "submission_id": "r1", "status": "RUNNING", "entrypoint": "relay run x"}
-        return aiohttp_web.json_response(body)
+        return aiohttp_web.json_response(job)
+
+    async def listing(request):  # `relay logs RUN_ID` looks for the run's newest job first
+        return aiohttp_web.json_response([job])
 
     async def tail(request):
         ws = aiohttp_web.WebSocketResponse()
@@ -45,6 +49,7 @@ def tailing_server() -> Iterator[str]:
 
     app = aiohttp_web.Application()
     app.router.add_get("/api/version", version)
+    app.router.add_get("/api/jobs/", listing)
     app.router.add_get("/api/jobs/r1", status)
     app.router.add_get("/api/jobs/r1/logs/tail", tail)
     loop = asyncio.new_event_loop()

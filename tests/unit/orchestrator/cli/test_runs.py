@@ -73,3 +73,15 @@ def test_rerun_from_and_no_cache_are_one_or_the_other(tmp_path: Path, capsys) ->
         main(["run", str(SMOKE), "--rerun-from", "g01/train", "--no-cache"])
     assert exit_info.value.code == 2
     assert "not allowed with argument" in capsys.readouterr().err
+
+
+def test_an_unfinished_run_says_how_to_go_on_and_a_tune_trial_points_at_its_sweep(tmp_path: Path) -> None:
+    """A trial has no config.yaml of its own (its sweep has): `relay resume TRIAL` answered "no run"."""
+    from orchestrator.cli.runs import unfinished_note
+    from orchestrator.engine.ledger import CONFIG_FILE, record_path
+
+    store = ArtifactStore(str(tmp_path / "artifacts"))
+    Runner(store, LocalExecutor(), RecordingTracker(), "v1", 0).run(toy(), "trial-1", stop_after="g00/train")
+    assert "`relay tune CONFIG --resume` continues the sweep" in unfinished_note(store, "trial-1")
+    store.write_record(record_path("trial-1", CONFIG_FILE), b"pipeline: toy\n")  # what `relay run` saves
+    assert "finish it with `relay resume trial-1`" in unfinished_note(store, "trial-1")

@@ -210,6 +210,23 @@ def test_a_rerun_on_request_ignores_a_checkpoint_another_run_left_and_keeps_its_
     assert CALLS == [("from", None), ("from", 7)], "the run's own resume goes on from its own checkpoint"
 
 
+def size_of(ctx, inputs, params):
+    """A second reader of the model beside g00/evaluate: neither needs the other."""
+    return StageResult(outputs={"size": {"n": float(inputs["model"]["w"].numel())}})
+
+
+def test_a_run_whose_attempts_did_every_stage_between_them_is_finished(tmp_path):
+    """A tune trial stops its last generation after that generation's stage; the first generation's evaluation,
+    done by an earlier attempt, is no input of it, and the complete run read STOPPED."""
+    pipeline = toy(extra=(Stage("g00/size", size_of, ("model",), ("size",), generation=0),))
+    assert make_runner(tmp_path).run(pipeline, "run-1", stop_after="g00/evaluate").status is RunStatus.STOPPED
+    summary = make_runner(tmp_path).run(pipeline, "run-1", stop_after="g00/size")
+    assert "g00/evaluate" not in summary.stages, "the second attempt planned only g00/size and what it needs"
+    assert summary.status is RunStatus.FINISHED
+    assert ledger(tmp_path, "run-1")["status"] == "FINISHED"
+    assert make_runner(tmp_path).run(pipeline, "run-2", stop_after="g00/size").status is RunStatus.STOPPED
+
+
 def test_rerun_of_an_unknown_stage_lists_valid_ones(tmp_path):
     with pytest.raises(PipelineError, match="no stage named 'g09/train'; valid stages: data"):
         make_runner(tmp_path).run(toy(), "run-1", rerun={"g09/train"})
