@@ -36,7 +36,7 @@ from orchestrator.config import (
 from orchestrator.dag import Pipeline
 from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.engine.fingerprint import code_versions
-from orchestrator.engine.ledger import COMMAND_FILE, CONFIG_FILE, DONE_STATES, read_ledger, record_path
+from orchestrator.engine.ledger import COMMAND_FILE, CONFIG_FILE, done_in, read_ledger, record_path
 from orchestrator.errors import ConfigError, RelayError
 from orchestrator.registry import PipelineSpec, get_pipeline, load_pipelines
 from orchestrator.yaml_input import yaml_mapping
@@ -97,8 +97,10 @@ def from_override(problem: str, overrides: list[str]) -> str:
     key = problem.split(":", 1)[0]
     for item in reversed(overrides):  # the last override of a key is the one that counted
         given = item.partition("=")[0].strip()
+        if not given:
+            continue
         inside = key.startswith((f"{given}.", f"{given}[")) or given.startswith(f"{key}.")  # a section check too
-        if given and (key == given or inside):
+        if key == given or inside:
             return f"{problem} (set on the command line: {item})"
     return problem
 
@@ -236,15 +238,16 @@ def rerun_on_resume(store: ArtifactStore, run_id: str) -> frozenset[str]:
 
 def done_stages(store: ArtifactStore, run_id: str) -> frozenset[str]:
     """The stages a run's ledger records as done (its own outputs); none when there is no readable ledger."""
+    return done_in(readable_ledger(store, run_id).get("stages"))
+
+
+def readable_ledger(store: ArtifactStore, run_id: str) -> dict[str, Any]:
+    """The run's ledger, or an empty one when there is none or it cannot be read (the command reports that itself)."""
     try:
-        stages = (read_ledger(store, run_id) or {}).get("stages", {})
-    except (ValueError, AttributeError, RelayError):
-        return frozenset()
-    if not isinstance(stages, dict):
-        return frozenset()
-    return frozenset(
-        name for name, entry in stages.items() if isinstance(entry, dict) and entry.get("state") in DONE_STATES
-    )
+        ledger = read_ledger(store, run_id)
+    except (ValueError, RelayError):
+        return {}
+    return ledger if isinstance(ledger, dict) else {}
 
 
 def check_resume_stop_after(store: ArtifactStore, run_id: str, stop_after: str | None) -> None:
@@ -255,13 +258,7 @@ def check_resume_stop_after(store: ArtifactStore, run_id: str, stop_after: str |
     resume checks that stage's outputs and recomputes a damaged one); the stages it did later
     stay in its ledger (``Ledger.write``).
     """
-    if stop_after is None:
-        return
-    try:
-        status = (read_ledger(store, run_id) or {}).get("status")
-    except (ValueError, AttributeError, RelayError):  # an unreadable ledger: the resume reports it
-        return
-    if status != "FINISHED":
+    if stop_after is None or readable_ledger(store, run_id).get("status") != "FINISHED":
         return
     raise ConfigError(
         [

@@ -37,6 +37,15 @@ def record_path(run_id: str, name: str) -> str:
     return f"{RUNS}/{run_id}/{name}"
 
 
+def done_in(stages: Any) -> frozenset[str]:
+    """The stages a ledger's ``stages`` mapping records as done (state in DONE_STATES); none for anything else."""
+    if not isinstance(stages, Mapping):
+        return frozenset()
+    return frozenset(
+        name for name, entry in stages.items() if isinstance(entry, Mapping) and entry.get("state") in DONE_STATES
+    )
+
+
 def read_ledger(store: ArtifactStore, run_id: str) -> dict[str, Any] | None:
     """The run's ledger as written last, or None before the run's first stage was planned.
 

@@ -27,7 +27,7 @@ from orchestrator.dag import Pipeline, Stage
 from orchestrator.engine.artifacts import ArtifactRef, ArtifactStore, Manifest, sanitize
 from orchestrator.engine.executors import Executor
 from orchestrator.engine.fingerprint import fingerprint
-from orchestrator.engine.ledger import DONE_STATES, Ledger
+from orchestrator.engine.ledger import Ledger, done_in
 from orchestrator.engine.policy import Decision, decide, retries_for
 from orchestrator.engine.records import StageRecord, TrackedArtifact, Tracker
 from orchestrator.engine.task import StageTask
@@ -438,9 +438,4 @@ def _all_done(pipeline: Pipeline, outcomes: Mapping[str, Any], ledger: Ledger) -
     runs its last generation that way, and a run whose earlier attempts had done the rest (its
     first generation's evaluation, not an input of the last one) read STOPPED though complete.
     """
-    earlier = {
-        name
-        for name, entry in ledger.earlier_stages.items()
-        if isinstance(entry, dict) and entry.get("state") in DONE_STATES
-    }
-    return {stage.name for stage in pipeline.stages} <= set(outcomes) | earlier
+    return {stage.name for stage in pipeline.stages} <= set(outcomes) | done_in(ledger.earlier_stages)
