@@ -60,7 +60,10 @@ def _handler(state: JobsServer) -> type[BaseHTTPRequestHandler]:
                 self._send(200, state.jobs)
             elif self.path.startswith("/api/jobs/") and self.path.count("/") == 3:  # one job's details
                 found = [j for j in state.jobs if j["submission_id"] == self.path.rsplit("/", 1)[1]]
-                self._send(200, found[0]) if found else self._send(404, "Job does not exist")
+                if found:
+                    self._send(200, found[0])
+                else:
+                    self._send(404, "Job does not exist")
             elif self.path == "/api/cluster_status" and state.usage is not None:
                 report = {"loadMetricsReport": {"usage": state.usage}}
                 self._send(200, {"result": True, "data": {"clusterStatus": report}})
