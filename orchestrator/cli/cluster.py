@@ -32,8 +32,11 @@ from orchestrator.cli.preflight import check_new_run, check_run_id, open_store
 from orchestrator.config import ARTIFACT_URI_ENV, WORKSPACE_ENV, tracking_uri
 from orchestrator.engine.fit import cluster_needs
 from orchestrator.errors import ConfigError
+from orchestrator.tracking.report import text_table
 
 log = logging.getLogger("relay")
+
+JOB_HEADERS = ["job id", "status", "started", "pipeline", "entrypoint"]
 
 
 def job_metadata(pipeline: str, name: str, run_id: str) -> dict[str, str]:
@@ -263,13 +266,30 @@ def cmd_stop(args: argparse.Namespace) -> int:
 
 
 def cmd_jobs(args: argparse.Namespace) -> int:
+    """The cluster's submitted jobs under a header; Ray drivers that connected directly are only counted.
+
+    Why: a driver (``ray.init`` on the cluster, e.g. `relay tune --address`) showed as a job
+    ``08000000`` with an empty entrypoint, and `relay status/logs/stop` cannot act on one.
+    """
     rows = jobs.list_jobs(args.address)
-    for row in rows:
-        pipeline = (row.get("metadata") or {}).get("relay.pipeline", "-")  # job metadata set by `relay submit`
-        print(f"{row['id']}  {row['status']:<10} {row.get('start_time') or '-':<25} {pipeline:<12} {row['entrypoint']}")
-    if not rows:
+    submitted = [row for row in rows if row["type"] == "SUBMISSION"]
+    if submitted:
+        print(text_table(JOB_HEADERS, [job_cells(row) for row in submitted]))
+    else:
         print("no jobs on this cluster yet: submit one with `relay submit CONFIG --address ...`")
+    drivers = len(rows) - len(submitted)
+    if drivers:
+        print(
+            f"not listed: {drivers} Ray driver{'s' if drivers > 1 else ''} that connected directly (ray.init, "
+            "e.g. `relay tune --address`); `relay status/logs/stop` act on submitted jobs only"
+        )
     return 0
+
+
+def job_cells(row: dict[str, Any]) -> list[str]:
+    """One line of `relay jobs`; the pipeline is the job metadata that `relay submit` sets."""
+    pipeline = (row.get("metadata") or {}).get("relay.pipeline", "-")
+    return [row["id"], row["status"], row.get("start_time") or "-", pipeline, row["entrypoint"]]
 
 
 def register(commands: Any) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import re
 import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -20,6 +21,8 @@ TERMINAL_STATUSES = frozenset({"SUCCEEDED", "FAILED", "STOPPED"})
 ACTIVE_STATUSES = frozenset({"PENDING", "RUNNING"})
 # How often a followed log returns to Python while no line comes, so that a Ctrl-C is seen (_await_waking)
 WAKE_EVERY_S = 0.25
+# What Ray's JobSupervisor appends to a failed entrypoint's message: the log's last 10 lines (job_supervisor.py)
+RAY_LOG_TAIL = re.compile(r",? last available logs \(truncated to [^)]*\):\n.*", re.DOTALL)
 
 
 def _status_of(client: JobSubmissionClient, address: str, job_id: str) -> str:
@@ -34,12 +37,18 @@ def job_status(address: str | None, job_id: str) -> str:
 
 
 def job_outcome(address: str | None, job_id: str) -> tuple[str, str]:
-    """(status, Ray's message about it): why a job failed or was stopped, in one line."""
+    """(status, Ray's message about it): why a job failed or was stopped, without the log's tail.
+
+    Ray ends a failed entrypoint's message with the last lines of its log ("Job entrypoint command
+    failed with exit code 1, last available logs (truncated to 20,000 chars):" and up to 10 lines).
+    `relay submit --wait` has just streamed that log, so it printed a short log twice; the tail is
+    cut off here, and `relay logs ID` still has all of it.
+    """
     url = resolve_address(address)
     client = connect(url)
     with _translated(url, job_id):
         info = client.get_job_info(job_id)
-    return str(info.status.value), str(info.message or "")
+    return str(info.status.value), RAY_LOG_TAIL.sub("", str(info.message or ""), count=1)
 
 
 def job_logs(address: str | None, job_id: str) -> str:
@@ -139,7 +148,12 @@ def _iso(millis: int | None) -> str | None:
 
 
 def list_jobs(address: str | None) -> list[dict[str, Any]]:
-    """Every job the cluster remembers, oldest first: id, status, entrypoint, times, message."""
+    """Every job the cluster remembers, oldest first: id, type, status, entrypoint, times, message.
+
+    ``type`` is Ray's: SUBMISSION for a job sent through the Jobs API (what `relay status/logs/stop`
+    act on), DRIVER for a script that called ``ray.init`` on the cluster itself (its id is Ray's
+    job id, e.g. ``08000000``, and its entrypoint is empty).
+    """
     url = resolve_address(address)
     client = connect(url)
     with _translated(url):
@@ -147,6 +161,7 @@ def list_jobs(address: str | None) -> list[dict[str, Any]]:
     rows = [
         {
             "id": job.submission_id or job.job_id,
+            "type": str(job.type.value),
             "status": str(job.status.value),
             "entrypoint": job.entrypoint,
             "start_time": _iso(job.start_time),

@@ -2,13 +2,17 @@
 
 The server keeps what the client sent (the uploaded zip, the job request), so a test can
 check what would have reached the cluster: the job's environment, what the upload left out,
-and that a refused submission sent nothing.
+and that a refused submission sent nothing. It streams a job's log over a websocket as Ray's
+``/api/jobs/ID/logs/tail`` does.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import io
 import json
+import struct
 import threading
 import zipfile
 from collections.abc import Iterator
@@ -39,6 +43,24 @@ class JobsServer:
         self.address = ""
         self.usage: dict[str, list[float]] | None = None  # /api/cluster_status's resource usage, None: 404
         self.stopped: list[str] = []  # the jobs asked to stop
+        self.failed_log: list[str] | None = None  # a submitted job FAILED at once after printing these chunks
+
+
+WEBSOCKET_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455's constant for Sec-WebSocket-Accept
+
+
+def ws_frame(opcode: int, payload: bytes) -> bytes:
+    """One unmasked, final websocket frame, as a server sends it (payloads under 64 KiB)."""
+    size = bytes([len(payload)]) if len(payload) < 126 else bytes([126]) + struct.pack("!H", len(payload))
+    return bytes([0x80 | opcode]) + size + payload
+
+
+def ray_failure_message(log: list[str]) -> str:
+    """The message Ray's JobSupervisor gives a job whose entrypoint exits 1: it ends with the log's last 10 lines."""
+    tail = "".join(log).splitlines(keepends=True)[-10:]
+    return "Job entrypoint command failed with exit code 1, last available logs (truncated to 20,000 chars):\n" + (
+        "".join(tail)
+    )
 
 
 def _handler(state: JobsServer) -> type[BaseHTTPRequestHandler]:
@@ -58,6 +80,8 @@ def _handler(state: JobsServer) -> type[BaseHTTPRequestHandler]:
                 self._send(200, {"ray_version": "2.60.0", "version": "4", "session_name": "s"})
             elif self.path == "/api/jobs/":
                 self._send(200, state.jobs)
+            elif self.path.endswith("/logs/tail"):
+                self._stream_log()
             elif self.path.startswith("/api/jobs/") and self.path.count("/") == 3:  # one job's details
                 found = [j for j in state.jobs if j["submission_id"] == self.path.rsplit("/", 1)[1]]
                 if found:
@@ -69,6 +93,21 @@ def _handler(state: JobsServer) -> type[BaseHTTPRequestHandler]:
                 self._send(200, {"result": True, "data": {"clusterStatus": report}})
             else:
                 self._send(404, "not found")
+
+        def _stream_log(self) -> None:
+            """The whole log, then a normal close, as Ray's tail does for a job that has ended."""
+            key = self.headers["Sec-WebSocket-Key"] + WEBSOCKET_GUID
+            self.send_response(101)
+            self.send_header("Upgrade", "websocket")
+            self.send_header("Connection", "Upgrade")
+            self.send_header("Sec-WebSocket-Accept", base64.b64encode(hashlib.sha1(key.encode()).digest()).decode())
+            self.end_headers()
+            for chunk in state.failed_log or []:
+                self.wfile.write(ws_frame(0x1, chunk.encode()))
+            self.wfile.write(ws_frame(0x8, struct.pack("!H", 1000)))
+            self.wfile.flush()
+            self.connection.settimeout(5)
+            self.rfile.read(8)  # the client's close frame: header, mask, code
 
         def do_PUT(self) -> None:
             data = self._body()
@@ -85,7 +124,10 @@ def _handler(state: JobsServer) -> type[BaseHTTPRequestHandler]:
                 return
             request = json.loads(self._body())
             state.submitted.append(request)
-            self._send(200, {"job_id": None, "submission_id": request.get("submission_id") or "raysubmit_1"})
+            submission_id = request.get("submission_id") or "raysubmit_1"
+            if state.failed_log is not None:
+                state.jobs.append({**job(submission_id, "FAILED"), "message": ray_failure_message(state.failed_log)})
+            self._send(200, {"job_id": None, "submission_id": submission_id})
 
         def log_message(self, *args: Any) -> None:
             pass
@@ -299,3 +341,53 @@ def test_a_stage_the_cluster_cannot_start_is_refused_before_anything_is_sent(
     assert main([*argv, "resources.train.num_cpus=4"]) == 0  # fits: sent
     assert main([*argv, "resources.train.num_cpus=6", "--skip-resource-check"]) == 0
     assert len(server.submitted) == 2
+
+
+# --------------------------------------------------------------------------- relay jobs
+
+
+def test_relay_jobs_lists_submitted_jobs_under_a_header_and_counts_drivers(server: JobsServer, capsys) -> None:
+    """A `relay tune --address` driver showed as job 08000000 with no entrypoint, in rows without a header."""
+    server.jobs = [
+        {**job("r1", "SUCCEEDED"), "start_time": 1_700_000_000_000, "metadata": {"relay.pipeline": "crest"}},
+        {"type": "DRIVER", "job_id": "08000000", "submission_id": None, "status": "RUNNING", "entrypoint": ""},
+        {**job("smoke-20250101-120000-ab12", "RUNNING"), "start_time": 1_700_000_100_000},
+    ]
+    assert main(["jobs", "--address", server.address]) == 0
+    header, rule, *rows, note = capsys.readouterr().out.splitlines()
+    assert header.split() == ["job", "id", "status", "started", "pipeline", "entrypoint"] and set(rule) == {"-", " "}
+    assert [row.split()[:4] for row in rows] == [
+        ["r1", "SUCCEEDED", "2023-11-14T22:13:20+00:00", "crest"],
+        ["smoke-20250101-120000-ab12", "RUNNING", "2023-11-14T22:15:00+00:00", "-"],
+    ]
+    for column in ("status", "started", "pipeline", "entrypoint"):  # each cell starts under its column's name
+        at = header.index(column)
+        assert all(row[at - 1] == " " and row[at] != " " for row in rows), column
+    assert "08000000" not in "\n".join(rows)
+    assert note.startswith("not listed: 1 Ray driver that connected directly")
+
+
+def test_relay_jobs_of_a_cluster_with_only_drivers_says_there_is_no_job(server: JobsServer, capsys) -> None:
+    server.jobs = [{"type": "DRIVER", "job_id": "08000000", "status": "RUNNING", "entrypoint": ""}] * 2
+    assert main(["jobs", "--address", server.address]) == 0
+    first, second = capsys.readouterr().out.splitlines()
+    assert first.startswith("no jobs on this cluster yet") and second.startswith("not listed: 2 Ray drivers")
+    server.jobs = []
+    assert main(["jobs", "--address", server.address]) == 0
+    assert capsys.readouterr().out.startswith("no jobs on this cluster yet: submit one with `relay submit CONFIG")
+
+
+# --------------------------------------------------------------------------- relay submit --wait
+
+
+def test_a_failed_job_followed_to_its_end_prints_its_log_once(server: JobsServer, project: Path, capsys) -> None:
+    """Ray's message of a failed entrypoint ends with the log's last 10 lines: `--wait` printed a short log twice."""
+    server.failed_log = ["relay: run r1 starts\n", "Traceback (most recent call last):\nValueError: loss is nan\n"]
+    argv = ["submit", str(SMOKE), "--run-id", "r1", "--address", server.address, "--skip-resource-check"]
+    assert main([*argv, "--workspace", "/mnt/relay-shared", "--wait"]) == 1
+    out, err = capsys.readouterr()
+    assert out == "r1\n" + "".join(server.failed_log)  # the log once, as it came
+    assert "run r1 starts" not in err and "loss is nan" not in err, "the failure line repeated the log"
+    assert err.splitlines()[-1] == (
+        "relay: job r1 FAILED: Job entrypoint command failed with exit code 1; see `relay logs r1`"
+    )
