@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from ray.job_submission import JobSubmissionClient
 
 logger = logging.getLogger(__name__)
+JOBS_SDK_LOGGER = "ray.dashboard.modules.job.sdk"
 
 DEFAULT_DASHBOARD_PORT = 8265
 PROBE_TIMEOUT_S = 5.0
@@ -308,8 +309,19 @@ def connect(address: str | None) -> JobSubmissionClient:
         raise AuthTokenError(_missing_token_message(url))
     from ray.job_submission import JobSubmissionClient
 
+    quiet_jobs_sdk()
     with _translated(url):
         return JobSubmissionClient(url, headers=headers)
+
+
+def quiet_jobs_sdk() -> None:
+    """Ray's Jobs SDK logger at WARNING: it sets itself to INFO when imported, after the CLI set Ray's levels.
+
+    At INFO, `relay submit --wait` and `relay logs -f` ended with Ray's "WebSocket closed for job
+    ... with close code 1000" under the job's log. (The upload lines of `relay submit` come from
+    another module of Ray's and stay: a large upload is otherwise a silent wait.)
+    """
+    logging.getLogger(JOBS_SDK_LOGGER).setLevel(logging.WARNING)
 
 
 # --------------------------------------------------------------------------- submit

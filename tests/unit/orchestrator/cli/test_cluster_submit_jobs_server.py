@@ -12,6 +12,7 @@ import base64
 import hashlib
 import io
 import json
+import logging
 import struct
 import threading
 import zipfile
@@ -28,6 +29,7 @@ from orchestrator.cli.cluster import check_run_id_unused
 from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.engine.ledger import CONFIG_FILE, record_path
 from orchestrator.errors import ConfigError, InputError
+from orchestrator.jobs.connection import JOBS_SDK_LOGGER
 
 SMOKE = Path(__file__).resolve().parents[4] / "pipelines" / "configs" / "smoke.yaml"
 
@@ -391,3 +393,6 @@ def test_a_failed_job_followed_to_its_end_prints_its_log_once(server: JobsServer
     assert err.splitlines()[-1] == (
         "relay: job r1 FAILED: Job entrypoint command failed with exit code 1; see `relay logs r1`"
     )
+    # Ray's Jobs SDK sets its own logger to INFO ("WebSocket closed for job r1 with close code 1000"
+    # under the log); Relay sets it back to WARNING
+    assert not logging.getLogger(JOBS_SDK_LOGGER).isEnabledFor(logging.INFO)
