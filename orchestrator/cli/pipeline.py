@@ -56,12 +56,11 @@ from orchestrator.engine.executors import Executor, LocalExecutor, RayExecutor, 
 from orchestrator.engine.ledger import CONFIG_FILE, RUNS, record_path
 from orchestrator.engine.progress import ProgressDisplay
 from orchestrator.engine.runner import Runner
-from orchestrator.errors import ArtifactError, ConfigError, RelayError
+from orchestrator.errors import ConfigError, RelayError
 from orchestrator.tracking import report
 from orchestrator.tracking.background import BackgroundTracker
 from orchestrator.tracking.mlflow_tracker import metric_prefix, mlflow_tracker
 from orchestrator.tracking.reading import read_generations, recorded_pipeline
-from orchestrator.yaml_input import yaml_mapping
 
 log = logging.getLogger("relay")
 
@@ -275,9 +274,10 @@ def tracking_for(args: argparse.Namespace) -> tuple[str, str, Mapping[str, str] 
 
     The run's record (in the artifact store) names its tracking store and pipeline. Without
     one, the tracking store is the default one (tracking.uri's defaults: $MLFLOW_TRACKING_URI,
-    else the workspace's), and the columns are those of the pipeline of the store's newest
-    run record (no run named), else None: every metric of the run. The store is checked before
-    MLflow opens it (workspace.check_tracking_store), so a bad one is one message, not a trace.
+    else the workspace's). With no run named the columns are None here: which run is the newest,
+    and so whose pipeline picks them, is known once it is read (``newest_run_columns``). The store is
+    checked before MLflow opens it (workspace.check_tracking_store), so a bad one is one
+    message, not a trace.
     """
     pipelines = pipelines_of(args)
     store = store_of(args)
@@ -292,7 +292,7 @@ def tracking_for(args: argparse.Namespace) -> tuple[str, str, Mapping[str, str] 
         return uri, config.tracking.experiment, spec.summary
     uri = tracking_uri(RunSettings(workspace=args.workspace), TrackingSettings())
     check_tracking_store(uri, default_tracking_key(args.workspace))
-    return uri, args.experiment, newest_summary(store, pipelines)
+    return uri, args.experiment, None
 
 
 def tracked_only(args: argparse.Namespace, store: ArtifactStore, pipelines: Pipelines) -> tuple[str, str, Any]:
@@ -310,29 +310,52 @@ def tracked_only(args: argparse.Namespace, store: ArtifactStore, pipelines: Pipe
     return uri, args.experiment, spec.summary if spec is not None else None
 
 
-def newest_summary(store: ArtifactStore, pipelines: Pipelines) -> Mapping[str, str] | None:
-    """The summary columns of the pipeline that the store's newest readable run record names.
+def newest_run_columns(
+    store: ArtifactStore, pipelines: Pipelines, uri: str, experiment: str, run_id: str
+) -> tuple[Mapping[str, str] | None, str | None]:
+    """The columns for the newest run, ``run_id``, and a line saying whose they are when not its own pipeline's.
+
+    Its own pipeline, as for `relay generations RUN_ID`: its record's `pipeline:`, else the
+    `pipeline` param of its MLflow run. A Tune trial keeps no record, and taking the columns of
+    the store's newest record (another run's) showed a sweep's trial with every metric, about 60
+    columns. Failing both, the newest readable record's pipeline, said so; else None: every metric.
+    """
+    kind = runs.pipeline_kind(store, run_id) or recorded_pipeline(uri, experiment, run_id)
+    if kind in pipelines:
+        return pipelines[kind].summary, None
+    newest = newest_recorded_pipeline(store, pipelines)
+    if newest is None:
+        return None, None
+    return pipelines[newest].summary, (
+        f"Run {run_id} names no installed pipeline (no run record here, no `pipeline` param in MLflow): "
+        f"the columns are those of {newest!r}, the pipeline of the newest run record"
+    )
+
+
+def newest_recorded_pipeline(store: ArtifactStore, pipelines: Pipelines) -> str | None:
+    """The installed pipeline that the store's newest readable run record names.
 
     A record that cannot be read (not UTF-8, not YAML, a `pipeline:` that names nothing) is
     skipped: it only chooses columns, and an older record can choose them as well.
     """
-    for relative in store.newest_records(RUNS, CONFIG_FILE):
-        try:
-            name = yaml_mapping((store.read_record(relative) or b"").decode(), relative).get("pipeline")
-        except (ArtifactError, ConfigError, UnicodeDecodeError):
-            continue
-        if isinstance(name, str) and name in pipelines:
-            return pipelines[name].summary
+    for relative in store.newest_records(RUNS, CONFIG_FILE):  # runs/RUN_ID/config.yaml
+        kind = runs.pipeline_kind(store, relative.split("/")[1])
+        if kind in pipelines:
+            return kind
     return None
 
 
-def print_generations(uri: str, experiment: str, run_id: str | None, summary: Mapping[str, str] | None) -> str:
-    """Print the run's per-generation table; returns the run's id (the newest run's when ``run_id`` is None)."""
-    run_name, rows = read_generations(uri, experiment, run_id)
-    columns = summary if summary is not None else {name: name for name in report.metric_names(rows)}
-    print(f"\nRun {run_name}: per-generation results (test set is balanced)")
-    print(report.generation_table(rows, columns))
-    return run_name
+def print_generations(run_id: str, rows: list[dict[str, Any]], summary: Mapping[str, str] | None) -> None:
+    """Print the run's per-generation table: its pipeline's summary columns, else every metric, one a line."""
+    if summary is None:
+        print(
+            f"\nRun {run_id}: every metric per generation (test set is balanced); neither a run record here "
+            "nor its MLflow run names an installed pipeline to pick the columns"
+        )
+        print(report.metric_table(rows))
+        return
+    print(f"\nRun {run_id}: per-generation results (test set is balanced)")
+    print(report.generation_table(rows, summary))
 
 
 # --- commands --------------------------------------------------------------------------
@@ -447,10 +470,15 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_generations(args: argparse.Namespace) -> int:
     """The run's table, and a line saying so when the run is not finished: the table then shows only part of it."""
     uri, experiment, summary = tracking_for(args)
-    run_id = print_generations(uri, experiment, args.run_id, summary)
-    note = runs.unfinished_note(store_of(args), run_id)
-    if note:
-        print(f"\n{note}")
+    store = store_of(args)
+    run_id, rows = read_generations(uri, experiment, args.run_id)
+    columns_note = None
+    if args.run_id is None:  # the newest run: known only now, and its pipeline picks the columns
+        summary, columns_note = newest_run_columns(store, pipelines_of(args), uri, experiment, run_id)
+    print_generations(run_id, rows, summary)
+    for note in (columns_note, runs.unfinished_note(store, run_id)):
+        if note:
+            print(f"\n{note}")
     return 0
 
 

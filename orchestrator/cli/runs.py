@@ -3,8 +3,9 @@
 Each run record (``runs/RUN_ID/`` in the artifact store, docs/ARCHITECTURE.md, Workspace) holds
 the resolved config and the ledger the runner rewrites after every stage, so the list needs no
 tracking server and works for a run whose MLflow writes failed, from any machine that sees the
-store. A ledger that still says RUNNING while its driver (same host, pid gone) has died is
-shown as INTERRUPTED, with `relay resume` as the way on.
+store. A Tune trial keeps only a ledger; its pipeline is read from the config its sweep saved
+(WORKSPACE/tune/SWEEP/sweep-config.yaml). A ledger that still says RUNNING while its driver (same
+host, pid gone) has died is shown as INTERRUPTED, with `relay resume` as the way on.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from pydantic import BaseModel, ValidationError
 
 from orchestrator.cli.common import Pipelines, add_artifact_uri, add_workspace, pipelines_of, store_of
 from orchestrator.cli.run_locations import local_path
+from orchestrator.cli.tune import SWEEP_CONFIG
+from orchestrator.config import RunSettings, resolve_workspace
 from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.engine.ledger import (
     COMMAND_FILE,
@@ -58,9 +61,12 @@ class RunRow:
         return [self.run_id, self.pipeline, self.status, self.generations, self.best, _local_time(self.started)]
 
 
-def run_rows(store: ArtifactStore, pipelines: Pipelines) -> list[RunRow]:
-    """Every run recorded in the store (a config, a ledger or both), newest first."""
-    rows = [_row(store, run_id, pipelines) for run_id in run_ids(store)]
+def run_rows(store: ArtifactStore, pipelines: Pipelines, sweeps: Path | None = None) -> list[RunRow]:
+    """Every run recorded in the store (a config, a ledger or both), newest first.
+
+    ``sweeps``: the folder of `relay tune`'s sweep folders (WORKSPACE/tune), where a trial's pipeline is found.
+    """
+    rows = [_row(store, run_id, pipelines, sweeps) for run_id in run_ids(store)]
     return sorted(rows, key=lambda row: (row.started, row.run_id), reverse=True)
 
 
@@ -104,10 +110,10 @@ class LedgerRead:
     problem: str | None = None
 
 
-def _row(store: ArtifactStore, run_id: str, pipelines: Pipelines) -> RunRow:
+def _row(store: ArtifactStore, run_id: str, pipelines: Pipelines, sweeps: Path | None) -> RunRow:
     """The run's line; an unreadable ledger still gets one, so the list shows every run."""
     read = read_view(store, run_id)
-    kind = _pipeline_kind(store, run_id)
+    kind = pipeline_kind(store, run_id) or _trial_kind(sweeps, run_id)
     if read.problem is not None:
         return RunRow(run_id, kind or "?", UNREADABLE, "-", "-", "", problem=read.problem)
     ledger = read.view or LedgerView()
@@ -212,13 +218,37 @@ def check_not_running(store: ArtifactStore, run_id: str) -> None:
         )
 
 
-def _pipeline_kind(store: ArtifactStore, run_id: str) -> str | None:
+def pipeline_kind(store: ArtifactStore, run_id: str) -> str | None:
     """The `pipeline:` of the run's saved config (None for a Tune trial, which keeps no config of its own)."""
     relative = record_path(run_id, CONFIG_FILE)
     try:
-        text = store.read_record(relative)
-        kind = None if text is None else yaml_mapping(text.decode(), relative).get("pipeline")
-    except (ArtifactError, ConfigError, UnicodeDecodeError):
+        return _kind_of(store.read_record(relative), relative)
+    except ArtifactError:
+        return None
+
+
+def _trial_kind(sweeps: Path | None, run_id: str) -> str | None:
+    """A Tune trial's `pipeline:`, from the config its sweep saved; None when that is not found.
+
+    A trial keeps only a ledger, whose `pipeline` is the config's `name` (`smoke`), not the kind
+    (`crest`) a `relay run` shows. Its run id is `<sweep>-<trial id>`, and the sweep saves its
+    config in WORKSPACE/tune/<sweep>/ (a sweep written elsewhere with `--output` is not found).
+    """
+    sweep = run_id.rsplit("-", 1)[0]
+    if sweeps is None or sweep in (run_id, ".", ".."):
+        return None
+    path = sweeps / sweep / SWEEP_CONFIG
+    try:
+        return _kind_of(path.read_bytes(), str(path))
+    except OSError:  # no such sweep here
+        return None
+
+
+def _kind_of(text: bytes | None, source: str) -> str | None:
+    """The `pipeline:` of a config's YAML text; None when there is none or the text cannot be read."""
+    try:
+        kind = None if text is None else yaml_mapping(text.decode(), source).get("pipeline")
+    except (ConfigError, UnicodeDecodeError):
         return None
     return kind if isinstance(kind, str) else None
 
@@ -288,7 +318,7 @@ def _local_time(iso: str) -> str:
 
 def cmd_runs(args: argparse.Namespace) -> int:
     store = store_of(args)
-    rows = run_rows(store, pipelines_of(args))
+    rows = run_rows(store, pipelines_of(args), resolve_workspace(RunSettings(workspace=args.workspace)) / "tune")
     if not rows:
         folder = local_path(store.uri)
         missing = f" ({folder} does not exist: check the path)" if folder and not Path(folder).exists() else ""

@@ -72,6 +72,25 @@ def metric_names(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     return sorted({key for row in rows for key in row if key != "generation"})
 
 
+def metric_table(rows: Sequence[Mapping[str, Any]]) -> str:
+    """Every metric on a line of its own, one column per generation; a numbered family (`evaluate/recall/0` ...) on one.
+
+    For a run whose pipeline, and so whose few summary columns, is not known: every metric of a
+    10-class CReST run as a column made a table about 60 columns (over 1000 characters) wide; as
+    lines, families grouped, it is 23 lines that read at any width.
+    """
+    metrics = list(dict.fromkeys(_family(name) for name in metric_names(rows)))
+    counts = {metric: _is_counts(rows, metric) for metric in metrics}
+    body = [[metric, *(_cell(row, metric, counts[metric]) for row in rows)] for metric in metrics]
+    return text_table(["metric", *(f"g{row.get('generation', 0):02d}" for row in rows)], body)
+
+
+def _family(metric: str) -> str:
+    """`evaluate/recall/3` -> `evaluate/recall/*` (a column of ``_cell`` for the whole family); others unchanged."""
+    family, _, last = metric.rpartition("/")
+    return f"{family}/*" if family and last.isdigit() else metric
+
+
 def _columns(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     """`generation` first, then every metric."""
     return ["generation", *metric_names(rows)]
