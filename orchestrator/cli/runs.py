@@ -42,6 +42,7 @@ from orchestrator.tracking.report import text_table
 from orchestrator.yaml_input import yaml_mapping
 
 UNREADABLE = "UNREADABLE"  # the status of a run whose ledger cannot be read; the reason is printed below the table
+INTERRUPTED = "INTERRUPTED"  # a run whose driver on this host died (killed, or its process lost)
 HEADERS = ["run", "pipeline", "status", "generations", "best", "started"]
 
 
@@ -258,11 +259,11 @@ def _status(ledger: LedgerView) -> str:
     while its driver (on this host) lives, INTERRUPTED when it died, else NOT STARTED."""
     driver = ledger.driver or _Driver()
     if ledger.status is None and driver.host == socket.gethostname():
-        return "STARTING" if _alive(driver.pid) else "INTERRUPTED"
+        return "STARTING" if _alive(driver.pid) else INTERRUPTED
     if ledger.status is None:
         return "NOT STARTED"
     if ledger.status == "RUNNING" and driver.host == socket.gethostname() and not _alive(driver.pid):
-        return "INTERRUPTED"
+        return INTERRUPTED
     return ledger.status
 
 

@@ -8,16 +8,21 @@ that does not answer), so it is checked here first, and a bad one is bad input (
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 from pathlib import Path
 from typing import Any
 
 from orchestrator import ui
-from orchestrator.cli.common import add_workspace
+from orchestrator.cli import runs
+from orchestrator.cli.common import add_workspace, store_of
 from orchestrator.cli.preflight import file_not_folder_problem, tracking_uri_problem
 from orchestrator.cli.run_locations import tracking_problem
 from orchestrator.config import TRACKING_URI_ENV, WORKSPACE_ENV, RunSettings, TrackingSettings, tracking_uri
 from orchestrator.errors import ConfigError
+from orchestrator.tracking.mlflow_tracker import close_interrupted
+
+log = logging.getLogger("relay")
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
@@ -30,11 +35,32 @@ def cmd_ui(args: argparse.Namespace) -> int:
     uri = tracking_uri(RunSettings(workspace=args.workspace), TrackingSettings())
     check_tracking_store(uri, default_tracking_key(args.workspace))  # a server that does not answer: at once
     url = ui.check(uri, args.experiment, args.port)
+    close_interrupted_runs(args, uri)
     if ui.is_server(uri):  # the server's own UI: nothing is started here
         print(f"MLflow UI (the tracking server's own): {url}", flush=True)
     else:
         print(f"MLflow UI: {url}  (Ctrl-C to stop)", flush=True)
     return ui.run_server(uri, args.port)
+
+
+def close_interrupted_runs(args: argparse.Namespace, uri: str) -> None:
+    """Before the UI shows them: the MLflow runs of runs whose driver died (INTERRUPTED in `relay runs`) end KILLED.
+
+    Only runs whose driver ran on this machine can be known dead (``runs.run_status``); a driver
+    elsewhere may be alive. A workspace whose run records cannot be read still gets its UI.
+    """
+    try:
+        store = store_of(args)
+    except ConfigError as exc:
+        log.info("not checking for interrupted runs: %s", exc)
+        return
+    interrupted = sorted(run for run in runs.run_ids(store) if runs.run_status(store, run) == runs.INTERRUPTED)
+    closed = close_interrupted(uri, args.experiment, interrupted)
+    if closed:
+        print(
+            f"Marked KILLED in MLflow (their driver died; `relay resume RUN_ID` goes on): {', '.join(closed)}",
+            flush=True,
+        )
 
 
 def register(commands: Any) -> None:

@@ -37,6 +37,7 @@ from orchestrator.tracking.common import (
     guarded,
     is_unreachable,
     log_params,
+    mlflow_client,
     open_experiment,
 )
 from orchestrator.tracking.lineage import MODEL, LineageGraph
@@ -542,3 +543,32 @@ def _flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
         else:
             flat[name] = str(value)
     return flat
+
+
+def close_interrupted(tracking_uri: str, experiment: str, run_ids: Iterable[str]) -> list[str]:
+    """End KILLED every MLflow run still RUNNING of these pipeline runs, whose driver died; the ids that had one.
+
+    Why: a driver killed with SIGKILL (or an out-of-memory kill) never closes its MLflow runs, so
+    the UI showed the parent, its generations and the stage that was running as running for good,
+    while `relay runs` said INTERRUPTED. Nothing is lost: `relay resume` finds the same runs by
+    their tags and sets them RUNNING again (``MlflowTracker._reattach``). The parent's
+    ``relay.status`` tag says INTERRUPTED, how `relay runs` words it.
+    """
+    wanted = list(run_ids)
+    if not wanted:
+        return []
+    client = mlflow_client(tracking_uri)
+    found = client.get_experiment_by_name(experiment)
+    if found is None:  # never created here: nothing to close, and nothing to create
+        return []
+    closed: list[str] = []
+    for run_id in wanted:
+        query = f"tags.`{TAG_PIPELINE_RUN}` = '{run_id}' and attributes.status = 'RUNNING'"
+        running = client.search_runs([found.experiment_id], query)
+        for run in running:
+            client.set_terminated(run.info.run_id, status="KILLED")
+            if run.data.tags.get(TAG_KIND) == "pipeline":
+                client.set_tag(run.info.run_id, TAG_STATUS, "INTERRUPTED")
+        if running:
+            closed.append(run_id)
+    return closed
