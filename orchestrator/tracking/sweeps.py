@@ -79,18 +79,22 @@ class SweepTracker:
         log_params(self._client, run, params)
         return run
 
-    def close_trial(self, pipeline_run: str, status: str, tags: Mapping[str, str]) -> None:
-        """Tag a trial's pipeline run, set its final status, close its open generation runs.
+    def close_trial(self, pipeline_run: str, status: str, tags: Mapping[str, str], interrupted: bool = False) -> None:
+        """Tag a trial's pipeline run, set its final status, close its open generation and stage runs.
 
         A trial stopped by the scheduler is cut off inside its report and
-        cannot say how it ended; the sweep's driver can.
+        cannot say how it ended; the sweep's driver can. Its open runs are
+        complete generations (FINISHED); those of a trial ``interrupted`` by
+        the sweep's Ctrl-C were cut off mid-stage (KILLED, as a `relay run`'s
+        are), and `relay tune --resume` reopens its generation runs.
         """
         if self.run_id is not None:
-            self._guard("close_trial", lambda: self._close_trial(pipeline_run, status, tags))
+            self._guard("close_trial", lambda: self._close_trial(pipeline_run, status, tags, interrupted))
 
-    def _close_trial(self, pipeline_run: str, status: str, tags: Mapping[str, str]) -> None:
+    def _close_trial(self, pipeline_run: str, status: str, tags: Mapping[str, str], interrupted: bool) -> None:
         experiment = self._client.get_experiment_by_name(self.experiment)
         query = f"tags.`{TAG_PIPELINE_RUN}` = '{pipeline_run}'"
+        still_open = "FAILED" if status == "FAILED" else "KILLED" if interrupted else "FINISHED"
         for run in self._client.search_runs([experiment.experiment_id], query, max_results=5000):
             kind = run.data.tags.get(TAG_KIND)
             if kind == "pipeline":  # the driver knows how the trial ended; a stopped trial may have said FAILED
@@ -98,7 +102,7 @@ class SweepTracker:
                     self._client.set_tag(run.info.run_id, key, value)
                 self._client.set_terminated(run.info.run_id, status=status)
             elif run.info.status == "RUNNING":
-                self._client.set_terminated(run.info.run_id, status="FAILED" if status == "FAILED" else "FINISHED")
+                self._client.set_terminated(run.info.run_id, status=still_open)
 
     def finish(self, status: str, tags: Mapping[str, str], metrics: Mapping[str, float], files: Iterable[str]) -> None:
         """Log the trials table (files), the best trial's values (tags) and metric, and close the run."""

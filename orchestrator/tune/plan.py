@@ -301,7 +301,7 @@ def plan_sweep(
         base=base,
         config_model=model,
         build=build,
-        settings=settings,
+        settings=with_seed(settings, config.seed),
         report_stages=tuple(stages),
         output=str(Path(output).resolve() if output else workspace / "tune" / name),
         store_uri=artifact_uri(config.run),
@@ -312,6 +312,15 @@ def plan_sweep(
         ray_address=config.run.ray_address,
         num_cpus=config.run.num_cpus,
     )
+
+
+def with_seed(settings: TuneSettings, seed: int) -> TuneSettings:
+    """The settings with the seed the sweep uses: `tune.seed`, or the config's `seed` when it is left out.
+
+    One resolved value for the search, the grid's order and what the sweep logs: MLflow logged
+    `tune.seed` as None for a sweep seeded by the config's seed.
+    """
+    return settings if settings.seed is not None else settings.model_copy(update={"seed": seed})
 
 
 def with_sweep_run(plan: SweepPlan, sweep_run_id: str | None) -> SweepPlan:

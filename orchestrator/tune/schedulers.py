@@ -35,6 +35,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ray.tune.experiment import Trial
+from ray.tune.result import DONE
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
 from orchestrator.config import SearchDomain, TuneSettings
@@ -199,11 +200,21 @@ class SuccessiveHalving(FIFOScheduler):
         for trial in ranked[keep:]:
             if trial is not current and trial in self._paused:
                 self._paused.discard(trial)
+                _mark_done(trial)
                 tune_controller.stop_trial(trial)
         if current is None:
             return TrialScheduler.NOOP
         self._paused.discard(current)
         return TrialScheduler.CONTINUE if current in kept else TrialScheduler.STOP
+
+
+def _mark_done(trial: Trial) -> None:
+    """Mark a paused trial's last result done, as Tune marks the result it stops a running trial on.
+
+    A trial stopped while paused never reports again; the mark is what tells the trials table
+    (sweep._status) that its scheduler stopped it, and not a Ctrl-C that cut it off.
+    """
+    trial.last_result[DONE] = True
 
 
 def make_scheduler(

@@ -9,6 +9,7 @@ runs after the restore.
 from __future__ import annotations
 
 import logging
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -58,9 +59,8 @@ def make_tuner(plan: SweepPlan, concurrency: int, resume: bool) -> Any:
     if resume:
         return tune.Tuner.restore(str(plan.experiment_path), trainable, resume_unfinished=True, resume_errored=True)
     settings = plan.settings
-    seed = settings.seed if settings.seed is not None else plan.seed
     trials = total_trials(settings)
-    search = make_search(settings, seed, concurrency)
+    search = make_search(settings, settings.seed, concurrency)  # plan_sweep has filled in the config's seed
     scheduler = make_scheduler(settings, plan.generations, trials, concurrency, release_slot=search.on_trial_complete)
     # num_samples = every trial: each grid point is one preset (``shuffled_grid``); without a grid, num_samples itself
     tune_config = tune.TuneConfig(
@@ -95,7 +95,7 @@ class TrialRow:
     run_id: str
     values: dict[str, Any]
     by_generation: dict[int, float]
-    status: str  # completed | stopped early | error | unfinished
+    status: str  # completed | stopped early | error | interrupted | unfinished
 
     def final(self) -> float | None:
         return self.by_generation[max(self.by_generation)] if self.by_generation else None
@@ -128,14 +128,11 @@ def run_sweep(plan: SweepPlan, resume: bool, sweep_tracker: SweepTracker) -> tup
             session = RayExecutor(address=plan.ray_address, num_cpus=plan.num_cpus)  # owns ray.init, dashboard on
             tuner, trials = _sized_tuner(plan, resume)
         grid = tuner.fit()  # Ray Tune takes Ctrl-C from here: it saves the sweep's state and returns
-        # Every trial ended (none left paused or pending by an interrupt): a short one was stopped early.
-        # Why not only each last result's ``done``: a trial stopped while paused (sha) never reports again.
-        ended = grid.num_terminated + grid.num_errors == len(grid)
-        rows = [trial_row(plan, result, ended, sampled) for result, sampled in zip(grid, tune_configs(grid))]
+        rows = [trial_row(plan, result, sampled) for result, sampled in zip(grid, tune_configs(grid))]
     finally:
         if session is not None:
             session.shutdown()
-    done = len(rows) >= trials and all(row.status != "unfinished" for row in rows)
+    done = len(rows) >= trials and all(row.status not in OPEN for row in rows)
     for row in rows:
         sweep_tracker.close_trial(
             row.run_id,
@@ -143,8 +140,9 @@ def run_sweep(plan: SweepPlan, resume: bool, sweep_tracker: SweepTracker) -> tup
             {
                 "relay.tune.status": row.status,
                 "relay.tune.generations": str(len(row.by_generation)),
-                TAG_STATUS: "STOPPED" if row.status == "stopped early" else _mlflow_status(row.status),
+                TAG_STATUS: _relay_status(row.status),
             },
+            interrupted=row.status in OPEN,
         )
     return rows, done
 
@@ -162,18 +160,17 @@ def tune_configs(grid: Any) -> list[Mapping[str, Any]]:
     return [dict(getattr(trial, "config", None) or {}) for trial in trials]
 
 
-def trial_row(plan: SweepPlan, result: Any, ended: bool = False, sampled: Mapping[str, Any] | None = None) -> TrialRow:
+def trial_row(plan: SweepPlan, result: Any, sampled: Mapping[str, Any] | None = None) -> TrialRow:
     """One trial's line of the table from its Ray Tune result.
 
-    ``ended``: every trial of the sweep ended; ``sampled``: the values Tune holds for the
-    trial (``tune_configs``), for one that never reported.
+    ``sampled``: the values Tune holds for the trial (``tune_configs``), for one that never reported.
     """
     found = re.search(r"[0-9a-f]{5}_\d{5}", Path(result.path).name)
     trial_id = str((result.metrics or {}).get("trial_id") or (found.group(0) if found else Path(result.path).name))
     by_generation = reported_by_generation(plan, result)
     config = result.config or sampled or {}  # a trial that never started has no result, hence no result.config
     values = clip_values({k: config[k] for k in plan.settings.space if k in config}, plan.settings.space)
-    status = _status(plan, result, by_generation, ended)
+    status = _status(plan, result, by_generation)
     return TrialRow(trial_id, f"{plan.name}-{trial_id}", values, by_generation, status)
 
 
@@ -195,11 +192,20 @@ def reported_by_generation(plan: SweepPlan, result: Any) -> dict[int, float]:
     return by_generation
 
 
-def _status(plan: SweepPlan, result: Any, by_generation: Mapping[int, float], ended: bool = False) -> str:
-    """completed | stopped early | error | unfinished.
+OPEN = ("interrupted", "unfinished")  # statuses of a trial that `relay tune --resume` goes on with
 
-    A trial that reported nothing and did not fail never started (PENDING when the sweep was
-    interrupted): schedulers stop trials only on a report, so it is unfinished, not stopped early.
+
+def _status(plan: SweepPlan, result: Any, by_generation: Mapping[int, float]) -> str:
+    """completed | stopped early | error | interrupted | unfinished.
+
+    A trial is stopped early only if Tune marked its last result done: the scheduler marks the
+    result it stops a running trial on, and SuccessiveHalving the one a paused trial it stops
+    reported last. Tune marks none on a Ctrl-C, so a trial that reported and was cut off (or
+    left paused) is interrupted. Why not "every trial of the sweep ended": on a Ctrl-C Tune
+    saves the running trials as unfinished, then terminates them, so the sweep's trials all read
+    TERMINATED and a trial running during its last generations was labelled stopped early (the
+    sweep even exited 0). A trial that reported nothing and did not fail never started, or was cut
+    off first: unfinished.
     """
     if result.error is not None:
         return "error"
@@ -207,12 +213,18 @@ def _status(plan: SweepPlan, result: Any, by_generation: Mapping[int, float], en
         return "completed"
     if not by_generation:
         return "unfinished"
-    # The scheduler marks the result it stops a running trial on as done; an interrupted trial's is not.
-    return "stopped early" if ended or (result.metrics or {}).get("done") else "unfinished"
+    return "stopped early" if (result.metrics or {}).get("done") else "interrupted"
 
 
 def _mlflow_status(status: str) -> str:
-    return {"completed": "FINISHED", "stopped early": "KILLED", "error": "FAILED"}.get(status, "KILLED")
+    """KILLED for a trial stopped early or cut off: MLflow's status for a run ended from outside."""
+    return {"completed": "FINISHED", "error": "FAILED"}.get(status, "KILLED")
+
+
+def _relay_status(status: str) -> str:
+    """The trial's `relay.status`: STOPPED says its scheduler stopped it, INTERRUPTED (as a `relay run`'s ledger
+    says after Ctrl-C) that the sweep was, and `relay tune --resume` goes on with it."""
+    return {"stopped early": "STOPPED", "interrupted": "INTERRUPTED"}.get(status) or _mlflow_status(status)
 
 
 def best_row(rows: Sequence[TrialRow], mode: str) -> TrialRow | None:
@@ -232,18 +244,37 @@ def best_row(rows: Sequence[TrialRow], mode: str) -> TrialRow | None:
 
 
 def trial_records(rows: Sequence[TrialRow]) -> list[dict[str, Any]]:
-    """Flat records of the trials table, for trials.csv / trials.json."""
+    """Flat records of the trials table, for trials.csv / trials.json; floats as ``readable`` writes them."""
     return [
         {
             "trial_id": row.trial_id,
             "run_id": row.run_id,
             "status": row.status,
             "generations": len(row.by_generation),
-            **row.values,
-            **{f"g{g:02d}": value for g, value in sorted(row.by_generation.items())},
+            **{key: readable(value) for key, value in row.values.items()},
+            **{f"g{g:02d}": readable(value) for g, value in sorted(row.by_generation.items())},
         }
         for row in rows
     ]
+
+
+SIGNIFICANT_DIGITS = 12
+
+
+def readable(value: Any) -> Any:
+    """A float rounded to 12 significant digits, so that the file shows 0.33, not 0.32999999999999996.
+
+    Why 12: float arithmetic leaves its noise in the 16th-17th digit (a mean of per-class recalls,
+    PBT's 0.2 * 0.8), and 12 digits clear the noise of thousands of such operations while
+    keeping more than any metric can resolve (two accuracies over a million examples differ by
+    at least 1e-12). A value the user wrote (a grid or choice entry) has fewer digits, so it is
+    written exactly as given (Python writes the shortest text that reads back as the same float);
+    a uniform sample is written to 12 digits (best.yaml and the trial's MLflow tags keep all of
+    it). Anything else is returned as it is.
+    """
+    if isinstance(value, float) and math.isfinite(value):
+        return float(f"{value:.{SIGNIFICANT_DIGITS}g}")
+    return value
 
 
 def trials_table(rows: Sequence[TrialRow], keys: Sequence[str], generations: int, best: TrialRow | None) -> str:

@@ -7,9 +7,10 @@ generations a trial (or the trial PBT cloned) already ran are cache hits.
 
 from __future__ import annotations
 
+import functools
 import json
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -125,17 +126,18 @@ def run_trial(config: dict[str, Any], plan: SweepPlan) -> None:
         plan.tracking_uri, plan.tracking, parent_run_id=plan.sweep_run_id, extra_tags=trial_tags(plan, trial_id, values)
     )
     tracker.start_pipeline(run_id, plan.pipeline_name, resolved.model_dump(mode="json"), resume=True)
-    with tempfile.TemporaryDirectory(prefix="relay-copies-") as copies:  # this tracker logs as it goes
-        runner = Runner(ArtifactStore(plan.store_uri), RayExecutor(), tracker, plan.code_version, seed, Path(copies))
-        try:
-            for generation in range(state.next_generation, plan.generations):
-                value = _run_generation(runner, pipeline, run_id, plan, generation)
-                state = state.after(generation, value)
-                _report(tune, plan, generation, value, values, state)
-        except BaseException as error:
-            tracker.end_pipeline(ending_status(error, plan.generations - state.next_generation))
-            raise
-        tracker.end_pipeline("FINISHED")
+    runner_for = functools.partial(
+        Runner, ArtifactStore(plan.store_uri), RayExecutor(), tracker, plan.code_version, seed
+    )
+    try:
+        for generation in range(state.next_generation, plan.generations):
+            value = _run_generation(runner_for, pipeline, run_id, plan, generation)
+            state = state.after(generation, value)
+            _report(tune, plan, generation, value, values, state)
+    except BaseException as error:
+        tracker.end_pipeline(ending_status(error, plan.generations - state.next_generation))
+        raise
+    tracker.end_pipeline("FINISHED")
 
 
 def ending_status(error: BaseException, generations_left: int) -> str:
@@ -158,9 +160,20 @@ def _load_state(checkpoint: Any, values: Mapping[str, Any]) -> TrialState:
     return TrialState.from_checkpoint(checkpoint).continue_with(values)
 
 
-def _run_generation(runner: Runner, pipeline: Pipeline, run_id: str, plan: SweepPlan, generation: int) -> float:
+def _run_generation(
+    runner_for: Callable[[Path], Runner], pipeline: Pipeline, run_id: str, plan: SweepPlan, generation: int
+) -> float:
+    """Run up to the generation's metric stage; the copies made for MLflow are gone before the trial reports.
+
+    Tune pauses or stops a trial inside its report and then ends the trial's process without
+    waiting for the trial to unwind (FunctionTrainable gives its thread 0 s), so a folder held
+    open around the reports was left behind by each paused trial (an empty /tmp/relay-copies-*
+    with a local store). This trial's tracker logs as it goes, so the copies are done with once
+    the stages have run.
+    """
     stage = plan.report_stages[generation]
-    summary = runner.run(pipeline, run_id, stop_after=stage)
+    with tempfile.TemporaryDirectory(prefix="relay-copies-") as copies:
+        summary = runner_for(Path(copies)).run(pipeline, run_id, stop_after=stage)
     metrics = summary.manifests[stage].metrics
     if plan.metric_name not in metrics:
         raise ValueError(

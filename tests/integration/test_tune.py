@@ -11,6 +11,7 @@ synchronous successive halving (scheduler sha).
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
@@ -179,6 +180,16 @@ def test_asha_stops_weak_trials_at_generation_boundaries(sweep) -> None:
     stopped = [r for r in records if r["status"] == "stopped early"]
     assert stopped and all(r["generations"] < 3 for r in stopped)
     assert "stopped early" in sweep["resumed"].stdout and "g02" in sweep["resumed"].stdout
+
+
+def test_trials_csv_writes_floats_without_float_noise(sweep) -> None:
+    """trials.csv showed balanced accuracies such as 0.32999999999999996 (a mean of per-class recalls)."""
+    with (sweep["output"] / "trials.csv").open(newline="") as handle:
+        table = list(csv.DictReader(handle))
+    cells = [row[key] for row in table for key in ("train.lr", "g00", "g01", "g02") if row.get(key)]
+    assert any(float(cell) not in LRS for cell in cells)  # metrics are among them
+    for cell in cells:
+        assert float(f"{float(cell):.12g}") == float(cell), cell  # 12 significant digits at most
 
 
 def test_mlflow_tree_sweep_trials_generations(sweep) -> None:

@@ -198,6 +198,17 @@ def test_paused_trials_free_their_search_slot() -> None:
     assert freed == ["t00", "t01", "t02"]  # the fourth completes the rung instead of pausing
 
 
+def test_a_paused_trial_stopped_at_its_rung_has_its_last_result_marked_done() -> None:
+    """A trial stopped while paused never reports again; the mark is what the trials table reads as stopped early
+    (a trial without it was cut off by a Ctrl-C: interrupted)."""
+    scheduler = halving(trials=4)
+    controller = Controller(scheduler, CURVES[:4], [0, 1, 2, 3])  # generation 0: 0.340, 0.315, 0.308, 0.280
+    controller.run(max_t=5)
+    paused_losers = {"t01", "t02"}  # t03 completes the rung and is stopped on its own result, as ASHA stops one
+    assert {t.trial_id for t in controller.trials if t.last_result.get("done")} == paused_losers
+    assert all(t.status == Trial.TERMINATED for t in controller.trials if t.trial_id in paused_losers)
+
+
 def test_make_scheduler_builds_sha_from_the_tune_section() -> None:
     settings = TuneSettings(
         metric=METRIC, scheduler="sha", grace_period=1, reduction_factor=4, space={"train.lr": {"grid": [0.1, 0.2]}}

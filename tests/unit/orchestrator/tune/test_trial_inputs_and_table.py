@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,9 @@ def _runner_seed(monkeypatch: pytest.MonkeyPatch, sweep: SweepPlan, sampled: dic
 
     class FakeTracker:
         def start_pipeline(self, *args: Any, **kwargs: Any) -> None:
+            pass
+
+        def end_pipeline(self, status: str) -> None:
             pass
 
     class FakeContext:
@@ -164,13 +168,12 @@ def _result(path: Path, metrics: dict | None = None, checkpoint: Any = None, fra
     )
 
 
-@pytest.mark.parametrize("ended", [False, True])
-def test_a_trial_that_never_started_is_unfinished_with_its_sampled_values(tmp_path: Path, ended: bool) -> None:
+def test_a_trial_that_never_started_is_unfinished_with_its_sampled_values(tmp_path: Path) -> None:
     """After Ctrl-C a PENDING trial read `stopped early`, 0 generations, no values."""
     sweep = plan(smoke_data(space={"train.lr": {"choice": [0.01, 0.1]}}))
     pending = _result(tmp_path / "run_trial_abcde_00003_3")
-    assert trial_row(sweep, pending, ended).status == "unfinished"  # every other trial ended: still not stopped
-    row = trial_row(sweep, pending, ended, sampled={"train.lr": 0.1})
+    assert trial_row(sweep, pending).status == "unfinished"
+    row = trial_row(sweep, pending, sampled={"train.lr": 0.1})
     assert row.status == "unfinished" and row.values == {"train.lr": 0.1} and row.by_generation == {}
     assert row.trial_id == "abcde_00003"
 
@@ -211,7 +214,7 @@ def test_a_cloned_trials_table_shows_its_lineage_not_its_pre_clone_rows(tmp_path
         tune.Checkpoint.from_directory(str(tmp_path)),
         frame,
     )
-    row = trial_row(sweep, result, ended=True)
+    row = trial_row(sweep, result)
     assert row.by_generation == {0: 0.6, 1: 0.7, 2: 0.8} and row.values == {"train.lr": 0.01}
 
 
@@ -240,3 +243,121 @@ def test_a_line_under_the_table_says_how_relays_best_is_picked() -> None:
 
     [line] = best_notes(plan(smoke_data()))
     assert "furthest generation" in line and f"best final {METRIC} (max)" in line and "Ray Tune" in line
+
+
+# --- 7. a trial a Ctrl-C cut off is interrupted, not stopped early --------------------------------
+
+
+class _Session:
+    """Stands in for RayExecutor: no Ray started."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        pass
+
+    def shutdown(self) -> None:
+        pass
+
+
+def test_a_trial_cut_off_by_ctrl_c_is_interrupted_and_the_sweep_can_resume(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On Ctrl-C Tune saves the running trial as unfinished, then terminates it, so every trial read TERMINATED:
+    a trial cut off during its last generations was `stopped early` (STOPPED in MLflow) and the sweep exited 0."""
+    import pandas as pd
+
+    from orchestrator.tracking.common import TAG_STATUS
+    from orchestrator.tune import sweep
+
+    sweep_plan = plan(smoke_data(space={"train.lr": {"choice": [0.01, 0.1]}}))  # 2 generations a trial
+    finished = _result(
+        tmp_path / "run_trial_abcde_00000_0",
+        {"trial_id": "abcde_00000", "config": {"train.lr": 0.1}, "done": True},
+        frame=pd.DataFrame({"generation": [0, 1], METRIC: [0.5, 0.6]}),
+    )
+    stopped = _result(  # its scheduler stopped it: Tune marked the result it stopped it on
+        tmp_path / "run_trial_abcde_00001_1",
+        {"trial_id": "abcde_00001", "config": {"train.lr": 0.01}, "done": True},
+        frame=pd.DataFrame({"generation": [0], METRIC: [0.2]}),
+    )
+    cut = _result(  # running its generation 1 at the Ctrl-C
+        tmp_path / "run_trial_abcde_00002_2",
+        {"trial_id": "abcde_00002", "config": {"train.lr": 0.1}, "done": False},
+        frame=pd.DataFrame({"generation": [0], METRIC: [0.4]}),
+    )
+
+    class Grid(list):  # what tuner.fit() returns after the Ctrl-C: every trial TERMINATED
+        num_terminated, num_errors = 3, 0
+
+    class Tuner:
+        def fit(self) -> Grid:
+            return Grid([finished, stopped, cut])
+
+    closed: dict[str, tuple] = {}
+
+    class Sweeps:
+        def close_trial(self, run_id: str, status: str, tags: dict, interrupted: bool = False) -> None:
+            closed[run_id.rsplit("-", 1)[-1]] = (status, tags[TAG_STATUS], tags["relay.tune.status"], interrupted)
+
+    monkeypatch.setattr(sweep, "RayExecutor", _Session)
+    monkeypatch.setattr(sweep, "_sized_tuner", lambda plan, resume: (Tuner(), 3))
+    rows, done = sweep.run_sweep(sweep_plan, False, Sweeps())
+    assert [row.status for row in rows] == ["completed", "stopped early", "interrupted"]
+    assert not done  # the CLI exits 130 and prints the --resume command, and writes no best.yaml
+    assert closed == {
+        "abcde_00000": ("FINISHED", "FINISHED", "completed", False),
+        "abcde_00001": ("KILLED", "STOPPED", "stopped early", False),
+        "abcde_00002": ("KILLED", "INTERRUPTED", "interrupted", True),  # its cut-off stage runs end KILLED
+    }
+
+
+# --- 8. nothing of a trial's in the temporary folder while Tune may end it -------------------------
+
+
+def test_a_trial_holds_no_copies_folder_while_it_reports(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tune pauses a trial inside its report and ends its process without letting it unwind: an SHA or ASHA
+    sweep left an empty /tmp/relay-copies-* behind for a paused trial."""
+    from types import SimpleNamespace
+
+    from ray import tune
+
+    from orchestrator.tune import trial
+
+    sweep = plan(smoke_data(space={"train.lr": {"choice": [0.01, 0.1]}}))
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    copies_while_running, copies_while_reporting = [], []
+
+    class FakeRunner:
+        def __init__(self, store, executor, tracker, code_version, seed, copies) -> None:
+            self.copies = copies
+
+        def run(self, pipeline, run_id, stop_after=None) -> Any:
+            copies_while_running.append(self.copies.is_dir())
+            return SimpleNamespace(manifests={stop_after: SimpleNamespace(metrics={"balanced_accuracy": 0.5})})
+
+    ended: list[str] = []
+
+    class FakeTracker:
+        def start_pipeline(self, *args: Any, **kwargs: Any) -> None:
+            pass
+
+        def end_pipeline(self, status: str) -> None:
+            ended.append(status)
+
+    def report(metrics: dict, checkpoint: Any = None) -> None:
+        copies_while_reporting.append(sorted(p.name for p in scratch.glob("relay-copies-*")))
+        raise SystemExit(0)  # Tune pauses the trial here
+
+    monkeypatch.setattr(tune, "get_checkpoint", lambda: None)
+    monkeypatch.setattr(tune, "get_context", lambda: SimpleNamespace(get_trial_id=lambda: "abcde_00000"))
+    monkeypatch.setattr(tune, "report", report)
+    monkeypatch.setattr(trial, "mlflow_tracker", lambda *args, **kwargs: FakeTracker())
+    monkeypatch.setattr(trial, "ArtifactStore", lambda uri: None)
+    monkeypatch.setattr(trial, "RayExecutor", lambda: None)
+    monkeypatch.setattr(trial, "Runner", FakeRunner)
+    with pytest.raises(SystemExit):
+        trial.run_trial({"train.lr": 0.1}, sweep)
+    assert copies_while_running == [True]  # the tracker had its copies folder while the stages ran
+    assert copies_while_reporting == [[]]
+    assert ended == ["PAUSED"]

@@ -252,6 +252,63 @@ def test_trials_csv_keeps_its_columns_when_a_choice_is_a_list(tmp_path: Path) ->
     assert [(row["g00"], row["g01"]) for row in table] == [("0.5", ""), ("0.6", "0.7")]
 
 
+def test_trials_csv_and_json_show_floats_as_the_values_they_stand_for(tmp_path: Path) -> None:
+    """trials.csv showed 0.16000000000000003 for a value PBT perturbed (0.2 * 0.8) and 0.32999999999999996 for
+    a balanced accuracy (a mean of per-class recalls)."""
+    import csv
+    import json
+
+    from orchestrator.cli.tune import write_sweep_outputs
+    from orchestrator.tune.sweep import trial_records
+
+    perturbed, metric = 0.2 * 0.8, (0.3 + 0.36) / 2
+    assert (repr(perturbed), repr(metric)) == ("0.16000000000000003", "0.32999999999999996")  # the noise
+    sampled = 0.6821770123928727  # a uniform sample: all its digits are the sampler's
+    values = {"train.lr": perturbed, "crest.t_min": sampled, "train.weight_decay": 1e-06, "crest.schedule": "step"}
+    rows = [TrialRow("a", "s-a", values, {0: metric, 1: 0.123456789012, 2: 0.5 + 1e-9}, "completed")]
+    write_sweep_outputs(tmp_path, trial_records(rows), None, None)
+    with (tmp_path / "trials.csv").open(newline="") as handle:
+        [row] = list(csv.DictReader(handle))
+    assert (row["train.lr"], row["g00"]) == ("0.16", "0.33")
+    assert (row["crest.t_min"], row["train.weight_decay"], row["crest.schedule"]) == ("0.682177012393", "1e-06", "step")
+    assert (row["g01"], row["g02"]) == ("0.123456789012", "0.500000001")  # 12 digits: what a metric can resolve
+    [record] = json.loads((tmp_path / "trials.json").read_text())
+    assert (record["train.lr"], record["g00"], record["g02"]) == (0.16, 0.33, 0.500000001)
+    assert rows[0].values["crest.t_min"] == sampled  # best.yaml and the MLflow tags take the values themselves
+
+
+def test_the_sweep_seed_is_the_configs_seed_when_tune_seed_is_left_out() -> None:
+    """MLflow logged `tune.seed` as None for a sweep seeded by the config's seed."""
+    assert plan(smoke_data() | {"seed": 7}).settings.seed == 7
+    assert plan(smoke_data(seed=3) | {"seed": 7}).settings.seed == 3
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="orchestrator/cli/tune.py logs config.tune (seed None when left out); it should log plan.settings, "
+    "whose seed plan_sweep resolves (a change outside orchestrator/tune: remove this mark with it)",
+)
+def test_the_sweep_run_logs_the_seed_it_uses(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from orchestrator.cli import tune as cli_tune
+
+    logged: dict = {}
+
+    class StopAtStart:
+        def __init__(self, *args, **kwargs) -> None:
+            pass
+
+        def start(self, sweep, pipeline_name, params, settings_text, output="", resume=False) -> None:
+            logged.update(params)
+            raise ConfigError(["stopped by the test once the sweep's params are known"], "test")
+
+    monkeypatch.setattr(cli_tune, "SweepTracker", StopAtStart)
+    monkeypatch.setenv("RELAY_WORKSPACE", str(tmp_path / "ws"))
+    config = tmp_path / "sweep.yaml"
+    config.write_text(yaml.safe_dump(smoke_data() | {"seed": 7}))
+    assert main(["tune", str(config)]) == 2
+    assert logged["tune.seed"] == 7
+
+
 def test_trial_state_continues_mutated_values_from_the_next_generation() -> None:
     state = TrialState([(0, {"n": 1})], next_generation=2)
     assert state.continue_with({"n": 1}) is state
@@ -295,16 +352,16 @@ def test_a_generation_that_tunes_result_file_lost_is_read_from_the_trials_checkp
     (tmp_path / "trial_state.json").write_text(state.to_json())
     frame = pd.DataFrame({"generation": [1], METRIC: [0.285]})  # generation 0's line lost
     result = tune.Result(
-        metrics={"trial_id": "abcde_00001", "config": {"train.lr": 0.05}},
+        metrics={"trial_id": "abcde_00001", "config": {"train.lr": 0.05}, "done": True},
         checkpoint=tune.Checkpoint.from_directory(str(tmp_path)),
         error=None,
         path=str(tmp_path / "run_trial_abcde_00001_1"),
         metrics_dataframe=frame,
     )
-    row = trial_row(sweep_plan, result, ended=True)
+    row = trial_row(sweep_plan, result)
     assert row.by_generation == {0: 0.33, 1: 0.285} and row.status == "completed"
     frame_only = tune.Result(result.metrics, None, None, result.path, metrics_dataframe=frame)
-    assert trial_row(sweep_plan, frame_only, ended=True).status == "stopped early"  # what the table said before
+    assert trial_row(sweep_plan, frame_only).status == "stopped early"  # what the table said before
 
 
 def test_scheduled_pipeline_takes_each_generation_from_the_values_in_force(tmp_path: Path) -> None:
