@@ -62,7 +62,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     _check_output_free(args, Path(plan.output), exists)
     _check_same_sweep(args, Path(plan.output), data)
     sweeps = SweepTracker(plan.tracking_uri, plan.tracking.experiment, strict=plan.tracking.strict)
-    settings = config.tune.model_dump(mode="json")
+    settings = plan.settings.model_dump(mode="json")  # the seed the sweep uses, also when `tune.seed` is left out
     params = {f"tune.{k}": v for k, v in settings.items() if k != "space"}
     plan = with_sweep_run(
         plan,

@@ -283,11 +283,6 @@ def test_the_sweep_seed_is_the_configs_seed_when_tune_seed_is_left_out() -> None
     assert plan(smoke_data(seed=3) | {"seed": 7}).settings.seed == 3
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="orchestrator/cli/tune.py logs config.tune (seed None when left out); it should log plan.settings, "
-    "whose seed plan_sweep resolves (a change outside orchestrator/tune: remove this mark with it)",
-)
 def test_the_sweep_run_logs_the_seed_it_uses(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from orchestrator.cli import tune as cli_tune
 
