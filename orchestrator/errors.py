@@ -115,3 +115,26 @@ class WorkerLostError(RelayError):
 
     def __reduce__(self):
         return (type(self), (self.stage, self.cause))
+
+
+class UnreadableDataError(RelayError, ValueError):
+    """A file of the data a run reads cannot be read (an image that does not decode), found by a stage.
+
+    A class of its own because the usual way on after a failed stage, `relay resume`, cannot work
+    here: fixing the file changes the data, and a resume refuses data that changed since the run
+    started (its finished stages read the old data). The runner says to start a new run instead.
+    A ValueError too, for the callers that already took the plain one.
+    """
+
+
+def unreadable_data(error: BaseException) -> UnreadableDataError | None:
+    """The UnreadableDataError in ``error``, its ``cause`` (a StageError's) or its chain; else None."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, UnreadableDataError):
+            return current
+        cause = getattr(current, "cause", None)
+        current = cause if isinstance(cause, BaseException) else current.__cause__ or current.__context__
+    return None

@@ -31,7 +31,7 @@ from orchestrator.engine.ledger import Ledger, done_in
 from orchestrator.engine.policy import Decision, decide, retries_for
 from orchestrator.engine.records import StageRecord, TrackedArtifact, Tracker
 from orchestrator.engine.task import StageTask
-from orchestrator.errors import ArtifactError, PipelineError, StageError
+from orchestrator.errors import ArtifactError, PipelineError, StageError, unreadable_data
 
 logger = logging.getLogger(__name__)
 
@@ -157,6 +157,16 @@ class Runner:
         self.copies_dir = None if copies_dir is None else Path(copies_dir)
         self.store_option = store_option
 
+    def _way_on(self, error: BaseException, run_id: str) -> str:
+        """What to do after the run failed: resume it once the cause is fixed, or, for data that cannot be
+        read, start a new run (the fixed data is not what the run started on, and a resume refuses it)."""
+        if unreadable_data(error) is not None:
+            return (
+                "Once the data is fixed, start a new run: a resume would refuse the fixed data, since the "
+                "run's finished stages read it as it was"
+            )
+        return f"Fix the cause. Resume with: relay resume {run_id}{self.store_option}"
+
     def run(
         self, pipeline: Pipeline, run_id: str, stop_after: str | None = None, rerun: Collection[str] = ()
     ) -> RunSummary:
@@ -199,13 +209,7 @@ class Runner:
                 st.write_ledger(RunStatus.FAILED)
             except ArtifactError as unwritable:  # the store itself failed: say how to resume all the same
                 logger.warning("could not record the failure in the run's ledger: %s", unwritable)
-            logger.error(
-                "run %s failed: %s. Fix the cause. Resume with: relay resume %s%s",
-                run_id,
-                exc,
-                run_id,
-                self.store_option,
-            )
+            logger.error("run %s failed: %s. %s", run_id, exc, self._way_on(exc, run_id))
             raise
         status = RunStatus.FINISHED if _all_done(pipeline, st.outcomes, ledger) else RunStatus.STOPPED
         st.write_ledger(status)

@@ -11,7 +11,7 @@ from orchestrator.dag import Pipeline, Stage, StageResult
 from orchestrator.engine.artifacts import ArtifactStore, StoreCheckpointer
 from orchestrator.engine.executors import LocalExecutor
 from orchestrator.engine.runner import Runner, RunStatus, StageState
-from orchestrator.errors import PipelineError, StageError
+from orchestrator.errors import PipelineError, StageError, UnreadableDataError
 from tests.unit.orchestrator.engine.toy import CALLS, RecordingTracker, bad_value, flaky, toy, wrong_outputs
 
 
@@ -113,6 +113,23 @@ def test_transient_error_out_of_retries_fails_the_run(tmp_path):
     assert CALLS.count("flaky") == 2
     assert info.value.attempts == 2
     assert isinstance(info.value.cause, RuntimeError)
+
+
+def unreadable_image(ctx, inputs, params):
+    CALLS.append(ctx.stage)
+    raise UnreadableDataError(
+        "imagefolder: /data/train/c1/107.png does not decode as an image (image file is truncated)"
+    )
+
+
+def test_an_unreadable_data_file_says_to_start_a_new_run_not_to_resume(tmp_path, caplog):
+    """The resume it advised refused the fixed file: the data changed since the run started."""
+    stage = Stage("read", unreadable_image, ("data",), ("read_out",), retries=3)
+    with pytest.raises(StageError):
+        make_runner(tmp_path).run(toy(extra=[stage]), "run-8")
+    assert CALLS.count("read") == 1 and "does not decode" in caplog.text  # not retried: it cannot read better
+    assert "Once the data is fixed, start a new run" in caplog.text
+    assert "relay resume" not in caplog.text
 
 
 def test_deterministic_error_is_not_retried_and_says_how_to_resume(tmp_path, caplog):
