@@ -182,7 +182,7 @@ def run_stages(run: PreparedRun, tracker: BackgroundTracker, copies: Path, hando
             summary = runner.run(run.pipeline, run.run_id, stop_after=run.stop_after, rerun=run.rerun)
         status = "FINISHED" if run.stop_after is None else "KILLED"
         if run.stop_after is None:
-            print(f"\nRun {run.run_id}: per-generation results (test set is balanced)")
+            print(f"\nRun {run.run_id}: per-generation results on the test set")
             rows = summary_rows(run.pipeline, summary.manifests)
             print(report.generation_table(rows, run.spec.summary), flush=True)
     except (KeyboardInterrupt, SystemExit):  # Ctrl-C; SIGTERM, which Ray turns into SystemExit (`relay stop`)
@@ -349,12 +349,12 @@ def print_generations(run_id: str, rows: list[dict[str, Any]], summary: Mapping[
     """Print the run's per-generation table: its pipeline's summary columns, else every metric, one a line."""
     if summary is None:
         print(
-            f"\nRun {run_id}: every metric per generation (test set is balanced); neither a run record here "
+            f"\nRun {run_id}: every metric per generation on the test set; neither a run record here "
             "nor its MLflow run names an installed pipeline to pick the columns"
         )
         print(report.metric_table(rows))
         return
-    print(f"\nRun {run_id}: per-generation results (test set is balanced)")
+    print(f"\nRun {run_id}: per-generation results on the test set")
     print(report.generation_table(rows, summary))
 
 

@@ -7,7 +7,8 @@ that CReST's cache key does not digest Knowledge Evolution's code.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -25,6 +26,8 @@ from pipelines.stages.common import (
     subset_arrays,
     subset_images,
 )
+
+logger = logging.getLogger(__name__)
 
 EVALUATION_SCHEMA = pa.schema(
     [
@@ -51,6 +54,27 @@ def class_names(data: Any, num_classes: int) -> list[int]:
     return list(chosen) if chosen else list(range(num_classes))
 
 
+def tail_recall(
+    recall: Sequence[float], tail: Sequence[int], tested: Collection[int], names: Sequence[int], stage: str
+) -> float | None:
+    """Mean recall of the tail classes that have a test image; None (not measured) when none has.
+
+    A class without test images has no recall to measure: scikit-learn fills in 0.0 for it
+    (``zero_division``), and a user's test folder that lacked the rarest class read tail_recall
+    0.0000 beside a balanced accuracy of 1. The classes left out are logged by ``names``.
+    """
+    untested = [c for c in tail if c not in tested]
+    if untested:
+        logger.warning(
+            "%s: tail class(es) %s have no test image; tail_recall %s",
+            stage,
+            ", ".join(str(names[c]) for c in untested),
+            "is not measured" if len(untested) == len(tail) else "is the mean over the others",
+        )
+    kept = [recall[c] for c in tail if c in tested]
+    return float(np.mean(kept)) if kept else None
+
+
 def evaluate_generation(ctx: StageContext, inputs: Mapping[str, Any], params: Mapping[str, Any]) -> StageResult:
     """Balanced accuracy, tail recall and per-class recall/precision of the EMA model on the balanced test set."""
     data = params["data"]
@@ -69,12 +93,14 @@ def evaluate_generation(ctx: StageContext, inputs: Mapping[str, Any], params: Ma
     )
     counts = labeled_class_counts(split, num_classes)
     tail = tail_classes(counts.tolist(), params["tail_fraction"], tiebreak=training_counts(split, num_classes))
+    names = class_names(data, num_classes)
     metrics = {
         "balanced_accuracy": float(result["balanced_accuracy"]),
         "accuracy": float(result["accuracy"]),
-        "tail_recall": float(np.mean([result["recall"][c] for c in tail])),
     }
-    names = class_names(data, num_classes)
+    measured = tail_recall(result["recall"], tail, set(labels.tolist()), names, ctx.stage)
+    if measured is not None:
+        metrics["tail_recall"] = measured
     metrics.update({f"recall/{names[c]}": float(r) for c, r in enumerate(result["recall"])})
     metrics.update({f"precision/{names[c]}": float(p) for c, p in enumerate(result["precision"])})
     table = pa.table(

@@ -26,3 +26,15 @@ def test_per_class_results_name_the_datasets_classes_of_a_relabelled_subset() ->
 
     assert class_names(SimpleNamespace(classes=[5, 6, 7, 8, 9]), 5) == [5, 6, 7, 8, 9]
     assert class_names(SimpleNamespace(classes=None), 3) == [0, 1, 2]
+
+
+def test_tail_recall_leaves_out_a_tail_class_without_test_images(caplog) -> None:
+    """A test folder without the rarest class read tail_recall 0.0 (scikit-learn's fill-in) beside balanced 1."""
+    from pipelines.stages.evaluate import tail_recall
+
+    recall = [1.0, 1.0, 0.5, 0.0]  # class 3 has no test image: its 0.0 is no measurement
+    assert tail_recall(recall, [3, 2], {0, 1, 2}, [0, 1, 2, 3], "g00/evaluate") == 0.5
+    assert "tail class(es) 3 have no test image; tail_recall is the mean over the others" in caplog.text
+    assert tail_recall(recall, [3], {0, 1, 2}, [0, 1, 2, 3], "g00/evaluate") is None
+    assert "tail_recall is not measured" in caplog.text
+    assert tail_recall(recall, [2, 1], {0, 1, 2, 3}, [0, 1, 2, 3], "g00/evaluate") == 0.75
