@@ -14,6 +14,7 @@ import os
 import secrets
 import shlex
 import socket
+import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -341,16 +342,40 @@ def pipeline_code_versions(pipeline: Pipeline) -> dict[str, str]:
         by_package.setdefault(module.split(".")[0], set()).add(module)
     versions: dict[str, str] = {}
     for top, modules in sorted(by_package.items()):
-        package = importlib.import_module(top)
-        if getattr(package, "__file__", None):
-            folder = Path(package.__file__).parent
-            if next(folder.rglob("*.py"), None) is None:  # an empty digest would silently change every fingerprint
-                raise RelayError(
-                    f"no Python files under {folder}, where {', '.join(sorted(modules))} was imported from"
-                )
-            versions.update(code_versions(modules, folder))
-            logging.getLogger("relay").info("code versions of %d stage modules under %s", len(modules), folder)
+        folder = package_folder(top)
+        if folder is None:
+            logging.getLogger("relay").warning(
+                "no code version for %s: package %r has no folder of its own; an edit of it will not rerun "
+                "cached stages",
+                ", ".join(sorted(modules)),
+                top,
+            )
+            continue
+        if next(folder.rglob("*.py"), None) is None:  # an empty digest would silently change every fingerprint
+            raise RelayError(f"no Python files under {folder}, where {', '.join(sorted(modules))} was imported from")
+        versions.update(code_versions(modules, folder))
+        logging.getLogger("relay").info("code versions of %d stage modules under %s", len(modules), folder)
     return versions
+
+
+def package_folder(top: str) -> Path | None:
+    """The folder of the regular package ``top``: its ``__file__``'s, else the one a finder of ``sys.meta_path`` has.
+
+    Why the finders: a folder of that name without ``__init__.py`` earlier on the path (a
+    project's own ``pipelines/configs/``, which a Ray job puts first on the path as its working
+    folder) makes ``import pipelines`` a namespace package without a file, while its modules
+    still load from the installed package (an editable install's finder). Its stages then got
+    no code version, silently, and a cluster run's cache ignored edits of their code.
+    """
+    package = importlib.import_module(top)
+    if getattr(package, "__file__", None):
+        return Path(package.__file__).parent
+    for finder in sys.meta_path:
+        find_spec = getattr(finder, "find_spec", None)
+        spec = find_spec(top, None) if find_spec is not None else None
+        if spec is not None and spec.has_location and spec.origin:
+            return Path(spec.origin).parent
+    return None
 
 
 def cluster_address(address: str | None) -> str | None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
 import sys
 import types
 from pathlib import Path
@@ -12,6 +15,8 @@ from orchestrator.cli.common import pipeline_code_versions
 from orchestrator.dag import Pipeline, Stage
 from orchestrator.errors import RelayError
 from tests.unit.orchestrator.engine import toy as toy_module
+
+SMOKE = Path(__file__).resolve().parents[4] / "pipelines" / "configs" / "smoke.yaml"
 
 
 def _never_run(ctx, inputs, params):
@@ -36,3 +41,34 @@ def test_a_package_folder_without_python_files_is_refused(tmp_path: Path, monkey
     body.__module__ = "emptypkg.stages"
     with pytest.raises(RelayError, match=r"no Python files under .*emptypkg.*emptypkg\.stages"):
         pipeline_code_versions(Pipeline("p", [Stage("only", body, (), ("out",))]))
+
+
+VERSIONS_OF = """
+import json, sys
+from orchestrator.cli.common import load_pipeline_file, pipeline_code_versions
+spec, config, _ = load_pipeline_file(sys.argv[1], [], local=False)
+print(json.dumps(pipeline_code_versions(spec.build(config))))
+"""
+
+
+def versions_from(folder: Path) -> dict[str, str]:
+    """The smoke pipeline's code versions, computed in a fresh process whose path starts with ``folder``."""
+    env = {**os.environ, "PYTHONPATH": str(folder)}
+    done = subprocess.run(
+        [sys.executable, "-c", VERSIONS_OF, str(SMOKE)], cwd=folder, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+def test_a_project_folder_named_pipelines_does_not_cost_the_stages_their_code_versions(tmp_path: Path) -> None:
+    """A Ray job's working folder comes first on the path; one holding pipelines/configs/ (no __init__.py) made
+    `pipelines` a namespace package without a file, every stage lost its code version (the ledger's
+    code_version read {}) and a cluster run's cache ignored edits of the stages' code."""
+    project = tmp_path / "project"
+    (project / "pipelines" / "configs").mkdir(parents=True)
+    (project / "pipelines" / "configs" / "mine.yaml").write_text("pipeline: crest\n")
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    shadowed = versions_from(project)
+    assert shadowed and shadowed == versions_from(plain)
