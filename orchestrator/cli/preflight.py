@@ -149,12 +149,28 @@ def tracking_uri_problem(uri: str, key: str, local: bool = True, writes: bool = 
     scheme = uri.split("://", 1)[0].split("+", 1)[0] if "://" in uri else ""
     if scheme not in TRACKING_SCHEMES:
         return f"{key}: MLflow has no tracking store for {uri!r} (scheme {scheme!r}); use {TRACKING_FORMS}"
+    if scheme in ("", "file") and not _file_store_allowed():
+        folder = uri.removeprefix("file://").rstrip("/")
+        return (
+            f"{key}: {uri!r} is a folder path, MLflow's file store, which MLflow 3 refuses ('in maintenance "
+            f"mode'); use sqlite:///PATH/mlflow.db, e.g. sqlite:///{folder}/mlflow.db "
+            "(or set MLFLOW_ALLOW_FILE_STORE=true to keep the file store)"
+        )
     if scheme == "sqlite" and not uri.startswith("sqlite:///"):
         return f"{key}: {uri!r} names no database file; write sqlite:/// and the path, e.g. sqlite:///ws/mlflow.db"
     db = sqlite_path(uri)
     if db is None or not local:
         return None
     return (folder_problem(db.parent, key) if writes else None) or _database_problem(db, key)
+
+
+def _file_store_allowed() -> bool:
+    """Whether MLflow will open a folder as its tracking store: MLflow 3 raises unless MLFLOW_ALLOW_FILE_STORE is true.
+
+    Why checked here: MLflow raised only when the run's tracker opened the store, and tracking
+    failures are not fatal (``tracking.strict``), so the run finished with exit 0 and tracked nothing.
+    """
+    return os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").strip().lower() in ("true", "1")
 
 
 def _database_problem(db: Path, key: str) -> str | None:

@@ -73,6 +73,20 @@ def test_a_tracking_uri_mlflow_cannot_use_is_refused(cwd: Path, capsys, uri: str
     assert expected in err
 
 
+def test_a_folder_as_tracking_store_is_refused_unless_mlflow_allows_it(cwd: Path, capsys, monkeypatch) -> None:
+    """MLflow 3 refuses its file store only when the tracker opens it, and tracking failures are not fatal: the run
+    finished with exit 0 and tracked nothing."""
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", str(cwd / "mlruns"))
+    err = refused(["run", str(SMOKE), LOCAL], cwd, capsys)
+    assert f"$MLFLOW_TRACKING_URI: '{cwd / 'mlruns'}' is a folder path, MLflow's file store" in err
+    assert f"use sqlite:///PATH/mlflow.db, e.g. sqlite:///{cwd / 'mlruns'}/mlflow.db" in err
+    err = refused(["validate", str(SMOKE), f"tracking.uri=file://{cwd}/mlruns"], cwd, capsys)
+    assert "tracking.uri: " in err and "MLFLOW_ALLOW_FILE_STORE=true" in err
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # the user's way to keep the file store
+    assert main(["validate", str(SMOKE), f"tracking.uri=file://{cwd}/mlruns"]) == 0
+
+
 def test_a_tracking_database_that_is_not_sqlite_is_refused_and_left_alone(cwd: Path, capsys) -> None:
     database = cwd / "notes.db"
     database.write_text("hello")
