@@ -180,7 +180,7 @@ def run_stages(run: PreparedRun, tracker: BackgroundTracker, copies: Path, hando
         with ProgressDisplay(executor.open_progress(run.run_id)):
             handover.runner_has_it = True
             summary = runner.run(run.pipeline, run.run_id, stop_after=run.stop_after, rerun=run.rerun)
-        status = "FINISHED" if run.stop_after is None else "KILLED"
+        status = "FINISHED" if run.stop_after is None else "STOPPED"
         if run.stop_after is None:
             print(f"\nRun {run.run_id}: per-generation results on the test set")
             rows = summary_rows(run.pipeline, summary.manifests)

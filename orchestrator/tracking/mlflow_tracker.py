@@ -47,6 +47,8 @@ from orchestrator.tracking.reading import generation_rows
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+CUT_SHORT = ("KILLED", "STOPPED")  # statuses whose unfinished generation runs end KILLED too
+RELAY_WORD = {"KILLED": "INTERRUPTED"}  # the parent's relay.status tag reads as `relay runs` does
 TAG_REGISTERED = "relay.registered_models"  # on the parent: every model version the run registered
 
 
@@ -442,6 +444,11 @@ class MlflowTracker:
     def end_pipeline(self, status: str) -> None:
         """Close generation runs and the parent; ``status`` is FINISHED, STOPPED, FAILED, KILLED or PAUSED.
 
+        MLflow has no status for a run that ended early: STOPPED (`--stop-after`), KILLED (Ctrl-C,
+        `relay stop`) and PAUSED all close KILLED, and the parent's ``relay.status`` tag says which,
+        in the words of `relay runs` (KILLED reads INTERRUPTED there): the UI could not tell a run
+        stopped on purpose from an interrupted one.
+
         PAUSED is a Tune trial that its scheduler took off its CPUs between
         generations: every generation it ran is complete, so their runs are
         FINISHED, and the parent is KILLED until the trial resumes (RUNNING
@@ -456,11 +463,11 @@ class MlflowTracker:
         self._close_open_stages()
         # The statuses before the summary files: `relay stop` (Ray's SIGTERM, then SIGKILL seconds later)
         # may leave time for a few writes only, and a run left RUNNING misleads more than a missing table.
-        final = {"FAILED": "FAILED", "KILLED": "KILLED", "PAUSED": "KILLED"}.get(status, "FINISHED")
-        others = "KILLED" if status == "KILLED" else "FINISHED"  # a generation fails only by its own stages
+        final = {"FINISHED": "FINISHED", "FAILED": "FAILED"}.get(status, "KILLED")
+        others = "KILLED" if status in CUT_SHORT else "FINISHED"  # a generation fails only by its own stages
         for generation, run in self._gen_runs.items():
             self._client.set_terminated(run, status="FAILED" if generation in self._failed_gens else others)
-        self._client.set_tag(self._parent, TAG_STATUS, status)
+        self._client.set_tag(self._parent, TAG_STATUS, RELAY_WORD.get(status, status))
         self._client.set_terminated(self._parent, status=final)
         self._guard("summary", self._log_summary)
 

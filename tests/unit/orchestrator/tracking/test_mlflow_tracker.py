@@ -435,3 +435,15 @@ def test_ending_the_pipeline_closes_stage_runs_left_open(store, experiment):
     (gen,) = runs(store, experiment, "generation")
     (parent,) = runs(store, experiment, "pipeline")
     assert (stage.info.status, gen.info.status, parent.info.status) == ("KILLED", "KILLED", "KILLED")
+    assert parent.data.tags["relay.status"] == "INTERRUPTED"  # as `relay runs` says it
+
+
+def test_a_run_stopped_after_a_stage_is_told_apart_from_an_interrupted_one(store, experiment):
+    """`--stop-after` closed the parent KILLED with relay.status KILLED, as a Ctrl-C does: the UI could not tell."""
+    tracker = tracker_for(store, experiment)
+    tracker.start_pipeline("run-stop", "toy", {}, resume=False)
+    tracker.stage_finished(record("g00/train", 0, {"loss": 0.5}))
+    tracker.end_pipeline("STOPPED")
+    (parent,) = runs(store, experiment, "pipeline")
+    (gen,) = runs(store, experiment, "generation")
+    assert (parent.info.status, parent.data.tags["relay.status"], gen.info.status) == ("KILLED", "STOPPED", "KILLED")
