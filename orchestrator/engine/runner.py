@@ -165,7 +165,10 @@ class Runner:
                 "Once the data is fixed, start a new run: a resume would refuse the fixed data, since the "
                 "run's finished stages read it as it was"
             )
-        return f"Fix the cause. Resume with: relay resume {run_id}{self.store_option}"
+        return (
+            f"Fix the cause. Resume with: relay resume {run_id}{self.store_option} "
+            f"(a cluster job: relay submit --resume {run_id})"
+        )
 
     def run(
         self, pipeline: Pipeline, run_id: str, stop_after: str | None = None, rerun: Collection[str] = ()
@@ -209,7 +212,7 @@ class Runner:
                 st.write_ledger(RunStatus.FAILED)
             except ArtifactError as unwritable:  # the store itself failed: say how to resume all the same
                 logger.warning("could not record the failure in the run's ledger: %s", unwritable)
-            logger.error("run %s failed: %s. %s", run_id, exc, self._way_on(exc, run_id))
+            logger.error("run %s failed: %s. %s", run_id, str(exc).rstrip("."), self._way_on(exc, run_id))
             raise
         status = RunStatus.FINISHED if _all_done(pipeline, st.outcomes, ledger) else RunStatus.STOPPED
         st.write_ledger(status)

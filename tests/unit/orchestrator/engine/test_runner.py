@@ -132,6 +132,16 @@ def test_an_unreadable_data_file_says_to_start_a_new_run_not_to_resume(tmp_path,
     assert "relay resume" not in caplog.text
 
 
+def nan_loss(ctx, inputs, params):
+    raise ValueError("loss is nan at step 3; lower train.lr, check the inputs for NaN/inf.")
+
+
+def test_a_failure_message_that_ends_a_sentence_gets_one_full_stop(tmp_path, caplog):
+    with pytest.raises(StageError):
+        make_runner(tmp_path).run(toy(extra=[Stage("nan", nan_loss, ("data",), ("nan_out",))]), "run-9")
+    assert "NaN/inf. Fix the cause" in caplog.text and ".." not in caplog.text
+
+
 def test_deterministic_error_is_not_retried_and_says_how_to_resume(tmp_path, caplog):
     tracker = RecordingTracker()
     stage = Stage("bad", bad_value, ("data",), ("bad_out",), retries=3)
@@ -140,7 +150,8 @@ def test_deterministic_error_is_not_retried_and_says_how_to_resume(tmp_path, cap
     assert CALLS.count("bad") == 1
     assert info.value.stage == "bad" and info.value.attempts == 1
     assert isinstance(info.value.__cause__, ValueError)
-    assert "Resume with: relay resume run-7" in caplog.text
+    assert "Resume with: relay resume run-7 (a cluster job: relay submit --resume run-7)" in caplog.text
+
     failed = tracker.record("bad")
     assert failed.status == "FAILED" and "threshold must be in (0, 1)" in failed.error
     record = ledger(tmp_path, "run-7")
