@@ -9,6 +9,7 @@ so that only that piece enters the stage's fingerprint.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from typing import Annotated, Literal, TypeVar
 
@@ -54,6 +55,18 @@ def registered(valid: Iterable[str], what: str) -> AfterValidator:
     return AfterValidator(check)
 
 
+def absolute_folder(path: str | None) -> str | None:
+    """A folder setting made absolute (``~`` expanded) when the config is read, as the workspace is.
+
+    Why: the saved config then names the same folder to `relay resume` and to Ray workers from any
+    other directory; `data.root=small` given in /work/qa5 was saved as `small`, and a resume from
+    elsewhere failed with "no such path" or, worse, read another `small/`. Symlinks are kept as the
+    user named them and nothing is read from disk: whether the folder is there is the preflight's.
+    """
+    return os.path.abspath(os.path.expanduser(path)) if path else path
+
+
+FolderPath = Annotated[str | None, AfterValidator(absolute_folder)]
 DatasetName = Annotated[str, registered([*DATASETS, SHARDED], "dataset")]
 ModelName = Annotated[str, registered(MODEL_NAMES, "model")]
 
@@ -76,7 +89,7 @@ class DataSection(StrictModel):
     """
 
     name: DatasetName = "digits"
-    root: str | None = None
+    root: FolderPath = None  # made absolute when read
     uri: str | None = None
     digest: str | None = None
     # Written by Relay, not by users: what the folder at `root` held when the run was configured (sha256 over
@@ -111,6 +124,12 @@ class DataSection(StrictModel):
             raise ValueError(
                 "data.image_size resizes an in-memory dataset; a sharded dataset keeps the size it was imported at "
                 "(`relay data import --image-size` for image folders): leave data.image_size unset"
+            )
+        if self.root and self.name not in DATASET_REQUIRES_ROOT and self.name != SHARDED:
+            raise ValueError(
+                f"data.root applies only to datasets read from a folder ({', '.join(sorted(DATASET_REQUIRES_ROOT))}); "
+                f"dataset {self.name!r} reads none, so the folder would be ignored: set data.name=imagefolder to train "
+                "on the images there, or remove data.root"
             )
         if self.name != SHARDED and (self.uri or self.digest):
             raise ValueError(

@@ -7,13 +7,15 @@ old split, while an unchanged folder still hits it.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from tests.integration.relay_cli import ROOT, relay
+from tests.integration.relay_cli import ROOT, relay, relay_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
 
@@ -79,5 +81,28 @@ def test_a_resume_on_a_changed_or_missing_folder_is_refused_and_on_the_folder_pu
     assert tree(workspace) == before
     (aside / "images").rename(root)
     resumed = relay("resume", "r", "--stop-after", "g00/train", workspace=workspace)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "cache hit" in resumed.stdout + resumed.stderr, "the split made before the pause is reused"
+
+
+def relay_in(cwd: Path, *args: str, workspace: Path) -> subprocess.CompletedProcess:
+    """The real CLI run from ``cwd``: where a relative `data.root` is read from."""
+    command = [sys.executable, "-m", "orchestrator.cli", *args]
+    return subprocess.run(command, cwd=cwd, env=relay_env(workspace), capture_output=True, text=True, timeout=600)
+
+
+def test_a_relative_root_is_recorded_absolute_so_a_resume_from_elsewhere_reads_the_same_folder(tmp_path: Path) -> None:
+    """`data.root=images` given in one folder, resumed from another that holds an `images/` of its own: the
+    record names the first, so the resume reads it (the relative record read the other, and was refused)."""
+    here, elsewhere, workspace = tmp_path / "here", tmp_path / "elsewhere", tmp_path / "ws"
+    image_folder(here / "images")
+    image_folder(elsewhere / "images")
+    (elsewhere / "images" / "train" / "dog" / "0.png").unlink()
+    args = ["data.name=imagefolder", "data.root=images", *SPLIT]
+    started = relay_in(here, "run", SMOKE, *args, "--stop-after", "data/split", "--run-id", "r", workspace=workspace)
+    assert started.returncode == 0, started.stderr[-3000:]
+    record = (workspace / "artifacts" / "runs" / "r" / "config.yaml").read_text()
+    assert f"root: {here / 'images'}" in record
+    resumed = relay_in(elsewhere, "resume", "r", "--stop-after", "g00/train", workspace=workspace)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "cache hit" in resumed.stdout + resumed.stderr, "the split made before the pause is reused"
