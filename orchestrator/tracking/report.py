@@ -40,13 +40,15 @@ def _cell(row: Mapping[str, Any], column: str, counts: bool) -> str:
 
 
 def _is_counts(rows: Sequence[Mapping[str, Any]], column: str) -> bool:
-    """Whether every value of a column is a whole number of at least 1 (rows, picks, steps).
+    """Whether every value of a column is a whole number of at least 1, and one is more than 1 (rows, picks, steps).
 
     MLflow keeps every metric as a float, so a count is told from a fraction by its column: a
-    balanced accuracy of exactly 1.0 in one generation must not print as "1" beside 0.9500.
+    balanced accuracy of exactly 1.0 in one generation must not print as "1" beside 0.9500, nor
+    a picks accuracy of 1.0 in every generation as "1" beside four-decimal columns.
     """
     values = [row[column] for row in rows if row.get(column) is not None]
-    return bool(values) and all(float(v).is_integer() and abs(v) >= 1 for v in values)
+    whole = bool(values) and all(float(v).is_integer() and abs(v) >= 1 for v in values)
+    return whole and any(abs(v) > 1 for v in values)
 
 
 def text_table(headers: Sequence[str], body: Sequence[Sequence[str]]) -> str:

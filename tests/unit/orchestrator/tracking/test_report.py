@@ -27,3 +27,10 @@ def test_a_fraction_of_exactly_one_keeps_its_decimals_and_a_count_column_stays_w
     )
     last = table.splitlines()[-1].split()
     assert last == ["1", "1.0000", "200"], table
+
+
+def test_a_fraction_of_exactly_one_in_every_generation_keeps_its_decimals() -> None:
+    """Noisy Student's picks accuracy read "1" in both generations beside four-decimal columns."""
+    rows = [{"generation": g, "picks/accuracy": 1.0, "picks/rows": 1.0 + g} for g in range(2)]
+    table = report.generation_table(rows, {"picks_accuracy": "picks/accuracy", "picks": "picks/rows"})
+    assert [line.split()[1:] for line in table.splitlines()[2:]] == [["1.0000", "1"], ["1.0000", "2"]]
