@@ -31,7 +31,8 @@ from pipelines.datasets.shards import read_manifest
 
 def dataset_pins(config: Any) -> dict[str, Any]:
     """What the config leaves to the dataset, pinned: `data.digest` of a sharded dataset (named by `data.uri`
-    alone or by a prefix), `data.root_digest` of a dataset read from `data.root`, and a null `augment.weak.flip`.
+    alone or by a prefix), `data.root_digest` and the absolute `data.root` of a dataset read from a folder,
+    and a null `augment.weak.flip`.
 
     Why: stages are cached by their params, and `data` names shards by URI and folders by path; a
     dataset deleted and imported again at the same URI, or images replaced or removed in the folder,
@@ -45,6 +46,7 @@ def dataset_pins(config: Any) -> dict[str, Any]:
         if data.digest != digest:  # a prefix pin becomes the whole digest
             pins["data.digest"] = digest
     if getattr(data, "name", None) in DATASET_REQUIRES_ROOT and data.root:
+        pins["data.root"] = data.root  # absolute (FolderPath): a Tune trial, which chdirs, reads the same folder
         digest = root_digest(data.name, data.root)
         if data.root_digest != digest:  # Relay's field: a stale or hand-set value is replaced
             pins["data.root_digest"] = digest

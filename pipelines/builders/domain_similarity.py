@@ -35,7 +35,7 @@ from pipelines.builders.common import (
     train_and_evaluate,
 )
 from pipelines.data import DATASET_REQUIRES_ROOT, image_shape
-from pipelines.schema import DataSection, DatasetName, PipelineFile, part
+from pipelines.schema import DataSection, DatasetName, FolderPath, PipelineFile, part
 from pipelines.stages import refs
 
 RANKING = gen(0, "ranking")
@@ -48,7 +48,7 @@ class CandidateSource(StrictModel):
 
     name: str
     dataset: DatasetName = "digits"
-    root: str | None = None
+    root: FolderPath = None  # absolute, as data.root is: the two are compared to tell the target's own dataset
     transform: Literal["none", "noise", "rotate", "pure_noise"] = "none"
     strength: float = Field(0.0, ge=0.0)
 

@@ -176,8 +176,9 @@ def test_a_symlinked_class_folder_is_no_loop(tmp_path: Path) -> None:
 def test_a_relative_root_is_saved_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _image_folder(tmp_path / "small")
     monkeypatch.chdir(tmp_path)
-    _, config, _ = load_pipeline_file(SMOKE, ["data.name=imagefolder", "data.root=small", *SPLIT], local=False)
+    _, config, pinned = load_pipeline_file(SMOKE, ["data.name=imagefolder", "data.root=small", *SPLIT], local=False)
     assert config.model_dump(mode="json")["data"]["root"] == str(tmp_path / "small")
+    assert pinned["data"]["root"] == str(tmp_path / "small")  # what `relay tune` builds its trials from (they chdir)
     monkeypatch.setenv("HOME", str(tmp_path))
     _, config, _ = load_pipeline_file(SMOKE, ["data.name=imagefolder", "data.root=~/small", *SPLIT], local=False)
     assert config.data.root == str(tmp_path / "small")
@@ -195,3 +196,13 @@ def test_a_test_class_spelled_nfd_is_trains_class_spelled_nfc(tmp_path: Path) ->
     labels = load_labels("imagefolder", str(root))
     assert labels.num_classes == 2 and labels.test.tolist() == [0, 1]
     assert load_imagefolder(str(root), 8).test.labels.tolist() == [0, 1]
+
+
+def test_a_candidate_sources_root_is_absolute_like_the_targets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Domain similarity tells a source of the target's own dataset by comparing roots: a relative source root
+    beside the absolute data.root read the target's folder as another dataset."""
+    from pipelines.builders.domain_similarity import CandidateSource
+
+    monkeypatch.chdir(tmp_path)
+    source = CandidateSource(name="own", dataset="imagefolder", root="small")
+    assert source.root == str(tmp_path / "small")
