@@ -123,17 +123,21 @@ class UnreadableDataError(RelayError, ValueError):
     A class of its own because the usual way on after a failed stage, `relay resume`, cannot work
     here: fixing the file changes the data, and a resume refuses data that changed since the run
     started (its finished stages read the old data). The runner says to start a new run instead.
-    A ValueError too, for the callers that already took the plain one.
+    A ValueError too, for the callers that already took the plain one. Pipelines' pure modules,
+    which import nothing of the orchestrator, raise their own ValueError with ``unreadable_data``
+    set True, which counts the same (``unreadable_data_in``).
     """
 
+    unreadable_data = True
 
-def unreadable_data(error: BaseException) -> UnreadableDataError | None:
-    """The UnreadableDataError in ``error``, its ``cause`` (a StageError's) or its chain; else None."""
+
+def unreadable_data_in(error: BaseException) -> BaseException | None:
+    """The unreadable-data error in ``error``, its ``cause`` (a StageError's) or its chain; else None."""
     seen: set[int] = set()
     current: BaseException | None = error
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        if isinstance(current, UnreadableDataError):
+        if getattr(current, "unreadable_data", False) is True:
             return current
         cause = getattr(current, "cause", None)
         current = cause if isinstance(cause, BaseException) else current.__cause__ or current.__context__

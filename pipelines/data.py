@@ -307,17 +307,27 @@ def _imagefolder_labels(root: str | None) -> DatasetLabels:
     return DatasetLabels(_listing_labels(listings["train"]), test, len(listings["train"].class_to_idx))
 
 
-def not_an_image(path: str, exc: Exception) -> ValueError:
+class UnreadableImageError(ValueError):
+    """An image of a folder that does not decode. ``unreadable_data``: the runner then says to start a new run,
+    not to resume (orchestrator.errors.UnreadableDataError; this module imports nothing of the orchestrator)."""
+
+    unreadable_data = True
+
+
+def not_an_image(path: str, exc: Exception) -> UnreadableImageError:
     """The error for a file PIL refuses: the file, why, and the fix. A decompression bomb (more pixels than
-    PIL's limit, ``Image.MAX_IMAGE_PIXELS`` x 2) derives from Exception, not OSError: caught by name."""
+    PIL's limit, ``Image.MAX_IMAGE_PIXELS`` x 2) derives from Exception, not OSError: caught by name.
+
+    Found by a stage, the run's way on is a new run, since a resume refuses the fixed folder as
+    changed data (``UnreadableImageError``)."""
     from PIL import Image
 
     if isinstance(exc, Image.DecompressionBombError):
-        return ValueError(
+        return UnreadableImageError(
             f"imagefolder: {path} has too many pixels for PIL's decompression-bomb limit ({str(exc).rstrip('.')}); "
             "resize it, or remove it"
         )
-    return ValueError(f"imagefolder: {path} does not decode as an image ({exc}); fix or remove it")
+    return UnreadableImageError(f"imagefolder: {path} does not decode as an image ({exc}); fix or remove it")
 
 
 def check_image_header(path: str) -> None:

@@ -31,7 +31,7 @@ from orchestrator.engine.ledger import Ledger, done_in
 from orchestrator.engine.policy import Decision, decide, retries_for
 from orchestrator.engine.records import StageRecord, TrackedArtifact, Tracker
 from orchestrator.engine.task import StageTask
-from orchestrator.errors import ArtifactError, PipelineError, StageError, unreadable_data
+from orchestrator.errors import ArtifactError, PipelineError, StageError, unreadable_data_in
 
 logger = logging.getLogger(__name__)
 
@@ -160,7 +160,7 @@ class Runner:
     def _way_on(self, error: BaseException, run_id: str) -> str:
         """What to do after the run failed: resume it once the cause is fixed, or, for data that cannot be
         read, start a new run (the fixed data is not what the run started on, and a resume refuses it)."""
-        if unreadable_data(error) is not None:
+        if unreadable_data_in(error) is not None:
             return (
                 "Once the data is fixed, start a new run: a resume would refuse the fixed data, since the "
                 "run's finished stages read it as it was"

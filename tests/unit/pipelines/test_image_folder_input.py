@@ -206,3 +206,15 @@ def test_a_candidate_sources_root_is_absolute_like_the_targets(tmp_path: Path, m
     monkeypatch.chdir(tmp_path)
     source = CandidateSource(name="own", dataset="imagefolder", root="small")
     assert source.root == str(tmp_path / "small")
+
+
+def test_a_truncated_image_found_by_a_stage_asks_for_a_new_run_not_a_resume(tmp_path: Path) -> None:
+    """The run's failure said "Resume with: relay resume", and the resume refused the fixed folder as changed."""
+    from orchestrator.errors import StageError, unreadable_data_in
+
+    path = tmp_path / "train" / "cat" / "0.png"
+    _write_png(path, 7)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(ValueError, match="does not decode as an image") as info:
+        data.imagefolder_image(str(path), 8)
+    assert unreadable_data_in(StageError("g00/train", info.value, 1)) is info.value
