@@ -30,9 +30,9 @@ from pipelines.datasets.shards import read_manifest
 
 
 def dataset_pins(config: Any) -> dict[str, Any]:
-    """What the config leaves to the dataset, pinned: `data.digest` of a sharded dataset (named by `data.uri`
-    alone or by a prefix), `data.root_digest` and the absolute `data.root` of a dataset read from a folder,
-    and a null `augment.weak.flip`.
+    """What the config leaves to the dataset, pinned: `data.digest` and the absolute `data.uri` of a sharded
+    dataset (named by `data.uri` alone or by a prefix), `data.root_digest` and the absolute `data.root` of a
+    dataset read from a folder, and a null `augment.weak.flip`.
 
     Why: stages are cached by their params, and `data` names shards by URI and folders by path; a
     dataset deleted and imported again at the same URI, or images replaced or removed in the folder,
@@ -42,6 +42,7 @@ def dataset_pins(config: Any) -> dict[str, Any]:
     data = getattr(config, "data", None)
     pins: dict[str, Any] = {}
     if getattr(data, "name", None) == SHARDED and data.uri:
+        pins["data.uri"] = data.uri  # a local path made absolute (DatasetURI), as data.root is
         digest = read_manifest(data.uri).digest
         if data.digest != digest:  # a prefix pin becomes the whole digest
             pins["data.digest"] = digest

@@ -66,7 +66,17 @@ def absolute_folder(path: str | None) -> str | None:
     return os.path.abspath(os.path.expanduser(path)) if path else path
 
 
+def absolute_local_uri(uri: str | None) -> str | None:
+    """A dataset URI that is a local path made absolute like ``absolute_folder``; one with a scheme (s3://) as given.
+
+    Why: `data.uri=data/digits` was saved as typed, and `relay resume` from another directory said
+    "no shards here ... create the dataset with relay data import" of a dataset that was there.
+    """
+    return absolute_folder(uri) if uri and "://" not in uri else uri
+
+
 FolderPath = Annotated[str | None, AfterValidator(absolute_folder)]
+DatasetURI = Annotated[str | None, AfterValidator(absolute_local_uri)]
 DatasetName = Annotated[str, registered([*DATASETS, SHARDED], "dataset")]
 ModelName = Annotated[str, registered(MODEL_NAMES, "model")]
 
@@ -90,7 +100,7 @@ class DataSection(StrictModel):
 
     name: DatasetName = "digits"
     root: FolderPath = None  # made absolute when read
-    uri: str | None = None
+    uri: DatasetURI = None  # a local path made absolute when read
     digest: str | None = None
     # Written by Relay, not by users: what the folder at `root` held when the run was configured (sha256 over
     # each file's path, size and mtime; pipelines/data.py:root_digest), so the stage cache tells a changed
