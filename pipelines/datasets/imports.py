@@ -10,23 +10,25 @@ exact pixels its in-memory loader produces, in the same order, so sample id i is
 `data.name: <source>` and a pipeline gives the same results from either path.
 
 Bad input (an unknown source, a folder no source recognises, an image that does not decode, a
-destination holding a different dataset, a missing bucket) raises ValueError or OSError naming
-the problem, and an import that fails halfway removes the shards and folders it wrote: no
-manifest, no half dataset. A repeated import is a no-op only while the destination and the
-source are what the first import made and read; a destination holding only what an unfinished
-(killed) import leaves is cleared and imported again.
+destination holding a different dataset, a destination inside the source folder, a missing
+bucket) raises ValueError or OSError naming the problem, and an import that fails halfway or is
+interrupted removes the shards and folders it wrote: no manifest, no half dataset. A repeated
+import is a no-op only while the destination and the source are what the first import made and
+read (a folder source: its files' names, sizes and times); a destination holding only what an
+unfinished (killed) import leaves is cleared and imported again.
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
-from collections.abc import Callable, Iterator, Mapping
+import logging
+import shlex
+from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.fs as pafs
 from tqdm import tqdm
 
@@ -38,6 +40,8 @@ Chunks = Callable[[], Iterator[tuple[np.ndarray, np.ndarray]]]
 IMAGEFOLDER_CHUNK = 256
 MAX_IMAGE_SIZE = 1024  # data.image_size's bound (pipelines/schema.py, DataSection): the same images either way
 OPTION_BOUNDS: dict[str, tuple[int, int | None]] = {"image_size": (4, MAX_IMAGE_SIZE), "rows_per_group": (1, None)}
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -123,19 +127,29 @@ def _open_imagefolder(base: Path | None, options: Mapping[str, Any]) -> SourceDa
 
 
 def _imagefolder_files(base: Path) -> dict[str, Any]:
-    """How many image files an import of ``base`` reads, their bytes, and a sha256 over (split, path, size).
+    """The fingerprint (``checks.files_fingerprint``) of every image file an import of ``base`` reads, by split."""
+    return checks.files_fingerprint(
+        base,
+        (
+            (split, path)
+            for split, listing in datasets.imagefolder_listings(base).items()
+            for path, _ in listing.samples
+        ),
+    )
 
-    Recorded in the manifest's source identity, so a repeated import notices a folder that gained,
-    lost, renamed or replaced images since (a listing and a stat per file, no image is decoded).
-    """
-    digest = hashlib.sha256()
-    count = total = 0
-    for split, listing in datasets.imagefolder_listings(base).items():
-        for path, _ in listing.samples:
-            size = os.path.getsize(path)
-            digest.update(f"{split}\t{os.path.relpath(path, base)}\t{size}\n".encode())
-            count, total = count + 1, total + size
-    return {"count": count, "bytes": total, "sha256": digest.hexdigest()}
+
+def _cifar_files(name: str) -> Callable[[Path], dict[str, Any]]:
+    """The fingerprint (``checks.files_fingerprint``) of the batch and meta files a CIFAR import reads (those there:
+    a missing one is the opener's error to name)."""
+    layout = datasets.CIFAR_LAYOUTS[name]
+    named = [(split, file) for split, files in layout.splits.items() for file in files] + [("meta", layout.meta)]
+
+    def fingerprint(folder: Path) -> dict[str, Any]:
+        return checks.files_fingerprint(
+            folder, ((split, folder / file) for split, file in named if (folder / file).is_file())
+        )
+
+    return fingerprint
 
 
 def _imagefolder_chunks(samples: list[tuple[str, int]], size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -163,12 +177,14 @@ SOURCES: dict[str, Source] = {
             "a folder holding cifar-10-batches-py/ (or that folder itself)",
             _open_cifar("cifar10"),
             lambda path: datasets.cifar_folder(path, datasets.CIFAR_LAYOUTS["cifar10"]),
+            files=_cifar_files("cifar10"),
         ),
         Source(
             "cifar100",
             "a folder holding cifar-100-python/ (or that folder itself)",
             _open_cifar("cifar100"),
             lambda path: datasets.cifar_folder(path, datasets.CIFAR_LAYOUTS["cifar100"]),
+            files=_cifar_files("cifar100"),
         ),
         Source(
             "imagefolder",
@@ -210,24 +226,73 @@ def import_dataset(source: str, dest: str, options: Mapping[str, Any]) -> dict[s
     """Stream ``source`` into shards at ``dest``; a summary to print. See the module docstring for the rules.
 
     Everything about the destination (its bucket, a dataset already there, leftovers of an
-    unfinished import, foreign files) is settled before the source's images are read.
+    unfinished import, foreign files) is settled before the source's images are read. Ctrl-C
+    logs one line, as `relay run` does: that the import was interrupted, what is left at
+    ``dest`` (``shards.write_dataset`` removed what it wrote), and the command to start again.
     """
-    kind, folder = _resolve(source)
-    _check_options(kind, options)
-    shards.check_bucket(dest)
-    identity = _identity(kind, folder, options)
-    if shards.dataset_at(dest):
-        return _already_there(dest, kind, identity, options)
+    writing = False
+    try:
+        kind, folder = _resolve(source)
+        if folder is not None:
+            _check_apart(Path(source).expanduser().resolve(), dest)
+        _check_options(kind, options)
+        shards.check_bucket(dest)
+        identity = _identity(kind, folder, options)
+        if shards.dataset_at(dest):
+            return _already_there(dest, kind, identity, options)
+        writing = True
+        return _write(kind, folder, dest, identity, options)
+    except KeyboardInterrupt:
+        left = _left_at(dest) if writing else f"nothing was written to {dest}"
+        log.warning("import interrupted; %s; start it again with: %s", left, _again(source, dest, options))
+        raise
+
+
+def _write(
+    kind: Source, folder: Path | None, dest: str, identity: dict[str, Any], options: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Clear what an unfinished import left at ``dest``, then stream the source into it, manifest last."""
     notes = _clear_unfinished(dest)
     opened = kind.open(folder, options)
     encoding = codec.choose_encoding(str(options.get("encoding") or "auto"), opened.image_shape)
     splits = {name: _progress(name, count, chunks) for name, (count, chunks) in opened.splits.items()}
-    manifest = shards.write_dataset(
-        dest, opened.classes, opened.image_shape, encoding, splits, options.get("rows_per_group"), source=identity
-    )
+    try:
+        manifest = shards.write_dataset(
+            dest, opened.classes, opened.image_shape, encoding, splits, options.get("rows_per_group"), source=identity
+        )
+    finally:  # a bar cut off (Ctrl-C, a bad image) ends its line now, not after the message saying why
+        for progress in splits.values():
+            progress.close()
     if opened.skipped:
         notes["skipped"] = "; ".join(f"{count} {reason}" for reason, count in opened.skipped.items())
     return {**_summary(dest, manifest), **notes, "use": f"relay run CONFIG data.name={SHARDED} data.uri={dest}"}
+
+
+def _left_at(dest: str) -> str:
+    """What an interrupted import left at ``dest``, looked at after its cleanup ran."""
+    try:
+        fs, root = shards.open_root(dest)
+        if fs.get_file_info(root).type == pafs.FileType.NotFound:
+            return f"what it wrote was removed ({dest} does not exist)"
+        if shards.dataset_at(dest):
+            return f"its dataset at {dest} was finished, manifest and all (`relay data info {dest}` checks it)"
+        found = shards.leftovers(dest)
+    except (ValueError, OSError, pa.ArrowException) as exc:
+        return f"what is left at {dest} could not be checked ({shards.first_line(exc)})"
+    if not found:
+        return f"what it wrote was removed ({dest} is empty)"
+    files = sum(info.type == pafs.FileType.File for info in found)
+    return f"{dest} still holds {files} shard file(s) of it and no manifest; the next import clears them"
+
+
+def _again(source: str, dest: str, options: Mapping[str, Any]) -> str:
+    """The `relay data import` command line for ``source``, ``dest`` and the options given (defaults left out)."""
+    flags = [
+        f"--{key.replace('_', '-')} {value}"
+        for key, value in options.items()
+        if value is not None and not (key == "encoding" and value == "auto")
+    ]
+    return shlex.join(["relay", "data", "import", source, dest]) + "".join(f" {flag}" for flag in flags)
 
 
 def _resolve(source: str) -> tuple[Source, Path | None]:
@@ -237,6 +302,31 @@ def _resolve(source: str) -> tuple[Source, Path | None]:
         names = ", ".join(f"{name} ({s.description})" for name, s in SOURCES.items())
         raise ValueError(f"SOURCE {source!r} is neither a source name nor a folder one recognises; valid: {names}")
     return found
+
+
+def _check_apart(source: Path, dest: str) -> None:
+    """Refuse a local DEST inside the SOURCE folder, or SOURCE inside (or at) DEST, before anything is written.
+
+    Shards written into the folder an import reads become part of it: DEST under train/ is a
+    class folder with no image to the next import or run of SOURCE, which then fail. And a DEST
+    around SOURCE is a folder the import may clear or write into.
+    """
+    fs, root = shards.open_root(dest)
+    if not isinstance(fs, pafs.LocalFileSystem):
+        return
+    target = Path(root).resolve()
+    if target == source:
+        where = f"SOURCE {source} is DEST itself: the shards would be written among the images they are read from"
+    elif target.is_relative_to(source):
+        where = (
+            f"DEST {target} is inside SOURCE {source}: its shards would become part of the folder the import "
+            "reads, and the next import or run of SOURCE would read them as its own"
+        )
+    elif source.is_relative_to(target):
+        where = f"SOURCE {source} is inside DEST {target}: the import would write into the folder that holds its source"
+    else:
+        return
+    raise ValueError(f"{where}; import into a DEST outside SOURCE, e.g. {source.parent / (source.name + '-shards')}")
 
 
 def _check_options(kind: Source, options: Mapping[str, Any]) -> None:
@@ -301,12 +391,15 @@ def _already_there(dest: str, kind: Source, identity: dict[str, Any], options: M
     changed = checks.changed_shards(dest, manifest)
     if changed:
         raise ValueError(f"{dest} changed after its import: {', '.join(changed)}; {retry}")
-    source_change = _files_change(manifest.source.get("files"), identity.get("files"))
+    source_change = checks.files_change(manifest.source.get("files"), identity.get("files"))
     if source_change:
         raise ValueError(
             f"the source {identity['location']} changed since it was imported into {dest}: {source_change}; {retry}"
         )
-    return {**_summary(dest, manifest), "note": "already imported from this source: nothing written"}
+    note = "already imported from this source: nothing written" + checks.unchecked_files(
+        manifest.source.get("files"), identity.get("files")
+    )
+    return {**_summary(dest, manifest), "note": note}
 
 
 def _differences(
@@ -338,18 +431,7 @@ def _differences(
     return found
 
 
-def _files_change(imported: Mapping[str, Any] | None, now: Mapping[str, Any] | None) -> str | None:
-    """How a folder source's files differ from those imported; None when the same (or the manifest predates
-    the fingerprint, where the source and options alone decide)."""
-    if not imported or not now or dict(imported) == dict(now):
-        return None
-    then_, now_ = (f"{f['count']} image file(s), {f['bytes']} bytes" for f in (imported, now))
-    if then_ == now_:
-        return f"still {now_}, but other names or sizes"
-    return f"it holds {now_}; the import read {then_}"
-
-
-def _progress(split: str, count: int, chunks: Chunks) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def _progress(split: str, count: int, chunks: Chunks) -> Generator[tuple[np.ndarray, np.ndarray], None, None]:
     """A split's chunks, as they are read, with a progress bar over its rows."""
     with tqdm(total=count, desc=f"import {split}", unit="img", mininterval=1.0) as bar:
         for images, labels in chunks():

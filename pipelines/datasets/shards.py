@@ -42,6 +42,8 @@ TARGET_GROUP_BYTES = 1 << 20
 GROUPS_PER_SHARD = 64
 SPLIT_NAMES = ("train", "test")  # the splits sources have; an unfinished import leaves only these folders
 _SHARD_NAME = re.compile(r"part-\d{5}\.parquet")  # SplitWriter's shard names
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")  # torchvision's
+_CLASSES_LOOKED_AT = 3  # class folders listed to tell an image folder: a few listings, not the whole tree
 
 
 class DatasetError(ValueError):
@@ -185,6 +187,12 @@ def read_manifest(uri: str) -> DatasetManifest:
                 f"{uri}: an unfinished import (split folders or shard files but no {MANIFEST}: it was interrupted "
                 f"or failed); re-run the import (`relay data import SOURCE {uri}`): it clears them and imports again"
             ) from None
+        if _image_folder_at(fs, root):
+            raise DatasetError(
+                f"{uri}: no shards here (no {MANIFEST}), but an image folder (train/<class>/ images): read it as one "
+                f"with `data.name=imagefolder data.root={uri}`, or import it into a new destination with "
+                f"`relay data import {uri} NEW_DEST`"
+            ) from None
         raise DatasetError(
             f"{uri}: no shards here (no {MANIFEST}); create the dataset with `relay data import SOURCE {uri}`"
         ) from None
@@ -200,6 +208,29 @@ def read_manifest(uri: str) -> DatasetManifest:
     if not any(split.shards for split in manifest.splits.values()):
         raise ManifestError(path, "the manifest lists no shards")
     return manifest
+
+
+def _image_folder_at(fs: pafs.FileSystem, root: str) -> bool:
+    """Whether a local ``root`` looks like an image folder: one of its first train/<class>/ folders holds an image.
+
+    Said when a dataset URI names one (`data.uri` where `data.root` was meant), since the usual
+    advice, importing into that URI, is refused there: it is not empty. A few listings, on the
+    error path only; local only, as the image folder loader reads local folders.
+    """
+    if not isinstance(fs, pafs.LocalFileSystem):
+        return False
+    try:
+        listed = fs.get_file_info(pafs.FileSelector(f"{root}/train", allow_not_found=True))
+        classes = sorted(
+            i.path for i in listed if i.type == pafs.FileType.Directory and not i.base_name.startswith(".")
+        )
+        for folder in classes[:_CLASSES_LOOKED_AT]:
+            for info in fs.get_file_info(pafs.FileSelector(folder)):
+                if info.type == pafs.FileType.File and info.base_name.lower().endswith(IMAGE_SUFFIXES):
+                    return True
+    except (OSError, pa.ArrowException):
+        return False
+    return False
 
 
 def _manifest_from(path: str, raw: bytes) -> DatasetManifest:

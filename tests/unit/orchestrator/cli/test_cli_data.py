@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +21,8 @@ from orchestrator.cli import main
 from pipelines.datasets import shards
 from tests.unit.pipelines.datasets.toy import rewrite_shard
 
-SMOKE = Path(__file__).resolve().parents[4] / "pipelines" / "configs" / "smoke.yaml"
+ROOT = Path(__file__).resolve().parents[4]
+SMOKE = ROOT / "pipelines" / "configs" / "smoke.yaml"
 
 
 @pytest.fixture(scope="module")
@@ -251,3 +256,78 @@ def test_a_sharded_dataset_flips_as_its_source_does(digits: Path, tmp_path: Path
     overrides = [f"run.workspace={tmp_path / 'ws'}", "data.name=parquet", f"data.uri={digits}"]
     _, config, _ = load_pipeline_file(str(SMOKE), overrides)
     assert config.augment.weak.flip is False  # imported from digits
+
+
+def _image_folder(root: Path, per_class: int = 2, classes: tuple[str, ...] = ("cat", "dog")) -> Path:
+    """A real ImageFolder: root/train/<class>/<i>.png, 4x4 PNGs written by PIL."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for name in classes:
+        (root / "train" / name).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            Image.fromarray(rng.integers(0, 256, (4, 4, 3), dtype=np.uint8)).save(root / "train" / name / f"{i}.png")
+    return root
+
+
+def test_a_destination_inside_the_source_exits_2_and_writes_nothing(tmp_path: Path, capsys) -> None:
+    """QA: DEST under SOURCE/train was accepted; the next import or run: `class folder .../zz_shards holds no image`."""
+    root = _image_folder(tmp_path / "src").resolve()
+    assert main(["data", "import", str(root), str(root / "train" / "zz_shards")]) == 2
+    err = capsys.readouterr().err
+    assert f"DEST {root}/train/zz_shards is inside SOURCE {root}" in err
+    assert f"import into a DEST outside SOURCE, e.g. {root}-shards" in err
+    assert not (root / "train" / "zz_shards").exists()
+    assert main(["data", "import", str(root), f"{root}-shards"]) == 0
+
+
+def test_ctrl_c_during_an_import_says_it_removed_dest_and_how_to_start_again(tmp_path: Path) -> None:
+    """Real SIGINT to a real `relay data import`: exit 130, DEST gone, and one line saying so (it printed a blank line).
+
+    The last class's one image is a FIFO: opening it blocks until a writer comes, so the import
+    waits there, after its first chunk (256 images) went into shards of 64 rows, until the signal.
+    """
+    root = _image_folder(tmp_path / "src", per_class=300, classes=("a",))
+    (root / "train" / "b").mkdir()
+    os.mkfifo(root / "train" / "b" / "blocks.png")
+    dest = tmp_path / "dest"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "RELAY_"))}
+    child = subprocess.Popen(
+        [sys.executable, "-m", "orchestrator.cli", "data", "import", str(root), str(dest), "--rows-per-group", "1"],
+        cwd=ROOT,
+        env={**env, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not (dest / "train" / "part-00003.parquet").exists() and child.poll() is None:
+            assert time.monotonic() < deadline, "the import wrote no shard in 120 s"
+            time.sleep(0.05)
+        os.killpg(child.pid, signal.SIGINT)
+        out, err = child.communicate(timeout=60)
+    finally:
+        if child.poll() is None:
+            os.killpg(child.pid, signal.SIGKILL)
+            child.wait()
+    assert child.returncode == 130, err[-3000:]
+    assert "Traceback" not in err and out == ""
+    last = err.strip().splitlines()[-1]
+    assert last.endswith(
+        f"WARNING pipelines.datasets.imports: import interrupted; what it wrote was removed ({dest} does not exist); "
+        f"start it again with: relay data import {root} {dest} --rows-per-group 1"
+    ), err[-3000:]
+    assert not dest.exists()
+
+
+def test_a_uri_naming_an_image_folder_says_so_and_what_to_do(tmp_path: Path, capsys) -> None:
+    """QA: it advised `relay data import SOURCE <the image folder>`, which refuses a non-empty DEST."""
+    root = _image_folder(tmp_path / "images")
+    assert _validate(tmp_path, f"data.uri={root}") == 2
+    err = capsys.readouterr().err
+    assert f"data.uri: {root}: no shards here (no dataset.json), but an image folder (train/<class>/ images)" in err
+    assert f"`data.name=imagefolder data.root={root}`" in err and f"`relay data import {root} NEW_DEST`" in err
+    assert "relay data import SOURCE" not in err
+    assert main(["data", "import", str(root), str(tmp_path / "new")]) == 0

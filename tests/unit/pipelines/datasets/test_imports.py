@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import pickle
+import time
 from pathlib import Path
 
 import numpy as np
@@ -243,23 +245,98 @@ def test_a_changed_source_folder_is_no_no_op(tmp_path: Path) -> None:
     assert shards.read_manifest(str(tmp_path / "d")).source["files"]["count"] == 8
     for i in range(10):
         _png(root / "train" / "cat" / f"new{i}.png", seed=i)
-    with pytest.raises(ValueError, match=r"changed since it was imported .*: it holds 18 image file\(s\), .*read 8"):
+    with pytest.raises(ValueError, match=r"changed since it was imported .*: it holds 18 file\(s\), .*read 8"):
         imports.import_dataset(str(root), str(tmp_path / "d"), {})
     for i in range(10):
         (root / "train" / "cat" / f"new{i}.png").unlink()
     (root / "train" / "cat" / "0.png").rename(root / "train" / "cat" / "renamed.png")
-    with pytest.raises(ValueError, match=r"still 8 image file\(s\), \d+ bytes, but other names or sizes"):
+    with pytest.raises(ValueError, match=r"still 8 file\(s\), \d+ bytes, but other names or sizes"):
         imports.import_dataset(str(root), str(tmp_path / "d"), {})
 
 
-def test_a_manifest_from_before_file_fingerprints_still_compares_by_source(tmp_path: Path) -> None:
+PAST_NS = 10**18  # 2001-09-09: one mtime for two files, as files written within one clock tick share
+
+
+def _swap(first: Path, second: Path, how: str) -> None:
+    """Swap two files' contents: rewritten in place (each keeps its inode; the mtime moves), or renamed over
+    each other (each keeps its mtime: only the ctime, which the kernel sets, moves)."""
+    if how == "edited in place":
+        old = first.read_bytes()
+        first.write_bytes(second.read_bytes())
+        second.write_bytes(old)
+        return
+    first.rename(first.with_suffix(".tmp"))
+    second.rename(first)
+    first.with_suffix(".tmp").rename(second)
+
+
+@pytest.mark.parametrize("how", ["edited in place", "swapped by rename"])
+def test_images_swapped_at_the_same_size_are_no_no_op(tmp_path: Path, how: str) -> None:
+    """Same names, count and bytes: the import said `nothing written` over stale shards (QA: two 123-byte PNGs)."""
+    root = _image_folder(tmp_path / "folder")
+    first, second = root / "train" / "cat" / "0.png", root / "train" / "cat" / "1.png"
+    assert first.stat().st_size == second.stat().st_size and first.read_bytes() != second.read_bytes()
+    for path in (first, second):
+        os.utime(path, ns=(PAST_NS, PAST_NS))
+    imports.import_dataset(str(root), str(tmp_path / "d"), {})
+    time.sleep(0.02)  # the kernel's file clock ticks every few ms: the swap's ctime is a later one
+    _swap(first, second, how)
+    with pytest.raises(ValueError, match=r"changed since it was imported .*same names and sizes, but modified since"):
+        imports.import_dataset(str(root), str(tmp_path / "d"), {})
+
+
+def test_a_repeated_import_of_an_untouched_folder_writes_nothing(tmp_path: Path) -> None:
+    root = _image_folder(tmp_path / "folder")
+    imports.import_dataset(str(root), str(tmp_path / "d"), {})
+    written = {path: path.stat().st_mtime_ns for path in (tmp_path / "d").rglob("*")}
+    again = imports.import_dataset(str(root), str(tmp_path / "d"), {})
+    assert again["note"] == "already imported from this source: nothing written"
+    assert {path: path.stat().st_mtime_ns for path in (tmp_path / "d").rglob("*")} == written
+
+
+def test_a_cifar_batch_rewritten_at_the_same_size_is_no_no_op(tmp_path: Path) -> None:
+    root = _cifar10(tmp_path / "cifar")
+    batch = root / "cifar-10-batches-py" / "data_batch_1"
+    os.utime(batch, ns=(PAST_NS, PAST_NS))
+    imports.import_dataset(str(root), str(tmp_path / "d"), {})
+    entry = pickle.loads(batch.read_bytes())
+    entry["data"][:] = 99
+    batch.write_bytes(pickle.dumps(entry))
+    with pytest.raises(ValueError, match=r"still 7 file\(s\), \d+ bytes of the same names and sizes, but modified"):
+        imports.import_dataset(str(root), str(tmp_path / "d"), {})
+
+
+@pytest.mark.parametrize("recorded", ["no fingerprint", "no times"])
+def test_a_manifest_from_an_older_relay_still_compares_by_source_and_says_what_it_could_not(
+    tmp_path: Path, recorded: str
+) -> None:
+    """Readable, a no-op as before, and the note says an edit since would not show and how to be sure."""
     root = _image_folder(tmp_path / "folder")
     imports.import_dataset(str(root), str(tmp_path / "d"), {})
     manifest = shards.read_manifest(str(tmp_path / "d"))
     source = {key: value for key, value in manifest.source.items() if key != "files"}
+    if recorded == "no times":
+        source["files"] = {key: value for key, value in manifest.source["files"].items() if key != "times"}
     shards.write_manifest(str(tmp_path / "d"), shards.DatasetManifest(**{**manifest.__dict__, "source": source}))
-    _png(root / "train" / "cat" / "new.png")
-    assert "nothing written" in imports.import_dataset(str(root), str(tmp_path / "d"), {})["note"]
+    if recorded == "no fingerprint":
+        _png(root / "train" / "cat" / "new.png")
+    else:
+        _swap(root / "train" / "cat" / "0.png", root / "train" / "cat" / "1.png", "edited in place")
+    note = imports.import_dataset(str(root), str(tmp_path / "d"), {})["note"]
+    assert note.startswith("already imported from this source: nothing written (its manifest, from an older Relay")
+    assert "would not show; to be sure, remove the destination and import again" in note
+
+
+@pytest.mark.parametrize("dest", ["folder/train/zz_shards", "folder/notes", "folder", "."])
+def test_a_destination_inside_the_source_or_around_it_is_refused(tmp_path: Path, dest: str) -> None:
+    """A DEST under train/ became a class folder with no image: the next import or run of the source failed."""
+    root = _image_folder(tmp_path / "folder")
+    before = sorted(tmp_path.rglob("*"))
+    with pytest.raises(ValueError, match=r"import into a DEST outside SOURCE, e\.g\. .*/folder-shards$") as info:
+        imports.import_dataset(str(root), str(tmp_path / dest), {})
+    assert str(root.resolve()) in str(info.value)
+    assert sorted(tmp_path.rglob("*")) == before
+    imports.import_dataset(str(root), str(tmp_path / "folder-shards"), {})
 
 
 def test_another_image_size_is_one_difference_not_three(tmp_path: Path) -> None:

@@ -176,3 +176,10 @@ def test_changed_shards_names_missing_and_resized_ones_without_reading_them(tmp_
         "train/part-00000.parquet is missing",
         f"train/part-00001.parquet is 5 bytes, the manifest says {manifest.splits['train'].shards[1].bytes}",
     ]
+
+
+def test_the_image_suffixes_are_torchvisions() -> None:
+    """What tells an image folder given as a dataset URI: the files torchvision's ImageFolder reads."""
+    from torchvision.datasets.folder import IMG_EXTENSIONS
+
+    assert set(shards.IMAGE_SUFFIXES) == set(IMG_EXTENSIONS)
