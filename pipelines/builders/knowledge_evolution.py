@@ -116,9 +116,14 @@ def _train_params(config: KnowledgeEvolutionConfig, steps: int) -> dict:
 def _evaluate(
     config: KnowledgeEvolutionConfig, name: str, model: str, evaluation: str, generation: int, prefix: str = ""
 ) -> Stage:
-    """Evaluate `model`; a generation's evaluation also reads the masks (KELS scores the slim network too)."""
+    """Evaluate `model`; a generation's evaluation also reads the masks (KELS scores the slim network too).
+
+    Not with one generation: nothing evolves, the fit hypothesis was never trained apart, and its
+    slim network scored chance (0.1000) in the class-balanced loss's table, which is a KE file of
+    one generation; the slim columns read "-" there instead.
+    """
     io = {"split": SPLIT, "model": model, "evaluation": evaluation}
-    if not prefix:
+    if not prefix and config.ke.generations > 1:
         io["masks"] = MASKS
     params = {"data": config.data, "batch_size": config.label.batch_size, "metric_prefix": prefix}
     return refs.make_stage(

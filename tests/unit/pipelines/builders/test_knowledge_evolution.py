@@ -13,6 +13,15 @@ from tests.unit.pipelines.helpers import config, problems
 CONFIGS = Path(__file__).resolve().parents[4] / "pipelines" / "configs"
 
 
+def test_one_generation_scores_no_slim_network() -> None:
+    """The class-balanced loss's file is KE with one generation: its slim network, never trained apart, scored
+    chance (slim_accuracy 0.1000) in the table; with more generations every evaluation still reads the masks."""
+    one = {s.name: s for s in ke.build(config(ke.KnowledgeEvolutionConfig, **{"ke.generations": 1})).stages}
+    assert ke.MASKS not in one["g00/evaluate"].inputs
+    two = {s.name: s for s in ke.build(config(ke.KnowledgeEvolutionConfig, **{"ke.generations": 2})).stages}
+    assert ke.MASKS in two["g00/evaluate"].inputs and ke.MASKS in two["g01/evaluate"].inputs
+
+
 def test_ke_unrolls_generations_with_masks_made_once_and_read_by_every_later_generation() -> None:
     pipeline = ke.build(
         config(ke.KnowledgeEvolutionConfig, **{"ke.generations": 3, "ke.compute_matched_baseline": True})
