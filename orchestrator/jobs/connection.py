@@ -56,6 +56,10 @@ class JobNotFoundError(JobsError, InputError):
     """The cluster knows no job with this id: bad input (exit 2), like `relay resume` of an unknown run."""
 
 
+class UploadTooLargeError(JobsError, InputError):
+    """The folder a submission uploads is over Ray's limit: bad input (exit 2), since nothing was submitted."""
+
+
 class InsufficientResourcesError(JobsError):
     """The cluster has less of a resource (GPUs, CPUs, a custom one) than a stage needs (it would wait forever)."""
 
@@ -276,7 +280,7 @@ def _translated(address: str, job_id: str | None = None, upload: str | None = No
 
 def _request_error(address: str, job_id: str | None, text: str, upload: str | None = None) -> JobsError:
     if "413" in text or "Maximum request body size" in text:
-        return JobsError(
+        return UploadTooLargeError(
             f"the upload of {upload or 'the working folder'} is over Ray's 100 MiB limit: run from the project "
             "folder, or move data/workspaces out of it"
         )

@@ -68,6 +68,33 @@ def inside_excludes(working_dir: str, paths: Iterable[str | None]) -> list[str]:
     return sorted(set(excludes))
 
 
+def workspaces_inside(working_dir: str, depth: int = 2) -> list[str]:
+    """Relay workspaces (a folder holding ``artifacts/runs``) up to ``depth`` levels inside ``working_dir``.
+
+    Why: only the workspace and stores of this submission were left out of the upload, so a
+    project folder holding the workspaces of other runs (checkpoints of 40 MB each) went over
+    Ray's 100 MiB limit. Hidden folders and those already excluded by name are not searched.
+    """
+    found: list[str] = []
+    level = [Path(working_dir).expanduser()]
+    for _ in range(depth):
+        children = []
+        for folder in level:
+            try:
+                entries = [entry for entry in folder.iterdir() if entry.is_dir() and not entry.is_symlink()]
+            except OSError:  # unreadable: Ray's upload will say so
+                continue
+            for entry in entries:
+                if entry.name.startswith(".") or entry.name in WORKING_DIR_EXCLUDES:
+                    continue
+                if (entry / "artifacts" / "runs").is_dir():
+                    found.append(str(entry))
+                else:
+                    children.append(entry)
+        level = children
+    return found
+
+
 def build_runtime_env(
     working_dir: str, env_vars: dict[str, str], pip: list[str] | None, skip: Iterable[str | None] = ()
 ) -> dict[str, Any]:
@@ -76,7 +103,7 @@ def build_runtime_env(
     ``skip`` names local folders (workspace, stores) to leave out when they lie inside the upload;
     $RAY_TMPDIR is always one of them.
     """
-    skipped = inside_excludes(working_dir, [*skip, os.environ.get("RAY_TMPDIR")])
+    skipped = inside_excludes(working_dir, [*skip, os.environ.get("RAY_TMPDIR"), *workspaces_inside(working_dir)])
     runtime_env: dict[str, Any] = {
         "working_dir": working_dir,
         "excludes": [*WORKING_DIR_EXCLUDES, *skipped],

@@ -317,6 +317,22 @@ def test_runtime_env_uploads_the_folder_without_local_clutter(tmp_path):
     assert env["pip"] == ["einops"]
 
 
+def test_other_workspaces_in_the_uploaded_folder_are_left_out(tmp_path):
+    """A project folder holding other runs' workspaces (40 MB checkpoints) went over Ray's 100 MiB upload limit."""
+    for workspace in ("ws-old", "runs/ws-b"):
+        (tmp_path / workspace / "artifacts" / "runs").mkdir(parents=True)
+    (tmp_path / "pipelines" / "artifacts").mkdir(parents=True)  # a folder named artifacts is no workspace
+    (tmp_path / "a" / "b" / "deep" / "artifacts" / "runs").mkdir(parents=True)  # deeper than looked at
+    env = jobs.build_runtime_env(str(tmp_path), {}, None)
+    assert {"/ws-old", "/runs/ws-b"} <= set(env["excludes"])
+    assert not any(e.startswith(("/pipelines", "/a")) for e in env["excludes"])
+
+
+def test_an_upload_over_rays_limit_is_bad_input():
+    error = connection._request_error("http://h:8265", None, "Request failed with status code 413", "/proj")
+    assert isinstance(error, InputError) and "the upload of /proj is over Ray's 100 MiB limit" in str(error)
+
+
 def test_only_relay_and_mlflow_variables_travel(monkeypatch):
     monkeypatch.setenv("RELAY_WORKSPACE", "/mnt/relay")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow:5000")
