@@ -194,7 +194,8 @@ def start_ray(workers: list[int]) -> None:
     """One local Ray instance with a CPU for every actor of every pool (idle actors use no core)."""
     import ray
 
-    ray.init(num_cpus=max(2, sum(workers)), include_dashboard=False, log_to_driver=False)
+    # address="local": a bare ray.init joins the cluster a stale <ray temp dir>/ray_current_cluster names
+    ray.init(address="local", num_cpus=max(2, sum(workers)), include_dashboard=False, log_to_driver=False)
 
 
 def child_speed(args: Any) -> None:

@@ -55,7 +55,7 @@ def test_two_actors_sharing_one_gpu_label_exactly_like_one_process():
 
     label, shards = labeler("cuda")
     expected = table(map(label, shards))
-    ray.init(num_cpus=2, num_gpus=1, include_dashboard=False)
+    ray.init(address="local", num_cpus=2, num_gpus=1, include_dashboard=False)
     try:
         pool = ActorPool.start(Resources(num_cpus=1, num_gpus=0.5, workers=2))
         got = table(pool.mapper()(label, shards))
