@@ -155,6 +155,8 @@ def server_command(tracking_uri: str, port: int) -> tuple[list[str], dict[str, s
 
     One worker process: a local UI serves one person, and with several, uvicorn's supervisor kills
     a worker that is slow to import MLflow on a busy machine and restarts it, over and over.
+    uvicorn logs at WARNING: its INFO lines ("Started server process", "Waiting for application
+    startup", each request) followed the URL Relay prints, which is all a user needs.
     """
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     command = [
@@ -170,6 +172,8 @@ def server_command(tracking_uri: str, port: int) -> tuple[list[str], dict[str, s
         str(port),
         "--workers",
         "1",
+        "--uvicorn-opts",
+        "--log-level warning",
     ]
     return command, env
 

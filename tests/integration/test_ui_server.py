@@ -83,3 +83,4 @@ def test_stopping_relay_ui_stops_the_mlflow_server_it_started(tmp_path, moment, 
         output = log.read()
         log.close()
     assert "Traceback" not in output, output[-3000:]
+    assert "INFO:" not in output, output[-3000:]  # uvicorn's start-up and request lines
