@@ -25,6 +25,16 @@ class _Started(Exception):
     """Raised by the fake Runner once it has been built: the test needs only its arguments."""
 
 
+def without_ray_or_mlflow(monkeypatch: pytest.MonkeyPatch, tracker: Any, runner: Any) -> None:
+    """`run_trial` with ``tracker`` and ``runner`` in place of MLflow's and the Runner, and no store or Ray."""
+    from orchestrator.tune import trial
+
+    monkeypatch.setattr(trial, "mlflow_tracker", lambda *args, **kwargs: tracker)
+    monkeypatch.setattr(trial, "ArtifactStore", lambda uri: None)
+    monkeypatch.setattr(trial, "RayExecutor", lambda: None)
+    monkeypatch.setattr(trial, "Runner", runner)
+
+
 def _runner_seed(monkeypatch: pytest.MonkeyPatch, sweep: SweepPlan, sampled: dict) -> int:
     """The seed run_trial hands its Runner for a trial sampled ``sampled`` (Ray, MLflow and the store faked)."""
     from ray import tune
@@ -51,10 +61,7 @@ def _runner_seed(monkeypatch: pytest.MonkeyPatch, sweep: SweepPlan, sampled: dic
 
     monkeypatch.setattr(tune, "get_checkpoint", lambda: None)
     monkeypatch.setattr(tune, "get_context", FakeContext)
-    monkeypatch.setattr(trial, "mlflow_tracker", lambda *args, **kwargs: FakeTracker())
-    monkeypatch.setattr(trial, "ArtifactStore", lambda uri: None)
-    monkeypatch.setattr(trial, "RayExecutor", lambda: None)
-    monkeypatch.setattr(trial, "Runner", FakeRunner)
+    without_ray_or_mlflow(monkeypatch, FakeTracker(), FakeRunner)
     with pytest.raises(_Started):
         trial.run_trial(sampled, sweep)
     return seeds[0]
@@ -352,10 +359,7 @@ def test_a_trial_holds_no_copies_folder_while_it_reports(tmp_path: Path, monkeyp
     monkeypatch.setattr(tune, "get_checkpoint", lambda: None)
     monkeypatch.setattr(tune, "get_context", lambda: SimpleNamespace(get_trial_id=lambda: "abcde_00000"))
     monkeypatch.setattr(tune, "report", report)
-    monkeypatch.setattr(trial, "mlflow_tracker", lambda *args, **kwargs: FakeTracker())
-    monkeypatch.setattr(trial, "ArtifactStore", lambda uri: None)
-    monkeypatch.setattr(trial, "RayExecutor", lambda: None)
-    monkeypatch.setattr(trial, "Runner", FakeRunner)
+    without_ray_or_mlflow(monkeypatch, FakeTracker(), FakeRunner)
     with pytest.raises(SystemExit):
         trial.run_trial({"train.lr": 0.1}, sweep)
     assert copies_while_running == [True]  # the tracker had its copies folder while the stages ran
