@@ -22,9 +22,10 @@ import numpy as np
 import torch
 
 from pipelines.augment import weak_augment
-from pipelines.data import load_dataset, long_tailed_split
+from pipelines.data import load_dataset
 from pipelines.evaluation import class_metrics
 from pipelines.knowledge_evolution import extract_slim_network, make_split_masks, reinitialize_reset_hypothesis
+from pipelines.long_tail import long_tailed_split
 from pipelines.models import create_model, parameter_count
 from pipelines.pseudo_label import predict_probs
 from pipelines.training.student import StudentSettings, train_student

@@ -13,9 +13,10 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from pipelines.data import DatasetLabels, long_tailed_split
+from pipelines.data import DatasetLabels
 from pipelines.datasets.catalog import dataset_labels
 from pipelines.datasets.shards import DatasetError
+from pipelines.long_tail import long_tailed_split
 
 SPLIT_SCHEMA = pa.schema(
     [

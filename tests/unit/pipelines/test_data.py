@@ -16,13 +16,11 @@ from pipelines.data import (
     DATASET_REQUIRES_ROOT,
     DATASETS,
     LABELS_ONLY,
-    labeled_counts,
     labels_of,
     load_dataset,
     load_labels,
-    long_tailed_counts,
-    long_tailed_split,
 )
+from pipelines.long_tail import labeled_counts, long_tailed_counts, long_tailed_split
 
 
 def test_long_tailed_counts_match_cifar10_lt_gamma_100() -> None:

@@ -17,9 +17,10 @@ from orchestrator.cli.common import load_pipeline_file
 from orchestrator.config import ConfigError
 from orchestrator.engine.fingerprint import fingerprint
 from pipelines import data
-from pipelines.data import labels_of, load_dataset, load_labels, long_tailed_split
+from pipelines.data import labels_of, load_dataset, load_labels
 from pipelines.datasets import imports
 from pipelines.datasets.shards import read_manifest
+from pipelines.long_tail import long_tailed_split
 from pipelines.split import preflight_split
 
 SMOKE = str(Path(__file__).resolve().parents[3] / "pipelines" / "configs" / "smoke.yaml")

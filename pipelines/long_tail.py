@@ -1,0 +1,150 @@
+"""Long-tailed splits: how many images each class keeps (N_c = N_1 * gamma^(-(c)/(L-1))), how many of them are
+labeled (beta), and the split of a dataset's labels into labeled, unlabeled and held-out ids.
+
+Pure arithmetic on label arrays, apart from the datasets that supply them (pipelines/data.py): the
+split stage and the benchmarks draw splits with it, and it says what head_count fits a dataset.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def long_tailed_counts(head_count: int, imbalance_ratio: float, num_classes: int) -> list[int]:
+    """Per-rank class sizes of an exponentially decaying long tail.
+
+    N_k = int(N_1 * gamma^(-(k-1)/(L-1))), k = 1..L, gamma = N_1 / N_L (CReST, Wei et al. 2021).
+    CIFAR10-LT with N_1=5000, gamma=100 gives [5000, 2997, 1796, 1077, 645, 387, 232, 139, 83, 50].
+    """
+    if head_count < 1 or imbalance_ratio < 1 or num_classes < 1:
+        raise ValueError(
+            f"long_tailed_counts: expected head_count >= 1, imbalance_ratio >= 1, num_classes >= 1; "
+            f"got {head_count}, {imbalance_ratio}, {num_classes}"
+        )
+    if num_classes == 1:
+        return [int(head_count)]
+    # round(.., 9) guards int() against 49.99999999 from pow(); it never moves a true integer boundary.
+    # N_1 is head_count itself: a product with 1.0 would turn a huge head_count into a float.
+    tail = [int(round(head_count * imbalance_ratio ** (-k / (num_classes - 1)), 9)) for k in range(1, num_classes)]
+    return [int(head_count), *tail]
+
+
+def labeled_counts(counts: Sequence[int], labeled_fraction: float) -> list[int]:
+    """n_lab_k = ceil(beta * N_k): every class keeps at least one label when beta > 0 (CReST code).
+
+    A 1e-9 slack keeps float noise (0.3 * 10 = 3.0000000000000004) from adding a spurious label.
+    """
+    if not 0.0 <= labeled_fraction <= 1.0:
+        raise ValueError(f"labeled_fraction: expected a value in [0, 1]; got {labeled_fraction}")
+    return [min(int(n), math.ceil(labeled_fraction * n - 1e-9)) for n in counts]
+
+
+def long_tailed_split(
+    labels: np.ndarray,
+    num_classes: int,
+    head_count: int,
+    imbalance_ratio: float,
+    labeled_fraction: float,
+    rng: np.random.Generator,
+    holdout_per_class: int = 0,
+    class_order: Sequence[int] | None = None,
+) -> dict[str, np.ndarray]:
+    """Index arrays "labeled", "unlabeled", "holdout" (int64, sorted, disjoint) into ``labels``.
+
+    The balanced holdout (``holdout_per_class`` per class) is drawn FIRST so the test set stays
+    balanced whatever the tail looks like; then class ``class_order[k]`` gets the k-th long-tailed
+    count, of which ceil(beta * N_k) are labeled and the rest unlabeled. ``class_order`` exists
+    because the head class must not be assumed to be class 0 (a bug of the official codes).
+    """
+    labels = np.asarray(labels)
+    order = _check_class_order(class_order, num_classes)
+    pools = {c: rng.permutation(np.flatnonzero(labels == c)) for c in range(num_classes)}
+    sizes = [len(pools[cls]) for cls in order]  # per rank
+    _check_head_fits(sizes, head_count, imbalance_ratio, holdout_per_class)
+    counts = long_tailed_counts(head_count, imbalance_ratio, num_classes)
+    n_labeled = labeled_counts(counts, labeled_fraction)
+    _check_enough_samples(sizes, order, counts, holdout_per_class, imbalance_ratio)
+    parts: dict[str, list[np.ndarray]] = {"labeled": [], "unlabeled": [], "holdout": []}
+    for rank, cls in enumerate(order):
+        pool = pools[cls]
+        train = pool[holdout_per_class : holdout_per_class + counts[rank]]
+        parts["holdout"].append(pool[:holdout_per_class])
+        parts["labeled"].append(train[: n_labeled[rank]])
+        parts["unlabeled"].append(train[n_labeled[rank] :])
+    return {key: np.sort(np.concatenate(chunks)).astype(np.int64) for key, chunks in parts.items()}
+
+
+def _check_class_order(class_order: Sequence[int] | None, num_classes: int) -> list[int]:
+    """class_order must be a permutation of 0..L-1; default is the identity."""
+    if class_order is None:
+        return list(range(num_classes))
+    order = [int(c) for c in class_order]
+    if sorted(order) != list(range(num_classes)):
+        raise ValueError(f"class_order: expected a permutation of 0..{num_classes - 1}; got {order}")
+    return order
+
+
+def _check_head_fits(sizes: Sequence[int], head_count: int, imbalance_ratio: float, holdout: int) -> None:
+    """A holdout or head class larger than any class can be is one clear problem, whatever the other ranks need
+    (a per-class list for a head_count of 10**23 would name every class)."""
+    largest = max(sizes, default=0)
+    if holdout >= largest:
+        raise ValueError(
+            f"long_tailed_split: holdout_per_class {holdout} leaves nothing to train on: the largest class has "
+            f"{largest} samples. Lower holdout_per_class."
+        )
+    if head_count + holdout > largest:
+        raise ValueError(
+            f"long_tailed_split: head_count {head_count} does not fit: the largest class has {largest} samples, "
+            f"{largest - holdout} after the {holdout} held out for testing. {_head_count_fix(sizes, imbalance_ratio, holdout)}"
+        )
+
+
+def largest_head_count(sizes: Sequence[int], imbalance_ratio: float, holdout: int) -> int:
+    """The largest head_count whose long tail fits every rank's class (``sizes`` per rank) after ``holdout``; 0: none.
+
+    Why: the error for a head_count too large suggests this value, and a suggestion must pass.
+    Every rank's count grows with head_count, so a binary search finds it.
+    """
+
+    def fits(head: int) -> bool:
+        counts = long_tailed_counts(head, imbalance_ratio, len(sizes))
+        return all(count + holdout <= size for count, size in zip(counts, sizes, strict=True))
+
+    low, high = 0, max(sizes, default=0) - holdout  # fits(low) holds (or low is 0); the answer is <= high
+    while low < high:
+        middle = (low + high + 1) // 2
+        low, high = (middle, high) if fits(middle) else (low, middle - 1)
+    return low
+
+
+def _check_enough_samples(
+    sizes: Sequence[int], order: list[int], counts: list[int], holdout: int, imbalance_ratio: float
+) -> None:
+    """Collect every class that is too small and raise once, naming the knobs and the head_count that would fit."""
+    problems = [
+        f"class {cls} has {sizes[rank]} samples; needs {holdout} holdout + {counts[rank]} train"
+        for rank, cls in enumerate(order)
+        if sizes[rank] < holdout + counts[rank]
+    ]
+    if not problems:
+        return
+    fix = _head_count_fix(sizes, imbalance_ratio, holdout)
+    raise ValueError(f"long_tailed_split: head_count {counts[0]} does not fit: " + "; ".join(problems) + ". " + fix)
+
+
+def _head_count_fix(sizes: Sequence[int], imbalance_ratio: float, holdout: int) -> str:
+    """What to set instead of a head_count that does not fit: the largest that fits every class (computed, so it passes)."""
+    best = largest_head_count(sizes, imbalance_ratio, holdout)
+    if best < 1:
+        return (
+            "No head_count fits every class: lower holdout_per_class or raise imbalance_ratio, "
+            "or leave the smallest classes out (data.classes)."
+        )
+    return (
+        f"Set head_count to at most {best} (the largest that fits every class at imbalance_ratio {imbalance_ratio:g} "
+        f"and holdout_per_class {holdout}), lower holdout_per_class, or raise imbalance_ratio."
+    )
