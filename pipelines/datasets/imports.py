@@ -35,6 +35,7 @@ from tqdm import tqdm
 from pipelines import data as datasets
 from pipelines.datasets import checks, codec, shards
 from pipelines.datasets.catalog import SHARDED
+from pipelines.image_folder import imagefolder_image
 
 Chunks = Callable[[], Iterator[tuple[np.ndarray, np.ndarray]]]
 IMAGEFOLDER_CHUNK = 256
@@ -157,7 +158,7 @@ def _imagefolder_chunks(samples: list[tuple[str, int]], size: int) -> Iterator[t
         part = samples[start : start + IMAGEFOLDER_CHUNK]
         images = np.empty((len(part), 3, size, size), dtype=np.uint8)
         for row, (path, _) in enumerate(part):
-            images[row] = datasets.imagefolder_image(path, size).numpy()  # ValueError names a file that is no image
+            images[row] = imagefolder_image(path, size).numpy()  # ValueError names a file that is no image
         yield images, np.asarray([label for _, label in part], dtype=np.int64)
 
 

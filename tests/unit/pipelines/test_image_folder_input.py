@@ -16,7 +16,7 @@ from PIL import Image
 
 from orchestrator.cli import main
 from orchestrator.cli.common import load_pipeline_file
-from pipelines import data
+from pipelines import data, image_folder
 from pipelines.data import load_imagefolder, load_labels
 from pipelines.datasets import imports
 
@@ -131,7 +131,7 @@ def test_a_16_bit_png_rounds_to_the_nearest_8_bit_value(tmp_path: Path) -> None:
     values = np.array([[0, 128, 129, 385, 65535, 65278]], dtype=np.uint16)  # /257: 0, .498, .502, 1.498, 255, 254
     Image.fromarray(values).save(tmp_path / "deep.png")
     with Image.open(tmp_path / "deep.png") as opened:
-        assert np.asarray(data.eight_bit(opened, "deep.png")).tolist() == [[0, 0, 1, 1, 255, 254]]
+        assert np.asarray(image_folder.eight_bit(opened, "deep.png")).tolist() == [[0, 0, 1, 1, 255, 254]]
 
 
 def test_32_bit_integer_and_float_images_scale_by_their_mode(tmp_path: Path) -> None:
@@ -139,8 +139,8 @@ def test_32_bit_integer_and_float_images_scale_by_their_mode(tmp_path: Path) -> 
     Image.fromarray(np.array([[0.0, 0.5, 1.0]], dtype=np.float32)).save(tmp_path / "float.tif")
     with Image.open(tmp_path / "int.tif") as integers, Image.open(tmp_path / "float.tif") as floats:
         assert (integers.mode, floats.mode) == ("I", "F")
-        assert np.asarray(data.eight_bit(integers, "int.tif")).tolist() == [[0, 1, 255]]
-        assert np.asarray(data.eight_bit(floats, "float.tif")).tolist() == [[0, 128, 255]]
+        assert np.asarray(image_folder.eight_bit(integers, "int.tif")).tolist() == [[0, 1, 255]]
+        assert np.asarray(image_folder.eight_bit(floats, "float.tif")).tolist() == [[0, 128, 255]]
 
 
 def test_a_float_image_outside_0_to_1_is_refused_not_clipped(tmp_path: Path) -> None:
