@@ -9,6 +9,7 @@ labels, ``load_labels``) without paying for torch.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import gzip
 import hashlib
@@ -38,11 +39,14 @@ DIGITS_CSV = ("datasets", "data", "digits.csv.gz")  # inside the scikit-learn pa
 
 @dataclass(frozen=True)
 class ImageDataset:
-    """Images uint8 [N, C, H, W] with int64 labels [N]."""
+    """Images uint8 [N, C, H, W] with int64 labels [N]; ``class_names[c]`` names label c (empty: the labels are the
+    names, as for digits). An image folder's class folders and CIFAR's meta file name theirs, and the
+    evaluation shows them: plots and MLflow said only 0..k-1 of a folder named cat, dog, ..."""
 
     images: torch.Tensor
     labels: torch.Tensor
     num_classes: int
+    class_names: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -216,7 +220,7 @@ def load_dataset(name: str, root: str | None, image_size: int | None = None) -> 
 def _resized(dataset: ImageDataset, size: int) -> ImageDataset:
     if tuple(dataset.images.shape[-2:]) == (size, size):
         return dataset
-    return ImageDataset(_resize_uint8(dataset.images.float(), size), dataset.labels, dataset.num_classes)
+    return dataclasses.replace(dataset, images=_resize_uint8(dataset.images.float(), size))
 
 
 @dataclass(frozen=True)
@@ -482,13 +486,13 @@ def _load_cifar(name: str, root: str | None) -> DatasetSplits:
 
     layout = CIFAR_LAYOUTS[name]
     folder = _cifar_batches_folder(name, root)
-    num_classes = len(cifar_classes(folder, layout))
+    names = tuple(cifar_classes(folder, layout))
 
     def split(split_name: str) -> ImageDataset:
         batches = [cifar_batch(folder / file, layout.labels_key) for file in layout.splits[split_name]]
         images = np.concatenate([images for images, _ in batches])
         labels = np.concatenate([labels for _, labels in batches])
-        return ImageDataset(torch.from_numpy(images), torch.from_numpy(labels), num_classes)
+        return ImageDataset(torch.from_numpy(images), torch.from_numpy(labels), len(names), names)
 
     return DatasetSplits(train=split("train"), test=split("test"))
 
@@ -499,7 +503,8 @@ def _read_imagefolder(listing: ImageFolderListing, image_size: int) -> ImageData
 
     samples = listing.samples
     stacked = torch.stack([imagefolder_image(path, image_size) for path, _ in samples]).to(torch.uint8)
-    return ImageDataset(stacked, torch.from_numpy(_listing_labels(listing)), len(listing.class_to_idx))
+    names = tuple(sorted(listing.class_to_idx, key=listing.class_to_idx.__getitem__))
+    return ImageDataset(stacked, torch.from_numpy(_listing_labels(listing)), len(names), names)
 
 
 def _listing_labels(listing: ImageFolderListing) -> np.ndarray:

@@ -28,11 +28,11 @@ def per_class_bars(
     recall: Sequence[float],
     precision: Sequence[float],
     labeled_counts: Sequence[int],
-    names: Sequence[int] | None = None,
+    names: Sequence[int | str] | None = None,
 ) -> bytes:
     """Recall and precision per class, classes ordered head to tail by labeled count, so the tail is on the right.
 
-    ``names``: what to call class ``c`` on the axis (the dataset's id of a relabelled subset); default ``c``.
+    ``names``: what to call class ``c`` on the axis (its dataset id, and name: `2 cat`); default ``c``.
     """
     order = np.argsort(-np.asarray(labeled_counts), kind="stable")
     x = np.arange(len(order))

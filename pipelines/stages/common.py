@@ -116,6 +116,14 @@ def dataset_of(data: Any) -> DatasetSplits:
     return cached_dataset(data.name, data.root, data.image_size, _root_digest(data))
 
 
+def dataset_class_names(data: Any) -> tuple[str, ...]:
+    """The names of the dataset's classes by dataset id (a sharded dataset's manifest, an image folder's class
+    folders, CIFAR's meta file); empty when its ids are its names (digits, the synthetic set)."""
+    if data.name == SHARDED:
+        return tuple(cached_manifest(data.uri).classes)
+    return dataset_of(data).train.class_names
+
+
 def num_classes_of(data: Any) -> int:
     """The class count of the task a `data` section names: its `classes` when it picks some, else the dataset's
     (from the data: configs do not repeat it)."""

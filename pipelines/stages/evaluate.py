@@ -7,6 +7,7 @@ that CReST's cache key does not digest Knowledge Evolution's code.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
@@ -19,6 +20,7 @@ from pipelines import plots
 from pipelines.evaluation import evaluate_model, tail_classes
 from pipelines.stages.common import (
     artifact,
+    dataset_class_names,
     labeled_class_counts,
     load_model,
     num_classes_of,
@@ -52,6 +54,20 @@ def class_names(data: Any, num_classes: int) -> list[int]:
     (digits 5-9 become 0-4), and per-class metrics and plots must name the digits, not the positions."""
     chosen = getattr(data, "classes", None)
     return list(chosen) if chosen else list(range(num_classes))
+
+
+def class_labels(ids: Sequence[int], names: Sequence[str]) -> list[str]:
+    """What a plot calls each class: its dataset id, with the dataset's name for it when that says more (`2 cat`)."""
+    return [f"{i} {names[i]}" if i < len(names) and names[i] != str(i) else str(i) for i in ids]
+
+
+def classes_file(ids: Sequence[int], names: Sequence[str]) -> bytes:
+    """classes.json beside the plots: which name each per-class metric's id (`recall/2`) stands for."""
+    return json.dumps(
+        [{"class": c, "dataset_class": i, "name": names[i] if i < len(names) else str(i)} for c, i in enumerate(ids)],
+        ensure_ascii=False,
+        indent=1,
+    ).encode()
 
 
 def tail_recall(
@@ -112,8 +128,11 @@ def evaluate_generation(ctx: StageContext, inputs: Mapping[str, Any], params: Ma
         },
         schema=EVALUATION_SCHEMA,
     )
+    dataset_names = dataset_class_names(data)
+    labels_shown = class_labels(names, dataset_names)
     files = {
-        "per_class.png": plots.per_class_bars(result["recall"], result["precision"], counts.tolist(), names),
+        "per_class.png": plots.per_class_bars(result["recall"], result["precision"], counts.tolist(), labels_shown),
         "confusion.png": plots.confusion_matrix(result["confusion"]),
+        "classes.json": classes_file(names, dataset_names),
     }
     return StageResult(outputs={output_name(params, "evaluation"): table}, metrics=metrics, files=files)

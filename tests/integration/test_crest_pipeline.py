@@ -205,6 +205,7 @@ def test_lineage_registry_summary_and_provenance(smoke_run, tmp_path: Path) -> N
     assert {
         "evaluate/per_class.png",
         "evaluate/confusion.png",
+        "evaluate/classes.json",
         "rebalance/pseudo_label_histogram.png",
         "rebalance/picks.csv",
     } <= gen0

@@ -218,3 +218,19 @@ def test_a_truncated_image_found_by_a_stage_asks_for_a_new_run_not_a_resume(tmp_
     with pytest.raises(ValueError, match="does not decode as an image") as info:
         data.imagefolder_image(str(path), 8)
     assert unreadable_data_in(StageError("g00/train", info.value, 1)) is info.value
+
+
+def test_an_image_folders_class_names_reach_the_evaluation(tmp_path: Path) -> None:
+    """Plots, MLflow and configs said only 0..k-1 of a folder whose classes are named cat and dog."""
+    import json
+
+    from pipelines.stages.common import dataset_class_names
+    from pipelines.stages.evaluate import class_labels, classes_file
+
+    root = _image_folder(tmp_path / "pets", classes=("dog", "cat"))
+    _, config, _ = load_pipeline_file(SMOKE, ["data.name=imagefolder", f"data.root={root}", *SPLIT], local=False)
+    names = dataset_class_names(config.data)
+    assert names == ("cat", "dog")  # torchvision's order: sorted folder names
+    assert class_labels([0, 1], names) == ["0 cat", "1 dog"]
+    assert json.loads(classes_file([1], names)) == [{"class": 0, "dataset_class": 1, "name": "dog"}]  # a subset
+    assert class_labels([0, 1], ()) == ["0", "1"]  # digits: the ids are the names
