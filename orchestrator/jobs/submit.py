@@ -27,8 +27,10 @@ from orchestrator.jobs.connection import (
 from orchestrator.jobs.watch import ACTIVE_STATUSES, list_jobs
 
 logger = logging.getLogger(__name__)
-# How long a resource check waits for a cluster that reports no node at all: right after `ray start`, the
-# dashboard's report is empty for a few seconds, and a submit then said the cluster had 0 CPU.
+# How long a resource check waits for the cluster's report to show what a stage needs: right after `ray start`
+# the dashboard's report lists no node for a few seconds, and right after more nodes join it lists only some
+# (a submit then said a cluster of 2 CPU workers and a 0-CPU head had 0 CPU). A cluster that is short for
+# good is said so after this wait.
 NODES_REPORT_WAIT_S = 15
 
 # Never upload these with the working_dir: local environments, local run
@@ -259,6 +261,11 @@ def _resource_key(name: str) -> str:
     return name.replace("_", "").lower()
 
 
+def _short(needs: Mapping[str, float], totals: Mapping[str, float]) -> dict[str, float]:
+    """The resources of ``needs`` that ``totals`` has less of."""
+    return {key: amount for key, amount in needs.items() if amount > totals.get(_resource_key(key), 0.0) + 1e-9}
+
+
 def check_cluster_resources(address: str, needs: Mapping[str, float]) -> None:
     """Fail now when the cluster has less of a resource than one stage needs to start, instead of a job
     whose stage waits forever (``needs``: resource -> amount, e.g. from ``orchestrator.engine.fit.cluster_needs``)."""
@@ -267,14 +274,14 @@ def check_cluster_resources(address: str, needs: Mapping[str, float]) -> None:
         return
     totals = cluster_totals(address)
     waited = 0
-    while totals == {} and waited < NODES_REPORT_WAIT_S:  # a cluster started seconds ago has reported no node yet
-        time.sleep(1.0)
+    while totals is not None and _short(needs, totals) and waited < NODES_REPORT_WAIT_S:
+        time.sleep(1.0)  # the report lags the cluster: nodes that joined seconds ago are not in it yet
         waited += 1
         totals = cluster_totals(address)
     if totals is None:
         logger.warning("could not read the resources of %s (/api/cluster_status); not checked", address)
         return
-    short = {key: amount for key, amount in needs.items() if amount > totals.get(_resource_key(key), 0.0) + 1e-9}
+    short = _short(needs, totals)
     if not short:
         return
     has = ", ".join(f"{totals.get(_resource_key(key), 0.0):g} {key}" for key in short)

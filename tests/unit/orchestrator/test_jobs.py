@@ -270,7 +270,26 @@ def test_resource_totals_come_from_cluster_status(clean_env, fake_dashboard):
     jobs.check_cluster_resources(address, {"GPU": 4, "CPU": 16, "ssd": 2, "node_a": 1})
 
 
-def test_too_few_gpus_fails_before_submitting(clean_env, fake_dashboard):
+@pytest.fixture
+def no_report_wait(monkeypatch):
+    """A cluster short for good is said so at once here, not after the wait for a report that lags."""
+    monkeypatch.setattr(jobs.submit, "NODES_REPORT_WAIT_S", 0)
+
+
+def test_nodes_that_joined_after_the_report_are_waited_for(clean_env, fake_dashboard):
+    """The report lags the cluster: right after workers joined it listed the 0-CPU head alone, and a submit
+    to a cluster with 2 CPUs said it had 0 CPU."""
+    address, routes = fake_dashboard
+    routes["/api/cluster_status"] = cluster_status({"memory": [0.0, 1e9]})  # the head only
+    joined = threading.Timer(2.0, lambda: routes.update({"/api/cluster_status": cluster_status({"CPU": [0.0, 2.0]})}))
+    joined.start()
+    try:
+        jobs.check_cluster_resources(address, {"CPU": 1})
+    finally:
+        joined.cancel()
+
+
+def test_too_few_gpus_fails_before_submitting(clean_env, fake_dashboard, no_report_wait):
     address, routes = fake_dashboard
     routes["/api/cluster_status"] = cluster_status({"CPU": [0.0, 2.0]})
     with pytest.raises(jobs.InsufficientResourcesError) as info:
@@ -278,7 +297,7 @@ def test_too_few_gpus_fails_before_submitting(clean_env, fake_dashboard):
     assert "has 0 GPU" in str(info.value) and "asks for 1 GPU" in str(info.value) and "CPU" not in str(info.value)
 
 
-def test_too_few_cpus_or_a_missing_custom_resource_fails_before_submitting(clean_env, fake_dashboard):
+def test_too_few_cpus_or_a_missing_custom_resource_fails_before_submitting(clean_env, fake_dashboard, no_report_wait):
     """A stage that can never start would leave the job RUNNING forever behind Ray's infeasible warnings."""
     address, routes = fake_dashboard
     routes["/api/cluster_status"] = cluster_status({"CPU": [0.0, 4.0], "GPU": [0.0, 0.0]})
