@@ -9,7 +9,7 @@ call them with the formatted message only.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 
 class RelayError(Exception):
@@ -132,13 +132,16 @@ class UnreadableDataError(RelayError, ValueError):
 
 
 def unreadable_data_in(error: BaseException) -> BaseException | None:
-    """The unreadable-data error in ``error``, its ``cause`` (a StageError's) or its chain; else None."""
+    """The unreadable-data error in ``error`` or its chain (a StageError is raised from its cause); else None."""
+    return next((e for e in exception_chain(error) if getattr(e, "unreadable_data", False) is True), None)
+
+
+def exception_chain(error: BaseException) -> Iterator[BaseException]:
+    """``error`` and each exception behind it (``__cause__``, else ``__context__``), once each: what a
+    wrapper (the runner's StageError, the Parquet writer) hides of what went wrong."""
     seen: set[int] = set()
     current: BaseException | None = error
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        if getattr(current, "unreadable_data", False) is True:
-            return current
-        cause = getattr(current, "cause", None)
-        current = cause if isinstance(cause, BaseException) else current.__cause__ or current.__context__
-    return None
+        yield current
+        current = current.__cause__ or current.__context__

@@ -32,7 +32,7 @@ from orchestrator.engine.body import Placement, run_stage_body
 from orchestrator.engine.fit import uses_actor_pool
 from orchestrator.engine.progress import ProgressBoard
 from orchestrator.engine.task import StageTask
-from orchestrator.errors import RelayError, WorkerLostError
+from orchestrator.errors import RelayError, WorkerLostError, exception_chain
 
 logger = logging.getLogger(__name__)
 
@@ -605,14 +605,8 @@ def lost_worker(error: BaseException) -> str | None:
         errors.RayActorError,
         errors.LocalRayletDiedError,
     )
-    seen: set[int] = set()
-    current: BaseException | None = error
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, kinds):
-            return f"{type(current).__name__}: {str(current).splitlines()[0] if str(current) else ''}"
-        current = current.__cause__ or current.__context__
-    return None
+    died = next((e for e in exception_chain(error) if isinstance(e, kinds)), None)
+    return None if died is None else f"{type(died).__name__}: {str(died).splitlines()[0] if str(died) else ''}"
 
 
 def with_progress(task: StageTask, sink: ProgressSink | None) -> StageTask:

@@ -217,7 +217,9 @@ def test_a_truncated_image_found_by_a_stage_asks_for_a_new_run_not_a_resume(tmp_
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     with pytest.raises(ValueError, match="does not decode as an image") as info:
         data.imagefolder_image(str(path), 8)
-    assert unreadable_data_in(StageError("g00/train", info.value, 1)) is info.value
+    with pytest.raises(StageError) as failed:  # as the runner raises it: from the stage's error
+        raise StageError("g00/train", info.value, 1) from info.value
+    assert unreadable_data_in(failed.value) is info.value
 
 
 def test_an_image_folders_class_names_reach_the_evaluation(tmp_path: Path) -> None:
