@@ -435,6 +435,13 @@ def _describe(model_cls: type[BaseModel], err: Mapping[str, Any]) -> tuple[str, 
             key,
             f"{_expectation(err)}, not a section of settings (got keys {', '.join(map(str, got))[:80]}); write one value",
         )
+    if kind == "string_type" and isinstance(got, (bool, int, float)):  # YAML read text as a number
+        return (
+            key,
+            f"must be text, but YAML reads the value as {'a yes/no' if isinstance(got, bool) else 'a number'} "
+            f"({got!r}); put it in quotes "
+            f"as you wrote it: {key}: '...' in a file, \"{key}='...'\" on the command line",
+        )
     return key, f"{_expectation(err)} (got {got!r} of type {type(got).__name__}); fix the value"
 
 

@@ -170,6 +170,21 @@ def test_validate_merges_union_member_errors_under_one_key():
     assert " or must be a valid string" in info.value.problems[0]
 
 
+def test_text_that_yaml_read_as_a_number_is_told_to_be_quoted():
+    """A digest prefix of digits only (``data.digest=1234567890123456``) parses as an int; the fix is quotes."""
+
+    class Pin(StrictModel):
+        digest: str | None = None
+        tag: str = "x"
+
+    with pytest.raises(ConfigError) as info:
+        validate_config(Pin, {"digest": 1234567890123456, "tag": True}, "p")
+    digest, tag = sorted(info.value.problems)
+    assert digest.startswith("digest: must be text, but YAML reads the value as a number (1234567890123456)")
+    assert "\"digest='...'\" on the command line" in digest
+    assert tag.startswith("tag: must be text, but YAML reads the value as a yes/no (True)")
+
+
 # --- settings ---------------------------------------------------------------------------
 
 
