@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import shlex
-from collections.abc import Callable, Generator, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -256,7 +256,7 @@ def _write(
     notes = _clear_unfinished(dest)
     opened = kind.open(folder, options)
     encoding = codec.choose_encoding(str(options.get("encoding") or "auto"), opened.image_shape)
-    splits = {name: _progress(name, count, chunks) for name, (count, chunks) in opened.splits.items()}
+    splits = {name: _Progress(name, count, chunks) for name, (count, chunks) in opened.splits.items()}
     try:
         manifest = shards.write_dataset(
             dest, opened.classes, opened.image_shape, encoding, splits, options.get("rows_per_group"), source=identity
@@ -432,12 +432,28 @@ def _differences(
     return found
 
 
-def _progress(split: str, count: int, chunks: Chunks) -> Generator[tuple[np.ndarray, np.ndarray], None, None]:
-    """A split's chunks, as they are read, with a progress bar over its rows."""
-    with tqdm(total=count, desc=f"import {split}", unit="img", mininterval=1.0) as bar:
-        for images, labels in chunks():
+class _Progress:
+    """A split's chunks, as they are read, with a progress bar over its rows that the writer closes.
+
+    Why the writer closes it: the last row group is written when the split's writer closes, after
+    the chunks ran out. A bar that closed with its chunks timed the read alone, and digits read
+    from memory in one chunk showed 20 million img/s.
+    """
+
+    def __init__(self, split: str, count: int, chunks: Chunks) -> None:
+        self.split, self.count, self.chunks = split, count, chunks
+        self.bar: tqdm | None = None
+
+    def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        self.bar = tqdm(total=self.count, desc=f"import {self.split}", unit="img", mininterval=1.0, smoothing=0)
+        for images, labels in self.chunks():
             yield images, labels
-            bar.update(len(images))
+            self.bar.update(len(images))
+
+    def close(self) -> None:
+        """End the bar's line; its rate is then the split's rows over its read and write (``smoothing=0``)."""
+        if self.bar is not None:
+            self.bar.close()
 
 
 def describe(uri: str, verify: bool) -> dict[str, Any]:

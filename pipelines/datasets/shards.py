@@ -378,7 +378,7 @@ def write_dataset(
     Ctrl-C), the shards written so far and the split folders are removed, so a failed import
     leaves neither a manifest nor half a dataset, nor an empty folder that would make the next
     import's destination look foreign. (A killed process cannot clean up: ``leftovers``
-    recognises what it left.)
+    recognises what it left.) Chunks with a ``close`` method are closed once their split is written.
     """
     shape = tuple(int(v) for v in image_shape)
     group = rows_per_group or rows_per_group_for(shape)
@@ -393,6 +393,8 @@ def write_dataset(
                 for images, labels in chunks:
                     writer.write(images, labels)
                 done[name] = writer.close()
+                if callable(close := getattr(chunks, "close", None)):  # a progress bar: its split is written
+                    close()
             finally:
                 written.extend(writer.written)
                 folders.insert(0, writer.folder)

@@ -183,3 +183,22 @@ def test_the_image_suffixes_are_torchvisions() -> None:
     from torchvision.datasets.folder import IMG_EXTENSIONS
 
     assert set(shards.IMAGE_SUFFIXES) == set(IMG_EXTENSIONS)
+
+
+def test_a_split_s_chunks_are_closed_once_its_last_shard_is_written(tmp_path: Path) -> None:
+    """The import's progress bar closes then, so its rate counts the write (it timed the read alone before)."""
+    images, labels = toy_images(20)
+
+    class Chunks:
+        shards_at_close: list[str] | None = None
+
+        def __iter__(self):
+            yield images, labels  # one chunk, fewer rows than a row group: written only when the split closes
+
+        def close(self) -> None:
+            self.shards_at_close = sorted(p.name for p in tmp_path.rglob("*.parquet"))
+
+    chunks = Chunks()
+    manifest = shards.write_dataset(str(tmp_path / "d"), ("a", "b", "c"), images.shape[1:], "raw", {"train": chunks})
+    assert chunks.shards_at_close == [Path(s.path).name for s in manifest.splits["train"].shards]
+    assert chunks.shards_at_close  # the shard existed when the chunks were closed
