@@ -14,6 +14,7 @@ import functools
 import gzip
 import hashlib
 import importlib.util
+import logging
 import os
 import pickle
 from collections.abc import Callable, Iterator
@@ -24,6 +25,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from pipelines.image_folder import ImageFolderListing, check_image_header, imagefolder_image, imagefolder_samples
+
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     import torch
@@ -333,6 +336,9 @@ def _imagefolder_stats(root: str | None) -> Iterator[str]:
     """Every image the loader reads, with its split and label (a renamed class folder changes labels)."""
     base = _imagefolder_base(root)
     for split, listing in imagefolder_listings(base).items():
+        if listing.skipped:  # the driver lists the folder once per config read: said where the run starts
+            left_out = "; ".join(f"{count} {reason}" for reason, count in listing.skipped.items())
+            logger.warning("imagefolder: %s: left out %s", base / split, left_out)
         for path, label in listing.samples:
             yield _stat_line(path, base, split, label)
 

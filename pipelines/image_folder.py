@@ -175,13 +175,17 @@ def _check_no_loop(loops: dict[str, str]) -> None:
 
 
 def _visible_classes(folder: Path, skip: Callable[[str], bool]) -> tuple[list[str], dict[str, int]]:
-    """torchvision's ``find_classes`` (sorted sub-folders) without hidden ones, which are counted as skipped.
+    """torchvision's ``find_classes`` (sorted sub-folders) without hidden ones, which are counted as skipped, as
+    are files beside the class folders (torchvision ignores them).
 
     No class folder left is an error with the fix (torchvision's names no fix).
     """
-    folders = sorted(entry.name for entry in os.scandir(folder) if entry.is_dir())
+    entries = list(os.scandir(folder))
+    folders = sorted(entry.name for entry in entries if entry.is_dir())
     for _ in filter(_hidden, folders):
         skip("hidden folder(s) not taken as a class")
+    for _ in (e for e in entries if not e.is_dir() and not _hidden(e.name)):
+        skip(f"file(s) directly in {folder.name}/, outside any class folder (a class is a folder of images)")
     classes = [name for name in folders if not _hidden(name)]
     if not classes:
         raise FileNotFoundError(

@@ -152,6 +152,23 @@ def test_hidden_entries_and_other_file_types_are_skipped_and_counted(tmp_path: P
     assert data.load_imagefolder(str(root)).train.num_classes == 2
 
 
+def test_files_beside_the_class_folders_are_counted_and_a_run_warns_of_them(tmp_path: Path, caplog) -> None:
+    """torchvision ignores train/loose.png (it is in no class folder); the import and the run now say so."""
+    root = _image_folder(tmp_path / "folder")
+    _png(root / "train" / "loose.png")
+    (root / "train" / "README.txt").write_text("labels: see folders")
+    summary = imports.import_dataset(str(root), str(tmp_path / "d"), {})
+    assert summary["skipped"] == (
+        "2 file(s) directly in train/, outside any class folder (a class is a folder of images)"
+    )
+    with caplog.at_level("WARNING", logger="pipelines.data"):
+        data.root_digest("imagefolder", str(root))  # what `relay run` computes when it reads the config
+    assert [r.getMessage() for r in caplog.records] == [
+        f"imagefolder: {root / 'train'}: left out 2 file(s) directly in train/, outside any class folder "
+        "(a class is a folder of images)"
+    ]
+
+
 def test_an_empty_class_folder_is_named_with_the_fix(tmp_path: Path) -> None:
     root = _image_folder(tmp_path / "folder")
     (root / "train" / "zebra").mkdir()
