@@ -259,15 +259,16 @@ def _status(ledger: LedgerView) -> str:
     while its driver (on this host) lives, INTERRUPTED when it died, else NOT STARTED."""
     driver = ledger.driver or _Driver()
     if ledger.status is None and driver.host == socket.gethostname():
-        return "STARTING" if _alive(driver.pid) else INTERRUPTED
+        return "STARTING" if alive(driver.pid) else INTERRUPTED
     if ledger.status is None:
         return "NOT STARTED"
-    if ledger.status == "RUNNING" and driver.host == socket.gethostname() and not _alive(driver.pid):
+    if ledger.status == "RUNNING" and driver.host == socket.gethostname() and not alive(driver.pid):
         return INTERRUPTED
     return ledger.status
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` of this host lives (someone else's counts as alive)."""
     if pid <= 0:
         return False
     try:

@@ -21,6 +21,7 @@ from orchestrator.cli.run_locations import tracking_problem
 from orchestrator.config import TRACKING_URI_ENV, WORKSPACE_ENV, RunSettings, TrackingSettings, tracking_uri
 from orchestrator.errors import ConfigError
 from orchestrator.tracking.mlflow_tracker import close_interrupted
+from orchestrator.tracking.sweeps import close_dead_sweeps
 
 log = logging.getLogger("relay")
 
@@ -44,7 +45,8 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
 
 def close_interrupted_runs(args: argparse.Namespace, uri: str) -> None:
-    """Before the UI shows them: the MLflow runs of runs whose driver died (INTERRUPTED in `relay runs`) end KILLED.
+    """Before the UI shows them: the MLflow runs of runs whose driver died (INTERRUPTED in `relay runs`) end KILLED,
+    as do sweeps whose driver on this machine died.
 
     Only runs whose driver ran on this machine can be known dead (``runs.run_status``); a driver
     elsewhere may be alive. A workspace whose run records cannot be read still gets its UI.
@@ -59,6 +61,13 @@ def close_interrupted_runs(args: argparse.Namespace, uri: str) -> None:
     if closed:
         print(
             f"Marked KILLED in MLflow (their driver died; `relay resume RUN_ID` goes on): {', '.join(closed)}",
+            flush=True,
+        )
+    sweeps = close_dead_sweeps(uri, args.experiment, runs.alive)
+    if sweeps:
+        print(
+            f"Marked KILLED in MLflow (the sweep's driver died; `relay tune CONFIG --resume` goes on): "
+            f"{', '.join(sweeps)}",
             flush=True,
         )
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
@@ -10,15 +12,19 @@ from orchestrator.tracking.common import (
     TAG_KIND,
     TAG_PIPELINE,
     TAG_PIPELINE_RUN,
+    TAG_STATUS,
     TAG_SWEEP,
     default_artifact_location,
     guarded,
     log_params,
+    mlflow_client,
     open_experiment,
 )
 
 T = TypeVar("T")
 TAG_SWEEP_OUTPUT = "relay.tune.output"  # the sweep's folder: what tells two sweeps of one name apart
+TAG_DRIVER_HOST = "relay.driver.host"  # where the sweep's driver runs, and its pid: `relay ui` closes a dead one's run
+TAG_DRIVER_PID = "relay.driver.pid"
 GOING_ON = "the sweep goes on without it"
 
 
@@ -72,9 +78,13 @@ class SweepTracker:
             found = [run for run in runs if run.data.tags.get(TAG_SWEEP_OUTPUT, output) == output]
             if found:
                 self._client.update_run(found[0].info.run_id, status="RUNNING")
+                for key, value in driver_tags().items():
+                    self._client.set_tag(found[0].info.run_id, key, value)
+                if TAG_STATUS in found[0].data.tags:  # `relay ui` said INTERRUPTED: no longer true
+                    self._client.delete_tag(found[0].info.run_id, TAG_STATUS)
                 return found[0].info.run_id
         tags = {TAG_KIND: "sweep", TAG_SWEEP: sweep, TAG_PIPELINE: pipeline_name, TAG_SWEEP_OUTPUT: output}
-        run = self._client.create_run(experiment_id, tags=tags, run_name=sweep).info.run_id
+        run = self._client.create_run(experiment_id, tags={**tags, **driver_tags()}, run_name=sweep).info.run_id
         self._client.log_text(run, settings_text, "tune.yaml")
         log_params(self._client, run, params)
         return run
@@ -121,3 +131,33 @@ class SweepTracker:
         for path in files:
             self._client.log_artifact(self.run_id, path)
         self._client.set_terminated(self.run_id, status=status)
+
+
+def driver_tags() -> dict[str, str]:
+    """This process as a sweep's driver: its host and pid."""
+    return {TAG_DRIVER_HOST: socket.gethostname(), TAG_DRIVER_PID: str(os.getpid())}
+
+
+def close_dead_sweeps(tracking_uri: str, experiment: str, alive: Callable[[int], bool]) -> list[str]:
+    """End KILLED (``relay.status`` INTERRUPTED) each sweep run still RUNNING whose driver on this host is dead.
+
+    Why: a sweep's driver killed outright (SIGKILL, out of memory) never closes its run, so the UI
+    showed the sweep running for good, while its trials were closed as interrupted. A sweep whose
+    driver ran elsewhere may be alive and is left; `relay tune --resume` sets the run RUNNING again.
+    Returns the sweeps' names.
+    """
+    client = mlflow_client(tracking_uri)
+    found = client.get_experiment_by_name(experiment)
+    if found is None:  # never created here: nothing to close, and nothing to create
+        return []
+    query = f"tags.`{TAG_KIND}` = 'sweep' and attributes.status = 'RUNNING'"
+    closed = []
+    for run in client.search_runs([found.experiment_id], query, max_results=5000):
+        tags = run.data.tags
+        pid = tags.get(TAG_DRIVER_PID, "")
+        if tags.get(TAG_DRIVER_HOST) != socket.gethostname() or not pid.isdigit() or alive(int(pid)):
+            continue
+        client.set_terminated(run.info.run_id, status="KILLED")
+        client.set_tag(run.info.run_id, TAG_STATUS, "INTERRUPTED")
+        closed.append(tags.get(TAG_SWEEP, run.info.run_name))
+    return closed

@@ -18,6 +18,7 @@ from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.engine.ledger import Ledger
 from orchestrator.tracking.common import TAG_KIND, TAG_PIPELINE_RUN, TAG_STATUS, mlflow_client
 from orchestrator.tracking.mlflow_tracker import MlflowTracker
+from orchestrator.tracking.sweeps import SweepTracker
 
 DRIVER = """
 import os, signal, sys
@@ -106,3 +107,37 @@ def test_another_experiment_is_neither_searched_nor_created(workspace: Path) -> 
     close_interrupted_runs(argparse.Namespace(workspace=str(workspace), experiment="other"), tracking_uri(workspace))
     assert set(statuses(workspace, "killed").values()) == {"RUNNING"}
     assert mlflow_client(tracking_uri(workspace)).get_experiment_by_name("other") is None
+
+
+SWEEP_DRIVER = """
+import os, signal, sys
+from orchestrator.tracking.sweeps import SweepTracker
+
+workspace, name = sys.argv[1], sys.argv[2]
+SweepTracker(f"sqlite:///{workspace}/mlflow.db", "relay", strict=True).start(name, "toy", {}, "mode: max\\n", "/out")
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def sweep_runs(workspace: Path) -> dict[str, tuple[str, str | None]]:
+    """sweep name -> (MLflow status, relay.status tag) of every sweep run."""
+    client = mlflow_client(tracking_uri(workspace))
+    experiment = client.get_experiment_by_name("relay").experiment_id
+    found = client.search_runs([experiment], f"tags.`{TAG_KIND}` = 'sweep'")
+    return {run.info.run_name: (run.info.status, run.data.tags.get(TAG_STATUS)) for run in found}
+
+
+def test_a_killed_sweeps_run_ends_killed_and_a_resumed_one_is_running_again(tmp_path: Path, capsys) -> None:
+    """Before: the sweep's parent read RUNNING in the UI for good, while its trials were closed as interrupted."""
+    done = subprocess.run([sys.executable, "-c", SWEEP_DRIVER, str(tmp_path), "killed-sweep"], capture_output=True)
+    assert done.returncode == -9, done.stderr
+    living = SweepTracker(tracking_uri(tmp_path), "relay", strict=True)
+    living.start("living-sweep", "toy", {}, "mode: max\n", "/other")  # its driver is this process
+    args = argparse.Namespace(workspace=str(tmp_path), experiment="relay")
+    close_interrupted_runs(args, tracking_uri(tmp_path))
+    assert sweep_runs(tmp_path) == {"killed-sweep": ("KILLED", "INTERRUPTED"), "living-sweep": ("RUNNING", None)}
+    assert "the sweep's driver died; `relay tune CONFIG --resume` goes on): killed-sweep" in capsys.readouterr().out
+    resumed = SweepTracker(tracking_uri(tmp_path), "relay", strict=True)
+    resumed.start("killed-sweep", "toy", {}, "mode: max\n", "/out", resume=True)
+    close_interrupted_runs(args, tracking_uri(tmp_path))  # now driven by this process: left running
+    assert sweep_runs(tmp_path)["killed-sweep"] == ("RUNNING", None)
