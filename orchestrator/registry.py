@@ -47,6 +47,8 @@ class DataSpec:
     the data, pinned, as dotted keys to write into the file (``{"data.digest": ...}``): a run's
     stage cache keys its data by the config, so a dataset imported again at the same URI must not
     meet the old one's cached stages, and a default the dataset decides is saved as what ran.
+    ``elsewhere(config)``: the setting naming a local folder this machine lacks (``data.root: /mnt/x``),
+    or None; `relay submit` then leaves the data's checks to the job, on the machines that hold it.
     """
 
     sources: Mapping[str, str]
@@ -54,6 +56,7 @@ class DataSpec:
     import_dataset: Callable[[str, str, Mapping[str, Any]], Mapping[str, Any]]
     describe: Callable[[str, bool], Mapping[str, Any]]
     pins: Callable[[Any], Mapping[str, Any]] = field(default=lambda config: {})
+    elsewhere: Callable[[Any], str | None] = field(default=lambda config: None)
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ of `pipelines.datasets` (`relay data import` and `data.name: parquet`), so each 
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Any
 
 from orchestrator.registry import DataSpec, PipelineSpec
@@ -57,12 +58,27 @@ def dataset_pins(config: Any) -> dict[str, Any]:
     return pins
 
 
+def data_elsewhere(config: Any) -> str | None:
+    """``data.root PATH`` (or a local ``data.uri PATH``) when that folder is not on this machine, else None.
+
+    Why: `relay submit` of a config whose data lives on the cluster's disks (`data.root: /mnt/relay/...`)
+    was refused from a laptop that lacks the folder, with no way around it.
+    """
+    data = getattr(config, "data", None)
+    if getattr(data, "name", None) in DATASET_REQUIRES_ROOT and data.root and not os.path.exists(data.root):
+        return f"data.root {data.root}"
+    if getattr(data, "name", None) == SHARDED and data.uri and "://" not in data.uri and not os.path.exists(data.uri):
+        return f"data.uri {data.uri}"
+    return None
+
+
 DATA = DataSpec(
     sources={name: source.description for name, source in imports.SOURCES.items()},
     claims=imports.claims,
     import_dataset=imports.import_dataset,
     describe=imports.describe,
     pins=dataset_pins,
+    elsewhere=data_elsewhere,
 )
 
 PIPELINES: dict[str, PipelineSpec] = {

@@ -68,7 +68,8 @@ def load_pipeline_file(
 
     The preflight covers the data (the pipeline's own check) and where a run would write
     (workspace, artifact store, tracking database); ``local`` False checks only what does not
-    depend on this machine's folders (``relay submit``: they are the cluster's). Returns the spec,
+    depend on this machine's folders (``relay submit``: they are the cluster's; data in a folder this
+    machine lacks is left to the job, which checks and pins it before it writes). Returns the spec,
     the config and the file with the overrides applied, both with what the config names by
     location pinned by content (a sharded dataset's digest: ``DataSpec.pins``), so the stage
     cache tells datasets apart; `relay tune` builds its trials from the file.
@@ -79,11 +80,17 @@ def load_pipeline_file(
         config = validate_config(spec.config_model, data, source=path)
     except ConfigError as exc:
         raise ConfigError([from_override(problem, overrides) for problem in exc.problems], path) from exc
-    problems = [*spec.preflight(config), *location_problems(config.run, config.tracking, local)]
+    elsewhere = None if local or spec.data is None else spec.data.elsewhere(config)
+    if elsewhere:
+        logging.getLogger("relay").info(
+            "%s is not on this machine: the job checks the data on the cluster, before it writes", elsewhere
+        )
+    checked = [] if elsewhere else spec.preflight(config)
+    problems = [*checked, *location_problems(config.run, config.tracking, local)]
     if problems:
         raise ConfigError(problems, path)
     spec.build(config)  # DAG errors (cycles, missing inputs) surface before anything is written
-    pins = spec.data.pins(config) if spec.data is not None else {}
+    pins = spec.data.pins(config) if spec.data is not None and not elsewhere else {}
     if not pins:
         return spec, config, data
     pinned = apply_overrides(data, pins)

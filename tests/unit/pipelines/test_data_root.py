@@ -101,6 +101,18 @@ def test_the_split_stage_params_differ_when_the_folder_changed(tmp_path: Path) -
     assert before.root == after.root and before.root_digest != after.root_digest and changed != key
 
 
+@pytest.mark.parametrize("name", ["imagefolder", "cifar10", "parquet"])
+def test_a_submit_leaves_data_this_machine_lacks_to_the_job(tmp_path: Path, name: str) -> None:
+    """`relay submit` (local=False) of data on the cluster's disks: before, refused for a folder the laptop lacks."""
+    where = "data.uri" if name == "parquet" else "data.root"
+    overrides = [f"data.name={name}", f"{where}={tmp_path / 'mnt' / 'relay'}", *SMALL_SPLIT]
+    _, config, pinned = load_pipeline_file(SMOKE, overrides, local=False)
+    assert config.data.root_digest is None and config.data.digest is None  # the job pins it, on the cluster
+    assert pinned["data"].get("root_digest") is None
+    with pytest.raises(ConfigError, match="no such path|no shards here"):  # `relay run` here still refuses it
+        load_pipeline_file(SMOKE, overrides, local=True)
+
+
 def test_a_cifar_folder_is_pinned_by_its_batch_files(tmp_path: Path) -> None:
     root = _cifar10(tmp_path / "cifar", rows=20)
     extra = ["data.head_count=8", "data.imbalance_ratio=2", "data.holdout_per_class=0", "data.labeled_fraction=0.5"]
