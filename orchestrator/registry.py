@@ -49,6 +49,9 @@ class DataSpec:
     meet the old one's cached stages, and a default the dataset decides is saved as what ran.
     ``elsewhere(config)``: the setting naming a local folder this machine lacks (``data.root: /mnt/x``),
     or None; `relay submit` then leaves the data's checks to the job, on the machines that hold it.
+    ``by_number(config)``: settings that name things of the data by name (``data.classes: [cat, dog]``) as
+    the numbers the stages use, dotted keys to write into the file before the preflight; a name the
+    data lacks is a ValueError naming what it has.
     """
 
     sources: Mapping[str, str]
@@ -57,6 +60,7 @@ class DataSpec:
     describe: Callable[[str, bool], Mapping[str, Any]]
     pins: Callable[[Any], Mapping[str, Any]] = field(default=lambda config: {})
     elsewhere: Callable[[Any], str | None] = field(default=lambda config: None)
+    by_number: Callable[[Any], Mapping[str, Any]] = field(default=lambda config: {})
 
 
 @dataclass(frozen=True)

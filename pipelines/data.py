@@ -118,13 +118,13 @@ def load_imagefolder(root: str | None, image_size: int = IMAGEFOLDER_SIZE) -> Da
     Every image is resized to ``image_size`` square so a whole split is one tensor; the test split
     uses train's class-to-index mapping so labels agree. No test folder -> ``test=None``.
     """
-    listings = imagefolder_listings(_imagefolder_base(root))
+    listings = imagefolder_listings(imagefolder_base(root))
     train = _read_imagefolder(listings["train"], image_size)
     test = _read_imagefolder(listings["test"], image_size) if "test" in listings else None
     return DatasetSplits(train=train, test=test)
 
 
-def _imagefolder_base(root: str | None) -> Path:
+def imagefolder_base(root: str | None) -> Path:
     """The folder `data.root` names for an image folder, checked to hold ``train/``: an error says what to place where."""
     base = _require_root("imagefolder", root, "a folder with train/<class>/<image> (and optionally test/ or val/)")
     train_dir = base / "train"
@@ -305,7 +305,7 @@ def load_labels(name: str, root: str | None, root_digest: str | None = None) -> 
 
 def _imagefolder_labels(root: str | None) -> DatasetLabels:
     """An image folder's labels as its loader gives them, from the listing alone (no image decoded)."""
-    listings = imagefolder_listings(_imagefolder_base(root))
+    listings = imagefolder_listings(imagefolder_base(root))
     for listing in listings.values():
         for path, _ in listing.samples:
             check_image_header(path)
@@ -334,7 +334,7 @@ def _stat_line(path: Path | str, base: Path, *fields: object) -> str:
 
 def _imagefolder_stats(root: str | None) -> Iterator[str]:
     """Every image the loader reads, with its split and label (a renamed class folder changes labels)."""
-    base = _imagefolder_base(root)
+    base = imagefolder_base(root)
     for split, listing in imagefolder_listings(base).items():
         if listing.skipped:  # the driver lists the folder once per config read: said where the run starts
             left_out = "; ".join(f"{count} {reason}" for reason, count in listing.skipped.items())
@@ -346,7 +346,7 @@ def _imagefolder_stats(root: str | None) -> Iterator[str]:
 def _cifar_stats(name: str, root: str | None) -> Iterator[str]:
     """Every batch file (and the meta file) the CIFAR loader reads."""
     layout = CIFAR_LAYOUTS[name]
-    folder = _cifar_batches_folder(name, root)
+    folder = cifar_batches_folder(name, root)
     for file in (*layout.batch_files(), layout.meta):
         yield _stat_line(folder / file, folder)
 
@@ -464,7 +464,7 @@ def cifar_classes(folder: Path, layout: CifarLayout) -> list[str]:
     return [str(name) for name in entry[layout.names_key]]
 
 
-def _cifar_batches_folder(name: str, root: str | None) -> Path:
+def cifar_batches_folder(name: str, root: str | None) -> Path:
     """The folder of ``name``'s batches under `data.root`, with every batch file there; else an error naming what is missing.
 
     The root is checked before anything heavy is imported: a wrong path is reported at once.
@@ -491,7 +491,7 @@ def _load_cifar(name: str, root: str | None) -> DatasetSplits:
     import torch
 
     layout = CIFAR_LAYOUTS[name]
-    folder = _cifar_batches_folder(name, root)
+    folder = cifar_batches_folder(name, root)
     names = tuple(cifar_classes(folder, layout))
 
     def split(split_name: str) -> ImageDataset:

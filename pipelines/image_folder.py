@@ -107,7 +107,7 @@ def imagefolder_samples(folder: Path, class_to_idx: dict[str, int] | None) -> Im
 
     class VisibleImageFolder(datasets.ImageFolder):
         def find_classes(self, directory: str) -> tuple[list[str], dict[str, int]]:
-            return _visible_classes(Path(directory), skip)
+            return visible_classes(Path(directory), skip)
 
     found = VisibleImageFolder(str(folder), is_valid_file=is_image, allow_empty=True)
     _check_no_loop(loops)
@@ -174,7 +174,7 @@ def _check_no_loop(loops: dict[str, str]) -> None:
         )
 
 
-def _visible_classes(folder: Path, skip: Callable[[str], bool]) -> tuple[list[str], dict[str, int]]:
+def visible_classes(folder: Path, skip: Callable[[str], bool]) -> tuple[list[str], dict[str, int]]:
     """torchvision's ``find_classes`` (sorted sub-folders) without hidden ones, which are counted as skipped, as
     are files beside the class folders (torchvision ignores them).
 

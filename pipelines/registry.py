@@ -24,6 +24,7 @@ from pipelines.builders import (
     noisy_student,
     transfer,
 )
+from pipelines.class_names import classes_by_number
 from pipelines.data import DATASET_REQUIRES_ROOT, root_digest
 from pipelines.datasets import imports
 from pipelines.datasets.catalog import SHARDED, flips
@@ -79,6 +80,7 @@ DATA = DataSpec(
     describe=imports.describe,
     pins=dataset_pins,
     elsewhere=data_elsewhere,
+    by_number=classes_by_number,
 )
 
 PIPELINES: dict[str, PipelineSpec] = {

@@ -75,7 +75,17 @@ def absolute_local_uri(uri: str | None) -> str | None:
     return absolute_folder(uri) if uri and "://" not in uri else uri
 
 
+def distinct_classes(classes: list[int | str]) -> list[int | str]:
+    """Classes given by number (>= 0) or by name, each once; names become numbers when the config is read
+    (pipelines/class_names.py), so the stages only ever see numbers."""
+    if len(set(classes)) != len(classes) or any(isinstance(c, int) and c < 0 for c in classes):
+        raise ValueError(f"expected distinct class numbers >= 0 or class names, got {classes}")
+    return classes
+
+
 FolderPath = Annotated[str | None, AfterValidator(absolute_folder)]
+# Classes of the config's dataset, by number or by name (an image folder's folder name, a CIFAR class).
+ClassList = Annotated[list[int | str], Field(min_length=2), AfterValidator(distinct_classes)]
 DatasetURI = Annotated[str | None, AfterValidator(absolute_local_uri)]
 DatasetName = Annotated[str, registered([*DATASETS, SHARDED], "dataset")]
 ModelName = Annotated[str, registered(MODEL_NAMES, "model")]
@@ -116,7 +126,7 @@ class DataSection(StrictModel):
     # Square side every image is read or resized to; null: the loader's own (digits: 16, its 8x8 upsampled).
     image_size: int | None = Field(None, ge=4, le=1024)
     class_order: list[int] | None = None
-    classes: list[int] | None = Field(None, min_length=2)
+    classes: ClassList | None = None
 
     @model_validator(mode="after")
     def _where_the_data_is(self) -> DataSection:
@@ -150,8 +160,6 @@ class DataSection(StrictModel):
                 f"data.root_digest is written by Relay for datasets read from data.root "
                 f"({', '.join(sorted(DATASET_REQUIRES_ROOT))}); dataset {self.name!r} reads none: remove data.root_digest"
             )
-        if self.classes is not None and (len(set(self.classes)) != len(self.classes) or min(self.classes) < 0):
-            raise ValueError(f"classes: expected distinct class ids >= 0, got {self.classes}")
         return self
 
 

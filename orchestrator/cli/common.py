@@ -80,6 +80,7 @@ def load_pipeline_file(
         config = validate_config(spec.config_model, data, source=path)
     except ConfigError as exc:
         raise ConfigError([from_override(problem, overrides) for problem in exc.problems], path) from exc
+    data, config = _by_number(spec, path, data, config)
     elsewhere = None if local or spec.data is None else spec.data.elsewhere(config)
     if elsewhere:
         logging.getLogger("relay").info(
@@ -95,6 +96,19 @@ def load_pipeline_file(
         return spec, config, data
     pinned = apply_overrides(data, pins)
     return spec, validate_config(spec.config_model, pinned, source=path), pinned
+
+
+def _by_number(spec: Any, path: str, data: dict[str, Any], config: Any) -> tuple[dict[str, Any], Any]:
+    """The file and config with what they name by name (``data.classes: [cat, dog]``) as numbers (DataSpec.by_number)."""
+    try:
+        numbers = spec.data.by_number(config) if spec.data is not None else {}
+    except ValueError as exc:
+        raise ConfigError([str(exc)], path) from exc
+    if not numbers:
+        return data, config
+    logging.getLogger("relay").info("class names as numbers: %s", ", ".join(f"{k}={v}" for k, v in numbers.items()))
+    data = apply_overrides(data, numbers)
+    return data, validate_config(spec.config_model, data, source=path)
 
 
 def from_override(problem: str, overrides: list[str]) -> str:

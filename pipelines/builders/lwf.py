@@ -33,7 +33,14 @@ from pipelines.builders.common import (
     starting,
 )
 from pipelines.builders.transfer import check_disjoint
-from pipelines.schema import DataSection, PipelineFile, SupervisedDataSection, SupervisedTrainSection, part
+from pipelines.schema import (
+    ClassList,
+    DataSection,
+    PipelineFile,
+    SupervisedDataSection,
+    SupervisedTrainSection,
+    part,
+)
 from pipelines.stages import refs
 
 OLD_SPLIT = "old/split"
@@ -43,7 +50,7 @@ OLD_MODEL = gen(0, "model")
 class NewTaskDataSection(SupervisedDataSection):
     """`data` of LwF: the new task, by default digits 5-9, every training image labeled."""
 
-    classes: list[int] | None = Field([5, 6, 7, 8, 9], min_length=2)
+    classes: ClassList | None = Field([5, 6, 7, 8, 9])
 
 
 class LwfTrainSection(SupervisedTrainSection):
@@ -60,7 +67,7 @@ class LwfSection(StrictModel):
     (default train.steps) trains the old network; baselines adds fine-tuning and joint training.
     """
 
-    old_classes: list[int] = Field([0, 1, 2, 3, 4], min_length=2)
+    old_classes: ClassList = Field([0, 1, 2, 3, 4])
     lambda_old: float = Field(1.0, ge=0.0)
     temperature: float = Field(2.0, gt=0.0)
     old_steps: int | None = Field(None, gt=0)

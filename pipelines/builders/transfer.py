@@ -33,7 +33,7 @@ from pipelines.builders.common import (
     start_stages,
     train_and_evaluate,
 )
-from pipelines.schema import DataSection, PipelineFile, SupervisedDataSection
+from pipelines.schema import ClassList, DataSection, PipelineFile, SupervisedDataSection
 
 SOURCE_SPLIT = "source/split"
 
@@ -42,7 +42,7 @@ class TargetDataSection(SupervisedDataSection):
     """`data` of transfer learning: the target task, by default the tail digits 5-9 with a tenth of them labeled."""
 
     labeled_fraction: float = Field(0.1, gt=0.0, le=1.0)
-    classes: list[int] | None = Field([5, 6, 7, 8, 9], min_length=2)
+    classes: ClassList | None = Field([5, 6, 7, 8, 9])
 
 
 class TransferSection(StrictModel):
@@ -52,7 +52,7 @@ class TransferSection(StrictModel):
     network trained from random weights.
     """
 
-    source_classes: list[int] = Field([0, 1, 2, 3, 4], min_length=2)
+    source_classes: ClassList = Field([0, 1, 2, 3, 4])
     pretrain_steps: int | None = Field(None, gt=0)
     baseline: bool = True
 
@@ -72,11 +72,11 @@ class TransferConfig(PipelineFile):
         return self
 
 
-def check_disjoint(other: list[int], target: list[int] | None, key: str) -> None:
+def check_disjoint(other: list[int | str], target: list[int | str] | None, key: str) -> None:
     """ValueError unless ``other`` and the target's ``data.classes`` are disjoint (both tasks come from one dataset)."""
     if target is None:
         raise ValueError(f"{key} needs data.classes: the target task must name its classes, disjoint from {other}")
-    shared = sorted(set(other) & set(target))
+    shared = sorted(set(other) & set(target), key=str)  # numbers and names may mix
     if shared:
         raise ValueError(
             f"{key} {other} and data.classes {target} share classes {shared}; both splits come from one dataset, so a "

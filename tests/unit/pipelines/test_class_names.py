@@ -1,0 +1,83 @@
+"""Classes named by name (`data.classes: [dog, cat]`) become the dataset's class numbers when the config is read."""
+
+from __future__ import annotations
+
+import unicodedata
+from pathlib import Path
+
+import pytest
+
+from orchestrator.cli import main
+from orchestrator.cli.common import load_pipeline_file
+from orchestrator.config import ConfigError
+from pipelines.datasets import imports
+from tests.unit.pipelines.test_data_root import SMOKE, _cifar10, _image_folder, _write_png
+
+CONFIGS = Path(SMOKE).parent
+SPLIT = ["data.head_count=8", "data.imbalance_ratio=2", "data.holdout_per_class=2", "data.labeled_fraction=0.5"]
+
+
+def _three_classes(root: Path) -> Path:
+    """An image folder of classes bird, cat, dog (numbered 0, 1, 2: the sorted folder names)."""
+    _image_folder(root)
+    for i in range(12):
+        _write_png(root / "train" / "bird" / f"{i}.png", 100 + i)
+    return root
+
+
+def test_an_image_folders_class_names_become_its_numbers_in_the_pinned_config(tmp_path: Path) -> None:
+    root = _three_classes(tmp_path / "folder")
+    overrides = ["data.name=imagefolder", f"data.root={root}", "data.classes=[dog, bird]", *SPLIT]
+    _, config, pinned = load_pipeline_file(SMOKE, overrides, local=False)
+    assert config.data.classes == [2, 0] and pinned["data"]["classes"] == [2, 0]
+    mixed = ["data.name=imagefolder", f"data.root={root}", "data.classes=[dog, 1]", *SPLIT]
+    assert load_pipeline_file(SMOKE, mixed, local=False)[1].data.classes == [2, 1]
+
+
+def test_a_name_spelled_in_another_unicode_form_is_the_same_class(tmp_path: Path) -> None:
+    root = _three_classes(tmp_path / "folder")
+    (root / "train" / "cat").rename(root / "train" / unicodedata.normalize("NFD", "café"))
+    overrides = ["data.name=imagefolder", f"data.root={root}", "data.classes=[café, dog]", *SPLIT]  # NFC
+    assert load_pipeline_file(SMOKE, overrides, local=False)[1].data.classes == [1, 2]
+
+
+def test_cifar_and_imported_datasets_name_their_classes(tmp_path: Path) -> None:
+    cifar = _cifar10(tmp_path / "cifar", rows=20)
+    extra = ["data.head_count=2", "data.imbalance_ratio=1", "data.holdout_per_class=0", "data.labeled_fraction=0.5"]
+    overrides = ["data.name=cifar10", f"data.root={cifar}", "data.classes=[c7, c3]", *extra]
+    assert load_pipeline_file(SMOKE, overrides, local=False)[1].data.classes == [7, 3]
+    imports.import_dataset(str(_three_classes(tmp_path / "folder")), str(tmp_path / "shards"), {"image_size": 8})
+    shards = ["data.name=parquet", f"data.uri={tmp_path / 'shards'}", "data.classes=[cat, bird]", *SPLIT]
+    assert load_pipeline_file(SMOKE, shards, local=False)[1].data.classes == [1, 0]
+
+
+def test_the_transfer_source_and_lwf_old_classes_take_names_too(tmp_path: Path) -> None:
+    root = _three_classes(tmp_path / "folder")
+    for i in range(12):
+        _write_png(root / "train" / "ant" / f"{i}.png", 150 + i)  # ant 0, bird 1, cat 2, dog 3
+    folder = ["data.name=imagefolder", f"data.root={root}", *SPLIT, "data.classes=[dog, cat]"]
+    transfer = load_pipeline_file(str(CONFIGS / "transfer_digits.yaml"), [*folder, "transfer.source_classes=[ant, 1]"])
+    assert transfer[1].data.classes == [3, 2] and transfer[1].transfer.source_classes == [0, 1]
+    lwf = load_pipeline_file(str(CONFIGS / "lwf_digits.yaml"), [*folder, "lwf.old_classes=[bird, ant]"])
+    assert lwf[1].lwf.old_classes == [1, 0]
+    with pytest.raises(
+        ConfigError, match=r"source_classes \['bird', 'cat'\] and data.classes \['dog', 'cat'\] share classes \['cat'\]"
+    ):
+        load_pipeline_file(str(CONFIGS / "transfer_digits.yaml"), [*folder, "transfer.source_classes=[bird, cat]"])
+
+
+def test_names_that_are_no_class_are_bad_input_naming_the_classes(tmp_path: Path, capsys) -> None:
+    root = _three_classes(tmp_path / "folder")
+    workspace = tmp_path / "ws"
+    args = ["data.name=imagefolder", f"data.root={root}", "data.classes=[dog, zebra]", *SPLIT]
+    code = main(["run", SMOKE, *args, f"run.workspace={workspace}"])
+    err = capsys.readouterr().err
+    assert code == 2 and not workspace.exists()
+    assert (
+        "data.classes: 'zebra' is not a class of dataset 'imagefolder'; its classes: 0 bird, 1 cat, 2 dog; "
+        "give one of these names or numbers" in err
+    )
+    with pytest.raises(ConfigError, match="'seven' is not a class of dataset 'digits', whose classes have numbers"):
+        load_pipeline_file(SMOKE, ["data.classes=[seven, 3]"], local=False)
+    with pytest.raises(ConfigError, match=r"expected distinct class numbers >= 0 or class names, got \['dog', 'dog'\]"):
+        load_pipeline_file(SMOKE, ["data.classes=[dog, dog]"], local=False)
