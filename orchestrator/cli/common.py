@@ -80,7 +80,10 @@ def load_pipeline_file(
         config = validate_config(spec.config_model, data, source=path)
     except ConfigError as exc:
         raise ConfigError([from_override(problem, overrides) for problem in exc.problems], path) from exc
-    data, config = _by_number(spec, path, data, config)
+    try:
+        data, config = _by_number(spec, path, data, config)
+    except ConfigError as exc:
+        raise ConfigError([from_override(problem, overrides) for problem in exc.problems], path) from exc
     elsewhere = None if local or spec.data is None else spec.data.elsewhere(config)
     if elsewhere:
         logging.getLogger("relay").info(
@@ -89,7 +92,7 @@ def load_pipeline_file(
     checked = [] if elsewhere else spec.preflight(config)
     problems = [*checked, *location_problems(config.run, config.tracking, local)]
     if problems:
-        raise ConfigError(problems, path)
+        raise ConfigError([from_override(problem, overrides) for problem in problems], path)
     spec.build(config)  # DAG errors (cycles, missing inputs) surface before anything is written
     pins = spec.data.pins(config) if spec.data is not None and not elsewhere else {}
     if not pins:

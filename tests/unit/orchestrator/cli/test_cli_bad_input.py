@@ -184,3 +184,16 @@ def test_a_problem_an_override_set_names_that_override(tmp_path: Path, capsys: p
     assert line.endswith("(set on the command line: train=5)"), line
     assert run_cli(tmp_path, SMOKE, "seed=-1") == 2
     assert problem_line(capsys.readouterr().err, "seed").endswith("(set on the command line: seed=-1)")
+
+
+def test_a_preflight_or_location_problem_an_override_set_names_that_override(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """Found after validation (where a run would write, the data), such problems lacked the suffix the others have."""
+    assert run_cli(tmp_path, SMOKE, "tracking.uri=nosuch://x", command="validate") == 2
+    line = problem_line(capsys.readouterr().err, "tracking.uri")
+    assert line.endswith("(set on the command line: tracking.uri=nosuch://x)"), line
+    missing = tmp_path / "no-such-folder"
+    assert run_cli(tmp_path, SMOKE, "data.name=imagefolder", f"data.root={missing}", command="validate") == 2
+    line = problem_line(capsys.readouterr().err, "data.root")
+    assert line.endswith(f"(set on the command line: data.root={missing})"), line
