@@ -179,6 +179,13 @@ def _set_dotted(data: dict[str, Any], key: str, value: Any) -> str | None:
     parts = key.split(".")
     if any(not p for p in parts):
         return f"{key}: empty segment in dotted key; write keys like section.name"
+    indexed = next((i for i, p in enumerate(parts) if "[" in p or "]" in p), None)
+    if indexed is not None:  # `domain.sources[0].strength=2` made a key named "sources[0]"
+        whole = ".".join([*parts[:indexed], parts[indexed].split("[", 1)[0]])
+        return (
+            f"{key}: one item of a list cannot be set on the command line; "
+            f"override the whole list, e.g. {whole}='[...]' with every item written out"
+        )
     node = data
     for depth, part in enumerate(parts[:-1]):
         child = node.setdefault(part, {})

@@ -103,6 +103,17 @@ def test_overrides_report_every_malformed_item():
     assert "a..b: empty segment" in problems[3]
 
 
+def test_an_override_of_one_list_item_says_to_override_the_list():
+    """`domain.sources[0].strength=abc` made a key named "sources[0]"; the message then read
+    "domain: unknown key (did you mean 'domain'?)"."""
+    with pytest.raises(ConfigError) as info:
+        apply_overrides({"domain": {"sources": [{"strength": 1}]}}, ["domain.sources[0].strength=abc"])
+    assert info.value.problems == [
+        "domain.sources[0].strength: one item of a list cannot be set on the command line; "
+        "override the whole list, e.g. domain.sources='[...]' with every item written out"
+    ]
+
+
 # --- validate_config -------------------------------------------------------------------
 
 
