@@ -338,6 +338,20 @@ class SupervisedTrainSection(StrictModel):
         return self
 
 
+def check_warmup_fits(steps: int | None, train: SupervisedTrainSection, key: str) -> None:
+    """ValueError unless a stage of ``steps`` (set by ``key``; None: train.steps) has room for train's warm-up.
+
+    Why: a pretraining or hint stage of its own length (`domain.pretrain_steps: 5`) shares
+    train.warmup_steps, and one shorter than the warm-up failed when it ran (exit 1, a resume
+    that fails alike), where `train.steps` that short is refused when the file is read.
+    """
+    if steps is not None and train.warmup_steps >= steps:
+        raise ValueError(
+            f"{key}: expected more steps than train.warmup_steps ({train.warmup_steps}), got {steps}; "
+            f"raise {key} (or lower train.warmup_steps)"
+        )
+
+
 class StudentResourcesSection(_StageResourcesCommon):
     """Per-stage resources of the KE, Noisy Student and distillation pipelines."""
 

@@ -35,7 +35,7 @@ from pipelines.builders.common import (
     train_and_evaluate,
 )
 from pipelines.data import DATASET_REQUIRES_ROOT, image_shape
-from pipelines.schema import DataSection, DatasetName, FolderPath, PipelineFile, part
+from pipelines.schema import DataSection, DatasetName, FolderPath, PipelineFile, check_warmup_fits, part
 from pipelines.stages import refs
 
 RANKING = gen(0, "ranking")
@@ -128,6 +128,11 @@ class DomainConfig(PipelineFile):
     name: SafeName = "domain-similarity"
     data: DomainDataSection = DomainDataSection()
     domain: DomainSection = DomainSection()
+
+    @model_validator(mode="after")
+    def _pretraining_fits_its_warmup(self) -> DomainConfig:
+        check_warmup_fits(self.domain.pretrain_steps, self.train, "domain.pretrain_steps")
+        return self
 
     @model_validator(mode="after")
     def _extractor_has_weights(self) -> DomainConfig:

@@ -33,7 +33,7 @@ from pipelines.builders.common import (
 )
 from pipelines.builders.distill import DistillLoss
 from pipelines.model_names import check_hint_layer, middle_layer
-from pipelines.schema import ModelSection, PipelineFile, SupervisedDataSection
+from pipelines.schema import ModelSection, PipelineFile, SupervisedDataSection, check_warmup_fits
 from pipelines.stages import refs
 
 TEACHER = gen(0, "model")
@@ -73,6 +73,11 @@ class FitNetsConfig(PipelineFile):
     data: SupervisedDataSection = SupervisedDataSection()
     student: ModelSection = ModelSection()
     fitnets: FitNetsSection = FitNetsSection()
+
+    @model_validator(mode="after")
+    def _hint_stage_fits_its_warmup(self) -> FitNetsConfig:
+        check_warmup_fits(self.fitnets.hint_steps, self.train, "fitnets.hint_steps")
+        return self
 
     @model_validator(mode="after")
     def _layers_exist(self) -> FitNetsConfig:

@@ -39,6 +39,7 @@ from pipelines.schema import (
     PipelineFile,
     SupervisedDataSection,
     SupervisedTrainSection,
+    check_warmup_fits,
     part,
 )
 from pipelines.stages import refs
@@ -93,6 +94,7 @@ class LwfConfig(PipelineFile):
     @model_validator(mode="after")
     def _disjoint_tasks(self) -> LwfConfig:
         check_disjoint(self.lwf.old_classes, self.data.classes, "lwf.old_classes")
+        check_warmup_fits(self.lwf.old_steps, self.train, "lwf.old_steps")
         return self
 
 

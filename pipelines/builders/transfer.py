@@ -33,7 +33,7 @@ from pipelines.builders.common import (
     start_stages,
     train_and_evaluate,
 )
-from pipelines.schema import ClassList, DataSection, PipelineFile, SupervisedDataSection
+from pipelines.schema import ClassList, DataSection, PipelineFile, SupervisedDataSection, check_warmup_fits
 
 SOURCE_SPLIT = "source/split"
 
@@ -69,6 +69,7 @@ class TransferConfig(PipelineFile):
     def _disjoint_tasks(self) -> TransferConfig:
         if self.init.source is None:
             check_disjoint(self.transfer.source_classes, self.data.classes, "transfer.source_classes")
+            check_warmup_fits(self.transfer.pretrain_steps, self.train, "transfer.pretrain_steps")
         return self
 
 
