@@ -75,11 +75,12 @@ def evaluate_model(
 def tail_classes(
     class_counts: Sequence[int], fraction: float = 0.3, tiebreak: Sequence[int] | None = None
 ) -> list[int]:
-    """The ``ceil(fraction * L)`` least frequent class ids, rarest first.
+    """The ``ceil(fraction * L)`` least frequent class ids, rarest first; none when every class ties.
 
     Ranked by ``class_counts``; ties by ``tiebreak`` (each class's whole training count, labeled +
     unlabeled: with 10% labels a class of 28 images and one of 21 both get 3 labels, and the tail
-    is the smaller one whatever their ids), then by id.
+    is the smaller one whatever their ids), then by id. Balanced data has no tail: ranked by id
+    alone, KE's and distillation's "tail recall" was the recall of classes 0-2.
     """
     if not 0.0 < fraction <= 1.0:
         raise ValueError(f"tail_classes: expected fraction in (0, 1], got {fraction}")
@@ -87,5 +88,7 @@ def tail_classes(
     second = np.zeros_like(counts) if tiebreak is None else np.asarray(tiebreak)
     if second.shape != counts.shape:
         raise ValueError(f"tail_classes: expected tiebreak of {counts.size} counts, got {second.size}")
+    if counts.size and np.all(counts == counts[0]) and np.all(second == second[0]):
+        return []
     take = math.ceil(fraction * counts.size - 1e-9)  # 0.07 * 100 is 7.000000000000001 in floats
     return [int(c) for c in np.lexsort((np.arange(counts.size), second, counts))[:take]]

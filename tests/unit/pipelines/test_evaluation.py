@@ -59,6 +59,13 @@ def test_tail_classes_rank_by_count_not_id():
     assert len(tail_classes(list(range(1, 101)), fraction=0.07)) == 7  # 0.07 * 100 = 7.000000000000001
 
 
+def test_balanced_classes_have_no_tail():
+    """Ranked by id alone, the "tail" of balanced data was classes 0-2, and KE showed their recall as tail_recall."""
+    assert tail_classes([40] * 10, 0.3) == []
+    assert tail_classes([4] * 10, 0.3, tiebreak=[40] * 10) == []
+    assert tail_classes([4] * 10, 0.3, tiebreak=[40] * 9 + [30]) == [9, 0, 1]  # one smaller class: a tail, ties by id
+
+
 def test_tail_classes_break_label_count_ties_by_the_whole_class_size():
     """digits-LT, beta 0.1: ranks 6 and 7 (28 and 21 images) both have 3 labels; the smaller is in the tail."""
     labeled = [13, 10, 8, 6, 5, 4, 3, 3, 2, 2]
