@@ -37,6 +37,7 @@ from pipelines.stages.common import (
     subset_images,
 )
 from pipelines.stages.pretrained import schedule_of, start_from
+from pipelines.training.common import Report
 from pipelines.training.student import StudentSettings, train_student
 
 
@@ -111,6 +112,7 @@ def train_network(ctx: StageContext, inputs: Mapping[str, Any], params: Mapping[
         pseudo_images, pseudo_targets = pseudo_labeled_set(
             data, picks, artifact(inputs, params, "pseudo_labels"), params["noisy"].label_type
         )
+    prefix = params.get("metric_prefix", "")
     teacher_ckpt = artifact(inputs, params, "teacher")
     teacher = None if teacher_ckpt is None else load_model(teacher_ckpt, ctx.device)
     trained = train_student(
@@ -126,18 +128,30 @@ def train_network(ctx: StageContext, inputs: Mapping[str, Any], params: Mapping[
         pseudo_targets=pseudo_targets,
         teacher=teacher,
         class_weights=_class_weights(train.class_balanced_beta, split, num_classes),
-        report=ctx.report,
+        report=prefixed_report(ctx.report, prefix),
         report_every=train.report_every,
         progress=ctx.progress,
     )
     checkpoint = model_checkpoint(trained, network.name, num_classes, in_channels, network.dropout)
     metrics = {
         "labeled_size": float(len(targets)),
-        "pseudo_size": 0.0 if pseudo_images is None else float(len(pseudo_images)),
         "params": float(parameter_count(trained)),
         "steps": float(train.steps),
     }
+    if picks is not None:  # a Noisy Student student; every other train stage has no pseudo-labeled set to count
+        metrics["pseudo_size"] = 0.0 if pseudo_images is None else float(len(pseudo_images))
+    metrics = prefixed(metrics, prefix)
     if ctx.series:
-        metrics.update(ctx.series[-1][1])
-    prefix = params.get("metric_prefix", "")
-    return StageResult(outputs={output_name(params, "model"): checkpoint}, metrics=prefixed(metrics, prefix))
+        metrics.update(ctx.series[-1][1])  # reported through prefixed_report: already prefixed
+    return StageResult(outputs={output_name(params, "model"): checkpoint}, metrics=metrics)
+
+
+def prefixed_report(report: Report, prefix: str) -> Report:
+    """``report`` with the stage's metric prefix on every name, so a side branch's curves and finals agree.
+
+    Why: `baseline/train` logged its per-step curves as `loss` and `lr` but its final values as
+    `baseline_loss` and `baseline_lr`, so in MLflow neither curve ended at the value the summary showed.
+    """
+    if not prefix:
+        return report
+    return lambda step, metrics: report(step, prefixed(metrics, prefix))

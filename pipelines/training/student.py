@@ -154,7 +154,8 @@ def train_student(
     noise) and ONE forward (joint BatchNorm statistics, as Noisy Student's code does).
     ``loss = labeled_loss + unlabel_ratio * pseudo_loss``; the teacher (eval mode, no gradient) sees
     the same augmented labeled batch. SGD with no decay on BN/bias, LR from ``schedules.learning_rate``.
-    ``report(step, {loss, loss_x, loss_u, lr})`` every ``report_every`` steps and at the last;
+    ``report(step, {loss, loss_x, loss_u, lr})`` every ``report_every`` steps and at the last (``loss_u``
+    only with pseudo-labels: a supervised run's would be a curve of zeros);
     ``progress`` hears of every step, with the reported loss.
     """
     check_images("train_student", images, what="labeled ")
@@ -176,7 +177,8 @@ def train_student(
     labeled_stream = index_stream(images, batch, generator)
     pseudo_stream = index_stream(pseudo_images, pseudo_batch, generator) if has_pseudo else None
     watch = FiniteWatch("train_student", settings.steps, device)
-    window = LossWindow(("loss", "loss_x", "loss_u"), settings.steps, report, report_every, progress, watch)
+    names = ("loss", "loss_x", "loss_u") if has_pseudo else ("loss", "loss_x")  # no pseudo-labels: loss_u is 0
+    window = LossWindow(names, settings.steps, report, report_every, progress, watch)
     for step in range(settings.steps):
         lr = learning_rate(settings.schedule, step, settings.steps, settings.lr, settings.warmup_steps)
         set_lr(optimizer, lr, backbone_scale(step, settings.freeze_backbone_steps, settings.backbone_lr_scale))
@@ -213,5 +215,5 @@ def train_student(
         optimizer.step()
         if ema is not None:
             ema.update(model)
-        window.add(step, torch.stack([loss, loss_x, loss_u]), lr)
+        window.add(step, torch.stack([loss, loss_x, loss_u][: len(names)]), lr)
     return (ema.module if ema is not None else model).eval()
