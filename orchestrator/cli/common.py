@@ -79,11 +79,11 @@ def load_pipeline_file(
     try:
         config = validate_config(spec.config_model, data, source=path)
     except ConfigError as exc:
-        raise ConfigError([from_override(problem, overrides) for problem in exc.problems], path) from exc
+        raise overridden(exc.problems, overrides, path) from exc
     try:
         data, config = _by_number(spec, path, data, config)
     except ConfigError as exc:
-        raise ConfigError([from_override(problem, overrides) for problem in exc.problems], path) from exc
+        raise overridden(exc.problems, overrides, path) from exc
     elsewhere = None if local or spec.data is None else spec.data.elsewhere(config)
     if elsewhere:
         logging.getLogger("relay").info(
@@ -92,8 +92,11 @@ def load_pipeline_file(
     checked = [] if elsewhere else spec.preflight(config)
     problems = [*checked, *location_problems(config.run, config.tracking, local)]
     if problems:
-        raise ConfigError([from_override(problem, overrides) for problem in problems], path)
-    spec.build(config)  # DAG errors (cycles, missing inputs) surface before anything is written
+        raise overridden(problems, overrides, path)
+    try:
+        spec.build(config)  # DAG errors (cycles, missing inputs, a probe of no model) before anything is written
+    except ConfigError as exc:
+        raise overridden(exc.problems, overrides, path) from exc
     pins = spec.data.pins(config) if spec.data is not None and not elsewhere else {}
     if not pins:
         return spec, config, data
@@ -112,6 +115,11 @@ def _by_number(spec: Any, path: str, data: dict[str, Any], config: Any) -> tuple
     logging.getLogger("relay").info("class names as numbers: %s", ", ".join(f"{k}={v}" for k, v in numbers.items()))
     data = apply_overrides(data, numbers)
     return data, validate_config(spec.config_model, data, source=path)
+
+
+def overridden(problems: list[str], overrides: list[str], path: str) -> ConfigError:
+    """The error of ``problems`` in file ``path``, each naming the command-line override that set its key."""
+    return ConfigError([from_override(problem, overrides) for problem in problems], path)
 
 
 def from_override(problem: str, overrides: list[str]) -> str:

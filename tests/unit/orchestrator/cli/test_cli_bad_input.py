@@ -197,3 +197,14 @@ def test_a_preflight_or_location_problem_an_override_set_names_that_override(
     assert run_cli(tmp_path, SMOKE, "data.name=imagefolder", f"data.root={missing}", command="validate") == 2
     line = problem_line(capsys.readouterr().err, "data.root")
     assert line.endswith(f"(set on the command line: data.root={missing})"), line
+
+
+def test_a_problem_found_building_the_pipeline_is_headed_by_the_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """A probe of a stage with no model was "in the configuration", without the file or the override."""
+    noisy = str(Path(SMOKE).parent / "noisy_student_digits.yaml")
+    assert run_cli(tmp_path, noisy, "probe=[g00/filter]", command="validate") == 2
+    err = capsys.readouterr().err
+    assert f"1 problem(s) in {noisy}:" in err
+    assert problem_line(err, "probe[0]").endswith("(set on the command line: probe=[g00/filter])")
