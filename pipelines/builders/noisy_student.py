@@ -34,7 +34,8 @@ from pipelines.builders.common import (
     start_stages,
     starting,
 )
-from pipelines.model_names import PROBE_PARAMETERS
+from pipelines.data import image_shape
+from pipelines.model_names import PROBE_CHANNELS, PROBE_PARAMETERS
 from pipelines.schema import (
     ModelSection,
     PipelineFile,
@@ -78,20 +79,50 @@ class NoisyStudentSection(StrictModel):
     pseudo_batch_ratio: int = Field(1, ge=1)
 
 
+class PseudoLabelLoss(StrictModel):
+    """What a student's train stage reads of `noisy` (bounds checked there): how pseudo-labels enter its loss.
+
+    A stage's params are its cache key: with the whole section, `noisy.min_confidence` or
+    `noisy.iterations` (read only by the filter and the builder) retrained the teacher and every
+    student whose weights could not change. The teacher reads none of it.
+    """
+
+    label_type: Literal["soft", "hard"]
+    temperature: float
+    label_smoothing: float
+    unlabel_ratio: float
+    pseudo_batch_ratio: int
+
+
 class NoisyTrainSection(SupervisedTrainSection):
     """`train` of Noisy Student: the same knobs, RandAugment noise by default (the paper's input noise)."""
 
     augment: Literal["none", "weak", "strong"] = "strong"
 
 
-def model_size(name: str) -> int:
-    """Parameter count of a registered model, from the table the config check keeps (no torch)."""
-    return PROBE_PARAMETERS[name]
+# Weights of each model's first convolution per input channel (out_channels x 3 x 3, no bias): the only
+# part of a registered model whose size follows the image's channels. PROBE_PARAMETERS counts 3.
+STEM_WEIGHTS_PER_CHANNEL = {"small_cnn": 288, "wrn28_2": 144, "resnet18": 576, "resnet34": 576}
 
 
-def check_student_size(teacher: str, student: str, section: str = "student") -> None:
+def model_size(name: str, channels: int = PROBE_CHANNELS) -> int:
+    """Parameter count of a registered model on images of ``channels`` channels, without torch.
+
+    Why not PROBE_PARAMETERS alone: it counts RGB models, and the error then quoted 11,173,962
+    for a resnet18 that, on 1-channel digits, the run logs as 11,172,810.
+    """
+    return PROBE_PARAMETERS[name] + (channels - PROBE_CHANNELS) * STEM_WEIGHTS_PER_CHANNEL[name]
+
+
+def data_channels(dataset: str) -> int:
+    """The image channels of dataset ``dataset`` (known without reading images), or PROBE_CHANNELS when unknown."""
+    shape = image_shape(dataset)
+    return PROBE_CHANNELS if shape is None else shape[0]
+
+
+def check_student_size(teacher: str, student: str, section: str = "student", channels: int = PROBE_CHANNELS) -> None:
     """Noisy Student needs an equal-or-larger student; ValueError naming the keys otherwise."""
-    teacher_size, student_size = model_size(teacher), model_size(student)
+    teacher_size, student_size = model_size(teacher, channels), model_size(student, channels)
     if student_size < teacher_size:
         raise ValueError(
             f"{section}.name: expected a student at least as large as the teacher (model.name {teacher!r}, "
@@ -112,26 +143,19 @@ class NoisyStudentConfig(PipelineFile):
     @model_validator(mode="after")
     def _student_not_smaller(self) -> NoisyStudentConfig:
         if self.student.require_larger:
-            check_student_size(self.model.name, self.student.name)
+            check_student_size(self.model.name, self.student.name, channels=data_channels(self.data.name))
         return self
 
 
 def _train(config: NoisyStudentConfig, k: int, pretrained: str | None) -> Stage:
     """g00 trains the teacher on labeled data (from ``pretrained`` when given); gK (K > 0) a student on labeled + the previous picks."""
     io = {"split": SPLIT, "model": gen(k, "model")}
-    model = config.model
-    if k > 0:
-        io.update({"picks": gen(k - 1, "picks"), "pseudo_labels": gen(k - 1, "pseudo_labels")})
-        model = part(ModelSection, config.student)
-    params = {
-        "data": config.data,
-        "model": model,
-        "train": config.train,
-        "augment": config.augment,
-        "noisy": config.noisy,
-    }
+    params = {"data": config.data, "model": config.model, "train": config.train, "augment": config.augment}
     if k == 0:
         io, params = starting(io, params, config, pretrained)
+    else:
+        io.update({"picks": gen(k - 1, "picks"), "pseudo_labels": gen(k - 1, "pseudo_labels")})
+        params.update({"model": part(ModelSection, config.student), "noisy": part(PseudoLabelLoss, config.noisy)})
     return refs.make_stage(
         gen(k, "train"), refs.train_network, io, (gen(k, "model"),), params, config.resources.train, k
     )

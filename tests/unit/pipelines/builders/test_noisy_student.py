@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from orchestrator.engine.fingerprint import fingerprint
 from pipelines.builders import distill, noisy_student
+from pipelines.model_names import MODEL_NAMES, PROBE_CLASSES
+from pipelines.models import create_model, parameter_count
 from tests.unit.pipelines.helpers import config, problems
 
 
@@ -60,3 +63,51 @@ def test_student_smaller_than_the_teacher_is_rejected_when_required() -> None:
 def test_non_positive_temperature_names_the_key(model_cls: type, key: str, value: float) -> None:
     message = problems(model_cls, **{key: value})
     assert "1 problem" in message and key in message and "> 0" in message
+
+
+def _fingerprints(**overrides: object) -> dict[str, str]:
+    """Every stage's cache key (no inputs: those are the same artifacts in both runs) under ``overrides``."""
+    cfg = config(noisy_student.NoisyStudentConfig, **{"noisy.iterations": 2, **overrides})
+    return {stage.name: fingerprint(stage, {}, "code") for stage in noisy_student.build(cfg).stages}
+
+
+@pytest.mark.parametrize(
+    "override",
+    [{"noisy.min_confidence": 0.5}, {"noisy.per_class": 7}, {"noisy.iterations": 1}],
+)
+def test_filter_settings_leave_the_train_stages_cached(override: dict[str, object]) -> None:
+    """Before, every train stage carried all of `noisy`: a filter-only change retrained identical weights."""
+    base, changed = _fingerprints(), _fingerprints(**override)
+    for name in ("g00/train", "g01/train"):
+        assert changed[name] == base[name], f"{name} would rerun for {override}"
+
+
+def test_the_train_stages_rerun_when_what_they_read_changes() -> None:
+    base = _fingerprints()
+    smoothing = _fingerprints(**{"noisy.label_smoothing": 0.2})
+    assert smoothing["g00/train"] == base["g00/train"], "the teacher reads no pseudo-labels"
+    assert smoothing["g01/train"] != base["g01/train"] and smoothing["g02/train"] != base["g02/train"]
+    assert _fingerprints(**{"train.steps": 7})["g00/train"] != base["g00/train"]
+    assert _fingerprints(**{"model.dropout": 0.2})["g00/train"] != base["g00/train"]
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_model_size_counts_what_the_data_builds(name: str, channels: int) -> None:
+    """The config-time count (no torch) equals the built model's on images of that many channels."""
+    built = parameter_count(create_model(name, PROBE_CLASSES, channels))
+    assert noisy_student.model_size(name, channels) == built
+
+
+def test_the_size_error_quotes_the_counts_the_runs_log() -> None:
+    """Digits are 1-channel: resnet18 has 11,172,810 parameters there (11,173,962 was the RGB count)."""
+    message = problems(
+        noisy_student.NoisyStudentConfig,
+        **{"data.name": "digits", "model.name": "resnet18", "student.name": "small_cnn"},
+    )
+    assert "11,172,810 parameters" in message and "with 94,186" in message
+    message = problems(
+        noisy_student.NoisyStudentConfig,
+        **{"data.name": "cifar10", "data.root": "/nowhere", "model.name": "resnet18", "student.name": "small_cnn"},
+    )
+    assert "11,173,962 parameters" in message and "with 94,762" in message
