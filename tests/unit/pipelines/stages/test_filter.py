@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.csv as pacsv
 import pytest
 
 from pipelines.pseudo_label import to_table
@@ -35,3 +36,27 @@ def test_filter_stage_balances_to_k_and_scores_the_picks() -> None:
     assert (metrics["kept/0"], metrics["kept/1"], metrics["kept_total"], metrics["kept_unique"]) == (2.0, 2.0, 4.0, 3.0)
     assert metrics["dropped_low_confidence"] == 1.0
     assert metrics["picks_accuracy"] == pytest.approx(0.75), "id 1 is truly class 1 but picked as 0"
+
+
+def test_filter_stage_logs_its_picks_and_histogram_as_crest_rebalance_does() -> None:
+    """Before, the filter logged only numbers; a generation's MLflow run now shows what it kept."""
+    probs = np.array([[0.9, 0.1], [0.8, 0.2], [0.2, 0.8], [0.6, 0.4]], dtype=np.float32)
+    table = to_table([0, 1, 2, 3], probs, 0, "m")
+    split = pa.table(
+        {"sample_id": [0, 1, 2, 3], "label": [0, 0, 1, 1], "subset": ["unlabeled"] * 4}, schema=SPLIT_SCHEMA
+    )
+    params = {
+        "io": {"split": "s", "pseudo_labels": "p", "picks": "k"},
+        "data": DataSection(name="synthetic"),
+        "min_confidence": 0.7,
+        "per_class": 2,
+        "generation": 0,
+    }
+    result = filter_stage.filter_pseudo_labels(ctx(), {"s": split, "p": table}, params)
+    assert set(result.files) == {"picks.csv", "pseudo_label_histogram.png"}
+    logged = pacsv.read_csv(pa.BufferReader(result.files["picks.csv"]))
+    picks = result.outputs["k"]
+    assert logged.column_names == picks.column_names, "the CSV is the picks table the student reads"
+    assert logged.column("sample_id").to_pylist() == picks.column("sample_id").to_pylist() == [0, 1, 2, 2]
+    assert logged.column("confidence").to_pylist() == pytest.approx(picks.column("confidence").to_pylist())
+    assert result.files["pseudo_label_histogram.png"].startswith(b"\x89PNG")
