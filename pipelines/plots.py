@@ -58,12 +58,12 @@ def confusion_matrix(confusion: Sequence[Sequence[int]]) -> bytes:
     return _png(figure)
 
 
-def class_histogram(before: Sequence[int], after: Sequence[int]) -> bytes:
-    """Pseudo-labels per predicted class before and after CReST rebalancing."""
+def class_histogram(before: Sequence[int], after: Sequence[int], selection: str = "rebalancing") -> bytes:
+    """Pseudo-labels per predicted class before and after a selection (CReST's rebalancing, Noisy Student's filter)."""
     x = np.arange(len(before))
     figure, axis = plt.subplots(figsize=(7, 3.5))
     axis.bar(x - 0.2, before, width=0.4, label="pseudo-labeled")
-    axis.bar(x + 0.2, after, width=0.4, label="kept after rebalancing")
+    axis.bar(x + 0.2, after, width=0.4, label=f"kept after {selection}")
     axis.set_xticks(x)
     axis.set_xlabel("predicted class")
     axis.legend()

@@ -203,6 +203,32 @@ def picks_of(
     return picks, kept, metrics
 
 
+def picks_files(
+    pred: np.ndarray, kept: np.ndarray, picks: pa.Table, num_classes: int, selection: str
+) -> dict[str, bytes]:
+    """The files a selection of pseudo-labels logs: per-class counts before and after it, and the picks.
+
+    Both selections log them, so a generation shows in MLflow what its next model trains on
+    (`rebalance/picks.csv`, `filter/picks.csv`), not only the kept/<c> numbers.
+    """
+    from pipelines import plots
+
+    before = np.bincount(pred, minlength=num_classes).tolist()
+    return {
+        "pseudo_label_histogram.png": plots.class_histogram(before, kept.tolist(), selection),
+        "picks.csv": table_csv(picks),
+    }
+
+
+def table_csv(table: pa.Table) -> bytes:
+    """A small table as CSV bytes, so the generation's MLflow run shows it without a Parquet reader."""
+    import pyarrow.csv as pacsv
+
+    sink = pa.BufferOutputStream()
+    pacsv.write_csv(table, sink)
+    return sink.getvalue().to_pybytes()
+
+
 # --- checkpoints --------------------------------------------------------------------------
 
 

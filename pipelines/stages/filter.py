@@ -9,13 +9,10 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 
 from orchestrator.dag import StageContext, StageResult
-from pipelines import plots
 from pipelines.sampling import filter_and_balance
-from pipelines.stages.common import artifact, num_classes_of, output_name, picks_of, predictions
-from pipelines.stages.rebalance import table_csv
+from pipelines.stages.common import artifact, num_classes_of, output_name, picks_files, picks_of, predictions
 
 
 def filter_pseudo_labels(ctx: StageContext, inputs: Mapping[str, Any], params: Mapping[str, Any]) -> StageResult:
@@ -36,18 +33,5 @@ def filter_pseudo_labels(ctx: StageContext, inputs: Mapping[str, Any], params: M
             "dropped_low_confidence": float(np.sum(confidence < params["min_confidence"])),
         }
     )
-    files = picks_files(pred, kept, picks, num_classes)
+    files = picks_files(pred, kept, picks, num_classes, "filtering")
     return StageResult(outputs={output_name(params, "picks"): picks}, metrics=metrics, files=files)
-
-
-def picks_files(pred: np.ndarray, kept: np.ndarray, picks: pa.Table, num_classes: int) -> dict[str, bytes]:
-    """The files a selection of pseudo-labels logs: per-class counts before and after it, and the picks.
-
-    The same two files as CReST's rebalance stage, so a Noisy Student generation shows in MLflow
-    what its filter kept (`filter/picks.csv`) instead of only the kept/<c> numbers.
-    """
-    before = np.bincount(pred, minlength=num_classes).tolist()
-    return {
-        "pseudo_label_histogram.png": plots.class_histogram(before, kept.tolist()),
-        "picks.csv": table_csv(picks),
-    }

@@ -9,12 +9,18 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 
 from orchestrator.dag import StageContext, StageResult
-from pipelines import plots
 from pipelines.sampling import crest_rates, select_crest
-from pipelines.stages.common import artifact, labeled_class_counts, num_classes_of, output_name, picks_of, predictions
+from pipelines.stages.common import (
+    artifact,
+    labeled_class_counts,
+    num_classes_of,
+    output_name,
+    picks_files,
+    picks_of,
+    predictions,
+)
 
 
 def rebalance_generation(ctx: StageContext, inputs: Mapping[str, Any], params: Mapping[str, Any]) -> StageResult:
@@ -27,19 +33,5 @@ def rebalance_generation(ctx: StageContext, inputs: Mapping[str, Any], params: M
     rows = select_crest(pred, confidence, rates, params["selection"], np.random.default_rng(ctx.seed))
     picks, kept, metrics = picks_of(table, rows, split, num_classes, params["generation"])
     metrics.update({f"rate/{c}": float(r) for c, r in enumerate(rates)})
-    files = {
-        "pseudo_label_histogram.png": plots.class_histogram(
-            np.bincount(pred, minlength=num_classes).tolist(), kept.tolist()
-        ),
-        "picks.csv": table_csv(picks),
-    }
+    files = picks_files(pred, kept, picks, num_classes, "rebalancing")
     return StageResult(outputs={output_name(params, "picks"): picks}, metrics=metrics, files=files)
-
-
-def table_csv(table: pa.Table) -> bytes:
-    """A small table as CSV bytes, so the generation's MLflow run shows it without a Parquet reader."""
-    import pyarrow.csv as pacsv
-
-    sink = pa.BufferOutputStream()
-    pacsv.write_csv(table, sink)
-    return sink.getvalue().to_pybytes()
