@@ -3,7 +3,8 @@
 The CLI names no dataset: the sources, the format and the checks come from the `DataSpec` the
 installed pipelines carry (orchestrator.registry), found the same way the pipelines are. Bad input
 (an unknown source, an image that does not decode, a destination holding another dataset, shards
-that do not match their manifest) exits 2 with the message; the import leaves nothing behind.
+that do not match their manifest) exits 2 with the message; the import leaves nothing behind. The
+storage failing once the import wrote exits 1 with what DEST still holds and how to start again.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from typing import Any
 
 from orchestrator.cli.common import pipelines_of
 from orchestrator.cli.preflight import folder_problem
-from orchestrator.errors import ConfigError
+from orchestrator.engine.artifacts import UNREACHABLE_FIX, StoreFault, first_line, store_failure, store_fault
+from orchestrator.errors import ConfigError, RelayError
 from orchestrator.registry import DataSpec, data_specs
 
 
@@ -28,12 +30,31 @@ def _specs(args: argparse.Namespace) -> list[DataSpec]:
     return specs
 
 
-def _checked(fn: Callable[..., Mapping[str, Any]], *args: Any) -> Mapping[str, Any]:
-    """Run a DataSpec function; its bad-input errors (ValueError, OSError) become exit 2 with their message."""
+def _checked(fn: Callable[..., Mapping[str, Any]], dest: str, *args: Any) -> Mapping[str, Any]:
+    """Run a DataSpec function on ``dest``; its bad-input errors (ValueError, OSError) become exit 2 with their
+    message, and an error marked ``store_failed`` (the storage failed once the import wrote) exit 1.
+
+    Storage that refuses the credentials is said so here, with the classifier the run's checks use:
+    the dataset code, which imports nothing of the orchestrator, called it unreachable.
+    """
     try:
-        return fn(*args)
+        return fn(dest, *args)
     except (ValueError, OSError) as exc:
+        if getattr(exc, "store_failed", False):
+            raise RelayError(f"{dest}: the import failed because {_store_fault(dest, exc)}; {exc}") from exc
+        if store_fault(exc) is StoreFault.DENIED:
+            raise ConfigError([str(store_failure(dest, exc))], "relay data") from exc
         raise ConfigError([str(exc)], "relay data") from exc
+
+
+def _store_fault(dest: str, exc: BaseException) -> str:
+    """Why the storage failed mid-import, in words: it stopped answering, refused access, or failed to write."""
+    fault = store_fault(exc)
+    if fault is StoreFault.UNREACHABLE:
+        return f"the store stopped answering ({first_line(exc)}); {UNREACHABLE_FIX}"
+    if fault is StoreFault.DENIED:
+        return str(store_failure(dest, exc))
+    return f"the store failed to write ({first_line(exc)})"
 
 
 def _print(summary: Mapping[str, Any]) -> None:
@@ -72,7 +93,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     if problems:
         raise ConfigError(problems, "relay data")
     options = {"encoding": args.encoding, "image_size": args.image_size, "rows_per_group": args.rows_per_group}
-    _print(_checked(spec.import_dataset, args.source, args.dest, options))
+    _print(_checked(lambda dest: spec.import_dataset(args.source, dest, options), args.dest))
     return 0
 
 
@@ -80,9 +101,9 @@ def cmd_info(args: argparse.Namespace) -> int:
     problems = []
     for spec in _specs(args):  # one spec per format; the first that reads DEST answers
         try:
-            summary = spec.describe(args.dest, args.verify)
-        except (ValueError, OSError) as exc:
-            problems.append(str(exc))
+            summary = _checked(spec.describe, args.dest, args.verify)
+        except ConfigError as exc:
+            problems.extend(exc.problems)
             continue
         _print(summary)
         return 0

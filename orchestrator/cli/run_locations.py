@@ -45,6 +45,7 @@ from orchestrator.config import (
     tracking_uri,
 )
 from orchestrator.dag import Pipeline
+from orchestrator.engine.artifacts import StoreFault, store_failure, store_fault
 from orchestrator.engine.fit import local_fit_problems, local_gpus
 from orchestrator.errors import ConfigError
 
@@ -175,7 +176,8 @@ def _bounded(action: Callable[[], Any], timeout_s: float) -> tuple[bool, Any]:
 
 
 def store_problem(uri: str, timeout_s: float = PROBE_TIMEOUT_S, key: str = "run.artifact_uri") -> str | None:
-    """Why the remote store at ``uri`` cannot be used from here (unknown scheme, no answer, no bucket), or None.
+    """Why the remote store at ``uri`` cannot be used from here (unknown scheme, refused credentials, no
+    answer, no bucket), or None.
 
     ``key`` is how the user named the store (a setting, a flag or a variable), for the message.
     """
@@ -192,6 +194,8 @@ def store_problem(uri: str, timeout_s: float = PROBE_TIMEOUT_S, key: str = "run.
         return bucket, fs.get_file_info(bucket)
 
     finished, answer = _bounded(bucket_info, timeout_s)
+    if finished and isinstance(answer, Exception) and store_fault(answer) is StoreFault.DENIED:
+        return f"{key}: {store_failure(uri, answer)}"
     if not finished or isinstance(answer, Exception):
         detail = f"no answer within {timeout_s:g} s" if not finished else str(answer).splitlines()[0]
         return (

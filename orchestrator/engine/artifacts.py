@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ import pyarrow.fs as pafs
 from orchestrator.dag import StageResult
 from orchestrator.engine.digests import ALGORITHM, LEGACY, digest_of, hasher
 from orchestrator.engine.parquet import HashingSink, read_parquet, write_parquet
-from orchestrator.errors import ArtifactError
+from orchestrator.errors import ArtifactError, exception_chain
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +39,73 @@ TRAIN_DIR = "ray_train"  # data-parallel stages' Ray Train runs (their checkpoin
 RERUN_MARK = "rerun_by"  # scratch file naming the run that computes a stage afresh on request
 _CHUNK = 1 << 20
 _PLAIN = (bool, int, float, str, type(None))
+# pyarrow raises every S3 (and GCS) failure as a plain OSError: only its text, AWS's error names and
+# curl's messages, tells a store that refuses the credentials from one that does not answer.
+DENIED_MARKERS = (
+    "ACCESS_DENIED",
+    "INVALID_ACCESS_KEY_ID",
+    "SIGNATURE_DOES_NOT_MATCH",
+    "EXPIRED_TOKEN",
+    "AccessDenied",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "ExpiredToken",
+)
+UNREACHABLE_MARKERS = (
+    "NETWORK_CONNECTION",
+    "Could not connect",
+    "Couldn't connect",
+    "Connection refused",
+    "Could not resolve host",
+    "Couldn't resolve host",
+    "Timeout was reached",
+)
+DENIED_FIX = (
+    "the credentials (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, or the profile AWS_PROFILE names) are not "
+    "accepted for that bucket; fix them"
+)
+UNREACHABLE_FIX = "check the endpoint (AWS_ENDPOINT_URL for an S3-compatible server) and the network"
+
+
+class StoreFault(Enum):
+    """Why a remote store failed, as far as its error says; each calls for another fix."""
+
+    DENIED = "denied"  # it answered and refused the credentials
+    UNREACHABLE = "unreachable"  # it did not answer: the endpoint, the network, a server that went away
+
+
+def store_fault(error: BaseException) -> StoreFault | None:
+    """The fault behind ``error`` or any error it was raised from, None when its text names neither.
+
+    One classifier for every message about a store (the run's preflight, stage outputs, the run
+    record, `relay data`), because the same ACCESS_DENIED was called "does not answer" by two of them.
+    """
+    for exc in exception_chain(error):
+        text = str(exc)
+        if any(marker in text for marker in DENIED_MARKERS):
+            return StoreFault.DENIED
+        if isinstance(exc, ConnectionError) or any(marker in text for marker in UNREACHABLE_MARKERS):
+            return StoreFault.UNREACHABLE
+    return None
+
+
+def store_failure(uri: str, error: BaseException) -> str | None:
+    """What a store fault means and what to fix, naming the store and the error's first line; None when
+    ``error`` is neither fault (a full disk, a read-only folder: the caller's own words fit those)."""
+    fault = store_fault(error)
+    detail = first_line(error)
+    if fault is StoreFault.DENIED:
+        return f"access to the store {uri} was denied ({detail}): {DENIED_FIX}"
+    if fault is StoreFault.UNREACHABLE:
+        return f"the store {uri} does not answer from this machine ({detail}); {UNREACHABLE_FIX}"
+    return None
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of the innermost error behind ``error``: the storage's own words, once."""
+    root = list(exception_chain(error))[-1]
+    lines = str(root).strip().splitlines()
+    return lines[0] if lines else type(root).__name__
 
 
 @dataclass(frozen=True)
@@ -135,7 +203,10 @@ class ArtifactStore:
         duration include the writing, where streamed outputs are computed.
         """
         directory = self.stage_dir(fingerprint)
-        self._fs.create_dir(self._abs(directory), recursive=True)
+        try:
+            self._fs.create_dir(self._abs(directory), recursive=True)
+        except (OSError, pa.ArrowException) as exc:
+            raise self._unwritable(stage, self._abs(directory), exc) from exc
         self._delete(f"{directory}/{MANIFEST}")
         outputs = {name: self._write_output(directory, name, value) for name, value in result.outputs.items()}
         files = {
@@ -197,7 +268,7 @@ class ArtifactStore:
             self._fs.move(temp, final)
         except (OSError, pa.ArrowException) as exc:
             self._delete_abs(temp)
-            raise ArtifactError(name, f"could not write {final}: {exc}; check the store is writable") from exc
+            raise self._unwritable(name, final, exc) from exc
         except BaseException:
             self._delete_abs(temp)
             raise
@@ -269,7 +340,13 @@ class ArtifactStore:
             self._fs.move(temp, final)
         except (OSError, pa.ArrowException) as exc:
             self._delete_abs(temp)
-            raise ArtifactError(name, f"could not write {final}: {exc}; check the store is writable") from exc
+            raise self._unwritable(name, final, exc) from exc
+
+    def _unwritable(self, name: str, path: str, exc: BaseException) -> ArtifactError:
+        """The error for a write the store failed, with the fix its cause calls for: "check the store is
+        writable" told a user whose S3 endpoint had gone away to look at permissions."""
+        fault = store_failure(self.uri, exc)
+        return ArtifactError(name, f"could not write {path}: {fault or f'{exc}; check the store is writable'}")
 
     def _delete(self, relative: str) -> None:
         self._delete_abs(self._abs(relative))

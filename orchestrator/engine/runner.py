@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.dag import Pipeline, Stage
-from orchestrator.engine.artifacts import ArtifactRef, ArtifactStore, Manifest, sanitize
+from orchestrator.engine.artifacts import ArtifactRef, ArtifactStore, Manifest, StoreFault, sanitize, store_fault
 from orchestrator.engine.executors import Executor
 from orchestrator.engine.fingerprint import fingerprint
 from orchestrator.engine.ledger import Ledger, done_in
@@ -123,9 +123,33 @@ class _RunState:
     in_flight: dict[Any, StageTask] = field(default_factory=dict)
     failure: StageError | None = None
     rerun: Collection[str] = ()
+    record_lost: ArtifactError | None = None  # the first ledger write the store failed after a stage had failed
 
     def write_ledger(self, status: RunStatus) -> None:
-        self.ledger.write(status.value, {name: o.ledger_entry() for name, o in self.outcomes.items()})
+        """Rewrite the ledger. Once a stage has failed, a ledger the store cannot take is noted, not raised:
+        the same broken store usually failed the stage's output first (QA: an S3 endpoint gone mid-run),
+        and the run's last line named the ledger rather than the stage."""
+        try:
+            self.ledger.write(status.value, {name: o.ledger_entry() for name, o in self.outcomes.items()})
+        except ArtifactError as exc:
+            if self.failure is None:
+                raise
+            if self.record_lost is None:
+                logger.warning("could not update the run record: %s", exc)
+            self.record_lost = self.record_lost or exc
+
+
+class UnrecordedStageError(StageError):
+    """A stage failed and the run record could not say so (the store failed both): the message adds what
+    `relay runs` shows meanwhile and when `relay resume` can go on, so the run's last line says it all."""
+
+    def __init__(self, stage: str, cause: BaseException, attempts: int, note: str) -> None:
+        super().__init__(stage, cause, attempts)
+        self.note = note
+        self.args = (f"{self.args[0]}; {note}",)
+
+    def __reduce__(self):
+        return (type(self), (self.stage, self.cause, self.attempts, self.note))
 
 
 class Runner:
@@ -208,12 +232,10 @@ class Runner:
             )
             raise
         except BaseException as exc:
-            try:
-                st.write_ledger(RunStatus.FAILED)
-            except ArtifactError as unwritable:  # the store itself failed: say how to resume all the same
-                logger.warning("could not record the failure in the run's ledger: %s", unwritable)
-            logger.error("run %s failed: %s. %s", run_id, str(exc).rstrip("."), self._way_on(exc, run_id))
-            raise
+            failed = self._failed(st, exc)
+            if failed is exc:
+                raise
+            raise failed from exc.__cause__
         status = RunStatus.FINISHED if _all_done(pipeline, st.outcomes, ledger) else RunStatus.STOPPED
         st.write_ledger(status)
         logger.info(
@@ -224,6 +246,31 @@ class Runner:
             sum(o.state is StageState.CACHED for o in st.outcomes.values()),
         )
         return RunSummary(run_id, status, st.outcomes, st.manifests)
+
+    def _failed(self, st: _RunState, error: BaseException) -> BaseException:
+        """Record a failed run and log how to go on; the error to raise: ``error``, or, when the run
+        record could not be updated, the first stage failure with that said (``UnrecordedStageError``)."""
+        try:
+            st.write_ledger(RunStatus.FAILED)
+        except ArtifactError as unwritable:  # no stage failed: the store failed the ledger itself
+            logger.warning("could not record the failure in the run's ledger: %s", unwritable)
+        if st.failure is None or st.record_lost is None or error is not st.failure:
+            logger.error("run %s failed: %s. %s", st.run_id, str(error).rstrip("."), self._way_on(error, st.run_id))
+            return error
+        failure = st.failure
+        lost = UnrecordedStageError(failure.stage, failure.cause, failure.attempts, self._unrecorded(st))
+        logger.error("run %s failed: %s", st.run_id, lost)
+        return lost
+
+    def _unrecorded(self, st: _RunState) -> str:
+        """What a run whose record could not be updated means for `relay runs` and `relay resume`."""
+        fault = store_fault(st.record_lost) if st.record_lost is not None else None
+        when = "once the store answers" if fault is StoreFault.UNREACHABLE else "once the store can be written"
+        return (
+            f"the run record (runs/{st.run_id}/ledger.json) could not be updated either, so `relay runs` shows it "
+            f"INTERRUPTED (or RUNNING), not FAILED; {when}, `relay resume {st.run_id}{self.store_option}` continues it "
+            f"(a cluster job: relay submit --resume {st.run_id})"
+        )
 
     @staticmethod
     def _targets(pipeline: Pipeline, stop_after: str | None) -> list[Stage]:

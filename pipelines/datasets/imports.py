@@ -230,6 +230,8 @@ def import_dataset(source: str, dest: str, options: Mapping[str, Any]) -> dict[s
     unfinished import, foreign files) is settled before the source's images are read. Ctrl-C
     logs one line, as `relay run` does: that the import was interrupted, what is left at
     ``dest`` (``shards.write_dataset`` removed what it wrote), and the command to start again.
+    The storage failing once writing began (QA: an S3 endpoint that went away mid-import) is
+    no bad input: ImportStoreError says the same two things.
     """
     writing = False
     try:
@@ -247,6 +249,27 @@ def import_dataset(source: str, dest: str, options: Mapping[str, Any]) -> dict[s
         left = _left_at(dest) if writing else f"nothing was written to {dest}"
         log.warning("import interrupted; %s; start it again with: %s", left, _again(source, dest, options))
         raise
+    except shards.StoreWriteError as exc:
+        left = _kept_at(dest) if exc.kept else _left_at(dest)
+        raise ImportStoreError(f"{left}; start it again with: {_again(source, dest, options)}") from exc
+
+
+class ImportStoreError(OSError):
+    """The destination's storage failed while an import wrote to it (a shard or the manifest): exit 1, not
+    bad input. The message says what the destination still holds and the command that starts the import
+    again; the storage's error is its cause, for the CLI to say why (a store that stopped answering, refused
+    access, or failed to write). ``store_failed`` is how the CLI, which imports no pipeline code, knows it.
+    """
+
+    store_failed = True
+
+
+def _kept_at(dest: str) -> str:
+    """What a failed import may have left at ``dest`` when its cleanup could not remove it either."""
+    return (
+        f"{dest} may still hold shard files of it and no manifest (the store did not answer when the import "
+        f"removed them): `relay data info {shlex.quote(dest)}` calls that an unfinished import, and the next import clears it"
+    )
 
 
 def _write(

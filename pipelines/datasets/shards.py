@@ -59,6 +59,19 @@ class ManifestError(DatasetError):
         self.reason = reason
 
 
+class StoreWriteError(OSError):
+    """Writing a dataset's shards or manifest to its storage failed: the storage's fault (it stopped
+    answering, refused, or is full), not the input's. An OSError, as the storage's error was.
+
+    ``kept``: whether files the import wrote may still be there, because its cleanup could not
+    remove them either (a store that stopped answering): set by ``write_dataset``.
+    """
+
+    def __init__(self, path: str, cause: BaseException) -> None:
+        super().__init__(f"{path}: could not write ({first_line(cause)})")
+        self.kept = False
+
+
 @dataclass(frozen=True)
 class Shard:
     """One Parquet file of a split: its path under the dataset root, rows, size and sha256."""
@@ -271,8 +284,11 @@ def write_manifest(uri: str, manifest: DatasetManifest) -> DatasetManifest:
     fs, root = open_root(uri)
     sealed = DatasetManifest(**{**manifest.__dict__, "digest": body_digest(manifest.body())})
     payload = json.dumps({**sealed.body(), "digest": sealed.digest}, indent=1).encode()
-    with fs.open_output_stream(f"{root}/{MANIFEST}") as stream:
-        stream.write(payload)
+    try:
+        with fs.open_output_stream(f"{root}/{MANIFEST}") as stream:
+            stream.write(payload)
+    except (OSError, pa.ArrowException) as exc:
+        raise StoreWriteError(f"{root}/{MANIFEST}", exc) from exc
     return sealed
 
 
@@ -353,10 +369,13 @@ class SplitWriter:
         self._writer.close()
         data = self._buffer.getvalue()
         path = f"{self.split}/part-{len(self.shards):05d}.parquet"
-        self._fs.create_dir(self.folder, recursive=True)
         self.written.append(f"{self._root}/{path}")
-        with self._fs.open_output_stream(f"{self._root}/{path}") as stream:
-            stream.write(data)
+        try:
+            self._fs.create_dir(self.folder, recursive=True)
+            with self._fs.open_output_stream(f"{self._root}/{path}") as stream:
+                stream.write(data)
+        except (OSError, pa.ArrowException) as exc:
+            raise StoreWriteError(f"{self._root}/{path}", exc) from exc
         self.shards.append(Shard(path, self._shard_rows, data.size, hashlib.sha256(data).hexdigest()))
         self._writer = self._buffer = None
         self._shard_rows = 0
@@ -400,8 +419,10 @@ def write_dataset(
                 folders.insert(0, writer.folder)
         manifest = DatasetManifest(tuple(str(c) for c in classes), shape, encoding, group, done, dict(source or {}))
         return write_manifest(uri, manifest)
-    except BaseException:
-        remove(uri, written, folders)
+    except BaseException as exc:
+        kept = remove(uri, written, folders)
+        if isinstance(exc, StoreWriteError):
+            exc.kept = bool(kept)
         raise
 
 
@@ -479,18 +500,22 @@ def _raise_if_remote(uri: str, fs: pafs.FileSystem, exc: Exception) -> None:
         raise DatasetError(unreachable(uri, exc)) from exc
 
 
-def remove(uri: str, paths: Iterable[str], folders: Iterable[str] = ()) -> None:
-    """Delete files a failed import wrote (absolute paths on ``uri``'s filesystem), then ``folders`` if empty.
+def remove(uri: str, paths: Iterable[str], folders: Iterable[str] = ()) -> list[str]:
+    """Delete files a failed import wrote (absolute paths on ``uri``'s filesystem), then ``folders`` if empty;
+    the files that could not be deleted (the store stopped answering), so the import can say what may be left.
 
     Missing ones are fine. A folder is removed only when nothing is left in it, so a failed import
     never deletes what it did not write.
     """
     fs, _ = open_root(uri)
+    kept = []
     for path in paths:
         try:
             fs.delete_file(path)
-        except (FileNotFoundError, OSError):
+        except FileNotFoundError:
             pass
+        except (OSError, pa.ArrowException):
+            kept.append(path)
     for folder in folders:
         try:
             if fs.get_file_info(folder).type == pafs.FileType.Directory and not fs.get_file_info(
@@ -499,3 +524,4 @@ def remove(uri: str, paths: Iterable[str], folders: Iterable[str] = ()) -> None:
                 fs.delete_dir(folder)
         except (OSError, pa.ArrowException):
             pass
+    return kept
