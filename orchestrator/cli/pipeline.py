@@ -53,10 +53,10 @@ from orchestrator.config import (
 from orchestrator.dag import Pipeline
 from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.engine.executors import Executor, LocalExecutor, RayExecutor, interrupts_kept
-from orchestrator.engine.ledger import CONFIG_FILE, RUNS, record_path
+from orchestrator.engine.ledger import CONFIG_FILE, RUNS, record_path, tracking_lost_at, write_tracking
 from orchestrator.engine.progress import ProgressDisplay
 from orchestrator.engine.runner import Runner
-from orchestrator.errors import ConfigError, RelayError
+from orchestrator.errors import ArtifactError, ConfigError, RelayError
 from orchestrator.tracking import report
 from orchestrator.tracking.background import BackgroundTracker
 from orchestrator.tracking.mlflow_tracker import metric_prefix, mlflow_tracker
@@ -145,20 +145,54 @@ def execute(run: PreparedRun, resume: bool) -> int:
     drains the last MLflow calls. ``tracker.join`` makes sure every MLflow write has landed
     before this returns, and only then are the copies made for it removed. While the stages
     run, their progress is shown from the run's progress board (docs/ARCHITECTURE.md, The engine).
+    A tracking store that stopped answering is said in the closing lines instead of the browse hint,
+    with the `relay resume` that fills the MLflow record in, and kept in the run's record (``record_tracking``).
     """
     config, run_id, stop_after = run.config, run.run_id, run.stop_after
-    uri = config.tracking.uri
+    uri, store = config.tracking.uri, store_option(run.store.uri)
     with resume_hint_until_the_stages_run(run) as handover:
         tracker = BackgroundTracker(mlflow_tracker(uri, config.tracking))
-        tracker.start_pipeline(run_id, config.name, config.model_dump(mode="json"), resume=resume)
-        with tempfile.TemporaryDirectory(prefix="relay-copies-") as copies:
-            run_stages(run, tracker, Path(copies), handover)
+        try:
+            tracker.start_pipeline(run_id, config.name, config.model_dump(mode="json"), resume=resume)
+            with tempfile.TemporaryDirectory(prefix="relay-copies-") as copies:
+                run_stages(run, tracker, Path(copies), handover)
+        finally:  # a failed or interrupted run's record says so too: `relay generations` reads it
+            lost_at = record_tracking(run, tracker.inner)
+    if lost_at is not None:  # the browse line would open a record that stops at lost_at
+        print(f"\n{incomplete_tracking_note(run_id, uri, lost_at, store)}")
     if stop_after is not None:
-        print(f"stopped after {stop_after}; finish with: relay resume {run_id}{store_option(run.store.uri)}")
-        return 0
-    parent = None if getattr(tracker.inner, "store_unreachable", False) else tracker.parent_run_id  # no lookup then
-    print_browse_hint(config, uri, parent, run_id, store_option(run.store.uri))
+        print(f"stopped after {stop_after}; finish with: relay resume {run_id}{store}")
+    elif lost_at is None:
+        print_browse_hint(config, uri, tracker.parent_run_id, run_id, store)
     return 0
+
+
+def record_tracking(run: PreparedRun, tracker: Any) -> str | None:
+    """Where the tracking store stopped answering in this attempt (None: it answered), kept in the run's record.
+
+    An attempt that lost the store writes ``tracking.json`` (ledger.write_tracking); one that reached it
+    throughout, after an attempt that had not, marks the record complete: its resume reattached to the
+    MLflow runs and logged every stage the earlier attempt could not. A failure to write only warns.
+    """
+    lost_at = getattr(tracker, "lost_at", None)
+    reached = getattr(tracker, "parent_run_id", None) is not None
+    if lost_at is None and not (reached and tracking_lost_at(run.store, run.run_id) is not None):
+        return lost_at
+    try:
+        write_tracking(run.store, run.run_id, lost_at, run.config.tracking.uri)
+    except ArtifactError as exc:
+        log.warning("could not record in run %s's record whether its MLflow record is complete: %s", run.run_id, exc)
+    return lost_at
+
+
+def incomplete_tracking_note(run_id: str, uri: str, lost_at: str, store: str = "") -> str:
+    """The lines that replace the browse hint when the tracking store stopped answering during the run."""
+    return (
+        f"The MLflow record of run {run_id} is incomplete: the tracking store {uri} stopped answering at "
+        f"{lost_at}, and Relay stopped calling it (the run's outputs and ledger are in its artifact store).\n"
+        f"Once the store answers again, fill the record in with:  relay resume {run_id}{store}  "
+        "(completed stages are skipped)"
+    )
 
 
 def run_stages(run: PreparedRun, tracker: BackgroundTracker, copies: Path, handover: Handover) -> None:
@@ -476,7 +510,8 @@ def cmd_generations(args: argparse.Namespace) -> int:
     if args.run_id is None:  # the newest run: known only now, and its pipeline picks the columns
         summary, columns_note = newest_run_columns(store, pipelines_of(args), uri, experiment, run_id)
     print_generations(run_id, rows, summary)
-    for note in (columns_note, runs.unfinished_note(store, run_id)):
+    notes = (columns_note, runs.unfinished_note(store, run_id), runs.tracking_note(store, run_id))
+    for note in notes:
         if note:
             print(f"\n{note}")
     return 0

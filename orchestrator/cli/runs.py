@@ -22,7 +22,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from orchestrator.cli.common import Pipelines, add_artifact_uri, add_workspace, pipelines_of, store_of
+from orchestrator.cli.common import Pipelines, add_artifact_uri, add_workspace, pipelines_of, store_of, store_option
 from orchestrator.cli.run_locations import local_path
 from orchestrator.cli.tune import SWEEP_CONFIG
 from orchestrator.config import RunSettings, resolve_workspace
@@ -35,6 +35,7 @@ from orchestrator.engine.ledger import (
     RUNS,
     read_ledger,
     record_path,
+    tracking_lost_at,
 )
 from orchestrator.errors import ArtifactError, ConfigError
 from orchestrator.registry import PipelineSpec
@@ -199,6 +200,23 @@ def unfinished_note(store: ArtifactStore, run_id: str) -> str | None:
     else:
         way_on = f"finish it with `relay resume {run_id}`"
     return f"Run {run_id} is {status}, not finished: the table shows only the generations it got to; {way_on}"
+
+
+def tracking_note(store: ArtifactStore, run_id: str) -> str | None:
+    """A line saying the run's MLflow record is incomplete and how to fill it in, or None when it is not.
+
+    The run's record says so (``tracking.json``, ledger.write_tracking) when the tracking store stopped
+    answering during its last attempt: the MLflow runs from there on are missing or left RUNNING, and
+    `relay generations` showed an empty table as if that were the run's result.
+    """
+    lost_at = tracking_lost_at(store, run_id)
+    if lost_at is None:
+        return None
+    return (
+        f"Run {run_id}'s MLflow record is incomplete: the tracking store stopped answering at {lost_at} while it "
+        f"ran, so the table shows only what reached it; once the store answers, fill the record in with "
+        f"`relay resume {run_id}{store_option(store.uri)}` (completed stages are skipped)"
+    )
 
 
 def check_not_running(store: ArtifactStore, run_id: str) -> None:

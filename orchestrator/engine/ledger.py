@@ -2,7 +2,8 @@
 
 Three files: ``config.yaml`` (the resolved config) and ``command.json`` (the command that made
 it), written once when the run starts, and ``ledger.json`` (the state of every stage), rewritten
-atomically after every change. A run killed at any moment, its head node included, leaves a
+atomically after every change; a fourth, ``tracking.json``, when the tracking store stopped answering
+during an attempt (the MLflow record is incomplete) and after the attempt that filled it in. A run killed at any moment, its head node included, leaves a
 readable record of how far it got, on storage that outlives the machine: `relay resume` (from any
 machine that sees the store), `relay runs` and a person debugging a failure read it there. The
 ledger names the driver (host and pid), so a run whose driver died is told apart from one still
@@ -27,6 +28,7 @@ RUNS = "runs"
 CONFIG_FILE = "config.yaml"
 COMMAND_FILE = "command.json"
 LEDGER_FILE = "ledger.json"
+TRACKING_FILE = "tracking.json"
 DONE_STATES = ("succeeded", "cached")  # stage states whose output the run has (ran it, or found its own in the cache)
 TORN_READ_ATTEMPTS = 5
 TORN_READ_PAUSE_S = 0.2
@@ -64,6 +66,30 @@ def read_ledger(store: ArtifactStore, run_id: str) -> dict[str, Any] | None:
                 raise ArtifactError(record_path(run_id, LEDGER_FILE), f"not valid JSON: {exc}") from exc
             time.sleep(TORN_READ_PAUSE_S)
     raise AssertionError("unreachable")
+
+
+def write_tracking(store: ArtifactStore, run_id: str, lost_at: str | None, tracking_uri: str) -> None:
+    """Record whether the run's MLflow record is complete: ``lost_at`` is where the store stopped answering.
+
+    Why here and not in MLflow: the store that stopped answering cannot be told, and `relay
+    generations` read an incomplete record from it as a run without results, saying nothing.
+    """
+    data = {"complete": lost_at is None, "stopped_answering_at": lost_at, "tracking_uri": tracking_uri, "at": _now()}
+    store.write_record(record_path(run_id, TRACKING_FILE), json.dumps(data, indent=2).encode())
+
+
+def tracking_lost_at(store: ArtifactStore, run_id: str) -> str | None:
+    """Where the tracking store stopped answering in the run's last attempt that reached it, None when complete.
+
+    A record that cannot be read or parsed counts as none: it only adds a note.
+    """
+    try:
+        data = json.loads(store.read_record(record_path(run_id, TRACKING_FILE)) or b"{}")
+    except (ArtifactError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("complete", True) is not False:
+        return None
+    return str(data.get("stopped_answering_at") or "an unknown point")
 
 
 @dataclass

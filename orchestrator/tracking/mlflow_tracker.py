@@ -50,6 +50,7 @@ T = TypeVar("T")
 CUT_SHORT = ("KILLED", "STOPPED")  # statuses whose unfinished generation runs end KILLED too
 RELAY_WORD = {"KILLED": "INTERRUPTED"}  # the parent's relay.status tag reads as `relay runs` does
 TAG_REGISTERED = "relay.registered_models"  # on the parent: every model version the run registered
+START, END = "the run's start", "the run's end"  # where the store stopped answering, outside any stage
 
 
 def metric_prefix(stage_name: str) -> str:
@@ -142,20 +143,27 @@ class MlflowTracker:
         self._finished_before: dict[tuple[str, str], str] = {}
         self._failed_gens: set[int] = set()
         self._registered: list[str] = []
-        self.store_unreachable = False
+        self.lost_at: str | None = None  # where the store stopped answering (a stage, the run's start or end)
 
     @property
     def parent_run_id(self) -> str | None:
         """The MLflow id of the pipeline's parent run (None before start or after a failure)."""
         return self._parent
 
-    def _guard(self, op: str, action: Callable[[], T]) -> T | None:
+    @property
+    def store_unreachable(self) -> bool:
+        """Whether the tracking store stopped answering during this run (its MLflow record is then incomplete)."""
+        return self.lost_at is not None
+
+    def _guard(self, op: str, action: Callable[[], T], where: str) -> T | None:
         """Run one tracking action; warn on failure unless strict; once the store is unreachable, call it no more.
 
-        Every call to a dead server costs MLflow's retries (tens of seconds even as Relay sets them,
+        Every call to a dead server costs MLflow's retries (about 7 s as Relay sets them,
         common.CLIENT_ENV_DEFAULTS); a run that went on calling it after the first failure hung for
         minutes per call once its stages were done. So the first connection failure is said once,
         clearly, and every later action is dropped (strict mode raises instead, as for any failure).
+        ``where`` (a stage's name, or the run's start or end) is kept in ``lost_at`` for the run's
+        closing lines and its record: `relay resume` fills the MLflow record in once the store answers.
         """
         if self.store_unreachable:
             return None
@@ -164,20 +172,21 @@ class MlflowTracker:
             try:
                 return action()
             except Exception as exc:
-                self._note_unreachable(exc)
+                self._note_unreachable(exc, where)
                 raise
 
         return guarded(op, noting_unreachable, self.tracking_uri, self.strict)
 
-    def _note_unreachable(self, error: BaseException) -> None:
+    def _note_unreachable(self, error: BaseException, where: str) -> None:
         """Stop calling the store after ``error`` when it says the store cannot be reached; say so once."""
         if self.store_unreachable or not is_unreachable(error):
             return
-        self.store_unreachable = True
+        self.lost_at = where
         logger.warning(
-            "the tracking store %s is unreachable; Relay stops calling it for this run, so its MLflow "
+            "the tracking store %s stopped answering at %s; Relay stops calling it for this run, so its MLflow "
             "record is incomplete (the run itself goes on unless tracking.strict is set)",
             self.tracking_uri,
+            where,
         )
 
     def start_pipeline(self, run_id: str, pipeline_name: str, config: Mapping[str, Any], resume: bool) -> None:
@@ -188,7 +197,7 @@ class MlflowTracker:
         """
         if self._parent is not None and self._run_id == run_id:
             return
-        self._guard("start_pipeline", lambda: self._start(run_id, pipeline_name, config, resume))
+        self._guard("start_pipeline", lambda: self._start(run_id, pipeline_name, config, resume), START)
 
     def _start(self, run_id: str, pipeline_name: str, config: Mapping[str, Any], resume: bool) -> None:
         self._client, self._experiment_id = open_experiment(self.tracking_uri, self.experiment, self.artifact_location)
@@ -300,12 +309,12 @@ class MlflowTracker:
     def stage_started(self, stage_name: str, generation: int | None) -> None:
         """Open the stage run now so its duration in the UI is the real one."""
         if self._parent is not None:
-            self._guard("stage_started", lambda: self._open_stage(stage_name, generation))
+            self._guard("stage_started", lambda: self._open_stage(stage_name, generation), stage_name)
 
     def stage_finished(self, record: StageRecord) -> None:
         """Log a stage's outcome on its run, its generation run and the parent."""
         if self._parent is not None:
-            self._guard("stage_finished", lambda: self._finish(record))
+            self._guard("stage_finished", lambda: self._finish(record), record.stage)
 
     def _finish(self, record: StageRecord) -> None:
         self._lineage.add(record.inputs, record.outputs)
@@ -317,11 +326,20 @@ class MlflowTracker:
         self._stage_runs[record.stage] = run  # until it is terminated: _close_open_stages must still know it
         try:
             self._log_outcome(run, record)
-        finally:  # closed even when logging failed (a model MLflow refused): never RUNNING under a closed parent
-            self._client.set_terminated(run, status=record.status)
-            del self._stage_runs[record.stage]
+        except Exception as exc:
+            # Closed even when logging failed (a model MLflow refused): never RUNNING under a closed parent.
+            # Not when the store is gone: that call would cost the client's retries a second time before
+            # the warning (14 s, not 7), and `relay resume` closes the run when the store answers again.
+            if not is_unreachable(exc):
+                self._close_stage_run(record.stage, run, record.status)
+            raise
+        self._close_stage_run(record.stage, run, record.status)
         if record.status == "FINISHED":  # a later run() of this pipeline run sees it as a cache hit: log once
             self._finished_before[(record.stage, record.fingerprint)] = run
+
+    def _close_stage_run(self, stage_name: str, run: str, status: str) -> None:
+        self._client.set_terminated(run, status=status)
+        del self._stage_runs[stage_name]
 
     def _log_outcome(self, run: str, record: StageRecord) -> None:
         """Everything a finished stage logs before its run is closed: tags, metrics, files, lineage, models."""
@@ -455,7 +473,7 @@ class MlflowTracker:
         again) or the sweep closes it with its final status.
         """
         if self._parent is not None:
-            self._guard("end_pipeline", lambda: self._end(status))
+            self._guard("end_pipeline", lambda: self._end(status), END)
 
     def _end(self, status: str) -> None:
         for stage_name in list(self._monitors):
@@ -469,7 +487,7 @@ class MlflowTracker:
             self._client.set_terminated(run, status="FAILED" if generation in self._failed_gens else others)
         self._client.set_tag(self._parent, TAG_STATUS, RELAY_WORD.get(status, status))
         self._client.set_terminated(self._parent, status=final)
-        self._guard("summary", self._log_summary)
+        self._guard("summary", self._log_summary, END)
 
     def _close_open_stages(self) -> None:
         """Stage runs opened but never finished (Ctrl-C, a stop mid-stage) end KILLED, not RUNNING forever.
