@@ -446,6 +446,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
     address = cluster_address(args.address)
     store = store_of(args)
     spec, config = read_run_record(store, args.run_id, pipelines_of(args))
+    if args.stop_after is not None:  # a stage the pipeline lacks is named as such, finished run or not
+        check_stop_after(spec.build(config), args.stop_after)
     runs.check_not_running(store, args.run_id)
     check_not_moved(config, store.uri, args.run_id)
     check_data_unchanged(spec, config, args.run_id, store.location(record_path(args.run_id, CONFIG_FILE)))
