@@ -311,7 +311,9 @@ def tracking_for(args: argparse.Namespace) -> tuple[str, str, Mapping[str, str] 
     else the workspace's). With no run named the columns are None here: which run is the newest,
     and so whose pipeline picks them, is known once it is read (``newest_run_columns``). The store is
     checked before MLflow opens it (workspace.check_tracking_store), so a bad one is one
-    message, not a trace.
+    message, not a trace. The experiment is `--experiment` when given, else the record's, else the
+    default: a run id once made the flag be ignored (exit 0 for `--experiment nosuch`), as the flag is
+    not without one, nor for a run read from the tracking store alone, where it is the only way to name it.
     """
     pipelines = pipelines_of(args)
     store = store_of(args)
@@ -323,10 +325,15 @@ def tracking_for(args: argparse.Namespace) -> tuple[str, str, Mapping[str, str] 
         moved = moved_workspace(config, store.uri)
         uri = f"sqlite:///{moved[1] / 'mlflow.db'}" if moved else tracking_uri(config.run, config.tracking)
         check_tracking_store(uri, f"tracking.uri (in run {args.run_id}'s record)")
-        return uri, config.tracking.experiment, spec.summary
+        return uri, args.experiment or config.tracking.experiment, spec.summary
     uri = tracking_uri(RunSettings(workspace=args.workspace), TrackingSettings())
     check_tracking_store(uri, default_tracking_key(args.workspace))
-    return uri, args.experiment, None
+    return uri, experiment_of(args), None
+
+
+def experiment_of(args: argparse.Namespace) -> str:
+    """`--experiment`, else the default one (tracking.experiment's default): for runs no record here names."""
+    return args.experiment or TrackingSettings().experiment
 
 
 def tracked_only(args: argparse.Namespace, store: ArtifactStore, pipelines: Pipelines) -> tuple[str, str, Any]:
@@ -335,13 +342,13 @@ def tracked_only(args: argparse.Namespace, store: ArtifactStore, pipelines: Pipe
     uri = tracking_uri(RunSettings(workspace=args.workspace), TrackingSettings())
     try:
         check_tracking_store(uri, default_tracking_key(args.workspace))
-        kind = recorded_pipeline(uri, args.experiment, args.run_id)
+        kind = recorded_pipeline(uri, experiment_of(args), args.run_id)
     except RelayError:
         kind = None
     if kind is None:
         read_run_record(store, args.run_id, pipelines)  # raises: no such run in the store, and how to name it
     spec = pipelines.get(kind) if kind else None
-    return uri, args.experiment, spec.summary if spec is not None else None
+    return uri, experiment_of(args), spec.summary if spec is not None else None
 
 
 def newest_run_columns(
@@ -553,7 +560,10 @@ def register_generations(commands: Any) -> None:
     """`relay generations`, registered apart so `relay --help` keeps listing it after `tune`."""
     generations = commands.add_parser("generations", help="per-generation table of a run (default: latest)")
     generations.add_argument("run_id", nargs="?")
-    generations.add_argument("--experiment", default="relay")
+    generations.add_argument(
+        "--experiment",
+        help="the MLflow experiment to read the run from (default: the one its run record names, else relay)",
+    )
     add_workspace(generations)
     add_artifact_uri(generations)
     generations.set_defaults(handler=cmd_generations)
