@@ -183,8 +183,8 @@ class MlflowTracker:
             return
         self.lost_at = where
         logger.warning(
-            "the tracking store %s stopped answering at %s; Relay stops calling it for this run, so its MLflow "
-            "record is incomplete (the run itself goes on unless tracking.strict is set)",
+            "the tracking store %s is unreachable (it stopped answering at %s); Relay stops calling it for this "
+            "run, so its MLflow record is incomplete (the run itself goes on unless tracking.strict is set)",
             self.tracking_uri,
             where,
         )

@@ -54,8 +54,8 @@ def test_a_store_lost_at_a_stage_s_end_costs_one_call_and_names_the_stage(tmp_pa
 
     assert dead.calls == ["log_batch"], "closing the stage run would cost the client's retries a second time"
     assert tracker.store_unreachable and tracker.lost_at == "g00/train"
-    said = [r.getMessage() for r in caplog.records if "stopped answering" in r.getMessage()]
-    assert len(said) == 1 and "at g00/train" in said[0] and "incomplete" in said[0]
+    said = [r.getMessage() for r in caplog.records if "unreachable" in r.getMessage()]
+    assert len(said) == 1 and "stopped answering at g00/train" in said[0] and "incomplete" in said[0]
 
 
 def test_a_store_lost_at_the_end_says_so(tmp_path) -> None:
