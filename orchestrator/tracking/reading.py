@@ -85,7 +85,14 @@ def recorded_pipeline(tracking_uri: str, experiment: str, run_id: str) -> str | 
 
     For `relay generations RUN_ID` from a machine that sees only the tracking server: the run's
     record is in the artifact store, but its params name the pipeline, which picks the columns.
+    A sqlite store that is not an MLflow database is not read (MLflow would create one there).
     """
+    db = sqlite_path(tracking_uri)
+    if db is not None:
+        try:
+            check_database(db)
+        except InputError:
+            return None
     client = mlflow_client(tracking_uri)
     found = client.get_experiment_by_name(experiment)
     runs = _pipeline_runs(client, found.experiment_id, run_id, 1) if found is not None else []

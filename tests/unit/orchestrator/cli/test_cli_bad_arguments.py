@@ -32,6 +32,14 @@ def test_generations_of_an_unknown_run_points_at_the_workspaces_runs(tmp_path: P
     assert "relay status" not in err
 
 
+def test_generations_of_an_unknown_run_in_an_empty_workspace_writes_nothing(tmp_path: Path, capsys) -> None:
+    """Asking MLflow for the run's pipeline made it create ws/mlflow.db (950 kB) before the exit 2."""
+    workspace = tmp_path / "ws"
+    assert main(["generations", "bogus", "--workspace", str(workspace)]) == 2
+    assert "no run 'bogus' in the artifact store" in capsys.readouterr().err
+    assert not workspace.exists()
+
+
 def test_resume_of_an_unknown_run_points_at_the_workspaces_runs(tmp_path: Path, capsys) -> None:
     assert main(["resume", "bogus", "--workspace", str(tmp_path)]) == 2
     assert f"list its runs with `relay runs --artifact-uri {tmp_path / 'artifacts'}`" in capsys.readouterr().err
