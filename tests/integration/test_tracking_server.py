@@ -32,16 +32,16 @@ PORTS = range(26700, 26800)  # this suite's own range
 GAVE_UP_WITHIN_S = 60  # Relay's client settings give up on a dead server in seconds; MLflow's own took ~4 min a call
 
 
-def free_port() -> int:
-    """A port of PORTS nothing listens on or holds."""
-    for port in PORTS:
+def free_port(ports: range = PORTS) -> int:
+    """A port of ``ports`` (a suite's own range) nothing listens on or holds."""
+    for port in ports:
         with socket.socket() as sock:
             try:
                 sock.bind(("127.0.0.1", port))
             except OSError:
                 continue
             return port
-    raise RuntimeError(f"no free port in {PORTS}")
+    raise RuntimeError(f"no free port in {ports}")
 
 
 class Server:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ import pytest
 from mlflow import MlflowClient
 
 from orchestrator.tracking.common import CLIENT_ENV_DEFAULTS
+from tests.integration.test_tracking_server import free_port
 from tests.integration.test_ui_server import healthy
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1200)]
@@ -28,17 +28,6 @@ ROOT = Path(__file__).resolve().parents[2]
 SMOKE = str(ROOT / "pipelines" / "configs" / "smoke.yaml")
 PORTS = range(26800, 26850)  # this suite's own range
 RUN = "lost-run"
-
-
-def free_port() -> int:
-    for port in PORTS:
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError(f"no free port in {PORTS}")
 
 
 def start_server(folder: Path, port: int) -> subprocess.Popen:
@@ -108,7 +97,7 @@ def runs_of(client: MlflowClient) -> list:
 
 def test_a_server_killed_mid_run_is_said_and_resume_fills_the_record_in(servers, tmp_path):
     started, folder = servers
-    port = free_port()
+    port = free_port(PORTS)
     uri = f"http://127.0.0.1:{port}"
     started.append(start_server(folder, port))
     env = relay_env(tmp_path / "ws", uri)
