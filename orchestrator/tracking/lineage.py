@@ -236,10 +236,28 @@ def register(client: Any, name: str, model: Any, run: str, aliases: Sequence[str
     version = client.create_model_version(
         name, source=model.artifact_location, run_id=run, model_id=model.model_id, await_creation_for=0
     )
-    for alias in aliases:
-        client.set_registered_model_alias(name, alias, version.version)
+    set_aliases(client, name, version.version, aliases)
     _link_version(client, model.model_id, name, version.version)
     return str(version.version)
+
+
+def set_aliases(client: Any, name: str, version: Any, aliases: Sequence[str]) -> None:
+    """Move ``aliases`` of registered model ``name`` onto ``version``."""
+    for alias in aliases:
+        client.set_registered_model_alias(name, alias, version)
+
+
+def same_model(client: Any, experiment_id: str, artifact: TrackedArtifact) -> Any:
+    """A READY LoggedModel of the experiment holding ``artifact``'s bytes (same name and digest), or None.
+
+    Why: a rerun whose stages hit the cache logged every model again, a second copy of the same
+    weights (100 MB a ResNet-50), and registered it as a new version; it is now linked and its
+    version's aliases moved. The one with the newest version registered under any name comes first.
+    """
+    query = f"tags.`{TAG_DIGEST}` = '{artifact.digest}' and tags.`{TAG_ARTIFACT}` = '{artifact.name}'"
+    found = [m for m in client.search_logged_models([experiment_id], filter_string=query) if str(m.status) == "READY"]
+    found.sort(key=lambda m: max((int(v.get("version", 0)) for v in registered_versions(m)), default=0), reverse=True)
+    return found[0] if found else None
 
 
 def _link_version(client: Any, model_id: str, name: str, version: Any) -> None:

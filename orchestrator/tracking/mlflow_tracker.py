@@ -418,21 +418,39 @@ class MlflowTracker:
         model = self._logged_before(artifact)
         if model is not None:  # a driver killed after logging it and before closing its stage run
             lineage.link_outputs(self._client, runs[:1], model.model_id, step=generation or 0)  # gen, parent: linked
+            if lineage.registered_versions(model):  # and after registering it
+                return
         else:
-            model = lineage.log_model(self._client, self._experiment_id, runs[0], artifact, tags, self._image_size)
+            model = lineage.same_model(self._client, self._experiment_id, artifact)  # another run's: a cache hit
+            if model is None:
+                model = lineage.log_model(self._client, self._experiment_id, runs[0], artifact, tags, self._image_size)
             self._lineage.model_ids[artifact.name] = model.model_id
             lineage.link_outputs(self._client, [*runs, self._parent], model.model_id, step=generation or 0)
-        if generation is None or not self.register_models or lineage.registered_versions(model):
-            return
+        if generation is not None and self.register_models:
+            self._register(model, runs[0], artifact.name, stage_name, generation)
+
+    def _register(self, model: Any, run: str, name: str, stage_name: str, generation: int) -> None:
+        """Register ``model`` with its generation's aliases; a model already registered under this pipeline's
+        name (the same bytes, from an earlier run) keeps its version, and the aliases move onto it."""
         aliases = model_aliases(stage_name, generation)
         if is_generation_stage(stage_name, generation) and generation >= self._newest_generation:
             self._newest_generation = generation
             aliases.append(lineage.NEWEST_ALIAS)
-        version = lineage.register(self._client, self._pipeline_name, model, runs[0], aliases)
+        known = [v for v in lineage.registered_versions(model) if v.get("name") == self._pipeline_name]
+        if known:
+            version = str(max(int(v["version"]) for v in known))
+            lineage.set_aliases(self._client, self._pipeline_name, version, aliases)
+        else:
+            version = lineage.register(self._client, self._pipeline_name, model, run, aliases)
         self._registered.append(f"models:/{self._pipeline_name}/{version} ({aliases[0]})")
         self._client.set_tag(self._parent, TAG_REGISTERED, ", ".join(self._registered))
         logger.info(
-            "registered %s as model %s version %s (%s)", artifact.name, self._pipeline_name, version, ", ".join(aliases)
+            "%s %s as model %s version %s (%s)",
+            "aliased" if known else "registered",
+            name,
+            self._pipeline_name,
+            version,
+            ", ".join(aliases),
         )
 
     def _logged_before(self, artifact: TrackedArtifact) -> Any:

@@ -447,3 +447,30 @@ def test_a_run_stopped_after_a_stage_is_told_apart_from_an_interrupted_one(store
     (parent,) = runs(store, experiment, "pipeline")
     (gen,) = runs(store, experiment, "generation")
     assert (parent.info.status, parent.data.tags["relay.status"], gen.info.status) == ("KILLED", "STOPPED", "KILLED")
+
+
+def test_a_rerun_of_the_same_weights_links_the_logged_model_and_moves_the_aliases(store, experiment, tmp_path):
+    """A rerun whose stages hit the cache logged each model again (a second copy of the weights) and registered
+    a new version of identical bytes; it now links the model and moves its version's aliases."""
+    import dataclasses
+
+    name = f"toy-{experiment}"
+    same = lineage_outputs(tmp_path, 0)["g00/model"]
+    other = dataclasses.replace(same, digest="b" * 64)  # another run's weights for the same stage
+    for run_id, artifact in (("run-1", same), ("run-2", same), ("run-3", other), ("run-4", same)):
+        tracker = tracker_for(store, experiment, log_models=True)
+        tracker.start_pipeline(run_id, name, {}, resume=False)
+        tracker.stage_finished(record("g00/train", 0, cache_hit=run_id != "run-1", outputs={"g00/model": artifact}))
+        tracker.end_pipeline("FINISHED")
+        parent = MlflowClient(store[0]).get_run(tracker.parent_run_id)
+        version = "2" if run_id == "run-3" else "1"
+        assert parent.data.tags["relay.registered_models"] == f"models:/{name}/{version} (gen-00)"
+        assert MlflowClient(store[0]).get_registered_model(name).aliases == {
+            "gen-00": int(version),
+            "newest": int(version),
+        }
+        assert len(parent.outputs.model_outputs) == 1
+    client = MlflowClient(store[0])
+    exp = client.get_experiment_by_name(experiment)
+    assert len(client.search_logged_models([exp.experiment_id])) == 2  # one copy of each set of weights
+    assert sorted(str(v.version) for v in client.search_model_versions(f"name = '{name}'")) == ["1", "2"]
