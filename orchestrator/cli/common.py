@@ -77,13 +77,21 @@ def load_pipeline_file(
     data = apply_overrides(load_yaml(path), overrides)
     spec = get_pipeline(data.get("pipeline"), load_pipelines() if pipelines is None else pipelines, source=path)
     try:
-        config = validate_config(spec.config_model, data, source=path)
-    except ConfigError as exc:
+        data, config, elsewhere = _checked_config(spec, path, data, local)
+    except ConfigError as exc:  # each problem names the override that set its key: the file is the heading
         raise overridden(exc.problems, overrides, path) from exc
-    try:
-        data, config = _by_number(spec, path, data, config)
-    except ConfigError as exc:
-        raise overridden(exc.problems, overrides, path) from exc
+    pins = spec.data.pins(config) if spec.data is not None and not elsewhere else {}
+    if not pins:
+        return spec, config, data
+    pinned = apply_overrides(data, pins)
+    return spec, validate_config(spec.config_model, pinned, source=path), pinned
+
+
+def _checked_config(spec: Any, path: str, data: dict[str, Any], local: bool) -> tuple[dict[str, Any], Any, str | None]:
+    """(the file with class names as numbers, its validated config, the data this machine lacks or None), once
+    validation, the preflight and the pipeline's build found no problem; else the ConfigError of them."""
+    config = validate_config(spec.config_model, data, source=path)
+    data, config = _by_number(spec, path, data, config)
     elsewhere = None if local or spec.data is None else spec.data.elsewhere(config)
     if elsewhere:
         logging.getLogger("relay").info(
@@ -92,16 +100,9 @@ def load_pipeline_file(
     checked = [] if elsewhere else spec.preflight(config)
     problems = [*checked, *location_problems(config.run, config.tracking, local)]
     if problems:
-        raise overridden(problems, overrides, path)
-    try:
-        spec.build(config)  # DAG errors (cycles, missing inputs, a probe of no model) before anything is written
-    except ConfigError as exc:
-        raise overridden(exc.problems, overrides, path) from exc
-    pins = spec.data.pins(config) if spec.data is not None and not elsewhere else {}
-    if not pins:
-        return spec, config, data
-    pinned = apply_overrides(data, pins)
-    return spec, validate_config(spec.config_model, pinned, source=path), pinned
+        raise ConfigError(problems, path)
+    spec.build(config)  # DAG errors (cycles, missing inputs, a probe of no model) before anything is written
+    return data, config, elsewhere
 
 
 def _by_number(spec: Any, path: str, data: dict[str, Any], config: Any) -> tuple[dict[str, Any], Any]:
