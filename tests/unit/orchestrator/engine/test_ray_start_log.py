@@ -34,7 +34,7 @@ def kept() -> Kept:
 
 
 def _dashboard_line() -> None:
-    """Ray's ``ray.init`` line for a local start, with its colour codes (ray/_private/worker.py)."""
+    """Ray's ``ray.init`` line for a local start, with its colour codes (Ray's module ``ray._private.worker``)."""
     logging.getLogger(ray_start_log.WORKER_LOGGER).info(
         "Started a local Ray instance. View the dashboard at %s%s%s %s%s",
         "\x1b[1m",  # colorama's Style.BRIGHT, Fore.GREEN, then Fore.RESET, Style.NORMAL
