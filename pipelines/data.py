@@ -187,6 +187,9 @@ IMAGE_SHAPES: dict[str, tuple[int, int, int]] = {
     "imagefolder": (3, IMAGEFOLDER_SIZE, IMAGEFOLDER_SIZE),
 }
 
+# Classes of each dataset whose count is fixed (an image folder's is its class folders), known without reading it.
+CLASS_COUNTS: dict[str, int] = {"digits": 10, "synthetic": SYNTHETIC_CLASSES, "cifar10": 10, "cifar100": 100}
+
 
 # Loaders that take the image size themselves (from the original pixels); others are resized after loading.
 SIZED_LOADERS: set[str] = {"digits", "imagefolder"}

@@ -34,9 +34,10 @@ from pipelines.builders.common import (
     start_stages,
     starting,
 )
-from pipelines.data import image_shape
-from pipelines.model_names import PROBE_CHANNELS, PROBE_PARAMETERS
+from pipelines.data import CLASS_COUNTS, image_shape
+from pipelines.model_names import PROBE_CHANNELS, PROBE_CLASSES, PROBE_PARAMETERS
 from pipelines.schema import (
+    DataSection,
     ModelSection,
     PipelineFile,
     SupervisedTrainSection,
@@ -100,18 +101,24 @@ class NoisyTrainSection(SupervisedTrainSection):
     augment: Literal["none", "weak", "strong"] = "strong"
 
 
-# Weights of each model's first convolution per input channel (out_channels x 3 x 3, no bias): the only
-# part of a registered model whose size follows the image's channels. PROBE_PARAMETERS counts 3.
+# Weights of each model's first convolution per input channel (out_channels x 3 x 3, no bias), and of its
+# classifier per class (features + bias): the parts of a registered model whose size follows the data.
+# PROBE_PARAMETERS counts 3 channels and 10 classes.
 STEM_WEIGHTS_PER_CHANNEL = {"small_cnn": 288, "wrn28_2": 144, "resnet18": 576, "resnet34": 576}
+HEAD_WEIGHTS_PER_CLASS = {"small_cnn": 129, "wrn28_2": 129, "resnet18": 513, "resnet34": 513}
 
 
-def model_size(name: str, channels: int = PROBE_CHANNELS) -> int:
-    """Parameter count of a registered model on images of ``channels`` channels, without torch.
+def model_size(name: str, channels: int = PROBE_CHANNELS, classes: int = PROBE_CLASSES) -> int:
+    """Parameter count of a registered model on images of ``channels`` channels and ``classes`` classes, without torch.
 
-    Why not PROBE_PARAMETERS alone: it counts RGB models, and the error then quoted 11,173,962
-    for a resnet18 that, on 1-channel digits, the run logs as 11,172,810.
+    Why not PROBE_PARAMETERS alone: it counts RGB models of 10 classes, and the error then quoted
+    11,173,962 for a resnet18 that, on 1-channel digits, the run logs as 11,172,810.
     """
-    return PROBE_PARAMETERS[name] + (channels - PROBE_CHANNELS) * STEM_WEIGHTS_PER_CHANNEL[name]
+    return (
+        PROBE_PARAMETERS[name]
+        + (channels - PROBE_CHANNELS) * STEM_WEIGHTS_PER_CHANNEL[name]
+        + (classes - PROBE_CLASSES) * HEAD_WEIGHTS_PER_CLASS[name]
+    )
 
 
 def data_channels(dataset: str) -> int:
@@ -120,9 +127,17 @@ def data_channels(dataset: str) -> int:
     return PROBE_CHANNELS if shape is None else shape[0]
 
 
-def check_student_size(teacher: str, student: str, section: str = "student", channels: int = PROBE_CHANNELS) -> None:
+def data_classes(data: DataSection) -> int:
+    """The classes the models are built for: `data.classes` when it picks some, else the dataset's own where
+    known without reading it (an image folder's or imported dataset's: PROBE_CLASSES, an estimate)."""
+    return len(data.classes) if data.classes else CLASS_COUNTS.get(data.name, PROBE_CLASSES)
+
+
+def check_student_size(
+    teacher: str, student: str, section: str = "student", channels: int = PROBE_CHANNELS, classes: int = PROBE_CLASSES
+) -> None:
     """Noisy Student needs an equal-or-larger student; ValueError naming the keys otherwise."""
-    teacher_size, student_size = model_size(teacher, channels), model_size(student, channels)
+    teacher_size, student_size = model_size(teacher, channels, classes), model_size(student, channels, classes)
     if student_size < teacher_size:
         raise ValueError(
             f"{section}.name: expected a student at least as large as the teacher (model.name {teacher!r}, "
@@ -143,7 +158,12 @@ class NoisyStudentConfig(PipelineFile):
     @model_validator(mode="after")
     def _student_not_smaller(self) -> NoisyStudentConfig:
         if self.student.require_larger:
-            check_student_size(self.model.name, self.student.name, channels=data_channels(self.data.name))
+            check_student_size(
+                self.model.name,
+                self.student.name,
+                channels=data_channels(self.data.name),
+                classes=data_classes(self.data),
+            )
         return self
 
 

@@ -229,6 +229,12 @@ def test_image_shapes_are_the_loaders_shapes() -> None:
         assert tuple(load_dataset(name, None).train.images.shape[1:]) == data.IMAGE_SHAPES[name]
 
 
+def test_class_counts_are_the_loaders_counts() -> None:
+    assert set(data.CLASS_COUNTS) | {"imagefolder"} == set(DATASETS)
+    for name in LABELS_ONLY:
+        assert load_dataset(name, None).train.num_classes == data.CLASS_COUNTS[name]
+
+
 # A balanced split of classes 3 and 1 (relabelled 0 and 1) out of a 4-class dataset.
 SUBSET_3_1 = {
     "fold": 0,

@@ -91,12 +91,23 @@ def test_the_train_stages_rerun_when_what_they_read_changes() -> None:
     assert _fingerprints(**{"model.dropout": 0.2})["g00/train"] != base["g00/train"]
 
 
-@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize(("channels", "classes"), [(1, PROBE_CLASSES), (3, PROBE_CLASSES), (1, 3), (3, 100)])
 @pytest.mark.parametrize("name", MODEL_NAMES)
-def test_model_size_counts_what_the_data_builds(name: str, channels: int) -> None:
-    """The config-time count (no torch) equals the built model's on images of that many channels."""
-    built = parameter_count(create_model(name, PROBE_CLASSES, channels))
-    assert noisy_student.model_size(name, channels) == built
+def test_model_size_counts_what_the_data_builds(name: str, channels: int, classes: int) -> None:
+    """The config-time count (no torch) equals the built model's on images of that many channels and classes."""
+    built = parameter_count(create_model(name, classes, channels))
+    assert noisy_student.model_size(name, channels, classes) == built
+
+
+def test_the_size_error_counts_the_classes_the_task_has() -> None:
+    """Three classes of digits: the models are built with a 3-way classifier, and the message counts that."""
+    message = problems(
+        noisy_student.NoisyStudentConfig,
+        **{"data.name": "digits", "data.classes": [0, 1, 2], "model.name": "resnet18", "student.name": "small_cnn"},
+    )
+    resnet18 = parameter_count(create_model("resnet18", 3, 1))
+    small_cnn = parameter_count(create_model("small_cnn", 3, 1))
+    assert f"{resnet18:,} parameters" in message and f"with {small_cnn:,}" in message
 
 
 def test_the_size_error_quotes_the_counts_the_runs_log() -> None:
