@@ -299,8 +299,8 @@ def register(commands: Any) -> None:
         description="relay submit CONFIG [key=value ...] --address http://HOST:8265 [--wait]; "
         "relay submit --resume RUN_ID --address http://HOST:8265 [--wait]",
     )
-    submit.add_argument("config", nargs="?")
-    submit.add_argument("overrides", nargs="*")
+    submit.add_argument("config", nargs="?", help="the pipeline file to run (not with --resume)")
+    submit.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.steps=200")
     add_address(submit)
     submit.add_argument("--run-id", help="the run's id, also the Ray submission id (default: NAME-DATE-TIME-XXXX)")
     submit.add_argument("--submission-id", help=argparse.SUPPRESS)  # the old name of --run-id
@@ -325,12 +325,12 @@ def register(commands: Any) -> None:
 
     for name, handler, text in (("status", cmd_status, "a job's status"), ("stop", cmd_stop, "stop a running job")):
         command = commands.add_parser(name, help=text)
-        command.add_argument("job_id", metavar="RUN_ID")
+        command.add_argument("job_id", metavar="RUN_ID", help="a run id (its newest job) or a job id")
         add_address(command)
         command.set_defaults(handler=handler)
 
     logs = commands.add_parser("logs", help="a job's driver log")
-    logs.add_argument("job_id", metavar="RUN_ID")
+    logs.add_argument("job_id", metavar="RUN_ID", help="a run id (its newest job) or a job id")
     logs.add_argument("--follow", "-f", action="store_true", help="keep printing until the job ends")
     add_address(logs)
     logs.set_defaults(handler=cmd_logs)

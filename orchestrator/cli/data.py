@@ -120,13 +120,13 @@ def register(commands: Any) -> None:
         "with train/<class>/...). DEST: a local path or any pyarrow URI (s3://bucket/prefix). "
         "Then run a pipeline with data.name=parquet data.uri=DEST.",
     )
-    imp.add_argument("source")
-    imp.add_argument("dest")
+    imp.add_argument("source", help="a source name (digits, synthetic) or a dataset folder")
+    imp.add_argument("dest", help="where the shards go: a path or a pyarrow URI (s3://bucket/prefix)")
     imp.add_argument("--encoding", choices=("auto", "raw", "png"), default="auto", help="auto: raw up to 64x64x3")
     imp.add_argument("--image-size", type=int, help="resize image folders to this square size (4-1024, default 32)")
     imp.add_argument("--rows-per-group", type=int, help="rows a reader fetches at once (default: about 1 MB)")
     imp.set_defaults(handler=cmd_import)
     info = sub.add_parser("info", help="what a dataset at DEST holds, after checking it")
-    info.add_argument("dest")
+    info.add_argument("dest", help="the dataset: a path or a pyarrow URI")
     info.add_argument("--verify", action="store_true", help="also hash every shard and decode every image")
     info.set_defaults(handler=cmd_info)

@@ -529,7 +529,7 @@ def cmd_generations(args: argparse.Namespace) -> int:
 def register(commands: Any) -> None:
     """The run/resume/validate subcommands; run and resume end their process when done (``ends_process``)."""
     run = commands.add_parser("run", help="run a pipeline file", description="relay run CONFIG [key=value ...]")
-    run.add_argument("config")
+    run.add_argument("config", help="the pipeline file (YAML), e.g. pipelines/configs/smoke.yaml")
     run.add_argument(
         "overrides", nargs="*", default=[], help="dotted overrides, e.g. crest.generations=2 train.steps=200"
     )
@@ -543,23 +543,27 @@ def register(commands: Any) -> None:
         "resume",
         help="finish a run; completed stages are skipped (on a cluster: relay submit --resume RUN_ID)",
     )
-    resume.add_argument("run_id")
-    resume.add_argument("--stop-after")
+    resume.add_argument("run_id", help="the run to finish (`relay runs` lists them)")
+    resume.add_argument(
+        "--stop-after", help="go only as far as this stage (e.g. g01/train); finish later with relay resume"
+    )
     add_workspace(resume)
     add_artifact_uri(resume)
     add_cluster_address(resume)
     resume.set_defaults(handler=cmd_resume, ends_process=True)
 
     validate = commands.add_parser("validate", help="check a pipeline file without running anything")
-    validate.add_argument("config")
-    validate.add_argument("overrides", nargs="*", default=[])
+    validate.add_argument("config", help="the pipeline file (YAML), e.g. pipelines/configs/smoke.yaml")
+    validate.add_argument(
+        "overrides", nargs="*", default=[], help="dotted overrides to check with it, e.g. train.steps=200"
+    )
     validate.set_defaults(handler=cmd_validate)
 
 
 def register_generations(commands: Any) -> None:
     """`relay generations`, registered apart so `relay --help` keeps listing it after `tune`."""
     generations = commands.add_parser("generations", help="per-generation table of a run (default: latest)")
-    generations.add_argument("run_id", nargs="?")
+    generations.add_argument("run_id", nargs="?", help="the run (default: the newest pipeline run)")
     generations.add_argument(
         "--experiment",
         help="the MLflow experiment to read the run from (default: the one its run record names, else relay)",

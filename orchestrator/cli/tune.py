@@ -274,7 +274,7 @@ def register(commands: Any) -> None:
         help="search a pipeline file's `tune:` space with Ray Tune",
         description="relay tune CONFIG [key=value ...] [--output DIR] [--resume]",
     )
-    tune.add_argument("config")
+    tune.add_argument("config", help="the pipeline file with a `tune:` section")
     tune.add_argument(
         "overrides", nargs="*", default=[], help="dotted overrides of the base config, e.g. train.steps=20"
     )
