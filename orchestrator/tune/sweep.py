@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -56,7 +57,8 @@ def make_tuner(plan: SweepPlan, concurrency: int, resume: bool) -> Any:
     from ray import tune
 
     trainable = tune.with_resources(tune.with_parameters(run_trial, plan=plan), {"cpu": plan.settings.trial_cpus})
-    if resume:
+    if resume:  # the restored sweep keeps the RunConfig it started with
+        os.environ.setdefault(NO_AUTO_LOGGERS, "1")
         return tune.Tuner.restore(str(plan.experiment_path), trainable, resume_unfinished=True, resume_errored=True)
     settings = plan.settings
     trials = total_trials(settings)
@@ -66,7 +68,22 @@ def make_tuner(plan: SweepPlan, concurrency: int, resume: bool) -> Any:
     tune_config = tune.TuneConfig(
         metric=settings.metric, mode=settings.mode, num_samples=trials, scheduler=scheduler, search_alg=search
     )
-    run_config = tune.RunConfig(
+    run_config = sweep_run_config(plan)
+    # Grid keys stay in the space (Ray checks presets against it); each preset fills them, so none expands.
+    return tune.Tuner(
+        trainable, param_space=param_space(settings.space), tune_config=tune_config, run_config=run_config
+    )
+
+
+def sweep_run_config(plan: SweepPlan) -> Any:
+    """Where Ray Tune keeps the sweep's state (``--output``/ray), its retries, and its result files.
+
+    Sets NO_AUTO_LOGGERS (read when the sweep is fitted): the loggers are ``result_file_loggers``.
+    """
+    from ray import tune
+
+    os.environ.setdefault(NO_AUTO_LOGGERS, "1")
+    return tune.RunConfig(
         name=plan.name,
         storage_path=str(Path(plan.output) / "ray"),
         verbose=1,
@@ -74,11 +91,24 @@ def make_tuner(plan: SweepPlan, concurrency: int, resume: bool) -> Any:
         # A trial whose worker dies (memory pressure, a start-up timeout) goes on from its last generation:
         # its checkpoint is its schedule and the generations it ran are cache hits, so a retry costs little.
         failure_config=tune.FailureConfig(max_failures=TRIAL_RETRIES),
+        callbacks=result_file_loggers(),
     )
-    # Grid keys stay in the space (Ray checks presets against it); each preset fills them, so none expands.
-    return tune.Tuner(
-        trainable, param_space=param_space(settings.space), tune_config=tune_config, run_config=run_config
-    )
+
+
+NO_AUTO_LOGGERS = "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"  # Ray Tune's switch: "1" adds no logger it was not given
+
+
+def result_file_loggers() -> list[Any]:
+    """Ray Tune's CSV and JSON result files, which its ResultGrid reads back (the trials table), and no TensorBoard files.
+
+    Ray Tune adds a TensorBoard logger beside them unless NO_AUTO_LOGGERS is "1", and then
+    prints `tensorboard --logdir /tmp/ray/session_.../driver_artifacts` at the start of every
+    sweep: a folder under Ray's temporary session that a sweep's metrics never need, since they
+    are in MLflow (`relay ui`) and in the sweep's trials.csv.
+    """
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
+
+    return [CSVLoggerCallback(), JsonLoggerCallback()]
 
 
 def can_resume(plan: SweepPlan) -> bool:
