@@ -99,13 +99,17 @@ def cmd_tune(args: argparse.Namespace) -> int:
     return _print_ending(args, plan, done, best is not None)
 
 
+TIE_RULE = "a tie goes to the trial that started first"
+
+
 def best_notes(plan: SweepPlan) -> list[str]:
     """Lines under the table: how Relay picks its best trial (Ray Tune's status box may name another), and for PBT
     what best.yaml can and cannot reproduce."""
     notes = [
         f"* = Relay's best: among the trials that reached the furthest generation, the best final "
         f'{plan.settings.metric} ({plan.settings.mode}); Ray Tune\'s "best trial" above compares last reported '
-        "values whatever the generation, so it may name a trial stopped early"
+        "values whatever the generation, so it may name a trial stopped early; the trials are listed in the order "
+        f"they started, and {TIE_RULE}"
     ]
     note = pbt_note(plan)
     if note:
@@ -262,7 +266,7 @@ def write_sweep_outputs(output: Path, records: list[dict[str, Any]], best: Any, 
         note = pbt_note(plan)
         (output / "best.yaml").write_text(
             f"# relay run {output / 'best.yaml'}\n# best trial {best.trial_id} of sweep "
-            f"{plan.name}\n" + (f"# {note}\n" if note else "") + yaml.safe_dump(data, sort_keys=False)
+            f"{plan.name} ({TIE_RULE})\n" + (f"# {note}\n" if note else "") + yaml.safe_dump(data, sort_keys=False)
         )
         files.append(str(output / "best.yaml"))
     return files

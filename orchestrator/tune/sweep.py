@@ -126,6 +126,7 @@ class TrialRow:
     values: dict[str, Any]
     by_generation: dict[int, float]
     status: str  # completed | stopped early | error | interrupted | unfinished
+    started: int | None = None  # the trial's number in the order Ray Tune started trials (None: not known)
 
     def final(self) -> float | None:
         return self.by_generation[max(self.by_generation)] if self.by_generation else None
@@ -158,7 +159,7 @@ def run_sweep(plan: SweepPlan, resume: bool, sweep_tracker: SweepTracker) -> tup
             session = RayExecutor(address=plan.ray_address, num_cpus=plan.num_cpus)  # owns ray.init, dashboard on
             tuner, trials = _sized_tuner(plan, resume)
         grid = tuner.fit()  # Ray Tune takes Ctrl-C from here: it saves the sweep's state and returns
-        rows = [trial_row(plan, result, sampled) for result, sampled in zip(grid, tune_configs(grid))]
+        rows = in_start_order([trial_row(plan, result, sampled) for result, sampled in zip(grid, tune_configs(grid))])
     finally:
         if session is not None:
             session.shutdown()
@@ -201,7 +202,24 @@ def trial_row(plan: SweepPlan, result: Any, sampled: Mapping[str, Any] | None = 
     config = result.config or sampled or {}  # a trial that never started has no result, hence no result.config
     values = clip_values({k: config[k] for k in plan.settings.space if k in config}, plan.settings.space)
     status = _status(plan, result, by_generation)
-    return TrialRow(trial_id, f"{plan.name}-{trial_id}", values, by_generation, status)
+    return TrialRow(trial_id, f"{plan.name}-{trial_id}", values, by_generation, status, start_number(result, trial_id))
+
+
+def start_number(result: Any, trial_id: str) -> int | None:
+    """The trial's number in the order Ray Tune created, and so started, the sweep's trials; None when not known.
+
+    Tune numbers each trial as it creates it (``experiment_tag`` ``"3_train.lr=0.01"``, also in its
+    folder's name after the trial id) and starts pending trials in that order. Why not the trial
+    id: with ``search: optuna`` ids are random hex, so sorting by them is no order at all.
+    """
+    tag = str((result.metrics or {}).get("experiment_tag") or Path(result.path).name.partition(f"{trial_id}_")[2])
+    number = tag.partition("_")[0]
+    return int(number) if number.isdigit() else None
+
+
+def in_start_order(rows: Sequence[TrialRow]) -> list[TrialRow]:
+    """The trials in the order they started (the table, trials.csv, ties); any not numbered last, as Ray lists them."""
+    return sorted(rows, key=lambda row: (row.started is None, row.started or 0))
 
 
 def reported_by_generation(plan: SweepPlan, result: Any) -> dict[int, float]:
@@ -261,7 +279,8 @@ def best_row(rows: Sequence[TrialRow], mode: str) -> TrialRow | None:
     """The best final value among the trials that got furthest (all generations, unless none did).
 
     A trial stopped after generation 0 is not compared on its generation-0
-    value against trials that ran every generation.
+    value against trials that ran every generation. A tie goes to the trial started first
+    (``in_start_order``), whatever order Ray lists the trials in.
     """
     scored = [row for row in rows if row.by_generation]
     if not scored:
@@ -269,7 +288,7 @@ def best_row(rows: Sequence[TrialRow], mode: str) -> TrialRow | None:
     furthest = max(len(row.by_generation) for row in scored)
     candidates = [row for row in scored if len(row.by_generation) == furthest]
     pick = max if mode == "max" else min
-    ordered = sorted(candidates, key=lambda row: row.trial_id)  # a tie goes to the first trial, whatever Ray's order
+    ordered = in_start_order(candidates)  # max and min keep the first of equals
     return pick(ordered, key=lambda row: row.final())
 
 

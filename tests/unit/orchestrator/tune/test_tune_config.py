@@ -417,11 +417,28 @@ def test_a_trial_that_could_never_start_on_the_local_ray_is_named(
         assert "lower tune.trial_cpus" in problem and "raise run.num_cpus" in problem
 
 
-def test_a_tie_goes_to_the_first_trial_whatever_order_ray_reports_them_in() -> None:
-    """A resumed sweep listed the same trials in another order, and best.yaml flipped to the other tied trial."""
-    tied = [TrialRow(t, f"s-{t}", {}, {0: 0.5, 1: 0.6}, "completed") for t in ("t2", "t0", "t1")]
-    assert best_row(tied, "max").trial_id == "t0" and best_row(list(reversed(tied)), "max").trial_id == "t0"
-    assert best_row(tied, "min").trial_id == "t0"
+def test_a_tie_goes_to_the_trial_started_first_whatever_order_ray_reports_them_in() -> None:
+    """A resumed sweep listed the same trials in another order, and best.yaml flipped to the other tied trial; and
+    ties went to the smallest trial id, which under `search: optuna` is random hex, not the first trial."""
+    started = {"f3a9c2d1": 2, "0b7e4a11": 3, "9c1d2e3f": 1}  # optuna's ids: the hex order is no start order
+    tied = [TrialRow(t, f"s-{t}", {}, {0: 0.5, 1: 0.6}, "completed", n) for t, n in started.items()]
+    assert best_row(tied, "max").trial_id == "9c1d2e3f" and best_row(list(reversed(tied)), "max").trial_id == "9c1d2e3f"
+    assert best_row(tied, "min").trial_id == "9c1d2e3f"
+
+
+def test_a_trials_start_number_comes_from_tunes_trial_tag_or_folder() -> None:
+    """Ray Tune numbers trials as it creates them: `3_train.lr=0.01` in each result, and in the trial's folder name,
+    which a trial that never reported still has. The table lists trials in that order, ties going to the first."""
+    from ray import tune
+
+    from orchestrator.tune.sweep import in_start_order, start_number
+
+    reported = tune.Result({"experiment_tag": "12_train.lr=0.01"}, None, None, "/s/run_trial_f3a9c2d1_12_train.lr=0.01")
+    assert start_number(reported, "f3a9c2d1") == 12
+    pending = tune.Result({}, None, None, "/s/run_trial_9c1d2e3f_3_train.lr=0.1_2026-12-05_07-00-00")
+    assert start_number(pending, "9c1d2e3f") == 3
+    rows = [TrialRow(t, t, {}, {}, "completed", n) for t, n in (("a", None), ("b", 12), ("c", 3))]
+    assert [row.trial_id for row in in_start_order(rows)] == ["c", "b", "a"]
 
 
 def test_resuming_with_another_config_is_refused_naming_what_changed(tmp_path: Path) -> None:
