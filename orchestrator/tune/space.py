@@ -12,7 +12,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from orchestrator.config import SearchDomain, TuneSettings, apply_overrides
+from orchestrator.config import RunSettings, SearchDomain, TuneSettings, apply_overrides, resolve_workspace
 
 INTERIOR = 0.4142  # where a continuous range is probed: an arbitrary non-integral fraction
 
@@ -95,7 +95,16 @@ def total_trials(settings: TuneSettings) -> int:
 
 
 def best_config(data: Mapping[str, Any], values: Mapping[str, Any]) -> dict[str, Any]:
-    """The base config with the best values applied and the `tune:` section removed: `relay run` takes it."""
+    """The base config with the best values applied and the `tune:` section removed: `relay run` takes it.
+
+    A `run.workspace` is written absolute, as the sweep resolved it (``data.root`` is pinned so
+    already): the sweep prints `relay run /abs/.../best.yaml`, and from another folder a relative
+    `ws` named a new, empty workspace, without the sweep's cached stages, its winner registered
+    in another MLflow store.
+    """
     config = apply_overrides(data, dict(values))
     config.pop("tune", None)
+    workspace = (config.get("run") or {}).get("workspace")
+    if isinstance(workspace, str) and workspace:
+        config = apply_overrides(config, {"run.workspace": str(resolve_workspace(RunSettings(workspace=workspace)))})
     return config

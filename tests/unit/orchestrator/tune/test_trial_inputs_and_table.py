@@ -241,6 +241,20 @@ def test_pbt_best_yaml_and_output_say_it_carries_the_final_values_only(tmp_path:
     assert not any("final values only" in line for line in best_notes(asha))
 
 
+def test_best_yaml_names_the_sweeps_workspace_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """best.yaml kept `run.workspace: ws` as written, so `relay run /abs/sweep/best.yaml` from another folder started
+    a new, empty workspace there: no cache hits, the winner registered in another MLflow store."""
+    from orchestrator.cli.tune import write_sweep_outputs
+
+    monkeypatch.chdir(tmp_path)
+    best = TrialRow("a", "s-a", {"train.lr": 0.01}, {0: 0.5, 1: 0.6}, "completed")
+    sweep = plan(smoke_data() | {"run": {"workspace": "ws", "executor": "local"}})
+    write_sweep_outputs(tmp_path / "sweep", [], best, sweep)
+    written = yaml.safe_load((tmp_path / "sweep" / "best.yaml").read_text())
+    assert written["run"] == {"workspace": str(tmp_path / "ws"), "executor": "local"}
+    assert str(Path(sweep.output)).startswith(written["run"]["workspace"])  # where the sweep itself wrote
+
+
 # --- 6. how Relay picks its best -------------------------------------------------------------
 
 
