@@ -2,11 +2,11 @@
 
 `data/split` (the long-tailed labeled/unlabeled split of `data`) -> `g00/train` (the teacher, on
 the labeled set, with noise: `train.augment` and `model.dropout`) -> `g00/pseudo_label` (the
-un-noised teacher on clean unlabeled images: softmax(z / T)) -> `g00/filter` (confidence >= 0.3,
-top K per class, duplicated up to K) -> `g01/train` (the student, from scratch, on labeled +
-pseudo-labeled data with noise: RandAugment, `student.dropout` and `student.stochastic_depth`)
--> `g01/pseudo_label` (the student is now the teacher) -> ... The last generation only trains and
-evaluates.
+un-noised teacher on clean unlabeled images: softmax(z / T) for soft labels, softmax(z) for hard
+ones) -> `g00/filter` (confidence >= 0.3, top K per class, duplicated up to K) -> `g01/train` (the
+student, from scratch, on labeled + pseudo-labeled data with noise: RandAugment, `student.dropout`
+and `student.stochastic_depth`) -> `g01/pseudo_label` (the student is now the teacher) -> ... The
+last generation only trains and evaluates.
 
 Stochastic depth (the paper's third noise) applies to residual students (wrn28_2, resnet18,
 resnet34): `student.stochastic_depth` is the drop probability of the last residual block,
@@ -64,7 +64,8 @@ class NoisyStudentSection(StrictModel):
     """Noisy Student iterations (docs/ALGORITHMS.md, Noisy Student).
 
     iterations counts students (g01..); g00 is the teacher. label_type "soft" trains on softmax(z/T)
-    with the tempered KL, "hard" on argmax with label_smoothing. min_confidence and per_class (K,
+    with the tempered KL, "hard" on argmax with label_smoothing (temperature then plays no part:
+    label_temperature). min_confidence and per_class (K,
     default: unlabeled images / classes) are the filtering and balancing. unlabel_ratio weights the
     pseudo-labeled loss; pseudo_batch_ratio is how many pseudo-labeled images join each labeled one
     in a step.
@@ -93,6 +94,22 @@ class PseudoLabelLoss(StrictModel):
     label_smoothing: float
     unlabel_ratio: float
     pseudo_batch_ratio: int
+
+
+def label_temperature(noisy: NoisyStudentSection) -> float:
+    """The T of the softmax(z / T) that the pseudo-label table stores: `noisy.temperature` for soft labels, 1 for hard.
+
+    Why: the table's confidence is what `noisy.min_confidence` filters, and in the paper T softens
+    the soft targets only; hard pseudo-labels and their filter use the teacher's plain softmax.
+    With T applied to hard labels, the same teacher kept 40 pseudo-labels at T 2.5 and 280 at T 1.
+    Stages given 1 here do not rerun when T changes.
+    """
+    return noisy.temperature if noisy.label_type == "soft" else 1.0
+
+
+def pseudo_label_loss(noisy: NoisyStudentSection) -> PseudoLabelLoss:
+    """What a student's train stage reads of `noisy`, the temperature only where its loss uses it (soft labels)."""
+    return part(PseudoLabelLoss, noisy).model_copy(update={"temperature": label_temperature(noisy)})
 
 
 class NoisyTrainSection(SupervisedTrainSection):
@@ -175,7 +192,7 @@ def _train(config: NoisyStudentConfig, k: int, pretrained: str | None) -> Stage:
         io, params = starting(io, params, config, pretrained)
     else:
         io.update({"picks": gen(k - 1, "picks"), "pseudo_labels": gen(k - 1, "pseudo_labels")})
-        params.update({"model": part(ModelSection, config.student), "noisy": part(PseudoLabelLoss, config.noisy)})
+        params.update({"model": part(ModelSection, config.student), "noisy": pseudo_label_loss(config.noisy)})
     return refs.make_stage(
         gen(k, "train"), refs.train_network, io, (gen(k, "model"),), params, config.resources.train, k
     )
@@ -203,7 +220,7 @@ def generation_stages(config: NoisyStudentConfig, k: int, pretrained: str | None
         "data": data,
         "batch_size": config.label.batch_size,
         "generation": k,
-        "temperature": noisy.temperature,
+        "temperature": label_temperature(noisy),
     }
     filter_params = {
         "data": data,

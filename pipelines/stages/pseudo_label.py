@@ -1,7 +1,8 @@
 """The `pseudo_label` stages: a trained model labels the unlabeled split (the table of `pipelines.pseudo_label`).
 
 CReST's `pseudo_label_generation` streams shards through `ctx.map_shards` (actors under Ray) with
-plain softmax; Noisy Student's `pseudo_label_network` labels the split at once with softmax(z / T).
+plain softmax; Noisy Student's `pseudo_label_network` labels the split at once with softmax(z / T)
+(T is 1 for hard pseudo-labels: pipelines.builders.noisy_student.label_temperature).
 """
 
 from __future__ import annotations
@@ -132,7 +133,11 @@ def _counted_batches(
 
 
 def pseudo_label_network(ctx: StageContext, inputs: Mapping[str, Any], params: Mapping[str, Any]) -> StageResult:
-    """The un-noised teacher (eval mode, clean inputs) labels the unlabeled split with softmax(z / T)."""
+    """The un-noised teacher (eval mode, clean inputs) labels the unlabeled split with softmax(z / T).
+
+    T is ``params["temperature"]``: `noisy.temperature` for soft pseudo-labels, 1 for hard ones, whose
+    confidence the filter reads as the paper's plain softmax.
+    """
     data, generation = params["data"], params["generation"]
     split = artifact(inputs, params, "split")
     checkpoint = artifact(inputs, params, "model")

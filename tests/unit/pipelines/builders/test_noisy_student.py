@@ -91,6 +91,16 @@ def test_the_train_stages_rerun_when_what_they_read_changes() -> None:
     assert _fingerprints(**{"model.dropout": 0.2})["g00/train"] != base["g00/train"]
 
 
+def test_the_temperature_reruns_only_what_reads_it() -> None:
+    """Soft labels are softmax(z / T): T reruns the labeling and the students. Hard labels never read T."""
+    base = _fingerprints(**{"noisy.label_type": "soft"})
+    tempered = _fingerprints(**{"noisy.label_type": "soft", "noisy.temperature": 2.5})
+    changed = {name for name in base if tempered[name] != base[name]}
+    assert changed == {"g00/pseudo_label", "g01/train", "g01/pseudo_label", "g02/train"}  # filters: via the table
+    hard = _fingerprints(**{"noisy.label_type": "hard"})
+    assert _fingerprints(**{"noisy.label_type": "hard", "noisy.temperature": 2.5}) == hard
+
+
 @pytest.mark.parametrize(("channels", "classes"), [(1, PROBE_CLASSES), (3, PROBE_CLASSES), (1, 3), (3, 100)])
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_model_size_counts_what_the_data_builds(name: str, channels: int, classes: int) -> None:
