@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import shutil
 import tempfile
 import warnings
@@ -162,11 +163,13 @@ def log_model(
     artifact: TrackedArtifact,
     tags: Mapping[str, str],
     image_size: int | None = None,
+    pipeline: str = "",
 ) -> Any:
     """Log a checkpoint as an MLflow LoggedModel of run ``run`` (no export); returns the LoggedModel.
 
     ``image_size`` (the run's ``data.image_size``) goes into the signature's input shape; None
-    leaves height and width open.
+    leaves height and width open. ``pipeline`` (the run's name) starts the model's name: see
+    ``logged_model_name``.
     """
     if artifact.local_path is None:
         raise FileNotFoundError(f"model {artifact.name} has no local copy to log")
@@ -174,7 +177,7 @@ def log_model(
     model_tags = {**tags, TAG_ARTIFACT: artifact.name, TAG_DIGEST: artifact.digest}
     model = client.create_logged_model(
         experiment_id,
-        name=artifact.name.replace("/", "-"),
+        name=logged_model_name(pipeline, artifact.name),
         source_run_id=run,
         params={k: str(v) for k, v in config.items()},
         tags=model_tags,
@@ -192,6 +195,17 @@ def log_model(
         client.log_model_artifacts(model.model_id, folder)
     client.finalize_logged_model(model.model_id, "READY")
     return model
+
+
+def logged_model_name(pipeline: str, artifact_name: str) -> str:
+    """``crest-digits-g00-model``: the pipeline's name before the artifact's, in characters MLflow accepts.
+
+    Why: every pipeline's models were named ``g00-model``, ``g01-model``, so the experiment's
+    model list could not tell CReST's from Noisy Student's. Only the name changes: ``same_model``
+    and ``logged_models_of`` find models by their tags (artifact, digest, run), never by name.
+    """
+    name = f"{pipeline}-{artifact_name}" if pipeline else artifact_name
+    return re.sub(r"[/:.%\"']", "-", name)
 
 
 PYFUNC_LOADER = "pipelines.stages.mlflow_model"  # named, not imported: that module imports torch
@@ -220,8 +234,13 @@ def link_outputs(client: Any, runs: Sequence[str], model_id: str, step: int) -> 
         client.log_outputs(run, [LoggedModelOutput(model_id, step)])
 
 
-def register(client: Any, name: str, model: Any, run: str, aliases: Sequence[str]) -> str:
+def register(
+    client: Any, name: str, model: Any, run: str, aliases: Sequence[str], tags: Mapping[str, str] | None = None
+) -> str:
     """A new version of registered model ``name`` from a LoggedModel, with ``aliases`` moved onto it.
+
+    ``tags`` go on the version (the pipeline run and generation that made it), so a version found by
+    an alias leads back to its run without opening the stage run it names.
 
     The source is the model's artifact location, not ``models:/<id>``: MLflow
     resolves that URI through the process-global tracking URI, which is not
@@ -234,7 +253,12 @@ def register(client: Any, name: str, model: Any, run: str, aliases: Sequence[str
     except MlflowException:
         client.create_registered_model(name, description="Models of Relay pipeline runs; aliases gen-NN and newest")
     version = client.create_model_version(
-        name, source=model.artifact_location, run_id=run, model_id=model.model_id, await_creation_for=0
+        name,
+        source=model.artifact_location,
+        run_id=run,
+        tags=dict(tags or {}),
+        model_id=model.model_id,
+        await_creation_for=0,
     )
     set_aliases(client, name, version.version, aliases)
     _link_version(client, model.model_id, name, version.version)

@@ -50,6 +50,7 @@ T = TypeVar("T")
 CUT_SHORT = ("KILLED", "STOPPED")  # statuses whose unfinished generation runs end KILLED too
 RELAY_WORD = {"KILLED": "INTERRUPTED"}  # the parent's relay.status tag reads as `relay runs` does
 TAG_REGISTERED = "relay.registered_models"  # on the parent: every model version the run registered
+EVALUATION_ROLE = "evaluate"  # the stage role whose metrics score the model it read (``_evaluated_model``)
 START, END = "the run's start", "the run's end"  # where the store stopped answering, outside any stage
 
 
@@ -347,7 +348,7 @@ class MlflowTracker:
         if record.error:
             tags["relay.error"] = record.error[:5000]
         points = _summary_points({**record.metrics, "duration_s": record.duration_s}, record.series)
-        self._log(run, tags=tags, metrics=points)
+        self._log(run, tags=tags, metrics=points, model_id=self._evaluated_model(record), model_keys=record.metrics)
         self._log_files(run, record)
         if record.status == "FINISHED":
             self._log_lineage(run, record)
@@ -357,6 +358,20 @@ class MlflowTracker:
             self._log(self._parent, metrics=_points(prefixed, record.generation))
             if record.status == "FAILED":
                 self._failed_gens.add(record.generation)
+
+    def _evaluated_model(self, record: StageRecord) -> str | None:
+        """The LoggedModel an evaluation stage (``gNN/evaluate``, ``kd/evaluate``) scored, or None.
+
+        Its metrics are linked to that model (MLflow 3 model metrics), so the experiment's model list
+        shows each generation's balanced accuracy and ``search_logged_models(filter_string=
+        "metrics.balanced_accuracy > 0.9")`` finds models by it; unlinked, every LoggedModel had none.
+        The model is the one model artifact the stage read, logged (or linked) when its train stage
+        finished, which the tracker's one queue orders before the evaluation.
+        """
+        if metric_prefix(record.stage) != EVALUATION_ROLE or record.status != "FINISHED":
+            return None
+        scored = [self._lineage.model_ids[name] for name in record.inputs if name in self._lineage.model_ids]
+        return scored[0] if len(scored) == 1 else None
 
     def _log_files(self, run: str, record: StageRecord) -> None:
         """Plots and tables on the stage run, and again on the generation run under the stage's role.
@@ -423,7 +438,9 @@ class MlflowTracker:
         else:
             model = lineage.same_model(self._client, self._experiment_id, artifact)  # another run's: a cache hit
             if model is None:
-                model = lineage.log_model(self._client, self._experiment_id, runs[0], artifact, tags, self._image_size)
+                model = lineage.log_model(
+                    self._client, self._experiment_id, runs[0], artifact, tags, self._image_size, self._pipeline_name
+                )
             self._lineage.model_ids[artifact.name] = model.model_id
             lineage.link_outputs(self._client, [*runs, self._parent], model.model_id, step=generation or 0)
         if generation is not None and self.register_models:
@@ -441,7 +458,8 @@ class MlflowTracker:
             version = str(max(int(v["version"]) for v in known))
             lineage.set_aliases(self._client, self._pipeline_name, version, aliases)
         else:
-            version = lineage.register(self._client, self._pipeline_name, model, run, aliases)
+            tags = {TAG_PIPELINE_RUN: self._run_id, TAG_GENERATION: str(generation), TAG_STAGE: stage_name}
+            version = lineage.register(self._client, self._pipeline_name, model, run, aliases, tags)
         self._registered.append(f"models:/{self._pipeline_name}/{version} ({aliases[0]})")
         self._client.set_tag(self._parent, TAG_REGISTERED, ", ".join(self._registered))
         logger.info(
@@ -467,12 +485,19 @@ class MlflowTracker:
         return model if same else None
 
     def _log(
-        self, run: str, tags: Mapping[str, str] | None = None, metrics: Iterable[tuple[str, float, int]] = ()
+        self,
+        run: str,
+        tags: Mapping[str, str] | None = None,
+        metrics: Iterable[tuple[str, float, int]] = (),
+        model_id: str | None = None,
+        model_keys: Iterable[str] = (),
     ) -> None:
+        """Tags and metrics on ``run`` in one batch; the metrics named in ``model_keys`` also on LoggedModel ``model_id``."""
         from mlflow.entities import Metric, RunTag
 
         now = int(time.time() * 1000)
-        items = [Metric(k, float(v), now, step) for k, v, step in metrics]
+        linked = set(model_keys) if model_id else set()
+        items = [Metric(k, float(v), now, step, model_id=model_id if k in linked else None) for k, v, step in metrics]
         tag_items = [RunTag(k, v) for k, v in (tags or {}).items()]
         if items or tag_items:  # MlflowClient.log_batch splits them into batches the store accepts
             self._client.log_batch(run, metrics=items, tags=tag_items)

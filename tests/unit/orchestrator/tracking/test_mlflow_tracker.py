@@ -474,3 +474,38 @@ def test_a_rerun_of_the_same_weights_links_the_logged_model_and_moves_the_aliase
     exp = client.get_experiment_by_name(experiment)
     assert len(client.search_logged_models([exp.experiment_id])) == 2  # one copy of each set of weights
     assert sorted(str(v.version) for v in client.search_model_versions(f"name = '{name}'")) == ["1", "2"]
+
+
+def test_evaluation_metrics_land_on_the_generations_logged_model_and_versions_name_their_run(
+    store, experiment, tmp_path
+):
+    """search_logged_models(filter_string='metrics.balanced_accuracy > 0') found no model: the evaluate stage's
+    metrics stayed on runs. Every model was named `g00-model` in every pipeline, and a registered version did
+    not say which pipeline run and generation made it."""
+    name = f"toy-{experiment}"
+    tracker = tracker_for(store, experiment, log_models=True)
+    tracker.start_pipeline("run-m", name, {}, resume=False)
+    for generation in (0, 1):
+        model = lineage_outputs(tmp_path, generation)[f"g{generation:02d}/model"]
+        model = TrackedArtifact(model.name, model.uri, f"{generation}" * 64, "checkpoint", "model", model.local_path)
+        scores = {"balanced_accuracy": 0.5 + generation / 4, "recall/3": 0.25}
+        tracker.stage_finished(
+            record(f"g{generation:02d}/train", generation, {"loss": 1.0}, outputs={model.name: model})
+        )
+        tracker.stage_finished(record(f"g{generation:02d}/evaluate", generation, scores, inputs=(model.name,)))
+    tracker.end_pipeline("FINISHED")
+    client = MlflowClient(store[0])
+    exp = client.get_experiment_by_name(experiment)
+    scored = client.search_logged_models([exp.experiment_id], filter_string="metrics.balanced_accuracy > 0")
+    by_artifact = {m.tags["relay.artifact"]: m for m in scored}
+    assert sorted(by_artifact) == ["g00/model", "g01/model"]
+    for generation, accuracy in ((0, 0.5), (1, 0.75)):
+        model = by_artifact[f"g{generation:02d}/model"]
+        metrics = {m.key: m.value for m in model.metrics}
+        assert metrics == {"balanced_accuracy": accuracy, "recall/3": 0.25}  # not the train loss, not duration_s
+        assert model.name == f"{name}-g{generation:02d}-model"
+    stages = {r.info.run_name: r.info.run_id for r in runs(store, experiment, "stage")}
+    assert {m.run_id for m in by_artifact["g01/model"].metrics} == {stages["g01/evaluate"]}
+    version = client.get_model_version_by_alias(name, "gen-01")
+    assert version.tags["relay.pipeline_run"] == "run-m" and version.tags["relay.generation"] == "1"
+    assert version.tags["relay.stage"] == "g01/train"
