@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
+import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -323,6 +324,15 @@ class TuneSettings(StrictModel):
             )
         return value
 
+    @field_validator("space", mode="before")
+    @classmethod
+    def _entries_are_domains(cls, value: Any) -> Any:
+        if isinstance(value, Mapping):
+            problems = [_not_a_domain(str(key), got) for key, got in value.items() if not isinstance(got, Mapping)]
+            if problems:
+                raise ValueError("; ".join(problems))
+        return value
+
     @field_validator("space")
     @classmethod
     def _space_not_empty(cls, value: dict[str, SearchDomain]) -> dict[str, SearchDomain]:
@@ -349,6 +359,24 @@ class TuneSettings(StrictModel):
         if self.scheduler == "pb2" and discrete:
             raise ValueError(f"scheduler pb2 needs numeric ranges (randint, uniform, loguniform); {discrete} are lists")
         return self
+
+
+def _not_a_domain(key: str, got: Any) -> str:
+    """A space entry that is a value, not a domain, and how to write it (`tune.space.train.lr.loguniform=[1, 2]`).
+
+    A command-line ``tune.space.KEY=...`` sets the entry KEY whole: its value is the domain.
+    """
+    base, _, kind = key.rpartition(".")
+    if base and kind in DOMAIN_KINDS:
+        shown = yaml.safe_dump(got, default_flow_style=True).strip().removesuffix("...").strip()
+        return (
+            f"entry {key!r} names a domain kind after the key; write the key with its domain: `{base}: {{{kind}: "
+            f"{shown}}}` (on the command line: tune.space.{base}='{{{kind}: {shown}}}')"
+        )
+    return (
+        f"entry {key!r} must be a domain, one of {', '.join(DOMAIN_KINDS)} (got {got!r:.60}); write e.g. "
+        f"`{key}: {{choice: [...]}}` (on the command line: tune.space.{key}='{{loguniform: [0.01, 0.1]}}')"
+    )
 
 
 def resolve_workspace(settings: RunSettings) -> Path:

@@ -174,9 +174,25 @@ def _parse_overrides(overrides: Sequence[str] | Mapping[str, Any]) -> list[tuple
     return parsed
 
 
+KEYED_BY_DOTTED_KEYS = ("tune.space",)  # mappings whose keys are dotted config keys themselves
+
+
+def _key_parts(key: str) -> list[str]:
+    """The sections and the key ``key`` names: ``train.lr`` -> [train, lr].
+
+    Under a mapping keyed by dotted keys the rest is one key: ``tune.space.train.lr`` sets the
+    entry ``train.lr`` of ``tune.space`` (a search space names config keys, ``train.lr: {...}``),
+    not a section ``train`` inside it, which no space has.
+    """
+    for mapping in KEYED_BY_DOTTED_KEYS:
+        if key.startswith(f"{mapping}.") and key != f"{mapping}.":
+            return [*mapping.split("."), key[len(mapping) + 1 :]]
+    return key.split(".")
+
+
 def _set_dotted(data: dict[str, Any], key: str, value: Any) -> str | None:
     """Set ``a.b.c`` in nested dicts, creating sections; return a problem or None."""
-    parts = key.split(".")
+    parts = _key_parts(key)
     if any(not p for p in parts):
         return f"{key}: empty segment in dotted key; write keys like section.name"
     indexed = next((i for i, p in enumerate(parts) if "[" in p or "]" in p), None)
