@@ -51,8 +51,17 @@ def relay_digest(artifact: TrackedArtifact) -> str:
     return artifact.digest[:DIGEST_CHARS]
 
 
+GENERATION_ALIAS = re.compile(r"(?:[\w-]+-)?gen-(\d+)")  # gen-NN, or a side branch's ROLE-gen-NN
+
+
 def model_alias(generation: int) -> str:
     return f"gen-{generation:02d}"
+
+
+def alias_generation(alias: str) -> int | None:
+    """The generation a ``gen-NN`` (or ``ROLE-gen-NN``) alias names; None for any other alias (``newest``)."""
+    found = GENERATION_ALIAS.fullmatch(alias)
+    return int(found.group(1)) if found else None
 
 
 class LineageGraph:
@@ -269,6 +278,20 @@ def set_aliases(client: Any, name: str, version: Any, aliases: Sequence[str]) ->
     """Move ``aliases`` of registered model ``name`` onto ``version``."""
     for alias in aliases:
         client.set_registered_model_alias(name, alias, version)
+
+
+def drop_aliases_beyond(client: Any, name: str, last_generation: int) -> list[str]:
+    """Remove the ``gen-NN`` / ``ROLE-gen-NN`` aliases of registered model ``name`` above ``last_generation``.
+
+    Why: a run of 2 generations after one of 3 left ``gen-02`` on the older run's version, so
+    ``@gen-01`` and ``@gen-02`` named models of unrelated runs. Called once a run has registered
+    all its generations; returns the aliases removed, sorted.
+    """
+    aliases = client.get_registered_model(name).aliases
+    stale = sorted(a for a in aliases if (alias_generation(a) or 0) > last_generation)
+    for alias in stale:
+        client.delete_registered_model_alias(name, alias)
+    return stale
 
 
 def same_model(client: Any, experiment_id: str, artifact: TrackedArtifact) -> Any:

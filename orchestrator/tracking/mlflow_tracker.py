@@ -40,7 +40,7 @@ from orchestrator.tracking.common import (
     mlflow_client,
     open_experiment,
 )
-from orchestrator.tracking.lineage import MODEL, LineageGraph
+from orchestrator.tracking.lineage import MODEL, LineageGraph, alias_generation
 from orchestrator.tracking.provenance import provenance_tags
 from orchestrator.tracking.reading import generation_rows
 
@@ -530,7 +530,33 @@ class MlflowTracker:
             self._client.set_terminated(run, status="FAILED" if generation in self._failed_gens else others)
         self._client.set_tag(self._parent, TAG_STATUS, RELAY_WORD.get(status, status))
         self._client.set_terminated(self._parent, status=final)
+        if status == "FINISHED":  # every generation registered: not a --stop-after part whose resume sets more
+            self._guard("stale aliases", self._drop_stale_aliases, END)
         self._guard("summary", self._log_summary, END)
+
+    def _drop_stale_aliases(self) -> None:
+        """Remove the registered model's generation aliases above this finished run's last, saying so in one line.
+
+        Its last generation is the highest one among the models this run registered, in this
+        attempt or an earlier one (``relay.registered_models``, read back on resume), so a run
+        resumed after ``--stop-after`` drops nothing until it has registered its last generation.
+        """
+        registered = [alias_generation(alias) for alias in self._registered_aliases()]
+        last = max((g for g in registered if g is not None), default=None)
+        if last is None:
+            return
+        stale = lineage.drop_aliases_beyond(self._client, self._pipeline_name, last)
+        if stale:
+            logger.info(
+                "removed alias(es) %s of model %s: an earlier run set them, and this run's last generation is %s",
+                ", ".join(stale),
+                self._pipeline_name,
+                lineage.model_alias(last),
+            )
+
+    def _registered_aliases(self) -> list[str]:
+        """The first alias of each version this run registered: ``gen-01`` of ``models:/NAME/3 (gen-01)``."""
+        return [entry.rsplit(" (", 1)[-1].rstrip(")") for entry in self._registered if entry.endswith(")")]
 
     def _close_open_stages(self) -> None:
         """Stage runs opened but never finished (Ctrl-C, a stop mid-stage) end KILLED, not RUNNING forever.

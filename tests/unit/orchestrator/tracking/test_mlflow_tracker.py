@@ -509,3 +509,53 @@ def test_evaluation_metrics_land_on_the_generations_logged_model_and_versions_na
     version = client.get_model_version_by_alias(name, "gen-01")
     assert version.tags["relay.pipeline_run"] == "run-m" and version.tags["relay.generation"] == "1"
     assert version.tags["relay.stage"] == "g01/train"
+
+
+def track_generations(store, experiment, tmp_path, run_id, generations, status="FINISHED", resume=False, side=None):
+    """A run of ``generations`` whose own models (and a `kd/` branch's at generation ``side``) have run-own bytes."""
+    tracker = tracker_for(store, experiment, log_models=True)
+    tracker.start_pipeline(run_id, f"toy-{experiment}", {}, resume=resume)
+    for generation in generations:
+        stored = lineage_outputs(tmp_path, generation)[f"g{generation:02d}/model"]
+        own = TrackedArtifact(
+            stored.name, stored.uri, f"{run_id}-{generation}", "checkpoint", "model", stored.local_path
+        )
+        tracker.stage_finished(record(f"g{generation:02d}/train", generation, outputs={own.name: own}))
+        if generation == side:
+            kd = TrackedArtifact("kd/model", stored.uri, f"{run_id}-kd", "checkpoint", "model", stored.local_path)
+            tracker.stage_finished(record("kd/train", generation, outputs={"kd/model": kd}))
+    tracker.end_pipeline(status)
+
+
+def test_a_finished_run_removes_the_generation_aliases_beyond_its_last(store, experiment, tmp_path, caplog):
+    """A run of 2 generations after one of 3 left `gen-02` on the older run's version: `@gen-01` and `@gen-02`
+    came from unrelated runs. A part stopped early keeps them (its resume registers them); the finished run
+    removes them and says so."""
+    caplog.set_level(logging.INFO, logger="orchestrator.tracking")
+    name = f"toy-{experiment}"
+    client = MlflowClient(store[0])
+
+    def aliased_runs():
+        aliases = client.get_registered_model(name).aliases
+        return {
+            alias: client.get_model_version(name, str(v)).tags["relay.pipeline_run"] for alias, v in aliases.items()
+        }
+
+    track_generations(store, experiment, tmp_path, "run-3", (0, 1, 2), side=2)
+    assert sorted(aliased_runs()) == ["gen-00", "gen-01", "gen-02", "kd-gen-02", "newest"]
+    track_generations(store, experiment, tmp_path, "run-2", (0,), status="STOPPED")  # --stop-after g00/train
+    assert aliased_runs() == {
+        "gen-00": "run-2",
+        "newest": "run-2",
+        "gen-01": "run-3",
+        "gen-02": "run-3",
+        "kd-gen-02": "run-3",
+    }
+    assert "removed alias" not in caplog.text
+    track_generations(store, experiment, tmp_path, "run-2", (1,), resume=True)  # the resume finishes it
+    assert aliased_runs() == {"gen-00": "run-2", "gen-01": "run-2", "newest": "run-2"}
+    (line,) = [r.getMessage() for r in caplog.records if "removed alias" in r.getMessage()]
+    assert line == (
+        f"removed alias(es) gen-02, kd-gen-02 of model {name}: an earlier run set them, "
+        "and this run's last generation is gen-01"
+    )
