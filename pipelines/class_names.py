@@ -1,4 +1,4 @@
-"""Classes named by name in a config (`data.classes: [cat, dog]`), turned into the numbers the stages use.
+"""Classes named by name in a config (`data.classes: [cat, dog]`, `data.class_order`), turned into the numbers the stages use.
 
 Why: a task of some classes (transfer learning's target, LwF's new task) was given by class
 number only, and an image folder numbers its classes in the sorted order of its folder names,
@@ -21,6 +21,8 @@ from pipelines.image_folder import visible_classes
 
 # Settings that name classes of the config's dataset: (section, field).
 CLASS_SETTINGS = (("data", "classes"), ("transfer", "source_classes"), ("lwf", "old_classes"))
+# The setting that orders the TASK's classes: numbered 0..k-1 in `data.classes`' order when it is set.
+ORDER_KEY = "data.class_order"
 
 
 def classes_by_number(config: Any) -> dict[str, list[int]]:
@@ -30,18 +32,59 @@ def classes_by_number(config: Any) -> dict[str, list[int]]:
     (a missing folder) gives {}: the preflight then says what is wrong with it.
     """
     named = {
-        f"{section}.{key}": value
-        for section, key in CLASS_SETTINGS
-        if isinstance(value := getattr(getattr(config, section, None), key, None), list)
-        and any(isinstance(c, str) for c in value)
+        key: value
+        for key, value in ((f"{section}.{name}", _setting(config, section, name)) for section, name in CLASS_SETTINGS)
+        if _names_a_class(value)
     }
-    if not named:
+    order = _setting(config, "data", "class_order")
+    if not named and not _names_a_class(order):
         return {}
     try:
         names = dataset_class_names(config.data)
     except (OSError, ValueError):  # unreadable data: the preflight names the problem
         return {}
-    return {key: [class_number(c, names, key, config.data.name) for c in value] for key, value in named.items()}
+    numbers = {key: [class_number(c, names, key, config.data.name) for c in value] for key, value in named.items()}
+    if _names_a_class(order):
+        task = numbers.get("data.classes", config.data.classes)
+        numbers[ORDER_KEY] = task_class_order(order, names, task, config.data.classes, config.data.name)
+    return numbers
+
+
+def task_class_order(
+    order: Sequence[int | str],
+    names: Sequence[str],
+    task: Sequence[int] | None,
+    given: Sequence[int | str] | None,
+    dataset: str,
+) -> list[int]:
+    """`data.class_order` as the numbers the split reads: a name is its class's number in the task.
+
+    Without `data.classes` that is the dataset's class number. With it, the split has relabelled the
+    task's classes 0..k-1 in `data.classes`' order, and class_order numbers them so: a name is the
+    place of its class in ``task`` (`data.classes` as numbers; ``given`` as the user wrote it), and a
+    class outside the task is a ValueError. A number is kept as it is, as with numbers only.
+    """
+    numbers = [class_number(c, names, ORDER_KEY, dataset) if isinstance(c, str) else c for c in order]
+    if not task:
+        return numbers
+    outside = [c for c, number in zip(order, numbers, strict=True) if isinstance(c, str) and number not in task]
+    if outside:
+        raise ValueError(
+            f"{ORDER_KEY}: {outside[0]!r} is not a class of the task, data.classes {list(given or task)}; "
+            f"name only classes of data.classes, or give their places in it (0..{len(task) - 1})"
+        )
+    return [
+        list(task).index(number) if isinstance(c, str) else number for c, number in zip(order, numbers, strict=True)
+    ]
+
+
+def _setting(config: Any, section: str, name: str) -> Any:
+    return getattr(getattr(config, section, None), name, None)
+
+
+def _names_a_class(value: Any) -> bool:
+    """Whether a class setting names some class by name (then it needs the dataset's class names)."""
+    return isinstance(value, list) and any(isinstance(c, str) for c in value)
 
 
 def dataset_class_names(data: Any) -> tuple[str, ...]:

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from typing import Annotated, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import AfterValidator, BaseModel, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, field_validator, model_validator
 
 from orchestrator.config import ModelSourceText, RunSettings, SafeName, StrictModel, TrackingSettings, TuneSettings
 from pipelines.data import DATASET_REQUIRES_ROOT, DATASETS
@@ -83,9 +83,39 @@ def distinct_classes(classes: list[int | str]) -> list[int | str]:
     return classes
 
 
+def class_items(value: Any) -> Any:
+    """A list of class numbers or names as it is; ONE ValueError for the whole list when an item is neither.
+
+    Why: pydantic checked each item on its own, against int and then str, and `data.class_order`
+    of ten words said "must be a valid integer" ten times, with no word on what the key takes.
+    """
+    if not isinstance(value, list):
+        return value  # not a list at all: pydantic's one "must be a valid list" says so
+    wrong = [item for item in value if not _class_item(item)]
+    if not wrong:
+        return value
+    scalar = next((item for item in wrong if isinstance(item, bool | float)), None)
+    quotes = "" if scalar is None else f" (a name YAML reads as a number or a boolean, as {scalar!r}, goes in quotes)"
+    raise ValueError(
+        f"expected a list of class numbers (whole numbers >= 0) or class names, got {value!r}; "
+        f"write each class as its number or its name{quotes}"
+    )
+
+
+def _class_item(item: Any) -> bool:
+    """A class number (an int, or a float of a whole number as YAML may write one) or a class name."""
+    if isinstance(item, bool):
+        return False
+    return isinstance(item, int | str) or (isinstance(item, float) and item.is_integer())
+
+
 FolderPath = Annotated[str | None, AfterValidator(absolute_folder)]
 # Classes of the config's dataset, by number or by name (an image folder's folder name, a CIFAR class).
-ClassList = Annotated[list[int | str], Field(min_length=2), AfterValidator(distinct_classes)]
+ClassList = Annotated[
+    list[int | str], BeforeValidator(class_items), Field(min_length=2), AfterValidator(distinct_classes)
+]
+# The order of the task's classes (`data.class_order`), by number or by name; names become numbers as ClassList's do.
+ClassOrder = Annotated[list[int | str], BeforeValidator(class_items)]
 DatasetURI = Annotated[str | None, AfterValidator(absolute_local_uri)]
 DatasetName = Annotated[str, registered([*DATASETS, SHARDED], "dataset")]
 ModelName = Annotated[str, registered(MODEL_NAMES, "model")]
@@ -125,7 +155,7 @@ class DataSection(StrictModel):
     fold: int = Field(0, ge=0)
     # Square side every image is read or resized to; null: the loader's own (digits: 16, its 8x8 upsampled).
     image_size: int | None = Field(None, ge=4, le=1024)
-    class_order: list[int] | None = None
+    class_order: ClassOrder | None = None
     classes: ClassList | None = None
 
     @model_validator(mode="after")

@@ -81,3 +81,35 @@ def test_names_that_are_no_class_are_bad_input_naming_the_classes(tmp_path: Path
         load_pipeline_file(SMOKE, ["data.classes=[seven, 3]"], local=False)
     with pytest.raises(ConfigError, match=r"expected distinct class numbers >= 0 or class names, got \['dog', 'dog'\]"):
         load_pipeline_file(SMOKE, ["data.classes=[dog, dog]"], local=False)
+
+
+def test_class_order_takes_names_pinned_as_the_numbers_the_split_reads(tmp_path: Path) -> None:
+    """Before, `data.class_order` took numbers only, and a list of names was one 'must be a valid integer' per name."""
+    folder = ["data.name=imagefolder", f"data.root={_three_classes(tmp_path / 'folder')}", *SPLIT]
+    _, config, pinned = load_pipeline_file(SMOKE, [*folder, "data.class_order=[dog, bird, 1]"], local=False)
+    assert config.data.class_order == [2, 0, 1] and pinned["data"]["class_order"] == [2, 0, 1]
+    task = [*folder, "data.classes=[dog, cat]", "data.class_order=[cat, dog]"]
+    assert load_pipeline_file(SMOKE, task, local=False)[1].data.class_order == [1, 0], "the task numbers dog 0, cat 1"
+    with pytest.raises(ConfigError, match=r"'bird' is not a class of the task, data.classes \['dog', 'cat'\]"):
+        load_pipeline_file(SMOKE, [*folder, "data.classes=[dog, cat]", "data.class_order=[bird, dog]"], local=False)
+
+
+def test_a_class_order_name_that_is_no_class_is_bad_input_naming_the_classes(tmp_path: Path, capsys) -> None:
+    root = _three_classes(tmp_path / "folder")
+    workspace = tmp_path / "ws"
+    args = ["data.name=imagefolder", f"data.root={root}", "data.class_order=[dog, cat, zebra]", *SPLIT]
+    code = main(["run", SMOKE, *args, f"run.workspace={workspace}"])
+    err = capsys.readouterr().err
+    assert code == 2 and not workspace.exists()
+    assert "1 problem" in err
+    assert "data.class_order: 'zebra' is not a class of dataset 'imagefolder'; its classes: 0 bird, 1 cat, 2 dog" in err
+
+
+@pytest.mark.parametrize("key", ["data.class_order", "data.classes"])
+@pytest.mark.parametrize("value", ["[1.5, 2.5, 3.5]", "[[1], [2], [3]]", "[{a: 1}, 2, 3]"])
+def test_a_class_list_of_the_wrong_type_is_one_problem_for_the_key(key: str, value: str, capsys) -> None:
+    """pydantic checked each item against int, then str: one line per item, none saying what the key takes."""
+    assert main(["validate", SMOKE, f"{key}={value}"]) == 2
+    err = capsys.readouterr().err
+    assert "1 problem" in err and f"{key}[" not in err
+    assert f"{key}: expected a list of class numbers (whole numbers >= 0) or class names" in err
