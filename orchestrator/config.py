@@ -361,6 +361,24 @@ class TuneSettings(StrictModel):
         return self
 
 
+class PipelineConfig(StrictModel):
+    """The fields every pipeline's config model provides, because Relay itself reads them from every file.
+
+    ``pipeline`` picks the pipeline, ``name`` names its runs and ``seed`` seeds its stages; ``run``
+    (executor, workspace, stores, Ray address), ``tracking`` (MLflow) and ``tune`` (`relay tune`'s
+    search) are read by the CLI before the pipeline's own sections mean anything. A pipeline's
+    config model derives from it and adds its own sections (a `PipelineSpec`'s ``config_model``);
+    ``orchestrator.registry.config_model_problem`` says what a model that does not provide them lacks.
+    """
+
+    pipeline: str
+    name: SafeName
+    seed: int = Field(0, ge=0, lt=2**31)  # numpy and torch seed generators take it and small offsets of it
+    run: RunSettings = RunSettings()
+    tracking: TrackingSettings = TrackingSettings()
+    tune: TuneSettings | None = None
+
+
 def _not_a_domain(key: str, got: Any) -> str:
     """A space entry that is a value, not a domain, and how to write it (`tune.space.train.lr.loguniform=[1, 2]`).
 

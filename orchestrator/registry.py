@@ -63,12 +63,38 @@ class DataSpec:
     by_number: Callable[[Any], Mapping[str, Any]] = field(default=lambda config: {})
 
 
+CONFIG_BASE = "orchestrator.config.PipelineConfig"
+CONFIG_FIELDS = ("pipeline", "name", "seed", "run", "tracking", "tune")  # CONFIG_BASE's fields: Relay reads them
+
+
+def config_model_problem(model: Any) -> str | None:
+    """What a pipeline's config model lacks of the fields Relay reads from every file (CONFIG_FIELDS), or None.
+
+    Checked by name, not by base class, so that a model redeclaring the fields (a narrower
+    ``pipeline``, its own ``seed`` bounds) serves as well as a subclass of CONFIG_BASE. Why: a
+    plug-in's model without ``run`` ended `relay validate` in an AttributeError traceback.
+    """
+    fields = getattr(model, "model_fields", None)
+    if not isinstance(model, type) or not isinstance(fields, Mapping):
+        return f"its config model {model!r} is not a pydantic model; derive it from {CONFIG_BASE}"
+    lacking = [name for name in CONFIG_FIELDS if name not in fields]
+    if not lacking:
+        return None
+    return (
+        f"its config model {model.__name__} lacks {', '.join(lacking)}, which Relay reads from every pipeline file; "
+        f"derive it from {CONFIG_BASE} (fields {', '.join(CONFIG_FIELDS)}) and add the pipeline's own sections"
+    )
+
+
 @dataclass(frozen=True)
 class PipelineSpec:
     """What the CLI needs to run one kind of pipeline (`pipeline: NAME` in a config file).
 
-    ``config_model`` validates the whole file (a pydantic model); ``build`` unrolls a validated
-    config into a static DAG; ``preflight`` returns the problems only the data can reveal (a
+    ``config_model`` validates the whole file: a pydantic model deriving from
+    ``orchestrator.config.PipelineConfig``, whose fields (``pipeline``, ``name``, ``seed``, ``run``,
+    ``tracking``, ``tune``) Relay reads from every file, plus the pipeline's own sections; a spec whose
+    model lacks them is refused when its pipeline is chosen (``get_pipeline``), naming what to
+    derive from. ``build`` unrolls a validated config into a static DAG; ``preflight`` returns the problems only the data can reveal (a
     missing root, too few images) as ``key: message`` lines, before anything is written.
     ``summary``: column header -> metric that `relay generations` shows per generation; a metric
     ending in ``/*`` shows every metric with that prefix in one column. Metrics are named
@@ -89,15 +115,29 @@ class PipelineSpec:
     reference_generations: frozenset[int] = frozenset()
 
 
+class LoadedPipelines(dict[str, PipelineSpec]):
+    """The pipelines the entry points declare, by name; ``rejected``: name -> why a declared one cannot run.
+
+    A pipeline whose config model lacks the fields Relay reads (``config_model_problem``) is
+    kept out, and its reason kept for ``get_pipeline``: said once, when a file picks it, not on
+    every command (the other pipelines run as before).
+    """
+
+    def __init__(self, specs: Mapping[str, PipelineSpec] = (), rejected: Mapping[str, str] = ()) -> None:
+        super().__init__(specs)
+        self.rejected: dict[str, str] = dict(rejected)
+
+
 @functools.cache
-def load_pipelines() -> dict[str, PipelineSpec]:
+def load_pipelines() -> LoadedPipelines:
     """Every pipeline declared in the ``relay.pipelines`` entry-point group, by name.
 
     A broken entry point (an import error, an object that is not a spec) is skipped with a
     warning naming it, so one bad plug-in does not take the others down; two pipelines with one
-    name keep the first and warn.
+    name keep the first and warn. A spec whose config model cannot serve (``config_model_problem``)
+    is left out with its reason in ``rejected``, naming the plug-in and its entry point.
     """
-    found: dict[str, PipelineSpec] = {}
+    found = LoadedPipelines()
     for entry in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
         try:
             specs = _specs_of(entry.load())
@@ -107,13 +147,24 @@ def load_pipelines() -> dict[str, PipelineSpec]:
             )
             continue
         for spec in specs:
-            if spec.name in found:
+            if spec.name in found or spec.name in found.rejected:
                 logger.warning(
                     "pipeline %r is declared twice (entry point %s); keeping the first", spec.name, entry.name
                 )
                 continue
+            problem = config_model_problem(spec.config_model)
+            if problem:
+                found.rejected[spec.name] = f"{_declared_by(entry)}, cannot run: {problem}"
+                continue
             found[spec.name] = spec
     return found
+
+
+def _declared_by(entry: metadata.EntryPoint) -> str:
+    """``the plug-in relay-toy 0.1 declares it (entry point toybare = relay_toy:BARE in group relay.pipelines)``."""
+    dist = getattr(entry, "dist", None)
+    package = f"the plug-in {dist.name} {dist.version}" if dist is not None else "a plug-in"
+    return f"{package} declares it (entry point {entry.name} = {entry.value} in group {ENTRY_POINT_GROUP})"
 
 
 def _specs_of(value: Any) -> list[PipelineSpec]:
@@ -126,7 +177,19 @@ def _specs_of(value: Any) -> list[PipelineSpec]:
 
 
 def get_pipeline(name: Any, pipelines: Mapping[str, PipelineSpec], source: str | None = None) -> PipelineSpec:
-    """The spec registered under ``name``, or one ConfigError listing the valid names."""
+    """The spec registered under ``name``, or one ConfigError: the valid names, or why the named one cannot run.
+
+    Why the check here too: a caller's own mapping (tests, embedding) is not loaded through the
+    entry points, and its spec's config model must serve as well.
+    """
+    rejected = getattr(pipelines, "rejected", {})
+    if isinstance(name, str) and name in rejected:
+        raise ConfigError([f"pipeline: {name!r}: {rejected[name]}"], source)
+    problem = (
+        config_model_problem(pipelines[name].config_model) if isinstance(name, str) and name in pipelines else None
+    )
+    if problem:
+        raise ConfigError([f"pipeline: {name!r} cannot run: {problem}"], source)
     if not isinstance(name, str) or name not in pipelines:
         got = "nothing" if name is None else repr(name)
         valid = ", ".join(sorted(pipelines)) or "none (is Relay installed? `pip install -e .` declares them)"

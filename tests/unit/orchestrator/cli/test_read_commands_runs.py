@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from orchestrator.cli import main
-from orchestrator.config import RunSettings, StrictModel, TrackingSettings
+from orchestrator.config import PipelineConfig, RunSettings
 from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.engine.ledger import Ledger
 from orchestrator.engine.records import StageRecord
@@ -23,13 +23,8 @@ from orchestrator.tracking.mlflow_tracker import MlflowTracker
 from pipelines.registry import PIPELINES
 
 
-class ToyConfig(StrictModel):
+class ToyConfig(PipelineConfig):
     """What a saved run record needs for `relay generations RUN_ID`: the pipeline and where it tracked."""
-
-    pipeline: str
-    name: str
-    run: RunSettings = RunSettings()
-    tracking: TrackingSettings = TrackingSettings()
 
 
 SUMMARY = {"score": "evaluate/score"}
