@@ -22,7 +22,7 @@ import yaml
 
 from orchestrator.config import TrackingSettings
 from orchestrator.engine.records import StageRecord, TrackedArtifact
-from orchestrator.tracking import lineage, report
+from orchestrator.tracking import lineage, report, run_command
 from orchestrator.tracking.common import (
     TAG_CACHE_HIT,
     TAG_FINGERPRINT,
@@ -206,10 +206,12 @@ class MlflowTracker:
         self._pipeline_name = pipeline_name
         data = config.get("data")
         self._image_size = data.get("image_size") if isinstance(data, Mapping) else None  # for model signatures
+        command = run_command.read_command(config, run_id)
+        own_tags = {**self.extra_tags, **self._command_tags(command, run_id)}
         existing = self._find_runs(run_id, "pipeline") if resume else []
         if existing:
             self._reattach(existing[0].info.run_id)
-            for key, value in self.extra_tags.items():
+            for key, value in own_tags.items():
                 self._client.set_tag(self._parent, key, value)
             return
         if resume:
@@ -219,12 +221,19 @@ class MlflowTracker:
             TAG_PIPELINE: pipeline_name,
             TAG_KIND: "pipeline",
             **provenance_tags(),
-            **self.extra_tags,
+            **own_tags,
             **({TAG_PARENT: self._nest_under} if self._nest_under else {}),
         }
         self._parent = self._client.create_run(self._experiment_id, tags=tags, run_name=run_id).info.run_id
         self._client.log_text(self._parent, yaml.safe_dump(dict(config), sort_keys=False), "config.yaml")
         log_params(self._client, self._parent, _flatten(config))
+
+    @staticmethod
+    def _command_tags(command: run_command.RunCommand | None, run_id: str) -> dict[str, str]:
+        """``relay.overrides``: what the command line changed, in the runs table (none known: no tag)."""
+        if command is None:
+            return {}
+        return {run_command.TAG_OVERRIDES: run_command.overrides_tag(command.overrides, run_id)}
 
     def _find_runs(self, run_id: str, kind: str) -> list[Any]:
         query = f"tags.`{TAG_PIPELINE_RUN}` = '{run_id}' and tags.`{TAG_KIND}` = '{kind}'"
