@@ -11,6 +11,7 @@ import importlib
 import json
 import logging
 import os
+import re
 import secrets
 import shlex
 import socket
@@ -303,6 +304,12 @@ def check_resume_stop_after(store: ArtifactStore, run_id: str, stop_after: str |
     )
 
 
+MLFLOW_ID_HINT = (  # `relay run` prints the MLflow run id to open in the UI: a user may take it for the run's id
+    "; this looks like an MLflow run id, which the tracking store here does not know: pass the Relay run id "
+    "(`relay runs` lists them; in MLflow it is the run's name and its relay.pipeline_run tag)"
+)
+
+
 def read_run_record(store: ArtifactStore, run_id: str, pipelines: Pipelines) -> tuple[Any, Any]:
     """The spec and config a run was started with, from its record in ``store``; a missing or damaged run is bad input."""
     text = store.read_record(record_path(run_id, CONFIG_FILE))
@@ -312,6 +319,8 @@ def read_run_record(store: ArtifactStore, run_id: str, pipelines: Pipelines) -> 
                 f"run_id: no run {run_id!r} in the artifact store {store.uri}; list its runs with "
                 f"`relay runs --artifact-uri {store.uri}`, "
                 "or pass the store the run wrote to (--workspace, --artifact-uri or RELAY_ARTIFACT_URI)"
+                + MLFLOW_ID_HINT
+                * bool(re.fullmatch(r"[0-9a-f]{32}", run_id))
             ],
             "the command line",
         )

@@ -10,6 +10,7 @@ import argparse
 import contextlib
 import dataclasses
 import logging
+import re
 import shlex
 import tempfile
 from collections.abc import Iterator, Mapping
@@ -57,10 +58,11 @@ from orchestrator.engine.ledger import CONFIG_FILE, RUNS, record_path, tracking_
 from orchestrator.engine.progress import ProgressDisplay
 from orchestrator.engine.runner import Runner
 from orchestrator.errors import ArtifactError, ConfigError, RelayError
+from orchestrator.tracking import common as tracking_common
 from orchestrator.tracking import report
 from orchestrator.tracking.background import BackgroundTracker
 from orchestrator.tracking.mlflow_tracker import metric_prefix, mlflow_tracker
-from orchestrator.tracking.reading import read_generations, recorded_pipeline
+from orchestrator.tracking.reading import check_database, read_generations, recorded_pipeline
 
 log = logging.getLogger("relay")
 
@@ -320,6 +322,8 @@ def tracking_for(args: argparse.Namespace) -> tuple[str, str, Mapping[str, str] 
     if args.run_id is not None:
         check_run_id(args.run_id)
         if store.read_record(record_path(args.run_id, CONFIG_FILE)) is None:
+            args.run_id = relay_run_of(args)
+        if store.read_record(record_path(args.run_id, CONFIG_FILE)) is None:
             return tracked_only(args, store, pipelines)
         spec, config = read_run_record(store, args.run_id, pipelines)
         moved = moved_workspace(config, store.uri)
@@ -329,6 +333,39 @@ def tracking_for(args: argparse.Namespace) -> tuple[str, str, Mapping[str, str] 
     uri = tracking_uri(RunSettings(workspace=args.workspace), TrackingSettings())
     check_tracking_store(uri, default_tracking_key(args.workspace))
     return uri, experiment_of(args), None
+
+
+MLFLOW_RUN_ID = re.compile(r"[0-9a-f]{32}")  # what MLflow names a run by (`relay run` prints it: `open run ...`)
+
+
+def relay_run_of(args: argparse.Namespace) -> str:
+    """The Relay run that ``args.run_id`` names: itself, or the run an MLflow run id of it belongs to.
+
+    `relay run` ends with `open run <MLflow run id>` for the MLflow UI, and that id given to `relay
+    generations` found no run record. An MLflow run of a Relay run (the pipeline's, a generation's,
+    a stage's) carries the Relay run id in its `relay.pipeline_run` tag, read here from the default
+    tracking store (the workspace's, or $MLFLOW_TRACKING_URI); an id it does not know stays as given.
+    """
+    if not MLFLOW_RUN_ID.fullmatch(args.run_id):
+        return args.run_id
+    uri = tracking_uri(RunSettings(workspace=args.workspace), TrackingSettings())
+    from mlflow.exceptions import MlflowException
+
+    try:
+        check_tracking_store(uri, default_tracking_key(args.workspace))
+        db = tracking_common.sqlite_path(uri)
+        if db is not None:  # MLflow would create its tables in a file that is not there yet
+            check_database(db)
+        tags = tracking_common.mlflow_client(uri).get_run(args.run_id).data.tags
+    except (RelayError, MlflowException) as exc:  # no store to ask, no such run there: the id stays, not found
+        log.debug("%s is not an MLflow run at %s: %s", args.run_id, uri, exc)
+        return args.run_id
+    relay_run = tags.get(tracking_common.TAG_PIPELINE_RUN)
+    if not relay_run:
+        return args.run_id
+    kind = tags.get(tracking_common.TAG_KIND, "an")
+    log.info("MLflow run %s (%s run) belongs to Relay run %s: its generations follow", args.run_id, kind, relay_run)
+    return relay_run
 
 
 def experiment_of(args: argparse.Namespace) -> str:
