@@ -18,8 +18,6 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-import yaml
-
 from orchestrator.config import TrackingSettings
 from orchestrator.engine.records import StageRecord, TrackedArtifact
 from orchestrator.tracking import lineage, report, run_command
@@ -225,7 +223,8 @@ class MlflowTracker:
             **({TAG_PARENT: self._nest_under} if self._nest_under else {}),
         }
         self._parent = self._client.create_run(self._experiment_id, tags=tags, run_name=run_id).info.run_id
-        self._client.log_text(self._parent, yaml.safe_dump(dict(config), sort_keys=False), "config.yaml")
+        text = run_command.rerunnable_yaml(config, self._written_locations(config, command), run_id)
+        self._client.log_text(self._parent, text, "config.yaml")
         log_params(self._client, self._parent, _flatten(config))
 
     @staticmethod
@@ -234,6 +233,18 @@ class MlflowTracker:
         if command is None:
             return {}
         return {run_command.TAG_OVERRIDES: run_command.overrides_tag(command.overrides, run_id)}
+
+    def _written_locations(
+        self, config: Mapping[str, Any], command: run_command.RunCommand | None
+    ) -> dict[tuple[str, str], Any] | None:
+        """The store locations the user wrote, for the MLflow run's config.yaml (None: unknown, left null there).
+
+        From the command's config file and overrides; a sweep's trial has no command, and its config
+        was built from the sweep's file as written (never resolved), so it is its own source.
+        """
+        if command is not None:
+            return run_command.written_locations(command)
+        return run_command.locations_in(config) if self._nest_under else None
 
     def _find_runs(self, run_id: str, kind: str) -> list[Any]:
         query = f"tags.`{TAG_PIPELINE_RUN}` = '{run_id}' and tags.`{TAG_KIND}` = '{kind}'"

@@ -1,12 +1,16 @@
-"""How a pipeline run was started, as its MLflow run shows it: the command line's overrides.
+"""How a pipeline run was started, as its MLflow run shows it: the overrides, and a config that reruns anywhere.
 
 The run record (``runs/RUN_ID/command.json`` in the artifact store, written before the run starts)
-holds the config file and the command-line overrides; the MLflow run gets the overrides as a tag,
-so "what did I change" reads off the runs table.
+holds the config file and the command-line overrides; the config the tracker is given has the
+stores resolved and written in (``relay resume`` needs them, machine-specific as they are). The
+MLflow run gets the overrides as a tag, and a ``config.yaml`` whose store locations are what the
+user wrote, so that ``relay run config.yaml`` reruns where whoever runs it works, not into the
+original workspace (all cache hits, models registered in the old registry).
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import shlex
@@ -14,6 +18,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import yaml
+
+from orchestrator.config import apply_overrides, load_yaml
 from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.engine.ledger import COMMAND_FILE, record_path
 from orchestrator.errors import RelayError
@@ -22,6 +29,8 @@ logger = logging.getLogger(__name__)
 
 TAG_OVERRIDES = "relay.overrides"
 MAX_TAG_CHARS = 8000  # MLflow's limit on a tag value (mlflow.utils.validation.MAX_TAG_VAL_LENGTH)
+# The keys a run resolves to this machine's stores (cli: with_locations), as (section, key).
+LOCATION_KEYS = (("run", "workspace"), ("run", "artifact_uri"), ("tracking", "uri"))
 
 
 @dataclass(frozen=True)
@@ -65,6 +74,42 @@ def overrides_tag(overrides: Sequence[str], run_id: str) -> str:
         if len(cut) <= MAX_TAG_CHARS:
             return cut
     return ""  # unreachable: with no override kept, the note alone fits
+
+
+def written_locations(command: RunCommand) -> dict[tuple[str, str], Any] | None:
+    """The store locations as the user wrote them (config file, then overrides); None when the file is unreadable."""
+    try:
+        data = apply_overrides(load_yaml(command.config_path), list(command.overrides))
+    except RelayError as exc:  # moved or edited since the run started
+        logger.debug("could not read the store locations %s wrote: %s", command.config_path, exc)
+        return None
+    return locations_in(data)
+
+
+def locations_in(config: Mapping[str, Any]) -> dict[tuple[str, str], Any]:
+    """The values of LOCATION_KEYS in ``config`` (None where absent)."""
+    return {(section, key): _section(config, section).get(key) for section, key in LOCATION_KEYS}
+
+
+def rerunnable_config(config: Mapping[str, Any], written: Mapping[tuple[str, str], Any] | None) -> dict[str, Any]:
+    """``config`` with its store locations set back to ``written`` (null where the user wrote none, or unknown)."""
+    result = copy.deepcopy(dict(config))
+    for section, key in LOCATION_KEYS:
+        if isinstance(result.get(section), dict):
+            result[section][key] = (written or {}).get((section, key))
+    return result
+
+
+def rerunnable_yaml(config: Mapping[str, Any], written: Mapping[tuple[str, str], Any] | None, run_id: str) -> str:
+    """The MLflow run's ``config.yaml``: ``rerunnable_config`` under a first line saying where a rerun writes."""
+    rerun = rerunnable_config(config, written)
+    named = [f"{section}.{key}" for section, key in LOCATION_KEYS if _section(rerun, section).get(key)]
+    whoever = "in the workspace of whoever runs it ($RELAY_WORKSPACE, else ./relay-workspace)"
+    where = f"with its stores as written ({', '.join(named)})" if named else whoever
+    if named and "run.workspace" not in named:
+        where += f", the rest {whoever}"
+    heading = f"# config of Relay run {run_id}; `relay run config.yaml` reruns it {where}\n"
+    return heading + yaml.safe_dump(rerun, sort_keys=False)
 
 
 def _section(config: Mapping[str, Any], name: str) -> Mapping[str, Any]:
