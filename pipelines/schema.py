@@ -311,16 +311,51 @@ class StageResources(StrictModel):
         return custom
 
 
-class _StageResourcesCommon(StrictModel):
-    """The stage roles every pipeline with pseudo-labels has; each pipeline adds its own selection role."""
+# Every stage role some pipeline has, and what its stages do (for the message when a file sets a
+# role its pipeline lacks).
+ROLE_STAGES = {
+    "data": "the split and the import of init.source",
+    "train": "training, the pretext stage",
+    "evaluate": "evaluation, linear probes",
+    "pseudo_label": "labeling the unlabeled images; in LwF, recording the old network's outputs",
+    "rebalance": "CReST's class-rebalanced selection",
+    "filter": "Noisy Student's confidence filter",
+}
+
+
+class StageRoles(StrictModel):
+    """`resources` of a pipeline: one StageResources per stage role it has; every pipeline has these three.
+
+    A pipeline with more roles (labeling, a selection) declares them in a subclass, so that a role it
+    has no stage for is refused instead of silently ignored (`resources.filter` in KE did nothing).
+    """
 
     data: StageResources = StageResources()
     train: StageResources = StageResources()
     evaluate: StageResources = StageResources()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _roles_of_this_pipeline(cls, value: Any) -> Any:
+        """A role of another pipeline, named as such: the generic "unknown key" hid that the file was fine elsewhere."""
+        if isinstance(value, dict):
+            foreign = [key for key in value if key in ROLE_STAGES and key not in cls.model_fields]
+            if foreign:
+                role = foreign[0]
+                raise ValueError(
+                    f"this pipeline has no {role} stage ({ROLE_STAGES[role]}), so resources.{role} would be "
+                    f"ignored; its stage roles are {', '.join(cls.model_fields)}: remove resources.{role}"
+                )
+        return value
+
+
+class LabelingRoles(StageRoles):
+    """`resources` of a pipeline with a labeling stage (`pseudo_label`)."""
+
     pseudo_label: StageResources = StageResources()
 
 
-class ResourcesSection(_StageResourcesCommon):
+class ResourcesSection(LabelingRoles):
     """Per-stage resources of the CReST pipeline."""
 
     rebalance: StageResources = StageResources()
@@ -382,8 +417,8 @@ def check_warmup_fits(steps: int | None, train: SupervisedTrainSection, key: str
         )
 
 
-class StudentResourcesSection(_StageResourcesCommon):
-    """Per-stage resources of the KE, Noisy Student and distillation pipelines."""
+class StudentResourcesSection(LabelingRoles):
+    """Per-stage resources of the Noisy Student pipeline."""
 
     filter: StageResources = StageResources()
 
@@ -451,7 +486,7 @@ class PipelineFile(StrictModel):
     ``pipeline`` selects the builder (a subclass narrows it to its own name) and ``name`` names the
     runs. ``init`` and ``pretext`` say where training starts; ``probe`` names stages (``g00/train``,
     ``pretext/pretrain``) whose model a linear probe scores on frozen features. ``data``, ``train`` and ``resources`` default to what most pipelines use (a long-tailed
-    split, supervised training, the students' stage roles); a pipeline that needs another kind
+    split, supervised training, the stage roles every pipeline has: data, train, evaluate); a pipeline that needs another kind
     (CReST's FixMatch training, KE's balanced supervised split) redeclares the field with its type.
     """
 
@@ -463,7 +498,7 @@ class PipelineFile(StrictModel):
     train: SupervisedTrainSection = SupervisedTrainSection()
     augment: AugmentSection = AugmentSection()
     label: LabelSection = LabelSection()
-    resources: StudentResourcesSection = StudentResourcesSection()
+    resources: StageRoles = StageRoles()
     init: InitSection = InitSection()
     pretext: PretextSection = PretextSection()
     probe: list[str] = Field(default_factory=list)

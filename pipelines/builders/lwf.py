@@ -36,6 +36,7 @@ from pipelines.builders.transfer import check_disjoint
 from pipelines.schema import (
     ClassList,
     DataSection,
+    LabelingRoles,
     PipelineFile,
     SupervisedDataSection,
     SupervisedTrainSection,
@@ -90,6 +91,7 @@ class LwfConfig(PipelineFile):
     data: NewTaskDataSection = NewTaskDataSection()
     train: LwfTrainSection = LwfTrainSection()
     lwf: LwfSection = LwfSection()
+    resources: LabelingRoles = LabelingRoles()
 
     @model_validator(mode="after")
     def _disjoint_tasks(self) -> LwfConfig:

@@ -40,6 +40,7 @@ from pipelines.schema import (
     DataSection,
     ModelSection,
     PipelineFile,
+    StudentResourcesSection,
     SupervisedTrainSection,
     part,
 )
@@ -171,6 +172,7 @@ class NoisyStudentConfig(PipelineFile):
     student: StudentSection = StudentSection()
     train: NoisyTrainSection = NoisyTrainSection()
     noisy: NoisyStudentSection = NoisyStudentSection()
+    resources: StudentResourcesSection = StudentResourcesSection()
 
     @model_validator(mode="after")
     def _student_not_smaller(self) -> NoisyStudentConfig:
