@@ -13,7 +13,7 @@ import os
 from collections.abc import Iterable
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, PrivateAttr, field_validator, model_validator
 
 from orchestrator.config import ModelSourceText, RunSettings, SafeName, StrictModel, TrackingSettings, TuneSettings
 from pipelines.data import DATASET_REQUIRES_ROOT, DATASETS
@@ -288,11 +288,18 @@ class LabelSection(StrictModel):
 
 
 class StageResources(StrictModel):
-    """What one stage asks Ray for; workers > 1 means data-parallel training.
+    """What the stages of one role (`resources.<role>`) ask Ray for.
 
-    custom: Ray custom resources per worker (`{gpu_node: 1}`), which pin the stage to the nodes
-    started with them (`ray start --resources '{"gpu_node": 4}'`).
+    workers > 1 splits a stage's work where its body can (CReST's data-parallel training and
+    sharded labeling); a stage that cannot is refused more than one when the pipeline is built
+    (pipelines/builders/common.py, idle_worker_problems), since every extra worker would only
+    repeat its whole job. custom: Ray custom resources per worker (`{gpu_node: 1}`), which pin
+    the stage to the nodes started with them (`ray start --resources '{"gpu_node": 4}'`).
     """
+
+    # The `resources` key this section was given under (set by StageRoles), so that a stage made
+    # from it can say which key to fix; not a setting, so not dumped and not in any fingerprint.
+    _role: str | None = PrivateAttr(None)
 
     num_cpus: float = Field(1.0, gt=0.0, le=MAX_NODE_CPUS)
     num_gpus: float = Field(0.0, ge=0.0, le=MAX_NODE_GPUS)
@@ -347,6 +354,12 @@ class StageRoles(StrictModel):
                     f"ignored; its stage roles are {', '.join(cls.model_fields)}: remove resources.{role}"
                 )
         return value
+
+    @model_validator(mode="after")
+    def _name_the_roles(self) -> StageRoles:
+        for role in type(self).model_fields:
+            getattr(self, role)._role = role
+        return self
 
 
 class LabelingRoles(StageRoles):

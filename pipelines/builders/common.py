@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 from orchestrator.config import StrictModel
-from orchestrator.dag import Stage
+from orchestrator.dag import Pipeline, Stage
 from orchestrator.errors import ConfigError
 from orchestrator.sources import read_bytes, resolve_source
 from pipelines import split
@@ -177,6 +177,55 @@ def _probe(config: Any, stage: Stage) -> Stage:
         config.resources.evaluate,
         stage.generation,
     )
+
+
+# --- the pipeline: the stages, their probes, and whether each role's workers can be used ----
+
+
+def pipeline_of(config: Any, stages: Sequence[Stage]) -> Pipeline:
+    """The pipeline of ``stages`` and the probes `probe` asks for; a ConfigError where a role's workers would idle."""
+    every = [*stages, *probe_stages(config, stages)]
+    problems = idle_worker_problems(every)
+    if problems:
+        raise ConfigError(problems)
+    return Pipeline(config.name, every)
+
+
+SHOWN_STAGES = 6  # stage names a message lists before "and N more" (a role recurs in every generation)
+
+
+def idle_worker_problems(stages: Sequence[Stage]) -> list[str]:
+    """One line per `resources.<role>` whose workers > 1 some stage of the role cannot divide its work among.
+
+    Why: such a stage runs its whole job on every worker and keeps rank 0's result, so the extra
+    workers only repeat it while holding their CPUs and GPUs (Noisy Student's labeling given 4
+    workers labeled every image 4 times). Only a body declared ``splits_work``
+    (pipelines.stages.refs) uses them.
+    """
+    by_role: dict[str, list[Stage]] = {}
+    for stage in stages:
+        role = getattr(stage, "role", None)
+        if role is not None and stage.resources.workers > 1:
+            by_role.setdefault(role, []).append(stage)
+    problems = []
+    for role, covered in by_role.items():
+        whole = [stage.name for stage in covered if not getattr(stage.fn, "splits_work", False)]
+        if not whole:
+            continue
+        workers = covered[0].resources.workers
+        which = "they run" if len(whole) == len(covered) else f"{_listed(whole)} {'runs' if len(whole) == 1 else 'run'}"
+        problems.append(
+            f"resources.{role}.workers: {workers} workers, but resources.{role} covers {_listed(covered)} in this "
+            f"pipeline and {which} on one worker: each extra worker would only repeat the whole job; "
+            f"set resources.{role}.workers=1"
+        )
+    return problems
+
+
+def _listed(stages: Sequence[Stage] | Sequence[str]) -> str:
+    names = [stage if isinstance(stage, str) else stage.name for stage in stages]
+    more = len(names) - SHOWN_STAGES
+    return ", ".join(names[:SHOWN_STAGES]) + (f" and {more} more" if more > 0 else "")
 
 
 # --- preflight: what only the data (or the weights) can reveal ------------------------------

@@ -21,8 +21,8 @@ from pipelines.builders.common import (
     LONG_TAIL_COLUMNS,
     SPLIT,
     gen,
+    pipeline_of,
     preflight_semi_supervised,
-    probe_stages,
     start_stages,
     starting,
 )
@@ -166,7 +166,7 @@ def build(config: CrestConfig) -> Pipeline:
     start, pretrained = start_stages(config)
     generations = [s for k in range(config.crest.generations) for s in generation_stages(config, k, pretrained)]
     stages = [first, *start, *generations]
-    return Pipeline(config.name, stages + probe_stages(config, stages))
+    return pipeline_of(config, stages)
 
 
 SUMMARY = {**LONG_TAIL_COLUMNS, "kept": "rebalance/kept_total", "kept per class": "rebalance/kept/*"}

@@ -24,8 +24,8 @@ from pipelines.builders.common import (
     BASELINE_PREFIX,
     SPLIT,
     gen,
+    pipeline_of,
     preflight_supervised,
-    probe_stages,
     start_stages,
     starting,
 )
@@ -111,7 +111,7 @@ def build(config: DistillConfig) -> Pipeline:
     result = [first, *start, *teacher, *_pair(config, "g01", 1, teacher=True)]
     if config.distill.student_baseline:
         result += _pair(config, "baseline", 1, teacher=False, prefix=BASELINE_PREFIX)
-    return Pipeline(config.name, result + probe_stages(config, result))
+    return pipeline_of(config, result)
 
 
 SUMMARY = {

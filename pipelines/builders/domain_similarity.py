@@ -28,8 +28,8 @@ from pipelines.builders.common import (
     BASELINE_PREFIX,
     SPLIT,
     gen,
+    pipeline_of,
     preflight_supervised,
-    probe_stages,
     start_stages,
     starting,
     train_and_evaluate,
@@ -188,7 +188,7 @@ def build(config: DomainConfig) -> Pipeline:
     if config.domain.baseline:
         scratch = {**target, "metric_prefix": BASELINE_PREFIX}
         stages += train_and_evaluate(config, "baseline", 1, config.data, SPLIT, scratch, None)
-    return Pipeline(config.name, stages + probe_stages(config, stages))
+    return pipeline_of(config, stages)
 
 
 def source_problems(config: DomainConfig) -> list[str]:

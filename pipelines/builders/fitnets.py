@@ -25,8 +25,8 @@ from pipelines.builders.common import (
     SPLIT,
     InitLoad,
     gen,
+    pipeline_of,
     preflight_supervised,
-    probe_stages,
     split_stage,
     start_stages,
     train_and_evaluate,
@@ -155,7 +155,7 @@ def build(config: FitNetsConfig) -> Pipeline:
         stages += _student(config, "kd", teacher=True, hinted=False, prefix="kd_")
     if config.fitnets.student_baseline:
         stages += _student(config, "baseline", teacher=False, hinted=False, prefix=BASELINE_PREFIX)
-    return Pipeline(config.name, stages + probe_stages(config, stages))
+    return pipeline_of(config, stages)
 
 
 SUMMARY = {

@@ -26,8 +26,8 @@ from pipelines.builders.common import (
     BASELINE_PREFIX,
     SPLIT,
     gen,
+    pipeline_of,
     preflight_supervised,
-    probe_stages,
     start_stages,
     starting,
 )
@@ -181,7 +181,7 @@ def build(config: KnowledgeEvolutionConfig) -> Pipeline:
     generations = [s for k in range(config.ke.generations) for s in generation_stages(config, k, pretrained)]
     baseline = baseline_stages(config, pretrained) if config.ke.compute_matched_baseline else []
     stages = [first, *start, masks, *generations, *baseline]
-    return Pipeline(config.name, stages + probe_stages(config, stages))
+    return pipeline_of(config, stages)
 
 
 SUMMARY = {

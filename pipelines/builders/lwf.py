@@ -26,8 +26,8 @@ from pipelines.builders.common import (
     SPLIT,
     InitLoad,
     gen,
+    pipeline_of,
     preflight_supervised,
-    probe_stages,
     split_stage,
     start_stages,
     starting,
@@ -180,7 +180,7 @@ def build(config: LwfConfig) -> Pipeline:
     if config.lwf.baselines:
         stages += _new_task(config, "finetune", "finetune", old_model, "finetune_")
         stages += _new_task(config, "joint", "joint", old_model, "joint_")
-    return Pipeline(config.name, stages + probe_stages(config, stages))
+    return pipeline_of(config, stages)
 
 
 def preflight(config: LwfConfig) -> list[str]:

@@ -29,8 +29,8 @@ from pipelines.builders.common import (
     LONG_TAIL_COLUMNS,
     SPLIT,
     gen,
+    pipeline_of,
     preflight_semi_supervised,
-    probe_stages,
     start_stages,
     starting,
 )
@@ -260,7 +260,7 @@ def build(config: NoisyStudentConfig) -> Pipeline:
     start, pretrained = start_stages(config)
     generations = [s for k in range(config.noisy.iterations + 1) for s in generation_stages(config, k, pretrained)]
     stages = [first, *start, *generations]
-    return Pipeline(config.name, stages + probe_stages(config, stages))
+    return pipeline_of(config, stages)
 
 
 SUMMARY = {

@@ -27,8 +27,8 @@ from pipelines.builders.common import (
     BASELINE_PREFIX,
     SPLIT,
     gen,
+    pipeline_of,
     preflight_supervised,
-    probe_stages,
     split_stage,
     start_stages,
     train_and_evaluate,
@@ -108,7 +108,7 @@ def build(config: TransferConfig) -> Pipeline:
     if config.transfer.baseline:
         scratch = {**target, "metric_prefix": BASELINE_PREFIX}
         stages += train_and_evaluate(config, "baseline", 1, config.data, SPLIT, scratch, None)
-    return Pipeline(config.name, stages + probe_stages(config, stages))
+    return pipeline_of(config, stages)
 
 
 def preflight(config: TransferConfig) -> list[str]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from orchestrator.dag import Parallelism, Resources, Stage, StageContext, StageResult
@@ -24,12 +25,19 @@ class StageBody:
 
     ``reports``: the metric names the function reports (fnmatch patterns), where they are fixed,
     so that `relay validate` can refuse a tune metric no stage reports; None where they are not.
+    ``splits_work``: whether the function divides its work among a stage's workers when it has more
+    than one (data-parallel ranks, or shards through ``ctx.map_shards``, as the stage's
+    ``Parallelism`` says). A function that does not runs whole on every worker, so the builders
+    refuse it more than one (pipelines.builders.common.idle_worker_problems).
     """
 
-    def __init__(self, module: str, name: str, reports: tuple[str, ...] | None = None) -> None:
+    def __init__(
+        self, module: str, name: str, reports: tuple[str, ...] | None = None, splits_work: bool = False
+    ) -> None:
         self.__module__ = module
         self.__qualname__ = self.__name__ = name
         self.reports = reports
+        self.splits_work = splits_work
 
     def __call__(self, ctx: StageContext, inputs: Mapping[str, Any], params: Mapping[str, Any]) -> StageResult:
         return self.resolve()(ctx, inputs, params)
@@ -55,7 +63,8 @@ class StageBody:
 split_data = StageBody("pipelines.stages.split", "split_data")  # CReST, Noisy Student: demands unlabeled images
 split_supervised = StageBody("pipelines.stages.split", "split_supervised")  # KE, distillation
 make_masks = StageBody("pipelines.stages.masks", "make_masks")
-train_generation = StageBody("pipelines.stages.train", "train_generation")  # FixMatch (CReST)
+# FixMatch (CReST): each rank trains on its slice of the global batch (Parallelism.DATA)
+train_generation = StageBody("pipelines.stages.train", "train_generation", splits_work=True)
 train_network = StageBody("pipelines.stages.train_network", "train_network")  # KE, Noisy Student, distillation
 EVALUATION_METRICS = ("balanced_accuracy", "accuracy", "tail_recall", "recall/*", "precision/*")
 evaluate_generation = StageBody("pipelines.stages.evaluate", "evaluate_generation", EVALUATION_METRICS)
@@ -64,7 +73,8 @@ evaluate_network = StageBody(
     "evaluate_network",
     (*EVALUATION_METRICS, "dense_params", "slim_accuracy", "slim_balanced_accuracy", "slim_params"),
 )
-pseudo_label_generation = StageBody("pipelines.stages.pseudo_label", "pseudo_label_generation")
+# CReST's labeling: shards through ctx.map_shards, on actors (Parallelism.SHARDS)
+pseudo_label_generation = StageBody("pipelines.stages.pseudo_label", "pseudo_label_generation", splits_work=True)
 pseudo_label_network = StageBody("pipelines.stages.pseudo_label", "pseudo_label_network")
 rebalance_generation = StageBody("pipelines.stages.rebalance", "rebalance_generation")
 filter_pseudo_labels = StageBody("pipelines.stages.filter", "filter_pseudo_labels")
@@ -89,6 +99,17 @@ def lineage_of(io: Mapping[str, str], outputs: tuple[str, ...]) -> dict[str, str
     return {name: LINEAGE_ROLES[role] for role, name in io.items() if role in LINEAGE_ROLES and name in outputs}
 
 
+@dataclass(frozen=True)
+class RoleStage(Stage):
+    """A Stage that remembers the `resources.<role>` key its resources came from (None: given as a mapping).
+
+    Builder data, as ``lineage`` is, and not part of the fingerprint: it lets a builder name the key
+    to fix when a role's setting does not fit a stage it covers.
+    """
+
+    role: str | None = None
+
+
 def make_stage(
     name: str,
     fn: Any,
@@ -103,12 +124,13 @@ def make_stage(
 
     ``resources`` is a config's `StageResources` section (or a mapping of the same keys).
     """
+    role = getattr(resources, "_role", None)
     if hasattr(resources, "model_dump"):
         resources = resources.model_dump()
     inputs = tuple(artifact for artifact in io.values() if artifact not in outputs)
     declared = getattr(fn, "reports", None)
     prefix = params.get("metric_prefix", "")
-    return Stage(
+    return RoleStage(
         name=name,
         fn=fn,
         inputs=inputs,
@@ -119,4 +141,5 @@ def make_stage(
         lineage=lineage_of(io, outputs),
         parallelism=parallelism,
         reports=None if declared is None else tuple(prefix + name for name in declared),
+        role=role,
     )

@@ -1,12 +1,14 @@
 """`resources.<role>` settings that would do nothing are refused before anything runs.
 
-A role the pipeline has no stage for (KE's `resources.filter`) was accepted and ignored.
+A role the pipeline has no stage for (KE's `resources.filter`) was accepted and ignored, and
+workers > 1 for a stage whose body cannot divide its work ran the whole job on every worker.
 """
 
 from __future__ import annotations
 
 import pytest
 
+from orchestrator.errors import ConfigError
 from pipelines.registry import PIPELINES
 from tests.unit.pipelines.helpers import config, problems
 
@@ -16,6 +18,17 @@ EXTRA_ROLES = {
     "noisy_student": {"pseudo_label", "filter"},
     "lwf": {"pseudo_label"},
 }
+
+
+def built(name: str, **overrides: object):
+    spec = PIPELINES[name]
+    return spec.build(config(spec.config_model, **overrides))
+
+
+def build_problems(name: str, **overrides: object) -> str:
+    with pytest.raises(ConfigError) as info:
+        built(name, **overrides)
+    return str(info.value)
 
 
 @pytest.mark.parametrize("name", sorted(PIPELINES))
@@ -28,3 +41,30 @@ def test_a_role_the_pipeline_has_no_stage_for_is_refused_naming_the_roles_it_has
         assert "its stage roles are data, train, evaluate" in text
     for role in EXTRA_ROLES.get(name, set()) | {"data", "train", "evaluate"}:
         config(spec.config_model, **{f"resources.{role}.num_cpus": 2})  # a role it has stays valid
+
+
+def test_noisy_student_labeling_on_several_workers_is_refused_naming_its_stages() -> None:
+    text = build_problems("noisy_student", **{"resources.pseudo_label.workers": 2, "noisy.iterations": 2})
+    assert "resources.pseudo_label.workers: 2 workers" in text
+    assert "g00/pseudo_label, g01/pseudo_label" in text and "run on one worker" in text
+    assert "set resources.pseudo_label.workers=1" in text
+
+
+@pytest.mark.parametrize("role", ["data", "evaluate", "train"])
+def test_roles_whose_stages_run_whole_refuse_workers_in_every_pipeline_but_crest_training(role: str) -> None:
+    for name in sorted(PIPELINES):
+        if name == "crest" and role == "train":
+            continue
+        assert f"resources.{role}.workers" in build_problems(name, **{f"resources.{role}.workers": 3}), name
+
+
+def test_crest_splits_training_and_labeling_over_workers() -> None:
+    pipeline = built("crest", **{"resources.train.workers": 2, "resources.pseudo_label.workers": 2})
+    assert pipeline.stage("g00/train").resources.workers == 2
+    assert pipeline.stage("g00/pseudo_label").resources.workers == 2
+
+
+def test_crest_training_workers_are_refused_where_the_role_also_covers_the_pretext_stage() -> None:
+    text = build_problems("crest", **{"resources.train.workers": 2, "pretext.method": "rotnet"})
+    assert "resources.train covers pretext/pretrain, g00/train" in text
+    assert "pretext/pretrain runs on one worker" in text
