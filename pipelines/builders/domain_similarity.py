@@ -35,6 +35,7 @@ from pipelines.builders.common import (
     train_and_evaluate,
 )
 from pipelines.data import DATASET_REQUIRES_ROOT, image_shape
+from pipelines.datasets.catalog import SHARDED
 from pipelines.schema import DataSection, DatasetName, FolderPath, PipelineFile, check_warmup_fits, part
 from pipelines.stages import refs
 
@@ -133,6 +134,28 @@ class DomainConfig(PipelineFile):
     def _pretraining_fits_its_warmup(self) -> DomainConfig:
         check_warmup_fits(self.domain.pretrain_steps, self.train, "domain.pretrain_steps")
         return self
+
+    @model_validator(mode="after")
+    def _sharded_sources_are_the_target(self) -> DomainConfig:
+        """A `parquet` source must be the target's own sharded dataset, the only one a source can read.
+
+        Why: a source names no `uri`, so any other `parquet` source passed validate and the preflight
+        and failed when the similarity stage ran ("unknown dataset 'parquet'").
+        """
+        for index, source in enumerate(self.domain.sources):
+            if source.dataset == SHARDED and (self.data.name != SHARDED or source.root is not None):
+                raise ValueError(
+                    f"domain.sources[{index}].dataset: 'parquet' reads only the target's own sharded dataset (a "
+                    f"source has no uri), and {self._target()}; use data.name=parquet with this source's root "
+                    "unset, or make the source of a dataset read from memory or a folder (digits, synthetic, "
+                    "cifar10, cifar100, imagefolder)"
+                )
+        return self
+
+    def _target(self) -> str:
+        if self.data.name != SHARDED:
+            return f"the target is data.name {self.data.name!r}"
+        return "this source sets a root, which a sharded dataset has none of"
 
     @model_validator(mode="after")
     def _extractor_has_weights(self) -> DomainConfig:
