@@ -461,8 +461,12 @@ class InitSection(StrictModel):
     freeze_backbone_steps trains only the classifier for the first steps (a warm-up that keeps a
     random head from wrecking the pretrained features), and backbone_lr_scale multiplies the
     backbone's learning rate after that (fine-tuning with a lower rate for the pretrained layers).
-    The last two act on every stage that loads weights, from `source` or from an earlier stage
-    (the pretext stage, transfer's pretraining, FitNets' hint stage).
+    The last two act on every train stage that starts from weights it did not make itself: from
+    `source` or the pretext stage, and the fine-tuning that follows transfer's and source selection's
+    pretraining and LwF's old network. Not on stages that continue a network of the same run as it
+    is: KE's later generations, and FitNets' distillation stage, which takes the hint stage's
+    student whole (FitNets' second stage trains every layer from the start, so its builder sets
+    freeze 0 and scale 1 there whatever `init` says; with `source` they still act on the teacher).
     """
 
     source: ModelSourceText | None = None
