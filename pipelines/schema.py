@@ -13,9 +13,19 @@ import os
 from collections.abc import Iterable
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, PrivateAttr, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    Field,
+    PrivateAttr,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
-from orchestrator.config import ModelSourceText, RunSettings, SafeName, StrictModel, TrackingSettings, TuneSettings
+from orchestrator.config import ModelSourceText, PipelineConfig, StrictModel
 from pipelines.data import DATASET_REQUIRES_ROOT, DATASETS
 from pipelines.datasets.catalog import SHARDED
 from pipelines.model_names import MODEL_NAMES, check_stochastic_depth
@@ -497,19 +507,37 @@ class PretextSection(StrictModel):
     report_every: int = Field(50, gt=0)
 
 
-class PipelineFile(StrictModel):
-    """The fields every pipeline file shares; each builder's config adds its own section.
+# The sections every pipeline file of this package has, in the order they are written out.
+FILE_ORDER = (
+    "pipeline",
+    "name",
+    "seed",
+    "data",
+    "model",
+    "train",
+    "augment",
+    "label",
+    "resources",
+    "init",
+    "pretext",
+    "probe",
+    "run",
+    "tracking",
+    "tune",
+)
 
-    ``pipeline`` selects the builder (a subclass narrows it to its own name) and ``name`` names the
-    runs. ``init`` and ``pretext`` say where training starts; ``probe`` names stages (``g00/train``,
+
+class PipelineFile(PipelineConfig):
+    """The fields every pipeline file of this package shares; each builder's config adds its own section.
+
+    ``pipeline``, ``name``, ``seed``, ``run``, ``tracking`` and ``tune`` are PipelineConfig's, which
+    Relay reads from every file: ``pipeline`` selects the builder (a subclass narrows it to its own
+    name) and ``name`` names the runs. ``init`` and ``pretext`` say where training starts; ``probe`` names stages (``g00/train``,
     ``pretext/pretrain``) whose model a linear probe scores on frozen features. ``data``, ``train`` and ``resources`` default to what most pipelines use (a long-tailed
     split, supervised training, the stage roles every pipeline has: data, train, evaluate); a pipeline that needs another kind
     (CReST's FixMatch training, KE's balanced supervised split) redeclares the field with its type.
     """
 
-    pipeline: str
-    name: SafeName
-    seed: int = Field(0, ge=0, lt=2**31)  # numpy and torch seed generators take it and small offsets of it
     data: DataSection = DataSection()
     model: ModelSection = ModelSection()
     train: SupervisedTrainSection = SupervisedTrainSection()
@@ -519,9 +547,18 @@ class PipelineFile(StrictModel):
     init: InitSection = InitSection()
     pretext: PretextSection = PretextSection()
     probe: list[str] = Field(default_factory=list)
-    run: RunSettings = RunSettings()
-    tracking: TrackingSettings = TrackingSettings()
-    tune: TuneSettings | None = None
+
+    @model_serializer(mode="wrap")
+    def _in_file_order(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """The sections in the order a pipeline file has always been written in: PipelineConfig's
+        run, tracking and tune after this package's shared sections, before the pipeline's own.
+
+        Why: deriving from PipelineConfig moved them up, next to ``seed``, and the config.yaml a run
+        saves (and MLflow keeps) would then have changed order for every pipeline.
+        """
+        dumped = handler(self)
+        first = [key for key in FILE_ORDER if key in dumped]
+        return {**{key: dumped[key] for key in first}, **{k: v for k, v in dumped.items() if k not in FILE_ORDER}}
 
     @model_validator(mode="after")
     def _one_start(self) -> PipelineFile:
