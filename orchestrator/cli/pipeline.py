@@ -57,7 +57,7 @@ from orchestrator.engine.executors import Executor, LocalExecutor, RayExecutor, 
 from orchestrator.engine.ledger import CONFIG_FILE, RUNS, record_path, tracking_lost_at, write_tracking
 from orchestrator.engine.progress import ProgressDisplay
 from orchestrator.engine.runner import Runner
-from orchestrator.errors import ArtifactError, ConfigError, RelayError
+from orchestrator.errors import ArtifactError, ConfigError, InputError, RelayError
 from orchestrator.tracking import common as tracking_common
 from orchestrator.tracking import report
 from orchestrator.tracking.background import BackgroundTracker
@@ -115,6 +115,7 @@ class PreparedRun:
     stop_after: str | None
     address: str | None = None  # the cluster to join as its driver (GCS address), None: see make_executor
     rerun: frozenset[str] = frozenset()
+    executor: Executor | None = None  # the cluster already joined (``joined_first``), None: started in run_stages
 
 
 def prepare_run(
@@ -136,6 +137,40 @@ def prepare_run(
     rerun = stages_to_rerun(pipeline, rerun_from, no_cache)
     store = open_store(config.run.artifact_uri)
     return PreparedRun(spec, config, run_id, pipeline, store, stop_after, address, rerun)
+
+
+def joined_first(run: PreparedRun) -> PreparedRun:
+    """``run`` with the Ray cluster it joins already joined, before anything of it is written; as it was otherwise.
+
+    Why: the address answering (``run_locations.check_cluster``) does not mean the cluster lets
+    this driver in (a head with token auth refuses one without its token), and joining after the
+    run record and the MLflow run were written left, on every try, a run `relay runs` showed
+    INTERRUPTED with no stages and an MLflow run marked FAILED. A refusal is bad input here (exit 2,
+    nothing written). A run that starts its own local Ray keeps starting it beside MLflow's start
+    (``execute``), and a run inside a Ray job joins the job's cluster as before, in ``run_stages``.
+    """
+    if run_locations.in_ray_job() or not run_locations.joins_cluster(run.address, run.config.run):
+        return run
+    try:
+        with interrupts_kept():  # Ctrl-C while Ray is imported and joins: never lost
+            executor = make_executor(run.config.run, run.address)
+    except KeyboardInterrupt:
+        log.warning("interrupted while joining the Ray cluster; this attempt wrote nothing")
+        raise
+    except RelayError as exc:  # the cluster answered but would not take this driver: the message says what to fix
+        raise InputError(str(exc)) from exc
+    return dataclasses.replace(run, executor=executor)
+
+
+@contextlib.contextmanager
+def released_on_failure(run: PreparedRun) -> Iterator[None]:
+    """Leave the joined cluster (``joined_first``) when what comes before the stages fails: they never get it."""
+    try:
+        yield
+    except BaseException:
+        if run.executor is not None:
+            run.executor.shutdown()
+        raise
 
 
 def execute(run: PreparedRun, resume: bool) -> int:
@@ -207,7 +242,7 @@ def run_stages(run: PreparedRun, tracker: BackgroundTracker, copies: Path, hando
     status, executor = "FAILED", None
     try:
         with interrupts_kept():  # Ctrl-C while Ray is imported and started: never lost (the finally stops Ray)
-            executor = make_executor(run.config.run, run.address)
+            executor = run.executor or make_executor(run.config.run, run.address)
             executor.warm_up(run.pipeline)
         code = pipeline_code_versions(run.pipeline)
         runner = Runner(
@@ -478,7 +513,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     run_id = new_run_id(config.name) if args.run_id is None else args.run_id
     run = prepare_run(spec, config, run_id, args.stop_after, address, args.rerun_from, args.no_cache)
     check_new_run(run.store, run_id)
-    save_run_record(run.store, run.run_id, config, args.config, args.overrides, run.rerun)
+    run = joined_first(run)
+    with released_on_failure(run):
+        save_run_record(run.store, run.run_id, config, args.config, args.overrides, run.rerun)
     rerun = f", {len(run.rerun)} rerun on request" if run.rerun else ""
     log.info("run %s: %d stages%s", run.run_id, len(run.pipeline.stages), rerun)
     return execute(run, resume=False)
@@ -502,7 +539,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     run = prepare_run(spec, config, args.run_id, args.stop_after, address)
     run = dataclasses.replace(run, rerun=rerun_on_resume(store, args.run_id))  # what --no-cache had not reached
     run_locations.check_cluster(address, config.run, run.pipeline)
-    return execute(run, resume=True)
+    return execute(joined_first(run), resume=True)
 
 
 def check_not_moved(config: Any, store_uri: str, run_id: str) -> None:
