@@ -132,7 +132,7 @@ def evaluate_generation(ctx: StageContext, inputs: Mapping[str, Any], params: Ma
     labels_shown = class_labels(names, dataset_names)
     files = {
         "per_class.png": plots.per_class_bars(result["recall"], result["precision"], counts.tolist(), labels_shown),
-        "confusion.png": plots.confusion_matrix(result["confusion"]),
+        "confusion.png": plots.confusion_matrix(result["confusion"], labels_shown, ctx.stage),
         "classes.json": classes_file(names, dataset_names),
     }
     return StageResult(outputs={output_name(params, "evaluation"): table}, metrics=metrics, files=files)
