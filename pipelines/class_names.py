@@ -66,6 +66,7 @@ def task_class_order(
     """
     numbers = [class_number(c, names, ORDER_KEY, dataset) if isinstance(c, str) else c for c in order]
     if not task:
+        check_every_class_once(order, numbers, names)
         return numbers
     outside = [c for c, number in zip(order, numbers, strict=True) if isinstance(c, str) and number not in task]
     if outside:
@@ -73,9 +74,36 @@ def task_class_order(
             f"{ORDER_KEY}: {outside[0]!r} is not a class of the task, data.classes {list(given or task)}; "
             f"name only classes of data.classes, or give their places in it (0..{len(task) - 1})"
         )
-    return [
+    places = [
         list(task).index(number) if isinstance(c, str) else number for c, number in zip(order, numbers, strict=True)
     ]
+    check_every_class_once(order, places, [_class_label(n, names) for n in (given or task)])
+    return places
+
+
+def check_every_class_once(order: Sequence[int | str], numbers: Sequence[int], classes: Sequence[int | str]) -> None:
+    """ValueError unless ``numbers`` (`data.class_order` as the split reads it) orders each of ``classes`` once.
+
+    Why here: the split found it too, but from the pinned numbers only, and a user who wrote
+    `[cat, dog]` read "class_order: expected a permutation of 0..9; got [9, 4]".
+    """
+    if sorted(numbers) == list(range(len(classes))):
+        return
+    missing = [str(classes[c]) for c in range(len(classes)) if c not in numbers]
+    doubled = sorted({str(c) for c, n in zip(order, numbers, strict=True) if list(numbers).count(n) > 1})
+    wrong = [
+        f"missing {', '.join(missing)}" if missing else "",
+        f"more than once: {', '.join(doubled)}" if doubled else "",
+    ]
+    raise ValueError(
+        f"{ORDER_KEY}: expected each of the task's {len(classes)} classes once, got {list(order)} "
+        f"({'; '.join(w for w in wrong if w)}); list every class once, by name or number"
+    )
+
+
+def _class_label(given: int | str, names: Sequence[str]) -> int | str:
+    """A class as a message shows it: its name where the dataset has one, else as given."""
+    return names[given] if isinstance(given, int) and 0 <= given < len(names) else given
 
 
 def _setting(config: Any, section: str, name: str) -> Any:

@@ -83,7 +83,10 @@ def _check_class_order(class_order: Sequence[int] | None, num_classes: int) -> l
         return list(range(num_classes))
     order = [int(c) for c in class_order]
     if sorted(order) != list(range(num_classes)):
-        raise ValueError(f"class_order: expected a permutation of 0..{num_classes - 1}; got {order}")
+        raise ValueError(
+            f"data.class_order: expected each class number 0..{num_classes - 1} once; got {order}; "
+            "list every class of the task once"
+        )
     return order
 
 

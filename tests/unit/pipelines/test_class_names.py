@@ -113,3 +113,21 @@ def test_a_class_list_of_the_wrong_type_is_one_problem_for_the_key(key: str, val
     err = capsys.readouterr().err
     assert "1 problem" in err and f"{key}[" not in err
     assert f"{key}: expected a list of class numbers (whole numbers >= 0) or class names" in err
+
+
+def test_a_named_class_order_missing_classes_is_bad_input_in_the_users_terms(tmp_path: Path, capsys) -> None:
+    """It was refused by the split with the pinned numbers: "class_order: expected a permutation of 0..2; got [2, 1]"."""
+    root = _three_classes(tmp_path / "folder")
+    args = ["data.name=imagefolder", f"data.root={root}", "data.class_order=[dog, cat]", *SPLIT]
+    assert main(["validate", SMOKE, *args]) == 2
+    err = capsys.readouterr().err
+    assert "1 problem" in err
+    assert "data.class_order: expected each of the task's 3 classes once, got ['dog', 'cat'] (missing bird)" in err
+    task = [*args[:2], "data.classes=[dog, cat, bird]", "data.class_order=[cat, cat, 0]", *SPLIT]
+    assert main(["validate", SMOKE, *task]) == 2
+    assert "(missing bird; more than once: cat)" in capsys.readouterr().err
+
+
+def test_a_class_order_of_numbers_missing_classes_names_the_key(capsys) -> None:
+    assert main(["validate", SMOKE, "data.class_order=[9, 4]"]) == 2
+    assert "data.class_order: expected each class number 0..9 once; got [9, 4]" in capsys.readouterr().err
