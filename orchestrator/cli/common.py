@@ -244,17 +244,34 @@ def save_run_record(
     config_path: str,
     overrides: list[str],
     rerun: frozenset[str] = frozenset(),
+    ray_address: str | None = None,
 ) -> None:
     """The resolved config and the command that made it, beside the artifacts: `relay resume` reads them back.
 
     ``rerun``: the stages `--no-cache` / `--rerun-from` asked to compute afresh; a resume still
     computes those it had not reached instead of taking another run's cached outputs.
+    ``ray_address``: the cluster the run joined as its driver when the command named it (``--address``,
+    RAY_ADDRESS; ``run_locations.address_to_record``), so that `relay resume` joins it again
+    (``recorded_ray_address``) instead of finishing the run on a new local Ray instance.
     """
     text = yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
     store.write_record(record_path(run_id, CONFIG_FILE), text.encode())
     driver = {"host": socket.gethostname(), "pid": os.getpid()}  # `relay runs` tells a driver that died starting
     command = {"config": config_path, "overrides": overrides, "rerun": sorted(rerun), "driver": driver}
+    if ray_address is not None:
+        command["ray_address"] = ray_address
     store.write_record(record_path(run_id, COMMAND_FILE), json.dumps(command).encode())
+
+
+def recorded_ray_address(store: ArtifactStore, run_id: str) -> str | None:
+    """The cluster a run's record says it joined (``save_run_record``); None: it started its own Ray, or
+    its config names the cluster (``run.ray_address``), or the record is older or unreadable."""
+    try:
+        command = json.loads(store.read_record(record_path(run_id, COMMAND_FILE)) or b"{}")
+    except ValueError:
+        return None
+    address = command.get("ray_address") if isinstance(command, dict) else None
+    return address if isinstance(address, str) and address else None
 
 
 def rerun_on_resume(store: ArtifactStore, run_id: str) -> frozenset[str]:

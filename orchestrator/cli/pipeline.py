@@ -34,6 +34,7 @@ from orchestrator.cli.common import (
     pipeline_code_versions,
     pipelines_of,
     read_run_record,
+    recorded_ray_address,
     relocated_workspace,
     rerun_on_resume,
     save_run_record,
@@ -514,19 +515,24 @@ def cmd_run(args: argparse.Namespace) -> int:
     run = prepare_run(spec, config, run_id, args.stop_after, address, args.rerun_from, args.no_cache)
     check_new_run(run.store, run_id)
     run = joined_first(run)
+    joined = run_locations.address_to_record(address, config.run)
     with released_on_failure(run):
-        save_run_record(run.store, run.run_id, config, args.config, args.overrides, run.rerun)
+        save_run_record(run.store, run.run_id, config, args.config, args.overrides, run.rerun, joined)
     rerun = f", {len(run.rerun)} rerun on request" if run.rerun else ""
     log.info("run %s: %d stages%s", run.run_id, len(run.pipeline.stages), rerun)
     return execute(run, resume=False)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    """Finish a run from its record in the artifact store; the store it was found in is where it writes."""
+    """Finish a run from its record in the artifact store; the store it was found in is where it writes.
+
+    It runs on the cluster the run joined (its record's, ``resume_address``) unless `--address` names another.
+    """
     check_run_id(args.run_id)
     address = cluster_address(args.address)
     store = store_of(args)
     spec, config = read_run_record(store, args.run_id, pipelines_of(args))
+    address = resume_address(address, store, args.run_id)
     if args.stop_after is not None:  # a stage the pipeline lacks is named as such, finished run or not
         check_stop_after(spec.build(config), args.stop_after)
     runs.check_not_running(store, args.run_id)
@@ -540,6 +546,21 @@ def cmd_resume(args: argparse.Namespace) -> int:
     run = dataclasses.replace(run, rerun=rerun_on_resume(store, args.run_id))  # what --no-cache had not reached
     run_locations.check_cluster(address, config.run, run.pipeline)
     return execute(joined_first(run), resume=True)
+
+
+def resume_address(given: str | None, store: ArtifactStore, run_id: str) -> str | None:
+    """The cluster a resume joins: `--address`, else the one the run's record says it joined (checked to
+    answer: exit 2 naming it and how to finish elsewhere), else None (``make_executor`` decides).
+
+    Inside a Ray job (`relay submit --resume`) the job's own cluster, whatever the record says.
+    """
+    if given is not None or run_locations.in_ray_job():
+        return given
+    recorded = recorded_ray_address(store, run_id)
+    if recorded is not None:
+        run_locations.check_recorded_cluster(recorded, run_id)
+        log.info("run %s joined the Ray cluster at %s: resuming there (--address names another)", run_id, recorded)
+    return recorded
 
 
 def check_not_moved(config: Any, store_uri: str, run_id: str) -> None:

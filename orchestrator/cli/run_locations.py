@@ -263,21 +263,63 @@ def joins_cluster(address: str | None, settings: RunSettings) -> bool:
     return settings.executor != "local" and joined not in (None, "local")
 
 
-def ray_cluster_problem(address: str, key: str, timeout_s: float = 5.0) -> str | None:
-    """Why no Ray cluster can be joined at ``address`` from here (its form, or nothing listening), or None."""
-    problem = ray_address_problem(address, key)
-    if problem or address in RAY_ADDRESS_WORDS:
-        return problem
+def address_to_record(address: str | None, settings: RunSettings) -> str | None:
+    """The cluster a new run joins, to keep in its record, when the command named it (``--address``, RAY_ADDRESS).
+
+    Why: `relay resume` read only the config, so a run that joined a cluster through either
+    finished on a new local Ray instance of the resuming machine, without a word. None for a
+    run that starts its own Ray, names its cluster in the config (``run.ray_address``, which the
+    record keeps already) or runs inside a Ray job (`relay submit --resume` finishes it there).
+    """
+    if in_ray_job() or not joins_cluster(address, settings):
+        return None
+    joined, key = cluster_to_join(address, settings)
+    return joined if key in ("--address", "$RAY_ADDRESS") else None
+
+
+def _unanswered(address: str, timeout_s: float) -> str | None:
+    """Why nothing answers at the HOST:PORT ``address`` (the socket error), or None when something listens."""
     host, _, port = address.removeprefix("ray://").rpartition(":")
     try:
         with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
             return None
     except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
-        return (
-            f"{key}: no Ray cluster answers at {address} ({reason}); start one there "
-            f"(`ray start --head --port {port}`) or fix {key}"
-        )
+        return exc.strerror or type(exc).__name__
+
+
+def ray_cluster_problem(address: str, key: str, timeout_s: float = 5.0) -> str | None:
+    """Why no Ray cluster can be joined at ``address`` from here (its form, or nothing listening), or None."""
+    problem = ray_address_problem(address, key)
+    if problem or address in RAY_ADDRESS_WORDS:
+        return problem
+    reason = _unanswered(address, timeout_s)
+    if reason is None:
+        return None
+    port = address.rpartition(":")[2]
+    return (
+        f"{key}: no Ray cluster answers at {address} ({reason}); start one there "
+        f"(`ray start --head --port {port}`) or fix {key}"
+    )
+
+
+def check_recorded_cluster(address: str, run_id: str, timeout_s: float = 5.0) -> None:
+    """Refuse (exit 2) to resume a run on the cluster its record names once nothing answers there.
+
+    The run joined that cluster (``address_to_record``), and `relay resume` without
+    ``--address`` joins it again; naming another place is the user's choice, not a silent one.
+    """
+    reason = None if address in RAY_ADDRESS_WORDS else _unanswered(address, timeout_s)
+    if reason is None:
+        return
+    raise ConfigError(
+        [
+            f"--address: run {run_id} ran on the Ray cluster at {address} (its record says so), and no Ray "
+            f"cluster answers there now ({reason}); start that cluster again, or finish the run elsewhere: "
+            f"relay resume {run_id} --address HOST:PORT (another cluster) or --address local (a new local "
+            "Ray instance on this machine)"
+        ],
+        "the command line",
+    )
 
 
 def check_cluster(address: str | None, settings: RunSettings, pipeline: Pipeline, source: str | None = None) -> None:

@@ -80,3 +80,18 @@ def test_a_resume_the_cluster_refuses_is_bad_input_and_leaves_the_run_as_it_was(
     assert f"could not join the Ray cluster at {stack.cluster.gcs}" in refused.stderr
     assert ledger(stack, store, run_id) == ledger_before
     assert statuses(stack, run_id) == tracked_before, "the MLflow runs were not reopened"
+
+
+def test_relay_resume_joins_the_cluster_the_run_joined(stack: Stack) -> None:
+    stack.heal()
+    store, run_id = stack.store("joined"), f"joined-{uuid.uuid4().hex[:6]}"
+    first = stack.relay(
+        "run", SMOKE, "run.num_cpus=1", "--stop-after", "data/split", "--run-id", run_id,
+        "--address", stack.cluster.gcs, store=store,
+    )  # fmt: skip
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    assert stage_nodes(stack, store, run_id, {"data/split"}) <= cluster_nodes(stack)
+
+    resumed = stack.relay("resume", run_id, "--stop-after", "g00/train", store=store)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert stage_nodes(stack, store, run_id, {"g00/train"}) <= cluster_nodes(stack)
