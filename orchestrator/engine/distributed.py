@@ -343,7 +343,7 @@ def map_on_actors(
     resources). It labels a shard whenever no result is due and the window has room, so the
     stage starts at once on a process that has torch imported and needs one actor fewer:
     each started actor costs about 2 s of a core (Python, Ray, torch) that a 2-core node
-    otherwise spends on every stage call (issue 17). An actor that dies before it starts is then
+    otherwise spends on every stage call (issue 17). An actor lost before it answers (one starting, or a kept one whose node died) is then
     dropped with a warning and the others (and this process) take its share; without ``local``
     that fails the stage, as does an actor that dies with shards on it. ``fn`` is put in the
     object store once for the call; the runner's retry policy reruns a failed stage (on a fresh
@@ -370,7 +370,12 @@ def map_on_actors(
             except ray.exceptions.RayActorError as exc:
                 if not local:
                     raise
-                logger.warning("%s: a labeling actor died starting; the others take its shards: %s", stage, exc)
+                logger.warning(
+                    "%s: a labeling actor was lost before it took a shard (its process or node died); the others "
+                    "take its share: %s",
+                    stage,
+                    str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__,
+                )
                 return
             free.extend([actor] * SHARDS_IN_FLIGHT_PER_ACTOR)
         else:

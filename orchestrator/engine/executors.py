@@ -482,7 +482,7 @@ class RayExecutor:
         lets them go, and its labeling stages start actors per call for the rest of the run (as
         inside a Tune trial). While a labeling stage runs (its task is placed), the run is
         progressing and keeps them; a labeling stage still waiting for its place finds the kept
-        actors gone and labels without them (``map_on_actors`` drops an actor that died starting).
+        actors gone and labels without them (``map_on_actors`` drops an actor lost before it answers).
         """
         if not self._pools or self._kept_let_go:
             return

@@ -338,6 +338,21 @@ def test_the_calling_process_labels_beside_the_actors_and_drops_one_that_died_st
     assert ran_on <= {None, "dispatch worker 0", "dispatch worker 1"}
 
 
+def test_a_kept_actor_lost_while_idle_is_said_to_be_lost_in_one_line_and_the_others_label(two_actors, caplog):
+    """A kept actor whose node died between two stage calls: not "died starting" (it had started), and one line."""
+    import ray
+
+    lost = ActorPool.start(Resources(num_cpus=0, workers=2), label="lost", count=1)  # no CPU: the pool holds both
+    ray.get(lost.actors[0].ready.remote())  # started and idle, as a kept actor between calls
+    ray.kill(lost.actors[0])
+    caplog.set_level(logging.WARNING, logger="orchestrator.engine.distributed")
+    results = list(two_actors.joined(lost).mapper("dispatch", local=True)(shard_and_actor, range(8)))
+    assert [shard for shard, _ in results] == list(range(8))
+    warnings = [r.getMessage() for r in caplog.records if "labeling actor" in r.getMessage()]
+    assert len(warnings) == 1 and "was lost before it took a shard" in warnings[0], warnings
+    assert "\n" not in warnings[0]
+
+
 def test_without_local_an_actor_that_died_starting_fails_the_call(two_actors):
     import ray
 
