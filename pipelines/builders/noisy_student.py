@@ -23,7 +23,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from orchestrator.config import SafeName, StrictModel
-from orchestrator.dag import Pipeline, Stage
+from orchestrator.dag import Parallelism, Pipeline, Stage
 from orchestrator.registry import PipelineSpec
 from pipelines.builders.common import (
     LONG_TAIL_COLUMNS,
@@ -221,6 +221,7 @@ def generation_stages(config: NoisyStudentConfig, k: int, pretrained: str | None
     label_params = {
         "data": data,
         "batch_size": config.label.batch_size,
+        "shard_size": config.label.shard_size,
         "generation": k,
         "temperature": label_temperature(noisy),
     }
@@ -233,12 +234,13 @@ def generation_stages(config: NoisyStudentConfig, k: int, pretrained: str | None
     return result + [
         refs.make_stage(
             gen(k, "pseudo_label"),
-            refs.pseudo_label_network,
+            refs.pseudo_label_generation,
             {"split": SPLIT, "model": model, "pseudo_labels": labels},
             (labels,),
             label_params,
             res.pseudo_label,
             k,
+            Parallelism.SHARDS,
         ),
         refs.make_stage(
             gen(k, "filter"),

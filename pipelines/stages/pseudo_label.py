@@ -1,8 +1,8 @@
 """The `pseudo_label` stages: a trained model labels the unlabeled split (the table of `pipelines.pseudo_label`).
 
-CReST's `pseudo_label_generation` streams shards through `ctx.map_shards` (actors under Ray) with
-plain softmax; Noisy Student's `pseudo_label_network` labels the split at once with softmax(z / T)
-(T is 1 for hard pseudo-labels: pipelines.builders.noisy_student.label_temperature).
+`pseudo_label_generation` streams shards through `ctx.map_shards` (actors under Ray): plain softmax
+for CReST, softmax(z / T) for Noisy Student (T is 1 for hard pseudo-labels:
+pipelines.builders.noisy_student.label_temperature).
 """
 
 from __future__ import annotations
@@ -18,11 +18,15 @@ import torch
 
 from orchestrator.dag import StageContext, StageResult
 from pipelines.pseudo_label import predict_probs, pseudo_label_schema, to_table
-from pipelines.stages.common import artifact, image_sources, known_accuracy, load_model, output_name, subset_images
+from pipelines.stages.common import artifact, image_sources, known_accuracy, load_model, output_name
 
 
 def pseudo_label_generation(ctx: StageContext, inputs: Mapping[str, Any], params: Mapping[str, Any]) -> StageResult:
-    """The EMA model labels the whole unlabeled split: plain softmax, no threshold, no alignment.
+    """The model labels the whole unlabeled split: softmax(z / T), no threshold, no alignment.
+
+    T is ``params["temperature"]`` where given (Noisy Student's soft pseudo-labels), else 1: CReST's
+    EMA model, and Noisy Student's hard pseudo-labels, whose confidence the filter reads as the
+    paper's plain softmax.
 
     The unlabeled ids are cut into shards of ``shard_size``; ``ctx.map_shards`` labels them (on
     actors under Ray, in a loop otherwise) and hands back one Arrow batch per shard, in shard order,
@@ -41,6 +45,7 @@ def pseudo_label_generation(ctx: StageContext, inputs: Mapping[str, Any], params
         generation=params["generation"],
         model_name=f"{checkpoint['model']}@g{params['generation']:02d}",
         device=ctx.device,
+        temperature=float(params.get("temperature", 1.0)),
     )
     metrics: dict[str, float] = {}
     total = int(pc.sum(pc.equal(split.column("subset"), "unlabeled")).as_py() or 0)
@@ -94,6 +99,7 @@ class ShardLabeler:
     generation: int
     model_name: str
     device: str
+    temperature: float = 1.0
     _model: torch.nn.Module | None = field(default=None, repr=False, compare=False)
 
     def __getstate__(self) -> dict[str, Any]:
@@ -106,7 +112,7 @@ class ShardLabeler:
         if self._model is None:
             self._model = load_model(self.checkpoint, device)
         images = image_sources(self.data)[0].subset(ids)
-        probs = predict_probs(self._model, images, self.batch_size, device)
+        probs = predict_probs(self._model, images, self.batch_size, device, self.temperature)
         batch = to_table(ids, probs, self.generation, self.model_name).combine_chunks().to_batches()[0]  # no copies
         scored = known_accuracy(batch.column("pred_class").to_numpy(), labels)
         return batch, scored, float(batch.column("confidence").to_numpy().sum())
@@ -130,31 +136,3 @@ def _counted_batches(
         mean_confidence=confidence / rows if rows else 0.0,
         rows=float(rows),
     )
-
-
-def pseudo_label_network(ctx: StageContext, inputs: Mapping[str, Any], params: Mapping[str, Any]) -> StageResult:
-    """The un-noised teacher (eval mode, clean inputs) labels the unlabeled split with softmax(z / T).
-
-    T is ``params["temperature"]``: `noisy.temperature` for soft pseudo-labels, 1 for hard ones, whose
-    confidence the filter reads as the paper's plain softmax.
-    """
-    data, generation = params["data"], params["generation"]
-    split = artifact(inputs, params, "split")
-    checkpoint = artifact(inputs, params, "model")
-    ids, images, truth = subset_images(data, split, "unlabeled")
-    probs = predict_probs(
-        load_model(checkpoint, ctx.device),
-        images,
-        params["batch_size"],
-        ctx.device,
-        params["temperature"],
-        progress=lambda done, rows: ctx.progress(done, rows, "rows"),
-    )
-    table = to_table(ids, probs, generation, f"{checkpoint['model']}@g{generation:02d}")
-    correct, scored = known_accuracy(probs.argmax(axis=1), truth.numpy())
-    metrics = {
-        "accuracy": correct / scored if scored else 0.0,
-        "mean_confidence": float(probs.max(axis=1).mean()),
-        "rows": float(len(ids)),
-    }
-    return StageResult(outputs={output_name(params, "pseudo_labels"): table}, metrics=metrics)

@@ -73,9 +73,8 @@ evaluate_network = StageBody(
     "evaluate_network",
     (*EVALUATION_METRICS, "dense_params", "slim_accuracy", "slim_balanced_accuracy", "slim_params"),
 )
-# CReST's labeling: shards through ctx.map_shards, on actors (Parallelism.SHARDS)
+# CReST's and Noisy Student's labeling: shards through ctx.map_shards, on actors (Parallelism.SHARDS)
 pseudo_label_generation = StageBody("pipelines.stages.pseudo_label", "pseudo_label_generation", splits_work=True)
-pseudo_label_network = StageBody("pipelines.stages.pseudo_label", "pseudo_label_network")
 rebalance_generation = StageBody("pipelines.stages.rebalance", "rebalance_generation")
 filter_pseudo_labels = StageBody("pipelines.stages.filter", "filter_pseudo_labels")
 import_weights = StageBody("pipelines.stages.pretrained", "import_weights")  # init.source -> `init/model`

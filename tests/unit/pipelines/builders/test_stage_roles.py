@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 
+from orchestrator.dag import Parallelism
 from orchestrator.errors import ConfigError
 from pipelines.registry import PIPELINES
 from tests.unit.pipelines.helpers import config, problems
@@ -43,11 +44,12 @@ def test_a_role_the_pipeline_has_no_stage_for_is_refused_naming_the_roles_it_has
         config(spec.config_model, **{f"resources.{role}.num_cpus": 2})  # a role it has stays valid
 
 
-def test_noisy_student_labeling_on_several_workers_is_refused_naming_its_stages() -> None:
-    text = build_problems("noisy_student", **{"resources.pseudo_label.workers": 2, "noisy.iterations": 2})
-    assert "resources.pseudo_label.workers: 2 workers" in text
-    assert "g00/pseudo_label, g01/pseudo_label" in text and "run on one worker" in text
-    assert "set resources.pseudo_label.workers=1" in text
+def test_noisy_student_labels_its_shards_on_several_workers_as_crest_does() -> None:
+    """Its teachers label the unlabeled split shard by shard on actors, as CReST's models do."""
+    pipeline = built("noisy_student", **{"resources.pseudo_label.workers": 2, "noisy.iterations": 2})
+    for name in ("g00/pseudo_label", "g01/pseudo_label"):
+        assert pipeline.stage(name).resources.workers == 2
+        assert pipeline.stage(name).parallelism is Parallelism.SHARDS
 
 
 @pytest.mark.parametrize("role", ["data", "evaluate", "train"])

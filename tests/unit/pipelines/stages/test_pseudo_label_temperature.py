@@ -62,7 +62,8 @@ def _label_and_filter(label_type: str, temperature: float) -> tuple[pa.Table, pa
     checkpoint = common.model_checkpoint(_teacher(), "small_cnn", 10, 1, 0.0)
     inputs = {"data/split": _split(cfg.data), "g00/model": checkpoint}
     labeling = _stage(cfg, "g00/pseudo_label")
-    inputs.update(labeling.fn(ctx(labeling.name), inputs, labeling.params).outputs)
+    labels = labeling.fn(ctx(labeling.name), inputs, labeling.params).outputs["g00/pseudo_labels"]
+    inputs["g00/pseudo_labels"] = labels.read_all()  # streamed shard by shard; the store writes it as one table
     filtering = _stage(cfg, "g00/filter")
     picks = filtering.fn(ctx(filtering.name), inputs, filtering.params).outputs["g00/picks"]
     return inputs["g00/pseudo_labels"], picks
