@@ -59,19 +59,25 @@ def test_a_cluster_that_refuses_the_driver_is_bad_input_and_nothing_is_written(s
     assert tracked_runs(stack, run_id) == [], "no MLflow run"
 
 
+def split_on_the_cluster(stack: Stack, name: str) -> tuple[str, str]:
+    """(store, run id) of a run that joined the cluster with --address and stopped after data/split."""
+    stack.heal()
+    store, run_id = stack.store(name), f"{name}-{uuid.uuid4().hex[:6]}"
+    first = stack.relay(
+        "run", SMOKE, "run.num_cpus=1", "--stop-after", "data/split", "--run-id", run_id,
+        "--address", stack.cluster.gcs, store=store,
+    )  # fmt: skip
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    return store, run_id
+
+
 def statuses(stack: Stack, run_id: str) -> dict[str, str]:
     """MLflow run id -> status, of every MLflow run of ``run_id``."""
     return {run["info"]["run_id"]: run["info"]["status"] for run in tracked_runs(stack, run_id)}
 
 
 def test_a_resume_the_cluster_refuses_is_bad_input_and_leaves_the_run_as_it_was(stack: Stack, tmp_path: Path) -> None:
-    stack.heal()
-    store, run_id = stack.store("refused-resume"), f"refused-resume-{uuid.uuid4().hex[:6]}"
-    first = stack.relay(
-        "run", SMOKE, "run.num_cpus=1", "--stop-after", "data/split", "--run-id", run_id,
-        "--address", stack.cluster.gcs, store=store,
-    )  # fmt: skip
-    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    store, run_id = split_on_the_cluster(stack, "refused-resume")
     ledger_before, tracked_before = ledger(stack, store, run_id), statuses(stack, run_id)
     no_token = tmp_path / "home"
     no_token.mkdir()
@@ -83,13 +89,7 @@ def test_a_resume_the_cluster_refuses_is_bad_input_and_leaves_the_run_as_it_was(
 
 
 def test_relay_resume_joins_the_cluster_the_run_joined(stack: Stack) -> None:
-    stack.heal()
-    store, run_id = stack.store("joined"), f"joined-{uuid.uuid4().hex[:6]}"
-    first = stack.relay(
-        "run", SMOKE, "run.num_cpus=1", "--stop-after", "data/split", "--run-id", run_id,
-        "--address", stack.cluster.gcs, store=store,
-    )  # fmt: skip
-    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    store, run_id = split_on_the_cluster(stack, "joined")
     assert stage_nodes(stack, store, run_id, {"data/split"}) <= cluster_nodes(stack)
 
     resumed = stack.relay("resume", run_id, "--stop-after", "g00/train", store=store)

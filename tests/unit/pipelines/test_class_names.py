@@ -66,13 +66,17 @@ def test_the_transfer_source_and_lwf_old_classes_take_names_too(tmp_path: Path) 
         load_pipeline_file(str(CONFIGS / "transfer_digits.yaml"), [*folder, "transfer.source_classes=[bird, cat]"])
 
 
-def test_names_that_are_no_class_are_bad_input_naming_the_classes(tmp_path: Path, capsys) -> None:
-    root = _three_classes(tmp_path / "folder")
+def refused_run_on_three_classes(tmp_path: Path, capsys, override: str) -> str:
+    """What `relay run` says on stderr when ``override`` on a bird/cat/dog folder is refused (exit 2, nothing written)."""
     workspace = tmp_path / "ws"
-    args = ["data.name=imagefolder", f"data.root={root}", "data.classes=[dog, zebra]", *SPLIT]
-    code = main(["run", SMOKE, *args, f"run.workspace={workspace}"])
-    err = capsys.readouterr().err
+    folder = ["data.name=imagefolder", f"data.root={_three_classes(tmp_path / 'folder')}", override, *SPLIT]
+    code = main(["run", SMOKE, *folder, f"run.workspace={workspace}"])
     assert code == 2 and not workspace.exists()
+    return capsys.readouterr().err
+
+
+def test_names_that_are_no_class_are_bad_input_naming_the_classes(tmp_path: Path, capsys) -> None:
+    err = refused_run_on_three_classes(tmp_path, capsys, "data.classes=[dog, zebra]")
     assert (
         "data.classes: 'zebra' is not a class of dataset 'imagefolder'; its classes: 0 bird, 1 cat, 2 dog; "
         "give one of these names or numbers" in err
@@ -95,12 +99,7 @@ def test_class_order_takes_names_pinned_as_the_numbers_the_split_reads(tmp_path:
 
 
 def test_a_class_order_name_that_is_no_class_is_bad_input_naming_the_classes(tmp_path: Path, capsys) -> None:
-    root = _three_classes(tmp_path / "folder")
-    workspace = tmp_path / "ws"
-    args = ["data.name=imagefolder", f"data.root={root}", "data.class_order=[dog, cat, zebra]", *SPLIT]
-    code = main(["run", SMOKE, *args, f"run.workspace={workspace}"])
-    err = capsys.readouterr().err
-    assert code == 2 and not workspace.exists()
+    err = refused_run_on_three_classes(tmp_path, capsys, "data.class_order=[dog, cat, zebra]")
     assert "1 problem" in err
     assert "data.class_order: 'zebra' is not a class of dataset 'imagefolder'; its classes: 0 bird, 1 cat, 2 dog" in err
 
