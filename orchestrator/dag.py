@@ -210,6 +210,12 @@ class StageContext:
         return self.shard_mapper(fn, shards)
 
 
+# The metric a stage that resumed from ``StageContext.load_checkpoint`` reports: the step it went on from (0: it
+# started fresh). The runner says it beside the stage's "done" line, which is all a driver shows of a stage
+# whose own log lines stay in its Ray worker.
+RESUMED_FROM_STEP = "resumed_from_step"
+
+
 @dataclass
 class StageResult:
     """A stage's return value: outputs by artifact name, scalar metrics, extra files.

@@ -23,7 +23,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from orchestrator.dag import Pipeline, Stage
+from orchestrator.dag import RESUMED_FROM_STEP, Pipeline, Stage
 from orchestrator.engine.artifacts import ArtifactRef, ArtifactStore, Manifest, StoreFault, sanitize, store_fault
 from orchestrator.engine.executors import Executor
 from orchestrator.engine.fingerprint import fingerprint
@@ -356,7 +356,9 @@ class Runner:
         stage = task.stage
         if isinstance(outcome, Manifest):
             self._record_success(st, stage, outcome, cache_hit=False)
-            logger.info("done %s in %.1f s", stage.name, st.outcomes[stage.name].duration_s)
+            resumed = int(outcome.metrics.get(RESUMED_FROM_STEP, 0))
+            how = f" (resumed at step {resumed} from an earlier attempt's checkpoint)" if resumed else ""
+            logger.info("done %s in %.1f s%s", stage.name, st.outcomes[stage.name].duration_s, how)
             return
         if not isinstance(outcome, BaseException):
             outcome = TypeError(f"executor returned {type(outcome).__name__} for {stage.name}; expected a Manifest")

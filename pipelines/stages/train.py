@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from orchestrator.dag import StageContext, StageResult
+from orchestrator.dag import RESUMED_FROM_STEP, StageContext, StageResult
 from pipelines.datasets.image_source import ImageSource
 from pipelines.models import create_model
 from pipelines.stages.augmentation import augmenters
@@ -122,7 +122,7 @@ def train_generation(ctx: StageContext, inputs: Mapping[str, Any], params: Mappi
     metrics = {
         "labeled_size": float(len(targets)),
         "temperature": settings.temperature,
-        "resumed_from_step": float(resumed_from),
+        RESUMED_FROM_STEP: float(resumed_from),
         "workers": float(ctx.world_size),
     }
     if ctx.series:
