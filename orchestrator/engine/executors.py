@@ -31,7 +31,7 @@ from orchestrator.engine.artifacts import Manifest
 from orchestrator.engine.body import Placement, run_stage_body
 from orchestrator.engine.fit import uses_actor_pool
 from orchestrator.engine.progress import ProgressBoard
-from orchestrator.engine.ray_start_log import local_start_lines
+from orchestrator.engine.ray_start_log import start_lines
 from orchestrator.engine.task import StageTask
 from orchestrator.errors import RelayError, WorkerLostError, exception_chain
 
@@ -687,9 +687,9 @@ def _init_ray(ray: Any, kwargs: dict[str, Any]) -> None:
     local start checks the port again, and starts Ray, under a machine-wide lock (``port_lock``),
     which a second start waits for (a Ctrl-C still stops that wait at once). A start that lost its
     port all the same (the lock could not be had, or another program took the port) is retried once
-    on a port the OS picks. A local start's own lines are cut to what a user can act on (``local_start_lines``).
+    on a port the OS picks. Ray's start-up lines are cut to what a user can act on (``start_lines``).
     """
-    lines = local_start_lines() if kwargs.get("address") == "local" else contextlib.nullcontext()
+    lines = start_lines(local=kwargs.get("address") == "local")
     if "dashboard_port" not in kwargs:
         with lines, interrupts_kept(ray.shutdown) as interrupted:
             _start_ray(ray, kwargs, interrupted)

@@ -1,4 +1,4 @@
-"""What Ray prints while Relay starts a local instance, cut to what a user can act on.
+"""What Ray prints while Relay starts a local instance or joins a cluster, cut to what a user can act on.
 
 Two of Ray 2.60's start-up lines got in the way of every `relay run`:
 
@@ -8,9 +8,10 @@ Two of Ray 2.60's start-up lines got in the way of every `relay run`:
   setting it before the start made every call fail with ``InvalidAuthToken`` (Ray reads its
   config when imported), so the line is filtered out instead.
 - "View the dashboard at http://..." wraps the address in ANSI colour codes, which a log file
-  or a CI page shows as ``[1m[32m``. The line stays; the codes go when stderr is not a terminal.
+  or a CI page shows as ``[1m[32m``. The line stays; the codes go when stderr is not a terminal,
+  also when the run joins a cluster (``--address``: `relay logs` and CI pages read it there too).
 
-Clusters a user started (``--address``, a Ray job) are left as Ray words them.
+The token notice of a cluster a user started is theirs, and stays.
 """
 
 from __future__ import annotations
@@ -25,15 +26,16 @@ WORKER_LOGGER = "ray._private.worker"
 TOKEN_ENABLED = "Token authentication is enabled for this Ray cluster"
 
 
-class LocalStartFilter(logging.Filter):
-    """Drops the token notice and takes the colour codes out of the dashboard line (when not on a terminal)."""
+class StartFilter(logging.Filter):
+    """Drops the token notice (a local start's) and takes the colour codes out of the dashboard line (off a terminal)."""
 
-    def __init__(self, colours: bool) -> None:
+    def __init__(self, colours: bool, token_notice: bool) -> None:
         super().__init__()
         self.colours = colours
+        self.token_notice = token_notice
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.name == TOKEN_LOGGER and str(record.msg).startswith(TOKEN_ENABLED):
+        if not self.token_notice and record.name == TOKEN_LOGGER and str(record.msg).startswith(TOKEN_ENABLED):
             return False
         if not self.colours and isinstance(record.args, tuple):
             record.args = tuple("" if isinstance(arg, str) and arg.startswith("\x1b[") else arg for arg in record.args)
@@ -41,9 +43,9 @@ class LocalStartFilter(logging.Filter):
 
 
 @contextlib.contextmanager
-def local_start_lines() -> Iterator[None]:
-    """Within the block, Ray's start-up loggers pass through ``LocalStartFilter``."""
-    chosen = LocalStartFilter(colours=sys.stderr.isatty())
+def start_lines(local: bool) -> Iterator[None]:
+    """Within the block, Ray's start-up loggers pass through ``StartFilter`` (``local``: Relay starts the instance)."""
+    chosen = StartFilter(colours=sys.stderr.isatty(), token_notice=not local)
     loggers = [logging.getLogger(name) for name in (TOKEN_LOGGER, WORKER_LOGGER)]
     for each in loggers:
         each.addFilter(chosen)

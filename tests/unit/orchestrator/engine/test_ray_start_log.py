@@ -1,4 +1,4 @@
-"""Ray's own start-up lines, as Ray 2.60 words them, pass through Relay's filter for a local start."""
+"""Ray's own start-up lines, as Ray 2.60 words them, pass through Relay's filter for a local start or a join."""
 
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ def _dashboard_line() -> None:
 
 def test_a_local_start_drops_the_token_notice_and_the_colour_codes_off_a_terminal(kept, monkeypatch) -> None:
     monkeypatch.setattr("sys.stderr.isatty", lambda: False)
-    with ray_start_log.local_start_lines():
+    with ray_start_log.start_lines(local=True):
         authentication_token_setup._warn_token_auth_enabled()  # Ray's own function: its wording is checked too
         authentication_token_setup._warn_token_auth_disabled()  # a user's choice to turn auth off is still said
         _dashboard_line()
@@ -56,7 +56,16 @@ def test_a_local_start_drops_the_token_notice_and_the_colour_codes_off_a_termina
     assert kept.lines[1] == "Started a local Ray instance. View the dashboard at http://127.0.0.1:8265 "
 
 
-def test_outside_a_local_start_ray_s_lines_are_untouched(kept) -> None:
+def test_a_join_keeps_the_clusters_token_notice_and_drops_the_colour_codes_off_a_terminal(kept, monkeypatch) -> None:
+    monkeypatch.setattr("sys.stderr.isatty", lambda: False)
+    with ray_start_log.start_lines(local=False):
+        authentication_token_setup._warn_token_auth_enabled()
+        _dashboard_line()
+    assert kept.lines[0].startswith(ray_start_log.TOKEN_ENABLED)
+    assert kept.lines[1] == "Started a local Ray instance. View the dashboard at http://127.0.0.1:8265 "
+
+
+def test_outside_a_start_ray_s_lines_are_untouched(kept) -> None:
     authentication_token_setup._warn_token_auth_enabled()
     _dashboard_line()
     assert kept.lines[0].startswith(ray_start_log.TOKEN_ENABLED)
@@ -65,6 +74,6 @@ def test_outside_a_local_start_ray_s_lines_are_untouched(kept) -> None:
 
 def test_on_a_terminal_the_dashboard_keeps_its_colours(kept, monkeypatch) -> None:
     monkeypatch.setattr("sys.stderr.isatty", lambda: True)
-    with ray_start_log.local_start_lines():
+    with ray_start_log.start_lines(local=True):
         _dashboard_line()
     assert "\x1b[32mhttp://127.0.0.1:8265" in kept.lines[0]
