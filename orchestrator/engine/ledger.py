@@ -105,6 +105,7 @@ class Ledger:
     generations: Mapping[int, int] = field(default_factory=dict)  # generation -> its number of stages
     started: str = ""
     earlier_stages: Mapping[str, Any] = field(default_factory=dict)  # what an earlier attempt recorded
+    earlier_code: str | Mapping[str, str] | None = None  # the code versions an earlier attempt ran
 
     def __post_init__(self) -> None:
         """A resumed run keeps the start time its first attempt recorded, and that attempt's stage entries."""
@@ -112,6 +113,24 @@ class Ledger:
         self.started = self.started or earlier.get("started") or _now()
         stages = earlier.get("stages")
         self.earlier_stages = stages if isinstance(stages, dict) else {}
+        self.earlier_code = earlier.get("code_version")
+
+    def why_again(self, name: str, fingerprint: str, module: str) -> str | None:
+        """Why a stage that an earlier attempt of this run finished must run again; None where it had not finished it.
+
+        Why: a resume of a finished run after an upgrade of Relay (or an edit of a stage's code) ran
+        every stage again without a word, where the run's own results had looked reusable. With a
+        resume, the config and the data are the run's own (both checked), so a new fingerprint means
+        the stage's code changed, or what it reads (an upstream stage that ran again).
+        """
+        entry = self.earlier_stages.get(name)
+        if not isinstance(entry, dict) or entry.get("state") not in DONE_STATES:
+            return None
+        if entry.get("fingerprint") in (None, fingerprint):
+            return None
+        if _version_of(self.earlier_code, module) != _version_of(self.code_version, module):
+            return f"the code of {module} changed since an earlier attempt of this run computed it"
+        return "what it reads changed since an earlier attempt of this run computed it (an upstream stage ran again)"
 
     def write(self, status: str, stages: Mapping[str, Mapping[str, Any]]) -> None:
         """Replace the ledger with the run's ``status`` and each stage's entry (state, fingerprint, node, ...)."""
@@ -153,6 +172,11 @@ class Ledger:
         ):
             return dict(earlier)
         return dict(entry)
+
+
+def _version_of(code: str | Mapping[str, str] | None, module: str) -> str | None:
+    """The code version of ``module`` in a ledger's ``code_version`` (one for the whole run, or one per module)."""
+    return code.get(module) if isinstance(code, Mapping) else code
 
 
 def _now() -> str:

@@ -310,6 +310,8 @@ class Runner:
                 if manifest is None:
                     if stage.name in st.rerun:
                         self.store.restart_progress(fp, stage.name, st.run_id)
+                    elif why := st.ledger.why_again(stage.name, fp, getattr(stage.fn, "__module__", "")):
+                        logger.info("%s runs again: %s", stage.name, why)
                     self._submit(st, StageTask(stage, fp, inputs, self.store.uri, st.run_id, self.seed, attempt=1))
                 else:
                     self._record_success(st, stage, manifest, cache_hit=True)

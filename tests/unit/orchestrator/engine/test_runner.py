@@ -343,3 +343,22 @@ def test_a_stage_lasts_from_its_submission_not_from_when_its_body_began() -> Non
     body = Manifest(fingerprint="fp", stage="g00/train", outputs={}, duration_s=1.0)
     assert wall_time(StageOutcome(submitted_at=time.monotonic() - 5.0), body) >= 5.0
     assert wall_time(StageOutcome(), body) == 1.0  # nothing known of its submission: the body's time
+
+
+def test_a_resume_says_why_a_stage_its_run_finished_runs_again(tmp_path, caplog):
+    """After an upgrade, a resume of a finished run ran every stage again without a word."""
+    from tests.unit.orchestrator.engine import toy as toy_module
+
+    def runner(version):
+        code = {toy_module.__name__: version}
+        return Runner(ArtifactStore(str(tmp_path / "artifacts")), LocalExecutor(), RecordingTracker(), code, seed=0)
+
+    runner("a").run(toy(), "run-1")
+    caplog.set_level(logging.INFO, logger="orchestrator.engine.runner")
+    runner("a").run(toy(), "run-1")
+    assert "runs again" not in caplog.text, "nothing changed: every stage is its own cache hit"
+    runner("b").run(toy(), "run-1")
+    assert f"g00/train runs again: the code of {toy_module.__name__} changed since an earlier attempt" in caplog.text
+    caplog.clear()
+    runner("b").run(toy(), "run-2")
+    assert "runs again" not in caplog.text, "a new run has no earlier attempt to compare with"
