@@ -40,7 +40,7 @@ logger = logging.getLogger(__name__)
 DASHBOARD_PORT = 8265
 WARM_WAIT_S = 120.0  # the longest the first stage waits for the first warm worker
 REFIT_EVERY_S = 15.0  # while stages run, how often the driver checks whether the cluster lost a node
-WAITING_WARN_S = 120.0  # a stage Ray has not placed after this long is said to wait, and why (once per stage)
+WAITING_WARN_S = 60.0  # a stage Ray has not placed after this long is said to wait, and why (once per stage)
 # A run whose every stage in flight has waited this long for a place while its kept labeling actors sit idle lets
 # them go: other work on the cluster (another run's kept actors) holds the rest, and both could wait for good.
 KEPT_YIELD_S = 30.0
