@@ -97,14 +97,13 @@ def total_trials(settings: TuneSettings) -> int:
 def best_config(data: Mapping[str, Any], values: Mapping[str, Any]) -> dict[str, Any]:
     """The base config with the best values applied and the `tune:` section removed: `relay run` takes it.
 
-    A `run.workspace` is written absolute, as the sweep resolved it (``data.root`` is pinned so
-    already): the sweep prints `relay run /abs/.../best.yaml`, and from another folder a relative
-    `ws` named a new, empty workspace, without the sweep's cached stages, its winner registered
-    in another MLflow store.
+    `run.workspace` is written absolute, as the sweep resolved it (the setting, else $RELAY_WORKSPACE,
+    else ./relay-workspace; ``data.root`` is pinned so already): the sweep prints `relay run
+    /abs/.../best.yaml`, and from another folder a relative `ws`, or a workspace that came from the
+    sweep's environment, named a new, empty workspace, without the sweep's cached stages, its
+    winner registered in another MLflow store.
     """
     config = apply_overrides(data, dict(values))
     config.pop("tune", None)
-    workspace = (config.get("run") or {}).get("workspace")
-    if isinstance(workspace, str) and workspace:
-        config = apply_overrides(config, {"run.workspace": str(resolve_workspace(RunSettings(workspace=workspace)))})
-    return config
+    workspace = (config.get("run") or {}).get("workspace") or None
+    return apply_overrides(config, {"run.workspace": str(resolve_workspace(RunSettings(workspace=workspace)))})

@@ -255,6 +255,19 @@ def test_best_yaml_names_the_sweeps_workspace_absolute(tmp_path: Path, monkeypat
     assert str(Path(sweep.output)).startswith(written["run"]["workspace"])  # where the sweep itself wrote
 
 
+def test_best_yaml_names_the_workspace_the_sweeps_environment_gave(tmp_path: Path, monkeypatch) -> None:
+    """A sweep whose workspace came from $RELAY_WORKSPACE (or the default) wrote best.yaml with none, so its rerun
+    from another folder, or another shell, started a new workspace."""
+    from orchestrator.cli.tune import write_sweep_outputs
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RELAY_WORKSPACE", "relws")
+    best = TrialRow("a", "s-a", {"train.lr": 0.01}, {0: 0.5, 1: 0.6}, "completed")
+    write_sweep_outputs(tmp_path / "sweep", [], best, plan(smoke_data()))
+    written = yaml.safe_load((tmp_path / "sweep" / "best.yaml").read_text())
+    assert written["run"]["workspace"] == str(tmp_path / "relws")
+
+
 # --- 6. how Relay picks its best -------------------------------------------------------------
 
 
