@@ -358,10 +358,11 @@ class StageRoles(StrictModel):
         if isinstance(value, dict):
             foreign = [key for key in value if key in ROLE_STAGES and key not in cls.model_fields]
             if foreign:
-                role = foreign[0]
+                stages = " or ".join(f"{role} stage ({ROLE_STAGES[role]})" for role in foreign)
+                keys = " and ".join(f"resources.{role}" for role in foreign)
                 raise ValueError(
-                    f"this pipeline has no {role} stage ({ROLE_STAGES[role]}), so resources.{role} would be "
-                    f"ignored; its stage roles are {', '.join(cls.model_fields)}: remove resources.{role}"
+                    f"this pipeline has no {stages}, so {keys} would be ignored; its stage roles are "
+                    f"{', '.join(cls.model_fields)}: remove {keys}"
                 )
         return value
 

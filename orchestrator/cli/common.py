@@ -130,14 +130,34 @@ def from_override(problem: str, overrides: list[str]) -> str:
     Why: `relay run smoke.yaml train=5` said the problem was "in smoke.yaml", where the user finds no such line.
     """
     key = problem.split(":", 1)[0]
-    for item in reversed(overrides):  # the last override of a key is the one that counted
-        given = item.partition("=")[0].strip()
-        if not given:
-            continue
-        inside = key.startswith((f"{given}.", f"{given}[")) or given.startswith(f"{key}.")  # a section check too
-        if key == given or inside:
-            return f"{problem} (set on the command line: {item})"
-    return problem
+    setting = [item for item in overrides if _sets(item.partition("=")[0].strip(), key)]
+    if not setting:
+        return problem
+    # A section's problem (`resources: ... resources.filter ...`) may come from any override inside the
+    # section: those whose keys it names are the ones; failing that, all of them, not a guess at one.
+    named = [item for item in setting if _named_in(item.partition("=")[0].strip(), key, problem)]
+    chosen = named or ([setting[-1]] if all(_sets_exactly(i, key) for i in setting) else setting)
+    return f"{problem} (set on the command line: {', '.join(dict.fromkeys(chosen))})"
+
+
+def _sets(given: str, key: str) -> bool:
+    """Whether an override of ``given`` sets ``key``, a list item of it, or something inside section ``key``."""
+    return bool(given) and (key == given or key.startswith((f"{given}.", f"{given}[")) or given.startswith(f"{key}."))
+
+
+def _sets_exactly(item: str, key: str) -> bool:
+    """Whether override ``item`` sets ``key`` itself or a section above it (the last such one is the one that counted)."""
+    given = item.partition("=")[0].strip()
+    return key == given or key.startswith((f"{given}.", f"{given}["))
+
+
+def _named_in(given: str, key: str, problem: str) -> bool:
+    """Whether a problem about section ``key`` names ``given`` or a section of it below ``key`` (`resources.filter`)."""
+    parts = given.split(".")
+    depth = len(key.split("."))
+    return given.startswith(f"{key}.") and any(
+        ".".join(parts[:n]) in problem.split(":", 1)[-1] for n in range(depth + 1, len(parts) + 1)
+    )
 
 
 def load_saved_config(text: str, source: str, pipelines: Pipelines) -> tuple[Any, Any]:

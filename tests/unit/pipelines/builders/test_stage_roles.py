@@ -44,6 +44,15 @@ def test_a_role_the_pipeline_has_no_stage_for_is_refused_naming_the_roles_it_has
         config(spec.config_model, **{f"resources.{role}.num_cpus": 2})  # a role it has stays valid
 
 
+def test_every_role_the_pipeline_lacks_is_named_in_its_one_problem() -> None:
+    """Two foreign roles: the second was not mentioned until the first was removed."""
+    text = problems(
+        PIPELINES["ke"].config_model, **{"resources.pseudo_label.num_cpus": 1, "resources.rebalance.num_cpus": 1}
+    )
+    assert "no pseudo_label stage" in text and "rebalance stage" in text
+    assert "remove resources.pseudo_label and resources.rebalance" in text
+
+
 def test_noisy_student_labels_its_shards_on_several_workers_as_crest_does() -> None:
     """Its teachers label the unlabeled split shard by shard on actors, as CReST's models do."""
     pipeline = built("noisy_student", **{"resources.pseudo_label.workers": 2, "noisy.iterations": 2})
