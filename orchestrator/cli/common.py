@@ -487,9 +487,14 @@ def add_address(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--address", help="Ray dashboard address, e.g. http://HOST:8265 (default: $RAY_ADDRESS)")
 
 
-def add_cluster_address(parser: argparse.ArgumentParser) -> None:
+def add_cluster_address(parser: argparse.ArgumentParser, resume: bool = False) -> None:
+    default = (
+        "default: the cluster the run joined (its record, or run.ray_address), else $RAY_ADDRESS, else a new local Ray "
+        "instance; `local` starts one whatever the record says"
+        if resume
+        else "default: run.ray_address, else $RAY_ADDRESS (set inside a Ray job), else a new local Ray instance of its own"
+    )
     parser.add_argument(
         "--address",
-        help="join this Ray cluster as its driver (the GCS address HOST:6379, as `ray status` prints it); "
-        "default: $RAY_ADDRESS (set inside a Ray job), else a new local Ray instance of its own",
+        help=f"join this Ray cluster as its driver (the GCS address HOST:6379, as `ray status` prints it); {default}",
     )

@@ -644,7 +644,7 @@ def register(commands: Any) -> None:
     )
     add_workspace(resume)
     add_artifact_uri(resume)
-    add_cluster_address(resume)
+    add_cluster_address(resume, resume=True)
     resume.set_defaults(handler=cmd_resume, ends_process=True)
 
     validate = commands.add_parser("validate", help="check a pipeline file without running anything")

@@ -213,7 +213,10 @@ def idle_worker_problems(stages: Sequence[Stage]) -> list[str]:
         if not whole:
             continue
         workers = covered[0].resources.workers
-        which = "they run" if len(whole) == len(covered) else f"{_listed(whole)} {'runs' if len(whole) == 1 else 'run'}"
+        if len(whole) == len(covered):
+            which = "it runs" if len(whole) == 1 else "they run"
+        else:
+            which = f"{_listed(whole)} {'runs' if len(whole) == 1 else 'run'}"
         problems.append(
             f"resources.{role}.workers: {workers} workers, but resources.{role} covers {_listed(covered)} in this "
             f"pipeline and {which} on one worker: each extra worker would only repeat the whole job; "
