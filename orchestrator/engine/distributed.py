@@ -343,8 +343,8 @@ def map_on_actors(
     resources). It labels a shard whenever no result is due and the window has room, so the
     stage starts at once on a process that has torch imported and needs one actor fewer:
     each started actor costs about 2 s of a core (Python, Ray, torch) that a 2-core node
-    otherwise spends on every stage call (issue 17). An actor lost before it answers (one starting, or a kept one whose node died) is then
-    dropped with a warning and the others (and this process) take its share; without ``local``
+    otherwise spends on every stage call (issue 17). An actor lost before it answers (one starting,
+    or a kept one whose node died) is then dropped with a warning and the others (and this process) take its share; without ``local``
     that fails the stage, as does an actor that dies with shards on it. ``fn`` is put in the
     object store once for the call; the runner's retry policy reruns a failed stage (on a fresh
     pool: see ``RayExecutor``).
