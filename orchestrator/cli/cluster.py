@@ -324,17 +324,17 @@ def register(commands: Any) -> None:
     submit.set_defaults(handler=cmd_submit)
 
     for name, handler, text in (("status", cmd_status, "a job's status"), ("stop", cmd_stop, "stop a running job")):
-        command = commands.add_parser(name, help=text)
+        command = commands.add_parser(name, help=text, description=text)
         command.add_argument("job_id", metavar="RUN_ID", help="a run id (its newest job) or a job id")
         add_address(command)
         command.set_defaults(handler=handler)
 
-    logs = commands.add_parser("logs", help="a job's driver log")
+    logs = commands.add_parser("logs", help="a job's driver log", description="a job's driver log")
     logs.add_argument("job_id", metavar="RUN_ID", help="a run id (its newest job) or a job id")
     logs.add_argument("--follow", "-f", action="store_true", help="keep printing until the job ends")
     add_address(logs)
     logs.set_defaults(handler=cmd_logs)
 
-    listing = commands.add_parser("jobs", help="list the cluster's jobs")
+    listing = commands.add_parser("jobs", help="list the cluster's jobs", description="list the cluster's jobs")
     add_address(listing)
     listing.set_defaults(handler=cmd_jobs)

@@ -111,8 +111,9 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def register(commands: Any) -> None:
-    data = commands.add_parser("data", help="import a dataset as Parquet shards (any storage); describe one")
-    sub = data.add_subparsers(dest="data_command", required=True)
+    about = "import a dataset as Parquet shards (any storage); describe one"
+    data = commands.add_parser("data", help=about, description=about)
+    sub = data.add_subparsers(dest="data_command", required=True, metavar="{import,info}")
     imp = sub.add_parser(
         "import",
         help="stream SOURCE into shards at DEST",
@@ -126,7 +127,8 @@ def register(commands: Any) -> None:
     imp.add_argument("--image-size", type=int, help="resize image folders to this square size (4-1024, default 32)")
     imp.add_argument("--rows-per-group", type=int, help="rows a reader fetches at once (default: about 1 MB)")
     imp.set_defaults(handler=cmd_import)
-    info = sub.add_parser("info", help="what a dataset at DEST holds, after checking it")
+    about = "what a dataset at DEST holds, after checking it"
+    info = sub.add_parser("info", help=about, description=about)
     info.add_argument("dest", help="the dataset: a path or a pyarrow URI")
     info.add_argument("--verify", action="store_true", help="also hash every shard and decode every image")
     info.set_defaults(handler=cmd_info)

@@ -634,10 +634,8 @@ def register(commands: Any) -> None:
     add_cache_flags(run)
     run.set_defaults(handler=cmd_run, ends_process=True)
 
-    resume = commands.add_parser(
-        "resume",
-        help="finish a run; completed stages are skipped (on a cluster: relay submit --resume RUN_ID)",
-    )
+    about = "finish a run; completed stages are skipped (on a cluster: relay submit --resume RUN_ID)"
+    resume = commands.add_parser("resume", help=about, description=about)
     resume.add_argument("run_id", help="the run to finish (`relay runs` lists them)")
     resume.add_argument(
         "--stop-after", help="go only as far as this stage (e.g. g01/train); finish later with relay resume"
@@ -647,7 +645,8 @@ def register(commands: Any) -> None:
     add_cluster_address(resume, resume=True)
     resume.set_defaults(handler=cmd_resume, ends_process=True)
 
-    validate = commands.add_parser("validate", help="check a pipeline file without running anything")
+    about = "check a pipeline file without running anything"
+    validate = commands.add_parser("validate", help=about, description=about)
     validate.add_argument("config", help="the pipeline file (YAML), e.g. pipelines/configs/smoke.yaml")
     validate.add_argument(
         "overrides", nargs="*", default=[], help="dotted overrides to check with it, e.g. train.steps=200"
@@ -657,7 +656,8 @@ def register(commands: Any) -> None:
 
 def register_generations(commands: Any) -> None:
     """`relay generations`, registered apart so `relay --help` keeps listing it after `tune`."""
-    generations = commands.add_parser("generations", help="per-generation table of a run (default: latest)")
+    about = "per-generation table of a run (default: latest)"
+    generations = commands.add_parser("generations", help=about, description=about)
     generations.add_argument("run_id", nargs="?", help="the run (default: the newest pipeline run)")
     generations.add_argument(
         "--experiment",

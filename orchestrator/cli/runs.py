@@ -352,9 +352,8 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def register(commands: Any) -> None:
-    parser = commands.add_parser(
-        "runs", help="the artifact store's pipeline runs: status, generations done, best metric"
-    )
+    about = "the artifact store's pipeline runs: status, generations done, best metric"
+    parser = commands.add_parser("runs", help=about, description=about)
     add_workspace(parser)
     add_artifact_uri(parser)
     parser.set_defaults(handler=cmd_runs)

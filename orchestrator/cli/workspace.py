@@ -73,7 +73,8 @@ def close_interrupted_runs(args: argparse.Namespace, uri: str) -> None:
 
 
 def register(commands: Any) -> None:
-    parser = commands.add_parser("ui", help="start an MLflow UI on 127.0.0.1 for the workspace")
+    about = "start an MLflow UI on 127.0.0.1 for the workspace"
+    parser = commands.add_parser("ui", help=about, description=about)
     parser.add_argument("--port", type=int, default=5000, help="port on 127.0.0.1 to serve on (default: 5000)")
     parser.add_argument(
         "--experiment", default="relay", help="the MLflow experiment whose newest run the URL opens (default: relay)"

@@ -22,3 +22,19 @@ def arguments_without_help(parser: argparse.ArgumentParser, command: str = "rela
 def test_every_argument_of_every_command_has_help() -> None:
     """`relay resume --stop-after`, `relay ui --port/--experiment` and `relay validate CONFIG` showed a bare name."""
     assert arguments_without_help(build_parser()) == []
+
+
+def commands_without_description(parser: argparse.ArgumentParser, command: str = "relay") -> list[str]:
+    """Each (sub)command whose `--help` opens with its usage alone, with no line saying what it does."""
+    missing = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                missing += [f"{command} {name}"] * (not sub.description)
+                missing += commands_without_description(sub, f"{command} {name}")
+    return missing
+
+
+def test_every_command_says_what_it_does_under_its_usage() -> None:
+    """`relay runs --help`, `relay resume --help` and `relay ui --help` showed usage and options only."""
+    assert commands_without_description(build_parser()) == []
