@@ -130,34 +130,26 @@ def from_override(problem: str, overrides: list[str]) -> str:
     Why: `relay run smoke.yaml train=5` said the problem was "in smoke.yaml", where the user finds no such line.
     """
     key = problem.split(":", 1)[0]
-    setting = [item for item in overrides if _sets(item.partition("=")[0].strip(), key)]
+    keys = [(item, item.partition("=")[0].strip()) for item in overrides]
+    # the override sets the key, a list item of it, or a section above it: the last such one counted
+    above = {item for item, given in keys if given and (key == given or key.startswith((f"{given}.", f"{given}[")))}
+    inside = [item for item, given in keys if given.startswith(f"{key}.")]  # inside the section the problem is about
+    setting = [item for item, _ in keys if item in above or item in inside]
     if not setting:
         return problem
     # A section's problem (`resources: ... resources.filter ...`) may come from any override inside the
     # section: those whose keys it names are the ones; failing that, all of them, not a guess at one.
-    named = [item for item in setting if _named_in(item.partition("=")[0].strip(), key, problem)]
-    chosen = named or ([setting[-1]] if all(_sets_exactly(i, key) for i in setting) else setting)
+    named = [item for item, given in keys if item in inside and _named_in(given, key, problem)]
+    chosen = named or (setting if inside else setting[-1:])
     return f"{problem} (set on the command line: {', '.join(dict.fromkeys(chosen))})"
 
 
-def _sets(given: str, key: str) -> bool:
-    """Whether an override of ``given`` sets ``key``, a list item of it, or something inside section ``key``."""
-    return bool(given) and (key == given or key.startswith((f"{given}.", f"{given}[")) or given.startswith(f"{key}."))
-
-
-def _sets_exactly(item: str, key: str) -> bool:
-    """Whether override ``item`` sets ``key`` itself or a section above it (the last such one is the one that counted)."""
-    given = item.partition("=")[0].strip()
-    return key == given or key.startswith((f"{given}.", f"{given}["))
-
-
 def _named_in(given: str, key: str, problem: str) -> bool:
-    """Whether a problem about section ``key`` names ``given`` or a section of it below ``key`` (`resources.filter`)."""
+    """Whether a problem about section ``key`` names override key ``given`` or a section of it below ``key``
+    (`resources.filter` for `resources.filter.num_cpus`)."""
     parts = given.split(".")
     depth = len(key.split("."))
-    return given.startswith(f"{key}.") and any(
-        ".".join(parts[:n]) in problem.split(":", 1)[-1] for n in range(depth + 1, len(parts) + 1)
-    )
+    return any(".".join(parts[:n]) in problem.split(":", 1)[-1] for n in range(depth + 1, len(parts) + 1))
 
 
 def load_saved_config(text: str, source: str, pipelines: Pipelines) -> tuple[Any, Any]:
