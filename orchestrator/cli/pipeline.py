@@ -179,10 +179,11 @@ def execute(run: PreparedRun, resume: bool) -> int:
 
     ``config`` has its stores written in (``with_locations``). Start-up and shutdown overlap
     what they can: MLflow (its import, the store's creation) runs on the tracker's thread
-    while Ray starts; at the end the table is printed first, and Ray stops while that thread
-    drains the last MLflow calls. ``tracker.join`` makes sure every MLflow write has landed
-    before this returns, and only then are the copies made for it removed. While the stages
-    run, their progress is shown from the run's progress board (docs/ARCHITECTURE.md, The engine).
+    while Ray starts; at the end Ray stops while that thread drains the last MLflow calls, and
+    the table is printed after both, so that no line the tracker logs follows it. ``tracker.join``
+    makes sure every MLflow write has landed before this returns, and only then are the copies
+    made for it removed. While the stages run, their progress is shown from the run's progress
+    board (docs/ARCHITECTURE.md, The engine).
     A tracking store that stopped answering is said in the closing lines instead of the browse hint,
     with the `relay resume` that fills the MLflow record in, and kept in the run's record (``record_tracking``).
     """
@@ -234,13 +235,13 @@ def incomplete_tracking_note(run_id: str, uri: str, lost_at: str, store: str = "
 
 
 def run_stages(run: PreparedRun, tracker: BackgroundTracker, copies: Path, handover: Handover) -> None:
-    """The stages on the executor, the table printed, then the tracker closed as Ray stops (see ``execute``).
+    """The stages on the executor, the tracker closed as Ray stops, then the table printed (see ``execute``).
 
     ``copies``: where files of a remote store are copied for MLflow to log (Runner). Ctrl-C
     closes the MLflow runs KILLED, the status MLflow has for a run stopped from outside.
     ``handover`` is marked once the Runner, which says how to resume from then on, has the run.
     """
-    status, executor = "FAILED", None
+    status, executor, table = "FAILED", None, None
     try:
         with interrupts_kept():  # Ctrl-C while Ray is imported and started: never lost (the finally stops Ray)
             executor = run.executor or make_executor(run.config.run, run.address)
@@ -254,9 +255,7 @@ def run_stages(run: PreparedRun, tracker: BackgroundTracker, copies: Path, hando
             summary = runner.run(run.pipeline, run.run_id, stop_after=run.stop_after, rerun=run.rerun)
         status = "FINISHED" if run.stop_after is None else "STOPPED"
         if run.stop_after is None:
-            print(f"\nRun {run.run_id}: per-generation results on the test set")
-            rows = summary_rows(run.pipeline, summary.manifests)
-            print(report.generation_table(rows, run.spec.summary), flush=True)
+            table = closing_table(run, summary.manifests)
     except (KeyboardInterrupt, SystemExit):  # Ctrl-C; SIGTERM, which Ray turns into SystemExit (`relay stop`)
         if status == "FAILED":  # not once the Runner returned: the run record already says how it ended
             status = "KILLED"
@@ -267,7 +266,23 @@ def run_stages(run: PreparedRun, tracker: BackgroundTracker, copies: Path, hando
             if executor is not None:
                 executor.shutdown()
         finally:
-            tracker.join()
+            try:
+                tracker.join()
+            finally:  # after the tracker's last lines (registered, removed aliases): the table ends the output
+                if table is not None:
+                    print(table, flush=True)
+
+
+def closing_table(run: PreparedRun, manifests: Mapping[str, Any]) -> str:
+    """The run's per-generation table under its title, from its own manifests (``summary_rows``).
+
+    Printed once the tracker has drained: the lines MLflow's last calls log (a model registered,
+    stale aliases removed) came after it, so the table was not the last thing a user saw.
+    """
+    rows = summary_rows(run.pipeline, manifests)
+    return (
+        f"\nRun {run.run_id}: per-generation results on the test set\n{report.generation_table(rows, run.spec.summary)}"
+    )
 
 
 @dataclass
