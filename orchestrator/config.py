@@ -469,7 +469,7 @@ def _describe(model_cls: type[BaseModel], err: Mapping[str, Any]) -> tuple[str, 
     if kind == "missing":
         return key, "required key is missing; add it"
     if kind in _OWN_WORDS:  # our validators' messages already say what was expected, what came and the fix
-        return key, _expectation(err)
+        return _own_key(key, _expectation(err))
     got = err.get("input")
     if kind == "model_type":  # pydantic: "a valid dictionary or instance of TrainSection"
         return (
@@ -489,6 +489,19 @@ def _describe(model_cls: type[BaseModel], err: Mapping[str, Any]) -> tuple[str, 
             f"as you wrote it: {key}: '...' in a file, \"{key}='...'\" on the command line",
         )
     return key, f"{_expectation(err)} (got {got!r} of type {type(got).__name__}); fix the value"
+
+
+def _own_key(key: str, message: str) -> tuple[str, str]:
+    """(key, message) of a problem found in section ``key`` whose message may already be headed by its own key.
+
+    A message headed by a key at or below ``key`` (`train.unlabeled_ratio: ...` from a check of the whole
+    train section) is that key's problem, named once. Why: the section's key was put before it, and the user
+    read `train: train.unlabeled_ratio: ...`; an override is matched to a problem by its key, too.
+    """
+    head, colon, rest = message.partition(": ")
+    if colon and " " not in head and (head == key or head.startswith((f"{key}.", f"{key}["))):
+        return head, rest
+    return key, message
 
 
 def _dotted(loc: Sequence[Any]) -> str:

@@ -96,12 +96,12 @@ def _check_head_fits(sizes: Sequence[int], head_count: int, imbalance_ratio: flo
     largest = max(sizes, default=0)
     if holdout >= largest:
         raise ValueError(
-            f"long_tailed_split: holdout_per_class {holdout} leaves nothing to train on: the largest class has "
+            f"holdout_per_class {holdout} leaves nothing to train on: the largest class has "
             f"{largest} samples. Lower holdout_per_class."
         )
     if head_count + holdout > largest:
         raise ValueError(
-            f"long_tailed_split: head_count {head_count} does not fit: the largest class has {largest} samples, "
+            f"head_count {head_count} does not fit: the largest class has {largest} samples, "
             f"{largest - holdout} after the {holdout} held out for testing. {_head_count_fix(sizes, imbalance_ratio, holdout)}"
         )
 
@@ -136,7 +136,7 @@ def _check_enough_samples(
     if not problems:
         return
     fix = _head_count_fix(sizes, imbalance_ratio, holdout)
-    raise ValueError(f"long_tailed_split: head_count {counts[0]} does not fit: " + "; ".join(problems) + ". " + fix)
+    raise ValueError(f"head_count {counts[0]} does not fit: " + "; ".join(problems) + ". " + fix)
 
 
 def _head_count_fix(sizes: Sequence[int], imbalance_ratio: float, holdout: int) -> str:

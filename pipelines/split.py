@@ -112,13 +112,23 @@ def preflight_split(data: Mapping[str, Any]) -> list[str]:
     try:
         table = split_table(data, labels)
     except ValueError as exc:
-        return [f"data: {exc}"]
+        return [_data_problem(str(exc))]
     subsets = np.asarray(table.column("subset").to_pylist())
     if not np.any(subsets == "unlabeled"):
         return [
             "data.labeled_fraction: the split leaves no unlabeled images (an empty unlabeled set); use a value below 1"
         ]
     return []
+
+
+def _data_problem(message: str) -> str:
+    """A split check's ``message`` as a `key: message` line: headed by its own key (`data.class_order: ...`) as it
+    is, else by the data section's.
+
+    Why: every message was put after `data: `, and the user read `data: data.class_order: ...`.
+    """
+    head = message.partition(": ")[0]
+    return message if head.startswith("data.") and " " not in head else f"data: {message}"
 
 
 def preflight_supervised(data: Mapping[str, Any]) -> list[str]:
