@@ -135,12 +135,10 @@ def starting(
     return {**io_roles, "pretrained": pretrained}, {**params, "init": load}
 
 
-def probe_stages(config: Any, stages: Sequence[Stage]) -> list[Stage]:
-    """A linear probe (`<prefix>/probe`) of the model each `probe` entry's stage writes (and of the pretext stage).
-
-    A name that is no stage, or a stage that writes no model (no features to probe), is a
-    ConfigError listing the stages that do.
-    """
+def probe_stages(config: Any, stages: Sequence[Stage]) -> tuple[list[str], list[Stage]]:
+    """(problems, probes): a linear probe (`<prefix>/probe`) of the model each `probe` entry's stage writes (and of
+    the pretext stage), and one problem per entry that names no stage, or a stage that writes no model (no
+    features to probe), listing the stages that do."""
     wanted = list(config.probe)
     if config.pretext.method != "none" and config.pretext.probe:
         wanted.append("pretext/pretrain")
@@ -151,9 +149,8 @@ def probe_stages(config: Any, stages: Sequence[Stage]) -> list[Stage]:
         if name not in with_model:
             what = "is no stage of this pipeline" if name not in by_name else "writes no model: nothing to probe"
             problems.append(f"probe[{index}]: {name!r} {what}; stages with a model: {', '.join(with_model)}")
-    if problems:
-        raise ConfigError(problems)
-    return [_probe(config, by_name[name]) for name in dict.fromkeys(wanted)]
+    probes = [_probe(config, by_name[name]) for name in dict.fromkeys(wanted) if name in with_model]
+    return problems, probes
 
 
 def _probe(config: Any, stage: Stage) -> Stage:
@@ -183,9 +180,11 @@ def _probe(config: Any, stage: Stage) -> Stage:
 
 
 def pipeline_of(config: Any, stages: Sequence[Stage]) -> Pipeline:
-    """The pipeline of ``stages`` and the probes `probe` asks for; a ConfigError where a role's workers would idle."""
-    every = [*stages, *probe_stages(config, stages)]
-    problems = idle_worker_problems(every)
+    """The pipeline of ``stages`` and the probes `probe` asks for; a ConfigError where a probe names no stage with a
+    model or a role's workers would idle, both at once (a bad probe hid the workers' problem until it was fixed)."""
+    problems, probes = probe_stages(config, stages)
+    every = [*stages, *probes]
+    problems += idle_worker_problems(every)
     if problems:
         raise ConfigError(problems)
     return Pipeline(config.name, every)
