@@ -21,6 +21,7 @@ from orchestrator.cli.common import (
     add_cluster_address,
     cluster_address,
     load_pipeline_file,
+    overridden,
     pipeline_code_versions,
     pipelines_of,
 )
@@ -38,14 +39,12 @@ def cmd_tune(args: argparse.Namespace) -> int:
     if problem:
         raise ConfigError([problem], "the command line")
     pipeline = spec.build(config)
-    plan = plan_sweep(
-        data,
-        config,
-        spec.build,
-        pipeline_code_versions(pipeline),
-        output=args.output,
-        source=args.config,
-    )
+    try:
+        plan = plan_sweep(
+            data, config, spec.build, pipeline_code_versions(pipeline), output=args.output, source=args.config
+        )
+    except ConfigError as exc:  # as the config's own problems: each names the override that set its key
+        raise overridden(exc.problems, args.overrides, args.config) from exc
     address = cluster_address(args.address)
     run_locations.check_cluster(address, config.run, pipeline, args.config)  # as `relay run`: the cluster first
     check_locations(plan, config, address, args.config)
@@ -54,7 +53,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     if plan.ray_address is None and not os.environ.get("RAY_ADDRESS"):  # a local Ray of a fixed size
         problem = trial_fit_problem(pipeline, config.tune.trial_cpus, plan.num_cpus or os.cpu_count() or 1)
         if problem:
-            raise ConfigError([problem], args.config)
+            raise overridden([problem], args.overrides, args.config)
     from orchestrator.tune import sweep  # Ray Tune (seconds to import): only once the sweep checks out
 
     exists = sweep.can_resume(plan)

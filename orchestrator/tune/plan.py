@@ -110,7 +110,7 @@ def fixed_key_problem(key: str) -> str | None:
     if section not in FIXED_SECTIONS:
         return None
     return (
-        f"tune.space: {key} cannot vary per trial ({section}.* is {FIXED_SECTIONS[section]}); "
+        f"tune.space.{key}: {key} cannot vary per trial ({section}.* is {FIXED_SECTIONS[section]}); "
         f"remove it from tune.space and set it in the config or on the command line ({key}=VALUE)"
     )
 
@@ -130,20 +130,25 @@ def _key_problem(
             problem = "; ".join(exc.problems)
             if "valid integer" in problem:
                 return (
-                    f"tune.space: {key} is an integer setting; sample it with randint or a choice of integers, "
+                    f"tune.space.{key}: {key} is an integer setting; sample it with randint or a choice of integers, "
                     f"not {domain.kind} {list(domain.args)}"
                 )
-            return f"tune.space: {problem} (value {value!r} from {domain.kind} {list(domain.args)})"
+            return f"tune.space.{key}: {_without_key(problem, key)} (value {value!r} from {domain.kind} {list(domain.args)})"
         try:
             stages = _stage_names(build, config)
         except (ConfigError, PipelineError) as exc:
-            return f"tune.space: {key}={value!r} makes an invalid pipeline: {exc}"
+            return f"tune.space.{key}: {key}={value!r} makes an invalid pipeline: {exc}"
         if stages != reference:
             return (
-                f"tune.space: {key}={value!r} changes the pipeline's stages (generations are the sweep's "
+                f"tune.space.{key}: {key}={value!r} changes the pipeline's stages (generations are the sweep's "
                 f"time axis); set {key} in the base config instead of searching it"
             )
     return None
+
+
+def _without_key(problem: str, key: str) -> str:
+    """A config problem about ``key`` without its heading key, which the space problem names already."""
+    return problem.removeprefix(f"{key}: ")
 
 
 def report_stages(pipeline: Pipeline, metric: str) -> tuple[list[str], list[str]]:
@@ -265,7 +270,7 @@ def schedule_problems(settings: TuneSettings, generations: int) -> list[str]:
         )
     if settings.scheduler in ("pbt", "pb2") and "seed" in settings.space:
         problems.append(
-            f"tune.space: seed cannot be perturbed by scheduler {settings.scheduler}: a trial's seed fixes every "
+            f"tune.space.seed: seed cannot be perturbed by scheduler {settings.scheduler}: a trial's seed fixes every "
             "stage from its first generation, so a new one would not continue the generations it copied; "
             "search seed with scheduler asha, sha or none, or set seed in the config"
         )
