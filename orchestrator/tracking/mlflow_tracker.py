@@ -49,6 +49,7 @@ CUT_SHORT = ("KILLED", "STOPPED")  # statuses whose unfinished generation runs e
 RELAY_WORD = {"KILLED": "INTERRUPTED"}  # the parent's relay.status tag reads as `relay runs` does
 TAG_REGISTERED = "relay.registered_models"  # on the parent: every model version the run registered
 EVALUATION_ROLE = "evaluate"  # the stage role whose metrics score the model it read (``_evaluated_model``)
+GENERATION_PARAM = "generation"  # a generation run's index among its params: a column of MLflow's compare view
 START, END = "the run's start", "the run's end"  # where the store stopped answering, outside any stage
 
 
@@ -142,6 +143,7 @@ class MlflowTracker:
         self._finished_before: dict[tuple[str, str], str] = {}
         self._failed_gens: set[int] = set()
         self._registered: list[str] = []
+        self._params: dict[str, str] = {}  # the run's flattened config: the parent's params and each generation's
         self.lost_at: str | None = None  # where the store stopped answering (a stage, the run's start or end)
 
     @property
@@ -202,6 +204,7 @@ class MlflowTracker:
         self._client, self._experiment_id = open_experiment(self.tracking_uri, self.experiment, self.artifact_location)
         self._run_id = run_id
         self._pipeline_name = pipeline_name
+        self._params = _flatten(config)  # on resume too: a PBT trial goes on with new values from here
         data = config.get("data")
         self._image_size = data.get("image_size") if isinstance(data, Mapping) else None  # for model signatures
         command = run_command.read_command(config, run_id)
@@ -225,7 +228,7 @@ class MlflowTracker:
         self._parent = self._client.create_run(self._experiment_id, tags=tags, run_name=run_id).info.run_id
         text = run_command.rerunnable_yaml(config, self._written_locations(config, command), run_id)
         self._client.log_text(self._parent, text, "config.yaml")
-        log_params(self._client, self._parent, _flatten(config))
+        log_params(self._client, self._parent, self._params)
 
     @staticmethod
     def _command_tags(command: run_command.RunCommand | None, run_id: str) -> dict[str, str]:
@@ -285,6 +288,7 @@ class MlflowTracker:
                 TAG_GENERATION: str(generation),
             }
             run = self._client.create_run(self._experiment_id, tags=tags, run_name=f"gen-{generation:02d}")
+            log_params(self._client, run.info.run_id, generation_params(self._params, generation))
             self._gen_runs[generation] = run.info.run_id
         else:
             self._client.update_run(self._gen_runs[generation], status="RUNNING")
@@ -645,6 +649,16 @@ def _summary_points(
             last[key] = (step, value)
     finals = [(k, v, last[k][0] if k in last else 0) for k, v in metrics.items() if last.get(k, (0, None))[1] != v]
     return points + finals
+
+
+def generation_params(params: Mapping[str, str], generation: int) -> dict[str, str]:
+    """A generation run's params: the pipeline's (its parent's), with the generation's index.
+
+    Why: the params were on the parent only, so MLflow's compare view of generation runs (of one
+    run, or across runs and sweep trials) had no columns to line them up by. Its stages read their
+    settings from this config, so the whole of it describes the generation as it describes the run.
+    """
+    return {**params, GENERATION_PARAM: str(generation)}
 
 
 def _flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
