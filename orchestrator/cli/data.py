@@ -110,6 +110,14 @@ def cmd_info(args: argparse.Namespace) -> int:
     raise ConfigError(problems[:1], "relay data")
 
 
+# What each --encoding stores and when to pick it (pipelines/datasets/codec.py, RAW_MAX_BYTES for auto).
+ENCODING_HELP = (
+    "how the images are stored. auto (default): raw for images of up to 12 KB (64x64 RGB), png above. raw: "
+    "uncompressed pixels, the fastest to read; for small images (CIFAR's 32x32). png: lossless and 2-4x smaller on larger "
+    "photos, but decoded image by image; for large images, or when storage and transfer cost more than CPU"
+)
+
+
 def register(commands: Any) -> None:
     about = "import a dataset as Parquet shards (any storage); describe one"
     data = commands.add_parser("data", help=about, description=about)
@@ -123,7 +131,7 @@ def register(commands: Any) -> None:
     )
     imp.add_argument("source", help="a source name (digits, synthetic) or a dataset folder")
     imp.add_argument("dest", help="where the shards go: a path or a pyarrow URI (s3://bucket/prefix)")
-    imp.add_argument("--encoding", choices=("auto", "raw", "png"), default="auto", help="auto: raw up to 64x64x3")
+    imp.add_argument("--encoding", choices=("auto", "raw", "png"), default="auto", help=ENCODING_HELP)
     imp.add_argument("--image-size", type=int, help="resize image folders to this square size (4-1024, default 32)")
     imp.add_argument("--rows-per-group", type=int, help="rows a reader fetches at once (default: about 1 MB)")
     imp.set_defaults(handler=cmd_import)
