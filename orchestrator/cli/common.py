@@ -39,7 +39,7 @@ from orchestrator.config import (
     validate_config,
 )
 from orchestrator.dag import Pipeline
-from orchestrator.engine.artifacts import ArtifactStore
+from orchestrator.engine.artifacts import ArtifactStore, StoreFault, store_failure, store_fault
 from orchestrator.engine.fingerprint import code_versions
 from orchestrator.engine.ledger import COMMAND_FILE, CONFIG_FILE, done_in, read_ledger, record_path
 from orchestrator.errors import ConfigError, PipelineError, RelayError
@@ -129,7 +129,7 @@ def _later_checks(
             "%s is not on this machine: the job checks the data on the cluster, before it writes", elsewhere
         )
     if not (elsewhere or problems or fields.failed(*PREFLIGHT_SECTIONS)):
-        problems += spec.preflight(config)
+        problems += data_problems(spec, config)
     if not fields.failed("run", "tracking"):  # a default workspace standing in for an invalid one is not the user's
         problems += location_problems(config.run, config.tracking, local)
     return data, config, elsewhere, problems + _build_problems(spec, config, trimmed=bool(fields.problems))
@@ -245,6 +245,38 @@ def _leave_out(data: dict[str, Any], key: tuple[str, ...]) -> None:
     data.pop(last, None)
 
 
+DATA_URI = "data.uri"  # the setting naming a dataset's storage by URI (a sharded dataset: s3://BUCKET/PREFIX)
+
+
+def data_problems(spec: PipelineSpec, config: Any) -> list[str]:
+    """The pipeline's preflight, with storage of the data that refused the credentials called so (``refused_data``).
+
+    Why: the dataset code, which imports nothing of the orchestrator, says "cannot reach this storage" of
+    every failure to read it; a `data.uri` on an S3 server that refused the keys read as a network problem.
+    """
+    problems = list(spec.preflight(config))
+    about_uri = [problem for problem in problems if problem.startswith(f"{DATA_URI}:")]
+    refused = refused_data(spec, config) if about_uri else None
+    return problems if refused is None else [refused if p in about_uri else p for p in problems]
+
+
+def refused_data(spec: PipelineSpec, config: Any) -> str | None:
+    """``data.uri: access to the store URI was denied (...)`` when the data's storage refuses the credentials.
+
+    The storage is asked again (the data's pins read its manifest) for the error itself, which the preflight's
+    lines no longer carry, and judged by the classifier of every store message (``store_fault``).
+    """
+    uri = dotted_value(config, DATA_URI)
+    if spec.data is None or not isinstance(uri, str) or "://" not in uri:
+        return None
+    try:
+        spec.data.pins(config)
+    except (OSError, ValueError) as exc:
+        if store_fault(exc) is StoreFault.DENIED:
+            return f"{DATA_URI}: {store_failure(uri, exc)}"
+    return None
+
+
 def _by_number(spec: Any, path: str, data: dict[str, Any], config: Any) -> tuple[dict[str, Any], Any]:
     """The file and config with what they name by name (``data.classes: [cat, dog]``) as numbers (DataSpec.by_number)."""
     try:
@@ -311,7 +343,7 @@ def check_data_unchanged(spec: PipelineSpec, config: Any, run_id: str, source: s
     other images than the earlier ones, and the run's record would say they were the same.
     A pin filling a value the record left empty (a record older than that pin) is no change.
     """
-    problems = list(spec.preflight(config))
+    problems = data_problems(spec, config)
     if not problems and spec.data is not None:
         problems = [
             f"{key}: the data changed since run {run_id} started ({key} was {str(old)[:16]}, is now "
