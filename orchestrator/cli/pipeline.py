@@ -60,7 +60,7 @@ from orchestrator.engine.progress import ProgressDisplay
 from orchestrator.engine.runner import Runner
 from orchestrator.errors import ArtifactError, ConfigError, InputError, RelayError
 from orchestrator.tracking import common as tracking_common
-from orchestrator.tracking import report
+from orchestrator.tracking import report, sweeps
 from orchestrator.tracking.background import BackgroundTracker
 from orchestrator.tracking.mlflow_tracker import metric_prefix, mlflow_tracker
 from orchestrator.tracking.reading import check_database, read_generations, recorded_pipeline
@@ -396,6 +396,7 @@ def relay_run_of(args: argparse.Namespace) -> str:
     generations` found no run record. An MLflow run of a Relay run (the pipeline's, a generation's,
     a stage's) carries the Relay run id in its `relay.pipeline_run` tag, read here from the default
     tracking store (the workspace's, or $MLFLOW_TRACKING_URI); an id it does not know stays as given.
+    A sweep's own run has no generations: it is bad input that names the sweep's trials to pass instead.
     """
     if not MLFLOW_RUN_ID.fullmatch(args.run_id):
         return args.run_id
@@ -407,16 +408,27 @@ def relay_run_of(args: argparse.Namespace) -> str:
         db = tracking_common.sqlite_path(uri)
         if db is not None:  # MLflow would create its tables in a file that is not there yet
             check_database(db)
-        tags = tracking_common.mlflow_client(uri).get_run(args.run_id).data.tags
+        client = tracking_common.mlflow_client(uri)
+        found = client.get_run(args.run_id)
     except (RelayError, MlflowException) as exc:  # no store to ask, no such run there: the id stays, not found
         log.debug("%s is not an MLflow run at %s: %s", args.run_id, uri, exc)
         return args.run_id
+    tags = found.data.tags
+    if sweeps.is_sweep_run(tags):  # a sweep's own run has no generations: its trials have
+        problem = sweeps.sweep_run_problem(client, found, args.run_id, store_options(args))
+        raise ConfigError([problem], "the command line")
     relay_run = tags.get(tracking_common.TAG_PIPELINE_RUN)
     if not relay_run:
         return args.run_id
     kind = tags.get(tracking_common.TAG_KIND, "an")
     log.info("MLflow run %s (%s run) belongs to Relay run %s: its generations follow", args.run_id, kind, relay_run)
     return relay_run
+
+
+def store_options(args: argparse.Namespace) -> str:
+    """The --workspace / --artifact-uri the user gave, as options to repeat in a command shown to them."""
+    given = (("--workspace", args.workspace), ("--artifact-uri", getattr(args, "artifact_uri", None)))
+    return "".join(f" {flag} {shlex.quote(str(value))}" for flag, value in given if value)
 
 
 def experiment_of(args: argparse.Namespace) -> str:

@@ -6,10 +6,12 @@ import os
 import socket
 import time
 from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
 from typing import Any, TypeVar
 
 from orchestrator.tracking.common import (
     TAG_KIND,
+    TAG_PARENT,
     TAG_PIPELINE,
     TAG_PIPELINE_RUN,
     TAG_STATUS,
@@ -26,6 +28,8 @@ TAG_SWEEP_OUTPUT = "relay.tune.output"  # the sweep's folder: what tells two swe
 TAG_DRIVER_HOST = "relay.driver.host"  # where the sweep's driver runs, and its pid: `relay ui` closes a dead one's run
 TAG_DRIVER_PID = "relay.driver.pid"
 GOING_ON = "the sweep goes on without it"
+TAG_BEST_RUN = "relay.best_run"  # on a finished sweep's run: the Relay run id of its best trial
+TRIALS_NAMED = 10  # trials a message names before it counts the rest
 
 
 class SweepTracker:
@@ -161,3 +165,54 @@ def close_dead_sweeps(tracking_uri: str, experiment: str, alive: Callable[[int],
         client.set_tag(run.info.run_id, TAG_STATUS, "INTERRUPTED")
         closed.append(tags.get(TAG_SWEEP, run.info.run_name))
     return closed
+
+
+def is_sweep_run(tags: Mapping[str, str]) -> bool:
+    """Whether an MLflow run's tags make it a sweep's parent run (SweepTracker), not a pipeline run of its own."""
+    return tags.get(TAG_KIND) == "sweep"
+
+
+def trial_runs(client: Any, sweep_run: Any) -> list[str]:
+    """The Relay run ids of the sweep's trials (the pipeline runs nested under its MLflow run), in the order they started."""
+    query = f"tags.`{TAG_PARENT}` = '{sweep_run.info.run_id}' and tags.`{TAG_KIND}` = 'pipeline'"
+    found = client.search_runs(
+        [sweep_run.info.experiment_id], query, order_by=["attributes.start_time ASC"], max_results=5000
+    )
+    return [run.data.tags.get(TAG_PIPELINE_RUN, run.info.run_name) for run in found]
+
+
+def sweep_run_problem(client: Any, sweep_run: Any, given: str, options: str = "") -> str:
+    """What `relay generations` says of a sweep's MLflow run id: whose it is, its trials, and the command for one.
+
+    Why: a sweep's parent run holds the search (settings, trials table, best values), not
+    generations, so it has no table; the id, printed by MLflow's UI beside the trials, got "the
+    tracking store here does not know it", which it does. Each trial is a pipeline run with its own
+    table. ``options``: the store options the user gave, repeated in the commands shown.
+    """
+    tags = sweep_run.data.tags
+    sweep = tags.get(TAG_SWEEP, sweep_run.info.run_name)
+    trials = trial_runs(client, sweep_run)
+    if not trials:
+        return (
+            f"run_id: {given} is the MLflow run of sweep {sweep!r} (relay tune), which holds the search, not "
+            f"generations, and no trial of it is tracked yet; once one is, `relay runs{options}` lists it and "
+            f"`relay generations TRIAL{options}` shows its table"
+        )
+    named = ", ".join(trials[:TRIALS_NAMED]) + (
+        f" and {len(trials) - TRIALS_NAMED} more (`relay runs{options}` lists them)"
+        if len(trials) > TRIALS_NAMED
+        else ""
+    )
+    example = tags.get(TAG_BEST_RUN) if tags.get(TAG_BEST_RUN) in trials else trials[0]
+    which = "its best trial" if example == tags.get(TAG_BEST_RUN) else "e.g."
+    return (
+        f"run_id: {given} is the MLflow run of sweep {sweep!r} (relay tune), which holds the search, not "
+        f"generations; each of its {len(trials)} trial(s) is a pipeline run with its own table: {named}; "
+        f"pass one, {which}: relay generations {example}{options}{_trials_table(tags)}"
+    )
+
+
+def _trials_table(tags: Mapping[str, str]) -> str:
+    """Where the sweep's own table of trials is, when it is on this machine (a finished sweep writes it)."""
+    table = Path(tags.get(TAG_SWEEP_OUTPUT) or ".") / "trials.csv"
+    return f" (the sweep's table of trials: {table})" if tags.get(TAG_SWEEP_OUTPUT) and table.is_file() else ""
