@@ -135,9 +135,10 @@ def _later_checks(
     return data, config, elsewhere, problems + _build_problems(spec, config, trimmed=bool(fields.problems))
 
 
-# What the pipelines' preflight reads: the data, and the starting weights (`init`) against the model. With a
-# field error in one of them its default would stand in for the user's value, so the preflight waits for the fix.
-PREFLIGHT_SECTIONS = ("data", "init", "model")
+# What the pipelines' preflight reads: the data, and the starting weights (`init`, found in the run's stores:
+# `run`, `tracking`) against the model. With a field error in one of them its default would stand in for the
+# user's value (another workspace's runs), so the preflight waits for the fix.
+PREFLIGHT_SECTIONS = ("data", "init", "model", "run", "tracking")
 
 # The sections whose build problems hold whatever the file's other values are: a role's workers against the
 # bodies of that role's stages. A probe naming a stage is not among them: which stages there are depends on

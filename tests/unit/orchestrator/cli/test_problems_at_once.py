@@ -55,3 +55,9 @@ def test_a_probe_is_not_checked_against_stages_an_invalid_generation_count_stand
     """`crest.generations` invalid: its default decides which stages exist, so `probe` is not judged by them."""
     err = refused(["validate", str(SMOKE), "crest.generations=0", "probe=[g04/train]"], cwd, capsys)
     assert "crest.generations" in err and "probe[0]" not in err
+
+
+def test_weights_are_not_looked_for_in_a_default_workspace_standing_in_for_an_invalid_one(cwd: Path, capsys) -> None:
+    """`run.workspace` invalid: `init.source=run:...` would be looked for in ./relay-workspace, which the user never named."""
+    err = refused(["validate", str(KE), "run.workspace={a: 1}", "init.source=run:abc/g00/train"], cwd, capsys)
+    assert [line.split(":")[0] for line in problems_in(err)] == ["  - run.workspace"], err
