@@ -116,11 +116,13 @@ def _later_checks(
     """The file and config with class names as numbers, the data this machine lacks, and every problem of the
     class names, the data, where the run writes and the pipeline's build (each check runs whatever the others found).
 
-    The data's own check needs the class names as numbers: it is left out when a name is not the data's.
+    The data's own check needs the class names as numbers: it is left out when a name is not the data's. Both
+    wait while `data` has a field error: the default dataset would answer for the one the user named.
     """
     data, config, problems = fields.data, fields.config, []
     try:
-        data, config = _by_number(spec, path, data, config)
+        if not fields.failed("data"):
+            data, config = _by_number(spec, path, data, config)
     except ConfigError as exc:
         problems += exc.problems
     elsewhere = None if local or spec.data is None else spec.data.elsewhere(config)

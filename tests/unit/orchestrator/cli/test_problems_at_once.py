@@ -61,3 +61,10 @@ def test_weights_are_not_looked_for_in_a_default_workspace_standing_in_for_an_in
     """`run.workspace` invalid: `init.source=run:...` would be looked for in ./relay-workspace, which the user never named."""
     err = refused(["validate", str(KE), "run.workspace={a: 1}", "init.source=run:abc/g00/train"], cwd, capsys)
     assert [line.split(":")[0] for line in problems_in(err)] == ["  - run.workspace"], err
+
+
+def test_class_names_are_not_looked_up_in_a_default_dataset_standing_in_for_an_invalid_one(cwd: Path, capsys) -> None:
+    """`data.name` invalid: `transfer.source_classes` names are not judged against the default dataset's classes."""
+    transfer = SMOKE.parent / "transfer_digits.yaml"
+    err = refused(["validate", str(transfer), "data.name=bogus", "transfer.source_classes=[cat, dog]"], cwd, capsys)
+    assert [line.split(":")[0] for line in problems_in(err)] == ["  - data.name"], err
