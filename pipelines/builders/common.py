@@ -12,12 +12,12 @@ turn them into stages and wiring the same way in every builder.
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 from orchestrator.config import StrictModel
 from orchestrator.dag import Pipeline, Stage
-from orchestrator.errors import ConfigError
+from orchestrator.errors import ConfigError, PipelineError
 from orchestrator.sources import read_bytes, resolve_source
 from pipelines import split
 from pipelines.data import IMAGE_SHAPES, image_shape, load_labels
@@ -241,6 +241,47 @@ def preflight_semi_supervised(config: Any) -> list[str]:
 def preflight_supervised(config: Any) -> list[str]:
     """The same check for pipelines that need no unlabeled images (KE, distillation)."""
     return split.preflight_supervised(config.data.model_dump()) + preflight_start(config)
+
+
+TRANSFER_KNOBS = ("freeze_backbone_steps", "backbone_lr_scale")  # how `init` trains the weights it loads
+
+
+def unused_transfer_knob_problems(config: Any, build: Callable[[Any], Pipeline]) -> list[str]:
+    """One problem when `init.freeze_backbone_steps` or `init.backbone_lr_scale` is set but no stage would apply it.
+
+    Why: they act only on a train stage that starts from weights it did not make itself (`init.source`, the
+    pretext encoder, transfer's and source selection's pretraining, LwF's old network). crest, noisy_student,
+    distill, ke and fitnets without `init.source` or `pretext.method` have none, and their runs trained every
+    layer at the full rate as if the keys were not there. Asked of the built stages, so each pipeline's wiring
+    decides: a stage applies them exactly when it reads `init` with the file's values (FitNets' distillation
+    stage reads fixed ones, the defaults, whatever the file says). With `init.source` or `pretext.method`
+    every pipeline starts its train stages from those weights (InitSection), and the source is not found again.
+    """
+    init = config.init
+    changed = [
+        f"init.{knob}" for knob in TRANSFER_KNOBS if getattr(init, knob) != type(init).model_fields[knob].default
+    ]
+    if not changed or init.source is not None or config.pretext.method != "none":
+        return []
+    try:
+        stages = build(config).stages
+    except (ConfigError, PipelineError):  # the build's own problems are reported as such
+        return []
+    if any(_applies_init(stage, init) for stage in stages):
+        return []
+    named = " and ".join(changed)
+    subject, pronoun = (f"{changed[0]}: acts", "it") if len(changed) == 1 else (f"init: {named} act", "they")
+    return [
+        f"{subject} only on a train stage that starts from pretrained weights, and this {config.pipeline} pipeline "
+        f"has none without init.source or pretext.method, so {pronoun} would change nothing: set init.source or "
+        f"pretext.method to start from pretrained weights, or remove {named}"
+    ]
+
+
+def _applies_init(stage: Stage, init: Any) -> bool:
+    """Whether ``stage`` trains from loaded weights with `init`'s freeze_backbone_steps and backbone_lr_scale."""
+    load = stage.params.get("init")
+    return load is not None and all(getattr(load, knob) == getattr(init, knob) for knob in TRANSFER_KNOBS)
 
 
 def preflight_start(config: Any) -> list[str]:

@@ -25,6 +25,7 @@ from pipelines.builders.common import (
     preflight_semi_supervised,
     start_stages,
     starting,
+    unused_transfer_knob_problems,
 )
 from pipelines.schedules import temperature
 from pipelines.schema import (
@@ -170,4 +171,12 @@ def build(config: CrestConfig) -> Pipeline:
 
 
 SUMMARY = {**LONG_TAIL_COLUMNS, "kept": "rebalance/kept_total", "kept per class": "rebalance/kept/*"}
-SPEC = PipelineSpec("crest", CrestConfig, build, preflight_semi_supervised, SUMMARY)
+
+
+def preflight(config: CrestConfig) -> list[str]:
+    """What only the data and the starting weights reveal, and `init` settings that no stage of this pipeline
+    would apply: here they act only on stages that `init.source` or the pretext encoder starts."""
+    return preflight_semi_supervised(config) + unused_transfer_knob_problems(config, build)
+
+
+SPEC = PipelineSpec("crest", CrestConfig, build, preflight, SUMMARY)

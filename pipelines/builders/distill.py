@@ -28,6 +28,7 @@ from pipelines.builders.common import (
     preflight_supervised,
     start_stages,
     starting,
+    unused_transfer_knob_problems,
 )
 from pipelines.schema import (
     ModelSection,
@@ -119,7 +120,13 @@ SUMMARY = {
     "params": "evaluate/dense_params",
     "no-teacher baseline": "evaluate/baseline_balanced_accuracy",
 }
+
+
+def preflight(config: DistillConfig) -> list[str]:
+    """What only the data and the starting weights reveal, and `init` settings that no stage of this pipeline
+    would apply: here they act only on stages that `init.source` or the pretext encoder starts."""
+    return preflight_supervised(config) + unused_transfer_knob_problems(config, build)
+
+
 # g00 is the teacher, not a result: `relay runs` leaves it out of the best value
-SPEC = PipelineSpec(
-    "distill", DistillConfig, build, preflight_supervised, SUMMARY, reference_generations=frozenset({0})
-)
+SPEC = PipelineSpec("distill", DistillConfig, build, preflight, SUMMARY, reference_generations=frozenset({0}))

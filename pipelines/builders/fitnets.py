@@ -30,6 +30,7 @@ from pipelines.builders.common import (
     split_stage,
     start_stages,
     train_and_evaluate,
+    unused_transfer_knob_problems,
 )
 from pipelines.builders.distill import DistillLoss
 from pipelines.model_names import check_hint_layer, middle_layer
@@ -164,7 +165,13 @@ SUMMARY = {
     "KD only": "evaluate/kd_balanced_accuracy",
     "no teacher": "evaluate/baseline_balanced_accuracy",
 }
+
+
+def preflight(config: FitNetsConfig) -> list[str]:
+    """What only the data and the starting weights reveal, and `init` settings that no stage of this pipeline
+    would apply: here they act only on stages that `init.source` or the pretext encoder starts."""
+    return preflight_supervised(config) + unused_transfer_knob_problems(config, build)
+
+
 # g00 is the teacher, not a result: `relay runs` leaves it out of the best value
-SPEC = PipelineSpec(
-    "fitnets", FitNetsConfig, build, preflight_supervised, SUMMARY, reference_generations=frozenset({0})
-)
+SPEC = PipelineSpec("fitnets", FitNetsConfig, build, preflight, SUMMARY, reference_generations=frozenset({0}))

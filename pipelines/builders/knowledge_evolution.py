@@ -30,6 +30,7 @@ from pipelines.builders.common import (
     preflight_supervised,
     start_stages,
     starting,
+    unused_transfer_knob_problems,
 )
 from pipelines.model_names import SPLIT_MODES
 from pipelines.schema import (
@@ -192,4 +193,12 @@ SUMMARY = {
     "dense_params": "evaluate/dense_params",
     "baseline (compute-matched)": "evaluate/baseline_balanced_accuracy",
 }
-SPEC = PipelineSpec("ke", KnowledgeEvolutionConfig, build, preflight_supervised, SUMMARY)
+
+
+def preflight(config: KnowledgeEvolutionConfig) -> list[str]:
+    """What only the data and the starting weights reveal, and `init` settings that no stage of this pipeline
+    would apply: here they act only on stages that `init.source` or the pretext encoder starts."""
+    return preflight_supervised(config) + unused_transfer_knob_problems(config, build)
+
+
+SPEC = PipelineSpec("ke", KnowledgeEvolutionConfig, build, preflight, SUMMARY)

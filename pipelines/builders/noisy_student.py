@@ -33,6 +33,7 @@ from pipelines.builders.common import (
     preflight_semi_supervised,
     start_stages,
     starting,
+    unused_transfer_knob_problems,
 )
 from pipelines.data import CLASS_COUNTS, image_shape
 from pipelines.model_names import PROBE_CHANNELS, PROBE_CLASSES, PROBE_PARAMETERS
@@ -271,4 +272,12 @@ SUMMARY = {
     "kept": "filter/kept_total",
     "picks_accuracy": "filter/picks_accuracy",
 }
-SPEC = PipelineSpec("noisy_student", NoisyStudentConfig, build, preflight_semi_supervised, SUMMARY)
+
+
+def preflight(config: NoisyStudentConfig) -> list[str]:
+    """What only the data and the starting weights reveal, and `init` settings that no stage of this pipeline
+    would apply: here they act only on stages that `init.source` or the pretext encoder starts."""
+    return preflight_semi_supervised(config) + unused_transfer_knob_problems(config, build)
+
+
+SPEC = PipelineSpec("noisy_student", NoisyStudentConfig, build, preflight, SUMMARY)
