@@ -215,6 +215,11 @@ class StageContext:
 # whose own log lines stay in its Ray worker.
 RESUMED_FROM_STEP = "resumed_from_step"
 
+# A stage file of this name holds a JSON object of text results (names to strings), which a metric, a
+# number, cannot hold (a chosen source's name): the tracker sets them as tags on the stage's run, its
+# generation's and the pipeline's, and does not log the file itself.
+TAGS_FILE = "tags.json"
+
 
 @dataclass
 class StageResult:
@@ -225,7 +230,7 @@ class StageResult:
     written), or a dict of tensors and plain values (stored as a torch
     checkpoint). Metrics are read after the outputs are written, so a streamed
     output may fill them in as it is consumed. ``files`` are raw bytes (PNG,
-    CSV) logged to the stage's MLflow run.
+    CSV) logged to the stage's MLflow run; one named ``TAGS_FILE`` becomes tags.
     """
 
     outputs: dict[str, Any]

@@ -11,6 +11,7 @@ Tracking is a side channel: a failure warns and the pipeline goes on, unless
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import time
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from orchestrator.config import TrackingSettings
+from orchestrator.dag import TAGS_FILE
 from orchestrator.engine.records import StageRecord, TrackedArtifact
 from orchestrator.tracking import lineage, report, run_command
 from orchestrator.tracking.common import (
@@ -407,6 +409,9 @@ class MlflowTracker:
         branch's files keep their stage name (``kd/evaluate/per_class.png``): see ``file_role``.
         """
         for name, local in record.files.items():
+            if name == TAGS_FILE:
+                self._log_stage_tags(run, record, local)
+                continue
             self._client.log_artifact(run, local)
             if record.generation is None:
                 continue
@@ -414,6 +419,27 @@ class MlflowTracker:
             self._client.log_artifact(self._gen_runs[record.generation], local, role)
             if name.endswith(".png"):
                 self._log_step_image(local, f"{role}/{Path(name).stem}", record.generation)
+
+    def _log_stage_tags(self, run: str, record: StageRecord, local: str) -> None:
+        """A stage's text results (its ``TAGS_FILE``) as tags on its run, its generation's and the pipeline's.
+
+        The pipeline run carries them too, so the runs table can show them (``domain.chosen_source``):
+        a metric holds a number only, and a source chosen by name read as an index there.
+        """
+        try:
+            found = json.loads(Path(local).read_text())
+        except (OSError, ValueError) as exc:
+            logger.warning("could not read %s's tags from %s: %s", record.stage, local, exc)
+            return
+        if not isinstance(found, dict):
+            logger.warning("%s's %s is not a JSON object of tags; not logged", record.stage, TAGS_FILE)
+            return
+        tags = {str(key): str(value)[:5000] for key, value in found.items()}
+        targets = (
+            [run, self._parent] if record.generation is None else [run, self._gen_runs[record.generation], self._parent]
+        )
+        for target in targets:
+            self._log(target, tags=tags)
 
     def _log_step_image(self, local: str, key: str, generation: int) -> None:
         """One generation's plot on the pipeline run, at step = generation; an unreadable image only warns."""

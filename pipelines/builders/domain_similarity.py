@@ -2,8 +2,10 @@
 
 `data/split` (the target: few labels) -> `g00/similarity` (every candidate in `domain.sources` and
 the target's labeled images embedded by one feature extractor; EMD between their class-mean sets
-weighted by class size, similarity exp(-gamma EMD); the ranking table) -> `g00/train` (`model` on
-the most similar source, from the `init.source` or pretext weights when set) -> `g01/train` (the target, from g00's weights with a new classifier,
+weighted by class size, similarity exp(-gamma EMD); the ranking table, logged by name as
+`similarity/ranking.csv` on gen-00, and the chosen source's name as the tag `domain.chosen_source`
+on the pipeline run) -> `g00/train` (`model` on the most similar source, from the `init.source` or
+pretext weights when set) -> `g01/train` (the target, from g00's weights with a new classifier,
 `init`'s freezing and backbone rate) + `g01/evaluate`; `domain.baseline` adds the target network
 from random weights (`baseline_*` in generation 1). The extractor (`domain.extractor`) is the pixels
 themselves, or the backbone of the `init.source` or pretext model.

@@ -15,14 +15,17 @@ true labels): the target's labeled and test images never enter a source.
 
 from __future__ import annotations
 
+import io
+import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.csv
 import torch
 
-from orchestrator.dag import StageContext, StageResult
+from orchestrator.dag import TAGS_FILE, StageContext, StageResult
 from pipelines.data import cached_dataset
 from pipelines.domains import class_means, derive_source, domain_emd, domain_similarity, rank
 from pipelines.models import create_model
@@ -98,7 +101,19 @@ def rank_sources(ctx: StageContext, inputs: Mapping[str, Any], params: Mapping[s
         },
         schema=RANKING_SCHEMA,
     )
-    return StageResult(outputs={output_name(params, "ranking"): table}, metrics=dict(similarity))
+    return StageResult(outputs={output_name(params, "ranking"): table}, metrics=dict(similarity), files=by_name(table))
+
+
+CHOSEN_SOURCE_TAG = "domain.chosen_source"  # the run's tag naming the source pretraining reads (rank 0)
+
+
+def by_name(ranking: pa.Table) -> dict[str, bytes]:
+    """The ranking as its runs show it: ranking.csv (rank, source, EMD, similarity, images) and the chosen
+    source's name as a tag; the metrics alone gave the chosen source as an index (source_rank0_index)."""
+    text = io.BytesIO()
+    pyarrow.csv.write_csv(ranking.select(["rank", "source", "emd", "similarity", "images"]), text)
+    chosen = ranking.column("source")[0].as_py()
+    return {"ranking.csv": text.getvalue(), TAGS_FILE: json.dumps({CHOSEN_SOURCE_TAG: chosen}).encode()}
 
 
 def pretrain_on_source(ctx: StageContext, inputs: Mapping[str, Any], params: Mapping[str, Any]) -> StageResult:
