@@ -31,6 +31,7 @@ from orchestrator.cli.common import (
     load_pipeline_config,
     moved_workspace,
     new_run_id,
+    overridden,
     pipeline_code_versions,
     pipelines_of,
     read_run_record,
@@ -627,7 +628,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         base = {key: value for key, value in data.items() if key != "tune"}
         problems = sweep_check(base, config, config.tune, spec.build)[1]
         if problems:
-            raise ConfigError(problems, args.config)
+            raise overridden(problems, args.overrides, args.config)
     print(f"{args.config}: valid `{config.pipeline}` pipeline with {len(stages)} stages")
     return 0
 

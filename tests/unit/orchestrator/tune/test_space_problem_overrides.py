@@ -46,3 +46,13 @@ def test_a_whole_space_set_on_the_command_line_is_named(tmp_path: Path, capsys: 
     assert line.startswith("tune.space.train.lr: must be > 0.0") and line.endswith(
         f"(set on the command line: {space})"
     )
+
+
+@pytest.mark.parametrize("command", ["tune", "validate"])
+def test_relay_validate_names_the_space_entry_as_relay_tune_does(
+    tmp_path: Path, capsys: pytest.CaptureFixture, command: str
+) -> None:
+    override = "tune.space.train.lr={choice: [-1]}"
+    assert main([command, str(CREST), f"run.workspace={tmp_path / 'ws'}", METRIC, override]) == 2
+    [line] = problem_lines(capsys.readouterr().err)
+    assert line.endswith(f"(set on the command line: {override})"), line
