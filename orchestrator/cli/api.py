@@ -1,0 +1,387 @@
+"""Relay from Python: run, resume and read pipeline runs from a notebook or a script (docs/API.md).
+
+Each call goes through what the `relay` command of the same name runs: `run` and `resume` call
+the commands' own handlers (``pipeline.cmd_run``, ``pipeline.cmd_resume``) with the arguments
+`relay` would have parsed, and the readers use the functions `relay generations` and `relay runs`
+read with. So every check and fix of the CLI holds here too, and nothing is implemented twice.
+Only the ending differs: bad input raises ``InputError`` carrying the message the CLI prints after
+``relay:`` (where it exits 2), having written nothing; any other failure raises a ``RelayError``
+(exit 1 there); nothing calls ``sys.exit``. A finished run comes back as a ``RunResult``.
+
+Why in the CLI's package: it is the same composition root (the layers of docs/ARCHITECTURE.md let
+only ``orchestrator.cli`` wire pipelines to the engine and to tracking).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import importlib
+import json
+import tempfile
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from orchestrator.cli import build_parser, pipeline
+from orchestrator.cli import runs as run_records
+from orchestrator.cli.common import new_run_id, read_run_record, readable_ledger, store_of
+from orchestrator.cli.preflight import check_run_id, open_store
+from orchestrator.config import (
+    RunSettings,
+    TrackingSettings,
+    apply_overrides,
+    load_yaml,
+    name_problem,
+    resolve_workspace,
+)
+from orchestrator.config import artifact_uri as resolved_artifact_uri
+from orchestrator.dag import Pipeline
+from orchestrator.engine.artifacts import ArtifactRef, ArtifactStore, Manifest
+from orchestrator.engine.ledger import DONE_STATES, tracking_lost_at
+from orchestrator.errors import ConfigError, InputError, RelayError
+from orchestrator.registry import load_pipelines
+from orchestrator.tracking.common import mlflow_client
+from orchestrator.tracking.lineage import MODEL, PYFUNC_LOADER
+from orchestrator.tracking.mlflow_tracker import is_generation_stage
+from orchestrator.tracking.reading import _pipeline_runs, read_generations
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    import torch
+
+PathLike = str | Path
+# The positional arguments `relay COMMAND` requires: placeholders, replaced by the call's values.
+POSITIONALS = {"run": ["CONFIG"], "resume": ["RUN_ID"]}
+PSEUDO_LABELS = "pseudo_labels"  # the role of a generation's pseudo-label table: artifact gNN/pseudo_labels
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What a run (or resume) left: where to find it again, and its per-generation numbers.
+
+    ``generations``: one dict per generation, ``{"generation": 0, "evaluate/balanced_accuracy": 0.71, ...}``,
+    the numbers the run's closing table shows and its MLflow parent run holds at step = generation
+    (read from the run's stage manifests, so they are there even when the tracking store stopped answering).
+    ``status``: as `relay runs` shows it (FINISHED, STOPPED after ``stop_after``). ``mlflow_run_id``: the
+    parent MLflow run (None when the tracking store lost the run, see ``relay generations``).
+    """
+
+    run_id: str
+    status: str
+    workspace: Path
+    artifact_uri: str
+    tracking_uri: str
+    experiment: str
+    mlflow_run_id: str | None
+    generations: list[dict[str, Any]] = field(default_factory=list)
+
+
+# --- running -----------------------------------------------------------------------------
+
+
+def run(
+    config: PathLike | Mapping[str, Any],
+    overrides: Sequence[str] = (),
+    workspace: PathLike | None = None,
+    address: str | None = None,
+    *,
+    run_id: str | None = None,
+    stop_after: str | None = None,
+    rerun_from: str | None = None,
+    no_cache: bool = False,
+) -> RunResult:
+    """`relay run CONFIG OVERRIDES...`: check everything, run the pipeline, return its result.
+
+    ``config``: a pipeline file, or its content as a mapping (as ``yaml.safe_load`` reads a file).
+    ``overrides``: dotted ``key=value`` strings, as on the command line. ``workspace``: the same as
+    the override ``run.workspace=PATH`` (default: $RELAY_WORKSPACE, else ./relay-workspace).
+    ``address``, ``run_id``, ``stop_after``, ``rerun_from``, ``no_cache``: the flags of the same names.
+    """
+    given = [*overrides, *workspace_override(workspace)]
+    with config_file(config) as path:
+        chosen = run_id or generated_run_id(path, given)
+        args = command_args(
+            "run",
+            config=str(path),
+            overrides=given,
+            address=address,
+            run_id=chosen,
+            stop_after=stop_after,
+            rerun_from=rerun_from,
+            no_cache=no_cache,
+        )
+        handled(pipeline.cmd_run, args)
+        store = open_store(resolved_artifact_uri(recorded_run_settings(path, given)))
+    return run_result(store, args.run_id)
+
+
+def resume(
+    run_id: str,
+    workspace: PathLike | None = None,
+    address: str | None = None,
+    *,
+    artifact_uri: str | None = None,
+    stop_after: str | None = None,
+) -> RunResult:
+    """`relay resume RUN_ID`: finish a run from its record; completed stages are skipped.
+
+    ``workspace``/``artifact_uri``: where the run's record is (the flags --workspace, --artifact-uri).
+    """
+    args = command_args(
+        "resume",
+        run_id=run_id,
+        workspace=as_flag(workspace),
+        artifact_uri=artifact_uri,
+        address=address,
+        stop_after=stop_after,
+    )
+    handled(pipeline.cmd_resume, args)
+    return run_result(store_of(args), run_id)
+
+
+def workspace_override(workspace: PathLike | None) -> list[str]:
+    """``run.workspace=PATH`` for a workspace given, the value quoted so any path parses as one string."""
+    return [] if workspace is None else [f"run.workspace={json.dumps(str(workspace))}"]
+
+
+@contextlib.contextmanager
+def config_file(config: PathLike | Mapping[str, Any]) -> Iterator[Path]:
+    """The pipeline file to run: ``config`` itself, or a mapping written to a temporary file for as long as it runs.
+
+    Why a file: the CLI reads and records a config by its file (the run record's command, the
+    MLflow run's rerunnable config.yaml), and the temporary folder is outside every workspace.
+    """
+    if not isinstance(config, Mapping):
+        yield Path(config)
+        return
+    name = config.get("name")
+    stem = name if isinstance(name, str) and name_problem(name, "name") is None else "config"
+    try:
+        content = yaml.safe_dump(dict(config), sort_keys=False)
+    except yaml.YAMLError as exc:
+        raise ConfigError(
+            [f"not plain YAML data (strings, numbers, lists, mappings): {exc}"], "the config mapping"
+        ) from exc
+    with tempfile.TemporaryDirectory(prefix="relay-api-") as folder:
+        path = Path(folder) / f"{stem}.yaml"
+        path.write_text(content, encoding="utf-8")
+        yield path
+
+
+def generated_run_id(path: Path, overrides: Sequence[str]) -> str | None:
+    """The id `relay run` would make up (``NAME-DATE-TIME-XXXX``), made here so the call can return it.
+
+    None when the file or its name cannot be read: the run's own checks then say what is wrong,
+    with the CLI's message, before any id is needed.
+    """
+    try:
+        name = apply_overrides(load_yaml(path), list(overrides)).get("name")
+    except ConfigError:
+        return None
+    return new_run_id(name) if isinstance(name, str) and name_problem(name, "name") is None else None
+
+
+def recorded_run_settings(path: Path, overrides: Sequence[str]) -> RunSettings:
+    """The ``run`` section the run was started with (checked by then), for the store its record is in."""
+    return RunSettings.model_validate(apply_overrides(load_yaml(path), list(overrides)).get("run") or {})
+
+
+def command_args(command: str, **values: Any) -> argparse.Namespace:
+    """The arguments `relay COMMAND` parses, every option at its CLI default, then ``values`` set.
+
+    Parsed by the CLI's own parser, so an option added to the command has its default here too;
+    a value for an option the command no longer has is a TypeError (the API fell behind the CLI).
+    """
+    args = build_parser().parse_args([command, *POSITIONALS.get(command, [])])
+    unknown = sorted(set(values) - set(vars(args)))
+    if unknown:
+        raise TypeError(f"`relay {command}` has no option {', '.join(unknown)}")
+    vars(args).update(values)
+    args.pipelines = None  # the installed entry points, as for `relay`
+    return args
+
+
+def handled(command: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> None:
+    """Run a command's handler; a failure after the checks says which run to resume (a note on the error)."""
+    try:
+        command(args)
+    except InputError:  # checked before anything was written: nothing to resume
+        raise
+    except RelayError as exc:
+        exc.add_note(f"Relay run {args.run_id}: finish it with orchestrator.cli.api.resume({args.run_id!r})")
+        raise
+
+
+def run_result(store: ArtifactStore, run_id: str) -> RunResult:
+    """The ``RunResult`` of a run, from its record in ``store`` (and its parent run's id from MLflow)."""
+    spec, config = read_run_record(store, run_id, load_pipelines())
+    tracking = config.tracking
+    return RunResult(
+        run_id=run_id,
+        status=run_records.run_status(store, run_id),
+        workspace=resolve_workspace(config.run),
+        artifact_uri=store.uri,
+        tracking_uri=tracking.uri,
+        experiment=tracking.experiment,
+        mlflow_run_id=parent_run_id(store, tracking, run_id),
+        generations=pipeline.summary_rows(spec.build(config), finished_manifests(store, run_id)),
+    )
+
+
+def parent_run_id(store: ArtifactStore, tracking: TrackingSettings, run_id: str) -> str | None:
+    """The id of the run's parent MLflow run, found by its ``relay.pipeline_run`` tag; None when not there.
+
+    Not asked when the run's record says the tracking store stopped answering during the run: a
+    server that is gone would hold the call in MLflow's retries for minutes.
+    """
+    if tracking_lost_at(store, run_id) is not None:
+        return None
+    client = mlflow_client(tracking.uri)
+    found = client.get_experiment_by_name(tracking.experiment)
+    parents = _pipeline_runs(client, found.experiment_id, run_id, 1) if found is not None else []
+    return parents[0].info.run_id if parents else None
+
+
+# --- reading -----------------------------------------------------------------------------
+
+
+def generations(
+    run_id: str, workspace: PathLike | None = None, *, artifact_uri: str | None = None, experiment: str | None = None
+) -> list[dict[str, Any]]:
+    """`relay generations RUN_ID`: one dict per generation of every metric the run's MLflow parent run holds.
+
+    Read from the tracking store the run's record names, as the command reads it (an MLflow run id
+    of the run is taken too). ``workspace``/``artifact_uri``/``experiment``: the command's flags.
+    """
+    args = command_args(
+        "generations", run_id=run_id, workspace=as_flag(workspace), artifact_uri=artifact_uri, experiment=experiment
+    )
+    uri, chosen, _ = pipeline.tracking_for(args)
+    return read_generations(uri, chosen, args.run_id)[1]
+
+
+def runs(workspace: PathLike | None = None, *, artifact_uri: str | None = None) -> list[dict[str, Any]]:
+    """`relay runs`: every run in the artifact store, newest first, as dicts of the command's columns.
+
+    Keys: run_id, pipeline, status, generations ("done/total"), best (the headline metric's best
+    value), started (ISO time, UTC) and problem (why a run's ledger cannot be read, else None).
+    """
+    args = command_args("runs", workspace=as_flag(workspace), artifact_uri=artifact_uri)
+    sweeps = resolve_workspace(RunSettings(workspace=args.workspace)) / "tune"
+    return [dataclasses.asdict(row) for row in run_records.run_rows(store_of(args), load_pipelines(), sweeps)]
+
+
+def artifact(
+    run_id: str, name: str, workspace: PathLike | None = None, *, artifact_uri: str | None = None
+) -> pa.Table | dict[str, Any]:
+    """One stored output of a run by its artifact name (``data/split``, ``g00/picks``): a pyarrow Table,
+    or a checkpoint's dict (loaded on CPU), read from the artifact store wherever it is (a folder, s3://)."""
+    store, dag = run_dag(run_id, workspace, artifact_uri)
+    return store.load(stored_output(store, run_id, dag, name))
+
+
+def pseudo_labels(
+    run_id: str, generation: int, workspace: PathLike | None = None, *, artifact_uri: str | None = None
+) -> pa.Table:
+    """The pseudo-labels generation ``generation``'s model gave the unlabeled pool (artifact gNN/pseudo_labels).
+
+    One row per unlabeled sample: sample_id, pred_class, confidence, probs (one per class), generation,
+    model (docs/API.md). A generation without one (the last of a CReST run only trains and evaluates;
+    Knowledge Evolution labels nothing) is bad input naming those that have one.
+    """
+    store, dag = run_dag(run_id, workspace, artifact_uri)
+    name = f"g{generation:02d}/{PSEUDO_LABELS}"
+    labeled = {
+        stage.generation
+        for stage in dag.stages
+        if stage.generation is not None and f"g{stage.generation:02d}/{PSEUDO_LABELS}" in stage.outputs
+    }
+    if generation not in labeled:
+        raise InputError(
+            f"run {run_id} has no pseudo-labels of generation {generation}; generations with pseudo-labels: "
+            f"{', '.join(map(str, sorted(labeled))) or 'none (its pipeline labels nothing)'}"
+        )
+    return store.load(stored_output(store, run_id, dag, name))
+
+
+def model(
+    run_id: str, generation: int, workspace: PathLike | None = None, *, artifact_uri: str | None = None
+) -> torch.nn.Module:
+    """Generation ``generation``'s trained model, on CPU in eval mode: what MLflow registers as ``gen-NN``.
+
+    Rebuilt from the stored checkpoint by the loader MLflow's python_function flavour uses for Relay's
+    models (``orchestrator.tracking.lineage.PYFUNC_LOADER``), imported by name as MLflow imports it:
+    the network is the pipelines' code, which the orchestrator's layers do not import.
+    """
+    store, dag = run_dag(run_id, workspace, artifact_uri)
+    ref = stored_output(store, run_id, dag, generation_model(dag, run_id, generation))
+    with tempfile.TemporaryDirectory(prefix="relay-model-") as folder:
+        checkpoint = Path(folder) / "checkpoint.pt"
+        checkpoint.write_bytes(store.read_bytes(ref.path))
+        return importlib.import_module(PYFUNC_LOADER)._load_pyfunc(str(checkpoint)).network
+
+
+def generation_model(dag: Pipeline, run_id: str, generation: int) -> str:
+    """The artifact name of the generation's own model (``g01/model``), not a side branch's (``kd/model``)."""
+    found = [
+        output
+        for stage in dag.stages
+        if is_generation_stage(stage.name, generation)
+        for output, kind in stage.lineage.items()
+        if kind == MODEL
+    ]
+    if len(found) == 1:
+        return found[0]
+    having = sorted({s.generation for s in dag.stages if s.generation is not None and MODEL in s.lineage.values()})
+    raise InputError(
+        f"run {run_id} has {len(found) or 'no'} models of generation {generation}{': ' * bool(found)}"
+        f"{', '.join(found)}; generations with a model: {', '.join(map(str, having)) or 'none'}"
+    )
+
+
+def run_dag(run_id: str, workspace: PathLike | None, store_uri: str | None) -> tuple[ArtifactStore, Pipeline]:
+    """The store holding the run's record and the DAG its recorded config builds (as `relay resume` builds it)."""
+    check_run_id(run_id)
+    store = store_of(argparse.Namespace(workspace=as_flag(workspace), artifact_uri=store_uri))
+    spec, config = read_run_record(store, run_id, load_pipelines())
+    return store, spec.build(config)
+
+
+def stored_output(store: ArtifactStore, run_id: str, dag: Pipeline, name: str) -> ArtifactRef:
+    """Where artifact ``name`` of the run is stored: the manifest of the stage that wrote it in this run."""
+    stage = dag.producer(name)  # PipelineError (bad input) naming the run's artifacts
+    manifest = finished_manifest(store, readable_ledger(store, run_id).get("stages"), stage.name)
+    if manifest is None:
+        raise InputError(
+            f"{name} of run {run_id} is not in {store.uri}: its stage {stage.name} has not finished, or its outputs "
+            f"were deleted since; `relay resume {run_id}` (or resume({run_id!r})) computes it"
+        )
+    return manifest.outputs[name]
+
+
+def finished_manifests(store: ArtifactStore, run_id: str) -> dict[str, Manifest]:
+    """Stage name -> manifest of every stage the run's ledger records as done whose outputs are still stored."""
+    stages = readable_ledger(store, run_id).get("stages")
+    found = {name: finished_manifest(store, stages, name) for name in stages} if isinstance(stages, Mapping) else {}
+    return {name: manifest for name, manifest in found.items() if manifest is not None}
+
+
+def finished_manifest(store: ArtifactStore, stages: Any, name: str) -> Manifest | None:
+    """The manifest of stage ``name`` when the ledger's ``stages`` record it as done and it is still stored."""
+    entry = stages.get(name) if isinstance(stages, Mapping) else None
+    if not isinstance(entry, Mapping) or entry.get("state") not in DONE_STATES or not entry.get("fingerprint"):
+        return None
+    return store.read_manifest(str(entry["fingerprint"]))
+
+
+def as_flag(path: PathLike | None) -> str | None:
+    """A path as the CLI's flags carry it (a string), None left None."""
+    return None if path is None else str(path)
+
+
+__all__ = ["RunResult", "artifact", "generations", "model", "pseudo_labels", "resume", "run", "runs"]

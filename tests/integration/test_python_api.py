@@ -1,0 +1,120 @@
+"""The Python API (orchestrator.cli.api) on one real tiny smoke.yaml run: local Ray, SQLite MLflow, a tmp workspace.
+
+What it returns is checked against what the CLI prints and what the run logged: the run id and
+generations `relay generations` shows, the CLI's message for a run id taken (and nothing written),
+the pseudo-label table's rows the labeling stage counted, the model's balanced accuracy the
+evaluate stage measured. Bad input that needs no run: tests/unit/orchestrator/cli/test_api_bad_input.py.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import balanced_accuracy_score
+
+from orchestrator.cli import api, main
+from orchestrator.cli.common import read_run_record
+from orchestrator.engine.artifacts import ArtifactStore
+from orchestrator.errors import InputError
+from orchestrator.registry import load_pipelines
+from pipelines.pseudo_label import predict_probs, pseudo_label_schema
+from pipelines.stages.common import subset_images
+from tests.integration.relay_cli import ROOT, pipeline_runs, relay
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
+
+SMOKE = ROOT / "pipelines" / "configs" / "smoke.yaml"
+TINY = ["train.steps=20", "tracking.system_metrics=false"]  # two generations in well under a minute
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory: pytest.TempPathFactory) -> api.RunResult:
+    return api.run(SMOKE, TINY, workspace=tmp_path_factory.mktemp("ws"))
+
+
+def written(root: Path) -> dict[str, tuple[int, int]]:
+    """Every file under ``root`` with its size and modification time: what a refused call must leave as it was."""
+    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*") if p.is_file()}
+
+
+def cli_message(argv: list[str], capsys: pytest.CaptureFixture) -> str:
+    """What `relay` prints for bad input (exit 2), without its `relay: ` prefix."""
+    capsys.readouterr()
+    assert main(argv) == 2
+    return capsys.readouterr().err.strip().removeprefix("relay: ")
+
+
+def test_run_returns_the_run_and_generations_relay_generations_prints(smoke: api.RunResult) -> None:
+    shown = relay("generations", smoke.run_id, workspace=smoke.workspace)
+    assert shown.returncode == 0, shown.stderr[-4000:]
+    assert f"Run {smoke.run_id}: per-generation results" in shown.stdout
+    lines = [line.split() for line in shown.stdout.splitlines() if line[:1].isdigit()]
+    assert [int(line[0]) for line in lines] == [row["generation"] for row in smoke.generations] == [0, 1]
+    assert [line[1] for line in lines] == [f"{row['evaluate/balanced_accuracy']:.4f}" for row in smoke.generations]
+    assert smoke.status == "FINISHED"
+    parent = next(run for run in pipeline_runs(smoke.workspace, smoke.run_id) if run.info.run_name == smoke.run_id)
+    assert smoke.mlflow_run_id == parent.info.run_id
+    assert smoke.tracking_uri == f"sqlite:///{smoke.workspace / 'mlflow.db'}"
+    from_mlflow = api.generations(smoke.run_id, smoke.workspace)
+    assert [{k: pytest.approx(row[k]) for k in row} for row in smoke.generations] == [
+        {k: row[k] for k in mine} for row, mine in zip(from_mlflow, smoke.generations)
+    ]
+    listed = {row["run_id"]: row for row in api.runs(smoke.workspace)}
+    assert (listed[smoke.run_id]["status"], listed[smoke.run_id]["generations"]) == ("FINISHED", "2/2")
+
+
+def test_a_taken_run_id_is_refused_as_the_cli_refuses_it_and_the_workspace_is_untouched(
+    smoke: api.RunResult, capsys
+) -> None:
+    before = written(smoke.workspace)
+    with pytest.raises(InputError) as refused:
+        api.run(SMOKE, TINY, workspace=smoke.workspace, run_id=smoke.run_id)
+    argv = ["run", str(SMOKE), *TINY, f'run.workspace="{smoke.workspace}"', "--run-id", smoke.run_id]
+    assert str(refused.value) == cli_message(argv, capsys)
+    assert "already exists" in str(refused.value)
+    assert written(smoke.workspace) == before
+
+
+def test_pseudo_labels_have_the_documented_schema_and_the_rows_the_run_counted(smoke: api.RunResult) -> None:
+    table = api.pseudo_labels(smoke.run_id, 0, smoke.workspace)
+    assert table.schema.equals(pseudo_label_schema(10))
+    assert [f.name for f in table.schema] == ["sample_id", "pred_class", "confidence", "probs", "generation", "model"]
+    labeled = smoke.generations[0]
+    assert table.num_rows == labeled["pseudo_label/rows"] > 0
+    assert float(np.mean(table.column("confidence").to_numpy())) == pytest.approx(
+        labeled["pseudo_label/mean_confidence"]
+    )
+    assert set(table.column("generation").to_pylist()) == {0}
+    with pytest.raises(InputError, match="no pseudo-labels of generation 1; generations with pseudo-labels: 0"):
+        api.pseudo_labels(smoke.run_id, 1, smoke.workspace)
+
+
+def test_the_model_scores_the_balanced_accuracy_its_evaluation_logged(smoke: api.RunResult) -> None:
+    network = api.model(smoke.run_id, 1, smoke.workspace)
+    assert isinstance(network, torch.nn.Module) and not network.training
+    assert {p.device.type for p in network.parameters()} == {"cpu"}
+    _, config = read_run_record(ArtifactStore(smoke.artifact_uri), smoke.run_id, load_pipelines())
+    _, images, labels = subset_images(config.data, api.artifact(smoke.run_id, "data/split", smoke.workspace), "test")
+    predicted = predict_probs(network, images, 64, "cpu").argmax(axis=1)
+    logged = smoke.generations[1]["evaluate/balanced_accuracy"]
+    assert balanced_accuracy_score(labels.numpy(), predicted) == pytest.approx(logged, abs=1e-9)
+    with pytest.raises(InputError, match="no models of generation 2; generations with a model: 0, 1"):
+        api.model(smoke.run_id, 2, smoke.workspace)
+
+
+def test_a_run_stopped_early_has_no_later_outputs_until_resume_finishes_it(smoke: api.RunResult) -> None:
+    """Same config and workspace as the shared run: every stage is a cache hit, so this costs two Ray starts."""
+    stopped = api.run(SMOKE, TINY, workspace=smoke.workspace, stop_after="g00/pseudo_label")
+    assert stopped.status == "STOPPED" and stopped.run_id != smoke.run_id
+    assert [row["generation"] for row in stopped.generations] == [0]
+    assert api.pseudo_labels(stopped.run_id, 0, smoke.workspace).num_rows == smoke.generations[0]["pseudo_label/rows"]
+    with pytest.raises(InputError, match=r"g01/model of run .* is not in .*: its stage g01/train has not finished"):
+        api.model(stopped.run_id, 1, smoke.workspace)
+    finished = api.resume(stopped.run_id, smoke.workspace)
+    assert (finished.run_id, finished.status) == (stopped.run_id, "FINISHED")
+    assert finished.mlflow_run_id == stopped.mlflow_run_id is not None
+    assert finished.generations == smoke.generations
+    assert isinstance(api.model(stopped.run_id, 1, smoke.workspace), torch.nn.Module)

@@ -1,0 +1,107 @@
+"""The Python API refuses bad input as `relay` does: one InputError with the CLI's message, nothing written.
+
+Each case calls the API, then the CLI with the same input, from an empty working folder: the
+messages must be the same (the CLI prints it after `relay: ` and exits 2) and the folder stays empty.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from orchestrator.cli import api, main
+from orchestrator.errors import InputError
+
+SMOKE = Path(__file__).resolve().parents[4] / "pipelines" / "configs" / "smoke.yaml"
+LOCAL = "run.executor=local"
+
+
+def files(root: Path) -> set[str]:
+    return {str(path.relative_to(root)) for path in root.rglob("*")}
+
+
+def cli_message(argv: list[str], capsys: pytest.CaptureFixture) -> str:
+    """What `relay ARGV` prints for bad input (it must exit 2), without its `relay: ` prefix."""
+    capsys.readouterr()
+    assert main(argv) == 2
+    return capsys.readouterr().err.strip().removeprefix("relay: ")
+
+
+def refused_alike(call, argv: list[str], root: Path, capsys: pytest.CaptureFixture) -> str:
+    """``call`` raises InputError with the message `relay ARGV` prints, and neither writes under ``root``."""
+    before = files(root)
+    with pytest.raises(InputError) as refused:
+        call()
+    assert str(refused.value) == cli_message(argv, capsys)
+    assert files(root) == before, f"bad input wrote {files(root) - before}"
+    return str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "flags", "expected"),
+    [
+        (["train.stepz=5"], {}, "train.stepz"),
+        (["train.steps=0"], {}, "train.steps"),
+        ([], {"stop_after": "g09/train"}, "no stage named 'g09/train'"),
+        ([], {"run_id": "../escaped"}, "is not a safe name"),
+        ([], {"rerun_from": "nosuch"}, "no stage named 'nosuch'"),
+    ],
+)
+def test_run_refuses_what_relay_run_refuses(cwd: Path, capsys, overrides, flags, expected) -> None:
+    argv = ["run", str(SMOKE), LOCAL, *overrides]
+    argv += [arg for key, value in flags.items() for arg in (f"--{key.replace('_', '-')}", value)]
+    message = refused_alike(lambda: api.run(SMOKE, [LOCAL, *overrides], **flags), argv, cwd.parents[1], capsys)
+    assert expected in message
+
+
+def test_a_workspace_given_is_refused_as_the_override_run_workspace(cwd: Path, capsys) -> None:
+    (cwd / "afile").write_text("x")
+    argv = ["run", str(SMOKE), LOCAL, 'run.workspace="afile"']
+    message = refused_alike(lambda: api.run(SMOKE, [LOCAL], workspace="afile"), argv, cwd, capsys)
+    assert "run.workspace" in message and "afile" in message
+
+
+def test_a_missing_config_file_is_refused_with_the_clis_message(cwd: Path, capsys) -> None:
+    message = refused_alike(lambda: api.run("nosuch.yaml"), ["run", "nosuch.yaml"], cwd.parents[1], capsys)
+    assert "file not found: nosuch.yaml" in message
+
+
+def test_a_config_mapping_is_checked_like_a_file(cwd: Path) -> None:
+    data = yaml.safe_load(SMOKE.read_text()) | {"seed": -1}
+    with pytest.raises(InputError, match=r"problem\(s\) in (\S+/smoke\.yaml):\n  - seed: must be >= 0") as refused:
+        api.run(data, [LOCAL])
+    written_for_the_run = Path(str(refused.value).split(" in ", 1)[1].split(":", 1)[0])
+    assert written_for_the_run.name == "smoke.yaml" and not written_for_the_run.parent.exists()
+    assert files(cwd) == set()
+
+
+@pytest.mark.usefixtures("no_store_settings")
+@pytest.mark.parametrize("reader", ["generations", "resume"])
+def test_a_run_the_workspace_lacks_is_refused_as_the_cli_refuses_it(cwd: Path, capsys, reader: str) -> None:
+    (cwd / "ws" / "artifacts").mkdir(parents=True)
+    call = getattr(api, reader)
+    refused_alike(
+        lambda: call("nosuch-run", cwd / "ws"), [reader, "nosuch-run", "--workspace", str(cwd / "ws")], cwd, capsys
+    )
+
+
+@pytest.mark.usefixtures("no_store_settings")
+def test_the_artifact_readers_refuse_a_run_the_store_lacks_as_relay_resume_does(cwd: Path, capsys) -> None:
+    (cwd / "ws" / "artifacts").mkdir(parents=True)
+    expected = cli_message(["resume", "nosuch-run", "--workspace", str(cwd / "ws")], capsys)
+    for call in (
+        lambda: api.pseudo_labels("nosuch-run", 0, cwd / "ws"),
+        lambda: api.model("nosuch-run", 0, cwd / "ws"),
+        lambda: api.artifact("nosuch-run", "data/split", cwd / "ws"),
+    ):
+        with pytest.raises(InputError) as refused:
+            call()
+        assert str(refused.value) == expected and "no run 'nosuch-run'" in expected
+    assert files(cwd) == {"ws", "ws/artifacts"}
+
+
+def test_an_option_the_command_lacks_is_a_programming_error_not_bad_input() -> None:
+    with pytest.raises(TypeError, match="`relay run` has no option nosuch"):
+        api.command_args("run", nosuch=1)
