@@ -7,7 +7,6 @@ The CLI names no algorithm: pipelines come from the ``relay.pipelines`` entry po
 from __future__ import annotations
 
 import argparse
-import copy
 import importlib
 import json
 import logging
@@ -19,13 +18,12 @@ import socket
 import sys
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
 
+from orchestrator.cli.config_checks import checked_config, data_problems, dotted_value
 from orchestrator.cli.preflight import folder_problem, location_problems, open_store
 from orchestrator.cli.run_locations import local_path, store_problem
 from orchestrator.config import (
@@ -39,10 +37,10 @@ from orchestrator.config import (
     validate_config,
 )
 from orchestrator.dag import Pipeline
-from orchestrator.engine.artifacts import ArtifactStore, StoreFault, store_failure, store_fault
+from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.engine.fingerprint import code_versions
 from orchestrator.engine.ledger import COMMAND_FILE, CONFIG_FILE, done_in, read_ledger, record_path
-from orchestrator.errors import ConfigError, PipelineError, RelayError
+from orchestrator.errors import ConfigError, RelayError
 from orchestrator.registry import PipelineSpec, get_pipeline, load_pipelines
 from orchestrator.yaml_input import yaml_mapping
 
@@ -81,7 +79,7 @@ def load_pipeline_file(
     data = apply_overrides(load_yaml(path), overrides)
     spec = get_pipeline(data.get("pipeline"), load_pipelines() if pipelines is None else pipelines, source=path)
     try:
-        data, config, elsewhere = _checked_config(spec, path, data, local)
+        data, config, elsewhere = checked_config(spec, path, data, local)
     except ConfigError as exc:  # each problem names the override that set its key: the file is the heading
         raise overridden(exc.problems, overrides, path) from exc
     pins = spec.data.pins(config) if spec.data is not None and not elsewhere else {}
@@ -89,208 +87,6 @@ def load_pipeline_file(
         return spec, config, data
     pinned = apply_overrides(data, pins)
     return spec, validate_config(spec.config_model, pinned, source=path), pinned
-
-
-def _checked_config(spec: Any, path: str, data: dict[str, Any], local: bool) -> tuple[dict[str, Any], Any, str | None]:
-    """(the file with class names as numbers, its validated config, the data this machine lacks or None), once
-    validation, the preflight and the pipeline's build found no problem; else the ConfigError of them all.
-
-    Why all at once: a file with a field error and a build error (`resources.train.workers: 2` on a stage that
-    cannot split its work) showed only the field error, and the user met the other after fixing it. With field
-    errors, the later checks run on the file without its invalid values (``FieldCheck``), and only what they find
-    about the sections that validated is reported.
-    """
-    fields = field_check(spec.config_model, data, path)
-    if fields.config is None:  # no valid config to check further (a check across sections failed)
-        raise ConfigError(fields.problems, path)
-    data, config, elsewhere, later = _later_checks(spec, path, fields, local)
-    problems = [*fields.problems, *(problem for problem in later if fields.independent(problem))]
-    if problems:
-        raise ConfigError(list(dict.fromkeys(problems)), path)
-    return data, config, elsewhere
-
-
-def _later_checks(
-    spec: Any, path: str, fields: FieldCheck, local: bool
-) -> tuple[dict[str, Any], Any, str | None, list[str]]:
-    """The file and config with class names as numbers, the data this machine lacks, and every problem of the
-    class names, the data, where the run writes and the pipeline's build (each check runs whatever the others found).
-
-    The data's own check needs the class names as numbers: it is left out when a name is not the data's. Both
-    wait while `data` has a field error: the default dataset would answer for the one the user named.
-    """
-    data, config, problems = fields.data, fields.config, []
-    try:
-        if not fields.failed("data"):
-            data, config = _by_number(spec, path, data, config)
-    except ConfigError as exc:
-        problems += exc.problems
-    elsewhere = None if local or spec.data is None else spec.data.elsewhere(config)
-    if elsewhere:
-        logging.getLogger("relay").info(
-            "%s is not on this machine: the job checks the data on the cluster, before it writes", elsewhere
-        )
-    if not (elsewhere or problems or fields.failed(*PREFLIGHT_SECTIONS)):
-        problems += data_problems(spec, config)
-    if not fields.failed("run", "tracking"):  # a default workspace standing in for an invalid one is not the user's
-        problems += location_problems(config.run, config.tracking, local)
-    return data, config, elsewhere, problems + _build_problems(spec, config, trimmed=bool(fields.problems))
-
-
-# What the pipelines' preflight reads: the data, and the starting weights (`init`, found in the run's stores:
-# `run`, `tracking`) against the model. With a field error in one of them its default would stand in for the
-# user's value (another workspace's runs), so the preflight waits for the fix.
-PREFLIGHT_SECTIONS = ("data", "init", "model", "run", "tracking")
-
-# The sections whose build problems hold whatever the file's other values are: a role's workers against the
-# bodies of that role's stages. A probe naming a stage is not among them: which stages there are depends on
-# other sections (the generations), and with one of those invalid its default would answer in its place.
-STRUCTURE_FREE_SECTIONS = ("resources",)
-
-
-def _build_problems(spec: Any, config: Any, trimmed: bool) -> list[str]:
-    """What the pipeline's build refuses (a role's idle workers, a probe of no model) before anything is written.
-
-    Of a ``trimmed`` config (invalid values left out, ``FieldCheck``) only the problems of
-    STRUCTURE_FREE_SECTIONS are the user's file's; a DAG error of it is not either.
-    """
-    try:
-        spec.build(config)
-    except ConfigError as exc:
-        return [problem for problem in exc.problems if not trimmed or _section(problem) in STRUCTURE_FREE_SECTIONS]
-    except PipelineError:
-        if trimmed:
-            return []
-        raise
-    return []
-
-
-def _section(problem: str) -> str:
-    """The top section of a ``key: message`` problem's key (`resources` of `resources.train.workers: ...`)."""
-    return re.split(r"[.\[]", problem.split(":", 1)[0].strip(), maxsplit=1)[0]
-
-
-ROUNDS = 5  # leaving out invalid values may let a section's defaults meet a check of their own: a few tries
-
-
-@dataclass(frozen=True)
-class FieldCheck:
-    """The field checks of a file: their problems, and the file and config with the invalid values left out.
-
-    ``config`` is the file validated without the values that failed (their defaults in their place), so
-    the later checks can run on the sections that validated; None when the file fails even so (a check
-    across sections, a required key missing). ``left_out``: the dotted keys left out.
-    """
-
-    data: dict[str, Any]
-    config: Any
-    problems: list[str]
-    left_out: tuple[str, ...] = ()
-
-    def failed_keys(self) -> set[str]:
-        """The dotted keys with a field error, and those left out for it."""
-        return {*self.left_out, *(problem.split(":", 1)[0].strip() for problem in self.problems)} - {""}
-
-    def failed(self, *sections: str) -> bool:
-        """Whether any of ``sections`` has a field error."""
-        return any(_section(key) in sections for key in self.failed_keys())
-
-    def independent(self, problem: str) -> bool:
-        """Whether a later check's ``problem`` is about a section that validated and names no value left out:
-        else it may be about a default standing in for the user's value, not about the file."""
-        named = (re.search(rf"(?<![\w.]){re.escape(key)}(?!\w)", problem) for key in self.failed_keys())
-        return not self.failed(_section(problem)) and not any(named)
-
-
-def field_check(model: type, data: dict[str, Any], path: str) -> FieldCheck:
-    """Validate ``data``; on field errors, validate it again without the values that failed (``FieldCheck``)."""
-    try:
-        return FieldCheck(data, validate_config(model, data, source=path), [])
-    except ConfigError as exc:
-        problems = exc.problems
-    trimmed, left_out = copy.deepcopy(data), []
-    for _ in range(ROUNDS):
-        if not isinstance(trimmed, dict):
-            break
-        try:
-            return FieldCheck(trimmed, model.model_validate(trimmed), problems, tuple(left_out))
-        except ValidationError as exc:
-            keys = [_present_key(trimmed, error["loc"]) for error in exc.errors(include_url=False)]
-        if not all(keys):  # a problem of the file as a whole: nothing to leave out
-            break
-        for key in keys:
-            _leave_out(trimmed, key)
-            left_out.append(".".join(key))
-    return FieldCheck(data, None, problems)
-
-
-def _present_key(data: dict[str, Any], loc: tuple[Any, ...]) -> tuple[str, ...]:
-    """The deepest key of ``data`` on an error's path (a list's key, not one of its items; pydantic's union
-    tags skipped); () when the path names no key of the file."""
-    key: list[str] = []
-    value: Any = data
-    for part in loc:
-        if not isinstance(value, dict):
-            break
-        if part in value:
-            key.append(part)
-            value = value[part]
-    return tuple(key)
-
-
-def _leave_out(data: dict[str, Any], key: tuple[str, ...]) -> None:
-    """Remove ``key`` (a path of dict keys) from ``data``, if it is still there."""
-    *sections, last = key
-    for section in sections:
-        data = data.get(section)
-        if not isinstance(data, dict):
-            return
-    data.pop(last, None)
-
-
-DATA_URI = "data.uri"  # the setting naming a dataset's storage by URI (a sharded dataset: s3://BUCKET/PREFIX)
-
-
-def data_problems(spec: PipelineSpec, config: Any) -> list[str]:
-    """The pipeline's preflight, with storage of the data that refused the credentials called so (``refused_data``).
-
-    Why: the dataset code, which imports nothing of the orchestrator, says "cannot reach this storage" of
-    every failure to read it; a `data.uri` on an S3 server that refused the keys read as a network problem.
-    """
-    problems = list(spec.preflight(config))
-    about_uri = [problem for problem in problems if problem.startswith(f"{DATA_URI}:")]
-    refused = refused_data(spec, config) if about_uri else None
-    return problems if refused is None else [refused if p in about_uri else p for p in problems]
-
-
-def refused_data(spec: PipelineSpec, config: Any) -> str | None:
-    """``data.uri: access to the store URI was denied (...)`` when the data's storage refuses the credentials.
-
-    The storage is asked again (the data's pins read its manifest) for the error itself, which the preflight's
-    lines no longer carry, and judged by the classifier of every store message (``store_fault``).
-    """
-    uri = dotted_value(config, DATA_URI)
-    if spec.data is None or not isinstance(uri, str) or "://" not in uri:
-        return None
-    try:
-        spec.data.pins(config)
-    except (OSError, ValueError) as exc:
-        if store_fault(exc) is StoreFault.DENIED:
-            return f"{DATA_URI}: {store_failure(uri, exc)}"
-    return None
-
-
-def _by_number(spec: Any, path: str, data: dict[str, Any], config: Any) -> tuple[dict[str, Any], Any]:
-    """The file and config with what they name by name (``data.classes: [cat, dog]``) as numbers (DataSpec.by_number)."""
-    try:
-        numbers = spec.data.by_number(config) if spec.data is not None else {}
-    except ValueError as exc:
-        raise ConfigError([str(exc)], path) from exc
-    if not numbers:
-        return data, config
-    logging.getLogger("relay").info("class names as numbers: %s", ", ".join(f"{k}={v}" for k, v in numbers.items()))
-    data = apply_overrides(data, numbers)
-    return data, validate_config(spec.config_model, data, source=path)
 
 
 def overridden(problems: list[str], overrides: list[str], path: str) -> ConfigError:
@@ -357,14 +153,6 @@ def check_data_unchanged(spec: PipelineSpec, config: Any, run_id: str, source: s
         ]
     if problems:
         raise ConfigError(problems, source)
-
-
-def dotted_value(config: Any, key: str) -> Any:
-    """The value at a dotted key (``data.root_digest``) of a validated config."""
-    value = config
-    for part in key.split("."):
-        value = getattr(value, part, None)
-    return value
 
 
 def store_option(store_uri: str) -> str:
