@@ -4,7 +4,9 @@ Generation k: `gKK/train` (FixMatch from scratch on the original labeled set plu
 previous generation's picks) -> `gKK/evaluate` and `gKK/pseudo_label` (the EMA model
 labels the whole unlabeled split) -> `gKK/rebalance` (class-rebalanced picks) -> the
 next generation's train. The last generation only trains and evaluates.
-`crest.generations=1` is plain FixMatch; `crest.alignment=true` is CReST+. `init.source` or
+`crest.generations=1 crest.alignment=false` is plain FixMatch; `crest.alignment=true` (the default)
+is CReST+, whose alignment is on from generation 0 (temperature 1.0), so one generation with it is
+FixMatch plus distribution alignment, not plain FixMatch. `init.source` or
 `pretext.method` starts every generation's training from those weights instead of random ones.
 """
 
