@@ -8,11 +8,15 @@ evaluate stage measured. Bad input that needs no run: tests/unit/orchestrator/cl
 
 from __future__ import annotations
 
+import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import pyarrow.fs as pafs
 import pytest
 import torch
+from moto.server import ThreadedMotoServer
 from sklearn.metrics import balanced_accuracy_score
 
 from orchestrator.cli import api, main
@@ -33,6 +37,27 @@ TINY = ["train.steps=20", "tracking.system_metrics=false"]  # two generations in
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory: pytest.TempPathFactory) -> api.RunResult:
     return api.run(SMOKE, TINY, workspace=tmp_path_factory.mktemp("ws"))
+
+
+@pytest.fixture
+def bucket(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[pafs.S3FileSystem, int]]:
+    """An empty S3 bucket ``bucket`` on moto's server in this process: (its filesystem, the server's port)."""
+    for name, value in (
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("AWS_DEFAULT_REGION", "us-east-1"),
+    ):
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    fs = pafs.S3FileSystem(endpoint_override=f"127.0.0.1:{port}", scheme="http", allow_bucket_creation=True)
+    fs.create_dir("bucket")
+    yield fs, port
+    server.stop()
 
 
 def written(root: Path) -> dict[str, tuple[int, int]]:
@@ -103,6 +128,18 @@ def test_the_model_scores_the_balanced_accuracy_its_evaluation_logged(smoke: api
     assert balanced_accuracy_score(labels.numpy(), predicted) == pytest.approx(logged, abs=1e-9)
     with pytest.raises(InputError, match="no models of generation 2; generations with a model: 0, 1"):
         api.model(smoke.run_id, 2, smoke.workspace)
+
+
+def test_outputs_are_read_from_an_s3_store_as_from_a_folder(smoke: api.RunResult, bucket) -> None:
+    """The run's whole store copied into a bucket (manifests name their files relative to the store's root)."""
+    fs, port = bucket
+    pafs.copy_files(smoke.artifact_uri, "bucket/relay", destination_filesystem=fs)
+    store = f"s3://bucket/relay?endpoint_override=127.0.0.1:{port}&scheme=http"
+    from_s3 = api.pseudo_labels(smoke.run_id, 0, artifact_uri=store)
+    assert from_s3.equals(api.pseudo_labels(smoke.run_id, 0, smoke.workspace))
+    network, local = api.model(smoke.run_id, 1, artifact_uri=store), api.model(smoke.run_id, 1, smoke.workspace)
+    assert all(torch.equal(a, b) for a, b in zip(network.state_dict().values(), local.state_dict().values()))
+    assert [row["run_id"] for row in api.runs(artifact_uri=store)] == [smoke.run_id]
 
 
 def test_a_run_stopped_early_has_no_later_outputs_until_resume_finishes_it(smoke: api.RunResult) -> None:
