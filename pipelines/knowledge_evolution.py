@@ -249,10 +249,12 @@ def reinitialize_reset_hypothesis(
 
 
 def zero_reset_hypothesis(model: nn.Module, masks: Mapping[str, torch.Tensor]) -> None:
-    """Zero the reset hypothesis in place: Dense-Sparse-Dense's re-dense start (``ke.reinit=zero``).
+    """Zero the reset hypothesis in place (``ke.reinit=zero``): a re-dense start akin to DSD's.
 
-    With two generations this is DSD's re-dense step (docs/ALGORITHMS.md, Knowledge Evolution):
-    training resumes from the fit hypothesis alone, the reset weights starting at zero.
+    With two generations this is a dense-reset-dense variant of Dense-Sparse-Dense
+    (docs/ALGORITHMS.md, Knowledge Evolution): training resumes, dense, from the fit hypothesis
+    alone, the reset weights starting at zero. Unlike DSD the zeroed weights are the reset
+    hypothesis, not the smallest-magnitude ones, and there is no sparse training phase.
     """
     with torch.no_grad():
         for name, mask in masks.items():

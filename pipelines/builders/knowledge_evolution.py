@@ -7,8 +7,9 @@ reset hypothesis re-initialised, new optimizer and LR schedule) -> ... Every `gK
 scores the dense network and, for KELS, the slim fit-hypothesis network.
 `ke.compute_matched_baseline` adds `baseline/train` + `baseline/evaluate`: one network trained
 generations * train.steps steps, logged (as `baseline_*`) in the last generation's run, beside
-the KE result of the same compute. `ke.generations=2 ke.reinit=zero` is Dense-Sparse-Dense's
-re-dense step (docs/ALGORITHMS.md, Knowledge Evolution). `init.source` or `pretext.method` starts
+the KE result of the same compute. `ke.generations=2 ke.reinit=zero` is a dense-reset-dense
+variant akin to Dense-Sparse-Dense, without DSD's magnitude pruning or sparse training phase
+(docs/ALGORITHMS.md, Knowledge Evolution). `init.source` or `pretext.method` starts
 generation 0 (and the baseline) from those weights.
 """
 
@@ -49,8 +50,8 @@ class KnowledgeEvolutionSection(StrictModel):
 
     split_rate is sr, the fraction of every layer in the fit hypothesis; split_mode "kels" (channel
     prefix, slim network extractable) or "wels" (random weights). reinit "kaiming" draws the reset
-    hypothesis afresh (KE); "zero" zeroes it, which with generations 2 is Dense-Sparse-Dense's
-    re-dense step. compute_matched_baseline adds one network trained generations * train.steps
+    hypothesis afresh (KE); "zero" zeroes it, which with generations 2 is a dense-reset-dense variant
+    akin to Dense-Sparse-Dense (no magnitude pruning, no sparse phase). compute_matched_baseline adds one network trained generations * train.steps
     steps: the honest comparison.
     """
 
