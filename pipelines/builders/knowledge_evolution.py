@@ -48,10 +48,12 @@ MASKS = gen(0, "masks")
 class KnowledgeEvolutionSection(StrictModel):
     """Knowledge Evolution generations (docs/ALGORITHMS.md, Knowledge Evolution).
 
-    split_rate is sr, the fraction of every layer in the fit hypothesis; split_mode "kels" (channel
-    prefix, slim network extractable) or "wels" (random weights). reinit "kaiming" draws the reset
-    hypothesis afresh (KE); "zero" zeroes it, which with generations 2 is a dense-reset-dense variant
-    akin to Dense-Sparse-Dense (no magnitude pruning, no sparse phase). compute_matched_baseline adds one network trained generations * train.steps
+    split_rate is sr: for KELS the share of each layer's filters and of its input channels in the
+    fit hypothesis (about sr^2 of a conv's weights), for WELS each weight's chance of being in it.
+    split_mode "kels" (channel prefix, slim network extractable) or "wels" (random weights).
+    reinit "kaiming" draws the reset hypothesis afresh (KE); "zero" zeroes it, which with
+    generations 2 is a dense-reset-dense variant akin to Dense-Sparse-Dense (no magnitude pruning,
+    no sparse phase). compute_matched_baseline adds one network trained generations * train.steps
     steps: the honest comparison.
     """
 
