@@ -10,8 +10,9 @@ normalised to sum to the number of classes) multiplies the loss of every sample 
 with ``z_c^t = z_c`` for the true class and ``-z_c`` for the others (the paper's eq. 5-7). The
 sigmoid and focal forms sum over classes and average over the batch, as the equations read; the
 official TensorFlow code averages the sigmoid form over batch x classes instead (a constant factor
-of C). ``ce`` keeps torch's weighted mean (divided by the sum of the picked weights), which is what
-``train.class_balanced_beta`` has always done. Tensors in, tensors out: no config reaches here.
+of C). ``ce`` takes the batch mean of ``w_y * CE`` as the paper's equation reads, not torch's
+weighted mean (``sum(w_y * CE) / sum(w_y)``), under which a batch of rare-class samples would
+weigh no more than one of frequent-class samples. Tensors in, tensors out: no config reaches here.
 """
 
 from __future__ import annotations

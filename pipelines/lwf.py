@@ -4,14 +4,15 @@ Before training, the old network's outputs ``y_o`` on the NEW task's images are 
 network then gets a second classifier (the new head) and trains shared layers, old head and new
 head on
 
-    L = CE(y_n, softmax(z_new)) + lambda_o * T**2 * KL(softmax(y_o / T) || softmax(z_old / T))
+    L = CE(y_n, softmax(z_new)) + lambda_o * KL(softmax(y_o / T) || softmax(z_old / T))
 
 (``lambda_o`` = 1, ``T`` = 2 in the paper). The paper writes the old-task term as the cross-entropy
 of the two softened distributions; it differs from the KL by the recorded distribution's entropy,
-a constant, so the gradients are the same. ``T**2`` keeps the term's gradient scale independent of
-``T`` (Hinton). The two baselines are fine-tuning (``lambda_o`` = 0 and the old head frozen: the
-shared layers drift and the old task is forgotten) and joint training on both tasks' data (the
-upper bound, which needs the old data LwF does without).
+a constant, so the gradients are the same. There is no ``T**2`` on that term (Hinton's
+distillation has one, the paper's loss does not; ``lwf_loss`` says why). The two baselines are
+fine-tuning (``lambda_o`` = 0 and the old head frozen: the shared layers drift and the old task is
+forgotten) and joint training on both tasks' data (the upper bound, which needs the old data LwF
+does without).
 """
 
 from __future__ import annotations
