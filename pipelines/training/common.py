@@ -8,6 +8,7 @@ EMA warm-up, the no-decay groups, the NaN message) reaches both.
 from __future__ import annotations
 
 import copy
+import weakref
 from collections.abc import Callable, Iterator, Mapping
 
 import torch
@@ -20,6 +21,10 @@ Report = Callable[[int, dict[str, float]], None]
 SaveCheckpoint = Callable[[dict, int], None]
 # progress(done, total, unit, metrics): a stage passes its ctx.progress, which sends at most once a second
 Progress = Callable[[float, float | None, str, Mapping[str, float] | None], None]
+
+# The param-group key set_lr marks a frozen backbone group with, and the optimizers it has hooked.
+FROZEN = "frozen"
+_guarded_optimizers: weakref.WeakSet[torch.optim.Optimizer] = weakref.WeakSet()
 
 
 class ModelEMA:
@@ -246,12 +251,33 @@ class FiniteWatch:
 def set_lr(optimizer: torch.optim.Optimizer, lr: float, backbone: float = 1.0) -> None:
     """The learning rate of this step on every parameter group, times ``backbone`` on the backbone's groups.
 
-    Schedules are per step, not per epoch. A backbone share of 0 freezes the backbone: SGD moves a
-    parameter by ``lr * buffer``, so nothing changes, weight decay included (BatchNorm statistics
-    still follow the data, as they do with ``requires_grad=False``).
+    Schedules are per step, not per epoch. A backbone share of 0 freezes the backbone exactly as
+    ``requires_grad=False`` would: a rate of 0 alone is not enough, because SGD still folds each
+    step's gradient and weight decay into the momentum buffer, and the first unfrozen step would
+    then move the backbone by all the frozen steps' gradients (the random head's among them). So
+    the frozen groups are marked, and the optimizer drops their gradients before each step
+    (``drop_frozen_grads``), which makes it skip those parameters: no update, no weight decay, no
+    momentum. BatchNorm statistics still follow the data, as they do with ``requires_grad=False``.
     """
     for group in optimizer.param_groups:
-        group["lr"] = lr * backbone if group.get("backbone", False) else lr
+        in_backbone = group.get("backbone", False)
+        group["lr"] = lr * backbone if in_backbone else lr
+        group[FROZEN] = in_backbone and backbone == 0.0
+    if optimizer not in _guarded_optimizers and any(group[FROZEN] for group in optimizer.param_groups):
+        optimizer.register_step_pre_hook(drop_frozen_grads)
+        _guarded_optimizers.add(optimizer)
+
+
+def drop_frozen_grads(optimizer: torch.optim.Optimizer, args: tuple = (), kwargs: Mapping | None = None) -> None:
+    """Forget the gradients of the groups ``set_lr`` froze (a step pre-hook), so the optimizer leaves them alone.
+
+    Dropped after ``backward`` rather than never computed: switching ``requires_grad`` on a model
+    that DistributedDataParallel wraps would break its gradient reduction.
+    """
+    for group in optimizer.param_groups:
+        if group.get(FROZEN, False):
+            for param in group["params"]:
+                param.grad = None
 
 
 def show_progress(progress: Progress | None, step: int, steps: int, metrics: Mapping[str, float] | None = None) -> None:
