@@ -129,8 +129,7 @@ class FieldCheck:
     def independent(self, problem: str) -> bool:
         """Whether a later check's ``problem`` is about a section that validated and names no value left out:
         else it may be about a default standing in for the user's value, not about the file."""
-        named = (re.search(rf"(?<![\w.]){re.escape(key)}(?!\w)", problem) for key in self.failed_keys())
-        return not self.failed(_section(problem)) and not any(named)
+        return not self.failed(_section(problem)) and not any(_names(problem, key) for key in self.failed_keys())
 
 
 def field_check(model: type, data: dict[str, Any], path: str) -> FieldCheck:
@@ -147,12 +146,49 @@ def field_check(model: type, data: dict[str, Any], path: str) -> FieldCheck:
             return FieldCheck(trimmed, model.model_validate(trimmed), problems, tuple(left_out))
         except ValidationError as exc:
             keys = [_present_key(trimmed, error["loc"]) for error in exc.errors(include_url=False)]
-        if not all(keys):  # a problem of the file as a whole: nothing to leave out
+        if not any(keys):  # a check across sections failed: nothing to leave out
+            across = _across_sections(model, trimmed, path, tuple(left_out))
+            return FieldCheck(data, None, list(dict.fromkeys([*problems, *across])), tuple(left_out))
+        if not all(keys):  # a problem of the file as a whole (a required key missing): nothing to leave out
             break
         for key in keys:
             _leave_out(trimmed, key)
             left_out.append(".".join(key))
     return FieldCheck(data, None, problems)
+
+
+def _across_sections(model: type, trimmed: dict[str, Any], path: str, left_out: tuple[str, ...]) -> list[str]:
+    """The problems of the checks across sections (``fitnets.hint_layer: 'resnet18' has no hint layer 'foo'``) that
+    the file without its invalid values fails, where they hold whatever those values are (``_holds_without``).
+
+    Why: those checks run only once every field is valid, so a file with a field error and a wrong hint
+    layer showed the field error alone, and the user met the other after fixing it.
+    """
+    try:
+        validate_config(model, trimmed, source=path)
+    except ConfigError as exc:
+        sections = tuple(getattr(model, "model_fields", {}))
+        return [problem for problem in exc.problems if _holds_without(problem, left_out, sections)]
+    return []
+
+
+def _holds_without(problem: str, left_out: tuple[str, ...], sections: tuple[str, ...]) -> bool:
+    """Whether a check across sections' ``problem`` is the file's own, not one of a default standing in for a
+    value left out: it names no key left out, and every key left out is in a section whose keys it names.
+
+    Why the second rule: such a check names the keys it compares, but may read other sections unnamed (the
+    teacher's layers come from `model.name`, shown as 'resnet18'); with a value of such a section left out,
+    its default might be what the check judged.
+    """
+    if any(_names(problem, key) for key in left_out):
+        return False
+    named_sections = {section for section in sections if re.search(rf"(?<![\w.]){section}\.\w", problem)}
+    return all(_section(key) in named_sections for key in left_out)
+
+
+def _names(problem: str, key: str) -> bool:
+    """Whether ``problem`` names the dotted ``key`` or a key below it (`data` in `data.classes ...`)."""
+    return re.search(rf"(?<![\w.]){re.escape(key)}(?!\w)", problem) is not None
 
 
 def _present_key(data: dict[str, Any], loc: tuple[Any, ...]) -> tuple[str, ...]:
