@@ -5,6 +5,7 @@ See docs/ALGORITHMS.md, Noisy Student (steps 3 and 4).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -13,6 +14,8 @@ import numpy as np
 from orchestrator.dag import StageContext, StageResult
 from pipelines.sampling import filter_and_balance
 from pipelines.stages.common import artifact, num_classes_of, output_name, picks_files, picks_of, predictions
+
+logger = logging.getLogger(__name__)
 
 
 def filter_pseudo_labels(ctx: StageContext, inputs: Mapping[str, Any], params: Mapping[str, Any]) -> StageResult:
@@ -33,5 +36,24 @@ def filter_pseudo_labels(ctx: StageContext, inputs: Mapping[str, Any], params: M
             "dropped_low_confidence": float(np.sum(confidence < params["min_confidence"])),
         }
     )
+    if len(rows) == 0:
+        warn_nothing_kept(ctx.stage, confidence, params["min_confidence"])
     files = picks_files(pred, kept, picks, num_classes, "filtering")
     return StageResult(outputs={output_name(params, "picks"): picks}, metrics=metrics, files=files)
+
+
+def warn_nothing_kept(stage: str, confidence: np.ndarray, min_confidence: float) -> None:
+    """Say on the console that the filter kept nothing, and which setting does that.
+
+    Why: a min_confidence above every confidence (1.0 with hard labels, say) is legal, but the next
+    student then trains on the labeled images alone, and only `kept_total 0` in MLflow said so.
+    """
+    highest = f"{float(confidence.max()):.3f}" if confidence.size else "none: the table is empty"
+    logger.warning(
+        "%s kept 0 of %d pseudo-labels: none reaches noisy.min_confidence=%s (highest confidence %s), "
+        "so the next student trains on the labeled images alone; lower noisy.min_confidence to keep some",
+        stage,
+        confidence.size,
+        min_confidence,
+        highest,
+    )

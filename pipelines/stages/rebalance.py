@@ -5,7 +5,8 @@ See docs/ALGORITHMS.md, CReST and CReST+: rarer classes keep a larger share of t
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -22,6 +23,8 @@ from pipelines.stages.common import (
     predictions,
 )
 
+logger = logging.getLogger(__name__)
+
 
 def rebalance_generation(ctx: StageContext, inputs: Mapping[str, Any], params: Mapping[str, Any]) -> StageResult:
     """CReST: keep the most confident fraction mu_l of each predicted class, more of rarer classes."""
@@ -33,5 +36,26 @@ def rebalance_generation(ctx: StageContext, inputs: Mapping[str, Any], params: M
     rows = select_crest(pred, confidence, rates, params["selection"], np.random.default_rng(ctx.seed))
     picks, kept, metrics = picks_of(table, rows, split, num_classes, params["generation"])
     metrics.update({f"rate/{c}": float(r) for c, r in enumerate(rates)})
+    if len(rows) == 0:
+        warn_nothing_kept(ctx.stage, len(pred), rates, params)
     files = picks_files(pred, kept, picks, num_classes, "rebalancing")
     return StageResult(outputs={output_name(params, "picks"): picks}, metrics=metrics, files=files)
+
+
+def warn_nothing_kept(stage: str, offered: int, rates: Sequence[float], params: Mapping[str, Any]) -> None:
+    """Say on the console that the rebalance kept nothing, and which setting does that.
+
+    Why: a small crest.alpha makes every rate but the rarest class's about 0, so a model that
+    predicts no image as that class leaves no picks; that is legal, but the next generation then
+    trains on the labeled set alone, and only `kept_total 0` in MLflow said so.
+    """
+    logger.warning(
+        "%s kept 0 of %d pseudo-labels (crest.alpha=%s, crest.selection=%s: keep rates %.3g to %.3g), "
+        "so the next generation trains on the labeled set alone; raise crest.alpha to keep more",
+        stage,
+        offered,
+        params["alpha"],
+        params["selection"],
+        min(rates),
+        max(rates),
+    )
