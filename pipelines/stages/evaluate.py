@@ -128,11 +128,22 @@ def evaluate_generation(ctx: StageContext, inputs: Mapping[str, Any], params: Ma
         },
         schema=EVALUATION_SCHEMA,
     )
+    files = evaluation_files(result, counts.tolist(), names, data, ctx.stage)
+    return StageResult(outputs={output_name(params, "evaluation"): table}, metrics=metrics, files=files)
+
+
+def evaluation_files(
+    result: Mapping[str, Any], counts: Sequence[int], names: Sequence[int], data: Any, title: str, suffix: str = ""
+) -> dict[str, bytes]:
+    """An evaluation's files: per_class.png, confusion.png and classes.json, each name ending in ``suffix``.
+
+    Every evaluation logs these three, LwF's once per task (``suffix`` "_old", "_new"), so a run's
+    plots and the ids its per-class metrics use read the same wherever they come from.
+    """
     dataset_names = dataset_class_names(data)
     labels_shown = class_labels(names, dataset_names)
-    files = {
-        "per_class.png": plots.per_class_bars(result["recall"], result["precision"], counts.tolist(), labels_shown),
-        "confusion.png": plots.confusion_matrix(result["confusion"], labels_shown, ctx.stage),
-        "classes.json": classes_file(names, dataset_names),
+    return {
+        f"per_class{suffix}.png": plots.per_class_bars(result["recall"], result["precision"], counts, labels_shown),
+        f"confusion{suffix}.png": plots.confusion_matrix(result["confusion"], labels_shown, title),
+        f"classes{suffix}.json": classes_file(names, dataset_names),
     }
-    return StageResult(outputs={output_name(params, "evaluation"): table}, metrics=metrics, files=files)

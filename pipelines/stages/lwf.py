@@ -17,7 +17,6 @@ import pyarrow as pa
 import torch
 
 from orchestrator.dag import StageContext, StageResult
-from pipelines import plots
 from pipelines.evaluation import class_metrics
 from pipelines.lwf import TwoHeads
 from pipelines.pseudo_label import predict_probs
@@ -34,7 +33,7 @@ from pipelines.stages.common import (
     stage_generator,
     subset_tensors,
 )
-from pipelines.stages.evaluate import class_names
+from pipelines.stages.evaluate import class_names, evaluation_files
 from pipelines.stages.pretrained import schedule_of
 from pipelines.training.lwf import LwfSettings, train_lwf
 from pipelines.transfer import outputs
@@ -137,8 +136,9 @@ def evaluate_tasks(ctx: StageContext, inputs: Mapping[str, Any], params: Mapping
     """Old-task accuracy with the old head on the old test split, new-task accuracy with the new head on the new one.
 
     ``balanced_accuracy`` is the mean recall over the classes of both tasks (each scored by its own head).
-    Each task also gets ``TASK_recall/CLASS`` and ``TASK_precision/CLASS`` and a per-class plot, so
-    what was forgotten shows class by class, named by the dataset's own ids (digits 5-9, not 0-4).
+    Each task also gets ``TASK_recall/CLASS`` and ``TASK_precision/CLASS`` and the files every evaluation
+    logs (``per_class_TASK.png``, ``confusion_TASK.png``, ``classes_TASK.json``), so what was forgotten
+    shows class by class, named by the dataset's own ids (digits 5-9, not 0-4).
     """
     checkpoint = artifact(inputs, params, "model")
     model = load_model(checkpoint, ctx.device)
@@ -160,7 +160,7 @@ def evaluate_tasks(ctx: StageContext, inputs: Mapping[str, Any], params: Mapping
         names = class_names(data, width)
         metrics.update(per_class_metrics(task, names, result))
         counts = labeled_class_counts(split, width).tolist()
-        files[f"per_class_{task}.png"] = plots.per_class_bars(result["recall"], result["precision"], counts, names)
+        files.update(evaluation_files(result, counts, names, data, f"{ctx.stage} ({task} task)", f"_{task}"))
         columns["task"] += [task] * width
         columns["class_id"] += list(range(width))
         columns["recall"] += result["recall"]
