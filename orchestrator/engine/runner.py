@@ -15,6 +15,7 @@ the log says exactly how to resume.
 from __future__ import annotations
 
 import logging
+import shutil
 import tempfile
 import time
 from collections.abc import Collection, Mapping
@@ -156,8 +157,10 @@ class Runner:
     """Runs a pipeline's stages through an executor, skipping completed ones.
 
     ``copies_dir`` is where files of a remote store are copied for the tracker to upload
-    (MLflow logs local files only); the caller removes it once the tracker is done. Nothing
-    there is needed after the run: the store holds the originals. ``store_option`` is how the
+    (MLflow logs local files only); the caller removes it once the tracker is done. Without
+    one, the runner makes a folder of its own when a file is first copied and removes it when
+    the run ends, however it ends (a tracker must then be done with a file when its
+    ``stage_finished`` returns). Nothing there is needed after the run: the store holds the originals. ``store_option`` is how the
     caller names the store in the resume command it prints (`` --artifact-uri URI`` where the
     store is not the default one a plain `relay resume` would open).
     """
@@ -179,6 +182,7 @@ class Runner:
         self.code_version = code_version
         self.seed = seed
         self.copies_dir = None if copies_dir is None else Path(copies_dir)
+        self._own_copies: Path | None = None  # the folder of copies the runner made itself, removed after the run
         self.store_option = store_option
 
     def _way_on(self, error: BaseException, run_id: str) -> str:
@@ -204,6 +208,23 @@ class Runner:
         CLI, the composition root) opens and closes the tracker's pipeline run around this
         call; the runner reports stages.
         """
+        try:
+            return self._run(pipeline, run_id, stop_after, rerun)
+        finally:
+            self._remove_own_copies()
+
+    def _remove_own_copies(self) -> None:
+        """Remove the folder of copies the runner made itself (no ``copies_dir`` given), once the run ended.
+
+        Why: it was left to the OS, and /tmp filled with relay-copies-* folders, one a run, that nothing
+        cleans until a reboot. The next run makes a new one.
+        """
+        if self._own_copies is not None:
+            shutil.rmtree(self._own_copies, ignore_errors=True)
+            self.copies_dir = self._own_copies = None
+
+    def _run(self, pipeline: Pipeline, run_id: str, stop_after: str | None, rerun: Collection[str]) -> RunSummary:
+        """``run``, with the runner's own folder of copies left for ``run`` to remove."""
         unknown = sorted(set(rerun) - {s.name for s in pipeline.stages})
         if unknown:
             pipeline.stage(unknown[0])  # the error names the valid stages
@@ -452,8 +473,8 @@ class Runner:
 
     def _copy_out(self, run_id: str, stage_name: str, file_name: str, relative: str) -> Path:
         """A stored file copied from a remote store to ``<copies_dir>/<run_id>/<stage>/``, for MLflow to log."""
-        if self.copies_dir is None:  # a caller that did not say where: a folder of its own, left to the OS
-            self.copies_dir = Path(tempfile.mkdtemp(prefix="relay-copies-"))
+        if self.copies_dir is None:  # a caller that did not say where: a folder of its own, removed after the run
+            self.copies_dir = self._own_copies = Path(tempfile.mkdtemp(prefix="relay-copies-"))
             logger.debug("copies of remote files for tracking go to %s", self.copies_dir)
         path = self.copies_dir / run_id / sanitize(stage_name) / file_name
         path.parent.mkdir(parents=True, exist_ok=True)
