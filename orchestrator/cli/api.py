@@ -19,6 +19,8 @@ import contextlib
 import dataclasses
 import importlib
 import json
+import operator
+import os
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -102,7 +104,9 @@ def run(
     the override ``run.workspace=PATH`` (default: $RELAY_WORKSPACE, else ./relay-workspace).
     ``address``, ``run_id``, ``stop_after``, ``rerun_from``, ``no_cache``: the flags of the same names.
     """
-    given = [*overrides, *workspace_override(workspace)]
+    checked_config(config)
+    given = [*checked_overrides(overrides), *workspace_override(checked_path("workspace", workspace))]
+    checked_texts(address=address, run_id=run_id, stop_after=stop_after, rerun_from=rerun_from)
     with config_file(config) as path:
         chosen = run_id or generated_run_id(path, given)
         args = command_args(
@@ -132,6 +136,8 @@ def resume(
 
     ``workspace``/``artifact_uri``: where the run's record is (the flags --workspace, --artifact-uri).
     """
+    checked_reader_args(run_id, workspace, artifact_uri)
+    checked_texts(address=address, stop_after=stop_after)
     args = command_args(
         "resume",
         run_id=run_id,
@@ -258,6 +264,8 @@ def generations(
     Read from the tracking store the run's record names, as the command reads it (an MLflow run id
     of the run is taken too). ``workspace``/``artifact_uri``/``experiment``: the command's flags.
     """
+    checked_reader_args(run_id, workspace, artifact_uri)
+    checked_texts(experiment=experiment)
     args = command_args(
         "generations", run_id=run_id, workspace=as_flag(workspace), artifact_uri=artifact_uri, experiment=experiment
     )
@@ -271,6 +279,8 @@ def runs(workspace: PathLike | None = None, *, artifact_uri: str | None = None) 
     Keys: run_id, pipeline, status, generations ("done/total"), best (the headline metric's best
     value), started (ISO time, UTC) and problem (why a run's ledger cannot be read, else None).
     """
+    checked_path("workspace", workspace)
+    checked_texts(artifact_uri=artifact_uri)
     args = command_args("runs", workspace=as_flag(workspace), artifact_uri=artifact_uri)
     sweeps = resolve_workspace(RunSettings(workspace=args.workspace)) / "tune"
     return [dataclasses.asdict(row) for row in run_records.run_rows(store_of(args), load_pipelines(), sweeps)]
@@ -281,6 +291,7 @@ def artifact(
 ) -> pa.Table | dict[str, Any]:
     """One stored output of a run by its artifact name (``data/split``, ``g00/picks``): a pyarrow Table,
     or a checkpoint's dict (loaded on CPU), read from the artifact store wherever it is (a folder, s3://)."""
+    checked_texts(name=name)
     store, dag = run_dag(run_id, workspace, artifact_uri)
     return store.load(stored_output(store, run_id, dag, name))
 
@@ -294,6 +305,7 @@ def pseudo_labels(
     model (docs/API.md). A generation without one (the last of a CReST run only trains and evaluates;
     Knowledge Evolution labels nothing) is bad input naming those that have one.
     """
+    generation = checked_generation(generation)
     store, dag = run_dag(run_id, workspace, artifact_uri)
     name = f"g{generation:02d}/{PSEUDO_LABELS}"
     labeled = {
@@ -318,6 +330,7 @@ def model(
     models (``orchestrator.tracking.lineage.PYFUNC_LOADER``), imported by name as MLflow imports it:
     the network is the pipelines' code, which the orchestrator's layers do not import.
     """
+    generation = checked_generation(generation)
     store, dag = run_dag(run_id, workspace, artifact_uri)
     ref = stored_output(store, run_id, dag, generation_model(dag, run_id, generation))
     with tempfile.TemporaryDirectory(prefix="relay-model-") as folder:
@@ -346,10 +359,17 @@ def generation_model(dag: Pipeline, run_id: str, generation: int) -> str:
 
 def run_dag(run_id: str, workspace: PathLike | None, store_uri: str | None) -> tuple[ArtifactStore, Pipeline]:
     """The store holding the run's record and the DAG its recorded config builds (as `relay resume` builds it)."""
+    store, spec, config = run_record(run_id, workspace, store_uri)
+    return store, spec.build(config)
+
+
+def run_record(run_id: str, workspace: PathLike | None, store_uri: str | None) -> tuple[ArtifactStore, Any, Any]:
+    """The store holding the run's record, and the pipeline spec and config that record holds."""
+    checked_reader_args(run_id, workspace, store_uri)
     check_run_id(run_id)
     store = store_of(argparse.Namespace(workspace=as_flag(workspace), artifact_uri=store_uri))
     spec, config = read_run_record(store, run_id, load_pipelines())
-    return store, spec.build(config)
+    return store, spec, config
 
 
 def stored_output(store: ArtifactStore, run_id: str, dag: Pipeline, name: str) -> ArtifactRef:
@@ -379,9 +399,88 @@ def finished_manifest(store: ArtifactStore, stages: Any, name: str) -> Manifest 
     return store.read_manifest(str(entry["fingerprint"]))
 
 
+# --- the arguments' types ------------------------------------------------------------------
+# Why at the edge: the CLI's parser hands its handlers strings and lists of strings, so a str where
+# the API takes a list (overrides) or a str where it takes an int (generation) reached code that
+# failed far from the call (a raw ValueError, or one problem per character of the string).
+
+
+def checked_generation(generation: Any) -> int:
+    """``generation`` as an int >= 0 (a numpy integer too); InputError naming the argument otherwise."""
+    try:
+        number = operator.index(generation) if not isinstance(generation, bool) else None
+    except TypeError:
+        number = None
+    if number is None or number < 0:
+        raise InputError(
+            f"generation: expected an int >= 0 (0 is the first generation), got {type(generation).__name__} "
+            f"{generation!r}; pass a whole number such as 0"
+        )
+    return number
+
+
+def checked_overrides(overrides: Any) -> list[str]:
+    """``overrides`` as a list of strings; a single string (a common slip) is refused naming the list to pass."""
+    if isinstance(overrides, str):
+        raise InputError(
+            f"overrides: expected a list of 'key=value' strings, got the string {overrides!r}; pass [{overrides!r}]"
+        )
+    if not isinstance(overrides, Sequence) or not all(isinstance(item, str) for item in overrides):
+        raise InputError(
+            f"overrides: expected a list of 'key=value' strings such as ['train.steps=60'], got {overrides!r}"
+        )
+    return list(overrides)
+
+
+def checked_path(argument: str, value: Any) -> PathLike | None:
+    """``value`` when it is None, a str or a path (``pathlib.Path``); InputError naming ``argument`` otherwise."""
+    if value is not None and not isinstance(value, (str, os.PathLike)):
+        raise InputError(
+            f"{argument}: expected a path (a str or pathlib.Path), got {type(value).__name__} {value!r}; "
+            f"pass the folder, e.g. {argument}='relay-workspace'"
+        )
+    return value
+
+
+def checked_config(config: Any) -> None:
+    """``config``: a path to a pipeline file, or the file's content as a mapping."""
+    if not isinstance(config, (str, os.PathLike, Mapping)):
+        raise InputError(
+            f"config: expected a pipeline file's path (a str or pathlib.Path) or its content as a mapping, "
+            f"got {type(config).__name__} {config!r}"
+        )
+
+
+def checked_texts(**values: Any) -> None:
+    """Each of ``values`` (argument name -> value) None or a str; InputError naming the first that is not."""
+    for argument, value in values.items():
+        if value is not None and not isinstance(value, str):
+            raise InputError(f"{argument}: expected a str, got {type(value).__name__} {value!r}")
+
+
+def checked_reader_args(run_id: Any, workspace: Any, artifact_uri: Any) -> None:
+    """The arguments every reader takes: a run id (a str), a workspace path, an artifact store URI."""
+    if not isinstance(run_id, str):
+        raise InputError(
+            f"run_id: expected a Relay run id (a str such as 'smoke-20260101-120000-ab12', the RunResult's "
+            f"run_id), got {type(run_id).__name__} {run_id!r}"
+        )
+    checked_path("workspace", workspace)
+    checked_texts(artifact_uri=artifact_uri)
+
+
 def as_flag(path: PathLike | None) -> str | None:
     """A path as the CLI's flags carry it (a string), None left None."""
     return None if path is None else str(path)
 
 
-__all__ = ["RunResult", "artifact", "generations", "model", "pseudo_labels", "resume", "run", "runs"]
+__all__ = [
+    "RunResult",
+    "artifact",
+    "generations",
+    "model",
+    "pseudo_labels",
+    "resume",
+    "run",
+    "runs",
+]

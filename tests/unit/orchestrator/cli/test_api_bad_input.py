@@ -105,3 +105,42 @@ def test_the_artifact_readers_refuse_a_run_the_store_lacks_as_relay_resume_does(
 def test_an_option_the_command_lacks_is_a_programming_error_not_bad_input() -> None:
     with pytest.raises(TypeError, match="`relay run` has no option nosuch"):
         api.command_args("run", nosuch=1)
+
+
+# --- argument types: refused at the API's edge, naming the argument and the fix ---------------
+
+
+@pytest.mark.parametrize(
+    ("call", "expected"),
+    [
+        (
+            lambda: api.pseudo_labels("some-run", "0"),
+            "generation: expected an int >= 0 (0 is the first generation), got str '0'",
+        ),
+        (lambda: api.model("some-run", -1), "generation: expected an int >= 0"),
+        (lambda: api.model("some-run", 1.0), "generation: expected an int >= 0"),
+        (lambda: api.pseudo_labels("some-run", True), "generation: expected an int >= 0"),
+        (
+            lambda: api.run(SMOKE, "data.buffer_mb=1"),
+            "overrides: expected a list of 'key=value' strings, got the string 'data.buffer_mb=1'; pass ['data.buffer_mb=1']",
+        ),
+        (lambda: api.run(SMOKE, [LOCAL, 5]), "overrides: expected a list of 'key=value' strings"),
+        (lambda: api.run(SMOKE, [LOCAL], workspace=3), "workspace: expected a path (a str or pathlib.Path), got int 3"),
+        (lambda: api.run(42), "config: expected a pipeline file's path"),
+        (lambda: api.runs(workspace=["ws"]), "workspace: expected a path"),
+        (lambda: api.generations(7), "run_id: expected a Relay run id"),
+        (lambda: api.resume("some-run", stop_after=3), "stop_after: expected a str, got int 3"),
+    ],
+)
+def test_arguments_of_the_wrong_type_are_one_input_error_naming_the_argument(cwd: Path, call, expected) -> None:
+    with pytest.raises(InputError) as refused:
+        call()
+    assert str(refused.value).startswith(expected)
+    assert "\n" not in str(refused.value), "one problem, not one per character"
+    assert files(cwd.parents[1]) == {"a", "a/b"}
+
+
+def test_a_numpy_integer_is_a_generation() -> None:
+    import numpy as np
+
+    assert api.checked_generation(np.int64(2)) == 2
