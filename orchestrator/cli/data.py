@@ -67,8 +67,9 @@ def destination_problem(dest: str) -> str | None:
     """Why a local DEST cannot be a folder this import writes in (a file, a path under a file, no permission).
 
     Checked before the source is read. A folder that already holds something is left to the
-    import: the same dataset, unchanged, is a no-op; what an unfinished import left is cleared and
-    imported again; anything else is refused with nothing written.
+    import: the same dataset, unchanged, is a no-op; what an unfinished import left (its marker
+    says so) is cleared and imported again; anything else, Parquet files included, is refused
+    with nothing written or deleted.
     """
     path = dest.removeprefix("file://") if dest.startswith("file://") else None if "://" in dest else dest
     if path is None:

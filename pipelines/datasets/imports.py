@@ -15,7 +15,9 @@ bucket) raises ValueError or OSError naming the problem, and an import that fail
 interrupted removes the shards and folders it wrote: no manifest, no half dataset. A repeated
 import is a no-op only while the destination and the source are what the first import made and
 read (a folder source: its files' names, sizes and times); a destination holding only what an
-unfinished (killed) import leaves is cleared and imported again.
+unfinished (killed) import leaves, its marker (``shards.IMPORT_MARKER``) included, is cleared and
+imported again. Nothing else is ever deleted: a folder of Parquet files without that marker is
+refused, whoever wrote it.
 """
 
 from __future__ import annotations
@@ -305,8 +307,7 @@ def _left_at(dest: str) -> str:
         return f"what is left at {dest} could not be checked ({shards.first_line(exc)})"
     if not found:
         return f"what it wrote was removed ({dest} is empty)"
-    files = sum(info.type == pafs.FileType.File for info in found)
-    return f"{dest} still holds {files} shard file(s) of it and no manifest; the next import clears them"
+    return f"{dest} still holds {shards.shard_files(found)} shard file(s) of it and no manifest; the next import clears them"
 
 
 def _again(source: str, dest: str, options: Mapping[str, Any]) -> str:
@@ -369,15 +370,23 @@ def _check_options(kind: Source, options: Mapping[str, Any]) -> None:
 
 
 def _clear_unfinished(dest: str) -> dict[str, str]:
-    """Remove what an unfinished import left at ``dest`` (a note saying so); refuse a destination holding anything else."""
+    """Remove what an unfinished import left at ``dest`` (a note saying so); refuse a destination holding anything else.
+
+    Only a destination the import's marker vouches for is cleared (``shards.leftovers``): Parquet
+    files under train/ without it may be the user's own, or a dataset whose manifest was lost.
+    """
     found = shards.leftovers(dest)
     if found is None:
-        raise ValueError(f"{dest} is not empty and holds no Relay dataset; import into a new or empty destination")
+        raise ValueError(
+            f"{dest} is not empty and holds no Relay dataset (it holds {shards.contents(dest) or 'files'}; no "
+            f"{shards.MANIFEST}, and no {shards.IMPORT_MARKER} of an unfinished import): the import deletes only "
+            f"what it can tell it wrote, so it leaves these alone; import into a new or empty destination"
+        )
     if not found:
         return {}
-    files = sum(info.type == pafs.FileType.File for info in found)
+    files = shards.shard_files(found)
     shards.clear_leftovers(dest, found)
-    left = f"{files} shard file(s) and {len(found) - files} folder(s), no manifest"
+    left = f"{files} shard file(s) and {len(found) - files - 1} folder(s), no manifest"
     return {"cleared": f"{dest} held what an unfinished import left ({left}): removed it and imported again"}
 
 

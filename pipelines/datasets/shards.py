@@ -5,6 +5,7 @@ Layout (docs/ARCHITECTURE.md, Contracts)::
     DEST/dataset.json                  the manifest: classes, image shape, encoding, splits, digests
     DEST/train/part-00000.parquet ...  sample_id int64, label int32 (null: unknown), image
     DEST/test/part-00000.parquet ...   a split of its own when the source has one
+    DEST/import-in-progress.json       only while an import writes (or after one was killed)
 
 ``sample_id`` is the row's position in its split (0..count-1, in shard order), which is what the
 split table and the loops index by, so a sample id maps to (shard, row group, row) by arithmetic
@@ -38,6 +39,8 @@ from pipelines.datasets import codec
 
 FORMAT = "relay-shards/1"
 MANIFEST = "dataset.json"
+IMPORT_MARKER = "import-in-progress.json"  # written before any shard, removed after the manifest: see write_dataset
+WRITTEN_BY = "relay data import"
 TARGET_GROUP_BYTES = 1 << 20
 GROUPS_PER_SHARD = 64
 SPLIT_NAMES = ("train", "test")  # the splits sources have; an unfinished import leaves only these folders
@@ -195,20 +198,7 @@ def read_manifest(uri: str) -> DatasetManifest:
         with fs.open_input_stream(path) as stream:
             raw = stream.read()
     except FileNotFoundError:
-        if leftovers(uri):
-            raise DatasetError(
-                f"{uri}: an unfinished import (split folders or shard files but no {MANIFEST}: it was interrupted "
-                f"or failed); re-run the import (`relay data import SOURCE {uri}`): it clears them and imports again"
-            ) from None
-        if _image_folder_at(fs, root):
-            raise DatasetError(
-                f"{uri}: no shards here (no {MANIFEST}), but an image folder (train/<class>/ images): read it as one "
-                f"with `data.name=imagefolder data.root={uri}`, or import it into a new destination with "
-                f"`relay data import {uri} NEW_DEST`"
-            ) from None
-        raise DatasetError(
-            f"{uri}: no shards here (no {MANIFEST}); create the dataset with `relay data import SOURCE {uri}`"
-        ) from None
+        raise DatasetError(_no_manifest(uri, fs, root)) from None
     except (OSError, pa.ArrowException) as exc:
         if isinstance(exc, OSError) and not isinstance(fs, pafs.LocalFileSystem):
             raise DatasetError(unreachable(uri, exc)) from exc
@@ -221,6 +211,63 @@ def read_manifest(uri: str) -> DatasetManifest:
     if not any(split.shards for split in manifest.splits.values()):
         raise ManifestError(path, "the manifest lists no shards")
     return manifest
+
+
+SOURCES_READ = "digits, synthetic, a CIFAR-10/100 folder, or an image folder with train/<class>/<image>"
+
+
+def _no_manifest(uri: str, fs: pafs.FileSystem, root: str) -> str:
+    """Why ``uri`` holds no dataset, with the advice that works there.
+
+    Importing into ``uri`` is advised only where the import would do it: an empty or missing
+    destination, or one holding what an unfinished import left (its marker names it). Anything
+    else there (the user's own Parquet, a Relay dataset whose manifest was lost, an image folder)
+    the import refuses to touch, so the advice is a new destination.
+    """
+    if leftovers(uri):
+        return (
+            f"{uri}: an unfinished import (its {IMPORT_MARKER} but no {MANIFEST}: it was interrupted or failed); "
+            f"re-run the import (`relay data import SOURCE {uri}`): it clears what it wrote and imports again"
+        )
+    if _image_folder_at(fs, root):
+        return (
+            f"{uri}: no shards here (no {MANIFEST}), but an image folder (train/<class>/ images): read it as one "
+            f"with `data.name=imagefolder data.root={uri}`, or import it into a new destination with "
+            f"`relay data import {uri} NEW_DEST`"
+        )
+    held = contents(uri)
+    if held:
+        return (
+            f"{uri}: no Relay dataset here (no {MANIFEST}; it holds {held}); Relay reads only what `relay data import` "
+            f"writes, and the import writes only into a new or empty folder: import the data's source into a new "
+            f"destination with `relay data import SOURCE NEW_DEST` (SOURCE: {SOURCES_READ}) and set data.uri=NEW_DEST"
+            f"; if {uri} is a Relay dataset whose {MANIFEST} was lost or is not copied yet, put that file back"
+        )
+    return f"{uri}: no shards here (no {MANIFEST}); create the dataset with `relay data import SOURCE {uri}` (SOURCE: {SOURCES_READ})"
+
+
+def contents(uri: str, shown: int = 3) -> str:
+    """A few of the files under ``uri`` (relative paths, "..." when there are more): what a refusal names.
+
+    A walk that stops at ``shown + 1`` files, so a large folder (or bucket prefix) costs a few
+    listings. Empty when there is nothing, or nothing that can be listed (the caller's other
+    checks name that).
+    """
+    fs, root = open_root(uri)
+    files: list[str] = []
+    folders = [root]
+    try:
+        while folders and len(files) <= shown:
+            listed = sorted(fs.get_file_info(pafs.FileSelector(folders.pop(0), allow_not_found=True)), key=_path)
+            files.extend(info.path[len(root) + 1 :] for info in listed if info.type == pafs.FileType.File)
+            folders.extend(info.path for info in listed if info.type == pafs.FileType.Directory)
+    except (OSError, pa.ArrowException):
+        return ""
+    return ", ".join(files[:shown]) + (", ..." if len(files) > shown else "")
+
+
+def _path(info: pafs.FileInfo) -> str:
+    return info.path
 
 
 def _image_folder_at(fs: pafs.FileSystem, root: str) -> bool:
@@ -396,15 +443,19 @@ def write_dataset(
     Memory: one chunk and one shard. Whatever goes wrong (a chunk that fails to load, storage,
     Ctrl-C), the shards written so far and the split folders are removed, so a failed import
     leaves neither a manifest nor half a dataset, nor an empty folder that would make the next
-    import's destination look foreign. (A killed process cannot clean up: ``leftovers``
-    recognises what it left.) Chunks with a ``close`` method are closed once their split is written.
+    import's destination look foreign. A killed process cannot clean up, so the import first
+    writes IMPORT_MARKER, naming itself, and removes it only after the manifest: the marker is
+    what lets the next import (``leftovers``) tell its own unfinished files from anybody else's
+    Parquet, which it never deletes. Chunks with a ``close`` method are closed once their split is written.
     """
     shape = tuple(int(v) for v in image_shape)
     group = rows_per_group or rows_per_group_for(shape)
     written: list[str] = []
     fs, root = open_root(uri)
     folders = [] if fs.get_file_info(root).type != pafs.FileType.NotFound else [root]  # removed last, if made here
+    marker = f"{root}/{IMPORT_MARKER}"
     try:
+        write_marker(uri)
         done = {}
         for name, chunks in splits.items():
             writer = SplitWriter(uri, name, encoding, shape, group, groups_per_shard)
@@ -418,12 +469,36 @@ def write_dataset(
                 written.extend(writer.written)
                 folders.insert(0, writer.folder)
         manifest = DatasetManifest(tuple(str(c) for c in classes), shape, encoding, group, done, dict(source or {}))
-        return write_manifest(uri, manifest)
+        sealed = write_manifest(uri, manifest)
     except BaseException as exc:
-        kept = remove(uri, written, folders)
+        kept = remove(uri, [*written, marker], folders)  # the marker last: it stays while a shard it covers does
         if isinstance(exc, StoreWriteError):
             exc.kept = bool(kept)
         raise
+    remove(uri, [marker])  # a marker left beside the manifest is harmless: the dataset reads as finished
+    return sealed
+
+
+def write_marker(uri: str) -> None:
+    """IMPORT_MARKER at ``uri``, before any shard: the proof that what follows there is this import's."""
+    fs, root = open_root(uri)
+    note = f"{WRITTEN_BY} is writing a dataset here; it writes {MANIFEST} when it finishes, then removes this file"
+    try:
+        fs.create_dir(root, recursive=True)
+        with fs.open_output_stream(f"{root}/{IMPORT_MARKER}") as stream:
+            stream.write(json.dumps({"format": FORMAT, "written_by": WRITTEN_BY, "note": note}).encode())
+    except (OSError, pa.ArrowException) as exc:
+        raise StoreWriteError(f"{root}/{IMPORT_MARKER}", exc) from exc
+
+
+def _is_marker(fs: pafs.FileSystem, path: str) -> bool:
+    """Whether ``path`` is a marker an import wrote (its JSON names the writer), not a file that shares its name."""
+    try:
+        with fs.open_input_stream(path) as stream:
+            data = json.loads(stream.read(4096))
+    except (OSError, pa.ArrowException, ValueError):
+        return False
+    return isinstance(data, dict) and data.get("written_by") == WRITTEN_BY and data.get("format") == FORMAT
 
 
 # --- the destination ----------------------------------------------------------------------------
@@ -440,13 +515,15 @@ def dataset_at(uri: str) -> bool:
 
 
 def leftovers(uri: str) -> list[pafs.FileInfo] | None:
-    """What an unfinished import left at ``uri`` (no manifest): its split folders and their shard files.
+    """What an unfinished import left at ``uri`` (no manifest): its marker, split folders and their shard files.
 
-    [] for a missing or empty destination; None when ``uri`` holds anything an import does not write
-    (a manifest, another file, a folder of another name), which an import must not touch. Only
-    the top level and the split folders are listed, so a foreign folder costs one listing. An
-    import killed before it could clean up (SIGKILL, a lost machine), or one whose cleanup met
-    a storage error, leaves exactly this, and an S3 import also leaves folder marker objects.
+    [] for a missing or empty destination; None when ``uri`` holds anything an import cannot prove
+    it wrote, which an import must not touch: a manifest, another file, a folder of another name,
+    or split folders and shard-named files without the import's marker (the user's own Parquet, or a
+    Relay dataset whose manifest was lost or is not copied yet). Only the top level and the split
+    folders are listed, so a foreign folder costs one listing. An import killed before it could
+    clean up (SIGKILL, a lost machine), or one whose cleanup met a storage error, leaves exactly
+    this, and an S3 import also leaves folder marker objects.
     """
     fs, root = open_root(uri)
     try:
@@ -454,26 +531,38 @@ def leftovers(uri: str) -> list[pafs.FileInfo] | None:
         if kind != pafs.FileType.Directory:
             return [] if kind == pafs.FileType.NotFound else None
         top = fs.get_file_info(pafs.FileSelector(root))
-        if any(info.type != pafs.FileType.Directory or info.base_name not in SPLIT_NAMES for info in top):
+        if not top:
+            return []
+        splits = [info for info in top if info.type == pafs.FileType.Directory and info.base_name in SPLIT_NAMES]
+        markers = [info for info in top if info.type == pafs.FileType.File and info.base_name == IMPORT_MARKER]
+        if len(splits) + len(markers) != len(top) or not markers or not _is_marker(fs, markers[0].path):
             return None
-        found = [info for folder in top for info in fs.get_file_info(pafs.FileSelector(folder.path))]
+        found = [info for folder in splits for info in fs.get_file_info(pafs.FileSelector(folder.path))]
     except (OSError, pa.ArrowException) as exc:
         _raise_if_remote(uri, fs, exc)
         return []  # a local folder that cannot be listed: the import's first write names the problem
     if any(info.type != pafs.FileType.File or not _SHARD_NAME.fullmatch(info.base_name) for info in found):
         return None
-    return [*found, *top]
+    return [*found, *splits, *markers]
+
+
+def shard_files(found: Sequence[pafs.FileInfo]) -> int:
+    """How many of what ``leftovers`` found are shard files (not folders, not the marker)."""
+    return sum(info.type == pafs.FileType.File and info.base_name != IMPORT_MARKER for info in found)
 
 
 def clear_leftovers(uri: str, found: Sequence[pafs.FileInfo]) -> None:
-    """Delete what ``leftovers`` found: the shard files, then the split folders (and S3's folder markers)."""
+    """Delete what ``leftovers`` found: the shard files, the split folders (and S3's folder markers), the marker last."""
     fs, _ = open_root(uri)
     for info in found:
-        if info.type == pafs.FileType.File:
+        if info.type == pafs.FileType.File and info.base_name != IMPORT_MARKER:
             fs.delete_file(info.path)
     for info in found:
         if info.type == pafs.FileType.Directory:
             fs.delete_dir(info.path)
+    for info in found:
+        if info.type == pafs.FileType.File and info.base_name == IMPORT_MARKER:
+            fs.delete_file(info.path)
 
 
 def check_bucket(uri: str) -> None:

@@ -170,7 +170,8 @@ def test_a_pin_of_the_printed_16_characters_matches(digits: Path, tmp_path: Path
 
 
 def test_info_on_an_unfinished_import_says_to_re_run_it(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    (tmp_path / "d" / "train").mkdir(parents=True)  # what Ctrl-C left before the cleanup removed folders too
+    shards.write_marker(str(tmp_path / "d"))  # what an import killed before its first shard leaves
+    (tmp_path / "d" / "train").mkdir(parents=True)
     assert main(["data", "info", str(tmp_path / "d")]) == 2
     assert "an unfinished import" in capsys.readouterr().err
     assert main(["data", "import", "digits", str(tmp_path / "d")]) == 0
@@ -217,6 +218,7 @@ def test_leftovers_on_s3_with_folder_markers_are_cleared(
 ) -> None:
     s3.create_dir("leftovers")
     s3.create_dir("leftovers/d/train")  # a folder marker object, as the import's create_dir writes
+    shards.write_marker(f"s3://leftovers/d?endpoint_override={s3_endpoint}&scheme=http")
     with s3.open_output_stream("leftovers/d/train/part-00000.parquet") as stream:
         stream.write(b"cut short by SIGKILL")
     uri = f"s3://leftovers/d?endpoint_override={s3_endpoint}&scheme=http"

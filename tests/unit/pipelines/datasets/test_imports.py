@@ -200,6 +200,7 @@ def test_image_size_has_the_bound_of_data_image_size(tmp_path: Path, size: int, 
 
 def test_an_unfinished_import_is_cleared_and_imported_again(tmp_path: Path) -> None:
     dest = tmp_path / "d"
+    shards.write_marker(str(dest))  # what an import killed after its first shard leaves
     (dest / "train").mkdir(parents=True)
     (dest / "train" / "part-00000.parquet").write_bytes(b"cut short by SIGKILL")
     with pytest.raises(ValueError, match=r"an unfinished import .*re-run the import"):

@@ -147,8 +147,11 @@ def test_leftovers_of_an_unfinished_import_are_recognised_and_nothing_else(tmp_p
     (dest / "test").mkdir(parents=True)
     (dest / "train").mkdir()
     (dest / "train" / "part-00000.parquet").write_bytes(b"a shard cut short by SIGKILL")
+    assert shards.leftovers(str(dest)) is None, "shards without the import's marker are nobody's to delete"
+    shards.write_marker(str(dest))
     found = shards.leftovers(str(dest))
     assert sorted(Path(info.path).relative_to(dest).as_posix() for info in found) == [
+        shards.IMPORT_MARKER,
         "test",
         "train",
         "train/part-00000.parquet",

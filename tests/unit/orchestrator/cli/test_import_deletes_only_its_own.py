@@ -1,0 +1,108 @@
+"""`relay data import` deletes only what an import of its own left (QA: it wiped a user's own Parquet files).
+
+A folder of train/part-NNNNN.parquet without dataset.json was taken for an unfinished import and
+cleared without asking, and `relay data info` / `relay run data.uri=` advised that import. Now
+only a folder holding the import's marker counts as unfinished; anything else is refused, exit 2.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from orchestrator.cli import main
+from pipelines.datasets import shards
+
+ROOT = Path(__file__).resolve().parents[4]
+SMOKE = ROOT / "pipelines" / "configs" / "smoke.yaml"
+
+
+def _own_parquet(folder: Path, relative: str) -> bytes:
+    """A user's own Parquet file, written with pyarrow as the QA repro did; its bytes."""
+    (folder / relative).parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.table({"x": [1]}), folder / relative)
+    return (folder / relative).read_bytes()
+
+
+@pytest.mark.parametrize("relative", ["train/part-00000.parquet", "data/part-0.parquet"])
+def test_own_parquet_survives_an_import_and_no_advice_points_the_import_at_it(
+    tmp_path: Path, relative: str, capsys: pytest.CaptureFixture
+) -> None:
+    folder = tmp_path / "mypq"
+    before = _own_parquet(folder, relative)
+    for command in (["data", "info", str(folder)], ["validate", str(SMOKE), "data.name=parquet", f"data.uri={folder}"]):
+        assert main([*command, f"run.workspace={tmp_path / 'ws'}"] if command[0] == "validate" else command) == 2
+        err = capsys.readouterr().err
+        assert f"relay data import SOURCE {folder}" not in err and "unfinished import" not in err, err
+        assert "`relay data import SOURCE NEW_DEST`" in err and "digits, synthetic, a CIFAR-10/100 folder" in err
+    assert main(["data", "import", "digits", str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert f"{folder} is not empty and holds no Relay dataset (it holds {relative};" in err, err
+    assert "import into a new or empty destination" in err
+    assert (folder / relative).read_bytes() == before
+    assert sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()) == [relative]
+
+
+def test_a_relay_dataset_that_lost_its_manifest_is_kept(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    dest = tmp_path / "d"
+    assert main(["data", "import", "digits", str(dest)]) == 0
+    (dest / shards.MANIFEST).unlink()  # lost, or not synced yet
+    shard = (dest / "train" / "part-00000.parquet").read_bytes()
+    assert main(["data", "import", "digits", str(dest)]) == 2
+    assert "holds no Relay dataset (it holds train/part-00000.parquet;" in capsys.readouterr().err
+    assert (dest / "train" / "part-00000.parquet").read_bytes() == shard
+
+
+def test_an_import_killed_mid_way_is_cleared_and_imported_again(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """A real `relay data import` killed with SIGKILL (no cleanup can run) after it wrote shards.
+
+    The source's last class holds a FIFO, so the import blocks there after its first chunk
+    (256 images, shards of 64 rows) until it is killed.
+    """
+    source = tmp_path / "src"
+    rng = np.random.default_rng(0)
+    (source / "train" / "a").mkdir(parents=True)
+    for i in range(300):
+        Image.fromarray(rng.integers(0, 256, (4, 4, 3), dtype=np.uint8)).save(source / "train" / "a" / f"{i}.png")
+    (source / "train" / "b").mkdir()
+    os.mkfifo(source / "train" / "b" / "blocks.png")
+    dest = tmp_path / "dest"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "RELAY_"))}
+    child = subprocess.Popen(
+        [sys.executable, "-m", "orchestrator.cli", "data", "import", str(source), str(dest), "--rows-per-group", "1"],
+        cwd=ROOT,
+        env={**env, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not (dest / "train" / "part-00003.parquet").exists() and child.poll() is None:
+            assert time.monotonic() < deadline, "the import wrote no shard in 120 s"
+            time.sleep(0.05)
+        os.killpg(child.pid, signal.SIGKILL)
+    finally:
+        child.wait()
+    assert (dest / shards.IMPORT_MARKER).is_file() and not (dest / shards.MANIFEST).exists()
+
+    assert main(["data", "info", str(dest)]) == 2
+    err = capsys.readouterr().err
+    assert f"{dest}: an unfinished import" in err and f"re-run the import (`relay data import SOURCE {dest}`)" in err
+    (source / "train" / "b" / "blocks.png").unlink()
+    Image.fromarray(np.zeros((4, 4, 3), dtype=np.uint8)).save(source / "train" / "b" / "0.png")
+    assert main(["data", "import", str(source), str(dest)]) == 0
+    out = capsys.readouterr().out
+    assert "held what an unfinished import left (" in out and "301 images" in out, out
+    assert not (dest / shards.IMPORT_MARKER).exists()
+    assert main(["data", "info", str(dest), "--verify"]) == 0
