@@ -18,6 +18,7 @@ from torch import nn
 
 from pipelines.datasets.image_source import ImageSource
 from pipelines.pseudo_label import predict_probs
+from pipelines.sampling import classes_rarest_first
 
 
 def class_metrics(preds: np.ndarray, labels: np.ndarray, num_classes: int) -> dict[str, Any]:
@@ -79,7 +80,8 @@ def tail_classes(
 
     Ranked by ``class_counts``; ties by ``tiebreak`` (each class's whole training count, labeled +
     unlabeled: with 10% labels a class of 28 images and one of 21 both get 3 labels, and the tail
-    is the smaller one whatever their ids), then by id. Balanced data has no tail: ranked by id
+    is the smaller one whatever their ids), then by id: ``sampling.classes_rarest_first``, the
+    ranking CReST's rates use too. Balanced data has no tail: ranked by id
     alone, KE's and distillation's "tail recall" was the recall of classes 0-2.
     """
     if not 0.0 < fraction <= 1.0:
@@ -91,4 +93,4 @@ def tail_classes(
     if counts.size and np.all(counts == counts[0]) and np.all(second == second[0]):
         return []
     take = math.ceil(fraction * counts.size - 1e-9)  # 0.07 * 100 is 7.000000000000001 in floats
-    return [int(c) for c in np.lexsort((np.arange(counts.size), second, counts))[:take]]
+    return [int(c) for c in classes_rarest_first(counts, second)[:take]]

@@ -1,7 +1,8 @@
 """Which pseudo-labeled samples join the next generation: CReST rebalancing and Noisy Student filtering.
 
 Classes are ranked by COUNT, never by class id (both official CReST codes assume class 0 is the
-head, which breaks on any other ordering). All randomness comes in as ``np.random.Generator``.
+head, which breaks on any other ordering): ``classes_rarest_first`` is the one ranking Relay uses,
+here and for the tail classes of evaluation. All randomness comes in as ``np.random.Generator``.
 """
 
 from __future__ import annotations
@@ -17,12 +18,30 @@ SELECTION_MODES = ("top", "bernoulli")
 _FLOOR_SLACK = 1e-9
 
 
-def crest_rates(class_counts: Sequence[int], alpha: float = 3.0) -> np.ndarray:
+def classes_rarest_first(class_counts: Sequence[int], tiebreak: Sequence[int] | None = None) -> np.ndarray:
+    """Class ids from the rarest to the most frequent: by count, ties by ``tiebreak`` (smaller first), then by id.
+
+    The one ranking of classes by frequency, so that CReST's rates and evaluation's tail classes
+    never disagree about which class is rarer. ``tiebreak`` is each class's whole training count
+    (labeled + unlabeled): rounding up the labels ties classes of different sizes (with 10% labels
+    a class of 28 images and one of 21 both get 3), and the smaller class is the rarer whatever
+    the ids, so the ranking does not depend on ``data.class_order``. Full ties go to the lower id.
+    """
+    counts = np.asarray(class_counts)
+    second = np.zeros_like(counts) if tiebreak is None else np.asarray(tiebreak)
+    if second.shape != counts.shape:
+        raise ValueError(f"expected a tiebreak count for each of the {counts.size} classes, got {second.size}")
+    return np.lexsort((np.arange(counts.size), second, counts))
+
+
+def crest_rates(class_counts: Sequence[int], alpha: float = 3.0, tiebreak: Sequence[int] | None = None) -> np.ndarray:
     """CReST per-class sampling rates, indexed by class id.
 
-    The class of frequency rank ``l`` (1 = most frequent in the labeled set, ties broken by class
-    id) is sampled at ``mu_l = (N_{L+1-l} / N_1) ** (1 / alpha)``: the head gets the smallest rate
-    (the tail/head ratio), the tail gets 1.
+    The class of frequency rank ``l`` (1 = most frequent in the labeled set; ties broken as
+    ``classes_rarest_first`` breaks them, by ``tiebreak`` then id) is sampled at
+    ``mu_l = (N_{L+1-l} / N_1) ** (1 / alpha)``: the head gets the smallest rate (the tail/head
+    ratio), the tail gets 1. Tied classes get different rates, as in the official code (the rate
+    is a function of the rank); the one ranked rarer gets the larger.
 
     ``alpha`` here is the official CODE's flag, used as the exponent ``1/alpha`` (default 3 in both
     official codes). The paper writes the exponent itself as alpha; paper-alpha = 1 / code-alpha.
@@ -33,7 +52,7 @@ def crest_rates(class_counts: Sequence[int], alpha: float = 3.0) -> np.ndarray:
         raise ValueError(f"crest_rates: expected a non-negative count per class, got {list(class_counts)}")
     if alpha <= 0:
         raise ValueError(f"crest_rates: expected alpha > 0 (used as exponent 1/alpha), got {alpha}")
-    order = np.argsort(-counts, kind="stable")  # order[i] = class id with rank i + 1
+    order = classes_rarest_first(counts, tiebreak)[::-1]  # order[i] = class id with rank i + 1
     sorted_counts = counts[order]
     if sorted_counts[0] <= 0:
         raise ValueError("crest_rates: every class count is 0; the labeled set is empty")
