@@ -13,7 +13,7 @@ import logging
 import re
 import shlex
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -281,9 +281,7 @@ def closing_table(run: PreparedRun, manifests: Mapping[str, Any]) -> str:
     stale aliases removed) came after it, so the table was not the last thing a user saw.
     """
     rows = summary_rows(run.pipeline, manifests)
-    return (
-        f"\nRun {run.run_id}: per-generation results on the test set\n{report.generation_table(rows, run.spec.summary)}"
-    )
+    return f"\nRun {run.run_id}: per-generation results on the test set\n{summary_table(rows, run.spec.summary)}"
 
 
 @dataclass
@@ -327,6 +325,27 @@ def summary_rows(pipeline: Any, manifests: Mapping[str, Any]) -> list[dict[str, 
         row = rows.setdefault(stage.generation, {"generation": stage.generation})
         row.update({f"{metric_prefix(stage.name)}/{key}": value for key, value in manifest.metrics.items()})
     return [rows[g] for g in sorted(rows)]
+
+
+def summary_table(rows: Sequence[Mapping[str, Any]], summary: Mapping[str, str]) -> str:
+    """The pipeline's summary columns that some row fills, one line per generation (``report.generation_table``).
+
+    Why: a pipeline's summary names every column any of its configurations reports, so the
+    class-balanced demo (pipeline ke, one generation, no masks, no baseline) printed slim_accuracy,
+    slim_params and the compute-matched baseline as columns of '-' only. A column a row fills
+    stays, with '-' in the rows that lack it. With no rows at all every column stays: the header
+    then says what the pipeline reports.
+    """
+    filled = {header: metric for header, metric in summary.items() if not rows or has_value(rows, metric)}
+    return report.generation_table(rows, filled)
+
+
+def has_value(rows: Sequence[Mapping[str, Any]], metric: str) -> bool:
+    """Whether some row has ``metric``, or for a family column (``rebalance/kept/*``) any metric of it."""
+    if metric.endswith("/*"):
+        prefix = metric[:-1]
+        return any(key.startswith(prefix) for row in rows for key in row)
+    return any(row.get(metric) is not None for row in rows)
 
 
 def print_browse_hint(config: Any, uri: str, parent_run_id: str | None, run_id: str, store: str = "") -> None:
@@ -497,7 +516,7 @@ def print_generations(run_id: str, rows: list[dict[str, Any]], summary: Mapping[
         print(report.metric_table(rows))
         return
     print(f"\nRun {run_id}: per-generation results on the test set")
-    print(report.generation_table(rows, summary))
+    print(summary_table(rows, summary))
 
 
 # --- commands --------------------------------------------------------------------------
