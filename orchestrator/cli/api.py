@@ -53,6 +53,7 @@ from orchestrator.tracking.mlflow_tracker import is_generation_stage
 from orchestrator.tracking.reading import _pipeline_runs, read_generations
 
 if TYPE_CHECKING:
+    import numpy as np
     import pyarrow as pa
     import torch
 
@@ -324,7 +325,13 @@ def pseudo_labels(
 def model(
     run_id: str, generation: int, workspace: PathLike | None = None, *, artifact_uri: str | None = None
 ) -> torch.nn.Module:
-    """Generation ``generation``'s trained model, on CPU in eval mode: what MLflow registers as ``gen-NN``.
+    """Generation ``generation``'s trained network, on CPU in eval mode: what MLflow registers as ``gen-NN``.
+
+    Its input is NOT raw pixels: float32 ``[N, C, H, W]`` (channels first), each pixel ``(x/255 - 0.5)/0.5``
+    (``pipelines.models.to_float``: uint8 0..255 -> [-1, 1]), at ``input_shape(run_id)``'s channels and
+    size, the size the run trained at. Given anything else it fails (uint8) or answers wrongly without
+    a word (``x/255``, another size). It returns logits; ``predict`` gives probabilities from uint8
+    images, checked and scaled as in training, and is what to use unless the network itself is needed.
 
     Rebuilt from the stored checkpoint by the loader MLflow's python_function flavour uses for Relay's
     models (``orchestrator.tracking.lineage.PYFUNC_LOADER``), imported by name as MLflow imports it:
@@ -332,11 +339,85 @@ def model(
     """
     generation = checked_generation(generation)
     store, dag = run_dag(run_id, workspace, artifact_uri)
+    return stored_classifier(store, run_id, dag, generation).network
+
+
+def predict(
+    run_id: str,
+    generation: int,
+    images: np.ndarray | torch.Tensor,
+    workspace: PathLike | None = None,
+    *,
+    artifact_uri: str | None = None,
+) -> np.ndarray:
+    """Class probabilities, float32 ``[N, classes]``, of generation ``generation``'s model for uint8 ``images``.
+
+    ``images``: uint8 pixels 0..255, ``[N, C, H, W]`` (or ``[N, H, W]`` for one channel) at the channels
+    and size of ``input_shape(run_id)``, as the run's dataset holds them; a numpy array or a torch
+    tensor. They are scaled as in training (``pipelines.models.to_float``) by the model's own pyfunc
+    ``predict``, so the result is what ``mlflow.pyfunc.load_model("models:/NAME@gen-NN").predict`` gives.
+    Why checked here: a network with a global pool takes any size and answers wrongly at the wrong
+    one, so another dtype or size is bad input (InputError naming what the run expects), not a guess.
+    """
+    generation = checked_generation(generation)
+    store, spec, config = run_record(run_id, workspace, artifact_uri)
+    expected = trained_input_shape(run_id, config)
+    batch = checked_images(images, expected, run_id)
+    dag = spec.build(config)
+    return stored_classifier(store, run_id, dag, generation).predict(batch)
+
+
+def input_shape(
+    run_id: str, workspace: PathLike | None = None, *, artifact_uri: str | None = None
+) -> tuple[int, int, int]:
+    """``(C, H, W)`` of the images the run trained on, which ``predict`` and ``model`` must be given.
+
+    The run's ``data.image_size`` when its config set it, else its dataset's own size (digits 16,
+    CIFAR 32, an image folder 32), else the size a sharded dataset was imported at.
+    """
+    _, _, config = run_record(run_id, workspace, artifact_uri)
+    return trained_input_shape(run_id, config)
+
+
+def trained_input_shape(run_id: str, config: Any) -> tuple[int, int, int]:
+    """``(C, H, W)`` the run's data section gives (by the pyfunc loader's ``trained_input_shape``)."""
+    try:
+        return importlib.import_module(PYFUNC_LOADER).trained_input_shape(config.data)
+    except ValueError as exc:  # a sharded dataset whose manifest cannot be read
+        raise RelayError(f"cannot tell the image size run {run_id} trained at: {exc}") from exc
+
+
+def checked_images(images: Any, expected: tuple[int, int, int], run_id: str) -> np.ndarray:
+    """``images`` as a uint8 ``[N, C, H, W]`` array when they have the run's shape; else InputError saying which."""
+    import numpy as np
+
+    batch = np.asarray(images.detach().cpu() if hasattr(images, "detach") else images)
+    channels, height, width = expected
+    wanted = f"uint8 images [N, {channels}, {height}, {width}]" + (
+        f" or [N, {height}, {width}]" if channels == 1 else ""
+    )
+    if batch.dtype != np.uint8:
+        raise InputError(
+            f"images: run {run_id}'s models take {wanted} with pixels 0..255, got dtype {batch.dtype}; pass the "
+            "pixels as read, not scaled: predict scales them as training did"
+        )
+    if batch.ndim == 3 and channels == 1:
+        batch = batch[:, None]
+    if batch.ndim != 4 or tuple(batch.shape[1:]) != expected:
+        raise InputError(
+            f"images: run {run_id} trained on {wanted} ({height}x{width}, {channels} channel(s)), got "
+            f"{list(batch.shape)}; resize them to {height}x{width} (channels first) before predicting"
+        )
+    return batch
+
+
+def stored_classifier(store: ArtifactStore, run_id: str, dag: Pipeline, generation: int) -> Any:
+    """The generation's model as MLflow's pyfunc flavour loads it (``RelayClassifier``: ``predict``, ``network``)."""
     ref = stored_output(store, run_id, dag, generation_model(dag, run_id, generation))
     with tempfile.TemporaryDirectory(prefix="relay-model-") as folder:
         checkpoint = Path(folder) / "checkpoint.pt"
         checkpoint.write_bytes(store.read_bytes(ref.path))
-        return importlib.import_module(PYFUNC_LOADER)._load_pyfunc(str(checkpoint)).network
+        return importlib.import_module(PYFUNC_LOADER)._load_pyfunc(str(checkpoint))
 
 
 def generation_model(dag: Pipeline, run_id: str, generation: int) -> str:
@@ -478,7 +559,9 @@ __all__ = [
     "RunResult",
     "artifact",
     "generations",
+    "input_shape",
     "model",
+    "predict",
     "pseudo_labels",
     "resume",
     "run",

@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from pipelines.data import image_shape
+from pipelines.datasets.shards import read_manifest
 from pipelines.pseudo_label import predict_probs
 from pipelines.stages.common import load_model
 
@@ -36,6 +38,19 @@ class RelayClassifier:
         if images.ndim == 3:
             images = images.unsqueeze(1)  # [N, H, W]: one channel
         return predict_probs(self.network, images, BATCH_SIZE, "cpu")
+
+
+def trained_input_shape(data: Any) -> tuple[int, int, int]:
+    """``[C, H, W]`` of the images a run with data section ``data`` trained on: what its models must be given.
+
+    ``data.image_size`` when set, else the dataset's own size (digits 16, CIFAR 32), else the size a
+    sharded dataset was imported at (its manifest). Why here: a network with a global pool accepts any
+    size and answers wrongly at the wrong one, so callers must check the size before predicting.
+    """
+    shape = image_shape(data.name, data.image_size)
+    if shape is None:
+        shape = read_manifest(data.uri).image_shape
+    return (int(shape[0]), int(shape[1]), int(shape[2]))
 
 
 def _load_pyfunc(data_path: str) -> RelayClassifier:

@@ -130,6 +130,34 @@ def test_the_model_scores_the_balanced_accuracy_its_evaluation_logged(smoke: api
         api.model(smoke.run_id, 2, smoke.workspace)
 
 
+def test_predict_gives_the_probabilities_mlflow_pyfunc_gives_and_refuses_another_size(
+    smoke: api.RunResult, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """uint8 images in, the registered gen-01 model's pyfunc probabilities out; the network's own input contract."""
+    import mlflow
+
+    from pipelines.data import load_digits
+    from pipelines.models import to_float
+
+    images = load_digits().train.images[:64]  # uint8 [N, 1, 16, 16], the size smoke.yaml reads digits at
+    assert api.input_shape(smoke.run_id, smoke.workspace) == (1, 16, 16)
+    probs = api.predict(smoke.run_id, 1, images, smoke.workspace)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", smoke.tracking_uri)
+    from_mlflow = mlflow.pyfunc.load_model("models:/smoke@gen-01").predict(images.numpy())
+    assert probs.shape == (64, 10) and np.allclose(probs, from_mlflow, atol=1e-6)
+    assert np.array_equal(api.predict(smoke.run_id, 1, images[:, 0].numpy(), smoke.workspace), probs)
+    network = api.model(smoke.run_id, 1, smoke.workspace)  # the documented input: to_float, NCHW, 16x16
+    with torch.inference_mode():
+        by_hand = torch.softmax(network(to_float(images)), dim=1).numpy()
+    assert np.allclose(by_hand, probs, atol=1e-6)
+    with pytest.raises(InputError) as refused:
+        api.predict(smoke.run_id, 1, torch.zeros(2, 1, 28, 28, dtype=torch.uint8), smoke.workspace)
+    assert str(refused.value).startswith(f"images: run {smoke.run_id} trained on uint8 images [N, 1, 16, 16]")
+    assert "got [2, 1, 28, 28]; resize them to 16x16" in str(refused.value)
+    with pytest.raises(InputError, match=r"got dtype float32; pass the pixels as read, not scaled"):
+        api.predict(smoke.run_id, 1, images.float() / 255, smoke.workspace)
+
+
 def test_outputs_are_read_from_an_s3_store_as_from_a_folder(smoke: api.RunResult, bucket) -> None:
     """The run's whole store copied into a bucket (manifests name their files relative to the store's root)."""
     fs, port = bucket

@@ -119,6 +119,7 @@ def test_an_option_the_command_lacks_is_a_programming_error_not_bad_input() -> N
         ),
         (lambda: api.model("some-run", -1), "generation: expected an int >= 0"),
         (lambda: api.model("some-run", 1.0), "generation: expected an int >= 0"),
+        (lambda: api.predict("some-run", 1.0, []), "generation: expected an int >= 0"),
         (lambda: api.pseudo_labels("some-run", True), "generation: expected an int >= 0"),
         (
             lambda: api.run(SMOKE, "data.buffer_mb=1"),
