@@ -149,6 +149,20 @@ def imagefolder_listings(base: Path) -> dict[str, ImageFolderListing]:
     return {"train": train, "test": imagefolder_samples(test_dir, train.class_to_idx)}
 
 
+def sample_files(base: Path, listings: dict[str, ImageFolderListing]) -> dict[str, list[tuple[str, str]]]:
+    """Per split, (the file's path under ``base``, its class folder) of every sample, by sample id.
+
+    Sample id i of a split is image i of its listing (torchvision's order, hidden files and
+    what it cannot read left out), which is the order the loader stacks and the import writes,
+    so this is the map from an id back to the file, which nothing else records.
+    """
+    files = {}
+    for split, listing in listings.items():
+        names = sorted(listing.class_to_idx, key=listing.class_to_idx.__getitem__)
+        files[split] = [(Path(os.path.relpath(path, base)).as_posix(), names[label]) for path, label in listing.samples]
+    return files
+
+
 DATASETS: dict[str, Callable[..., DatasetSplits]] = {  # (root[, image_size]) -> splits
     "digits": load_digits,
     "synthetic": load_synthetic,

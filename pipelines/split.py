@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from pipelines.data import DatasetLabels
+from pipelines.data import DatasetLabels, imagefolder_base, imagefolder_listings, sample_files
 from pipelines.datasets.catalog import dataset_labels
 from pipelines.datasets.shards import DatasetError
 from pipelines.long_tail import long_tailed_split
@@ -57,12 +57,13 @@ def select_classes(labels: DatasetLabels, classes: Sequence[int] | None) -> Data
     return DatasetLabels(relabel(labels.train), test, len(classes))
 
 
-def split_table(data: Mapping[str, Any], labels: DatasetLabels) -> pa.Table:
+def split_table(data: Mapping[str, Any], labels: DatasetLabels, with_files: bool = True) -> pa.Table:
     """The long-tailed labeled/unlabeled split (CReST protocol) and the balanced test set as one table.
 
     Rows whose label is unknown (-1: a sharded dataset's null labels) cannot be drawn per class;
     they join the unlabeled pool, with label -1 in the table. With ``data["classes"]`` the task is
     those classes only, relabelled 0..k-1 (``select_classes``); the other classes' rows are left out.
+    An image folder read in place (`data.root`) also gets each row's file (``with_files``: ``with_sample_files``).
     """
     labels = select_classes(labels, data.get("classes"))
     rng = np.random.default_rng(data["fold"])
@@ -93,7 +94,27 @@ def split_table(data: Mapping[str, Any], labels: DatasetLabels) -> pa.Table:
         columns["sample_id"].extend(ids.tolist())
         columns["label"].extend(source[ids].tolist())
         columns["subset"].extend([subset] * len(ids))
-    return pa.table(columns, schema=SPLIT_SCHEMA)
+    table = pa.table(columns, schema=SPLIT_SCHEMA)
+    return with_sample_files(table, data, labels.test is not None) if with_files else table
+
+
+def with_sample_files(table: pa.Table, data: Mapping[str, Any], own_test: bool) -> pa.Table:
+    """An image folder's split table with ``path`` (the file under `data.root`) and ``class`` (its class folder).
+
+    Why: a sample id is the image's position in the folder's listing, recorded nowhere else, so
+    an id in the split or in the pseudo labels could not be traced to its photo. A test row is a
+    file of the folder's test/ (or val/) when it has one (``own_test``), else of train/, as its id is.
+    Other datasets keep the three columns: their sample ids are their own order.
+    """
+    if data.get("name") != "imagefolder":
+        return table
+    base = imagefolder_base(data.get("root"))
+    files = sample_files(base, imagefolder_listings(base))
+    ids = table.column("sample_id").to_pylist()
+    subsets = table.column("subset").to_pylist()
+    rows = [files["test" if own_test and subset == "test" else "train"][i] for i, subset in zip(ids, subsets)]
+    table = table.append_column("path", pa.array([path for path, _ in rows], pa.string()))
+    return table.append_column("class", pa.array([name for _, name in rows], pa.string()))
 
 
 def preflight_split(data: Mapping[str, Any]) -> list[str]:
@@ -110,7 +131,7 @@ def preflight_split(data: Mapping[str, Any]) -> list[str]:
     except (FileNotFoundError, ValueError) as exc:  # ValueError: an image folder with a file that is no image
         return [f"data.root: {exc}"]
     try:
-        table = split_table(data, labels)
+        table = split_table(data, labels, with_files=False)
     except ValueError as exc:
         return [_data_problem(str(exc))]
     subsets = np.asarray(table.column("subset").to_pylist())

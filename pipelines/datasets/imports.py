@@ -56,6 +56,8 @@ class SourceData:
     image_shape: tuple[int, int, int]
     splits: dict[str, tuple[int, Chunks]]
     skipped: dict[str, int] = field(default_factory=dict)
+    # an image folder's: per split, (path under the folder, class) by sample id (``datasets.sample_files``)
+    files: dict[str, list[tuple[str, str]]] | None = None
 
 
 @dataclass(frozen=True)
@@ -126,7 +128,32 @@ def _open_imagefolder(base: Path | None, options: Mapping[str, Any]) -> SourceDa
         for reason, count in listing.skipped.items():
             skipped[reason] = skipped.get(reason, 0) + count
     mapping = listings["train"].class_to_idx
-    return SourceData(sorted(mapping, key=mapping.__getitem__), (3, size, size), splits, skipped)
+    classes = sorted(mapping, key=mapping.__getitem__)
+    return SourceData(classes, (3, size, size), splits, skipped, datasets.sample_files(base, listings))
+
+
+def sample_files_csv(files: Mapping[str, list[tuple[str, str]]]) -> bytes:
+    """``shards.SAMPLE_FILES``: one row per sample, ``split,sample_id,path,class``, path relative to the source folder.
+
+    Why: a sample id is a position, and the shards keep no file name, so without this nobody can
+    tell which photo a pseudo label or a misclassified id is. CSV, quoted where needed, for any tool.
+    """
+    import pyarrow.csv as pacsv
+
+    rows = [
+        (split, sample_id, path, name) for split, pairs in files.items() for sample_id, (path, name) in enumerate(pairs)
+    ]
+    table = pa.table(
+        {
+            "split": pa.array([r[0] for r in rows], pa.string()),
+            "sample_id": pa.array([r[1] for r in rows], pa.int64()),
+            "path": pa.array([r[2] for r in rows], pa.string()),
+            "class": pa.array([r[3] for r in rows], pa.string()),
+        }
+    )
+    sink = pa.BufferOutputStream()
+    pacsv.write_csv(table, sink)
+    return sink.getvalue().to_pybytes()
 
 
 def _imagefolder_files(base: Path) -> dict[str, Any]:
@@ -284,13 +311,22 @@ def _write(
     splits = {name: _Progress(name, count, chunks) for name, (count, chunks) in opened.splits.items()}
     try:
         manifest = shards.write_dataset(
-            dest, opened.classes, opened.image_shape, encoding, splits, options.get("rows_per_group"), source=identity
+            dest,
+            opened.classes,
+            opened.image_shape,
+            encoding,
+            splits,
+            options.get("rows_per_group"),
+            source=identity,
+            files=None if opened.files is None else {shards.SAMPLE_FILES: sample_files_csv(opened.files)},
         )
     finally:  # a bar cut off (Ctrl-C, a bad image) ends its line now, not after the message saying why
         for progress in splits.values():
             progress.close()
     if opened.skipped:
         notes["skipped"] = "; ".join(f"{count} {reason}" for reason, count in opened.skipped.items())
+    if opened.files is not None:
+        notes["files"] = f"{dest}/{shards.SAMPLE_FILES}: each sample id's image file (under {folder}) and class"
     return {**_summary(dest, manifest), **notes, "use": f"relay run CONFIG data.name={SHARDED} data.uri={dest}"}
 
 
@@ -386,7 +422,8 @@ def _clear_unfinished(dest: str) -> dict[str, str]:
         return {}
     files = shards.shard_files(found)
     shards.clear_leftovers(dest, found)
-    left = f"{files} shard file(s) and {len(found) - files - 1} folder(s), no manifest"
+    folders = sum(info.type == pafs.FileType.Directory for info in found)
+    left = f"{files} shard file(s) and {folders} folder(s), no manifest"
     return {"cleared": f"{dest} held what an unfinished import left ({left}): removed it and imported again"}
 
 

@@ -5,6 +5,7 @@ Layout (docs/ARCHITECTURE.md, Contracts)::
     DEST/dataset.json                  the manifest: classes, image shape, encoding, splits, digests
     DEST/train/part-00000.parquet ...  sample_id int64, label int32 (null: unknown), image
     DEST/test/part-00000.parquet ...   a split of its own when the source has one
+    DEST/samples.csv                   an image folder's import: each sample id's file and class
     DEST/import-in-progress.json       only while an import writes (or after one was killed)
 
 ``sample_id`` is the row's position in its split (0..count-1, in shard order), which is what the
@@ -41,6 +42,7 @@ FORMAT = "relay-shards/1"
 MANIFEST = "dataset.json"
 IMPORT_MARKER = "import-in-progress.json"  # written before any shard, removed after the manifest: see write_dataset
 WRITTEN_BY = "relay data import"
+SAMPLE_FILES = "samples.csv"  # an image folder's import: split, sample_id, path, class (imports.sample_files_csv)
 TARGET_GROUP_BYTES = 1 << 20
 GROUPS_PER_SHARD = 64
 SPLIT_NAMES = ("train", "test")  # the splits sources have; an unfinished import leaves only these folders
@@ -437,6 +439,7 @@ def write_dataset(
     rows_per_group: int | None = None,
     groups_per_shard: int = GROUPS_PER_SHARD,
     source: Mapping[str, Any] | None = None,
+    files: Mapping[str, bytes] | None = None,
 ) -> DatasetManifest:
     """Write each split from its chunks of (uint8 images, labels; -1 unknown), then the manifest, last.
 
@@ -447,6 +450,8 @@ def write_dataset(
     writes IMPORT_MARKER, naming itself, and removes it only after the manifest: the marker is
     what lets the next import (``leftovers``) tell its own unfinished files from anybody else's
     Parquet, which it never deletes. Chunks with a ``close`` method are closed once their split is written.
+    ``files`` (name -> bytes, at the root: SAMPLE_FILES) are written after the shards and before the
+    manifest, which records each one's sha256 in its source, so they are part of what the digest covers.
     """
     shape = tuple(int(v) for v in image_shape)
     group = rows_per_group or rows_per_group_for(shape)
@@ -468,7 +473,9 @@ def write_dataset(
             finally:
                 written.extend(writer.written)
                 folders.insert(0, writer.folder)
-        manifest = DatasetManifest(tuple(str(c) for c in classes), shape, encoding, group, done, dict(source or {}))
+        digests = _write_files(fs, root, files or {}, written)
+        described = {**(source or {}), **({"files_written": digests} if digests else {})}
+        manifest = DatasetManifest(tuple(str(c) for c in classes), shape, encoding, group, done, described)
         sealed = write_manifest(uri, manifest)
     except BaseException as exc:
         kept = remove(uri, [*written, marker], folders)  # the marker last: it stays while a shard it covers does
@@ -477,6 +484,20 @@ def write_dataset(
         raise
     remove(uri, [marker])  # a marker left beside the manifest is harmless: the dataset reads as finished
     return sealed
+
+
+def _write_files(fs: pafs.FileSystem, root: str, files: Mapping[str, bytes], written: list[str]) -> dict[str, str]:
+    """Write ``files`` at ``root`` (each path added to ``written`` first, for the cleanup); name -> sha256."""
+    digests = {}
+    for name, payload in files.items():
+        written.append(f"{root}/{name}")
+        try:
+            with fs.open_output_stream(f"{root}/{name}") as stream:
+                stream.write(payload)
+        except (OSError, pa.ArrowException) as exc:
+            raise StoreWriteError(f"{root}/{name}", exc) from exc
+        digests[name] = hashlib.sha256(payload).hexdigest()
+    return digests
 
 
 def write_marker(uri: str) -> None:
@@ -535,7 +556,8 @@ def leftovers(uri: str) -> list[pafs.FileInfo] | None:
             return []
         splits = [info for info in top if info.type == pafs.FileType.Directory and info.base_name in SPLIT_NAMES]
         markers = [info for info in top if info.type == pafs.FileType.File and info.base_name == IMPORT_MARKER]
-        if len(splits) + len(markers) != len(top) or not markers or not _is_marker(fs, markers[0].path):
+        extra = [info for info in top if info.type == pafs.FileType.File and info.base_name == SAMPLE_FILES]
+        if len(splits) + len(markers) + len(extra) != len(top) or not markers or not _is_marker(fs, markers[0].path):
             return None
         found = [info for folder in splits for info in fs.get_file_info(pafs.FileSelector(folder.path))]
     except (OSError, pa.ArrowException) as exc:
@@ -543,12 +565,12 @@ def leftovers(uri: str) -> list[pafs.FileInfo] | None:
         return []  # a local folder that cannot be listed: the import's first write names the problem
     if any(info.type != pafs.FileType.File or not _SHARD_NAME.fullmatch(info.base_name) for info in found):
         return None
-    return [*found, *splits, *markers]
+    return [*found, *extra, *splits, *markers]
 
 
 def shard_files(found: Sequence[pafs.FileInfo]) -> int:
-    """How many of what ``leftovers`` found are shard files (not folders, not the marker)."""
-    return sum(info.type == pafs.FileType.File and info.base_name != IMPORT_MARKER for info in found)
+    """How many of what ``leftovers`` found are shard files (not folders, not the marker or a sample file list)."""
+    return sum(info.type == pafs.FileType.File and _SHARD_NAME.fullmatch(info.base_name) is not None for info in found)
 
 
 def clear_leftovers(uri: str, found: Sequence[pafs.FileInfo]) -> None:
