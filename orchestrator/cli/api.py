@@ -1,5 +1,7 @@
 """Relay from Python: run, resume and read pipeline runs from a notebook or a script (docs/API.md).
 
+Users import it as ``import relay`` (relay/__init__.py re-exports ``__all__``).
+
 Each call goes through what the `relay` command of the same name runs: `run` and `resume` call
 the commands' own handlers (``pipeline.cmd_run``, ``pipeline.cmd_resume``) with the arguments
 `relay` would have parsed, and the readers use the functions `relay generations` and `relay runs`
@@ -220,7 +222,7 @@ def handled(command: Callable[[argparse.Namespace], int], args: argparse.Namespa
     except InputError:  # checked before anything was written: nothing to resume
         raise
     except RelayError as exc:
-        exc.add_note(f"Relay run {args.run_id}: finish it with orchestrator.cli.api.resume({args.run_id!r})")
+        exc.add_note(f"Relay run {args.run_id}: finish it with relay.resume({args.run_id!r})")
         raise
 
 
@@ -556,6 +558,8 @@ def as_flag(path: PathLike | None) -> str | None:
 
 
 __all__ = [
+    "InputError",
+    "RelayError",
     "RunResult",
     "artifact",
     "generations",

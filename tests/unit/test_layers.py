@@ -64,6 +64,7 @@ LAYERS: dict[str, set[str]] = {
     },
     "pipelines.registry": {"pipelines.builders", "pipelines.algorithms", "orchestrator.registry"},
     "pipelines": set(),  # pipelines/__init__.py
+    "relay": {"orchestrator.cli.api"},  # relay/__init__.py: the Python API's names under a short import
 }
 # Subpackages of pipelines with a layer of their own; any other pipelines module is a pure algorithm.
 PIPELINE_SUBLAYERS = (
