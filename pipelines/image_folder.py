@@ -88,6 +88,7 @@ def imagefolder_samples(folder: Path, class_to_idx: dict[str, int] | None) -> Im
 
     skipped: dict[str, int] = {}
     loops: dict[str, str] = {}  # a folder reached again -> the folder it is, passed before it
+    dangling: list[str] = []
     real_paths: dict[Path, str] = {}
 
     def skip(reason: str) -> bool:
@@ -103,6 +104,9 @@ def imagefolder_samples(folder: Path, class_to_idx: dict[str, int] | None) -> Im
         if loop is not None:
             loops.setdefault(*loop)
             return False
+        if not os.path.exists(path):  # listed, yet nothing there: a symlink whose target is gone
+            dangling.append(path)
+            return False
         return True
 
     class VisibleImageFolder(datasets.ImageFolder):
@@ -111,6 +115,7 @@ def imagefolder_samples(folder: Path, class_to_idx: dict[str, int] | None) -> Im
 
     found = VisibleImageFolder(str(folder), is_valid_file=is_image, allow_empty=True)
     _check_no_loop(loops)
+    _check_no_dangling_link(dangling)
     if class_to_idx is None and len(found.classes) < 2:
         raise ValueError(
             f"imagefolder: {folder} holds 1 class folder ({found.classes[0]}); a classifier needs at least 2 classes: "
@@ -171,6 +176,21 @@ def _check_no_loop(loops: dict[str, str]) -> None:
         raise ValueError(
             f"imagefolder: a symlink loop: {found} (a link to a folder it is inside), so its images would be listed "
             "once per turn of the loop; remove the link"
+        )
+
+
+def _check_no_dangling_link(paths: Sequence[str]) -> None:
+    """Refuse a split holding symlinks whose target is gone, naming them (the first few) and their targets.
+
+    Why here: the listing took them for images, and the first stat or open of one failed with a
+    bare "[Errno 2] No such file or directory", naming neither the link nor the fix.
+    """
+    if paths:
+        shown = "; ".join(f"{path} -> {os.readlink(path) if os.path.islink(path) else '?'}" for path in paths[:3])
+        more = f" (and {len(paths) - 3} more)" if len(paths) > 3 else ""
+        raise ValueError(
+            f"imagefolder: {len(paths)} symlink(s) whose target does not exist: {shown}{more}; restore the "
+            "target(s) or remove the link(s)"
         )
 
 
