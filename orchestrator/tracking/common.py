@@ -23,7 +23,11 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 TAG_PIPELINE_RUN = "relay.pipeline_run"
+# A run's pipeline kind (`crest`, the config's `pipeline`) and its config's `name` (`smoke`): the meanings
+# `relay runs`' pipeline column and Ray job metadata (relay submit) give them. MLflow runs written before
+# relay.name existed hold the name in relay.pipeline; nothing finds a run by either tag (relay.pipeline_run does).
 TAG_PIPELINE = "relay.pipeline"
+TAG_NAME = "relay.name"
 TAG_KIND = "relay.kind"
 TAG_GENERATION = "relay.generation"
 TAG_STAGE = "relay.stage"

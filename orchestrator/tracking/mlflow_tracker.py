@@ -28,6 +28,7 @@ from orchestrator.tracking.common import (
     TAG_FINGERPRINT,
     TAG_GENERATION,
     TAG_KIND,
+    TAG_NAME,
     TAG_PARENT,
     TAG_PIPELINE,
     TAG_PIPELINE_RUN,
@@ -133,6 +134,7 @@ class MlflowTracker:
         self._lineage = LineageGraph()
         self._monitors: dict[str, Any] = {}
         self._pipeline_name = ""
+        self._kind: str | None = None  # the config's `pipeline` (crest), for the relay.pipeline tag
         self._newest_generation = -1
         self._image_size: int | None = None
         self.artifact_location = artifact_location or default_artifact_location(tracking_uri)
@@ -206,6 +208,7 @@ class MlflowTracker:
         self._client, self._experiment_id = open_experiment(self.tracking_uri, self.experiment, self.artifact_location)
         self._run_id = run_id
         self._pipeline_name = pipeline_name
+        self._kind = config.get("pipeline") if isinstance(config.get("pipeline"), str) else None
         self._params = _flatten(config)  # on resume too: a PBT trial goes on with new values from here
         data = config.get("data")
         self._image_size = data.get("image_size") if isinstance(data, Mapping) else None  # for model signatures
@@ -214,14 +217,14 @@ class MlflowTracker:
         existing = self._find_runs(run_id, "pipeline") if resume else []
         if existing:
             self._reattach(existing[0].info.run_id)
-            for key, value in own_tags.items():
+            for key, value in {**self._identity_tags(), **own_tags}.items():  # a run of older Relay gets them too
                 self._client.set_tag(self._parent, key, value)
             return
         if resume:
             logger.info("no MLflow run found for %s; starting a new one", run_id)
         tags = {
             TAG_PIPELINE_RUN: run_id,
-            TAG_PIPELINE: pipeline_name,
+            **self._identity_tags(),
             TAG_KIND: "pipeline",
             **provenance_tags(),
             **own_tags,
@@ -231,6 +234,14 @@ class MlflowTracker:
         text = run_command.rerunnable_yaml(config, self._written_locations(config, command), run_id)
         self._client.log_text(self._parent, text, "config.yaml")
         log_params(self._client, self._parent, self._params)
+
+    def _identity_tags(self) -> dict[str, str]:
+        """``relay.pipeline``: the pipeline kind (`crest`), where the config says it; ``relay.name``: its name.
+
+        Why: the pipeline run held the name in relay.pipeline, where `relay runs` and the Ray job's
+        metadata hold the kind, so filtering MLflow by tags.relay.pipeline = 'crest' found nothing.
+        """
+        return {**({TAG_PIPELINE: self._kind} if self._kind else {}), TAG_NAME: self._pipeline_name}
 
     @staticmethod
     def _command_tags(command: run_command.RunCommand | None, run_id: str) -> dict[str, str]:
@@ -477,7 +488,7 @@ class MlflowTracker:
                 self._log_model(runs, artifact, record.stage, record.generation)
 
     def _log_model(self, runs: list[str], artifact: TrackedArtifact, stage_name: str, generation: int | None) -> None:
-        tags = {TAG_PIPELINE_RUN: self._run_id, TAG_PIPELINE: self._pipeline_name}
+        tags = {TAG_PIPELINE_RUN: self._run_id, **self._identity_tags()}
         if generation is not None:
             tags[TAG_GENERATION] = str(generation)
         model = self._logged_before(artifact)

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 from orchestrator.tracking.common import (
     TAG_KIND,
+    TAG_NAME,
     TAG_PARENT,
     TAG_PIPELINE,
     TAG_PIPELINE_RUN,
@@ -59,19 +60,29 @@ class SweepTracker:
         settings_text: str,
         output: str = "",
         resume: bool = False,
+        pipeline_kind: str | None = None,
     ) -> str | None:
         """Create the sweep's parent run (or, on resume, find the one of the sweep at ``output``); returns its id.
 
         A new sweep always gets a new parent: two sweeps of one name (another --output) are two
         searches, and nesting the second's trials under the first would overwrite its best trial.
+        ``pipeline_name`` (the config's name) is tagged relay.name, ``pipeline_kind`` (crest) relay.pipeline,
+        as on the trials' pipeline runs.
         """
+        identity = {TAG_NAME: pipeline_name, **({TAG_PIPELINE: pipeline_kind} if pipeline_kind else {})}
         self.run_id = self._guard(
-            "start_sweep", lambda: self._start(sweep, pipeline_name, params, settings_text, output, resume)
+            "start_sweep", lambda: self._start(sweep, identity, params, settings_text, output, resume)
         )
         return self.run_id
 
     def _start(
-        self, sweep: str, pipeline_name: str, params: Mapping[str, str], settings_text: str, output: str, resume: bool
+        self,
+        sweep: str,
+        identity: Mapping[str, str],
+        params: Mapping[str, str],
+        settings_text: str,
+        output: str,
+        resume: bool,
     ) -> str:
         self._client, experiment_id = open_experiment(
             self.tracking_uri, self.experiment, default_artifact_location(self.tracking_uri)
@@ -82,12 +93,12 @@ class SweepTracker:
             found = [run for run in runs if run.data.tags.get(TAG_SWEEP_OUTPUT, output) == output]
             if found:
                 self._client.update_run(found[0].info.run_id, status="RUNNING")
-                for key, value in driver_tags().items():
+                for key, value in {**identity, **driver_tags()}.items():  # a sweep of older Relay gets them too
                     self._client.set_tag(found[0].info.run_id, key, value)
                 if TAG_STATUS in found[0].data.tags:  # `relay ui` said INTERRUPTED: no longer true
                     self._client.delete_tag(found[0].info.run_id, TAG_STATUS)
                 return found[0].info.run_id
-        tags = {TAG_KIND: "sweep", TAG_SWEEP: sweep, TAG_PIPELINE: pipeline_name, TAG_SWEEP_OUTPUT: output}
+        tags = {TAG_KIND: "sweep", TAG_SWEEP: sweep, **identity, TAG_SWEEP_OUTPUT: output}
         run = self._client.create_run(experiment_id, tags={**tags, **driver_tags()}, run_name=sweep).info.run_id
         self._client.log_text(run, settings_text, "tune.yaml")
         log_params(self._client, run, params)
