@@ -37,7 +37,7 @@ from orchestrator.config import (
     validate_config,
 )
 from orchestrator.dag import Pipeline
-from orchestrator.engine.artifacts import ArtifactStore
+from orchestrator.engine.artifacts import ArtifactStore, store_fault
 from orchestrator.engine.fingerprint import code_versions
 from orchestrator.engine.ledger import COMMAND_FILE, CONFIG_FILE, done_in, read_ledger, record_path
 from orchestrator.errors import ConfigError, RelayError
@@ -133,6 +133,9 @@ def load_saved_config(text: str, source: str, pipelines: Pipelines) -> tuple[Any
     return spec, config
 
 
+RESUME_DATA_FIX = "Put the data back as it was to resume, or start a new run on the data as it is now (`relay run`)"
+
+
 def check_data_unchanged(spec: PipelineSpec, config: Any, run_id: str, source: str) -> None:
     """Refuse (exit 2) to resume a run whose data is gone or is no longer the data it started on.
 
@@ -141,18 +144,48 @@ def check_data_unchanged(spec: PipelineSpec, config: Any, run_id: str, source: s
     pins. A resume reading changed data under the old pins would train the later generations on
     other images than the earlier ones, and the run's record would say they were the same.
     A pin filling a value the record left empty (a record older than that pin) is no change.
+    Data the preflight refuses is said the same way (``_changed_data``): its advice is for a new
+    config, which a resume, running the run's own, cannot take.
     """
-    problems = data_problems(spec, config)
+    problems = [
+        problem if _storage_problem(problem) else _changed_data(problem, run_id)
+        for problem in data_problems(spec, config)
+    ]
     if not problems and spec.data is not None:
         problems = [
             f"{key}: the data changed since run {run_id} started ({key} was {str(old)[:16]}, is now "
-            f"{str(now)[:16]}); its finished stages read the old data, so resuming would mix the two. "
-            f"Put the data back as it was to resume, or start a new run on the data as it is now (`relay run`)"
+            f"{str(now)[:16]}); its finished stages read the old data, so resuming would mix the two. {RESUME_DATA_FIX}"
             for key, now in spec.data.pins(config).items()
             if (old := dotted_value(config, key)) is not None and old != now
         ]
     if problems:
         raise ConfigError(problems, source)
+
+
+def _storage_problem(problem: str) -> bool:
+    """Whether a preflight problem is the data's storage refusing or not answering: no change of the data, and
+    fixed on this machine (credentials, network) before a resume, so said as the preflight says it."""
+    return store_fault(ValueError(problem)) is not None or "cannot reach this storage" in problem
+
+
+def _changed_data(problem: str, run_id: str) -> str:
+    """A preflight problem met on resume, as what it is there: the data changed (or went) since the run started.
+
+    The preflight's advice ("Set head_count to at most 24", "update data.digest") changes the
+    config, and a resume runs the config the run started with, which passed this check then. So
+    the advice, the message's last sentence (or its last clause after "; " when it has one
+    sentence), is replaced by the one that applies: put the data back, or start a new run.
+    """
+    key, _, message = problem.partition(": ")
+    sentence = message.rfind(". ")
+    if sentence > 0 and message[sentence + 2 : sentence + 3].isupper():
+        finding = message[:sentence]
+    else:
+        finding = message.rpartition("; ")[0] or message
+    return (
+        f"{key}: the data changed since run {run_id} started, or is gone: {finding.rstrip('.')}. "
+        f"Its config passed this check when it started, and a resume cannot change it. {RESUME_DATA_FIX}"
+    )
 
 
 def store_option(store_uri: str) -> str:
