@@ -50,7 +50,7 @@ from orchestrator.engine.ledger import DONE_STATES, tracking_lost_at
 from orchestrator.errors import ConfigError, InputError, RelayError
 from orchestrator.registry import load_pipelines
 from orchestrator.tracking.common import mlflow_client
-from orchestrator.tracking.lineage import MODEL, PYFUNC_LOADER
+from orchestrator.tracking.lineage import MODEL, PYFUNC_LOADER, write_mlmodel
 from orchestrator.tracking.mlflow_tracker import is_generation_stage
 from orchestrator.tracking.reading import _pipeline_runs, read_generations
 
@@ -335,13 +335,12 @@ def model(
     a word (``x/255``, another size). It returns logits; ``predict`` gives probabilities from uint8
     images, checked and scaled as in training, and is what to use unless the network itself is needed.
 
-    Rebuilt from the stored checkpoint by the loader MLflow's python_function flavour uses for Relay's
-    models (``orchestrator.tracking.lineage.PYFUNC_LOADER``), imported by name as MLflow imports it:
-    the network is the pipelines' code, which the orchestrator's layers do not import.
+    Loaded from the stored checkpoint by ``mlflow.pyfunc.load_model(...).get_raw_model()``, as MLflow
+    loads the registered ``gen-NN`` (``pyfunc_model``).
     """
     generation = checked_generation(generation)
-    store, dag = run_dag(run_id, workspace, artifact_uri)
-    return stored_classifier(store, run_id, dag, generation).network
+    store, spec, config = run_record(run_id, workspace, artifact_uri)
+    return pyfunc_model(store, run_id, spec.build(config), generation, config.data.image_size).get_raw_model()
 
 
 def predict(
@@ -365,8 +364,7 @@ def predict(
     store, spec, config = run_record(run_id, workspace, artifact_uri)
     expected = trained_input_shape(run_id, config)
     batch = checked_images(images, expected, run_id)
-    dag = spec.build(config)
-    return stored_classifier(store, run_id, dag, generation).predict(batch)
+    return pyfunc_model(store, run_id, spec.build(config), generation, config.data.image_size).predict(batch)
 
 
 def input_shape(
@@ -413,13 +411,20 @@ def checked_images(images: Any, expected: tuple[int, int, int], run_id: str) -> 
     return batch
 
 
-def stored_classifier(store: ArtifactStore, run_id: str, dag: Pipeline, generation: int) -> Any:
-    """The generation's model as MLflow's pyfunc flavour loads it (``RelayClassifier``: ``predict``, ``network``)."""
+def pyfunc_model(store: ArtifactStore, run_id: str, dag: Pipeline, generation: int, image_size: int | None) -> Any:
+    """The generation's model as ``mlflow.pyfunc.load_model`` loads the registered ``gen-NN``: a PyFuncModel.
+
+    The stored checkpoint goes to a temporary folder beside the MLmodel file the tracker logs with it
+    (``write_mlmodel``: the same loader, PYFUNC_LOADER, and signature), so ``predict`` and
+    ``get_raw_model`` are MLflow's public ones; the loaded model holds the network, not the files.
+    """
+    import mlflow.pyfunc
+
     ref = stored_output(store, run_id, dag, generation_model(dag, run_id, generation))
     with tempfile.TemporaryDirectory(prefix="relay-model-") as folder:
-        checkpoint = Path(folder) / "checkpoint.pt"
-        checkpoint.write_bytes(store.read_bytes(ref.path))
-        return importlib.import_module(PYFUNC_LOADER)._load_pyfunc(str(checkpoint))
+        (Path(folder) / "checkpoint.pt").write_bytes(store.read_bytes(ref.path))
+        write_mlmodel(Path(folder), dict(ref.meta), image_size)
+        return mlflow.pyfunc.load_model(folder)
 
 
 def generation_model(dag: Pipeline, run_id: str, generation: int) -> str:

@@ -39,6 +39,14 @@ class RelayClassifier:
             images = images.unsqueeze(1)  # [N, H, W]: one channel
         return predict_probs(self.network, images, BATCH_SIZE, "cpu")
 
+    def get_raw_model(self) -> torch.nn.Module:
+        """The network, which ``mlflow.pyfunc.load_model(...).get_raw_model()`` hands out (MLflow asks the wrapper).
+
+        It takes float32 ``[N, C, H, W]`` scaled by ``pipelines.models.to_float`` and returns logits;
+        ``predict`` takes the uint8 images and does that scaling itself.
+        """
+        return self.network
+
 
 def trained_input_shape(data: Any) -> tuple[int, int, int]:
     """``[C, H, W]`` of the images a run with data section ``data`` trained on: what its models must be given.

@@ -143,10 +143,13 @@ def test_predict_gives_the_probabilities_mlflow_pyfunc_gives_and_refuses_another
     assert api.input_shape(smoke.run_id, smoke.workspace) == (1, 16, 16)
     probs = api.predict(smoke.run_id, 1, images, smoke.workspace)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", smoke.tracking_uri)
-    from_mlflow = mlflow.pyfunc.load_model("models:/smoke@gen-01").predict(images.numpy())
+    registered = mlflow.pyfunc.load_model("models:/smoke@gen-01")
+    from_mlflow = registered.predict(images.numpy())
     assert probs.shape == (64, 10) and np.allclose(probs, from_mlflow, atol=1e-6)
     assert np.array_equal(api.predict(smoke.run_id, 1, images[:, 0].numpy(), smoke.workspace), probs)
     network = api.model(smoke.run_id, 1, smoke.workspace)  # the documented input: to_float, NCHW, 16x16
+    raw = registered.get_raw_model()  # MLflow's public way to the network, which api.model uses too
+    assert all(torch.equal(a, b) for a, b in zip(network.state_dict().values(), raw.state_dict().values()))
     with torch.inference_mode():
         by_hand = torch.softmax(network(to_float(images)), dim=1).numpy()
     assert np.allclose(by_hand, probs, atol=1e-6)
