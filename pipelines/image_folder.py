@@ -209,9 +209,24 @@ def visible_classes(folder: Path, skip: Callable[[str], bool]) -> tuple[list[str
     classes = [name for name in folders if not _hidden(name)]
     if not classes:
         raise FileNotFoundError(
-            f"imagefolder: {folder} holds no class folder; place the images as {folder}/<class>/<image>"
+            f"imagefolder: {folder} holds no class folder; "
+            + (_sharded_hint(folder) or f"place the images as {folder}/<class>/<image>")
         )
     return classes, {name: index for index, name in enumerate(classes)}
+
+
+def _sharded_hint(split_folder: Path) -> str:
+    """The fix for a split folder of a Relay dataset (shards and a manifest: what `relay data import` writes),
+    read as an image folder by `data.root` or as an import's SOURCE: it is read as `data.uri`, as it is."""
+    from pipelines.datasets.shards import MANIFEST
+
+    base = split_folder.parent
+    if not (base / MANIFEST).is_file() and not any(split_folder.glob("part-*.parquet")):
+        return ""
+    return (
+        f"{base} is a Relay dataset (Parquet shards, as `relay data import` writes them), not an image folder: "
+        f"read it with `data.name=parquet data.uri={base}`, no import needed"
+    )
 
 
 def _check_no_empty_class(folder: Path, classes: Sequence[str], labelled: set[int]) -> None:
