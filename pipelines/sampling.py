@@ -34,14 +34,16 @@ def classes_rarest_first(class_counts: Sequence[int], tiebreak: Sequence[int] | 
     return np.lexsort((np.arange(counts.size), second, counts))
 
 
-def crest_rates(class_counts: Sequence[int], alpha: float = 3.0, tiebreak: Sequence[int] | None = None) -> np.ndarray:
+def crest_rates(class_counts: Sequence[int], alpha: float = 3.0) -> np.ndarray:
     """CReST per-class sampling rates, indexed by class id.
 
-    The class of frequency rank ``l`` (1 = most frequent in the labeled set; ties broken as
-    ``classes_rarest_first`` breaks them, by ``tiebreak`` then id) is sampled at
+    The class of frequency rank ``l`` (1 = most frequent in the labeled set) is sampled at
     ``mu_l = (N_{L+1-l} / N_1) ** (1 / alpha)``: the head gets the smallest rate (the tail/head
-    ratio), the tail gets 1. Tied classes get different rates, as in the official code (the rate
-    is a function of the rank); the one ranked rarer gets the larger.
+    ratio), the tail gets 1. Classes tied in labeled count share one rate, the mean of the rates of
+    the ranks they hold together. Why: the labeled counts are all the algorithm may know (the
+    unlabeled images' classes are hidden from it), and they cannot tell tied classes apart; ranked by
+    id instead, as the official code does, the rates changed with ``data.class_order`` and a class
+    with fewer images could keep a smaller share of its pseudo-labels than a bigger one.
 
     ``alpha`` here is the official CODE's flag, used as the exponent ``1/alpha`` (default 3 in both
     official codes). The paper writes the exponent itself as alpha; paper-alpha = 1 / code-alpha.
@@ -52,12 +54,15 @@ def crest_rates(class_counts: Sequence[int], alpha: float = 3.0, tiebreak: Seque
         raise ValueError(f"crest_rates: expected a non-negative count per class, got {list(class_counts)}")
     if alpha <= 0:
         raise ValueError(f"crest_rates: expected alpha > 0 (used as exponent 1/alpha), got {alpha}")
-    order = classes_rarest_first(counts, tiebreak)[::-1]  # order[i] = class id with rank i + 1
+    order = classes_rarest_first(counts)[::-1]  # order[i] = class id with rank i + 1
     sorted_counts = counts[order]
     if sorted_counts[0] <= 0:
         raise ValueError("crest_rates: every class count is 0; the labeled set is empty")
+    by_rank = (sorted_counts[::-1] / sorted_counts[0]) ** (1.0 / alpha)
     rates = np.empty_like(counts)
-    rates[order] = (sorted_counts[::-1] / sorted_counts[0]) ** (1.0 / alpha)
+    for count in np.unique(sorted_counts):  # a tie's ranks are consecutive: they share their mean rate
+        ranks = sorted_counts == count
+        rates[order[ranks]] = by_rank[ranks].mean()
     return rates
 
 
