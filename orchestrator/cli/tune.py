@@ -72,6 +72,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
             yaml.safe_dump(settings, sort_keys=False),
             output=plan.output,
             resume=args.resume,
+            pipeline_kind=config.pipeline,
         ),
     )
     if not args.resume:

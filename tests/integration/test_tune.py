@@ -196,6 +196,7 @@ def test_mlflow_tree_sweep_trials_generations(sweep) -> None:
     workspace = sweep["workspace"]
     [parent] = mlflow_runs(workspace, f"tags.`relay.sweep` = '{SWEEP}' and tags.`relay.kind` = 'sweep'")
     assert parent.info.status == "FINISHED"
+    assert parent.data.tags["relay.pipeline"] == "crest"  # the kind, as on its trials (relay.name: the config's)
     assert parent.data.params["tune.scheduler"] == "asha"
     assert float(parent.data.tags["best.train.lr"]) == LRS[0]
     client = MlflowClient(f"sqlite:///{workspace / 'mlflow.db'}")
