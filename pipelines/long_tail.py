@@ -51,6 +51,7 @@ def long_tailed_split(
     rng: np.random.Generator,
     holdout_per_class: int = 0,
     class_order: Sequence[int] | None = None,
+    class_names: Sequence[str] = (),
 ) -> dict[str, np.ndarray]:
     """Index arrays "labeled", "unlabeled", "holdout" (int64, sorted, disjoint) into ``labels``.
 
@@ -58,6 +59,7 @@ def long_tailed_split(
     balanced whatever the tail looks like; then class ``class_order[k]`` gets the k-th long-tailed
     count, of which ceil(beta * N_k) are labeled and the rest unlabeled. ``class_order`` exists
     because the head class must not be assumed to be class 0 (a bug of the official codes).
+    ``class_names`` (by class number, when the dataset names its classes) name the classes its errors cite.
     """
     labels = np.asarray(labels)
     order = _check_class_order(class_order, num_classes)
@@ -66,7 +68,9 @@ def long_tailed_split(
     _check_head_fits(sizes, head_count, imbalance_ratio, holdout_per_class)
     counts = long_tailed_counts(head_count, imbalance_ratio, num_classes)
     n_labeled = labeled_counts(counts, labeled_fraction)
-    _check_enough_samples(sizes, order, counts, holdout_per_class, imbalance_ratio)
+    _check_enough_samples(
+        sizes, [_class_label(cls, class_names) for cls in order], counts, holdout_per_class, imbalance_ratio
+    )
     parts: dict[str, list[np.ndarray]] = {"labeled": [], "unlabeled": [], "holdout": []}
     for rank, cls in enumerate(order):
         pool = pools[cls]
@@ -90,6 +94,11 @@ def _check_class_order(class_order: Sequence[int] | None, num_classes: int) -> l
     return order
 
 
+def _class_label(cls: int, names: Sequence[str]) -> str:
+    """A class as an error cites it: its name (an image folder's class folder, CIFAR's meta) where it has one."""
+    return repr(names[cls]) if 0 <= cls < len(names) else str(cls)
+
+
 def _check_head_fits(sizes: Sequence[int], head_count: int, imbalance_ratio: float, holdout: int) -> None:
     """A holdout or head class larger than any class can be is one clear problem, whatever the other ranks need
     (a per-class list for a head_count of 10**23 would name every class)."""
@@ -100,9 +109,10 @@ def _check_head_fits(sizes: Sequence[int], head_count: int, imbalance_ratio: flo
             f"{largest} samples. Lower holdout_per_class."
         )
     if head_count + holdout > largest:
+        after = f", {largest - holdout} after the {holdout} held out for testing" if holdout else ""
         raise ValueError(
-            f"head_count {head_count} does not fit: the largest class has {largest} samples, "
-            f"{largest - holdout} after the {holdout} held out for testing. {_head_count_fix(sizes, imbalance_ratio, holdout)}"
+            f"head_count {head_count} does not fit: the largest class has {largest} samples{after}. "
+            f"{_head_count_fix(sizes, imbalance_ratio, holdout)}"
         )
 
 
@@ -125,11 +135,16 @@ def largest_head_count(sizes: Sequence[int], imbalance_ratio: float, holdout: in
 
 
 def _check_enough_samples(
-    sizes: Sequence[int], order: list[int], counts: list[int], holdout: int, imbalance_ratio: float
+    sizes: Sequence[int], order: list[str], counts: list[int], holdout: int, imbalance_ratio: float
 ) -> None:
-    """Collect every class that is too small and raise once, naming the knobs and the head_count that would fit."""
+    """Collect every class that is too small and raise once, naming the knobs and the head_count that would fit.
+
+    ``order``: the classes by rank, as the message names them. A holdout of 0 (the dataset has its
+    own test split, or none is asked for) is left out of the message and of the fix: no knob there.
+    """
     problems = [
-        f"class {cls} has {sizes[rank]} samples; needs {holdout} holdout + {counts[rank]} train"
+        f"class {cls} has {sizes[rank]} samples; needs "
+        + (f"{holdout} holdout + {counts[rank]} train" if holdout else f"{counts[rank]} to train on")
         for rank, cls in enumerate(order)
         if sizes[rank] < holdout + counts[rank]
     ]
@@ -142,12 +157,14 @@ def _check_enough_samples(
 def _head_count_fix(sizes: Sequence[int], imbalance_ratio: float, holdout: int) -> str:
     """What to set instead of a head_count that does not fit: the largest that fits every class (computed, so it passes)."""
     best = largest_head_count(sizes, imbalance_ratio, holdout)
+    lower = "lower holdout_per_class, " if holdout else ""
     if best < 1:
         return (
-            "No head_count fits every class: lower holdout_per_class or raise imbalance_ratio, "
+            f"No head_count fits every class: {lower}raise imbalance_ratio, "
             "or leave the smallest classes out (data.classes)."
         )
+    at = f" and holdout_per_class {holdout}" if holdout else ""
     return (
-        f"Set head_count to at most {best} (the largest that fits every class at imbalance_ratio {imbalance_ratio:g} "
-        f"and holdout_per_class {holdout}), lower holdout_per_class, or raise imbalance_ratio."
+        f"Set head_count to at most {best} (the largest that fits every class at imbalance_ratio {imbalance_ratio:g}"
+        f"{at}), {lower}or raise imbalance_ratio."
     )

@@ -8,11 +8,13 @@ Torch-free on purpose: drawing the split needs only labels, so the driver checks
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
+from pipelines.class_names import dataset_class_names
 from pipelines.data import DatasetLabels, imagefolder_base, imagefolder_listings, sample_files
 from pipelines.datasets.catalog import dataset_labels
 from pipelines.datasets.shards import DatasetError
@@ -77,6 +79,7 @@ def split_table(data: Mapping[str, Any], labels: DatasetLabels, with_files: bool
         rng,
         holdout_per_class=holdout,
         class_order=data.get("class_order"),
+        class_names=task_class_names(data),
     )
     if labels.test is not None:
         parts["test"] = np.flatnonzero(labels.test >= 0).astype(np.int64)
@@ -96,6 +99,16 @@ def split_table(data: Mapping[str, Any], labels: DatasetLabels, with_files: bool
         columns["subset"].extend([subset] * len(ids))
     table = pa.table(columns, schema=SPLIT_SCHEMA)
     return with_sample_files(table, data, labels.test is not None) if with_files else table
+
+
+def task_class_names(data: Mapping[str, Any]) -> list[str]:
+    """The names of the task's classes by their number in the split (`data.classes` relabels them 0..k-1); [] when
+    the dataset's classes have numbers only. Why: a split error said "class 3 has 2 samples" of a folder named cat."""
+    names = dataset_class_names(SimpleNamespace(**{key: data.get(key) for key in ("name", "root", "uri")}))
+    classes = data.get("classes")
+    if not names or classes is None:
+        return list(names)
+    return [names[c] if 0 <= c < len(names) else str(c) for c in classes]
 
 
 def with_sample_files(table: pa.Table, data: Mapping[str, Any], own_test: bool) -> pa.Table:
