@@ -22,6 +22,7 @@ refused, whoever wrote it.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import shlex
 from collections.abc import Callable, Iterator, Mapping
@@ -325,8 +326,6 @@ def _write(
             progress.close()
     if opened.skipped:
         notes["skipped"] = "; ".join(f"{count} {reason}" for reason, count in opened.skipped.items())
-    if opened.files is not None:
-        notes["files"] = f"{dest}/{shards.SAMPLE_FILES}: each sample id's image file (under {folder}) and class"
     return {**_summary(dest, manifest), **notes, "use": f"relay run CONFIG data.name={SHARDED} data.uri={dest}"}
 
 
@@ -533,6 +532,7 @@ def describe(uri: str, verify: bool) -> dict[str, Any]:
     summary = _summary(uri, manifest)
     if verify:
         checks.verify_digests(uri, manifest)
+        _verify_written_files(uri, manifest)
         from pipelines.datasets.rows import ShardRows
 
         for split, info in manifest.splits.items():
@@ -541,6 +541,32 @@ def describe(uri: str, verify: bool) -> dict[str, Any]:
                 rows.read(np.arange(start, min(start + manifest.rows_per_group, info.count)))
         summary["verified"] = "every shard's sha256 matches and every image decodes"
     return summary
+
+
+def _written_files(uri: str, manifest: shards.DatasetManifest) -> dict[str, str]:
+    """The summary's line for the files an import wrote beside the shards: where to find each id's file."""
+    written = manifest.source.get("files_written", {})
+    return (
+        {"files": "; ".join(f"{uri}/{name}: each sample id's image file and class" for name in written)}
+        if written
+        else {}
+    )
+
+
+def _verify_written_files(uri: str, manifest: shards.DatasetManifest) -> None:
+    """The files an import wrote beside the shards (``shards.SAMPLE_FILES``) against the sha256 the manifest records."""
+    fs, root = shards.open_root(uri)
+    for name, sha256 in manifest.source.get("files_written", {}).items():
+        try:
+            with fs.open_input_stream(f"{root}/{name}") as stream:
+                found = hashlib.sha256(stream.read()).hexdigest()
+        except (OSError, pa.ArrowException) as exc:
+            raise shards.DatasetError(f"{uri}/{name}: could not read it ({shards.first_line(exc)})") from exc
+        if found != sha256:
+            raise shards.DatasetError(
+                f"{uri}/{name}: sha256 {found[:16]} does not match the manifest's {sha256[:16]}: it changed after "
+                "the import; re-import the dataset to write it again"
+            )
 
 
 def _summary(uri: str, manifest: shards.DatasetManifest) -> dict[str, Any]:
@@ -557,4 +583,5 @@ def _summary(uri: str, manifest: shards.DatasetManifest) -> dict[str, Any]:
         "classes": f"{manifest.num_classes} ({', '.join(manifest.classes[:10])}{', ...' if manifest.num_classes > 10 else ''})",
         "images": f"{c}x{h}x{w} uint8, stored {manifest.encoding}, {manifest.rows_per_group} rows a row group",
         **{f"split {name}": text for name, text in splits.items()},
+        **_written_files(uri, manifest),
     }

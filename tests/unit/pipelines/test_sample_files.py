@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow.csv as pacsv
+import pytest
 from PIL import Image
 
 from pipelines.data import load_imagefolder, load_labels
@@ -71,3 +72,15 @@ def test_a_data_root_split_names_each_rows_file_and_class(tmp_path: Path) -> Non
             expected = imagefolder_image(str(root / row["path"]), SIZE).numpy()
             assert np.array_equal(own.images[row["sample_id"]].numpy(), expected), row
             assert own.class_names[int(own.labels[row["sample_id"]])] == row["class"]
+
+
+def test_info_names_the_file_list_and_verify_checks_it(tmp_path: Path) -> None:
+    dest = str(tmp_path / "dest")
+    imports.import_dataset(str(_folder(tmp_path / "src", ("train",))), dest, {"image_size": SIZE})
+    assert (
+        imports.describe(dest, True)["files"] == f"{dest}/{shards.SAMPLE_FILES}: each sample id's image file and class"
+    )
+    with open(f"{dest}/{shards.SAMPLE_FILES}", "a") as table:
+        table.write('"train",0,"train/ant/x.png","ant"\n')
+    with pytest.raises(shards.DatasetError, match=rf"{shards.SAMPLE_FILES}: sha256 .* changed after the import"):
+        imports.describe(dest, True)
