@@ -3,8 +3,8 @@
 Users import it as ``import relay`` (relay/__init__.py re-exports ``__all__``).
 
 Each call goes through what the `relay` command of the same name runs: `run` and `resume` call
-the commands' own handlers (``pipeline.cmd_run``, ``pipeline.cmd_resume``) with the arguments
-`relay` would have parsed, and the readers use the functions `relay generations` and `relay runs`
+what the commands' handlers run (``pipeline.start_run``, ``pipeline.resume_run``, which return the
+run's id, store and parent MLflow run) with the arguments `relay` would have parsed, and the readers use the functions `relay generations` and `relay runs`
 read with. So every check and fix of the CLI holds here too, and nothing is implemented twice.
 Only the ending differs: bad input raises ``InputError`` carrying the message the CLI prints after
 ``relay:`` (where it exits 2), having written nothing; any other failure raises a ``RelayError``
@@ -34,25 +34,22 @@ import yaml
 from orchestrator.cli import build_parser, pipeline
 from orchestrator.cli import runs as run_records
 from orchestrator.cli.common import new_run_id, read_run_record, readable_ledger, store_of
-from orchestrator.cli.preflight import check_run_id, open_store
+from orchestrator.cli.preflight import check_run_id
 from orchestrator.config import (
     RunSettings,
-    TrackingSettings,
     apply_overrides,
     load_yaml,
     name_problem,
     resolve_workspace,
 )
-from orchestrator.config import artifact_uri as resolved_artifact_uri
 from orchestrator.dag import Pipeline
 from orchestrator.engine.artifacts import ArtifactRef, ArtifactStore, Manifest
-from orchestrator.engine.ledger import DONE_STATES, tracking_lost_at
+from orchestrator.engine.ledger import DONE_STATES
 from orchestrator.errors import ConfigError, InputError, RelayError
 from orchestrator.registry import load_pipelines
-from orchestrator.tracking.common import mlflow_client
 from orchestrator.tracking.lineage import MODEL, PYFUNC_LOADER, write_mlmodel
 from orchestrator.tracking.mlflow_tracker import is_generation_stage
-from orchestrator.tracking.reading import _pipeline_runs, read_generations
+from orchestrator.tracking.reading import read_generations
 
 if TYPE_CHECKING:
     import numpy as np
@@ -122,9 +119,7 @@ def run(
             rerun_from=rerun_from,
             no_cache=no_cache,
         )
-        handled(pipeline.cmd_run, args)
-        store = open_store(resolved_artifact_uri(recorded_run_settings(path, given)))
-    return run_result(store, args.run_id)
+        return run_result(handled(pipeline.start_run, args))
 
 
 def resume(
@@ -149,8 +144,7 @@ def resume(
         address=address,
         stop_after=stop_after,
     )
-    handled(pipeline.cmd_resume, args)
-    return run_result(store_of(args), run_id)
+    return run_result(handled(pipeline.resume_run, args))
 
 
 def workspace_override(workspace: PathLike | None) -> list[str]:
@@ -195,11 +189,6 @@ def generated_run_id(path: Path, overrides: Sequence[str]) -> str | None:
     return new_run_id(name) if isinstance(name, str) and name_problem(name, "name") is None else None
 
 
-def recorded_run_settings(path: Path, overrides: Sequence[str]) -> RunSettings:
-    """The ``run`` section the run was started with (checked by then), for the store its record is in."""
-    return RunSettings.model_validate(apply_overrides(load_yaml(path), list(overrides)).get("run") or {})
-
-
 def command_args(command: str, **values: Any) -> argparse.Namespace:
     """The arguments `relay COMMAND` parses, every option at its CLI default, then ``values`` set.
 
@@ -215,10 +204,10 @@ def command_args(command: str, **values: Any) -> argparse.Namespace:
     return args
 
 
-def handled(command: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> None:
+def handled(command: Callable[[argparse.Namespace], pipeline.RunEnd], args: argparse.Namespace) -> pipeline.RunEnd:
     """Run a command's handler; a failure after the checks says which run to resume (a note on the error)."""
     try:
-        command(args)
+        return command(args)
     except InputError:  # checked before anything was written: nothing to resume
         raise
     except RelayError as exc:
@@ -226,8 +215,9 @@ def handled(command: Callable[[argparse.Namespace], int], args: argparse.Namespa
         raise
 
 
-def run_result(store: ArtifactStore, run_id: str) -> RunResult:
-    """The ``RunResult`` of a run, from its record in ``store`` (and its parent run's id from MLflow)."""
+def run_result(end: pipeline.RunEnd) -> RunResult:
+    """The ``RunResult`` of a run that returned, from its record in its store."""
+    store, run_id = end.store, end.run_id
     spec, config = read_run_record(store, run_id, load_pipelines())
     tracking = config.tracking
     return RunResult(
@@ -237,23 +227,9 @@ def run_result(store: ArtifactStore, run_id: str) -> RunResult:
         artifact_uri=store.uri,
         tracking_uri=tracking.uri,
         experiment=tracking.experiment,
-        mlflow_run_id=parent_run_id(store, tracking, run_id),
+        mlflow_run_id=end.mlflow_run_id,
         generations=pipeline.summary_rows(spec.build(config), finished_manifests(store, run_id)),
     )
-
-
-def parent_run_id(store: ArtifactStore, tracking: TrackingSettings, run_id: str) -> str | None:
-    """The id of the run's parent MLflow run, found by its ``relay.pipeline_run`` tag; None when not there.
-
-    Not asked when the run's record says the tracking store stopped answering during the run: a
-    server that is gone would hold the call in MLflow's retries for minutes.
-    """
-    if tracking_lost_at(store, run_id) is not None:
-        return None
-    client = mlflow_client(tracking.uri)
-    found = client.get_experiment_by_name(tracking.experiment)
-    parents = _pipeline_runs(client, found.experiment_id, run_id, 1) if found is not None else []
-    return parents[0].info.run_id if parents else None
 
 
 # --- reading -----------------------------------------------------------------------------

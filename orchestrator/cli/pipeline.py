@@ -175,7 +175,17 @@ def released_on_failure(run: PreparedRun) -> Iterator[None]:
         raise
 
 
-def execute(run: PreparedRun, resume: bool) -> int:
+@dataclass(frozen=True)
+class RunEnd:
+    """A run (or resume) that returned: its id, its store, and its parent MLflow run (None when the tracking
+    store stopped answering in this attempt). Why: the Python API returns them, and had to find them again."""
+
+    run_id: str
+    store: ArtifactStore
+    mlflow_run_id: str | None
+
+
+def execute(run: PreparedRun, resume: bool) -> RunEnd:
     """Run (or resume) one pipeline run end to end and print its generation table.
 
     ``config`` has its stores written in (``with_locations``). Start-up and shutdown overlap
@@ -204,7 +214,7 @@ def execute(run: PreparedRun, resume: bool) -> int:
         print(f"stopped after {stop_after}; finish with: relay resume {run_id}{store}")
     elif lost_at is None:
         print_browse_hint(config, uri, tracker.parent_run_id, run_id, store)
-    return 0
+    return RunEnd(run_id, run.store, tracker.parent_run_id if lost_at is None else None)
 
 
 def record_tracking(run: PreparedRun, tracker: Any) -> str | None:
@@ -553,6 +563,12 @@ def cache_flags(args: argparse.Namespace) -> list[str]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    """`relay run`: ``start_run``, exit 0 (a failure raises)."""
+    start_run(args)
+    return 0
+
+
+def start_run(args: argparse.Namespace) -> RunEnd:
     """Check everything (config, data, folders, store, run id, --stop-after), then write the run record and run."""
     spec, config = load_pipeline_config(args.config, args.overrides, pipelines_of(args))
     address = cluster_address(args.address)
@@ -571,6 +587,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
+    """`relay resume`: ``resume_run``, exit 0 (a failure raises)."""
+    resume_run(args)
+    return 0
+
+
+def resume_run(args: argparse.Namespace) -> RunEnd:
     """Finish a run from its record in the artifact store; the store it was found in is where it writes.
 
     It runs on the cluster the run joined (its record's, ``resume_address``) unless `--address` names another.
