@@ -19,7 +19,7 @@ import pytest
 from orchestrator.engine.fingerprint import imports_of
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("orchestrator", "pipelines")
+PACKAGES = ("orchestrator", "pipelines", "relay")
 
 # layer -> the layers it may import (itself included implicitly). A module's layer is the longest
 # prefix of its dotted name listed here.
