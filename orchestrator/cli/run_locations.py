@@ -52,6 +52,21 @@ from orchestrator.errors import ConfigError
 logger = logging.getLogger(__name__)
 
 PROBE_TIMEOUT_S = 20.0
+GCS_PROBE_TIMEOUT_S = 10.0  # a GCS answers its first call in milliseconds; a loaded head, in seconds
+GCS_PROBE_METHOD = "/ray.rpc.NodeInfoGcsService/GetClusterId"  # the first call ray.init makes to a GCS
+TOKEN_REJECTED = (
+    "it rejected the token; set RAY_AUTH_TOKEN to the cluster's token (on the head node: `ray get-auth-token`), "
+    "or replace ~/.ray/auth_token / $RAY_AUTH_TOKEN_PATH with the head's copy"
+)
+TOKEN_MISSING = (
+    "it requires a token and none was found; set RAY_AUTH_TOKEN=<token> (on the head node: `ray get-auth-token`), "
+    "or copy the head's ~/.ray/auth_token to this machine and set RAY_AUTH_MODE=token"
+)
+NOT_GCS = {  # what a gRPC status of the probe says about the server ({} is the probe's timeout)
+    "UNAVAILABLE": "it does not speak gRPC (an HTTP server, such as a Ray dashboard?)",
+    "UNIMPLEMENTED": "it is a gRPC server without Ray's GCS service (a raylet's or Ray Client's port?)",
+    "DEADLINE_EXCEEDED": "it did not answer as Ray's GCS within {:g} s",
+}
 RAY_JOB_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"  # set by Ray's job supervisor for the entrypoint it starts
 RAY_SESSION = re.compile(r"^session_\d{4}-\d{2}-\d{2}_")
 TEMP_ROOTS = ("/tmp", "/var/tmp", "/dev/shm")
@@ -287,18 +302,66 @@ def _unanswered(address: str, timeout_s: float) -> str | None:
         return exc.strerror or type(exc).__name__
 
 
+def _gcs_refusal(address: str, timeout_s: float) -> str | None:
+    """Why the server at ``address`` is not a Ray GCS that lets this driver in (its gRPC status), or None.
+
+    Why: a port that answers TCP is not yet a cluster. Given a dashboard port or any other server,
+    ray.init rewrote the address to the node's IP and retried "Failed to connect to GCS" for good,
+    deaf to Ctrl-C and SIGTERM; given the wrong token, it printed Ray's "Failed to get cluster ID"
+    lines for 20 s and ended vague. One call of the GCS's own GetClusterId (an empty request, as
+    ray.init makes first) tells them apart in milliseconds: an HTTP/1 server fails the HTTP/2
+    handshake, another gRPC server does not know the method, the GCS answers or refuses the token.
+    The request and reply are passed as raw bytes: Ray itself is not imported yet (see
+    ``jobs.find_auth_token``, which must set RAY_AUTH_MODE first).
+    """
+    import grpc
+
+    token = jobs.find_auth_token()
+    metadata = [("authorization", f"Bearer {token}")] if token else None
+    with grpc.insecure_channel(address) as channel:
+        get_cluster_id = channel.unary_unary(GCS_PROBE_METHOD, request_serializer=bytes, response_deserializer=bytes)
+        try:
+            get_cluster_id(b"", timeout=timeout_s, metadata=metadata)
+        except grpc.RpcError as exc:
+            code = exc.code()
+            if code == grpc.StatusCode.UNAUTHENTICATED:
+                return TOKEN_REJECTED if token else TOKEN_MISSING
+            return NOT_GCS.get(code.name, f"it answers, but not as Ray's GCS ({code.name})").format(timeout_s)
+    return None
+
+
 def ray_cluster_problem(address: str, key: str, timeout_s: float = 5.0) -> str | None:
-    """Why no Ray cluster can be joined at ``address`` from here (its form, or nothing listening), or None."""
+    """Why no Ray cluster can be joined at ``address`` from here (its form, nothing listening, not a GCS, a
+    refused token), or None."""
     problem = ray_address_problem(address, key)
     if problem or address in RAY_ADDRESS_WORDS:
         return problem
     reason = _unanswered(address, timeout_s)
-    if reason is None:
-        return None
     port = address.rpartition(":")[2]
+    if reason is None:
+        return _not_a_gcs_problem(address, key)
     return (
         f"{key}: no Ray cluster answers at {address} ({reason}); start one there "
         f"(`ray start --head --port {port}`) or fix {key}"
+    )
+
+
+def _not_a_gcs_problem(address: str, key: str) -> str | None:
+    """The message for a server at ``address`` that is not a GCS this driver can join, or None.
+
+    A Ray Client address (``ray://``) leads to another gRPC service, so it is not probed.
+    """
+    if address.startswith("ray://"):
+        return None
+    refusal = _gcs_refusal(address, GCS_PROBE_TIMEOUT_S)
+    if refusal is None:
+        return None
+    if refusal in (TOKEN_REJECTED, TOKEN_MISSING):  # the address is right
+        return f"{key}: could not join the Ray cluster at {address}: {refusal}"
+    return (
+        f"{key}: {address} is not a Ray cluster's GCS address: {refusal}. A driver joins a cluster at its GCS "
+        f"address, HOST:6379 by default, as `ray status` prints it on the head node (not the dashboard's port "
+        f"8265); fix {key}, or run as a Ray job: `relay submit CONFIG --address http://HOST:8265`"
     )
 
 
@@ -310,6 +373,9 @@ def check_recorded_cluster(address: str, run_id: str, timeout_s: float = 5.0) ->
     """
     reason = None if address in RAY_ADDRESS_WORDS else _unanswered(address, timeout_s)
     if reason is None:
+        problem = None if address in RAY_ADDRESS_WORDS else _not_a_gcs_problem(address, "--address")
+        if problem:  # something else took the port, or the token changed: joining would hang or fail late
+            raise ConfigError([f"{problem} (run {run_id} ran on the Ray cluster at {address})"], "the command line")
         return
     raise ConfigError(
         [

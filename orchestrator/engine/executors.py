@@ -44,6 +44,8 @@ WAITING_WARN_S = 60.0  # a stage Ray has not placed after this long is said to w
 # A run whose every stage in flight has waited this long for a place while its kept labeling actors sit idle lets
 # them go: other work on the cluster (another run's kept actors) holds the rest, and both could wait for good.
 KEPT_YIELD_S = 30.0
+JOIN_SIGNAL_GRACE_S = 3.0  # a join stuck in Ray's C++ client this long after a Ctrl-C or SIGTERM is abandoned
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as the CLI ends an interrupted command
 BOARD_READ_S = 10.0  # the longest one look at the progress board may take (the display skips it then)
 ReadProgress = Callable[[], list[StageProgress]]
 
@@ -691,7 +693,7 @@ def _init_ray(ray: Any, kwargs: dict[str, Any]) -> None:
     """
     lines = start_lines(local=kwargs.get("address") == "local")
     if "dashboard_port" not in kwargs:
-        with lines, interrupts_kept(ray.shutdown) as interrupted:
+        with lines, interrupts_kept(ray.shutdown) as interrupted, join_abandoned_on_signal(kwargs.get("address")):
             _start_ray(ray, kwargs, interrupted)
         return
     with port_lock.dashboard_port_lock(), lines:
@@ -733,6 +735,49 @@ def interrupts_kept(on_interrupt: Callable[[], None] = lambda: None) -> Iterator
     if noted:
         on_interrupt()
         raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def join_abandoned_on_signal(address: str | None) -> Iterator[None]:
+    """While this driver joins the cluster at ``address``, a Ctrl-C or SIGTERM still ends the process (130).
+
+    Why: joining an address where no GCS answers (a port taken by something else, a GCS gone
+    behind a firewall), ray.init waits inside Ray's C++ client, retrying "Failed to connect to
+    GCS" for good, and Python's signal handlers run only between bytecodes of the main thread,
+    so Ctrl-C and SIGTERM did nothing; only SIGKILL ended it. The signal still reaches the
+    wakeup fd, which a thread watches: the join is given ``JOIN_SIGNAL_GRACE_S`` to end by itself
+    (``interrupts_kept`` then raises as usual), else the process exits 130 at once. Joining writes
+    nothing and starts no local process, so nothing is left behind. A local start (``address``
+    None or "local") is bounded and keeps ``interrupts_kept``'s handling alone; so does a thread
+    other than the main one, which cannot own the wakeup fd.
+    """
+    if address in (None, "local") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)
+    joined = threading.Event()
+    previous_fd = signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+
+    def watch() -> None:
+        with contextlib.suppress(OSError):
+            received = b"\0"
+            while received and received[0] not in (signal.SIGINT, signal.SIGTERM):  # other signals: not ours
+                received = os.read(read_end, 1)
+            if received and not joined.wait(JOIN_SIGNAL_GRACE_S):
+                os.write(2, f"\nrelay: interrupted while joining the Ray cluster at {address}\n".encode())
+                os._exit(EXIT_INTERRUPTED)
+
+    watcher = threading.Thread(target=watch, daemon=True, name="relay-join-signals")
+    watcher.start()
+    try:
+        yield
+    finally:
+        joined.set()
+        signal.set_wakeup_fd(previous_fd)
+        os.close(write_end)  # the watcher's read returns (empty) and it ends
+        watcher.join(JOIN_SIGNAL_GRACE_S)
+        os.close(read_end)
 
 
 def _start_ray(ray: Any, kwargs: dict[str, Any], interrupted: Sequence[int] = ()) -> None:

@@ -1,0 +1,161 @@
+"""`relay run --address HOST:PORT` tells, before ray.init, a server that is not Ray's GCS and a refused token.
+
+Before, a port that answered TCP passed the check: ray.init then retried "Failed to connect to
+GCS" without end against a plain HTTP server (deaf to Ctrl-C), and against a head with another
+token printed Ray's "Failed to get cluster ID" for 20 s before a vague "could not join". Each case
+is the real CLI in its own process, with a timeout, so a hang fails the test instead of the suite.
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.cluster.cluster import RayCluster
+from tests.integration.cluster import free_port, processes_of_group, ray_temp_dir, stop_processes, user_env, wait_for
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(400)]
+
+ROOT = Path(__file__).resolve().parents[2]
+SMOKE = "pipelines/configs/smoke.yaml"
+JOIN_TIMEOUT_S = 120  # the refusal comes in seconds; the old code never ended
+
+
+def _answers(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=2).status_code == 200
+    except requests.exceptions.RequestException:
+        return False
+
+
+@pytest.fixture
+def workspace() -> Iterator[Path]:
+    """A workspace path outside the temporary folders (a cluster run refuses /tmp ones before it joins),
+    never created by a refused run; removed after the test in case it was."""
+    path = ROOT / "test-artifacts" / f"join-probe-{uuid.uuid4().hex[:8]}"
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def http_server(tmp_path: Path) -> Iterator[str]:
+    """``127.0.0.1:PORT`` of a plain HTTP server (`python -m http.server`), stopped after the test."""
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        wait_for(lambda: server.poll() is not None or _answers(f"http://127.0.0.1:{port}/"), 60, "the HTTP server")
+        assert server.poll() is None, "the HTTP server exited"
+        yield f"127.0.0.1:{port}"
+    finally:
+        stop_processes(processes_of_group(server.pid) | {server.pid})
+
+
+@pytest.fixture
+def head(tmp_path: Path) -> Iterator[RayCluster]:
+    """A real `ray start --head` with token auth, its own ports, HOME and temp dir; stopped after the test."""
+    home = tmp_path / "head-home"
+    home.mkdir()
+    env = {**user_env(home), "RAY_AUTH_MODE": "token"}
+    subprocess.run(["ray", "get-auth-token", "--generate"], env=env, check=True, capture_output=True, timeout=60)
+    cluster = RayCluster(env, ray_temp_dir(tmp_path), free_port(), free_port())
+    try:
+        cluster.start_head()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+def relay_run(address: str, workspace: Path, home: Path, **extra: str) -> subprocess.CompletedProcess:
+    """`relay run SMOKE --address ADDRESS` as a user with a fresh HOME, writing (if ever) to ``workspace``."""
+    env = {**user_env(home), "RELAY_WORKSPACE": str(workspace), **extra}
+    return subprocess.run(
+        [sys.executable, "-m", "orchestrator.cli", "run", SMOKE, "--address", address],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=JOIN_TIMEOUT_S,
+    )
+
+
+def test_an_http_server_given_as_the_cluster_is_refused_at_once(
+    http_server: str, workspace: Path, tmp_path: Path
+) -> None:
+    done = relay_run(http_server, workspace, tmp_path)
+    assert done.returncode == 2, done.stdout[-3000:] + done.stderr[-3000:]
+    assert f"{http_server} is not a Ray cluster's GCS address" in done.stderr, done.stderr[-3000:]
+    assert "HOST:6379" in done.stderr and "relay submit" in done.stderr
+    assert done.stderr.count("relay: ") == 1, done.stderr[-3000:]
+    assert not workspace.exists(), "nothing written"
+
+
+def test_a_wrong_token_is_named_as_rejected_without_rays_retries(
+    head: RayCluster, workspace: Path, tmp_path: Path
+) -> None:
+    done = relay_run(head.gcs, workspace, tmp_path, RAY_AUTH_TOKEN="wrong", RAY_AUTH_MODE="token")
+    assert done.returncode == 2, done.stdout[-3000:] + done.stderr[-3000:]
+    assert f"could not join the Ray cluster at {head.gcs}: it rejected the token" in done.stderr, done.stderr[-3000:]
+    assert "Failed to get cluster ID" not in done.stderr, "refused before ray.init retried"
+    assert not workspace.exists(), "nothing written"
+
+
+def test_the_right_token_passes_the_probe(head: RayCluster) -> None:
+    """The probe lets the real GCS through (with the head's token), and only names what is wrong otherwise."""
+    from orchestrator.cli.run_locations import ray_cluster_problem
+
+    token = (Path(head.env["HOME"]) / ".ray" / "auth_token").read_text().strip()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RAY_AUTH_TOKEN", token)
+        assert ray_cluster_problem(head.gcs, "--address") is None
+        patch.delenv("RAY_AUTH_TOKEN")
+        patch.setenv("RAY_AUTH_MODE", "disabled")
+        assert "it requires a token and none was found" in (ray_cluster_problem(head.gcs, "--address") or "")
+
+
+JOINER = """
+import sys
+from orchestrator.engine.executors import RayExecutor
+
+print("JOINING", flush=True)
+RayExecutor(address=sys.argv[1])
+"""
+
+
+def test_ctrl_c_ends_a_join_stuck_in_rays_client_with_130(http_server: str, tmp_path: Path) -> None:
+    """ray.init against a server that never answers as a GCS (the CLI's probe bypassed) is ended by one Ctrl-C.
+
+    Before, Ray's C++ client retried for good and Python's handlers never ran: only SIGKILL ended it.
+    """
+    output = tmp_path / "join.log"
+    with output.open("w") as out:
+        joiner = subprocess.Popen(
+            [sys.executable, "-c", JOINER, http_server],
+            cwd=ROOT,
+            env=user_env(tmp_path),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        wait_for(lambda: "Connecting to existing Ray cluster" in output.read_text(), 120, "ray.init to start joining")
+        joiner.send_signal(signal.SIGINT)
+        assert joiner.wait(timeout=JOIN_TIMEOUT_S) == 130, output.read_text()[-3000:]
+        assert f"interrupted while joining the Ray cluster at {http_server}" in output.read_text()
+    finally:
+        stop_processes(processes_of_group(joiner.pid) | {joiner.pid})
