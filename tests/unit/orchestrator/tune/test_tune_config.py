@@ -292,7 +292,9 @@ def test_the_sweep_run_logs_the_seed_it_uses(tmp_path: Path, monkeypatch: pytest
         def __init__(self, *args, **kwargs) -> None:
             pass
 
-        def start(self, sweep, pipeline_name, params, settings_text, output="", resume=False) -> None:
+        def start(
+            self, sweep, pipeline_name, params, settings_text, output="", resume=False, pipeline_kind=None
+        ) -> None:
             logged.update(params)
             raise ConfigError(["stopped by the test once the sweep's params are known"], "test")
 
