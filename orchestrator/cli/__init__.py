@@ -75,6 +75,18 @@ def configure_logging(verbose: bool) -> None:
     logging.getLogger("mlflow").setLevel(mlflow_level)  # in case MLflow is already imported (tests, embedding)
     for name in MLFLOW_TRACEBACK_LOGGERS:
         logging.getLogger(name).setLevel(logging.NOTSET if verbose else logging.CRITICAL)
+    plain_worker_prefixes()
+
+
+def plain_worker_prefixes() -> None:
+    """Ray's `(g00/filter pid=N)` prefix on the lines of a stage's worker without colour codes off a terminal.
+
+    Why: Ray colours the prefix whatever the output is, so a log file or CI output held escape codes
+    around it (`^[[36m(g00/filter pid=2570)^[[0m`). RAY_COLOR_PREFIX=0 is Ray's switch; a value the user
+    set is kept.
+    """
+    if not (sys.stdout.isatty() and sys.stderr.isatty()):
+        os.environ.setdefault("RAY_COLOR_PREFIX", "0")
 
 
 def parse_arguments(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
