@@ -5,32 +5,5 @@ The public names of ``orchestrator.cli.api``, re-exported and nothing else. Why 
 the same composition root as the commands), which users should not have to know; the code stays there.
 """
 
-from orchestrator.cli.api import (
-    InputError,
-    RelayError,
-    RunResult,
-    artifact,
-    generations,
-    input_shape,
-    model,
-    predict,
-    pseudo_labels,
-    resume,
-    run,
-    runs,
-)
-
-__all__ = [
-    "InputError",
-    "RelayError",
-    "RunResult",
-    "artifact",
-    "generations",
-    "input_shape",
-    "model",
-    "predict",
-    "pseudo_labels",
-    "resume",
-    "run",
-    "runs",
-]
+from orchestrator.cli.api import *  # noqa: F403  (the names the API lists in its __all__, one list for both)
+from orchestrator.cli.api import __all__  # noqa: F401
