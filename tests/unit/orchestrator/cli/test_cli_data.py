@@ -10,7 +10,9 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow.fs as pafs
@@ -283,37 +285,44 @@ def test_a_destination_inside_the_source_exits_2_and_writes_nothing(tmp_path: Pa
     assert main(["data", "import", str(root), f"{root}-shards"]) == 0
 
 
-def test_ctrl_c_during_an_import_says_it_removed_dest_and_how_to_start_again(tmp_path: Path) -> None:
-    """Real SIGINT to a real `relay data import`: exit 130, DEST gone, and one line saying so (it printed a blank line).
+@contextmanager
+def import_blocked_after_its_first_shards(source: Path, dest: Path, **streams: Any) -> Iterator[subprocess.Popen]:
+    """A real `relay data import SOURCE DEST` in a session of its own, yielded once it has written shards and
+    while it cannot finish, for the test to signal; killed if it still runs at the end.
 
-    The last class's one image is a FIFO: opening it blocks until a writer comes, so the import
-    waits there, after its first chunk (256 images) went into shards of 64 rows, until the signal.
+    SOURCE's class folder b gets one image that is a FIFO: opening it blocks until a writer comes, so the
+    import waits there, after its first chunk (256 images) went into shards of 64 rows.
     """
-    root = _image_folder(tmp_path / "src", per_class=300, classes=("a",))
-    (root / "train" / "b").mkdir()
-    os.mkfifo(root / "train" / "b" / "blocks.png")
-    dest = tmp_path / "dest"
+    (source / "train" / "b").mkdir()
+    os.mkfifo(source / "train" / "b" / "blocks.png")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "RELAY_"))}
     child = subprocess.Popen(
-        [sys.executable, "-m", "orchestrator.cli", "data", "import", str(root), str(dest), "--rows-per-group", "1"],
+        [sys.executable, "-m", "orchestrator.cli", "data", "import", str(source), str(dest), "--rows-per-group", "1"],
         cwd=ROOT,
         env={**env, "PYTHONPATH": str(ROOT)},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
         start_new_session=True,
+        **streams,
     )
     try:
         deadline = time.monotonic() + 120
         while not (dest / "train" / "part-00003.parquet").exists() and child.poll() is None:
             assert time.monotonic() < deadline, "the import wrote no shard in 120 s"
             time.sleep(0.05)
-        os.killpg(child.pid, signal.SIGINT)
-        out, err = child.communicate(timeout=60)
+        yield child
     finally:
         if child.poll() is None:
             os.killpg(child.pid, signal.SIGKILL)
             child.wait()
+
+
+def test_ctrl_c_during_an_import_says_it_removed_dest_and_how_to_start_again(tmp_path: Path) -> None:
+    """Real SIGINT to a real `relay data import`: exit 130, DEST gone, and one line saying so (it printed a blank line)."""
+    root = _image_folder(tmp_path / "src", per_class=300, classes=("a",))
+    dest = tmp_path / "dest"
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
+    with import_blocked_after_its_first_shards(root, dest, **pipes) as child:
+        os.killpg(child.pid, signal.SIGINT)
+        out, err = child.communicate(timeout=60)
     assert child.returncode == 130, err[-3000:]
     assert "Traceback" not in err and out == ""
     last = err.strip().splitlines()[-1]

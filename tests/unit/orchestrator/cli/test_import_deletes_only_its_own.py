@@ -10,8 +10,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +20,7 @@ from PIL import Image
 
 from orchestrator.cli import main
 from pipelines.datasets import shards
+from tests.unit.orchestrator.cli.test_cli_data import import_blocked_after_its_first_shards
 
 ROOT = Path(__file__).resolve().parents[4]
 SMOKE = ROOT / "pipelines" / "configs" / "smoke.yaml"
@@ -64,35 +63,16 @@ def test_a_relay_dataset_that_lost_its_manifest_is_kept(tmp_path: Path, capsys: 
 
 
 def test_an_import_killed_mid_way_is_cleared_and_imported_again(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    """A real `relay data import` killed with SIGKILL (no cleanup can run) after it wrote shards.
-
-    The source's last class holds a FIFO, so the import blocks there after its first chunk
-    (256 images, shards of 64 rows) until it is killed.
-    """
+    """A real `relay data import` killed with SIGKILL (no cleanup can run) after it wrote shards."""
     source = tmp_path / "src"
     rng = np.random.default_rng(0)
     (source / "train" / "a").mkdir(parents=True)
     for i in range(300):
         Image.fromarray(rng.integers(0, 256, (4, 4, 3), dtype=np.uint8)).save(source / "train" / "a" / f"{i}.png")
-    (source / "train" / "b").mkdir()
-    os.mkfifo(source / "train" / "b" / "blocks.png")
     dest = tmp_path / "dest"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "RELAY_"))}
-    child = subprocess.Popen(
-        [sys.executable, "-m", "orchestrator.cli", "data", "import", str(source), str(dest), "--rows-per-group", "1"],
-        cwd=ROOT,
-        env={**env, "PYTHONPATH": str(ROOT)},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while not (dest / "train" / "part-00003.parquet").exists() and child.poll() is None:
-            assert time.monotonic() < deadline, "the import wrote no shard in 120 s"
-            time.sleep(0.05)
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    with import_blocked_after_its_first_shards(source, dest, **quiet) as child:
         os.killpg(child.pid, signal.SIGKILL)
-    finally:
         child.wait()
     assert (dest / shards.IMPORT_MARKER).is_file() and not (dest / shards.MANIFEST).exists()
 
