@@ -32,7 +32,7 @@ def checked_config(spec: Any, path: str, data: dict[str, Any], local: bool) -> t
     about the sections that validated is reported.
     """
     fields = field_check(spec.config_model, data, path)
-    if fields.config is None:  # no valid config to check further (a check across sections failed)
+    if fields.config is None:  # no valid config to check further (a required key missing)
         raise ConfigError(fields.problems, path)
     data, config, elsewhere, later = _later_checks(spec, path, fields, local)
     problems = [*fields.problems, *(problem for problem in later if fields.independent(problem))]
@@ -101,7 +101,7 @@ def _section(problem: str) -> str:
     return re.split(r"[.\[]", problem.split(":", 1)[0].strip(), maxsplit=1)[0]
 
 
-ROUNDS = 5  # leaving out invalid values may let a section's defaults meet a check of their own: a few tries
+ROUNDS = 8  # leaving out invalid values may let a section's defaults meet a check of their own: a few tries
 
 
 @dataclass(frozen=True)
@@ -110,7 +110,7 @@ class FieldCheck:
 
     ``config`` is the file validated without the values that failed (their defaults in their place), so
     the later checks can run on the sections that validated; None when the file fails even so (a check
-    across sections, a required key missing). ``left_out``: the dotted keys left out.
+    across sections blaming no key of the file, a required key missing). ``left_out``: the dotted keys left out.
     """
 
     data: dict[str, Any]
@@ -133,7 +133,12 @@ class FieldCheck:
 
 
 def field_check(model: type, data: dict[str, Any], path: str) -> FieldCheck:
-    """Validate ``data``; on field errors, validate it again without the values that failed (``FieldCheck``)."""
+    """Validate ``data``; on field errors or a failed check across sections, validate it again without the
+    values that failed (``FieldCheck``), each such check's problems kept where they hold (``_holds_without``).
+
+    Why the checks across sections too: a file failing one (`fitnets.hint_layer: foo`) gave no config for the
+    later checks, so its idle workers or bad class order showed only once the hint layer was fixed.
+    """
     try:
         return FieldCheck(data, validate_config(model, data, source=path), [])
     except ConfigError as exc:
@@ -143,23 +148,31 @@ def field_check(model: type, data: dict[str, Any], path: str) -> FieldCheck:
         if not isinstance(trimmed, dict):
             break
         try:
-            return FieldCheck(trimmed, model.model_validate(trimmed), problems, tuple(left_out))
+            return FieldCheck(trimmed, model.model_validate(trimmed), _unique(problems), tuple(left_out))
         except ValidationError as exc:
             keys = [_present_key(trimmed, error["loc"]) for error in exc.errors(include_url=False)]
-        if not any(keys):  # a check across sections failed: nothing to leave out
-            across = _across_sections(model, trimmed, path, tuple(left_out))
-            return FieldCheck(data, None, list(dict.fromkeys([*problems, *across])), tuple(left_out))
+        if not any(keys):  # a check across sections failed: leave out the key each of its problems blames
+            across = _across_sections(model, trimmed, path)
+            problems += [problem for problem in across if _holds_without(problem, tuple(left_out), model)]
+            keys = [key for key in (_blamed_key(trimmed, problem) for problem in across) if key]
+            if not keys:
+                return FieldCheck(data, None, _unique(problems), tuple(left_out))
         if not all(keys):  # a problem of the file as a whole (a required key missing): nothing to leave out
             break
         for key in keys:
             _leave_out(trimmed, key)
             left_out.append(".".join(key))
-    return FieldCheck(data, None, problems)
+    return FieldCheck(data, None, _unique(problems))
 
 
-def _across_sections(model: type, trimmed: dict[str, Any], path: str, left_out: tuple[str, ...]) -> list[str]:
-    """The problems of the checks across sections (``fitnets.hint_layer: 'resnet18' has no hint layer 'foo'``) that
-    the file without its invalid values fails, where they hold whatever those values are (``_holds_without``).
+def _unique(problems: list[str]) -> list[str]:
+    """``problems`` in order, each once."""
+    return list(dict.fromkeys(problems))
+
+
+def _across_sections(model: type, trimmed: dict[str, Any], path: str) -> list[str]:
+    """The problems of the checks across sections (``fitnets.hint_layer: 'resnet18' has no hint layer 'foo'``)
+    that the file without its invalid values fails.
 
     Why: those checks run only once every field is valid, so a file with a field error and a wrong hint
     layer showed the field error alone, and the user met the other after fixing it.
@@ -167,12 +180,22 @@ def _across_sections(model: type, trimmed: dict[str, Any], path: str, left_out: 
     try:
         validate_config(model, trimmed, source=path)
     except ConfigError as exc:
-        sections = tuple(getattr(model, "model_fields", {}))
-        return [problem for problem in exc.problems if _holds_without(problem, left_out, sections)]
+        return exc.problems
     return []
 
 
-def _holds_without(problem: str, left_out: tuple[str, ...], sections: tuple[str, ...]) -> bool:
+def _blamed_key(data: dict[str, Any], problem: str) -> tuple[str, ...]:
+    """The key of ``data`` a check across sections' ``problem`` starts with (`lwf.old_classes` of
+    `lwf.old_classes [5, 6] and data.classes [...] share classes`), the value it blames; () when none is.
+
+    Leaving that value out lets the file validate, so the later checks run on the rest of it.
+    """
+    match = re.match(r"[A-Za-z_][\w.]*", problem)
+    key = tuple(match.group().split(".")) if match else ()
+    return key if key and _present_key(data, key) == key else ()
+
+
+def _holds_without(problem: str, left_out: tuple[str, ...], model: type) -> bool:
     """Whether a check across sections' ``problem`` is the file's own, not one of a default standing in for a
     value left out: it names no key left out, and every key left out is in a section whose keys it names.
 
@@ -182,6 +205,7 @@ def _holds_without(problem: str, left_out: tuple[str, ...], sections: tuple[str,
     """
     if any(_names(problem, key) for key in left_out):
         return False
+    sections = tuple(getattr(model, "model_fields", {}))
     named_sections = {section for section in sections if re.search(rf"(?<![\w.]){section}\.\w", problem)}
     return all(_section(key) in named_sections for key in left_out)
 
