@@ -6,10 +6,8 @@ relay-copies-* folders, one a run, that nothing cleaned until a reboot. The stor
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
-import pyarrow.fs as pafs
 import pytest
 
 from orchestrator.dag import Stage
@@ -17,21 +15,14 @@ from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.engine.executors import LocalExecutor
 from orchestrator.engine.runner import Runner, RunStatus
 from orchestrator.errors import StageError
-from tests.integration.test_store_failures import Moto
+from tests.integration.test_store_failures import Moto, moto  # noqa: F401  (moto: the S3 server fixture)
 from tests.unit.orchestrator.engine.toy import RecordingTracker, bad_value, toy
 
 
 @pytest.fixture
-def remote_store(monkeypatch: pytest.MonkeyPatch) -> Iterator[ArtifactStore]:
-    for name, value in (("AWS_ACCESS_KEY_ID", "test"), ("AWS_SECRET_ACCESS_KEY", "test")):
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    server = Moto()
-    fs = pafs.S3FileSystem(endpoint_override=f"127.0.0.1:{server.port}", scheme="http", allow_bucket_creation=True)
-    fs.create_dir("bucket")
-    yield ArtifactStore(server.uri("bucket/relay"))
-    server.stop()
+def remote_store(moto: Moto) -> ArtifactStore:  # noqa: F811
+    """An artifact store on moto's S3 server (its bucket made by the fixture): files are copied out of it."""
+    return ArtifactStore(moto.uri("bucket/relay"))
 
 
 class CopyCheckingTracker(RecordingTracker):
