@@ -37,8 +37,19 @@ def checked_config(spec: Any, path: str, data: dict[str, Any], local: bool) -> t
     data, config, elsewhere, later = _later_checks(spec, path, fields, local)
     problems = [*fields.problems, *(problem for problem in later if fields.independent(problem))]
     if problems:
-        raise ConfigError(list(dict.fromkeys(problems)), path)
+        raise ConfigError(_said_once(problems), path)
     return data, config, elsewhere
+
+
+def _said_once(problems: list[str]) -> list[str]:
+    """``problems`` each once, less those that repeat another under a key above it (``KEY: problem``).
+
+    Why: a check of a second task read from the same settings (LwF's old task, split by `data.class_order` too)
+    reported `data.class_order`'s problem again as `lwf.old_classes: data.class_order: ...`, under a key the
+    user never set; the problem is said once, under the key that holds the value.
+    """
+    unique = _unique(problems)
+    return [problem for problem in unique if problem.partition(": ")[2] not in unique]
 
 
 def _later_checks(
