@@ -44,7 +44,7 @@ from orchestrator.config import (
 )
 from orchestrator.dag import Pipeline
 from orchestrator.engine.artifacts import ArtifactRef, ArtifactStore, Manifest
-from orchestrator.engine.ledger import DONE_STATES
+from orchestrator.engine.ledger import CONFIG_FILE, DONE_STATES, LEDGER_FILE, record_path
 from orchestrator.errors import ConfigError, InputError, RelayError
 from orchestrator.registry import load_pipelines
 from orchestrator.tracking.lineage import MODEL, PYFUNC_LOADER, write_mlmodel
@@ -261,7 +261,7 @@ def runs(workspace: PathLike | None = None, *, artifact_uri: str | None = None) 
     checked_path("workspace", workspace)
     checked_texts(artifact_uri=artifact_uri)
     args = command_args("runs", workspace=as_flag(workspace), artifact_uri=artifact_uri)
-    sweeps = resolve_workspace(RunSettings(workspace=args.workspace)) / "tune"
+    sweeps = sweeps_folder(workspace)
     return [dataclasses.asdict(row) for row in run_records.run_rows(store_of(args), load_pipelines(), sweeps)]
 
 
@@ -432,8 +432,40 @@ def run_record(run_id: str, workspace: PathLike | None, store_uri: str | None) -
     checked_reader_args(run_id, workspace, store_uri)
     check_run_id(run_id)
     store = store_of(argparse.Namespace(workspace=as_flag(workspace), artifact_uri=store_uri))
+    if is_trial(store, run_id):
+        return store, *trial_record(store, run_id, workspace)
     spec, config = read_run_record(store, run_id, load_pipelines())
     return store, spec, config
+
+
+def is_trial(store: ArtifactStore, run_id: str) -> bool:
+    """Whether the run is a Tune trial: a ledger and no config.yaml (a trial keeps only its ledger, as `relay runs` reads it)."""
+    has = {name: store.read_record(record_path(run_id, name)) is not None for name in (CONFIG_FILE, LEDGER_FILE)}
+    return has[LEDGER_FILE] and not has[CONFIG_FILE]
+
+
+def trial_record(store: ArtifactStore, run_id: str, workspace: PathLike | None) -> tuple[Any, Any]:
+    """The spec and config of a Tune trial, read from its sweep's saved config as `relay runs` reads its pipeline.
+
+    When the sweep's folder is not in this workspace (another workspace, or `relay tune --output`),
+    InputError saying what a trial keeps and where its config was looked for.
+    """
+    sweeps = sweeps_folder(workspace)
+    found = run_records.trial_record(sweeps, run_id, load_pipelines())
+    if found is not None:
+        return found
+    where = run_records.sweep_config_of(sweeps, run_id) or sweeps / "SWEEP" / run_records.SWEEP_CONFIG
+    raise InputError(
+        f"run {run_id} is a trial of a sweep (relay tune): a trial keeps only its ledger "
+        f"({store.location(record_path(run_id, LEDGER_FILE))}) and its stages' outputs, and runs its sweep's config, "
+        f"looked for in {where}, which is not there; pass the workspace the sweep ran in (workspace=...). "
+        f"relay.generations({run_id!r}) reads its metrics from MLflow without it"
+    )
+
+
+def sweeps_folder(workspace: PathLike | None) -> Path:
+    """WORKSPACE/tune, where `relay tune` keeps each sweep's folder (its config, its trials)."""
+    return resolve_workspace(RunSettings(workspace=as_flag(workspace))) / "tune"
 
 
 def stored_output(store: ArtifactStore, run_id: str, dag: Pipeline, name: str) -> ArtifactRef:

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ValidationError
 from orchestrator.cli.common import Pipelines, add_artifact_uri, add_workspace, pipelines_of, store_of, store_option
 from orchestrator.cli.run_locations import local_path
 from orchestrator.cli.tune import SWEEP_CONFIG
-from orchestrator.config import RunSettings, resolve_workspace
+from orchestrator.config import RunSettings, apply_overrides, resolve_workspace, validate_config
 from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.engine.ledger import (
     COMMAND_FILE,
@@ -38,12 +38,13 @@ from orchestrator.engine.ledger import (
     tracking_lost_at,
 )
 from orchestrator.errors import ArtifactError, ConfigError
-from orchestrator.registry import PipelineSpec
+from orchestrator.registry import PipelineSpec, get_pipeline
 from orchestrator.tracking.report import text_table
 from orchestrator.yaml_input import yaml_mapping
 
 UNREADABLE = "UNREADABLE"  # the status of a run whose ledger cannot be read; the reason is printed below the table
 INTERRUPTED = "INTERRUPTED"  # a run whose driver on this host died (killed, or its process lost)
+TRIALS_JSON = "trials.json"  # a finished sweep's trials (`relay tune` writes it beside its config): each one's values
 HEADERS = ["run", "pipeline", "status", "generations", "best", "started"]
 
 
@@ -250,17 +251,55 @@ def _trial_kind(sweeps: Path | None, run_id: str) -> str | None:
     """A Tune trial's `pipeline:`, from the config its sweep saved; None when that is not found.
 
     A trial keeps only a ledger, whose `pipeline` is the config's `name` (`smoke`), not the kind
-    (`crest`) a `relay run` shows. Its run id is `<sweep>-<trial id>`, and the sweep saves its
-    config in WORKSPACE/tune/<sweep>/ (a sweep written elsewhere with `--output` is not found).
+    (`crest`) a `relay run` shows.
+    """
+    path = sweep_config_of(sweeps, run_id)
+    try:
+        return None if path is None else _kind_of(path.read_bytes(), str(path))
+    except OSError:  # no such sweep here
+        return None
+
+
+def sweep_config_of(sweeps: Path | None, run_id: str) -> Path | None:
+    """Where the sweep of trial ``run_id`` saved its config; None when the id cannot be a trial's.
+
+    A trial's run id is `<sweep>-<trial id>`, and the sweep saves its config in
+    WORKSPACE/tune/<sweep>/ (a sweep written elsewhere with `--output` is not found).
     """
     sweep = run_id.rsplit("-", 1)[0]
     if sweeps is None or sweep in (run_id, ".", ".."):
         return None
-    path = sweeps / sweep / SWEEP_CONFIG
-    try:
-        return _kind_of(path.read_bytes(), str(path))
-    except OSError:  # no such sweep here
+    return sweeps / sweep / SWEEP_CONFIG
+
+
+def trial_record(sweeps: Path | None, run_id: str, pipelines: Pipelines) -> tuple[PipelineSpec, Any] | None:
+    """The spec and config trial ``run_id`` ran with, from its sweep's saved config; None when that is not here.
+
+    Why: a trial keeps only its ledger (and its outputs, by fingerprint), no config.yaml, so the
+    readers of a run's outputs found "no run". Its config is the sweep's without `tune:`, with the
+    trial's sampled values (the sweep's trials.json) applied; those values never change the stages
+    (`relay tune` checks that), so the DAG is right even before trials.json lists the trial.
+    """
+    path = sweep_config_of(sweeps, run_id)
+    if path is None or not path.is_file():
         return None
+    data = yaml_mapping(path.read_text(encoding="utf-8"), str(path))
+    space = (data.pop("tune", None) or {}).get("space") or {}
+    spec = get_pipeline(data.get("pipeline"), pipelines, source=str(path))
+    values = trial_values(path.parent, run_id, space)
+    return spec, validate_config(spec.config_model, apply_overrides(data, values), source=str(path))
+
+
+def trial_values(sweep_folder: Path, run_id: str, space: Mapping[str, Any]) -> dict[str, Any]:
+    """The values of the search space trial ``run_id`` ran with, as the sweep's trials.json lists them; {} when it does not."""
+    try:
+        records = json.loads((sweep_folder / TRIALS_JSON).read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # not written until the sweep ends, or damaged
+        return {}
+    found = (
+        [r for r in records if isinstance(r, dict) and r.get("run_id") == run_id] if isinstance(records, list) else []
+    )
+    return {key: found[0][key] for key in space if key in found[0]} if found else {}
 
 
 def _kind_of(text: bytes | None, source: str) -> str | None:

@@ -8,6 +8,8 @@ evaluate stage measured. Bad input that needs no run: tests/unit/orchestrator/cl
 
 from __future__ import annotations
 
+import json
+import shutil
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +18,7 @@ import numpy as np
 import pyarrow.fs as pafs
 import pytest
 import torch
+import yaml
 from moto.server import ThreadedMotoServer
 from sklearn.metrics import balanced_accuracy_score
 
@@ -186,3 +189,43 @@ def test_a_run_stopped_early_has_no_later_outputs_until_resume_finishes_it(smoke
     assert finished.mlflow_run_id == stopped.mlflow_run_id is not None
     assert finished.generations == smoke.generations
     assert isinstance(api.model(stopped.run_id, 1, smoke.workspace), torch.nn.Module)
+
+
+def test_the_readers_read_a_tune_trial_from_its_ledger_and_its_sweeps_config(
+    smoke: api.RunResult, tmp_path: Path
+) -> None:
+    """A trial keeps only runs/RUN_ID/ledger.json (no config.yaml) and runs the config its sweep saved in
+    WORKSPACE/tune/SWEEP/sweep-config.yaml, with its sampled values from the sweep's trials.json. Here the shared
+    run's store, copied, holds a trial's record: its ledger alone, and the sweep's folder beside it."""
+    workspace = tmp_path / "ws"
+    shutil.copytree(smoke.artifact_uri, workspace / "artifacts")
+    trial, stranded = "smoke-sweep-abcde_00000", "gone-sweep-abcde_00000"
+    for run_id in (trial, stranded):
+        (workspace / "artifacts" / "runs" / run_id).mkdir()
+        shutil.copy(
+            Path(smoke.artifact_uri) / "runs" / smoke.run_id / "ledger.json", workspace / "artifacts" / "runs" / run_id
+        )
+    _, config = read_run_record(ArtifactStore(smoke.artifact_uri), smoke.run_id, load_pipelines())
+    sweep = {
+        **config.model_dump(mode="json"),
+        "tune": {"metric": "evaluate/balanced_accuracy", "space": {"crest.t_min": {"uniform": [0.3, 0.9]}}},
+    }
+    (workspace / "tune" / "smoke-sweep").mkdir(parents=True)
+    (workspace / "tune" / "smoke-sweep" / "sweep-config.yaml").write_text(yaml.safe_dump(sweep))
+    (workspace / "tune" / "smoke-sweep" / "trials.json").write_text(json.dumps([{"run_id": trial, "crest.t_min": 0.5}]))
+
+    assert api.pseudo_labels(trial, 0, workspace).equals(api.pseudo_labels(smoke.run_id, 0, smoke.workspace))
+    assert api.artifact(trial, "data/split", workspace).equals(
+        api.artifact(smoke.run_id, "data/split", smoke.workspace)
+    )
+    assert api.input_shape(trial, workspace) == (1, 16, 16)
+    images = np.random.default_rng(0).integers(0, 256, (4, 1, 16, 16), dtype=np.uint8)
+    assert np.array_equal(
+        api.predict(trial, 1, images, workspace), api.predict(smoke.run_id, 1, images, smoke.workspace)
+    )
+    with pytest.raises(
+        InputError,
+        match=r"run gone-sweep-abcde_00000 is a trial of a sweep \(relay tune\): a trial keeps only its ledger",
+    ) as refused:
+        api.input_shape(stranded, workspace)
+    assert str(workspace / "tune" / "gone-sweep" / "sweep-config.yaml") in str(refused.value)
