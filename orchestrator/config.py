@@ -464,6 +464,8 @@ def _describe(model_cls: type[BaseModel], err: Mapping[str, Any]) -> tuple[str, 
     kind = err["type"]
     if not loc and kind in _OWN_WORDS:  # a check across sections: its message names the keys it compared
         return "", _expectation(err)
+    if kind == "extra_forbidden" and loc and isinstance(loc[-1], str) and "." in loc[-1]:
+        return _dotted_file_key(loc, err.get("input"))
     if kind == "extra_forbidden":
         return key, _unknown_key(model_cls, loc)
     if kind == "missing":
@@ -489,6 +491,28 @@ def _describe(model_cls: type[BaseModel], err: Mapping[str, Any]) -> tuple[str, 
             f"as you wrote it: {key}: '...' in a file, \"{key}='...'\" on the command line",
         )
     return key, f"{_expectation(err)} (got {got!r} of type {type(got).__name__}); fix the value"
+
+
+def _dotted_file_key(loc: Sequence[Any], value: Any) -> tuple[str, str]:
+    """(the key quoted as the file wrote it, how to nest it) for a file's key with dots (`train.steps: 3`).
+
+    Why: YAML reads `train.steps` in a file as one name, not `steps` inside `train` as the command line does;
+    the problem said "unknown key" under `train.steps`, which read as the valid key an override of it set.
+    Quoted, it is the file's literal key, and the fix is to nest it.
+    """
+    *above, dotted = loc
+    *sections, last = dotted.split(".")
+    shown = yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
+    lines = [f"{'  ' * depth}{part}:" for depth, part in enumerate(sections)] + [
+        f"{'  ' * len(sections)}{last}: {shown}"
+    ]
+    section = _dotted(above)
+    where = f" inside {section}" if section else ""
+    return (
+        f"{section}.{dotted!r}" if section else repr(dotted),
+        f"unknown key: in a YAML file a key with dots is one name, not a key inside a section (only the command "
+        f"line reads it as nested); write it{where} as" + "".join(f"\n      {line}" for line in lines),
+    )
 
 
 def _own_key(key: str, message: str) -> tuple[str, str]:
