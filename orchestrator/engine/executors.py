@@ -254,7 +254,8 @@ class RayExecutor:
         self._submitted = False
         self._stage_names: dict[Any, str] = {}  # task ref -> stage name, for WorkerLostError
         self._waiting_since: dict[Any, tuple[float, Resources]] = {}  # task ref -> (submitted, asks)
-        self._said_waiting: set[str] = set()
+        self._task_names: dict[Any, str] = {}  # task ref -> its name in Ray (a retry's says its attempt)
+        self._said_waiting: set[Any] = set()  # task refs (one per attempt) already said to wait
         self._progress: ProgressSink | None = None
         self._kept: dict[Resources, int] = {}  # actors of each pool kept for the run
         self._pools_to_start: list[tuple[Resources, str]] = []  # (resources, a stage that uses them)
@@ -380,6 +381,7 @@ class RayExecutor:
         pool = self._pool(resources, task.stage.name) if uses_actor_pool(task.stage) else None
         ref = self._remote.options(**self._task_options(task)).remote(with_progress(task, self._progress), pool)
         self._stage_names[ref] = task.stage.name
+        self._task_names[ref] = _task_name(task)
         self._waiting_since[ref] = (time.monotonic(), task.stage.resources)
         if pool is not None:
             self._pool_of[ref] = pool
@@ -405,7 +407,7 @@ class RayExecutor:
 
             strategy = NodeAffinitySchedulingStrategy(self._ray.get_runtime_context().get_node_id(), soft=True)
         return {
-            "name": task.stage.name if task.attempt == 1 else f"{task.stage.name} (attempt {task.attempt})",
+            "name": _task_name(task),
             "num_cpus": 0 if coordinator else resources.num_cpus,
             "num_gpus": 0 if coordinator else resources.num_gpus,
             "resources": {} if coordinator else dict(resources.custom),
@@ -492,7 +494,7 @@ class RayExecutor:
         waited = [now - self._waiting_since[ref][0] for ref in handles if ref in self._waiting_since]
         if not waited or min(waited) < KEPT_YIELD_S or len(waited) < len(handles):
             return
-        names = {self._stage_names[ref] for ref in handles if ref in self._stage_names}
+        names = {self._task_names[ref] for ref in handles if ref in self._task_names}  # as Ray names each attempt
         if not names or not names <= self._unplaced_stages():
             return
         for pool in self._pools.values():
@@ -508,37 +510,54 @@ class RayExecutor:
         )
 
     def _say_who_waits(self, handles: Sequence[Any]) -> None:
-        """Warn once about each stage Ray has not placed for WAITING_WARN_S, with what it asks and what is free.
+        """Warn once about each stage attempt Ray has not placed for WAITING_WARN_S, with what it asks and has.
 
         A cluster large enough in total can still have no room: after a node loss, a Tune sweep's
         trial drivers (0.1 CPU each) kept the CPU their own stages needed, and the sweep waited
-        forever without a word. Whether a task is placed comes from Ray's state API.
+        forever without a word. Whether a task is placed comes from Ray's state API, by the task's
+        name in Ray. Once per attempt, not per stage: a stage retried after its node was lost (with
+        the custom resource only that node had) waited silently, its first attempt having been
+        told already, and its retry's Ray name ("g01/train (attempt 2)") matched no stage name.
         """
         now = time.monotonic()
-        overdue = {
-            self._stage_names[ref]: self._waiting_since[ref][1]
+        overdue = [
+            ref
             for ref in handles
             if ref in self._waiting_since
             and now - self._waiting_since[ref][0] >= WAITING_WARN_S
-            and self._stage_names.get(ref) not in self._said_waiting
-        }
+            and ref not in self._said_waiting
+        ]
         if not overdue:
             return
-        free = self._ray.available_resources()
-        for name in overdue.keys() & self._unplaced_stages():
-            self._said_waiting.add(name)
-            asks = overdue[name]
-            logger.warning(
-                "%s has waited %d s for a place: it asks for %g CPU and %g GPU a worker, the cluster has %g CPU and "
-                "%g GPU free. Other work holds the rest (Tune trial drivers, kept labeling actors, other jobs); it "
-                "starts when they free it. Add nodes, or lower the stage's resources, if it never does.",
-                name,
-                WAITING_WARN_S,
-                asks.num_cpus,
-                asks.num_gpus,
-                free.get("CPU", 0.0),
-                free.get("GPU", 0.0),
-            )
+        unplaced = self._unplaced_stages()
+        free, total = self._ray.available_resources(), self._ray.cluster_resources()
+        for ref in overdue:
+            if self._task_names.get(ref) in unplaced:
+                self._said_waiting.add(ref)
+                self._warn_waiting(self._task_names[ref], self._waiting_since[ref][1], free, total)
+
+    def _warn_waiting(self, name: str, asks: Resources, free: Mapping[str, float], total: Mapping[str, float]) -> None:
+        """The warning for one unplaced stage attempt: what it asks, what is free, and a custom resource gone."""
+        gone = [key for key, _ in asks.custom if total.get(key, 0.0) <= 0]
+        missing = (
+            f" The cluster has no {', '.join(gone)} at all now (a node that had it was lost?); it waits until a node "
+            "with it joins."
+            if gone
+            else ""
+        )
+        logger.warning(
+            "%s has waited %d s for a place: it asks for %g CPU and %g GPU a worker%s, the cluster has %g CPU and "
+            "%g GPU free.%s Other work holds the rest (Tune trial drivers, kept labeling actors, other jobs); it "
+            "starts when they free it. Add nodes, or lower the stage's resources, if it never does.",
+            name,
+            WAITING_WARN_S,
+            asks.num_cpus,
+            asks.num_gpus,
+            "".join(f" and {amount:g} {key}" for key, amount in asks.custom),
+            free.get("CPU", 0.0),
+            free.get("GPU", 0.0),
+            missing,
+        )
 
     def _unplaced_stages(self) -> set[str]:
         """Names of this job's tasks that Ray has not placed on a node yet; empty when the state API cannot say."""
@@ -562,6 +581,8 @@ class RayExecutor:
         exceptions = self._ray.exceptions
         stage = self._stage_names.pop(ref, "?")
         self._waiting_since.pop(ref, None)
+        self._task_names.pop(ref, None)
+        self._said_waiting.discard(ref)
         try:
             return self._ray.get(ref)
         except exceptions.RayTaskError as exc:
@@ -582,6 +603,11 @@ class RayExecutor:
         if self._owns_ray and self._ray.is_initialized():
             self._ray.shutdown()
         self._owns_ray = False
+
+
+def _task_name(task: StageTask) -> str:
+    """A stage attempt's name in Ray (`ray list tasks`, the dashboard): ``g01/train``, ``g01/train (attempt 2)``."""
+    return task.stage.name if task.attempt == 1 else f"{task.stage.name} (attempt {task.attempt})"
 
 
 def _as_lost(stage: str, error: BaseException) -> BaseException:
