@@ -21,6 +21,7 @@ import contextlib
 import dataclasses
 import importlib
 import json
+import logging
 import operator
 import os
 import tempfile
@@ -31,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from orchestrator.cli import build_parser, pipeline
+from orchestrator.cli import MLFLOW_LEVEL_ENV, MLFLOW_TRACEBACK_LOGGERS, build_parser, pipeline
 from orchestrator.cli import runs as run_records
 from orchestrator.cli.common import new_run_id, read_run_record, readable_ledger, store_of
 from orchestrator.cli.preflight import check_run_id
@@ -83,9 +84,37 @@ class RunResult:
     generations: list[dict[str, Any]] = field(default_factory=list)
 
 
+@contextlib.contextmanager
+def mlflow_quieted() -> Iterator[None]:
+    """MLflow's loggers as `relay` sets them without -v (``configure_logging``), for one call; then as they were.
+
+    Why: MLflow logs at INFO through its own handler, so a notebook printed what the CLI hides:
+    "Creating initial MLflow database tables...", and the system-metrics monitor's start and stop
+    lines for every stage. Only MLflow's loggers and MLFLOW_LOGGING_LEVEL (which MLflow reads when
+    it is first imported, and Ray's workers inherit) change, and only while the call runs: the
+    caller's root logger, its handlers and its levels stay theirs.
+    """
+    levels = {name: logging.getLogger(name).level for name in ("mlflow", *MLFLOW_TRACEBACK_LOGGERS)}
+    env = os.environ.get(MLFLOW_LEVEL_ENV)
+    os.environ[MLFLOW_LEVEL_ENV] = logging.getLevelName(logging.WARNING)
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    for name in MLFLOW_TRACEBACK_LOGGERS:
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
+        if env is None:
+            os.environ.pop(MLFLOW_LEVEL_ENV, None)
+        else:
+            os.environ[MLFLOW_LEVEL_ENV] = env
+
+
 # --- running -----------------------------------------------------------------------------
 
 
+@mlflow_quieted()
 def run(
     config: PathLike | Mapping[str, Any],
     overrides: Sequence[str] = (),
@@ -122,6 +151,7 @@ def run(
         return run_result(handled(pipeline.start_run, args))
 
 
+@mlflow_quieted()
 def resume(
     run_id: str,
     workspace: PathLike | None = None,
@@ -235,6 +265,7 @@ def run_result(end: pipeline.RunEnd) -> RunResult:
 # --- reading -----------------------------------------------------------------------------
 
 
+@mlflow_quieted()
 def generations(
     run_id: str, workspace: PathLike | None = None, *, artifact_uri: str | None = None, experiment: str | None = None
 ) -> list[dict[str, Any]]:
@@ -252,6 +283,7 @@ def generations(
     return read_generations(uri, chosen, args.run_id)[1]
 
 
+@mlflow_quieted()
 def runs(workspace: PathLike | None = None, *, artifact_uri: str | None = None) -> list[dict[str, Any]]:
     """`relay runs`: every run in the artifact store, newest first, as dicts of the command's columns.
 
@@ -265,6 +297,7 @@ def runs(workspace: PathLike | None = None, *, artifact_uri: str | None = None) 
     return [dataclasses.asdict(row) for row in run_records.run_rows(store_of(args), load_pipelines(), sweeps)]
 
 
+@mlflow_quieted()
 def artifact(
     run_id: str, name: str, workspace: PathLike | None = None, *, artifact_uri: str | None = None
 ) -> pa.Table | dict[str, Any]:
@@ -275,6 +308,7 @@ def artifact(
     return store.load(stored_output(store, run_id, dag, name))
 
 
+@mlflow_quieted()
 def pseudo_labels(
     run_id: str, generation: int, workspace: PathLike | None = None, *, artifact_uri: str | None = None
 ) -> pa.Table:
@@ -300,6 +334,7 @@ def pseudo_labels(
     return store.load(stored_output(store, run_id, dag, name))
 
 
+@mlflow_quieted()
 def model(
     run_id: str, generation: int, workspace: PathLike | None = None, *, artifact_uri: str | None = None
 ) -> torch.nn.Module:
@@ -319,6 +354,7 @@ def model(
     return pyfunc_model(store, run_id, spec.build(config), generation, config.data.image_size).get_raw_model()
 
 
+@mlflow_quieted()
 def predict(
     run_id: str,
     generation: int,
@@ -343,6 +379,7 @@ def predict(
     return pyfunc_model(store, run_id, spec.build(config), generation, config.data.image_size).predict(batch)
 
 
+@mlflow_quieted()
 def input_shape(
     run_id: str, workspace: PathLike | None = None, *, artifact_uri: str | None = None
 ) -> tuple[int, int, int]:

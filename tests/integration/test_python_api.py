@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import shutil
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -229,3 +231,32 @@ def test_the_readers_read_a_tune_trial_from_its_ledger_and_its_sweeps_config(
     ) as refused:
         api.input_shape(stranded, workspace)
     assert str(workspace / "tune" / "gone-sweep" / "sweep-config.yaml") in str(refused.value)
+
+
+QUIET_CALLER = """
+import logging, sys
+import relay
+logging.basicConfig(level=logging.INFO)
+root = logging.getLogger()
+before = (root.level, list(root.handlers))
+relay.run(sys.argv[1], ["train.steps=20"], workspace=sys.argv[2])
+print("caller's logging kept:", (root.level, list(root.handlers)) == before)
+"""
+
+
+def test_a_run_from_python_hides_mlflows_info_lines_as_the_cli_does_and_keeps_the_callers_logging(
+    tmp_path: Path,
+) -> None:
+    """A notebook's process (fresh, with INFO logging of its own): MLflow's table creation and its system-metrics
+    monitor's start/stop lines stay hidden as under `relay run`, while the caller's own INFO logging still shows."""
+    done = subprocess.run(
+        [sys.executable, "-c", QUIET_CALLER, str(SMOKE), str(tmp_path / "ws")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+    )
+    assert "caller's logging kept: True" in done.stdout
+    assert "INFO:orchestrator" in done.stderr  # the caller's root handler still shows Relay's lines
+    assert "mlflow.store.db.utils" not in done.stderr
+    assert "mlflow.system_metrics" not in done.stderr
