@@ -37,8 +37,36 @@ def checked_config(spec: Any, path: str, data: dict[str, Any], local: bool) -> t
     data, config, elsewhere, later = _later_checks(spec, path, fields, local)
     problems = [*fields.problems, *(problem for problem in later if fields.independent(problem))]
     if problems:
-        raise ConfigError(_said_once(problems), path)
+        raise ConfigError(_said_once([*problems, *_sweep_problems(spec, data, config, fields)]), path)
     return data, config, elsewhere
+
+
+def _sweep_problems(spec: Any, data: dict[str, Any], config: Any, fields: FieldCheck) -> list[str]:
+    """The problems `relay tune` (and `relay validate`) finds in the `tune:` section of a file refused anyway,
+    on the file without its invalid values: a space key no config has, a value out of its range.
+
+    Why: those checks ran only once the rest of the file was valid, so `tune.space.crest.t_min` low > high (or
+    `train.lr: -1`) hid a misspelled `tune.space.train.stepz`, and the user met it after the fix. A problem is
+    kept where it names no value left out (``_space_problem_holds``).
+    """
+    settings = getattr(config, "tune", None)
+    if settings is None:
+        return []
+    from orchestrator.tune.plan import sweep_check  # the sweep's checks: only for a file with `tune:`
+
+    base = {key: value for key, value in data.items() if key != "tune"}
+    problems = sweep_check(base, config, settings, spec.build)[1]
+    return [problem for problem in problems if fields.independent(problem) or _space_problem_holds(problem, fields)]
+
+
+def _space_problem_holds(problem: str, fields: FieldCheck) -> bool:
+    """Whether a ``tune.space.KEY: ...`` problem is the file's own: its entry validated, and it names no
+    value left out (a space entry is probed with its own values, whatever the base file's value is)."""
+    return (
+        _section(problem) == "tune"
+        and problem.startswith("tune.space.")
+        and not any(_names(problem, key) for key in fields.failed_keys())
+    )
 
 
 def _said_once(problems: list[str]) -> list[str]:

@@ -73,6 +73,14 @@ def _stage_names(build: Callable[[Any], Pipeline], config: Any) -> list[str]:
     return [stage.name for stage in build(config).stages]
 
 
+def _built_stage_names(build: Callable[[Any], Pipeline], config: Any) -> list[str] | None:
+    """The stages of ``config``'s pipeline; None when it does not build (a problem reported beside the space's)."""
+    try:
+        return _stage_names(build, config)
+    except (ConfigError, PipelineError):
+        return None
+
+
 def space_problems(
     base: Mapping[str, Any], space: Mapping[str, SearchDomain], config_model: type, build: Callable[[Any], Pipeline]
 ) -> list[str]:
@@ -80,9 +88,10 @@ def space_problems(
 
     A key is applied with values standing for its domain, exactly as a trial
     would apply it, so an unknown key, an out-of-range end or a float for an
-    integer setting (RandAugment's N and M) fails here and not in a trial.
+    integer setting (RandAugment's N and M) fails here and not in a trial. Where the base config's pipeline
+    does not build (idle workers, reported beside these), the values are checked, not the stages they make.
     """
-    reference = _stage_names(build, validate_config(config_model, base))
+    reference = _built_stage_names(build, validate_config(config_model, base))
     problems = []
     for key, domain in space.items():
         problem = fixed_key_problem(key) or _key_problem(base, key, domain, config_model, build, reference)
@@ -121,7 +130,7 @@ def _key_problem(
     domain: SearchDomain,
     config_model: type,
     build: Callable[[Any], Pipeline],
-    reference: list[str],
+    reference: list[str] | None,
 ) -> str | None:
     for value in probe_values(domain):
         try:
@@ -134,6 +143,8 @@ def _key_problem(
                     f"not {domain.kind} {list(domain.args)}"
                 )
             return f"tune.space.{key}: {_without_key(problem, key)} (value {value!r} from {domain.kind} {list(domain.args)})"
+        if reference is None:
+            continue
         try:
             stages = _stage_names(build, config)
         except (ConfigError, PipelineError) as exc:
@@ -244,9 +255,19 @@ def sweep_check(
     ``base`` is the config file without its `tune:` section; each key of the space must be one
     of its keys, and every value of the space must make a valid config.
     """
-    stages, problems = report_stages(build(config), settings.metric)
+    pipeline = _built(build, config)
+    stages, problems = report_stages(pipeline, settings.metric) if pipeline is not None else ([], [])
     problems += schedule_problems(settings, len(stages))
     return stages, problems + space_problems(base, settings.space, type(config), build)
+
+
+def _built(build: Callable[[Any], Pipeline], config: Any) -> Pipeline | None:
+    """``config``'s pipeline; None when it does not build: the space's values are still checked
+    (``space_problems``), so a file with idle workers lists its space's problems too."""
+    try:
+        return build(config)
+    except (ConfigError, PipelineError):
+        return None
 
 
 def schedule_problems(settings: TuneSettings, generations: int) -> list[str]:
