@@ -421,6 +421,10 @@ def checked_images(images: Any, expected: tuple[int, int, int], run_id: str) -> 
             f"images: run {run_id} trained on {wanted} ({height}x{width}, {channels} channel(s)), got "
             f"{list(batch.shape)}; resize them to {height}x{width} (channels first) before predicting"
         )
+    if batch.shape[0] == 0:  # the model's pyfunc predict raised a bare ValueError on it
+        raise InputError(
+            f"images: no images (got an empty batch {list(batch.shape)}); pass at least one {height}x{width} image"
+        )
     return batch
 
 

@@ -164,6 +164,8 @@ def test_predict_gives_the_probabilities_mlflow_pyfunc_gives_and_refuses_another
     assert "got [2, 1, 28, 28]; resize them to 16x16" in str(refused.value)
     with pytest.raises(InputError, match=r"got dtype float32; pass the pixels as read, not scaled"):
         api.predict(smoke.run_id, 1, images.float() / 255, smoke.workspace)
+    with pytest.raises(InputError, match=r"images: no images \(got an empty batch \[0, 1, 16, 16\]\)"):
+        api.predict(smoke.run_id, 1, np.zeros((0, 1, 16, 16), np.uint8), smoke.workspace)
 
 
 def test_outputs_are_read_from_an_s3_store_as_from_a_folder(smoke: api.RunResult, bucket) -> None:

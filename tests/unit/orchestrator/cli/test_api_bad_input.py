@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -145,3 +146,13 @@ def test_a_numpy_integer_is_a_generation() -> None:
     import numpy as np
 
     assert api.checked_generation(np.int64(2)) == 2
+
+
+def test_an_empty_batch_of_images_is_bad_input_not_a_bare_value_error() -> None:
+    """The shape is right but there is nothing to predict: predict's check says so before the model is loaded."""
+    with pytest.raises(
+        InputError, match=r"images: no images \(got an empty batch \[0, 1, 16, 16\]\); pass at least one"
+    ):
+        api.checked_images(np.zeros((0, 1, 16, 16), np.uint8), (1, 16, 16), "smoke-1")
+    with pytest.raises(InputError, match=r"images: no images"):
+        api.checked_images(np.zeros((0, 16, 16), np.uint8), (1, 16, 16), "smoke-1")
