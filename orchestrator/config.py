@@ -443,7 +443,7 @@ def validate_config(model_cls: type[ModelT], data: Any, source: str | None = Non
     try:
         return model_cls.model_validate(dict(data))
     except ValidationError as exc:
-        problems = _merge(_describe(model_cls, err) for err in exc.errors(include_url=False))
+        problems = _merge(item for err in exc.errors(include_url=False) for item in _descriptions(model_cls, err))
         raise ConfigError(problems, source) from exc
 
 
@@ -455,6 +455,33 @@ def _merge(items: typing.Iterable[tuple[str, str]]) -> list[str]:
         if what not in whats:
             whats.append(what)
     return [f"{key}: {' or '.join(whats)}" if key else " or ".join(whats) for key, whats in by_key.items()]
+
+
+class CheckProblems(ValueError):
+    """The problems one validator found, each headed by its own key (`fitnets.hint_layer: ...`): listed apart.
+
+    Why: a validator raises one error, and two findings joined in it read as one line pinned on one key and
+    its override, though each has its own key and fix.
+    """
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("; ".join(self.problems))
+
+
+def _descriptions(model_cls: type[BaseModel], err: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """One pydantic error as (dotted key, 'what; fix') pairs: one per problem of a ``CheckProblems``."""
+    error = (err.get("ctx") or {}).get("error")
+    if isinstance(error, CheckProblems) and err["type"] in _OWN_WORDS:
+        return [_keyed(*_describe(model_cls, {**err, "msg": problem})) for problem in error.problems]
+    return [_describe(model_cls, err)]
+
+
+def _keyed(key: str, message: str) -> tuple[str, str]:
+    """(key, message) with a check across sections' message (no key of its own) keyed by the key heading it,
+    so that ``_merge`` keeps two such problems apart."""
+    head, colon, rest = message.partition(": ")
+    return (head, rest) if not key and colon and " " not in head else (key, message)
 
 
 def _describe(model_cls: type[BaseModel], err: Mapping[str, Any]) -> tuple[str, str]:

@@ -16,7 +16,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from orchestrator.config import SafeName, StrictModel
+from orchestrator.config import CheckProblems, SafeName, StrictModel
 from orchestrator.dag import Pipeline, Stage
 from orchestrator.registry import PipelineSpec
 from pipelines.builders.common import (
@@ -82,6 +82,8 @@ class FitNetsConfig(PipelineFile):
 
     @model_validator(mode="after")
     def _layers_exist(self) -> FitNetsConfig:
+        """The teacher (model.name) has the hint layer and the student (student.name) the guided layer; each
+        missing one is its own problem (``CheckProblems``), under its own key and the override that set it."""
         problems = []
         for key, model, layer in (
             ("fitnets.hint_layer", self.model.name, self.fitnets.hint_layer),
@@ -93,7 +95,7 @@ class FitNetsConfig(PipelineFile):
             except ValueError as exc:
                 problems.append(str(exc))
         if problems:
-            raise ValueError("; ".join(problems))
+            raise CheckProblems(problems)
         return self
 
 
