@@ -426,22 +426,26 @@ def relay_run_of(args: argparse.Namespace) -> str:
     generations` found no run record. An MLflow run of a Relay run (the pipeline's, a generation's,
     a stage's) carries the Relay run id in its `relay.pipeline_run` tag, read here from the default
     tracking store (the workspace's, or $MLFLOW_TRACKING_URI); an id it does not know stays as given.
-    A sweep's own run has no generations: it is bad input that names the sweep's trials to pass instead.
+    A sweep's own run has no generations, whether named by its MLflow run id or by the sweep's name
+    (what `relay tune` prints and names its trials after): it is bad input that names the sweep's trials
+    to pass instead.
     """
-    if not MLFLOW_RUN_ID.fullmatch(args.run_id):
+    client = default_tracking_client(args)
+    if client is None:
         return args.run_id
-    uri = tracking_uri(RunSettings(workspace=args.workspace), TrackingSettings())
+    if not MLFLOW_RUN_ID.fullmatch(args.run_id):
+        found = sweeps.sweep_run_named(client, args.run_id)
+        if found is not None:
+            raise ConfigError(
+                [sweeps.sweep_run_problem(client, found, args.run_id, store_options(args))], "the command line"
+            )
+        return args.run_id
     from mlflow.exceptions import MlflowException
 
     try:
-        check_tracking_store(uri, default_tracking_key(args.workspace))
-        db = tracking_common.sqlite_path(uri)
-        if db is not None:  # MLflow would create its tables in a file that is not there yet
-            check_database(db)
-        client = tracking_common.mlflow_client(uri)
         found = client.get_run(args.run_id)
-    except (RelayError, MlflowException) as exc:  # no store to ask, no such run there: the id stays, not found
-        log.debug("%s is not an MLflow run at %s: %s", args.run_id, uri, exc)
+    except MlflowException as exc:  # no such run there: the id stays, not found
+        log.debug("%s is not an MLflow run at %s: %s", args.run_id, client.tracking_uri, exc)
         return args.run_id
     tags = found.data.tags
     if sweeps.is_sweep_run(tags):  # a sweep's own run has no generations: its trials have
@@ -453,6 +457,23 @@ def relay_run_of(args: argparse.Namespace) -> str:
     kind = tags.get(tracking_common.TAG_KIND, "an")
     log.info("MLflow run %s (%s run) belongs to Relay run %s: its generations follow", args.run_id, kind, relay_run)
     return relay_run
+
+
+def default_tracking_client(args: argparse.Namespace) -> Any:
+    """An MLflow client of the default tracking store (the workspace's, or $MLFLOW_TRACKING_URI); None when there
+    is none to ask (no database yet: MLflow would create its tables in it, or a store that does not answer)."""
+    uri = tracking_uri(RunSettings(workspace=args.workspace), TrackingSettings())
+    from mlflow.exceptions import MlflowException
+
+    try:
+        check_tracking_store(uri, default_tracking_key(args.workspace))
+        db = tracking_common.sqlite_path(uri)
+        if db is not None:
+            check_database(db)
+        return tracking_common.mlflow_client(uri)
+    except (RelayError, MlflowException) as exc:
+        log.debug("no tracking store to ask at %s: %s", uri, exc)
+        return None
 
 
 def store_options(args: argparse.Namespace) -> str:

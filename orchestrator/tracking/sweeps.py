@@ -183,6 +183,17 @@ def is_sweep_run(tags: Mapping[str, str]) -> bool:
     return tags.get(TAG_KIND) == "sweep"
 
 
+def sweep_run_named(client: Any, name: str) -> Any | None:
+    """The newest MLflow run of the sweep called ``name`` (`relay tune`'s `tune.name`, e.g. smoke-sweep), in any
+    experiment of the tracking store; None when there is none."""
+    if "'" in name:  # not a name relay tune accepts, and it would end the filter's string
+        return None
+    experiments = [experiment.experiment_id for experiment in client.search_experiments()]
+    query = f"tags.`{TAG_SWEEP}` = '{name}' and tags.`{TAG_KIND}` = 'sweep'"
+    found = client.search_runs(experiments, query, order_by=["attributes.start_time DESC"], max_results=1)
+    return found[0] if experiments and found else None
+
+
 def trial_runs(client: Any, sweep_run: Any) -> list[str]:
     """The Relay run ids of the sweep's trials (the pipeline runs nested under its MLflow run), in the order they started."""
     query = f"tags.`{TAG_PARENT}` = '{sweep_run.info.run_id}' and tags.`{TAG_KIND}` = 'pipeline'"
@@ -193,7 +204,7 @@ def trial_runs(client: Any, sweep_run: Any) -> list[str]:
 
 
 def sweep_run_problem(client: Any, sweep_run: Any, given: str, options: str = "") -> str:
-    """What `relay generations` says of a sweep's MLflow run id: whose it is, its trials, and the command for one.
+    """What `relay generations` says of a sweep's MLflow run id or name: whose it is, its trials, and the command for one.
 
     Why: a sweep's parent run holds the search (settings, trials table, best values), not
     generations, so it has no table; the id, printed by MLflow's UI beside the trials, got "the
@@ -203,11 +214,15 @@ def sweep_run_problem(client: Any, sweep_run: Any, given: str, options: str = ""
     tags = sweep_run.data.tags
     sweep = tags.get(TAG_SWEEP, sweep_run.info.run_name)
     trials = trial_runs(client, sweep_run)
+    what = (
+        f"run_id: {given} is the MLflow run of sweep {sweep!r} (relay tune), which holds"
+        if given == sweep_run.info.run_id
+        else f"run_id: {given} is the name of a sweep (relay tune), not of a run: its MLflow run holds"
+    )
     if not trials:
         return (
-            f"run_id: {given} is the MLflow run of sweep {sweep!r} (relay tune), which holds the search, not "
-            f"generations, and no trial of it is tracked yet; once one is, `relay runs{options}` lists it and "
-            f"`relay generations TRIAL{options}` shows its table"
+            f"{what} the search, not generations, and no trial of it is tracked yet; once one is, "
+            f"`relay runs{options}` lists it and `relay generations TRIAL{options}` shows its table"
         )
     named = ", ".join(trials[:TRIALS_NAMED]) + (
         f" and {len(trials) - TRIALS_NAMED} more (`relay runs{options}` lists them)"
@@ -217,8 +232,7 @@ def sweep_run_problem(client: Any, sweep_run: Any, given: str, options: str = ""
     example = tags.get(TAG_BEST_RUN) if tags.get(TAG_BEST_RUN) in trials else trials[0]
     which = "its best trial" if example == tags.get(TAG_BEST_RUN) else "e.g."
     return (
-        f"run_id: {given} is the MLflow run of sweep {sweep!r} (relay tune), which holds the search, not "
-        f"generations; each of its {len(trials)} trial(s) is a pipeline run with its own table: {named}; "
+        f"{what} the search, not generations; each of its {len(trials)} trial(s) is a pipeline run with its own table: {named}; "
         f"pass one, {which}: relay generations {example}{options}{_trials_table(tags)}"
     )
 
