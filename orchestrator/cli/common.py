@@ -95,22 +95,26 @@ def overridden(problems: list[str], overrides: list[str], path: str) -> ConfigEr
 
 
 def from_override(problem: str, overrides: list[str]) -> str:
-    """``problem``, with the command-line override that set its key named: the message is headed by the file.
+    """``problem``, with the command-line overrides that set its key, or a key it names, named: the message is
+    headed by the file.
 
-    Why: `relay run smoke.yaml train=5` said the problem was "in smoke.yaml", where the user finds no such line.
+    Why: `relay run smoke.yaml train=5` said the problem was "in smoke.yaml", where the user finds no such line;
+    and a problem comparing two keys (`train.warmup_steps: ... than train.steps (20)`) whose own key the file
+    set came from the override of the other (`train.steps=20`), and named none.
     """
-    key = problem.split(":", 1)[0]
+    key = _problem_key(problem)
     keys = [(item, item.partition("=")[0].strip()) for item in overrides]
     # the override sets the key, a list item of it, or a section above it: the last such one counted
     above = {item for item, given in keys if given and (key == given or key.startswith((f"{given}.", f"{given}[")))}
     inside = [item for item, given in keys if given.startswith(f"{key}.")]  # inside the section the problem is about
     setting = [item for item, _ in keys if item in above or item in inside]
-    if not setting:
-        return problem
     # A section's problem (`resources: ... resources.filter ...`) may come from any override inside the
     # section: those whose keys it names are the ones; failing that, all of them, not a guess at one.
     named = [item for item, given in keys if item in inside and _named_in(given, key, problem)]
-    chosen = named or (setting if inside else setting[-1:])
+    # no override set the key: those of the keys the message names (`than train.steps (20)`) caused it
+    chosen = named or (setting if inside else setting[-1:]) or _mentioned(problem, keys)
+    if not chosen:
+        return problem
     return f"{problem} (set on the command line: {', '.join(dict.fromkeys(chosen))})"
 
 
@@ -120,6 +124,21 @@ def _named_in(given: str, key: str, problem: str) -> bool:
     parts = given.split(".")
     depth = len(key.split("."))
     return any(".".join(parts[:n]) in problem.split(":", 1)[-1] for n in range(depth + 1, len(parts) + 1))
+
+
+def _problem_key(problem: str) -> str:
+    """The key a problem is about: its heading (`train.steps` of `train.steps: must be > 0`), or the dotted key
+    it starts with where it has none (`lwf.old_classes` of `lwf.old_classes [5, 6] and data.classes ... share`)."""
+    head = problem.split(":", 1)[0]
+    leading = re.match(r"([A-Za-z_]\w*(?:\.\w+)+) ", problem)
+    return leading.group(1) if " " in head and leading else head
+
+
+def _mentioned(problem: str, keys: list[tuple[str, str]]) -> list[str]:
+    """The last override of each dotted key the problem names as a whole (`train.steps`, not the
+    `tune.space.train.steps` entry, nor a file's quoted key `'train.steps'`)."""
+    last = {given: item for item, given in keys if "." in given}
+    return [item for given, item in last.items() if re.search(rf"(?<![\w.']){re.escape(given)}(?![\w'])", problem)]
 
 
 def load_saved_config(text: str, source: str, pipelines: Pipelines) -> tuple[Any, Any]:
