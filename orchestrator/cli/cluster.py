@@ -87,6 +87,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
         num_gpus=needed,
         check_resources=not args.skip_resource_check,
         needs=cluster_needs(pipeline),
+        workers=jobs.worker_requests(pipeline.stages),
         metadata=job_metadata(config.pipeline, config.name, run_id),
         run_flags=cache_flags(args),
         env_vars=env_vars,

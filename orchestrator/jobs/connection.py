@@ -60,8 +60,9 @@ class UploadTooLargeError(JobsError, InputError):
     """The folder a submission uploads is over Ray's limit: bad input (exit 2), since nothing was submitted."""
 
 
-class InsufficientResourcesError(JobsError):
-    """The cluster has less of a resource (GPUs, CPUs, a custom one) than a stage needs (it would wait forever)."""
+class InsufficientResourcesError(JobsError, InputError):
+    """The cluster has less of a resource (GPUs, CPUs, a custom one) than a stage needs (it would wait forever),
+    or no node large enough for one of its workers: bad input (exit 2), since nothing was submitted."""
 
 
 class JobStillRunningError(JobsError, InputError):

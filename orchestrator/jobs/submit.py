@@ -298,6 +298,95 @@ def check_cluster_resources(address: str, needs: Mapping[str, float]) -> None:
     )
 
 
+def worker_requests(stages: Iterable[Any]) -> dict[str, dict[str, float]]:
+    """Stage name -> what one of its workers asks of each resource (CPU, GPU, custom; amounts above 0).
+
+    A worker is Ray's unit of placement (a task, a Ray Train worker, a labeling actor): it runs on
+    one node, so it must fit on one, whatever the cluster has in total.
+    """
+    requests = {}
+    for stage in stages:
+        resources = stage.resources
+        asked = {"CPU": resources.num_cpus, "GPU": resources.num_gpus, **dict(resources.custom)}
+        requests[stage.name] = {key: float(amount) for key, amount in asked.items() if amount > 0}
+    return requests
+
+
+def node_resources(address: str) -> list[dict[str, float]] | None:
+    """The total resources of each alive node (the state API behind `ray list nodes`), or None if it cannot say."""
+    body = _get_json(address, "/api/v0/nodes?limit=10000&detail=1", auth_headers())
+    result = ((body or {}).get("data") or {}).get("result") or {}
+    rows = result.get("result") if isinstance(result, dict) else None
+    if not isinstance(rows, list):
+        return None
+    return [
+        {_resource_key(key): float(amount) for key, amount in (row.get("resources_total") or {}).items()}
+        for row in rows
+        if isinstance(row, dict) and row.get("state") == "ALIVE"
+    ]
+
+
+def largest_node(nodes: list[Mapping[str, float]], keys: Iterable[str]) -> dict[str, float]:
+    """The most any one node has of each of ``keys`` (resource names as a config writes them)."""
+    return {key: max((node.get(_resource_key(key), 0.0) for node in nodes), default=0.0) for key in keys}
+
+
+def oversized_workers(requests: Mapping[str, Mapping[str, float]], nodes: list[Mapping[str, float]]) -> list[str]:
+    """One line per request no single node can hold, naming its stages, what a worker asks and the largest node.
+
+    Why: Ray places each worker on one node, so two 1-CPU nodes cannot run a worker asking for 2
+    CPUs; a check against the cluster's totals passed it and the job waited forever ("No
+    available node types can fulfill resource request").
+    """
+    nodes = [
+        {_resource_key(key): amount for key, amount in node.items()} for node in nodes
+    ]  # as Ray or a report names them
+    stages: dict[tuple[tuple[str, float], ...], list[str]] = {}
+    for name, asked in requests.items():
+        if asked and all(_short(asked, node) for node in nodes):
+            stages.setdefault(tuple(sorted(asked.items())), []).append(name)
+    problems = []
+    for asked, names in stages.items():
+        largest = largest_node(nodes, dict(asked))
+        role = names[0].rsplit("/", 1)[-1]
+        problems.append(
+            f"{', '.join(names)}: one worker asks for {_amounts(dict(asked))}, and no node of the cluster has that "
+            f"much (the largest has {_amounts(largest)}); a worker runs on one node: lower the stage's resources "
+            f"(e.g. resources.{role}.num_cpus; more workers share the work), or add a node that large "
+            "(`ray start --num-cpus N --num-gpus N`)"
+        )
+    return problems
+
+
+def _amounts(amounts: Mapping[str, float]) -> str:
+    return ", ".join(f"{amount:g} {key}" for key, amount in amounts.items())
+
+
+def check_workers_fit(address: str, requests: Mapping[str, Mapping[str, float]]) -> None:
+    """Refuse (exit 2) a pipeline one of whose workers no node of the cluster can hold (``oversized_workers``).
+
+    Waits, like ``check_cluster_resources``, for a report that lists nodes that joined seconds ago.
+    """
+    if not any(requests.values()):
+        return
+    nodes = node_resources(address)
+    waited = 0
+    while nodes is not None and oversized_workers(requests, nodes) and waited < NODES_REPORT_WAIT_S:
+        time.sleep(1.0)  # the report lags the cluster, as /api/cluster_status does
+        waited += 1
+        nodes = node_resources(address)
+    if nodes is None:
+        logger.warning("could not read the nodes of %s (/api/v0/nodes); not checked that each worker fits one", address)
+        return
+    problems = oversized_workers(requests, nodes)
+    if problems:
+        raise InsufficientResourcesError(
+            f"the Ray cluster at {address} has no node large enough for "
+            + "; ".join(problems)
+            + "; or skip this check (--skip-resource-check) for an autoscaling cluster that starts larger nodes"
+        )
+
+
 def submit_pipeline(
     address: str | None,
     config_path: str,
@@ -308,6 +397,7 @@ def submit_pipeline(
     num_gpus: float = 0,
     check_resources: bool = True,
     needs: Mapping[str, float] | None = None,
+    workers: Mapping[str, Mapping[str, float]] | None = None,
     metadata: dict[str, str] | None = None,
     run_flags: list[str] | None = None,
     env_vars: dict[str, str] | None = None,
@@ -318,7 +408,8 @@ def submit_pipeline(
     The submission id is the run id (one id for Ray, Relay and MLflow), so `relay status ID`
     and `ray job status ID` name the same job. ``num_gpus`` is what the pipeline's stages
     need in total at once; it is checked against the cluster with ``needs`` (what one stage needs of
-    the other resources to start) unless ``check_resources`` is off, and never reserved for the driver.
+    the other resources to start) unless ``check_resources`` is off, and never reserved for the driver;
+    so is ``workers`` (stage -> what one worker asks, ``worker_requests``) against the largest node.
     ``env_vars`` are added to this shell's RELAY_* variables; ``skip`` is not uploaded.
     """
     url = resolve_address(address)
@@ -327,6 +418,7 @@ def submit_pipeline(
     connect(url)  # clear auth/reachability errors before anything else
     if check_resources:
         check_cluster_resources(url, {**(needs or {}), "GPU": num_gpus})
+        check_workers_fit(url, workers or {})
     return submit_entrypoint(
         url,
         entrypoint,
