@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import math
@@ -9,7 +10,7 @@ import os
 import re
 import shlex
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from orchestrator.jobs.connection import (
     InsufficientResourcesError,
     JobsError,
     JobStillRunningError,
+    UploadTooLargeError,
     _get_json,
     _translated,
     auth_headers,
@@ -32,6 +34,7 @@ logger = logging.getLogger(__name__)
 # (a submit then said a cluster of 2 CPU workers and a 0-CPU head had 0 CPU). A cluster that is short for
 # good is said so after this wait.
 NODES_REPORT_WAIT_S = 15
+RAY_SESSION = re.compile(r"^session_\d{4}-\d{2}-\d{2}_")  # a session folder Ray makes in its temp dir
 
 # Never upload these with the working_dir: local environments, local run
 # outputs and databases are large and meaningless on the cluster.
@@ -77,6 +80,33 @@ def workspaces_inside(working_dir: str, depth: int = 2) -> list[str]:
     project folder holding the workspaces of other runs (checkpoints of 40 MB each) went over
     Ray's 100 MiB limit. Hidden folders and those already excluded by name are not searched.
     """
+    return folders_inside(working_dir, lambda folder: (folder / "artifacts" / "runs").is_dir(), depth)
+
+
+def is_ray_temp_dir(folder: Path) -> bool:
+    """A Ray temp dir (``ray start --temp-dir``): it holds ``session_latest`` or a ``session_<date>_...`` folder."""
+    if (folder / "session_latest").exists():
+        return True
+    try:
+        return any(RAY_SESSION.match(entry.name) and entry.is_dir() for entry in folder.iterdir())
+    except OSError:
+        return False
+
+
+def ray_temp_dirs_inside(working_dir: str, depth: int = 2) -> list[str]:
+    """Ray temp dirs up to ``depth`` levels inside ``working_dir``, found by their content, whatever their name.
+
+    Why: a `ray start --temp-dir` inside the project folder was uploaded with the code, and its
+    session logs grow until the upload is over Ray's 100 MiB limit; $RAY_TMPDIR is not set for it.
+    """
+    return folders_inside(working_dir, is_ray_temp_dir, depth)
+
+
+def folders_inside(working_dir: str, wanted: Callable[[Path], bool], depth: int) -> list[str]:
+    """The folders up to ``depth`` levels inside ``working_dir`` that are ``wanted`` (not searched further).
+
+    Hidden folders, symlinks and those excluded by name are not searched.
+    """
     found: list[str] = []
     level = [Path(working_dir).expanduser()]
     for _ in range(depth):
@@ -89,7 +119,7 @@ def workspaces_inside(working_dir: str, depth: int = 2) -> list[str]:
             for entry in entries:
                 if entry.name.startswith(".") or entry.name in WORKING_DIR_EXCLUDES:
                     continue
-                if (entry / "artifacts" / "runs").is_dir():
+                if wanted(entry):
                     found.append(str(entry))
                 else:
                     children.append(entry)
@@ -105,7 +135,10 @@ def build_runtime_env(
     ``skip`` names local folders (workspace, stores) to leave out when they lie inside the upload;
     $RAY_TMPDIR is always one of them.
     """
-    skipped = inside_excludes(working_dir, [*skip, os.environ.get("RAY_TMPDIR"), *workspaces_inside(working_dir)])
+    skipped = inside_excludes(
+        working_dir,
+        [*skip, os.environ.get("RAY_TMPDIR"), *workspaces_inside(working_dir), *ray_temp_dirs_inside(working_dir)],
+    )
     runtime_env: dict[str, Any] = {
         "working_dir": working_dir,
         "excludes": [*WORKING_DIR_EXCLUDES, *skipped],
@@ -129,6 +162,33 @@ def check_amounts(**amounts: object) -> None:
     problems = [problem for problem in problems if problem]
     if problems:
         raise ConfigError(problems, "the job request")
+
+
+def largest_uploaded(root: Path, excludes: list[str], count: int = 3) -> str:
+    """The ``count`` largest folders of ``root`` as Ray uploads it (``excludes`` left out), e.g. ``data (800 MiB)``.
+
+    Why: "over Ray's 100 MiB limit" alone left the user to hunt for what was packed. Measured
+    with Ray's own matcher for the excludes, only after an upload was refused.
+    """
+    from ray._private.runtime_env.packaging import _get_excludes
+
+    excluded = _get_excludes(root, excludes)
+    sizes: dict[str, int] = {}
+    for folder, dirs, files in os.walk(root):
+        here = Path(folder)
+        dirs[:] = [name for name in dirs if not excluded(here / name) and not (here / name).is_symlink()]
+        if here == root:
+            continue
+        top = here.relative_to(root).parts[0]
+        for name in files:
+            with contextlib.suppress(OSError):
+                if not excluded(here / name):
+                    sizes[top] = sizes.get(top, 0) + (here / name).lstat().st_size
+    largest = sorted(sizes.items(), key=lambda item: -item[1])[:count]
+    if not largest:
+        return "its files are large, not its folders"
+    listed = ", ".join(f"{name}/ ({size / 2**20:.0f} MiB)" for name, size in largest)
+    return f"its largest folders: {listed}"
 
 
 def submit_entrypoint(
@@ -156,15 +216,18 @@ def submit_entrypoint(
         raise JobsError(f"working_dir {working_dir!r} is not a folder: pass the project root to upload")
     runtime_env = build_runtime_env(str(folder.resolve()), env_vars or {}, pip, skip)
     client = connect(url)
-    with _translated(url, submission_id, upload=str(folder.resolve())):
-        job_id = client.submit_job(
-            entrypoint=entrypoint,
-            runtime_env=runtime_env,
-            submission_id=submission_id,
-            entrypoint_num_cpus=entrypoint_num_cpus or None,
-            entrypoint_num_gpus=entrypoint_num_gpus or None,
-            metadata=dict(metadata or {}),
-        )
+    try:
+        with _translated(url, submission_id, upload=str(folder.resolve())):
+            job_id = client.submit_job(
+                entrypoint=entrypoint,
+                runtime_env=runtime_env,
+                submission_id=submission_id,
+                entrypoint_num_cpus=entrypoint_num_cpus or None,
+                entrypoint_num_gpus=entrypoint_num_gpus or None,
+                metadata=dict(metadata or {}),
+            )
+    except UploadTooLargeError as exc:  # name what made it large: the user cannot see what Ray packed
+        raise UploadTooLargeError(f"{exc}; {largest_uploaded(folder.resolve(), runtime_env['excludes'])}") from exc
     logger.info("submitted %s to %s: %s", job_id, url, entrypoint)
     return job_id
 
