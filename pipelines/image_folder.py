@@ -217,12 +217,18 @@ def visible_classes(folder: Path, skip: Callable[[str], bool]) -> tuple[list[str
 
 def _sharded_hint(split_folder: Path) -> str:
     """The fix for a split folder of a Relay dataset (shards and a manifest: what `relay data import` writes),
-    read as an image folder by `data.root` or as an import's SOURCE: it is read as `data.uri`, as it is."""
-    from pipelines.datasets.shards import MANIFEST
+    read as an image folder by `data.root` or as an import's SOURCE: it is read as `data.uri`, as it is.
+
+    What a killed import left (its marker, shards, no manifest) is no dataset yet: read as one it is
+    refused as unfinished, so the fix is to re-run the import.
+    """
+    from pipelines.datasets.shards import MANIFEST, leftovers, unfinished_import_advice
 
     base = split_folder.parent
     if not (base / MANIFEST).is_file() and not any(split_folder.glob("part-*.parquet")):
         return ""
+    if not (base / MANIFEST).is_file() and leftovers(str(base)):
+        return unfinished_import_advice(str(base))
     return (
         f"{base} is a Relay dataset (Parquet shards, as `relay data import` writes them), not an image folder: "
         f"read it with `data.name=parquet data.uri={base}`, no import needed"

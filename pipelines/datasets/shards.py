@@ -227,10 +227,7 @@ def _no_manifest(uri: str, fs: pafs.FileSystem, root: str) -> str:
     the import refuses to touch, so the advice is a new destination.
     """
     if leftovers(uri):
-        return (
-            f"{uri}: an unfinished import (its {IMPORT_MARKER} but no {MANIFEST}: it was interrupted or failed); "
-            f"re-run the import (`relay data import SOURCE {uri}`): it clears what it wrote and imports again"
-        )
+        return unfinished_import_advice(uri)
     if _image_folder_at(fs, root):
         return (
             f"{uri}: no shards here (no {MANIFEST}), but an image folder (train/<class>/ images): read it as one "
@@ -246,6 +243,18 @@ def _no_manifest(uri: str, fs: pafs.FileSystem, root: str) -> str:
             f"; if {uri} is a Relay dataset whose {MANIFEST} was lost or is not copied yet, put that file back"
         )
     return f"{uri}: no shards here (no {MANIFEST}); create the dataset with `relay data import SOURCE {uri}` (SOURCE: {SOURCES_READ})"
+
+
+def unfinished_import_advice(uri: str) -> str:
+    """What to do with what an unfinished import left at ``uri`` (``leftovers`` found it): re-run that import.
+
+    Said the same wherever such a folder is read (as a dataset, as an image folder): read as
+    anything else it only fails again, and the import is what clears it.
+    """
+    return (
+        f"{uri}: an unfinished import (its {IMPORT_MARKER} but no {MANIFEST}: it was interrupted or failed); "
+        f"re-run the import (`relay data import SOURCE {uri}`): it clears what it wrote and imports again"
+    )
 
 
 def contents(uri: str, shown: int = 3) -> str:
