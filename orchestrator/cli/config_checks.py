@@ -224,14 +224,17 @@ def _across_sections(model: type, trimmed: dict[str, Any], path: str) -> list[st
 
 
 def _blamed_key(data: dict[str, Any], problem: str) -> tuple[str, ...]:
-    """The key of ``data`` a check across sections' ``problem`` starts with (`lwf.old_classes` of
-    `lwf.old_classes [5, 6] and data.classes [...] share classes`), the value it blames; () when none is.
+    """The key of ``data`` a check across sections' ``problem`` blames: the first dotted key it names that the
+    file still has (`lwf.old_classes` of `lwf.old_classes [5, 6] and data.classes [...] share classes`, then
+    `data.classes` once the old classes' default shares them too); () when it names none.
 
     Leaving that value out lets the file validate, so the later checks run on the rest of it.
     """
-    match = re.match(r"[A-Za-z_][\w.]*", problem)
-    key = tuple(match.group().split(".")) if match else ()
-    return key if key and _present_key(data, key) == key else ()
+    for match in re.finditer(r"(?<![\w.'])[A-Za-z_]\w*(?:\.\w+)+", problem):
+        key = tuple(match.group().split("."))
+        if _present_key(data, key) == key:
+            return key
+    return ()
 
 
 def _holds_without(problem: str, left_out: tuple[str, ...], model: type) -> bool:

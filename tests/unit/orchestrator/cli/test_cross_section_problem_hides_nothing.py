@@ -41,3 +41,11 @@ def test_a_class_order_and_idle_workers_are_listed_with_shared_classes(cwd: Path
     argv = [command, LWF, "lwf.old_classes=[5,6]", "resources.train.workers=2", "data.class_order=[1,1]"]
     problems = problems_in(refused([*argv, "run.executor=local"], cwd, capsys))
     assert keys_of(problems) == ["data.class_order", "lwf.old_classes", "resources.train.workers"], problems
+
+
+def test_idle_workers_are_listed_when_the_blamed_values_default_fails_the_check_too(cwd: Path, capsys) -> None:
+    """`data.classes=[0..4]` shares the file's old classes, and their default [0..4] as well: the target's are
+    left out next, so the rest of the file is still checked."""
+    argv = ["validate", LWF, "data.classes=[0,1,2,3,4]", "resources.train.workers=2"]
+    problems = problems_in(refused(argv, cwd, capsys))
+    assert keys_of(problems) == ["lwf.old_classes", "resources.train.workers"], problems
