@@ -23,6 +23,7 @@ from pipelines.image_folder import visible_classes
 CLASS_SETTINGS = (("data", "classes"), ("transfer", "source_classes"), ("lwf", "old_classes"))
 # The setting that orders the TASK's classes: numbered 0..k-1 in `data.classes`' order when it is set.
 ORDER_KEY = "data.class_order"
+MISSING_SHOWN = 20  # missing classes a message names before it counts the rest (CIFAR-100 has 100)
 
 
 def classes_by_number(config: Any) -> dict[str, list[int]]:
@@ -37,6 +38,8 @@ def classes_by_number(config: Any) -> dict[str, list[int]]:
         if _names_a_class(value)
     }
     order = _setting(config, "data", "class_order")
+    if order and not _names_a_class(order):
+        check_numbered_order(list(order), config)
     if not named and not _names_a_class(order):
         return {}
     try:
@@ -89,16 +92,54 @@ def check_every_class_once(order: Sequence[int | str], numbers: Sequence[int], c
     """
     if sorted(numbers) == list(range(len(classes))):
         return
-    missing = [str(classes[c]) for c in range(len(classes)) if c not in numbers]
-    doubled = sorted({str(c) for c, n in zip(order, numbers, strict=True) if list(numbers).count(n) > 1})
-    wrong = [
-        f"missing {', '.join(missing)}" if missing else "",
-        f"more than once: {', '.join(doubled)}" if doubled else "",
-    ]
     raise ValueError(
         f"{ORDER_KEY}: expected each of the task's {len(classes)} classes once, got {list(order)} "
-        f"({'; '.join(w for w in wrong if w)}); list every class once, by name or number"
+        f"({order_faults(order, numbers, classes)}); list every class once, by name or number"
     )
+
+
+def check_numbered_order(order: list[int], config: Any) -> None:
+    """ValueError unless a `data.class_order` of numbers only numbers each class of the task once, naming the
+    missing and doubled numbers as written, and with `data.classes` set, that they are places in that list.
+
+    Why here: the split's own check said only "expected each class number 0..9 once; got [1, 1, 2]", and
+    with `data.classes: [5, ..., 9]` a user who wrote class numbers 5..9 was not told the numbers are places.
+    Data whose classes cannot be read is left to the preflight, which names that problem.
+    """
+    task = _setting(config, "data", "classes")
+    try:
+        count = len(task) if task else dataset_class_count(config.data)
+    except (OSError, ValueError):
+        return
+    if sorted(order) == list(range(count)):
+        return
+    places = f" (a class's place in data.classes {list(task)}, not its number in the dataset)" if task else ""
+    raise ValueError(
+        f"{ORDER_KEY}: expected each class number 0..{count - 1} once{places}; got {order} "
+        f"({order_faults(order, order, list(range(count)))}); list every class of the task once"
+    )
+
+
+def dataset_class_count(data: Any) -> int:
+    """How many classes the dataset has: its names, else its labels (cheap for digits and the synthetic set, which
+    have numbers only; the preflight reads the same labels next)."""
+    names = dataset_class_names(data)
+    return len(names) or datasets.load_labels(data.name, data.root, getattr(data, "root_digest", None)).num_classes
+
+
+def order_faults(order: Sequence[int | str], numbers: Sequence[int], classes: Sequence[int | str]) -> str:
+    """What is wrong with a class order: the classes it leaves out, those it gives twice (as written), numbers
+    that are no class; ``numbers`` is ``order`` as class numbers 0..len(classes)-1, ``classes`` how to show each."""
+    missing = [str(classes[c]) for c in range(len(classes)) if c not in numbers]
+    doubled = sorted({str(c) for c, n in zip(order, numbers, strict=True) if list(numbers).count(n) > 1})
+    outside = [str(c) for c, n in zip(order, numbers, strict=True) if not 0 <= n < len(classes)]
+    shown = missing[:MISSING_SHOWN] + [f"and {len(missing) - MISSING_SHOWN} more"] * (len(missing) > MISSING_SHOWN)
+    wrong = [
+        f"missing {', '.join(shown)}" if missing else "",
+        f"more than once: {', '.join(doubled)}" if doubled else "",
+        f"no such class: {', '.join(outside)}" if outside else "",
+    ]
+    return "; ".join(w for w in wrong if w)
 
 
 def _class_label(given: int | str, names: Sequence[str]) -> int | str:
