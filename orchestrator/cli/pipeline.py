@@ -649,7 +649,12 @@ def resume_address(given: str | None, store: ArtifactStore, run_id: str) -> str 
     recorded = recorded_ray_address(store, run_id)
     if recorded is not None:
         run_locations.check_recorded_cluster(recorded, run_id)
-        log.info("run %s joined the Ray cluster at %s: resuming there (--address names another)", run_id, recorded)
+        log.info(
+            "run %s joined the Ray cluster at %s: resuming there (pass --address HOST:PORT or --address local to "
+            "run elsewhere)",
+            run_id,
+            recorded,
+        )
     return recorded
 
 

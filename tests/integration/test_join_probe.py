@@ -8,6 +8,7 @@ is the real CLI in its own process, with a timeout, so a hang fails the test ins
 
 from __future__ import annotations
 
+import logging
 import shutil
 import signal
 import subprocess
@@ -19,6 +20,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from orchestrator.cli.run_locations import RAY_JOB_ENV
 from tests.cluster.cluster import RayCluster
 from tests.integration.cluster import free_port, processes_of_group, ray_temp_dir, stop_processes, user_env, wait_for
 
@@ -159,3 +161,24 @@ def test_ctrl_c_ends_a_join_stuck_in_rays_client_with_130(http_server: str, tmp_
         assert f"interrupted while joining the Ray cluster at {http_server}" in output.read_text()
     finally:
         stop_processes(processes_of_group(joiner.pid) | {joiner.pid})
+
+
+def test_a_resume_on_its_recorded_cluster_says_how_to_run_elsewhere(head: RayCluster, tmp_path: Path, caplog) -> None:
+    """`relay resume RUN` (no --address) read "(--address names another)", as if the user had passed one."""
+    from orchestrator.cli.common import save_run_record
+    from orchestrator.cli.pipeline import resume_address
+    from orchestrator.config import PipelineConfig, RunSettings
+    from orchestrator.engine.artifacts import ArtifactStore
+
+    store = ArtifactStore(str(tmp_path / "artifacts"))
+    config = PipelineConfig(pipeline="toy", name="toy", run=RunSettings(workspace=str(tmp_path)))
+    save_run_record(store, "r1", config, "toy.yaml", [], ray_address=head.gcs)
+    token = (Path(head.env["HOME"]) / ".ray" / "auth_token").read_text().strip()
+    caplog.set_level(logging.INFO, logger="relay")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RAY_AUTH_TOKEN", token)
+        for name in ("RAY_ADDRESS", RAY_JOB_ENV):
+            patch.delenv(name, raising=False)
+        assert resume_address(None, store, "r1") == head.gcs
+    said = f"run r1 joined the Ray cluster at {head.gcs}: resuming there (pass --address HOST:PORT or --address local"
+    assert said in caplog.text, caplog.text
