@@ -47,7 +47,7 @@ def select_classes(labels: DatasetLabels, classes: Sequence[int] | None) -> Data
     outside = sorted({c for c in classes if not 0 <= c < labels.num_classes})
     if outside:
         raise ValueError(
-            f"classes {outside} are not classes of the dataset (0..{labels.num_classes - 1}); fix data.classes"
+            f"data.classes: classes {outside} are not classes of the dataset (0..{labels.num_classes - 1})"
         )
     mapping = np.full(labels.num_classes, OUTSIDE_TASK, dtype=np.int64)
     mapping[np.asarray(classes, dtype=np.int64)] = np.arange(len(classes))
