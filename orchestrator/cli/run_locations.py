@@ -350,9 +350,10 @@ def ray_cluster_problem(address: str, key: str, timeout_s: float = 5.0) -> str |
 def _not_a_gcs_problem(address: str, key: str) -> str | None:
     """The message for a server at ``address`` that is not a GCS this driver can join, or None.
 
-    A Ray Client address (``ray://``) leads to another gRPC service, so it is not probed.
+    A Ray Client address (``ray://``) leads to another gRPC service, so it is not probed, and neither is a
+    cluster that speaks TLS (RAY_USE_TLS): the probe's plain channel would take it for another server.
     """
-    if address.startswith("ray://"):
+    if address.startswith("ray://") or os.environ.get("RAY_USE_TLS", "0").lower() in ("1", "true"):
         return None
     refusal = _gcs_refusal(address, GCS_PROBE_TIMEOUT_S)
     if refusal is None:

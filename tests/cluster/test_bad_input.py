@@ -69,7 +69,7 @@ def cases(stack: Stack, dead: str) -> list[tuple[str, dict[str, str | None], lis
             "a GPU stage on a cluster without GPUs",
             {},
             ["submit", SMOKE, "resources.train.num_gpus=1", "--address", stack.cluster.dashboard],
-            1,
+            2,
             ["has 0 GPU, the pipeline asks for 1 GPU at once"],
         ),
         (

@@ -130,6 +130,22 @@ def test_the_right_token_passes_the_probe(head: RayCluster) -> None:
         assert "it requires a token and none was found" in (ray_cluster_problem(head.gcs, "--address") or "")
 
 
+def test_joining_a_cluster_refuses_stores_in_a_temporary_folder(head: RayCluster, tmp_path: Path) -> None:
+    """Stages on the cluster's other nodes write to the store too: a node-local /tmp would split the run.
+
+    A real GCS at the address (a bare listening socket no longer passes for one) and a node with CPUs (the head
+    has none), so the store is what is refused.
+    """
+    head.start_worker("w1")
+    token = (Path(head.env["HOME"]) / ".ray" / "auth_token").read_text().strip()
+    workspace = tmp_path / "ws"  # pytest's tmp_path is under the temporary folder
+    done = relay_run(head.gcs, workspace, tmp_path, RAY_AUTH_TOKEN=token)
+    assert done.returncode == 2, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "run.artifact_uri:" in done.stderr and "a temporary folder" in done.stderr, done.stderr[-3000:]
+    assert "RELAY_WORKSPACE" in done.stderr
+    assert not workspace.exists(), "nothing written"
+
+
 JOINER = """
 import sys
 from orchestrator.engine.executors import RayExecutor

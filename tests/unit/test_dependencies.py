@@ -33,6 +33,7 @@ IMPORT_NAMES = {
     "pillow": "PIL",
     "pytest-timeout": "pytest_timeout",
     "pot": "ot",
+    "grpcio": "grpc",
 }
 # Extras of a declared distribution and a module each one makes importable.
 EXTRA_MODULES = {"ray": ["ray.train", "ray.tune", "ray.job_submission", "ray.dashboard"]}

@@ -222,19 +222,6 @@ def test_an_unknown_option_shows_the_commands_own_usage(cwd: Path, capsys) -> No
     assert "--stop-after" in err  # run's usage, not the list of commands
 
 
-def test_joining_a_cluster_refuses_stores_in_a_temporary_folder(cwd: Path, capsys, monkeypatch) -> None:
-    """Stages on the cluster's other nodes write to the store too: a node-local /tmp would split the run."""
-    for name in ("RELAY_ARTIFACT_URI", "MLFLOW_TRACKING_URI"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("RELAY_WORKSPACE", str(cwd / "ws"))  # pytest's tmp_path is under the temporary folder
-    with socket.socket() as listening:  # something answers at the address, so the store is what is refused
-        listening.bind(("127.0.0.1", 0))
-        listening.listen()
-        address = f"127.0.0.1:{listening.getsockname()[1]}"
-        err = refused(["run", str(SMOKE), "--address", address], cwd, capsys)
-    assert "run.artifact_uri:" in err and "a temporary folder" in err and "RELAY_WORKSPACE" in err
-
-
 def test_a_new_sweep_never_writes_over_files_that_are_not_a_sweeps(cwd: Path, capsys) -> None:
     """Before, `relay tune --output DIR` replaced DIR/best.yaml whatever it was."""
     output = cwd / "mine"

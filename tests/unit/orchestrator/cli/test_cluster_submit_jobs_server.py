@@ -335,10 +335,10 @@ def test_a_stage_the_cluster_cannot_start_is_refused_before_anything_is_sent(
     monkeypatch.setattr(jobs.submit, "NODES_REPORT_WAIT_S", 0)  # short for good: said at once here
     server.usage = {"CPU": [0.0, 4.0], "memory": [0.0, 8e9]}
     argv = ["submit", str(SMOKE), "--address", server.address, "--workspace", "/mnt/relay-shared"]
-    assert main([*argv, "resources.train.num_cpus=6"]) == 1
+    assert main([*argv, "resources.train.num_cpus=6"]) == 2  # bad input: nothing was sent
     err = capsys.readouterr().err
     assert "has 4 CPU" in err and "asks for 6 CPU" in err and "--skip-resource-check" in err
-    assert main([*argv, "resources.train.custom={ssd: 1}"]) == 1
+    assert main([*argv, "resources.train.custom={ssd: 1}"]) == 2
     assert "has 0 ssd" in capsys.readouterr().err
     assert server.submitted == [] and server.uploads == []
     assert main([*argv, "resources.train.num_cpus=4"]) == 0  # fits: sent
