@@ -162,7 +162,7 @@ def result_of(method: str, seed: int, elapsed: float, metrics: dict[str, dict[st
         "seconds": elapsed,
         "balanced_accuracy": _common.generation_metrics(metrics, "balanced_accuracy"),
         "tail_recall": _common.generation_metrics(metrics, "tail_recall"),
-        "pick_accuracy": [m["picks_accuracy"] for k, m in sorted(metrics.items()) if k.endswith("/rebalance")],
+        "pick_accuracy": [m.get("picks_accuracy") for k, m in sorted(metrics.items()) if k.endswith("/rebalance")],
     }
 
 

@@ -199,7 +199,9 @@ def picks_of(
     truth = unlabeled_labels[np.searchsorted(unlabeled_ids, ids)]  # the split keeps ids sorted
     correct, scored = known_accuracy(pred[rows], truth)
     metrics = {f"kept/{c}": float(k) for c, k in enumerate(kept)}
-    metrics.update(kept_total=float(len(rows)), picks_accuracy=correct / scored if scored else 0.0)
+    metrics["kept_total"] = float(len(rows))
+    if scored:  # no picks (or none with a known label): no accuracy, shown as '-', not as 0
+        metrics["picks_accuracy"] = correct / scored
     return picks, kept, metrics
 
 

@@ -46,6 +46,7 @@ def test_filter_that_keeps_nothing_warns_naming_min_confidence(caplog: pytest.Lo
     with caplog.at_level(logging.WARNING):
         result = filter_stage.filter_pseudo_labels(ctx("g00/filter"), {"s": split, "p": table}, params)
     assert result.metrics["kept_total"] == 0.0, "still a metric"
+    assert "picks_accuracy" not in result.metrics, "no picks, no accuracy: '-' in the table, not 0"
     assert result.outputs["k"].num_rows == 0
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert warnings == [
@@ -63,8 +64,8 @@ def test_filter_that_keeps_some_says_nothing(caplog: pytest.LogCaptureFixture) -
 
 
 def test_rebalance_that_keeps_nothing_warns_naming_alpha(caplog: pytest.LogCaptureFixture) -> None:
-    # class 0 has 10 labeled images, every other class 1: with alpha 0.05 only the rarest-ranked class (9)
-    # keeps a non-zero share, and the model predicts class 0 for every unlabeled image
+    # class 0 has 10 labeled images, every other class 1: with alpha 0.05 class 0 keeps a share of about 1e-20,
+    # and the model predicts class 0 for every unlabeled image
     labeled = [0] * 10 + list(range(1, CLASSES))
     split = split_of(labeled, [0, 0, 0, 0])
     first = len(labeled)
@@ -73,6 +74,7 @@ def test_rebalance_that_keeps_nothing_warns_naming_alpha(caplog: pytest.LogCaptu
     with caplog.at_level(logging.WARNING):
         result = rebalance_stage.rebalance_generation(ctx("g00/rebalance"), {"s": split, "p": table}, params)
     assert result.metrics["kept_total"] == 0.0, "still a metric"
+    assert "picks_accuracy" not in result.metrics
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1
     assert warnings[0].startswith(
