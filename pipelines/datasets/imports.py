@@ -412,9 +412,14 @@ def _clear_unfinished(dest: str) -> dict[str, str]:
     """
     found = shards.leftovers(dest)
     if found is None:
+        held = shards.contents(dest) or "files"
+        why = (  # a killed import's marker beside files no import writes vouches for none of them
+            f"besides an unfinished import's {shards.IMPORT_MARKER} it holds files an import never writes"
+            if shards.holds_import_marker(dest)
+            else f"no {shards.MANIFEST}, and no {shards.IMPORT_MARKER} of an unfinished import"
+        )
         raise ValueError(
-            f"{dest} is not empty and holds no Relay dataset (it holds {shards.contents(dest) or 'files'}; no "
-            f"{shards.MANIFEST}, and no {shards.IMPORT_MARKER} of an unfinished import): the import deletes only "
+            f"{dest} is not empty and holds no Relay dataset (it holds {held}; {why}): the import deletes only "
             f"what it can tell it wrote, so it leaves these alone; import into a new or empty destination"
         )
     if not found:

@@ -531,6 +531,12 @@ def _is_marker(fs: pafs.FileSystem, path: str) -> bool:
     return isinstance(data, dict) and data.get("written_by") == WRITTEN_BY and data.get("format") == FORMAT
 
 
+def holds_import_marker(uri: str) -> bool:
+    """Whether ``uri`` holds the marker an import writes before its first shard (and removes after the manifest)."""
+    fs, root = open_root(uri)
+    return _is_marker(fs, f"{root}/{IMPORT_MARKER}")
+
+
 # --- the destination ----------------------------------------------------------------------------
 
 

@@ -62,6 +62,20 @@ def test_a_relay_dataset_that_lost_its_manifest_is_kept(tmp_path: Path, capsys: 
     assert (dest / "train" / "part-00000.parquet").read_bytes() == shard
 
 
+def test_an_unfinished_imports_marker_beside_the_users_files_keeps_them_and_says_why(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """QA: the refusal listed import-in-progress.json among the files, then said there was none."""
+    dest = tmp_path / "d"
+    shards.write_marker(str(dest))
+    before = _own_parquet(dest, "mine/mine.parquet")
+    assert main(["data", "import", "digits", str(dest)]) == 2
+    err = capsys.readouterr().err
+    assert f"besides an unfinished import's {shards.IMPORT_MARKER} it holds files an import never writes" in err, err
+    assert f"no {shards.IMPORT_MARKER}" not in err
+    assert (dest / "mine" / "mine.parquet").read_bytes() == before and (dest / shards.IMPORT_MARKER).is_file()
+
+
 def test_an_import_killed_mid_way_is_cleared_and_imported_again(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     """A real `relay data import` killed with SIGKILL (no cleanup can run) after it wrote shards."""
     source = tmp_path / "src"
