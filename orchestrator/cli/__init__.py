@@ -70,12 +70,18 @@ def configure_logging(verbose: bool) -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
     for name in LOUD_ONLY_WHEN_FAILING:
         logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.ERROR)
+    quiet_mlflow(verbose)
+    plain_worker_prefixes()
+
+
+def quiet_mlflow(verbose: bool) -> None:
+    """MLflow at WARNING unless -v, through MLFLOW_LOGGING_LEVEL as well as its loggers (see configure_logging);
+    the tracebacks its store and system-metrics monitor log on a dead server only with -v."""
     mlflow_level = "INFO" if verbose else "WARNING"
     os.environ[MLFLOW_LEVEL_ENV] = mlflow_level
     logging.getLogger("mlflow").setLevel(mlflow_level)  # in case MLflow is already imported (tests, embedding)
     for name in MLFLOW_TRACEBACK_LOGGERS:
         logging.getLogger(name).setLevel(logging.NOTSET if verbose else logging.CRITICAL)
-    plain_worker_prefixes()
 
 
 def plain_worker_prefixes() -> None:

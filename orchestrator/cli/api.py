@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from orchestrator.cli import MLFLOW_LEVEL_ENV, MLFLOW_TRACEBACK_LOGGERS, build_parser, pipeline
+from orchestrator.cli import MLFLOW_LEVEL_ENV, MLFLOW_TRACEBACK_LOGGERS, build_parser, pipeline, quiet_mlflow
 from orchestrator.cli import runs as run_records
 from orchestrator.cli.common import new_run_id, read_run_record, readable_ledger, store_of
 from orchestrator.cli.preflight import check_run_id
@@ -96,10 +96,7 @@ def mlflow_quieted() -> Iterator[None]:
     """
     levels = {name: logging.getLogger(name).level for name in ("mlflow", *MLFLOW_TRACEBACK_LOGGERS)}
     env = os.environ.get(MLFLOW_LEVEL_ENV)
-    os.environ[MLFLOW_LEVEL_ENV] = logging.getLevelName(logging.WARNING)
-    logging.getLogger("mlflow").setLevel(logging.WARNING)
-    for name in MLFLOW_TRACEBACK_LOGGERS:
-        logging.getLogger(name).setLevel(logging.CRITICAL)
+    quiet_mlflow(verbose=False)
     try:
         yield
     finally:
