@@ -54,7 +54,6 @@ logger = logging.getLogger(__name__)
 PROBE_TIMEOUT_S = 20.0
 GCS_PROBE_TIMEOUT_S = 10.0  # a GCS answers its first call in milliseconds; a loaded head, in seconds
 GCS_PROBE_METHOD = "/ray.rpc.NodeInfoGcsService/GetClusterId"  # the first call ray.init makes to a GCS
-GCS_NODES_METHOD = "/ray.rpc.NodeInfoGcsService/GetAllNodeInfo"
 TOKEN_REJECTED = (
     "it rejected the token; set RAY_AUTH_TOKEN to the cluster's token (on the head node: `ray get-auth-token`), "
     "or replace ~/.ray/auth_token / $RAY_AUTH_TOKEN_PATH with the head's copy"
@@ -367,34 +366,9 @@ def _not_a_gcs_problem(address: str, key: str) -> str | None:
     )
 
 
-def gcs_node_resources(address: str, timeout_s: float = GCS_PROBE_TIMEOUT_S) -> list[dict[str, float]] | None:
-    """The total resources of each alive node of the cluster whose GCS is at ``address``; None if it cannot say.
-
-    Asked of the GCS itself (GetAllNodeInfo, what `ray list nodes` reads), before ray.init: the
-    join must not be what tells that a stage could never start.
-    """
-    import grpc
-    from ray.core.generated import gcs_pb2, gcs_service_pb2
-
-    token = jobs.find_auth_token()
-    metadata = [("authorization", f"Bearer {token}")] if token else None
-    with grpc.insecure_channel(address) as channel:
-        get_nodes = channel.unary_unary(
-            GCS_NODES_METHOD,
-            request_serializer=gcs_service_pb2.GetAllNodeInfoRequest.SerializeToString,
-            response_deserializer=gcs_service_pb2.GetAllNodeInfoReply.FromString,
-        )
-        try:
-            reply = get_nodes(gcs_service_pb2.GetAllNodeInfoRequest(), timeout=timeout_s, metadata=metadata)
-        except grpc.RpcError:
-            return None
-    alive = [node for node in reply.node_info_list if node.state == gcs_pb2.GcsNodeInfo.ALIVE]
-    return [dict(node.resources_total) for node in alive]
-
-
 def oversized_worker_problems(address: str, pipeline: Pipeline) -> list[str]:
     """One line per stage whose one worker no node of the cluster at ``address`` can hold (``jobs.oversized_workers``)."""
-    nodes = gcs_node_resources(address)
+    nodes = jobs.gcs_node_resources(address, GCS_PROBE_TIMEOUT_S)
     if not nodes:
         return []  # nothing to compare with: ray.init and the executor's own warnings say the rest
     problems = jobs.oversized_workers(jobs.worker_requests(pipeline.stages), nodes)

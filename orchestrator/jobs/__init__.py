@@ -36,6 +36,7 @@ from orchestrator.jobs.connection import (
     resolve_address,
     server_auth_mode,
 )
+from orchestrator.jobs.gcs import gcs_node_resources
 from orchestrator.jobs.submit import (
     WORKING_DIR_EXCLUDES,
     build_runtime_env,
@@ -96,6 +97,7 @@ __all__ = [
     "find_auth_token",
     "follow_logs",
     "free_submission_id",
+    "gcs_node_resources",
     "inside_excludes",
     "job_logs",
     "job_outcome",
