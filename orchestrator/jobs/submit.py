@@ -12,7 +12,7 @@ import shlex
 import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from orchestrator.errors import ConfigError
 from orchestrator.jobs.connection import (
@@ -28,6 +28,7 @@ from orchestrator.jobs.connection import (
 )
 from orchestrator.jobs.watch import ACTIVE_STATUSES, list_jobs
 
+T = TypeVar("T")
 logger = logging.getLogger(__name__)
 # How long a resource check waits for the cluster's report to show what a stage needs: right after `ray start`
 # the dashboard's report lists no node for a few seconds, and right after more nodes join it lists only some
@@ -263,6 +264,20 @@ def resume_entrypoint(run_id: str, store_uri: str) -> str:
     return shlex.join(["relay", "resume", run_id, "--artifact-uri", store_uri])
 
 
+def _once_reported(read: Callable[[], T | None], lacking: Callable[[T], bool]) -> T | None:
+    """``read()`` again each second, up to NODES_REPORT_WAIT_S, while what it reports is ``lacking``; None if unread.
+
+    Why: the dashboard's report lags the cluster: nodes that joined seconds ago are not in it yet.
+    """
+    value = read()
+    waited = 0
+    while value is not None and lacking(value) and waited < NODES_REPORT_WAIT_S:
+        time.sleep(1.0)
+        waited += 1
+        value = read()
+    return value
+
+
 def free_submission_id(address: str | None, run_id: str) -> str:
     """``run_id`` when the cluster has no job by that id, else ``run_id-resume-N`` with the first free N.
 
@@ -335,12 +350,7 @@ def check_cluster_resources(address: str, needs: Mapping[str, float]) -> None:
     needs = {key: amount for key, amount in needs.items() if amount > 0}
     if not needs:
         return
-    totals = cluster_totals(address)
-    waited = 0
-    while totals is not None and _short(needs, totals) and waited < NODES_REPORT_WAIT_S:
-        time.sleep(1.0)  # the report lags the cluster: nodes that joined seconds ago are not in it yet
-        waited += 1
-        totals = cluster_totals(address)
+    totals = _once_reported(lambda: cluster_totals(address), lambda totals: bool(_short(needs, totals)))
     if totals is None:
         logger.warning("could not read the resources of %s (/api/cluster_status); not checked", address)
         return
@@ -432,12 +442,7 @@ def check_workers_fit(address: str, requests: Mapping[str, Mapping[str, float]])
     """
     if not any(requests.values()):
         return
-    nodes = node_resources(address)
-    waited = 0
-    while nodes is not None and oversized_workers(requests, nodes) and waited < NODES_REPORT_WAIT_S:
-        time.sleep(1.0)  # the report lags the cluster, as /api/cluster_status does
-        waited += 1
-        nodes = node_resources(address)
+    nodes = _once_reported(lambda: node_resources(address), lambda nodes: bool(oversized_workers(requests, nodes)))
     if nodes is None:
         logger.warning("could not read the nodes of %s (/api/v0/nodes); not checked that each worker fits one", address)
         return
