@@ -7,18 +7,13 @@ data.uri=big3`, which then said it was an unfinished import. Real import killed 
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from orchestrator.cli import main
 from pipelines.datasets import shards
-from tests.unit.orchestrator.cli.test_cli_data import import_blocked_after_its_first_shards
+from tests.unit.orchestrator.cli.test_cli_data import killed_import
 
 SMOKE = str(Path(__file__).resolve().parents[3] / "pipelines" / "configs" / "smoke.yaml")
 
@@ -26,16 +21,7 @@ SMOKE = str(Path(__file__).resolve().parents[3] / "pipelines" / "configs" / "smo
 def test_a_killed_imports_folder_read_as_an_image_folder_is_told_to_re_run_the_import(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    source = tmp_path / "src"
-    rng = np.random.default_rng(0)
-    (source / "train" / "a").mkdir(parents=True)
-    for i in range(300):
-        Image.fromarray(rng.integers(0, 256, (4, 4, 3), dtype=np.uint8)).save(source / "train" / "a" / f"{i}.png")
-    dest = tmp_path / "dest"
-    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
-    with import_blocked_after_its_first_shards(source, dest, **quiet) as child:
-        os.killpg(child.pid, signal.SIGKILL)
-        child.wait()
+    _, dest = killed_import(tmp_path)
     assert (dest / shards.IMPORT_MARKER).is_file() and not (dest / shards.MANIFEST).exists()
 
     args = ["validate", SMOKE, f"run.workspace={tmp_path / 'ws'}", "data.name=imagefolder", f"data.root={dest}"]

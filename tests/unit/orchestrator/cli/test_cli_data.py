@@ -18,6 +18,7 @@ import numpy as np
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
+from PIL import Image
 
 from orchestrator.cli import main
 from pipelines.datasets import shards
@@ -313,6 +314,22 @@ def import_blocked_after_its_first_shards(source: Path, dest: Path, **streams: A
         if child.poll() is None:
             os.killpg(child.pid, signal.SIGKILL)
             child.wait()
+
+
+def killed_import(tmp_path: Path) -> tuple[Path, Path]:
+    """(SOURCE, DEST): a folder of 300 small images, and a real import of it SIGKILLed after its first shards (no
+    cleanup could run: DEST holds the import's marker and shard files, no manifest)."""
+    source = tmp_path / "src"
+    rng = np.random.default_rng(0)
+    (source / "train" / "a").mkdir(parents=True)
+    for i in range(300):
+        Image.fromarray(rng.integers(0, 256, (4, 4, 3), dtype=np.uint8)).save(source / "train" / "a" / f"{i}.png")
+    dest = tmp_path / "dest"
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    with import_blocked_after_its_first_shards(source, dest, **quiet) as child:
+        os.killpg(child.pid, signal.SIGKILL)
+        child.wait()
+    return source, dest
 
 
 def test_ctrl_c_during_an_import_says_it_removed_dest_and_how_to_start_again(tmp_path: Path) -> None:

@@ -7,9 +7,6 @@ only a folder holding the import's marker counts as unfinished; anything else is
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +17,7 @@ from PIL import Image
 
 from orchestrator.cli import main
 from pipelines.datasets import shards
-from tests.unit.orchestrator.cli.test_cli_data import import_blocked_after_its_first_shards
+from tests.unit.orchestrator.cli.test_cli_data import killed_import
 
 ROOT = Path(__file__).resolve().parents[4]
 SMOKE = ROOT / "pipelines" / "configs" / "smoke.yaml"
@@ -78,16 +75,7 @@ def test_an_unfinished_imports_marker_beside_the_users_files_keeps_them_and_says
 
 def test_an_import_killed_mid_way_is_cleared_and_imported_again(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     """A real `relay data import` killed with SIGKILL (no cleanup can run) after it wrote shards."""
-    source = tmp_path / "src"
-    rng = np.random.default_rng(0)
-    (source / "train" / "a").mkdir(parents=True)
-    for i in range(300):
-        Image.fromarray(rng.integers(0, 256, (4, 4, 3), dtype=np.uint8)).save(source / "train" / "a" / f"{i}.png")
-    dest = tmp_path / "dest"
-    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
-    with import_blocked_after_its_first_shards(source, dest, **quiet) as child:
-        os.killpg(child.pid, signal.SIGKILL)
-        child.wait()
+    source, dest = killed_import(tmp_path)
     assert (dest / shards.IMPORT_MARKER).is_file() and not (dest / shards.MANIFEST).exists()
 
     assert main(["data", "info", str(dest)]) == 2
