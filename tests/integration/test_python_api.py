@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +19,6 @@ import pyarrow.fs as pafs
 import pytest
 import torch
 import yaml
-from moto.server import ThreadedMotoServer
 from sklearn.metrics import balanced_accuracy_score
 
 from orchestrator.cli import api, main
@@ -32,6 +29,7 @@ from orchestrator.registry import load_pipelines
 from pipelines.pseudo_label import predict_probs, pseudo_label_schema
 from pipelines.stages.common import subset_images
 from tests.integration.relay_cli import ROOT, pipeline_runs, relay
+from tests.integration.test_store_failures import Moto, moto  # noqa: F401  (moto: the S3 server fixture)
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
@@ -42,27 +40,6 @@ TINY = ["train.steps=20", "tracking.system_metrics=false"]  # two generations in
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory: pytest.TempPathFactory) -> api.RunResult:
     return api.run(SMOKE, TINY, workspace=tmp_path_factory.mktemp("ws"))
-
-
-@pytest.fixture
-def bucket(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[pafs.S3FileSystem, int]]:
-    """An empty S3 bucket ``bucket`` on moto's server in this process: (its filesystem, the server's port)."""
-    for name, value in (
-        ("AWS_ACCESS_KEY_ID", "test"),
-        ("AWS_SECRET_ACCESS_KEY", "test"),
-        ("AWS_DEFAULT_REGION", "us-east-1"),
-    ):
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    fs = pafs.S3FileSystem(endpoint_override=f"127.0.0.1:{port}", scheme="http", allow_bucket_creation=True)
-    fs.create_dir("bucket")
-    yield fs, port
-    server.stop()
 
 
 def written(root: Path) -> dict[str, tuple[int, int]]:
@@ -168,11 +145,11 @@ def test_predict_gives_the_probabilities_mlflow_pyfunc_gives_and_refuses_another
         api.predict(smoke.run_id, 1, np.zeros((0, 1, 16, 16), np.uint8), smoke.workspace)
 
 
-def test_outputs_are_read_from_an_s3_store_as_from_a_folder(smoke: api.RunResult, bucket) -> None:
+def test_outputs_are_read_from_an_s3_store_as_from_a_folder(smoke: api.RunResult, moto: Moto) -> None:  # noqa: F811
     """The run's whole store copied into a bucket (manifests name their files relative to the store's root)."""
-    fs, port = bucket
+    fs = pafs.S3FileSystem(endpoint_override=f"127.0.0.1:{moto.port}", scheme="http")
     pafs.copy_files(smoke.artifact_uri, "bucket/relay", destination_filesystem=fs)
-    store = f"s3://bucket/relay?endpoint_override=127.0.0.1:{port}&scheme=http"
+    store = moto.uri("bucket/relay")
     from_s3 = api.pseudo_labels(smoke.run_id, 0, artifact_uri=store)
     assert from_s3.equals(api.pseudo_labels(smoke.run_id, 0, smoke.workspace))
     network, local = api.model(smoke.run_id, 1, artifact_uri=store), api.model(smoke.run_id, 1, smoke.workspace)
