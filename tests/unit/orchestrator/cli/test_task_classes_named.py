@@ -8,12 +8,9 @@ from pathlib import Path
 import pytest
 
 from orchestrator.cli import main
+from tests.unit.orchestrator.cli.problems import problem_lines
 
 LWF = Path(__file__).resolve().parents[4] / "pipelines" / "configs" / "lwf_digits.yaml"
-
-
-def problem_lines(err: str) -> list[str]:
-    return [line.strip().removeprefix("- ") for line in err.splitlines() if line.startswith("  - ")]
 
 
 @pytest.mark.parametrize(

@@ -8,14 +8,11 @@ from pathlib import Path
 import pytest
 
 from orchestrator.cli import main
+from tests.unit.orchestrator.cli.problems import problem_lines
 
 CREST = Path(__file__).resolve().parents[4] / "pipelines" / "configs" / "crest_digits.yaml"
 METRIC = "tune.metric=evaluate/balanced_accuracy"
 OTHER_ENTRY = "tune.space.train.momentum={choice: [0.5, 0.9]}"
-
-
-def problem_lines(err: str) -> list[str]:
-    return [line.strip().removeprefix("- ") for line in err.splitlines() if line.startswith("  - ")]
 
 
 @pytest.mark.parametrize(
