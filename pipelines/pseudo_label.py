@@ -96,6 +96,10 @@ def to_table(sample_ids: Sequence[int] | np.ndarray, probs: np.ndarray, generati
     """The pseudo-label table: ``pred_class = argmax probs``, ``confidence = max probs`` per row.
 
     The probs buffer is handed to Arrow without a copy when it is a C-contiguous float32 array.
+    Every column is built from numpy buffers (``_numeric``, ``_repeated_string``), never through
+    ``pa.array`` or ``pa.scalar``: those import pandas on their first call (pyarrow checks each
+    input for a pandas Series), 0.15-0.25 s of a core in a fresh labeling actor, paid on its
+    first shard of every stage call that starts one (issue 17).
     """
     probs = np.ascontiguousarray(probs, dtype=np.float32)
     ids = np.asarray(sample_ids, dtype=np.int64)
@@ -107,16 +111,30 @@ def to_table(sample_ids: Sequence[int] | np.ndarray, probs: np.ndarray, generati
     pred = probs.argmax(axis=1).astype(np.int32) if num_rows else np.empty(0, np.int32)
     confidence = probs.max(axis=1) if num_rows else np.empty(0, np.float32)
     schema = pseudo_label_schema(num_classes)
-    probs_array = pa.FixedSizeListArray.from_arrays(pa.array(probs.reshape(-1)), type=schema.field("probs").type)
     columns = [
-        pa.array(ids, pa.int64()),
-        pa.array(pred, pa.int32()),
-        pa.array(confidence, pa.float32()),
-        probs_array,
-        pa.array(np.full(num_rows, generation, dtype=np.int32)),
-        pa.array([model_name] * num_rows, pa.string()),
+        _numeric(ids),
+        _numeric(pred),
+        _numeric(confidence.astype(np.float32, copy=False)),
+        pa.FixedSizeListArray.from_arrays(_numeric(probs.reshape(-1)), type=schema.field("probs").type),
+        _numeric(np.full(num_rows, generation, dtype=np.int32)),
+        _repeated_string(model_name, num_rows),
     ]
     return pa.Table.from_arrays(columns, schema=schema)
+
+
+def _numeric(values: np.ndarray) -> pa.Array:
+    """A null-free Arrow array of ``values``' own type, sharing its buffer (one copy if not contiguous)."""
+    values = np.ascontiguousarray(values)
+    return pa.Array.from_buffers(pa.from_numpy_dtype(values.dtype), len(values), [None, pa.py_buffer(values)])
+
+
+def _repeated_string(text: str, count: int) -> pa.Array:
+    """``count`` copies of ``text`` as an Arrow string array (32-bit offsets, as the schema's ``string``)."""
+    raw = text.encode("utf-8")
+    if len(raw) * count >= 2**31:
+        raise ValueError(f"to_table: {count} rows of model name {text!r} exceed a string column's 2 GiB")
+    offsets = np.arange(count + 1, dtype=np.int32) * np.int32(len(raw))
+    return pa.Array.from_buffers(pa.string(), count, [None, pa.py_buffer(offsets), pa.py_buffer(raw * count)])
 
 
 def probs_view(table: pa.Table) -> np.ndarray:

@@ -114,8 +114,9 @@ class ShardLabeler:
         images = image_sources(self.data)[0].subset(ids)
         probs = predict_probs(self._model, images, self.batch_size, device, self.temperature)
         batch = to_table(ids, probs, self.generation, self.model_name).combine_chunks().to_batches()[0]  # no copies
-        scored = known_accuracy(batch.column("pred_class").to_numpy(), labels)
-        return batch, scored, float(batch.column("confidence").to_numpy().sum())
+        # from the probabilities, not the batch's columns: Arrow's to_numpy imports pandas (see to_table)
+        scored = known_accuracy(probs.argmax(axis=1), labels)
+        return batch, scored, float(probs.max(axis=1, initial=0.0).sum())
 
 
 def _counted_batches(

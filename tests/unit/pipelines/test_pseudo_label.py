@@ -160,3 +160,25 @@ def test_predict_probs_streams_batches_in_eval_mode_without_grad():
 def test_predict_probs_rejects_float_images():
     with pytest.raises(ValueError, match="uint8"):
         predict_probs(_Recorder(), torch.zeros(2, 1, 4, 4), batch_size=2, device="cpu")
+
+
+def test_to_table_equals_arrow_built_from_python_values_for_any_input_layout():
+    """Columns come from numpy buffers: list ids, float64 and non-contiguous probs, a non-ASCII name, 0 rows."""
+    probs64 = np.asfortranarray(PROBS.astype(np.float64))
+    table = to_table([10, 11, 42, 7], probs64, generation=3, model_name="modèle@g03")
+    table.validate(full=True)
+    expected = pa.table(
+        {
+            "sample_id": [10, 11, 42, 7],
+            "pred_class": [0, 2, 1, 0],
+            "confidence": PROBS.max(axis=1).tolist(),
+            "probs": PROBS.tolist(),
+            "generation": [3] * 4,
+            "model": ["modèle@g03"] * 4,
+        },
+        schema=pseudo_label_schema(3),
+    )
+    assert table.equals(expected)
+    empty = to_table(np.empty(0, np.int64), np.empty((0, 3), np.float32), generation=0, model_name="m")
+    empty.validate(full=True)
+    assert empty.num_rows == 0 and empty.schema.equals(EXPECTED_SCHEMA)

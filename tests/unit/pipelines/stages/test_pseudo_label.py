@@ -7,6 +7,8 @@ on the shard size (so sharding is free to be small).
 """
 
 import pickle
+import subprocess
+import sys
 
 import numpy as np
 import pyarrow as pa
@@ -17,7 +19,7 @@ import torch
 from orchestrator.dag import StageContext, map_in_order
 from orchestrator.engine.artifacts import ArtifactStore
 from pipelines.models import create_model
-from pipelines.pseudo_label import predict_probs, to_table
+from pipelines.pseudo_label import predict_probs, probs_view, to_table
 from pipelines.schema import DataSection
 from pipelines.split import SPLIT_SCHEMA
 from pipelines.stages import common, pseudo_label
@@ -169,3 +171,35 @@ def test_labeler_loads_the_model_once_and_pickles_without_it(monkeypatch):
     assert copy._model is None and copy.batch_size == 16
     batch, _, _ = copy(next(pseudo_label.unlabeled_shards(split, 5)))
     assert batch.num_rows == 5
+
+
+def test_a_fresh_process_labels_a_shard_without_importing_pandas(tmp_path):
+    """A labeling actor started for a stage call pays every import on its first shard: pandas (pulled in by
+    ``pa.array``, ``pa.scalar`` and ``Array.to_numpy``) cost 0.15-0.25 s of a core there (issue 17)."""
+    split, ckpt = split_of(40), checkpoint()
+    ids, labels = reference_unlabeled(split)
+    labeler = pseudo_label.ShardLabeler(DATA, ckpt, 16, 1, "small_cnn@g01", "cpu")
+    (tmp_path / "labeler.pkl").write_bytes(pickle.dumps(labeler))
+    (tmp_path / "shard.pkl").write_bytes(pickle.dumps((ids, labels)))
+    script = (
+        "import pickle, sys\n"
+        f"labeler = pickle.loads(open({str(tmp_path / 'labeler.pkl')!r}, 'rb').read())\n"
+        f"shard = pickle.loads(open({str(tmp_path / 'shard.pkl')!r}, 'rb').read())\n"
+        f"result = labeler(shard)\n"
+        f"open({str(tmp_path / 'result.pkl')!r}, 'wb').write(pickle.dumps(result))\n"
+        "print('pandas' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False", done.stdout + done.stderr
+    batch, scored, confidence = pickle.loads((tmp_path / "result.pkl").read_bytes())
+    expected_batch, expected_scored, expected_confidence = labeler(shard=(ids, labels))
+    assert scored == expected_scored
+    for name in ("sample_id", "pred_class", "model"):
+        assert batch.column(name).equals(expected_batch.column(name)), name
+    np.testing.assert_allclose(probs_of(batch), probs_of(expected_batch), rtol=1e-5)
+    assert confidence == pytest.approx(expected_confidence, rel=1e-5)
+
+
+def probs_of(batch: pa.RecordBatch) -> np.ndarray:
+    """A shard's probabilities (two processes agree to float rounding: their torch thread counts differ)."""
+    return probs_view(pa.Table.from_batches([batch]))
