@@ -12,7 +12,8 @@ turn them into stages and wiring the same way in every builder.
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Sequence
+import re
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 from orchestrator.config import StrictModel
@@ -284,6 +285,37 @@ def _applies_init(stage: Stage, init: Any) -> bool:
     return load is not None and all(getattr(load, knob) == getattr(init, knob) for knob in TRANSFER_KNOBS)
 
 
+ACCEPTED_WEIGHTS = (
+    "a torch state dict or a Relay checkpoint saved with torch.save (a .pt file), models:/NAME@ALIAS or "
+    "run:RUN_ID/STAGE"
+)
+# How torch.save's files start: a zip archive (torch 1.6 on), or the legacy format's pickled magic number.
+TORCH_FILE_STARTS = (b"PK\x03\x04", b"\x80\x02\x8a\n")
+UNSAFE_GLOBAL = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")  # a class torch.load(weights_only=True) refused
+
+
+def not_a_checkpoint(location: str, reason: str) -> str:
+    """The one line for weights at ``location`` that load as no state dict: why, and what init.source takes."""
+    return f"init.source: {location} is not a checkpoint Relay can read ({reason}); point init.source at {ACCEPTED_WEIGHTS}"
+
+
+def load_failure(data: bytes, exc: Exception) -> str:
+    """Why torch.load(weights_only=True) could not read ``data``, in the user's terms.
+
+    Why not torch's own text: 7 lines advising ``weights_only=False`` (which runs whatever code the
+    file holds) and an issue filed with PyTorch, neither for a Relay user to do; and a file cut short
+    fails with a zip reader's "negative seek value", which names neither the file nor the fix.
+    """
+    unsafe = UNSAFE_GLOBAL.search(str(exc))
+    if unsafe:
+        return f"it stores an object of class {unsafe[1]}; Relay loads only tensors and plain values, never code"
+    if not data:
+        return "the file is empty"
+    if data.startswith(TORCH_FILE_STARTS):
+        return "a torch file cut short or damaged; save or copy it again"
+    return "not a file torch.save wrote"
+
+
 def preflight_start(config: Any) -> list[str]:
     """`init.source` found, readable, and fitting `model` layer by layer (torch imported only when it is set)."""
     if config.init.source is None:
@@ -297,14 +329,19 @@ def preflight_start(config: Any) -> list[str]:
     from pipelines import models, transfer
 
     try:
-        loaded = torch.load(io.BytesIO(read_bytes(found.location)), map_location="cpu", weights_only=True)
+        raw = read_bytes(found.location)
+    except (OSError, ValueError) as exc:  # hashed a moment ago by resolve_source: it went or its storage failed
+        return [f"init.source: cannot read {found.location} ({exc}); check that it is still there and readable"]
+    try:
+        loaded = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch's errors share no class: whatever it raised, the file is no checkpoint
+        return [not_a_checkpoint(found.location, load_failure(raw, exc))]
+    try:
+        if not isinstance(loaded, Mapping):
+            raise ValueError(f"it holds a {type(loaded).__name__}, not a state dict")
         weights = transfer.shapes(transfer.state_dict_of(loaded))
-    except Exception as exc:  # not a torch file, not a state dict: the same answer for the user
-        reason = str(exc) or type(exc).__name__  # an empty file: torch raises EOFError with no text
-        return [
-            f"init.source: cannot read {found.location} as pretrained weights ({reason}); point init.source "
-            "at a torch state dict (a .pt file, models:/NAME@ALIAS or run:RUN_ID/STAGE)"
-        ]
+    except ValueError as exc:
+        return [not_a_checkpoint(found.location, str(exc))]
     data = config.data
     if data.name not in IMAGE_SHAPES:  # a dataset whose shape is only known from its images: checked in the stage
         return []

@@ -32,7 +32,7 @@ def test_an_empty_weights_file_names_the_reason_and_the_fix(tmp_path: Path, caps
     empty = tmp_path / "empty.pt"
     empty.write_bytes(b"")
     message = refused(tmp_path, capsys, "transfer_digits.yaml", f"init.source={empty}")
-    assert "as pretrained weights (EOFError); point init.source at a torch state dict" in message
+    assert "is not a checkpoint Relay can read (the file is empty); point init.source at a torch state dict" in message
 
 
 def test_weights_of_another_input_shape_name_the_layer(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
