@@ -182,16 +182,65 @@ def _probe(config: Any, stage: Stage) -> Stage:
 
 def pipeline_of(config: Any, stages: Sequence[Stage]) -> Pipeline:
     """The pipeline of ``stages`` and the probes `probe` asks for; a ConfigError where a probe names no stage with a
-    model or a role's workers would idle, both at once (a bad probe hid the workers' problem until it was fixed)."""
+    model, a role's workers would idle or `init` would freeze a backbone throughout, all at once (a bad probe hid
+    the workers' problem until it was fixed)."""
     problems, probes = probe_stages(config, stages)
     every = [*stages, *probes]
-    problems += idle_worker_problems(every)
+    problems += idle_worker_problems(every) + frozen_throughout_problems(config, stages)
     if problems:
         raise ConfigError(problems)
     return Pipeline(config.name, every)
 
 
 SHOWN_STAGES = 6  # stage names a message lists before "and N more" (a role recurs in every generation)
+
+# The pipelines whose first train stage trains steps of its own, set by this key (when it is set): transfer's
+# and source selection's pretraining, LwF's old network. Every other stage that applies `init` trains train.steps
+# (KE's baseline: train.steps in each generation's stead).
+OWN_STEPS = {
+    "transfer": "transfer.pretrain_steps",
+    "domain_similarity": "domain.pretrain_steps",
+    "lwf": "lwf.old_steps",
+}
+
+
+def frozen_throughout_problems(config: Any, stages: Sequence[Stage]) -> list[str]:
+    """One problem when `init.freeze_backbone_steps` is not below the steps of a stage that applies it.
+
+    Why: that stage trains its classifier alone to its last step, so the pretrained backbone never trains
+    and `init.backbone_lr_scale` changes nothing (QA: 5000 against train.steps 200 was accepted), where
+    train.warmup_steps as long as training is refused. Asked of the built stages, as the unused-knob check
+    is: FitNets' distillation stage, which sets its own freeze of 0, is not held to it.
+    """
+    freeze = config.init.freeze_backbone_steps
+    short: dict[str, tuple[int, list[str]]] = {}  # key setting the steps -> (the fewest, the stages)
+    for stage in stages:
+        if freeze == 0 or not _applies_init(stage, config.init):
+            continue
+        steps, key = _trained_steps(config, stage)
+        if freeze >= steps:
+            fewest, names = short.get(key, (steps, []))
+            short[key] = (min(fewest, steps), [*names, stage.name])
+    if not short:
+        return []
+    keys = sorted(short, key=lambda key: short[key][0])
+    than = " and ".join(f"{key} ({short[key][0]}, trained by {_listed(short[key][1])})" for key in keys)
+    return [
+        f"init.freeze_backbone_steps: expected fewer steps than {than}, got {freeze}: the pretrained backbone "
+        f"would never train and init.backbone_lr_scale would change nothing; lower init.freeze_backbone_steps "
+        f"below {short[keys[0]][0]} (or raise {' and '.join(keys)})"
+    ]
+
+
+def _trained_steps(config: Any, stage: Stage) -> tuple[int, str]:
+    """(the steps ``stage`` trains, the key that sets them)."""
+    own = OWN_STEPS.get(config.pipeline)
+    if own is not None and stage.name == gen(0, "train"):
+        section, field_name = own.split(".")
+        steps = getattr(getattr(config, section), field_name)
+        if steps is not None:
+            return steps, own
+    return stage.params["train"].steps, "train.steps"
 
 
 def idle_worker_problems(stages: Sequence[Stage]) -> list[str]:
