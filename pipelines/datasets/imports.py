@@ -268,7 +268,7 @@ def import_dataset(source: str, dest: str, options: Mapping[str, Any]) -> dict[s
         kind, folder = _resolve(source)
         if folder is not None:
             _check_apart(Path(source).expanduser().resolve(), dest)
-        _check_options(kind, options)
+        _check_options(kind, folder, options)
         shards.check_bucket(dest)
         identity = _identity(kind, folder, options)
         if shards.dataset_at(dest):
@@ -389,7 +389,7 @@ def _check_apart(source: Path, dest: str) -> None:
     raise ValueError(f"{where}; import into a DEST outside SOURCE, e.g. {source.parent / (source.name + '-shards')}")
 
 
-def _check_options(kind: Source, options: Mapping[str, Any]) -> None:
+def _check_options(kind: Source, folder: Path | None, options: Mapping[str, Any]) -> None:
     """Options in range and meant for this source: --image-size has data.image_size's bound, since one
     decoded image of 3 x N x N bytes per row is what a chunk and a reader hold (100000 asks for 30 GB an image)."""
     for key, (least, most) in OPTION_BOUNDS.items():
@@ -397,11 +397,24 @@ def _check_options(kind: Source, options: Mapping[str, Any]) -> None:
         if value is not None and not least <= int(value) <= (most or int(value)):
             span = f"at least {least}" if most is None else f"{least} to {most}"
             raise ValueError(f"--{key.replace('_', '-')}: expected {span}, got {value}; pass a value in that range")
-    foreign = sorted(key for key in ("image_size",) if options.get(key) and key not in kind.options)
-    if foreign:
-        raise ValueError(
-            f"source {kind.name!r} takes no {', '.join(foreign)} (only: {', '.join(kind.options) or 'none'})"
-        )
+    if options.get("image_size") and "image_size" not in kind.options:
+        raise ValueError(_fixed_size(kind, folder, int(options["image_size"])))
+
+
+def _fixed_size(kind: Source, folder: Path | None, size: int) -> str:
+    """Why ``kind`` takes no --image-size, and how to train it at ``size`` after all.
+
+    Not "resize it at training time": data.image_size is refused for a sharded dataset, which keeps the
+    size it was imported at, so the way to another size is reading the source in place, where
+    data.image_size applies (digits at 8 keeps its native 8x8 pixels).
+    """
+    shape = "x".join(str(side) for side in datasets.IMAGE_SHAPES[kind.name])
+    in_place = f"data.name={kind.name}" + ("" if folder is None else f" data.root={shlex.quote(str(folder))}")
+    return (
+        f"--image-size: source {kind.name!r} is imported at its own size ({shape}) and takes no --image-size, "
+        f"which resizes image folders only; drop --image-size. A sharded dataset keeps the size it was imported "
+        f"at, so to train {kind.name} at {size}x{size} read it in place instead: {in_place} data.image_size={size}"
+    )
 
 
 def _clear_unfinished(dest: str) -> dict[str, str]:

@@ -102,7 +102,7 @@ def test_a_repeated_import_writes_nothing_and_another_source_is_refused(tmp_path
     [
         ("nope", {}, r"neither a source name nor a folder .*valid: digits"),
         ("cifar10", {}, r"reads a folder: pass a folder holding cifar-10-batches-py"),
-        ("digits", {"image_size": 64}, r"takes no image_size"),
+        ("digits", {"image_size": 64}, r"takes no --image-size"),
         ("digits", {"rows_per_group": 0}, r"rows-per-group: expected at least 1"),
     ],
 )
