@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
@@ -176,27 +176,43 @@ def _specs_of(value: Any) -> list[PipelineSpec]:
     raise TypeError(f"expected a PipelineSpec or a mapping of them, got {type(value).__name__}")
 
 
-def get_pipeline(name: Any, pipelines: Mapping[str, PipelineSpec], source: str | None = None) -> PipelineSpec:
+def get_pipeline(
+    name: Any,
+    pipelines: Mapping[str, PipelineSpec],
+    source: str | None = None,
+    overrides: Sequence[str] = (),
+    origin: str = "set on the command line",
+) -> PipelineSpec:
     """The spec registered under ``name``, or one ConfigError: the valid names, or why the named one cannot run.
 
     Why the check here too: a caller's own mapping (tests, embedding) is not loaded through the
-    entry points, and its spec's config model must serve as well.
+    entry points, and its spec's config model must serve as well. ``overrides``: the command line's
+    ``key=value`` overrides; one that set ``pipeline`` is named, as every other override's problem
+    names it (``origin``: where they came from, the command line or the Python API's ``overrides``),
+    and the fix is in it, not at the top of the file (`relay validate FILE pipeline=cres`).
     """
+    setting = _pipeline_override(overrides)
+    where = f" ({origin}: {setting})" if setting else ""
     rejected = getattr(pipelines, "rejected", {})
     if isinstance(name, str) and name in rejected:
-        raise ConfigError([f"pipeline: {name!r}: {rejected[name]}"], source)
+        raise ConfigError([f"pipeline: {name!r}: {rejected[name]}{where}"], source)
     problem = (
         config_model_problem(pipelines[name].config_model) if isinstance(name, str) and name in pipelines else None
     )
     if problem:
-        raise ConfigError([f"pipeline: {name!r} cannot run: {problem}"], source)
+        raise ConfigError([f"pipeline: {name!r} cannot run: {problem}{where}"], source)
     if not isinstance(name, str) or name not in pipelines:
         got = "nothing" if name is None else repr(name)
         valid = ", ".join(sorted(pipelines)) or "none (is Relay installed? `pip install -e .` declares them)"
-        raise ConfigError(
-            [f"pipeline: expected one of {valid}, got {got}; set `pipeline:` at the top of the file"], source
-        )
+        fix = "give one of them in that override" if setting else "set `pipeline:` at the top of the file"
+        raise ConfigError([f"pipeline: expected one of {valid}, got {got}; {fix}{where}"], source)
     return pipelines[name]
+
+
+def _pipeline_override(overrides: Sequence[str]) -> str | None:
+    """The last command-line override that set ``pipeline`` (``pipeline=cres``), or None."""
+    setting = [item for item in overrides if item.partition("=")[0].strip() == "pipeline"]
+    return setting[-1] if setting else None
 
 
 def data_specs(pipelines: Mapping[str, PipelineSpec]) -> list[DataSpec]:
