@@ -36,6 +36,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common
 
+from orchestrator.yaml_input import layered
+
 Metrics = Mapping[str, Mapping[str, float]]
 CONFIGS = "pipelines/configs"
 OTHER_SOURCES = {
@@ -210,7 +212,7 @@ def run_one(job: tuple[str, int, str, list[str]]) -> dict[str, Any]:
     """One (experiment, seed) pipeline in a fresh process; the experiment's named values."""
     experiment, seed, device, extra = job
     _, config_file, overrides, values = EXPERIMENTS[experiment]
-    every = [*overrides, *extra, f"seed={seed}", f"data.fold={seed}"]
+    every = layered(overrides, extra, [f"seed={seed}", f"data.fold={seed}"])
     spec, config = _common.load_config(f"{CONFIGS}/{config_file}", every)
     elapsed, metrics = _common.timed(lambda: _common.run_in_process(spec.build(config), config.seed, device))
     return {"experiment": experiment, "seed": seed, "seconds": elapsed, "values": values(metrics)}

@@ -44,6 +44,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common
 
+from orchestrator.yaml_input import layered
+
 CONFIG = "pipelines/configs/crest_digits.yaml"
 PAPER = {  # CIFAR10-LT gamma 100, beta 10% (docs/ALGORITHMS.md, CReST and CReST+): the direction to compare with
     "FixMatch": 66.3,
@@ -104,7 +106,7 @@ def seed_overrides(seed: int, order: str) -> list[str]:
 def run_one(job: tuple[str, int, list[str], str, str]) -> dict[str, Any]:
     """One (method, seed) pipeline in a fresh process: per-generation balanced accuracy and tail recall."""
     method, seed, overrides, device, order = job
-    _, config = _common.load_config(CONFIG, [*overrides, *seed_overrides(seed, order)])
+    _, config = _common.load_config(CONFIG, layered(overrides, seed_overrides(seed, order)))
     from pipelines.builders import crest
 
     elapsed, metrics = _common.timed(lambda: _common.run_in_process(crest.build(config), config.seed, device))
@@ -122,7 +124,7 @@ def run_through_relay(job: tuple[str, int, list[str], str, str], address: str | 
     ($RELAY_WORKSPACE, $RELAY_ARTIFACT_URI, else ./relay-workspace); the device is the config's.
     """
     method, seed, overrides, _, order = job
-    settings = [*overrides, *seed_overrides(seed, order)]
+    settings = layered(overrides, seed_overrides(seed, order))
     run_id = f"science-{method.lower().replace(' ', '-').replace('+', 'plus')}-s{seed}-{uuid.uuid4().hex[:6]}"
     command = [sys.executable, "-m", "orchestrator.cli", "run", CONFIG, *settings, "--run-id", run_id]
     command += ["--address", address] if address else []

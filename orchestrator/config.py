@@ -123,6 +123,33 @@ def _numbers_only(annotation: Any) -> bool:
     return kinds == {"number"}
 
 
+MAX_EXPERIMENT_NAME = 500  # MLflow's limit on an experiment's name (mlflow.utils.validation)
+
+
+def _experiment_name(value: str) -> str:
+    """An MLflow experiment name MLflow takes and a user can tell apart from another: refused when the file is read.
+
+    Why: MLflow refuses an empty name (and one over 500 characters) only when the run starts, after
+    the run record was written; a name of spaces only, or with spaces around it, is taken but reads
+    as no name, or as another experiment's, in `relay runs` and the MLflow UI.
+    """
+    if not value.strip():
+        raise ValueError(
+            f"expected a non-empty experiment name, got {value!r}; give one, or leave tracking.experiment out "
+            "to use the default, relay"
+        )
+    if value != value.strip():
+        raise ValueError(
+            f"{value!r} begins or ends with spaces, which MLflow keeps: it would be another experiment than "
+            f"{value.strip()!r}; remove the spaces"
+        )
+    if len(value) > MAX_EXPERIMENT_NAME:
+        raise ValueError(
+            f"expected at most {MAX_EXPERIMENT_NAME} characters (MLflow's limit), got {len(value)}; give a shorter name"
+        )
+    return value
+
+
 class TrackingSettings(StrictModel):
     """Where MLflow records runs and what it records; ``strict`` turns tracking failures into errors.
 
@@ -135,7 +162,7 @@ class TrackingSettings(StrictModel):
     """
 
     uri: str | None = None
-    experiment: str = "relay"
+    experiment: Annotated[str, AfterValidator(_experiment_name)] = "relay"
     strict: bool = False
     log_models: bool = True
     export_models: Literal[False] = False
@@ -340,6 +367,20 @@ class TuneSettings(StrictModel):
             raise ValueError(
                 "the search space is empty, so there is nothing to tune; add at least one dotted key with a "
                 "domain, e.g. `train.lr: {loguniform: [0.01, 0.1]}`, or run the file with `relay run`"
+            )
+        return value
+
+    @field_validator("space")
+    @classmethod
+    def _no_entry_inside_another(cls, value: dict[str, SearchDomain]) -> dict[str, SearchDomain]:
+        """Refuse an entry for a section beside entries for keys inside it (`augment.strong` and
+        `augment.strong.num_ops`): a trial's values are overrides, and overrides that overlap are refused."""
+        nested = [(outer, inner) for outer in value for inner in value if inner.startswith(f"{outer}.")]
+        if nested:
+            pairs = "; ".join(f"{outer!r} holds {inner!r}" for outer, inner in nested)
+            raise ValueError(
+                f"entries overlap ({pairs}), so a trial would set one key twice; keep one of each pair: the section's "
+                "entry, or the entries of the keys inside it"
             )
         return value
 

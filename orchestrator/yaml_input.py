@@ -1,8 +1,9 @@
 """Reading what a user writes in YAML: config files and dotted `key=value` overrides, into plain dicts.
 
 The CLI and Ray Tune share ``apply_overrides`` so a key means the same thing everywhere. Every
-YAML a user writes goes through ``parse_yaml``, which refuses a key given twice; every failure
-(a missing file, a folder, a binary file, a syntax error) is a ConfigError that says where.
+YAML a user writes goes through ``parse_yaml``, which refuses a key given twice, as ``apply_overrides``
+refuses one among the overrides; every failure (a missing file, a folder, a binary file, a syntax
+error) is a ConfigError that says where.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 
@@ -139,11 +140,13 @@ def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str] | Mapping[
     ``parse_yaml``, so ``3`` is an int and ``[1, 2]`` a list) or a mapping of
     dotted keys to already-typed values (what Ray Tune samples). Missing
     intermediate sections are created. Every malformed override is reported
-    in one ConfigError.
+    in one ConfigError, and so is a key given twice, or with a section above it
+    (``_conflicts``): which value would count hung on their order.
     """
     result = copy.deepcopy(dict(data))
-    problems = []
-    for key, value, problem in _parse_overrides(overrides):
+    parsed = _parse_overrides(overrides)
+    problems = _conflicts(parsed)
+    for key, value, problem, _ in parsed:
         problem = problem or _set_dotted(result, key, value)
         if problem:
             problems.append(problem)
@@ -152,26 +155,83 @@ def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str] | Mapping[
     return result
 
 
-def _parse_overrides(overrides: Sequence[str] | Mapping[str, Any]) -> list[tuple[str, Any, str | None]]:
-    """(dotted key, value, problem or None) per override, in the order given."""
+class Override(NamedTuple):
+    """One dotted override: its key, its value, a problem reading it (or None), and how it was given."""
+
+    key: str
+    value: Any
+    problem: str | None
+    given: str  # as the user wrote it (`train.steps=4`), for messages
+
+
+def _parse_overrides(overrides: Sequence[str] | Mapping[str, Any]) -> list[Override]:
+    """One ``Override`` per override, in the order given."""
     if isinstance(overrides, Mapping):
-        return [(str(k), v, None) for k, v in overrides.items()]
+        return [Override(str(k), v, None, f"{k}={v!r}") for k, v in overrides.items()]
     if isinstance(overrides, str):
         overrides = [overrides]
-    parsed: list[tuple[str, Any, str | None]] = []
+    parsed: list[Override] = []
     for item in overrides:
         key, sep, raw = item.partition("=")
         key = key.strip()
         if not sep or not key:
-            parsed.append(
-                (key, None, f"{item!r}: expected key=value (e.g. train.steps=100); got no '=' or an empty key")
-            )
+            problem = f"{item!r}: expected key=value (e.g. train.steps=100); got no '=' or an empty key"
+            parsed.append(Override(key, None, problem, item))
             continue
         try:
-            parsed.append((key, parse_yaml(raw), None))
+            parsed.append(Override(key, parse_yaml(raw), None, item))
         except yaml.YAMLError as exc:
-            parsed.append((key, None, f"{key}: value {raw!r} is not valid YAML ({_yaml_problem(exc)}); quote it"))
+            problem = f"{key}: value {raw!r} is not valid YAML ({_yaml_problem(exc)}); quote it"
+            parsed.append(Override(key, None, problem, item))
     return parsed
+
+
+def _conflicts(parsed: Sequence[Override]) -> list[str]:
+    """A problem per key given more than once, and per section given whole beside keys inside it.
+
+    Why: the last one silently won (`train.steps=3 train.steps=4` trained 4 steps), or a section given
+    whole after a key inside it (`train.steps=4 train='{steps: 3}'`) dropped that key, and the user
+    believed a setting that was not the one used. A key given twice in a YAML file is refused alike.
+    """
+    by_key: dict[tuple[str, ...], list[Override]] = {}
+    for override in parsed:
+        if override.problem is None:
+            by_key.setdefault(tuple(_key_parts(override.key)), []).append(override)
+    problems = [
+        f"{given[0].key}: given {_times(len(given))} ({', then '.join(o.given for o in given)}); keep one of them"
+        for given in by_key.values()
+        if len(given) > 1
+    ]
+    for parts, given in by_key.items():
+        inside = [o.given for below, items in by_key.items() if _is_inside(below, parts) for o in items]
+        if inside:
+            key = given[0].key
+            problems.append(
+                f"{key}: given whole ({given[-1].given}) and by keys inside it ({', '.join(inside)}), so which value "
+                f"counts would hang on their order; keep one: set {key}'s keys one by one, or write them all in "
+                f"{key}'s value"
+            )
+    return problems
+
+
+def _is_inside(key: tuple[str, ...], section: tuple[str, ...]) -> bool:
+    """Whether ``key`` (its parts) names a key below ``section``: ``train.steps`` is inside ``train``."""
+    return len(key) > len(section) and key[: len(section)] == section
+
+
+def layered(*layers: Sequence[str]) -> list[str]:
+    """``key=value`` overrides composed from layers, a later one replacing an earlier one of the same key.
+
+    For programs that build a run's overrides from a base and its variants (a benchmark's protocol,
+    then a method's own `crest.generations`): ``apply_overrides`` refuses a key given twice, which a
+    user on the command line did not mean, so a program says here which one it means.
+    """
+    last: dict[str, str] = {}
+    for item in (item for layer in layers for item in layer):
+        key = item.partition("=")[0].strip()
+        last.pop(key, None)
+        last[key] = item
+    return list(last.values())
 
 
 KEYED_BY_DOTTED_KEYS = ("tune.space",)  # mappings whose keys are dotted config keys themselves
@@ -208,9 +268,28 @@ def _set_dotted(data: dict[str, Any], key: str, value: Any) -> str | None:
         if not isinstance(child, dict):
             prefix = ".".join(parts[: depth + 1])
             return (
-                f"{key}: cannot set inside {prefix!r}, which is a {type(child).__name__} "
+                f"{key}: cannot set inside {prefix!r}, which is {_kind_of(child)} "
                 f"(got {child!r}), not a section; override {prefix} itself"
             )
         node = child
     node[parts[-1]] = value
     return None
+
+
+def _times(count: int) -> str:
+    return "twice" if count == 2 else f"{count} times"
+
+
+def _kind_of(value: Any) -> str:
+    """What a value is, in the user's words: ``a number``, not pydantic's or Python's ``a int``."""
+    if value is None:
+        return "empty (null)"
+    if isinstance(value, bool):
+        return "a yes/no value"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, list | tuple):
+        return "a list"
+    return f"a value of type {type(value).__name__}"

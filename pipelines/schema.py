@@ -86,10 +86,19 @@ def absolute_local_uri(uri: str | None) -> str | None:
 
 
 def distinct_classes(classes: list[int | str]) -> list[int | str]:
-    """Classes given by number (>= 0) or by name, each once; names become numbers when the config is read
-    (pipelines/class_names.py), so the stages only ever see numbers."""
+    """Two or more classes given by number (>= 0) or by name, each once; names become numbers when the config
+    is read (pipelines/class_names.py), so the stages only ever see numbers.
+
+    The count is checked here, not by pydantic's ``min_length``, whose "Value should have at least 2 items after
+    validation" said nothing of classes or of what to write.
+    """
+    if len(classes) < 2:
+        raise ValueError(
+            f"expected at least 2 classes (a classifier needs two to tell apart), got {classes}; "
+            "list two or more class numbers or names, e.g. [0, 1] or [cat, dog]"
+        )
     if len(set(classes)) != len(classes) or any(isinstance(c, int) and c < 0 for c in classes):
-        raise ValueError(f"expected distinct class numbers >= 0 or class names, got {classes}")
+        raise ValueError(f"expected distinct class numbers >= 0 or class names, got {classes}; list each class once")
     return classes
 
 
@@ -121,9 +130,7 @@ def _class_item(item: Any) -> bool:
 
 FolderPath = Annotated[str | None, AfterValidator(absolute_folder)]
 # Classes of the config's dataset, by number or by name (an image folder's folder name, a CIFAR class).
-ClassList = Annotated[
-    list[int | str], BeforeValidator(class_items), Field(min_length=2), AfterValidator(distinct_classes)
-]
+ClassList = Annotated[list[int | str], BeforeValidator(class_items), AfterValidator(distinct_classes)]
 # The order of the task's classes (`data.class_order`), by number or by name; names become numbers as ClassList's do.
 ClassOrder = Annotated[list[int | str], BeforeValidator(class_items)]
 DatasetURI = Annotated[str | None, AfterValidator(absolute_local_uri)]
@@ -192,15 +199,28 @@ class DataSection(StrictModel):
                 "on the images there, or remove data.root"
             )
         if self.name != SHARDED and (self.uri or self.digest):
-            raise ValueError(
-                f"data.uri and data.digest belong to dataset 'parquet'; dataset {self.name!r} uses data.root"
-            )
+            raise ValueError(self._shard_keys_elsewhere())
         if self.root_digest and self.name not in DATASET_REQUIRES_ROOT:
             raise ValueError(
                 f"data.root_digest is written by Relay for datasets read from data.root "
-                f"({', '.join(sorted(DATASET_REQUIRES_ROOT))}); dataset {self.name!r} reads none: remove data.root_digest"
+                f"({', '.join(sorted(DATASET_REQUIRES_ROOT))}); dataset {self.name!r} reads no data.root: "
+                "remove data.root_digest"
             )
         return self
+
+    def _shard_keys_elsewhere(self) -> str:
+        """Why data.uri / data.digest of a dataset other than the sharded one are refused, and the two fixes.
+
+        Why each fix is named: the message said dataset 'digits' "uses data.root", which it does not
+        read, and gave no fix; the user either meant the shards (data.name=parquet) or not (remove them).
+        """
+        given = [key for key, value in (("data.uri", self.uri), ("data.digest", self.digest)) if value]
+        keys = " and ".join(given)
+        return (
+            f"{given[0]}: data.uri and data.digest belong to dataset 'parquet' (the shards `relay data import` "
+            f"writes); dataset {self.name!r} does not read them, so {keys} would be ignored: set data.name=parquet "
+            f"to train on the shards at data.uri, or remove {keys}"
+        )
 
 
 class ModelSection(StrictModel):

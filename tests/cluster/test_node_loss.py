@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.yaml_input import layered
 from tests.cluster.cluster import wait_for
 from tests.cluster.conftest import ROOT, Stack
 from tests.cluster.helpers import manifests, read_json, stage_state
@@ -56,7 +57,7 @@ def test_a_killed_node_during_data_parallel_training_resumes_from_the_checkpoint
     stack.heal()
     store, run_id = stack.store("train-loss"), f"train-loss-{uuid.uuid4().hex[:6]}"
     submitted = stack.relay(
-        "submit", SMOKE, *TRAIN, *extra, "--run-id", run_id, "--address", stack.cluster.dashboard, store=store
+        "submit", SMOKE, *layered(TRAIN, extra), "--run-id", run_id, "--address", stack.cluster.dashboard, store=store
     )
     assert submitted.returncode == 0, submitted.stderr[-3000:]
     fingerprint = wait_for(

@@ -97,7 +97,7 @@ def test_overrides_report_every_malformed_item():
         apply_overrides({"train": {"steps": 10}}, ["train.steps.max=3", "noequals", "=5", "a..b=1"])
     problems = info.value.problems
     assert len(problems) == 4
-    assert "inside 'train.steps', which is a int (got 10)" in problems[0]
+    assert "inside 'train.steps', which is a number (got 10)" in problems[0]
     assert "'noequals': expected key=value" in problems[1]
     assert "'=5': expected key=value" in problems[2]
     assert "a..b: empty segment" in problems[3]

@@ -16,6 +16,7 @@ from orchestrator.cli import main
 from orchestrator.cli.common import load_pipeline_file
 from orchestrator.config import ConfigError
 from orchestrator.engine.fingerprint import fingerprint
+from orchestrator.yaml_input import layered
 from pipelines import data
 from pipelines.data import labels_of, load_dataset, load_labels
 from pipelines.datasets import imports
@@ -57,7 +58,7 @@ def _cifar10(root: Path, nested: bool = True, rows: int = 2) -> Path:
 
 
 def _pinned(root: Path, name: str = "imagefolder", extra: list[str] | None = None) -> str:
-    overrides = [f"data.name={name}", f"data.root={root}", *SMALL_SPLIT, *(extra or [])]
+    overrides = layered([f"data.name={name}", f"data.root={root}", *SMALL_SPLIT], extra or [])
     _, config, pinned = load_pipeline_file(SMOKE, overrides, local=False)
     assert pinned["data"]["root_digest"] == config.data.root_digest
     return config.data.root_digest
