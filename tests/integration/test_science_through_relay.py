@@ -54,6 +54,7 @@ def test_a_seed_through_relay_equals_the_in_process_run_and_stays_in_the_store(t
 
 def test_a_failed_relay_run_says_which_and_why(tmp_path, monkeypatch):
     monkeypatch.setenv("RELAY_WORKSPACE", str(tmp_path / "workspace"))
-    job = ("CReST+", 0, [*TINY, "train.steps=-1"], "cpu", "per-seed")
+    bad_steps = [item for item in TINY if not item.startswith("train.steps=")] + ["train.steps=-1"]
+    job = ("CReST+", 0, bad_steps, "cpu", "per-seed")
     with pytest.raises(RuntimeError, match="relay run science-crestplus-s0-.* exited 2"):
         science.run_through_relay(job)
