@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import shlex
+import sys
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -310,6 +311,7 @@ def _write(
     opened = kind.open(folder, options)
     encoding = codec.choose_encoding(str(options.get("encoding") or "auto"), opened.image_shape)
     splits = {name: _Progress(name, count, chunks) for name, (count, chunks) in opened.splits.items()}
+    refused = False
     try:
         manifest = shards.write_dataset(
             dest,
@@ -321,9 +323,12 @@ def _write(
             source=identity,
             files=None if opened.files is None else {shards.SAMPLE_FILES: sample_files_csv(opened.files)},
         )
-    finally:  # a bar cut off (Ctrl-C, a bad image) ends its line now, not after the message saying why
+    except (ValueError, OSError) as exc:
+        refused = not isinstance(exc, shards.StoreWriteError)  # bad input (an image that does not decode)
+        raise
+    finally:  # before the message saying why the import stopped, if it did
         for progress in splits.values():
-            progress.close()
+            progress.end(refused)
     if opened.skipped:
         notes["skipped"] = "; ".join(f"{count} {reason}" for reason, count in opened.skipped.items())
     return {**_summary(dest, manifest), **notes, "use": f"relay run CONFIG data.name={SHARDED} data.uri={dest}"}
@@ -524,11 +529,15 @@ class _Progress:
     Why the writer closes it: the last row group is written when the split's writer closes, after
     the chunks ran out. A bar that closed with its chunks timed the read alone, and digits read
     from memory in one chunk showed 20 million img/s.
+
+    Why its last line is printed only when the import ends (``end``): an import refused for a bad
+    image prints its message alone, with no bar of a split before it or of the split it stopped in.
     """
 
     def __init__(self, split: str, count: int, chunks: Chunks) -> None:
         self.split, self.count, self.chunks = split, count, chunks
         self.bar: tqdm | None = None
+        self.last_line: str | None = None  # the bar as the writer closed it
 
     def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         self.bar = tqdm(total=self.count, desc=f"import {self.split}", unit="img", mininterval=1.0, smoothing=0)
@@ -537,8 +546,23 @@ class _Progress:
             self.bar.update(len(images))
 
     def close(self) -> None:
-        """End the bar's line; its rate is then the split's rows over its read and write (``smoothing=0``)."""
-        if self.bar is not None:
+        """Keep the bar's last line, its rate the split's rows over its read and write (``smoothing=0``), and
+        erase the bar until the import ends."""
+        if self.bar is not None and self.last_line is None:
+            self.last_line = str(self.bar)
+            self.bar.leave = False
+            self.bar.close()
+
+    def end(self, refused: bool) -> None:
+        """The import is over: print the split's last line, or end a bar cut off (Ctrl-C, a failing store) where
+        it stopped; a refused import (bad input) erases the bar and prints nothing."""
+        if refused:
+            if self.bar is not None:
+                self.bar.leave = False
+                self.bar.close()
+        elif self.last_line is not None:
+            tqdm.write(self.last_line, file=sys.stderr)
+        elif self.bar is not None:
             self.bar.close()
 
 
