@@ -34,7 +34,7 @@ import yaml
 
 from orchestrator.cli import MLFLOW_LEVEL_ENV, MLFLOW_TRACEBACK_LOGGERS, build_parser, pipeline, quiet_mlflow
 from orchestrator.cli import runs as run_records
-from orchestrator.cli.common import new_run_id, read_run_record, readable_ledger, store_of
+from orchestrator.cli.common import BY_OVERRIDES, new_run_id, read_run_record, readable_ledger, store_of
 from orchestrator.cli.preflight import check_run_id
 from orchestrator.config import (
     RunSettings,
@@ -145,6 +145,7 @@ def run(
             rerun_from=rerun_from,
             no_cache=no_cache,
         )
+        args.overrides_origin = BY_OVERRIDES  # a problem an override caused names it so: there is no command line
         return run_result(handled(pipeline.start_run, args))
 
 

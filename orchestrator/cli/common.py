@@ -47,6 +47,8 @@ from orchestrator.yaml_input import yaml_mapping
 Pipelines = Mapping[str, PipelineSpec]
 EXIT_FAILED, EXIT_BAD_INPUT = 1, 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT: what a shell reports for a program Ctrl-C ended
+ON_THE_COMMAND_LINE = "set on the command line"  # where `relay`'s `key=value` overrides come from, for a problem
+BY_OVERRIDES = "set by overrides"  # where the Python API's come from (``relay.run(..., overrides=[...])``)
 
 
 def pipelines_of(args: argparse.Namespace) -> Pipelines:
@@ -55,16 +57,30 @@ def pipelines_of(args: argparse.Namespace) -> Pipelines:
     return given if given is not None else load_pipelines()
 
 
+def overrides_origin(args: argparse.Namespace) -> str:
+    """How a problem names where ``args.overrides`` came from: the command line, unless the caller (the Python
+    API, which has none) set ``args.overrides_origin``."""
+    return getattr(args, "overrides_origin", ON_THE_COMMAND_LINE)
+
+
 def load_pipeline_config(
-    path: str, overrides: list[str], pipelines: Pipelines | None = None, local: bool = True
+    path: str,
+    overrides: list[str],
+    pipelines: Pipelines | None = None,
+    local: bool = True,
+    origin: str = ON_THE_COMMAND_LINE,
 ) -> tuple[Any, Any]:
     """The pipeline spec and checked config of a file (``load_pipeline_file`` without the file itself)."""
-    spec, config, _ = load_pipeline_file(path, overrides, pipelines, local)
+    spec, config, _ = load_pipeline_file(path, overrides, pipelines, local, origin)
     return spec, config
 
 
 def load_pipeline_file(
-    path: str, overrides: list[str], pipelines: Pipelines | None = None, local: bool = True
+    path: str,
+    overrides: list[str],
+    pipelines: Pipelines | None = None,
+    local: bool = True,
+    origin: str = ON_THE_COMMAND_LINE,
 ) -> tuple[Any, Any, dict[str, Any]]:
     """YAML -> dict -> dotted overrides -> validated config -> preflight; every problem raised at once.
 
@@ -74,14 +90,15 @@ def load_pipeline_file(
     machine lacks is left to the job, which checks and pins it before it writes). Returns the spec,
     the config and the file with the overrides applied, both with what the config names by
     location pinned by content (a sharded dataset's digest: ``DataSpec.pins``), so the stage
-    cache tells datasets apart; `relay tune` builds its trials from the file.
+    cache tells datasets apart; `relay tune` builds its trials from the file. ``origin``: how a
+    problem names where the overrides came from (``from_override``).
     """
     data = apply_overrides(load_yaml(path), overrides)
     spec = get_pipeline(data.get("pipeline"), load_pipelines() if pipelines is None else pipelines, source=path)
     try:
         data, config, elsewhere = checked_config(spec, path, data, local)
     except ConfigError as exc:  # each problem names the override that set its key: the file is the heading
-        raise overridden(exc.problems, overrides, path) from exc
+        raise overridden(exc.problems, overrides, path, origin) from exc
     pins = spec.data.pins(config) if spec.data is not None and not elsewhere else {}
     if not pins:
         return spec, config, data
@@ -89,14 +106,16 @@ def load_pipeline_file(
     return spec, validate_config(spec.config_model, pinned, source=path), pinned
 
 
-def overridden(problems: list[str], overrides: list[str], path: str) -> ConfigError:
-    """The error of ``problems`` in file ``path``, each naming the command-line override that set its key."""
-    return ConfigError([from_override(problem, overrides) for problem in problems], path)
+def overridden(problems: list[str], overrides: list[str], path: str, origin: str = ON_THE_COMMAND_LINE) -> ConfigError:
+    """The error of ``problems`` in file ``path``, each naming the override that set its key (``from_override``)."""
+    return ConfigError([from_override(problem, overrides, origin) for problem in problems], path)
 
 
-def from_override(problem: str, overrides: list[str]) -> str:
-    """``problem``, with the command-line overrides that set its key, or a key it names, named: the message is
-    headed by the file.
+def from_override(problem: str, overrides: list[str], origin: str = ON_THE_COMMAND_LINE) -> str:
+    """``problem``, with the overrides that set its key, or a key it names, named: the message is headed by the file.
+
+    ``origin`` says where they came from: ``ON_THE_COMMAND_LINE`` for `relay`, ``BY_OVERRIDES`` for the
+    Python API, whose caller typed no command line.
 
     Why: `relay run smoke.yaml train=5` said the problem was "in smoke.yaml", where the user finds no such line;
     and a problem comparing two keys (`train.warmup_steps: ... than train.steps (20)`) whose own key the file
@@ -115,7 +134,7 @@ def from_override(problem: str, overrides: list[str]) -> str:
     chosen = named or (setting if inside else setting[-1:]) or _mentioned(problem, keys)
     if not chosen:
         return problem
-    return f"{problem} (set on the command line: {', '.join(dict.fromkeys(chosen))})"
+    return f"{problem} ({origin}: {', '.join(dict.fromkeys(chosen))})"
 
 
 def _named_in(given: str, key: str, problem: str) -> bool:
@@ -420,27 +439,47 @@ def pipeline_code_versions(pipeline: Pipeline) -> dict[str, str]:
     The package of each stage body is found from the body's module name (its top-level package,
     imported without the body itself, so the driver loads no torch), so a user's package is
     digested exactly like Relay's own, and an edit reruns only the stages whose code it touches.
+    Silent: where the versions come from is said by ``log_code_versions`` once the command's input
+    is accepted (`relay tune` needs the versions to check its sweep, and bad input prints only its message).
     """
-    by_package: dict[str, set[str]] = {}
-    for stage in pipeline.stages:
-        module = getattr(stage.fn, "__module__", "")
-        by_package.setdefault(module.split(".")[0], set()).add(module)
     versions: dict[str, str] = {}
-    for top, modules in sorted(by_package.items()):
+    for top, modules in stage_packages(pipeline).items():
         folder = package_folder(top)
         if folder is None:
-            logging.getLogger("relay").warning(
+            continue
+        if next(folder.rglob("*.py"), None) is None:  # an empty digest would silently change every fingerprint
+            raise RelayError(f"no Python files under {folder}, where {', '.join(sorted(modules))} was imported from")
+        versions.update(code_versions(modules, folder))
+    return versions
+
+
+def log_code_versions(pipeline: Pipeline) -> None:
+    """Say where ``pipeline_code_versions`` found each stage package's code; warn of one without a folder.
+
+    Why a line: on a cluster the package may come from the job's upload or an installed copy, and
+    the folder named here is the one whose edits rerun cached stages.
+    """
+    log = logging.getLogger("relay")
+    for top, modules in stage_packages(pipeline).items():
+        folder = package_folder(top)
+        if folder is None:
+            log.warning(
                 "no code version for %s: package %r has no folder of its own; an edit of it will not rerun "
                 "cached stages",
                 ", ".join(sorted(modules)),
                 top,
             )
-            continue
-        if next(folder.rglob("*.py"), None) is None:  # an empty digest would silently change every fingerprint
-            raise RelayError(f"no Python files under {folder}, where {', '.join(sorted(modules))} was imported from")
-        versions.update(code_versions(modules, folder))
-        logging.getLogger("relay").info("code versions of %d stage modules under %s", len(modules), folder)
-    return versions
+        else:
+            log.info("code versions of %d stage modules under %s", len(modules), folder)
+
+
+def stage_packages(pipeline: Pipeline) -> dict[str, set[str]]:
+    """Top-level package -> the modules of the pipeline's stage bodies in it, by package name."""
+    by_package: dict[str, set[str]] = {}
+    for stage in pipeline.stages:
+        module = getattr(stage.fn, "__module__", "")
+        by_package.setdefault(module.split(".")[0], set()).add(module)
+    return dict(sorted(by_package.items()))
 
 
 def package_folder(top: str) -> Path | None:

@@ -29,9 +29,11 @@ from orchestrator.cli.common import (
     check_resume_stop_after,
     cluster_address,
     load_pipeline_config,
+    log_code_versions,
     moved_workspace,
     new_run_id,
     overridden,
+    overrides_origin,
     pipeline_code_versions,
     pipelines_of,
     read_run_record,
@@ -258,6 +260,7 @@ def run_stages(run: PreparedRun, tracker: BackgroundTracker, copies: Path, hando
             executor = run.executor or make_executor(run.config.run, run.address)
             executor.warm_up(run.pipeline)
         code = pipeline_code_versions(run.pipeline)
+        log_code_versions(run.pipeline)
         runner = Runner(
             run.store, executor, tracker, code, run.config.seed, copies, store_option=store_option(run.store.uri)
         )
@@ -591,8 +594,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def start_run(args: argparse.Namespace) -> RunEnd:
     """Check everything (config, data, folders, store, run id, --stop-after), then write the run record and run."""
-    spec, config = load_pipeline_config(args.config, args.overrides, pipelines_of(args))
+    origin = overrides_origin(args)
+    spec, config = load_pipeline_config(args.config, args.overrides, pipelines_of(args), origin=origin)
     address = cluster_address(args.address)
+    check_executor_takes_address(args, config, address)
     run_locations.check_cluster(address, config.run, spec.build(config), args.config)
     config = checked_locations(config, args.config, address)
     run_id = new_run_id(config.name) if args.run_id is None else args.run_id
@@ -605,6 +610,21 @@ def start_run(args: argparse.Namespace) -> RunEnd:
     rerun = f", {len(run.rerun)} rerun on request" if run.rerun else ""
     log.info("run %s: %d stages%s", run.run_id, len(run.pipeline.stages), rerun)
     return execute(run, resume=False)
+
+
+def check_executor_takes_address(args: argparse.Namespace, config: Any, address: str | None) -> None:
+    """Refuse (exit 2) a new run of ``run.executor=local`` given a cluster address (``--address``, ``run.ray_address``).
+
+    Each problem names the override that set the executor or the address, as the config's own do;
+    one about ``--address`` alone is the command line's (``run_locations.local_executor_address_problems``).
+    """
+    problems = run_locations.local_executor_address_problems(address, config.run)
+    if not problems:
+        return
+    error = overridden(problems, args.overrides, args.config, overrides_origin(args))
+    if all(problem.startswith("--address") for problem in problems):
+        error = ConfigError(error.problems, "the command line")
+    raise error
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
@@ -622,6 +642,7 @@ def resume_run(args: argparse.Namespace) -> RunEnd:
     address = cluster_address(args.address)
     store = store_of(args)
     spec, config = read_run_record(store, args.run_id, pipelines_of(args))
+    run_locations.check_resume_address(address, config.run, args.run_id)
     address = resume_address(address, store, args.run_id)
     if args.stop_after is not None:  # a stage the pipeline lacks is named as such, finished run or not
         check_stop_after(spec.build(config), args.stop_after)
@@ -687,6 +708,7 @@ def check_not_moved(config: Any, store_uri: str, run_id: str) -> None:
 def cmd_validate(args: argparse.Namespace) -> int:
     """The checks `relay run` makes before writing (and, for a file with `tune:`, those of `relay tune`)."""
     spec, config = load_pipeline_config(args.config, args.overrides, pipelines_of(args))
+    check_executor_takes_address(args, config, None)
     stages = spec.build(config).stages
     if getattr(config, "tune", None) is not None:
         from orchestrator.tune.plan import sweep_check

@@ -402,6 +402,48 @@ def check_recorded_cluster(address: str, run_id: str, timeout_s: float = 5.0) ->
     )
 
 
+LOCAL_RUNS_HERE = (
+    "run.executor=local runs every stage in this process, without Ray, so it joins no cluster and takes no address"
+)
+
+
+def local_executor_address_problems(address: str | None, settings: RunSettings) -> list[str]:
+    """One line per address a `relay run` with ``run.executor=local`` was given (``--address``, ``run.ray_address``).
+
+    Why: the local executor never starts or joins Ray, so the address was dropped without a word: a
+    run meant for a cluster ran on this machine, and an address where nothing answers went unchecked.
+    RAY_ADDRESS is not one of them: it is the shell's default for every Ray tool (and Ray's job
+    supervisor sets it for each entrypoint), not a request of this command.
+    """
+    given = [
+        ("--address", f"--address {address}", address),
+        ("run.ray_address", f"run.ray_address={settings.ray_address}", settings.ray_address),
+    ]
+    return [
+        f"{key}: {LOCAL_RUNS_HERE}; drop {key}, or set run.executor=ray to run the stages on Ray with {setting}"
+        for key, setting, value in given
+        if settings.executor == "local" and value is not None
+    ]
+
+
+def check_resume_address(address: str | None, settings: RunSettings, run_id: str) -> None:
+    """Refuse (exit 2) `relay resume RUN_ID --address ...` of a run recorded with ``run.executor=local``.
+
+    A resume runs the config of the run's record, whose executor it cannot change, so the one fix
+    is to drop --address. An address the record holds (``run.ray_address`` of a run started before
+    this check) is left alone, as before: the resume cannot drop it.
+    """
+    if settings.executor != "local" or address is None:
+        return
+    raise ConfigError(
+        [
+            f"--address: run {run_id} was started with run.executor=local, which runs every stage in this process, "
+            f"without Ray, so it joins no cluster and takes no address; resume it without --address"
+        ],
+        "the command line",
+    )
+
+
 def check_cluster(address: str | None, settings: RunSettings, pipeline: Pipeline, source: str | None = None) -> None:
     """Refuse (exit 2) a cluster nobody can join, a stage worker no node of a joined cluster can hold, or stages
     a new local instance could never start.

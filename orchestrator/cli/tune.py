@@ -21,11 +21,13 @@ from orchestrator.cli.common import (
     add_cluster_address,
     cluster_address,
     load_pipeline_file,
+    log_code_versions,
     overridden,
     pipeline_code_versions,
     pipelines_of,
 )
 from orchestrator.cli.preflight import folder_problem
+from orchestrator.config import RunSettings
 from orchestrator.errors import ConfigError
 from orchestrator.tracking.sweeps import SweepTracker
 from orchestrator.tune.plan import SweepPlan, plan_sweep, trial_fit_problem, with_sweep_run
@@ -46,8 +48,9 @@ def cmd_tune(args: argparse.Namespace) -> int:
     except ConfigError as exc:  # as the config's own problems: each names the override that set its key
         raise overridden(exc.problems, args.overrides, args.config) from exc
     address = cluster_address(args.address)
-    run_locations.check_cluster(address, config.run, pipeline, args.config)  # as `relay run`: the cluster first
-    check_locations(plan, config, address, args.config)
+    on_ray = ray_settings(config.run)
+    run_locations.check_cluster(address, on_ray, pipeline, args.config)  # as `relay run`: the cluster first
+    check_locations(plan, on_ray, address, args.config)
     if address is not None:
         plan = dataclasses.replace(plan, ray_address=address)
     if plan.ray_address is None and not os.environ.get("RAY_ADDRESS"):  # a local Ray of a fixed size
@@ -60,6 +63,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     _check_resume(args, plan, exists)
     _check_output_free(args, Path(plan.output), exists)
     _check_same_sweep(args, Path(plan.output), data)
+    log_code_versions(pipeline)  # the sweep is accepted: bad input above printed only its message
     sweeps = SweepTracker(plan.tracking_uri, plan.tracking.experiment, strict=plan.tracking.strict)
     settings = plan.settings.model_dump(mode="json")  # the seed the sweep uses, also when `tune.seed` is left out
     params = {f"tune.{k}": v for k, v in settings.items() if k != "space"}
@@ -128,14 +132,23 @@ def pbt_note(plan: SweepPlan) -> str | None:
     )
 
 
-def check_locations(plan: SweepPlan, config: Any, address: str | None, source: str) -> None:
+def ray_settings(settings: RunSettings) -> RunSettings:
+    """``settings`` as a sweep runs them: on Ray, whatever ``run.executor`` says (a trial's stages run on Ray).
+
+    Why: the checks of the cluster a run joins pass over a ``run.executor=local`` run, which starts no Ray;
+    given that setting, a sweep skipped them and hung in ray.init retrying an address where nothing answered.
+    """
+    return settings.model_copy(update={"executor": "ray"})
+
+
+def check_locations(plan: SweepPlan, settings: RunSettings, address: str | None, source: str) -> None:
     """The sweep's stores must be reachable, and on a cluster outlive it, as for `relay run` (pipeline.checked_locations).
 
     Trials joining a cluster run stages on its other nodes, which write into the same stores:
     a workspace under /tmp would be node-local and lost with the cluster.
     """
     locations = run_locations.Locations(plan.store_uri, plan.tracking_uri)
-    if run_locations.in_ray_job() or run_locations.joins_cluster(address, config.run):
+    if run_locations.in_ray_job() or run_locations.joins_cluster(address, settings):
         problems = run_locations.durability_problems(locations)
         why = run_locations.impermanence(str(Path(plan.output).absolute()))
         if why is not None:  # best.yaml, the trials and Ray Tune's state for --resume

@@ -244,19 +244,29 @@ def pipeline_entrypoint(
     to the upload. ``run_flags`` are more `relay run` options (`--rerun-from STAGE`, `--no-cache`).
 
     The job runs inside the uploaded copy of ``working_dir``, so a config inside it
-    must be named relative to it; a path outside it must exist on the cluster.
+    must be named relative to it; a path outside it must exist on the cluster (``config_path_warning``).
     """
     config = Path(config_path).expanduser()
     root = Path(working_dir).expanduser().resolve()
     if config.is_absolute():
-        try:
+        with contextlib.suppress(ValueError):  # outside the upload: named as given
             config = config.resolve().relative_to(root)
-        except ValueError:
-            logger.warning("%s is outside %s: it must exist on the cluster", config_path, root)
-    elif not (root / config).is_file():
-        logger.warning("%s not found under %s: it must exist on the cluster", config_path, root)
     run_id_flag = ["--run-id", run_id] if run_id else []
     return shlex.join(["relay", "run", config.as_posix(), *overrides, *run_id_flag, *(run_flags or [])])
+
+
+def config_path_warning(config_path: str, working_dir: str) -> str | None:
+    """What to warn of a config the upload of ``working_dir`` does not hold (the job reads it on the cluster), or None.
+
+    Said once the job is submitted (``submit_pipeline``): before a refusal it only stood in front of the error.
+    """
+    config = Path(config_path).expanduser()
+    root = Path(working_dir).expanduser().resolve()
+    if config.is_absolute() and not config.resolve().is_relative_to(root):
+        return f"{config_path} is outside {root}: it must exist on the cluster"
+    if not config.is_absolute() and not (root / config).is_file():
+        return f"{config_path} not found under {root}: it must exist on the cluster"
+    return None
 
 
 def resume_entrypoint(run_id: str, store_uri: str) -> str:
@@ -487,7 +497,7 @@ def submit_pipeline(
     if check_resources:
         check_cluster_resources(url, {**(needs or {}), "GPU": num_gpus})
         check_workers_fit(url, workers or {})
-    return submit_entrypoint(
+    job_id = submit_entrypoint(
         url,
         entrypoint,
         working_dir,
@@ -497,6 +507,10 @@ def submit_pipeline(
         metadata=metadata,
         skip=skip,
     )
+    warning = config_path_warning(config_path, working_dir)
+    if warning:
+        logger.warning(warning)
+    return job_id
 
 
 # --------------------------------------------------------------------------- watch
