@@ -94,7 +94,8 @@ def load_pipeline_file(
     problem names where the overrides came from (``from_override``).
     """
     data = apply_overrides(load_yaml(path), overrides)
-    spec = get_pipeline(data.get("pipeline"), load_pipelines() if pipelines is None else pipelines, source=path)
+    pipelines = load_pipelines() if pipelines is None else pipelines
+    spec = get_pipeline(data.get("pipeline"), pipelines, source=path, overrides=overrides, origin=origin)
     try:
         data, config, elsewhere = checked_config(spec, path, data, local)
     except ConfigError as exc:  # each problem names the override that set its key: the file is the heading

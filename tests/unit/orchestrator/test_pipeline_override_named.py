@@ -6,11 +6,15 @@ said `crest`, without the `(set on the command line: ...)` every other override'
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from orchestrator.errors import ConfigError
 from orchestrator.registry import get_pipeline
 from pipelines.registry import PIPELINES
+
+SMOKE = Path(__file__).resolve().parents[3] / "pipelines" / "configs" / "smoke.yaml"
 
 
 def problem(name: object, overrides: list[str]) -> str:
@@ -37,3 +41,13 @@ def test_overrides_of_the_python_api_are_named_as_theirs() -> None:
     with pytest.raises(ConfigError) as info:
         get_pipeline("cres", PIPELINES, overrides=["pipeline=cres"], origin="set by overrides")
     assert info.value.problems[0].endswith("(set by overrides: pipeline=cres)")
+
+
+def test_the_cli_names_the_override_that_set_an_unknown_pipeline() -> None:
+    """`relay validate smoke.yaml pipeline=cres`: the file-loading path hands its overrides to the check."""
+    from orchestrator.cli.common import load_pipeline_file
+
+    with pytest.raises(ConfigError) as info:
+        load_pipeline_file(str(SMOKE), ["pipeline=cres"])
+    (only,) = info.value.problems
+    assert only.endswith("(set on the command line: pipeline=cres)"), only
