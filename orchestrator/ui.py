@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 
 
 MODEL_TRAINING_VIEW = "workflowType=machine_learning"  # the query that opens MLflow's model-training view
+# MLflow's server imports starlette.middleware.wsgi, which warns that it is deprecated (server_warnings)
+STARLETTE_WSGI_WARNING = "ignore:starlette.middleware.wsgi is deprecated:UserWarning"
 STOP_GRACE_S = 10.0  # uvicorn drains open connections on SIGTERM; a UI has few, this is ample
 
 
@@ -158,7 +160,7 @@ def server_command(tracking_uri: str, port: int) -> tuple[list[str], dict[str, s
     uvicorn logs at WARNING: its INFO lines ("Started server process", "Waiting for application
     startup", each request) followed the URL Relay prints, which is all a user needs.
     """
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "PYTHONWARNINGS": server_warnings()}
     command = [
         sys.executable,
         "-m",
@@ -176,6 +178,18 @@ def server_command(tracking_uri: str, port: int) -> tuple[list[str], dict[str, s
         "--log-level warning",
     ]
     return command, env
+
+
+def server_warnings() -> str:
+    """$PYTHONWARNINGS for the server: the user's filters, and STARLETTE_WSGI_WARNING ignored.
+
+    MLflow's server imports a Starlette module that warns it is deprecated (a
+    StarletteDeprecationWarning, a UserWarning, so shown by default) in both of its processes:
+    four lines under the URL that the user can do nothing about. The filter names that one
+    message, so any other warning, and every error, still reaches the console.
+    """
+    given = os.environ.get("PYTHONWARNINGS", "")
+    return ",".join(part for part in (given, STARLETTE_WSGI_WARNING) if part)
 
 
 def run_server(tracking_uri: str, port: int) -> int:
