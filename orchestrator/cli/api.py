@@ -24,6 +24,7 @@ import json
 import logging
 import operator
 import os
+import reprlib
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -133,6 +134,7 @@ def run(
     checked_config(config)
     given = [*checked_overrides(overrides), *workspace_override(checked_path("workspace", workspace))]
     checked_texts(address=address, run_id=run_id, stop_after=stop_after, rerun_from=rerun_from)
+    checked_flag("no_cache", no_cache)
     with config_file(config) as path:
         chosen = run_id or generated_run_id(path, given)
         args = command_args(
@@ -402,28 +404,49 @@ def checked_images(images: Any, expected: tuple[int, int, int], run_id: str) -> 
     """``images`` as a uint8 ``[N, C, H, W]`` array when they have the run's shape; else InputError saying which."""
     import numpy as np
 
+    if not (isinstance(images, np.ndarray) or hasattr(images, "detach")):
+        raise InputError(
+            f"images: expected a numpy array or torch tensor of uint8 pixels [N, C, H, W], got "
+            f"{type(images).__name__} {reprlib.repr(images)}; e.g. np.asarray(pixels, dtype=np.uint8)"
+        )
     batch = np.asarray(images.detach().cpu() if hasattr(images, "detach") else images)
     channels, height, width = expected
     wanted = f"uint8 images [N, {channels}, {height}, {width}]" + (
         f" or [N, {height}, {width}]" if channels == 1 else ""
     )
     if batch.dtype != np.uint8:
+        fix = (
+            "pass the pixels as read, not scaled: predict scales them as training did"
+            if np.issubdtype(batch.dtype, np.floating)
+            else "convert pixels 0..255 with .astype(np.uint8)"
+        )
         raise InputError(
-            f"images: run {run_id}'s models take {wanted} with pixels 0..255, got dtype {batch.dtype}; pass the "
-            "pixels as read, not scaled: predict scales them as training did"
+            f"images: run {run_id}'s models take {wanted} with pixels 0..255, got dtype {batch.dtype}; {fix}"
         )
     if batch.ndim == 3 and channels == 1:
         batch = batch[:, None]
     if batch.ndim != 4 or tuple(batch.shape[1:]) != expected:
         raise InputError(
             f"images: run {run_id} trained on {wanted} ({height}x{width}, {channels} channel(s)), got "
-            f"{list(batch.shape)}; resize them to {height}x{width} (channels first) before predicting"
+            f"{list(batch.shape)}; {_shape_fix(batch.shape, expected)}"
         )
     if batch.shape[0] == 0:  # the model's pyfunc predict raised a bare ValueError on it
         raise InputError(
             f"images: no images (got an empty batch {list(batch.shape)}); pass at least one {height}x{width} image"
         )
     return batch
+
+
+def _shape_fix(shape: tuple[int, ...], expected: tuple[int, int, int]) -> str:
+    """What to do about images of another shape: the fix differs for a flat table, channels and size."""
+    channels, height, width = expected
+    if len(shape) == 4 and shape[-1] == channels and tuple(shape[1:3]) == (height, width):
+        return "move the channels first (images.transpose(0, 3, 1, 2))"
+    if len(shape) == 4 and tuple(shape[2:]) == (height, width):
+        return f"give each image {channels} channel(s), as the run's dataset has"
+    if len(shape) == 2 and shape[1] == channels * height * width:
+        return f"reshape the rows to images (batch.reshape(-1, {channels}, {height}, {width}))"
+    return f"resize them to {height}x{width} (channels first) before predicting"
 
 
 def pyfunc_model(store: ArtifactStore, run_id: str, dag: Pipeline, generation: int, image_size: int | None) -> Any:
@@ -591,6 +614,12 @@ def checked_texts(**values: Any) -> None:
     for argument, value in values.items():
         if value is not None and not isinstance(value, str):
             raise InputError(f"{argument}: expected a str, got {type(value).__name__} {value!r}")
+
+
+def checked_flag(argument: str, value: Any) -> None:
+    """A yes/no argument: a bool, never a truthy stand-in such as the string 'false' (which ran as True)."""
+    if not isinstance(value, bool):
+        raise InputError(f"{argument}: expected a bool (True or False), got {type(value).__name__} {value!r}")
 
 
 def checked_reader_args(run_id: Any, workspace: Any, artifact_uri: Any) -> None:

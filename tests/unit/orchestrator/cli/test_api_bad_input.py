@@ -134,6 +134,11 @@ def test_an_option_the_command_lacks_is_a_programming_error_not_bad_input() -> N
         (lambda: api.runs(workspace=["ws"]), "workspace: expected a path"),
         (lambda: api.generations(7), "run_id: expected a Relay run id"),
         (lambda: api.resume("some-run", stop_after=3), "stop_after: expected a str, got int 3"),
+        (
+            lambda: api.run(SMOKE, [LOCAL], no_cache="false"),
+            "no_cache: expected a bool (True or False), got str 'false'",
+        ),
+        (lambda: api.run(SMOKE, [LOCAL], no_cache=None), "no_cache: expected a bool"),
     ],
 )
 def test_arguments_of_the_wrong_type_are_one_input_error_naming_the_argument(cwd: Path, call, expected) -> None:
@@ -158,3 +163,29 @@ def test_an_empty_batch_of_images_is_bad_input_not_a_bare_value_error() -> None:
         api.checked_images(np.zeros((0, 1, 16, 16), np.uint8), (1, 16, 16), "smoke-1")
     with pytest.raises(InputError, match=r"images: no images"):
         api.checked_images(np.zeros((0, 16, 16), np.uint8), (1, 16, 16), "smoke-1")
+
+
+@pytest.mark.parametrize(
+    ("images", "expected"),
+    [
+        (None, "expected a numpy array or torch tensor of uint8 pixels [N, C, H, W], got NoneType None"),
+        ("pixels", "expected a numpy array or torch tensor of uint8 pixels [N, C, H, W], got str 'pixels'"),
+        ([[0, 1]], "expected a numpy array or torch tensor"),
+        (np.zeros((2, 1, 16, 16), np.int64), "got dtype int64; convert pixels 0..255 with .astype(np.uint8)"),
+        (np.zeros((2, 1, 16, 16), np.float32), "got dtype float32; pass the pixels as read, not scaled"),
+        (np.zeros((2, 16, 16, 1), np.uint8), "got [2, 16, 16, 1]; move the channels first"),
+        (np.zeros((2, 3, 16, 16), np.uint8), "got [2, 3, 16, 16]; give each image 1 channel(s)"),
+        (np.zeros((2, 256), np.uint8), "got [2, 256]; reshape the rows to images (batch.reshape(-1, 1, 16, 16))"),
+        (np.zeros((2, 1, 32, 32), np.uint8), "got [2, 1, 32, 32]; resize them to 16x16"),
+    ],
+)
+def test_images_predict_cannot_take_get_the_fix_for_what_is_wrong_with_them(images, expected) -> None:
+    """A list, None, other integers, channels last, other channels, flat rows: each its own fix, not 'resize'."""
+    with pytest.raises(InputError) as refused:
+        api.checked_images(images, (1, 16, 16), "some-run")
+    assert expected in str(refused.value), str(refused.value)
+
+
+def test_images_of_the_trained_shape_pass_as_uint8_nchw() -> None:
+    batch = api.checked_images(np.zeros((3, 16, 16), np.uint8)[:, ::-1], (1, 16, 16), "some-run")
+    assert batch.shape == (3, 1, 16, 16) and batch.dtype == np.uint8
