@@ -724,6 +724,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_generations(args: argparse.Namespace) -> int:
     """The run's table, and a line saying so when the run is not finished: the table then shows only part of it."""
+    experiment_note = None
+    if args.run_id is None and args.experiment is None:  # the newest run `relay runs` lists: read its experiment
+        args.experiment, experiment_note = runs.newest_run_experiment(args)
     uri, experiment, summary = tracking_for(args)
     store = store_of(args)
     run_id, rows = read_generations(uri, experiment, args.run_id)
@@ -731,7 +734,7 @@ def cmd_generations(args: argparse.Namespace) -> int:
     if args.run_id is None:  # the newest run: known only now, and its pipeline picks the columns
         summary, columns_note = newest_run_columns(store, pipelines_of(args), uri, experiment, run_id)
     print_generations(run_id, rows, summary)
-    notes = (columns_note, runs.unfinished_note(store, run_id), runs.tracking_note(store, run_id))
+    notes = (columns_note, experiment_note, runs.unfinished_note(store, run_id), runs.tracking_note(store, run_id))
     for note in notes:
         if note:
             print(f"\n{note}")

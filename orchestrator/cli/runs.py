@@ -18,14 +18,21 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import BaseModel, ValidationError
 
 from orchestrator.cli.common import Pipelines, add_artifact_uri, add_workspace, pipelines_of, store_of, store_option
 from orchestrator.cli.run_locations import local_path
 from orchestrator.cli.tune import SWEEP_CONFIG
-from orchestrator.config import RunSettings, apply_overrides, resolve_workspace, validate_config
+from orchestrator.config import (
+    RunSettings,
+    TrackingSettings,
+    apply_overrides,
+    resolve_workspace,
+    tracking_uri,
+    validate_config,
+)
 from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.engine.ledger import (
     COMMAND_FILE,
@@ -37,7 +44,7 @@ from orchestrator.engine.ledger import (
     record_path,
     tracking_lost_at,
 )
-from orchestrator.errors import ArtifactError, ConfigError
+from orchestrator.errors import ArtifactError, ConfigError, RelayError
 from orchestrator.registry import PipelineSpec, get_pipeline
 from orchestrator.tracking.report import text_table
 from orchestrator.yaml_input import yaml_mapping
@@ -304,11 +311,80 @@ def trial_values(sweep_folder: Path, run_id: str, space: Mapping[str, Any]) -> d
 
 def _kind_of(text: bytes | None, source: str) -> str | None:
     """The `pipeline:` of a config's YAML text; None when there is none or the text cannot be read."""
+    kind = (_mapping_of(text, source) or {}).get("pipeline")
+    return kind if isinstance(kind, str) else None
+
+
+def _mapping_of(text: bytes | None, source: str) -> dict[str, Any] | None:
+    """A config's YAML text as a mapping; None when there is none or it cannot be read."""
     try:
-        kind = None if text is None else yaml_mapping(text.decode(), source).get("pipeline")
+        return None if text is None else yaml_mapping(text.decode(), source)
     except (ConfigError, UnicodeDecodeError):
         return None
-    return kind if isinstance(kind, str) else None
+
+
+class DefaultExperiment(NamedTuple):
+    """The MLflow experiment a reader given neither a run id nor `--experiment` reads (`relay generations`,
+    `relay ui`), and, when it is only the default one, a line saying so and how to read another."""
+
+    name: str
+    note: str | None = None
+
+
+def newest_run_experiment(args: argparse.Namespace) -> DefaultExperiment:
+    """The experiment of the newest run `relay runs` lists, when its config tracked it in the default tracking
+    store (the one the readers read without a run id: $MLFLOW_TRACKING_URI, else the workspace's).
+
+    Why: the readers showed the newest run of the `relay` experiment, so after a run with
+    `tracking.experiment=NAME` they showed an older run than `relay runs` lists first, and said
+    nothing. Its experiment is in its record's config (a Tune trial's: its sweep's); when the newest
+    run cannot be read, or tracked elsewhere, the default experiment is read, and the note says so.
+    """
+    default = TrackingSettings().experiment
+    tracking_store = tracking_uri(RunSettings(workspace=args.workspace), TrackingSettings())
+    try:
+        store = store_of(args)
+        sweeps = resolve_workspace(RunSettings(workspace=args.workspace)) / "tune"
+        rows = run_rows(store, pipelines_of(args), sweeps)
+    except RelayError as exc:  # the reader says what is wrong with the store, if it needs it
+        return DefaultExperiment(default, _default_experiment_note(default, f"the run records cannot be read: {exc}"))
+    if not rows:  # nothing `relay runs` would list to contradict (a laptop reading the team's tracking server)
+        return DefaultExperiment(default)
+    newest = rows[0].run_id
+    tracking = _tracking_settings(store, sweeps, newest)
+    if tracking is None:
+        why = f"the config of {newest}, the newest run `relay runs` lists, cannot be read"
+    elif str(tracking.get("uri") or tracking_store) != tracking_store:
+        why = f"{newest}, the newest run `relay runs` lists, was tracked in {tracking['uri']}"
+    else:
+        return DefaultExperiment(str(tracking.get("experiment") or default))
+    return DefaultExperiment(default, _default_experiment_note(default, why))
+
+
+def _tracking_settings(store: ArtifactStore, sweeps: Path, run_id: str) -> dict[str, Any] | None:
+    """The `tracking:` settings of the run's config (a Tune trial's: its sweep's); None when it cannot be read."""
+    relative = record_path(run_id, CONFIG_FILE)
+    try:
+        config = _mapping_of(store.read_record(relative), relative)
+    except ArtifactError:
+        config = None
+    if config is None:
+        path = sweep_config_of(sweeps, run_id)
+        try:
+            config = None if path is None else _mapping_of(path.read_bytes(), str(path))
+        except OSError:  # no such sweep here
+            config = None
+    if config is None:
+        return None
+    tracking = config.get("tracking")
+    return tracking if isinstance(tracking, dict) else {}  # none: the defaults
+
+
+def _default_experiment_note(experiment: str, why: str) -> str:
+    return (
+        f"The newest run of MLflow experiment {experiment!r} is shown ({why}); "
+        "for another experiment's, pass --experiment NAME"
+    )
 
 
 def _status(ledger: LedgerView) -> str:

@@ -35,8 +35,11 @@ def cmd_ui(args: argparse.Namespace) -> int:
         raise ConfigError([named_a_file], "the command line")
     uri = tracking_uri(RunSettings(workspace=args.workspace), TrackingSettings())
     check_tracking_store(uri, default_tracking_key(args.workspace))  # a server that does not answer: at once
-    url = ui.check(uri, args.experiment, args.port)
+    experiment, note = (args.experiment, None) if args.experiment else runs.newest_run_experiment(args)
+    url = ui.check(uri, experiment, args.port)
     close_interrupted_runs(args, uri)
+    if note:
+        print(note, flush=True)
     if ui.is_server(uri):  # the server's own UI: nothing is started here
         print(f"MLflow UI (the tracking server's own): {url}", flush=True)
     else:
@@ -57,13 +60,14 @@ def close_interrupted_runs(args: argparse.Namespace, uri: str) -> None:
         log.info("not checking for interrupted runs: %s", exc)
         return
     interrupted = sorted(run for run in runs.run_ids(store) if runs.run_status(store, run) == runs.INTERRUPTED)
-    closed = close_interrupted(uri, args.experiment, interrupted)
+    experiment = args.experiment or TrackingSettings().experiment
+    closed = close_interrupted(uri, experiment, interrupted)
     if closed:
         print(
             f"Marked KILLED in MLflow (their driver died; `relay resume RUN_ID` goes on): {', '.join(closed)}",
             flush=True,
         )
-    sweeps = close_dead_sweeps(uri, args.experiment, runs.alive)
+    sweeps = close_dead_sweeps(uri, experiment, runs.alive)
     if sweeps:
         print(
             f"Marked KILLED in MLflow (the sweep's driver died; `relay tune CONFIG --resume` goes on): "
@@ -77,7 +81,8 @@ def register(commands: Any) -> None:
     parser = commands.add_parser("ui", help=about, description=about)
     parser.add_argument("--port", type=int, default=5000, help="port on 127.0.0.1 to serve on (default: 5000)")
     parser.add_argument(
-        "--experiment", default="relay", help="the MLflow experiment whose newest run the URL opens (default: relay)"
+        "--experiment",
+        help="the MLflow experiment whose newest run the URL opens (default: that of the newest run `relay runs` lists)",
     )
     add_workspace(parser)
     parser.set_defaults(handler=cmd_ui)
