@@ -176,9 +176,9 @@ def log_model(
 ) -> Any:
     """Log a checkpoint as an MLflow LoggedModel of run ``run`` (no export); returns the LoggedModel.
 
-    ``image_size`` (the run's ``data.image_size``) goes into the signature's input shape; None
-    leaves height and width open. ``pipeline`` (the run's name) starts the model's name: see
-    ``logged_model_name``.
+    The signature's height and width are the size the checkpoint recorded it trained at, else
+    ``image_size`` (the run's ``data.image_size``), else open (``signature_image_size``).
+    ``pipeline`` (the run's name) starts the model's name: see ``logged_model_name``.
     """
     if artifact.local_path is None:
         raise FileNotFoundError(f"model {artifact.name} has no local copy to log")
@@ -227,12 +227,24 @@ def write_mlmodel(folder: Path, config: Mapping[str, Any], image_size: int | Non
     from mlflow.pyfunc import add_to_model
     from mlflow.types.schema import Schema, TensorSpec
 
-    side = image_size or -1
-    inputs = TensorSpec(np.dtype(np.uint8), (-1, int(config.get("in_channels", -1)), side, side))
+    height, width = signature_image_size(config, image_size)
+    inputs = TensorSpec(np.dtype(np.uint8), (-1, int(config.get("in_channels", -1)), height, width))
     outputs = TensorSpec(np.dtype(np.float32), (-1, int(config.get("num_classes", -1))))
     model = Model(signature=ModelSignature(Schema([inputs]), Schema([outputs])))
     add_to_model(model, loader_module=PYFUNC_LOADER, data="checkpoint.pt")
     model.save(str(folder / "MLmodel"))
+
+
+def signature_image_size(config: Mapping[str, Any], image_size: int | None) -> tuple[int, int]:
+    """``(H, W)`` of the signature: the size the checkpoint says it trained at, else ``image_size``, else open (-1).
+
+    Why the checkpoint first: most configs leave ``data.image_size`` unset (the dataset's own size),
+    and an open size let pyfunc answer 32x32 or 8x8 images of a 16x16 model without an error.
+    """
+    if "image_height" in config and "image_width" in config:
+        return int(config["image_height"]), int(config["image_width"])
+    side = image_size or -1
+    return side, side
 
 
 def link_outputs(client: Any, runs: Sequence[str], model_id: str, step: int) -> None:

@@ -11,7 +11,7 @@ training loops receive numbers, tensors and plain settings dataclasses (`setting
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import fields
 from typing import Any, TypeVar
 
@@ -234,15 +234,28 @@ def table_csv(table: pa.Table) -> bytes:
 # --- checkpoints --------------------------------------------------------------------------
 
 
-def model_checkpoint(model: torch.nn.Module, name: str, num_classes: int, in_channels: int, dropout: float) -> dict:
-    """A checkpoint that loads with torch.load(weights_only=True): tensors and plain values only."""
+def model_checkpoint(
+    model: torch.nn.Module,
+    name: str,
+    num_classes: int,
+    in_channels: int,
+    dropout: float,
+    image_size: Sequence[int] | None = None,
+) -> dict:
+    """A checkpoint that loads with torch.load(weights_only=True): tensors and plain values only.
+
+    ``image_size`` is the ``(H, W)`` the network trained at: a network with a global pool runs at
+    any size, so only the checkpoint can tell MLflow's signature and pyfunc ``predict`` which one.
+    """
     state = {key: value.detach().cpu() for key, value in model.state_dict().items()}
+    trained_at = {} if image_size is None else {"image_height": int(image_size[0]), "image_width": int(image_size[1])}
     return {
         "state_dict": state,
         "model": name,
         "num_classes": num_classes,
         "in_channels": in_channels,
         "dropout": dropout,
+        **trained_at,
     }
 
 

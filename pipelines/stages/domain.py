@@ -140,7 +140,7 @@ def pretrain_on_source(ctx: StageContext, inputs: Mapping[str, Any], params: Map
         report_every=train.report_every,
         progress=ctx.progress,
     )
-    checkpoint = model_checkpoint(trained, network.name, num_classes, in_channels, network.dropout)
+    checkpoint = model_checkpoint(trained, network.name, num_classes, in_channels, network.dropout, images.shape[2:])
     metrics = {"source_images": float(len(images)), "source_rank0_index": float(index)}
     if ctx.series:
         metrics.update(ctx.series[-1][1])

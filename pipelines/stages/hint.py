@@ -48,7 +48,7 @@ def train_hints(ctx: StageContext, inputs: Mapping[str, Any], params: Mapping[st
         report_every=train.report_every,
         progress=ctx.progress,
     )
-    checkpoint = model_checkpoint(trained, network.name, num_classes, in_channels, network.dropout)
+    checkpoint = model_checkpoint(trained, network.name, num_classes, in_channels, network.dropout, images.shape[2:])
     metrics = {"steps": float(fitnets.hint_steps)}
     if ctx.series:
         metrics.update(ctx.series[-1][1])

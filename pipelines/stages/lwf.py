@@ -121,7 +121,7 @@ def learn_without_forgetting(ctx: StageContext, inputs: Mapping[str, Any], param
     merged = trained.merged().cpu()
     total = trained.old_classes + trained.new_head.out_features
     checkpoint = model_checkpoint(
-        merged, old_checkpoint["model"], total, int(images.shape[1]), old_checkpoint["dropout"]
+        merged, old_checkpoint["model"], total, int(images.shape[1]), old_checkpoint["dropout"], images.shape[2:]
     )
     metrics = {"new_size": float(len(targets)), "old_size": 0.0 if old_images is None else float(len(old_images))}
     if ctx.series:

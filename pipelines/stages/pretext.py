@@ -66,7 +66,7 @@ def pretrain_pretext(ctx: StageContext, inputs: Mapping[str, Any], params: Mappi
         report_every=pretext.report_every,
         progress=ctx.progress,
     )
-    checkpoint = model_checkpoint(trained, network.name, outputs, in_channels, network.dropout)
+    checkpoint = model_checkpoint(trained, network.name, outputs, in_channels, network.dropout, images.shape[2:])
     metrics = {"images": float(len(images)), "steps": float(pretext.steps)}
     if ctx.series:
         metrics.update(ctx.series[-1][1])

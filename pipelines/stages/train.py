@@ -118,7 +118,9 @@ def train_generation(ctx: StageContext, inputs: Mapping[str, Any], params: Mappi
         progress=ctx.progress,
         p_labeled=alignment_base(split, num_classes),
     )
-    checkpoint = model_checkpoint(ema_model, network.name, num_classes, in_channels, network.dropout)
+    checkpoint = model_checkpoint(
+        ema_model, network.name, num_classes, in_channels, network.dropout, images.image_shape[1:]
+    )
     metrics = {
         "labeled_size": float(len(targets)),
         "temperature": settings.temperature,

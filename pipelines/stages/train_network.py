@@ -132,7 +132,9 @@ def train_network(ctx: StageContext, inputs: Mapping[str, Any], params: Mapping[
         report_every=train.report_every,
         progress=ctx.progress,
     )
-    checkpoint = model_checkpoint(trained, network.name, num_classes, in_channels, network.dropout)
+    checkpoint = model_checkpoint(
+        trained, network.name, num_classes, in_channels, network.dropout, images.image_shape[1:]
+    )
     metrics = {
         "labeled_size": float(len(targets)),
         "params": float(parameter_count(trained)),
