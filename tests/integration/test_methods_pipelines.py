@@ -171,6 +171,7 @@ def test_source_selection_ranks_the_noisy_digits_first_and_fine_tunes(workspace:
         "domain.pretrain_steps=10",
         "train.steps=10",
         "train.warmup_steps=9",
+        "init.freeze_backbone_steps=5",  # below train.steps: a freeze as long as the training is refused
     )
     by_name = runs_by_name(workspace, "ds-1")
     ranking = pq.read_table(output_path(stage_manifests(workspace, "ds-1")["g00/similarity"], "g00/ranking"))
