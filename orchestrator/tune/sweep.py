@@ -8,6 +8,7 @@ runs after the restore.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -18,7 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.config import TuneSettings, validate_config
+from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.engine.executors import RayExecutor, interrupts_kept
+from orchestrator.engine.ledger import DONE_STATES, LEDGER_FILE, read_ledger, record_path
+from orchestrator.errors import ArtifactError
 from orchestrator.tracking.common import TAG_STATUS
 from orchestrator.tracking.report import text_table
 from orchestrator.tracking.sweeps import SweepTracker
@@ -164,7 +168,10 @@ def run_sweep(plan: SweepPlan, resume: bool, sweep_tracker: SweepTracker) -> tup
         if session is not None:
             session.shutdown()
     done = len(rows) >= trials and all(row.status not in OPEN for row in rows)
+    store = ArtifactStore(plan.store_uri)
     for row in rows:
+        if row.status in OPEN:
+            mark_interrupted(store, row.run_id)
         sweep_tracker.close_trial(
             row.run_id,
             _mlflow_status(row.status),
@@ -198,7 +205,7 @@ def trial_row(plan: SweepPlan, result: Any, sampled: Mapping[str, Any] | None = 
     """
     found = re.search(r"[0-9a-f]{5}_\d{5}", Path(result.path).name)
     trial_id = str((result.metrics or {}).get("trial_id") or (found.group(0) if found else Path(result.path).name))
-    by_generation = reported_by_generation(plan, result)
+    by_generation = {**computed_by_generation(plan, f"{plan.name}-{trial_id}"), **reported_by_generation(plan, result)}
     config = result.config or sampled or {}  # a trial that never started has no result, hence no result.config
     values = clip_values({k: config[k] for k in plan.settings.space if k in config}, plan.settings.space)
     status = _status(plan, result, by_generation)
@@ -240,6 +247,51 @@ def reported_by_generation(plan: SweepPlan, result: Any) -> dict[int, float]:
     return by_generation
 
 
+def computed_by_generation(plan: SweepPlan, run_id: str) -> dict[int, float]:
+    """Generation -> metric as the trial's ledger holds it: what the trial computed, reported to Tune or not.
+
+    A Ctrl-C between a generation's metric stage and the trial's report to Tune left the value
+    only in the trial's records (its ledger, its MLflow run): the table showed the generation as
+    `-` and the trial as unfinished, though `relay runs` listed its metric. What Tune got wins
+    (``reported_by_generation``: after a PBT clone it is the lineage's); this fills the rest.
+    An unreadable ledger adds nothing: the table still has what Tune got.
+    """
+    try:
+        ledger = read_ledger(ArtifactStore(plan.store_uri), run_id) or {}
+    except (ArtifactError, OSError, ValueError):
+        return {}
+    stages = ledger.get("stages") if isinstance(ledger.get("stages"), dict) else {}
+    computed: dict[int, float] = {}
+    for generation, stage in enumerate(plan.report_stages):
+        entry = stages.get(stage)
+        metrics = entry.get("metrics") if isinstance(entry, dict) and entry.get("state") in DONE_STATES else None
+        if isinstance(metrics, dict) and isinstance(metrics.get(plan.metric_name), int | float):
+            computed[generation] = float(metrics[plan.metric_name])
+    return computed
+
+
+OPEN_LEDGER_STATES = ("RUNNING", "STOPPED")  # what a cut-off trial's ledger says: mid-generation, between two
+
+
+def mark_interrupted(store: ArtifactStore, run_id: str) -> None:
+    """Rewrite the ledger of a trial the sweep's Ctrl-C cut off as INTERRUPTED, as a `relay run`'s reads after one.
+
+    Why: a trial runs each generation as a run that stops after the generation's metric stage, so
+    a trial cut off between two generations kept the ledger status STOPPED, and `relay runs` listed
+    it STOPPED (meant for `--stop-after` and a scheduler's early stop), not INTERRUPTED; one cut off
+    mid-stage on another machine read RUNNING for good. `relay tune --resume` rewrites it as it
+    goes on. A ledger that cannot be read or written is left: the sweep's results do not depend on it.
+    """
+    try:
+        ledger = read_ledger(store, run_id)
+        if not isinstance(ledger, dict) or ledger.get("status") not in OPEN_LEDGER_STATES:
+            return
+        ledger["status"] = "INTERRUPTED"
+        store.write_record(record_path(run_id, LEDGER_FILE), json.dumps(ledger, indent=2, default=str).encode())
+    except (ArtifactError, OSError) as exc:
+        logger.warning("trial %s: its ledger still says how far it got, not INTERRUPTED: %s", run_id, exc)
+
+
 OPEN = ("interrupted", "unfinished")  # statuses of a trial that `relay tune --resume` goes on with
 
 
@@ -252,8 +304,9 @@ def _status(plan: SweepPlan, result: Any, by_generation: Mapping[int, float]) ->
     left paused) is interrupted. Why not "every trial of the sweep ended": on a Ctrl-C Tune
     saves the running trials as unfinished, then terminates them, so the sweep's trials all read
     TERMINATED and a trial running during its last generations was labelled stopped early (the
-    sweep even exited 0). A trial that reported nothing and did not fail never started, or was cut
-    off first: unfinished.
+    sweep even exited 0). ``by_generation`` holds what the trial computed, reported or not
+    (``computed_by_generation``). A trial that computed nothing and did not fail never started,
+    or was cut off first: unfinished.
     """
     if result.error is not None:
         return "error"
@@ -271,8 +324,11 @@ def _mlflow_status(status: str) -> str:
 
 def _relay_status(status: str) -> str:
     """The trial's `relay.status`: STOPPED says its scheduler stopped it, INTERRUPTED (as a `relay run`'s ledger
-    says after Ctrl-C) that the sweep was, and `relay tune --resume` goes on with it."""
-    return {"stopped early": "STOPPED", "interrupted": "INTERRUPTED"}.get(status) or _mlflow_status(status)
+    says after Ctrl-C) that the sweep was, and `relay tune --resume` goes on with it: a trial cut off before
+    it computed anything (unfinished) too, which read KILLED."""
+    if status in OPEN:
+        return "INTERRUPTED"
+    return {"stopped early": "STOPPED"}.get(status) or _mlflow_status(status)
 
 
 def best_row(rows: Sequence[TrialRow], mode: str) -> TrialRow | None:
