@@ -254,6 +254,11 @@ class Stage:
     knows it, names the metrics the stage reports (fnmatch patterns such as
     ``recall/*``), so that a tune metric no stage reports is refused before a
     sweep starts rather than when its first trial ends; None: not declared.
+    ``seeded`` False declares that the run's ``seed`` does not determine the
+    stage's outputs (a data split, which ``data.fold`` draws): its fingerprint
+    leaves the seed out, so runs that differ only in ``seed`` (a sweep over it)
+    share its cached outputs instead of recomputing them, and the runner gives
+    it the same ``ctx.seed`` in every run, so the declaration cannot go stale.
     """
 
     name: str
@@ -267,6 +272,7 @@ class Stage:
     parallelism: Parallelism = Parallelism.DATA
     lineage: Mapping[str, str] = field(default_factory=dict)
     reports: tuple[str, ...] | None = None
+    seeded: bool = True
 
 
 class Pipeline:

@@ -2,7 +2,8 @@
 
 A stage whose fingerprint has a complete manifest in the store is a cache hit, so everything
 that can change a stage's outputs goes into the fingerprint (name, function, params, declared
-outputs, input digests, code version, seed, and of its resources what changes float results:
+outputs, input digests, code version, the run's seed unless the stage declares that the seed does
+not determine its outputs (``Stage.seeded``: a data split), and of its resources what changes float results:
 torch's thread count, CPU or GPU, the data-parallel width) and nothing else (not its generation
 number, custom resources, nor how many actors map its shards), so a labeling stage moved to more
 actors is still cached. Threads change results because a reduction split over more threads adds
@@ -45,17 +46,22 @@ def _canonical(value: Any) -> Any:
 
 
 def fingerprint(stage: Stage, input_digests: Mapping[str, str], code_version: str, seed: int = 0) -> str:
-    """sha256 of what determines a stage's outputs: name, function, params, code, inputs, seed."""
-    payload = {
+    """sha256 of what determines a stage's outputs: name, function, params, code, inputs, seed.
+
+    An unseeded stage's payload has no seed key at all, rather than a fixed value under it, so
+    that a seeded stage's payload, and with it every cache already in a store, stays as it was.
+    """
+    payload: dict[str, Any] = {
         "stage": stage.name,
         "fn": f"{getattr(stage.fn, '__module__', '?')}.{getattr(stage.fn, '__qualname__', repr(stage.fn))}",
         "params": stage.params,
         "outputs": list(stage.outputs),
         "inputs": dict(sorted(input_digests.items())),
         "code_version": code_version,
-        "seed": seed,
         "numerics": numerics(stage),
     }
+    if stage.seeded:
+        payload["seed"] = seed
     try:
         text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=_canonical)
     except TypeError as exc:
@@ -69,6 +75,18 @@ def numerics(stage: Stage) -> dict[str, Any]:
     resources = stage.resources
     ranks = resources.workers if stage.parallelism is Parallelism.DATA else 1
     return {"threads": max(1, int(resources.num_cpus)), "cuda": resources.num_gpus > 0, "ranks": ranks}
+
+
+UNSEEDED_RUN_SEED = 0  # the run seed an unseeded stage's body derives its own from, whatever the run's
+
+
+def task_seed(stage: Stage, seed: int) -> int:
+    """The run seed ``stage``'s task carries: the run's, or for an unseeded stage always UNSEEDED_RUN_SEED.
+
+    Why: an unseeded stage's outputs are cached across seeds, so whatever it might draw from
+    ``ctx.seed`` must be the same in every run, or a cache hit would differ from a recomputation.
+    """
+    return seed if stage.seeded else UNSEEDED_RUN_SEED
 
 
 def stage_seed(seed: int, stage_name: str) -> int:

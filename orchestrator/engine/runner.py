@@ -27,7 +27,7 @@ from typing import Any
 from orchestrator.dag import RESUMED_FROM_STEP, Pipeline, Stage
 from orchestrator.engine.artifacts import ArtifactRef, ArtifactStore, Manifest, StoreFault, sanitize, store_fault
 from orchestrator.engine.executors import Executor
-from orchestrator.engine.fingerprint import fingerprint
+from orchestrator.engine.fingerprint import fingerprint, task_seed
 from orchestrator.engine.ledger import Ledger, done_in
 from orchestrator.engine.policy import Decision, decide, retries_for
 from orchestrator.engine.records import StageRecord, TrackedArtifact, Tracker
@@ -333,7 +333,8 @@ class Runner:
                         self.store.restart_progress(fp, stage.name, st.run_id)
                     elif why := st.ledger.why_again(stage.name, fp, getattr(stage.fn, "__module__", "")):
                         logger.info("%s runs again: %s", stage.name, why)
-                    self._submit(st, StageTask(stage, fp, inputs, self.store.uri, st.run_id, self.seed, attempt=1))
+                    seed = task_seed(stage, self.seed)
+                    self._submit(st, StageTask(stage, fp, inputs, self.store.uri, st.run_id, seed, attempt=1))
                 else:
                     self._record_success(st, stage, manifest, cache_hit=True)
                     progressed = True

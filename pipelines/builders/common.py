@@ -11,6 +11,7 @@ turn them into stages and wiring the same way in every builder.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -44,10 +45,16 @@ def gen(k: int, role: str) -> str:
     return f"g{k:02d}/{role}"
 
 
-def split_stage(config: Any, name: str = SPLIT, data: Any = None) -> Stage:
-    """A supervised split stage (`split_supervised`) of ``data`` (default: the file's `data`), artifact ``name``."""
+def split_stage(config: Any, name: str = SPLIT, data: Any = None, body: Any = refs.split_supervised) -> Stage:
+    """A split stage of ``data`` (default: the file's `data`), artifact ``name``; ``body`` is `split_supervised`, or
+    `split_data` where the pipeline needs unlabeled images.
+
+    Unseeded (``Stage.seeded``): the split is drawn from `data` alone (`data.fold` seeds it), never from the run's
+    `seed`, so a sweep over `seed` reuses the cached split instead of drawing the same table again in every run.
+    """
     params = {"data": config.data if data is None else data}
-    return refs.make_stage(name, refs.split_supervised, {"split": name}, (name,), params, config.resources.data, None)
+    stage = refs.make_stage(name, body, {"split": name}, (name,), params, config.resources.data, None)
+    return dataclasses.replace(stage, seeded=False)
 
 
 def train_and_evaluate(

@@ -25,6 +25,7 @@ from pipelines.builders.common import (
     gen,
     pipeline_of,
     preflight_semi_supervised,
+    split_stage,
     start_stages,
     starting,
     unused_transfer_knob_problems,
@@ -163,9 +164,7 @@ def generation_stages(config: CrestConfig, k: int, pretrained: str | None = None
 
 def build(config: CrestConfig) -> Pipeline:
     """Unroll the generations into a static DAG: the engine never sees a loop."""
-    first = refs.make_stage(
-        SPLIT, refs.split_data, {"split": SPLIT}, (SPLIT,), {"data": config.data}, config.resources.data, None
-    )
+    first = split_stage(config, body=refs.split_data)
     start, pretrained = start_stages(config)
     generations = [s for k in range(config.crest.generations) for s in generation_stages(config, k, pretrained)]
     stages = [first, *start, *generations]

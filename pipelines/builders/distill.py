@@ -26,6 +26,7 @@ from pipelines.builders.common import (
     gen,
     pipeline_of,
     preflight_supervised,
+    split_stage,
     start_stages,
     starting,
     unused_transfer_knob_problems,
@@ -104,9 +105,7 @@ def _pair(
 
 def build(config: DistillConfig) -> Pipeline:
     """split -> teacher -> student (and the optional no-teacher student) as a static DAG."""
-    first = refs.make_stage(
-        SPLIT, refs.split_supervised, {"split": SPLIT}, (SPLIT,), {"data": config.data}, config.resources.data, None
-    )
+    first = split_stage(config)
     start, pretrained = start_stages(config)
     teacher = _pair(config, "g00", 0, teacher=False, pretrained=pretrained)
     result = [first, *start, *teacher, *_pair(config, "g01", 1, teacher=True)]

@@ -32,6 +32,7 @@ from pipelines.builders.common import (
     gen,
     pipeline_of,
     preflight_supervised,
+    split_stage,
     start_stages,
     starting,
     train_and_evaluate,
@@ -172,9 +173,7 @@ class DomainConfig(PipelineFile):
 def build(config: DomainConfig) -> Pipeline:
     """split -> similarity ranking -> pretraining on the best source -> fine-tuning (and the from-scratch baseline)."""
     res = config.resources
-    first = refs.make_stage(
-        SPLIT, refs.split_supervised, {"split": SPLIT}, (SPLIT,), {"data": config.data}, res.data, None
-    )
+    first = split_stage(config)
     start, pretrained = start_stages(config)
     rank_io = {"split": SPLIT, "ranking": RANKING}
     if config.domain.extractor == "pretrained":

@@ -29,6 +29,7 @@ from pipelines.builders.common import (
     gen,
     pipeline_of,
     preflight_supervised,
+    split_stage,
     start_stages,
     starting,
     unused_transfer_knob_problems,
@@ -169,9 +170,7 @@ def baseline_stages(config: KnowledgeEvolutionConfig, pretrained: str | None = N
 def build(config: KnowledgeEvolutionConfig) -> Pipeline:
     """Unroll the generations into a static DAG; the masks stage runs once, before g00/train's evaluation needs it."""
     res = config.resources
-    first = refs.make_stage(
-        SPLIT, refs.split_supervised, {"split": SPLIT}, (SPLIT,), {"data": config.data}, res.data, None
-    )
+    first = split_stage(config)
     masks = refs.make_stage(
         gen(0, "split_masks"),
         refs.make_masks,

@@ -31,6 +31,7 @@ from pipelines.builders.common import (
     gen,
     pipeline_of,
     preflight_semi_supervised,
+    split_stage,
     start_stages,
     starting,
     unused_transfer_knob_problems,
@@ -257,9 +258,7 @@ def generation_stages(config: NoisyStudentConfig, k: int, pretrained: str | None
 
 def build(config: NoisyStudentConfig) -> Pipeline:
     """Unroll teacher + `noisy.iterations` students into a static DAG."""
-    first = refs.make_stage(
-        SPLIT, refs.split_data, {"split": SPLIT}, (SPLIT,), {"data": config.data}, config.resources.data, None
-    )
+    first = split_stage(config, body=refs.split_data)
     start, pretrained = start_stages(config)
     generations = [s for k in range(config.noisy.iterations + 1) for s in generation_stages(config, k, pretrained)]
     stages = [first, *start, *generations]
