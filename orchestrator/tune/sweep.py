@@ -8,12 +8,13 @@ runs after the restore.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -131,6 +132,7 @@ class TrialRow:
     by_generation: dict[int, float]
     status: str  # completed | stopped early | error | interrupted | unfinished
     started: int | None = None  # the trial's number in the order Ray Tune started trials (None: not known)
+    error_file: str | None = None  # its error.txt in the sweep's folder, when it failed (and maybe was retried)
 
     def final(self) -> float | None:
         return self.by_generation[max(self.by_generation)] if self.by_generation else None
@@ -162,11 +164,13 @@ def run_sweep(plan: SweepPlan, resume: bool, sweep_tracker: SweepTracker) -> tup
         with interrupts_kept():  # a Ctrl-C while Ray and Ray Tune are imported and started is never lost
             session = RayExecutor(address=plan.ray_address, num_cpus=plan.num_cpus)  # owns ray.init, dashboard on
             tuner, trials = _sized_tuner(plan, resume)
-        grid = tuner.fit()  # Ray Tune takes Ctrl-C from here: it saves the sweep's state and returns
+        with no_restore_advice():
+            grid = tuner.fit()  # Ray Tune takes Ctrl-C from here: it saves the sweep's state and returns
         rows = in_start_order([trial_row(plan, result, sampled) for result, sampled in zip(grid, tune_configs(grid))])
     finally:
         if session is not None:
             session.shutdown()
+    say_where_errors_are(rows)
     done = len(rows) >= trials and all(row.status not in OPEN for row in rows)
     store = ArtifactStore(plan.store_uri)
     for row in rows:
@@ -183,6 +187,56 @@ def run_sweep(plan: SweepPlan, resume: bool, sweep_tracker: SweepTracker) -> tup
             interrupted=row.status in OPEN,
         )
     return rows, done
+
+
+RAY_TUNE_LOGGER = "ray.tune.tune"  # the logger of Ray Tune's run loop (ray/tune/tune.py), a Python logger by name
+RESTORE_ADVICE = "Resume experiment with:"  # Ray Tune's warning after a Ctrl-C: "... Tuner.restore(path=...)"
+
+
+class _WithoutRestoreAdvice(logging.Filter):
+    """Drops Ray Tune's own way on after a Ctrl-C (a warning); its errors and other warnings pass."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.ERROR or RESTORE_ADVICE not in record.getMessage()
+
+
+@contextlib.contextmanager
+def no_restore_advice() -> Iterator[None]:
+    """Keep Ray Tune's `Resume experiment with: Tuner.restore(path=..., trainable=...)` off the console while it fits.
+
+    Why: on a Ctrl-C Ray Tune logs that line just before Relay prints `continue it with: relay tune
+    ... --resume`, two conflicting ways on, and Tuner.restore is not one a Relay user can take. Ray
+    Tune logs it unconditionally (no verbosity hides it), so a filter on its run loop's logger
+    drops that one warning; its "Stop signal received ... Press CTRL+C to skip" line stays.
+    """
+    ray_tune = logging.getLogger(RAY_TUNE_LOGGER)
+    kept_out = _WithoutRestoreAdvice()
+    ray_tune.addFilter(kept_out)
+    try:
+        yield
+    finally:
+        ray_tune.removeFilter(kept_out)
+
+
+def say_where_errors_are(rows: Sequence[TrialRow]) -> None:
+    """Name the error file in the sweep's folder of each trial that failed (retried or not).
+
+    Why: Ray Tune prints each failed trial's `error.txt` under /tmp/ray/session_*, its temporary
+    session folder; the copy that lasts is in the trial's folder under the sweep's `ray/`.
+    """
+    for row in rows:
+        if row.error_file is not None:
+            ended = "failed" if row.status == "error" else "failed at least once (retried)"
+            logger.warning("trial %s %s; its error is in %s", row.trial_id, ended, row.error_file)
+
+
+EXPR_ERROR_FILE = "error.txt"  # Ray Tune's name for a trial's errors (ray.air.constants), in the trial's folder
+
+
+def error_file(plan: SweepPlan, result: Any) -> str | None:
+    """The trial's `error.txt` in the sweep's folder when the trial failed, retried or not; None when it never did."""
+    kept = plan.experiment_path / Path(result.path).name / EXPR_ERROR_FILE
+    return str(kept) if result.error is not None or kept.is_file() else None
 
 
 def tune_configs(grid: Any) -> list[Mapping[str, Any]]:
@@ -209,7 +263,10 @@ def trial_row(plan: SweepPlan, result: Any, sampled: Mapping[str, Any] | None = 
     config = result.config or sampled or {}  # a trial that never started has no result, hence no result.config
     values = clip_values({k: config[k] for k in plan.settings.space if k in config}, plan.settings.space)
     status = _status(plan, result, by_generation)
-    return TrialRow(trial_id, f"{plan.name}-{trial_id}", values, by_generation, status, start_number(result, trial_id))
+    started = start_number(result, trial_id)
+    return TrialRow(
+        trial_id, f"{plan.name}-{trial_id}", values, by_generation, status, started, error_file(plan, result)
+    )
 
 
 def start_number(result: Any, trial_id: str) -> int | None:
