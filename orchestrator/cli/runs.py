@@ -13,10 +13,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -53,6 +54,7 @@ UNREADABLE = "UNREADABLE"  # the status of a run whose ledger cannot be read; th
 INTERRUPTED = "INTERRUPTED"  # a run whose driver on this host died (killed, or its process lost)
 TRIALS_JSON = "trials.json"  # a finished sweep's trials (`relay tune` writes it beside its config): each one's values
 HEADERS = ["run", "pipeline", "status", "generations", "best", "started"]
+RUN_ID_TIME = re.compile(r"-(\d{8}-\d{6})-[0-9a-f]{4}$")  # the time in a run id `relay run` made (new_run_id)
 
 
 @dataclass(frozen=True)
@@ -108,6 +110,7 @@ class LedgerView(BaseModel):
     status: str | None = None
     generations: dict[int, int] = {}
     started: str = ""
+    stop_after: str | None = None
     driver: _Driver | None = None
     stages: dict[str, _Stage] = {}
 
@@ -123,16 +126,18 @@ class LedgerRead:
 def _row(store: ArtifactStore, run_id: str, pipelines: Pipelines, sweeps: Path | None) -> RunRow:
     """The run's line; an unreadable ledger still gets one, so the list shows every run."""
     read = read_view(store, run_id)
-    kind = pipeline_kind(store, run_id) or _trial_kind(sweeps, run_id)
+    own_kind = pipeline_kind(store, run_id)  # None for a Tune trial: its sweep keeps its config
+    kind = own_kind or _trial_kind(sweeps, run_id)
     if read.problem is not None:
         return RunRow(run_id, kind or "?", UNREADABLE, "-", "-", "", problem=read.problem)
     ledger = read.view or LedgerView()
     spec = pipelines.get(kind) if kind else None
+    reported = _reported_generation(ledger) if own_kind is None else None
     return RunRow(
         run_id=run_id,
         pipeline=kind or ledger.pipeline,
         status=_status(ledger),
-        generations=_generations(ledger.generations, ledger.stages),
+        generations=_generations(ledger.generations, ledger.stages, reported),
         best=_best(_headline(spec), _results(ledger.stages, spec)),
         started=ledger.started,
     )
@@ -165,7 +170,8 @@ def read_view(store: ArtifactStore, run_id: str) -> LedgerRead:
 
 def _starting(store: ArtifactStore, run_id: str) -> LedgerView | None:
     """A run without a ledger yet (its driver starts Ray before the first write): the driver its command
-    record names, so that one that died starting reads INTERRUPTED, not NOT STARTED for ever."""
+    record names, so that one that died starting reads INTERRUPTED, not NOT STARTED for ever, and when
+    that record was written as its start (``created``)."""
     try:
         command = json.loads(store.read_record(record_path(run_id, COMMAND_FILE)) or b"{}")
         driver = (
@@ -173,7 +179,30 @@ def _starting(store: ArtifactStore, run_id: str) -> LedgerView | None:
         )
     except (ArtifactError, ValueError):
         return None
-    return None if driver is None else LedgerView(driver=driver)
+    return None if driver is None else LedgerView(driver=driver, started=created(store, run_id))
+
+
+def created(store: ArtifactStore, run_id: str) -> str:
+    """When the run's command record was written (the run's start, ISO UTC as a ledger's), "" when unknown.
+
+    Why: a run interrupted before its stages started has no ledger, so no start time, and `relay runs`
+    listed it last (start "-") however new it was. The record's file time where the store is on this
+    disk, else the time in a generated run id (``NAME-YYYYMMDD-HHMMSS-XXXX``, local time).
+    """
+    local = store.local_path(record_path(run_id, COMMAND_FILE))
+    try:
+        if local is not None:
+            return datetime.fromtimestamp(local.stat().st_mtime, UTC).isoformat(timespec="seconds")
+    except OSError:
+        pass
+    stamp = RUN_ID_TIME.search(run_id)
+    if stamp is None:
+        return ""
+    try:
+        when = datetime.strptime(stamp.group(1), "%Y%m%d-%H%M%S").astimezone()  # the id's time is the machine's
+    except ValueError:
+        return ""
+    return when.astimezone(UTC).isoformat(timespec="seconds")
 
 
 def _first_error(exc: ValueError) -> str:
@@ -415,16 +444,29 @@ def alive(pid: int) -> bool:
     return True
 
 
-def _generations(per_generation: Mapping[int, int], stages: Mapping[str, _Stage]) -> str:
-    """`done/total`: a generation is done when every one of its stages succeeded or was cached."""
+def _generations(per_generation: Mapping[int, int], stages: Mapping[str, _Stage], reported: int | None = None) -> str:
+    """`done/total`: a generation is done when every one of its stages succeeded or was cached, or when it is
+    ``reported``, the generation a Tune trial ran up to its metric stage and reported (``_reported_generation``)."""
     if not per_generation:
         return "-"
     done_counts: dict[int, int] = {}
     for entry in stages.values():
         if entry.generation is not None and entry.state in DONE_STATES:
             done_counts[entry.generation] = done_counts.get(entry.generation, 0) + 1
-    done = sum(done_counts.get(g, 0) == n for g, n in per_generation.items())
+    done = sum(done_counts.get(g, 0) == n or g == reported for g, n in per_generation.items())
     return f"{done}/{len(per_generation)}"
+
+
+def _reported_generation(ledger: LedgerView) -> int | None:
+    """The generation whose metric stage a Tune trial's last attempt ran to and finished (its ``stop_after``), if any.
+
+    Why: a trial runs each generation only up to the stage whose metric it reports; the generation's
+    later stages (pseudo-labels for the next one) run with the next generation. A trial the scheduler
+    (ASHA) stopped after its g00 report therefore lacked them and showed `STOPPED 0/2`, while one killed
+    during g01, which had run them, showed `1/2`: both had finished g00 as the sweep counts it.
+    """
+    entry = ledger.stages.get(ledger.stop_after or "")
+    return entry.generation if entry is not None and entry.state in DONE_STATES else None
 
 
 def _best(headline: str | None, stages: Mapping[str, _Stage]) -> str:
