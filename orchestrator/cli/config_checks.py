@@ -253,8 +253,14 @@ def _holds_without(problem: str, left_out: tuple[str, ...], model: type) -> bool
 
 
 def _names(problem: str, key: str) -> bool:
-    """Whether ``problem`` names the dotted ``key`` or a key below it (`data` in `data.classes ...`)."""
-    return re.search(rf"(?<![\w.]){re.escape(key)}(?!\w)", problem) is not None
+    """Whether ``problem`` names the dotted ``key`` or a key below it (`data` in `data.classes ...`).
+
+    A word inside a path is no key: `train/<class>/<image>` (an image folder's layout, in `data.root`'s problem)
+    and `g00/train` (a stage) do not name the `train` section. Why: with `train` left out for its warm-up, the
+    missing `data.root` of an image folder was withheld as if it were about `train`, and the user met it only
+    after fixing the warm-up (a CIFAR root's problem, naming no folder, was shown beside it).
+    """
+    return re.search(rf"(?<![\w./]){re.escape(key)}(?![\w/])", problem) is not None
 
 
 def _present_key(data: dict[str, Any], loc: tuple[Any, ...]) -> tuple[str, ...]:
