@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from orchestrator.yaml_input import layered
+
 ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 science = importlib.import_module("science")
@@ -22,7 +24,7 @@ def _split_of(overrides: list[str]):
     from pipelines.split import split_table
 
     _, config = science._common.load_config(
-        science.CONFIG, [*PROTOCOL, *overrides, *science.seed_overrides(3, "per-seed")]
+        science.CONFIG, layered(PROTOCOL, overrides, science.seed_overrides(3, "per-seed"))
     )
     data = config.data.model_dump()
     table = split_table(data, dataset_labels(data))
@@ -37,7 +39,7 @@ def test_the_ceiling_labels_all_but_one_or_two_training_images_and_trains_withou
     assert train.sum() == np.isin(protocol_subsets, ["labeled", "unlabeled"]).sum()  # the same training images
     assert 1 <= (subsets == "unlabeled").sum() <= 2  # what ceil(0.99 n) leaves of the classes over 100 images
     assert np.array_equal(labels[subsets == "test"], protocol_labels[protocol_subsets == "test"])
-    _, config = science._common.load_config(science.CONFIG, [*PROTOCOL, *table[science.CEILING]])
+    _, config = science._common.load_config(science.CONFIG, layered(PROTOCOL, table[science.CEILING]))
     assert config.train.lambda_u == 0 and config.crest.generations == 1 and not config.crest.alignment
 
 
