@@ -22,8 +22,9 @@ class StageTask:
     """One attempt of one stage, with everything a worker needs to run it and store its outputs.
 
     ``input_refs`` name the stored inputs (the worker loads them from ``store_uri``: a stage's
-    data never travels through the driver); ``seed`` is the run's seed, from which the stage
-    draws its own stream; ``attempt`` counts from 1. ``progress`` is where the stage's progress
+    data never travels through the driver); ``seed`` is the run's seed (for an unseeded stage,
+    ``Stage.seeded`` False, a fixed one: ``fingerprint.task_seed``), from which the stage draws its
+    own stream; ``attempt`` counts from 1. ``progress`` is where the stage's progress
     goes (the run's progress board, wired by the executor); None sends it nowhere.
     """
 
