@@ -77,7 +77,7 @@ def test_a_sampled_seed_reaches_the_trials_runner_and_its_fingerprints(
     assert sweep.seed == 0
     seeds = [_runner_seed(monkeypatch, sweep, {"seed": value}) for value in (1, 2)]
     assert seeds == [1, 2]
-    stage = crest.build(validate_config(crest.CrestConfig, sweep.base)).stages[0]
+    stage = next(s for s in crest.build(validate_config(crest.CrestConfig, sweep.base)).stages if s.seeded)
     assert fingerprint(stage, {}, "code", seeds[0]) != fingerprint(stage, {}, "code", seeds[1])
 
 
