@@ -57,7 +57,14 @@ from orchestrator.config import (
 )
 from orchestrator.dag import Pipeline
 from orchestrator.engine.artifacts import ArtifactStore
-from orchestrator.engine.executors import Executor, LocalExecutor, RayExecutor, interrupts_kept
+from orchestrator.engine.executors import (
+    EXIT_TERMINATED,
+    Executor,
+    LocalExecutor,
+    RayExecutor,
+    interrupts_kept,
+    terminated_by_signal,
+)
 from orchestrator.engine.ledger import CONFIG_FILE, RUNS, record_path, tracking_lost_at, write_tracking
 from orchestrator.engine.progress import ProgressDisplay
 from orchestrator.engine.runner import Runner
@@ -270,7 +277,7 @@ def run_stages(run: PreparedRun, tracker: BackgroundTracker, copies: Path, hando
         status = "FINISHED" if run.stop_after is None else "STOPPED"
         if run.stop_after is None:
             table = closing_table(run, summary.manifests)
-    except (KeyboardInterrupt, SystemExit):  # Ctrl-C; SIGTERM, which Ray turns into SystemExit (`relay stop`)
+    except (KeyboardInterrupt, SystemExit):  # Ctrl-C; SIGTERM once Ray is up (`relay stop`): terminate_as_interrupt
         if status == "FAILED":  # not once the Runner returned: the run record already says how it ended
             status = "KILLED"
         raise
@@ -315,7 +322,7 @@ def resume_hint_until_the_stages_run(run: PreparedRun) -> Iterator[Handover]:
     handover = Handover()
     try:
         yield handover
-    except (KeyboardInterrupt, SystemExit):  # Ctrl-C; SIGTERM once Ray is up (it raises SystemExit)
+    except (KeyboardInterrupt, SystemExit):  # Ctrl-C; SIGTERM once Ray is up (a SystemExit: terminate_as_interrupt)
         if not handover.runner_has_it:
             log.warning(
                 "interrupted before the stages started; resume with: relay resume %s%s",
@@ -587,9 +594,35 @@ def cache_flags(args: argparse.Namespace) -> list[str]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """`relay run`: ``start_run``, exit 0 (a failure raises)."""
-    start_run(args)
-    return 0
+    """`relay run`: ``start_run``, exit 0 (a failure raises; SIGTERM: 143, ``ended_by_sigterm``)."""
+    with ended_by_sigterm() as ended:
+        start_run(args)
+    return ended.code
+
+
+@dataclass
+class CommandEnd:
+    """The exit code of a `relay run` or `relay resume` that returned or was stopped by SIGTERM."""
+
+    code: int = 0
+
+
+@contextlib.contextmanager
+def ended_by_sigterm() -> Iterator[CommandEnd]:
+    """A SIGTERM that stopped the block (``terminate_as_interrupt``) gives exit 143, the run recorded INTERRUPTED.
+
+    Why: the SystemExit it raises (Ray's SystemExit(1) when it landed inside a Ray call) went out
+    of the CLI, which exited 1, or 134 once the core worker's C++ handler had seen the signal, after
+    tearing Ray, torch and MLflow down. Caught here, the CLI ends the process at once with 143, as
+    after any run (``ends_process``).
+    """
+    ended = CommandEnd()
+    try:
+        yield ended
+    except SystemExit:
+        if not terminated_by_signal():
+            raise
+        ended.code = EXIT_TERMINATED
 
 
 def start_run(args: argparse.Namespace) -> RunEnd:
@@ -628,9 +661,10 @@ def check_executor_takes_address(args: argparse.Namespace, config: Any, address:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    """`relay resume`: ``resume_run``, exit 0 (a failure raises)."""
-    resume_run(args)
-    return 0
+    """`relay resume`: ``resume_run``, exit 0 (a failure raises; SIGTERM: 143, ``ended_by_sigterm``)."""
+    with ended_by_sigterm() as ended:
+        resume_run(args)
+    return ended.code
 
 
 def resume_run(args: argparse.Namespace) -> RunEnd:

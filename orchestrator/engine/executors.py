@@ -46,6 +46,8 @@ WAITING_WARN_S = 60.0  # a stage Ray has not placed after this long is said to w
 KEPT_YIELD_S = 30.0
 JOIN_SIGNAL_GRACE_S = 3.0  # a join stuck in Ray's C++ client this long after a Ctrl-C or SIGTERM is abandoned
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as the CLI ends an interrupted command
+SERVICES_LOGGER = "ray._private.services"  # Ray's logger for starting its processes (dashboard, GCS, raylet)
+EXIT_TERMINATED = 143  # 128 + SIGTERM: what timeout, systemd and batch schedulers expect of a program they stopped
 BOARD_READ_S = 10.0  # the longest one look at the progress board may take (the display skips it then)
 ReadProgress = Callable[[], list[StageProgress]]
 
@@ -719,13 +721,94 @@ def _init_ray(ray: Any, kwargs: dict[str, Any]) -> None:
     """
     lines = start_lines(local=kwargs.get("address") == "local")
     if "dashboard_port" not in kwargs:
-        with lines, interrupts_kept(ray.shutdown) as interrupted, join_abandoned_on_signal(kwargs.get("address")):
+        with (
+            lines,
+            interrupts_kept(ray.shutdown) as interrupted,
+            join_abandoned_on_signal(kwargs.get("address")),
+            start_failures_unless_interrupted(interrupted),
+        ):
             _start_ray(ray, kwargs, interrupted)
-        return
-    with port_lock.dashboard_port_lock(), lines:
-        kwargs = {**kwargs, "dashboard_port": dashboard_port()}
-        with interrupts_kept(ray.shutdown) as interrupted:
-            _start_ray(ray, kwargs, interrupted)
+    else:
+        with port_lock.dashboard_port_lock(), lines:
+            kwargs = {**kwargs, "dashboard_port": dashboard_port()}
+            with interrupts_kept(ray.shutdown) as interrupted, start_failures_unless_interrupted(interrupted):
+                _start_ray(ray, kwargs, interrupted)
+    terminate_as_interrupt()
+
+
+class HeldBack(logging.Filter):
+    """Keeps every record of the logger it filters, to be handled later or dropped."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        self.records.append(record)
+        return False
+
+
+@contextlib.contextmanager
+def start_failures_unless_interrupted(interrupted: Sequence[int]) -> Iterator[None]:
+    """Ray's lines about its processes failing to start are printed after the block, unless a Ctrl-C came in it.
+
+    Why: a terminal's Ctrl-C reaches Ray's new processes too, and a dashboard it stopped made Ray
+    log "ERROR services.py -- Failed to start the dashboard", then the last 20 lines of its log,
+    before Relay's "interrupted before the stages started" line: noise about the user's own
+    Ctrl-C. ``interrupted`` is ``interrupts_kept``'s list; without a Ctrl-C the lines are printed
+    as Ray logged them, once ray.init has returned or raised (a start that failed by itself).
+    """
+    services = logging.getLogger(SERVICES_LOGGER)
+    held = HeldBack()
+    services.addFilter(held)
+    try:
+        yield
+    finally:
+        services.removeFilter(held)
+        if not interrupted:
+            for record in held.records:
+                services.handle(record)
+
+
+class Terminated(SystemExit):
+    """SIGTERM in a driver that started or joined Ray (``terminate_as_interrupt``): exit 143.
+
+    A SystemExit, as Ray's own handler raised, so every ``except (KeyboardInterrupt, SystemExit)``
+    that records a run INTERRUPTED and closes its MLflow runs KILLED sees it as before; a caller
+    that does not catch it still exits 143. Raised inside ``ray.wait`` or ``ray.get`` it comes out
+    as Ray's SystemExit(1) instead: ``terminated_by_signal`` tells that one apart.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(EXIT_TERMINATED)
+
+
+_SIGTERM_RECEIVED = threading.Event()  # set by the handler ``terminate_as_interrupt`` installs
+
+
+def terminated_by_signal() -> bool:
+    """Whether a SIGTERM reached this process through ``terminate_as_interrupt``'s handler."""
+    return _SIGTERM_RECEIVED.is_set()
+
+
+def terminate_as_interrupt() -> None:
+    """Make SIGTERM end this driver as Ctrl-C does (the run recorded INTERRUPTED), with exit 143 (``Terminated``).
+
+    Why: ``ray.init`` leaves three SIGTERM handlers behind. Its Python one raised SystemExit(15), and
+    a local instance's node replaced it by one that stops every Ray process from inside the handler
+    and raises SystemExit(1); under both, the core worker's C++ failure handler (Abseil's, which
+    covers SIGTERM) printed "*** SIGTERM received ... PC: @ ..." three times, and the process ended
+    in SIGABRT (exit 134, the shell's "Aborted"). Setting the handler here replaces them for SIGTERM
+    alone: the C++ handler keeps reporting real crashes (SIGSEGV, SIGABRT), and Ray's processes are
+    still stopped, by the executor's shutdown (or Ray's exit hook). Only the main thread can set it.
+    """
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_terminated)
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    _SIGTERM_RECEIVED.set()
+    raise Terminated
 
 
 @contextlib.contextmanager
@@ -765,15 +848,15 @@ def interrupts_kept(on_interrupt: Callable[[], None] = lambda: None) -> Iterator
 
 @contextlib.contextmanager
 def join_abandoned_on_signal(address: str | None) -> Iterator[None]:
-    """While this driver joins the cluster at ``address``, a Ctrl-C or SIGTERM still ends the process (130).
+    """While this driver joins the cluster at ``address``, a Ctrl-C or SIGTERM still ends the process (130, 143).
 
     Why: joining an address where no GCS answers (a port taken by something else, a GCS gone
     behind a firewall), ray.init waits inside Ray's C++ client, retrying "Failed to connect to
     GCS" for good, and Python's signal handlers run only between bytecodes of the main thread,
     so Ctrl-C and SIGTERM did nothing; only SIGKILL ended it. The signal still reaches the
     wakeup fd, which a thread watches: the join is given ``JOIN_SIGNAL_GRACE_S`` to end by itself
-    (``interrupts_kept`` then raises as usual), else the process exits 130 at once. Joining writes
-    nothing and starts no local process, so nothing is left behind. A local start (``address``
+    (``interrupts_kept`` then raises as usual), else the process exits at once, 130 (SIGTERM: 143).
+    Joining writes nothing and starts no local process, so nothing is left behind. A local start (``address``
     None or "local") is bounded and keeps ``interrupts_kept``'s handling alone; so does a thread
     other than the main one, which cannot own the wakeup fd.
     """
@@ -792,7 +875,7 @@ def join_abandoned_on_signal(address: str | None) -> Iterator[None]:
                 received = os.read(read_end, 1)
             if received and not joined.wait(JOIN_SIGNAL_GRACE_S):
                 os.write(2, f"\nrelay: interrupted while joining the Ray cluster at {address}\n".encode())
-                os._exit(EXIT_INTERRUPTED)
+                os._exit(EXIT_TERMINATED if received[0] == signal.SIGTERM else EXIT_INTERRUPTED)
 
     watcher = threading.Thread(target=watch, daemon=True, name="relay-join-signals")
     watcher.start()
