@@ -269,7 +269,14 @@ def run_stages(run: PreparedRun, tracker: BackgroundTracker, copies: Path, hando
         code = pipeline_code_versions(run.pipeline)
         log_code_versions(run.pipeline)
         runner = Runner(
-            run.store, executor, tracker, code, run.config.seed, copies, store_option=store_option(run.store.uri)
+            run.store,
+            executor,
+            tracker,
+            code,
+            run.config.seed,
+            copies,
+            store_option=store_option(run.store.uri),
+            cluster_job=run_locations.in_ray_job() or run_locations.joins_cluster(run.address, run.config.run),
         )
         with ProgressDisplay(executor.open_progress(run.run_id)):
             handover.runner_has_it = True

@@ -162,7 +162,9 @@ class Runner:
     the run ends, however it ends (a tracker must then be done with a file when its
     ``stage_finished`` returns). Nothing there is needed after the run: the store holds the originals. ``store_option`` is how the
     caller names the store in the resume command it prints (`` --artifact-uri URI`` where the
-    store is not the default one a plain `relay resume` would open).
+    store is not the default one a plain `relay resume` would open). ``cluster_job``: the run is a
+    Ray job or joined a cluster, so its resume advice also names `relay submit --resume`, which a
+    run on this machine's own Ray has no use for.
     """
 
     def __init__(
@@ -174,6 +176,7 @@ class Runner:
         seed: int,
         copies_dir: Path | None = None,
         store_option: str = "",
+        cluster_job: bool = False,
     ) -> None:
         """``code_version``: one version for every stage, or one per stage module (``fingerprint.code_versions``)."""
         self.store = store
@@ -184,6 +187,12 @@ class Runner:
         self.copies_dir = None if copies_dir is None else Path(copies_dir)
         self._own_copies: Path | None = None  # the folder of copies the runner made itself, removed after the run
         self.store_option = store_option
+        self.cluster_job = cluster_job
+
+    def _resume_command(self, run_id: str) -> str:
+        """`relay resume RUN_ID` as this run is resumed, with the cluster job's way beside it for a run on a cluster."""
+        command = f"relay resume {run_id}{self.store_option}"
+        return f"{command} (a cluster job: relay submit --resume {run_id})" if self.cluster_job else command
 
     def _way_on(self, error: BaseException, run_id: str) -> str:
         """What to do after the run failed: resume it once the cause is fixed, or, for data that cannot be
@@ -193,10 +202,7 @@ class Runner:
                 "Once the data is fixed, start a new run: a resume would refuse the fixed data, since the "
                 "run's finished stages read it as it was"
             )
-        return (
-            f"Fix the cause. Resume with: relay resume {run_id}{self.store_option} "
-            f"(a cluster job: relay submit --resume {run_id})"
-        )
+        return f"Fix the cause. Resume with: {self._resume_command(run_id)}"
 
     def run(
         self, pipeline: Pipeline, run_id: str, stop_after: str | None = None, rerun: Collection[str] = ()
@@ -245,12 +251,7 @@ class Runner:
             self._loop(st)
         except (KeyboardInterrupt, SystemExit):  # Ctrl-C, or SIGTERM (`relay stop`: Ray raises SystemExit)
             _mark_interrupted(st)
-            logger.warning(
-                "interrupted; resume with: relay resume %s%s (a cluster job: relay submit --resume %s)",
-                run_id,
-                self.store_option,
-                run_id,
-            )
+            logger.warning("interrupted; resume with: %s", self._resume_command(run_id))
             raise
         except BaseException as exc:
             failed = self._failed(st, exc)
@@ -289,8 +290,7 @@ class Runner:
         when = "once the store answers" if fault is StoreFault.UNREACHABLE else "once the store can be written"
         return (
             f"the run record (runs/{st.run_id}/ledger.json) could not be updated either, so `relay runs` shows it "
-            f"INTERRUPTED (or RUNNING), not FAILED; {when}, `relay resume {st.run_id}{self.store_option}` continues it "
-            f"(a cluster job: relay submit --resume {st.run_id})"
+            f"INTERRUPTED (or RUNNING), not FAILED; {when}, `{self._resume_command(st.run_id)}` continues it"
         )
 
     @staticmethod

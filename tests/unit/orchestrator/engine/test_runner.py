@@ -20,13 +20,14 @@ def clear_calls():
     CALLS.clear()
 
 
-def make_runner(tmp_path, tracker=None, seed=0):
+def make_runner(tmp_path, tracker=None, seed=0, cluster_job=False):
     return Runner(
         ArtifactStore(str(tmp_path / "artifacts")),
         LocalExecutor(),
         tracker or RecordingTracker(),
         code_version="v1",
         seed=seed,
+        cluster_job=cluster_job,
     )
 
 
@@ -142,6 +143,17 @@ def test_a_failure_message_that_ends_a_sentence_gets_one_full_stop(tmp_path, cap
     assert "NaN/inf. Fix the cause" in caplog.text and ".." not in caplog.text
 
 
+@pytest.mark.parametrize("cluster_job", [False, True])
+def test_only_a_run_on_a_cluster_is_told_to_resume_as_a_cluster_job(tmp_path, caplog, cluster_job):
+    """A run on this machine's own Ray was told `(a cluster job: relay submit --resume ...)` too, which it cannot use."""
+    with pytest.raises(StageError):
+        make_runner(tmp_path, cluster_job=cluster_job).run(
+            toy(extra=[Stage("nan", nan_loss, ("data",), ("o",))]), "run-5"
+        )
+    assert "Resume with: relay resume run-5" in caplog.text
+    assert ("(a cluster job: relay submit --resume run-5)" in caplog.text) is cluster_job
+
+
 def test_deterministic_error_is_not_retried_and_says_how_to_resume(tmp_path, caplog):
     tracker = RecordingTracker()
     stage = Stage("bad", bad_value, ("data",), ("bad_out",), retries=3)
@@ -150,7 +162,7 @@ def test_deterministic_error_is_not_retried_and_says_how_to_resume(tmp_path, cap
     assert CALLS.count("bad") == 1
     assert info.value.stage == "bad" and info.value.attempts == 1
     assert isinstance(info.value.__cause__, ValueError)
-    assert "Resume with: relay resume run-7 (a cluster job: relay submit --resume run-7)" in caplog.text
+    assert "Resume with: relay resume run-7" in caplog.text and "relay submit" not in caplog.text
 
     failed = tracker.record("bad")
     assert failed.status == "FAILED" and "threshold must be in (0, 1)" in failed.error
