@@ -1,8 +1,9 @@
 """`relay`: the command line and the composition root that wires pipelines to the engine.
 
 Exit codes: 0 success, 1 a stage or the cluster failed (the resume command is printed),
-2 bad input (config, overrides, paths): nothing is written for bad input; 130 Ctrl-C (a run
-says how to resume), 141 stdout closed by its reader (`relay runs | head -1`).
+2 bad input (config, overrides, paths): nothing is written for bad input; 130 Ctrl-C and 143
+SIGTERM of `relay run`/`resume` once Ray is up (a run says how to resume), 141 stdout closed by its
+reader (`relay runs | head -1`).
 
 Each command group lives in its own module (pipeline, tune, workspace, data, cluster) and adds
 its subcommands through ``register``; this module parses, dispatches and maps errors to
