@@ -5,7 +5,8 @@ Real processes and signals, a real local Ray instance, a real sqlite MLflow stor
 - SIGTERM to the driver (timeout, systemd, a batch scheduler; `relay stop` in a job) while a stage
   runs: exit 143 (128 + SIGTERM) and Relay's one line; it ended in SIGABRT (134, the shell's
   "Aborted") after Ray's C++ handler printed "*** SIGTERM received ... PC: @ ..." three times.
-- SIGTERM to a driver whose join hangs in Ray's C++ client: 143 too (it was 130, as for Ctrl-C).
+- SIGTERM to a driver whose join hangs in Ray's C++ client: 143 too (it was 130, as for Ctrl-C;
+  tests/integration/test_join_probe.py).
 - Ctrl-C while Ray's dashboard starts: Relay's line alone, without Ray's "Failed to start the
   dashboard" and the last 20 lines of its log (the Ctrl-C stopped it); a local run is never
   told about `relay submit --resume`.
@@ -22,10 +23,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.integration.cluster import processes_of_group, stop_processes, user_env, wait_for
+from tests.integration.cluster import wait_for
 from tests.integration.relay_cli import relay_env
 from tests.integration.test_interrupts import SMOKE, ledger, start_run, training
-from tests.integration.test_join_probe import JOIN_TIMEOUT_S, JOINER, http_server  # noqa: F401 (a fixture)
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
@@ -85,23 +85,3 @@ def test_ctrl_c_while_the_dashboard_starts_prints_relays_line_only(tmp_path):
     output = log.read_text()
     assert "Failed to start the dashboard" not in output and "ERROR" not in output, output[-3000:]
     assert "interrupted" in output and "relay submit" not in output, output[-3000:]
-
-
-def test_sigterm_ends_a_join_stuck_in_rays_client_with_143(http_server: str, tmp_path: Path) -> None:  # noqa: F811
-    output = tmp_path / "join.log"
-    with output.open("w") as out:
-        joiner = subprocess.Popen(
-            [sys.executable, "-c", JOINER, http_server],
-            cwd=ROOT,
-            env=user_env(tmp_path),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        wait_for(lambda: "Connecting to existing Ray cluster" in output.read_text(), 120, "ray.init to start joining")
-        joiner.send_signal(signal.SIGTERM)
-        assert joiner.wait(timeout=JOIN_TIMEOUT_S) == 143, output.read_text()[-3000:]
-        assert f"interrupted while joining the Ray cluster at {http_server}" in output.read_text()
-    finally:
-        stop_processes(processes_of_group(joiner.pid) | {joiner.pid})

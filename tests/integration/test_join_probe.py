@@ -155,10 +155,13 @@ RayExecutor(address=sys.argv[1])
 """
 
 
-def test_ctrl_c_ends_a_join_stuck_in_rays_client_with_130(http_server: str, tmp_path: Path) -> None:
-    """ray.init against a server that never answers as a GCS (the CLI's probe bypassed) is ended by one Ctrl-C.
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_ends_a_join_stuck_in_rays_client(http_server: str, tmp_path: Path, sig: int, code: int) -> None:
+    """ray.init against a server that never answers as a GCS (the CLI's probe bypassed) is ended by one Ctrl-C
+    (130) or SIGTERM (143: timeout, systemd, a batch scheduler).
 
-    Before, Ray's C++ client retried for good and Python's handlers never ran: only SIGKILL ended it.
+    Before, Ray's C++ client retried for good and Python's handlers never ran: only SIGKILL ended it;
+    then SIGTERM ended it as Ctrl-C did, 130.
     """
     output = tmp_path / "join.log"
     with output.open("w") as out:
@@ -172,8 +175,8 @@ def test_ctrl_c_ends_a_join_stuck_in_rays_client_with_130(http_server: str, tmp_
         )
     try:
         wait_for(lambda: "Connecting to existing Ray cluster" in output.read_text(), 120, "ray.init to start joining")
-        joiner.send_signal(signal.SIGINT)
-        assert joiner.wait(timeout=JOIN_TIMEOUT_S) == 130, output.read_text()[-3000:]
+        joiner.send_signal(sig)
+        assert joiner.wait(timeout=JOIN_TIMEOUT_S) == code, output.read_text()[-3000:]
         assert f"interrupted while joining the Ray cluster at {http_server}" in output.read_text()
     finally:
         stop_processes(processes_of_group(joiner.pid) | {joiner.pid})
