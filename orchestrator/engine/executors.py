@@ -31,7 +31,7 @@ from orchestrator.engine.artifacts import Manifest
 from orchestrator.engine.body import Placement, run_stage_body
 from orchestrator.engine.fit import uses_actor_pool
 from orchestrator.engine.progress import ProgressBoard
-from orchestrator.engine.ray_start_log import start_lines
+from orchestrator.engine.ray_start_log import filtered, start_lines
 from orchestrator.engine.task import StageTask
 from orchestrator.errors import RelayError, WorkerLostError, exception_chain
 
@@ -758,16 +758,14 @@ def start_failures_unless_interrupted(interrupted: Sequence[int]) -> Iterator[No
     Ctrl-C. ``interrupted`` is ``interrupts_kept``'s list; without a Ctrl-C the lines are printed
     as Ray logged them, once ray.init has returned or raised (a start that failed by itself).
     """
-    services = logging.getLogger(SERVICES_LOGGER)
     held = HeldBack()
-    services.addFilter(held)
     try:
-        yield
+        with filtered(held, SERVICES_LOGGER):
+            yield
     finally:
-        services.removeFilter(held)
         if not interrupted:
             for record in held.records:
-                services.handle(record)
+                logging.getLogger(SERVICES_LOGGER).handle(record)
 
 
 class Terminated(SystemExit):

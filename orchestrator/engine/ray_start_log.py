@@ -1,5 +1,7 @@
 """What Ray prints while Relay starts a local instance or joins a cluster, cut to what a user can act on.
 
+``filtered`` is the block that every such cut runs in (here, in the executor and in `relay tune`).
+
 Two of Ray 2.60's start-up lines got in the way of every `relay run`:
 
 - "Token authentication is enabled for this Ray cluster. Set RAY_AUTH_MODE=disabled to opt
@@ -45,8 +47,14 @@ class StartFilter(logging.Filter):
 @contextlib.contextmanager
 def start_lines(local: bool) -> Iterator[None]:
     """Within the block, Ray's start-up loggers pass through ``StartFilter`` (``local``: Relay starts the instance)."""
-    chosen = StartFilter(colours=sys.stderr.isatty(), token_notice=not local)
-    loggers = [logging.getLogger(name) for name in (TOKEN_LOGGER, WORKER_LOGGER)]
+    with filtered(StartFilter(colours=sys.stderr.isatty(), token_notice=not local), TOKEN_LOGGER, WORKER_LOGGER):
+        yield
+
+
+@contextlib.contextmanager
+def filtered(chosen: logging.Filter, *names: str) -> Iterator[None]:
+    """Within the block, the loggers ``names`` pass their records through ``chosen``; removed however the block ends."""
+    loggers = [logging.getLogger(name) for name in names]
     for each in loggers:
         each.addFilter(chosen)
     try:

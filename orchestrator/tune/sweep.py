@@ -23,6 +23,7 @@ from orchestrator.config import TuneSettings, validate_config
 from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.engine.executors import RayExecutor, interrupts_kept
 from orchestrator.engine.ledger import DONE_STATES, LEDGER_FILE, read_ledger, record_path
+from orchestrator.engine.ray_start_log import filtered
 from orchestrator.errors import ArtifactError
 from orchestrator.tracking.common import TAG_STATUS
 from orchestrator.tracking.report import text_table
@@ -209,13 +210,8 @@ def no_restore_advice() -> Iterator[None]:
     Tune logs it unconditionally (no verbosity hides it), so a filter on its run loop's logger
     drops that one warning; its "Stop signal received ... Press CTRL+C to skip" line stays.
     """
-    ray_tune = logging.getLogger(RAY_TUNE_LOGGER)
-    kept_out = _WithoutRestoreAdvice()
-    ray_tune.addFilter(kept_out)
-    try:
+    with filtered(_WithoutRestoreAdvice(), RAY_TUNE_LOGGER):
         yield
-    finally:
-        ray_tune.removeFilter(kept_out)
 
 
 def say_where_errors_are(rows: Sequence[TrialRow]) -> None:
