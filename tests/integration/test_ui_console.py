@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.tracking.mlflow_tracker import MlflowTracker
 from tests.integration.cluster import free_port, processes_of_group, stop_processes, wait_for
+from tests.integration.test_ui_server import tracked_workspace
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
@@ -34,9 +34,7 @@ def answers(port: int) -> bool:
 
 
 def test_relay_ui_prints_no_starlette_deprecation_warning(tmp_path: Path) -> None:
-    tracker = MlflowTracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "relay")
-    tracker.start_pipeline("run-ui", "toy", {}, resume=False)
-    tracker.end_pipeline("FINISHED")
+    tracked_workspace(tmp_path)
     port = free_port()
     command = [sys.executable, "-m", "orchestrator.cli", "ui", "--workspace", str(tmp_path), "--port", str(port)]
     env = {key: value for key, value in os.environ.items() if key not in ("PYTHONWARNINGS", "MLFLOW_TRACKING_URI")}
