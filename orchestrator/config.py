@@ -551,6 +551,12 @@ def _describe(model_cls: type[BaseModel], err: Mapping[str, Any]) -> tuple[str, 
             key,
             f"{_expectation(err)}, not a section of settings (got keys {', '.join(map(str, got))[:80]}); write one value",
         )
+    if kind == "string_type" and got is None:  # `key=` or `key:` with nothing after it: YAML reads null
+        return (
+            key,
+            f"must be text, got nothing (YAML reads an empty value as null); give a value: {key}: NAME in a "
+            f"file, {key}=NAME on the command line",
+        )
     if kind == "string_type" and isinstance(got, (bool, int, float)):  # YAML read text as a number
         return (
             key,

@@ -12,7 +12,9 @@ import pytest
 from pydantic import ValidationError
 
 from orchestrator.cli import main
+from orchestrator.cli.common import load_pipeline_file
 from orchestrator.config import TrackingSettings
+from orchestrator.errors import ConfigError
 from tests.unit.orchestrator.cli.problems import problem_lines
 
 SMOKE = Path(__file__).resolve().parents[3] / "pipelines" / "configs" / "smoke.yaml"
@@ -47,3 +49,13 @@ def test_relay_run_refuses_an_empty_experiment_with_exit_2_and_writes_nothing(
     assert problem.startswith("tracking.experiment: expected a non-empty experiment name, got ''")
     assert problem.endswith("(set on the command line: tracking.experiment='')")
     assert not workspace.exists()
+
+
+@pytest.mark.parametrize("key", ["tracking.experiment", "name"])
+def test_a_text_key_given_nothing_says_so_not_pydantics_none_type(key: str) -> None:
+    """`tracking.experiment=` reads as YAML null: the problem was 'must be a valid string (got None of type NoneType)'."""
+    with pytest.raises(ConfigError) as refused:
+        load_pipeline_file(str(SMOKE), [f"{key}="])
+    (problem,) = refused.value.problems
+    assert problem.startswith(f"{key}: must be text, got nothing (YAML reads an empty value as null); give a value")
+    assert "NoneType" not in problem
