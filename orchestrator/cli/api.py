@@ -440,6 +440,8 @@ def checked_images(images: Any, expected: tuple[int, int, int], run_id: str) -> 
 def _shape_fix(shape: tuple[int, ...], expected: tuple[int, int, int]) -> str:
     """What to do about images of another shape: the fix differs for a flat table, channels and size."""
     channels, height, width = expected
+    if tuple(shape) in ((height, width), expected):
+        return "one image needs a batch axis: pass images[None]"
     if len(shape) == 4 and shape[-1] == channels and tuple(shape[1:3]) == (height, width):
         return "move the channels first (images.transpose(0, 3, 1, 2))"
     if len(shape) == 4 and tuple(shape[2:]) == (height, width):

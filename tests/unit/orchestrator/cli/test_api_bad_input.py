@@ -177,6 +177,7 @@ def test_an_empty_batch_of_images_is_bad_input_not_a_bare_value_error() -> None:
         (np.zeros((2, 3, 16, 16), np.uint8), "got [2, 3, 16, 16]; give each image 1 channel(s)"),
         (np.zeros((2, 256), np.uint8), "got [2, 256]; reshape the rows to images (batch.reshape(-1, 1, 16, 16))"),
         (np.zeros((2, 1, 32, 32), np.uint8), "got [2, 1, 32, 32]; resize them to 16x16"),
+        (np.zeros((16, 16), np.uint8), "got [16, 16]; one image needs a batch axis: pass images[None]"),
     ],
 )
 def test_images_predict_cannot_take_get_the_fix_for_what_is_wrong_with_them(images, expected) -> None:
