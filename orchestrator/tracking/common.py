@@ -12,7 +12,11 @@ import contextlib
 import fcntl
 import logging
 import os
+import shutil
+import sqlite3
+import tempfile
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import closing
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -119,8 +123,146 @@ def open_experiment(tracking_uri: str, name: str, artifact_location: str | None)
     import mlflow  # noqa: F401  # seconds of imports, outside the lock: only the store's creation is held up
 
     with store_lock(tracking_uri):
+        db = sqlite_path(tracking_uri)
+        if db is not None:
+            ensure_sqlite_store(db)
         client = mlflow_client(tracking_uri)
         return client, ensure_experiment(client, name, artifact_location)
+
+
+CREATING = ".creating-"  # a store being built: mlflow.db.creating-XXXX beside mlflow.db
+
+
+def ensure_sqlite_store(db: Path) -> None:
+    """Create the MLflow store ``db`` atomically when it is missing; refuse one that is half made (TrackingError).
+
+    MLflow builds a new sqlite store in place, through dozens of schema migrations that are not
+    one transaction: a run killed then left a half-migrated mlflow.db that every later open failed
+    on ("duplicate column name"). The schema is built by MLflow's own store class in a temporary
+    file beside ``db`` and linked into place only when complete; a process killed meanwhile leaves
+    only that file, removed by the next creation. The link fails if ``db`` appeared meanwhile
+    (another process without the lock), so a store that may hold runs is never replaced.
+    Call it under ``store_lock``.
+    """
+    if db.exists():
+        roll_back_interrupted_write(db)
+        problem = store_problem(db)
+        if problem is not None:
+            raise TrackingError(problem)
+        return
+    db.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_creations(db)
+    handle, name = tempfile.mkstemp(prefix=db.name + CREATING, dir=db.parent)
+    os.close(handle)
+    building = Path(name)
+    try:
+        _build_schema(building, db)
+        with contextlib.suppress(FileExistsError):  # made meanwhile: that store is the one to use
+            os.link(building, db)
+    finally:
+        building.unlink(missing_ok=True)
+
+
+def _remove_stale_creations(db: Path) -> None:
+    """Temporary stores left by creations that were killed; none is in progress while the lock is held."""
+    for stale in db.parent.glob(db.name + CREATING + "*"):
+        stale.unlink(missing_ok=True)
+
+
+def _build_schema(building: Path, db: Path) -> None:
+    """MLflow's SqlAlchemyStore creates its tables and runs every migration on a new database file."""
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    artifact_root = default_artifact_location(f"sqlite:///{db}")
+    store = SqlAlchemyStore(f"sqlite:///{building}", artifact_root)
+    store.engine.dispose()  # closed, so no journal is left beside it
+
+
+def store_problem(db: Path) -> str | None:
+    """What is wrong with the existing sqlite store ``db``; None when MLflow can use it. ``db`` is not written.
+
+    A store whose creation was killed (by Relay before stores were created atomically, or by
+    another MLflow client) has a schema between two migrations, and perhaps a hot ``-journal``
+    that read-only opens fail on ("attempt to write a readonly database"); MLflow then fails
+    with "duplicate column name". A hot journal is rolled back in a copy, where it is judged.
+    """
+    journal = db.with_name(db.name + "-journal")
+    try:
+        with closing(sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)) as connection:
+            revision, runs = _schema_revision(connection), _run_count(connection)
+    except sqlite3.Error:
+        if not journal.exists():
+            return None  # not a store problem Relay knows: the caller reports what MLflow says about the file
+        revision, runs = _rolled_back_copy(db, journal)
+        if revision is None:
+            return None
+    head = _mlflow_schema_head()
+    if revision is None or head is None or revision == head:
+        return None
+    if not runs:
+        return half_made_message(db, f"its schema stopped at migration {revision}, before MLflow's {head}")
+    return (
+        f"{db} holds MLflow runs in an older schema (migration {revision}, this MLflow needs {head}); "
+        f"back it up, then upgrade it with `mlflow db upgrade sqlite:///{db}`"
+    )
+
+
+def _rolled_back_copy(db: Path, journal: Path) -> tuple[str | None, int]:
+    """The schema revision and run count of ``db`` once its hot journal is rolled back (in a copy: ``db`` stays)."""
+    with tempfile.TemporaryDirectory() as folder:
+        copy = Path(folder) / db.name
+        shutil.copyfile(db, copy)
+        shutil.copyfile(journal, copy.with_name(journal.name))
+        try:
+            with closing(sqlite3.connect(copy)) as connection:
+                return _schema_revision(connection), _run_count(connection)
+        except sqlite3.Error:
+            return None, 0
+
+
+def roll_back_interrupted_write(db: Path) -> None:
+    """Open ``db`` read-write once: SQLite rolls back a write a killed process left in its hot journal."""
+    with contextlib.suppress(sqlite3.Error), closing(sqlite3.connect(db)) as connection:
+        connection.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+
+
+def half_made_message(db: Path, why: str) -> str:
+    """What to do with a store whose creation never finished: it holds no runs, so a new one replaces it."""
+    return (
+        f"{db} is a half-made MLflow store ({why}); it holds no runs: move it away "
+        f"(mv {db} {db}.broken) and the next `relay run` or `relay resume` in {db.parent} creates a new one"
+    )
+
+
+def _schema_revision(connection: sqlite3.Connection) -> str | None:
+    """The alembic migration the store is at; None when it has no alembic_version table."""
+    if not _has_table(connection, "alembic_version"):
+        return None
+    row = connection.execute("SELECT version_num FROM alembic_version").fetchone()
+    return row[0] if row else None
+
+
+def _run_count(connection: sqlite3.Connection) -> int:
+    return connection.execute("SELECT COUNT(*) FROM runs").fetchone()[0] if _has_table(connection, "runs") else 0
+
+
+def _has_table(connection: sqlite3.Connection, name: str) -> bool:
+    found = connection.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (name,))
+    return found.fetchone() is not None
+
+
+def _mlflow_schema_head() -> str | None:
+    """The newest schema migration of the installed MLflow; None when MLflow no longer says (the check is skipped).
+
+    MLflow has no public call for it; _get_latest_schema_revision is what its SqlAlchemyStore
+    compares a store against (mlflow 3.x).
+    """
+    try:
+        from mlflow.store.db.utils import _get_latest_schema_revision
+
+        return _get_latest_schema_revision()
+    except Exception:  # renamed or gone in another MLflow: an unknown head is no reason to refuse a store
+        return None
 
 
 def ensure_experiment(client: Any, name: str, artifact_location: str | None) -> str:

@@ -12,7 +12,14 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.errors import InputError, RelayError
-from orchestrator.tracking.common import TAG_KIND, TAG_PIPELINE_RUN, mlflow_client, no_database_message, sqlite_path
+from orchestrator.tracking.common import (
+    TAG_KIND,
+    TAG_PIPELINE_RUN,
+    mlflow_client,
+    no_database_message,
+    sqlite_path,
+    store_problem,
+)
 
 
 def generation_rows(client: Any, parent_run_id: str) -> list[dict[str, Any]]:
@@ -49,6 +56,9 @@ def check_database(db: Path) -> None:
     """InputError unless ``db`` is an SQLite file with MLflow's tables; opened read-only, so nothing is written."""
     if not db.exists():
         raise InputError(no_database_message(db))
+    problem = store_problem(db)
+    if problem is not None:
+        raise InputError(problem)
     try:
         with closing(sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)) as connection:
             found = connection.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='experiments'")
