@@ -175,3 +175,16 @@ def test_a_run_on_a_half_migrated_store_is_refused_before_it_starts(tmp_path: Pa
 
     _assert_half_made_message(result, db)
     assert not (tmp_path / "artifacts").exists(), "a refused run wrote its record"
+
+
+def test_checking_a_store_with_runs_costs_no_mlflow_import(tmp_path: Path) -> None:
+    """The check runs before every `relay run`; MLflow's schema head would import 1-1.5 s of MLflow on that path."""
+    db = tmp_path / "mlflow.db"
+    client, experiment_id = open_experiment(f"sqlite:///{db}", "relay", None)
+    client.create_run(experiment_id)
+    script = (
+        "import sys\nfrom pathlib import Path\nfrom orchestrator.tracking.common import store_problem\n"
+        f"print(store_problem(Path({str(db)!r})), 'mlflow.store.db.utils' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["None", "False"], done.stdout + done.stderr
