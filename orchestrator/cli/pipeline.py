@@ -284,7 +284,7 @@ def run_stages(run: PreparedRun, tracker: BackgroundTracker, copies: Path, hando
         status = "FINISHED" if run.stop_after is None else "STOPPED"
         if run.stop_after is None:
             table = closing_table(run, summary.manifests)
-    except (KeyboardInterrupt, SystemExit):  # Ctrl-C; SIGTERM once Ray is up (`relay stop`): terminate_as_interrupt
+    except (KeyboardInterrupt, SystemExit):  # Ctrl-C; SIGTERM from Ray's start on (`relay stop`): Terminated
         if status == "FAILED":  # not once the Runner returned: the run record already says how it ended
             status = "KILLED"
         raise
@@ -329,7 +329,7 @@ def resume_hint_until_the_stages_run(run: PreparedRun) -> Iterator[Handover]:
     handover = Handover()
     try:
         yield handover
-    except (KeyboardInterrupt, SystemExit):  # Ctrl-C; SIGTERM once Ray is up (a SystemExit: terminate_as_interrupt)
+    except (KeyboardInterrupt, SystemExit):  # Ctrl-C; SIGTERM from Ray's start on (a SystemExit: Terminated)
         if not handover.runner_has_it:
             log.warning(
                 "interrupted before the stages started; resume with: relay resume %s%s",

@@ -723,6 +723,7 @@ def _init_ray(ray: Any, kwargs: dict[str, Any]) -> None:
     if "dashboard_port" not in kwargs:
         with (
             lines,
+            terminations_kept(ray),
             interrupts_kept(ray.shutdown) as interrupted,
             join_abandoned_on_signal(kwargs.get("address")),
             start_failures_unless_interrupted(interrupted),
@@ -731,7 +732,11 @@ def _init_ray(ray: Any, kwargs: dict[str, Any]) -> None:
     else:
         with port_lock.dashboard_port_lock(), lines:
             kwargs = {**kwargs, "dashboard_port": dashboard_port()}
-            with interrupts_kept(ray.shutdown) as interrupted, start_failures_unless_interrupted(interrupted):
+            with (
+                terminations_kept(ray),
+                interrupts_kept(ray.shutdown) as interrupted,
+                start_failures_unless_interrupted(interrupted),
+            ):
                 _start_ray(ray, kwargs, interrupted)
     terminate_as_interrupt()
 
@@ -807,6 +812,62 @@ def terminate_as_interrupt() -> None:
 def _raise_terminated(signum: int, frame: Any) -> None:
     _SIGTERM_RECEIVED.set()
     raise Terminated
+
+
+@contextlib.contextmanager
+def terminations_kept(ray: Any) -> Iterator[None]:
+    """A SIGTERM while Ray starts raises ``Terminated`` (exit 143) at once, Ray stopped; Ray's own handlers are not set.
+
+    Why: ``ray.init`` sets its SIGTERM handlers as it starts (one raises SystemExit(15), a local node's
+    drains for 30 s, then stops Ray's processes and raises SystemExit(1)), so a SIGTERM in the seconds
+    before ``terminate_as_interrupt`` ended `relay run` with 15 (or 1), its resume line up to 30 s late.
+    Held until the start ended, as ``interrupts_kept`` holds a Ctrl-C, it was not prompt: a SIGTERM to
+    the whole group (``timeout``) stops Ray's new GCS too, and ray.init then waited 60 s for it. So it
+    raises where it lands, as Ray's did; one dropped there ("Exception ignored in", a weakref callback)
+    is raised when the block ends, and a start that failed after one ends as terminated too.
+    Only the main thread can set a handler.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    noted: list[int] = []
+
+    def note(signum: int, frame: Any) -> None:
+        noted.append(signum)
+        _raise_terminated(signum, frame)
+
+    previous = signal.signal(signal.SIGTERM, note)
+    try:
+        with _ray_sigterm_handlers_skipped(ray):
+            yield
+    except BaseException as exc:
+        if not noted:
+            raise
+        ray.shutdown()
+        if isinstance(exc, Terminated):
+            raise
+        raise Terminated from exc
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if noted:  # raised where something dropped it
+        ray.shutdown()
+        _SIGTERM_RECEIVED.set()
+        raise Terminated
+
+
+@contextlib.contextmanager
+def _ray_sigterm_handlers_skipped(ray: Any) -> Iterator[None]:
+    """Ray's ``set_sigterm_handler`` does nothing in the block: the handler ``terminations_kept`` set stays."""
+    utils = getattr(getattr(ray, "_private", None), "utils", None)
+    original = getattr(utils, "set_sigterm_handler", None)
+    if original is None:  # another Ray: nothing to skip
+        yield
+        return
+    utils.set_sigterm_handler = lambda handler: None
+    try:
+        yield
+    finally:
+        utils.set_sigterm_handler = original
 
 
 @contextlib.contextmanager
