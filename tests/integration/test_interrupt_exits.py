@@ -14,7 +14,6 @@ Real processes and signals, a real local Ray instance, a real sqlite MLflow stor
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -25,32 +24,18 @@ import pytest
 
 from tests.integration.cluster import wait_for
 from tests.integration.relay_cli import relay_env
-from tests.integration.test_interrupts import SMOKE, ledger, start_run, training
+from tests.integration.test_interrupts import SMOKE, ledger, start_run, stopped, training
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def ended(driver: subprocess.Popen, sig: int, group: bool) -> int:
-    """Send ``sig`` to the driver alone (``group`` False: `kill <pid>`) or to its group (a terminal's Ctrl-C)."""
-    try:
-        if group:
-            os.killpg(driver.pid, sig)
-        else:
-            driver.send_signal(sig)
-        return driver.wait(timeout=300)
-    finally:
-        if driver.poll() is None:
-            os.killpg(driver.pid, signal.SIGKILL)
-            driver.wait()
-
-
 def test_sigterm_during_a_stage_exits_143_with_relays_line_only(tmp_path):
     workspace, log = tmp_path / "ws", tmp_path / "driver.log"
     driver = start_run(workspace, "termed", log, steps=2000, on_ray=True)  # never done before the signal
     wait_for(lambda: training(workspace, "termed") or driver.poll() is not None, 600, "g00/train to start")
-    code = ended(driver, signal.SIGTERM, group=False)
+    code = stopped(driver, signal.SIGTERM, group=False)
     output = log.read_text()
     assert code == 143, output[-3000:]
     assert "SIGTERM received" not in output and "Traceback" not in output, output[-3000:]
@@ -81,7 +66,7 @@ def test_ctrl_c_while_the_dashboard_starts_prints_relays_line_only(tmp_path):
             command, cwd=ROOT, env=relay_env(workspace), stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
     wait_for(lambda: dashboard_starting(driver) or driver.poll() is not None, 300, "Ray's dashboard to start")
-    assert ended(driver, signal.SIGINT, group=True) == 130
+    assert stopped(driver, signal.SIGINT) == 130
     output = log.read_text()
     assert "Failed to start the dashboard" not in output and "ERROR" not in output, output[-3000:]
     assert "interrupted" in output and "relay submit" not in output, output[-3000:]

@@ -71,10 +71,14 @@ def names(workspace: Path, run_id: str) -> dict:
     return runs_by_name(workspace, run_id)
 
 
-def stopped(driver: subprocess.Popen, sig: int) -> int:
-    """Send ``sig`` as a terminal would (Ctrl-C: the whole foreground group) and wait for the driver."""
+def stopped(driver: subprocess.Popen, sig: int, group: bool = True) -> int:
+    """Send ``sig`` as a terminal would (Ctrl-C: the whole foreground group), or to the driver alone (``group``
+    False: `kill <pid>`), and wait for the driver."""
     try:
-        os.killpg(driver.pid, sig)
+        if group:
+            os.killpg(driver.pid, sig)
+        else:
+            driver.send_signal(sig)
         return driver.wait(timeout=300)
     finally:
         if driver.poll() is None:

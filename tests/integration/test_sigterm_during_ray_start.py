@@ -19,8 +19,7 @@ import psutil
 import pytest
 
 from tests.integration.cluster import wait_for
-from tests.integration.test_interrupt_exits import ended
-from tests.integration.test_interrupts import start_run
+from tests.integration.test_interrupts import start_run, stopped
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
@@ -55,7 +54,7 @@ def test_sigterm_while_ray_starts_exits_143_with_relays_line(tmp_path: Path) -> 
     started = ray_processes(driver)
     assert STARTED not in log.read_text(), "ray.init had already started Ray: the signal would not land in it"
     os.kill(driver.pid, signal.SIGTERM)  # pending until the driver runs again, inside ray.init
-    code = ended(driver, signal.SIGCONT, group=False)
+    code = stopped(driver, signal.SIGCONT, group=False)
     output = log.read_text()
     assert code == 143, output[-3000:]
     assert "Traceback" not in output and "SIGTERM received" not in output, output[-3000:]
