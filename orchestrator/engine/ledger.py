@@ -68,6 +68,11 @@ def read_ledger(store: ArtifactStore, run_id: str) -> dict[str, Any] | None:
     raise AssertionError("unreachable")
 
 
+def write_ledger(store: ArtifactStore, run_id: str, data: Mapping[str, Any]) -> None:
+    """Replace the run's ledger with ``data``, as ``read_ledger`` reads it back (the store writes records atomically)."""
+    store.write_record(record_path(run_id, LEDGER_FILE), json.dumps(data, indent=2, default=str).encode())
+
+
 def write_tracking(store: ArtifactStore, run_id: str, lost_at: str | None, tracking_uri: str) -> None:
     """Record whether the run's MLflow record is complete: ``lost_at`` is where the store stopped answering.
 
@@ -147,7 +152,7 @@ class Ledger:
             "driver": {"host": socket.gethostname(), "pid": os.getpid()},
             "stages": {**{name: self._history(name, entry) for name, entry in stages.items()}, **self._beyond(stages)},
         }
-        self.store.write_record(record_path(self.run_id, LEDGER_FILE), json.dumps(data, indent=2, default=str).encode())
+        write_ledger(self.store, self.run_id, data)
 
     def _beyond(self, stages: Mapping[str, Any]) -> dict[str, Any]:
         """The earlier attempts' entries of stages this attempt does not plan (it stops before them: `--stop-after`).

@@ -9,7 +9,6 @@ runs after the restore.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
 import os
@@ -22,7 +21,7 @@ from typing import Any
 from orchestrator.config import TuneSettings, validate_config
 from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.engine.executors import RayExecutor, interrupts_kept
-from orchestrator.engine.ledger import DONE_STATES, LEDGER_FILE, read_ledger, record_path
+from orchestrator.engine.ledger import DONE_STATES, read_ledger, write_ledger
 from orchestrator.engine.ray_start_log import filtered
 from orchestrator.errors import ArtifactError
 from orchestrator.tracking.common import TAG_STATUS
@@ -340,7 +339,7 @@ def mark_interrupted(store: ArtifactStore, run_id: str) -> None:
         if not isinstance(ledger, dict) or ledger.get("status") not in OPEN_LEDGER_STATES:
             return
         ledger["status"] = "INTERRUPTED"
-        store.write_record(record_path(run_id, LEDGER_FILE), json.dumps(ledger, indent=2, default=str).encode())
+        write_ledger(store, run_id, ledger)
     except (ArtifactError, OSError) as exc:
         logger.warning("trial %s: its ledger still says how far it got, not INTERRUPTED: %s", run_id, exc)
 
