@@ -189,7 +189,7 @@ def run_sweep(plan: SweepPlan, resume: bool, sweep_tracker: SweepTracker) -> tup
     return rows, done
 
 
-RAY_TUNE_LOGGER = "ray.tune.tune"  # the logger of Ray Tune's run loop (ray/tune/tune.py), a Python logger by name
+RAY_TUNE_LOGGER = "ray.tune.tune"  # the logger of Ray Tune's run loop (its module's name)
 RESTORE_ADVICE = "Resume experiment with:"  # Ray Tune's warning after a Ctrl-C: "... Tuner.restore(path=...)"
 
 

@@ -14,7 +14,7 @@ from orchestrator.tune import sweep
 from orchestrator.tune.plan import SweepPlan
 from tests.unit.orchestrator.tune.test_tune_config import METRIC, plan, smoke_data
 
-# Ray Tune's lines around a Ctrl-C, as ray/tune/tune.py logs them (Ray 2.60)
+# Ray Tune's lines around a Ctrl-C, as its module ray.tune.tune logs them (Ray 2.60)
 RESTORE_ADVICE = (
     "Experiment has been interrupted, but the most recent state was saved.\n"
     'Resume experiment with: Tuner.restore(path="/tmp/x/ray/x", trainable=...)'
@@ -83,7 +83,7 @@ def test_ray_tunes_tuner_restore_advice_stays_off_the_console_and_its_errors_do_
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """After a Ctrl-C Ray Tune advised `Tuner.restore(...)` just before Relay's `relay tune ... --resume`."""
-    ray_tune = logging.getLogger("ray.tune.tune")  # ray/tune/tune.py's logger
+    ray_tune = logging.getLogger("ray.tune.tune")  # Ray Tune's run-loop logger
     console = _Lines()
     ray_tune.addHandler(console)
     sweep_plan = _sweep_plan(tmp_path)
