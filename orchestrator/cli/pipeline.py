@@ -769,6 +769,7 @@ def cmd_generations(args: argparse.Namespace) -> int:
     if args.run_id is None and args.experiment is None:  # the newest run `relay runs` lists: read its experiment
         args.experiment, experiment_note = runs.newest_run_experiment(args)
     uri, experiment, summary = tracking_for(args)
+    runs.check_tracked(args, uri, args.run_id)
     store = store_of(args)
     run_id, rows = read_generations(uri, experiment, args.run_id)
     columns_note = None

@@ -45,8 +45,9 @@ from orchestrator.engine.ledger import (
     record_path,
     tracking_lost_at,
 )
-from orchestrator.errors import ArtifactError, ConfigError, RelayError
+from orchestrator.errors import ArtifactError, ConfigError, InputError, RelayError
 from orchestrator.registry import PipelineSpec, get_pipeline
+from orchestrator.tracking.common import sqlite_path
 from orchestrator.tracking.report import text_table
 from orchestrator.yaml_input import yaml_mapping
 
@@ -254,6 +255,46 @@ def tracking_note(store: ArtifactStore, run_id: str) -> str | None:
         f"ran, so the table shows only what reached it; once the store answers, fill the record in with "
         f"`relay resume {run_id}{store_option(store.uri)}` (completed stages are skipped)"
     )
+
+
+def check_tracked(args: argparse.Namespace, uri: str, run_id: str | None) -> None:
+    """InputError (``untracked_run_problem``) when the SQLite store ``uri`` does not exist yet but the run the
+    reader would show (``run_id``, else the newest `relay runs` lists) is recorded here and tracked to it."""
+    db = sqlite_path(uri)
+    if db is None or db.exists():
+        return
+    try:
+        store = store_of(args)
+        sweeps = resolve_workspace(RunSettings(workspace=args.workspace)) / "tune"
+        if run_id is None:
+            rows = run_rows(store, pipelines_of(args), sweeps)
+            run_id = rows[0].run_id if rows else None
+        tracking = None if run_id is None else _tracking_settings(store, sweeps, run_id)
+    except RelayError:  # the reader says what is wrong with the store, if it needs it
+        return
+    recorded = sqlite_path(str((tracking or {}).get("uri") or ""))
+    if run_id is not None and recorded is not None and recorded.absolute() == db.absolute():
+        raise InputError(untracked_run_problem(store, run_id, db))
+
+
+def untracked_run_problem(store: ArtifactStore, run_id: str, db: Path) -> str:
+    """What `relay generations` / `relay ui` say when run ``run_id`` is recorded here but its tracking database
+    ``db`` does not exist yet: the run stopped (or is still starting) before MLflow recorded anything.
+
+    Why: they said "no runs yet" and advised a new `relay run`, while `relay runs` listed the run and
+    `relay resume` would finish it and record it in MLflow.
+    """
+    status = run_status(store, run_id)
+    if status == "FINISHED":  # it had one: deleted, or moved without the workspace
+        return (
+            f"run {run_id} finished, but its tracking database {db} is not there (moved or deleted?); pass the "
+            "workspace that holds it (--workspace) or MLFLOW_TRACKING_URI=sqlite:///PATH"
+        )
+    if status in ("RUNNING", "STARTING"):
+        way_on = "look again once its stages run (`relay runs` shows its progress)"
+    else:
+        way_on = f"`relay resume {run_id}{store_option(store.uri)}` finishes it and records it in MLflow"
+    return f"run {run_id} ({status}) has no MLflow records yet: there is no tracking database at {db}; {way_on}"
 
 
 def check_not_running(store: ArtifactStore, run_id: str) -> None:

@@ -35,6 +35,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
         raise ConfigError([named_a_file], "the command line")
     uri = tracking_uri(RunSettings(workspace=args.workspace), TrackingSettings())
     check_tracking_store(uri, default_tracking_key(args.workspace))  # a server that does not answer: at once
+    runs.check_tracked(args, uri, None)
     experiment, note = (args.experiment, None) if args.experiment else runs.newest_run_experiment(args)
     url = ui.check(uri, experiment, args.port)
     close_interrupted_runs(args, uri)
