@@ -402,8 +402,19 @@ def _check_options(kind: Source, folder: Path | None, options: Mapping[str, Any]
         if value is not None and not least <= int(value) <= (most or int(value)):
             span = f"at least {least}" if most is None else f"{least} to {most}"
             raise ValueError(f"--{key.replace('_', '-')}: expected {span}, got {value}; pass a value in that range")
-    if options.get("image_size") and "image_size" not in kind.options:
-        raise ValueError(_fixed_size(kind, folder, int(options["image_size"])))
+    size = options.get("image_size")
+    if size and "image_size" not in kind.options and int(size) != _own_side(kind):
+        raise ValueError(_fixed_size(kind, folder, int(size)))
+
+
+def _own_side(kind: Source) -> int | None:
+    """The side of ``kind``'s square images (its own size, which --image-size may restate); None when not square.
+
+    Why: `relay data import digits DEST --image-size 16` asks for the size digits are imported at, and
+    was refused with advice to train them "at 16x16" another way.
+    """
+    height, width = datasets.IMAGE_SHAPES[kind.name][1:]
+    return height if height == width else None
 
 
 def _fixed_size(kind: Source, folder: Path | None, size: int) -> str:

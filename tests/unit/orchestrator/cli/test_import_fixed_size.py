@@ -47,3 +47,11 @@ def test_the_advice_for_digits_is_a_valid_run(tmp_path: Path, capsys: pytest.Cap
     overrides = shlex.split(problem.rsplit("read it in place instead: ", 1)[1])
     config = str(CONFIGS / "crest_digits.yaml")
     assert main(["validate", config, f"run.workspace={tmp_path / 'ws'}", *overrides]) == 0
+
+
+def test_the_sources_own_size_is_taken(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """--image-size 16 for digits restates the size they are imported at: an import like any other."""
+    dest = tmp_path / "dest"
+    assert main(["data", "import", "digits", str(dest), "--image-size", "16"]) == 0
+    assert main(["data", "info", str(dest)]) == 0
+    assert "1x16x16" in capsys.readouterr().out
