@@ -870,6 +870,9 @@ def _ray_sigterm_handlers_skipped(ray: Any) -> Iterator[None]:
         utils.set_sigterm_handler = original
 
 
+HELD_CTRL_C_LINE = b"\nrelay: stopping once Ray's start ends; press Ctrl-C again to stop now\n"
+
+
 @contextlib.contextmanager
 def interrupts_kept(on_interrupt: Callable[[], None] = lambda: None) -> Iterator[list[int]]:
     """Hold a Ctrl-C that comes during the block until it ends; then call ``on_interrupt`` and raise it.
@@ -881,7 +884,9 @@ def interrupts_kept(on_interrupt: Callable[[], None] = lambda: None) -> Iterator
     run then went on to the end, or, dropped before logging's hook released its lock, hung on the
     next log call. So the first Ctrl-C is only noted, and the block (bounded: Ray's start-up) ends
     first; a second one raises at once, for a block that does not end. ``on_interrupt`` stops what
-    the block started. Only the main thread can set a handler; elsewhere the block runs as it is.
+    the block started. The first Ctrl-C is answered at once (``HELD_CTRL_C_LINE``): a loaded machine's Ray
+    start takes half a minute, which the terminal spent silent. Only the main thread can set a handler;
+    elsewhere the block runs as it is.
     The block gets the list of interrupts noted so far (empty: none), to tell what they caused.
     """
     if threading.current_thread() is not threading.main_thread():
@@ -894,6 +899,7 @@ def interrupts_kept(on_interrupt: Callable[[], None] = lambda: None) -> Iterator
         noted.append(signum)
         if len(noted) > 1:  # asked twice: the user means now
             raise KeyboardInterrupt
+        os.write(2, HELD_CTRL_C_LINE)  # not print: the main thread may be inside a print to stderr
 
     signal.signal(signal.SIGINT, note)
     try:

@@ -283,6 +283,19 @@ def test_a_second_ctrl_c_during_the_block_raises_at_once() -> None:
     assert reached == [0]  # the first is held, the second raises before the loop goes on
 
 
+def test_a_held_ctrl_c_is_answered_at_once(capfd) -> None:
+    """The terminal stayed silent until Ray's start ended: half a minute on a loaded machine."""
+    import os
+    import signal
+
+    from orchestrator.engine.executors import interrupts_kept
+
+    with pytest.raises(KeyboardInterrupt), interrupts_kept():
+        os.kill(os.getpid(), signal.SIGINT)
+        said = capfd.readouterr().err  # before the block ends
+    assert said == "\nrelay: stopping once Ray's start ends; press Ctrl-C again to stop now\n"
+
+
 class DashboardDies:
     """What `ray.init` does when the dashboard it started is gone: a bare Exception naming the dashboard."""
 
