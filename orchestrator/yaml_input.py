@@ -84,6 +84,23 @@ def parse_yaml(text: str) -> Any:
     return yaml.load(text, Loader=UniqueKeyLoader)  # a SafeLoader subclass: no arbitrary objects
 
 
+REPOSITORY = Path(__file__).resolve().parents[1]  # where the bundled pipelines/configs/ live
+
+
+def not_found_message(path: Path) -> str:
+    """A config file that is not there: where a relative path was looked for, and the bundled file it may mean.
+
+    Why: "run from the repository root" fitted only the bundled configs; a user's own file was
+    sent to a folder that does not hold it.
+    """
+    if path.is_absolute():
+        return f"file not found: {path}; check the path"
+    bundled = REPOSITORY / path
+    if bundled.is_file():
+        return f"file not found: {path} in {Path.cwd()}; the bundled one is {bundled} (run from {REPOSITORY}, or pass that path)"
+    return f"file not found: {path} (looked in {Path.cwd()}); check the path"
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping, turning every failure into a ConfigError that says where."""
     path = Path(path)
@@ -91,7 +108,7 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError as exc:
-        raise ConfigError([f"file not found: {path}; check the path or run from the repository root"], source) from exc
+        raise ConfigError([not_found_message(path)], source) from exc
     except IsADirectoryError as exc:
         raise ConfigError(
             [f"{path} is a folder, not a config file; pass a YAML file (e.g. {path}/NAME.yaml)"], source
