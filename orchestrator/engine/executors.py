@@ -719,25 +719,16 @@ def _init_ray(ray: Any, kwargs: dict[str, Any]) -> None:
     port all the same (the lock could not be had, or another program took the port) is retried once
     on a port the OS picks. Ray's start-up lines are cut to what a user can act on (``start_lines``).
     """
-    lines = start_lines(local=kwargs.get("address") == "local")
-    if "dashboard_port" not in kwargs:
-        with (
-            lines,
-            terminations_kept(ray),
-            interrupts_kept(ray.shutdown) as interrupted,
-            join_abandoned_on_signal(kwargs.get("address")),
-            start_failures_unless_interrupted(interrupted),
-        ):
-            _start_ray(ray, kwargs, interrupted)
-    else:
-        with port_lock.dashboard_port_lock(), lines:
+    with contextlib.ExitStack() as held:
+        if "dashboard_port" in kwargs:  # checked again, and bound, under the lock
+            held.enter_context(port_lock.dashboard_port_lock())
             kwargs = {**kwargs, "dashboard_port": dashboard_port()}
-            with (
-                terminations_kept(ray),
-                interrupts_kept(ray.shutdown) as interrupted,
-                start_failures_unless_interrupted(interrupted),
-            ):
-                _start_ray(ray, kwargs, interrupted)
+        held.enter_context(start_lines(local=kwargs.get("address") == "local"))
+        held.enter_context(terminations_kept(ray))
+        interrupted = held.enter_context(interrupts_kept(ray.shutdown))
+        held.enter_context(join_abandoned_on_signal(kwargs.get("address")))  # joining only
+        held.enter_context(start_failures_unless_interrupted(interrupted))
+        _start_ray(ray, kwargs, interrupted)
     terminate_as_interrupt()
 
 
