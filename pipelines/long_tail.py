@@ -2,13 +2,15 @@
 labeled (beta), and the split of a dataset's labels into labeled, unlabeled and held-out ids.
 
 Pure arithmetic on label arrays, apart from the datasets that supply them (pipelines/data.py): the
-split stage and the benchmarks draw splits with it, and it says what head_count fits a dataset.
+split stage and the benchmarks draw splits with it, and it says what head_count fits a dataset, and
+which dataset's split holds no labelled image (``check_splits_hold_images``).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -81,6 +83,66 @@ def long_tailed_split(
     return {key: np.sort(np.concatenate(chunks)).astype(np.int64) for key, chunks in parts.items()}
 
 
+def check_splits_hold_images(train: np.ndarray, test: np.ndarray | None, data: Mapping[str, Any]) -> None:
+    """Refuse a dataset whose train split, or own test split, holds no labelled image of the task, naming which.
+
+    Labels are the task's (``split.select_classes``): 0..L-1 in the task, -1 unknown, below -1 a class
+    the task leaves out. Why: an empty test split passed every check, and the run trained a generation
+    before its evaluation met 0 images; an empty train split was reported as a holdout of 0 that leaves
+    nothing to train on, a knob that does nothing for a dataset with its own test split.
+    """
+    for split, labels in (("train", train), ("test", test)):
+        if labels is not None and not np.any(np.asarray(labels) >= 0):
+            raise ValueError(_empty_split(split, np.asarray(labels), data))
+
+
+def _empty_split(split: str, labels: np.ndarray, data: Mapping[str, Any]) -> str:
+    """The problem of a split with no labelled image of the task: what it holds, what that stops, and the fix."""
+    key, dataset = _dataset_key(data)
+    picked = int(np.sum(labels < -1))
+    if not labels.size:
+        held = "is empty (0 images)"
+    elif picked:
+        held = f"holds no image of the classes data.classes picks ({picked} of other classes)"
+    else:
+        held = f"holds {labels.size} image(s), none with a label"
+    stops = (
+        "nothing to train on"
+        if split == "train"
+        else "nothing to evaluate on (a dataset with its own test split is tested on it, with no holdout from train)"
+    )
+    return f"{key}: the {split} split of dataset {dataset} {held}: {stops}. {_empty_split_fix(split, data, picked)}"
+
+
+def _dataset_key(data: Mapping[str, Any]) -> tuple[str, str]:
+    """The setting that names the dataset (data.uri, data.root or data.name) and the dataset as a message cites it."""
+    name, uri, root = data.get("name"), data.get("uri"), data.get("root")
+    if uri and name == "parquet":
+        return "data.uri", repr(str(uri))
+    if root:
+        return "data.root", f"{name!r} at {root}"
+    return "data.name", repr(name)
+
+
+def _empty_split_fix(split: str, data: Mapping[str, Any], picked: int) -> str:
+    """How to give a split images: the classes data.classes picks, the dataset's source, or its folder."""
+    if picked:
+        return f"Pick classes its {split} split has images of in data.classes, or add images of these classes to it."
+    if data.get("name") == "parquet":
+        fix = (
+            f"Add {split} images to its source and import that into a new destination "
+            "(relay data import SOURCE NEW_DEST; data.uri=NEW_DEST)"
+        )
+        if split == "test":
+            fix += (
+                ", or import a source with no test split: then holdout_per_class images per class of train are tested"
+            )
+        return fix + "."
+    if data.get("name") == "imagefolder" and data.get("root"):
+        return f"Put labelled images in {data['root']}/{split}/<class>/<image>."
+    return "Give the dataset labelled images in that split, or use another dataset."
+
+
 def _check_class_order(class_order: Sequence[int] | None, num_classes: int) -> list[int]:
     """class_order must be a permutation of 0..L-1; default is the identity."""
     if class_order is None:
@@ -103,6 +165,8 @@ def _check_head_fits(sizes: Sequence[int], head_count: int, imbalance_ratio: flo
     """A holdout or head class larger than any class can be is one clear problem, whatever the other ranks need
     (a per-class list for a head_count of 10**23 would name every class)."""
     largest = max(sizes, default=0)
+    if largest == 0:  # check_splits_hold_images says why and names the dataset; this says it where that is not called
+        raise ValueError("the train split holds no labelled image of the task: there is nothing to train on")
     if holdout >= largest:
         raise ValueError(
             f"holdout_per_class {holdout} leaves nothing to train on: the largest class has "

@@ -88,7 +88,10 @@ def predict_probs(
     finally:
         model.train(was_training)
     if not chunks:
-        raise ValueError("predict_probs: got 0 images; expected at least one")
+        raise ValueError(
+            "predict_probs: got 0 images; expected at least one: the set to evaluate or label is empty "
+            "(a test split, a selection or a pool with no image)"
+        )
     return np.concatenate(chunks).astype(np.float32, copy=False)
 
 

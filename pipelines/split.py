@@ -18,7 +18,7 @@ from pipelines.class_names import dataset_class_names
 from pipelines.data import DatasetLabels, imagefolder_base, imagefolder_listings, sample_files
 from pipelines.datasets.catalog import dataset_labels
 from pipelines.datasets.shards import DatasetError
-from pipelines.long_tail import long_tailed_split
+from pipelines.long_tail import check_splits_hold_images, long_tailed_split
 
 SPLIT_SCHEMA = pa.schema(
     [
@@ -68,6 +68,7 @@ def split_table(data: Mapping[str, Any], labels: DatasetLabels, with_files: bool
     An image folder read in place (`data.root`) also gets each row's file (``with_files``: ``with_sample_files``).
     """
     labels = select_classes(labels, data.get("classes"))
+    check_splits_hold_images(labels.train, labels.test, data)
     rng = np.random.default_rng(data["fold"])
     holdout = 0 if labels.test is not None else data["holdout_per_class"]
     parts = long_tailed_split(
