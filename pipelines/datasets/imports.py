@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import shlex
 import sys
 from collections.abc import Callable, Iterator, Mapping
@@ -364,9 +365,68 @@ def _resolve(source: str) -> tuple[Source, Path | None]:
     """``resolve``, with a source nothing recognises as the error that lists the valid ones."""
     found = resolve(source)
     if found is None:
+        path = Path(source).expanduser()
+        problem = _folder_problem(path) if path.is_dir() else None
+        if problem is not None:
+            raise ValueError(f"SOURCE {source!r} {problem}")
         names = ", ".join(f"{name} ({s.description})" for name, s in SOURCES.items())
         raise ValueError(f"SOURCE {source!r} is neither a source name nor a folder one recognises; valid: {names}")
     return found
+
+
+IMAGEFOLDER_LAYOUT = (
+    "ROOT/train/<class>/<image> (test images, if any, in ROOT/test/<class>/<image> or ROOT/val/<class>/<image>)"
+)
+
+
+def _folder_problem(path: Path) -> str | None:
+    """What is wrong with a folder no source recognises, when it looks like an image folder laid out another way;
+    None: it does not.
+
+    Why: an empty folder, and class folders without train/ (torchvision's ImageFolder root, or the train/
+    folder itself), were both told only that no source recognises them, with the list of sources.
+    """
+    try:
+        entries = sorted(os.scandir(path), key=lambda entry: entry.name)
+    except OSError:  # a folder it may not list: the general message, which lists the sources
+        return None
+    visible = [entry for entry in entries if not entry.name.startswith(".")]
+    if not visible:
+        held = (
+            f"holds only hidden files ({', '.join(entry.name for entry in entries[:3])}), which an import skips"
+            if entries
+            else "is an empty folder"
+        )
+        return (
+            f"{held}: nothing to import. Put the images in it as {IMAGEFOLDER_LAYOUT}, ROOT being this folder, "
+            "or pass the folder that holds them"
+        )
+    classes = [entry.name for entry in visible if entry.is_dir() and _holds_image(Path(entry.path))]
+    if not classes:
+        return None
+    shown = ", ".join(classes[:5]) + (", ..." if len(classes) > 5 else "")
+    parent = path.resolve().parent
+    if path.resolve().name in ("train", "test", "val") and _recognise_imagefolder(parent) is not None:
+        return (
+            f"is the {path.resolve().name}/ split of the image folder {parent} (class folders {shown}): "
+            f"pass {parent} as SOURCE, which imports its train/ and test/ (or val/) together"
+        )
+    return (
+        f"holds class folders ({shown}) but no train/ split: an image folder is laid out as {IMAGEFOLDER_LAYOUT}. "
+        f"Move the class folders into {path / 'train'}/ (and test images into {path / 'test'}/<class>/), "
+        "then import it again"
+    )
+
+
+def _holds_image(folder: Path) -> bool:
+    """Whether ``folder`` or a folder inside it holds a file torchvision reads as an image (hidden ones left out)."""
+    from torchvision.datasets.folder import IMG_EXTENSIONS
+
+    for _, folders, files in os.walk(folder):
+        folders[:] = [name for name in folders if not name.startswith(".")]
+        if any(not name.startswith(".") and name.lower().endswith(IMG_EXTENSIONS) for name in files):
+            return True
+    return False
 
 
 def _check_apart(source: Path, dest: str) -> None:
@@ -571,10 +631,24 @@ class _Progress:
             if self.bar is not None:
                 self.bar.leave = False
                 self.bar.close()
+                _end_erased_line(self.bar)
         elif self.last_line is not None:
             tqdm.write(self.last_line, file=sys.stderr)
         elif self.bar is not None:
             self.bar.close()
+
+
+def _end_erased_line(bar: tqdm) -> None:
+    """End the line of a bar closed with ``leave=False`` when its stream is no terminal (a pipe, a log file).
+
+    Why: tqdm erases a bar with carriage returns, which only a terminal obeys; elsewhere the bar stays and the
+    message after it (why the import was refused) ran on in the same line, `import train: 0%| ...relay: ...`.
+    """
+    stream = getattr(bar, "fp", None)
+    isatty = getattr(stream, "isatty", None)
+    if stream is not None and not (callable(isatty) and isatty()):
+        stream.write("\n")
+        stream.flush()
 
 
 def describe(uri: str, verify: bool) -> dict[str, Any]:
