@@ -23,6 +23,8 @@ from orchestrator.errors import ConfigError, PipelineError
 from orchestrator.sources import read_bytes, resolve_source
 from pipelines import split
 from pipelines.data import IMAGE_SHAPES, image_shape, load_labels
+from pipelines.datasets.catalog import SHARDED
+from pipelines.datasets.shards import DatasetError, read_manifest
 from pipelines.schema import part
 from pipelines.stages import refs
 
@@ -398,10 +400,28 @@ def preflight_start(config: Any) -> list[str]:
         weights = transfer.shapes(transfer.state_dict_of(loaded))
     except ValueError as exc:
         return [not_a_checkpoint(found.location, str(exc))]
-    data = config.data
-    if data.name not in IMAGE_SHAPES:  # a dataset whose shape is only known from its images: checked in the stage
+    trained_on = network_input(config.data)
+    if trained_on is None:  # the dataset cannot be read: the data preflight says why
         return []
-    classes = len(data.classes) if data.classes else load_labels(data.name, data.root).num_classes
-    network = models.create_model(config.model.name, classes, image_shape(data.name, data.image_size)[0])
+    channels, classes = trained_on
+    network = models.create_model(config.model.name, classes, channels)
     problems = transfer.weight_problems(transfer.shapes(network.state_dict()), weights, config.init.head == "keep")
     return [f"init.source: {found.source} does not fit model.name {config.model.name!r}: {p}" for p in problems]
+
+
+def network_input(data: Any) -> tuple[int, int] | None:
+    """(image channels, classes) of the network a run trains on the dataset `data` names, known before it runs;
+    None when a sharded dataset's manifest cannot be read (the data preflight reports that).
+
+    Why a sharded dataset too: its channels and classes are in its manifest (dataset.json, what the train
+    stage reads them from), and weights of another channel count were only refused when `g00/train` loaded
+    them, failing the run midway with a FAILED run record instead of exit 2 before anything was written.
+    """
+    if data.name != SHARDED:
+        classes = len(data.classes) if data.classes else load_labels(data.name, data.root).num_classes
+        return image_shape(data.name, data.image_size)[0], classes
+    try:
+        manifest = read_manifest(data.uri)
+    except DatasetError:
+        return None
+    return manifest.image_shape[0], len(data.classes) if data.classes else manifest.num_classes
