@@ -25,7 +25,7 @@ from pydantic import (
     model_validator,
 )
 
-from orchestrator.config import ModelSourceText, PipelineConfig, StrictModel
+from orchestrator.config import ModelSource, ModelSourceText, PipelineConfig, StrictModel
 from pipelines.data import DATASET_REQUIRES_ROOT, DATASETS
 from pipelines.datasets.catalog import SHARDED
 from pipelines.model_names import MODEL_NAMES, check_stochastic_depth
@@ -85,6 +85,18 @@ def absolute_local_uri(uri: str | None) -> str | None:
     return absolute_folder(uri) if uri and "://" not in uri else uri
 
 
+def absolute_weights_file(source: str | None) -> str | None:
+    """An `init.source` that names a local file made absolute like ``absolute_folder``; ``models:/...``,
+    ``run:...`` and a URI with a scheme (s3://) as given.
+
+    Why: `init.source=mine.pt` was saved as typed in the run's config, and `relay resume` from another
+    directory said "the data changed since run ... started, or is gone: no weights file at /OTHER/mine.pt".
+    """
+    if source is None or "://" in source or ModelSource.parse(source).kind != "file":
+        return source
+    return absolute_folder(source.strip())
+
+
 def distinct_classes(classes: list[int | str]) -> list[int | str]:
     """Two or more classes given by number (>= 0) or by name, each once; names become numbers when the config
     is read (pipelines/class_names.py), so the stages only ever see numbers.
@@ -134,6 +146,7 @@ ClassList = Annotated[list[int | str], BeforeValidator(class_items), AfterValida
 # The order of the task's classes (`data.class_order`), by number or by name; names become numbers as ClassList's do.
 ClassOrder = Annotated[list[int | str], BeforeValidator(class_items)]
 DatasetURI = Annotated[str | None, AfterValidator(absolute_local_uri)]
+WeightsSource = Annotated[ModelSourceText | None, AfterValidator(absolute_weights_file)]
 DatasetName = Annotated[str, registered([*DATASETS, SHARDED], "dataset")]
 ModelName = Annotated[str, registered(MODEL_NAMES, "model")]
 
@@ -188,10 +201,7 @@ class DataSection(StrictModel):
                 "(a path or s3://...) and leave data.root unset"
             )
         if self.name == SHARDED and self.image_size is not None:
-            raise ValueError(
-                "data.image_size resizes an in-memory dataset; a sharded dataset keeps the size it was imported at "
-                "(`relay data import --image-size` for image folders): leave data.image_size unset"
-            )
+            raise ValueError(self._size_of_shards())
         if self.root and self.name not in DATASET_REQUIRES_ROOT and self.name != SHARDED:
             raise ValueError(
                 f"data.root applies only to datasets read from a folder ({', '.join(sorted(DATASET_REQUIRES_ROOT))}); "
@@ -207,6 +217,19 @@ class DataSection(StrictModel):
                 "remove data.root_digest"
             )
         return self
+
+    def _size_of_shards(self) -> str:
+        """Why data.image_size of a sharded dataset is refused, and how to unset it wherever it was set.
+
+        Why both ways: crest_digits.yaml sets `image_size: 16`, so `data.name=parquet` on the command line
+        was refused with "leave data.image_size unset", which the user had, and no word on the override
+        that unsets a file's key. Refused even when it equals the imported size: this check reads no files.
+        """
+        return (
+            f"data.image_size: {self.image_size} resizes an in-memory dataset, but a sharded dataset (data.name="
+            f"{SHARDED}) keeps the size it was imported at (`relay data import --image-size` for image folders); "
+            "unset data.image_size: drop it where it is set, or override a file's with data.image_size=null"
+        )
 
     def _shard_keys_elsewhere(self) -> str:
         """Why data.uri / data.digest of a dataset other than the sharded one are refused, and the two fixes.
@@ -500,7 +523,7 @@ class InitSection(StrictModel):
     freeze 0 and scale 1 there whatever `init` says; with `source` they still act on the teacher).
     """
 
-    source: ModelSourceText | None = None
+    source: WeightsSource = None  # a local file made absolute when read
     head: Literal["reset", "keep"] = "reset"
     freeze_backbone_steps: int = Field(0, ge=0)
     backbone_lr_scale: float = Field(1.0, gt=0.0)
