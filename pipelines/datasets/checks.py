@@ -1,8 +1,8 @@
 """Checking a sharded dataset against its manifest: cheaply before a run, by digest once, row by row on error.
 
 The cheap checks (``read_labels``, ``open_shard``) read footers and two narrow columns: every
-shard is there with the manifest's size, schema and row count, sample ids run on, labels lie in
-the classes. The driver runs them before anything starts (exit 2), every reader opens a shard
+shard is there with the manifest's size, schema and row count, sample ids run on, labels are null
+(unknown) or lie in the classes, and the split holds as many null labels as its manifest says. The driver runs them before anything starts (exit 2), every reader opens a shard
 through ``open_shard``. ``verify_digests`` reads every byte, so it runs once, in the split stage
 (and in `relay data info --verify`). Every problem is a DatasetError naming the shard and row,
 collected and raised at once. A repeated import checks its source as well: ``files_fingerprint``
@@ -23,7 +23,16 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from pipelines.datasets.shards import MANIFEST, DatasetError, DatasetManifest, Shard, open_root, shard_schema
+from pipelines.datasets.shards import (
+    MANIFEST,
+    REIMPORT,
+    DatasetError,
+    DatasetManifest,
+    Shard,
+    one_line,
+    open_root,
+    shard_schema,
+)
 
 _CHUNK = 1 << 20
 _MAX_LISTED = 8  # problems listed per message; the count of the rest follows
@@ -34,8 +43,9 @@ def read_labels(uri: str, manifest: DatasetManifest, split: str) -> np.ndarray:
 
     Reads only ``sample_id`` and ``label`` (a few bytes a row): all that drawing a split needs.
     Every shard must be there with the manifest's size, schema and row count, sample ids must
-    run on from the previous shard, and labels must lie in ``[0, classes)``; every problem is
-    collected and raised at once, each naming the shard and row.
+    run on from the previous shard, labels must be null (unknown) or lie in ``[0, classes)``, and
+    the split must hold as many null labels as the manifest says; every problem is collected and
+    raised at once, each naming the shard and row.
     """
     fs, root = open_root(uri)
     schema = shard_schema(manifest.encoding, manifest.image_shape)
@@ -50,7 +60,20 @@ def read_labels(uri: str, manifest: DatasetManifest, split: str) -> np.ndarray:
             parts.append(np.full(shard.rows, -1, dtype=np.int64))
         start += shard.rows
     _raise_all(problems)
-    return np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
+    labels = np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
+    _check_unlabeled(split, manifest.splits[split].unlabeled, int(np.sum(labels < 0)))
+    return labels
+
+
+def _check_unlabeled(split: str, listed: int, found: int) -> None:
+    """The manifest's count of rows without a label must be the shards': `relay data info` prints it as the
+    dataset's, and a hand-written manifest that says 0 while the shards hold nulls would pass unnoticed."""
+    if listed != found:
+        raise DatasetError(
+            f"{MANIFEST}: split {split} lists {listed} rows without a label, but its shards hold {found} null "
+            f"labels; the manifest does not describe its shards: {REIMPORT}, or write the dataset with "
+            "pipelines.datasets.shards.write_dataset, which counts them"
+        )
 
 
 def _shard_labels(
@@ -61,47 +84,141 @@ def _shard_labels(
     try:
         table = parquet.read(columns=["sample_id", "label"])
     except (OSError, pa.ArrowException) as exc:
-        raise DatasetError(f"{shard.path}: could not read the shard ({exc}); re-import the dataset") from exc
-    ids = table.column("sample_id").to_numpy()
+        raise shard_read_error(fs, root, shard, exc) from exc
+    _check_sample_ids(shard, table.column("sample_id"), start)
+    column = table.column("label")
+    labels = pc.fill_null(column, -1).to_numpy().astype(np.int64)
+    known = np.asarray(pc.is_valid(column))
+    bad = np.flatnonzero(known & ((labels < 0) | (labels >= num_classes)))
+    if bad.size:
+        row = int(bad[0])
+        unknown = "; an unknown label is null, not negative: write it as null" if labels[row] < 0 else ""
+        raise DatasetError(
+            f"{shard.path} row {row}: label {int(labels[row])} is outside 0..{num_classes - 1} "
+            f"(the manifest lists {num_classes} classes; {bad.size} such rows in this shard){unknown}"
+        )
+    return labels
+
+
+def _check_sample_ids(shard: Shard, column: pa.ChunkedArray, start: int) -> None:
+    """Sample ids must be the rows' positions in the split, none of them null (a nullable column is taken
+    when it holds no nulls: what pyarrow writes by default)."""
+    if column.null_count:
+        row = int(np.flatnonzero(~np.asarray(pc.is_valid(column)))[0])
+        raise DatasetError(
+            f"{shard.path} row {row}: sample_id is null, expected {start + row} "
+            f"(sample ids are row positions in the split; {column.null_count} null in this shard)"
+        )
+    ids = column.to_numpy()
     wrong = np.flatnonzero(ids != np.arange(start, start + shard.rows))
     if wrong.size:
         row = int(wrong[0])
         raise DatasetError(
             f"{shard.path} row {row}: sample_id {int(ids[row])}, expected {start + row} "
-            "(sample ids are row positions in the split); re-import the dataset"
+            f"(sample ids are row positions in the split); {REIMPORT}"
         )
-    labels = pc.fill_null(table.column("label"), -1).to_numpy().astype(np.int64)
-    bad = np.flatnonzero((labels != -1) & ((labels < 0) | (labels >= num_classes)))
-    if bad.size:
-        row = int(bad[0])
-        raise DatasetError(
-            f"{shard.path} row {row}: label {int(labels[row])} is outside 0..{num_classes - 1} "
-            f"(the manifest lists {num_classes} classes; {bad.size} such rows in this shard)"
-        )
-    return labels
 
 
 def open_shard(fs: pafs.FileSystem, root: str, shard: Shard, schema: pa.Schema) -> pq.ParquetFile:
-    """A shard's ParquetFile after the cheap checks: it exists, with the manifest's size, schema and rows."""
+    """A shard's ParquetFile after the cheap checks: it exists, with the manifest's size, schema and rows.
+
+    A column the schema declares not null may be nullable in the file when it holds no nulls (the
+    footer's null counts say so): pyarrow writes every field nullable unless told otherwise.
+    """
     path = f"{root}/{shard.path}"
     try:
         info = fs.get_file_info(path)
         if info.type != pafs.FileType.File:
-            raise DatasetError(f"{shard.path}: the shard is missing (listed in {MANIFEST}); re-import the dataset")
+            raise DatasetError(f"{shard.path}: the shard is missing (listed in {MANIFEST}); {REIMPORT}")
         if info.size != shard.bytes:
             raise DatasetError(
                 f"{shard.path}: {info.size} bytes, the manifest says {shard.bytes}: "
-                "the shard changed after the import; re-import the dataset"
+                f"the shard changed after the import; {REIMPORT}"
             )
         parquet = pq.ParquetFile(fs.open_input_file(path))
     except (OSError, pa.ArrowException) as exc:
-        raise DatasetError(f"{shard.path}: could not open the shard ({exc})") from exc
+        raise shard_read_error(fs, root, shard, exc, "open") from exc
     got = parquet.schema_arrow
-    if not got.equals(schema):
-        raise DatasetError(f"{shard.path}: wrong schema: expected {_columns(schema)}; got {_columns(got)}")
+    if not _same_columns(got, schema):
+        raise DatasetError(
+            f"{shard.path}: wrong schema: expected {_columns(schema)} (nullable or not); got {_columns(got)}"
+        )
     if parquet.metadata.num_rows != shard.rows:
         raise DatasetError(f"{shard.path}: {parquet.metadata.num_rows} rows, the manifest says {shard.rows}")
+    _check_no_null_images(shard, parquet)
     return parquet
+
+
+def _same_columns(got: pa.Schema, expected: pa.Schema) -> bool:
+    """Whether ``got`` has ``expected``'s columns in order and of its types, nullability and the name of a
+    list's item aside (pyarrow writes `element` where Relay writes `item`); nulls are checked by the reads."""
+    if got.names != expected.names:
+        return False
+    return all(_bare(g.type).equals(_bare(e.type)) for g, e in zip(got, expected, strict=True))
+
+
+def _bare(kind: pa.DataType) -> pa.DataType:
+    """A type without its list item's name and nullability: what `_same_columns` compares."""
+    if pa.types.is_fixed_size_list(kind):
+        return pa.list_(kind.value_type, kind.list_size)
+    return kind
+
+
+def _check_no_null_images(shard: Shard, parquet: pq.ParquetFile) -> None:
+    """Refuse an image column the footer says holds nulls (a null image or pixel): a row group's statistics,
+    so no image is read. A file without statistics is checked when its images decode."""
+    field = parquet.schema_arrow.field("image")
+    if not field.nullable and not (pa.types.is_fixed_size_list(field.type) and field.type.value_field.nullable):
+        return
+    meta, first = parquet.metadata, 0
+    leaves = [i for i in range(meta.num_columns) if meta.schema.column(i).path.split(".")[0] == "image"]
+    for group in range(meta.num_row_groups):
+        rows = meta.row_group(group).num_rows
+        for leaf in leaves:
+            stats = meta.row_group(group).column(leaf).statistics
+            if stats is not None and stats.has_null_count and stats.null_count:
+                raise DatasetError(
+                    f"{shard.path}: row group {group} (rows {first}..{first + rows - 1}) holds {stats.null_count} "
+                    "null image value(s); every image must be whole: write the image column without nulls"
+                )
+        first += rows
+
+
+def shard_read_error(
+    fs: pafs.FileSystem, root: str, shard: Shard, exc: BaseException, what: str = "read"
+) -> DatasetError:
+    """A shard that does not parse, said as its sha256 mismatch when its bytes changed since the import (a flipped
+    byte: what Parquet says of it, a thrift error, names no cause), else as what Parquet said, on one line.
+    Hashes the shard: on this error path only."""
+    changed = _sha256_mismatch(fs, root, shard)
+    if changed:
+        return DatasetError(changed)
+    return DatasetError(f"{shard.path}: could not {what} the shard ({one_line(exc)}); {REIMPORT}")
+
+
+def _sha256_mismatch(fs: pafs.FileSystem, root: str, shard: Shard) -> str | None:
+    """The message for a shard whose sha256 is not the manifest's; None when it matches or cannot be read."""
+    try:
+        found = _sha256(fs, root, shard)
+    except (OSError, pa.ArrowException):
+        return None
+    return None if found == shard.sha256 else _mismatch(shard, found)
+
+
+def _sha256(fs: pafs.FileSystem, root: str, shard: Shard) -> str:
+    """A shard's sha256, streamed in constant memory."""
+    digest = hashlib.sha256()
+    with fs.open_input_stream(f"{root}/{shard.path}") as stream:
+        while chunk := stream.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _mismatch(shard: Shard, found: str) -> str:
+    return (
+        f"{shard.path}: sha256 {found[:16]} does not match the manifest's {shard.sha256[:16]}: "
+        f"the shard changed after the import; {REIMPORT}"
+    )
 
 
 def changed_shards(uri: str, manifest: DatasetManifest) -> list[str]:
@@ -176,7 +293,8 @@ def unchecked_files(imported: Mapping[str, Any] | None, now: Mapping[str, Any] |
 
 
 def _columns(schema: pa.Schema) -> str:
-    return ", ".join(f"{f.name} {f.type}{'' if f.nullable else ' not null'}" for f in schema)
+    """The columns and their types as `_same_columns` compares them: nullability is no part of it."""
+    return ", ".join(f"{f.name} {_bare(f.type)}" for f in schema)
 
 
 def verify_digests(uri: str, manifest: DatasetManifest, splits: Iterable[str] | None = None) -> None:
@@ -185,19 +303,13 @@ def verify_digests(uri: str, manifest: DatasetManifest, splits: Iterable[str] | 
     problems = []
     for name in manifest.splits if splits is None else splits:
         for shard in manifest.splits[name].shards:
-            digest = hashlib.sha256()
             try:
-                with fs.open_input_stream(f"{root}/{shard.path}") as stream:
-                    while chunk := stream.read(_CHUNK):
-                        digest.update(chunk)
+                found = _sha256(fs, root, shard)
             except (OSError, pa.ArrowException) as exc:
-                problems.append(f"{shard.path}: could not read the shard ({exc})")
+                problems.append(f"{shard.path}: could not read the shard ({one_line(exc)}); {REIMPORT}")
                 continue
-            if digest.hexdigest() != shard.sha256:
-                problems.append(
-                    f"{shard.path}: sha256 {digest.hexdigest()[:16]} does not match the manifest's "
-                    f"{shard.sha256[:16]}: the shard changed after the import; re-import the dataset"
-                )
+            if found != shard.sha256:
+                problems.append(_mismatch(shard, found))
     _raise_all(problems)
 
 

@@ -77,11 +77,20 @@ def decode(column: pa.Array | pa.ChunkedArray, encoding: str, shape: Sequence[in
         row = int(np.flatnonzero(~np.asarray(column.is_valid()))[0])
         raise ImageDecodeError(row, "the image is null")
     if encoding == "raw":
-        return column.flatten().to_numpy(zero_copy_only=False).reshape(len(column), c, h, w)
+        pixels = column.flatten()
+        if pixels.null_count:  # a nullable item type (pyarrow's default) that does hold a null
+            row = int(np.flatnonzero(~np.asarray(pixels.is_valid()))[0]) // (c * h * w)
+            raise ImageDecodeError(row, "the image holds a null pixel")
+        return pixels.to_numpy(zero_copy_only=False).reshape(len(column), c, h, w)
     out = np.empty((len(column), c, h, w), dtype=np.uint8)
     for row, data in enumerate(column.to_pylist()):
         out[row] = _unpng(row, data, (c, h, w))
     return out
+
+
+def _one_line(exc: BaseException) -> str:
+    """PIL's text on one line (shards.one_line's job; codec is imported by shards, so not from there)."""
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def _unpng(row: int, data: bytes, shape: tuple[int, int, int]) -> np.ndarray:
@@ -92,8 +101,12 @@ def _unpng(row: int, data: bytes, shape: tuple[int, int, int]) -> np.ndarray:
         with Image.open(io.BytesIO(data)) as image:
             image.load()
             pixels = np.asarray(image)
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-        raise ImageDecodeError(row, f"the image does not decode as PNG ({exc})") from exc
+    except UnidentifiedImageError as exc:  # its text names the BytesIO object, not the bytes
+        raise ImageDecodeError(
+            row, f"the image does not decode as PNG (its {len(data)} bytes are no image format PIL knows)"
+        ) from exc
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise ImageDecodeError(row, f"the image does not decode as PNG ({_one_line(exc)})") from exc
     chw = pixels[None] if pixels.ndim == 2 else np.moveaxis(pixels, -1, 0)
     if chw.shape != shape or chw.dtype != np.uint8:
         raise ImageDecodeError(row, f"the image decodes to {chw.dtype} {chw.shape}, expected uint8 {shape}")

@@ -18,8 +18,8 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from pipelines.datasets import codec
-from pipelines.datasets.checks import open_shard
-from pipelines.datasets.shards import DatasetError, DatasetManifest, open_root, shard_schema
+from pipelines.datasets.checks import open_shard, shard_read_error
+from pipelines.datasets.shards import REIMPORT, DatasetError, DatasetManifest, open_root, shard_schema
 
 CACHED_GROUPS = 4
 
@@ -77,7 +77,7 @@ class ShardRows:
             row = group_start + int(local[exc.row])
             raise DatasetError(
                 f"{self.shards[shard].path} row {row} (sample_id {int(self.starts[shard]) + row}): {exc.reason}; "
-                "re-import the dataset or drop that image from the source"
+                f"drop that image from the source and {REIMPORT}"
             ) from None
 
     def _open(self, shard: int) -> tuple[pq.ParquetFile, np.ndarray]:
@@ -100,7 +100,7 @@ class ShardRows:
         try:
             column = parquet.read_row_group(group, columns=["image"]).column("image").combine_chunks()
         except (OSError, pa.ArrowException) as exc:
-            raise DatasetError(f"{self.shards[shard].path}: could not read row group {group} ({exc})") from exc
+            raise shard_read_error(self._fs, self._root, self.shards[shard], exc, f"read row group {group} of") from exc
         self._groups[key] = column
         while len(self._groups) > CACHED_GROUPS:
             self._groups.popitem(last=False)

@@ -51,6 +51,9 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tif
 _CLASSES_LOOKED_AT = 3  # class folders listed to tell an image folder: a few listings, not the whole tree
 
 
+REIMPORT = "re-import the dataset (into a new path, or remove this one first: an import does not write over one)"
+
+
 class DatasetError(ValueError):
     """A dataset that is missing or not what its manifest says; the message names the file and row."""
 
@@ -59,7 +62,7 @@ class ManifestError(DatasetError):
     """A manifest that is there but does not check out; ``reason`` says why without the fix, which
     depends on who asks (a run: re-import; an import over it: remove the destination first)."""
 
-    def __init__(self, path: str, reason: str, fix: str = "re-import the dataset") -> None:
+    def __init__(self, path: str, reason: str, fix: str = REIMPORT) -> None:
         super().__init__(f"{path}: {reason}; {fix}")
         self.reason = reason
 
@@ -174,6 +177,19 @@ def first_line(exc: BaseException) -> str:
     """An error's first line: pyarrow's HDFS errors append one line per JVM path it tried (about 80)."""
     lines = str(exc).strip().splitlines()
     return lines[0] if lines else type(exc).__name__
+
+
+_OBJECT_REPR = re.compile(r"\s*<[\w.]+ object at 0x[0-9a-fA-F]+>")
+
+
+def one_line(exc: BaseException, limit: int = 200) -> str:
+    """An error's text on one line, without object reprs: Parquet's errors span lines ("Couldn't deserialize
+    thrift: ...\nDeserializing page header failed.\n"), PIL's name the buffer it read (<_io.BytesIO object at
+    0x...>) or the unprintable byte it met, and either would break a message that is one line a problem."""
+    lines = ("".join(char for char in line if char.isprintable()).strip() for line in str(exc).splitlines())
+    text = " ".join(line for line in lines if line)
+    text = _OBJECT_REPR.sub("", text).strip()
+    return (text[: limit - 3] + "...") if len(text) > limit else text or type(exc).__name__
 
 
 def unreachable(uri: str, exc: OSError) -> str:
