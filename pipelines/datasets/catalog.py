@@ -45,23 +45,47 @@ def pins(digest: str, pin: str) -> bool:
     return len(pin) >= PIN_MIN_HEX and digest.lower().startswith(pin)
 
 
+class PinError(DatasetError):
+    """A `data.digest` no dataset can match (too short, not hex): the setting is wrong, whatever `data.uri` holds.
+    ``key`` is the setting to blame, where a caller heads the message with one."""
+
+    key = "data.digest"
+
+
+_SHA256_HEX = 64
+
+
+def pin_problem(pin: str) -> str | None:
+    """Why ``pin`` (`data.digest`) cannot pin a dataset, headed by its key; None when it is a digest or a prefix
+    of PIN_MIN_HEX or more hex characters. Said before comparing: a short pin is no mismatch of the data."""
+    text = pin.strip().lower()
+    what = f"a pin is a dataset's sha256 digest, whole or its first {PIN_MIN_HEX}+ hex characters"
+    if any(char not in "0123456789abcdef" for char in text):
+        return f"data.digest: {pin!r} is not hexadecimal ({what})"
+    if len(text) < PIN_MIN_HEX:
+        return f"data.digest: {pin!r} is too short ({len(text)} characters; {what})"
+    if len(text) > _SHA256_HEX:
+        return f"data.digest: {pin!r} is longer than a sha256 digest ({len(text)} characters; {what})"
+    return None
+
+
 def check_pin(manifest: DatasetManifest, uri: str, digest: str | None) -> None:
-    """Refuse a dataset whose digest is not the one the config pins (`data.digest`).
+    """Refuse a dataset whose digest is not the one the config pins (`data.digest`), and a pin that could
+    match none (PinError, naming data.digest, not data.uri).
 
     The message shows the whole digests: a short pin that is a prefix of the dataset's is no
     mismatch, so printing both at one length could show two equal strings.
     """
-    if not digest or pins(manifest.digest, digest):
+    if not digest:
         return
-    short = (
-        f" (a pin needs at least {PIN_MIN_HEX} hex characters)"
-        if manifest.digest.startswith(digest.strip().lower())
-        else ""
-    )
-    raise DatasetError(
-        f"{uri} holds dataset {manifest.digest}, but data.digest pins {digest}{short}; "
-        "point data.uri at the pinned dataset or update data.digest (`relay data info URI` prints it)"
-    )
+    problem = pin_problem(digest)
+    if problem:
+        raise PinError(f"{problem}; the dataset at {uri} is {manifest.digest} (`relay data info URI` prints it)")
+    if not pins(manifest.digest, digest):
+        raise DatasetError(
+            f"{uri} holds dataset {manifest.digest}, but data.digest pins {digest}; "
+            "point data.uri at the pinned dataset or update data.digest (`relay data info URI` prints it)"
+        )
 
 
 def sharded_labels(uri: str, digest: str | None = None) -> DatasetLabels:

@@ -40,8 +40,9 @@ def test_known_accuracy_leaves_out_unknown_labels() -> None:
 def test_a_test_split_without_labels_is_refused_and_a_pin_must_match(tmp_path: Path) -> None:
     manifest, _, _ = write_toy(tmp_path / "d", n=60, test=10)
     assert catalog.sharded_labels(str(tmp_path / "d"), manifest.digest).test.shape == (10,)
-    with pytest.raises(shards.DatasetError, match=r"data.digest pins 0000"):
-        catalog.sharded_labels(str(tmp_path / "d"), "0000")
+    other = ("0" if manifest.digest[0] != "0" else "1") * 16
+    with pytest.raises(shards.DatasetError, match=rf"data.digest pins {other}"):
+        catalog.sharded_labels(str(tmp_path / "d"), other)
     images, _ = toy_images(10)
     splits = {"train": [toy_images(60)], "test": [(images, np.full(10, -1))]}
     shards.write_dataset(str(tmp_path / "e"), CLASSES, SHAPE, "raw", splits)
@@ -56,11 +57,25 @@ def test_a_pin_of_at_least_16_hex_characters_is_a_prefix_and_a_mismatch_shows_wh
     uri = str(tmp_path / "d")
     for pin in (manifest.digest[:16], manifest.digest[:40].upper(), manifest.digest):
         catalog.check_pin(manifest, uri, pin)
-    with pytest.raises(shards.DatasetError) as info:
-        catalog.check_pin(manifest, uri, manifest.digest[:8])
-    assert f"holds dataset {manifest.digest}, but data.digest pins {manifest.digest[:8]} (a pin needs at least 16" in (
-        str(info.value)
-    )
     other = manifest.digest[:16] + ("0" if manifest.digest[16] != "0" else "1")
     with pytest.raises(shards.DatasetError, match=rf"holds dataset {manifest.digest}, but data.digest pins {other};"):
         catalog.check_pin(manifest, uri, other)
+
+
+@pytest.mark.parametrize(
+    ("pin", "problem"),
+    [("abc", "'abc' is too short (3 characters"), ("0123456789abcdefg", "is not hexadecimal"), ("a" * 65, "longer")],
+)
+def test_a_pin_no_dataset_can_match_blames_data_digest_not_the_data(tmp_path: Path, pin: str, problem: str) -> None:
+    """`data.digest=abc` was told 'DS holds dataset ..., but data.digest pins abc; point data.uri at the pinned
+    dataset': the data blamed for a setting too short to pin anything."""
+    manifest, _, _ = write_toy(tmp_path / "d", n=60, test=10)
+    prefix = manifest.digest[: len(pin)] if len(pin) < 16 else pin  # a prefix of the dataset's: too short all the same
+    for given in (pin, prefix):
+        with pytest.raises(catalog.PinError) as info:
+            catalog.check_pin(manifest, str(tmp_path / "d"), given)
+        message = str(info.value)
+        assert message.startswith("data.digest: ") and "first 16+ hex characters" in message
+        assert f"the dataset at {tmp_path / 'd'} is {manifest.digest}" in message and "point data.uri" not in message
+        assert info.value.key == "data.digest"
+        assert problem in message or given == prefix
