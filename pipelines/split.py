@@ -16,7 +16,7 @@ import pyarrow as pa
 
 from pipelines.class_names import dataset_class_names
 from pipelines.data import DatasetLabels, imagefolder_base, imagefolder_listings, sample_files
-from pipelines.datasets.catalog import dataset_labels
+from pipelines.datasets.catalog import PinError, dataset_labels
 from pipelines.datasets.shards import DatasetError
 from pipelines.long_tail import check_splits_hold_images, long_tailed_split
 
@@ -140,6 +140,8 @@ def preflight_split(data: Mapping[str, Any]) -> list[str]:
     """
     try:
         labels = dataset_labels(data)
+    except PinError as exc:  # data.digest itself is wrong, whatever data.uri holds: it heads its own line
+        return [str(exc)]
     except DatasetError as exc:  # a sharded dataset that is missing, edited or malformed (a ValueError)
         return [f"data.uri: {exc}"]
     except (FileNotFoundError, ValueError) as exc:  # ValueError: an image folder with a file that is no image

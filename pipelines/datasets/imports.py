@@ -673,10 +673,21 @@ def describe(uri: str, verify: bool) -> dict[str, Any]:
 def _written_files(uri: str, manifest: shards.DatasetManifest) -> dict[str, str]:
     """The summary's line for the files an import wrote beside the shards: where to find each id's file."""
     written = manifest.source.get("files_written", {})
+    fs, root = shards.open_root(uri)
+    lines = [
+        f"{uri}/{name}: each sample id's image file and class"
+        if fs.get_file_info(f"{root}/{name}").type == pafs.FileType.File
+        else _missing_written_file(uri, name)
+        for name in written
+    ]
+    return {"files": "; ".join(lines)} if lines else {}
+
+
+def _missing_written_file(uri: str, name: str) -> str:
+    """What `relay data info` says of a file the import wrote beside the shards that is gone (the shards still serve)."""
     return (
-        {"files": "; ".join(f"{uri}/{name}: each sample id's image file and class" for name in written)}
-        if written
-        else {}
+        f"{uri}/{name}: missing (the manifest lists it: each sample id's image file and class); copy it back "
+        "from the dataset's original place, or re-import into a new path"
     )
 
 
@@ -687,8 +698,10 @@ def _verify_written_files(uri: str, manifest: shards.DatasetManifest) -> None:
         try:
             with fs.open_input_stream(f"{root}/{name}") as stream:
                 found = hashlib.sha256(stream.read()).hexdigest()
+        except FileNotFoundError as exc:
+            raise shards.DatasetError(_missing_written_file(uri, name)) from exc
         except (OSError, pa.ArrowException) as exc:
-            raise shards.DatasetError(f"{uri}/{name}: could not read it ({shards.first_line(exc)})") from exc
+            raise shards.DatasetError(f"{uri}/{name}: could not read it ({shards.one_line(exc)})") from exc
         if found != sha256:
             raise shards.DatasetError(
                 f"{uri}/{name}: sha256 {found[:16]} does not match the manifest's {sha256[:16]}: it changed after "

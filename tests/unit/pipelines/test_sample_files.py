@@ -84,3 +84,15 @@ def test_info_names_the_file_list_and_verify_checks_it(tmp_path: Path) -> None:
         table.write('"train",0,"train/ant/x.png","ant"\n')
     with pytest.raises(shards.DatasetError, match=rf"{shards.SAMPLE_FILES}: sha256 .* changed after the import"):
         imports.describe(dest, True)
+
+
+def test_a_missing_file_list_is_named_missing_with_what_to_do(tmp_path: Path) -> None:
+    """`relay data info` listed a samples.csv that was gone, and --verify said only 'could not read it ([Errno 2] ...)'."""
+    dest = str(tmp_path / "dest")
+    imports.import_dataset(str(_folder(tmp_path / "src", ("train",))), dest, {"image_size": SIZE})
+    Path(dest, shards.SAMPLE_FILES).unlink()
+    missing = f"{dest}/{shards.SAMPLE_FILES}: missing (the manifest lists it"
+    assert imports.describe(dest, False)["files"].startswith(missing)
+    with pytest.raises(shards.DatasetError) as refused:
+        imports.describe(dest, True)
+    assert str(refused.value).startswith(missing) and "re-import into a new path" in str(refused.value)
