@@ -72,7 +72,7 @@ from orchestrator.errors import ArtifactError, ConfigError, InputError, RelayErr
 from orchestrator.tracking import common as tracking_common
 from orchestrator.tracking import report, sweeps
 from orchestrator.tracking.background import BackgroundTracker
-from orchestrator.tracking.mlflow_tracker import metric_prefix, mlflow_tracker
+from orchestrator.tracking.mlflow_tracker import mlflow_tracker, parent_keys
 from orchestrator.tracking.reading import check_database, read_generations, recorded_pipeline
 
 log = logging.getLogger("relay")
@@ -347,10 +347,12 @@ def summary_rows(pipeline: Any, manifests: Mapping[str, Any]) -> list[dict[str, 
     rows: dict[int, dict[str, Any]] = {}
     for stage in pipeline.stages:
         manifest = manifests.get(stage.name)
-        if manifest is None or stage.generation is None:
+        placed = parent_keys(stage.name, stage.generation)
+        if manifest is None or placed is None:
             continue
-        row = rows.setdefault(stage.generation, {"generation": stage.generation})
-        row.update({f"{metric_prefix(stage.name)}/{key}": value for key, value in manifest.metrics.items()})
+        step, prefix = placed
+        row = rows.setdefault(step, {"generation": step})
+        row.update({f"{prefix}/{key}": value for key, value in manifest.metrics.items()})
     return [rows[g] for g in sorted(rows)]
 
 

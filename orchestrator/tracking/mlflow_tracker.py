@@ -52,6 +52,7 @@ CUT_SHORT = ("KILLED", "STOPPED")  # statuses whose unfinished generation runs e
 RELAY_WORD = {"KILLED": "INTERRUPTED"}  # the parent's relay.status tag reads as `relay runs` does
 TAG_REGISTERED = "relay.registered_models"  # on the parent: every model version the run registered
 EVALUATION_ROLE = "evaluate"  # the stage role whose metrics score the model it read (``_evaluated_model``)
+PROBE_ROLE = "probe"  # a linear probe's role: its score is a result even outside every generation
 GENERATION_PARAM = "generation"  # a generation run's index among its params: a column of MLflow's compare view
 START, END = "the run's start", "the run's end"  # where the store stopped answering, outside any stage
 
@@ -63,6 +64,25 @@ def metric_prefix(stage_name: str) -> str:
     metric lines up across generations on the parent's step axis.
     """
     return stage_name.rsplit("/", 1)[-1]
+
+
+def parent_keys(stage_name: str, generation: int | None) -> tuple[int, str] | None:
+    """(step, key prefix) of a stage's metrics on the pipeline run, or None where they stay on the stage's own run.
+
+    A generation's stage logs at step = generation under its role (``evaluate/balanced_accuracy``).
+    A probe outside every generation (``pretext/probe``, the pretext encoder's linear probe) keeps
+    its whole name (``pretext/probe/balanced_accuracy``: a `probe: [g00/train]` logs
+    ``probe/balanced_accuracy`` at the same step) at step 0, so it reads as the first generation's
+    row, the one its encoder starts. Why: its score reached only its own stage run, so neither the
+    pipeline run nor a table showed what README sells the pretext config for. The other stages
+    outside the generations (the split's counts, the pretraining's loss) are bookkeeping: they stay
+    on their own run.
+    """
+    if generation is not None:
+        return generation, metric_prefix(stage_name)
+    if metric_prefix(stage_name) == PROBE_ROLE:
+        return 0, stage_name
+    return None
 
 
 def is_generation_stage(stage_name: str, generation: int | None) -> bool:
@@ -389,12 +409,16 @@ class MlflowTracker:
         self._log_files(run, record)
         if record.status == "FINISHED":
             self._log_lineage(run, record)
+        placed = parent_keys(record.stage, record.generation)
+        if placed is None:
+            return
+        step, prefix = placed
+        prefixed = {f"{prefix}/{k}": v for k, v in record.metrics.items()}
         if record.generation is not None:
-            prefixed = {f"{metric_prefix(record.stage)}/{k}": v for k, v in record.metrics.items()}
-            self._log(self._gen_run(record.generation), metrics=_points(prefixed, record.generation))
-            self._log(self._parent, metrics=_points(prefixed, record.generation))
-            if record.status == "FAILED":
-                self._failed_gens.add(record.generation)
+            self._log(self._gen_run(record.generation), metrics=_points(prefixed, step))
+        self._log(self._parent, metrics=_points(prefixed, step))
+        if record.generation is not None and record.status == "FAILED":
+            self._failed_gens.add(record.generation)
 
     def _evaluated_model(self, record: StageRecord) -> str | None:
         """The LoggedModel an evaluation stage (``gNN/evaluate``, ``kd/evaluate``) scored, or None.

@@ -171,7 +171,15 @@ def build(config: CrestConfig) -> Pipeline:
     return pipeline_of(config, stages)
 
 
-SUMMARY = {**LONG_TAIL_COLUMNS, "kept": "rebalance/kept_total", "kept per class": "rebalance/kept/*"}
+# The pretext encoder's linear probe (`pretext/probe`, outside every generation): the tracker puts its score on
+# the pipeline run in generation 0's row, the generation its encoder starts; a run without it drops the column.
+PRETEXT_PROBE_COLUMNS = {"pretext probe": "pretext/probe/balanced_accuracy"}
+SUMMARY = {
+    **LONG_TAIL_COLUMNS,
+    **PRETEXT_PROBE_COLUMNS,
+    "kept": "rebalance/kept_total",
+    "kept per class": "rebalance/kept/*",
+}
 
 
 def preflight(config: CrestConfig) -> list[str]:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.config import load_yaml, validate_config
+from orchestrator.tracking.mlflow_tracker import parent_keys
 from pipelines.registry import DATA, PIPELINES
 
 CONFIGS = Path(__file__).resolve().parents[3] / "pipelines" / "configs"
@@ -45,15 +46,18 @@ def test_default_config_validates_and_builds(name: str) -> None:
 def test_every_summary_column_reads_a_stage_role_of_the_dag(name: str) -> None:
     """`relay generations` shows `<role>/<metric>`; a column naming a role the DAG lacks would stay empty.
 
-    The tracker names a stage's metrics by the last segment of the stage name (`g03/evaluate` ->
-    `evaluate`).
+    The tracker names a generation's stage's metrics by the last segment of the stage name
+    (`g03/evaluate` -> `evaluate`) and a probe outside the generations by its whole name
+    (`pretext/probe`, there when `pretext.method` is set): ``parent_keys``.
     """
     spec = PIPELINES[name]
-    roles = {stage.name.rsplit("/", 1)[-1] for stage in spec.build(spec.config_model()).stages}
+    with_pretext = validate_config(spec.config_model, {"pretext": {"method": "rotnet"}}, source="test")
+    stages = [*spec.build(spec.config_model()).stages, *spec.build(with_pretext).stages]
+    placed = (parent_keys(stage.name, stage.generation) for stage in stages)
+    prefixes = {keys[1] for keys in placed if keys is not None}
     for header, metric in spec.summary.items():
-        role, _, rest = metric.partition("/")
-        assert rest and role in roles, (
-            f"{name}: column {header!r} reads {metric!r}, but the DAG has roles {sorted(roles)}"
+        assert any(metric.startswith(f"{prefix}/") for prefix in prefixes), (
+            f"{name}: column {header!r} reads {metric!r}, but the DAG's metrics are under {sorted(prefixes)}"
         )
 
 
