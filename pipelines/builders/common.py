@@ -35,6 +35,9 @@ PRETEXT_MODEL = "pretext/model"  # the self-supervised encoder
 
 # `relay generations` columns (header -> `<stage role>/<metric>`) that several pipelines show.
 ACCURACY_COLUMNS = {"balanced_accuracy": "evaluate/balanced_accuracy"}
+# The pretext encoder's linear probe (`pretext/probe`, outside every generation): the tracker puts its score on
+# the pipeline run in generation 0's row, the generation its encoder starts; a run without it drops the column.
+PRETEXT_PROBE_COLUMNS = {"pretext probe": "pretext/probe/balanced_accuracy"}
 LONG_TAIL_COLUMNS = {
     **ACCURACY_COLUMNS,
     "tail_recall": "evaluate/tail_recall",

@@ -21,6 +21,7 @@ from orchestrator.dag import Parallelism, Pipeline, Stage
 from orchestrator.registry import PipelineSpec
 from pipelines.builders.common import (
     LONG_TAIL_COLUMNS,
+    PRETEXT_PROBE_COLUMNS,
     SPLIT,
     gen,
     pipeline_of,
@@ -171,9 +172,6 @@ def build(config: CrestConfig) -> Pipeline:
     return pipeline_of(config, stages)
 
 
-# The pretext encoder's linear probe (`pretext/probe`, outside every generation): the tracker puts its score on
-# the pipeline run in generation 0's row, the generation its encoder starts; a run without it drops the column.
-PRETEXT_PROBE_COLUMNS = {"pretext probe": "pretext/probe/balanced_accuracy"}
 SUMMARY = {
     **LONG_TAIL_COLUMNS,
     **PRETEXT_PROBE_COLUMNS,

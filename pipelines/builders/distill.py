@@ -22,6 +22,7 @@ from orchestrator.registry import PipelineSpec
 from pipelines.builders.common import (
     ACCURACY_COLUMNS,
     BASELINE_PREFIX,
+    PRETEXT_PROBE_COLUMNS,
     SPLIT,
     gen,
     pipeline_of,
@@ -116,6 +117,7 @@ def build(config: DistillConfig) -> Pipeline:
 
 SUMMARY = {
     **ACCURACY_COLUMNS,
+    **PRETEXT_PROBE_COLUMNS,
     "params": "evaluate/dense_params",
     "no-teacher baseline": "evaluate/baseline_balanced_accuracy",
 }

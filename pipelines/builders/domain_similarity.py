@@ -28,6 +28,7 @@ from orchestrator.registry import PipelineSpec
 from pipelines.builders.common import (
     ACCURACY_COLUMNS,
     BASELINE_PREFIX,
+    PRETEXT_PROBE_COLUMNS,
     SPLIT,
     gen,
     pipeline_of,
@@ -244,6 +245,7 @@ def preflight(config: DomainConfig) -> list[str]:
 
 SUMMARY = {
     **ACCURACY_COLUMNS,
+    **PRETEXT_PROBE_COLUMNS,
     "from scratch": "evaluate/baseline_balanced_accuracy",
     "similarity": "similarity/*",
 }

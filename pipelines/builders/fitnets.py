@@ -22,6 +22,7 @@ from orchestrator.registry import PipelineSpec
 from pipelines.builders.common import (
     ACCURACY_COLUMNS,
     BASELINE_PREFIX,
+    PRETEXT_PROBE_COLUMNS,
     SPLIT,
     InitLoad,
     gen,
@@ -163,6 +164,7 @@ def build(config: FitNetsConfig) -> Pipeline:
 
 SUMMARY = {
     **ACCURACY_COLUMNS,
+    **PRETEXT_PROBE_COLUMNS,
     "hint loss": "hint/loss",
     "KD only": "evaluate/kd_balanced_accuracy",
     "no teacher": "evaluate/baseline_balanced_accuracy",

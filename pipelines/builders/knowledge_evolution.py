@@ -25,6 +25,7 @@ from orchestrator.registry import PipelineSpec
 from pipelines.builders.common import (
     ACCURACY_COLUMNS,
     BASELINE_PREFIX,
+    PRETEXT_PROBE_COLUMNS,
     SPLIT,
     gen,
     pipeline_of,
@@ -189,6 +190,7 @@ def build(config: KnowledgeEvolutionConfig) -> Pipeline:
 
 SUMMARY = {
     **ACCURACY_COLUMNS,
+    **PRETEXT_PROBE_COLUMNS,
     "tail_recall": "evaluate/tail_recall",  # long-tailed data (the class-balanced loss's config)
     "slim_accuracy": "evaluate/slim_accuracy",
     "slim_params": "evaluate/slim_params",

@@ -23,6 +23,7 @@ from orchestrator.registry import PipelineSpec
 from pipelines import split
 from pipelines.builders.common import (
     ACCURACY_COLUMNS,
+    PRETEXT_PROBE_COLUMNS,
     SPLIT,
     InitLoad,
     gen,
@@ -192,6 +193,7 @@ def preflight(config: LwfConfig) -> list[str]:
 
 SUMMARY = {
     **ACCURACY_COLUMNS,
+    **PRETEXT_PROBE_COLUMNS,
     "old task": "evaluate/old_accuracy",
     "new task": "evaluate/new_accuracy",
     "fine-tuning old": "evaluate/finetune_old_accuracy",

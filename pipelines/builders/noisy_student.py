@@ -27,6 +27,7 @@ from orchestrator.dag import Parallelism, Pipeline, Stage
 from orchestrator.registry import PipelineSpec
 from pipelines.builders.common import (
     LONG_TAIL_COLUMNS,
+    PRETEXT_PROBE_COLUMNS,
     SPLIT,
     gen,
     pipeline_of,
@@ -267,6 +268,7 @@ def build(config: NoisyStudentConfig) -> Pipeline:
 
 SUMMARY = {
     **LONG_TAIL_COLUMNS,
+    **PRETEXT_PROBE_COLUMNS,
     "params": "evaluate/dense_params",
     "kept": "filter/kept_total",
     "picks_accuracy": "filter/picks_accuracy",

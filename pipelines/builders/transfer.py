@@ -25,6 +25,7 @@ from pipelines import split
 from pipelines.builders.common import (
     ACCURACY_COLUMNS,
     BASELINE_PREFIX,
+    PRETEXT_PROBE_COLUMNS,
     SPLIT,
     gen,
     pipeline_of,
@@ -120,6 +121,6 @@ def preflight(config: TransferConfig) -> list[str]:
     return problems
 
 
-SUMMARY = {**ACCURACY_COLUMNS, "from scratch": "evaluate/baseline_balanced_accuracy"}
+SUMMARY = {**ACCURACY_COLUMNS, **PRETEXT_PROBE_COLUMNS, "from scratch": "evaluate/baseline_balanced_accuracy"}
 # g00 is the source-task pretraining, not a result: `relay runs` leaves it out of the best value
 SPEC = PipelineSpec("transfer", TransferConfig, build, preflight, SUMMARY, reference_generations=frozenset({0}))

@@ -61,6 +61,16 @@ def test_every_summary_column_reads_a_stage_role_of_the_dag(name: str) -> None:
         )
 
 
+@pytest.mark.parametrize("name", sorted(PIPELINES))
+def test_a_pipeline_with_a_pretext_probe_shows_its_score(name: str) -> None:
+    """Only CReST's table showed the probe of the pretext encoder; every pipeline that takes pretext.method did not."""
+    spec = PIPELINES[name]
+    with_pretext = validate_config(spec.config_model, {"pretext": {"method": "rotnet"}}, source="test")
+    probes = [stage for stage in spec.build(with_pretext).stages if stage.name == "pretext/probe"]
+    if probes:
+        assert "pretext/probe/balanced_accuracy" in spec.summary.values(), f"{name}: no column for its pretext probe"
+
+
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
 def test_shipped_configs_validate_and_build(path: Path) -> None:
     data = load_yaml(path)
