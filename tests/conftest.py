@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+# Tests send SIGINT to the processes they start, as a terminal's Ctrl-C does. A session started in the
+# background without job control (`nohup make test &`, some CI runners) ignores SIGINT, every process it
+# starts inherits that, and the tests then hang until their timeout. A Python handler here is reset to
+# the default in every program the tests start (exec resets handled signals), so Ctrl-C reaches them.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 STRAY = ("mlruns", "mlartifacts", "mlflow.db", "relay-workspace")  # what a run writes when it picks the cwd
 
