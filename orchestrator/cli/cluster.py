@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator import jobs
-from orchestrator.cli import run_locations
+from orchestrator.cli import run_locations, runs
 from orchestrator.cli.common import (
     EXIT_FAILED,
     add_address,
@@ -28,9 +28,10 @@ from orchestrator.cli.common import (
     store_of,
 )
 from orchestrator.cli.pipeline import add_cache_flags, cache_flags, stages_to_rerun
-from orchestrator.cli.preflight import check_new_run, check_run_id, open_store
+from orchestrator.cli.preflight import check_run_id, open_store
 from orchestrator.config import ARTIFACT_URI_ENV, WORKSPACE_ENV, tracking_uri
 from orchestrator.engine.fit import cluster_needs
+from orchestrator.engine.ledger import CONFIG_FILE, record_path
 from orchestrator.errors import ConfigError
 from orchestrator.tracking.report import text_table
 
@@ -66,12 +67,12 @@ def cmd_submit(args: argparse.Namespace) -> int:
     pipeline = spec.build(config)
     stages_to_rerun(pipeline, args.rerun_from, args.no_cache)  # an unknown stage is bad input, found here
     env_vars = location_flags_env(args)
+    locations = run_locations.submitted_locations(config, env_vars)
     config = with_location_env(config, env_vars)
-    locations = run_locations.submitted_locations(config)
     run_locations.check_durable(locations, args.config)
     run_locations.check_reachable(locations, args.config)
     if run_id is not None:
-        check_run_id_unused(locations.store, run_id)
+        check_run_id_unused(locations.store, run_id, jobs.resolve_address(args.address))
     run_id = new_run_id(config.name) if run_id is None else run_id
     needed = (
         args.num_gpus
@@ -125,17 +126,30 @@ def local_paths(locations: run_locations.Locations) -> list[str]:
     return [path for path in map(run_locations.local_path, uris) if path]
 
 
-def check_run_id_unused(store_uri: str, run_id: str) -> None:
+def check_run_id_unused(store_uri: str, run_id: str, address: str = "http://HOST:8265") -> None:
     """Refuse (exit 2) a --run-id that the store already holds, when this machine sees the store.
 
     Otherwise the job is accepted and fails on the cluster with "run ... already exists". A local
     folder that does not exist here is the cluster's own mount: the job's `relay run` checks it there.
+    The way on is said for a submit (``address``: the cluster's dashboard): `relay submit --resume`
+    for a run that has not finished, another id for one that has (a resume would only check it).
     """
     path = run_locations.local_path(store_uri)
     if path is not None and not Path(path).is_dir():
         log.info("%s is not visible from here; --run-id %s is checked on the cluster", store_uri, run_id)
         return
-    check_new_run(open_store(store_uri), run_id)
+    store = open_store(store_uri)
+    if store.read_record(record_path(run_id, CONFIG_FILE)) is None:
+        return
+    status = runs.run_status(store, run_id)
+    if status == "FINISHED":
+        way_on = "it has finished: pick another --run-id (or leave --run-id out for a new one)"
+    else:
+        way_on = (
+            f"it is {status}: finish it with `relay submit --resume {run_id} --address {address}`, or pick another "
+            "--run-id (or leave --run-id out for a new one)"
+        )
+    raise ConfigError([f"--run-id: a run {run_id!r} already exists in {store_uri}; {way_on}"], "the command line")
 
 
 def submit_flag_problems(args: argparse.Namespace) -> list[str]:

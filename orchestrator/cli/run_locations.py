@@ -26,7 +26,7 @@ import re
 import socket
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
@@ -53,13 +53,13 @@ logger = logging.getLogger(__name__)
 
 PROBE_TIMEOUT_S = 20.0
 GCS_PROBE_TIMEOUT_S = 10.0  # a GCS answers its first call in milliseconds; a loaded head, in seconds
-GCS_PROBE_METHOD = "/ray.rpc.NodeInfoGcsService/GetClusterId"  # the first call ray.init makes to a GCS
 TOKEN_REJECTED = (
     "it rejected the token; set RAY_AUTH_TOKEN to the cluster's token (on the head node: `ray get-auth-token`), "
     "or replace ~/.ray/auth_token / $RAY_AUTH_TOKEN_PATH with the head's copy"
 )
+TOKEN_MISSING_START = "it requires a token and none was found"
 TOKEN_MISSING = (
-    "it requires a token and none was found; set RAY_AUTH_TOKEN=<token> (on the head node: `ray get-auth-token`), "
+    f"{TOKEN_MISSING_START}; set RAY_AUTH_TOKEN=<token> (on the head node: `ray get-auth-token`), "
     "or copy the head's ~/.ray/auth_token to this machine and set RAY_AUTH_MODE=token"
 )
 NOT_GCS = {  # what a gRPC status of the probe says about the server ({} is the probe's timeout)
@@ -81,12 +81,21 @@ TRACKING_FIX = (
 )
 
 
+WORKSPACE_KEYS = ("run.workspace", "--workspace", f"${WORKSPACE_ENV}")  # the settings that name a workspace
+
+
 @dataclass(frozen=True)
 class Locations:
-    """Where a run writes: the artifact store root (run records included) and the MLflow tracking URI."""
+    """Where a run writes: the artifact store root (run records included) and the MLflow tracking URI.
+
+    ``store_key`` / ``tracking_key``: the setting that chose each (a store inside a workspace: the one that named
+    the workspace, such as ``--workspace``), so that a refusal names what the user set.
+    """
 
     store: str
     tracking: str | None  # None: not known here (a run record on a mount this machine does not see)
+    store_key: str = "run.artifact_uri"
+    tracking_key: str = "tracking.uri"
 
 
 def in_ray_job() -> bool:
@@ -100,16 +109,41 @@ def resolved_locations(config: Any) -> Locations:
     return Locations(artifact_uri(config.run), tracking_uri(config.run, config.tracking))
 
 
-def submitted_locations(config: Any) -> Locations:
-    """Where a job will write, as this shell's settings say, relative paths left relative.
+def submitted_locations(config: Any, flags: Mapping[str, str] | None = None) -> Locations:
+    """Where a job will write, as this shell's settings say, relative paths left relative, with the setting that
+    chose each.
 
-    A relative path is resolved on the cluster, inside the job's working folder: it
-    cannot be made absolute here.
+    A relative path is resolved on the cluster, inside the job's working folder: it cannot be
+    made absolute here. ``flags``: `relay submit`'s --workspace / --artifact-uri, as the
+    variables the job gets (RELAY_WORKSPACE, RELAY_ARTIFACT_URI): below the config, above this shell.
     """
-    workspace = config.run.workspace or os.environ.get(WORKSPACE_ENV) or DEFAULT_WORKSPACE
-    store = config.run.artifact_uri or os.environ.get(ARTIFACT_URI_ENV) or f"{workspace}/artifacts"
-    tracking = config.tracking.uri or os.environ.get(TRACKING_URI_ENV) or f"sqlite:///{workspace}/mlflow.db"
-    return Locations(store, tracking)
+    flags = flags or {}
+    workspace, workspace_key = _first_given(
+        [
+            (config.run.workspace, "run.workspace"),
+            (flags.get(WORKSPACE_ENV), "--workspace"),
+            (os.environ.get(WORKSPACE_ENV), f"${WORKSPACE_ENV}"),
+        ],
+        (DEFAULT_WORKSPACE, None),
+    )
+    store, store_key = _first_given(
+        [
+            (config.run.artifact_uri, "run.artifact_uri"),
+            (flags.get(ARTIFACT_URI_ENV), "--artifact-uri"),
+            (os.environ.get(ARTIFACT_URI_ENV), f"${ARTIFACT_URI_ENV}"),
+        ],
+        (f"{workspace}/artifacts", workspace_key or "run.artifact_uri"),
+    )
+    tracking, tracking_key = _first_given(
+        [(config.tracking.uri, "tracking.uri"), (os.environ.get(TRACKING_URI_ENV), f"${TRACKING_URI_ENV}")],
+        (f"sqlite:///{workspace}/mlflow.db", workspace_key or "tracking.uri"),
+    )
+    return Locations(store, tracking, store_key or "run.artifact_uri", tracking_key or "tracking.uri")
+
+
+def _first_given(settings: list[tuple[str | None, str]], default: tuple[str, str | None]) -> tuple[str, str | None]:
+    """(value, key) of the first setting given, in the order they rank; ``default`` when none is."""
+    return next(((value, key) for value, key in settings if value), default)
 
 
 def local_path(uri: str) -> str | None:
@@ -144,12 +178,44 @@ def impermanence(path: str) -> str | None:
     return None
 
 
+def store_fix(key: str) -> str:
+    """How to put the artifact store where it outlives the cluster, naming ``key``, the setting that chose it."""
+    if key in WORKSPACE_KEYS:
+        return (
+            f"point {key} at a folder every node mounts (e.g. {SHARED_EXAMPLE}), or set "
+            f"run.artifact_uri=s3://BUCKET/PREFIX (or {ARTIFACT_URI_ENV})"
+        )
+    if key == "run.artifact_uri":
+        return STORE_FIX
+    return f"point {key} at s3://BUCKET/PREFIX or at a folder every node mounts (e.g. {SHARED_EXAMPLE}/artifacts)"
+
+
+def tracking_fix(key: str) -> str:
+    """How to put the tracking store where it outlives the cluster, naming ``key``, the setting that chose it."""
+    if key in WORKSPACE_KEYS:
+        return (
+            f"set tracking.uri=http://MLFLOW-SERVER:5000 (or {TRACKING_URI_ENV}), or point {key} at a folder "
+            f"every node mounts (e.g. {SHARED_EXAMPLE})"
+        )
+    if key == "tracking.uri":
+        return TRACKING_FIX
+    return (
+        f"point {key} at an MLflow server (http://MLFLOW-SERVER:5000) or at a database in a folder every node "
+        f"mounts (sqlite:///{SHARED_EXAMPLE}/mlflow.db)"
+    )
+
+
 def durability_problems(locations: Locations) -> list[str]:
-    """One line per store that would land in a temporary or per-session folder, with the setting to add."""
+    """One line per store that would land in a temporary or per-session folder, with the setting to change."""
     problems = []
     checks = (
-        ("run.artifact_uri", "artifact store (stage outputs, run records)", locations.store, STORE_FIX),
-        ("tracking.uri", "MLflow tracking store", locations.tracking, TRACKING_FIX),
+        (
+            locations.store_key,
+            "artifact store (stage outputs, run records)",
+            locations.store,
+            store_fix(locations.store_key),
+        ),
+        (locations.tracking_key, "MLflow tracking store", locations.tracking, tracking_fix(locations.tracking_key)),
     )
     for key, what, uri, fix in checks:
         if uri is None:
@@ -308,26 +374,22 @@ def _gcs_refusal(address: str, timeout_s: float) -> str | None:
     Why: a port that answers TCP is not yet a cluster. Given a dashboard port or any other server,
     ray.init rewrote the address to the node's IP and retried "Failed to connect to GCS" for good,
     deaf to Ctrl-C and SIGTERM; given the wrong token, it printed Ray's "Failed to get cluster ID"
-    lines for 20 s and ended vague. One call of the GCS's own GetClusterId (an empty request, as
-    ray.init makes first) tells them apart in milliseconds: an HTTP/1 server fails the HTTP/2
-    handshake, another gRPC server does not know the method, the GCS answers or refuses the token.
-    The request and reply are passed as raw bytes: Ray itself is not imported yet (see
-    ``jobs.find_auth_token``, which must set RAY_AUTH_MODE first).
+    lines for 20 s and ended vague. ``jobs.gcs_probe`` tells them apart in milliseconds.
     """
-    import grpc
+    code = jobs.gcs_probe(address, timeout_s)
+    if code == jobs.GCS_ANSWERED:
+        return None
+    if code == "UNAUTHENTICATED":
+        return TOKEN_REJECTED if jobs.find_auth_token() else token_missing()
+    return NOT_GCS.get(code, f"it answers, but not as Ray's GCS ({code})").format(timeout_s)
 
-    token = jobs.find_auth_token()
-    metadata = [("authorization", f"Bearer {token}")] if token else None
-    with grpc.insecure_channel(address) as channel:
-        get_cluster_id = channel.unary_unary(GCS_PROBE_METHOD, request_serializer=bytes, response_deserializer=bytes)
-        try:
-            get_cluster_id(b"", timeout=timeout_s, metadata=metadata)
-        except grpc.RpcError as exc:
-            code = exc.code()
-            if code == grpc.StatusCode.UNAUTHENTICATED:
-                return TOKEN_REJECTED if token else TOKEN_MISSING
-            return NOT_GCS.get(code.name, f"it answers, but not as Ray's GCS ({code.name})").format(timeout_s)
-    return None
+
+def token_missing() -> str:
+    """Why no token was sent: none anywhere (``TOKEN_MISSING``), or the file RAY_AUTH_TOKEN_PATH names is not there."""
+    path_problem = jobs.token_path_problem()
+    if path_problem is None:
+        return TOKEN_MISSING
+    return f"{TOKEN_MISSING_START}: {path_problem}; {jobs.TOKEN_PATH_FIX}"
 
 
 def ray_cluster_problem(address: str, key: str, timeout_s: float = 5.0) -> str | None:
@@ -357,7 +419,7 @@ def _not_a_gcs_problem(address: str, key: str) -> str | None:
     refusal = _gcs_refusal(address, GCS_PROBE_TIMEOUT_S)
     if refusal is None:
         return None
-    if refusal in (TOKEN_REJECTED, TOKEN_MISSING):  # the address is right
+    if refusal == TOKEN_REJECTED or refusal.startswith(TOKEN_MISSING_START):  # the address is right
         return f"{key}: could not join the Ray cluster at {address}: {refusal}"
     return (
         f"{key}: {address} is not a Ray cluster's GCS address: {refusal}. A driver joins a cluster at its GCS "

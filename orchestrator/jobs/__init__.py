@@ -4,9 +4,9 @@
 functions. Each one takes the dashboard address (``http://HOST:8265``), talks to
 the cluster's Jobs server over HTTP and turns every failure into one
 ``RelayError`` that says what to do. Ray is imported inside the functions so
-that ``relay --help`` does not pay for it. Three modules: ``connection`` (address,
-token, probe, errors), ``submit`` (upload and entrypoint) and ``watch`` (status,
-logs, stop, list, wait).
+that ``relay --help`` does not pay for it. Five modules: ``auth`` (the token),
+``connection`` (address, probe, errors), ``gcs`` (what a cluster's GCS says),
+``submit`` (upload and entrypoint) and ``watch`` (status, logs, stop, list, wait).
 
 Token authentication (Ray 2.59+): a cluster started while a token exists
 (``ray get-auth-token --generate`` writes ``~/.ray/auth_token``; ``ray.init()``
@@ -17,26 +17,33 @@ resolve the token ourselves (``RAY_AUTH_TOKEN``, ``RAY_AUTH_TOKEN_PATH``,
 ``~/.ray/auth_token``, in Ray's own order) and pass the header explicitly.
 """
 
+from orchestrator.jobs.auth import (
+    TOKEN_PATH_FIX,
+    auth_headers,
+    default_token_path,
+    find_auth_token,
+    token_path_problem,
+)
 from orchestrator.jobs.connection import (
     DEFAULT_DASHBOARD_PORT,
     AddressError,
     AuthTokenError,
     ClusterUnreachableError,
     InsufficientResourcesError,
+    JobIdTakenError,
     JobNotFoundError,
     JobsError,
     JobStillRunningError,
     JobTimeoutError,
     NotADashboardError,
-    auth_headers,
     check_dashboard,
+    check_job_id_free,
     connect,
-    default_token_path,
-    find_auth_token,
     resolve_address,
     server_auth_mode,
 )
-from orchestrator.jobs.gcs import gcs_node_resources
+from orchestrator.jobs.gcs import ANSWERED as GCS_ANSWERED
+from orchestrator.jobs.gcs import gcs_dashboard, gcs_node_resources, gcs_probe
 from orchestrator.jobs.submit import (
     WORKING_DIR_EXCLUDES,
     build_runtime_env,
@@ -73,12 +80,15 @@ from orchestrator.jobs.watch import (
 
 __all__ = [
     "DEFAULT_DASHBOARD_PORT",
+    "GCS_ANSWERED",
     "TERMINAL_STATUSES",
+    "TOKEN_PATH_FIX",
     "WORKING_DIR_EXCLUDES",
     "AddressError",
     "AuthTokenError",
     "ClusterUnreachableError",
     "InsufficientResourcesError",
+    "JobIdTakenError",
     "JobNotFoundError",
     "JobStillRunningError",
     "JobTimeoutError",
@@ -89,6 +99,7 @@ __all__ = [
     "check_amounts",
     "check_cluster_resources",
     "check_dashboard",
+    "check_job_id_free",
     "check_not_running",
     "check_workers_fit",
     "cluster_totals",
@@ -97,7 +108,9 @@ __all__ = [
     "find_auth_token",
     "follow_logs",
     "free_submission_id",
+    "gcs_dashboard",
     "gcs_node_resources",
+    "gcs_probe",
     "inside_excludes",
     "job_logs",
     "job_outcome",
@@ -117,6 +130,7 @@ __all__ = [
     "stop_job",
     "submit_entrypoint",
     "submit_pipeline",
+    "token_path_problem",
     "wait_for_job",
     "worker_requests",
 ]

@@ -7,13 +7,14 @@ import contextlib
 import logging
 import os
 import re
+import socket
 from collections.abc import Iterator
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from orchestrator.config import RAY_ADDRESS_WORDS
 from orchestrator.errors import InputError, RelayError, SettingError
+from orchestrator.jobs.auth import TOKEN_PATH_FIX, auth_headers, token_path_problem
 
 if TYPE_CHECKING:
     from ray.job_submission import JobSubmissionClient
@@ -23,9 +24,6 @@ JOBS_SDK_LOGGER = "ray.dashboard.modules.job.sdk"
 
 DEFAULT_DASHBOARD_PORT = 8265
 PROBE_TIMEOUT_S = 5.0
-AUTH_MODE_ENV = "RAY_AUTH_MODE"
-AUTH_TOKEN_ENV = "RAY_AUTH_TOKEN"
-AUTH_TOKEN_PATH_ENV = "RAY_AUTH_TOKEN_PATH"
 
 
 class JobsError(RelayError):
@@ -44,12 +42,19 @@ class ClusterUnreachableError(JobsError, InputError):
     """
 
 
-class AuthTokenError(JobsError):
-    """The cluster wants a token and we sent none, or the wrong one."""
+class AuthTokenError(JobsError, InputError):
+    """The cluster wants a token and we sent none, or the wrong one: bad input (exit 2), as for `relay run --address`.
+
+    Found by the probe every command makes first (or the client's first request), so nothing was sent yet.
+    """
 
 
 class NotADashboardError(JobsError, SettingError):
     """Something answers at the address, but not a Ray dashboard (a wrong port, another server)."""
+
+
+class JobIdTakenError(JobsError, InputError):
+    """The cluster already has a job with the submission id asked for (Ray never reuses one): bad input (exit 2)."""
 
 
 class JobNotFoundError(JobsError, InputError):
@@ -134,53 +139,10 @@ def _url_problem(url: str, needs_port: bool) -> str | None:
     return None
 
 
-# --------------------------------------------------------------------------- token auth
-
-
-def default_token_path() -> Path:
-    """Where ``ray get-auth-token --generate`` and ``ray.init()`` keep the token."""
-    return Path.home() / ".ray" / "auth_token"
-
-
-def _read_token_file(path: Path) -> str | None:
-    try:
-        token = path.read_text().strip()
-    except OSError:
-        return None
-    return token or None
-
-
-def find_auth_token() -> str | None:
-    """The token a Ray client would use, in Ray's order; None if disabled or absent.
-
-    Side effect, on purpose: when neither RAY_AUTH_MODE nor RAY_AUTH_TOKEN is set
-    and ``~/.ray/auth_token`` exists, RAY_AUTH_MODE=token is set so that Ray code
-    started later from this process (the ``ray`` CLI, a fresh interpreter)
-    authenticates the same way.
-    """
-    mode = os.environ.get(AUTH_MODE_ENV, "").strip().lower()
-    if mode == "disabled":
-        return None
-    token = os.environ.get(AUTH_TOKEN_ENV, "").strip()
-    if token:
-        return token
-    token_path = os.environ.get(AUTH_TOKEN_PATH_ENV)
-    if token_path:
-        return _read_token_file(Path(token_path).expanduser())
-    token = _read_token_file(default_token_path())
-    if token and not mode:
-        os.environ[AUTH_MODE_ENV] = "token"
-        logger.debug("using %s; set %s=token", default_token_path(), AUTH_MODE_ENV)
-    return token
-
-
-def auth_headers() -> dict[str, str]:
-    """The Authorization header for the Jobs server, or none when there is no token."""
-    token = find_auth_token()
-    return {"Authorization": f"Bearer {token}"} if token else {}
-
-
 def _missing_token_message(address: str) -> str:
+    path_problem = token_path_problem()
+    if path_problem:
+        return f"the Ray cluster at {address} requires a token and none was found: {path_problem}; {TOKEN_PATH_FIX}"
     return (
         f"the Ray cluster at {address} requires a token and none was found: set "
         f"RAY_AUTH_TOKEN=<token> (on the head node: `ray get-auth-token`), or copy the head's "
@@ -206,6 +168,55 @@ def _unreachable_message(address: str) -> str:
     )
 
 
+def _gcs_message(address: str, dashboard: str | None) -> str:
+    where = (
+        f"this cluster's dashboard is at {dashboard}"
+        if dashboard
+        else f"the dashboard is http://HEAD:{DEFAULT_DASHBOARD_PORT} by default (`ray start --head --dashboard-port`)"
+    )
+    return (
+        f"{address} is the Ray cluster's GCS address (what `relay run --address HOST:PORT` joins), not its "
+        f"dashboard: the job commands talk to the dashboard's Jobs server; {where}: fix --address / RAY_ADDRESS"
+    )
+
+
+def _no_jobs_server(address: str, exc: Exception) -> JobsError:
+    """Why no Jobs server answered at ``address``: the cluster's GCS port given instead (named as such), or nothing.
+
+    Why: the GCS speaks gRPC only, so an HTTP request there fails as if nothing listened, and the
+    user was asked whether the cluster was up while it was. The check is ``gcs_probe``, the one
+    `relay run --address` makes, asked only where something accepts connections.
+    """
+    import requests
+
+    if isinstance(exc, requests.exceptions.ConnectTimeout) or not _accepts_connections(address):
+        return ClusterUnreachableError(_unreachable_message(address))
+    from orchestrator.jobs.gcs import ANSWERED, gcs_dashboard, gcs_probe
+
+    host_port = urlsplit(address).netloc
+    code = gcs_probe(host_port, PROBE_TIMEOUT_S)
+    if code in (ANSWERED, "UNAUTHENTICATED"):  # a GCS, whether or not it lets us in
+        dashboard = gcs_dashboard(host_port, PROBE_TIMEOUT_S) if code == ANSWERED else None
+        return NotADashboardError(_gcs_message(address, dashboard))
+    if code == "UNIMPLEMENTED":
+        return NotADashboardError(
+            f"{address} speaks gRPC, not HTTP: a Ray node's port (a raylet's, Ray Client's?), not the dashboard; pass "
+            f"the head node's dashboard, http://HEAD:{DEFAULT_DASHBOARD_PORT} by default: fix --address / RAY_ADDRESS"
+        )
+    return ClusterUnreachableError(_unreachable_message(address))
+
+
+def _accepts_connections(address: str) -> bool:
+    """Whether something listens at the URL's host and port (a TCP connection succeeds)."""
+    parts = urlsplit(address)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parts.hostname or "", port), timeout=PROBE_TIMEOUT_S):
+            return True
+    except OSError:
+        return False
+
+
 def _lost_message(address: str, job_id: str | None) -> str:
     follow = f"`relay status {job_id} --address {address}`" if job_id else f"`relay jobs --address {address}`"
     return (
@@ -224,7 +235,7 @@ def _get_json(address: str, path: str, headers: dict[str, str]) -> dict[str, Any
     try:
         response = requests.get(f"{address}{path}", headers=headers, timeout=PROBE_TIMEOUT_S)
     except requests.exceptions.RequestException as exc:
-        raise ClusterUnreachableError(_unreachable_message(address)) from exc
+        raise _no_jobs_server(address, exc) from exc
     if response.status_code != 200:
         return None
     try:
@@ -290,12 +301,32 @@ def _request_error(address: str, job_id: str | None, text: str, upload: str | No
             f"no job {job_id!r} on the Ray cluster at {address}: list the jobs with `relay jobs --address {address}`"
         )
     if "already exists" in text:
-        return JobsError(
-            f"the Ray cluster at {address} already has a job with this submission id: "
-            f"pick another id, or follow that job with `relay status {job_id or '<id>'}`"
-        )
+        return JobIdTakenError(_job_id_taken_message(address, job_id or "<id>"))
     last_line = text.strip().splitlines()[-1] if text.strip() else text
     return JobsError(f"the Ray Jobs server at {address} refused the request: {last_line}")
+
+
+def _job_id_taken_message(address: str, job_id: str, status: str | None = None) -> str:
+    state = f" ({status})" if status else ""
+    return (
+        f"--run-id: the Ray cluster at {address} already has a job {job_id!r}{state}, and Ray never reuses a job id: "
+        f"pick another --run-id (or leave it out for a new one); follow that job with "
+        f"`relay status {job_id} --address {address}`"
+    )
+
+
+def check_job_id_free(client: JobSubmissionClient, address: str, job_id: str) -> None:
+    """Refuse (JobIdTakenError, exit 2) a submission id the cluster already has, before anything is uploaded.
+
+    Why: Ray checks the id only when the job is submitted, after the project folder was uploaded,
+    and its refusal was a cluster failure (exit 1) for what is a wrong --run-id.
+    """
+    try:
+        with _translated(address, job_id):
+            info = client.get_job_info(job_id)
+    except JobNotFoundError:
+        return
+    raise JobIdTakenError(_job_id_taken_message(address, job_id, str(info.status.value)))
 
 
 def connect(address: str | None) -> JobSubmissionClient:

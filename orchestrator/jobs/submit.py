@@ -23,6 +23,7 @@ from orchestrator.jobs.connection import (
     _get_json,
     _translated,
     auth_headers,
+    check_job_id_free,
     connect,
     resolve_address,
 )
@@ -493,7 +494,9 @@ def submit_pipeline(
     url = resolve_address(address)
     check_amounts(num_gpus=num_gpus)
     entrypoint = pipeline_entrypoint(config_path, overrides, working_dir, run_id=submission_id, run_flags=run_flags)
-    connect(url)  # clear auth/reachability errors before anything else
+    client = connect(url)  # clear auth/reachability errors before anything else
+    if submission_id is not None:
+        check_job_id_free(client, url, submission_id)  # before the upload: Ray checks it only after
     if check_resources:
         check_cluster_resources(url, {**(needs or {}), "GPU": num_gpus})
         check_workers_fit(url, workers or {})
