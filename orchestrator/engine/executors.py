@@ -25,11 +25,11 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from orchestrator.dag import Parallelism, Pipeline, ProgressSink, Resources, StageProgress
+from orchestrator.dag import Parallelism, Pipeline, ProgressSink, Resources, Stage, StageProgress
 from orchestrator.engine import distributed, port_lock
 from orchestrator.engine.artifacts import Manifest
 from orchestrator.engine.body import Placement, run_stage_body
-from orchestrator.engine.fit import uses_actor_pool
+from orchestrator.engine.fit import uses_actor_pool, workers_to_start
 from orchestrator.engine.progress import ProgressBoard
 from orchestrator.engine.ray_start_log import filtered, start_lines
 from orchestrator.engine.task import StageTask
@@ -117,6 +117,45 @@ def run_on_ray(task: StageTask, pool: distributed.StageActors | None = None) -> 
             raise WorkerLostError(task.stage.name, cause) from exc
     assert manifest is not None  # rank 0 always stores
     return manifest
+
+
+def _short_of(resources: Resources, workers: int, total: Mapping[str, float]) -> dict[str, float]:
+    """What ``workers`` of ``resources`` ask for that the cluster (``total``) has less of."""
+    asked = {
+        "CPU": resources.num_cpus * workers,
+        "GPU": resources.num_gpus * workers,
+        **{key: amount * workers for key, amount in dict(resources.custom).items()},
+    }
+    return {key: amount for key, amount in asked.items() if amount > total.get(key, 0)}
+
+
+def infeasible_warning(stage: Stage, total: Mapping[str, float]) -> str | None:
+    """What to warn of a stage the cluster (``total``) is too small for, or None.
+
+    A stage that cannot start waits until an autoscaler adds nodes. A labeling stage needs only its
+    own task to start (it labels every shard there, and its actors add speed where they find room),
+    so one whose workers do not all fit runs anyway: the warning said it would wait, then it finished.
+    """
+    resources = stage.resources
+    short = _short_of(resources, workers_to_start(stage), total)
+    if short:
+        return (
+            f"{stage.name} asks for {_amounts(short)} ({workers_to_start(stage)} worker(s)) but the cluster has "
+            f"{_amounts({key: total.get(key, 0) for key in short})}; it will wait until an autoscaler adds nodes "
+            "that have them. Lower the stage's resources or add nodes."
+        )
+    short = _short_of(resources, resources.workers, total)
+    if not short:
+        return None
+    return (
+        f"{stage.name}: its {resources.workers} workers ask for {_amounts(short)} but the cluster has "
+        f"{_amounts({key: total.get(key, 0) for key in short})}; it runs on its own task, which labels the shards "
+        "no actor finds room for (fewer at once). Lower its workers to what the cluster holds, or add nodes."
+    )
+
+
+def _amounts(amounts: Mapping[str, float]) -> str:
+    return ", ".join(f"{amount:g} {key}" for key, amount in amounts.items())
 
 
 def kept_workers(pipeline: Pipeline, total: Mapping[str, float]) -> dict[Resources, int]:
@@ -375,7 +414,7 @@ class RayExecutor:
         """
         resources, total = task.stage.resources, dict(self._ray.cluster_resources())
         self._refit_kept(total)
-        self._warn_if_infeasible(resources, total)
+        self._warn_if_infeasible(task.stage, total)
         first = not self._submitted
         if first:
             self._before_first_submit()
@@ -444,22 +483,11 @@ class RayExecutor:
                     kept_message(self._kept.get(resources, 0), resources.workers),
                 )
 
-    def _warn_if_infeasible(self, resources: Resources, total: Mapping[str, float]) -> None:
+    def _warn_if_infeasible(self, stage: Stage, total: Mapping[str, float]) -> None:
         """A request larger than the cluster (``total``) waits forever; say so instead of hanging quietly."""
-        asked = {
-            "CPU": resources.num_cpus * resources.workers,
-            "GPU": resources.num_gpus * resources.workers,
-            **{key: amount * resources.workers for key, amount in dict(resources.custom).items()},
-        }
-        short = {key: amount for key, amount in asked.items() if amount > total.get(key, 0)}
-        if short:
-            logger.warning(
-                "stage asks for %s (%d worker(s)) but the cluster has %s; it will wait until an autoscaler adds "
-                "nodes that have them. Lower the stage's resources or add nodes.",
-                ", ".join(f"{amount:g} {key}" for key, amount in short.items()),
-                resources.workers,
-                ", ".join(f"{total.get(key, 0):g} {key}" for key in short),
-            )
+        warning = infeasible_warning(stage, total)
+        if warning:
+            logger.warning(warning)
 
     def wait(self, handles: Sequence[Any]) -> list[tuple[Any, Any]]:
         """Block until one task finishes; return (ref, result or original exception) pairs."""
