@@ -24,6 +24,7 @@ from orchestrator.tracking.mlflow_tracker import close_interrupted
 from orchestrator.tracking.sweeps import close_dead_sweeps
 
 log = logging.getLogger("relay")
+DEFAULT_UI_PORT = 5000
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
@@ -37,15 +38,29 @@ def cmd_ui(args: argparse.Namespace) -> int:
     check_tracking_store(uri, default_tracking_key(args.workspace))  # a server that does not answer: at once
     runs.check_tracked(args, uri, None)
     experiment, note = (args.experiment, None) if args.experiment else runs.newest_run_experiment(args)
-    url = ui.check(uri, experiment, args.port)
+    port = DEFAULT_UI_PORT if args.port is None else args.port
+    url = ui.check(uri, experiment, port)
     close_interrupted_runs(args, uri)
     if note:
         print(note, flush=True)
     if ui.is_server(uri):  # the server's own UI: nothing is started here
         print(f"MLflow UI (the tracking server's own): {url}", flush=True)
+        if args.port is not None:
+            print(unused_port_note(args.port, uri), flush=True)
     else:
         print(f"MLflow UI: {url}  (Ctrl-C to stop)", flush=True)
-    return ui.run_server(uri, args.port)
+    return ui.run_server(uri, port)
+
+
+def unused_port_note(port: int, uri: str) -> str:
+    """Why --port changed nothing: the tracking server serves its own UI, so `relay ui` starts no server.
+
+    Why: the port was dropped without a word, and the printed URL was not on the port asked for.
+    """
+    return (
+        f"--port {port} is not used: the tracking server at {uri} (${TRACKING_URI_ENV}) serves its own UI, so "
+        "relay ui starts none"
+    )
 
 
 def close_interrupted_runs(args: argparse.Namespace, uri: str) -> None:
@@ -80,7 +95,12 @@ def close_interrupted_runs(args: argparse.Namespace, uri: str) -> None:
 def register(commands: Any) -> None:
     about = "start an MLflow UI on 127.0.0.1 for the workspace"
     parser = commands.add_parser("ui", help=about, description=about)
-    parser.add_argument("--port", type=int, default=5000, help="port on 127.0.0.1 to serve on (default: 5000)")
+    parser.add_argument(
+        "--port",
+        type=int,
+        help=f"port on 127.0.0.1 to serve on (default: {DEFAULT_UI_PORT}; not used with a tracking server, "
+        "which serves its own UI)",
+    )
     parser.add_argument(
         "--experiment",
         help="the MLflow experiment whose newest run the URL opens (default: that of the newest run `relay runs` lists)",
