@@ -14,7 +14,6 @@ import os
 import re
 import secrets
 import shlex
-import socket
 import sys
 import time
 from collections.abc import Mapping
@@ -39,7 +38,7 @@ from orchestrator.config import (
 from orchestrator.dag import Pipeline
 from orchestrator.engine.artifacts import ArtifactStore, store_fault
 from orchestrator.engine.fingerprint import code_versions
-from orchestrator.engine.ledger import COMMAND_FILE, CONFIG_FILE, done_in, read_ledger, record_path
+from orchestrator.engine.ledger import COMMAND_FILE, CONFIG_FILE, done_in, read_ledger, record_path, this_driver
 from orchestrator.errors import ConfigError, RelayError
 from orchestrator.registry import PipelineSpec, get_pipeline, load_pipelines
 from orchestrator.yaml_input import yaml_mapping
@@ -302,7 +301,7 @@ def save_run_record(
     """
     text = yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
     store.write_record(record_path(run_id, CONFIG_FILE), text.encode())
-    driver = {"host": socket.gethostname(), "pid": os.getpid()}  # `relay runs` tells a driver that died starting
+    driver = this_driver()  # `relay runs` tells a driver that died starting; a job's names its cluster
     command = {"config": config_path, "overrides": overrides, "rerun": sorted(rerun), "driver": driver}
     if ray_address is not None:
         command["ray_address"] = ray_address

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator import ui
-from orchestrator.cli import run_locations, runs
+from orchestrator.cli import resume_guard, run_locations, runs
 from orchestrator.cli.common import (
     Pipelines,
     add_artifact_uri,
@@ -276,7 +276,7 @@ def run_stages(run: PreparedRun, tracker: BackgroundTracker, copies: Path, hando
             run.config.seed,
             copies,
             store_option=store_option(run.store.uri),
-            cluster_job=run_locations.in_ray_job() or run_locations.joins_cluster(run.address, run.config.run),
+            cluster_job=cluster_job(run),
         )
         with ProgressDisplay(executor.open_progress(run.run_id)):
             handover.runner_has_it = True
@@ -299,6 +299,14 @@ def run_stages(run: PreparedRun, tracker: BackgroundTracker, copies: Path, hando
             finally:  # after the tracker's last lines (registered, removed aliases): the table ends the output
                 if table is not None:
                     print(table, flush=True)
+
+
+def cluster_job(run: PreparedRun) -> bool:
+    """Whether the run's resume hint names `relay submit --resume`: it runs on a cluster now, or was submitted as
+    a job (a local attempt of a submitted run is still resumed there)."""
+    if run_locations.in_ray_job() or run_locations.joins_cluster(run.address, run.config.run):
+        return True
+    return bool(resume_guard.recorded_job(run.store, run.run_id))
 
 
 def closing_table(run: PreparedRun, manifests: Mapping[str, Any]) -> str:
@@ -332,9 +340,10 @@ def resume_hint_until_the_stages_run(run: PreparedRun) -> Iterator[Handover]:
     except (KeyboardInterrupt, SystemExit):  # Ctrl-C; SIGTERM from Ray's start on (a SystemExit: Terminated)
         if not handover.runner_has_it:
             log.warning(
-                "interrupted before the stages started; resume with: relay resume %s%s",
+                "interrupted before the stages started; resume with: relay resume %s%s%s",
                 run.run_id,
                 store_option(run.store.uri),
+                resume_guard.cluster_job_hint(run.store, run.run_id),
             )
         raise
 
@@ -422,6 +431,7 @@ def tracking_for(args: argparse.Namespace) -> tuple[str, str, Mapping[str, str] 
     if args.run_id is not None:
         check_run_id(args.run_id)
         if store.read_record(record_path(args.run_id, CONFIG_FILE)) is None:
+            check_tracking_server_answers(args)
             args.run_id = relay_run_of(args)
         if store.read_record(record_path(args.run_id, CONFIG_FILE)) is None:
             return tracked_only(args, store, pipelines)
@@ -433,6 +443,19 @@ def tracking_for(args: argparse.Namespace) -> tuple[str, str, Mapping[str, str] 
     uri = tracking_uri(RunSettings(workspace=args.workspace), TrackingSettings())
     check_tracking_store(uri, default_tracking_key(args.workspace))
     return uri, experiment_of(args), None
+
+
+def check_tracking_server_answers(args: argparse.Namespace) -> None:
+    """Refuse (exit 2) a default tracking store that is a server and does not answer, before a run id is looked up.
+
+    Why: a run that is not in the artifact store is looked for there (an MLflow run id, a run only
+    tracked), and a dead server was reported as the run missing from the artifact store, or as an
+    MLflow run id the store did not know. A SQLite store that does not exist yet only means no run is
+    tracked there, which the lookup says itself.
+    """
+    uri = tracking_uri(RunSettings(workspace=args.workspace), TrackingSettings())
+    if tracking_common.sqlite_path(uri) is None:
+        check_tracking_store(uri, default_tracking_key(args.workspace))
 
 
 MLFLOW_RUN_ID = re.compile(r"[0-9a-f]{32}")  # what MLflow names a run by (`relay run` prints it: `open run ...`)
@@ -680,6 +703,8 @@ def resume_run(args: argparse.Namespace) -> RunEnd:
     """Finish a run from its record in the artifact store; the store it was found in is where it writes.
 
     It runs on the cluster the run joined (its record's, ``resume_address``) unless `--address` names another.
+    A run whose driver may still run it is refused (``resume_guard.check_not_running``), and the run is
+    claimed before Ray starts, so that a second resume meanwhile is refused too (``resume_guard.claimed``).
     """
     check_run_id(args.run_id)
     address = cluster_address(args.address)
@@ -689,17 +714,19 @@ def resume_run(args: argparse.Namespace) -> RunEnd:
     address = resume_address(address, store, args.run_id)
     if args.stop_after is not None:  # a stage the pipeline lacks is named as such, finished run or not
         check_stop_after(spec.build(config), args.stop_after)
-    runs.check_not_running(store, args.run_id)
-    check_not_moved(config, store.uri, args.run_id)
-    check_data_unchanged(spec, config, args.run_id, store.location(record_path(args.run_id, CONFIG_FILE)))
-    check_resume_stop_after(store, args.run_id, args.stop_after)
-    config = checked_locations(
-        with_locations(config, store.uri, tracking_uri(config.run, config.tracking)), None, address
-    )
-    run = prepare_run(spec, config, args.run_id, args.stop_after, address)
-    run = dataclasses.replace(run, rerun=rerun_on_resume(store, args.run_id))  # what --no-cache had not reached
-    run_locations.check_cluster(address, config.run, run.pipeline)
-    return execute(joined_first(run), resume=True)
+    resume_guard.check_not_running(store, args.run_id, getattr(args, "driver_gone", False))
+    check_resume_stop_after(store, args.run_id, args.stop_after)  # reads the ledger's status, which the claim sets
+    with resume_guard.claimed(store, args.run_id):  # before anything slow: a second resume meanwhile is refused
+        check_not_moved(config, store.uri, args.run_id)
+        check_data_unchanged(spec, config, args.run_id, store.location(record_path(args.run_id, CONFIG_FILE)))
+        config = checked_locations(
+            with_locations(config, store.uri, tracking_uri(config.run, config.tracking)), None, address
+        )
+        run = prepare_run(spec, config, args.run_id, args.stop_after, address)
+        run = dataclasses.replace(run, rerun=rerun_on_resume(store, args.run_id))  # what --no-cache had not reached
+        run_locations.check_cluster(address, config.run, run.pipeline)
+        run = joined_first(run)
+    return execute(run, resume=True)
 
 
 def resume_address(given: str | None, store: ArtifactStore, run_id: str) -> str | None:
@@ -711,6 +738,12 @@ def resume_address(given: str | None, store: ArtifactStore, run_id: str) -> str 
     if given is not None or run_locations.in_ray_job():
         return given
     recorded = recorded_ray_address(store, run_id)
+    if recorded is None and resume_guard.recorded_job(store, run_id):
+        log.info(
+            "run %s ran as a cluster job: resuming it here on a new local Ray; to resume it on its cluster:%s",
+            run_id,
+            resume_guard.cluster_job_hint(store, run_id).removeprefix(" (a cluster job:").removesuffix(")"),
+        )
     if recorded is not None:
         run_locations.check_recorded_cluster(recorded, run_id)
         log.info(
@@ -807,6 +840,12 @@ def register(commands: Any) -> None:
     add_workspace(resume)
     add_artifact_uri(resume)
     add_cluster_address(resume, resume=True)
+    resume.add_argument(
+        "--driver-gone",
+        action="store_true",
+        help="resume a run that says RUNNING with its driver on another machine, known to be gone (its machine "
+        "lost, its process killed); without it such a run is refused, as its driver cannot be checked from here",
+    )
     resume.set_defaults(handler=cmd_resume, ends_process=True)
 
     about = "check a pipeline file without running anything"

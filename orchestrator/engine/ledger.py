@@ -32,6 +32,8 @@ TRACKING_FILE = "tracking.json"
 DONE_STATES = ("succeeded", "cached")  # stage states whose output the run has (ran it, or found its own in the cache)
 TORN_READ_ATTEMPTS = 5
 TORN_READ_PAUSE_S = 0.2
+JOB_ADDRESS_ENV = "RELAY_JOB_ADDRESS"  # the dashboard URL `relay submit` sent the job to, set in the job's env
+RAY_JOB_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"  # set by Ray's job supervisor for the entrypoint it starts
 
 
 def record_path(run_id: str, name: str) -> str:
@@ -71,6 +73,56 @@ def read_ledger(store: ArtifactStore, run_id: str) -> dict[str, Any] | None:
 def write_ledger(store: ArtifactStore, run_id: str, data: Mapping[str, Any]) -> None:
     """Replace the run's ledger with ``data``, as ``read_ledger`` reads it back (the store writes records atomically)."""
     store.write_record(record_path(run_id, LEDGER_FILE), json.dumps(data, indent=2, default=str).encode())
+
+
+def this_driver() -> dict[str, Any]:
+    """This process as a run's driver: host and pid, and inside a Ray job the job's id and cluster.
+
+    Why the job: a driver on another machine cannot be checked by its pid, and a run submitted as
+    a job is checked by its job's status on its cluster instead (`relay resume`), and said to be
+    resumed there (`relay submit --resume RUN --address URL`). The cluster's address is what
+    `relay submit` passed in the job's environment (``JOB_ADDRESS_ENV``); the id is Ray's.
+    """
+    driver: dict[str, Any] = {"host": socket.gethostname(), "pid": os.getpid()}
+    job_id = _job_submission_id()
+    if job_id is not None:
+        driver["job_id"] = job_id
+        if os.environ.get(JOB_ADDRESS_ENV):
+            driver["job_address"] = os.environ[JOB_ADDRESS_ENV]
+    return driver
+
+
+def _job_submission_id() -> str | None:
+    """The submission id of the Ray job this process is the entrypoint of (Ray's job config), else None."""
+    try:
+        metadata = json.loads(os.environ.get(RAY_JOB_ENV) or "{}").get("metadata") or {}
+    except (ValueError, AttributeError):
+        return None
+    job_id = metadata.get("job_submission_id") if isinstance(metadata, dict) else None
+    return job_id if isinstance(job_id, str) and job_id else None
+
+
+def claim_run(store: ArtifactStore, run_id: str) -> dict[str, Any] | None:
+    """Record this process as the run's driver (status RUNNING) before a resume starts anything slow; returns the
+    ledger as it was (None: there was none), to put back when the resume stops before its stages.
+
+    Why: a resume that named its driver only once Ray had started (tens of seconds) left a second
+    `relay resume` of the same run, in that time, a ledger naming the dead driver: both ran the
+    same stages into the same folders and MLflow run.
+    """
+    earlier = read_ledger(store, run_id)
+    data = dict(earlier) if isinstance(earlier, dict) else {"run_id": run_id}
+    data.update({"status": "RUNNING", "updated": _now(), "driver": this_driver()})
+    write_ledger(store, run_id, data)
+    return earlier if isinstance(earlier, dict) else None
+
+
+def unclaim_run(store: ArtifactStore, run_id: str, earlier: Mapping[str, Any] | None) -> None:
+    """Put the run's ledger back as ``claim_run`` found it (``earlier``; None: remove the one the claim wrote)."""
+    if earlier is None:
+        store._delete(record_path(run_id, LEDGER_FILE))  # the store's own delete: a run without a ledger again
+    else:
+        write_ledger(store, run_id, earlier)
 
 
 def write_tracking(store: ArtifactStore, run_id: str, lost_at: str | None, tracking_uri: str) -> None:
@@ -149,7 +201,7 @@ class Ledger:
             "generations": {str(g): n for g, n in sorted(self.generations.items())},
             "started": self.started,
             "updated": _now(),
-            "driver": {"host": socket.gethostname(), "pid": os.getpid()},
+            "driver": this_driver(),
             "stages": {**{name: self._history(name, entry) for name, entry in stages.items()}, **self._beyond(stages)},
         }
         write_ledger(self.store, self.run_id, data)

@@ -1,0 +1,213 @@
+"""Whether `relay resume RUN` may take a run over, and its claim on the run once it may.
+
+A run whose ledger says RUNNING has a driver somewhere: on this machine its pid tells whether
+it lives; on another one it cannot be checked, and resuming it blindly trained its stages a
+second time beside the live driver, into the same folders and MLflow run. A run submitted as a
+Ray job is checked by its job's status on its cluster; any other remote driver is refused unless
+the user says it is gone (``--driver-gone``), and a resume inside a job `relay submit --resume`
+sent for the run is taken: that command checked the cluster's jobs of the run before it submitted.
+
+A resume that may go on claims the run at once (``claimed``): its host and pid go into the
+ledger before anything slow (Ray's start), and on a local store it holds an exclusive lock on
+the run's record for its lifetime, so a second resume meanwhile is refused, atomically where
+the store allows it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+from orchestrator.cli import runs
+from orchestrator.cli.common import store_option
+from orchestrator.engine.artifacts import ArtifactStore
+from orchestrator.engine.ledger import (
+    COMMAND_FILE,
+    RAY_JOB_ENV,
+    claim_run,
+    read_ledger,
+    record_path,
+    unclaim_run,
+)
+from orchestrator.errors import ArtifactError, ConfigError, RelayError
+
+log = logging.getLogger("relay")
+
+_held_locks: list[int] = []  # the run folders this process holds locked (descriptors): the kernel frees them at its end
+
+
+def check_not_running(store: ArtifactStore, run_id: str, driver_gone: bool = False) -> None:
+    """Refuse (exit 2) to resume a run whose driver may still run it: alive here, a job still running on its
+    cluster, or a driver on another machine that cannot be checked (``--driver-gone`` says it is gone)."""
+    status = runs.run_status(store, run_id)
+    if status not in ("RUNNING", "STARTING"):
+        return
+    driver = recorded_driver(store, run_id)
+    host, pid = str(driver.get("host") or "?"), driver.get("pid")
+    if host == socket.gethostname():
+        raise _refusal(
+            f"run {run_id} is still running (driver pid {pid} on {host}); wait for it (`relay runs` shows its "
+            f"progress) or stop it (Ctrl-C there, or `kill {pid}`), then resume"
+        )
+    if driver_gone:
+        log.warning("run %s: its driver (pid %s on %s) is taken to be gone (--driver-gone)", run_id, pid, host)
+        return
+    if submitted_for(run_id):
+        log.info("run %s: resumed as its job (`relay submit --resume` checked the cluster's jobs)", run_id)
+        return
+    job_address = _job_address(store, run_id, driver)
+    if job_address is not None:
+        _check_job_ended(store, run_id, job_address)
+        return
+    raise _refusal(
+        f"run {run_id} is {status} with its driver on another machine ({host}, pid {pid}), which cannot be checked "
+        f"from here; wait for it (`relay runs` shows its progress) or stop it there. If that driver is gone (its "
+        f"machine lost, its process killed), resume with: relay resume {run_id}{store_option(store.uri)} --driver-gone"
+    )
+
+
+def _job_address(store: ArtifactStore, run_id: str, driver: dict[str, Any]) -> str | None:
+    """The cluster whose job the driver is, when it is a job's (the address it recorded, else the one the run was
+    first submitted to); None for a driver that is no job's, e.g. a laptop's resume of a submitted run."""
+    if not driver.get("job_id"):
+        return None
+    address = driver.get("job_address") or recorded_job(store, run_id).get("job_address")
+    return address if isinstance(address, str) and address else None
+
+
+def _check_job_ended(store: ArtifactStore, run_id: str, address: str) -> None:
+    """Refuse while a job of the run is PENDING or RUNNING on the cluster at ``address``, or when it does not answer."""
+    from orchestrator import jobs
+    from orchestrator.jobs.watch import ACTIVE_STATUSES
+
+    try:
+        rows = jobs.list_jobs(address)
+    except RelayError as exc:
+        raise _refusal(
+            f"run {run_id} is RUNNING as a job of the Ray cluster at {address}, which does not answer ({exc}); "
+            f"if its head is lost, resume it on a new cluster: relay submit --resume {run_id} --address "
+            f"http://NEW-HEAD:8265; if you know its driver is gone, resume here with: relay resume "
+            f"{run_id}{store_option(store.uri)} --driver-gone"
+        ) from exc
+    for row in jobs.jobs_of_run(rows, run_id):
+        if row["status"] in ACTIVE_STATUSES:
+            job = row["id"]
+            raise _refusal(
+                f"run {run_id} is still running as job {job} ({row['status']}) on the Ray cluster at {address}; "
+                f"follow it (relay logs -f {job} --address {address}) or stop it (relay stop {job} --address "
+                f"{address}), then resume"
+            )
+    log.info(
+        "run %s: its job on %s has ended; its ledger's RUNNING is left from a driver that is gone", run_id, address
+    )
+
+
+def _refusal(problem: str) -> ConfigError:
+    return ConfigError([problem], "the command line")
+
+
+def recorded_driver(store: ArtifactStore, run_id: str) -> dict[str, Any]:
+    """The run's last driver: its ledger's, else (no ledger yet) its command record's; {} when neither is readable."""
+    try:
+        ledger = read_ledger(store, run_id)
+    except ArtifactError:
+        ledger = None
+    driver = ledger.get("driver") if isinstance(ledger, dict) else None
+    if isinstance(driver, dict):
+        return driver
+    command = _command(store, run_id)
+    return command["driver"] if isinstance(command.get("driver"), dict) else {}
+
+
+def recorded_job(store: ArtifactStore, run_id: str) -> dict[str, Any]:
+    """The Ray job the run was started as (`relay submit`): ``job_id`` and, where submit passed it, ``job_address``
+    (its dashboard URL), from the command record's driver; {} for a run started by `relay run` itself."""
+    driver = _command(store, run_id).get("driver")
+    if not isinstance(driver, dict) or not driver.get("job_id"):
+        return {}
+    return {key: driver[key] for key in ("job_id", "job_address") if isinstance(driver.get(key), str)}
+
+
+def _command(store: ArtifactStore, run_id: str) -> dict[str, Any]:
+    try:
+        command = json.loads(store.read_record(record_path(run_id, COMMAND_FILE)) or b"{}")
+    except (ArtifactError, ValueError):
+        return {}
+    return command if isinstance(command, dict) else {}
+
+
+def submitted_for(run_id: str) -> bool:
+    """Whether this process is the entrypoint of a Ray job submitted for ``run_id`` (`relay submit --resume`
+    names its job ``run_id`` or ``run_id-resume-N`` after checking that no job of the run is still running)."""
+    try:
+        metadata = json.loads(os.environ.get(RAY_JOB_ENV) or "{}").get("metadata") or {}
+    except (ValueError, AttributeError):
+        return False
+    return isinstance(metadata, dict) and metadata.get("relay.run_id") == run_id
+
+
+def cluster_job_hint(store: ArtifactStore, run_id: str) -> str:
+    """`` (a cluster job: relay submit --resume RUN --address URL)`` for a run submitted as a job, else ""."""
+    job = recorded_job(store, run_id)
+    if not job:
+        return ""
+    address = job.get("job_address") or "http://HEAD:8265"
+    return f" (a cluster job: relay submit --resume {run_id} --address {address})"
+
+
+@contextlib.contextmanager
+def claimed(store: ArtifactStore, run_id: str) -> Iterator[None]:
+    """Claim the run for this resume (``claim_run``, and the record's lock on a local store) for the block; when
+    the block fails (bad input found after the claim), the ledger is put back as it was and the lock let go."""
+    lock = _locked(store, run_id)
+    try:
+        earlier = claim_run(store, run_id)
+    except BaseException:
+        _release(lock)
+        raise
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(ArtifactError):
+            unclaim_run(store, run_id, earlier)
+        _release(lock)
+        raise
+
+
+def _locked(store: ArtifactStore, run_id: str) -> int | None:
+    """An exclusive lock on the run's record folder, held until this process ends; None on a store that is not
+    local (or a folder that cannot be opened: the ledger's claim still stands).
+
+    Why a lock besides the ledger's claim: two resumes that read the ledger at the same moment
+    both saw the dead driver; the kernel gives the lock to one, and frees it when that one dies.
+    The folder itself is locked, so that nothing is written for it.
+    """
+    path = store.local_path(record_path(run_id, ""))
+    if path is None:
+        return None
+    try:
+        folder = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(folder, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(folder)
+        raise _refusal(
+            f"run {run_id} is being resumed by another process on this machine (it holds {path} locked); wait for "
+            "it (`relay runs` shows its progress) or stop it, then resume"
+        ) from None
+    _held_locks.append(folder)
+    return folder
+
+
+def _release(lock: int | None) -> None:
+    if lock is not None and lock in _held_locks:
+        _held_locks.remove(lock)
+        os.close(lock)
