@@ -31,7 +31,7 @@ from orchestrator.cli.pipeline import add_cache_flags, cache_flags, stages_to_re
 from orchestrator.cli.preflight import check_run_id, open_store
 from orchestrator.config import ARTIFACT_URI_ENV, WORKSPACE_ENV, tracking_uri
 from orchestrator.engine.fit import cluster_needs
-from orchestrator.engine.ledger import CONFIG_FILE, record_path
+from orchestrator.engine.ledger import CONFIG_FILE, JOB_ADDRESS_ENV, record_path
 from orchestrator.errors import ConfigError
 from orchestrator.tracking.report import text_table
 
@@ -91,7 +91,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
         workers=jobs.worker_requests(pipeline.stages),
         metadata=job_metadata(config.pipeline, config.name, run_id),
         run_flags=cache_flags(args),
-        env_vars=env_vars,
+        env_vars={**env_vars, **job_address_env(args.address)},
         skip=[config.run.workspace or os.environ.get(WORKSPACE_ENV), *local_paths(locations)],
     )
     print(job_id, flush=True)
@@ -107,6 +107,12 @@ def location_flags_env(args: argparse.Namespace) -> dict[str, str]:
     """
     flags = {WORKSPACE_ENV: args.workspace, ARTIFACT_URI_ENV: args.artifact_uri}
     return {name: value for name, value in flags.items() if value}
+
+
+def job_address_env(address: str | None) -> dict[str, str]:
+    """The cluster the job runs on, for its run record (``ledger.this_driver``): a later `relay resume` elsewhere
+    checks the job there before it computes anything, and says how to resume the run on that cluster."""
+    return {JOB_ADDRESS_ENV: jobs.resolve_address(address)}
 
 
 def with_location_env(config: Any, env_vars: dict[str, str]) -> Any:
@@ -209,7 +215,7 @@ def submit_resume(args: argparse.Namespace) -> int:
         jobs.resume_entrypoint(args.resume, store.uri),
         str(Path.cwd()),
         submission_id=jobs.free_submission_id(args.address, args.resume),
-        env_vars=jobs.relay_env_vars(),
+        env_vars={**jobs.relay_env_vars(), **job_address_env(args.address)},
         metadata=job_metadata(pipeline, name, args.resume),
         skip=[args.workspace or os.environ.get(WORKSPACE_ENV), run_locations.local_path(store.uri)],
     )

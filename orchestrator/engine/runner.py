@@ -15,6 +15,7 @@ the log says exactly how to resume.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import tempfile
 import time
@@ -28,7 +29,7 @@ from orchestrator.dag import RESUMED_FROM_STEP, Pipeline, Stage
 from orchestrator.engine.artifacts import ArtifactRef, ArtifactStore, Manifest, StoreFault, sanitize, store_fault
 from orchestrator.engine.executors import Executor
 from orchestrator.engine.fingerprint import fingerprint, task_seed
-from orchestrator.engine.ledger import Ledger, done_in
+from orchestrator.engine.ledger import JOB_ADDRESS_ENV, Ledger, done_in
 from orchestrator.engine.policy import Decision, decide, retries_for
 from orchestrator.engine.records import StageRecord, TrackedArtifact, Tracker
 from orchestrator.engine.task import StageTask
@@ -192,7 +193,10 @@ class Runner:
     def _resume_command(self, run_id: str) -> str:
         """`relay resume RUN_ID` as this run is resumed, with the cluster job's way beside it for a run on a cluster."""
         command = f"relay resume {run_id}{self.store_option}"
-        return f"{command} (a cluster job: relay submit --resume {run_id})" if self.cluster_job else command
+        if not self.cluster_job:
+            return command
+        address = os.environ.get(JOB_ADDRESS_ENV)  # the cluster `relay submit` sent this job to
+        return f"{command} (a cluster job: relay submit --resume {run_id}{f' --address {address}' if address else ''})"
 
     def _way_on(self, error: BaseException, run_id: str) -> str:
         """What to do after the run failed: resume it once the cause is fixed, or, for data that cannot be

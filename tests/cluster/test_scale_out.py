@@ -94,7 +94,9 @@ def test_a_submitted_crest_run_is_placed_stored_tracked_and_named(stack: Stack, 
     assert {task["node_id"] for task in shards if task["node_id"]} <= {node_b}, shards  # as task_nodes
     assert state.task_nodes("g00/pseudo_label", ray_job) == {node_b}, "the stage's task holds a pinned worker's place"
     assert head not in state.task_nodes("g00/pseudo_label", ray_job)
-    entries = ledger(stack, store, run_id)["stages"]
+    recorded = ledger(stack, store, run_id)
+    assert recorded["driver"]["job_id"] == run_id and recorded["driver"]["job_address"] == address  # for a resume
+    entries = recorded["stages"]
     assert entries["g00/train"]["node"] == entries["g01/train"]["node"] == node_a
     assert entries["g00/pseudo_label"]["node"] == node_b
     assert all(entry["node"] in (node_a, node_b) for entry in entries.values())

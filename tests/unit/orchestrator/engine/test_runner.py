@@ -154,6 +154,14 @@ def test_only_a_run_on_a_cluster_is_told_to_resume_as_a_cluster_job(tmp_path, ca
     assert ("(a cluster job: relay submit --resume run-5)" in caplog.text) is cluster_job
 
 
+def test_a_submitted_job_is_told_the_cluster_to_resume_on(tmp_path, caplog, monkeypatch):
+    """The hint named no --address, and `relay submit --resume` cannot go without one."""
+    monkeypatch.setenv("RELAY_JOB_ADDRESS", "http://10.0.0.5:8265")  # what `relay submit` sets in the job
+    with pytest.raises(StageError):
+        make_runner(tmp_path, cluster_job=True).run(toy(extra=[Stage("nan", nan_loss, ("data",), ("o",))]), "run-6")
+    assert "(a cluster job: relay submit --resume run-6 --address http://10.0.0.5:8265)" in caplog.text
+
+
 def test_deterministic_error_is_not_retried_and_says_how_to_resume(tmp_path, caplog):
     tracker = RecordingTracker()
     stage = Stage("bad", bad_value, ("data",), ("bad_out",), retries=3)
