@@ -49,6 +49,7 @@ from orchestrator.errors import ArtifactError, ConfigError, InputError, RelayErr
 from orchestrator.registry import PipelineSpec, get_pipeline
 from orchestrator.tracking.common import sqlite_path
 from orchestrator.tracking.report import text_table
+from orchestrator.tune.plan import SWEEP_RECORD
 from orchestrator.yaml_input import yaml_mapping
 
 UNREADABLE = "UNREADABLE"  # the status of a run whose ledger cannot be read; the reason is printed below the table
@@ -128,7 +129,7 @@ def _row(store: ArtifactStore, run_id: str, pipelines: Pipelines, sweeps: Path |
     """The run's line; an unreadable ledger still gets one, so the list shows every run."""
     read = read_view(store, run_id)
     own_kind = pipeline_kind(store, run_id)  # None for a Tune trial: its sweep keeps its config
-    kind = own_kind or _trial_kind(sweeps, run_id)
+    kind = own_kind or _trial_kind(sweeps, run_id, store)
     if read.problem is not None:
         return RunRow(run_id, kind or "?", UNREADABLE, "-", "-", "", problem=read.problem)
     ledger = read.view or LedgerView()
@@ -224,17 +225,23 @@ def run_status(store: ArtifactStore, run_id: str) -> str:
 def unfinished_note(store: ArtifactStore, run_id: str) -> str | None:
     """A line saying the run is not finished and what to do, or None when it finished (or has no ledger here).
 
-    `relay generations` prints it under a table that then shows only the generations the run got to.
+    `relay generations` prints it under a table that then shows only the generations the run got to. A
+    trial its sweep's scheduler stopped has nothing left (`relay tune --resume` was named as its way on).
     """
     status = run_status(store, run_id)
     if status in ("FINISHED", "NOT STARTED"):
         return None
     if status in ("RUNNING", "STARTING"):
         way_on = "look again when it has finished (`relay runs` shows its progress)"
-    elif store.read_record(record_path(run_id, CONFIG_FILE)) is None:  # a tune trial: its sweep keeps its config
-        way_on = (
-            "it is a trial of a sweep (stopped early, or cut off): `relay tune CONFIG --resume` continues the sweep"
+    elif (ended := ended_in_sweep(store, run_id)) == "stopped early":
+        return (
+            f"Run {run_id} is a trial its sweep's scheduler stopped early: the table shows the generations it ran, "
+            "and nothing is left to run (`relay tune --resume` does not continue a stopped trial)"
         )
+    elif ended == "completed":
+        return None
+    elif store.read_record(record_path(run_id, CONFIG_FILE)) is None:  # a tune trial: its sweep keeps its config
+        way_on = "it is a trial of a sweep that was cut off: `relay tune CONFIG --resume` continues the sweep"
     else:
         way_on = f"finish it with `relay resume {run_id}`"
     return f"Run {run_id} is {status}, not finished: the table shows only the generations it got to; {way_on}"
@@ -324,40 +331,81 @@ def pipeline_kind(store: ArtifactStore, run_id: str) -> str | None:
         return None
 
 
-def _trial_kind(sweeps: Path | None, run_id: str) -> str | None:
-    """A Tune trial's `pipeline:`, from the config its sweep saved; None when that is not found.
+def _trial_kind(sweeps: Path | None, run_id: str, store: ArtifactStore | None = None) -> str | None:
+    """A Tune trial's `pipeline:`, from its sweep record, else the config its sweep saved; None when neither is found.
 
     A trial keeps only a ledger, whose `pipeline` is the config's `name` (`smoke`), not the kind
     (`crest`) a `relay run` shows.
     """
-    path = sweep_config_of(sweeps, run_id)
+    recorded = trial_sweep(store, run_id).get("pipeline") if store is not None else None
+    if isinstance(recorded, str) and recorded:
+        return recorded
+    path = sweep_config_of(sweeps, run_id, store)
     try:
         return None if path is None else _kind_of(path.read_bytes(), str(path))
     except OSError:  # no such sweep here
         return None
 
 
-def sweep_config_of(sweeps: Path | None, run_id: str) -> Path | None:
+def trial_sweep(store: ArtifactStore, run_id: str) -> dict[str, Any]:
+    """What trial ``run_id`` recorded of its sweep (its name, folder and pipeline kind); {} for an older trial
+    or a run that is not a trial, and when the record cannot be read."""
+    try:
+        data = json.loads(store.read_record(record_path(run_id, SWEEP_RECORD)) or b"{}")
+    except (ArtifactError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def ended_in_sweep(store: ArtifactStore, run_id: str) -> str | None:
+    """How trial ``run_id`` ended as its sweep's trials.json says (completed, stopped early, ...); None when unknown.
+
+    Why the sweep's word: a trial's ledger reads STOPPED both when its scheduler stopped it and when
+    its sweep's driver was killed between two generations, and only the second is continued by
+    `relay tune --resume`. trials.json is written when the sweep ends, in the folder the trial recorded.
+    """
+    folder = trial_sweep(store, run_id).get("folder")
+    if not isinstance(folder, str) or not folder:
+        return None
+    try:
+        records = json.loads((Path(folder) / TRIALS_JSON).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    found = (
+        [r for r in records if isinstance(r, dict) and r.get("run_id") == run_id] if isinstance(records, list) else []
+    )
+    status = found[0].get("status") if found else None
+    return status if isinstance(status, str) else None
+
+
+def sweep_config_of(sweeps: Path | None, run_id: str, store: ArtifactStore | None = None) -> Path | None:
     """Where the sweep of trial ``run_id`` saved its config; None when the id cannot be a trial's.
 
-    A trial's run id is `<sweep>-<trial id>`, and the sweep saves its config in
-    WORKSPACE/tune/<sweep>/ (a sweep written elsewhere with `--output` is not found).
+    A trial records its sweep's folder (``trial_sweep``), which `--output` may have put anywhere;
+    an older trial's run id is `<sweep>-<trial id>`, and its sweep's config is looked for in
+    WORKSPACE/tune/<sweep>/.
     """
+    folder = trial_sweep(store, run_id).get("folder") if store is not None else None
+    if isinstance(folder, str) and folder and (Path(folder) / SWEEP_CONFIG).is_file():
+        return Path(folder) / SWEEP_CONFIG
     sweep = run_id.rsplit("-", 1)[0]
     if sweeps is None or sweep in (run_id, ".", ".."):
         return None
     return sweeps / sweep / SWEEP_CONFIG
 
 
-def trial_record(sweeps: Path | None, run_id: str, pipelines: Pipelines) -> tuple[PipelineSpec, Any] | None:
+def trial_record(
+    sweeps: Path | None, run_id: str, pipelines: Pipelines, store: ArtifactStore | None = None
+) -> tuple[PipelineSpec, Any] | None:
     """The spec and config trial ``run_id`` ran with, from its sweep's saved config; None when that is not here.
 
     Why: a trial keeps only its ledger (and its outputs, by fingerprint), no config.yaml, so the
     readers of a run's outputs found "no run". Its config is the sweep's without `tune:`, with the
     trial's sampled values (the sweep's trials.json) applied; those values never change the stages
-    (`relay tune` checks that), so the DAG is right even before trials.json lists the trial.
+    (`relay tune` checks that), so the DAG is right even before trials.json lists the trial. ``store``: the
+    store holding the trial's record, which names its sweep's folder (``sweep_config_of``).
     """
-    path = sweep_config_of(sweeps, run_id)
+    path = sweep_config_of(sweeps, run_id, store)
     if path is None or not path.is_file():
         return None
     data = yaml_mapping(path.read_text(encoding="utf-8"), str(path))
@@ -439,7 +487,7 @@ def _tracking_settings(store: ArtifactStore, sweeps: Path, run_id: str) -> dict[
     except ArtifactError:
         config = None
     if config is None:
-        path = sweep_config_of(sweeps, run_id)
+        path = sweep_config_of(sweeps, run_id, store)
         try:
             config = None if path is None else _mapping_of(path.read_bytes(), str(path))
         except OSError:  # no such sweep here

@@ -7,8 +7,9 @@ import csv
 import dataclasses
 import json
 import os
+import shlex
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +62,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
     exists = sweep.can_resume(plan)
     _check_resume(args, plan, exists)
-    _check_output_free(args, Path(plan.output), exists)
+    _check_output_free(args, plan, exists, sweep.sweeps_in(Path(plan.output)))
     _check_same_sweep(args, Path(plan.output), data)
     log_code_versions(pipeline)  # the sweep is accepted: bad input above printed only its message
     sweeps = SweepTracker(plan.tracking_uri, plan.tracking.experiment, strict=plan.tracking.strict)
@@ -91,7 +92,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
         sweeps.finish("FAILED", {}, {}, [])
         raise
     best = sweep.best_row(rows, config.tune.mode)
-    files = write_sweep_outputs(Path(plan.output), sweep.trial_records(rows), best, plan)
+    tied = [row.trial_id for row in sweep.tied_with(rows, best)] if best else []
+    files = write_sweep_outputs(Path(plan.output), sweep.trial_records(rows), best, plan, tied)
     best_tags = {f"best.{k}": v for k, v in (best.values if best else {}).items()}
     best_tags.update({"relay.best_trial": best.trial_id, "relay.best_run": best.run_id} if best else {})
     best_metric = {f"best/{config.tune.metric}": best.final()} if best and best.final() is not None else {}
@@ -173,9 +175,13 @@ def _interrupted_before_trials(args: argparse.Namespace, plan: SweepPlan, resuma
 
 
 def _again(args: argparse.Namespace) -> str:
-    """The command that runs this sweep again (add --resume to continue it)."""
-    output = f" --output {args.output}" if args.output else ""
-    return f"relay tune {args.config} {' '.join(args.overrides)}".rstrip() + output
+    """The command that runs this sweep again (add --resume to continue it), each argument quoted for a shell.
+
+    Why quoted: an override such as `tune.space.model.name={choice: [a, b]}` holds spaces and braces,
+    and the line printed without quotes failed when pasted.
+    """
+    output = ["--output", args.output] if args.output else []
+    return shlex.join(["relay", "tune", args.config, *args.overrides, *output])
 
 
 def sweep_status(done: bool, scored: bool) -> str:
@@ -186,27 +192,57 @@ def sweep_status(done: bool, scored: bool) -> str:
 
 
 def _check_resume(args: argparse.Namespace, plan: SweepPlan, exists: bool) -> None:
-    """`--resume` needs a sweep to continue; without it, an existing sweep must not be overwritten."""
+    """`--resume` needs a sweep to continue; without it, an existing sweep must not be overwritten.
+
+    A new name (tune.name) gives a new sweep only in the default folder, WORKSPACE/tune/NAME: with
+    `--output` the folder holds this sweep's files whatever the new name, and a new name was refused
+    there as a folder that is not a sweep's.
+    """
     if args.resume == exists:
         return
-    hint = (
-        f"nothing to resume at {plan.experiment_path}; start it without --resume"
-        if args.resume
-        else f"a sweep already exists at {plan.experiment_path}; continue it with --resume, or pass --output DIR "
-        "or set tune.name for a new one"
-    )
+    if args.resume:
+        hint = f"nothing to resume at {plan.experiment_path}; start it without --resume"
+    elif args.output:
+        hint = (
+            f"a sweep already exists at {plan.experiment_path}; continue it with --resume, or pass another "
+            "--output DIR (a new or empty folder) for a new one"
+        )
+    else:
+        hint = (
+            f"a sweep already exists at {plan.experiment_path}; continue it with --resume, or set tune.name "
+            "(tune.name=NEW) or pass --output DIR for a new one"
+        )
     raise ConfigError([f"tune: {hint}"], args.config)
 
 
-def _check_output_free(args: argparse.Namespace, output: Path, sweep_there: bool) -> None:
-    """A new sweep writes trials.csv, trials.json and best.yaml into its folder: never over someone's files."""
+def _check_output_free(
+    args: argparse.Namespace, plan: SweepPlan, sweep_there: bool, held_sweeps: Sequence[str] = ()
+) -> None:
+    """A new sweep writes trials.csv, trials.json and best.yaml into its folder: never over someone's files.
+
+    ``held_sweeps``: the sweeps whose Ray Tune state the folder holds (``sweep.sweeps_in``). Such a
+    folder is named as that sweep's, with how to continue it: it was called a folder of files that are
+    not a sweep's, though they were one's under another name.
+    """
+    output = Path(plan.output)
     held = sorted(entry.name for entry in output.iterdir()) if output.is_dir() and not sweep_there else []
-    if held:
-        shown = ", ".join(held[:3]) + (", ..." if len(held) > 3 else "")
+    if not held:
+        return
+    where = "the command line" if args.output else args.config
+    if held_sweeps:
+        names = ", ".join(held_sweeps)
         raise ConfigError(
-            [f"--output: {output} already holds files that are not a sweep's ({shown}); pass a new or empty folder"],
-            "the command line" if args.output else args.config,
+            [
+                f"--output: {output} holds sweep {names}, not one named {plan.name}; continue it with tune.name="
+                f"{held_sweeps[0]} and --resume (it started from {output / SWEEP_CONFIG}), or pass a new or empty "
+                "folder for a new sweep"
+            ],
+            where,
         )
+    shown = ", ".join(held[:3]) + (", ..." if len(held) > 3 else "")
+    raise ConfigError(
+        [f"--output: {output} already holds files that are not a sweep's ({shown}); pass a new or empty folder"], where
+    )
 
 
 SWEEP_CONFIG = "sweep-config.yaml"  # the config and overrides a sweep started with, beside its results
@@ -258,14 +294,19 @@ def _print_ending(args: argparse.Namespace, plan: SweepPlan, done: bool, scored:
             file=sys.stderr,
         )
         return EXIT_FAILED
-    print(
-        f"\nBest config: {Path(plan.output) / 'best.yaml'}  (run it with: relay run {Path(plan.output) / 'best.yaml'})"
-    )
+    best_yaml = Path(plan.output) / "best.yaml"
+    print(f"\nBest config: {best_yaml}  (run it with: {shlex.join(['relay', 'run', str(best_yaml)])})")
     return 0
 
 
-def write_sweep_outputs(output: Path, records: list[dict[str, Any]], best: Any, plan: SweepPlan) -> list[str]:
-    """trials.csv / trials.json always; best.yaml (base config + best values, no tune section) when there is a best."""
+def write_sweep_outputs(
+    output: Path, records: list[dict[str, Any]], best: Any, plan: SweepPlan, tied: Sequence[str] = ()
+) -> list[str]:
+    """trials.csv / trials.json always; best.yaml (base config + best values, no tune section) when there is a best.
+
+    ``tied``: the trials that scored as the best one did; best.yaml's header names them and the rule
+    that chose (it claimed a tie under every sweep).
+    """
     output.mkdir(parents=True, exist_ok=True)
     (output / "trials.json").write_text(json.dumps(records, indent=2, default=str))
     columns = list(dict.fromkeys(key for record in records for key in record))
@@ -277,9 +318,10 @@ def write_sweep_outputs(output: Path, records: list[dict[str, Any]], best: Any, 
     if best is not None:
         data = best_config(plan.base, best.values)  # the file the trials ran from (overrides, pins)
         note = pbt_note(plan)
+        tie = f" (tied with {', '.join(tied)}; {TIE_RULE})" if tied else ""
         (output / "best.yaml").write_text(
-            f"# relay run {output / 'best.yaml'}\n# best trial {best.trial_id} of sweep "
-            f"{plan.name} ({TIE_RULE})\n" + (f"# {note}\n" if note else "") + yaml.safe_dump(data, sort_keys=False)
+            f"# relay run {shlex.quote(str(output / 'best.yaml'))}\n# best trial {best.trial_id} of sweep "
+            f"{plan.name}{tie}\n" + (f"# {note}\n" if note else "") + yaml.safe_dump(data, sort_keys=False)
         )
         files.append(str(output / "best.yaml"))
     return files

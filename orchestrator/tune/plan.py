@@ -10,7 +10,7 @@ import dataclasses
 import fnmatch
 import logging
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,6 +54,8 @@ class SweepPlan:
     ray_address: str | None = None
     num_cpus: int | None = None
     sweep_run_id: str | None = None
+    pipeline_kind: str = ""  # the config's `pipeline:` (crest), which `relay runs` shows for a trial
+    left_out: tuple[str, ...] = ()  # stages trials do not run: comparison branches the metric does not depend on
 
     @property
     def metric_name(self) -> str:
@@ -69,11 +71,14 @@ class SweepPlan:
         return Path(self.output) / "ray" / self.name
 
 
-def _stage_names(build: Callable[[Any], Pipeline], config: Any) -> list[str]:
-    return [stage.name for stage in build(config).stages]
+StageShape = list[tuple[str, int | None]]  # (name, generation) of each stage: what every trial must share
 
 
-def _built_stage_names(build: Callable[[Any], Pipeline], config: Any) -> list[str] | None:
+def _stage_names(build: Callable[[Any], Pipeline], config: Any) -> StageShape:
+    return [(stage.name, stage.generation) for stage in build(config).stages]
+
+
+def _built_stage_names(build: Callable[[Any], Pipeline], config: Any) -> StageShape | None:
     """The stages of ``config``'s pipeline; None when it does not build (a problem reported beside the space's)."""
     try:
         return _stage_names(build, config)
@@ -130,7 +135,7 @@ def _key_problem(
     domain: SearchDomain,
     config_model: type,
     build: Callable[[Any], Pipeline],
-    reference: list[str] | None,
+    reference: StageShape | None,
 ) -> str | None:
     for value in probe_values(domain):
         try:
@@ -142,7 +147,10 @@ def _key_problem(
                     f"tune.space.{key}: {key} is an integer setting; sample it with randint or a choice of integers, "
                     f"not {domain.kind} {list(domain.args)}"
                 )
-            return f"tune.space.{key}: {_without_key(problem, key)} (value {value!r} from {domain.kind} {list(domain.args)})"
+            problem = _without_key(problem, key)
+            if problem.startswith(UNKNOWN_KEY):  # no value would do: the sampled one is no clue
+                return f"tune.space.{key}: {problem}"
+            return f"tune.space.{key}: {problem} (value {value!r} from {domain.kind} {list(domain.args)})"
         if reference is None:
             continue
         try:
@@ -150,11 +158,38 @@ def _key_problem(
         except (ConfigError, PipelineError) as exc:
             return f"tune.space.{key}: {key}={value!r} makes an invalid pipeline: {exc}"
         if stages != reference:
-            return (
-                f"tune.space.{key}: {key}={value!r} changes the pipeline's stages (generations are the sweep's "
-                f"time axis); set {key} in the base config instead of searching it"
-            )
+            return f"tune.space.{key}: {key}={value!r} {_shape_change(reference, stages)}; set {key} in the base config instead of searching it"
     return None
+
+
+UNKNOWN_KEY = "unknown key"  # how a config problem about a key the section does not have begins
+
+
+def _shape_change(reference: StageShape, stages: StageShape) -> str:
+    """How a searched value changes the pipeline, and why every trial must keep its shape.
+
+    Why two wordings: "generations are the sweep's time axis" explains a change of the number of
+    generations only; a value that adds or drops a branch (a baseline) keeps the generations.
+    """
+    before = len({g for _, g in reference if g is not None})
+    after = len({g for _, g in stages if g is not None})
+    if before != after:
+        return (
+            f"changes the number of generations ({before} -> {after}; generations are the sweep's time axis, "
+            "the same in every trial)"
+        )
+    names, reference_names = [n for n, _ in stages], [n for n, _ in reference]
+    added = [n for n in names if n not in reference_names]
+    removed = [n for n in reference_names if n not in names]
+    change = "; ".join(
+        part
+        for part in (f"adds {', '.join(added)}" if added else "", f"removes {', '.join(removed)}" if removed else "")
+        if part
+    )
+    return (
+        f"changes the pipeline's stages ({change or 'their generations'}; every trial runs the same stages, so that "
+        "trials compare generation by generation and PBT can continue one trial's stages with another's values)"
+    )
 
 
 def _without_key(problem: str, key: str) -> str:
@@ -321,6 +356,7 @@ def plan_sweep(
         raise ConfigError(problems, source)
     name = settings.name or f"{config.name}-sweep"
     workspace = resolve_workspace(config.run)
+    pipeline = build(config)
     return SweepPlan(
         name=name,
         pipeline_name=config.name,
@@ -337,7 +373,46 @@ def plan_sweep(
         seed=config.seed,
         ray_address=config.run.ray_address,
         num_cpus=config.run.num_cpus,
+        pipeline_kind=config.pipeline,
+        left_out=tuple(left_out_stages(pipeline, stages)),
     )
+
+
+def left_out_stages(pipeline: Pipeline, report_stages: Sequence[str]) -> list[str]:
+    """The stages a trial does not run, in pipeline order: none of the metric's stages depends on them.
+
+    Why: these are comparison branches (a compute-matched baseline, a student trained without its
+    teacher) that a `relay run` adds beside the generations. The scheduler ranks trials on the
+    generations' metric only, so such a branch could not change which trial wins, and in every trial
+    it would add its own training (a compute-matched baseline as long as all the generations
+    together). A trial runs what its reports need; `relay run best.yaml` runs the whole pipeline.
+    """
+    needed = set(report_stages).union(*(pipeline.upstream(name) for name in report_stages))
+    return [stage.name for stage in pipeline.stages if stage.name not in needed]
+
+
+def left_out_note(plan: SweepPlan) -> str | None:
+    """The line a sweep says at its start when its trials leave stages out (``left_out_stages``), else None."""
+    if not plan.left_out:
+        return None
+    return (
+        f"sweep {plan.name}: trials do not run {', '.join(plan.left_out)}: trials are ranked on "
+        f"{plan.settings.metric} of each generation, which does not depend on them, and running them in every "
+        "trial would add their training to each; `relay run` of the sweep's best.yaml runs them for the best values"
+    )
+
+
+SWEEP_RECORD = "sweep.json"  # beside a trial's ledger: its sweep's name, folder and pipeline kind
+
+
+def sweep_record(plan: SweepPlan) -> dict[str, str]:
+    """What a trial records of its sweep, so that `relay runs` finds the sweep's config wherever it was written.
+
+    Why: a trial keeps no config of its own; its sweep's config was looked for in WORKSPACE/tune/SWEEP
+    only, so the trials of a sweep written with `--output` showed the config's name for their pipeline
+    and no best metric.
+    """
+    return {"sweep": plan.name, "folder": plan.output, "pipeline": plan.pipeline_kind}
 
 
 def with_seed(settings: TuneSettings, seed: int) -> TuneSettings:

@@ -13,6 +13,7 @@ import logging
 import math
 import os
 import re
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +28,7 @@ from orchestrator.errors import ArtifactError
 from orchestrator.tracking.common import TAG_STATUS
 from orchestrator.tracking.report import text_table
 from orchestrator.tracking.sweeps import SweepTracker
-from orchestrator.tune.plan import SweepPlan, fit_concurrency
+from orchestrator.tune.plan import SweepPlan, fit_concurrency, left_out_note
 from orchestrator.tune.schedulers import make_scheduler
 from orchestrator.tune.space import clip_values, param_space, shuffled_grid, total_trials
 from orchestrator.tune.trial import TrialState, run_trial
@@ -122,6 +123,16 @@ def can_resume(plan: SweepPlan) -> bool:
     return plan.experiment_path.exists() and tune.Tuner.can_restore(str(plan.experiment_path))
 
 
+def sweeps_in(output: Path) -> list[str]:
+    """The names of the sweeps whose Ray Tune state a sweep folder holds (``OUTPUT/ray/NAME``), sorted."""
+    from ray import tune
+
+    folder = output / "ray"
+    if not folder.is_dir():
+        return []
+    return sorted(entry.name for entry in folder.iterdir() if entry.is_dir() and tune.Tuner.can_restore(str(entry)))
+
+
 @dataclass
 class TrialRow:
     """One line of the trials table."""
@@ -154,7 +165,39 @@ def _sized_tuner(plan: SweepPlan, resume: bool) -> tuple[Any, int]:
     logger.info(
         "sweep %s: %d trial(s), %d at once, %d generation(s) each", plan.name, trials, concurrency, plan.generations
     )
+    note = left_out_note(plan)
+    if note:
+        logger.info("%s", note)
+    warning = lone_population_warning(plan.settings, concurrency, trials, ray.cluster_resources().get("CPU", 0.0))
+    if warning:
+        logger.warning("%s", warning)
     return make_tuner(plan, concurrency, resume), trials
+
+
+POPULATION_SCHEDULERS = ("pbt", "pb2")
+
+
+def lone_population_warning(settings: TuneSettings, concurrency: int, trials: int, cpus: float) -> str | None:
+    """Why a PBT / PB2 sweep that runs one trial at a time perturbs nothing, and what to change; None otherwise.
+
+    Ray Tune's PBT exploits only among trials still running (finished ones are left out of its
+    quantiles), so with one trial at a time no trial ever has another to copy: the sweep is a
+    plain random search that pays for checkpoints. On 2 cores a trial's driver and its widest
+    stage fill the machine.
+    """
+    if settings.scheduler not in POPULATION_SCHEDULERS or concurrency > 1 or trials < 2:
+        return None
+    limit = (
+        "tune.max_concurrent_trials=1"
+        if settings.max_concurrent_trials == 1
+        else f"Ray's {cpus:g} CPU(s) fit one trial: its driver's tune.trial_cpus beside its widest stage"
+    )
+    return (
+        f"tune.scheduler: {settings.scheduler} runs 1 trial at a time here ({limit}), so no trial ever has a running "
+        "one to copy and it will perturb nothing (Ray Tune's PBT exploits only among running trials); give the sweep "
+        "room for 2 or more trials at once (more CPUs: run.num_cpus or a cluster with --address; a lower "
+        "tune.trial_cpus or smaller stage resources; tune.max_concurrent_trials unset), or use scheduler asha or sha"
+    )
 
 
 def run_sweep(plan: SweepPlan, resume: bool, sweep_tracker: SweepTracker) -> tuple[list[TrialRow], bool]:
@@ -164,7 +207,7 @@ def run_sweep(plan: SweepPlan, resume: bool, sweep_tracker: SweepTracker) -> tup
         with interrupts_kept():  # a Ctrl-C while Ray and Ray Tune are imported and started is never lost
             session = RayExecutor(address=plan.ray_address, num_cpus=plan.num_cpus)  # owns ray.init, dashboard on
             tuner, trials = _sized_tuner(plan, resume)
-        with no_restore_advice():
+        with no_restore_advice(), no_reuse_actors_advice():
             grid = tuner.fit()  # Ray Tune takes Ctrl-C from here: it saves the sweep's state and returns
         rows = in_start_order([trial_row(plan, result, sampled) for result, sampled in zip(grid, tune_configs(grid))])
     finally:
@@ -210,6 +253,22 @@ def no_restore_advice() -> Iterator[None]:
     drops that one warning; its "Stop signal received ... Press CTRL+C to skip" line stays.
     """
     with filtered(_WithoutRestoreAdvice(), RAY_TUNE_LOGGER):
+        yield
+
+
+REUSE_ACTORS_ADVICE = "Consider boosting PBT performance by enabling `reuse_actors`"  # Ray Tune's UserWarning
+
+
+@contextlib.contextmanager
+def no_reuse_actors_advice() -> Iterator[None]:
+    """Keep Ray Tune's `UserWarning: Consider boosting PBT performance by enabling reuse_actors ...` off the console.
+
+    Why: Ray Tune warns so under every PBT sweep whose Tuner does not reuse actors, and the advice is
+    about the Tuner's own settings and a Trainable's `reset_config`, none of which a Relay user can
+    change (a trial's actor is a fresh pipeline driver by design).
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=re.escape(REUSE_ACTORS_ADVICE), category=UserWarning)
         yield
 
 
@@ -398,6 +457,15 @@ def best_row(rows: Sequence[TrialRow], mode: str) -> TrialRow | None:
     pick = max if mode == "max" else min
     ordered = in_start_order(candidates)  # max and min keep the first of equals
     return pick(ordered, key=lambda row: row.final())
+
+
+def tied_with(rows: Sequence[TrialRow], best: TrialRow) -> list[TrialRow]:
+    """The other trials that reached as far as ``best`` with the same final value: the tie its start order broke."""
+    return [
+        row
+        for row in rows
+        if row is not best and len(row.by_generation) == len(best.by_generation) and row.final() == best.final()
+    ]
 
 
 def trial_records(rows: Sequence[TrialRow]) -> list[dict[str, Any]]:

@@ -19,10 +19,11 @@ from orchestrator.config import apply_overrides, validate_config
 from orchestrator.dag import Pipeline
 from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.engine.executors import RayExecutor
+from orchestrator.engine.ledger import record_path
 from orchestrator.engine.runner import Runner
 from orchestrator.tracking.common import TAG_SWEEP
 from orchestrator.tracking.mlflow_tracker import metric_prefix, mlflow_tracker
-from orchestrator.tune.plan import SweepPlan
+from orchestrator.tune.plan import SWEEP_RECORD, SweepPlan, sweep_record
 from orchestrator.tune.space import clip_values
 
 TAG_TRIAL = "relay.tune.trial_id"
@@ -79,7 +80,9 @@ def scheduled_pipeline(plan: SweepPlan, segments: Sequence[tuple[int, Mapping[st
     """One DAG whose generation-k stages come from the values in force at k; returns it and the latest config.
 
     Stage and artifact names do not depend on the values (checked before the
-    sweep), so stages from different configs connect by name.
+    sweep), so stages from different configs connect by name. The stages the sweep leaves out
+    (``plan.left_out``: a baseline the metric does not depend on) are not in it, so a trial that ran
+    every generation ends FINISHED, as its run's ledger and `relay runs` then say, not STOPPED.
     """
     configs = [validate_config(plan.config_model, apply_overrides(plan.base, dict(v))) for _, v in segments]
     built = [plan.build(config) for config in configs]
@@ -90,7 +93,8 @@ def scheduled_pipeline(plan: SweepPlan, segments: Sequence[tuple[int, Mapping[st
             return built[0]
         return built[max(i for i, start in enumerate(starts) if start <= generation or i == 0)]
 
-    stages = [source(stage.generation).stage(stage.name) for stage in built[0].stages]
+    left_out = set(plan.left_out)
+    stages = [source(stage.generation).stage(stage.name) for stage in built[0].stages if stage.name not in left_out]
     return Pipeline(built[0].name, stages), configs[-1]
 
 
@@ -126,9 +130,9 @@ def run_trial(config: dict[str, Any], plan: SweepPlan) -> None:
         plan.tracking_uri, plan.tracking, parent_run_id=plan.sweep_run_id, extra_tags=trial_tags(plan, trial_id, values)
     )
     tracker.start_pipeline(run_id, plan.pipeline_name, resolved.model_dump(mode="json"), resume=True)
-    runner_for = functools.partial(
-        Runner, ArtifactStore(plan.store_uri), RayExecutor(), tracker, plan.code_version, seed
-    )
+    store = ArtifactStore(plan.store_uri)
+    store.write_record(record_path(run_id, SWEEP_RECORD), json.dumps(sweep_record(plan)).encode())
+    runner_for = functools.partial(Runner, store, RayExecutor(), tracker, plan.code_version, seed)
     try:
         for generation in range(state.next_generation, plan.generations):
             value = _run_generation(runner_for, pipeline, run_id, plan, generation)

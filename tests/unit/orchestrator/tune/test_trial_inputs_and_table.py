@@ -25,12 +25,19 @@ class _Started(Exception):
     """Raised by the fake Runner once it has been built: the test needs only its arguments."""
 
 
+class _NoStore:
+    """A store that keeps nothing: the trial's record of its sweep goes nowhere."""
+
+    def write_record(self, relative: str, data: bytes) -> None:
+        pass
+
+
 def without_ray_or_mlflow(monkeypatch: pytest.MonkeyPatch, tracker: Any, runner: Any) -> None:
     """`run_trial` with ``tracker`` and ``runner`` in place of MLflow's and the Runner, and no store or Ray."""
     from orchestrator.tune import trial
 
     monkeypatch.setattr(trial, "mlflow_tracker", lambda *args, **kwargs: tracker)
-    monkeypatch.setattr(trial, "ArtifactStore", lambda uri: None)
+    monkeypatch.setattr(trial, "ArtifactStore", lambda uri: _NoStore())
     monkeypatch.setattr(trial, "RayExecutor", lambda: None)
     monkeypatch.setattr(trial, "Runner", runner)
 

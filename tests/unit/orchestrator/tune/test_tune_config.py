@@ -111,7 +111,7 @@ def test_out_of_range_end_is_caught_before_any_trial() -> None:
 
 def test_a_key_that_changes_the_dag_is_refused() -> None:
     [problem] = problems(smoke_data(space={"crest.generations": {"choice": [2, 3]}}))
-    assert "changes the pipeline's stages" in problem
+    assert "changes the number of generations (2 -> 3; generations are the sweep's time axis" in problem
 
 
 def test_metric_of_no_stage_lists_the_roles() -> None:
