@@ -398,7 +398,7 @@ def left_out_note(plan: SweepPlan) -> str | None:
     return (
         f"sweep {plan.name}: trials do not run {', '.join(plan.left_out)}: trials are ranked on "
         f"{plan.settings.metric} of each generation, which does not depend on them, and running them in every "
-        "trial would add their training to each; `relay run` of the sweep's best.yaml runs them for the best values"
+        "trial would add their compute to each; `relay run` of the sweep's best.yaml runs them for the best values"
     )
 
 
