@@ -716,8 +716,8 @@ def resume_run(args: argparse.Namespace) -> RunEnd:
         check_stop_after(spec.build(config), args.stop_after)
     resume_guard.check_not_running(store, args.run_id, getattr(args, "driver_gone", False))
     check_resume_stop_after(store, args.run_id, args.stop_after)  # reads the ledger's status, which the claim sets
+    check_not_moved(config, store.uri, args.run_id)
     with resume_guard.claimed(store, args.run_id):  # before anything slow: a second resume meanwhile is refused
-        check_not_moved(config, store.uri, args.run_id)
         check_data_unchanged(spec, config, args.run_id, store.location(record_path(args.run_id, CONFIG_FILE)))
         config = checked_locations(
             with_locations(config, store.uri, tracking_uri(config.run, config.tracking)), None, address

@@ -19,6 +19,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from orchestrator.engine.artifacts import ArtifactStore
@@ -102,27 +103,50 @@ def _job_submission_id() -> str | None:
     return job_id if isinstance(job_id, str) and job_id else None
 
 
-def claim_run(store: ArtifactStore, run_id: str) -> dict[str, Any] | None:
+@dataclass(frozen=True)
+class LedgerAsFound:
+    """A run's ledger as a claim found it: its bytes (None: there was none) and, on a local store, its mtime."""
+
+    raw: bytes | None
+    mtime_ns: int | None
+
+
+def claim_run(store: ArtifactStore, run_id: str) -> LedgerAsFound:
     """Record this process as the run's driver (status RUNNING) before a resume starts anything slow; returns the
-    ledger as it was (None: there was none), to put back when the resume stops before its stages.
+    ledger as it was, to put back when the resume stops before its stages (``unclaim_run``).
 
     Why: a resume that named its driver only once Ray had started (tens of seconds) left a second
     `relay resume` of the same run, in that time, a ledger naming the dead driver: both ran the
     same stages into the same folders and MLflow run.
     """
+    relative = record_path(run_id, LEDGER_FILE)
+    local = store.local_path(relative)
+    found = LedgerAsFound(store.read_record(relative), _mtime_ns(local))
     earlier = read_ledger(store, run_id)
     data = dict(earlier) if isinstance(earlier, dict) else {"run_id": run_id}
     data.update({"status": "RUNNING", "updated": _now(), "driver": this_driver()})
     write_ledger(store, run_id, data)
-    return earlier if isinstance(earlier, dict) else None
+    return found
 
 
-def unclaim_run(store: ArtifactStore, run_id: str, earlier: Mapping[str, Any] | None) -> None:
-    """Put the run's ledger back as ``claim_run`` found it (``earlier``; None: remove the one the claim wrote)."""
-    if earlier is None:
-        store._delete(record_path(run_id, LEDGER_FILE))  # the store's own delete: a run without a ledger again
-    else:
-        write_ledger(store, run_id, earlier)
+def unclaim_run(store: ArtifactStore, run_id: str, found: LedgerAsFound) -> None:
+    """Put the run's ledger back as ``claim_run`` found it, byte for byte and (on a local store) with its mtime:
+    a resume refused as bad input after its claim leaves the record as it was, not merely equal to it."""
+    relative = record_path(run_id, LEDGER_FILE)
+    if found.raw is None:
+        store._delete(relative)  # the store's own delete: a run without a ledger again
+        return
+    store.write_record(relative, found.raw)
+    local = store.local_path(relative)
+    if local is not None and found.mtime_ns is not None:
+        os.utime(local, ns=(found.mtime_ns, found.mtime_ns))
+
+
+def _mtime_ns(path: Path | None) -> int | None:
+    try:
+        return None if path is None else path.stat().st_mtime_ns
+    except OSError:  # no ledger yet
+        return None
 
 
 def write_tracking(store: ArtifactStore, run_id: str, lost_at: str | None, tracking_uri: str) -> None:

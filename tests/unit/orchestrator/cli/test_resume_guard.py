@@ -162,6 +162,16 @@ def test_a_resume_claims_the_run_before_anything_slow_and_gives_it_back_on_bad_i
     assert ledger.read_bytes() == earlier  # the bad input found after the claim leaves the ledger as it was
 
 
+def test_a_claim_given_back_leaves_the_ledger_as_it_was_to_its_mtime(tmp_path: Path) -> None:
+    """Bad input found after the claim rewrote the ledger with the same content: 'nothing written' did not hold."""
+    ledger = recorded(tmp_path, "r6", status="FAILED")
+    before = (ledger.read_bytes(), ledger.stat().st_mtime_ns)
+    with pytest.raises(ConfigError), resume_guard.claimed(store_of(tmp_path), "r6"):
+        assert json.loads(ledger.read_text())["status"] == "RUNNING"
+        raise ConfigError(["found after the claim"], "the command line")
+    assert (ledger.read_bytes(), ledger.stat().st_mtime_ns) == before
+
+
 CLAIM_IN_ANOTHER_PROCESS = """
 import sys
 from orchestrator.cli import resume_guard
