@@ -515,10 +515,10 @@ def trial_record(store: ArtifactStore, run_id: str, workspace: PathLike | None) 
     InputError saying what a trial keeps and where its config was looked for.
     """
     sweeps = sweeps_folder(workspace)
-    found = run_records.trial_record(sweeps, run_id, load_pipelines())
+    found = run_records.trial_record(sweeps, run_id, load_pipelines(), store)  # the store names an --output sweep
     if found is not None:
         return found
-    where = run_records.sweep_config_of(sweeps, run_id) or sweeps / "SWEEP" / run_records.SWEEP_CONFIG
+    where = run_records.sweep_config_of(sweeps, run_id, store) or sweeps / "SWEEP" / run_records.SWEEP_CONFIG
     raise InputError(
         f"run {run_id} is a trial of a sweep (relay tune): a trial keeps only its ledger "
         f"({store.location(record_path(run_id, LEDGER_FILE))}) and its stages' outputs, and runs its sweep's config, "

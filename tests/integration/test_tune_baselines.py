@@ -92,3 +92,12 @@ def test_a_second_start_in_the_output_folder_says_what_would_work(sweep) -> None
     other = relay("tune", str(KE), *overrides("other"), "--output", str(sweep["output"]), workspace=sweep["workspace"])
     assert other.returncode == 2
     assert f"holds sweep {SWEEP}, not one named other" in other.stderr, other.stderr
+
+
+def test_the_python_api_reads_a_trial_of_an_output_sweep(sweep, monkeypatch) -> None:
+    """The API looked for the trial's config only in WORKSPACE/tune, where an --output sweep is not."""
+    import relay
+
+    monkeypatch.setenv("RELAY_WORKSPACE", str(sweep["workspace"]))
+    split = relay.artifact(trial_run_id(sweep), "data/split")
+    assert split.num_rows > 0 and "subset" in split.column_names
