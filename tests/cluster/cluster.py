@@ -14,6 +14,7 @@ import json
 import os
 import signal
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from tests.integration.cluster import (
     alive,
     free_port,
     processes_of_group,
+    ray_temp_dir,
     stop_processes,
     user_env,
     wait_for,
@@ -256,6 +258,22 @@ def start_cluster(env: dict[str, str], temp_dir: Path, workers: tuple[str, ...])
         cluster.stop()
         raise
     return cluster
+
+
+@contextlib.contextmanager
+def token_head(root: Path) -> Iterator[RayCluster]:
+    """A real `ray start --head` with token auth (its token generated in its own HOME under ``root``), its own
+    ports and temp dir; stopped when the block ends."""
+    home = root / "head-home"
+    home.mkdir()
+    env = {**user_env(home), "RAY_AUTH_MODE": "token"}
+    subprocess.run(["ray", "get-auth-token", "--generate"], env=env, check=True, capture_output=True, timeout=60)
+    cluster = RayCluster(env, ray_temp_dir(root), free_port(), free_port())
+    try:
+        cluster.start_head()
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 def cluster_env(home: Path, s3_endpoint: str) -> dict[str, str]:

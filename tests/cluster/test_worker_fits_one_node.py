@@ -8,10 +8,8 @@ stopped after the test; the CLI runs in its own process.
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +18,7 @@ import requests
 
 from tests.cluster import cluster as cluster_module
 from tests.cluster.cluster import RayCluster, start_cluster
-from tests.integration.cluster import ray_temp_dir, user_env
+from tests.integration.cluster import durable_folder, ray_temp_dir, user_env
 
 pytestmark = [pytest.mark.cluster, pytest.mark.integration, pytest.mark.timeout(900)]
 
@@ -46,11 +44,8 @@ def one_cpu_nodes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[R
 @pytest.fixture
 def workspace() -> Iterator[Path]:
     """A workspace outside the temporary folders (submit refuses those first); never created by a refusal."""
-    path = ROOT / "test-artifacts" / f"worker-fit-{uuid.uuid4().hex[:8]}"
-    try:
+    with durable_folder("worker-fit") as path:
         yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 def test_a_worker_no_node_can_hold_is_refused_and_nothing_is_submitted(

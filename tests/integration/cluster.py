@@ -7,16 +7,20 @@ setsid, so the group alone misses them; the process tree does not).
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import signal
 import socket
 import sys
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 VENV_BIN = Path(sys.executable).parent
+REPOSITORY = Path(__file__).resolve().parents[2]
 MAX_SOCKET_PATH = 107  # AF_UNIX limit; Ray puts sockets under <temp>/session_<date>_<pid>/sockets/
 # the longest socket Ray 2.60 makes there is the dashboard's MetricsHead module's
 SESSION_SUFFIX = len("/session_2026-01-01_00-00-00_000000_1234567/sockets/dash_MetricsHead")
@@ -113,3 +117,14 @@ def stop_processes(pids: set[int], grace_s: float = 3.0) -> None:
         deadline = time.monotonic() + grace_s
         while time.monotonic() < deadline and any(alive(pid) for pid in pids):
             time.sleep(0.2)
+
+
+@contextlib.contextmanager
+def durable_folder(name: str) -> Iterator[Path]:
+    """A new folder path under the repository's test-artifacts/ (``name``-XXXXXXXX), outside the temporary folders a
+    cluster command refuses as a store; not created here (a refused command must not create it either), removed after."""
+    path = REPOSITORY / "test-artifacts" / f"{name}-{uuid.uuid4().hex[:8]}"
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)

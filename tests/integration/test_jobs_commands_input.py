@@ -10,7 +10,6 @@ fresh HOME, against one real `ray start --head` (token auth, dashboard on its ow
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 import uuid
@@ -19,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster.cluster import RayCluster
-from tests.integration.cluster import free_port, ray_temp_dir, user_env
+from tests.cluster.cluster import RayCluster, token_head
+from tests.integration.cluster import durable_folder, user_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
@@ -32,27 +31,15 @@ CLI_TIMEOUT_S = 180
 @pytest.fixture(scope="module")
 def head(tmp_path_factory) -> Iterator[RayCluster]:
     """A real `ray start --head` with token auth (no CPUs), its own ports, HOME and temp dir; stopped after the module."""
-    root = tmp_path_factory.mktemp("jobs-head")
-    home = root / "head-home"
-    home.mkdir()
-    env = {**user_env(home), "RAY_AUTH_MODE": "token"}
-    subprocess.run(["ray", "get-auth-token", "--generate"], env=env, check=True, capture_output=True, timeout=60)
-    cluster = RayCluster(env, ray_temp_dir(root), free_port(), free_port())
-    try:
-        cluster.start_head()
+    with token_head(tmp_path_factory.mktemp("jobs-head")) as cluster:
         yield cluster
-    finally:
-        cluster.stop()
 
 
 @pytest.fixture
 def workspace() -> Iterator[Path]:
     """A workspace outside the temporary folders (a submit refuses /tmp), never created by a refused submit."""
-    path = ROOT / "test-artifacts" / f"jobs-input-{uuid.uuid4().hex[:8]}"
-    try:
+    with durable_folder("jobs-input") as path:
         yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 def token_of(head: RayCluster) -> str:

@@ -21,8 +21,8 @@ import pytest
 import requests
 
 from orchestrator.cli.run_locations import RAY_JOB_ENV
-from tests.cluster.cluster import RayCluster
-from tests.integration.cluster import free_port, processes_of_group, ray_temp_dir, stop_processes, user_env, wait_for
+from tests.cluster.cluster import RayCluster, token_head
+from tests.integration.cluster import free_port, processes_of_group, stop_processes, user_env, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(400)]
 
@@ -71,16 +71,8 @@ def http_server(tmp_path: Path) -> Iterator[str]:
 @pytest.fixture
 def head(tmp_path: Path) -> Iterator[RayCluster]:
     """A real `ray start --head` with token auth, its own ports, HOME and temp dir; stopped after the test."""
-    home = tmp_path / "head-home"
-    home.mkdir()
-    env = {**user_env(home), "RAY_AUTH_MODE": "token"}
-    subprocess.run(["ray", "get-auth-token", "--generate"], env=env, check=True, capture_output=True, timeout=60)
-    cluster = RayCluster(env, ray_temp_dir(tmp_path), free_port(), free_port())
-    try:
-        cluster.start_head()
+    with token_head(tmp_path) as cluster:
         yield cluster
-    finally:
-        cluster.stop()
 
 
 def relay_run(address: str, workspace: Path, home: Path, **extra: str) -> subprocess.CompletedProcess:

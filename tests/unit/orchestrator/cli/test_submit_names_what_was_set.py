@@ -7,8 +7,6 @@ store; nothing is written.
 
 from __future__ import annotations
 
-import shutil
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +15,7 @@ import pytest
 from orchestrator.cli import main
 from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.engine.ledger import CONFIG_FILE, record_path, write_ledger
+from tests.integration.cluster import durable_folder
 
 ROOT = Path(__file__).resolve().parents[4]
 SMOKE = str(ROOT / "pipelines" / "configs" / "smoke.yaml")
@@ -33,11 +32,8 @@ def shell(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def durable() -> Iterator[Path]:
     """A workspace outside the temporary folders (a submit refuses those), removed after the test."""
-    path = ROOT / "test-artifacts" / f"submit-names-{uuid.uuid4().hex[:8]}"
-    try:
+    with durable_folder("submit-names") as path:
         yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.mark.parametrize(
