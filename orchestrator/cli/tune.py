@@ -28,7 +28,7 @@ from orchestrator.cli.common import (
     pipelines_of,
 )
 from orchestrator.cli.preflight import folder_problem
-from orchestrator.config import RunSettings
+from orchestrator.config import ARTIFACT_URI_ENV, TRACKING_URI_ENV, WORKSPACE_ENV, RunSettings
 from orchestrator.errors import ConfigError
 from orchestrator.tracking.sweeps import SweepTracker
 from orchestrator.tune.plan import SweepPlan, plan_sweep, trial_fit_problem, with_sweep_run
@@ -64,6 +64,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     _check_resume(args, plan, exists)
     _check_output_free(args, plan, exists, sweep.sweeps_in(Path(plan.output)))
     _check_same_sweep(args, Path(plan.output), data)
+    _check_same_stores(args, plan)
     log_code_versions(pipeline)  # the sweep is accepted: bad input above printed only its message
     sweeps = SweepTracker(plan.tracking_uri, plan.tracking.experiment, strict=plan.tracking.strict)
     settings = plan.settings.model_dump(mode="json")  # the seed the sweep uses, also when `tune.seed` is left out
@@ -81,7 +82,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         ),
     )
     if not args.resume:
-        _save_sweep_config(Path(plan.output), data)
+        _save_sweep_config(Path(plan.output), data, plan)
     try:
         rows, done = sweep.run_sweep(plan, args.resume, sweeps)
     except KeyboardInterrupt:
@@ -171,6 +172,7 @@ def _interrupted_before_trials(args: argparse.Namespace, plan: SweepPlan, resuma
         return
     if not args.resume:
         (Path(plan.output) / SWEEP_CONFIG).unlink(missing_ok=True)
+        (Path(plan.output) / SWEEP_STORES).unlink(missing_ok=True)
     print(f"\nsweep interrupted before any trial started; start it again with: {_again(args)}", flush=True)
 
 
@@ -181,7 +183,8 @@ def _again(args: argparse.Namespace) -> str:
     and the line printed without quotes failed when pasted.
     """
     output = ["--output", args.output] if args.output else []
-    return shlex.join(["relay", "tune", args.config, *args.overrides, *output])
+    stores = [f"{name}={shlex.quote(os.environ[name])}" for name in STORE_ENVS if os.environ.get(name)]
+    return " ".join([*stores, shlex.join(["relay", "tune", args.config, *args.overrides, *output])])
 
 
 def sweep_status(done: bool, scored: bool) -> str:
@@ -248,9 +251,44 @@ def _check_output_free(
 SWEEP_CONFIG = "sweep-config.yaml"  # the config and overrides a sweep started with, beside its results
 
 
-def _save_sweep_config(output: Path, data: Mapping[str, Any]) -> None:
+SWEEP_STORES = "sweep-stores.json"  # the artifact store and tracking store a sweep's trials write to
+STORE_ENVS = (WORKSPACE_ENV, ARTIFACT_URI_ENV, TRACKING_URI_ENV)  # the shell settings that choose them
+
+
+def _save_sweep_config(output: Path, data: Mapping[str, Any], plan: SweepPlan) -> None:
     output.mkdir(parents=True, exist_ok=True)
     (output / SWEEP_CONFIG).write_text(yaml.safe_dump(dict(data), sort_keys=False))
+    stores = {"artifact_uri": plan.store_uri, "tracking_uri": plan.tracking_uri}
+    (output / SWEEP_STORES).write_text(json.dumps(stores, indent=2))
+
+
+def _check_same_stores(args: argparse.Namespace, plan: SweepPlan) -> None:
+    """`--resume` continues the sweep in the stores it started with (the run records, MLflow).
+
+    Why: the resume command pasted into a shell without the first one's RELAY_WORKSPACE resumed an
+    `--output` sweep into ./relay-workspace: its trials computed their first generations again there,
+    and the ones in the first workspace stayed INTERRUPTED for good.
+    """
+    saved = Path(plan.output) / SWEEP_STORES
+    if not args.resume or not saved.is_file():
+        return
+    try:
+        started = json.loads(saved.read_text())
+    except ValueError:  # damaged: the config check above still holds
+        return
+    now = {"artifact_uri": plan.store_uri, "tracking_uri": plan.tracking_uri}
+    moved = [key for key in now if isinstance(started, dict) and started.get(key) not in (None, now[key])]
+    if not moved:
+        return
+    said = "; ".join(f"{key} {started[key]}, here {now[key]}" for key in moved)
+    raise ConfigError(
+        [
+            f"--resume: the sweep at {plan.output} started with other stores ({said}); resume it with the settings "
+            f"it started with (the same {WORKSPACE_ENV}, {ARTIFACT_URI_ENV} or {TRACKING_URI_ENV}, or run.* / "
+            "tracking.uri), so its trials go on where their first generations are"
+        ],
+        "the command line",
+    )
 
 
 def _check_same_sweep(args: argparse.Namespace, output: Path, data: Mapping[str, Any]) -> None:

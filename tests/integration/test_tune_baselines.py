@@ -101,3 +101,12 @@ def test_the_python_api_reads_a_trial_of_an_output_sweep(sweep, monkeypatch) -> 
     monkeypatch.setenv("RELAY_WORKSPACE", str(sweep["workspace"]))
     split = relay.artifact(trial_run_id(sweep), "data/split")
     assert split.num_rows > 0 and "subset" in split.column_names
+
+
+def test_a_resume_in_another_workspace_is_refused_and_writes_nothing(sweep) -> None:
+    """Resumed from a shell without the first one's RELAY_WORKSPACE, the sweep went on in another workspace."""
+    elsewhere = sweep["workspace"].parent / "other-ws"
+    resumed = relay("tune", str(KE), *overrides(), "--output", str(sweep["output"]), "--resume", workspace=elsewhere)
+    assert resumed.returncode == 2, resumed.stderr[-3000:]
+    assert "started with other stores" in resumed.stderr and str(sweep["workspace"]) in resumed.stderr
+    assert not elsewhere.exists()

@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from orchestrator.cli.common import load_pipeline_file
-from orchestrator.cli.tune import _again, _check_output_free, _check_resume, write_sweep_outputs
+from orchestrator.cli.tune import STORE_ENVS, _again, _check_output_free, _check_resume, write_sweep_outputs
 from orchestrator.config import TuneSettings
 from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.engine.executors import LocalExecutor
@@ -90,7 +90,9 @@ def args(output: str | None = None, overrides: tuple[str, ...] = ()) -> argparse
     )
 
 
-def test_the_command_that_starts_a_sweep_again_is_quoted_for_a_shell() -> None:
+def test_the_command_that_starts_a_sweep_again_is_quoted_for_a_shell(monkeypatch) -> None:
+    for name in STORE_ENVS:
+        monkeypatch.delenv(name, raising=False)
     space = "tune.space.model.name={choice: [small_cnn, resnet18]}"
     again = _again(args("/tmp/out dir", (space, "train.steps=10")))
     assert shlex.split(again) == [
@@ -192,3 +194,14 @@ def test_a_trial_records_its_sweep_for_relay_runs(tmp_path: Path) -> None:
         "folder": str(tmp_path / "sweep"),
         "pipeline": "ke",
     }
+
+
+def test_the_command_names_the_stores_this_shell_chose(monkeypatch) -> None:
+    """Pasted into a shell without the first one's RELAY_WORKSPACE, `--resume` went on in ./relay-workspace."""
+    for name in STORE_ENVS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("RELAY_WORKSPACE", "/data/my ws")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow:5000")
+    words = shlex.split(_again(args("/data/out")))
+    assert words[:2] == ["RELAY_WORKSPACE=/data/my ws", "MLFLOW_TRACKING_URI=http://mlflow:5000"]
+    assert words[2:] == ["relay", "tune", "/work/my configs/smoke.yaml", "--output", "/data/out"]
