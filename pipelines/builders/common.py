@@ -409,7 +409,20 @@ def preflight_start(config: Any) -> list[str]:
     channels, classes = trained_on
     network = models.create_model(config.model.name, classes, channels)
     problems = transfer.weight_problems(transfer.shapes(network.state_dict()), weights, config.init.head == "keep")
-    return [f"init.source: {found.source} does not fit model.name {config.model.name!r}: {p}" for p in problems]
+    said = [f"init.source: {found.source} does not fit model.name {config.model.name!r}: {p}" for p in problems]
+    why = channels_said(weights, channels)
+    if said and why:
+        said[0] = f"{said[0]} ({why})"
+    return said
+
+
+def channels_said(weights: Mapping[str, tuple[int, ...]], channels: int) -> str | None:
+    """In words, when the weights' first convolution takes other images than the dataset's: a layer's shapes
+    (``[32, 1, 3, 3]`` against ``[32, 3, 3, 3]``) left the user to work out that 1 is the channel count."""
+    first = next((shape for shape in weights.values() if len(shape) == 4), None)
+    if first is None or first[1] == channels:
+        return None
+    return f"the weights take {first[1]}-channel images; this dataset's are {channels}-channel"
 
 
 def network_input(data: Any) -> tuple[int, int] | None:

@@ -60,6 +60,7 @@ def test_weights_of_another_channel_count_are_refused_before_the_run(
     [problem] = problem_lines(capsys.readouterr().err)
     assert problem.startswith(f"init.source: {weights} does not fit model.name 'small_cnn': shapes differ: ")
     assert "features.0.0.weight (weights [32, 1, 3, 3], network [32, 3, 3, 3])" in problem
+    assert "(the weights take 1-channel images; this dataset's are 3-channel)" in problem
 
 
 def test_the_classes_are_the_manifests(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
