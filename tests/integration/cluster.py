@@ -86,7 +86,12 @@ def processes_of_group(pgid: int) -> set[int]:
                 members.add(int(proc.name))
         except (ProcessLookupError, PermissionError):
             continue
-    tree, found, todo = children_of(), set(members), list(members)
+    return members | descendants(members)
+
+
+def descendants(roots: set[int]) -> set[int]:
+    """Every process below ``roots`` in the process tree (children, theirs, ...), the roots left out."""
+    tree, found, todo = children_of(), set(), list(roots)
     while todo:
         for child in tree.get(todo.pop(), []):
             if child not in found:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.cluster import children_of, processes_of_group, stop_processes, wait_for
+from tests.integration.cluster import descendants, processes_of_group, stop_processes, wait_for
 from tests.integration.relay_cli import relay, relay_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
@@ -37,21 +37,11 @@ def started(workspace: Path, log: Path, *args: str) -> subprocess.Popen:
     )
 
 
-def descendants(pid: int) -> set[int]:
-    tree, found, todo = children_of(), set(), [pid]
-    while todo:
-        for child in tree.get(todo.pop(), []):
-            if child not in found:
-                found.add(child)
-                todo.append(child)
-    return found
-
-
 def starting_ray(driver: subprocess.Popen) -> bool:
     """The driver has started Ray's own processes (its GCS or raylet), or has exited."""
     if driver.poll() is not None:
         return True
-    for pid in descendants(driver.pid):
+    for pid in descendants({driver.pid}):
         try:
             if Path(f"/proc/{pid}/comm").read_text().strip() in RAY_PROCESSES:
                 return True
@@ -62,7 +52,7 @@ def starting_ray(driver: subprocess.Popen) -> bool:
 
 def ended(driver: subprocess.Popen) -> None:
     """The driver, its group and every process it started (Ray's call setsid), ended."""
-    pids = {driver.pid} | descendants(driver.pid)
+    pids = {driver.pid} | descendants({driver.pid})
     if driver.poll() is None:
         pids |= processes_of_group(driver.pid)
     stop_processes(pids)

@@ -9,8 +9,6 @@ tool, is no request of the command: the local executor leaves it alone.
 
 from __future__ import annotations
 
-import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -31,14 +29,6 @@ def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)
     return tmp_path / "ws"
-
-
-@pytest.fixture
-def gone() -> Iterator[str]:
-    """``127.0.0.1:PORT`` where no cluster answers: bound, never listened on, held for the test."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as held:
-        held.bind(("127.0.0.1", 0))
-        yield f"127.0.0.1:{held.getsockname()[1]}"
 
 
 def files(root: Path) -> list[Path]:

@@ -11,10 +11,8 @@ from __future__ import annotations
 import json
 import logging
 import re
-import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -49,14 +47,6 @@ def no_outside_settings(monkeypatch: pytest.MonkeyPatch) -> None:
         JOB_ADDRESS_ENV,
     ):
         monkeypatch.delenv(name, raising=False)
-
-
-@pytest.fixture
-def gone() -> Iterator[str]:
-    """``127.0.0.1:PORT`` where nothing answers: bound, never listened on, held for the test."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as held:
-        held.bind(("127.0.0.1", 0))
-        yield f"127.0.0.1:{held.getsockname()[1]}"
 
 
 def store_of(workspace: Path) -> ArtifactStore:

@@ -8,8 +8,6 @@ the cluster that no longer answers is a bound port nobody listens on.
 from __future__ import annotations
 
 import json
-import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -33,14 +31,6 @@ SPECS = {"toy": PipelineSpec(name="toy", config_model=ToyConfig, build=lambda co
 def no_outside_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("MLFLOW_TRACKING_URI", "RELAY_ARTIFACT_URI", "RELAY_WORKSPACE", "RAY_ADDRESS", RAY_JOB_ENV):
         monkeypatch.delenv(name, raising=False)
-
-
-@pytest.fixture
-def gone() -> Iterator[str]:
-    """``127.0.0.1:PORT`` where no cluster answers: bound, never listened on, held for the test."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as held:
-        held.bind(("127.0.0.1", 0))
-        yield f"127.0.0.1:{held.getsockname()[1]}"
 
 
 def test_the_cluster_a_command_named_is_recorded_and_one_the_config_names_is_not(
