@@ -289,9 +289,10 @@ def test_ctrl_c_before_any_trial_leaves_a_sweep_that_starts_again(tmp_path: Path
         code = process.wait(timeout=300)
     output = log.read_text()
     assert code == 130, output[-3000:]
+    again = f"RELAY_WORKSPACE={workspace} relay tune {config}"  # the shell's workspace leads the command
     if "before any trial started" in output:  # the usual case: Ray was still starting
-        assert not saved.exists() and f"start it again with: relay tune {config}" in output
+        assert not saved.exists() and f"start it again with: {again}" in output
     else:  # Ray Tune had saved its state: --resume continues it
-        assert "continue it with: relay tune" in output and "--resume" in output
+        assert f"continue it with: {again}" in output and "--resume" in output
     (sweep_run,) = mlflow_runs(workspace, "tags.`relay.kind` = 'sweep'")
     assert sweep_run.info.status == "KILLED"
