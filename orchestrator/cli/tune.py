@@ -82,7 +82,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
         ),
     )
     if not args.resume:
-        _save_sweep_config(Path(plan.output), data, plan)
+        _save_sweep_config(Path(plan.output), data)
+        _save_sweep_stores(Path(plan.output), plan)
     try:
         rows, done = sweep.run_sweep(plan, args.resume, sweeps)
     except KeyboardInterrupt:
@@ -255,9 +256,13 @@ SWEEP_STORES = "sweep-stores.json"  # the artifact store and tracking store a sw
 STORE_ENVS = (WORKSPACE_ENV, ARTIFACT_URI_ENV, TRACKING_URI_ENV)  # the shell settings that choose them
 
 
-def _save_sweep_config(output: Path, data: Mapping[str, Any], plan: SweepPlan) -> None:
+def _save_sweep_config(output: Path, data: Mapping[str, Any]) -> None:
     output.mkdir(parents=True, exist_ok=True)
     (output / SWEEP_CONFIG).write_text(yaml.safe_dump(dict(data), sort_keys=False))
+
+
+def _save_sweep_stores(output: Path, plan: SweepPlan) -> None:
+    """The stores the sweep's trials write to, beside its config: a resume must use the same (``_check_same_stores``)."""
     stores = {"artifact_uri": plan.store_uri, "tracking_uri": plan.tracking_uri}
     (output / SWEEP_STORES).write_text(json.dumps(stores, indent=2))
 

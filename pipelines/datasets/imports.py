@@ -628,7 +628,7 @@ class _Progress:
         """The import is over: print the split's last line, or end a bar cut off (Ctrl-C, a failing store) where
         it stopped; a refused import (bad input) erases the bar and prints nothing."""
         if refused:
-            if self.bar is not None:
+            if self.bar is not None and not self.bar.disable:  # still drawn (tqdm disables a bar it closes)
                 self.bar.leave = False
                 self.bar.close()
                 _end_erased_line(self.bar)
