@@ -304,24 +304,6 @@ def untracked_run_problem(store: ArtifactStore, run_id: str, db: Path) -> str:
     return f"run {run_id} ({status}) has no MLflow records yet: there is no tracking database at {db}; {way_on}"
 
 
-def check_not_running(store: ArtifactStore, run_id: str) -> None:
-    """Refuse (exit 2) to resume a run whose driver is alive on this machine: two drivers would compute the
-    same stages twice and write one ledger and one MLflow record over each other."""
-    read = read_view(store, run_id)
-    ledger = read.view
-    if read.problem is not None or ledger is None or _status(ledger) not in ("RUNNING", "STARTING"):
-        return
-    driver = ledger.driver or _Driver()
-    if driver.host == socket.gethostname():
-        raise ConfigError(
-            [
-                f"run {run_id} is still running (driver pid {driver.pid} on {driver.host}); wait for it "
-                f"(`relay runs` shows its progress) or stop it (Ctrl-C there, or `kill {driver.pid}`), then resume"
-            ],
-            "the command line",
-        )
-
-
 def pipeline_kind(store: ArtifactStore, run_id: str) -> str | None:
     """The `pipeline:` of the run's saved config (None for a Tune trial, which keeps no config of its own)."""
     relative = record_path(run_id, CONFIG_FILE)

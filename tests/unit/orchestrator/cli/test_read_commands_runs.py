@@ -178,7 +178,7 @@ def test_resume_of_a_run_whose_driver_is_alive_is_refused(tmp_path: Path, capsys
     import subprocess
     import sys
 
-    from orchestrator.cli import runs
+    from orchestrator.cli import resume_guard
 
     ledger = recorded_run(tmp_path, "r1", "toy", "RUNNING", {0: 0.5})  # the driver: this process, alive
     assert main(["resume", "r1", "--workspace", str(tmp_path)], pipelines=SPECS) == 2
@@ -188,7 +188,7 @@ def test_resume_of_a_run_whose_driver_is_alive_is_refused(tmp_path: Path, capsys
     data = json.loads(ledger.read_text())
     data["driver"]["pid"] = int(dead.stdout)
     ledger.write_text(json.dumps(data))
-    runs.check_not_running(ArtifactStore(str(tmp_path / "artifacts")), "r1")  # INTERRUPTED: resumable
+    resume_guard.check_not_running(ArtifactStore(str(tmp_path / "artifacts")), "r1")  # INTERRUPTED: resumable
 
 
 def test_a_driver_that_died_before_its_first_ledger_write_reads_interrupted(tmp_path: Path, capsys) -> None:
