@@ -38,7 +38,15 @@ from orchestrator.config import (
 from orchestrator.dag import Pipeline
 from orchestrator.engine.artifacts import ArtifactStore, store_fault
 from orchestrator.engine.fingerprint import code_versions
-from orchestrator.engine.ledger import COMMAND_FILE, CONFIG_FILE, done_in, read_ledger, record_path, this_driver
+from orchestrator.engine.ledger import (
+    COMMAND_FILE,
+    CONFIG_FILE,
+    done_in,
+    read_command_record,
+    read_ledger,
+    record_path,
+    this_driver,
+)
 from orchestrator.errors import ConfigError, RelayError
 from orchestrator.registry import PipelineSpec, get_pipeline, load_pipelines
 from orchestrator.yaml_input import yaml_mapping
@@ -311,11 +319,7 @@ def save_run_record(
 def recorded_ray_address(store: ArtifactStore, run_id: str) -> str | None:
     """The cluster a run's record says it joined (``save_run_record``); None: it started its own Ray, or
     its config names the cluster (``run.ray_address``), or the record is older or unreadable."""
-    try:
-        command = json.loads(store.read_record(record_path(run_id, COMMAND_FILE)) or b"{}")
-    except ValueError:
-        return None
-    address = command.get("ray_address") if isinstance(command, dict) else None
+    address = read_command_record(store, run_id).get("ray_address")
     return address if isinstance(address, str) and address else None
 
 
@@ -325,11 +329,8 @@ def rerun_on_resume(store: ArtifactStore, run_id: str) -> frozenset[str]:
     A stage this run finished shows in its ledger as succeeded (the attempt that ran it) or
     cached (later attempts reusing it); either way it is this run's own output and is kept.
     """
-    try:
-        command = json.loads(store.read_record(record_path(run_id, COMMAND_FILE)) or b"{}")
-        requested = {str(name) for name in command.get("rerun", [])} if isinstance(command, dict) else set()
-    except (ValueError, AttributeError):  # an unreadable record asks for nothing afresh
-        return frozenset()
+    rerun = read_command_record(store, run_id).get("rerun")
+    requested = {str(name) for name in rerun} if isinstance(rerun, list) else set()  # unreadable: nothing afresh
     return frozenset(requested - done_stages(store, run_id)) if requested else frozenset()
 
 

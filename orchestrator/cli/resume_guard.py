@@ -28,9 +28,9 @@ from orchestrator.cli import runs
 from orchestrator.cli.common import store_option
 from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.engine.ledger import (
-    COMMAND_FILE,
     RAY_JOB_ENV,
     claim_run,
+    read_command_record,
     read_ledger,
     record_path,
     unclaim_run,
@@ -136,10 +136,9 @@ def recorded_job(store: ArtifactStore, run_id: str) -> dict[str, Any]:
 
 def _command(store: ArtifactStore, run_id: str) -> dict[str, Any]:
     try:
-        command = json.loads(store.read_record(record_path(run_id, COMMAND_FILE)) or b"{}")
-    except (ArtifactError, ValueError):
+        return read_command_record(store, run_id)
+    except ArtifactError:
         return {}
-    return command if isinstance(command, dict) else {}
 
 
 def submitted_for(run_id: str) -> bool:

@@ -41,6 +41,7 @@ from orchestrator.engine.ledger import (
     DONE_STATES,
     LEDGER_FILE,
     RUNS,
+    read_command_record,
     read_ledger,
     record_path,
     tracking_lost_at,
@@ -175,10 +176,8 @@ def _starting(store: ArtifactStore, run_id: str) -> LedgerView | None:
     record names, so that one that died starting reads INTERRUPTED, not NOT STARTED for ever, and when
     that record was written as its start (``created``)."""
     try:
-        command = json.loads(store.read_record(record_path(run_id, COMMAND_FILE)) or b"{}")
-        driver = (
-            _Driver.model_validate(command["driver"]) if isinstance(command, dict) and "driver" in command else None
-        )
+        command = read_command_record(store, run_id)
+        driver = _Driver.model_validate(command["driver"]) if "driver" in command else None
     except (ArtifactError, ValueError):
         return None
     return None if driver is None else LedgerView(driver=driver, started=created(store, run_id))

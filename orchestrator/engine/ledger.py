@@ -71,6 +71,20 @@ def read_ledger(store: ArtifactStore, run_id: str) -> dict[str, Any] | None:
     raise AssertionError("unreachable")
 
 
+def read_command_record(store: ArtifactStore, run_id: str) -> dict[str, Any]:
+    """The run's command record (``command.json``: config, overrides, rerun, driver, ray_address) as a dict.
+
+    {} when the run has none or it is not a JSON object: every reader takes a missing key as "not
+    recorded" (an older record, a run started before the key existed). A store that cannot be read
+    raises ArtifactError, which each caller answers in its own way.
+    """
+    try:
+        command = json.loads(store.read_record(record_path(run_id, COMMAND_FILE)) or b"{}")
+    except ValueError:  # not JSON, or not UTF-8
+        return {}
+    return command if isinstance(command, dict) else {}
+
+
 def write_ledger(store: ArtifactStore, run_id: str, data: Mapping[str, Any]) -> None:
     """Replace the run's ledger with ``data``, as ``read_ledger`` reads it back (the store writes records atomically)."""
     store.write_record(record_path(run_id, LEDGER_FILE), json.dumps(data, indent=2, default=str).encode())

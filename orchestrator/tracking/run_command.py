@@ -11,7 +11,6 @@ original workspace (all cache hits, models registered in the old registry).
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import shlex
 from collections.abc import Mapping, Sequence
@@ -22,7 +21,7 @@ import yaml
 
 from orchestrator.config import apply_overrides, load_yaml
 from orchestrator.engine.artifacts import ArtifactStore
-from orchestrator.engine.ledger import COMMAND_FILE, record_path
+from orchestrator.engine.ledger import COMMAND_FILE, read_command_record
 from orchestrator.errors import RelayError
 
 logger = logging.getLogger(__name__)
@@ -50,12 +49,11 @@ def read_command(config: Mapping[str, Any], run_id: str) -> RunCommand | None:
     if not store_uri:
         return None
     try:
-        raw = ArtifactStore(str(store_uri)).read_record(record_path(run_id, COMMAND_FILE))
-        command = json.loads(raw) if raw else None
-    except (RelayError, OSError, ValueError) as exc:
+        command = read_command_record(ArtifactStore(str(store_uri)), run_id)
+    except (RelayError, OSError) as exc:
         logger.debug("no command record for %s in %s: %s", run_id, store_uri, exc)
         return None
-    if not isinstance(command, dict) or not isinstance(command.get("config"), str):
+    if not isinstance(command.get("config"), str):
         return None
     return RunCommand(command["config"], tuple(str(o) for o in command.get("overrides") or ()))
 
