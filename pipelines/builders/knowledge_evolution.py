@@ -15,6 +15,7 @@ generation 0 (and the baseline) from those weights.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Literal
 
 from pydantic import Field, field_validator
@@ -132,9 +133,12 @@ def _evaluate(
     if not prefix and config.ke.generations > 1:
         io["masks"] = MASKS
     params = {"data": config.data, "batch_size": config.label.batch_size, "metric_prefix": prefix}
-    return refs.make_stage(
+    stage = refs.make_stage(
         name, refs.evaluate_network, io, (evaluation,), params, config.resources.evaluate, generation
     )
+    if "masks" in io and config.ke.split_mode == "kels":  # what evaluate_network needs to score a slim network
+        stage = dataclasses.replace(stage, reports=(*stage.reports, *refs.SLIM_METRICS))
+    return stage
 
 
 def generation_stages(config: KnowledgeEvolutionConfig, k: int, pretrained: str | None = None) -> list[Stage]:
