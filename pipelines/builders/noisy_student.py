@@ -232,6 +232,7 @@ def generation_stages(config: NoisyStudentConfig, k: int, pretrained: str | None
         "data": data,
         "generation": k,
         "min_confidence": noisy.min_confidence,
+        "min_confidence_key": "noisy.min_confidence",  # what the filter's warning names
         "per_class": noisy.per_class,
     }
     return result + [

@@ -14,11 +14,13 @@ import pyarrow as pa
 import pytest
 
 from pipelines.pseudo_label import to_table
+from pipelines.registry import PIPELINES
 from pipelines.schema import DataSection
 from pipelines.split import SPLIT_SCHEMA
 from pipelines.stages import filter as filter_stage
 from pipelines.stages import rebalance as rebalance_stage
-from tests.unit.pipelines.helpers import ctx
+from pipelines.stages import refs
+from tests.unit.pipelines.helpers import config, ctx
 
 CLASSES = 10
 DATA = DataSection(name="synthetic")  # 10 classes
@@ -39,10 +41,21 @@ def class0_table(ids: list[int], confidence: float) -> pa.Table:
     return to_table(ids, probs, 0, "m")
 
 
+def filter_params(min_confidence: float, key: str = "noisy.min_confidence") -> dict:
+    return {
+        "io": IO,
+        "data": DATA,
+        "min_confidence": min_confidence,
+        "min_confidence_key": key,
+        "per_class": 2,
+        "generation": 0,
+    }
+
+
 def test_filter_that_keeps_nothing_warns_naming_min_confidence(caplog: pytest.LogCaptureFixture) -> None:
     split = split_of([0, 1], [0, 0, 0, 0])
     table = class0_table([2, 3, 4, 5], 0.9)
-    params = {"io": IO, "data": DATA, "min_confidence": 1.0, "per_class": 2, "generation": 0}
+    params = filter_params(1.0)
     with caplog.at_level(logging.WARNING):
         result = filter_stage.filter_pseudo_labels(ctx("g00/filter"), {"s": split, "p": table}, params)
     assert result.metrics["kept_total"] == 0.0, "still a metric"
@@ -55,9 +68,29 @@ def test_filter_that_keeps_nothing_warns_naming_min_confidence(caplog: pytest.Lo
     ]
 
 
+def test_a_pipeline_reusing_the_filter_is_told_its_own_key(caplog: pytest.LogCaptureFixture) -> None:
+    """The key was Noisy Student's in the message itself: a self-training pipeline was told to lower `noisy.*`."""
+    table = class0_table([2, 3], 0.9)
+    with caplog.at_level(logging.WARNING):
+        filter_stage.filter_pseudo_labels(
+            ctx("g00/filter"), {"s": split_of([0, 1], [0, 0]), "p": table}, filter_params(0.95, "selftrain.threshold")
+        )
+    [warning] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert "none reaches selftrain.threshold=0.95" in warning and "lower selftrain.threshold to keep some" in warning
+    assert "noisy" not in warning
+
+
+def test_noisy_students_filter_stages_name_its_key() -> None:
+    spec = PIPELINES["noisy_student"]
+    stages = spec.build(config(spec.config_model, **{"noisy.iterations": 2})).stages
+    filters = [stage for stage in stages if stage.fn == refs.filter_pseudo_labels]
+    assert len(filters) == 2
+    assert all(stage.params["min_confidence_key"] == "noisy.min_confidence" for stage in filters)
+
+
 def test_filter_that_keeps_some_says_nothing(caplog: pytest.LogCaptureFixture) -> None:
     split = split_of([0, 1], [0, 0])
-    params = {"io": IO, "data": DATA, "min_confidence": 0.5, "per_class": 2, "generation": 0}
+    params = filter_params(0.5)
     with caplog.at_level(logging.WARNING):
         filter_stage.filter_pseudo_labels(ctx("g00/filter"), {"s": split, "p": class0_table([2, 3], 0.9)}, params)
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
