@@ -40,15 +40,19 @@ def _cell(row: Mapping[str, Any], column: str, counts: bool) -> str:
 
 
 def _is_counts(rows: Sequence[Mapping[str, Any]], column: str) -> bool:
-    """Whether every value of a column is a whole number of at least 1, and one is more than 1 (rows, picks, steps).
+    """Whether a column reads as counts (rows, picks, steps): every value whole, and one above 1 or every one 0.
 
     MLflow keeps every metric as a float, so a count is told from a fraction by its column: a
     balanced accuracy of exactly 1.0 in one generation must not print as "1" beside 0.9500, nor
-    a picks accuracy of 1.0 in every generation as "1" beside four-decimal columns.
+    a picks accuracy of 1.0 in every generation as "1" beside four-decimal columns. A column of
+    zeros alone (`kept` of a filter that kept nothing) prints "0" as the same count prints "89" in
+    another run, not "0.0000"; a fraction that is 0 everywhere reads "0" too, which says the same.
+    Only whole values of 0 and 1 alone stay fractions: they may be either.
     """
-    values = [row[column] for row in rows if row.get(column) is not None]
-    whole = bool(values) and all(float(v).is_integer() and abs(v) >= 1 for v in values)
-    return whole and any(abs(v) > 1 for v in values)
+    values = [abs(float(row[column])) for row in rows if row.get(column) is not None]
+    if not values or not all(v.is_integer() for v in values):
+        return False
+    return any(v > 1 for v in values) or all(v == 0 for v in values)
 
 
 def text_table(headers: Sequence[str], body: Sequence[Sequence[str]]) -> str:

@@ -34,3 +34,32 @@ def test_a_fraction_of_exactly_one_in_every_generation_keeps_its_decimals() -> N
     rows = [{"generation": g, "picks/accuracy": 1.0, "picks/rows": 1.0 + g} for g in range(2)]
     table = report.generation_table(rows, {"picks_accuracy": "picks/accuracy", "picks": "picks/rows"})
     assert [line.split()[1:] for line in table.splitlines()[2:]] == [["1.0000", "1"], ["1.0000", "2"]]
+
+
+def test_a_count_that_is_zero_in_every_generation_prints_as_a_count() -> None:
+    """A filter that kept nothing: `kept` read 0.0000 where the same column of another run read 89."""
+    rows = [{"generation": g, "filter/kept_total": 0.0, "evaluate/balanced_accuracy": 0.5} for g in range(2)]
+    table = report.generation_table(
+        rows, {"kept": "filter/kept_total", "balanced_accuracy": "evaluate/balanced_accuracy"}
+    )
+    assert [line.split()[1:] for line in table.splitlines()[2:]] == [["0", "0.5000"], ["0", "0.5000"]]
+
+
+def test_a_count_column_with_a_zero_stays_whole() -> None:
+    rows = [{"generation": 0, "filter/kept_total": 0.0}, {"generation": 1, "filter/kept_total": 89.0}]
+    table = report.generation_table(rows, {"kept": "filter/kept_total"})
+    assert [line.split()[1] for line in table.splitlines()[2:]] == ["0", "89"]
+
+
+def test_whole_zeros_and_ones_alone_stay_fractions() -> None:
+    """An accuracy of 0.0 then 1.0 (a tiny test set) is no count: neither value may pass for one."""
+    rows = [{"generation": 0, "picks/accuracy": 0.0}, {"generation": 1, "picks/accuracy": 1.0}]
+    table = report.generation_table(rows, {"picks_accuracy": "picks/accuracy"})
+    assert [line.split()[1] for line in table.splitlines()[2:]] == ["0.0000", "1.0000"]
+
+
+def test_the_metric_table_prints_an_all_zero_count_whole() -> None:
+    rows = [{"generation": g, "filter/kept_total": 0.0, "evaluate/accuracy": 1.0} for g in range(2)]
+    lines = report.metric_table(rows).splitlines()
+    assert lines[2].split() == ["evaluate/accuracy", "1.0000", "1.0000"]
+    assert lines[3].split() == ["filter/kept_total", "0", "0"]
