@@ -2,9 +2,11 @@
 
 Each builder module defines its own `SPEC` (config model, build, preflight, summary columns); a
 new pipeline is one builder module, one YAML in pipelines/configs and one entry in the tuple
-below. The `relay.pipelines` entry point (pyproject.toml) names `PIPELINES`, and the unit tests
-iterate it, so a new entry is tested without touching any test. Every pipeline reads the datasets
-of `pipelines.datasets` (`relay data import` and `data.name: parquet`), so each carries `DATA`.
+below, plus the docs of docs/ARCHITECTURE.md's checklist (Adding a pipeline). The `relay.pipelines`
+entry point (pyproject.toml) names `PIPELINES`, and the unit tests iterate it (and build each
+pipeline to read its stage roles), so a new entry is tested without touching any test. Every
+pipeline reads the datasets of `pipelines.datasets` (`relay data import` and `data.name: parquet`),
+so each carries `DATA`.
 """
 
 from __future__ import annotations
