@@ -81,12 +81,26 @@ def test_noisy_student_labels_its_shards_on_several_workers_as_crest_does() -> N
         assert pipeline.stage(name).parallelism is Parallelism.SHARDS
 
 
-@pytest.mark.parametrize("role", ["data", "evaluate", "train"])
-def test_roles_whose_stages_run_whole_refuse_workers_in_every_pipeline_but_crest_training(role: str) -> None:
+def whole_roles(name: str) -> set[str]:
+    """The roles that cover a stage whose body runs whole (no ``splits_work``) in the pipeline's default DAG."""
+    spec = PIPELINES[name]
+    return {stage.role for stage in spec.build(spec.config_model()).stages if not stage.fn.splits_work}
+
+
+@pytest.mark.parametrize("name", sorted(PIPELINES))
+def test_roles_that_cover_a_stage_run_whole_refuse_workers(name: str) -> None:
+    """Every role but CReST's train and the labeling roles, read from the built stages: a new pipeline as it is."""
+    for role in whole_roles(name):
+        assert f"resources.{role}.workers" in build_problems(name, **{f"resources.{role}.workers": 3}), role
+    for role in stage_roles(name) - whole_roles(name):
+        built(name, **{f"resources.{role}.workers": 3})  # the stages divide the work
+
+
+def test_splits_and_evaluations_run_whole_everywhere_and_crest_training_divides_its_work() -> None:
+    """What the derived test above rests on, pinned: a body's ``splits_work`` flipped by mistake fails here."""
     for name in sorted(PIPELINES):
-        if name == "crest" and role == "train":
-            continue
-        assert f"resources.{role}.workers" in build_problems(name, **{f"resources.{role}.workers": 3}), name
+        assert {"data", "evaluate"} <= whole_roles(name), name
+    assert "train" not in whole_roles("crest") and "train" in whole_roles("noisy_student")
 
 
 def test_crest_splits_training_and_labeling_over_workers() -> None:
