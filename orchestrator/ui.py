@@ -158,7 +158,9 @@ def server_command(tracking_uri: str, port: int) -> tuple[list[str], dict[str, s
     One worker process: a local UI serves one person, and with several, uvicorn's supervisor kills
     a worker that is slow to import MLflow on a busy machine and restarts it, over and over.
     uvicorn logs at WARNING: its INFO lines ("Started server process", "Waiting for application
-    startup", each request) followed the URL Relay prints, which is all a user needs.
+    startup", each request) followed the URL Relay prints, which is all a user needs. The registry
+    store is named (the tracking store, MLflow's own default) so that MLflow does not print
+    "Registry store URI not provided" under the URL.
     """
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "PYTHONWARNINGS": server_warnings()}
     command = [
@@ -167,6 +169,8 @@ def server_command(tracking_uri: str, port: int) -> tuple[list[str], dict[str, s
         "mlflow",
         "server",
         "--backend-store-uri",
+        tracking_uri,
+        "--registry-store-uri",  # the same store, as MLflow would take it, without its line saying so
         tracking_uri,
         "--host",
         "127.0.0.1",
