@@ -18,7 +18,7 @@ from orchestrator.cli.common import pipelines_of
 from orchestrator.cli.preflight import folder_problem
 from orchestrator.engine.artifacts import UNREACHABLE_FIX, StoreFault, first_line, store_failure, store_fault
 from orchestrator.errors import ConfigError, RelayError
-from orchestrator.registry import DataSpec, data_specs
+from orchestrator.registry import DataSpec, data_specs, load_pipelines
 
 
 def _specs(args: argparse.Namespace) -> list[DataSpec]:
@@ -111,6 +111,32 @@ def cmd_info(args: argparse.Namespace) -> int:
     raise ConfigError(problems[:1], "relay data")
 
 
+def import_description(specs: list[DataSpec]) -> str:
+    """`relay data import --help`'s description, naming the sources the installed packages register.
+
+    Why derived: a hand-kept list ("digits, synthetic ... an ImageFolder") left out a source a package added.
+    """
+    sources = "; ".join(f"{name}: {text}" for spec in specs for name, text in spec.sources.items())
+    return (
+        f"SOURCE: a source name or a folder one of these sources reads ({sources or 'none installed'}); or a "
+        "Relay dataset (a path or URI holding dataset.json), copied to DEST as it is, digest and all. DEST: a "
+        "local path or any pyarrow URI (s3://bucket/prefix). Then run a pipeline with data.name=parquet data.uri=DEST."
+    )
+
+
+class _ImportHelp(argparse.Action):
+    """-h for `relay data import`: the description is built when help is asked for, from the installed
+    pipelines' DataSpecs, so every other command line loads no pipeline package to build its parser."""
+
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: Any, values: Any, option: Any = None) -> None:
+        parser.description = import_description(data_specs(load_pipelines()))
+        parser.print_help()
+        parser.exit()
+
+
 # What each --encoding stores and when to pick it (pipelines/datasets/codec.py, RAW_MAX_BYTES for auto).
 ENCODING_HELP = (
     "how the images are stored. auto (default): raw for images of up to 12 KB (64x64 RGB), png above. raw: "
@@ -123,14 +149,9 @@ def register(commands: Any) -> None:
     about = "import a dataset as Parquet shards (any storage); describe one"
     data = commands.add_parser("data", help=about, description=about)
     sub = data.add_subparsers(dest="data_command", required=True, metavar="{import,info}")
-    imp = sub.add_parser(
-        "import",
-        help="stream SOURCE into shards at DEST",
-        description="SOURCE: a source name (digits, synthetic) or a folder (a CIFAR-10/100 root, an ImageFolder "
-        "with train/<class>/...). DEST: a local path or any pyarrow URI (s3://bucket/prefix). "
-        "Then run a pipeline with data.name=parquet data.uri=DEST.",
-    )
-    imp.add_argument("source", help="a source name (digits, synthetic) or a dataset folder")
+    imp = sub.add_parser("import", help="stream SOURCE into shards at DEST", add_help=False)
+    imp.add_argument("-h", "--help", action=_ImportHelp, help="show this help message and exit")
+    imp.add_argument("source", help="a source name, a dataset folder, or a Relay dataset to copy (see above)")
     imp.add_argument("dest", help="where the shards go: a path or a pyarrow URI (s3://bucket/prefix)")
     imp.add_argument("--encoding", choices=("auto", "raw", "png"), default="auto", help=ENCODING_HELP)
     imp.add_argument("--image-size", type=int, help="resize image folders to this square size (4-1024, default 32)")

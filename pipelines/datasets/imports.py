@@ -18,6 +18,10 @@ read (a folder source: its files' names, sizes and times); a destination holding
 unfinished (killed) import leaves, its marker (``shards.IMPORT_MARKER``) included, is cleared and
 imported again. Nothing else is ever deleted: a folder of Parquet files without that marker is
 refused, whoever wrote it.
+
+A SOURCE that is a Relay dataset (a folder or URI holding a manifest) is copied to DEST as it is,
+each file checked against the manifest's sha256 as it streams: moving a dataset to S3 or a cluster
+mount keeps its digest, where the data's original source may be gone.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import os
 import shlex
 import sys
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -248,8 +253,9 @@ def resolve(source: str) -> tuple[Source, Path | None] | None:
 
 
 def claims(source: str) -> bool:
-    """Whether SOURCE is a registered name or an existing folder (which ``import_dataset`` then inspects)."""
-    return source in SOURCES or Path(source).expanduser().is_dir()
+    """Whether SOURCE is a registered name, an existing folder, or a URI (which ``import_dataset`` then inspects:
+    a folder or URI holding a Relay dataset is copied as it is)."""
+    return source in SOURCES or "://" in source or Path(source).expanduser().is_dir()
 
 
 # --- import and info ---------------------------------------------------------------------------------
@@ -267,6 +273,12 @@ def import_dataset(source: str, dest: str, options: Mapping[str, Any]) -> dict[s
     """
     writing = False
     try:
+        if _holds_dataset(source):
+            manifest = _check_copy(source, dest, options)
+            if shards.dataset_at(dest):
+                return _copied_already(source, dest, manifest)
+            writing = True
+            return _copy(source, dest, manifest)
         kind, folder = _resolve(source)
         if folder is not None:
             _check_apart(Path(source).expanduser().resolve(), dest)
@@ -284,6 +296,140 @@ def import_dataset(source: str, dest: str, options: Mapping[str, Any]) -> dict[s
     except shards.StoreWriteError as exc:
         left = _kept_at(dest) if exc.kept else _left_at(dest)
         raise ImportStoreError(f"{left}; start it again with: {_again(source, dest, options)}") from exc
+
+
+# --- a Relay dataset copied to another store ------------------------------------------------------
+
+COPY_BLOCK = 8 << 20  # bytes a copy holds at once: a shard is streamed, never held whole
+
+
+def _holds_dataset(source: str) -> bool:
+    """Whether SOURCE is a Relay dataset (a manifest there), not a source name: what an import copies as it is."""
+    if source in SOURCES or ("://" not in source and not Path(source).expanduser().is_dir()):
+        return False
+    return shards.dataset_at(source)
+
+
+def _check_copy(source: str, dest: str, options: Mapping[str, Any]) -> shards.DatasetManifest:
+    """The source dataset's manifest (its digest checked), once nothing forbids copying it to ``dest``.
+
+    A copy keeps the dataset as it is, so an option that would change its bytes is refused, not ignored.
+    """
+    given = [f"--{key.replace('_', '-')}" for key, value in options.items() if value and value != "auto"]
+    if given:
+        raise ValueError(
+            f"SOURCE {source} is a Relay dataset, which an import copies as it is (same shards, same digest): "
+            f"{', '.join(given)} would change it; drop {', '.join(given)}, or import the data's original source"
+        )
+    if "://" not in source:
+        _check_apart(Path(source).expanduser().resolve(), dest)
+    manifest = shards.read_manifest(source)
+    shards.check_bucket(dest)
+    return manifest
+
+
+def _copied_already(source: str, dest: str, manifest: shards.DatasetManifest) -> dict[str, Any]:
+    """A repeated copy is a no-op while DEST holds the same dataset (same digest, every shard at its size)."""
+    retry = f"remove {dest} (or copy into a new path) to copy it again"
+    try:
+        there = shards.read_manifest(dest)
+    except shards.ManifestError as exc:
+        raise ValueError(
+            f"{dest} holds a Relay dataset whose manifest does not check out ({exc.reason}); {retry}"
+        ) from exc
+    if there.digest != manifest.digest:
+        raise ValueError(
+            f"{dest} already holds a different dataset (digest {there.digest[:16]}, {source} is "
+            f"{manifest.digest[:16]}); copy into a new destination, or delete that one first"
+        )
+    changed = checks.changed_shards(dest, there)
+    if changed:
+        raise ValueError(f"{dest} changed after it was written: {', '.join(changed)}; {retry}")
+    return {**_summary(dest, there), "note": f"already a copy of {source}: nothing written"}
+
+
+def _copy(source: str, dest: str, manifest: shards.DatasetManifest) -> dict[str, Any]:
+    """Copy the dataset at ``source`` to ``dest`` file by file, each checked against the manifest's sha256 as
+    it streams, the manifest last; the copy's digest is then read back and must be the source's.
+
+    Why not re-import: the copy is the same dataset (same bytes, same digest, so `data.digest` pins both),
+    and the data's original source may be gone. Like an import it writes its marker first and removes
+    what it wrote if anything fails, so a failed copy leaves no half dataset.
+    """
+    notes = _clear_unfinished(dest)
+    src_fs, src_root = shards.open_root(source)
+    fs, root = shards.open_root(dest)
+    names = [shard.path for split in manifest.splits.values() for shard in split.shards]
+    expected = {shard.path: shard.sha256 for split in manifest.splits.values() for shard in split.shards}
+    expected.update(manifest.source.get("files_written", {}))
+    names += list(manifest.source.get("files_written", {}))
+    written: list[str] = []
+    folders = [] if fs.get_file_info(root).type != pafs.FileType.NotFound else [root]
+    folders = [*(f"{root}/{split}" for split in manifest.splits), *folders]
+    marker = f"{root}/{shards.IMPORT_MARKER}"
+    try:
+        shards.write_marker(dest)
+        for name in tqdm(names, desc="copy", unit="file", mininterval=1.0):
+            written.append(f"{root}/{name}")
+            _copy_file(src_fs, f"{src_root}/{name}", fs, f"{root}/{name}", expected[name], f"{source}: {name}")
+        written.append(f"{root}/{shards.MANIFEST}")
+        _copy_file(src_fs, f"{src_root}/{shards.MANIFEST}", fs, f"{root}/{shards.MANIFEST}", None, source)
+        copied = shards.read_manifest(dest)
+        if copied.digest != manifest.digest:
+            raise shards.DatasetError(
+                f"{dest}: the copy's digest {copied.digest[:16]} is not the source's {manifest.digest[:16]}; "
+                "copy it again"
+            )
+    except BaseException as exc:
+        kept = shards.remove(dest, [*written, marker], folders)
+        if isinstance(exc, shards.StoreWriteError):
+            exc.kept = bool(kept)
+        raise
+    shards.remove(dest, [marker])
+    note = f"copied from {source}: every file's sha256 and the digest match the source's"
+    return {**_summary(dest, copied), **notes, "note": note, "use": use_line(dest)}
+
+
+def _copy_file(
+    src_fs: pafs.FileSystem, src: str, fs: pafs.FileSystem, path: str, sha256: str | None, named: str
+) -> None:
+    """Stream one file from ``src`` to ``path`` in COPY_BLOCK pieces, refusing it (DatasetError) when its sha256
+    is not ``sha256``: a source shard changed after its import is not copied as if it were the dataset."""
+    digest = hashlib.sha256()
+    try:
+        fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+        stream = fs.open_output_stream(path)
+    except (OSError, pa.ArrowException) as exc:
+        raise shards.StoreWriteError(path, exc) from exc
+    with stream, _source_blocks(src_fs, src, named) as blocks:
+        for block in blocks:
+            digest.update(block)
+            try:
+                stream.write(block)
+            except (OSError, pa.ArrowException) as exc:
+                raise shards.StoreWriteError(path, exc) from exc
+    if sha256 is not None and digest.hexdigest() != sha256:
+        raise shards.DatasetError(
+            f"{named}: sha256 {digest.hexdigest()[:16]} does not match the manifest's {sha256[:16]}: it changed "
+            f"after the import, so the source is no longer the dataset its manifest describes; nothing was copied"
+        )
+
+
+@contextmanager
+def _source_blocks(fs: pafs.FileSystem, path: str, named: str) -> Iterator[Iterator[bytes]]:
+    """The file at ``path`` in COPY_BLOCK pieces; a read that fails is the source's problem, said as such."""
+    try:
+        with fs.open_input_stream(path) as reader:
+
+            def blocks() -> Iterator[bytes]:
+                while block := reader.read(COPY_BLOCK):
+                    yield block
+
+            yield blocks()
+    except (OSError, pa.ArrowException) as exc:
+        if isinstance(exc, shards.StoreWriteError):
+            raise
+        raise shards.DatasetError(f"{named}: could not read it ({shards.one_line(exc)}); nothing was copied") from exc
 
 
 class ImportStoreError(OSError):
@@ -332,7 +478,15 @@ def _write(
             progress.end(refused)
     if opened.skipped:
         notes["skipped"] = "; ".join(f"{count} {reason}" for reason, count in opened.skipped.items())
-    return {**_summary(dest, manifest), **notes, "use": f"relay run CONFIG data.name={SHARDED} data.uri={dest}"}
+    return {**_summary(dest, manifest), **notes, "use": use_line(dest)}
+
+
+def use_line(dest: str) -> str:
+    """The command that runs a pipeline on the dataset at ``dest``, shell-quoted as every printed command is.
+
+    Why: an S3 URI's query (`?endpoint_override=HOST&scheme=http`) holds a `&`, which backgrounded a pasted command.
+    """
+    return f"relay run CONFIG data.name={SHARDED} " + shlex.quote(f"data.uri={dest}")
 
 
 def _left_at(dest: str) -> str:
@@ -342,7 +496,7 @@ def _left_at(dest: str) -> str:
         if fs.get_file_info(root).type == pafs.FileType.NotFound:
             return f"what it wrote was removed ({dest} does not exist)"
         if shards.dataset_at(dest):
-            return f"its dataset at {dest} was finished, manifest and all (`relay data info {dest}` checks it)"
+            return f"its dataset at {dest} was finished, manifest and all (`relay data info {shlex.quote(dest)}` checks it)"
         found = shards.leftovers(dest)
     except (ValueError, OSError, pa.ArrowException) as exc:
         return f"what is left at {dest} could not be checked ({shards.first_line(exc)})"
@@ -398,8 +552,8 @@ def _folder_problem(path: Path) -> str | None:
             else "is an empty folder"
         )
         return (
-            f"{held}: nothing to import. Put the images in it as {IMAGEFOLDER_LAYOUT}, ROOT being this folder, "
-            "or pass the folder that holds them"
+            f"{held}: nothing to import. Put the data in it as one of the folder sources reads it ({_folder_layouts()}), "
+            "or pass the folder that holds it"
         )
     classes = [entry.name for entry in visible if entry.is_dir() and _holds_image(Path(entry.path))]
     if not classes:
@@ -416,6 +570,14 @@ def _folder_problem(path: Path) -> str | None:
         f"Move the class folders into {path / 'train'}/ (and test images into {path / 'test'}/<class>/), "
         "then import it again"
     )
+
+
+def _folder_layouts() -> str:
+    """Each folder source's layout, as the source describes itself: the empty-folder message names them all.
+
+    Why derived: the message named the ImageFolder layout only, and a CIFAR user was told to lay out photos.
+    """
+    return "; ".join(f"{name}: {source.description}" for name, source in SOURCES.items() if source.recognise)
 
 
 def _holds_image(folder: Path) -> bool:
@@ -468,13 +630,22 @@ def _check_options(kind: Source, folder: Path | None, options: Mapping[str, Any]
 
 
 def _own_side(kind: Source) -> int | None:
-    """The side of ``kind``'s square images (its own size, which --image-size may restate); None when not square.
+    """The side of ``kind``'s square images (its own size, which --image-size may restate); None when not square,
+    or not known before the source is read (a source that is no in-memory dataset: not in IMAGE_SHAPES).
 
     Why: `relay data import digits DEST --image-size 16` asks for the size digits are imported at, and
     was refused with advice to train them "at 16x16" another way.
     """
-    height, width = datasets.IMAGE_SHAPES[kind.name][1:]
+    shape = datasets.IMAGE_SHAPES.get(kind.name)
+    if shape is None:
+        return None
+    height, width = shape[1:]
     return height if height == width else None
+
+
+def _resizing_sources() -> str:
+    """The sources that take --image-size, for the message refusing it elsewhere."""
+    return ", ".join(name for name, source in SOURCES.items() if "image_size" in source.options) or "none"
 
 
 def _fixed_size(kind: Source, folder: Path | None, size: int) -> str:
@@ -484,6 +655,11 @@ def _fixed_size(kind: Source, folder: Path | None, size: int) -> str:
     size it was imported at, so the way to another size is reading the source in place, where
     data.image_size applies (digits at 8 keeps its native 8x8 pixels).
     """
+    if kind.name not in datasets.IMAGE_SHAPES:  # no in-memory dataset of that name to read in place
+        return (
+            f"--image-size: source {kind.name!r} is imported at its own size and takes no --image-size, which "
+            f"resizes only the sources that take it ({_resizing_sources()}); drop --image-size"
+        )
     shape = "x".join(str(side) for side in datasets.IMAGE_SHAPES[kind.name])
     in_place = f"data.name={kind.name}" + ("" if folder is None else f" data.root={shlex.quote(str(folder))}")
     return (
@@ -675,7 +851,7 @@ def _written_files(uri: str, manifest: shards.DatasetManifest) -> dict[str, str]
     written = manifest.source.get("files_written", {})
     fs, root = shards.open_root(uri)
     lines = [
-        f"{uri}/{name}: each sample id's image file and class"
+        f"{shards.child_uri(uri, name)}: each sample id's image file and class"
         if fs.get_file_info(f"{root}/{name}").type == pafs.FileType.File
         else _missing_written_file(uri, name)
         for name in written
@@ -686,7 +862,7 @@ def _written_files(uri: str, manifest: shards.DatasetManifest) -> dict[str, str]
 def _missing_written_file(uri: str, name: str) -> str:
     """What `relay data info` says of a file the import wrote beside the shards that is gone (the shards still serve)."""
     return (
-        f"{uri}/{name}: missing (the manifest lists it: each sample id's image file and class); copy it back "
+        f"{shards.child_uri(uri, name)}: missing (the manifest lists it: each sample id's image file and class); copy it back "
         "from the dataset's original place, or re-import into a new path"
     )
 
@@ -701,10 +877,12 @@ def _verify_written_files(uri: str, manifest: shards.DatasetManifest) -> None:
         except FileNotFoundError as exc:
             raise shards.DatasetError(_missing_written_file(uri, name)) from exc
         except (OSError, pa.ArrowException) as exc:
-            raise shards.DatasetError(f"{uri}/{name}: could not read it ({shards.one_line(exc)})") from exc
+            raise shards.DatasetError(
+                f"{shards.child_uri(uri, name)}: could not read it ({shards.one_line(exc)})"
+            ) from exc
         if found != sha256:
             raise shards.DatasetError(
-                f"{uri}/{name}: sha256 {found[:16]} does not match the manifest's {sha256[:16]}: it changed after "
+                f"{shards.child_uri(uri, name)}: sha256 {found[:16]} does not match the manifest's {sha256[:16]}: it changed after "
                 "the import; re-import the dataset to write it again"
             )
 

@@ -173,6 +173,15 @@ def open_root(uri: str) -> tuple[pafs.FileSystem, str]:
     return pafs.LocalFileSystem(), str(Path(uri).expanduser().resolve())
 
 
+def child_uri(uri: str, name: str) -> str:
+    """The URI of ``name`` under the dataset at ``uri``: the path before a query string, if there is one.
+
+    Why: ``s3://b/ds?endpoint_override=HOST&scheme=http`` + ``/samples.csv`` read as a query ending in a path.
+    """
+    base, mark, query = uri.partition("?") if "://" in uri else (uri, "", "")
+    return f"{base.rstrip('/')}/{name}{mark}{query}"
+
+
 def first_line(exc: BaseException) -> str:
     """An error's first line: pyarrow's HDFS errors append one line per JVM path it tried (about 80)."""
     lines = str(exc).strip().splitlines()
@@ -385,8 +394,10 @@ class SplitWriter:
         shape: Sequence[int],
         rows_per_group: int,
         groups_per_shard: int = GROUPS_PER_SHARD,
+        num_classes: int | None = None,
     ) -> None:
         self._fs, self._root = open_root(uri)
+        self.num_classes = num_classes
         self.split, self.encoding, self.shape = split, encoding, tuple(int(v) for v in shape)
         self.schema = shard_schema(encoding, self.shape)
         self.rows_per_group = rows_per_group
@@ -407,10 +418,28 @@ class SplitWriter:
             raise DatasetError(
                 f"{self.split}: expected uint8 images {self.shape}, got {images.dtype} {tuple(images.shape[1:])}"
             )
-        self._pending.append((images, np.asarray(labels, dtype=np.int64)))
+        labels = np.asarray(labels, dtype=np.int64)
+        if self.num_classes is not None:
+            self._check_labels(labels)
+        self._pending.append((images, labels))
         self._pending_rows += len(images)
         while self._pending_rows >= self.rows_per_group:
             self._write_group(self.rows_per_group)
+
+    def _check_labels(self, labels: np.ndarray) -> None:
+        """Refuse a label outside 0..num_classes-1 (-1 marks an unknown one), naming the split, row and class count.
+
+        Why here: every reader (the preflight, `relay data info --verify`) refuses such a label, so a
+        dataset written with one was written only to be refused later, far from the code that made it.
+        """
+        bad = np.flatnonzero((labels < -1) | (labels >= self.num_classes))
+        if bad.size:
+            row = self.count + self._pending_rows + int(bad[0])
+            raise DatasetError(
+                f"{self.split} row {row}: label {int(labels[bad[0]])} is outside 0..{self.num_classes - 1} "
+                f"(the dataset has {self.num_classes} classes; -1 marks an unknown label); fix the labels or the "
+                "class list: nothing was written"
+            )
 
     def close(self) -> SplitShards:
         """Write what is left; the split's shards for the manifest."""
@@ -474,7 +503,8 @@ def write_dataset(
     import's destination look foreign. A killed process cannot clean up, so the import first
     writes IMPORT_MARKER, naming itself, and removes it only after the manifest: the marker is
     what lets the next import (``leftovers``) tell its own unfinished files from anybody else's
-    Parquet, which it never deletes. Chunks with a ``close`` method are closed once their split is written.
+    Parquet, which it never deletes. A label outside 0..len(classes)-1 (other than -1) is a DatasetError
+    naming its split and row, and nothing is left written. Chunks with a ``close`` method are closed once their split is written.
     ``files`` (name -> bytes, at the root: SAMPLE_FILES) are written after the shards and before the
     manifest, which records each one's sha256 in its source, so they are part of what the digest covers.
     """
@@ -488,7 +518,7 @@ def write_dataset(
         write_marker(uri)
         done = {}
         for name, chunks in splits.items():
-            writer = SplitWriter(uri, name, encoding, shape, group, groups_per_shard)
+            writer = SplitWriter(uri, name, encoding, shape, group, groups_per_shard, len(classes))
             try:
                 for images, labels in chunks:
                     writer.write(images, labels)

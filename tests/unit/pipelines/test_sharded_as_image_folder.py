@@ -24,19 +24,16 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return dest
 
 
-@pytest.mark.parametrize("command", ["validate", "import"])
 def test_a_relay_dataset_read_as_an_image_folder_is_named_with_the_setting_that_reads_it(
-    dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture, command: str
+    dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    if command == "import":
-        args = ["data", "import", str(dataset), str(tmp_path / "copy")]
-    else:
-        args = ["validate", SMOKE, f"run.workspace={tmp_path / 'ws'}", "data.name=imagefolder", f"data.root={dataset}"]
+    """As an import's SOURCE a Relay dataset is copied as it is (test_data_sources_and_copies.py)."""
+    args = ["validate", SMOKE, f"run.workspace={tmp_path / 'ws'}", "data.name=imagefolder", f"data.root={dataset}"]
     assert main(args) == 2
     err = capsys.readouterr().err
     assert f"{dataset} is a Relay dataset (Parquet shards, as `relay data import` writes them)" in err, err
     assert f"`data.name=parquet data.uri={dataset}`" in err and "place the images" not in err
-    assert not (tmp_path / "copy").exists() and not (tmp_path / "ws").exists()
+    assert not (tmp_path / "ws").exists()
 
 
 def test_an_empty_train_folder_keeps_the_image_folder_advice(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
@@ -94,11 +95,13 @@ def test_a_shard_with_a_wrong_schema_exits_2(digits: Path, tmp_path: Path, capsy
 
 def test_labels_out_of_range_exit_2_naming_the_row(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     labels = np.arange(1797) % 10
-    labels[17] = 12
     images = np.zeros((1797, 1, 4, 4), dtype=np.uint8)
-    shards.write_dataset(
+    manifest = shards.write_dataset(
         str(tmp_path / "d"), [str(c) for c in range(10)], (1, 4, 4), "raw", {"train": [(images, labels)]}
     )
+    table = pq.read_table(tmp_path / "d" / manifest.splits["train"].shards[0].path)
+    labels[17] = 12  # the writer refuses it: written by pyarrow, for the preflight's check
+    rewrite_shard(tmp_path / "d", manifest, 0, table.set_column(1, table.schema.field(1), pa.array(labels, pa.int32())))
     assert _validate(tmp_path, f"data.uri={tmp_path / 'd'}") == 2
     assert "part-00000.parquet row 17: label 12 is outside 0..9" in capsys.readouterr().err
 

@@ -16,6 +16,7 @@ import pytest
 from PIL import Image
 
 from orchestrator.cli import main
+from pipelines.datasets.imports import SOURCES
 from tests.unit.orchestrator.cli.problems import problem_lines
 
 LAYOUT = "ROOT/train/<class>/<image> (test images, if any, in ROOT/test/<class>/<image> or ROOT/val/<class>/<image>)"
@@ -64,8 +65,14 @@ def test_the_train_folder_of_an_image_folder_says_to_pass_its_parent(
 def test_an_empty_folder_says_it_is_empty(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     (empty := tmp_path / "empty").mkdir()
     problem = _refused(empty, tmp_path / "out", capsys)
-    assert problem.startswith(f"SOURCE {str(empty)!r} is an empty folder: nothing to import. Put the images in it as ")
-    assert LAYOUT in problem
+    assert problem.startswith(
+        f"SOURCE {str(empty)!r} is an empty folder: nothing to import. Put the data in it as one of the folder "
+        "sources reads it ("
+    )
+    folder_sources = {name: source for name, source in SOURCES.items() if source.recognise is not None}
+    assert {"cifar10", "cifar100", "imagefolder"} <= set(folder_sources)
+    for name, source in folder_sources.items():  # every folder source's layout, not ImageFolder's alone
+        assert f"{name}: {source.description}" in problem
 
     (hidden := tmp_path / "hidden").mkdir()
     (hidden / ".DS_Store").write_bytes(b"")

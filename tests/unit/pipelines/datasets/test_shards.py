@@ -73,11 +73,37 @@ def test_a_shard_with_a_wrong_schema_is_named(tmp_path: Path) -> None:
 
 
 def test_labels_out_of_range_name_shard_and_row(tmp_path: Path) -> None:
-    labels = np.zeros(100, dtype=np.int64)
-    labels[[30, 31, 33]] = [3, 7, -1]  # row 6 and 7 of shard 1 (rows 24..47) are outside 0..2; -1 is unknown
-    manifest, _, _ = write_toy(tmp_path / "d", labels=labels)
+    """The reader's check, on a shard written by pyarrow (the writer refuses such labels itself)."""
+    manifest, _, _ = write_toy(tmp_path / "d", labels=np.zeros(100, dtype=np.int64))
+    table = pq.read_table(tmp_path / "d" / manifest.splits["train"].shards[1].path)  # rows 24..47
+    labels = [0] * table.num_rows
+    labels[6], labels[7], labels[9] = 3, 7, None  # rows 6 and 7 are outside 0..2; a null is unknown
+    table = table.set_column(1, table.schema.field(1), pa.array(labels, pa.int32()))
+    manifest = rewrite_shard(tmp_path / "d", manifest, 1, table)
     with pytest.raises(shards.DatasetError, match=r"part-00001.parquet row 6: label 3 is outside 0..2 .*2 such rows"):
         checks.read_labels(str(tmp_path / "d"), manifest, "train")
+
+
+@pytest.mark.parametrize(("bad", "label"), [(3, 3), (-2, -2)])
+def test_the_writer_refuses_a_label_outside_the_classes_and_leaves_nothing(
+    tmp_path: Path, bad: int, label: int
+) -> None:
+    """Written, such a dataset was refused only later, by `relay data info --verify` or a run's preflight."""
+    labels = np.zeros(100, dtype=np.int64)
+    labels[[30, 33]] = [bad, -1]  # -1 marks an unknown label: taken
+    with pytest.raises(
+        shards.DatasetError,
+        match=rf"^train row 30: label {label} is outside 0..2 \(the dataset has 3 classes; -1 marks an unknown label\)",
+    ):
+        write_toy(tmp_path / "d", labels=labels)  # shards of 24 rows: shard 0 was written before row 30 came
+    assert not (tmp_path / "d").exists()
+
+
+def test_the_writer_takes_minus_one_as_unknown(tmp_path: Path) -> None:
+    labels = np.zeros(100, dtype=np.int64)
+    labels[[5, 99]] = -1
+    manifest, _, _ = write_toy(tmp_path / "d", labels=labels)
+    assert manifest.splits["train"].unlabeled == 2
 
 
 def test_a_sample_id_out_of_sequence_is_named(tmp_path: Path) -> None:
