@@ -72,7 +72,7 @@ from orchestrator.errors import ArtifactError, ConfigError, InputError, RelayErr
 from orchestrator.tracking import common as tracking_common
 from orchestrator.tracking import report, sweeps
 from orchestrator.tracking.background import BackgroundTracker
-from orchestrator.tracking.mlflow_tracker import mlflow_tracker, parent_keys
+from orchestrator.tracking.mlflow_tracker import START, mlflow_tracker, parent_keys
 from orchestrator.tracking.reading import check_database, read_generations, recorded_pipeline
 
 log = logging.getLogger("relay")
@@ -245,11 +245,20 @@ def record_tracking(run: PreparedRun, tracker: Any) -> str | None:
 
 
 def incomplete_tracking_note(run_id: str, uri: str, lost_at: str, store: str = "") -> str:
-    """The lines that replace the browse hint when the tracking store stopped answering during the run."""
+    """The lines that replace the browse hint when the tracking store stopped answering during the run, or
+    failed at its start (``START``: no MLflow run was made, as the warning above says)."""
+    if lost_at == START:
+        what = (
+            f"the tracking store {uri} failed at the run's start (the warning above says why), so the run has "
+            "no MLflow run"
+        )
+        again = "Once the store works again"
+    else:
+        what = f"the tracking store {uri} stopped answering at {lost_at}, and Relay stopped calling it"
+        again = "Once the store answers again"
     return (
-        f"The MLflow record of run {run_id} is incomplete: the tracking store {uri} stopped answering at "
-        f"{lost_at}, and Relay stopped calling it (the run's outputs and ledger are in its artifact store).\n"
-        f"Once the store answers again, fill the record in with:  relay resume {run_id}{store}  "
+        f"The MLflow record of run {run_id} is incomplete: {what} (the run's outputs and ledger are in its "
+        f"artifact store).\n{again}, fill the record in with:  relay resume {run_id}{store}  "
         "(completed stages are skipped)"
     )
 
@@ -806,7 +815,7 @@ def cmd_generations(args: argparse.Namespace) -> int:
     uri, experiment, summary = tracking_for(args)
     runs.check_tracked(args, uri, args.run_id)
     store = store_of(args)
-    run_id, rows = read_generations(uri, experiment, args.run_id)
+    run_id, rows = generations_of(store, uri, experiment, args.run_id)
     columns_note = None
     if args.run_id is None:  # the newest run: known only now, and its pipeline picks the columns
         summary, columns_note = newest_run_columns(store, pipelines_of(args), uri, experiment, run_id)
@@ -816,6 +825,28 @@ def cmd_generations(args: argparse.Namespace) -> int:
         if note:
             print(f"\n{note}")
     return 0
+
+
+def generations_of(
+    store: ArtifactStore, uri: str, experiment: str, run_id: str | None
+) -> tuple[str, list[dict[str, Any]]]:
+    """``read_generations``; a run whose MLflow run was never made (the store failed at its start) is said as such.
+
+    Why: such a run is recorded here, finished, and its record (``tracking.json``) says its tracking was
+    lost from the start; the reader said only "no pipeline run", as if the run id were wrong, and not
+    that `relay resume` fills the MLflow record in.
+    """
+    try:
+        return read_generations(uri, experiment, run_id)
+    except InputError as exc:
+        if run_id is None or tracking_lost_at(store, run_id) != START:
+            raise
+        raise InputError(
+            f"run {run_id} has no MLflow run in experiment {experiment!r} at {uri}: the tracking store failed at "
+            f"the run's start, so nothing of it was tracked (its outputs and ledger are in {store.uri}); once "
+            f"the store works again, fill the record in with `relay resume {run_id}{store_option(store.uri)}` "
+            "(completed stages are skipped)"
+        ) from exc
 
 
 def register(commands: Any) -> None:

@@ -218,11 +218,16 @@ class MlflowTracker:
         """Create (or, on resume, reattach to) the parent run and log the resolved config.
 
         Calling it again for the same run id is a no-op, so a composition root
-        and a helper cannot open two parent runs for one pipeline run.
+        and a helper cannot open two parent runs for one pipeline run. A start that made no parent
+        run (not strict: the store refused, or did not answer) is tracking lost from the start
+        (``lost_at``): the run went on and ended with the browse line of an MLflow run that did
+        not exist, and nothing said that `relay resume` fills the record in.
         """
         if self._parent is not None and self._run_id == run_id:
             return
         self._guard("start_pipeline", lambda: self._start(run_id, pipeline_name, config, resume), START)
+        if self._parent is None and self.lost_at is None:  # not strict: the run goes on without an MLflow run
+            self.lost_at = START
 
     def _start(self, run_id: str, pipeline_name: str, config: Mapping[str, Any], resume: bool) -> None:
         self._client, self._experiment_id = open_experiment(self.tracking_uri, self.experiment, self.artifact_location)
