@@ -61,11 +61,21 @@ class Parallelism(Enum):
 
 
 class Checkpointer(Protocol):
-    """Where a stage keeps its in-stage checkpoint (a scratch dir, or Ray Train's storage)."""
+    """Where a stage keeps its in-stage checkpoint (a scratch dir, or Ray Train's storage).
+
+    ``save``/``load`` keep one state that each save replaces (training). ``save_part``/``load_part``
+    keep numbered parts that are never rewritten (the finished shards of a labeling stage): a
+    stage whose progress grows with N spills each piece once instead of rewriting an ever-larger
+    state.
+    """
 
     def save(self, state: dict[str, Any], step: int) -> None: ...
 
     def load(self) -> dict[str, Any] | None: ...
+
+    def save_part(self, index: int, data: bytes) -> None: ...
+
+    def load_part(self, index: int) -> bytes | None: ...
 
 
 ShardMapper = Callable[[Callable[[Any], Any], Iterable[Any]], Iterator[Any]]
@@ -200,6 +210,21 @@ class StageContext:
         """The last state saved by an earlier attempt of this stage, or None to start fresh."""
         return None if self.checkpointer is None else self.checkpointer.load()
 
+    def save_part(self, index: int, data: bytes) -> None:
+        """Keep part ``index`` of the stage's work (one finished shard's bytes) for a restarted attempt.
+
+        Each part is written once, atomically, beside the in-stage checkpoint (the stage's scratch
+        space in the store, so it outlives the process and the driver); it is dropped with it when
+        the stage's outputs are stored, or when the stage is rerun on request. Only rank 0 keeps
+        parts; without a checkpointer it does nothing.
+        """
+        if self.checkpointer is not None and self.rank == 0:
+            self.checkpointer.save_part(index, data)
+
+    def load_part(self, index: int) -> bytes | None:
+        """Part ``index`` as an earlier attempt of this stage (same fingerprint) saved it, or None."""
+        return None if self.checkpointer is None else self.checkpointer.load_part(index)
+
     def map_shards(self, fn: Callable[[Any], Any], shards: Iterable[Any]) -> Iterator[Any]:
         """``fn(shard)`` for every shard, yielded in shard order (on actors under Ray).
 
@@ -214,6 +239,9 @@ class StageContext:
 # started fresh). The runner says it beside the stage's "done" line, which is all a driver shows of a stage
 # whose own log lines stay in its Ray worker.
 RESUMED_FROM_STEP = "resumed_from_step"
+# Its counterpart for a stage that resumed from the parts an earlier attempt saved (``StageContext.load_part``):
+# the rows those parts held, which the stage did not compute again (0: it started fresh).
+RESUMED_FROM_ROWS = "resumed_from_rows"
 
 # A stage file of this name holds a JSON object of text results (names to strings), which a metric, a
 # number, cannot hold (a chosen source's name): the tracker sets them as tags on the stage's run, its

@@ -497,6 +497,20 @@ class StoreCheckpointer:
             logger.warning("ignoring unreadable checkpoint of %s (%s); starting over", self.fingerprint[:12], exc)
             return None
 
+    def save_part(self, index: int, data: bytes) -> None:
+        """One part file per index, renamed into place whole: a part that is there is complete."""
+        self.store.write_scratch(self.fingerprint, part_name(index), data)
+
+    def load_part(self, index: int) -> bytes | None:
+        return self.store.read_scratch(self.fingerprint, part_name(index))
+
+
+def part_name(index: int) -> str:
+    """The scratch file of a stage's part ``index`` (``StageContext.save_part``): zero-padded, so they list in order."""
+    if index < 0:
+        raise ValueError(f"part index must be >= 0, got {index}")
+    return f"part-{index:08d}"
+
 
 def _serialize(name: str, value: Any) -> tuple[str, str, bytes]:
     """(kind, suffix, bytes) of a checkpoint; tables never get here (``_write_stream`` writes them)."""

@@ -173,6 +173,12 @@ class TrainCheckpointer:
         with checkpoint.as_directory() as directory:
             return torch.load(Path(directory) / CHECKPOINT_FILE, map_location="cpu", weights_only=True)
 
+    def save_part(self, index: int, data: bytes) -> None:
+        """Keeps nothing: a data-parallel stage resumes from its state (``save``); parts are for labeling stages."""
+
+    def load_part(self, index: int) -> bytes | None:
+        return None
+
 
 def _remove_run(storage: str, name: str) -> None:
     """Delete a finished Train run's checkpoints; failing to is only worth a warning."""

@@ -25,7 +25,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from orchestrator.dag import RESUMED_FROM_STEP, Pipeline, Stage
+from orchestrator.dag import RESUMED_FROM_ROWS, RESUMED_FROM_STEP, Pipeline, Stage
 from orchestrator.engine.artifacts import ArtifactRef, ArtifactStore, Manifest, StoreFault, sanitize, store_fault
 from orchestrator.engine.executors import Executor
 from orchestrator.engine.fingerprint import fingerprint, task_seed
@@ -384,8 +384,7 @@ class Runner:
         stage = task.stage
         if isinstance(outcome, Manifest):
             self._record_success(st, stage, outcome, cache_hit=False)
-            resumed = int(outcome.metrics.get(RESUMED_FROM_STEP, 0))
-            how = f" (resumed at step {resumed} from an earlier attempt's checkpoint)" if resumed else ""
+            how = _resumed_how(outcome.metrics)
             logger.info("done %s in %.1f s%s", stage.name, st.outcomes[stage.name].duration_s, how)
             return
         if not isinstance(outcome, BaseException):
@@ -523,3 +522,12 @@ def _all_done(pipeline: Pipeline, outcomes: Mapping[str, Any], ledger: Ledger) -
     first generation's evaluation, not an input of the last one) read STOPPED though complete.
     """
     return {stage.name for stage in pipeline.stages} <= set(outcomes) | done_in(ledger.earlier_stages)
+
+
+def _resumed_how(metrics: Mapping[str, float]) -> str:
+    """What a stage's "done" line adds when it resumed from an earlier attempt's work: the step or the row."""
+    if step := int(metrics.get(RESUMED_FROM_STEP, 0)):
+        return f" (resumed at step {step} from an earlier attempt's checkpoint)"
+    if rows := int(metrics.get(RESUMED_FROM_ROWS, 0)):
+        return f" (resumed at row {rows} from the shards an earlier attempt labeled)"
+    return ""

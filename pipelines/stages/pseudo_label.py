@@ -2,11 +2,15 @@
 
 `pseudo_label_generation` streams shards through `ctx.map_shards` (actors under Ray): plain softmax
 for CReST, softmax(z / T) for Noisy Student (T is 1 for hard pseudo-labels:
-pipelines.builders.noisy_student.label_temperature).
+pipelines.builders.noisy_student.label_temperature). Each labeled shard is spilled as a part
+(``ctx.save_part``), so an interrupted attempt's successor replays the finished shards and labels
+only the rest.
 """
 
 from __future__ import annotations
 
+import itertools
+import logging
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,9 +20,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 
-from orchestrator.dag import StageContext, StageResult
+from orchestrator.dag import RESUMED_FROM_ROWS, StageContext, StageResult
 from pipelines.pseudo_label import predict_probs, pseudo_label_schema, to_table
 from pipelines.stages.common import artifact, image_sources, known_accuracy, load_model, output_name
+
+logger = logging.getLogger(__name__)
+
+Scores = tuple[int, int]  # (correct, scored) against the known labels
 
 
 def pseudo_label_generation(ctx: StageContext, inputs: Mapping[str, Any], params: Mapping[str, Any]) -> StageResult:
@@ -34,6 +42,13 @@ def pseudo_label_generation(ctx: StageContext, inputs: Mapping[str, Any], params
     this process nor any actor holds every id or probability row (memory flat in N,
     benchmarks/labeling.py), and the table is the same for any number of actors. Progress is
     counted in rows as the shards come back, with the pseudo-labels' accuracy so far.
+
+    Resuming: every labeled shard is spilled as one part (``ctx.save_part``, an Arrow IPC file in
+    the stage's scratch space) before it goes on to the output. A later attempt of the same stage
+    (same fingerprint: model, split, settings) replays the parts it finds, in order, up to the
+    first missing or unreadable one, and labels from there: the output is the same table, row
+    groups and digest as an uninterrupted run's, and memory stays at one shard. The parts go with
+    the scratch space once the output is stored, or when the stage is rerun on request.
     """
     split = artifact(inputs, params, "split")
     checkpoint = artifact(inputs, params, "model")
@@ -53,8 +68,9 @@ def pseudo_label_generation(ctx: StageContext, inputs: Mapping[str, Any], params
     def progress(rows: int, accuracy: float) -> None:
         ctx.progress(rows, total, "rows", {"accuracy": accuracy})
 
-    batches = _counted_batches(ctx.map_shards(label, unlabeled_shards(split, size)), metrics, progress)
-    reader = pa.RecordBatchReader.from_batches(pseudo_label_schema(checkpoint["num_classes"]), batches)
+    schema = pseudo_label_schema(checkpoint["num_classes"])
+    batches = _resumed_batches(ctx, label, unlabeled_shards(split, size), schema, metrics, progress)
+    reader = pa.RecordBatchReader.from_batches(schema, batches)
     return StageResult(outputs={output_name(params, "pseudo_labels"): reader}, metrics=metrics)
 
 
@@ -119,21 +135,100 @@ class ShardLabeler:
         return batch, scored, float(probs.max(axis=1, initial=0.0).sum())
 
 
-def _counted_batches(
-    results: Iterator[tuple[pa.RecordBatch, tuple[int, int], float]],
+@dataclass
+class _Tally:
+    """Rows, pseudo-label scores and confidence summed over the shards so far, in shard order."""
+
+    rows: int = 0
+    correct: int = 0
+    scored: int = 0
+    confidence: float = 0.0
+
+    def add(self, batch: pa.RecordBatch, scores: Scores, confidence: float) -> None:
+        self.rows += batch.num_rows
+        self.correct, self.scored = self.correct + scores[0], self.scored + scores[1]
+        self.confidence += confidence
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / self.scored if self.scored else 0.0
+
+
+def _resumed_batches(
+    ctx: StageContext,
+    label: Callable[[tuple[np.ndarray, np.ndarray]], tuple[pa.RecordBatch, Scores, float]],
+    shards: Iterator[tuple[np.ndarray, np.ndarray]],
+    schema: pa.Schema,
     metrics: dict[str, float],
     progress: Callable[[int, float], None],
 ) -> Iterator[pa.RecordBatch]:
-    """Pass the shards' batches through, telling ``progress`` (rows, accuracy) after each; ``metrics`` at the end."""
-    rows = correct = scored = 0
-    confidence = 0.0
-    for batch, (shard_correct, shard_scored), shard_confidence in results:
-        rows, confidence = rows + batch.num_rows, confidence + shard_confidence
-        correct, scored = correct + shard_correct, scored + shard_scored
-        progress(rows, correct / scored if scored else 0.0)
+    """Every shard's batch in shard order: the ones an earlier attempt spilled, then the rest labeled and spilled.
+
+    Progress is told (rows, accuracy) after each labeled shard; on a resume it is first told the
+    replayed rows, so the board starts there and rates only what this attempt labels. ``metrics``
+    gets the totals at the end, with the rows replayed (RESUMED_FROM_ROWS).
+    """
+    tally = _Tally()
+    index = 0
+    for shard in shards:
+        spilled = _spilled_shard(ctx, index, shard[0], schema)
+        if spilled is None:
+            shards = itertools.chain([shard], shards)
+            break
+        tally.add(*spilled)
+        index += 1
+        yield spilled[0]
+    resumed = tally.rows
+    if resumed:
+        logger.info("%s: resumed at row %d (%d shards an earlier attempt labeled)", ctx.stage, resumed, index)
+        progress(resumed, tally.accuracy)
+    for batch, scores, confidence in ctx.map_shards(label, shards):
+        ctx.save_part(index, _spill(batch, scores, confidence))
+        index += 1
+        tally.add(batch, scores, confidence)
+        progress(tally.rows, tally.accuracy)
         yield batch
     metrics.update(
-        accuracy=correct / scored if scored else 0.0,
-        mean_confidence=confidence / rows if rows else 0.0,
-        rows=float(rows),
+        accuracy=tally.accuracy,
+        mean_confidence=tally.confidence / tally.rows if tally.rows else 0.0,
+        rows=float(tally.rows),
     )
+    metrics[RESUMED_FROM_ROWS] = float(resumed)
+
+
+def _spill(batch: pa.RecordBatch, scores: Scores, confidence: float) -> bytes:
+    """One labeled shard as an Arrow IPC file: its batch, with its scores and confidence sum as the batch's metadata.
+
+    Why IPC: it reads back as the very batch (same values, so the same Parquet row group) without
+    decoding, and a file cut short has no footer, so it is never mistaken for a whole one.
+    """
+    sink = pa.BufferOutputStream()
+    tally = {"correct": str(scores[0]), "scored": str(scores[1]), "confidence": repr(confidence)}
+    with pa.ipc.new_file(sink, batch.schema) as writer:
+        writer.write_batch(batch, custom_metadata=tally)
+    return sink.getvalue().to_pybytes()
+
+
+def _spilled_shard(
+    ctx: StageContext, index: int, ids: np.ndarray, schema: pa.Schema
+) -> tuple[pa.RecordBatch, Scores, float] | None:
+    """Shard ``index`` as an earlier attempt spilled it, None when it did not or the part is unusable.
+
+    A part is used only when it holds exactly this shard's ids with the stage's schema; a torn or
+    foreign file is logged and the shard labeled again (its part then rewritten).
+    """
+    data = ctx.load_part(index)
+    if data is None:
+        return None
+    try:
+        reader = pa.ipc.open_file(pa.py_buffer(data))
+        if reader.num_record_batches != 1:
+            raise ValueError(f"{reader.num_record_batches} batches, expected 1")
+        batch, meta = reader.get_batch_with_custom_metadata(0)
+        if not batch.schema.equals(schema) or not batch.column("sample_id").equals(pa.array(ids, pa.int64())):
+            raise ValueError("not this shard's rows")
+        scores = (int(meta[b"correct"]), int(meta[b"scored"]))
+        return batch, scores, float(meta[b"confidence"])
+    except (pa.ArrowException, ValueError, KeyError, TypeError) as exc:
+        logger.warning("%s: ignoring spilled shard %d (%s); labeling it again", ctx.stage, index, exc)
+        return None
