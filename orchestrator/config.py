@@ -20,6 +20,7 @@ import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -205,14 +206,76 @@ def _ray_address(value: str | None) -> str | None:
     return value
 
 
+# A size in bytes as a config writes it: 2000000000, 2GB, 1.5 GiB, 512MiB (K/M/G/T decimal, Ki/Mi/Gi/Ti binary).
+SIZE_PATTERN = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]i?)?B?\s*", re.IGNORECASE)
+SIZE_UNITS = {
+    "": 1,
+    "k": 10**3,
+    "m": 10**6,
+    "g": 10**9,
+    "t": 10**12,
+    "ki": 2**10,
+    "mi": 2**20,
+    "gi": 2**30,
+    "ti": 2**40,
+}
+OBJECT_STORE_MINIMUM_BYTES = 75 * 1024 * 1024  # the smallest object store ray.init accepts (Ray's own floor)
+
+
+def size_in_bytes(value: Any) -> Any:
+    """``value`` in bytes when it is a size (a whole number, or text such as ``2GB``); anything else as it came.
+
+    Why text: an object store is sized in gigabytes, and 2000000000 is easy to get a digit wrong in.
+    """
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if not isinstance(value, str):
+        return value
+    match = SIZE_PATTERN.fullmatch(value)
+    if match is None:
+        raise ValueError(
+            f"{value!r} is not a size; write bytes (2000000000) or a number with a unit: 2GB, 1.5GB, 512MiB "
+            "(K, M, G, T count in 1000s; Ki, Mi, Gi, Ti in 1024s)"
+        )
+    return int(float(match.group(1)) * SIZE_UNITS[(match.group(2) or "").lower()])
+
+
+def _object_store_size(value: int | None) -> int | None:
+    if value is not None and value < OBJECT_STORE_MINIMUM_BYTES:
+        raise ValueError(
+            f"{value} bytes is below the smallest object store Ray starts ({OBJECT_STORE_MINIMUM_BYTES} bytes, "
+            "75MiB); give at least 75MiB, e.g. 1GB, or null for Ray's default"
+        )
+    return value
+
+
 class RunSettings(StrictModel):
-    """Where and how a pipeline runs (executor, workspace, storage, cluster)."""
+    """Where and how a pipeline runs (executor, workspace, storage, cluster).
+
+    ``num_cpus`` and ``object_store_memory`` size the local Ray instance Relay starts; a cluster's
+    nodes were sized when they started (`ray start --object-store-memory`), and ray.init refuses an
+    object store size when it joins one, so that key is refused beside ``ray_address`` (checked
+    here, before anything is written, instead of as Ray's error once the run's record exists).
+    """
 
     executor: Literal["ray", "local"] = "ray"
     workspace: str | None = None
     artifact_uri: str | None = None
     ray_address: Annotated[str | None, AfterValidator(_ray_address)] = None
     num_cpus: int | None = Field(default=None, ge=1, le=4096)
+    object_store_memory: Annotated[int | None, BeforeValidator(size_in_bytes), AfterValidator(_object_store_size)] = (
+        None
+    )
+
+    @model_validator(mode="after")
+    def _object_store_only_for_a_local_instance(self) -> RunSettings:
+        if self.object_store_memory is not None and self.ray_address not in (None, "local"):
+            raise ValueError(
+                f"run.object_store_memory: sizes the object store of the local Ray instance Relay starts, but "
+                f"run.ray_address={self.ray_address} joins a cluster, whose nodes set their own "
+                "(`ray start --object-store-memory`); remove one of the two keys"
+            )
+        return self
 
 
 MODEL_SOURCE_FORMS = (

@@ -17,12 +17,14 @@ import functools
 import itertools
 import logging
 import os
+import re
 import signal
 import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 from orchestrator.dag import Parallelism, Pipeline, ProgressSink, Resources, Stage, StageProgress
@@ -277,16 +279,24 @@ class RayExecutor:
     actors releases them, so the retry starts on fresh ones. ``shutdown`` releases them all.
     """
 
-    def __init__(self, address: str | None = None, num_cpus: int | None = None, include_dashboard: bool = True) -> None:
+    def __init__(
+        self,
+        address: str | None = None,
+        num_cpus: int | None = None,
+        include_dashboard: bool = True,
+        object_store_memory: int | None = None,
+    ) -> None:
         import ray
 
         self._ray = ray
         self._owns_ray = False
         if not ray.is_initialized():
+            began = time.time()
             try:
-                _init_ray(ray, _init_kwargs(address, num_cpus, include_dashboard))
+                _init_ray(ray, _init_kwargs(address, num_cpus, include_dashboard, object_store_memory))
             except Exception as exc:  # Ray raises bare Exceptions (a node that timed out starting, a busy port)
-                raise RelayError(_init_failure(address or os.environ.get("RAY_ADDRESS"), exc)) from exc
+                joined = address if address != "local" else None
+                raise RelayError(_init_failure(joined or os.environ.get("RAY_ADDRESS"), exc, began)) from exc
             self._owns_ray = True
         self._remote = ray.remote(run_on_ray)
         self._warming: list[Any] = []
@@ -700,14 +710,14 @@ def _import_modules(modules: tuple[str, ...]) -> int:
     return os.getpid()
 
 
-def _init_failure(address: str | None, exc: Exception) -> str:
-    """What to check when ray.init fails: a local start (a busy machine) or joining a cluster (address, token).
+def _init_failure(address: str | None, exc: Exception, began: float | None = None) -> str:
+    """What to check when ray.init fails: a local start (``local_start_failure``) or joining a cluster (address, token).
 
     A cluster with token auth refuses a driver without its token in the same words as one that is
     down ("Failed to connect to GCS"), so the token is named whenever a cluster was joined.
     """
     if address is None:
-        return f"could not start a local Ray instance: {exc}; on a busy machine try again, or pass run.num_cpus lower"
+        return local_start_failure(exc, None if began is None else session_logs(began))
     return (
         f"could not join the Ray cluster at {address}: {exc}; check the address (--address, run.ray_address or "
         "RAY_ADDRESS) and, on a cluster with token auth, that RAY_AUTH_TOKEN or ~/.ray/auth_token holds the "
@@ -715,22 +725,117 @@ def _init_failure(address: str | None, exc: Exception) -> str:
     )
 
 
-def _init_kwargs(address: str | None, num_cpus: int | None, include_dashboard: bool) -> dict[str, Any]:
+def local_start_failure(exc: Exception, logs: Path | None) -> str:
+    """Why a local Ray instance did not start, and what to do: the cause its logs name (``start_failure_cause``),
+    else Ray's own words; either way where Ray's logs are.
+
+    Why: Ray says only "The current node timed out during startup" when its raylet died at once (a
+    memory cap left it no room for its object store: ``mmap failed``), and Relay's advice to try
+    again did not help; the cause was in the session's raylet.err, which nothing named.
+    """
+    if logs is None:
+        return f"could not start a local Ray instance: {exc}; on a busy machine try again, or pass run.num_cpus lower"
+    cause = start_failure_cause(logs)
+    if cause is not None:
+        return f"could not start a local Ray instance: {cause} (Ray's logs: {logs})"
+    return (
+        f"could not start a local Ray instance: {exc}; on a busy machine try again, or pass run.num_cpus lower "
+        f"(Ray's logs, raylet.err and gcs_server.err first, may say why: {logs})"
+    )
+
+
+# What a line of Ray's start-up logs means, and its fix, first match wins (checked in START_LOGS' order).
+START_FAILURE_CAUSES: tuple[tuple[tuple[str, ...], str], ...] = (
+    (
+        ("mmap failed", "cannot allocate memory", "plasmaallocator initialization failed", "std::bad_alloc"),
+        "its object store could not get its memory ({quote}): a memory cap (ulimit -v, prlimit --as, a "
+        "container's limit) or a small /dev/shm leaves less than Ray's default store (30% of the machine's "
+        "memory); set run.object_store_memory lower, e.g. run.object_store_memory=1GB",
+    ),
+    (
+        ("no space left on device",),
+        "the disk of Ray's temp folder is full ({quote}); free space there, or point RAY_TMPDIR at a disk with room",
+    ),
+    (
+        ("address already in use", "failed to bind"),
+        "a port Ray needs is taken by another program ({quote}); stop it (another Ray instance: `ray stop`) "
+        "or try again",
+    ),
+)
+START_LOGS = ("raylet.err", "raylet.out", "gcs_server.err", "gcs_server.out", "dashboard.err", "dashboard.log")
+LOG_TAIL_BYTES = 256 * 1024  # how much of each log is read: the cause is near its end
+RAY_LINE_PREFIX = re.compile(r"^\[[^\]]*\]\s*(\([a-z_]+\)\s*)?")  # "[2026-... E 20087 20096] (raylet) "
+
+
+def start_failure_cause(logs: Path) -> str | None:
+    """The cause of a failed start that Ray's logs in ``logs`` name (memory, disk, port), with its fix; else None."""
+    for name in START_LOGS:
+        for line in _tail_lines(logs / name):
+            lowered = line.lower()
+            for needles, advice in START_FAILURE_CAUSES:
+                if any(needle in lowered for needle in needles):
+                    quote = f"{name}: {RAY_LINE_PREFIX.sub('', line.strip())[:160]}"
+                    return advice.format(quote=quote)
+    return None
+
+
+def _tail_lines(path: Path) -> list[str]:
+    try:
+        with path.open("rb") as log:
+            log.seek(max(0, path.stat().st_size - LOG_TAIL_BYTES))
+            return log.read().decode(errors="replace").splitlines()
+    except OSError:  # a log this start did not write
+        return []
+
+
+def session_logs(began: float) -> Path | None:
+    """The logs folder of the Ray session this process created since ``began`` (``time.time()``), or None.
+
+    Ray names a new session's folder ``session_<date>_<pid of the process that started it>`` in its temp
+    folder (``RAY_TMPDIR``, else the system's temp folder + ``/ray``); the newest one of this process wins
+    (a dashboard port retry starts a second).
+    """
+    try:
+        from ray._common.utils import get_default_ray_temp_dir
+
+        temp = Path(get_default_ray_temp_dir())
+        sessions = [
+            path
+            for path in temp.glob(f"session_*_{os.getpid()}")
+            if path.is_dir() and not path.is_symlink() and path.stat().st_mtime >= began - 1.0
+        ]
+    except (ImportError, OSError):  # another Ray, or a temp folder that cannot be read
+        return None
+    return max(sessions, key=lambda path: path.name) / "logs" if sessions else None
+
+
+def _init_kwargs(
+    address: str | None, num_cpus: int | None, include_dashboard: bool, object_store_memory: int | None = None
+) -> dict[str, Any]:
     """ray.init arguments: join ``address`` or RAY_ADDRESS (a Ray job sets it), else start a local instance.
 
     ``address="local"`` because a bare ray.init() joins whatever cluster the machine's
     ``<ray temp dir>/ray_current_cluster`` file names: someone's `ray start`, or a head that
     died without `ray stop` (the file stays behind). Joining then failed on ``num_cpus``, or
-    hung on a dead address. Resources are only given when starting the local instance
-    (ray.init refuses them when it connects to a cluster).
+    hung on a dead address. Resources (``num_cpus``, ``object_store_memory``) are only given when
+    starting the local instance (ray.init refuses them when it connects to a cluster); ``address``
+    "local" starts one too.
     """
     kwargs: dict[str, Any] = {"log_to_driver": True}
-    if address:
+    if address and address != "local":
         kwargs["address"] = address
-    elif os.environ.get("RAY_ADDRESS"):
-        logger.info("connecting to the cluster in RAY_ADDRESS; run.num_cpus applies only to a local instance")
+        if object_store_memory is not None:
+            logger.warning("run.object_store_memory applies only to a local Ray instance; %s keeps its own", address)
+    elif not address and os.environ.get("RAY_ADDRESS"):
+        said = logger.info if object_store_memory is None else logger.warning
+        said(
+            "connecting to the cluster in RAY_ADDRESS; run.num_cpus and run.object_store_memory apply only to a "
+            "local instance"
+        )
     else:
         kwargs.update(address="local", num_cpus=num_cpus, include_dashboard=include_dashboard)
+        if object_store_memory is not None:
+            kwargs["object_store_memory"] = object_store_memory
         if include_dashboard:
             kwargs["dashboard_port"] = dashboard_port()
     return kwargs

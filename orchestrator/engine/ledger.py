@@ -12,11 +12,13 @@ running.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,6 +37,9 @@ TORN_READ_ATTEMPTS = 5
 TORN_READ_PAUSE_S = 0.2
 JOB_ADDRESS_ENV = "RELAY_JOB_ADDRESS"  # the dashboard URL `relay submit` sent the job to, set in the job's env
 RAY_JOB_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"  # set by Ray's job supervisor for the entrypoint it starts
+FAILED = "FAILED"  # a run status, as the runner writes it for a run whose stage failed
+
+logger = logging.getLogger(__name__)
 
 
 def record_path(run_id: str, name: str) -> str:
@@ -161,6 +166,46 @@ def _mtime_ns(path: Path | None) -> int | None:
         return None if path is None else path.stat().st_mtime_ns
     except OSError:  # no ledger yet
         return None
+
+
+def record_failed_start(store: ArtifactStore, run_id: str, why: str, started: str) -> None:
+    """Record the run FAILED by an attempt that failed before its stages (Ray did not start), saying ``why``.
+
+    Why: the ledger is the runner's to write, and an attempt whose Ray never started has no runner; the
+    run had only its command record (or a resume's claim, RUNNING), whose driver then exited, so
+    `relay runs` showed it INTERRUPTED ("the driver died or was stopped"), and the failure nowhere.
+    An earlier attempt's ledger keeps its stages and its start; ``started`` is this attempt's.
+    """
+    earlier = read_ledger(store, run_id)
+    data = dict(earlier) if isinstance(earlier, dict) else {"run_id": run_id, "stages": {}}
+    data.update(
+        {
+            "status": FAILED,
+            "started": data.get("started") or started,
+            "updated": _now(),
+            "driver": this_driver(),
+            "start_error": why,
+        }
+    )
+    write_ledger(store, run_id, data)
+
+
+@contextlib.contextmanager
+def failed_start_recorded(store: ArtifactStore, run_id: str) -> Iterator[None]:
+    """A failure in the block (starting Ray, before the stages) is recorded as the run's (``record_failed_start``).
+
+    A Ctrl-C or SIGTERM is not a failure: the run stays INTERRUPTED, resumable. A store that cannot
+    take the record only warns: the failure itself is what the user must see.
+    """
+    started = _now()
+    try:
+        yield
+    except Exception as exc:
+        try:
+            record_failed_start(store, run_id, str(exc), started)
+        except ArtifactError as lost:
+            logger.warning("could not record run %s as FAILED in its ledger: %s", run_id, lost)
+        raise
 
 
 def write_tracking(store: ArtifactStore, run_id: str, lost_at: str | None, tracking_uri: str) -> None:

@@ -53,6 +53,7 @@ class SweepPlan:
     seed: int
     ray_address: str | None = None
     num_cpus: int | None = None
+    object_store_memory: int | None = None  # run.object_store_memory: the local Ray instance's store
     sweep_run_id: str | None = None
     pipeline_kind: str = ""  # the config's `pipeline:` (crest), which `relay runs` shows for a trial
     left_out: tuple[str, ...] = ()  # stages trials do not run: comparison branches the metric does not depend on
@@ -373,6 +374,7 @@ def plan_sweep(
         seed=config.seed,
         ray_address=config.run.ray_address,
         num_cpus=config.run.num_cpus,
+        object_store_memory=config.run.object_store_memory,
         pipeline_kind=config.pipeline,
         left_out=tuple(left_out_stages(pipeline, stages)),
     )

@@ -205,7 +205,9 @@ def run_sweep(plan: SweepPlan, resume: bool, sweep_tracker: SweepTracker) -> tup
     session = None
     try:
         with interrupts_kept():  # a Ctrl-C while Ray and Ray Tune are imported and started is never lost
-            session = RayExecutor(address=plan.ray_address, num_cpus=plan.num_cpus)  # owns ray.init, dashboard on
+            session = RayExecutor(  # owns ray.init, dashboard on
+                address=plan.ray_address, num_cpus=plan.num_cpus, object_store_memory=plan.object_store_memory
+            )
             tuner, trials = _sized_tuner(plan, resume)
         with no_restore_advice(), no_reuse_actors_advice():
             grid = tuner.fit()  # Ray Tune takes Ctrl-C from here: it saves the sweep's state and returns
