@@ -65,7 +65,14 @@ from orchestrator.engine.executors import (
     interrupts_kept,
     terminated_by_signal,
 )
-from orchestrator.engine.ledger import CONFIG_FILE, RUNS, record_path, tracking_lost_at, write_tracking
+from orchestrator.engine.ledger import (
+    CONFIG_FILE,
+    RUNS,
+    failed_start_recorded,
+    record_path,
+    tracking_lost_at,
+    write_tracking,
+)
 from orchestrator.engine.progress import ProgressDisplay
 from orchestrator.engine.runner import Runner
 from orchestrator.errors import ArtifactError, ConfigError, InputError, RelayError
@@ -108,7 +115,7 @@ def make_executor(settings: RunSettings, address: str | None = None) -> Executor
         return LocalExecutor()
     if address is None and not run_locations.in_ray_job():
         address = settings.ray_address
-    return RayExecutor(address=address, num_cpus=settings.num_cpus)
+    return RayExecutor(address=address, num_cpus=settings.num_cpus, object_store_memory=settings.object_store_memory)
 
 
 @dataclass(frozen=True)
@@ -272,7 +279,8 @@ def run_stages(run: PreparedRun, tracker: BackgroundTracker, copies: Path, hando
     """
     status, executor, table = "FAILED", None, None
     try:
-        with interrupts_kept():  # Ctrl-C while Ray is imported and started: never lost (the finally stops Ray)
+        # Ctrl-C while Ray is imported and started: never lost (the finally stops Ray); a failed start: the run FAILED
+        with interrupts_kept(), failed_start_recorded(run.store, run.run_id):
             executor = run.executor or make_executor(run.config.run, run.address)
             executor.warm_up(run.pipeline)
         code = pipeline_code_versions(run.pipeline)
