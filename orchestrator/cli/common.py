@@ -277,17 +277,42 @@ def relocated_workspace(config: Any, store_uri: str) -> tuple[Path, Path] | None
     None when it is the same folder (also by another path, a symlink), or the stores were not
     the workspace's.
     """
-    recorded = config.run.artifact_uri
+    return relocated_stores(config.run.artifact_uri, config.tracking.uri, store_uri)
+
+
+def relocated_stores(recorded: str | None, tracking: str | None, store_uri: str) -> tuple[Path, Path] | None:
+    """``relocated_workspace`` of a record's artifact store ``recorded`` and tracking URI ``tracking``."""
     if not recorded or recorded == store_uri or "://" in recorded or "://" in store_uri:
         return None
     old, new = Path(recorded).parent, Path(store_uri).parent
     if Path(recorded).name != "artifacts" or Path(store_uri).name != "artifacts":
         return None
-    if config.tracking.uri != f"sqlite:///{old / 'mlflow.db'}":
+    if tracking != f"sqlite:///{old / 'mlflow.db'}":
         return None
     if old.exists() and new.exists() and os.path.samefile(old, new):
         return None
     return old, new
+
+
+def tracked_in_this_workspace(store: ArtifactStore, run_id: str, tracking_store: str) -> bool:
+    """Whether run ``run_id``, whose record ``store`` holds in a workspace moved or copied since it ran, tracked into
+    that workspace's own database, which is ``tracking_store`` now.
+
+    Why: its record names the database where it started (``sqlite:///OLD/mlflow.db``), and the
+    readers (`relay generations`, `relay ui`) took that for another store than ``NEW/mlflow.db``:
+    they said the run "was tracked in" the old one while showing that very run from the new one.
+    A record that cannot be read is no such run (False).
+    """
+    try:
+        text = store.read_record(record_path(run_id, CONFIG_FILE))
+        data = yaml_mapping(text.decode(), record_path(run_id, CONFIG_FILE)) if text is not None else {}
+    except (RelayError, UnicodeDecodeError):
+        return False
+    run, tracking = data.get("run"), data.get("tracking")
+    if not isinstance(run, dict) or not isinstance(tracking, dict):
+        return False
+    relocated = relocated_stores(run.get("artifact_uri"), tracking.get("uri"), store.uri)
+    return relocated is not None and tracking_store == f"sqlite:///{relocated[1] / 'mlflow.db'}"
 
 
 def save_run_record(

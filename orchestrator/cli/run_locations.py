@@ -48,6 +48,7 @@ from orchestrator.dag import Pipeline
 from orchestrator.engine.artifacts import StoreFault, store_failure, store_fault
 from orchestrator.engine.fit import local_fit_problems, local_gpus
 from orchestrator.errors import ConfigError
+from orchestrator.tracking.common import relocated_artifacts, sqlite_path
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +97,7 @@ class Locations:
     tracking: str | None  # None: not known here (a run record on a mount this machine does not see)
     store_key: str = "run.artifact_uri"
     tracking_key: str = "tracking.uri"
+    experiment: str | None = None  # the MLflow experiment it tracks into; None: not checked (``moved_store_problem``)
 
 
 def in_ray_job() -> bool:
@@ -106,7 +108,8 @@ def in_ray_job() -> bool:
 
 def resolved_locations(config: Any) -> Locations:
     """Where this process will write, paths made absolute here."""
-    return Locations(artifact_uri(config.run), tracking_uri(config.run, config.tracking))
+    tracking = tracking_uri(config.run, config.tracking)
+    return Locations(artifact_uri(config.run), tracking, experiment=config.tracking.experiment)
 
 
 def submitted_locations(config: Any, flags: Mapping[str, str] | None = None) -> Locations:
@@ -312,10 +315,41 @@ def tracking_problem(uri: str, timeout_s: float = 5.0) -> str | None:
 
 def check_reachable(locations: Locations, source: str | None = None) -> None:
     """Refuse (exit 2) a remote store or tracking server that cannot be used, before anything is written."""
-    problems = [store_problem(locations.store), tracking_problem(locations.tracking or "")]
+    problems = [
+        store_problem(locations.store),
+        tracking_problem(locations.tracking or ""),
+        moved_store_problem(locations),
+    ]
     problems = [problem for problem in problems if problem]
     if problems:
         raise ConfigError(problems, source)
+
+
+def moved_store_problem(locations: Locations) -> str | None:
+    """Why a run must not track into a SQLite store moved or copied from another folder, or None.
+
+    MLflow keeps each experiment's artifact location as an absolute path in the store, and its client
+    cannot change it (``tracking.common.relocated_artifacts``): a new run of the experiment in a moved
+    workspace wrote its MLflow artifacts (plots, config, model checkpoints) under the old folder,
+    creating it again, and in a copy into the original's. So the run is refused before anything is
+    written; a new experiment in that store gets a location of its own, beside it.
+    """
+    db = sqlite_path(locations.tracking or "")
+    if db is None or locations.experiment is None:
+        return None
+    elsewhere = relocated_artifacts(db, locations.experiment)
+    if elsewhere is None:
+        return None
+    old = elsewhere.parent
+    copied = (old / db.name).exists()
+    back = f"run in the original, {old}" if copied else f"move the workspace back to {old} and run there"
+    return (
+        f"{locations.tracking_key}: the MLflow store {db} was {'copied' if copied else 'moved'} from {old}, and "
+        f"its experiment {locations.experiment!r} keeps its artifacts at {elsewhere} (MLflow stores that path "
+        f"absolute), so this run's plots, config and models would be written there, outside {db.parent}. To fix: "
+        f"{back}; start the run in a new workspace (RELAY_WORKSPACE=NEW_FOLDER or run.workspace=NEW_FOLDER); "
+        "or track into a new experiment of this store (tracking.experiment=NAME)"
+    )
 
 
 # --- the cluster a driver joins ---------------------------------------------------------------

@@ -23,7 +23,15 @@ from typing import Any, NamedTuple
 
 from pydantic import BaseModel, ValidationError
 
-from orchestrator.cli.common import Pipelines, add_artifact_uri, add_workspace, pipelines_of, store_of, store_option
+from orchestrator.cli.common import (
+    Pipelines,
+    add_artifact_uri,
+    add_workspace,
+    pipelines_of,
+    store_of,
+    store_option,
+    tracked_in_this_workspace,
+)
 from orchestrator.cli.run_locations import local_path
 from orchestrator.cli.tune import SWEEP_CONFIG
 from orchestrator.config import (
@@ -453,7 +461,9 @@ def newest_run_experiment(args: argparse.Namespace) -> DefaultExperiment:
     tracking = _tracking_settings(store, sweeps, newest)
     if tracking is None:
         why = f"the config of {newest}, the newest run `relay runs` lists, cannot be read"
-    elif str(tracking.get("uri") or tracking_store) != tracking_store:
+    elif str(tracking.get("uri") or tracking_store) != tracking_store and not tracked_in_this_workspace(
+        store, newest, tracking_store
+    ):
         why = f"{newest}, the newest run `relay runs` lists, was tracked in {tracking['uri']}"
     else:
         return DefaultExperiment(str(tracking.get("experiment") or default))

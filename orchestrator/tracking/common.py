@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import closing
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import unquote, urlparse
 
 from orchestrator.errors import TrackingError
 
@@ -343,7 +344,50 @@ def no_database_message(db: Path) -> str:
     )
 
 
+ARTIFACTS_FOLDER = "mlartifacts"  # the folder beside a sqlite store where Relay keeps its experiments' artifacts
+
+
 def default_artifact_location(tracking_uri: str) -> str | None:
     """Keep a sqlite store's artifacts beside its database instead of in ./mlruns of whatever cwd."""
     db = sqlite_path(tracking_uri)
-    return (db.parent.resolve() / "mlartifacts").as_uri() if db is not None else None
+    return (db.parent.resolve() / ARTIFACTS_FOLDER).as_uri() if db is not None else None
+
+
+def relocated_artifacts(db: Path, experiment: str) -> Path | None:
+    """The folder outside ``db``'s own where experiment ``experiment`` keeps its artifacts, when ``db`` was moved
+    or copied there from another folder; None otherwise (also: no such store or experiment, a location the
+    user chose). ``db`` is only read.
+
+    Why: an experiment's artifact location is an absolute path in the store, fixed when Relay created it
+    beside the database (``default_artifact_location``), and MLflow's client has no call that changes it;
+    every new run of the experiment in a moved or copied store wrote its plots, config and checkpoints into
+    the old folder (created again where it had moved away). The location is read with a read-only query of
+    MLflow's ``experiments`` table, as ``store_problem`` reads the schema: importing MLflow costs seconds,
+    and opening the store through it may migrate it.
+    """
+    location = _experiment_artifact_location(db, experiment)
+    if location is None or not location.startswith("file://"):
+        return None
+    folder = Path(unquote(urlparse(location).path))
+    if folder.name != ARTIFACTS_FOLDER:  # not the location Relay gives its experiments: the user's own choice
+        return None
+    here = db.parent.resolve()
+    if folder.parent == here or (folder.parent.exists() and os.path.samefile(folder.parent, here)):
+        return None
+    return folder
+
+
+def _experiment_artifact_location(db: Path, experiment: str) -> str | None:
+    """The artifact location the store ``db`` has for ``experiment``; None without one (or without the store)."""
+    if not db.is_file():
+        return None
+    try:
+        with closing(sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)) as connection:
+            if not _has_table(connection, "experiments"):
+                return None
+            row = connection.execute(
+                "SELECT artifact_location FROM experiments WHERE name = ?", (experiment,)
+            ).fetchone()
+    except sqlite3.Error:  # not a store Relay can read: the checks of the store itself say so
+        return None
+    return row[0] if row and isinstance(row[0], str) else None
