@@ -19,7 +19,7 @@ import os
 import sys
 from collections.abc import Mapping
 
-from orchestrator.cli import cluster, data, pipeline, runs, tune, workspace
+from orchestrator.cli import cleanup, cluster, data, pipeline, runs, tune, workspace
 from orchestrator.cli.common import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED
 from orchestrator.errors import InputError, RelayError
 from orchestrator.registry import PipelineSpec
@@ -45,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     tune.register(commands)
     pipeline.register_generations(commands)
     runs.register(commands)
+    cleanup.register(commands)
     workspace.register(commands)
     data.register(commands)
     cluster.register(commands)

@@ -455,6 +455,35 @@ class ArtifactStore:
         found.sort(key=lambda info: info.mtime_ns or 0, reverse=True)
         return [info.path[len(self._root) + 1 :] for info in found]
 
+    # --- freeing space (`relay delete`, `relay gc`): listing, sizing and removing whole folders
+
+    def subfolders(self, relative: str) -> list[str]:
+        """Names of the folders directly under ``relative`` (``stages`` -> fingerprints), [] when there is none."""
+        selector = pafs.FileSelector(self._abs(relative), allow_not_found=True)
+        try:
+            infos = self._fs.get_file_info(selector)
+        except (OSError, pa.ArrowException) as exc:
+            raise ArtifactError(relative, f"could not list {self._abs(relative)}: {exc}") from exc
+        return sorted(info.base_name for info in infos if info.type == pafs.FileType.Directory)
+
+    def folder_bytes(self, relative: str) -> int:
+        """The bytes of every file under ``relative`` (0 when it is not there)."""
+        selector = pafs.FileSelector(self._abs(relative), allow_not_found=True, recursive=True)
+        try:
+            infos = self._fs.get_file_info(selector)
+        except (OSError, pa.ArrowException) as exc:
+            raise ArtifactError(relative, f"could not list {self._abs(relative)}: {exc}") from exc
+        return sum(info.size or 0 for info in infos if info.type == pafs.FileType.File)
+
+    def delete_folder(self, relative: str) -> None:
+        """Remove ``relative`` and everything under it; a folder already gone is no error."""
+        try:
+            self._fs.delete_dir(self._abs(relative))
+        except FileNotFoundError:
+            return
+        except (OSError, pa.ArrowException) as exc:
+            raise ArtifactError(relative, f"could not delete {self._abs(relative)}: {exc}") from exc
+
     def local_path(self, relative: str) -> Path | None:
         """The local path of a stored file when the store is on the local disk, else None."""
         if isinstance(self._fs, pafs.LocalFileSystem):
