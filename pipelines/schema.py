@@ -188,6 +188,20 @@ class DataSection(StrictModel):
     class_order: ClassOrder | None = None
     classes: ClassList | None = None
 
+    def fingerprint_view(self) -> dict[str, Any]:
+        """The section as a stage's fingerprint reads it: without ``uri`` where ``digest`` pins the dataset.
+
+        Why: every stage's params carry the data section, so a sharded dataset copied to another URI
+        (local to S3, onto a cluster's mount: `relay data import` copies it with its digest checked)
+        reran every stage, although the digest, the sha256 of every shard, says it is the same data.
+        `relay run` pins the digest from the manifest before anything runs, so two datasets that
+        differ in one byte never share a fingerprint; without a digest the URI stays in.
+        """
+        view = self.model_dump(mode="json")
+        if self.name == SHARDED and self.digest:
+            view.pop("uri", None)
+        return view
+
     @model_validator(mode="after")
     def _where_the_data_is(self) -> DataSection:
         if self.name in DATASET_REQUIRES_ROOT and not self.root:

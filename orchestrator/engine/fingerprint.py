@@ -34,8 +34,12 @@ def _canonical(value: Any) -> Any:
     """JSON fallback for params: typed settings as their JSON dump, sets sorted, paths and enums as text.
 
     Stage params hold the config's typed sections (pydantic models, validated once at the edge);
-    their ``model_dump(mode="json")`` is what identifies them.
+    their ``model_dump(mode="json")`` is what identifies them, or, for a section that says what
+    identifies it (``fingerprint_view``: the data section leaves out where a dataset pinned by its
+    digest lives), that.
     """
+    if hasattr(value, "fingerprint_view"):
+        return value.fingerprint_view()
     if hasattr(value, "model_dump"):
         return value.model_dump(mode="json")
     if isinstance(value, (set, frozenset)):

@@ -90,3 +90,22 @@ def test_a_dataset_imported_again_at_the_same_uri_misses_the_old_ones_cache(tmp_
         if line.strip().startswith("digest:")
     ]
     assert len(digests) == 2 and digests[0] != digests[1]  # each run's record names the dataset it read
+
+
+def test_a_copy_of_a_dataset_at_another_uri_is_the_same_data_to_the_cache(tmp_path: Path) -> None:
+    """The cache keys a pinned dataset by its digest, not by where it lives: a copy (to S3, onto a cluster's
+    mount) reuses every stage computed from the original. QA: local, copied and S3 copies of one dataset got a
+    data/split each, and every stage after it ran again."""
+    original, copy, workspace = tmp_path / "data", tmp_path / "elsewhere" / "data", tmp_path / "ws"
+    import_digits(str(original), tmp_path)
+    copied = relay("data", "import", str(original), str(copy), workspace=tmp_path)
+    assert copied.returncode == 0, copied.stderr[-3000:]
+    up_to_train = [*OVERRIDES, "data.name=parquet", "--stop-after", "g00/train"]
+    first = relay("run", SMOKE, *up_to_train, f"data.uri={original}", "--run-id", "first", workspace=workspace)
+    assert first.returncode == 0, first.stderr[-3000:]
+    second = relay("run", SMOKE, *up_to_train, f"data.uri={copy}", "--run-id", "second", workspace=workspace)
+    assert second.returncode == 0, second.stderr[-3000:]
+    output = second.stdout + second.stderr
+    assert "skip data/split: cache hit" in output and "skip g00/train: cache hit" in output, output[-3000:]
+    saved = (workspace / "artifacts" / "runs" / "second" / "config.yaml").read_text()
+    assert str(copy) in saved, "the run's record still names the copy it read"
