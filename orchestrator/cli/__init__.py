@@ -19,7 +19,7 @@ import os
 import sys
 from collections.abc import Mapping
 
-from orchestrator.cli import cleanup, cluster, data, pipeline, runs, tune, workspace
+from orchestrator.cli import cleanup, cluster, compare, data, pipeline, runs, tune, workspace
 from orchestrator.cli.common import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED
 from orchestrator.errors import InputError, RelayError
 from orchestrator.registry import PipelineSpec
@@ -46,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     pipeline.register_generations(commands)
     runs.register(commands)
     cleanup.register(commands)
+    compare.register(commands)
     workspace.register(commands)
     data.register(commands)
     cluster.register(commands)

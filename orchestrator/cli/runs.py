@@ -5,7 +5,9 @@ the resolved config and the ledger the runner rewrites after every stage, so the
 tracking server and works for a run whose MLflow writes failed, from any machine that sees the
 store. A Tune trial keeps only a ledger; its pipeline is read from the config its sweep saved
 (WORKSPACE/tune/SWEEP/sweep-config.yaml). A ledger that still says RUNNING while its driver (same
-host, pid gone) has died is shown as INTERRUPTED, with `relay resume` as the way on.
+host, pid gone) has died is shown as INTERRUPTED, with `relay resume` as the way on. `--status`,
+`--pipeline` and `--last` pick rows of a workspace of many runs, and `--overrides` tells runs of one
+pipeline apart by what each was started with; without them the table is as it always was.
 """
 
 from __future__ import annotations
@@ -65,6 +67,11 @@ UNREADABLE = "UNREADABLE"  # the status of a run whose ledger cannot be read; th
 INTERRUPTED = "INTERRUPTED"  # a run whose driver on this host died (killed, or its process lost)
 TRIALS_JSON = "trials.json"  # a finished sweep's trials (`relay tune` writes it beside its config): each one's values
 HEADERS = ["run", "pipeline", "status", "generations", "best", "started"]
+STATUSES = ("STARTING", "RUNNING", "FINISHED", "FAILED", "STOPPED", INTERRUPTED, "NOT STARTED", UNREADABLE)
+# The errors (class names, as the ledger records a failed stage's) of data that cannot be read: fixing it changes
+# the data, which a resume refuses, so the way on is a new run (orchestrator.errors.UnreadableDataError).
+UNREADABLE_DATA_ERRORS = ("UnreadableDataError", "UnreadableImageError")
+OVERRIDES_WIDTH = 60  # characters of a run's overrides `relay runs --overrides` shows; longer ones end in "..."
 RUN_ID_TIME = re.compile(r"-(\d{8}-\d{6})-[0-9a-f]{4}$")  # the time in a run id `relay run` made (new_run_id)
 
 
@@ -79,6 +86,7 @@ class RunRow:
     best: str  # "balanced_accuracy 0.5600 (g01)" or "-"
     started: str  # the ledger's ISO time (UTC), "" before the runner started
     problem: str | None = None  # why the ledger cannot be read (status UNREADABLE)
+    name: str = ""  # the config's `name` (the ledger's `pipeline`), which `--pipeline` also matches
 
     def cells(self) -> list[str]:
         return [self.run_id, self.pipeline, self.status, self.generations, self.best, _local_time(self.started)]
@@ -108,6 +116,7 @@ class _Stage(BaseModel):
     generation: int | None = None
     state: str = ""
     metrics: dict[str, float] = {}
+    error: Any = None  # why the stage failed, as the runner wrote it (any type: shown, never parsed)
 
 
 class LedgerView(BaseModel):
@@ -151,6 +160,7 @@ def _row(store: ArtifactStore, run_id: str, pipelines: Pipelines, sweeps: Path |
         generations=_generations(ledger.generations, ledger.stages, reported),
         best=_best(_headline(spec), _results(ledger.stages, spec)),
         started=ledger.started,
+        name=ledger.pipeline,
     )
 
 
@@ -249,9 +259,39 @@ def unfinished_note(store: ArtifactStore, run_id: str) -> str | None:
         return None
     elif store.read_record(record_path(run_id, CONFIG_FILE)) is None:  # a tune trial: its sweep keeps its config
         way_on = "it is a trial of a sweep that was cut off: `relay tune CONFIG --resume` continues the sweep"
+    elif status == "FAILED" and (failure := failed_stage(store, run_id)) is not None:
+        way_on = _after_failure(store, run_id, *failure)
     else:
         way_on = f"finish it with `relay resume {run_id}`"
     return f"Run {run_id} is {status}, not finished: the table shows only the generations it got to; {way_on}"
+
+
+def failed_stage(store: ArtifactStore, run_id: str) -> tuple[str, str] | None:
+    """The first stage the run's ledger records as failed, and its error's first line; None when none is."""
+    view = read_view(store, run_id).view
+    for name, entry in (view.stages if view else {}).items():
+        if entry.state == "failed":
+            return name, str(entry.error or "no error recorded").strip().splitlines()[0]
+    return None
+
+
+def _after_failure(store: ArtifactStore, run_id: str, stage: str, error: str) -> str:
+    """What a FAILED run's note says to do: the failed stage's own error (its advice included), and a resume
+    once that cause is fixed.
+
+    Why: the note said "finish it with `relay resume`" of every failed run, also of one whose error
+    said to start the run again (its `init.source` weights changed after it was planned), and the
+    resume then refused. The error is shown whole, so the two pieces of advice can be read together.
+    """
+    if error.split(":", 1)[0] in UNREADABLE_DATA_ERRORS:  # as the runner says it (Runner._way_on)
+        return (
+            f"stage {stage} failed: {error.rstrip('.')}. Once the data is fixed, start a new run (`relay run`): "
+            "a resume would refuse the fixed data, since the run's finished stages read it as it was"
+        )
+    return (
+        f"stage {stage} failed: {error.rstrip('.')}. Once that cause is fixed, "
+        f"`relay resume {run_id}{store_option(store.uri)}` retries it (completed stages are skipped)"
+    )
 
 
 def tracking_note(store: ArtifactStore, run_id: str) -> str | None:
@@ -575,17 +615,81 @@ def _local_time(iso: str) -> str:
 
 def cmd_runs(args: argparse.Namespace) -> int:
     store = store_of(args)
-    rows = run_rows(store, pipelines_of(args), resolve_workspace(RunSettings(workspace=args.workspace)) / "tune")
-    if not rows:
+    every = run_rows(store, pipelines_of(args), resolve_workspace(RunSettings(workspace=args.workspace)) / "tune")
+    if not every:
         folder = local_path(store.uri)
         missing = f" ({folder} does not exist: check the path)" if folder and not Path(folder).exists() else ""
         print(f"no runs in {store.uri} yet{missing}: start one with `relay run pipelines/configs/smoke.yaml`")
         return 0
-    print(text_table(HEADERS, [row.cells() for row in rows]))
+    rows = chosen_rows(every, args.status, args.pipeline, args.last)
+    if not rows:
+        print(f"none of the {len(every)} runs in {store.uri} is {_asked(args)}; `relay runs` lists them all")
+        return 0
+    headers, body = HEADERS, [row.cells() for row in rows]
+    if args.overrides:
+        headers, body = (
+            [*HEADERS, "overrides"],
+            [[*cells, overrides_cell(store, row.run_id)] for cells, row in zip(body, rows)],
+        )
+    print(text_table(headers, body))
     unreadable = [f"{row.run_id} is {UNREADABLE}: {row.problem}" for row in rows if row.problem is not None]
     if unreadable:
         print("\n" + "\n".join(unreadable))
     return 0
+
+
+def chosen_rows(rows: list[RunRow], statuses: list[str] | None, pipeline: str | None, last: int | None) -> list[RunRow]:
+    """The rows (newest first) with one of ``statuses`` and of ``pipeline`` (its kind or its config's `name`),
+    the newest ``last`` of them; None for any of the three: no filter."""
+    kept = [
+        row
+        for row in rows
+        if (not statuses or row.status in statuses) and (pipeline is None or pipeline in (row.pipeline, row.name))
+    ]
+    return kept if last is None else kept[:last]
+
+
+def _asked(args: argparse.Namespace) -> str:
+    """The filters given, as a phrase: `FAILED or STOPPED, of pipeline crest`."""
+    said = [" or ".join(args.status)] if args.status else []
+    return ", ".join(said + ([f"of pipeline {args.pipeline}"] if args.pipeline else []))
+
+
+def overrides_cell(store: ArtifactStore, run_id: str) -> str:
+    """The `key=value` overrides run ``run_id`` was started with (its command.json), cut to OVERRIDES_WIDTH
+    characters; "-" when it has none, "?" when it keeps no command record (a Tune trial) or it cannot be read."""
+    try:
+        overrides = read_command_record(store, run_id).get("overrides")
+    except ArtifactError:
+        return "?"
+    if not isinstance(overrides, list):
+        return "?"
+    text = " ".join(str(item) for item in overrides) or "-"
+    return text if len(text) <= OVERRIDES_WIDTH else text[: OVERRIDES_WIDTH - 3] + "..."
+
+
+def status_filter(value: str) -> list[str]:
+    """`--status failed,stopped` as the statuses `relay runs` shows (`not-started` for NOT STARTED); an unknown
+    one is bad input naming them all."""
+    statuses = [item.strip().upper().replace("_", " ").replace("-", " ") for item in value.split(",") if item.strip()]
+    unknown = [item for item in statuses if item not in STATUSES]
+    if unknown or not statuses:
+        raise argparse.ArgumentTypeError(
+            f"unknown status {', '.join(unknown) or repr(value)}; pick from {', '.join(STATUSES)} "
+            "(several: comma-separated; NOT STARTED as not-started)"
+        )
+    return statuses
+
+
+def positive_count(value: str) -> int:
+    """`--last N`: a whole number of runs, 1 or more."""
+    try:
+        count = int(value)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"expected a number of runs, 1 or more, got {value!r}")
+    return count
 
 
 def register(commands: Any) -> None:
@@ -593,4 +697,18 @@ def register(commands: Any) -> None:
     parser = commands.add_parser("runs", help=about, description=about)
     add_workspace(parser)
     add_artifact_uri(parser)
+    parser.add_argument(
+        "--status",
+        type=status_filter,
+        action="extend",
+        metavar="STATUS",
+        help=f"only runs with this status ({', '.join(STATUSES)}; comma-separated or repeated for several)",
+    )
+    parser.add_argument("--pipeline", metavar="NAME", help="only runs of this pipeline (crest) or config name (smoke)")
+    parser.add_argument("--last", type=positive_count, metavar="N", help="only the newest N runs (after the filters)")
+    parser.add_argument(
+        "--overrides",
+        action="store_true",
+        help=f"add a column with the key=value overrides each run was started with (cut to {OVERRIDES_WIDTH} characters)",
+    )
     parser.set_defaults(handler=cmd_runs)
