@@ -149,7 +149,8 @@ def register(commands: Any) -> None:
     about = "import a dataset as Parquet shards (any storage); describe one"
     data = commands.add_parser("data", help=about, description=about)
     sub = data.add_subparsers(dest="data_command", required=True, metavar="{import,info}")
-    imp = sub.add_parser("import", help="stream SOURCE into shards at DEST", add_help=False)
+    about = "stream SOURCE into Parquet shards at DEST"  # --help lists the sources (_ImportHelp)
+    imp = sub.add_parser("import", help=about, description=about, add_help=False)
     imp.add_argument("-h", "--help", action=_ImportHelp, help="show this help message and exit")
     imp.add_argument("source", help="a source name, a dataset folder, or a Relay dataset to copy (see above)")
     imp.add_argument("dest", help="where the shards go: a path or a pyarrow URI (s3://bucket/prefix)")
