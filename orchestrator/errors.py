@@ -136,6 +136,23 @@ def unreadable_data_in(error: BaseException) -> BaseException | None:
     return next((e for e in exception_chain(error) if getattr(e, "unreadable_data", False) is True), None)
 
 
+class ChangedWeightsError(RelayError, ValueError):
+    """The `init.source` weights changed between the run's planning and the stage that imports them.
+
+    A class of its own because the usual way on after a failed stage, "fix the cause and resume",
+    says nothing of which weights: the run was planned with the old ones, so putting them back and
+    resuming continues it, while the new ones need a new run. The runner says both ways
+    (``changed_weights_in``). A ValueError: a deterministic failure, never retried.
+    """
+
+    changed_weights = True
+
+
+def changed_weights_in(error: BaseException) -> BaseException | None:
+    """The changed-weights error in ``error`` or its chain (a StageError is raised from its cause); else None."""
+    return next((e for e in exception_chain(error) if getattr(e, "changed_weights", False) is True), None)
+
+
 def exception_chain(error: BaseException) -> Iterator[BaseException]:
     """``error`` and each exception behind it (``__cause__``, else ``__context__``), once each: what a
     wrapper (the runner's StageError, the Parquet writer) hides of what went wrong."""

@@ -180,6 +180,12 @@ def load_saved_config(text: str, source: str, pipelines: Pipelines) -> tuple[Any
 
 
 RESUME_DATA_FIX = "Put the data back as it was to resume, or start a new run on the data as it is now (`relay run`)"
+# A preflight problem of `init.` (the `init.source` weights a run starts from) is about weights, not data.
+INIT_KEYS = "init."
+RESUME_WEIGHTS_FIX = (
+    "Put back the weights the run was planned with to resume, or start a new run with the weights as they are "
+    "now (`relay run`)"
+)
 
 
 def check_data_unchanged(spec: PipelineSpec, config: Any, run_id: str, source: str) -> None:
@@ -220,7 +226,8 @@ def _changed_data(problem: str, run_id: str) -> str:
     The preflight's advice ("Set head_count to at most 24", "update data.digest") changes the
     config, and a resume runs the config the run started with, which passed this check then. So
     the advice, the message's last sentence (or its last clause after "; " when it has one
-    sentence), is replaced by the one that applies: put the data back, or start a new run.
+    sentence), is replaced by the one that applies: put the data back, or start a new run. A problem of
+    `init.` is said of the weights the run starts from (`init.source`), which are not its data.
     """
     key, _, message = problem.partition(": ")
     sentence = message.rfind(". ")
@@ -228,9 +235,13 @@ def _changed_data(problem: str, run_id: str) -> str:
         finding = message[:sentence]
     else:
         finding = message.rpartition("; ")[0] or message
+    if key.startswith(INIT_KEYS):
+        changed, fix = f"the weights changed since run {run_id} started, or are gone", RESUME_WEIGHTS_FIX
+    else:
+        changed, fix = f"the data changed since run {run_id} started, or is gone", RESUME_DATA_FIX
     return (
-        f"{key}: the data changed since run {run_id} started, or is gone: {finding.rstrip('.')}. "
-        f"Its config passed this check when it started, and a resume cannot change it. {RESUME_DATA_FIX}"
+        f"{key}: {changed}: {finding.rstrip('.')}. "
+        f"Its config passed this check when it started, and a resume cannot change it. {fix}"
     )
 
 

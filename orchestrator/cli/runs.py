@@ -71,6 +71,9 @@ STATUSES = ("STARTING", "RUNNING", "FINISHED", "FAILED", "STOPPED", INTERRUPTED,
 # The errors (class names, as the ledger records a failed stage's) of data that cannot be read: fixing it changes
 # the data, which a resume refuses, so the way on is a new run (orchestrator.errors.UnreadableDataError).
 UNREADABLE_DATA_ERRORS = ("UnreadableDataError", "UnreadableImageError")
+# `init.source` weights changed after the run was planned: its error says both ways on, put them back and resume
+# or start a new run for the new ones (orchestrator.errors.ChangedWeightsError).
+CHANGED_WEIGHTS_ERROR = "ChangedWeightsError"
 OVERRIDES_WIDTH = 60  # characters of a run's overrides `relay runs --overrides` shows; longer ones end in "..."
 RUN_ID_TIME = re.compile(r"-(\d{8}-\d{6})-[0-9a-f]{4}$")  # the time in a run id `relay run` made (new_run_id)
 
@@ -288,6 +291,8 @@ def _after_failure(store: ArtifactStore, run_id: str, stage: str, error: str) ->
             f"stage {stage} failed: {error.rstrip('.')}. Once the data is fixed, start a new run (`relay run`): "
             "a resume would refuse the fixed data, since the run's finished stages read it as it was"
         )
+    if error.split(":", 1)[0] == CHANGED_WEIGHTS_ERROR:  # its error names both ways on (Runner._way_on too)
+        return f"stage {stage} failed: {error.rstrip('.')}"
     return (
         f"stage {stage} failed: {error.rstrip('.')}. Once that cause is fixed, "
         f"`relay resume {run_id}{store_option(store.uri)}` retries it (completed stages are skipped)"

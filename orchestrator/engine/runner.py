@@ -33,7 +33,7 @@ from orchestrator.engine.ledger import JOB_ADDRESS_ENV, Ledger, done_in
 from orchestrator.engine.policy import Decision, decide, retries_for
 from orchestrator.engine.records import StageRecord, TrackedArtifact, Tracker
 from orchestrator.engine.task import StageTask
-from orchestrator.errors import ArtifactError, PipelineError, StageError, unreadable_data_in
+from orchestrator.errors import ArtifactError, PipelineError, StageError, changed_weights_in, unreadable_data_in
 
 logger = logging.getLogger(__name__)
 
@@ -200,11 +200,17 @@ class Runner:
 
     def _way_on(self, error: BaseException, run_id: str) -> str:
         """What to do after the run failed: resume it once the cause is fixed, or, for data that cannot be
-        read, start a new run (the fixed data is not what the run started on, and a resume refuses it)."""
+        read, start a new run (the fixed data is not what the run started on, and a resume refuses it); for
+        `init.source` weights that changed after the run was planned, the two ways the stage's error names."""
         if unreadable_data_in(error) is not None:
             return (
                 "Once the data is fixed, start a new run: a resume would refuse the fixed data, since the "
                 "run's finished stages read it as it was"
+            )
+        if changed_weights_in(error) is not None:
+            return (
+                f"Put back the weights the run was planned with and resume with: {self._resume_command(run_id)}; "
+                "or, to train from the new weights, start a new run (relay run)"
             )
         return f"Fix the cause. Resume with: {self._resume_command(run_id)}"
 

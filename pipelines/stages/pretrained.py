@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from orchestrator.dag import StageContext, StageResult
+from orchestrator.errors import ChangedWeightsError
 from pipelines.stages.common import output_name
 from pipelines.transfer import HEAD, load_pretrained, state_dict_of
 
@@ -38,9 +39,10 @@ def import_weights(ctx: StageContext, inputs: Mapping[str, Any], params: Mapping
     data = read_location(params["location"])
     digest = hashlib.sha256(data).hexdigest()
     if digest != params["digest"]:
-        raise ValueError(
-            f"the weights at {params['location']} changed after the run was planned (sha256 {digest[:12]}, "
-            f"expected {params['digest'][:12]}); start the run again to use the new weights"
+        raise ChangedWeightsError(
+            f"the weights at {params['location']} changed after run {ctx.run_id} was planned (sha256 {digest[:12]}, "
+            f"planned with {params['digest'][:12]}): to go on with the run, put back the weights it was planned "
+            f"with and `relay resume {ctx.run_id}`; to train from the new weights, start a new run (`relay run`)"
         )
     loaded = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     if not isinstance(loaded, Mapping):
