@@ -59,6 +59,7 @@ from orchestrator.engine.ledger import (
 from orchestrator.errors import ArtifactError, ConfigError, InputError, RelayError
 from orchestrator.registry import PipelineSpec, get_pipeline
 from orchestrator.tracking.common import sqlite_path
+from orchestrator.tracking.mlflow_tracker import START
 from orchestrator.tracking.report import text_table
 from orchestrator.tune.plan import SWEEP_RECORD
 from orchestrator.yaml_input import yaml_mapping
@@ -75,6 +76,7 @@ UNREADABLE_DATA_ERRORS = ("UnreadableDataError", "UnreadableImageError")
 # or start a new run for the new ones (orchestrator.errors.ChangedWeightsError).
 CHANGED_WEIGHTS_ERROR = "ChangedWeightsError"
 OVERRIDES_WIDTH = 60  # characters of a run's overrides `relay runs --overrides` shows; longer ones end in "..."
+INCOMPLETE_MARK = "*"  # after the status of a run whose MLflow record is incomplete; the line under the table says so
 RUN_ID_TIME = re.compile(r"-(\d{8}-\d{6})-[0-9a-f]{4}$")  # the time in a run id `relay run` made (new_run_id)
 
 
@@ -90,9 +92,11 @@ class RunRow:
     started: str  # the ledger's ISO time (UTC), "" before the runner started
     problem: str | None = None  # why the ledger cannot be read (status UNREADABLE)
     name: str = ""  # the config's `name` (the ledger's `pipeline`), which `--pipeline` also matches
+    tracking_lost_at: str | None = None  # where the tracking store stopped answering: its MLflow record is incomplete
 
     def cells(self) -> list[str]:
-        return [self.run_id, self.pipeline, self.status, self.generations, self.best, _local_time(self.started)]
+        status = self.status + (INCOMPLETE_MARK if self.tracking_lost_at is not None else "")
+        return [self.run_id, self.pipeline, status, self.generations, self.best, _local_time(self.started)]
 
 
 def run_rows(store: ArtifactStore, pipelines: Pipelines, sweeps: Path | None = None) -> list[RunRow]:
@@ -164,6 +168,7 @@ def _row(store: ArtifactStore, run_id: str, pipelines: Pipelines, sweeps: Path |
         best=_best(_headline(spec), _results(ledger.stages, spec)),
         started=ledger.started,
         name=ledger.pipeline,
+        tracking_lost_at=tracking_lost_at(store, run_id),
     )
 
 
@@ -511,8 +516,24 @@ def newest_run_experiment(args: argparse.Namespace) -> DefaultExperiment:
     ):
         why = f"{newest}, the newest run `relay runs` lists, was tracked in {tracking['uri']}"
     else:
-        return DefaultExperiment(str(tracking.get("experiment") or default))
+        return DefaultExperiment(str(tracking.get("experiment") or default), untracked_newest_note(store, rows[0]))
     return DefaultExperiment(default, _default_experiment_note(default, why))
+
+
+def untracked_newest_note(store: ArtifactStore, newest: RunRow) -> str | None:
+    """A line saying the newest run `relay runs` lists is not the run shown, as it has no MLflow run; None when it has.
+
+    Why: `relay generations` without a run id shows the newest run MLflow has; when the newest run's tracking
+    store failed at its start (its record says so: ``tracking.json``), that is an older run, shown without a word.
+    """
+    if newest.tracking_lost_at != START:
+        return None
+    return (
+        f"The newest run `relay runs` lists, {newest.run_id} ({newest.status}), is not the one shown: its tracking "
+        f"store failed at the run's start, so it has no MLflow run; `relay generations {newest.run_id}"
+        f"{store_option(store.uri)}` says more, and `relay resume {newest.run_id}{store_option(store.uri)}` "
+        "fills its record in once the store works"
+    )
 
 
 def _tracking_settings(store: ArtifactStore, sweeps: Path, run_id: str) -> dict[str, Any] | None:
@@ -640,7 +661,27 @@ def cmd_runs(args: argparse.Namespace) -> int:
     unreadable = [f"{row.run_id} is {UNREADABLE}: {row.problem}" for row in rows if row.problem is not None]
     if unreadable:
         print("\n" + "\n".join(unreadable))
+    incomplete = incomplete_tracking_line(rows, store.uri)
+    if incomplete:
+        print(f"\n{incomplete}")
     return 0
+
+
+def incomplete_tracking_line(rows: list[RunRow], store_uri: str) -> str | None:
+    """The line under `relay runs` naming the runs marked INCOMPLETE_MARK and how to fill their MLflow record in.
+
+    Why: a run whose tracking store stopped answering (or failed at its start) is listed FINISHED like any
+    other, while MLflow lacks some or all of it; `relay run` said so once, and `relay runs` never did.
+    """
+    marked = [row.run_id for row in rows if row.tracking_lost_at is not None]
+    if not marked:
+        return None
+    which = marked[0] if len(marked) == 1 else "RUN"
+    return (
+        f"{INCOMPLETE_MARK} incomplete MLflow record (the tracking store stopped answering while the run ran, or "
+        f"failed at its start): {', '.join(marked)}; once the store answers, `relay resume {which}"
+        f"{store_option(store_uri)}` fills it in (completed stages are skipped)"
+    )
 
 
 def chosen_rows(rows: list[RunRow], statuses: list[str] | None, pipeline: str | None, last: int | None) -> list[RunRow]:
