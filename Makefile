@@ -30,14 +30,17 @@ lint: install
 
 # The node- and head-loss tests of the cluster tier (marker cluster_faults) take about 8 minutes on 2 cores,
 # more than `make test` has left under its 40-minute budget: `make test-cluster` runs the whole tier.
+# The tests that start no Ray (everything not marked integration) run on two processes at once; those that
+# start Ray, clusters, servers and runs whose timing they bound run one at a time after them, as before.
 test: install lint
-	$(BIN)/python -m pytest -q --durations=25 -m "not cluster_faults"
+	$(BIN)/python -m pytest -q -n 2 -m "not integration and not cluster_faults"
+	$(BIN)/python -m pytest -q --durations=25 -m "integration and not cluster_faults"
 
 test-cluster: install
 	$(BIN)/python -m pytest -q --durations=25 tests/cluster
 
 test-unit: install
-	$(BIN)/python -m pytest -q -m "not integration"
+	$(BIN)/python -m pytest -q -n 2 -m "not integration"
 
 # The GPU tier and the GPU benchmarks (benchmarks/gpu_check.py): one table, benchmarks/results/gpu_check.json.
 # .venv-gpu also sees the packages of the Python that creates it (a .pth file; that Python may itself be a

@@ -8,6 +8,10 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
+pytestmark = [pytest.mark.integration]  # a real local Ray: the serial tier of `make test`, not the parallel one
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
