@@ -188,32 +188,6 @@ def test_info_on_an_unfinished_import_says_to_re_run_it(tmp_path: Path, capsys: 
     assert "held what an unfinished import left (0 shard file(s) and 1 folder(s)" in capsys.readouterr().out
 
 
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    """moto's S3 server in this process, on a free port (about 1 s to start)."""
-    from moto.server import ThreadedMotoServer
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    yield f"127.0.0.1:{port}"
-    server.stop()
-
-
-@pytest.fixture
-def s3(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> pafs.S3FileSystem:
-    for name, value in (
-        ("AWS_ACCESS_KEY_ID", "test"),
-        ("AWS_SECRET_ACCESS_KEY", "test"),
-        ("AWS_DEFAULT_REGION", "us-east-1"),
-    ):
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    return pafs.S3FileSystem(endpoint_override=s3_endpoint, scheme="http", allow_bucket_creation=True)
-
-
 def test_a_missing_bucket_is_named_before_the_source_is_read(
     s3: pafs.S3FileSystem, s3_endpoint: str, capsys: pytest.CaptureFixture
 ) -> None:

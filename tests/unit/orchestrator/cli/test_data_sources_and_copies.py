@@ -5,8 +5,6 @@ paste as they are; a Relay dataset is copied to another store with its digest, c
 from __future__ import annotations
 
 import shlex
-import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -61,31 +59,11 @@ def test_import_help_lists_every_registered_source(new_source: str, capsys: pyte
 # --- S3 (moto's server, started here on 127.0.0.1) ----------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    yield f"127.0.0.1:{port}"
-    server.stop()
-
-
 @pytest.fixture
-def s3(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> pafs.S3FileSystem:
-    for name, value in (
-        ("AWS_ACCESS_KEY_ID", "test"),
-        ("AWS_SECRET_ACCESS_KEY", "test"),
-        ("AWS_DEFAULT_REGION", "us-east-1"),
-    ):
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    fs = pafs.S3FileSystem(endpoint_override=s3_endpoint, scheme="http", allow_bucket_creation=True)
-    fs.create_dir("relay")
-    return fs
+def s3(s3: pafs.S3FileSystem) -> pafs.S3FileSystem:
+    """The shared S3 server (conftest), with the bucket these tests write to."""
+    s3.create_dir("relay")
+    return s3
 
 
 def image_folder(root: Path) -> Path:
