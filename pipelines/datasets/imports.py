@@ -328,15 +328,20 @@ def _check_copy(source: str, dest: str, options: Mapping[str, Any]) -> shards.Da
     return manifest
 
 
-def _copied_already(source: str, dest: str, manifest: shards.DatasetManifest) -> dict[str, Any]:
-    """A repeated copy is a no-op while DEST holds the same dataset (same digest, every shard at its size)."""
-    retry = f"remove {dest} (or copy into a new path) to copy it again"
+def _manifest_there(dest: str, retry: str) -> shards.DatasetManifest:
+    """The manifest of the dataset already at DEST; one that does not check out is refused, saying ``retry``."""
     try:
-        there = shards.read_manifest(dest)
+        return shards.read_manifest(dest)
     except shards.ManifestError as exc:
         raise ValueError(
             f"{dest} holds a Relay dataset whose manifest does not check out ({exc.reason}); {retry}"
         ) from exc
+
+
+def _copied_already(source: str, dest: str, manifest: shards.DatasetManifest) -> dict[str, Any]:
+    """A repeated copy is a no-op while DEST holds the same dataset (same digest, every shard at its size)."""
+    retry = f"remove {dest} (or copy into a new path) to copy it again"
+    there = _manifest_there(dest, retry)
     if there.digest != manifest.digest:
         raise ValueError(
             f"{dest} already holds a different dataset (digest {there.digest[:16]}, {source} is "
@@ -715,12 +720,7 @@ def _already_there(dest: str, kind: Source, identity: dict[str, Any], options: M
     refused with what differs: writing over a dataset could break the runs that use it.
     """
     retry = f"remove {dest} (or import into a new path) to re-import"
-    try:
-        manifest = shards.read_manifest(dest)
-    except shards.ManifestError as exc:
-        raise ValueError(
-            f"{dest} holds a Relay dataset whose manifest does not check out ({exc.reason}); {retry}"
-        ) from exc
+    manifest = _manifest_there(dest, retry)
     differences = _differences(manifest, kind, identity, options)
     if differences:
         raise ValueError(
