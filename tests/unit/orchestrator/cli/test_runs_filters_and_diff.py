@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -149,15 +150,19 @@ def test_diff_of_an_unknown_run_is_exit_2_naming_relay_runs(tmp_path: Path, caps
 # --- a FAILED run's note -------------------------------------------------------------------------
 
 
+def note_of_a_run_failed_by(body: Any, tmp_path: Path, run_id: str) -> str | None:
+    """`relay generations`' note on a real run whose stage ``g00/check`` ran ``body`` and failed."""
+    store = ArtifactStore(str(tmp_path / "artifacts"))
+    store.write_record(record_path(run_id, CONFIG_FILE), b"pipeline: toy\nname: toy\n")
+    failing = toy(extra=(Stage("g00/check", body, ("report",), ("checked",), generation=0),))
+    with pytest.raises(StageError):
+        Runner(store, LocalExecutor(), RecordingTracker(), "v1", 0).run(failing, run_id)
+    return unfinished_note(store, run_id)
+
+
 def test_a_failed_runs_note_names_the_failed_stage_and_its_error(tmp_path: Path) -> None:
     """The note said "finish it with `relay resume`" whatever the stage's error said to do (start the run again)."""
-    store = ArtifactStore(str(tmp_path / "artifacts"))
-    store.write_record(record_path("rf", CONFIG_FILE), b"pipeline: toy\nname: toy\n")
-    failing = toy(extra=(Stage("g00/check", bad_value, ("report",), ("checked",), generation=0),))
-    with pytest.raises(StageError):
-        Runner(store, LocalExecutor(), RecordingTracker(), "v1", 0).run(failing, "rf")
-
-    note = unfinished_note(store, "rf")
+    note = note_of_a_run_failed_by(bad_value, tmp_path, "rf")
     assert note is not None and note.startswith("Run rf is FAILED, not finished")
     assert "stage g00/check failed: ValueError: threshold must be in (0, 1); got 2. Once that cause is fixed" in note
     assert "`relay resume rf --artifact-uri" in note
@@ -181,12 +186,6 @@ def unreadable_image(ctx, inputs, params):
 
 
 def test_a_run_failed_on_unreadable_data_is_told_to_start_again_as_the_runner_says(tmp_path: Path) -> None:
-    store = ArtifactStore(str(tmp_path / "artifacts"))
-    store.write_record(record_path("ru", CONFIG_FILE), b"pipeline: toy\nname: toy\n")
-    failing = toy(extra=(Stage("g00/check", unreadable_image, ("report",), ("checked",), generation=0),))
-    with pytest.raises(StageError):
-        Runner(store, LocalExecutor(), RecordingTracker(), "v1", 0).run(failing, "ru")
-
-    note = unfinished_note(store, "ru")
+    note = note_of_a_run_failed_by(unreadable_image, tmp_path, "ru")
     assert "stage g00/check failed: UnreadableImageError: /data/cat/1.png: cannot identify image file" in note
     assert "start a new run (`relay run`)" in note and "relay resume" not in note
