@@ -80,7 +80,13 @@ from orchestrator.tracking import common as tracking_common
 from orchestrator.tracking import report, sweeps
 from orchestrator.tracking.background import BackgroundTracker
 from orchestrator.tracking.mlflow_tracker import START, mlflow_tracker, parent_keys
-from orchestrator.tracking.reading import check_database, read_generations, recorded_pipeline
+from orchestrator.tracking.reading import (
+    DeletedRunError,
+    check_database,
+    deleted_message,
+    read_generations,
+    recorded_pipeline,
+)
 
 log = logging.getLogger("relay")
 
@@ -382,16 +388,23 @@ def summary_rows(pipeline: Any, manifests: Mapping[str, Any]) -> list[dict[str, 
     return [rows[g] for g in sorted(rows)]
 
 
+NO_GENERATION_YET = "no generation has finished yet, so there is no per-generation result on the test set"
+
+
 def summary_table(rows: Sequence[Mapping[str, Any]], summary: Mapping[str, str]) -> str:
     """The pipeline's summary columns that some row fills, one line per generation (``report.generation_table``).
 
     Why: a pipeline's summary names every column any of its configurations reports, so the
     class-balanced demo (pipeline ke, one generation, no masks, no baseline) printed slim_accuracy,
     slim_params and the compute-matched baseline as columns of '-' only. A column a row fills
-    stays, with '-' in the rows that lack it. With no rows at all every column stays: the header
-    then says what the pipeline reports.
+    stays, with '-' in the rows that lack it. When no row fills any column (a run stopped after its
+    split, or failed before its first evaluation) there is no table but one line saying so: a header of
+    every column the pipeline could report (a CReST run's `pretext probe`) claimed results it never had,
+    while a run with train metrics only printed a `generation` column and an empty row `0`.
     """
-    filled = {header: metric for header, metric in summary.items() if not rows or has_value(rows, metric)}
+    filled = {header: metric for header, metric in summary.items() if has_value(rows, metric)}
+    if not filled:
+        return NO_GENERATION_YET
     return report.generation_table(rows, filled)
 
 
@@ -596,8 +609,17 @@ def newest_recorded_pipeline(store: ArtifactStore, pipelines: Pipelines) -> str 
     return None
 
 
-def print_generations(run_id: str, rows: list[dict[str, Any]], summary: Mapping[str, str] | None) -> None:
-    """Print the run's per-generation table: its pipeline's summary columns, else every metric, one a line."""
+def print_generations(
+    run_id: str, rows: list[dict[str, Any]], summary: Mapping[str, str] | None, status: str | None = None
+) -> None:
+    """Print the run's per-generation table: its pipeline's summary columns, else every metric, one a line.
+
+    ``status``: the run's (from its ledger), said on the one line that replaces a table no row fills.
+    """
+    if not rows or (summary is not None and summary_table(rows, summary) == NO_GENERATION_YET):
+        said = f" (the run is {status})" if status else ""
+        print(f"\nRun {run_id}: {NO_GENERATION_YET}{said}")
+        return
     if summary is None:
         print(
             f"\nRun {run_id}: every metric per generation on the test set; neither a run record here "
@@ -827,7 +849,7 @@ def cmd_generations(args: argparse.Namespace) -> int:
     columns_note = None
     if args.run_id is None:  # the newest run: known only now, and its pipeline picks the columns
         summary, columns_note = newest_run_columns(store, pipelines_of(args), uri, experiment, run_id)
-    print_generations(run_id, rows, summary)
+    print_generations(run_id, rows, summary, run_status_of(store, run_id))
     notes = (columns_note, experiment_note, runs.unfinished_note(store, run_id), runs.tracking_note(store, run_id))
     for note in notes:
         if note:
@@ -835,10 +857,20 @@ def cmd_generations(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_status_of(store: ArtifactStore, run_id: str) -> str | None:
+    """The run's status as `relay runs` says it, None when this store holds no ledger of it (a sweep's trial)."""
+    try:
+        status = runs.run_status(store, run_id)
+    except RelayError:
+        return None
+    return None if status in ("NOT STARTED", runs.UNREADABLE) else status
+
+
 def generations_of(
     store: ArtifactStore, uri: str, experiment: str, run_id: str | None
 ) -> tuple[str, list[dict[str, Any]]]:
-    """``read_generations``; a run whose MLflow run was never made (the store failed at its start) is said as such.
+    """``read_generations``; a run whose MLflow run was never made (the store failed at its start) is said as such,
+    and one whose MLflow runs were deleted says that its record is still here.
 
     Why: such a run is recorded here, finished, and its record (``tracking.json``) says its tracking was
     lost from the start; the reader said only "no pipeline run", as if the run id were wrong, and not
@@ -846,6 +878,11 @@ def generations_of(
     """
     try:
         return read_generations(uri, experiment, run_id)
+    except DeletedRunError as exc:
+        if store.read_record(record_path(exc.run_id, CONFIG_FILE)) is None:
+            raise
+        message = deleted_message(exc.run_id, uri, exc.ids, store.uri, store_option(store.uri))
+        raise InputError(message) from exc
     except InputError as exc:
         if run_id is None or tracking_lost_at(store, run_id) != START:
             raise

@@ -15,7 +15,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -51,6 +51,10 @@ T = TypeVar("T")
 CUT_SHORT = ("KILLED", "STOPPED")  # statuses whose unfinished generation runs end KILLED too
 RELAY_WORD = {"KILLED": "INTERRUPTED"}  # the parent's relay.status tag reads as `relay runs` does
 TAG_REGISTERED = "relay.registered_models"  # on the parent: every model version the run registered
+TAG_ATTEMPT = "relay.attempt"  # on a stage run: 1, then 2 for the run a resume opened after an interrupted one
+TAG_NOTE = "mlflow.note.content"  # a run's description in the MLflow UI (Markdown)
+TAG_SOURCE_NAME, TAG_SOURCE_TYPE = "mlflow.source.name", "mlflow.source.type"  # the runs table's Source column
+INTERRUPTED = "INTERRUPTED"  # relay.status of a run cut off mid-way (Ctrl-C, SIGKILL), as `relay runs` words it
 EVALUATION_ROLE = "evaluate"  # the stage role whose metrics score the model it read (``_evaluated_model``)
 PROBE_ROLE = "probe"  # a linear probe's role: its score is a result even outside every generation
 GENERATION_PARAM = "generation"  # a generation run's index among its params: a column of MLflow's compare view
@@ -163,7 +167,10 @@ class MlflowTracker:
         self._run_id: str | None = None
         self._parent: str | None = None
         self._gen_runs: dict[int, str] = {}
+        self._reopened: set[int] = set()  # generation runs set RUNNING by this attempt (created or reattached)
         self._stage_runs: dict[str, str] = {}
+        self._stage_attempts: dict[str, int] = {}  # stage name -> MLflow stage runs opened for it in this run
+        self._source: dict[str, str] = {}  # mlflow.source.* of every run of the tree: the command's config file
         self._finished_before: dict[tuple[str, str], str] = {}
         self._failed_gens: set[int] = set()
         self._registered: list[str] = []
@@ -238,11 +245,13 @@ class MlflowTracker:
         data = config.get("data")
         self._image_size = data.get("image_size") if isinstance(data, Mapping) else None  # for model signatures
         command = run_command.read_command(config, run_id)
-        own_tags = {**self.extra_tags, **self._command_tags(command, run_id)}
+        self._source = source_tags(command)
+        own_tags = {**self.extra_tags, **self._command_tags(command, run_id), **self._source}
         existing = self._find_runs(run_id, "pipeline") if resume else []
         if existing:
             self._reattach(existing[0].info.run_id)
-            for key, value in {**self._identity_tags(), **own_tags}.items():  # a run of older Relay gets them too
+            opening = {TAG_NOTE: self._opening_note(command)}  # not the earlier attempt's end, while it runs
+            for key, value in {**self._identity_tags(), **own_tags, **opening}.items():  # older Relay's runs too
                 self._client.set_tag(self._parent, key, value)
             return
         if resume:
@@ -252,6 +261,7 @@ class MlflowTracker:
             **self._identity_tags(),
             TAG_KIND: "pipeline",
             **provenance_tags(),
+            TAG_NOTE: self._opening_note(command),
             **own_tags,
             **({TAG_PARENT: self._nest_under} if self._nest_under else {}),
         }
@@ -267,6 +277,14 @@ class MlflowTracker:
         metadata hold the kind, so filtering MLflow by tags.relay.pipeline = 'crest' found nothing.
         """
         return {**({TAG_PIPELINE: self._kind} if self._kind else {}), TAG_NAME: self._pipeline_name}
+
+    def _opening_note(self, command: run_command.RunCommand | None) -> str:
+        """The pipeline run's description until it ends (``closing_note`` then puts its table in); again on resume."""
+        started = f", started with `{command_line(command)}`" if command is not None else ""
+        return (
+            f"Relay run `{self._run_id}`: pipeline `{self._kind or '?'}` ({self._pipeline_name}){started}. "
+            "Its per-generation table is written here when the run ends."
+        )
 
     @staticmethod
     def _command_tags(command: run_command.RunCommand | None, run_id: str) -> dict[str, str]:
@@ -303,8 +321,9 @@ class MlflowTracker:
         # `newest` back to gen-00 (a rerun of it) or to whichever generation was registered first.
         self._newest_generation = max(self._gen_runs, default=-1)
         for run in self._find_runs(self._run_id, "stage"):
-            if run.info.status == "RUNNING":  # its driver died mid-stage: that attempt will never finish
-                self._client.set_terminated(run.info.run_id, status="KILLED")
+            self._count_attempt(run)
+            if run.info.status in ("RUNNING", "KILLED"):  # its driver died mid-stage: that attempt will never finish
+                self._mark_interrupted(run)
             if run.info.status == "FINISHED":
                 key = (run.data.tags[TAG_STAGE], run.data.tags.get(TAG_FINGERPRINT, ""))
                 self._finished_before.setdefault(key, run.info.run_id)
@@ -316,6 +335,22 @@ class MlflowTracker:
         self._log(parent, tags=provenance_tags())
         logger.info("resuming MLflow run %s (%d generation run(s))", parent, len(self._gen_runs))
 
+    def _count_attempt(self, run: Any) -> None:
+        """Count an earlier attempt's stage run, so the next run of that stage gets the next ``relay.attempt``.
+
+        A run of older Relay has no tag: it counts as one attempt more than those counted before it.
+        """
+        name = run.data.tags.get(TAG_STAGE, run.info.run_name)
+        counted = self._stage_attempts.get(name, 0) + 1
+        self._stage_attempts[name] = max(counted, int(run.data.tags.get(TAG_ATTEMPT) or 0))
+
+    def _mark_interrupted(self, run: Any) -> None:
+        """Close a stage run a dead driver left RUNNING, or tag one closed KILLED without saying why."""
+        if run.info.status == "RUNNING":
+            self._client.set_terminated(run.info.run_id, status="KILLED")
+        if TAG_STATUS not in run.data.tags:
+            self._client.set_tag(run.info.run_id, TAG_STATUS, INTERRUPTED)
+
     def _gen_run(self, generation: int) -> str:
         """The generation's run, created on first use."""
         if generation not in self._gen_runs:
@@ -324,17 +359,32 @@ class MlflowTracker:
                 TAG_PIPELINE_RUN: self._run_id,
                 TAG_KIND: "generation",
                 TAG_GENERATION: str(generation),
+                TAG_NOTE: f"Generation {generation} of Relay run `{self._run_id}`.",
+                **self._source,
             }
             run = self._client.create_run(self._experiment_id, tags=tags, run_name=f"gen-{generation:02d}")
             log_params(self._client, run.info.run_id, generation_params(self._params, generation))
             self._gen_runs[generation] = run.info.run_id
-        else:
+            self._reopened.add(generation)
+        elif generation not in self._reopened:  # an earlier attempt's: running again, whatever it ended as
+            self._reopened.add(generation)
             self._client.update_run(self._gen_runs[generation], status="RUNNING")
+            self._client.set_tag(self._gen_runs[generation], TAG_STATUS, "RUNNING")
         return self._gen_runs[generation]
 
     def _new_stage_run(self, stage_name: str, generation: int | None) -> str:
+        """A stage's run, tagged with its attempt: an interrupted attempt's run and its resume's read apart."""
         parent = self._parent if generation is None else self._gen_run(generation)
-        tags = {TAG_PARENT: parent, TAG_PIPELINE_RUN: self._run_id, TAG_KIND: "stage", TAG_STAGE: stage_name}
+        attempt = self._stage_attempts.get(stage_name, 0) + 1
+        self._stage_attempts[stage_name] = attempt
+        tags = {
+            TAG_PARENT: parent,
+            TAG_PIPELINE_RUN: self._run_id,
+            TAG_KIND: "stage",
+            TAG_STAGE: stage_name,
+            TAG_ATTEMPT: str(attempt),
+            **self._source,
+        }
         if generation is not None:
             tags[TAG_GENERATION] = str(generation)
         return self._client.create_run(self._experiment_id, tags=tags, run_name=stage_name).info.run_id
@@ -406,7 +456,11 @@ class MlflowTracker:
 
     def _log_outcome(self, run: str, record: StageRecord) -> None:
         """Everything a finished stage logs before its run is closed: tags, metrics, files, lineage, models."""
-        tags = {TAG_FINGERPRINT: record.fingerprint, TAG_CACHE_HIT: str(record.cache_hit).lower()}
+        tags = {
+            TAG_FINGERPRINT: record.fingerprint,
+            TAG_CACHE_HIT: str(record.cache_hit).lower(),
+            TAG_STATUS: record.status,
+        }
         if record.error:
             tags["relay.error"] = record.error[:5000]
         points = _summary_points({**record.metrics, "duration_s": record.duration_s}, record.series)
@@ -512,6 +566,11 @@ class MlflowTracker:
         if teachers and models:  # a student: name its teacher where the UI shows tags
             for target in runs:
                 self._client.set_tag(target, lineage.TAG_TEACHER, ",".join(f"models:/{t}" for t in teachers))
+        if models and is_generation_stage(record.stage, record.generation):
+            note = generation_note(
+                self._run_id, record.generation, models, sorted(self._lineage.models_behind(record.inputs))
+            )
+            self._client.set_tag(runs[1], TAG_NOTE, note)
         if self.log_models:
             for artifact in models:
                 self._log_model(runs, artifact, record.stage, record.generation)
@@ -616,13 +675,17 @@ class MlflowTracker:
         # may leave time for a few writes only, and a run left RUNNING misleads more than a missing table.
         final = {"FINISHED": "FINISHED", "FAILED": "FAILED"}.get(status, "KILLED")
         others = "KILLED" if status in CUT_SHORT else "FINISHED"  # a generation fails only by its own stages
+        word = RELAY_WORD.get(status, status)
         for generation, run in self._gen_runs.items():
-            self._client.set_terminated(run, status="FAILED" if generation in self._failed_gens else others)
-        self._client.set_tag(self._parent, TAG_STATUS, RELAY_WORD.get(status, status))
+            ended = "FAILED" if generation in self._failed_gens else others
+            self._client.set_terminated(run, status=ended)
+            self._client.set_tag(run, TAG_STATUS, word if ended == "KILLED" else ended)
+        self._reopened.clear()
+        self._client.set_tag(self._parent, TAG_STATUS, word)
         self._client.set_terminated(self._parent, status=final)
         if status == "FINISHED":  # every generation registered: not a --stop-after part whose resume sets more
             self._guard("stale aliases", self._drop_stale_aliases, END)
-        self._guard("summary", self._log_summary, END)
+        self._guard("summary", lambda: self._log_summary(RELAY_WORD.get(status, status)), END)
 
     def _drop_stale_aliases(self) -> None:
         """Remove the registered model's generation aliases above this finished run's last, saying so in one line.
@@ -656,11 +719,18 @@ class MlflowTracker:
         """
         for stage_name, run in list(self._stage_runs.items()):
             self._client.set_terminated(run, status="KILLED")
+            self._client.set_tag(run, TAG_STATUS, INTERRUPTED)
             del self._stage_runs[stage_name]
 
-    def _log_summary(self) -> None:
-        """generations.csv and generations.html on the parent: every per-generation metric, one row each."""
+    def _log_summary(self, status: str) -> None:
+        """generations.csv and generations.html on the parent: every per-generation metric, one row each.
+
+        The same rows go into the pipeline run's description as a Markdown table, which the run's page
+        shows first; a run ended before any generation's result says so there instead.
+        """
         rows = generation_rows(self._client, self._parent)
+        heading = f"Relay run `{self._run_id}`: pipeline `{self._kind or '?'}` ({self._pipeline_name}), {status}."
+        self._client.set_tag(self._parent, TAG_NOTE, closing_note(heading, rows))
         if rows:
             self._client.log_text(self._parent, report.generation_csv(rows), "generations.csv")
             self._client.log_text(
@@ -690,6 +760,64 @@ def mlflow_tracker(
         extra_tags=extra_tags,
         register_models=parent_run_id is None,
     )
+
+
+def source_tags(command: run_command.RunCommand | None) -> dict[str, str]:
+    """MLflow's source tags for a run started by a command: its config file, run locally (MLflow's LOCAL).
+
+    Why: the runs table's Source column showed "—"; MLflow itself puts the main script there
+    (``mlflow.tracking.context.default_context``), and for Relay that is the config file. A Tune
+    trial has no command of its own: no source tags.
+    """
+    if command is None:
+        return {}
+    return {TAG_SOURCE_NAME: command.config_path, TAG_SOURCE_TYPE: "LOCAL"}
+
+
+def command_line(command: run_command.RunCommand) -> str:
+    """``relay run CONFIG OVERRIDES``: how the run was started, for its description."""
+    overrides = run_command.overrides_tag(command.overrides, "")
+    return " ".join(part for part in ("relay run", command.config_path, overrides) if part)
+
+
+def generation_note(run_id: str, generation: int, models: Sequence[TrackedArtifact], teachers: Sequence[str]) -> str:
+    """A generation run's description: what its model is, a teacher's student or not, in one line."""
+    names = ", ".join(f"`{model.name}`" for model in models)
+    if teachers:
+        what = f"its model {names} is a student of {', '.join(f'`{t}`' for t in teachers)}"
+    else:
+        what = f"its model {names} was trained without a teacher model"
+    return f"Generation {generation} of Relay run `{run_id}`: {what}."
+
+
+def closing_note(heading: str, rows: Sequence[Mapping[str, Any]]) -> str:
+    """The pipeline run's description at its end: ``heading``, then every per-generation metric as Markdown."""
+    columns = [key for key in sorted({k for row in rows for k in row}) if in_note(key)]
+    if not columns:  # no row, or training's numbers alone: no generation has a result
+        return f"{heading}\n\nNo generation has finished yet: no per-generation results."
+    lines = [
+        "| generation | " + " | ".join(columns) + " |",
+        "|---" * (len(columns) + 1) + "|",
+        *(f"| {row['generation']} | " + " | ".join(_note_cell(row.get(key)) for key in columns) + " |" for row in rows),
+    ]
+    everything = "every metric of every generation: generations.csv among this run's artifacts"
+    return f"{heading}\n\nPer generation ({everything}):\n\n" + "\n".join(lines)
+
+
+def in_note(key: str) -> bool:
+    """Whether a per-generation metric is a column of the description's table: a result, not bookkeeping.
+
+    Per-class values (``evaluate/recall/3``), training's own numbers (``train/loss``: curves on the stage
+    run) and resume counters leave about 60 columns of a CReST run at 10; generations.csv keeps them all.
+    """
+    last = key.rsplit("/", 1)[-1]
+    return key != "generation" and not last.isdigit() and not key.startswith("train/") and "resumed_from" not in last
+
+
+def _note_cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    return str(int(value)) if float(value).is_integer() else f"{value:.4f}"
 
 
 def _points(metrics: Mapping[str, float], step: int) -> list[tuple[str, float, int]]:
@@ -745,8 +873,9 @@ def close_interrupted(tracking_uri: str, experiment: str, run_ids: Iterable[str]
     Why: a driver killed with SIGKILL (or an out-of-memory kill) never closes its MLflow runs, so
     the UI showed the parent, its generations and the stage that was running as running for good,
     while `relay runs` said INTERRUPTED. Nothing is lost: `relay resume` finds the same runs by
-    their tags and sets them RUNNING again (``MlflowTracker._reattach``). The parent's
-    ``relay.status`` tag says INTERRUPTED, how `relay runs` words it.
+    their tags and sets them RUNNING again (``MlflowTracker._reattach``). Each run's ``relay.status``
+    tag (the parent's, its generations' and the cut-off stage's) says INTERRUPTED, how `relay runs`
+    words it: a KILLED stage run without it could not be told from the resumed attempt beside it.
     """
     wanted = list(run_ids)
     if not wanted:
@@ -761,8 +890,7 @@ def close_interrupted(tracking_uri: str, experiment: str, run_ids: Iterable[str]
         running = client.search_runs([found.experiment_id], query)
         for run in running:
             client.set_terminated(run.info.run_id, status="KILLED")
-            if run.data.tags.get(TAG_KIND) == "pipeline":
-                client.set_tag(run.info.run_id, TAG_STATUS, "INTERRUPTED")
+            client.set_tag(run.info.run_id, TAG_STATUS, INTERRUPTED)
         if running:
             closed.append(run_id)
     return closed

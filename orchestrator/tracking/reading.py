@@ -22,6 +22,34 @@ from orchestrator.tracking.common import (
 )
 
 
+class DeletedRunError(InputError):
+    """A pipeline run whose MLflow runs were deleted in MLflow (``mlflow runs delete``); ``ids`` can restore them."""
+
+    def __init__(self, run_id: str, tracking_uri: str, ids: list[str]) -> None:
+        self.run_id, self.tracking_uri, self.ids = run_id, tracking_uri, ids
+        super().__init__(deleted_message(run_id, tracking_uri, ids))
+
+
+def deleted_message(run_id: str, tracking_uri: str, ids: list[str], record: str = "", store_flag: str = "") -> str:
+    """What to do about a run whose MLflow runs were deleted: restore them (pipeline run first), or delete the rest.
+
+    ``record``: the artifact store that still holds its record, when the caller knows (then ``relay delete``
+    removes the rest); ``store_flag`` how ``relay delete`` must name that store (empty where it opens it anyway).
+    """
+    restore = f"MLFLOW_TRACKING_URI={tracking_uri} mlflow runs restore --run-id"
+    if len(ids) == 1:
+        command, which = f"{restore} {ids[0]}", "its pipeline run; the runs nested in it were not deleted"
+    else:
+        command = f"for id in {' '.join(ids)}; do {restore} $id; done"
+        which = f"the pipeline run first, then its {len(ids) - 1} deleted generation and stage runs"
+    still = f", its record is still in the artifact store {record}" if record else ""
+    rest = f"remove the rest of the run with `relay delete {run_id}{store_flag}`" if record else "leave them deleted"
+    return (
+        f"run {run_id}'s MLflow runs were deleted in MLflow (`mlflow runs delete`){still}; bring them back with "
+        f"`{command}` ({which}), or {rest}"
+    )
+
+
 def generation_rows(client: Any, parent_run_id: str) -> list[dict[str, Any]]:
     """Rows like ``{"generation": 0, "evaluate/accuracy": 0.9}`` from the parent's step = generation metrics."""
     rows: dict[int, dict[str, Any]] = {}
@@ -85,6 +113,8 @@ def _read(tracking_uri: str, experiment: str, run_id: str | None) -> tuple[str, 
             f"no MLflow experiment {experiment!r} at {tracking_uri}; experiments there: {names} (pass --experiment)"
         )
     newest = _pipeline_runs(client, found.experiment_id, run_id, 1)
+    if not newest and run_id is not None and (deleted := deleted_run_ids(client, found.experiment_id, run_id)):
+        raise DeletedRunError(run_id, tracking_uri, deleted)
     if not newest:
         raise InputError(_no_run_message(client, found.experiment_id, experiment, tracking_uri, run_id))
     return _run_name(newest[0]), generation_rows(client, newest[0].info.run_id)
@@ -115,6 +145,24 @@ def _pipeline_runs(client: Any, experiment_id: str, run_id: str | None, count: i
     if run_id is not None:
         query += f" and tags.`{TAG_PIPELINE_RUN}` = '{run_id}'"
     return client.search_runs([experiment_id], query, order_by=["attributes.start_time DESC"], max_results=count)
+
+
+def deleted_run_ids(client: Any, experiment_id: str, run_id: str) -> list[str]:
+    """The MLflow ids of ``run_id``'s deleted runs, the pipeline run's first; [] unless its pipeline run is deleted.
+
+    Why: a run whose MLflow runs were deleted (``mlflow runs delete``) was "no pipeline run", as if
+    its id were wrong, while its record still said it ran. Restored in this order, the pipeline run
+    comes back before the runs nested under it.
+    """
+    from mlflow.entities import ViewType
+
+    query = f"tags.`{TAG_PIPELINE_RUN}` = '{run_id}'"
+    found = client.search_runs([experiment_id], query, run_view_type=ViewType.DELETED_ONLY, max_results=1000)
+    order = {"pipeline": 0, "generation": 1}
+    if not any(run.data.tags.get(TAG_KIND) == "pipeline" for run in found):
+        return []
+    found = sorted(found, key=lambda run: (order.get(run.data.tags.get(TAG_KIND, ""), 2), run.info.start_time or 0))
+    return [run.info.run_id for run in found]
 
 
 def _no_run_message(client: Any, experiment_id: str, experiment: str, tracking_uri: str, run_id: str | None) -> str:
