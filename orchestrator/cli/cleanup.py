@@ -442,14 +442,16 @@ def carry_out(store: ArtifactStore, plan: DeletePlan) -> int:
 
 @dataclass
 class GcPlan:
-    """What `relay gc` removes: stage folders no ledger names, Ray Train folders of no named fingerprint."""
+    """What `relay gc` removes: stage folders no ledger names, Ray Train folders of no named fingerprint, and
+    the unfinished writes (``NAME.tmp-HEX``) left in the folders it keeps."""
 
     folders: list[StageFolder]
     train_runs: list[tuple[str, int]]  # (name, bytes) of ray_train folders whose stage folder is gone
     held_back: list[str]
+    temp_files: list[tuple[str, int]] = field(default_factory=list)  # (path, bytes) in the kept stage folders
 
     def size(self) -> int:
-        return _total(self.folders) + sum(size for _, size in self.train_runs)
+        return _total(self.folders) + sum(size for _, size in (*self.train_runs, *self.temp_files))
 
 
 def gc_plan(store: ArtifactStore) -> GcPlan:
@@ -464,7 +466,9 @@ def gc_plan(store: ArtifactStore) -> GcPlan:
         for name in store.subfolders(TRAIN_DIR)
         if name[:FINGERPRINT_PREFIX] not in kept and name not in taken
     ]
-    return GcPlan(folders, loose, held_back(store, ledgers, known))
+    removed = {folder.fingerprint for folder in folders}
+    temp = [found for fingerprint in sorted(named - removed) for found in store.temp_files(f"{STAGES}/{fingerprint}")]
+    return GcPlan(folders, loose, held_back(store, ledgers, known), temp)
 
 
 def print_gc_plan(store: ArtifactStore, plan: GcPlan, verb: str) -> None:
@@ -479,6 +483,8 @@ def print_gc_plan(store: ArtifactStore, plan: GcPlan, verb: str) -> None:
         print(folder.line())
     for name, size in plan.train_runs:
         print(f"  {TRAIN_DIR}/{name}  {human_size(size)} (a Ray Train folder of no stage a run names)")
+    for path, size in plan.temp_files:
+        print(f"  {path}  {human_size(size)} (half a file: a write cut off by a kill, never renamed into place)")
 
 
 def cmd_gc(args: argparse.Namespace) -> int:
@@ -501,6 +507,8 @@ def cmd_gc(args: argparse.Namespace) -> int:
             store.delete_folder(path)
     for name, _ in plan.train_runs:
         store.delete_folder(f"{TRAIN_DIR}/{name}")
+    for path, _ in plan.temp_files:
+        store.delete_file(path)
     print(f"{human_size(plan.size())} freed")
     return 0
 
@@ -522,7 +530,8 @@ def register(commands: Any) -> None:
     )
     parser.set_defaults(handler=cmd_delete)
     about = (
-        "free the stage outputs no run's ledger names (left by runs removed by hand, or attempts that crashed); "
+        "free the stage outputs no run's ledger names (left by runs removed by hand, or attempts that crashed) "
+        "and half-written files a killed writer left; "
         "removes nothing while a run may be running"
     )
     parser = commands.add_parser("gc", help=about, description=about)

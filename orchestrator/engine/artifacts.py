@@ -37,6 +37,8 @@ logger = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
 TRAIN_DIR = "ray_train"  # data-parallel stages' Ray Train runs (their checkpoints), under the store's root
 RERUN_MARK = "rerun_by"  # scratch file naming the run that computes a stage afresh on request
+TEMP_MARK = ".tmp-"  # a file is written as NAME.tmp-HEX, then renamed to NAME: no reader sees half a file
+TEMP_SUFFIX = re.compile(re.escape(TEMP_MARK) + "[0-9a-f]{32}$")
 _CHUNK = 1 << 20
 _PLAIN = (bool, int, float, str, type(None))
 # pyarrow raises every S3 (and GCS) failure as a plain OSError: only its text, AWS's error names and
@@ -259,7 +261,7 @@ class ArtifactStore:
         (``write_parquet``), so any Parquet reader sees the contract.
         """
         final = self._abs(path)
-        temp = f"{final}.tmp-{uuid.uuid4().hex}"
+        temp = f"{final}{TEMP_MARK}{uuid.uuid4().hex}"
         try:
             self._fs.create_dir(final.rsplit("/", 1)[0], recursive=True)
             with self._fs.open_output_stream(temp) as stream:
@@ -332,7 +334,7 @@ class ArtifactStore:
     def _write_bytes(self, path: str, name: str, data: bytes | memoryview) -> None:
         """Write to a unique temporary name, then rename into place."""
         final = self._abs(path)
-        temp = f"{final}.tmp-{uuid.uuid4().hex}"
+        temp = f"{final}{TEMP_MARK}{uuid.uuid4().hex}"
         try:
             self._fs.create_dir(final.rsplit("/", 1)[0], recursive=True)
             with self._fs.open_output_stream(temp) as stream:
@@ -474,6 +476,24 @@ class ArtifactStore:
         except (OSError, pa.ArrowException) as exc:
             raise ArtifactError(relative, f"could not list {self._abs(relative)}: {exc}") from exc
         return sum(info.size or 0 for info in infos if info.type == pafs.FileType.File)
+
+    def temp_files(self, relative: str) -> list[tuple[str, int]]:
+        """(path, bytes) of the unfinished writes under ``relative``: ``NAME.tmp-HEX`` files that no rename
+        took into place, left by a writer killed mid-file (SIGKILL, a worker lost with its driver)."""
+        selector = pafs.FileSelector(self._abs(relative), allow_not_found=True, recursive=True)
+        try:
+            infos = self._fs.get_file_info(selector)
+        except (OSError, pa.ArrowException) as exc:
+            raise ArtifactError(relative, f"could not list {self._abs(relative)}: {exc}") from exc
+        return sorted(
+            (info.path[len(self._root) + 1 :], info.size or 0)
+            for info in infos
+            if info.type == pafs.FileType.File and TEMP_SUFFIX.search(info.base_name)
+        )
+
+    def delete_file(self, relative: str) -> None:
+        """Remove one file; one already gone is no error."""
+        self._delete_abs(self._abs(relative))
 
     def delete_folder(self, relative: str) -> None:
         """Remove ``relative`` and everything under it; a folder already gone is no error."""

@@ -145,6 +145,12 @@ def test_gc_frees_folders_no_ledger_names_and_keeps_the_rest(tmp_path) -> None:
     train_leftover = tmp_path / "artifacts" / "ray_train" / f"{'e' * 16}-g00_train"
     train_leftover.mkdir(parents=True)
     (train_leftover / "checkpoint").write_bytes(b"y" * 10)
+    # half a table a killed worker left in a folder a run names (QA: 2 of 7 Ctrl-Cs during labeling), as the
+    # store names its unfinished writes; the finished file beside it stays
+    kept_train = stage_folder(tmp_path, kept["g00/train"])
+    cut_off = kept_train / f"model.pt.tmp-{'a' * 32}"
+    cut_off.write_bytes(b"z" * 100)
+    finished = sorted(path.name for path in kept_train.iterdir() if path != cut_off)
     before = tree(tmp_path)
 
     dry = relay("gc", "--dry-run", workspace=tmp_path)
@@ -153,6 +159,7 @@ def test_gc_frees_folders_no_ledger_names_and_keeps_the_rest(tmp_path) -> None:
     assert tree(tmp_path) == before, "--dry-run removed something"
     assert all(removed[stage][:12] in dry.stdout for stage in OWN)
     assert "f" * 12 in dry.stdout and "incomplete" in dry.stdout
+    assert cut_off.name in dry.stdout and "half a file" in dry.stdout
 
     result = relay("gc", workspace=tmp_path)
 
@@ -160,6 +167,7 @@ def test_gc_frees_folders_no_ledger_names_and_keeps_the_rest(tmp_path) -> None:
     assert all(not stage_folder(tmp_path, removed[stage]).exists() for stage in OWN)
     assert not crashed.parent.exists() and not train_leftover.exists()
     assert all(stage_folder(tmp_path, fingerprint).is_dir() for fingerprint in kept.values())
+    assert not cut_off.exists() and sorted(path.name for path in kept_train.iterdir()) == finished
     assert "freed" in result.stdout
     table = relay("generations", "kept", workspace=tmp_path)
     assert table.returncode == 0, table.stderr[-4000:]
