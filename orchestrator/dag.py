@@ -80,6 +80,7 @@ class Checkpointer(Protocol):
 
 ShardMapper = Callable[[Callable[[Any], Any], Iterable[Any]], Iterator[Any]]
 PROGRESS_EVERY_S = 1.0  # the most often one stage sends progress: the driver shows it, nothing waits on it
+SERIES_KEY = "relay.series"  # a checkpoint's metrics reported so far (StageContext.save_checkpoint / load_checkpoint)
 
 
 @dataclass(frozen=True)
@@ -202,13 +203,24 @@ class StageContext:
 
         Every rank must call it (under Ray Train it is a collective report);
         only rank 0's state is stored. Without a checkpointer it does nothing.
+        The metrics reported so far go with it (``load_checkpoint`` puts them back).
         """
         if self.checkpointer is not None:
-            self.checkpointer.save(state, step)
+            self.checkpointer.save({**state, SERIES_KEY: [[step, dict(values)] for step, values in self.series]}, step)
 
     def load_checkpoint(self) -> dict[str, Any] | None:
-        """The last state saved by an earlier attempt of this stage, or None to start fresh."""
-        return None if self.checkpointer is None else self.checkpointer.load()
+        """The last state saved by an earlier attempt of this stage, or None to start fresh.
+
+        The metrics that attempt had reported up to its checkpoint become this attempt's first: a
+        resumed stage's curve in MLflow (its manifest's series) was missing every point before the
+        checkpoint, since the attempt that reported them was cut off before it could store them.
+        """
+        state = None if self.checkpointer is None else self.checkpointer.load()
+        if state is None:
+            return None
+        earlier = state.pop(SERIES_KEY, None) or []
+        self.series[:0] = [(int(step), {k: float(v) for k, v in values.items()}) for step, values in earlier]
+        return state
 
     def save_part(self, index: int, data: bytes) -> None:
         """Keep part ``index`` of the stage's work (one finished shard's bytes) for a restarted attempt.
