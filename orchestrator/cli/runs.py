@@ -271,7 +271,7 @@ def unfinished_note(store: ArtifactStore, run_id: str) -> str | None:
         way_on = _after_failure(store, run_id, *failure)
     else:
         way_on = f"finish it with `relay resume {run_id}`"
-    return f"Run {run_id} is {status}, not finished: the table shows only the generations it got to; {way_on}"
+    return f"Run {run_id} is {status}, not finished: its results are those of the generations it got to; {way_on}"
 
 
 def failed_stage(store: ArtifactStore, run_id: str) -> tuple[str, str] | None:

@@ -256,7 +256,8 @@ def test_a_moved_workspace_is_read_where_it_is_and_not_resumed_into_the_old_plac
     old.rename(new)
     capsys.readouterr()
     assert main(["generations", "r1", "--workspace", str(new)]) == 0
-    assert "Run r1: per-generation results" in capsys.readouterr().out
+    read = capsys.readouterr().out  # stopped after g00/train: read back, with no generation evaluated yet
+    assert "Run r1: no generation has finished yet" in read and "(the run is STOPPED)" in read
     assert main(["resume", "r1", "--workspace", str(new)]) == 2
     err = capsys.readouterr().err
     assert f"run r1 started in workspace {old}, which has moved to {new}" in err and "Move the workspace back" in err
