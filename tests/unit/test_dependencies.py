@@ -32,6 +32,7 @@ IMPORT_NAMES = {
     "scikit-learn": "sklearn",
     "pillow": "PIL",
     "pytest-timeout": "pytest_timeout",
+    "pytest-xdist": "xdist",
     "pot": "ot",
     "grpcio": "grpc",
 }
