@@ -170,15 +170,19 @@ def largest_uploaded(root: Path, excludes: list[str], count: int = 3) -> str:
     """The ``count`` largest folders of ``root`` as Ray uploads it (``excludes`` left out), e.g. ``data (800 MiB)``.
 
     Why: "over Ray's 100 MiB limit" alone left the user to hunt for what was packed. Measured
-    with Ray's own matcher for the excludes, only after an upload was refused.
+    with Ray's own matcher for the excludes, only after an upload was refused. A link to a folder is
+    followed, as Ray's packing follows it (a virtualenv linked into the project was packed whole while
+    this list named only the small folders), each real folder once.
     """
     from ray._private.runtime_env.packaging import _get_excludes
 
     excluded = _get_excludes(root, excludes)
     sizes: dict[str, int] = {}
-    for folder, dirs, files in os.walk(root):
+    seen: set[str] = set()
+    for folder, dirs, files in os.walk(root, followlinks=True):
         here = Path(folder)
-        dirs[:] = [name for name in dirs if not excluded(here / name) and not (here / name).is_symlink()]
+        seen.add(os.path.realpath(here))
+        dirs[:] = [name for name in dirs if not excluded(here / name) and os.path.realpath(here / name) not in seen]
         if here == root:
             continue
         top = here.relative_to(root).parts[0]

@@ -58,3 +58,19 @@ def test_an_upload_over_rays_limit_names_its_largest_folders(
     assert f"the upload of {project} is over Ray's 100 MiB limit" in message
     assert "its largest folders: data/ (3 MiB), src/ (0 MiB)" in message
     assert ".venv" not in message
+
+
+def test_a_folder_linked_into_the_project_is_counted_as_ray_packs_it(server: JobsServer, tmp_path: Path) -> None:
+    """A virtualenv linked into the project (`ln -s ~/venv env`) was packed whole by Ray, while the message named
+    only the project's small folders, since the sizes skipped links."""
+    project, outside = tmp_path / "project", tmp_path / "venv"
+    (project / "src").mkdir(parents=True)
+    (project / "src" / "code.py").write_text("x = 1\n")
+    outside.mkdir()
+    (outside / "torch.so").write_bytes(b"0" * (4 * 2**20))
+    (project / "env").symlink_to(outside)
+    (outside / "back").symlink_to(project)  # a loop through the link is counted once, not for ever
+    server.upload_status = 413
+    with pytest.raises(jobs.JobsError) as info:
+        jobs.submit_entrypoint(server.address, "echo hi", str(project))
+    assert "its largest folders: env/ (4 MiB), src/ (0 MiB)" in str(info.value)
