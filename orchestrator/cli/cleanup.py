@@ -475,20 +475,33 @@ def print_gc_plan(store: ArtifactStore, plan: GcPlan, verb: str) -> None:
     print(f"relay gc {verb} from {store.uri}:")
     complete = [folder for folder in plan.folders if folder.complete]
     incomplete = [folder for folder in plan.folders if not folder.complete]
-    print(f"  {len(complete)} stage folder(s) no run's ledger names:")
+    if complete:
+        print(f"  {len(complete)} stage folder(s) no run's ledger names:")
     for folder in complete:
         print(folder.line())
-    print(f"  {len(incomplete)} incomplete stage folder(s) no run's ledger names:")
+    if incomplete:
+        print(f"  {len(incomplete)} incomplete stage folder(s) no run's ledger names:")
     for folder in incomplete:
         print(folder.line())
+    if not plan.folders and not plan.train_runs and not plan.temp_files:
+        print("  nothing: every stage folder is named by a run's ledger, and none holds a half-written file")
     for name, size in plan.train_runs:
         print(f"  {TRAIN_DIR}/{name}  {human_size(size)} (a Ray Train folder of no stage a run names)")
     for path, size in plan.temp_files:
         print(f"  {path}  {human_size(size)} (half a file: a write cut off by a kill, never renamed into place)")
 
 
+def check_store_exists(store: ArtifactStore) -> None:
+    """A local store that is not there is a mistyped path (bad input), not an empty store: `relay gc` said
+    "0 B freed" for it, as if it had looked."""
+    folder = store.local_path("")
+    if folder is not None and not folder.exists():
+        raise ConfigError([f"{folder} does not exist: check the path (`relay runs` lists a store's runs)"], "relay gc")
+
+
 def cmd_gc(args: argparse.Namespace) -> int:
     store = store_of(args)
+    check_store_exists(store)
     plan = gc_plan(store)
     if plan.held_back:
         print(f"relay gc: nothing removed from {store.uri}, because:")

@@ -270,8 +270,8 @@ def unfinished_note(store: ArtifactStore, run_id: str) -> str | None:
     elif status == "FAILED" and (failure := failed_stage(store, run_id)) is not None:
         way_on = _after_failure(store, run_id, *failure)
     else:
-        way_on = f"finish it with `relay resume {run_id}`"
-    return f"Run {run_id} is {status}, not finished: its results are those of the generations it got to; {way_on}"
+        way_on = f"finish it with `relay resume {run_id}{store_option(store.uri)}`"
+    return f"Run {run_id} is {status}, not finished; {way_on}"
 
 
 def failed_stage(store: ArtifactStore, run_id: str) -> tuple[str, str] | None:

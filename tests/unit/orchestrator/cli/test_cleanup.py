@@ -64,3 +64,12 @@ def test_the_store_lists_sizes_and_removes_whole_folders(tmp_path) -> None:
     store.delete_folder("stages/aa")
     store.delete_folder("stages/gone")  # already gone: no error
     assert store.subfolders("stages") == ["bb"]
+
+
+def test_gc_of_a_store_that_is_not_there_is_bad_input(tmp_path, capsys) -> None:
+    """A mistyped --workspace got "0 B freed", exit 0, as if the store had been looked through."""
+    from orchestrator.cli import main
+
+    assert main(["gc", "--workspace", str(tmp_path / "nows")]) == 2
+    assert f"{tmp_path / 'nows' / 'artifacts'} does not exist: check the path" in capsys.readouterr().err
+    assert not (tmp_path / "nows").exists()

@@ -84,4 +84,5 @@ def test_an_unfinished_run_says_how_to_go_on_and_a_tune_trial_points_at_its_swee
     Runner(store, LocalExecutor(), RecordingTracker(), "v1", 0).run(toy(), "trial-1", stop_after="g00/train")
     assert "`relay tune CONFIG --resume` continues the sweep" in unfinished_note(store, "trial-1")
     store.write_record(record_path("trial-1", CONFIG_FILE), b"pipeline: toy\n")  # what `relay run` saves
-    assert "finish it with `relay resume trial-1`" in unfinished_note(store, "trial-1")
+    # the store named, as `relay run` names it: pasted from another folder, a bare `relay resume` found no run
+    assert f"finish it with `relay resume trial-1 --artifact-uri {store.uri}`" in unfinished_note(store, "trial-1")
