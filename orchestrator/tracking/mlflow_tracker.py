@@ -171,6 +171,7 @@ class MlflowTracker:
         self._stage_runs: dict[str, str] = {}
         self._stage_attempts: dict[str, int] = {}  # stage name -> MLflow stage runs opened for it in this run
         self._source: dict[str, str] = {}  # mlflow.source.* of every run of the tree: the command's config file
+        self._started_with = ""  # ", started with `relay run ...`" in the pipeline run's description, start to end
         self._finished_before: dict[tuple[str, str], str] = {}
         self._failed_gens: set[int] = set()
         self._registered: list[str] = []
@@ -245,6 +246,7 @@ class MlflowTracker:
         data = config.get("data")
         self._image_size = data.get("image_size") if isinstance(data, Mapping) else None  # for model signatures
         command = run_command.read_command(config, run_id)
+        self._started_with = started_with(command)
         self._source = source_tags(command)
         own_tags = {**self.extra_tags, **self._command_tags(command, run_id), **self._source}
         existing = self._find_runs(run_id, "pipeline") if resume else []
@@ -280,9 +282,8 @@ class MlflowTracker:
 
     def _opening_note(self, command: run_command.RunCommand | None) -> str:
         """The pipeline run's description until it ends (``closing_note`` then puts its table in); again on resume."""
-        started = f", started with `{command_line(command)}`" if command is not None else ""
         return (
-            f"Relay run `{self._run_id}`: pipeline `{self._kind or '?'}` ({self._pipeline_name}){started}. "
+            f"Relay run `{self._run_id}`: pipeline `{self._kind or '?'}` ({self._pipeline_name}){started_with(command)}. "
             "Its per-generation table is written here when the run ends."
         )
 
@@ -729,7 +730,10 @@ class MlflowTracker:
         shows first; a run ended before any generation's result says so there instead.
         """
         rows = generation_rows(self._client, self._parent)
-        heading = f"Relay run `{self._run_id}`: pipeline `{self._kind or '?'}` ({self._pipeline_name}), {status}."
+        heading = (
+            f"Relay run `{self._run_id}`: pipeline `{self._kind or '?'}` ({self._pipeline_name})"
+            f"{self._started_with}, {status}."
+        )
         self._client.set_tag(self._parent, TAG_NOTE, closing_note(heading, rows))
         if rows:
             self._client.log_text(self._parent, report.generation_csv(rows), "generations.csv")
@@ -788,6 +792,14 @@ def generation_note(run_id: str, generation: int, models: Sequence[TrackedArtifa
     else:
         what = f"its model {names} was trained without a teacher model"
     return f"Generation {generation} of Relay run `{run_id}`: {what}."
+
+
+def started_with(command: run_command.RunCommand | None) -> str:
+    """``, started with `relay run CONFIG overrides` `` for the description, "" when the command is not known.
+
+    Kept in the closing description too: the note that replaced the opening one at the run's end dropped it.
+    """
+    return f", started with `{command_line(command)}`" if command is not None else ""
 
 
 def closing_note(heading: str, rows: Sequence[Mapping[str, Any]]) -> str:

@@ -110,6 +110,7 @@ def test_the_runs_source_is_its_config_file_and_its_descriptions_say_what_each_r
     note = client.get_run(tracker.parent_run_id).data.tags["mlflow.note.content"]
     assert "| generation | evaluate/balanced_accuracy |" in note
     assert "| 0 | 0.5000 |" in note and "| 1 | 0.7500 |" in note
+    assert "`relay run pipelines/configs/smoke.yaml train.steps=10`" in note  # the command stays at the end
     gens = {r.info.run_name: r for r in runs_of(store, experiment, "generation")}
     assert gens["gen-01"].data.tags["mlflow.note.content"].startswith("Generation 1 of Relay run `run-s`")
     (stage, *_) = runs_of(store, experiment, "stage")
