@@ -501,6 +501,18 @@ def _not_a_domain(key: str, got: Any) -> str:
     )
 
 
+def dotted(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested config as ``{"train.steps": 10, ...}``; a list or an empty mapping is one value."""
+    flat: dict[str, Any] = {}
+    for key, value in mapping.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            flat.update(dotted(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
 def resolve_workspace(settings: RunSettings) -> Path:
     """The workspace directory: the setting, else $RELAY_WORKSPACE, else ./relay-workspace.
 

@@ -32,7 +32,7 @@ from orchestrator.cli.runs import (
     run_ids,
     trial_record,
 )
-from orchestrator.config import RunSettings, name_problem, resolve_workspace
+from orchestrator.config import RunSettings, dotted, name_problem, resolve_workspace
 from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.engine.ledger import CONFIG_FILE, read_command_record, record_path
 from orchestrator.errors import ArtifactError, ConfigError
@@ -146,18 +146,6 @@ def _overrides(store: ArtifactStore, run_id: str) -> list[str] | None:
         return None
     overrides = command.get("overrides")
     return [str(item) for item in overrides] if isinstance(overrides, list) else None
-
-
-def dotted(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """A nested config as ``{"train.steps": 10, ...}``; a list or an empty mapping is one value."""
-    flat: dict[str, Any] = {}
-    for key, value in mapping.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping) and value:
-            flat.update(dotted(value, f"{name}."))
-        else:
-            flat[name] = value
-    return flat
 
 
 def best_per_generation(headline: str | None, stages: Mapping[str, Any], spec: PipelineSpec | None) -> dict[int, float]:

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from orchestrator.config import TrackingSettings
+from orchestrator.config import TrackingSettings, dotted
 from orchestrator.dag import TAGS_FILE
 from orchestrator.engine.records import StageRecord, TrackedArtifact
 from orchestrator.tracking import lineage, report, run_command
@@ -867,16 +867,9 @@ def generation_params(params: Mapping[str, str], generation: int) -> dict[str, s
     return {**params, GENERATION_PARAM: str(generation)}
 
 
-def _flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
-    """Nested config -> {"a.b.c": "value"} for MLflow params."""
-    flat: dict[str, str] = {}
-    for key, value in config.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping) and value:
-            flat.update(_flatten(value, f"{name}."))
-        else:
-            flat[name] = str(value)
-    return flat
+def _flatten(config: Mapping[str, Any]) -> dict[str, str]:
+    """Nested config -> {"a.b.c": "value"} for MLflow params (``config.dotted``, `relay diff`'s keys too)."""
+    return {name: str(value) for name, value in dotted(config).items()}
 
 
 def close_interrupted(tracking_uri: str, experiment: str, run_ids: Iterable[str]) -> list[str]:
