@@ -2,29 +2,15 @@
 
 import json
 
-import pytest
 from mlflow import MlflowClient
 
 from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.engine.ledger import COMMAND_FILE, record_path
 from orchestrator.engine.records import StageRecord
-from orchestrator.tracking.mlflow_tracker import MlflowTracker, close_interrupted
-
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    root = tmp_path_factory.mktemp("mlflow")
-    return f"sqlite:///{root / 'mlflow.db'}", root
-
-
-@pytest.fixture
-def experiment(request):
-    return f"exp-{request.node.name}"
-
-
-def tracker_for(store, experiment):
-    uri, root = store
-    return MlflowTracker(uri, experiment, artifact_location=(root / "mlartifacts" / experiment).as_uri())
+from orchestrator.tracking.mlflow_tracker import close_interrupted
+from tests.unit.orchestrator.tracking.test_mlflow_tracker import experiment as experiment  # the fixture
+from tests.unit.orchestrator.tracking.test_mlflow_tracker import store as store  # the fixture
+from tests.unit.orchestrator.tracking.test_mlflow_tracker import tracker_for
 
 
 def record(stage, generation, metrics=None, status="FINISHED"):
