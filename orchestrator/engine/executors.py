@@ -20,6 +20,7 @@ import os
 import re
 import signal
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -948,8 +949,9 @@ def terminations_kept(ray: Any) -> Iterator[None]:
     Held until the start ended, as ``interrupts_kept`` holds a Ctrl-C, it was not prompt: a SIGTERM to
     the whole group (``timeout``) stops Ray's new GCS too, and ray.init then waited 60 s for it. So it
     raises where it lands, as Ray's did; one dropped there ("Exception ignored in", a weakref callback)
-    is raised when the block ends, and a start that failed after one ends as terminated too.
-    Only the main thread can set a handler.
+    is raised when the block ends, and a start that failed after one ends as terminated too. Python
+    prints a dropped one ("Exception ignored in ... Traceback"); that print is kept out, as the
+    exception is not lost. Only the main thread can set a handler.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -962,7 +964,7 @@ def terminations_kept(ray: Any) -> Iterator[None]:
 
     previous = signal.signal(signal.SIGTERM, note)
     try:
-        with _ray_sigterm_handlers_skipped(ray):
+        with _ray_sigterm_handlers_skipped(ray), _dropped_terminations_unprinted():
             yield
     except BaseException as exc:
         if not noted:
@@ -977,6 +979,27 @@ def terminations_kept(ray: Any) -> Iterator[None]:
         ray.shutdown()
         _SIGTERM_RECEIVED.set()
         raise Terminated
+
+
+@contextlib.contextmanager
+def _dropped_terminations_unprinted() -> Iterator[None]:
+    """Python's report of a ``Terminated`` it dropped (an at-fork hook, a weakref callback) is not printed.
+
+    Why: ``terminations_kept`` raises it again when the block ends, so the run still exits 143 with
+    Relay's line; the report was a traceback above that line (filelock's at-fork hook, as Ray forks).
+    Every other unraisable exception goes to the hook that was there before.
+    """
+    previous = sys.unraisablehook
+
+    def report(unraisable: Any) -> None:
+        if not isinstance(unraisable.exc_value, Terminated):
+            previous(unraisable)
+
+    sys.unraisablehook = report
+    try:
+        yield
+    finally:
+        sys.unraisablehook = previous
 
 
 @contextlib.contextmanager

@@ -61,15 +61,21 @@ def test_a_sigterm_while_ray_starts_raises_143_at_once_stops_ray_and_keeps_rays_
     assert ray._private.utils.set_sigterm_handler == StartingRay.set_sigterm_handler  # Ray's own again
 
 
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the dropped one, on purpose
-def test_a_sigterm_dropped_where_it_landed_is_raised_when_the_start_ends() -> None:
-    """Raised in a weakref callback (as during `import ray`), the exception is printed and dropped."""
+def test_a_sigterm_dropped_where_it_landed_is_raised_when_the_start_ends_and_not_printed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Raised in a weakref callback (as during `import ray`) or an at-fork hook, Python drops it.
+
+    Python's report of it ("Exception ignored in ... Traceback") was printed above Relay's line.
+    """
     import gc
     import weakref
 
     class Started:
         pass
 
+    reported: list[BaseException | None] = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda unraisable: reported.append(unraisable.exc_value))
     ray = StartingRay()
     finished: list[str] = []
     with pytest.raises(Terminated), terminations_kept(ray):
@@ -80,6 +86,10 @@ def test_a_sigterm_dropped_where_it_landed_is_raised_when_the_start_ends() -> No
         assert keep() is None
         finished.append("the start")
     assert finished == ["the start"] and ray.stopped == 1
+    assert reported == []
+    weakref.finalize(Started(), lambda: 1 / 0)  # another dropped exception is still reported
+    gc.collect()
+    assert [type(exc) for exc in reported] == [ZeroDivisionError]
 
 
 def test_a_start_that_failed_after_a_sigterm_ends_as_terminated() -> None:
