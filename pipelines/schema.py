@@ -474,6 +474,19 @@ class SupervisedTrainSection(StrictModel):
     augment: Literal["none", "weak", "strong"] = "weak"
     report_every: int = Field(50, gt=0)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _hard_targets_for_per_class_losses(cls, data: Any) -> Any:
+        """``loss: focal`` or ``sigmoid`` without ``label_smoothing`` trains on hard targets (0, not 0.1).
+
+        Why: the 0.1 that suits softmax CE turned the per-class targets into 0.91 and 0.01, so a
+        confident right prediction kept a loss (focal 0.43, where the paper's is 0) and its logit was
+        pushed down. Set ``label_smoothing`` to smooth them anyway.
+        """
+        if isinstance(data, dict) and data.get("loss") in ("focal", "sigmoid") and "label_smoothing" not in data:
+            return {**data, "label_smoothing": 0.0}
+        return data
+
     @model_validator(mode="after")
     def _warmup_shorter_than_training(self) -> SupervisedTrainSection:
         if self.warmup_steps >= self.steps:
