@@ -239,9 +239,11 @@ def _is_inside(key: tuple[str, ...], section: tuple[str, ...]) -> bool:
 def layered(*layers: Sequence[str]) -> list[str]:
     """``key=value`` overrides composed from layers, a later one replacing an earlier one of the same key.
 
-    For programs that build a run's overrides from a base and its variants (a benchmark's protocol,
-    then a method's own `crest.generations`): ``apply_overrides`` refuses a key given twice, which a
-    user on the command line did not mean, so a program says here which one it means.
+    For programs that build a run's overrides from layers: benchmarks/science.py (a method's
+    `crest.generations` and `crest.alignment`, then the seed's `seed`, `data.fold`, `data.class_order`)
+    and benchmarks/methods.py (an experiment's overrides, the command line's, then the seed's).
+    ``apply_overrides`` refuses a key given twice, which a user on the command line did not mean, so a
+    program says here which one it means.
     """
     last: dict[str, str] = {}
     for item in (item for layer in layers for item in layer):

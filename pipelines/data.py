@@ -1,4 +1,4 @@
-"""Datasets as uint8 tensors, and the long-tailed labeled/unlabeled splits of the CReST protocol.
+"""The in-memory datasets (digits, synthetic, CIFAR-10/100, ImageFolder): their loaders, labels and root digests.
 
 Every loader returns images as uint8 ``[N, C, H, W]`` and labels as int64 ``[N]``: uint8 keeps a
 whole dataset small enough to ship between Ray workers, and augmentation works on uint8 anyway.

@@ -102,7 +102,7 @@ def to_table(sample_ids: Sequence[int] | np.ndarray, probs: np.ndarray, generati
     Every column is built from numpy buffers (``_numeric``, ``_repeated_string``), never through
     ``pa.array`` or ``pa.scalar``: those import pandas on their first call (pyarrow checks each
     input for a pandas Series), 0.15-0.25 s of a core in a fresh labeling actor, paid on its
-    first shard of every stage call that starts one (issue 17).
+    first shard of every stage call that starts one.
     """
     probs = np.ascontiguousarray(probs, dtype=np.float32)
     ids = np.asarray(sample_ids, dtype=np.int64)

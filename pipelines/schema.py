@@ -69,8 +69,8 @@ def absolute_folder(path: str | None) -> str | None:
     """A folder setting made absolute (``~`` expanded) when the config is read, as the workspace is.
 
     Why: the saved config then names the same folder to `relay resume` and to Ray workers from any
-    other directory; `data.root=small` given in /work/qa5 was saved as `small`, and a resume from
-    elsewhere failed with "no such path" or, worse, read another `small/`. Symlinks are kept as the
+    other directory; `data.root=small` given in one directory was saved as `small`, and a resume from
+    another failed with "no such path" or, worse, read another `small/`. Symlinks are kept as the
     user named them and nothing is read from disk: whether the folder is there is the preflight's.
     """
     return os.path.abspath(os.path.expanduser(path)) if path else path

@@ -2,7 +2,7 @@
 
 Torch-free on purpose: drawing the split needs only labels, so the driver checks a config
 (`relay validate`, the start of `relay run`) without importing torch; the stage bodies
-(`stages.split_data`, `student_stages.split_supervised`) draw the very same table.
+(`pipelines.stages.split`: `split_data`, `split_supervised`) draw the very same table.
 """
 
 from __future__ import annotations
@@ -168,6 +168,6 @@ def _data_problem(message: str) -> str:
     return message if head.startswith("data.") and " " not in head else f"data: {message}"
 
 
-def preflight_supervised(data: Mapping[str, Any]) -> list[str]:
+def preflight_supervised_split(data: Mapping[str, Any]) -> list[str]:
     """`preflight_split` for pipelines that need no unlabeled images (see PROBE_FRACTION)."""
     return preflight_split({**data, "labeled_fraction": min(data["labeled_fraction"], PROBE_FRACTION)})

@@ -205,7 +205,8 @@ class ActorPool:
     stage's own task, the first of its workers (so a stage of k workers needs k - 1 actors).
     That task gets the kept pool as an argument, so a second
     labeling stage (the next generation) finds the kept actors started, torch imported and the
-    dataset cached: starting two actors cost 3.1 s of every stage call on 2 cores (issue 17).
+    dataset cached: starting two actors cost 3.1 s of every stage call on 2 cores when each call
+    started its own.
     The stage's function (the model) is shipped once per stage call, not once per actor start;
     see ``map_on_actors``.
     """
@@ -337,7 +338,7 @@ def map_on_actors(
     each), so an actor that finishes early takes the next shard instead of
     waiting for a slower one: with a fixed round-robin, an actor whose shards
     were done sat idle until the consumer had taken the other actor's older
-    shard (about 2 s of each actor's 20 s at 200k rows, issue 17). Results that
+    shard (about 2 s of each actor's 20 s, measured at 200k rows). Results that
     finish ahead of an older shard wait, at most ``SHARDS_HELD_PER_ACTOR`` per
     worker counting those in flight, so neither the object store nor the
     consumer holds more than a few shards' results. An actor gets shards only
@@ -349,7 +350,7 @@ def map_on_actors(
     resources). It labels a shard whenever no result is due and the window has room, so the
     stage starts at once on a process that has torch imported and needs one actor fewer:
     each started actor costs about 2 s of a core (Python, Ray, torch) that a 2-core node
-    otherwise spends on every stage call (issue 17). An actor lost before it answers (one starting,
+    otherwise spends on every stage call. An actor lost before it answers (one starting,
     or a kept one whose node died) is then dropped with a warning and the others (and this process) take its share; without ``local``
     that fails the stage, as does an actor that dies with shards on it. ``fn`` is put in the
     object store once for the call; the runner's retry policy reruns a failed stage (on a fresh

@@ -220,7 +220,7 @@ def frozen_throughout_problems(config: Any, stages: Sequence[Stage]) -> list[str
     """One problem when `init.freeze_backbone_steps` is not below the steps of a stage that applies it.
 
     Why: that stage trains its classifier alone to its last step, so the pretrained backbone never trains
-    and `init.backbone_lr_scale` changes nothing (QA: 5000 against train.steps 200 was accepted), where
+    and `init.backbone_lr_scale` changes nothing (5000 against train.steps 200 used to be accepted), where
     train.warmup_steps as long as training is refused. Asked of the built stages, as the unused-knob check
     is: FitNets' distillation stage, which sets its own freeze of 0, is not held to it.
     """
@@ -302,7 +302,25 @@ def preflight_semi_supervised(config: Any) -> list[str]:
 
 def preflight_supervised(config: Any) -> list[str]:
     """The same check for pipelines that need no unlabeled images (KE, distillation)."""
-    return split.preflight_supervised(config.data.model_dump()) + preflight_start(config)
+    return split.preflight_supervised_split(config.data.model_dump()) + preflight_start(config)
+
+
+def preflight_with_unused_knobs(
+    data_check: Callable[[Any], list[str]], build: Callable[[Any], Pipeline]
+) -> Callable[[Any], list[str]]:
+    """The preflight of a pipeline with no checks of its own: ``data_check`` (``preflight_semi_supervised`` or
+    ``preflight_supervised``), then `init` settings no stage of ``build``'s pipeline would apply.
+
+    Why one function: crest, noisy_student, distill, ke and fitnets each wrote the same two lines; the other
+    builders check more (their source or old task) and keep a preflight of their own.
+    """
+
+    def preflight(config: Any) -> list[str]:
+        """What only the data and the starting weights reveal, and `init` settings that no stage of this pipeline
+        would apply: here they act only on stages that `init.source` or the pretext encoder starts."""
+        return data_check(config) + unused_transfer_knob_problems(config, build)
+
+    return preflight
 
 
 TRANSFER_KNOBS = ("freeze_backbone_steps", "backbone_lr_scale")  # how `init` trains the weights it loads

@@ -26,10 +26,10 @@ from pipelines.builders.common import (
     gen,
     pipeline_of,
     preflight_semi_supervised,
+    preflight_with_unused_knobs,
     split_stage,
     start_stages,
     starting,
-    unused_transfer_knob_problems,
 )
 from pipelines.schedules import temperature
 from pipelines.schema import (
@@ -180,10 +180,4 @@ SUMMARY = {
 }
 
 
-def preflight(config: CrestConfig) -> list[str]:
-    """What only the data and the starting weights reveal, and `init` settings that no stage of this pipeline
-    would apply: here they act only on stages that `init.source` or the pretext encoder starts."""
-    return preflight_semi_supervised(config) + unused_transfer_knob_problems(config, build)
-
-
-SPEC = PipelineSpec("crest", CrestConfig, build, preflight, SUMMARY)
+SPEC = PipelineSpec("crest", CrestConfig, build, preflight_with_unused_knobs(preflight_semi_supervised, build), SUMMARY)

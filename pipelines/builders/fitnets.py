@@ -28,10 +28,10 @@ from pipelines.builders.common import (
     gen,
     pipeline_of,
     preflight_supervised,
+    preflight_with_unused_knobs,
     split_stage,
     start_stages,
     train_and_evaluate,
-    unused_transfer_knob_problems,
 )
 from pipelines.builders.distill import DistillLoss
 from pipelines.model_names import check_hint_layer, middle_layer
@@ -171,11 +171,12 @@ SUMMARY = {
 }
 
 
-def preflight(config: FitNetsConfig) -> list[str]:
-    """What only the data and the starting weights reveal, and `init` settings that no stage of this pipeline
-    would apply: here they act only on stages that `init.source` or the pretext encoder starts."""
-    return preflight_supervised(config) + unused_transfer_knob_problems(config, build)
-
-
 # g00 is the teacher, not a result: `relay runs` leaves it out of the best value
-SPEC = PipelineSpec("fitnets", FitNetsConfig, build, preflight, SUMMARY, reference_generations=frozenset({0}))
+SPEC = PipelineSpec(
+    "fitnets",
+    FitNetsConfig,
+    build,
+    preflight_with_unused_knobs(preflight_supervised, build),
+    SUMMARY,
+    reference_generations=frozenset({0}),
+)

@@ -31,10 +31,10 @@ from pipelines.builders.common import (
     gen,
     pipeline_of,
     preflight_supervised,
+    preflight_with_unused_knobs,
     split_stage,
     start_stages,
     starting,
-    unused_transfer_knob_problems,
 )
 from pipelines.model_names import SPLIT_MODES
 from pipelines.schema import (
@@ -203,10 +203,6 @@ SUMMARY = {
 }
 
 
-def preflight(config: KnowledgeEvolutionConfig) -> list[str]:
-    """What only the data and the starting weights reveal, and `init` settings that no stage of this pipeline
-    would apply: here they act only on stages that `init.source` or the pretext encoder starts."""
-    return preflight_supervised(config) + unused_transfer_knob_problems(config, build)
-
-
-SPEC = PipelineSpec("ke", KnowledgeEvolutionConfig, build, preflight, SUMMARY)
+SPEC = PipelineSpec(
+    "ke", KnowledgeEvolutionConfig, build, preflight_with_unused_knobs(preflight_supervised, build), SUMMARY
+)

@@ -186,7 +186,7 @@ def build(config: LwfConfig) -> Pipeline:
 
 def preflight(config: LwfConfig) -> list[str]:
     """The new task's data checks, and the old task's."""
-    old = split.preflight_supervised(old_data(config).model_dump())
+    old = split.preflight_supervised_split(old_data(config).model_dump())
     # the old task's check is of data.classes set to lwf.old_classes: its problems are the latter's
     return preflight_supervised(config) + [f"lwf.old_classes: {p.removeprefix('data.classes: ')}" for p in old]
 

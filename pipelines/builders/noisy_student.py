@@ -32,10 +32,10 @@ from pipelines.builders.common import (
     gen,
     pipeline_of,
     preflight_semi_supervised,
+    preflight_with_unused_knobs,
     split_stage,
     start_stages,
     starting,
-    unused_transfer_knob_problems,
 )
 from pipelines.data import CLASS_COUNTS, image_shape
 from pipelines.model_names import PROBE_CHANNELS, PROBE_CLASSES, PROBE_PARAMETERS
@@ -276,10 +276,6 @@ SUMMARY = {
 }
 
 
-def preflight(config: NoisyStudentConfig) -> list[str]:
-    """What only the data and the starting weights reveal, and `init` settings that no stage of this pipeline
-    would apply: here they act only on stages that `init.source` or the pretext encoder starts."""
-    return preflight_semi_supervised(config) + unused_transfer_knob_problems(config, build)
-
-
-SPEC = PipelineSpec("noisy_student", NoisyStudentConfig, build, preflight, SUMMARY)
+SPEC = PipelineSpec(
+    "noisy_student", NoisyStudentConfig, build, preflight_with_unused_knobs(preflight_semi_supervised, build), SUMMARY
+)

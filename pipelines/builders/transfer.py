@@ -116,7 +116,7 @@ def preflight(config: TransferConfig) -> list[str]:
     """The target's data checks, and the source task's (its classes must have the images a balanced split needs)."""
     problems = preflight_supervised(config)
     if config.init.source is None:
-        source = split.preflight_supervised(source_data(config).model_dump())
+        source = split.preflight_supervised_split(source_data(config).model_dump())
         problems += [f"transfer.source_classes: {problem}" for problem in source]
     return problems
 

@@ -268,7 +268,7 @@ def import_dataset(source: str, dest: str, options: Mapping[str, Any]) -> dict[s
     unfinished import, foreign files) is settled before the source's images are read. Ctrl-C
     logs one line, as `relay run` does: that the import was interrupted, what is left at
     ``dest`` (``shards.write_dataset`` removed what it wrote), and the command to start again.
-    The storage failing once writing began (QA: an S3 endpoint that went away mid-import) is
+    The storage failing once writing began (an S3 endpoint that goes away mid-import) is
     no bad input: ImportStoreError says the same two things.
     """
     writing = False

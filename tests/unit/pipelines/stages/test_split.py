@@ -14,8 +14,8 @@ def test_supervised_split_needs_no_unlabeled_images_but_still_checks_the_data() 
     ).data
     data = section.model_dump()
     assert split.preflight_split(data), "the CReST preflight insists on unlabeled images"
-    assert split.preflight_supervised(data) == []
-    assert "data" in split.preflight_supervised({**data, "head_count": 500})[0], (
+    assert split.preflight_supervised_split(data) == []
+    assert "data" in split.preflight_supervised_split({**data, "head_count": 500})[0], (
         "too few images per class is still caught"
     )
     result = split_stage.split_supervised(ctx(), {}, {"data": section, "io": {"split": "data/split"}})
