@@ -10,7 +10,7 @@ manifest, no schema). Raw Parquet/IPC variants are timed beside them to guide th
 Every row also reports throughput, MB/s = the table's Arrow size / (write + read), and the store
 rows the cache-hit check (``ArtifactStore.verify``: re-read and digest every output, which a
 cache hit does before it is trusted).
-Goal (issue 9): store write + read <= 1.2 x numpy's.
+Goal: store write + read <= 1.2 x numpy's.
 
 Why the store is shaped as it is (orchestrator/engine/artifacts.py): the file keeps the contract
 schema, ``probs`` included, as a Parquet list, so pandas, DuckDB, pq.read_table and MLflow's

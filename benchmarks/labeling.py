@@ -14,7 +14,7 @@ the first call, which starts the k - 1 actors inside the timed call (a pool that
 stage call); and "warm", later calls on the same actors (a pool kept for the run: what `relay
 run` gets on a node with k CPUs beside a 1-CPU training stage, where all k - 1 are kept
 (``executors.kept_workers``) and start beside the run's first stage). Speed-up is against the
-1-worker stage, from the stage's start. Goal (issue 17): k workers >= 0.9 k x one worker at
+1-worker stage, from the stage's start. Goal: k workers >= 0.9 k x one worker at
 200k rows on k free cores.
 
 Where the time goes (``--profile``, at the larger N): one process times the labeling
@@ -43,7 +43,7 @@ warm-up hid O(N) buffers in retained heap). ``growth_bytes_per_row`` is the marg
 ``FLAT_BYTES_PER_ROW`` (below one int64 a row: holding the ids costs 8-16 B a row, holding the
 predictions 70+).
 
-Goals (issue 7): stage >= 0.95 x plain rows/s with 1 worker; stage memory flat in N.
+Goals: stage >= 0.95 x plain rows/s with 1 worker; stage memory flat in N.
 
 Usage: python benchmarks/labeling.py [--rows 20000] [--scale 10] [--repeats 3] [--workers 2 4 8] [--no-profile]
 """

@@ -1,5 +1,5 @@
-"""Every method of issue 18 against its baseline on digits, 3 seeds: transfer, LwF, FitNets, pretext tasks, source
-selection, class-balanced losses.
+"""The methods beside CReST and KE, each against its baseline on digits, 3 seeds: transfer, LwF, FitNets, distillation,
+Noisy Student, pretext tasks, source selection, class-balanced losses.
 
 Each experiment is a bundled config (pipelines/configs/*_digits.yaml) run through the pipeline's own stage
 functions in-process (``_common.run_in_process``: the seeds of `relay run`, no engine); seed i adds

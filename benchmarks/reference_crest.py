@@ -3,7 +3,7 @@
 Plain torch + numpy + torchvision + scikit-learn's bundled digits; it imports nothing from
 ``pipelines/`` or ``orchestrator/`` on purpose, so a bug shared with the product cannot hide here.
 
-Protocol (issue 14; ALGORITHMS.md 1-3):
+Protocol (docs/ALGORITHMS.md: Long-tailed splits, FixMatch, CReST and CReST+):
 - digits 8x8 at native resolution; per seed: a random class order (rank k -> digit order[k]) and a
   random split; a balanced test set of 44 images per class drawn first; N_k = int(130 * 10^(-k/9));
   ceil(0.1 * N_k) labeled per class, the rest unlabeled.

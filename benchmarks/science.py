@@ -218,7 +218,7 @@ def paired(runs: list[dict[str, Any]], method: str, baseline: str) -> dict[str, 
 
 
 def verdict(runs: list[dict[str, Any]]) -> str:
-    """CReST+ against FixMatch, paired by seed (issue 14's goal: >= +5 balanced, >= +15 tail, every seed)."""
+    """CReST+ against FixMatch, paired by seed (the goal: >= +5 balanced, >= +15 tail, every seed)."""
     pair = paired(runs, "CReST+", "FixMatch")
     if pair is None:
         return "CReST+ - FixMatch: not measured"

@@ -1,16 +1,19 @@
-"""Which setting is worth what: one suspect of issue 14 toggled at a time, paired by seed, on FixMatch and CReST+.
+"""Which setting is worth what: one suspect toggled at a time, paired by seed, on FixMatch and CReST+.
+
+The suspects are the settings in which Relay differed from the independent reference
+(benchmarks/reference_crest.py); "the fixes" below set them to the reference's values.
 
 Every variant runs FixMatch (1 generation, no alignment) and CReST+ (G generations, alignment) through
-``science.run_one`` (the pipeline's own stage functions, in-process) at the issue-14 protocol
+``science.run_one`` (the pipeline's own stage functions, in-process) at the reference's protocol
 (digits-LT, gamma 10, beta 0.1, 44 test images per class, 3 generations x 600 steps, class order
 drawn per seed), each (variant, method, seed) in a fresh process so that a variant's patches never
 leak into another. The effect of a toggle is ``variant - base`` of the last generation's balanced
 accuracy and tail recall, per seed, then mean +- sample std over seeds.
 
 Two bases:
-- ``today``: Relay's settings before issue 14 (flip on, mu 2, M 9, small_cnn on 16x16, uniform-start
+- ``today``: Relay's settings before the fixes (flip on, mu 2, M 9, small_cnn on 16x16, uniform-start
   p_model, target from labeled + picks); each toggle turns ONE suspect to the reference's value.
-- ``fixed``: the fixes of issue 14 with digits at their native 8x8, the base the published table ran
+- ``fixed``: the fixes, with digits at their native 8x8, the base the published table ran
   from; each toggle turns ONE fix back (leave-one-out). Its row (e) showed that reading digits at
   8x8 was the wrong call, so the product now upsamples them to 16x16 again (crest_digits.yaml).
 
@@ -47,7 +50,7 @@ PROTOCOL = [
     "crest.generations=3",
 ]
 
-# Relay's settings before issue 14, written out (the demo config's, plus what the code did then).
+# Relay's settings before the fixes, written out (the demo config's, plus what the code did then).
 TODAY = {
     "overrides": [
         "augment.weak.flip=true",
@@ -58,7 +61,7 @@ TODAY = {
     ],
     "patches": ["target_with_picks"],
 }
-# After issue 14's first fixes, digits at 8x8 (the base of the published leave-one-out table; the demo config
+# After the first fixes, digits at 8x8 (the base of the published leave-one-out table; the demo config
 # now reads digits at 16x16, which is this base's variant (e), so its cached rows stay comparable).
 FIXED = {
     "overrides": [
@@ -73,7 +76,7 @@ FIXED = {
 
 # name: (what it toggles, overrides added, patches added, patches removed); applied to the base.
 VARIANTS_TODAY = {
-    "base": ("Relay before issue 14", [], [], []),
+    "base": ("Relay before the fixes", [], [], []),
     "flip_off": ("(a) weak view not flipped", ["augment.weak.flip=false"], [], []),
     "debiased": ("(b) p_model bias-corrected", ["crest.p_model_estimate=debiased_ema"], [], []),
     "target_original": ("(b') target from the original labeled set", [], [], ["target_with_picks"]),
@@ -85,7 +88,7 @@ VARIANTS_TODAY = {
     "no_ema_warmup": ("(g) EMA without warm-up", [], ["no_ema_warmup"], []),
 }
 VARIANTS_FIXED = {
-    "base": ("Relay after issue 14", [], [], []),
+    "base": ("Relay after the fixes", [], [], []),
     "flip_on": ("(a) weak view flipped", ["augment.weak.flip=true"], [], []),
     "uniform_p_model": ("(b) p_model uniform start, no correction", ["crest.p_model_estimate=uniform_ema"], [], []),
     "target_with_picks": ("(b') target from labeled + picks", [], ["target_with_picks"], []),
@@ -94,7 +97,8 @@ VARIANTS_FIXED = {
     "upsampled16": ("(e) digits upsampled to 16x16", ["data.image_size=16"], [], []),
     "wd_all": ("(f) weight decay on BN/bias too", [], ["wd_all"], []),
     "no_ema_warmup": ("(g) EMA without warm-up", [], ["no_ema_warmup"], []),
-    # Not a suspect of the issue: how fast p_model forgets (0.999 averages a whole 600-step generation).
+    # Not a suspect (the reference uses 0.999 too): how fast p_model forgets; 0.999 averages a whole
+    # 600-step generation.
     "p_model_m099": ("(h) p_model momentum 0.99", ["crest.alignment_momentum=0.99"], [], []),
     "p_model_m097": ("(h') p_model momentum 0.97", ["crest.alignment_momentum=0.97"], [], []),
     "p_model_m09": ("(h'') p_model momentum 0.9", ["crest.alignment_momentum=0.9"], [], []),
@@ -116,7 +120,7 @@ ALIGNMENT_ONLY = {
 
 
 def _patch_target_with_picks() -> None:
-    """CReST+'s target from the labels the generation trains on (original + picks), as before issue 14."""
+    """CReST+'s target from the labels the generation trains on (original + picks), as before the fixes."""
     from pipelines.stages import train as stage
 
     original = stage.train_fixmatch
@@ -151,7 +155,7 @@ def _patch_no_ema_warmup() -> None:
 
 
 def _patch_always_pool() -> None:
-    """small_cnn as before issue 14: both 2x2 pools act whatever the input size (8x8 -> 2x2)."""
+    """small_cnn as before the fixes: both 2x2 pools act whatever the input size (8x8 -> 2x2)."""
     import torch.nn.functional as F
 
     from pipelines import models

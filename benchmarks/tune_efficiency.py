@@ -6,7 +6,7 @@ every generation (scheduler none); ASHA (asynchronous) and SHA (synchronous succ
 halving, orchestrator/tune/schedulers.py) run the same configurations but stop the weak ones at
 generation boundaries. Compute = generations actually run, summed over trials.
 
-Goal (the issue): the best within 1 point of the grid's best at <= 0.4 of its compute.
+Goal: the best within 1 point of the grid's best at <= 0.4 of its compute.
 On 2 cores trials run one at a time: ASHA then promotes most early trials (they meet an
 empty rung), which is why `relay tune` offers SHA; both rows are reported.
 

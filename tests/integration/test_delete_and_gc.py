@@ -145,7 +145,7 @@ def test_gc_frees_folders_no_ledger_names_and_keeps_the_rest(tmp_path) -> None:
     train_leftover = tmp_path / "artifacts" / "ray_train" / f"{'e' * 16}-g00_train"
     train_leftover.mkdir(parents=True)
     (train_leftover / "checkpoint").write_bytes(b"y" * 10)
-    # half a table a killed worker left in a folder a run names (QA: 2 of 7 Ctrl-Cs during labeling), as the
+    # half a table a killed worker left in a folder a run names (2 of 7 Ctrl-Cs during labeling left one), as the
     # store names its unfinished writes; the finished file beside it stays
     kept_train = stage_folder(tmp_path, kept["g00/train"])
     cut_off = kept_train / f"model.pt.tmp-{'a' * 32}"

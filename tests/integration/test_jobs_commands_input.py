@@ -1,6 +1,6 @@
 """The job commands (`relay submit/jobs/status/logs`) against a real token-auth head: bad input is exit 2, said plainly.
 
-A QA user on a real cluster found: a missing or wrong token exited 1 on the job commands (2 on
+Before the fix, on a real cluster: a missing or wrong token exited 1 on the job commands (2 on
 `relay run --address`, and in the README's table); RAY_AUTH_TOKEN_PATH naming no file read as "no
 token found"; the GCS port given as the Jobs address read "no Ray Jobs server ...: is the cluster
 up?" while it was; and `relay submit --run-id ID` where the cluster already had a job ID uploaded

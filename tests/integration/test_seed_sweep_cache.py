@@ -1,7 +1,7 @@
 """Two real `relay run`s that differ only in `seed`, in one workspace: the split is reused, training is not.
 
 Why: every stage's fingerprint held the run's seed, so each run of a sweep over `seed` drew the same data split
-again (QA: 6-11 s each, same digest for seeds 0, 1 and 2), although `seed` does not change the split
+again (6-11 s each, the same digest for seeds 0, 1 and 2), although `seed` does not change the split
 (`data.fold` draws it).
 """
 

@@ -94,8 +94,8 @@ def test_a_dataset_imported_again_at_the_same_uri_misses_the_old_ones_cache(tmp_
 
 def test_a_copy_of_a_dataset_at_another_uri_is_the_same_data_to_the_cache(tmp_path: Path) -> None:
     """The cache keys a pinned dataset by its digest, not by where it lives: a copy (to S3, onto a cluster's
-    mount) reuses every stage computed from the original. QA: local, copied and S3 copies of one dataset got a
-    data/split each, and every stage after it ran again."""
+    mount) reuses every stage computed from the original. Before the fix, local, copied and S3 copies of one dataset got
+    a data/split each, and every stage after it ran again."""
     original, copy, workspace = tmp_path / "data", tmp_path / "elsewhere" / "data", tmp_path / "ws"
     import_digits(str(original), tmp_path)
     copied = relay("data", "import", str(original), str(copy), workspace=tmp_path)

@@ -148,7 +148,7 @@ def test_a_half_migrated_store_is_named_with_what_to_do(tmp_path: Path, command:
 
 
 def test_a_half_migrated_store_left_mid_write_is_named_and_kept(tmp_path: Path) -> None:
-    """The QA case: a hot journal beside a half-migrated store; read-only opens failed on it."""
+    """The case seen in use: a hot journal beside a half-migrated store; read-only opens failed on it."""
     db = _half_migrated_store(tmp_path)
     writing = tmp_path / "writing"
     process = subprocess.Popen([sys.executable, "-c", INTERRUPTED_WRITE, str(db), str(writing)], cwd=ROOT)

@@ -1,6 +1,6 @@
 """An S3 store that goes away mid-write, or refuses the credentials, against a real moto server.
 
-QA's reports: an import whose store stopped answering exited 2 ("bad input") with the raw AWS
+Before the fixes: an import whose store stopped answering exited 2 ("bad input") with the raw AWS
 error; a run whose store went away during a stage ended on the ledger's write error, not the
 stage's; ACCESS_DENIED was called "does not answer". The store fails deterministically: the
 source (or the stage) stops the in-process moto server itself, after the first shard (or output)
@@ -101,7 +101,7 @@ def _dying_source(moto: Moto, monkeypatch: pytest.MonkeyPatch) -> list[int]:
 def test_an_import_whose_store_stops_answering_exits_1_saying_what_is_left_and_how_to_restart(
     moto: Moto, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
-    """QA: exit 2 ("bad input") with the raw AWS error, and the shards left in the bucket unmentioned."""
+    """Before the fix: exit 2 ("bad input") with the raw AWS error, and the shards left in the bucket unmentioned."""
     _dying_source(moto, monkeypatch)
     dest = moto.uri("bucket/ds")
     assert main(["data", "import", "dying", dest, "--rows-per-group", "1"]) == 1
@@ -142,7 +142,7 @@ def _pipeline(stop: bool) -> Pipeline:
 
 
 def test_a_store_gone_mid_run_fails_naming_the_stage_and_how_to_resume(moto: Moto) -> None:
-    """QA: the run's last line named the ledger's write, and said "check the store is writable"."""
+    """Before the fix: the run's last line named the ledger's write, and said "check the store is writable"."""
     store = ArtifactStore(moto.uri("bucket/relay"))
     runner = Runner(store, LocalExecutor(), RecordingTracker(), "v1", 0, store_option=" --artifact-uri X")
     with pytest.raises(StageError) as info:
@@ -192,7 +192,8 @@ def checking_moto(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[s
 def test_refused_credentials_are_called_so_by_the_run_and_the_import(
     checking_moto: str, capsys: pytest.CaptureFixture
 ) -> None:
-    """QA: ACCESS_DENIED read "does not answer from this machine" (relay run) and "cannot reach" (relay data)."""
+    """Before the fix: ACCESS_DENIED read "does not answer from this machine" (relay run) and "cannot reach" (relay
+    data)."""
     uri = f"s3://bucket/relay?endpoint_override={checking_moto}&scheme=http"
     problem = store_problem(uri)
     assert problem is not None and problem.startswith(f"run.artifact_uri: access to the store {uri} was denied ("), (

@@ -1,7 +1,7 @@
 """`relay run` whose real `mlflow server` is SIGKILLed mid-run, then started again: the gap is said, and filled.
 
-QA killed the server during g00/train: the run ended exit 0 with "Browse the generations in MLflow" pointing
-at a parent with no metrics that stayed RUNNING once the server was back, and `relay generations RUN` printed
+Before the fix, with the server killed during g00/train, the run ended exit 0 with "Browse the generations in MLflow"
+pointing at a parent with no metrics that stayed RUNNING once the server was back, and `relay generations RUN` printed
 an empty table with exit 0 and no note; `relay resume RUN` filled the record in, but nothing said so.
 """
 
@@ -52,7 +52,7 @@ def start_server(folder: Path, port: int) -> subprocess.Popen:
 
 
 def kill(process: subprocess.Popen) -> None:
-    """SIGKILL the server and everything it started, as QA did."""
+    """SIGKILL the server and everything it started, as `kill -9` on its process group does."""
     try:
         os.killpg(process.pid, signal.SIGKILL)
     except ProcessLookupError:

@@ -1,7 +1,7 @@
 """`relay ui` prints the URL and the server's own lines, not Starlette's deprecation warning: a real `relay ui`
 process, its real `mlflow server`, a real sqlite store.
 
-QA: each of the server's two processes printed `StarletteDeprecationWarning: starlette.middleware.wsgi is
+Before the fix: each of the server's two processes printed `StarletteDeprecationWarning: starlette.middleware.wsgi is
 deprecated ...` and the line that imports it under the URL, a library's warning the user can do nothing about;
 and MLflow's "Registry store URI not provided. Using backend store URI." (its default, said on every start).
 """

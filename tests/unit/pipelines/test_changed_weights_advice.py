@@ -1,6 +1,6 @@
 """`init.source` weights that changed after the run was planned: the stage, the runner and the resume agree.
 
-QA: the import stage said "start the run again to use the new weights", the runner's line under it
+Before the fix: the import stage said "start the run again to use the new weights", the runner's line under it
 "Fix the cause. Resume with: relay resume RUN", and a resume on weights that no longer fit was
 refused with "the data changed since run ... started". Real pieces here: the crest pipeline built
 from the smoke config (its driver hashes the weights), the real import stage on a LocalExecutor,

@@ -1,6 +1,6 @@
 """`data.class_order` of numbers that leaves classes out or gives one twice names them as written (docs/CONFIG.md).
 
-QA: `data.class_order=[1,1,2]` on smoke said only "expected each class number 0..9 once; got [1, 1, 2]", and
+Before the fix: `data.class_order=[1,1,2]` on smoke said only "expected each class number 0..9 once; got [1, 1, 2]", and
 with `data.classes` set nothing said the numbers are places in that list. Real CLI, exit 2, nothing written.
 """
 

@@ -1,6 +1,6 @@
 """A dataset whose train split, or own test split, holds no labelled image of the task is refused before a run.
 
-QA: a Parquet dataset with an empty test split passed `relay validate`, and `relay run` trained a
+Before the fix: a Parquet dataset with an empty test split passed `relay validate`, and `relay run` trained a
 generation before its evaluation failed on 0 images (exit 1); an empty train split was reported as
 "holdout_per_class 0 leaves nothing to train on", a knob that does nothing for a dataset with its own
 test split. Real shards (``shards.write_dataset``), the real CLI's preflight.

@@ -1,6 +1,6 @@
 """The head_count error names an image folder's class and suggests only the knobs that apply.
 
-QA: an image folder with its own test/ split (so no holdout is drawn) got "class 3 has 2 samples;
+Before the fix: an image folder with its own test/ split (so no holdout is drawn) got "class 3 has 2 samples;
 needs 0 holdout + 5 train ... lower holdout_per_class", naming neither the folder nor a knob
 that could help. Real PNG folders, the real CLI's preflight.
 """

@@ -1,4 +1,4 @@
-"""A dangling symlink in an image folder (QA: a bare "[Errno 2] No such file or directory", exit 2).
+"""A dangling symlink in an image folder (before the fix: a bare "[Errno 2] No such file or directory", exit 2).
 
 It is now refused like the folder's other problems: prefixed `imagefolder:`, naming the link, its
 missing target and the fix, by `relay run` / `relay validate` (data.root) and `relay data import`.

@@ -1,6 +1,6 @@
 """predict_probs on no image says which set was empty, not only that it got 0 images.
 
-QA: a run on a dataset with an empty test split ended with `predict_probs: got 0 images; expected at least
+Before the fix: a run on a dataset with an empty test split ended with `predict_probs: got 0 images; expected at least
 one. Fix the cause.`, which named no cause. The preflight now refuses such a dataset; a set that is empty
 all the same (a selection, a pool) still gets a message that says what was empty.
 """

@@ -1,4 +1,4 @@
-"""Each sample id of an image folder maps back to its file (QA: nothing recorded which photo an id was).
+"""Each sample id of an image folder maps back to its file (before, nothing recorded which photo an id was).
 
 The import writes DEST/samples.csv; a run reading the folder in place (`data.root`) writes path and
 class into its split table. Each mapping is checked by reading the file it names and comparing the

@@ -1,6 +1,6 @@
 """A Relay dataset (what `relay data import` writes) given as an image folder: said so, with the setting that reads it.
 
-QA: as `data.root` or as an import's SOURCE it got "train holds no class folder; place the images
+Before the fix: as `data.root` or as an import's SOURCE it got "train holds no class folder; place the images
 as .../train/<class>/<image>", while the reverse mistake (an image folder as `data.uri`) is told
 what it is. Real import, real CLI, exit 2 and nothing written.
 """

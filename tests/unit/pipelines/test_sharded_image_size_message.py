@@ -1,8 +1,9 @@
 """`data.image_size` with a sharded dataset is refused with the way to unset it, wherever it was set.
 
-QA: crest_digits.yaml sets `image_size: 16`, and `relay validate crest_digits.yaml data.name=parquet data.uri=DS`
-said only "leave data.image_size unset": the user had set nothing, and was not told the override that unsets
-a file's key (`data.image_size=null`). A real dataset from `relay data import digits`.
+Before the fix: crest_digits.yaml sets `image_size: 16`, and
+`relay validate crest_digits.yaml data.name=parquet data.uri=DS` said only "leave data.image_size unset": the user
+had set nothing, and was not told the override that unsets a file's key (`data.image_size=null`). A real dataset
+from `relay data import digits`.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """A folder a killed `relay data import` left (its marker, train/part-00000.parquet, no dataset.json) given as an
 image folder: said to be an unfinished import, with the fix that works, re-running the import.
 
-QA: `data.name=imagefolder data.root=big3` said it was a Relay dataset to read with `data.name=parquet
+Before the fix: `data.name=imagefolder data.root=big3` said it was a Relay dataset to read with `data.name=parquet
 data.uri=big3`, which then said it was an unfinished import. Real import killed with SIGKILL, real CLI.
 """
 

@@ -257,7 +257,8 @@ def _image_folder(root: Path, per_class: int = 2, classes: tuple[str, ...] = ("c
 
 
 def test_a_destination_inside_the_source_exits_2_and_writes_nothing(tmp_path: Path, capsys) -> None:
-    """QA: DEST under SOURCE/train was accepted; the next import or run: `class folder .../zz_shards holds no image`."""
+    """Before the fix: DEST under SOURCE/train was accepted; the next import or run: `class folder .../zz_shards holds
+    no image`."""
     root = _image_folder(tmp_path / "src").resolve()
     assert main(["data", "import", str(root), str(root / "train" / "zz_shards")]) == 2
     err = capsys.readouterr().err
@@ -332,7 +333,7 @@ def test_ctrl_c_during_an_import_says_it_removed_dest_and_how_to_start_again(tmp
 
 
 def test_a_uri_naming_an_image_folder_says_so_and_what_to_do(tmp_path: Path, capsys) -> None:
-    """QA: it advised `relay data import SOURCE <the image folder>`, which refuses a non-empty DEST."""
+    """Before the fix: it advised `relay data import SOURCE <the image folder>`, which refuses a non-empty DEST."""
     root = _image_folder(tmp_path / "images")
     assert _validate(tmp_path, f"data.uri={root}") == 2
     err = capsys.readouterr().err

@@ -1,6 +1,6 @@
 """`relay run` ends with its table and the browse hint: no line the tracker logs comes after the table.
 
-QA saw the MLflow lines the tracker logs as the run closes ("removed alias(es) gen-01 of model ...",
+Before the fix, the MLflow lines the tracker logs as the run closes ("removed alias(es) gen-01 of model ...",
 late "registered gNN/model" lines) print after the results table, so the table was not the last
 thing on the screen. The CLI runs in its own process here, stdout and stderr in one stream, as a
 terminal shows them.

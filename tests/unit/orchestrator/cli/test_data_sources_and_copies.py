@@ -1,4 +1,4 @@
-"""`relay data import` found by QA (a contributor adding a source, a user moving data to S3): a new source is
+"""`relay data import` as found in use (a contributor adding a source, a user moving data to S3): a new source is
 listed by --help and refused --image-size in one line; the commands and paths it prints for an S3 dataset
 paste as they are; a Relay dataset is copied to another store with its digest, checked, not refused."""
 
@@ -96,7 +96,7 @@ def test_an_s3_import_prints_a_pasteable_command_and_paths_before_the_query(
 def test_a_relay_dataset_is_copied_to_s3_and_back_with_its_digest(
     s3: pafs.S3FileSystem, s3_endpoint: str, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    """QA: `relay data import data/mid s3://...` was refused ("is a Relay dataset ... no import needed")."""
+    """Before the fix: `relay data import data/mid s3://...` was refused ("is a Relay dataset ... no import needed")."""
     local = tmp_path / "mid"
     assert main(["data", "import", str(image_folder(tmp_path / "photos")), str(local), "--image-size", "8"]) == 0
     digest = shards.read_manifest(str(local)).digest

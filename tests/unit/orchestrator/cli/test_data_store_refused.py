@@ -1,6 +1,6 @@
 """A `data.uri` on S3 storage that refuses the credentials is called so, not unreachable, against a real moto server.
 
-QA: `relay validate` (and `relay run`, `relay resume`) of a sharded dataset on an S3-API server that
+Before the fix: `relay validate` (and `relay run`, `relay resume`) of a sharded dataset on an S3-API server that
 answered ACCESS_DENIED said "cannot reach this storage from here ... check the network", sending the
 user after the network instead of the keys. The server here runs with IAM checks on: every request
 is refused.

@@ -1,9 +1,9 @@
 """`relay generations` and `relay ui` without a run id show the newest run `relay runs` lists, in its experiment.
 
-QA: after `relay run smoke.yaml` and `relay run smoke.yaml 'tracking.experiment=my exp'`, `relay runs` listed the
-second run first, while `relay generations` printed the first (the newest of the `relay` experiment) without a
-word, and `relay ui` opened it. Where the newest run's experiment cannot be read here, the default experiment is
-read, and a line says so and names `--experiment`. The runs are real (local executor, real MLflow sqlite stores).
+Before the fix: after `relay run smoke.yaml` and `relay run smoke.yaml 'tracking.experiment=my exp'`, `relay runs`
+listed the second run first, while `relay generations` printed the first (the newest of the `relay` experiment) without
+a word, and `relay ui` opened it. Where the newest run's experiment cannot be read here, the default experiment is read,
+and a line says so and names `--experiment`. The runs are real (local executor, real MLflow sqlite stores).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def no_store_settings(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture(scope="module")
 def two_experiments(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A workspace where run `older` tracked in `relay`, then run `newer` in `my exp` (the QA's two runs)."""
+    """A workspace where run `older` tracked in `relay`, then run `newer` in `my exp` (the two runs that showed it)."""
     workspace = tmp_path_factory.mktemp("ws")
     with pytest.MonkeyPatch.context() as patch:
         for name in ("MLFLOW_TRACKING_URI", "RELAY_ARTIFACT_URI", "RELAY_WORKSPACE"):

@@ -1,6 +1,6 @@
 """`relay generations RUN --experiment NAME` reads NAME, as the flag does without a run id.
 
-QA: with a run id the flag was ignored (the experiment came from the run's record) and `--experiment nosuch`
+Before the fix: with a run id the flag was ignored (the experiment came from the run's record) and `--experiment nosuch`
 exited 0, while without a run id the same flag was exit 2.
 """
 

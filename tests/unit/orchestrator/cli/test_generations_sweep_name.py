@@ -1,7 +1,7 @@
 """`relay generations SWEEP_NAME`: a sweep's name (what `relay tune` prints, and its trials are named after) gets
 the same answer as its MLflow run id: it is a sweep, not a run, and these are its trials.
 
-QA passed `smoke-sweep` and got "no run 'smoke-sweep' in the artifact store", though `relay runs` listed
+Before the fix, `smoke-sweep` got "no run 'smoke-sweep' in the artifact store", though `relay runs` listed
 its trials (smoke-sweep-ccf97_00000, ...).
 """
 

@@ -1,6 +1,6 @@
 """`relay generations SWEEP_MLFLOW_ID`: a sweep's own MLflow run is recognised, and its trials are named.
 
-QA passed the MLflow run id of a `relay tune` sweep (its parent run, where the trials nest) and got
+Before the fix, a user passed the MLflow run id of a `relay tune` sweep (its parent run, where the trials nest) and got
 "this looks like an MLflow run id, which the tracking store here does not know", from a store that
 knows it. A sweep's run holds the search, not generations; each trial has the table.
 """

@@ -1,4 +1,4 @@
-"""`relay data import` deletes only what an import of its own left (QA: it wiped a user's own Parquet files).
+"""`relay data import` deletes only what an import of its own left (before the fix it wiped a user's own Parquet files).
 
 A folder of train/part-NNNNN.parquet without dataset.json was taken for an unfinished import and
 cleared without asking, and `relay data info` / `relay run data.uri=` advised that import. Now
@@ -24,7 +24,7 @@ SMOKE = ROOT / "pipelines" / "configs" / "smoke.yaml"
 
 
 def _own_parquet(folder: Path, relative: str) -> bytes:
-    """A user's own Parquet file, written with pyarrow as the QA repro did; its bytes."""
+    """A user's own Parquet file, written with pyarrow as a user writes one; its bytes."""
     (folder / relative).parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.table({"x": [1]}), folder / relative)
     return (folder / relative).read_bytes()
@@ -62,7 +62,7 @@ def test_a_relay_dataset_that_lost_its_manifest_is_kept(tmp_path: Path, capsys: 
 def test_an_unfinished_imports_marker_beside_the_users_files_keeps_them_and_says_why(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    """QA: the refusal listed import-in-progress.json among the files, then said there was none."""
+    """Before the fix: the refusal listed import-in-progress.json among the files, then said there was none."""
     dest = tmp_path / "d"
     shards.write_marker(str(dest))
     before = _own_parquet(dest, "mine/mine.parquet")

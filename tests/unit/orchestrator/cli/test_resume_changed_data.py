@@ -1,6 +1,6 @@
 """`relay resume` on data that changed since the run started says so, with advice a resume can follow.
 
-QA: a `data.uri` dataset imported again said "point data.uri at the pinned dataset or update
+Before the fix: a `data.uri` dataset imported again said "point data.uri at the pinned dataset or update
 data.digest", and an image folder that lost images said "Set head_count to at most ...": a
 resume runs the config recorded when the run started, so neither can be done. Real datasets here:
 a real import, a real image folder, the crest pipeline's own preflight and pins.

@@ -1,6 +1,6 @@
 """`relay resume RUN --stop-after STAGE` names a stage the pipeline lacks as such, the run finished or not.
 
-QA: `relay resume FINISHED --stop-after g09/train` said the finished run would be recorded as stopped again,
+Before the fix: `relay resume FINISHED --stop-after g09/train` said the finished run would be recorded as stopped again,
 though the pipeline has no stage g09/train; an unfinished run got "no stage named 'g09/train'; valid stages".
 """
 

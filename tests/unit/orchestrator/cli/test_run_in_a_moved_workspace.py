@@ -1,11 +1,11 @@
 """A new run in a moved or copied workspace never writes outside it; the readers there say nothing untrue.
 
-QA: after `mv relay-workspace ws2`, `RELAY_WORKSPACE=ws2 relay run ...` created ./relay-workspace/mlartifacts
-again, holding the run's plots, config and model checkpoint, and in a `cp -a` copy the run wrote into the
-original's mlartifacts: MLflow keeps each experiment's artifact location absolute in mlflow.db, and its
-client cannot change it. `relay run` is refused there now (exit 2, nothing written), naming the old place and
-the ways on; a new experiment in that store gets its own location and runs. And `relay generations` there
-said the newest run "was tracked in" the old database while showing that run from the moved one.
+Before the fix: after `mv relay-workspace ws2`, `RELAY_WORKSPACE=ws2 relay run ...` created
+./relay-workspace/mlartifacts again, holding the run's plots, config and model checkpoint, and in a `cp -a` copy the run
+wrote into the original's mlartifacts: MLflow keeps each experiment's artifact location absolute in mlflow.db, and its
+client cannot change it. `relay run` is refused there now (exit 2, nothing written), naming the old place and the ways
+on; a new experiment in that store gets its own location and runs. And `relay generations` there said the newest run
+"was tracked in" the old database while showing that run from the moved one.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """`relay runs` and `relay generations` on a run whose MLflow record is incomplete (its tracking store failed).
 
-QA: `relay runs` listed such a run FINISHED like any other, though `relay run` had said its MLflow record was
-incomplete; and `relay generations` without a run id, the newest run's tracking store having failed at its
-start, showed the run before it, without a word. Real runs here: the smoke pipeline on a real MLflow store
-whose experiment is deleted for the second run (MLflow refuses to start a run in it) and restored after.
+Before the fix: `relay runs` listed such a run FINISHED like any other, though `relay run` had said its MLflow record
+was incomplete; and `relay generations` without a run id, the newest run's tracking store having failed at its start,
+showed the run before it, without a word. Real runs here: the smoke pipeline on a real MLflow store whose experiment is
+deleted for the second run (MLflow refuses to start a run in it) and restored after.
 """
 
 from __future__ import annotations

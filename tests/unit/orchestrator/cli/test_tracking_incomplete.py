@@ -1,7 +1,7 @@
 """A run whose tracking store stopped answering says its MLflow record is incomplete, and how to fill it in.
 
-QA killed the MLflow server during g00/train: the run ended with "Browse the generations in MLflow" pointing
-at a record whose parent had no metrics and stayed RUNNING, and `relay generations RUN` printed an empty table
+Before the fix, with the MLflow server killed during g00/train, the run ended with "Browse the generations in MLflow"
+pointing at a record whose parent had no metrics and stayed RUNNING, and `relay generations RUN` printed an empty table
 with nothing to say why. `relay resume RUN` filled it in, but nothing said so.
 """
 

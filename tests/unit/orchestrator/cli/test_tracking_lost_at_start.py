@@ -1,9 +1,9 @@
 """A run whose tracking store fails at its start says its MLflow record is incomplete, as one that lost it mid-run.
 
-QA: with `start_pipeline` failing (tracking.strict=false), the run ended exit 0 with "... and open run RUN_ID"
-although there was no MLflow run; `relay generations RUN_ID` then said only "no pipeline run", and nothing said
-that `relay resume RUN_ID` fills the record in (which it does). The store here fails for real: its experiment
-is deleted, which MLflow refuses to start a run in, and restoring it lets the resume track the run.
+Before the fix: with `start_pipeline` failing (tracking.strict=false), the run ended exit 0 with "... and open run
+RUN_ID" although there was no MLflow run; `relay generations RUN_ID` then said only "no pipeline run", and nothing said
+that `relay resume RUN_ID` fills the record in (which it does). The store here fails for real: its experiment is
+deleted, which MLflow refuses to start a run in, and restoring it lets the resume track the run.
 """
 
 from __future__ import annotations

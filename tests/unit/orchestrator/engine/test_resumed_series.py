@@ -1,7 +1,7 @@
 """A stage resumed from its checkpoint keeps the metrics its cut-off attempt reported before that checkpoint.
 
-QA: a training stage interrupted after its step-20 checkpoint and resumed logged `loss` at steps 40-100 only in
-MLflow (the manifest's series), against 20-100 for the same run uninterrupted: the cut-off attempt's points were
+Before the fix: a training stage interrupted after its step-20 checkpoint and resumed logged `loss` at steps 40-100 only
+in MLflow (the manifest's series), against 20-100 for the same run uninterrupted: the cut-off attempt's points were
 never stored. The stage body runs as every executor runs it (``run_stage_body``, a real store, its checkpointer).
 """
 

@@ -1,7 +1,7 @@
 """Stages that declare the run's seed does not determine their outputs (``Stage.seeded`` False: a data split).
 
 Why: every stage's fingerprint held the run seed, so a sweep over `seed` drew the same data split again in
-every run (QA: 6-11 s each, same digest for seeds 0, 1 and 2).
+every run (6-11 s each, the same digest for seeds 0, 1 and 2).
 """
 
 import dataclasses

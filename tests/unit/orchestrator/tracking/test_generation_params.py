@@ -1,6 +1,6 @@
 """Generation runs carry the pipeline's params and their index, so MLflow's compare view lines them up.
 
-QA opened MLflow's compare view on gen-00 and gen-01 runs: no params at all (they were logged on the
+Before the fix, MLflow's compare view of gen-00 and gen-01 runs showed no params at all (they were logged on the
 parent pipeline run only), so nothing told the generations or their settings apart.
 """
 

@@ -1,6 +1,6 @@
 """The pipeline run's MLflow record says how it was started: `relay.overrides`, and a config.yaml that reruns anywhere.
 
-QA: the overrides were only in the run record's command.json, and the config.yaml on the MLflow run held the
+Before the fix: the overrides were only in the run record's command.json, and the config.yaml on the MLflow run held the
 resolved stores (artifact_uri, tracking uri of /home/me/ws), so `relay run` of the downloaded file ran into
 the original workspace (all cache hits, models registered in the old registry) whatever RELAY_WORKSPACE said.
 """

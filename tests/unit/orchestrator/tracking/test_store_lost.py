@@ -1,6 +1,6 @@
 """A tracking store that stops answering mid-run: one failed call, not two, and where it happened is kept.
 
-QA saw the warning ~35 s after killing the server while the doc said retries cost about 7 s: the stage
+Before the fix, the warning came ~35 s after the server was killed while the doc said retries cost about 7 s: the stage
 running at the kill makes no MLflow call until it ends, and then its stage_finished made two calls to the
 dead server (the failed log, then closing the stage run in a `finally`), each costing the client's retries.
 """

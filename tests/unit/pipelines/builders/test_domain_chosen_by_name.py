@@ -1,6 +1,6 @@
 """Domain similarity names the source it chose, and its ranking, by name in MLflow.
 
-QA read the chosen source as an index only (the metric `train/source_rank0_index`, e.g. 1): which
+Before the fix, the chosen source was shown as an index only (the metric `train/source_rank0_index`, e.g. 1): which
 candidate that was had to be worked out from the order of `domain.sources`. A tiny real run (local
 executor, real MLflow sqlite store) must tag the pipeline run `domain.chosen_source=<name>` and log
 the ranking as a table of names.

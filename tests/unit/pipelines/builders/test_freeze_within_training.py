@@ -1,6 +1,6 @@
 """`init.freeze_backbone_steps` at or beyond the steps of a stage that applies it is refused: that stage trains its
-classifier alone to the end, its pretrained backbone never trains and `init.backbone_lr_scale` changes nothing (QA:
-5000 against transfer's train.steps 200 was valid). Each stage is held to its own step count: transfer's and source
+classifier alone to the end, its pretrained backbone never trains and `init.backbone_lr_scale` changes nothing (5000
+against transfer's train.steps 200 used to be valid). Each stage is held to its own step count: transfer's and source
 selection's pretraining and LwF's old network have keys of their own."""
 
 from __future__ import annotations

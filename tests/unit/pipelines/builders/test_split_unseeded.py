@@ -1,6 +1,6 @@
 """Every pipeline's split stages ignore the run's `seed` (`data.fold` draws the split), and say so.
 
-Why: a sweep over `seed` drew the same data split again in every run (QA: 6-11 s each); a split stage declared
+Why: a sweep over `seed` drew the same data split again in every run (6-11 s each); a split stage declared
 unseeded (``Stage.seeded`` False) is fingerprinted without the seed, so its cached table is reused. Every other
 stage stays seeded, so its fingerprint, and every cache written under it, is unchanged.
 """

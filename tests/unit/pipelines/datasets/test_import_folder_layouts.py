@@ -1,9 +1,9 @@
 """`relay data import` of a folder laid out another way than an image folder says what is wrong and how to lay it out;
 an import refused for an image that does not decode prints its message on a line of its own.
 
-QA: torchvision's ImageFolder root (ROOT/<class>/<image>, no train/), the train/ folder of an image folder, and an
-empty folder were all told only that no source recognises them, with the list of every source. And with stderr no
-terminal (a pipe, a log) the erased progress bar and the refusal ran on in one line:
+Before the fix: torchvision's ImageFolder root (ROOT/<class>/<image>, no train/), the train/ folder of an image folder,
+and an empty folder were all told only that no source recognises them, with the list of every source. And with stderr
+no terminal (a pipe, a log) the erased progress bar and the refusal ran on in one line:
 `import train: 0%| | 0/11 ...relay: ...`. Real folders of PNG files, the real CLI.
 """
 

@@ -290,7 +290,8 @@ def _swap(first: Path, second: Path, how: str) -> None:
 
 @pytest.mark.parametrize("how", ["edited in place", "swapped by rename"])
 def test_images_swapped_at_the_same_size_are_no_no_op(tmp_path: Path, how: str) -> None:
-    """Same names, count and bytes: the import said `nothing written` over stale shards (QA: two 123-byte PNGs)."""
+    """Same names, count and bytes: the import said `nothing written` over stale shards (seen with two 123-byte
+    PNGs)."""
     root = _image_folder(tmp_path / "folder")
     first, second = root / "train" / "cat" / "0.png", root / "train" / "cat" / "1.png"
     assert first.stat().st_size == second.stat().st_size and first.read_bytes() != second.read_bytes()

@@ -175,7 +175,7 @@ def test_labeler_loads_the_model_once_and_pickles_without_it(monkeypatch):
 
 def test_a_fresh_process_labels_a_shard_without_importing_pandas(tmp_path):
     """A labeling actor started for a stage call pays every import on its first shard: pandas (pulled in by
-    ``pa.array``, ``pa.scalar`` and ``Array.to_numpy``) cost 0.15-0.25 s of a core there (issue 17)."""
+    ``pa.array``, ``pa.scalar`` and ``Array.to_numpy``) cost 0.15-0.25 s of a core there."""
     split, ckpt = split_of(40), checkpoint()
     ids, labels = reference_unlabeled(split)
     labeler = pseudo_label.ShardLabeler(DATA, ckpt, 16, 1, "small_cnn@g01", "cpu")
