@@ -307,7 +307,7 @@ def main() -> None:
         )
     _common.report(
         args.name,
-        f"Issue 18's methods vs their baselines on digits (test accuracy %, mean ± std over {args.seeds} seeds)",
+        f"Each method vs its baseline on digits (test accuracy %, mean ± std over {args.seeds} seeds)",
         rows,
         {
             "runs": runs,

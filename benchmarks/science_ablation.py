@@ -317,7 +317,7 @@ def main() -> None:
     ]
     _common.report(
         name,
-        f"Issue-14 ablation from '{args.base}' (last generation, %, paired by seed {seeds[0]}-{seeds[-1]})",
+        f"Ablation of the suspects from '{args.base}' (last generation, %, paired by seed {seeds[0]}-{seeds[-1]})",
         rows,
         {
             "base": base,

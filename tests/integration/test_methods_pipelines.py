@@ -1,4 +1,5 @@
-"""Issue 18's methods through the real `relay` CLI: local Ray, a real SQLite MLflow store, real Parquet and checkpoints.
+"""Transfer, LwF, FitNets, pretext tasks and source selection through the real `relay` CLI: local Ray, a real SQLite
+MLflow store, real Parquet and checkpoints.
 
 One small run per method (a few dozen steps). The transfer run's registered model is then the
 `init.source` of the class-balanced run in the same workspace (`models:/NAME@ALIAS` through the

@@ -1,7 +1,7 @@
 """benchmarks/science.py --through-relay: a seed run as a real `relay run` gives the in-process runner's numbers.
 
-Issue 14 asks that the science protocol's seeds can run as Relay runs on a cluster with the same
-numbers as the in-process runner. Here one CReST+ seed (2 short generations) runs both ways on this
+The science protocol's seeds must be able to run as Relay runs on a cluster, with the same numbers
+as the in-process runner. Here one CReST+ seed (2 short generations) runs both ways on this
 machine: in a fresh process through the stage functions, and as `relay run` (a local Ray, the
 artifact store, MLflow) read back from its run record.
 """

@@ -80,7 +80,7 @@ def test_bundled_configs_start_with_the_command_that_runs_them() -> None:
         assert first.startswith(f"# relay run pipelines/configs/{config.name}"), config.name
 
 
-# --- what a config file can get wrong (issue: hardening) ------------------------------------------------------
+# --- what a config file can get wrong -------------------------------------------------------------------------
 
 
 def problem_line(err: str, key: str) -> str:

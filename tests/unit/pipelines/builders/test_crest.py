@@ -61,8 +61,8 @@ def test_image_size_is_for_in_memory_datasets_only() -> None:
 
 
 def test_the_demo_trains_on_digits_upsampled_to_16x16() -> None:
-    """Issue 14's ablation: native 8x8 digits cost FixMatch 6.5 and CReST+ 3.0 points of balanced accuracy
-    (5 of 5 and 4 of 5 seeds), so the demo reads them at 16x16, where both of small_cnn's pools act."""
+    """Ablation (benchmarks/science_ablation.py): native 8x8 digits cost FixMatch 6.5 and CReST+ 3.0 points of balanced
+    accuracy (5 of 5 and 4 of 5 seeds), so the demo reads them at 16x16, where both of small_cnn's pools act."""
     demo = Path(__file__).resolve().parents[4] / "pipelines" / "configs" / "crest_digits.yaml"
     _, cfg = load_pipeline_config(str(demo), [])
     assert image_sources(cfg.data)[0].image_shape == (1, 16, 16)
