@@ -104,6 +104,18 @@ class PipelineSpec:
     ``reference_generations``: generations that train what the result starts from (a teacher, a
     source-task or old-task model), not a result of the pipeline: `relay runs` leaves them out of
     the headline's best value, which a teacher that outscores its student would otherwise claim.
+
+    ``pyfunc_loader``: the module MLflow's python_function flavour loads the pipeline's models with
+    (its ``_load_pyfunc(path)`` takes the stored checkpoint file), named in every MLmodel file the
+    tracker logs, so ``mlflow.pyfunc.load_model("models:/NAME@gen-NN")`` predicts; the module is named,
+    not imported, because the driver that logs models never imports torch. None: models are logged as
+    their checkpoints with an MLmodel file that carries the signature and no python_function flavour,
+    which MLflow's pyfunc refuses to load, and ``relay.model`` / ``relay.predict`` refuse the run.
+    ``input_shape(config)``: ``(C, H, W)`` of the images a run of that config trained on, which
+    ``relay.input_shape`` answers and ``relay.predict`` checks images against (it may raise ValueError:
+    data it cannot read). None: ``relay.input_shape`` refuses the run, and ``relay.predict`` leaves the
+    shape to the model's own signature and loader. Why on the spec: the engine knows no pipeline, so a
+    plug-in's models are loaded by its own code, never by Relay's.
     """
 
     name: str
@@ -113,6 +125,8 @@ class PipelineSpec:
     summary: Mapping[str, str] = field(default_factory=dict)
     data: DataSpec | None = None
     reference_generations: frozenset[int] = frozenset()
+    pyfunc_loader: str | None = None
+    input_shape: Callable[[Any], tuple[int, int, int]] | None = None
 
 
 class LoadedPipelines(dict[str, PipelineSpec]):

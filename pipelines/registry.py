@@ -6,7 +6,8 @@ below, plus the docs of docs/ARCHITECTURE.md's checklist (Adding a pipeline). Th
 entry point (pyproject.toml) names `PIPELINES`, and the unit tests iterate it (and build each
 pipeline to read its stage roles), so a new entry is tested without touching any test. Every
 pipeline reads the datasets of `pipelines.datasets` (`relay data import` and `data.name: parquet`),
-so each carries `DATA`.
+so each carries `DATA`; every one stores its models as `pipelines.stages.common` checkpoints, so each
+names `PYFUNC_LOADER` as their MLflow loader and `models_input_shape` as the images they take.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from pipelines.builders import (
     transfer,
 )
 from pipelines.class_names import classes_by_number
-from pipelines.data import DATASET_REQUIRES_ROOT, root_digest
+from pipelines.data import DATASET_REQUIRES_ROOT, image_shape, root_digest
 from pipelines.datasets import imports
 from pipelines.datasets.catalog import SHARDED, flips
 from pipelines.datasets.shards import read_manifest
@@ -85,8 +86,33 @@ DATA = DataSpec(
     by_number=classes_by_number,
 )
 
+# MLflow's python_function loader of Relay's checkpoints, named (not imported: it imports torch, and the
+# driver never does). Every model Relay has logged names it in its MLmodel file: renaming the module
+# leaves those models unloadable.
+PYFUNC_LOADER = "pipelines.stages.mlflow_model"
+
+
+def trained_input_shape(data: Any) -> tuple[int, int, int]:
+    """``(C, H, W)`` of the images a run with data section ``data`` trained on: what its models must be given.
+
+    ``data.image_size`` when set, else the dataset's own size (digits 16, CIFAR 32), else the size a
+    sharded dataset was imported at (its manifest; ValueError when it cannot be read). Why asked: a
+    network with a global pool accepts any size and answers wrongly at the wrong one, so callers
+    check the size before predicting.
+    """
+    shape = image_shape(data.name, data.image_size)
+    if shape is None:
+        shape = read_manifest(data.uri).image_shape
+    return (int(shape[0]), int(shape[1]), int(shape[2]))
+
+
+def models_input_shape(config: Any) -> tuple[int, int, int]:
+    """``PipelineSpec.input_shape`` of Relay's pipelines: the shape their data section gives."""
+    return trained_input_shape(config.data)
+
+
 PIPELINES: dict[str, PipelineSpec] = {
-    spec.name: dataclasses.replace(spec, data=DATA)
+    spec.name: dataclasses.replace(spec, data=DATA, pyfunc_loader=PYFUNC_LOADER, input_shape=models_input_shape)
     for spec in (
         crest.SPEC,
         knowledge_evolution.SPEC,

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import importlib
 import json
 import logging
 import operator
@@ -49,7 +48,7 @@ from orchestrator.engine.artifacts import ArtifactRef, ArtifactStore, Manifest
 from orchestrator.engine.ledger import CONFIG_FILE, DONE_STATES, LEDGER_FILE, record_path
 from orchestrator.errors import ConfigError, InputError, RelayError
 from orchestrator.registry import load_pipelines
-from orchestrator.tracking.lineage import MODEL, PYFUNC_LOADER, write_mlmodel
+from orchestrator.tracking.lineage import MODEL, write_mlmodel
 from orchestrator.tracking.mlflow_tracker import is_generation_stage
 from orchestrator.tracking.reading import read_generations
 
@@ -347,11 +346,12 @@ def model(
     images, checked and scaled as in training, and is what to use unless the network itself is needed.
 
     Loaded from the stored checkpoint by ``mlflow.pyfunc.load_model(...).get_raw_model()``, as MLflow
-    loads the registered ``gen-NN`` (``pyfunc_model``).
+    loads the registered ``gen-NN`` (``pyfunc_model``), with the loader the run's pipeline declares: a run
+    whose pipeline declares none (``PipelineSpec.pyfunc_loader``) is refused (InputError).
     """
     generation = checked_generation(generation)
     store, spec, config = run_record(run_id, workspace, artifact_uri)
-    return pyfunc_model(store, run_id, spec.build(config), generation, config.data.image_size).get_raw_model()
+    return pyfunc_model(store, run_id, spec, config, generation).get_raw_model()
 
 
 @mlflow_quieted()
@@ -371,12 +371,15 @@ def predict(
     ``predict``, so the result is what ``mlflow.pyfunc.load_model("models:/NAME@gen-NN").predict`` gives.
     Why checked here: a network with a global pool takes any size and answers wrongly at the wrong
     one, so another dtype or size is bad input (InputError naming what the run expects), not a guess.
+    A run whose pipeline declares no input shape (``PipelineSpec.input_shape``) has the dtype checked
+    here and the shape by its model's signature and loader; one that declares no loader is refused.
     """
     generation = checked_generation(generation)
     store, spec, config = run_record(run_id, workspace, artifact_uri)
-    expected = trained_input_shape(run_id, config)
+    loader = declared_loader(spec, run_id)
+    expected = trained_input_shape(run_id, spec, config) if spec.input_shape is not None else None
     batch = checked_images(images, expected, run_id)
-    return pyfunc_model(store, run_id, spec.build(config), generation, config.data.image_size).predict(batch)
+    return pyfunc_model(store, run_id, spec, config, generation, loader).predict(batch)
 
 
 @mlflow_quieted()
@@ -385,23 +388,48 @@ def input_shape(
 ) -> tuple[int, int, int]:
     """``(C, H, W)`` of the images the run trained on, which ``predict`` and ``model`` must be given.
 
-    The run's ``data.image_size`` when its config set it, else its dataset's own size (digits 16,
-    CIFAR 32, an image folder 32), else the size a sharded dataset was imported at.
+    What the run's pipeline says (``PipelineSpec.input_shape``); for Relay's pipelines the run's
+    ``data.image_size`` when its config set it, else its dataset's own size (digits 16, CIFAR 32, an
+    image folder 32), else the size a sharded dataset was imported at. A pipeline that does not say
+    is refused (InputError).
     """
-    _, _, config = run_record(run_id, workspace, artifact_uri)
-    return trained_input_shape(run_id, config)
+    _, spec, config = run_record(run_id, workspace, artifact_uri)
+    return trained_input_shape(run_id, spec, config)
 
 
-def trained_input_shape(run_id: str, config: Any) -> tuple[int, int, int]:
-    """``(C, H, W)`` the run's data section gives (by the pyfunc loader's ``trained_input_shape``)."""
+def trained_input_shape(run_id: str, spec: Any, config: Any) -> tuple[int, int, int]:
+    """``(C, H, W)`` the run's pipeline gives for its config (``spec.input_shape``); InputError if it says none."""
+    if spec.input_shape is None:
+        raise InputError(
+            f"run {run_id}: its pipeline {spec.name!r} does not declare the images its models take "
+            "(PipelineSpec.input_shape); read them from the signature of its logged model's MLmodel file"
+        )
     try:
-        return importlib.import_module(PYFUNC_LOADER).trained_input_shape(config.data)
-    except ValueError as exc:  # a sharded dataset whose manifest cannot be read
+        return spec.input_shape(config)
+    except ValueError as exc:  # data it cannot read: a sharded dataset whose manifest is gone
         raise RelayError(f"cannot tell the image size run {run_id} trained at: {exc}") from exc
 
 
-def checked_images(images: Any, expected: tuple[int, int, int], run_id: str) -> np.ndarray:
-    """``images`` as a uint8 ``[N, C, H, W]`` array when they have the run's shape; else InputError saying which."""
+def declared_loader(spec: Any, run_id: str) -> str:
+    """The module the run's pipeline loads its models with (``spec.pyfunc_loader``); InputError if it declares none.
+
+    Why refused rather than loaded with Relay's loader: another pipeline's checkpoints are not Relay's.
+    """
+    if spec.pyfunc_loader is None:
+        raise InputError(
+            f"run {run_id}: its pipeline {spec.name!r} declares no pyfunc loader (PipelineSpec.pyfunc_loader), "
+            "so its models cannot be loaded as MLflow models; load the checkpoint itself with "
+            f"relay.artifact({run_id!r}, NAME)"
+        )
+    return spec.pyfunc_loader
+
+
+def checked_images(images: Any, expected: tuple[int, int, int] | None, run_id: str) -> np.ndarray:
+    """``images`` as a uint8 ``[N, C, H, W]`` array when they have the run's shape; else InputError saying which.
+
+    ``expected`` None (a pipeline that does not declare its input shape): the type and dtype are
+    checked, the shape is left to the model's signature.
+    """
     import numpy as np
 
     if not (isinstance(images, np.ndarray) or hasattr(images, "detach")):
@@ -410,19 +438,13 @@ def checked_images(images: Any, expected: tuple[int, int, int], run_id: str) -> 
             f"{type(images).__name__} {reprlib.repr(images)}; e.g. np.asarray(pixels, dtype=np.uint8)"
         )
     batch = np.asarray(images.detach().cpu() if hasattr(images, "detach") else images)
+    if expected is None:
+        return checked_pixels(batch, "uint8 images [N, C, H, W]", run_id)
     channels, height, width = expected
     wanted = f"uint8 images [N, {channels}, {height}, {width}]" + (
         f" or [N, {height}, {width}]" if channels == 1 else ""
     )
-    if batch.dtype != np.uint8:
-        fix = (
-            "pass the pixels as read, not scaled: predict scales them as training did"
-            if np.issubdtype(batch.dtype, np.floating)
-            else "convert pixels 0..255 with .astype(np.uint8)"
-        )
-        raise InputError(
-            f"images: run {run_id}'s models take {wanted} with pixels 0..255, got dtype {batch.dtype}; {fix}"
-        )
+    batch = checked_pixels(batch, wanted, run_id)
     if batch.ndim == 3 and channels == 1:
         batch = batch[:, None]
     if batch.ndim != 4 or tuple(batch.shape[1:]) != expected:
@@ -433,6 +455,22 @@ def checked_images(images: Any, expected: tuple[int, int, int], run_id: str) -> 
     if batch.shape[0] == 0:  # the model's pyfunc predict raised a bare ValueError on it
         raise InputError(
             f"images: no images (got an empty batch {list(batch.shape)}); pass at least one {height}x{width} image"
+        )
+    return batch
+
+
+def checked_pixels(batch: np.ndarray, wanted: str, run_id: str) -> np.ndarray:
+    """``batch`` when it holds uint8 pixels; else InputError saying how to pass them (``wanted``: what the run takes)."""
+    import numpy as np
+
+    if batch.dtype != np.uint8:
+        fix = (
+            "pass the pixels as read, not scaled: predict scales them as training did"
+            if np.issubdtype(batch.dtype, np.floating)
+            else "convert pixels 0..255 with .astype(np.uint8)"
+        )
+        raise InputError(
+            f"images: run {run_id}'s models take {wanted} with pixels 0..255, got dtype {batch.dtype}; {fix}"
         )
     return batch
 
@@ -451,20 +489,33 @@ def _shape_fix(shape: tuple[int, ...], expected: tuple[int, int, int]) -> str:
     return f"resize them to {height}x{width} (channels first) before predicting"
 
 
-def pyfunc_model(store: ArtifactStore, run_id: str, dag: Pipeline, generation: int, image_size: int | None) -> Any:
+def pyfunc_model(
+    store: ArtifactStore, run_id: str, spec: Any, config: Any, generation: int, loader: str | None = None
+) -> Any:
     """The generation's model as ``mlflow.pyfunc.load_model`` loads the registered ``gen-NN``: a PyFuncModel.
 
     The stored checkpoint goes to a temporary folder beside the MLmodel file the tracker logs with it
-    (``write_mlmodel``: the same loader, PYFUNC_LOADER, and signature), so ``predict`` and
-    ``get_raw_model`` are MLflow's public ones; the loaded model holds the network, not the files.
+    (``write_mlmodel``: the same signature, and the loader of the run's pipeline, ``loader`` or else
+    ``declared_loader``), so ``predict`` and ``get_raw_model`` are MLflow's public ones; the loaded
+    model holds the network, not the files.
     """
     import mlflow.pyfunc
 
+    loader = loader or declared_loader(spec, run_id)
+    dag = spec.build(config)
     ref = stored_output(store, run_id, dag, generation_model(dag, run_id, generation))
     with tempfile.TemporaryDirectory(prefix="relay-model-") as folder:
         (Path(folder) / "checkpoint.pt").write_bytes(store.read_bytes(ref.path))
-        write_mlmodel(Path(folder), dict(ref.meta), image_size)
+        write_mlmodel(Path(folder), dict(ref.meta), configured_image_size(config), loader)
         return mlflow.pyfunc.load_model(folder)
+
+
+def configured_image_size(config: Any) -> int | None:
+    """The config's ``data.image_size`` (the signature's size when the checkpoint records none), None without one.
+
+    Read with getattr, as the tracker reads it: a plug-in's config need not have a ``data`` section.
+    """
+    return getattr(getattr(config, "data", None), "image_size", None)
 
 
 def generation_model(dag: Pipeline, run_id: str, generation: int) -> str:

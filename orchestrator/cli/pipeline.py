@@ -223,7 +223,7 @@ def execute(run: PreparedRun, resume: bool) -> RunEnd:
     config, run_id, stop_after = run.config, run.run_id, run.stop_after
     uri, store = config.tracking.uri, store_option(run.store.uri)
     with resume_hint_until_the_stages_run(run) as handover:
-        tracker = BackgroundTracker(mlflow_tracker(uri, config.tracking))
+        tracker = BackgroundTracker(mlflow_tracker(uri, config.tracking, pyfunc_loader=run.spec.pyfunc_loader))
         try:
             tracker.start_pipeline(run_id, config.name, config.model_dump(mode="json"), resume=resume)
             with tempfile.TemporaryDirectory(prefix="relay-copies-") as copies:

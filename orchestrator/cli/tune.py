@@ -44,7 +44,13 @@ def cmd_tune(args: argparse.Namespace) -> int:
     pipeline = spec.build(config)
     try:
         plan = plan_sweep(
-            data, config, spec.build, pipeline_code_versions(pipeline), output=args.output, source=args.config
+            data,
+            config,
+            spec.build,
+            pipeline_code_versions(pipeline),
+            output=args.output,
+            source=args.config,
+            pyfunc_loader=spec.pyfunc_loader,
         )
     except ConfigError as exc:  # as the config's own problems: each names the override that set its key
         raise overridden(exc.problems, args.overrides, args.config) from exc

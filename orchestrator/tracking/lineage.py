@@ -4,8 +4,8 @@ Stages declare which outputs are models and which tables are datasets
 (``Stage.lineage``); the tracker passes every finished stage's stored
 artifacts here. A model is logged as an MLflow LoggedModel holding the
 checkpoint as stored (state dict + plain config values), a ``config.yaml`` and
-an MLmodel file whose python_function flavour loads it through
-``pipelines.stages.mlflow_model`` (so ``mlflow.pyfunc.load_model("models:/NAME@ALIAS")``
+an MLmodel file whose python_function flavour loads it through the module the
+pipeline's spec names (``PipelineSpec.pyfunc_loader``, so ``mlflow.pyfunc.load_model("models:/NAME@ALIAS")``
 predicts; the file is written without torch, which the driver never imports)
 -- no torch.export, which costs 6-12 s a model and needs an input example --
 then registered under the pipeline's name with the aliases ``gen-NN`` and
@@ -173,12 +173,14 @@ def log_model(
     tags: Mapping[str, str],
     image_size: int | None = None,
     pipeline: str = "",
+    pyfunc_loader: str | None = None,
 ) -> Any:
     """Log a checkpoint as an MLflow LoggedModel of run ``run`` (no export); returns the LoggedModel.
 
     The signature's height and width are the size the checkpoint recorded it trained at, else
     ``image_size`` (the run's ``data.image_size``), else open (``signature_image_size``).
     ``pipeline`` (the run's name) starts the model's name: see ``logged_model_name``.
+    ``pyfunc_loader``: the run's pipeline's loader module (``write_mlmodel``).
     """
     if artifact.local_path is None:
         raise FileNotFoundError(f"model {artifact.name} has no local copy to log")
@@ -200,7 +202,7 @@ def log_model(
             "load": "torch.load('checkpoint.pt', weights_only=True); state_dict + the config above",
         }
         (Path(folder) / "config.yaml").write_text(yaml.safe_dump(about, sort_keys=False))
-        write_mlmodel(Path(folder), config, image_size)
+        write_mlmodel(Path(folder), config, image_size, pyfunc_loader)
         client.log_model_artifacts(model.model_id, folder)
     client.finalize_logged_model(model.model_id, "READY")
     return model
@@ -217,11 +219,14 @@ def logged_model_name(pipeline: str, artifact_name: str) -> str:
     return re.sub(r"[/:.%\"']", "-", name)
 
 
-PYFUNC_LOADER = "pipelines.stages.mlflow_model"  # named, not imported: that module imports torch
+def write_mlmodel(folder: Path, config: Mapping[str, Any], image_size: int | None, pyfunc_loader: str | None) -> None:
+    """An MLmodel file in ``folder``: pyfunc loads ``checkpoint.pt`` with ``pyfunc_loader``; uint8 [N, C, H, W] in.
 
-
-def write_mlmodel(folder: Path, config: Mapping[str, Any], image_size: int | None) -> None:
-    """An MLmodel file in ``folder``: pyfunc loads ``checkpoint.pt`` with PYFUNC_LOADER; uint8 [N, C, H, W] in."""
+    ``pyfunc_loader`` is the run's pipeline's (``PipelineSpec.pyfunc_loader``), a module name, not
+    imported here: it imports torch. None (a pipeline that declares none) writes the signature alone,
+    no python_function flavour, so MLflow says the model cannot be loaded rather than load it with
+    another pipeline's code.
+    """
     import numpy as np
     from mlflow.models import Model, ModelSignature
     from mlflow.pyfunc import add_to_model
@@ -231,7 +236,8 @@ def write_mlmodel(folder: Path, config: Mapping[str, Any], image_size: int | Non
     inputs = TensorSpec(np.dtype(np.uint8), (-1, int(config.get("in_channels", -1)), height, width))
     outputs = TensorSpec(np.dtype(np.float32), (-1, int(config.get("num_classes", -1))))
     model = Model(signature=ModelSignature(Schema([inputs]), Schema([outputs])))
-    add_to_model(model, loader_module=PYFUNC_LOADER, data="checkpoint.pt")
+    if pyfunc_loader is not None:
+        add_to_model(model, loader_module=pyfunc_loader, data="checkpoint.pt")
     model.save(str(folder / "MLmodel"))
 
 

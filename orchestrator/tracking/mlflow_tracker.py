@@ -141,12 +141,15 @@ class MlflowTracker:
         parent_run_id: str | None = None,
         extra_tags: Mapping[str, str] | None = None,
         register_models: bool = True,
+        pyfunc_loader: str | None = None,
     ) -> None:
+        # pyfunc_loader: the run's pipeline's (PipelineSpec.pyfunc_loader), named in its models' MLmodel files.
         # parent_run_id nests the pipeline run under another run (a Tune sweep); extra_tags
         # (a trial's id and values) go on the pipeline run, and again on reattach.
         # register_models=False logs models without registry versions: a sweep's trials would
         # otherwise move `gen-NN` / `newest` to whichever trial finished last.
         self.register_models = register_models
+        self.pyfunc_loader = pyfunc_loader
         self._nest_under = parent_run_id
         self.extra_tags = dict(extra_tags or {})
         self.tracking_uri = tracking_uri
@@ -589,7 +592,14 @@ class MlflowTracker:
             model = lineage.same_model(self._client, self._experiment_id, artifact)  # another run's: a cache hit
             if model is None:
                 model = lineage.log_model(
-                    self._client, self._experiment_id, runs[0], artifact, tags, self._image_size, self._pipeline_name
+                    self._client,
+                    self._experiment_id,
+                    runs[0],
+                    artifact,
+                    tags,
+                    self._image_size,
+                    self._pipeline_name,
+                    self.pyfunc_loader,
                 )
             self._lineage.model_ids[artifact.name] = model.model_id
             lineage.link_outputs(self._client, [*runs, self._parent], model.model_id, step=generation or 0)
@@ -747,11 +757,13 @@ def mlflow_tracker(
     settings: TrackingSettings,
     parent_run_id: str | None = None,
     extra_tags: Mapping[str, str] | None = None,
+    pyfunc_loader: str | None = None,
 ) -> MlflowTracker:
     """The MlflowTracker a config's ``tracking:`` section asks for: `relay run` and every Tune trial track alike.
 
     ``parent_run_id`` and ``extra_tags`` are what only a sweep adds (its run, a trial's id and values);
     a sweep's trials log their models but do not register them (`relay run best.yaml` does).
+    ``pyfunc_loader``: the pipeline spec's, which its logged models' MLmodel files name.
     """
     return MlflowTracker(
         tracking_uri,
@@ -763,6 +775,7 @@ def mlflow_tracker(
         parent_run_id=parent_run_id,
         extra_tags=extra_tags,
         register_models=parent_run_id is None,
+        pyfunc_loader=pyfunc_loader,
     )
 
 

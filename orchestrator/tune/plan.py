@@ -57,6 +57,7 @@ class SweepPlan:
     sweep_run_id: str | None = None
     pipeline_kind: str = ""  # the config's `pipeline:` (crest), which `relay runs` shows for a trial
     left_out: tuple[str, ...] = ()  # stages trials do not run: comparison branches the metric does not depend on
+    pyfunc_loader: str | None = None  # the pipeline spec's: the trials' logged models name it in their MLmodel files
 
     @property
     def metric_name(self) -> str:
@@ -341,6 +342,7 @@ def plan_sweep(
     code_version: str | Mapping[str, str],
     output: str | None = None,
     source: str | None = None,
+    pyfunc_loader: str | None = None,
 ) -> SweepPlan:
     """Check the sweep and fix everything a trial needs; every problem raised at once as a ConfigError.
 
@@ -377,6 +379,7 @@ def plan_sweep(
         object_store_memory=config.run.object_store_memory,
         pipeline_kind=config.pipeline,
         left_out=tuple(left_out_stages(pipeline, stages)),
+        pyfunc_loader=pyfunc_loader,
     )
 
 

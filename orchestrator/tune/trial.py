@@ -127,7 +127,11 @@ def run_trial(config: dict[str, Any], plan: SweepPlan) -> None:
     pipeline, resolved = scheduled_pipeline(plan, state.segments)
     seed = trial_seed(plan, state.segments)
     tracker = mlflow_tracker(
-        plan.tracking_uri, plan.tracking, parent_run_id=plan.sweep_run_id, extra_tags=trial_tags(plan, trial_id, values)
+        plan.tracking_uri,
+        plan.tracking,
+        parent_run_id=plan.sweep_run_id,
+        extra_tags=trial_tags(plan, trial_id, values),
+        pyfunc_loader=plan.pyfunc_loader,
     )
     tracker.start_pipeline(run_id, plan.pipeline_name, resolved.model_dump(mode="json"), resume=True)
     store = ArtifactStore(plan.store_uri)

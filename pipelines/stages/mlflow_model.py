@@ -11,6 +11,10 @@ else the dataset's own: digits 16, CIFAR 32). The signature is a rank-4 tensor, 
 the channels, the classes and the trained height and width (recorded in the checkpoint by
 ``model_checkpoint``; a checkpoint from before that has them only where the config set
 ``data.image_size``). Scaling to [-1, 1] happens here, as in training.
+
+Relay's pipelines name this module as their ``PipelineSpec.pyfunc_loader`` (pipelines/registry.py),
+which the tracker writes into each model's MLmodel file; every model logged so far names it there,
+so it keeps this name and its ``_load_pyfunc``.
 """
 
 from __future__ import annotations
@@ -20,8 +24,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from pipelines.data import image_shape
-from pipelines.datasets.shards import read_manifest
 from pipelines.pseudo_label import predict_probs
 from pipelines.stages.common import load_model
 
@@ -83,19 +85,6 @@ def torch_ready(images: np.ndarray) -> np.ndarray:
     if images.flags.c_contiguous and images.flags.writeable and min(images.strides, default=0) >= 0:
         return images
     return np.array(images, order="C", copy=True)
-
-
-def trained_input_shape(data: Any) -> tuple[int, int, int]:
-    """``[C, H, W]`` of the images a run with data section ``data`` trained on: what its models must be given.
-
-    ``data.image_size`` when set, else the dataset's own size (digits 16, CIFAR 32), else the size a
-    sharded dataset was imported at (its manifest). Why here: a network with a global pool accepts any
-    size and answers wrongly at the wrong one, so callers must check the size before predicting.
-    """
-    shape = image_shape(data.name, data.image_size)
-    if shape is None:
-        shape = read_manifest(data.uri).image_shape
-    return (int(shape[0]), int(shape[1]), int(shape[2]))
 
 
 def trained_image_size(checkpoint: dict[str, Any]) -> tuple[int, int] | None:

@@ -1,15 +1,20 @@
 """The layers of docs/ARCHITECTURE.md, enforced by parsing every module's imports (kedro's import-linter contracts).
 
 Every import statement counts, lazy ones inside functions included: a lazy import still couples two
-modules, and it is exactly how the cycles this test was written against had been hidden. Three rules:
+modules, and it is exactly how the cycles this test was written against had been hidden. Four rules:
 
 1. Each module belongs to one layer, and a layer may import only the layers listed for it in LAYERS.
 2. Ray stays in the modules that need a cluster (RAY_MODULES); pipelines never import it.
 3. No import cycle between modules, anywhere.
+4. No code string in orchestrator/ names a module of pipelines (``"pipelines.stages.mlflow_model"``): a name
+   handed to importlib or written into a file (an MLmodel's loader) couples the engine to Relay's
+   pipelines as an import does, unseen by rule 1. Docstrings may name them; what the engine needs
+   from a pipeline comes from its PipelineSpec.
 """
 
 from __future__ import annotations
 
+import ast
 import graphlib
 import sys
 from pathlib import Path
@@ -154,6 +159,44 @@ def test_no_import_cycles() -> None:
         pytest.fail(f"import cycle: {' -> '.join(exc.args[1])}; break it by moving the shared piece down a layer")
 
 
+DOCUMENTED = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
+
+
+def docstring_nodes(tree: ast.Module) -> set[int]:
+    """The ids of the string nodes that are docstrings (a module's, class's or function's first statement)."""
+    return {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, DOCUMENTED) and ast.get_docstring(node, clean=False) is not None
+    }
+
+
+def pipeline_module_strings(path: Path) -> list[str]:
+    """``line N: 'pipelines.data'`` for each code string of ``path`` that starts with ``pipelines.``, f-strings included.
+
+    Docstrings are left out: they may say which of Relay's modules does what. Comments are no nodes.
+    """
+    tree = ast.parse(path.read_text(), str(path))
+    documentation = docstring_nodes(tree)
+    return [
+        f"line {node.lineno}: {node.value!r}"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant)
+        and isinstance(node.value, str)
+        and node.value.startswith("pipelines.")
+        and id(node) not in documentation
+    ]
+
+
+@pytest.mark.parametrize("name", sorted(n for n in MODULES if layer_of(n).startswith("orchestrator")))
+def test_the_engine_names_no_pipelines_module_in_code(name: str) -> None:
+    named = pipeline_module_strings(MODULES[name])
+    assert not named, (
+        f"{name} names modules of Relay's pipelines in code ({'; '.join(named)}); the engine knows no pipeline: "
+        "take what it needs from the run's PipelineSpec (orchestrator/registry.py)"
+    )
+
+
 def test_the_rules_catch_violations(tmp_path: Path) -> None:
     """The checks themselves: a cycle is found, and an engine module importing pipelines is refused."""
     with pytest.raises(graphlib.CycleError):
@@ -167,3 +210,15 @@ def test_the_rules_catch_violations(tmp_path: Path) -> None:
     assert imported(bad, "bad") == {"ray", "pipelines.stages.train"}, "lazy imports are seen, modules resolved"
     graph = module_graph()
     assert "orchestrator.engine.body" in graph["orchestrator.engine.distributed"], "the graph holds real edges"
+    named = tmp_path / "named.py"
+    named.write_text(
+        '"""Loads with pipelines.stages.mlflow_model."""\n'
+        'LOADER = "pipelines.stages.mlflow_model"  # a comment naming pipelines.data is no node\n'
+        "def f(stage):\n"
+        '    """Docstrings name pipelines.models freely."""\n'
+        '    return importlib.import_module(f"pipelines.stages.{stage}"), "pipelines", "my pipelines."\n'
+    )
+    assert pipeline_module_strings(named) == [
+        "line 2: 'pipelines.stages.mlflow_model'",
+        "line 5: 'pipelines.stages.'",
+    ], "code strings and f-strings are caught, docstrings and other strings are not"

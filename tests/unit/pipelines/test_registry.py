@@ -14,7 +14,7 @@ import pytest
 
 from orchestrator.config import load_yaml, validate_config
 from orchestrator.tracking.mlflow_tracker import parent_keys
-from pipelines.registry import DATA, PIPELINES
+from pipelines.registry import DATA, PIPELINES, PYFUNC_LOADER, models_input_shape
 
 CONFIGS = Path(__file__).resolve().parents[3] / "pipelines" / "configs"
 SHIPPED = sorted(CONFIGS.glob("*.yaml"))
@@ -25,7 +25,8 @@ def test_registry_entries_point_at_the_builders(name: str) -> None:
     spec = PIPELINES[name]
     builder = sys.modules[spec.build.__module__]
     assert builder.__name__.startswith("pipelines.builders.") and spec.name == name
-    assert dataclasses.replace(builder.SPEC, data=DATA) == spec, "the registry adds only the datasets (DATA)"
+    added = {"data": DATA, "pyfunc_loader": PYFUNC_LOADER, "input_shape": models_input_shape}
+    assert dataclasses.replace(builder.SPEC, **added) == spec, "the registry adds only the datasets and the loader"
     assert spec.config_model.__module__ == builder.__name__ and spec.preflight.__module__.startswith(
         "pipelines.builders."
     )

@@ -22,6 +22,7 @@ from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.engine.records import StageRecord, TrackedArtifact
 from orchestrator.tracking.mlflow_tracker import MlflowTracker
 from pipelines.models import create_model
+from pipelines.registry import PYFUNC_LOADER
 from pipelines.stages.common import model_checkpoint
 from pipelines.stages.mlflow_model import _load_pyfunc
 
@@ -43,7 +44,8 @@ def stored(tmp_path_factory: pytest.TempPathFactory) -> tuple[TrackedArtifact, s
         "g00/model", store.location(ref.path), ref.digest, ref.kind, "model", str(store.local_path(ref.path)), ref.meta
     )
     uri = f"sqlite:///{root / 'mlflow.db'}"
-    tracker = MlflowTracker(uri, "registered", artifact_location=(root / "mlartifacts").as_uri())
+    location = (root / "mlartifacts").as_uri()
+    tracker = MlflowTracker(uri, "registered", artifact_location=location, pyfunc_loader=PYFUNC_LOADER)
     tracker.start_pipeline("run-tiny", PIPELINE, {"data": {"name": "digits"}}, resume=False)
     tracker.stage_finished(StageRecord("g00/train", 0, "fp-train", False, "FINISHED", outputs={"g00/model": artifact}))
     tracker.end_pipeline("FINISHED")
@@ -121,7 +123,7 @@ def test_a_checkpoint_that_records_no_size_keeps_the_signature_open(tmp_path: Pa
 
     checkpoint = model_checkpoint(create_model("small_cnn", 10, 1), "small_cnn", 10, 1, 0.0)
     torch.save(checkpoint, tmp_path / "checkpoint.pt")
-    write_mlmodel(tmp_path, {k: v for k, v in checkpoint.items() if k != "state_dict"}, None)
+    write_mlmodel(tmp_path, {k: v for k, v in checkpoint.items() if k != "state_dict"}, None, PYFUNC_LOADER)
     model = mlflow.pyfunc.load_model(str(tmp_path))
     assert model.metadata.signature.inputs.inputs[0].shape == (-1, 1, -1, -1)
     assert model.predict(np.zeros((2, 1, 20, 20), np.uint8)).shape == (2, 10)

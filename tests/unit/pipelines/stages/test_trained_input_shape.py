@@ -14,7 +14,7 @@ import pytest
 
 from pipelines.datasets import shards
 from pipelines.schema import DataSection
-from pipelines.stages.mlflow_model import trained_input_shape
+from pipelines.registry import trained_input_shape
 
 
 @pytest.mark.parametrize(
