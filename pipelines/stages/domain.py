@@ -34,11 +34,11 @@ from pipelines.stages.common import (
     artifact,
     model_checkpoint,
     output_name,
-    settings_from,
     stage_generator,
     subset_tensors,
 )
-from pipelines.stages.pretrained import schedule_of, start_from
+from pipelines.stages.pretrained import start_from
+from pipelines.stages.train_network import student_settings
 from pipelines.training.student import StudentSettings, train_student
 from pipelines.transfer import embed, load_pretrained
 
@@ -116,6 +116,11 @@ def by_name(ranking: pa.Table) -> dict[str, bytes]:
     return {"ranking.csv": text.getvalue(), TAGS_FILE: json.dumps({CHOSEN_SOURCE_TAG: chosen}).encode()}
 
 
+def source_settings(params: Mapping[str, Any]) -> StudentSettings:
+    """The source pretraining's loop settings: `train` at `domain.pretrain_steps`, no pseudo-labels, no teacher."""
+    return student_settings(params["train"], None, None, params.get("init"), steps=params["domain"].pretrain_steps)
+
+
 def pretrain_on_source(ctx: StageContext, inputs: Mapping[str, Any], params: Mapping[str, Any]) -> StageResult:
     """Train `model` on the most similar source (rank 0 of the ranking) with the `train` settings."""
     generator = stage_generator(ctx)
@@ -132,7 +137,7 @@ def pretrain_on_source(ctx: StageContext, inputs: Mapping[str, Any], params: Map
         images,
         labels,
         num_classes,
-        settings_from(StudentSettings, train, steps=domain.pretrain_steps, **schedule_of(params.get("init"))),
+        source_settings(params),
         input_noise(train.augment, params["augment"], data),
         ctx.device,
         generator,

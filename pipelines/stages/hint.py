@@ -26,6 +26,11 @@ from pipelines.stages.common import (
 from pipelines.training.hint import HintSettings, train_hint
 
 
+def hint_settings(params: Mapping[str, Any]) -> HintSettings:
+    """The hint stage's loop settings: the student's `train` section at `fitnets.hint_steps`."""
+    return settings_from(HintSettings, params["train"], steps=params["fitnets"].hint_steps)
+
+
 def train_hints(ctx: StageContext, inputs: Mapping[str, Any], params: Mapping[str, Any]) -> StageResult:
     """Train the student's lower layers and a regressor on the hint loss; store the whole student."""
     generator = stage_generator(ctx)
@@ -40,7 +45,7 @@ def train_hints(ctx: StageContext, inputs: Mapping[str, Any], params: Mapping[st
         fitnets.guided_layer,
         fitnets.hint_layer,
         images,
-        settings_from(HintSettings, train, steps=fitnets.hint_steps),
+        hint_settings(params),
         input_noise(train.augment, params["augment"], data),
         ctx.device,
         generator,

@@ -79,10 +79,23 @@ def _recorded_rows(table: pa.Table, ids: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.array(values[rows], dtype=np.float32))
 
 
+def lwf_settings(params: Mapping[str, Any]) -> LwfSettings:
+    """The loop's settings: `train`, the branch's mode (lwf, finetune, joint), `lwf`'s loss and `init`'s freezing."""
+    lwf = params["lwf"]
+    return settings_from(
+        LwfSettings,
+        params["train"],
+        mode=params["mode"],
+        lambda_old=lwf.lambda_old,
+        temperature=lwf.temperature,
+        **schedule_of(params["init"]),
+    )
+
+
 def learn_without_forgetting(ctx: StageContext, inputs: Mapping[str, Any], params: Mapping[str, Any]) -> StageResult:
     """Add a new head to the old network and train both tasks' heads by ``params["mode"]``."""
     generator = stage_generator(ctx)
-    data, old_data, train, lwf = params["data"], params["old_data"], params["train"], params["lwf"]
+    data, old_data, train = params["data"], params["old_data"], params["train"]
     old_checkpoint = artifact(inputs, params, "old_model")
     if old_checkpoint["num_classes"] != num_classes_of(old_data):
         raise ValueError(
@@ -95,14 +108,7 @@ def learn_without_forgetting(ctx: StageContext, inputs: Mapping[str, Any], param
     old_images = old_targets = None
     if params["mode"] == "joint":
         _, old_images, old_targets = subset_tensors(old_data, artifact(inputs, params, "old_split"), "labeled")
-    settings = settings_from(
-        LwfSettings,
-        train,
-        mode=params["mode"],
-        lambda_old=lwf.lambda_old,
-        temperature=lwf.temperature,
-        **schedule_of(params["init"]),
-    )
+    settings = lwf_settings(params)
     trained = train_lwf(
         network,
         images,

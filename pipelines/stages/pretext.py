@@ -43,6 +43,11 @@ def training_images(data: Any, split: pa.Table) -> torch.Tensor:
     return torch.cat([labeled, unlabeled])
 
 
+def pretext_settings(params: Mapping[str, Any]) -> PretextSettings:
+    """The pretext stage's loop settings: the `pretext` section, whole."""
+    return settings_from(PretextSettings, params["pretext"])
+
+
 def pretrain_pretext(ctx: StageContext, inputs: Mapping[str, Any], params: Mapping[str, Any]) -> StageResult:
     """Train `model` on the pretext task; the checkpoint's `fc` is the rotation or projection head."""
     generator = stage_generator(ctx)
@@ -57,7 +62,7 @@ def pretrain_pretext(ctx: StageContext, inputs: Mapping[str, Any], params: Mappi
     trained = train_pretext(
         model,
         images,
-        settings_from(PretextSettings, pretext),
+        pretext_settings(params),
         weak_fn,
         strong_fn,
         ctx.device,

@@ -88,8 +88,15 @@ def start_from(model: nn.Module, pretrained: Mapping[str, Any] | None, init: Any
     return model
 
 
+# The transfer knobs of a stage that starts from random weights (no `init` in its params): nothing frozen, one lr.
+FROM_SCRATCH = {"freeze_backbone_steps": 0, "backbone_lr_scale": 1.0}
+
+
 def schedule_of(init: Any | None) -> dict[str, Any]:
-    """The training loops' transfer knobs (freeze_backbone_steps, backbone_lr_scale) of an `init` section, or none."""
+    """The training loops' transfer knobs (freeze_backbone_steps, backbone_lr_scale) of an `init` section.
+
+    Without one, FROM_SCRATCH, given explicitly: settings_from refuses a settings field with no source.
+    """
     if init is None:
-        return {}
+        return dict(FROM_SCRATCH)
     return {"freeze_backbone_steps": init.freeze_backbone_steps, "backbone_lr_scale": init.backbone_lr_scale}

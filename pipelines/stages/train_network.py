@@ -63,19 +63,31 @@ def _initial_model(
     return model
 
 
-def student_settings(train: Any, noisy: Any | None, distill: Any | None, init: Any | None = None) -> StudentSettings:
-    """The loop's settings: the train section plus the Noisy Student, distillation and transfer knobs in play."""
-    extra: dict[str, Any] = schedule_of(init)
+# The loop's pseudo-label knobs in a stage with no pseudo-labeled set (no `noisy` in its params) and its teacher knobs
+# in one with no teacher (no `distill`): train_student reads them only with that set or that teacher, so these
+# values change nothing. They are given because settings_from wants a source for every settings field.
+WITHOUT_PSEUDO_LABELS = {"unlabel_ratio": 0.0, "pseudo_batch_ratio": 1, "pseudo_label_smoothing": 0.0}
+WITHOUT_TEACHER = {"temperature": 1.0, "alpha": 0.0}
+
+
+def student_settings(
+    train: Any, noisy: Any | None, distill: Any | None, init: Any | None = None, **extra: Any
+) -> StudentSettings:
+    """The loop's settings: the train section plus the Noisy Student, distillation and transfer knobs in play.
+
+    ``extra`` overrides any of them (the source pretraining of domain similarity: its own length).
+    """
+    knobs: dict[str, Any] = {**WITHOUT_PSEUDO_LABELS, **WITHOUT_TEACHER, **schedule_of(init)}
     if noisy is not None:
-        extra |= {
+        knobs |= {
             "unlabel_ratio": noisy.unlabel_ratio,
             "pseudo_batch_ratio": noisy.pseudo_batch_ratio,
             "pseudo_label_smoothing": noisy.label_smoothing,
             "temperature": noisy.temperature,
         }
     if distill is not None:
-        extra |= {"temperature": distill.temperature, "alpha": distill.alpha}
-    return settings_from(StudentSettings, train, **extra)
+        knobs |= {"temperature": distill.temperature, "alpha": distill.alpha}
+    return settings_from(StudentSettings, train, **knobs | extra)
 
 
 def pseudo_labeled_set(

@@ -54,6 +54,11 @@ class FixMatchSettings:
     or "uniform_ema" (at uniform, uncorrected; see ``losses.current_p_model``). Values are
     not checked again here: the config sections they come from (``train`` and ``crest``) bound
     every one when the file is loaded, and the stage builds these settings from them.
+
+    The stage fills every field (pipelines.stages.common.settings_from refuses one it cannot). The
+    defaults, for code that builds these settings directly (benchmarks, the GPU check), are the
+    config's own (`train`, `crest`, `init`), but for ``alignment``: off, plain FixMatch, where
+    `crest.alignment` is on (CReST+); ``temperature`` 1.0 is the first generation's.
     """
 
     steps: int

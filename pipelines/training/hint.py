@@ -29,14 +29,18 @@ from pipelines.training.common import (
 
 @dataclass(frozen=True)
 class HintSettings:
-    """Optimisation of the hint stage: the student's `train` section with the hint stage's length (checked there)."""
+    """Optimisation of the hint stage: the student's `train` section with the hint stage's length (checked there).
+
+    The stage fills every field from the config (pipelines.stages.common.settings_from refuses one
+    it cannot); the defaults, for code that builds these settings directly, are the `train` section's.
+    """
 
     steps: int
     batch_size: int = 32
-    lr: float = 0.05
+    lr: float = 0.256
     momentum: float = 0.9
     nesterov: bool = False
-    weight_decay: float = 5e-4
+    weight_decay: float = 1e-4
     schedule: str = "warmup_cosine"
     warmup_steps: int = 0
 

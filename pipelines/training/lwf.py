@@ -46,15 +46,21 @@ NEW_HEAD = "new_head"  # TwoHeads' new classifier: what trains during the warm-u
 
 @dataclass(frozen=True)
 class LwfSettings:
-    """Optimisation and loss knobs of ``train_lwf`` (bounds checked on the config sections they come from)."""
+    """Optimisation and loss knobs of ``train_lwf`` (bounds checked on the config sections they come from).
+
+    The stage fills every field from the config (pipelines.stages.common.settings_from refuses one
+    it cannot); the defaults, for code that builds these settings directly, are the config's own:
+    LwF's `train`, `lwf` and `init` sections'. ``mode`` has no config key: it is the branch the
+    builder made (lwf, or the finetune and joint baselines).
+    """
 
     steps: int
     mode: str = "lwf"
     batch_size: int = 32
-    lr: float = 0.05
+    lr: float = 0.256
     momentum: float = 0.9
     nesterov: bool = False
-    weight_decay: float = 5e-4
+    weight_decay: float = 1e-4
     schedule: str = "warmup_cosine"
     warmup_steps: int = 0
     lambda_old: float = 1.0

@@ -36,7 +36,11 @@ METHODS = ("rotnet", "simclr")
 
 @dataclass(frozen=True)
 class PretextSettings:
-    """The pretext task and its optimisation (bounds checked on the `pretext` config section)."""
+    """The pretext task and its optimisation (bounds checked on the `pretext` config section).
+
+    The stage fills every field from that section (pipelines.stages.common.settings_from refuses one
+    it cannot); the defaults, for code that builds these settings directly, are the section's own.
+    """
 
     method: str
     steps: int

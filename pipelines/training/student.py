@@ -45,18 +45,24 @@ _PROB_FLOOR = 1e-8  # log(0) would make the reconstructed teacher logits -inf an
 class StudentSettings:
     """Optimisation and loss knobs of ``train_student``.
 
-    Defaults: the KE paper (docs/ALGORITHMS.md, Knowledge Evolution). ``cutmix_alpha`` 0 turns
-    CutMix off. ``pseudo_batch_ratio`` pseudo-labeled images per labeled image in a step (the
-    official Noisy Student code's batch-size ratio); ``unlabel_ratio`` weights their loss
-    (docs/ALGORITHMS.md, Noisy Student: labeled loss + unlabel_ratio * unlabeled loss).
+    ``cutmix_alpha`` 0 turns CutMix off. ``pseudo_batch_ratio`` pseudo-labeled images per labeled
+    image in a step (the official Noisy Student code's batch-size ratio); ``unlabel_ratio`` weights
+    their loss (docs/ALGORITHMS.md, Noisy Student: labeled loss + unlabel_ratio * unlabeled loss).
     ``temperature``/``alpha``: Hinton distillation (and soft pseudo-labels, which use ``temperature``).
     ``pseudo_label_smoothing`` applies to HARD pseudo-labels only (0.1 in Noisy Student). ``loss`` is
     the labeled loss, "ce", "sigmoid" or "focal" (``focal_gamma``), class-balanced by the class
     weights (pipelines.class_balanced). ``freeze_backbone_steps`` / ``backbone_lr_scale``: transfer
-    learning (``training.common.backbone_scale``). Values
-    are not checked again here: the config sections they come from (``train``, ``noisy``,
-    ``distill``) bound every one when the file is loaded, and the stage builds these settings
-    from them.
+    learning (``training.common.backbone_scale``). Values are not checked again here: the config
+    sections they come from (``train``, ``noisy``, ``distill``) bound every one when the file is
+    loaded, and the stage builds these settings from them.
+
+    The stage fills every field (pipelines.stages.common.settings_from refuses one it cannot, and
+    a stage without pseudo-labels or teacher passes values that play no part). The defaults, for
+    code that builds these settings directly, are the config's own: the supervised `train`
+    section's (the KE paper's, docs/ALGORITHMS.md, Knowledge Evolution; ``label_smoothing`` 0.1 is
+    its value for ``loss`` "ce"), `noisy`'s for the pseudo-label knobs and ``temperature``,
+    `distill`'s ``alpha``, and `init`'s. Only ``temperature`` has two: `noisy.temperature` 1.0
+    is the default here, `distill.temperature` is 4.0.
     """
 
     steps: int
@@ -67,14 +73,14 @@ class StudentSettings:
     weight_decay: float = 1e-4
     schedule: str = "warmup_cosine"
     warmup_steps: int = 0
-    label_smoothing: float = 0.0
+    label_smoothing: float = 0.1
     cutmix_alpha: float = 0.0
     ema_decay: float | None = None
     pseudo_batch_ratio: int = 1
     unlabel_ratio: float = 1.0
-    pseudo_label_smoothing: float = 0.0
+    pseudo_label_smoothing: float = 0.1
     temperature: float = 1.0
-    alpha: float = 0.5
+    alpha: float = 0.9
     loss: str = "ce"
     focal_gamma: float = 1.0
     freeze_backbone_steps: int = 0

@@ -25,7 +25,7 @@ def test_labeled_loss_with_a_teacher_is_hintons_loss() -> None:
         torch.tensor([[1.0, 1.0, 0.0], [0.0, 2.0, 0.0]]),
     )
     y = torch.tensor([0, 1])
-    settings = StudentSettings(steps=1, temperature=2.0, alpha=0.75)
+    settings = StudentSettings(steps=1, temperature=2.0, alpha=0.75, label_smoothing=0.0)
     expected = distillation_loss(student, teacher, y, 2.0, 0.75)
     assert torch.allclose(labeled_loss(student, y, teacher, settings, None), expected)
     # by hand: (1 - a) CE + a T^2 KL(p_t || p_s), KL summed over classes and averaged over the batch
@@ -116,8 +116,8 @@ def test_class_weights_change_the_trained_weights() -> None:
 
 def test_labeled_loss_follows_the_loss_setting() -> None:
     logits, y = torch.tensor([[2.0, -1.0], [0.0, 1.0]]), torch.tensor([0, 1])
-    focal = StudentSettings(steps=1, loss="focal", focal_gamma=2.0)
-    sigmoid = StudentSettings(steps=1, loss="sigmoid")
+    focal = StudentSettings(steps=1, loss="focal", focal_gamma=2.0, label_smoothing=0.0)
+    sigmoid = StudentSettings(steps=1, loss="sigmoid", label_smoothing=0.0)  # hard targets, as the config gives them
     assert float(labeled_loss(logits, y, None, focal, None)) < float(labeled_loss(logits, y, None, sigmoid, None))
     expected = F.binary_cross_entropy_with_logits(logits, F.one_hot(y, 2).float(), reduction="sum") / 2
     assert torch.allclose(labeled_loss(logits, y, None, sigmoid, None), expected)
