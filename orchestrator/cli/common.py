@@ -41,6 +41,7 @@ from orchestrator.engine.fingerprint import code_versions
 from orchestrator.engine.ledger import (
     COMMAND_FILE,
     CONFIG_FILE,
+    RunStatus,
     done_in,
     read_command_record,
     read_ledger,
@@ -392,7 +393,7 @@ def check_resume_stop_after(store: ArtifactStore, run_id: str, stop_after: str |
     resume checks that stage's outputs and recomputes a damaged one); the stages it did later
     stay in its ledger (``Ledger.write``).
     """
-    if stop_after is None or readable_ledger(store, run_id).get("status") != "FINISHED":
+    if stop_after is None or readable_ledger(store, run_id).get("status") != RunStatus.FINISHED:
         return
     raise ConfigError(
         [

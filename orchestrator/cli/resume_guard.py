@@ -46,7 +46,7 @@ def check_not_running(store: ArtifactStore, run_id: str, driver_gone: bool = Fal
     """Refuse (exit 2) to resume a run whose driver may still run it: alive here, a job still running on its
     cluster, or a driver on another machine that cannot be checked (``--driver-gone`` says it is gone)."""
     status = runs.run_status(store, run_id)
-    if status not in ("RUNNING", "STARTING"):
+    if not status.is_live:
         return
     driver = recorded_driver(store, run_id)
     host, pid = str(driver.get("host") or "?"), driver.get("pid")

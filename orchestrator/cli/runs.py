@@ -51,6 +51,8 @@ from orchestrator.engine.ledger import (
     DONE_STATES,
     LEDGER_FILE,
     RUNS,
+    RunStatus,
+    StageState,
     read_command_record,
     read_ledger,
     record_path,
@@ -64,11 +66,10 @@ from orchestrator.tracking.report import text_table
 from orchestrator.tune.plan import SWEEP_RECORD
 from orchestrator.yaml_input import yaml_mapping
 
-UNREADABLE = "UNREADABLE"  # the status of a run whose ledger cannot be read; the reason is printed below the table
-INTERRUPTED = "INTERRUPTED"  # a run whose driver on this host died (killed, or its process lost)
+# The statuses other commands compare `run_status` with by these names: the vocabulary's own members (RunStatus).
+UNREADABLE, INTERRUPTED = RunStatus.UNREADABLE, RunStatus.INTERRUPTED
 TRIALS_JSON = "trials.json"  # a finished sweep's trials (`relay tune` writes it beside its config): each one's values
 HEADERS = ["run", "pipeline", "status", "generations", "best", "started"]
-STATUSES = ("STARTING", "RUNNING", "FINISHED", "FAILED", "STOPPED", INTERRUPTED, "NOT STARTED", UNREADABLE)
 # The errors (class names, as the ledger records a failed stage's) of data that cannot be read: fixing it changes
 # the data, which a resume refuses, so the way on is a new run (orchestrator.errors.UnreadableDataError).
 UNREADABLE_DATA_ERRORS = ("UnreadableDataError", "UnreadableImageError")
@@ -86,11 +87,11 @@ class RunRow:
 
     run_id: str
     pipeline: str
-    status: str
+    status: RunStatus
     generations: str  # "done/total"
     best: str  # "balanced_accuracy 0.5600 (g01)" or "-"
     started: str  # the ledger's ISO time (UTC), "" before the runner started
-    problem: str | None = None  # why the ledger cannot be read (status UNREADABLE)
+    problem: str | None = None  # why the ledger cannot be read (status UNREADABLE): printed below the table
     name: str = ""  # the config's `name` (the ledger's `pipeline`), which `--pipeline` also matches
     tracking_lost_at: str | None = None  # where the tracking store stopped answering: its MLflow record is incomplete
 
@@ -134,7 +135,7 @@ class LedgerView(BaseModel):
     """
 
     pipeline: str = "?"
-    status: str | None = None
+    status: RunStatus | None = None
     generations: dict[int, int] = {}
     started: str = ""
     stop_after: str | None = None
@@ -156,7 +157,7 @@ def _row(store: ArtifactStore, run_id: str, pipelines: Pipelines, sweeps: Path |
     own_kind = pipeline_kind(store, run_id)  # None for a Tune trial: its sweep keeps its config
     kind = own_kind or _trial_kind(sweeps, run_id, store)
     if read.problem is not None:
-        return RunRow(run_id, kind or "?", UNREADABLE, "-", "-", "", problem=read.problem)
+        return RunRow(run_id, kind or "?", RunStatus.UNREADABLE, "-", "-", "", problem=read.problem)
     ledger = read.view or LedgerView()
     spec = pipelines.get(kind) if kind else None
     reported = _reported_generation(ledger) if own_kind is None else None
@@ -241,10 +242,10 @@ def _first_error(exc: ValueError) -> str:
     return str(exc)
 
 
-def run_status(store: ArtifactStore, run_id: str) -> str:
+def run_status(store: ArtifactStore, run_id: str) -> RunStatus:
     """The run's status as `relay runs` shows it (INTERRUPTED for a dead driver, UNREADABLE, NOT STARTED)."""
     read = read_view(store, run_id)
-    return UNREADABLE if read.problem is not None else _status(read.view or LedgerView())
+    return RunStatus.UNREADABLE if read.problem is not None else _status(read.view or LedgerView())
 
 
 def unfinished_note(store: ArtifactStore, run_id: str) -> str | None:
@@ -254,9 +255,9 @@ def unfinished_note(store: ArtifactStore, run_id: str) -> str | None:
     trial its sweep's scheduler stopped has nothing left (`relay tune --resume` was named as its way on).
     """
     status = run_status(store, run_id)
-    if status in ("FINISHED", "NOT STARTED"):
+    if status in (RunStatus.FINISHED, RunStatus.NOT_STARTED):
         return None
-    if status in ("RUNNING", "STARTING"):
+    if status.is_live:
         way_on = "look again when it has finished (`relay runs` shows its progress)"
     elif (ended := ended_in_sweep(store, run_id)) == "stopped early":
         return (
@@ -267,7 +268,7 @@ def unfinished_note(store: ArtifactStore, run_id: str) -> str | None:
         return None
     elif store.read_record(record_path(run_id, CONFIG_FILE)) is None:  # a tune trial: its sweep keeps its config
         way_on = "it is a trial of a sweep that was cut off: `relay tune CONFIG --resume` continues the sweep"
-    elif status == "FAILED" and (failure := failed_stage(store, run_id)) is not None:
+    elif status is RunStatus.FAILED and (failure := failed_stage(store, run_id)) is not None:
         way_on = _after_failure(store, run_id, *failure)
     else:
         way_on = f"finish it with `relay resume {run_id}{store_option(store.uri)}`"
@@ -278,7 +279,7 @@ def failed_stage(store: ArtifactStore, run_id: str) -> tuple[str, str] | None:
     """The first stage the run's ledger records as failed, and its error's first line; None when none is."""
     view = read_view(store, run_id).view
     for name, entry in (view.stages if view else {}).items():
-        if entry.state == "failed":
+        if entry.state == StageState.FAILED:
             return name, str(entry.error or "no error recorded").strip().splitlines()[0]
     return None
 
@@ -349,12 +350,12 @@ def untracked_run_problem(store: ArtifactStore, run_id: str, db: Path) -> str:
     `relay resume` would finish it and record it in MLflow.
     """
     status = run_status(store, run_id)
-    if status == "FINISHED":  # it had one: deleted, or moved without the workspace
+    if status is RunStatus.FINISHED:  # it had one: deleted, or moved without the workspace
         return (
             f"run {run_id} finished, but its tracking database {db} is not there (moved or deleted?); pass the "
             "workspace that holds it (--workspace) or MLFLOW_TRACKING_URI=sqlite:///PATH"
         )
-    if status in ("RUNNING", "STARTING"):
+    if status.is_live:
         way_on = "look again once its stages run (`relay runs` shows its progress)"
     else:
         way_on = f"`relay resume {run_id}{store_option(store.uri)}` finishes it and records it in MLflow"
@@ -562,16 +563,16 @@ def _default_experiment_note(experiment: str, why: str) -> str:
     )
 
 
-def _status(ledger: LedgerView) -> str:
+def _status(ledger: LedgerView) -> RunStatus:
     """The ledger's status; RUNNING with a dead driver on this host is INTERRUPTED; no ledger yet: STARTING
     while its driver (on this host) lives, INTERRUPTED when it died, else NOT STARTED."""
     driver = ledger.driver or _Driver()
     if ledger.status is None and driver.host == socket.gethostname():
-        return "STARTING" if alive(driver.pid) else INTERRUPTED
+        return RunStatus.STARTING if alive(driver.pid) else RunStatus.INTERRUPTED
     if ledger.status is None:
-        return "NOT STARTED"
-    if ledger.status == "RUNNING" and driver.host == socket.gethostname() and not alive(driver.pid):
-        return INTERRUPTED
+        return RunStatus.NOT_STARTED
+    if ledger.status is RunStatus.RUNNING and driver.host == socket.gethostname() and not alive(driver.pid):
+        return RunStatus.INTERRUPTED
     return ledger.status
 
 
@@ -658,7 +659,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
             [[*cells, overrides_cell(store, row.run_id)] for cells, row in zip(body, rows)],
         )
     print(text_table(headers, body))
-    unreadable = [f"{row.run_id} is {UNREADABLE}: {row.problem}" for row in rows if row.problem is not None]
+    unreadable = [f"{row.run_id} is {RunStatus.UNREADABLE}: {row.problem}" for row in rows if row.problem is not None]
     if unreadable:
         print("\n" + "\n".join(unreadable))
     incomplete = incomplete_tracking_line(rows, store.uri)
@@ -684,7 +685,9 @@ def incomplete_tracking_line(rows: list[RunRow], store_uri: str) -> str | None:
     )
 
 
-def chosen_rows(rows: list[RunRow], statuses: list[str] | None, pipeline: str | None, last: int | None) -> list[RunRow]:
+def chosen_rows(
+    rows: list[RunRow], statuses: list[RunStatus] | None, pipeline: str | None, last: int | None
+) -> list[RunRow]:
     """The rows (newest first) with one of ``statuses`` and of ``pipeline`` (its kind or its config's `name`),
     the newest ``last`` of them; None for any of the three: no filter."""
     kept = [
@@ -714,17 +717,17 @@ def overrides_cell(store: ArtifactStore, run_id: str) -> str:
     return text if len(text) <= OVERRIDES_WIDTH else text[: OVERRIDES_WIDTH - 3] + "..."
 
 
-def status_filter(value: str) -> list[str]:
+def status_filter(value: str) -> list[RunStatus]:
     """`--status failed,stopped` as the statuses `relay runs` shows (`not-started` for NOT STARTED); an unknown
     one is bad input naming them all."""
     statuses = [item.strip().upper().replace("_", " ").replace("-", " ") for item in value.split(",") if item.strip()]
-    unknown = [item for item in statuses if item not in STATUSES]
+    unknown = [item for item in statuses if item not in tuple(RunStatus)]
     if unknown or not statuses:
         raise argparse.ArgumentTypeError(
-            f"unknown status {', '.join(unknown) or repr(value)}; pick from {', '.join(STATUSES)} "
+            f"unknown status {', '.join(unknown) or repr(value)}; pick from {', '.join(RunStatus)} "
             "(several: comma-separated; NOT STARTED as not-started)"
         )
-    return statuses
+    return [RunStatus(item) for item in statuses]
 
 
 def positive_count(value: str) -> int:
@@ -748,7 +751,7 @@ def register(commands: Any) -> None:
         type=status_filter,
         action="extend",
         metavar="STATUS",
-        help=f"only runs with this status ({', '.join(STATUSES)}; comma-separated or repeated for several)",
+        help=f"only runs with this status ({', '.join(RunStatus)}; comma-separated or repeated for several)",
     )
     parser.add_argument("--pipeline", metavar="NAME", help="only runs of this pipeline (crest) or config name (smoke)")
     parser.add_argument("--last", type=positive_count, metavar="N", help="only the newest N runs (after the filters)")

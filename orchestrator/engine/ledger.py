@@ -8,6 +8,9 @@ readable record of how far it got, on storage that outlives the machine: `relay 
 machine that sees the store), `relay runs` and a person debugging a failure read it there. The
 ledger names the driver (host and pid), so a run whose driver died is told apart from one still
 running.
+
+The words a run's record uses are here too, one vocabulary for the runner that writes them and for
+`relay runs`, `relay resume` and the rest of the CLI that read them: ``RunStatus`` and ``StageState``.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -32,14 +36,57 @@ CONFIG_FILE = "config.yaml"
 COMMAND_FILE = "command.json"
 LEDGER_FILE = "ledger.json"
 TRACKING_FILE = "tracking.json"
-DONE_STATES = ("succeeded", "cached")  # stage states whose output the run has (ran it, or found its own in the cache)
 TORN_READ_ATTEMPTS = 5
 TORN_READ_PAUSE_S = 0.2
 JOB_ADDRESS_ENV = "RELAY_JOB_ADDRESS"  # the dashboard URL `relay submit` sent the job to, set in the job's env
 RAY_JOB_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"  # set by Ray's job supervisor for the entrypoint it starts
-FAILED = "FAILED"  # a run status, as the runner writes it for a run whose stage failed
 
 logger = logging.getLogger(__name__)
+
+
+class RunStatus(StrEnum):
+    """Every status a run has, as its ledger records it and `relay runs` shows it.
+
+    A str enum, so a ledger holds the plain word and one written by any earlier version reads back
+    as a member; the CLI's filters and messages compare and print it as that word.
+
+    The runner writes RUNNING, FINISHED, STOPPED (it ended at ``stop_after`` on purpose), FAILED and
+    INTERRUPTED (Ctrl-C or SIGTERM, `relay stop` of a job, stopped the driver: nothing failed, `relay
+    resume` goes on). `relay runs` says the rest of a run it reads: STARTING (no ledger yet, its driver on
+    this host lives), INTERRUPTED (RUNNING, or no ledger yet, with its driver on this host dead), NOT
+    STARTED (no ledger and no driver to check) and UNREADABLE (the ledger cannot be read).
+    """
+
+    STARTING = "STARTING"
+    RUNNING = "RUNNING"
+    FINISHED = "FINISHED"
+    FAILED = "FAILED"
+    STOPPED = "STOPPED"
+    INTERRUPTED = "INTERRUPTED"
+    NOT_STARTED = "NOT STARTED"
+    UNREADABLE = "UNREADABLE"
+
+    @property
+    def is_live(self) -> bool:
+        """Whether a driver may still be writing the run (RUNNING, STARTING).
+
+        Why: such a run is not to be resumed, nor its outputs cleaned up, under that driver; every
+        other status is one no driver writes any more (or none that can be checked from here).
+        """
+        return self in (RunStatus.RUNNING, RunStatus.STARTING)
+
+
+class StageState(StrEnum):
+    """Where one stage stands in a run, as its ledger entry's ``state`` records it."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    CACHED = "cached"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+DONE_STATES = (StageState.SUCCEEDED, StageState.CACHED)  # whose output the run has (ran it, or found its own cached)
 
 
 def record_path(run_id: str, name: str) -> str:
@@ -143,7 +190,7 @@ def claim_run(store: ArtifactStore, run_id: str) -> LedgerAsFound:
     found = LedgerAsFound(store.read_record(relative), _mtime_ns(local))
     earlier = read_ledger(store, run_id)
     data = dict(earlier) if isinstance(earlier, dict) else {"run_id": run_id}
-    data.update({"status": "RUNNING", "updated": _now(), "driver": this_driver()})
+    data.update({"status": RunStatus.RUNNING, "updated": _now(), "driver": this_driver()})
     write_ledger(store, run_id, data)
     return found
 
@@ -180,7 +227,7 @@ def record_failed_start(store: ArtifactStore, run_id: str, why: str, started: st
     data = dict(earlier) if isinstance(earlier, dict) else {"run_id": run_id, "stages": {}}
     data.update(
         {
-            "status": FAILED,
+            "status": RunStatus.FAILED,
             "started": data.get("started") or started,
             "updated": _now(),
             "driver": this_driver(),
@@ -272,7 +319,7 @@ class Ledger:
             return f"the code of {module} changed since an earlier attempt of this run computed it"
         return "what it reads changed since an earlier attempt of this run computed it (an upstream stage ran again)"
 
-    def write(self, status: str, stages: Mapping[str, Mapping[str, Any]]) -> None:
+    def write(self, status: RunStatus, stages: Mapping[str, Mapping[str, Any]]) -> None:
         """Replace the ledger with the run's ``status`` and each stage's entry (state, fingerprint, node, ...)."""
         data = {
             "run_id": self.run_id,
@@ -305,9 +352,9 @@ class Ledger:
         """
         earlier = self.earlier_stages.get(name)
         if (
-            entry.get("state") == "cached"
+            entry.get("state") == StageState.CACHED
             and isinstance(earlier, dict)
-            and earlier.get("state") == "succeeded"
+            and earlier.get("state") == StageState.SUCCEEDED
             and earlier.get("fingerprint") == entry.get("fingerprint")
         ):
             return dict(earlier)

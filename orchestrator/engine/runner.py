@@ -21,7 +21,6 @@ import tempfile
 import time
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -29,45 +28,13 @@ from orchestrator.dag import RESUMED_FROM_ROWS, RESUMED_FROM_STEP, Pipeline, Sta
 from orchestrator.engine.artifacts import ArtifactRef, ArtifactStore, Manifest, StoreFault, sanitize, store_fault
 from orchestrator.engine.executors import Executor
 from orchestrator.engine.fingerprint import fingerprint, task_seed
-from orchestrator.engine.ledger import JOB_ADDRESS_ENV, Ledger, done_in
+from orchestrator.engine.ledger import JOB_ADDRESS_ENV, Ledger, RunStatus, StageState, done_in
 from orchestrator.engine.policy import Decision, decide, retries_for
 from orchestrator.engine.records import StageRecord, TrackedArtifact, Tracker
 from orchestrator.engine.task import StageTask
 from orchestrator.errors import ArtifactError, PipelineError, StageError, changed_weights_in, unreadable_data_in
 
 logger = logging.getLogger(__name__)
-
-
-class StageState(Enum):
-    """Where one stage stands in this run."""
-
-    PENDING = "pending"
-    RUNNING = "running"
-    CACHED = "cached"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-
-    @property
-    def is_terminal(self) -> bool:
-        return self in (StageState.CACHED, StageState.SUCCEEDED, StageState.FAILED)
-
-
-class RunStatus(Enum):
-    """Where the whole run stands; STOPPED means it ended at ``stop_after`` on purpose.
-
-    INTERRUPTED: Ctrl-C or SIGTERM (`relay stop` of a job) stopped the driver; nothing failed,
-    `relay resume` goes on (`relay runs` shows a RUNNING run whose driver died the same way).
-    """
-
-    RUNNING = "RUNNING"
-    FINISHED = "FINISHED"
-    STOPPED = "STOPPED"
-    FAILED = "FAILED"
-    INTERRUPTED = "INTERRUPTED"
-
-    @property
-    def is_terminal(self) -> bool:
-        return self is not RunStatus.RUNNING
 
 
 @dataclass
@@ -132,7 +99,7 @@ class _RunState:
         the same broken store usually failed the stage's output first (QA: an S3 endpoint gone mid-run),
         and the run's last line named the ledger rather than the stage."""
         try:
-            self.ledger.write(status.value, {name: o.ledger_entry() for name, o in self.outcomes.items()})
+            self.ledger.write(status, {name: o.ledger_entry() for name, o in self.outcomes.items()})
         except ArtifactError as exc:
             if self.failure is None:
                 raise
@@ -420,7 +387,7 @@ class Runner:
         self._report(
             stage,
             manifest.fingerprint,
-            "FINISHED",
+            RunStatus.FINISHED,
             cache_hit=cache_hit,
             metrics=dict(manifest.metrics),
             series=list(manifest.series),
@@ -436,11 +403,11 @@ class Runner:
         outcome = st.outcomes[stage.name]
         outcome.state, outcome.error = StageState.FAILED, message
         logger.error("stage %s failed after %d attempt(s): %s", stage.name, task.attempt, message)
-        self._report(stage, task.fingerprint, "FAILED", error=message)
+        self._report(stage, task.fingerprint, RunStatus.FAILED, error=message)
         if st.failure is None:
             st.failure = StageError(stage.name, error, task.attempt)
 
-    def _report(self, stage: Stage, fingerprint: str, status: str, **fields: Any) -> None:
+    def _report(self, stage: Stage, fingerprint: str, status: RunStatus, **fields: Any) -> None:
         """Tell the tracker how a stage ended (FINISHED, possibly as a cache hit, or FAILED)."""
         record = StageRecord(
             stage=stage.name,
