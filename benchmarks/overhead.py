@@ -12,7 +12,7 @@ them into a one-off start-up cost and a marginal cost per stage (the slope).
 
 Ray's own start is timed alone beside them: a fresh process that imports ray, then
 ``ray.init`` and ``ray.shutdown`` with the options ``RayExecutor`` uses for a local instance
-(``orchestrator.engine.executors._init_kwargs``: dashboard on, default CPUs), so the one-off
+(``orchestrator.engine.ray_session.init_kwargs``: dashboard on, default CPUs), so the one-off
 cost can be split into what Ray itself takes and what Relay adds on top.
 Goals: ratio <= 1.05 at demo scale, fixed overhead < 0.5 s per stage (issue 6); one-off start-up
 at most 3 s beyond Ray's own start (issue 17).
@@ -63,10 +63,10 @@ def ray_alone_main() -> None:
     started = time.perf_counter()
     import ray
 
-    from orchestrator.engine.executors import _init_kwargs
+    from orchestrator.engine.ray_session import init_kwargs
 
     imported = time.perf_counter()
-    ray.init(**_init_kwargs(None, None, include_dashboard=True))
+    ray.init(**init_kwargs(None, None, include_dashboard=True))
     ready = time.perf_counter()
     ray.shutdown()
     done = time.perf_counter()

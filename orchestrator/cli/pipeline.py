@@ -57,14 +57,7 @@ from orchestrator.config import (
 )
 from orchestrator.dag import Pipeline
 from orchestrator.engine.artifacts import ArtifactStore
-from orchestrator.engine.executors import (
-    EXIT_TERMINATED,
-    Executor,
-    LocalExecutor,
-    RayExecutor,
-    interrupts_kept,
-    terminated_by_signal,
-)
+from orchestrator.engine.executors import Executor, LocalExecutor, RayExecutor
 from orchestrator.engine.ledger import (
     CONFIG_FILE,
     RUNS,
@@ -75,6 +68,7 @@ from orchestrator.engine.ledger import (
 )
 from orchestrator.engine.progress import ProgressDisplay
 from orchestrator.engine.runner import Runner
+from orchestrator.engine.signals import EXIT_TERMINATED, interrupts_kept, terminated_by_signal
 from orchestrator.errors import ArtifactError, ConfigError, InputError, RelayError
 from orchestrator.tracking import common as tracking_common
 from orchestrator.tracking import report, sweeps

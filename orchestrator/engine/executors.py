@@ -7,50 +7,41 @@ runs it as a Ray task that, for a stage with workers > 1, fans out to Ray Train 
 (``Parallelism.DATA``) or to an actor pool (``Parallelism.SHARDS``). Both return a task's
 exception as a value instead of raising it, so the runner's pure retry policy sees the
 stage's own exception type.
+
+Starting or joining Ray, and saying why a start failed, is ``ray_session``'s; how a Ctrl-C or a
+SIGTERM ends the driver, and its exit codes, are ``signals``'.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import itertools
 import logging
 import os
-import re
-import signal
-import socket
-import sys
-import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol
 
 from orchestrator.dag import Parallelism, Pipeline, ProgressSink, Resources, Stage, StageProgress
-from orchestrator.engine import distributed, port_lock
+from orchestrator.engine import distributed
 from orchestrator.engine.artifacts import Manifest
 from orchestrator.engine.body import Placement, run_stage_body
 from orchestrator.engine.fit import uses_actor_pool, workers_to_start
 from orchestrator.engine.progress import ProgressBoard
-from orchestrator.engine.ray_start_log import filtered, start_lines
+from orchestrator.engine.ray_session import init_failure, init_kwargs, init_ray
 from orchestrator.engine.task import StageTask
 from orchestrator.errors import RelayError, WorkerLostError, exception_chain
 
 logger = logging.getLogger(__name__)
 
-DASHBOARD_PORT = 8265
 WARM_WAIT_S = 120.0  # the longest the first stage waits for the first warm worker
 REFIT_EVERY_S = 15.0  # while stages run, how often the driver checks whether the cluster lost a node
 WAITING_WARN_S = 60.0  # a stage Ray has not placed after this long is said to wait, and why (once per stage)
 # A run whose every stage in flight has waited this long for a place while its kept labeling actors sit idle lets
 # them go: other work on the cluster (another run's kept actors) holds the rest, and both could wait for good.
 KEPT_YIELD_S = 30.0
-JOIN_SIGNAL_GRACE_S = 3.0  # a join stuck in Ray's C++ client this long after a Ctrl-C or SIGTERM is abandoned
-EXIT_INTERRUPTED = 130  # 128 + SIGINT, as the CLI ends an interrupted command
-SERVICES_LOGGER = "ray._private.services"  # Ray's logger for starting its processes (dashboard, GCS, raylet)
-EXIT_TERMINATED = 143  # 128 + SIGTERM: what timeout, systemd and batch schedulers expect of a program they stopped
 BOARD_READ_S = 10.0  # the longest one look at the progress board may take (the display skips it then)
 ReadProgress = Callable[[], list[StageProgress]]
 
@@ -294,10 +285,10 @@ class RayExecutor:
         if not ray.is_initialized():
             began = time.time()
             try:
-                _init_ray(ray, _init_kwargs(address, num_cpus, include_dashboard, object_store_memory))
+                init_ray(ray, init_kwargs(address, num_cpus, include_dashboard, object_store_memory))
             except Exception as exc:  # Ray raises bare Exceptions (a node that timed out starting, a busy port)
                 joined = address if address != "local" else None
-                raise RelayError(_init_failure(joined or os.environ.get("RAY_ADDRESS"), exc, began)) from exc
+                raise RelayError(init_failure(joined or os.environ.get("RAY_ADDRESS"), exc, began)) from exc
             self._owns_ray = True
         self._remote = ray.remote(run_on_ray)
         self._warming: list[Any] = []
@@ -709,432 +700,3 @@ def _import_modules(modules: tuple[str, ...]) -> int:
     for name in modules:
         importlib.import_module(name)
     return os.getpid()
-
-
-def _init_failure(address: str | None, exc: Exception, began: float | None = None) -> str:
-    """What to check when ray.init fails: a local start (``local_start_failure``) or joining a cluster (address, token).
-
-    A cluster with token auth refuses a driver without its token in the same words as one that is
-    down ("Failed to connect to GCS"), so the token is named whenever a cluster was joined.
-    """
-    if address is None:
-        return local_start_failure(exc, None if began is None else session_logs(began))
-    return (
-        f"could not join the Ray cluster at {address}: {exc}; check the address (--address, run.ray_address or "
-        "RAY_ADDRESS) and, on a cluster with token auth, that RAY_AUTH_TOKEN or ~/.ray/auth_token holds the "
-        "token of its head node"
-    )
-
-
-def local_start_failure(exc: Exception, logs: Path | None) -> str:
-    """Why a local Ray instance did not start, and what to do: the cause its logs name (``start_failure_cause``),
-    else Ray's own words; either way where Ray's logs are.
-
-    Why: Ray says only "The current node timed out during startup" when its raylet died at once (a
-    memory cap left it no room for its object store: ``mmap failed``), and Relay's advice to try
-    again did not help; the cause was in the session's raylet.err, which nothing named.
-    """
-    if logs is None:
-        return f"could not start a local Ray instance: {exc}; on a busy machine try again, or pass run.num_cpus lower"
-    cause = start_failure_cause(logs)
-    if cause is not None:
-        return f"could not start a local Ray instance: {cause} (Ray's logs: {logs})"
-    return (
-        f"could not start a local Ray instance: {exc}; on a busy machine try again, or pass run.num_cpus lower "
-        f"(Ray's logs, raylet.err and gcs_server.err first, may say why: {logs})"
-    )
-
-
-# What a line of Ray's start-up logs means, and its fix, first match wins (checked in START_LOGS' order).
-START_FAILURE_CAUSES: tuple[tuple[tuple[str, ...], str], ...] = (
-    (
-        ("mmap failed", "cannot allocate memory", "plasmaallocator initialization failed", "std::bad_alloc"),
-        "its object store could not get its memory ({quote}): a memory cap (ulimit -v, prlimit --as, a "
-        "container's limit) or a small /dev/shm leaves less than Ray's default store (30% of the machine's "
-        "memory); set run.object_store_memory lower, e.g. run.object_store_memory=1GB",
-    ),
-    (
-        ("no space left on device",),
-        "the disk of Ray's temp folder is full ({quote}); free space there, or point RAY_TMPDIR at a disk with room",
-    ),
-    (
-        ("address already in use", "failed to bind"),
-        "a port Ray needs is taken by another program ({quote}); stop it (another Ray instance: `ray stop`) "
-        "or try again",
-    ),
-)
-START_LOGS = ("raylet.err", "raylet.out", "gcs_server.err", "gcs_server.out", "dashboard.err", "dashboard.log")
-LOG_TAIL_BYTES = 256 * 1024  # how much of each log is read: the cause is near its end
-RAY_LINE_PREFIX = re.compile(r"^\[[^\]]*\]\s*(\([a-z_]+\)\s*)?")  # "[2026-... E 20087 20096] (raylet) "
-
-
-def start_failure_cause(logs: Path) -> str | None:
-    """The cause of a failed start that Ray's logs in ``logs`` name (memory, disk, port), with its fix; else None."""
-    for name in START_LOGS:
-        for line in _tail_lines(logs / name):
-            lowered = line.lower()
-            for needles, advice in START_FAILURE_CAUSES:
-                if any(needle in lowered for needle in needles):
-                    quote = f"{name}: {RAY_LINE_PREFIX.sub('', line.strip())[:160]}"
-                    return advice.format(quote=quote)
-    return None
-
-
-def _tail_lines(path: Path) -> list[str]:
-    try:
-        with path.open("rb") as log:
-            log.seek(max(0, path.stat().st_size - LOG_TAIL_BYTES))
-            return log.read().decode(errors="replace").splitlines()
-    except OSError:  # a log this start did not write
-        return []
-
-
-def session_logs(began: float) -> Path | None:
-    """The logs folder of the Ray session this process created since ``began`` (``time.time()``), or None.
-
-    Ray names a new session's folder ``session_<date>_<pid of the process that started it>`` in its temp
-    folder (``RAY_TMPDIR``, else the system's temp folder + ``/ray``); the newest one of this process wins
-    (a dashboard port retry starts a second).
-    """
-    try:
-        from ray._common.utils import get_default_ray_temp_dir
-
-        temp = Path(get_default_ray_temp_dir())
-        sessions = [
-            path
-            for path in temp.glob(f"session_*_{os.getpid()}")
-            if path.is_dir() and not path.is_symlink() and path.stat().st_mtime >= began - 1.0
-        ]
-    except (ImportError, OSError):  # another Ray, or a temp folder that cannot be read
-        return None
-    return max(sessions, key=lambda path: path.name) / "logs" if sessions else None
-
-
-def _init_kwargs(
-    address: str | None, num_cpus: int | None, include_dashboard: bool, object_store_memory: int | None = None
-) -> dict[str, Any]:
-    """ray.init arguments: join ``address`` or RAY_ADDRESS (a Ray job sets it), else start a local instance.
-
-    ``address="local"`` because a bare ray.init() joins whatever cluster the machine's
-    ``<ray temp dir>/ray_current_cluster`` file names: someone's `ray start`, or a head that
-    died without `ray stop` (the file stays behind). Joining then failed on ``num_cpus``, or
-    hung on a dead address. Resources (``num_cpus``, ``object_store_memory``) are only given when
-    starting the local instance (ray.init refuses them when it connects to a cluster); ``address``
-    "local" starts one too.
-    """
-    kwargs: dict[str, Any] = {"log_to_driver": True}
-    if address and address != "local":
-        kwargs["address"] = address
-        if object_store_memory is not None:
-            logger.warning("run.object_store_memory applies only to a local Ray instance; %s keeps its own", address)
-    elif not address and os.environ.get("RAY_ADDRESS"):
-        said = logger.info if object_store_memory is None else logger.warning
-        said(
-            "connecting to the cluster in RAY_ADDRESS; run.num_cpus and run.object_store_memory apply only to a "
-            "local instance"
-        )
-    else:
-        kwargs.update(address="local", num_cpus=num_cpus, include_dashboard=include_dashboard)
-        if object_store_memory is not None:
-            kwargs["object_store_memory"] = object_store_memory
-        if include_dashboard:
-            kwargs["dashboard_port"] = dashboard_port()
-    return kwargs
-
-
-def _init_ray(ray: Any, kwargs: dict[str, Any]) -> None:
-    """``ray.init(**kwargs)``; a Ctrl-C while it starts is not lost (``interrupts_kept``).
-
-    ``dashboard_port`` can only see that a port is free, not keep it: two `relay run` started in the
-    same second both saw 8265 free, and the second one's dashboard failed to bind it a minute later
-    (Ray 2.60 gives up instead of moving on; a port taken before ``ray.init`` fails at once). So a
-    local start checks the port again, and starts Ray, under a machine-wide lock (``port_lock``),
-    which a second start waits for (a Ctrl-C still stops that wait at once). A start that lost its
-    port all the same (the lock could not be had, or another program took the port) is retried once
-    on a port the OS picks. Ray's start-up lines are cut to what a user can act on (``start_lines``).
-    """
-    with contextlib.ExitStack() as held:
-        if "dashboard_port" in kwargs:  # checked again, and bound, under the lock
-            held.enter_context(port_lock.dashboard_port_lock())
-            kwargs = {**kwargs, "dashboard_port": dashboard_port()}
-        held.enter_context(start_lines(local=kwargs.get("address") == "local"))
-        held.enter_context(terminations_kept(ray))
-        interrupted = held.enter_context(interrupts_kept(ray.shutdown))
-        held.enter_context(join_abandoned_on_signal(kwargs.get("address")))  # joining only
-        held.enter_context(start_failures_unless_interrupted(interrupted))
-        _start_ray(ray, kwargs, interrupted)
-    terminate_as_interrupt()
-
-
-class HeldBack(logging.Filter):
-    """Keeps every record of the logger it filters, to be handled later or dropped."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.records: list[logging.LogRecord] = []
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        self.records.append(record)
-        return False
-
-
-@contextlib.contextmanager
-def start_failures_unless_interrupted(interrupted: Sequence[int]) -> Iterator[None]:
-    """Ray's lines about its processes failing to start are printed after the block, unless a Ctrl-C came in it.
-
-    Why: a terminal's Ctrl-C reaches Ray's new processes too, and a dashboard it stopped made Ray
-    log "ERROR services.py -- Failed to start the dashboard", then the last 20 lines of its log,
-    before Relay's "interrupted before the stages started" line: noise about the user's own
-    Ctrl-C. ``interrupted`` is ``interrupts_kept``'s list; without a Ctrl-C the lines are printed
-    as Ray logged them, once ray.init has returned or raised (a start that failed by itself).
-    """
-    held = HeldBack()
-    try:
-        with filtered(held, SERVICES_LOGGER):
-            yield
-    finally:
-        if not interrupted:
-            for record in held.records:
-                logging.getLogger(SERVICES_LOGGER).handle(record)
-
-
-class Terminated(SystemExit):
-    """SIGTERM in a driver that started or joined Ray (``terminate_as_interrupt``): exit 143.
-
-    A SystemExit, as Ray's own handler raised, so every ``except (KeyboardInterrupt, SystemExit)``
-    that records a run INTERRUPTED and closes its MLflow runs KILLED sees it as before; a caller
-    that does not catch it still exits 143. Raised inside ``ray.wait`` or ``ray.get`` it comes out
-    as Ray's SystemExit(1) instead: ``terminated_by_signal`` tells that one apart.
-    """
-
-    def __init__(self) -> None:
-        super().__init__(EXIT_TERMINATED)
-
-
-_SIGTERM_RECEIVED = threading.Event()  # set by the handler ``terminate_as_interrupt`` installs
-
-
-def terminated_by_signal() -> bool:
-    """Whether a SIGTERM reached this process through ``terminate_as_interrupt``'s handler."""
-    return _SIGTERM_RECEIVED.is_set()
-
-
-def terminate_as_interrupt() -> None:
-    """Make SIGTERM end this driver as Ctrl-C does (the run recorded INTERRUPTED), with exit 143 (``Terminated``).
-
-    Why: ``ray.init`` leaves three SIGTERM handlers behind. Its Python one raised SystemExit(15), and
-    a local instance's node replaced it by one that stops every Ray process from inside the handler
-    and raises SystemExit(1); under both, the core worker's C++ failure handler (Abseil's, which
-    covers SIGTERM) printed "*** SIGTERM received ... PC: @ ..." three times, and the process ended
-    in SIGABRT (exit 134, the shell's "Aborted"). Setting the handler here replaces them for SIGTERM
-    alone: the C++ handler keeps reporting real crashes (SIGSEGV, SIGABRT), and Ray's processes are
-    still stopped, by the executor's shutdown (or Ray's exit hook). Only the main thread can set it.
-    """
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _raise_terminated)
-
-
-def _raise_terminated(signum: int, frame: Any) -> None:
-    _SIGTERM_RECEIVED.set()
-    raise Terminated
-
-
-@contextlib.contextmanager
-def terminations_kept(ray: Any) -> Iterator[None]:
-    """A SIGTERM while Ray starts raises ``Terminated`` (exit 143) at once, Ray stopped; Ray's own handlers are not set.
-
-    Why: ``ray.init`` sets its SIGTERM handlers as it starts (one raises SystemExit(15), a local node's
-    drains for 30 s, then stops Ray's processes and raises SystemExit(1)), so a SIGTERM in the seconds
-    before ``terminate_as_interrupt`` ended `relay run` with 15 (or 1), its resume line up to 30 s late.
-    Held until the start ended, as ``interrupts_kept`` holds a Ctrl-C, it was not prompt: a SIGTERM to
-    the whole group (``timeout``) stops Ray's new GCS too, and ray.init then waited 60 s for it. So it
-    raises where it lands, as Ray's did; one dropped there ("Exception ignored in", a weakref callback)
-    is raised when the block ends, and a start that failed after one ends as terminated too. Python
-    prints a dropped one ("Exception ignored in ... Traceback"); that print is kept out, as the
-    exception is not lost. Only the main thread can set a handler.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    noted: list[int] = []
-
-    def note(signum: int, frame: Any) -> None:
-        noted.append(signum)
-        _raise_terminated(signum, frame)
-
-    previous = signal.signal(signal.SIGTERM, note)
-    try:
-        with _ray_sigterm_handlers_skipped(ray), _dropped_terminations_unprinted():
-            yield
-    except BaseException as exc:
-        if not noted:
-            raise
-        ray.shutdown()
-        if isinstance(exc, Terminated):
-            raise
-        raise Terminated from exc
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-    if noted:  # raised where something dropped it
-        ray.shutdown()
-        _SIGTERM_RECEIVED.set()
-        raise Terminated
-
-
-@contextlib.contextmanager
-def _dropped_terminations_unprinted() -> Iterator[None]:
-    """Python's report of a ``Terminated`` it dropped (an at-fork hook, a weakref callback) is not printed.
-
-    Why: ``terminations_kept`` raises it again when the block ends, so the run still exits 143 with
-    Relay's line; the report was a traceback above that line (filelock's at-fork hook, as Ray forks).
-    Every other unraisable exception goes to the hook that was there before.
-    """
-    previous = sys.unraisablehook
-
-    def report(unraisable: Any) -> None:
-        if not isinstance(unraisable.exc_value, Terminated):
-            previous(unraisable)
-
-    sys.unraisablehook = report
-    try:
-        yield
-    finally:
-        sys.unraisablehook = previous
-
-
-@contextlib.contextmanager
-def _ray_sigterm_handlers_skipped(ray: Any) -> Iterator[None]:
-    """Ray's ``set_sigterm_handler`` does nothing in the block: the handler ``terminations_kept`` set stays."""
-    utils = getattr(getattr(ray, "_private", None), "utils", None)
-    original = getattr(utils, "set_sigterm_handler", None)
-    if original is None:  # another Ray: nothing to skip
-        yield
-        return
-    utils.set_sigterm_handler = lambda handler: None
-    try:
-        yield
-    finally:
-        utils.set_sigterm_handler = original
-
-
-HELD_CTRL_C_LINE = b"\nrelay: stopping once Ray's start ends; press Ctrl-C again to stop now\n"
-
-
-@contextlib.contextmanager
-def interrupts_kept(on_interrupt: Callable[[], None] = lambda: None) -> Iterator[list[int]]:
-    """Hold a Ctrl-C that comes during the block until it ends; then call ``on_interrupt`` and raise it.
-
-    Raised where it lands, a Ctrl-C while Ray is imported and started was lost or hung the run:
-    Python runs a signal handler between any two bytecodes, also inside a weakref callback
-    (importlib's module locks, during `import ray`) or an at-fork hook (logging's, each time Ray
-    forks a process), where the exception is printed ("Exception ignored in ...") and dropped. The
-    run then went on to the end, or, dropped before logging's hook released its lock, hung on the
-    next log call. So the first Ctrl-C is only noted, and the block (bounded: Ray's start-up) ends
-    first; a second one raises at once, for a block that does not end. ``on_interrupt`` stops what
-    the block started. The first Ctrl-C is answered at once (``HELD_CTRL_C_LINE``): a loaded machine's Ray
-    start takes half a minute, which the terminal spent silent. Only the main thread can set a handler;
-    elsewhere the block runs as it is.
-    The block gets the list of interrupts noted so far (empty: none), to tell what they caused.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield []
-        return
-    noted: list[int] = []
-    previous = signal.getsignal(signal.SIGINT)
-
-    def note(signum: int, frame: Any) -> None:
-        noted.append(signum)
-        if len(noted) > 1:  # asked twice: the user means now
-            raise KeyboardInterrupt
-        os.write(2, HELD_CTRL_C_LINE)  # not print: the main thread may be inside a print to stderr
-
-    signal.signal(signal.SIGINT, note)
-    try:
-        yield noted
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    if noted:
-        on_interrupt()
-        raise KeyboardInterrupt
-
-
-@contextlib.contextmanager
-def join_abandoned_on_signal(address: str | None) -> Iterator[None]:
-    """While this driver joins the cluster at ``address``, a Ctrl-C or SIGTERM still ends the process (130, 143).
-
-    Why: joining an address where no GCS answers (a port taken by something else, a GCS gone
-    behind a firewall), ray.init waits inside Ray's C++ client, retrying "Failed to connect to
-    GCS" for good, and Python's signal handlers run only between bytecodes of the main thread,
-    so Ctrl-C and SIGTERM did nothing; only SIGKILL ended it. The signal still reaches the
-    wakeup fd, which a thread watches: the join is given ``JOIN_SIGNAL_GRACE_S`` to end by itself
-    (``interrupts_kept`` then raises as usual), else the process exits at once, 130 (SIGTERM: 143).
-    Joining writes nothing and starts no local process, so nothing is left behind. A local start (``address``
-    None or "local") is bounded and keeps ``interrupts_kept``'s handling alone; so does a thread
-    other than the main one, which cannot own the wakeup fd.
-    """
-    if address in (None, "local") or threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    read_end, write_end = os.pipe()
-    os.set_blocking(write_end, False)
-    joined = threading.Event()
-    previous_fd = signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
-
-    def watch() -> None:
-        with contextlib.suppress(OSError):
-            received = b"\0"
-            while received and received[0] not in (signal.SIGINT, signal.SIGTERM):  # other signals: not ours
-                received = os.read(read_end, 1)
-            if received and not joined.wait(JOIN_SIGNAL_GRACE_S):
-                os.write(2, f"\nrelay: interrupted while joining the Ray cluster at {address}\n".encode())
-                os._exit(EXIT_TERMINATED if received[0] == signal.SIGTERM else EXIT_INTERRUPTED)
-
-    watcher = threading.Thread(target=watch, daemon=True, name="relay-join-signals")
-    watcher.start()
-    try:
-        yield
-    finally:
-        joined.set()
-        signal.set_wakeup_fd(previous_fd)
-        os.close(write_end)  # the watcher's read returns (empty) and it ends
-        watcher.join(JOIN_SIGNAL_GRACE_S)
-        os.close(read_end)
-
-
-def _start_ray(ray: Any, kwargs: dict[str, Any], interrupted: Sequence[int] = ()) -> None:
-    """``ray.init``, retried once on another port when the dashboard's was taken meanwhile.
-
-    ``interrupted``: the Ctrl-Cs noted while Ray started. A Ctrl-C in a terminal reaches the whole
-    process group, Ray's own processes too, so a dashboard that died then was stopped, not
-    outbid for its port: the start ends as interrupted, without a retry or a word about ports.
-    """
-    try:
-        ray.init(**kwargs)
-    except Exception as exc:  # Ray raises a bare Exception for a dashboard that did not start
-        if interrupted:
-            ray.shutdown()
-            raise KeyboardInterrupt from exc
-        if "dashboard_port" not in kwargs or "dashboard" not in str(exc).lower():
-            raise
-        retry_port = dashboard_port(preferred=0)
-        logger.warning(
-            "Ray's dashboard lost port %s to another process; starting on %s", kwargs["dashboard_port"], retry_port
-        )
-        ray.shutdown()
-        ray.init(**{**kwargs, "dashboard_port": retry_port})
-
-
-def dashboard_port(preferred: int | None = None) -> int:
-    """``preferred`` (default: Ray's usual port) when it is free, else any free one; 0 asks the OS for one.
-
-    A second local Ray instance on the machine (another `relay run`, another user's tests)
-    holds 8265, and Ray 2.60 then fails to start the dashboard instead of moving on.
-    """
-    for port in (DASHBOARD_PORT if preferred is None else preferred, 0):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return probe.getsockname()[1]
-    return DASHBOARD_PORT

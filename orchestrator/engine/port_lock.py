@@ -2,7 +2,7 @@
 
 A free port can only be seen, not kept: two `relay run` started in the same second both saw 8265
 free, and the second one's dashboard failed to bind it about a minute later (Ray 2.60 waits for its
-dashboard, then gives up; ``executors._start_ray`` then retries on another port). Held from the
+dashboard, then gives up; ``ray_session._start_ray`` then retries on another port). Held from the
 check until Ray's dashboard is up, this lock makes the second start see the port taken and pick
 another at once.
 """

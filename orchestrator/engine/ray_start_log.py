@@ -1,6 +1,6 @@
 """What Ray prints while Relay starts a local instance or joins a cluster, cut to what a user can act on.
 
-``filtered`` is the block that every such cut runs in (here, in the executor and in `relay tune`).
+``filtered`` is the block that every such cut runs in (here, in ``ray_session``'s start and in `relay tune`).
 
 Two of Ray 2.60's start-up lines got in the way of every `relay run`:
 
@@ -21,11 +21,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 TOKEN_LOGGER = "ray._private.authentication.authentication_token_setup"
 WORKER_LOGGER = "ray._private.worker"
 TOKEN_ENABLED = "Token authentication is enabled for this Ray cluster"
+SERVICES_LOGGER = "ray._private.services"  # Ray's logger for starting its processes (dashboard, GCS, raylet)
 
 
 class StartFilter(logging.Filter):
@@ -62,3 +63,35 @@ def filtered(chosen: logging.Filter, *names: str) -> Iterator[None]:
     finally:
         for each in loggers:
             each.removeFilter(chosen)
+
+
+class HeldBack(logging.Filter):
+    """Keeps every record of the logger it filters, to be handled later or dropped."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        self.records.append(record)
+        return False
+
+
+@contextlib.contextmanager
+def start_failures_unless_interrupted(interrupted: Sequence[int]) -> Iterator[None]:
+    """Ray's lines about its processes failing to start are printed after the block, unless a Ctrl-C came in it.
+
+    Why: a terminal's Ctrl-C reaches Ray's new processes too, and a dashboard it stopped made Ray
+    log "ERROR services.py -- Failed to start the dashboard", then the last 20 lines of its log,
+    before Relay's "interrupted before the stages started" line: noise about the user's own
+    Ctrl-C. ``interrupted`` is ``interrupts_kept``'s list; without a Ctrl-C the lines are printed
+    as Ray logged them, once ray.init has returned or raised (a start that failed by itself).
+    """
+    held = HeldBack()
+    try:
+        with filtered(held, SERVICES_LOGGER):
+            yield
+    finally:
+        if not interrupted:
+            for record in held.records:
+                logging.getLogger(SERVICES_LOGGER).handle(record)

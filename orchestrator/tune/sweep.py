@@ -21,9 +21,10 @@ from typing import Any
 
 from orchestrator.config import TuneSettings, validate_config
 from orchestrator.engine.artifacts import ArtifactStore
-from orchestrator.engine.executors import RayExecutor, interrupts_kept
+from orchestrator.engine.executors import RayExecutor
 from orchestrator.engine.ledger import DONE_STATES, read_ledger, write_ledger
 from orchestrator.engine.ray_start_log import filtered
+from orchestrator.engine.signals import interrupts_kept
 from orchestrator.errors import ArtifactError
 from orchestrator.tracking.common import TAG_STATUS
 from orchestrator.tracking.report import text_table

@@ -13,7 +13,7 @@ import urllib.request
 import pytest
 import ray
 
-from orchestrator.engine import executors
+from orchestrator.engine import ray_session
 from orchestrator.engine.executors import RayExecutor
 
 pytestmark = pytest.mark.integration
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.integration
 def test_a_dashboard_port_taken_after_the_check_is_retried_on_another(monkeypatch):
     """Two runs starting at once both saw 8265 free; the one whose dashboard lost the race starts elsewhere."""
     assert not ray.is_initialized(), "a Ray instance from another test is still up in this process"
-    choose = executors.dashboard_port
+    choose = ray_session.dashboard_port
     retried: list[int] = []
 
     def racing(preferred=None):
@@ -35,7 +35,7 @@ def test_a_dashboard_port_taken_after_the_check_is_retried_on_another(monkeypatc
         other.bind(("127.0.0.1", 0))
         other.listen()
         taken = other.getsockname()[1]
-        monkeypatch.setattr(executors, "dashboard_port", racing)
+        monkeypatch.setattr(ray_session, "dashboard_port", racing)
         executor = RayExecutor(num_cpus=1)
         try:
             assert ray.is_initialized()

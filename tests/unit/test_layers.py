@@ -79,7 +79,7 @@ PIPELINE_SUBLAYERS = (
     "pipelines.schema",
     "pipelines.registry",
 )
-RAY_MODULES = {"orchestrator.engine.executors", "orchestrator.engine.distributed"}
+RAY_MODULES = {"orchestrator.engine.executors", "orchestrator.engine.distributed", "orchestrator.engine.ray_session"}
 RAY_PACKAGES = ("orchestrator.tune", "orchestrator.jobs")
 # What the pure algorithm modules may use besides the standard library and each other.
 ALGORITHM_THIRD_PARTY = {"torch", "torchvision", "numpy", "pyarrow", "tqdm", "sklearn", "PIL", "matplotlib", "ot"}

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.config import PipelineConfig, RunSettings, validate_config
-from orchestrator.engine import executors
+from orchestrator.engine import ray_session
 from orchestrator.errors import ConfigError
 
 
@@ -58,13 +58,13 @@ def test_a_store_size_beside_a_cluster_address_is_refused(address) -> None:
 def test_a_store_size_with_a_local_address_starts_that_instance_with_it(monkeypatch) -> None:
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     assert RunSettings(object_store_memory="1GB", ray_address="local").object_store_memory == 10**9
-    kwargs = executors._init_kwargs("local", 2, include_dashboard=False, object_store_memory=10**9)
+    kwargs = ray_session.init_kwargs("local", 2, include_dashboard=False, object_store_memory=10**9)
     assert kwargs["address"] == "local" and kwargs["object_store_memory"] == 10**9 and kwargs["num_cpus"] == 2
 
 
 def test_a_joined_cluster_gets_no_store_size(monkeypatch) -> None:
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    kwargs = executors._init_kwargs("10.0.0.5:6379", None, include_dashboard=True, object_store_memory=10**9)
+    kwargs = ray_session.init_kwargs("10.0.0.5:6379", None, include_dashboard=True, object_store_memory=10**9)
     assert "object_store_memory" not in kwargs  # ray.init: "must not be provided" when connecting
 
 
@@ -92,14 +92,14 @@ def test_a_joined_cluster_gets_no_store_size(monkeypatch) -> None:
 )
 def test_the_cause_rays_logs_name_is_said_with_its_fix(tmp_path: Path, log: str, line: str, fix: str) -> None:
     (tmp_path / log).write_text(f"some start-up line\n{line}\n*** StackTrace Information ***\n")
-    cause = executors.start_failure_cause(tmp_path)
+    cause = ray_session.start_failure_cause(tmp_path)
     assert cause is not None and fix in cause
     assert f"{log}: " in cause and "(raylet)" not in cause and "[2026" not in cause  # Ray's prefix dropped
 
 
 def test_logs_without_a_known_cause_are_named_for_a_person_to_read(tmp_path: Path) -> None:
     (tmp_path / "raylet.err").write_text("nothing anyone recognises\n")
-    said = executors.local_start_failure(RuntimeError("The current node timed out during startup"), tmp_path)
+    said = ray_session.local_start_failure(RuntimeError("The current node timed out during startup"), tmp_path)
     assert "timed out during startup" in said and "run.num_cpus lower" in said and str(tmp_path) in said
 
 

@@ -67,17 +67,17 @@ def test_a_busy_dashboard_port_moves_the_local_dashboard_elsewhere(monkeypatch) 
     """Another local Ray (another run, another user's tests) holds the usual port: ours takes a free one."""
     import socket
 
-    from orchestrator.engine import executors
+    from orchestrator.engine import ray_session
 
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         taken = busy.getsockname()[1]
-        monkeypatch.setattr(executors, "DASHBOARD_PORT", taken)
+        monkeypatch.setattr(ray_session, "DASHBOARD_PORT", taken)
         monkeypatch.delenv("RAY_ADDRESS", raising=False)
-        kwargs = executors._init_kwargs(None, 2, include_dashboard=True)
+        kwargs = ray_session.init_kwargs(None, 2, include_dashboard=True)
     assert kwargs["dashboard_port"] not in (taken, 0)
-    assert "dashboard_port" not in executors._init_kwargs(None, 2, include_dashboard=False)
+    assert "dashboard_port" not in ray_session.init_kwargs(None, 2, include_dashboard=False)
 
 
 def labeling_pipeline(train: Resources, label: Resources, parallelism: Parallelism = Parallelism.SHARDS) -> Pipeline:
@@ -247,7 +247,7 @@ def test_a_ctrl_c_during_the_block_is_held_until_it_ends_then_stops_what_it_star
     import signal
     import weakref
 
-    from orchestrator.engine.executors import interrupts_kept
+    from orchestrator.engine.signals import interrupts_kept
 
     class Started:
         pass
@@ -273,7 +273,7 @@ def test_a_second_ctrl_c_during_the_block_raises_at_once() -> None:
     import os
     import signal
 
-    from orchestrator.engine.executors import interrupts_kept
+    from orchestrator.engine.signals import interrupts_kept
 
     reached: list[int] = []
     with pytest.raises(KeyboardInterrupt), interrupts_kept():
@@ -288,7 +288,7 @@ def test_a_held_ctrl_c_is_answered_at_once(capfd) -> None:
     import os
     import signal
 
-    from orchestrator.engine.executors import interrupts_kept
+    from orchestrator.engine.signals import interrupts_kept
 
     with pytest.raises(KeyboardInterrupt), interrupts_kept():
         os.kill(os.getpid(), signal.SIGINT)
@@ -312,7 +312,7 @@ class DashboardDies:
 
 def test_a_dashboard_stopped_by_the_ctrl_c_ends_the_start_as_interrupted_without_a_port_retry(caplog) -> None:
     """A Ctrl-C reaches Ray's processes too; the start then logged 'lost port 8265 to another process' and retried."""
-    from orchestrator.engine.executors import _start_ray
+    from orchestrator.engine.ray_session import _start_ray
 
     ray = DashboardDies()
     with pytest.raises(KeyboardInterrupt):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from orchestrator.engine.executors import SERVICES_LOGGER, start_failures_unless_interrupted
+from orchestrator.engine.ray_start_log import SERVICES_LOGGER, start_failures_unless_interrupted
 
 
 def test_a_start_failure_is_printed_after_the_start_without_a_ctrl_c(caplog) -> None:

@@ -14,8 +14,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from orchestrator.engine import executors
-from orchestrator.engine.executors import EXIT_TERMINATED, Terminated, terminated_by_signal, terminations_kept
+from orchestrator.engine import signals
+from orchestrator.engine.signals import EXIT_TERMINATED, Terminated, terminated_by_signal, terminations_kept
 
 
 class StartingRay:
@@ -44,7 +44,7 @@ def sigterm_restored() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, before)
-        executors._SIGTERM_RECEIVED.clear()  # other tests see a process no SIGTERM reached
+        signals._SIGTERM_RECEIVED.clear()  # other tests see a process no SIGTERM reached
 
 
 def test_a_sigterm_while_ray_starts_raises_143_at_once_stops_ray_and_keeps_rays_handler_out() -> None:
