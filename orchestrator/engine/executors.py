@@ -28,6 +28,7 @@ from orchestrator.dag import Parallelism, Pipeline, ProgressSink, Resources, Sta
 from orchestrator.engine import distributed
 from orchestrator.engine.artifacts import Manifest
 from orchestrator.engine.body import Placement, run_stage_body
+from orchestrator.engine.demands import amounts_text, shortfall
 from orchestrator.engine.fit import uses_actor_pool, workers_to_start
 from orchestrator.engine.progress import ProgressBoard
 from orchestrator.engine.ray_session import init_failure, init_kwargs, init_ray
@@ -120,7 +121,7 @@ def _short_of(resources: Resources, workers: int, total: Mapping[str, float]) ->
         "GPU": resources.num_gpus * workers,
         **{key: amount * workers for key, amount in dict(resources.custom).items()},
     }
-    return {key: amount for key, amount in asked.items() if amount > total.get(key, 0)}
+    return shortfall(asked, total)
 
 
 def infeasible_warning(stage: Stage, total: Mapping[str, float]) -> str | None:
@@ -134,22 +135,18 @@ def infeasible_warning(stage: Stage, total: Mapping[str, float]) -> str | None:
     short = _short_of(resources, workers_to_start(stage), total)
     if short:
         return (
-            f"{stage.name} asks for {_amounts(short)} ({workers_to_start(stage)} worker(s)) but the cluster has "
-            f"{_amounts({key: total.get(key, 0) for key in short})}; it will wait until an autoscaler adds nodes "
+            f"{stage.name} asks for {amounts_text(short)} ({workers_to_start(stage)} worker(s)) but the cluster has "
+            f"{amounts_text({key: total.get(key, 0) for key in short})}; it will wait until an autoscaler adds nodes "
             "that have them. Lower the stage's resources or add nodes."
         )
     short = _short_of(resources, resources.workers, total)
     if not short:
         return None
     return (
-        f"{stage.name}: its {resources.workers} workers ask for {_amounts(short)} but the cluster has "
-        f"{_amounts({key: total.get(key, 0) for key in short})}; it runs on its own task, which labels the shards "
+        f"{stage.name}: its {resources.workers} workers ask for {amounts_text(short)} but the cluster has "
+        f"{amounts_text({key: total.get(key, 0) for key in short})}; it runs on its own task, which labels the shards "
         "no actor finds room for (fewer at once). Lower its workers to what the cluster holds, or add nodes."
     )
-
-
-def _amounts(amounts: Mapping[str, float]) -> str:
-    return ", ".join(f"{amount:g} {key}" for key, amount in amounts.items())
 
 
 def kept_workers(pipeline: Pipeline, total: Mapping[str, float]) -> dict[Resources, int]:

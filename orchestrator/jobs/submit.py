@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
+from orchestrator.engine.demands import amounts_text, resource_key, shortfall
 from orchestrator.errors import ConfigError
 from orchestrator.jobs.connection import (
     InsufficientResourcesError,
@@ -340,23 +341,12 @@ def cluster_totals(address: str) -> dict[str, float] | None:
     ``ray.cluster_resources()`` needs a driver connection, which a Jobs client
     does not have; the dashboard's autoscaler report carries the same totals.
     """
-    body = _get_json(address, "/api/cluster_status", auth_headers())  # keys as _resource_key makes them
+    body = _get_json(address, "/api/cluster_status", auth_headers())  # keys as resource_key makes them
     status = ((body or {}).get("data") or {}).get("clusterStatus") or {}
     report = status.get("loadMetricsReport") or status.get("load_metrics_report")
     if not isinstance(report, dict) or not isinstance(report.get("usage"), dict):
         return None
-    return {_resource_key(key): float(used_total[1]) for key, used_total in report["usage"].items() if used_total}
-
-
-def _resource_key(name: str) -> str:
-    """A resource name as the dashboard's report and a config both name it: the report camel-cases keys
-    (`node_a` arrives as `nodeA`), so both are compared without underscores or case."""
-    return name.replace("_", "").lower()
-
-
-def _short(needs: Mapping[str, float], totals: Mapping[str, float]) -> dict[str, float]:
-    """The resources of ``needs`` that ``totals`` has less of."""
-    return {key: amount for key, amount in needs.items() if amount > totals.get(_resource_key(key), 0.0) + 1e-9}
+    return {resource_key(key): float(used_total[1]) for key, used_total in report["usage"].items() if used_total}
 
 
 def check_cluster_resources(address: str, needs: Mapping[str, float]) -> None:
@@ -365,14 +355,16 @@ def check_cluster_resources(address: str, needs: Mapping[str, float]) -> None:
     needs = {key: amount for key, amount in needs.items() if amount > 0}
     if not needs:
         return
-    totals = _once_reported(lambda: cluster_totals(address), lambda totals: bool(_short(needs, totals)))
+    totals = _once_reported(
+        lambda: cluster_totals(address), lambda totals: bool(shortfall(needs, totals, key=resource_key))
+    )
     if totals is None:
         logger.warning("could not read the resources of %s (/api/cluster_status); not checked", address)
         return
-    short = _short(needs, totals)
+    short = shortfall(needs, totals, key=resource_key)
     if not short:
         return
-    has = ", ".join(f"{totals.get(_resource_key(key), 0.0):g} {key}" for key in short)
+    has = ", ".join(f"{totals.get(resource_key(key), 0.0):g} {key}" for key in short)
     asks = ", ".join(f"{amount:g} {key}" for key, amount in short.items())
     fix = (
         "start GPU workers (ray up with min_workers >= 1 for the GPU node type, or scale the KubeRay GPU "
@@ -408,7 +400,7 @@ def node_resources(address: str) -> list[dict[str, float]] | None:
     if not isinstance(rows, list):
         return None
     return [
-        {_resource_key(key): float(amount) for key, amount in (row.get("resources_total") or {}).items()}
+        {resource_key(key): float(amount) for key, amount in (row.get("resources_total") or {}).items()}
         for row in rows
         if isinstance(row, dict) and row.get("state") == "ALIVE"
     ]
@@ -416,7 +408,7 @@ def node_resources(address: str) -> list[dict[str, float]] | None:
 
 def largest_node(nodes: list[Mapping[str, float]], keys: Iterable[str]) -> dict[str, float]:
     """The most any one node has of each of ``keys`` (resource names as a config writes them)."""
-    return {key: max((node.get(_resource_key(key), 0.0) for node in nodes), default=0.0) for key in keys}
+    return {key: max((node.get(resource_key(key), 0.0) for node in nodes), default=0.0) for key in keys}
 
 
 def oversized_workers(requests: Mapping[str, Mapping[str, float]], nodes: list[Mapping[str, float]]) -> list[str]:
@@ -427,27 +419,23 @@ def oversized_workers(requests: Mapping[str, Mapping[str, float]], nodes: list[M
     available node types can fulfill resource request").
     """
     nodes = [
-        {_resource_key(key): amount for key, amount in node.items()} for node in nodes
+        {resource_key(key): amount for key, amount in node.items()} for node in nodes
     ]  # as Ray or a report names them
     stages: dict[tuple[tuple[str, float], ...], list[str]] = {}
     for name, asked in requests.items():
-        if asked and all(_short(asked, node) for node in nodes):
+        if asked and all(shortfall(asked, node, key=resource_key) for node in nodes):
             stages.setdefault(tuple(sorted(asked.items())), []).append(name)
     problems = []
     for asked, names in stages.items():
         largest = largest_node(nodes, dict(asked))
         role = names[0].rsplit("/", 1)[-1]
         problems.append(
-            f"{', '.join(names)}: one worker asks for {_amounts(dict(asked))}, and no node of the cluster has that "
-            f"much (the largest has {_amounts(largest)}); a worker runs on one node: lower the stage's resources "
+            f"{', '.join(names)}: one worker asks for {amounts_text(dict(asked))}, and no node of the cluster has that "
+            f"much (the largest has {amounts_text(largest)}); a worker runs on one node: lower the stage's resources "
             f"(e.g. resources.{role}.num_cpus; more workers share the work), or add a node that large "
             "(`ray start --num-cpus N --num-gpus N`)"
         )
     return problems
-
-
-def _amounts(amounts: Mapping[str, float]) -> str:
-    return ", ".join(f"{amount:g} {key}" for key, amount in amounts.items())
 
 
 def check_workers_fit(address: str, requests: Mapping[str, Mapping[str, float]]) -> None:

@@ -49,7 +49,8 @@ LAYERS: dict[str, set[str]] = {
         "orchestrator.engine",
         "orchestrator.tracking",
     },
-    "orchestrator.jobs": {"orchestrator.errors", "orchestrator.config"},
+    # jobs: a Ray Jobs client; of the engine, only the stdlib check of a stage's needs against a cluster's totals
+    "orchestrator.jobs": {"orchestrator.errors", "orchestrator.config", "orchestrator.engine.demands"},
     "orchestrator.ui": {"orchestrator.errors", "orchestrator.config", "orchestrator.tracking"},
     "orchestrator.cli": {"orchestrator"},
     "orchestrator": set(),  # orchestrator/__init__.py
