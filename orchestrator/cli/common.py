@@ -48,13 +48,13 @@ from orchestrator.engine.ledger import (
     record_path,
     this_driver,
 )
+from orchestrator.engine.signals import EXIT_INTERRUPTED as EXIT_INTERRUPTED  # the code `relay` ends with on Ctrl-C
 from orchestrator.errors import ConfigError, RelayError
 from orchestrator.registry import PipelineSpec, get_pipeline, load_pipelines
 from orchestrator.yaml_input import yaml_mapping
 
 Pipelines = Mapping[str, PipelineSpec]
 EXIT_FAILED, EXIT_BAD_INPUT = 1, 2
-EXIT_INTERRUPTED = 130  # 128 + SIGINT: what a shell reports for a program Ctrl-C ended
 ON_THE_COMMAND_LINE = "set on the command line"  # where `relay`'s `key=value` overrides come from, for a problem
 BY_OVERRIDES = "set by overrides"  # where the Python API's come from (``relay.run(..., overrides=[...])``)
 
