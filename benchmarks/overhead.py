@@ -14,8 +14,8 @@ Ray's own start is timed alone beside them: a fresh process that imports ray, th
 ``ray.init`` and ``ray.shutdown`` with the options ``RayExecutor`` uses for a local instance
 (``orchestrator.engine.ray_session.init_kwargs``: dashboard on, default CPUs), so the one-off
 cost can be split into what Ray itself takes and what Relay adds on top.
-Goals: ratio <= 1.05 at demo scale, fixed overhead < 0.5 s per stage (issue 6); one-off start-up
-at most 3 s beyond Ray's own start (issue 17).
+Goals: ratio <= 1.05 at demo scale, fixed overhead < 0.5 s per stage; one-off start-up
+at most 3 s beyond Ray's own start.
 
 Usage: python benchmarks/overhead.py [--repeats 3] [--demo-repeats 1] [--skip-demo]
        python benchmarks/overhead.py --plain CONFIG [key=value ...]   (one plain run; prints JSON)

@@ -96,7 +96,7 @@ class _RunState:
 
     def write_ledger(self, status: RunStatus) -> None:
         """Rewrite the ledger. Once a stage has failed, a ledger the store cannot take is noted, not raised:
-        the same broken store usually failed the stage's output first (QA: an S3 endpoint gone mid-run),
+        the same broken store usually failed the stage's output first (an S3 endpoint gone mid-run),
         and the run's last line named the ledger rather than the stage."""
         try:
             self.ledger.write(status, {name: o.ledger_entry() for name, o in self.outcomes.items()})
