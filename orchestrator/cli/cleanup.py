@@ -45,7 +45,6 @@ from orchestrator.tracking.common import TAG_KIND, TAG_PIPELINE_RUN, mlflow_clie
 from orchestrator.tracking.mlflow_tracker import TAG_REGISTERED
 
 STAGES = "stages"
-LIVE_STATES = ("RUNNING", "STARTING")  # a run `relay runs` shows so may still write (a dead local driver: INTERRUPTED)
 FINGERPRINT_PREFIX = 16  # how much of a fingerprint names a data-parallel stage's Ray Train folder (train_run_name)
 SHOWN_FINGERPRINT = 12  # as the runner's log lines show one
 MLFLOW_UNDO = (
@@ -165,7 +164,7 @@ def stage_folders(store: ArtifactStore, fingerprints: Iterable[str], names: Mapp
 def may_be_running(store: ArtifactStore, run_id: str, driver_gone: bool = False, command: str = "gc") -> str | None:
     """Why run ``run_id`` may still be running (resume_guard's refusal, its ways on said for ``command``: "delete"
     when the run itself is to go, "gc" when it holds back removing folders); None when it is not running."""
-    if runs.run_status(store, run_id) not in LIVE_STATES:
+    if not runs.run_status(store, run_id).is_live:  # a dead driver here reads INTERRUPTED: not running
         return None
     try:
         resume_guard.check_not_running(store, run_id, driver_gone)

@@ -31,7 +31,7 @@ from orchestrator.cli.pipeline import add_cache_flags, cache_flags, stages_to_re
 from orchestrator.cli.preflight import check_run_id, open_store
 from orchestrator.config import ARTIFACT_URI_ENV, WORKSPACE_ENV, tracking_uri
 from orchestrator.engine.fit import cluster_needs
-from orchestrator.engine.ledger import CONFIG_FILE, JOB_ADDRESS_ENV, record_path
+from orchestrator.engine.ledger import CONFIG_FILE, JOB_ADDRESS_ENV, RunStatus, record_path
 from orchestrator.errors import ConfigError
 from orchestrator.tracking.report import text_table
 
@@ -148,7 +148,7 @@ def check_run_id_unused(store_uri: str, run_id: str, address: str = "http://HOST
     if store.read_record(record_path(run_id, CONFIG_FILE)) is None:
         return
     status = runs.run_status(store, run_id)
-    if status == "FINISHED":
+    if status is RunStatus.FINISHED:
         way_on = "it has finished: pick another --run-id (or leave --run-id out for a new one)"
     else:
         way_on = (

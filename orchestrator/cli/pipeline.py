@@ -61,6 +61,7 @@ from orchestrator.engine.executors import Executor, LocalExecutor, RayExecutor
 from orchestrator.engine.ledger import (
     CONFIG_FILE,
     RUNS,
+    RunStatus,
     failed_start_recorded,
     record_path,
     tracking_lost_at,
@@ -276,8 +277,10 @@ def run_stages(run: PreparedRun, tracker: BackgroundTracker, copies: Path, hando
     ``copies``: where files of a remote store are copied for MLflow to log (Runner). Ctrl-C
     closes the MLflow runs KILLED, the status MLflow has for a run stopped from outside.
     ``handover`` is marked once the Runner, which says how to resume from then on, has the run.
+    The status the tracker closes with is the run's (a ``RunStatus``), or MLflow's KILLED after a Ctrl-C.
     """
-    status, executor, table = "FAILED", None, None
+    status: str = RunStatus.FAILED
+    executor, table = None, None
     try:
         # Ctrl-C while Ray is imported and started: never lost (the finally stops Ray); a failed start: the run FAILED
         with interrupts_kept(), failed_start_recorded(run.store, run.run_id):
@@ -298,11 +301,11 @@ def run_stages(run: PreparedRun, tracker: BackgroundTracker, copies: Path, hando
         with ProgressDisplay(executor.open_progress(run.run_id)):
             handover.runner_has_it = True
             summary = runner.run(run.pipeline, run.run_id, stop_after=run.stop_after, rerun=run.rerun)
-        status = "FINISHED" if run.stop_after is None else "STOPPED"
+        status = RunStatus.FINISHED if run.stop_after is None else RunStatus.STOPPED
         if run.stop_after is None:
             table = closing_table(run, summary.manifests)
     except (KeyboardInterrupt, SystemExit):  # Ctrl-C; SIGTERM from Ray's start on (`relay stop`): Terminated
-        if status == "FAILED":  # not once the Runner returned: the run record already says how it ended
+        if status is RunStatus.FAILED:  # not once the Runner returned: the run record already says how it ended
             status = "KILLED"
         raise
     finally:
@@ -604,7 +607,7 @@ def newest_recorded_pipeline(store: ArtifactStore, pipelines: Pipelines) -> str 
 
 
 def print_generations(
-    run_id: str, rows: list[dict[str, Any]], summary: Mapping[str, str] | None, status: str | None = None
+    run_id: str, rows: list[dict[str, Any]], summary: Mapping[str, str] | None, status: RunStatus | None = None
 ) -> None:
     """Print the run's per-generation table: its pipeline's summary columns, else every metric, one a line.
 
@@ -851,13 +854,13 @@ def cmd_generations(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_status_of(store: ArtifactStore, run_id: str) -> str | None:
+def run_status_of(store: ArtifactStore, run_id: str) -> RunStatus | None:
     """The run's status as `relay runs` says it, None when this store holds no ledger of it (a sweep's trial)."""
     try:
         status = runs.run_status(store, run_id)
     except RelayError:
         return None
-    return None if status in ("NOT STARTED", runs.UNREADABLE) else status
+    return None if status in (RunStatus.NOT_STARTED, RunStatus.UNREADABLE) else status
 
 
 def generations_of(

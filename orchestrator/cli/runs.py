@@ -66,8 +66,6 @@ from orchestrator.tracking.report import text_table
 from orchestrator.tune.plan import SWEEP_RECORD
 from orchestrator.yaml_input import yaml_mapping
 
-# The statuses other commands compare `run_status` with by these names: the vocabulary's own members (RunStatus).
-UNREADABLE, INTERRUPTED = RunStatus.UNREADABLE, RunStatus.INTERRUPTED
 TRIALS_JSON = "trials.json"  # a finished sweep's trials (`relay tune` writes it beside its config): each one's values
 HEADERS = ["run", "pipeline", "status", "generations", "best", "started"]
 # The errors (class names, as the ledger records a failed stage's) of data that cannot be read: fixing it changes

@@ -19,6 +19,7 @@ from orchestrator.cli.common import add_workspace, store_of
 from orchestrator.cli.preflight import file_not_folder_problem, tracking_uri_problem
 from orchestrator.cli.run_locations import tracking_problem
 from orchestrator.config import TRACKING_URI_ENV, WORKSPACE_ENV, RunSettings, TrackingSettings, tracking_uri
+from orchestrator.engine.ledger import RunStatus
 from orchestrator.errors import ConfigError
 from orchestrator.tracking.mlflow_tracker import close_interrupted
 from orchestrator.tracking.sweeps import close_dead_sweeps
@@ -75,7 +76,7 @@ def close_interrupted_runs(args: argparse.Namespace, uri: str) -> None:
     except ConfigError as exc:
         log.info("not checking for interrupted runs: %s", exc)
         return
-    interrupted = sorted(run for run in runs.run_ids(store) if runs.run_status(store, run) == runs.INTERRUPTED)
+    interrupted = sorted(run for run in runs.run_ids(store) if runs.run_status(store, run) is RunStatus.INTERRUPTED)
     experiment = args.experiment or TrackingSettings().experiment
     closed = close_interrupted(uri, experiment, interrupted)
     if closed:

@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from orchestrator.engine.ledger import RunStatus
+
 
 @dataclass(frozen=True)
 class TrackedArtifact:
@@ -33,7 +35,7 @@ class StageRecord:
     generation: int | None
     fingerprint: str
     cache_hit: bool
-    status: str  # "FINISHED" | "FAILED"
+    status: RunStatus  # FINISHED (ran, or a cache hit) or FAILED
     metrics: dict[str, float] = field(default_factory=dict)
     series: list[tuple[int, dict[str, float]]] = field(default_factory=list)
     files: dict[str, str] = field(default_factory=dict)  # name -> local path

@@ -22,7 +22,7 @@ from typing import Any
 from orchestrator.config import TuneSettings, validate_config
 from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.engine.executors import RayExecutor
-from orchestrator.engine.ledger import DONE_STATES, read_ledger, write_ledger
+from orchestrator.engine.ledger import DONE_STATES, RunStatus, read_ledger, write_ledger
 from orchestrator.engine.ray_start_log import filtered
 from orchestrator.engine.signals import interrupts_kept
 from orchestrator.errors import ArtifactError
@@ -384,7 +384,8 @@ def computed_by_generation(plan: SweepPlan, run_id: str) -> dict[int, float]:
     return computed
 
 
-OPEN_LEDGER_STATES = ("RUNNING", "STOPPED")  # what a cut-off trial's ledger says: mid-generation, between two
+# What a cut-off trial's ledger says: RUNNING mid-generation, STOPPED between two.
+OPEN_LEDGER_STATES = (RunStatus.RUNNING, RunStatus.STOPPED)
 
 
 def mark_interrupted(store: ArtifactStore, run_id: str) -> None:
@@ -400,7 +401,7 @@ def mark_interrupted(store: ArtifactStore, run_id: str) -> None:
         ledger = read_ledger(store, run_id)
         if not isinstance(ledger, dict) or ledger.get("status") not in OPEN_LEDGER_STATES:
             return
-        ledger["status"] = "INTERRUPTED"
+        ledger["status"] = RunStatus.INTERRUPTED
         write_ledger(store, run_id, ledger)
     except (ArtifactError, OSError) as exc:
         logger.warning("trial %s: its ledger still says how far it got, not INTERRUPTED: %s", run_id, exc)
@@ -432,8 +433,15 @@ def _status(plan: SweepPlan, result: Any, by_generation: Mapping[int, float]) ->
 
 
 def _mlflow_status(status: str) -> str:
-    """KILLED for a trial stopped early or cut off: MLflow's status for a run ended from outside."""
+    """KILLED for a trial stopped early or cut off: MLflow's status for a run ended from outside.
+
+    MLflow's own words (FINISHED, FAILED, KILLED), not a ``RunStatus``: they close the trial's MLflow run.
+    """
     return {"completed": "FINISHED", "error": "FAILED"}.get(status, "KILLED")
+
+
+# How a trial ended (``_status``) in the words of `relay runs`, for its `relay.status` (an open one: INTERRUPTED).
+RELAY_STATUS_OF_TRIAL = {"completed": RunStatus.FINISHED, "error": RunStatus.FAILED, "stopped early": RunStatus.STOPPED}
 
 
 def _relay_status(status: str) -> str:
@@ -441,8 +449,8 @@ def _relay_status(status: str) -> str:
     says after Ctrl-C) that the sweep was, and `relay tune --resume` goes on with it: a trial cut off before
     it computed anything (unfinished) too, which read KILLED."""
     if status in OPEN:
-        return "INTERRUPTED"
-    return {"stopped early": "STOPPED"}.get(status) or _mlflow_status(status)
+        return RunStatus.INTERRUPTED
+    return RELAY_STATUS_OF_TRIAL.get(status) or _mlflow_status(status)
 
 
 def best_row(rows: Sequence[TrialRow], mode: str) -> TrialRow | None:

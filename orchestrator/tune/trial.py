@@ -19,7 +19,7 @@ from orchestrator.config import apply_overrides, validate_config
 from orchestrator.dag import Pipeline
 from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.engine.executors import RayExecutor
-from orchestrator.engine.ledger import record_path
+from orchestrator.engine.ledger import RunStatus, record_path
 from orchestrator.engine.runner import Runner
 from orchestrator.tracking.common import TAG_SWEEP
 from orchestrator.tracking.mlflow_tracker import metric_prefix, mlflow_tracker
@@ -29,6 +29,9 @@ from orchestrator.tune.space import clip_values
 TAG_TRIAL = "relay.tune.trial_id"
 TAG_VALUE_PREFIX = "tune."
 STATE_FILE = "trial_state.json"
+# The tracker's end of a trial Tune paused (its MLflow run closes KILLED until it resumes); not a RunStatus:
+# no ledger says it, the trial's ledger says STOPPED between two generations.
+PAUSED = "PAUSED"
 
 
 @dataclass
@@ -145,7 +148,7 @@ def run_trial(config: dict[str, Any], plan: SweepPlan) -> None:
     except BaseException as error:
         tracker.end_pipeline(ending_status(error, plan.generations - state.next_generation))
         raise
-    tracker.end_pipeline("FINISHED")
+    tracker.end_pipeline(RunStatus.FINISHED)
 
 
 def ending_status(error: BaseException, generations_left: int) -> str:
@@ -157,8 +160,8 @@ def ending_status(error: BaseException, generations_left: int) -> str:
     Anything else is a failure.
     """
     if isinstance(error, SystemExit) and error.code in (0, None):
-        return "PAUSED" if generations_left > 0 else "FINISHED"
-    return "FAILED"
+        return PAUSED if generations_left > 0 else RunStatus.FINISHED
+    return RunStatus.FAILED
 
 
 def _load_state(checkpoint: Any, values: Mapping[str, Any]) -> TrialState:
