@@ -251,7 +251,7 @@ def run_result(end: pipeline.RunEnd) -> RunResult:
     tracking = config.tracking
     return RunResult(
         run_id=run_id,
-        status=run_records.run_status(store, run_id),
+        status=str(run_records.run_status(store, run_id)),  # a plain str, as a user's yaml/pickle expects
         workspace=resolve_workspace(config.run),
         artifact_uri=store.uri,
         tracking_uri=tracking.uri,
@@ -293,7 +293,8 @@ def runs(workspace: PathLike | None = None, *, artifact_uri: str | None = None) 
     checked_texts(artifact_uri=artifact_uri)
     args = command_args("runs", workspace=as_flag(workspace), artifact_uri=artifact_uri)
     sweeps = sweeps_folder(workspace)
-    return [dataclasses.asdict(row) for row in run_records.run_rows(store_of(args), load_pipelines(), sweeps)]
+    rows = [dataclasses.asdict(row) for row in run_records.run_rows(store_of(args), load_pipelines(), sweeps)]
+    return [{**row, "status": str(row["status"])} for row in rows]  # plain str: yaml.safe_dump refuses an enum
 
 
 @mlflow_quieted()

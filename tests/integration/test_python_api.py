@@ -71,6 +71,8 @@ def test_run_returns_the_run_and_generations_relay_generations_prints(smoke: api
     ]
     listed = {row["run_id"]: row for row in api.runs(smoke.workspace)}
     assert (listed[smoke.run_id]["status"], listed[smoke.run_id]["generations"]) == ("FINISHED", "2/2")
+    assert type(smoke.status) is str and type(listed[smoke.run_id]["status"]) is str  # plain words, not an enum
+    assert "FINISHED" in yaml.safe_dump([listed[smoke.run_id], smoke.status])
 
 
 def test_a_taken_run_id_is_refused_as_the_cli_refuses_it_and_the_workspace_is_untouched(
