@@ -43,6 +43,7 @@ DIGEST_CHARS = 32  # MLflow keeps at most 36 characters of a dataset digest
 NEWEST_ALIAS = "newest"  # MLflow reserves "latest"; `models:/<name>/latest` also resolves the newest version
 TAG_ARTIFACT = "relay.artifact"
 TAG_DIGEST = "relay.digest"
+TAG_LOADER = "relay.pyfunc_loader"  # the module its MLmodel names ("none": no python_function flavour)
 TAG_TEACHER = "relay.teacher"
 
 
@@ -185,7 +186,12 @@ def log_model(
     if artifact.local_path is None:
         raise FileNotFoundError(f"model {artifact.name} has no local copy to log")
     config = checkpoint_config(artifact)
-    model_tags = {**tags, TAG_ARTIFACT: artifact.name, TAG_DIGEST: artifact.digest}
+    model_tags = {
+        **tags,
+        TAG_ARTIFACT: artifact.name,
+        TAG_DIGEST: artifact.digest,
+        TAG_LOADER: loader_tag(pyfunc_loader),
+    }
     model = client.create_logged_model(
         experiment_id,
         name=logged_model_name(pipeline, artifact.name),
@@ -312,17 +318,30 @@ def drop_aliases_beyond(client: Any, name: str, last_generation: int) -> list[st
     return stale
 
 
-def same_model(client: Any, experiment_id: str, artifact: TrackedArtifact) -> Any:
-    """A READY LoggedModel of the experiment holding ``artifact``'s bytes (same name and digest), or None.
+def same_model(client: Any, experiment_id: str, artifact: TrackedArtifact, pyfunc_loader: str | None) -> Any:
+    """A READY LoggedModel of the experiment holding ``artifact``'s bytes (same name and digest) and
+    loaded by ``pyfunc_loader`` (the run's pipeline's), or None.
 
     Why: a rerun whose stages hit the cache logged every model again, a second copy of the same
     weights (100 MB a ResNet-50), and registered it as a new version; it is now linked and its
-    version's aliases moved. The one with the newest version registered under any name comes first.
+    version's aliases moved. The loader must match too: the same bytes made by a pipeline with
+    another loader (a plug-in's, or none) gave a registered version an MLmodel that the run's own
+    pipeline does not load with (`models:/smoke@gen-00` then needed the plug-in installed). A model
+    logged before the loader was tagged matches none, so it is logged once more. The one with the
+    newest version registered under any name comes first.
     """
-    query = f"tags.`{TAG_DIGEST}` = '{artifact.digest}' and tags.`{TAG_ARTIFACT}` = '{artifact.name}'"
+    query = (
+        f"tags.`{TAG_DIGEST}` = '{artifact.digest}' and tags.`{TAG_ARTIFACT}` = '{artifact.name}'"
+        f" and tags.`{TAG_LOADER}` = '{loader_tag(pyfunc_loader)}'"
+    )
     found = [m for m in client.search_logged_models([experiment_id], filter_string=query) if str(m.status) == "READY"]
     found.sort(key=lambda m: max((int(v.get("version", 0)) for v in registered_versions(m)), default=0), reverse=True)
     return found[0] if found else None
+
+
+def loader_tag(pyfunc_loader: str | None) -> str:
+    """The ``TAG_LOADER`` value of a model logged with ``pyfunc_loader`` (MLflow tags take no None)."""
+    return pyfunc_loader or "none"
 
 
 def _link_version(client: Any, model_id: str, name: str, version: Any) -> None:

@@ -589,7 +589,7 @@ class MlflowTracker:
             if lineage.registered_versions(model):  # and after registering it
                 return
         else:
-            model = lineage.same_model(self._client, self._experiment_id, artifact)  # another run's: a cache hit
+            model = lineage.same_model(self._client, self._experiment_id, artifact, self.pyfunc_loader)  # a cache hit
             if model is None:
                 model = lineage.log_model(
                     self._client,

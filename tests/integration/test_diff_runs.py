@@ -16,7 +16,15 @@ def test_two_runs_of_one_pipeline_are_told_apart(tmp_path) -> None:
     workspace = tmp_path / "ws"
     for run_id, overrides in (("ra", ["seed=0"]), ("rb", ["seed=3", "crest.alignment=false"])):
         done = relay(
-            "run", SMOKE, "train.steps=10", "crest.generations=1", *overrides, "--run-id", run_id, workspace=workspace
+            "run",
+            SMOKE,
+            "train.steps=10",
+            "crest.generations=1",
+            *overrides,
+            "run.executor=local",
+            "--run-id",
+            run_id,
+            workspace=workspace,
         )
         assert done.returncode == 0, done.stderr[-3000:]
 

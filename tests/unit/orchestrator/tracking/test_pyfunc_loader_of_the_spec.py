@@ -123,3 +123,40 @@ def test_without_an_input_shape_predict_still_checks_the_dtype_and_leaves_the_sh
     assert api.checked_images(images, None, "toy-1") is images
     with pytest.raises(InputError, match="got dtype float32"):
         api.checked_images(images.astype(np.float32), None, "toy-1")
+
+
+def track_model(tmp_path: Path, run_id: str, pipeline: str, loader: str | None, stored: Path) -> None:
+    """One real tracker, as `relay run` of ``pipeline`` drives it, logging and registering g00/model from ``stored``."""
+    artifact = TrackedArtifact("g00/model", stored.as_uri(), "d1" * 16, "checkpoint", "model", str(stored))
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    location = (tmp_path / "mlartifacts").as_uri()  # one experiment: where a cache hit finds the model
+    tracker = MlflowTracker(uri, "relay", artifact_location=location, pyfunc_loader=loader)
+    tracker.start_pipeline(run_id, pipeline, {"pipeline": pipeline}, resume=False)
+    tracker.stage_finished(StageRecord("g00/train", 0, "fp-train", False, "FINISHED", outputs={"g00/model": artifact}))
+    tracker.end_pipeline("FINISHED")
+
+
+def registered_loader(name: str) -> str | None:
+    """The loader module the MLmodel of ``models:/NAME@gen-00`` names (None: no python_function flavour)."""
+    flavors = Model.load(f"models:/{name}@gen-00").flavors
+    return flavors.get("python_function", {}).get("loader_module")
+
+
+def test_the_same_bytes_from_pipelines_with_other_loaders_are_registered_each_with_its_own_loader(
+    tmp_path: Path, plugin_loader: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cache hit reuses a logged model of the same bytes: only one its own pipeline's loader loads."""
+    stored = tmp_path / "model.ckpt"
+    stored.write_text(CHECKPOINT)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    track_model(tmp_path, "bare-1", "bare", None, stored)
+    track_model(tmp_path, "own-1", "own", plugin_loader, stored)
+    track_model(tmp_path, "own-2", "again", plugin_loader, stored)
+    assert registered_loader("bare") is None
+    assert registered_loader("own") == plugin_loader, "not the bare pipeline's MLmodel"
+    assert mlflow.pyfunc.load_model("models:/own@gen-00").predict(np.zeros((1, 1, 4, 4), np.uint8)).tolist() == [
+        [len(CHECKPOINT)]
+    ]
+    client = mlflow.MlflowClient()
+    same = {client.get_model_version("own", "1").model_id, client.get_model_version("again", "1").model_id}
+    assert len(same) == 1, "the same bytes and loader are still logged once"
