@@ -1,6 +1,6 @@
 """Pseudo-label tables through the ArtifactStore (Parquet, explicit schema, digest, manifest) vs np.save/np.load.
 
-The table is the pseudo-label contract (docs/ARCHITECTURE.md, Contracts): sample_id, pred_class, confidence,
+The table is the pseudo-label contract (docs/CONTRACTS.md, Pseudo-label schema): sample_id, pred_class, confidence,
 probs fixed_size_list<float32>[C], generation, model. It is written both ways the stage can
 hand it over (a whole pa.Table, and a RecordBatchReader streamed batch by batch, which is what
 ``pseudo_label_generation`` returns) and read back with ``ArtifactStore.load``; the read must

@@ -196,6 +196,7 @@ def get_pipeline(
     source: str | None = None,
     overrides: Sequence[str] = (),
     origin: str = "set on the command line",
+    recorded: bool = False,
 ) -> PipelineSpec:
     """The spec registered under ``name``, or one ConfigError: the valid names, or why the named one cannot run.
 
@@ -204,6 +205,8 @@ def get_pipeline(
     ``key=value`` overrides; one that set ``pipeline`` is named, as every other override's problem
     names it (``origin``: where they came from, the command line or the Python API's ``overrides``),
     and the fix is in it, not at the top of the file (`relay validate FILE pipeline=cres`).
+    ``recorded``: the name comes from a run's saved record, made where the pipeline was installed;
+    the fix is to install it here, not to edit the record.
     """
     setting = _pipeline_override(overrides)
     where = f" ({origin}: {setting})" if setting else ""
@@ -217,6 +220,15 @@ def get_pipeline(
         raise ConfigError([f"pipeline: {name!r} cannot run: {problem}{where}"], source)
     if not isinstance(name, str) or name not in pipelines:
         got = "nothing" if name is None else repr(name)
+        if recorded and isinstance(name, str):
+            raise ConfigError(
+                [
+                    f"pipeline: the run was made by pipeline {name!r}, which no package installed here declares "
+                    f"(installed: {', '.join(sorted(pipelines)) or 'none'}); install the package that provides it "
+                    "(its `relay.pipelines` entry point) where this command runs, then run it again"
+                ],
+                source,
+            )
         valid = ", ".join(sorted(pipelines)) or "none (is Relay installed? `pip install -e .` declares them)"
         fix = "give one of them in that override" if setting else "set `pipeline:` at the top of the file"
         raise ConfigError([f"pipeline: expected one of {valid}, got {got}; {fix}{where}"], source)

@@ -1,6 +1,6 @@
 """Pseudo-labels as Arrow tables: the model's softmax over the unlabeled split, one row per sample.
 
-The table schema is a contract between stages (docs/ARCHITECTURE.md, Contracts): sample_id int64, pred_class int32,
+The table schema is a contract between stages (docs/CONTRACTS.md, Pseudo-label schema): sample_id int64, pred_class int32,
 confidence float32, probs fixed_size_list<float32>[C], generation int32, model string, all
 non-nullable. ``probs`` is a fixed-size list so the whole column is one contiguous float32 buffer
 that ``probs_view`` exposes as an ``[N, C]`` NumPy array without copying. The ArtifactStore

@@ -161,8 +161,7 @@ class DataSection(StrictModel):
     `name: parquet` reads a sharded dataset at `uri` (made by `relay data import`; any pyarrow
     URI), and `digest` optionally pins which one. buffer_mb bounds the decoded images a worker
     keeps per subset: a subset that fits is held whole and shuffled uniformly, a larger one
-    streams through a shuffle window of that size (docs/ARCHITECTURE.md, Data larger than
-    memory). It shapes the batches, so it applies to in-memory datasets alike. loader_workers
+    streams through a shuffle window of that size (docs/DATA.md). It shapes the batches, so it applies to in-memory datasets alike. loader_workers
     decode shards beside the training or labeling process (0: in it).
     classes makes the task a subset of the dataset's classes, relabelled 0..k-1 in the order given
     (transfer learning's source and target tasks, LwF's old and new task).

@@ -1,6 +1,6 @@
 """`relay delete` and `relay gc`: free the space runs take without breaking the runs that stay.
 
-What a run owns (docs/ARCHITECTURE.md, Contracts: What a run owns, and freeing space): its record (``runs/RUN_ID/``), its MLflow runs
+What a run owns (docs/CONTRACTS.md, What a run owns, and freeing space): its record (``runs/RUN_ID/``), its MLflow runs
 (the pipeline run, its generation and stage runs, all tagged ``relay.pipeline_run = RUN_ID``) and the
 stage folders its ledger names by fingerprint (``stages/FINGERPRINT/``, plus a data-parallel stage's
 ``ray_train/FINGERPRINT16-STAGE/``). Stage folders are a cache shared by every run whose stages

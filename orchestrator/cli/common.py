@@ -172,7 +172,7 @@ def _mentioned(problem: str, keys: list[tuple[str, str]]) -> list[str]:
 def load_saved_config(text: str, source: str, pipelines: Pipelines) -> tuple[Any, Any]:
     """The pipeline spec and validated config of a run, from the config.yaml saved when it started."""
     data = yaml_mapping(text, source)
-    spec = get_pipeline(data.get("pipeline"), pipelines, source=source)
+    spec = get_pipeline(data.get("pipeline"), pipelines, source=source, recorded=True)
     config = validate_config(spec.config_model, data, source=source)
     problems = location_problems(config.run, config.tracking)
     if problems:

@@ -211,7 +211,7 @@ def execute(run: PreparedRun, resume: bool) -> RunEnd:
     the table is printed after both, so that no line the tracker logs follows it. ``tracker.join``
     makes sure every MLflow write has landed before this returns, and only then are the copies
     made for it removed. While the stages run, their progress is shown from the run's progress
-    board (docs/ARCHITECTURE.md, The engine).
+    board (docs/ENGINE.md, Progress).
     A tracking store that stopped answering is said in the closing lines instead of the browse hint,
     with the `relay resume` that fills the MLflow record in, and kept in the run's record (``record_tracking``).
     """

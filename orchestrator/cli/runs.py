@@ -1,6 +1,6 @@
 """`relay runs`: the artifact store's pipeline runs, read from their run records and ledgers (not MLflow).
 
-Each run record (``runs/RUN_ID/`` in the artifact store, docs/ARCHITECTURE.md, Workspace) holds
+Each run record (``runs/RUN_ID/`` in the artifact store, docs/CONTRACTS.md, Workspace) holds
 the resolved config and the ledger the runner rewrites after every stage, so the list needs no
 tracking server and works for a run whose MLflow writes failed, from any machine that sees the
 store. A Tune trial keeps only a ledger; its pipeline is read from the config its sweep saved

@@ -6,5 +6,5 @@ import`), ``checks`` checks a dataset against its manifest (cheaply before a run
 split stage), ``catalog`` makes a sharded dataset a Relay dataset (`data.name: parquet`: its labels
 and classes, without torch), ``rows`` reads the images of given sample ids (what a loader worker
 runs), and ``image_source`` is what training, labeling and evaluation read images through
-(docs/ARCHITECTURE.md, Data larger than memory).
+(docs/DATA.md).
 """

@@ -13,7 +13,7 @@ split of a sharded dataset (``pipelines.datasets.shards``) on demand:
 
 Why torch DataLoader workers and not Ray Data: stage bodies never import Ray, so the same body runs
 in a plain process, a Ray task, a Ray Train worker or a labeling actor, and a loader worker is just
-a subprocess of whichever of those runs it (docs/ARCHITECTURE.md, Data larger than memory).
+a subprocess of whichever of those runs it (docs/DATA.md).
 
 ``window`` is the sampling side of the same bound: the training loops' index streams shuffle
 uniformly over a set of at most ``window`` rows, and over blocks within windows of ``window``
@@ -39,7 +39,7 @@ PREFETCH_PER_WORKER = 2
 
 
 class ImageSource(Protocol):
-    """uint8 images by position (docs/ARCHITECTURE.md, Data larger than memory)."""
+    """uint8 images by position (docs/DATA.md)."""
 
     image_shape: tuple[int, int, int]
     window: int  # rows the index streams shuffle over uniformly; 0: no bound

@@ -1,6 +1,6 @@
 """The sharded dataset format: Parquet shards and one manifest, on any pyarrow URI (a path, a mount, s3://).
 
-Layout (docs/ARCHITECTURE.md, Contracts)::
+Layout (docs/CONTRACTS.md, Shard format)::
 
     DEST/dataset.json                  the manifest: classes, image shape, encoding, splits, digests
     DEST/train/part-00000.parquet ...  sample_id int64, label int32 (null: unknown), image

@@ -1,8 +1,8 @@
 """The CReST `train` stage: FixMatch from scratch every generation (`train_generation`).
 
 KE, Noisy Student and distillation train through `stages.train_network`. The two live apart
-because a stage's cache key digests the modules its body imports (docs/ARCHITECTURE.md,
-Contracts: Fingerprint): an edit to the supervised loop must not retrain CReST, nor the reverse.
+because a stage's cache key digests the modules its body imports (docs/CONTRACTS.md,
+Fingerprint): an edit to the supervised loop must not retrain CReST, nor the reverse.
 Both start from `pretrained` weights when the builder wires that role (transfer learning: the
 `init` params say how).
 """

@@ -276,7 +276,7 @@ def test_store_checkpointer_round_trip_and_clear(tmp_path):
 
 
 def contract_schema(classes):
-    """The pseudo-label contract's shape (docs/ARCHITECTURE.md), rebuilt here: orchestrator tests do not import pipelines."""
+    """The pseudo-label contract's shape (docs/CONTRACTS.md, Pseudo-label schema), rebuilt here: orchestrator tests do not import pipelines."""
     element = pa.field("element", pa.float32(), nullable=False)
     return pa.schema(
         [
