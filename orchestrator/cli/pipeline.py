@@ -821,16 +821,18 @@ def cmd_validate(args: argparse.Namespace) -> int:
     """The checks `relay run` makes before writing (and, for a file with `tune:`, those of `relay tune`)."""
     spec, config = load_pipeline_config(args.config, args.overrides, pipelines_of(args))
     check_executor_takes_address(args, config, None)
-    stages = spec.build(config).stages
+    pipeline = spec.build(config)
+    problems = run_locations.local_ray_fit_problems(None, config.run, pipeline)  # `relay run`'s own lines
     if getattr(config, "tune", None) is not None:
         from orchestrator.tune.plan import sweep_check
 
         data = apply_overrides(load_yaml(args.config), args.overrides)
         base = {key: value for key, value in data.items() if key != "tune"}
-        problems = sweep_check(base, config, config.tune, spec.build)[1]
-        if problems:
-            raise overridden(problems, args.overrides, args.config)
-    print(f"{args.config}: valid `{config.pipeline}` pipeline with {len(stages)} stages")
+        swept = sweep_check(base, config, config.tune, spec.build)[1]
+        problems += overridden(swept, args.overrides, args.config).problems
+    if problems:
+        raise ConfigError(problems, args.config)
+    print(f"{args.config}: valid `{config.pipeline}` pipeline with {len(pipeline.stages)} stages")
     return 0
 
 

@@ -540,6 +540,27 @@ def check_resume_address(address: str | None, settings: RunSettings, run_id: str
     )
 
 
+def starts_local_ray(address: str | None, settings: RunSettings) -> bool:
+    """Whether a run's driver starts a new local Ray instance: Ray is used, and no cluster is joined (no
+    ``--address``, ``run.ray_address`` or RAY_ADDRESS; not inside a Ray job, whose driver joins its own)."""
+    if settings.executor == "local" or (address is None and in_ray_job()):
+        return False
+    joined, _ = cluster_to_join(address, settings)
+    return joined is None
+
+
+def local_ray_fit_problems(address: str | None, settings: RunSettings, pipeline: Pipeline) -> list[str]:
+    """The stages the local Ray instance a run starts could never start (``orchestrator.engine.fit``), sized as
+    ray.init sizes it: ``run.num_cpus``, else this machine's CPUs. None where the run starts no such instance.
+
+    Why here: `relay run` refuses these before writing (``check_cluster``) and `relay validate` reports
+    the same lines without starting anything; a cluster's size is unknown without joining it, so it is not checked.
+    """
+    if not starts_local_ray(address, settings):
+        return []
+    return local_fit_problems(pipeline, settings.num_cpus or os.cpu_count() or 1, local_gpus())
+
+
 def check_cluster(address: str | None, settings: RunSettings, pipeline: Pipeline, source: str | None = None) -> None:
     """Refuse (exit 2) a cluster nobody can join, a stage worker no node of a joined cluster can hold, or stages
     a new local instance could never start.
@@ -552,7 +573,7 @@ def check_cluster(address: str | None, settings: RunSettings, pipeline: Pipeline
         return  # no Ray, or the Ray job's own cluster (its driver joins through RAY_ADDRESS)
     joined, key = cluster_to_join(address, settings)
     if joined is None:
-        problems = local_fit_problems(pipeline, settings.num_cpus or os.cpu_count() or 1, local_gpus())
+        problems = local_ray_fit_problems(address, settings, pipeline)
         if problems:
             raise ConfigError(problems, source)
         return
