@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from pipelines.datasets import shards
-from pipelines.schema import DataSection
 from pipelines.registry import trained_input_shape
+from pipelines.schema import DataSection
 
 
 @pytest.mark.parametrize(
