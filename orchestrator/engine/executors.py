@@ -29,7 +29,7 @@ from orchestrator.engine import distributed
 from orchestrator.engine.artifacts import Manifest
 from orchestrator.engine.body import Placement, run_stage_body
 from orchestrator.engine.demands import amounts_text, shortfall
-from orchestrator.engine.fit import uses_actor_pool, workers_to_start
+from orchestrator.engine.fit import most_free_on_one_node, uses_actor_pool, workers_to_start
 from orchestrator.engine.progress import ProgressBoard
 from orchestrator.engine.ray_session import init_failure, init_kwargs, init_ray
 from orchestrator.engine.task import StageTask
@@ -560,13 +560,32 @@ class RayExecutor:
             return
         unplaced = self._unplaced_stages()
         free, total = self._ray.available_resources(), self._ray.cluster_resources()
+        per_node = self._free_per_node()
         for ref in overdue:
             if self._task_names.get(ref) in unplaced:
                 self._said_waiting.add(ref)
-                self._warn_waiting(self._task_names[ref], self._waiting_since[ref][1], free, total)
+                self._warn_waiting(self._task_names[ref], self._waiting_since[ref][1], free, total, per_node)
 
-    def _warn_waiting(self, name: str, asks: Resources, free: Mapping[str, float], total: Mapping[str, float]) -> None:
-        """The warning for one unplaced stage attempt: what it asks, what is free, and a custom resource gone."""
+    def _free_per_node(self) -> list[dict[str, float]] | None:
+        """What each live node has free now; None when this Ray cannot say (the message then gives the total only)."""
+        try:
+            return [dict(free) for free in self._ray._private.state.available_resources_per_node().values()]
+        except Exception:  # a Ray without the per-node state call: the total is still worth saying
+            return None
+
+    def _warn_waiting(
+        self,
+        name: str,
+        asks: Resources,
+        free: Mapping[str, float],
+        total: Mapping[str, float],
+        free_per_node: Sequence[Mapping[str, float]] | None = None,
+    ) -> None:
+        """The warning for one unplaced stage attempt: what it asks, what is free, and a custom resource gone.
+
+        ``free_per_node``: what each node has free; where the total would fit a worker but no node
+        does, the message names the most any one node has, since a worker never spans nodes.
+        """
         gone = [key for key, _ in asks.custom if total.get(key, 0.0) <= 0]
         missing = (
             f" The cluster has no {', '.join(gone)} at all now (a node that had it was lost?); it waits until a node "
@@ -576,7 +595,7 @@ class RayExecutor:
         )
         logger.warning(
             "%s has waited %d s for a place: it asks for %g CPU and %g GPU a worker%s, the cluster has %g CPU and "
-            "%g GPU free.%s Other work holds the rest (Tune trial drivers, kept labeling actors, other jobs); it "
+            "%g GPU free%s.%s Other work holds the rest (Tune trial drivers, kept labeling actors, other jobs); it "
             "starts when they free it. Add nodes, or lower the stage's resources, if it never does.",
             name,
             WAITING_WARN_S,
@@ -585,6 +604,7 @@ class RayExecutor:
             "".join(f" and {amount:g} {key}" for key, amount in asks.custom),
             free.get("CPU", 0.0),
             free.get("GPU", 0.0),
+            split_free_note(asks, free, free_per_node),
             missing,
         )
 
@@ -632,6 +652,31 @@ class RayExecutor:
         if self._owns_ray and self._ray.is_initialized():
             self._ray.shutdown()
         self._owns_ray = False
+
+
+def split_free_note(
+    asks: Resources, free: Mapping[str, float], free_per_node: Sequence[Mapping[str, float]] | None
+) -> str:
+    """`` in all, at most X CPU on one node; a worker runs on one node`` where the total fits a worker and no node does.
+
+    Why: after a node loss a sweep's stages waited with "the cluster has 1.8 CPU free" for a 1-CPU
+    worker; the 1.8 was spread over nodes that each had 0.9 (trial drivers held the rest), so the
+    total alone read as if the worker should have started.
+    """
+    if not free_per_node:
+        return ""
+    asked = {"CPU": asks.num_cpus, "GPU": asks.num_gpus}
+    split = [
+        key
+        for key, amount in asked.items()
+        if amount > 0
+        and free.get(key, 0.0) + 1e-9 >= amount
+        and most_free_on_one_node(free_per_node, key) + 1e-9 < amount
+    ]
+    if not split:
+        return ""
+    largest = " and ".join(f"{most_free_on_one_node(free_per_node, key):g} {key}" for key in split)
+    return f" in all, at most {largest} on one node; a worker runs on one node"
 
 
 def _task_name(task: StageTask) -> str:

@@ -9,9 +9,12 @@ and is not checked here.
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from orchestrator.dag import Parallelism, Pipeline, Stage
 
@@ -91,3 +94,54 @@ def local_fit_problems(pipeline: Pipeline, cpus: float, gpus: int | None) -> lis
             )
             stages.setdefault(problem, []).append(stage.name)
     return [f"{', '.join(names)}: {problem}" for problem, names in stages.items()]
+
+
+def live_node_resources(nodes: list[Mapping[str, Any]]) -> list[dict[str, float]]:
+    """The total resources of each live node, from ``ray.nodes()`` as data (dead nodes keep their entries there)."""
+    return [dict(node.get("Resources", {})) for node in nodes if node.get("Alive", True)]
+
+
+def stage_slots_on_node(node: Mapping[str, float], stage: Stage, drivers_cpus: float) -> float:
+    """How many of ``stage``'s workers fit on one node beside ``drivers_cpus`` of trial drivers (inf: no limit).
+
+    A worker never spans nodes: a node's leftover CPU after its drivers counts only in whole workers.
+    """
+    slots = math.inf
+    per_worker = {"CPU": stage.resources.num_cpus, "GPU": stage.resources.num_gpus}
+    room = {"CPU": node.get("CPU", 0.0) - drivers_cpus, "GPU": node.get("GPU", 0.0)}
+    for key, amount in per_worker.items():
+        if amount > 0:
+            slots = min(slots, max(0, math.floor(room[key] / amount + 1e-9)))
+    return slots
+
+
+def trials_fitting_nodes(nodes: Sequence[Mapping[str, float]], pipeline: Pipeline, trial_cpus: float) -> int:
+    """How many trials can run their largest stages at once on these nodes, each beside its 0.1-CPU-ish driver.
+
+    Why per node: a cluster of three 1-CPU nodes has 3 CPUs in all, room for two trials of 1-CPU
+    stages by the total; but the two drivers landed on two nodes and both trials' stages took turns
+    on the third. Ray places the drivers where it likes, so each node's room is counted as if every
+    trial's driver sat on it: a bound that holds wherever they land. On one node it is the total's
+    count (``CPU / (stage + driver)``), so a local Ray's concurrency is unchanged.
+    """
+    all_cpus = sum(node.get("CPU", 0.0) for node in nodes)
+    fits = 0
+    while fits < MAX_TRIALS_COUNTED and (fits + 1) * trial_cpus <= all_cpus + 1e-9:
+        if not all(_stage_fits(nodes, stage, trial_cpus, fits + 1) for stage in pipeline.stages):
+            break
+        fits += 1
+    return fits
+
+
+MAX_TRIALS_COUNTED = 10_000  # a bound on the count for stages that ask for nothing
+
+
+def _stage_fits(nodes: Sequence[Mapping[str, float]], stage: Stage, trial_cpus: float, trials: int) -> bool:
+    """Whether ``trials`` copies of ``stage`` (all its workers each) fit at once beside ``trials`` drivers."""
+    slots = sum(stage_slots_on_node(node, stage, trials * trial_cpus) for node in nodes)
+    return slots >= trials * stage.resources.workers
+
+
+def most_free_on_one_node(free_per_node: Sequence[Mapping[str, float]], key: str) -> float:
+    """The largest amount of ``key`` free on any one node (0 without nodes): what one worker can get at most."""
+    return max((node.get(key, 0.0) for node in free_per_node), default=0.0)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import logging
-import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,7 @@ from orchestrator.config import (
     validate_config,
 )
 from orchestrator.dag import Pipeline
-from orchestrator.engine.fit import stage_cpus_to_start
+from orchestrator.engine.fit import live_node_resources, stage_cpus_to_start, trials_fitting_nodes
 from orchestrator.errors import ConfigError, PipelineError
 from orchestrator.tracking.mlflow_tracker import metric_prefix
 from orchestrator.tune.space import probe_values
@@ -238,30 +237,49 @@ def _unreported(pipeline: Pipeline, stage_names: Iterable[str], name: str) -> st
 
 
 def fit_concurrency(
-    cluster: Mapping[str, float], pipeline: Pipeline, trial_cpus: float, requested: int | None, trials: int
+    cluster: Mapping[str, float],
+    pipeline: Pipeline,
+    trial_cpus: float,
+    requested: int | None,
+    trials: int,
+    nodes: Sequence[Mapping[str, float]] | None = None,
 ) -> int:
     """How many trials run at once: each needs its driver plus its largest stage; the user may ask for fewer.
 
     Asking for more than fits would queue stage tasks behind each other while
-    their trials hold slots: the sweep gets slower, not wider.
+    their trials hold slots: the sweep gets slower, not wider. Counted per node
+    (``trials_fitting_nodes``): a stage worker runs on one node, next to whatever drivers share it.
+    ``nodes``: each live node's total resources; None reads them from the connected Ray, and
+    without one ``cluster`` counts as a single node.
     """
-    cpus = max((s.resources.num_cpus * s.resources.workers for s in pipeline.stages), default=1.0)
-    gpus = max((s.resources.num_gpus * s.resources.workers for s in pipeline.stages), default=0.0)
-    fits = math.floor(cluster.get("CPU", 1.0) / (cpus + trial_cpus) + 1e-9)
-    if gpus > 0:
-        fits = min(fits, math.floor(cluster.get("GPU", 0.0) / gpus + 1e-9))
-    fits = max(1, fits)
+    if nodes is None:
+        nodes = connected_node_resources()
+    per_node = list(nodes) or [{"CPU": cluster.get("CPU", 1.0), "GPU": cluster.get("GPU", 0.0)}]
+    fits = max(1, trials_fitting_nodes(per_node, pipeline, trial_cpus))
     if requested is not None and requested > fits:
+        cpus = max((s.resources.num_cpus * s.resources.workers for s in pipeline.stages), default=1.0)
+        gpus = max((s.resources.num_gpus * s.resources.workers for s in pipeline.stages), default=0.0)
         logger.warning(
             "tune.max_concurrent_trials=%d but the cluster fits %d trial(s) at once "
-            "(%.2g CPU %.2g GPU per trial); running %d",
+            "(%.2g CPU %.2g GPU per trial, each stage worker on one node of %d); running %d",
             requested,
             fits,
             cpus + trial_cpus,
             gpus,
+            len(per_node),
             fits,
         )
     return max(1, min(fits, requested or fits, trials))
+
+
+def connected_node_resources() -> list[dict[str, float]]:
+    """Each live node's total resources from the Ray this process is connected to; [] when it is not."""
+    try:
+        import ray
+
+        return live_node_resources(ray.nodes()) if ray.is_initialized() else []
+    except Exception:  # an older or half-started Ray: the cluster's totals, as one node, still give a count
+        return []
 
 
 def trial_fit_problem(pipeline: Pipeline, trial_cpus: float, cpus: float) -> str | None:
