@@ -32,25 +32,32 @@ def _read_token_file(path: Path) -> str | None:
 def find_auth_token() -> str | None:
     """The token a Ray client would use, in Ray's order; None if disabled or absent.
 
-    Side effect, on purpose: when neither RAY_AUTH_MODE nor RAY_AUTH_TOKEN is set
-    and ``~/.ray/auth_token`` exists, RAY_AUTH_MODE=token is set so that Ray code
-    started later from this process (the ``ray`` CLI, a fresh interpreter)
-    authenticates the same way.
+    Side effect, on purpose: when RAY_AUTH_MODE is not set and a token is found (RAY_AUTH_TOKEN,
+    the file RAY_AUTH_TOKEN_PATH names, or ``~/.ray/auth_token``), RAY_AUTH_MODE=token is set, so
+    that ``ray.init`` and Ray code started later from this process (the ``ray`` CLI, a fresh
+    interpreter, a trial) authenticate the same way. Why: Ray's client sends a token only in
+    token mode; with RAY_AUTH_TOKEN alone, as Relay's own advice said to set it, the GCS probe
+    passed and ``ray.init`` then failed for 20 s of "InvalidAuthToken" lines.
     """
     mode = os.environ.get(AUTH_MODE_ENV, "").strip().lower()
     if mode == "disabled":
         return None
+    token = _token_in_rays_order()
+    if token and not mode:
+        os.environ[AUTH_MODE_ENV] = "token"
+        logger.debug("a Ray auth token was found; set %s=token", AUTH_MODE_ENV)
+    return token
+
+
+def _token_in_rays_order() -> str | None:
+    """RAY_AUTH_TOKEN, else the file RAY_AUTH_TOKEN_PATH names, else ``~/.ray/auth_token``."""
     token = os.environ.get(AUTH_TOKEN_ENV, "").strip()
     if token:
         return token
     token_path = os.environ.get(AUTH_TOKEN_PATH_ENV)
     if token_path:
         return _read_token_file(Path(token_path).expanduser())
-    token = _read_token_file(default_token_path())
-    if token and not mode:
-        os.environ[AUTH_MODE_ENV] = "token"
-        logger.debug("using %s; set %s=token", default_token_path(), AUTH_MODE_ENV)
-    return token
+    return _read_token_file(default_token_path())
 
 
 TOKEN_PATH_FIX = (

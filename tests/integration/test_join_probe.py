@@ -193,3 +193,35 @@ def test_a_resume_on_its_recorded_cluster_says_how_to_run_elsewhere(head: RayClu
         assert resume_address(None, store, "r1") == head.gcs
     said = f"run r1 joined the Ray cluster at {head.gcs}: resuming there (pass --address HOST:PORT or --address local"
     assert said in caplog.text, caplog.text
+
+
+JOIN_AFTER_THE_PROBE = """
+import sys
+from orchestrator.cli.run_locations import ray_cluster_problem
+assert ray_cluster_problem(sys.argv[1], "--address") is None
+import ray
+ray.init(address=sys.argv[1], logging_level="ERROR")
+print("joined", ray.cluster_resources().get("node:__internal_head__"))
+ray.shutdown()
+"""
+
+
+def test_the_token_in_ray_auth_token_alone_joins(head: RayCluster, tmp_path: Path) -> None:
+    """RAY_AUTH_TOKEN, as Relay's own advice says to set it, without RAY_AUTH_MODE: Relay's probe, then ray.init.
+
+    Ray's client sends a token to a given address only in token mode, so the probe passed and
+    ray.init then printed "Failed to get cluster ID ... InvalidAuthToken" for 20 s and gave up.
+    """
+    token = (Path(head.env["HOME"]) / ".ray" / "auth_token").read_text().strip()
+    env = {**user_env(tmp_path), "RAY_AUTH_TOKEN": token}
+    done = subprocess.run(
+        [sys.executable, "-c", JOIN_AFTER_THE_PROBE, head.gcs],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=JOIN_TIMEOUT_S,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert done.stdout.startswith("joined 1.0"), done.stdout[-3000:]
+    assert "InvalidAuthToken" not in done.stderr

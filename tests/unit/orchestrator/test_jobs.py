@@ -215,7 +215,7 @@ def test_token_env_wins_over_the_file(clean_env, monkeypatch):
     (clean_env / ".ray" / "auth_token").write_text("file-token")
     monkeypatch.setenv("RAY_AUTH_TOKEN", "env-token")
     assert jobs.auth_headers() == {"Authorization": "Bearer env-token"}
-    assert "RAY_AUTH_MODE" not in os.environ, "RAY_AUTH_TOKEN alone needs no mode change"
+    assert os.environ["RAY_AUTH_MODE"] == "token", "ray.init with an address sends a token only in token mode"
 
 
 def test_token_path_env_is_read(clean_env, monkeypatch, tmp_path):
@@ -223,6 +223,7 @@ def test_token_path_env_is_read(clean_env, monkeypatch, tmp_path):
     token_file.write_text("path-token")
     monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(token_file))
     assert jobs.find_auth_token() == "path-token"
+    assert os.environ["RAY_AUTH_MODE"] == "token"
 
 
 def test_auth_mode_disabled_sends_nothing(clean_env, monkeypatch):
