@@ -1,0 +1,72 @@
+"""Room counted per node on a real multi-node Ray (three 1-CPU nodes in this process, ``ray.cluster_utils``).
+
+Before, a sweep counted the cluster's total (3 CPUs: two trials of 1-CPU stages at once), yet
+its 0.1-CPU drivers on two nodes left whole CPUs on the third only; and a stage waiting for a
+place was told "1.8 CPU free" where no node had 1 CPU free.
+"""
+
+import time
+
+import pytest
+import ray
+from ray.cluster_utils import Cluster
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+from orchestrator.config import load_yaml, validate_config
+from orchestrator.dag import Resources
+from orchestrator.engine.executors import RayExecutor, split_free_note
+from orchestrator.tune.plan import fit_concurrency
+from pipelines.builders import crest
+from tests.unit.orchestrator.tune.test_per_node_concurrency import SMOKE
+
+pytestmark = pytest.mark.integration
+
+REPORT_WITHIN_S = 30.0  # a bound on waiting for the nodes' reports (never asserted on)
+
+
+@ray.remote(num_cpus=0.1)
+class Driver:
+    def ready(self) -> bool:
+        return True
+
+
+def reported_with_drivers(executor: RayExecutor) -> list[dict[str, float]] | None:
+    """What each node has free, once every node's report counts its driver (reports lag placement a little)."""
+    deadline = time.monotonic() + REPORT_WITHIN_S
+    free_per_node = executor._free_per_node()
+    while time.monotonic() < deadline and any(node.get("CPU", 0.0) > 0.95 for node in free_per_node or []):
+        time.sleep(0.5)
+        free_per_node = executor._free_per_node()
+    return free_per_node
+
+
+@pytest.fixture
+def three_one_cpu_nodes():
+    assert not ray.is_initialized(), "a Ray instance from another test is still up in this process"
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    for _ in range(2):
+        cluster.add_node(num_cpus=1)
+    ray.init(address=cluster.address, logging_level="ERROR")
+    cluster.wait_for_nodes()
+    yield cluster
+    ray.shutdown()
+    cluster.shutdown()
+
+
+def test_a_sweep_counts_trials_per_node_and_the_wait_names_one_node(three_one_cpu_nodes) -> None:
+    pipeline = crest.build(validate_config(crest.CrestConfig, load_yaml(SMOKE)))
+    assert ray.cluster_resources()["CPU"] == 3.0
+    assert fit_concurrency(ray.cluster_resources(), pipeline, 0.1, None, trials=4) == 1
+
+    nodes = [node["NodeID"] for node in ray.nodes() if node["Alive"]]
+    drivers = [
+        Driver.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n, soft=False)).remote() for n in nodes
+    ]
+    ray.get([driver.ready.remote() for driver in drivers])
+    executor = RayExecutor.__new__(RayExecutor)
+    executor._ray = ray
+    free_per_node = reported_with_drivers(executor)
+    assert free_per_node is not None and len(free_per_node) == 3
+    free = {"CPU": sum(node.get("CPU", 0.0) for node in free_per_node)}
+    note = split_free_note(Resources(num_cpus=1.0), free, free_per_node)
+    assert note == " in all, at most 0.9 CPU on one node; a worker runs on one node"
