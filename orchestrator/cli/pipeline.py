@@ -745,6 +745,7 @@ def resume_run(args: argparse.Namespace) -> RunEnd:
     check_run_id(args.run_id)
     address = cluster_address(args.address)
     store = store_of(args)
+    check_not_a_trial(args, store)
     spec, config = read_run_record(store, args.run_id, pipelines_of(args))
     run_locations.check_resume_address(address, config.run, args.run_id)
     address = resume_address(address, store, args.run_id)
@@ -763,6 +764,19 @@ def resume_run(args: argparse.Namespace) -> RunEnd:
         run_locations.check_cluster(address, config.run, run.pipeline)
         run = joined_first(run)
     return execute(run, resume=True)
+
+
+def check_not_a_trial(args: argparse.Namespace, store: ArtifactStore) -> None:
+    """Refuse (exit 2) to resume a sweep's trial, saying what it is and its way on (``runs.trial_resume_problem``).
+
+    Why: a trial keeps no config of its own, so the resume said there was no such run, though `relay runs` lists it.
+    """
+    sweeps = resolve_workspace(RunSettings(workspace=getattr(args, "workspace", None))) / "tune"
+    given = (("--workspace", getattr(args, "workspace", None)), ("--artifact-uri", getattr(args, "artifact_uri", None)))
+    options = "".join(f" {flag} {shlex.quote(value)}" for flag, value in given if value)
+    problem = runs.trial_resume_problem(store, args.run_id, sweeps, options)
+    if problem is not None:
+        raise ConfigError([problem], "the command line")
 
 
 def resume_address(given: str | None, store: ArtifactStore, run_id: str) -> str | None:

@@ -416,6 +416,39 @@ def ended_in_sweep(store: ArtifactStore, run_id: str) -> str | None:
     return status if isinstance(status, str) else None
 
 
+def trial_resume_problem(
+    store: ArtifactStore, run_id: str, sweeps: Path | None = None, options: str = ""
+) -> str | None:
+    """Why `relay resume` cannot take run ``run_id``: it is a Tune trial (a ledger, no config of its own), and
+    what to do instead; None when it is not a trial. ``options``: the store options the command was given, for
+    the `relay generations` it names (a trial's tracking store is its workspace's, which `--artifact-uri` alone
+    does not name).
+
+    Why: `relay resume` of a trial said there was no such run and to list the runs with `relay runs`,
+    which lists it. Its way on is its sweep's, as `relay generations` says (``unfinished_note``).
+    """
+    if store.read_record(record_path(run_id, CONFIG_FILE)) is not None:
+        return None
+    if store.read_record(record_path(run_id, LEDGER_FILE)) is None:
+        return None
+    show = f"`relay generations {run_id}{options}`"
+    trial = f"run_id: {run_id} is a trial of a sweep (`relay tune`), which `relay resume` does not continue"
+    ended = ended_in_sweep(store, run_id)
+    if ended == "stopped early":
+        return (
+            f"{trial}: its sweep's scheduler stopped it early, so nothing is left to run (`relay tune --resume` "
+            f"does not continue a stopped trial either); {show} shows the generations it ran"
+        )
+    status = run_status(store, run_id)
+    if ended == "completed" or status is RunStatus.FINISHED:
+        return f"{trial}: it finished, so nothing is left to run; {show} shows its results"
+    if status.is_live:
+        return f"{trial}: its sweep is still running it (`relay runs` shows its progress)"
+    saved = sweep_config_of(sweeps, run_id, store)
+    started = f" with the config and overrides it started with (saved in {saved})" if saved and saved.is_file() else ""
+    return f"{trial}: `relay tune CONFIG --resume` continues its sweep{started}, this trial included"
+
+
 def sweep_config_of(sweeps: Path | None, run_id: str, store: ArtifactStore | None = None) -> Path | None:
     """Where the sweep of trial ``run_id`` saved its config; None when the id cannot be a trial's.
 
