@@ -6,6 +6,7 @@ import argparse
 import csv
 import dataclasses
 import json
+import logging
 import os
 import shlex
 import sys
@@ -34,6 +35,8 @@ from orchestrator.tracking.sweeps import SweepTracker
 from orchestrator.tune.plan import SweepPlan, plan_sweep, trial_fit_problem, with_sweep_run
 from orchestrator.tune.space import best_config
 
+log = logging.getLogger(__name__)
+
 
 def cmd_tune(args: argparse.Namespace) -> int:
     """Check the sweep, run it on Ray Tune, write best.yaml, print the trials."""
@@ -56,6 +59,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
         raise overridden(exc.problems, args.overrides, args.config) from exc
     address = cluster_address(args.address)
     on_ray = ray_settings(config.run)
+    if args.resume and address is None and not run_locations.in_ray_job():
+        address = recorded_address(plan)
     run_locations.check_cluster(address, on_ray, pipeline, args.config)  # as `relay run`: the cluster first
     check_locations(plan, on_ray, address, args.config)
     if address is not None:
@@ -71,6 +76,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
     _check_output_free(args, plan, exists, sweep.sweeps_in(Path(plan.output)))
     _check_same_sweep(args, Path(plan.output), data)
     _check_same_stores(args, plan)
+    joined = run_locations.address_to_record(address, on_ray)
+    args = _with_address(args, joined if joined is not None else address)
     log_code_versions(pipeline)  # the sweep is accepted: bad input above printed only its message
     sweeps = SweepTracker(plan.tracking_uri, plan.tracking.experiment, strict=plan.tracking.strict)
     settings = plan.settings.model_dump(mode="json")  # the seed the sweep uses, also when `tune.seed` is left out
@@ -89,7 +96,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     )
     if not args.resume:
         _save_sweep_config(Path(plan.output), data)
-        _save_sweep_stores(Path(plan.output), plan)
+        _save_sweep_stores(Path(plan.output), plan, joined)
     try:
         rows, done = sweep.run_sweep(plan, args.resume, sweeps)
     except KeyboardInterrupt:
@@ -187,11 +194,50 @@ def _again(args: argparse.Namespace) -> str:
     """The command that runs this sweep again (add --resume to continue it), each argument quoted for a shell.
 
     Why quoted: an override such as `tune.space.model.name={choice: [a, b]}` holds spaces and braces,
-    and the line printed without quotes failed when pasted.
+    and the line printed without quotes failed when pasted. Why ``--address``: the sweep's cluster
+    (``_with_address``); the line without it was pasted and ran the rest of the sweep on this machine.
     """
     output = ["--output", args.output] if args.output else []
+    address = ["--address", args.address] if getattr(args, "address", None) else []
     stores = [f"{name}={shlex.quote(os.environ[name])}" for name in STORE_ENVS if os.environ.get(name)]
-    return " ".join([*stores, shlex.join(["relay", "tune", args.config, *args.overrides, *output])])
+    return " ".join([*stores, shlex.join(["relay", "tune", args.config, *args.overrides, *output, *address])])
+
+
+def _with_address(args: argparse.Namespace, address: str | None) -> argparse.Namespace:
+    """``args`` with ``--address`` set to where the sweep runs: the cluster it joined (also through RAY_ADDRESS or its
+    record on --resume), or `local` when asked for; the lines that say how to go on repeat it (``_again``)."""
+    return argparse.Namespace(**{**vars(args), "address": address})
+
+
+def recorded_address(plan: SweepPlan) -> str | None:
+    """The cluster the sweep's first start joined (its ``SWEEP_STORES``), for a `--resume` without --address; None
+    when it started its own Ray. Exit 2 when that cluster cannot be joined now, naming it and the ways on.
+
+    Why: the sweep never recorded its cluster, so a resume pasted without --address started a local
+    Ray and ran the rest of the sweep on the driver's machine, without a word (`relay resume` of a
+    run rejoins the cluster its record names: ``pipeline.resume_address``).
+    """
+    address = _saved_stores(Path(plan.output)).get("ray_address")
+    if not isinstance(address, str) or not address:
+        return None
+    problem = run_locations.ray_cluster_problem(address, "--address")
+    if problem:
+        raise ConfigError(
+            [
+                f"--resume: sweep {plan.name} ran on the Ray cluster at {address} (its {SWEEP_STORES} says so), "
+                f"which cannot be joined now: {problem.removeprefix('--address: ')}; start that cluster again, or "
+                "continue the sweep elsewhere: add --address HOST:PORT (another cluster) or --address local (a new "
+                "local Ray instance on this machine) to the --resume command"
+            ],
+            "the command line",
+        )
+    log.info(
+        "sweep %s joined the Ray cluster at %s: resuming there (pass --address HOST:PORT or --address local to run "
+        "elsewhere)",
+        plan.name,
+        address,
+    )
+    return address
 
 
 def sweep_status(done: bool, scored: bool) -> str:
@@ -211,7 +257,10 @@ def _check_resume(args: argparse.Namespace, plan: SweepPlan, exists: bool) -> No
     if args.resume == exists:
         return
     if args.resume:
-        hint = f"nothing to resume at {plan.experiment_path}; start it without --resume"
+        output = Path(plan.output)
+        held = sorted(entry.name for entry in output.iterdir()) if output.is_dir() else []
+        started = f" (its start at {output} never got to a trial)" if never_started(held) else ""
+        hint = f"nothing to resume at {plan.experiment_path}{started}; start it without --resume"
     elif args.output:
         hint = (
             f"a sweep already exists at {plan.experiment_path}; continue it with --resume, or pass another "
@@ -236,7 +285,7 @@ def _check_output_free(
     """
     output = Path(plan.output)
     held = sorted(entry.name for entry in output.iterdir()) if output.is_dir() and not sweep_there else []
-    if not held:
+    if not held or never_started(held):
         return
     where = "the command line" if args.output else args.config
     if held_sweeps:
@@ -258,6 +307,16 @@ def _check_output_free(
 SWEEP_CONFIG = "sweep-config.yaml"  # the config and overrides a sweep started with, beside its results
 
 
+def never_started(held: Sequence[str]) -> bool:
+    """Whether a sweep folder without Ray Tune state holds only the files a start writes before its first trial.
+
+    Why: a sweep whose start failed (its cluster could not be joined) left its sweep-config.yaml and
+    sweep-stores.json, and the same command run again was refused as a folder of files "not a
+    sweep's"; they are this sweep's, and no trial ran, so a new start writes them afresh.
+    """
+    return bool(held) and set(held) <= {SWEEP_CONFIG, SWEEP_STORES}
+
+
 SWEEP_STORES = "sweep-stores.json"  # the artifact store and tracking store a sweep's trials write to
 STORE_ENVS = (WORKSPACE_ENV, ARTIFACT_URI_ENV, TRACKING_URI_ENV)  # the shell settings that choose them
 
@@ -267,10 +326,25 @@ def _save_sweep_config(output: Path, data: Mapping[str, Any]) -> None:
     (output / SWEEP_CONFIG).write_text(yaml.safe_dump(dict(data), sort_keys=False))
 
 
-def _save_sweep_stores(output: Path, plan: SweepPlan) -> None:
-    """The stores the sweep's trials write to, beside its config: a resume must use the same (``_check_same_stores``)."""
+def _save_sweep_stores(output: Path, plan: SweepPlan, ray_address: str | None = None) -> None:
+    """The stores the sweep's trials write to, beside its config: a resume must use the same (``_check_same_stores``).
+
+    ``ray_address``: the cluster the sweep joined when the command named it (--address, RAY_ADDRESS;
+    ``run_locations.address_to_record``), which `--resume` joins again (``recorded_address``).
+    """
     stores = {"artifact_uri": plan.store_uri, "tracking_uri": plan.tracking_uri}
+    if ray_address is not None:
+        stores["ray_address"] = ray_address
     (output / SWEEP_STORES).write_text(json.dumps(stores, indent=2))
+
+
+def _saved_stores(output: Path) -> dict[str, Any]:
+    """What ``_save_sweep_stores`` wrote; empty when there is none or it cannot be read."""
+    try:
+        saved = json.loads((output / SWEEP_STORES).read_text())
+    except (OSError, ValueError):
+        return {}
+    return saved if isinstance(saved, dict) else {}
 
 
 def _check_same_stores(args: argparse.Namespace, plan: SweepPlan) -> None:
@@ -344,7 +418,7 @@ def _print_ending(args: argparse.Namespace, plan: SweepPlan, done: bool, scored:
         )
         return EXIT_FAILED
     best_yaml = Path(plan.output) / "best.yaml"
-    print(f"\nBest config: {best_yaml}  (run it with: {shlex.join(['relay', 'run', str(best_yaml)])})")
+    print(f"\nBest config: {best_yaml}  (run it with: {run_best_command(best_yaml, plan)})")
     return 0
 
 
@@ -369,11 +443,30 @@ def write_sweep_outputs(
         note = pbt_note(plan)
         tie = f" (tied with {', '.join(tied)}; {TIE_RULE})" if tied else ""
         (output / "best.yaml").write_text(
-            f"# relay run {shlex.quote(str(output / 'best.yaml'))}\n# best trial {best.trial_id} of sweep "
+            f"# {run_best_command(output / 'best.yaml', plan, data)}\n# best trial {best.trial_id} of sweep "
             f"{plan.name}{tie}\n" + (f"# {note}\n" if note else "") + yaml.safe_dump(data, sort_keys=False)
         )
         files.append(str(output / "best.yaml"))
     return files
+
+
+def run_best_command(best_yaml: Path, plan: SweepPlan, data: Mapping[str, Any] | None = None) -> str:
+    """`relay run best.yaml`, after the store settings the sweep took from the shell that best.yaml does not hold.
+
+    best.yaml pins the workspace (``best_config``) but not the stores: a sweep tracked to a server
+    through MLFLOW_TRACKING_URI (or its records in RELAY_ARTIFACT_URI) printed a bare `relay run
+    best.yaml`, which tracked into a new sqlite file in the workspace instead of the sweep's server.
+    """
+    data = best_config(plan.base, {}) if data is None else data
+    run = data.get("run") or {}
+    workspace = Path(str(run.get("workspace")))
+    tracking = (data.get("tracking") or {}).get("uri")
+    shell = []
+    if not run.get("artifact_uri") and plan.store_uri != str(workspace / "artifacts"):
+        shell.append(f"{ARTIFACT_URI_ENV}={shlex.quote(plan.store_uri)}")
+    if not tracking and plan.tracking_uri != f"sqlite:///{workspace / 'mlflow.db'}":
+        shell.append(f"{TRACKING_URI_ENV}={shlex.quote(plan.tracking_uri)}")
+    return " ".join([*shell, shlex.join(["relay", "run", str(best_yaml)])])
 
 
 def register(commands: Any) -> None:

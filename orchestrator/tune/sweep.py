@@ -63,7 +63,9 @@ def make_tuner(plan: SweepPlan, concurrency: int, resume: bool) -> Any:
     """A new Tuner, or the interrupted one restored from the sweep's storage (finished trials stay finished)."""
     from ray import tune
 
-    trainable = tune.with_resources(tune.with_parameters(run_trial, plan=plan), {"cpu": plan.settings.trial_cpus})
+    trainable = tune.with_resources(
+        tune.with_parameters(run_trial, plan=plan, mlflow_level=mlflow_level()), {"cpu": plan.settings.trial_cpus}
+    )
     if resume:  # the restored sweep keeps the RunConfig it started with
         os.environ.setdefault(NO_AUTO_LOGGERS, "1")
         return tune.Tuner.restore(str(plan.experiment_path), trainable, resume_unfinished=True, resume_errored=True)
@@ -80,6 +82,15 @@ def make_tuner(plan: SweepPlan, concurrency: int, resume: bool) -> Any:
     return tune.Tuner(
         trainable, param_space=param_space(settings.space), tune_config=tune_config, run_config=run_config
     )
+
+
+def mlflow_level() -> str:
+    """The level of the driver's MLflow loggers (WARNING, INFO with -v), for its trials to take (``run_trial``).
+
+    Why: a trial on another node of a cluster does not inherit the driver's environment, so each
+    printed MLflow's INFO lines (the system-metrics monitor's, ten a trial) into the driver's output.
+    """
+    return logging.getLevelName(logging.getLogger("mlflow").getEffectiveLevel())
 
 
 def sweep_run_config(plan: SweepPlan) -> Any:

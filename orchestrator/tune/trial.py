@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
+import os
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -119,10 +121,14 @@ def trial_tags(plan: SweepPlan, trial_id: str, values: Mapping[str, Any]) -> dic
     return tags
 
 
-def run_trial(config: dict[str, Any], plan: SweepPlan) -> None:
-    """Tune's trainable: run the pipeline generation by generation, reporting the metric after each."""
+def run_trial(config: dict[str, Any], plan: SweepPlan, mlflow_level: str = "WARNING") -> None:
+    """Tune's trainable: run the pipeline generation by generation, reporting the metric after each.
+
+    ``mlflow_level``: the driver's MLflow log level (``sweep.mlflow_level``), as the trial's own.
+    """
     from ray import tune
 
+    quiet_mlflow_logs(mlflow_level)
     values = clip_values({key: config[key] for key in plan.settings.space}, plan.settings.space)
     state = _load_state(tune.get_checkpoint(), values)
     trial_id = tune.get_context().get_trial_id()
@@ -149,6 +155,19 @@ def run_trial(config: dict[str, Any], plan: SweepPlan) -> None:
         tracker.end_pipeline(ending_status(error, plan.generations - state.next_generation))
         raise
     tracker.end_pipeline(RunStatus.FINISHED)
+
+
+MLFLOW_LEVEL_ENV = "MLFLOW_LOGGING_LEVEL"  # MLflow sets its own logger's level from it when it is first imported
+
+
+def quiet_mlflow_logs(level: str) -> None:
+    """MLflow's loggers in this trial's process at ``level``, as `relay` sets them in the driver (``quiet_mlflow``).
+
+    Why: trials on a cluster's other nodes logged the system-metrics monitor's INFO lines, about ten
+    a trial, which Ray forwards to the driver's console (`(run_trial pid=...) INFO mlflow...`).
+    """
+    os.environ[MLFLOW_LEVEL_ENV] = level
+    logging.getLogger("mlflow").setLevel(level)
 
 
 def ending_status(error: BaseException, generations_left: int) -> str:
