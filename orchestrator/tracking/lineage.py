@@ -304,6 +304,20 @@ def set_aliases(client: Any, name: str, version: Any, aliases: Sequence[str]) ->
         client.set_registered_model_alias(name, alias, version)
 
 
+def repoint_aliases(client: Any, name: str, wanted: Mapping[str, str]) -> list[str]:
+    """Move each alias of registered model ``name`` onto the version ``wanted`` names; returns those moved, sorted.
+
+    Why: a run resumed after another run of the same pipeline registered only the generations it had
+    left, so ``gen-00`` stayed on the other run's version while ``gen-01`` and ``newest`` named this
+    run's. Aliases already on their version are left as they are.
+    """
+    current = client.get_registered_model(name).aliases
+    moved = sorted(alias for alias, version in wanted.items() if str(current.get(alias)) != str(version))
+    for alias in moved:
+        client.set_registered_model_alias(name, alias, wanted[alias])
+    return moved
+
+
 def drop_aliases_beyond(client: Any, name: str, last_generation: int) -> list[str]:
     """Remove the ``gen-NN`` / ``ROLE-gen-NN`` aliases of registered model ``name`` above ``last_generation``.
 

@@ -695,6 +695,7 @@ class MlflowTracker:
         self._client.set_tag(self._parent, TAG_STATUS, word)
         self._client.set_terminated(self._parent, status=final)
         if status == "FINISHED":  # every generation registered: not a --stop-after part whose resume sets more
+            self._guard("own aliases", self._repoint_own_aliases, END)
             self._guard("stale aliases", self._drop_stale_aliases, END)
         self._guard("summary", lambda: self._log_summary(RELAY_WORD.get(status, status)), END)
 
@@ -717,6 +718,39 @@ class MlflowTracker:
                 self._pipeline_name,
                 lineage.model_alias(last),
             )
+
+    def _repoint_own_aliases(self) -> None:
+        """Point every generation alias this finished run registered (and ``newest``) back at its own version.
+
+        Why: an attempt registers only the generations it runs, so after `relay resume` another run's
+        versions could still hold the aliases of generations an earlier attempt registered (``gen-00``
+        on run B's version, ``gen-01`` on this run's). The versions come from ``relay.registered_models``,
+        which covers every attempt and the cache hits that reused another run's version (same bytes).
+        """
+        wanted = self._own_aliases()
+        if not wanted:
+            return
+        moved = lineage.repoint_aliases(self._client, self._pipeline_name, wanted)
+        if moved:
+            logger.info(
+                "pointed alias(es) %s of model %s back at this run's versions: another run moved them",
+                ", ".join(moved),
+                self._pipeline_name,
+            )
+
+    def _own_aliases(self) -> dict[str, str]:
+        """Alias -> version of this run's registered models (the latest entry of an alias wins), with ``newest``
+        on its last generation's model: ``{"gen-00": "1", "gen-01": "4", "newest": "4"}``."""
+        prefix = f"models:/{self._pipeline_name}/"
+        own: dict[str, str] = {}
+        for entry in self._registered:
+            if entry.startswith(prefix) and entry.endswith(")"):
+                version, alias = entry[len(prefix) : -1].rsplit(" (", 1)
+                own[alias] = version
+        generations = {alias_generation(alias): version for alias, version in own.items() if is_own_generation(alias)}
+        if generations:
+            own[lineage.NEWEST_ALIAS] = generations[max(generations)]
+        return own
 
     def _registered_aliases(self) -> list[str]:
         """The first alias of each version this run registered: ``gen-01`` of ``models:/NAME/3 (gen-01)``."""
@@ -777,6 +811,12 @@ def mlflow_tracker(
         register_models=parent_run_id is None,
         pyfunc_loader=pyfunc_loader,
     )
+
+
+def is_own_generation(alias: str) -> bool:
+    """``gen-NN`` itself, the alias of a generation's own model, not a side branch's ``ROLE-gen-NN``."""
+    generation = alias_generation(alias)
+    return generation is not None and alias == lineage.model_alias(generation)
 
 
 def source_tags(command: run_command.RunCommand | None) -> dict[str, str]:
