@@ -483,7 +483,9 @@ def register(commands: Any) -> None:
         "--output", help="sweep folder: best.yaml, trials.csv/json, Ray Tune state (default: WORKSPACE/tune/NAME)"
     )
     tune.add_argument(
-        "--resume", action="store_true", help="continue an interrupted sweep; finished trials are not rerun"
+        "--resume",
+        action="store_true",
+        help="continue an interrupted sweep on the cluster it joined; trials Ray Tune recorded as finished are not rerun",
     )
     add_cluster_address(tune)
     tune.set_defaults(handler=cmd_tune)
