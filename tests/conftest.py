@@ -31,3 +31,20 @@ def nothing_lands_in_the_working_directory() -> Iterator[None]:
     yield
     after = {name for name in STRAY if (cwd / name).exists()}
     assert not after - before, f"tests wrote {sorted(after - before)} into {cwd}"
+
+
+@pytest.fixture(autouse=True)
+def ray_auth_mode_kept() -> Iterator[None]:
+    """RAY_AUTH_MODE as it was before each test.
+
+    Why: Relay switches its own process to token mode when it finds a Ray token
+    (``orchestrator.jobs.auth.find_auth_token``), as a CLI process should; a test that calls it
+    in-process with a token in its environment left the whole test session in token mode, and
+    later tests joining token-less clusters failed.
+    """
+    before = os.environ.get("RAY_AUTH_MODE")
+    yield
+    if before is None:
+        os.environ.pop("RAY_AUTH_MODE", None)
+    else:
+        os.environ["RAY_AUTH_MODE"] = before

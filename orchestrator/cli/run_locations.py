@@ -48,6 +48,7 @@ from orchestrator.dag import Pipeline
 from orchestrator.engine.artifacts import StoreFault, store_failure, store_fault
 from orchestrator.engine.fit import local_fit_problems, local_gpus
 from orchestrator.errors import ConfigError
+from orchestrator.jobs.auth import token_mode_for_joining
 from orchestrator.tracking.common import relocated_artifacts, sqlite_path
 
 logger = logging.getLogger(__name__)
@@ -582,7 +583,7 @@ def check_cluster(address: str | None, settings: RunSettings, pipeline: Pipeline
         problem += "; or unset RAY_ADDRESS to run on a new local Ray instance"
     if problem:
         raise ConfigError([problem], "the command line" if key == "--address" else source)
-    jobs.find_auth_token()  # a token cluster: RAY_AUTH_MODE=token before Ray is imported
+    token_mode_for_joining()  # a token cluster: RAY_AUTH_MODE=token before Ray is imported
     if joined not in RAY_ADDRESS_WORDS and not joined.startswith("ray://"):
         oversized = oversized_worker_problems(joined, pipeline)
         if oversized:

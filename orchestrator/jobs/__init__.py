@@ -22,6 +22,7 @@ from orchestrator.jobs.auth import (
     auth_headers,
     default_token_path,
     find_auth_token,
+    token_mode_for_joining,
     token_path_problem,
 )
 from orchestrator.jobs.connection import (
@@ -130,6 +131,7 @@ __all__ = [
     "stop_job",
     "submit_entrypoint",
     "submit_pipeline",
+    "token_mode_for_joining",
     "token_path_problem",
     "wait_for_job",
     "worker_requests",

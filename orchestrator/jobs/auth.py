@@ -32,21 +32,36 @@ def _read_token_file(path: Path) -> str | None:
 def find_auth_token() -> str | None:
     """The token a Ray client would use, in Ray's order; None if disabled or absent.
 
-    Side effect, on purpose: when RAY_AUTH_MODE is not set and a token is found (RAY_AUTH_TOKEN,
-    the file RAY_AUTH_TOKEN_PATH names, or ``~/.ray/auth_token``), RAY_AUTH_MODE=token is set, so
-    that ``ray.init`` and Ray code started later from this process (the ``ray`` CLI, a fresh
-    interpreter, a trial) authenticate the same way. Why: Ray's client sends a token only in
-    token mode; with RAY_AUTH_TOKEN alone, as Relay's own advice said to set it, the GCS probe
-    passed and ``ray.init`` then failed for 20 s of "InvalidAuthToken" lines.
+    Side effect, on purpose: when neither RAY_AUTH_MODE nor RAY_AUTH_TOKEN is set and
+    ``~/.ray/auth_token`` exists, RAY_AUTH_MODE=token is set so that Ray code started later from
+    this process (the ``ray`` CLI, a fresh interpreter) authenticates the same way. A token from
+    the environment switches the mode only where a cluster is joined (``token_mode_for_joining``).
     """
     mode = os.environ.get(AUTH_MODE_ENV, "").strip().lower()
     if mode == "disabled":
         return None
     token = _token_in_rays_order()
-    if token and not mode:
+    if token and not mode and not _token_from_environment():
         os.environ[AUTH_MODE_ENV] = "token"
-        logger.debug("a Ray auth token was found; set %s=token", AUTH_MODE_ENV)
+        logger.debug("using %s; set %s=token", default_token_path(), AUTH_MODE_ENV)
     return token
+
+
+def token_mode_for_joining() -> None:
+    """Before ``ray.init(address=...)``: RAY_AUTH_MODE=token when a token is found and no mode is set.
+
+    Why: Ray's client sends a token to a given address only in token mode (it turns the mode on by
+    itself only for a cluster it finds on its own), so with RAY_AUTH_TOKEN alone, as Relay's own
+    advice says to set it, the GCS probe passed and ``ray.init`` then failed after 20 s of
+    "InvalidAuthToken" lines. Only the joining driver switches: a process that merely reads a
+    token (the Jobs client) keeps its mode, so a later local start in it is not affected.
+    """
+    if not os.environ.get(AUTH_MODE_ENV, "").strip() and find_auth_token():
+        os.environ[AUTH_MODE_ENV] = "token"
+
+
+def _token_from_environment() -> bool:
+    return bool(os.environ.get(AUTH_TOKEN_ENV, "").strip() or os.environ.get(AUTH_TOKEN_PATH_ENV))
 
 
 def _token_in_rays_order() -> str | None:

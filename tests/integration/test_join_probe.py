@@ -198,7 +198,9 @@ def test_a_resume_on_its_recorded_cluster_says_how_to_run_elsewhere(head: RayClu
 JOIN_AFTER_THE_PROBE = """
 import sys
 from orchestrator.cli.run_locations import ray_cluster_problem
-assert ray_cluster_problem(sys.argv[1], "--address") is None
+from orchestrator.jobs import token_mode_for_joining
+assert ray_cluster_problem(sys.argv[1], "--address") is None  # what check_cluster does before Ray is imported
+token_mode_for_joining()
 import ray
 ray.init(address=sys.argv[1], logging_level="ERROR")
 print("joined", ray.cluster_resources().get("node:__internal_head__"))

@@ -215,6 +215,8 @@ def test_token_env_wins_over_the_file(clean_env, monkeypatch):
     (clean_env / ".ray" / "auth_token").write_text("file-token")
     monkeypatch.setenv("RAY_AUTH_TOKEN", "env-token")
     assert jobs.auth_headers() == {"Authorization": "Bearer env-token"}
+    assert "RAY_AUTH_MODE" not in os.environ, "reading a token from the environment keeps this process's mode"
+    jobs.token_mode_for_joining()
     assert os.environ["RAY_AUTH_MODE"] == "token", "ray.init with an address sends a token only in token mode"
 
 
@@ -223,6 +225,7 @@ def test_token_path_env_is_read(clean_env, monkeypatch, tmp_path):
     token_file.write_text("path-token")
     monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(token_file))
     assert jobs.find_auth_token() == "path-token"
+    jobs.token_mode_for_joining()
     assert os.environ["RAY_AUTH_MODE"] == "token"
 
 
