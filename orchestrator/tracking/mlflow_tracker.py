@@ -741,12 +741,7 @@ class MlflowTracker:
     def _own_aliases(self) -> dict[str, str]:
         """Alias -> version of this run's registered models (the latest entry of an alias wins), with ``newest``
         on its last generation's model: ``{"gen-00": "1", "gen-01": "4", "newest": "4"}``."""
-        prefix = f"models:/{self._pipeline_name}/"
-        own: dict[str, str] = {}
-        for entry in self._registered:
-            if entry.startswith(prefix) and entry.endswith(")"):
-                version, alias = entry[len(prefix) : -1].rsplit(" (", 1)
-                own[alias] = version
+        own = {alias: version for name, version, alias in self._registered_entries() if name == self._pipeline_name}
         generations = {alias_generation(alias): version for alias, version in own.items() if is_own_generation(alias)}
         if generations:
             own[lineage.NEWEST_ALIAS] = generations[max(generations)]
@@ -754,7 +749,17 @@ class MlflowTracker:
 
     def _registered_aliases(self) -> list[str]:
         """The first alias of each version this run registered: ``gen-01`` of ``models:/NAME/3 (gen-01)``."""
-        return [entry.rsplit(" (", 1)[-1].rstrip(")") for entry in self._registered if entry.endswith(")")]
+        return [alias for _, _, alias in self._registered_entries()]
+
+    def _registered_entries(self) -> list[tuple[str, str, str]]:
+        """(name, version, first alias) of each ``models:/NAME/VERSION (ALIAS)`` entry this run registered."""
+        entries = []
+        for entry in self._registered:
+            if entry.startswith("models:/") and entry.endswith(")"):
+                model, alias = entry[len("models:/") : -1].rsplit(" (", 1)
+                name, version = model.rsplit("/", 1)
+                entries.append((name, version, alias))
+        return entries
 
     def _close_open_stages(self) -> None:
         """Stage runs opened but never finished (Ctrl-C, a stop mid-stage) end KILLED, not RUNNING forever.
