@@ -10,7 +10,6 @@ import argparse
 import contextlib
 import dataclasses
 import logging
-import re
 import shlex
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
@@ -72,16 +71,10 @@ from orchestrator.engine.runner import Runner
 from orchestrator.engine.signals import EXIT_TERMINATED, interrupts_kept, terminated_by_signal
 from orchestrator.errors import ArtifactError, ConfigError, InputError, RelayError
 from orchestrator.tracking import common as tracking_common
-from orchestrator.tracking import report, sweeps
+from orchestrator.tracking import lookup, report
 from orchestrator.tracking.background import BackgroundTracker
 from orchestrator.tracking.mlflow_tracker import START, mlflow_tracker, parent_keys
-from orchestrator.tracking.reading import (
-    DeletedRunError,
-    check_database,
-    deleted_message,
-    read_generations,
-    recorded_pipeline,
-)
+from orchestrator.tracking.reading import recorded_pipeline
 
 log = logging.getLogger("relay")
 
@@ -485,64 +478,25 @@ def check_tracking_server_answers(args: argparse.Namespace) -> None:
         check_tracking_store(uri, default_tracking_key(args.workspace))
 
 
-MLFLOW_RUN_ID = re.compile(r"[0-9a-f]{32}")  # what MLflow names a run by (`relay run` prints it: `open run ...`)
-
-
 def relay_run_of(args: argparse.Namespace) -> str:
-    """The Relay run that ``args.run_id`` names: itself, or the run an MLflow run id of it belongs to.
-
-    `relay run` ends with `open run <MLflow run id>` for the MLflow UI, and that id given to `relay
-    generations` found no run record. An MLflow run of a Relay run (the pipeline's, a generation's,
-    a stage's) carries the Relay run id in its `relay.pipeline_run` tag, read here from the default
-    tracking store (the workspace's, or $MLFLOW_TRACKING_URI); an id it does not know stays as given.
-    A sweep's own run has no generations, whether named by its MLflow run id or by the sweep's name
-    (what `relay tune` prints and names its trials after): it is bad input that names the sweep's trials
-    to pass instead.
-    """
+    """The Relay run that ``args.run_id`` names (``lookup.relay_run_named``), asked of the default tracking store
+    (the workspace's, or $MLFLOW_TRACKING_URI); the id as given when there is none to ask."""
     client = default_tracking_client(args)
     if client is None:
         return args.run_id
-    if not MLFLOW_RUN_ID.fullmatch(args.run_id):
-        found = sweeps.sweep_run_named(client, args.run_id)
-        if found is not None:
-            raise ConfigError(
-                [sweeps.sweep_run_problem(client, found, args.run_id, store_options(args))], "the command line"
-            )
-        return args.run_id
-    from mlflow.exceptions import MlflowException
-
-    try:
-        found = client.get_run(args.run_id)
-    except MlflowException as exc:  # no such run there: the id stays, not found
-        log.debug("%s is not an MLflow run at %s: %s", args.run_id, client.tracking_uri, exc)
-        return args.run_id
-    tags = found.data.tags
-    if sweeps.is_sweep_run(tags):  # a sweep's own run has no generations: its trials have
-        problem = sweeps.sweep_run_problem(client, found, args.run_id, store_options(args))
-        raise ConfigError([problem], "the command line")
-    relay_run = tags.get(tracking_common.TAG_PIPELINE_RUN)
-    if not relay_run:
-        return args.run_id
-    kind = tags.get(tracking_common.TAG_KIND, "an")
-    log.info("MLflow run %s (%s run) belongs to Relay run %s: its generations follow", args.run_id, kind, relay_run)
-    return relay_run
+    return lookup.relay_run_named(client, args.run_id, store_options(args))
 
 
 def default_tracking_client(args: argparse.Namespace) -> Any:
     """An MLflow client of the default tracking store (the workspace's, or $MLFLOW_TRACKING_URI); None when there
     is none to ask (no database yet: MLflow would create its tables in it, or a store that does not answer)."""
     uri = tracking_uri(RunSettings(workspace=args.workspace), TrackingSettings())
-    from mlflow.exceptions import MlflowException
-
     try:
         check_tracking_store(uri, default_tracking_key(args.workspace))
-        db = tracking_common.sqlite_path(uri)
-        if db is not None:
-            check_database(db)
-        return tracking_common.mlflow_client(uri)
-    except (RelayError, MlflowException) as exc:
+    except RelayError as exc:
         log.debug("no tracking store to ask at %s: %s", uri, exc)
         return None
+    return lookup.readable_client(uri)
 
 
 def store_options(args: argparse.Namespace) -> str:
@@ -858,7 +812,7 @@ def cmd_generations(args: argparse.Namespace) -> int:
     uri, experiment, summary = tracking_for(args)
     runs.check_tracked(args, uri, args.run_id)
     store = store_of(args)
-    run_id, rows = generations_of(store, uri, experiment, args.run_id)
+    run_id, rows = lookup.read_run_generations(store, uri, experiment, args.run_id, store_option(store.uri))
     columns_note = None
     if args.run_id is None:  # the newest run: known only now, and its pipeline picks the columns
         summary, columns_note = newest_run_columns(store, pipelines_of(args), uri, experiment, run_id)
@@ -877,34 +831,6 @@ def run_status_of(store: ArtifactStore, run_id: str) -> RunStatus | None:
     except RelayError:
         return None
     return None if status in (RunStatus.NOT_STARTED, RunStatus.UNREADABLE) else status
-
-
-def generations_of(
-    store: ArtifactStore, uri: str, experiment: str, run_id: str | None
-) -> tuple[str, list[dict[str, Any]]]:
-    """``read_generations``; a run whose MLflow run was never made (the store failed at its start) is said as such,
-    and one whose MLflow runs were deleted says that its record is still here.
-
-    Why: such a run is recorded here, finished, and its record (``tracking.json``) says its tracking was
-    lost from the start; the reader said only "no pipeline run", as if the run id were wrong, and not
-    that `relay resume` fills the MLflow record in.
-    """
-    try:
-        return read_generations(uri, experiment, run_id)
-    except DeletedRunError as exc:
-        if store.read_record(record_path(exc.run_id, CONFIG_FILE)) is None:
-            raise
-        message = deleted_message(exc.run_id, uri, exc.ids, store.uri, store_option(store.uri))
-        raise InputError(message) from exc
-    except InputError as exc:
-        if run_id is None or tracking_lost_at(store, run_id) != START:
-            raise
-        raise InputError(
-            f"run {run_id} has no MLflow run in experiment {experiment!r} at {uri}: the tracking store failed at "
-            f"the run's start, so nothing of it was tracked (its outputs and ledger are in {store.uri}); once "
-            f"the store works again, fill the record in with `relay resume {run_id}{store_option(store.uri)}` "
-            "(completed stages are skipped)"
-        ) from exc
 
 
 def register(commands: Any) -> None:
