@@ -303,7 +303,7 @@ def free_submission_id(address: str | None, run_id: str) -> str:
     drivers would write the same ledger and MLflow run.
     """
     rows = list_jobs(address)
-    check_not_running(rows, run_id)
+    check_no_active_job(rows, run_id)
     taken = {row["id"] for row in rows}
     if run_id not in taken:
         return run_id
@@ -323,7 +323,7 @@ def latest_job_of(rows: list[dict[str, Any]], run_id: str) -> str:
     return mine[-1]["id"] if mine else run_id
 
 
-def check_not_running(rows: list[dict[str, Any]], run_id: str) -> None:
+def check_no_active_job(rows: list[dict[str, Any]], run_id: str) -> None:
     """Refuse a resume while a job of ``run_id`` (its own id or ``run_id-resume-N``) is PENDING or RUNNING."""
     for row in jobs_of_run(rows, run_id):
         if row["status"] in ACTIVE_STATUSES:

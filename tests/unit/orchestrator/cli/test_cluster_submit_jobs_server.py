@@ -286,8 +286,8 @@ def test_status_and_stop_of_a_resumed_run_id_act_on_its_newest_job(server: JobsS
 
 def test_a_running_job_error_is_bad_input() -> None:
     with pytest.raises(InputError):
-        jobs.check_not_running([{"id": "r1", "status": "RUNNING"}], "r1")
-    jobs.check_not_running([{"id": "r1", "status": "SUCCEEDED"}, {"id": "r1-resume-x", "status": "RUNNING"}], "r1")
+        jobs.check_no_active_job([{"id": "r1", "status": "RUNNING"}], "r1")
+    jobs.check_no_active_job([{"id": "r1", "status": "SUCCEEDED"}, {"id": "r1-resume-x", "status": "RUNNING"}], "r1")
 
 
 # --------------------------------------------------------------------------- --run-id already in the store
