@@ -27,7 +27,7 @@ from orchestrator.config import (
 from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.engine.ledger import CONFIG_FILE, record_path
 from orchestrator.errors import ConfigError, RelayError
-from orchestrator.tracking.common import sqlite_path, store_problem
+from orchestrator.tracking.common import half_made_store_problem, sqlite_path
 
 log = logging.getLogger(__name__)
 
@@ -189,7 +189,7 @@ def _database_problem(db: Path, key: str) -> str | None:
             f"{key}: {db} is not an SQLite database (MLflow could not open it); move it away, "
             "or point the tracking store at another file"
         )
-    broken = store_problem(db)  # a half-made store fails every MLflow call: the run would track nothing
+    broken = half_made_store_problem(db)  # a half-made store fails every MLflow call: the run would track nothing
     return f"{key}: {broken}" if broken else None
 
 

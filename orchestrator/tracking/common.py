@@ -147,7 +147,7 @@ def ensure_sqlite_store(db: Path) -> None:
     """
     if db.exists():
         roll_back_interrupted_write(db)
-        problem = store_problem(db)
+        problem = half_made_store_problem(db)
         if problem is not None:
             raise TrackingError(problem)
         return
@@ -179,7 +179,7 @@ def _build_schema(building: Path, db: Path) -> None:
     store.engine.dispose()  # closed, so no journal is left beside it
 
 
-def store_problem(db: Path) -> str | None:
+def half_made_store_problem(db: Path) -> str | None:
     """What is wrong with the existing sqlite store ``db``; None when MLflow can use it. ``db`` is not written.
 
     A store whose creation was killed (by Relay before stores were created atomically, or by
@@ -362,7 +362,7 @@ def relocated_artifacts(db: Path, experiment: str) -> Path | None:
     beside the database (``default_artifact_location``), and MLflow's client has no call that changes it;
     every new run of the experiment in a moved or copied store wrote its plots, config and checkpoints into
     the old folder (created again where it had moved away). The location is read with a read-only query of
-    MLflow's ``experiments`` table, as ``store_problem`` reads the schema: importing MLflow costs seconds,
+    MLflow's ``experiments`` table, as ``half_made_store_problem`` reads the schema: importing MLflow costs seconds,
     and opening the store through it may migrate it.
     """
     location = _experiment_artifact_location(db, experiment)

@@ -15,10 +15,10 @@ from orchestrator.errors import InputError, RelayError
 from orchestrator.tracking.common import (
     TAG_KIND,
     TAG_PIPELINE_RUN,
+    half_made_store_problem,
     mlflow_client,
     no_database_message,
     sqlite_path,
-    store_problem,
 )
 
 
@@ -84,7 +84,7 @@ def check_database(db: Path) -> None:
     """InputError unless ``db`` is an SQLite file with MLflow's tables; opened read-only, so nothing is written."""
     if not db.exists():
         raise InputError(no_database_message(db))
-    problem = store_problem(db)
+    problem = half_made_store_problem(db)
     if problem is not None:
         raise InputError(problem)
     try:

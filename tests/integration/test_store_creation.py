@@ -183,8 +183,8 @@ def test_checking_a_store_with_runs_costs_no_mlflow_import(tmp_path: Path) -> No
     client, experiment_id = open_experiment(f"sqlite:///{db}", "relay", None)
     client.create_run(experiment_id)
     script = (
-        "import sys\nfrom pathlib import Path\nfrom orchestrator.tracking.common import store_problem\n"
-        f"print(store_problem(Path({str(db)!r})), 'mlflow.store.db.utils' in sys.modules)\n"
+        "import sys\nfrom pathlib import Path\nfrom orchestrator.tracking.common import half_made_store_problem\n"
+        f"print(half_made_store_problem(Path({str(db)!r})), 'mlflow.store.db.utils' in sys.modules)\n"
     )
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=True)
     assert done.stdout.split() == ["None", "False"], done.stdout + done.stderr
