@@ -16,7 +16,7 @@ from typing import Any
 
 from orchestrator.cli.common import pipelines_of
 from orchestrator.cli.preflight import folder_problem
-from orchestrator.engine.artifacts import UNREACHABLE_FIX, StoreFault, first_line, store_failure, store_fault
+from orchestrator.engine.artifacts import UNREACHABLE_FIX, StoreFault, innermost_first_line, store_failure, store_fault
 from orchestrator.errors import ConfigError, RelayError
 from orchestrator.registry import DataSpec, data_specs, load_pipelines
 
@@ -51,10 +51,10 @@ def _store_fault(dest: str, exc: BaseException) -> str:
     """Why the storage failed mid-import, in words: it stopped answering, refused access, or failed to write."""
     fault = store_fault(exc)
     if fault is StoreFault.UNREACHABLE:
-        return f"the store stopped answering ({first_line(exc)}); {UNREACHABLE_FIX}"
+        return f"the store stopped answering ({innermost_first_line(exc)}); {UNREACHABLE_FIX}"
     if fault is StoreFault.DENIED:
         return str(store_failure(dest, exc))
-    return f"the store failed to write ({first_line(exc)})"
+    return f"the store failed to write ({innermost_first_line(exc)})"
 
 
 def _print(summary: Mapping[str, Any]) -> None:

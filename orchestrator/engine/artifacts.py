@@ -95,7 +95,7 @@ def store_failure(uri: str, error: BaseException) -> str | None:
     """What a store fault means and what to fix, naming the store and the error's first line; None when
     ``error`` is neither fault (a full disk, a read-only folder: the caller's own words fit those)."""
     fault = store_fault(error)
-    detail = first_line(error)
+    detail = innermost_first_line(error)
     if fault is StoreFault.DENIED:
         return f"access to the store {uri} was denied ({detail}): {DENIED_FIX}"
     if fault is StoreFault.UNREACHABLE:
@@ -103,7 +103,7 @@ def store_failure(uri: str, error: BaseException) -> str | None:
     return None
 
 
-def first_line(error: BaseException) -> str:
+def innermost_first_line(error: BaseException) -> str:
     """The first line of the innermost error behind ``error``: the storage's own words, once."""
     root = list(exception_chain(error))[-1]
     lines = str(root).strip().splitlines()
