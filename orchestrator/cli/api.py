@@ -130,7 +130,7 @@ def run(
     the override ``run.workspace=PATH`` (default: $RELAY_WORKSPACE, else ./relay-workspace).
     ``address``, ``run_id``, ``stop_after``, ``rerun_from``, ``no_cache``: the flags of the same names.
     """
-    checked_config(config)
+    checked_config_argument(config)
     given = [*checked_overrides(overrides), *workspace_override(checked_path("workspace", workspace))]
     checked_texts(address=address, run_id=run_id, stop_after=stop_after, rerun_from=rerun_from)
     checked_flag("no_cache", no_cache)
@@ -549,7 +549,7 @@ def run_record(run_id: str, workspace: PathLike | None, store_uri: str | None) -
     check_run_id(run_id)
     store = store_of(argparse.Namespace(workspace=as_flag(workspace), artifact_uri=store_uri))
     if is_trial(store, run_id):
-        return store, *trial_record(store, run_id, workspace)
+        return store, *trial_record_in_workspace(store, run_id, workspace)
     spec, config = read_run_record(store, run_id, load_pipelines())
     return store, spec, config
 
@@ -560,7 +560,7 @@ def is_trial(store: ArtifactStore, run_id: str) -> bool:
     return has[LEDGER_FILE] and not has[CONFIG_FILE]
 
 
-def trial_record(store: ArtifactStore, run_id: str, workspace: PathLike | None) -> tuple[Any, Any]:
+def trial_record_in_workspace(store: ArtifactStore, run_id: str, workspace: PathLike | None) -> tuple[Any, Any]:
     """The spec and config of a Tune trial, read from its sweep's saved config as `relay runs` reads its pipeline.
 
     When the sweep's folder is not in this workspace (another workspace, or `relay tune --output`),
@@ -654,7 +654,7 @@ def checked_path(argument: str, value: Any) -> PathLike | None:
     return value
 
 
-def checked_config(config: Any) -> None:
+def checked_config_argument(config: Any) -> None:
     """``config``: a path to a pipeline file, or the file's content as a mapping."""
     if not isinstance(config, (str, os.PathLike, Mapping)):
         raise InputError(
