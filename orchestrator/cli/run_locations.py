@@ -543,11 +543,12 @@ def check_resume_address(address: str | None, settings: RunSettings, run_id: str
 
 def starts_local_ray(address: str | None, settings: RunSettings) -> bool:
     """Whether a run's driver starts a new local Ray instance: Ray is used, and no cluster is joined (no
-    ``--address``, ``run.ray_address`` or RAY_ADDRESS; not inside a Ray job, whose driver joins its own)."""
+    ``--address``, ``run.ray_address`` or RAY_ADDRESS, or the word ``local`` in one; not inside a Ray job,
+    whose driver joins its own)."""
     if settings.executor == "local" or (address is None and in_ray_job()):
         return False
     joined, _ = cluster_to_join(address, settings)
-    return joined is None
+    return joined in (None, "local")  # "local": ray.init starts a new instance even beside a running one
 
 
 def local_ray_fit_problems(address: str | None, settings: RunSettings, pipeline: Pipeline) -> list[str]:
@@ -573,7 +574,7 @@ def check_cluster(address: str | None, settings: RunSettings, pipeline: Pipeline
     if settings.executor == "local" or (address is None and in_ray_job()):
         return  # no Ray, or the Ray job's own cluster (its driver joins through RAY_ADDRESS)
     joined, key = cluster_to_join(address, settings)
-    if joined is None:
+    if joined in (None, "local"):
         problems = local_ray_fit_problems(address, settings, pipeline)
         if problems:
             raise ConfigError(problems, source)

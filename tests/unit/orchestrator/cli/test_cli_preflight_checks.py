@@ -141,6 +141,16 @@ def test_stages_a_local_ray_could_never_start_are_refused(
     assert expected in err
 
 
+def test_address_local_starts_a_new_instance_so_it_is_sized_too(cwd: Path, capsys, monkeypatch) -> None:
+    """`--address local` (or RAY_ADDRESS=local) starts a new local Ray as no address does: it was let through
+    unchecked and the run waited forever for 64 GPUs."""
+    err = refused(["run", str(SMOKE), "--address", "local", "resources.train.num_gpus=64"], cwd, capsys)
+    assert "needs 64 GPUs at once but this machine has" in err
+    monkeypatch.setenv("RAY_ADDRESS", "local")
+    err = refused(["run", str(SMOKE), "resources.train.num_gpus=64"], cwd, capsys)
+    assert "needs 64 GPUs at once but this machine has" in err
+
+
 @pytest.mark.parametrize(
     ("override", "expected"),
     [
