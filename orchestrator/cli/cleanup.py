@@ -42,7 +42,7 @@ from orchestrator.engine.artifacts import TRAIN_DIR, ArtifactStore
 from orchestrator.engine.ledger import CONFIG_FILE, RUNS, read_ledger, record_path
 from orchestrator.errors import ArtifactError, ConfigError, InputError, TrackingError
 from orchestrator.tracking.common import TAG_KIND, TAG_PIPELINE_RUN, mlflow_client, sqlite_path
-from orchestrator.tracking.mlflow_tracker import TAG_REGISTERED
+from orchestrator.tracking.registrations import TAG_REGISTERED, recorded_entries
 
 STAGES = "stages"
 FINGERPRINT_PREFIX = 16  # how much of a fingerprint names a data-parallel stage's Ray Train folder (train_run_name)
@@ -252,8 +252,7 @@ def tracked_runs(uri: str, run_id: str, key: str) -> TrackedRuns:
         entry
         for run in found
         if run.data.tags.get(TAG_KIND) == "pipeline"
-        for entry in run.data.tags.get(TAG_REGISTERED, "").split(", ")
-        if entry
+        for entry in recorded_entries(run.data.tags.get(TAG_REGISTERED, ""))
     ]
     return TrackedRuns(uri, [(run.info.run_id, run.info.run_name or "") for run in found], registered)
 

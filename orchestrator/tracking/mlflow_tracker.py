@@ -15,7 +15,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -41,19 +41,18 @@ from orchestrator.tracking.common import (
     mlflow_client,
     open_experiment,
 )
-from orchestrator.tracking.lineage import MODEL, LineageGraph, alias_generation
+from orchestrator.tracking.descriptions import TAG_NOTE, closing_note, generation_note, source_tags, started_with
+from orchestrator.tracking.lineage import MODEL, LineageGraph
 from orchestrator.tracking.provenance import provenance_tags
 from orchestrator.tracking.reading import generation_rows
+from orchestrator.tracking.registrations import TAG_REGISTERED, RunRegistrations, recorded_entries
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 CUT_SHORT = ("KILLED", "STOPPED")  # statuses whose unfinished generation runs end KILLED too
 RELAY_WORD = {"KILLED": "INTERRUPTED"}  # the parent's relay.status tag reads as `relay runs` does
-TAG_REGISTERED = "relay.registered_models"  # on the parent: every model version the run registered
 TAG_ATTEMPT = "relay.attempt"  # on a stage run: 1, then 2 for the run a resume opened after an interrupted one
-TAG_NOTE = "mlflow.note.content"  # a run's description in the MLflow UI (Markdown)
-TAG_SOURCE_NAME, TAG_SOURCE_TYPE = "mlflow.source.name", "mlflow.source.type"  # the runs table's Source column
 INTERRUPTED = "INTERRUPTED"  # relay.status of a run cut off mid-way (Ctrl-C, SIGKILL), as `relay runs` words it
 EVALUATION_ROLE = "evaluate"  # the stage role whose metrics score the model it read (``_evaluated_model``)
 PROBE_ROLE = "probe"  # a linear probe's role: its score is a result even outside every generation
@@ -177,7 +176,7 @@ class MlflowTracker:
         self._started_with = ""  # ", started with `relay run ...`" in the pipeline run's description, start to end
         self._finished_before: dict[tuple[str, str], str] = {}
         self._failed_gens: set[int] = set()
-        self._registered: list[str] = []
+        self._registrations: RunRegistrations | None = None  # from the parent run on: what this run registered
         self._params: dict[str, str] = {}  # the run's flattened config: the parent's params and each generation's
         self.lost_at: str | None = None  # where the store stopped answering (a stage, the run's start or end)
 
@@ -271,6 +270,7 @@ class MlflowTracker:
             **({TAG_PARENT: self._nest_under} if self._nest_under else {}),
         }
         self._parent = self._client.create_run(self._experiment_id, tags=tags, run_name=run_id).info.run_id
+        self._registrations = RunRegistrations(self._client, pipeline_name, run_id, self._parent)
         text = run_command.rerunnable_yaml(config, self._written_locations(config, command), run_id)
         self._client.log_text(self._parent, text, "config.yaml")
         log_params(self._client, self._parent, self._params)
@@ -335,7 +335,9 @@ class MlflowTracker:
             lineage.logged_models_of(self._client, self._experiment_id, self._run_id, TAG_PIPELINE_RUN)
         )
         earlier = self._client.get_run(parent).data.tags.get(TAG_REGISTERED, "")
-        self._registered = [entry for entry in earlier.split(", ") if entry]
+        self._registrations = RunRegistrations(
+            self._client, self._pipeline_name, self._run_id, parent, recorded_entries(earlier)
+        )
         self._log(parent, tags=provenance_tags())
         logger.info("resuming MLflow run %s (%d generation run(s))", parent, len(self._gen_runs))
 
@@ -607,29 +609,13 @@ class MlflowTracker:
             self._register(model, runs[0], artifact.name, stage_name, generation)
 
     def _register(self, model: Any, run: str, name: str, stage_name: str, generation: int) -> None:
-        """Register ``model`` with its generation's aliases; a model already registered under this pipeline's
-        name (the same bytes, from an earlier run) keeps its version, and the aliases move onto it."""
+        """Register ``model`` under its generation's aliases, with ``newest`` where no later generation of this
+        run has registered its own model yet."""
         aliases = model_aliases(stage_name, generation)
         if is_generation_stage(stage_name, generation) and generation >= self._newest_generation:
             self._newest_generation = generation
             aliases.append(lineage.NEWEST_ALIAS)
-        known = [v for v in lineage.registered_versions(model) if v.get("name") == self._pipeline_name]
-        if known:
-            version = str(max(int(v["version"]) for v in known))
-            lineage.set_aliases(self._client, self._pipeline_name, version, aliases)
-        else:
-            tags = {TAG_PIPELINE_RUN: self._run_id, TAG_GENERATION: str(generation), TAG_STAGE: stage_name}
-            version = lineage.register(self._client, self._pipeline_name, model, run, aliases, tags)
-        self._registered.append(f"models:/{self._pipeline_name}/{version} ({aliases[0]})")
-        self._client.set_tag(self._parent, TAG_REGISTERED, ", ".join(self._registered))
-        logger.info(
-            "%s %s as model %s version %s (%s)",
-            "aliased" if known else "registered",
-            name,
-            self._pipeline_name,
-            version,
-            ", ".join(aliases),
-        )
+        self._registrations.register(model, run, name, stage_name, generation, aliases)
 
     def _logged_before(self, artifact: TrackedArtifact) -> Any:
         """The model an earlier attempt of this run logged for ``artifact`` (same bytes, READY), or None.
@@ -695,71 +681,9 @@ class MlflowTracker:
         self._client.set_tag(self._parent, TAG_STATUS, word)
         self._client.set_terminated(self._parent, status=final)
         if status == "FINISHED":  # every generation registered: not a --stop-after part whose resume sets more
-            self._guard("own aliases", self._repoint_own_aliases, END)
-            self._guard("stale aliases", self._drop_stale_aliases, END)
+            self._guard("own aliases", self._registrations.repoint_own_aliases, END)
+            self._guard("stale aliases", self._registrations.drop_stale_aliases, END)
         self._guard("summary", lambda: self._log_summary(RELAY_WORD.get(status, status)), END)
-
-    def _drop_stale_aliases(self) -> None:
-        """Remove the registered model's generation aliases above this finished run's last, saying so in one line.
-
-        Its last generation is the highest one among the models this run registered, in this
-        attempt or an earlier one (``relay.registered_models``, read back on resume), so a run
-        resumed after ``--stop-after`` drops nothing until it has registered its last generation.
-        """
-        registered = [alias_generation(alias) for alias in self._registered_aliases()]
-        last = max((g for g in registered if g is not None), default=None)
-        if last is None:
-            return
-        stale = lineage.drop_aliases_beyond(self._client, self._pipeline_name, last)
-        if stale:
-            logger.info(
-                "removed alias(es) %s of model %s: an earlier run set them, and this run's last generation is %s",
-                ", ".join(stale),
-                self._pipeline_name,
-                lineage.model_alias(last),
-            )
-
-    def _repoint_own_aliases(self) -> None:
-        """Point every generation alias this finished run registered (and ``newest``) back at its own version.
-
-        Why: an attempt registers only the generations it runs, so after `relay resume` another run's
-        versions could still hold the aliases of generations an earlier attempt registered (``gen-00``
-        on run B's version, ``gen-01`` on this run's). The versions come from ``relay.registered_models``,
-        which covers every attempt and the cache hits that reused another run's version (same bytes).
-        """
-        wanted = self._own_aliases()
-        if not wanted:
-            return
-        moved = lineage.repoint_aliases(self._client, self._pipeline_name, wanted)
-        if moved:
-            logger.info(
-                "pointed alias(es) %s of model %s back at this run's versions: another run moved them",
-                ", ".join(moved),
-                self._pipeline_name,
-            )
-
-    def _own_aliases(self) -> dict[str, str]:
-        """Alias -> version of this run's registered models (the latest entry of an alias wins), with ``newest``
-        on its last generation's model: ``{"gen-00": "1", "gen-01": "4", "newest": "4"}``."""
-        own = {alias: version for name, version, alias in self._registered_entries() if name == self._pipeline_name}
-        generations = {alias_generation(alias): version for alias, version in own.items() if is_own_generation(alias)}
-        if generations:
-            own[lineage.NEWEST_ALIAS] = generations[max(generations)]
-        return own
-
-    def _registered_aliases(self) -> list[str]:
-        """The first alias of each version this run registered: ``gen-01`` of ``models:/NAME/3 (gen-01)``."""
-        return [alias for _, _, alias in self._registered_entries()]
-
-    def _registered_entries(self) -> list[tuple[str, str, str]]:
-        """(name, version, first alias) of each ``models:/NAME/VERSION (ALIAS)`` entry this run registered."""
-        entries = []
-        for entry in self._registered:
-            if entry.startswith("models:/") and entry.endswith(")"):
-                model, alias = entry[len("models:/") : -1].rsplit(" (", 1)
-                name, version = model.rsplit("/", 1)
-                entries.append((name, version, alias))
-        return entries
 
     def _close_open_stages(self) -> None:
         """Stage runs opened but never finished (Ctrl-C, a stop mid-stage) end KILLED, not RUNNING forever.
@@ -816,78 +740,6 @@ def mlflow_tracker(
         register_models=parent_run_id is None,
         pyfunc_loader=pyfunc_loader,
     )
-
-
-def is_own_generation(alias: str) -> bool:
-    """``gen-NN`` itself, the alias of a generation's own model, not a side branch's ``ROLE-gen-NN``."""
-    generation = alias_generation(alias)
-    return generation is not None and alias == lineage.model_alias(generation)
-
-
-def source_tags(command: run_command.RunCommand | None) -> dict[str, str]:
-    """MLflow's source tags for a run started by a command: its config file, run locally (MLflow's LOCAL).
-
-    Why: the runs table's Source column showed "—"; MLflow itself puts the main script there
-    (``mlflow.tracking.context.default_context``), and for Relay that is the config file. A Tune
-    trial has no command of its own: no source tags.
-    """
-    if command is None:
-        return {}
-    return {TAG_SOURCE_NAME: command.config_path, TAG_SOURCE_TYPE: "LOCAL"}
-
-
-def command_line(command: run_command.RunCommand) -> str:
-    """``relay run CONFIG OVERRIDES``: how the run was started, for its description."""
-    overrides = run_command.overrides_tag(command.overrides, "")
-    return " ".join(part for part in ("relay run", command.config_path, overrides) if part)
-
-
-def generation_note(run_id: str, generation: int, models: Sequence[TrackedArtifact], teachers: Sequence[str]) -> str:
-    """A generation run's description: what its model is, a teacher's student or not, in one line."""
-    names = ", ".join(f"`{model.name}`" for model in models)
-    if teachers:
-        what = f"its model {names} is a student of {', '.join(f'`{t}`' for t in teachers)}"
-    else:
-        what = f"its model {names} was trained without a teacher model"
-    return f"Generation {generation} of Relay run `{run_id}`: {what}."
-
-
-def started_with(command: run_command.RunCommand | None) -> str:
-    """``, started with `relay run CONFIG overrides` `` for the description, "" when the command is not known.
-
-    Kept in the closing description too: the note that replaced the opening one at the run's end dropped it.
-    """
-    return f", started with `{command_line(command)}`" if command is not None else ""
-
-
-def closing_note(heading: str, rows: Sequence[Mapping[str, Any]]) -> str:
-    """The pipeline run's description at its end: ``heading``, then every per-generation metric as Markdown."""
-    columns = [key for key in sorted({k for row in rows for k in row}) if in_note(key)]
-    if not columns:  # no row, or training's numbers alone: no generation has a result
-        return f"{heading}\n\nNo generation has finished yet: no per-generation results."
-    lines = [
-        "| generation | " + " | ".join(columns) + " |",
-        "|---" * (len(columns) + 1) + "|",
-        *(f"| {row['generation']} | " + " | ".join(_note_cell(row.get(key)) for key in columns) + " |" for row in rows),
-    ]
-    everything = "every metric of every generation: generations.csv among this run's artifacts"
-    return f"{heading}\n\nPer generation ({everything}):\n\n" + "\n".join(lines)
-
-
-def in_note(key: str) -> bool:
-    """Whether a per-generation metric is a column of the description's table: a result, not bookkeeping.
-
-    Per-class values (``evaluate/recall/3``), training's own numbers (``train/loss``: curves on the stage
-    run) and resume counters leave about 60 columns of a CReST run at 10; generations.csv keeps them all.
-    """
-    last = key.rsplit("/", 1)[-1]
-    return key != "generation" and not last.isdigit() and not key.startswith("train/") and "resumed_from" not in last
-
-
-def _note_cell(value: Any) -> str:
-    if value is None:
-        return "-"
-    return str(int(value)) if float(value).is_integer() else f"{value:.4f}"
 
 
 def _points(metrics: Mapping[str, float], step: int) -> list[tuple[str, float, int]]:

@@ -1,0 +1,131 @@
+"""The model versions one pipeline run registers, and the aliases it keeps pointing at them.
+
+Why a module of its own: registering is the one part of tracking that reaches outside the run's
+MLflow runs, into the registered model every run of the pipeline shares. Its record is the
+pipeline run's ``relay.registered_models`` tag (``models:/NAME/VERSION (ALIAS)`` entries, every
+attempt's), which a resume reads back, `relay delete` lists, and the run's end uses to point the
+aliases back at this run's own versions and to drop the ones past its last generation.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from orchestrator.tracking import lineage
+from orchestrator.tracking.common import TAG_GENERATION, TAG_PIPELINE_RUN, TAG_STAGE
+from orchestrator.tracking.lineage import alias_generation
+
+logger = logging.getLogger(__name__)
+
+TAG_REGISTERED = "relay.registered_models"  # on the parent: every model version the run registered
+ENTRY_PREFIX = "models:/"
+
+
+def recorded_entries(tag_value: str) -> list[str]:
+    """The ``models:/NAME/VERSION (ALIAS)`` entries of a ``relay.registered_models`` tag's value."""
+    return [entry for entry in tag_value.split(", ") if entry]
+
+
+def parsed_entries(entries: Sequence[str]) -> list[tuple[str, str, str]]:
+    """(name, version, first alias) of each ``models:/NAME/VERSION (ALIAS)`` entry; others are skipped."""
+    parsed = []
+    for entry in entries:
+        if entry.startswith(ENTRY_PREFIX) and entry.endswith(")"):
+            model, alias = entry[len(ENTRY_PREFIX) : -1].rsplit(" (", 1)
+            name, version = model.rsplit("/", 1)
+            parsed.append((name, version, alias))
+    return parsed
+
+
+def is_own_generation(alias: str) -> bool:
+    """``gen-NN`` itself, the alias of a generation's own model, not a side branch's ``ROLE-gen-NN``."""
+    generation = alias_generation(alias)
+    return generation is not None and alias == lineage.model_alias(generation)
+
+
+class RunRegistrations:
+    """What one pipeline run registered under its pipeline's name, kept on its parent MLflow run.
+
+    ``entries`` starts from the parent's tag on resume, so the end of the run sees every attempt's
+    versions, not only this attempt's.
+    """
+
+    def __init__(self, client: Any, pipeline_name: str, run_id: str, parent: str, entries: Sequence[str] = ()) -> None:
+        self._client = client
+        self.pipeline_name = pipeline_name
+        self.run_id = run_id
+        self.parent = parent
+        self.entries = list(entries)
+
+    def register(
+        self, model: Any, run: str, artifact_name: str, stage_name: str, generation: int, aliases: list[str]
+    ) -> None:
+        """Register ``model`` with ``aliases``; a model already registered under this pipeline's name (the same
+        bytes, from an earlier run) keeps its version, and the aliases move onto it."""
+        known = [v for v in lineage.registered_versions(model) if v.get("name") == self.pipeline_name]
+        if known:
+            version = str(max(int(v["version"]) for v in known))
+            lineage.set_aliases(self._client, self.pipeline_name, version, aliases)
+        else:
+            tags = {TAG_PIPELINE_RUN: self.run_id, TAG_GENERATION: str(generation), TAG_STAGE: stage_name}
+            version = lineage.register(self._client, self.pipeline_name, model, run, aliases, tags)
+        self.entries.append(f"{ENTRY_PREFIX}{self.pipeline_name}/{version} ({aliases[0]})")
+        self._client.set_tag(self.parent, TAG_REGISTERED, ", ".join(self.entries))
+        logger.info(
+            "%s %s as model %s version %s (%s)",
+            "aliased" if known else "registered",
+            artifact_name,
+            self.pipeline_name,
+            version,
+            ", ".join(aliases),
+        )
+
+    def drop_stale_aliases(self) -> None:
+        """Remove the registered model's generation aliases above this finished run's last, saying so in one line.
+
+        Its last generation is the highest one among the models this run registered, in this
+        attempt or an earlier one, so a run resumed after ``--stop-after`` drops nothing until it
+        has registered its last generation.
+        """
+        registered = [alias_generation(alias) for _, _, alias in parsed_entries(self.entries)]
+        last = max((g for g in registered if g is not None), default=None)
+        if last is None:
+            return
+        stale = lineage.drop_aliases_beyond(self._client, self.pipeline_name, last)
+        if stale:
+            logger.info(
+                "removed alias(es) %s of model %s: an earlier run set them, and this run's last generation is %s",
+                ", ".join(stale),
+                self.pipeline_name,
+                lineage.model_alias(last),
+            )
+
+    def repoint_own_aliases(self) -> None:
+        """Point every generation alias this finished run registered (and ``newest``) back at its own version.
+
+        Why: an attempt registers only the generations it runs, so after `relay resume` another run's
+        versions could still hold the aliases of generations an earlier attempt registered (``gen-00``
+        on run B's version, ``gen-01`` on this run's). The entries cover every attempt and the cache
+        hits that reused another run's version (same bytes).
+        """
+        wanted = self.own_aliases()
+        if not wanted:
+            return
+        moved = lineage.repoint_aliases(self._client, self.pipeline_name, wanted)
+        if moved:
+            logger.info(
+                "pointed alias(es) %s of model %s back at this run's versions: another run moved them",
+                ", ".join(moved),
+                self.pipeline_name,
+            )
+
+    def own_aliases(self) -> dict[str, str]:
+        """Alias -> version of this run's registered models (the latest entry of an alias wins), with ``newest``
+        on its last generation's model: ``{"gen-00": "1", "gen-01": "4", "newest": "4"}``."""
+        own = {alias: version for name, version, alias in parsed_entries(self.entries) if name == self.pipeline_name}
+        generations = {alias_generation(alias): version for alias, version in own.items() if is_own_generation(alias)}
+        if generations:
+            own[lineage.NEWEST_ALIAS] = generations[max(generations)]
+        return own
