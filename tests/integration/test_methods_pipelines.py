@@ -1,5 +1,5 @@
-"""Transfer, LwF, FitNets, pretext tasks and source selection through the real `relay` CLI: local Ray, a real SQLite
-MLflow store, real Parquet and checkpoints.
+"""Transfer, LwF, FitNets, pretext tasks and source selection through the real `relay` CLI: stages in-process, a real
+SQLite MLflow store, real Parquet and checkpoints.
 
 One small run per method (a few dozen steps). The transfer run's registered model is then the
 `init.source` of the class-balanced run in the same workspace (`models:/NAME@ALIAS` through the
@@ -30,10 +30,12 @@ from tests.integration.relay_cli import (
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
 CONFIGS = ROOT / "pipelines" / "configs"
+# In-process stages: the methods' stages, runs and registry are the point, not Ray (each Ray start cost about 8 s).
+IN_PROCESS = "run.executor=local"
 
 
 def run_pipeline(workspace: Path, config: str, run_id: str, *overrides: str) -> Path:
-    result = relay("run", str(CONFIGS / config), *overrides, "--run-id", run_id, workspace=workspace)
+    result = relay("run", str(CONFIGS / config), *overrides, IN_PROCESS, "--run-id", run_id, workspace=workspace)
     assert result.returncode == 0, result.stderr[-4000:]
     assert "balanced_accuracy" in result.stdout
     return workspace
