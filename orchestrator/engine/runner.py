@@ -157,13 +157,18 @@ class Runner:
         self.store_option = store_option
         self.cluster_job = cluster_job
 
-    def _resume_command(self, run_id: str) -> str:
-        """`relay resume RUN_ID` as this run is resumed, with the cluster job's way beside it for a run on a cluster."""
-        command = f"relay resume {run_id}{self.store_option}"
+    def _resume_command(self, run_id: str, quote: str = "") -> str:
+        """`relay resume RUN_ID` as this run is resumed, with the cluster job's way beside it for a run on a cluster.
+
+        ``quote`` ("`") wraps each command on its own: the whole hint in one pair of backticks made a copy of
+        the first command carry the words of the second.
+        """
+        command = f"{quote}relay resume {run_id}{self.store_option}{quote}"
         if not self.cluster_job:
             return command
         address = os.environ.get(JOB_ADDRESS_ENV)  # the cluster `relay submit` sent this job to
-        return f"{command} (a cluster job: relay submit --resume {run_id}{f' --address {address}' if address else ''})"
+        submit = f"relay submit --resume {run_id}{f' --address {address}' if address else ''}"
+        return f"{command} (a cluster job: {quote}{submit}{quote})"
 
     def _way_on(self, error: BaseException, run_id: str) -> str:
         """What to do after the run failed: resume it once the cause is fixed, or, for data that cannot be
@@ -267,7 +272,7 @@ class Runner:
         when = "once the store answers" if fault is StoreFault.UNREACHABLE else "once the store can be written"
         return (
             f"the run record (runs/{st.run_id}/ledger.json) could not be updated either, so `relay runs` shows it "
-            f"INTERRUPTED (or RUNNING), not FAILED; {when}, `{self._resume_command(st.run_id)}` continues it"
+            f"INTERRUPTED (or RUNNING), not FAILED; {when}, {self._resume_command(st.run_id, quote='`')} continues it"
         )
 
     @staticmethod

@@ -162,6 +162,14 @@ def test_a_submitted_job_is_told_the_cluster_to_resume_on(tmp_path, caplog, monk
     assert "(a cluster job: relay submit --resume run-6 --address http://10.0.0.5:8265)" in caplog.text
 
 
+def test_a_quoted_hint_quotes_each_command_on_its_own(tmp_path, monkeypatch):
+    """The record-lost line wrapped the whole hint in one pair of backticks: a copy carried the job's words too."""
+    monkeypatch.delenv("RELAY_JOB_ADDRESS", raising=False)
+    hint = make_runner(tmp_path, cluster_job=True)._resume_command("run-6", quote="`")
+    assert hint == "`relay resume run-6` (a cluster job: `relay submit --resume run-6`)"
+    assert make_runner(tmp_path)._resume_command("run-6", quote="`") == "`relay resume run-6`"
+
+
 def test_deterministic_error_is_not_retried_and_says_how_to_resume(tmp_path, caplog):
     tracker = RecordingTracker()
     stage = Stage("bad", bad_value, ("data",), ("bad_out",), retries=3)
