@@ -315,11 +315,13 @@ def run_stages(run: PreparedRun, tracker: BackgroundTracker, copies: Path, hando
 
 
 def cluster_job(run: PreparedRun) -> bool:
-    """Whether the run's resume hint names `relay submit --resume`: it runs on a cluster now, or was submitted as
-    a job (a local attempt of a submitted run is still resumed there)."""
-    if run_locations.in_ray_job() or run_locations.joins_cluster(run.address, run.config.run):
-        return True
-    return bool(resume_guard.recorded_job(run.store, run.run_id))
+    """Whether the run's resume hint names `relay submit --resume`: it runs inside a Ray job now, or was submitted
+    as one (a local attempt of a submitted run is still resumed there).
+
+    Not a run that joined a cluster (`relay run --address HOST:PORT`): it is no job, `relay resume RUN` rejoins
+    its recorded cluster, and the submit hint it was given lacked the --address that command would need.
+    """
+    return run_locations.in_ray_job() or bool(resume_guard.recorded_job(run.store, run.run_id))
 
 
 def closing_table(run: PreparedRun, manifests: Mapping[str, Any]) -> str:
