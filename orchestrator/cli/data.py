@@ -10,13 +10,17 @@ storage failing once the import wrote exits 1 with what DEST still holds and how
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Mapping
+import contextlib
+import signal
+import threading
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from orchestrator.cli.common import pipelines_of
 from orchestrator.cli.preflight import folder_problem
 from orchestrator.engine.artifacts import UNREACHABLE_FIX, StoreFault, innermost_first_line, store_failure, store_fault
+from orchestrator.engine.signals import EXIT_TERMINATED, Terminated, terminate_as_interrupt
 from orchestrator.errors import ConfigError, RelayError
 from orchestrator.registry import DataSpec, data_specs, load_pipelines
 
@@ -94,8 +98,33 @@ def cmd_import(args: argparse.Namespace) -> int:
     if problems:
         raise ConfigError(problems, "relay data")
     options = {"encoding": args.encoding, "image_size": args.image_size, "rows_per_group": args.rows_per_group}
-    _print(_checked(lambda dest: spec.import_dataset(args.source, dest, options), args.dest))
+    try:
+        with _sigterm_as_interrupt():
+            summary = _checked(lambda dest: spec.import_dataset(args.source, dest, options), args.dest)
+    except Terminated:  # the import said it was interrupted, what it left and how to start again
+        return EXIT_TERMINATED
+    _print(summary)
     return 0
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """A SIGTERM during the block raises ``Terminated`` (exit 143), as it does in `relay run`; the handler before
+    it is put back after.
+
+    Why: SIGTERM (kill, timeout, Slurm, Kubernetes) ended the import at once, exit 143 with nothing said, and left
+    DEST holding its in-progress marker and partial shards. Raised as an exception, it goes through the cleanup
+    and the one line a Ctrl-C gets. Only the main thread can set a handler; elsewhere the block runs as it is.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+    terminate_as_interrupt()
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def cmd_info(args: argparse.Namespace) -> int:

@@ -265,9 +265,10 @@ def import_dataset(source: str, dest: str, options: Mapping[str, Any]) -> dict[s
     """Stream ``source`` into shards at ``dest``; a summary to print. See the module docstring for the rules.
 
     Everything about the destination (its bucket, a dataset already there, leftovers of an
-    unfinished import, foreign files) is settled before the source's images are read. Ctrl-C
-    logs one line, as `relay run` does: that the import was interrupted, what is left at
-    ``dest`` (``shards.write_dataset`` removed what it wrote), and the command to start again.
+    unfinished import, foreign files) is settled before the source's images are read. Ctrl-C,
+    and SIGTERM (which `relay data import` raises as a SystemExit), log one line, as `relay run` does:
+    that the import was interrupted, what is left at ``dest`` (``shards.write_dataset`` removed what
+    it wrote), and the command to start again.
     The storage failing once writing began (an S3 endpoint that goes away mid-import) is
     no bad input: ImportStoreError says the same two things.
     """
@@ -289,7 +290,7 @@ def import_dataset(source: str, dest: str, options: Mapping[str, Any]) -> dict[s
             return _already_there(dest, kind, identity, options)
         writing = True
         return _write(kind, folder, dest, identity, options)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, SystemExit):  # Ctrl-C; SIGTERM, which the CLI raises as a SystemExit (exit 143)
         left = _left_at(dest) if writing else f"nothing was written to {dest}"
         log.warning("import interrupted; %s; start it again with: %s", left, _again(source, dest, options))
         raise
