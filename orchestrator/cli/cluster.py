@@ -26,12 +26,14 @@ from orchestrator.cli.common import (
     pipelines_of,
     read_run_record,
     store_of,
+    store_option,
 )
 from orchestrator.cli.pipeline import add_cache_flags, cache_flags, stages_to_rerun
 from orchestrator.cli.preflight import check_run_id, open_store
 from orchestrator.config import ARTIFACT_URI_ENV, WORKSPACE_ENV, tracking_uri
+from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.engine.fit import cluster_needs
-from orchestrator.engine.ledger import CONFIG_FILE, JOB_ADDRESS_ENV, RunStatus, record_path
+from orchestrator.engine.ledger import CONFIG_FILE, JOB_ADDRESS_ENV, RunStatus, record_path, tracking_lost_at
 from orchestrator.errors import ConfigError
 from orchestrator.tracking.report import text_table
 
@@ -194,7 +196,7 @@ def submit_resume(args: argparse.Namespace) -> int:
     """`relay resume RUN_ID` as a job: the record is checked here when this machine sees the store.
 
     The job gets the store as --artifact-uri; its id is the run id, or ``RUN_ID-resume-N``
-    on a cluster that already ran a job by that id.
+    on a cluster that already ran a job by that id. A run that finished is not submitted (``finished_note``).
     """
     check_run_id(args.resume)
     store = store_of(args)
@@ -205,6 +207,10 @@ def submit_resume(args: argparse.Namespace) -> int:
         name, pipeline = args.resume, "?"
     else:
         _, config = read_run_record(store, args.resume, pipelines_of(args))
+        finished = finished_note(store, args.resume)
+        if finished is not None:
+            print(finished, file=sys.stderr, flush=True)
+            return 0
         locations = run_locations.Locations(store.uri, tracking_uri(config.run, config.tracking))
         run_locations.check_durable(locations)
         run_locations.check_reachable(locations)
@@ -221,6 +227,22 @@ def submit_resume(args: argparse.Namespace) -> int:
     )
     print(job_id, flush=True)
     return follow_to_the_end(args.address, job_id) if args.wait else 0
+
+
+def finished_note(store: ArtifactStore, run_id: str) -> str | None:
+    """The line that `relay submit --resume` of a finished run says instead of submitting a job; None when the run is
+    not finished, or finished with an incomplete MLflow record, which the job's resume fills in.
+
+    Why: the job found every stage cached (`0 executed, 7 cached`) and ended: a cluster's upload, start and
+    time spent on nothing. Said on stderr with exit 0 (the run is where the user wants it), so that a script
+    reading the job id from stdout gets none.
+    """
+    if runs.run_status(store, run_id) is not RunStatus.FINISHED or tracking_lost_at(store, run_id) is not None:
+        return None
+    return (
+        f"run {run_id} finished; nothing to resume, so no job was submitted "
+        f"(`relay generations {run_id}{store_option(store.uri)}` shows its results)"
+    )
 
 
 def follow(address: str | None, job_id: str) -> None:
