@@ -9,6 +9,7 @@ A file that does not decode is an UnreadableImageError, so a run that meets one 
 from __future__ import annotations
 
 import os
+import shlex
 import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -37,12 +38,27 @@ def not_an_image(path: str, exc: Exception) -> UnreadableImageError:
     changed data (``UnreadableImageError``)."""
     from PIL import Image
 
+    if isinstance(exc, PermissionError):  # no image problem: the file is fine, the user may not read it
+        return UnreadableImageError(f"imagefolder: {path} {cannot_be_read(path)}, or remove it")
     if isinstance(exc, Image.DecompressionBombError):
         return UnreadableImageError(
             f"imagefolder: {path} has too many pixels for PIL's decompression-bomb limit ({str(exc).rstrip('.')}); "
             "resize it, or remove it"
         )
     return UnreadableImageError(f"imagefolder: {path} does not decode as an image ({exc}); fix or remove it")
+
+
+def cannot_be_read(*paths: str) -> str:
+    """What to say of files or folders this user may not read (PermissionError), and the fix.
+
+    Why: an unreadable file was said not to decode ("fix or remove it"), and an unreadable class folder,
+    which torchvision's listing skips without a word, to hold no image ("add images to it").
+    """
+    them = "it" if len(paths) == 1 else "them"
+    return (
+        f"cannot be read (permission denied); make {them} readable by the user running Relay "
+        f"(e.g. `chmod -R a+rX {shlex.join(paths)}`)"
+    )
 
 
 def check_image_header(path: str) -> None:
@@ -200,7 +216,10 @@ def visible_classes(folder: Path, skip: Callable[[str], bool]) -> tuple[list[str
 
     No class folder left is an error with the fix (torchvision's names no fix).
     """
-    entries = list(os.scandir(folder))
+    try:
+        entries = list(os.scandir(folder))
+    except PermissionError as exc:
+        raise ValueError(f"imagefolder: {folder} {cannot_be_read(str(folder))}") from exc
     folders = sorted(entry.name for entry in entries if entry.is_dir())
     for _ in filter(_hidden, folders):
         skip("hidden folder(s) not taken as a class")
@@ -236,15 +255,35 @@ def _sharded_hint(split_folder: Path) -> str:
 
 
 def _check_no_empty_class(folder: Path, classes: Sequence[str], labelled: set[int]) -> None:
-    """A class folder without one image would be a class no sample has: name the folders and the fix."""
+    """A class folder without one image would be a class no sample has: name the folders and the fix.
+
+    One this user may not list is said so first: its images may be there, and the fix is its permissions.
+    """
     from torchvision.datasets.folder import IMG_EXTENSIONS
 
     empty = [str(folder / name) for index, name in enumerate(classes) if index not in labelled]
+    unreadable = [path for path in empty if not _listable(path)]
+    if unreadable:
+        them = "it" if len(unreadable) == 1 else "them"
+        raise ValueError(
+            f"imagefolder: class folder {', '.join(unreadable)} {cannot_be_read(*unreadable)}, or remove {them}"
+        )
     if empty:
         raise ValueError(
             f"imagefolder: class folder {', '.join(empty)} holds no image ({', '.join(IMG_EXTENSIONS)}); "
             "add images to it or remove the folder"
         )
+
+
+def _listable(folder: str) -> bool:
+    """Whether this user may list ``folder``: torchvision's listing (os.walk) skips one it may not, silently."""
+    try:
+        with os.scandir(folder):
+            return True
+    except PermissionError:
+        return False
+    except OSError:  # another failure: not what this check is about
+        return True
 
 
 def imagefolder_image(path: str, image_size: int) -> torch.Tensor:

@@ -1,0 +1,94 @@
+"""An image folder part of which the user may not read: `relay data import` says so and how to fix it (exit 2), where
+it said a class folder "holds no image" or a file "does not decode as an image".
+
+The permission error is real: the folder or file is chmod 000 and the import runs in a subprocess that may not
+override it. A non-root user is refused by the mode alone; root is run without CAP_DAC_OVERRIDE and
+CAP_DAC_READ_SEARCH (``setpriv``), which is all that lets it read a mode-000 path it owns.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[3]
+NO_READ_OVERRIDE = ["--inh-caps=-dac_override,-dac_read_search", "--bounding-set=-dac_override,-dac_read_search"]
+
+
+def _unprivileged() -> list[str]:
+    """The command prefix under which a chmod-000 path raises PermissionError, as it does for a user."""
+    if os.geteuid() != 0:
+        return []
+    if shutil.which("setpriv") is None:
+        pytest.skip("root reads a chmod-000 path, and setpriv (util-linux), which drops that power, is not installed")
+    return ["setpriv", *NO_READ_OVERRIDE]
+
+
+def _image_folder(root: Path) -> Path:
+    rng = np.random.default_rng(0)
+    for name in ("a", "b", "c"):
+        (root / "train" / name).mkdir(parents=True)
+        for i in range(2):
+            Image.fromarray(rng.integers(0, 256, (4, 4, 3), dtype=np.uint8)).save(root / "train" / name / f"{i}.png")
+    return root
+
+
+def _import_refused(source: Path, dest: Path, unreadable: Path) -> str:
+    """`relay data import SOURCE DEST` with ``unreadable`` chmod 000: its stderr, once it exited 2 writing nothing."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "RELAY_"))}
+    mode = unreadable.stat().st_mode
+    unreadable.chmod(0)
+    try:
+        done = subprocess.run(
+            [*_unprivileged(), sys.executable, "-m", "orchestrator.cli", "data", "import", str(source), str(dest)],
+            cwd=ROOT,
+            env={**env, "PYTHONPATH": str(ROOT)},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    finally:
+        unreadable.chmod(mode)  # else pytest cannot remove tmp_path
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert not dest.exists()
+    return done.stderr
+
+
+def test_an_unreadable_class_folder_is_said_to_be_unreadable(tmp_path: Path) -> None:
+    """Before the fix: `class folder .../train/b holds no image (.jpg, ...); add images to it or remove the folder`."""
+    source = _image_folder(tmp_path / "src")
+    err = _import_refused(source, tmp_path / "dest", source / "train" / "b")
+    assert (
+        f"imagefolder: class folder {source}/train/b cannot be read (permission denied); make it readable by the "
+        f"user running Relay (e.g. `chmod -R a+rX {source}/train/b`), or remove it"
+    ) in err, err[-3000:]
+    assert "holds no image" not in err
+
+
+def test_an_unreadable_image_is_said_to_be_unreadable(tmp_path: Path) -> None:
+    """Before the fix: `.../1.png does not decode as an image ([Errno 13] Permission denied: ...); fix or remove it`."""
+    source = _image_folder(tmp_path / "src")
+    image = source / "train" / "c" / "1.png"
+    err = _import_refused(source, tmp_path / "dest", image)
+    assert (
+        f"imagefolder: {image} cannot be read (permission denied); make it readable by the user running Relay "
+        f"(e.g. `chmod -R a+rX {image}`), or remove it"
+    ) in err, err[-3000:]
+    assert "does not decode" not in err
+
+
+def test_an_unreadable_train_folder_is_said_to_be_unreadable(tmp_path: Path) -> None:
+    """Before the fix: a bare `[Errno 13] Permission denied: '.../train'`, naming no fix."""
+    source = _image_folder(tmp_path / "src")
+    err = _import_refused(source, tmp_path / "dest", source / "train")
+    assert (
+        f"imagefolder: {source}/train cannot be read (permission denied); make it readable by the user running "
+        f"Relay (e.g. `chmod -R a+rX {source}/train`)"
+    ) in err, err[-3000:]
