@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,7 @@ from orchestrator.config import ARTIFACT_URI_ENV, WORKSPACE_ENV, tracking_uri
 from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.engine.fit import cluster_needs
 from orchestrator.engine.ledger import CONFIG_FILE, JOB_ADDRESS_ENV, RunStatus, record_path, tracking_lost_at
-from orchestrator.errors import ConfigError
+from orchestrator.errors import ConfigError, RelayError
 from orchestrator.tracking.report import text_table
 
 log = logging.getLogger("relay")
@@ -288,8 +289,61 @@ def latest_job(address: str | None, job_id: str) -> str:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    print(jobs.job_status(args.address, latest_job(args.address, args.job_id)))
+    """The job's status (Ray's) on stdout; for a job that ended with its run not finished, the way on on stderr."""
+    details = jobs.job_details(args.address, latest_job(args.address, args.job_id))
+    print(details["status"], flush=True)
+    way_on = ended_job_way_on(jobs.resolve_address(args.address), details)
+    if way_on is not None:
+        print(way_on, file=sys.stderr, flush=True)
     return 0
+
+
+def ended_job_way_on(address: str, details: dict[str, Any]) -> str | None:
+    """What to do about a job that ended with its run not finished, as the run's record says (read as `relay runs`
+    reads it); None for a job still running, one that is no run's, or a run finished or not seen from here.
+
+    Why: after the job's driver was killed, `relay status` said only Ray's `FAILED`, `relay runs` said
+    INTERRUPTED, and nothing named `relay submit --resume`, the way on for a run on a cluster.
+    """
+    run_id = details["metadata"].get("relay.run_id")
+    if details["status"] not in jobs.TERMINAL_STATUSES or not run_id:
+        return None
+    store = job_store(details)
+    if store is None or store.read_record(record_path(run_id, CONFIG_FILE)) is None:
+        return None
+    status = runs.run_status(store, run_id)
+    if status in (RunStatus.FINISHED, RunStatus.UNREADABLE):
+        return None
+    submit = f"`relay submit --resume {run_id} --address {address}`"
+    if status is RunStatus.FAILED and (failure := runs.failed_stage(store, run_id)) is not None:
+        stage, error = failure
+        return (
+            f"run {run_id} is FAILED, not finished: stage {stage} failed: {error.rstrip('.')}. Once that cause is "
+            f"fixed, {submit} retries it (completed stages are skipped)"
+        )
+    if status in (RunStatus.INTERRUPTED, RunStatus.STOPPED):
+        said = f"{status}, not finished"
+    else:  # RUNNING, STARTING or NOT STARTED in its record: its driver ended with the job
+        said = f"not finished (its record says {status}, but its job has ended)"
+    return f"run {run_id} is {said}: {submit} continues it (completed stages are skipped)"
+
+
+def job_store(details: dict[str, Any]) -> ArtifactStore | None:
+    """The artifact store the job's run wrote to, when this machine sees it: the resume's --artifact-uri, else the
+    job's RELAY_ARTIFACT_URI / RELAY_WORKSPACE, else this shell's (as `relay runs`); None when it cannot be read."""
+    env = details["env_vars"]
+    try:
+        words = shlex.split(details["entrypoint"])
+        given = words[words.index("--artifact-uri") + 1] if "--artifact-uri" in words[:-1] else None
+        args = argparse.Namespace(
+            artifact_uri=given or env.get(ARTIFACT_URI_ENV) or None, workspace=env.get(WORKSPACE_ENV) or None
+        )
+        store = store_of(args)
+        path = run_locations.local_path(store.uri)
+        return None if path is not None and not Path(path).is_dir() else store
+    except (RelayError, ValueError) as exc:  # ValueError: an entrypoint shlex cannot split
+        log.debug("the run record of the job is not read: %s", exc)
+        return None
 
 
 def cmd_logs(args: argparse.Namespace) -> int:

@@ -71,6 +71,7 @@ from orchestrator.jobs.submit import (
 from orchestrator.jobs.watch import (
     TERMINAL_STATUSES,
     follow_logs,
+    job_details,
     job_logs,
     job_outcome,
     job_status,
@@ -113,6 +114,7 @@ __all__ = [
     "gcs_node_resources",
     "gcs_probe",
     "inside_excludes",
+    "job_details",
     "job_logs",
     "job_outcome",
     "job_status",

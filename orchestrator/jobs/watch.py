@@ -36,6 +36,25 @@ def job_status(address: str | None, job_id: str) -> str:
     return _status_of(connect(url), url, job_id)
 
 
+def job_details(address: str | None, job_id: str) -> dict[str, Any]:
+    """The job's status, entrypoint, metadata and environment variables (its runtime_env's ``env_vars``).
+
+    `relay status` reads the run a job ran (``relay.run_id`` in the metadata `relay submit` sets) and the
+    store it wrote to (the entrypoint's --artifact-uri, its RELAY_* variables) from them.
+    """
+    url = resolve_address(address)
+    client = connect(url)
+    with _translated(url, job_id):
+        info = client.get_job_info(job_id)
+    env_vars = (info.runtime_env or {}).get("env_vars") or {}
+    return {
+        "status": str(info.status.value),
+        "entrypoint": info.entrypoint or "",
+        "metadata": dict(info.metadata or {}),
+        "env_vars": dict(env_vars) if isinstance(env_vars, dict) else {},
+    }
+
+
 def job_outcome(address: str | None, job_id: str) -> tuple[str, str]:
     """(status, Ray's message about it): why a job failed or was stopped, without the log's tail.
 
