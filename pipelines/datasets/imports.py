@@ -571,11 +571,62 @@ def _folder_problem(path: Path) -> str | None:
             f"is the {path.resolve().name}/ split of the image folder {parent} (class folders {shown}): "
             f"pass {parent} as SOURCE, which imports its train/ and test/ (or val/) together"
         )
+    misnamed = _misnamed_splits(path, classes)
+    if misnamed is not None:
+        return misnamed
     return (
         f"holds class folders ({shown}) but no train/ split: an image folder is laid out as {IMAGEFOLDER_LAYOUT}. "
         f"Move the class folders into {path / 'train'}/ (and test images into {path / 'test'}/<class>/), "
         "then import it again"
     )
+
+
+def _misnamed_splits(path: Path, folders: list[str]) -> str | None:
+    """The fix for split folders under other names (ROOT/training/<class>/ for ROOT/train/<class>/): rename them;
+    None when ``folders`` do not look like that.
+
+    Why: such a folder was taken for a class folder, and the advice to move the class folders into ROOT/train/
+    made ROOT/train/training/<class>/, a single class. They look like split folders when each holds class
+    folders and no image of its own, and either there is one (a single class is no dataset, so it is the train
+    split) or their names say which split each is (training, validation, testing); a class of nested folders
+    (cat/2019/) keeps the general message.
+    """
+    held = {name: _class_folders(path / name) for name in folders}
+    if not all(held.values()):
+        return None
+    targets = {name: "train" if len(folders) == 1 else _split_named(name) for name in folders}
+    named = list(targets.values())
+    if None in named or len(set(named)) < len(named) or "train" not in named:
+        return None
+    shown = "; ".join(f"{name}/ holds class folders {', '.join(held[name][:5])}" for name in folders)
+    renames = " and ".join(f"{path / name}/ to {path / target}/" for name, target in targets.items() if name != target)
+    return (
+        f"has no train/ split, but split folders under other names ({shown}): an image folder is laid out as "
+        f"{IMAGEFOLDER_LAYOUT}. Rename {renames}, then import it again"
+    )
+
+
+def _class_folders(folder: Path) -> list[str]:
+    """The visible subfolders of ``folder`` that hold images, when it holds no image of its own; else []."""
+    from torchvision.datasets.folder import IMG_EXTENSIONS
+
+    try:
+        entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
+    except OSError:
+        return []
+    visible = [entry for entry in entries if not entry.name.startswith(".")]
+    if any(entry.is_file() and entry.name.lower().endswith(IMG_EXTENSIONS) for entry in visible):
+        return []
+    return [entry.name for entry in visible if entry.is_dir() and _holds_image(Path(entry.path))]
+
+
+def _split_named(name: str) -> str | None:
+    """The split a folder's name says it is (training -> train, validation -> val, testing -> test), or None."""
+    lowered = name.lower()
+    for split, prefixes in (("train", ("train", "trn")), ("val", ("val",)), ("test", ("test", "tst"))):
+        if lowered.startswith(prefixes):
+            return split
+    return None
 
 
 def _folder_layouts() -> str:
