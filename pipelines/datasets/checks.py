@@ -265,6 +265,15 @@ def files_fingerprint(base: Path, files: Iterable[tuple[str, Path | str]]) -> di
     return {"count": count, "bytes": total, "sha256": sizes.hexdigest(), "times": times.hexdigest()}
 
 
+# What changes a file's mtime or ctime: the edits the times are recorded to catch, and what changes no byte yet
+# looks the same to a stat (``files_fingerprint``: only reading every file would tell them apart).
+TIMES_CHANGED_BY = (
+    "a file edited in place, or two swapped; or no byte changed and only their times did, which `touch`, `chmod`, "
+    "a hard link, or a copy that kept the old mtime (`cp -p`, `rsync -a`) also do: the import cannot tell which "
+    "without reading every file"
+)
+
+
 def files_change(imported: Mapping[str, Any] | None, now: Mapping[str, Any] | None) -> str | None:
     """How a folder source's files differ from those imported; None when the same, or when the manifest
     predates what differs (no fingerprint: the source and options alone decide; no times: names and
@@ -277,7 +286,7 @@ def files_change(imported: Mapping[str, Any] | None, now: Mapping[str, Any] | No
     if imported.get("sha256") != now.get("sha256"):
         return f"still {now_}, but other names or sizes"
     if imported.get("times", now["times"]) != now["times"]:
-        return f"still {now_} of the same names and sizes, but modified since (a file edited in place, or two swapped)"
+        return f"still {now_} of the same names and sizes, but modified since ({TIMES_CHANGED_BY})"
     return None
 
 
