@@ -436,7 +436,9 @@ def ui_command(config: Any, uri: str, workspace: Path) -> str:
 # --- reading a run back ------------------------------------------------------------------
 
 
-def tracking_for(args: argparse.Namespace) -> tuple[str, str, Mapping[str, str] | None]:
+def tracking_for(
+    args: argparse.Namespace, newest: runs.DefaultExperiment | None = None
+) -> tuple[str, str, Mapping[str, str] | None]:
     """Tracking URI, experiment and summary columns of a run (or of the workspace's defaults), checked.
 
     The run's record (in the artifact store) names its tracking store and pipeline. Without
@@ -447,6 +449,8 @@ def tracking_for(args: argparse.Namespace) -> tuple[str, str, Mapping[str, str] 
     message, not a trace. The experiment is `--experiment` when given, else the record's, else the
     default: a run id once made the flag be ignored (exit 0 for `--experiment nosuch`), as the flag is
     not without one, nor for a run read from the tracking store alone, where it is the only way to name it.
+    ``newest``: without a run id, what the newest run `relay runs` lists records (``runs.newest_run_experiment``);
+    its own tracking store, when it names one, is read in place of the default one.
     """
     pipelines = pipelines_of(args)
     store = store_of(args)
@@ -462,9 +466,14 @@ def tracking_for(args: argparse.Namespace) -> tuple[str, str, Mapping[str, str] 
         uri = f"sqlite:///{moved[1] / 'mlflow.db'}" if moved else tracking_uri(config.run, config.tracking)
         check_tracking_store(uri, f"tracking.uri (in run {args.run_id}'s record)")
         return uri, args.experiment or config.tracking.experiment, spec.summary
-    uri = tracking_uri(RunSettings(workspace=args.workspace), TrackingSettings())
-    check_tracking_store(uri, default_tracking_key(args.workspace))
+    uri, key = (newest.tracking_uri, newest.tracking_key) if newest and newest.tracking_uri else default_store(args)
+    check_tracking_store(uri, key)
     return uri, experiment_of(args), None
+
+
+def default_store(args: argparse.Namespace) -> tuple[str, str]:
+    """The default tracking store ($MLFLOW_TRACKING_URI, else the workspace's) and the setting that named it."""
+    return tracking_uri(RunSettings(workspace=args.workspace), TrackingSettings()), default_tracking_key(args.workspace)
 
 
 def check_tracking_server_answers(args: argparse.Namespace) -> None:
@@ -808,10 +817,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_generations(args: argparse.Namespace) -> int:
     """The run's table, and a line saying so when the run is not finished: the table then shows only part of it."""
-    experiment_note = None
-    if args.run_id is None and args.experiment is None:  # the newest run `relay runs` lists: read its experiment
-        args.experiment, experiment_note = runs.newest_run_experiment(args)
-    uri, experiment, summary = tracking_for(args)
+    experiment_note, newest = None, None
+    if args.run_id is None:  # the newest run `relay runs` lists: read from its tracking store and experiment
+        newest = runs.newest_run_experiment(args)
+        if args.experiment is None:
+            args.experiment, experiment_note = newest.name, newest.note
+    uri, experiment, summary = tracking_for(args, newest)
     runs.check_tracked(args, uri, args.run_id)
     store = store_of(args)
     run_id, rows = lookup.read_run_generations(store, uri, experiment, args.run_id, store_option(store.uri))

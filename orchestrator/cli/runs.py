@@ -34,9 +34,11 @@ from orchestrator.cli.common import (
     store_option,
     tracked_in_this_workspace,
 )
-from orchestrator.cli.run_locations import local_path
+from orchestrator.cli.preflight import tracking_uri_problem
+from orchestrator.cli.run_locations import local_path, tracking_problem
 from orchestrator.cli.tune import SWEEP_CONFIG
 from orchestrator.config import (
+    TRACKING_URI_ENV,
     RunSettings,
     TrackingSettings,
     apply_overrides,
@@ -514,20 +516,31 @@ def _mapping_of(text: bytes | None, source: str) -> dict[str, Any] | None:
 
 class DefaultExperiment(NamedTuple):
     """The MLflow experiment a reader given neither a run id nor `--experiment` reads (`relay generations`,
-    `relay ui`), and, when it is only the default one, a line saying so and how to read another."""
+    `relay ui`), and, when it is only the default one, a line saying so and how to read another.
+
+    ``tracking_uri``: the newest run's own tracking store, which its record names, to read in place of the
+    default one (None: the default one); ``tracking_key`` names that setting in messages about it.
+    """
 
     name: str
     note: str | None = None
+    tracking_uri: str | None = None
+    tracking_key: str = ""
 
 
 def newest_run_experiment(args: argparse.Namespace) -> DefaultExperiment:
-    """The experiment of the newest run `relay runs` lists, when its config tracked it in the default tracking
-    store (the one the readers read without a run id: $MLFLOW_TRACKING_URI, else the workspace's).
+    """The experiment of the newest run `relay runs` lists, and its tracking store when that is not the default
+    one (the one the readers read without a run id: $MLFLOW_TRACKING_URI, else the workspace's).
 
     Why: the readers showed the newest run of the `relay` experiment, so after a run with
     `tracking.experiment=NAME` they showed an older run than `relay runs` lists first, and said
     nothing. Its experiment is in its record's config (a Tune trial's: its sweep's); when the newest
-    run cannot be read, or tracked elsewhere, the default experiment is read, and the note says so.
+    run cannot be read, the default experiment is read, and the note says so. A newest run tracked
+    elsewhere (a tracking server its config names) is read there, as `relay generations RUN_ID`
+    reads it: a second machine with no tracking database of its own said "no runs yet" while `relay
+    runs` listed the run. Not when the user named the store to read ($MLFLOW_TRACKING_URI), nor when
+    that run's store cannot be read from here while the default one can: the default one is read then,
+    and the note says why.
     """
     default = TrackingSettings().experiment
     tracking_store = tracking_uri(RunSettings(workspace=args.workspace), TrackingSettings())
@@ -543,13 +556,33 @@ def newest_run_experiment(args: argparse.Namespace) -> DefaultExperiment:
     tracking = _tracking_settings(store, sweeps, newest)
     if tracking is None:
         why = f"the config of {newest}, the newest run `relay runs` lists, cannot be read"
-    elif str(tracking.get("uri") or tracking_store) != tracking_store and not tracked_in_this_workspace(
-        store, newest, tracking_store
-    ):
-        why = f"{newest}, the newest run `relay runs` lists, was tracked in {tracking['uri']}"
-    else:
-        return DefaultExperiment(str(tracking.get("experiment") or default), untracked_newest_note(store, rows[0]))
+        return DefaultExperiment(default, _default_experiment_note(default, why))
+    experiment = str(tracking.get("experiment") or default)
+    recorded = str(tracking.get("uri") or tracking_store)
+    if recorded == tracking_store or tracked_in_this_workspace(store, newest, tracking_store):
+        return DefaultExperiment(experiment, untracked_newest_note(store, rows[0]))
+    why = f"{newest}, the newest run `relay runs` lists, was tracked in {recorded}"
+    if os.environ.get(TRACKING_URI_ENV):  # the user named the store to read
+        return DefaultExperiment(default, _default_experiment_note(default, why))
+    problem = unreadable_store_problem(recorded)
+    if problem is None:
+        key = f"tracking.uri (in run {newest}'s record, the newest `relay runs` lists)"
+        return DefaultExperiment(experiment, untracked_newest_note(store, rows[0]), recorded, key)
+    why = f"{why}, which cannot be read here ({problem})"
+    if unreadable_store_problem(tracking_store) is not None:  # neither can be read: the newest run's is the one meant
+        raise InputError(
+            f"{why}; once it can, it is read there, or name the tracking store to read (${TRACKING_URI_ENV}=URI)"
+        )
     return DefaultExperiment(default, _default_experiment_note(default, why))
+
+
+def unreadable_store_problem(uri: str) -> str | None:
+    """Why the tracking store ``uri`` cannot be read from here, None when it can: a form MLflow has no store for,
+    a SQLite database that is not on this machine (or no database), a server that does not answer."""
+    db = sqlite_path(uri)
+    if db is not None and not db.exists():
+        return f"there is no tracking database {db} on this machine"
+    return tracking_uri_problem(uri, "tracking.uri", writes=False) or tracking_problem(uri)
 
 
 def untracked_newest_note(store: ArtifactStore, newest: RunRow) -> str | None:

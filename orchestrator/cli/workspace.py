@@ -1,4 +1,5 @@
-"""`relay ui`: an MLflow UI over the workspace's tracking store; the checks before reading a tracking store.
+"""`relay ui`: an MLflow UI over the tracking store of the newest run `relay runs` lists (the one its record names,
+else the workspace's); the checks before reading a tracking store.
 
 `relay generations` reads the tracking store a run or the workspace names; MLflow meets a bad one
 with a traceback (a file that is no database, an unknown scheme) or minutes of retries (a server
@@ -29,39 +30,42 @@ DEFAULT_UI_PORT = 5000
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
-    """Check first (port, runs), then serve the workspace's default tracking store until Ctrl-C."""
+    """Check first (port, runs), then serve the newest run's tracking store until Ctrl-C: the one its record names
+    when that is not the default one and can be read here (said so), else the default one
+    ($MLFLOW_TRACKING_URI, else the workspace's; ``runs.newest_run_experiment``)."""
     named_a_file = args.workspace and file_not_folder_problem(
         Path(args.workspace).expanduser().absolute(), "--workspace"
     )
     if named_a_file:  # said so, not "no runs yet" and a `relay run` hint that would fail the same way
         raise ConfigError([named_a_file], "the command line")
-    uri = tracking_uri(RunSettings(workspace=args.workspace), TrackingSettings())
-    check_tracking_store(uri, default_tracking_key(args.workspace))  # a server that does not answer: at once
+    newest = runs.newest_run_experiment(args)  # the newest run `relay runs` lists: its store and experiment
+    uri = newest.tracking_uri or tracking_uri(RunSettings(workspace=args.workspace), TrackingSettings())
+    key = newest.tracking_key if newest.tracking_uri else default_tracking_key(args.workspace)
+    check_tracking_store(uri, key)  # a server that does not answer: at once
     runs.check_tracked(args, uri, None)
-    experiment, note = (args.experiment, None) if args.experiment else runs.newest_run_experiment(args)
+    experiment, note = (args.experiment, None) if args.experiment else (newest.name, newest.note)
     port = DEFAULT_UI_PORT if args.port is None else args.port
     url = ui.check(uri, experiment, port)
     close_interrupted_runs(args, uri)
-    if note:
-        print(note, flush=True)
+    for line in (note, newest.tracking_uri and f"Tracking store: {uri}, from {key}"):
+        if line:
+            print(line, flush=True)
     if ui.is_server(uri):  # the server's own UI: nothing is started here
         print(f"MLflow UI (the tracking server's own): {url}", flush=True)
         if args.port is not None:
-            print(unused_port_note(args.port, uri), flush=True)
+            print(unused_port_note(args.port, uri, key), flush=True)
     else:
         print(f"MLflow UI: {url}  (Ctrl-C to stop)", flush=True)
     return ui.run_server(uri, port)
 
 
-def unused_port_note(port: int, uri: str) -> str:
+def unused_port_note(port: int, uri: str, key: str = f"${TRACKING_URI_ENV}") -> str:
     """Why --port changed nothing: the tracking server serves its own UI, so `relay ui` starts no server.
 
-    Why: the port was dropped without a word, and the printed URL was not on the port asked for.
+    Why: the port was dropped without a word, and the printed URL was not on the port asked for. ``key``: the
+    setting that named the server.
     """
-    return (
-        f"--port {port} is not used: the tracking server at {uri} (${TRACKING_URI_ENV}) serves its own UI, so "
-        "relay ui starts none"
-    )
+    return f"--port {port} is not used: the tracking server at {uri} ({key}) serves its own UI, so relay ui starts none"
 
 
 def close_interrupted_runs(args: argparse.Namespace, uri: str) -> None:
