@@ -131,8 +131,8 @@ class Runner:
     ``stage_finished`` returns). Nothing there is needed after the run: the store holds the originals. ``store_option`` is how the
     caller names the store in the resume command it prints (`` --artifact-uri URI`` where the
     store is not the default one a plain `relay resume` would open). ``cluster_job``: the run is a
-    Ray job or joined a cluster, so its resume advice also names `relay submit --resume`, which a
-    run on this machine's own Ray has no use for.
+    Ray job or was submitted as one, so its resume advice also names `relay submit --resume`, which a
+    run on this machine's own Ray, or one that joined a cluster (`relay resume` rejoins it), has no use for.
     """
 
     def __init__(
