@@ -253,7 +253,9 @@ def files_fingerprint(base: Path, files: Iterable[tuple[str, Path | str]]) -> di
     (ImageNet: 140 GB) to find out nothing changed, where the stat costs what the listing does.
     The price is a false alarm after a ``chmod`` or ``touch``: the import refuses and says so,
     never stale shards. The times get their own digest, so a manifest written before they were
-    recorded still compares by names and sizes (``files_change``).
+    recorded still compares by names and sizes (``files_change``), and the import records it outside
+    the dataset's digest (``shards.DatasetManifest.source_times``): new times alone, imported again,
+    make the same dataset.
     """
     sizes, times = hashlib.sha256(), hashlib.sha256()
     count = total = 0

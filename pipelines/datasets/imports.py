@@ -465,6 +465,7 @@ def _write(
     encoding = codec.choose_encoding(str(options.get("encoding") or "auto"), opened.image_shape)
     splits = {name: _Progress(name, count, chunks) for name, (count, chunks) in opened.splits.items()}
     refused = False
+    signed, times = _times_apart(identity)
     try:
         manifest = shards.write_dataset(
             dest,
@@ -473,8 +474,9 @@ def _write(
             encoding,
             splits,
             options.get("rows_per_group"),
-            source=identity,
+            source=signed,
             files=None if opened.files is None else {shards.SAMPLE_FILES: sample_files_csv(opened.files)},
+            source_times=times,
         )
     except (ValueError, OSError) as exc:
         refused = not isinstance(exc, shards.StoreWriteError)  # bad input (an image that does not decode)
@@ -763,6 +765,24 @@ def _identity(kind: Source, folder: Path | None, options: Mapping[str, Any]) -> 
     return identity
 
 
+def _times_apart(identity: Mapping[str, Any]) -> tuple[dict[str, Any], str]:
+    """The source's identity without its files' times, and those times: the manifest keeps them out of the digest
+    (``shards.DatasetManifest``), so the same bytes imported again are the same dataset."""
+    files = identity.get("files")
+    if not files or "times" not in files:
+        return dict(identity), ""
+    return {**identity, "files": {key: value for key, value in files.items() if key != "times"}}, files["times"]
+
+
+def _imported_files(manifest: shards.DatasetManifest) -> dict[str, Any] | None:
+    """The fingerprint of the files the import of ``manifest`` read, its times included, wherever it recorded them:
+    ``source_times``, or (a manifest written before that field) inside the source."""
+    files = manifest.source.get("files")
+    if not files or not manifest.source_times:
+        return files
+    return {**files, "times": manifest.source_times}
+
+
 def _already_there(dest: str, kind: Source, identity: dict[str, Any], options: Mapping[str, Any]) -> dict[str, Any]:
     """A repeated import is a no-op only when the destination and the source are still what that import made.
 
@@ -782,13 +802,14 @@ def _already_there(dest: str, kind: Source, identity: dict[str, Any], options: M
     changed = checks.changed_shards(dest, manifest)
     if changed:
         raise ValueError(f"{dest} changed after its import: {', '.join(changed)}; {retry}")
-    source_change = checks.files_change(manifest.source.get("files"), identity.get("files"))
+    imported = _imported_files(manifest)
+    source_change = checks.files_change(imported, identity.get("files"))
     if source_change:
         raise ValueError(
             f"the source {identity['location']} changed since it was imported into {dest}: {source_change}; {retry}"
         )
     note = "already imported from this source: nothing written" + checks.unchecked_files(
-        manifest.source.get("files"), identity.get("files")
+        imported, identity.get("files")
     )
     return {**_summary(dest, manifest), "note": note}
 

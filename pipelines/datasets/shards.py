@@ -105,7 +105,15 @@ class SplitShards:
 
 @dataclass(frozen=True)
 class DatasetManifest:
-    """What ``dataset.json`` says. ``digest`` is the sha256 of every other field (``body_digest``)."""
+    """What ``dataset.json`` says. ``digest`` is the sha256 of every other field (``body_digest``) but ``source_times``.
+
+    ``source_times`` is the sha256 over the times of a folder source's files (``checks.files_fingerprint``), which
+    a repeated import compares to find an edit in place. It is kept out of the digest, the dataset's identity
+    (what stages cache on and `data.digest` pins): a source whose files only got new times (`chmod`, `touch`, a
+    hard link, `cp -p`), imported again, gave byte-identical shards a new digest, and every cached stage ran
+    again. A manifest written before it existed holds the times in ``source["files"]`` and its digest covers
+    them, so it verifies as it did; an older Relay reads a newer manifest too, as it ignores the field.
+    """
 
     classes: tuple[str, ...]
     image_shape: tuple[int, int, int]
@@ -114,6 +122,7 @@ class DatasetManifest:
     splits: Mapping[str, SplitShards]
     source: Mapping[str, Any] = field(default_factory=dict)
     digest: str = ""
+    source_times: str = ""
 
     @property
     def num_classes(self) -> int:
@@ -125,9 +134,10 @@ class DatasetManifest:
         return int(np.prod(self.image_shape))
 
     def body(self) -> dict[str, Any]:
-        """Every field but the digest, as JSON-able data (what the digest hashes)."""
+        """Every field but the digest and ``source_times``, as JSON-able data (what the digest hashes)."""
         data = asdict(self)
         data.pop("digest")
+        data.pop("source_times")
         return {"format": FORMAT, **data}
 
 
@@ -347,6 +357,7 @@ def _manifest_from(path: str, raw: bytes) -> DatasetManifest:
             splits=splits,
             source=dict(data.get("source", {})),
             digest=str(data["digest"]),
+            source_times=str(data.get("source_times", "")),
         )
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         if isinstance(exc, DatasetError):
@@ -366,7 +377,8 @@ def write_manifest(uri: str, manifest: DatasetManifest) -> DatasetManifest:
     """Write ``dataset.json`` (last, after every shard) with its digest; returns the manifest with it."""
     fs, root = open_root(uri)
     sealed = DatasetManifest(**{**manifest.__dict__, "digest": body_digest(manifest.body())})
-    payload = json.dumps({**sealed.body(), "digest": sealed.digest}, indent=1).encode()
+    times = {"source_times": sealed.source_times} if sealed.source_times else {}
+    payload = json.dumps({**sealed.body(), **times, "digest": sealed.digest}, indent=1).encode()
     try:
         with fs.open_output_stream(f"{root}/{MANIFEST}") as stream:
             stream.write(payload)
@@ -494,6 +506,7 @@ def write_dataset(
     groups_per_shard: int = GROUPS_PER_SHARD,
     source: Mapping[str, Any] | None = None,
     files: Mapping[str, bytes] | None = None,
+    source_times: str = "",
 ) -> DatasetManifest:
     """Write each split from its chunks of (uint8 images, labels; -1 unknown), then the manifest, last.
 
@@ -507,6 +520,7 @@ def write_dataset(
     naming its split and row, and nothing is left written. Chunks with a ``close`` method are closed once their split is written.
     ``files`` (name -> bytes, at the root: SAMPLE_FILES) are written after the shards and before the
     manifest, which records each one's sha256 in its source, so they are part of what the digest covers.
+    ``source_times`` goes into the manifest outside the digest (``DatasetManifest``).
     """
     shape = tuple(int(v) for v in image_shape)
     group = rows_per_group or rows_per_group_for(shape)
@@ -530,7 +544,9 @@ def write_dataset(
                 folders.insert(0, writer.folder)
         digests = _write_files(fs, root, files or {}, written)
         described = {**(source or {}), **({"files_written": digests} if digests else {})}
-        manifest = DatasetManifest(tuple(str(c) for c in classes), shape, encoding, group, done, described)
+        manifest = DatasetManifest(
+            tuple(str(c) for c in classes), shape, encoding, group, done, described, source_times=source_times
+        )
         sealed = write_manifest(uri, manifest)
     except BaseException as exc:
         kept = remove(uri, [*written, marker], folders)  # the marker last: it stays while a shard it covers does
