@@ -5,7 +5,7 @@ Exit codes: 0 success, 1 a stage or the cluster failed (the resume command is pr
 SIGTERM of `relay run`/`resume` once Ray is up (a run says how to resume), 141 stdout closed by its
 reader (`relay runs | head -1`).
 
-Each command group lives in its own module (pipeline, tune, workspace, data, cluster) and adds
+Each command group lives in its own module (pipeline, generations, tune, workspace, data, cluster) and adds
 its subcommands through ``register``; this module parses, dispatches and maps errors to
 exit codes. Pipelines come from the ``relay.pipelines`` entry points, or from the mapping
 given to ``main`` (tests, embedding).
@@ -19,7 +19,7 @@ import os
 import sys
 from collections.abc import Mapping
 
-from orchestrator.cli import cleanup, cluster, compare, data, pipeline, runs, tune, workspace
+from orchestrator.cli import cleanup, cluster, compare, data, generations, pipeline, runs, tune, workspace
 from orchestrator.cli.common import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED
 from orchestrator.errors import InputError, RelayError
 from orchestrator.registry import PipelineSpec
@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     pipeline.register(commands)
     tune.register(commands)
-    pipeline.register_generations(commands)
+    generations.register_generations(commands)
     runs.register(commands)
     cleanup.register(commands)
     compare.register(commands)

@@ -35,6 +35,7 @@ import yaml
 from orchestrator.cli import MLFLOW_LEVEL_ENV, MLFLOW_TRACEBACK_LOGGERS, build_parser, pipeline, quiet_mlflow
 from orchestrator.cli import runs as run_records
 from orchestrator.cli.common import BY_OVERRIDES, new_run_id, read_run_record, readable_ledger, store_of
+from orchestrator.cli.generations import tracking_for
 from orchestrator.cli.preflight import check_run_id
 from orchestrator.config import (
     RunSettings,
@@ -278,7 +279,7 @@ def generations(
     args = command_args(
         "generations", run_id=run_id, workspace=as_flag(workspace), artifact_uri=artifact_uri, experiment=experiment
     )
-    uri, chosen, _ = pipeline.tracking_for(args)
+    uri, chosen, _ = tracking_for(args)
     return read_generations(uri, chosen, args.run_id)[1]
 
 
