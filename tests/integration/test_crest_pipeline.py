@@ -1,4 +1,8 @@
-"""smoke.yaml through the real `relay` CLI on a local Ray instance with a real SQLite MLflow store."""
+"""smoke.yaml through the real `relay` CLI on a local Ray instance with a real SQLite MLflow store.
+
+The rerun and the stop-then-resume run their stages in-process: what the cache and the run record skip or redo is
+their point, not Ray (each Ray start cost about 8 s); the shared run stays on Ray.
+"""
 
 from __future__ import annotations
 
@@ -24,6 +28,7 @@ from tests.integration.relay_cli import (
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
 SMOKE = ROOT / "pipelines" / "configs" / "smoke.yaml"
+IN_PROCESS = "run.executor=local"
 
 
 @pytest.fixture(scope="module")
@@ -134,7 +139,7 @@ def test_pseudo_label_table_schema_and_row_counts(smoke_run) -> None:
 
 def test_rerun_skips_every_stage_visibly(smoke_run) -> None:
     workspace, _ = smoke_run
-    result = relay("run", str(SMOKE), "--run-id", "smoke-2", workspace=workspace)
+    result = relay("run", str(SMOKE), IN_PROCESS, "--run-id", "smoke-2", workspace=workspace)
     assert result.returncode == 0, result.stderr[-4000:]
     assert result.stderr.count("cache hit") == 7  # split + 4 stages of g00 + 2 of g01
     stage_runs = [r for r in pipeline_runs(workspace, "smoke-2") if "/" in (r.info.run_name or "")]
@@ -152,6 +157,7 @@ def test_stop_then_resume_redoes_only_the_missing_stages(tmp_path: Path) -> None
         "--stop-after",
         "g00/pseudo_label",
         "train.steps=30",
+        IN_PROCESS,
         workspace=workspace,
     )
     assert first.returncode == 0, first.stderr[-4000:]
