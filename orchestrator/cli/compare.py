@@ -30,11 +30,12 @@ from orchestrator.cli.runs import (
     pipeline_kind,
     read_view,
     run_ids,
+    run_status,
     trial_record,
 )
 from orchestrator.config import RunSettings, dotted, name_problem, resolve_workspace
 from orchestrator.engine.artifacts import ArtifactStore
-from orchestrator.engine.ledger import CONFIG_FILE, read_command_record, record_path
+from orchestrator.engine.ledger import CONFIG_FILE, RunStatus, read_command_record, record_path
 from orchestrator.errors import ArtifactError, ConfigError
 from orchestrator.registry import PipelineSpec
 from orchestrator.tracking.report import text_table
@@ -59,6 +60,7 @@ class RunRecord:
     headline: str | None = None  # `<role>/<metric>`, the pipeline's first summary metric
     per_generation: dict[int, float] = field(default_factory=dict)  # generation -> best headline value
     problem: str | None = None  # why the config could not be read
+    status: RunStatus = RunStatus.FINISHED  # as `relay runs` shows it: why a generation has no value
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
@@ -106,6 +108,7 @@ def read_record(store: ArtifactStore, run_id: str, pipelines: Any, sweeps: Path 
         headline=headline,
         per_generation=best_per_generation(headline, ledger.stages if ledger else {}, spec),
         problem=problem,
+        status=run_status(store, run_id),
     )
 
 
@@ -178,7 +181,7 @@ def config_section(first: RunRecord, second: RunRecord, locations: bool) -> str:
         if first.config.get(key, MISSING) != second.config.get(key, MISSING)
     ]
     hidden = [key for key in differing if key in LOCATION_KEYS and not locations]
-    shown = [key for key in differing if key not in hidden]
+    shown = differing_rows([key for key in differing if key not in hidden], first.config, second.config)
     if shown:
         body = [[key, _cell(first.config, key), _cell(second.config, key)] for key in shown]
         lines = [f"config: {len(shown)} key(s) differ", text_table(["key", first.run_id, second.run_id], body)]
@@ -189,10 +192,51 @@ def config_section(first: RunRecord, second: RunRecord, locations: bool) -> str:
     return "\n".join(lines + unreadable)
 
 
+def differing_rows(keys: list[str], first: Mapping[str, Any], second: Mapping[str, Any]) -> list[str]:
+    """The rows of the differing dotted ``keys``: each key, but a section only one run's config holds keys of is
+    one row (``tune``), not a row per key under it.
+
+    Why: two runs of different pipelines (one with a `tune:` section, one with `tune: null`) showed some
+    thirty ``tune.space.*`` rows of nulls against "(not set)", beside a ``tune`` row of "(not set)" against null.
+    """
+    return list(dict.fromkeys(_section_of(key, first, second) for key in keys))
+
+
+def _section_of(key: str, first: Mapping[str, Any], second: Mapping[str, Any]) -> str:
+    """The shortest section above ``key`` that only one config holds keys of, else ``key`` itself."""
+    parts = key.split(".")
+    for depth in range(1, len(parts)):
+        section = ".".join(parts[:depth])
+        if not (_holds(first, section) and _holds(second, section)):
+            return section
+    return key
+
+
+def _holds(config: Mapping[str, Any], section: str) -> bool:
+    """Whether the dotted ``config`` has keys under ``section`` (it is a mapping there, not unset, null or {})."""
+    return any(key.startswith(section + ".") for key in config)
+
+
+def _nested(config: Mapping[str, Any], section: str) -> dict[str, Any]:
+    """The keys under ``section`` of a dotted config, nested again, as the config file holds them."""
+    nested: dict[str, Any] = {}
+    for key, value in config.items():
+        if key.startswith(section + "."):
+            *parents, leaf = key[len(section) + 1 :].split(".")
+            place = nested
+            for parent in parents:
+                place = place.setdefault(parent, {})
+            place[leaf] = value
+    return nested
+
+
 def _cell(config: Mapping[str, Any], key: str) -> str:
-    if key not in config:
+    if key in config:
+        value = config[key]
+    elif _holds(config, key):
+        value = _nested(config, key)
+    else:
         return MISSING
-    value = config[key]
     text = "null" if value is None else value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
     return text if len(text) <= LONGEST_VALUE else text[: LONGEST_VALUE - 3] + "..."
 
@@ -261,18 +305,27 @@ def _short(version: Any) -> str:
 
 
 def metrics_section(first: RunRecord, second: RunRecord) -> str | None:
-    """Each run's best headline metric per generation, side by side, from the ledgers; None when neither has one."""
+    """Each run's best headline metric per generation, side by side, from the ledgers; None when neither has one.
+
+    A generation a run has no value for shows the run's status where it did not finish (``- (STOPPED)``):
+    a bare ``-`` read the same for a run stopped before that generation and one that never has it.
+    """
     if not (first.per_generation or second.per_generation):
         return None
     generations = sorted(first.per_generation.keys() | second.per_generation.keys())
-    body = [[str(g), _value(first.per_generation.get(g)), _value(second.per_generation.get(g))] for g in generations]
+    body = [
+        [str(g), *(_value(record.per_generation.get(g), record.status) for record in (first, second))]
+        for g in generations
+    ]
     names = dict.fromkeys(record.headline for record in (first, second) if record.headline)
     title = f"{' / '.join(names)} per generation (from the ledgers):"
     return title + "\n" + text_table(["generation", first.run_id, second.run_id], body)
 
 
-def _value(value: float | None) -> str:
-    return "-" if value is None else f"{value:.4f}"
+def _value(value: float | None, status: RunStatus = RunStatus.FINISHED) -> str:
+    if value is not None:
+        return f"{value:.4f}"
+    return "-" if status is RunStatus.FINISHED else f"- ({status})"
 
 
 def register(commands: Any) -> None:
