@@ -7,7 +7,9 @@ stage folders its ledger names by fingerprint (``stages/FINGERPRINT/``, plus a d
 fingerprint the same, so one is removed only when no other run's ledger names it: the ledgers are
 the reference counts. Relay never erases an MLflow run itself: it marks it deleted, which `mlflow runs
 restore` undoes and `mlflow gc` makes final. Registered model versions and logged models are left: a
-run whose stages were cache hits shares the first run's model and version (identical weights).
+run whose stages were cache hits shares the first run's model and version (identical weights). So are
+the aliases on them, which it names: a model loaded by alias would otherwise go on loading a deleted
+run's weights unsaid.
 
 A run that may be running (RUNNING or STARTING with a driver that lives, or cannot be checked from
 here: ``resume_guard.check_not_running``) may at any moment take a stage folder as a cache hit, and
@@ -42,7 +44,7 @@ from orchestrator.engine.artifacts import TRAIN_DIR, ArtifactStore
 from orchestrator.engine.ledger import CONFIG_FILE, RUNS, read_ledger, record_path
 from orchestrator.errors import ArtifactError, ConfigError, InputError, TrackingError
 from orchestrator.tracking.common import TAG_KIND, TAG_PIPELINE_RUN, mlflow_client, sqlite_path
-from orchestrator.tracking.registrations import TAG_REGISTERED, recorded_entries
+from orchestrator.tracking.registrations import TAG_REGISTERED, parsed_entries, recorded_entries
 
 STAGES = "stages"
 FINGERPRINT_PREFIX = 16  # how much of a fingerprint names a data-parallel stage's Ray Train folder (train_run_name)
@@ -93,6 +95,8 @@ class TrackedRuns:
     runs: list[tuple[str, str]]  # (MLflow run id, run name)
     registered: list[str]  # `models:/NAME/VERSION (ALIAS)`, from the pipeline run's relay.registered_models tag
     note: str = ""  # why none were looked for (no tracking database here)
+    already_deleted: int = 0  # its MLflow runs someone marked deleted before (`mlflow runs delete`)
+    aliases: list[str] = field(default_factory=list)  # `NAME@ALIAS (version V)` left on a version this run logged
 
 
 @dataclass
@@ -229,8 +233,11 @@ def tracking_store_of(args: argparse.Namespace, store: ArtifactStore, run_id: st
 
 
 def tracked_runs(uri: str, run_id: str, key: str) -> TrackedRuns:
-    """The MLflow runs (not yet deleted) tagged with the Relay run, in every experiment of the store at ``uri``.
+    """The MLflow runs (not yet deleted) tagged with the Relay run, in every experiment of the store at ``uri``,
+    with the model versions it registered and the aliases left on them.
 
+    The versions are read from the pipeline run's tag even when that run was already deleted in MLflow
+    (`mlflow runs delete`): the versions are kept all the same, and the deletion said nothing of them.
     A SQLite store that does not exist holds none, and is not created; a store that cannot be read is
     bad input (``check_tracking_store``), and one that fails while read stops the deletion before anything is removed.
     """
@@ -243,29 +250,56 @@ def tracked_runs(uri: str, run_id: str, key: str) -> TrackedRuns:
     try:
         client = mlflow_client(uri)
         experiments = [e.experiment_id for e in client.search_experiments(view_type=ViewType.ACTIVE_ONLY)]
-        found = _search_all(client, experiments, f"tags.`{TAG_PIPELINE_RUN}` = '{run_id}'") if experiments else []
+        query = f"tags.`{TAG_PIPELINE_RUN}` = '{run_id}'"
+        found = _search_all(client, experiments, query) if experiments else []
+        gone = _search_all(client, experiments, query, ViewType.DELETED_ONLY) if experiments else []
+        registered = list(
+            dict.fromkeys(
+                entry
+                for run in found + gone
+                if run.data.tags.get(TAG_KIND) == "pipeline"
+                for entry in recorded_entries(run.data.tags.get(TAG_REGISTERED, ""))
+            )
+        )
+        own_runs = {run.info.run_id for run in found + gone}
+        aliases = aliases_left(client, registered, own_runs)
     except Exception as exc:  # MLflow raises its own and the driver's errors alike
         raise TrackingError(
             f"could not read the MLflow runs of {run_id} from {uri}: {exc}; nothing was deleted; fix the tracking store"
         ) from exc
-    registered = [
-        entry
-        for run in found
-        if run.data.tags.get(TAG_KIND) == "pipeline"
-        for entry in recorded_entries(run.data.tags.get(TAG_REGISTERED, ""))
-    ]
-    return TrackedRuns(uri, [(run.info.run_id, run.info.run_name or "") for run in found], registered)
+    runs_found = [(run.info.run_id, run.info.run_name or "") for run in found]
+    return TrackedRuns(uri, runs_found, registered, already_deleted=len(gone), aliases=aliases)
 
 
-def _search_all(client: Any, experiments: list[str], query: str) -> list[Any]:
-    """Every active run matching ``query``, page by page."""
+def aliases_left(client: Any, registered: list[str], own_runs: set[str]) -> list[str]:
+    """``NAME@ALIAS (version V)`` of each alias on a version that one of ``own_runs`` logged: once those runs are
+    deleted, the alias still names the version, whose source run is gone (a version this run only reused, of
+    another run's identical weights, keeps its source and is left out)."""
+    from mlflow.exceptions import MlflowException
+
+    versions = {(name, version) for name, version, _ in parsed_entries(registered)}
+    left = []
+    for name in sorted({name for name, _ in versions}):
+        try:
+            model = client.get_registered_model(name)
+        except MlflowException:  # the registered model was deleted by hand: no alias is left
+            continue
+        for alias, version in sorted(model.aliases.items()):
+            version = str(version)
+            if (name, version) in versions and client.get_model_version(name, version).run_id in own_runs:
+                left.append(f"{name}@{alias} (version {version})")
+    return left
+
+
+def _search_all(client: Any, experiments: list[str], query: str, view: Any = None) -> list[Any]:
+    """Every run matching ``query`` in ``view`` (default: the active ones), page by page."""
     from mlflow.entities import ViewType
 
     found: list[Any] = []
     token = None
     while True:
         page = client.search_runs(
-            experiments, query, run_view_type=ViewType.ACTIVE_ONLY, max_results=1000, page_token=token
+            experiments, query, run_view_type=view or ViewType.ACTIVE_ONLY, max_results=1000, page_token=token
         )
         found.extend(page)
         token = page.token
@@ -355,20 +389,8 @@ def dependents(store: ArtifactStore, run_ids: list[str], others: Iterable[str]) 
 def print_delete_plan(store: ArtifactStore, plan: DeletePlan, verb: str) -> None:
     print(f"relay delete {verb} from {store.uri}:")
     for run_id in plan.run_ids:
-        tracked = plan.tracked[run_id]
-        mlflow = tracked.note or f"{len(tracked.runs)} MLflow run(s) in {tracked.uri} marked deleted"
-        print(f"  run {run_id}: its record {RUNS}/{run_id}/; {mlflow}")
-    if plan.held_back:
-        print(
-            f"  no stage folder now: the {len(plan.folders)} no other run uses ({human_size(_total(plan.folders))}) "
-            "are left for `relay gc`, because:"
-        )
-        for reason in plan.held_back:
-            print(f"    {reason}")
-    else:
-        print(f"  {len(plan.folders)} stage folder(s) no other run uses, {human_size(_total(plan.folders))}:")
-        for folder in plan.folders:
-            print(folder.line())
+        print(f"  run {run_id}: its record {RUNS}/{run_id}/; {mlflow_part(plan.tracked[run_id])}")
+    print_folders(plan)
     for fingerprint, others in plan.shared.items():
         print(f"  kept: {STAGES}/{fingerprint[:SHOWN_FINGERPRINT]}… (used by {', '.join(others)})")
     registered = [entry for tracked in plan.tracked.values() for entry in tracked.registered]
@@ -378,8 +400,54 @@ def print_delete_plan(store: ArtifactStore, plan: DeletePlan, verb: str) -> None
             "keeps a copy of): a run that trained identical weights shares them; delete a version in the MLflow UI "
             "or with MlflowClient().delete_model_version(NAME, VERSION)"
         )
+    for tracked in plan.tracked.values():
+        if tracked.aliases:
+            print(f"  note: {aliases_note(tracked)}")
     for line in plan.dependents:
         print(f"  note: {line}")
+
+
+def mlflow_part(tracked: TrackedRuns) -> str:
+    """What becomes of the run's MLflow runs, counting those someone deleted in MLflow before."""
+    if tracked.note:
+        return tracked.note
+    said = f"{len(tracked.runs)} MLflow run(s) in {tracked.uri} marked deleted"
+    if tracked.already_deleted:
+        said += f" ({tracked.already_deleted} more already deleted in MLflow)"
+    return said
+
+
+def print_folders(plan: DeletePlan) -> None:
+    """The stage folders removed, or why they wait for `relay gc`; "none" when the run holds no folder of its own."""
+    size = human_size(_total(plan.folders))
+    if not plan.folders:
+        print("  stage folders no other run uses: none")
+    elif plan.held_back:
+        print(
+            f"  no stage folder now: the {len(plan.folders)} no other run uses ({size}) are left for `relay gc`, because:"
+        )
+        for reason in plan.held_back:
+            print(f"    {reason}")
+    else:
+        print(f"  {len(plan.folders)} stage folder(s) no other run uses, {size}:")
+        for folder in plan.folders:
+            print(folder.line())
+
+
+def aliases_note(tracked: TrackedRuns) -> str:
+    """The aliases left on the deleted run's versions, and how to move or drop one.
+
+    Why: a model loaded by alias (``models:/NAME@newest``) went on loading the weights of a run `relay delete`
+    had just removed, and nothing said so. The versions are kept (another run may share them), so the
+    aliases are left where they are, for the user to move.
+    """
+    uri = shlex.quote(tracked.uri)
+    return (
+        f"aliases stay on versions logged by the MLflow runs this deletes: {', '.join(tracked.aliases)}; point one at "
+        f"another run's version with `MLFLOW_TRACKING_URI={uri} python -c \"from mlflow import MlflowClient; "
+        "MlflowClient().set_registered_model_alias('NAME', 'ALIAS', VERSION)\"` (the MLflow UI's Models page lists "
+        "each version's run), or drop it with delete_registered_model_alias('NAME', 'ALIAS')"
+    )
 
 
 def _total(folders: Iterable[StageFolder]) -> int:
