@@ -8,8 +8,8 @@ an MLmodel file whose python_function flavour loads it through the module the
 pipeline's spec names (``PipelineSpec.pyfunc_loader``, so ``mlflow.pyfunc.load_model("models:/NAME@ALIAS")``
 predicts; the file is written without torch, which the driver never imports)
 -- no torch.export, which costs 6-12 s a model and needs an input example --
-then registered under the pipeline's name with the aliases ``gen-NN`` and
-``newest``. A dataset is logged as an input of the run that reads it, with
+then registered under the pipeline's name; its aliases ``gen-NN`` and ``newest`` are set when the
+run finishes (``registrations``). A dataset is logged as an input of the run that reads it, with
 its storage location as source, Relay's own digest and its Arrow schema
 (read from the Parquet footer, never the rows). The models behind a stage's
 inputs (the teacher whose pseudo-labels a student trains on) are found by
@@ -260,11 +260,24 @@ def signature_image_size(config: Mapping[str, Any], image_size: int | None) -> t
 
 
 def link_outputs(client: Any, runs: Sequence[str], model_id: str, step: int) -> None:
-    """Show the model as an output of the stage run and its generation run."""
+    """Show the model as an output of each of ``runs`` that does not show it yet.
+
+    Why checked first: MLflow keeps one output row per (run, model) and refuses a second with a
+    UNIQUE constraint error. A resumed run whose stage was redone made the same bytes again
+    (``same_model`` found them), which its generation run and parent already had as an output, and the
+    refusal skipped the rest of that stage's tracking, its registering included.
+    """
     from mlflow.entities import LoggedModelOutput
 
     for run in runs:
-        client.log_outputs(run, [LoggedModelOutput(model_id, step)])
+        if model_id not in output_model_ids(client, run):
+            client.log_outputs(run, [LoggedModelOutput(model_id, step)])
+
+
+def output_model_ids(client: Any, run: str) -> set[str]:
+    """The LoggedModels run ``run`` already lists as its outputs."""
+    outputs = client.get_run(run).outputs
+    return {output.model_id for output in (getattr(outputs, "model_outputs", None) or [])}
 
 
 def register(

@@ -161,7 +161,6 @@ class MlflowTracker:
         self._monitors: dict[str, Any] = {}
         self._pipeline_name = ""
         self._kind: str | None = None  # the config's `pipeline` (crest), for the relay.pipeline tag
-        self._newest_generation = -1
         self._image_size: int | None = None
         self.artifact_location = artifact_location or default_artifact_location(tracking_uri)
         self._client: Any = None
@@ -320,12 +319,9 @@ class MlflowTracker:
         self._client.set_tag(parent, TAG_STATUS, "RUNNING")  # not how the earlier attempt ended
         for run in self._find_runs(self._run_id, "generation"):
             self._gen_runs.setdefault(int(run.data.tags[TAG_GENERATION]), run.info.run_id)
-        # `newest` goes to a generation's model only when no later generation of this run has it; an
-        # earlier attempt may have registered up to its last generation run, so resuming at -1 moved
-        # `newest` back to gen-00 (a rerun of it) or to whichever generation was registered first.
-        self._newest_generation = max(self._gen_runs, default=-1)
-        for run in self._find_runs(self._run_id, "stage"):
-            self._count_attempt(run)
+        stage_runs = self._find_runs(self._run_id, "stage")
+        self._stage_attempts.update(attempts_so_far(stage_runs))
+        for run in stage_runs:
             if run.info.status in ("RUNNING", "KILLED"):  # its driver died mid-stage: that attempt will never finish
                 self._mark_interrupted(run)
             if run.info.status == "FINISHED":
@@ -340,15 +336,6 @@ class MlflowTracker:
         )
         self._log(parent, tags=provenance_tags())
         logger.info("resuming MLflow run %s (%d generation run(s))", parent, len(self._gen_runs))
-
-    def _count_attempt(self, run: Any) -> None:
-        """Count an earlier attempt's stage run, so the next run of that stage gets the next ``relay.attempt``.
-
-        A run of older Relay has no tag: it counts as one attempt more than those counted before it.
-        """
-        name = run.data.tags.get(TAG_STAGE, run.info.run_name)
-        counted = self._stage_attempts.get(name, 0) + 1
-        self._stage_attempts[name] = max(counted, int(run.data.tags.get(TAG_ATTEMPT) or 0))
 
     def _mark_interrupted(self, run: Any) -> None:
         """Close a stage run a dead driver left RUNNING, or tag one closed KILLED without saying why."""
@@ -609,13 +596,10 @@ class MlflowTracker:
             self._register(model, runs[0], artifact.name, stage_name, generation)
 
     def _register(self, model: Any, run: str, name: str, stage_name: str, generation: int) -> None:
-        """Register ``model`` under its generation's aliases, with ``newest`` where no later generation of this
-        run has registered its own model yet."""
-        aliases = model_aliases(stage_name, generation)
-        if is_generation_stage(stage_name, generation) and generation >= self._newest_generation:
-            self._newest_generation = generation
-            aliases.append(lineage.NEWEST_ALIAS)
-        self._registrations.register(model, run, name, stage_name, generation, aliases)
+        """Register ``model`` as a version now; its generation's alias (and ``newest``, on the last generation's
+        model) moves onto it when the run finishes (``RunRegistrations.point_aliases``)."""
+        (alias,) = model_aliases(stage_name, generation)
+        self._registrations.register(model, run, name, stage_name, generation, alias)
 
     def _logged_before(self, artifact: TrackedArtifact) -> Any:
         """The model an earlier attempt of this run logged for ``artifact`` (same bytes, READY), or None.
@@ -680,8 +664,8 @@ class MlflowTracker:
         self._reopened.clear()
         self._client.set_tag(self._parent, TAG_STATUS, word)
         self._client.set_terminated(self._parent, status=final)
-        if status == "FINISHED":  # every generation registered: not a --stop-after part whose resume sets more
-            self._guard("own aliases", self._registrations.repoint_own_aliases, END)
+        if status == "FINISHED":  # aliases move only now: a stopped, interrupted or failed run leaves them
+            self._guard("own aliases", self._registrations.point_aliases, END)
             self._guard("stale aliases", self._registrations.drop_stale_aliases, END)
         self._guard("summary", lambda: self._log_summary(RELAY_WORD.get(status, status)), END)
 
@@ -740,6 +724,22 @@ def mlflow_tracker(
         register_models=parent_run_id is None,
         pyfunc_loader=pyfunc_loader,
     )
+
+
+def attempts_so_far(stage_runs: Iterable[Any]) -> dict[str, int]:
+    """Stage name -> the attempts its earlier MLflow runs count: the highest ``relay.attempt`` tag, or the
+    number of its runs where that is more (a run of older Relay has no tag but still was an attempt).
+
+    Why not counted run by run: the runs come newest first, and adding one per run on top of the
+    highest tag seen so far made the tags go 1, 2, 4, 7 over repeated resumes.
+    """
+    runs_of: dict[str, int] = {}
+    highest: dict[str, int] = {}
+    for run in stage_runs:
+        name = run.data.tags.get(TAG_STAGE, run.info.run_name)
+        runs_of[name] = runs_of.get(name, 0) + 1
+        highest[name] = max(highest.get(name, 0), int(run.data.tags.get(TAG_ATTEMPT) or 0))
+    return {name: max(count, highest[name]) for name, count in runs_of.items()}
 
 
 def _points(metrics: Mapping[str, float], step: int) -> list[tuple[str, float, int]]:

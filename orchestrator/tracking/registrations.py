@@ -4,7 +4,12 @@ Why a module of its own: registering is the one part of tracking that reaches ou
 MLflow runs, into the registered model every run of the pipeline shares. Its record is the
 pipeline run's ``relay.registered_models`` tag (``models:/NAME/VERSION (ALIAS)`` entries, every
 attempt's), which a resume reads back, `relay delete` lists, and the run's end uses to point the
-aliases back at this run's own versions and to drop the ones past its last generation.
+aliases at this run's own versions and to drop the ones past its last generation.
+
+Versions are registered as the run goes (nothing is lost to a stop or a crash), but aliases move only
+when the run finishes: `--stop-after g00/train`, a Ctrl-C or a failed run moved ``gen-00`` and
+``newest`` onto an unevaluated model of a run that never finished, while ``gen-01`` stayed on another
+run's, so ``models:/NAME@newest`` named a stopped run's first generation and the aliases mixed runs.
 """
 
 from __future__ import annotations
@@ -59,27 +64,30 @@ class RunRegistrations:
         self.parent = parent
         self.entries = list(entries)
 
-    def register(
-        self, model: Any, run: str, artifact_name: str, stage_name: str, generation: int, aliases: list[str]
-    ) -> None:
-        """Register ``model`` with ``aliases``; a model already registered under this pipeline's name (the same
-        bytes, from an earlier run) keeps its version, and the aliases move onto it."""
+    def register(self, model: Any, run: str, artifact_name: str, stage_name: str, generation: int, alias: str) -> None:
+        """Register ``model`` as a version, recording ``alias`` as the one it takes when the run finishes.
+
+        No alias moves here (see the module's docstring): ``point_aliases`` sets them at the run's end.
+        A model already registered under this pipeline's name (the same bytes, from an earlier run or
+        attempt) keeps its version.
+        """
         known = [v for v in lineage.registered_versions(model) if v.get("name") == self.pipeline_name]
         if known:
             version = str(max(int(v["version"]) for v in known))
-            lineage.set_aliases(self._client, self.pipeline_name, version, aliases)
         else:
             tags = {TAG_PIPELINE_RUN: self.run_id, TAG_GENERATION: str(generation), TAG_STAGE: stage_name}
-            version = lineage.register(self._client, self.pipeline_name, model, run, aliases, tags)
-        self.entries.append(f"{ENTRY_PREFIX}{self.pipeline_name}/{version} ({aliases[0]})")
+            version = lineage.register(self._client, self.pipeline_name, model, run, (), tags)
+        entry = f"{ENTRY_PREFIX}{self.pipeline_name}/{version} ({alias})"
+        # A redone stage of the same bytes is recorded once, last: the latest entry of an alias wins.
+        self.entries = [*(known_entry for known_entry in self.entries if known_entry != entry), entry]
         self._client.set_tag(self.parent, TAG_REGISTERED, ", ".join(self.entries))
         logger.info(
-            "%s %s as model %s version %s (%s)",
-            "aliased" if known else "registered",
+            "%s %s as model %s version %s; its alias %s moves there when the run finishes",
+            "reused" if known else "registered",
             artifact_name,
             self.pipeline_name,
             version,
-            ", ".join(aliases),
+            alias,
         )
 
     def drop_stale_aliases(self) -> None:
@@ -102,24 +110,22 @@ class RunRegistrations:
                 lineage.model_alias(last),
             )
 
-    def repoint_own_aliases(self) -> None:
-        """Point every generation alias this finished run registered (and ``newest``) back at its own version.
+    def point_aliases(self) -> None:
+        """Point every alias this finished run registered (and ``newest``) at its own version; one line names them.
 
-        Why: an attempt registers only the generations it runs, so after `relay resume` another run's
-        versions could still hold the aliases of generations an earlier attempt registered (``gen-00``
-        on run B's version, ``gen-01`` on this run's). The entries cover every attempt and the cache
-        hits that reused another run's version (same bytes).
+        The entries cover every attempt (a run resumed after ``--stop-after`` included) and the cache
+        hits that reused another run's version (same bytes), so after `relay resume` no alias of a
+        generation an earlier attempt registered stays on another run's version.
         """
         wanted = self.own_aliases()
         if not wanted:
             return
-        moved = lineage.repoint_aliases(self._client, self.pipeline_name, wanted)
-        if moved:
-            logger.info(
-                "pointed alias(es) %s of model %s back at this run's versions: another run moved them",
-                ", ".join(moved),
-                self.pipeline_name,
-            )
+        lineage.repoint_aliases(self._client, self.pipeline_name, wanted)
+        logger.info(
+            "aliases of model %s now name this run's versions: %s",
+            self.pipeline_name,
+            ", ".join(f"{alias} -> version {version}" for alias, version in sorted(wanted.items())),
+        )
 
     def own_aliases(self) -> dict[str, str]:
         """Alias -> version of this run's registered models (the latest entry of an alias wins), with ``newest``

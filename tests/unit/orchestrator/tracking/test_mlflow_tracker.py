@@ -544,13 +544,7 @@ def test_a_finished_run_removes_the_generation_aliases_beyond_its_last(store, ex
     track_generations(store, experiment, tmp_path, "run-3", (0, 1, 2), side=2)
     assert sorted(aliased_runs()) == ["gen-00", "gen-01", "gen-02", "kd-gen-02", "newest"]
     track_generations(store, experiment, tmp_path, "run-2", (0,), status="STOPPED")  # --stop-after g00/train
-    assert aliased_runs() == {
-        "gen-00": "run-2",
-        "newest": "run-2",
-        "gen-01": "run-3",
-        "gen-02": "run-3",
-        "kd-gen-02": "run-3",
-    }
+    assert set(aliased_runs().values()) == {"run-3"}  # a stopped run moves no alias
     assert "removed alias" not in caplog.text
     track_generations(store, experiment, tmp_path, "run-2", (1,), resume=True)  # the resume finishes it
     assert aliased_runs() == {"gen-00": "run-2", "gen-01": "run-2", "newest": "run-2"}

@@ -57,7 +57,7 @@ def test_a_cache_hit_that_reused_another_runs_version_gets_that_version_back(tmp
 
 
 def test_a_stopped_part_leaves_the_aliases_another_run_set(tmp_path: Path) -> None:
-    """Only a finished run repoints: a part stopped early has not registered all it will."""
+    """Only a finished run moves aliases: a part stopped early registers its version and moves none."""
     track(tmp_path, "B", {0: "b0" * 16, 1: "b1" * 16})  # v1 gen-00, v2 gen-01
-    track(tmp_path, "A", {0: "a0" * 16}, status="STOPPED")  # v3 gen-00
-    assert aliases(tmp_path) == {"gen-00": "3", "gen-01": "2", "newest": "3"}
+    track(tmp_path, "A", {0: "a0" * 16}, status="STOPPED")  # v3, no alias yet
+    assert aliases(tmp_path) == {"gen-00": "1", "gen-01": "2", "newest": "2"}
