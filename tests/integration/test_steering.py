@@ -5,7 +5,8 @@ run in Ray workers, yet the driver draws a progress bar per running stage (its u
 latest loss), and MLflow's own chatter stays out. What the terminal showed is kept in
 ``test-artifacts/terminal/relay-run-smoke.txt`` (escape codes removed). The later runs capture stderr like `relay logs`
 does, where the same progress comes as plain lines. All share one workspace, so the reruns find
-the first run's cache.
+the first run's cache. The `--no-cache` run and its resume run their stages in-process: what they recompute is
+their point, not Ray (each Ray start cost about 8 s).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 TRAIN_BAR = re.compile(r"g00/train:\s+\d+%\|[^|\n]*\| \d+/60 \[[0-9:]+<[0-9:?]+,[^\]\n]*(?:steps/s|s/steps)")
 # the same progress as a plain log line (no terminal): `g01/train:  40% 24/60 [00:06<00:09,  4.00steps/s, ...]`
 TRAIN_LINE = re.compile(r"orchestrator\.engine\.progress: g01/train:\s+\d+% \d+/60 \[")
+IN_PROCESS = "run.executor=local"
 
 
 def run_in_terminal(workspace: Path, *args: str, timeout_s: float = 1200) -> tuple[int, str]:
@@ -124,7 +126,15 @@ def test_rerun_from_reruns_that_stage_and_downstream_and_logs_plain_progress(fir
 def test_no_cache_reruns_even_a_cached_stage(first_run) -> None:
     workspace, _ = first_run
     result = relay(
-        "run", str(SMOKE), "--run-id", "fresh", "--no-cache", "--stop-after", "data/split", workspace=workspace
+        "run",
+        str(SMOKE),
+        IN_PROCESS,
+        "--run-id",
+        "fresh",
+        "--no-cache",
+        "--stop-after",
+        "data/split",
+        workspace=workspace,
     )
     assert result.returncode == 0, result.stderr[-4000:]
     assert ledger_states(workspace, "fresh") == {"data/split": "succeeded"}
