@@ -1,10 +1,12 @@
-"""Digits imported as shards, through the real CLI on a local Ray instance.
+"""Digits imported as shards, through the real CLI.
 
 A pipeline's results must not depend on which path fed it: the same config runs on the bundled
 in-memory digits and on `relay data import digits` shards, and every stage reports the same
 metrics (the batches are identical, so the numbers are too). Shards on an S3 server, read by
 the stages on other Ray nodes, are the cluster tier's (tests/cluster/test_scale_out.py). A shard changed after the import fails the
-run at its first stage, naming the shard, with nothing stored for that stage.
+run at its first stage, naming the shard, with nothing stored for that stage: that run is on a local Ray instance
+(the error crosses from a Ray worker to the driver's message); the others run their stages in-process, where which
+data fed the metrics and the cache is the point, not Ray (each Ray start cost about 8 s).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
 
 SMOKE = str(ROOT / "pipelines" / "configs" / "smoke.yaml")
 OVERRIDES = ["train.steps=20", "crest.generations=2", "train.report_every=10"]
+IN_PROCESS = "run.executor=local"
 
 
 def stage_metrics(workspace: Path) -> dict[str, dict[str, float]]:
@@ -26,7 +29,7 @@ def stage_metrics(workspace: Path) -> dict[str, dict[str, float]]:
 
 
 def run(workspace: Path, *overrides: str) -> dict[str, dict[str, float]]:
-    result = relay("run", SMOKE, *OVERRIDES, *overrides, workspace=workspace, timeout_s=900)
+    result = relay("run", SMOKE, *OVERRIDES, IN_PROCESS, *overrides, workspace=workspace, timeout_s=900)
     assert result.returncode == 0, result.stderr[-4000:]
     return stage_metrics(workspace)
 
@@ -71,7 +74,7 @@ def test_a_shard_changed_after_the_import_fails_the_first_stage_naming_it(tmp_pa
 def test_a_dataset_imported_again_at_the_same_uri_misses_the_old_ones_cache(tmp_path: Path) -> None:
     """The cache keys shards by their digest (pinned from the manifest), not by the URI they sit at."""
     dest, workspace = tmp_path / "data", tmp_path / "ws"
-    split_only = ["data.name=parquet", f"data.uri={dest}", "--stop-after", "data/split"]
+    split_only = ["data.name=parquet", f"data.uri={dest}", IN_PROCESS, "--stop-after", "data/split"]
     import_digits(str(dest), tmp_path)
     first = relay("run", SMOKE, *OVERRIDES, *split_only, "--run-id", "first", workspace=workspace)
     assert first.returncode == 0, first.stderr[-3000:]
@@ -100,7 +103,7 @@ def test_a_copy_of_a_dataset_at_another_uri_is_the_same_data_to_the_cache(tmp_pa
     import_digits(str(original), tmp_path)
     copied = relay("data", "import", str(original), str(copy), workspace=tmp_path)
     assert copied.returncode == 0, copied.stderr[-3000:]
-    up_to_train = [*OVERRIDES, "data.name=parquet", "--stop-after", "g00/train"]
+    up_to_train = [*OVERRIDES, "data.name=parquet", IN_PROCESS, "--stop-after", "g00/train"]
     first = relay("run", SMOKE, *up_to_train, f"data.uri={original}", "--run-id", "first", workspace=workspace)
     assert first.returncode == 0, first.stderr[-3000:]
     second = relay("run", SMOKE, *up_to_train, f"data.uri={copy}", "--run-id", "second", workspace=workspace)
