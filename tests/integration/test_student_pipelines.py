@@ -1,5 +1,4 @@
-"""KE, Noisy Student and distillation through the real `relay` CLI: stages in-process, a real SQLite MLflow store, real
-files."""
+"""KE, Noisy Student and distillation through the real `relay` CLI: local Ray, a real SQLite MLflow store, real files."""
 
 from __future__ import annotations
 
@@ -15,13 +14,11 @@ from tests.integration.relay_cli import ROOT, manifests, metric, output_path, re
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
 CONFIGS = ROOT / "pipelines" / "configs"
-# In-process stages: the methods' stages and runs are the point, not Ray (each Ray start cost about 8 s).
-IN_PROCESS = "run.executor=local"
 
 
 def run_pipeline(tmp_path_factory: pytest.TempPathFactory, config: str, run_id: str, *overrides: str) -> Path:
     workspace = tmp_path_factory.mktemp(run_id)
-    result = relay("run", str(CONFIGS / config), *overrides, IN_PROCESS, "--run-id", run_id, workspace=workspace)
+    result = relay("run", str(CONFIGS / config), *overrides, "--run-id", run_id, workspace=workspace)
     assert result.returncode == 0, result.stderr[-4000:]
     assert "balanced_accuracy" in result.stdout
     return workspace
