@@ -27,6 +27,7 @@ from pydantic import BaseModel, ValidationError
 
 from orchestrator.cli.common import (
     Pipelines,
+    _store_key,
     add_artifact_uri,
     add_workspace,
     pipelines_of,
@@ -38,7 +39,9 @@ from orchestrator.cli.preflight import tracking_uri_problem
 from orchestrator.cli.run_locations import local_path, tracking_problem
 from orchestrator.cli.tune import SWEEP_CONFIG
 from orchestrator.config import (
+    ARTIFACT_URI_ENV,
     TRACKING_URI_ENV,
+    WORKSPACE_ENV,
     RunSettings,
     TrackingSettings,
     apply_overrides,
@@ -706,6 +709,7 @@ def _local_time(iso: str) -> str:
 
 def cmd_runs(args: argparse.Namespace) -> int:
     store = store_of(args)
+    check_named_store_exists(args, store)
     every = run_rows(store, pipelines_of(args), resolve_workspace(RunSettings(workspace=args.workspace)) / "tune")
     if not every:
         folder = local_path(store.uri)
@@ -730,6 +734,29 @@ def cmd_runs(args: argparse.Namespace) -> int:
     if incomplete:
         print(f"\n{incomplete}")
     return 0
+
+
+def check_named_store_exists(args: argparse.Namespace, store: ArtifactStore) -> None:
+    """Refuse (exit 2) a store named on purpose that is not there: a missing workspace (--workspace,
+    $RELAY_WORKSPACE), or a missing artifact store folder (--artifact-uri, $RELAY_ARTIFACT_URI).
+
+    Why: `relay runs --workspace /typo` said "no runs ... yet" and exited 0, as if it had looked, while
+    `relay generations` and `relay gc` refuse the same path. The default workspace not made yet, or a
+    workspace no run has written to yet, is no mistake: it has no runs yet, and says so.
+    """
+    folder = local_path(store.uri)
+    if folder is None or Path(folder).exists():
+        return
+    key = _store_key(args)
+    missing: Path | str = folder
+    if key in ("--workspace", f"${WORKSPACE_ENV}"):
+        missing = resolve_workspace(RunSettings(workspace=args.workspace))
+        if missing.is_dir():
+            return
+    elif key not in ("--artifact-uri", f"${ARTIFACT_URI_ENV}"):
+        return
+    what = "workspace" if isinstance(missing, Path) else "artifact store"
+    raise ConfigError([f"{key}: the {what} {missing} does not exist: check the path"], "the command line")
 
 
 def incomplete_tracking_line(rows: list[RunRow], store_uri: str) -> str | None:

@@ -160,6 +160,6 @@ def test_an_object_store_that_does_not_answer_is_refused_not_listed_as_empty(
 
 def test_runs_in_a_workspace_that_does_not_exist_says_so(tmp_path: Path, capsys) -> None:
     """A mistyped --workspace read as an empty one: "no runs yet", with no hint that the folder is not there."""
-    assert main(["runs", "--workspace", str(tmp_path / "typo")], pipelines={"toy": TOY}) == 0
-    assert f"({tmp_path / 'typo' / 'artifacts'} does not exist: check the path)" in capsys.readouterr().out
+    message = refused(["runs", "--workspace", str(tmp_path / "typo")], capsys)
+    assert f"--workspace: the workspace {tmp_path / 'typo'} does not exist: check the path" in message
     assert files_under(tmp_path) == {}

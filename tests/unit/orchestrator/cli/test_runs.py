@@ -55,9 +55,10 @@ def test_runs_lists_status_generations_and_best_metric_newest_first(tmp_path: Pa
 
 
 def test_runs_in_an_empty_workspace_says_how_to_start_one(tmp_path: Path, capsys) -> None:
+    (tmp_path / "ws").mkdir()  # one that is not there is a mistyped path: exit 2 (test_runs_named_store_missing)
     assert main(["runs", "--workspace", str(tmp_path / "ws")]) == 0
     assert "relay run pipelines/configs/smoke.yaml" in capsys.readouterr().out
-    assert not (tmp_path / "ws").exists()
+    assert list((tmp_path / "ws").iterdir()) == []
 
 
 def test_rerun_from_an_unknown_stage_exits_2_and_writes_nothing(tmp_path: Path, capsys) -> None:
