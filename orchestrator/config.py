@@ -155,7 +155,7 @@ class TrackingSettings(StrictModel):
     """Where MLflow records runs and what it records; ``strict`` turns tracking failures into errors.
 
     ``log_models`` logs every model output (the stored checkpoint: state dict
-    + config) and registers it with aliases ``gen-NN`` and ``newest``.
+    + config) and registers it; the aliases ``gen-NN`` and ``newest`` are set when the run finishes.
     ``export_models`` (torch.export, 6-12 s a model, needs an input example)
     is not supported yet and must stay false. ``system_metrics`` samples CPU,
     memory, disk, network (and GPU) of the driver's machine into each stage

@@ -8,7 +8,7 @@ fingerprint changes exactly when the weights do (an alias moved to another versi
 rewritten) and a rerun with the same weights is a cache hit.
 
 - ``models:/NAME@ALIAS`` or ``models:/NAME/VERSION``: MLflow's model registry (Relay registers every
-  model it logs under the pipeline's name with aliases ``gen-NN`` and ``newest``), read with an
+  model it logs under the pipeline's name, with aliases ``gen-NN`` and ``newest`` set when the run finishes), read with an
   explicit client against the config's tracking store; the checkpoint is the logged model's
   ``checkpoint.pt``, hashed here.
 - ``run:RUN_ID/STAGE``: the run's ledger (in the artifact store) gives the stage's fingerprint, the manifest
