@@ -8,29 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-import pytest
-from PIL import Image
-
 from orchestrator.cli import main
-from tests.unit.orchestrator.cli.problems import problem_lines
+from tests.unit.pipelines.datasets.test_import_folder_layouts import _classes, _refused
 
 LAYOUT = "ROOT/train/<class>/<image> (test images, if any, in ROOT/test/<class>/<image> or ROOT/val/<class>/<image>)"
-
-
-def _classes(folder: Path, names: tuple[str, ...] = ("cat", "dog")) -> Path:
-    for name in names:
-        (folder / name).mkdir(parents=True)
-        for i in range(2):
-            Image.fromarray(np.full((6, 6, 3), i * 40, dtype=np.uint8)).save(folder / name / f"{i}.png")
-    return folder
-
-
-def _refused(source: Path, dest: Path, capsys: pytest.CaptureFixture) -> str:
-    assert main(["data", "import", str(source), str(dest)]) == 2
-    assert not dest.exists()
-    [problem] = problem_lines(capsys.readouterr().err)
-    return problem
 
 
 def test_a_training_folder_of_class_folders_is_to_be_renamed_train(tmp_path: Path, capsys) -> None:

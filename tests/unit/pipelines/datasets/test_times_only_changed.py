@@ -11,20 +11,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from orchestrator.cli import main
 from tests.unit.orchestrator.cli.problems import problem_lines
-
-
-def _image_folder(root: Path) -> Path:
-    for name in ("cat", "dog"):
-        (root / "train" / name).mkdir(parents=True)
-        for i in range(2):
-            Image.fromarray(np.full((6, 6, 3), i * 40, dtype=np.uint8)).save(root / "train" / name / f"{i}.png")
-    return root
+from tests.unit.pipelines.datasets.test_digest_leaves_out_source_times import _image_folder
 
 
 def _chmod(image: Path, tmp_path: Path) -> None:
