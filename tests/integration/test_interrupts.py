@@ -134,6 +134,7 @@ def test_resume_after_sigkill_leaves_no_stage_run_running(tmp_path):
 
 def test_a_reader_that_closes_the_pipe_ends_relay_quietly(tmp_path):
     """`relay runs | head -1` with the reader gone before relay writes: the write fails every time."""
+    (tmp_path / "ws").mkdir()  # a workspace named on purpose must exist (a missing one is exit 2)
     reader, writer = os.pipe()
     os.close(reader)  # like head after its first line: every write to the pipe now fails with EPIPE
     try:
