@@ -280,10 +280,9 @@ def output_model_ids(client: Any, run: str) -> set[str]:
     return {output.model_id for output in (getattr(outputs, "model_outputs", None) or [])}
 
 
-def register(
-    client: Any, name: str, model: Any, run: str, aliases: Sequence[str], tags: Mapping[str, str] | None = None
-) -> str:
-    """A new version of registered model ``name`` from a LoggedModel, with ``aliases`` moved onto it.
+def register(client: Any, name: str, model: Any, run: str, tags: Mapping[str, str] | None = None) -> str:
+    """A new version of registered model ``name`` from a LoggedModel; its aliases move when the run finishes
+    (``registrations.RunRegistrations.point_aliases``).
 
     ``tags`` go on the version (the pipeline run and generation that made it), so a version found by
     an alias leads back to its run without opening the stage run it names.
@@ -306,15 +305,8 @@ def register(
         model_id=model.model_id,
         await_creation_for=0,
     )
-    set_aliases(client, name, version.version, aliases)
     _link_version(client, model.model_id, name, version.version)
     return str(version.version)
-
-
-def set_aliases(client: Any, name: str, version: Any, aliases: Sequence[str]) -> None:
-    """Move ``aliases`` of registered model ``name`` onto ``version``."""
-    for alias in aliases:
-        client.set_registered_model_alias(name, alias, version)
 
 
 def repoint_aliases(client: Any, name: str, wanted: Mapping[str, str]) -> list[str]:

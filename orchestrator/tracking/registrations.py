@@ -76,7 +76,7 @@ class RunRegistrations:
             version = str(max(int(v["version"]) for v in known))
         else:
             tags = {TAG_PIPELINE_RUN: self.run_id, TAG_GENERATION: str(generation), TAG_STAGE: stage_name}
-            version = lineage.register(self._client, self.pipeline_name, model, run, (), tags)
+            version = lineage.register(self._client, self.pipeline_name, model, run, tags)
         entry = f"{ENTRY_PREFIX}{self.pipeline_name}/{version} ({alias})"
         # A redone stage of the same bytes is recorded once, last: the latest entry of an alias wins.
         self.entries = [*(known_entry for known_entry in self.entries if known_entry != entry), entry]
