@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -314,15 +314,29 @@ def killed_import(tmp_path: Path) -> tuple[Path, Path]:
     return source, dest
 
 
-def test_ctrl_c_during_an_import_says_it_removed_dest_and_how_to_start_again(tmp_path: Path) -> None:
-    """Real SIGINT to a real `relay data import`: exit 130, DEST gone, and one line saying so (it printed a blank line)."""
+@pytest.mark.parametrize(
+    ("interrupt", "code"),
+    [
+        (lambda child: os.killpg(child.pid, signal.SIGINT), 130),  # a terminal's Ctrl-C, to the whole group
+        (lambda child: child.send_signal(signal.SIGTERM), 143),  # `kill PID`, timeout, Slurm, Kubernetes
+    ],
+    ids=["ctrl-c", "sigterm"],
+)
+def test_an_interrupted_import_says_it_removed_dest_and_how_to_start_again(
+    tmp_path: Path, interrupt: Callable[[subprocess.Popen], None], code: int
+) -> None:
+    """Real SIGINT or SIGTERM to a real `relay data import`: exit 130 or 143, DEST gone, and one line saying so.
+
+    Before the fixes: Ctrl-C printed a blank line; SIGTERM ended it at once, exit 143 with nothing said, and left
+    DEST holding its in-progress marker and partial shards.
+    """
     root = _image_folder(tmp_path / "src", per_class=300, classes=("a",))
     dest = tmp_path / "dest"
     pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
     with import_blocked_after_its_first_shards(root, dest, **pipes) as child:
-        os.killpg(child.pid, signal.SIGINT)
+        interrupt(child)
         out, err = child.communicate(timeout=60)
-    assert child.returncode == 130, err[-3000:]
+    assert child.returncode == code, err[-3000:]
     assert "Traceback" not in err and out == ""
     last = err.strip().splitlines()[-1]
     assert last.endswith(
