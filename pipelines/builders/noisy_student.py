@@ -68,11 +68,11 @@ class NoisyStudentSection(StrictModel):
     """Noisy Student iterations (docs/ALGORITHMS.md, Noisy Student).
 
     iterations counts students (g01..); g00 is the teacher. label_type "soft" trains on softmax(z/T)
-    with the tempered KL, "hard" on argmax with label_smoothing (temperature then plays no part:
-    label_temperature). min_confidence and per_class (K,
-    default: unlabeled images / classes) are the filtering and balancing. unlabel_ratio weights the
-    pseudo-labeled loss; pseudo_batch_ratio is how many pseudo-labeled images join each labeled one
-    in a step.
+    with the soft cross-entropy on the student's plain logits, so T softens what the student learns;
+    "hard" on argmax with label_smoothing (temperature then plays no part: label_temperature).
+    min_confidence and per_class (K, default: unlabeled images / classes) are the filtering and
+    balancing. unlabel_ratio weights the pseudo-labeled loss; pseudo_batch_ratio is how many
+    pseudo-labeled images join each labeled one in a step.
     """
 
     iterations: int = Field(3, ge=1)
@@ -112,7 +112,11 @@ def label_temperature(noisy: NoisyStudentSection) -> float:
 
 
 def pseudo_label_loss(noisy: NoisyStudentSection) -> PseudoLabelLoss:
-    """What a student's train stage reads of `noisy`, the temperature only where its loss uses it (soft labels)."""
+    """What a student's train stage reads of `noisy`, the temperature only where its table was tempered (soft labels).
+
+    The student's loss does not read T (its soft targets come tempered in the table), so hard labels
+    carry 1 and a new T reruns no hard-label student.
+    """
     return part(PseudoLabelLoss, noisy).model_copy(update={"temperature": label_temperature(noisy)})
 
 

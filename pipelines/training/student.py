@@ -38,8 +38,6 @@ from pipelines.training.common import (
     sgd,
 )
 
-_PROB_FLOOR = 1e-8  # log(0) would make the reconstructed teacher logits -inf and the KL NaN
-
 
 @dataclass(frozen=True)
 class StudentSettings:
@@ -48,7 +46,8 @@ class StudentSettings:
     ``cutmix_alpha`` 0 turns CutMix off. ``pseudo_batch_ratio`` pseudo-labeled images per labeled
     image in a step (the official Noisy Student code's batch-size ratio); ``unlabel_ratio`` weights
     their loss (docs/ALGORITHMS.md, Noisy Student: labeled loss + unlabel_ratio * unlabeled loss).
-    ``temperature``/``alpha``: Hinton distillation (and soft pseudo-labels, which use ``temperature``).
+    ``temperature``/``alpha``: Hinton distillation only. Soft pseudo-labels arrive already tempered
+    (the table stores the teacher's ``softmax(z_t / T)``) and the student fits them untempered.
     ``pseudo_label_smoothing`` applies to HARD pseudo-labels only (0.1 in Noisy Student). ``loss`` is
     the labeled loss, "ce", "sigmoid" or "focal" (``focal_gamma``), class-balanced by the class
     weights (pipelines.class_balanced). ``freeze_backbone_steps`` / ``backbone_lr_scale``: transfer
@@ -87,15 +86,6 @@ class StudentSettings:
     backbone_lr_scale: float = 1.0
 
 
-def soft_target_logits(probs: Tensor, temperature: float) -> Tensor:
-    """Logits whose ``softmax(z / T)`` is ``probs``: ``z = T * log p`` (up to a per-row constant).
-
-    The pseudo-label table stores the teacher's ``softmax(z_t / T)``; rebuilding logits lets the soft
-    pseudo-label loss be exactly ``distillation_loss`` (``T^2 * KL(p || softmax(z_s / T))``).
-    """
-    return temperature * torch.log(probs.float().clamp_min(_PROB_FLOOR))
-
-
 def labeled_loss(
     logits: Tensor,
     targets: Tensor,
@@ -119,11 +109,16 @@ def labeled_loss(
 
 
 def pseudo_loss(logits: Tensor, targets: Tensor, settings: StudentSettings) -> Tensor:
-    """Noisy Student's unlabeled term: CE with smoothed hard labels, or the tempered KL to soft labels."""
+    """Noisy Student's unlabeled term: CE with smoothed hard labels, or the soft CE to soft labels.
+
+    Soft: ``-sum p log softmax(z_s)``, batch mean, with ``p`` the stored ``softmax(z_t / T)`` and the
+    student's plain logits, as the official Noisy Student code trains. Its minimiser is
+    ``softmax(z_s) = p``, so ``noisy.temperature`` above 1 softens what the student learns; a
+    ``T^2 KL`` with the student tempered too would lead it back to ``softmax(z_t)`` whatever ``T``.
+    """
     if targets.ndim == 1:
         return supervised_loss(logits, targets, settings.pseudo_label_smoothing)
-    teacher_logits = soft_target_logits(targets.to(logits.device), settings.temperature)
-    return distillation_loss(logits, teacher_logits, None, settings.temperature, 1.0)
+    return F.cross_entropy(logits, targets.to(logits.device, logits.dtype))
 
 
 def _labeled_batch(
