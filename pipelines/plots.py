@@ -94,13 +94,19 @@ def confusion_matrix(
     return _png(confusion_figure(confusion, names, title))
 
 
-def class_histogram(before: Sequence[int], after: Sequence[int], selection: str = "rebalancing") -> bytes:
-    """Pseudo-labels per predicted class before and after a selection (CReST's rebalancing, Noisy Student's filter)."""
+def class_histogram(
+    before: Sequence[int], after: Sequence[int], selection: str = "rebalancing", labels: Sequence[str] | None = None
+) -> bytes:
+    """Pseudo-labels per predicted class before and after a selection (CReST's rebalancing, Noisy Student's filter).
+
+    ``labels`` name the classes on the axis (their dataset ids when `data.classes` picks a subset); by default
+    their positions.
+    """
     x = np.arange(len(before))
     figure, axis = plt.subplots(figsize=(7, 3.5))
     axis.bar(x - 0.2, before, width=0.4, label="pseudo-labeled")
     axis.bar(x + 0.2, after, width=0.4, label=f"kept after {selection}")
-    axis.set_xticks(x)
+    axis.set_xticks(x, labels=None if labels is None else list(labels))
     axis.set_xlabel("predicted class")
     axis.legend()
     return _png(figure)

@@ -135,6 +135,17 @@ def num_classes_of(data: Any) -> int:
     return dataset_of(data).train.num_classes
 
 
+def class_names(data: Any, num_classes: int) -> list[int]:
+    """The dataset's own id of each class the model predicts: `data.classes` picks and relabels a subset
+    (digits 5-9 become 0-4), and per-class metrics and plots must name the digits, not the positions.
+
+    Every per-class name goes through here (evaluate's `recall/<c>`, the selections' `kept/<c>` and
+    `rate/<c>`), so the same suffix names the same class in every stage of a run.
+    """
+    chosen = getattr(data, "classes", None)
+    return list(chosen) if chosen else list(range(num_classes))
+
+
 def known_accuracy(pred: np.ndarray, truth: np.ndarray) -> tuple[int, int]:
     """(correct, scored) of predictions against true labels, leaving out unknown ones (-1): a pool without labels
     is scored on the rows that have one."""
@@ -201,22 +212,23 @@ def predictions(table: pa.Table) -> tuple[np.ndarray, np.ndarray]:
 
 
 def picks_of(
-    table: pa.Table, rows: np.ndarray, split: pa.Table, num_classes: int, generation: int
+    table: pa.Table, rows: np.ndarray, split: pa.Table, ids: Sequence[int], generation: int
 ) -> tuple[pa.Table, np.ndarray, dict[str, float]]:
     """The picks of the selected ``rows`` of a pseudo-label table, their per-class counts, and their metrics.
 
     Both selections (CReST's rebalance, Noisy Student's filter) report the same three things:
     ``kept/<c>``, ``kept_total`` (duplicates counted) and ``picks_accuracy``, scored against the true
-    labels the split keeps for the unlabeled images (never used in training).
+    labels the split keeps for the unlabeled images (never used in training). ``ids`` (``class_names``)
+    is the dataset id of each class the model predicts: ``kept/<c>`` names class c as ``recall/<c>`` does.
     """
     pred, confidence = predictions(table)
-    ids = table.column("sample_id").to_numpy()[rows]
-    picks = picks_table(ids, pred[rows], confidence[rows], generation)
-    kept = np.bincount(pred[rows], minlength=num_classes)
+    sample_ids = table.column("sample_id").to_numpy()[rows]
+    picks = picks_table(sample_ids, pred[rows], confidence[rows], generation)
+    kept = np.bincount(pred[rows], minlength=len(ids))
     unlabeled_ids, unlabeled_labels = subset_arrays(split, "unlabeled")
-    truth = unlabeled_labels[np.searchsorted(unlabeled_ids, ids)]  # the split keeps ids sorted
+    truth = unlabeled_labels[np.searchsorted(unlabeled_ids, sample_ids)]  # the split keeps ids sorted
     correct, scored = known_accuracy(pred[rows], truth)
-    metrics = {f"kept/{c}": float(k) for c, k in enumerate(kept)}
+    metrics = {f"kept/{ids[c]}": float(k) for c, k in enumerate(kept)}
     metrics["kept_total"] = float(len(rows))
     if scored:  # no picks (or none with a known label): no accuracy, shown as '-', not as 0
         metrics["picks_accuracy"] = correct / scored
@@ -224,20 +236,30 @@ def picks_of(
 
 
 def picks_files(
-    pred: np.ndarray, kept: np.ndarray, picks: pa.Table, num_classes: int, selection: str
+    pred: np.ndarray, kept: np.ndarray, picks: pa.Table, ids: Sequence[int], selection: str
 ) -> dict[str, bytes]:
     """The files a selection of pseudo-labels logs: per-class counts before and after it, and the picks.
 
     Both selections log them, so a generation shows in MLflow what its next model trains on
-    (`rebalance/picks.csv`, `filter/picks.csv`), not only the kept/<c> numbers.
+    (`rebalance/picks.csv`, `filter/picks.csv`), not only the kept/<c> numbers. Both name each class
+    by its dataset id (``ids``, ``class_names``) as the metrics do: the histogram's ticks and the CSV's
+    ``label`` (the picks artifact keeps the model's class numbers, which training reads).
     """
     from pipelines import plots
 
-    before = np.bincount(pred, minlength=num_classes).tolist()
+    before = np.bincount(pred, minlength=len(ids)).tolist()
+    shown = [str(i) for i in ids]
     return {
-        "pseudo_label_histogram.png": plots.class_histogram(before, kept.tolist(), selection),
-        "picks.csv": table_csv(picks),
+        "pseudo_label_histogram.png": plots.class_histogram(before, kept.tolist(), selection, shown),
+        "picks.csv": table_csv(labels_by_dataset_id(picks, ids)),
     }
+
+
+def labels_by_dataset_id(picks: pa.Table, ids: Sequence[int]) -> pa.Table:
+    """The picks with each ``label`` (the model's class number) replaced by its dataset id, for the logged CSV."""
+    labels = np.asarray(ids, dtype=np.int32)[picks.column("label").to_numpy()]
+    position = picks.schema.get_field_index("label")
+    return picks.set_column(position, picks.schema.field(position), pa.array(labels, pa.int32()))
 
 
 def table_csv(table: pa.Table) -> bytes:

@@ -20,6 +20,7 @@ from pipelines import plots
 from pipelines.evaluation import evaluate_model, tail_classes
 from pipelines.stages.common import (
     artifact,
+    class_names,
     dataset_class_names,
     labeled_class_counts,
     load_model,
@@ -47,13 +48,6 @@ def training_counts(split: pa.Table, num_classes: int) -> list[int]:
     _, unlabeled = subset_arrays(split, "unlabeled")
     known = unlabeled[unlabeled >= 0]
     return (labeled_class_counts(split, num_classes) + np.bincount(known, minlength=num_classes)).tolist()
-
-
-def class_names(data: Any, num_classes: int) -> list[int]:
-    """The dataset's own id of each class the model predicts: `data.classes` picks and relabels a subset
-    (digits 5-9 become 0-4), and per-class metrics and plots must name the digits, not the positions."""
-    chosen = getattr(data, "classes", None)
-    return list(chosen) if chosen else list(range(num_classes))
 
 
 def class_labels(ids: Sequence[int], names: Sequence[str]) -> list[str]:

@@ -13,7 +13,15 @@ import numpy as np
 
 from orchestrator.dag import StageContext, StageResult
 from pipelines.sampling import filter_and_balance
-from pipelines.stages.common import artifact, num_classes_of, output_name, picks_files, picks_of, predictions
+from pipelines.stages.common import (
+    artifact,
+    class_names,
+    num_classes_of,
+    output_name,
+    picks_files,
+    picks_of,
+    predictions,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +41,8 @@ def filter_pseudo_labels(ctx: StageContext, inputs: Mapping[str, Any], params: M
     rows = filter_and_balance(
         pred, confidence, num_classes, params["min_confidence"], per_class, np.random.default_rng(ctx.seed)
     )
-    picks, kept, metrics = picks_of(table, rows, split, num_classes, params["generation"])
+    ids = class_names(params["data"], num_classes)
+    picks, kept, metrics = picks_of(table, rows, split, ids, params["generation"])
     metrics.update(
         {
             "kept_unique": float(len(np.unique(rows))),
@@ -43,7 +52,7 @@ def filter_pseudo_labels(ctx: StageContext, inputs: Mapping[str, Any], params: M
     )
     if len(rows) == 0:
         warn_nothing_kept(ctx.stage, confidence, params["min_confidence"], params["min_confidence_key"])
-    files = picks_files(pred, kept, picks, num_classes, "filtering")
+    files = picks_files(pred, kept, picks, ids, "filtering")
     return StageResult(outputs={output_name(params, "picks"): picks}, metrics=metrics, files=files)
 
 

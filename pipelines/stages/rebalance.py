@@ -15,6 +15,7 @@ from orchestrator.dag import StageContext, StageResult
 from pipelines.sampling import crest_rates, select_crest
 from pipelines.stages.common import (
     artifact,
+    class_names,
     labeled_class_counts,
     num_classes_of,
     output_name,
@@ -31,14 +32,15 @@ def rebalance_generation(ctx: StageContext, inputs: Mapping[str, Any], params: M
     split = artifact(inputs, params, "split")
     table = artifact(inputs, params, "pseudo_labels")
     num_classes = num_classes_of(params["data"])
+    ids = class_names(params["data"], num_classes)
     rates = crest_rates(labeled_class_counts(split, num_classes).tolist(), params["alpha"])
     pred, confidence = predictions(table)
     rows = select_crest(pred, confidence, rates, params["selection"], np.random.default_rng(ctx.seed))
-    picks, kept, metrics = picks_of(table, rows, split, num_classes, params["generation"])
-    metrics.update({f"rate/{c}": float(r) for c, r in enumerate(rates)})
+    picks, kept, metrics = picks_of(table, rows, split, ids, params["generation"])
+    metrics.update({f"rate/{ids[c]}": float(r) for c, r in enumerate(rates)})
     if len(rows) == 0:
         warn_nothing_kept(ctx.stage, len(pred), rates, params)
-    files = picks_files(pred, kept, picks, num_classes, "rebalancing")
+    files = picks_files(pred, kept, picks, ids, "rebalancing")
     return StageResult(outputs={output_name(params, "picks"): picks}, metrics=metrics, files=files)
 
 
