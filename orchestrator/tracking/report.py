@@ -39,6 +39,10 @@ def _cell(row: Mapping[str, Any], column: str, counts: bool) -> str:
     return str(int(value)) if counts else f"{value:.4f}"
 
 
+# Words that name a fraction in a metric's last part (`tail_recall`, `picks_accuracy`, `rate`): never a count.
+FRACTION_WORDS = frozenset({"accuracy", "recall", "precision", "rate", "fraction", "similarity"})
+
+
 def _is_counts(rows: Sequence[Mapping[str, Any]], column: str) -> bool:
     """Whether a column reads as counts (rows, picks, steps): every value whole, and one above 1 or every one 0.
 
@@ -46,13 +50,21 @@ def _is_counts(rows: Sequence[Mapping[str, Any]], column: str) -> bool:
     balanced accuracy of exactly 1.0 in one generation must not print as "1" beside 0.9500, nor
     a picks accuracy of 1.0 in every generation as "1" beside four-decimal columns. A column of
     zeros alone (`kept` of a filter that kept nothing) prints "0" as the same count prints "89" in
-    another run, not "0.0000"; a fraction that is 0 everywhere reads "0" too, which says the same.
+    another run, not "0.0000". A metric whose name says it is a fraction (``FRACTION_WORDS``) is
+    never a count: a smoke run's tail_recall of 0 in every generation read "0" beside 0.4700.
     Only whole values of 0 and 1 alone stay fractions: they may be either.
     """
+    if _names_a_fraction(column):
+        return False
     values = [abs(float(row[column])) for row in rows if row.get(column) is not None]
     if not values or not all(v.is_integer() for v in values):
         return False
     return any(v > 1 for v in values) or all(v == 0 for v in values)
+
+
+def _names_a_fraction(metric: str) -> bool:
+    """Whether the last part of ``metric`` (`evaluate/tail_recall`) has a word of ``FRACTION_WORDS``."""
+    return not FRACTION_WORDS.isdisjoint(metric.rsplit("/", 1)[-1].split("_"))
 
 
 def text_table(headers: Sequence[str], body: Sequence[Sequence[str]]) -> str:
