@@ -36,6 +36,7 @@ from pipelines.schema import (
     ModelSection,
     PipelineFile,
     SupervisedDataSection,
+    SupervisedTrainSection,
     part,
 )
 from pipelines.stages import refs
@@ -61,12 +62,25 @@ class DistillLoss(StrictModel):
     alpha: float
 
 
+class DistillTrainSection(SupervisedTrainSection):
+    """`train` of distillation: the same knobs, with no label smoothing by default.
+
+    Why: the student's hard-label term is Hinton's plain CE, and a teacher trained with label
+    smoothing distils worse (Muller et al., 2019: smoothing erases the similarities between wrong
+    classes that the teacher's soft targets carry). The 0.1 this section inherits is the KE paper's,
+    and KE keeps it. Set `train.label_smoothing` to smooth anyway (teacher, student and baseline alike).
+    """
+
+    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
+
+
 class DistillConfig(PipelineFile):
     """The whole distillation pipeline file; `pipeline: distill` selects it."""
 
     pipeline: Literal["distill"] = "distill"
     name: SafeName = "distill"
     data: SupervisedDataSection = SupervisedDataSection()
+    train: DistillTrainSection = DistillTrainSection()
     student: ModelSection = ModelSection()
     distill: DistillSection = DistillSection()
 

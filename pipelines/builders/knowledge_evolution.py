@@ -41,6 +41,7 @@ from pipelines.schema import (
     MAX_GENERATIONS,
     PipelineFile,
     SupervisedDataSection,
+    SupervisedTrainSection,
     part,
 )
 from pipelines.stages import refs
@@ -100,12 +101,34 @@ class ResetInit(StrictModel):
     reinit: Literal["kaiming", "zero"]
 
 
+class KnowledgeEvolutionTrainSection(SupervisedTrainSection):
+    """`train` of KE: the same knobs, less the weight average (`train.ema_decay`), which is refused.
+
+    Why: KE hands each generation's trained weights to the next, which keeps the fit hypothesis and
+    re-initialises the reset hypothesis (Taha et al., 2021; their training keeps no average). With
+    an EMA the stage's model, and so the next generation's start, was the average instead, while the
+    docs said the last weights were handed on.
+    """
+
+    @field_validator("ema_decay")
+    @classmethod
+    def _hands_on_the_trained_weights(cls, value: float | None) -> float | None:
+        if value is not None and value > 0:
+            raise ValueError(
+                f"expected null in KE, got {value}: each generation hands its trained (last) weights to the next, "
+                "which re-initialises the reset hypothesis, so a weight average would become the next start "
+                "and KE keeps none; remove train.ema_decay (or set train.ema_decay=null)"
+            )
+        return value
+
+
 class KnowledgeEvolutionConfig(PipelineFile):
     """The whole KE pipeline file; `pipeline: ke` selects it."""
 
     pipeline: Literal["ke"] = "ke"
     name: SafeName = "ke"
     data: SupervisedDataSection = SupervisedDataSection()
+    train: KnowledgeEvolutionTrainSection = KnowledgeEvolutionTrainSection()
     ke: KnowledgeEvolutionSection = KnowledgeEvolutionSection()
 
 
