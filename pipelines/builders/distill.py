@@ -63,12 +63,12 @@ class DistillLoss(StrictModel):
 
 
 class DistillTrainSection(SupervisedTrainSection):
-    """`train` of distillation: the same knobs, with no label smoothing by default.
+    """`train` of distillation (`distill`, and FitNets' too): the same knobs, with no label smoothing by default.
 
     Why: the student's hard-label term is Hinton's plain CE, and a teacher trained with label
     smoothing distils worse (Muller et al., 2019: smoothing erases the similarities between wrong
     classes that the teacher's soft targets carry). The 0.1 this section inherits is the KE paper's,
-    and KE keeps it. Set `train.label_smoothing` to smooth anyway (teacher, student and baseline alike).
+    and KE keeps it. Set `train.label_smoothing` to smooth anyway (teacher, students and baselines alike).
     """
 
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)

@@ -33,7 +33,7 @@ from pipelines.builders.common import (
     start_stages,
     train_and_evaluate,
 )
-from pipelines.builders.distill import DistillLoss
+from pipelines.builders.distill import DistillLoss, DistillTrainSection
 from pipelines.model_names import check_hint_layer, middle_layer
 from pipelines.schema import ModelSection, PipelineFile, SupervisedDataSection, check_warmup_fits
 from pipelines.stages import refs
@@ -73,6 +73,7 @@ class FitNetsConfig(PipelineFile):
     pipeline: Literal["fitnets"] = "fitnets"
     name: SafeName = "fitnets"
     data: SupervisedDataSection = SupervisedDataSection()
+    train: DistillTrainSection = DistillTrainSection()  # Hinton's plain CE beside the KD term: no smoothing
     student: ModelSection = ModelSection()
     fitnets: FitNetsSection = FitNetsSection()
 

@@ -1,6 +1,6 @@
 """The supervised `train` section's defaults and limits where the KE-oriented ones do not fit a pipeline.
 
-Why: distillation inherited KE's label smoothing 0.1, so a `pipeline: distill` file without
+Why: distillation (and FitNets) inherited KE's label smoothing 0.1, so a `pipeline: distill` file without
 `train.label_smoothing` smoothed the teacher's labels and the student's hard-label CE while the docs
 gave the loss as plain CE + T^2 KL (and a teacher trained with smoothing distils worse). KE accepted
 `train.ema_decay`, and its train stage then handed the weight average, not the trained weights, to
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.cli import main
-from pipelines.builders import distill
+from pipelines.builders import distill, fitnets
 from pipelines.builders import knowledge_evolution as ke
 from tests.unit.orchestrator.cli.problems import problem_lines
 from tests.unit.pipelines.helpers import config, problems
@@ -71,3 +71,22 @@ def test_relay_validate_refuses_ke_with_ema_decay_exit_2_nothing_written(
     (line,) = problem_lines(err)
     assert line.startswith("train.ema_decay: expected null in KE, got 0.99"), line
     assert list(tmp_path.iterdir()) == [], "bad input wrote something"
+
+
+FITNETS_TRAIN_STAGES = ("g00/train", "g01/train", "kd/train", "baseline/train")
+
+
+def fitnets_smoothing_by_stage(pipeline_config: fitnets.FitNetsConfig) -> dict[str, float]:
+    stages = {stage.name: stage for stage in fitnets.build(pipeline_config).stages}
+    return {name: stages[name].params["train"].label_smoothing for name in FITNETS_TRAIN_STAGES}
+
+
+def test_fitnets_trains_teacher_students_and_baselines_without_label_smoothing_by_default() -> None:
+    """FitNets' distillation stage is the same Hinton KD as distill's (plain CE + T^2 KL), teacher included."""
+    assert fitnets.FitNetsConfig.model_validate({"pipeline": "fitnets"}).train.label_smoothing == 0.0
+    assert fitnets_smoothing_by_stage(config(fitnets.FitNetsConfig)) == dict.fromkeys(FITNETS_TRAIN_STAGES, 0.0)
+
+
+def test_fitnets_label_smoothing_set_in_the_file_is_honoured() -> None:
+    smoothed = config(fitnets.FitNetsConfig, **{"train.label_smoothing": 0.1})
+    assert fitnets_smoothing_by_stage(smoothed) == dict.fromkeys(FITNETS_TRAIN_STAGES, 0.1)
