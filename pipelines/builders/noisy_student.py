@@ -90,11 +90,12 @@ class PseudoLabelLoss(StrictModel):
 
     A stage's params are its cache key: with the whole section, `noisy.min_confidence` or
     `noisy.iterations` (read only by the filter and the builder) retrained the teacher and every
-    student whose weights could not change. The teacher reads none of it.
+    student whose weights could not change. The teacher reads none of it. `noisy.temperature` is not
+    here either: soft targets come tempered in the table (label_temperature), and the student fits them
+    with its plain logits, so a new T reruns a student through the table it reads, and no hard-label one.
     """
 
     label_type: Literal["soft", "hard"]
-    temperature: float
     label_smoothing: float
     unlabel_ratio: float
     pseudo_batch_ratio: int
@@ -109,15 +110,6 @@ def label_temperature(noisy: NoisyStudentSection) -> float:
     Stages given 1 here do not rerun when T changes.
     """
     return noisy.temperature if noisy.label_type == "soft" else 1.0
-
-
-def pseudo_label_loss(noisy: NoisyStudentSection) -> PseudoLabelLoss:
-    """What a student's train stage reads of `noisy`, the temperature only where its table was tempered (soft labels).
-
-    The student's loss does not read T (its soft targets come tempered in the table), so hard labels
-    carry 1 and a new T reruns no hard-label student.
-    """
-    return part(PseudoLabelLoss, noisy).model_copy(update={"temperature": label_temperature(noisy)})
 
 
 class NoisyTrainSection(SupervisedTrainSection):
@@ -201,7 +193,7 @@ def _train(config: NoisyStudentConfig, k: int, pretrained: str | None) -> Stage:
         io, params = starting(io, params, config, pretrained)
     else:
         io.update({"picks": gen(k - 1, "picks"), "pseudo_labels": gen(k - 1, "pseudo_labels")})
-        params.update({"model": part(ModelSection, config.student), "noisy": pseudo_label_loss(config.noisy)})
+        params.update({"model": part(ModelSection, config.student), "noisy": part(PseudoLabelLoss, config.noisy)})
     return refs.make_stage(
         gen(k, "train"), refs.train_network, io, (gen(k, "model"),), params, config.resources.train, k
     )

@@ -83,7 +83,6 @@ def student_settings(
             "unlabel_ratio": noisy.unlabel_ratio,
             "pseudo_batch_ratio": noisy.pseudo_batch_ratio,
             "pseudo_label_smoothing": noisy.label_smoothing,
-            "temperature": noisy.temperature,
         }
     if distill is not None:
         knobs |= {"temperature": distill.temperature, "alpha": distill.alpha}

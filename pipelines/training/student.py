@@ -59,9 +59,9 @@ class StudentSettings:
     a stage without pseudo-labels or teacher passes values that play no part). The defaults, for
     code that builds these settings directly, are the config's own: the supervised `train`
     section's (the KE paper's, docs/ALGORITHMS.md, Knowledge Evolution; ``label_smoothing`` 0.1 is
-    its value for ``loss`` "ce"), `noisy`'s for the pseudo-label knobs and ``temperature``,
-    `distill`'s ``alpha``, and `init`'s. Only ``temperature`` has two: `noisy.temperature` 1.0
-    is the default here, `distill.temperature` is 4.0.
+    its value for ``loss`` "ce"), `noisy`'s for the pseudo-label knobs, `distill`'s ``alpha``, and
+    `init`'s. Only ``temperature`` differs: 1.0 (no softening) here, where `distill.temperature` is
+    4.0; it is read with a teacher only, `noisy.temperature` being in the stored soft labels already.
     """
 
     steps: int

@@ -108,21 +108,22 @@ SOURCES: dict[type, list[tuple[type[BaseModel], dict[str, str] | None]]] = {
             NoisyStudentSection,
             {
                 "pseudo_label_smoothing": "label_smoothing",
-                "temperature": "temperature",
                 "unlabel_ratio": "unlabel_ratio",
                 "pseudo_batch_ratio": "pseudo_batch_ratio",
             },
         ),
-        # and their temperature 4.0, where noisy's is 1.0: the dataclass keeps 1.0
-        (DistillSection, {"alpha": "alpha"}),
-        (FitNetsSection, {"alpha": "alpha"}),
+        (DistillSection, {"temperature": "temperature", "alpha": "alpha"}),
+        (FitNetsSection, {"temperature": "temperature", "alpha": "alpha"}),
         (InitSection, None),
     ],
     LwfSettings: [(LwfTrainSection, None), (LwfSection, {"lambda_old": "lambda_old", "temperature": "temperature"})],
     HintSettings: [(SupervisedTrainSection, None)],
     PretextSettings: [(PretextSection, None)],
 }
-ON_PURPOSE = {(FixMatchSettings, "alignment")}  # plain FixMatch for the loop; CReST+ is `crest.alignment`'s default
+ON_PURPOSE = {
+    (FixMatchSettings, "alignment"),  # plain FixMatch for the loop; CReST+ is `crest.alignment`'s default
+    (StudentSettings, "temperature"),  # 1.0, no softening, where a teacher's T is 4.0: read with a teacher only
+}
 
 
 @pytest.mark.parametrize("settings", list(SOURCES), ids=lambda s: s.__name__)
