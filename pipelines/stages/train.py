@@ -70,7 +70,8 @@ def alignment_base(split: pa.Table, num_classes: int) -> torch.Tensor:
 
     Not the labeled set plus picks: the picks are rebalanced toward the tail and come from the
     model itself, so the target would flatten and drift with each generation's pseudo-labels
-    (both official codes use the fixed labeled distribution).
+    (a fixed labeled distribution; the official TF code uses the analytic long-tail gt_p_data,
+    close to these counts).
     """
     counts = torch.from_numpy(labeled_class_counts(split, num_classes)).float()
     return counts / counts.sum()
