@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from orchestrator.engine.records import TrackedArtifact
-from orchestrator.tracking import run_command
+from orchestrator.tracking import report, run_command
 
 TAG_NOTE = "mlflow.note.content"  # a run's description in the MLflow UI (Markdown)
 TAG_SOURCE_NAME, TAG_SOURCE_TYPE = "mlflow.source.name", "mlflow.source.type"  # the runs table's Source column
@@ -58,10 +58,14 @@ def closing_note(heading: str, rows: Sequence[Mapping[str, Any]]) -> str:
     columns = [key for key in sorted({k for row in rows for k in row}) if in_note(key)]
     if not columns:  # no row, or training's numbers alone: no generation has a result
         return f"{heading}\n\nNo generation has finished yet: no per-generation results."
+    counts = {key: report.is_counts_column(rows, key) for key in columns}  # as the terminal's table reads them
     lines = [
         "| generation | " + " | ".join(columns) + " |",
         "|---" * (len(columns) + 1) + "|",
-        *(f"| {row['generation']} | " + " | ".join(_note_cell(row.get(key)) for key in columns) + " |" for row in rows),
+        *(
+            f"| {row['generation']} | " + " | ".join(report.table_cell(row, key, counts[key]) for key in columns) + " |"
+            for row in rows
+        ),
     ]
     everything = "every metric of every generation: generations.csv among this run's artifacts"
     return f"{heading}\n\nPer generation ({everything}):\n\n" + "\n".join(lines)
@@ -75,9 +79,3 @@ def in_note(key: str) -> bool:
     """
     last = key.rsplit("/", 1)[-1]
     return key != "generation" and not last.isdigit() and not key.startswith("train/") and "resumed_from" not in last
-
-
-def _note_cell(value: Any) -> str:
-    if value is None:
-        return "-"
-    return str(int(value)) if float(value).is_integer() else f"{value:.4f}"

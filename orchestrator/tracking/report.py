@@ -29,7 +29,7 @@ def _compact(value: Any) -> str:
     return str(int(value)) if float(value).is_integer() else f"{value:.3f}"
 
 
-def _cell(row: Mapping[str, Any], column: str, counts: bool) -> str:
+def table_cell(row: Mapping[str, Any], column: str, counts: bool) -> str:
     """One value: a whole number in a column of counts (``counts``), else four decimals (1.0 reads 1.0000)."""
     if column.endswith("/*"):
         return _prefixed(row, column[:-2])
@@ -43,7 +43,7 @@ def _cell(row: Mapping[str, Any], column: str, counts: bool) -> str:
 FRACTION_WORDS = frozenset({"accuracy", "recall", "precision", "rate", "fraction", "similarity"})
 
 
-def _is_counts(rows: Sequence[Mapping[str, Any]], column: str) -> bool:
+def is_counts_column(rows: Sequence[Mapping[str, Any]], column: str) -> bool:
     """Whether a column reads as counts (rows, picks, steps): every value whole, and one above 1 or every one 0.
 
     MLflow keeps every metric as a float, so a count is told from a fraction by its column: a
@@ -77,9 +77,9 @@ def text_table(headers: Sequence[str], body: Sequence[Sequence[str]]) -> str:
 
 def generation_table(rows: Sequence[Mapping[str, Any]], columns: Mapping[str, str]) -> str:
     """One line per generation; columns map a header to a metric, `name/*` expands to per-class values."""
-    counts = {metric: _is_counts(rows, metric) for metric in columns.values()}
+    counts = {metric: is_counts_column(rows, metric) for metric in columns.values()}
     body = [
-        [str(row.get("generation", "?")), *(_cell(row, metric, counts[metric]) for metric in columns.values())]
+        [str(row.get("generation", "?")), *(table_cell(row, metric, counts[metric]) for metric in columns.values())]
         for row in rows
     ]
     return text_table(["generation", *columns], body)
@@ -98,8 +98,8 @@ def metric_table(rows: Sequence[Mapping[str, Any]]) -> str:
     lines, families grouped, it is 23 lines that read at any width.
     """
     metrics = list(dict.fromkeys(_family(name) for name in metric_names(rows)))
-    counts = {metric: _is_counts(rows, metric) for metric in metrics}
-    body = [[metric, *(_cell(row, metric, counts[metric]) for row in rows)] for metric in metrics]
+    counts = {metric: is_counts_column(rows, metric) for metric in metrics}
+    body = [[metric, *(table_cell(row, metric, counts[metric]) for row in rows)] for metric in metrics]
     return text_table(["metric", *(f"g{row.get('generation', 0):02d}" for row in rows)], body)
 
 

@@ -4,7 +4,7 @@ Why: a smoke run's closing table read `tail_recall 0` beside `balanced_accuracy 
 of whole zeros passed for a count (`kept` of a filter that kept nothing), though its name says fraction.
 """
 
-from orchestrator.tracking import report
+from orchestrator.tracking import descriptions, report
 
 
 def test_a_tail_recall_of_zero_in_every_generation_prints_like_the_other_fractions() -> None:
@@ -29,3 +29,15 @@ def test_the_metric_table_prints_a_tail_recall_of_zero_with_decimals() -> None:
     lines = report.metric_table(rows).splitlines()
     assert lines[2].split() == ["evaluate/tail_recall", "0.0000", "0.0000"]
     assert lines[3].split() == ["filter/kept_total", "0", "0"]
+
+
+def test_the_run_description_reads_fractions_and_counts_as_the_terminals_table_does() -> None:
+    """The description's Markdown table printed any whole value as a whole number: a balanced accuracy of
+    1.0 read "1" beside 0.9500 and a tail recall of 0 read "0"; counts stay whole there as in the terminal."""
+    rows = [
+        {"generation": 0, "evaluate/balanced_accuracy": 0.95, "evaluate/tail_recall": 0.0, "filter/kept_total": 89.0},
+        {"generation": 1, "evaluate/balanced_accuracy": 1.0, "evaluate/tail_recall": 0.0, "filter/kept_total": 120.0},
+    ]
+    lines = descriptions.closing_note("Run finished.", rows).splitlines()
+    assert lines[-4] == "| generation | evaluate/balanced_accuracy | evaluate/tail_recall | filter/kept_total |"
+    assert lines[-2:] == ["| 0 | 0.9500 | 0.0000 | 89 |", "| 1 | 1.0000 | 0.0000 | 120 |"]
