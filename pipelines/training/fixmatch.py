@@ -166,8 +166,8 @@ def train_fixmatch(
     CReST+ (``settings.alignment``): ``q <- normalize(q * p_target / p_model)`` before the threshold,
     ``p_target = normalize(p_labeled ** t)``, ``p_model`` the bias-corrected EMA of the batch means of ``q``.
     ``p_labeled`` (``[C]``) is the class distribution the target is made from: CReST passes its
-    ORIGINAL labeled set's (both official codes), since the set it trains on also holds the
-    rebalanced picks; None takes the distribution of ``labeled_targets``.
+    ORIGINAL labeled set's (a fixed labeled distribution; the official TF code uses the analytic
+    long-tail gt_p_data, close to these counts), since the set it trains on also holds the rebalanced picks; None takes the distribution of ``labeled_targets``.
     One forward over ``cat(weak(x), weak(u), strong(u))``; SGD (Nesterov) with no decay on BN/bias;
     ``lr_k = lr cos(7 pi k / 16 K)``; EMA of weights.
 
