@@ -35,13 +35,46 @@ def long_tailed_counts(head_count: int, imbalance_ratio: float, num_classes: int
 
 
 def labeled_counts(counts: Sequence[int], labeled_fraction: float) -> list[int]:
-    """n_lab_k = ceil(beta * N_k): every class keeps at least one label when beta > 0 (CReST code).
+    """n_lab_k = ceil(beta * N_k): every class of at least one image keeps at least one label when beta > 0 (CReST code).
 
-    A 1e-9 slack keeps float noise (0.3 * 10 = 3.0000000000000004) from adding a spurious label.
+    A 1e-9 slack keeps float noise (0.3 * 10 = 3.0000000000000004) from adding a spurious label; the floor of one
+    label keeps that slack from taking the only label of a class when beta * N_k is itself below 1e-9.
     """
     if not 0.0 <= labeled_fraction <= 1.0:
         raise ValueError(f"labeled_fraction: expected a value in [0, 1]; got {labeled_fraction}")
-    return [min(int(n), math.ceil(labeled_fraction * n - 1e-9)) for n in counts]
+    least = 1 if labeled_fraction > 0 else 0
+    return [min(int(n), max(least, math.ceil(labeled_fraction * n - 1e-9))) for n in counts]
+
+
+def rarest_count(head_count: int, imbalance_ratio: float) -> int:
+    """N_L, the rarest class's count as ``long_tailed_counts`` rounds it: head_count / imbalance_ratio whatever L (>= 2)."""
+    return long_tailed_counts(head_count, imbalance_ratio, 2)[-1]
+
+
+def smallest_head_count(imbalance_ratio: float) -> int:
+    """The smallest head_count that keeps every class at least one image at ``imbalance_ratio`` (about its ceiling)."""
+    head = max(1, math.ceil(imbalance_ratio) - 1)
+    while rarest_count(head, imbalance_ratio) < 1:
+        head += 1
+    return head
+
+
+def empty_class_problem(head_count: int, imbalance_ratio: float, rarest: str = "the rarest class") -> str | None:
+    """Why a long tail leaves ``rarest`` (a class as the message names it) 0 images, with the fix; None when it does not.
+
+    Why: imbalance_ratio 200 at head_count 130 drew counts ending in 0 and ran: the class had no label, though
+    every class keeps one; CReST's rate for the head, (N_L / N_1)^(1/alpha), was 0, dropping every head
+    pseudo-label; and the balanced test set still held the class. N_L = head_count / imbalance_ratio, so the
+    largest imbalance_ratio that keeps every class is head_count itself, whatever the number of classes.
+    """
+    if rarest_count(head_count, imbalance_ratio) >= 1:
+        return None
+    return (
+        f"data.imbalance_ratio: {imbalance_ratio:g} with data.head_count {head_count} leaves {rarest} 0 images "
+        f"(N_L = head_count / imbalance_ratio = {head_count / imbalance_ratio:.3g}, below 1): every class needs at "
+        f"least 1 image and 1 label. Set data.imbalance_ratio to at most {head_count} (the largest that keeps every "
+        f"class at head_count {head_count}), or data.head_count to at least {smallest_head_count(imbalance_ratio)}."
+    )
 
 
 def long_tailed_split(
@@ -67,8 +100,9 @@ def long_tailed_split(
     order = _check_class_order(class_order, num_classes)
     pools = {c: rng.permutation(np.flatnonzero(labels == c)) for c in range(num_classes)}
     sizes = [len(pools[cls]) for cls in order]  # per rank
-    _check_head_fits(sizes, head_count, imbalance_ratio, holdout_per_class)
     counts = long_tailed_counts(head_count, imbalance_ratio, num_classes)
+    _check_no_empty_class(counts, [_class_label(cls, class_names) for cls in order], imbalance_ratio)
+    _check_head_fits(sizes, head_count, imbalance_ratio, holdout_per_class)
     n_labeled = labeled_counts(counts, labeled_fraction)
     _check_enough_samples(
         sizes, [_class_label(cls, class_names) for cls in order], counts, holdout_per_class, imbalance_ratio
@@ -161,6 +195,15 @@ def _class_label(cls: int, names: Sequence[str]) -> str:
     return repr(names[cls]) if 0 <= cls < len(names) else str(cls)
 
 
+def _check_no_empty_class(counts: Sequence[int], order: Sequence[str], imbalance_ratio: float) -> None:
+    """Refuse a long tail that leaves any class 0 images, naming those classes (``order``: the classes by rank)."""
+    empty = [cls for cls, count in zip(order, counts, strict=True) if count < 1]
+    if not empty:
+        return
+    named = f"class {empty[0]}" if len(empty) == 1 else f"classes {', '.join(empty)}"
+    raise ValueError(empty_class_problem(counts[0], imbalance_ratio, named))
+
+
 def _check_head_fits(sizes: Sequence[int], head_count: int, imbalance_ratio: float, holdout: int) -> None:
     """A holdout or head class larger than any class can be is one clear problem, whatever the other ranks need
     (a per-class list for a head_count of 10**23 would name every class)."""
@@ -228,6 +271,13 @@ def _head_count_fix(sizes: Sequence[int], imbalance_ratio: float, holdout: int) 
             "or leave the smallest classes out (data.classes)."
         )
     at = f" and holdout_per_class {holdout}" if holdout else ""
+    if rarest_count(best, imbalance_ratio) < 1:
+        return (
+            f"No head_count fits every class at imbalance_ratio {imbalance_ratio:g}{at}: the largest that fits the "
+            f"data, {best}, leaves the rarest class 0 images (head_count / imbalance_ratio below 1): lower "
+            f"imbalance_ratio to at most {best} with head_count {best}, {lower}or leave the smallest classes out "
+            "(data.classes)."
+        )
     return (
         f"Set head_count to at most {best} (the largest that fits every class at imbalance_ratio {imbalance_ratio:g}"
         f"{at}), {lower}or raise imbalance_ratio."

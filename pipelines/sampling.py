@@ -58,6 +58,13 @@ def crest_rates(class_counts: Sequence[int], alpha: float = 3.0) -> np.ndarray:
     sorted_counts = counts[order]
     if sorted_counts[0] <= 0:
         raise ValueError("crest_rates: every class count is 0; the labeled set is empty")
+    # N_L = 0 would give the head the rate (0 / N_1)^(1/alpha) = 0: none of its pseudo-labels kept.
+    if sorted_counts[-1] <= 0:
+        empty = sorted(np.flatnonzero(counts <= 0).tolist())
+        raise ValueError(
+            f"crest_rates: classes {empty} have 0 labeled images, which would give the head class rate 0 "
+            "(every one of its pseudo-labels dropped); every class needs at least 1 label"
+        )
     by_rank = (sorted_counts[::-1] / sorted_counts[0]) ** (1.0 / alpha)
     rates = np.empty_like(counts)
     for count in np.unique(sorted_counts):  # a tie's ranks are consecutive: they share their mean rate

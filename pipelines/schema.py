@@ -28,6 +28,7 @@ from pydantic import (
 from orchestrator.config import ModelSource, ModelSourceText, PipelineConfig, StrictModel
 from pipelines.data import DATASET_REQUIRES_ROOT, DATASETS
 from pipelines.datasets.catalog import SHARDED
+from pipelines.long_tail import empty_class_problem
 from pipelines.model_names import MODEL_NAMES, check_stochastic_depth
 
 # Upper bounds for values that have no natural one: far above any real use, low enough that a typo
@@ -200,6 +201,29 @@ class DataSection(StrictModel):
         if self.name == SHARDED and self.digest:
             view.pop("uri", None)
         return view
+
+    @model_validator(mode="after")
+    def _every_class_keeps_an_image(self) -> DataSection:
+        """Refuse a long tail whose rarest class gets 0 images (N_L = head_count / imbalance_ratio below 1).
+
+        Checked here, before the dataset is read, because N_L does not depend on the number of classes:
+        so `relay validate`, `relay run`, each `relay tune` trial's values and every pipeline's data section
+        refuse it alike. A task of one class has no tail.
+        """
+        if self.classes is not None and len(self.classes) < 2:
+            return self
+        problem = empty_class_problem(self.head_count, self.imbalance_ratio, self._rarest_class())
+        if problem:
+            raise ValueError(problem)
+        return self
+
+    def _rarest_class(self) -> str:
+        """The class the tail's last rank falls on, as far as the config says which it is (no dataset read)."""
+        if self.class_order:
+            return f"class {self.class_order[-1]!r} (the last of data.class_order)"
+        if self.classes:
+            return f"class {self.classes[-1]!r} (the last of data.classes)"
+        return "the rarest class (the last of the task's classes)"
 
     @model_validator(mode="after")
     def _where_the_data_is(self) -> DataSection:
