@@ -491,14 +491,15 @@ def tied_with(rows: Sequence[TrialRow], best: TrialRow) -> list[TrialRow]:
 
 
 def trial_records(rows: Sequence[TrialRow]) -> list[dict[str, Any]]:
-    """Flat records of the trials table, for trials.csv / trials.json; floats as ``readable`` writes them."""
+    """Flat records of the trials table, for trials.csv / trials.json: metrics as ``readable`` writes them,
+    the trial's values exact in trials.json and readable in trials.csv (``ExactValue``)."""
     return [
         {
             "trial_id": row.trial_id,
             "run_id": row.run_id,
             "status": row.status,
             "generations": len(row.by_generation),
-            **{key: readable(value) for key, value in row.values.items()},
+            **{key: exact_value(value) for key, value in row.values.items()},
             **{f"g{g:02d}": readable(value) for g, value in sorted(row.by_generation.items())},
         }
         for row in rows
@@ -516,12 +517,35 @@ def readable(value: Any) -> Any:
     keeping more than any metric can resolve (two accuracies over a million examples differ by
     at least 1e-12). A value the user wrote (a grid or choice entry) has fewer digits, so it is
     written exactly as given (Python writes the shortest text that reads back as the same float);
-    a uniform sample is written to 12 digits (best.yaml and the trial's MLflow tags keep all of
-    it). Anything else is returned as it is.
+    a uniform sample is shown to 12 digits in trials.csv (trials.json, best.yaml and the trial's
+    MLflow tags keep all of it: ``ExactValue``). Anything else is returned as it is.
     """
     if isinstance(value, float) and math.isfinite(value):
         return float(f"{value:.{SIGNIFICANT_DIGITS}g}")
     return value
+
+
+class ExactValue(float):
+    """A trial's float value: exact in trials.json, shown to 12 significant digits in trials.csv.
+
+    Why exact: `relay diff`, `relay runs` and the other readers of a trial rebuild its config from
+    trials.json (a trial keeps no config.yaml), and a sample rounded there (crest.t_min 0.78796214352
+    for 0.7879621435201636) read as a config that differed from its best.yaml, which holds all the
+    digits. Why readable in trials.csv: that table is for people (PBT's 0.2 * 0.8 reads 0.16, not
+    0.16000000000000003) and feeds no config back. ``json`` writes any float with ``float.__repr__``
+    (the shortest text that reads back as the same float); ``csv`` writes a float with its own
+    ``repr``, which this class makes ``readable``'s.
+    """
+
+    def __repr__(self) -> str:
+        return repr(readable(float(self)))
+
+    __str__ = __repr__
+
+
+def exact_value(value: Any) -> Any:
+    """A finite float as an ``ExactValue``; anything else as it is."""
+    return ExactValue(value) if isinstance(value, float) and math.isfinite(value) else value
 
 
 def trials_table(rows: Sequence[TrialRow], keys: Sequence[str], generations: int, best: TrialRow | None) -> str:

@@ -273,7 +273,8 @@ def test_trials_csv_and_json_show_floats_as_the_values_they_stand_for(tmp_path: 
     assert (row["crest.t_min"], row["train.weight_decay"], row["crest.schedule"]) == ("0.682177012393", "1e-06", "step")
     assert (row["g01"], row["g02"]) == ("0.123456789012", "0.500000001")  # 12 digits: what a metric can resolve
     [record] = json.loads((tmp_path / "trials.json").read_text())
-    assert (record["train.lr"], record["g00"], record["g02"]) == (0.16, 0.33, 0.500000001)
+    assert (record["g00"], record["g02"]) == (0.33, 0.500000001)
+    assert (record["train.lr"], record["crest.t_min"]) == (perturbed, sampled)  # a trial's config is read from here
     assert rows[0].values["crest.t_min"] == sampled  # best.yaml and the MLflow tags take the values themselves
 
 
