@@ -29,7 +29,7 @@ from orchestrator.engine import distributed
 from orchestrator.engine.artifacts import Manifest
 from orchestrator.engine.body import Placement, run_stage_body
 from orchestrator.engine.demands import amounts_text, shortfall
-from orchestrator.engine.fit import most_free_on_one_node, uses_actor_pool, workers_to_start
+from orchestrator.engine.fit import live_node_resources, most_free_on_one_node, uses_actor_pool, workers_to_start
 from orchestrator.engine.progress import ProgressBoard
 from orchestrator.engine.ray_session import init_failure, init_kwargs, init_ray
 from orchestrator.engine.task import StageTask
@@ -560,17 +560,26 @@ class RayExecutor:
             return
         unplaced = self._unplaced_stages()
         free, total = self._ray.available_resources(), self._ray.cluster_resources()
-        per_node = self._free_per_node()
+        per_node, node_totals = self._free_per_node(), self._node_totals()
         for ref in overdue:
             if self._task_names.get(ref) in unplaced:
                 self._said_waiting.add(ref)
-                self._warn_waiting(self._task_names[ref], self._waiting_since[ref][1], free, total, per_node)
+                asks = self._waiting_since[ref][1]
+                self._warn_waiting(self._task_names[ref], asks, free, total, per_node, node_totals)
 
     def _free_per_node(self) -> list[dict[str, float]] | None:
         """What each live node has free now; None when this Ray cannot say (the message then gives the total only)."""
         try:
             return [dict(free) for free in self._ray._private.state.available_resources_per_node().values()]
         except Exception:  # a Ray without the per-node state call: the total is still worth saying
+            return None
+
+    def _node_totals(self) -> list[dict[str, float]] | None:
+        """What each live node has in all (``ray.nodes()``, as ``fit.live_node_resources`` reads it); None when this
+        Ray cannot say: whether some node could ever hold a worker is then left unsaid."""
+        try:
+            return live_node_resources(self._ray.nodes())
+        except Exception:  # no node table: the message still says what is free
             return None
 
     def _warn_waiting(
@@ -580,33 +589,10 @@ class RayExecutor:
         free: Mapping[str, float],
         total: Mapping[str, float],
         free_per_node: Sequence[Mapping[str, float]] | None = None,
+        node_totals: Sequence[Mapping[str, float]] | None = None,
     ) -> None:
-        """The warning for one unplaced stage attempt: what it asks, what is free, and a custom resource gone.
-
-        ``free_per_node``: what each node has free; where the total would fit a worker but no node
-        does, the message names the most any one node has, since a worker never spans nodes.
-        """
-        gone = [key for key, _ in asks.custom if total.get(key, 0.0) <= 0]
-        missing = (
-            f" The cluster has no {', '.join(gone)} at all now (a node that had it was lost?); it waits until a node "
-            "with it joins."
-            if gone
-            else ""
-        )
-        logger.warning(
-            "%s has waited %d s for a place: it asks for %g CPU and %g GPU a worker%s, the cluster has %g CPU and "
-            "%g GPU free%s.%s Other work holds the rest (Tune trial drivers, kept labeling actors, other jobs); it "
-            "starts when they free it. Add nodes, or lower the stage's resources, if it never does.",
-            name,
-            WAITING_WARN_S,
-            asks.num_cpus,
-            asks.num_gpus,
-            "".join(f" and {amount:g} {key}" for key, amount in asks.custom),
-            free.get("CPU", 0.0),
-            free.get("GPU", 0.0),
-            split_free_note(asks, free, free_per_node),
-            missing,
-        )
+        """The warning for one unplaced stage attempt (``waiting_message``)."""
+        logger.warning("%s", waiting_message(name, asks, free, total, free_per_node, node_totals))
 
     def _unplaced_stages(self) -> set[str]:
         """Names of this job's tasks that Ray has not placed on a node yet; empty when the state API cannot say."""
@@ -654,14 +640,74 @@ class RayExecutor:
         self._owns_ray = False
 
 
+def waiting_message(
+    name: str,
+    asks: Resources,
+    free: Mapping[str, float],
+    total: Mapping[str, float],
+    free_per_node: Sequence[Mapping[str, float]] | None = None,
+    node_totals: Sequence[Mapping[str, float]] | None = None,
+) -> str:
+    """What one unplaced stage attempt asks, what is free (in all and on one node), and why it waits.
+
+    ``free_per_node`` / ``node_totals``: what each live node has free / in all. A worker never spans
+    nodes, so where no node has as much as one worker asks in all, the stage never starts on these
+    nodes: it says so and the fix (two 1-CPU nodes were told "the cluster has 1.9 CPU free ... it
+    starts when they free it" for a 2-CPU worker, every minute, for ever). A custom resource no node
+    has any more is said apart: the node that had it may come back.
+    """
+    gone = [key for key, _ in asks.custom if total.get(key, 0.0) <= 0]
+    head = (
+        f"{name} has waited {WAITING_WARN_S:.0f} s for a place: it asks for {asks.num_cpus:g} CPU and {asks.num_gpus:g} "
+        f"GPU a worker{''.join(f' and {amount:g} {key}' for key, amount in asks.custom)}, the cluster has "
+        f"{free.get('CPU', 0.0):g} CPU and {free.get('GPU', 0.0):g} GPU free{split_free_note(asks, free, free_per_node)}."
+    )
+    if gone:
+        return (
+            f"{head} The cluster has no {', '.join(gone)} at all now (a node that had it was lost?); it waits until a "
+            "node with it joins."
+        )
+    never = never_fits_note(name, asks, node_totals)
+    if never:
+        return f"{head} {never}"
+    return (
+        f"{head} Other work holds the rest (Tune trial drivers, kept labeling actors, other jobs); it starts when "
+        "they free it. Add nodes, or lower the stage's resources, if it never does."
+    )
+
+
+def asked_amounts(asks: Resources) -> dict[str, float]:
+    """What one worker asks of each resource (CPU, GPU, custom), amounts above 0."""
+    asked = {"CPU": asks.num_cpus, "GPU": asks.num_gpus, **dict(asks.custom)}
+    return {key: float(amount) for key, amount in asked.items() if amount > 0}
+
+
+def never_fits_note(name: str, asks: Resources, node_totals: Sequence[Mapping[str, float]] | None) -> str:
+    """``No node has 2 CPU in all (the largest has 1 CPU) ...: it never starts ...`` where no live node could ever
+    hold one worker; empty where one could, or where the nodes are unknown."""
+    asked = asked_amounts(asks)
+    if not node_totals or not asked or any(not shortfall(asked, node) for node in node_totals):
+        return ""
+    largest = {key: most_free_on_one_node(node_totals, key) for key in asked}
+    role = name.split(" ")[0].rsplit("/", 1)[-1]
+    return (
+        f"No node has {amounts_text(asked)} in all (the largest has {amounts_text(largest)}), and a worker runs on "
+        f"one node: it never starts on these nodes. Lower the stage's resources (e.g. resources.{role}.num_cpus; "
+        "more workers share the work), or add a node that large (`ray start --num-cpus N --num-gpus N`; an "
+        "autoscaling cluster starts one only if it has such a node type)."
+    )
+
+
 def split_free_note(
     asks: Resources, free: Mapping[str, float], free_per_node: Sequence[Mapping[str, float]] | None
 ) -> str:
-    """`` in all, at most X CPU on one node; a worker runs on one node`` where the total fits a worker and no node does.
+    """`` in all, at most X CPU on one node; a worker runs on one node`` where no node has a worker's share free and
+    the most on one node is less than the cluster's total (several nodes).
 
     Why: after a node loss a sweep's stages waited with "the cluster has 1.8 CPU free" for a 1-CPU
     worker; the 1.8 was spread over nodes that each had 0.9 (trial drivers held the rest), so the
-    total alone read as if the worker should have started.
+    total alone read as if the worker should have started. A 2-CPU worker told "1.9 CPU free" on two
+    1-CPU nodes read as nearly there, though at most 1 was free on one node.
     """
     if not free_per_node:
         return ""
@@ -670,8 +716,8 @@ def split_free_note(
         key
         for key, amount in asked.items()
         if amount > 0
-        and free.get(key, 0.0) + 1e-9 >= amount
         and most_free_on_one_node(free_per_node, key) + 1e-9 < amount
+        and most_free_on_one_node(free_per_node, key) + 1e-9 < free.get(key, 0.0)
     ]
     if not split:
         return ""
