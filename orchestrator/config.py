@@ -419,6 +419,7 @@ class TuneSettings(StrictModel):
     def _entries_are_domains(cls, value: Any) -> Any:
         if isinstance(value, Mapping):
             problems = [_not_a_domain(str(key), got) for key, got in value.items() if not isinstance(got, Mapping)]
+            problems += [_nested_entry(str(key), got) for key, got in value.items() if _is_section(got)]
             if problems:
                 raise ValueError("; ".join(problems))
         return value
@@ -499,6 +500,39 @@ def _not_a_domain(key: str, got: Any) -> str:
         f"entry {key!r} must be a domain, one of {', '.join(DOMAIN_KINDS)} (got {got!r:.60}); write e.g. "
         f"`{key}: {{choice: [...]}}` (on the command line: tune.space.{key}='{{loguniform: [0.01, 0.1]}}')"
     )
+
+
+def _is_section(entry: Any) -> bool:
+    """Whether a space entry is a nested section (`augment: {strong: {...}}`), not a domain: no key of it is a kind."""
+    return isinstance(entry, Mapping) and bool(entry) and not any(str(key) in DOMAIN_KINDS for key in entry)
+
+
+def _nested_entry(key: str, section: Mapping[str, Any]) -> str:
+    """A space entry nested as the config's sections are, and the dotted keys to write instead.
+
+    Why: `space: {augment: {strong: {num_ops: {randint: [1, 3]}}}}` was refused as
+    `tune.space.augment.strong: unknown key; valid keys: choice, grid, ...`, which named the domain
+    kinds but not that a space's keys are dotted config keys, one entry per key.
+    """
+    shown = "; ".join(
+        f"{dotted_key}: {yaml.safe_dump(domain, default_flow_style=True).strip().removesuffix('...').strip()}"
+        for dotted_key, domain in _dotted_entries(key, section).items()
+    )
+    return (
+        f"entry {key!r} is nested like a config section, but a space's keys are dotted config keys (as on the "
+        f"command line), each with its domain; write `{shown}`"
+    )
+
+
+def _dotted_entries(prefix: str, section: Mapping[str, Any]) -> dict[str, Any]:
+    """A nested space entry as dotted keys, down to each domain (a mapping naming a kind) or value."""
+    flat: dict[str, Any] = {}
+    for key, value in section.items():
+        if _is_section(value):
+            flat.update(_dotted_entries(f"{prefix}.{key}", value))
+        else:
+            flat[f"{prefix}.{key}"] = value
+    return flat
 
 
 def dotted(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
