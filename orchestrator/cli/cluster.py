@@ -14,6 +14,7 @@ import shlex
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from orchestrator import jobs
 from orchestrator.cli import run_locations, runs
@@ -87,6 +88,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
         args.config,
         args.overrides,
         str(Path.cwd()),
+        note=sweep_note(args.config, args.overrides, args.address) if is_sweep(config) else None,
         submission_id=run_id,
         num_gpus=needed,
         check_resources=not args.skip_resource_check,
@@ -99,6 +101,31 @@ def cmd_submit(args: argparse.Namespace) -> int:
     )
     print(job_id, flush=True)
     return follow_to_the_end(args.address, job_id) if args.wait else 0
+
+
+def is_sweep(config: Any) -> bool:
+    """Whether the config has a `tune:` section (`relay tune` searches it; `relay run` runs the base config)."""
+    return getattr(config, "tune", None) is not None
+
+
+def sweep_note(config_path: str, overrides: list[str], address: str | None) -> str:
+    """What `relay submit` of a file with a `tune:` section says on stderr before it submits: one run, not the sweep.
+
+    Why: the job runs `relay run FILE`, which runs the base config once; a user who submitted a sweep
+    file got exit 0 and one run, with no word that the `tune:` section was left out. The base config is
+    a run of its own (the baseline beside the sweep, as `relay run FILE` runs it here), so it is still
+    submitted; the sweep's own way to the cluster is `relay tune --address`, whose driver joins the
+    cluster at its GCS address (not the dashboard's URL this command takes).
+    """
+    host = urlparse(jobs.resolve_address(address)).hostname or "HOST"
+    command = shlex.join(["relay", "tune", config_path, *overrides])
+    return (
+        f"relay: {config_path} has a `tune:` section, which `relay submit` does not run: this job is one run of the "
+        f"base config (`relay run {config_path}`), not the sweep. To run the sweep on this cluster: `{command} "
+        f"--address {host}:6379` from this machine (its driver joins the cluster at the head's GCS address, "
+        "port 6379 unless `ray start --head --port` set another: the address `ray status` prints on the head "
+        "node, not the dashboard's 8265)"
+    )
 
 
 def location_flags_env(args: argparse.Namespace) -> dict[str, str]:

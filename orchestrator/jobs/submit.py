@@ -9,6 +9,7 @@ import math
 import os
 import re
 import shlex
+import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -473,6 +474,7 @@ def submit_pipeline(
     run_flags: list[str] | None = None,
     env_vars: dict[str, str] | None = None,
     skip: Iterable[str | None] = (),
+    note: str | None = None,
 ) -> str:
     """Run ``relay run <config> <overrides> --run-id ID [run_flags]`` on the cluster as a Ray job; returns its id.
 
@@ -481,7 +483,8 @@ def submit_pipeline(
     need in total at once; it is checked against the cluster with ``needs`` (what one stage needs of
     the other resources to start) unless ``check_resources`` is off, and never reserved for the driver;
     so is ``workers`` (stage -> what one worker asks, ``worker_requests``) against the largest node.
-    ``env_vars`` are added to this shell's RELAY_* variables; ``skip`` is not uploaded.
+    ``env_vars`` are added to this shell's RELAY_* variables; ``skip`` is not uploaded. ``note`` is said on
+    stderr once the cluster's checks pass, before the upload: what the user should know about this job.
     """
     url = resolve_address(address)
     check_amounts(num_gpus=num_gpus)
@@ -492,6 +495,8 @@ def submit_pipeline(
     if check_resources:
         check_cluster_resources(url, {**(needs or {}), "GPU": num_gpus})
         check_workers_fit(url, workers or {})
+    if note:
+        print(note, file=sys.stderr, flush=True)
     job_id = submit_entrypoint(
         url,
         entrypoint,
