@@ -610,11 +610,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
     pipeline = spec.build(config)
     problems = run_locations.local_ray_fit_problems(None, config.run, pipeline)  # `relay run`'s own lines
     if getattr(config, "tune", None) is not None:
+        from orchestrator.cli.tune import local_trial_size_problems
         from orchestrator.tune.plan import sweep_check
 
         data = apply_overrides(load_yaml(args.config), args.overrides)
         base = {key: value for key, value in data.items() if key != "tune"}
         swept = sweep_check(base, config, config.tune, spec.build)[1]
+        swept += local_trial_size_problems(base, config, spec.build, pipeline)
         problems += overridden(swept, args.overrides, args.config).problems
     if problems:
         raise ConfigError(problems, args.config)

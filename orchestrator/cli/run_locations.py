@@ -463,9 +463,9 @@ def _not_a_gcs_problem(address: str, key: str) -> str | None:
     )
 
 
-def oversized_worker_problems(address: str, pipeline: Pipeline) -> list[str]:
-    """One line per stage whose one worker no node of the cluster at ``address`` can hold (``jobs.oversized_workers``)."""
-    nodes = jobs.gcs_node_resources(address, GCS_PROBE_TIMEOUT_S)
+def oversized_worker_problems(nodes: list[dict[str, float]] | None, pipeline: Pipeline) -> list[str]:
+    """One line per stage whose one worker no node of a cluster with ``nodes`` can hold (``jobs.oversized_workers``);
+    nothing where the nodes could not be read."""
     if not nodes:
         return []  # nothing to compare with: ray.init and the executor's own warnings say the rest
     problems = jobs.oversized_workers(jobs.worker_requests(pipeline.stages), nodes)
@@ -563,29 +563,60 @@ def local_ray_fit_problems(address: str | None, settings: RunSettings, pipeline:
     return local_fit_problems(pipeline, settings.num_cpus or os.cpu_count() or 1, local_gpus())
 
 
-def check_cluster(address: str | None, settings: RunSettings, pipeline: Pipeline, source: str | None = None) -> None:
+FitCheck = Callable[[Pipeline], list[str]]  # the stages of a pipeline that could never start where a run's Ray is
+
+
+def _fits_anywhere(pipeline: Pipeline) -> list[str]:
+    return []
+
+
+def fit_check(address: str | None, settings: RunSettings) -> FitCheck:
+    """How ``check_cluster`` tells the stages that could never start where this run's stages run: a new local Ray
+    instance (``local_fit_problems``) or the nodes of the cluster it joins, read here once (``oversized_worker_problems``).
+
+    Why a function of a pipeline: `relay tune` checks the pipeline of each `resources.*` value its space
+    can give against the same Ray (``tune.plan.space_fit_problems``). No Ray, a Ray job's own cluster,
+    ``auto`` and a Ray Client address: not known here, so nothing is refused.
+    """
+    if settings.executor == "local" or (address is None and in_ray_job()):
+        return _fits_anywhere
+    joined, _ = cluster_to_join(address, settings)
+    if joined in (None, "local"):
+        cpus, gpus = settings.num_cpus or os.cpu_count() or 1, local_gpus()
+        return lambda pipeline: local_fit_problems(pipeline, cpus, gpus)
+    if joined in RAY_ADDRESS_WORDS or joined.startswith("ray://"):
+        return _fits_anywhere
+    nodes = jobs.gcs_node_resources(joined, GCS_PROBE_TIMEOUT_S)
+    return lambda pipeline: oversized_worker_problems(nodes, pipeline)
+
+
+def check_cluster(
+    address: str | None, settings: RunSettings, pipeline: Pipeline, source: str | None = None
+) -> FitCheck:
     """Refuse (exit 2) a cluster nobody can join, a stage worker no node of a joined cluster can hold, or stages
-    a new local instance could never start.
+    a new local instance could never start; the ``fit_check`` it used, for other pipelines on the same Ray.
 
     Joining: the address is malformed or nothing listens there. A local instance (no address
     anywhere) never grows, so a stage asking for more CPUs or GPUs than it has, or for a custom
     resource, would wait forever (``orchestrator.engine.fit``). Both before anything is written.
     """
     if settings.executor == "local" or (address is None and in_ray_job()):
-        return  # no Ray, or the Ray job's own cluster (its driver joins through RAY_ADDRESS)
+        return _fits_anywhere  # no Ray, or the Ray job's own cluster (its driver joins through RAY_ADDRESS)
     joined, key = cluster_to_join(address, settings)
-    if joined in (None, "local"):
-        problems = local_ray_fit_problems(address, settings, pipeline)
-        if problems:
-            raise ConfigError(problems, source)
-        return
+    if joined not in (None, "local"):
+        _check_joinable(joined, key, source)
+    check = fit_check(address, settings)
+    problems = check(pipeline)
+    if problems:
+        raise ConfigError(problems, source)
+    return check
+
+
+def _check_joinable(joined: str, key: str, source: str | None) -> None:
+    """Refuse (exit 2) a cluster address nobody can join from here; a token cluster sets token mode for joining."""
     problem = ray_cluster_problem(joined, key)
     if problem and key == "$RAY_ADDRESS":
         problem += "; or unset RAY_ADDRESS to run on a new local Ray instance"
     if problem:
         raise ConfigError([problem], "the command line" if key == "--address" else source)
     token_mode_for_joining()  # a token cluster: RAY_AUTH_MODE=token before Ray is imported
-    if joined not in RAY_ADDRESS_WORDS and not joined.startswith("ray://"):
-        oversized = oversized_worker_problems(joined, pipeline)
-        if oversized:
-            raise ConfigError(oversized, source)

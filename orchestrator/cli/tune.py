@@ -32,7 +32,7 @@ from orchestrator.cli.preflight import folder_problem
 from orchestrator.config import ARTIFACT_URI_ENV, TRACKING_URI_ENV, WORKSPACE_ENV, RunSettings
 from orchestrator.errors import ConfigError
 from orchestrator.tracking.sweeps import SweepTracker
-from orchestrator.tune.plan import SweepPlan, plan_sweep, trial_fit_problem, with_sweep_run
+from orchestrator.tune.plan import SweepPlan, plan_sweep, space_fit_problems, trial_fit_problem, with_sweep_run
 from orchestrator.tune.space import best_config
 
 log = logging.getLogger(__name__)
@@ -61,14 +61,13 @@ def cmd_tune(args: argparse.Namespace) -> int:
     on_ray = ray_settings(config.run)
     if args.resume and address is None and not run_locations.in_ray_job():
         address = recorded_address(plan)
-    run_locations.check_cluster(address, on_ray, pipeline, args.config)  # as `relay run`: the cluster first
+    fits = run_locations.check_cluster(address, on_ray, pipeline, args.config)  # as `relay run`: the cluster first
     check_locations(plan, on_ray, address, args.config)
     if address is not None:
         plan = dataclasses.replace(plan, ray_address=address)
-    if plan.ray_address is None and not os.environ.get("RAY_ADDRESS"):  # a local Ray of a fixed size
-        problem = trial_fit_problem(pipeline, config.tune.trial_cpus, plan.num_cpus or os.cpu_count() or 1)
-        if problem:
-            raise overridden([problem], args.overrides, args.config)
+    problems = trial_size_problems(plan.base, config, spec.build, pipeline, fits, local_ray_cpus(address, on_ray))
+    if problems:
+        raise overridden(problems, args.overrides, args.config)
     from orchestrator.tune import sweep  # Ray Tune (seconds to import): only once the sweep checks out
 
     exists = sweep.can_resume(plan)
@@ -118,6 +117,52 @@ def cmd_tune(args: argparse.Namespace) -> int:
     for line in best_notes(plan) if best is not None else []:
         print(line)
     return _print_ending(args, plan, done, best is not None)
+
+
+def local_ray_cpus(address: str | None, settings: RunSettings) -> float | None:
+    """The CPUs of the local Ray instance the sweep starts (``run.num_cpus``, else this machine's), None when it joins
+    a cluster, which may add nodes."""
+    if not run_locations.starts_local_ray(address, settings):
+        return None
+    return settings.num_cpus or os.cpu_count() or 1
+
+
+def trial_size_problems(
+    base: Mapping[str, Any],
+    config: Any,
+    build: Any,
+    pipeline: Any,
+    fits: run_locations.FitCheck,
+    local_cpus: float | None,
+) -> list[str]:
+    """Why some trial of the sweep could never start, one line each: `relay tune` refuses these, `relay validate`
+    lists them.
+
+    The base config's stages passed ``fits`` (``run_locations.check_cluster``); a trial needs more:
+    on a local Ray its driver beside its widest stage (``trial_fit_problem``), and wherever it runs,
+    the stages of each `resources.*` value its space can give (``space_fit_problems``).
+    """
+    trial_cpus = config.tune.trial_cpus
+
+    def trial_fits(candidate: Any) -> list[str]:
+        problem = None if local_cpus is None else trial_fit_problem(candidate, trial_cpus, local_cpus)
+        return [*fits(candidate), *([problem] if problem else [])]
+
+    problem = None if local_cpus is None else trial_fit_problem(pipeline, trial_cpus, local_cpus)
+    spaced = space_fit_problems(base, config.tune.space, type(config), build, trial_fits)
+    return [*([problem] if problem else []), *spaced]
+
+
+def local_trial_size_problems(base: Mapping[str, Any], config: Any, build: Any, pipeline: Any) -> list[str]:
+    """What `relay tune` would refuse about the size of its trials on the local Ray it starts (``trial_size_problems``),
+    for `relay validate`; nothing where the sweep would join a cluster, whose nodes validate does not read, nor
+    where the config's own stages do not fit: `relay tune` refuses those first, with `relay run`'s lines alone."""
+    on_ray = ray_settings(config.run)
+    cpus = local_ray_cpus(None, on_ray)
+    fits = run_locations.fit_check(None, on_ray)
+    if cpus is None or fits(pipeline):
+        return []
+    return trial_size_problems(base, config, build, pipeline, fits, cpus)
 
 
 TIE_RULE = "a tie goes to the trial that started first"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import logging
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -290,15 +291,92 @@ def trial_fit_problem(pipeline: Pipeline, trial_cpus: float, cpus: float) -> str
     trial), so a stage as wide as the machine never starts inside a sweep; a labeling stage
     needs only one of its actors. A local Ray never grows, so this is bad input; a cluster
     (``--address``, ``run.ray_address``) may add nodes and is not checked.
+    The line is headed by the larger of the two, so that the override that set it is named
+    (`resources.train.workers=2` was blamed on tune.trial_cpus).
     """
     widest = max(pipeline.stages, key=stage_cpus_to_start)
-    need = trial_cpus + stage_cpus_to_start(widest)
+    stage_cpus = stage_cpus_to_start(widest)
+    need = trial_cpus + stage_cpus
     if need <= cpus + 1e-9:
         return None
+    resources = f"resources.{widest.role}" if getattr(widest, "role", None) else f"the resources of {widest.name}"
+    heading = "tune.trial_cpus" if trial_cpus >= stage_cpus or resources.startswith("the ") else resources
     return (
-        f"tune.trial_cpus: a trial needs {need:g} CPUs at once ({trial_cpus:g} for its driver beside "
-        f"{widest.name}'s {stage_cpus_to_start(widest):g}) but the local Ray has {cpus:g}; lower tune.trial_cpus "
-        f"or the resources of {widest.name}, or raise run.num_cpus"
+        f"{heading}: a trial needs {need:g} CPUs at once ({trial_cpus:g} for its driver beside {widest.name}'s "
+        f"{stage_cpus:g}) but the local Ray has {cpus:g}; lower tune.trial_cpus or {resources} (num_cpus, workers), "
+        "or raise run.num_cpus"
+    )
+
+
+def resource_values(space: Mapping[str, SearchDomain]) -> list[tuple[str, SearchDomain, list[Any]]]:
+    """(key, domain, the values to check) of each `resources.*` key of the space: every listed value, or a range's
+    upper bound, the most a trial's stage can ask for (a lower value asks for less)."""
+    return [
+        (key, domain, list(domain.args) if domain.kind in ("choice", "grid") else [domain.args[-1]])
+        for key, domain in space.items()
+        if key == "resources" or key.startswith("resources.")
+    ]
+
+
+def space_fit_problems(
+    base: Mapping[str, Any],
+    space: Mapping[str, SearchDomain],
+    config_model: type,
+    build: Callable[[Any], Pipeline],
+    fit_problems: Callable[[Pipeline], list[str]],
+) -> list[str]:
+    """One line per `resources.*` key of the space with a value whose trial could never start, or ``[]``.
+
+    ``fit_problems`` is the check the base config passed (``run_locations.check_cluster``'s, and
+    a trial's driver beside its widest stage on a local Ray): a trial given such a value was
+    accepted and its stage waited forever for a place no node or local Ray could ever give.
+    Problems the base config has already are its own, reported by that check.
+    """
+    known = set(_fit_problems_of(base, config_model, build, fit_problems) or [])
+    problems = []
+    for key, domain, values in resource_values(space):
+        unfit = []
+        for value in values:
+            found = _fit_problems_of(base, config_model, build, fit_problems, key, value) or []
+            unfit += [(value, problem) for problem in found if problem not in known][:1]
+        if unfit:
+            problems.append(_unfit_value_problem(key, domain, unfit))
+    return problems
+
+
+def _fit_problems_of(
+    base: Mapping[str, Any],
+    config_model: type,
+    build: Callable[[Any], Pipeline],
+    fit_problems: Callable[[Pipeline], list[str]],
+    key: str | None = None,
+    value: Any = None,
+) -> list[str] | None:
+    """``fit_problems`` of the pipeline ``base`` (with ``key`` set to ``value``) builds; None when it does not build
+    (``space_problems`` says why)."""
+    data = base if key is None else apply_overrides(base, {key: value})
+    try:
+        return fit_problems(build(validate_config(config_model, data)))
+    except (ConfigError, PipelineError):
+        return None
+
+
+CONFIG_KEY_HEADING = re.compile(r"^[a-z_]+(?:\.[a-z_]+)+: ")  # `resources.train: ` of a trial's line
+
+
+def _unfit_value_problem(key: str, domain: SearchDomain, unfit: list[tuple[Any, str]]) -> str:
+    """The line for a space key some of whose values can never fit: those values, the first one's shortfall in the
+    base check's own words (up to its fix, which is about the config), and how to change the space."""
+    values = " or ".join(f"{value!r}" for value, _ in unfit)
+    shortfall = CONFIG_KEY_HEADING.sub("", unfit[0][1].split("; ", 1)[0])  # the key above names it already
+    if domain.kind in ("choice", "grid"):
+        given, fix = f"from {domain.kind} {list(domain.args)}", f"drop {values} from the {domain.kind}"
+    else:
+        given = f"the upper bound of {domain.kind} {list(domain.args)}"
+        fix = f"lower the {domain.kind}'s upper bound to a value that fits"
+    return (
+        f"tune.space.{key}: a trial given {key}={values} ({given}) could never start, as the same value set in "
+        f"the config could not: {shortfall}; {fix}"
     )
 
 

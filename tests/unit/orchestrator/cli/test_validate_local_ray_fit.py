@@ -57,7 +57,7 @@ def test_validate_reports_the_fit_beside_a_tune_problem(cwd: Path, capsys) -> No
 @pytest.mark.parametrize(
     "overrides",
     [
-        ["run.num_cpus=2", "resources.train.num_cpus=2"],  # fits
+        ["run.num_cpus=3", "resources.train.num_cpus=2"],  # fits, also beside a trial's driver (smoke.yaml has `tune:`)
         [*TOO_WIDE, "run.ray_address=127.0.0.1:6379"],  # joins a cluster: its size is unknown here
         [*TOO_WIDE, "run.executor=local"],  # no Ray at all
     ],
