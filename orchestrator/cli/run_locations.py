@@ -463,17 +463,31 @@ def _not_a_gcs_problem(address: str, key: str) -> str | None:
     )
 
 
-def oversized_worker_problems(nodes: list[dict[str, float]] | None, pipeline: Pipeline) -> list[str]:
+RUN_WAY_ON = (
+    "; on an autoscaling cluster that starts larger nodes, run it as a job: `relay submit CONFIG --address "
+    "http://HOST:8265 --skip-resource-check`"
+)
+SWEEP_WAY_ON = (
+    "; a sweep's trials run on the nodes the cluster has (`relay submit` would run one run of the base config, not "
+    "the sweep): on an autoscaling cluster, start a node that large first (ray up with min_workers >= 1 for its "
+    "node type, or scale the KubeRay worker group), then run `relay tune` again"
+)
+
+
+def oversized_worker_problems(
+    nodes: list[dict[str, float]] | None, pipeline: Pipeline, sweep: bool = False
+) -> list[str]:
     """One line per stage whose one worker no node of a cluster with ``nodes`` can hold (``jobs.oversized_workers``);
-    nothing where the nodes could not be read."""
+    nothing where the nodes could not be read.
+
+    The way on is the command's: a run can go as a job that skips the check on an autoscaling
+    cluster; a sweep (``sweep``) cannot, since `relay submit` runs the base config once, so it needs the node up.
+    """
     if not nodes:
         return []  # nothing to compare with: ray.init and the executor's own warnings say the rest
     problems = jobs.oversized_workers(jobs.worker_requests(pipeline.stages), nodes)
-    suffix = (
-        "; on an autoscaling cluster that starts larger nodes, run it as a job: `relay submit CONFIG --address "
-        "http://HOST:8265 --skip-resource-check`"
-    )
-    return [f"{problem}{suffix}" for problem in problems]
+    way_on = SWEEP_WAY_ON if sweep else RUN_WAY_ON
+    return [f"{problem}{way_on}" for problem in problems]
 
 
 def check_recorded_cluster(address: str, run_id: str, timeout_s: float = 5.0) -> None:
@@ -570,7 +584,7 @@ def _fits_anywhere(pipeline: Pipeline) -> list[str]:
     return []
 
 
-def fit_check(address: str | None, settings: RunSettings) -> FitCheck:
+def fit_check(address: str | None, settings: RunSettings, sweep: bool = False) -> FitCheck:
     """How ``check_cluster`` tells the stages that could never start where this run's stages run: a new local Ray
     instance (``local_fit_problems``) or the nodes of the cluster it joins, read here once (``oversized_worker_problems``).
 
@@ -587,11 +601,11 @@ def fit_check(address: str | None, settings: RunSettings) -> FitCheck:
     if joined in RAY_ADDRESS_WORDS or joined.startswith("ray://"):
         return _fits_anywhere
     nodes = jobs.gcs_node_resources(joined, GCS_PROBE_TIMEOUT_S)
-    return lambda pipeline: oversized_worker_problems(nodes, pipeline)
+    return lambda pipeline: oversized_worker_problems(nodes, pipeline, sweep)
 
 
 def check_cluster(
-    address: str | None, settings: RunSettings, pipeline: Pipeline, source: str | None = None
+    address: str | None, settings: RunSettings, pipeline: Pipeline, source: str | None = None, sweep: bool = False
 ) -> FitCheck:
     """Refuse (exit 2) a cluster nobody can join, a stage worker no node of a joined cluster can hold, or stages
     a new local instance could never start; the ``fit_check`` it used, for other pipelines on the same Ray.
@@ -605,7 +619,7 @@ def check_cluster(
     joined, key = cluster_to_join(address, settings)
     if joined not in (None, "local"):
         _check_joinable(joined, key, source)
-    check = fit_check(address, settings)
+    check = fit_check(address, settings, sweep)  # sweep: `relay tune`, whose way on is not a job
     problems = check(pipeline)
     if problems:
         raise ConfigError(problems, source)

@@ -61,7 +61,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     on_ray = ray_settings(config.run)
     if args.resume and address is None and not run_locations.in_ray_job():
         address = recorded_address(plan)
-    fits = run_locations.check_cluster(address, on_ray, pipeline, args.config)  # as `relay run`: the cluster first
+    fits = run_locations.check_cluster(address, on_ray, pipeline, args.config, sweep=True)  # the cluster first
     check_locations(plan, on_ray, address, args.config)
     if address is not None:
         plan = dataclasses.replace(plan, ray_address=address)
