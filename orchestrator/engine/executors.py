@@ -691,8 +691,8 @@ def never_fits_note(name: str, asks: Resources, node_totals: Sequence[Mapping[st
     largest = {key: most_free_on_one_node(node_totals, key) for key in asked}
     role = name.split(" ")[0].rsplit("/", 1)[-1]
     return (
-        f"No node has {amounts_text(asked)} in all (the largest has {amounts_text(largest)}), and a worker runs on "
-        f"one node: it never starts on these nodes. Lower the stage's resources (e.g. resources.{role}.num_cpus; "
+        f"No node has {amounts_text(asked)} in all (the largest has {amounts_text(largest)}): "
+        f"it never starts on these nodes. Lower the stage's resources (e.g. resources.{role}.num_cpus; "
         "more workers share the work), or add a node that large (`ray start --num-cpus N --num-gpus N`; an "
         "autoscaling cluster starts one only if it has such a node type)."
     )

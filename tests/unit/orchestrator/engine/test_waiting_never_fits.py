@@ -26,8 +26,8 @@ def test_no_node_large_enough_says_it_never_starts(caplog: pytest.LogCaptureFixt
     assert (
         "g00/train has waited 60 s for a place: it asks for 2 CPU and 0 GPU a worker, the cluster has 1.9 CPU and "
         "0 GPU free in all, at most 1 CPU on one node; a worker runs on one node. No node has 2 CPU in all (the "
-        "largest has 1 CPU), and a worker runs on one node: it never starts on these nodes. Lower the stage's "
-        "resources (e.g. resources.train.num_cpus" in caplog.text
+        "largest has 1 CPU): it never starts on these nodes. Lower the stage's resources (e.g. "
+        "resources.train.num_cpus" in caplog.text
     )
     assert "it starts when they free it" not in caplog.text
 
