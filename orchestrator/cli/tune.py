@@ -33,7 +33,7 @@ from orchestrator.config import ARTIFACT_URI_ENV, TRACKING_URI_ENV, WORKSPACE_EN
 from orchestrator.errors import ConfigError
 from orchestrator.tracking.sweeps import SweepTracker
 from orchestrator.tune.plan import SweepPlan, plan_sweep, space_fit_problems, trial_fit_problem, with_sweep_run
-from orchestrator.tune.space import best_config
+from orchestrator.tune.space import best_config, total_trials
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +107,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
         raise
     best = sweep.best_row(rows, config.tune.mode)
     tied = [row.trial_id for row in sweep.tied_with(rows, best)] if best else []
-    files = write_sweep_outputs(Path(plan.output), sweep.trial_records(rows), best, plan, tied)
+    unfinished = None if done else interrupted_line(args, rows, total_trials(plan.settings))
+    files = write_sweep_outputs(Path(plan.output), sweep.trial_records(rows), best, plan, tied, unfinished)
     best_tags = {f"best.{k}": v for k, v in (best.values if best else {}).items()}
     best_tags.update({"relay.best_trial": best.trial_id, "relay.best_run": best.run_id} if best else {})
     best_metric = {f"best/{config.tune.metric}": best.final()} if best and best.final() is not None else {}
@@ -246,6 +247,21 @@ def _again(args: argparse.Namespace) -> str:
     address = ["--address", args.address] if getattr(args, "address", None) else []
     stores = [f"{name}={shlex.quote(os.environ[name])}" for name in STORE_ENVS if os.environ.get(name)]
     return " ".join([*stores, shlex.join(["relay", "tune", args.config, *args.overrides, *output, *address])])
+
+
+def resume_command(args: argparse.Namespace) -> str:
+    """The command that continues this sweep where it was interrupted."""
+    return f"{_again(args)} --resume"
+
+
+def interrupted_line(args: argparse.Namespace, rows: Sequence[Any], trials: int) -> str:
+    """best.yaml's header line for a sweep cut off before all its trials ended: how many did, and how to go on.
+
+    Why: an interrupted sweep's best.yaml named its best trial as a finished sweep's does, and
+    nothing in it said the sweep was unfinished, so its best was read as the sweep's.
+    """
+    ended = sum(1 for row in rows if row.status not in ("interrupted", "unfinished"))
+    return f"sweep interrupted after {ended} of {trials} trials; continue it with: {resume_command(args)}"
 
 
 def _with_address(args: argparse.Namespace, address: str | None) -> argparse.Namespace:
@@ -453,7 +469,7 @@ def _print_ending(args: argparse.Namespace, plan: SweepPlan, done: bool, scored:
     where each trial's error is.
     """
     if not done:
-        print(f"\nsweep interrupted; continue it with: {_again(args)} --resume")
+        print(f"\nsweep interrupted; continue it with: {resume_command(args)}")
         return EXIT_INTERRUPTED  # trials left unfinished: Ctrl-C (errors end a trial, they do not leave it open)
     if not scored:
         print(
@@ -468,12 +484,18 @@ def _print_ending(args: argparse.Namespace, plan: SweepPlan, done: bool, scored:
 
 
 def write_sweep_outputs(
-    output: Path, records: list[dict[str, Any]], best: Any, plan: SweepPlan, tied: Sequence[str] = ()
+    output: Path,
+    records: list[dict[str, Any]],
+    best: Any,
+    plan: SweepPlan,
+    tied: Sequence[str] = (),
+    unfinished: str | None = None,
 ) -> list[str]:
     """trials.csv / trials.json always; best.yaml (base config + best values, no tune section) when there is a best.
 
     ``tied``: the trials that scored as the best one did; best.yaml's header names them and the rule
-    that chose (it claimed a tie under every sweep).
+    that chose (it claimed a tie under every sweep). ``unfinished``: the line that says the sweep was
+    interrupted and how to continue it (``interrupted_line``), for its header; None for a sweep that ended.
     """
     output.mkdir(parents=True, exist_ok=True)
     (output / "trials.json").write_text(json.dumps(records, indent=2, default=str))
@@ -489,7 +511,10 @@ def write_sweep_outputs(
         tie = f" (tied with {', '.join(tied)}; {TIE_RULE})" if tied else ""
         (output / "best.yaml").write_text(
             f"# {run_best_command(output / 'best.yaml', plan, data)}\n# best trial {best.trial_id} of sweep "
-            f"{plan.name}{tie}\n" + (f"# {note}\n" if note else "") + yaml.safe_dump(data, sort_keys=False)
+            f"{plan.name}{tie}\n"
+            + (f"# {unfinished}\n" if unfinished else "")
+            + (f"# {note}\n" if note else "")
+            + yaml.safe_dump(data, sort_keys=False)
         )
         files.append(str(output / "best.yaml"))
     return files
@@ -501,6 +526,8 @@ def run_best_command(best_yaml: Path, plan: SweepPlan, data: Mapping[str, Any] |
     best.yaml pins the workspace (``best_config``) but not the stores: a sweep tracked to a server
     through MLFLOW_TRACKING_URI (or its records in RELAY_ARTIFACT_URI) printed a bare `relay run
     best.yaml`, which tracked into a new sqlite file in the workspace instead of the sweep's server.
+    A sweep that ran on a cluster (``SWEEP_STORES`` records its address) names it with `--address`: the
+    line without it started a local Ray instance on this machine.
     """
     data = best_config(plan.base, {}) if data is None else data
     run = data.get("run") or {}
@@ -511,7 +538,9 @@ def run_best_command(best_yaml: Path, plan: SweepPlan, data: Mapping[str, Any] |
         shell.append(f"{ARTIFACT_URI_ENV}={shlex.quote(plan.store_uri)}")
     if not tracking and plan.tracking_uri != f"sqlite:///{workspace / 'mlflow.db'}":
         shell.append(f"{TRACKING_URI_ENV}={shlex.quote(plan.tracking_uri)}")
-    return " ".join([*shell, shlex.join(["relay", "run", str(best_yaml)])])
+    address = _saved_stores(Path(plan.output)).get("ray_address")
+    cluster = ["--address", address] if isinstance(address, str) and address else []
+    return " ".join([*shell, shlex.join(["relay", "run", str(best_yaml), *cluster])])
 
 
 def register(commands: Any) -> None:

@@ -1,0 +1,89 @@
+"""best.yaml's header and the line that runs it say what the sweep was: cut off, or run on a cluster.
+
+- An interrupted sweep (Ctrl-C after one of two trials) wrote best.yaml naming its best trial, as
+  a finished sweep's, and nothing said the sweep was unfinished or how to continue it.
+- A sweep run with `--address` printed `relay run .../best.yaml` without it, which started a
+  local Ray instance on the machine it was pasted on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+from pathlib import Path
+
+import pytest
+import yaml
+
+from orchestrator.cli.tune import (
+    _print_ending,
+    _save_sweep_stores,
+    interrupted_line,
+    run_best_command,
+    write_sweep_outputs,
+)
+from orchestrator.tune.space import total_trials
+from orchestrator.tune.sweep import TrialRow, trial_records
+from tests.unit.orchestrator.tune.test_tune_config import plan, smoke_data
+
+CLUSTER = "10.0.0.5:6379"
+
+
+def args(address: str | None = None) -> argparse.Namespace:
+    return argparse.Namespace(config="qa.yaml", overrides=[], output=None, address=address)
+
+
+def two_trial_sweep(tmp_path: Path):
+    sweep = plan(smoke_data(num_samples=2, space={"train.lr": {"uniform": [0.01, 0.1]}}), output=tmp_path)
+    assert total_trials(sweep.settings) == 2
+    rows = [
+        TrialRow("a", "s-a", {"train.lr": 0.05}, {0: 0.5, 1: 0.6}, "completed", 0),
+        TrialRow("b", "s-b", {"train.lr": 0.02}, {0: 0.4}, "interrupted", 1),
+    ]
+    return sweep, rows
+
+
+def header(tmp_path: Path) -> list[str]:
+    return [line for line in (tmp_path / "best.yaml").read_text().splitlines() if line.startswith("#")]
+
+
+def test_an_interrupted_sweeps_best_yaml_says_so_and_how_to_continue(tmp_path: Path) -> None:
+    sweep, rows = two_trial_sweep(tmp_path)
+    line = interrupted_line(args(), rows, total_trials(sweep.settings))
+    write_sweep_outputs(tmp_path, trial_records(rows), rows[0], sweep, (), line)
+    lines = header(tmp_path)
+    assert "# sweep interrupted after 1 of 2 trials; continue it with: relay tune qa.yaml --resume" in lines
+    assert any("best trial a of sweep" in h for h in lines)
+    assert yaml.safe_load((tmp_path / "best.yaml").read_text())["train"]["lr"] == 0.05
+
+
+def test_a_finished_sweeps_best_yaml_says_nothing_of_an_interruption(tmp_path: Path) -> None:
+    sweep, rows = two_trial_sweep(tmp_path)
+    write_sweep_outputs(tmp_path, trial_records(rows[:1]), rows[0], sweep)
+    assert not any("interrupted" in h for h in header(tmp_path))
+
+
+def test_the_resume_line_printed_is_the_one_in_best_yaml(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    sweep, rows = two_trial_sweep(tmp_path)
+    _print_ending(args(CLUSTER), sweep, done=False, scored=True)
+    printed = capsys.readouterr().out
+    line = interrupted_line(args(CLUSTER), rows, 2)
+    assert line.partition("continue it with: ")[2] in printed and f"--address {CLUSTER} --resume" in printed
+
+
+def test_a_cluster_sweeps_run_line_names_its_address(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    sweep, rows = two_trial_sweep(tmp_path)
+    _save_sweep_stores(tmp_path, sweep, CLUSTER)  # what the sweep recorded of the cluster it joined
+    write_sweep_outputs(tmp_path, trial_records(rows[:1]), rows[0], sweep)
+    command = header(tmp_path)[0].removeprefix("# ")
+    assert shlex.split(command)[-4:] == ["run", str(tmp_path / "best.yaml"), "--address", CLUSTER]
+    assert _print_ending(args(CLUSTER), sweep, done=True, scored=True) == 0
+    assert f"best.yaml --address {CLUSTER})" in capsys.readouterr().out
+
+
+def test_a_local_sweeps_run_line_names_no_address(tmp_path: Path) -> None:
+    sweep, _ = two_trial_sweep(tmp_path)
+    _save_sweep_stores(tmp_path, sweep)
+    assert "ray_address" not in json.loads((tmp_path / "sweep-stores.json").read_text())
+    assert "--address" not in run_best_command(tmp_path / "best.yaml", sweep)
