@@ -1,8 +1,9 @@
 """Room counted per node on a real multi-node Ray (three 1-CPU nodes in this process, ``ray.cluster_utils``).
 
 Before, a sweep counted the cluster's total (3 CPUs: two trials of 1-CPU stages at once), yet
-its 0.1-CPU drivers on two nodes left whole CPUs on the third only; and a stage waiting for a
-place was told "1.8 CPU free" where no node had 1 CPU free.
+its 0.1-CPU drivers on two nodes left whole CPUs on the third only; a stage waiting for a
+place was told "1.8 CPU free" where no node had 1 CPU free; and a 2-CPU worker on 1-CPU nodes was
+told it "starts when they free it", though no node could ever hold it.
 """
 
 import time
@@ -14,7 +15,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from orchestrator.config import load_yaml, validate_config
 from orchestrator.dag import Resources
-from orchestrator.engine.executors import RayExecutor, split_free_note
+from orchestrator.engine.executors import RayExecutor, split_free_note, waiting_message
 from orchestrator.tune.plan import fit_concurrency
 from pipelines.builders import crest
 from tests.unit.orchestrator.tune.test_per_node_concurrency import SMOKE
@@ -70,3 +71,22 @@ def test_a_sweep_counts_trials_per_node_and_the_wait_names_one_node(three_one_cp
     free = {"CPU": sum(node.get("CPU", 0.0) for node in free_per_node)}
     note = split_free_note(Resources(num_cpus=1.0), free, free_per_node)
     assert note == " in all, at most 0.9 CPU on one node; a worker runs on one node"
+
+
+def test_a_worker_larger_than_every_node_is_told_it_never_starts(three_one_cpu_nodes) -> None:
+    """The executor reads each node's totals from Ray, as it reads what each has free."""
+    executor = RayExecutor.__new__(RayExecutor)
+    executor._ray = ray
+    node_totals = executor._node_totals()
+    assert node_totals is not None and sorted(node["CPU"] for node in node_totals) == [1.0, 1.0, 1.0]
+    free_per_node = executor._free_per_node()
+    message = waiting_message(
+        "g00/train",
+        Resources(num_cpus=2.0),
+        ray.available_resources(),
+        ray.cluster_resources(),
+        free_per_node,
+        node_totals,
+    )
+    assert "No node has 2 CPU in all (the largest has 1 CPU)" in message
+    assert "it never starts on these nodes" in message and "it starts when they free it" not in message
