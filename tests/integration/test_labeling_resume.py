@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.engine.artifacts import TEMP_MARK
 from tests.integration.cluster import processes_of_group, stop_processes, wait_for
 from tests.integration.relay_cli import manifests, relay, relay_env
 
@@ -33,7 +34,9 @@ KILL_AFTER_PARTS = 20
 
 
 def spilled_parts(workspace: Path) -> list[Path]:
-    return sorted((workspace / "artifacts" / "stages").glob("*/scratch/part-*"))
+    """The whole parts spilled so far: not a ``part-N.tmp-HEX`` the kill caught mid-write, which no resume reads."""
+    found = (workspace / "artifacts" / "stages").glob("*/scratch/part-*")
+    return sorted(path for path in found if TEMP_MARK not in path.name)
 
 
 def labeling_spilled_or_done(workspace: Path) -> bool:
