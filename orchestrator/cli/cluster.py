@@ -14,7 +14,6 @@ import shlex
 import sys
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 from orchestrator import jobs
 from orchestrator.cli import run_locations, runs
@@ -64,6 +63,10 @@ def cmd_submit(args: argparse.Namespace) -> int:
     jobs.resolve_address(args.address)  # no address, or a malformed one, is bad input: say so before reading
     if args.resume:
         return submit_resume(args)
+    if args.tune:
+        from orchestrator.cli import sweep_job  # it builds on this module's helpers: imported once they exist
+
+        return sweep_job.submit_sweep(args)
     run_id = args.run_id if args.run_id is not None else args.submission_id
     if run_id is not None:
         check_run_id(run_id)
@@ -114,17 +117,15 @@ def sweep_note(config_path: str, overrides: list[str], address: str | None) -> s
     Why: the job runs `relay run FILE`, which runs the base config once; a user who submitted a sweep
     file got exit 0 and one run, with no word that the `tune:` section was left out. The base config is
     a run of its own (the baseline beside the sweep, as `relay run FILE` runs it here), so it is still
-    submitted; the sweep's own way to the cluster is `relay tune --address`, whose driver joins the
-    cluster at its GCS address (not the dashboard's URL this command takes).
+    submitted; the sweep's own job is `relay submit FILE --tune`.
     """
-    host = urlparse(jobs.resolve_address(address)).hostname or "HOST"
-    command = shlex.join(["relay", "tune", config_path, *overrides])
+    command = shlex.join(
+        ["relay", "submit", config_path, *overrides, "--tune", "--address", jobs.resolve_address(address)]
+    )
     return (
         f"relay: {config_path} has a `tune:` section, which `relay submit` does not run: this job is one run of the "
-        f"base config (`relay run {config_path}`), not the sweep. To run the sweep on this cluster: `{command} "
-        f"--address {host}:6379` from this machine (its driver joins the cluster at the head's GCS address, "
-        "port 6379 unless `ray start --head --port` set another: the address `ray status` prints on the head "
-        "node, not the dashboard's 8265)"
+        f"base config (`relay run {config_path}`), not the sweep. To run the sweep as a job on this cluster: "
+        f"`{command}`"
     )
 
 
@@ -198,8 +199,8 @@ def submit_flag_problems(args: argparse.Namespace) -> list[str]:
         problems = [jobs.resource_problem("--num-gpus", args.num_gpus)] if args.num_gpus is not None else []
         if args.config is None:
             problems.append("config: pass a pipeline file (relay submit CONFIG ...), or --resume RUN_ID")
-        return [problem for problem in problems if problem]
-    problems = []
+        return [problem for problem in [*problems, *sweep_flag_problems(args)] if problem]
+    problems = [] if not args.tune else ["--tune: not with --resume RUN_ID, which resumes a run; drop one of the two"]
     if args.config is not None:
         given = " ".join([args.config, *args.overrides])
         problems.append(
@@ -218,6 +219,26 @@ def submit_flag_problems(args: argparse.Namespace) -> list[str]:
         if given
     ]
     return problems
+
+
+def sweep_flag_problems(args: argparse.Namespace) -> list[str]:
+    """The flags that only a sweep's job takes (--output, --resume-sweep) without --tune, and those a sweep's job
+    has no use for with it (it is named sweep-NAME and runs every trial's stages as `relay tune` does)."""
+    if not args.tune:
+        given = {"--output": args.output is not None, "--resume-sweep": args.resume_sweep}
+        return [
+            f"{flag}: only with --tune (a sweep's job); add --tune, or drop {flag}" for flag, on in given.items() if on
+        ]
+    ignored = {
+        "--run-id": (args.run_id or args.submission_id) is not None,
+        "--rerun-from": args.rerun_from is not None,
+        "--no-cache": args.no_cache,
+    }
+    return [
+        f"{flag}: has no effect with --tune (a sweep's job is named sweep-NAME, from tune.name); drop {flag}"
+        for flag, on in ignored.items()
+        if on
+    ]
 
 
 def submit_resume(args: argparse.Namespace) -> int:
@@ -311,7 +332,7 @@ def latest_job(address: str | None, job_id: str) -> str:
     """
     latest = jobs.latest_job_of(jobs.list_jobs(address), job_id)
     if latest != job_id:
-        print(f"{job_id}: the run's newest job is {latest} (a resume); this is about that one", file=sys.stderr)
+        print(f"{job_id}: its newest job is {latest} (a resume); this is about that one", file=sys.stderr)
     return latest
 
 
@@ -333,7 +354,11 @@ def ended_job_way_on(address: str, details: dict[str, Any]) -> str | None:
     INTERRUPTED, and nothing named `relay submit --resume`, the way on for a run on a cluster.
     """
     run_id = details["metadata"].get("relay.run_id")
-    if details["status"] not in jobs.TERMINAL_STATUSES or not run_id:
+    if details["status"] not in jobs.TERMINAL_STATUSES:
+        return None
+    if details["metadata"].get("relay.sweep"):
+        return ended_sweep_way_on(details)
+    if not run_id:
         return None
     store = job_store(details)
     if store is None or store.read_record(record_path(run_id, CONFIG_FILE)) is None:
@@ -353,6 +378,18 @@ def ended_job_way_on(address: str, details: dict[str, Any]) -> str | None:
     else:  # RUNNING, STARTING or NOT STARTED in its record: its driver ended with the job
         said = f"not finished (its record says {status}, but its job has ended)"
     return f"run {run_id} is {said}: {submit} continues it (completed stages are skipped)"
+
+
+def ended_sweep_way_on(details: dict[str, Any]) -> str | None:
+    """How to continue a sweep whose job ended before the sweep did (stopped, or its driver lost); None once it
+    SUCCEEDED. Its trials' runs are the sweep's: `relay submit --resume RUN_ID` of one would not continue it."""
+    if details["status"] == "SUCCEEDED":
+        return None
+    metadata = details["metadata"]
+    return (
+        f"sweep {metadata['relay.sweep']}'s job is {details['status']}: `{metadata.get('relay.resume')}` continues it "
+        "as a new job (trials Ray Tune recorded as finished are not rerun; `relay logs` of this job says why it ended)"
+    )
 
 
 def job_store(details: dict[str, Any]) -> ArtifactStore | None:
@@ -419,9 +456,10 @@ def job_cells(row: dict[str, Any]) -> list[str]:
 def register(commands: Any) -> None:
     submit = commands.add_parser(
         "submit",
-        help="run a pipeline file on a Ray cluster as a Ray job (or resume a run there: --resume RUN_ID)",
+        help="run a pipeline file on a Ray cluster as a Ray job (resume a run there: --resume RUN_ID; a sweep: --tune)",
         description="relay submit CONFIG [key=value ...] --address http://HOST:8265 [--wait]; "
-        "relay submit --resume RUN_ID --address http://HOST:8265 [--wait]",
+        "relay submit --resume RUN_ID --address http://HOST:8265 [--wait]; "
+        "relay submit SWEEP_FILE --tune [--resume-sweep] [--output DIR] --address http://HOST:8265 [--wait]",
     )
     submit.add_argument("config", nargs="?", help="the pipeline file to run (not with --resume)")
     submit.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.steps=200")
@@ -439,6 +477,20 @@ def register(commands: Any) -> None:
     add_artifact_uri(submit)
     submit.add_argument(
         "--num-gpus", type=float, help="GPUs the stages need at once (default: from the config's resources)"
+    )
+    submit.add_argument(
+        "--tune",
+        action="store_true",
+        help="run the file's `tune:` sweep as the job (`relay tune` on the head node), not one run of its base config",
+    )
+    submit.add_argument(
+        "--resume-sweep",
+        action="store_true",
+        help="with --tune: continue the file's interrupted sweep (`relay tune --resume`) as a new job",
+    )
+    submit.add_argument(
+        "--output",
+        help="with --tune: the sweep's folder as the cluster sees it (default: WORKSPACE/tune/NAME); shared storage",
     )
     submit.add_argument(
         "--skip-resource-check",

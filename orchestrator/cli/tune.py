@@ -30,6 +30,7 @@ from orchestrator.cli.common import (
 )
 from orchestrator.cli.preflight import folder_problem
 from orchestrator.config import ARTIFACT_URI_ENV, TRACKING_URI_ENV, WORKSPACE_ENV, RunSettings
+from orchestrator.engine.ledger import JOB_ADDRESS_ENV
 from orchestrator.errors import ConfigError
 from orchestrator.tracking.sweeps import SweepTracker
 from orchestrator.tune.plan import SweepPlan, plan_sweep, space_fit_problems, trial_fit_problem, with_sweep_run
@@ -228,7 +229,7 @@ def _interrupted_before_trials(args: argparse.Namespace, plan: SweepPlan, resuma
     `--resume` (no state) nor a new start (a folder that is not empty) would take.
     """
     if resumable:
-        print(f"\nsweep interrupted; continue it with: {_again(args)} --resume", flush=True)
+        print(f"\nsweep interrupted; continue it with: {resume_command(args)}", flush=True)
         return
     if not args.resume:
         (Path(plan.output) / SWEEP_CONFIG).unlink(missing_ok=True)
@@ -249,9 +250,17 @@ def _again(args: argparse.Namespace) -> str:
     return " ".join([*stores, shlex.join(["relay", "tune", args.config, *args.overrides, *output, *address])])
 
 
+SUBMITTED_RESUME_ENV = "RELAY_SWEEP_RESUME_COMMAND"  # set by `relay submit --tune`: its job's way on
+
+
 def resume_command(args: argparse.Namespace) -> str:
-    """The command that continues this sweep where it was interrupted."""
-    return f"{_again(args)} --resume"
+    """The command that continues this sweep where it was interrupted.
+
+    In a sweep's job (`relay submit FILE --tune`) it is the `relay submit ... --resume-sweep` line the
+    submit gave the job: a `relay tune --resume` pasted on the user's machine would drive the rest from there.
+    """
+    submitted = os.environ.get(SUBMITTED_RESUME_ENV) if run_locations.in_ray_job() else None
+    return submitted or f"{_again(args)} --resume"
 
 
 def interrupted_line(args: argparse.Namespace, rows: Sequence[Any], trials: int) -> str:
@@ -527,7 +536,8 @@ def run_best_command(best_yaml: Path, plan: SweepPlan, data: Mapping[str, Any] |
     through MLFLOW_TRACKING_URI (or its records in RELAY_ARTIFACT_URI) printed a bare `relay run
     best.yaml`, which tracked into a new sqlite file in the workspace instead of the sweep's server.
     A sweep that ran on a cluster (``SWEEP_STORES`` records its address) names it with `--address`: the
-    line without it started a local Ray instance on this machine.
+    line without it started a local Ray instance on this machine. A sweep that ran as a job (`relay submit
+    --tune`) names `relay submit` to the cluster it was sent to: its best config is a job there too.
     """
     data = best_config(plan.base, {}) if data is None else data
     run = data.get("run") or {}
@@ -538,6 +548,9 @@ def run_best_command(best_yaml: Path, plan: SweepPlan, data: Mapping[str, Any] |
         shell.append(f"{ARTIFACT_URI_ENV}={shlex.quote(plan.store_uri)}")
     if not tracking and plan.tracking_uri != f"sqlite:///{workspace / 'mlflow.db'}":
         shell.append(f"{TRACKING_URI_ENV}={shlex.quote(plan.tracking_uri)}")
+    job_address = os.environ.get(JOB_ADDRESS_ENV) if run_locations.in_ray_job() else None
+    if job_address:
+        return " ".join([*shell, shlex.join(["relay", "submit", str(best_yaml), "--address", job_address])])
     address = _saved_stores(Path(plan.output)).get("ray_address")
     cluster = ["--address", address] if isinstance(address, str) and address else []
     return " ".join([*shell, shlex.join(["relay", "run", str(best_yaml), *cluster])])

@@ -246,9 +246,11 @@ def pipeline_entrypoint(
     working_dir: str,
     run_id: str | None = None,
     run_flags: list[str] | None = None,
+    command: str = "run",
 ) -> str:
     """``relay run <config> <overrides...> [--run-id ID] [run_flags...]``, quoted; the config path made relative
-    to the upload. ``run_flags`` are more `relay run` options (`--rerun-from STAGE`, `--no-cache`).
+    to the upload. ``run_flags`` are more options of the command (`--rerun-from STAGE`, `--no-cache`);
+    ``command`` is `tune` for a sweep's job.
 
     The job runs inside the uploaded copy of ``working_dir``, so a config inside it
     must be named relative to it; a path outside it must exist on the cluster (``config_path_warning``).
@@ -259,7 +261,7 @@ def pipeline_entrypoint(
         with contextlib.suppress(ValueError):  # outside the upload: named as given
             config = config.resolve().relative_to(root)
     run_id_flag = ["--run-id", run_id] if run_id else []
-    return shlex.join(["relay", "run", config.as_posix(), *overrides, *run_id_flag, *(run_flags or [])])
+    return shlex.join(["relay", command, config.as_posix(), *overrides, *run_id_flag, *(run_flags or [])])
 
 
 def config_path_warning(config_path: str, working_dir: str) -> str | None:

@@ -1,4 +1,5 @@
-"""`relay tune --address HOST:PORT` on a `ray start` cluster: its --resume joins the same cluster, its lines say how.
+"""Sweeps on a `ray start` cluster: `relay tune --address HOST:PORT`, whose --resume joins the same cluster, and
+`relay submit FILE --tune`, whose driver is a job there.
 
 The sweep keeps the cluster it joined beside its stores (sweep-stores.json); before, the resume line
 had no --address and the pasted resume ran the rest of the sweep on a new local Ray of the driver's
@@ -8,9 +9,12 @@ machine. best.yaml's header names the stores the sweep took from the shell (an M
 from __future__ import annotations
 
 import json
+import shlex
+import uuid
 
 import pytest
 
+from orchestrator import jobs
 from tests.cluster.conftest import Stack
 from tests.integration.cluster import durable_folder
 
@@ -44,3 +48,40 @@ def test_a_sweep_that_joined_a_cluster_resumes_there_and_says_so(stack: Stack) -
         said = resumed.stdout + resumed.stderr
         assert resumed.returncode == 0, said[-4000:]
         assert f"joined the Ray cluster at {stack.cluster.gcs}: resuming there" in said, said[-4000:]
+
+
+def test_a_sweep_submitted_as_a_job_runs_there_and_resumes_as_the_next_job(stack: Stack, as_user: str) -> None:
+    """`relay submit FILE --tune`: the sweep's driver is a job on the cluster, named sweep-NAME; its best.yaml names a
+    job to the same cluster; a new submit of the same sweep is refused before anything is sent; --resume-sweep
+    continues it as sweep-NAME-resume-2, without rerunning its finished trial."""
+    stack.heal()
+    store, name = stack.store("tune-job"), f"job-{uuid.uuid4().hex[:6]}"
+    with durable_folder("tune-job") as output:
+        sweep = [SMOKE, *TINY[1:], f"tune.name={name}", "--tune", "--output", str(output), "--address", as_user]
+        first = stack.relay("submit", *sweep, "--wait", store=store)
+        assert first.returncode == 0, first.stdout[-4000:] + first.stderr[-3000:]
+        assert first.stdout.splitlines()[0] == f"sweep-{name}"
+        assert f"Sweep {name}: evaluate/balanced_accuracy" in first.stdout  # the job's own log, streamed
+        header = (output / "best.yaml").read_text().splitlines()[0]
+        assert shlex.split(header.removeprefix("# "))[-4:] == [
+            "submit",
+            str(output / "best.yaml"),
+            "--address",
+            as_user,
+        ]
+        trials = json.loads((output / "trials.json").read_text())
+        assert [trial["status"] for trial in trials] == ["completed"]
+        job = next(row for row in jobs.list_jobs(as_user) if row["id"] == f"sweep-{name}")
+        assert job["status"] == "SUCCEEDED" and job["metadata"]["relay.sweep"] == name
+
+        again = stack.relay("submit", *sweep, store=store)
+        assert again.returncode == 2 and f"a sweep already exists at {output}" in again.stderr, again.stderr[-3000:]
+        assert f"sweep-{name}-resume-2" not in {row["id"] for row in jobs.list_jobs(as_user)}
+
+        resumed = stack.relay("submit", *sweep, "--resume-sweep", "--wait", store=store)
+        assert resumed.returncode == 0, resumed.stdout[-4000:] + resumed.stderr[-3000:]
+        assert resumed.stdout.splitlines()[0] == f"sweep-{name}-resume-2"
+        assert json.loads((output / "trials.json").read_text()) == trials  # its finished trial not rerun
+        status = stack.relay("status", f"sweep-{name}", "--address", as_user, store=store)
+        assert status.stdout.strip() == "SUCCEEDED", status.stderr
+        assert f"sweep-{name}: its newest job is sweep-{name}-resume-2 (a resume)" in status.stderr

@@ -46,6 +46,7 @@ class JobsServer:
         self.usage: dict[str, list[float]] | None = None  # /api/cluster_status's resource usage, None: 404
         self.stopped: list[str] = []  # the jobs asked to stop
         self.failed_log: list[str] | None = None  # a submitted job FAILED at once after printing these chunks
+        self.nodes: list[dict[str, float]] | None = None  # the alive nodes' resources_total, None: 404
 
 
 WEBSOCKET_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455's constant for Sec-WebSocket-Accept
@@ -90,6 +91,9 @@ def _handler(state: JobsServer) -> type[BaseHTTPRequestHandler]:
                     self._send(200, found[0])
                 else:
                     self._send(404, "Job does not exist")
+            elif self.path.startswith("/api/v0/nodes") and state.nodes is not None:  # the state API's node list
+                rows = [{"state": "ALIVE", "resources_total": node} for node in state.nodes]
+                self._send(200, {"result": True, "data": {"result": {"result": rows}}})
             elif self.path == "/api/cluster_status" and state.usage is not None:
                 report = {"loadMetricsReport": {"usage": state.usage}}
                 self._send(200, {"result": True, "data": {"clusterStatus": report}})
@@ -275,7 +279,7 @@ def test_status_and_stop_of_a_resumed_run_id_act_on_its_newest_job(server: JobsS
     ]
     assert main(["status", "r1", "--address", server.address]) == 0
     out, err = capsys.readouterr()
-    assert out.strip() == "RUNNING" and "r1: the run's newest job is r1-resume-3 (a resume)" in err
+    assert out.strip() == "RUNNING" and "r1: its newest job is r1-resume-3 (a resume)" in err
     assert main(["stop", "r1", "--address", server.address]) == 0
     assert server.stopped == ["r1-resume-3"] and "r1-resume-3: stop requested" in capsys.readouterr().out
     assert main(["status", "r1-resume-2", "--address", server.address]) == 0  # a job named exactly is that job

@@ -1,7 +1,9 @@
-"""`relay submit` of a file with a `tune:` section says, before it submits, that the job is one run of the base
-config and how the sweep runs on the cluster (`relay tune FILE --address HOST:6379`).
+"""`relay submit` of a file with a `tune:` section: one run of its base config, or with --tune the sweep as a job.
 
-Before, the job ran `relay run FILE` with exit 0 and no word that the `tune:` section was left out.
+- Without --tune the job ran `relay run FILE` with exit 0 and no word that the `tune:` section was left out; it
+  now says so on stderr, with the command that submits the sweep (--tune).
+- With --tune the sweep's driver (`relay tune`) is the job, under the id sweep-NAME: before, a sweep on a cluster
+  could only be driven from the machine that typed `relay tune --address`, and stopped with it.
 Against the small real HTTP server of ``test_cluster_submit_jobs_server`` that answers like Ray's Jobs server.
 """
 
@@ -14,7 +16,8 @@ import yaml
 
 from orchestrator import jobs
 from orchestrator.cli import main
-from tests.unit.orchestrator.cli.test_cluster_submit_jobs_server import SMOKE, JobsServer, project, server
+from tests.integration.cluster import durable_folder
+from tests.unit.orchestrator.cli.test_cluster_submit_jobs_server import SMOKE, JobsServer, job, project, server
 
 __all__ = ["project", "server"]  # the fixtures, used by name below
 
@@ -29,7 +32,7 @@ def test_a_sweep_file_is_submitted_as_one_run_and_says_how_to_sweep(
     out, err = capsys.readouterr()
     assert out.strip() == "r1"  # the job id alone on stdout, as for any submit
     assert f"relay: {SMOKE} {SWEEP_NOTE} (`relay run {SMOKE}`), not the sweep" in err
-    assert f"`relay tune {SMOKE} train.steps=5 --address 127.0.0.1:6379` from this machine" in err
+    assert f"`relay submit {SMOKE} train.steps=5 --tune --address {server.address}`" in err
     (request,) = server.submitted
     assert "relay run" in request["entrypoint"] and "relay tune" not in request["entrypoint"]
 
@@ -55,3 +58,125 @@ def test_a_refused_sweep_file_says_only_the_refusal(
     err = capsys.readouterr().err
     assert "asks for 6 CPU" in err and SWEEP_NOTE not in err
     assert server.submitted == []
+
+
+# --------------------------------------------------------------------------- --tune: the sweep as the job
+
+SHARED = "/mnt/relay-shared"
+SWEEP = ["submit", str(SMOKE), "train.steps=5", "--tune", "--workspace", SHARED]
+
+
+def submit_sweep(server: JobsServer, *extra: str) -> int:
+    return main([*SWEEP, *extra, "--address", server.address, "--skip-resource-check"])
+
+
+def test_tune_submits_the_sweeps_driver_as_a_job_named_after_the_sweep(
+    server: JobsServer, project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert submit_sweep(server) == 0
+    out, err = capsys.readouterr()
+    assert out.strip() == "sweep-smoke-sweep" and SWEEP_NOTE not in err
+    (request,) = server.submitted
+    assert request["entrypoint"] == f"relay tune {SMOKE} train.steps=5"
+    assert request["submission_id"] == "sweep-smoke-sweep"
+    assert request["metadata"]["relay.sweep"] == "smoke-sweep" and request["metadata"]["relay.pipeline"] == "crest"
+    env = request["runtime_env"]["env_vars"]
+    assert env["RELAY_WORKSPACE"] == SHARED and env["RELAY_JOB_ADDRESS"] == server.address
+    way_on = f"relay submit {SMOKE} train.steps=5 --tune --resume-sweep --workspace {SHARED} --address {server.address}"
+    assert env["RELAY_SWEEP_RESUME_COMMAND"] == way_on == request["metadata"]["relay.resume"]
+
+
+def test_resume_sweep_continues_it_as_the_sweeps_next_job(server: JobsServer, project: Path, capsys) -> None:
+    server.jobs = [job("sweep-smoke-sweep", "STOPPED")]
+    output = f"{SHARED}/sweeps/s1"  # not on this machine: the job checks it there
+    assert submit_sweep(server, "--resume-sweep", "--output", output) == 0
+    assert capsys.readouterr().out.strip() == "sweep-smoke-sweep-resume-2"
+    (request,) = server.submitted
+    assert request["entrypoint"] == f"relay tune {SMOKE} train.steps=5 --output {output} --resume"
+
+
+def test_a_second_job_of_a_sweep_still_running_is_refused(server: JobsServer, project: Path, capsys) -> None:
+    server.jobs = [job("sweep-smoke-sweep", "RUNNING")]
+    assert submit_sweep(server, "--resume-sweep") == 2
+    assert "still running as job sweep-smoke-sweep (RUNNING)" in capsys.readouterr().err
+    assert server.submitted == []
+
+
+def test_resume_sweep_of_a_visible_folder_without_a_sweep_is_refused(server: JobsServer, project: Path, capsys) -> None:
+    with durable_folder("sweep-job") as empty:  # outside /tmp, which a cluster's folder must not be
+        empty.mkdir(parents=True)
+        assert submit_sweep(server, "--resume-sweep", "--output", str(empty)) == 2
+        said = f"--resume-sweep: nothing to resume at {empty}; submit it without --resume-sweep"
+        assert said in capsys.readouterr().err
+        assert server.submitted == []
+        assert list(empty.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("flags", "said"),
+    [
+        (["--output", "/mnt/s"], "--output: only with --tune (a sweep's job); add --tune, or drop --output"),
+        (["--resume-sweep"], "--resume-sweep: only with --tune"),
+        (["--tune", "--run-id", "r1"], "--run-id: has no effect with --tune (a sweep's job is named sweep-NAME"),
+        (["--tune", "--no-cache"], "--no-cache: has no effect with --tune"),
+    ],
+)
+def test_sweep_flags_out_of_place_are_refused(
+    server: JobsServer, project: Path, capsys, flags: list[str], said: str
+) -> None:
+    argv = ["submit", str(SMOKE), *flags, "--address", server.address, "--skip-resource-check"]
+    assert main([*argv, "--workspace", SHARED]) == 2
+    assert said in capsys.readouterr().err
+    assert server.submitted == []
+
+
+def test_tune_with_resume_of_a_run_is_refused(server: JobsServer, project: Path, capsys) -> None:
+    assert main(["submit", "--resume", "r1", "--tune", "--address", server.address]) == 2
+    assert "--tune: not with --resume RUN_ID" in capsys.readouterr().err
+    assert server.submitted == []
+
+
+def test_tune_of_a_file_without_a_sweep_is_refused(server: JobsServer, project: Path, capsys) -> None:
+    base = {key: value for key, value in yaml.safe_load(SMOKE.read_text()).items() if key != "tune"}
+    (project / "base.yaml").write_text(yaml.safe_dump(base))
+    assert main(["submit", "base.yaml", "--tune", "--workspace", SHARED, "--address", server.address]) == 2
+    assert "--tune: base.yaml has no `tune:` section to search" in capsys.readouterr().err
+    assert server.submitted == []
+
+
+def test_a_sweep_folder_the_job_would_lose_is_refused(server: JobsServer, project: Path, capsys) -> None:
+    assert submit_sweep(server, "--output", "sweeps/s1") == 2
+    err = capsys.readouterr().err
+    assert "--output: the sweep folder sweeps/s1 would be a relative path, which a Ray job resolves inside" in err
+    assert server.submitted == []
+
+
+def test_a_searched_worker_no_node_holds_is_refused(server: JobsServer, project: Path, capsys, monkeypatch) -> None:
+    monkeypatch.setattr(jobs.submit, "NODES_REPORT_WAIT_S", 0)
+    server.usage = {"CPU": [0.0, 4.0], "memory": [0.0, 8e9]}
+    server.nodes = [{"CPU": 2.0, "memory": 4e9}, {"CPU": 2.0, "memory": 4e9}]
+    space = "tune.space.resources.train.num_cpus={choice: [1, 3]}"
+    assert main([*SWEEP, space, "--address", server.address]) == 2
+    err = capsys.readouterr().err
+    assert "tune.space.resources.train.num_cpus: a trial given resources.train.num_cpus=3" in err
+    assert "the largest has 2 CPU" in err
+    assert server.submitted == []
+    server.nodes = [{"CPU": 4.0, "memory": 8e9}]
+    assert main([*SWEEP, space, "--address", server.address]) == 0  # a node that large: submitted
+    assert len(server.submitted) == 1
+
+
+def test_status_of_a_stopped_sweep_job_says_how_to_continue_it(server: JobsServer, project: Path, capsys) -> None:
+    """The way on of a run's job (`relay submit --resume RUN_ID`) would not continue a sweep: its job says its own."""
+    way_on = "relay submit f.yaml --tune --resume-sweep --address http://h:8265"
+    metadata = {"relay.sweep": "s", "relay.resume": way_on}
+    server.jobs = [
+        {**job("sweep-s", "STOPPED"), "metadata": metadata},
+        {**job("sweep-ok", "SUCCEEDED"), "metadata": metadata},
+    ]
+    assert main(["status", "sweep-s", "--address", server.address]) == 0
+    out, err = capsys.readouterr()
+    assert out.strip() == "STOPPED"
+    assert f"sweep s's job is STOPPED: `{way_on}` continues it as a new job" in err
+    assert main(["status", "sweep-ok", "--address", server.address]) == 0
+    assert capsys.readouterr().err == ""  # a sweep that ended has no way on to say

@@ -16,13 +16,16 @@ from pathlib import Path
 import pytest
 import yaml
 
+from orchestrator.cli.run_locations import RAY_JOB_ENV
 from orchestrator.cli.tune import (
+    SUBMITTED_RESUME_ENV,
     _print_ending,
     _save_sweep_stores,
     interrupted_line,
     run_best_command,
     write_sweep_outputs,
 )
+from orchestrator.engine.ledger import JOB_ADDRESS_ENV
 from orchestrator.tune.space import total_trials
 from orchestrator.tune.sweep import TrialRow, trial_records
 from tests.unit.orchestrator.tune.test_tune_config import plan, smoke_data
@@ -87,3 +90,34 @@ def test_a_local_sweeps_run_line_names_no_address(tmp_path: Path) -> None:
     _save_sweep_stores(tmp_path, sweep)
     assert "ray_address" not in json.loads((tmp_path / "sweep-stores.json").read_text())
     assert "--address" not in run_best_command(tmp_path / "best.yaml", sweep)
+
+
+DASHBOARD = "http://10.0.0.5:8265"
+SUBMITTED_RESUME = f"relay submit qa.yaml --tune --resume-sweep --address {DASHBOARD}"
+
+
+@pytest.fixture
+def in_a_sweep_job(monkeypatch: pytest.MonkeyPatch) -> None:
+    """This process as the entrypoint of the job `relay submit qa.yaml --tune` sent to DASHBOARD."""
+    monkeypatch.setenv(RAY_JOB_ENV, "{}")
+    monkeypatch.setenv(JOB_ADDRESS_ENV, DASHBOARD)
+    monkeypatch.setenv(SUBMITTED_RESUME_ENV, SUBMITTED_RESUME)
+
+
+def test_a_sweep_jobs_lines_name_a_job_to_the_cluster_it_was_sent_to(tmp_path: Path, in_a_sweep_job: None) -> None:
+    """Inside a sweep's job, `relay tune --resume` or `relay run best.yaml` pasted on the user's machine would drive
+    the rest of the sweep, or the best config, from there: the lines name jobs on the cluster instead."""
+    sweep, rows = two_trial_sweep(tmp_path)
+    line = interrupted_line(args(), rows, total_trials(sweep.settings))
+    assert line.endswith(f"continue it with: {SUBMITTED_RESUME}")
+    command = shlex.split(run_best_command(tmp_path / "best.yaml", sweep))
+    assert command == ["relay", "submit", str(tmp_path / "best.yaml"), "--address", DASHBOARD]
+
+
+def test_outside_a_job_the_submitted_resume_line_is_not_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(RAY_JOB_ENV, raising=False)
+    monkeypatch.setenv(SUBMITTED_RESUME_ENV, SUBMITTED_RESUME)  # left in a shell: not this sweep's way on
+    monkeypatch.setenv(JOB_ADDRESS_ENV, DASHBOARD)
+    sweep, rows = two_trial_sweep(tmp_path)
+    assert interrupted_line(args(), rows, 2).endswith("continue it with: relay tune qa.yaml --resume")
+    assert shlex.split(run_best_command(tmp_path / "best.yaml", sweep))[:2] == ["relay", "run"]
