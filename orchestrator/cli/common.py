@@ -471,12 +471,16 @@ def _store_key(args: argparse.Namespace) -> str:
     return f"${WORKSPACE_ENV}" if os.environ.get(WORKSPACE_ENV) else "the default workspace (./relay-workspace)"
 
 
+RELAY_STAGE_PACKAGE = "pipelines"  # Relay's pipelines, whose stage helpers a plug-in's stages may import
+
+
 def pipeline_code_versions(pipeline: Pipeline) -> dict[str, str]:
     """Stage module -> its code version: the module and what it imports from its own package, transitively.
 
     The package of each stage body is found from the body's module name (its top-level package,
     imported without the body itself, so the driver loads no torch), so a user's package is
     digested exactly like Relay's own, and an edit reruns only the stages whose code it touches.
+    A plug-in's stages also digest what they import of Relay's ``pipelines`` (``shared_folders``).
     Silent: where the versions come from is said by ``log_code_versions`` once the command's input
     is accepted (`relay tune` needs the versions to check its sweep, and bad input prints only its message).
     """
@@ -487,15 +491,29 @@ def pipeline_code_versions(pipeline: Pipeline) -> dict[str, str]:
             continue
         if next(folder.rglob("*.py"), None) is None:  # an empty digest would silently change every fingerprint
             raise RelayError(f"no Python files under {folder}, where {', '.join(sorted(modules))} was imported from")
-        versions.update(code_versions(modules, folder))
+        versions.update(code_versions(modules, folder, *shared_folders(top)))
     return versions
+
+
+def shared_folders(top: str) -> list[Path]:
+    """The folder of Relay's ``pipelines`` for a plug-in package ``top``; none for Relay's own stages.
+
+    Why: a plug-in's stage may call Relay's stage helpers (``pipelines.stages.common.picks_of``);
+    counted as environment, an upgrade that changed them reran every Relay stage and left the
+    plug-in's cached. Relay's own stages already digest ``pipelines``, so theirs stay as they were.
+    """
+    if top == RELAY_STAGE_PACKAGE:
+        return []
+    folder = package_folder(RELAY_STAGE_PACKAGE)
+    return [] if folder is None else [folder]
 
 
 def log_code_versions(pipeline: Pipeline) -> None:
     """Say where ``pipeline_code_versions`` found each stage package's code; warn of one without a folder.
 
     Why a line: on a cluster the package may come from the job's upload or an installed copy, and
-    the folder named here is the one whose edits rerun cached stages.
+    the folders named here are the ones whose edits rerun cached stages (for a plug-in, Relay's
+    ``pipelines`` too, where its stages import from it).
     """
     log = logging.getLogger("relay")
     for top, modules in stage_packages(pipeline).items():
@@ -508,7 +526,8 @@ def log_code_versions(pipeline: Pipeline) -> None:
                 top,
             )
         else:
-            log.info("code versions of %d stage modules under %s", len(modules), folder)
+            shared = "".join(f" and what they import under {path}" for path in shared_folders(top))
+            log.info("code versions of %d stage modules under %s%s", len(modules), folder, shared)
 
 
 def stage_packages(pipeline: Pipeline) -> dict[str, set[str]]:

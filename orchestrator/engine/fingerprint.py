@@ -12,7 +12,10 @@ its floats in another order; after a few hundred SGD steps the models differ.
 The code version is the stage's own: a digest of its body's module and of every module of the
 same package that it imports, transitively (read from the source, never imported, so the driver
 stays free of torch). Editing Knowledge Evolution's loop reruns KE's stages and leaves CReST's
-cached; a digest of the whole package would rerun everything after any edit.
+cached; a digest of the whole package would rerun everything after any edit. A plug-in's stage
+(a user's package, found by entry point) is digested with Relay's ``pipelines`` package as well:
+its body may import Relay's stage helpers (``pipelines.stages.common.picks_of``), and an upgrade
+that changes them must rerun it as it reruns Relay's own stages.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -98,47 +101,69 @@ def stage_seed(seed: int, stage_name: str) -> int:
     return int(hashlib.sha256(f"{seed}:{stage_name}".encode()).hexdigest()[:8], 16)
 
 
-def code_versions(modules: Iterable[str], package_dir: Path) -> dict[str, str]:
+def code_versions(modules: Iterable[str], package_dir: Path, *shared_dirs: Path) -> dict[str, str]:
     """Module -> the code version of a stage whose body lives in it (``source_closure``'s digest).
 
     ``package_dir`` is the folder of the package the modules belong to (the caller finds it, so
-    the engine digests a user's package exactly like Relay's own).
+    the engine digests a user's package exactly like Relay's own). ``shared_dirs`` are folders of
+    other packages whose imported modules count too: for a plug-in's stages, Relay's ``pipelines``,
+    whose helpers they may call. Only modules a stage imports enter its digest, so a stage that
+    imports none of a shared package keeps the version it had without it.
     """
+    folders = [Path(package_dir), *map(Path, shared_dirs)]
     parsed: dict[Path, set[str]] = {}
     versions = {}
     for module in sorted(set(modules)):
         digest = hashlib.sha256()
-        for name, path in sorted(source_closure(module, Path(package_dir), parsed).items()):
+        for name, path in sorted(source_closure(module, folders, parsed).items()):
             digest.update(f"{name}\0".encode())
             digest.update(path.read_bytes())
         versions[module] = digest.hexdigest()[:CODE_VERSION_CHARS]
     return versions
 
 
-def source_closure(module: str, package_dir: Path, parsed: dict[Path, set[str]] | None = None) -> dict[str, Path]:
-    """``module`` and every module of its package it imports, transitively: dotted name -> file.
+def source_closure(
+    module: str, package_dirs: Path | Sequence[Path], parsed: dict[Path, set[str]] | None = None
+) -> dict[str, Path]:
+    """``module`` and every module of the given packages it imports, transitively: dotted name -> file.
 
+    ``package_dirs`` is one package folder or several (a plug-in's own and Relay's ``pipelines``).
     Every import statement counts, lazy ones inside functions included, and so do the packages'
     ``__init__`` files on the way (importing a module runs them). Imports from other packages
     (torch, the engine) are the environment, which provenance records, not this digest.
-    ``parsed`` caches each file's imports across calls.
+    ``parsed`` caches each file's imports across calls with the same folders.
     """
+    folders = by_top_name([package_dirs] if isinstance(package_dirs, Path) else package_dirs)
     parsed = {} if parsed is None else parsed
     found: dict[str, Path] = {}
     todo = [module]
     while todo:
         name = todo.pop()
-        path = None if name in found else module_file(name, package_dir)
+        path = None if name in found else module_file_in(name, folders)
         if path is None:
             continue
         found[name] = path
         parts = name.split(".")
         todo += [".".join(parts[:i]) for i in range(1, len(parts))]
         if path not in parsed:
-            every = imports_of(path, name, lambda candidate: module_file(candidate, package_dir) is not None)
-            parsed[path] = {n for n in every if n.split(".")[0] == package_dir.name}
+            every = imports_of(path, name, lambda candidate: module_file_in(candidate, folders) is not None)
+            parsed[path] = {n for n in every if n.split(".")[0] in folders}
         todo += parsed[path]
     return found
+
+
+def by_top_name(package_dirs: Iterable[Path]) -> dict[str, Path]:
+    """Package name -> its folder; the first folder of a name wins (a plug-in's own over a shared one)."""
+    folders: dict[str, Path] = {}
+    for folder in map(Path, package_dirs):
+        folders.setdefault(folder.name, folder)
+    return folders
+
+
+def module_file_in(name: str, folders: Mapping[str, Path]) -> Path | None:
+    """The source file of dotted ``name`` in whichever of ``folders`` (by package name) holds its package."""
+    folder = folders.get(name.split(".")[0])
+    return None if folder is None else module_file(name, folder)
 
 
 def module_file(name: str, package_dir: Path) -> Path | None:
