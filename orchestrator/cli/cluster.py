@@ -16,9 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator import jobs
-from orchestrator.cli import run_locations, runs
+from orchestrator.cli import run_locations, runs, sweep_job
 from orchestrator.cli.common import (
-    EXIT_FAILED,
     add_address,
     add_artifact_uri,
     add_workspace,
@@ -31,10 +30,19 @@ from orchestrator.cli.common import (
 )
 from orchestrator.cli.pipeline import add_cache_flags, cache_flags, stages_to_rerun
 from orchestrator.cli.preflight import check_run_id, open_store
+from orchestrator.cli.submitting import (
+    follow,
+    follow_to_the_end,
+    is_sweep,
+    job_address_env,
+    local_paths,
+    location_flags_env,
+    with_location_env,
+)
 from orchestrator.config import ARTIFACT_URI_ENV, WORKSPACE_ENV, tracking_uri
 from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.engine.fit import cluster_needs
-from orchestrator.engine.ledger import CONFIG_FILE, JOB_ADDRESS_ENV, RunStatus, record_path, tracking_lost_at
+from orchestrator.engine.ledger import CONFIG_FILE, RunStatus, record_path, tracking_lost_at
 from orchestrator.errors import ConfigError, RelayError
 from orchestrator.tracking.report import text_table
 
@@ -64,8 +72,6 @@ def cmd_submit(args: argparse.Namespace) -> int:
     if args.resume:
         return submit_resume(args)
     if args.tune:
-        from orchestrator.cli import sweep_job  # it builds on this module's helpers: imported once they exist
-
         return sweep_job.submit_sweep(args)
     run_id = args.run_id if args.run_id is not None else args.submission_id
     if run_id is not None:
@@ -106,11 +112,6 @@ def cmd_submit(args: argparse.Namespace) -> int:
     return follow_to_the_end(args.address, job_id) if args.wait else 0
 
 
-def is_sweep(config: Any) -> bool:
-    """Whether the config has a `tune:` section (`relay tune` searches it; `relay run` runs the base config)."""
-    return getattr(config, "tune", None) is not None
-
-
 def sweep_note(config_path: str, overrides: list[str], address: str | None) -> str:
     """What `relay submit` of a file with a `tune:` section says on stderr before it submits: one run, not the sweep.
 
@@ -127,40 +128,6 @@ def sweep_note(config_path: str, overrides: list[str], address: str | None) -> s
         f"base config (`relay run {config_path}`), not the sweep. To run the sweep as a job on this cluster: "
         f"`{command}`"
     )
-
-
-def location_flags_env(args: argparse.Namespace) -> dict[str, str]:
-    """--workspace / --artifact-uri of a new run, as the job's RELAY_WORKSPACE / RELAY_ARTIFACT_URI.
-
-    The job resolves its stores on the cluster from its config and environment, so the flags
-    reach it as those variables and rank as they do: below run.workspace / run.artifact_uri in
-    the config, above the same variables in this shell.
-    """
-    flags = {WORKSPACE_ENV: args.workspace, ARTIFACT_URI_ENV: args.artifact_uri}
-    return {name: value for name, value in flags.items() if value}
-
-
-def job_address_env(address: str | None) -> dict[str, str]:
-    """The cluster the job runs on, for its run record (``ledger.this_driver``): a later `relay resume` elsewhere
-    checks the job there before it computes anything, and says how to resume the run on that cluster."""
-    return {JOB_ADDRESS_ENV: jobs.resolve_address(address)}
-
-
-def with_location_env(config: Any, env_vars: dict[str, str]) -> Any:
-    """``config`` as the job will resolve it with ``env_vars`` set: what the durability check must see."""
-    run = config.run.model_copy(
-        update={
-            "workspace": config.run.workspace or env_vars.get(WORKSPACE_ENV),
-            "artifact_uri": config.run.artifact_uri or env_vars.get(ARTIFACT_URI_ENV),
-        }
-    )
-    return config.model_copy(update={"run": run})
-
-
-def local_paths(locations: run_locations.Locations) -> list[str]:
-    """The folders and files behind the stores, so that the upload leaves them out (remote ones: none)."""
-    uris = [locations.store, locations.tracking or ""]
-    return [path for path in map(run_locations.local_path, uris) if path]
 
 
 def check_run_id_unused(store_uri: str, run_id: str, address: str = "http://HOST:8265") -> None:
@@ -292,35 +259,6 @@ def finished_note(store: ArtifactStore, run_id: str) -> str | None:
         f"run {run_id} finished; nothing to resume, so no job was submitted "
         f"(`relay generations {run_id}{store_option(store.uri)}` shows its results)"
     )
-
-
-def follow(address: str | None, job_id: str) -> None:
-    """Print the job's log as it comes, until it ends; Ctrl-C stops following, never the job.
-
-    The job keeps running on the cluster, so the interrupt says so and how to pick it up, then
-    propagates: main() answers it with exit 130, without a traceback.
-    """
-    try:
-        for chunk in jobs.follow_logs(address, job_id):
-            print(chunk, end="", flush=True)
-    except KeyboardInterrupt:
-        print(
-            f"\nrelay: job {job_id} is still running on the cluster: follow it with `relay logs -f {job_id}`, "
-            f"stop it with `relay stop {job_id}`",
-            file=sys.stderr,
-            flush=True,
-        )
-        raise
-
-
-def follow_to_the_end(address: str | None, job_id: str) -> int:
-    """Print the job's log as it comes, then exit like `ray job submit`: 0 if it SUCCEEDED, else 1."""
-    follow(address, job_id)
-    status, message = jobs.job_outcome(address, job_id)
-    if status == "SUCCEEDED":
-        return 0
-    print(f"relay: job {job_id} {status}: {message}; see `relay logs {job_id}`", file=sys.stderr)
-    return EXIT_FAILED
 
 
 def latest_job(address: str | None, job_id: str) -> str:

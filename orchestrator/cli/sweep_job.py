@@ -1,4 +1,4 @@
-"""`relay submit FILE --tune`: a sweep's driver as a Ray job on the cluster.
+"""`relay submit FILE --tune`: a sweep's driver as a Ray job on the submitting.
 
 Why: `relay tune --address` keeps the sweep's driver (Ray Tune's controller, the trials' bookkeeping)
 on the machine that typed it, so closing that laptop stopped the sweep. As a Ray job the driver runs
@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator import jobs
-from orchestrator.cli import cluster, run_locations
+from orchestrator.cli import run_locations, submitting
 from orchestrator.cli.common import load_pipeline_file, overridden, pipeline_code_versions, pipelines_of
 from orchestrator.cli.tune import SUBMITTED_RESUME_ENV
 from orchestrator.config import WORKSPACE_ENV, workspace_setting
@@ -35,7 +35,7 @@ SHARED_OUTPUT = "/mnt/shared/sweeps/NAME"  # an example of a folder every node m
 def submit_sweep(args: argparse.Namespace) -> int:
     """Check the sweep here, then submit `relay tune FILE ...` as a Ray job; print its id (and follow it: --wait)."""
     spec, config, data = load_pipeline_file(args.config, args.overrides, pipelines_of(args), local=False)
-    if not cluster.is_sweep(config):
+    if not submitting.is_sweep(config):
         raise ConfigError(
             [
                 f"--tune: {args.config} has no `tune:` section to search; add one (README, Tuning), or drop --tune to "
@@ -43,8 +43,8 @@ def submit_sweep(args: argparse.Namespace) -> int:
             ],
             "the command line",
         )
-    env_vars = cluster.location_flags_env(args)
-    config = cluster.with_location_env(config, env_vars)
+    env_vars = submitting.location_flags_env(args)
+    config = submitting.with_location_env(config, env_vars)
     pipeline = spec.build(config)
     try:
         plan = plan_sweep(data, config, spec.build, pipeline_code_versions(pipeline), source=args.config)
@@ -70,17 +70,17 @@ def submit_sweep(args: argparse.Namespace) -> int:
         env_vars={
             **jobs.relay_env_vars(),
             **env_vars,
-            **cluster.job_address_env(url),
+            **submitting.job_address_env(url),
             SUBMITTED_RESUME_ENV: again,
         },
         metadata={**sweep_metadata(config, plan), "relay.resume": again},
-        skip=[config.run.workspace or os.environ.get(WORKSPACE_ENV), *cluster.local_paths(locations)],
+        skip=[config.run.workspace or os.environ.get(WORKSPACE_ENV), *submitting.local_paths(locations)],
     )
     warning = jobs.config_path_warning(args.config, str(Path.cwd()))
     if warning:
         log.warning(warning)
     print(job_id, flush=True)
-    return cluster.follow_to_the_end(url, job_id) if args.wait else 0
+    return submitting.follow_to_the_end(url, job_id) if args.wait else 0
 
 
 def sweep_metadata(config: Any, plan: SweepPlan) -> dict[str, str]:
@@ -165,7 +165,7 @@ def check_trials_fit(url: str, plan: SweepPlan, config: Any, pipeline: Any, args
 
 
 def resume_command(args: argparse.Namespace, url: str) -> str:
-    """The `relay submit ... --tune --resume-sweep` line that continues this sweep as a new job on the cluster."""
+    """The `relay submit ... --tune --resume-sweep` line that continues this sweep as a new job on the submitting."""
     flags = [
         *(["--output", args.output] if args.output else []),
         *(["--workspace", args.workspace] if args.workspace else []),
