@@ -221,7 +221,7 @@ def run_sweep(plan: SweepPlan, resume: bool, sweep_tracker: SweepTracker) -> tup
                 address=plan.ray_address, num_cpus=plan.num_cpus, object_store_memory=plan.object_store_memory
             )
             tuner, trials = _sized_tuner(plan, resume)
-        with no_restore_advice(), no_reuse_actors_advice():
+        with no_restore_advice(), no_reuse_actors_advice(), no_fetch_failures():
             grid = tuner.fit()  # Ray Tune takes Ctrl-C from here: it saves the sweep's state and returns
         rows = in_start_order([trial_row(plan, result, sampled) for result, sampled in zip(grid, tune_configs(grid))])
     finally:
@@ -267,6 +267,28 @@ def no_restore_advice() -> Iterator[None]:
     drops that one warning; its "Stop signal received ... Press CTRL+C to skip" line stays.
     """
     with filtered(_WithoutRestoreAdvice(), RAY_TUNE_LOGGER):
+        yield
+
+
+ANALYSIS_LOGGER = "ray.tune.analysis.experiment_analysis"  # the logger of Ray Tune's results reader
+FETCH_FAILURE = "Failed to fetch metrics for"  # its warning for a trial with no result file yet
+
+
+class _WithoutFetchFailures(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.ERROR or not record.getMessage().startswith(FETCH_FAILURE)
+
+
+@contextlib.contextmanager
+def no_fetch_failures() -> Iterator[None]:
+    """Keep Ray Tune's `Failed to fetch metrics for 1 trial(s): FileNotFoundError(... both result.json and
+    progress.csv were not found ...)` warning off the console while it fits.
+
+    Why: a resumed sweep whose interrupt caught a trial before its first generation printed it, a
+    traceback-like line about a trial that simply has no result yet; Relay's trials table shows that
+    trial `unfinished`, and a trial that failed is named with its error file (``say_where_errors_are``).
+    """
+    with filtered(_WithoutFetchFailures(), ANALYSIS_LOGGER):
         yield
 
 

@@ -129,6 +129,7 @@ def run_trial(config: dict[str, Any], plan: SweepPlan, mlflow_level: str = "WARN
     from ray import tune
 
     quiet_mlflow_logs(mlflow_level)
+    quiet_checkpoint_lines()
     values = clip_values({key: config[key] for key in plan.settings.space}, plan.settings.space)
     state = _load_state(tune.get_checkpoint(), values)
     trial_id = tune.get_context().get_trial_id()
@@ -168,6 +169,20 @@ def quiet_mlflow_logs(level: str) -> None:
     """
     os.environ[MLFLOW_LEVEL_ENV] = level
     logging.getLogger("mlflow").setLevel(level)
+
+
+CHECKPOINT_LOGGERS = ("ray.train._internal.storage", "ray.train.v2._internal.execution.storage")  # Ray's, by module
+
+
+def quiet_checkpoint_lines() -> None:
+    """Ray's `Checkpoint successfully created at: Checkpoint(filesystem=local, path=...)` INFO line off this trial.
+
+    Why: a trial checkpoints after every generation (its schedule), and Ray forwarded each of those
+    lines, a 300-character path, to the sweep's console (`(run_trial pid=...) Checkpoint ...`); the
+    checkpoint is Relay's bookkeeping, not a result. Ray's warnings and errors about it still pass.
+    """
+    for name in CHECKPOINT_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def ending_status(error: BaseException, generations_left: int) -> str:
