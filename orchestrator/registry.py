@@ -231,8 +231,17 @@ def get_pipeline(
             )
         valid = ", ".join(sorted(pipelines)) or "none (is Relay installed? `pip install -e .` declares them)"
         fix = "give one of them in that override" if setting else "set `pipeline:` at the top of the file"
-        raise ConfigError([f"pipeline: expected one of {valid}, got {got}; {fix}{where}"], source)
+        plugin = PLUGIN_HINT if isinstance(name, str) else ""
+        raise ConfigError([f"pipeline: expected one of {valid}{plugin}, got {got}; {fix}{where}"], source)
     return pipelines[name]
+
+
+# Why: a plug-in that is not installed, or not importable here, read as a typo of Relay's names.
+PLUGIN_HINT = (
+    " (a plug-in's pipeline is among them only where its package is installed, declaring it in entry point "
+    f"group {ENTRY_POINT_GROUP}, and importable: `pip install` it, or put it on PYTHONPATH; on a cluster, "
+    "in its image or shipped with the job)"
+)
 
 
 def _pipeline_override(overrides: Sequence[str]) -> str | None:

@@ -7,7 +7,10 @@ entry point (pyproject.toml) names `PIPELINES`, and the unit tests iterate it (a
 pipeline to read its stage roles), so a new entry is tested without touching any test. Every
 pipeline reads the datasets of `pipelines.datasets` (`relay data import` and `data.name: parquet`),
 so each carries `DATA`; every one stores its models as `pipelines.stages.common` checkpoints, so each
-names `PYFUNC_LOADER` as their MLflow loader and `models_input_shape` as the images they take.
+names `PYFUNC_LOADER` as their MLflow loader and `models_input_shape` as the images they take. A
+plug-in's spec that sets no `data` and whose config's `data` is a `DataSection` (or a subclass) is
+given the same three where `relay` loads the entry points (`installed_pipelines` of the CLI), a
+`pyfunc_loader` or `input_shape` it sets kept.
 """
 
 from __future__ import annotations

@@ -34,7 +34,14 @@ import yaml
 
 from orchestrator.cli import MLFLOW_LEVEL_ENV, MLFLOW_TRACEBACK_LOGGERS, build_parser, pipeline, quiet_mlflow
 from orchestrator.cli import runs as run_records
-from orchestrator.cli.common import BY_OVERRIDES, new_run_id, read_run_record, readable_ledger, store_of
+from orchestrator.cli.common import (
+    BY_OVERRIDES,
+    installed_pipelines,
+    new_run_id,
+    read_run_record,
+    readable_ledger,
+    store_of,
+)
 from orchestrator.cli.generations import tracking_for
 from orchestrator.cli.preflight import check_run_id
 from orchestrator.config import (
@@ -48,7 +55,6 @@ from orchestrator.dag import Pipeline
 from orchestrator.engine.artifacts import ArtifactRef, ArtifactStore, Manifest
 from orchestrator.engine.ledger import CONFIG_FILE, DONE_STATES, LEDGER_FILE, record_path
 from orchestrator.errors import ConfigError, InputError, RelayError
-from orchestrator.registry import load_pipelines
 from orchestrator.tracking.lineage import MODEL, write_mlmodel
 from orchestrator.tracking.mlflow_tracker import is_generation_stage
 from orchestrator.tracking.reading import read_generations
@@ -248,7 +254,7 @@ def handled(command: Callable[[argparse.Namespace], pipeline.RunEnd], args: argp
 def run_result(end: pipeline.RunEnd) -> RunResult:
     """The ``RunResult`` of a run that returned, from its record in its store."""
     store, run_id = end.store, end.run_id
-    spec, config = read_run_record(store, run_id, load_pipelines())
+    spec, config = read_run_record(store, run_id, installed_pipelines())
     tracking = config.tracking
     return RunResult(
         run_id=run_id,
@@ -294,7 +300,7 @@ def runs(workspace: PathLike | None = None, *, artifact_uri: str | None = None) 
     checked_texts(artifact_uri=artifact_uri)
     args = command_args("runs", workspace=as_flag(workspace), artifact_uri=artifact_uri)
     sweeps = sweeps_folder(workspace)
-    rows = [dataclasses.asdict(row) for row in run_records.run_rows(store_of(args), load_pipelines(), sweeps)]
+    rows = [dataclasses.asdict(row) for row in run_records.run_rows(store_of(args), installed_pipelines(), sweeps)]
     return [{**row, "status": str(row["status"])} for row in rows]  # plain str: yaml.safe_dump refuses an enum
 
 
@@ -551,7 +557,7 @@ def run_record(run_id: str, workspace: PathLike | None, store_uri: str | None) -
     store = store_of(argparse.Namespace(workspace=as_flag(workspace), artifact_uri=store_uri))
     if is_trial(store, run_id):
         return store, *trial_record_in_workspace(store, run_id, workspace)
-    spec, config = read_run_record(store, run_id, load_pipelines())
+    spec, config = read_run_record(store, run_id, installed_pipelines())
     return store, spec, config
 
 
@@ -568,7 +574,7 @@ def trial_record_in_workspace(store: ArtifactStore, run_id: str, workspace: Path
     InputError saying what a trial keeps and where its config was looked for.
     """
     sweeps = sweeps_folder(workspace)
-    found = run_records.trial_record(sweeps, run_id, load_pipelines(), store)  # the store names an --output sweep
+    found = run_records.trial_record(sweeps, run_id, installed_pipelines(), store)  # the store names an --output sweep
     if found is not None:
         return found
     where = run_records.sweep_config_of(sweeps, run_id, store) or sweeps / "SWEEP" / run_records.SWEEP_CONFIG

@@ -1,12 +1,14 @@
 """What the command groups share: finding pipelines, resolving a config file, a run's record, common flags.
 
 The CLI names no algorithm: pipelines come from the ``relay.pipelines`` entry points
-(``orchestrator.registry.load_pipelines``) unless the caller hands ``main`` its own mapping.
+(``orchestrator.registry.load_pipelines``, through ``installed_pipelines``) unless the caller hands
+``main`` its own mapping.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import json
 import logging
@@ -50,7 +52,7 @@ from orchestrator.engine.ledger import (
 )
 from orchestrator.engine.signals import EXIT_INTERRUPTED as EXIT_INTERRUPTED  # the code `relay` ends with on Ctrl-C
 from orchestrator.errors import ConfigError, RelayError
-from orchestrator.registry import PipelineSpec, get_pipeline, load_pipelines
+from orchestrator.registry import LoadedPipelines, PipelineSpec, get_pipeline, load_pipelines
 from orchestrator.yaml_input import yaml_mapping
 
 Pipelines = Mapping[str, PipelineSpec]
@@ -60,9 +62,80 @@ BY_OVERRIDES = "set by overrides"  # where the Python API's come from (``relay.r
 
 
 def pipelines_of(args: argparse.Namespace) -> Pipelines:
-    """The pipelines ``main`` was given, else every one the installed entry points declare."""
+    """The pipelines ``main`` was given, else every one the installed entry points declare (``installed_pipelines``)."""
     given = getattr(args, "pipelines", None)
-    return given if given is not None else load_pipelines()
+    return given if given is not None else installed_pipelines()
+
+
+_WIRED: dict[str, tuple[LoadedPipelines, LoadedPipelines]] = {}  # "last": (what load_pipelines gave, it wired)
+
+
+def installed_pipelines() -> LoadedPipelines:
+    """Every pipeline the installed entry points declare, a plug-in's given the wiring of the data section it reads.
+
+    ``load_pipelines``, with each spec through ``shared_wiring``; worked out once per load (a test that
+    clears ``load_pipelines``'s cache gets its new plug-ins wired too), so its log line is said once.
+    """
+    loaded = load_pipelines()
+    last = _WIRED.get("last")
+    if last is None or last[0] is not loaded:
+        wired = {name: shared_wiring(spec, loaded) for name, spec in loaded.items()}
+        last = _WIRED["last"] = (loaded, LoadedPipelines(wired, loaded.rejected))
+    return last[1]
+
+
+def shared_wiring(spec: PipelineSpec, pipelines: Pipelines) -> PipelineSpec:
+    """``spec``, given the ``data``, ``pyfunc_loader`` and ``input_shape`` of the pipelines whose data section its own derives from.
+
+    Only for a spec that leaves ``data`` unset and whose config model's ``data`` field is a subclass of
+    the data section of pipelines that carry a ``DataSpec`` (Relay's: ``DataSection``), all with the same
+    wiring; a ``pyfunc_loader`` or ``input_shape`` the spec sets is kept. Why: Relay's own specs are given
+    these where they are registered, and a plug-in's spec written as the checklist says had none, so a
+    dataset imported again at the same ``data.uri`` met the old data's cached stages (nothing pinned its
+    content) and its registered models had no python_function flavour. Matched by the data section, not
+    by name: the engine names no pipeline, and a spec reading those datasets is read by that code.
+    """
+    section = data_section(spec.config_model)
+    if spec.data is not None or section is None:
+        return spec
+    donors: dict[tuple[int, str | None, int], PipelineSpec] = {}  # one per distinct wiring, the first by name
+    for name in sorted(pipelines):
+        if reads_a_base_of(section, pipelines[name]):
+            other = pipelines[name]
+            donors.setdefault((id(other.data), other.pyfunc_loader, id(other.input_shape)), other)
+    if len(donors) != 1:  # none, or pipelines with other wiring on that section: nothing to take for granted
+        return spec
+    (donor,) = donors.values()
+    wired = dataclasses.replace(
+        spec,
+        data=donor.data,
+        pyfunc_loader=spec.pyfunc_loader or donor.pyfunc_loader,
+        input_shape=spec.input_shape or donor.input_shape,
+    )
+    logging.getLogger("relay").info(
+        "pipeline %r sets no PipelineSpec.data and reads the data section %s.%s, as pipeline %r does: it gets that "
+        "pipeline's data handling (datasets pinned by content), model loader %s and input shape; set them on its spec "
+        "to choose others",
+        spec.name,
+        section.__module__,
+        section.__qualname__,
+        donor.name,
+        wired.pyfunc_loader,
+    )
+    return wired
+
+
+def reads_a_base_of(section: type, other: PipelineSpec) -> bool:
+    """Whether ``other`` carries a ``DataSpec`` and its config's data section is ``section`` or a base of it."""
+    theirs = data_section(other.config_model)
+    return other.data is not None and theirs is not None and issubclass(section, theirs)
+
+
+def data_section(config_model: Any) -> type | None:
+    """The class of a config model's ``data`` field (``DataSection`` for Relay's pipelines), or None."""
+    field = getattr(config_model, "model_fields", {}).get("data")
+    annotation = getattr(field, "annotation", None)
+    return annotation if isinstance(annotation, type) else None
 
 
 def overrides_origin(args: argparse.Namespace) -> str:
@@ -102,7 +175,7 @@ def load_pipeline_file(
     problem names where the overrides came from (``from_override``).
     """
     data = apply_overrides(load_yaml(path), overrides)
-    pipelines = load_pipelines() if pipelines is None else pipelines
+    pipelines = installed_pipelines() if pipelines is None else pipelines
     spec = get_pipeline(data.get("pipeline"), pipelines, source=path, overrides=overrides, origin=origin)
     try:
         data, config, elsewhere = checked_config(spec, path, data, local)
