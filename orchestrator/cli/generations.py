@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import logging
 import shlex
+import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -25,15 +26,17 @@ from orchestrator.cli.common import (
     store_of,
     store_option,
 )
-from orchestrator.cli.preflight import check_run_id
+from orchestrator.cli.preflight import check_run_id, location_problems
 from orchestrator.cli.workspace import check_tracking_store, default_tracking_key
-from orchestrator.config import RunSettings, TrackingSettings, tracking_uri
+from orchestrator.config import PipelineConfig, RunSettings, TrackingSettings, tracking_uri, validate_config
 from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.engine.ledger import CONFIG_FILE, RUNS, RunStatus, record_path
-from orchestrator.errors import RelayError
+from orchestrator.errors import ConfigError, RelayError
+from orchestrator.registry import CONFIG_FIELDS
 from orchestrator.tracking import common as tracking_common
 from orchestrator.tracking import lookup, report
 from orchestrator.tracking.reading import recorded_pipeline
+from orchestrator.yaml_input import yaml_mapping
 
 log = logging.getLogger("relay")
 
@@ -91,14 +94,64 @@ def tracking_for(
             args.run_id = relay_run_of(args)
         if store.read_record(record_path(args.run_id, CONFIG_FILE)) is None:
             return tracked_only(args, store, pipelines)
-        spec, config = read_run_record(store, args.run_id, pipelines)
+        summary, config = record_to_show(store, args.run_id, pipelines)
         moved = moved_workspace(config, store.uri)
         uri = f"sqlite:///{moved[1] / 'mlflow.db'}" if moved else tracking_uri(config.run, config.tracking)
         check_tracking_store(uri, f"tracking.uri (in run {args.run_id}'s record)")
-        return uri, args.experiment or config.tracking.experiment, spec.summary
+        return uri, args.experiment or config.tracking.experiment, summary
     uri, key = (newest.tracking_uri, newest.tracking_key) if newest and newest.tracking_uri else default_store(args)
     check_tracking_store(uri, key)
     return uri, experiment_of(args), None
+
+
+def record_to_show(store: ArtifactStore, run_id: str, pipelines: Pipelines) -> tuple[Mapping[str, str] | None, Any]:
+    """The summary columns and the config of run ``run_id``'s record, read to show the run, not to compute it.
+
+    A run made by a pipeline that no package installed here declares (a plug-in's, read on a machine
+    without it) has no columns (None: every metric, one a line) and its config is read for Relay's
+    own fields alone (``relay_fields``), which say where it was tracked. Why: `relay generations` of
+    such a run exited 2 asking to install the plug-in, though what the run tracked needs none of its
+    code to be shown; `relay resume` and `relay run` still need it, and still refuse without it.
+    """
+    if not_installed(runs.pipeline_kind(store, run_id), pipelines):
+        return None, relay_fields(store, run_id)
+    spec, config = read_run_record(store, run_id, pipelines)
+    return spec.summary, config
+
+
+def not_installed(kind: str | None, pipelines: Pipelines) -> bool:
+    """Whether ``kind`` is a pipeline that no package installed here declares (one declared but refused,
+    ``LoadedPipelines.rejected``, is installed: reading its run says why it cannot be used)."""
+    return kind is not None and kind not in pipelines and kind not in getattr(pipelines, "rejected", {})
+
+
+def relay_fields(store: ArtifactStore, run_id: str) -> PipelineConfig:
+    """The run's saved config as the fields Relay reads from every pipeline file (PipelineConfig: ``run``,
+    ``tracking``, ...), checked as ``load_saved_config`` checks them; the pipeline's own sections are left
+    out, since only its package can check them."""
+    relative = record_path(run_id, CONFIG_FILE)
+    source = store.location(relative)
+    data = yaml_mapping((store.read_record(relative) or b"").decode(), source)
+    config = validate_config(PipelineConfig, {key: data[key] for key in CONFIG_FIELDS if key in data}, source)
+    problems = location_problems(config.run, config.tracking)
+    if problems:
+        raise ConfigError(problems, source)
+    return config
+
+
+def not_installed_line(
+    store: ArtifactStore, pipelines: Pipelines, uri: str, experiment: str, run_id: str
+) -> str | None:
+    """The stderr line saying the run's pipeline is not installed here, so its table is every metric; None when
+    its pipeline is installed or not known (its record's `pipeline:`, else its MLflow run's `pipeline` param)."""
+    kind = runs.pipeline_kind(store, run_id) or recorded_pipeline(uri, experiment, run_id)
+    if kind is None or not not_installed(kind, pipelines):
+        return None
+    return (
+        f"relay: run {run_id} was made by pipeline {kind!r}, which no package installed here declares, so its "
+        "table is every metric, one a line; install the package that provides it (its `relay.pipelines` entry "
+        "point) for its pipeline's columns"
+    )
 
 
 def default_store(args: argparse.Namespace) -> tuple[str, str]:
@@ -179,6 +232,8 @@ def newest_run_columns(
     kind = runs.pipeline_kind(store, run_id) or recorded_pipeline(uri, experiment, run_id)
     if kind in pipelines:
         return pipelines[kind].summary, None
+    if not_installed(kind, pipelines):  # another pipeline's columns would miss its metrics: every metric
+        return None, None
     newest = newest_recorded_pipeline(store, pipelines)
     if newest is None:
         return None, None
@@ -237,6 +292,9 @@ def cmd_generations(args: argparse.Namespace) -> int:
     columns_note = None
     if args.run_id is None:  # the newest run: known only now, and its pipeline picks the columns
         summary, columns_note = newest_run_columns(store, pipelines_of(args), uri, experiment, run_id)
+    missing = not_installed_line(store, pipelines_of(args), uri, experiment, run_id) if summary is None else None
+    if missing and rows:
+        print(missing, file=sys.stderr)
     print_generations(run_id, rows, summary, run_status_of(store, run_id))
     notes = (columns_note, experiment_note, runs.unfinished_note(store, run_id), runs.tracking_note(store, run_id))
     for note in notes:

@@ -17,6 +17,7 @@ import json
 import os
 import re
 import socket
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -710,7 +711,8 @@ def _local_time(iso: str) -> str:
 def cmd_runs(args: argparse.Namespace) -> int:
     store = store_of(args)
     check_named_store_exists(args, store)
-    every = run_rows(store, pipelines_of(args), resolve_workspace(RunSettings(workspace=args.workspace)) / "tune")
+    pipelines, sweeps = pipelines_of(args), resolve_workspace(RunSettings(workspace=args.workspace)) / "tune"
+    every = run_rows(store, pipelines, sweeps)
     if not every:
         folder = local_path(store.uri)
         missing = f" ({folder} does not exist: check the path)" if folder and not Path(folder).exists() else ""
@@ -733,7 +735,34 @@ def cmd_runs(args: argparse.Namespace) -> int:
     incomplete = incomplete_tracking_line(rows, store.uri)
     if incomplete:
         print(f"\n{incomplete}")
+    no_best = not_installed_best_line(rows, store, pipelines, sweeps)
+    if no_best:
+        print(no_best, file=sys.stderr)
     return 0
+
+
+def not_installed_best_line(rows: list[RunRow], store: ArtifactStore, pipelines: Pipelines, sweeps: Path) -> str | None:
+    """The stderr line saying why `best` is `-` for the rows made by pipelines no package installed here declares.
+
+    Why: the best column is the pipeline's headline metric, which only its spec names (PipelineSpec.summary),
+    so every run of a plug-in read where the plug-in is not installed showed `-`, as if it had no result.
+    None when no shown row is such a run (a pipeline declared but refused is installed: it says why on use).
+    """
+    by_kind: dict[str, list[str]] = {}
+    for row in rows:
+        if row.best != "-" or row.status is RunStatus.UNREADABLE or row.pipeline in pipelines:
+            continue
+        kind = pipeline_kind(store, row.run_id) or _trial_kind(sweeps, row.run_id, store)
+        if kind is not None and kind not in pipelines and kind not in getattr(pipelines, "rejected", {}):
+            by_kind.setdefault(kind, []).append(row.run_id)
+    if not by_kind:
+        return None
+    which = "; ".join(f"pipeline {kind!r}: {', '.join(ids)}" for kind, ids in sorted(by_kind.items()))
+    return (
+        f"relay: best is - for the runs of pipelines that no package installed here declares ({which}): the column "
+        "is the pipeline's headline metric, which its package names; install that package (its `relay.pipelines` "
+        "entry point) to fill it, or read a run's metrics with `relay generations RUN_ID`"
+    )
 
 
 def check_named_store_exists(args: argparse.Namespace, store: ArtifactStore) -> None:
