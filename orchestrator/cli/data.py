@@ -13,7 +13,7 @@ import argparse
 import contextlib
 import signal
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ from orchestrator.cli.preflight import folder_problem
 from orchestrator.engine.artifacts import UNREACHABLE_FIX, StoreFault, innermost_first_line, store_failure, store_fault
 from orchestrator.engine.signals import EXIT_TERMINATED, Terminated, terminate_as_interrupt
 from orchestrator.errors import ConfigError, RelayError
-from orchestrator.registry import DataSpec, data_specs, load_pipelines
+from orchestrator.registry import DataSpec, PipelineSpec, data_specs, load_pipelines
 
 
 def _specs(args: argparse.Namespace) -> list[DataSpec]:
@@ -87,14 +87,56 @@ def destination_problem(dest: str) -> str | None:
     return folder_problem(path, "DEST")
 
 
+def _spec_for(
+    source: str, specs: Sequence[DataSpec], pipelines: Mapping[str, PipelineSpec]
+) -> tuple[DataSpec | None, str | None]:
+    """The installed package (its DataSpec) that imports SOURCE, or why none can: (spec, None) or (None, problem).
+
+    A source name goes to the package whose ``sources`` declare it; anything else (a folder, a URI) to the
+    one package whose ``claims`` accepts it. Why not the first claiming spec in pipeline-name order: Relay's
+    own claimed every folder, so a plug-in's folder source was never reached and its folder was refused with
+    Relay's sources alone. Two packages that both take SOURCE are refused, both named, rather than one picked
+    by the order of their pipelines' names: which one imports the folder would then change with what else is
+    installed, and the same command line would make another dataset.
+    """
+    named = [spec for spec in specs if source in spec.sources]
+    found = named or [spec for spec in specs if spec.claims(source)]
+    if len(found) == 1:
+        return found[0], None
+    if not found:
+        return None, _unclaimed(source, specs)
+    packages = " and ".join(_package(spec, pipelines) for spec in found)
+    if named:
+        return None, (
+            f"SOURCE {source!r} is a source name more than one installed package declares ({packages}); "
+            "uninstall the package whose source you do not mean (or rename its source), then import again"
+        )
+    return None, (
+        f"SOURCE {source!r} is read by more than one installed package ({packages}), each in its own way; "
+        "nothing was imported. Pass a folder holding only the files of the source you mean (a copy, or links "
+        "to them), or uninstall the other package"
+    )
+
+
+def _unclaimed(source: str, specs: Sequence[DataSpec]) -> str:
+    """Why no installed package imports SOURCE, with every package's sources (not only those of the first)."""
+    if "://" in source or Path(source).expanduser().is_dir():
+        valid = ", ".join(f"{name} ({text})" for spec in specs for name, text in spec.sources.items())
+        return f"SOURCE {source!r} is neither a source name nor a folder one recognises; valid: {valid}"
+    valid = "; ".join(f"{name}: {text}" for spec in specs for name, text in spec.sources.items())
+    return f"SOURCE {source!r}: not a source name nor an existing folder; valid sources: {valid}"
+
+
+def _package(spec: DataSpec, pipelines: Mapping[str, PipelineSpec]) -> str:
+    """A package by what the user knows of it: its sources, and the pipelines that carry it (the first three)."""
+    carriers = sorted(name for name, pipeline in pipelines.items() if pipeline.data is spec)
+    shown = ", ".join(carriers[:3]) + (", ..." if len(carriers) > 3 else "")
+    return f"the one with sources {', '.join(spec.sources)}, of pipeline(s) {shown}"
+
+
 def cmd_import(args: argparse.Namespace) -> int:
-    specs = _specs(args)
-    spec = next((s for s in specs if s.claims(args.source)), None)
-    problems = [destination_problem(args.dest)]
-    if spec is None:
-        valid = "; ".join(f"{name}: {text}" for s in specs for name, text in s.sources.items())
-        problems.insert(0, f"SOURCE {args.source!r}: not a source name nor an existing folder; valid sources: {valid}")
-    problems = [problem for problem in problems if problem]
+    spec, problem = _spec_for(args.source, _specs(args), pipelines_of(args))
+    problems = [problem for problem in (problem, destination_problem(args.dest)) if problem]
     if problems:
         raise ConfigError(problems, "relay data")
     options = {"encoding": args.encoding, "image_size": args.image_size, "rows_per_group": args.rows_per_group}

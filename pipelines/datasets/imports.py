@@ -253,9 +253,19 @@ def resolve(source: str) -> tuple[Source, Path | None] | None:
 
 
 def claims(source: str) -> bool:
-    """Whether SOURCE is a registered name, an existing folder, or a URI (which ``import_dataset`` then inspects:
-    a folder or URI holding a Relay dataset is copied as it is)."""
-    return source in SOURCES or "://" in source or Path(source).expanduser().is_dir()
+    """Whether this package imports SOURCE: a registered name; a URI (which ``import_dataset`` then inspects: one
+    holding a Relay dataset is copied as it is); a folder holding a Relay dataset, or one a source recognises; or a
+    folder laid out almost as one reads it (empty, class folders without train/), whose import says what to change.
+
+    Why not every folder: `relay data import` gives SOURCE to the one installed package that claims it, and while
+    this claimed any folder, a plug-in's folder source (a folder of .npy arrays) was never reached.
+    """
+    if source in SOURCES or "://" in source:
+        return True
+    path = Path(source).expanduser()
+    if not path.is_dir():
+        return False
+    return _holds_dataset(source) or resolve(source) is not None or _folder_problem(path) is not None
 
 
 # --- import and info ---------------------------------------------------------------------------------
