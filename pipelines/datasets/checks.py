@@ -267,6 +267,30 @@ def files_fingerprint(base: Path, files: Iterable[tuple[str, Path | str]]) -> di
     return {"count": count, "bytes": total, "sha256": sizes.hexdigest(), "times": times.hexdigest()}
 
 
+FINGERPRINT_FIELDS: dict[str, type] = {"count": int, "bytes": int, "sha256": str, "times": str}  # files_fingerprint's
+
+
+def fingerprint_problem(fingerprint: Any, times: bool = True) -> str | None:
+    """What keeps ``fingerprint`` from being what ``files_fingerprint`` returns, in words; None when nothing.
+
+    Why checked: a source's ``files`` that returned its own dict (``{name: size}``) imported once, and the
+    repeated import ended in a KeyError traceback from ``files_change``. ``times=False``: a manifest written
+    before the times were recorded lacks them and is still compared by names and sizes.
+    """
+    if not isinstance(fingerprint, Mapping):
+        return f"a {type(fingerprint).__name__}, not a mapping"
+    fields = {key: kind for key, kind in FINGERPRINT_FIELDS.items() if times or key != "times"}
+    wrong = [
+        key
+        for key, kind in fields.items()
+        if not isinstance(fingerprint.get(key), kind) or isinstance(fingerprint.get(key), bool)
+    ]
+    if not wrong:
+        return None
+    keys = ", ".join(map(repr, list(fingerprint)[:5])) + (", ..." if len(fingerprint) > 5 else "")
+    return f"a mapping of keys {keys or 'none'}, without {', '.join(wrong)} as files_fingerprint makes them"
+
+
 # What changes a file's mtime or ctime: the edits the times are recorded to catch, and what changes no byte yet
 # looks the same to a stat (``files_fingerprint``: only reading every file would tell them apart).
 TIMES_CHANGED_BY = (

@@ -771,8 +771,23 @@ def _identity(kind: Source, folder: Path | None, options: Mapping[str, Any]) -> 
     chosen = {key: options[key] for key in ("encoding", "rows_per_group", *kind.options) if options.get(key)}
     identity = {"name": kind.name, "location": None if folder is None else str(folder), "options": chosen}
     if kind.files is not None and folder is not None:
-        identity["files"] = kind.files(folder)
+        identity["files"] = _fingerprint(kind, folder)
     return identity
+
+
+def _fingerprint(kind: Source, folder: Path) -> dict[str, Any]:
+    """``kind.files(folder)``, refused (ValueError, before anything is written) unless ``checks.files_fingerprint``
+    made it: a repeated import compares it field by field, and a source's own dict crashed that comparison."""
+    fingerprint = kind.files(folder)
+    problem = checks.fingerprint_problem(fingerprint)
+    if problem:
+        raise ValueError(
+            f"source {kind.name!r}: its files({folder}) returned {problem}; a source's files(folder) must return "
+            "pipelines.datasets.checks.files_fingerprint(folder, [(split, path), ...]) over the files an import "
+            "reads, so a repeated import can tell whether they changed. This is a bug in the source, not in the "
+            "data: fix its files function"
+        )
+    return fingerprint
 
 
 def _times_apart(identity: Mapping[str, Any]) -> tuple[dict[str, Any], str]:
@@ -813,6 +828,7 @@ def _already_there(dest: str, kind: Source, identity: dict[str, Any], options: M
     if changed:
         raise ValueError(f"{dest} changed after its import: {', '.join(changed)}; {retry}")
     imported = _imported_files(manifest)
+    _check_recorded(imported, identity, dest, retry)
     source_change = checks.files_change(imported, identity.get("files"))
     if source_change:
         raise ValueError(
@@ -822,6 +838,18 @@ def _already_there(dest: str, kind: Source, identity: dict[str, Any], options: M
         imported, identity.get("files")
     )
     return {**_summary(dest, manifest), "note": note}
+
+
+def _check_recorded(imported: Any, identity: Mapping[str, Any], dest: str, retry: str) -> None:
+    """Refuse a dataset whose record of its source's files no ``checks.files_fingerprint`` made, which a source's
+    ``files`` returning its own dict left before ``_fingerprint`` refused it: compared with the folder's files now,
+    it ended the repeated import in a KeyError traceback."""
+    problem = checks.fingerprint_problem(imported, times=False) if imported and identity.get("files") else None
+    if problem:
+        raise ValueError(
+            f"{dest} was imported from {identity['location']} by a source whose files(folder) returned {problem}, "
+            f"so whether that folder changed since cannot be told; {retry}"
+        )
 
 
 def _differences(
