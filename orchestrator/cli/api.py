@@ -295,12 +295,17 @@ def runs(workspace: PathLike | None = None, *, artifact_uri: str | None = None) 
 
     Keys: run_id, pipeline, status, generations ("done/total"), best (the headline metric's best
     value), started (ISO time, UTC) and problem (why a run's ledger cannot be read, else None).
+
+    A workspace or artifact store named on purpose (the arguments, $RELAY_WORKSPACE, $RELAY_ARTIFACT_URI)
+    that does not exist is InputError, as `relay runs` exits 2 on it: an empty list read as "no runs yet".
     """
     checked_path("workspace", workspace)
     checked_texts(artifact_uri=artifact_uri)
     args = command_args("runs", workspace=as_flag(workspace), artifact_uri=artifact_uri)
+    store = store_of(args)
+    run_records.check_named_store_exists(args, store)
     sweeps = sweeps_folder(workspace)
-    rows = [dataclasses.asdict(row) for row in run_records.run_rows(store_of(args), installed_pipelines(), sweeps)]
+    rows = [dataclasses.asdict(row) for row in run_records.run_rows(store, installed_pipelines(), sweeps)]
     return [{**row, "status": str(row["status"])} for row in rows]  # plain str: yaml.safe_dump refuses an enum
 
 
