@@ -127,9 +127,9 @@ def _unclaimed(source: str, specs: Sequence[DataSpec]) -> str:
     return f"SOURCE {source!r}: not a source name nor an existing folder; valid sources: {valid}"
 
 
-def _package(spec: DataSpec, pipelines: Mapping[str, PipelineSpec]) -> str:
+def _package(spec: DataSpec, installed: Mapping[str, PipelineSpec]) -> str:
     """A package by what the user knows of it: its sources, and the pipelines that carry it (the first three)."""
-    carriers = sorted(name for name, pipeline in pipelines.items() if pipeline.data is spec)
+    carriers = sorted(name for name, pipeline in installed.items() if pipeline.data is spec)
     shown = ", ".join(carriers[:3]) + (", ..." if len(carriers) > 3 else "")
     return f"the one with sources {', '.join(spec.sources)}, of pipeline(s) {shown}"
 
