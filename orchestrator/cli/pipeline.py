@@ -610,18 +610,38 @@ def cmd_validate(args: argparse.Namespace) -> int:
     pipeline = spec.build(config)
     problems = run_locations.local_ray_fit_problems(None, config.run, pipeline)  # `relay run`'s own lines
     if getattr(config, "tune", None) is not None:
-        from orchestrator.cli.tune import local_trial_size_problems
-        from orchestrator.tune.plan import sweep_check
-
-        data = apply_overrides(load_yaml(args.config), args.overrides)
-        base = {key: value for key, value in data.items() if key != "tune"}
-        swept = sweep_check(base, config, config.tune, spec.build)[1]
-        swept += local_trial_size_problems(base, config, spec.build, pipeline)
-        problems += overridden(swept, args.overrides, args.config).problems
+        problems += _sweep_problems(args, spec, config, pipeline)
     if problems:
         raise ConfigError(problems, args.config)
     print(f"{args.config}: valid `{config.pipeline}` pipeline with {len(pipeline.stages)} stages")
     return 0
+
+
+def _sweep_problems(args: argparse.Namespace, spec: Any, config: Any, pipeline: Pipeline) -> list[str]:
+    """What `relay tune` would refuse in a file with `tune:`: its sweep's checks, then the size of its trials,
+    each said to be the sweep's (``for_the_trials``)."""
+    from orchestrator.cli.tune import local_trial_size_problems
+    from orchestrator.tune.plan import sweep_check
+
+    data = apply_overrides(load_yaml(args.config), args.overrides)
+    base = {key: value for key, value in data.items() if key != "tune"}
+    swept = overridden(sweep_check(base, config, config.tune, spec.build)[1], args.overrides, args.config)
+    sized = overridden(local_trial_size_problems(base, config, spec.build, pipeline), args.overrides, args.config)
+    return [*swept.problems, *(for_the_trials(problem, args.config) for problem in sized.problems)]
+
+
+def for_the_trials(problem: str, path: str) -> str:
+    """A trial-size problem of `relay validate`, with what it is about: the sweep's trials, not `relay run`.
+
+    Why: `relay validate smoke.yaml resources.train.workers=2` said `resources.train: a trial needs 2.1 CPUs ...`
+    and exited 2, while `relay run smoke.yaml resources.train.workers=2` ran it: a trial's 0.1-CPU driver sits
+    beside its stages only in `relay tune`, and `relay run` runs the base config once, without one. Said at the
+    end, after the override that caused it, so that the line keeps the heading `relay tune` prints.
+    """
+    return (
+        f"{problem}; this is for `relay tune` (each trial of the sweep): `relay run {shlex.quote(path)}` runs the "
+        "base config once and is not affected (to validate that alone, leave out the tune section: tune=null)"
+    )
 
 
 def register(commands: Any) -> None:
