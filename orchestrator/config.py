@@ -33,6 +33,7 @@ from orchestrator.errors import ConfigError
 from orchestrator.yaml_input import apply_overrides as apply_overrides
 from orchestrator.yaml_input import load_yaml as load_yaml
 from orchestrator.yaml_input import parse_yaml as parse_yaml
+from orchestrator.yaml_input import whole_list_fix
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -656,10 +657,7 @@ def _describe(model_cls: type[BaseModel], err: Mapping[str, Any]) -> tuple[str, 
             f"must be a section of `key: value` settings (got {got!r:.80} of type {type(got).__name__}); write {key}: with its keys below it",
         )
     if isinstance(got, Mapping):  # a whole section where one value goes: echoing it buries the message
-        return (
-            key,
-            f"{_expectation(err)}, not a section of settings (got keys {', '.join(map(str, got))[:80]}); write one value",
-        )
+        return key, _section_where_value_goes(key, err, got)
     if kind == "string_type" and got is None:  # `key=` or `key:` with nothing after it: YAML reads null
         return (
             key,
@@ -674,6 +672,21 @@ def _describe(model_cls: type[BaseModel], err: Mapping[str, Any]) -> tuple[str, 
             f"as you wrote it: {key}: '...' in a file, \"{key}='...'\" on the command line",
         )
     return key, f"{_expectation(err)} (got {got!r} of type {type(got).__name__}); fix the value"
+
+
+_LIST_TYPES = frozenset({"list_type", "tuple_type", "set_type", "frozen_set_type"})
+
+
+def _section_where_value_goes(key: str, err: Mapping[str, Any], got: Mapping[Any, Any]) -> str:
+    """What to write instead of the section ``got`` given where one value goes.
+
+    A list given items by number as text keys (`data.classes.0=3` on the command line makes the section
+    {'0': 3}; a file's `0:` is the number 0) was told to "write one value": it gets the advice of the
+    `data.classes[0]=3` form, the whole list (``whole_list_fix``).
+    """
+    if err["type"] in _LIST_TYPES and got and all(isinstance(item, str) and item.isdigit() for item in got):
+        return whole_list_fix(key)
+    return f"{_expectation(err)}, not a section of settings (got keys {', '.join(map(str, got))[:80]}); write one value"
 
 
 def _dotted_file_key(loc: Sequence[Any], value: Any) -> tuple[str, str]:

@@ -277,15 +277,14 @@ def _set_dotted(data: dict[str, Any], key: str, value: Any) -> str | None:
     indexed = next((i for i, p in enumerate(parts) if "[" in p or "]" in p), None)
     if indexed is not None:  # `domain.sources[0].strength=2` made a key named "sources[0]"
         whole = ".".join([*parts[:indexed], parts[indexed].split("[", 1)[0]])
-        return (
-            f"{key}: one item of a list cannot be set on the command line; "
-            f"override the whole list, e.g. {whole}='[...]' with every item written out"
-        )
+        return f"{key}: {whole_list_fix(whole)}"
     node = data
     for depth, part in enumerate(parts[:-1]):
         child = node.setdefault(part, {})
         if not isinstance(child, dict):
             prefix = ".".join(parts[: depth + 1])
+            if isinstance(child, list) and parts[depth + 1].isdigit():  # `data.classes.0=3` of a file's list
+                return f"{key}: {whole_list_fix(prefix)}"
             return (
                 f"{key}: cannot set inside {prefix!r}, which is {_kind_of(child)} "
                 f"(got {child!r}), not a section; override {prefix} itself"
@@ -293,6 +292,15 @@ def _set_dotted(data: dict[str, Any], key: str, value: Any) -> str | None:
         node = child
     node[parts[-1]] = value
     return None
+
+
+def whole_list_fix(whole: str) -> str:
+    """What to do where the command line set one item of the list ``whole``: `data.classes[0]=3`, or
+    `data.classes.0=3`, which reads as a section `0` where the config validation finds a list."""
+    return (
+        "one item of a list cannot be set on the command line; "
+        f"override the whole list, e.g. {whole}='[...]' with every item written out"
+    )
 
 
 def _times(count: int) -> str:
