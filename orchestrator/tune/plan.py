@@ -310,7 +310,8 @@ def trial_fit_problem(pipeline: Pipeline, trial_cpus: float, cpus: float) -> str
 
 def resource_values(space: Mapping[str, SearchDomain]) -> list[tuple[str, SearchDomain, list[Any]]]:
     """(key, domain, the values to check) of each `resources.*` key of the space: every listed value, or a range's
-    upper bound, the most a trial's stage can ask for (a lower value asks for less)."""
+    upper bound, the most a trial's stage can ask for (a lower value asks for less; ``_unfit_below`` walks a
+    randint down from an unfit bound)."""
     return [
         (key, domain, list(domain.args) if domain.kind in ("choice", "grid") else [domain.args[-1]])
         for key, domain in space.items()
@@ -333,15 +334,35 @@ def space_fit_problems(
     Problems the base config has already are its own, reported by that check.
     """
     known = set(_fit_problems_of(base, config_model, build, fit_problems) or [])
+
+    def unfit_at(key: str, value: Any) -> list[tuple[Any, str]]:
+        found = _fit_problems_of(base, config_model, build, fit_problems, key, value) or []
+        return [(value, problem) for problem in found if problem not in known][:1]
+
     problems = []
     for key, domain, values in resource_values(space):
-        unfit = []
-        for value in values:
-            found = _fit_problems_of(base, config_model, build, fit_problems, key, value) or []
-            unfit += [(value, problem) for problem in found if problem not in known][:1]
+        unfit = [pair for value in values for pair in unfit_at(key, value)]
+        if unfit and domain.kind == "randint":
+            unfit += _unfit_below(domain, lambda value, key=key: unfit_at(key, value))
         if unfit:
             problems.append(_unfit_value_problem(key, domain, unfit))
     return problems
+
+
+def _unfit_below(domain: SearchDomain, unfit_at: Callable[[Any], list[tuple[Any, str]]]) -> list[tuple[Any, str]]:
+    """The integers under an unfit randint's upper bound that cannot fit either, down to the first that does.
+
+    Why: the line named only the upper bound (`workers=3` on 2 CPUs), and a user who lowered it to 2
+    was refused again (2 workers leave no room for the trial's driver); now the fix names the bound that fits.
+    """
+    low, high = domain.args
+    found: list[tuple[Any, str]] = []
+    for value in range(int(high) - 1, int(low) - 1, -1):
+        unfit = unfit_at(value)
+        if not unfit:
+            break
+        found += unfit
+    return found
 
 
 def _fit_problems_of(
@@ -371,6 +392,15 @@ def _unfit_value_problem(key: str, domain: SearchDomain, unfit: list[tuple[Any, 
     shortfall = CONFIG_KEY_HEADING.sub("", unfit[0][1].split("; ", 1)[0])  # the key above names it already
     if domain.kind in ("choice", "grid"):
         given, fix = f"from {domain.kind} {list(domain.args)}", f"drop {values} from the {domain.kind}"
+    elif domain.kind == "randint":
+        low, _ = domain.args
+        largest = min(value for value, _ in unfit) - 1
+        given = f"the top of randint {list(domain.args)}"
+        fix = (
+            f"lower the randint's upper bound to {largest}, the largest that fits"
+            if largest >= low
+            else f"no value of randint {list(domain.args)} fits: set {key} to a smaller range or value"
+        )
     else:
         given = f"the upper bound of {domain.kind} {list(domain.args)}"
         fix = f"lower the {domain.kind}'s upper bound to a value that fits"

@@ -46,14 +46,24 @@ def test_validate_refuses_what_tune_refuses_for_a_value_of_the_space(cwd: Path, 
     assert THREE_CPUS_PROBLEM in err
 
 
-def test_a_range_is_checked_at_its_upper_bound(cwd: Path, capsys) -> None:
-    """workers=3 asks for 3 CPUs at once (Ray Train starts all its workers) on 2."""
+def test_a_range_is_checked_from_its_upper_bound_down_to_the_largest_value_that_fits(cwd: Path, capsys) -> None:
+    """workers=3 asks for 3 CPUs at once (Ray Train starts all its workers) on 2, and workers=2 leaves no room for
+    the trial's driver: the line named 3 only, and a user who lowered the bound to 2 was refused again."""
     err = refused(["validate", str(SMOKE), "tune.space.resources.train.workers={randint: [1, 3]}"], cwd, capsys)
     assert (
-        "tune.space.resources.train.workers: a trial given resources.train.workers=3 (the upper bound of randint "
+        "tune.space.resources.train.workers: a trial given resources.train.workers=3 or 2 (the top of randint "
         "[1, 3]) could never start" in err
     )
-    assert "needs 3 CPUs at once but the local Ray has 2; lower the randint's upper bound to a value that fits" in err
+    assert (
+        "needs 3 CPUs at once but the local Ray has 2; lower the randint's upper bound to 1, the largest that fits"
+        in err
+    )
+
+
+def test_a_range_no_value_of_which_fits_says_so(cwd: Path, capsys) -> None:
+    err = refused(["validate", str(SMOKE), "tune.space.resources.train.workers={randint: [2, 3]}"], cwd, capsys)
+    assert "resources.train.workers=3 or 2 (the top of randint [2, 3]) could never start" in err
+    assert "no value of randint [2, 3] fits: set resources.train.workers to a smaller range or value" in err
 
 
 def test_a_value_that_leaves_no_room_for_the_trials_driver_is_refused(cwd: Path, capsys) -> None:
