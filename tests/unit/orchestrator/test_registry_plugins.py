@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +10,7 @@ import pytest
 
 from orchestrator.cli import main
 from orchestrator.registry import PipelineSpec, load_pipelines
+from tests.unit.orchestrator.plugins import installed_plugin
 
 PLUGIN = """
 from orchestrator.config import PipelineConfig, StrictModel
@@ -48,21 +48,8 @@ BARE = PipelineSpec(name="toybare", config_model=BareConfig, build=build)
 @pytest.fixture
 def plugin(tmp_path: Path) -> Iterator[Path]:
     """An installed distribution `relay-toy` declaring `toy` (a PipelineConfig) and `toybare` (a model without run, ...)."""
-    site = tmp_path / "site"
-    (site / "relay_toy").mkdir(parents=True)
-    (site / "relay_toy" / "__init__.py").write_text(PLUGIN)
-    info = site / "relay_toy-0.1.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: relay-toy\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text("[relay.pipelines]\ntoy = relay_toy:SPEC\ntoybare = relay_toy:BARE\n")
-    sys.path.insert(0, str(site))
-    load_pipelines.cache_clear()
-    try:
+    with installed_plugin(tmp_path / "site", "relay_toy", PLUGIN, {"toy": "SPEC", "toybare": "BARE"}):
         yield tmp_path
-    finally:
-        sys.path.remove(str(site))
-        sys.modules.pop("relay_toy", None)
-        load_pipelines.cache_clear()
 
 
 def write_config(folder: Path, pipeline: str) -> Path:

@@ -10,17 +10,16 @@ found through `relay.pipelines` as the product finds plug-ins; the imports are r
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from orchestrator.cli import main
-from orchestrator.registry import load_pipelines
 from tests.unit.orchestrator.cli.problems import problem_lines
+from tests.unit.orchestrator.plugins import installed_plugin
+from tests.unit.pipelines.datasets.test_digest_leaves_out_source_times import image_folder
 
 PLUGIN = """
 import json
@@ -73,35 +72,14 @@ SPEC = PipelineSpec(name="npypipe", config_model=NpyConfig, build=build, data=DA
 @pytest.fixture
 def plugin(tmp_path: Path) -> Iterator[Path]:
     """An installed distribution `relay-npy` whose pipeline `npypipe` carries a DataSpec with the source `npydata`."""
-    site = tmp_path / "site"
-    (site / "relay_npy").mkdir(parents=True)
-    (site / "relay_npy" / "__init__.py").write_text(PLUGIN)
-    info = site / "relay_npy-0.1.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: relay-npy\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text("[relay.pipelines]\nnpypipe = relay_npy:SPEC\n")
-    sys.path.insert(0, str(site))
-    load_pipelines.cache_clear()
-    try:
+    with installed_plugin(tmp_path / "site", "relay_npy", PLUGIN, {"npypipe": "SPEC"}):
         yield tmp_path
-    finally:
-        sys.path.remove(str(site))
-        sys.modules.pop("relay_npy", None)
-        load_pipelines.cache_clear()
 
 
 def _npy_folder(folder: Path, count: int = 5) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     np.save(folder / "images.npy", np.arange(count * 4, dtype=np.uint8).reshape(count, 1, 2, 2))
     return folder
-
-
-def _image_folder(root: Path) -> Path:
-    for name in ("cat", "dog"):
-        (root / "train" / name).mkdir(parents=True)
-        for i in range(2):
-            Image.fromarray(np.full((6, 6, 3), i * 40, dtype=np.uint8)).save(root / "train" / name / f"{i}.png")
-    return root
 
 
 def _imported_by_plugin(dest: Path) -> dict:
@@ -136,7 +114,7 @@ def test_a_folder_no_package_reads_lists_every_installed_packages_sources(plugin
 
 def test_a_folder_two_packages_read_is_refused_naming_both(plugin: Path, capsys) -> None:
     """An image folder that also holds images.npy: which package imported it hung on its pipelines' names."""
-    source = _npy_folder(_image_folder(plugin / "both"))
+    source = _npy_folder(image_folder(plugin / "both"))
     dest = plugin / "out"
     assert main(["data", "import", str(source), str(dest)]) == 2
     [problem] = problem_lines(capsys.readouterr().err)
@@ -149,7 +127,7 @@ def test_a_folder_two_packages_read_is_refused_naming_both(plugin: Path, capsys)
 
 def test_relays_own_folders_still_go_to_relay_with_the_plugin_installed(plugin: Path, capsys) -> None:
     dest = plugin / "out"
-    assert main(["data", "import", str(_image_folder(plugin / "pets")), str(dest)]) == 0, capsys.readouterr().err
+    assert main(["data", "import", str(image_folder(plugin / "pets")), str(dest)]) == 0, capsys.readouterr().err
     assert (dest / "dataset.json").is_file() and not (dest / "npy.json").exists()
     (empty := plugin / "empty").mkdir()
     assert main(["data", "import", str(empty), str(plugin / "out2")]) == 2

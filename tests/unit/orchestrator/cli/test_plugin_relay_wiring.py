@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import logging
 import shutil
-import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +25,7 @@ from orchestrator.cli.common import load_pipeline_file, pipelines_of
 from orchestrator.engine.fingerprint import fingerprint
 from orchestrator.registry import load_pipelines
 from pipelines.registry import DATA, PYFUNC_LOADER, models_input_shape
+from tests.unit.orchestrator.plugins import installed_plugin
 
 PLUGIN = """
 from typing import Literal
@@ -52,21 +52,8 @@ SPEC = PipelineSpec(name="selftrain", config_model=SelftrainConfig, build=build)
 @pytest.fixture
 def plugin(tmp_path: Path) -> Iterator[Path]:
     """An installed distribution `relay-selftrain` declaring `selftrain`, whose spec sets none of Relay's wiring."""
-    site = tmp_path / "site"
-    (site / "relay_selftrain").mkdir(parents=True)
-    (site / "relay_selftrain" / "__init__.py").write_text(PLUGIN)
-    info = site / "relay_selftrain-0.1.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: relay-selftrain\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text("[relay.pipelines]\nselftrain = relay_selftrain:SPEC\n")
-    sys.path.insert(0, str(site))
-    load_pipelines.cache_clear()
-    try:
+    with installed_plugin(tmp_path / "site", "relay_selftrain", PLUGIN, {"selftrain": "SPEC"}):
         yield tmp_path
-    finally:
-        sys.path.remove(str(site))
-        sys.modules.pop("relay_selftrain", None)
-        load_pipelines.cache_clear()
 
 
 def config_file(folder: Path, dataset: Path) -> Path:

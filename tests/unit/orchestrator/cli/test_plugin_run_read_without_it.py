@@ -9,7 +9,6 @@ the way Python sees it: its folder leaves sys.path, so the entry points no longe
 
 from __future__ import annotations
 
-import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +17,7 @@ import pytest
 
 from orchestrator.cli import main
 from orchestrator.registry import load_pipelines
+from tests.unit.orchestrator.plugins import installed_plugin, uninstall_plugin
 
 PLUGIN = """
 import pyarrow as pa
@@ -60,6 +60,7 @@ SPEC = PipelineSpec(
     name="selftrain", config_model=SelftrainConfig, build=build, summary={"self accuracy": "evaluate/accuracy"}
 )
 """
+PACKAGE = "relay_selftrain"
 RUN_ID = "selftrain-run"
 NOT_INSTALLED = "'selftrain', which no package installed here declares"
 
@@ -67,27 +68,8 @@ NOT_INSTALLED = "'selftrain', which no package installed here declares"
 @pytest.fixture
 def site(tmp_path: Path) -> Iterator[Path]:
     """An installed distribution `relay-selftrain` declaring pipeline `selftrain`; uninstalled after the test."""
-    folder = tmp_path / "site"
-    (folder / "relay_selftrain").mkdir(parents=True)
-    (folder / "relay_selftrain" / "__init__.py").write_text(PLUGIN)
-    info = folder / "relay_selftrain-0.1.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: relay-selftrain\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text("[relay.pipelines]\nselftrain = relay_selftrain:SPEC\n")
-    sys.path.insert(0, str(folder))
-    load_pipelines.cache_clear()
-    try:
+    with installed_plugin(tmp_path / "site", PACKAGE, PLUGIN, {"selftrain": "SPEC"}) as folder:
         yield folder
-    finally:
-        uninstall(folder)
-
-
-def uninstall(folder: Path) -> None:
-    """The plug-in gone as for a shell without it: its folder off sys.path, its module unloaded."""
-    if str(folder) in sys.path:
-        sys.path.remove(str(folder))
-    sys.modules.pop("relay_selftrain", None)
-    load_pipelines.cache_clear()
 
 
 @pytest.fixture
@@ -100,7 +82,7 @@ def workspace(tmp_path: Path, site: Path, no_store_settings: None, capsys: pytes
     assert main(["run", str(config), "run.executor=local", "--run-id", RUN_ID]) == 0
     assert main(["runs", "--workspace", str(folder)]) == 0
     assert "accuracy 0.7500 (g01)" in capsys.readouterr().out  # the best the plug-in's headline gives
-    uninstall(site)
+    uninstall_plugin(site, PACKAGE)  # as for a shell without it
     assert "selftrain" not in load_pipelines() and "crest" in load_pipelines()
     return folder
 

@@ -18,7 +18,8 @@ from PIL import Image
 from pipelines.datasets import checks, imports, shards
 
 
-def _image_folder(root: Path) -> Path:
+def image_folder(root: Path) -> Path:
+    """Two classes of two small PNGs under ``root``/train, a folder Relay's own import reads (other tests use it too)."""
     for name in ("cat", "dog"):
         (root / "train" / name).mkdir(parents=True)
         for i in range(2):
@@ -34,7 +35,7 @@ def _new_times(image: Path) -> None:
 
 def test_a_source_whose_times_alone_changed_imports_to_the_same_digest(tmp_path: Path) -> None:
     """Before the fix: the second import's digest differed, shards byte for byte the same."""
-    source, dest = _image_folder(tmp_path / "src"), tmp_path / "dest"
+    source, dest = image_folder(tmp_path / "src"), tmp_path / "dest"
     imports.import_dataset(str(source), str(dest), {})
     first = shards.read_manifest(str(dest))
     _new_times(source / "train" / "cat" / "0.png")
@@ -47,7 +48,7 @@ def test_a_source_whose_times_alone_changed_imports_to_the_same_digest(tmp_path:
 
 
 def test_the_times_are_still_compared_by_a_repeated_import(tmp_path: Path) -> None:
-    source, dest = _image_folder(tmp_path / "src"), tmp_path / "dest"
+    source, dest = image_folder(tmp_path / "src"), tmp_path / "dest"
     imports.import_dataset(str(source), str(dest), {})
     assert "already imported" in imports.import_dataset(str(source), str(dest), {})["note"]
     _new_times(source / "train" / "cat" / "0.png")
@@ -65,7 +66,7 @@ def _as_an_older_relay_wrote_it(dest: Path) -> None:
 
 
 def test_a_manifest_an_older_relay_wrote_still_verifies_and_catches_new_times(tmp_path: Path) -> None:
-    source, dest = _image_folder(tmp_path / "src"), tmp_path / "dest"
+    source, dest = image_folder(tmp_path / "src"), tmp_path / "dest"
     imports.import_dataset(str(source), str(dest), {})
     _as_an_older_relay_wrote_it(dest)
     older = shards.read_manifest(str(dest))  # its digest checked against its body
@@ -79,7 +80,7 @@ def test_a_manifest_an_older_relay_wrote_still_verifies_and_catches_new_times(tm
 
 def test_an_older_relay_verifies_a_manifest_written_now(tmp_path: Path) -> None:
     """An older Relay reads the fields it knows (``source_times`` it ignores) and hashes them with the format."""
-    source, dest = _image_folder(tmp_path / "src"), tmp_path / "dest"
+    source, dest = image_folder(tmp_path / "src"), tmp_path / "dest"
     imports.import_dataset(str(source), str(dest), {})
     data = json.loads((dest / shards.MANIFEST).read_text())
     assert data["format"] == shards.FORMAT and "times" not in data["source"]["files"] and data["source_times"]
