@@ -14,18 +14,7 @@ import numpy as np
 import pytest
 
 import relay
-from orchestrator.cli import main
-
-
-def files(root: Path) -> set[str]:
-    return {str(path.relative_to(root)) for path in root.rglob("*")}
-
-
-def cli_message(argv: list[str], capsys: pytest.CaptureFixture) -> str:
-    """What `relay ARGV` prints for bad input (it must exit 2), without its `relay: ` prefix."""
-    capsys.readouterr()
-    assert main(argv) == 2
-    return capsys.readouterr().err.strip().removeprefix("relay: ")
+from tests.unit.orchestrator.cli.test_api_bad_input import cli_message, files
 
 
 def refused_alike(call, argv: list[str], root: Path, capsys: pytest.CaptureFixture) -> str:
