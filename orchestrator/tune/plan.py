@@ -494,7 +494,7 @@ def plan_sweep(
         build=build,
         settings=with_seed(settings, config.seed),
         report_stages=tuple(stages),
-        output=str(Path(output).resolve() if output else workspace / "tune" / name),
+        output=str(Path(output).expanduser().resolve() if output else workspace / "tune" / name),
         store_uri=artifact_uri(config.run),
         tracking_uri=tracking_uri(config.run, config.tracking),
         tracking=config.tracking,
