@@ -621,12 +621,14 @@ def _sweep_problems(args: argparse.Namespace, spec: Any, config: Any, pipeline: 
     """What `relay tune` would refuse in a file with `tune:`: its sweep's checks, then the size of its trials,
     each said to be the sweep's (``for_the_trials``)."""
     from orchestrator.cli.tune import local_trial_size_problems
-    from orchestrator.tune.plan import sweep_check
+    from orchestrator.tune.plan import inert_keys, sweep_check
 
     data = apply_overrides(load_yaml(args.config), args.overrides)
     base = {key: value for key, value in data.items() if key != "tune"}
     swept = overridden(sweep_check(base, config, config.tune, spec.build)[1], args.overrides, args.config)
     sized = overridden(local_trial_size_problems(base, config, spec.build, pipeline), args.overrides, args.config)
+    for line in inert_keys(base, config.tune.space, type(config), spec.build):  # as `relay tune` warns
+        log.warning(line)
     return [*swept.problems, *(for_the_trials(problem, args.config) for problem in sized.problems)]
 
 

@@ -26,6 +26,7 @@ from orchestrator.config import (
     validate_config,
 )
 from orchestrator.dag import Pipeline
+from orchestrator.engine.fingerprint import fingerprint
 from orchestrator.engine.fit import live_node_resources, stage_cpus_to_start, trials_fitting_nodes
 from orchestrator.errors import ConfigError, PipelineError
 from orchestrator.tracking.mlflow_tracker import metric_prefix
@@ -162,6 +163,57 @@ def _key_problem(
         if stages != reference:
             return f"tune.space.{key}: {key}={value!r} {_shape_change(reference, stages)}; set {key} in the base config instead of searching it"
     return None
+
+
+def inert_keys(
+    base: Mapping[str, Any], space: Mapping[str, SearchDomain], config_model: type, build: Callable[[Any], Pipeline]
+) -> list[str]:
+    """One warning line per key of the space no value of which changes what a trial computes (``trial_work``).
+
+    Why a warning, not a refusal: such a sweep runs and ranks its trials correctly on the other keys; a
+    quick check with one generation (where the temperature schedule is never used) is a fair thing to run.
+    Keys the space check refuses are left to it.
+    """
+    lines = []
+    for key, domain in space.items():
+        work = []
+        for value in probe_values(domain):
+            try:
+                config = validate_config(config_model, apply_overrides(base, {key: value}))
+                work.append(trial_work(build(config), config.seed))
+            except (ConfigError, PipelineError):
+                work = []
+                break
+        if len(work) > 1 and all(each == work[0] for each in work):
+            lines.append(
+                f"tune.space.{key}: no value of {domain.kind} {list(domain.args)} changes what a trial computes under "
+                f"this config (it is not read with the config's other settings, e.g. a setting of a feature the "
+                "config turns off, or of generations it does not have), so it cannot tell the trials apart; remove "
+                "it from tune.space, or set what makes it matter in the base config"
+            )
+    return lines
+
+
+def trial_work(pipeline: Pipeline, seed: int) -> dict[str, str]:
+    """Each stage's fingerprint as a run of ``pipeline`` computes it, an input stood for by its producer's: two
+    configs with the same are the same work, the second all cache hits.
+
+    Why: a searched key the config never reads (`crest.t_min` with `crest.alignment=false`) gave trials that
+    differed only in name; the sweep spent its budget on copies and ranked them on noise-free ties.
+    """
+    work: dict[str, str] = {}
+    for layer in pipeline.layers():
+        for stage in layer:
+            inputs = {name: work.get(_producer_name(pipeline, name), name) for name in stage.inputs}
+            work[stage.name] = fingerprint(stage, inputs, "", seed)
+    return work
+
+
+def _producer_name(pipeline: Pipeline, artifact: str) -> str:
+    try:
+        return pipeline.producer(artifact).name
+    except PipelineError:  # an input no stage writes (a given checkpoint): its name stands for it
+        return artifact
 
 
 UNKNOWN_KEY = "unknown key"  # how a config problem about a key the section does not have begins
@@ -483,6 +535,8 @@ def plan_sweep(
     stages, problems = sweep_check(base, config, settings, build)
     if problems:
         raise ConfigError(problems, source)
+    for line in inert_keys(base, settings.space, model, build):
+        logger.warning(line)
     name = settings.name or f"{config.name}-sweep"
     workspace = resolve_workspace(config.run)
     pipeline = build(config)

@@ -76,10 +76,10 @@ def test_smoke_run_is_refused_before_anything_is_written(tmp_path: Path, capsys:
 
 def test_tune_refuses_a_trial_value_that_empties_a_class(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     text = (CONFIGS / "smoke.yaml").read_text()
-    line = "    crest.schedule: {choice: [linear, cosine, step]}"
+    line = "    crest.alpha: {choice: [2, 3]}"
     assert line in text
     config = tmp_path / "sweep.yaml"
-    config.write_text(text.replace(line, "    data.imbalance_ratio: {choice: [10, 200]}"))
+    config.write_text(text.replace(line, "    data.imbalance_ratio: {choice: [10, 200]}  #"))
     workspace = tmp_path / "ws"
     err = _refused(capsys, "tune", str(config), f"run.workspace={workspace}")
     assert "tune.space.data.imbalance_ratio: 200 with data.head_count 100 leaves" in err, err

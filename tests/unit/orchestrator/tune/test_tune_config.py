@@ -48,7 +48,7 @@ def test_smoke_tune_section_parses_into_domains() -> None:
     assert settings.scheduler == "asha" and settings.num_samples == 4 and settings.metric == METRIC
     assert settings.space["augment.strong.num_ops"].kind == "randint"
     assert settings.space["augment.strong.num_ops"].args == (1, 3)
-    assert settings.space["crest.schedule"].args == ["linear", "cosine", "step"]
+    assert settings.space["crest.alpha"].args == [2, 3]
 
 
 @pytest.mark.parametrize("name", sorted(PIPELINES))
