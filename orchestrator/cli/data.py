@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import signal
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -100,7 +102,7 @@ def _spec_for(
     installed, and the same command line would make another dataset.
     """
     named = [spec for spec in specs if source in spec.sources]
-    found = named or [spec for spec in specs if spec.claims(source)]
+    found = named or _claimants(source, specs)
     if len(found) == 1:
         return found[0], None
     if not found:
@@ -113,8 +115,55 @@ def _spec_for(
         )
     return None, (
         f"SOURCE {source!r} is read by more than one installed package ({packages}), each in its own way; "
-        "nothing was imported. Pass a folder holding only the files of the source you mean (a copy, or links "
-        "to them), or uninstall the other package"
+        f"nothing was imported. {_how_to_choose(found)}"
+    )
+
+
+def _claimants(source: str, specs: Sequence[DataSpec]) -> list[DataSpec]:
+    """The packages whose ``claims`` accept SOURCE; of a remote URI (s3://, gs://) that Relay's own and another
+    package claim, the other package(s) alone.
+
+    Why: Relay's own claims every remote URI unchecked, since whether one holds a Relay dataset is known only by
+    asking the store, which for an endpoint that does not answer waits out its timeouts; a plug-in that claims
+    the URI has looked at it, and its claim is the specific one. A local path or file:// URI Relay's own claims
+    only for what it reads there, so two claims on one are both meant, and refused.
+    """
+    found = [spec for spec in specs if spec.claims(source)]
+    if len(found) > 1 and "://" in source and not source.startswith("file://"):
+        return [spec for spec in found if not _relays_own(spec)]
+    return found
+
+
+def _relays_own(spec: DataSpec) -> bool:
+    """Whether ``spec`` comes with Relay itself: the module of its import function is in the distribution that
+    holds this package (an installed plug-in's is in its own)."""
+    return getattr(spec.import_dataset, "__module__", "").partition(".")[0] in _relay_packages()
+
+
+@functools.cache
+def _relay_packages() -> frozenset[str]:
+    """The top-level packages of the installed distribution that holds this one (Relay's: orchestrator, pipelines,
+    ...); none where it runs from a folder no distribution records."""
+    by_package = metadata.packages_distributions()
+    relay = set(by_package.get(__name__.partition(".")[0], ()))
+    return frozenset(package for package, distributions in by_package.items() if relay & set(distributions))
+
+
+def _how_to_choose(found: Sequence[DataSpec]) -> str:
+    """The advice to a SOURCE several packages read: a folder of one source's files; uninstalling the other
+    package, unless the other is Relay itself, which `relay` needs."""
+    if not any(_relays_own(spec) for spec in found):
+        return (
+            "Pass a folder holding only the files of the source you mean (a copy, or links to them), or uninstall "
+            "the other package"
+        )
+    relay = next(spec for spec in found if _relays_own(spec))
+    plugins = " or ".join(f"sources {', '.join(spec.sources)}" for spec in found if spec is not relay)
+    return (
+        f"The one with sources {', '.join(relay.sources)} is Relay itself (keep it installed). Pass a folder "
+        "holding only the files of the source you mean (a copy, or links to them): for the plug-in (the one with "
+        f"{plugins}), one without what Relay reads there (a dataset.json, or a folder laid out as one of Relay's "
+        "sources: `relay data import -h` says how); for Relay, one without the plug-in's files"
     )
 
 

@@ -119,8 +119,35 @@ def _open_cifar(name: str) -> Callable[..., SourceData]:
     return open_
 
 
+# Photos torchvision does not read: a train/ of them is still an image folder, whose import says so.
+UNREAD_PHOTO_SUFFIXES = (".gif", ".heic", ".heif", ".avif", ".jxl")
+
+
 def _recognise_imagefolder(path: Path) -> Path | None:
-    return path if (path / "train").is_dir() else None
+    """``path`` when its train/ looks like an image folder, else None: it holds a photo (the first one found ends
+    the look), or no file at all yet (empty class folders: the import says where the images go), or it cannot be
+    listed (the import says so).
+
+    Why not any folder with a train/: a plug-in's folder source may have one (train/ of .npy arrays), and
+    `relay data import` refuses a folder two packages claim, so Relay's claim on every train/ kept the plug-in
+    from its own folder, advising to uninstall Relay. A train/ whose files are none of them photos is no
+    image folder, and told that no source reads it.
+    """
+    train = path / "train"
+    if not train.is_dir():
+        return None
+    try:
+        os.scandir(train).close()
+    except OSError:
+        return path
+    files = False
+    for _, folders, names in os.walk(train):
+        folders[:] = [name for name in folders if not name.startswith(".")]
+        visible = [name.lower() for name in names if not name.startswith(".")]
+        if any(name.endswith(shards.IMAGE_SUFFIXES + UNREAD_PHOTO_SUFFIXES) for name in visible):
+            return path
+        files = files or bool(visible)
+    return None if files else path
 
 
 def _open_imagefolder(base: Path | None, options: Mapping[str, Any]) -> SourceData:
@@ -253,14 +280,23 @@ def resolve(source: str) -> tuple[Source, Path | None] | None:
 
 
 def claims(source: str) -> bool:
-    """Whether this package imports SOURCE: a registered name; a URI (which ``import_dataset`` then inspects: one
-    holding a Relay dataset is copied as it is); a folder holding a Relay dataset, or one a source recognises; or a
-    folder laid out almost as one reads it (empty, class folders without train/), whose import says what to change.
+    """Whether this package imports SOURCE: a registered name; a ``file://`` URI holding a Relay dataset; any other
+    URI (s3://, gs://: ``import_dataset`` then inspects it, and copies a Relay dataset there as it is); a folder
+    holding a Relay dataset, or one a source recognises (an image folder: photos under train/); or a folder
+    laid out almost as one reads it (empty, class folders without train/), whose import says what to change.
 
     Why not every folder: `relay data import` gives SOURCE to the one installed package that claims it, and while
-    this claimed any folder, a plug-in's folder source (a folder of .npy arrays) was never reached.
+    this claimed any folder, a plug-in's folder source (a folder of .npy arrays) was never reached. Why every
+    remote URI, unchecked: whether it holds a dataset is known only by asking the store (S3 looks up the bucket's
+    region first), which is slow and, for an endpoint that does not answer, waits out its timeouts, on every
+    import of a plug-in's URI; so `relay data import` gives a remote URI another package also claims to that
+    package, and this claim decides only where no other package claims it.
     """
-    if source in SOURCES or "://" in source:
+    if source in SOURCES:
+        return True
+    if source.startswith("file://"):
+        return _holds_dataset(source)
+    if "://" in source:
         return True
     path = Path(source).expanduser()
     if not path.is_dir():
@@ -620,14 +656,12 @@ def _misnamed_splits(path: Path, folders: list[str]) -> str | None:
 
 def _class_folders(folder: Path) -> list[str]:
     """The visible subfolders of ``folder`` that hold images, when it holds no image of its own; else []."""
-    from torchvision.datasets.folder import IMG_EXTENSIONS
-
     try:
         entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
     except OSError:
         return []
     visible = [entry for entry in entries if not entry.name.startswith(".")]
-    if any(entry.is_file() and entry.name.lower().endswith(IMG_EXTENSIONS) for entry in visible):
+    if any(entry.is_file() and entry.name.lower().endswith(shards.IMAGE_SUFFIXES) for entry in visible):
         return []
     return [entry.name for entry in visible if entry.is_dir() and _holds_image(Path(entry.path))]
 
@@ -650,12 +684,15 @@ def _folder_layouts() -> str:
 
 
 def _holds_image(folder: Path) -> bool:
-    """Whether ``folder`` or a folder inside it holds a file torchvision reads as an image (hidden ones left out)."""
-    from torchvision.datasets.folder import IMG_EXTENSIONS
+    """Whether ``folder`` or a folder inside it holds a file torchvision reads as an image (hidden ones left out).
 
+    The walk ends at the first image, and the suffixes are ``shards.IMAGE_SUFFIXES`` (torchvision's), not
+    torchvision's own: `relay data import` asks this of every folder a plug-in imports too (``claims``), where
+    importing torchvision (and torch with it: 8 s on a busy machine) cost far more than the look itself.
+    """
     for _, folders, files in os.walk(folder):
         folders[:] = [name for name in folders if not name.startswith(".")]
-        if any(not name.startswith(".") and name.lower().endswith(IMG_EXTENSIONS) for name in files):
+        if any(not name.startswith(".") and name.lower().endswith(shards.IMAGE_SUFFIXES) for name in files):
             return True
     return False
 

@@ -10,10 +10,13 @@ found through `relay.pipelines` as the product finds plug-ins; the imports are r
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import pyarrow.fs as pafs
 import pytest
 
 from orchestrator.cli import main
@@ -22,10 +25,12 @@ from tests.unit.orchestrator.plugins import installed_plugin
 from tests.unit.pipelines.datasets.test_digest_leaves_out_source_times import image_folder
 
 PLUGIN = """
+import io
 import json
 from pathlib import Path
 
 import numpy as np
+import pyarrow.fs as pafs
 
 from orchestrator.config import PipelineConfig
 from orchestrator.dag import Pipeline, Stage, StageResult
@@ -44,12 +49,27 @@ def build(config):
     return Pipeline(config.name, [Stage(name="g00/make", fn=make, inputs=(), outputs=("g00/value",), generation=0)])
 
 
+def _arrays(source):
+    # images.npy under a folder or URI (file://, s3://...?endpoint_override=...): (filesystem, its path)
+    if "://" not in source:
+        return pafs.LocalFileSystem(), str(Path(source).expanduser() / "images.npy")
+    fs, root = pafs.FileSystem.from_uri(source)
+    return fs, root.rstrip("/") + "/images.npy"
+
+
 def claims(source):
-    return (Path(source).expanduser() / "images.npy").is_file()
+    fs, path = _arrays(source)
+    return fs.get_file_info(path).type == pafs.FileType.File
+
+
+def _load(source):
+    fs, path = _arrays(source)
+    with fs.open_input_stream(path) as stream:
+        return np.load(io.BytesIO(stream.read()))
 
 
 def import_dataset(source, dest, options):
-    images = np.zeros((3, 1, 2, 2), np.uint8) if source == "npydata" else np.load(Path(source) / "images.npy")
+    images = np.zeros((3, 1, 2, 2), np.uint8) if source == "npydata" else _load(source)
     Path(dest).mkdir(parents=True, exist_ok=True)
     (Path(dest) / "npy.json").write_text(json.dumps({"source": source, "count": len(images)}))
     return {"dataset": dest, "images": len(images)}
@@ -133,3 +153,85 @@ def test_relays_own_folders_still_go_to_relay_with_the_plugin_installed(plugin: 
     assert main(["data", "import", str(empty), str(plugin / "out2")]) == 2
     [problem] = problem_lines(capsys.readouterr().err)
     assert problem.startswith(f"SOURCE {str(empty)!r} is an empty folder: nothing to import.")
+
+
+# --- Relay's claim narrowed to what it reads (a reviewer's repro: a plug-in folder with train/, a URI) -----------
+
+
+def test_a_plugin_folder_with_a_train_subfolder_is_imported_by_the_plugin(plugin: Path, capsys) -> None:
+    """Relay's own claimed every folder with a train/, images or not, so this one was refused as read by two
+    packages, advising to uninstall the other one: Relay itself."""
+    source = _npy_folder(plugin / "arrays")
+    _npy_folder(source / "train" / "c0")  # train/<class>/ of arrays, no image
+    np.save(source / "train" / "more.npy", np.zeros((5, 1, 2, 2), np.uint8))
+    dest = plugin / "out"
+    assert main(["data", "import", str(source), str(dest)]) == 0, capsys.readouterr().err
+    assert _imported_by_plugin(dest) == {"source": str(source), "count": 5}
+
+
+def test_a_file_uri_relay_holds_no_dataset_at_is_imported_by_the_plugin(plugin: Path, capsys) -> None:
+    """Relay's own claimed every URI: a file:// URI to the plug-in's arrays was refused as read by two packages."""
+    source = f"file://{_npy_folder(plugin / 'arrays')}"
+    dest = plugin / "out"
+    assert main(["data", "import", source, str(dest)]) == 0, capsys.readouterr().err
+    assert _imported_by_plugin(dest) == {"source": source, "count": 5}
+
+
+def test_an_s3_uri_the_plugin_reads_is_imported_by_the_plugin_and_relays_dataset_there_by_relay(
+    plugin: Path, s3: pafs.S3FileSystem, s3_endpoint: str, capsys
+) -> None:
+    """moto's S3 server: the plug-in's arrays at s3://npy/arrays were refused as read by two packages; a Relay
+    dataset in the same bucket, which the plug-in does not claim, is still copied by Relay."""
+    s3.create_dir("npy")
+    with s3.open_output_stream("npy/arrays/images.npy") as stream:
+        np.save(stream, np.zeros((4, 1, 2, 2), np.uint8))
+    query = f"?endpoint_override={s3_endpoint}&scheme=http"
+    dest = plugin / "out"
+    assert main(["data", "import", f"s3://npy/arrays{query}", str(dest)]) == 0, capsys.readouterr().err
+    assert _imported_by_plugin(dest) == {"source": f"s3://npy/arrays{query}", "count": 4}
+
+    assert main(["data", "import", "digits", f"s3://npy/digits{query}"]) == 0, capsys.readouterr().err
+    back = plugin / "back"
+    assert main(["data", "import", f"s3://npy/digits{query}", str(back)]) == 0, capsys.readouterr().err
+    assert (back / "dataset.json").is_file() and not (back / "npy.json").exists()
+
+
+def test_relays_image_folder_goes_to_relay_however_its_images_lie(plugin: Path, capsys) -> None:
+    """The claim's look for an image under train/<class>/: one nested class folder deep (train/cat/2019/x.png),
+    in a class folder after an empty hidden one, is Relay's image folder; the plug-in does not read it."""
+    source = image_folder(plugin / "pets")
+    (source / "train" / ".cache").mkdir()
+    for image in sorted((source / "train").glob("*/*.png")):
+        nested = image.parent / "2019"
+        nested.mkdir(exist_ok=True)
+        image.rename(nested / image.name)
+    dest = plugin / "out"
+    assert main(["data", "import", str(source), str(dest)]) == 0, capsys.readouterr().err
+    assert (dest / "dataset.json").is_file() and not (dest / "npy.json").exists()
+
+
+def test_a_folder_relay_and_the_plugin_read_is_refused_without_advising_to_uninstall_relay(
+    plugin: Path, capsys
+) -> None:
+    """The refusal ended "or uninstall the other package", the other one being Relay itself."""
+    source = _npy_folder(image_folder(plugin / "both"))
+    assert main(["data", "import", str(source), str(plugin / "out")]) == 2
+    [problem] = problem_lines(capsys.readouterr().err)
+    assert "uninstall" not in problem
+    assert "The one with sources digits, synthetic, cifar10, cifar100, imagefolder is Relay itself (keep it " in problem
+    assert "for the plug-in (the one with sources npydata), one without what Relay reads there" in problem
+    assert problem.endswith("for Relay, one without the plug-in's files")
+    assert not (plugin / "out").exists()
+
+
+def test_a_plugin_folder_is_claimed_without_importing_torchvision(plugin: Path) -> None:
+    """Relay's claim looked for images with torchvision's suffixes, importing torchvision (and torch) on every
+    import of a plug-in's folder; a fresh interpreter says whether the claim imported it."""
+    source = _npy_folder(plugin / "arrays")
+    _npy_folder(source / "parts" / "p0")  # a subfolder: Relay's claim looks in it for class folders of images
+    probe = (
+        "import sys; from pipelines.datasets import imports; "
+        f"print(imports.claims({str(source)!r}), 'torchvision' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["False", "False"]
