@@ -33,6 +33,7 @@ from orchestrator.cli.preflight import check_run_id, open_store
 from orchestrator.cli.submitting import (
     follow,
     follow_to_the_end,
+    gpus_needed,
     is_sweep,
     job_address_env,
     local_paths,
@@ -87,19 +88,14 @@ def cmd_submit(args: argparse.Namespace) -> int:
     if run_id is not None:
         check_run_id_unused(locations.store, run_id, jobs.resolve_address(args.address))
     run_id = new_run_id(config.name) if run_id is None else run_id
-    needed = (
-        args.num_gpus
-        if args.num_gpus is not None
-        else max((s.resources.num_gpus * s.resources.workers for s in pipeline.stages), default=0.0)
-    )
     job_id = jobs.submit_pipeline(
         args.address,
         args.config,
         args.overrides,
         str(Path.cwd()),
-        note=sweep_note(args.config, args.overrides, args.address) if is_sweep(config) else None,
+        note=sweep_note(args) if is_sweep(config) else None,
         submission_id=run_id,
-        num_gpus=needed,
+        num_gpus=gpus_needed(args, pipeline),
         check_resources=not args.skip_resource_check,
         needs=cluster_needs(pipeline),
         workers=jobs.worker_requests(pipeline.stages),
@@ -112,20 +108,18 @@ def cmd_submit(args: argparse.Namespace) -> int:
     return follow_to_the_end(args.address, job_id) if args.wait else 0
 
 
-def sweep_note(config_path: str, overrides: list[str], address: str | None) -> str:
+def sweep_note(args: argparse.Namespace) -> str:
     """What `relay submit` of a file with a `tune:` section says on stderr before it submits: one run, not the sweep.
 
     Why: the job runs `relay run FILE`, which runs the base config once; a user who submitted a sweep
     file got exit 0 and one run, with no word that the `tune:` section was left out. The base config is
     a run of its own (the baseline beside the sweep, as `relay run FILE` runs it here), so it is still
-    submitted; the sweep's own job is `relay submit FILE --tune`.
+    submitted; the sweep's own job is the same command with --tune (and the same location flags).
     """
-    command = shlex.join(
-        ["relay", "submit", config_path, *overrides, "--tune", "--address", jobs.resolve_address(address)]
-    )
+    command = sweep_job.submit_command(args, jobs.resolve_address(args.address), resume=False)
     return (
-        f"relay: {config_path} has a `tune:` section, which `relay submit` does not run: this job is one run of the "
-        f"base config (`relay run {config_path}`), not the sweep. To run the sweep as a job on this cluster: "
+        f"relay: {args.config} has a `tune:` section, which `relay submit` does not run: this job is one run of the "
+        f"base config (`relay run {args.config}`), not the sweep. To run the sweep as a job on this cluster: "
         f"`{command}`"
     )
 
@@ -179,6 +173,8 @@ def submit_flag_problems(args: argparse.Namespace) -> list[str]:
         "--rerun-from": args.rerun_from is not None,
         "--no-cache": args.no_cache,
         "--num-gpus": args.num_gpus is not None,
+        "--output": args.output is not None,
+        "--resume-sweep": args.resume_sweep,
     }
     problems += [
         f"{flag}: has no effect with --resume (the run keeps its id, cache and resources); drop {flag}"
@@ -270,7 +266,7 @@ def latest_job(address: str | None, job_id: str) -> str:
     """
     latest = jobs.latest_job_of(jobs.list_jobs(address), job_id)
     if latest != job_id:
-        print(f"{job_id}: its newest job is {latest} (a resume); this is about that one", file=sys.stderr)
+        print(f"{job_id}: its newest job is {latest} (a later job of it); this is about that one", file=sys.stderr)
     return latest
 
 
@@ -319,14 +315,21 @@ def ended_job_way_on(address: str, details: dict[str, Any]) -> str | None:
 
 
 def ended_sweep_way_on(details: dict[str, Any]) -> str | None:
-    """How to continue a sweep whose job ended before the sweep did (stopped, or its driver lost); None once it
-    SUCCEEDED. Its trials' runs are the sweep's: `relay submit --resume RUN_ID` of one would not continue it."""
-    if details["status"] == "SUCCEEDED":
+    """How to go on with a sweep whose job ended before the sweep did; None once it SUCCEEDED.
+
+    STOPPED (`relay stop`): its `--resume-sweep` command continues it. FAILED: the job's log says why; a sweep
+    refused before its first trial (bad input on the cluster) has nothing to continue, so the line says both.
+    Its trials' runs are the sweep's: `relay submit --resume RUN_ID` of one would not continue it.
+    """
+    status, metadata = details["status"], details["metadata"]
+    if status == "SUCCEEDED":
         return None
-    metadata = details["metadata"]
+    name, again = metadata["relay.sweep"], metadata.get("relay.resume") or "relay submit FILE --tune --resume-sweep"
+    if status == "STOPPED":
+        return f"sweep {name}'s job is STOPPED: `{again}` continues it as a new job (trials Ray Tune recorded as finished are not rerun)"
     return (
-        f"sweep {metadata['relay.sweep']}'s job is {details['status']}: `{metadata.get('relay.resume')}` continues it "
-        "as a new job (trials Ray Tune recorded as finished are not rerun; `relay logs` of this job says why it ended)"
+        f"sweep {name}'s job is {status}: `relay logs` of it says why; once that is fixed, `{again}` continues the sweep "
+        "if its trials had started (the job's log shows a trials table), else submit it again without --resume-sweep"
     )
 
 

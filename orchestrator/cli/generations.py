@@ -113,16 +113,10 @@ def record_to_show(store: ArtifactStore, run_id: str, pipelines: Pipelines) -> t
     such a run exited 2 asking to install the plug-in, though what the run tracked needs none of its
     code to be shown; `relay resume` and `relay run` still need it, and still refuse without it.
     """
-    if not_installed(runs.pipeline_kind(store, run_id), pipelines):
+    if runs.not_installed(runs.pipeline_kind(store, run_id), pipelines):
         return None, relay_fields(store, run_id)
     spec, config = read_run_record(store, run_id, pipelines)
     return spec.summary, config
-
-
-def not_installed(kind: str | None, pipelines: Pipelines) -> bool:
-    """Whether ``kind`` is a pipeline that no package installed here declares (one declared but refused,
-    ``LoadedPipelines.rejected``, is installed: reading its run says why it cannot be used)."""
-    return kind is not None and kind not in pipelines and kind not in getattr(pipelines, "rejected", {})
 
 
 def relay_fields(store: ArtifactStore, run_id: str) -> PipelineConfig:
@@ -145,7 +139,7 @@ def not_installed_line(
     """The stderr line saying the run's pipeline is not installed here, so its table is every metric; None when
     its pipeline is installed or not known (its record's `pipeline:`, else its MLflow run's `pipeline` param)."""
     kind = runs.pipeline_kind(store, run_id) or recorded_pipeline(uri, experiment, run_id)
-    if kind is None or not not_installed(kind, pipelines):
+    if kind is None or not runs.not_installed(kind, pipelines):
         return None
     return (
         f"relay: run {run_id} was made by pipeline {kind!r}, which no package installed here declares, so its "
@@ -232,7 +226,7 @@ def newest_run_columns(
     kind = runs.pipeline_kind(store, run_id) or recorded_pipeline(uri, experiment, run_id)
     if kind in pipelines:
         return pipelines[kind].summary, None
-    if not_installed(kind, pipelines):  # another pipeline's columns would miss its metrics: every metric
+    if runs.not_installed(kind, pipelines):  # another pipeline's columns would miss its metrics: every metric
         return None, None
     newest = newest_recorded_pipeline(store, pipelines)
     if newest is None:

@@ -12,7 +12,7 @@ import dataclasses
 import logging
 import shlex
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -629,20 +629,22 @@ def _sweep_problems(args: argparse.Namespace, spec: Any, config: Any, pipeline: 
     sized = overridden(local_trial_size_problems(base, config, spec.build, pipeline), args.overrides, args.config)
     for line in inert_keys(base, config.tune.space, type(config), spec.build):  # as `relay tune` warns
         log.warning(line)
-    return [*swept.problems, *(for_the_trials(problem, args.config) for problem in sized.problems)]
+    return [*swept.problems, *(for_the_trials(problem, args.config, args.overrides) for problem in sized.problems)]
 
 
-def for_the_trials(problem: str, path: str) -> str:
+def for_the_trials(problem: str, path: str, overrides: Sequence[str] = ()) -> str:
     """A trial-size problem of `relay validate`, with what it is about: the sweep's trials, not `relay run`.
 
     Why: `relay validate smoke.yaml resources.train.workers=2` said `resources.train: a trial needs 2.1 CPUs ...`
     and exited 2, while `relay run smoke.yaml resources.train.workers=2` ran it: a trial's 0.1-CPU driver sits
     beside its stages only in `relay tune`, and `relay run` runs the base config once, without one. Said at the
-    end, after the override that caused it, so that the line keeps the heading `relay tune` prints.
+    end, after the override that caused it, so that the line keeps the heading `relay tune` prints. The `relay
+    run` it names carries the overrides that are not the sweep's (``overrides``): pasted, it runs this config.
     """
+    command = shlex.join(["relay", "run", path, *(item for item in overrides if not item.startswith("tune."))])
     return (
-        f"{problem}; this is for `relay tune` (each trial of the sweep): `relay run {shlex.quote(path)}` runs the "
-        "base config once and is not affected (to validate that alone, leave out the tune section: tune=null)"
+        f"{problem}; this is for `relay tune` (each trial of the sweep): `{command}` runs the base config once and is "
+        "not affected (to validate that alone, leave out the tune section: tune=null)"
     )
 
 

@@ -741,6 +741,12 @@ def cmd_runs(args: argparse.Namespace) -> int:
     return 0
 
 
+def not_installed(kind: str | None, pipelines: Pipelines) -> bool:
+    """Whether ``kind`` is a pipeline that no package installed here declares (one declared but refused,
+    ``LoadedPipelines.rejected``, is installed: reading its run says why it cannot be used)."""
+    return kind is not None and kind not in pipelines and kind not in getattr(pipelines, "rejected", {})
+
+
 def not_installed_best_line(rows: list[RunRow], store: ArtifactStore, pipelines: Pipelines, sweeps: Path) -> str | None:
     """The stderr line saying why `best` is `-` for the rows made by pipelines no package installed here declares.
 
@@ -753,7 +759,7 @@ def not_installed_best_line(rows: list[RunRow], store: ArtifactStore, pipelines:
         if row.best != "-" or row.status is RunStatus.UNREADABLE or row.pipeline in pipelines:
             continue
         kind = pipeline_kind(store, row.run_id) or _trial_kind(sweeps, row.run_id, store)
-        if kind is not None and kind not in pipelines and kind not in getattr(pipelines, "rejected", {}):
+        if not_installed(kind, pipelines):
             by_kind.setdefault(kind, []).append(row.run_id)
     if not by_kind:
         return None

@@ -81,3 +81,10 @@ def follow_to_the_end(address: str | None, job_id: str) -> int:
         return 0
     print(f"relay: job {job_id} {status}: {message}; see `relay logs {job_id}`", file=sys.stderr)
     return EXIT_FAILED
+
+
+def gpus_needed(args: argparse.Namespace, pipeline: Any) -> float:
+    """The GPUs the stages need at once: --num-gpus, else the most one stage's workers ask for together."""
+    if args.num_gpus is not None:
+        return args.num_gpus
+    return max((stage.resources.num_gpus * stage.resources.workers for stage in pipeline.stages), default=0.0)

@@ -1,4 +1,4 @@
-"""`relay submit FILE --tune`: a sweep's driver as a Ray job on the submitting.
+"""`relay submit FILE --tune`: a sweep's driver as a Ray job on the cluster.
 
 Why: `relay tune --address` keeps the sweep's driver (Ray Tune's controller, the trials' bookkeeping)
 on the machine that typed it, so closing that laptop stopped the sweep. As a Ray job the driver runs
@@ -19,6 +19,7 @@ from typing import Any
 
 from orchestrator import jobs
 from orchestrator.cli import run_locations, submitting
+from orchestrator.cli import tune as tune_cli
 from orchestrator.cli.common import load_pipeline_file, overridden, pipeline_code_versions, pipelines_of
 from orchestrator.cli.tune import SUBMITTED_RESUME_ENV
 from orchestrator.config import WORKSPACE_ENV, workspace_setting
@@ -30,10 +31,61 @@ log = logging.getLogger("relay")
 
 JOB_PREFIX = "sweep-"  # a sweep's job id: sweep-NAME, apart from the run ids of `relay submit`
 SHARED_OUTPUT = "/mnt/shared/sweeps/NAME"  # an example of a folder every node mounts
+# `relay stop` of a sweep's job as a Ctrl-C: Ray's job supervisor (which gets the job's variables) sends this signal
+# and waits this long before SIGKILL. Why: its SIGTERM, SIGKILL 3 s later, cut Ray Tune off mid-loop: the trials'
+# MLflow runs stayed RUNNING, with no table or best.yaml; on SIGINT Ray Tune saves its state and returns, and `relay
+# tune` closes the trials as interrupted, writes the table and says how to continue, as after a Ctrl-C.
+STOPPED_AS_CTRL_C = {"RAY_JOB_STOP_SIGNAL": "SIGINT", "RAY_JOB_STOP_WAIT_TIME_S": "60"}
 
 
 def submit_sweep(args: argparse.Namespace) -> int:
     """Check the sweep here, then submit `relay tune FILE ...` as a Ray job; print its id (and follow it: --wait)."""
+    sweep = checked_sweep(args)
+    url = jobs.resolve_address(args.address)
+    jobs.connect(url)  # clear auth and reachability errors before the cluster is read
+    job_id = sweep_job_id(url, sweep.plan.name)  # a job of the sweep still running: refused
+    check_sweep_state(args, sweep.plan, sweep.output)
+    if not args.skip_resource_check:
+        check_trials_fit(url, sweep, args)
+    again = submit_command(args, url, resume=True)
+    tune_flags = [*(["--output", args.output] if args.output else []), *(["--resume"] if args.resume_sweep else [])]
+    skipped = [sweep.config.run.workspace or os.environ.get(WORKSPACE_ENV), args.output]
+    job_id = jobs.submit_entrypoint(
+        url,
+        jobs.pipeline_entrypoint(args.config, args.overrides, str(Path.cwd()), run_flags=tune_flags, command="tune"),
+        str(Path.cwd()),
+        submission_id=job_id,
+        env_vars={
+            **jobs.relay_env_vars(),
+            **sweep.env_vars,
+            **submitting.job_address_env(url),
+            SUBMITTED_RESUME_ENV: again,
+            **STOPPED_AS_CTRL_C,
+        },
+        metadata={**sweep_metadata(sweep.config, sweep.plan), "relay.resume": again},
+        skip=[*skipped, *submitting.local_paths(sweep.locations)],
+    )
+    warning = jobs.config_path_warning(args.config, str(Path.cwd()))
+    if warning:
+        log.warning(warning)
+    print(job_id, flush=True)
+    return submitting.follow_to_the_end(url, job_id) if args.wait else 0
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckedSweep:
+    """A sweep file that passed every check this machine can make, as the job will see it."""
+
+    config: Any  # with --workspace / --artifact-uri in run.*, as the job resolves them
+    pipeline: Any
+    plan: SweepPlan
+    env_vars: dict[str, str]  # the location flags, as the job's variables
+    locations: run_locations.Locations
+    output: str  # the sweep's folder on the cluster
+
+
+def checked_sweep(args: argparse.Namespace) -> CheckedSweep:
+    """The file, its space and its stores checked as `relay tune` checks them, exit 2 on the first problems found."""
     spec, config, data = load_pipeline_file(args.config, args.overrides, pipelines_of(args), local=False)
     if not submitting.is_sweep(config):
         raise ConfigError(
@@ -44,43 +96,23 @@ def submit_sweep(args: argparse.Namespace) -> int:
             "the command line",
         )
     env_vars = submitting.location_flags_env(args)
+    locations = run_locations.submitted_locations(config, env_vars)  # each store named by the setting that chose it
     config = submitting.with_location_env(config, env_vars)
     pipeline = spec.build(config)
     try:
         plan = plan_sweep(data, config, spec.build, pipeline_code_versions(pipeline), source=args.config)
     except ConfigError as exc:  # as `relay tune` says them: each names the override that set its key
         raise overridden(exc.problems, args.overrides, args.config) from exc
-    locations = run_locations.submitted_locations(config, env_vars)
     output = cluster_output(args.output, config, plan.name)
-    check_durable_sweep(locations, output, args.config)
+    check_durable_sweep(locations, output, output_key(args, config, env_vars), args.config)
     run_locations.check_reachable(locations, args.config)
-    check_sweep_state(args, plan, output)
-    url = jobs.resolve_address(args.address)
-    jobs.connect(url)  # clear auth and reachability errors before the cluster is read
-    if not args.skip_resource_check:
-        check_trials_fit(url, plan, config, pipeline, args)
-    job_id = jobs.free_submission_id(url, JOB_PREFIX + plan.name)  # refuses while a job of the sweep still runs
-    again = resume_command(args, url)
-    tune_flags = [*(["--output", args.output] if args.output else []), *(["--resume"] if args.resume_sweep else [])]
-    job_id = jobs.submit_entrypoint(
-        url,
-        jobs.pipeline_entrypoint(args.config, args.overrides, str(Path.cwd()), run_flags=tune_flags, command="tune"),
-        str(Path.cwd()),
-        submission_id=job_id,
-        env_vars={
-            **jobs.relay_env_vars(),
-            **env_vars,
-            **submitting.job_address_env(url),
-            SUBMITTED_RESUME_ENV: again,
-        },
-        metadata={**sweep_metadata(config, plan), "relay.resume": again},
-        skip=[config.run.workspace or os.environ.get(WORKSPACE_ENV), *submitting.local_paths(locations)],
-    )
-    warning = jobs.config_path_warning(args.config, str(Path.cwd()))
-    if warning:
-        log.warning(warning)
-    print(job_id, flush=True)
-    return submitting.follow_to_the_end(url, job_id) if args.wait else 0
+    return CheckedSweep(config, pipeline, plan, env_vars, locations, output)
+
+
+def sweep_job_id(url: str, name: str) -> str:
+    """``sweep-NAME`` for the sweep's first job, ``sweep-NAME-resume-N`` for each later one on the same cluster (Ray
+    never reuses a job id); exit 2 while a job of the sweep is still PENDING or RUNNING: two drivers of one sweep."""
+    return jobs.free_submission_id(url, JOB_PREFIX + name, kind="sweep")
 
 
 def sweep_metadata(config: Any, plan: SweepPlan) -> dict[str, str]:
@@ -94,17 +126,30 @@ def cluster_output(output: str | None, config: Any, name: str) -> str:
     return output or f"{workspace_setting(config.run).rstrip('/')}/tune/{name}"
 
 
-def check_durable_sweep(locations: run_locations.Locations, output: str, source: str) -> None:
+def output_key(args: argparse.Namespace, config: Any, env_vars: dict[str, str]) -> str:
+    """The setting that chose the sweep's folder: --output, else the workspace's (``run_locations.submitted_locations``'
+    order: run.workspace, --workspace, $RELAY_WORKSPACE, the default)."""
+    if args.output:
+        return "--output"
+    if env_vars.get(WORKSPACE_ENV) and config.run.workspace == env_vars[WORKSPACE_ENV]:
+        return "--workspace"
+    if not config.run.workspace and os.environ.get(WORKSPACE_ENV):
+        return f"${WORKSPACE_ENV}"
+    return "run.workspace"
+
+
+def check_durable_sweep(locations: run_locations.Locations, output: str, key: str, source: str) -> None:
     """The stores and the sweep's folder must outlive the job, every problem said at once (exit 2).
 
     The folder holds best.yaml, the trials and Ray Tune's state, which `--resume-sweep` continues from:
-    inside the job's working folder (a relative path) it went with Ray's session.
+    inside the job's working folder (a relative path) it went with Ray's session. ``key`` chose it.
     """
     problems = run_locations.durability_problems(locations)
     why = run_locations.impermanence(output)
     if why is not None:
+        folder = "" if key == "--output" else " (WORKSPACE/tune/NAME)"
         problems.append(
-            f"--output: the sweep folder {output} would be {why}; pass --output on storage every node mounts "
+            f"{key}: the sweep folder {output}{folder} would be {why}; pass --output on storage every node mounts "
             f"(e.g. {SHARED_OUTPUT}), or --workspace there"
         )
     if problems:
@@ -112,26 +157,31 @@ def check_durable_sweep(locations: run_locations.Locations, output: str, source:
 
 
 def check_sweep_state(args: argparse.Namespace, plan: SweepPlan, output: str) -> None:
-    """A new sweep must not land on one that exists, and --resume-sweep needs one: checked when this machine sees
-    the folder (a shared mount), else left to the job, whose `relay tune` checks it before any trial."""
+    """What `relay tune` checks of the sweep's folder, where this machine sees it (``seen_here``): a new sweep never
+    over another's or over other files, --resume-sweep only of one that exists. Elsewhere the job's `relay tune`
+    checks it, before any trial."""
     folder = Path(output).expanduser()
-    if not folder.is_dir():
+    if not seen_here(folder):
         if args.resume_sweep:
             log.info("%s is not visible from here; the job checks the sweep's folder on the cluster", output)
         return
     from orchestrator.tune import sweep  # Ray Tune (seconds to import): only once the sweep checks out
 
-    exists = sweep.can_resume(plan_at(plan, folder))
-    if exists and not args.resume_sweep:
-        problem = (
-            f"a sweep already exists at {folder}; continue it with --resume-sweep, or set tune.name=NEW or pass "
-            "--output DIR for a new one"
-        )
-    elif args.resume_sweep and not exists:
-        problem = f"--resume-sweep: nothing to resume at {folder}; submit it without --resume-sweep"
-    else:
-        return
-    raise ConfigError([f"tune: {problem}"], args.config)
+    located = plan_at(plan, folder)
+    exists = folder.is_dir() and sweep.can_resume(located)
+    given = argparse.Namespace(resume=args.resume_sweep, output=args.output, config=args.config)
+    tune_cli.check_resume(given, located, exists, flag="--resume-sweep")
+    if folder.is_dir():
+        tune_cli.check_output_free(given, located, exists, sweep.sweeps_in(folder), flag="--resume-sweep")
+
+
+def seen_here(folder: Path) -> bool:
+    """Whether this machine sees the sweep's folder where the cluster does: it, its parent or the one above exists
+    here (WORKSPACE/tune/NAME of a visible workspace; --output inside a visible shared folder).
+
+    Why not only the folder: a --resume-sweep of a name that never ran was sent on, and its job failed.
+    """
+    return any(path.is_dir() for path in (folder, folder.parent, folder.parent.parent))
 
 
 def plan_at(plan: SweepPlan, folder: Path) -> SweepPlan:
@@ -139,18 +189,14 @@ def plan_at(plan: SweepPlan, folder: Path) -> SweepPlan:
     return dataclasses.replace(plan, output=str(folder.resolve()))
 
 
-def check_trials_fit(url: str, plan: SweepPlan, config: Any, pipeline: Any, args: argparse.Namespace) -> None:
+def check_trials_fit(url: str, sweep: CheckedSweep, args: argparse.Namespace) -> None:
     """Refuse (exit 2) a sweep some trial of which could never start on the cluster, before anything is uploaded.
 
     The base config's stages first, as for a submitted run (the cluster's totals, a worker per node);
     then each `resources.*` value the space can give, against the nodes' sizes (``space_fit_problems``).
     """
-    needed = (
-        args.num_gpus
-        if args.num_gpus is not None
-        else max((s.resources.num_gpus * s.resources.workers for s in pipeline.stages), default=0.0)
-    )
-    jobs.check_cluster_resources(url, {**cluster_needs(pipeline), "GPU": needed})
+    pipeline = sweep.pipeline
+    jobs.check_cluster_resources(url, {**cluster_needs(pipeline), "GPU": submitting.gpus_needed(args, pipeline)})
     jobs.check_workers_fit(url, jobs.worker_requests(pipeline.stages))
     nodes = jobs.node_resources(url)
     if nodes is None:
@@ -159,17 +205,19 @@ def check_trials_fit(url: str, plan: SweepPlan, config: Any, pipeline: Any, args
     def fits(candidate: Any) -> list[str]:
         return jobs.oversized_workers(jobs.worker_requests(candidate.stages), nodes)
 
+    plan, config = sweep.plan, sweep.config
     problems = space_fit_problems(plan.base, config.tune.space, type(config), plan.build, fits)
     if problems:
         raise overridden(problems, args.overrides, args.config)
 
 
-def resume_command(args: argparse.Namespace, url: str) -> str:
-    """The `relay submit ... --tune --resume-sweep` line that continues this sweep as a new job on the submitting."""
+def submit_command(args: argparse.Namespace, url: str, resume: bool) -> str:
+    """The `relay submit FILE ... --tune` line of this sweep, with the location flags it was given; with ``resume``,
+    the one that continues it as a new job on the cluster (`--resume-sweep`)."""
     flags = [
+        *(["--resume-sweep"] if resume else []),
         *(["--output", args.output] if args.output else []),
         *(["--workspace", args.workspace] if args.workspace else []),
         *(["--artifact-uri", args.artifact_uri] if args.artifact_uri else []),
     ]
-    words = ["relay", "submit", args.config, *args.overrides, "--tune", "--resume-sweep", *flags, "--address", url]
-    return shlex.join(words)
+    return shlex.join(["relay", "submit", args.config, *args.overrides, "--tune", *flags, "--address", url])

@@ -37,6 +37,7 @@ from orchestrator.tune.plan import SweepPlan, plan_sweep, space_fit_problems, tr
 from orchestrator.tune.space import best_config, total_trials
 
 log = logging.getLogger(__name__)
+SUBMITTED_RESUME_ENV = "RELAY_SWEEP_RESUME_COMMAND"  # set by `relay submit --tune`: its job's way on
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
@@ -72,8 +73,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from orchestrator.tune import sweep  # Ray Tune (seconds to import): only once the sweep checks out
 
     exists = sweep.can_resume(plan)
-    _check_resume(args, plan, exists)
-    _check_output_free(args, plan, exists, sweep.sweeps_in(Path(plan.output)))
+    check_resume(args, plan, exists)
+    check_output_free(args, plan, exists, sweep.sweeps_in(Path(plan.output)))
     _check_same_sweep(args, Path(plan.output), data)
     _check_same_stores(args, plan)
     joined = run_locations.address_to_record(address, on_ray)
@@ -102,6 +103,9 @@ def cmd_tune(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         _interrupted_before_trials(args, plan, sweep.can_resume(plan))
         sweeps.finish("KILLED", {}, {}, [])
+        raise
+    except SystemExit:  # SIGTERM (`relay stop` of a sweep's job, `kill`): Ray's handler raises it inside the loop
+        _terminated(args, plan, sweeps)
         raise
     except BaseException:
         sweeps.finish("FAILED", {}, {}, [])
@@ -237,6 +241,16 @@ def _interrupted_before_trials(args: argparse.Namespace, plan: SweepPlan, resuma
     print(f"\nsweep interrupted before any trial started; start it again with: {_again(args)}", flush=True)
 
 
+def _terminated(args: argparse.Namespace, plan: SweepPlan, sweeps: SweepTracker) -> None:
+    """A sweep ended by SIGTERM: its open trials and its own run KILLED in MLflow (not FAILED, RUNNING), and the way on.
+
+    Why: `relay stop sweep-NAME` left the sweep's run FAILED and its trials' runs RUNNING, and the job's
+    log ended mid-table without a word; Ray Tune saved its state, so the sweep continues from there.
+    """
+    sweeps.finish("KILLED", {}, {}, [])  # its open trials were closed before Ray shut down (``sweep.run_sweep``)
+    print(f"\nsweep terminated (SIGTERM); continue it with: {resume_command(args)}", flush=True)
+
+
 def _again(args: argparse.Namespace) -> str:
     """The command that runs this sweep again (add --resume to continue it), each argument quoted for a shell.
 
@@ -248,9 +262,6 @@ def _again(args: argparse.Namespace) -> str:
     address = ["--address", args.address] if getattr(args, "address", None) else []
     stores = [f"{name}={shlex.quote(os.environ[name])}" for name in STORE_ENVS if os.environ.get(name)]
     return " ".join([*stores, shlex.join(["relay", "tune", args.config, *args.overrides, *output, *address])])
-
-
-SUBMITTED_RESUME_ENV = "RELAY_SWEEP_RESUME_COMMAND"  # set by `relay submit --tune`: its job's way on
 
 
 def resume_command(args: argparse.Namespace) -> str:
@@ -317,35 +328,42 @@ def sweep_status(done: bool, scored: bool) -> str:
     return "FINISHED" if scored else "FAILED"
 
 
-def _check_resume(args: argparse.Namespace, plan: SweepPlan, exists: bool) -> None:
+def resume_flag() -> str:
+    """The flag that continues a sweep, as the messages name it: `relay tune --resume`, or in a sweep's job (`relay
+    submit FILE --tune`) the submit's `--resume-sweep` (its `--resume` takes a run id)."""
+    return "--resume-sweep" if run_locations.in_ray_job() and os.environ.get(SUBMITTED_RESUME_ENV) else "--resume"
+
+
+def check_resume(args: argparse.Namespace, plan: SweepPlan, exists: bool, flag: str = "") -> None:
     """`--resume` needs a sweep to continue; without it, an existing sweep must not be overwritten.
 
     A new name (tune.name) gives a new sweep only in the default folder, WORKSPACE/tune/NAME: with
     `--output` the folder holds this sweep's files whatever the new name, and a new name was refused
-    there as a folder that is not a sweep's.
+    there as a folder that is not a sweep's. ``flag``: how the messages name --resume (``resume_flag``).
     """
+    flag = flag or resume_flag()
     if args.resume == exists:
         return
     if args.resume:
         output = Path(plan.output)
         held = sorted(entry.name for entry in output.iterdir()) if output.is_dir() else []
         started = f" (its start at {output} never got to a trial)" if never_started(held) else ""
-        hint = f"nothing to resume at {plan.experiment_path}{started}; start it without --resume"
+        hint = f"nothing to resume at {plan.experiment_path}{started}; start it without {flag}"
     elif args.output:
         hint = (
-            f"a sweep already exists at {plan.experiment_path}; continue it with --resume, or pass another "
+            f"a sweep already exists at {plan.experiment_path}; continue it with {flag}, or pass another "
             "--output DIR (a new or empty folder) for a new one"
         )
     else:
         hint = (
-            f"a sweep already exists at {plan.experiment_path}; continue it with --resume, or set tune.name "
+            f"a sweep already exists at {plan.experiment_path}; continue it with {flag}, or set tune.name "
             "(tune.name=NEW) or pass --output DIR for a new one"
         )
     raise ConfigError([f"tune: {hint}"], args.config)
 
 
-def _check_output_free(
-    args: argparse.Namespace, plan: SweepPlan, sweep_there: bool, held_sweeps: Sequence[str] = ()
+def check_output_free(
+    args: argparse.Namespace, plan: SweepPlan, sweep_there: bool, held_sweeps: Sequence[str] = (), flag: str = ""
 ) -> None:
     """A new sweep writes trials.csv, trials.json and best.yaml into its folder: never over someone's files.
 
@@ -363,7 +381,7 @@ def _check_output_free(
         raise ConfigError(
             [
                 f"--output: {output} holds sweep {names}, not one named {plan.name}; continue it with tune.name="
-                f"{held_sweeps[0]} and --resume (it started from {output / SWEEP_CONFIG}), or pass a new or empty "
+                f"{held_sweeps[0]} and {flag or resume_flag()} (it started from {output / SWEEP_CONFIG}), or pass a new or empty "
                 "folder for a new sweep"
             ],
             where,

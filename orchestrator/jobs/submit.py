@@ -297,16 +297,16 @@ def _once_reported(read: Callable[[], T | None], lacking: Callable[[T], bool]) -
     return value
 
 
-def free_submission_id(address: str | None, run_id: str) -> str:
+def free_submission_id(address: str | None, run_id: str, kind: str = "run") -> str:
     """``run_id`` when the cluster has no job by that id, else ``run_id-resume-N`` with the first free N.
 
     A resumed run keeps its id on a new cluster (the usual case after losing the head);
     on the cluster that already ran it, Ray refuses a second job with the same id. A job of
     the run that is still PENDING or RUNNING is refused (JobStillRunningError, exit 2): two
-    drivers would write the same ledger and MLflow run.
+    drivers would write the same ledger and MLflow run. ``kind`` names what the id is of (a run, a sweep).
     """
     rows = list_jobs(address)
-    check_no_active_job(rows, run_id)
+    check_no_active_job(rows, run_id, kind)
     taken = {row["id"] for row in rows}
     if run_id not in taken:
         return run_id
@@ -326,13 +326,13 @@ def latest_job_of(rows: list[dict[str, Any]], run_id: str) -> str:
     return mine[-1]["id"] if mine else run_id
 
 
-def check_no_active_job(rows: list[dict[str, Any]], run_id: str) -> None:
+def check_no_active_job(rows: list[dict[str, Any]], run_id: str, kind: str = "run") -> None:
     """Refuse a resume while a job of ``run_id`` (its own id or ``run_id-resume-N``) is PENDING or RUNNING."""
     for row in jobs_of_run(rows, run_id):
         if row["status"] in ACTIVE_STATUSES:
             job = row["id"]
             raise JobStillRunningError(
-                f"run {run_id} is still running as job {job} ({row['status']}); stop it first "
+                f"{kind} {run_id} is still running as job {job} ({row['status']}); stop it first "
                 f"(`relay stop {job}`) or follow it (`relay logs -f {job}`)"
             )
 

@@ -129,6 +129,24 @@ class SweepTracker:
             elif run.info.status == "RUNNING":
                 self._client.set_terminated(run.info.run_id, status=still_open)
 
+    def close_open_trials(self, tags: Mapping[str, str]) -> None:
+        """Close every trial of the sweep whose pipeline run is still RUNNING as cut off mid-stage (KILLED, ``tags``).
+
+        Why: `relay stop` of a sweep's job ends its driver with SIGTERM inside Ray Tune's loop, which then
+        neither returns its trials nor closes them: their MLflow runs (and their open generation and stage
+        runs) read RUNNING for good, while `relay runs` said INTERRUPTED. `--resume-sweep` reopens them.
+        """
+        if self.run_id is not None:
+            self._guard("close_open_trials", lambda: self._close_open_trials(tags))
+
+    def _close_open_trials(self, tags: Mapping[str, str]) -> None:
+        query = f"tags.`{TAG_PARENT}` = '{self.run_id}' and tags.`{TAG_KIND}` = 'pipeline'"
+        experiment = self._client.get_experiment_by_name(self.experiment)
+        for run in self._client.search_runs([experiment.experiment_id], query, max_results=5000):
+            if run.info.status == "RUNNING":
+                name = run.data.tags.get(TAG_PIPELINE_RUN, run.info.run_name)
+                self._close_trial(name, "KILLED", tags, interrupted=True)
+
     def finish(self, status: str, tags: Mapping[str, str], metrics: Mapping[str, float], files: Iterable[str]) -> None:
         """Log the trials table (files), the best trial's values (tags) and metric, and close the run."""
         if self.run_id is not None:

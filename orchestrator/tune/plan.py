@@ -362,8 +362,8 @@ def trial_fit_problem(pipeline: Pipeline, trial_cpus: float, cpus: float) -> str
 
 def resource_values(space: Mapping[str, SearchDomain]) -> list[tuple[str, SearchDomain, list[Any]]]:
     """(key, domain, the values to check) of each `resources.*` key of the space: every listed value, or a range's
-    upper bound, the most a trial's stage can ask for (a lower value asks for less; ``_unfit_below`` walks a
-    randint down from an unfit bound)."""
+    upper bound, the most a trial's stage can ask for (a lower value asks for less; ``_unfit_range_problem``
+    finds how far a randint must come down)."""
     return [
         (key, domain, list(domain.args) if domain.kind in ("choice", "grid") else [domain.args[-1]])
         for key, domain in space.items()
@@ -391,30 +391,57 @@ def space_fit_problems(
         found = _fit_problems_of(base, config_model, build, fit_problems, key, value) or []
         return [(value, problem) for problem in found if problem not in known][:1]
 
+    def fits(key: str, value: Any) -> bool:  # any problem counts, the base config's own too
+        return not _fit_problems_of(base, config_model, build, fit_problems, key, value)
+
     problems = []
     for key, domain, values in resource_values(space):
         unfit = [pair for value in values for pair in unfit_at(key, value)]
         if unfit and domain.kind == "randint":
-            unfit += _unfit_below(domain, lambda value, key=key: unfit_at(key, value))
-        if unfit:
+            problems.append(_unfit_range_problem(key, domain, unfit[0][1], lambda value, key=key: fits(key, value)))
+        elif unfit:
             problems.append(_unfit_value_problem(key, domain, unfit))
     return problems
 
 
-def _unfit_below(domain: SearchDomain, unfit_at: Callable[[Any], list[tuple[Any, str]]]) -> list[tuple[Any, str]]:
-    """The integers under an unfit randint's upper bound that cannot fit either, down to the first that does.
+def largest_fitting(low: int, high: int, fits: Callable[[int], bool]) -> int | None:
+    """The largest integer in [low, high] that ``fits``, by bisection (a larger resource value asks for more, so the
+    values that fit are those up to some bound); None when not even ``low`` does.
 
-    Why: the line named only the upper bound (`workers=3` on 2 CPUs), and a user who lowered it to 2
-    was refused again (2 workers leave no room for the trial's driver); now the fix names the bound that fits.
+    Why bisection: a range such as {randint: [1, 4096]} was walked down value by value, thousands of builds.
     """
-    low, high = domain.args
-    found: list[tuple[Any, str]] = []
-    for value in range(int(high) - 1, int(low) - 1, -1):
-        unfit = unfit_at(value)
-        if not unfit:
-            break
-        found += unfit
-    return found
+    if not fits(low):
+        return None
+    while low < high:
+        middle = (low + high + 1) // 2
+        if fits(middle):
+            low = middle
+        else:
+            high = middle - 1
+    return low
+
+
+def _unfit_range_problem(key: str, domain: SearchDomain, problem: str, fits: Callable[[int], bool]) -> str:
+    """The line for a randint of resources whose top cannot fit: the values that cannot, and the largest bound that
+    can (or that none can).
+
+    Why: the line named only the upper bound (`workers=3` on 2 CPUs), and a user who lowered it to 2 was
+    refused again (2 workers leave no room for the trial's driver).
+    """
+    low, high = int(domain.args[0]), int(domain.args[-1])
+    largest = largest_fitting(low, high - 1, fits) if high > low else None
+    first = low if largest is None else largest + 1
+    values = f"{key}={high}" if first == high else f"{key} from {first} to {high}"
+    shortfall = CONFIG_KEY_HEADING.sub("", problem.split("; ", 1)[0])  # the shortfall at the top
+    fix = (
+        f"lower the randint's upper bound to {largest}, the largest that fits"
+        if largest is not None
+        else f"no value of randint {list(domain.args)} fits: set {key} to a smaller range or value"
+    )
+    return (
+        f"tune.space.{key}: a trial given {values} (of randint {list(domain.args)}) could never start, as the same "
+        f"value set in the config could not: at {high}, {shortfall}; {fix}"
+    )
 
 
 def _fit_problems_of(
@@ -444,15 +471,6 @@ def _unfit_value_problem(key: str, domain: SearchDomain, unfit: list[tuple[Any, 
     shortfall = CONFIG_KEY_HEADING.sub("", unfit[0][1].split("; ", 1)[0])  # the key above names it already
     if domain.kind in ("choice", "grid"):
         given, fix = f"from {domain.kind} {list(domain.args)}", f"drop {values} from the {domain.kind}"
-    elif domain.kind == "randint":
-        low, _ = domain.args
-        largest = min(value for value, _ in unfit) - 1
-        given = f"the top of randint {list(domain.args)}"
-        fix = (
-            f"lower the randint's upper bound to {largest}, the largest that fits"
-            if largest >= low
-            else f"no value of randint {list(domain.args)} fits: set {key} to a smaller range or value"
-        )
     else:
         given = f"the upper bound of {domain.kind} {list(domain.args)}"
         fix = f"lower the {domain.kind}'s upper bound to a value that fits"

@@ -222,7 +222,11 @@ def run_sweep(plan: SweepPlan, resume: bool, sweep_tracker: SweepTracker) -> tup
             )
             tuner, trials = _sized_tuner(plan, resume)
         with no_restore_advice(), no_reuse_actors_advice(), no_fetch_failures():
-            grid = tuner.fit()  # Ray Tune takes Ctrl-C from here: it saves the sweep's state and returns
+            try:
+                grid = tuner.fit()  # Ray Tune takes Ctrl-C from here: it saves the sweep's state and returns
+            except SystemExit:  # SIGTERM: Ray's handler raises it; close the trials first, a job's stop waits 3 s
+                sweep_tracker.close_open_trials({TAG_STATUS: RunStatus.INTERRUPTED})
+                raise
         rows = in_start_order([trial_row(plan, result, sampled) for result, sampled in zip(grid, tune_configs(grid))])
     finally:
         if session is not None:
@@ -276,7 +280,11 @@ FETCH_FAILURE = "Failed to fetch metrics for"  # its warning for a trial with no
 
 class _WithoutFetchFailures(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        return record.levelno >= logging.ERROR or not record.getMessage().startswith(FETCH_FAILURE)
+        message = record.getMessage()
+        missing = message.startswith(FETCH_FAILURE) and all(
+            "FileNotFoundError" in line for line in message.splitlines()[1:] if line.startswith("- ")
+        )
+        return record.levelno >= logging.ERROR or not missing
 
 
 @contextlib.contextmanager
@@ -287,6 +295,8 @@ def no_fetch_failures() -> Iterator[None]:
     Why: a resumed sweep whose interrupt caught a trial before its first generation printed it, a
     traceback-like line about a trial that simply has no result yet; Relay's trials table shows that
     trial `unfinished`, and a trial that failed is named with its error file (``say_where_errors_are``).
+    Only a warning all of whose trials lack their files is dropped: another failure (a result file that
+    cannot be parsed or read) is a problem of the sweep's folder, and stays on the console.
     """
     with filtered(_WithoutFetchFailures(), ANALYSIS_LOGGER):
         yield

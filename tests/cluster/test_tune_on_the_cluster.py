@@ -75,7 +75,8 @@ def test_a_sweep_submitted_as_a_job_runs_there_and_resumes_as_the_next_job(stack
         assert job["status"] == "SUCCEEDED" and job["metadata"]["relay.sweep"] == name
 
         again = stack.relay("submit", *sweep, store=store)
-        assert again.returncode == 2 and f"a sweep already exists at {output}" in again.stderr, again.stderr[-3000:]
+        refused = f"a sweep already exists at {output / 'ray' / name}; continue it with --resume-sweep"
+        assert again.returncode == 2 and refused in again.stderr, again.stderr[-3000:]
         assert f"sweep-{name}-resume-2" not in {row["id"] for row in jobs.list_jobs(as_user)}
 
         resumed = stack.relay("submit", *sweep, "--resume-sweep", "--wait", store=store)
@@ -84,4 +85,4 @@ def test_a_sweep_submitted_as_a_job_runs_there_and_resumes_as_the_next_job(stack
         assert json.loads((output / "trials.json").read_text()) == trials  # its finished trial not rerun
         status = stack.relay("status", f"sweep-{name}", "--address", as_user, store=store)
         assert status.stdout.strip() == "SUCCEEDED", status.stderr
-        assert f"sweep-{name}: its newest job is sweep-{name}-resume-2 (a resume)" in status.stderr
+        assert f"sweep-{name}: its newest job is sweep-{name}-resume-2 (a later job of it)" in status.stderr

@@ -296,3 +296,27 @@ def test_ctrl_c_before_any_trial_leaves_a_sweep_that_starts_again(tmp_path: Path
         assert f"continue it with: {again}" in output and "--resume" in output
     (sweep_run,) = mlflow_runs(workspace, "tags.`relay.kind` = 'sweep'")
     assert sweep_run.info.status == "KILLED"
+
+
+def test_sigterm_closes_the_sweep_and_its_open_trials_as_killed(tmp_path: Path) -> None:
+    """SIGTERM (`kill`, a scheduler, Ray's job stop after its grace) ends the driver inside Ray Tune's loop: the
+    sweep's MLflow run read FAILED and its trial's pipeline run RUNNING for good, and nothing said how to go on."""
+    workspace, log = tmp_path / "ws", tmp_path / "tune.log"
+    config = tune_config(tmp_path, name="termed", scheduler="none", lrs=[0.05])
+    with log.open("w") as out:
+        process = start_tune(config, workspace, out)
+        deadline = time.monotonic() + 600
+        while process.poll() is None and time.monotonic() < deadline:
+            if (workspace / "mlflow.db").exists() and mlflow_runs(workspace, "tags.`relay.kind` = 'generation'"):
+                break  # a trial is inside its first generation: its pipeline run is open
+            time.sleep(0.5)
+        assert process.poll() is None, log.read_text()[-3000:]
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=240)
+    output = log.read_text()
+    assert "sweep terminated (SIGTERM); continue it with:" in output and "--resume" in output, output[-3000:]
+    (sweep_run,) = mlflow_runs(workspace, "tags.`relay.kind` = 'sweep'")
+    assert sweep_run.info.status == "KILLED"
+    trials = mlflow_runs(workspace, "tags.`relay.kind` = 'pipeline'")
+    assert trials and {run.info.status for run in trials} <= {"KILLED", "FINISHED"}, [r.info.status for r in trials]
+    assert not [run for run in mlflow_runs(workspace) if run.info.status == "RUNNING"]

@@ -36,7 +36,7 @@ def test_the_example_is_what_the_code_gives() -> None:
     (3/20)^(1/3), the tail all."""
     item = crest_alpha_item()
     rates = crest_rates([20, 16, 12, 10, 7, 6, 5, 4, 3, 2], 3)
-    assert "labeled counts 20, 16, 12, ..., 2 with alpha 3" in item
+    assert "labeled counts 20, 16, 12, 10, 7, 6, 5, 4, 3, 2 with alpha 3" in item
     assert f"`(2/20)^(1/3)` = {rates[0]:.2f} (head)" in item
     assert f"`(3/20)^(1/3)` = {rates[1]:.2f}" in item
     assert rates[-1] == pytest.approx(1.0)

@@ -279,7 +279,7 @@ def test_status_and_stop_of_a_resumed_run_id_act_on_its_newest_job(server: JobsS
     ]
     assert main(["status", "r1", "--address", server.address]) == 0
     out, err = capsys.readouterr()
-    assert out.strip() == "RUNNING" and "r1: its newest job is r1-resume-3 (a resume)" in err
+    assert out.strip() == "RUNNING" and "r1: its newest job is r1-resume-3 (a later job of it)" in err
     assert main(["stop", "r1", "--address", server.address]) == 0
     assert server.stopped == ["r1-resume-3"] and "r1-resume-3: stop requested" in capsys.readouterr().out
     assert main(["status", "r1-resume-2", "--address", server.address]) == 0  # a job named exactly is that job

@@ -32,7 +32,10 @@ def test_a_sweep_file_is_submitted_as_one_run_and_says_how_to_sweep(
     out, err = capsys.readouterr()
     assert out.strip() == "r1"  # the job id alone on stdout, as for any submit
     assert f"relay: {SMOKE} {SWEEP_NOTE} (`relay run {SMOKE}`), not the sweep" in err
-    assert f"`relay submit {SMOKE} train.steps=5 --tune --address {server.address}`" in err
+    # the same location flags, or the pasted command would be refused (a relative default workspace)
+    assert (
+        f"`relay submit {SMOKE} train.steps=5 --tune --workspace /mnt/relay-shared --address {server.address}`" in err
+    )
     (request,) = server.submitted
     assert "relay run" in request["entrypoint"] and "relay tune" not in request["entrypoint"]
 
@@ -84,6 +87,59 @@ def test_tune_submits_the_sweeps_driver_as_a_job_named_after_the_sweep(
     assert env["RELAY_WORKSPACE"] == SHARED and env["RELAY_JOB_ADDRESS"] == server.address
     way_on = f"relay submit {SMOKE} train.steps=5 --tune --resume-sweep --workspace {SHARED} --address {server.address}"
     assert env["RELAY_SWEEP_RESUME_COMMAND"] == way_on == request["metadata"]["relay.resume"]
+    # `relay stop` of the job as a Ctrl-C, with a minute to write the table (Ray's job supervisor reads these)
+    assert env["RAY_JOB_STOP_SIGNAL"] == "SIGINT" and int(env["RAY_JOB_STOP_WAIT_TIME_S"]) >= 30
+
+
+def test_a_new_start_of_a_sweep_whose_earlier_job_ended_gets_the_next_id(
+    server: JobsServer, project: Path, capsys
+) -> None:
+    """Ray never reuses a job id: a sweep whose first job failed before any trial (its folder unseen here) starts
+    again as the sweep's next job; the job's `relay tune` refuses it there if that folder holds the sweep."""
+    server.jobs = [job("sweep-smoke-sweep", "FAILED")]
+    assert submit_sweep(server) == 0
+    assert capsys.readouterr().out.strip() == "sweep-smoke-sweep-resume-2"
+    (request,) = server.submitted
+    assert "--resume" not in request["entrypoint"]
+
+
+def test_resume_sweep_where_the_workspace_is_seen_and_the_sweep_is_not_is_refused(
+    server: JobsServer, project: Path, capsys
+) -> None:
+    """A --resume-sweep of a name that never ran was sent on, and its job failed ("nothing to resume")."""
+    with durable_folder("sweep-ws") as workspace:
+        workspace.mkdir(parents=True)
+        argv = ["submit", str(SMOKE), "--tune", "--resume-sweep", "--workspace", str(workspace)]
+        assert main([*argv, "--address", server.address, "--skip-resource-check"]) == 2
+        said = f"nothing to resume at {workspace}/tune/smoke-sweep/ray/smoke-sweep; start it without --resume-sweep"
+        assert said in capsys.readouterr().err
+        assert server.submitted == [] and list(workspace.iterdir()) == []
+
+
+def test_an_output_folder_holding_another_sweep_is_refused(server: JobsServer, project: Path, capsys) -> None:
+    """Sent on, the job's `relay tune` refused it, naming `relay tune`'s --resume."""
+    with durable_folder("sweep-busy") as output:
+        (output / "ray" / "busy").mkdir(parents=True)
+        (output / "ray" / "busy" / "tuner.pkl").write_bytes(b"")  # what Ray Tune's can_restore looks for
+        assert submit_sweep(server, "--output", str(output)) == 2
+        err = capsys.readouterr().err
+        assert (
+            f"--output: {output} holds sweep busy, not one named smoke-sweep; continue it with tune.name=busy and --resume-sweep"
+            in err
+        )
+        assert server.submitted == []
+
+
+def test_a_sweep_folder_in_a_lost_workspace_names_the_flag_that_chose_it(
+    server: JobsServer, project: Path, capsys
+) -> None:
+    argv = ["submit", str(SMOKE), "--tune", "--workspace", "/tmp/relay-ws", "--address", server.address]
+    assert main([*argv, "--skip-resource-check"]) == 2
+    err = capsys.readouterr().err
+    assert "--workspace: the artifact store" in err and "run.workspace" not in err
+    assert "--workspace: the sweep folder /tmp/relay-ws/tune/smoke-sweep (WORKSPACE/tune/NAME) would be under" in err
+    assert "--output:" not in err
+    assert server.submitted == []
 
 
 def test_resume_sweep_continues_it_as_the_sweeps_next_job(server: JobsServer, project: Path, capsys) -> None:
@@ -98,7 +154,7 @@ def test_resume_sweep_continues_it_as_the_sweeps_next_job(server: JobsServer, pr
 def test_a_second_job_of_a_sweep_still_running_is_refused(server: JobsServer, project: Path, capsys) -> None:
     server.jobs = [job("sweep-smoke-sweep", "RUNNING")]
     assert submit_sweep(server, "--resume-sweep") == 2
-    assert "still running as job sweep-smoke-sweep (RUNNING)" in capsys.readouterr().err
+    assert "sweep sweep-smoke-sweep is still running as job sweep-smoke-sweep (RUNNING)" in capsys.readouterr().err
     assert server.submitted == []
 
 
@@ -106,7 +162,7 @@ def test_resume_sweep_of_a_visible_folder_without_a_sweep_is_refused(server: Job
     with durable_folder("sweep-job") as empty:  # outside /tmp, which a cluster's folder must not be
         empty.mkdir(parents=True)
         assert submit_sweep(server, "--resume-sweep", "--output", str(empty)) == 2
-        said = f"--resume-sweep: nothing to resume at {empty}; submit it without --resume-sweep"
+        said = f"nothing to resume at {empty}/ray/smoke-sweep; start it without --resume-sweep"
         assert said in capsys.readouterr().err
         assert server.submitted == []
         assert list(empty.iterdir()) == []
@@ -133,6 +189,9 @@ def test_sweep_flags_out_of_place_are_refused(
 def test_tune_with_resume_of_a_run_is_refused(server: JobsServer, project: Path, capsys) -> None:
     assert main(["submit", "--resume", "r1", "--tune", "--address", server.address]) == 2
     assert "--tune: not with --resume RUN_ID" in capsys.readouterr().err
+    assert main(["submit", "--resume", "r1", "--output", "/mnt/s", "--resume-sweep", "--address", server.address]) == 2
+    err = capsys.readouterr().err
+    assert "--output: has no effect with --resume" in err and "--resume-sweep: has no effect with --resume" in err
     assert server.submitted == []
 
 
@@ -180,3 +239,14 @@ def test_status_of_a_stopped_sweep_job_says_how_to_continue_it(server: JobsServe
     assert f"sweep s's job is STOPPED: `{way_on}` continues it as a new job" in err
     assert main(["status", "sweep-ok", "--address", server.address]) == 0
     assert capsys.readouterr().err == ""  # a sweep that ended has no way on to say
+
+
+def test_status_of_a_failed_sweep_job_sends_to_its_log_first(server: JobsServer, project: Path, capsys) -> None:
+    """A sweep job refused on the cluster before any trial FAILED too: --resume-sweep alone would loop."""
+    way_on = "relay submit f.yaml --tune --resume-sweep --address http://h:8265"
+    server.jobs = [{**job("sweep-f", "FAILED"), "metadata": {"relay.sweep": "f", "relay.resume": way_on}}]
+    assert main(["status", "sweep-f", "--address", server.address]) == 0
+    err = capsys.readouterr().err
+    assert "sweep f's job is FAILED: `relay logs` of it says why" in err
+    assert f"`{way_on}` continues the sweep if its trials had started" in err
+    assert "else submit it again without --resume-sweep" in err

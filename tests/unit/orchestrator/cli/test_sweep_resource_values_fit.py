@@ -51,19 +51,33 @@ def test_a_range_is_checked_from_its_upper_bound_down_to_the_largest_value_that_
     the trial's driver: the line named 3 only, and a user who lowered the bound to 2 was refused again."""
     err = refused(["validate", str(SMOKE), "tune.space.resources.train.workers={randint: [1, 3]}"], cwd, capsys)
     assert (
-        "tune.space.resources.train.workers: a trial given resources.train.workers=3 or 2 (the top of randint "
-        "[1, 3]) could never start" in err
-    )
-    assert (
-        "needs 3 CPUs at once but the local Ray has 2; lower the randint's upper bound to 1, the largest that fits"
-        in err
+        "tune.space.resources.train.workers: a trial given resources.train.workers from 2 to 3 (of randint [1, 3]) "
+        "could never start, as the same value set in the config could not: at 3, g00/train, g01/train: needs 3 CPUs "
+        "at once but the local Ray has 2; lower the randint's upper bound to 1, the largest that fits" in err
     )
 
 
 def test_a_range_no_value_of_which_fits_says_so(cwd: Path, capsys) -> None:
     err = refused(["validate", str(SMOKE), "tune.space.resources.train.workers={randint: [2, 3]}"], cwd, capsys)
-    assert "resources.train.workers=3 or 2 (the top of randint [2, 3]) could never start" in err
+    assert "resources.train.workers from 2 to 3 (of randint [2, 3]) could never start" in err
     assert "no value of randint [2, 3] fits: set resources.train.workers to a smaller range or value" in err
+
+
+def test_the_largest_bound_named_fits_even_where_the_base_config_does_not(cwd: Path, capsys) -> None:
+    """The base config's own workers=2 is too wide for a trial (its problem is said on its own line); the range's
+    fix named 2 as "the largest that fits" because the walk skipped the base config's problems."""
+    argv = ["validate", str(SMOKE), "resources.train.workers=2", "tune.space.resources.train.workers={randint: [1, 3]}"]
+    err = refused(argv, cwd, capsys)
+    assert "resources.train: a trial needs 2.1 CPUs at once" in err
+    assert "resources.train.workers from 2 to 3 (of randint [1, 3])" in err
+    assert "lower the randint's upper bound to 1, the largest that fits" in err
+
+
+def test_a_wide_range_is_one_short_line(cwd: Path, capsys) -> None:
+    """{randint: [1, 4096]} listed 4,095 values in one line after as many builds; it is a range, found by bisection."""
+    err = refused(["validate", str(SMOKE), "tune.space.resources.train.workers={randint: [1, 4096]}"], cwd, capsys)
+    assert "resources.train.workers from 2 to 4096 (of randint [1, 4096])" in err
+    assert "4095" not in err and "lower the randint's upper bound to 1, the largest that fits" in err
 
 
 def test_a_value_that_leaves_no_room_for_the_trials_driver_is_refused(cwd: Path, capsys) -> None:

@@ -15,7 +15,7 @@ from orchestrator.cli import main
 from tests.unit.orchestrator.cli.test_cli_writes_nothing import SMOKE, refused
 
 FOR_THE_SWEEP = "this is for `relay tune` (each trial of the sweep)"
-NOT_RUN = f"`relay run {SMOKE}` runs the base config once and is not affected"
+NOT_RUN = "runs the base config once and is not affected"
 
 
 @pytest.fixture(autouse=True)
@@ -31,7 +31,9 @@ def no_cluster_in_the_shell(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_a_trial_size_problem_says_it_is_the_sweeps_and_not_relay_runs(override: str, cwd: Path, capsys) -> None:
     err = refused(["validate", str(SMOKE), "train.steps=20", override], cwd, capsys)
     line = next(line for line in err.splitlines() if "a trial" in line)
-    assert f"(set on the command line: {override}); {FOR_THE_SWEEP}: {NOT_RUN}" in line
+    # the `relay run` named keeps the overrides that are not the sweep's: pasted, it runs this config
+    run = f"`relay run {SMOKE} train.steps=20{'' if override.startswith('tune.') else ' ' + override}`"
+    assert f"(set on the command line: {override}); {FOR_THE_SWEEP}: {run} {NOT_RUN}" in line
     assert line.endswith("(to validate that alone, leave out the tune section: tune=null)")
 
 

@@ -21,11 +21,13 @@ from orchestrator.cli.tune import (
     SUBMITTED_RESUME_ENV,
     _print_ending,
     _save_sweep_stores,
+    check_resume,
     interrupted_line,
     run_best_command,
     write_sweep_outputs,
 )
 from orchestrator.engine.ledger import JOB_ADDRESS_ENV
+from orchestrator.errors import ConfigError
 from orchestrator.tune.space import total_trials
 from orchestrator.tune.sweep import TrialRow, trial_records
 from tests.unit.orchestrator.tune.test_tune_config import plan, smoke_data
@@ -121,3 +123,13 @@ def test_outside_a_job_the_submitted_resume_line_is_not_used(tmp_path: Path, mon
     sweep, rows = two_trial_sweep(tmp_path)
     assert interrupted_line(args(), rows, 2).endswith("continue it with: relay tune qa.yaml --resume")
     assert shlex.split(run_best_command(tmp_path / "best.yaml", sweep))[:2] == ["relay", "run"]
+
+
+def test_a_sweep_jobs_refusals_name_the_submits_flag(tmp_path: Path, in_a_sweep_job: None) -> None:
+    """In a sweep's job, `relay tune`'s "start it without --resume" named a flag `relay submit` has for run ids."""
+    sweep, _ = two_trial_sweep(tmp_path)
+    resumed = argparse.Namespace(config="qa.yaml", overrides=[], output=str(tmp_path), resume=True)
+    with pytest.raises(ConfigError, match="start it without --resume-sweep"):
+        check_resume(resumed, sweep, exists=False)
+    with pytest.raises(ConfigError, match="continue it with --resume-sweep"):
+        check_resume(argparse.Namespace(**{**vars(resumed), "resume": False}), sweep, exists=True)

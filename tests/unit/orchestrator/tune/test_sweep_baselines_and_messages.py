@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from orchestrator.cli.common import load_pipeline_file
-from orchestrator.cli.tune import STORE_ENVS, _again, _check_output_free, _check_resume, write_sweep_outputs
+from orchestrator.cli.tune import STORE_ENVS, _again, check_output_free, check_resume, write_sweep_outputs
 from orchestrator.config import TuneSettings
 from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.engine.executors import LocalExecutor
@@ -109,11 +109,11 @@ def test_the_command_that_starts_a_sweep_again_is_quoted_for_a_shell(monkeypatch
 def test_an_existing_sweep_in_an_output_folder_is_not_told_to_set_tune_name(tmp_path: Path) -> None:
     sweep = plan(smoke_data(name="sha1"), output=tmp_path / "out")
     with pytest.raises(ConfigError) as info:
-        _check_resume(args(str(tmp_path / "out")), sweep, exists=True)
+        check_resume(args(str(tmp_path / "out")), sweep, exists=True)
     assert "tune.name" not in info.value.problems[0] and "another --output DIR" in info.value.problems[0]
     default = plan(smoke_data(name="sha1"))
     with pytest.raises(ConfigError) as info:
-        _check_resume(args(), default, exists=True)
+        check_resume(args(), default, exists=True)
     assert "tune.name" in info.value.problems[0]
 
 
@@ -127,7 +127,7 @@ def test_an_output_folder_holding_another_sweep_names_it(tmp_path: Path) -> None
     assert sweeps_in(output) == ["sha1"]
     sweep = plan(smoke_data(name="other"), output=output)
     with pytest.raises(ConfigError) as info:
-        _check_output_free(args(str(output)), sweep, False, sweeps_in(output))
+        check_output_free(args(str(output)), sweep, False, sweeps_in(output))
     [problem] = info.value.problems
     assert "holds sweep sha1, not one named other" in problem and "tune.name=sha1" in problem
     assert "not a sweep's" not in problem

@@ -123,7 +123,7 @@ def test_other_files_in_the_folder_are_still_refused(tmp_path: Path) -> None:
     plan = sweep_plan(sweep_file(tmp_path), output)
     args = argparse.Namespace(output=str(output), config="sweep.yaml")
     with pytest.raises(cli_tune.ConfigError, match="not a sweep's"):
-        cli_tune._check_output_free(args, plan, False)
+        cli_tune.check_output_free(args, plan, False)
 
 
 def best_yaml_header(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tracking: str | None) -> str:

@@ -28,12 +28,14 @@ def test_only_the_fetch_failure_is_dropped_and_only_while_the_sweep_fits() -> No
         with no_fetch_failures():
             logger.warning("Failed to fetch metrics for 1 trial(s):\n- t: FileNotFoundError('no result.json')")
             logger.warning("another warning of Ray Tune's")
+            logger.warning("Failed to fetch metrics for 1 trial(s):\n- t: PermissionError('result.json')")
             logger.error("Failed to fetch metrics for 1 trial(s): as an error")
         logger.warning("Failed to fetch metrics for 2 trial(s): outside the fit")
     finally:
         logger.removeHandler(kept)
     assert kept.messages == [
         "another warning of Ray Tune's",
+        "Failed to fetch metrics for 1 trial(s):\n- t: PermissionError('result.json')",
         "Failed to fetch metrics for 1 trial(s): as an error",
         "Failed to fetch metrics for 2 trial(s): outside the fit",
     ]

@@ -15,7 +15,7 @@ import pytest
 
 from orchestrator.cli import main
 from tests.unit.orchestrator.cli.problems import problem_lines
-from tests.unit.pipelines.datasets.test_digest_leaves_out_source_times import _image_folder
+from tests.unit.pipelines.datasets.test_digest_leaves_out_source_times import image_folder
 
 
 def _chmod(image: Path, tmp_path: Path) -> None:
@@ -30,7 +30,7 @@ def _hard_link(image: Path, tmp_path: Path) -> None:
 def test_a_times_only_change_is_refused_saying_what_else_changes_times_and_how_to_go_on(
     tmp_path: Path, capsys: pytest.CaptureFixture, touch: Callable[[Path, Path], None]
 ) -> None:
-    source, dest = _image_folder(tmp_path / "src"), tmp_path / "dest"
+    source, dest = image_folder(tmp_path / "src"), tmp_path / "dest"
     assert main(["data", "import", str(source), str(dest)]) == 0
     time.sleep(0.02)  # the kernel's file clock ticks every few ms: the change's ctime is a later one
     image = source / "train" / "cat" / "0.png"
