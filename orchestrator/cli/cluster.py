@@ -326,7 +326,10 @@ def ended_sweep_way_on(details: dict[str, Any]) -> str | None:
         return None
     name, again = metadata["relay.sweep"], metadata.get("relay.resume") or "relay submit FILE --tune --resume-sweep"
     if status == "STOPPED":
-        return f"sweep {name}'s job is STOPPED: `{again}` continues it as a new job (trials Ray Tune recorded as finished are not rerun)"
+        return (
+            f"sweep {name}'s job is STOPPED: `{again}` continues it as a new job (trials Ray Tune recorded as finished "
+            "are not rerun; one that finished seconds before the stop may run its last generation again, from the cache)"
+        )
     return (
         f"sweep {name}'s job is {status}: `relay logs` of it says why; once that is fixed, `{again}` continues the sweep "
         "if its trials had started (the job's log shows a trials table), else submit it again without --resume-sweep"

@@ -79,7 +79,7 @@ def follow_to_the_end(address: str | None, job_id: str) -> int:
     status, message = jobs.job_outcome(address, job_id)
     if status == "SUCCEEDED":
         return 0
-    print(f"relay: job {job_id} {status}: {message}; see `relay logs {job_id}`", file=sys.stderr)
+    print(f"relay: job {job_id} {status}: {message.rstrip('. ')}; see `relay logs {job_id}`", file=sys.stderr)
     return EXIT_FAILED
 
 

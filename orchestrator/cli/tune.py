@@ -171,7 +171,7 @@ def local_trial_size_problems(base: Mapping[str, Any], config: Any, build: Any, 
     return trial_size_problems(base, config, build, pipeline, fits, cpus)
 
 
-TIE_RULE = "a tie goes to the trial that started first"
+TIE_RULE = "a tie goes to the trial Ray Tune numbered first"  # its trial number: trials that start together may start in another order
 
 
 def best_notes(plan: SweepPlan) -> list[str]:
@@ -180,8 +180,8 @@ def best_notes(plan: SweepPlan) -> list[str]:
     notes = [
         f"* = Relay's best: among the trials that reached the furthest generation, the best final "
         f'{plan.settings.metric} ({plan.settings.mode}); Ray Tune\'s "best trial" above compares last reported '
-        "values whatever the generation, so it may name a trial stopped early; the trials are listed in the order "
-        f"they started, and {TIE_RULE}"
+        "values whatever the generation, so it may name a trial stopped early; the trials are listed in Ray Tune's "
+        f"trial order (their number), and {TIE_RULE}"
     ]
     note = pbt_note(plan)
     if note:

@@ -199,6 +199,36 @@ def largest_uploaded(root: Path, excludes: list[str], count: int = 3) -> str:
     return f"its largest folders: {listed}"
 
 
+UPLOAD_LOGGERS = (  # the loggers of Ray's packing and upload of a working_dir, by module
+    "ray._private.runtime_env.packaging",
+    "ray._private.runtime_env.working_dir",
+    "ray.dashboard.modules.dashboard_sdk",
+)
+DEFAULT_EXCLUDE_ADVICE = "is now ignored by default when packaging the working directory"
+
+
+class _UploadNoise(logging.Filter):
+    """Drops Ray's INFO lines about packing and pushing the upload, and its advice on its default excludes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING and DEFAULT_EXCLUDE_ADVICE not in record.getMessage()
+
+
+def quiet_upload() -> None:
+    """Keep Ray's 8-12 lines per submit off stderr as it packs and uploads the working_dir; its errors pass.
+
+    Why: `Ignoring upload to cluster for these files: [.../.gitignore]` six times, `Creating a file package`,
+    `Uploading package gcs://...` said nothing a user acts on, and `Directory '.venv' is now ignored by default
+    ... set RAY_OVERRIDE_RUNTIME_ENV_DEFAULT_EXCLUDES=''` advised what would upload the virtualenv (Relay's own
+    excludes leave it out, and an upload over Ray's limit is refused with its largest folders). Set once per
+    process: these loggers log nothing else a `relay` command shows.
+    """
+    for name in UPLOAD_LOGGERS:
+        upload_logger = logging.getLogger(name)
+        if not any(isinstance(each, _UploadNoise) for each in upload_logger.filters):
+            upload_logger.addFilter(_UploadNoise())
+
+
 def submit_entrypoint(
     address: str | None,
     entrypoint: str,
@@ -225,6 +255,7 @@ def submit_entrypoint(
     runtime_env = build_runtime_env(str(folder.resolve()), env_vars or {}, pip, skip)
     client = connect(url)
     try:
+        quiet_upload()
         with _translated(url, submission_id, upload=str(folder.resolve())):
             job_id = client.submit_job(
                 entrypoint=entrypoint,

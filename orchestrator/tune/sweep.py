@@ -382,7 +382,8 @@ def start_number(result: Any, trial_id: str) -> int | None:
 
 
 def in_start_order(rows: Sequence[TrialRow]) -> list[TrialRow]:
-    """The trials in the order they started (the table, trials.csv, ties); any not numbered last, as Ray lists them."""
+    """The trials in Ray Tune's trial order, their number (the table, trials.csv, ties): the order Ray Tune created
+    them, which is the order they started when they run one at a time; any not numbered last, as Ray lists them."""
     return sorted(rows, key=lambda row: (row.started is None, row.started or 0))
 
 
@@ -500,7 +501,7 @@ def best_row(rows: Sequence[TrialRow], mode: str) -> TrialRow | None:
     """The best final value among the trials that got furthest (all generations, unless none did).
 
     A trial stopped after generation 0 is not compared on its generation-0
-    value against trials that ran every generation. A tie goes to the trial started first
+    value against trials that ran every generation. A tie goes to the trial Ray Tune numbered first
     (``in_start_order``), whatever order Ray lists the trials in.
     """
     scored = [row for row in rows if row.by_generation]

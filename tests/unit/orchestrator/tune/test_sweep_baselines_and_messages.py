@@ -147,7 +147,7 @@ def test_best_yaml_names_a_tie_only_when_there_is_one(tmp_path: Path) -> None:
     tied = [r.trial_id for r in tied_with([first, second, tie], first)]
     write_sweep_outputs(tmp_path, trial_records([first, tie]), first, sweep, tied)
     header = (tmp_path / "best.yaml").read_text().splitlines()[1]
-    assert "tied with c; a tie goes to the trial that started first" in header
+    assert "tied with c; a tie goes to the trial Ray Tune numbered first" in header
     assert "tune" not in yaml.safe_load((tmp_path / "best.yaml").read_text())
 
 
