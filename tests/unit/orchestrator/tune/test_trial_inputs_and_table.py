@@ -284,7 +284,9 @@ def test_a_line_under_the_table_says_how_relays_best_is_picked() -> None:
 
     [line] = best_notes(plan(smoke_data()))
     assert "furthest generation" in line and f"best final {METRIC} (max)" in line and "Ray Tune" in line
-    assert "listed in Ray Tune's trial order (their number), and a tie goes to the trial Ray Tune numbered first" in line
+    assert (
+        "listed in Ray Tune's trial order (their number), and a tie goes to the trial Ray Tune numbered first" in line
+    )
 
 
 # --- 7. a trial a Ctrl-C cut off is interrupted, not stopped early --------------------------------
