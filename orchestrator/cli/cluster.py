@@ -262,9 +262,15 @@ def latest_job(address: str | None, job_id: str) -> str:
 
     Why: Ray keeps a job id for good, so `relay submit --resume RUN_ID` on the cluster that ran
     the run submits ``RUN_ID-resume-2``; `relay stop RUN_ID` then stopped nothing ("already
-    finished") while the resume trained on. Said on stderr whenever another job is meant.
+    finished") while the resume trained on. Said on stderr whenever another job is meant. A sweep's name
+    (`tune.name`, what `relay generations` takes) means its job, ``sweep-NAME``: it was "no job 'NAME'".
     """
-    latest = jobs.latest_job_of(jobs.list_jobs(address), job_id)
+    rows = jobs.list_jobs(address)
+    ids = {row["id"] for row in rows}
+    if job_id not in ids and sweep_job.JOB_PREFIX + job_id in ids:
+        print(f"{job_id}: no job by that id; sweep {job_id}'s job is {sweep_job.JOB_PREFIX + job_id}", file=sys.stderr)
+        job_id = sweep_job.JOB_PREFIX + job_id
+    latest = jobs.latest_job_of(rows, job_id)
     if latest != job_id:
         print(f"{job_id}: its newest job is {latest} (a later job of it); this is about that one", file=sys.stderr)
     return latest

@@ -250,3 +250,12 @@ def test_status_of_a_failed_sweep_job_sends_to_its_log_first(server: JobsServer,
     assert "sweep f's job is FAILED: `relay logs` of it says why" in err
     assert f"`{way_on}` continues the sweep if its trials had started" in err
     assert "else submit it again without --resume-sweep" in err
+
+
+def test_a_sweeps_name_means_its_job(server: JobsServer, project: Path, capsys) -> None:
+    """`relay logs NAME` with the sweep's name (as `relay generations NAME` takes it) said "no job 'NAME'"."""
+    server.jobs = [job("sweep-s", "SUCCEEDED"), job("sweep-s-resume-2", "RUNNING")]
+    assert main(["status", "s", "--address", server.address]) == 0
+    out, err = capsys.readouterr()
+    assert out.strip() == "RUNNING"
+    assert "s: no job by that id; sweep s's job is sweep-s" in err and "its newest job is sweep-s-resume-2" in err
