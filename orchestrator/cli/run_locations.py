@@ -13,7 +13,8 @@ the workspace (``run.workspace``, RELAY_WORKSPACE, ./relay-workspace). Two check
   needs afterwards may land in a temporary folder or in Ray's per-session folders. A job runs
   in its uploaded working folder under Ray's session folder, so a relative workspace (the
   default) puts every result where Ray deletes it with the cluster; /tmp is node-local and
-  cleared on reboot.
+  cleared on reboot, and other temporary folders (/var/tmp, $TMPDIR) are node-local and may be
+  cleaned by the system. A path is checked as written and as it resolves through symlinks.
 
 Every problem is a ``key: what; fix`` line of one ConfigError (exit 2).
 """
@@ -22,7 +23,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import socket
 import tempfile
 import threading
@@ -49,6 +49,7 @@ from orchestrator.engine.artifacts import StoreFault, store_failure, store_fault
 from orchestrator.engine.fit import local_fit_problems, local_gpus
 from orchestrator.errors import ConfigError
 from orchestrator.jobs.auth import token_mode_for_joining
+from orchestrator.jobs.submit import RAY_SESSION
 from orchestrator.tracking.common import relocated_artifacts, sqlite_path
 
 logger = logging.getLogger(__name__)
@@ -70,8 +71,9 @@ NOT_GCS = {  # what a gRPC status of the probe says about the server ({} is the 
     "DEADLINE_EXCEEDED": "it did not answer as Ray's GCS within {:g} s",
 }
 RAY_JOB_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"  # set by Ray's job supervisor for the entrypoint it starts
-RAY_SESSION = re.compile(r"^session_\d{4}-\d{2}-\d{2}_")
 TEMP_ROOTS = ("/tmp", "/var/tmp", "/dev/shm")
+CLEARED_ON_REBOOT = ("/tmp", "/dev/shm")  # most systems mount them as tmpfs or empty them at boot; /var/tmp is kept
+PER_SESSION = "inside Ray's per-session folder (deleted with the session)"
 SHARED_EXAMPLE = "/mnt/relay"
 STORE_FIX = (
     f"set RELAY_WORKSPACE to a folder every node mounts (e.g. {SHARED_EXAMPLE}), or "
@@ -108,9 +110,20 @@ def in_ray_job() -> bool:
 
 
 def resolved_locations(config: Any) -> Locations:
-    """Where this process will write, paths made absolute here."""
+    """Where this process will write, paths made absolute here, with the setting that chose each store.
+
+    A store named by RELAY_ARTIFACT_URI or MLFLOW_TRACKING_URI is keyed by that variable, so that a
+    refusal names what the user set; a store in the workspace keeps the config's key, as before.
+    """
     tracking = tracking_uri(config.run, config.tracking)
-    return Locations(artifact_uri(config.run), tracking, experiment=config.tracking.experiment)
+    store_key = _env_key(config.run.artifact_uri, ARTIFACT_URI_ENV, "run.artifact_uri")
+    tracking_key = _env_key(config.tracking.uri, TRACKING_URI_ENV, "tracking.uri")
+    return Locations(artifact_uri(config.run), tracking, store_key, tracking_key, config.tracking.experiment)
+
+
+def _env_key(setting: str | None, variable: str, key: str) -> str:
+    """``$VARIABLE`` when the environment variable, not the config's ``key``, names a store; else ``key``."""
+    return f"${variable}" if not setting and os.environ.get(variable) else key
 
 
 def submitted_locations(config: Any, flags: Mapping[str, str] | None = None) -> Locations:
@@ -167,19 +180,49 @@ def _temp_roots() -> list[str]:
 def impermanence(path: str) -> str | None:
     """Why results at ``path`` would not outlive the run's cluster, or None when they would.
 
-    ``~/x`` is a home folder, not a relative path (the job expands it on the cluster).
+    ``~/x`` is a home folder, not a relative path (the job expands it on the cluster). An absolute
+    path is checked as written, then as it resolves through symlinks, as far as it exists here:
+    ``ray start --temp-dir DIR`` makes ``DIR/session_latest`` a link to the session's folder, and a
+    link elsewhere into a session or temporary folder loses the results as surely as the folder itself.
     """
     pure = PurePosixPath(path)
     if pure.parts and pure.parts[0].startswith("~"):
         pure = PurePosixPath("/home", *pure.parts[1:])  # where a home folder lives; never a temporary one
+        return _temporary_place(pure)
     if not pure.is_absolute():
         return "a relative path, which a Ray job resolves inside its working folder (deleted with Ray's session)"
-    if "runtime_resources" in pure.parts or any(RAY_SESSION.match(part) for part in pure.parts):
-        return "inside Ray's per-session folder (deleted with the session)"
+    why = _temporary_place(pure)
+    real = _real_path(pure)
+    if why is None and real != pure:
+        why = _temporary_place(real)
+        return None if why is None else f"{why}, through a symlink (it resolves to {real})"
+    return why
+
+
+def _real_path(path: PurePosixPath) -> PurePosixPath:
+    """``path`` with its symlinks (and ``..``) resolved as far as it exists on this machine; itself when unreadable."""
+    try:
+        return PurePosixPath(os.path.realpath(path))
+    except (OSError, ValueError):
+        return path
+
+
+def _temporary_place(path: PurePosixPath) -> str | None:
+    """Why the absolute ``path``, as written, lies in a Ray session folder or a temporary folder, or None."""
+    if "runtime_resources" in path.parts or any(RAY_SESSION.match(part) for part in path.parts):
+        return PER_SESSION
     for root in _temp_roots():
-        if pure == PurePosixPath(root) or PurePosixPath(root) in pure.parents:
-            return f"under {root}, a temporary folder (node-local, cleared on reboot)"
+        places = {PurePosixPath(root), _real_path(PurePosixPath(root))}  # /tmp may be a link (/private/tmp)
+        if any(path == place or place in path.parents for place in places):
+            return f"under {root}, {_temporary_folder(root)}"
     return None
+
+
+def _temporary_folder(root: str) -> str:
+    """What a temporary folder ``root`` is, truthfully: /var/tmp and $TMPDIR survive a reboot on most systems."""
+    if root in CLEARED_ON_REBOOT:
+        return "a temporary folder (node-local, cleared on reboot)"
+    return "a temporary folder that the system may clean (node-local, not shared between nodes)"
 
 
 def store_fix(key: str) -> str:
@@ -293,32 +336,33 @@ def store_problem(uri: str, timeout_s: float = PROBE_TIMEOUT_S, key: str = "run.
     return None
 
 
-def tracking_problem(uri: str, timeout_s: float = 5.0) -> str | None:
-    """Why the MLflow tracking server at an http(s) ``uri`` cannot be used, or None (other stores: None)."""
+def tracking_problem(uri: str, timeout_s: float = 5.0, key: str = "tracking.uri") -> str | None:
+    """Why the MLflow tracking server at an http(s) ``uri`` cannot be used, or None (other stores: None).
+
+    ``key`` is how the user named the server (``tracking.uri`` or $MLFLOW_TRACKING_URI), for the message.
+    """
     if not uri.startswith(("http://", "https://")):
         return None
     import requests
 
+    to_fix = f"tracking.uri / {TRACKING_URI_ENV}" if key == "tracking.uri" else key
     try:
         response = requests.get(f"{uri.rstrip('/')}/health", timeout=timeout_s)
     except requests.exceptions.RequestException as exc:
         return (
-            f"tracking.uri: no MLflow tracking server answers at {uri} ({type(exc).__name__}); start one "
-            f"(mlflow server --host 0.0.0.0 --port 5000) or fix tracking.uri / {TRACKING_URI_ENV}"
+            f"{key}: no MLflow tracking server answers at {uri} ({type(exc).__name__}); start one "
+            f"(mlflow server --host 0.0.0.0 --port 5000) or fix {to_fix}"
         )
     if response.status_code != 200:
-        return (
-            f"tracking.uri: {uri} answers {response.status_code} at /health, not as an MLflow tracking server; "
-            f"fix tracking.uri / {TRACKING_URI_ENV}"
-        )
+        return f"{key}: {uri} answers {response.status_code} at /health, not as an MLflow tracking server; fix {to_fix}"
     return None
 
 
 def check_reachable(locations: Locations, source: str | None = None) -> None:
     """Refuse (exit 2) a remote store or tracking server that cannot be used, before anything is written."""
     problems = [
-        store_problem(locations.store),
-        tracking_problem(locations.tracking or ""),
+        store_problem(locations.store, key=locations.store_key),
+        tracking_problem(locations.tracking or "", key=locations.tracking_key),
         moved_store_problem(locations),
     ]
     problems = [problem for problem in problems if problem]

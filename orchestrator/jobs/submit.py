@@ -38,16 +38,26 @@ logger = logging.getLogger(__name__)
 # (a submit then said a cluster of 2 CPU workers and a 0-CPU head had 0 CPU). A cluster that is short for
 # good is said so after this wait.
 NODES_REPORT_WAIT_S = 15
-RAY_SESSION = re.compile(r"^session_\d{4}-\d{2}-\d{2}_")  # a session folder Ray makes in its temp dir
+# A session folder Ray makes in its temp dir (session_<date>_<time>_<pid>), or session_latest, Ray's link to the
+# newest one: a path through either is deleted with the session.
+RAY_SESSION = re.compile(r"^session_(?:latest$|\d{4}-\d{2}-\d{2}_)")
 
 # Never upload these with the working_dir: local environments, local run
-# outputs and databases are large and meaningless on the cluster.
+# outputs and databases are large and meaningless on the cluster. A sqlite store
+# comes with side files (its .lock, SQLite's journal, WAL and shared-memory files)
+# and, beside it, the folder where Relay keeps its MLflow artifacts
+# (orchestrator.tracking.common.ARTIFACTS_FOLDER, which this layer may not import).
 WORKING_DIR_EXCLUDES = [
     ".venv",
     "relay-workspace",
     ".git",
     "benchmarks/results",
     "*.db",
+    "*.db.lock",
+    "*.db-journal",
+    "*.db-wal",
+    "*.db-shm",
+    "mlartifacts",
     "mlruns",
     "__pycache__",
     ".pytest_cache",
