@@ -27,7 +27,7 @@ import re
 import shutil
 import tempfile
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -335,6 +335,27 @@ def drop_aliases_beyond(client: Any, name: str, last_generation: int) -> list[st
     for alias in stale:
         client.delete_registered_model_alias(name, alias)
     return stale
+
+
+def drop_branch_aliases(client: Any, name: str, kept: Collection[str]) -> list[str]:
+    """Remove the side branches' ``ROLE-gen-NN`` aliases of registered model ``name`` not in ``kept``.
+
+    Why: a run whose config has no such branch (``ke.compute_matched_baseline=false``) left
+    ``baseline-gen-01`` on an older run's version beside this run's ``gen-01``, so the aliases named
+    models of two runs. Called once a run has registered all its models, with the aliases it
+    registered; returns the aliases removed, sorted.
+    """
+    aliases = client.get_registered_model(name).aliases
+    stale = sorted(a for a in aliases if is_branch_alias(a) and a not in kept)
+    for alias in stale:
+        client.delete_registered_model_alias(name, alias)
+    return stale
+
+
+def is_branch_alias(alias: str) -> bool:
+    """A side branch's ``ROLE-gen-NN`` (``kd-gen-01``), not a generation's own ``gen-NN`` nor ``newest``."""
+    generation = alias_generation(alias)
+    return generation is not None and alias != model_alias(generation)
 
 
 def same_model(client: Any, experiment_id: str, artifact: TrackedArtifact, pyfunc_loader: str | None) -> Any:

@@ -4,7 +4,8 @@ Why a module of its own: registering is the one part of tracking that reaches ou
 MLflow runs, into the registered model every run of the pipeline shares. Its record is the
 pipeline run's ``relay.registered_models`` tag (``models:/NAME/VERSION (ALIAS)`` entries, every
 attempt's), which a resume reads back, `relay delete` lists, and the run's end uses to point the
-aliases at this run's own versions and to drop the ones past its last generation.
+aliases at this run's own versions and to drop the ones it has no model for (past its last
+generation, or of a branch it does not have).
 
 Versions are registered as the run goes (nothing is lost to a stop or a crash), but aliases move only
 when the run finishes: `--stop-after g00/train`, a Ctrl-C or a failed run moved ``gen-00`` and
@@ -91,23 +92,31 @@ class RunRegistrations:
         )
 
     def drop_stale_aliases(self) -> None:
-        """Remove the registered model's generation aliases above this finished run's last, saying so in one line.
+        """Remove the registered model's aliases an earlier run set and this finished run has no model for; one
+        line per reason says which.
 
-        Its last generation is the highest one among the models this run registered, in this
-        attempt or an earlier one, so a run resumed after ``--stop-after`` drops nothing until it
-        has registered its last generation.
+        Those are the generation aliases above this run's last generation (the highest one among the
+        models this run registered, in this attempt or an earlier one, so a run resumed after
+        ``--stop-after`` drops nothing until it has registered its last generation), and the side
+        branches' aliases (``baseline-gen-01``) this run registered no model for: a config without
+        that branch left them on the older run's version.
         """
         registered = [alias_generation(alias) for _, _, alias in parsed_entries(self.entries)]
         last = max((g for g in registered if g is not None), default=None)
         if last is None:
             return
-        stale = lineage.drop_aliases_beyond(self._client, self.pipeline_name, last)
-        if stale:
+        beyond = lineage.drop_aliases_beyond(self._client, self.pipeline_name, last)
+        self._say_removed(beyond, f"this run's last generation is {lineage.model_alias(last)}")
+        branches = lineage.drop_branch_aliases(self._client, self.pipeline_name, self.own_aliases())
+        self._say_removed(branches, "this run has no model of their branch")
+
+    def _say_removed(self, aliases: Sequence[str], reason: str) -> None:
+        if aliases:
             logger.info(
-                "removed alias(es) %s of model %s: an earlier run set them, and this run's last generation is %s",
-                ", ".join(stale),
+                "removed alias(es) %s of model %s: an earlier run set them, and %s",
+                ", ".join(aliases),
                 self.pipeline_name,
-                lineage.model_alias(last),
+                reason,
             )
 
     def point_aliases(self) -> None:

@@ -553,3 +553,27 @@ def test_a_finished_run_removes_the_generation_aliases_beyond_its_last(store, ex
         f"removed alias(es) gen-02, kd-gen-02 of model {name}: an earlier run set them, "
         "and this run's last generation is gen-01"
     )
+
+
+def test_a_finished_run_removes_the_branch_aliases_it_has_no_model_for(store, experiment, tmp_path, caplog):
+    """`ke.compute_matched_baseline=false` after a run with the baseline left `baseline-gen-01` on the older run's
+    version beside the new run's `gen-01`: the finished run removes it, saying so, as it removes `gen-NN`."""
+    caplog.set_level(logging.INFO, logger="orchestrator.tracking")
+    name = f"toy-{experiment}"
+    client = MlflowClient(store[0])
+    track_generations(store, experiment, tmp_path, "k1", (0, 1), side=1)
+    assert sorted(client.get_registered_model(name).aliases) == ["gen-00", "gen-01", "kd-gen-01", "newest"]
+    track_generations(store, experiment, tmp_path, "k4", (0, 1))  # the same config without its kd branch
+    aliases = client.get_registered_model(name).aliases
+    assert {a: client.get_model_version(name, str(v)).tags["relay.pipeline_run"] for a, v in aliases.items()} == {
+        "gen-00": "k4",
+        "gen-01": "k4",
+        "newest": "k4",
+    }
+    (line,) = [r.getMessage() for r in caplog.records if "removed alias" in r.getMessage()]
+    assert line == (
+        f"removed alias(es) kd-gen-01 of model {name}: an earlier run set them, "
+        "and this run has no model of their branch"
+    )
+    track_generations(store, experiment, tmp_path, "k5", (0, 1), side=1)  # a run with the branch keeps its own
+    assert sorted(client.get_registered_model(name).aliases) == ["gen-00", "gen-01", "kd-gen-01", "newest"]
