@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -153,7 +154,7 @@ def tracking_uri_problem(uri: str, key: str, local: bool = True, writes: bool = 
         folder = uri.removeprefix("file://").rstrip("/")
         return (
             f"{key}: {uri!r} is a folder path, MLflow's file store, which MLflow 3 refuses ('in maintenance "
-            f"mode'); use sqlite:///PATH/mlflow.db, e.g. sqlite:///{folder}/mlflow.db "
+            f"mode'); use sqlite:///PATH/mlflow.db, e.g. {_sqlite_example(folder, local)} "
             "(or set MLFLOW_ALLOW_FILE_STORE=true to keep the file store)"
         )
     if scheme == "sqlite" and not uri.startswith("sqlite:///"):
@@ -162,6 +163,24 @@ def tracking_uri_problem(uri: str, key: str, local: bool = True, writes: bool = 
     if db is None or not local:
         return None
     return (folder_problem(db.parent, key) if writes else None) or _database_problem(db, key)
+
+
+def _sqlite_example(folder: str, local: bool) -> str:
+    """A sqlite URI to use instead of the file store ``folder``: beside it, unless a cluster run could not keep it.
+
+    Why: `relay submit tracking.uri=file:///tmp/mlruns` was told to use sqlite:////tmp/mlruns/mlflow.db,
+    which the next check refuses (a job's stores must outlive it, and /tmp is each node's own).
+    """
+    if local or not _temporary(folder):
+        return f"sqlite:///{folder}/mlflow.db"
+    return "sqlite:////mnt/relay/mlflow.db (a folder every node of the cluster mounts, outside /tmp)"
+
+
+def _temporary(folder: str) -> bool:
+    """Whether ``folder`` is in one of the machine's temporary folders (each node's own, cleaned by the system)."""
+    roots = {"/tmp", "/var/tmp", "/dev/shm", tempfile.gettempdir()}
+    path = Path(folder).expanduser()
+    return any(path == Path(root) or Path(root) in path.parents for root in roots)
 
 
 def _file_store_allowed() -> bool:

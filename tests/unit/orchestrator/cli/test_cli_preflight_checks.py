@@ -312,3 +312,18 @@ def test_generations_of_a_run_whose_record_is_elsewhere_reads_the_tracking_store
     assert "Run r1: per-generation results" in out and "balanced_accuracy" in out and "tail" in out
     assert main(["generations", "nope", "--workspace", str(cwd / "laptop")]) == 2  # in neither store
     assert "no run 'nope' in the artifact store" in capsys.readouterr().err
+
+
+def test_a_file_store_in_tmp_given_to_submit_is_not_advised_a_database_in_tmp(
+    cwd: Path, capsys, monkeypatch, no_store_settings
+) -> None:
+    """`relay submit tracking.uri=file:///tmp/mlruns` was told to use sqlite:////tmp/mlruns/mlflow.db, a store the
+    next check refuses (a job's stores must outlive it); a local run may keep its database beside the folder."""
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
+    nothing_listens = f"http://127.0.0.1:{free_port()}"  # never reached: the refusal comes first
+    command = ["submit", str(SMOKE), "--address", nothing_listens, "run.workspace=/mnt/relay"]
+    err = refused([*command, "tracking.uri=file:///tmp/relay-mlruns"], cwd, capsys)
+    assert "tracking.uri: 'file:///tmp/relay-mlruns' is a folder path, MLflow's file store" in err, err
+    assert "sqlite:////tmp/" not in err and "e.g. sqlite:////mnt/relay/mlflow.db (a folder every node" in err
+    local = refused(["validate", str(SMOKE), "tracking.uri=file:///tmp/relay-mlruns"], cwd, capsys)
+    assert "e.g. sqlite:////tmp/relay-mlruns/mlflow.db" in local
