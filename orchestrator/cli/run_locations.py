@@ -116,12 +116,12 @@ def resolved_locations(config: Any) -> Locations:
     refusal names what the user set; a store in the workspace keeps the config's key, as before.
     """
     tracking = tracking_uri(config.run, config.tracking)
-    store_key = _env_key(config.run.artifact_uri, ARTIFACT_URI_ENV, "run.artifact_uri")
-    tracking_key = _env_key(config.tracking.uri, TRACKING_URI_ENV, "tracking.uri")
+    store_key = env_key(config.run.artifact_uri, ARTIFACT_URI_ENV, "run.artifact_uri")
+    tracking_key = env_key(config.tracking.uri, TRACKING_URI_ENV, "tracking.uri")
     return Locations(artifact_uri(config.run), tracking, store_key, tracking_key, config.tracking.experiment)
 
 
-def _env_key(setting: str | None, variable: str, key: str) -> str:
+def env_key(setting: str | None, variable: str, key: str) -> str:
     """``$VARIABLE`` when the environment variable, not the config's ``key``, names a store; else ``key``."""
     return f"${variable}" if not setting and os.environ.get(variable) else key
 

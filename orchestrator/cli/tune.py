@@ -215,7 +215,13 @@ def check_locations(plan: SweepPlan, settings: RunSettings, address: str | None,
     Trials joining a cluster run stages on its other nodes, which write into the same stores:
     a workspace under /tmp would be node-local and lost with the cluster.
     """
-    locations = run_locations.Locations(plan.store_uri, plan.tracking_uri, experiment=plan.tracking.experiment)
+    locations = run_locations.Locations(
+        plan.store_uri,
+        plan.tracking_uri,
+        run_locations.env_key(settings.artifact_uri, ARTIFACT_URI_ENV, "run.artifact_uri"),
+        run_locations.env_key(plan.tracking.uri, TRACKING_URI_ENV, "tracking.uri"),
+        experiment=plan.tracking.experiment,
+    )
     if run_locations.in_ray_job() or run_locations.joins_cluster(address, settings):
         problems = run_locations.durability_problems(locations)
         why = run_locations.impermanence(str(Path(plan.output).absolute()))

@@ -189,3 +189,16 @@ def test_the_config_key_still_names_a_server_set_in_the_config() -> None:
     dead = f"http://127.0.0.1:{free_port()}"
     problem = tracking_problem(dead)
     assert problem.startswith("tracking.uri: ") and problem.endswith("or fix tracking.uri / MLFLOW_TRACKING_URI")
+
+
+def test_relay_tune_names_the_variable_that_chose_an_unreachable_store(
+    monkeypatch, capsys, tmp_path, no_store_settings
+) -> None:
+    """As `relay run` and `relay submit` do: the sweep's check said `tracking.uri:`, a key the user never set."""
+    monkeypatch.chdir(tmp_path)
+    dead = f"http://127.0.0.1:{free_port()}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", dead)
+    assert main(["tune", str(SMOKE), f"run.workspace={tmp_path / 'ws'}", "--output", str(tmp_path / "sweep")]) == 2
+    err = capsys.readouterr().err
+    assert f"$MLFLOW_TRACKING_URI: no MLflow tracking server answers at {dead}" in err, err
+    assert not (tmp_path / "ws").exists() and not (tmp_path / "sweep").exists()
