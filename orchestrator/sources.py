@@ -31,6 +31,7 @@ import pyarrow.fs as pafs
 
 from orchestrator.config import ModelSource, RunSettings, TrackingSettings, artifact_uri, tracking_uri
 from orchestrator.engine.artifacts import ArtifactStore
+from orchestrator.engine.filesystems import filesystem_from_uri
 from orchestrator.engine.ledger import DONE_STATES, LEDGER_FILE, read_ledger, record_path
 from orchestrator.errors import ArtifactError, ConfigError
 from orchestrator.tracking.common import mlflow_client, sqlite_path
@@ -71,8 +72,8 @@ def read_bytes(location: str) -> bytes:
 
 def _filesystem(location: str) -> tuple[pafs.FileSystem, str]:
     if "://" in location:
-        try:
-            return pafs.FileSystem.from_uri(location)
+        try:  # S3 with bounded timeouts: a store that does not answer fails the check instead of hanging the driver
+            return filesystem_from_uri(location)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
             raise ValueError(
                 f"cannot read {location} ({exc}); copy the weights to a file or to the artifact store's storage"

@@ -7,6 +7,10 @@ temporary name and renamed into place, and the manifest is written last, so
 stored bytes (``orchestrator.engine.digests``: xxh3-128, sha256 in older
 manifests) are checked before a cache hit, so a truncated or altered file is
 detected and recomputed instead of silently used.
+
+An S3 store gets bounded timeouts and retries (``orchestrator.engine.filesystems``: 10 s to
+connect, 30 s without a byte, 3 attempts), so a store that stops answering fails a request after
+about 90 s with "does not answer" instead of holding the run silent until it answers again.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import pyarrow.fs as pafs
 
 from orchestrator.dag import StageResult
 from orchestrator.engine.digests import ALGORITHM, LEGACY, digest_of, hasher
+from orchestrator.engine.filesystems import filesystem_from_uri
 from orchestrator.engine.parquet import HashingSink, read_parquet, write_parquet
 from orchestrator.errors import ArtifactError, exception_chain
 
@@ -168,7 +173,7 @@ class ArtifactStore:
 
     def __init__(self, uri: str) -> None:
         if "://" in uri:
-            self._fs, root = pafs.FileSystem.from_uri(uri)  # ValueError for a bad URI: cli.preflight.open_store
+            self._fs, root = filesystem_from_uri(uri)  # ValueError for a bad URI: cli.preflight.open_store
         else:  # absolute, because workers rebuild the store from ``uri`` in another cwd
             uri = root = str(Path(uri).expanduser().resolve())
             self._fs = pafs.LocalFileSystem()
@@ -269,7 +274,7 @@ class ArtifactStore:
                 write_parquet(sink, reader, name)
             self._fs.move(temp, final)
         except (OSError, pa.ArrowException) as exc:
-            self._delete_abs(temp)
+            self._discard(temp, exc)
             raise self._unwritable(name, final, exc) from exc
         except BaseException:
             self._delete_abs(temp)
@@ -341,8 +346,15 @@ class ArtifactStore:
                 stream.write(data)
             self._fs.move(temp, final)
         except (OSError, pa.ArrowException) as exc:
-            self._delete_abs(temp)
+            self._discard(temp, exc)
             raise self._unwritable(name, final, exc) from exc
+
+    def _discard(self, temp: str, exc: BaseException) -> None:
+        """Delete the temporary file of a failed write, unless the store did not answer it: the delete
+        would wait out the same timeouts again (minutes) before the error is told. One left in a stage's
+        folder is removed by ``relay gc`` (``temp_files``); one beside a run's record goes with the run."""
+        if store_fault(exc) is not StoreFault.UNREACHABLE:
+            self._delete_abs(temp)
 
     def _unwritable(self, name: str, path: str, exc: BaseException) -> ArtifactError:
         """The error for a write the store failed, with the fix its cause calls for: "check the store is
