@@ -14,8 +14,10 @@ from __future__ import annotations
 import dataclasses
 import io
 import re
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Literal
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel
 
 from orchestrator.config import StrictModel
 from orchestrator.dag import Pipeline, Stage
@@ -48,6 +50,22 @@ LONG_TAIL_COLUMNS = {
 def gen(k: int, role: str) -> str:
     """Stage and artifact names of generation k: `g03/train`, `g03/model`."""
     return f"g{k:02d}/{role}"
+
+
+Section = TypeVar("Section", bound=BaseModel)
+
+
+def unread_as_default(section: Section, names: Iterable[str]) -> Section:
+    """``section`` with the fields ``names`` put back to their defaults: keys a stage does not read under the
+    config's other settings.
+
+    Why: a stage's params are its cache key, so a key it ignores still reran it when changed, to
+    byte-identical output (`pretext.temperature` retrained a RotNet encoder, `noisy.label_smoothing` a
+    soft-label student); the sweep's inert-key warning, which compares fingerprints, missed such keys.
+    The defaults rather than a marker: a file that never set the key keeps the fingerprints it had.
+    """
+    defaults = type(section).model_fields
+    return section.model_copy(update={name: defaults[name].default for name in names})
 
 
 def split_stage(config: Any, name: str = SPLIT, data: Any = None, body: Any = refs.split_supervised) -> Stage:
@@ -126,13 +144,28 @@ def start_stages(config: Any, split_artifact: str = SPLIT) -> tuple[list[Stage],
         )
         return [stage], INIT_MODEL
     if config.pretext.method != "none":
-        params = {"data": config.data, "model": config.model, "pretext": config.pretext, "augment": config.augment}
+        params = {"data": config.data, "model": config.model, **pretext_read(config.pretext, config.augment)}
         io_roles = {"split": split_artifact, "model": PRETEXT_MODEL}
         stage = refs.make_stage(
             "pretext/pretrain", refs.pretrain_pretext, io_roles, (PRETEXT_MODEL,), params, res.train, None
         )
         return [stage], PRETEXT_MODEL
     return [], None
+
+
+# What the pretext stage does not read of `pretext` and `augment`, by method: `pretext.probe` only adds the probe
+# stage; RotNet has no projection head and no NT-Xent temperature, and sees only the weak view (SimCLR only the
+# strong one, which starts with the weak one's flip and crop, so it reads all of `augment`).
+PRETEXT_UNREAD = {"rotnet": ("probe", "temperature", "projection_dim"), "simclr": ("probe",)}
+AUGMENT_UNREAD = {"rotnet": ("strong",), "simclr": ()}
+
+
+def pretext_read(pretext: Any, augment: Any) -> dict:
+    """The pretext stage's `pretext` and `augment` params: what its method reads, the rest at the defaults."""
+    return {
+        "pretext": unread_as_default(pretext, PRETEXT_UNREAD[pretext.method]),
+        "augment": unread_as_default(augment, AUGMENT_UNREAD[pretext.method]),
+    }
 
 
 def starting(

@@ -30,6 +30,7 @@ from pipelines.builders.common import (
     split_stage,
     start_stages,
     starting,
+    unread_as_default,
 )
 from pipelines.schedules import temperature
 from pipelines.schema import (
@@ -71,7 +72,8 @@ class GenerationAlignment(StrictModel):
     `crest.generations`), computed here rather than in the stage, so a stage's params (and its
     fingerprint) hold only what changes its model: generation 0 (always 1.0) stays cached when
     t_min, the schedule or the number of generations change, and so does every generation of
-    CReST without alignment. `alpha` and `selection` belong to the rebalance stage.
+    CReST without alignment, whose `alignment_momentum` and `p_model_estimate` (read only to align)
+    are their defaults here. `alpha` and `selection` belong to the rebalance stage.
     """
 
     alignment: bool
@@ -83,11 +85,12 @@ class GenerationAlignment(StrictModel):
 def alignment_of(crest: CrestSection, generation: int) -> GenerationAlignment:
     """Generation ``generation``'s alignment settings (the temperature is 1.0 where nothing is aligned)."""
     aligned = crest.alignment
+    read = crest if aligned else unread_as_default(crest, ("alignment_momentum", "p_model_estimate"))
     return GenerationAlignment(
         alignment=aligned,
         temperature=temperature(generation, crest.generations, crest.t_min, crest.schedule) if aligned else 1.0,
-        alignment_momentum=crest.alignment_momentum,
-        p_model_estimate=crest.p_model_estimate,
+        alignment_momentum=read.alignment_momentum,
+        p_model_estimate=read.p_model_estimate,
     )
 
 

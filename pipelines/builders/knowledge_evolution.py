@@ -4,7 +4,8 @@
 training image is labeled and classes are balanced) -> `g00/split_masks` (the fit/reset split,
 drawn ONCE and persisted) -> `g00/train` (from scratch) -> `g01/train` (the LAST g00 checkpoint,
 reset hypothesis re-initialised, new optimizer and LR schedule) -> ... Every `gKK/evaluate`
-scores the dense network and, for KELS, the slim fit-hypothesis network.
+scores the dense network and, for KELS, the slim fit-hypothesis network. With one generation
+nothing reads the masks (no reset, no slim network scored), so there is no `g00/split_masks`.
 `ke.compute_matched_baseline` adds `baseline/train` + `baseline/evaluate`: one network trained
 generations * train.steps steps, logged (as `baseline_*`) in the last generation's run, beside
 the KE result of the same compute. `ke.generations=2 ke.reinit=zero` is a dense-reset-dense
@@ -96,7 +97,12 @@ class MaskSplit(StrictModel):
 
 
 class ResetInit(StrictModel):
-    """What a train stage reads of `ke` (checked there): how the reset hypothesis restarts after generation 0."""
+    """What a train stage after generation 0 reads of `ke` (checked there): how the reset hypothesis restarts.
+
+    Only those stages carry it: generation 0 and the baseline reset nothing, and with `ke` in their
+    params `ke.reinit=zero` retrained both (the baseline is generations * train.steps long) to the
+    same weights.
+    """
 
     reinit: Literal["kaiming", "zero"]
 
@@ -139,27 +145,27 @@ def _train_params(config: KnowledgeEvolutionConfig, steps: int) -> dict:
         "model": config.model,
         "train": config.train.model_copy(update={"steps": steps}),
         "augment": config.augment,
-        "ke": part(ResetInit, config.ke),
     }
 
 
 def _evaluate(
     config: KnowledgeEvolutionConfig, name: str, model: str, evaluation: str, generation: int, prefix: str = ""
 ) -> Stage:
-    """Evaluate `model`; a generation's evaluation also reads the masks (KELS scores the slim network too).
+    """Evaluate `model`; a KELS generation's evaluation also reads the masks to score the slim network.
 
     Not with one generation: nothing evolves, the fit hypothesis was never trained apart, and its
     slim network scored chance (0.1000) in the class-balanced loss's table, which is a KE file of
-    one generation; the slim columns read "-" there instead.
+    one generation; the slim columns read "-" there instead. Not with WELS either: it has no slim
+    network, and the masks as an input reran `g00/evaluate` on a new `ke.split_rate` to the same scores.
     """
     io = {"split": SPLIT, "model": model, "evaluation": evaluation}
-    if not prefix and config.ke.generations > 1:
+    if not prefix and config.ke.generations > 1 and config.ke.split_mode == "kels":
         io["masks"] = MASKS
     params = {"data": config.data, "batch_size": config.label.batch_size, "metric_prefix": prefix}
     stage = refs.make_stage(
         name, refs.evaluate_network, io, (evaluation,), params, config.resources.evaluate, generation
     )
-    if "masks" in io and config.ke.split_mode == "kels":  # what evaluate_network needs to score a slim network
+    if "masks" in io:  # what evaluate_network needs to score a slim network
         stage = dataclasses.replace(stage, reports=(*stage.reports, *refs.SLIM_METRICS))
     return stage
 
@@ -173,6 +179,7 @@ def generation_stages(config: KnowledgeEvolutionConfig, k: int, pretrained: str 
     params = _train_params(config, config.train.steps)
     if k > 0:
         io.update({"previous": gen(k - 1, "model"), "masks": MASKS})
+        params["ke"] = part(ResetInit, config.ke)
     else:
         io, params = starting(io, params, config, pretrained)
     train = refs.make_stage(
@@ -195,23 +202,27 @@ def baseline_stages(config: KnowledgeEvolutionConfig, pretrained: str | None = N
     ]
 
 
+def masks_stages(config: KnowledgeEvolutionConfig) -> list[Stage]:
+    """`g00/split_masks`, drawn once for every later generation; none with one generation.
+
+    Why none: the masks are read by the resets of generations 1 on and by the evaluations that score
+    the slim network, which one generation leaves out (`_evaluate`). The class-balanced loss's file
+    (KE with one generation) drew masks nothing read and logged their `split_masks/*` metrics.
+    """
+    if config.ke.generations == 1:
+        return []
+    params = {"data": config.data, "model": config.model, "ke": part(MaskSplit, config.ke)}
+    io = {"split": SPLIT, "masks": MASKS}
+    return [refs.make_stage(gen(0, "split_masks"), refs.make_masks, io, (MASKS,), params, config.resources.data, 0)]
+
+
 def build(config: KnowledgeEvolutionConfig) -> Pipeline:
     """Unroll the generations into a static DAG; the masks stage runs once, before g00/train's evaluation needs it."""
-    res = config.resources
     first = split_stage(config)
-    masks = refs.make_stage(
-        gen(0, "split_masks"),
-        refs.make_masks,
-        {"split": SPLIT, "masks": MASKS},
-        (MASKS,),
-        {"data": config.data, "model": config.model, "ke": part(MaskSplit, config.ke)},
-        res.data,
-        0,
-    )
     start, pretrained = start_stages(config)
     generations = [s for k in range(config.ke.generations) for s in generation_stages(config, k, pretrained)]
     baseline = baseline_stages(config, pretrained) if config.ke.compute_matched_baseline else []
-    stages = [first, *start, masks, *generations, *baseline]
+    stages = [first, *start, *masks_stages(config), *generations, *baseline]
     return pipeline_of(config, stages)
 
 

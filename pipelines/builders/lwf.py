@@ -32,6 +32,7 @@ from pipelines.builders.common import (
     split_stage,
     start_stages,
     starting,
+    unread_as_default,
 )
 from pipelines.builders.transfer import check_disjoint
 from pipelines.schema import (
@@ -78,7 +79,11 @@ class LwfSection(StrictModel):
 
 
 class LwfLoss(StrictModel):
-    """What the new-task train stages read of `lwf` (bounds checked there)."""
+    """What the new-task train stages read of `lwf` (bounds checked there): the LwF branch's old-task term.
+
+    The fine-tuning and joint branches have no such term and carry the defaults (new_task_reads), so
+    a new `lwf.lambda_old` or `lwf.temperature` reruns `g01/train` alone.
+    """
 
     lambda_old: float
     temperature: float
@@ -129,6 +134,17 @@ def _old_network(config: LwfConfig, pretrained: str | None) -> list[Stage]:
     return [refs.make_stage(gen(0, "train"), refs.train_network, io, (OLD_MODEL,), params, res.train, 0), evaluate]
 
 
+def new_task_reads(config: LwfConfig, mode: str) -> dict:
+    """A new-task train stage's `lwf` and `init` params: what branch ``mode`` reads, the rest at the defaults.
+
+    Why: params are the cache key, and the fine-tuning and joint branches reran on `lwf.lambda_old` and
+    `lwf.temperature` (the LwF term's), every branch on `init.head`: the new head is always added
+    afresh here, and only the freezing schedule of `init` is read.
+    """
+    lwf = config.lwf if mode == "lwf" else unread_as_default(config.lwf, ("lambda_old", "temperature"))
+    return {"lwf": part(LwfLoss, lwf), "init": part(InitLoad, unread_as_default(config.init, ("head",)))}
+
+
 def _new_task(config: LwfConfig, role: str, mode: str, old_model: str, prefix: str = "") -> list[Stage]:
     """Train the two-headed network by ``mode`` (lwf, finetune, joint) and evaluate both tasks."""
     res = config.resources
@@ -141,8 +157,7 @@ def _new_task(config: LwfConfig, role: str, mode: str, old_model: str, prefix: s
         "old_data": old_data(config),
         "train": config.train,
         "augment": config.augment,
-        "lwf": part(LwfLoss, config.lwf),
-        "init": part(InitLoad, config.init),
+        **new_task_reads(config, mode),
         "mode": mode,
         "metric_prefix": prefix,
     }

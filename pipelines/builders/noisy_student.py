@@ -36,6 +36,7 @@ from pipelines.builders.common import (
     split_stage,
     start_stages,
     starting,
+    unread_as_default,
 )
 from pipelines.data import CLASS_COUNTS, image_shape
 from pipelines.model_names import PROBE_CHANNELS, PROBE_CLASSES, PROBE_PARAMETERS
@@ -93,12 +94,20 @@ class PseudoLabelLoss(StrictModel):
     student whose weights could not change. The teacher reads none of it. `noisy.temperature` is not
     here either: soft targets come tempered in the table (label_temperature), and the student fits them
     with its plain logits, so a new T reruns a student through the table it reads, and no hard-label one.
+    `label_smoothing` smooths hard pseudo-labels only: soft-label students carry its default
+    (pseudo_label_loss), so a new value reruns no student that ignores it.
     """
 
     label_type: Literal["soft", "hard"]
     label_smoothing: float
     unlabel_ratio: float
     pseudo_batch_ratio: int
+
+
+def pseudo_label_loss(noisy: NoisyStudentSection) -> PseudoLabelLoss:
+    """A student's `noisy` params: `noisy.label_smoothing` at its default for soft labels, which it does not smooth."""
+    read = noisy if noisy.label_type == "hard" else unread_as_default(noisy, ("label_smoothing",))
+    return part(PseudoLabelLoss, read)
 
 
 def label_temperature(noisy: NoisyStudentSection) -> float:
@@ -193,7 +202,7 @@ def _train(config: NoisyStudentConfig, k: int, pretrained: str | None) -> Stage:
         io, params = starting(io, params, config, pretrained)
     else:
         io.update({"picks": gen(k - 1, "picks"), "pseudo_labels": gen(k - 1, "pseudo_labels")})
-        params.update({"model": part(ModelSection, config.student), "noisy": part(PseudoLabelLoss, config.noisy)})
+        params.update({"model": part(ModelSection, config.student), "noisy": pseudo_label_loss(config.noisy)})
     return refs.make_stage(
         gen(k, "train"), refs.train_network, io, (gen(k, "model"),), params, config.resources.train, k
     )

@@ -22,6 +22,27 @@ def test_one_generation_scores_no_slim_network() -> None:
     assert ke.MASKS in two["g00/evaluate"].inputs and ke.MASKS in two["g01/evaluate"].inputs
 
 
+def test_one_generation_draws_no_masks() -> None:
+    """The class-balanced loss's file (KE, one generation) drew masks that nothing read and logged their
+    `split_masks/*` metrics in gen-00; with two generations the reset of g01 reads them."""
+    file = validate_config(ke.KnowledgeEvolutionConfig, load_yaml(CONFIGS / "class_balanced_digits.yaml"))
+    stages = ke.build(file).stages
+    assert [stage.name for stage in stages] == ["data/split", "g00/train", "g00/evaluate"]
+    assert not any(ke.MASKS in stage.inputs or ke.MASKS in stage.outputs for stage in stages)
+    two = {
+        s.name: s for s in ke.build(file.model_copy(update={"ke": ke.KnowledgeEvolutionSection(generations=2)})).stages
+    }
+    assert two["g00/split_masks"].outputs == (ke.MASKS,) and ke.MASKS in two["g01/train"].inputs
+
+
+def test_wels_evaluations_read_no_masks() -> None:
+    """WELS has no slim network to score, so its evaluations need no masks (they reran on a new ke.split_rate)."""
+    stages = ke.build(config(ke.KnowledgeEvolutionConfig, **{"ke.generations": 2, "ke.split_mode": "wels"})).stages
+    by_name = {stage.name: stage for stage in stages}
+    assert ke.MASKS not in by_name["g00/evaluate"].inputs and ke.MASKS not in by_name["g01/evaluate"].inputs
+    assert ke.MASKS in by_name["g01/train"].inputs
+
+
 def test_ke_unrolls_generations_with_masks_made_once_and_read_by_every_later_generation() -> None:
     pipeline = ke.build(
         config(ke.KnowledgeEvolutionConfig, **{"ke.generations": 3, "ke.compute_matched_baseline": True})

@@ -83,10 +83,12 @@ def test_filter_settings_leave_the_train_stages_cached(override: dict[str, objec
 
 
 def test_the_train_stages_rerun_when_what_they_read_changes() -> None:
-    base = _fingerprints()
-    smoothing = _fingerprints(**{"noisy.label_smoothing": 0.2})
+    """`noisy.label_smoothing` smooths hard pseudo-labels: it reruns hard-label students, no soft-label one."""
+    base = _fingerprints(**{"noisy.label_type": "hard"})
+    smoothing = _fingerprints(**{"noisy.label_type": "hard", "noisy.label_smoothing": 0.2})
     assert smoothing["g00/train"] == base["g00/train"], "the teacher reads no pseudo-labels"
     assert smoothing["g01/train"] != base["g01/train"] and smoothing["g02/train"] != base["g02/train"]
+    assert _fingerprints(**{"noisy.label_smoothing": 0.2}) == _fingerprints(), "soft labels are not smoothed"
     assert _fingerprints(**{"train.steps": 7})["g00/train"] != base["g00/train"]
     assert _fingerprints(**{"model.dropout": 0.2})["g00/train"] != base["g00/train"]
 
