@@ -12,8 +12,9 @@ then registered under the pipeline's name; its aliases ``gen-NN`` and ``newest``
 run finishes (``registrations``). A dataset is logged as an input of the run that reads it, with
 its storage location as source, Relay's own digest and its Arrow schema
 (read from the Parquet footer, never the rows). The models behind a stage's
-inputs (the teacher whose pseudo-labels a student trains on) are found by
-following the DAG back through non-model artifacts.
+inputs are found by following the DAG back through non-model artifacts, and told
+apart by what the stage does with them: a teacher (distillation's, the labeler of
+the pseudo-labels a student trains on) or the weights it starts from (``models_read``).
 
 All functions take an MlflowClient and explicit run ids: they run on the
 driver, inside the tracker's failure guard.
@@ -28,6 +29,7 @@ import shutil
 import tempfile
 import warnings
 from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +46,9 @@ NEWEST_ALIAS = "newest"  # MLflow reserves "latest"; `models:/<name>/latest` als
 TAG_ARTIFACT = "relay.artifact"
 TAG_DIGEST = "relay.digest"
 TAG_LOADER = "relay.pyfunc_loader"  # the module its MLmodel names ("none": no python_function flavour)
-TAG_TEACHER = "relay.teacher"
+TAG_TEACHER = "relay.teacher"  # models that teach a stage: a distillation teacher, the labeler of its pseudo-labels
+TAG_INIT_FROM = "relay.init_from"  # models whose weights a stage starts from (pretrained) or continues (KE)
+TEACHING_ROLES = frozenset({"teacher"})  # io roles of a model read to learn from its outputs (distill, FitNets)
 
 
 def relay_digest(artifact: TrackedArtifact) -> str:
@@ -65,6 +69,18 @@ def alias_generation(alias: str) -> int | None:
     return int(found.group(1)) if found else None
 
 
+@dataclass(frozen=True)
+class ModelsRead:
+    """The model artifacts behind a stage's inputs: those that teach it and those it starts from (names, sorted)."""
+
+    teachers: tuple[str, ...] = ()
+    starts: tuple[str, ...] = ()
+
+    @property
+    def all(self) -> tuple[str, ...]:
+        return tuple(sorted({*self.teachers, *self.starts}))
+
+
 class LineageGraph:
     """What the driver remembers of one pipeline run: artifacts, the models behind them, logged model ids."""
 
@@ -83,6 +99,26 @@ class LineageGraph:
     def models_behind(self, inputs: Iterable[str]) -> frozenset[str]:
         """Model artifacts the inputs were made from, stopping at the first model on each path."""
         return frozenset().union(*(self.origins.get(name, frozenset()) for name in inputs))
+
+    def models_read(self, inputs: Iterable[str], roles: Mapping[str, str] | None) -> ModelsRead:
+        """The models behind a stage's inputs, told apart by what the stage does with them.
+
+        ``roles``: input artifact -> its role in the stage's io (``teacher``, ``pretrained``,
+        ``previous``...). A model read as an input of a teaching role is a teacher, and so is one
+        behind a table the stage reads (the labeler of Noisy Student's pseudo-labels, of CReST's
+        picks, of LwF's recorded outputs). A model read as an input of another role gives the weights
+        the stage starts from (``pretrained``) or continues (KE's ``previous``, LwF's ``old_model``):
+        no teacher; Knowledge Evolution has none. Why: every model behind the inputs was called a
+        teacher, so KE's gen-01 and a FixMatch started from a pretext encoder read as students.
+        ``roles`` None (a record without them) keeps that reading: every model is a teacher.
+        """
+        teachers: set[str] = set()
+        starts: set[str] = set()
+        for name in inputs:
+            behind = self.origins.get(name, frozenset())
+            read_as_weights = behind == {name} and roles is not None and roles.get(name) not in TEACHING_ROLES
+            (starts if read_as_weights else teachers).update(behind)
+        return ModelsRead(tuple(sorted(teachers)), tuple(sorted(starts)))
 
     def datasets_in(self, inputs: Iterable[str]) -> list[TrackedArtifact]:
         return [self.artifacts[n] for n in inputs if n in self.artifacts and self.artifacts[n].lineage == DATASET]
