@@ -59,11 +59,53 @@ def guarded(op: str, action: Callable[[], T], tracking_uri: str, strict: bool, g
     except Exception as exc:
         if strict:
             raise TrackingError(
-                f"MLflow {op} failed against {tracking_uri}: {exc}; fix the tracking store "
+                f"MLflow {op} failed against {tracking_uri}: {explained(exc)}; fix the tracking store "
                 "or set tracking.strict=false to run without it"
             ) from exc
-        logger.warning("MLflow %s failed against %s (%s); %s", op, tracking_uri, exc, going_on)
+        logger.warning("MLflow %s failed against %s (%s); %s", op, tracking_uri, explained(exc), going_on)
         return None
+
+
+@contextlib.contextmanager
+def named_step(what: str) -> Iterator[None]:
+    """Name ``what`` was being done when the block fails (a TrackingError, the error as its cause).
+
+    Why: a tracking start is a dozen MLflow calls, and its warning said only the error, which may
+    name nothing (``[Errno 2] No such file or directory``: os.getcwd() of a deleted directory).
+    """
+    try:
+        yield
+    except Exception as exc:
+        raise TrackingError(f"{what}: {explained(exc)}") from exc
+
+
+def explained(error: BaseException) -> str:
+    """``error`` as text, with the current directory named when it is what ``error`` failed on and is gone.
+
+    os.getcwd() in a directory deleted under the process raises ENOENT without a path; MLflow
+    resolves local paths through it (a sqlite store's artifact root, for one), and Relay's driver
+    in a Ray job can lose its directory when Ray unpacks the job's working_dir again.
+    """
+    text = str(error)
+    if not isinstance(error, FileNotFoundError) or error.filename is not None:
+        return text
+    gone = deleted_cwd()
+    if gone is None:
+        return text
+    return f"{text}: this process's current directory {gone} was deleted, and paths relative to it cannot be resolved"
+
+
+def deleted_cwd() -> str | None:
+    """The path of this process's current directory when it was deleted under it; None while it exists."""
+    try:
+        os.getcwd()
+        return None
+    except FileNotFoundError:
+        pass
+    try:
+        return os.readlink("/proc/self/cwd").removesuffix(" (deleted)")
+    except OSError:  # no /proc (macOS): the directory is gone, its name unknown
+        return "(its path unknown)"
 
 
 # MLflow's own HTTP defaults retry a dead server for about four minutes per call (7 retries,

@@ -39,6 +39,7 @@ from orchestrator.tracking.common import (
     is_unreachable,
     log_params,
     mlflow_client,
+    named_step,
     open_experiment,
 )
 from orchestrator.tracking.descriptions import TAG_NOTE, closing_note, generation_note, source_tags, started_with
@@ -58,6 +59,8 @@ EVALUATION_ROLE = "evaluate"  # the stage role whose metrics score the model it 
 PROBE_ROLE = "probe"  # a linear probe's role: its score is a result even outside every generation
 GENERATION_PARAM = "generation"  # a generation run's index among its params: a column of MLflow's compare view
 START, END = "the run's start", "the run's end"  # where the store stopped answering, outside any stage
+START_CUT_SHORT = "the run's start (after its MLflow run was made)"  # no config.yaml or params: a partial start
+CONFIG_ARTIFACT = "config.yaml"  # the pipeline run's rerunnable config (run_command.rerunnable_yaml)
 
 
 def metric_prefix(stage_name: str) -> str:
@@ -178,6 +181,7 @@ class MlflowTracker:
         self._registrations: RunRegistrations | None = None  # from the parent run on: what this run registered
         self._params: dict[str, str] = {}  # the run's flattened config: the parent's params and each generation's
         self.lost_at: str | None = None  # where the store stopped answering (a stage, the run's start or end)
+        self._started_in = run_command.start_directory()  # now: the command's config path may be relative to it
 
     @property
     def parent_run_id(self) -> str | None:
@@ -227,19 +231,30 @@ class MlflowTracker:
         """Create (or, on resume, reattach to) the parent run and log the resolved config.
 
         Calling it again for the same run id is a no-op, so a composition root
-        and a helper cannot open two parent runs for one pipeline run. A start that made no parent
-        run (not strict: the store refused, or did not answer) is tracking lost from the start
-        (``lost_at``): the run went on and ended with the browse line of an MLflow run that did
-        not exist, and nothing said that `relay resume` fills the record in.
+        and a helper cannot open two parent runs for one pipeline run. A start that failed (not
+        strict) is tracking lost from the start (``lost_at``), so the run's record says its MLflow
+        record is incomplete and `relay resume` fills it in: START where no parent run was made
+        (the run ended with the browse line of an MLflow run that did not exist), START_CUT_SHORT
+        where one was made without its config and params (the run was listed complete).
         """
         if self._parent is not None and self._run_id == run_id:
             return
-        self._guard("start_pipeline", lambda: self._start(run_id, pipeline_name, config, resume), START)
-        if self._parent is None and self.lost_at is None:  # not strict: the run goes on without an MLflow run
-            self.lost_at = START
+        if self._guard("start_pipeline", lambda: self._start(run_id, pipeline_name, config, resume), START):
+            return
+        if self._parent is None:  # not strict: the run goes on without an MLflow run
+            self.lost_at = self.lost_at or START
+            return
+        reachable = self.lost_at is None
+        self.lost_at = START_CUT_SHORT
+        if reachable:
+            self._close_cut_short_start()
 
-    def _start(self, run_id: str, pipeline_name: str, config: Mapping[str, Any], resume: bool) -> None:
-        self._client, self._experiment_id = open_experiment(self.tracking_uri, self.experiment, self.artifact_location)
+    def _start(self, run_id: str, pipeline_name: str, config: Mapping[str, Any], resume: bool) -> bool:
+        """The pipeline run made or reattached, its config and params logged: True (a failed step raises, named)."""
+        with named_step(f"opening experiment {self.experiment!r}"):
+            self._client, self._experiment_id = open_experiment(
+                self.tracking_uri, self.experiment, self.artifact_location
+            )
         self._run_id = run_id
         self._pipeline_name = pipeline_name
         self._kind = config.get("pipeline") if isinstance(config.get("pipeline"), str) else None
@@ -250,17 +265,30 @@ class MlflowTracker:
         self._started_with = started_with(command)
         self._source = source_tags(command)
         own_tags = {**self.extra_tags, **self._command_tags(command, run_id), **self._source}
-        existing = self._find_runs(run_id, "pipeline") if resume else []
+        with named_step(f"looking for MLflow runs of {run_id}"):
+            existing = self._find_runs(run_id, "pipeline") if resume else []
         if existing:
-            self._reattach(existing[0].info.run_id)
-            opening = {TAG_NOTE: self._opening_note(command)}  # not the earlier attempt's end, while it runs
-            for key, value in {**self._identity_tags(), **own_tags, **opening}.items():  # older Relay's runs too
-                self._client.set_tag(self._parent, key, value)
-            return
+            with named_step(f"reattaching to MLflow run {existing[0].info.run_id}"):
+                self._reattach(existing[0].info.run_id)
+                opening = {TAG_NOTE: self._opening_note(command)}  # not the earlier attempt's end, while it runs
+                for key, value in {**self._identity_tags(), **own_tags, **opening}.items():  # older Relay's runs too
+                    self._client.set_tag(self._parent, key, value)
+            self._log_start_record(config, command, only_missing=True)
+            return True
         if resume:
             logger.info("no MLflow run found for %s; starting a new one", run_id)
-        tags = {
-            TAG_PIPELINE_RUN: run_id,
+        with named_step("creating the pipeline run"):
+            self._parent = self._client.create_run(
+                self._experiment_id, tags=self._new_run_tags(command, own_tags), run_name=run_id
+            ).info.run_id
+            self._registrations = RunRegistrations(self._client, pipeline_name, run_id, self._parent)
+        self._log_start_record(config, command, only_missing=False)
+        return True
+
+    def _new_run_tags(self, command: run_command.RunCommand | None, own_tags: Mapping[str, str]) -> dict[str, str]:
+        """The tags a new pipeline run is created with."""
+        return {
+            TAG_PIPELINE_RUN: self._run_id,
             **self._identity_tags(),
             TAG_KIND: "pipeline",
             **provenance_tags(),
@@ -268,11 +296,54 @@ class MlflowTracker:
             **own_tags,
             **({TAG_PARENT: self._nest_under} if self._nest_under else {}),
         }
-        self._parent = self._client.create_run(self._experiment_id, tags=tags, run_name=run_id).info.run_id
-        self._registrations = RunRegistrations(self._client, pipeline_name, run_id, self._parent)
-        text = run_command.rerunnable_yaml(config, self._written_locations(config, command), run_id)
-        self._client.log_text(self._parent, text, "config.yaml")
-        log_params(self._client, self._parent, self._params)
+
+    def _log_start_record(
+        self, config: Mapping[str, Any], command: run_command.RunCommand | None, only_missing: bool
+    ) -> None:
+        """config.yaml and the params on the pipeline run; ``only_missing``: those an earlier start left out.
+
+        Why on reattach: a start cut short (START_CUT_SHORT) left the run without them, and `relay
+        resume` is what fills its record in. Only what is missing: a param once logged cannot change
+        (a PBT trial goes on with new values), and the first attempt's config.yaml stays.
+        """
+        params, has_config = self._params, False
+        if only_missing:
+            with named_step(f"reading what MLflow run {self._parent} holds"):
+                params, has_config = self._missing_params(), self._has_artifact(CONFIG_ARTIFACT)
+        if not has_config:
+            text = run_command.rerunnable_yaml(config, self._written_locations(config, command), self._run_id)
+            with named_step(f"logging {CONFIG_ARTIFACT} to MLflow run {self._parent}"):
+                self._client.log_text(self._parent, text, CONFIG_ARTIFACT)
+        if params:
+            with named_step(f"logging {len(params)} params to MLflow run {self._parent}"):
+                log_params(self._client, self._parent, params)
+
+    def _missing_params(self) -> dict[str, str]:
+        """The run's params that its pipeline run lacks (keys as ``log_params`` cuts them)."""
+        from mlflow.utils.validation import MAX_ENTITY_KEY_LENGTH
+
+        logged = self._client.get_run(self._parent).data.params
+        return {k: v for k, v in self._params.items() if k[:MAX_ENTITY_KEY_LENGTH] not in logged}
+
+    def _has_artifact(self, path: str) -> bool:
+        return any(item.path == path for item in self._client.list_artifacts(self._parent))
+
+    def _close_cut_short_start(self) -> None:
+        """End FAILED the pipeline run a start cut short left RUNNING, its description saying why; a failure only logs.
+
+        Relay calls the store no more in this attempt (``lost_at``), so without this the run read RUNNING
+        for good in the UI, with no word of its missing config and params; `relay resume` reattaches to it.
+        """
+        note = (
+            f"Relay run `{self._run_id}`: its tracking start failed part-way (the driver's log says where), so this "
+            f"MLflow run lacks its {CONFIG_ARTIFACT} or params and the rest of the run; "
+            f"`relay resume {self._run_id}` fills it in."
+        )
+        try:
+            self._client.set_tag(self._parent, TAG_NOTE, note)
+            self._client.set_terminated(self._parent, status="FAILED")
+        except Exception as exc:
+            logger.debug("could not close MLflow run %s after its start failed: %s", self._parent, exc)
 
     def _identity_tags(self) -> dict[str, str]:
         """``relay.pipeline``: the pipeline kind (`crest`), where the config says it; ``relay.name``: its name.
@@ -305,7 +376,7 @@ class MlflowTracker:
         was built from the sweep's file as written (never resolved), so it is its own source.
         """
         if command is not None:
-            return run_command.written_locations(command)
+            return run_command.written_locations(command, self._started_in)
         return run_command.locations_in(config) if self._nest_under else None
 
     def _find_runs(self, run_id: str, kind: str) -> list[Any]:

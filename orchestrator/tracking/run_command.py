@@ -15,6 +15,7 @@ import logging
 import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -74,14 +75,30 @@ def overrides_tag(overrides: Sequence[str], run_id: str) -> str:
     return ""  # unreachable: with no override kept, the note alone fits
 
 
-def written_locations(command: RunCommand) -> dict[tuple[str, str], Any] | None:
-    """The store locations as the user wrote them (config file, then overrides); None when the file is unreadable."""
+def written_locations(command: RunCommand, started_in: Path | None = None) -> dict[tuple[str, str], Any] | None:
+    """The store locations as the user wrote them (config file, then overrides); None when the file is unreadable.
+
+    A relative config path is read from ``started_in``, the directory the command started in (``start_directory``),
+    when known. Why: read against the current directory, a driver whose directory was deleted under it (a Ray
+    job's working_dir unpacked again) failed with an ENOENT naming no path, which cut its MLflow start short.
+    """
+    path = Path(command.config_path)
+    if started_in is not None and not path.is_absolute():
+        path = started_in / path
     try:
-        data = apply_overrides(load_yaml(command.config_path), list(command.overrides))
-    except RelayError as exc:  # moved or edited since the run started
+        data = apply_overrides(load_yaml(path), list(command.overrides))
+    except (RelayError, OSError) as exc:  # moved or edited since the run started; or relative to a deleted directory
         logger.debug("could not read the store locations %s wrote: %s", command.config_path, exc)
         return None
     return locations_in(data)
+
+
+def start_directory() -> Path | None:
+    """The current directory, to read a command's relative config path from later; None when it was deleted."""
+    try:
+        return Path.cwd()
+    except FileNotFoundError:
+        return None
 
 
 def locations_in(config: Mapping[str, Any]) -> dict[tuple[str, str], Any]:
