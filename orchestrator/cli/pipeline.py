@@ -69,7 +69,7 @@ from orchestrator.engine.runner import Runner
 from orchestrator.engine.signals import EXIT_TERMINATED, interrupts_kept, terminated_by_signal
 from orchestrator.errors import ArtifactError, ConfigError, InputError, RelayError
 from orchestrator.tracking.background import BackgroundTracker
-from orchestrator.tracking.mlflow_tracker import START, mlflow_tracker, parent_keys
+from orchestrator.tracking.mlflow_tracker import START, START_CUT_SHORT, mlflow_tracker, parent_keys
 
 log = logging.getLogger("relay")
 
@@ -204,7 +204,7 @@ def execute(run: PreparedRun, resume: bool) -> RunEnd:
     with the `relay resume` that fills the MLflow record in, and kept in the run's record (``record_tracking``).
     """
     config, run_id, stop_after = run.config, run.run_id, run.stop_after
-    uri, store = config.tracking.uri, store_option(run.store.uri)
+    uri, store = config.tracking.uri, closing_store_option(run.store.uri)
     with resume_hint_until_the_stages_run(run) as handover:
         tracker = BackgroundTracker(mlflow_tracker(uri, config.tracking, pyfunc_loader=run.spec.pyfunc_loader))
         try:
@@ -240,13 +240,29 @@ def record_tracking(run: PreparedRun, tracker: Any) -> str | None:
     return lost_at
 
 
+def closing_store_option(store_uri: str) -> str:
+    """How the closing lines name the run's artifact store: ``store_option``, and always ``--artifact-uri`` in a Ray job.
+
+    Why: a job gets the user's stores as RELAY_ARTIFACT_URI / MLFLOW_TRACKING_URI (`relay submit`), so a
+    store named that way looked like the default, and the lines named the job's workspace instead: a folder
+    in Ray's session directory (runtime_resources/.../relay-workspace) that the user never had.
+    """
+    if run_locations.in_ray_job():
+        return f" --artifact-uri {shlex.quote(store_uri)}"
+    return store_option(store_uri)
+
+
 def incomplete_tracking_note(run_id: str, uri: str, lost_at: str, store: str = "") -> str:
     """The lines that replace the browse hint when the tracking store stopped answering during the run, or
-    failed at its start (``START``: no MLflow run was made, as the warning above says)."""
-    if lost_at == START:
+    failed at its start (``START``: no MLflow run was made; ``START_CUT_SHORT``: one was, without its config
+    and params), as the warning above says."""
+    if lost_at in (START, START_CUT_SHORT):
         what = (
             f"the tracking store {uri} failed at the run's start (the warning above says why), so the run has "
             "no MLflow run"
+            if lost_at == START
+            else f"tracking the run failed part-way through its start with the tracking store {uri} (the warning "
+            "above says at what step), so its MLflow run lacks its config and params, and Relay tracked no more of it"
         )
         again = "Once the store works again"
     else:
@@ -385,17 +401,23 @@ def print_browse_hint(config: Any, uri: str, parent_run_id: str | None, run_id: 
         print(f"\nBrowse the generations in MLflow: {page} (run {run_id})")
         print(f"Table again:  MLFLOW_TRACKING_URI={uri} relay generations {run_id}{store}")
         return
-    workspace = resolve_workspace(config.run)
+    workspace = None if run_locations.in_ray_job() else resolve_workspace(config.run)
+    named = f" --workspace {shlex.quote(str(workspace))}" if workspace is not None else ""
     print(f"\nBrowse the generations in MLflow:  {ui_command(config, uri, workspace)}")
     print(f"  (or: mlflow ui --backend-store-uri {uri}) and open run {parent_run_id or run_id}")
-    print(f"Table again:  relay generations {run_id}{store or f' --workspace {shlex.quote(str(workspace))}'}")
+    print(f"Table again:  relay generations {run_id}{store or named}")
 
 
-def ui_command(config: Any, uri: str, workspace: Path) -> str:
-    """`relay ui` for the run's store and experiment: --workspace serves only the workspace's own mlflow.db."""
+def ui_command(config: Any, uri: str, workspace: Path | None) -> str:
+    """`relay ui` for the run's store and experiment: --workspace serves only the workspace's own mlflow.db.
+
+    ``workspace`` is None in a Ray job: its workspace is a folder of the job's working_dir, in Ray's
+    session directory, which the user never had (and its driver's directory may be gone, with nothing
+    to resolve a relative workspace against); the tracking URI is the store as the user gave it.
+    """
     experiment = config.tracking.experiment
     shown = "" if experiment == TrackingSettings().experiment else f" --experiment {shlex.quote(experiment)}"
-    if uri == tracking_uri(RunSettings(workspace=str(workspace)), TrackingSettings()):
+    if workspace is not None and uri == tracking_uri(RunSettings(workspace=str(workspace)), TrackingSettings()):
         return f"relay ui --workspace {shlex.quote(str(workspace))}{shown}"
     return f"MLFLOW_TRACKING_URI={shlex.quote(uri)} relay ui{shown}"
 

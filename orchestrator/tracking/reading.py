@@ -14,6 +14,8 @@ from typing import Any
 from orchestrator.errors import InputError, RelayError
 from orchestrator.tracking.common import (
     TAG_KIND,
+    TAG_NAME,
+    TAG_PIPELINE,
     TAG_PIPELINE_RUN,
     half_made_store_problem,
     mlflow_client,
@@ -136,7 +138,19 @@ def recorded_pipeline(tracking_uri: str, experiment: str, run_id: str) -> str | 
     client = mlflow_client(tracking_uri)
     found = client.get_experiment_by_name(experiment)
     runs = _pipeline_runs(client, found.experiment_id, run_id, 1) if found is not None else []
-    return runs[0].data.params.get("pipeline") if runs else None
+    return pipeline_kind_of(runs[0]) if runs else None
+
+
+def pipeline_kind_of(run: Any) -> str | None:
+    """The `pipeline` param of a pipeline run, else its ``relay.pipeline`` tag where ``relay.name`` shows it is the kind.
+
+    Why the tag: a run whose tracking start was cut short (after its run was made, before its params)
+    has its tags alone, and from a machine that sees only the tracking server `relay generations RUN_ID`
+    then looked for the run in the artifact store and said there was none. Runs written before
+    ``relay.name`` existed hold the config's name in ``relay.pipeline``, not the kind: not read.
+    """
+    tags = run.data.tags
+    return run.data.params.get("pipeline") or (tags.get(TAG_PIPELINE) if TAG_NAME in tags else None)
 
 
 def _pipeline_runs(client: Any, experiment_id: str, run_id: str | None, count: int) -> list[Any]:
