@@ -15,7 +15,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -613,31 +613,43 @@ class MlflowTracker:
     def _log_lineage(self, run: str, record: StageRecord) -> None:
         """Datasets and models the stage read as its inputs; the models it wrote logged and registered.
 
-        The generation run shows the datasets, and the teacher when the stage
-        trains a student, so gen-NN reads "trained on these picks, from that model".
+        The generation run shows the datasets, and the models its own stage read, so gen-NN reads
+        "trained on these picks, taught by that model, started from that one" (``_tag_models_read``).
         """
         runs = [run] if record.generation is None else [run, self._gen_runs[record.generation]]
-        teachers = [
-            self._lineage.model_ids[m]
-            for m in sorted(self._lineage.models_behind(record.inputs))
-            if m in self._lineage.model_ids
-        ]
+        read = self._lineage.models_read(record.inputs, input_roles(record))
+        read_ids = self._logged_ids(read.all)
         datasets = self._lineage.datasets_in(record.inputs)
         models = [a for a in record.outputs.values() if a.lineage == MODEL]
         context = metric_prefix(record.stage)
-        lineage.log_inputs(self._client, runs[:1], datasets, teachers, context)
-        lineage.log_inputs(self._client, runs[1:], datasets, teachers if models else [], context)
-        if teachers and models:  # a student: name its teacher where the UI shows tags
-            for target in runs:
-                self._client.set_tag(target, lineage.TAG_TEACHER, ",".join(f"models:/{t}" for t in teachers))
-        if models and is_generation_stage(record.stage, record.generation):
-            note = generation_note(
-                self._run_id, record.generation, models, sorted(self._lineage.models_behind(record.inputs))
-            )
-            self._client.set_tag(runs[1], TAG_NOTE, note)
+        lineage.log_inputs(self._client, runs[:1], datasets, read_ids, context)
+        lineage.log_inputs(self._client, runs[1:], datasets, read_ids if models else [], context)
+        own = models and is_generation_stage(record.stage, record.generation)
+        if models:  # a branch's (`baseline/train` in gen-01) would overwrite what its generation's own stage read
+            self._tag_models_read(runs if own else runs[:1], read)
+        if own:
+            note = generation_note(self._run_id, record.generation, models, list(read.teachers))
+            self._client.set_tag(runs[1], TAG_NOTE, note + started_from(read.starts))
         if self.log_models:
             for artifact in models:
                 self._log_model(runs, artifact, record.stage, record.generation)
+
+    def _tag_models_read(self, runs: list[str], read: lineage.ModelsRead) -> None:
+        """``relay.teacher``: the models that taught the stage; ``relay.init_from``: those whose weights it started from.
+
+        Why apart: every model behind a stage's inputs was tagged its teacher, so KE's gen-01 (which
+        continues from gen-00's weights) and CReST's g00/train (started from a pretext encoder) named a
+        teacher that none of them has.
+        """
+        for tag, names in ((lineage.TAG_TEACHER, read.teachers), (lineage.TAG_INIT_FROM, read.starts)):
+            ids = self._logged_ids(names)
+            if ids:
+                for target in runs:
+                    self._client.set_tag(target, tag, ",".join(f"models:/{i}" for i in ids))
+
+    def _logged_ids(self, names: Iterable[str]) -> list[str]:
+        """The LoggedModel ids of those of the model artifacts ``names`` this run logged (or linked)."""
+        return [self._lineage.model_ids[name] for name in names if name in self._lineage.model_ids]
 
     def _log_model(self, runs: list[str], artifact: TrackedArtifact, stage_name: str, generation: int | None) -> None:
         tags = {TAG_PIPELINE_RUN: self._run_id, **self._identity_tags()}
@@ -768,6 +780,28 @@ class MlflowTracker:
             self._client.log_text(
                 self._parent, report.generation_html(rows, f"{self._run_id}: per generation"), "generations.html"
             )
+
+
+def input_roles(record: StageRecord) -> dict[str, str] | None:
+    """Input artifact -> its role in the stage's io (``teacher``, ``pretrained``, ``previous``), or None.
+
+    From the record's ``input_roles`` (role -> artifact, as a stage's ``params["io"]`` names them)
+    where the runner reports them; a record without them is read as before: every model behind the
+    inputs a teacher (``LineageGraph.models_read``).
+    """
+    roles = getattr(record, "input_roles", None)
+    return None if roles is None else {name: role for role, name in roles.items()}
+
+
+def started_from(starts: Sequence[str]) -> str:
+    """The generation description's sentence on the weights its model started from; "" for none.
+
+    Knowledge Evolution's ``g01/model`` continues from ``g00/model`` (its reset part re-initialised),
+    a FixMatch from a pretext encoder: neither is a student of it, and the description said so.
+    """
+    if not starts:
+        return ""
+    return f" Its training started from the weights of {', '.join(f'`{name}`' for name in starts)}."
 
 
 def mlflow_tracker(
