@@ -157,14 +157,36 @@ def start_stages(config: Any, split_artifact: str = SPLIT) -> tuple[list[Stage],
 # stage; RotNet has no projection head and no NT-Xent temperature, and sees only the weak view (SimCLR only the
 # strong one, which starts with the weak one's flip and crop, so it reads all of `augment`).
 PRETEXT_UNREAD = {"rotnet": ("probe", "temperature", "projection_dim"), "simclr": ("probe",)}
-AUGMENT_UNREAD = {"rotnet": ("strong",), "simclr": ()}
+PRETEXT_AUGMENT_UNREAD = {"rotnet": ("strong",), "simclr": ()}
 
 
 def pretext_read(pretext: Any, augment: Any) -> dict:
     """The pretext stage's `pretext` and `augment` params: what its method reads, the rest at the defaults."""
     return {
         "pretext": unread_as_default(pretext, PRETEXT_UNREAD[pretext.method]),
-        "augment": unread_as_default(augment, AUGMENT_UNREAD[pretext.method]),
+        "augment": unread_as_default(augment, PRETEXT_AUGMENT_UNREAD[pretext.method]),
+    }
+
+
+# `train` keys a supervised train stage reads only under another setting: (setting, the value that reads it).
+READ_ONLY_WITH = {"focal_gamma": ("loss", "focal"), "warmup_steps": ("schedule", "warmup_cosine")}
+# The labeled loss's `train` keys, which a loop without that loss (LwF's new task, FitNets' hint stage) never reads.
+LABELED_LOSS_KEYS = ("label_smoothing", "class_balanced_beta", "loss", "focal_gamma", "cutmix_alpha", "ema_decay")
+# The parts of `augment` each `train.augment` input noise leaves unread (the strong view starts with the weak one's).
+NOISE_UNREAD = {"none": ("weak", "strong"), "weak": ("strong",), "strong": ()}
+
+
+def supervised_reads(train: Any, augment: Any, also_unread: Sequence[str] = ()) -> dict:
+    """A supervised train stage's `train` and `augment` params: what it reads, the rest (and ``also_unread``) at
+    the defaults.
+
+    Why: `train.focal_gamma` with `train.loss=ce`, `train.warmup_steps` with another schedule, or
+    `augment.strong` with `train.augment=weak` retrained every network to the same weights.
+    """
+    unread = [key for key, (setting, value) in READ_ONLY_WITH.items() if getattr(train, setting) != value]
+    return {
+        "train": unread_as_default(train, [*unread, *also_unread]),
+        "augment": unread_as_default(augment, NOISE_UNREAD[train.augment]),
     }
 
 

@@ -31,6 +31,7 @@ from pipelines.builders.common import (
     split_stage,
     start_stages,
     starting,
+    supervised_reads,
 )
 from pipelines.schema import (
     ModelSection,
@@ -95,8 +96,7 @@ def _pair(
     params = {
         "data": config.data,
         "model": config.model if k == 0 else config.student,
-        "train": config.train,
-        "augment": config.augment,
+        **supervised_reads(config.train, config.augment),
         "metric_prefix": prefix,
     }
     if teacher:

@@ -36,6 +36,7 @@ from pipelines.builders.common import (
     split_stage,
     start_stages,
     starting,
+    supervised_reads,
     train_and_evaluate,
 )
 from pipelines.data import DATASET_REQUIRES_ROOT, image_shape
@@ -190,8 +191,7 @@ def build(config: DomainConfig) -> Pipeline:
         {
             "data": config.data,
             "model": config.model,
-            "train": config.train,
-            "augment": config.augment,
+            **supervised_reads(config.train.model_copy(update={"steps": config.domain.pretrain_steps}), config.augment),
             "domain": part(DomainPretraining, config.domain),
             "source_seed": config.seed,
         },
@@ -208,7 +208,7 @@ def build(config: DomainConfig) -> Pipeline:
         refs.make_stage(gen(0, "similarity"), refs.rank_sources, rank_io, (RANKING,), rank_params, res.data, 0),
         pretrain,
     ]
-    target = {"data": config.data, "model": config.model, "train": config.train, "augment": config.augment}
+    target = {"data": config.data, "model": config.model, **supervised_reads(config.train, config.augment)}
     stages += train_and_evaluate(config, "g01", 1, config.data, SPLIT, target, gen(0, "model"))
     if config.domain.baseline:
         scratch = {**target, "metric_prefix": BASELINE_PREFIX}

@@ -22,6 +22,7 @@ from orchestrator.registry import PipelineSpec
 from pipelines.builders.common import (
     ACCURACY_COLUMNS,
     BASELINE_PREFIX,
+    LABELED_LOSS_KEYS,
     PRETEXT_PROBE_COLUMNS,
     SPLIT,
     InitLoad,
@@ -31,6 +32,7 @@ from pipelines.builders.common import (
     preflight_with_unused_knobs,
     split_stage,
     start_stages,
+    supervised_reads,
     train_and_evaluate,
 )
 from pipelines.builders.distill import DistillLoss, DistillTrainSection
@@ -110,14 +112,20 @@ def layers(config: FitNetsConfig) -> HintChoice:
     )
 
 
+def hint_reads(config: FitNetsConfig) -> dict:
+    """The hint stage's `train` and `augment` params: its optimisation at `fitnets.hint_steps` (what it trains), and
+    no labeled loss (it regresses the teacher's hint), whose keys reran it before."""
+    train = config.train.model_copy(update={"steps": config.fitnets.hint_steps})
+    return supervised_reads(train, config.augment, LABELED_LOSS_KEYS)
+
+
 def _student(config: FitNetsConfig, role: str, teacher: bool, hinted: bool, prefix: str) -> list[Stage]:
     """A student network: with KD from the teacher or not, from the hint stage's weights or random ones."""
     io: dict[str, str] = {}
     params = {
         "data": config.data,
         "model": config.student,
-        "train": config.train,
-        "augment": config.augment,
+        **supervised_reads(config.train, config.augment),
         "metric_prefix": prefix,
     }
     if teacher:
@@ -132,7 +140,7 @@ def _student(config: FitNetsConfig, role: str, teacher: bool, hinted: bool, pref
 def build(config: FitNetsConfig) -> Pipeline:
     """split -> teacher -> hint stage -> KD student (and the KD-only and no-teacher students)."""
     start, pretrained = start_stages(config)
-    teacher_params = {"data": config.data, "model": config.model, "train": config.train, "augment": config.augment}
+    teacher_params = {"data": config.data, "model": config.model, **supervised_reads(config.train, config.augment)}
     teacher = train_and_evaluate(config, "g00", 0, config.data, SPLIT, teacher_params, pretrained)
     hint = refs.make_stage(
         gen(1, "hint"),
@@ -142,8 +150,7 @@ def build(config: FitNetsConfig) -> Pipeline:
         {
             "data": config.data,
             "model": config.student,
-            "train": config.train,
-            "augment": config.augment,
+            **hint_reads(config),
             "fitnets": layers(config),
         },
         config.resources.train,

@@ -36,6 +36,7 @@ from pipelines.builders.common import (
     split_stage,
     start_stages,
     starting,
+    supervised_reads,
 )
 from pipelines.model_names import SPLIT_MODES
 from pipelines.schema import (
@@ -143,8 +144,7 @@ def _train_params(config: KnowledgeEvolutionConfig, steps: int) -> dict:
     return {
         "data": config.data,
         "model": config.model,
-        "train": config.train.model_copy(update={"steps": steps}),
-        "augment": config.augment,
+        **supervised_reads(config.train.model_copy(update={"steps": steps}), config.augment),
     }
 
 

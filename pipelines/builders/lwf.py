@@ -23,6 +23,7 @@ from orchestrator.registry import PipelineSpec
 from pipelines import split
 from pipelines.builders.common import (
     ACCURACY_COLUMNS,
+    LABELED_LOSS_KEYS,
     PRETEXT_PROBE_COLUMNS,
     SPLIT,
     InitLoad,
@@ -32,6 +33,7 @@ from pipelines.builders.common import (
     split_stage,
     start_stages,
     starting,
+    supervised_reads,
     unread_as_default,
 )
 from pipelines.builders.transfer import check_disjoint
@@ -127,10 +129,9 @@ def _old_network(config: LwfConfig, pretrained: str | None) -> list[Stage]:
     if config.init.source is not None:
         return [evaluate]
     steps = config.lwf.old_steps or config.train.steps
-    params = {"data": old, "model": config.model, "train": config.train.model_copy(update={"steps": steps})}
-    io, params = starting(
-        {"split": OLD_SPLIT, "model": OLD_MODEL}, {**params, "augment": config.augment}, config, pretrained
-    )
+    train = config.train.model_copy(update={"steps": steps})
+    params = {"data": old, "model": config.model, **supervised_reads(train, config.augment)}
+    io, params = starting({"split": OLD_SPLIT, "model": OLD_MODEL}, params, config, pretrained)
     return [refs.make_stage(gen(0, "train"), refs.train_network, io, (OLD_MODEL,), params, res.train, 0), evaluate]
 
 
@@ -155,8 +156,7 @@ def _new_task(config: LwfConfig, role: str, mode: str, old_model: str, prefix: s
     params = {
         "data": config.data,
         "old_data": old_data(config),
-        "train": config.train,
-        "augment": config.augment,
+        **supervised_reads(config.train, config.augment, LABELED_LOSS_KEYS),
         **new_task_reads(config, mode),
         "mode": mode,
         "metric_prefix": prefix,

@@ -36,6 +36,7 @@ from pipelines.builders.common import (
     split_stage,
     start_stages,
     starting,
+    supervised_reads,
     unread_as_default,
 )
 from pipelines.data import CLASS_COUNTS, image_shape
@@ -197,7 +198,7 @@ class NoisyStudentConfig(PipelineFile):
 def _train(config: NoisyStudentConfig, k: int, pretrained: str | None) -> Stage:
     """g00 trains the teacher on labeled data (from ``pretrained`` when given); gK (K > 0) a student on labeled + the previous picks."""
     io = {"split": SPLIT, "model": gen(k, "model")}
-    params = {"data": config.data, "model": config.model, "train": config.train, "augment": config.augment}
+    params = {"data": config.data, "model": config.model, **supervised_reads(config.train, config.augment)}
     if k == 0:
         io, params = starting(io, params, config, pretrained)
     else:

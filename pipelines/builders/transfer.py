@@ -32,6 +32,7 @@ from pipelines.builders.common import (
     preflight_supervised,
     split_stage,
     start_stages,
+    supervised_reads,
     train_and_evaluate,
 )
 from pipelines.schema import ClassList, DataSection, PipelineFile, SupervisedDataSection, check_warmup_fits
@@ -97,12 +98,16 @@ def build(config: TransferConfig) -> Pipeline:
     stages = [split_stage(config)]
     start, pretrained = start_stages(config)
     stages += start
-    target = {"data": config.data, "model": config.model, "train": config.train, "augment": config.augment}
+    target = {"data": config.data, "model": config.model, **supervised_reads(config.train, config.augment)}
     if config.init.source is None:
         source = source_data(config)
         steps = config.transfer.pretrain_steps or config.train.steps
         stages.append(split_stage(config, SOURCE_SPLIT, source))
-        pretrain = {**target, "data": source, "train": config.train.model_copy(update={"steps": steps})}
+        pretrain = {
+            **target,
+            "data": source,
+            **supervised_reads(config.train.model_copy(update={"steps": steps}), config.augment),
+        }
         stages += train_and_evaluate(config, "g00", 0, source, SOURCE_SPLIT, pretrain, pretrained)
         pretrained = gen(0, "model")
     stages += train_and_evaluate(config, "g01", 1, config.data, SPLIT, target, pretrained)

@@ -8,19 +8,34 @@ which compares fingerprints, could not say the key was inert. Told apart here as
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
 from orchestrator.config import load_yaml, validate_config
+from orchestrator.dag import Pipeline
+from orchestrator.engine.fingerprint import fingerprint
 from orchestrator.tune.plan import trial_work
 from orchestrator.yaml_input import apply_overrides
-from pipelines.builders import crest, knowledge_evolution, lwf, noisy_student
+from pipelines.builders import (
+    crest,
+    distill,
+    domain_similarity,
+    fitnets,
+    knowledge_evolution,
+    lwf,
+    noisy_student,
+    transfer,
+)
 
 CONFIGS = Path(__file__).resolve().parents[4] / "pipelines" / "configs"
 KE_LATER = {f"g{k:02d}/{role}" for k in range(1, 5) for role in ("train", "evaluate")}
 STUDENTS = {"g01/train", "g01/evaluate", "g01/pseudo_label", "g01/filter", "g02/train", "g02/evaluate"}
+KE_ALL = KE_LATER | {f"{role}/{step}" for role in ("g00", "baseline") for step in ("train", "evaluate")}
+FITNETS_NETWORKS = {f"{role}/train" for role in ("g00", "g01", "kd", "baseline")}
+DOMAIN_TARGET = {"g01/train", "g01/evaluate", "baseline/train", "baseline/evaluate"}
 CREST_ALL = {f"g{k:02d}/{role}" for k in range(3) for role in ("train", "evaluate")} | {
     f"g{k:02d}/{role}" for k in range(2) for role in ("pseudo_label", "rebalance")
 }
@@ -28,10 +43,23 @@ CREST_ALL = {f"g{k:02d}/{role}" for k in range(3) for role in ("train", "evaluat
 
 def rerun(builder: ModuleType, file: str, base: dict, change: dict) -> set[str]:
     """The stages of ``file`` (with ``base`` applied) whose fingerprint ``change`` changes, added or removed ones too."""
+    return changed(builder, file, base, change, lambda pipeline, seed: trial_work(pipeline, seed))
 
+
+def rerun_alone(builder: ModuleType, file: str, base: dict, change: dict) -> set[str]:
+    """The stages ``change`` reruns by their own params, their inputs held the same: what each stage reads itself,
+    where an input made upstream would rerun it anyway (a hint stage reads the teacher that `train` trains)."""
+    return changed(builder, file, base, change, lambda pipeline, seed: own_fingerprints(pipeline, seed))
+
+
+def own_fingerprints(pipeline: Pipeline, seed: int) -> dict[str, str]:
+    return {stage.name: fingerprint(stage, {}, "", seed) for stage in pipeline.stages}
+
+
+def changed(builder: ModuleType, file: str, base: dict, change: dict, work_of: Callable) -> set[str]:
     def work(overrides: dict) -> dict[str, str]:
         config = validate_config(builder.SPEC.config_model, apply_overrides(load_yaml(CONFIGS / file), overrides))
-        return trial_work(builder.build(config), config.seed)
+        return work_of(builder.build(config), config.seed)
 
     before, after = work(base), work({**base, **change})
     return {name for name in before.keys() | after.keys() if before.get(name) != after.get(name)}
@@ -72,6 +100,20 @@ CASES = [  # (builder, file, base overrides, the change, the stages it must reru
     (lwf, "lwf_digits.yaml", {}, {"lwf.temperature": 3.0}, {"g01/train", "g01/evaluate"}),
     (lwf, "lwf_digits.yaml", {}, {"lwf.lambda_old": 0.5}, {"g01/train", "g01/evaluate"}),
     (lwf, "lwf_digits.yaml", {}, {"init.head": "keep"}, set()),
+    (knowledge_evolution, "ke_digits.yaml", {}, {"train.focal_gamma": 2.0}, set()),
+    (knowledge_evolution, "ke_digits.yaml", {"train.loss": "focal"}, {"train.focal_gamma": 2.0}, KE_ALL),
+    (knowledge_evolution, "ke_digits.yaml", {"train.schedule": "cosine"}, {"train.warmup_steps": 30}, set()),
+    (knowledge_evolution, "ke_digits.yaml", {}, {"train.warmup_steps": 30}, KE_ALL),
+    (knowledge_evolution, "ke_digits.yaml", {}, {"augment.strong.cutout": 0.2}, set()),
+    (distill, "distill_digits.yaml", {"train.augment": "none"}, {"augment.weak.pad_fraction": 0.25}, set()),
+    (transfer, "transfer_digits.yaml", {}, {"train.focal_gamma": 3.0}, set()),
+    (domain_similarity, "domain_similarity_digits.yaml", {}, {"train.steps": 250}, DOMAIN_TARGET),
+]
+
+ALONE = [  # stages an upstream change reruns through their inputs anyway, checked by their own params
+    (fitnets, "fitnets_digits.yaml", {}, {"train.label_smoothing": 0.2}, FITNETS_NETWORKS),
+    (fitnets, "fitnets_digits.yaml", {}, {"train.steps": 250}, FITNETS_NETWORKS),
+    (lwf, "lwf_digits.yaml", {}, {"train.label_smoothing": 0.2}, {"g00/train"}),
 ]
 
 
@@ -89,3 +131,10 @@ def test_a_new_value_reruns_only_the_stages_that_read_it(
     builder: ModuleType, file: str, base: dict, change: dict, stages: set[str]
 ) -> None:
     assert rerun(builder, file, base, change) == stages
+
+
+@pytest.mark.parametrize(("builder", "file", "base", "change", "stages"), ALONE, ids=case_id)
+def test_a_new_value_is_in_the_params_of_only_the_stages_that_read_it(
+    builder: ModuleType, file: str, base: dict, change: dict, stages: set[str]
+) -> None:
+    assert rerun_alone(builder, file, base, change) == stages
