@@ -1,8 +1,9 @@
 """Reading an image folder (ROOT/train/<class>/*.png, and test/ or val/): its listing and one image at a time.
 
 What `data.name: imagefolder` and `relay data import` share: which files are a split's samples and
-their labels (hidden files, loops and empty classes refused), a header check that runs before a run
-writes anything, and the decode of one file to RGB uint8 (16-bit and float images scaled to 8 bits).
+their labels (hidden files skipped; loops, FIFOs and other files that are no regular file, and empty
+classes refused), a header check that runs before a run writes anything, and the decode of one file
+to RGB uint8 (16-bit and float images scaled to 8 bits).
 A file that does not decode is an UnreadableImageError, so a run that meets one says how to go on.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import stat
 import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -97,7 +99,8 @@ def imagefolder_samples(folder: Path, class_to_idx: dict[str, int] | None) -> Im
     and hidden files are skipped, as a clean listing would; files of an extension torchvision does
     not read (.gif) are skipped as torchvision skips them, and counted. A class folder with no image
     is an error naming it: torchvision's own message names neither the path nor the fix. So are a
-    train/ of fewer than 2 classes and a symlink loop (``_check_no_loop``).
+    train/ of fewer than 2 classes, a symlink loop (``_check_no_loop``), and a FIFO, socket or device
+    under an image's name (``_check_no_special_file``), found by a stat: nothing here opens a file.
     """
     from torchvision import datasets
     from torchvision.datasets.folder import IMG_EXTENSIONS, has_file_allowed_extension
@@ -105,6 +108,7 @@ def imagefolder_samples(folder: Path, class_to_idx: dict[str, int] | None) -> Im
     skipped: dict[str, int] = {}
     loops: dict[str, str] = {}  # a folder reached again -> the folder it is, passed before it
     dangling: list[str] = []
+    special: list[tuple[str, str]] = []  # (path, what it is): listed as an image, yet no regular file
     real_paths: dict[Path, str] = {}
 
     def skip(reason: str) -> bool:
@@ -120,8 +124,13 @@ def imagefolder_samples(folder: Path, class_to_idx: dict[str, int] | None) -> Im
         if loop is not None:
             loops.setdefault(*loop)
             return False
-        if not os.path.exists(path):  # listed, yet nothing there: a symlink whose target is gone
+        mode = _mode(path)
+        if mode is None:  # listed, yet nothing there: a symlink whose target is gone
             dangling.append(path)
+            return False
+        kind = _special_kind(mode)
+        if kind is not None:
+            special.append((path, kind))
             return False
         return True
 
@@ -132,6 +141,7 @@ def imagefolder_samples(folder: Path, class_to_idx: dict[str, int] | None) -> Im
     found = VisibleImageFolder(str(folder), is_valid_file=is_image, allow_empty=True)
     _check_no_loop(loops)
     _check_no_dangling_link(dangling)
+    _check_no_special_file(special)
     if class_to_idx is None and len(found.classes) < 2:
         raise ValueError(
             f"imagefolder: {folder} holds 1 class folder ({found.classes[0]}); a classifier needs at least 2 classes: "
@@ -208,6 +218,47 @@ def _check_no_dangling_link(paths: Sequence[str]) -> None:
             f"imagefolder: {len(paths)} symlink(s) whose target does not exist: {shown}{more}; restore the "
             "target(s) or remove the link(s)"
         )
+
+
+_SPECIAL_KINDS = (
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
+
+
+def _mode(path: str) -> int | None:
+    """The mode of what ``path`` names, symlinks followed; None when the stat fails (``os.path.exists``'s False).
+
+    Stat, never open: opening a FIFO waits for a writer, so `relay data import` stopped at 0% and
+    `relay validate` printed nothing, for ever, over one `mkfifo train/a/zz.png`.
+    """
+    try:
+        return os.stat(path).st_mode
+    except OSError:
+        return None
+
+
+def _special_kind(mode: int) -> str | None:
+    """What a file of ``mode`` is when it is no regular file (a FIFO, a socket, a device); None for a regular one."""
+    if stat.S_ISREG(mode):
+        return None
+    return next((name for is_kind, name in _SPECIAL_KINDS if is_kind(mode)), "a file of another kind")
+
+
+def _check_no_special_file(found: Sequence[tuple[str, str]]) -> None:
+    """Refuse a split holding files of an image's name that are no regular file (the first few, and what each is).
+
+    Why refused rather than skipped: a FIFO or socket there was put there by something still
+    running (a pipe to a converter, a mount's socket), and leaving it out would make a dataset of
+    the folder without saying so; removing it is the whole fix.
+    """
+    if found:
+        shown = "; ".join(f"{path} ({kind})" for path, kind in found[:3])
+        more = f" (and {len(found) - 3} more)" if len(found) > 3 else ""
+        verdict = "is not a regular file; remove it" if len(found) == 1 else "are not regular files; remove them"
+        raise ValueError(f"imagefolder: {shown}{more} {verdict}")
 
 
 def visible_classes(folder: Path, skip: Callable[[str], bool]) -> tuple[list[str], dict[str, int]]:

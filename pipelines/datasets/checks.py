@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,11 @@ from pipelines.datasets.shards import (
 
 _CHUNK = 1 << 20
 _MAX_LISTED = 8  # problems listed per message; the count of the rest follows
+WRONG_SCHEMA_FIX = (
+    "re-import the dataset from its source with `relay data import` (into a new path), or write it again with "
+    "pipelines.datasets.shards.write_dataset, which writes these columns (docs/CONTRACTS.md, Writing a dataset "
+    "yourself)"
+)
 
 
 def read_labels(uri: str, manifest: DatasetManifest, split: str) -> np.ndarray:
@@ -141,7 +146,8 @@ def open_shard(fs: pafs.FileSystem, root: str, shard: Shard, schema: pa.Schema) 
     got = parquet.schema_arrow
     if not _same_columns(got, schema):
         raise DatasetError(
-            f"{shard.path}: wrong schema: expected {_columns(schema)} (nullable or not); got {_columns(got)}"
+            f"{shard.path}: wrong schema: expected {_columns(schema)} (nullable or not); got {_columns(got)}; "
+            f"{WRONG_SCHEMA_FIX}"
         )
     if parquet.metadata.num_rows != shard.rows:
         raise DatasetError(f"{shard.path}: {parquet.metadata.num_rows} rows, the manifest says {shard.rows}")
@@ -332,20 +338,36 @@ def _columns(schema: pa.Schema) -> str:
     return ", ".join(f"{f.name} {_bare(f.type)}" for f in schema)
 
 
-def verify_digests(uri: str, manifest: DatasetManifest, splits: Iterable[str] | None = None) -> None:
-    """Hash every shard (streamed, constant memory) against the manifest; DatasetError lists every mismatch."""
+def verify_digests(
+    uri: str,
+    manifest: DatasetManifest,
+    splits: Iterable[str] | None = None,
+    hashed: Callable[[int], object] | None = None,
+) -> None:
+    """Hash every shard (streamed, constant memory) against the manifest; DatasetError lists every mismatch.
+
+    ``hashed`` is given each shard's bytes once it is hashed (a progress bar's ``update``): `relay data info
+    --verify` hashed 2M rows for 18 s with nothing on the screen.
+    """
     fs, root = open_root(uri)
     problems = []
     for name in manifest.splits if splits is None else splits:
         for shard in manifest.splits[name].shards:
-            try:
-                found = _sha256(fs, root, shard)
-            except (OSError, pa.ArrowException) as exc:
-                problems.append(f"{shard.path}: could not read the shard ({one_line(exc)}); {REIMPORT}")
-                continue
-            if found != shard.sha256:
-                problems.append(_mismatch(shard, found))
+            problem = _digest_problem(fs, root, shard)
+            if problem is not None:
+                problems.append(problem)
+            if hashed is not None:
+                hashed(shard.bytes)
     _raise_all(problems)
+
+
+def _digest_problem(fs: pafs.FileSystem, root: str, shard: Shard) -> str | None:
+    """What is wrong with a shard's bytes (unreadable, or not the manifest's sha256); None when they match."""
+    try:
+        found = _sha256(fs, root, shard)
+    except (OSError, pa.ArrowException) as exc:
+        return f"{shard.path}: could not read the shard ({one_line(exc)}); {REIMPORT}"
+    return None if found == shard.sha256 else _mismatch(shard, found)
 
 
 def _raise_all(problems: Sequence[str]) -> None:

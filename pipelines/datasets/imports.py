@@ -20,8 +20,9 @@ imported again. Nothing else is ever deleted: a folder of Parquet files without 
 refused, whoever wrote it.
 
 A SOURCE that is a Relay dataset (a folder or URI holding a manifest) is copied to DEST as it is,
-each file checked against the manifest's sha256 as it streams: moving a dataset to S3 or a cluster
-mount keeps its digest, where the data's original source may be gone.
+once its shards pass the checks a run makes (schema, rows, sample ids, labels), each file checked
+against the manifest's sha256 as it streams: moving a dataset to S3 or a cluster mount keeps its
+digest, where the data's original source may be gone.
 """
 
 from __future__ import annotations
@@ -372,7 +373,24 @@ def _check_copy(source: str, dest: str, options: Mapping[str, Any]) -> shards.Da
         _check_apart(Path(source).expanduser().resolve(), dest)
     manifest = shards.read_manifest(source)
     shards.check_bucket(dest)
+    _check_source_shards(source, manifest)
     return manifest
+
+
+def _check_source_shards(source: str, manifest: shards.DatasetManifest) -> None:
+    """Refuse (DatasetError, nothing written) a source dataset whose shards a run would refuse: the cheap checks
+    `relay data info` and a run's preflight make (``checks.read_labels``: every shard's size, schema and rows from
+    its footer, its sample ids and labels).
+
+    Why: the copy checks each file's sha256 against the manifest, and a shard rewritten with another schema and
+    its manifest sealed around it (CONTRACTS' by-hand recipe) matched, so the copy said every file matched the
+    source's and advised `relay run`, which then refused it. Two narrow columns a shard, next to copying all of it.
+    """
+    try:
+        for split in manifest.splits:
+            checks.read_labels(source, manifest, split)
+    except shards.DatasetError as exc:
+        raise shards.DatasetError(f"SOURCE {source}: {exc}; nothing was copied") from exc
 
 
 def _manifest_there(dest: str, retry: str) -> shards.DatasetManifest:
@@ -609,6 +627,9 @@ def _folder_problem(path: Path) -> str | None:
             f"{held}: nothing to import. Put the data in it as one of the folder sources reads it ({_folder_layouts()}), "
             "or pass the folder that holds it"
         )
+    bare = _shards_without_manifest(path)
+    if bare is not None:
+        return bare
     classes = [entry.name for entry in visible if entry.is_dir() and _holds_image(Path(entry.path))]
     if not classes:
         return None
@@ -626,6 +647,38 @@ def _folder_problem(path: Path) -> str | None:
         f"holds class folders ({shown}) but no train/ split: an image folder is laid out as {IMAGEFOLDER_LAYOUT}. "
         f"Move the class folders into {path / 'train'}/ (and test images into {path / 'test'}/<class>/), "
         "then import it again"
+    )
+
+
+def _shards_without_manifest(path: Path) -> str | None:
+    """What to do with a folder of shards named as Relay writes them (train/part-00000.parquet) but no manifest;
+    None when its split folders hold none.
+
+    Why: such a folder was told that no source recognises it, with the list of sources, where `relay data info`
+    of it says what it lacks. Relay's names only (``shards.SHARD_NAME``), so a plug-in's folder of other Parquet
+    files stays the plug-in's. A manifest is what makes shards a dataset, and CONTRACTS says how to write one.
+    """
+    found = []
+    for split in shards.SPLIT_NAMES:
+        try:
+            with os.scandir(path / split) as entries:
+                found += sorted(f"{split}/{e.name}" for e in entries if shards.SHARD_NAME.fullmatch(e.name))
+        except OSError:
+            continue
+    if not found:
+        return None
+    if shards.holds_import_marker(str(path)):
+        return (
+            f"is what an unfinished import left (its {shards.IMPORT_MARKER} and shards, no {shards.MANIFEST}): re-run "
+            f"the import that wrote it, which clears it and imports again, then import from {path}"
+        )
+    shown = ", ".join(found[:3]) + (", ..." if len(found) > 3 else "")
+    return (
+        f"holds Parquet shards ({shown}) but no {shards.MANIFEST}, the manifest that makes them a Relay dataset "
+        f"(classes, image shape, each shard's rows and sha256): write it as docs/CONTRACTS.md says under "
+        f"'Writing a dataset yourself' (or write the data with pipelines.datasets.shards.write_dataset, which writes "
+        f"both), then import {path} again; if it is a Relay dataset whose {shards.MANIFEST} was lost or is not "
+        "copied yet, put that file back"
     )
 
 
@@ -982,16 +1035,44 @@ def describe(uri: str, verify: bool) -> dict[str, Any]:
         checks.read_labels(uri, manifest, split)  # sizes, schemas, sample ids, label range
     summary = _summary(uri, manifest)
     if verify:
-        checks.verify_digests(uri, manifest)
+        total = sum(shard.bytes for split in manifest.splits.values() for shard in split.shards)
+        with _verify_bar("sha256", total, "B") as bar:
+            checks.verify_digests(uri, manifest, hashed=bar.update)
         _verify_written_files(uri, manifest)
-        from pipelines.datasets.rows import ShardRows
+        _decode_every_image(uri, manifest)
+        summary["verified"] = "every shard's sha256 matches and every image decodes"
+    return summary
 
+
+def _decode_every_image(uri: str, manifest: shards.DatasetManifest) -> None:
+    """Read every row group of every split as a run does (``ShardRows``): an image that does not decode is refused."""
+    from pipelines.datasets.rows import ShardRows
+
+    with _verify_bar("images", sum(info.count for info in manifest.splits.values()), "img") as bar:
         for split, info in manifest.splits.items():
             rows = ShardRows(uri, manifest, split)
             for start in range(0, info.count, manifest.rows_per_group):
-                rows.read(np.arange(start, min(start + manifest.rows_per_group, info.count)))
-        summary["verified"] = "every shard's sha256 matches and every image decodes"
-    return summary
+                ids = np.arange(start, min(start + manifest.rows_per_group, info.count))
+                rows.read(ids)
+                bar.update(len(ids))
+
+
+def _verify_bar(what: str, total: int, unit: str) -> tqdm:
+    """The progress bar of one pass of `relay data info --verify`, as the import draws its bars (one refresh a
+    second, the rate over the whole pass), on a terminal only and erased when done, so the summary is what stays.
+
+    Why: --verify of 2M rows printed nothing for 18 s. A pipe or a log gets no bar: it would keep every refresh.
+    """
+    return tqdm(
+        total=total,
+        desc=f"verify {what}",
+        unit=unit,
+        unit_scale=unit == "B",
+        mininterval=1.0,
+        smoothing=0,
+        leave=False,
+        disable=None,
+    )
 
 
 def _written_files(uri: str, manifest: shards.DatasetManifest) -> dict[str, str]:

@@ -46,7 +46,7 @@ SAMPLE_FILES = "samples.csv"  # an image folder's import: split, sample_id, path
 TARGET_GROUP_BYTES = 1 << 20
 GROUPS_PER_SHARD = 64
 SPLIT_NAMES = ("train", "test")  # the splits sources have; an unfinished import leaves only these folders
-_SHARD_NAME = re.compile(r"part-\d{5}\.parquet")  # SplitWriter's shard names
+SHARD_NAME = re.compile(r"part-\d{5}\.parquet")  # SplitWriter's shard names
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")  # torchvision's
 _CLASSES_LOOKED_AT = 3  # class folders listed to tell an image folder: a few listings, not the whole tree
 
@@ -259,10 +259,16 @@ def _no_manifest(uri: str, fs: pafs.FileSystem, root: str) -> str:
     Importing into ``uri`` is advised only where the import would do it: an empty or missing
     destination, or one holding what an unfinished import left (its marker names it). Anything
     else there (the user's own Parquet, a Relay dataset whose manifest was lost, an image folder)
-    the import refuses to touch, so the advice is a new destination.
+    the import refuses to touch, so the advice is a new destination. A local path that does not exist is
+    said so first: a mistyped one was told only that it held no shards, and to import a dataset there.
     """
     if leftovers(uri):
         return unfinished_import_advice(uri)
+    if _missing_locally(fs, root):
+        return (
+            f"{uri} does not exist (no such path): check the path, or make a dataset there with "
+            f"`relay data import SOURCE {uri}` (SOURCE: {SOURCES_READ})"
+        )
     if _image_folder_at(fs, root):
         return (
             f"{uri}: no shards here (no {MANIFEST}), but an image folder (train/<class>/ images): read it as one "
@@ -278,6 +284,16 @@ def _no_manifest(uri: str, fs: pafs.FileSystem, root: str) -> str:
             f"; if {uri} is a Relay dataset whose {MANIFEST} was lost or is not copied yet, put that file back"
         )
     return f"{uri}: no shards here (no {MANIFEST}); create the dataset with `relay data import SOURCE {uri}` (SOURCE: {SOURCES_READ})"
+
+
+def _missing_locally(fs: pafs.FileSystem, root: str) -> bool:
+    """Whether ``root`` is a local path where nothing is (a prefix of a bucket may hold objects later: not asked)."""
+    if not isinstance(fs, pafs.LocalFileSystem):
+        return False
+    try:
+        return fs.get_file_info(root).type == pafs.FileType.NotFound
+    except (OSError, pa.ArrowException):
+        return False
 
 
 def unfinished_import_advice(uri: str) -> str:
@@ -640,14 +656,14 @@ def leftovers(uri: str) -> list[pafs.FileInfo] | None:
     except (OSError, pa.ArrowException) as exc:
         _raise_if_remote(uri, fs, exc)
         return []  # a local folder that cannot be listed: the import's first write names the problem
-    if any(info.type != pafs.FileType.File or not _SHARD_NAME.fullmatch(info.base_name) for info in found):
+    if any(info.type != pafs.FileType.File or not SHARD_NAME.fullmatch(info.base_name) for info in found):
         return None
     return [*found, *extra, *splits, *markers]
 
 
 def shard_files(found: Sequence[pafs.FileInfo]) -> int:
     """How many of what ``leftovers`` found are shard files (not folders, not the marker or a sample file list)."""
-    return sum(info.type == pafs.FileType.File and _SHARD_NAME.fullmatch(info.base_name) is not None for info in found)
+    return sum(info.type == pafs.FileType.File and SHARD_NAME.fullmatch(info.base_name) is not None for info in found)
 
 
 def clear_leftovers(uri: str, found: Sequence[pafs.FileInfo]) -> None:

@@ -23,6 +23,7 @@ from PIL import Image
 
 from orchestrator.cli import main
 from pipelines.datasets import shards
+from tests.unit.orchestrator.cli import blocking_import
 from tests.unit.pipelines.datasets.toy import rewrite_shard
 
 ROOT = Path(__file__).resolve().parents[4]
@@ -58,11 +59,21 @@ def test_import_then_info_then_validate(digits: Path, tmp_path: Path, capsys: py
 
 
 def test_a_uri_with_no_shards_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    (tmp_path / "empty").mkdir()
     assert _validate(tmp_path, f"data.uri={tmp_path / 'empty'}") == 2
     assert "data.uri:" in capsys.readouterr().err
     assert main(["data", "info", str(tmp_path / "empty")]) == 2
     assert "no shards here" in capsys.readouterr().err
     assert not (tmp_path / "ws").exists()
+
+
+def test_info_of_a_path_that_does_not_exist_says_so(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """It said `no shards here (no dataset.json); create the dataset with ...` of a mistyped path."""
+    missing = tmp_path / "typo"
+    assert main(["data", "info", str(missing)]) == 2
+    err = capsys.readouterr().err
+    assert f"{missing} does not exist (no such path): check the path" in err and "no shards here" not in err, err
+    assert not missing.exists()
 
 
 def test_a_file_given_as_the_dataset_says_a_folder_is_expected(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -270,19 +281,20 @@ def test_a_destination_inside_the_source_exits_2_and_writes_nothing(tmp_path: Pa
 
 @contextmanager
 def import_blocked_after_its_first_shards(source: Path, dest: Path, **streams: Any) -> Iterator[subprocess.Popen]:
-    """A real `relay data import SOURCE DEST` in a session of its own, yielded once it has written shards and
+    """A real `relay data import blocking DEST` in a session of its own, yielded once it has written shards and
     while it cannot finish, for the test to signal; killed if it still runs at the end.
 
-    SOURCE's class folder b gets one image that is a FIFO: opening it blocks until a writer comes, so the
-    import waits there, after its first chunk (256 images) went into shards of 64 rows.
+    The ``blocking`` source (blocking_import.py) reads the image folder SOURCE, given a class folder b of one
+    image here, and waits after its first chunk (256 images), which went into shards of 64 rows.
     """
     (source / "train" / "b").mkdir()
-    os.mkfifo(source / "train" / "b" / "blocks.png")
+    Image.fromarray(np.zeros((4, 4, 3), dtype=np.uint8)).save(source / "train" / "b" / "0.png")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "RELAY_"))}
+    command = ["data", "import", blocking_import.NAME, str(dest), "--rows-per-group", "1"]
     child = subprocess.Popen(
-        [sys.executable, "-m", "orchestrator.cli", "data", "import", str(source), str(dest), "--rows-per-group", "1"],
+        [sys.executable, "-m", blocking_import.__name__, *command],
         cwd=ROOT,
-        env={**env, "PYTHONPATH": str(ROOT)},
+        env={**env, "PYTHONPATH": str(ROOT), blocking_import.FOLDER: str(source)},
         start_new_session=True,
         **streams,
     )
@@ -299,7 +311,7 @@ def import_blocked_after_its_first_shards(source: Path, dest: Path, **streams: A
 
 
 def killed_import(tmp_path: Path) -> tuple[Path, Path]:
-    """(SOURCE, DEST): a folder of 300 small images, and a real import of it SIGKILLed after its first shards (no
+    """(SOURCE, DEST): a folder of 301 small images, and a real import of it SIGKILLed after its first shards (no
     cleanup could run: DEST holds the import's marker and shard files, no manifest)."""
     source = tmp_path / "src"
     rng = np.random.default_rng(0)
@@ -341,7 +353,7 @@ def test_an_interrupted_import_says_it_removed_dest_and_how_to_start_again(
     last = err.strip().splitlines()[-1]
     assert last.endswith(
         f"WARNING pipelines.datasets.imports: import interrupted; what it wrote was removed ({dest} does not exist); "
-        f"start it again with: relay data import {root} {dest} --rows-per-group 1"
+        f"start it again with: relay data import {blocking_import.NAME} {dest} --rows-per-group 1"
     ), err[-3000:]
     assert not dest.exists()
 

@@ -36,8 +36,18 @@ def test_unknown_labels_are_null_on_disk_and_minus_one_when_read(tmp_path: Path)
 
 
 def test_a_uri_without_shards_says_how_to_make_them(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
     with pytest.raises(shards.DatasetError, match=r"no shards here .*relay data import SOURCE"):
-        shards.read_manifest(str(tmp_path / "nothing"))
+        shards.read_manifest(str(tmp_path / "empty"))
+
+
+def test_a_path_that_does_not_exist_is_said_so(tmp_path: Path) -> None:
+    """It was told that no shards were there and to create the dataset, as if the path were right."""
+    missing = tmp_path / "typo"
+    with pytest.raises(shards.DatasetError) as refused:
+        shards.read_manifest(str(missing))
+    assert str(refused.value).startswith(f"{missing} does not exist (no such path): check the path, or make ")
+    assert "no shards here" not in str(refused.value) and not missing.exists()
 
 
 def test_an_edited_manifest_fails_its_digest(tmp_path: Path) -> None:
