@@ -144,7 +144,7 @@ def start_stages(config: Any, split_artifact: str = SPLIT) -> tuple[list[Stage],
         )
         return [stage], INIT_MODEL
     if config.pretext.method != "none":
-        params = {"data": config.data, "model": config.model, **pretext_read(config.pretext, config.augment)}
+        params = {"data": config.data, **pretext_read(config.model, config.pretext, config.augment)}
         io_roles = {"split": split_artifact, "model": PRETEXT_MODEL}
         stage = refs.make_stage(
             "pretext/pretrain", refs.pretrain_pretext, io_roles, (PRETEXT_MODEL,), params, res.train, None
@@ -155,14 +155,16 @@ def start_stages(config: Any, split_artifact: str = SPLIT) -> tuple[list[Stage],
 
 # What the pretext stage does not read of `pretext` and `augment`, by method: `pretext.probe` only adds the probe
 # stage; RotNet has no projection head and no NT-Xent temperature, and sees only the weak view (SimCLR only the
-# strong one, which starts with the weak one's flip and crop, so it reads all of `augment`).
+# strong one, which starts with the weak one's flip and crop, so it reads all of `augment`). Of `model` it builds
+# the network without stochastic depth, whatever `model.stochastic_depth` says (the train stages apply it).
 PRETEXT_UNREAD = {"rotnet": ("probe", "temperature", "projection_dim"), "simclr": ("probe",)}
 PRETEXT_AUGMENT_UNREAD = {"rotnet": ("strong",), "simclr": ()}
 
 
-def pretext_read(pretext: Any, augment: Any) -> dict:
-    """The pretext stage's `pretext` and `augment` params: what its method reads, the rest at the defaults."""
+def pretext_read(model: Any, pretext: Any, augment: Any) -> dict:
+    """The pretext stage's `model`, `pretext` and `augment` params: what its method reads, the rest at the defaults."""
     return {
+        "model": unread_as_default(model, ("stochastic_depth",)),
         "pretext": unread_as_default(pretext, PRETEXT_UNREAD[pretext.method]),
         "augment": unread_as_default(augment, PRETEXT_AUGMENT_UNREAD[pretext.method]),
     }

@@ -37,6 +37,7 @@ from pipelines.builders.common import (
     start_stages,
     starting,
     supervised_reads,
+    unread_as_default,
 )
 from pipelines.model_names import SPLIT_MODES
 from pipelines.schema import (
@@ -211,7 +212,8 @@ def masks_stages(config: KnowledgeEvolutionConfig) -> list[Stage]:
     """
     if config.ke.generations == 1:
         return []
-    params = {"data": config.data, "model": config.model, "ke": part(MaskSplit, config.ke)}
+    shapes = unread_as_default(config.model, ("dropout", "stochastic_depth"))  # the masks follow the weights' shapes
+    params = {"data": config.data, "model": shapes, "ke": part(MaskSplit, config.ke)}
     io = {"split": SPLIT, "masks": MASKS}
     return [refs.make_stage(gen(0, "split_masks"), refs.make_masks, io, (MASKS,), params, config.resources.data, 0)]
 

@@ -36,6 +36,9 @@ STUDENTS = {"g01/train", "g01/evaluate", "g01/pseudo_label", "g01/filter", "g02/
 KE_ALL = KE_LATER | {f"{role}/{step}" for role in ("g00", "baseline") for step in ("train", "evaluate")}
 FITNETS_NETWORKS = {f"{role}/train" for role in ("g00", "g01", "kd", "baseline")}
 DOMAIN_TARGET = {"g01/train", "g01/evaluate", "baseline/train", "baseline/evaluate"}
+KE_TRAIN = {name for name in KE_ALL if name.endswith("/train")}
+CREST_TRAIN = {"g00/train", "g01/train", "g02/train"}
+RESIDUAL_ROTNET = {"pretext.method": "rotnet", "model.name": "wrn28_2"}  # stochastic depth needs residual blocks
 CREST_ALL = {f"g{k:02d}/{role}" for k in range(3) for role in ("train", "evaluate")} | {
     f"g{k:02d}/{role}" for k in range(2) for role in ("pseudo_label", "rebalance")
 }
@@ -114,6 +117,9 @@ ALONE = [  # stages an upstream change reruns through their inputs anyway, check
     (fitnets, "fitnets_digits.yaml", {}, {"train.label_smoothing": 0.2}, FITNETS_NETWORKS),
     (fitnets, "fitnets_digits.yaml", {}, {"train.steps": 250}, FITNETS_NETWORKS),
     (lwf, "lwf_digits.yaml", {}, {"train.label_smoothing": 0.2}, {"g00/train"}),
+    (crest, "crest_digits.yaml", RESIDUAL_ROTNET, {"model.stochastic_depth": 0.1}, CREST_TRAIN),
+    (knowledge_evolution, "ke_digits.yaml", RESIDUAL_ROTNET, {"model.stochastic_depth": 0.1}, KE_TRAIN),
+    (knowledge_evolution, "ke_digits.yaml", {}, {"model.dropout": 0.2}, KE_TRAIN),
 ]
 
 
