@@ -43,6 +43,7 @@ class StageRecord:
     error: str | None = None
     inputs: tuple[str, ...] = ()  # artifact names the stage read
     outputs: dict[str, TrackedArtifact] = field(default_factory=dict)  # what it stored (for lineage)
+    input_roles: dict[str, str] | None = None  # role -> input artifact, as the stage's io names them (lineage)
 
 
 class Tracker(Protocol):

@@ -399,6 +399,7 @@ class Runner:
             files=self._local_files(st.run_id, stage.name, manifest),
             duration_s=outcome.duration_s,
             inputs=tuple(stage.inputs),
+            input_roles={role: name for role, name in stage.params.get("io", {}).items() if name in stage.inputs},
             outputs=self._tracked_outputs(st.run_id, stage, manifest),
         )
 

@@ -789,7 +789,7 @@ def input_roles(record: StageRecord) -> dict[str, str] | None:
     where the runner reports them; a record without them is read as before: every model behind the
     inputs a teacher (``LineageGraph.models_read``).
     """
-    roles = getattr(record, "input_roles", None)
+    roles = record.input_roles
     return None if roles is None else {name: role for role, name in roles.items()}
 
 

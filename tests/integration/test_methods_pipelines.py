@@ -80,7 +80,7 @@ def test_transfer_runs_nest_pretraining_and_fine_tuning_as_generations(transfer_
         assert parent_of(by_name[stage]) == by_name["gen-01"].info.run_id
     assert 0.0 <= metric(by_name["gen-01"], "balanced_accuracy") <= 1.0
     assert 0.0 <= metric(by_name["gen-01"], "baseline_balanced_accuracy") <= 1.0
-    assert by_name["g01/train"].data.tags["relay.teacher"].startswith("models:/"), "the pretrained model is its input"
+    assert by_name["g01/train"].data.tags["relay.init_from"].startswith("models:/"), "the pretrained model is its input"
     per_class = {key for key in by_name["g01/evaluate"].data.metrics if key.startswith("recall/")}
     assert per_class == {f"recall/{digit}" for digit in range(5, 10)}  # the digits, not positions 0-4
     registered = mlflow_client(transfer_run).get_registered_model("transfer-digits")
@@ -163,7 +163,7 @@ def test_a_pretext_stage_is_probed_and_starts_fixmatch(workspace: Path) -> None:
     assert parent_of(by_name["pretext/pretrain"]) == parent_of(by_name["pretext/probe"]) == parent
     assert 0.0 < metric(by_name["pretext/probe"], "accuracy") <= 1.0
     assert metric(by_name["pretext/pretrain"], "loss") > 0.0
-    assert by_name["g00/train"].data.tags["relay.teacher"].startswith("models:/"), "FixMatch started from SimCLR"
+    assert by_name["g00/train"].data.tags["relay.init_from"].startswith("models:/"), "FixMatch started from SimCLR"
 
 
 def test_source_selection_ranks_the_noisy_digits_first_and_fine_tunes(workspace: Path) -> None:
