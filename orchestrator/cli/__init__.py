@@ -20,7 +20,7 @@ import sys
 from collections.abc import Mapping
 
 from orchestrator.cli import cleanup, cluster, compare, data, generations, pipeline, runs, tune, workspace
-from orchestrator.cli.common import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED
+from orchestrator.cli.common import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, locations_as_overrides
 from orchestrator.errors import InputError, RelayError
 from orchestrator.registry import PipelineSpec
 
@@ -117,6 +117,8 @@ def main(argv: list[str] | None = None, pipelines: Mapping[str, PipelineSpec] | 
     torch's, Ray's and MLflow's module graphs) cost 3-5 s more.
     """
     args = parse_arguments(build_parser(), argv)
+    if getattr(args, "locations_as_overrides", False):
+        locations_as_overrides(args)
     args.pipelines = pipelines
     configure_logging(args.verbose)
     try:

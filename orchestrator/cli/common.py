@@ -650,6 +650,27 @@ def add_workspace(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workspace", help="workspace folder (default: $RELAY_WORKSPACE or ./relay-workspace)")
 
 
+def add_location_overrides(parser: argparse.ArgumentParser) -> None:
+    """``--workspace`` / ``--artifact-uri`` on a command that reads a pipeline file: the overrides ``run.workspace=``
+    / ``run.artifact_uri=`` under the names the other commands give them (``locations_as_overrides``).
+
+    Why: `relay resume`, `relay runs`, `relay generations` and `relay submit` take these flags, and `relay run`
+    ends by printing them; `relay run CONFIG --workspace DIR` was an unrecognised argument.
+    """
+    parser.add_argument("--workspace", help="the workspace folder: the same as the override run.workspace=DIR")
+    parser.add_argument(
+        "--artifact-uri", help="the artifact store (s3://BUCKET/PREFIX or a folder): the same as run.artifact_uri=URI"
+    )
+    parser.set_defaults(locations_as_overrides=True)
+
+
+def locations_as_overrides(args: argparse.Namespace) -> None:
+    """Add ``--workspace`` / ``--artifact-uri`` to ``args.overrides`` as the config keys they stand for (last: they
+    win over the file, as any override does, and a problem with them names the override)."""
+    flags = (("run.workspace", args.workspace), ("run.artifact_uri", args.artifact_uri))
+    args.overrides = [*args.overrides, *(f"{key}={value}" for key, value in flags if value is not None)]
+
+
 def add_artifact_uri(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--artifact-uri",

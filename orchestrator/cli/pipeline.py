@@ -22,6 +22,7 @@ from orchestrator.cli import resume_guard, run_locations, runs
 from orchestrator.cli.common import (
     add_artifact_uri,
     add_cluster_address,
+    add_location_overrides,
     add_workspace,
     check_data_unchanged,
     check_resume_stop_after,
@@ -679,6 +680,7 @@ def register(commands: Any) -> None:
     )
     run.add_argument("--stop-after", help="stop after this stage (e.g. g00/train); finish later with relay resume")
     run.add_argument("--run-id", help="name the run (default: NAME-DATE-TIME-XXXX)")
+    add_location_overrides(run)
     add_cluster_address(run)
     add_cache_flags(run)
     run.set_defaults(handler=cmd_run, ends_process=True)
@@ -706,4 +708,5 @@ def register(commands: Any) -> None:
     validate.add_argument(
         "overrides", nargs="*", default=[], help="dotted overrides to check with it, e.g. train.steps=200"
     )
+    add_location_overrides(validate)
     validate.set_defaults(handler=cmd_validate)

@@ -327,3 +327,17 @@ def test_a_file_store_in_tmp_given_to_submit_is_not_advised_a_database_in_tmp(
     assert "sqlite:////tmp/" not in err and "e.g. sqlite:////mnt/relay/mlflow.db (a folder every node" in err
     local = refused(["validate", str(SMOKE), "tracking.uri=file:///tmp/relay-mlruns"], cwd, capsys)
     assert "e.g. sqlite:////tmp/relay-mlruns/mlflow.db" in local
+
+
+def test_relay_run_and_validate_take_the_workspace_and_store_flags_the_other_commands_take(cwd: Path, capsys) -> None:
+    """`relay run CONFIG --workspace DIR` was an unrecognised argument, while `relay run` ends by printing
+    `relay generations RUN --workspace DIR` and resume/runs/generations/submit take the flag."""
+    afile = cwd / "afile"
+    afile.write_text("not a folder")
+    err = refused(["validate", str(SMOKE), "--workspace", str(afile)], cwd, capsys)
+    assert f"run.workspace: {afile} is a file, not a folder" in err and f"run.workspace={afile}" in err, err
+    workspace, store = cwd / "ws", cwd / "elsewhere"
+    argv = ["run", str(SMOKE), LOCAL, "--workspace", str(workspace), "--artifact-uri", str(store)]
+    assert main([*argv, "--run-id", "flags", "--stop-after", "data/split"]) == 0
+    assert (store / "runs" / "flags" / "config.yaml").is_file(), "the run record is in the --artifact-uri store"
+    assert (workspace / "mlflow.db").is_file() and not (workspace / "artifacts" / "runs").exists()
