@@ -278,10 +278,11 @@ def _no_manifest(uri: str, fs: pafs.FileSystem, root: str) -> str:
     held = contents(uri)
     if held:
         return (
-            f"{uri}: no Relay dataset here (no {MANIFEST}; it holds {held}); Relay reads only what `relay data import` "
-            f"writes, and the import writes only into a new or empty folder: import the data's source into a new "
+            f"{uri}: no Relay dataset here (no {MANIFEST}; it holds {held}); Relay reads shards with a {MANIFEST}, as "
+            f"`relay data import` writes them (only into a new or empty folder): import the data's source into a new "
             f"destination with `relay data import SOURCE NEW_DEST` (SOURCE: {SOURCES_READ}) and set data.uri=NEW_DEST"
-            f"; if {uri} is a Relay dataset whose {MANIFEST} was lost or is not copied yet, put that file back"
+            f"; shards you wrote yourself need the {MANIFEST} docs/CONTRACTS.md describes ('Writing a dataset "
+            f"yourself'); if {uri} is a Relay dataset whose {MANIFEST} was lost or is not copied yet, put that file back"
         )
     return f"{uri}: no shards here (no {MANIFEST}); create the dataset with `relay data import SOURCE {uri}` (SOURCE: {SOURCES_READ})"
 

@@ -50,6 +50,18 @@ def test_a_path_that_does_not_exist_is_said_so(tmp_path: Path) -> None:
     assert "no shards here" not in str(refused.value) and not missing.exists()
 
 
+def test_shards_without_a_manifest_point_to_how_to_write_one(tmp_path: Path) -> None:
+    """It said Relay reads only what `relay data import` writes, while docs/CONTRACTS.md shows how to write a
+    dataset yourself: shards need its manifest."""
+    write_toy(tmp_path / "d")
+    (tmp_path / "d" / shards.MANIFEST).unlink()
+    with pytest.raises(shards.DatasetError) as refused:
+        shards.read_manifest(str(tmp_path / "d"))
+    said = str(refused.value)
+    assert "no Relay dataset here" in said and "'Writing a dataset yourself'" in said, said
+    assert "Relay reads only what" not in said
+
+
 def test_an_edited_manifest_fails_its_digest(tmp_path: Path) -> None:
     write_toy(tmp_path / "d")
     path = tmp_path / "d" / shards.MANIFEST
