@@ -23,6 +23,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import time
 from pathlib import Path
 
 import pyarrow as pa
@@ -338,6 +339,23 @@ def test_the_calling_process_labels_beside_the_actors_and_drops_one_that_died_st
     assert ran_on <= {None, "dispatch worker 0", "dispatch worker 1"}
 
 
+def answers_until_dead(actor, bound_s: float = 120.0) -> bool:
+    """Ask ``actor`` until Ray says it is dead (True), or ``bound_s`` passed with it still answering (False).
+
+    ``ray.kill`` returns before the actor is gone: a call sent just after it may still be answered.
+    """
+    import ray
+
+    deadline = time.monotonic() + bound_s
+    while time.monotonic() < deadline:
+        try:
+            ray.get(actor.ready.remote(), timeout=bound_s)
+        except ray.exceptions.RayActorError:
+            return True
+        time.sleep(0.2)
+    return False
+
+
 def test_a_kept_actor_lost_while_idle_is_said_to_be_lost_in_one_line_and_the_others_label(two_actors, caplog):
     """A kept actor whose node died between two stage calls: not "died starting" (it had started), and one line."""
     import ray
@@ -346,9 +364,9 @@ def test_a_kept_actor_lost_while_idle_is_said_to_be_lost_in_one_line_and_the_oth
     ray.get(lost.actors[0].ready.remote())  # started and idle, as a kept actor between calls
     ray.kill(lost.actors[0])
     # known dead before the call, as a node lost between two stage calls is: on a loaded machine the 8 quick
-    # shards were all labeled before the kill had landed, and the call had no loss to say (CI, once)
-    with pytest.raises(ray.exceptions.RayActorError):
-        ray.get(lost.actors[0].ready.remote())
+    # shards were all labeled before the kill had landed, and the call had no loss to say (CI, once); and a
+    # call sent right after ray.kill can still be answered, as the kill travels through the GCS (CI, once more)
+    assert answers_until_dead(lost.actors[0]), "ray.kill never landed"
     caplog.set_level(logging.WARNING, logger="orchestrator.engine.distributed")
     results = list(two_actors.joined(lost).mapper("dispatch", local=True)(shard_and_actor, range(8)))
     assert [shard for shard, _ in results] == list(range(8))
