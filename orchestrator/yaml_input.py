@@ -97,8 +97,17 @@ def not_found_message(path: Path) -> str:
         return f"file not found: {path}; check the path"
     bundled = REPOSITORY / path
     if bundled.is_file():
-        return f"file not found: {path} in {Path.cwd()}; the bundled one is {bundled} (run from {REPOSITORY}, or pass that path)"
-    return f"file not found: {path} (looked in {Path.cwd()}); check the path"
+        return f"file not found: {path} in {_here()}; the bundled one is {bundled} (run from {REPOSITORY}, or pass that path)"
+    return f"file not found: {path} (looked in {_here()}); check the path"
+
+
+def _here() -> str:
+    """The current folder, or that it was deleted: ``Path.cwd()`` then raises a bare ENOENT naming no path (a Ray
+    job's driver whose working folder was unpacked again under it), which hid the message it was building."""
+    try:
+        return str(Path.cwd())
+    except FileNotFoundError:
+        return "the current folder, which was deleted (cd to an existing folder, or pass an absolute path)"
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:

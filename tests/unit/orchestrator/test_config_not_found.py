@@ -29,3 +29,14 @@ def test_a_users_own_missing_file_is_not_sent_to_the_repository(tmp_path, monkey
     line = problem("mine.yaml")
     assert line == f"file not found: mine.yaml (looked in {tmp_path}); check the path"
     assert "repository" not in problem(tmp_path / "mine.yaml")
+
+
+def test_a_relative_path_read_from_a_deleted_folder_says_the_folder_is_gone(tmp_path, monkeypatch) -> None:
+    """Path.cwd() raised a bare ENOENT naming no path while the message was built (a Ray job's driver whose working
+    folder was unpacked again under it): the run's start failed with `[Errno 2] No such file or directory`."""
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    monkeypatch.chdir(gone)
+    gone.rmdir()
+    line = problem("mine.yaml")
+    assert line.startswith("file not found: mine.yaml (looked in the current folder, which was deleted"), line
