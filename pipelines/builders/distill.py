@@ -7,7 +7,8 @@ seeing the same augmented batch) + `g01/evaluate`. A teacher trained once is reu
 artifact store by every later run with the same teacher settings (its fingerprint matches), so
 sweeping `distill.*` retrains only the student. `distill.student_baseline` adds the student
 trained without a teacher (`baseline_*` metrics in generation 1) for the comparison. `init.source`
-or `pretext.method` starts the teacher from those weights.
+or `pretext.method` starts the teacher from those weights. With `distill.alpha` 0 the KL term is weighed
+by 0: the student reads neither the teacher nor `distill.temperature` (a new temperature keeps its cache).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from pipelines.builders.common import (
     start_stages,
     starting,
     supervised_reads,
+    unread_as_default,
 )
 from pipelines.schema import (
     ModelSection,
@@ -100,8 +102,9 @@ def _pair(
         "metric_prefix": prefix,
     }
     if teacher:
-        io["teacher"] = TEACHER
-        params["distill"] = part(DistillLoss, config.distill)
+        params["distill"] = part(DistillLoss, distill_read(config.distill))
+        if config.distill.alpha > 0:
+            io["teacher"] = TEACHER
     io, params = starting(io, params, config, pretrained)
     res = config.resources
     return [
@@ -116,6 +119,16 @@ def _pair(
             k,
         ),
     ]
+
+
+def distill_read(distill: DistillSection) -> DistillSection:
+    """`distill` as the student's loss reads it: with alpha 0, the temperature at its default.
+
+    Why: ``(1 - alpha) CE + alpha T^2 KL`` with alpha 0 is CE alone, whatever T, so a new
+    `distill.temperature` retrained the student to the same weights. With alpha 0 the builder wires
+    no teacher either: its logits, weighed by 0, were computed every step for nothing.
+    """
+    return unread_as_default(distill, ("temperature",)) if distill.alpha == 0 else distill
 
 
 def build(config: DistillConfig) -> Pipeline:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from orchestrator.dag import Pipeline, Stage
 from pipelines.builders import distill
+from tests.unit.pipelines.builders.test_unread_keys import rerun
 from tests.unit.pipelines.helpers import config, problems
 
 
@@ -32,3 +34,20 @@ def test_student_loop_bounds_are_checked_once_at_the_config_boundary() -> None:
     message = problems(distill.DistillConfig, **bad)
     assert "3 problem" in message
     assert "train.warmup_steps" in message and "distill.temperature" in message and "distill.alpha" in message
+
+
+def test_with_alpha_0_the_student_reads_no_temperature_and_no_teacher() -> None:
+    """alpha 0 weighs the KL term by 0: a new `distill.temperature` keeps the cached student, and no teacher is wired.
+
+    With alpha 0.9 the temperature is read: a new one reruns the student (and its evaluation), not the teacher.
+    """
+    assert rerun(distill, "distill_digits.yaml", {"distill.alpha": 0.0}, {"distill.temperature": 2.0}) == set()
+    read = rerun(distill, "distill_digits.yaml", {"distill.alpha": 0.9}, {"distill.temperature": 2.0})
+    assert read == {"g01/train", "g01/evaluate"}
+    student = stage_of(distill.build(config(distill.DistillConfig, **{"distill.alpha": 0.0})), "g01/train")
+    assert "g00/model" not in student.inputs and "teacher" not in student.params["io"]
+    assert student.params["distill"].model_dump() == {"temperature": 4.0, "alpha": 0.0}
+
+
+def stage_of(pipeline: Pipeline, name: str) -> Stage:
+    return next(stage for stage in pipeline.stages if stage.name == name)

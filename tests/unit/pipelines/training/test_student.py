@@ -130,3 +130,11 @@ def test_a_frozen_backbone_keeps_its_weights_while_the_head_trains() -> None:
     thawed = StudentSettings(steps=3, batch_size=8, lr=0.1, schedule="constant", freeze_backbone_steps=2)
     train_student(model, images, labels, 2, thawed, None, "cpu", torch.Generator().manual_seed(0))
     assert not torch.equal(model.state_dict()["features.0.0.weight"], before["features.0.0.weight"])
+
+
+def test_a_teacher_weighed_by_alpha_0_leaves_the_trained_weights_as_no_teacher_does() -> None:
+    """Why the distillation builder wires no teacher with `distill.alpha` 0: its logits changed nothing."""
+    settings = StudentSettings(steps=5, batch_size=8, lr=0.05, alpha=0.0, temperature=4.0)
+    torch.manual_seed(5)
+    teacher = create_model("small_cnn", 4, 1).eval()
+    assert torch.equal(_weights(_train(settings, teacher=teacher)), _weights(_train(settings)))
