@@ -41,6 +41,7 @@ import pyarrow.fs as pafs
 from orchestrator.dag import Resources, ShardMapper
 from orchestrator.engine.artifacts import TRAIN_DIR, ArtifactStore, Manifest, join_uri, train_run_name
 from orchestrator.engine.body import Placement, announce, run_stage_body
+from orchestrator.engine.filesystems import filesystem_from_uri
 from orchestrator.engine.task import StageTask
 
 logger = logging.getLogger(__name__)
@@ -68,6 +69,21 @@ def train_storage_path(store_uri: str) -> str:
     return join_uri(store_uri, TRAIN_DIR)
 
 
+def train_storage(store_uri: str) -> tuple[str, pafs.FileSystem | None]:
+    """``RunConfig``'s ``storage_path`` and ``storage_filesystem`` for a store: an S3 store's with Relay's timeouts.
+
+    Ray opens a filesystem of its own for a URI, with S3's timeouts unset, so a data-parallel stage's
+    checkpoint to a store that stopped answering waited until it answered again, while every other write
+    of the run gives up within ``orchestrator.engine.filesystems``' bound. Ray pickles the filesystem to
+    its workers and the pickle keeps the timeouts. Other stores are left to Ray, as before.
+    """
+    storage = train_storage_path(store_uri)
+    if not storage.startswith("s3://"):
+        return storage, None
+    filesystem, path = filesystem_from_uri(storage)
+    return path, filesystem
+
+
 def fit_stage(task: StageTask) -> Manifest:
     """Run a stage on ``workers`` Ray Train workers and return the manifest rank 0 wrote.
 
@@ -81,6 +97,7 @@ def fit_stage(task: StageTask) -> Manifest:
 
     stage, resources = task.stage, task.stage.resources
     name, storage = train_run_name(task.fingerprint, stage.name), train_storage_path(task.store_uri)
+    storage_path, storage_filesystem = train_storage(task.store_uri)
     trainer = TorchTrainer(
         _train_worker,
         train_loop_config={"task": task},  # Ray Train wants a dict here; the task is its one entry
@@ -89,7 +106,8 @@ def fit_stage(task: StageTask) -> Manifest:
         ),
         run_config=RunConfig(
             name=name,
-            storage_path=storage,
+            storage_path=storage_path,
+            storage_filesystem=storage_filesystem,
             failure_config=FailureConfig(max_failures=max(WORKER_RESTARTS, stage.retries)),
             checkpoint_config=CheckpointConfig(num_to_keep=KEEP_CHECKPOINTS),
         ),
@@ -184,7 +202,7 @@ def _remove_run(storage: str, name: str) -> None:
     """Delete a finished Train run's checkpoints; failing to is only worth a warning."""
     try:
         if "://" in storage:
-            fs, root = pafs.FileSystem.from_uri(storage)
+            fs, root = filesystem_from_uri(storage)
         else:
             fs, root = pafs.LocalFileSystem(), storage
         fs.delete_dir(f"{root.rstrip('/')}/{name}")

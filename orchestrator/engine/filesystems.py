@@ -18,7 +18,8 @@ hence 30 s and not more. Not less either: S3 servers keep a long server-side cop
 renamed into place) talking with whitespace, but a loaded one may still stay silent for seconds.
 Other filesystems are returned as ``from_uri`` made them. (Measured against a paused moto server:
 the output's write failed after 181 s, the run after 365 s.) Ray Train's checkpoints of a
-data-parallel stage are written by Ray through a filesystem it opens itself, not this one.
+data-parallel stage go through this filesystem too: it is handed to Ray as ``storage_filesystem``
+(``orchestrator.engine.distributed.train_storage``).
 """
 
 from __future__ import annotations
