@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from orchestrator.cli.temporary import impermanence
 from orchestrator.config import (
     ARTIFACT_URI_ENV,
     TRACKING_URI_ENV,
@@ -169,18 +169,13 @@ def _sqlite_example(folder: str, local: bool) -> str:
     """A sqlite URI to use instead of the file store ``folder``: beside it, unless a cluster run could not keep it.
 
     Why: `relay submit tracking.uri=file:///tmp/mlruns` was told to use sqlite:////tmp/mlruns/mlflow.db,
-    which the next check refuses (a job's stores must outlive it, and /tmp is each node's own).
+    which the next check refuses (a job's stores must outlive it, and /tmp is each node's own). The check is the
+    one `relay submit` refuses with (``temporary.impermanence``): $TMPDIR, Ray's session folders, symlinks into
+    either and relative paths (resolved in the job's working folder) count too.
     """
-    if local or not _temporary(folder):
+    if local or impermanence(folder) is None:
         return f"sqlite:///{folder}/mlflow.db"
-    return "sqlite:////mnt/relay/mlflow.db (a folder every node of the cluster mounts, outside /tmp)"
-
-
-def _temporary(folder: str) -> bool:
-    """Whether ``folder`` is in one of the machine's temporary folders (each node's own, cleaned by the system)."""
-    roots = {"/tmp", "/var/tmp", "/dev/shm", tempfile.gettempdir()}
-    path = Path(folder).expanduser()
-    return any(path == Path(root) or Path(root) in path.parents for root in roots)
+    return "sqlite:////mnt/relay/mlflow.db (a folder every node of the cluster mounts, outside temporary folders)"
 
 
 def _file_store_allowed() -> bool:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import tempfile
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from orchestrator import jobs
+from orchestrator.cli import temporary
 from orchestrator.cli.preflight import artifact_uri_problem
 from orchestrator.config import (
     ARTIFACT_URI_ENV,
@@ -49,7 +49,6 @@ from orchestrator.engine.artifacts import StoreFault, store_failure, store_fault
 from orchestrator.engine.fit import local_fit_problems, local_gpus
 from orchestrator.errors import ConfigError
 from orchestrator.jobs.auth import token_mode_for_joining
-from orchestrator.jobs.submit import RAY_SESSION
 from orchestrator.tracking.common import relocated_artifacts, sqlite_path
 
 logger = logging.getLogger(__name__)
@@ -71,9 +70,6 @@ NOT_GCS = {  # what a gRPC status of the probe says about the server ({} is the 
     "DEADLINE_EXCEEDED": "it did not answer as Ray's GCS within {:g} s",
 }
 RAY_JOB_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"  # set by Ray's job supervisor for the entrypoint it starts
-TEMP_ROOTS = ("/tmp", "/var/tmp", "/dev/shm")
-CLEARED_ON_REBOOT = ("/tmp", "/dev/shm")  # most systems mount them as tmpfs or empty them at boot; /var/tmp is kept
-PER_SESSION = "inside Ray's per-session folder (deleted with the session)"
 SHARED_EXAMPLE = "/mnt/relay"
 STORE_FIX = (
     f"set RELAY_WORKSPACE to a folder every node mounts (e.g. {SHARED_EXAMPLE}), or "
@@ -106,7 +102,20 @@ class Locations:
 def in_ray_job() -> bool:
     """True in the entrypoint of a Ray job (Ray sets the job's config variable, and the working folder
     is an upload under the session folder)."""
-    return RAY_JOB_ENV in os.environ or "runtime_resources" in PurePosixPath(os.getcwd()).parts
+    return RAY_JOB_ENV in os.environ or "runtime_resources" in _working_folder().parts
+
+
+def _working_folder() -> PurePosixPath:
+    """This process's working folder; the root when it was deleted.
+
+    Why: os.getcwd() raises FileNotFoundError in a deleted folder, and every command that asks
+    whether it runs in a Ray job (`relay run`, `relay submit`) failed with a bare ENOENT naming no
+    path. A deleted folder is not a job's working folder: Ray's job variable says so where it is one.
+    """
+    try:
+        return PurePosixPath(os.getcwd())
+    except FileNotFoundError:
+        return PurePosixPath("/")
 
 
 def resolved_locations(config: Any) -> Locations:
@@ -172,57 +181,21 @@ def local_path(uri: str) -> str | None:
 
 
 def _temp_roots() -> list[str]:
-    roots = {*TEMP_ROOTS, tempfile.gettempdir()}
-    roots.update(os.environ[name] for name in ("RAY_TMPDIR", "TMPDIR") if os.environ.get(name))
-    return sorted(roots)
+    """The temporary folders the checks below refuse: this machine's (``temporary.temp_roots``).
+
+    Looked up here, apart from the check, so that tests can let pytest's folders (under /tmp) stand
+    for a mount every node sees in the durability checks alone.
+    """
+    return temporary.temp_roots()
 
 
 def impermanence(path: str) -> str | None:
     """Why results at ``path`` would not outlive the run's cluster, or None when they would.
 
-    ``~/x`` is a home folder, not a relative path (the job expands it on the cluster). An absolute
-    path is checked as written, then as it resolves through symlinks, as far as it exists here:
-    ``ray start --temp-dir DIR`` makes ``DIR/session_latest`` a link to the session's folder, and a
-    link elsewhere into a session or temporary folder loses the results as surely as the folder itself.
+    The check is ``temporary.impermanence`` (``preflight`` asks it too): a relative path, Ray's
+    per-session folders, the temporary folders, each as written and through symlinks.
     """
-    pure = PurePosixPath(path)
-    if pure.parts and pure.parts[0].startswith("~"):
-        pure = PurePosixPath("/home", *pure.parts[1:])  # where a home folder lives; never a temporary one
-        return _temporary_place(pure)
-    if not pure.is_absolute():
-        return "a relative path, which a Ray job resolves inside its working folder (deleted with Ray's session)"
-    why = _temporary_place(pure)
-    real = _real_path(pure)
-    if why is None and real != pure:
-        why = _temporary_place(real)
-        return None if why is None else f"{why}, through a symlink (it resolves to {real})"
-    return why
-
-
-def _real_path(path: PurePosixPath) -> PurePosixPath:
-    """``path`` with its symlinks (and ``..``) resolved as far as it exists on this machine; itself when unreadable."""
-    try:
-        return PurePosixPath(os.path.realpath(path))
-    except (OSError, ValueError):
-        return path
-
-
-def _temporary_place(path: PurePosixPath) -> str | None:
-    """Why the absolute ``path``, as written, lies in a Ray session folder or a temporary folder, or None."""
-    if "runtime_resources" in path.parts or any(RAY_SESSION.match(part) for part in path.parts):
-        return PER_SESSION
-    for root in _temp_roots():
-        places = {PurePosixPath(root), _real_path(PurePosixPath(root))}  # /tmp may be a link (/private/tmp)
-        if any(path == place or place in path.parents for place in places):
-            return f"under {root}, {_temporary_folder(root)}"
-    return None
-
-
-def _temporary_folder(root: str) -> str:
-    """What a temporary folder ``root`` is, truthfully: /var/tmp and $TMPDIR survive a reboot on most systems."""
-    if root in CLEARED_ON_REBOOT:
-        return "a temporary folder (node-local, cleared on reboot)"
-    return "a temporary folder that the system may clean (node-local, not shared between nodes)"
+    return temporary.impermanence(path, _temp_roots())
 
 
 def store_fix(key: str) -> str:

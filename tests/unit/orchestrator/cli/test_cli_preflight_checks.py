@@ -15,7 +15,9 @@ from pathlib import Path
 import pytest
 
 from orchestrator.cli import main
+from orchestrator.cli.preflight import tracking_uri_problem
 from orchestrator.errors import ConfigError
+from tests.integration.cluster import durable_folder
 from tests.unit.orchestrator.cli.test_cli_writes_nothing import SMOKE, refused
 
 LOCAL = "run.executor=local"
@@ -327,6 +329,42 @@ def test_a_file_store_in_tmp_given_to_submit_is_not_advised_a_database_in_tmp(
     assert "sqlite:////tmp/" not in err and "e.g. sqlite:////mnt/relay/mlflow.db (a folder every node" in err
     local = refused(["validate", str(SMOKE), "tracking.uri=file:///tmp/relay-mlruns"], cwd, capsys)
     assert "e.g. sqlite:////tmp/relay-mlruns/mlflow.db" in local
+
+
+SHARED_ADVICE = "e.g. sqlite:////mnt/relay/mlflow.db (a folder every node"
+
+
+@pytest.mark.parametrize("variable", ["TMPDIR", "RAY_TMPDIR"])
+def test_a_file_store_under_the_temp_dir_a_variable_names_is_not_advised_a_database_there(
+    monkeypatch, variable: str
+) -> None:
+    """The advice knew only /tmp, /var/tmp, /dev/shm and Python's temp dir, read once per process, while `relay submit`
+    refuses $TMPDIR and $RAY_TMPDIR too: the database it advised was refused by the next check."""
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
+    monkeypatch.setenv(variable, "/scratch/relay-temp")  # a node's scratch space, outside /tmp
+    problem = tracking_uri_problem("file:///scratch/relay-temp/mlruns", "tracking.uri", local=False)
+    assert problem is not None and SHARED_ADVICE in problem and "sqlite:////scratch/" not in problem, problem
+    local = tracking_uri_problem("file:///scratch/relay-temp/mlruns", "tracking.uri", local=True)
+    assert local is not None and "e.g. sqlite:////scratch/relay-temp/mlruns/mlflow.db" in local
+
+
+def test_a_file_store_through_a_symlink_into_tmp_or_a_ray_session_is_not_advised_a_database_there(
+    monkeypatch, tmp_path: Path
+) -> None:
+    """A folder outside /tmp that links into it, or a path through Ray's session_latest, lands where a job's results
+    are lost, as `relay submit` says of a store there; the advice named a database beside it all the same."""
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
+    (tmp_path / "mlruns").mkdir()  # pytest's tmp_path is under the temporary folder
+    with durable_folder("preflight-link") as outside:
+        outside.mkdir(parents=True)
+        (outside / "mlruns").symlink_to(tmp_path / "mlruns")
+        for folder in (outside / "mlruns", Path("/data/ray/session_latest/mlruns")):
+            problem = tracking_uri_problem(f"file://{folder}", "tracking.uri", local=False)
+            assert problem is not None and SHARED_ADVICE in problem and f"sqlite:///{folder}" not in problem, problem
+        durable = outside / "durable"
+        durable.mkdir()
+        kept = tracking_uri_problem(f"file://{durable}", "tracking.uri", local=False)
+        assert kept is not None and f"e.g. sqlite:///{durable}/mlflow.db" in kept
 
 
 def test_relay_run_and_validate_take_the_workspace_and_store_flags_the_other_commands_take(cwd: Path, capsys) -> None:

@@ -15,12 +15,15 @@ from orchestrator.cli import main, run_locations
 from orchestrator.cli.run_locations import (
     RAY_JOB_ENV,
     Locations,
+    cluster_to_join,
     durability_problems,
     impermanence,
+    in_ray_job,
     local_path,
     store_problem,
     tracking_problem,
 )
+from orchestrator.config import RunSettings
 from tests.integration.cluster import free_port
 
 SMOKE = Path(__file__).resolve().parents[4] / "pipelines" / "configs" / "smoke.yaml"
@@ -202,3 +205,18 @@ def test_relay_tune_names_the_variable_that_chose_an_unreachable_store(
     err = capsys.readouterr().err
     assert f"$MLFLOW_TRACKING_URI: no MLflow tracking server answers at {dead}" in err, err
     assert not (tmp_path / "ws").exists() and not (tmp_path / "sweep").exists()
+
+
+def test_a_deleted_working_folder_is_not_a_ray_job(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """os.getcwd() raises FileNotFoundError in a deleted folder: asking whether this process is a Ray job's entrypoint
+    crashed with a bare ENOENT naming no path. Ray's job variable still says so where it is one."""
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    monkeypatch.chdir(gone)
+    gone.rmdir()
+    monkeypatch.delenv(RAY_JOB_ENV, raising=False)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    assert in_ray_job() is False
+    assert cluster_to_join(None, RunSettings(ray_address="127.0.0.1:6379")) == ("127.0.0.1:6379", "run.ray_address")
+    monkeypatch.setenv(RAY_JOB_ENV, "{}")  # what Ray's job supervisor sets for the entrypoint
+    assert in_ray_job() is True
