@@ -97,7 +97,11 @@ class _RunState:
     def write_ledger(self, status: RunStatus) -> None:
         """Rewrite the ledger. Once a stage has failed, a ledger the store cannot take is noted, not raised:
         the same broken store usually failed the stage's output first (an S3 endpoint gone mid-run),
-        and the run's last line named the ledger rather than the stage."""
+        and the run's last line named the ledger rather than the stage. After one such write the run
+        asks no more: another would wait out the store's timeouts again (90 s on a silent store) to
+        record what the run's last line already says."""
+        if self.record_lost is not None:
+            return
         try:
             self.ledger.write(status, {name: o.ledger_entry() for name, o in self.outcomes.items()})
         except ArtifactError as exc:
@@ -399,7 +403,7 @@ class Runner:
             files=self._local_files(st.run_id, stage.name, manifest),
             duration_s=outcome.duration_s,
             inputs=tuple(stage.inputs),
-            input_roles={role: name for role, name in stage.params.get("io", {}).items() if name in stage.inputs},
+            input_roles=dict(stage.input_roles),
             outputs=self._tracked_outputs(st.run_id, stage, manifest),
         )
 

@@ -29,6 +29,7 @@ from orchestrator.dag import Pipeline, Stage, StageResult
 from orchestrator.engine import filesystems
 from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.engine.executors import LocalExecutor
+from orchestrator.engine.ledger import Ledger
 from orchestrator.engine.runner import Runner, RunStatus
 from orchestrator.errors import ArtifactError, StageError
 from tests.unit.orchestrator.engine.toy import RecordingTracker
@@ -146,11 +147,32 @@ def _pipeline(pause: bool) -> Pipeline:
     )
 
 
+def recorded_ledger_writes(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, bool]]:
+    """Every run-record write the runner makes from now on, as (status, whether the store failed it); each
+    write still goes to the store."""
+    writes: list[tuple[str, bool]] = []
+    real_write = Ledger.write
+
+    def write(self: Ledger, status: RunStatus, stages: Any) -> None:
+        try:
+            real_write(self, status, stages)
+        except ArtifactError:
+            writes.append((status.value, True))
+            raise
+        writes.append((status.value, False))
+
+    monkeypatch.setattr(Ledger, "write", write)
+    return writes
+
+
 def test_a_run_whose_store_stops_answering_fails_saying_so_and_how_to_resume_instead_of_hanging(
-    moto: PausableMoto,
+    moto: PausableMoto, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Before the fix: the run waited, silent, as long as the server stayed paused (past the guard here)."""
+    """Before the fix: the run waited, silent, as long as the server stayed paused (past the guard here).
+    Once the store has failed one run-record write after the stage failed, the run asks no more (it wrote
+    FAILED too, waiting out the timeouts a second time)."""
     PAUSED.append(moto.process.pid)
+    ledger_writes = recorded_ledger_writes(monkeypatch)
     store = ArtifactStore(moto.uri("bucket/relay"))
     runner = Runner(store, LocalExecutor(), RecordingTracker(), "v1", 0, store_option=" --artifact-uri X")
     error = outcome_within(GUARD_S, lambda: runner.run(_pipeline(pause=True), "run-1"), moto.resume)
@@ -160,6 +182,7 @@ def test_a_run_whose_store_stops_answering_fails_saying_so_and_how_to_resume_ins
     assert f"the store {moto.uri('bucket/relay')} does not answer from this machine" in message, message
     assert "Timeout was reached" in message, message
     assert "once the store answers, `relay resume run-1 --artifact-uri X` continues it" in message, message
+    assert [status for status, failed in ledger_writes if failed] == ["RUNNING"], ledger_writes
 
     moto.resume()
     runner = Runner(ArtifactStore(moto.uri("bucket/relay")), LocalExecutor(), RecordingTracker(), "v1", 0)
