@@ -31,6 +31,7 @@ from pydantic import (
 
 from orchestrator.errors import ConfigError
 from orchestrator.yaml_input import apply_overrides as apply_overrides
+from orchestrator.yaml_input import current_directory as current_directory
 from orchestrator.yaml_input import load_yaml as load_yaml
 from orchestrator.yaml_input import parse_yaml as parse_yaml
 from orchestrator.yaml_input import whole_list_fix

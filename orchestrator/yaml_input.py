@@ -102,12 +102,25 @@ def not_found_message(path: Path) -> str:
 
 
 def _here() -> str:
-    """The current folder, or that it was deleted: ``Path.cwd()`` then raises a bare ENOENT naming no path (a Ray
-    job's driver whose working folder was unpacked again under it), which hid the message it was building."""
-    try:
-        return str(Path.cwd())
-    except FileNotFoundError:
+    """The current folder for a message, or that it was deleted (``current_directory``)."""
+    here = current_directory()
+    if here is None:
         return "the current folder, which was deleted (cd to an existing folder, or pass an absolute path)"
+    return str(here)
+
+
+def current_directory() -> Path | None:
+    """This process's current directory; None when it was deleted under the process.
+
+    Why: ``Path.cwd()`` (``os.getcwd()``) of a deleted directory raises a bare ENOENT that names no path. A Ray
+    job's driver loses its directory when Ray unpacks the job's working_dir again, and that error, raised while
+    something else was being done (a not-found message built, a relative config path read, an MLflow error
+    explained), hid what failed or cut the tracking start short. Every caller asks here and says what None means.
+    """
+    try:
+        return Path.cwd()
+    except FileNotFoundError:
+        return None
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import unquote, urlparse
 
+from orchestrator.config import current_directory
 from orchestrator.errors import TrackingError
 
 logger = logging.getLogger(__name__)
@@ -96,12 +97,12 @@ def explained(error: BaseException) -> str:
 
 
 def deleted_cwd() -> str | None:
-    """The path of this process's current directory when it was deleted under it; None while it exists."""
-    try:
-        os.getcwd()
+    """The path of this process's current directory when it was deleted under it; None while it exists.
+
+    ``current_directory`` says whether it is gone; Linux still names it in /proc, which the error does not.
+    """
+    if current_directory() is not None:
         return None
-    except FileNotFoundError:
-        pass
     try:
         return os.readlink("/proc/self/cwd").removesuffix(" (deleted)")
     except OSError:  # no /proc (macOS): the directory is gone, its name unknown

@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from orchestrator.config import apply_overrides, load_yaml
+from orchestrator.config import apply_overrides, current_directory, load_yaml
 from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.engine.ledger import COMMAND_FILE, read_command_record
 from orchestrator.errors import RelayError
@@ -93,12 +93,9 @@ def written_locations(command: RunCommand, started_in: Path | None = None) -> di
     return locations_in(data)
 
 
-def start_directory() -> Path | None:
-    """The current directory, to read a command's relative config path from later; None when it was deleted."""
-    try:
-        return Path.cwd()
-    except FileNotFoundError:
-        return None
+# The directory a command started in, taken when the tracker is built, to read the command's relative config path
+# from later (written_locations); None when it was already deleted.
+start_directory = current_directory
 
 
 def locations_in(config: Mapping[str, Any]) -> dict[tuple[str, str], Any]:
