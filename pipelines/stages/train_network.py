@@ -25,6 +25,7 @@ from pipelines.pseudo_label import probs_view
 from pipelines.stages.augmentation import input_noise
 from pipelines.stages.common import (
     artifact,
+    class_names,
     image_sources,
     labeled_class_counts,
     load_model,
@@ -109,6 +110,18 @@ def _class_weights(beta: float, split: pa.Table, num_classes: int) -> torch.Tens
     return class_balanced_weights(labeled_class_counts(split, num_classes).tolist(), beta)
 
 
+def class_weight_metrics(weights: torch.Tensor | None, names: list[int]) -> dict[str, float]:
+    """`class_weight/<class>`: the class-balanced weight each class's loss was multiplied by (none without beta).
+
+    Why: the weights follow from `train.class_balanced_beta` and the labeled counts of the split,
+    and nothing showed them, so a run did not say what it had trained with. Named by the dataset's
+    class ids, as `recall/<class>` is.
+    """
+    if weights is None:
+        return {}
+    return {f"class_weight/{name}": float(weight) for name, weight in zip(names, weights.tolist(), strict=True)}
+
+
 def train_network(ctx: StageContext, inputs: Mapping[str, Any], params: Mapping[str, Any]) -> StageResult:
     """Train one generation's network (KE generation, Noisy Student teacher/student, distillation teacher/student)."""
     generator = stage_generator(ctx)
@@ -126,6 +139,7 @@ def train_network(ctx: StageContext, inputs: Mapping[str, Any], params: Mapping[
     prefix = params.get("metric_prefix", "")
     teacher_ckpt = artifact(inputs, params, "teacher")
     teacher = None if teacher_ckpt is None else load_model(teacher_ckpt, ctx.device)
+    class_weights = _class_weights(train.class_balanced_beta, split, num_classes)
     trained = train_student(
         model,
         images,
@@ -138,7 +152,7 @@ def train_network(ctx: StageContext, inputs: Mapping[str, Any], params: Mapping[
         pseudo_images=pseudo_images,
         pseudo_targets=pseudo_targets,
         teacher=teacher,
-        class_weights=_class_weights(train.class_balanced_beta, split, num_classes),
+        class_weights=class_weights,
         report=prefixed_report(ctx.report, prefix),
         report_every=train.report_every,
         progress=ctx.progress,
@@ -151,6 +165,7 @@ def train_network(ctx: StageContext, inputs: Mapping[str, Any], params: Mapping[
         "params": float(parameter_count(trained)),
         "steps": float(train.steps),
     }
+    metrics |= class_weight_metrics(class_weights, class_names(data, num_classes))
     if picks is not None:  # a Noisy Student student; every other train stage has no pseudo-labeled set to count
         metrics["pseudo_size"] = 0.0 if pseudo_images is None else float(len(pseudo_images))
     metrics = prefixed(metrics, prefix)
