@@ -34,6 +34,7 @@ from pipelines.builders.common import (
     start_stages,
     supervised_reads,
     train_and_evaluate,
+    unread_as_default,
 )
 from pipelines.builders.distill import DistillLoss, DistillTrainSection
 from pipelines.model_names import check_hint_layer, middle_layer
@@ -129,12 +130,24 @@ def _student(config: FitNetsConfig, role: str, teacher: bool, hinted: bool, pref
         "metric_prefix": prefix,
     }
     if teacher:
-        io["teacher"] = TEACHER
-        params["distill"] = DistillLoss(temperature=config.fitnets.temperature, alpha=config.fitnets.alpha)
+        params["distill"] = kd_read(config.fitnets)
+        if config.fitnets.alpha > 0:
+            io["teacher"] = TEACHER
     if hinted:  # FitNets' stage 2 continues the hinted student as it is: its classifier, no freezing
         io["pretrained"] = HINTED
         params["init"] = InitLoad(head="keep", freeze_backbone_steps=0, backbone_lr_scale=1.0)
     return train_and_evaluate(config, role, 1, config.data, SPLIT, params, io_roles=io)
+
+
+def kd_read(fitnets: FitNetsSection) -> DistillLoss:
+    """The KD stage's loss as it reads `fitnets`: with alpha 0, the temperature at its default.
+
+    Why: ``(1 - alpha) CE + alpha T^2 KL`` with alpha 0 is CE alone, whatever T, so a new
+    `fitnets.temperature` retrained the student to the same weights, and the teacher's logits, weighed
+    by 0, were computed every step: with alpha 0 the student is wired no teacher (distillation's rule).
+    """
+    read = unread_as_default(fitnets, ("temperature",)) if fitnets.alpha == 0 else fitnets
+    return DistillLoss(temperature=read.temperature, alpha=read.alpha)
 
 
 def build(config: FitNetsConfig) -> Pipeline:
