@@ -299,6 +299,11 @@ class Stage:
     leaves the seed out, so runs that differ only in ``seed`` (a sweep over it)
     share its cached outputs instead of recomputing them, and the runner gives
     it the same ``ctx.seed`` in every run, so the declaration cannot go stale.
+    ``input_roles`` says what some inputs are to the stage (role -> input artifact: ``teacher``,
+    ``pretrained``, ``previous``), so that tracking can tell a model the stage learns from apart
+    from one it starts from. Like ``lineage`` it is data the builder declares, not part of the
+    fingerprint: how a pipeline names its inputs' roles is the pipeline's business, and the engine
+    only passes them on.
     """
 
     name: str
@@ -313,6 +318,7 @@ class Stage:
     lineage: Mapping[str, str] = field(default_factory=dict)
     reports: tuple[str, ...] | None = None
     seeded: bool = True
+    input_roles: Mapping[str, str] = field(default_factory=dict)
 
 
 class Pipeline:
@@ -397,7 +403,7 @@ def _producers(stages: Sequence[Stage]) -> dict[str, Stage]:
 
 
 def _structure_problems(stages: Sequence[Stage], producers: Mapping[str, Stage]) -> list[str]:
-    """Duplicate names, doubly produced outputs, missing inputs, unpicklable functions."""
+    """Duplicate names, doubly produced outputs, missing inputs, roles of no input, unpicklable functions."""
     problems = [
         f"stage name {name!r} is used {count} times; stage names must be unique"
         for name, count in Counter(s.name for s in stages).items()
@@ -417,6 +423,12 @@ def _structure_problems(stages: Sequence[Stage], producers: Mapping[str, Stage])
             f"stage {stage.name!r} reads {artifact!r}, which no stage produces; add its producer or fix the name"
             for artifact in stage.inputs
             if artifact not in producers
+        ]
+        problems += [
+            f"stage {stage.name!r}: input_roles gives role {role!r} to {artifact!r}, which is not one of its "
+            f"inputs ({', '.join(stage.inputs) or 'none'}); add it to inputs or drop the role"
+            for role, artifact in stage.input_roles.items()
+            if artifact not in stage.inputs
         ]
         qualname = getattr(stage.fn, "__qualname__", "")
         if not callable(stage.fn) or "<" in qualname:

@@ -122,6 +122,11 @@ def make_stage(
 ) -> Stage:
     """A stage whose params carry its io roles; inputs are every io entry that is not an output.
 
+    The bodies read their artifacts by role from ``params["io"]``; the engine does not know that
+    convention, so the roles of the inputs are declared to it as well, as ``Stage.input_roles``
+    (tracking tells a teacher from a starting point by them). ``io`` stays in ``params``, where it
+    has always been part of the fingerprint, so existing caches stay valid.
+
     ``resources`` is a config's `StageResources` section (or a mapping of the same keys).
     """
     role = getattr(resources, "_role", None)
@@ -139,6 +144,7 @@ def make_stage(
         resources=Resources(**dict(resources)),
         generation=generation,
         lineage=lineage_of(io, outputs),
+        input_roles={io_role: artifact for io_role, artifact in io.items() if artifact in inputs},
         parallelism=parallelism,
         reports=None if declared is None else tuple(prefix + name for name in declared),
         role=role,
