@@ -32,7 +32,7 @@ def tracked(tmp_path: Path):
         inputs = tuple(name for name in io.values() if name != writes)
         record = StageRecord(stage, generation, f"fp-{stage}", False, "FINISHED", inputs=inputs)
         record.outputs = {writes: artifact}
-        record.input_roles = io  # role -> artifact, as the stage's params["io"] names them
+        record.input_roles = io  # role -> artifact, as the stage declares them (Stage.input_roles)
         tracker.stage_finished(record)
 
     yield tracker, finish
