@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from orchestrator.config import TrackingSettings, dotted
+from orchestrator.config import TrackingSettings, current_directory, dotted
 from orchestrator.dag import TAGS_FILE
 from orchestrator.engine.records import StageRecord, TrackedArtifact
 from orchestrator.tracking import lineage, report, run_command
@@ -181,7 +181,7 @@ class MlflowTracker:
         self._registrations: RunRegistrations | None = None  # from the parent run on: what this run registered
         self._params: dict[str, str] = {}  # the run's flattened config: the parent's params and each generation's
         self.lost_at: str | None = None  # where the store stopped answering (a stage, the run's start or end)
-        self._started_in = run_command.start_directory()  # now: the command's config path may be relative to it
+        self._started_in = current_directory()  # now: the command's config path may be relative to it
 
     @property
     def parent_run_id(self) -> str | None:
@@ -785,7 +785,7 @@ class MlflowTracker:
 def input_roles(record: StageRecord) -> dict[str, str] | None:
     """Input artifact -> its role in the stage's io (``teacher``, ``pretrained``, ``previous``), or None.
 
-    From the record's ``input_roles`` (role -> artifact, as a stage's ``params["io"]`` names them)
+    From the record's ``input_roles`` (role -> artifact, as the stage declares them in ``Stage.input_roles``)
     where the runner reports them; a record without them is read as before: every model behind the
     inputs a teacher (``LineageGraph.models_read``).
     """

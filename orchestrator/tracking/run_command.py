@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from orchestrator.config import apply_overrides, current_directory, load_yaml
+from orchestrator.config import apply_overrides, load_yaml
 from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.engine.ledger import COMMAND_FILE, read_command_record
 from orchestrator.errors import RelayError
@@ -78,7 +78,7 @@ def overrides_tag(overrides: Sequence[str], run_id: str) -> str:
 def written_locations(command: RunCommand, started_in: Path | None = None) -> dict[tuple[str, str], Any] | None:
     """The store locations as the user wrote them (config file, then overrides); None when the file is unreadable.
 
-    A relative config path is read from ``started_in``, the directory the command started in (``start_directory``),
+    A relative config path is read from ``started_in``, the directory the command started in (``current_directory()`` then),
     when known. Why: read against the current directory, a driver whose directory was deleted under it (a Ray
     job's working_dir unpacked again) failed with an ENOENT naming no path, which cut its MLflow start short.
     """
@@ -91,11 +91,6 @@ def written_locations(command: RunCommand, started_in: Path | None = None) -> di
         logger.debug("could not read the store locations %s wrote: %s", command.config_path, exc)
         return None
     return locations_in(data)
-
-
-# The directory a command started in, taken when the tracker is built, to read the command's relative config path
-# from later (written_locations); None when it was already deleted.
-start_directory = current_directory
 
 
 def locations_in(config: Mapping[str, Any]) -> dict[tuple[str, str], Any]:

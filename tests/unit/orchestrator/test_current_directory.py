@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.tracking import run_command
 from orchestrator.tracking.common import deleted_cwd, explained
 from orchestrator.yaml_input import current_directory
 
@@ -15,7 +14,6 @@ from orchestrator.yaml_input import current_directory
 def test_an_existing_folder_is_the_current_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     assert current_directory() == tmp_path
-    assert run_command.start_directory() == tmp_path
     assert deleted_cwd() is None
 
 
@@ -28,7 +26,6 @@ def test_a_deleted_folder_is_none_and_named_where_it_can_be(tmp_path: Path, monk
         Path.cwd()
 
     assert current_directory() is None
-    assert run_command.start_directory() is None
     if Path("/proc/self/cwd").exists():
         assert deleted_cwd() == str(gone)
     else:
