@@ -648,9 +648,10 @@ def _sweep_problems(args: argparse.Namespace, spec: Any, config: Any, pipeline: 
 
     data = apply_overrides(load_yaml(args.config), args.overrides)
     base = {key: value for key, value in data.items() if key != "tune"}
-    swept = overridden(sweep_check(base, config, config.tune, spec.build)[1], args.overrides, args.config)
+    ranked_on, sweep_problems = sweep_check(base, config, config.tune, spec.build)
+    swept = overridden(sweep_problems, args.overrides, args.config)
     sized = overridden(local_trial_size_problems(base, config, spec.build, pipeline), args.overrides, args.config)
-    for line in inert_keys(base, config.tune.space, type(config), spec.build):  # as `relay tune` warns
+    for line in inert_keys(base, config.tune.space, type(config), spec.build, ranked_on):  # as `relay tune` warns
         log.warning(line)
     return [*swept.problems, *(for_the_trials(problem, args.config, args.overrides) for problem in sized.problems)]
 

@@ -166,10 +166,18 @@ def _key_problem(
 
 
 def inert_keys(
-    base: Mapping[str, Any], space: Mapping[str, SearchDomain], config_model: type, build: Callable[[Any], Pipeline]
+    base: Mapping[str, Any],
+    space: Mapping[str, SearchDomain],
+    config_model: type,
+    build: Callable[[Any], Pipeline],
+    ranked_on: Sequence[str] = (),
 ) -> list[str]:
     """One warning line per key of the space no value of which changes what a trial computes (``trial_work``).
 
+    ``ranked_on``: the stages that report the sweep's metric (``sweep_check``); a trial runs them and what
+    they need, no more (``left_out_stages``), so only that work counts. Why: a key read only by a stage
+    trials leave out (a plug-in's stage after the evaluation, a no-teacher baseline) gave trials that
+    differed in name only, with no warning, and a "best" value that meant nothing. Empty: the whole pipeline.
     Why a warning, not a refusal: such a sweep runs and ranks its trials correctly on the other keys; a
     quick check with one generation (where the temperature schedule is never used) is a fair thing to run.
     Keys the space check refuses are left to it.
@@ -180,7 +188,7 @@ def inert_keys(
         for value in probe_values(domain):
             try:
                 config = validate_config(config_model, apply_overrides(base, {key: value}))
-                work.append(trial_work(build(config), config.seed))
+                work.append(_ranked_work(build(config), config.seed, ranked_on))
             except (ConfigError, PipelineError):
                 work = []
                 break
@@ -192,6 +200,16 @@ def inert_keys(
                 "it from tune.space, or set what makes it matter in the base config"
             )
     return lines
+
+
+def _ranked_work(pipeline: Pipeline, seed: int, ranked_on: Sequence[str]) -> dict[str, str]:
+    """``trial_work`` of the stages a trial runs: ``ranked_on`` and their upstream (all when none is given)."""
+    work = trial_work(pipeline, seed)
+    ranked = [name for name in ranked_on if name in work]
+    if not ranked:
+        return work
+    kept = set(ranked).union(*(pipeline.upstream(name) for name in ranked))
+    return {name: fingerprint for name, fingerprint in work.items() if name in kept}
 
 
 def trial_work(pipeline: Pipeline, seed: int) -> dict[str, str]:
@@ -553,7 +571,7 @@ def plan_sweep(
     stages, problems = sweep_check(base, config, settings, build)
     if problems:
         raise ConfigError(problems, source)
-    for line in inert_keys(base, settings.space, model, build):
+    for line in inert_keys(base, settings.space, model, build, stages):
         logger.warning(line)
     name = settings.name or f"{config.name}-sweep"
     workspace = resolve_workspace(config.run)
