@@ -110,13 +110,15 @@ class LineageGraph:
         the stage starts from (``pretrained``) or continues (KE's ``previous``, LwF's ``old_model``):
         no teacher; Knowledge Evolution has none. Why: every model behind the inputs was called a
         teacher, so KE's gen-01 and a FixMatch started from a pretext encoder read as students.
-        ``roles`` None (a record without them) keeps that reading: every model is a teacher.
+        ``roles`` None (a record without them) keeps that reading: every model is a teacher; so does an
+        input the roles leave out (a plug-in's ``Stage`` that declares none): a start is only ever declared.
         """
         teachers: set[str] = set()
         starts: set[str] = set()
         for name in inputs:
             behind = self.origins.get(name, frozenset())
-            read_as_weights = behind == {name} and roles is not None and roles.get(name) not in TEACHING_ROLES
+            role = None if roles is None else roles.get(name)
+            read_as_weights = behind == {name} and role is not None and role not in TEACHING_ROLES
             (starts if read_as_weights else teachers).update(behind)
         return ModelsRead(tuple(sorted(teachers)), tuple(sorted(starts)))
 

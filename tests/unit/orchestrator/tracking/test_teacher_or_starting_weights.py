@@ -25,11 +25,14 @@ def tracked(tmp_path: Path):
     tracker = MlflowTracker(uri, "relay", artifact_location=(tmp_path / "mlartifacts").as_uri())
     tracker.start_pipeline("run-t", "toy", {"pipeline": "toy"}, resume=False)
 
-    def finish(stage: str, generation: int | None, io: dict[str, str], writes: str, kind: str = "model") -> None:
+    def finish(
+        stage: str, generation: int | None, io: dict[str, str], writes: str, kind: str = "model", undeclared=()
+    ) -> None:
+        """``undeclared``: inputs the stage reads under no declared role (a plug-in's plain ``Stage``)."""
         stored = tmp_path / writes.replace("/", "-")
         stored.write_text(writes)
         artifact = TrackedArtifact(writes, stored.as_uri(), writes.ljust(64, "0"), "checkpoint", kind, str(stored))
-        inputs = tuple(name for name in io.values() if name != writes)
+        inputs = tuple(name for name in io.values() if name != writes) + tuple(undeclared)
         record = StageRecord(stage, generation, f"fp-{stage}", False, "FINISHED", inputs=inputs)
         record.outputs = {writes: artifact}
         record.input_roles = io  # role -> artifact, as the stage declares them (Stage.input_roles)
@@ -100,3 +103,15 @@ def test_a_distillation_teacher_stays_a_teacher_and_a_branch_leaves_its_generati
     assert "relay.init_from" not in runs["g01/train"].data.tags and "relay.init_from" not in runs["gen-01"].data.tags
     assert runs["baseline/train"].data.tags["relay.init_from"] == f"models:/{models['init/model']}"
     assert "is a student of `g00/model`." in runs["gen-01"].data.tags["mlflow.note.content"]
+
+
+def test_an_input_model_without_a_declared_role_is_recorded_as_a_teacher_as_before_roles_existed(tracked) -> None:
+    """A plug-in's `Stage` built without `input_roles`: its input model was recorded as the weights it started
+    from, a claim nothing declared (a plug-in's distillation would have had no teacher); it reads as a
+    teacher, as every input model did before stages declared roles. A declared start stays a start."""
+    tracker, finish = tracked
+    finish("g00/train", 0, {"model": "g00/model"}, "g00/model")
+    finish("g01/train", 1, {"model": "g01/model"}, "g01/model", undeclared=("g00/model",))
+    runs, models = tree(tracker)
+    assert runs["g01/train"].data.tags["relay.teacher"] == f"models:/{models['g00/model']}"
+    assert "relay.init_from" not in runs["g01/train"].data.tags
