@@ -170,6 +170,17 @@ def _imagefolder_chunks(samples: list[tuple[str, int]], size: int) -> Iterator[t
         yield images, np.asarray([label for _, label in part], dtype=np.int64)
 
 
+def _cifar_source(name: str, folder: str) -> Source:
+    """The CIFAR source ``name``: the python-pickle batches in ``folder`` (or a folder holding it)."""
+    return Source(
+        name,
+        f"a folder holding {folder}/ (or that folder itself)",
+        _open_cifar(name),
+        lambda path: datasets.cifar_folder(path, datasets.CIFAR_LAYOUTS[name]),
+        files=_cifar_files(name),
+    )
+
+
 SOURCES: dict[str, Source] = {
     source.name: source
     for source in (
@@ -181,20 +192,8 @@ SOURCES: dict[str, Source] = {
         Source(
             "synthetic", "10 classes x 200 noisy templates, 1x16x16", lambda b, o: _whole(datasets.load_synthetic())
         ),
-        Source(
-            "cifar10",
-            "a folder holding cifar-10-batches-py/ (or that folder itself)",
-            _open_cifar("cifar10"),
-            lambda path: datasets.cifar_folder(path, datasets.CIFAR_LAYOUTS["cifar10"]),
-            files=_cifar_files("cifar10"),
-        ),
-        Source(
-            "cifar100",
-            "a folder holding cifar-100-python/ (or that folder itself)",
-            _open_cifar("cifar100"),
-            lambda path: datasets.cifar_folder(path, datasets.CIFAR_LAYOUTS["cifar100"]),
-            files=_cifar_files("cifar100"),
-        ),
+        _cifar_source("cifar10", "cifar-10-batches-py"),
+        _cifar_source("cifar100", "cifar-100-python"),
         Source(
             "imagefolder",
             "a folder holding train/<class>/<image> (and test/ or val/), resized to --image-size (32)",
