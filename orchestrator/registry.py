@@ -134,12 +134,20 @@ class LoadedPipelines(dict[str, PipelineSpec]):
 
     A pipeline whose config model lacks the fields Relay reads (``config_model_problem``) is
     kept out, and its reason kept for ``get_pipeline``: said once, when a file picks it, not on
-    every command (the other pipelines run as before).
+    every command (the other pipelines run as before). ``unloadable``: entry-point name -> why the
+    entry point could not be loaded (its module failed to import, its object is no spec); its
+    pipelines' names are unknown then, and the entry point's name is the likeliest one a file gives.
     """
 
-    def __init__(self, specs: Mapping[str, PipelineSpec] = (), rejected: Mapping[str, str] = ()) -> None:
+    def __init__(
+        self,
+        specs: Mapping[str, PipelineSpec] = (),
+        rejected: Mapping[str, str] = (),
+        unloadable: Mapping[str, str] = (),
+    ) -> None:
         super().__init__(specs)
         self.rejected: dict[str, str] = dict(rejected)
+        self.unloadable: dict[str, str] = dict(unloadable)
 
 
 @functools.cache
@@ -147,18 +155,20 @@ def load_pipelines() -> LoadedPipelines:
     """Every pipeline declared in the ``relay.pipelines`` entry-point group, by name.
 
     A broken entry point (an import error, an object that is not a spec) is skipped with a
-    warning naming it, so one bad plug-in does not take the others down; two pipelines with one
-    name keep the first and warn. A spec whose config model cannot serve (``config_model_problem``)
-    is left out with its reason in ``rejected``, naming the plug-in and its entry point.
+    warning naming it, so one bad plug-in does not take the others down, and its reason is kept in
+    ``unloadable`` for ``get_pipeline``; two pipelines with one name keep the first and warn. A spec
+    whose config model cannot serve (``config_model_problem``) is left out with its reason in
+    ``rejected``, naming the plug-in and its entry point.
     """
     found = LoadedPipelines()
     for entry in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
         try:
-            specs = _specs_of(entry.load())
-        except Exception as exc:  # a plug-in's own import error: report it, keep the others
+            specs = _specs_of(entry)
+        except _Unloadable as exc:  # a plug-in's own import error: report it, keep the others
             logger.warning(
-                "ignoring entry point %s = %s in group %s: %s", entry.name, entry.value, ENTRY_POINT_GROUP, exc
+                "ignoring entry point %s = %s in group %s: %s", entry.name, entry.value, ENTRY_POINT_GROUP, exc.cause
             )
+            found.unloadable[entry.name] = f"{_declared_by(entry)}, but {exc}"
             continue
         for spec in specs:
             if spec.name in found or spec.name in found.rejected:
@@ -181,13 +191,34 @@ def _declared_by(entry: metadata.EntryPoint) -> str:
     return f"{package} declares it (entry point {entry.name} = {entry.value} in group {ENTRY_POINT_GROUP})"
 
 
-def _specs_of(value: Any) -> list[PipelineSpec]:
-    """The specs an entry point names: one spec, or a mapping of them."""
+class _Unloadable(Exception):
+    """Why an entry point gave no spec (its module failed to import, its object is none), with the fix."""
+
+    def __init__(self, message: str, cause: Exception) -> None:
+        super().__init__(message)
+        self.cause = cause
+
+
+def _specs_of(entry: metadata.EntryPoint) -> list[PipelineSpec]:
+    """The specs an entry point names: one spec, or a mapping of them; else ``_Unloadable``.
+
+    Why the reason is kept: a plug-in whose module failed to import was reported, when a file named its
+    pipeline, only as an unknown name whose advice (install the package) did not apply: it was installed.
+    """
+    try:
+        value = entry.load()
+    except Exception as exc:
+        raise _Unloadable(
+            f"its module failed to import ({type(exc).__name__}: {exc}); fix the plug-in "
+            f"(`python -c 'import {entry.module}'` shows the error), then run again",
+            exc,
+        ) from exc
     if isinstance(value, PipelineSpec):
         return [value]
     if isinstance(value, Mapping) and all(isinstance(v, PipelineSpec) for v in value.values()):
         return list(value.values())
-    raise TypeError(f"expected a PipelineSpec or a mapping of them, got {type(value).__name__}")
+    problem = f"expected a PipelineSpec or a mapping of them, got {type(value).__name__}"
+    raise _Unloadable(f"{problem}; point the entry point at one", TypeError(problem))
 
 
 def get_pipeline(
@@ -213,6 +244,9 @@ def get_pipeline(
     rejected = getattr(pipelines, "rejected", {})
     if isinstance(name, str) and name in rejected:
         raise ConfigError([f"pipeline: {name!r}: {rejected[name]}{where}"], source)
+    unloadable = getattr(pipelines, "unloadable", {})
+    if isinstance(name, str) and name not in pipelines and name in unloadable:
+        raise ConfigError([f"pipeline: {name!r}: {unloadable[name]}{where}"], source)
     problem = (
         config_model_problem(pipelines[name].config_model) if isinstance(name, str) and name in pipelines else None
     )
@@ -231,17 +265,29 @@ def get_pipeline(
             )
         valid = ", ".join(sorted(pipelines)) or "none (is Relay installed? `pip install -e .` declares them)"
         fix = "give one of them in that override" if setting else "set `pipeline:` at the top of the file"
-        plugin = PLUGIN_HINT if isinstance(name, str) else ""
+        plugin = PLUGIN_HINT + _unloadable_note(unloadable) if isinstance(name, str) else ""
         raise ConfigError([f"pipeline: expected one of {valid}{plugin}, got {got}; {fix}{where}"], source)
     return pipelines[name]
 
 
-# Why: a plug-in that is not installed, or not importable here, read as a typo of Relay's names.
+# Why: a plug-in that is not installed read as a typo of Relay's names. Only an installed distribution
+# (its .dist-info) declares an entry point: PYTHONPATH makes a package's modules importable, not its pipelines.
 PLUGIN_HINT = (
     " (a plug-in's pipeline is among them only where its package is installed, declaring it in entry point "
-    f"group {ENTRY_POINT_GROUP}, and importable: `pip install` it, or put it on PYTHONPATH; on a cluster, "
-    "in its image or shipped with the job)"
+    f"group {ENTRY_POINT_GROUP}: `pip install` the package, or `pip install -e` its folder; a folder on "
+    "PYTHONPATH alone makes its modules importable, not its entry point. On a cluster, install it in the "
+    "image or the nodes' environment; `relay submit` ships the current folder's code, not its entry point)"
 )
+
+
+def _unloadable_note(unloadable: Mapping[str, str]) -> str:
+    """The entry points that failed to load (each warned of, with why): one of them may declare the pipeline."""
+    if not unloadable:
+        return ""
+    names = ", ".join(sorted(unloadable))
+    return (
+        f" (entry point {names} of group {ENTRY_POINT_GROUP} failed to load, and may declare it: its warning says why)"
+    )
 
 
 def _pipeline_override(overrides: Sequence[str]) -> str | None:

@@ -80,7 +80,7 @@ def installed_pipelines() -> LoadedPipelines:
     last = _WIRED.get("last")
     if last is None or last[0] is not loaded:
         wired = {name: shared_wiring(spec, loaded) for name, spec in loaded.items()}
-        last = _WIRED["last"] = (loaded, LoadedPipelines(wired, loaded.rejected))
+        last = _WIRED["last"] = (loaded, LoadedPipelines(wired, loaded.rejected, loaded.unloadable))
     return last[1]
 
 
