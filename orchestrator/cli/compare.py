@@ -33,7 +33,7 @@ from orchestrator.cli.runs import (
     run_status,
     trial_record,
 )
-from orchestrator.config import RunSettings, dotted, name_problem, resolve_workspace
+from orchestrator.config import RunSettings, dotted, name_problem, resolve_workspace, validate_config
 from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.engine.ledger import CONFIG_FILE, RunStatus, read_command_record, record_path
 from orchestrator.errors import ArtifactError, ConfigError
@@ -57,6 +57,7 @@ class RunRecord:
     overrides: list[str] | None  # None: no command record (a Tune trial, an older record)
     code: str | dict[str, str] | None  # the ledger's code_version: one for the run, or one per module
     stage_names: list[str] = field(default_factory=list)
+    stage_modules: dict[str, list[str]] = field(default_factory=dict)  # module -> the stages of it the run ran
     headline: str | None = None  # `<role>/<metric>`, the pipeline's first summary metric
     per_generation: dict[int, float] = field(default_factory=dict)  # generation -> best headline value
     problem: str | None = None  # why the config could not be read
@@ -99,12 +100,14 @@ def read_record(store: ArtifactStore, run_id: str, pipelines: Any, sweeps: Path 
     kind = pipeline_kind(store, run_id) or _trial_kind(sweeps, run_id, store)
     spec = pipelines.get(kind) if kind else None
     headline = _headline(spec)
+    stage_names = list(ledger.stages) if ledger else []
     return RunRecord(
         run_id=run_id,
         config=dotted(config),
         overrides=_overrides(store, run_id),
         code=raw_code,
-        stage_names=list(ledger.stages) if ledger else [],
+        stage_names=stage_names,
+        stage_modules=stage_modules(spec, config, stage_names),
         headline=headline,
         per_generation=best_per_generation(headline, ledger.stages if ledger else {}, spec),
         problem=problem,
@@ -127,6 +130,28 @@ def config_of(
     if trial is None:
         return {}, f"{run_id} keeps no config.yaml, and no sweep config of it is found here"
     return trial[1].model_dump(mode="json"), None
+
+
+def stage_modules(spec: PipelineSpec | None, config: Mapping[str, Any], ran: list[str]) -> dict[str, list[str]]:
+    """Each stage module of the run and the stages of it the run's ledger holds, from the DAG its recorded config
+    builds (as `relay resume` builds it); {} when the pipeline is not installed here or the config no longer builds.
+
+    Why: the ledger records a code version per stage module, and the DAG says which module each stage's
+    function is in (the module the runner takes its code version from). The stages were found by a naming
+    rule, a module's last name as a stage's role (`pipelines.stages.train` runs g00/train), which a plug-in's
+    modules need not follow: `relay diff` showed `-` for them.
+    """
+    if spec is None or not config:
+        return {}
+    try:
+        dag = spec.build(validate_config(spec.config_model, config))
+    except Exception:  # a plug-in's build is its own code, and an unreadable part of a diff is left empty, not fatal
+        return {}
+    found: dict[str, list[str]] = {}
+    for stage in dag.stages:
+        if stage.name in ran:
+            found.setdefault(getattr(stage.fn, "__module__", ""), []).append(stage.name)
+    return found
 
 
 def _ledger_code(store: ArtifactStore, run_id: str) -> str | dict[str, str] | None:
@@ -280,11 +305,10 @@ def code_section(first: RunRecord, second: RunRecord) -> str:
     differing = [module for module in modules if first.code.get(module) != second.code.get(module)]
     if not differing:
         return f"code versions: the same ({len(modules)} module(s))"
-    stages = sorted(set(first.stage_names) | set(second.stage_names))
     body = [
         [
             module,
-            ", ".join(_stages_of(module, stages)) or "-",
+            ", ".join(_stages_of(module, first, second)) or "-",
             _short(first.code.get(module)),
             _short(second.code.get(module)),
         ]
@@ -294,10 +318,24 @@ def code_section(first: RunRecord, second: RunRecord) -> str:
     return f"code versions: {len(differing)} of {len(modules)} module(s) differ\n" + text_table(headers, body)
 
 
-def _stages_of(module: str, stages: list[str]) -> list[str]:
-    """The stages a stage module runs, by name: `pipelines.stages.train` runs g00/train, g01/train ..."""
-    role = module.rsplit(".", 1)[-1]
-    return [name for name in stages if name.rsplit("/", 1)[-1] == role]
+def _stages_of(module: str, first: RunRecord, second: RunRecord) -> list[str]:
+    """The stages of either run whose function is in ``module`` (``stage_modules``).
+
+    A run whose DAG could not be built again here (its pipeline not installed) knows no stage's module:
+    its stages are matched by name, a module's last name as a stage's role (`pipelines.stages.train` runs
+    g00/train, g01/train ...), which Relay's own modules follow.
+    """
+    found = [*first.stage_modules.get(module, []), *second.stage_modules.get(module, [])]
+    if not found:
+        role = module.rsplit(".", 1)[-1]
+        found = [
+            name
+            for record in (first, second)
+            if not record.stage_modules
+            for name in record.stage_names
+            if name.rsplit("/", 1)[-1] == role
+        ]
+    return sorted(set(found))
 
 
 def _short(version: Any) -> str:
