@@ -8,6 +8,7 @@ builders, so the engine only ever sees a static DAG, validated once.
 from __future__ import annotations
 
 import graphlib
+import inspect
 import logging
 import time
 from collections import Counter
@@ -436,7 +437,31 @@ def _structure_problems(stages: Sequence[Stage], producers: Mapping[str, Stage])
                 f"stage {stage.name!r}: fn {qualname or stage.fn!r} is not a module-level function; "
                 "Ray pickles stage functions by reference, so define it at module level"
             )
+        else:
+            problems += _signature_problems(stage, qualname or repr(stage.fn))
     return problems
+
+
+def _signature_problems(stage: Stage, qualname: str) -> list[str]:
+    """Whether the stage's function takes ``(ctx, inputs, params)`` positionally, as the runner calls it.
+
+    Why here: a plug-in's ``def filter_labels(ctx, inputs)`` passed `relay validate`, and `relay run`
+    failed with a TypeError only once the stages before it had run. A signature inspect cannot read
+    (a builtin) is taken on trust.
+    """
+    try:
+        signature = inspect.signature(stage.fn)
+    except (TypeError, ValueError):
+        return []
+    try:
+        signature.bind(None, None, None)
+    except TypeError as exc:
+        return [
+            f"stage {stage.name!r}: fn {qualname}{signature} cannot be called as fn(ctx, inputs, params) ({exc}); "
+            "a stage function takes the context, its inputs and its params positionally: "
+            "def fn(ctx, inputs, params) -> StageResult"
+        ]
+    return []
 
 
 def _cycle_problems(graph: Mapping[str, set[str]]) -> list[str]:
