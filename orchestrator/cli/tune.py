@@ -499,10 +499,12 @@ def _print_ending(args: argparse.Namespace, plan: SweepPlan, done: bool, scored:
     """How to continue an interrupted sweep, or how to run the best config; the exit code.
 
     A sweep none of whose trials reported the metric has no best.yaml: it failed (exit 1), and says
-    where each trial's error is.
+    where each trial's error is. One interrupted before any scored trial ended has none yet either
+    (``sweep.best_row``), and says so beside the way on.
     """
     if not done:
-        print(f"\nsweep interrupted; continue it with: {resume_command(args)}")
+        unscored = "" if scored else " before any trial finished with a score, so there is no best.yaml yet"
+        print(f"\nsweep interrupted{unscored}; continue it with: {resume_command(args)}")
         return EXIT_INTERRUPTED  # trials left unfinished: Ctrl-C (errors end a trial, they do not leave it open)
     if not scored:
         print(

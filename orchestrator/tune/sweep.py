@@ -502,10 +502,14 @@ def best_row(rows: Sequence[TrialRow], mode: str) -> TrialRow | None:
 
     A trial stopped after generation 0 is not compared on its generation-0
     value against trials that ran every generation. A tie goes to the trial Ray Tune numbered first
-    (``in_start_order``), whatever order Ray lists the trials in.
+    (``in_start_order``), whatever order Ray lists the trials in. None while no scored trial has ended: a
+    trial still open is compared only beside one that ended.
+
+    Why: a Ctrl-C in a sweep's first trial wrote a best.yaml that named that trial its best, two lines
+    above "sweep interrupted after 0 of 6 trials"; its metric was a partial one of a trial `--resume` reruns.
     """
     scored = [row for row in rows if row.by_generation]
-    if not scored:
+    if not any(row.status not in OPEN for row in scored):
         return None
     furthest = max(len(row.by_generation) for row in scored)
     candidates = [row for row in scored if len(row.by_generation) == furthest]
