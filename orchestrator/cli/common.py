@@ -68,24 +68,46 @@ def pipelines_of(args: argparse.Namespace) -> Pipelines:
 
 
 _WIRED: dict[str, tuple[LoadedPipelines, LoadedPipelines]] = {}  # "last": (what load_pipelines gave, it wired)
+# Pipeline name -> (its wired spec, the info line saying so), for the last load: said when a file picks it.
+_WIRING_LINES: dict[str, tuple[PipelineSpec, str]] = {}
 
 
 def installed_pipelines() -> LoadedPipelines:
     """Every pipeline the installed entry points declare, a plug-in's given the wiring of the data section it reads.
 
-    ``load_pipelines``, with each spec through ``shared_wiring``; worked out once per load (a test that
-    clears ``load_pipelines``'s cache gets its new plug-ins wired too), so its log line is said once.
+    ``load_pipelines``, with each spec through ``wiring_of``; worked out once per load (a test that
+    clears ``load_pipelines``'s cache gets its new plug-ins wired too). The info line saying what a spec
+    was given is kept for ``say_wiring``, not logged here: every command loads the pipelines, and the
+    line was printed by `relay runs`, `relay generations` and `relay diff` too.
     """
     loaded = load_pipelines()
     last = _WIRED.get("last")
     if last is None or last[0] is not loaded:
-        wired = {name: shared_wiring(spec, loaded) for name, spec in loaded.items()}
+        _WIRING_LINES.clear()
+        wired = {}
+        for name, spec in loaded.items():
+            wired[name], line = wiring_of(spec, loaded)
+            if line:
+                _WIRING_LINES[name] = (wired[name], line)
         last = _WIRED["last"] = (loaded, LoadedPipelines(wired, loaded.rejected, loaded.unloadable))
     return last[1]
 
 
-def shared_wiring(spec: PipelineSpec, pipelines: Pipelines) -> PipelineSpec:
-    """``spec``, given the ``data``, ``pyfunc_loader`` and ``input_shape`` of the pipelines whose data section its own derives from.
+def say_wiring(spec: PipelineSpec) -> None:
+    """Log, once per load, what ``spec`` was given of another pipeline's wiring, where a file of it is checked.
+
+    Only for the spec ``installed_pipelines`` wired (a caller's own mapping is not wired): `relay validate`,
+    `run`, `tune` and `submit` say it, as the config they check is the one it matters to.
+    """
+    kept = _WIRING_LINES.get(spec.name)
+    if kept is not None and kept[0] is spec:
+        del _WIRING_LINES[spec.name]
+        logging.getLogger("relay").info("%s", kept[1])
+
+
+def wiring_of(spec: PipelineSpec, pipelines: Pipelines) -> tuple[PipelineSpec, str | None]:
+    """``spec``, given the ``data``, ``pyfunc_loader`` and ``input_shape`` of the pipelines whose data section its own
+    derives from, and the info line saying so (None: left as it is).
 
     Only for a spec that leaves ``data`` unset and whose config model's ``data`` field is a subclass of
     the data section of pipelines that carry a ``DataSpec`` (Relay's: ``DataSection``), all with the same
@@ -97,14 +119,14 @@ def shared_wiring(spec: PipelineSpec, pipelines: Pipelines) -> PipelineSpec:
     """
     section = data_section(spec.config_model)
     if spec.data is not None or section is None:
-        return spec
+        return spec, None
     donors: dict[tuple[int, str | None, int], PipelineSpec] = {}  # one per distinct wiring, the first by name
     for name in sorted(pipelines):
         if reads_a_base_of(section, pipelines[name]):
             other = pipelines[name]
             donors.setdefault((id(other.data), other.pyfunc_loader, id(other.input_shape)), other)
     if len(donors) != 1:  # none, or pipelines with other wiring on that section: nothing to take for granted
-        return spec
+        return spec, None
     (donor,) = donors.values()
     wired = dataclasses.replace(
         spec,
@@ -112,17 +134,13 @@ def shared_wiring(spec: PipelineSpec, pipelines: Pipelines) -> PipelineSpec:
         pyfunc_loader=spec.pyfunc_loader or donor.pyfunc_loader,
         input_shape=spec.input_shape or donor.input_shape,
     )
-    logging.getLogger("relay").info(
-        "pipeline %r sets no PipelineSpec.data and reads the data section %s.%s, as pipeline %r does: it gets that "
-        "pipeline's data handling (datasets pinned by content), model loader %s and input shape; set them on its spec "
-        "to choose others",
-        spec.name,
-        section.__module__,
-        section.__qualname__,
-        donor.name,
-        wired.pyfunc_loader,
+    line = (
+        f"pipeline {spec.name!r} sets no PipelineSpec.data and reads the data section "
+        f"{section.__module__}.{section.__qualname__}, as pipeline {donor.name!r} does: it gets that pipeline's "
+        f"data handling (datasets pinned by content), model loader {wired.pyfunc_loader} and input shape; set "
+        "them on its spec to choose others"
     )
-    return wired
+    return wired, line
 
 
 def reads_a_base_of(section: type, other: PipelineSpec) -> bool:
@@ -181,6 +199,7 @@ def load_pipeline_file(
         data, config, elsewhere = checked_config(spec, path, data, local)
     except ConfigError as exc:  # each problem names the override that set its key: the file is the heading
         raise overridden(exc.problems, overrides, path, origin) from exc
+    say_wiring(spec)
     pins = spec.data.pins(config) if spec.data is not None and not elsewhere else {}
     if not pins:
         return spec, config, data

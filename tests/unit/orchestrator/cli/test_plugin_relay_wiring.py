@@ -85,6 +85,12 @@ def test_the_plugins_spec_gets_relays_data_loader_and_input_shape(plugin: Path, 
     with caplog.at_level(logging.INFO, logger="relay"):
         spec = pipelines_of(argparse.Namespace(pipelines=None))["selftrain"]
         pipelines_of(argparse.Namespace(pipelines=None))
+    assert not caplog.records, "loading the pipelines says nothing: every command loads them"
+    config = plugin / "selftrain.yaml"
+    config.write_text(f"pipeline: selftrain\nname: mine\nrun:\n  workspace: {plugin / 'ws'}\n")
+    with caplog.at_level(logging.INFO, logger="relay"):
+        for _ in range(2):  # the line is said where a file of the pipeline is checked, once
+            load_pipeline_file(str(config), [])
     (said,) = [record.getMessage() for record in caplog.records if "'selftrain'" in record.getMessage()]
     assert "reads the data section pipelines.schema.DataSection" in said and PYFUNC_LOADER in said
     assert spec.data is DATA
