@@ -418,10 +418,15 @@ class TuneSettings(StrictModel):
 
     @field_validator("space", mode="before")
     @classmethod
-    def _entries_are_domains(cls, value: Any) -> Any:
+    def _entries_are_domains(cls, value: Any, info: ValidationInfo) -> Any:
         if isinstance(value, Mapping):
+            model = (info.context or {}).get(CONFIG_MODEL)  # the pipeline's config model, from ``validate_config``
             problems = [_not_a_domain(str(key), got) for key, got in value.items() if not isinstance(got, Mapping)]
-            problems += [_nested_entry(str(key), got) for key, got in value.items() if _is_section(got)]
+            problems += [
+                _unknown_domain(str(key), got, model) or _nested_entry(str(key), got)
+                for key, got in value.items()
+                if _is_section(got)
+            ]
             if problems:
                 raise ValueError("; ".join(problems))
         return value
@@ -509,6 +514,50 @@ def _is_section(entry: Any) -> bool:
     return isinstance(entry, Mapping) and bool(entry) and not any(str(key) in DOMAIN_KINDS for key in entry)
 
 
+def _unknown_domain(key: str, entry: Mapping[str, Any], model: type[BaseModel] | None) -> str | None:
+    """An entry that reads as a domain whose kind is misspelled (`train.lr: {unifrom: [0.01, 0.1]}`), named so; None
+    for one that reads as a nested config section (``_nested_entry``).
+
+    It is a misspelled kind when its one key holds a list, as a domain's arguments, and ``KEY.NAME`` is no key of
+    the config model. Why: it was called "nested like a config section" with the advice `train.lr.unifrom:
+    [0.01, 0.1]`, which was then refused as no domain. Where the model is not known (a `tune:` section validated
+    alone), only a name close to a kind is taken for one.
+    """
+    if len(entry) != 1:
+        return None
+    [(name, args)] = entry.items()
+    if not isinstance(args, list):
+        return None
+    close = difflib.get_close_matches(str(name), DOMAIN_KINDS, n=1, cutoff=0.7)
+    if (model is None and not close) or (model is not None and _config_key(model, f"{key}.{name}")):
+        return None
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"unknown domain {str(name)!r} for {key}{hint}; domains: {', '.join(DOMAIN_KINDS)}"
+
+
+def _config_key(model: type[BaseModel], key: str) -> bool:
+    """Whether dotted ``key`` names a setting of ``model`` (a key inside a section whose keys are free counts)."""
+    annotation: Any = model
+    for part in key.split("."):
+        section = _submodel(annotation)
+        if section is None:
+            return _free_keys(annotation)
+        if part not in section.model_fields:
+            return False
+        annotation = section.model_fields[part].annotation
+    return True
+
+
+def _free_keys(annotation: Any) -> bool:
+    """Whether a setting of type ``annotation`` takes keys of any name (a mapping, or anything)."""
+    if annotation is Any:
+        return True
+    origin = typing.get_origin(annotation) or annotation
+    if isinstance(origin, type) and issubclass(origin, Mapping):
+        return True
+    return any(_free_keys(arg) for arg in typing.get_args(annotation))
+
+
 def _nested_entry(key: str, section: Mapping[str, Any]) -> str:
     """A space entry nested as the config's sections are, and the dotted keys to write instead.
 
@@ -588,12 +637,15 @@ def artifact_uri(settings: RunSettings) -> str:
     return str(resolve_workspace(settings) / "artifacts")
 
 
+CONFIG_MODEL = "config_model"  # validation context: the whole file's model, which `tune.space` keys name settings of
+
+
 def validate_config(model_cls: type[ModelT], data: Any, source: str | None = None) -> ModelT:
     """Validate ``data`` into ``model_cls``, reporting every problem at once."""
     if not isinstance(data, Mapping):
         raise ConfigError([f"top level must be a mapping (got {type(data).__name__})"], source)
     try:
-        return model_cls.model_validate(dict(data))
+        return model_cls.model_validate(dict(data), context={CONFIG_MODEL: model_cls})
     except ValidationError as exc:
         problems = _merge(item for err in exc.errors(include_url=False) for item in _descriptions(model_cls, err))
         raise ConfigError(problems, source) from exc
