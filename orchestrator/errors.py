@@ -4,11 +4,13 @@ Every error names what went wrong, what was expected and what to do, so a
 user can act on the message alone. Errors that may cross a process boundary
 (a Ray worker raising ArtifactError, say) define ``__reduce__`` because their
 constructors take more than one argument and plain exception pickling would
-call them with the formatted message only.
+call them with the formatted message only; they pass their attributes along as the state, so what
+is kept with an error (the traceback of the stage body that raised it, ``BODY_TRACEBACK``) crosses too.
 """
 
 from __future__ import annotations
 
+import traceback
 from collections.abc import Iterator, Sequence
 
 
@@ -43,7 +45,7 @@ class ConfigError(InputError):
         super().__init__(problem_list(self.problems, source or "the configuration"))
 
     def __reduce__(self):
-        return (type(self), (self.problems, self.source))
+        return (type(self), (self.problems, self.source), dict(self.__dict__))
 
 
 class PipelineError(InputError):
@@ -59,20 +61,26 @@ class PipelineError(InputError):
         super().__init__(problem_list(self.problems, f"pipeline {name!r}" if name else "the pipeline"))
 
     def __reduce__(self):
-        return (type(self), (self.problems, self.name))
+        return (type(self), (self.problems, self.name), dict(self.__dict__))
 
 
 class StageError(RelayError):
-    """A stage failed for good (no retry left, or a deterministic error)."""
+    """A stage failed for good (no retry left, or a deterministic error).
 
-    def __init__(self, stage: str, cause: BaseException, attempts: int) -> None:
+    ``traceback_at``: where the run record keeps the failure's traceback (``runs/<run id>/errors/``), said
+    at the end of the message, since the message itself has room for the exception's last line only.
+    """
+
+    def __init__(self, stage: str, cause: BaseException, attempts: int, traceback_at: str | None = None) -> None:
         self.stage = stage
         self.cause = cause
         self.attempts = attempts
-        super().__init__(f"stage {stage!r} failed after {attempts} attempt(s): {type(cause).__name__}: {cause}")
+        self.traceback_at = traceback_at
+        where = f" (traceback: {traceback_at})" if traceback_at else ""
+        super().__init__(f"stage {stage!r} failed after {attempts} attempt(s): {type(cause).__name__}: {cause}{where}")
 
     def __reduce__(self):
-        return (type(self), (self.stage, self.cause, self.attempts))
+        return (type(self), (self.stage, self.cause, self.attempts, self.traceback_at), dict(self.__dict__))
 
 
 class ArtifactError(RelayError):
@@ -89,7 +97,7 @@ class ArtifactError(RelayError):
         super().__init__(f"artifact {artifact!r}: {message}")
 
     def __reduce__(self):
-        return (type(self), (self.artifact, self.message, self.retryable))
+        return (type(self), (self.artifact, self.message, self.retryable), dict(self.__dict__))
 
 
 class SettingError(InputError):
@@ -114,7 +122,7 @@ class WorkerLostError(RelayError):
         super().__init__(f"stage {stage!r} lost its worker: {cause}")
 
     def __reduce__(self):
-        return (type(self), (self.stage, self.cause))
+        return (type(self), (self.stage, self.cause), dict(self.__dict__))
 
 
 class UnreadableDataError(RelayError, ValueError):
@@ -162,3 +170,27 @@ def exception_chain(error: BaseException) -> Iterator[BaseException]:
         seen.add(id(current))
         yield current
         current = current.__cause__ or current.__context__
+
+
+BODY_TRACEBACK = "relay_body_traceback"  # the attribute a failed stage body's traceback text is kept in
+REMOTE_TRACEBACK = "relay_remote_traceback"  # the one a Ray task's traceback is kept in, when the body's is not known
+
+
+def body_traceback(error: BaseException) -> str | None:
+    """The traceback of the stage body's own frames kept with ``error`` or its chain (``body.run_stage_body``
+    keeps it where the body ran, a Ray worker included), else None: the failure did not come from the body."""
+    kept = (getattr(e, BODY_TRACEBACK, None) for e in exception_chain(error))
+    return next((text for text in kept if isinstance(text, str) and text), None)
+
+
+def failure_traceback(error: BaseException) -> str | None:
+    """The fullest traceback known of a failure: the stage body's, else Ray's of the remote task, else the
+    driver's own (Relay's frames); None when the error carries none (made, never raised: a lost worker)."""
+    if body := body_traceback(error):
+        return body
+    remote = getattr(error, REMOTE_TRACEBACK, None)
+    if isinstance(remote, str) and remote:
+        return remote
+    if error.__traceback__ is not None:
+        return "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    return None

@@ -8,6 +8,7 @@ between them is only the ``Placement`` (rank, device, checkpointer, shard mapper
 from __future__ import annotations
 
 import time
+import traceback
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +26,7 @@ from orchestrator.engine.allocator import tune_malloc
 from orchestrator.engine.artifacts import ArtifactStore, Manifest, StoreCheckpointer
 from orchestrator.engine.fingerprint import stage_seed
 from orchestrator.engine.task import StageTask
+from orchestrator.errors import BODY_TRACEBACK
 
 
 @dataclass
@@ -78,7 +80,7 @@ def run_stage_body(task: StageTask, placement: Placement) -> Manifest | None:
         tune_malloc()
         torch.manual_seed(ctx.seed)
         started = time.perf_counter()
-        result = stage.fn(ctx, inputs, stage.params)
+        result = _call(stage, ctx, inputs)
         _check_result(stage, result)
         if ctx.rank != 0:
             return None
@@ -92,6 +94,34 @@ def run_stage_body(task: StageTask, placement: Placement) -> Manifest | None:
             announce(task, finished=True)
     store.clear_scratch(task.fingerprint)
     return manifest
+
+
+def _call(stage: Stage, ctx: StageContext, inputs: dict[str, Any]) -> Any:
+    """``stage.fn`` on its inputs; an exception it raises leaves with the body's traceback kept (``keep_body_traceback``)."""
+    try:
+        return stage.fn(ctx, inputs, stage.params)
+    except Exception as exc:
+        keep_body_traceback(exc)
+        raise
+
+
+def keep_body_traceback(error: BaseException) -> None:
+    """Keep the traceback of the stage body's own frames with ``error``, as text, for the runner to show and store.
+
+    Why: the runner saw only the exception's last line (``KeyError: 'pseudo_labels'``), and a plug-in's
+    author could not find where it came from: a Ray task's exception crosses to the driver without its
+    frames, and a local one's traceback starts in the runner's. Formatted here, where the frames are,
+    from the stage function's frame down (this module's frame and Relay's and Ray's above it left out);
+    an attribute of the exception pickles with it. An error that already has one keeps it (the body's
+    own, from a stage body run inside this one).
+    """
+    if getattr(error, BODY_TRACEBACK, None) or error.__traceback__ is None:
+        return
+    below_call = error.__traceback__.tb_next or error.__traceback__  # the stage function's frame and those it called
+    try:
+        setattr(error, BODY_TRACEBACK, "".join(traceback.format_exception(type(error), error, below_call)))
+    except AttributeError:  # an exception type without attributes of its own: its message is all there is
+        pass
 
 
 def announce(task: StageTask, finished: bool = False) -> None:

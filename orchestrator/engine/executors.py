@@ -19,6 +19,7 @@ import functools
 import itertools
 import logging
 import os
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -33,7 +34,7 @@ from orchestrator.engine.fit import live_node_resources, most_free_on_one_node, 
 from orchestrator.engine.progress import ProgressBoard
 from orchestrator.engine.ray_session import init_failure, init_kwargs, init_ray
 from orchestrator.engine.task import StageTask
-from orchestrator.errors import RelayError, WorkerLostError, exception_chain
+from orchestrator.errors import REMOTE_TRACEBACK, RelayError, WorkerLostError, body_traceback, exception_chain
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +46,7 @@ WAITING_WARN_S = 60.0  # a stage Ray has not placed after this long is said to w
 KEPT_YIELD_S = 30.0
 BOARD_READ_S = 10.0  # the longest one look at the progress board may take (the display skips it then)
 ReadProgress = Callable[[], list[StageProgress]]
+ANSI_COLOUR = re.compile(r"\x1b\[[0-9;]*m")
 
 
 class Executor(Protocol):
@@ -623,8 +625,8 @@ class RayExecutor:
         except exceptions.RayTaskError as exc:
             cause = exc.cause
             if isinstance(cause, BaseException) and not isinstance(cause, exceptions.RayTaskError):
-                return _as_lost(stage, cause)
-            return exc
+                return _as_lost(stage, with_remote_traceback(cause, exc))
+            return with_remote_traceback(exc, exc)
         except Exception as exc:
             return _as_lost(stage, exc)
 
@@ -728,6 +730,20 @@ def split_free_note(
 def _task_name(task: StageTask) -> str:
     """A stage attempt's name in Ray (`ray list tasks`, the dashboard): ``g01/train``, ``g01/train (attempt 2)``."""
     return task.stage.name if task.attempt == 1 else f"{task.stage.name} (attempt {task.attempt})"
+
+
+def with_remote_traceback(error: BaseException, task_error: Any) -> BaseException:
+    """``error`` with Ray's traceback of the failed task kept, where it carries no stage body's traceback of its
+    own: one the body's frames could not travel with (an exception whose pickling drops its attributes, one
+    raised outside the body) still says where it came from. The text is the ``RayTaskError``'s own (the task's
+    name, pid and traceback; its ``traceback_str`` is not an attribute of the one ``ray.get`` raises)."""
+    remote = ANSI_COLOUR.sub("", str(task_error))  # Ray colours the task's name for a terminal
+    if body_traceback(error) is None and remote:
+        try:
+            setattr(error, REMOTE_TRACEBACK, remote)
+        except AttributeError:  # an exception type without attributes of its own
+            pass
+    return error
 
 
 def _as_lost(stage: str, error: BaseException) -> BaseException:

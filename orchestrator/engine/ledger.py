@@ -3,7 +3,8 @@
 Three files: ``config.yaml`` (the resolved config) and ``command.json`` (the command that made
 it), written once when the run starts, and ``ledger.json`` (the state of every stage), rewritten
 atomically after every change; a fourth, ``tracking.json``, when the tracking store stopped answering
-during an attempt (the MLflow record is incomplete) and after the attempt that filled it in. A run killed at any moment, its head node included, leaves a
+during an attempt (the MLflow record is incomplete) and after the attempt that filled it in; and
+``errors/<stage>.txt``, the traceback of each stage that failed (its ledger entry's ``traceback``). A run killed at any moment, its head node included, leaves a
 readable record of how far it got, on storage that outlives the machine: `relay resume` (from any
 machine that sees the store), `relay runs` and a person debugging a failure read it there. The
 ledger names the driver (host and pid), so a run whose driver died is told apart from one still
@@ -28,7 +29,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from orchestrator.engine.artifacts import ArtifactStore
+from orchestrator.engine.artifacts import ArtifactStore, sanitize
 from orchestrator.errors import ArtifactError
 
 RUNS = "runs"
@@ -36,6 +37,7 @@ CONFIG_FILE = "config.yaml"
 COMMAND_FILE = "command.json"
 LEDGER_FILE = "ledger.json"
 TRACKING_FILE = "tracking.json"
+ERRORS = "errors"  # runs/<run id>/errors/<stage>.txt: a failed stage's traceback
 TORN_READ_ATTEMPTS = 5
 TORN_READ_PAUSE_S = 0.2
 JOB_ADDRESS_ENV = "RELAY_JOB_ADDRESS"  # the dashboard URL `relay submit` sent the job to, set in the job's env
@@ -92,6 +94,24 @@ DONE_STATES = (StageState.SUCCEEDED, StageState.CACHED)  # whose output the run 
 def record_path(run_id: str, name: str) -> str:
     """A run record file's path relative to the store root: ``runs/<run id>/<name>``."""
     return f"{RUNS}/{run_id}/{name}"
+
+
+def traceback_path(run_id: str, stage: str) -> str:
+    """Where the run record keeps a failed stage's traceback: ``runs/<run id>/errors/<stage>.txt`` (``g00_train.txt``)."""
+    return record_path(run_id, f"{ERRORS}/{sanitize(stage)}.txt")
+
+
+def write_traceback(store: ArtifactStore, run_id: str, stage: str, attempts: int, traceback_text: str) -> str:
+    """Store a failed stage's traceback in the run record, under a line naming the stage; returns its path there.
+
+    Why in the record: the ledger's ``error`` holds the exception's last line only, which did not say
+    where a plug-in's stage body raised; the record outlives the console and is on every machine that
+    sees the store (`relay runs`, a person debugging the run later).
+    """
+    relative = traceback_path(run_id, stage)
+    head = f"run {run_id}: stage {stage!r} failed after {attempts} attempt(s) at {_now()}\n\n"
+    store.write_record(relative, (head + traceback_text.rstrip("\n") + "\n").encode())
+    return relative
 
 
 def done_in(stages: Any) -> frozenset[str]:

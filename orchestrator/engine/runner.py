@@ -9,7 +9,8 @@ through ``decide``, a pure function, so the retry policy is unit-tested without 
 cluster. A ledger of stage states is rewritten in the artifact store under
 ``runs/<run_id>/ledger.json`` after every change (beside the outputs, so a run
 can be resumed from any machine that sees the store), and on a final failure
-the log says exactly how to resume.
+the log says exactly how to resume. A failed stage's traceback (its body's own frames) is logged
+once and kept in the run record, ``runs/<run_id>/errors/<stage>.txt``, which the final error names.
 """
 
 from __future__ import annotations
@@ -28,11 +29,19 @@ from orchestrator.dag import RESUMED_FROM_ROWS, RESUMED_FROM_STEP, Pipeline, Sta
 from orchestrator.engine.artifacts import ArtifactRef, ArtifactStore, Manifest, StoreFault, sanitize, store_fault
 from orchestrator.engine.executors import Executor
 from orchestrator.engine.fingerprint import fingerprint, task_seed
-from orchestrator.engine.ledger import JOB_ADDRESS_ENV, Ledger, RunStatus, StageState, done_in
+from orchestrator.engine.ledger import JOB_ADDRESS_ENV, Ledger, RunStatus, StageState, done_in, write_traceback
 from orchestrator.engine.policy import Decision, decide, retries_for
 from orchestrator.engine.records import StageRecord, TrackedArtifact, Tracker
 from orchestrator.engine.task import StageTask
-from orchestrator.errors import ArtifactError, PipelineError, StageError, changed_weights_in, unreadable_data_in
+from orchestrator.errors import (
+    ArtifactError,
+    PipelineError,
+    StageError,
+    body_traceback,
+    changed_weights_in,
+    failure_traceback,
+    unreadable_data_in,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +56,7 @@ class StageOutcome:
     attempts: int = 0
     duration_s: float = 0.0
     error: str | None = None
+    traceback: str | None = None  # where the run record keeps the failure's traceback (``ledger.traceback_path``)
     node: str | None = None  # the Ray node id where the stage ran (from its manifest)
     metrics: dict[str, float] = field(default_factory=dict)
     submitted_at: float | None = None  # monotonic time of the first attempt's submission (not in the ledger)
@@ -59,6 +69,7 @@ class StageOutcome:
             "attempts": self.attempts,
             "duration_s": round(self.duration_s, 3),
             "error": self.error,
+            "traceback": self.traceback,
             "node": self.node,
             "metrics": self.metrics,
         }
@@ -107,22 +118,40 @@ class _RunState:
         except ArtifactError as exc:
             if self.failure is None:
                 raise
-            if self.record_lost is None:
-                logger.warning("could not update the run record: %s", exc)
-            self.record_lost = self.record_lost or exc
+            self._lost(exc)
+
+    def write_traceback(self, stage: str, attempts: int, text: str) -> str | None:
+        """Keep a failed stage's traceback in the run record; its path there, or None when the store did not
+        take it. Written once the failure is known, so a store that fails it is noted as a lost ledger write
+        is (``write_ledger``): the ledger, on the same store, is not asked again."""
+        if self.record_lost is not None:
+            return None
+        try:
+            return write_traceback(self.ledger.store, self.run_id, stage, attempts, text)
+        except ArtifactError as exc:
+            self._lost(exc)
+            return None
+
+    def _lost(self, exc: ArtifactError) -> None:
+        """Note the first record write the store failed after a stage had failed (``record_lost``), once."""
+        if self.record_lost is None:
+            logger.warning("could not update the run record: %s", exc)
+        self.record_lost = self.record_lost or exc
 
 
 class UnrecordedStageError(StageError):
     """A stage failed and the run record could not say so (the store failed both): the message adds what
     `relay runs` shows meanwhile and when `relay resume` can go on, so the run's last line says it all."""
 
-    def __init__(self, stage: str, cause: BaseException, attempts: int, note: str) -> None:
-        super().__init__(stage, cause, attempts)
+    def __init__(
+        self, stage: str, cause: BaseException, attempts: int, note: str, traceback_at: str | None = None
+    ) -> None:
+        super().__init__(stage, cause, attempts, traceback_at)
         self.note = note
         self.args = (f"{self.args[0]}; {note}",)
 
     def __reduce__(self):
-        return (type(self), (self.stage, self.cause, self.attempts, self.note))
+        return (type(self), (self.stage, self.cause, self.attempts, self.note, self.traceback_at), dict(self.__dict__))
 
 
 class Runner:
@@ -266,7 +295,9 @@ class Runner:
             logger.error("run %s failed: %s. %s", st.run_id, str(error).rstrip("."), self._way_on(error, st.run_id))
             return error
         failure = st.failure
-        lost = UnrecordedStageError(failure.stage, failure.cause, failure.attempts, self._unrecorded(st))
+        lost = UnrecordedStageError(
+            failure.stage, failure.cause, failure.attempts, self._unrecorded(st), failure.traceback_at
+        )
         logger.error("run %s failed: %s", st.run_id, lost)
         return lost
 
@@ -400,7 +431,7 @@ class Runner:
             cache_hit=cache_hit,
             metrics=dict(manifest.metrics),
             series=list(manifest.series),
-            files=self._local_files(st.run_id, stage.name, manifest),
+            files=self._local_files(st.run_id, stage.name, manifest.files),
             duration_s=outcome.duration_s,
             inputs=tuple(stage.inputs),
             input_roles=dict(stage.input_roles),
@@ -408,14 +439,52 @@ class Runner:
         )
 
     def _record_failure(self, st: _RunState, task: StageTask, error: BaseException) -> None:
+        """Record a stage's final failure: its ledger entry, its traceback (logged, kept in the run record and
+        given to the tracker), and the run's StageError, which names where the traceback is kept."""
         stage = task.stage
         message = f"{type(error).__name__}: {error}"
         outcome = st.outcomes[stage.name]
         outcome.state, outcome.error = StageState.FAILED, message
-        logger.error("stage %s failed after %d attempt(s): %s", stage.name, task.attempt, message)
-        self._report(stage, task.fingerprint, RunStatus.FAILED, error=message)
+        text = failure_traceback(error)
+        outcome.traceback = None if text is None else st.write_traceback(stage.name, task.attempt, text)
+        where = self._traceback_location(outcome.traceback)
+        self._log_failure(stage.name, task.attempt, message, body_traceback(error), text, where)
+        files = self._traceback_file(st.run_id, stage.name, outcome.traceback)
+        self._report(stage, task.fingerprint, RunStatus.FAILED, error=message, files=files)
         if st.failure is None:
-            st.failure = StageError(stage.name, error, task.attempt)
+            st.failure = StageError(stage.name, error, task.attempt, where)
+
+    def _traceback_file(self, run_id: str, stage_name: str, relative: str | None) -> dict[str, str]:
+        """The stored traceback as a file for the tracker (MLflow keeps it with the stage's run); none when it was
+        not stored, or a remote store would not give it back: the stage's failure is what the run must say."""
+        if relative is None:
+            return {}
+        try:
+            return self._local_files(run_id, stage_name, {"traceback.txt": relative})
+        except ArtifactError as exc:
+            logger.warning("the tracker does not get %s's traceback: %s", stage_name, exc)
+            return {}
+
+    def _traceback_location(self, relative: str | None) -> str | None:
+        """Where a user finds a stored traceback: its local path, or its URI on a remote store."""
+        if relative is None:
+            return None
+        local = self.store.local_path(relative)
+        return str(local) if local is not None else self.store.location(relative)
+
+    @staticmethod
+    def _log_failure(
+        name: str, attempts: int, message: str, body: str | None, full: str | None, where: str | None
+    ) -> None:
+        """The stage's failure, once, at ERROR: with the body's traceback when it raised (the frames a stage's
+        author needs, Relay's and Ray's left out); any other traceback (Relay's own frames) only at DEBUG (-v)."""
+        kept = f" (traceback kept in {where})" if where else ""
+        if body:
+            logger.error("stage %s failed after %d attempt(s): %s%s\n%s", name, attempts, message, kept, body.rstrip())
+            return
+        logger.error("stage %s failed after %d attempt(s): %s%s", name, attempts, message, kept)
+        if full:
+            logger.debug("traceback of %s's failure:\n%s", name, full.rstrip())
 
     def _report(self, stage: Stage, fingerprint: str, status: RunStatus, **fields: Any) -> None:
         """Tell the tracker how a stage ended (FINISHED, possibly as a cache hit, or FAILED)."""
@@ -448,10 +517,11 @@ class Runner:
             )
         return tracked
 
-    def _local_files(self, run_id: str, stage_name: str, manifest: Manifest) -> dict[str, str]:
-        """Local paths of a stage's extra files, copied out of a remote store when needed."""
+    def _local_files(self, run_id: str, stage_name: str, stored: Mapping[str, str]) -> dict[str, str]:
+        """Local paths of a stage's extra files (``manifest.files``: name -> path in the store), copied out of a
+        remote store when needed."""
         files: dict[str, str] = {}
-        for name, relative in manifest.files.items():
+        for name, relative in stored.items():
             path = self.store.local_path(relative)
             if path is None:
                 path = self._copy_out(run_id, stage_name, sanitize(name), relative)

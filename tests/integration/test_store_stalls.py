@@ -27,6 +27,7 @@ import pytest
 
 from orchestrator.dag import Pipeline, Stage, StageResult
 from orchestrator.engine import filesystems
+from orchestrator.engine import runner as runner_module
 from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.engine.executors import LocalExecutor
 from orchestrator.engine.ledger import Ledger
@@ -148,10 +149,10 @@ def _pipeline(pause: bool) -> Pipeline:
 
 
 def recorded_ledger_writes(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, bool]]:
-    """Every run-record write the runner makes from now on, as (status, whether the store failed it); each
-    write still goes to the store."""
+    """Every run-record write the runner makes from now on, as (status, whether the store failed it); a failed
+    stage's traceback (``runs/<run id>/errors/``) as ("traceback", ...). Each write still goes to the store."""
     writes: list[tuple[str, bool]] = []
-    real_write = Ledger.write
+    real_write, real_traceback = Ledger.write, runner_module.write_traceback
 
     def write(self: Ledger, status: RunStatus, stages: Any) -> None:
         try:
@@ -161,7 +162,17 @@ def recorded_ledger_writes(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, b
             raise
         writes.append((status.value, False))
 
+    def write_traceback(*args: Any) -> str:
+        try:
+            written = real_traceback(*args)
+        except ArtifactError:
+            writes.append(("traceback", True))
+            raise
+        writes.append(("traceback", False))
+        return written
+
     monkeypatch.setattr(Ledger, "write", write)
+    monkeypatch.setattr(runner_module, "write_traceback", write_traceback)
     return writes
 
 
@@ -182,7 +193,8 @@ def test_a_run_whose_store_stops_answering_fails_saying_so_and_how_to_resume_ins
     assert f"the store {moto.uri('bucket/relay')} does not answer from this machine" in message, message
     assert "Timeout was reached" in message, message
     assert "once the store answers, `relay resume run-1 --artifact-uri X` continues it" in message, message
-    assert [status for status, failed in ledger_writes if failed] == ["RUNNING"], ledger_writes
+    assert [what for what, failed in ledger_writes if failed] == ["traceback"], ledger_writes  # the first record
+    assert ledger_writes[-1] == ("traceback", True), ledger_writes  # write after the stage failed; none asked after
 
     moto.resume()
     runner = Runner(ArtifactStore(moto.uri("bucket/relay")), LocalExecutor(), RecordingTracker(), "v1", 0)

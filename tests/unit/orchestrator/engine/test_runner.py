@@ -140,7 +140,8 @@ def nan_loss(ctx, inputs, params):
 def test_a_failure_message_that_ends_a_sentence_gets_one_full_stop(tmp_path, caplog):
     with pytest.raises(StageError):
         make_runner(tmp_path).run(toy(extra=[Stage("nan", nan_loss, ("data",), ("nan_out",))]), "run-9")
-    assert "NaN/inf. Fix the cause" in caplog.text and ".." not in caplog.text
+    assert "NaN/inf. (traceback: " in caplog.text and "nan.txt). Fix the cause" in caplog.text  # where it was raised
+    assert ".." not in caplog.text
 
 
 @pytest.mark.parametrize("cluster_job", [False, True])
