@@ -543,7 +543,7 @@ def resume_run(args: argparse.Namespace) -> RunEnd:
     check_not_a_trial(args, store)
     spec, config = read_run_record(store, args.run_id, pipelines_of(args))
     run_locations.check_resume_address(address, config.run, args.run_id)
-    address = resume_address(address, store, args.run_id)
+    address = resume_address(address, store, args.run_id, config.run)
     if args.stop_after is not None:  # a stage the pipeline lacks is named as such, finished run or not
         check_stop_after(spec.build(config), args.stop_after)
     resume_guard.check_not_running(store, args.run_id, getattr(args, "driver_gone", False))
@@ -574,19 +574,28 @@ def check_not_a_trial(args: argparse.Namespace, store: ArtifactStore) -> None:
         raise ConfigError([problem], "the command line")
 
 
-def resume_address(given: str | None, store: ArtifactStore, run_id: str) -> str | None:
+def resume_address(
+    given: str | None, store: ArtifactStore, run_id: str, settings: RunSettings | None = None
+) -> str | None:
     """The cluster a resume joins: `--address`, else the one the run's record says it joined (checked to
-    answer: exit 2 naming it and how to finish elsewhere), else None (``make_executor`` decides).
+    answer: exit 2 naming it and how to finish elsewhere), else None (``make_executor`` decides from
+    ``settings``, the run's: RAY_ADDRESS holding a dashboard URL is refused here, with a resume's ways on).
 
     Inside a Ray job (`relay submit --resume`) the job's own cluster, whatever the record says.
     """
     if given is not None or run_locations.in_ray_job():
         return given
+    settings = settings or RunSettings()
     recorded = recorded_ray_address(store, run_id)
-    if recorded is None and resume_guard.recorded_job(store, run_id):
+    job = resume_guard.recorded_job(store, run_id)
+    if recorded is None:
+        job_address = None if not job else job.get("job_address", "")
+        run_locations.check_resume_ray_address(settings, run_id, job_address)
+    if recorded is None and job:
         log.info(
-            "run %s ran as a cluster job: resuming it here on a new local Ray; to resume it on its cluster:%s",
+            "run %s ran as a cluster job: resuming it %s; to resume it on its cluster:%s",
             run_id,
+            run_locations.resume_place(settings),
             resume_guard.cluster_job_hint(store, run_id).removeprefix(" (a cluster job:").removesuffix(")"),
         )
     if recorded is not None:

@@ -572,6 +572,48 @@ def check_resume_address(address: str | None, settings: RunSettings, run_id: str
     )
 
 
+def check_resume_ray_address(settings: RunSettings, run_id: str, job_address: str | None) -> None:
+    """Refuse (exit 2) a resume that would join the cluster of a RAY_ADDRESS holding a dashboard URL, with the
+    ways on of a resume: `relay submit --resume` to that cluster, or a new local Ray.
+
+    Only where RAY_ADDRESS decides (no ``--address``, no cluster in the run's record or config, not
+    inside a Ray job). ``job_address``: the dashboard the run was submitted to as a cluster job
+    ("" for a job whose address was not kept), None for a run that was no job's.
+
+    Why: `relay resume` got the refusal of `relay run` (a new run: `relay submit CONFIG`), after a
+    line that said it was resuming on a new local Ray.
+    """
+    joined, key = cluster_to_join(None, settings)
+    if settings.executor == "local" or key != "$RAY_ADDRESS" or not joined.startswith(("http://", "https://")):
+        return
+    ways_on = (
+        f"resume it there as a job with `relay submit --resume {run_id} --address {joined}`, or unset RAY_ADDRESS to "
+        "resume it here on a new local Ray instance"
+    )
+    if job_address is None:
+        problem = (
+            f"$RAY_ADDRESS: {joined} is a dashboard URL; a driver joins a cluster at its GCS address HOST:6379 (as "
+            f"`ray status` prints it). To resume run {run_id} on that cluster, {ways_on}"
+        )
+    else:
+        elsewhere = f" (it was submitted to {job_address})" if job_address and job_address != joined else ""
+        problem = (
+            f"$RAY_ADDRESS: {joined} is a cluster's dashboard URL, and run {run_id} ran as a cluster job{elsewhere}: "
+            f"{ways_on}"
+        )
+    raise ConfigError([problem], "the command line")
+
+
+def resume_place(settings: RunSettings) -> str:
+    """Where a resume with no cluster of its own (no ``--address``, none recorded) computes, in words for its log."""
+    if settings.executor == "local":
+        return "here, in this process (run.executor=local)"
+    if starts_local_ray(None, settings):
+        return "here on a new local Ray"
+    joined, key = cluster_to_join(None, settings)
+    return f"from here on the Ray cluster at {joined} ({key})"
+
+
 def starts_local_ray(address: str | None, settings: RunSettings) -> bool:
     """Whether a run's driver starts a new local Ray instance: Ray is used, and no cluster is joined (no
     ``--address``, ``run.ray_address`` or RAY_ADDRESS, or the word ``local`` in one; not inside a Ray job,
