@@ -30,7 +30,15 @@ from orchestrator.engine import distributed
 from orchestrator.engine.artifacts import Manifest
 from orchestrator.engine.body import Placement, run_stage_body
 from orchestrator.engine.demands import amounts_text, shortfall
-from orchestrator.engine.fit import live_node_resources, most_free_on_one_node, uses_actor_pool, workers_to_start
+from orchestrator.engine.fit import (
+    LostNode,
+    live_node_resources,
+    live_nodes_by_id,
+    lost_nodes,
+    most_free_on_one_node,
+    uses_actor_pool,
+    workers_to_start,
+)
 from orchestrator.engine.progress import ProgressBoard
 from orchestrator.engine.ray_session import init_failure, init_kwargs, init_ray
 from orchestrator.engine.task import StageTask
@@ -307,6 +315,8 @@ class RayExecutor:
         self._pipeline: Pipeline | None = None  # what the kept actors were sized for ...
         self._sized_for: dict[str, float] = {}  # ... in a cluster of these resources
         self._kept_let_go = False  # set once a stalled run let its kept actors go: it keeps none after that
+        self._nodes_seen: dict[str, dict[str, float]] = {}  # node id -> its resources, while it lived
+        self._read_nodes()
 
     def warm_up(self, pipeline: Pipeline) -> None:
         """Warm as many workers as the pipeline's widest layer runs at once, with its stages' modules.
@@ -414,6 +424,7 @@ class RayExecutor:
         only add speed, so it never waits for them (``map_on_actors``).
         """
         resources, total = task.stage.resources, dict(self._ray.cluster_resources())
+        self._read_nodes()
         self._refit_kept(total)
         self._warn_if_infeasible(task.stage, total)
         first = not self._submitted
@@ -561,13 +572,41 @@ class RayExecutor:
         if not overdue:
             return
         unplaced = self._unplaced_stages()
-        free, total = self._ray.available_resources(), self._ray.cluster_resources()
-        per_node, node_totals = self._free_per_node(), self._node_totals()
         for ref in overdue:
             if self._task_names.get(ref) in unplaced:
                 self._said_waiting.add(ref)
-                asks = self._waiting_since[ref][1]
-                self._warn_waiting(self._task_names[ref], asks, free, total, per_node, node_totals)
+                logger.warning("%s", self.waiting_now(self._task_names[ref], self._waiting_since[ref][1]))
+
+    def waiting_now(self, name: str, asks: Resources) -> str:
+        """The waiting warning (``waiting_message``) for a stage attempt ``name`` asking ``asks``, as the cluster is now:
+        what is free in all and per node, each live node's totals, and the nodes it lost."""
+        free, total = self._ray.available_resources(), self._ray.cluster_resources()
+        per_node, node_totals = self._free_per_node(), self._node_totals()
+        return waiting_message(
+            name, asks, free, total, per_node, node_totals, lost=self._lost_nodes(), rejoin_address=self._head_address()
+        )
+
+    def _read_nodes(self) -> list[dict[str, Any]] | None:
+        """``ray.nodes()``, remembering what each live node has: once dead, its entry there says nothing of it.
+        None when this Ray cannot say."""
+        try:
+            nodes = self._ray.nodes()
+        except Exception:  # no node table: the messages that use it say less
+            return None
+        self._nodes_seen = {**getattr(self, "_nodes_seen", {}), **live_nodes_by_id(nodes)}  # (tests skip __init__)
+        return nodes
+
+    def _lost_nodes(self) -> list[LostNode]:
+        """The nodes the cluster lost whose resources are known (``fit.lost_nodes``); empty when Ray cannot say."""
+        nodes = self._read_nodes()
+        return [] if nodes is None else lost_nodes(nodes, self._nodes_seen)
+
+    def _head_address(self) -> str | None:
+        """The address a lost node rejoins the cluster with (``ray start --address``); None when unknown."""
+        try:
+            return self._ray.get_runtime_context().gcs_address or None
+        except Exception:  # an older runtime context: the message says <head address> instead
+            return None
 
     def _free_per_node(self) -> list[dict[str, float]] | None:
         """What each live node has free now; None when this Ray cannot say (the message then gives the total only)."""
@@ -579,10 +618,8 @@ class RayExecutor:
     def _node_totals(self) -> list[dict[str, float]] | None:
         """What each live node has in all (``ray.nodes()``, as ``fit.live_node_resources`` reads it); None when this
         Ray cannot say: whether some node could ever hold a worker is then left unsaid."""
-        try:
-            return live_node_resources(self._ray.nodes())
-        except Exception:  # no node table: the message still says what is free
-            return None
+        nodes = self._read_nodes()
+        return None if nodes is None else live_node_resources(nodes)
 
     def _warn_waiting(
         self,
@@ -649,14 +686,20 @@ def waiting_message(
     total: Mapping[str, float],
     free_per_node: Sequence[Mapping[str, float]] | None = None,
     node_totals: Sequence[Mapping[str, float]] | None = None,
+    lost: Sequence[LostNode] = (),
+    rejoin_address: str | None = None,
 ) -> str:
     """What one unplaced stage attempt asks, what is free (in all and on one node), and why it waits.
 
     ``free_per_node`` / ``node_totals``: what each live node has free / in all. A worker never spans
     nodes, so where no node has as much as one worker asks in all, the stage never starts on these
     nodes: it says so and the fix (two 1-CPU nodes were told "the cluster has 1.9 CPU free ... it
-    starts when they free it" for a 2-CPU worker, every minute, for ever). A custom resource no node
-    has any more is said apart: the node that had it may come back.
+    starts when they free it" for a 2-CPU worker, every minute, for ever). Unless a node the cluster
+    lost (``lost``) had that much: then it names the lost nodes and says the stage starts once such a
+    node rejoins (``rejoin_address``: the head's, for ``ray start``). Both workers of a 0-CPU-head
+    cluster killed were told "it never starts on these nodes. Lower the stage's resources"; restarting
+    one started it at once. A custom resource no node has any more is said apart: the node that had
+    it may come back.
     """
     gone = [key for key, _ in asks.custom if total.get(key, 0.0) <= 0]
     head = (
@@ -671,7 +714,7 @@ def waiting_message(
         )
     never = never_fits_note(name, asks, node_totals)
     if never:
-        return f"{head} {never}"
+        return f"{head} {lost_nodes_note(asks, node_totals or (), lost, rejoin_address) or never}"
     return (
         f"{head} Other work holds the rest (Tune trial drivers, kept labeling actors, other jobs); it starts when "
         "they free it. Add nodes, or lower the stage's resources, if it never does."
@@ -697,6 +740,26 @@ def never_fits_note(name: str, asks: Resources, node_totals: Sequence[Mapping[st
         f"it never starts on these nodes. Lower the stage's resources (e.g. resources.{role}.num_cpus; "
         "more workers share the work), or add a node that large (`ray start --num-cpus N --num-gpus N`; an "
         "autoscaling cluster starts one only if it has such a node type)."
+    )
+
+
+def lost_nodes_note(
+    asks: Resources, node_totals: Sequence[Mapping[str, float]], lost: Sequence[LostNode], rejoin_address: str | None
+) -> str:
+    """``No live node has 1 CPU in all ..., but the cluster lost 2 node(s): ...; it starts once such a node rejoins``
+    where a lost node had all one worker asks; empty where none had (the stage is larger than any node it had)."""
+    asked = asked_amounts(asks)
+    if not asked or not any(not shortfall(asked, node.resources) for node in lost):
+        return ""
+    largest = {key: most_free_on_one_node(node_totals, key) for key in asked}
+    named = ", ".join(
+        f"{node.node_id} at {node.address} ({amounts_text({key: node.resources.get(key, 0.0) for key in asked})})"
+        for node in lost
+    )
+    return (
+        f"No live node has {amounts_text(asked)} in all (the largest has {amounts_text(largest)}), but the cluster "
+        f"lost {len(lost)} node(s): {named}; a lost node had {amounts_text(asked)}. It starts once such a node "
+        f"rejoins: restart Ray on it (`ray start --address={rejoin_address or '<head address>'}`)."
     )
 
 

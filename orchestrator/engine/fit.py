@@ -13,6 +13,7 @@ import math
 import os
 import shutil
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +100,35 @@ def local_fit_problems(pipeline: Pipeline, cpus: float, gpus: int | None) -> lis
 def live_node_resources(nodes: list[Mapping[str, Any]]) -> list[dict[str, float]]:
     """The total resources of each live node, from ``ray.nodes()`` as data (dead nodes keep their entries there)."""
     return [dict(node.get("Resources", {})) for node in nodes if node.get("Alive", True)]
+
+
+def live_nodes_by_id(nodes: list[Mapping[str, Any]]) -> dict[str, dict[str, float]]:
+    """Each live node's total resources by its node id, from ``ray.nodes()`` as data: what a run remembers of
+    its nodes, since a node's entry there keeps no resources once it is dead (Ray 2.x)."""
+    return {str(node["NodeID"]): dict(node.get("Resources", {})) for node in nodes if node.get("Alive", True)}
+
+
+@dataclass(frozen=True)
+class LostNode:
+    """A node the cluster lost: its id and address, and what it had in all (as the run last saw it alive)."""
+
+    node_id: str
+    address: str
+    resources: dict[str, float]
+
+
+def lost_nodes(nodes: list[Mapping[str, Any]], seen: Mapping[str, Mapping[str, float]]) -> list[LostNode]:
+    """The dead nodes of ``ray.nodes()`` (as data) whose resources are known: from their own entry (older Rays
+    keep them) or from ``seen`` (``live_nodes_by_id`` while they lived). A dead node this run never saw alive
+    and whose resources are gone died before the run and is left out: whether it could hold a stage is unknown.
+    """
+    lost = []
+    for node in nodes:
+        node_id = str(node.get("NodeID", ""))
+        resources = dict(node.get("Resources") or seen.get(node_id) or {})
+        if not node.get("Alive", True) and resources:
+            lost.append(LostNode(node_id, str(node.get("NodeManagerAddress", "?")), resources))
+    return lost
 
 
 def stage_slots_on_node(node: Mapping[str, float], stage: Stage, drivers_cpus: float) -> float:
