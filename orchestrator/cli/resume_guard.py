@@ -51,10 +51,7 @@ def check_not_running(store: ArtifactStore, run_id: str, driver_gone: bool = Fal
     driver = recorded_driver(store, run_id)
     host, pid = str(driver.get("host") or "?"), driver.get("pid")
     if host == socket.gethostname():
-        raise _refusal(
-            f"run {run_id} is still running (driver pid {pid} on {host}); wait for it (`relay runs` shows its "
-            f"progress) or stop it (Ctrl-C there, or `kill {pid}`), then resume"
-        )
+        raise _refusal(_running_here(store, run_id, driver, host, pid))
     if driver_gone:
         log.warning("run %s: its driver (pid %s on %s) is taken to be gone (--driver-gone)", run_id, pid, host)
         return
@@ -69,6 +66,28 @@ def check_not_running(store: ArtifactStore, run_id: str, driver_gone: bool = Fal
         f"run {run_id} is {status} with its driver on another machine ({host}, pid {pid}), which cannot be checked "
         f"from here; wait for it (`relay runs` shows its progress) or stop it there. If that driver is gone (its "
         f"machine lost, its process killed), resume with: relay resume {run_id}{store_option(store.uri)} --driver-gone"
+    )
+
+
+def _running_here(store: ArtifactStore, run_id: str, driver: dict[str, Any], host: str, pid: Any) -> str:
+    """Why a run whose driver lives on this machine is not resumed, and how to stop it: a Ray job's through
+    `relay stop` (a cluster of one machine), any other driver by its pid.
+
+    Why: the driver of a submitted run on a one-machine cluster lives here too, and the refusal said
+    to kill its pid, behind the back of Ray, which runs the job; its ways on are the job's, as
+    `relay submit --resume` says them.
+    """
+    if not driver.get("job_id"):
+        return (
+            f"run {run_id} is still running (driver pid {pid} on {host}); wait for it (`relay runs` shows its "
+            f"progress) or stop it (Ctrl-C there, or `kill {pid}`), then resume"
+        )
+    address = _job_address(store, run_id, driver)
+    flag = f" --address {address}" if address else ""
+    return (
+        f"run {run_id} is still running as Ray job {driver['job_id']} (driver pid {pid} on {host}); wait for it "
+        f"(`relay logs -f {run_id}{flag}`) or stop it first (`relay stop {run_id}{flag}`), then resume it on its "
+        f"cluster: relay submit --resume {run_id} --address {address or 'http://HEAD:8265'}"
     )
 
 

@@ -1,9 +1,9 @@
 """`relay resume RUN` of a run submitted as a Ray job: what it says when RAY_ADDRESS holds the cluster's dashboard
-URL.
+URL, and when the job's driver still runs on this machine (a cluster of one machine).
 
 The records are written by Relay's own ``save_run_record`` and ``Ledger`` inside a "job" (Ray's job
 config variable and the address `relay submit` passes, as a job's entrypoint has them), in a child
-process that then ends (its run reads INTERRUPTED).
+process that then ends (its run reads INTERRUPTED), or in this process, whose driver is alive.
 """
 
 from __future__ import annotations
@@ -18,10 +18,11 @@ from pathlib import Path
 import pytest
 
 from orchestrator.cli import main, run_locations
+from orchestrator.cli.common import save_run_record
 from orchestrator.cli.pipeline import resume_address
 from orchestrator.config import PipelineConfig, RunSettings
 from orchestrator.engine.artifacts import ArtifactStore
-from orchestrator.engine.ledger import JOB_ADDRESS_ENV, RAY_JOB_ENV
+from orchestrator.engine.ledger import JOB_ADDRESS_ENV, RAY_JOB_ENV, Ledger
 from orchestrator.registry import PipelineSpec
 
 ROOT = Path(__file__).resolve().parents[4]
@@ -145,3 +146,27 @@ def test_the_resume_of_a_cluster_job_says_where_it_computes(
     monkeypatch.delenv("RAY_ADDRESS")
     assert resume_address(None, store, "r3", RunSettings(workspace=str(tmp_path))) is None
     assert "run r3 ran as a cluster job: resuming it here on a new local Ray" in caplog.text, caplog.text
+
+
+def test_a_job_whose_driver_runs_on_this_machine_is_stopped_as_a_job(
+    tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cluster of one machine: the job's driver lives here, and the resume advised `kill PID`, which left
+    Ray's job RUNNING; `relay submit --resume` in the same case says `relay stop`."""
+    for name, value in job_env("r4", "r4").items():
+        monkeypatch.setenv(name, value)
+    store = ArtifactStore(str(tmp_path / "artifacts"))
+    save_run_record(
+        store, "r4", ToyConfig(pipeline="toy", name="toy", run=RunSettings(workspace=str(tmp_path))), "toy.yaml", []
+    )
+    Ledger(store, "toy", "r4", "v1", 0, None, generations={0: 1}).write("RUNNING", {})  # this process: alive
+    monkeypatch.delenv(RAY_JOB_ENV)  # the resume is typed in a shell of the same machine
+    monkeypatch.delenv(JOB_ADDRESS_ENV)
+    before = snapshot(tmp_path)
+    assert resume(tmp_path, "r4") == 2
+    err = capsys.readouterr().err
+    assert f"run r4 is still running as Ray job r4 (driver pid {os.getpid()} on " in err, err
+    assert f"stop it first (`relay stop r4 --address {DASHBOARD}`)" in err, err
+    assert f"relay submit --resume r4 --address {DASHBOARD}" in err, err
+    assert "kill" not in err and "Traceback" not in err, err
+    assert snapshot(tmp_path) == before
