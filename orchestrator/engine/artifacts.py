@@ -1,6 +1,6 @@
 """Content-addressed storage of stage outputs on any pyarrow filesystem.
 
-Layout: ``<root>/stages/<fingerprint>/<output>.<parquet|pt>``, extra files
+Layout: ``<root>/stages/<fingerprint>/<output>.<parquet|pt>`` (``/`` in an output's name written ``_``), extra files
 under ``files/``, and ``manifest.json``. Every file is written under a
 temporary name and renamed into place, and the manifest is written last, so
 "the manifest exists" means "the stage's outputs are complete". Digests of the
