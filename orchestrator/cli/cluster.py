@@ -134,7 +134,8 @@ def check_run_id_unused(store_uri: str, run_id: str, address: str = "http://HOST
     """
     path = run_locations.local_path(store_uri)
     if path is not None and not Path(path).is_dir():
-        log.info("%s is not visible from here; --run-id %s is checked on the cluster", store_uri, run_id)
+        unseen = unseen_folder(Path(path), "does not exist here yet")
+        log.info("%s %s; --run-id %s is checked on the cluster", store_uri, unseen, run_id)
         return
     store = open_store(store_uri)
     if store.read_record(record_path(run_id, CONFIG_FILE)) is None:
@@ -148,6 +149,24 @@ def check_run_id_unused(store_uri: str, run_id: str, address: str = "http://HOST
             "--run-id (or leave --run-id out for a new one)"
         )
     raise ConfigError([f"--run-id: a run {run_id!r} already exists in {store_uri}; {way_on}"], "the command line")
+
+
+def unseen_folder(folder: Path, absent: str) -> str:
+    """Why this machine cannot read a store's ``folder``, in words: ``absent`` where its parent is a folder here
+    (a new workspace's store, which the job makes), "is not visible from here" where its parent is not
+    either (a mount of the cluster's alone) or cannot be entered, "is not a folder here" for a file.
+
+    Why: the first `relay submit` to a new workspace was told its store "is not visible from here",
+    which reads as a shared-storage problem.
+    """
+    try:
+        if folder.exists():
+            return "is not a folder here"
+        if folder.parent.is_dir():
+            return absent
+    except OSError:  # a folder above that this user may not enter
+        pass
+    return "is not visible from here"
 
 
 def submit_flag_problems(args: argparse.Namespace) -> list[str]:
@@ -214,7 +233,9 @@ def submit_resume(args: argparse.Namespace) -> int:
     store = store_of(args)
     path = run_locations.local_path(store.uri)
     if path is not None and not Path(path).exists():
-        log.info("%s is not visible from here; the run record is read on the cluster", store.uri)
+        log.info(
+            "%s %s; the run record is read on the cluster", store.uri, unseen_folder(Path(path), "does not exist here")
+        )
         run_locations.check_durable(run_locations.Locations(store.uri, None))
         name, pipeline = args.resume, "?"
     else:
