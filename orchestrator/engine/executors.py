@@ -134,20 +134,32 @@ def _short_of(resources: Resources, workers: int, total: Mapping[str, float]) ->
     return shortfall(asked, total)
 
 
-def infeasible_warning(stage: Stage, total: Mapping[str, float]) -> str | None:
+def infeasible_warning(
+    stage: Stage,
+    total: Mapping[str, float],
+    lost: Sequence[LostNode] = (),
+    rejoin_address: str | None = None,
+) -> str | None:
     """What to warn of a stage the cluster (``total``) is too small for, or None.
 
-    A stage that cannot start waits until an autoscaler adds nodes. A labeling stage needs only its
-    own task to start (it labels every shard there, and its actors add speed where they find room),
-    so one whose workers do not all fit runs anyway: the warning said it would wait, then it finished.
+    A stage that cannot start waits until an autoscaler adds nodes. Unless the cluster lost nodes
+    (``lost``) that had what it lacks: then it names them and says the stage starts once such a node
+    rejoins (``lost_nodes_text``). A 1-CPU stage retried after both workers of a 0-CPU-head cluster
+    were killed was told to wait for an autoscaler and lower its resources; restarting one worker
+    started it. A labeling stage needs only its own task to start (it labels every shard there, and
+    its actors add speed where they find room), so one whose workers do not all fit runs anyway: the
+    warning said it would wait, then it finished.
     """
     resources = stage.resources
     short = _short_of(resources, workers_to_start(stage), total)
     if short:
+        asks = f"{stage.name} asks for {amounts_text(short)} ({workers_to_start(stage)} worker(s)) but the cluster has "
+        has = amounts_text({key: total.get(key, 0) for key in short})
+        if lost_could_hold(stage, total, lost):
+            return f"{asks}{has}, and {lost_nodes_text(asked_amounts(resources), lost, rejoin_address)}"
         return (
-            f"{stage.name} asks for {amounts_text(short)} ({workers_to_start(stage)} worker(s)) but the cluster has "
-            f"{amounts_text({key: total.get(key, 0) for key in short})}; it will wait until an autoscaler adds nodes "
-            "that have them. Lower the stage's resources or add nodes."
+            f"{asks}{has}; it will wait until an autoscaler adds nodes that have them. Lower the stage's resources "
+            "or add nodes."
         )
     short = _short_of(resources, resources.workers, total)
     if not short:
@@ -157,6 +169,16 @@ def infeasible_warning(stage: Stage, total: Mapping[str, float]) -> str | None:
         f"{amounts_text({key: total.get(key, 0) for key in short})}; it runs on its own task, which labels the shards "
         "no actor finds room for (fewer at once). Lower its workers to what the cluster holds, or add nodes."
     )
+
+
+def lost_could_hold(stage: Stage, total: Mapping[str, float], lost: Sequence[LostNode]) -> bool:
+    """Whether the nodes the cluster lost would let ``stage`` start again: one of them had all one worker asks,
+    and with all of them back the cluster (``total``) would have what its starting workers ask."""
+    asked = asked_amounts(stage.resources)
+    if not asked or not any(not shortfall(asked, node.resources) for node in lost):
+        return False
+    regained = {key: total.get(key, 0.0) + sum(node.resources.get(key, 0.0) for node in lost) for key in asked}
+    return not _short_of(stage.resources, workers_to_start(stage), regained)
 
 
 def kept_workers(pipeline: Pipeline, total: Mapping[str, float]) -> dict[Resources, int]:
@@ -497,9 +519,14 @@ class RayExecutor:
 
     def _warn_if_infeasible(self, stage: Stage, total: Mapping[str, float]) -> None:
         """A request larger than the cluster (``total``) waits forever; say so instead of hanging quietly."""
-        warning = infeasible_warning(stage, total)
+        warning = self.infeasible_now(stage, total)
         if warning:
             logger.warning(warning)
+
+    def infeasible_now(self, stage: Stage, total: Mapping[str, float]) -> str | None:
+        """The submit-time warning (``infeasible_warning``) for ``stage`` in a cluster of ``total``, naming the nodes
+        it lost and the address they rejoin with; None where the stage fits."""
+        return infeasible_warning(stage, total, lost=self._lost_nodes(), rejoin_address=self._head_address())
 
     def wait(self, handles: Sequence[Any]) -> list[tuple[Any, Any]]:
         """Block until one task finishes; return (ref, result or original exception) pairs."""
@@ -752,14 +779,23 @@ def lost_nodes_note(
     if not asked or not any(not shortfall(asked, node.resources) for node in lost):
         return ""
     largest = {key: most_free_on_one_node(node_totals, key) for key in asked}
+    return (
+        f"No live node has {amounts_text(asked)} in all (the largest has {amounts_text(largest)}), but "
+        f"{lost_nodes_text(asked, lost, rejoin_address)}"
+    )
+
+
+def lost_nodes_text(asked: Mapping[str, float], lost: Sequence[LostNode], rejoin_address: str | None) -> str:
+    """``the cluster lost 2 node(s): <id> at <ip> (1 CPU), ...; ... It starts once such a node rejoins: restart Ray
+    on it (`ray start --address=<head>`).``: what the waiting and the submit-time warnings say of lost nodes that
+    had what one worker asks (``asked``)."""
     named = ", ".join(
         f"{node.node_id} at {node.address} ({amounts_text({key: node.resources.get(key, 0.0) for key in asked})})"
         for node in lost
     )
     return (
-        f"No live node has {amounts_text(asked)} in all (the largest has {amounts_text(largest)}), but the cluster "
-        f"lost {len(lost)} node(s): {named}; a lost node had {amounts_text(asked)}. It starts once such a node "
-        f"rejoins: restart Ray on it (`ray start --address={rejoin_address or '<head address>'}`)."
+        f"the cluster lost {len(lost)} node(s): {named}; a lost node had {amounts_text(asked)}. It starts once such a "
+        f"node rejoins: restart Ray on it (`ray start --address={rejoin_address or '<head address>'}`)."
     )
 
 

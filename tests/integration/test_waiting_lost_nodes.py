@@ -3,16 +3,18 @@
 A real multi-node Ray (``ray.cluster_utils``): a 0-CPU head and one 1-CPU worker node whose raylet
 is killed. Before, a 1-CPU stage waiting there was told "No node has 1 CPU in all ...: it never
 starts on these nodes. Lower the stage's resources", though it started at once when the operator
-restarted the worker node.
+restarted the worker node; a retry submitted there was told "it will wait until an autoscaler adds
+nodes ... Lower the stage's resources or add nodes".
 """
 
+import logging
 import time
 
 import pytest
 import ray
 from ray.cluster_utils import Cluster
 
-from orchestrator.dag import Resources
+from orchestrator.dag import Resources, Stage
 from orchestrator.engine.executors import RayExecutor
 
 pytestmark = pytest.mark.integration
@@ -74,3 +76,33 @@ def test_a_stage_larger_than_any_node_the_cluster_had_never_starts(worker_node_l
     assert "No node has 2 CPU in all (the largest has 0 CPU): it never starts on these nodes." in message
     assert "Lower the stage's resources (e.g. resources.train.num_cpus" in message
     assert lost_id not in message and "rejoins" not in message
+
+
+def train_stage(num_cpus: float) -> Stage:
+    """A stage as the engine submits it; only its name and resources matter here (it is never run)."""
+    return Stage("g00/train", lambda ctx, inputs, params: None, (), ("model",), resources=Resources(num_cpus=num_cpus))
+
+
+def test_a_retry_submitted_after_the_loss_is_told_it_starts_once_a_lost_node_rejoins(worker_node_lost, caplog) -> None:
+    """The submit-time warning, against the live cluster: before, "it will wait until an autoscaler adds nodes
+    that have them. Lower the stage's resources or add nodes"."""
+    executor, lost_id, head = worker_node_lost
+    caplog.set_level(logging.WARNING, logger="orchestrator.engine.executors")
+    executor._warn_if_infeasible(train_stage(1.0), dict(ray.cluster_resources()))  # what submit logs
+    warning = executor.infeasible_now(train_stage(1.0), dict(ray.cluster_resources()))
+    logged = [record.getMessage() for record in caplog.records if record.name == "orchestrator.engine.executors"]
+    assert logged == [warning]
+    assert warning is not None
+    assert (
+        "g00/train asks for 1 CPU (1 worker(s)) but the cluster has 0 CPU, and the cluster lost 1 node(s): " in warning
+    )
+    assert f"{lost_id} at " in warning and " (1 CPU); a lost node had 1 CPU." in warning
+    assert f"It starts once such a node rejoins: restart Ray on it (`ray start --address={head}`)." in warning
+    assert "autoscaler" not in warning and "Lower the stage's resources" not in warning
+
+
+def test_a_stage_larger_than_the_lost_node_keeps_the_autoscaler_advice_at_submit(worker_node_lost) -> None:
+    executor, lost_id, _ = worker_node_lost
+    warning = executor.infeasible_now(train_stage(2.0), dict(ray.cluster_resources()))
+    assert warning is not None and "asks for 2 CPU (1 worker(s)) but the cluster has 0 CPU; it will wait" in warning
+    assert lost_id not in warning and "rejoins" not in warning
