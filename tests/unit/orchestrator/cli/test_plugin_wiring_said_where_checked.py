@@ -18,28 +18,8 @@ import pytest
 
 from orchestrator.cli import main
 from orchestrator.registry import load_pipelines
+from tests.unit.orchestrator.cli.test_plugin_relay_wiring import PLUGIN  # the plug-in whose spec sets no data
 from tests.unit.orchestrator.plugins import installed_plugin
-
-PLUGIN = """
-from typing import Literal
-
-from orchestrator.dag import Pipeline
-from orchestrator.registry import PipelineSpec
-from pipelines.builders.common import split_stage
-from pipelines.schema import PipelineFile
-
-
-class SelftrainConfig(PipelineFile):
-    pipeline: Literal["selftrain"] = "selftrain"
-    name: str = "selftrain"
-
-
-def build(config):
-    return Pipeline(config.name, [split_stage(config)])
-
-
-SPEC = PipelineSpec(name="selftrain", config_model=SelftrainConfig, build=build)
-"""
 
 LINE = "pipeline 'selftrain' sets no PipelineSpec.data"
 
