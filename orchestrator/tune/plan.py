@@ -184,30 +184,56 @@ def inert_keys(
     """
     lines = []
     for key, domain in space.items():
-        work = []
+        works = []
         for value in probe_values(domain):
             try:
                 config = validate_config(config_model, apply_overrides(base, {key: value}))
-                work.append(_ranked_work(build(config), config.seed, ranked_on))
+                works.append(_work_and_ranked(build(config), config.seed, ranked_on))
             except (ConfigError, PipelineError):
-                work = []
+                works = []
                 break
-        if len(work) > 1 and all(each == work[0] for each in work):
-            lines.append(
-                f"tune.space.{key}: no value of {domain.kind} {list(domain.args)} changes what a trial computes under "
-                f"this config (it is not read with the config's other settings, e.g. a setting of a feature the "
-                "config turns off, or of generations it does not have), so it cannot tell the trials apart; remove "
-                "it from tune.space, or set what makes it matter in the base config"
-            )
+        if len(works) > 1 and all(ranked == works[0][1] for _, ranked in works):
+            lines.append(_inert_line(key, domain, _stages_apart([whole for whole, _ in works])))
     return lines
 
 
-def _ranked_work(pipeline: Pipeline, seed: int, ranked_on: Sequence[str]) -> dict[str, str]:
-    """``trial_work`` of the stages a trial runs: ``ranked_on`` and their upstream (all when none is given)."""
-    work = trial_work(pipeline, seed)
+def _inert_line(key: str, domain: SearchDomain, left_out_readers: Sequence[str]) -> str:
+    """The warning for an inert key: read only by stages trials leave out (named), or read by no stage."""
+    values = f"no value of {domain.kind} {list(domain.args)} changes what a trial computes under this config"
+    if left_out_readers:
+        why = (
+            f"it is read only by {', '.join(left_out_readers)}, which trials do not run: they run what "
+            "tune.metric's stages need; `relay run` of the sweep's best.yaml runs them"
+        )
+    else:
+        why = (
+            "it is not read with the config's other settings, e.g. a setting of a feature the config turns off, "
+            "or of generations it does not have"
+        )
+    return (
+        f"tune.space.{key}: {values} ({why}), so it cannot tell the trials apart; remove it from tune.space, "
+        "or set what makes it matter in the base config"
+    )
+
+
+def _stages_apart(works: Sequence[Mapping[str, str]]) -> list[str]:
+    """The stages whose work differs between ``works`` (each a ``trial_work``), in the first one's order."""
+    first = works[0]
+    return [name for name in first if any(work.get(name) != first[name] for work in works[1:])]
+
+
+def _work_and_ranked(pipeline: Pipeline, seed: int, ranked_on: Sequence[str]) -> tuple[dict[str, str], dict[str, str]]:
+    """(``trial_work`` of the whole pipeline, of the stages a trial runs: ``_ranked_work``)."""
+    whole = trial_work(pipeline, seed)
+    return whole, _ranked_work(pipeline, whole, ranked_on)
+
+
+def _ranked_work(pipeline: Pipeline, work: Mapping[str, str], ranked_on: Sequence[str]) -> dict[str, str]:
+    """``work`` (a ``trial_work``) of the stages a trial runs: ``ranked_on`` and their upstream (all when none is
+    given)."""
     ranked = [name for name in ranked_on if name in work]
     if not ranked:
-        return work
+        return dict(work)
     kept = set(ranked).union(*(pipeline.upstream(name) for name in ranked))
     return {name: fingerprint for name, fingerprint in work.items() if name in kept}
 

@@ -87,6 +87,7 @@ def test_validate_warns_of_the_key_only_a_left_out_stage_reads(
     monkeypatch.chdir(run_folder)
     with caplog.at_level(logging.WARNING, logger="relay"):
         assert main(["validate", str(config)]) == 0
-    said = [record.getMessage().split(":", 1)[0] for record in caplog.records if record.levelno == logging.WARNING]
-    assert said == ["tune.space.selftrain.min_confidence"]
+    said = [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
+    assert [line.split(":", 1)[0] for line in said] == ["tune.space.selftrain.min_confidence"]
+    assert "(it is read only by g00/filter, g01/filter, which trials do not run:" in said[0], said[0]
     assert list(run_folder.iterdir()) == []
