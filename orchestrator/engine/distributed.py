@@ -43,6 +43,7 @@ from orchestrator.engine.artifacts import TRAIN_DIR, ArtifactStore, Manifest, jo
 from orchestrator.engine.body import Placement, announce, run_stage_body
 from orchestrator.engine.filesystems import filesystem_from_uri
 from orchestrator.engine.task import StageTask
+from orchestrator.errors import body_traceback
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +93,7 @@ def fit_stage(task: StageTask) -> Manifest:
     retry policy decides. The Train run's files are removed once the
     stage's outputs are stored: they are only needed to resume.
     """
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig, WorkerGroupError
     from ray.train.torch import TorchTrainer
 
     stage, resources = task.stage, task.stage.resources
@@ -124,6 +125,11 @@ def fit_stage(task: StageTask) -> Manifest:
     announce(task)  # the coordinator opens and closes the line: a restarted group stays in one attempt
     try:
         trainer.fit()
+    except WorkerGroupError as exc:
+        body_error = first_body_error(exc)
+        if body_error is None:
+            raise
+        raise body_error from None
     finally:
         announce(task, finished=True)
     manifest = ArtifactStore(task.store_uri).read_manifest(task.fingerprint)
@@ -134,6 +140,23 @@ def fit_stage(task: StageTask) -> Manifest:
         )
     _remove_run(storage, name)
     return manifest
+
+
+def first_body_error(error: Any) -> BaseException | None:
+    """The lowest failing rank's own exception from a Ray Train ``WorkerGroupError``, when every failing rank's
+    came from the stage body (it carries the body's traceback); else None, and Ray's error stands.
+
+    Why: Ray's error names every rank's traceback in one message, cut to 1,000 characters mid-traceback,
+    so a data-parallel stage said ``WorkerGroupError: Training failed due to worker errors`` where one
+    worker says ``FloatingPointError: loss is nan``, and the kept traceback had none of the body's frames.
+    A rank that died (its process or node) or failed outside the body has no body traceback: that
+    failure stays Ray's error, as before (Ray Train has already restarted the group ``max_failures`` times).
+    """
+    failures = getattr(error, "worker_failures", None) or {}
+    ranked = [failures[rank] for rank in sorted(failures)]
+    if not ranked or not all(isinstance(f, BaseException) and body_traceback(f) for f in ranked):
+        return None
+    return ranked[0]
 
 
 def _per_worker(resources: Resources) -> dict[str, float]:
