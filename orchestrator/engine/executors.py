@@ -175,10 +175,15 @@ def lost_could_hold(stage: Stage, total: Mapping[str, float], lost: Sequence[Los
     """Whether the nodes the cluster lost would let ``stage`` start again: one of them had all one worker asks,
     and with all of them back the cluster (``total``) would have what its starting workers ask."""
     asked = asked_amounts(stage.resources)
-    if not asked or not any(not shortfall(asked, node.resources) for node in lost):
+    if not one_could_hold(asked, lost):
         return False
     regained = {key: total.get(key, 0.0) + sum(node.resources.get(key, 0.0) for node in lost) for key in asked}
     return not _short_of(stage.resources, workers_to_start(stage), regained)
+
+
+def one_could_hold(asked: Mapping[str, float], lost: Sequence[LostNode]) -> bool:
+    """Whether one of the ``lost`` nodes had all of ``asked`` (what one worker asks; nothing asked: False)."""
+    return bool(asked) and any(not shortfall(asked, node.resources) for node in lost)
 
 
 def kept_workers(pipeline: Pipeline, total: Mapping[str, float]) -> dict[Resources, int]:
@@ -525,7 +530,12 @@ class RayExecutor:
 
     def infeasible_now(self, stage: Stage, total: Mapping[str, float]) -> str | None:
         """The submit-time warning (``infeasible_warning``) for ``stage`` in a cluster of ``total``, naming the nodes
-        it lost and the address they rejoin with; None where the stage fits."""
+        it lost and the address they rejoin with; None where the stage fits.
+
+        The node table is read again only for a stage that does not fit: ``submit`` has read it once already.
+        """
+        if infeasible_warning(stage, total) is None:
+            return None
         return infeasible_warning(stage, total, lost=self._lost_nodes(), rejoin_address=self._head_address())
 
     def wait(self, handles: Sequence[Any]) -> list[tuple[Any, Any]]:
@@ -776,7 +786,7 @@ def lost_nodes_note(
     """``No live node has 1 CPU in all ..., but the cluster lost 2 node(s): ...; it starts once such a node rejoins``
     where a lost node had all one worker asks; empty where none had (the stage is larger than any node it had)."""
     asked = asked_amounts(asks)
-    if not asked or not any(not shortfall(asked, node.resources) for node in lost):
+    if not one_could_hold(asked, lost):
         return ""
     largest = {key: most_free_on_one_node(node_totals, key) for key in asked}
     return (
