@@ -27,7 +27,6 @@ import socket
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import PurePosixPath
 from typing import Any
 
 from orchestrator import jobs
@@ -41,6 +40,7 @@ from orchestrator.config import (
     WORKSPACE_ENV,
     RunSettings,
     artifact_uri,
+    current_directory,
     ray_address_problem,
     tracking_uri,
 )
@@ -102,20 +102,8 @@ class Locations:
 def in_ray_job() -> bool:
     """True in the entrypoint of a Ray job (Ray sets the job's config variable, and the working folder
     is an upload under the session folder)."""
-    return RAY_JOB_ENV in os.environ or "runtime_resources" in _working_folder().parts
-
-
-def _working_folder() -> PurePosixPath:
-    """This process's working folder; the root when it was deleted.
-
-    Why: os.getcwd() raises FileNotFoundError in a deleted folder, and every command that asks
-    whether it runs in a Ray job (`relay run`, `relay submit`) failed with a bare ENOENT naming no
-    path. A deleted folder is not a job's working folder: Ray's job variable says so where it is one.
-    """
-    try:
-        return PurePosixPath(os.getcwd())
-    except FileNotFoundError:
-        return PurePosixPath("/")
+    working = current_directory()  # None in a deleted folder, which is no job's working folder
+    return RAY_JOB_ENV in os.environ or (working is not None and "runtime_resources" in working.parts)
 
 
 def resolved_locations(config: Any) -> Locations:
