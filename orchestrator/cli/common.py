@@ -433,7 +433,7 @@ def save_run_record(
     ``rerun``: the stages `--no-cache` / `--rerun-from` asked to compute afresh; a resume still
     computes those it had not reached instead of taking another run's cached outputs.
     ``ray_address``: the cluster the run joined as its driver when the command named it (``--address``,
-    RAY_ADDRESS; ``run_locations.address_to_record``), so that `relay resume` joins it again
+    RAY_ADDRESS; ``cluster_join.address_to_record``), so that `relay resume` joins it again
     (``recorded_ray_address``) instead of finishing the run on a new local Ray instance.
     """
     text = yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
@@ -655,7 +655,7 @@ def cluster_address(address: str | None) -> str | None:
     """``--address`` as ray.init takes it (HOST:PORT), checked for form; a dashboard URL is refused.
 
     Whether a cluster answers there is checked with the run's other settings
-    (``run_locations.check_cluster``).
+    (``cluster_fit.check_cluster``).
     """
     if address is None:
         return None

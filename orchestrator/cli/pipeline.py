@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator import ui
-from orchestrator.cli import resume_guard, run_locations, runs
+from orchestrator.cli import cluster_fit, cluster_join, resume_guard, run_locations, runs
 from orchestrator.cli.common import (
     add_artifact_uri,
     add_cluster_address,
@@ -86,7 +86,7 @@ def checked_locations(config: Any, source: str | None, address: str | None = Non
     other nodes write there too (run_locations.check_durable).
     """
     locations = run_locations.resolved_locations(config)
-    if run_locations.in_ray_job() or run_locations.joins_cluster(address, config.run):
+    if run_locations.in_ray_job() or cluster_join.joins_cluster(address, config.run):
         run_locations.check_durable(locations, source)
     run_locations.check_reachable(locations, source)
     return with_locations(config, locations.store, locations.tracking)
@@ -150,14 +150,14 @@ def prepare_run(
 def joined_first(run: PreparedRun) -> PreparedRun:
     """``run`` with the Ray cluster it joins already joined, before anything of it is written; as it was otherwise.
 
-    Why: the address answering (``run_locations.check_cluster``) does not mean the cluster lets
+    Why: the address answering (``cluster_fit.check_cluster``) does not mean the cluster lets
     this driver in (a head with token auth refuses one without its token), and joining after the
     run record and the MLflow run were written left, on every try, a run `relay runs` showed
     INTERRUPTED with no stages and an MLflow run marked FAILED. A refusal is bad input here (exit 2,
     nothing written). A run that starts its own local Ray keeps starting it beside MLflow's start
     (``execute``), and a run inside a Ray job joins the job's cluster as before, in ``run_stages``.
     """
-    if run_locations.in_ray_job() or not run_locations.joins_cluster(run.address, run.config.run):
+    if run_locations.in_ray_job() or not cluster_join.joins_cluster(run.address, run.config.run):
         return run
     try:
         with interrupts_kept():  # Ctrl-C while Ray is imported and joins: never lost
@@ -494,13 +494,13 @@ def start_run(args: argparse.Namespace) -> RunEnd:
     spec, config = load_pipeline_config(args.config, args.overrides, pipelines_of(args), origin=origin)
     address = cluster_address(args.address)
     check_executor_takes_address(args, config, address)
-    run_locations.check_cluster(address, config.run, spec.build(config), args.config)
+    cluster_fit.check_cluster(address, config.run, spec.build(config), args.config)
     config = checked_locations(config, args.config, address)
     run_id = new_run_id(config.name) if args.run_id is None else args.run_id
     run = prepare_run(spec, config, run_id, args.stop_after, address, args.rerun_from, args.no_cache)
     check_new_run(run.store, run_id)
     run = joined_first(run)
-    joined = run_locations.address_to_record(address, config.run)
+    joined = cluster_join.address_to_record(address, config.run)
     with released_on_failure(run):
         save_run_record(run.store, run.run_id, config, args.config, args.overrides, run.rerun, joined)
     rerun = f", {len(run.rerun)} rerun on request" if run.rerun else ""
@@ -512,9 +512,9 @@ def check_executor_takes_address(args: argparse.Namespace, config: Any, address:
     """Refuse (exit 2) a new run of ``run.executor=local`` given a cluster address (``--address``, ``run.ray_address``).
 
     Each problem names the override that set the executor or the address, as the config's own do;
-    one about ``--address`` alone is the command line's (``run_locations.local_executor_address_problems``).
+    one about ``--address`` alone is the command line's (``cluster_join.local_executor_address_problems``).
     """
-    problems = run_locations.local_executor_address_problems(address, config.run)
+    problems = cluster_join.local_executor_address_problems(address, config.run)
     if not problems:
         return
     error = overridden(problems, args.overrides, args.config, overrides_origin(args))
@@ -542,7 +542,7 @@ def resume_run(args: argparse.Namespace) -> RunEnd:
     store = store_of(args)
     check_not_a_trial(args, store)
     spec, config = read_run_record(store, args.run_id, pipelines_of(args))
-    run_locations.check_resume_address(address, config.run, args.run_id)
+    cluster_join.check_resume_address(address, config.run, args.run_id)
     address = resume_address(address, store, args.run_id, config.run)
     if args.stop_after is not None:  # a stage the pipeline lacks is named as such, finished run or not
         check_stop_after(spec.build(config), args.stop_after)
@@ -556,7 +556,7 @@ def resume_run(args: argparse.Namespace) -> RunEnd:
         )
         run = prepare_run(spec, config, args.run_id, args.stop_after, address)
         run = dataclasses.replace(run, rerun=rerun_on_resume(store, args.run_id))  # what --no-cache had not reached
-        run_locations.check_cluster(address, config.run, run.pipeline)
+        cluster_fit.check_cluster(address, config.run, run.pipeline)
         run = joined_first(run)
     return execute(run, resume=True)
 
@@ -590,16 +590,16 @@ def resume_address(
     job = resume_guard.recorded_job(store, run_id)
     if recorded is None:
         job_address = None if not job else job.get("job_address", "")
-        run_locations.check_resume_ray_address(settings, run_id, job_address)
+        cluster_join.check_resume_ray_address(settings, run_id, job_address)
     if recorded is None and job:
         log.info(
             "run %s ran as a cluster job: resuming it %s; to resume it on its cluster:%s",
             run_id,
-            run_locations.resume_place(settings),
+            cluster_join.resume_place(settings),
             resume_guard.cluster_job_hint(store, run_id).removeprefix(" (a cluster job:").removesuffix(")"),
         )
     if recorded is not None:
-        run_locations.check_recorded_cluster(recorded, run_id)
+        cluster_join.check_recorded_cluster(recorded, run_id)
         log.info(
             "run %s joined the Ray cluster at %s: resuming there (pass --address HOST:PORT or --address local to "
             "run elsewhere)",
@@ -640,7 +640,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     spec, config = load_pipeline_config(args.config, args.overrides, pipelines_of(args))
     check_executor_takes_address(args, config, None)
     pipeline = spec.build(config)
-    problems = run_locations.local_ray_fit_problems(None, config.run, pipeline)  # `relay run`'s own lines
+    problems = cluster_fit.local_ray_fit_problems(None, config.run, pipeline)  # `relay run`'s own lines
     if getattr(config, "tune", None) is not None:
         problems += _sweep_problems(args, spec, config, pipeline)
     if problems:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator import jobs
-from orchestrator.cli import run_locations, submitting
+from orchestrator.cli import run_locations, submitting, temporary
 from orchestrator.cli import tune as tune_cli
 from orchestrator.cli.common import load_pipeline_file, overridden, pipeline_code_versions, pipelines_of
 from orchestrator.cli.tune import SUBMITTED_RESUME_ENV
@@ -145,7 +145,7 @@ def check_durable_sweep(locations: run_locations.Locations, output: str, key: st
     inside the job's working folder (a relative path) it went with Ray's session. ``key`` chose it.
     """
     problems = run_locations.durability_problems(locations)
-    why = run_locations.impermanence(output)
+    why = temporary.impermanence(output)
     if why is not None:
         folder = "" if key == "--output" else " (WORKSPACE/tune/NAME)"
         problems.append(

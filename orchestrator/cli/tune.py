@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from orchestrator.cli import run_locations
+from orchestrator.cli import cluster_fit, cluster_join, run_locations, temporary
 from orchestrator.cli.common import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -63,7 +63,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     on_ray = ray_settings(config.run)
     if args.resume and address is None and not run_locations.in_ray_job():
         address = recorded_address(plan)
-    fits = run_locations.check_cluster(address, on_ray, pipeline, args.config, sweep=True)  # the cluster first
+    fits = cluster_fit.check_cluster(address, on_ray, pipeline, args.config, sweep=True)  # the cluster first
     check_locations(plan, on_ray, address, args.config)
     if address is not None:
         plan = dataclasses.replace(plan, ray_address=address)
@@ -77,7 +77,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     check_output_free(args, plan, exists, sweep.sweeps_in(Path(plan.output)))
     _check_same_sweep(args, Path(plan.output), data)
     _check_same_stores(args, plan)
-    joined = run_locations.address_to_record(address, on_ray)
+    joined = cluster_join.address_to_record(address, on_ray)
     args = _with_address(args, joined if joined is not None else address)
     log_code_versions(pipeline)  # the sweep is accepted: bad input above printed only its message
     sweeps = SweepTracker(plan.tracking_uri, plan.tracking.experiment, strict=plan.tracking.strict)
@@ -128,7 +128,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
 def local_ray_cpus(address: str | None, settings: RunSettings) -> float | None:
     """The CPUs of the local Ray instance the sweep starts (``run.num_cpus``, else this machine's), None when it joins
     a cluster, which may add nodes."""
-    if not run_locations.starts_local_ray(address, settings):
+    if not cluster_join.starts_local_ray(address, settings):
         return None
     return settings.num_cpus or os.cpu_count() or 1
 
@@ -138,13 +138,13 @@ def trial_size_problems(
     config: Any,
     build: Any,
     pipeline: Any,
-    fits: run_locations.FitCheck,
+    fits: cluster_fit.FitCheck,
     local_cpus: float | None,
 ) -> list[str]:
     """Why some trial of the sweep could never start, one line each: `relay tune` refuses these, `relay validate`
     lists them.
 
-    The base config's stages passed ``fits`` (``run_locations.check_cluster``); a trial needs more:
+    The base config's stages passed ``fits`` (``cluster_fit.check_cluster``); a trial needs more:
     on a local Ray its driver beside its widest stage (``trial_fit_problem``), and wherever it runs,
     the stages of each `resources.*` value its space can give (``space_fit_problems``).
     """
@@ -165,7 +165,7 @@ def local_trial_size_problems(base: Mapping[str, Any], config: Any, build: Any, 
     where the config's own stages do not fit: `relay tune` refuses those first, with `relay run`'s lines alone."""
     on_ray = ray_settings(config.run)
     cpus = local_ray_cpus(None, on_ray)
-    fits = run_locations.fit_check(None, on_ray)
+    fits = cluster_fit.fit_check(None, on_ray)
     if cpus is None or fits(pipeline):
         return []
     return trial_size_problems(base, config, build, pipeline, fits, cpus)
@@ -222,9 +222,9 @@ def check_locations(plan: SweepPlan, settings: RunSettings, address: str | None,
         run_locations.env_key(plan.tracking.uri, TRACKING_URI_ENV, "tracking.uri"),
         experiment=plan.tracking.experiment,
     )
-    if run_locations.in_ray_job() or run_locations.joins_cluster(address, settings):
+    if run_locations.in_ray_job() or cluster_join.joins_cluster(address, settings):
         problems = run_locations.durability_problems(locations)
-        why = run_locations.impermanence(str(Path(plan.output).absolute()))
+        why = temporary.impermanence(str(Path(plan.output).absolute()))
         if why is not None:  # best.yaml, the trials and Ray Tune's state for --resume
             problems.append(f"--output: the sweep folder {plan.output} would be {why}; pass --output on shared storage")
         if problems:
@@ -307,7 +307,7 @@ def recorded_address(plan: SweepPlan) -> str | None:
     address = _saved_stores(Path(plan.output)).get("ray_address")
     if not isinstance(address, str) or not address:
         return None
-    problem = run_locations.ray_cluster_problem(address, "--address")
+    problem = cluster_join.ray_cluster_problem(address, "--address")
     if problem:
         raise ConfigError(
             [
@@ -424,7 +424,7 @@ def _save_sweep_stores(output: Path, plan: SweepPlan, ray_address: str | None = 
     """The stores the sweep's trials write to, beside its config: a resume must use the same (``_check_same_stores``).
 
     ``ray_address``: the cluster the sweep joined when the command named it (--address, RAY_ADDRESS;
-    ``run_locations.address_to_record``), which `--resume` joins again (``recorded_address``).
+    ``cluster_join.address_to_record``), which `--resume` joins again (``recorded_address``).
     """
     stores = {"artifact_uri": plan.store_uri, "tracking_uri": plan.tracking_uri}
     if ray_address is not None:

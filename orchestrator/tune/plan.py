@@ -424,7 +424,7 @@ def space_fit_problems(
 ) -> list[str]:
     """One line per `resources.*` key of the space with a value whose trial could never start, or ``[]``.
 
-    ``fit_problems`` is the check the base config passed (``run_locations.check_cluster``'s, and
+    ``fit_problems`` is the check the base config passed (``cluster_fit.check_cluster``'s, and
     a trial's driver beside its widest stage on a local Ray): a trial given such a value was
     accepted and its stage waited forever for a place no node or local Ray could ever give.
     Problems the base config has already are its own, reported by that check.

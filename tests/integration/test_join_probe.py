@@ -111,7 +111,7 @@ def test_a_wrong_token_is_named_as_rejected_without_rays_retries(
 
 def test_the_right_token_passes_the_probe(head: RayCluster) -> None:
     """The probe lets the real GCS through (with the head's token), and only names what is wrong otherwise."""
-    from orchestrator.cli.run_locations import ray_cluster_problem
+    from orchestrator.cli.cluster_join import ray_cluster_problem
 
     token = (Path(head.env["HOME"]) / ".ray" / "auth_token").read_text().strip()
     with pytest.MonkeyPatch.context() as patch:
@@ -197,7 +197,7 @@ def test_a_resume_on_its_recorded_cluster_says_how_to_run_elsewhere(head: RayClu
 
 JOIN_AFTER_THE_PROBE = """
 import sys
-from orchestrator.cli.run_locations import ray_cluster_problem
+from orchestrator.cli.cluster_join import ray_cluster_problem
 from orchestrator.jobs import token_mode_for_joining
 assert ray_cluster_problem(sys.argv[1], "--address") is None  # what check_cluster does before Ray is imported
 token_mode_for_joining()

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.cli import main, run_locations
+from orchestrator.cli import main, temporary
 from orchestrator.cli.common import save_run_record
 from orchestrator.cli.pipeline import resume_address
 from orchestrator.config import PipelineConfig, RunSettings
@@ -56,7 +56,7 @@ def no_outside_settings(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.delenv(JOB_ADDRESS_ENV, raising=False)
     # pytest's tmp_path (under /tmp) stands for a workspace every node mounts, as the operator's was
-    monkeypatch.setattr(run_locations, "_temp_roots", list)
+    monkeypatch.setattr(temporary, "temp_roots", list)
 
 
 def job_env(job_id: str, run_id: str) -> dict[str, str]:

@@ -11,18 +11,18 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.cli import main, run_locations
+from orchestrator.cli import main, temporary
+from orchestrator.cli.cluster_join import cluster_to_join
 from orchestrator.cli.run_locations import (
     RAY_JOB_ENV,
     Locations,
-    cluster_to_join,
     durability_problems,
-    impermanence,
     in_ray_job,
     local_path,
     store_problem,
     tracking_problem,
 )
+from orchestrator.cli.temporary import impermanence
 from orchestrator.config import RunSettings
 from tests.integration.cluster import free_port
 
@@ -106,7 +106,7 @@ def ray_temp_dir(folder: Path) -> Path:
 @pytest.fixture
 def no_temp_roots(monkeypatch: pytest.MonkeyPatch) -> None:
     """pytest's tmp_path is under /tmp: with no temporary roots, only the session folder and links decide."""
-    monkeypatch.setattr(run_locations, "_temp_roots", list)
+    monkeypatch.setattr(temporary, "temp_roots", list)
 
 
 def test_session_latest_is_refused_as_the_session_it_names(tmp_path: Path, no_temp_roots) -> None:
@@ -122,7 +122,7 @@ def test_a_symlink_into_a_session_or_temporary_folder_is_refused(
 ) -> None:
     scratch = tmp_path / "scratch"
     scratch.mkdir()
-    monkeypatch.setattr(run_locations, "_temp_roots", lambda: [str(scratch)])
+    monkeypatch.setattr(temporary, "temp_roots", lambda: [str(scratch)])
     ray = ray_temp_dir(tmp_path / "ray2")
     (tmp_path / "results").symlink_to(ray / "session_latest")
     (tmp_path / "shared").symlink_to(scratch)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.cli import main, run_locations
+from orchestrator.cli import main, temporary
 from orchestrator.cli.cluster import finished_note
 from orchestrator.cli.common import save_run_record
 from orchestrator.config import PipelineConfig, RunSettings
@@ -35,7 +35,7 @@ SPECS = {"toy": PipelineSpec(name="toy", config_model=ToyConfig, build=lambda co
 def shared_mount(monkeypatch: pytest.MonkeyPatch) -> None:
     """The test's folders (under the temp folder) stand for a mount every node sees: `relay submit` refuses a store
     in a temporary folder before it would submit anything."""
-    monkeypatch.setattr(run_locations, "_temp_roots", list)
+    monkeypatch.setattr(temporary, "temp_roots", list)
 
 
 def recorded(store_folder: Path, run_id: str, status: str) -> ArtifactStore:

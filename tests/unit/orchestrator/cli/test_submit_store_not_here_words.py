@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.cli import main, run_locations
+from orchestrator.cli import main, temporary
 from tests.unit.orchestrator.cli import test_cluster_submit_jobs_server as jobs_server
 from tests.unit.orchestrator.cli.test_cluster_submit_jobs_server import SMOKE, JobsServer
 
@@ -22,7 +22,7 @@ project = jobs_server.project
 
 @pytest.fixture(autouse=True)
 def shared_tmp(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(run_locations, "_temp_roots", list)
+    monkeypatch.setattr(temporary, "temp_roots", list)
 
 
 def submit(server: JobsServer, workspace: Path, *flags: str) -> int:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.cli import main, run_locations
+from orchestrator.cli import cluster_fit, main
 from orchestrator.config import load_yaml, validate_config
 from orchestrator.engine.fit import local_gpus
 from pipelines.builders import crest
@@ -106,7 +106,7 @@ def test_values_that_fit_pass(cwd: Path, capsys) -> None:
 
 
 def test_a_value_no_cluster_node_can_hold_is_named_with_the_largest_node() -> None:
-    """The cluster's check (``run_locations.oversized_worker_problems``) on each value: a head of 0 CPUs and two
+    """The cluster's check (``cluster_fit.oversized_worker_problems``) on each value: a head of 0 CPUs and two
     1-CPU workers hold no 2-CPU worker, so a sampled 2 would pend forever."""
     from orchestrator.tune.plan import space_fit_problems  # here: the module's other tests run without it
 
@@ -119,7 +119,7 @@ def test_a_value_no_cluster_node_can_hold_is_named_with_the_largest_node() -> No
         config.tune.space,
         type(config),
         crest.build,
-        lambda pipeline: run_locations.oversized_worker_problems(ONE_CPU_WORKERS, pipeline),
+        lambda pipeline: cluster_fit.oversized_worker_problems(ONE_CPU_WORKERS, pipeline),
     )
     assert len(problems) == 1
     assert problems[0].startswith(

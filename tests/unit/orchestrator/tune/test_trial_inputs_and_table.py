@@ -139,10 +139,10 @@ def test_tune_joining_a_cluster_refuses_a_workspace_in_a_temporary_folder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
     """`relay run --address` refused a workspace under /tmp; `relay tune --address` accepted it."""
-    from orchestrator.cli import run_locations
+    from orchestrator.cli import cluster_fit
 
     joined = []
-    monkeypatch.setattr(run_locations, "check_cluster", lambda *args, **kwargs: joined.append(args))
+    monkeypatch.setattr(cluster_fit, "check_cluster", lambda *args, **kwargs: joined.append(args))
     config = tmp_path / "sweep.yaml"
     config.write_text(yaml.safe_dump(smoke_data()))
     monkeypatch.setenv("RELAY_WORKSPACE", str(tmp_path / "ws"))
@@ -158,9 +158,9 @@ def test_tune_joining_a_cluster_refuses_a_sweep_folder_in_a_temporary_folder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
     """best.yaml, the trials and Ray Tune's state for --resume are what the user keeps: not in /tmp either."""
-    from orchestrator.cli import run_locations
+    from orchestrator.cli import cluster_fit, run_locations
 
-    monkeypatch.setattr(run_locations, "check_cluster", lambda *args, **kwargs: None)
+    monkeypatch.setattr(cluster_fit, "check_cluster", lambda *args, **kwargs: None)
     monkeypatch.setattr(run_locations, "durability_problems", lambda locations: [])  # the stores: tmp_path
     config = tmp_path / "sweep.yaml"
     config.write_text(yaml.safe_dump(smoke_data()))
