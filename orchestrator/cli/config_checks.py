@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from orchestrator.cli.preflight import location_problems
 from orchestrator.config import apply_overrides, validate_config
-from orchestrator.engine.artifacts import StoreFault, store_failure, store_fault
+from orchestrator.engine.store_faults import StoreFault, store_failure, store_fault
 from orchestrator.errors import ConfigError, PipelineError
 from orchestrator.registry import PipelineSpec
 

@@ -21,8 +21,14 @@ from typing import Any
 
 from orchestrator.cli.common import pipelines_of
 from orchestrator.cli.preflight import folder_problem
-from orchestrator.engine.artifacts import UNREACHABLE_FIX, StoreFault, innermost_first_line, store_failure, store_fault
 from orchestrator.engine.signals import EXIT_TERMINATED, Terminated, terminate_as_interrupt
+from orchestrator.engine.store_faults import (
+    UNREACHABLE_FIX,
+    StoreFault,
+    innermost_first_line,
+    store_failure,
+    store_fault,
+)
 from orchestrator.errors import ConfigError, RelayError
 from orchestrator.registry import DataSpec, PipelineSpec, data_specs, load_pipelines
 

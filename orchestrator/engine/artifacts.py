@@ -6,7 +6,8 @@ temporary name and renamed into place, and the manifest is written last, so
 "the manifest exists" means "the stage's outputs are complete". Digests of the
 stored bytes (``orchestrator.engine.digests``: xxh3-128, sha256 in older
 manifests) are checked before a cache hit, so a truncated or altered file is
-detected and recomputed instead of silently used.
+detected and recomputed instead of silently used. The manifest's format and that check are
+``orchestrator.engine.manifests``; checkpoints' bytes ``orchestrator.engine.checkpoints``.
 
 An S3 store gets bounded timeouts and retries (``orchestrator.engine.filesystems``: 10 s to
 connect, 30 s without a byte, 3 attempts), so a store that stops answering fails a request after
@@ -15,16 +16,13 @@ about 90 s with "does not answer" instead of holding the run silent until it ans
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import re
 import time
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -32,10 +30,20 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 
 from orchestrator.dag import StageResult
-from orchestrator.engine.digests import ALGORITHM, LEGACY, digest_of, hasher
+from orchestrator.engine.checkpoints import load_checkpoint, serialize_checkpoint
+from orchestrator.engine.digests import ALGORITHM, digest_of
 from orchestrator.engine.filesystems import filesystem_from_uri
+from orchestrator.engine.manifests import (
+    ArtifactRef,
+    Manifest,
+    file_intact,
+    manifest_from_json,
+    manifest_to_json,
+    output_intact,
+)
 from orchestrator.engine.parquet import HashingSink, read_parquet, write_parquet
-from orchestrator.errors import ArtifactError, exception_chain
+from orchestrator.engine.store_faults import StoreFault, store_failure, store_fault
+from orchestrator.errors import ArtifactError
 
 logger = logging.getLogger(__name__)
 
@@ -44,111 +52,6 @@ TRAIN_DIR = "ray_train"  # data-parallel stages' Ray Train runs (their checkpoin
 RERUN_MARK = "rerun_by"  # scratch file naming the run that computes a stage afresh on request
 TEMP_MARK = ".tmp-"  # a file is written as NAME.tmp-HEX, then renamed to NAME: no reader sees half a file
 TEMP_SUFFIX = re.compile(re.escape(TEMP_MARK) + "[0-9a-f]{32}$")
-_CHUNK = 1 << 20
-_PLAIN = (bool, int, float, str, type(None))
-# pyarrow raises every S3 (and GCS) failure as a plain OSError: only its text, AWS's error names and
-# curl's messages, tells a store that refuses the credentials from one that does not answer.
-DENIED_MARKERS = (
-    "ACCESS_DENIED",
-    "INVALID_ACCESS_KEY_ID",
-    "SIGNATURE_DOES_NOT_MATCH",
-    "EXPIRED_TOKEN",
-    "AccessDenied",
-    "InvalidAccessKeyId",
-    "SignatureDoesNotMatch",
-    "ExpiredToken",
-)
-UNREACHABLE_MARKERS = (
-    "NETWORK_CONNECTION",
-    "Could not connect",
-    "Couldn't connect",
-    "Connection refused",
-    "Could not resolve host",
-    "Couldn't resolve host",
-    "Timeout was reached",
-)
-DENIED_FIX = (
-    "the credentials (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, or the profile AWS_PROFILE names) are not "
-    "accepted for that bucket; fix them"
-)
-UNREACHABLE_FIX = "check the endpoint (AWS_ENDPOINT_URL for an S3-compatible server) and the network"
-
-
-class StoreFault(Enum):
-    """Why a remote store failed, as far as its error says; each calls for another fix."""
-
-    DENIED = "denied"  # it answered and refused the credentials
-    UNREACHABLE = "unreachable"  # it did not answer: the endpoint, the network, a server that went away
-
-
-def store_fault(error: BaseException) -> StoreFault | None:
-    """The fault behind ``error`` or any error it was raised from, None when its text names neither.
-
-    One classifier for every message about a store (the run's preflight, stage outputs, the run
-    record, `relay data`), because the same ACCESS_DENIED was called "does not answer" by two of them.
-    """
-    for exc in exception_chain(error):
-        text = str(exc)
-        if any(marker in text for marker in DENIED_MARKERS):
-            return StoreFault.DENIED
-        if isinstance(exc, ConnectionError) or any(marker in text for marker in UNREACHABLE_MARKERS):
-            return StoreFault.UNREACHABLE
-    return None
-
-
-def store_failure(uri: str, error: BaseException) -> str | None:
-    """What a store fault means and what to fix, naming the store and the error's first line; None when
-    ``error`` is neither fault (a full disk, a read-only folder: the caller's own words fit those)."""
-    fault = store_fault(error)
-    detail = innermost_first_line(error)
-    if fault is StoreFault.DENIED:
-        return f"access to the store {uri} was denied ({detail}): {DENIED_FIX}"
-    if fault is StoreFault.UNREACHABLE:
-        return f"the store {uri} does not answer from this machine ({detail}); {UNREACHABLE_FIX}"
-    return None
-
-
-def innermost_first_line(error: BaseException) -> str:
-    """The first line of the innermost error behind ``error``: the storage's own words, once."""
-    root = list(exception_chain(error))[-1]
-    lines = str(root).strip().splitlines()
-    return lines[0] if lines else type(root).__name__
-
-
-@dataclass(frozen=True)
-class ArtifactRef:
-    """Where one stored output lives and what its bytes hash to.
-
-    ``path`` is relative to the store root, so a store can be moved or
-    mounted elsewhere without rewriting manifests. ``algorithm`` names the
-    digest's hash; manifests from before it existed used sha256.
-    """
-
-    name: str
-    path: str
-    kind: str  # "table" | "checkpoint"
-    digest: str
-    size: int
-    algorithm: str = LEGACY
-    # A checkpoint's plain top-level values (model name, classes, ...), so the driver can
-    # describe a model without torch (importing torch in a Ray job's driver aborted it: seen).
-    meta: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Manifest:
-    """The record that a stage finished: its outputs, metrics, step series and files."""
-
-    stage: str
-    fingerprint: str
-    outputs: dict[str, ArtifactRef]
-    metrics: dict[str, float] = field(default_factory=dict)
-    series: list[tuple[int, dict[str, float]]] = field(default_factory=list)
-    files: dict[str, str] = field(default_factory=dict)
-    file_digests: dict[str, str] = field(default_factory=dict)  # file name -> "ALGORITHM:HEX" (older manifests: none)
-    created: str = ""
-    duration_s: float = 0.0
-    node: str = ""  # the Ray node id where the stage body ran (rank 0, or the pool's coordinator); "" locally
 
 
 def join_uri(uri: str, relative: str) -> str:
@@ -234,7 +137,7 @@ class ArtifactStore:
             duration_s=float(duration_s),
             node=node,
         )
-        payload = json.dumps(_manifest_to_json(manifest), indent=2, sort_keys=True).encode()
+        payload = json.dumps(manifest_to_json(manifest), indent=2, sort_keys=True).encode()
         self._write_bytes(f"{directory}/{MANIFEST}", MANIFEST, payload)
         return manifest
 
@@ -248,7 +151,7 @@ class ArtifactStore:
             value = pa.RecordBatchReader.from_batches(value.schema, value.to_batches())
         if isinstance(value, pa.RecordBatchReader):
             return self._write_stream(f"{directory}/{sanitize(name)}.parquet", name, value)
-        kind, suffix, data = _serialize(name, value)
+        kind, suffix, data = serialize_checkpoint(name, value)
         path = f"{directory}/{sanitize(name)}.{suffix}"
         self._write_bytes(path, name, data)
         meta = {k: v for k, v in value.items() if isinstance(k, str) and isinstance(v, (str, int, float, bool))}
@@ -382,7 +285,7 @@ class ArtifactStore:
         except (OSError, pa.ArrowException) as exc:
             raise ArtifactError(MANIFEST, f"could not read {path}: {exc}") from exc
         try:
-            return _manifest_from_json(json.loads(raw))
+            return manifest_from_json(json.loads(raw))
         except (ValueError, KeyError, TypeError) as exc:
             logger.warning("ignoring unreadable manifest %s (%s); the stage will be recomputed", path, exc)
             return None
@@ -393,31 +296,14 @@ class ArtifactStore:
         Files count too: a cache hit hands its plots to MLflow, so a deleted one made every later
         hit fail to log them, and left the stage's MLflow run open.
         """
-        outputs = [name for name, ref in manifest.outputs.items() if not self._intact(ref)]
-        return outputs + [name for name, path in manifest.files.items() if not self._file_intact(manifest, name, path)]
-
-    def _file_intact(self, manifest: Manifest, name: str, path: str) -> bool:
-        algorithm, _, expected = manifest.file_digests.get(name, "").partition(":")
-        try:
-            with self._fs.open_input_stream(self._abs(path)) as stream:
-                data = stream.read()
-            return not expected or digest_of(data, algorithm) == expected
-        except (OSError, pa.ArrowException, ValueError):
-            return False
-
-    def _intact(self, ref: ArtifactRef) -> bool:
-        path = self._abs(ref.path)
-        try:
-            info = self._fs.get_file_info(path)
-            if info.type != pafs.FileType.File or info.size != ref.size:
-                return False
-            digest = hasher(ref.algorithm)
-            with self._fs.open_input_stream(path) as stream:
-                while chunk := stream.read(_CHUNK):
-                    digest.update(chunk)
-        except (OSError, pa.ArrowException, ValueError):  # ValueError: an algorithm this version does not know
-            return False
-        return digest.hexdigest() == ref.digest
+        outputs = [
+            name for name, ref in manifest.outputs.items() if not output_intact(self._fs, self._abs(ref.path), ref)
+        ]
+        return outputs + [
+            name
+            for name, path in manifest.files.items()
+            if not file_intact(self._fs, self._abs(path), manifest.file_digests.get(name, ""))
+        ]
 
     def load(self, ref: ArtifactRef) -> Any:
         """Read an output back: a pyarrow.Table or the checkpoint dict (weights_only)."""
@@ -428,7 +314,7 @@ class ArtifactStore:
                     return read_parquet(source)
             with self._fs.open_input_stream(path) as stream:
                 data = stream.read()
-            return _torch().load(io.BytesIO(data), map_location="cpu", weights_only=True)
+            return load_checkpoint(data)
         except ArtifactError:
             raise
         except Exception as exc:  # storage and decoding errors alike: wrap once with the name
@@ -473,35 +359,31 @@ class ArtifactStore:
 
     def subfolders(self, relative: str) -> list[str]:
         """Names of the folders directly under ``relative`` (``stages`` -> fingerprints), [] when there is none."""
-        selector = pafs.FileSelector(self._abs(relative), allow_not_found=True)
-        try:
-            infos = self._fs.get_file_info(selector)
-        except (OSError, pa.ArrowException) as exc:
-            raise ArtifactError(relative, f"could not list {self._abs(relative)}: {exc}") from exc
+        infos = self._listing(relative, recursive=False)
         return sorted(info.base_name for info in infos if info.type == pafs.FileType.Directory)
 
     def folder_bytes(self, relative: str) -> int:
         """The bytes of every file under ``relative`` (0 when it is not there)."""
-        selector = pafs.FileSelector(self._abs(relative), allow_not_found=True, recursive=True)
-        try:
-            infos = self._fs.get_file_info(selector)
-        except (OSError, pa.ArrowException) as exc:
-            raise ArtifactError(relative, f"could not list {self._abs(relative)}: {exc}") from exc
+        infos = self._listing(relative, recursive=True)
         return sum(info.size or 0 for info in infos if info.type == pafs.FileType.File)
 
     def temp_files(self, relative: str) -> list[tuple[str, int]]:
         """(path, bytes) of the unfinished writes under ``relative``: ``NAME.tmp-HEX`` files that no rename
         took into place, left by a writer killed mid-file (SIGKILL, a worker lost with its driver)."""
-        selector = pafs.FileSelector(self._abs(relative), allow_not_found=True, recursive=True)
-        try:
-            infos = self._fs.get_file_info(selector)
-        except (OSError, pa.ArrowException) as exc:
-            raise ArtifactError(relative, f"could not list {self._abs(relative)}: {exc}") from exc
+        infos = self._listing(relative, recursive=True)
         return sorted(
             (info.path[len(self._root) + 1 :], info.size or 0)
             for info in infos
             if info.type == pafs.FileType.File and TEMP_SUFFIX.search(info.base_name)
         )
+
+    def _listing(self, relative: str, recursive: bool) -> list[pafs.FileInfo]:
+        """What is under ``relative`` ([] when it is not there), or the error naming the folder not listed."""
+        selector = pafs.FileSelector(self._abs(relative), allow_not_found=True, recursive=recursive)
+        try:
+            return self._fs.get_file_info(selector)
+        except (OSError, pa.ArrowException) as exc:
+            raise ArtifactError(relative, f"could not list {self._abs(relative)}: {exc}") from exc
 
     def delete_file(self, relative: str) -> None:
         """Remove one file; one already gone is no error."""
@@ -526,120 +408,3 @@ class ArtifactStore:
         """A URI of a stored file that other tools (MLflow dataset sources) can resolve."""
         local = self.local_path(relative)
         return local.as_uri() if local is not None else join_uri(self.uri, relative)
-
-
-@dataclass
-class StoreCheckpointer:
-    """In-stage checkpoints of a single-process stage, kept in the stage's scratch space.
-
-    The store is shared by every node, so a retried attempt on another
-    worker finds the checkpoint of the one that died. Loads use
-    ``weights_only=True`` like every other checkpoint.
-    """
-
-    store: ArtifactStore
-    fingerprint: str
-    name: str = "checkpoint.pt"
-
-    def save(self, state: dict[str, Any], step: int) -> None:
-        _check_checkpoint(self.name, state, "checkpoint")
-        buffer = io.BytesIO()
-        _torch().save(state, buffer)
-        self.store.write_scratch(self.fingerprint, self.name, buffer.getvalue())
-        logger.debug("checkpoint of %s at step %d", self.fingerprint[:12], step)
-
-    def load(self) -> dict[str, Any] | None:
-        data = self.store.read_scratch(self.fingerprint, self.name)
-        if data is None:
-            return None
-        try:
-            return _torch().load(io.BytesIO(data), map_location="cpu", weights_only=True)
-        except Exception as exc:  # a torn or foreign file: start the stage over rather than fail it
-            logger.warning("ignoring unreadable checkpoint of %s (%s); starting over", self.fingerprint[:12], exc)
-            return None
-
-    def save_part(self, index: int, data: bytes) -> None:
-        """One part file per index, renamed into place whole: a part that is there is complete."""
-        self.store.write_scratch(self.fingerprint, part_name(index), data)
-
-    def load_part(self, index: int) -> bytes | None:
-        return self.store.read_scratch(self.fingerprint, part_name(index))
-
-
-def part_name(index: int) -> str:
-    """The scratch file of a stage's part ``index`` (``StageContext.save_part``): zero-padded, so they list in order."""
-    if index < 0:
-        raise ValueError(f"part index must be >= 0, got {index}")
-    return f"part-{index:08d}"
-
-
-def _serialize(name: str, value: Any) -> tuple[str, str, bytes]:
-    """(kind, suffix, bytes) of a checkpoint; tables never get here (``_write_stream`` writes them)."""
-    if isinstance(value, dict):
-        _check_checkpoint(name, value, name)
-        buffer = io.BytesIO()
-        _torch().save(value, buffer)
-        return "checkpoint", "pt", buffer.getvalue()
-    raise ArtifactError(
-        name,
-        f"unsupported output type {type(value).__name__}; expected a pyarrow.Table, a pyarrow.RecordBatchReader "
-        "or a dict of tensors/plain values",
-        retryable=False,
-    )
-
-
-def _torch() -> Any:
-    """torch, imported on the first checkpoint read or write.
-
-    Why lazily: the driver validates configs, builds the DAG and reads manifests and tables,
-    none of which needs torch; importing it cost the CLI 3 s (10 s on loaded cores) before
-    anything else could start (tests/unit/pipelines/test_driver_imports.py).
-    """
-    import torch
-
-    return torch
-
-
-def _torch_leaves() -> tuple[type, ...]:
-    torch = _torch()
-    return (torch.Tensor, torch.dtype, torch.Size)
-
-
-def _check_checkpoint(name: str, value: Any, where: str) -> None:
-    """Refuse values torch.load(weights_only=True) could not read back, naming the key."""
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if not isinstance(key, (str, int)):
-                raise ArtifactError(name, f"{where}: key {key!r} must be str or int", retryable=False)
-            _check_checkpoint(name, item, f"{where}.{key}")
-    elif isinstance(value, (list, tuple)):
-        for i, item in enumerate(value):
-            _check_checkpoint(name, item, f"{where}[{i}]")
-    elif not isinstance(value, _PLAIN + _torch_leaves()):
-        raise ArtifactError(
-            name,
-            f"{where} is a {type(value).__name__}, which torch.load(weights_only=True) cannot read; "
-            "store tensors, numbers, strings, lists or dicts (e.g. model.state_dict())",
-            retryable=False,
-        )
-
-
-def _manifest_to_json(manifest: Manifest) -> dict[str, Any]:
-    data = asdict(manifest)
-    data["series"] = [[step, values] for step, values in manifest.series]
-    return data
-
-
-def _manifest_from_json(data: Mapping[str, Any]) -> Manifest:
-    return Manifest(
-        stage=data["stage"],
-        fingerprint=data["fingerprint"],
-        outputs={name: ArtifactRef(**ref) for name, ref in data["outputs"].items()},
-        metrics={k: float(v) for k, v in data.get("metrics", {}).items()},
-        series=[(int(step), dict(values)) for step, values in data.get("series", [])],
-        files=dict(data.get("files", {})),
-        file_digests=dict(data.get("file_digests", {})),
-        created=data.get("created", ""),
-        duration_s=float(data.get("duration_s", 0.0)),
-        node=str(data.get("node", "")),
-    )

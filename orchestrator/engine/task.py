@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from orchestrator.dag import ProgressSink, Stage
-from orchestrator.engine.artifacts import ArtifactRef
+from orchestrator.engine.manifests import ArtifactRef
 
 
 @dataclass(frozen=True)

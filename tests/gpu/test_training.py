@@ -68,7 +68,8 @@ def test_every_registered_model_takes_a_training_step_under_autocast_on_cuda(nam
 def test_a_checkpoint_holding_cuda_tensors_is_stored_and_read_back_on_the_cpu(tmp_path):
     """A stage may return tensors still on the GPU; the store writes them and every reader gets CPU tensors."""
     from orchestrator.dag import StageResult
-    from orchestrator.engine.artifacts import ArtifactStore, StoreCheckpointer
+    from orchestrator.engine.artifacts import ArtifactStore
+    from orchestrator.engine.checkpoints import StoreCheckpointer
 
     state = {"w": torch.randn(64, 32, device="cuda"), "step": 7, "nested": {"b": torch.arange(5, device="cuda")}}
     store = ArtifactStore(str(tmp_path))

@@ -14,8 +14,10 @@ from typing import Any
 import pytest
 
 from orchestrator.dag import RESUMED_FROM_ROWS, Parallelism, Stage, StageContext, StageProgress, StageResult
-from orchestrator.engine.artifacts import ArtifactStore, Manifest, StoreCheckpointer, part_name
+from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.engine.body import Placement, run_stage_body
+from orchestrator.engine.checkpoints import StoreCheckpointer, part_name
+from orchestrator.engine.manifests import Manifest
 from orchestrator.engine.task import StageTask
 from pipelines.stages import pseudo_label
 from tests.unit.pipelines.stages.test_pseudo_label import DATA, checkpoint, split_of
