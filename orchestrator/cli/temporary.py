@@ -21,7 +21,7 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import PurePosixPath
 
-from orchestrator.jobs.submit import RAY_SESSION
+from orchestrator.jobs.upload import RAY_SESSION
 
 TEMP_ROOTS = ("/tmp", "/var/tmp", "/dev/shm")
 CLEARED_ON_REBOOT = ("/tmp", "/dev/shm")  # most systems mount them as tmpfs or empty them at boot; /var/tmp is kept

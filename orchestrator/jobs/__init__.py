@@ -4,9 +4,11 @@
 functions. Each one takes the dashboard address (``http://HOST:8265``), talks to
 the cluster's Jobs server over HTTP and turns every failure into one
 ``RelayError`` that says what to do. Ray is imported inside the functions so
-that ``relay --help`` does not pay for it. Five modules: ``auth`` (the token),
+that ``relay --help`` does not pay for it. Seven modules: ``auth`` (the token),
 ``connection`` (address, probe, errors), ``gcs`` (what a cluster's GCS says),
-``submit`` (upload and entrypoint) and ``watch`` (status, logs, stop, list, wait).
+``submit`` (the job request and its entrypoint), ``upload`` (what the working
+folder leaves out), ``capacity`` (whether the cluster can hold the pipeline) and
+``watch`` (status, logs, stop, list, wait).
 
 Token authentication (Ray 2.59+): a cluster started while a token exists
 (``ray get-auth-token --generate`` writes ``~/.ray/auth_token``; ``ray.init()``
@@ -24,6 +26,15 @@ from orchestrator.jobs.auth import (
     find_auth_token,
     token_mode_for_joining,
     token_path_problem,
+)
+from orchestrator.jobs.capacity import (
+    check_cluster_resources,
+    check_workers_fit,
+    cluster_totals,
+    largest_node,
+    node_resources,
+    oversized_workers,
+    worker_requests,
 )
 from orchestrator.jobs.connection import (
     DEFAULT_DASHBOARD_PORT,
@@ -46,29 +57,20 @@ from orchestrator.jobs.connection import (
 from orchestrator.jobs.gcs import ANSWERED as GCS_ANSWERED
 from orchestrator.jobs.gcs import gcs_dashboard, gcs_node_resources, gcs_probe
 from orchestrator.jobs.submit import (
-    WORKING_DIR_EXCLUDES,
-    build_runtime_env,
     check_amounts,
-    check_cluster_resources,
     check_no_active_job,
-    check_workers_fit,
-    cluster_totals,
     config_path_warning,
     free_submission_id,
-    inside_excludes,
     jobs_of_run,
-    largest_node,
     latest_job_of,
-    node_resources,
-    oversized_workers,
     pipeline_entrypoint,
     relay_env_vars,
     resource_problem,
     resume_entrypoint,
     submit_entrypoint,
     submit_pipeline,
-    worker_requests,
 )
+from orchestrator.jobs.upload import WORKING_DIR_EXCLUDES, build_runtime_env, inside_excludes
 from orchestrator.jobs.watch import (
     TERMINAL_STATUSES,
     follow_logs,

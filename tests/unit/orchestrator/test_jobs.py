@@ -277,7 +277,7 @@ def test_resource_totals_come_from_cluster_status(clean_env, fake_dashboard):
 @pytest.fixture
 def no_report_wait(monkeypatch):
     """A cluster short for good is said so at once here, not after the wait for a report that lags."""
-    monkeypatch.setattr(jobs.submit, "NODES_REPORT_WAIT_S", 0)
+    monkeypatch.setattr(jobs.capacity, "NODES_REPORT_WAIT_S", 0)
 
 
 def test_nodes_that_joined_after_the_report_are_waited_for(clean_env, fake_dashboard):

@@ -336,7 +336,7 @@ def test_a_stage_the_cluster_cannot_start_is_refused_before_anything_is_sent(
 ) -> None:
     """More CPUs than the cluster has, or a custom resource no node has, would leave the job RUNNING behind
     Ray's infeasible warnings forever; --skip-resource-check lets an autoscaling cluster take it."""
-    monkeypatch.setattr(jobs.submit, "NODES_REPORT_WAIT_S", 0)  # short for good: said at once here
+    monkeypatch.setattr(jobs.capacity, "NODES_REPORT_WAIT_S", 0)  # short for good: said at once here
     server.usage = {"CPU": [0.0, 4.0], "memory": [0.0, 8e9]}
     argv = ["submit", str(SMOKE), "--address", server.address, "--workspace", "/mnt/relay-shared"]
     assert main([*argv, "resources.train.num_cpus=6"]) == 2  # bad input: nothing was sent

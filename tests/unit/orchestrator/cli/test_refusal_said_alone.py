@@ -84,7 +84,7 @@ def test_submit_of_a_config_outside_the_folder_warns_only_once_the_job_is_sent(
     tmp_path: Path,
 ) -> None:
     caplog.set_level(logging.INFO)
-    monkeypatch.setattr(jobs.submit, "NODES_REPORT_WAIT_S", 0)
+    monkeypatch.setattr(jobs.capacity, "NODES_REPORT_WAIT_S", 0)
     outside = tmp_path / "elsewhere" / "smoke.yaml"
     outside.parent.mkdir()
     shutil.copy(SMOKE, outside)

@@ -54,7 +54,7 @@ def test_a_file_without_tune_says_nothing_of_sweeps(
 def test_a_refused_sweep_file_says_only_the_refusal(
     server: JobsServer, project: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(jobs.submit, "NODES_REPORT_WAIT_S", 0)
+    monkeypatch.setattr(jobs.capacity, "NODES_REPORT_WAIT_S", 0)
     server.usage = {"CPU": [0.0, 4.0], "memory": [0.0, 8e9]}
     argv = ["submit", str(SMOKE), "resources.train.num_cpus=6", "--address", server.address]
     assert main([*argv, "--workspace", "/mnt/relay-shared"]) == 2
@@ -211,7 +211,7 @@ def test_a_sweep_folder_the_job_would_lose_is_refused(server: JobsServer, projec
 
 
 def test_a_searched_worker_no_node_holds_is_refused(server: JobsServer, project: Path, capsys, monkeypatch) -> None:
-    monkeypatch.setattr(jobs.submit, "NODES_REPORT_WAIT_S", 0)
+    monkeypatch.setattr(jobs.capacity, "NODES_REPORT_WAIT_S", 0)
     server.usage = {"CPU": [0.0, 4.0], "memory": [0.0, 8e9]}
     server.nodes = [{"CPU": 2.0, "memory": 4e9}, {"CPU": 2.0, "memory": 4e9}]
     space = "tune.space.resources.train.num_cpus={choice: [1, 3]}"

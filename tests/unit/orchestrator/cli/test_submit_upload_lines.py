@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 
 from orchestrator.cli import main
-from orchestrator.jobs.submit import DEFAULT_EXCLUDE_ADVICE, UPLOAD_LOGGERS
+from orchestrator.jobs.upload import DEFAULT_EXCLUDE_ADVICE, UPLOAD_LOGGERS
 from tests.unit.orchestrator.cli.test_cluster_submit_jobs_server import SMOKE, JobsServer, project, server
 
 __all__ = ["project", "server"]  # the fixtures, used by name below
