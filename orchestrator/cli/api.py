@@ -48,9 +48,9 @@ from orchestrator.config import (
     RunSettings,
     apply_overrides,
     load_yaml,
-    name_problem,
     resolve_workspace,
 )
+from orchestrator.config.values import name_problem
 from orchestrator.dag import Pipeline
 from orchestrator.engine.artifacts import ArtifactRef, ArtifactStore, Manifest
 from orchestrator.engine.ledger import CONFIG_FILE, DONE_STATES, LEDGER_FILE, record_path

@@ -22,7 +22,8 @@ from orchestrator.cli.cluster_join import (
     starts_local_ray,
 )
 from orchestrator.cli.run_locations import in_ray_job
-from orchestrator.config import RAY_ADDRESS_WORDS, RunSettings
+from orchestrator.config import RunSettings
+from orchestrator.config.values import RAY_ADDRESS_WORDS
 from orchestrator.dag import Pipeline
 from orchestrator.engine.fit import local_fit_problems, local_gpus
 from orchestrator.errors import ConfigError

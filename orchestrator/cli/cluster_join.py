@@ -17,7 +17,8 @@ import socket
 
 from orchestrator import jobs
 from orchestrator.cli.run_locations import in_ray_job
-from orchestrator.config import RAY_ADDRESS_WORDS, RunSettings, ray_address_problem
+from orchestrator.config import RunSettings
+from orchestrator.config.values import RAY_ADDRESS_WORDS, ray_address_problem
 from orchestrator.errors import ConfigError
 
 GCS_PROBE_TIMEOUT_S = 10.0  # a GCS answers its first call in milliseconds; a loaded head, in seconds

@@ -34,9 +34,9 @@ from orchestrator.config import (
     apply_overrides,
     artifact_uri,
     load_yaml,
-    ray_address_problem,
     validate_config,
 )
+from orchestrator.config.values import ray_address_problem
 from orchestrator.dag import Pipeline
 from orchestrator.engine.artifacts import ArtifactStore, store_fault
 from orchestrator.engine.fingerprint import code_versions

@@ -33,7 +33,8 @@ from orchestrator.cli.runs import (
     run_status,
     trial_record,
 )
-from orchestrator.config import RunSettings, dotted, name_problem, resolve_workspace, validate_config
+from orchestrator.config import RunSettings, dotted, resolve_workspace, validate_config
+from orchestrator.config.values import name_problem
 from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.engine.ledger import CONFIG_FILE, RunStatus, read_command_record, record_path
 from orchestrator.errors import ArtifactError, ConfigError

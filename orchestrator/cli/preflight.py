@@ -21,10 +21,10 @@ from orchestrator.config import (
     WORKSPACE_ENV,
     RunSettings,
     TrackingSettings,
-    name_problem,
     resolve_workspace,
     workspace_setting,
 )
+from orchestrator.config.values import name_problem
 from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.engine.ledger import CONFIG_FILE, record_path
 from orchestrator.errors import ConfigError, RelayError

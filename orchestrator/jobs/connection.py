@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from orchestrator.config import RAY_ADDRESS_WORDS
+from orchestrator.config.values import RAY_ADDRESS_WORDS
 from orchestrator.errors import InputError, RelayError, SettingError
 from orchestrator.jobs.auth import TOKEN_PATH_FIX, auth_headers, token_path_problem
 
