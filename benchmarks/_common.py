@@ -195,7 +195,7 @@ def run_cached(
 
 def load_config(path: str, overrides: Sequence[str] = ()) -> tuple[Any, Any]:
     """(spec, validated config) exactly as `relay run` resolves them."""
-    from orchestrator.cli.common import load_pipeline_config
+    from orchestrator.cli.pipeline_files import load_pipeline_config
 
     return load_pipeline_config(str(ROOT / path) if not Path(path).is_absolute() else path, list(overrides))
 

@@ -34,16 +34,12 @@ import yaml
 
 from orchestrator.cli import MLFLOW_LEVEL_ENV, MLFLOW_TRACEBACK_LOGGERS, build_parser, pipeline, quiet_mlflow
 from orchestrator.cli import runs as run_records
-from orchestrator.cli.common import (
-    BY_OVERRIDES,
-    installed_pipelines,
-    new_run_id,
-    read_run_record,
-    readable_ledger,
-    store_of,
-)
+from orchestrator.cli.common import new_run_id, store_of
 from orchestrator.cli.generations import tracking_for
+from orchestrator.cli.installed_pipelines import installed_pipelines
+from orchestrator.cli.pipeline_files import BY_OVERRIDES
 from orchestrator.cli.preflight import check_run_id
+from orchestrator.cli.run_record import read_run_record, readable_ledger
 from orchestrator.config import (
     RunSettings,
     apply_overrides,

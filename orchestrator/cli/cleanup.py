@@ -28,16 +28,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrator.cli import resume_guard, runs
-from orchestrator.cli.common import (
-    add_artifact_uri,
-    add_workspace,
-    moved_workspace,
-    pipelines_of,
-    read_run_record,
-    store_of,
-    store_option,
-)
+from orchestrator.cli.common import add_artifact_uri, add_workspace, pipelines_of, store_of, store_option
 from orchestrator.cli.preflight import check_run_id
+from orchestrator.cli.run_record import moved_workspace, read_run_record
 from orchestrator.cli.workspace import check_tracking_store, default_tracking_key
 from orchestrator.config import RunSettings, TrackingSettings, resolve_workspace, tracking_uri
 from orchestrator.engine.artifacts import TRAIN_DIR, ArtifactStore

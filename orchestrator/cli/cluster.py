@@ -21,15 +21,15 @@ from orchestrator.cli.common import (
     add_address,
     add_artifact_uri,
     add_workspace,
-    load_pipeline_config,
     new_run_id,
     pipelines_of,
-    read_run_record,
     store_of,
     store_option,
 )
 from orchestrator.cli.pipeline import add_cache_flags, cache_flags, stages_to_rerun
+from orchestrator.cli.pipeline_files import load_pipeline_config
 from orchestrator.cli.preflight import check_run_id, open_store
+from orchestrator.cli.run_record import read_run_record
 from orchestrator.cli.submitting import (
     follow,
     follow_to_the_end,

@@ -16,17 +16,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from orchestrator.cli import runs
-from orchestrator.cli.common import (
-    Pipelines,
-    add_artifact_uri,
-    add_workspace,
-    moved_workspace,
-    pipelines_of,
-    read_run_record,
-    store_of,
-    store_option,
-)
+from orchestrator.cli.common import Pipelines, add_artifact_uri, add_workspace, pipelines_of, store_of, store_option
 from orchestrator.cli.preflight import check_run_id, location_problems
+from orchestrator.cli.run_record import moved_workspace, read_run_record
 from orchestrator.cli.workspace import check_tracking_store, default_tracking_key
 from orchestrator.config import PipelineConfig, RunSettings, TrackingSettings, tracking_uri, validate_config
 from orchestrator.engine.artifacts import ArtifactStore

@@ -19,33 +19,31 @@ from typing import Any
 
 from orchestrator import ui
 from orchestrator.cli import cluster_fit, cluster_join, resume_guard, run_locations, runs
+from orchestrator.cli.code_versions import log_code_versions, pipeline_code_versions
 from orchestrator.cli.common import (
     add_artifact_uri,
     add_cluster_address,
     add_location_overrides,
     add_workspace,
-    check_data_unchanged,
-    check_resume_stop_after,
     cluster_address,
-    load_pipeline_config,
-    log_code_versions,
-    moved_workspace,
     new_run_id,
-    overridden,
-    overrides_origin,
-    pipeline_code_versions,
     pipelines_of,
+    store_of,
+    store_option,
+)
+from orchestrator.cli.generations import summary_table
+from orchestrator.cli.pipeline_files import load_pipeline_config, overridden, overrides_origin
+from orchestrator.cli.preflight import check_new_run, check_run_id, check_stop_after, open_store
+from orchestrator.cli.resume_checks import check_data_unchanged, check_resume_stop_after
+from orchestrator.cli.run_record import (
+    moved_workspace,
     read_run_record,
     recorded_ray_address,
     relocated_workspace,
     rerun_on_resume,
     save_run_record,
-    store_of,
-    store_option,
     with_locations,
 )
-from orchestrator.cli.generations import summary_table
-from orchestrator.cli.preflight import check_new_run, check_run_id, check_stop_after, open_store
 from orchestrator.config import (
     RunSettings,
     TrackingSettings,

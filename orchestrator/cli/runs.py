@@ -34,10 +34,10 @@ from orchestrator.cli.common import (
     pipelines_of,
     store_of,
     store_option,
-    tracked_in_this_workspace,
 )
 from orchestrator.cli.preflight import tracking_uri_problem
 from orchestrator.cli.run_locations import local_path, tracking_problem
+from orchestrator.cli.run_record import tracked_in_this_workspace
 from orchestrator.cli.tune import SWEEP_CONFIG
 from orchestrator.config import (
     ARTIFACT_URI_ENV,

@@ -20,7 +20,9 @@ from typing import Any
 from orchestrator import jobs
 from orchestrator.cli import run_locations, submitting, temporary
 from orchestrator.cli import tune as tune_cli
-from orchestrator.cli.common import load_pipeline_file, overridden, pipeline_code_versions, pipelines_of
+from orchestrator.cli.code_versions import pipeline_code_versions
+from orchestrator.cli.common import pipelines_of
+from orchestrator.cli.pipeline_files import load_pipeline_file, overridden
 from orchestrator.cli.tune import SUBMITTED_RESUME_ENV
 from orchestrator.config import WORKSPACE_ENV, workspace_setting
 from orchestrator.engine.fit import cluster_needs

@@ -17,17 +17,9 @@ from typing import Any
 import yaml
 
 from orchestrator.cli import cluster_fit, cluster_join, run_locations, temporary
-from orchestrator.cli.common import (
-    EXIT_FAILED,
-    EXIT_INTERRUPTED,
-    add_cluster_address,
-    cluster_address,
-    load_pipeline_file,
-    log_code_versions,
-    overridden,
-    pipeline_code_versions,
-    pipelines_of,
-)
+from orchestrator.cli.code_versions import log_code_versions, pipeline_code_versions
+from orchestrator.cli.common import EXIT_FAILED, EXIT_INTERRUPTED, add_cluster_address, cluster_address, pipelines_of
+from orchestrator.cli.pipeline_files import load_pipeline_file, overridden
 from orchestrator.cli.preflight import folder_problem
 from orchestrator.config import ARTIFACT_URI_ENV, TRACKING_URI_ENV, WORKSPACE_ENV, RunSettings
 from orchestrator.engine.ledger import JOB_ADDRESS_ENV

@@ -48,7 +48,7 @@ SPECS = {"toy": PipelineSpec(name="toy", config_model=ToyConfig, build=lambda co
 
 JOB_DRIVER = """
 import sys, time
-from orchestrator.cli.common import save_run_record
+from orchestrator.cli.run_record import save_run_record
 from orchestrator.config import PipelineConfig, RunSettings
 from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.engine.ledger import Ledger

@@ -12,7 +12,7 @@ import pytest
 from pydantic import ValidationError
 
 from orchestrator.cli import main
-from orchestrator.cli.common import load_pipeline_file
+from orchestrator.cli.pipeline_files import load_pipeline_file
 from orchestrator.config import TrackingSettings
 from orchestrator.errors import ConfigError
 from tests.unit.orchestrator.cli.problems import problem_lines

@@ -45,7 +45,7 @@ def test_overrides_of_the_python_api_are_named_as_theirs() -> None:
 
 def test_the_cli_names_the_override_that_set_an_unknown_pipeline() -> None:
     """`relay validate smoke.yaml pipeline=cres`: the file-loading path hands its overrides to the check."""
-    from orchestrator.cli.common import load_pipeline_file
+    from orchestrator.cli.pipeline_files import load_pipeline_file
 
     with pytest.raises(ConfigError) as info:
         load_pipeline_file(str(SMOKE), ["pipeline=cres"])

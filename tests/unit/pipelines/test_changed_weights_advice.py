@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from orchestrator.cli.common import check_data_unchanged, load_pipeline_config
+from orchestrator.cli.pipeline_files import load_pipeline_config
+from orchestrator.cli.resume_checks import check_data_unchanged
 from orchestrator.cli.runs import unfinished_note
 from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.engine.executors import LocalExecutor

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.cli import main
-from orchestrator.cli.common import load_pipeline_file
+from orchestrator.cli.pipeline_files import load_pipeline_file
 from orchestrator.config import ConfigError
 from pipelines.datasets import imports
 from tests.unit.pipelines.test_data_root import SMOKE, _cifar10, _image_folder, _write_png

@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from orchestrator.cli import main
-from orchestrator.cli.common import load_pipeline_file
+from orchestrator.cli.pipeline_files import load_pipeline_file
 from orchestrator.config import ConfigError
 from orchestrator.engine.fingerprint import fingerprint
 from orchestrator.yaml_input import layered

@@ -37,9 +37,9 @@ for path in CONFIGS:  # the pipelines package alone: validate, preflight, build
     spec.build(config)
 pipelines_only = loaded()
 
-import orchestrator.cli.common
+import orchestrator.cli.pipeline_files
 for path in CONFIGS:  # what `relay validate` does
-    spec, config = orchestrator.cli.common.load_pipeline_config(path, [])
+    spec, config = orchestrator.cli.pipeline_files.load_pipeline_config(path, [])
     spec.build(config)
 print(json.dumps({{"pipelines": pipelines_only, "cli": loaded()}}))
 """

@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from orchestrator.cli import main
-from orchestrator.cli.common import load_pipeline_file
+from orchestrator.cli.pipeline_files import load_pipeline_file
 from pipelines import data, image_folder
 from pipelines.data import load_imagefolder, load_labels
 from pipelines.datasets import imports

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from orchestrator.cli import api, main
-from orchestrator.cli.common import BY_OVERRIDES, ON_THE_COMMAND_LINE
+from orchestrator.cli.pipeline_files import BY_OVERRIDES, ON_THE_COMMAND_LINE
 from orchestrator.errors import InputError
 
 SMOKE = Path(__file__).resolve().parents[4] / "pipelines" / "configs" / "smoke.yaml"

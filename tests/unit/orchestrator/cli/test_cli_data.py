@@ -226,7 +226,7 @@ def test_leftovers_on_s3_with_folder_markers_are_cleared(
 @pytest.mark.parametrize("pin", [None, "prefix"])
 def test_a_loaded_config_and_its_file_carry_the_whole_digest(digits: Path, tmp_path: Path, pin: str | None) -> None:
     """`relay run` keys its cache, and `relay tune` builds its trials and best.yaml, from the pinned digest."""
-    from orchestrator.cli.common import load_pipeline_file
+    from orchestrator.cli.pipeline_files import load_pipeline_file
 
     digest = shards.read_manifest(str(digits)).digest
     overrides = [f"run.workspace={tmp_path / 'ws'}", "data.name=parquet", f"data.uri={digits}"]
@@ -241,14 +241,14 @@ def test_a_loaded_config_and_its_file_carry_the_whole_digest(digits: Path, tmp_p
 def test_a_loaded_config_says_whether_its_views_flip(tmp_path: Path, overrides: list[str], flip: bool) -> None:
     """A null `augment.weak.flip` is the dataset's default written in, so config.yaml and MLflow's params
     say what ran (digits: never mirrored unless asked)."""
-    from orchestrator.cli.common import load_pipeline_file
+    from orchestrator.cli.pipeline_files import load_pipeline_file
 
     _, config, data = load_pipeline_file(str(SMOKE), [f"run.workspace={tmp_path / 'ws'}", *overrides])
     assert config.augment.weak.flip is flip and data["augment"]["weak"]["flip"] is flip
 
 
 def test_a_sharded_dataset_flips_as_its_source_does(digits: Path, tmp_path: Path) -> None:
-    from orchestrator.cli.common import load_pipeline_file
+    from orchestrator.cli.pipeline_files import load_pipeline_file
 
     overrides = [f"run.workspace={tmp_path / 'ws'}", "data.name=parquet", f"data.uri={digits}"]
     _, config, _ = load_pipeline_file(str(SMOKE), overrides)

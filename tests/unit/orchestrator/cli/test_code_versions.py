@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.cli.common import pipeline_code_versions
+from orchestrator.cli.code_versions import pipeline_code_versions
 from orchestrator.dag import Pipeline, Stage
 from orchestrator.errors import RelayError
 from tests.unit.orchestrator.engine import toy as toy_module
@@ -45,7 +45,8 @@ def test_a_package_folder_without_python_files_is_refused(tmp_path: Path, monkey
 
 VERSIONS_OF = """
 import json, sys
-from orchestrator.cli.common import load_pipeline_file, pipeline_code_versions
+from orchestrator.cli.code_versions import pipeline_code_versions
+from orchestrator.cli.pipeline_files import load_pipeline_file
 spec, config, _ = load_pipeline_file(sys.argv[1], [], local=False)
 print(json.dumps(pipeline_code_versions(spec.build(config))))
 """

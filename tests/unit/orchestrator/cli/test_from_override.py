@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from orchestrator.cli.common import from_override
+from orchestrator.cli.pipeline_files import from_override
 
 
 def test_a_keys_problem_names_the_last_override_of_that_key() -> None:

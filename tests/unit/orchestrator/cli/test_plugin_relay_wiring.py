@@ -21,7 +21,8 @@ from pathlib import Path
 import pytest
 
 from orchestrator.cli import main
-from orchestrator.cli.common import load_pipeline_file, pipelines_of
+from orchestrator.cli.common import pipelines_of
+from orchestrator.cli.pipeline_files import load_pipeline_file
 from orchestrator.engine.fingerprint import fingerprint
 from orchestrator.registry import load_pipelines
 from pipelines.registry import DATA, PYFUNC_LOADER, models_input_shape

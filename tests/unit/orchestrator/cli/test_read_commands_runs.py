@@ -196,7 +196,7 @@ def test_a_driver_that_died_before_its_first_ledger_write_reads_interrupted(tmp_
     import subprocess
     import sys
 
-    from orchestrator.cli.common import save_run_record
+    from orchestrator.cli.run_record import save_run_record
 
     store = ArtifactStore(str(tmp_path / "artifacts"))
     config = ToyConfig(pipeline="toy", name="toy", run=RunSettings(workspace=str(tmp_path)))

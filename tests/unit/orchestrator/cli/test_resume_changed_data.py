@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from orchestrator.cli.common import check_data_unchanged, load_pipeline_config
+from orchestrator.cli.pipeline_files import load_pipeline_config
+from orchestrator.cli.resume_checks import check_data_unchanged
 from orchestrator.errors import ConfigError
 from pipelines.datasets import imports
 from pipelines.registry import PIPELINES

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.cli.common import check_data_unchanged, load_pipeline_config
+from orchestrator.cli.pipeline_files import load_pipeline_config
+from orchestrator.cli.resume_checks import check_data_unchanged
 from orchestrator.errors import ConfigError
 from pipelines.registry import PIPELINES
 

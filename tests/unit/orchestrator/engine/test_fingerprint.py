@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.cli.common import load_pipeline_config
+from orchestrator.cli.pipeline_files import load_pipeline_config
 from orchestrator.dag import Parallelism, Resources, Stage
 from orchestrator.engine.fingerprint import code_versions, fingerprint, source_closure
 from tests.unit.orchestrator.engine.toy import evaluate, toy, train

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.cli.common import load_pipeline_config, pipeline_code_versions
+from orchestrator.cli.code_versions import pipeline_code_versions
+from orchestrator.cli.pipeline_files import load_pipeline_config
 from orchestrator.engine.fingerprint import code_versions, source_closure
 
 ROOT = Path(__file__).resolve().parents[4]
@@ -111,7 +112,7 @@ def test_relay_stage_versions_digest_only_pipelines_as_before() -> None:
 
 VERSIONS_OF = """
 import json
-from orchestrator.cli.common import pipeline_code_versions
+from orchestrator.cli.code_versions import pipeline_code_versions
 from orchestrator.dag import Pipeline, Stage
 from selftrain_relay.stages import select
 print(json.dumps(pipeline_code_versions(Pipeline("p", [Stage("g00/select", select, (), ("picks",))]))))

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orchestrator.cli.common import load_pipeline_file
+from orchestrator.cli.pipeline_files import load_pipeline_file
 from orchestrator.cli.tune import STORE_ENVS, _again, check_output_free, check_resume, write_sweep_outputs
 from orchestrator.config import TuneSettings
 from orchestrator.engine.artifacts import ArtifactStore

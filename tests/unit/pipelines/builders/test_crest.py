@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from orchestrator.cli.common import load_pipeline_config
+from orchestrator.cli.pipeline_files import load_pipeline_config
 from pipelines.builders import crest
 from pipelines.datasets.catalog import flips
 from pipelines.stages.common import image_sources

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.cli.common import load_pipeline_config
+from orchestrator.cli.pipeline_files import load_pipeline_config
 from orchestrator.config import load_yaml
 from orchestrator.dag import StageContext
 from pipelines.data import DATASET_REQUIRES_ROOT

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.cli.common import load_pipeline_file
+from orchestrator.cli.pipeline_files import load_pipeline_file
 from orchestrator.config import ConfigError
 
 CONFIGS = Path(__file__).resolve().parents[4] / "pipelines" / "configs"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.cli.common import load_pipeline_config
+from orchestrator.cli.pipeline_files import load_pipeline_config
 from orchestrator.dag import Parallelism
 from orchestrator.engine.fingerprint import fingerprint
 from pipelines.stages import refs
