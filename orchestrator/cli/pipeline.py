@@ -54,7 +54,7 @@ from orchestrator.config import (
 )
 from orchestrator.dag import Pipeline
 from orchestrator.engine.artifacts import ArtifactStore
-from orchestrator.engine.executors import Executor, LocalExecutor, RayExecutor
+from orchestrator.engine.executors import Executor, LocalExecutor
 from orchestrator.engine.ledger import (
     CONFIG_FILE,
     RunStatus,
@@ -64,6 +64,7 @@ from orchestrator.engine.ledger import (
     write_tracking,
 )
 from orchestrator.engine.progress import ProgressDisplay
+from orchestrator.engine.ray_executor import RayExecutor
 from orchestrator.engine.runner import Runner
 from orchestrator.engine.signals import EXIT_TERMINATED, interrupts_kept, terminated_by_signal
 from orchestrator.errors import ArtifactError, ConfigError, InputError, RelayError

@@ -21,8 +21,8 @@ from typing import Any
 
 from orchestrator.config import TuneSettings, validate_config
 from orchestrator.engine.artifacts import ArtifactStore
-from orchestrator.engine.executors import RayExecutor
 from orchestrator.engine.ledger import DONE_STATES, RunStatus, read_ledger, write_ledger
+from orchestrator.engine.ray_executor import RayExecutor
 from orchestrator.engine.ray_start_log import filtered
 from orchestrator.engine.signals import interrupts_kept
 from orchestrator.errors import ArtifactError

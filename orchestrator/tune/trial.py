@@ -20,8 +20,8 @@ from typing import Any
 from orchestrator.config import apply_overrides, validate_config
 from orchestrator.dag import Pipeline
 from orchestrator.engine.artifacts import ArtifactStore
-from orchestrator.engine.executors import RayExecutor
 from orchestrator.engine.ledger import RunStatus, record_path
+from orchestrator.engine.ray_executor import RayExecutor
 from orchestrator.engine.runner import Runner
 from orchestrator.tracking.common import TAG_SWEEP
 from orchestrator.tracking.mlflow_tracker import metric_prefix, mlflow_tracker

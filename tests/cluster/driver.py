@@ -24,7 +24,7 @@ from typing import Any
 from orchestrator.config import apply_overrides, load_yaml, validate_config
 from orchestrator.dag import Pipeline, StageContext, StageResult
 from orchestrator.engine.artifacts import ArtifactStore
-from orchestrator.engine.executors import RayExecutor
+from orchestrator.engine.ray_executor import RayExecutor
 from orchestrator.engine.records import NullTracker
 from orchestrator.engine.runner import Runner
 from pipelines.builders import crest

@@ -42,7 +42,7 @@ TRAIN = [
 TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
 # Two generations, labeling on 2 workers (its task and an actor the run keeps beside the 2 Train workers in
 # the 4 CPUs): after the kill, a kept actor on the 2 CPUs left holds one that Ray Train's new worker group
-# waits for, forever, unless the executor lets it go (RayExecutor._refit_kept).
+# waits for, forever, unless the executor lets it go (KeptActors.refit).
 KEPT_ACTORS = ("crest.generations=2", "resources.pseudo_label.workers=2")
 
 

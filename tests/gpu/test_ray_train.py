@@ -13,7 +13,7 @@ BN_FREE_TOLERANCE = 1e-3
 
 def test_bn_free_model_on_one_and_two_gpus_agrees(tmp_path):
     pytest.importorskip("ray")
-    from orchestrator.engine.executors import RayExecutor
+    from orchestrator.engine.ray_executor import RayExecutor
     from tests.integration.test_data_parallel import bn_free_runs, max_abs_diff
 
     executor = RayExecutor(num_cpus=4)

@@ -30,10 +30,10 @@ import pyarrow as pa
 import pytest
 
 from orchestrator.dag import Parallelism, Pipeline, Resources, Stage, StageResult
-from orchestrator.engine import executors
+from orchestrator.engine import ray_executor
 from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.engine.distributed import SHARDS_HELD_PER_ACTOR, ActorPool
-from orchestrator.engine.executors import RayExecutor
+from orchestrator.engine.ray_executor import RayExecutor
 from orchestrator.engine.records import NullTracker
 from orchestrator.engine.runner import Runner, RunSummary, StageState
 from tests.unit.orchestrator.engine.test_allocator import served_from_heap
@@ -147,7 +147,7 @@ def run(
 
 
 def test_labeling_actors_stay_warm_across_generations_when_the_cluster_has_room(tmp_path, caplog):
-    caplog.set_level(logging.INFO, logger="orchestrator.engine.executors")
+    caplog.set_level(logging.INFO, logger="orchestrator.engine.kept_actors")
     summary, names = run(tmp_path, 3, two_generations())
     assert "labeling actors: kept for the run" in caplog.text
     assert summary.names(StageState.SUCCEEDED) == [stage.name for stage in two_generations().stages]
@@ -160,7 +160,7 @@ def test_labeling_actors_stay_warm_across_generations_when_the_cluster_has_room(
 
 
 def test_with_room_for_one_actor_one_is_kept_and_the_other_started_per_call(tmp_path, caplog):
-    caplog.set_level(logging.INFO, logger="orchestrator.engine.executors")
+    caplog.set_level(logging.INFO, logger="orchestrator.engine.kept_actors")
     pipeline = two_generations(pool=Resources(num_cpus=1, workers=3), train_cpus=2)
     summary, names = run(tmp_path, 3, pipeline)
     assert "labeling actors: 1 of 2 kept for the run" in caplog.text
@@ -194,9 +194,9 @@ def test_kept_actors_let_go_when_another_run_holds_the_rest_of_the_cluster(tmp_p
     cluster's total), so g01/train finds no CPU. Nothing of the run can then run, and it lets its
     idle kept actor go; g01/train runs and the run finishes (before, it waited forever).
     """
-    monkeypatch.setattr(executors, "KEPT_YIELD_S", 2.0)
-    monkeypatch.setattr(executors, "REFIT_EVERY_S", 1.0)
-    caplog.set_level(logging.INFO, logger="orchestrator.engine.executors")
+    monkeypatch.setattr(ray_executor, "KEPT_YIELD_S", 2.0)
+    monkeypatch.setattr(ray_executor, "REFIT_EVERY_S", 1.0)
+    caplog.set_level(logging.INFO, logger="orchestrator.engine")
     summary, names = run(tmp_path, 2, two_generations(), other_run_holds=1)
     assert "labeling actors: kept for the run" in caplog.text
     assert summary.names(StageState.SUCCEEDED) == [stage.name for stage in two_generations().stages]

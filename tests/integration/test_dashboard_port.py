@@ -14,7 +14,7 @@ import pytest
 import ray
 
 from orchestrator.engine import ray_session
-from orchestrator.engine.executors import RayExecutor
+from orchestrator.engine.ray_executor import RayExecutor
 
 pytestmark = pytest.mark.integration
 
@@ -53,7 +53,7 @@ def test_a_dashboard_port_taken_after_the_check_is_retried_on_another(monkeypatc
 STARTER = """
 import ray
 from ray._private.worker import get_dashboard_url
-from orchestrator.engine.executors import RayExecutor
+from orchestrator.engine.ray_executor import RayExecutor
 
 executor = RayExecutor(num_cpus=1)
 print("DASHBOARD", get_dashboard_url(), flush=True)

@@ -26,8 +26,8 @@ from torch import nn
 from orchestrator.config import apply_overrides, load_yaml, validate_config
 from orchestrator.dag import Pipeline, Resources, Stage, StageResult
 from orchestrator.engine.artifacts import ArtifactStore
-from orchestrator.engine.executors import RayExecutor
 from orchestrator.engine.fingerprint import fingerprint
+from orchestrator.engine.ray_executor import RayExecutor
 from orchestrator.engine.records import NullTracker
 from orchestrator.engine.runner import Runner, RunSummary, StageState
 from pipelines.builders import crest

@@ -15,7 +15,7 @@ import pytest
 from orchestrator.config import apply_overrides, load_yaml, validate_config
 from orchestrator.dag import Pipeline, Resources, Stage
 from orchestrator.engine.artifacts import ArtifactStore
-from orchestrator.engine.executors import RayExecutor
+from orchestrator.engine.ray_executor import RayExecutor
 from orchestrator.engine.records import NullTracker
 from orchestrator.engine.runner import Runner
 from orchestrator.errors import StageError

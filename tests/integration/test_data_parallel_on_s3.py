@@ -21,7 +21,7 @@ from orchestrator.config import apply_overrides, load_yaml, validate_config
 from orchestrator.engine import filesystems
 from orchestrator.engine.artifacts import TRAIN_DIR, ArtifactStore
 from orchestrator.engine.distributed import train_storage
-from orchestrator.engine.executors import RayExecutor
+from orchestrator.engine.ray_executor import RayExecutor
 from orchestrator.engine.records import NullTracker
 from orchestrator.engine.runner import Runner
 from pipelines.builders import crest

@@ -140,7 +140,7 @@ def test_joining_a_cluster_refuses_stores_in_a_temporary_folder(head: RayCluster
 
 JOINER = """
 import sys
-from orchestrator.engine.executors import RayExecutor
+from orchestrator.engine.ray_executor import RayExecutor
 
 print("JOINING", flush=True)
 RayExecutor(address=sys.argv[1])

@@ -15,7 +15,8 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from orchestrator.config import load_yaml, validate_config
 from orchestrator.dag import Resources
-from orchestrator.engine.executors import RayExecutor, split_free_note, waiting_message
+from orchestrator.engine.placement_warnings import split_free_note, waiting_message
+from orchestrator.engine.ray_executor import RayExecutor
 from orchestrator.tune.plan import fit_concurrency
 from pipelines.builders import crest
 from tests.unit.orchestrator.tune.test_per_node_concurrency import SMOKE

@@ -11,7 +11,8 @@ import torch
 
 from orchestrator.dag import Pipeline, Resources, Stage, StageResult
 from orchestrator.engine.artifacts import ArtifactStore
-from orchestrator.engine.executors import LocalExecutor, RayExecutor
+from orchestrator.engine.executors import LocalExecutor
+from orchestrator.engine.ray_executor import RayExecutor
 from orchestrator.engine.records import NullTracker
 from orchestrator.engine.runner import Runner, StageState
 from orchestrator.engine.task import StageTask
@@ -147,7 +148,7 @@ def test_warm_starts_one_worker_first_and_the_rest_beside_the_first_stage(ray_ex
     import ray
 
     executor = RayExecutor()  # Ray is up (the module's fixture): this one only wraps it
-    executor.warm(["json", "orchestrator.engine.executors"], workers=2)
+    executor.warm(["json", "orchestrator.engine.ray_task"], workers=2)
     assert len(executor._warming) == 1  # one import at a time while nothing runs yet
     ref = executor.submit(pid_task(tmp_path, "first"))
     ready, _ = ray.wait(executor._warming[:1], timeout=0)
@@ -168,10 +169,11 @@ def test_a_stage_that_cannot_be_placed_is_said_to_wait_and_runs_once_room_is_mad
 
     import ray
 
-    from orchestrator.engine import executors
+    from orchestrator.engine import placement_warnings
+    from orchestrator.engine import ray_executor as executor_module  # the fixture holds the name ray_executor
 
-    monkeypatch.setattr(executors, "WAITING_WARN_S", 0.0)
-    monkeypatch.setattr(executors, "REFIT_EVERY_S", 1.0)
+    monkeypatch.setattr(placement_warnings, "WAITING_WARN_S", 0.0)
+    monkeypatch.setattr(executor_module, "REFIT_EVERY_S", 1.0)
     caplog.set_level(logging.WARNING, logger="orchestrator")
     holder = ray.remote(num_cpus=2)(type("Holder", (), {"ping": lambda self: 1})).remote()
     ray.get(holder.ping.remote())  # placed: both CPUs held

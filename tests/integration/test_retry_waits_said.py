@@ -13,8 +13,8 @@ import pytest
 import ray
 
 from orchestrator.dag import Resources, Stage, StageResult
-from orchestrator.engine import executors
-from orchestrator.engine.executors import RayExecutor
+from orchestrator.engine import placement_warnings, ray_executor
+from orchestrator.engine.ray_executor import RayExecutor
 from orchestrator.engine.task import StageTask
 
 pytestmark = pytest.mark.integration
@@ -51,8 +51,8 @@ def wait_cancelled_once_said(executor: RayExecutor, task: StageTask, said: str, 
 
 
 def test_each_attempt_that_cannot_be_placed_is_said_to_wait(executor, tmp_path, caplog, monkeypatch) -> None:
-    monkeypatch.setattr(executors, "WAITING_WARN_S", 0.0)
-    monkeypatch.setattr(executors, "REFIT_EVERY_S", 1.0)
+    monkeypatch.setattr(placement_warnings, "WAITING_WARN_S", 0.0)
+    monkeypatch.setattr(ray_executor, "REFIT_EVERY_S", 1.0)
     caplog.set_level(logging.WARNING, logger="orchestrator")
     stage = Stage("g01/train", never_runs, (), ("done",), resources=Resources(num_cpus=1, custom={"lost_node": 1}))
     first = StageTask(stage, "fp", {}, str(tmp_path), "run-retry", seed=0, attempt=1)

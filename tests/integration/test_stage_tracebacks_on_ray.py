@@ -13,7 +13,7 @@ import pytest
 
 from orchestrator.dag import Pipeline, Stage
 from orchestrator.engine.artifacts import ArtifactStore
-from orchestrator.engine.executors import RayExecutor
+from orchestrator.engine.ray_executor import RayExecutor
 from orchestrator.engine.records import NullTracker
 from orchestrator.engine.runner import Runner
 from orchestrator.errors import StageError

@@ -80,7 +80,12 @@ PIPELINE_SUBLAYERS = (
     "pipelines.schema",
     "pipelines.registry",
 )
-RAY_MODULES = {"orchestrator.engine.executors", "orchestrator.engine.distributed", "orchestrator.engine.ray_session"}
+RAY_MODULES = {
+    "orchestrator.engine.ray_executor",
+    "orchestrator.engine.ray_task",
+    "orchestrator.engine.distributed",
+    "orchestrator.engine.ray_session",
+}
 RAY_PACKAGES = ("orchestrator.tune", "orchestrator.jobs")
 # What the pure algorithm modules may use besides the standard library and each other.
 ALGORITHM_THIRD_PARTY = {"torch", "torchvision", "numpy", "pyarrow", "tqdm", "sklearn", "PIL", "matplotlib", "ot"}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from orchestrator.dag import Resources, Stage
 from orchestrator.engine.demands import amounts_text, resource_key, shortfall
-from orchestrator.engine.executors import infeasible_warning
+from orchestrator.engine.placement_warnings import infeasible_warning
 
 
 def stage(resources: Resources) -> Stage:

@@ -5,15 +5,13 @@ import logging
 import pytest
 
 from orchestrator.dag import Parallelism, Pipeline, Resources, Stage
-from orchestrator.engine.artifacts import ArtifactStore, Manifest
-from orchestrator.engine.executors import (
-    LocalExecutor,
-    kept_message,
-    kept_workers,
-    run_on_ray,
-    uses_actor_pool,
-    warm_modules,
-)
+from orchestrator.engine.artifacts import ArtifactStore
+from orchestrator.engine.executors import LocalExecutor
+from orchestrator.engine.fit import uses_actor_pool
+from orchestrator.engine.kept_actors import KeptActors, kept_message, kept_workers
+from orchestrator.engine.manifests import Manifest
+from orchestrator.engine.ray_executor import warm_modules
+from orchestrator.engine.ray_task import run_on_ray
 from orchestrator.engine.task import StageTask
 from tests.unit.orchestrator.engine.toy import CALLS, bad_value, random_draw, toy
 
@@ -187,26 +185,21 @@ class Pool:
 def test_kept_actors_are_let_go_when_the_cluster_loses_a_node(in_use: bool):
     """Sized for 3 CPUs, two kept labeling actors would leave a 1-CPU training stage no CPU on the 2 left."""
     from orchestrator.engine.distributed import StageActors
-    from orchestrator.engine.executors import RayExecutor
 
     label = Resources(num_cpus=1, workers=3)  # its own task and 2 actors
-    executor = object.__new__(RayExecutor)  # no Ray: only the refit's bookkeeping is under test
+    actors = KeptActors()  # no Ray: only the refit's bookkeeping is under test
     cluster, kept = ShrinkingCluster(3.0), Pool(label, 2)
-    executor._ray, executor._pipeline, executor._sized_for = (
-        cluster,
-        labeling_pipeline(Resources(num_cpus=1), label),
-        {},
-    )
-    executor._sized_for = {"CPU": 3.0}
+    actors._pipeline = labeling_pipeline(Resources(num_cpus=1), label)
+    actors._sized_for = {"CPU": 3.0}
     in_flight = {"ref": StageActors(kept=kept, extra=0, label="")} if in_use else {}
-    executor._kept, executor._pools, executor._pool_of = {label: 2}, {label: kept}, in_flight
-    executor._kept_let_go = False
-    executor._refit_kept(cluster.cluster_resources())
-    assert executor._pools == {label: kept} and not kept.stopped  # as large as it was: nothing changes
+    actors._kept, actors._pools, actors._pool_of = {label: 2}, {label: kept}, in_flight
+    actors._kept_let_go = False
+    actors.refit(cluster.cluster_resources())
+    assert actors._pools == {label: kept} and not kept.stopped  # as large as it was: nothing changes
     cluster.cpus = 2.0
-    executor._refit_kept(cluster.cluster_resources())
-    assert executor._kept == {label: 0} and executor._pools == {}  # no longer kept ...
-    assert kept.stopped is not in_use  # ... and stopped now, or when the stage using it ends (`_release`)
+    actors.refit(cluster.cluster_resources())
+    assert actors._kept == {label: 0} and actors._pools == {}  # no longer kept ...
+    assert kept.stopped is not in_use  # ... and stopped now, or when the stage using it ends (`release`)
 
     assert kept_message(2, 3) == "kept for the run"  # 3 workers: the stage's task and 2 actors
     assert "no room" in kept_message(0, 3)
@@ -215,20 +208,19 @@ def test_kept_actors_are_let_go_when_the_cluster_loses_a_node(in_use: bool):
 
 def test_a_run_that_let_its_kept_actors_go_keeps_none_when_the_cluster_is_refit():
     """After a stalled run let its kept actors go (``_yield_kept_if_stalled``), a refit never keeps new ones."""
-    from orchestrator.engine.executors import RayExecutor
 
     label = Resources(num_cpus=1, workers=3)
-    executor = object.__new__(RayExecutor)  # no Ray: only the refit's bookkeeping is under test
+    actors = KeptActors()  # no Ray: only the refit's bookkeeping is under test
     cluster = ShrinkingCluster(8.0)  # room to keep both actors, were the run still keeping
-    executor._ray, executor._pipeline = cluster, labeling_pipeline(Resources(num_cpus=1), label)
-    executor._sized_for, executor._kept, executor._pools, executor._pool_of = {"CPU": 9.0}, {label: 0}, {}, {}
-    executor._kept_let_go = True
-    executor._refit_kept(cluster.cluster_resources())
-    assert executor._kept == {label: 0} and executor._pools == {}
-    executor._kept_let_go = False  # the same refit for a run still keeping: both actors fit in 8 CPUs
-    executor._sized_for = {"CPU": 9.0}
-    executor._refit_kept(cluster.cluster_resources())
-    assert executor._kept == {label: 2}
+    actors._pipeline = labeling_pipeline(Resources(num_cpus=1), label)
+    actors._sized_for, actors._kept, actors._pools, actors._pool_of = {"CPU": 9.0}, {label: 0}, {}, {}
+    actors._kept_let_go = True
+    actors.refit(cluster.cluster_resources())
+    assert actors._kept == {label: 0} and actors._pools == {}
+    actors._kept_let_go = False  # the same refit for a run still keeping: both actors fit in 8 CPUs
+    actors._sized_for = {"CPU": 9.0}
+    actors.refit(cluster.cluster_resources())
+    assert actors._kept == {label: 2}
 
 
 def test_a_sharded_stage_without_a_pool_is_refused(tmp_path):

@@ -8,8 +8,8 @@ autoscaler adds nodes", then finished seconds later.
 from __future__ import annotations
 
 from orchestrator.dag import Parallelism, Resources, Stage
-from orchestrator.engine.executors import infeasible_warning
 from orchestrator.engine.fit import LostNode
+from orchestrator.engine.placement_warnings import infeasible_warning
 
 
 def stage(resources: Resources, parallelism: Parallelism = Parallelism.DATA) -> Stage:

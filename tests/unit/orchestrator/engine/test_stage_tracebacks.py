@@ -62,7 +62,11 @@ def assert_traceback_kept(store_root: Path, run_id: str, error: StageError, log:
     text = stored.read_text()
     assert body_frame() in text, f"the stored traceback lacks the helper's frame {body_frame()!r}:\n{text}"
     assert "in failing_body" in text and text.rstrip().endswith("KeyError: 'pseudo_labels'"), text
-    relay_frames = [name for name in ("engine/body.py", "engine/executors.py", "engine/runner.py") if name in text]
+    relay_frames = [
+        name
+        for name in ("engine/body.py", "engine/executors.py", "engine/ray_task.py", "engine/runner.py")
+        if name in text
+    ]
     assert not relay_frames, f"Relay's own frames ({relay_frames}) in the body's traceback:\n{text}"
     assert body_frame() in log, f"the log does not show the body's frame:\n{log}"
     assert f"traceback kept in {stored}" in log, log

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from orchestrator.dag import Resources
-from orchestrator.engine.executors import waiting_message
 from orchestrator.engine.fit import LostNode, live_nodes_by_id, lost_nodes
+from orchestrator.engine.placement_warnings import waiting_message
 
 ALIVE = {"NodeID": "head", "Alive": True, "NodeManagerAddress": "10.0.0.1", "Resources": {"memory": 1e9}}
 KILLED = {"NodeID": "w1", "Alive": False, "NodeManagerAddress": "10.0.0.2", "Resources": {}}  # Ray 2.x keeps none

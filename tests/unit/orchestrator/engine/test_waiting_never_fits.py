@@ -11,7 +11,8 @@ import logging
 import pytest
 
 from orchestrator.dag import Resources
-from orchestrator.engine.executors import RayExecutor, waiting_message
+from orchestrator.engine.placement_warnings import waiting_message
+from orchestrator.engine.ray_executor import RayExecutor
 
 TWO_CPU = Resources(num_cpus=2.0)
 TWO_ONE_CPU_NODES = [{"CPU": 1.0, "memory": 1e9, "node:10.0.0.2": 1.0}, {"CPU": 1.0, "memory": 1e9}]

@@ -7,7 +7,8 @@ import logging
 import pytest
 
 from orchestrator.dag import Resources
-from orchestrator.engine.executors import RayExecutor, split_free_note
+from orchestrator.engine.placement_warnings import split_free_note
+from orchestrator.engine.ray_executor import RayExecutor
 
 ONE_CPU = Resources(num_cpus=1.0)
 

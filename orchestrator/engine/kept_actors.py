@@ -1,0 +1,190 @@
+"""The labeling actors a run keeps between its stages: how many, started when, let go when.
+
+A sharded stage labels on its own task and ``workers - 1`` actors. Actors kept warm for the run
+spare every later labeling stage their start (torch imported, the dataset cached), but hold their
+CPUs and GPUs between stages, so how many to keep is a policy of its own (``kept_workers``), and
+``KeptActors`` is the bookkeeping ``RayExecutor`` hands each sharded stage's task its actors from:
+kept pools, the calls using them, and letting them go when the cluster shrinks or the run stalls.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from orchestrator.dag import Pipeline, Resources
+from orchestrator.engine import distributed
+from orchestrator.engine.fit import uses_actor_pool
+
+logger = logging.getLogger(__name__)
+
+
+def kept_workers(pipeline: Pipeline, total: Mapping[str, float]) -> dict[Resources, int]:
+    """How many actors of each labeling pool stay up for the whole run: as many as leave every stage room.
+
+    A sharded stage of k workers runs on its own task and k - 1 actors, so at most k - 1 are kept.
+
+    Why: kept actors hold their CPUs and GPUs between stages. On 3 CPUs, the 2 actors of a
+    3-worker labeling stage kept after g00/pseudo_label would leave a 2-CPU g01/train waiting
+    forever; keeping one of them leaves train its CPUs, and each later labeling stage starts on
+    its own task and that warm actor while the other starts. So a pool keeps the most actors
+    (up to its workers - 1, pools in a fixed order)
+    with which, in the cluster's ``total`` (``ray.cluster_resources()``), every other stage fits
+    beside all kept actors, and every sharded stage's full pool beside the other pools' kept
+    ones. Stages running side by side only wait for each other (they finish); a kept actor never
+    does, and an actor of a call that waits for a CPU holds no shards back (``map_on_actors``).
+    A pipeline with a stage pinned by ``resources.<stage>.custom`` keeps none: a kept actor may
+    take the only CPU of the node the pinned stage must run on, which totals cannot show.
+    """
+    pools = sorted({stage.resources for stage in pipeline.stages if uses_actor_pool(stage)}, key=repr)
+    others = [stage.resources for stage in pipeline.stages if not uses_actor_pool(stage)]
+    kept = dict.fromkeys(pools, 0)
+    if any(stage.resources.custom for stage in pipeline.stages):
+        return kept  # pinned stages: totals say nothing of the one node a kept actor could fill (see docstring)
+
+    def fits(pool: Resources, count: int) -> bool:
+        trial = {**kept, pool: count}
+        demands = [(r, r.workers) for r in others] + [(r, r.workers - trial[r]) for r in pools]
+        for key, need in (("CPU", lambda r: r.num_cpus), ("GPU", lambda r: r.num_gpus)):
+            held = sum(need(r) * n for r, n in trial.items())
+            if held + max((need(r) * n for r, n in demands), default=0.0) > total.get(key, 0.0):
+                return False
+        return True
+
+    for pool in pools:
+        kept[pool] = next((n for n in range(pool.workers - 1, 0, -1) if fits(pool, n)), 0)
+    return kept
+
+
+def kept_message(kept: int, workers: int) -> str:
+    """What the run log says about a pool: how many of its ``workers - 1`` actors stay up between stages, and why not all."""
+    actors = workers - 1
+    if kept == actors:
+        return "kept for the run"
+    if kept == 0:
+        return "one pool per stage call (no room to keep them)"
+    return f"{kept} of {actors} kept for the run, the others started per stage call (no room to keep them all)"
+
+
+class KeptActors:
+    """A run's actor pools: per stage ``Resources``, as many actors kept warm for the run as ``plan`` finds room
+    for beside every other stage (``kept_workers``), the rest started for one stage call and released when it
+    ends. A stage that fails on kept actors releases them, so the retry starts on fresh ones.
+    """
+
+    def __init__(self) -> None:
+        self._kept: dict[Resources, int] = {}  # actors of each pool kept for the run
+        self._pools_to_start: list[tuple[Resources, str]] = []  # (resources, a stage that uses them)
+        self._pools: dict[Resources, distributed.ActorPool] = {}  # the kept actors
+        self._pool_of: dict[Any, distributed.StageActors] = {}  # in-flight sharded stage -> its actors
+        self._pools_started = 0  # pools get numbered names in Ray: a retry's pool never meets its predecessor's
+        self._pipeline: Pipeline | None = None  # what the kept actors were sized for ...
+        self._sized_for: dict[str, float] = {}  # ... in a cluster of these resources
+        self._kept_let_go = False  # set once a stalled run let its kept actors go: it keeps none after that
+
+    def plan(self, pipeline: Pipeline, total: dict[str, float]) -> None:
+        """Decide how many actors of each pool stay up for ``pipeline`` in a cluster of ``total``, and say so.
+
+        Only before the first stage is every stage known; the pools start with ``start_planned``.
+        """
+        pooled = sorted({s.resources: s.name for s in pipeline.stages if uses_actor_pool(s)}.items(), key=repr)
+        self._pipeline, self._sized_for = pipeline, total
+        self._kept = kept_workers(pipeline, self._sized_for)
+        self._pools_to_start = [(resources, stage) for resources, stage in pooled if self._kept[resources]]
+        for resources, _ in pooled:
+            logger.info("labeling actors: %s", kept_message(self._kept[resources], resources.workers))
+
+    def start_planned(self) -> None:
+        """Start the kept pools ``plan`` decided on (beside the first stage: the first labeling stage finds them started)."""
+        for resources, stage in self._pools_to_start:
+            self._kept_pool(resources, stage)
+        self._pools_to_start = []
+
+    def _kept_pool(self, resources: Resources, stage: str) -> distributed.ActorPool | None:
+        """The actors kept for ``resources`` (started on first use), or None where none are kept."""
+        if resources not in self._pools and self._kept.get(resources, 0):
+            self._pools[resources] = self._start_pool(resources, stage, self._kept[resources])
+        return self._pools.get(resources)
+
+    def _start_pool(self, resources: Resources, stage: str, count: int) -> distributed.ActorPool:
+        """``count`` new actors, named in Ray after the kind of stage they serve and a number (``pseudo_label pool 2 worker 0``)."""
+        return distributed.ActorPool.start(resources, self._next_pool_label(stage), count)
+
+    def _next_pool_label(self, stage: str) -> str:
+        """``pseudo_label pool N``: the kind of stage the actors serve, and a number no earlier pool had."""
+        self._pools_started += 1
+        return f"{stage.rsplit('/', 1)[-1]} pool {self._pools_started}"
+
+    def for_call(self, resources: Resources, stage: str) -> distributed.StageActors:
+        """A stage call's actors: the kept ones, and how many more its task starts (``StageActors``).
+
+        The stage's own task is its first worker, so a call needs ``workers - 1`` actors.
+        """
+        kept = self._kept_pool(resources, stage) or distributed.ActorPool(resources, ())
+        extra = resources.workers - 1 - len(kept.actors)
+        return distributed.StageActors(kept, extra, self._next_pool_label(stage) if extra else "")
+
+    def release(self, ref: Any, failed: bool) -> None:
+        """After a sharded stage: its kept actors go only if it failed (the retry starts on fresh ones), or if
+        they are no longer kept (``refit``); the actors its task started, it stopped itself."""
+        call = self._pool_of.pop(ref, None)
+        if call is None:
+            return
+        kept = self._pools.get(call.kept.resources)
+        if kept is not None and kept.includes(call.kept) and not failed:
+            return
+        if kept is not None and failed and call.kept.includes(kept):
+            del self._pools[call.kept.resources]
+        call.kept.shutdown()
+
+    def track(self, ref: Any, call: distributed.StageActors) -> None:
+        """Remember the actors of the stage task ``ref`` until it ends (``release``)."""
+        self._pool_of[ref] = call
+
+    def refit(self, total: dict[str, float]) -> None:
+        """A cluster that lost a node keeps only the actors that still leave every stage room.
+
+        Why: the kept actors were sized against the whole cluster; after a node is lost they may
+        hold the CPUs a stage (Ray Train's new worker group, a retried stage) now waits for,
+        forever. Pools the smaller cluster cannot keep are let go: idle ones at once, one in use
+        when its stage ends (``release`` finds it no longer kept). Their stages then start
+        actors per call, as on a small cluster. ``total``: ``ray.cluster_resources()`` now.
+        """
+        if self._pipeline is None:
+            return
+        if all(total.get(key, 0.0) >= value for key, value in self._sized_for.items()):
+            return  # as large as it was (or larger: kept actors never grow mid-run)
+        self._sized_for = total
+        self._kept = dict.fromkeys(self._kept, 0) if self._kept_let_go else kept_workers(self._pipeline, total)
+        for resources, pool in list(self._pools.items()):
+            if len(pool.actors) > self._kept.get(resources, 0):
+                del self._pools[resources]
+                if not any(call.kept.includes(pool) for call in self._pool_of.values()):  # else: when its call ends
+                    pool.shutdown()
+                logger.warning(
+                    "the cluster shrank to %s CPU / %s GPU: labeling actors now %s",
+                    total.get("CPU", 0),
+                    total.get("GPU", 0),
+                    kept_message(self._kept.get(resources, 0), resources.workers),
+                )
+
+    def idle_kept(self) -> bool:
+        """Whether the run still keeps actors it could let go (``let_go``)."""
+        return bool(self._pools) and not self._kept_let_go
+
+    def let_go(self) -> None:
+        """Stop every kept actor; the run's labeling stages start theirs per call from now on."""
+        for pool in self._pools.values():
+            pool.shutdown()
+        self._pools.clear()
+        self._kept = dict.fromkeys(self._kept, 0)
+        self._kept_let_go = True
+
+    def shutdown(self, stop: bool) -> None:
+        """Forget every pool; with ``stop`` (Ray is still up), stop their actors first."""
+        if stop:
+            for pool in {id(p): p for p in [*self._pools.values(), *(c.kept for c in self._pool_of.values())]}.values():
+                pool.shutdown()
+        self._pools.clear()
+        self._pool_of.clear()
