@@ -7,13 +7,13 @@ gathers the same unlabeled images from the same dataset by id, runs the same mod
 and keeps the probabilities in one array. Both use one torch thread (a 1-CPU stage).
 
 Workers: the stage with k > 1 workers labels shards in its own process and on an ``ActorPool``
-of k - 1 1-CPU actors, as ``RayExecutor`` runs it (orchestrator/engine/distributed.py,
+of k - 1 1-CPU actors, as ``RayExecutor`` runs it (orchestrator/engine/actor_pool.py,
 ``map_on_actors(local=True)``); this process plays the stage's task. k runs over ``--workers``
 (default: 2, 4 and 8, those the machine has the cores for). Each k is timed two ways: "cold",
 the first call, which starts the k - 1 actors inside the timed call (a pool that lives for one
 stage call); and "warm", later calls on the same actors (a pool kept for the run: what `relay
 run` gets on a node with k CPUs beside a 1-CPU training stage, where all k - 1 are kept
-(``executors.kept_workers``) and start beside the run's first stage). Speed-up is against the
+(``kept_actors.kept_workers``) and start beside the run's first stage). Speed-up is against the
 1-worker stage, from the stage's start. Goal: k workers >= 0.9 k x one worker at
 200k rows on k free cores.
 
@@ -185,7 +185,7 @@ def run_plain(ids: Any, checkpoint: Any, device: str, batch_size: int) -> int:
 def start_pool(k: int, device: str) -> Any:
     """The k - 1 actors the executor starts for a sharded stage with workers=k (a GPU shared by all on cuda)."""
     from orchestrator.dag import Resources
-    from orchestrator.engine.distributed import ActorPool
+    from orchestrator.engine.actor_pool import ActorPool
 
     return ActorPool.start(Resources(num_cpus=1, num_gpus=1 / k if device == "cuda" else 0.0, workers=k), count=k - 1)
 

@@ -34,7 +34,7 @@ class Placement:
     """Where one copy of a stage body runs: its rank, device and how it checkpoints and shards.
 
     The default is a single process that checkpoints into the stage's scratch
-    space and maps shards in a loop; ``orchestrator.engine.distributed`` builds the
+    space and maps shards in a loop; ``orchestrator.engine.actor_pool`` builds the
     Ray Train and actor-pool variants.
     """
 
@@ -62,7 +62,7 @@ def run_stage_body(task: StageTask, placement: Placement) -> Manifest | None:
     Returns None on ranks other than 0, which store nothing.
 
     A single process opens and closes the stage's line on the progress board itself; for
-    data-parallel ranks the coordinator does (``distributed.fit_stage``), since a rank that
+    data-parallel ranks the coordinator does (``train_run.fit_stage``), since a rank that
     fails is restarted within the same attempt.
     """
     import torch  # in the worker only: the driver never imports torch (tests/unit/pipelines/test_driver_imports.py)

@@ -1,6 +1,6 @@
 """What a stage asks of a cluster's resources that the cluster has less of, and how the amounts are written.
 
-Both the driver's warning (``executors.infeasible_warning``, against ``ray.cluster_resources()``) and
+Both the driver's warning (``placement_warnings.infeasible_warning``, against ``ray.cluster_resources()``) and
 `relay submit`'s refusal (``jobs.capacity``, against the dashboard's report) ask this; each had its
 own answer, and the driver's compared amounts exactly: 3 workers of 0.1 CPU asked of a 0.3-CPU
 cluster read as short of it (0.1 * 3 is 0.30000000000000004). One answer here, with a tolerance for float sums;

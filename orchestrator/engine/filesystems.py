@@ -19,7 +19,7 @@ renamed into place) talking with whitespace, but a loaded one may still stay sil
 Other filesystems are returned as ``from_uri`` made them. (Measured against a paused moto server:
 the output's write failed after 181 s, the run after 365 s.) Ray Train's checkpoints of a
 data-parallel stage go through this filesystem too: it is handed to Ray as ``storage_filesystem``
-(``orchestrator.engine.distributed.train_storage``).
+(``orchestrator.engine.train_run.train_storage``).
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from orchestrator.dag import Pipeline, Resources
-from orchestrator.engine import distributed
+from orchestrator.engine.actor_pool import ActorPool, StageActors
 from orchestrator.engine.fit import uses_actor_pool
 
 logger = logging.getLogger(__name__)
@@ -76,8 +76,8 @@ class KeptActors:
     def __init__(self) -> None:
         self._kept: dict[Resources, int] = {}  # actors of each pool kept for the run
         self._pools_to_start: list[tuple[Resources, str]] = []  # (resources, a stage that uses them)
-        self._pools: dict[Resources, distributed.ActorPool] = {}  # the kept actors
-        self._pool_of: dict[Any, distributed.StageActors] = {}  # in-flight sharded stage -> its actors
+        self._pools: dict[Resources, ActorPool] = {}  # the kept actors
+        self._pool_of: dict[Any, StageActors] = {}  # in-flight sharded stage -> its actors
         self._pools_started = 0  # pools get numbered names in Ray: a retry's pool never meets its predecessor's
         self._pipeline: Pipeline | None = None  # what the kept actors were sized for ...
         self._sized_for: dict[str, float] = {}  # ... in a cluster of these resources
@@ -101,29 +101,29 @@ class KeptActors:
             self._kept_pool(resources, stage)
         self._pools_to_start = []
 
-    def _kept_pool(self, resources: Resources, stage: str) -> distributed.ActorPool | None:
+    def _kept_pool(self, resources: Resources, stage: str) -> ActorPool | None:
         """The actors kept for ``resources`` (started on first use), or None where none are kept."""
         if resources not in self._pools and self._kept.get(resources, 0):
             self._pools[resources] = self._start_pool(resources, stage, self._kept[resources])
         return self._pools.get(resources)
 
-    def _start_pool(self, resources: Resources, stage: str, count: int) -> distributed.ActorPool:
+    def _start_pool(self, resources: Resources, stage: str, count: int) -> ActorPool:
         """``count`` new actors, named in Ray after the kind of stage they serve and a number (``pseudo_label pool 2 worker 0``)."""
-        return distributed.ActorPool.start(resources, self._next_pool_label(stage), count)
+        return ActorPool.start(resources, self._next_pool_label(stage), count)
 
     def _next_pool_label(self, stage: str) -> str:
         """``pseudo_label pool N``: the kind of stage the actors serve, and a number no earlier pool had."""
         self._pools_started += 1
         return f"{stage.rsplit('/', 1)[-1]} pool {self._pools_started}"
 
-    def for_call(self, resources: Resources, stage: str) -> distributed.StageActors:
+    def for_call(self, resources: Resources, stage: str) -> StageActors:
         """A stage call's actors: the kept ones, and how many more its task starts (``StageActors``).
 
         The stage's own task is its first worker, so a call needs ``workers - 1`` actors.
         """
-        kept = self._kept_pool(resources, stage) or distributed.ActorPool(resources, ())
+        kept = self._kept_pool(resources, stage) or ActorPool(resources, ())
         extra = resources.workers - 1 - len(kept.actors)
-        return distributed.StageActors(kept, extra, self._next_pool_label(stage) if extra else "")
+        return StageActors(kept, extra, self._next_pool_label(stage) if extra else "")
 
     def release(self, ref: Any, failed: bool) -> None:
         """After a sharded stage: its kept actors go only if it failed (the retry starts on fresh ones), or if
@@ -138,7 +138,7 @@ class KeptActors:
             del self._pools[call.kept.resources]
         call.kept.shutdown()
 
-    def track(self, ref: Any, call: distributed.StageActors) -> None:
+    def track(self, ref: Any, call: StageActors) -> None:
         """Remember the actors of the stage task ``ref`` until it ends (``release``)."""
         self._pool_of[ref] = call
 

@@ -5,7 +5,7 @@ stage runs is invisible to the user (Ray captures those processes' output). Inst
 body calls ``ctx.progress(done, total, unit, metrics)``; the context sends at most one update a
 second to the run's ``ProgressBoard`` without waiting for an answer, and the driver polls the
 board. The board is a plain object: LocalExecutor keeps it in-process, RayExecutor runs it as a
-small named actor (``executors.py``). ``ProgressDisplay`` polls it on a thread of the driver and
+small named actor (``ray_executor.py``). ``ProgressDisplay`` polls it on a thread of the driver and
 draws one tqdm bar per running stage on a terminal, or logs one plain line per stage every
 ``LOG_EVERY_S`` otherwise, so the progress also reaches `relay logs` and `ray job logs`.
 """

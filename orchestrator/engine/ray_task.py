@@ -14,17 +14,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from orchestrator.dag import Parallelism, StageProgress
-from orchestrator.engine import distributed
+from orchestrator.engine.actor_pool import StageActors
 from orchestrator.engine.body import Placement, run_stage_body
 from orchestrator.engine.fit import uses_actor_pool
 from orchestrator.engine.manifests import Manifest
 from orchestrator.engine.task import StageTask
+from orchestrator.engine.train_run import fit_stage, this_node
 from orchestrator.errors import REMOTE_TRACEBACK, WorkerLostError, body_traceback, exception_chain
 
 ANSI_COLOUR = re.compile(r"\x1b\[[0-9;]*m")
 
 
-def run_on_ray(task: StageTask, pool: distributed.StageActors | None = None) -> Manifest:
+def run_on_ray(task: StageTask, pool: StageActors | None = None) -> Manifest:
     """A Ray task's body: one process, the coordinator of Ray Train workers, or a sharded stage's first worker.
 
     Data-parallel stages go through Ray Train (this task only coordinates); sharded stages run
@@ -35,11 +36,11 @@ def run_on_ray(task: StageTask, pool: distributed.StageActors | None = None) -> 
     resources = task.stage.resources
     if uses_actor_pool(task.stage) and pool is None:  # before Ray is touched: a wiring error, whatever the cluster
         raise ValueError(f"{task.stage.name}: a sharded stage with {resources.workers} workers needs an actor pool")
-    node = distributed.this_node()
+    node = this_node()
     if resources.workers <= 1:
         manifest = run_stage_body(task, Placement(node=node))
     elif task.stage.parallelism is Parallelism.DATA:
-        return distributed.fit_stage(task)
+        return fit_stage(task)
     else:
         assert pool is not None  # checked above
         try:

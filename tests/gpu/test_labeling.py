@@ -51,7 +51,7 @@ def test_labels_on_cuda_match_labels_on_cpu():
 def test_two_actors_sharing_one_gpu_label_exactly_like_one_process():
     ray = pytest.importorskip("ray")
     from orchestrator.dag import Resources
-    from orchestrator.engine.distributed import ActorPool
+    from orchestrator.engine.actor_pool import ActorPool
 
     label, shards = labeler("cuda")
     expected = table(map(label, shards))

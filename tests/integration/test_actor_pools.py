@@ -31,8 +31,8 @@ import pytest
 
 from orchestrator.dag import Parallelism, Pipeline, Resources, Stage, StageResult
 from orchestrator.engine import ray_executor
+from orchestrator.engine.actor_pool import SHARDS_HELD_PER_ACTOR, ActorPool
 from orchestrator.engine.artifacts import ArtifactStore
-from orchestrator.engine.distributed import SHARDS_HELD_PER_ACTOR, ActorPool
 from orchestrator.engine.ray_executor import RayExecutor
 from orchestrator.engine.records import NullTracker
 from orchestrator.engine.runner import Runner, RunSummary, StageState
@@ -367,7 +367,7 @@ def test_a_kept_actor_lost_while_idle_is_said_to_be_lost_in_one_line_and_the_oth
     # shards were all labeled before the kill had landed, and the call had no loss to say (CI, once); and a
     # call sent right after ray.kill can still be answered, as the kill travels through the GCS (CI, once more)
     assert answers_until_dead(lost.actors[0]), "ray.kill never landed"
-    caplog.set_level(logging.WARNING, logger="orchestrator.engine.distributed")
+    caplog.set_level(logging.WARNING, logger="orchestrator.engine.actor_pool")
     results = list(two_actors.joined(lost).mapper("dispatch", local=True)(shard_and_actor, range(8)))
     assert [shard for shard, _ in results] == list(range(8))
     warnings = [r.getMessage() for r in caplog.records if "labeling actor" in r.getMessage()]

@@ -20,10 +20,10 @@ from moto.server import ThreadedMotoServer
 from orchestrator.config import apply_overrides, load_yaml, validate_config
 from orchestrator.engine import filesystems
 from orchestrator.engine.artifacts import TRAIN_DIR, ArtifactStore
-from orchestrator.engine.distributed import train_storage
 from orchestrator.engine.ray_executor import RayExecutor
 from orchestrator.engine.records import NullTracker
 from orchestrator.engine.runner import Runner
+from orchestrator.engine.train_run import train_storage
 from pipelines.builders import crest
 from tests.integration.test_data_parallel import SMOKE
 

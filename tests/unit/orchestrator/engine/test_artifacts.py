@@ -439,7 +439,7 @@ def test_paths_under_a_store_go_before_its_query(store: str, expected: str) -> N
     `scheme=http/ray_train` and every data-parallel stage failed."""
     import pyarrow.fs as pafs
 
-    from orchestrator.engine.distributed import train_storage_path
+    from orchestrator.engine.train_run import train_storage_path
 
     assert train_storage_path(store) == expected
     if "endpoint_override" in store:  # (a plain s3:// URI would ask AWS for the bucket's region)

@@ -184,7 +184,7 @@ class Pool:
 @pytest.mark.parametrize("in_use", [False, True])
 def test_kept_actors_are_let_go_when_the_cluster_loses_a_node(in_use: bool):
     """Sized for 3 CPUs, two kept labeling actors would leave a 1-CPU training stage no CPU on the 2 left."""
-    from orchestrator.engine.distributed import StageActors
+    from orchestrator.engine.actor_pool import StageActors
 
     label = Resources(num_cpus=1, workers=3)  # its own task and 2 actors
     actors = KeptActors()  # no Ray: only the refit's bookkeeping is under test
