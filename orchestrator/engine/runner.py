@@ -11,27 +11,38 @@ cluster. A ledger of stage states is rewritten in the artifact store under
 can be resumed from any machine that sees the store), and on a final failure
 the log says exactly how to resume. A failed stage's traceback (its body's own frames) is logged
 once and kept in the run record, ``runs/<run_id>/errors/<stage>.txt``, which the final error names.
+
+Each stage's outcome and the run's state are ``run_state``'s; what the tracker is told of a stage
+that ended, ``stage_reports``'.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import shutil
-import tempfile
 import time
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from orchestrator.dag import RESUMED_FROM_ROWS, RESUMED_FROM_STEP, Pipeline, Stage
-from orchestrator.engine.artifacts import ArtifactRef, ArtifactStore, Manifest, StoreFault, sanitize, store_fault
+from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.engine.executors import Executor
 from orchestrator.engine.fingerprint import fingerprint, task_seed
-from orchestrator.engine.ledger import JOB_ADDRESS_ENV, Ledger, RunStatus, StageState, done_in, write_traceback
+from orchestrator.engine.ledger import JOB_ADDRESS_ENV, Ledger, RunStatus, StageState, done_in
+from orchestrator.engine.manifests import Manifest
 from orchestrator.engine.policy import Decision, decide, retries_for
-from orchestrator.engine.records import StageRecord, TrackedArtifact, Tracker
+from orchestrator.engine.records import Tracker
+from orchestrator.engine.run_state import (
+    RunState,
+    RunSummary,
+    StageOutcome,
+    UnrecordedStageError,
+    mark_interrupted,
+    wall_time,
+)
+from orchestrator.engine.stage_reports import StageReports
+from orchestrator.engine.store_faults import StoreFault, store_fault
 from orchestrator.engine.task import StageTask
 from orchestrator.errors import (
     ArtifactError,
@@ -46,124 +57,15 @@ from orchestrator.errors import (
 logger = logging.getLogger(__name__)
 
 
-@dataclass
-class StageOutcome:
-    """One stage's state in a run, as written to the ledger (with its metrics, for `relay runs`)."""
-
-    generation: int | None = None
-    state: StageState = StageState.PENDING
-    fingerprint: str | None = None
-    attempts: int = 0
-    duration_s: float = 0.0
-    error: str | None = None
-    traceback: str | None = None  # where the run record keeps the failure's traceback (``ledger.traceback_path``)
-    node: str | None = None  # the Ray node id where the stage ran (from its manifest)
-    metrics: dict[str, float] = field(default_factory=dict)
-    submitted_at: float | None = None  # monotonic time of the first attempt's submission (not in the ledger)
-
-    def ledger_entry(self) -> dict[str, Any]:
-        return {
-            "generation": self.generation,
-            "state": self.state.value,
-            "fingerprint": self.fingerprint,
-            "attempts": self.attempts,
-            "duration_s": round(self.duration_s, 3),
-            "error": self.error,
-            "traceback": self.traceback,
-            "node": self.node,
-            "metrics": self.metrics,
-        }
-
-
-@dataclass
-class RunSummary:
-    """What a run did: its status and every stage's outcome."""
-
-    run_id: str
-    status: RunStatus
-    stages: dict[str, StageOutcome]
-    manifests: dict[str, Manifest] = field(default_factory=dict)
-
-    def names(self, state: StageState) -> list[str]:
-        """Stage names in ``state`` (e.g. which stages were cache hits)."""
-        return [name for name, outcome in self.stages.items() if outcome.state is state]
-
-
-@dataclass
-class _RunState:
-    """Mutable bookkeeping of one run; lives only inside Runner.run."""
-
-    pipeline: Pipeline
-    run_id: str
-    pending: list[Stage]
-    outcomes: dict[str, StageOutcome]
-    ledger: Ledger
-    refs: dict[str, ArtifactRef] = field(default_factory=dict)
-    manifests: dict[str, Manifest] = field(default_factory=dict)
-    in_flight: dict[Any, StageTask] = field(default_factory=dict)
-    failure: StageError | None = None
-    rerun: Collection[str] = ()
-    record_lost: ArtifactError | None = None  # the first ledger write the store failed after a stage had failed
-
-    def write_ledger(self, status: RunStatus) -> None:
-        """Rewrite the ledger. Once a stage has failed, a ledger the store cannot take is noted, not raised:
-        the same broken store usually failed the stage's output first (an S3 endpoint gone mid-run),
-        and the run's last line named the ledger rather than the stage. After one such write the run
-        asks no more: another would wait out the store's timeouts again (90 s on a silent store) to
-        record what the run's last line already says."""
-        if self.record_lost is not None:
-            return
-        try:
-            self.ledger.write(status, {name: o.ledger_entry() for name, o in self.outcomes.items()})
-        except ArtifactError as exc:
-            if self.failure is None:
-                raise
-            self._lost(exc)
-
-    def write_traceback(self, stage: str, attempts: int, text: str) -> str | None:
-        """Keep a failed stage's traceback in the run record; its path there, or None when the store did not
-        take it. Written once the failure is known, so a store that fails it is noted as a lost ledger write
-        is (``write_ledger``): the ledger, on the same store, is not asked again."""
-        if self.record_lost is not None:
-            return None
-        try:
-            return write_traceback(self.ledger.store, self.run_id, stage, attempts, text)
-        except ArtifactError as exc:
-            self._lost(exc)
-            return None
-
-    def _lost(self, exc: ArtifactError) -> None:
-        """Note the first record write the store failed after a stage had failed (``record_lost``), once."""
-        if self.record_lost is None:
-            logger.warning("could not update the run record: %s", exc)
-        self.record_lost = self.record_lost or exc
-
-
-class UnrecordedStageError(StageError):
-    """A stage failed and the run record could not say so (the store failed both): the message adds what
-    `relay runs` shows meanwhile and when `relay resume` can go on, so the run's last line says it all."""
-
-    def __init__(
-        self, stage: str, cause: BaseException, attempts: int, note: str, traceback_at: str | None = None
-    ) -> None:
-        super().__init__(stage, cause, attempts, traceback_at)
-        self.note = note
-        self.args = (f"{self.args[0]}; {note}",)
-
-    def __reduce__(self):
-        return (type(self), (self.stage, self.cause, self.attempts, self.note, self.traceback_at), dict(self.__dict__))
-
-
 class Runner:
     """Runs a pipeline's stages through an executor, skipping completed ones.
 
     ``copies_dir`` is where files of a remote store are copied for the tracker to upload
-    (MLflow logs local files only); the caller removes it once the tracker is done. Without
-    one, the runner makes a folder of its own when a file is first copied and removes it when
-    the run ends, however it ends (a tracker must then be done with a file when its
-    ``stage_finished`` returns). Nothing there is needed after the run: the store holds the originals. ``store_option`` is how the
-    caller names the store in the resume command it prints (`` --artifact-uri URI`` where the
-    store is not the default one a plain `relay resume` would open). ``cluster_job``: the run is a
+    (MLflow logs local files only; ``StageReports``); the caller removes it once the tracker is
+    done. Without one, the runner removes its own folder of copies when the run ends, however it
+    ends. ``store_option`` is how the caller names the store in the resume command it prints
+    (`` --artifact-uri URI`` where the store is not the default one a plain `relay resume` would
+    open). ``cluster_job``: the run is a
     Ray job or was submitted as one, so its resume advice also names `relay submit --resume`, which a
     run on this machine's own Ray, or one that joined a cluster (`relay resume` rejoins it), has no use for.
     """
@@ -185,8 +87,7 @@ class Runner:
         self.tracker = tracker
         self.code_version = code_version
         self.seed = seed
-        self.copies_dir = None if copies_dir is None else Path(copies_dir)
-        self._own_copies: Path | None = None  # the folder of copies the runner made itself, removed after the run
+        self.reports = StageReports(store, copies_dir)
         self.store_option = store_option
         self.cluster_job = cluster_job
 
@@ -232,17 +133,7 @@ class Runner:
         try:
             return self._run(pipeline, run_id, stop_after, rerun)
         finally:
-            self._remove_own_copies()
-
-    def _remove_own_copies(self) -> None:
-        """Remove the folder of copies the runner made itself (no ``copies_dir`` given), once the run ended.
-
-        Why: it was left to the OS, and /tmp filled with relay-copies-* folders, one a run, that nothing
-        cleans until a reboot. The next run makes a new one.
-        """
-        if self._own_copies is not None:
-            shutil.rmtree(self._own_copies, ignore_errors=True)
-            self.copies_dir = self._own_copies = None
+            self.reports.remove_own_copies()
 
     def _run(self, pipeline: Pipeline, run_id: str, stop_after: str | None, rerun: Collection[str]) -> RunSummary:
         """``run``, with the runner's own folder of copies left for ``run`` to remove."""
@@ -260,12 +151,12 @@ class Runner:
             generations=_stages_per_generation(pipeline),
         )
         outcomes = {s.name: StageOutcome(generation=s.generation) for s in pending}
-        st = _RunState(pipeline, run_id, pending, outcomes, ledger, rerun=frozenset(rerun))
+        st = RunState(pipeline, run_id, pending, outcomes, ledger, rerun=frozenset(rerun))
         st.write_ledger(RunStatus.RUNNING)
         try:
             self._loop(st)
         except (KeyboardInterrupt, SystemExit):  # Ctrl-C, or SIGTERM (`relay stop`: Ray raises SystemExit)
-            _mark_interrupted(st)
+            mark_interrupted(st)
             logger.warning("interrupted; resume with: %s", self._resume_command(run_id))
             raise
         except BaseException as exc:
@@ -284,7 +175,7 @@ class Runner:
         )
         return RunSummary(run_id, status, st.outcomes, st.manifests)
 
-    def _failed(self, st: _RunState, error: BaseException) -> BaseException:
+    def _failed(self, st: RunState, error: BaseException) -> BaseException:
         """Record a failed run and log how to go on; the error to raise: ``error``, or, when the run
         record could not be updated, the first stage failure with that said (``UnrecordedStageError``)."""
         try:
@@ -301,7 +192,7 @@ class Runner:
         logger.error("run %s failed: %s", st.run_id, lost)
         return lost
 
-    def _unrecorded(self, st: _RunState) -> str:
+    def _unrecorded(self, st: RunState) -> str:
         """What a run whose record could not be updated means for `relay runs` and `relay resume`."""
         fault = store_fault(st.record_lost) if st.record_lost is not None else None
         when = "once the store answers" if fault is StoreFault.UNREACHABLE else "once the store can be written"
@@ -318,7 +209,7 @@ class Runner:
         wanted = pipeline.upstream(stop_after) | {stop_after}
         return [s for s in pipeline.stages if s.name in wanted]
 
-    def _loop(self, st: _RunState) -> None:
+    def _loop(self, st: RunState) -> None:
         """Dispatch ready stages, settle finished ones; after a failure, drain then raise."""
         while True:
             if st.failure is None:
@@ -333,7 +224,7 @@ class Runner:
         if st.pending:  # unreachable for a validated DAG; guards the loop's invariant
             raise PipelineError([f"stages never became ready: {[s.name for s in st.pending]}"], st.pipeline.name)
 
-    def _dispatch_ready(self, st: _RunState) -> None:
+    def _dispatch_ready(self, st: RunState) -> None:
         """Skip or submit every stage whose inputs exist; repeat while skips unlock more."""
         progressed = True
         while progressed:
@@ -380,7 +271,7 @@ class Runner:
         logger.info("skip %s: cache hit %s", stage.name, fp[:12])
         return manifest
 
-    def _submit(self, st: _RunState, task: StageTask) -> None:
+    def _submit(self, st: RunState, task: StageTask) -> None:
         stage = task.stage
         if task.attempt == 1:
             self.tracker.stage_started(stage.name, stage.generation)
@@ -392,7 +283,7 @@ class Runner:
         st.in_flight[self.executor.submit(task)] = task
         outcome.state, outcome.attempts = StageState.RUNNING, task.attempt
 
-    def _settle(self, st: _RunState, task: StageTask, outcome: Any) -> None:
+    def _settle(self, st: RunState, task: StageTask, outcome: Any) -> None:
         """Record a success, or retry / fail a stage according to ``decide``."""
         stage = task.stage
         if isinstance(outcome, Manifest):
@@ -416,7 +307,7 @@ class Runner:
             return
         self._record_failure(st, task, outcome)
 
-    def _record_success(self, st: _RunState, stage: Stage, manifest: Manifest, cache_hit: bool) -> None:
+    def _record_success(self, st: RunState, stage: Stage, manifest: Manifest, cache_hit: bool) -> None:
         st.refs.update(manifest.outputs)
         st.manifests[stage.name] = manifest
         outcome = st.outcomes[stage.name]
@@ -424,21 +315,9 @@ class Runner:
         outcome.duration_s = 0.0 if cache_hit else wall_time(outcome, manifest)
         outcome.node = manifest.node or None
         outcome.metrics = dict(manifest.metrics)
-        self._report(
-            stage,
-            manifest.fingerprint,
-            RunStatus.FINISHED,
-            cache_hit=cache_hit,
-            metrics=dict(manifest.metrics),
-            series=list(manifest.series),
-            files=self._local_files(st.run_id, stage.name, manifest.files),
-            duration_s=outcome.duration_s,
-            inputs=tuple(stage.inputs),
-            input_roles=dict(stage.input_roles),
-            outputs=self._tracked_outputs(st.run_id, stage, manifest),
-        )
+        self.tracker.stage_finished(self.reports.finished(st.run_id, stage, manifest, cache_hit, outcome.duration_s))
 
-    def _record_failure(self, st: _RunState, task: StageTask, error: BaseException) -> None:
+    def _record_failure(self, st: RunState, task: StageTask, error: BaseException) -> None:
         """Record a stage's final failure: its ledger entry, its traceback (logged, kept in the run record and
         given to the tracker), and the run's StageError, which names where the traceback is kept."""
         stage = task.stage
@@ -447,30 +326,11 @@ class Runner:
         outcome.state, outcome.error = StageState.FAILED, message
         text = failure_traceback(error)
         outcome.traceback = None if text is None else st.write_traceback(stage.name, task.attempt, text)
-        where = self._traceback_location(outcome.traceback)
+        where = self.reports.traceback_location(outcome.traceback)
         self._log_failure(stage.name, task.attempt, message, body_traceback(error), text, where)
-        files = self._traceback_file(st.run_id, stage.name, outcome.traceback)
-        self._report(stage, task.fingerprint, RunStatus.FAILED, error=message, files=files)
+        self.tracker.stage_finished(self.reports.failed(st.run_id, stage, task.fingerprint, message, outcome.traceback))
         if st.failure is None:
             st.failure = StageError(stage.name, error, task.attempt, where)
-
-    def _traceback_file(self, run_id: str, stage_name: str, relative: str | None) -> dict[str, str]:
-        """The stored traceback as a file for the tracker (MLflow keeps it with the stage's run); none when it was
-        not stored, or a remote store would not give it back: the stage's failure is what the run must say."""
-        if relative is None:
-            return {}
-        try:
-            return self._local_files(run_id, stage_name, {"traceback.txt": relative})
-        except ArtifactError as exc:
-            logger.warning("the tracker does not get %s's traceback: %s", stage_name, exc)
-            return {}
-
-    def _traceback_location(self, relative: str | None) -> str | None:
-        """Where a user finds a stored traceback: its local path, or its URI on a remote store."""
-        if relative is None:
-            return None
-        local = self.store.local_path(relative)
-        return str(local) if local is not None else self.store.location(relative)
 
     @staticmethod
     def _log_failure(
@@ -485,77 +345,6 @@ class Runner:
         logger.error("stage %s failed after %d attempt(s): %s%s", name, attempts, message, kept)
         if full:
             logger.debug("traceback of %s's failure:\n%s", name, full.rstrip())
-
-    def _report(self, stage: Stage, fingerprint: str, status: RunStatus, **fields: Any) -> None:
-        """Tell the tracker how a stage ended (FINISHED, possibly as a cache hit, or FAILED)."""
-        record = StageRecord(
-            stage=stage.name,
-            generation=stage.generation,
-            fingerprint=fingerprint,
-            status=status,
-            cache_hit=fields.pop("cache_hit", False),
-            **fields,
-        )
-        self.tracker.stage_finished(record)
-
-    def _tracked_outputs(self, run_id: str, stage: Stage, manifest: Manifest) -> dict[str, TrackedArtifact]:
-        """The stage's stored outputs for lineage tracking; models get a local copy when the store is remote."""
-        tracked = {}
-        for name, ref in manifest.outputs.items():
-            kind = stage.lineage.get(name)
-            local = self.store.local_path(ref.path)
-            if local is None and kind == "model":
-                local = self._copy_out(run_id, stage.name, Path(ref.path).name, ref.path)
-            tracked[name] = TrackedArtifact(
-                name=name,
-                uri=self.store.location(ref.path),
-                digest=ref.digest,
-                kind=ref.kind,
-                lineage=kind,
-                local_path=None if local is None else str(local),
-                meta=dict(ref.meta),
-            )
-        return tracked
-
-    def _local_files(self, run_id: str, stage_name: str, stored: Mapping[str, str]) -> dict[str, str]:
-        """Local paths of a stage's extra files (``manifest.files``: name -> path in the store), copied out of a
-        remote store when needed."""
-        files: dict[str, str] = {}
-        for name, relative in stored.items():
-            path = self.store.local_path(relative)
-            if path is None:
-                path = self._copy_out(run_id, stage_name, sanitize(name), relative)
-            files[name] = str(path)
-        return files
-
-    def _copy_out(self, run_id: str, stage_name: str, file_name: str, relative: str) -> Path:
-        """A stored file copied from a remote store to ``<copies_dir>/<run_id>/<stage>/``, for MLflow to log."""
-        if self.copies_dir is None:  # a caller that did not say where: a folder of its own, removed after the run
-            self.copies_dir = self._own_copies = Path(tempfile.mkdtemp(prefix="relay-copies-"))
-            logger.debug("copies of remote files for tracking go to %s", self.copies_dir)
-        path = self.copies_dir / run_id / sanitize(stage_name) / file_name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(self.store.read_bytes(relative))
-        return path
-
-
-def wall_time(outcome: StageOutcome, manifest: Manifest) -> float:
-    """A stage's seconds from its first submission to its result: what sizing a run needs.
-
-    The manifest's own duration is the body's; it leaves out what came before the body ran (Ray
-    Train's controller and worker group: 90 s of a 135 s stage on a loaded cluster, and retries).
-    """
-    if outcome.submitted_at is None:
-        return manifest.duration_s
-    return max(manifest.duration_s, time.monotonic() - outcome.submitted_at)
-
-
-def _mark_interrupted(st: _RunState) -> None:
-    """Stages cut off mid-run go back to pending (they did not fail) and the ledger says INTERRUPTED."""
-    for outcome in st.outcomes.values():
-        if outcome.state is StageState.RUNNING:
-            outcome.state = StageState.PENDING
-    st.write_ledger(RunStatus.INTERRUPTED)
 
 
 def _stages_per_generation(pipeline: Pipeline) -> dict[int, int]:

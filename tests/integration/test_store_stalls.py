@@ -26,8 +26,7 @@ import pyarrow.fs as pafs
 import pytest
 
 from orchestrator.dag import Pipeline, Stage, StageResult
-from orchestrator.engine import filesystems
-from orchestrator.engine import runner as runner_module
+from orchestrator.engine import filesystems, run_state
 from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.engine.executors import LocalExecutor
 from orchestrator.engine.ledger import Ledger
@@ -152,7 +151,7 @@ def recorded_ledger_writes(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, b
     """Every run-record write the runner makes from now on, as (status, whether the store failed it); a failed
     stage's traceback (``runs/<run id>/errors/``) as ("traceback", ...). Each write still goes to the store."""
     writes: list[tuple[str, bool]] = []
-    real_write, real_traceback = Ledger.write, runner_module.write_traceback
+    real_write, real_traceback = Ledger.write, run_state.write_traceback
 
     def write(self: Ledger, status: RunStatus, stages: Any) -> None:
         try:
@@ -172,7 +171,7 @@ def recorded_ledger_writes(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, b
         return written
 
     monkeypatch.setattr(Ledger, "write", write)
-    monkeypatch.setattr(runner_module, "write_traceback", write_traceback)
+    monkeypatch.setattr(run_state, "write_traceback", write_traceback)
     return writes
 
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from orchestrator.dag import Pipeline, Stage, StageResult
-from orchestrator.engine.artifacts import ArtifactStore, StoreCheckpointer
+from orchestrator.engine.artifacts import ArtifactStore
+from orchestrator.engine.checkpoints import StoreCheckpointer
 from orchestrator.engine.executors import LocalExecutor
 from orchestrator.engine.runner import Runner, RunStatus, StageState
 from orchestrator.errors import PipelineError, StageError, UnreadableDataError
@@ -366,8 +367,8 @@ def test_a_stage_lasts_from_its_submission_not_from_when_its_body_began() -> Non
     """Ray Train's start-up (and a retry) come before the body's own clock starts: the ledger counts them."""
     import time
 
-    from orchestrator.engine.artifacts import Manifest
-    from orchestrator.engine.runner import StageOutcome, wall_time
+    from orchestrator.engine.manifests import Manifest
+    from orchestrator.engine.run_state import StageOutcome, wall_time
 
     body = Manifest(fingerprint="fp", stage="g00/train", outputs={}, duration_s=1.0)
     assert wall_time(StageOutcome(submitted_at=time.monotonic() - 5.0), body) >= 5.0
