@@ -34,7 +34,9 @@ import yaml
 
 from orchestrator.cli import MLFLOW_LEVEL_ENV, MLFLOW_TRACEBACK_LOGGERS, build_parser, pipeline, quiet_mlflow
 from orchestrator.cli import runs as run_records
+from orchestrator.cli.closing_lines import summary_rows
 from orchestrator.cli.common import new_run_id, store_of
+from orchestrator.cli.execution import RunEnd
 from orchestrator.cli.generations import tracking_for
 from orchestrator.cli.installed_pipelines import installed_pipelines
 from orchestrator.cli.pipeline_files import BY_OVERRIDES
@@ -236,7 +238,7 @@ def command_args(command: str, **values: Any) -> argparse.Namespace:
     return args
 
 
-def handled(command: Callable[[argparse.Namespace], pipeline.RunEnd], args: argparse.Namespace) -> pipeline.RunEnd:
+def handled(command: Callable[[argparse.Namespace], RunEnd], args: argparse.Namespace) -> RunEnd:
     """Run a command's handler; a failure after the checks says which run to resume (a note on the error)."""
     try:
         return command(args)
@@ -247,7 +249,7 @@ def handled(command: Callable[[argparse.Namespace], pipeline.RunEnd], args: argp
         raise
 
 
-def run_result(end: pipeline.RunEnd) -> RunResult:
+def run_result(end: RunEnd) -> RunResult:
     """The ``RunResult`` of a run that returned, from its record in its store."""
     store, run_id = end.store, end.run_id
     spec, config = read_run_record(store, run_id, installed_pipelines())
@@ -260,7 +262,7 @@ def run_result(end: pipeline.RunEnd) -> RunResult:
         tracking_uri=tracking.uri,
         experiment=tracking.experiment,
         mlflow_run_id=end.mlflow_run_id,
-        generations=pipeline.summary_rows(spec.build(config), finished_manifests(store, run_id)),
+        generations=summary_rows(spec.build(config), finished_manifests(store, run_id)),
     )
 
 

@@ -26,7 +26,8 @@ from orchestrator.cli.common import (
     store_of,
     store_option,
 )
-from orchestrator.cli.pipeline import add_cache_flags, cache_flags, stages_to_rerun
+from orchestrator.cli.execution import stages_to_rerun
+from orchestrator.cli.pipeline import add_cache_flags, cache_flags
 from orchestrator.cli.pipeline_files import load_pipeline_config
 from orchestrator.cli.preflight import check_run_id, open_store
 from orchestrator.cli.run_record import read_run_record

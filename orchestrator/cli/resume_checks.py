@@ -1,4 +1,7 @@
-"""What `relay resume` refuses (exit 2) before it takes a run over: changed data, a finished run's --stop-after.
+"""What `relay resume` refuses (exit 2) before it takes a run over, and the cluster it finishes the run on.
+
+A sweep's trial, a workspace moved or copied since the run started, changed data or weights, a finished
+run's --stop-after: each refused with the way on; the cluster is the one the run's record says it joined.
 
 Apart from ``resume_guard`` (whether another driver may still run it, and the claim on it): these
 compare the run's record with the world as it is now, and say the way on.
@@ -6,14 +9,21 @@ compare the run's record with the world as it is now, and say the way on.
 
 from __future__ import annotations
 
+import argparse
+import logging
+import shlex
 from typing import Any
 
+from orchestrator.cli import cluster_join, resume_guard, run_locations, runs
 from orchestrator.cli.config_checks import data_problems, dotted_value
-from orchestrator.cli.run_record import readable_ledger
+from orchestrator.cli.run_record import moved_workspace, readable_ledger, recorded_ray_address, relocated_workspace
+from orchestrator.config import RunSettings, resolve_workspace
 from orchestrator.engine.artifacts import ArtifactStore, store_fault
 from orchestrator.engine.ledger import RunStatus
 from orchestrator.errors import ConfigError
 from orchestrator.registry import PipelineSpec
+
+log = logging.getLogger("relay")
 
 RESUME_DATA_FIX = "Put the data back as it was to resume, or start a new run on the data as it is now (`relay run`)"
 # A preflight problem of `init.` (the `init.source` weights a run starts from) is about weights, not data.
@@ -98,3 +108,77 @@ def check_resume_stop_after(store: ArtifactStore, run_id: str, stop_after: str |
         ],
         "the command line",
     )
+
+
+def check_not_a_trial(args: argparse.Namespace, store: ArtifactStore) -> None:
+    """Refuse (exit 2) to resume a sweep's trial, saying what it is and its way on (``runs.trial_resume_problem``).
+
+    Why: a trial keeps no config of its own, so the resume said there was no such run, though `relay runs` lists it.
+    """
+    sweeps = resolve_workspace(RunSettings(workspace=getattr(args, "workspace", None))) / "tune"
+    given = (("--workspace", getattr(args, "workspace", None)), ("--artifact-uri", getattr(args, "artifact_uri", None)))
+    options = "".join(f" {flag} {shlex.quote(value)}" for flag, value in given if value)
+    problem = runs.trial_resume_problem(store, args.run_id, sweeps, options)
+    if problem is not None:
+        raise ConfigError([problem], "the command line")
+
+
+def resume_address(
+    given: str | None, store: ArtifactStore, run_id: str, settings: RunSettings | None = None
+) -> str | None:
+    """The cluster a resume joins: `--address`, else the one the run's record says it joined (checked to
+    answer: exit 2 naming it and how to finish elsewhere), else None (``make_executor`` decides from
+    ``settings``, the run's: RAY_ADDRESS holding a dashboard URL is refused here, with a resume's ways on).
+
+    Inside a Ray job (`relay submit --resume`) the job's own cluster, whatever the record says.
+    """
+    if given is not None or run_locations.in_ray_job():
+        return given
+    settings = settings or RunSettings()
+    recorded = recorded_ray_address(store, run_id)
+    job = resume_guard.recorded_job(store, run_id)
+    if recorded is None:
+        job_address = None if not job else job.get("job_address", "")
+        cluster_join.check_resume_ray_address(settings, run_id, job_address)
+    if recorded is None and job:
+        log.info(
+            "run %s ran as a cluster job: resuming it %s; to resume it on its cluster:%s",
+            run_id,
+            cluster_join.resume_place(settings),
+            resume_guard.cluster_job_hint(store, run_id).removeprefix(" (a cluster job:").removesuffix(")"),
+        )
+    if recorded is not None:
+        cluster_join.check_recorded_cluster(recorded, run_id)
+        log.info(
+            "run %s joined the Ray cluster at %s: resuming there (pass --address HOST:PORT or --address local to "
+            "run elsewhere)",
+            run_id,
+            recorded,
+        )
+    return recorded
+
+
+def check_not_moved(config: Any, store_uri: str, run_id: str) -> None:
+    """Refuse (exit 2) to resume a run in a workspace moved or copied since it started.
+
+    MLflow keeps absolute paths in mlflow.db (each experiment's artifact location), so a resume
+    in the new place would write the run's MLflow artifacts under the old one, creating it again;
+    in a copy, the stages would land in the copy and the tracking in the original.
+    """
+    relocated = relocated_workspace(config, store_uri)
+    if relocated is None:
+        return
+    old, new = relocated
+    if moved_workspace(config, store_uri) is None:  # the old place is still there: a copy
+        problem = (
+            f"run {run_id} started in workspace {old}; {new} holds a copy of its record, which (like MLflow's "
+            f"database) points at {old}, so resuming here would write the stages here and the tracking there. "
+            f"Resume it where it started: relay resume {run_id} --workspace {old}"
+        )
+    else:
+        problem = (
+            f"run {run_id} started in workspace {old}, which has moved to {new}; its record (and MLflow's "
+            f"database) keep the old absolute paths, so resuming here would write under {old}. "
+            f"Move the workspace back to {old} to resume it (`relay runs` and `relay generations` read it here)"
+        )
+    raise ConfigError([problem], "the command line")

@@ -176,7 +176,7 @@ def test_a_signal_ends_a_join_stuck_in_rays_client(http_server: str, tmp_path: P
 
 def test_a_resume_on_its_recorded_cluster_says_how_to_run_elsewhere(head: RayCluster, tmp_path: Path, caplog) -> None:
     """`relay resume RUN` (no --address) read "(--address names another)", as if the user had passed one."""
-    from orchestrator.cli.pipeline import resume_address
+    from orchestrator.cli.resume_checks import resume_address
     from orchestrator.cli.run_record import save_run_record
     from orchestrator.config import PipelineConfig, RunSettings
     from orchestrator.engine.artifacts import ArtifactStore

@@ -22,7 +22,7 @@ import pytest
 
 from orchestrator import jobs
 from orchestrator.cli import main, resume_guard
-from orchestrator.cli.pipeline import resume_address
+from orchestrator.cli.resume_checks import resume_address
 from orchestrator.config import PipelineConfig
 from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.engine.ledger import JOB_ADDRESS_ENV, RAY_JOB_ENV

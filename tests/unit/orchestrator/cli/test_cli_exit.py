@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from orchestrator import cli
-from orchestrator.cli import pipeline
+from orchestrator.cli import execution, pipeline
 
 
 @pytest.fixture
@@ -58,11 +58,11 @@ def test_ctrl_c_before_the_runner_has_the_run_says_how_to_resume_once(tmp_path, 
     from orchestrator.engine.artifacts import ArtifactStore
 
     run = SimpleNamespace(run_id="early", store=ArtifactStore(str(tmp_path / "artifacts")))
-    with pytest.raises(KeyboardInterrupt), pipeline.resume_hint_until_the_stages_run(run):
+    with pytest.raises(KeyboardInterrupt), execution.resume_hint_until_the_stages_run(run):
         raise KeyboardInterrupt
     assert "interrupted before the stages started; resume with: relay resume early" in caplog.text
     caplog.clear()
-    with pytest.raises(KeyboardInterrupt), pipeline.resume_hint_until_the_stages_run(run) as handover:
+    with pytest.raises(KeyboardInterrupt), execution.resume_hint_until_the_stages_run(run) as handover:
         handover.runner_has_it = True  # from here the Runner says it, with the ledger it wrote
         raise KeyboardInterrupt
     assert "resume" not in caplog.text

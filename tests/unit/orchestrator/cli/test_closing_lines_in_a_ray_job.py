@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.cli.pipeline import execute, prepare_run
+from orchestrator.cli.execution import execute, prepare_run
 from orchestrator.cli.pipeline_files import load_pipeline_config
 from orchestrator.cli.run_record import save_run_record, with_locations
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.cli.pipeline import PreparedRun, cluster_job
+from orchestrator.cli.execution import PreparedRun, cluster_job
 from orchestrator.cli.run_record import save_run_record
 from orchestrator.config import PipelineConfig, RunSettings
 from orchestrator.engine.artifacts import ArtifactStore

@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from orchestrator.cli import main, resume_guard
-from orchestrator.cli.pipeline import PreparedRun, cluster_job, resume_address
+from orchestrator.cli.execution import PreparedRun, cluster_job
+from orchestrator.cli.resume_checks import resume_address
 from orchestrator.cli.run_record import save_run_record
 from orchestrator.config import PipelineConfig, RunSettings
 from orchestrator.engine.artifacts import ArtifactStore

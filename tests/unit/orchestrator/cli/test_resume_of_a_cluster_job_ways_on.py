@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.cli import main, temporary
-from orchestrator.cli.pipeline import resume_address
+from orchestrator.cli.resume_checks import resume_address
 from orchestrator.cli.run_record import save_run_record
 from orchestrator.config import PipelineConfig, RunSettings
 from orchestrator.engine.artifacts import ArtifactStore
