@@ -13,6 +13,8 @@ import pytest
 import yaml
 
 from orchestrator.cli import api, main
+from orchestrator.cli.api import calls as api_calls
+from orchestrator.cli.api import models as api_models
 from orchestrator.cli.pipeline_files import BY_OVERRIDES, ON_THE_COMMAND_LINE
 from orchestrator.errors import InputError
 
@@ -107,7 +109,7 @@ def test_the_artifact_readers_refuse_a_run_the_store_lacks_as_relay_resume_does(
 
 def test_an_option_the_command_lacks_is_a_programming_error_not_bad_input() -> None:
     with pytest.raises(TypeError, match="`relay run` has no option nosuch"):
-        api.command_args("run", nosuch=1)
+        api_calls.command_args("run", nosuch=1)
 
 
 # --- argument types: refused at the API's edge, naming the argument and the fix ---------------
@@ -152,7 +154,7 @@ def test_arguments_of_the_wrong_type_are_one_input_error_naming_the_argument(cwd
 def test_a_numpy_integer_is_a_generation() -> None:
     import numpy as np
 
-    assert api.checked_generation(np.int64(2)) == 2
+    assert api_calls.checked_generation(np.int64(2)) == 2
 
 
 def test_an_empty_batch_of_images_is_bad_input_not_a_bare_value_error() -> None:
@@ -160,9 +162,9 @@ def test_an_empty_batch_of_images_is_bad_input_not_a_bare_value_error() -> None:
     with pytest.raises(
         InputError, match=r"images: no images \(got an empty batch \[0, 1, 16, 16\]\); pass at least one"
     ):
-        api.checked_images(np.zeros((0, 1, 16, 16), np.uint8), (1, 16, 16), "smoke-1")
+        api_models.checked_images(np.zeros((0, 1, 16, 16), np.uint8), (1, 16, 16), "smoke-1")
     with pytest.raises(InputError, match=r"images: no images"):
-        api.checked_images(np.zeros((0, 16, 16), np.uint8), (1, 16, 16), "smoke-1")
+        api_models.checked_images(np.zeros((0, 16, 16), np.uint8), (1, 16, 16), "smoke-1")
 
 
 @pytest.mark.parametrize(
@@ -183,10 +185,10 @@ def test_an_empty_batch_of_images_is_bad_input_not_a_bare_value_error() -> None:
 def test_images_predict_cannot_take_get_the_fix_for_what_is_wrong_with_them(images, expected) -> None:
     """A list, None, other integers, channels last, other channels, flat rows: each its own fix, not 'resize'."""
     with pytest.raises(InputError) as refused:
-        api.checked_images(images, (1, 16, 16), "some-run")
+        api_models.checked_images(images, (1, 16, 16), "some-run")
     assert expected in str(refused.value), str(refused.value)
 
 
 def test_images_of_the_trained_shape_pass_as_uint8_nchw() -> None:
-    batch = api.checked_images(np.zeros((3, 16, 16), np.uint8)[:, ::-1], (1, 16, 16), "some-run")
+    batch = api_models.checked_images(np.zeros((3, 16, 16), np.uint8)[:, ::-1], (1, 16, 16), "some-run")
     assert batch.shape == (3, 1, 16, 16) and batch.dtype == np.uint8

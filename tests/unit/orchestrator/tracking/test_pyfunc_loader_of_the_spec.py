@@ -20,7 +20,7 @@ import pytest
 from mlflow.exceptions import MlflowException
 from mlflow.models import Model
 
-from orchestrator.cli import api
+from orchestrator.cli.api import models as api_models
 from orchestrator.engine.records import StageRecord, TrackedArtifact
 from orchestrator.errors import InputError
 from orchestrator.registry import PipelineSpec
@@ -104,25 +104,25 @@ def test_a_registered_model_of_a_plugin_pipeline_loads_with_the_plugins_loader(
 
 def test_the_api_takes_the_input_shape_from_the_runs_spec() -> None:
     declared = spec(input_shape=lambda config: (3, config["side"], config["side"]))
-    assert api.trained_input_shape("toy-1", declared, {"side": 12}) == (3, 12, 12)
+    assert api_models.trained_input_shape("toy-1", declared, {"side": 12}) == (3, 12, 12)
 
 
 def test_a_spec_without_an_input_shape_is_refused_by_input_shape_naming_what_it_lacks() -> None:
     with pytest.raises(InputError, match=r"run toy-1: its pipeline 'toy' does not declare .*PipelineSpec.input_shape"):
-        api.trained_input_shape("toy-1", spec(), {})
+        api_models.trained_input_shape("toy-1", spec(), {})
 
 
 def test_a_spec_without_a_loader_is_refused_by_model_and_predict_naming_what_it_lacks() -> None:
-    assert api.declared_loader(spec(pyfunc_loader=PLUGIN_LOADER), "toy-1") == PLUGIN_LOADER
+    assert api_models.declared_loader(spec(pyfunc_loader=PLUGIN_LOADER), "toy-1") == PLUGIN_LOADER
     with pytest.raises(InputError, match=r"declares no pyfunc loader \(PipelineSpec.pyfunc_loader\).*relay.artifact"):
-        api.declared_loader(spec(), "toy-1")
+        api_models.declared_loader(spec(), "toy-1")
 
 
 def test_without_an_input_shape_predict_still_checks_the_dtype_and_leaves_the_shape_to_the_model() -> None:
     images = np.zeros((2, 3, 5, 7), np.uint8)
-    assert api.checked_images(images, None, "toy-1") is images
+    assert api_models.checked_images(images, None, "toy-1") is images
     with pytest.raises(InputError, match="got dtype float32"):
-        api.checked_images(images.astype(np.float32), None, "toy-1")
+        api_models.checked_images(images.astype(np.float32), None, "toy-1")
 
 
 def track_model(tmp_path: Path, run_id: str, pipeline: str, loader: str | None, stored: Path) -> None:
