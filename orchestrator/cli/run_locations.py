@@ -39,7 +39,7 @@ from orchestrator.config import (
     current_directory,
     tracking_uri,
 )
-from orchestrator.engine.artifacts import StoreFault, store_failure, store_fault
+from orchestrator.engine.store_faults import StoreFault, store_failure, store_fault
 from orchestrator.errors import ConfigError
 from orchestrator.tracking.common import relocated_artifacts, sqlite_path
 

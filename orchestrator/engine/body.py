@@ -23,8 +23,10 @@ from orchestrator.dag import (
     stage_ended,
 )
 from orchestrator.engine.allocator import tune_malloc
-from orchestrator.engine.artifacts import ArtifactStore, Manifest, StoreCheckpointer
+from orchestrator.engine.artifacts import ArtifactStore
+from orchestrator.engine.checkpoints import StoreCheckpointer
 from orchestrator.engine.fingerprint import stage_seed
+from orchestrator.engine.manifests import Manifest
 from orchestrator.engine.task import StageTask
 from orchestrator.errors import BODY_TRACEBACK
 

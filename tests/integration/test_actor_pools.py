@@ -35,7 +35,8 @@ from orchestrator.engine.actor_pool import SHARDS_HELD_PER_ACTOR, ActorPool
 from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.engine.ray_executor import RayExecutor
 from orchestrator.engine.records import NullTracker
-from orchestrator.engine.runner import Runner, RunSummary, StageState
+from orchestrator.engine.run_state import RunSummary
+from orchestrator.engine.runner import Runner, StageState
 from tests.unit.orchestrator.engine.test_allocator import served_from_heap
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]

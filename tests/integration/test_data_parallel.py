@@ -29,7 +29,8 @@ from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.engine.fingerprint import fingerprint
 from orchestrator.engine.ray_executor import RayExecutor
 from orchestrator.engine.records import NullTracker
-from orchestrator.engine.runner import Runner, RunSummary, StageState
+from orchestrator.engine.run_state import RunSummary
+from orchestrator.engine.runner import Runner, StageState
 from pipelines.builders import crest
 from pipelines.stages.augmentation import augmenters
 from pipelines.stages.common import stage_generator, subset_images

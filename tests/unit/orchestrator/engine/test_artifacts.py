@@ -258,7 +258,7 @@ def test_a_failing_reader_leaves_no_output_behind(tmp_path):
 
 
 def test_store_checkpointer_round_trip_and_clear(tmp_path):
-    from orchestrator.engine.artifacts import StoreCheckpointer
+    from orchestrator.engine.checkpoints import StoreCheckpointer
 
     store = ArtifactStore(str(tmp_path))
     checkpointer = StoreCheckpointer(store, "fp")
