@@ -31,8 +31,9 @@ from orchestrator.cli.preflight import check_run_id
 from orchestrator.cli.run_record import read_run_record, readable_ledger
 from orchestrator.config import RunSettings, resolve_workspace
 from orchestrator.dag import Pipeline
-from orchestrator.engine.artifacts import ArtifactRef, ArtifactStore, Manifest
+from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.engine.ledger import CONFIG_FILE, DONE_STATES, LEDGER_FILE, record_path
+from orchestrator.engine.manifests import ArtifactRef, Manifest
 from orchestrator.errors import InputError
 from orchestrator.tracking.reading import read_generations
 
