@@ -52,7 +52,7 @@ def _sweep_problems(spec: Any, data: dict[str, Any], config: Any, fields: FieldC
     settings = getattr(config, "tune", None)
     if settings is None:
         return []
-    from orchestrator.tune.plan import sweep_check  # the sweep's checks: only for a file with `tune:`
+    from orchestrator.tune.sweep_checks import sweep_check  # the sweep's checks: only for a file with `tune:`
 
     base = {key: value for key, value in data.items() if key != "tune"}
     problems = sweep_check(base, config, settings, spec.build)[1]

@@ -202,7 +202,8 @@ def _sweep_problems(args: argparse.Namespace, spec: Any, config: Any, pipeline: 
     """What `relay tune` would refuse in a file with `tune:`: its sweep's checks, then the size of its trials,
     each said to be the sweep's (``for_the_trials``)."""
     from orchestrator.cli.tune import local_trial_size_problems
-    from orchestrator.tune.plan import inert_keys, sweep_check
+    from orchestrator.tune.sweep_checks import sweep_check
+    from orchestrator.tune.trial_work import inert_keys
 
     data = apply_overrides(load_yaml(args.config), args.overrides)
     base = {key: value for key, value in data.items() if key != "tune"}

@@ -27,7 +27,8 @@ from orchestrator.cli.tune import SUBMITTED_RESUME_ENV
 from orchestrator.config import WORKSPACE_ENV, workspace_setting
 from orchestrator.engine.fit import cluster_needs
 from orchestrator.errors import ConfigError
-from orchestrator.tune.plan import SweepPlan, plan_sweep, space_fit_problems
+from orchestrator.tune.plan import SweepPlan, plan_sweep
+from orchestrator.tune.trial_fit import space_fit_problems
 
 log = logging.getLogger("relay")
 

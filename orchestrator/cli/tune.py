@@ -25,8 +25,9 @@ from orchestrator.config import ARTIFACT_URI_ENV, TRACKING_URI_ENV, WORKSPACE_EN
 from orchestrator.engine.ledger import JOB_ADDRESS_ENV
 from orchestrator.errors import ConfigError
 from orchestrator.tracking.sweeps import SweepTracker
-from orchestrator.tune.plan import SweepPlan, plan_sweep, space_fit_problems, trial_fit_problem, with_sweep_run
+from orchestrator.tune.plan import SweepPlan, plan_sweep, with_sweep_run
 from orchestrator.tune.space import best_config, total_trials
+from orchestrator.tune.trial_fit import space_fit_problems, trial_fit_problem
 
 log = logging.getLogger(__name__)
 SUBMITTED_RESUME_ENV = "RELAY_SWEEP_RESUME_COMMAND"  # set by `relay submit --tune`: its job's way on

@@ -108,7 +108,7 @@ def test_values_that_fit_pass(cwd: Path, capsys) -> None:
 def test_a_value_no_cluster_node_can_hold_is_named_with_the_largest_node() -> None:
     """The cluster's check (``cluster_fit.oversized_worker_problems``) on each value: a head of 0 CPUs and two
     1-CPU workers hold no 2-CPU worker, so a sampled 2 would pend forever."""
-    from orchestrator.tune.plan import space_fit_problems  # here: the module's other tests run without it
+    from orchestrator.tune.trial_fit import space_fit_problems  # here: the module's other tests run without it
 
     data = load_yaml(SMOKE)
     data["tune"]["space"] = {"resources.train.num_cpus": {"choice": [1, 2]}}

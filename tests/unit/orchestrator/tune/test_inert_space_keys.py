@@ -14,7 +14,7 @@ import pytest
 
 from orchestrator.cli import main
 from orchestrator.config import validate_config
-from orchestrator.tune.plan import inert_keys, trial_work
+from orchestrator.tune.trial_work import inert_keys, trial_work
 from orchestrator.yaml_input import apply_overrides
 from pipelines.builders import crest
 from tests.unit.orchestrator.tune.test_tune_config import SMOKE, plan, smoke_data

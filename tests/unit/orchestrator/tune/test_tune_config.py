@@ -11,10 +11,11 @@ import yaml
 from orchestrator.cli import main
 from orchestrator.config import SearchDomain, TuneSettings, load_yaml, validate_config
 from orchestrator.errors import ConfigError
-from orchestrator.tune.plan import SweepPlan, fit_concurrency, plan_sweep, trial_fit_problem
+from orchestrator.tune.plan import SweepPlan, fit_concurrency, plan_sweep
 from orchestrator.tune.space import best_config, clip_values, param_space, total_trials
 from orchestrator.tune.sweep import TrialRow, best_row, trial_row, trials_table
 from orchestrator.tune.trial import TrialState, ending_status, scheduled_pipeline
+from orchestrator.tune.trial_fit import trial_fit_problem
 from pipelines.builders import crest
 from pipelines.registry import PIPELINES
 

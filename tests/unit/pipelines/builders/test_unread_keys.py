@@ -17,7 +17,7 @@ import pytest
 from orchestrator.config import load_yaml, validate_config
 from orchestrator.dag import Pipeline
 from orchestrator.engine.fingerprint import fingerprint
-from orchestrator.tune.plan import trial_work
+from orchestrator.tune.trial_work import trial_work
 from orchestrator.yaml_input import apply_overrides
 from pipelines.builders import (
     crest,
