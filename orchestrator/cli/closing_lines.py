@@ -15,7 +15,8 @@ from orchestrator import ui
 from orchestrator.cli import run_locations
 from orchestrator.cli.common import store_option
 from orchestrator.config import RunSettings, TrackingSettings, resolve_workspace, tracking_uri
-from orchestrator.tracking.mlflow_tracker import START, START_CUT_SHORT, parent_keys
+from orchestrator.tracking.pipeline_run import START, START_CUT_SHORT
+from orchestrator.tracking.run_tree import parent_keys
 
 
 def closing_store_option(store_uri: str) -> str:

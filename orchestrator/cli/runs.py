@@ -67,7 +67,7 @@ from orchestrator.engine.ledger import (
 from orchestrator.errors import ArtifactError, ConfigError, InputError, RelayError
 from orchestrator.registry import PipelineSpec, get_pipeline
 from orchestrator.tracking.common import sqlite_path
-from orchestrator.tracking.mlflow_tracker import START
+from orchestrator.tracking.pipeline_run import START
 from orchestrator.tracking.report import text_table
 from orchestrator.tune.plan import SWEEP_RECORD
 from orchestrator.yaml_input import yaml_mapping

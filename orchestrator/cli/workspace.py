@@ -22,7 +22,7 @@ from orchestrator.cli.run_locations import tracking_problem
 from orchestrator.config import TRACKING_URI_ENV, WORKSPACE_ENV, RunSettings, TrackingSettings, tracking_uri
 from orchestrator.engine.ledger import RunStatus
 from orchestrator.errors import ConfigError
-from orchestrator.tracking.mlflow_tracker import close_interrupted
+from orchestrator.tracking.interruptions import close_interrupted
 from orchestrator.tracking.sweeps import close_dead_sweeps
 
 log = logging.getLogger("relay")

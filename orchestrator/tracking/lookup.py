@@ -16,7 +16,7 @@ from orchestrator.engine.ledger import CONFIG_FILE, record_path, tracking_lost_a
 from orchestrator.errors import ConfigError, InputError, RelayError
 from orchestrator.tracking import sweeps
 from orchestrator.tracking.common import TAG_KIND, TAG_PIPELINE_RUN, mlflow_client, sqlite_path
-from orchestrator.tracking.mlflow_tracker import START
+from orchestrator.tracking.pipeline_run import START
 from orchestrator.tracking.reading import DeletedRunError, check_database, deleted_message, read_generations
 
 log = logging.getLogger("relay")  # said as the reading command's own lines, as before they were read here

@@ -21,7 +21,7 @@ from orchestrator.config import (
 )
 from orchestrator.dag import Pipeline
 from orchestrator.errors import ConfigError, PipelineError
-from orchestrator.tracking.mlflow_tracker import metric_prefix
+from orchestrator.tracking.run_tree import metric_prefix
 from orchestrator.tune.space import probe_values
 
 

@@ -24,7 +24,8 @@ from orchestrator.engine.ledger import RunStatus, record_path
 from orchestrator.engine.ray_executor import RayExecutor
 from orchestrator.engine.runner import Runner
 from orchestrator.tracking.common import TAG_SWEEP
-from orchestrator.tracking.mlflow_tracker import metric_prefix, mlflow_tracker
+from orchestrator.tracking.mlflow_tracker import mlflow_tracker
+from orchestrator.tracking.run_tree import metric_prefix
 from orchestrator.tune.plan import SWEEP_RECORD, SweepPlan, sweep_record
 from orchestrator.tune.space import clip_values
 

@@ -18,7 +18,7 @@ from orchestrator.dag import Pipeline
 from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.errors import InputError, RelayError
 from orchestrator.tracking.lineage import MODEL, write_mlmodel
-from orchestrator.tracking.mlflow_tracker import is_generation_stage
+from orchestrator.tracking.run_tree import is_generation_stage
 
 if TYPE_CHECKING:
     import numpy as np

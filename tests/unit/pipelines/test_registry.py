@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.config import load_yaml, validate_config
-from orchestrator.tracking.mlflow_tracker import parent_keys
+from orchestrator.tracking.run_tree import parent_keys
 from pipelines.registry import DATA, PIPELINES, PYFUNC_LOADER, models_input_shape
 
 CONFIGS = Path(__file__).resolve().parents[3] / "pipelines" / "configs"

@@ -7,7 +7,7 @@ from mlflow import MlflowClient
 from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.engine.ledger import COMMAND_FILE, record_path
 from orchestrator.engine.records import StageRecord
-from orchestrator.tracking.mlflow_tracker import close_interrupted
+from orchestrator.tracking.interruptions import close_interrupted
 from tests.unit.orchestrator.tracking.test_mlflow_tracker import experiment as experiment  # the fixture
 from tests.unit.orchestrator.tracking.test_mlflow_tracker import store as store  # the fixture
 from tests.unit.orchestrator.tracking.test_mlflow_tracker import tracker_for

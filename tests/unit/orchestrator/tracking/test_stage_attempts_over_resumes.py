@@ -33,7 +33,7 @@ def stage_run(name: str, attempt: int | None) -> SimpleNamespace:
 
 
 def test_the_count_is_the_same_in_any_order_and_counts_untagged_runs_of_older_relay() -> None:
-    from orchestrator.tracking.mlflow_tracker import attempts_so_far
+    from orchestrator.tracking.interruptions import attempts_so_far
 
     tagged = [stage_run("g00/train", n) for n in (1, 2, 3)]
     assert attempts_so_far(tagged) == attempts_so_far(tagged[::-1]) == {"g00/train": 3}

@@ -20,9 +20,9 @@ import yaml
 from mlflow import MlflowClient
 
 from orchestrator.config import dotted
-from orchestrator.tracking import mlflow_tracker
 from orchestrator.tracking.common import default_artifact_location, open_experiment
 from orchestrator.tracking.mlflow_tracker import MlflowTracker
+from orchestrator.tracking.pipeline_run import START_CUT_SHORT
 
 CONFIG = {
     "name": "smoke",
@@ -107,7 +107,7 @@ def test_a_start_cut_short_is_marked_names_its_step_and_resume_fills_it_in(
         tracker.start_pipeline("r2", "smoke", run_config(store, uri), resume=False)
 
     assert tracker.lost_at is not None, "the run's record must say its MLflow record is incomplete"
-    assert tracker.lost_at == mlflow_tracker.START_CUT_SHORT
+    assert tracker.lost_at == START_CUT_SHORT
     client, run = pipeline_run(uri, "r2")
     assert not run.data.params and run.info.status == "FAILED", "left RUNNING for good, without a word"
     assert "tracking start failed part-way" in run.data.tags["mlflow.note.content"]
