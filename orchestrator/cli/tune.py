@@ -64,6 +64,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     if problems:
         raise overridden(problems, args.overrides, args.config)
     from orchestrator.tune import sweep  # Ray Tune (seconds to import): only once the sweep checks out
+    from orchestrator.tune.trials_table import best_row, tied_with, trial_records, trials_table
 
     exists = sweep.can_resume(plan)
     check_resume(args, plan, exists)
@@ -103,16 +104,16 @@ def cmd_tune(args: argparse.Namespace) -> int:
     except BaseException:
         sweeps.finish("FAILED", {}, {}, [])
         raise
-    best = sweep.best_row(rows, config.tune.mode)
-    tied = [row.trial_id for row in sweep.tied_with(rows, best)] if best else []
+    best = best_row(rows, config.tune.mode)
+    tied = [row.trial_id for row in tied_with(rows, best)] if best else []
     unfinished = None if done else interrupted_line(args, rows, total_trials(plan.settings))
-    files = write_sweep_outputs(Path(plan.output), sweep.trial_records(rows), best, plan, tied, unfinished)
+    files = write_sweep_outputs(Path(plan.output), trial_records(rows), best, plan, tied, unfinished)
     best_tags = {f"best.{k}": v for k, v in (best.values if best else {}).items()}
     best_tags.update({"relay.best_trial": best.trial_id, "relay.best_run": best.run_id} if best else {})
     best_metric = {f"best/{config.tune.metric}": best.final()} if best and best.final() is not None else {}
     sweeps.finish(sweep_status(done, best is not None), best_tags, best_metric, files)
     print(f"\nSweep {plan.name}: {config.tune.metric} after each generation ({config.tune.mode}; * = best)")
-    print(sweep.trials_table(rows, list(config.tune.space), plan.generations, best))
+    print(trials_table(rows, list(config.tune.space), plan.generations, best))
     for line in best_notes(plan) if best is not None else []:
         print(line)
     return _print_ending(args, plan, done, best is not None)
@@ -493,7 +494,7 @@ def _print_ending(args: argparse.Namespace, plan: SweepPlan, done: bool, scored:
 
     A sweep none of whose trials reported the metric has no best.yaml: it failed (exit 1), and says
     where each trial's error is. One interrupted before any scored trial ended has none yet either
-    (``sweep.best_row``), and says so beside the way on.
+    (``trials_table.best_row``), and says so beside the way on.
     """
     if not done:
         unscored = "" if scored else " before any trial finished with a score, so there is no best.yaml yet"

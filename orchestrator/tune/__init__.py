@@ -1,6 +1,7 @@
 """`relay tune`: Ray Tune over pipeline runs; a trial is one pipeline run with sampled overrides.
 
-Why it is shaped this way (space.py, plan.py, trial.py, schedulers.py, sweep.py):
+Why it is shaped this way (space.py; plan.py and its checks, sweep_checks.py, trial_fit.py and
+trial_work.py; trial.py; schedulers.py; sweep.py and its trials, trial_rows.py and trials_table.py):
 
 - The search space is a map of dotted config keys, applied with
   ``apply_overrides``, the CLI's own function: a key means the same thing in

@@ -212,7 +212,7 @@ def _mark_done(trial: Trial) -> None:
     """Mark a paused trial's last result done, as Tune marks the result it stops a running trial on.
 
     A trial stopped while paused never reports again; the mark is what tells the trials table
-    (sweep._status) that its scheduler stopped it, and not a Ctrl-C that cut it off.
+    (trial_rows._status) that its scheduler stopped it, and not a Ctrl-C that cut it off.
     """
     trial.last_result[DONE] = True
 

@@ -1,4 +1,4 @@
-"""The sweep itself: the search, the Tuner, fitting it on Ray, and the table of its trials.
+"""The sweep itself: the search, the Tuner, fitting it on Ray, and closing its trials as they ended.
 
 ``--resume`` is ``Tuner.restore``: finished trials keep their results and are not rerun;
 unfinished ones continue after their last reported generation. Ray Tune does not save
@@ -8,31 +8,34 @@ runs after the restore.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import math
 import os
-import re
-import warnings
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from orchestrator.config import TuneSettings, validate_config
 from orchestrator.engine.artifacts import ArtifactStore
-from orchestrator.engine.ledger import DONE_STATES, RunStatus, read_ledger, write_ledger
+from orchestrator.engine.ledger import RunStatus, read_ledger, write_ledger
 from orchestrator.engine.ray_executor import RayExecutor
-from orchestrator.engine.ray_start_log import filtered
 from orchestrator.engine.signals import interrupts_kept
 from orchestrator.errors import ArtifactError
 from orchestrator.tracking.common import TAG_STATUS
-from orchestrator.tracking.report import text_table
 from orchestrator.tracking.sweeps import SweepTracker
+from orchestrator.tune.console_filters import no_fetch_failures, no_restore_advice, no_reuse_actors_advice
 from orchestrator.tune.plan import SweepPlan, fit_concurrency, left_out_note
 from orchestrator.tune.schedulers import make_scheduler
-from orchestrator.tune.space import clip_values, param_space, shuffled_grid, total_trials
-from orchestrator.tune.trial import TrialState, run_trial
+from orchestrator.tune.space import param_space, shuffled_grid, total_trials
+from orchestrator.tune.trial import run_trial
+from orchestrator.tune.trial_rows import (
+    OPEN,
+    TrialRow,
+    in_start_order,
+    mlflow_status,
+    relay_status,
+    trial_row,
+    tune_configs,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -145,22 +148,6 @@ def sweeps_in(output: Path) -> list[str]:
     return sorted(entry.name for entry in folder.iterdir() if entry.is_dir() and tune.Tuner.can_restore(str(entry)))
 
 
-@dataclass
-class TrialRow:
-    """One line of the trials table."""
-
-    trial_id: str
-    run_id: str
-    values: dict[str, Any]
-    by_generation: dict[int, float]
-    status: str  # completed | stopped early | error | interrupted | unfinished
-    started: int | None = None  # the trial's number in the order Ray Tune started trials (None: not known)
-    error_file: str | None = None  # its error.txt in the sweep's folder, when it failed (and maybe was retried)
-
-    def final(self) -> float | None:
-        return self.by_generation[max(self.by_generation)] if self.by_generation else None
-
-
 def _sized_tuner(plan: SweepPlan, resume: bool) -> tuple[Any, int]:
     """The sweep's Tuner, as many trials at once as the Ray cluster has room for; and the number of trials."""
     import ray
@@ -239,83 +226,15 @@ def run_sweep(plan: SweepPlan, resume: bool, sweep_tracker: SweepTracker) -> tup
             mark_interrupted(store, row.run_id)
         sweep_tracker.close_trial(
             row.run_id,
-            _mlflow_status(row.status),
+            mlflow_status(row.status),
             {
                 "relay.tune.status": row.status,
                 "relay.tune.generations": str(len(row.by_generation)),
-                TAG_STATUS: _relay_status(row.status),
+                TAG_STATUS: relay_status(row.status),
             },
             interrupted=row.status in OPEN,
         )
     return rows, done
-
-
-RAY_TUNE_LOGGER = "ray.tune.tune"  # the logger of Ray Tune's run loop (its module's name)
-RESTORE_ADVICE = "Resume experiment with:"  # Ray Tune's warning after a Ctrl-C: "... Tuner.restore(path=...)"
-
-
-class _WithoutRestoreAdvice(logging.Filter):
-    """Drops Ray Tune's own way on after a Ctrl-C (a warning); its errors and other warnings pass."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return record.levelno >= logging.ERROR or RESTORE_ADVICE not in record.getMessage()
-
-
-@contextlib.contextmanager
-def no_restore_advice() -> Iterator[None]:
-    """Keep Ray Tune's `Resume experiment with: Tuner.restore(path=..., trainable=...)` off the console while it fits.
-
-    Why: on a Ctrl-C Ray Tune logs that line just before Relay prints `continue it with: relay tune
-    ... --resume`, two conflicting ways on, and Tuner.restore is not one a Relay user can take. Ray
-    Tune logs it unconditionally (no verbosity hides it), so a filter on its run loop's logger
-    drops that one warning; its "Stop signal received ... Press CTRL+C to skip" line stays.
-    """
-    with filtered(_WithoutRestoreAdvice(), RAY_TUNE_LOGGER):
-        yield
-
-
-ANALYSIS_LOGGER = "ray.tune.analysis.experiment_analysis"  # the logger of Ray Tune's results reader
-FETCH_FAILURE = "Failed to fetch metrics for"  # its warning for a trial with no result file yet
-
-
-class _WithoutFetchFailures(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        missing = message.startswith(FETCH_FAILURE) and all(
-            "FileNotFoundError" in line for line in message.splitlines()[1:] if line.startswith("- ")
-        )
-        return record.levelno >= logging.ERROR or not missing
-
-
-@contextlib.contextmanager
-def no_fetch_failures() -> Iterator[None]:
-    """Keep Ray Tune's `Failed to fetch metrics for 1 trial(s): FileNotFoundError(... both result.json and
-    progress.csv were not found ...)` warning off the console while it fits.
-
-    Why: a resumed sweep whose interrupt caught a trial before its first generation printed it, a
-    traceback-like line about a trial that simply has no result yet; Relay's trials table shows that
-    trial `unfinished`, and a trial that failed is named with its error file (``say_where_errors_are``).
-    Only a warning all of whose trials lack their files is dropped: another failure (a result file that
-    cannot be parsed or read) is a problem of the sweep's folder, and stays on the console.
-    """
-    with filtered(_WithoutFetchFailures(), ANALYSIS_LOGGER):
-        yield
-
-
-REUSE_ACTORS_ADVICE = "Consider boosting PBT performance by enabling `reuse_actors`"  # Ray Tune's UserWarning
-
-
-@contextlib.contextmanager
-def no_reuse_actors_advice() -> Iterator[None]:
-    """Keep Ray Tune's `UserWarning: Consider boosting PBT performance by enabling reuse_actors ...` off the console.
-
-    Why: Ray Tune warns so under every PBT sweep whose Tuner does not reuse actors, and the advice is
-    about the Tuner's own settings and a Trainable's `reset_config`, none of which a Relay user can
-    change (a trial's actor is a fresh pipeline driver by design).
-    """
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=re.escape(REUSE_ACTORS_ADVICE), category=UserWarning)
-        yield
 
 
 def say_where_errors_are(rows: Sequence[TrialRow]) -> None:
@@ -328,104 +247,6 @@ def say_where_errors_are(rows: Sequence[TrialRow]) -> None:
         if row.error_file is not None:
             ended = "failed" if row.status == "error" else "failed at least once (retried)"
             logger.warning("trial %s %s; its error is in %s", row.trial_id, ended, row.error_file)
-
-
-EXPR_ERROR_FILE = "error.txt"  # Ray Tune's name for a trial's errors (ray.air.constants), in the trial's folder
-
-
-def error_file(plan: SweepPlan, result: Any) -> str | None:
-    """The trial's `error.txt` in the sweep's folder when the trial failed, retried or not; None when it never did."""
-    kept = plan.experiment_path / Path(result.path).name / EXPR_ERROR_FILE
-    return str(kept) if result.error is not None or kept.is_file() else None
-
-
-def tune_configs(grid: Any) -> list[Mapping[str, Any]]:
-    """The sampled values Tune holds for each trial of ``grid``, in the grid's order.
-
-    A trial that never started (PENDING when the sweep was interrupted) has no result, so
-    ``result.config`` is empty; its config is known only to Tune's trial objects, which the
-    ResultGrid keeps privately. Empty configs when this Ray version keeps them elsewhere.
-    """
-    trials = getattr(getattr(grid, "_experiment_analysis", None), "trials", None) or []
-    if len(trials) != len(grid):
-        return [{} for _ in range(len(grid))]
-    return [dict(getattr(trial, "config", None) or {}) for trial in trials]
-
-
-def trial_row(plan: SweepPlan, result: Any, sampled: Mapping[str, Any] | None = None) -> TrialRow:
-    """One trial's line of the table from its Ray Tune result.
-
-    ``sampled``: the values Tune holds for the trial (``tune_configs``), for one that never reported.
-    """
-    found = re.search(r"[0-9a-f]{5}_\d{5}", Path(result.path).name)
-    trial_id = str((result.metrics or {}).get("trial_id") or (found.group(0) if found else Path(result.path).name))
-    by_generation = {**computed_by_generation(plan, f"{plan.name}-{trial_id}"), **reported_by_generation(plan, result)}
-    config = result.config or sampled or {}  # a trial that never started has no result, hence no result.config
-    values = clip_values({k: config[k] for k in plan.settings.space if k in config}, plan.settings.space)
-    status = _status(plan, result, by_generation)
-    started = start_number(result, trial_id)
-    return TrialRow(
-        trial_id, f"{plan.name}-{trial_id}", values, by_generation, status, started, error_file(plan, result)
-    )
-
-
-def start_number(result: Any, trial_id: str) -> int | None:
-    """The trial's number in the order Ray Tune created, and so started, the sweep's trials; None when not known.
-
-    Tune numbers each trial as it creates it (``experiment_tag`` ``"3_train.lr=0.01"``, also in its
-    folder's name after the trial id) and starts pending trials in that order. Why not the trial
-    id: with ``search: optuna`` ids are random hex, so sorting by them is no order at all.
-    """
-    tag = str((result.metrics or {}).get("experiment_tag") or Path(result.path).name.partition(f"{trial_id}_")[2])
-    number = tag.partition("_")[0]
-    return int(number) if number.isdigit() else None
-
-
-def in_start_order(rows: Sequence[TrialRow]) -> list[TrialRow]:
-    """The trials in Ray Tune's trial order, their number (the table, trials.csv, ties): the order Ray Tune created
-    them, which is the order they started when they run one at a time; any not numbered last, as Ray lists them."""
-    return sorted(rows, key=lambda row: (row.started is None, row.started or 0))
-
-
-def reported_by_generation(plan: SweepPlan, result: Any) -> dict[int, float]:
-    """Generation -> metric, the trial's checkpoint winning over Tune's result file.
-
-    The checkpoint (TrialState.reported) is written with every report and holds the lineage
-    the trial's models come from: after a PBT clone, the generations of the trial it copied.
-    Tune's result file keeps the trial's own pre-clone lines, and can lose a paused trial's
-    lines (TrialState); it only fills generations the checkpoint lacks.
-    """
-    by_generation: dict[int, float] = {}
-    frame = result.metrics_dataframe
-    if frame is not None and plan.settings.metric in frame:
-        for generation, value in zip(frame["generation"], frame[plan.settings.metric]):
-            by_generation[int(generation)] = float(value)
-    if result.checkpoint:
-        by_generation.update(TrialState.from_checkpoint(result.checkpoint).reported)
-    return by_generation
-
-
-def computed_by_generation(plan: SweepPlan, run_id: str) -> dict[int, float]:
-    """Generation -> metric as the trial's ledger holds it: what the trial computed, reported to Tune or not.
-
-    A Ctrl-C between a generation's metric stage and the trial's report to Tune left the value
-    only in the trial's records (its ledger, its MLflow run): the table showed the generation as
-    `-` and the trial as unfinished, though `relay runs` listed its metric. What Tune got wins
-    (``reported_by_generation``: after a PBT clone it is the lineage's); this fills the rest.
-    An unreadable ledger adds nothing: the table still has what Tune got.
-    """
-    try:
-        ledger = read_ledger(ArtifactStore(plan.store_uri), run_id) or {}
-    except (ArtifactError, OSError, ValueError):
-        return {}
-    stages = ledger.get("stages") if isinstance(ledger.get("stages"), dict) else {}
-    computed: dict[int, float] = {}
-    for generation, stage in enumerate(plan.report_stages):
-        entry = stages.get(stage)
-        metrics = entry.get("metrics") if isinstance(entry, dict) and entry.get("state") in DONE_STATES else None
-        if isinstance(metrics, dict) and isinstance(metrics.get(plan.metric_name), int | float):
-            computed[generation] = float(metrics[plan.metric_name])
-    return computed
 
 
 # What a cut-off trial's ledger says: RUNNING mid-generation, STOPPED between two.
@@ -449,156 +270,3 @@ def mark_interrupted(store: ArtifactStore, run_id: str) -> None:
         write_ledger(store, run_id, ledger)
     except (ArtifactError, OSError) as exc:
         logger.warning("trial %s: its ledger still says how far it got, not INTERRUPTED: %s", run_id, exc)
-
-
-OPEN = ("interrupted", "unfinished")  # statuses of a trial that `relay tune --resume` goes on with
-
-
-def _status(plan: SweepPlan, result: Any, by_generation: Mapping[int, float]) -> str:
-    """completed | stopped early | error | interrupted | unfinished.
-
-    A trial is stopped early only if Tune marked its last result done: the scheduler marks the
-    result it stops a running trial on, and SuccessiveHalving the one a paused trial it stops
-    reported last. Tune marks none on a Ctrl-C, so a trial that reported and was cut off (or
-    left paused) is interrupted. Why not "every trial of the sweep ended": on a Ctrl-C Tune
-    saves the running trials as unfinished, then terminates them, so the sweep's trials all read
-    TERMINATED and a trial running during its last generations was labelled stopped early (the
-    sweep even exited 0). ``by_generation`` holds what the trial computed, reported or not
-    (``computed_by_generation``). A trial that computed nothing and did not fail never started,
-    or was cut off first: unfinished.
-    """
-    if result.error is not None:
-        return "error"
-    if len(by_generation) >= plan.generations:
-        return "completed"
-    if not by_generation:
-        return "unfinished"
-    return "stopped early" if (result.metrics or {}).get("done") else "interrupted"
-
-
-def _mlflow_status(status: str) -> str:
-    """KILLED for a trial stopped early or cut off: MLflow's status for a run ended from outside.
-
-    MLflow's own words (FINISHED, FAILED, KILLED), not a ``RunStatus``: they close the trial's MLflow run.
-    """
-    return {"completed": "FINISHED", "error": "FAILED"}.get(status, "KILLED")
-
-
-# How a trial ended (``_status``) in the words of `relay runs`, for its `relay.status` (an open one: INTERRUPTED).
-RELAY_STATUS_OF_TRIAL = {"completed": RunStatus.FINISHED, "error": RunStatus.FAILED, "stopped early": RunStatus.STOPPED}
-
-
-def _relay_status(status: str) -> str:
-    """The trial's `relay.status`: STOPPED says its scheduler stopped it, INTERRUPTED (as a `relay run`'s ledger
-    says after Ctrl-C) that the sweep was, and `relay tune --resume` goes on with it: a trial cut off before
-    it computed anything (unfinished) too, which read KILLED."""
-    if status in OPEN:
-        return RunStatus.INTERRUPTED
-    return RELAY_STATUS_OF_TRIAL.get(status) or _mlflow_status(status)
-
-
-def best_row(rows: Sequence[TrialRow], mode: str) -> TrialRow | None:
-    """The best final value among the trials that got furthest (all generations, unless none did).
-
-    A trial stopped after generation 0 is not compared on its generation-0
-    value against trials that ran every generation. A tie goes to the trial Ray Tune numbered first
-    (``in_start_order``), whatever order Ray lists the trials in. None while no scored trial has ended: a
-    trial still open is compared only beside one that ended.
-
-    Why: a Ctrl-C in a sweep's first trial wrote a best.yaml that named that trial its best, two lines
-    above "sweep interrupted after 0 of 6 trials"; its metric was a partial one of a trial `--resume` reruns.
-    """
-    scored = [row for row in rows if row.by_generation]
-    if not any(row.status not in OPEN for row in scored):
-        return None
-    furthest = max(len(row.by_generation) for row in scored)
-    candidates = [row for row in scored if len(row.by_generation) == furthest]
-    pick = max if mode == "max" else min
-    ordered = in_start_order(candidates)  # max and min keep the first of equals
-    return pick(ordered, key=lambda row: row.final())
-
-
-def tied_with(rows: Sequence[TrialRow], best: TrialRow) -> list[TrialRow]:
-    """The other trials that reached as far as ``best`` with the same final value: the tie its start order broke."""
-    return [
-        row
-        for row in rows
-        if row is not best and len(row.by_generation) == len(best.by_generation) and row.final() == best.final()
-    ]
-
-
-def trial_records(rows: Sequence[TrialRow]) -> list[dict[str, Any]]:
-    """Flat records of the trials table, for trials.csv / trials.json: metrics as ``readable`` writes them,
-    the trial's values exact in trials.json and readable in trials.csv (``ExactValue``)."""
-    return [
-        {
-            "trial_id": row.trial_id,
-            "run_id": row.run_id,
-            "status": row.status,
-            "generations": len(row.by_generation),
-            **{key: exact_value(value) for key, value in row.values.items()},
-            **{f"g{g:02d}": readable(value) for g, value in sorted(row.by_generation.items())},
-        }
-        for row in rows
-    ]
-
-
-SIGNIFICANT_DIGITS = 12
-
-
-def readable(value: Any) -> Any:
-    """A float rounded to 12 significant digits, so that the file shows 0.33, not 0.32999999999999996.
-
-    Why 12: float arithmetic leaves its noise in the 16th-17th digit (a mean of per-class recalls,
-    PBT's 0.2 * 0.8), and 12 digits clear the noise of thousands of such operations while
-    keeping more than any metric can resolve (two accuracies over a million examples differ by
-    at least 1e-12). A value the user wrote (a grid or choice entry) has fewer digits, so it is
-    written exactly as given (Python writes the shortest text that reads back as the same float);
-    a uniform sample is shown to 12 digits in trials.csv (trials.json, best.yaml and the trial's
-    MLflow tags keep all of it: ``ExactValue``). Anything else is returned as it is.
-    """
-    if isinstance(value, float) and math.isfinite(value):
-        return float(f"{value:.{SIGNIFICANT_DIGITS}g}")
-    return value
-
-
-class ExactValue(float):
-    """A trial's float value: exact in trials.json, shown to 12 significant digits in trials.csv.
-
-    Why exact: `relay diff`, `relay runs` and the other readers of a trial rebuild its config from
-    trials.json (a trial keeps no config.yaml), and a sample rounded there (crest.t_min 0.78796214352
-    for 0.7879621435201636) read as a config that differed from its best.yaml, which holds all the
-    digits. Why readable in trials.csv: that table is for people (PBT's 0.2 * 0.8 reads 0.16, not
-    0.16000000000000003) and feeds no config back. ``json`` writes any float with ``float.__repr__``
-    (the shortest text that reads back as the same float); ``csv`` writes a float with its own
-    ``repr``, which this class makes ``readable``'s.
-    """
-
-    def __repr__(self) -> str:
-        return repr(readable(float(self)))
-
-    __str__ = __repr__
-
-
-def exact_value(value: Any) -> Any:
-    """A finite float as an ``ExactValue``; anything else as it is."""
-    return ExactValue(value) if isinstance(value, float) and math.isfinite(value) else value
-
-
-def trials_table(rows: Sequence[TrialRow], keys: Sequence[str], generations: int, best: TrialRow | None) -> str:
-    """A plain-text table: values, the metric after every generation, how the trial ended."""
-    headers = ["trial", *keys, *(f"g{g:02d}" for g in range(generations)), "status"]
-    body = []
-    for row in rows:
-        cells = [row.trial_id + (" *" if row is best else ""), *(_fmt(row.values.get(k)) for k in keys)]
-        cells += [_fmt(row.by_generation.get(g)) for g in range(generations)] + [row.status]
-        body.append(cells)
-    return text_table(headers, body)
-
-
-def _fmt(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)

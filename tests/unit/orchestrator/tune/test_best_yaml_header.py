@@ -29,7 +29,8 @@ from orchestrator.cli.tune import (
 from orchestrator.engine.ledger import JOB_ADDRESS_ENV
 from orchestrator.errors import ConfigError
 from orchestrator.tune.space import total_trials
-from orchestrator.tune.sweep import TrialRow, trial_records
+from orchestrator.tune.trial_rows import TrialRow
+from orchestrator.tune.trials_table import trial_records
 from tests.unit.orchestrator.tune.test_tune_config import plan, smoke_data
 
 CLUSTER = "10.0.0.5:6379"

@@ -15,7 +15,8 @@ import pytest
 
 from orchestrator.cli.tune import _print_ending, interrupted_line, write_sweep_outputs
 from orchestrator.tune.space import total_trials
-from orchestrator.tune.sweep import TrialRow, best_row, trial_records
+from orchestrator.tune.trial_rows import TrialRow
+from orchestrator.tune.trials_table import best_row, trial_records
 from tests.unit.orchestrator.tune.test_tune_config import plan, smoke_data
 
 

@@ -22,6 +22,7 @@ from orchestrator.tracking.common import TAG_KIND, TAG_PIPELINE_RUN, TAG_STATUS,
 from orchestrator.tracking.sweeps import SweepTracker
 from orchestrator.tune import sweep
 from orchestrator.tune.plan import SweepPlan
+from orchestrator.tune.trials_table import trial_records, trials_table
 from tests.unit.orchestrator.tune.test_tune_config import plan, smoke_data
 
 TRIAL = "abcde_00001"
@@ -101,9 +102,9 @@ def test_a_trial_cut_off_before_its_report_shows_the_metric_it_computed_and_read
     [row] = rows
     assert row.status == "interrupted" and row.by_generation == {0: G00}
 
-    table = sweep.trials_table(rows, [], sweep_plan.generations, None)
+    table = trials_table(rows, [], sweep_plan.generations, None)
     assert table.splitlines()[-1].split() == [TRIAL, "0.835", "-", "interrupted"]
-    write_sweep_outputs(Path(sweep_plan.output), sweep.trial_records(rows), None, sweep_plan)
+    write_sweep_outputs(Path(sweep_plan.output), trial_records(rows), None, sweep_plan)
     with (Path(sweep_plan.output) / "trials.csv").open() as file:
         [record] = list(csv.DictReader(file))
     assert (record["status"], record["generations"], record["g00"]) == ("interrupted", "1", "0.835")

@@ -28,16 +28,12 @@ from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.engine.executors import LocalExecutor
 from orchestrator.engine.runner import Runner
 from orchestrator.errors import ConfigError
+from orchestrator.tune.console_filters import REUSE_ACTORS_ADVICE, no_reuse_actors_advice
 from orchestrator.tune.plan import left_out_note, plan_sweep
-from orchestrator.tune.sweep import (
-    REUSE_ACTORS_ADVICE,
-    TrialRow,
-    lone_population_warning,
-    no_reuse_actors_advice,
-    tied_with,
-    trial_records,
-)
+from orchestrator.tune.sweep import lone_population_warning
 from orchestrator.tune.trial import scheduled_pipeline
+from orchestrator.tune.trial_rows import TrialRow
+from orchestrator.tune.trials_table import tied_with, trial_records
 from tests.unit.orchestrator.engine.toy import RecordingTracker
 from tests.unit.orchestrator.tune.test_tune_config import plan, problems, smoke_data
 

@@ -15,8 +15,8 @@ from orchestrator.cli import main
 from orchestrator.cli import tune as cli_tune
 from orchestrator.config import load_yaml, validate_config
 from orchestrator.tune.plan import SweepPlan, plan_sweep
-from orchestrator.tune.sweep import TrialRow
 from orchestrator.tune.trial import quiet_mlflow_logs
+from orchestrator.tune.trial_rows import TrialRow
 from pipelines.builders import crest
 
 ROOT = Path(__file__).resolve().parents[4]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 
-from orchestrator.tune.sweep import ANALYSIS_LOGGER, no_fetch_failures
+from orchestrator.tune.console_filters import ANALYSIS_LOGGER, no_fetch_failures
 
 
 class Kept(logging.Handler):

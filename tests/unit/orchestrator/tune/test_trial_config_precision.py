@@ -17,7 +17,8 @@ from orchestrator.cli.compare import config_of
 from orchestrator.cli.runs import trial_values
 from orchestrator.cli.tune import SWEEP_CONFIG, write_sweep_outputs
 from orchestrator.engine.artifacts import ArtifactStore
-from orchestrator.tune.sweep import TrialRow, trial_records
+from orchestrator.tune.trial_rows import TrialRow
+from orchestrator.tune.trials_table import trial_records
 from pipelines.registry import PIPELINES
 from tests.unit.orchestrator.tune.test_tune_config import plan, smoke_data
 

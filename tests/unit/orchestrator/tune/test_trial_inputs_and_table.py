@@ -12,8 +12,8 @@ import yaml
 from orchestrator.cli import main
 from orchestrator.config import validate_config
 from orchestrator.tune.plan import SweepPlan
-from orchestrator.tune.sweep import TrialRow, trial_row
 from orchestrator.tune.trial import TrialState
+from orchestrator.tune.trial_rows import TrialRow, trial_row
 from pipelines.builders import crest
 from tests.unit.orchestrator.tune.test_tune_config import METRIC, plan, problems, smoke_data
 
@@ -193,7 +193,7 @@ def test_a_trial_that_never_started_is_unfinished_with_its_sampled_values(tmp_pa
 
 
 def test_tune_configs_come_from_tunes_trials_in_the_grids_order() -> None:
-    from orchestrator.tune.sweep import tune_configs
+    from orchestrator.tune.trial_rows import tune_configs
 
     class Trial:
         def __init__(self, config: dict) -> None:

@@ -13,9 +13,10 @@ from orchestrator.config import SearchDomain, TuneSettings, load_yaml, validate_
 from orchestrator.errors import ConfigError
 from orchestrator.tune.plan import SweepPlan, fit_concurrency, plan_sweep
 from orchestrator.tune.space import best_config, clip_values, param_space, total_trials
-from orchestrator.tune.sweep import TrialRow, best_row, trial_row, trials_table
 from orchestrator.tune.trial import TrialState, ending_status, scheduled_pipeline
 from orchestrator.tune.trial_fit import trial_fit_problem
+from orchestrator.tune.trial_rows import TrialRow, trial_row
+from orchestrator.tune.trials_table import best_row, trials_table
 from pipelines.builders import crest
 from pipelines.registry import PIPELINES
 
@@ -238,7 +239,7 @@ def test_trials_csv_keeps_its_columns_when_a_choice_is_a_list(tmp_path: Path) ->
     import csv
 
     from orchestrator.cli.tune import write_sweep_outputs
-    from orchestrator.tune.sweep import trial_records
+    from orchestrator.tune.trials_table import trial_records
 
     rows = [
         TrialRow("a", "s-a", {"model.widths": [16, 32], "train.lr": 0.1}, {0: 0.5}, "completed"),
@@ -260,7 +261,7 @@ def test_trials_csv_and_json_show_floats_as_the_values_they_stand_for(tmp_path: 
     import json
 
     from orchestrator.cli.tune import write_sweep_outputs
-    from orchestrator.tune.sweep import trial_records
+    from orchestrator.tune.trials_table import trial_records
 
     perturbed, metric = 0.2 * 0.8, (0.3 + 0.36) / 2
     assert (repr(perturbed), repr(metric)) == ("0.16000000000000003", "0.32999999999999996")  # the noise
@@ -435,7 +436,7 @@ def test_a_trials_start_number_comes_from_tunes_trial_tag_or_folder() -> None:
     which a trial that never reported still has. The table lists trials in that order, ties going to the first."""
     from ray import tune
 
-    from orchestrator.tune.sweep import in_start_order, start_number
+    from orchestrator.tune.trial_rows import in_start_order, start_number
 
     reported = tune.Result({"experiment_tag": "12_train.lr=0.01"}, None, None, "/s/run_trial_f3a9c2d1_12_train.lr=0.01")
     assert start_number(reported, "f3a9c2d1") == 12
