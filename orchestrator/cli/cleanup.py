@@ -31,6 +31,8 @@ from orchestrator.cli import resume_guard, runs
 from orchestrator.cli.common import add_artifact_uri, add_workspace, pipelines_of, store_of, store_option
 from orchestrator.cli.preflight import check_run_id
 from orchestrator.cli.run_record import moved_workspace, read_run_record
+from orchestrator.cli.run_status import run_status
+from orchestrator.cli.trials import trial_record
 from orchestrator.cli.workspace import check_tracking_store, default_tracking_key
 from orchestrator.config import RunSettings, TrackingSettings, resolve_workspace, tracking_uri
 from orchestrator.engine.artifacts import TRAIN_DIR, ArtifactStore
@@ -161,7 +163,7 @@ def stage_folders(store: ArtifactStore, fingerprints: Iterable[str], names: Mapp
 def may_be_running(store: ArtifactStore, run_id: str, driver_gone: bool = False, command: str = "gc") -> str | None:
     """Why run ``run_id`` may still be running (resume_guard's refusal, its ways on said for ``command``: "delete"
     when the run itself is to go, "gc" when it holds back removing folders); None when it is not running."""
-    if not runs.run_status(store, run_id).is_live:  # a dead driver here reads INTERRUPTED: not running
+    if not run_status(store, run_id).is_live:  # a dead driver here reads INTERRUPTED: not running
         return None
     try:
         resume_guard.check_not_running(store, run_id, driver_gone)
@@ -215,7 +217,7 @@ def tracking_store_of(args: argparse.Namespace, store: ArtifactStore, run_id: st
             config = read_run_record(store, run_id, pipelines)[1]
         else:
             sweeps = resolve_workspace(RunSettings(workspace=args.workspace)) / "tune"
-            found = runs.trial_record(sweeps, run_id, pipelines, store)
+            found = trial_record(sweeps, run_id, pipelines, store)
             config = found[1] if found is not None else None
     except (InputError, OSError):  # a damaged config: the default store, as `relay generations` falls back to
         config = None

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator import jobs
-from orchestrator.cli import run_locations, runs, sweep_job
+from orchestrator.cli import run_locations, sweep_job
 from orchestrator.cli.common import (
     add_address,
     add_artifact_uri,
@@ -31,6 +31,7 @@ from orchestrator.cli.pipeline import add_cache_flags, cache_flags
 from orchestrator.cli.pipeline_files import load_pipeline_config
 from orchestrator.cli.preflight import check_run_id, open_store
 from orchestrator.cli.run_record import read_run_record
+from orchestrator.cli.run_status import failed_stage, run_status
 from orchestrator.cli.submitting import (
     follow,
     follow_to_the_end,
@@ -141,7 +142,7 @@ def check_run_id_unused(store_uri: str, run_id: str, address: str = "http://HOST
     store = open_store(store_uri)
     if store.read_record(record_path(run_id, CONFIG_FILE)) is None:
         return
-    status = runs.run_status(store, run_id)
+    status = run_status(store, run_id)
     if status is RunStatus.FINISHED:
         way_on = "it has finished: pick another --run-id (or leave --run-id out for a new one)"
     else:
@@ -271,7 +272,7 @@ def finished_note(store: ArtifactStore, run_id: str) -> str | None:
     time spent on nothing. Said on stderr with exit 0 (the run is where the user wants it), so that a script
     reading the job id from stdout gets none.
     """
-    if runs.run_status(store, run_id) is not RunStatus.FINISHED or tracking_lost_at(store, run_id) is not None:
+    if run_status(store, run_id) is not RunStatus.FINISHED or tracking_lost_at(store, run_id) is not None:
         return None
     return (
         f"run {run_id} finished; nothing to resume, so no job was submitted "
@@ -325,11 +326,11 @@ def ended_job_way_on(address: str, details: dict[str, Any]) -> str | None:
     store = job_store(details)
     if store is None or store.read_record(record_path(run_id, CONFIG_FILE)) is None:
         return None
-    status = runs.run_status(store, run_id)
+    status = run_status(store, run_id)
     if status in (RunStatus.FINISHED, RunStatus.UNREADABLE):
         return None
     submit = f"`relay submit --resume {run_id} --address {address}`"
-    if status is RunStatus.FAILED and (failure := runs.failed_stage(store, run_id)) is not None:
+    if status is RunStatus.FAILED and (failure := failed_stage(store, run_id)) is not None:
         stage, error = failure
         return (
             f"run {run_id} is FAILED, not finished: stage {stage} failed: {error.rstrip('.')}. Once that cause is "

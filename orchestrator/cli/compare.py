@@ -5,7 +5,7 @@ config, and the lines that only say where each run lived) or MLflow's compare vi
 neither the overrides a run was started with nor the code versions its stages ran. The records
 (``runs/RUN_ID/``: config.yaml, command.json, ledger.json) hold all of it, so this needs no tracking
 server. A Tune trial keeps no config of its own: its config is rebuilt from its sweep's
-(``runs.trial_record``).
+(``trials.trial_record``).
 
 Keys that only name where a run lived (``LOCATION_KEYS``: its workspace, artifact store and tracking
 store) are left out unless ``--locations`` is given: a run copied to another machine, or two runs in
@@ -23,16 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.cli.common import add_artifact_uri, add_workspace, pipelines_of, store_of, store_option
-from orchestrator.cli.runs import (
-    _headline,
-    _results,
-    _trial_kind,
-    pipeline_kind,
-    read_view,
-    run_ids,
-    run_status,
-    trial_record,
-)
+from orchestrator.cli.run_status import read_view, run_status
+from orchestrator.cli.runs import _headline, _results, run_ids
+from orchestrator.cli.trials import _trial_kind, pipeline_kind, trial_record
 from orchestrator.config import RunSettings, dotted, resolve_workspace, validate_config
 from orchestrator.config.values import name_problem
 from orchestrator.engine.artifacts import ArtifactStore

@@ -15,10 +15,14 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from orchestrator.cli import runs
 from orchestrator.cli.common import Pipelines, add_artifact_uri, add_workspace, pipelines_of, store_of, store_option
+from orchestrator.cli.newest_run import DefaultExperiment, check_tracked, newest_run_experiment
 from orchestrator.cli.preflight import check_run_id, location_problems
+from orchestrator.cli.run_notes import tracking_note, unfinished_note
 from orchestrator.cli.run_record import moved_workspace, read_run_record
+from orchestrator.cli.run_status import run_status
+from orchestrator.cli.runs import not_installed
+from orchestrator.cli.trials import pipeline_kind
 from orchestrator.cli.workspace import check_tracking_store, default_tracking_key
 from orchestrator.config import PipelineConfig, RunSettings, TrackingSettings, tracking_uri, validate_config
 from orchestrator.engine.artifacts import ArtifactStore
@@ -62,7 +66,7 @@ def has_value(rows: Sequence[Mapping[str, Any]], metric: str) -> bool:
 
 
 def tracking_for(
-    args: argparse.Namespace, newest: runs.DefaultExperiment | None = None
+    args: argparse.Namespace, newest: DefaultExperiment | None = None
 ) -> tuple[str, str, Mapping[str, str] | None]:
     """Tracking URI, experiment and summary columns of a run (or of the workspace's defaults), checked.
 
@@ -74,7 +78,7 @@ def tracking_for(
     message, not a trace. The experiment is `--experiment` when given, else the record's, else the
     default: a run id once made the flag be ignored (exit 0 for `--experiment nosuch`), as the flag is
     not without one, nor for a run read from the tracking store alone, where it is the only way to name it.
-    ``newest``: without a run id, what the newest run `relay runs` lists records (``runs.newest_run_experiment``);
+    ``newest``: without a run id, what the newest run `relay runs` lists records (``newest_run_experiment``);
     its own tracking store, when it names one, is read in place of the default one.
     """
     pipelines = pipelines_of(args)
@@ -105,7 +109,7 @@ def record_to_show(store: ArtifactStore, run_id: str, pipelines: Pipelines) -> t
     such a run exited 2 asking to install the plug-in, though what the run tracked needs none of its
     code to be shown; `relay resume` and `relay run` still need it, and still refuse without it.
     """
-    if runs.not_installed(runs.pipeline_kind(store, run_id), pipelines):
+    if not_installed(pipeline_kind(store, run_id), pipelines):
         return None, relay_fields(store, run_id)
     spec, config = read_run_record(store, run_id, pipelines)
     return spec.summary, config
@@ -130,8 +134,8 @@ def not_installed_line(
 ) -> str | None:
     """The stderr line saying the run's pipeline is not installed here, so its table is every metric; None when
     its pipeline is installed or not known (its record's `pipeline:`, else its MLflow run's `pipeline` param)."""
-    kind = runs.pipeline_kind(store, run_id) or recorded_pipeline(uri, experiment, run_id)
-    if kind is None or not runs.not_installed(kind, pipelines):
+    kind = pipeline_kind(store, run_id) or recorded_pipeline(uri, experiment, run_id)
+    if kind is None or not not_installed(kind, pipelines):
         return None
     return (
         f"relay: run {run_id} was made by pipeline {kind!r}, which no package installed here declares, so its "
@@ -215,10 +219,10 @@ def newest_run_columns(
     the store's newest record (another run's) showed a sweep's trial with every metric, about 60
     columns. Failing both, the newest readable record's pipeline, said so; else None: every metric.
     """
-    kind = runs.pipeline_kind(store, run_id) or recorded_pipeline(uri, experiment, run_id)
+    kind = pipeline_kind(store, run_id) or recorded_pipeline(uri, experiment, run_id)
     if kind in pipelines:
         return pipelines[kind].summary, None
-    if runs.not_installed(kind, pipelines):  # another pipeline's columns would miss its metrics: every metric
+    if not_installed(kind, pipelines):  # another pipeline's columns would miss its metrics: every metric
         return None, None
     newest = newest_recorded_pipeline(store, pipelines)
     if newest is None:
@@ -236,7 +240,7 @@ def newest_recorded_pipeline(store: ArtifactStore, pipelines: Pipelines) -> str 
     skipped: it only chooses columns, and an older record can choose them as well.
     """
     for relative in store.newest_records(RUNS, CONFIG_FILE):  # runs/RUN_ID/config.yaml
-        kind = runs.pipeline_kind(store, relative.split("/")[1])
+        kind = pipeline_kind(store, relative.split("/")[1])
         if kind in pipelines:
             return kind
     return None
@@ -268,11 +272,11 @@ def cmd_generations(args: argparse.Namespace) -> int:
     """The run's table, and a line saying so when the run is not finished: the table then shows only part of it."""
     experiment_note, newest = None, None
     if args.run_id is None:  # the newest run `relay runs` lists: read from its tracking store and experiment
-        newest = runs.newest_run_experiment(args)
+        newest = newest_run_experiment(args)
         if args.experiment is None:
             args.experiment, experiment_note = newest.name, newest.note
     uri, experiment, summary = tracking_for(args, newest)
-    runs.check_tracked(args, uri, args.run_id)
+    check_tracked(args, uri, args.run_id)
     store = store_of(args)
     run_id, rows = lookup.read_run_generations(store, uri, experiment, args.run_id, store_option(store.uri))
     columns_note = None
@@ -282,7 +286,7 @@ def cmd_generations(args: argparse.Namespace) -> int:
     if missing and rows:
         print(missing, file=sys.stderr)
     print_generations(run_id, rows, summary, run_status_of(store, run_id))
-    notes = (columns_note, experiment_note, runs.unfinished_note(store, run_id), runs.tracking_note(store, run_id))
+    notes = (columns_note, experiment_note, unfinished_note(store, run_id), tracking_note(store, run_id))
     for note in notes:
         if note:
             print(f"\n{note}")
@@ -292,7 +296,7 @@ def cmd_generations(args: argparse.Namespace) -> int:
 def run_status_of(store: ArtifactStore, run_id: str) -> RunStatus | None:
     """The run's status as `relay runs` says it, None when this store holds no ledger of it (a sweep's trial)."""
     try:
-        status = runs.run_status(store, run_id)
+        status = run_status(store, run_id)
     except RelayError:
         return None
     return None if status in (RunStatus.NOT_STARTED, RunStatus.UNREADABLE) else status

@@ -14,9 +14,10 @@ import logging
 import shlex
 from typing import Any
 
-from orchestrator.cli import cluster_join, resume_guard, run_locations, runs
+from orchestrator.cli import cluster_join, resume_guard, run_locations
 from orchestrator.cli.config_checks import data_problems, dotted_value
 from orchestrator.cli.run_record import moved_workspace, readable_ledger, recorded_ray_address, relocated_workspace
+from orchestrator.cli.trials import trial_resume_problem
 from orchestrator.config import RunSettings, resolve_workspace
 from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.engine.ledger import RunStatus
@@ -112,14 +113,14 @@ def check_resume_stop_after(store: ArtifactStore, run_id: str, stop_after: str |
 
 
 def check_not_a_trial(args: argparse.Namespace, store: ArtifactStore) -> None:
-    """Refuse (exit 2) to resume a sweep's trial, saying what it is and its way on (``runs.trial_resume_problem``).
+    """Refuse (exit 2) to resume a sweep's trial, saying what it is and its way on (``trials.trial_resume_problem``).
 
     Why: a trial keeps no config of its own, so the resume said there was no such run, though `relay runs` lists it.
     """
     sweeps = resolve_workspace(RunSettings(workspace=getattr(args, "workspace", None))) / "tune"
     given = (("--workspace", getattr(args, "workspace", None)), ("--artifact-uri", getattr(args, "artifact_uri", None)))
     options = "".join(f" {flag} {shlex.quote(value)}" for flag, value in given if value)
-    problem = runs.trial_resume_problem(store, args.run_id, sweeps, options)
+    problem = trial_resume_problem(store, args.run_id, sweeps, options)
     if problem is not None:
         raise ConfigError([problem], "the command line")
 

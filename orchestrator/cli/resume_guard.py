@@ -24,8 +24,8 @@ import socket
 from collections.abc import Iterator
 from typing import Any
 
-from orchestrator.cli import runs
 from orchestrator.cli.common import store_option
+from orchestrator.cli.run_status import run_status
 from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.engine.ledger import (
     RAY_JOB_ENV,
@@ -45,7 +45,7 @@ _held_locks: list[int] = []  # the run folders this process holds locked (descri
 def check_not_running(store: ArtifactStore, run_id: str, driver_gone: bool = False) -> None:
     """Refuse (exit 2) to resume a run whose driver may still run it: alive here, a job still running on its
     cluster, or a driver on another machine that cannot be checked (``--driver-gone`` says it is gone)."""
-    status = runs.run_status(store, run_id)
+    status = run_status(store, run_id)
     if not status.is_live:
         return
     driver = recorded_driver(store, run_id)

@@ -8,23 +8,20 @@ store. A Tune trial keeps only a ledger; its pipeline is read from the config it
 host, pid gone) has died is shown as INTERRUPTED, with `relay resume` as the way on. `--status`,
 `--pipeline` and `--last` pick rows of a workspace of many runs, and `--overrides` tells runs of one
 pipeline apart by what each was started with; without them the table is as it always was.
+
+What a ledger says of a run's status is run_status.py's, a Tune trial's records trials.py's: the
+commands that act on one run ask them, and need no table.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import re
-import socket
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
-from typing import Any, NamedTuple
-
-from pydantic import BaseModel, ValidationError
+from typing import Any
 
 from orchestrator.cli.common import (
     Pipelines,
@@ -35,54 +32,27 @@ from orchestrator.cli.common import (
     store_of,
     store_option,
 )
-from orchestrator.cli.preflight import tracking_uri_problem
-from orchestrator.cli.run_locations import local_path, tracking_problem
-from orchestrator.cli.run_record import tracked_in_this_workspace
-from orchestrator.cli.tune import SWEEP_CONFIG
-from orchestrator.config import (
-    ARTIFACT_URI_ENV,
-    TRACKING_URI_ENV,
-    WORKSPACE_ENV,
-    RunSettings,
-    TrackingSettings,
-    apply_overrides,
-    resolve_workspace,
-    tracking_uri,
-    validate_config,
-)
+from orchestrator.cli.run_locations import local_path
+from orchestrator.cli.run_status import LedgerView, _Stage, _status, read_view
+from orchestrator.cli.trials import _trial_kind, pipeline_kind
+from orchestrator.config import ARTIFACT_URI_ENV, WORKSPACE_ENV, RunSettings, resolve_workspace
 from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.engine.ledger import (
-    COMMAND_FILE,
     CONFIG_FILE,
     DONE_STATES,
     LEDGER_FILE,
     RUNS,
     RunStatus,
-    StageState,
     read_command_record,
-    read_ledger,
-    record_path,
     tracking_lost_at,
 )
-from orchestrator.errors import ArtifactError, ConfigError, InputError, RelayError
-from orchestrator.registry import PipelineSpec, get_pipeline
-from orchestrator.tracking.common import sqlite_path
-from orchestrator.tracking.pipeline_run import START
+from orchestrator.errors import ArtifactError, ConfigError
+from orchestrator.registry import PipelineSpec
 from orchestrator.tracking.report import text_table
-from orchestrator.tune.plan import SWEEP_RECORD
-from orchestrator.yaml_input import yaml_mapping
 
-TRIALS_JSON = "trials.json"  # a finished sweep's trials (`relay tune` writes it beside its config): each one's values
 HEADERS = ["run", "pipeline", "status", "generations", "best", "started"]
-# The errors (class names, as the ledger records a failed stage's) of data that cannot be read: fixing it changes
-# the data, which a resume refuses, so the way on is a new run (orchestrator.errors.UnreadableDataError).
-UNREADABLE_DATA_ERRORS = ("UnreadableDataError", "UnreadableImageError")
-# `init.source` weights changed after the run was planned: its error says both ways on, put them back and resume
-# or start a new run for the new ones (orchestrator.errors.ChangedWeightsError).
-CHANGED_WEIGHTS_ERROR = "ChangedWeightsError"
 OVERRIDES_WIDTH = 60  # characters of a run's overrides `relay runs --overrides` shows; longer ones end in "..."
 INCOMPLETE_MARK = "*"  # after the status of a run whose MLflow record is incomplete; the line under the table says so
-RUN_ID_TIME = re.compile(r"-(\d{8}-\d{6})-[0-9a-f]{4}$")  # the time in a run id `relay run` made (new_run_id)
 
 
 @dataclass(frozen=True)
@@ -119,42 +89,6 @@ def run_ids(store: ArtifactStore) -> set[str]:
     return {parts[1] for parts in (relative.split("/") for relative in found) if len(parts) == 3}
 
 
-class _Driver(BaseModel):
-    host: str = ""
-    pid: int = 0
-
-
-class _Stage(BaseModel):
-    generation: int | None = None
-    state: str = ""
-    metrics: dict[str, float] = {}
-    error: Any = None  # why the stage failed, as the runner wrote it (any type: shown, never parsed)
-
-
-class LedgerView(BaseModel):
-    """What `relay runs` reads of a ledger (engine/ledger.py writes it), checked for type.
-
-    A ledger is a file anyone can edit or truncate; a value of the wrong type (a pid "abc", a
-    metric "n/a") makes the record unreadable, not the command.
-    """
-
-    pipeline: str = "?"
-    status: RunStatus | None = None
-    generations: dict[int, int] = {}
-    started: str = ""
-    stop_after: str | None = None
-    driver: _Driver | None = None
-    stages: dict[str, _Stage] = {}
-
-
-@dataclass(frozen=True)
-class LedgerRead:
-    """A run's ledger as read: the view (None when there is none yet) or why it cannot be read."""
-
-    view: LedgerView | None = None
-    problem: str | None = None
-
-
 def _row(store: ArtifactStore, run_id: str, pipelines: Pipelines, sweeps: Path | None) -> RunRow:
     """The run's line; an unreadable ledger still gets one, so the list shows every run."""
     read = read_view(store, run_id)
@@ -186,477 +120,6 @@ def _results(stages: Mapping[str, _Stage], spec: PipelineSpec | None) -> dict[st
     """The stages whose metrics are the pipeline's results: not those of its reference generations (a teacher)."""
     skipped = spec.reference_generations if spec else frozenset()
     return {name: stage for name, stage in stages.items() if stage.generation not in skipped}
-
-
-def read_view(store: ArtifactStore, run_id: str) -> LedgerRead:
-    """The run's ledger, or why it cannot be read (one bad record spoils no list)."""
-    relative = record_path(run_id, LEDGER_FILE)
-    try:
-        data = read_ledger(store, run_id)
-        if data is not None and not isinstance(data, dict):
-            return LedgerRead(problem=f"{relative}: expected a JSON object, got a {type(data).__name__}")
-        return LedgerRead(_starting(store, run_id) if data is None else LedgerView.model_validate(data))
-    except ArtifactError as exc:
-        return LedgerRead(problem=str(exc))
-    except ValueError as exc:  # pydantic's ValidationError and UnicodeDecodeError are ValueErrors
-        return LedgerRead(problem=f"{relative}: {_first_error(exc)}")
-
-
-def _starting(store: ArtifactStore, run_id: str) -> LedgerView | None:
-    """A run without a ledger yet (its driver starts Ray before the first write): the driver its command
-    record names, so that one that died starting reads INTERRUPTED, not NOT STARTED for ever, and when
-    that record was written as its start (``created``)."""
-    try:
-        command = read_command_record(store, run_id)
-        driver = _Driver.model_validate(command["driver"]) if "driver" in command else None
-    except (ArtifactError, ValueError):
-        return None
-    return None if driver is None else LedgerView(driver=driver, started=created(store, run_id))
-
-
-def created(store: ArtifactStore, run_id: str) -> str:
-    """When the run's command record was written (the run's start, ISO UTC as a ledger's), "" when unknown.
-
-    Why: a run interrupted before its stages started has no ledger, so no start time, and `relay runs`
-    listed it last (start "-") however new it was. The record's file time where the store is on this
-    disk, else the time in a generated run id (``NAME-YYYYMMDD-HHMMSS-XXXX``, local time).
-    """
-    local = store.local_path(record_path(run_id, COMMAND_FILE))
-    try:
-        if local is not None:
-            return datetime.fromtimestamp(local.stat().st_mtime, UTC).isoformat(timespec="seconds")
-    except OSError:
-        pass
-    stamp = RUN_ID_TIME.search(run_id)
-    if stamp is None:
-        return ""
-    try:
-        when = datetime.strptime(stamp.group(1), "%Y%m%d-%H%M%S").astimezone()  # the id's time is the machine's
-    except ValueError:
-        return ""
-    return when.astimezone(UTC).isoformat(timespec="seconds")
-
-
-def _first_error(exc: ValueError) -> str:
-    """The first thing wrong with a ledger, as `key.path: message` (pydantic) or the decoding error."""
-    if isinstance(exc, ValidationError):
-        error = exc.errors(include_url=False)[0]
-        where = ".".join(str(part) for part in error["loc"])
-        return f"{where}: {error['msg']} (got {error['input']!r:.40})"
-    return str(exc)
-
-
-def run_status(store: ArtifactStore, run_id: str) -> RunStatus:
-    """The run's status as `relay runs` shows it (INTERRUPTED for a dead driver, UNREADABLE, NOT STARTED)."""
-    read = read_view(store, run_id)
-    return RunStatus.UNREADABLE if read.problem is not None else _status(read.view or LedgerView())
-
-
-def unfinished_note(store: ArtifactStore, run_id: str) -> str | None:
-    """A line saying the run is not finished and what to do, or None when it finished (or has no ledger here).
-
-    `relay generations` prints it under a table that then shows only the generations the run got to. A
-    trial its sweep's scheduler stopped has nothing left (`relay tune --resume` was named as its way on).
-    """
-    status = run_status(store, run_id)
-    if status in (RunStatus.FINISHED, RunStatus.NOT_STARTED):
-        return None
-    if status.is_live:
-        way_on = "look again when it has finished (`relay runs` shows its progress)"
-    elif (ended := ended_in_sweep(store, run_id)) == "stopped early":
-        return (
-            f"Run {run_id} is a trial its sweep's scheduler stopped early: the table shows the generations it ran, "
-            "and nothing is left to run (`relay tune --resume` does not continue a stopped trial)"
-        )
-    elif ended == "completed":
-        return None
-    elif store.read_record(record_path(run_id, CONFIG_FILE)) is None:  # a tune trial: its sweep keeps its config
-        way_on = "it is a trial of a sweep that was cut off: `relay tune CONFIG --resume` continues the sweep"
-    elif status is RunStatus.FAILED and (failure := failed_stage(store, run_id)) is not None:
-        way_on = _after_failure(store, run_id, *failure)
-    else:
-        way_on = f"finish it with `relay resume {run_id}{store_option(store.uri)}`"
-    return f"Run {run_id} is {status}, not finished; {way_on}"
-
-
-def failed_stage(store: ArtifactStore, run_id: str) -> tuple[str, str] | None:
-    """The first stage the run's ledger records as failed, and its error's first line; None when none is."""
-    view = read_view(store, run_id).view
-    for name, entry in (view.stages if view else {}).items():
-        if entry.state == StageState.FAILED:
-            return name, str(entry.error or "no error recorded").strip().splitlines()[0]
-    return None
-
-
-def _after_failure(store: ArtifactStore, run_id: str, stage: str, error: str) -> str:
-    """What a FAILED run's note says to do: the failed stage's own error (its advice included), and a resume
-    once that cause is fixed.
-
-    Why: the note said "finish it with `relay resume`" of every failed run, also of one whose error
-    said to start the run again (its `init.source` weights changed after it was planned), and the
-    resume then refused. The error is shown whole, so the two pieces of advice can be read together.
-    """
-    if error.split(":", 1)[0] in UNREADABLE_DATA_ERRORS:  # as the runner says it (Runner._way_on)
-        return (
-            f"stage {stage} failed: {error.rstrip('.')}. Once the data is fixed, start a new run (`relay run`): "
-            "a resume would refuse the fixed data, since the run's finished stages read it as it was"
-        )
-    if error.split(":", 1)[0] == CHANGED_WEIGHTS_ERROR:  # its error names both ways on (Runner._way_on too)
-        return f"stage {stage} failed: {error.rstrip('.')}"
-    return (
-        f"stage {stage} failed: {error.rstrip('.')}. Once that cause is fixed, "
-        f"`relay resume {run_id}{store_option(store.uri)}` retries it (completed stages are skipped)"
-    )
-
-
-def tracking_note(store: ArtifactStore, run_id: str) -> str | None:
-    """A line saying the run's MLflow record is incomplete and how to fill it in, or None when it is not.
-
-    The run's record says so (``tracking.json``, ledger.write_tracking) when the tracking store stopped
-    answering during its last attempt: the MLflow runs from there on are missing or left RUNNING, and
-    `relay generations` showed an empty table as if that were the run's result.
-    """
-    lost_at = tracking_lost_at(store, run_id)
-    if lost_at is None:
-        return None
-    return (
-        f"Run {run_id}'s MLflow record is incomplete: the tracking store stopped answering at {lost_at} while it "
-        f"ran, so the table shows only what reached it; once the store answers, fill the record in with "
-        f"`relay resume {run_id}{store_option(store.uri)}` (completed stages are skipped)"
-    )
-
-
-def check_tracked(args: argparse.Namespace, uri: str, run_id: str | None) -> None:
-    """InputError (``untracked_run_problem``) when the SQLite store ``uri`` does not exist yet but the run the
-    reader would show (``run_id``, else the newest `relay runs` lists) is recorded here and tracked to it."""
-    db = sqlite_path(uri)
-    if db is None or db.exists():
-        return
-    try:
-        store = store_of(args)
-        sweeps = resolve_workspace(RunSettings(workspace=args.workspace)) / "tune"
-        if run_id is None:
-            rows = run_rows(store, pipelines_of(args), sweeps)
-            run_id = rows[0].run_id if rows else None
-        tracking = None if run_id is None else _tracking_settings(store, sweeps, run_id)
-    except RelayError:  # the reader says what is wrong with the store, if it needs it
-        return
-    recorded = sqlite_path(str((tracking or {}).get("uri") or ""))
-    if run_id is not None and recorded is not None and recorded.absolute() == db.absolute():
-        raise InputError(untracked_run_problem(store, run_id, db))
-
-
-def untracked_run_problem(store: ArtifactStore, run_id: str, db: Path) -> str:
-    """What `relay generations` / `relay ui` say when run ``run_id`` is recorded here but its tracking database
-    ``db`` does not exist yet: the run stopped (or is still starting) before MLflow recorded anything.
-
-    Why: they said "no runs yet" and advised a new `relay run`, while `relay runs` listed the run and
-    `relay resume` would finish it and record it in MLflow.
-    """
-    status = run_status(store, run_id)
-    if status is RunStatus.FINISHED:  # it had one: deleted, or moved without the workspace
-        return (
-            f"run {run_id} finished, but its tracking database {db} is not there (moved or deleted?); pass the "
-            "workspace that holds it (--workspace) or MLFLOW_TRACKING_URI=sqlite:///PATH"
-        )
-    if status.is_live:
-        way_on = "look again once its stages run (`relay runs` shows its progress)"
-    else:
-        way_on = f"`relay resume {run_id}{store_option(store.uri)}` finishes it and records it in MLflow"
-    return f"run {run_id} ({status}) has no MLflow records yet: there is no tracking database at {db}; {way_on}"
-
-
-def pipeline_kind(store: ArtifactStore, run_id: str) -> str | None:
-    """The `pipeline:` of the run's saved config (None for a Tune trial, which keeps no config of its own)."""
-    relative = record_path(run_id, CONFIG_FILE)
-    try:
-        return _kind_of(store.read_record(relative), relative)
-    except ArtifactError:
-        return None
-
-
-def _trial_kind(sweeps: Path | None, run_id: str, store: ArtifactStore | None = None) -> str | None:
-    """A Tune trial's `pipeline:`, from its sweep record, else the config its sweep saved; None when neither is found.
-
-    A trial keeps only a ledger, whose `pipeline` is the config's `name` (`smoke`), not the kind
-    (`crest`) a `relay run` shows.
-    """
-    recorded = trial_sweep(store, run_id).get("pipeline") if store is not None else None
-    if isinstance(recorded, str) and recorded:
-        return recorded
-    path = sweep_config_of(sweeps, run_id, store)
-    try:
-        return None if path is None else _kind_of(path.read_bytes(), str(path))
-    except OSError:  # no such sweep here
-        return None
-
-
-def trial_sweep(store: ArtifactStore, run_id: str) -> dict[str, Any]:
-    """What trial ``run_id`` recorded of its sweep (its name, folder and pipeline kind); {} for an older trial
-    or a run that is not a trial, and when the record cannot be read."""
-    try:
-        data = json.loads(store.read_record(record_path(run_id, SWEEP_RECORD)) or b"{}")
-    except (ArtifactError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def ended_in_sweep(store: ArtifactStore, run_id: str) -> str | None:
-    """How trial ``run_id`` ended as its sweep's trials.json says (completed, stopped early, ...); None when unknown.
-
-    Why the sweep's word: a trial's ledger reads STOPPED both when its scheduler stopped it and when
-    its sweep's driver was killed between two generations, and only the second is continued by
-    `relay tune --resume`. trials.json is written when the sweep ends, in the folder the trial recorded.
-    """
-    folder = trial_sweep(store, run_id).get("folder")
-    if not isinstance(folder, str) or not folder:
-        return None
-    try:
-        records = json.loads((Path(folder) / TRIALS_JSON).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    found = (
-        [r for r in records if isinstance(r, dict) and r.get("run_id") == run_id] if isinstance(records, list) else []
-    )
-    status = found[0].get("status") if found else None
-    return status if isinstance(status, str) else None
-
-
-def trial_resume_problem(
-    store: ArtifactStore, run_id: str, sweeps: Path | None = None, options: str = ""
-) -> str | None:
-    """Why `relay resume` cannot take run ``run_id``: it is a Tune trial (a ledger, no config of its own), and
-    what to do instead; None when it is not a trial. ``options``: the store options the command was given, for
-    the `relay generations` it names (a trial's tracking store is its workspace's, which `--artifact-uri` alone
-    does not name).
-
-    Why: `relay resume` of a trial said there was no such run and to list the runs with `relay runs`,
-    which lists it. Its way on is its sweep's, as `relay generations` says (``unfinished_note``).
-    """
-    if store.read_record(record_path(run_id, CONFIG_FILE)) is not None:
-        return None
-    if store.read_record(record_path(run_id, LEDGER_FILE)) is None:
-        return None
-    show = f"`relay generations {run_id}{options}`"
-    trial = f"run_id: {run_id} is a trial of a sweep (`relay tune`), which `relay resume` does not continue"
-    ended = ended_in_sweep(store, run_id)
-    if ended == "stopped early":
-        return (
-            f"{trial}: its sweep's scheduler stopped it early, so nothing is left to run (`relay tune --resume` "
-            f"does not continue a stopped trial either); {show} shows the generations it ran"
-        )
-    status = run_status(store, run_id)
-    if ended == "completed" or status is RunStatus.FINISHED:
-        return f"{trial}: it finished, so nothing is left to run; {show} shows its results"
-    if status.is_live:
-        return f"{trial}: its sweep is still running it (`relay runs` shows its progress)"
-    saved = sweep_config_of(sweeps, run_id, store)
-    started = f" with the config and overrides it started with (saved in {saved})" if saved and saved.is_file() else ""
-    return f"{trial}: `relay tune CONFIG --resume` continues its sweep{started}, this trial included"
-
-
-def sweep_config_of(sweeps: Path | None, run_id: str, store: ArtifactStore | None = None) -> Path | None:
-    """Where the sweep of trial ``run_id`` saved its config; None when the id cannot be a trial's.
-
-    A trial records its sweep's folder (``trial_sweep``), which `--output` may have put anywhere;
-    an older trial's run id is `<sweep>-<trial id>`, and its sweep's config is looked for in
-    WORKSPACE/tune/<sweep>/.
-    """
-    folder = trial_sweep(store, run_id).get("folder") if store is not None else None
-    if isinstance(folder, str) and folder and (Path(folder) / SWEEP_CONFIG).is_file():
-        return Path(folder) / SWEEP_CONFIG
-    sweep = run_id.rsplit("-", 1)[0]
-    if sweeps is None or sweep in (run_id, ".", ".."):
-        return None
-    return sweeps / sweep / SWEEP_CONFIG
-
-
-def trial_record(
-    sweeps: Path | None, run_id: str, pipelines: Pipelines, store: ArtifactStore | None = None
-) -> tuple[PipelineSpec, Any] | None:
-    """The spec and config trial ``run_id`` ran with, from its sweep's saved config; None when that is not here.
-
-    Why: a trial keeps only its ledger (and its outputs, by fingerprint), no config.yaml, so the
-    readers of a run's outputs found "no run". Its config is the sweep's without `tune:`, with the
-    trial's sampled values (the sweep's trials.json) applied; those values never change the stages
-    (`relay tune` checks that), so the DAG is right even before trials.json lists the trial. ``store``: the
-    store holding the trial's record, which names its sweep's folder (``sweep_config_of``).
-    """
-    path = sweep_config_of(sweeps, run_id, store)
-    if path is None or not path.is_file():
-        return None
-    data = yaml_mapping(path.read_text(encoding="utf-8"), str(path))
-    space = (data.pop("tune", None) or {}).get("space") or {}
-    spec = get_pipeline(data.get("pipeline"), pipelines, source=str(path))
-    values = trial_values(path.parent, run_id, space)
-    return spec, validate_config(spec.config_model, apply_overrides(data, values), source=str(path))
-
-
-def trial_values(sweep_folder: Path, run_id: str, space: Mapping[str, Any]) -> dict[str, Any]:
-    """The values of the search space trial ``run_id`` ran with, as the sweep's trials.json lists them; {} when it does not."""
-    try:
-        records = json.loads((sweep_folder / TRIALS_JSON).read_text(encoding="utf-8"))
-    except (OSError, ValueError):  # not written until the sweep ends, or damaged
-        return {}
-    found = (
-        [r for r in records if isinstance(r, dict) and r.get("run_id") == run_id] if isinstance(records, list) else []
-    )
-    return {key: found[0][key] for key in space if key in found[0]} if found else {}
-
-
-def _kind_of(text: bytes | None, source: str) -> str | None:
-    """The `pipeline:` of a config's YAML text; None when there is none or the text cannot be read."""
-    kind = (_mapping_of(text, source) or {}).get("pipeline")
-    return kind if isinstance(kind, str) else None
-
-
-def _mapping_of(text: bytes | None, source: str) -> dict[str, Any] | None:
-    """A config's YAML text as a mapping; None when there is none or it cannot be read."""
-    try:
-        return None if text is None else yaml_mapping(text.decode(), source)
-    except (ConfigError, UnicodeDecodeError):
-        return None
-
-
-class DefaultExperiment(NamedTuple):
-    """The MLflow experiment a reader given neither a run id nor `--experiment` reads (`relay generations`,
-    `relay ui`), and, when it is only the default one, a line saying so and how to read another.
-
-    ``tracking_uri``: the newest run's own tracking store, which its record names, to read in place of the
-    default one (None: the default one); ``tracking_key`` names that setting in messages about it.
-    """
-
-    name: str
-    note: str | None = None
-    tracking_uri: str | None = None
-    tracking_key: str = ""
-
-
-def newest_run_experiment(args: argparse.Namespace) -> DefaultExperiment:
-    """The experiment of the newest run `relay runs` lists, and its tracking store when that is not the default
-    one (the one the readers read without a run id: $MLFLOW_TRACKING_URI, else the workspace's).
-
-    Why: the readers showed the newest run of the `relay` experiment, so after a run with
-    `tracking.experiment=NAME` they showed an older run than `relay runs` lists first, and said
-    nothing. Its experiment is in its record's config (a Tune trial's: its sweep's); when the newest
-    run cannot be read, the default experiment is read, and the note says so. A newest run tracked
-    elsewhere (a tracking server its config names) is read there, as `relay generations RUN_ID`
-    reads it: a second machine with no tracking database of its own said "no runs yet" while `relay
-    runs` listed the run. Not when the user named the store to read ($MLFLOW_TRACKING_URI), nor when
-    that run's store cannot be read from here while the default one can: the default one is read then,
-    and the note says why.
-    """
-    default = TrackingSettings().experiment
-    tracking_store = tracking_uri(RunSettings(workspace=args.workspace), TrackingSettings())
-    try:
-        store = store_of(args)
-        sweeps = resolve_workspace(RunSettings(workspace=args.workspace)) / "tune"
-        rows = run_rows(store, pipelines_of(args), sweeps)
-    except RelayError as exc:  # the reader says what is wrong with the store, if it needs it
-        return DefaultExperiment(default, _default_experiment_note(default, f"the run records cannot be read: {exc}"))
-    if not rows:  # nothing `relay runs` would list to contradict (a laptop reading the team's tracking server)
-        return DefaultExperiment(default)
-    newest = rows[0].run_id
-    tracking = _tracking_settings(store, sweeps, newest)
-    if tracking is None:
-        why = f"the config of {newest}, the newest run `relay runs` lists, cannot be read"
-        return DefaultExperiment(default, _default_experiment_note(default, why))
-    experiment = str(tracking.get("experiment") or default)
-    recorded = str(tracking.get("uri") or tracking_store)
-    if recorded == tracking_store or tracked_in_this_workspace(store, newest, tracking_store):
-        return DefaultExperiment(experiment, untracked_newest_note(store, rows[0]))
-    why = f"{newest}, the newest run `relay runs` lists, was tracked in {recorded}"
-    if os.environ.get(TRACKING_URI_ENV):  # the user named the store to read
-        return DefaultExperiment(default, _default_experiment_note(default, why))
-    problem = unreadable_store_problem(recorded)
-    if problem is None:
-        key = f"tracking.uri (in run {newest}'s record, the newest `relay runs` lists)"
-        return DefaultExperiment(experiment, untracked_newest_note(store, rows[0]), recorded, key)
-    why = f"{why}, which cannot be read here ({problem})"
-    if unreadable_store_problem(tracking_store) is not None:  # neither can be read: the newest run's is the one meant
-        raise InputError(
-            f"{why}; once it can, it is read there, or name the tracking store to read (${TRACKING_URI_ENV}=URI)"
-        )
-    return DefaultExperiment(default, _default_experiment_note(default, why))
-
-
-def unreadable_store_problem(uri: str) -> str | None:
-    """Why the tracking store ``uri`` cannot be read from here, None when it can: a form MLflow has no store for,
-    a SQLite database that is not on this machine (or no database), a server that does not answer."""
-    db = sqlite_path(uri)
-    if db is not None and not db.exists():
-        return f"there is no tracking database {db} on this machine"
-    return tracking_uri_problem(uri, "tracking.uri", writes=False) or tracking_problem(uri)
-
-
-def untracked_newest_note(store: ArtifactStore, newest: RunRow) -> str | None:
-    """A line saying the newest run `relay runs` lists is not the run shown, as it has no MLflow run; None when it has.
-
-    Why: `relay generations` without a run id shows the newest run MLflow has; when the newest run's tracking
-    store failed at its start (its record says so: ``tracking.json``), that is an older run, shown without a word.
-    """
-    if newest.tracking_lost_at != START:
-        return None
-    return (
-        f"The newest run `relay runs` lists, {newest.run_id} ({newest.status}), is not the one shown: its tracking "
-        f"store failed at the run's start, so it has no MLflow run; `relay generations {newest.run_id}"
-        f"{store_option(store.uri)}` says more, and `relay resume {newest.run_id}{store_option(store.uri)}` "
-        "fills its record in once the store works"
-    )
-
-
-def _tracking_settings(store: ArtifactStore, sweeps: Path, run_id: str) -> dict[str, Any] | None:
-    """The `tracking:` settings of the run's config (a Tune trial's: its sweep's); None when it cannot be read."""
-    relative = record_path(run_id, CONFIG_FILE)
-    try:
-        config = _mapping_of(store.read_record(relative), relative)
-    except ArtifactError:
-        config = None
-    if config is None:
-        path = sweep_config_of(sweeps, run_id, store)
-        try:
-            config = None if path is None else _mapping_of(path.read_bytes(), str(path))
-        except OSError:  # no such sweep here
-            config = None
-    if config is None:
-        return None
-    tracking = config.get("tracking")
-    return tracking if isinstance(tracking, dict) else {}  # none: the defaults
-
-
-def _default_experiment_note(experiment: str, why: str) -> str:
-    return (
-        f"The newest run of MLflow experiment {experiment!r} is shown ({why}); "
-        "for another experiment's, pass --experiment NAME"
-    )
-
-
-def _status(ledger: LedgerView) -> RunStatus:
-    """The ledger's status; RUNNING with a dead driver on this host is INTERRUPTED; no ledger yet: STARTING
-    while its driver (on this host) lives, INTERRUPTED when it died, else NOT STARTED."""
-    driver = ledger.driver or _Driver()
-    if ledger.status is None and driver.host == socket.gethostname():
-        return RunStatus.STARTING if alive(driver.pid) else RunStatus.INTERRUPTED
-    if ledger.status is None:
-        return RunStatus.NOT_STARTED
-    if ledger.status is RunStatus.RUNNING and driver.host == socket.gethostname() and not alive(driver.pid):
-        return RunStatus.INTERRUPTED
-    return ledger.status
-
-
-def alive(pid: int) -> bool:
-    """Whether process ``pid`` of this host lives (someone else's counts as alive)."""
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process: alive
-        return True
-    except OverflowError:  # a pid no process can have
-        return False
-    return True
 
 
 def _generations(per_generation: Mapping[int, int], stages: Mapping[str, _Stage], reported: int | None = None) -> str:

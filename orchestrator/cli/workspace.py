@@ -15,10 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator import ui
-from orchestrator.cli import runs
 from orchestrator.cli.common import add_workspace, store_of
+from orchestrator.cli.newest_run import check_tracked, newest_run_experiment
 from orchestrator.cli.preflight import file_not_folder_problem, tracking_uri_problem
 from orchestrator.cli.run_locations import tracking_problem
+from orchestrator.cli.run_status import alive, run_status
+from orchestrator.cli.runs import run_ids
 from orchestrator.config import TRACKING_URI_ENV, WORKSPACE_ENV, RunSettings, TrackingSettings, tracking_uri
 from orchestrator.engine.ledger import RunStatus
 from orchestrator.errors import ConfigError
@@ -32,17 +34,17 @@ DEFAULT_UI_PORT = 5000
 def cmd_ui(args: argparse.Namespace) -> int:
     """Check first (port, runs), then serve the newest run's tracking store until Ctrl-C: the one its record names
     when that is not the default one and can be read here (said so), else the default one
-    ($MLFLOW_TRACKING_URI, else the workspace's; ``runs.newest_run_experiment``)."""
+    ($MLFLOW_TRACKING_URI, else the workspace's; ``newest_run.newest_run_experiment``)."""
     named_a_file = args.workspace and file_not_folder_problem(
         Path(args.workspace).expanduser().absolute(), "--workspace"
     )
     if named_a_file:  # said so, not "no runs yet" and a `relay run` hint that would fail the same way
         raise ConfigError([named_a_file], "the command line")
-    newest = runs.newest_run_experiment(args)  # the newest run `relay runs` lists: its store and experiment
+    newest = newest_run_experiment(args)  # the newest run `relay runs` lists: its store and experiment
     uri = newest.tracking_uri or tracking_uri(RunSettings(workspace=args.workspace), TrackingSettings())
     key = newest.tracking_key if newest.tracking_uri else default_tracking_key(args.workspace)
     check_tracking_store(uri, key)  # a server that does not answer: at once
-    runs.check_tracked(args, uri, None)
+    check_tracked(args, uri, None)
     experiment, note = (args.experiment, None) if args.experiment else (newest.name, newest.note)
     port = DEFAULT_UI_PORT if args.port is None else args.port
     url = ui.check(uri, experiment, port)
@@ -72,7 +74,7 @@ def close_interrupted_runs(args: argparse.Namespace, uri: str) -> None:
     """Before the UI shows them: the MLflow runs of runs whose driver died (INTERRUPTED in `relay runs`) end KILLED,
     as do sweeps whose driver on this machine died.
 
-    Only runs whose driver ran on this machine can be known dead (``runs.run_status``); a driver
+    Only runs whose driver ran on this machine can be known dead (``run_status.run_status``); a driver
     elsewhere may be alive. A workspace whose run records cannot be read still gets its UI.
     """
     try:
@@ -80,7 +82,7 @@ def close_interrupted_runs(args: argparse.Namespace, uri: str) -> None:
     except ConfigError as exc:
         log.info("not checking for interrupted runs: %s", exc)
         return
-    interrupted = sorted(run for run in runs.run_ids(store) if runs.run_status(store, run) is RunStatus.INTERRUPTED)
+    interrupted = sorted(run for run in run_ids(store) if run_status(store, run) is RunStatus.INTERRUPTED)
     experiment = args.experiment or TrackingSettings().experiment
     closed = close_interrupted(uri, experiment, interrupted)
     if closed:
@@ -88,7 +90,7 @@ def close_interrupted_runs(args: argparse.Namespace, uri: str) -> None:
             f"Marked KILLED in MLflow (their driver died; `relay resume RUN_ID` goes on): {', '.join(closed)}",
             flush=True,
         )
-    sweeps = close_dead_sweeps(uri, experiment, runs.alive)
+    sweeps = close_dead_sweeps(uri, experiment, alive)
     if sweeps:
         print(
             f"Marked KILLED in MLflow (the sweep's driver died; `relay tune CONFIG --resume` goes on): "

@@ -29,6 +29,8 @@ from orchestrator.cli.generations import tracking_for
 from orchestrator.cli.installed_pipelines import installed_pipelines
 from orchestrator.cli.preflight import check_run_id
 from orchestrator.cli.run_record import read_run_record, readable_ledger
+from orchestrator.cli.trials import sweep_config_of, trial_record
+from orchestrator.cli.tune import SWEEP_CONFIG
 from orchestrator.config import RunSettings, resolve_workspace
 from orchestrator.dag import Pipeline
 from orchestrator.engine.artifacts import ArtifactStore
@@ -149,10 +151,10 @@ def trial_record_in_workspace(store: ArtifactStore, run_id: str, workspace: Path
     InputError saying what a trial keeps and where its config was looked for.
     """
     sweeps = sweeps_folder(workspace)
-    found = run_records.trial_record(sweeps, run_id, installed_pipelines(), store)  # the store names an --output sweep
+    found = trial_record(sweeps, run_id, installed_pipelines(), store)  # the store names an --output sweep
     if found is not None:
         return found
-    where = run_records.sweep_config_of(sweeps, run_id, store) or sweeps / "SWEEP" / run_records.SWEEP_CONFIG
+    where = sweep_config_of(sweeps, run_id, store) or sweeps / "SWEEP" / SWEEP_CONFIG
     raise InputError(
         f"run {run_id} is a trial of a sweep (relay tune): a trial keeps only its ledger "
         f"({store.location(record_path(run_id, LEDGER_FILE))}) and its stages' outputs, and runs its sweep's config, "

@@ -18,7 +18,6 @@ from typing import Any
 import yaml
 
 from orchestrator.cli import pipeline
-from orchestrator.cli import runs as run_records
 from orchestrator.cli.api.calls import (
     PathLike,
     as_flag,
@@ -38,6 +37,7 @@ from orchestrator.cli.execution import RunEnd
 from orchestrator.cli.installed_pipelines import installed_pipelines
 from orchestrator.cli.pipeline_files import BY_OVERRIDES
 from orchestrator.cli.run_record import read_run_record
+from orchestrator.cli.run_status import run_status
 from orchestrator.config import apply_overrides, load_yaml, resolve_workspace
 from orchestrator.config.values import name_problem
 from orchestrator.errors import ConfigError, InputError, RelayError
@@ -189,7 +189,7 @@ def run_result(end: RunEnd) -> RunResult:
     tracking = config.tracking
     return RunResult(
         run_id=run_id,
-        status=str(run_records.run_status(store, run_id)),  # a plain str, as a user's yaml/pickle expects
+        status=str(run_status(store, run_id)),  # a plain str, as a user's yaml/pickle expects
         workspace=resolve_workspace(config.run),
         artifact_uri=store.uri,
         tracking_uri=tracking.uri,

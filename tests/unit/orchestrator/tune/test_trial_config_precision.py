@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 
 from orchestrator.cli.compare import config_of
-from orchestrator.cli.runs import trial_values
+from orchestrator.cli.trials import trial_values
 from orchestrator.cli.tune import SWEEP_CONFIG, write_sweep_outputs
 from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.tune.trial_rows import TrialRow
