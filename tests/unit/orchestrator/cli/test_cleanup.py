@@ -7,7 +7,7 @@ import io
 
 import pytest
 
-from orchestrator.cli import cleanup
+from orchestrator.cli import cleanup, stage_folders
 from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.errors import ConfigError
 
@@ -16,7 +16,7 @@ from orchestrator.errors import ConfigError
     ("size", "shown"), [(0, "0 B"), (1023, "1023 B"), (1024, "1.0 KiB"), (5 * 1024**2 + 1, "5.0 MiB")]
 )
 def test_sizes_read_as_du_counts_them(size: int, shown: str) -> None:
-    assert cleanup.human_size(size) == shown
+    assert stage_folders.human_size(size) == shown
 
 
 def test_a_resume_refusal_is_worded_for_a_deletion() -> None:
@@ -26,13 +26,13 @@ def test_a_resume_refusal_is_worded_for_a_deletion() -> None:
         "it (`relay runs` shows its progress) or stop it there. If that driver is gone (its machine lost, its process "
         "killed), resume with: relay resume r1 --driver-gone"
     )
-    worded = cleanup.for_deletion(problem, "r1")
+    worded = stage_folders.for_deletion(problem, "r1")
     assert worded.endswith("delete it with: relay delete r1 --driver-gone")
     assert "resume" not in worded
-    assert cleanup.for_deletion("... or stop it (Ctrl-C there, or `kill 9`), then resume", "r1").endswith(
+    assert stage_folders.for_deletion("... or stop it (Ctrl-C there, or `kill 9`), then resume", "r1").endswith(
         "then delete it"
     )
-    assert cleanup.for_gc("... `kill 9`), then resume").endswith("then run `relay gc` again")
+    assert stage_folders.for_gc("... `kill 9`), then resume").endswith("then run `relay gc` again")
 
 
 def test_off_a_terminal_without_yes_is_refused(monkeypatch) -> None:
