@@ -10,7 +10,7 @@ connection) and makes ``ATTEMPTS`` attempts in all, so
   within it, costs a wait, not the run;
 - a store that stays silent fails a request after about 90 s (3 attempts of 30 s; 30 s in all when
   no connection opens), with curl's "Timeout was reached", which Relay's messages name as a store
-  that does not answer (``orchestrator.engine.artifacts.store_failure``).
+  that does not answer (``orchestrator.engine.store_faults.store_failure``).
 
 A run whose store stops answering mid-run makes about four such requests before it stops (the output's
 write, 2; the run record's two updates), so it fails within about 6 minutes, saying how to resume:
