@@ -17,7 +17,8 @@ from orchestrator.dag import Pipeline, Resources
 from orchestrator.engine.actor_pool import ActorPool, StageActors
 from orchestrator.engine.fit import uses_actor_pool
 
-logger = logging.getLogger(__name__)
+# The executors module's logger, as before this was split from it: a run's log lines read as they did.
+logger = logging.getLogger("orchestrator.engine.executors")
 
 
 def kept_workers(pipeline: Pipeline, total: Mapping[str, float]) -> dict[Resources, int]:
