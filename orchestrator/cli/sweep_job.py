@@ -18,12 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator import jobs
-from orchestrator.cli import run_locations, submitting, temporary
-from orchestrator.cli import tune as tune_cli
+from orchestrator.cli import run_locations, submitting, sweep_folder, temporary
 from orchestrator.cli.code_versions import pipeline_code_versions
 from orchestrator.cli.common import pipelines_of
 from orchestrator.cli.pipeline_files import load_pipeline_file, overridden
-from orchestrator.cli.tune import SUBMITTED_RESUME_ENV
+from orchestrator.cli.sweep_folder import SUBMITTED_RESUME_ENV
 from orchestrator.config import WORKSPACE_ENV, workspace_setting
 from orchestrator.engine.fit import cluster_needs
 from orchestrator.errors import ConfigError
@@ -173,9 +172,9 @@ def check_sweep_state(args: argparse.Namespace, plan: SweepPlan, output: str) ->
     located = plan_at(plan, folder)
     exists = folder.is_dir() and sweep.can_resume(located)
     given = argparse.Namespace(resume=args.resume_sweep, output=args.output, config=args.config)
-    tune_cli.check_resume(given, located, exists, flag="--resume-sweep")
+    sweep_folder.check_resume(given, located, exists, flag="--resume-sweep")
     if folder.is_dir():
-        tune_cli.check_output_free(given, located, exists, sweep.sweeps_in(folder), flag="--resume-sweep")
+        sweep_folder.check_output_free(given, located, exists, sweep.sweeps_in(folder), flag="--resume-sweep")
 
 
 def seen_here(folder: Path) -> bool:

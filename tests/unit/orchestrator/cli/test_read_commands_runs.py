@@ -110,13 +110,13 @@ def test_a_ledger_that_is_not_json_is_unreadable_not_a_run_that_never_started(tm
 
 def test_a_tune_trial_shows_the_pipeline_its_sweep_saved(tmp_path: Path, capsys) -> None:
     """A trial keeps only a ledger, which names the config's `name` (smoke), not the kind a `relay run` shows."""
-    from orchestrator.cli.tune import _save_sweep_config
+    from orchestrator.cli.sweep_folder import save_sweep_config
 
     recorded_run(tmp_path, "run-1", "toy", "FINISHED", {0: 0.5})
     store = ArtifactStore(str(tmp_path / "artifacts"))
     for run_id in ("sweep-a1b2c_00000", "elsewhere-a1b2c_00000"):  # the second sweep wrote to --output elsewhere
         Ledger(store, "smoke", run_id, "v1", 0, None, {0: 1}).write("FINISHED", {"g00/evaluate": stage(0, 0.7)})
-    _save_sweep_config(tmp_path / "tune" / "sweep", {"pipeline": "toy", "name": "smoke", "tune": {"name": "sweep"}})
+    save_sweep_config(tmp_path / "tune" / "sweep", {"pipeline": "toy", "name": "smoke", "tune": {"name": "sweep"}})
     rows = runs_table(tmp_path, capsys)
     assert rows["run-1"][:2] == ["run-1", "toy"]
     assert rows["sweep-a1b2c_00000"][1:7] == ["toy", "FINISHED", "1/1", "score", "0.7000", "(g00)"]

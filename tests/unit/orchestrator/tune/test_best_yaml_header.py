@@ -17,15 +17,8 @@ import pytest
 import yaml
 
 from orchestrator.cli.run_locations import RAY_JOB_ENV
-from orchestrator.cli.tune import (
-    SUBMITTED_RESUME_ENV,
-    _print_ending,
-    _save_sweep_stores,
-    check_resume,
-    interrupted_line,
-    run_best_command,
-    write_sweep_outputs,
-)
+from orchestrator.cli.sweep_folder import SUBMITTED_RESUME_ENV, check_resume, save_sweep_stores
+from orchestrator.cli.sweep_results import interrupted_line, print_ending, run_best_command, write_sweep_outputs
 from orchestrator.engine.ledger import JOB_ADDRESS_ENV
 from orchestrator.errors import ConfigError
 from orchestrator.tune.space import total_trials
@@ -72,7 +65,7 @@ def test_a_finished_sweeps_best_yaml_says_nothing_of_an_interruption(tmp_path: P
 
 def test_the_resume_line_printed_is_the_one_in_best_yaml(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     sweep, rows = two_trial_sweep(tmp_path)
-    _print_ending(args(CLUSTER), sweep, done=False, scored=True)
+    print_ending(args(CLUSTER), sweep, done=False, scored=True)
     printed = capsys.readouterr().out
     line = interrupted_line(args(CLUSTER), rows, 2)
     assert line.partition("continue it with: ")[2] in printed and f"--address {CLUSTER} --resume" in printed
@@ -80,17 +73,17 @@ def test_the_resume_line_printed_is_the_one_in_best_yaml(tmp_path: Path, capsys:
 
 def test_a_cluster_sweeps_run_line_names_its_address(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     sweep, rows = two_trial_sweep(tmp_path)
-    _save_sweep_stores(tmp_path, sweep, CLUSTER)  # what the sweep recorded of the cluster it joined
+    save_sweep_stores(tmp_path, sweep, CLUSTER)  # what the sweep recorded of the cluster it joined
     write_sweep_outputs(tmp_path, trial_records(rows[:1]), rows[0], sweep)
     command = header(tmp_path)[0].removeprefix("# ")
     assert shlex.split(command)[-4:] == ["run", str(tmp_path / "best.yaml"), "--address", CLUSTER]
-    assert _print_ending(args(CLUSTER), sweep, done=True, scored=True) == 0
+    assert print_ending(args(CLUSTER), sweep, done=True, scored=True) == 0
     assert f"best.yaml --address {CLUSTER})" in capsys.readouterr().out
 
 
 def test_a_local_sweeps_run_line_names_no_address(tmp_path: Path) -> None:
     sweep, _ = two_trial_sweep(tmp_path)
-    _save_sweep_stores(tmp_path, sweep)
+    save_sweep_stores(tmp_path, sweep)
     assert "ray_address" not in json.loads((tmp_path / "sweep-stores.json").read_text())
     assert "--address" not in run_best_command(tmp_path / "best.yaml", sweep)
 

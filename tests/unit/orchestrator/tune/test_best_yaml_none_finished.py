@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.cli.tune import _print_ending, interrupted_line, write_sweep_outputs
+from orchestrator.cli.sweep_results import interrupted_line, print_ending, write_sweep_outputs
 from orchestrator.tune.space import total_trials
 from orchestrator.tune.trial_rows import TrialRow
 from orchestrator.tune.trials_table import best_row, trial_records
@@ -44,7 +44,7 @@ def test_a_sweep_cut_off_in_its_first_trial_writes_no_best_yaml(
     assert end_of_sweep(tmp_path, [first]) is None
     assert not (tmp_path / "best.yaml").exists()
     assert (tmp_path / "trials.csv").exists()  # the cut-off trial is still listed, with its metric
-    assert _print_ending(args(), six_trial_sweep(tmp_path), done=False, scored=False) == 130
+    assert print_ending(args(), six_trial_sweep(tmp_path), done=False, scored=False) == 130
     printed = capsys.readouterr().out
     assert "sweep interrupted before any trial finished with a score, so there is no best.yaml yet" in printed
     assert "continue it with: relay tune qa.yaml --resume" in printed

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orchestrator.cli import main
+from orchestrator.cli import main, sweep_folder, sweep_results
 from orchestrator.cli import tune as cli_tune
 from orchestrator.config import load_yaml, validate_config
 from orchestrator.tune.plan import SweepPlan, plan_sweep
@@ -69,14 +69,14 @@ def test_a_resume_rejoins_the_cluster_the_sweep_recorded_and_says_when_it_is_gon
 def test_the_stores_file_keeps_the_cluster_the_sweep_joined(tmp_path: Path) -> None:
     plan = sweep_plan(sweep_file(tmp_path), tmp_path / "out")
     (tmp_path / "out").mkdir()
-    cli_tune._save_sweep_stores(tmp_path / "out", plan, "10.0.0.5:6379")
-    assert json.loads((tmp_path / "out" / cli_tune.SWEEP_STORES).read_text())["ray_address"] == "10.0.0.5:6379"
+    sweep_folder.save_sweep_stores(tmp_path / "out", plan, "10.0.0.5:6379")
+    assert json.loads((tmp_path / "out" / sweep_folder.SWEEP_STORES).read_text())["ray_address"] == "10.0.0.5:6379"
 
 
 def test_the_resume_line_names_the_cluster_the_sweep_runs_on(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     args = argparse.Namespace(config="sweep.yaml", overrides=["train.steps=3"], output=None, address="10.0.0.5:6379")
     plan = sweep_plan(sweep_file(tmp_path), tmp_path / "out")
-    assert cli_tune._print_ending(args, plan, done=False, scored=False) == 130
+    assert sweep_results.print_ending(args, plan, done=False, scored=False) == 130
     assert "relay tune sweep.yaml train.steps=3 --address 10.0.0.5:6379 --resume" in capsys.readouterr().out
 
 
@@ -118,12 +118,12 @@ def test_a_resume_of_a_sweep_whose_start_failed_says_it_never_got_to_a_trial(
 def test_other_files_in_the_folder_are_still_refused(tmp_path: Path) -> None:
     output = tmp_path / "out"
     output.mkdir()
-    (output / cli_tune.SWEEP_CONFIG).write_text("{}")
+    (output / sweep_folder.SWEEP_CONFIG).write_text("{}")
     (output / "notes.txt").write_text("mine")
     plan = sweep_plan(sweep_file(tmp_path), output)
     args = argparse.Namespace(output=str(output), config="sweep.yaml")
     with pytest.raises(cli_tune.ConfigError, match="not a sweep's"):
-        cli_tune.check_output_free(args, plan, False)
+        sweep_folder.check_output_free(args, plan, False)
 
 
 def best_yaml_header(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tracking: str | None) -> str:
@@ -135,7 +135,7 @@ def best_yaml_header(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tracking: 
         monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     plan = sweep_plan(sweep_file(tmp_path), tmp_path / "out")
     best = TrialRow("abc12_00000", "restartable-abc12_00000", {}, {0: 0.5}, "completed")
-    cli_tune.write_sweep_outputs(tmp_path / "out", [], best, plan)
+    sweep_results.write_sweep_outputs(tmp_path / "out", [], best, plan)
     return (tmp_path / "out" / "best.yaml").read_text().splitlines()[0]
 
 

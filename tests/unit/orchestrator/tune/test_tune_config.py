@@ -238,7 +238,7 @@ def test_best_row_compares_trials_that_ran_every_generation() -> None:
 def test_trials_csv_keeps_its_columns_when_a_choice_is_a_list(tmp_path: Path) -> None:
     import csv
 
-    from orchestrator.cli.tune import write_sweep_outputs
+    from orchestrator.cli.sweep_results import write_sweep_outputs
     from orchestrator.tune.trials_table import trial_records
 
     rows = [
@@ -260,7 +260,7 @@ def test_trials_csv_and_json_show_floats_as_the_values_they_stand_for(tmp_path: 
     import csv
     import json
 
-    from orchestrator.cli.tune import write_sweep_outputs
+    from orchestrator.cli.sweep_results import write_sweep_outputs
     from orchestrator.tune.trials_table import trial_records
 
     perturbed, metric = 0.2 * 0.8, (0.3 + 0.36) / 2
@@ -450,15 +450,15 @@ def test_resuming_with_another_config_is_refused_naming_what_changed(tmp_path: P
     """`relay tune ... train.steps=25 --resume` of a sweep started with 20 rewrote best.yaml with 25."""
     import argparse
 
-    from orchestrator.cli.tune import _check_same_sweep, _save_sweep_config, differing_keys
+    from orchestrator.cli.sweep_folder import check_same_sweep, differing_keys, save_sweep_config
     from orchestrator.errors import ConfigError
 
     started = {"train": {"steps": 20, "lr": 0.1}, "tune": {"num_samples": 2}}
-    _save_sweep_config(tmp_path, started)
+    save_sweep_config(tmp_path, started)
     resume = argparse.Namespace(resume=True, config="a.yaml")
-    _check_same_sweep(resume, tmp_path, started)  # the same settings: resumes
+    check_same_sweep(resume, tmp_path, started)  # the same settings: resumes
     with pytest.raises(ConfigError, match=r"differs from the one the sweep .* started with \(train.steps\)"):
-        _check_same_sweep(resume, tmp_path, {"train": {"steps": 25, "lr": 0.1}, "tune": {"num_samples": 2}})
+        check_same_sweep(resume, tmp_path, {"train": {"steps": 25, "lr": 0.1}, "tune": {"num_samples": 2}})
     assert differing_keys(started, {"train": {"lr": 0.1}, "tune": {"num_samples": 2}, "seed": 1}) == [
         "seed",
         "train.steps",
@@ -467,13 +467,13 @@ def test_resuming_with_another_config_is_refused_naming_what_changed(tmp_path: P
 
 def test_a_sweep_no_trial_scored_fails_without_naming_a_best_yaml(tmp_path: Path, capsys) -> None:
     """Every trial errored: exit 1 and FAILED in MLflow, not exit 0 and a best.yaml that was never written."""
-    from orchestrator.cli.tune import _print_ending, sweep_status
+    from orchestrator.cli.sweep_results import print_ending, sweep_status
 
     args = argparse.Namespace(config=str(SMOKE), overrides=[], output=None)
-    assert _print_ending(args, plan(smoke_data(), tmp_path), done=True, scored=False) == 1
+    assert print_ending(args, plan(smoke_data(), tmp_path), done=True, scored=False) == 1
     out, err = capsys.readouterr()
     assert "best.yaml" not in out + err and "no trial reported evaluate/balanced_accuracy" in err
     assert sweep_status(done=True, scored=False) == "FAILED"
     assert sweep_status(done=True, scored=True) == "FINISHED" and sweep_status(done=False, scored=True) == "KILLED"
-    assert _print_ending(args, plan(smoke_data(), tmp_path), done=True, scored=True) == 0
+    assert print_ending(args, plan(smoke_data(), tmp_path), done=True, scored=True) == 0
     assert "best.yaml" in capsys.readouterr().out
