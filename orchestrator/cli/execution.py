@@ -11,8 +11,9 @@ import contextlib
 import dataclasses
 import logging
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,15 @@ from orchestrator.config import RunSettings
 from orchestrator.dag import Pipeline
 from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.engine.executors import Executor, LocalExecutor
-from orchestrator.engine.ledger import RunStatus, failed_start_recorded, tracking_lost_at, write_tracking
+from orchestrator.engine.ledger import (
+    RunStatus,
+    read_ledger,
+    record_failed_start,
+    this_driver,
+    tracking_lost_at,
+    write_ledger,
+    write_tracking,
+)
 from orchestrator.engine.progress import ProgressDisplay
 from orchestrator.engine.ray_executor import RayExecutor
 from orchestrator.engine.runner import Runner
@@ -200,8 +209,9 @@ def run_stages(run: PreparedRun, tracker: BackgroundTracker, copies: Path, hando
     status: str = RunStatus.FAILED
     executor, table = None, None
     try:
-        # Ctrl-C while Ray is imported and started: never lost (the finally stops Ray); a failed start: the run FAILED
-        with interrupts_kept(), failed_start_recorded(run.store, run.run_id):
+        # Ctrl-C while Ray is imported and started: never lost (the finally stops Ray); the run's ledger says how it
+        # ended (resume_hint_until_the_stages_run)
+        with interrupts_kept():
             executor = run.executor or make_executor(run.config.run, run.address)
             executor.warm_up(run.pipeline)
         runner = stage_runner(run, executor, tracker, copies)
@@ -282,17 +292,22 @@ class Handover:
 
 @contextlib.contextmanager
 def resume_hint_until_the_stages_run(run: PreparedRun) -> Iterator[Handover]:
-    """Say how to resume a run interrupted after its record was written but before its stages ran.
+    """Record how a run ended that stopped after its record was written but before its stages ran, and say how
+    to resume it: INTERRUPTED after a Ctrl-C or SIGTERM, FAILED after a failure (``record_failed_start``).
 
     Anywhere from the tracker's start to the Runner's (MLflow, Ray, the warm-up: seconds on a
-    loaded machine) a Ctrl-C gets the same line; only Ray's start had one, and the Runner says it
-    itself once it has the run.
+    loaded machine) a Ctrl-C gets the same line; the Runner records the run and says it itself
+    once it has it. Why record it here: before the Runner's first write the run has no ledger,
+    only its command record (a resume: its claim, RUNNING), naming this process as its driver.
+    Where this process lives on (a notebook's kernel running ``relay.run``) the run read STARTING
+    (or RUNNING) for as long as it lived, and `relay resume` was refused, told to kill the kernel.
     """
-    handover = Handover()
+    handover, started = Handover(), datetime.now(UTC).isoformat(timespec="seconds")
     try:
         yield handover
     except (KeyboardInterrupt, SystemExit):  # Ctrl-C; SIGTERM from Ray's start on (a SystemExit: Terminated)
         if not handover.runner_has_it:
+            recorded_unless_lost(run, lambda: record_interrupted_start(run.store, run.run_id, started))
             log.warning(
                 "interrupted before the stages started; resume with: relay resume %s%s%s",
                 run.run_id,
@@ -300,6 +315,40 @@ def resume_hint_until_the_stages_run(run: PreparedRun) -> Iterator[Handover]:
                 resume_guard.cluster_job_hint(run.store, run.run_id),
             )
         raise
+    except Exception as exc:
+        if not handover.runner_has_it:
+            why = str(exc)
+            recorded_unless_lost(run, lambda: record_failed_start(run.store, run.run_id, why, started))
+        raise
+
+
+def recorded_unless_lost(run: PreparedRun, record: Callable[[], None]) -> None:
+    """Write how the run ended (``record``); a store that cannot take it only warns: what stopped the run is
+    what the user must see."""
+    try:
+        record()
+    except ArtifactError as lost:
+        log.warning("could not record how run %s ended in its ledger: %s", run.run_id, lost)
+
+
+def record_interrupted_start(store: ArtifactStore, run_id: str, started: str) -> None:
+    """Record the run INTERRUPTED by this process, before its stages: `relay resume` goes on from its ledger.
+
+    An earlier attempt's ledger keeps its stages and its start (``started`` is this attempt's), as
+    ``record_failed_start`` keeps them for a failure.
+    """
+    earlier = read_ledger(store, run_id)
+    data = dict(earlier) if isinstance(earlier, dict) else {"run_id": run_id, "stages": {}}
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    data.update(
+        {
+            "status": RunStatus.INTERRUPTED,
+            "started": data.get("started") or started,
+            "updated": now,
+            "driver": this_driver(),
+        }
+    )
+    write_ledger(store, run_id, data)
 
 
 def stages_to_rerun(pipeline: Any, rerun_from: str | None, no_cache: bool) -> frozenset[str]:

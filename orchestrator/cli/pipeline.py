@@ -158,7 +158,8 @@ def resume_run(args: argparse.Namespace) -> RunEnd:
 
     It runs on the cluster the run joined (its record's, ``resume_address``) unless `--address` names another.
     A run whose driver may still run it is refused (``resume_guard.check_not_running``), and the run is
-    claimed before Ray starts, so that a second resume meanwhile is refused too (``resume_guard.claimed``).
+    claimed before Ray starts, so that a second resume meanwhile is refused too (``resume_guard.claimed``), and let
+    go when it ends (``resume_guard.released_at_its_end``).
     """
     check_run_id(args.run_id)
     address = cluster_address(args.address)
@@ -181,7 +182,8 @@ def resume_run(args: argparse.Namespace) -> RunEnd:
         run = dataclasses.replace(run, rerun=rerun_on_resume(store, args.run_id))  # what --no-cache had not reached
         cluster_fit.check_cluster(address, config.run, run.pipeline)
         run = joined_first(run)
-    return execute(run, resume=True)
+    with resume_guard.released_at_its_end(store, args.run_id):  # a notebook's process lives on after the run
+        return execute(run, resume=True)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:

@@ -39,7 +39,8 @@ from orchestrator.errors import ArtifactError, ConfigError, RelayError
 
 log = logging.getLogger("relay")
 
-_held_locks: list[int] = []  # the run folders this process holds locked (descriptors): the kernel frees them at its end
+# The run folders this process holds locked, by descriptor: a resume lets its own go, the kernel the rest at the end.
+_held_locks: dict[int, str] = {}
 
 
 def check_not_running(store: ArtifactStore, run_id: str, driver_gone: bool = False) -> None:
@@ -199,8 +200,8 @@ def claimed(store: ArtifactStore, run_id: str) -> Iterator[None]:
 
 
 def _locked(store: ArtifactStore, run_id: str) -> int | None:
-    """An exclusive lock on the run's record folder, held until this process ends; None on a store that is not
-    local (or a folder that cannot be opened: the ledger's claim still stands).
+    """An exclusive lock on the run's record folder, held until the resume ends (``released_at_its_end``) or this
+    process does; None on a store that is not local (or a folder that cannot be opened: the claim still stands).
 
     Why a lock besides the ledger's claim: two resumes that read the ledger at the same moment
     both saw the dead driver; the kernel gives the lock to one, and frees it when that one dies.
@@ -221,11 +222,27 @@ def _locked(store: ArtifactStore, run_id: str) -> int | None:
             f"run {run_id} is being resumed by another process on this machine (it holds {path} locked); wait for "
             "it (`relay runs` shows its progress) or stop it, then resume"
         ) from None
-    _held_locks.append(folder)
+    _held_locks[folder] = str(path)
     return folder
 
 
 def _release(lock: int | None) -> None:
-    if lock is not None and lock in _held_locks:
-        _held_locks.remove(lock)
+    if lock is not None and _held_locks.pop(lock, None) is not None:
         os.close(lock)
+
+
+@contextlib.contextmanager
+def released_at_its_end(store: ArtifactStore, run_id: str) -> Iterator[None]:
+    """Let go of the run's record folder (``claimed``'s lock) once the resume in the block ends, returned or raised.
+
+    Why: the lock lived as long as this process, which for `relay resume` ends with the run; a process
+    that lives on (a notebook's ``relay.resume``, finished or interrupted) kept it, and every later resume
+    of the run, there or from another process, was refused as "being resumed by another process".
+    """
+    try:
+        yield
+    finally:
+        path = store.local_path(record_path(run_id, ""))
+        for lock, folder in list(_held_locks.items()):
+            if path is not None and folder == str(path):
+                _release(lock)
