@@ -32,13 +32,14 @@ from orchestrator.cli.api.calls import (
 )
 from orchestrator.cli.api.reading import finished_manifests
 from orchestrator.cli.closing_lines import summary_rows
-from orchestrator.cli.common import new_run_id
+from orchestrator.cli.common import new_run_id, pipelines_of, store_of
 from orchestrator.cli.execution import RunEnd
 from orchestrator.cli.installed_pipelines import installed_pipelines
-from orchestrator.cli.pipeline_files import BY_OVERRIDES
+from orchestrator.cli.pipeline_files import BY_OVERRIDES, load_pipeline_config
+from orchestrator.cli.run_locations import resolved_locations
 from orchestrator.cli.run_record import read_run_record
 from orchestrator.cli.run_status import run_status
-from orchestrator.config import apply_overrides, load_yaml, resolve_workspace
+from orchestrator.config import RunSettings, apply_overrides, artifact_uri, load_yaml, resolve_workspace
 from orchestrator.config.values import name_problem
 from orchestrator.errors import ConfigError, InputError, RelayError
 
@@ -100,7 +101,7 @@ def run(
             no_cache=no_cache,
         )
         args.overrides_origin = BY_OVERRIDES  # a problem an override caused names it so: there is no command line
-        return run_result(handled(pipeline.start_run, args))
+        return run_result(handled(pipeline.start_run, args, workspace))
 
 
 @mlflow_quieted()
@@ -126,7 +127,7 @@ def resume(
         address=address,
         stop_after=stop_after,
     )
-    return run_result(handled(pipeline.resume_run, args))
+    return run_result(handled(pipeline.resume_run, args, workspace))
 
 
 def workspace_override(workspace: PathLike | None) -> list[str]:
@@ -171,15 +172,51 @@ def generated_run_id(path: Path, overrides: Sequence[str]) -> str | None:
     return new_run_id(name) if isinstance(name, str) and name_problem(name, "name") is None else None
 
 
-def handled(command: Callable[[argparse.Namespace], RunEnd], args: argparse.Namespace) -> RunEnd:
-    """Run a command's handler; a failure after the checks says which run to resume (a note on the error)."""
+def handled(
+    command: Callable[[argparse.Namespace], RunEnd], args: argparse.Namespace, workspace: PathLike | None
+) -> RunEnd:
+    """Run a command's handler; a failure after the checks says which run to resume, and how (a note on the error).
+
+    ``workspace``: the call's argument, which the note repeats where it finds the run's store.
+    """
     try:
         return command(args)
     except InputError:  # checked before anything was written: nothing to resume
         raise
     except RelayError as exc:
-        exc.add_note(f"Relay run {args.run_id}: finish it with relay.resume({args.run_id!r})")
+        exc.add_note(f"Relay run {args.run_id}: finish it with {resume_call(args, workspace)}")
         raise
+
+
+def resume_call(args: argparse.Namespace, workspace: PathLike | None) -> str:
+    """The ``relay.resume`` call that finds the run's record: with the call's ``workspace`` where that holds its
+    store, else with ``artifact_uri``, and with neither where the default store is the run's.
+
+    Why: the note said ``relay.resume('ID')`` whatever the run's store, and for a run in another workspace
+    that call failed ("no run ... in the artifact store ./relay-workspace/artifacts"); the CLI's hint adds
+    --artifact-uri for the same reason (``store_option``).
+    """
+    store = run_store(args)
+    arguments = [repr(args.run_id)]
+    if store is None or store == artifact_uri(RunSettings()):
+        pass
+    elif workspace is not None and store == artifact_uri(RunSettings(workspace=str(workspace))):
+        arguments.append(f"workspace={str(workspace)!r}")
+    else:
+        arguments.append(f"artifact_uri={store!r}")
+    return f"relay.resume({', '.join(arguments)})"
+
+
+def run_store(args: argparse.Namespace) -> str | None:
+    """The artifact store the run's record is in, as `relay run` (its config) or `relay resume` (its flags) chose
+    it; None when that cannot be told again (the config file changed meanwhile)."""
+    try:
+        if args.command == "resume":
+            return store_of(args).uri
+        _, config = load_pipeline_config(args.config, args.overrides, pipelines_of(args), origin=BY_OVERRIDES)
+        return resolved_locations(config).store
+    except (RelayError, OSError):
+        return None
 
 
 def run_result(end: RunEnd) -> RunResult:
