@@ -15,7 +15,7 @@ only ``orchestrator.cli`` wire pipelines to the engine and to tracking).
 
 The calls live in this package's modules: ``running`` (run, resume), ``reading`` (generations, runs,
 artifact, pseudo_labels), ``models`` (model, predict, input_shape), and ``calls``, what every call does
-at its edge (its arguments checked, MLflow's loggers quieted).
+at its edge (its arguments checked, MLflow's loggers quieted, the caller's environment given back).
 """
 
 from orchestrator.cli.api.models import input_shape, model, predict

@@ -1,5 +1,5 @@
 """The edge of every call of the Python API: its arguments checked and turned into what `relay` parses,
-and MLflow's loggers quieted while it runs.
+MLflow's loggers quieted while it runs, and the caller's environment given back when it ends.
 
 Apart from the calls themselves (``running``, ``reading``, ``models``), which each go through these
 first: a wrong type is refused here, naming the argument, before it reaches the CLI's code.
@@ -16,7 +16,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from orchestrator.cli import MLFLOW_LEVEL_ENV, MLFLOW_TRACEBACK_LOGGERS, build_parser, quiet_mlflow
+from orchestrator.cli import MLFLOW_TRACEBACK_LOGGERS, build_parser, quiet_mlflow
 from orchestrator.errors import InputError
 
 PathLike = str | Path
@@ -28,7 +28,8 @@ POSITIONALS = {"run": ["CONFIG"], "resume": ["RUN_ID"]}
 
 @contextlib.contextmanager
 def mlflow_quieted() -> Iterator[None]:
-    """MLflow's loggers as `relay` sets them without -v (``configure_logging``), for one call; then as they were.
+    """MLflow's loggers as `relay` sets them without -v (``configure_logging``), for one call; then as they were,
+    and the caller's environment given back (``environment_kept``).
 
     Why: MLflow logs at INFO through its own handler, so a notebook printed what the CLI hides:
     "Creating initial MLflow database tables...", and the system-metrics monitor's start and stop
@@ -37,17 +38,34 @@ def mlflow_quieted() -> Iterator[None]:
     caller's root logger, its handlers and its levels stay theirs.
     """
     levels = {name: logging.getLogger(name).level for name in ("mlflow", *MLFLOW_TRACEBACK_LOGGERS)}
-    env = os.environ.get(MLFLOW_LEVEL_ENV)
-    quiet_mlflow(verbose=False)
+    with environment_kept():
+        quiet_mlflow(verbose=False)
+        try:
+            yield
+        finally:
+            for name, level in levels.items():
+                logging.getLogger(name).setLevel(level)
+
+
+@contextlib.contextmanager
+def environment_kept() -> Iterator[None]:
+    """Every environment variable as the call found it once it returns or raises: its value, or its absence.
+
+    Why: a run left the notebook's process with what Relay and Ray set for it: MLflow's client
+    settings (MLFLOW_HTTP_REQUEST_TIMEOUT=20 and its retries, MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT),
+    RAY_AUTH_MODE, RAY_USAGE_STATS_ENABLED, and Ray's PYTHONBREAKPOINT, after which the caller's own
+    ``breakpoint()`` no longer opened pdb. The `relay` command's process ends with its run, so they
+    never outlived it there. Each call sets what it needs again.
+    """
+    before = dict(os.environ)
     try:
         yield
     finally:
-        for name, level in levels.items():
-            logging.getLogger(name).setLevel(level)
-        if env is None:
-            os.environ.pop(MLFLOW_LEVEL_ENV, None)
-        else:
-            os.environ[MLFLOW_LEVEL_ENV] = env
+        for name in [name for name in os.environ if name not in before]:
+            del os.environ[name]
+        for name, value in before.items():
+            if os.environ.get(name) != value:
+                os.environ[name] = value
 
 
 def command_args(command: str, **values: Any) -> argparse.Namespace:
