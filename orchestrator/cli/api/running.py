@@ -88,7 +88,7 @@ def run(
     given = [*checked_overrides(overrides), *workspace_override(checked_path("workspace", workspace))]
     checked_texts(address=address, run_id=run_id, stop_after=stop_after, rerun_from=rerun_from)
     checked_flag("no_cache", no_cache)
-    with config_file(config) as path:
+    with workspace_argument_named(workspace), config_file(config) as path:
         chosen = run_id or generated_run_id(path, given)
         args = command_args(
             "run",
@@ -133,6 +133,35 @@ def resume(
 def workspace_override(workspace: PathLike | None) -> list[str]:
     """``run.workspace=PATH`` for a workspace given, the value quoted so any path parses as one string."""
     return [] if workspace is None else [f"run.workspace={json.dumps(str(workspace))}"]
+
+
+@contextlib.contextmanager
+def workspace_argument_named(workspace: PathLike | None) -> Iterator[None]:
+    """A refusal of the workspace the call was given names the argument, not the override it is passed as.
+
+    Why: ``relay.run(cfg, workspace="/a/file")`` was refused "(set by overrides: run.workspace=...)", an
+    override the caller never wrote. The override is the last one given, so ``from_override`` names it
+    last: alone, or after the caller's own overrides that the same problem names.
+    """
+    try:
+        yield
+    except ConfigError as exc:
+        (override,) = workspace_override(workspace) or [None]
+        problems = [argument_named(problem, override, workspace) for problem in exc.problems]
+        if override is None or problems == exc.problems:
+            raise
+        raise ConfigError(problems, exc.source) from exc.__cause__
+
+
+def argument_named(problem: str, override: str | None, workspace: PathLike | None) -> str:
+    """``problem`` with the override ``override`` named as the argument ``workspace=`` it stands for."""
+    alone, last = f"({BY_OVERRIDES}: {override})", f", {override})"
+    argument = f"the argument workspace={str(workspace)!r}"
+    if override is not None and problem.endswith(alone):
+        return f"{problem.removesuffix(alone)}(set by {argument})"
+    if override is not None and problem.endswith(last) and f"({BY_OVERRIDES}: " in problem:
+        return f"{problem.removesuffix(last)}; and by {argument})"
+    return problem
 
 
 @contextlib.contextmanager

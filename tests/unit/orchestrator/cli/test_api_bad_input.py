@@ -61,11 +61,19 @@ def test_run_refuses_what_relay_run_refuses(cwd: Path, capsys, overrides, flags,
     assert expected in message
 
 
-def test_a_workspace_given_is_refused_as_the_override_run_workspace(cwd: Path, capsys) -> None:
+def test_a_workspace_given_is_refused_as_the_override_run_workspace_naming_the_argument(cwd: Path, capsys) -> None:
+    """The message is `relay run ... run.workspace=afile`'s, but says what set it: the call's argument `workspace=`
+    (QA read "(set by overrides: run.workspace=...)" though it had passed no such override), and an override's
+    own problem beside it still names the override."""
     (cwd / "afile").write_text("x")
-    argv = ["run", str(SMOKE), LOCAL, 'run.workspace="afile"']
-    message = refused_alike(lambda: api.run(SMOKE, [LOCAL], workspace="afile"), argv, cwd, capsys)
-    assert "run.workspace" in message and "afile" in message
+    argv = ["run", str(SMOKE), LOCAL, "train.steps=0", 'run.workspace="afile"']
+    expected = cli_message(argv, capsys).replace(ON_THE_COMMAND_LINE, BY_OVERRIDES)
+    expected = expected.replace(f'({BY_OVERRIDES}: run.workspace="afile")', "(set by the argument workspace='afile')")
+    with pytest.raises(InputError) as refused:
+        api.run(SMOKE, [LOCAL, "train.steps=0"], workspace="afile")
+    assert str(refused.value) == expected
+    assert "run.workspace: " in expected and f"({BY_OVERRIDES}: train.steps=0)" in expected
+    assert files(cwd) == {"afile"}
 
 
 def test_a_missing_config_file_is_refused_with_the_clis_message(cwd: Path, capsys) -> None:
