@@ -24,8 +24,7 @@ from orchestrator.config import ARTIFACT_URI_ENV, TRACKING_URI_ENV, WORKSPACE_EN
 from orchestrator.errors import ConfigError
 from orchestrator.tune.plan import SweepPlan
 
-# The logger of `relay tune`, as before this was split from it: its lines read as they did.
-log = logging.getLogger("orchestrator.cli.tune")
+log = logging.getLogger(__name__)
 
 
 SUBMITTED_RESUME_ENV = "RELAY_SWEEP_RESUME_COMMAND"  # set by `relay submit --tune`: its job's way on

@@ -25,8 +25,7 @@ from typing import Any
 
 from orchestrator.dag import Resources, ShardMapper
 
-# The logger of the distributed module this was split from: a run's log lines read as they did.
-logger = logging.getLogger("orchestrator.engine.distributed")
+logger = logging.getLogger(__name__)
 
 SHARDS_IN_FLIGHT_PER_ACTOR = 2  # queued on an actor, so it never waits between shards
 SHARDS_HELD_PER_ACTOR = 6  # in flight or finished ahead of an older shard: the reorder window

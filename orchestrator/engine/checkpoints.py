@@ -16,8 +16,7 @@ from typing import Any, Protocol
 
 from orchestrator.errors import ArtifactError
 
-# The store's logger, as before these were split from it: the warnings read as they did.
-logger = logging.getLogger("orchestrator.engine.artifacts")
+logger = logging.getLogger(__name__)
 
 _PLAIN = (bool, int, float, str, type(None))
 

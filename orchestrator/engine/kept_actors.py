@@ -17,8 +17,7 @@ from orchestrator.dag import Pipeline, Resources
 from orchestrator.engine.actor_pool import ActorPool, StageActors
 from orchestrator.engine.fit import uses_actor_pool
 
-# The executors module's logger, as before this was split from it: a run's log lines read as they did.
-logger = logging.getLogger("orchestrator.engine.executors")
+logger = logging.getLogger(__name__)
 
 
 def kept_workers(pipeline: Pipeline, total: Mapping[str, float]) -> dict[Resources, int]:

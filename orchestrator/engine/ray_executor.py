@@ -38,8 +38,7 @@ from orchestrator.engine.ray_task import (
 from orchestrator.engine.task import StageTask
 from orchestrator.errors import RelayError
 
-# The executors module's logger, as before this was split from it: a run's log lines read as they did.
-logger = logging.getLogger("orchestrator.engine.executors")
+logger = logging.getLogger(__name__)
 
 WARM_WAIT_S = 120.0  # the longest the first stage waits for the first warm worker
 REFIT_EVERY_S = 15.0  # while stages run, how often the driver checks whether the cluster lost a node

@@ -20,8 +20,7 @@ from orchestrator.engine.manifests import ArtifactRef, Manifest
 from orchestrator.engine.task import StageTask
 from orchestrator.errors import ArtifactError, StageError
 
-# The runner's logger, as before these were split from it: a run's log lines read as they did.
-logger = logging.getLogger("orchestrator.engine.runner")
+logger = logging.getLogger(__name__)
 
 
 @dataclass

@@ -23,8 +23,7 @@ from orchestrator.engine.manifests import Manifest
 from orchestrator.engine.records import StageRecord, TrackedArtifact
 from orchestrator.errors import ArtifactError
 
-# The runner's logger, as before these were split from it: a run's log lines read as they did.
-logger = logging.getLogger("orchestrator.engine.runner")
+logger = logging.getLogger(__name__)
 
 
 class StageReports:

@@ -31,8 +31,7 @@ from orchestrator.engine.manifests import Manifest
 from orchestrator.engine.task import StageTask
 from orchestrator.errors import body_traceback
 
-# The logger of the distributed module this was split from: a run's log lines read as they did.
-logger = logging.getLogger("orchestrator.engine.distributed")
+logger = logging.getLogger(__name__)
 
 CHECKPOINT_FILE = "state.pt"
 KEEP_CHECKPOINTS = 2

@@ -20,8 +20,7 @@ from orchestrator.engine.demands import amounts_text, resource_key, shortfall
 from orchestrator.jobs.connection import InsufficientResourcesError, _get_json, auth_headers
 
 T = TypeVar("T")
-# The logger of jobs.submit, as before this was split from it: its warnings read as they did.
-logger = logging.getLogger("orchestrator.jobs.submit")
+logger = logging.getLogger(__name__)
 # How long a resource check waits for the cluster's report to show what a stage needs: right after `ray start`
 # the dashboard's report lists no node for a few seconds, and right after more nodes join it lists only some
 # (a submit then said a cluster of 2 CPU workers and a 0-CPU head had 0 CPU). A cluster that is short for

@@ -27,8 +27,7 @@ from orchestrator.tracking.descriptions import TAG_NOTE, closing_note, started_w
 from orchestrator.tracking.provenance import provenance_tags
 from orchestrator.tracking.reading import generation_rows
 
-# The logger of mlflow_tracker, as before this was split from it: its debug line reads as it did.
-logger = logging.getLogger("orchestrator.tracking.mlflow_tracker")
+logger = logging.getLogger(__name__)
 
 CUT_SHORT = ("KILLED", "STOPPED")  # statuses whose unfinished generation runs end KILLED too
 RELAY_WORD = {"KILLED": "INTERRUPTED"}  # the parent's relay.status tag reads as `relay runs` does

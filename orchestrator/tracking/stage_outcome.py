@@ -19,8 +19,7 @@ from orchestrator.engine.records import StageRecord
 from orchestrator.tracking.common import TAG_CACHE_HIT, TAG_FINGERPRINT, TAG_STATUS
 from orchestrator.tracking.run_tree import EVALUATION_ROLE, file_role, metric_prefix
 
-# The logger of mlflow_tracker, as before this was split from it: its warnings read as they did.
-logger = logging.getLogger("orchestrator.tracking.mlflow_tracker")
+logger = logging.getLogger(__name__)
 
 
 def log_batch(

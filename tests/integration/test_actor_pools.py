@@ -148,7 +148,7 @@ def run(
 
 
 def test_labeling_actors_stay_warm_across_generations_when_the_cluster_has_room(tmp_path, caplog):
-    caplog.set_level(logging.INFO, logger="orchestrator.engine.executors")
+    caplog.set_level(logging.INFO, logger="orchestrator.engine")
     summary, names = run(tmp_path, 3, two_generations())
     assert "labeling actors: kept for the run" in caplog.text
     assert summary.names(StageState.SUCCEEDED) == [stage.name for stage in two_generations().stages]
@@ -161,7 +161,7 @@ def test_labeling_actors_stay_warm_across_generations_when_the_cluster_has_room(
 
 
 def test_with_room_for_one_actor_one_is_kept_and_the_other_started_per_call(tmp_path, caplog):
-    caplog.set_level(logging.INFO, logger="orchestrator.engine.executors")
+    caplog.set_level(logging.INFO, logger="orchestrator.engine")
     pipeline = two_generations(pool=Resources(num_cpus=1, workers=3), train_cpus=2)
     summary, names = run(tmp_path, 3, pipeline)
     assert "labeling actors: 1 of 2 kept for the run" in caplog.text
@@ -197,7 +197,7 @@ def test_kept_actors_let_go_when_another_run_holds_the_rest_of_the_cluster(tmp_p
     """
     monkeypatch.setattr(ray_executor, "KEPT_YIELD_S", 2.0)
     monkeypatch.setattr(ray_executor, "REFIT_EVERY_S", 1.0)
-    caplog.set_level(logging.INFO, logger="orchestrator.engine.executors")
+    caplog.set_level(logging.INFO, logger="orchestrator.engine")
     summary, names = run(tmp_path, 2, two_generations(), other_run_holds=1)
     assert "labeling actors: kept for the run" in caplog.text
     assert summary.names(StageState.SUCCEEDED) == [stage.name for stage in two_generations().stages]
@@ -368,7 +368,7 @@ def test_a_kept_actor_lost_while_idle_is_said_to_be_lost_in_one_line_and_the_oth
     # shards were all labeled before the kill had landed, and the call had no loss to say (CI, once); and a
     # call sent right after ray.kill can still be answered, as the kill travels through the GCS (CI, once more)
     assert answers_until_dead(lost.actors[0]), "ray.kill never landed"
-    caplog.set_level(logging.WARNING, logger="orchestrator.engine.distributed")
+    caplog.set_level(logging.WARNING, logger="orchestrator.engine.actor_pool")
     results = list(two_actors.joined(lost).mapper("dispatch", local=True)(shard_and_actor, range(8)))
     assert [shard for shard, _ in results] == list(range(8))
     warnings = [r.getMessage() for r in caplog.records if "labeling actor" in r.getMessage()]

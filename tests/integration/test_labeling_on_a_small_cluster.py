@@ -31,7 +31,7 @@ def test_two_labeling_workers_on_one_cpu_run_on_the_stages_task_without_a_wait_w
         resources=Resources(num_cpus=1, workers=2),
         parallelism=Parallelism.SHARDS,
     )
-    caplog.set_level(logging.INFO, logger="orchestrator.engine.executors")
+    caplog.set_level(logging.INFO, logger="orchestrator.engine.ray_executor")
     executor = RayExecutor(num_cpus=1)
     try:
         store = ArtifactStore(str(tmp_path / "store"))

@@ -87,10 +87,10 @@ def test_a_retry_submitted_after_the_loss_is_told_it_starts_once_a_lost_node_rej
     """The submit-time warning, against the live cluster: before, "it will wait until an autoscaler adds nodes
     that have them. Lower the stage's resources or add nodes"."""
     executor, lost_id, head = worker_node_lost
-    caplog.set_level(logging.WARNING, logger="orchestrator.engine.executors")
+    caplog.set_level(logging.WARNING, logger="orchestrator.engine.ray_executor")
     executor._warn_if_infeasible(train_stage(1.0), dict(ray.cluster_resources()))  # what submit logs
     warning = executor.infeasible_now(train_stage(1.0), dict(ray.cluster_resources()))
-    logged = [record.getMessage() for record in caplog.records if record.name == "orchestrator.engine.executors"]
+    logged = [record.getMessage() for record in caplog.records if record.name == "orchestrator.engine.ray_executor"]
     assert logged == [warning]
     assert warning is not None
     assert (
