@@ -60,16 +60,16 @@ def store_of(args: argparse.Namespace) -> ArtifactStore:
     uri = given or artifact_uri(RunSettings(workspace=getattr(args, "workspace", None)))
     folder = local_path(uri)
     if folder is not None and not Path(folder).expanduser().is_dir():
-        problem = folder_problem(folder, _store_key(args))
+        problem = folder_problem(folder, store_named_by(args))
         if problem:
             raise ConfigError([problem], "the command line")
-    problem = store_problem(uri, key=_store_key(args)) if folder is None else None
+    problem = store_problem(uri, key=store_named_by(args)) if folder is None else None
     if problem:
         raise ConfigError([problem], "the command line")
     return open_store(uri)
 
 
-def _store_key(args: argparse.Namespace) -> str:
+def store_named_by(args: argparse.Namespace) -> str:
     """How the user named the store, for messages: the flag or variable that set it."""
     if getattr(args, "artifact_uri", None):
         return "--artifact-uri"

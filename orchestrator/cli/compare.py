@@ -24,8 +24,8 @@ from typing import Any
 
 from orchestrator.cli.common import add_artifact_uri, add_workspace, pipelines_of, store_of, store_option
 from orchestrator.cli.run_status import read_view, run_status
-from orchestrator.cli.runs import _headline, _results, run_ids
-from orchestrator.cli.trials import _trial_kind, pipeline_kind, trial_record
+from orchestrator.cli.runs import headline_metric, result_stages, run_ids
+from orchestrator.cli.trials import pipeline_kind, trial_kind, trial_record
 from orchestrator.config import RunSettings, dotted, resolve_workspace, validate_config
 from orchestrator.config.values import name_problem
 from orchestrator.engine.artifacts import ArtifactStore
@@ -91,9 +91,9 @@ def read_record(store: ArtifactStore, run_id: str, pipelines: Any, sweeps: Path 
     config, problem = config_of(store, run_id, pipelines, sweeps)
     ledger = read_view(store, run_id).view
     raw_code = _ledger_code(store, run_id)
-    kind = pipeline_kind(store, run_id) or _trial_kind(sweeps, run_id, store)
+    kind = pipeline_kind(store, run_id) or trial_kind(sweeps, run_id, store)
     spec = pipelines.get(kind) if kind else None
-    headline = _headline(spec)
+    headline = headline_metric(spec)
     stage_names = list(ledger.stages) if ledger else []
     return RunRecord(
         run_id=run_id,
@@ -176,7 +176,7 @@ def best_per_generation(headline: str | None, stages: Mapping[str, Any], spec: P
         return {}
     role, metric = headline.split("/", 1)
     found: dict[int, float] = {}
-    for name, entry in _results(stages, spec).items():
+    for name, entry in result_stages(stages, spec).items():
         value = entry.metrics.get(metric)
         if name.rsplit("/", 1)[-1] == role and entry.generation is not None and value is not None:
             found[entry.generation] = max(value, found.get(entry.generation, value))

@@ -19,7 +19,7 @@ from orchestrator.cli.run_locations import tracking_problem
 from orchestrator.cli.run_record import tracked_in_this_workspace
 from orchestrator.cli.run_status import run_status
 from orchestrator.cli.runs import RunRow, run_rows
-from orchestrator.cli.trials import _tracking_settings
+from orchestrator.cli.trials import tracking_settings
 from orchestrator.config import TRACKING_URI_ENV, RunSettings, TrackingSettings, resolve_workspace, tracking_uri
 from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.engine.ledger import RunStatus
@@ -67,7 +67,7 @@ def newest_run_experiment(args: argparse.Namespace) -> DefaultExperiment:
     if not rows:  # nothing `relay runs` would list to contradict (a laptop reading the team's tracking server)
         return DefaultExperiment(default)
     newest = rows[0].run_id
-    tracking = _tracking_settings(store, sweeps, newest)
+    tracking = tracking_settings(store, sweeps, newest)
     if tracking is None:
         why = f"the config of {newest}, the newest run `relay runs` lists, cannot be read"
         return DefaultExperiment(default, _default_experiment_note(default, why))
@@ -144,7 +144,7 @@ def check_tracked(args: argparse.Namespace, uri: str, run_id: str | None) -> Non
         if run_id is None:
             rows = run_rows(store, pipelines_of(args), sweeps)
             run_id = rows[0].run_id if rows else None
-        tracking = None if run_id is None else _tracking_settings(store, sweeps, run_id)
+        tracking = None if run_id is None else tracking_settings(store, sweeps, run_id)
     except RelayError:  # the reader says what is wrong with the store, if it needs it
         return
     recorded = sqlite_path(str((tracking or {}).get("uri") or ""))

@@ -38,7 +38,7 @@ class _Driver(BaseModel):
     pid: int = 0
 
 
-class _Stage(BaseModel):
+class LedgerStage(BaseModel):
     generation: int | None = None
     state: str = ""
     metrics: dict[str, float] = {}
@@ -58,7 +58,7 @@ class LedgerView(BaseModel):
     started: str = ""
     stop_after: str | None = None
     driver: _Driver | None = None
-    stages: dict[str, _Stage] = {}
+    stages: dict[str, LedgerStage] = {}
 
 
 @dataclass(frozen=True)
@@ -130,10 +130,10 @@ def _first_error(exc: ValueError) -> str:
 def run_status(store: ArtifactStore, run_id: str) -> RunStatus:
     """The run's status as `relay runs` shows it (INTERRUPTED for a dead driver, UNREADABLE, NOT STARTED)."""
     read = read_view(store, run_id)
-    return RunStatus.UNREADABLE if read.problem is not None else _status(read.view or LedgerView())
+    return RunStatus.UNREADABLE if read.problem is not None else ledger_status(read.view or LedgerView())
 
 
-def _status(ledger: LedgerView) -> RunStatus:
+def ledger_status(ledger: LedgerView) -> RunStatus:
     """The ledger's status; RUNNING with a dead driver on this host is INTERRUPTED; no ledger yet: STARTING
     while its driver (on this host) lives, INTERRUPTED when it died, else NOT STARTED."""
     driver = ledger.driver or _Driver()

@@ -25,16 +25,16 @@ from typing import Any
 
 from orchestrator.cli.common import (
     Pipelines,
-    _store_key,
     add_artifact_uri,
     add_workspace,
     pipelines_of,
+    store_named_by,
     store_of,
     store_option,
 )
 from orchestrator.cli.run_locations import local_path
-from orchestrator.cli.run_status import LedgerView, _Stage, _status, read_view
-from orchestrator.cli.trials import _trial_kind, pipeline_kind
+from orchestrator.cli.run_status import LedgerStage, LedgerView, ledger_status, read_view
+from orchestrator.cli.trials import pipeline_kind, trial_kind
 from orchestrator.config import ARTIFACT_URI_ENV, WORKSPACE_ENV, RunSettings, resolve_workspace
 from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.engine.ledger import (
@@ -93,7 +93,7 @@ def _row(store: ArtifactStore, run_id: str, pipelines: Pipelines, sweeps: Path |
     """The run's line; an unreadable ledger still gets one, so the list shows every run."""
     read = read_view(store, run_id)
     own_kind = pipeline_kind(store, run_id)  # None for a Tune trial: its sweep keeps its config
-    kind = own_kind or _trial_kind(sweeps, run_id, store)
+    kind = own_kind or trial_kind(sweeps, run_id, store)
     if read.problem is not None:
         return RunRow(run_id, kind or "?", RunStatus.UNREADABLE, "-", "-", "", problem=read.problem)
     ledger = read.view or LedgerView()
@@ -102,27 +102,29 @@ def _row(store: ArtifactStore, run_id: str, pipelines: Pipelines, sweeps: Path |
     return RunRow(
         run_id=run_id,
         pipeline=kind or ledger.pipeline,
-        status=_status(ledger),
+        status=ledger_status(ledger),
         generations=_generations(ledger.generations, ledger.stages, reported),
-        best=_best(_headline(spec), _results(ledger.stages, spec)),
+        best=_best(headline_metric(spec), result_stages(ledger.stages, spec)),
         started=ledger.started,
         name=ledger.pipeline,
         tracking_lost_at=tracking_lost_at(store, run_id),
     )
 
 
-def _headline(spec: PipelineSpec | None) -> str | None:
+def headline_metric(spec: PipelineSpec | None) -> str | None:
     """The pipeline's first single summary metric (PipelineSpec.summary), None without a spec."""
     return next((m for m in (spec.summary.values() if spec else ()) if not m.endswith("/*")), None)
 
 
-def _results(stages: Mapping[str, _Stage], spec: PipelineSpec | None) -> dict[str, _Stage]:
+def result_stages(stages: Mapping[str, LedgerStage], spec: PipelineSpec | None) -> dict[str, LedgerStage]:
     """The stages whose metrics are the pipeline's results: not those of its reference generations (a teacher)."""
     skipped = spec.reference_generations if spec else frozenset()
     return {name: stage for name, stage in stages.items() if stage.generation not in skipped}
 
 
-def _generations(per_generation: Mapping[int, int], stages: Mapping[str, _Stage], reported: int | None = None) -> str:
+def _generations(
+    per_generation: Mapping[int, int], stages: Mapping[str, LedgerStage], reported: int | None = None
+) -> str:
     """`done/total`: a generation is done when every one of its stages succeeded or was cached, or when it is
     ``reported``, the generation a Tune trial ran up to its metric stage and reported (``_reported_generation``)."""
     if not per_generation:
@@ -147,7 +149,7 @@ def _reported_generation(ledger: LedgerView) -> int | None:
     return entry.generation if entry is not None and entry.state in DONE_STATES else None
 
 
-def _best(headline: str | None, stages: Mapping[str, _Stage]) -> str:
+def _best(headline: str | None, stages: Mapping[str, LedgerStage]) -> str:
     """The best (highest) value of the pipeline's headline metric (`<role>/<metric>`) over ``stages``."""
     if headline is None or "/" not in headline:
         return "-"
@@ -221,7 +223,7 @@ def not_installed_best_line(rows: list[RunRow], store: ArtifactStore, pipelines:
     for row in rows:
         if row.best != "-" or row.status is RunStatus.UNREADABLE or row.pipeline in pipelines:
             continue
-        kind = pipeline_kind(store, row.run_id) or _trial_kind(sweeps, row.run_id, store)
+        kind = pipeline_kind(store, row.run_id) or trial_kind(sweeps, row.run_id, store)
         if not_installed(kind, pipelines):
             by_kind.setdefault(kind, []).append(row.run_id)
     if not by_kind:
@@ -245,7 +247,7 @@ def check_named_store_exists(args: argparse.Namespace, store: ArtifactStore) -> 
     folder = local_path(store.uri)
     if folder is None or Path(folder).exists():
         return
-    key = _store_key(args)
+    key = store_named_by(args)
     missing: Path | str = folder
     if key in ("--workspace", f"${WORKSPACE_ENV}"):
         missing = resolve_workspace(RunSettings(workspace=args.workspace))

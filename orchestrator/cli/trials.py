@@ -37,7 +37,7 @@ def pipeline_kind(store: ArtifactStore, run_id: str) -> str | None:
         return None
 
 
-def _trial_kind(sweeps: Path | None, run_id: str, store: ArtifactStore | None = None) -> str | None:
+def trial_kind(sweeps: Path | None, run_id: str, store: ArtifactStore | None = None) -> str | None:
     """A Tune trial's `pipeline:`, from its sweep record, else the config its sweep saved; None when neither is found.
 
     A trial keeps only a ledger, whose `pipeline` is the config's `name` (`smoke`), not the kind
@@ -166,7 +166,7 @@ def trial_values(sweep_folder: Path, run_id: str, space: Mapping[str, Any]) -> d
     return {key: found[0][key] for key in space if key in found[0]} if found else {}
 
 
-def _tracking_settings(store: ArtifactStore, sweeps: Path, run_id: str) -> dict[str, Any] | None:
+def tracking_settings(store: ArtifactStore, sweeps: Path, run_id: str) -> dict[str, Any] | None:
     """The `tracking:` settings of the run's config (a Tune trial's: its sweep's); None when it cannot be read."""
     relative = record_path(run_id, CONFIG_FILE)
     try:

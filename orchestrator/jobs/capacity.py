@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 from orchestrator.engine.demands import amounts_text, resource_key, shortfall
-from orchestrator.jobs.connection import InsufficientResourcesError, _get_json, auth_headers
+from orchestrator.jobs.connection import InsufficientResourcesError, auth_headers, dashboard_json
 
 T = TypeVar("T")
 logger = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ def cluster_totals(address: str) -> dict[str, float] | None:
     ``ray.cluster_resources()`` needs a driver connection, which a Jobs client
     does not have; the dashboard's autoscaler report carries the same totals.
     """
-    body = _get_json(address, "/api/cluster_status", auth_headers())  # keys as resource_key makes them
+    body = dashboard_json(address, "/api/cluster_status", auth_headers())  # keys as resource_key makes them
     status = ((body or {}).get("data") or {}).get("clusterStatus") or {}
     report = status.get("loadMetricsReport") or status.get("load_metrics_report")
     if not isinstance(report, dict) or not isinstance(report.get("usage"), dict):
@@ -102,7 +102,7 @@ def worker_requests(stages: Iterable[Any]) -> dict[str, dict[str, float]]:
 
 def node_resources(address: str) -> list[dict[str, float]] | None:
     """The total resources of each alive node (the state API behind `ray list nodes`), or None if it cannot say."""
-    body = _get_json(address, "/api/v0/nodes?limit=10000&detail=1", auth_headers())
+    body = dashboard_json(address, "/api/v0/nodes?limit=10000&detail=1", auth_headers())
     result = ((body or {}).get("data") or {}).get("result") or {}
     rows = result.get("result") if isinstance(result, dict) else None
     if not isinstance(rows, list):

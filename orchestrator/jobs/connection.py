@@ -228,7 +228,7 @@ def _lost_message(address: str, job_id: str | None) -> str:
 # --------------------------------------------------------------------------- connection
 
 
-def _get_json(address: str, path: str, headers: dict[str, str]) -> dict[str, Any] | None:
+def dashboard_json(address: str, path: str, headers: dict[str, str]) -> dict[str, Any] | None:
     """GET a dashboard endpoint with a timeout (Ray's client has none); None if not JSON/200."""
     import requests
 
@@ -250,7 +250,7 @@ def check_dashboard(address: str) -> str:
     Ray's client would otherwise fail later with a JSON or 404 error that does not say the
     address is wrong (an MLflow server, a Grafana, the GCS port mistaken for the dashboard).
     """
-    body = _get_json(address, "/api/version", auth_headers())
+    body = dashboard_json(address, "/api/version", auth_headers())
     version = (body or {}).get("ray_version") if isinstance(body, dict) else None
     if not version:
         raise NotADashboardError(
@@ -263,14 +263,14 @@ def check_dashboard(address: str) -> str:
 
 def server_auth_mode(address: str) -> str:
     """'token', 'disabled', or 'unknown' (Ray < 2.52 has no such endpoint, nor has a server that is not Ray)."""
-    body = _get_json(address, "/api/authentication_mode", {})
+    body = dashboard_json(address, "/api/authentication_mode", {})
     if not isinstance(body, dict):
         return "unknown"
     return str(body.get("authentication_mode", "unknown"))
 
 
 @contextlib.contextmanager
-def _translated(address: str, job_id: str | None = None, upload: str | None = None) -> Iterator[None]:
+def translated_errors(address: str, job_id: str | None = None, upload: str | None = None) -> Iterator[None]:
     """Turn the Jobs SDK's exceptions into one RelayError each, with what to do.
 
     ``upload`` is the folder being sent with a submission, so an upload that is too big can name it.
@@ -322,7 +322,7 @@ def check_job_id_free(client: JobSubmissionClient, address: str, job_id: str) ->
     and its refusal was a cluster failure (exit 1) for what is a wrong --run-id.
     """
     try:
-        with _translated(address, job_id):
+        with translated_errors(address, job_id):
             info = client.get_job_info(job_id)
     except JobNotFoundError:
         return
@@ -346,7 +346,7 @@ def connect(address: str | None) -> JobSubmissionClient:
     from ray.job_submission import JobSubmissionClient
 
     quiet_jobs_sdk()
-    with _translated(url):
+    with translated_errors(url):
         return JobSubmissionClient(url, headers=headers)
 
 

@@ -23,10 +23,10 @@ from orchestrator.jobs.connection import (
     JobsError,
     JobStillRunningError,
     UploadTooLargeError,
-    _translated,
     check_job_id_free,
     connect,
     resolve_address,
+    translated_errors,
 )
 from orchestrator.jobs.upload import build_runtime_env, largest_uploaded, quiet_upload
 from orchestrator.jobs.watch import ACTIVE_STATUSES, list_jobs
@@ -81,7 +81,7 @@ def submit_entrypoint(
     client = connect(url)
     try:
         quiet_upload()
-        with _translated(url, submission_id, upload=str(folder.resolve())):
+        with translated_errors(url, submission_id, upload=str(folder.resolve())):
             job_id = client.submit_job(
                 entrypoint=entrypoint,
                 runtime_env=runtime_env,

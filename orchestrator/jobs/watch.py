@@ -10,7 +10,7 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from orchestrator.jobs.connection import JobsError, JobTimeoutError, _translated, connect, resolve_address
+from orchestrator.jobs.connection import JobsError, JobTimeoutError, connect, resolve_address, translated_errors
 
 if TYPE_CHECKING:
     from ray.job_submission import JobSubmissionClient
@@ -26,7 +26,7 @@ RAY_LOG_TAIL = re.compile(r",? last available logs \(truncated to [^)]*\):\n.*",
 
 
 def _status_of(client: JobSubmissionClient, address: str, job_id: str) -> str:
-    with _translated(address, job_id):
+    with translated_errors(address, job_id):
         return str(client.get_job_status(job_id).value)
 
 
@@ -44,7 +44,7 @@ def job_details(address: str | None, job_id: str) -> dict[str, Any]:
     """
     url = resolve_address(address)
     client = connect(url)
-    with _translated(url, job_id):
+    with translated_errors(url, job_id):
         info = client.get_job_info(job_id)
     env_vars = (info.runtime_env or {}).get("env_vars") or {}
     return {
@@ -65,7 +65,7 @@ def job_outcome(address: str | None, job_id: str) -> tuple[str, str]:
     """
     url = resolve_address(address)
     client = connect(url)
-    with _translated(url, job_id):
+    with translated_errors(url, job_id):
         info = client.get_job_info(job_id)
     return str(info.status.value), RAY_LOG_TAIL.sub("", str(info.message or ""), count=1)
 
@@ -74,7 +74,7 @@ def job_logs(address: str | None, job_id: str) -> str:
     """Everything the job's driver printed so far."""
     url = resolve_address(address)
     client = connect(url)
-    with _translated(url, job_id):
+    with translated_errors(url, job_id):
         return client.get_job_logs(job_id)
 
 
@@ -124,7 +124,7 @@ def _next_chunk(loop: asyncio.AbstractEventLoop, chunks: Any, address: str, job_
     """One chunk of the async tail, or None at its end; a dropped stream says how to pick up."""
     import aiohttp
 
-    with _translated(address, job_id):
+    with translated_errors(address, job_id):
         try:
             return _await_waking(loop, chunks.__anext__())
         except StopAsyncIteration:
@@ -156,7 +156,7 @@ def stop_job(address: str | None, job_id: str) -> bool:
     """Ask the job to stop; False when it had already finished."""
     url = resolve_address(address)
     client = connect(url)
-    with _translated(url, job_id):
+    with translated_errors(url, job_id):
         return bool(client.stop_job(job_id))
 
 
@@ -175,7 +175,7 @@ def list_jobs(address: str | None) -> list[dict[str, Any]]:
     """
     url = resolve_address(address)
     client = connect(url)
-    with _translated(url):
+    with translated_errors(url):
         details = client.list_jobs()
     rows = [
         {

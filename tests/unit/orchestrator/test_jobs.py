@@ -169,7 +169,7 @@ def test_every_command_maps_unreachable_the_same_way(clean_env):
 
 
 def test_a_connection_lost_after_the_probe_is_a_failure_not_bad_input():
-    with pytest.raises(jobs.JobsError) as info, connection._translated("http://h:8265", "job-1"):
+    with pytest.raises(jobs.JobsError) as info, connection.translated_errors("http://h:8265", "job-1"):
         raise requests.exceptions.ConnectionError("reset")
     assert not isinstance(info.value, InputError)
     assert "relay status job-1" in str(info.value)

@@ -86,7 +86,10 @@ def test_the_plugins_spec_gets_relays_data_loader_and_input_shape(plugin: Path, 
     with caplog.at_level(logging.INFO, logger="relay"):
         spec = pipelines_of(argparse.Namespace(pipelines=None))["selftrain"]
         pipelines_of(argparse.Namespace(pipelines=None))
-    assert not caplog.records, "loading the pipelines says nothing: every command loads them"
+    said = [
+        r for r in caplog.records if r.name.split(".")[0] in {"relay", "orchestrator", "pipelines"}
+    ]  # not asyncio leftovers of another test
+    assert not said, "loading the pipelines says nothing: every command loads them"
     config = plugin / "selftrain.yaml"
     config.write_text(f"pipeline: selftrain\nname: mine\nrun:\n  workspace: {plugin / 'ws'}\n")
     with caplog.at_level(logging.INFO, logger="relay"):
