@@ -340,18 +340,6 @@ class RayExecutor:
         nodes = self._read_nodes()
         return None if nodes is None else live_node_resources(nodes)
 
-    def _warn_waiting(
-        self,
-        name: str,
-        asks: Resources,
-        free: Mapping[str, float],
-        total: Mapping[str, float],
-        free_per_node: Sequence[Mapping[str, float]] | None = None,
-        node_totals: Sequence[Mapping[str, float]] | None = None,
-    ) -> None:
-        """The warning for one unplaced stage attempt (``waiting_message``)."""
-        logger.warning("%s", waiting_message(name, asks, free, total, free_per_node, node_totals))
-
     def _unplaced_stages(self) -> set[str]:
         """Names of this job's tasks that Ray has not placed on a node yet; empty when the state API cannot say."""
         try:
