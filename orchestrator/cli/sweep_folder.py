@@ -36,7 +36,7 @@ def recorded_address(plan: SweepPlan) -> str | None:
 
     Why: the sweep never recorded its cluster, so a resume pasted without --address started a local
     Ray and ran the rest of the sweep on the driver's machine, without a word (`relay resume` of a
-    run rejoins the cluster its record names: ``pipeline.resume_address``).
+    run rejoins the cluster its record names: ``resume_checks.resume_address``).
     """
     address = saved_stores(Path(plan.output)).get("ray_address")
     if not isinstance(address, str) or not address:
