@@ -29,6 +29,8 @@ from orchestrator.engine.signals import (
 logger = logging.getLogger(__name__)
 
 DASHBOARD_PORT = 8265
+# How many ports from 8265 up a local dashboard may take before the OS chooses one.
+PORTS_TRIED = 100
 
 
 def init_kwargs(
@@ -72,7 +74,7 @@ def init_ray(ray: Any, kwargs: dict[str, Any]) -> None:
     local start checks the port again, and starts Ray, under a machine-wide lock (``port_lock``),
     which a second start waits for (a Ctrl-C still stops that wait at once). A start that lost its
     port all the same (the lock could not be had, or another program took the port) is retried once
-    on a port the OS picks. Ray's start-up lines are cut to what a user can act on (``start_lines``).
+    on the next free one. Ray's start-up lines are cut to what a user can act on (``start_lines``).
     """
     with contextlib.ExitStack() as held:
         if "dashboard_port" in kwargs:  # checked again, and bound, under the lock
@@ -102,21 +104,32 @@ def _start_ray(ray: Any, kwargs: dict[str, Any], interrupted: Sequence[int] = ()
             raise KeyboardInterrupt from exc
         if "dashboard_port" not in kwargs or "dashboard" not in str(exc).lower():
             raise
-        retry_port = dashboard_port(preferred=0)
-        logger.warning(
-            "Ray's dashboard lost port %s to another process; starting on %s", kwargs["dashboard_port"], retry_port
-        )
+        lost = kwargs["dashboard_port"]
+        retry_port = dashboard_port(first=lost + 1)
+        if port_taken(exc):
+            logger.warning("Ray's dashboard lost port %s to another process; starting on %s", lost, retry_port)
+        else:
+            logger.warning("Ray's dashboard did not start on port %s; starting Ray again on %s", lost, retry_port)
         ray.shutdown()
         ray.init(**{**kwargs, "dashboard_port": retry_port})
 
 
-def dashboard_port(preferred: int | None = None) -> int:
-    """``preferred`` (default: Ray's usual port) when it is free, else any free one; 0 asks the OS for one.
+def port_taken(exc: Exception) -> bool:
+    """Whether ``ray.init`` failed because its dashboard's port was in use (not slow, not broken)."""
+    text = str(exc).lower()
+    return "already occupied" in text or "address already in use" in text
 
-    A second local Ray instance on the machine (another `relay run`, another user's tests)
-    holds 8265, and Ray 2.60 then fails to start the dashboard instead of moving on.
+
+def dashboard_port(first: int = DASHBOARD_PORT) -> int:
+    """The first free port from ``first`` up (Ray's usual 8265 by default); the OS's choice if none is.
+
+    A second local Ray instance on the machine (another `relay run`, another user's tests) holds
+    8265, and Ray 2.60 then fails to start the dashboard instead of moving on. The ports are tried in
+    turn, below the range the OS hands out for port 0: a port the OS chose could be handed out again
+    to the next process asking for one, Ray's own processes in this very start among them, before
+    the dashboard binds it.
     """
-    for port in (DASHBOARD_PORT if preferred is None else preferred, 0):
+    for port in (*range(first, min(first + PORTS_TRIED, 65536)), 0):
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
             try:
                 probe.bind(("127.0.0.1", port))

@@ -1,6 +1,7 @@
 """LocalExecutor runs StageTasks in submission order and returns failures as values; warm-up names the right modules."""
 
 import logging
+from pathlib import Path
 
 import pytest
 
@@ -288,15 +289,21 @@ def test_a_held_ctrl_c_is_answered_at_once(capfd) -> None:
     assert said == "\nrelay: stopping once Ray's start ends; press Ctrl-C again to stop now\n"
 
 
+PORT_OCCUPIED = (
+    "Failed to bind to 127.0.0.1:8265 because it's already occupied. You can use `ray start --dashboard-port ...`"
+)
+
+
 class DashboardDies:
     """What `ray.init` does when the dashboard it started is gone: a bare Exception naming the dashboard."""
 
-    def __init__(self) -> None:
+    def __init__(self, message: str = "Failed to start the dashboard") -> None:
         self.calls: list[str] = []
+        self.message = message
 
     def init(self, **kwargs) -> None:
         self.calls.append(f"init {kwargs.get('dashboard_port')}")
-        raise Exception("Failed to start the dashboard")  # Ray raises a bare Exception here
+        raise Exception(self.message)  # Ray raises a bare Exception here
 
     def shutdown(self) -> None:
         self.calls.append("shutdown")
@@ -311,7 +318,44 @@ def test_a_dashboard_stopped_by_the_ctrl_c_ends_the_start_as_interrupted_without
         _start_ray(ray, {"dashboard_port": 8265}, interrupted=[2])
     assert ray.calls == ["init 8265", "shutdown"]
     assert "lost port" not in caplog.text
-    ray = DashboardDies()
-    with pytest.raises(Exception, match="dashboard"):  # no Ctrl-C: a lost port, retried once on another
+    ray = DashboardDies(PORT_OCCUPIED)
+    with pytest.raises(Exception, match="occupied"):  # no Ctrl-C: a lost port, retried once on another
         _start_ray(ray, {"dashboard_port": 8265})
     assert len(ray.calls) == 3 and ray.calls[1] == "shutdown" and "lost port 8265" in caplog.text
+
+
+def test_a_dashboard_that_failed_for_another_reason_is_retried_without_blaming_the_port(caplog) -> None:
+    """A dashboard too slow to start on a loaded machine was reported as a port lost to another process."""
+    from orchestrator.engine.ray_session import _start_ray
+
+    ray = DashboardDies("The last 20 lines of /tmp/ray/session_x/logs/dashboard.log (it contains the error ...)")
+    with pytest.raises(Exception, match="dashboard"):
+        _start_ray(ray, {"dashboard_port": 8265})
+    assert len(ray.calls) == 3 and "did not start on port 8265" in caplog.text and "lost port" not in caplog.text
+
+
+def test_the_retry_takes_the_next_free_port_not_one_the_os_may_hand_out_again(caplog) -> None:
+    """The retry once asked the OS for a port; Ray's own processes, starting next, could be given the same one."""
+    from orchestrator.engine.ray_session import _start_ray
+
+    ray = DashboardDies(PORT_OCCUPIED)
+    with pytest.raises(Exception, match="occupied"):
+        _start_ray(ray, {"dashboard_port": 20000})
+    retried = int(ray.calls[2].split()[1])
+    low, _ = (int(edge) for edge in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    assert 20000 < retried < min(20000 + 100, low)
+
+
+def test_the_dashboard_port_is_the_first_free_one_from_8265_up() -> None:
+    """Two ports held in a row: the next one after them, never one from the OS's range for port 0."""
+    import socket
+
+    from orchestrator.engine import ray_session
+
+    first = ray_session.dashboard_port(first=21000)
+    with socket.socket() as held, socket.socket() as next_held:
+        held.bind(("127.0.0.1", first))
+        next_held.bind(("127.0.0.1", ray_session.dashboard_port(first=first)))
+        second = next_held.getsockname()[1]
+        chosen = ray_session.dashboard_port(first=first)
+    assert chosen > second > first and chosen < first + ray_session.PORTS_TRIED
