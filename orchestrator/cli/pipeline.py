@@ -27,7 +27,7 @@ from orchestrator.cli.common import (
     pipelines_of,
     store_of,
 )
-from orchestrator.cli.execution import RunEnd, execute, joined_first, prepare_run, released_on_failure
+from orchestrator.cli.execution import PreparedRun, RunEnd, execute, joined_first, prepare_run, released_on_failure
 from orchestrator.cli.pipeline_files import load_pipeline_config, overridden, overrides_origin
 from orchestrator.cli.preflight import check_new_run, check_run_id, check_stop_after
 from orchestrator.cli.resume_checks import (
@@ -40,9 +40,11 @@ from orchestrator.cli.resume_checks import (
 from orchestrator.cli.run_record import read_run_record, rerun_on_resume, save_run_record, with_locations
 from orchestrator.config import apply_overrides, load_yaml, tracking_uri
 from orchestrator.dag import Pipeline
+from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.engine.ledger import CONFIG_FILE, record_path
 from orchestrator.engine.signals import EXIT_TERMINATED, terminated_by_signal
 from orchestrator.errors import ConfigError
+from orchestrator.registry import PipelineSpec
 
 log = logging.getLogger("relay")
 
@@ -124,10 +126,10 @@ def start_run(args: argparse.Namespace) -> RunEnd:
     check_new_run(run.store, run_id)
     run = joined_first(run)
     joined = cluster_join.address_to_record(address, config.run)
-    with released_on_failure(run):
-        save_run_record(run.store, run.run_id, config, args.config, args.overrides, run.rerun, joined)
     rerun = f", {len(run.rerun)} rerun on request" if run.rerun else ""
     log.info("run %s: %d stages%s", run.run_id, len(run.pipeline.stages), rerun)
+    with released_on_failure(run):  # from here to ``execute`` nothing runs a Ctrl-C could land in unrecorded
+        save_run_record(run.store, run.run_id, config, args.config, args.overrides, run.rerun, joined)
     return execute(run, resume=False)
 
 
@@ -158,8 +160,8 @@ def resume_run(args: argparse.Namespace) -> RunEnd:
 
     It runs on the cluster the run joined (its record's, ``resume_address``) unless `--address` names another.
     A run whose driver may still run it is refused (``resume_guard.check_not_running``), and the run is
-    claimed before Ray starts, so that a second resume meanwhile is refused too (``resume_guard.claimed``), and let
-    go when it ends (``resume_guard.released_at_its_end``).
+    claimed before Ray starts (``resume_guard.claimed``) and locked until the resume ends (``resume_guard.locked``),
+    so that a second resume meanwhile is refused too.
     """
     check_run_id(args.run_id)
     address = cluster_address(args.address)
@@ -173,17 +175,24 @@ def resume_run(args: argparse.Namespace) -> RunEnd:
     resume_guard.check_not_running(store, args.run_id, getattr(args, "driver_gone", False))
     check_resume_stop_after(store, args.run_id, args.stop_after)  # reads the ledger's status, which the claim sets
     check_not_moved(config, store.uri, args.run_id)
-    with resume_guard.claimed(store, args.run_id):  # before anything slow: a second resume meanwhile is refused
-        check_data_unchanged(spec, config, args.run_id, store.location(record_path(args.run_id, CONFIG_FILE)))
-        config = checked_locations(
-            with_locations(config, store.uri, tracking_uri(config.run, config.tracking)), None, address
-        )
-        run = prepare_run(spec, config, args.run_id, args.stop_after, address)
-        run = dataclasses.replace(run, rerun=rerun_on_resume(store, args.run_id))  # what --no-cache had not reached
-        cluster_fit.check_cluster(address, config.run, run.pipeline)
-        run = joined_first(run)
-    with resume_guard.released_at_its_end(store, args.run_id):  # a notebook's process lives on after the run
+    with resume_guard.locked(store, args.run_id):  # until the resume ends: a second resume meanwhile is refused
+        with resume_guard.claimed(store, args.run_id):  # before anything slow; put back if what follows refuses
+            run = _prepared_resume(args, spec, config, store, address)
         return execute(run, resume=True)
+
+
+def _prepared_resume(
+    args: argparse.Namespace, spec: PipelineSpec, config: Any, store: ArtifactStore, address: str | None
+) -> PreparedRun:
+    """The checks and preparation a claimed resume makes before it executes (Ray joined first where it must be)."""
+    check_data_unchanged(spec, config, args.run_id, store.location(record_path(args.run_id, CONFIG_FILE)))
+    config = checked_locations(
+        with_locations(config, store.uri, tracking_uri(config.run, config.tracking)), None, address
+    )
+    run = prepare_run(spec, config, args.run_id, args.stop_after, address)
+    run = dataclasses.replace(run, rerun=rerun_on_resume(store, args.run_id))  # what --no-cache had not reached
+    cluster_fit.check_cluster(address, config.run, run.pipeline)
+    return joined_first(run)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:

@@ -9,8 +9,8 @@ sent for the run is taken: that command checked the cluster's jobs of the run be
 
 A resume that may go on claims the run at once (``claimed``): its host and pid go into the
 ledger before anything slow (Ray's start), and on a local store it holds an exclusive lock on
-the run's record for its lifetime, so a second resume meanwhile is refused, atomically where
-the store allows it.
+the run's record until it ends (``locked``), so a second resume meanwhile is refused,
+atomically where the store allows it.
 """
 
 from __future__ import annotations
@@ -38,9 +38,6 @@ from orchestrator.engine.ledger import (
 from orchestrator.errors import ArtifactError, ConfigError, RelayError
 
 log = logging.getLogger("relay")
-
-# The run folders this process holds locked, by descriptor: a resume lets its own go, the kernel the rest at the end.
-_held_locks: dict[int, str] = {}
 
 
 def check_not_running(store: ArtifactStore, run_id: str, driver_gone: bool = False) -> None:
@@ -181,32 +178,26 @@ def cluster_job_hint(store: ArtifactStore, run_id: str) -> str:
 
 
 @contextlib.contextmanager
-def claimed(store: ArtifactStore, run_id: str) -> Iterator[None]:
-    """Claim the run for this resume (``claim_run``, and the record's lock on a local store) for the block; when
-    the block fails (bad input found after the claim), the ledger is put back as it was and the lock let go."""
-    lock = _locked(store, run_id)
-    try:
-        earlier = claim_run(store, run_id)
-    except BaseException:
-        _release(lock)
-        raise
-    try:
-        yield
-    except BaseException:
-        with contextlib.suppress(ArtifactError):
-            unclaim_run(store, run_id, earlier)
-        _release(lock)
-        raise
-
-
-def _locked(store: ArtifactStore, run_id: str) -> int | None:
-    """An exclusive lock on the run's record folder, held until the resume ends (``released_at_its_end``) or this
-    process does; None on a store that is not local (or a folder that cannot be opened: the claim still stands).
+def locked(store: ArtifactStore, run_id: str) -> Iterator[None]:
+    """An exclusive lock on the run's record folder for the block: the resume, from its claim to its end.
 
     Why a lock besides the ledger's claim: two resumes that read the ledger at the same moment
     both saw the dead driver; the kernel gives the lock to one, and frees it when that one dies.
-    The folder itself is locked, so that nothing is written for it.
+    The folder itself is locked, so that nothing is written for it. It is let go when the block
+    ends, not when the process does: a process that lives on (a notebook's ``relay.resume``,
+    finished or interrupted) kept it, and every later resume of the run was refused as "being
+    resumed by another process". No lock on a store that is not local (or a folder that cannot be
+    opened): the ledger's claim still stands.
     """
+    lock = _lock_folder(store, run_id)
+    try:
+        yield
+    finally:
+        if lock is not None:
+            os.close(lock)  # closing the descriptor lets the lock go
+
+
+def _lock_folder(store: ArtifactStore, run_id: str) -> int | None:
     path = store.local_path(record_path(run_id, ""))
     if path is None:
         return None
@@ -222,27 +213,17 @@ def _locked(store: ArtifactStore, run_id: str) -> int | None:
             f"run {run_id} is being resumed by another process on this machine (it holds {path} locked); wait for "
             "it (`relay runs` shows its progress) or stop it, then resume"
         ) from None
-    _held_locks[folder] = str(path)
     return folder
 
 
-def _release(lock: int | None) -> None:
-    if lock is not None and _held_locks.pop(lock, None) is not None:
-        os.close(lock)
-
-
 @contextlib.contextmanager
-def released_at_its_end(store: ArtifactStore, run_id: str) -> Iterator[None]:
-    """Let go of the run's record folder (``claimed``'s lock) once the resume in the block ends, returned or raised.
-
-    Why: the lock lived as long as this process, which for `relay resume` ends with the run; a process
-    that lives on (a notebook's ``relay.resume``, finished or interrupted) kept it, and every later resume
-    of the run, there or from another process, was refused as "being resumed by another process".
-    """
+def claimed(store: ArtifactStore, run_id: str) -> Iterator[None]:
+    """Claim the run for this resume in its ledger (``claim_run``) for the block; when the block fails (bad input
+    found after the claim), the ledger is put back as it was."""
+    earlier = claim_run(store, run_id)
     try:
         yield
-    finally:
-        path = store.local_path(record_path(run_id, ""))
-        for lock, folder in list(_held_locks.items()):
-            if path is not None and folder == str(path):
-                _release(lock)
+    except BaseException:
+        with contextlib.suppress(ArtifactError):
+            unclaim_run(store, run_id, earlier)
+        raise

@@ -134,7 +134,7 @@ def test_a_resume_claims_the_run_before_anything_slow_and_gives_it_back_on_bad_i
     ledger = recorded(tmp_path, "r4", status="FAILED")
     earlier = ledger.read_bytes()
     store = store_of(tmp_path)
-    with pytest.raises(ConfigError), resume_guard.claimed(store, "r4"):
+    with pytest.raises(ConfigError), resume_guard.locked(store, "r4"), resume_guard.claimed(store, "r4"):
         claimed = json.loads(ledger.read_text())
         assert claimed["status"] == "RUNNING" and claimed["stages"]["g00/train"]["state"] == "succeeded"
         assert resume(tmp_path, "r4") == 2
@@ -163,13 +163,27 @@ def test_a_claim_given_back_leaves_the_ledger_as_it_was_to_its_mtime(tmp_path: P
     assert (ledger.read_bytes(), ledger.stat().st_mtime_ns) == before
 
 
+def test_the_lock_on_a_run_is_let_go_when_its_resume_ends_returned_or_raised(tmp_path: Path) -> None:
+    """A notebook lives on after ``relay.resume``: its lock on the run must not outlive the resume."""
+    recorded(tmp_path, "r8", status="FAILED")
+    store = store_of(tmp_path)
+    with resume_guard.locked(store, "r8"):
+        with pytest.raises(ConfigError, match="being resumed by another process"), resume_guard.locked(store, "r8"):
+            pass
+    with pytest.raises(RuntimeError), resume_guard.locked(store, "r8"):
+        raise RuntimeError("the run failed")
+    with resume_guard.locked(store, "r8"):  # taken again: neither end kept it
+        pass
+
+
 CLAIM_IN_ANOTHER_PROCESS = """
 import sys
 from orchestrator.cli import resume_guard
 from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.errors import ConfigError
 try:
-    with resume_guard.claimed(ArtifactStore(sys.argv[1]), sys.argv[2]):
+    store = ArtifactStore(sys.argv[1])
+    with resume_guard.locked(store, sys.argv[2]), resume_guard.claimed(store, sys.argv[2]):
         pass
 except ConfigError as exc:
     print(exc, file=sys.stderr)
