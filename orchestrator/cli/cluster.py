@@ -18,6 +18,7 @@ from orchestrator import jobs
 from orchestrator.cli import run_job, run_locations, sweep_job
 from orchestrator.cli.common import add_address, add_artifact_uri, add_workspace, store_of
 from orchestrator.cli.pipeline import add_cache_flags
+from orchestrator.cli.run_notes import traceback_kept
 from orchestrator.cli.run_status import failed_stage, run_status
 from orchestrator.cli.submitting import follow
 from orchestrator.config import ARTIFACT_URI_ENV, WORKSPACE_ENV
@@ -85,7 +86,7 @@ def ended_job_way_on(address: str, details: dict[str, Any]) -> str | None:
         stage, error = failure
         return (
             f"run {run_id} is FAILED, not finished: stage {stage} failed: {error.rstrip('.')}. Once that cause is "
-            f"fixed, {submit} retries it (completed stages are skipped)"
+            f"fixed, {submit} retries it (completed stages are skipped){traceback_kept(store, run_id, stage)}"
         )
     if status in (RunStatus.INTERRUPTED, RunStatus.STOPPED):
         said = f"{status}, not finished"

@@ -12,7 +12,7 @@ from orchestrator.cli.common import store_option
 from orchestrator.cli.run_status import failed_stage, run_status
 from orchestrator.cli.trials import ended_in_sweep
 from orchestrator.engine.artifacts import ArtifactStore
-from orchestrator.engine.ledger import CONFIG_FILE, RunStatus, record_path, tracking_lost_at
+from orchestrator.engine.ledger import CONFIG_FILE, RunStatus, record_path, traceback_path, tracking_lost_at
 
 # The errors (class names, as the ledger records a failed stage's) of data that cannot be read: fixing it changes
 # the data, which a resume refuses, so the way on is a new run (orchestrator.errors.UnreadableDataError).
@@ -43,7 +43,7 @@ def unfinished_note(store: ArtifactStore, run_id: str) -> str | None:
     elif store.read_record(record_path(run_id, CONFIG_FILE)) is None:  # a tune trial: its sweep keeps its config
         way_on = "it is a trial of a sweep that was cut off: `relay tune CONFIG --resume` continues the sweep"
     elif status is RunStatus.FAILED and (failure := failed_stage(store, run_id)) is not None:
-        way_on = _after_failure(store, run_id, *failure)
+        way_on = _after_failure(store, run_id, *failure) + traceback_kept(store, run_id, failure[0])
     else:
         way_on = f"finish it with `relay resume {run_id}{store_option(store.uri)}`"
     return f"Run {run_id} is {status}, not finished; {way_on}"
@@ -68,6 +68,16 @@ def _after_failure(store: ArtifactStore, run_id: str, stage: str, error: str) ->
         f"stage {stage} failed: {error.rstrip('.')}. Once that cause is fixed, "
         f"`relay resume {run_id}{store_option(store.uri)}` retries it (completed stages are skipped)"
     )
+
+
+def traceback_kept(store: ArtifactStore, run_id: str, stage: str) -> str:
+    """`` (its traceback: LOCATION)`` where the run record keeps the failed stage's traceback, else "".
+
+    Why: the note shows the error's first line only, which does not say where in a stage's body it
+    was raised; the run's end said where the whole traceback is, but only on the console it ran on.
+    """
+    relative = traceback_path(run_id, stage)
+    return f" (its traceback: {store.shown(relative)})" if store.read_record(relative) is not None else ""
 
 
 def tracking_note(store: ArtifactStore, run_id: str) -> str | None:

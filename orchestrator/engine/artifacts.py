@@ -408,3 +408,8 @@ class ArtifactStore:
         """A URI of a stored file that other tools (MLflow dataset sources) can resolve."""
         local = self.local_path(relative)
         return local.as_uri() if local is not None else join_uri(self.uri, relative)
+
+    def shown(self, relative: str) -> str:
+        """Where a person finds a stored file: its local path, or its URI on a remote store."""
+        local = self.local_path(relative)
+        return str(local) if local is not None else join_uri(self.uri, relative)

@@ -87,10 +87,7 @@ class StageReports:
 
     def traceback_location(self, relative: str | None) -> str | None:
         """Where a user finds a stored traceback: its local path, or its URI on a remote store."""
-        if relative is None:
-            return None
-        local = self.store.local_path(relative)
-        return str(local) if local is not None else self.store.location(relative)
+        return None if relative is None else self.store.shown(relative)
 
     def _record(self, stage: Stage, fingerprint: str, status: RunStatus, **fields: Any) -> StageRecord:
         """How a stage ended, for the tracker (FINISHED, possibly as a cache hit, or FAILED)."""

@@ -168,6 +168,14 @@ def test_a_failed_runs_note_names_the_failed_stage_and_its_error(tmp_path: Path)
     assert "`relay resume rf --artifact-uri" in note
 
 
+def test_a_failed_runs_note_says_where_its_traceback_is_kept(tmp_path: Path) -> None:
+    """The note showed the error's first line; where the stage's body raised was only on the console that ran it."""
+    note = note_of_a_run_failed_by(bad_value, tmp_path, "rt")
+    kept = tmp_path / "artifacts" / "runs" / "rt" / "errors" / "g00_check.txt"
+    assert note is not None and note.endswith(f"(its traceback: {kept})")
+    assert "ValueError: threshold must be in (0, 1); got 2" in kept.read_text()
+
+
 def test_diff_says_whether_the_runs_read_the_same_data(tmp_path: Path, capsys) -> None:
     toy_run(tmp_path, "ra", "pipeline: toy\nname: toy\ndata: {root: /d, root_digest: 0123456789abcdef0123}\n", [])
     toy_run(tmp_path, "rb", "pipeline: toy\nname: toy\ndata: {root: /d, root_digest: fedcba9876543210fedc}\n", [])

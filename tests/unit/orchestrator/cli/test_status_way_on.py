@@ -20,7 +20,7 @@ from orchestrator.cli import main
 from orchestrator.cli.run_record import save_run_record
 from orchestrator.config import PipelineConfig, RunSettings
 from orchestrator.engine.artifacts import ArtifactStore
-from orchestrator.engine.ledger import Ledger
+from orchestrator.engine.ledger import Ledger, write_traceback
 from tests.unit.orchestrator.cli.test_cluster_submit_jobs_server import JobsServer, job, server
 
 __all__ = ["server"]  # the fixture, used by name
@@ -92,6 +92,7 @@ def test_a_run_whose_driver_ran_on_the_head_reads_as_its_record_says(
 def test_a_failed_stage_is_named_with_the_resume_of_the_newest_job(server: JobsServer, tmp_path: Path, capsys) -> None:
     failed = {**TRAINED, "g00/evaluate": {"generation": 0, "state": "failed", "error": "ValueError: bad labels"}}
     recorded(tmp_path / "store", "s3", "FAILED", failed)
+    kept = write_traceback(ArtifactStore(str(tmp_path / "store")), "s3", "g00/evaluate", 1, "ValueError: bad labels")
     server.jobs = [
         submitted("s3", "FAILED", "s3", tmp_path / "store"),
         submitted("s3-resume-2", "FAILED", "s3", tmp_path / "store", resume=True),
@@ -99,6 +100,7 @@ def test_a_failed_stage_is_named_with_the_resume_of_the_newest_job(server: JobsS
     err = status(server, "s3", capsys)[1]
     assert "run s3 is FAILED, not finished: stage g00/evaluate failed: ValueError: bad labels" in err, err
     assert f"`relay submit --resume s3 --address {server.address}` retries it" in err
+    assert f"(its traceback: {tmp_path / 'store' / kept})" in err, err
 
 
 @pytest.mark.parametrize(("job_status", "run_status"), [("SUCCEEDED", "FINISHED"), ("RUNNING", "RUNNING")])
