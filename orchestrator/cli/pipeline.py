@@ -212,7 +212,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def _sweep_problems(args: argparse.Namespace, spec: Any, config: Any, pipeline: Pipeline) -> list[str]:
     """What `relay tune` would refuse in a file with `tune:`: its sweep's checks, then the size of its trials,
     each said to be the sweep's (``for_the_trials``)."""
-    from orchestrator.cli.tune import local_trial_size_problems
+    from orchestrator.cli.sweeps.tune import local_trial_size_problems
     from orchestrator.tune.sweep_checks import sweep_check
     from orchestrator.tune.trial_work import inert_keys
 

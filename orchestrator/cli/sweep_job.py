@@ -18,11 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator import jobs
-from orchestrator.cli import run_locations, submitting, sweep_folder, temporary
+from orchestrator.cli import run_locations, submitting, temporary
 from orchestrator.cli.code_versions import pipeline_code_versions
 from orchestrator.cli.common import pipelines_of
 from orchestrator.cli.pipeline_files import load_pipeline_file, overridden
-from orchestrator.cli.sweep_folder import SUBMITTED_RESUME_ENV
+from orchestrator.cli.sweeps import sweep_folder
+from orchestrator.cli.sweeps.sweep_folder import SUBMITTED_RESUME_ENV
 from orchestrator.config import WORKSPACE_ENV, workspace_setting
 from orchestrator.engine.fit import cluster_needs
 from orchestrator.errors import ConfigError

@@ -16,7 +16,7 @@ from typing import Any
 
 from orchestrator.cli.common import Pipelines
 from orchestrator.cli.run_status import run_status
-from orchestrator.cli.sweep_folder import SWEEP_CONFIG
+from orchestrator.cli.sweeps.sweep_folder import SWEEP_CONFIG
 from orchestrator.config import apply_overrides, validate_config
 from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.engine.ledger import CONFIG_FILE, LEDGER_FILE, RunStatus, record_path

@@ -29,7 +29,7 @@ from orchestrator.cli.generations import tracking_for
 from orchestrator.cli.installed_pipelines import installed_pipelines
 from orchestrator.cli.preflight import check_run_id
 from orchestrator.cli.run_record import read_run_record, readable_ledger
-from orchestrator.cli.sweep_folder import SWEEP_CONFIG
+from orchestrator.cli.sweeps.sweep_folder import SWEEP_CONFIG
 from orchestrator.cli.trials import sweep_config_of, trial_record
 from orchestrator.config import RunSettings, resolve_workspace
 from orchestrator.dag import Pipeline

@@ -110,7 +110,7 @@ def test_a_ledger_that_is_not_json_is_unreadable_not_a_run_that_never_started(tm
 
 def test_a_tune_trial_shows_the_pipeline_its_sweep_saved(tmp_path: Path, capsys) -> None:
     """A trial keeps only a ledger, which names the config's `name` (smoke), not the kind a `relay run` shows."""
-    from orchestrator.cli.sweep_folder import save_sweep_config
+    from orchestrator.cli.sweeps.sweep_folder import save_sweep_config
 
     recorded_run(tmp_path, "run-1", "toy", "FINISHED", {0: 0.5})
     store = ArtifactStore(str(tmp_path / "artifacts"))

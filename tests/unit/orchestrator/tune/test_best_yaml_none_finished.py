@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.cli.sweep_results import interrupted_line, print_ending, write_sweep_outputs
+from orchestrator.cli.sweeps.sweep_results import interrupted_line, print_ending, write_sweep_outputs
 from orchestrator.tune.space import total_trials
 from orchestrator.tune.trial_rows import TrialRow
 from orchestrator.tune.trials_table import best_row, trial_records

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from orchestrator.cli.sweep_results import write_sweep_outputs
+from orchestrator.cli.sweeps.sweep_results import write_sweep_outputs
 from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.engine.ledger import Ledger, read_ledger
 from orchestrator.tracking.common import TAG_KIND, TAG_PIPELINE_RUN, TAG_STATUS, mlflow_client

@@ -22,8 +22,8 @@ import pytest
 import yaml
 
 from orchestrator.cli.pipeline_files import load_pipeline_file
-from orchestrator.cli.sweep_folder import STORE_ENVS, check_output_free, check_resume
-from orchestrator.cli.sweep_results import _again, write_sweep_outputs
+from orchestrator.cli.sweeps.sweep_folder import STORE_ENVS, check_output_free, check_resume
+from orchestrator.cli.sweeps.sweep_results import _again, write_sweep_outputs
 from orchestrator.config import TuneSettings
 from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.engine.executors import LocalExecutor

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orchestrator.cli import main, sweep_folder, sweep_results
-from orchestrator.cli import tune as cli_tune
+from orchestrator.cli import main
+from orchestrator.cli.sweeps import sweep_folder, sweep_results
+from orchestrator.cli.sweeps import tune as cli_tune
 from orchestrator.config import load_yaml, validate_config
 from orchestrator.tune.plan import SweepPlan, plan_sweep
 from orchestrator.tune.trial import quiet_mlflow_logs

@@ -233,7 +233,7 @@ def test_a_cloned_trials_table_shows_its_lineage_not_its_pre_clone_rows(tmp_path
 
 
 def test_pbt_best_yaml_and_output_say_it_carries_the_final_values_only(tmp_path: Path) -> None:
-    from orchestrator.cli.sweep_results import best_notes, write_sweep_outputs
+    from orchestrator.cli.sweeps.sweep_results import best_notes, write_sweep_outputs
 
     best = TrialRow("a", "s-a", {"train.lr": 0.01}, {0: 0.5, 1: 0.6}, "completed")
     pbt = plan(smoke_data(scheduler="pbt", perturbation_interval=1, space={"train.lr": {"uniform": [0.01, 0.1]}}))
@@ -251,7 +251,7 @@ def test_pbt_best_yaml_and_output_say_it_carries_the_final_values_only(tmp_path:
 def test_best_yaml_names_the_sweeps_workspace_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """best.yaml kept `run.workspace: ws` as written, so `relay run /abs/sweep/best.yaml` from another folder started
     a new, empty workspace there: no cache hits, the winner registered in another MLflow store."""
-    from orchestrator.cli.sweep_results import write_sweep_outputs
+    from orchestrator.cli.sweeps.sweep_results import write_sweep_outputs
 
     monkeypatch.chdir(tmp_path)
     best = TrialRow("a", "s-a", {"train.lr": 0.01}, {0: 0.5, 1: 0.6}, "completed")
@@ -265,7 +265,7 @@ def test_best_yaml_names_the_sweeps_workspace_absolute(tmp_path: Path, monkeypat
 def test_best_yaml_names_the_workspace_the_sweeps_environment_gave(tmp_path: Path, monkeypatch) -> None:
     """A sweep whose workspace came from $RELAY_WORKSPACE (or the default) wrote best.yaml with none, so its rerun
     from another folder, or another shell, started a new workspace."""
-    from orchestrator.cli.sweep_results import write_sweep_outputs
+    from orchestrator.cli.sweeps.sweep_results import write_sweep_outputs
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("RELAY_WORKSPACE", "relws")
@@ -280,7 +280,7 @@ def test_best_yaml_names_the_workspace_the_sweeps_environment_gave(tmp_path: Pat
 
 def test_a_line_under_the_table_says_how_relays_best_is_picked() -> None:
     """Ray Tune's status box named a trial stopped early, Relay's table another, and nothing said why."""
-    from orchestrator.cli.sweep_results import best_notes
+    from orchestrator.cli.sweeps.sweep_results import best_notes
 
     [line] = best_notes(plan(smoke_data()))
     assert "furthest generation" in line and f"best final {METRIC} (max)" in line and "Ray Tune" in line

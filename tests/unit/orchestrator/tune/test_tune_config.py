@@ -238,7 +238,7 @@ def test_best_row_compares_trials_that_ran_every_generation() -> None:
 def test_trials_csv_keeps_its_columns_when_a_choice_is_a_list(tmp_path: Path) -> None:
     import csv
 
-    from orchestrator.cli.sweep_results import write_sweep_outputs
+    from orchestrator.cli.sweeps.sweep_results import write_sweep_outputs
     from orchestrator.tune.trials_table import trial_records
 
     rows = [
@@ -260,7 +260,7 @@ def test_trials_csv_and_json_show_floats_as_the_values_they_stand_for(tmp_path: 
     import csv
     import json
 
-    from orchestrator.cli.sweep_results import write_sweep_outputs
+    from orchestrator.cli.sweeps.sweep_results import write_sweep_outputs
     from orchestrator.tune.trials_table import trial_records
 
     perturbed, metric = 0.2 * 0.8, (0.3 + 0.36) / 2
@@ -287,7 +287,7 @@ def test_the_sweep_seed_is_the_configs_seed_when_tune_seed_is_left_out() -> None
 
 
 def test_the_sweep_run_logs_the_seed_it_uses(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from orchestrator.cli import tune as cli_tune
+    from orchestrator.cli.sweeps import tune as cli_tune
 
     logged: dict = {}
 
@@ -450,7 +450,7 @@ def test_resuming_with_another_config_is_refused_naming_what_changed(tmp_path: P
     """`relay tune ... train.steps=25 --resume` of a sweep started with 20 rewrote best.yaml with 25."""
     import argparse
 
-    from orchestrator.cli.sweep_folder import check_same_sweep, differing_keys, save_sweep_config
+    from orchestrator.cli.sweeps.sweep_folder import check_same_sweep, differing_keys, save_sweep_config
     from orchestrator.errors import ConfigError
 
     started = {"train": {"steps": 20, "lr": 0.1}, "tune": {"num_samples": 2}}
@@ -467,7 +467,7 @@ def test_resuming_with_another_config_is_refused_naming_what_changed(tmp_path: P
 
 def test_a_sweep_no_trial_scored_fails_without_naming_a_best_yaml(tmp_path: Path, capsys) -> None:
     """Every trial errored: exit 1 and FAILED in MLflow, not exit 0 and a best.yaml that was never written."""
-    from orchestrator.cli.sweep_results import print_ending, sweep_status
+    from orchestrator.cli.sweeps.sweep_results import print_ending, sweep_status
 
     args = argparse.Namespace(config=str(SMOKE), overrides=[], output=None)
     assert print_ending(args, plan(smoke_data(), tmp_path), done=True, scored=False) == 1

@@ -17,7 +17,7 @@ from orchestrator.cli.code_versions import log_code_versions, pipeline_code_vers
 from orchestrator.cli.common import add_cluster_address, cluster_address, pipelines_of
 from orchestrator.cli.pipeline_files import load_pipeline_file, overridden
 from orchestrator.cli.preflight import folder_problem
-from orchestrator.cli.sweep_folder import (
+from orchestrator.cli.sweeps.sweep_folder import (
     check_output_free,
     check_resume,
     check_same_stores,
@@ -26,7 +26,7 @@ from orchestrator.cli.sweep_folder import (
     save_sweep_config,
     save_sweep_stores,
 )
-from orchestrator.cli.sweep_results import (
+from orchestrator.cli.sweeps.sweep_results import (
     best_notes,
     interrupted_before_trials,
     interrupted_line,

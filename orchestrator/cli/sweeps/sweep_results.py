@@ -21,7 +21,13 @@ import yaml
 
 from orchestrator.cli import run_locations
 from orchestrator.cli.common import EXIT_FAILED, EXIT_INTERRUPTED
-from orchestrator.cli.sweep_folder import STORE_ENVS, SUBMITTED_RESUME_ENV, SWEEP_CONFIG, SWEEP_STORES, saved_stores
+from orchestrator.cli.sweeps.sweep_folder import (
+    STORE_ENVS,
+    SUBMITTED_RESUME_ENV,
+    SWEEP_CONFIG,
+    SWEEP_STORES,
+    saved_stores,
+)
 from orchestrator.config import ARTIFACT_URI_ENV, TRACKING_URI_ENV
 from orchestrator.engine.ledger import JOB_ADDRESS_ENV
 from orchestrator.tracking.sweeps import SweepTracker
