@@ -25,7 +25,7 @@ import pytest
 
 from orchestrator import jobs
 from orchestrator.cli import main
-from orchestrator.cli.run_job import check_run_id_unused
+from orchestrator.cli.jobs.run_job import check_run_id_unused
 from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.engine.ledger import CONFIG_FILE, record_path
 from orchestrator.errors import ConfigError, InputError

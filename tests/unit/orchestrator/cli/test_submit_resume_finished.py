@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.cli import main, temporary
-from orchestrator.cli.run_job import finished_note
+from orchestrator.cli.jobs.run_job import finished_note
 from orchestrator.cli.run_record import save_run_record
 from orchestrator.config import PipelineConfig, RunSettings
 from orchestrator.engine.artifacts import ArtifactStore

@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator import jobs
-from orchestrator.cli import run_locations, submitting, temporary
+from orchestrator.cli import run_locations, temporary
 from orchestrator.cli.code_versions import pipeline_code_versions
 from orchestrator.cli.common import pipelines_of
+from orchestrator.cli.jobs import submitting
 from orchestrator.cli.pipeline_files import load_pipeline_file, overridden
 from orchestrator.cli.sweeps import sweep_folder
 from orchestrator.cli.sweeps.sweep_folder import SUBMITTED_RESUME_ENV
