@@ -19,9 +19,10 @@ import os
 import sys
 from collections.abc import Mapping
 
-from orchestrator.cli import cleanup, compare, data, generations, pipeline, runs, workspace
+from orchestrator.cli import data, pipeline
 from orchestrator.cli.common import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, locations_as_overrides
 from orchestrator.cli.jobs import cluster
+from orchestrator.cli.records import cleanup, compare, generations, runs, workspace
 from orchestrator.cli.sweeps import tune
 from orchestrator.errors import InputError, RelayError
 from orchestrator.registry import PipelineSpec

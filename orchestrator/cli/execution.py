@@ -26,8 +26,8 @@ from orchestrator.cli.closing_lines import (
 )
 from orchestrator.cli.code_versions import log_code_versions, pipeline_code_versions
 from orchestrator.cli.common import store_option
-from orchestrator.cli.generations import summary_table
 from orchestrator.cli.preflight import check_run_id, check_stop_after, open_store
+from orchestrator.cli.records.generations import summary_table
 from orchestrator.config import RunSettings
 from orchestrator.dag import Pipeline
 from orchestrator.engine.artifacts import ArtifactStore

@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from orchestrator.cli.common import store_option
-from orchestrator.cli.run_status import run_status
+from orchestrator.cli.records.run_status import run_status
 from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.engine.ledger import (
     RAY_JOB_ENV,

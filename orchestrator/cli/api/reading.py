@@ -13,7 +13,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from orchestrator.cli import runs as run_records
 from orchestrator.cli.api.calls import (
     PathLike,
     as_flag,
@@ -25,12 +24,13 @@ from orchestrator.cli.api.calls import (
     mlflow_quieted,
 )
 from orchestrator.cli.common import store_of
-from orchestrator.cli.generations import tracking_for
 from orchestrator.cli.installed_pipelines import installed_pipelines
 from orchestrator.cli.preflight import check_run_id
+from orchestrator.cli.records import runs as run_records
+from orchestrator.cli.records.generations import tracking_for
+from orchestrator.cli.records.trials import sweep_config_of, trial_record
 from orchestrator.cli.run_record import read_run_record, readable_ledger
 from orchestrator.cli.sweeps.sweep_folder import SWEEP_CONFIG
-from orchestrator.cli.trials import sweep_config_of, trial_record
 from orchestrator.config import RunSettings, resolve_workspace
 from orchestrator.dag import Pipeline
 from orchestrator.engine.artifacts import ArtifactStore

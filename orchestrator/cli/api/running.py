@@ -36,9 +36,9 @@ from orchestrator.cli.common import new_run_id, pipelines_of, store_of
 from orchestrator.cli.execution import RunEnd
 from orchestrator.cli.installed_pipelines import installed_pipelines
 from orchestrator.cli.pipeline_files import BY_OVERRIDES, load_pipeline_config
+from orchestrator.cli.records.run_status import run_status
 from orchestrator.cli.run_locations import resolved_locations
 from orchestrator.cli.run_record import read_run_record
-from orchestrator.cli.run_status import run_status
 from orchestrator.config import RunSettings, apply_overrides, artifact_uri, load_yaml, resolve_workspace
 from orchestrator.config.values import name_problem
 from orchestrator.errors import ConfigError, InputError, RelayError

@@ -20,8 +20,8 @@ from orchestrator.cli.common import add_address, add_artifact_uri, add_workspace
 from orchestrator.cli.jobs import run_job, sweep_job
 from orchestrator.cli.jobs.submitting import follow
 from orchestrator.cli.pipeline import add_cache_flags
-from orchestrator.cli.run_notes import traceback_kept
-from orchestrator.cli.run_status import failed_stage, run_status
+from orchestrator.cli.records.run_notes import traceback_kept
+from orchestrator.cli.records.run_status import failed_stage, run_status
 from orchestrator.config import ARTIFACT_URI_ENV, WORKSPACE_ENV
 from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.engine.ledger import CONFIG_FILE, RunStatus, record_path

@@ -36,8 +36,8 @@ from orchestrator.cli.jobs.submitting import (
 from orchestrator.cli.pipeline import cache_flags
 from orchestrator.cli.pipeline_files import load_pipeline_config
 from orchestrator.cli.preflight import check_run_id, open_store
+from orchestrator.cli.records.run_status import run_status
 from orchestrator.cli.run_record import read_run_record
-from orchestrator.cli.run_status import run_status
 from orchestrator.config import WORKSPACE_ENV, tracking_uri
 from orchestrator.dag import Pipeline
 from orchestrator.engine.artifacts import ArtifactStore

@@ -7,7 +7,7 @@ import io
 
 import pytest
 
-from orchestrator.cli import cleanup, stage_folders
+from orchestrator.cli.records import cleanup, stage_folders
 from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.errors import ConfigError
 

@@ -78,7 +78,7 @@ def test_rerun_from_and_no_cache_are_one_or_the_other(tmp_path: Path, capsys) ->
 
 def test_an_unfinished_run_says_how_to_go_on_and_a_tune_trial_points_at_its_sweep(tmp_path: Path) -> None:
     """A trial has no config.yaml of its own (its sweep has): `relay resume TRIAL` answered "no run"."""
-    from orchestrator.cli.run_notes import unfinished_note
+    from orchestrator.cli.records.run_notes import unfinished_note
     from orchestrator.engine.ledger import CONFIG_FILE, record_path
 
     store = ArtifactStore(str(tmp_path / "artifacts"))

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from orchestrator.cli import main
-from orchestrator.cli.run_notes import unfinished_note
+from orchestrator.cli.records.run_notes import unfinished_note
 from orchestrator.dag import Pipeline, Stage
 from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.engine.executors import LocalExecutor

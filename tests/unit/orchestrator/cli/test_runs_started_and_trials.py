@@ -103,13 +103,13 @@ def test_a_run_interrupted_before_its_stages_is_listed_by_when_it_started(tmp_pa
     when = datetime(2030, 6, 1, 12, 0, tzinfo=UTC).timestamp()
     os.utime(record / "command.json", (when, when))
     assert list(listed(tmp_path, capsys)) == ["early", "older"]
-    from orchestrator.cli.run_status import created
+    from orchestrator.cli.records.run_status import created
 
     assert created(ArtifactStore(str(tmp_path / "artifacts")), "early") == "2030-06-01T12:00:00+00:00"
 
 
 def test_a_generated_run_id_gives_the_start_when_the_record_has_no_file_time(tmp_path):
-    from orchestrator.cli.run_status import created
+    from orchestrator.cli.records.run_status import created
 
     store = ArtifactStore(str(tmp_path / "artifacts"))
     expected = datetime(2030, 1, 2, 3, 4, 5).astimezone().astimezone(UTC).isoformat(timespec="seconds")

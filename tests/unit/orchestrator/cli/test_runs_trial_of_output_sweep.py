@@ -16,7 +16,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from orchestrator.cli import main
-from orchestrator.cli.run_notes import unfinished_note
+from orchestrator.cli.records.run_notes import unfinished_note
 from orchestrator.dag import Pipeline
 from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.engine.executors import LocalExecutor

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.cli.workspace import close_interrupted_runs
+from orchestrator.cli.records.workspace import close_interrupted_runs
 from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.engine.ledger import Ledger
 from orchestrator.tracking.common import TAG_KIND, TAG_PIPELINE_RUN, TAG_STATUS, mlflow_client

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.cli.run_status import run_status
+from orchestrator.cli.records.run_status import run_status
 from orchestrator.engine import ledger
 from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.errors import RelayError

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.cli.run_status import read_view, run_status
-from orchestrator.cli.runs import status_filter
+from orchestrator.cli.records.run_status import read_view, run_status
+from orchestrator.cli.records.runs import status_filter
 from orchestrator.engine import ledger
 from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.engine.ledger import DONE_STATES, Ledger, RunStatus, StageState, done_in

@@ -113,7 +113,7 @@ def test_a_trial_cut_off_before_its_report_shows_the_metric_it_computed_and_read
 def test_a_cut_off_trial_is_interrupted_in_mlflow_and_in_its_ledger(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from orchestrator.cli.runs import run_rows
+    from orchestrator.cli.records.runs import run_rows
 
     sweep_plan = _sweep_plan(tmp_path)
     _ledger_after_generation_0(sweep_plan)

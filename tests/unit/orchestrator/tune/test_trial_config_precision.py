@@ -13,10 +13,10 @@ from pathlib import Path
 
 import yaml
 
-from orchestrator.cli.compare import config_of
+from orchestrator.cli.records.compare import config_of
+from orchestrator.cli.records.trials import trial_values
 from orchestrator.cli.sweeps.sweep_folder import SWEEP_CONFIG
 from orchestrator.cli.sweeps.sweep_results import write_sweep_outputs
-from orchestrator.cli.trials import trial_values
 from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.tune.trial_rows import TrialRow
 from orchestrator.tune.trials_table import trial_records

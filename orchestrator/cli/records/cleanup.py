@@ -26,9 +26,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from orchestrator.cli import runs
 from orchestrator.cli.common import add_artifact_uri, add_workspace, store_of, store_option
-from orchestrator.cli.mlflow_runs import (
+from orchestrator.cli.preflight import check_run_id
+from orchestrator.cli.records import runs
+from orchestrator.cli.records.mlflow_runs import (
     MLFLOW_UNDO,
     TrackedRuns,
     aliases_note,
@@ -37,8 +38,7 @@ from orchestrator.cli.mlflow_runs import (
     tracked_runs,
     tracking_store_of,
 )
-from orchestrator.cli.preflight import check_run_id
-from orchestrator.cli.stage_folders import (
+from orchestrator.cli.records.stage_folders import (
     FINGERPRINT_PREFIX,
     SHOWN_FINGERPRINT,
     STAGES,
@@ -50,7 +50,7 @@ from orchestrator.cli.stage_folders import (
     read_ledgers,
     stage_folders,
 )
-from orchestrator.cli.workspace import default_tracking_key
+from orchestrator.cli.records.workspace import default_tracking_key
 from orchestrator.engine.artifacts import TRAIN_DIR, ArtifactStore
 from orchestrator.engine.ledger import CONFIG_FILE, RUNS, record_path
 from orchestrator.errors import ArtifactError, ConfigError

@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.cli.common import add_artifact_uri, add_workspace, pipelines_of, store_of, store_option
-from orchestrator.cli.run_status import read_view, run_status
-from orchestrator.cli.runs import headline_metric, result_stages, run_ids
-from orchestrator.cli.trials import pipeline_kind, trial_kind, trial_record
+from orchestrator.cli.records.run_status import read_view, run_status
+from orchestrator.cli.records.runs import headline_metric, result_stages, run_ids
+from orchestrator.cli.records.trials import pipeline_kind, trial_kind, trial_record
 from orchestrator.config import RunSettings, dotted, resolve_workspace, validate_config
 from orchestrator.config.values import name_problem
 from orchestrator.engine.artifacts import ArtifactStore

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.cli.common import Pipelines
-from orchestrator.cli.run_status import run_status
+from orchestrator.cli.records.run_status import run_status
 from orchestrator.cli.sweeps.sweep_folder import SWEEP_CONFIG
 from orchestrator.config import apply_overrides, validate_config
 from orchestrator.engine.artifacts import ArtifactStore

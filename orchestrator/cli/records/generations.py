@@ -16,14 +16,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from orchestrator.cli.common import Pipelines, add_artifact_uri, add_workspace, pipelines_of, store_of, store_option
-from orchestrator.cli.newest_run import DefaultExperiment, check_tracked, newest_run_experiment
 from orchestrator.cli.preflight import check_run_id, location_problems
-from orchestrator.cli.run_notes import tracking_note, unfinished_note
+from orchestrator.cli.records.newest_run import DefaultExperiment, check_tracked, newest_run_experiment
+from orchestrator.cli.records.run_notes import tracking_note, unfinished_note
+from orchestrator.cli.records.run_status import run_status
+from orchestrator.cli.records.runs import not_installed
+from orchestrator.cli.records.trials import pipeline_kind
+from orchestrator.cli.records.workspace import check_tracking_store, default_tracking_key
 from orchestrator.cli.run_record import moved_workspace, read_run_record
-from orchestrator.cli.run_status import run_status
-from orchestrator.cli.runs import not_installed
-from orchestrator.cli.trials import pipeline_kind
-from orchestrator.cli.workspace import check_tracking_store, default_tracking_key
 from orchestrator.config import PipelineConfig, RunSettings, TrackingSettings, tracking_uri, validate_config
 from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.engine.ledger import CONFIG_FILE, RUNS, RunStatus, record_path

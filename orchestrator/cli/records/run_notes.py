@@ -9,8 +9,8 @@ says what to do, or lost its tracking store while it ran.
 from __future__ import annotations
 
 from orchestrator.cli.common import store_option
-from orchestrator.cli.run_status import failed_stage, run_status
-from orchestrator.cli.trials import ended_in_sweep
+from orchestrator.cli.records.run_status import failed_stage, run_status
+from orchestrator.cli.records.trials import ended_in_sweep
 from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.engine.ledger import CONFIG_FILE, RunStatus, record_path, traceback_path, tracking_lost_at
 
