@@ -19,10 +19,11 @@ import os
 import sys
 from collections.abc import Mapping
 
-from orchestrator.cli import data, pipeline
+from orchestrator.cli import data
 from orchestrator.cli.common import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, locations_as_overrides
 from orchestrator.cli.jobs import cluster
 from orchestrator.cli.records import cleanup, compare, generations, runs, workspace
+from orchestrator.cli.run import pipeline
 from orchestrator.cli.sweeps import tune
 from orchestrator.errors import InputError, RelayError
 from orchestrator.registry import PipelineSpec

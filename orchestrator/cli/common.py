@@ -18,7 +18,7 @@ from pathlib import Path
 
 from orchestrator.cli.installed_pipelines import installed_pipelines
 from orchestrator.cli.preflight import folder_problem, open_store
-from orchestrator.cli.run_locations import local_path, store_problem
+from orchestrator.cli.run.run_locations import local_path, store_problem
 from orchestrator.config import ARTIFACT_URI_ENV, WORKSPACE_ENV, RunSettings, artifact_uri
 from orchestrator.config.values import ray_address_problem
 from orchestrator.engine.artifacts import ArtifactStore

@@ -98,7 +98,7 @@ RAY_ADDRESS_WORDS = ("auto", "local")
 def ray_address_problem(address: str, key: str) -> str | None:
     """Why ``address`` is not a Ray cluster address a driver can join, or None: HOST:PORT (ray:// allowed).
 
-    Checked for form only (``orchestrator.cli.run_locations`` checks that something answers):
+    Checked for form only (``orchestrator.cli.run.run_locations`` checks that something answers):
     ray.init takes a malformed address as far as its retry loop and then fails with a trace.
     """
     if address in RAY_ADDRESS_WORDS:

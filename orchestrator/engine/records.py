@@ -64,7 +64,7 @@ class Tracker(Protocol):
 class NullTracker:
     """Tracks nothing: for the tests and test harnesses that drive a `Runner` without MLflow.
 
-    Relay itself never switches tracking off: the one `Runner` it builds (orchestrator/cli/execution.py)
+    Relay itself never switches tracking off: the one `Runner` it builds (orchestrator/cli/run/execution.py)
     gets an MLflow tracker. It lives here, beside the `Tracker` protocol, because tests in tests/unit
     and tests/integration and the cluster tier's driver (tests/cluster/driver.py) all share it.
     """

@@ -6,7 +6,7 @@ refuses it before the upload instead. The dashboard's report lags nodes that joi
 so a shortfall is read again for up to ``NODES_REPORT_WAIT_S`` before it is said.
 
 Apart from ``submit`` because it answers one question, whether the pipeline fits, from the
-dashboard's reports; ``orchestrator.cli.cluster_fit`` asks ``oversized_workers`` of a GCS's nodes too.
+dashboard's reports; ``orchestrator.cli.run.cluster_fit`` asks ``oversized_workers`` of a GCS's nodes too.
 """
 
 from __future__ import annotations

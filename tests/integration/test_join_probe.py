@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from orchestrator.cli.run_locations import RAY_JOB_ENV
+from orchestrator.cli.run.run_locations import RAY_JOB_ENV
 from tests.cluster.cluster import RayCluster, token_head
 from tests.integration.cluster import free_port, processes_of_group, stop_processes, user_env, wait_for
 
@@ -111,7 +111,7 @@ def test_a_wrong_token_is_named_as_rejected_without_rays_retries(
 
 def test_the_right_token_passes_the_probe(head: RayCluster) -> None:
     """The probe lets the real GCS through (with the head's token), and only names what is wrong otherwise."""
-    from orchestrator.cli.cluster_join import ray_cluster_problem
+    from orchestrator.cli.run.cluster_join import ray_cluster_problem
 
     token = (Path(head.env["HOME"]) / ".ray" / "auth_token").read_text().strip()
     with pytest.MonkeyPatch.context() as patch:
@@ -176,8 +176,8 @@ def test_a_signal_ends_a_join_stuck_in_rays_client(http_server: str, tmp_path: P
 
 def test_a_resume_on_its_recorded_cluster_says_how_to_run_elsewhere(head: RayCluster, tmp_path: Path, caplog) -> None:
     """`relay resume RUN` (no --address) read "(--address names another)", as if the user had passed one."""
-    from orchestrator.cli.resume_checks import resume_address
-    from orchestrator.cli.run_record import save_run_record
+    from orchestrator.cli.run.resume_checks import resume_address
+    from orchestrator.cli.run.run_record import save_run_record
     from orchestrator.config import PipelineConfig, RunSettings
     from orchestrator.engine.artifacts import ArtifactStore
 
@@ -197,7 +197,7 @@ def test_a_resume_on_its_recorded_cluster_says_how_to_run_elsewhere(head: RayClu
 
 JOIN_AFTER_THE_PROBE = """
 import sys
-from orchestrator.cli.cluster_join import ray_cluster_problem
+from orchestrator.cli.run.cluster_join import ray_cluster_problem
 from orchestrator.jobs import token_mode_for_joining
 assert ray_cluster_problem(sys.argv[1], "--address") is None  # what check_cluster does before Ray is imported
 token_mode_for_joining()

@@ -22,7 +22,7 @@ import yaml
 from sklearn.metrics import balanced_accuracy_score
 
 from orchestrator.cli import api, main
-from orchestrator.cli.run_record import read_run_record
+from orchestrator.cli.run.run_record import read_run_record
 from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.errors import InputError
 from orchestrator.registry import load_pipelines

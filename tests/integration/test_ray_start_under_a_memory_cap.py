@@ -88,7 +88,7 @@ def test_run_object_store_memory_lets_ray_start_under_the_same_cap(tmp_path: Pat
     """The key goes from the config through ``make_executor`` to ray.init: a store of 200MiB starts under the cap."""
     script = (
         "import ray\n"
-        "from orchestrator.cli.execution import make_executor\n"
+        "from orchestrator.cli.run.execution import make_executor\n"
         "from orchestrator.config import RunSettings\n"
         "executor = make_executor(RunSettings(num_cpus=1, object_store_memory='200MiB'))\n"
         "print('store', int(ray.cluster_resources()['object_store_memory']))\n"

@@ -21,8 +21,9 @@ from pathlib import Path
 import pytest
 
 from orchestrator import jobs
-from orchestrator.cli import main, resume_guard
-from orchestrator.cli.resume_checks import resume_address
+from orchestrator.cli import main
+from orchestrator.cli.run import resume_guard
+from orchestrator.cli.run.resume_checks import resume_address
 from orchestrator.config import PipelineConfig
 from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.engine.ledger import JOB_ADDRESS_ENV, RAY_JOB_ENV
@@ -48,7 +49,7 @@ SPECS = {"toy": PipelineSpec(name="toy", config_model=ToyConfig, build=lambda co
 
 JOB_DRIVER = """
 import sys, time
-from orchestrator.cli.run_record import save_run_record
+from orchestrator.cli.run.run_record import save_run_record
 from orchestrator.config import PipelineConfig, RunSettings
 from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.engine.ledger import Ledger

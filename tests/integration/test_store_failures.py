@@ -25,7 +25,7 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from orchestrator.cli import main
-from orchestrator.cli.run_locations import store_problem
+from orchestrator.cli.run.run_locations import store_problem
 from orchestrator.dag import Pipeline, Stage, StageResult
 from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.engine.executors import LocalExecutor

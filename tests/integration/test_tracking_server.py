@@ -159,7 +159,7 @@ def test_mlflow_prints_nothing_to_relays_stdout(server):
 
 def test_the_end_of_run_hint_links_the_run_page_on_the_server(server, capsys):
     """The server's root opens MLflow's GenAI home, not the run: the hint names the run's own page."""
-    from orchestrator.cli.closing_lines import print_browse_hint
+    from orchestrator.cli.run.closing_lines import print_browse_hint
     from orchestrator.config import load_yaml, validate_config
     from pipelines.builders import crest
 

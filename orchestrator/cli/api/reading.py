@@ -29,7 +29,7 @@ from orchestrator.cli.preflight import check_run_id
 from orchestrator.cli.records import runs as run_records
 from orchestrator.cli.records.generations import tracking_for
 from orchestrator.cli.records.trials import sweep_config_of, trial_record
-from orchestrator.cli.run_record import read_run_record, readable_ledger
+from orchestrator.cli.run.run_record import read_run_record, readable_ledger
 from orchestrator.cli.sweeps.sweep_folder import SWEEP_CONFIG
 from orchestrator.config import RunSettings, resolve_workspace
 from orchestrator.dag import Pipeline

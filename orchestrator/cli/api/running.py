@@ -17,7 +17,6 @@ from typing import Any
 
 import yaml
 
-from orchestrator.cli import pipeline
 from orchestrator.cli.api.calls import (
     PathLike,
     as_flag,
@@ -31,14 +30,15 @@ from orchestrator.cli.api.calls import (
     mlflow_quieted,
 )
 from orchestrator.cli.api.reading import finished_manifests
-from orchestrator.cli.closing_lines import summary_rows
 from orchestrator.cli.common import new_run_id, pipelines_of, store_of
-from orchestrator.cli.execution import RunEnd
 from orchestrator.cli.installed_pipelines import installed_pipelines
 from orchestrator.cli.pipeline_files import BY_OVERRIDES, load_pipeline_config
 from orchestrator.cli.records.run_status import run_status
-from orchestrator.cli.run_locations import resolved_locations
-from orchestrator.cli.run_record import read_run_record
+from orchestrator.cli.run import pipeline
+from orchestrator.cli.run.closing_lines import summary_rows
+from orchestrator.cli.run.execution import RunEnd
+from orchestrator.cli.run.run_locations import resolved_locations
+from orchestrator.cli.run.run_record import read_run_record
 from orchestrator.config import RunSettings, apply_overrides, artifact_uri, load_yaml, resolve_workspace
 from orchestrator.config.values import name_problem
 from orchestrator.errors import ConfigError, InputError, RelayError

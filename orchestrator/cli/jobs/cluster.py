@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator import jobs
-from orchestrator.cli import run_locations
 from orchestrator.cli.common import add_address, add_artifact_uri, add_workspace, store_of
 from orchestrator.cli.jobs import run_job, sweep_job
 from orchestrator.cli.jobs.submitting import follow
-from orchestrator.cli.pipeline import add_cache_flags
 from orchestrator.cli.records.run_notes import traceback_kept
 from orchestrator.cli.records.run_status import failed_stage, run_status
+from orchestrator.cli.run import run_locations
+from orchestrator.cli.run.pipeline import add_cache_flags
 from orchestrator.config import ARTIFACT_URI_ENV, WORKSPACE_ENV
 from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.engine.ledger import CONFIG_FILE, RunStatus, record_path

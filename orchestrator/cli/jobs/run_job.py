@@ -20,9 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator import jobs
-from orchestrator.cli import run_locations
 from orchestrator.cli.common import new_run_id, pipelines_of, store_of, store_option
-from orchestrator.cli.execution import stages_to_rerun
 from orchestrator.cli.jobs import sweep_job
 from orchestrator.cli.jobs.submitting import (
     follow_to_the_end,
@@ -33,11 +31,13 @@ from orchestrator.cli.jobs.submitting import (
     location_flags_env,
     with_location_env,
 )
-from orchestrator.cli.pipeline import cache_flags
 from orchestrator.cli.pipeline_files import load_pipeline_config
 from orchestrator.cli.preflight import check_run_id, open_store
 from orchestrator.cli.records.run_status import run_status
-from orchestrator.cli.run_record import read_run_record
+from orchestrator.cli.run import run_locations
+from orchestrator.cli.run.execution import stages_to_rerun
+from orchestrator.cli.run.pipeline import cache_flags
+from orchestrator.cli.run.run_record import read_run_record
 from orchestrator.config import WORKSPACE_ENV, tracking_uri
 from orchestrator.dag import Pipeline
 from orchestrator.engine.artifacts import ArtifactStore

@@ -9,8 +9,8 @@ import sys
 from typing import Any
 
 from orchestrator import jobs
-from orchestrator.cli import run_locations
 from orchestrator.cli.common import EXIT_FAILED
+from orchestrator.cli.run import run_locations
 from orchestrator.config import ARTIFACT_URI_ENV, WORKSPACE_ENV
 from orchestrator.engine.ledger import JOB_ADDRESS_ENV
 

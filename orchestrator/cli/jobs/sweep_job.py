@@ -18,11 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator import jobs
-from orchestrator.cli import run_locations, temporary
+from orchestrator.cli import temporary
 from orchestrator.cli.code_versions import pipeline_code_versions
 from orchestrator.cli.common import pipelines_of
 from orchestrator.cli.jobs import submitting
 from orchestrator.cli.pipeline_files import load_pipeline_file, overridden
+from orchestrator.cli.run import run_locations
 from orchestrator.cli.sweeps import sweep_folder
 from orchestrator.cli.sweeps.sweep_folder import SUBMITTED_RESUME_ENV
 from orchestrator.config import WORKSPACE_ENV, workspace_setting

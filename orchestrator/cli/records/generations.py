@@ -23,7 +23,7 @@ from orchestrator.cli.records.run_status import run_status
 from orchestrator.cli.records.runs import not_installed
 from orchestrator.cli.records.trials import pipeline_kind
 from orchestrator.cli.records.workspace import check_tracking_store, default_tracking_key
-from orchestrator.cli.run_record import moved_workspace, read_run_record
+from orchestrator.cli.run.run_record import moved_workspace, read_run_record
 from orchestrator.config import PipelineConfig, RunSettings, TrackingSettings, tracking_uri, validate_config
 from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.engine.ledger import CONFIG_FILE, RUNS, RunStatus, record_path

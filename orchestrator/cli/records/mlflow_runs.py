@@ -19,7 +19,7 @@ from typing import Any
 from orchestrator.cli.common import pipelines_of
 from orchestrator.cli.records.trials import trial_record
 from orchestrator.cli.records.workspace import check_tracking_store
-from orchestrator.cli.run_record import moved_workspace, read_run_record
+from orchestrator.cli.run.run_record import moved_workspace, read_run_record
 from orchestrator.config import RunSettings, TrackingSettings, resolve_workspace, tracking_uri
 from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.engine.ledger import CONFIG_FILE, record_path

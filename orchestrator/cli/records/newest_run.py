@@ -18,8 +18,8 @@ from orchestrator.cli.preflight import tracking_uri_problem
 from orchestrator.cli.records.run_status import run_status
 from orchestrator.cli.records.runs import RunRow, run_rows
 from orchestrator.cli.records.trials import tracking_settings
-from orchestrator.cli.run_locations import tracking_problem
-from orchestrator.cli.run_record import tracked_in_this_workspace
+from orchestrator.cli.run.run_locations import tracking_problem
+from orchestrator.cli.run.run_record import tracked_in_this_workspace
 from orchestrator.config import TRACKING_URI_ENV, RunSettings, TrackingSettings, resolve_workspace, tracking_uri
 from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.engine.ledger import RunStatus

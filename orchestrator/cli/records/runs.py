@@ -34,7 +34,7 @@ from orchestrator.cli.common import (
 )
 from orchestrator.cli.records.run_status import LedgerStage, LedgerView, ledger_status, read_view
 from orchestrator.cli.records.trials import pipeline_kind, trial_kind
-from orchestrator.cli.run_locations import local_path
+from orchestrator.cli.run.run_locations import local_path
 from orchestrator.config import ARTIFACT_URI_ENV, WORKSPACE_ENV, RunSettings, resolve_workspace
 from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.engine.ledger import (

@@ -15,8 +15,8 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from orchestrator.cli import resume_guard
 from orchestrator.cli.records.run_status import run_status
+from orchestrator.cli.run import resume_guard
 from orchestrator.engine.artifacts import TRAIN_DIR, ArtifactStore
 from orchestrator.engine.ledger import read_ledger, record_path
 from orchestrator.errors import ArtifactError, ConfigError

@@ -20,7 +20,7 @@ from orchestrator.cli.preflight import file_not_folder_problem, tracking_uri_pro
 from orchestrator.cli.records.newest_run import check_tracked, newest_run_experiment
 from orchestrator.cli.records.run_status import alive, run_status
 from orchestrator.cli.records.runs import run_ids
-from orchestrator.cli.run_locations import tracking_problem
+from orchestrator.cli.run.run_locations import tracking_problem
 from orchestrator.config import TRACKING_URI_ENV, WORKSPACE_ENV, RunSettings, TrackingSettings, tracking_uri
 from orchestrator.engine.ledger import RunStatus
 from orchestrator.errors import ConfigError

@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from orchestrator.cli import cluster_join, run_locations
+from orchestrator.cli.run import cluster_join, run_locations
 from orchestrator.config import ARTIFACT_URI_ENV, TRACKING_URI_ENV, WORKSPACE_ENV
 from orchestrator.errors import ConfigError
 from orchestrator.tune.plan import SweepPlan

@@ -19,8 +19,8 @@ from typing import Any
 
 import yaml
 
-from orchestrator.cli import run_locations
 from orchestrator.cli.common import EXIT_FAILED, EXIT_INTERRUPTED
+from orchestrator.cli.run import run_locations
 from orchestrator.cli.sweeps.sweep_folder import (
     STORE_ENVS,
     SUBMITTED_RESUME_ENV,

@@ -12,11 +12,12 @@ from typing import Any
 
 import yaml
 
-from orchestrator.cli import cluster_fit, cluster_join, run_locations, temporary
+from orchestrator.cli import temporary
 from orchestrator.cli.code_versions import log_code_versions, pipeline_code_versions
 from orchestrator.cli.common import add_cluster_address, cluster_address, pipelines_of
 from orchestrator.cli.pipeline_files import load_pipeline_file, overridden
 from orchestrator.cli.preflight import folder_problem
+from orchestrator.cli.run import cluster_fit, cluster_join, run_locations
 from orchestrator.cli.sweeps.sweep_folder import (
     check_output_free,
     check_resume,

@@ -10,7 +10,7 @@ import pytest
 from orchestrator import jobs
 from orchestrator.cli import build_parser
 from orchestrator.cli.jobs.run_job import job_metadata
-from orchestrator.cli.pipeline import cache_flags
+from orchestrator.cli.run.pipeline import cache_flags
 
 ROOT = Path(__file__).resolve().parents[3]
 

@@ -17,7 +17,7 @@ import torch
 
 from orchestrator.cli.pipeline_files import load_pipeline_config
 from orchestrator.cli.records.run_notes import unfinished_note
-from orchestrator.cli.resume_checks import check_data_unchanged
+from orchestrator.cli.run.resume_checks import check_data_unchanged
 from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.engine.executors import LocalExecutor
 from orchestrator.engine.ledger import CONFIG_FILE, record_path

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.cli.closing_lines import ui_command
+from orchestrator.cli.run.closing_lines import ui_command
 from orchestrator.config import RunSettings, TrackingSettings, load_yaml, tracking_uri, validate_config
 from pipelines.builders import crest
 

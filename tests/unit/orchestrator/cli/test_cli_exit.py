@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from orchestrator import cli
-from orchestrator.cli import execution, pipeline
+from orchestrator.cli.run import execution, pipeline
 
 
 @pytest.fixture

@@ -212,9 +212,9 @@ def test_a_missing_config_is_the_only_argument_named(cwd: Path, capsys, command:
 
 def test_inside_a_ray_job_the_local_check_leaves_the_jobs_cluster_alone(monkeypatch) -> None:
     """A job's driver runs on the head (maybe CPU-only) and joins the job's cluster: GPU stages run elsewhere."""
-    from orchestrator.cli.cluster_fit import check_cluster
     from orchestrator.cli.pipeline_files import load_pipeline_config
-    from orchestrator.cli.run_locations import RAY_JOB_ENV
+    from orchestrator.cli.run.cluster_fit import check_cluster
+    from orchestrator.cli.run.run_locations import RAY_JOB_ENV
 
     spec, config = load_pipeline_config(str(SMOKE), ["resources.train.num_gpus=64"])
     pipeline = spec.build(config)

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.cli.execution import execute, prepare_run
 from orchestrator.cli.pipeline_files import load_pipeline_config
-from orchestrator.cli.run_record import save_run_record, with_locations
+from orchestrator.cli.run.execution import execute, prepare_run
+from orchestrator.cli.run.run_record import save_run_record, with_locations
 
 SMOKE = str(Path(__file__).resolve().parents[4] / "pipelines" / "configs" / "smoke.yaml")
 OVERRIDES = ["run.executor=local", "train.steps=3", "crest.generations=1"]

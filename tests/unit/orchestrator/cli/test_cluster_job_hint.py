@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.cli.execution import PreparedRun, cluster_job
-from orchestrator.cli.run_record import save_run_record
+from orchestrator.cli.run.execution import PreparedRun, cluster_job
+from orchestrator.cli.run.run_record import save_run_record
 from orchestrator.config import PipelineConfig, RunSettings
 from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.engine.ledger import JOB_ADDRESS_ENV, RAY_JOB_ENV

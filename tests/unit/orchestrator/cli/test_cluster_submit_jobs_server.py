@@ -311,7 +311,7 @@ def test_submit_with_a_taken_run_id_sends_nothing(server: JobsServer, project: P
     store = ArtifactStore(str(project / "store"))
     store.write_record(record_path("r1", CONFIG_FILE), b"pipeline: crest\n")
     monkeypatch.setattr(
-        "orchestrator.cli.run_locations.durability_problems", lambda locations: []
+        "orchestrator.cli.run.run_locations.durability_problems", lambda locations: []
     )  # pytest's tmp_path is under /tmp, which the durability check refuses on purpose
     argv = ["submit", str(SMOKE), "--run-id", "r1", "--address", server.address, "--skip-resource-check"]
     assert main([*argv, "--artifact-uri", str(project / "store"), "--workspace", "/mnt/relay-shared"]) == 2

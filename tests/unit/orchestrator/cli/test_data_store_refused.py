@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from orchestrator.cli import main
-from orchestrator.cli.resume_checks import check_data_unchanged
+from orchestrator.cli.run.resume_checks import check_data_unchanged
 from orchestrator.config import load_yaml, validate_config
 from orchestrator.errors import ConfigError
 from pipelines.registry import PIPELINES

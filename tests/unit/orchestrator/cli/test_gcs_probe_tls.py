@@ -9,7 +9,7 @@ from http.server import HTTPServer, SimpleHTTPRequestHandler
 
 import pytest
 
-from orchestrator.cli.cluster_join import ray_cluster_problem
+from orchestrator.cli.run.cluster_join import ray_cluster_problem
 
 
 @pytest.fixture

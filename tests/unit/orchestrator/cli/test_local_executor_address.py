@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.cli import main
-from orchestrator.cli.run_locations import RAY_JOB_ENV
+from orchestrator.cli.run.run_locations import RAY_JOB_ENV
 from tests.unit.orchestrator.cli.problems import problem_lines
 
 SMOKE = str(Path(__file__).resolve().parents[4] / "pipelines" / "configs" / "smoke.yaml")

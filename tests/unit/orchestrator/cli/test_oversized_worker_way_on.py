@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from orchestrator.cli.cluster_fit import oversized_worker_problems
+from orchestrator.cli.run.cluster_fit import oversized_worker_problems
 from tests.unit.orchestrator.tune.test_per_node_concurrency import smoke_pipeline
 
 TWO_ONE_CPU_NODES = [{"CPU": 1.0, "memory": 1e9, "node:10.0.0.2": 1.0}, {"CPU": 1.0, "memory": 1e9}]

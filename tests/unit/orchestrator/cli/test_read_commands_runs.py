@@ -178,7 +178,7 @@ def test_resume_of_a_run_whose_driver_is_alive_is_refused(tmp_path: Path, capsys
     import subprocess
     import sys
 
-    from orchestrator.cli import resume_guard
+    from orchestrator.cli.run import resume_guard
 
     ledger = recorded_run(tmp_path, "r1", "toy", "RUNNING", {0: 0.5})  # the driver: this process, alive
     assert main(["resume", "r1", "--workspace", str(tmp_path)], pipelines=SPECS) == 2
@@ -196,7 +196,7 @@ def test_a_driver_that_died_before_its_first_ledger_write_reads_interrupted(tmp_
     import subprocess
     import sys
 
-    from orchestrator.cli.run_record import save_run_record
+    from orchestrator.cli.run.run_record import save_run_record
 
     store = ArtifactStore(str(tmp_path / "artifacts"))
     config = ToyConfig(pipeline="toy", name="toy", run=RunSettings(workspace=str(tmp_path)))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.cli.run_record import load_saved_config
+from orchestrator.cli.run.run_record import load_saved_config
 from orchestrator.errors import ConfigError
 from pipelines.registry import PIPELINES
 

@@ -16,7 +16,7 @@ import pytest
 
 from orchestrator import jobs
 from orchestrator.cli import main
-from orchestrator.cli.run_locations import RAY_JOB_ENV
+from orchestrator.cli.run.run_locations import RAY_JOB_ENV
 from tests.unit.orchestrator.cli.test_cluster_submit_jobs_server import (  # noqa: F401 (the fixtures)
     SMOKE,
     JobsServer,

@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from orchestrator.cli.pipeline_files import load_pipeline_config
-from orchestrator.cli.resume_checks import check_data_unchanged
+from orchestrator.cli.run.resume_checks import check_data_unchanged
 from orchestrator.errors import ConfigError
 from pipelines.datasets import imports
 from pipelines.registry import PIPELINES

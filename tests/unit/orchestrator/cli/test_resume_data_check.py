@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.cli.pipeline_files import load_pipeline_config
-from orchestrator.cli.resume_checks import check_data_unchanged
+from orchestrator.cli.run.resume_checks import check_data_unchanged
 from orchestrator.errors import ConfigError
 from pipelines.registry import PIPELINES
 

@@ -17,10 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.cli import main, resume_guard
-from orchestrator.cli.execution import PreparedRun, cluster_job
-from orchestrator.cli.resume_checks import resume_address
-from orchestrator.cli.run_record import save_run_record
+from orchestrator.cli import main
+from orchestrator.cli.run import resume_guard
+from orchestrator.cli.run.execution import PreparedRun, cluster_job
+from orchestrator.cli.run.resume_checks import resume_address
+from orchestrator.cli.run.run_record import save_run_record
 from orchestrator.config import PipelineConfig, RunSettings
 from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.engine.ledger import JOB_ADDRESS_ENV, RAY_JOB_ENV, Ledger
@@ -178,7 +179,7 @@ def test_the_lock_on_a_run_is_let_go_when_its_resume_ends_returned_or_raised(tmp
 
 CLAIM_IN_ANOTHER_PROCESS = """
 import sys
-from orchestrator.cli import resume_guard
+from orchestrator.cli.run import resume_guard
 from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.errors import ConfigError
 try:

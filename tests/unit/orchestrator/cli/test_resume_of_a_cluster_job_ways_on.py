@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from orchestrator.cli import main, temporary
-from orchestrator.cli.resume_checks import resume_address
-from orchestrator.cli.run_record import save_run_record
+from orchestrator.cli.run.resume_checks import resume_address
+from orchestrator.cli.run.run_record import save_run_record
 from orchestrator.config import PipelineConfig, RunSettings
 from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.engine.ledger import JOB_ADDRESS_ENV, RAY_JOB_ENV, Ledger
@@ -37,7 +37,7 @@ SPECS = {"toy": PipelineSpec(name="toy", config_model=ToyConfig, build=lambda co
 
 RECORD = """
 import sys
-from orchestrator.cli.run_record import save_run_record
+from orchestrator.cli.run.run_record import save_run_record
 from orchestrator.config import PipelineConfig, RunSettings
 from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.engine.ledger import Ledger

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from orchestrator.cli import main
-from orchestrator.cli.cluster_join import address_to_record
-from orchestrator.cli.run_locations import RAY_JOB_ENV
-from orchestrator.cli.run_record import recorded_ray_address, save_run_record
+from orchestrator.cli.run.cluster_join import address_to_record
+from orchestrator.cli.run.run_locations import RAY_JOB_ENV
+from orchestrator.cli.run.run_record import recorded_ray_address, save_run_record
 from orchestrator.config import PipelineConfig, RunSettings
 from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.registry import PipelineSpec

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from orchestrator.cli.run_record import rerun_on_resume
+from orchestrator.cli.run.run_record import rerun_on_resume
 from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.engine.ledger import COMMAND_FILE, LEDGER_FILE, record_path
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from orchestrator.cli import main, temporary
-from orchestrator.cli.cluster_join import cluster_to_join
-from orchestrator.cli.run_locations import (
+from orchestrator.cli.run.cluster_join import cluster_to_join
+from orchestrator.cli.run.run_locations import (
     RAY_JOB_ENV,
     Locations,
     durability_problems,

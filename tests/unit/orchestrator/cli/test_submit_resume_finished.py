@@ -14,7 +14,7 @@ import pytest
 
 from orchestrator.cli import main, temporary
 from orchestrator.cli.jobs.run_job import finished_note
-from orchestrator.cli.run_record import save_run_record
+from orchestrator.cli.run.run_record import save_run_record
 from orchestrator.config import PipelineConfig, RunSettings
 from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.engine.ledger import Ledger, write_tracking

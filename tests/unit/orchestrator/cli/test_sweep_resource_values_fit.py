@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.cli import cluster_fit, main
+from orchestrator.cli import main
+from orchestrator.cli.run import cluster_fit
 from orchestrator.config import load_yaml, validate_config
 from orchestrator.engine.fit import local_gpus
 from pipelines.builders import crest

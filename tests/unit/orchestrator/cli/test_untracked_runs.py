@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.cli import main
-from orchestrator.cli.run_record import save_run_record, with_locations
+from orchestrator.cli.run.run_record import save_run_record, with_locations
 from orchestrator.config import PipelineConfig, RunSettings, artifact_uri, tracking_uri
 from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.registry import PipelineSpec

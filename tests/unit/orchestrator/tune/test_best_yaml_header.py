@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orchestrator.cli.run_locations import RAY_JOB_ENV
+from orchestrator.cli.run.run_locations import RAY_JOB_ENV
 from orchestrator.cli.sweeps.sweep_folder import SUBMITTED_RESUME_ENV, check_resume, save_sweep_stores
 from orchestrator.cli.sweeps.sweep_results import interrupted_line, print_ending, run_best_command, write_sweep_outputs
 from orchestrator.engine.ledger import JOB_ADDRESS_ENV

@@ -139,7 +139,7 @@ def test_tune_joining_a_cluster_refuses_a_workspace_in_a_temporary_folder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
     """`relay run --address` refused a workspace under /tmp; `relay tune --address` accepted it."""
-    from orchestrator.cli import cluster_fit
+    from orchestrator.cli.run import cluster_fit
 
     joined = []
     monkeypatch.setattr(cluster_fit, "check_cluster", lambda *args, **kwargs: joined.append(args))
@@ -158,7 +158,7 @@ def test_tune_joining_a_cluster_refuses_a_sweep_folder_in_a_temporary_folder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
     """best.yaml, the trials and Ray Tune's state for --resume are what the user keeps: not in /tmp either."""
-    from orchestrator.cli import cluster_fit, run_locations
+    from orchestrator.cli.run import cluster_fit, run_locations
 
     monkeypatch.setattr(cluster_fit, "check_cluster", lambda *args, **kwargs: None)
     monkeypatch.setattr(run_locations, "durability_problems", lambda locations: [])  # the stores: tmp_path

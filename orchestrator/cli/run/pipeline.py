@@ -16,7 +16,6 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from orchestrator.cli import cluster_fit, cluster_join, resume_guard, run_locations
 from orchestrator.cli.common import (
     add_artifact_uri,
     add_cluster_address,
@@ -27,17 +26,18 @@ from orchestrator.cli.common import (
     pipelines_of,
     store_of,
 )
-from orchestrator.cli.execution import PreparedRun, RunEnd, execute, joined_first, prepare_run, released_on_failure
 from orchestrator.cli.pipeline_files import load_pipeline_config, overridden, overrides_origin
 from orchestrator.cli.preflight import check_new_run, check_run_id, check_stop_after
-from orchestrator.cli.resume_checks import (
+from orchestrator.cli.run import cluster_fit, cluster_join, resume_guard, run_locations
+from orchestrator.cli.run.execution import PreparedRun, RunEnd, execute, joined_first, prepare_run, released_on_failure
+from orchestrator.cli.run.resume_checks import (
     check_data_unchanged,
     check_not_a_trial,
     check_not_moved,
     check_resume_stop_after,
     resume_address,
 )
-from orchestrator.cli.run_record import read_run_record, rerun_on_resume, save_run_record, with_locations
+from orchestrator.cli.run.run_record import read_run_record, rerun_on_resume, save_run_record, with_locations
 from orchestrator.config import apply_overrides, load_yaml, tracking_uri
 from orchestrator.dag import Pipeline
 from orchestrator.engine.artifacts import ArtifactStore

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator import ui
-from orchestrator.cli import run_locations
 from orchestrator.cli.common import store_option
+from orchestrator.cli.run import run_locations
 from orchestrator.config import RunSettings, TrackingSettings, resolve_workspace, tracking_uri
 from orchestrator.tracking.pipeline_run import START, START_CUT_SHORT
 from orchestrator.tracking.run_tree import parent_keys

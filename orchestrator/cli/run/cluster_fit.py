@@ -15,13 +15,13 @@ import os
 from collections.abc import Callable
 
 from orchestrator import jobs
-from orchestrator.cli.cluster_join import (
+from orchestrator.cli.run.cluster_join import (
     GCS_PROBE_TIMEOUT_S,
     cluster_to_join,
     ray_cluster_problem,
     starts_local_ray,
 )
-from orchestrator.cli.run_locations import in_ray_job
+from orchestrator.cli.run.run_locations import in_ray_job
 from orchestrator.config import RunSettings
 from orchestrator.config.values import RAY_ADDRESS_WORDS
 from orchestrator.dag import Pipeline

@@ -16,7 +16,7 @@ import os
 import socket
 
 from orchestrator import jobs
-from orchestrator.cli.run_locations import in_ray_job
+from orchestrator.cli.run.run_locations import in_ray_job
 from orchestrator.config import RunSettings
 from orchestrator.config.values import RAY_ADDRESS_WORDS, ray_address_problem
 from orchestrator.errors import ConfigError

@@ -17,17 +17,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from orchestrator.cli import cluster_join, resume_guard, run_locations
-from orchestrator.cli.closing_lines import (
+from orchestrator.cli.code_versions import log_code_versions, pipeline_code_versions
+from orchestrator.cli.common import store_option
+from orchestrator.cli.preflight import check_run_id, check_stop_after, open_store
+from orchestrator.cli.records.generations import summary_table
+from orchestrator.cli.run import cluster_join, resume_guard, run_locations
+from orchestrator.cli.run.closing_lines import (
     closing_store_option,
     incomplete_tracking_note,
     print_browse_hint,
     summary_rows,
 )
-from orchestrator.cli.code_versions import log_code_versions, pipeline_code_versions
-from orchestrator.cli.common import store_option
-from orchestrator.cli.preflight import check_run_id, check_stop_after, open_store
-from orchestrator.cli.records.generations import summary_table
 from orchestrator.config import RunSettings
 from orchestrator.dag import Pipeline
 from orchestrator.engine.artifacts import ArtifactStore

@@ -14,10 +14,10 @@ import logging
 import shlex
 from typing import Any
 
-from orchestrator.cli import cluster_join, resume_guard, run_locations
 from orchestrator.cli.config_checks import data_problems, dotted_value
 from orchestrator.cli.records.trials import trial_resume_problem
-from orchestrator.cli.run_record import moved_workspace, readable_ledger, recorded_ray_address, relocated_workspace
+from orchestrator.cli.run import cluster_join, resume_guard, run_locations
+from orchestrator.cli.run.run_record import moved_workspace, readable_ledger, recorded_ray_address, relocated_workspace
 from orchestrator.config import RunSettings, resolve_workspace
 from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.engine.ledger import RunStatus
