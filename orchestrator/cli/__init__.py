@@ -5,10 +5,10 @@ Exit codes: 0 success, 1 a stage or the cluster failed (the resume command is pr
 SIGTERM of `relay run`/`resume` once Ray is up (a run says how to resume), 141 stdout closed by its
 reader (`relay runs | head -1`).
 
-Each command group lives in its own module (pipeline, generations, tune, workspace, data, cluster) and adds
-its subcommands through ``register``; this module parses, dispatches and maps errors to
-exit codes. Pipelines come from the ``relay.pipelines`` entry points, or from the mapping
-given to ``main`` (tests, embedding).
+Each command group lives in its own module, grouped by area in a subpackage (``run.pipeline``,
+``records.generations``, ``sweeps.tune``, ``jobs.cluster``; ``data`` here), and adds its subcommands
+through ``register``; this module parses, dispatches and maps errors to exit codes. Pipelines come
+from the ``relay.pipelines`` entry points, or from the mapping given to ``main`` (tests, embedding).
 """
 
 from __future__ import annotations
