@@ -168,9 +168,12 @@ def test_the_lock_on_a_run_is_let_go_when_its_resume_ends_returned_or_raised(tmp
     """A notebook lives on after ``relay.resume``: its lock on the run must not outlive the resume."""
     recorded(tmp_path, "r8", status="FAILED")
     store = store_of(tmp_path)
-    with resume_guard.locked(store, "r8"):
-        with pytest.raises(ConfigError, match="being resumed by another process"), resume_guard.locked(store, "r8"):
-            pass
+    with (
+        resume_guard.locked(store, "r8"),
+        pytest.raises(ConfigError, match="being resumed by another process"),
+        resume_guard.locked(store, "r8"),
+    ):
+        pass
     with pytest.raises(RuntimeError), resume_guard.locked(store, "r8"):
         raise RuntimeError("the run failed")
     with resume_guard.locked(store, "r8"):  # taken again: neither end kept it
