@@ -2,8 +2,8 @@
 
 ``RayExecutor`` (the driver) submits ``run_on_ray``; this module is what a Ray worker imports to run
 it, so it holds only what runs there (the stage's placement, its progress sink, the warm-up's
-imports) and how the driver reads a failed task: a dead worker, actor or node is a
-``WorkerLostError`` (retried), anything else the stage's own exception with Ray's traceback kept.
+imports) and how the driver reads a failed task: a dead worker, actor or node (an out-of-memory kill
+among them) is a ``WorkerLostError`` (retried), anything else the stage's own exception with Ray's traceback kept.
 """
 
 from __future__ import annotations
@@ -92,6 +92,13 @@ def lost_worker(error: BaseException) -> str | None:
 
     The whole ``__cause__``/``__context__`` chain counts: an actor lost under a streamed output
     reaches the stage wrapped by the Parquet writer.
+
+    An out-of-memory kill counts: when the node runs low on memory, Ray's memory monitor kills a
+    worker (the stage's task, or an actor of its pool) and ``ray.get`` raises ``OutOfMemoryError``,
+    a plain ``RayError``, for both. The monitor chooses by start time (the newest first), not by
+    the memory a worker holds, so the killed stage often fits once the pressure (another trial, a
+    stage beside it) is gone: as for a lost node, a retry is worth it, and the retries a lost
+    worker gets (``policy.LOST_WORKER_RETRIES``) bound a stage that never fits.
     """
     import ray.exceptions as errors
 
@@ -102,6 +109,7 @@ def lost_worker(error: BaseException) -> str | None:
         errors.OwnerDiedError,
         errors.RayActorError,
         errors.LocalRayletDiedError,
+        errors.OutOfMemoryError,
     )
     died = next((e for e in exception_chain(error) if isinstance(e, kinds)), None)
     return None if died is None else f"{type(died).__name__}: {str(died).splitlines()[0] if str(died) else ''}"
