@@ -18,6 +18,7 @@ from enum import Enum
 from typing import Any, Protocol
 
 from orchestrator.errors import PipelineError
+from orchestrator.names import file_name_clashes
 
 logger = logging.getLogger(__name__)
 
@@ -404,7 +405,8 @@ def _producers(stages: Sequence[Stage]) -> dict[str, Stage]:
 
 
 def _structure_problems(stages: Sequence[Stage], producers: Mapping[str, Stage]) -> list[str]:
-    """Duplicate names, doubly produced outputs, missing inputs, roles of no input, unpicklable functions."""
+    """Duplicate names, doubly produced outputs, names stored as one, missing inputs, roles of no input,
+    unpicklable functions."""
     problems = [
         f"stage name {name!r} is used {count} times; stage names must be unique"
         for name, count in Counter(s.name for s in stages).items()
@@ -419,6 +421,7 @@ def _structure_problems(stages: Sequence[Stage], producers: Mapping[str, Stage])
         for artifact, names in writers.items()
         if len(names) > 1
     ]
+    problems += _stored_as_one(stages)
     for stage in stages:
         problems += [
             f"stage {stage.name!r} reads {artifact!r}, which no stage produces; add its producer or fix the name"
@@ -439,6 +442,20 @@ def _structure_problems(stages: Sequence[Stage], producers: Mapping[str, Stage])
             )
         else:
             problems += _signature_problems(stage, qualname or repr(stage.fn))
+    return problems
+
+
+def _stored_as_one(stages: Sequence[Stage]) -> list[str]:
+    """Stage names, or one stage's outputs, that differ but would be stored under one file name (``names``)."""
+    problems = [
+        f"stage names {' and '.join(map(repr, group))} are stored under one file name; rename one"
+        for group in file_name_clashes(s.name for s in stages)
+    ]
+    for stage in stages:
+        problems += [
+            f"stage {stage.name!r}: outputs {' and '.join(map(repr, group))} are stored under one file name; rename one"
+            for group in file_name_clashes(stage.outputs)
+        ]
     return problems
 
 

@@ -44,6 +44,7 @@ from orchestrator.engine.manifests import (
 from orchestrator.engine.parquet import HashingSink, read_parquet, write_parquet
 from orchestrator.engine.store_faults import StoreFault, store_failure, store_fault
 from orchestrator.errors import ArtifactError
+from orchestrator.names import sanitize
 
 logger = logging.getLogger(__name__)
 
@@ -59,11 +60,6 @@ def join_uri(uri: str, relative: str) -> str:
     ``s3://b/r/x?endpoint_override=H``): appended after the query, a path reads as part of the last option."""
     base, sep, query = uri.partition("?")
     return f"{base.rstrip('/')}/{relative.lstrip('/')}{sep}{query}"
-
-
-def sanitize(name: str) -> str:
-    """A file-name-safe version of an artifact name (``g00/model`` -> ``g00_model``)."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "artifact"
 
 
 def train_run_name(fingerprint: str, stage_name: str) -> str:

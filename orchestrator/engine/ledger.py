@@ -29,8 +29,9 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from orchestrator.engine.artifacts import ArtifactStore, sanitize
+from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.errors import ArtifactError
+from orchestrator.names import sanitize
 
 RUNS = "runs"
 CONFIG_FILE = "config.yaml"
@@ -365,20 +366,30 @@ class Ledger:
         return {name: entry for name, entry in self.earlier_stages.items() if name not in stages}
 
     def _history(self, name: str, entry: Mapping[str, Any]) -> dict[str, Any]:
-        """``entry``, or the earlier attempt's when this one only found that attempt's own output in the cache.
+        """``entry``, or the earlier attempt's when this one only found that attempt's own output in the cache,
+        or has not reached the stage yet.
 
         Why: a resume meets every stage its earlier attempts ran as a cache hit; writing "cached, 0 s"
-        over "succeeded, 31 s" would erase what the run computed, where and how long it took.
+        over "succeeded, 31 s" would erase what the run computed, where and how long it took. And a
+        resume that ended before reaching a stage (Ctrl-C, a kill, an upstream failure) wrote it as
+        pending with no fingerprint: the ledger no longer named the stage folder an earlier attempt
+        had finished (or checkpointed into), so `relay gc` removed it and the next resume computed it
+        again from its first step.
         """
         earlier = self.earlier_stages.get(name)
-        if (
-            entry.get("state") == StageState.CACHED
-            and isinstance(earlier, dict)
-            and earlier.get("state") == StageState.SUCCEEDED
-            and earlier.get("fingerprint") == entry.get("fingerprint")
-        ):
+        if not isinstance(earlier, dict):
+            return dict(entry)
+        reused = entry.get("state") == StageState.CACHED and earlier.get("state") == StageState.SUCCEEDED
+        if reused and earlier.get("fingerprint") == entry.get("fingerprint"):
+            return dict(earlier)
+        if _not_reached(entry) and earlier.get("fingerprint"):
             return dict(earlier)
         return dict(entry)
+
+
+def _not_reached(entry: Mapping[str, Any]) -> bool:
+    """Whether an attempt's entry is only its plan: pending, no fingerprint computed yet."""
+    return entry.get("state") == StageState.PENDING and entry.get("fingerprint") is None
 
 
 def _version_of(code: str | Mapping[str, str] | None, module: str) -> str | None:

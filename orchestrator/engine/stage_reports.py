@@ -17,11 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.dag import Stage
-from orchestrator.engine.artifacts import ArtifactStore, sanitize
+from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.engine.ledger import RunStatus
 from orchestrator.engine.manifests import Manifest
 from orchestrator.engine.records import StageRecord, TrackedArtifact
 from orchestrator.errors import ArtifactError
+from orchestrator.names import sanitize
 
 logger = logging.getLogger(__name__)
 

@@ -30,11 +30,12 @@ PACKAGES = ("orchestrator", "pipelines", "relay")
 # prefix of its dotted name listed here.
 LAYERS: dict[str, set[str]] = {
     "orchestrator.errors": set(),
-    "orchestrator.dag": {"orchestrator.errors"},
+    "orchestrator.names": set(),
+    "orchestrator.dag": {"orchestrator.errors", "orchestrator.names"},
     "orchestrator.yaml_input": {"orchestrator.errors"},
     "orchestrator.config": {"orchestrator.errors", "orchestrator.yaml_input"},
     "orchestrator.registry": {"orchestrator.errors", "orchestrator.dag"},
-    "orchestrator.engine": {"orchestrator.errors", "orchestrator.dag", "orchestrator.config"},
+    "orchestrator.engine": {"orchestrator.errors", "orchestrator.names", "orchestrator.dag", "orchestrator.config"},
     "orchestrator.tracking": {"orchestrator.errors", "orchestrator.dag", "orchestrator.config", "orchestrator.engine"},
     "orchestrator.tune": {
         "orchestrator.errors",

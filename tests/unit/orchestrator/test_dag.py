@@ -80,6 +80,16 @@ def test_every_structural_problem_is_reported_at_once():
     assert info.value.name == "bad"
 
 
+def test_names_stored_under_one_file_name_are_refused():
+    """Outputs ``x/y`` and ``x_y`` were both written to x_y.parquet: a reader of one got the other's table."""
+    with pytest.raises(PipelineError) as info:
+        Pipeline("clash", [stage("g00/train", outputs=["x/y", "x_y"]), stage("g00_train", outputs=["z"])])
+    assert info.value.problems == [
+        "stage names 'g00/train' and 'g00_train' are stored under one file name; rename one",
+        "stage 'g00/train': outputs 'x/y' and 'x_y' are stored under one file name; rename one",
+    ]
+
+
 def test_cycle_names_its_members():
     with pytest.raises(PipelineError) as info:
         Pipeline(

@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from orchestrator.dag import StageResult
-from orchestrator.engine.artifacts import TRAIN_DIR, ArtifactStore, sanitize, train_run_name
+from orchestrator.engine.artifacts import TRAIN_DIR, ArtifactStore, train_run_name
 from orchestrator.errors import ArtifactError
+from orchestrator.names import sanitize
 
 SCHEMA = pa.schema(
     [

@@ -392,3 +392,31 @@ def test_a_resume_says_why_a_stage_its_run_finished_runs_again(tmp_path, caplog)
     caplog.clear()
     runner("b").run(toy(), "run-2")
     assert "runs again" not in caplog.text, "a new run has no earlier attempt to compare with"
+
+
+def interrupted_body(ctx, inputs, params):
+    """A stage body cut off by Ctrl-C."""
+    raise KeyboardInterrupt
+
+
+def with_body(pipeline: Pipeline, name: str, body) -> Pipeline:
+    """``pipeline`` with stage ``name`` running ``body`` instead (same inputs, outputs and params)."""
+    import dataclasses
+
+    return Pipeline(pipeline.name, [dataclasses.replace(s, fn=body) if s.name == name else s for s in pipeline.stages])
+
+
+def test_an_attempt_that_ends_before_a_stage_keeps_what_earlier_attempts_recorded_of_it(tmp_path):
+    """A resume cut off before reaching a stage wrote it as pending with no fingerprint: the ledger no longer
+    named the folder an earlier attempt had finished or checkpointed into, and `relay gc` removed it."""
+    finished = make_runner(tmp_path).run(toy(), "run-1")
+    with pytest.raises(KeyboardInterrupt):  # attempt 2: cut off in g00/train, which it had to run again
+        make_runner(tmp_path).run(with_body(toy(), "g00/train", interrupted_body), "run-1", rerun={"g00/train"})
+    second = ledger(tmp_path, "run-1")["stages"]
+    assert second["g00/train"]["state"] == "pending" and second["g00/train"]["fingerprint"]
+    with pytest.raises(KeyboardInterrupt):  # attempt 3: cut off in its first stage, before g00/train
+        make_runner(tmp_path).run(with_body(toy(), "data", interrupted_body), "run-1", rerun={"data"})
+    third = ledger(tmp_path, "run-1")["stages"]
+    assert third["g00/train"] == second["g00/train"]  # attempt 2's fingerprint: its folder stays named
+    assert third["g00/evaluate"]["state"] == "succeeded"
+    assert third["g00/evaluate"]["fingerprint"] == finished.stages["g00/evaluate"].fingerprint
