@@ -18,8 +18,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from orchestrator.dag import Pipeline, ProgressSink, StageProgress
-from orchestrator.engine.body import Placement, run_stage_body
+from orchestrator.dag import Pipeline, ProgressSink, Stage, StageProgress
+from orchestrator.engine.body import Placement, run_stage_body, stage_device
+from orchestrator.engine.fingerprint import numerics
 from orchestrator.engine.manifests import Manifest
 from orchestrator.engine.progress import ProgressBoard
 from orchestrator.engine.task import StageTask
@@ -39,6 +40,8 @@ class Executor(Protocol):
     """
 
     def warm_up(self, pipeline: Pipeline) -> None: ...
+
+    def numerics(self, stage: Stage) -> dict[str, Any]: ...
 
     def open_progress(self, run_id: str) -> ReadProgress: ...
 
@@ -87,6 +90,18 @@ class LocalExecutor:
 
     def warm_up(self, pipeline: Pipeline) -> None:
         """Nothing to warm: the stages run in this process."""
+
+    def numerics(self, stage: Stage) -> dict[str, Any]:
+        """The numerics a stage gets here (part of its fingerprint): one rank, and a GPU only where one is visible.
+
+        Why not the ones its resources ask for: a data-parallel stage of N workers ran here as one
+        process and was stored under the fingerprint of N ranks, so a run on Ray took the
+        one-process result for its own as a cache hit (and one asking for a GPU on a machine
+        without one trained on the CPU, stored as trained on cuda).
+        """
+        asked = numerics(stage)
+        cuda = stage.resources.num_gpus > 0 and stage_device(stage.resources.num_gpus) == "cuda"
+        return {**asked, "cuda": cuda, "ranks": 1}
 
     def open_progress(self, run_id: str) -> ReadProgress:
         """An in-process board: the stage (on this thread) writes it, the display (another thread) reads it."""

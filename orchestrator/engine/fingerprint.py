@@ -52,11 +52,19 @@ def _canonical(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON-able; stage params must be plain config values")
 
 
-def fingerprint(stage: Stage, input_digests: Mapping[str, str], code_version: str, seed: int = 0) -> str:
-    """sha256 of what determines a stage's outputs: name, function, params, code, inputs, seed.
+def fingerprint(
+    stage: Stage,
+    input_digests: Mapping[str, str],
+    code_version: str,
+    seed: int = 0,
+    ran_as: Mapping[str, Any] | None = None,
+) -> str:
+    """sha256 of what determines a stage's outputs: name, function, params, code, inputs, seed, numerics.
 
-    An unseeded stage's payload has no seed key at all, rather than a fixed value under it, so
-    that a seeded stage's payload, and with it every cache already in a store, stays as it was.
+    ``ran_as``: the numerics the executor will really run the stage with (``Executor.numerics``);
+    by default those its resources ask for (``numerics``). An unseeded stage's payload has no
+    seed key at all, rather than a fixed value under it, so that a seeded stage's payload, and
+    with it every cache already in a store, stays as it was.
     """
     payload: dict[str, Any] = {
         "stage": stage.name,
@@ -65,7 +73,7 @@ def fingerprint(stage: Stage, input_digests: Mapping[str, str], code_version: st
         "outputs": list(stage.outputs),
         "inputs": dict(sorted(input_digests.items())),
         "code_version": code_version,
-        "numerics": numerics(stage),
+        "numerics": dict(numerics(stage) if ran_as is None else ran_as),
     }
     if stage.seeded:
         payload["seed"] = seed

@@ -22,6 +22,7 @@ from typing import Any
 from orchestrator.dag import Pipeline, ProgressSink, Resources, Stage, StageProgress
 from orchestrator.engine import placement_warnings
 from orchestrator.engine.executors import ReadProgress, with_progress
+from orchestrator.engine.fingerprint import numerics
 from orchestrator.engine.fit import LostNode, live_node_resources, live_nodes_by_id, lost_nodes, uses_actor_pool
 from orchestrator.engine.kept_actors import KeptActors
 from orchestrator.engine.placement_warnings import infeasible_warning, waiting_message
@@ -101,6 +102,11 @@ class RayExecutor:
         self._actors = KeptActors()
         self._nodes_seen: dict[str, dict[str, float]] = {}  # node id -> its resources, while it lived
         self._read_nodes()
+
+    def numerics(self, stage: Stage) -> dict[str, Any]:
+        """The numerics a stage gets on Ray (part of its fingerprint): those its resources ask for, which Ray
+        places it with or not at all."""
+        return numerics(stage)
 
     def warm_up(self, pipeline: Pipeline) -> None:
         """Warm as many workers as the pipeline's widest layer runs at once, with its stages' modules.

@@ -233,7 +233,8 @@ class Runner:
             for stage in ready:
                 st.pending.remove(stage)
                 inputs = {a: st.refs[a] for a in stage.inputs}
-                fp = fingerprint(stage, {a: ref.digest for a, ref in inputs.items()}, self._code(stage), self.seed)
+                digests = {a: ref.digest for a, ref in inputs.items()}
+                fp = fingerprint(stage, digests, self._code(stage), self.seed, self.executor.numerics(stage))
                 st.outcomes[stage.name].fingerprint = fp
                 manifest = None if stage.name in st.rerun else self._cached(stage, fp)
                 if manifest is None:

@@ -420,3 +420,41 @@ def test_an_attempt_that_ends_before_a_stage_keeps_what_earlier_attempts_recorde
     assert third["g00/train"] == second["g00/train"]  # attempt 2's fingerprint: its folder stays named
     assert third["g00/evaluate"]["state"] == "succeeded"
     assert third["g00/evaluate"]["fingerprint"] == finished.stages["g00/evaluate"].fingerprint
+
+
+def with_resources(pipeline: Pipeline, name: str, **changes) -> Pipeline:
+    """``pipeline`` with stage ``name``'s resources (or parallelism) changed."""
+    import dataclasses
+
+    parallelism = changes.pop("parallelism", None)
+
+    def changed(s):
+        resources = dataclasses.replace(s.resources, **changes)
+        return dataclasses.replace(s, resources=resources, parallelism=parallelism or s.parallelism)
+
+    return Pipeline(pipeline.name, [changed(s) if s.name == name else s for s in pipeline.stages])
+
+
+def test_a_data_parallel_stage_run_here_is_stored_as_the_one_process_it_ran_as(tmp_path):
+    """workers=2 ran here as one process and was stored under the fingerprint of 2 ranks: a run on Ray then
+    took the one-process result for its own as a cache hit."""
+    from orchestrator.dag import Parallelism
+    from orchestrator.engine.fingerprint import fingerprint
+
+    two = with_resources(toy(), "g00/train", workers=2, parallelism=Parallelism.DATA)
+    here = make_runner(tmp_path / "a").run(two, "run-1").stages["g00/train"].fingerprint
+    one = make_runner(tmp_path / "b").run(toy(), "run-1").stages["g00/train"].fingerprint
+    assert here == one
+    data = make_runner(tmp_path / "b").run(toy(), "run-2").manifests["data"].outputs["data"].digest
+    assert here != fingerprint(two.stage("g00/train"), {"data": data}, "v1", 0)  # what 2 ranks on Ray are stored as
+
+
+def test_a_stage_asking_for_a_gpu_here_is_stored_as_run_where_it_ran():
+    """num_gpus=1 with no GPU visible trained on the CPU and was stored as trained on cuda."""
+    import torch
+
+    from orchestrator.engine.fingerprint import numerics
+
+    stage = with_resources(toy(), "g00/train", num_gpus=1.0).stage("g00/train")
+    assert numerics(stage)["cuda"] is True
+    assert LocalExecutor().numerics(stage)["cuda"] is torch.cuda.is_available()
