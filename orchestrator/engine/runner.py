@@ -80,8 +80,11 @@ class Runner:
         copies_dir: Path | None = None,
         store_option: str = "",
         cluster_job: bool = False,
+        continued_by: str | None = None,
     ) -> None:
-        """``code_version``: one version for every stage, or one per stage module (``fingerprint.code_versions``)."""
+        """``code_version``: one version for every stage, or one per stage module (``fingerprint.code_versions``).
+        ``continued_by``: the command that continues this run where `relay resume RUN_ID` does not (a sweep's
+        trial: `relay tune CONFIG --resume`, as `relay resume` refuses a trial)."""
         self.store = store
         self.executor = executor
         self.tracker = tracker
@@ -90,6 +93,7 @@ class Runner:
         self.reports = StageReports(store, copies_dir)
         self.store_option = store_option
         self.cluster_job = cluster_job
+        self.continued_by = continued_by
 
     def _resume_command(self, run_id: str, quote: str = "") -> str:
         """`relay resume RUN_ID` as this run is resumed, with the cluster job's way beside it for a run on a cluster.
@@ -97,6 +101,8 @@ class Runner:
         ``quote`` ("`") wraps each command on its own: the whole hint in one pair of backticks made a copy of
         the first command carry the words of the second.
         """
+        if self.continued_by is not None:
+            return f"{quote}{self.continued_by}{quote}"
         command = f"{quote}relay resume {run_id}{self.store_option}{quote}"
         if not self.cluster_job:
             return command

@@ -32,6 +32,8 @@ from orchestrator.tune.space import clip_values
 TAG_TRIAL = "relay.tune.trial_id"
 TAG_VALUE_PREFIX = "tune."
 STATE_FILE = "trial_state.json"
+# What a trial's failure or Ctrl-C says to do: `relay resume` refuses a trial; the sweep's --resume reruns it.
+TRIAL_CONTINUED_BY = "relay tune CONFIG --resume (it continues the sweep and this trial)"
 # The tracker's end of a trial Tune paused (its MLflow run closes KILLED until it resumes); not a RunStatus:
 # no ledger says it, the trial's ledger says STOPPED between two generations.
 PAUSED = "PAUSED"
@@ -147,7 +149,9 @@ def run_trial(config: dict[str, Any], plan: SweepPlan, mlflow_level: str = "WARN
     tracker.start_pipeline(run_id, plan.pipeline_name, resolved.model_dump(mode="json"), resume=True)
     store = ArtifactStore(plan.store_uri)
     store.write_record(record_path(run_id, SWEEP_RECORD), json.dumps(sweep_record(plan)).encode())
-    runner_for = functools.partial(Runner, store, RayExecutor(), tracker, plan.code_version, seed)
+    runner_for = functools.partial(
+        Runner, store, RayExecutor(), tracker, plan.code_version, seed, continued_by=TRIAL_CONTINUED_BY
+    )
     try:
         for generation in range(state.next_generation, plan.generations):
             value = _run_generation(runner_for, pipeline, run_id, plan, generation)

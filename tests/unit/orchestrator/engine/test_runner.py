@@ -458,3 +458,23 @@ def test_a_stage_asking_for_a_gpu_here_is_stored_as_run_where_it_ran():
     stage = with_resources(toy(), "g00/train", num_gpus=1.0).stage("g00/train")
     assert numerics(stage)["cuda"] is True
     assert LocalExecutor().numerics(stage)["cuda"] is torch.cuda.is_available()
+
+
+def test_a_trials_failure_names_the_sweeps_resume_not_relay_resume(tmp_path, caplog):
+    """A trial's failure said `Resume with: relay resume TRIAL_ID`, which refuses a trial of a sweep."""
+    from orchestrator.tune.trial import TRIAL_CONTINUED_BY
+
+    runner = Runner(
+        ArtifactStore(str(tmp_path / "artifacts")),
+        LocalExecutor(),
+        RecordingTracker(),
+        "v1",
+        0,
+        continued_by=TRIAL_CONTINUED_BY,
+    )
+    with pytest.raises(StageError), caplog.at_level(logging.ERROR):
+        runner.run(
+            toy(extra=(Stage("g00/check", bad_value, ("report",), ("checked",), generation=0),)), "sweep-x_00001"
+        )
+    assert "Fix the cause. Resume with: relay tune CONFIG --resume" in caplog.text
+    assert "relay resume sweep-x_00001" not in caplog.text
