@@ -24,7 +24,8 @@ A rung is decided only once every trial expected at it has reported or ended for
 retries a failed trial (``FailureConfig``) by calling ``on_trial_error`` and then
 ``on_trial_add`` for it: the rung expects it again, and a rung that a removal completes is
 decided in the next ``choose_trial_to_run``, never inside the removal, so a trial that is
-being retried is not left out of it. Each decision is logged (which trial waits, goes on, ends).
+being retried is not left out of it. Each decision is logged (which trial waits, goes on, is stopped);
+the bookkeeping of a trial that ends is logged at DEBUG only.
 """
 
 from __future__ import annotations
@@ -134,7 +135,8 @@ class SuccessiveHalving(FIFOScheduler):
         if pending:
             self._expected[pending[0]] -= 1
             self._left[trial] = pending[0]
-        logger.info("trial %s ended (%s); expected at generation(s) %s", trial.trial_id, trial.status, pending)
+        # Bookkeeping, not a decision: the halving's and the waits' INFO lines say what the user sees happen.
+        logger.debug("trial %s ended (%s); expected at generation(s) %s", trial.trial_id, trial.status, pending)
 
     def choose_trial_to_run(self, tune_controller: Any) -> Trial | None:
         """New trials first; a paused survivor only while fewer than ``concurrency`` trials run.

@@ -8,6 +8,7 @@ accuracies the grid sweep of benchmarks/tune_efficiency.py recorded.
 
 from __future__ import annotations
 
+import logging
 import random
 
 import pytest
@@ -232,3 +233,13 @@ def test_grid_points_come_shuffled_by_seed_and_complete() -> None:
     assert sorted(map(str, points)) == sorted(map(str, ordered * 2))
     assert points != ordered * 2 and points == shuffled_grid(settings, seed=0) != shuffled_grid(settings, seed=1)
     assert shuffled_grid(settings.model_copy(update={"space": {"crest.t_min": settings.space["crest.t_min"]}}), 0) == []
+
+
+def test_a_sweep_at_info_shows_the_decisions_and_not_the_bookkeeping(caplog: pytest.LogCaptureFixture) -> None:
+    """Before: each trial's end printed `trial t03 ended (RUNNING); expected at generation(s) []` at INFO."""
+    controller = Controller(halving(12), CURVES, list(range(12)))
+    with caplog.at_level(logging.INFO, logger="orchestrator.tune.schedulers"):
+        controller.run(max_t=5)
+    said = [record.getMessage() for record in caplog.records if record.levelno >= logging.INFO]
+    assert not [line for line in said if "expected at generation" in line]
+    assert any(line.startswith("successive halving at generation 1: 3 of 12") for line in said)
