@@ -47,7 +47,8 @@ def _sweep_problems(spec: Any, data: dict[str, Any], config: Any, fields: FieldC
 
     Why: those checks ran only once the rest of the file was valid, so `tune.space.crest.t_min` low > high (or
     `train.lr: -1`) hid a misspelled `tune.space.train.stepz`, and the user met it after the fix. A problem is
-    kept where it names no value left out (``_space_problem_holds``).
+    kept where it names no value left out (``_space_problem_holds``), or where what it read validated
+    (``_tune_problem_holds``).
     """
     settings = getattr(config, "tune", None)
     if settings is None:
@@ -56,7 +57,31 @@ def _sweep_problems(spec: Any, data: dict[str, Any], config: Any, fields: FieldC
 
     base = {key: value for key, value in data.items() if key != "tune"}
     problems = sweep_check(base, config, settings, spec.build)[1]
-    return [problem for problem in problems if fields.independent(problem) or _space_problem_holds(problem, fields)]
+    return [
+        problem
+        for problem in problems
+        if fields.independent(problem) or _space_problem_holds(problem, fields) or _tune_problem_holds(problem, fields)
+    ]
+
+
+# The `tune:` settings each sweep check of a `tune.*` setting reads, besides the pipeline the file builds.
+SWEEP_CHECK_READS = {
+    "tune.metric": ("tune.metric",),
+    "tune.grace_period": ("tune.grace_period", "tune.scheduler"),
+    "tune.perturbation_interval": ("tune.perturbation_interval", "tune.scheduler"),
+}
+
+
+def _tune_problem_holds(problem: str, fields: FieldCheck) -> bool:
+    """Whether a sweep check's problem of a `tune:` setting (`tune.metric: no stage reports ...`) is the file's own
+    though other `tune.*` values failed: none of the settings it reads (``SWEEP_CHECK_READS``) was left out, and it
+    names no value left out (as ``FieldCheck.independent`` asks of a section that validated).
+
+    Why: the `tune:` section's field error (`tune.num_samples: 0`) withheld the whole section's later problems, so
+    a `tune.metric` no stage reports was said only after the fix, though "every problem at once" was promised.
+    """
+    reads = SWEEP_CHECK_READS.get(problem.split(":", 1)[0])
+    return reads is not None and not any(_names(problem, key) or key in reads for key in fields.failed_keys())
 
 
 def _space_problem_holds(problem: str, fields: FieldCheck) -> bool:
