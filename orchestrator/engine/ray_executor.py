@@ -16,16 +16,16 @@ import functools
 import logging
 import os
 import time
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from orchestrator.dag import Pipeline, ProgressSink, Resources, Stage, StageProgress
 from orchestrator.engine import placement_warnings
 from orchestrator.engine.executors import ReadProgress, with_progress
-from orchestrator.engine.fingerprint import numerics
 from orchestrator.engine.fit import LostNode, live_node_resources, live_nodes_by_id, lost_nodes, uses_actor_pool
 from orchestrator.engine.kept_actors import KeptActors
-from orchestrator.engine.placement_warnings import infeasible_warning, waiting_message
+from orchestrator.engine.placement_warnings import asked_amounts, infeasible_warning, waiting_message
 from orchestrator.engine.progress import ProgressBoard
 from orchestrator.engine.ray_session import init_failure, init_kwargs, init_ray
 from orchestrator.engine.ray_task import (
@@ -52,6 +52,45 @@ BOARD_READ_S = 10.0  # the longest one look at the progress board may take (the 
 def warm_modules(pipeline: Pipeline) -> list[str]:
     """What a worker imports before its first stage: the stage functions' modules and the Ray task's own."""
     return sorted({run_on_ray.__module__, *(stage.fn.__module__ for stage in pipeline.stages)})
+
+
+def coordinates_ray_train(stage: Stage) -> bool:
+    """Whether the stage's Ray task only coordinates Ray Train workers (data-parallel, workers > 1): it then asks
+    for nothing and is placed at once, and what waits for a place is its worker group."""
+    return stage.resources.workers > 1 and not uses_actor_pool(stage)
+
+
+Shape = tuple[tuple[tuple[str, float], ...], ...]  # a group's bundles, each its (resource, amount) pairs, sorted
+
+
+def group_shape(bundles: Sequence[Mapping[str, float]]) -> Shape:
+    """A placement group's bundles (resource -> amount each) as a comparable value: amounts above 0, to Ray's
+    granularity (0.0001), names and bundles sorted."""
+    return tuple(
+        sorted(tuple(sorted((key, round(amount, 4)) for key, amount in b.items() if amount > 0)) for b in bundles)
+    )
+
+
+def worker_group_shape(resources: Resources) -> Shape:
+    """The placement group Ray Train reserves for a data-parallel stage: one bundle of one worker's resources
+    per worker (``train_run``'s ``ScalingConfig``)."""
+    return group_shape([asked_amounts(resources)] * resources.workers)
+
+
+def waiting_worker_groups(coordinators: Mapping[str, Resources], pending: Sequence[Shape]) -> set[str]:
+    """The data-parallel stage attempts (Ray name -> the stage's resources) whose worker group waits for a place,
+    from the shapes of this job's PENDING placement groups (``pending``).
+
+    Ray Train names none of its groups, so a group is told a stage's by its bundles. Where fewer groups of one
+    shape wait than stages of that shape are in flight, none of those stages is counted: which of them runs is
+    unknown, and a running stage must never read as waiting (its run would let its kept actors go, and warn).
+    """
+    waiting, in_flight = Counter(pending), Counter(worker_group_shape(asks) for asks in coordinators.values())
+    return {
+        name
+        for name, asks in coordinators.items()
+        if waiting[worker_group_shape(asks)] >= in_flight[worker_group_shape(asks)]
+    }
 
 
 class RayExecutor:
@@ -97,16 +136,12 @@ class RayExecutor:
         self._stage_names: dict[Any, str] = {}  # task ref -> stage name, for WorkerLostError
         self._waiting_since: dict[Any, tuple[float, Resources]] = {}  # task ref -> (submitted, asks)
         self._task_names: dict[Any, str] = {}  # task ref -> its name in Ray (a retry's says its attempt)
+        self._coordinators: set[Any] = set()  # task refs of data-parallel stages (Ray Train's coordinators)
         self._said_waiting: set[Any] = set()  # task refs (one per attempt) already said to wait
         self._progress: ProgressSink | None = None
         self._actors = KeptActors()
         self._nodes_seen: dict[str, dict[str, float]] = {}  # node id -> its resources, while it lived
         self._read_nodes()
-
-    def numerics(self, stage: Stage) -> dict[str, Any]:
-        """The numerics a stage gets on Ray (part of its fingerprint): those its resources ask for, which Ray
-        places it with or not at all."""
-        return numerics(stage)
 
     def warm_up(self, pipeline: Pipeline) -> None:
         """Warm as many workers as the pipeline's widest layer runs at once, with its stages' modules.
@@ -182,6 +217,8 @@ class RayExecutor:
         self._stage_names[ref] = task.stage.name
         self._task_names[ref] = task_name(task)
         self._waiting_since[ref] = (time.monotonic(), task.stage.resources)
+        if coordinates_ray_train(task.stage):
+            self._coordinators.add(ref)
         if pool is not None:
             self._actors.track(ref, pool)
         if first:
@@ -199,7 +236,7 @@ class RayExecutor:
         group: a Tune trial's 0.1-CPU bundle cannot hold a stage.
         """
         resources = task.stage.resources
-        coordinator = resources.workers > 1 and not uses_actor_pool(task.stage)
+        coordinator = coordinates_ray_train(task.stage)
         strategy: Any = "DEFAULT"
         if resources.workers > 1:
             from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -258,6 +295,8 @@ class RayExecutor:
         inside a Tune trial). While a labeling stage runs (its task is placed), the run is
         progressing and keeps them; a labeling stage still waiting for its place finds the kept
         actors gone and labels without them (``map_on_actors`` drops an actor lost before it answers).
+        A data-parallel stage waits for its worker group, not its task (``_unplaced_stages``): counted
+        by its task alone, a run whose next stage trained on 2 workers held its kept actor for good.
         """
         if not self._actors.idle_kept():
             return
@@ -284,7 +323,8 @@ class RayExecutor:
         forever without a word. Whether a task is placed comes from Ray's state API, by the task's
         name in Ray. Once per attempt, not per stage: a stage retried after its node was lost (with
         the custom resource only that node had) waited silently, its first attempt having been
-        told already, and its retry's Ray name ("g01/train (attempt 2)") matched no stage name.
+        told already, and its retry's Ray name ("g01/train (attempt 2)") matched no stage name. A
+        data-parallel stage is said to wait while its worker group does (``_unplaced_stages``).
         """
         now = time.monotonic()
         overdue = [
@@ -347,16 +387,41 @@ class RayExecutor:
         return None if nodes is None else live_node_resources(nodes)
 
     def _unplaced_stages(self) -> set[str]:
-        """Names of this job's tasks that Ray has not placed on a node yet; empty when the state API cannot say."""
+        """Names (as Ray names each attempt) of this job's stage attempts that wait for a place: its tasks Ray has
+        not placed on a node, and the data-parallel stages in flight whose worker group it has not placed.
+        Empty when the state API cannot say.
+
+        A data-parallel stage's task is Ray Train's coordinator: it asks for nothing, so Ray places it at
+        once, and what waits is its worker group. Ray Train (v2, as v1) reserves the group as one
+        placement group and starts its RayTrainWorker actors only once the group is placed, so while the
+        group waits there are no worker actors, pending or not, to look for: the group itself, PENDING and
+        created by this job (Ray Train's controller is an actor of the job), is the signal. Counted by its
+        task alone, a data-parallel stage never waited, and a run whose next stage trained on 2 workers
+        held its idle kept actor for good while another run held the rest (``_yield_kept_if_stalled``).
+        Which stage a group is for is told by its shape (``waiting_worker_groups``).
+        """
+        coordinators = {self._task_names[ref]: self._waiting_since[ref][1] for ref in self._coordinators}
         try:
-            from ray.util.state import list_tasks
+            from ray.util.state import list_placement_groups, list_tasks
 
             context = self._ray.get_runtime_context()  # its GCS: with other Ray instances on the machine,
-            filters = [("job_id", "=", context.get_job_id()), ("state", "=", "PENDING_NODE_ASSIGNMENT")]  # no guess
-            found = list_tasks(address=context.gcs_address, filters=filters, limit=1000, raise_on_missing_output=False)
-            return {task.name for task in found}
+            job, address = context.get_job_id(), context.gcs_address  # no guess
+            filters = [("job_id", "=", job), ("state", "=", "PENDING_NODE_ASSIGNMENT")]
+            found = list_tasks(address=address, filters=filters, limit=1000, raise_on_missing_output=False)
+            groups = [("creator_job_id", "=", job), ("state", "=", "PENDING")]
+            pending = (
+                list_placement_groups(
+                    address=address, filters=groups, detail=True, limit=1000, raise_on_missing_output=False
+                )
+                if coordinators
+                else []
+            )
         except Exception:  # no dashboard, an older state API: no warning rather than a failed run
             return set()
+        shapes = [
+            group_shape([bundle.get("unit_resources", {}) for bundle in group.bundles or []]) for group in pending
+        ]
+        return {task.name for task in found} | waiting_worker_groups(coordinators, shapes)
 
     def _outcome(self, ref: Any) -> Any:
         """ray.get, with a task's exception unwrapped to the stage's own exception.
@@ -369,6 +434,7 @@ class RayExecutor:
         stage = self._stage_names.pop(ref, "?")
         self._waiting_since.pop(ref, None)
         self._task_names.pop(ref, None)
+        self._coordinators.discard(ref)
         self._said_waiting.discard(ref)
         try:
             return self._ray.get(ref)
