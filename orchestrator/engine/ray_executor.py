@@ -23,6 +23,7 @@ from typing import Any
 from orchestrator.dag import Pipeline, ProgressSink, Resources, Stage, StageProgress
 from orchestrator.engine import placement_warnings
 from orchestrator.engine.executors import ReadProgress, with_progress
+from orchestrator.engine.fingerprint import numerics
 from orchestrator.engine.fit import LostNode, live_node_resources, live_nodes_by_id, lost_nodes, uses_actor_pool
 from orchestrator.engine.kept_actors import KeptActors
 from orchestrator.engine.placement_warnings import asked_amounts, infeasible_warning, waiting_message
@@ -151,6 +152,11 @@ class RayExecutor:
         """
         self.warm(warm_modules(pipeline), max(len(layer) for layer in pipeline.layers()))
         self._actors.plan(pipeline, dict(self._ray.cluster_resources()))
+
+    def numerics(self, stage: Stage) -> dict[str, Any]:
+        """The numerics a stage gets on Ray (part of its fingerprint): those its resources ask for, since each
+        stage runs with its own threads, device and ranks here (``fingerprint.numerics``)."""
+        return numerics(stage)
 
     def warm(self, modules: Sequence[str], workers: int) -> None:
         """Have up to ``workers`` Ray workers import ``modules`` before their first stage, one first.
