@@ -55,7 +55,8 @@ class ActorPool:
     def start(cls, resources: Resources, label: str = "shards", count: int | None = None) -> ActorPool:
         """Ask Ray for ``count`` actors (default: the stage's workers) and return at once; they start meanwhile.
 
-        ``label`` names them in Ray (`ray list actors`, the dashboard): ``LABEL worker I``. Like the
+        ``label`` names them in Ray (`ray list actors`, the dashboard): ``LABEL worker I``, so it must be
+        unique in the Ray job (names are; ``KeptActors`` tags its labels per executor). Like the
         stage tasks, they never join the caller's placement group (``DEFAULT`` scheduling): a Tune
         trial's group of 0.1 CPU captures its children, and a 1-CPU actor cannot fit in it.
         """
@@ -107,7 +108,8 @@ class StageActors:
     shards from a task that can never start (2 CPUs, one held by another run: a stall). Asked
     for once the task runs, they can only take what is free; the task stops them when the call
     ends, and Ray stops them with their owner if the task's process dies. ``label`` names them
-    (``LABEL worker I``), numbered by the executor so a retry's actors never meet its predecessor's.
+    (``LABEL worker I``), unique to the executor and numbered by it, so a retry's actors never meet its
+    predecessor's, nor one executor's another's in the same Ray job (``KeptActors``).
     """
 
     kept: ActorPool

@@ -10,6 +10,7 @@ kept pools, the calls using them, and letting them go when the cluster shrinks o
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Mapping
 from typing import Any
 
@@ -79,6 +80,7 @@ class KeptActors:
         self._pools: dict[Resources, ActorPool] = {}  # the kept actors
         self._pool_of: dict[Any, StageActors] = {}  # in-flight sharded stage -> its actors
         self._pools_started = 0  # pools get numbered names in Ray: a retry's pool never meets its predecessor's
+        self._tag = uuid.uuid4().hex[:8]  # ... and this executor's tag: never another executor's (``_next_pool_label``)
         self._pipeline: Pipeline | None = None  # what the kept actors were sized for ...
         self._sized_for: dict[str, float] = {}  # ... in a cluster of these resources
         self._kept_let_go = False  # set once a stalled run let its kept actors go: it keeps none after that
@@ -108,13 +110,23 @@ class KeptActors:
         return self._pools.get(resources)
 
     def _start_pool(self, resources: Resources, stage: str, count: int) -> ActorPool:
-        """``count`` new actors, named in Ray after the kind of stage they serve and a number (``pseudo_label pool 2 worker 0``)."""
+        """``count`` new actors, named in Ray after the kind of stage they serve and their pool
+        (``pseudo_label pool 3fa9c2d0-2 worker 0``)."""
         return ActorPool.start(resources, self._next_pool_label(stage), count)
 
     def _next_pool_label(self, stage: str) -> str:
-        """``pseudo_label pool N``: the kind of stage the actors serve, and a number no earlier pool had."""
+        """``pseudo_label pool TAG-N``: the kind of stage the actors serve, this executor's tag, and a number no
+        earlier pool of this executor had.
+
+        Why the tag: actor names are unique in a Ray job's namespace, and a sweep's trials, each with
+        an executor of its own, run in one job. Numbered from 1 alone, two trials labeling at once
+        both named an actor ``pseudo_label pool 1 worker 0``; the second one's start failed
+        (``ActorAlreadyExistsError``), and so did its stage and trial, again on every retry. A random
+        tag per executor (8 hex digits) keeps the names apart; the number keeps a retry's pool apart
+        from its predecessor's, whose actors may not be gone yet.
+        """
         self._pools_started += 1
-        return f"{stage.rsplit('/', 1)[-1]} pool {self._pools_started}"
+        return f"{stage.rsplit('/', 1)[-1]} pool {self._tag}-{self._pools_started}"
 
     def for_call(self, resources: Resources, stage: str) -> StageActors:
         """A stage call's actors: the kept ones, and how many more its task starts (``StageActors``).

@@ -4,7 +4,8 @@ Two generations of (a training stage, then a sharded stage of 1-CPU workers: its
 ``workers - 1`` actors). Every shard records the name of the actor that ran it (or that the
 stage's own task did), so the stored tables show which actors labeled each generation, and
 g01/train records which labeling actors are still up while it runs (actor names carry the
-pool's number, so a kept actor is told from one started for a call):
+pool's number, so a kept actor is told from one started for a call; and a tag of their executor,
+which the tests drop: ``untagged``):
 
 - 2 workers, 3 logical CPUs: the one actor fits beside the 1-CPU stages, so both generations
   run on the same actor (none started for the second one) and on their own task.
@@ -12,6 +13,7 @@ pool's number, so a kept actor is told from one started for a call):
   waiting forever; one is kept (and g01/train runs beside it), the other is started for each
   call, and the run finishes.
 - A sharded stage that fails on kept actors releases them: its retry runs on new actors.
+- Two executors in one Ray job (a sweep's trials) label at once, each on actors of its own.
 
 And the dispatch itself, on a pool of two actors: a slow actor never holds the fast one up, an
 actor that cannot start holds no shard back, results come back in shard order, and the shards
@@ -23,6 +25,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import re
 import time
 from pathlib import Path
 
@@ -37,6 +40,7 @@ from orchestrator.engine.ray_executor import RayExecutor
 from orchestrator.engine.records import NullTracker
 from orchestrator.engine.run_state import RunSummary
 from orchestrator.engine.runner import Runner, StageState
+from orchestrator.engine.task import StageTask
 from tests.unit.orchestrator.engine.test_allocator import served_from_heap
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
@@ -47,22 +51,24 @@ STAGE_TASK = "the stage's own task"  # what a shard labeled by the stage's task 
 
 
 def actor_names(pools: range, actors: int = 2) -> set[str]:
-    """The names the executor gives the labeling actors of pools ``pools`` (``label pool N worker I``)."""
+    """The names the executor gives the labeling actors of pools ``pools``, its tag dropped (``label pool N worker I``)."""
     return {f"label pool {n} worker {i}" for n in pools for i in range(actors)}
+
+
+def untagged(name: str) -> str:
+    """An actor's name without its executor's tag: ``label pool 3fa9c2d0-2 worker 0`` is ``label pool 2 worker 0``.
+
+    The tag is random (it keeps executors in one Ray job apart); the pool's number is what these tests check.
+    """
+    return re.sub(r" pool [0-9a-f]+-(\d+) worker ", r" pool \1 worker ", name)
 
 
 def step(ctx, inputs, params):
     """A 1-CPU stage between the labeling stages (training, in a real pipeline): which labeling actors are up now."""
     import ray
 
-    def alive(name: str) -> bool:
-        try:
-            ray.get_actor(name)
-        except ValueError:
-            return False
-        return True
-
-    kept = sorted(name for name in actor_names(range(1, 4)) if alive(name))
+    up = {untagged(name) for name in ray.util.list_named_actors()}  # a dead actor's name is free again
+    kept = sorted(up & actor_names(range(1, 4)))
     return StageResult(outputs={params["out"]: {"pid": os.getpid(), "labeling_actors_up": kept}})
 
 
@@ -72,7 +78,8 @@ def shard_actor(shard: int, fail: bool) -> tuple[int, str, bool]:
 
     if fail:
         raise RuntimeError(f"shard {shard} failed on purpose")
-    return shard, ray.get_runtime_context().get_actor_name() or STAGE_TASK, served_from_heap()
+    name = ray.get_runtime_context().get_actor_name()
+    return shard, untagged(name) if name else STAGE_TASK, served_from_heap()
 
 
 def label(ctx, inputs, params):
@@ -256,6 +263,89 @@ def test_labeling_actors_start_outside_a_tune_trials_placement_group(tmp_path):
         executor.shutdown()
     assert STAGE_TASK in names["g00"] and names["g00"] <= actor_names(range(1, 2), actors=1) | {STAGE_TASK}
     assert STAGE_TASK in names["g01"] and names["g01"] <= actor_names(range(2, 3), actors=1) | {STAGE_TASK}
+
+
+MEETING_BOUND_S = 90.0  # how long a stage waits for the other executor's stage to have started its actors
+
+
+class _Meeting:
+    """Where the stages of two executors wait for each other, so each starts its actors while the other's are up."""
+
+    def __init__(self) -> None:
+        self.arrived = 0
+
+    def arrive(self) -> None:
+        self.arrived += 1
+
+    def count(self) -> int:
+        return self.arrived
+
+
+def actor_or_task(shard: int) -> tuple[int, str]:
+    """(shard, the full name of the actor that ran it, its executor's tag kept), or the stage's task."""
+    import ray
+
+    return shard, ray.get_runtime_context().get_actor_name() or STAGE_TASK
+
+
+def label_beside_the_other_executor(ctx, inputs, params):
+    """A sharded stage that labels once the other executor's stage has started too (its actors are up by then).
+
+    The stage's task starts its actors before its body runs (``StageActors.mapper``); a start that
+    failed never gets here, and the other stage labels once the bound passes.
+    """
+    import ray
+
+    meeting = ray.get_actor(params["meeting"])
+    ray.get(meeting.arrive.remote())
+    deadline = time.monotonic() + MEETING_BOUND_S
+    while ray.get(meeting.count.remote()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    shards, names = zip(*ctx.map_shards(actor_or_task, range(SHARDS)))
+    return StageResult(outputs={params["out"]: pa.table({"shard": list(shards), "actor": list(names)})})
+
+
+def labeling_task(n: int, root: str) -> StageTask:
+    """Trial ``n``'s labeling stage: 2 workers (its task and one actor), meeting the other trial's before it labels."""
+    stage = Stage(
+        "g00/label",
+        label_beside_the_other_executor,
+        (),
+        ("g00/labels",),
+        params={"out": "g00/labels", "meeting": "two executors meet"},
+        resources=POOL,
+        parallelism=Parallelism.SHARDS,
+    )
+    return StageTask(stage, f"{n + 1:064x}", {}, root, f"trial-{n}", seed=0)
+
+
+def test_two_executors_in_one_ray_job_label_at_once_each_on_actors_of_its_own(tmp_path):
+    """A sweep's trials each run on a RayExecutor of their own, all in one Ray job: one namespace of actor names.
+
+    Each executor numbered its pools from 1, so two trials labeling at once both started an actor
+    named ``label pool 1 worker 0``: Ray refused the second (ActorAlreadyExistsError), and that
+    stage and trial failed, on every retry. Here two executors' labeling stages start their actors
+    while the other's are up; both must label every shard.
+    """
+    import ray
+
+    first = RayExecutor(num_cpus=4)
+    second = RayExecutor()  # Ray is up: as a trial's executor, it joins the job's namespace
+    meeting = ray.remote(_Meeting).options(name="two executors meet", num_cpus=0).remote()
+    root = str(tmp_path / "store")  # one store, as a sweep's trials share: the stages' fingerprints tell them apart
+    try:
+        started = [(executor, executor.submit(labeling_task(n, root))) for n, executor in enumerate((first, second))]
+        outcomes = [outcome for executor, ref in started for _, outcome in executor.wait([ref])]
+    finally:
+        del meeting
+        second.shutdown()
+        first.shutdown()
+    failed = [repr(outcome) for outcome in outcomes if isinstance(outcome, BaseException)]
+    assert not failed, f"a labeling stage failed beside the other executor's: {failed}"
+    tables = [ArtifactStore(root).load(manifest.outputs["g00/labels"]) for manifest in outcomes]
+    assert all(table.column("shard").to_pylist() == list(range(SHARDS)) for table in tables)
+    actors = [set(table.column("actor").to_pylist()) - {STAGE_TASK} for table in tables]
+    assert not actors[0] & actors[1], "an actor of one executor labeled for the other"
 
 
 # --------------------------------------------------------------------------- shard dispatch
