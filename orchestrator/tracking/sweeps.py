@@ -7,7 +7,7 @@ import socket
 import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from orchestrator.tracking.common import (
     TAG_KIND,
@@ -23,6 +23,7 @@ from orchestrator.tracking.common import (
     mlflow_client,
     open_experiment,
 )
+from orchestrator.tracking.interruptions import INTERRUPTED
 
 T = TypeVar("T")
 TAG_SWEEP_OUTPUT = "relay.tune.output"  # the sweep's folder: what tells two sweeps of one name apart
@@ -126,8 +127,24 @@ class SweepTracker:
                 for key, value in tags.items():
                     self._client.set_tag(run.info.run_id, key, value)
                 self._client.set_terminated(run.info.run_id, status=status)
-            elif run.info.status == "RUNNING":
-                self._client.set_terminated(run.info.run_id, status=still_open)
+            else:
+                self._close_child(run, still_open, tags.get(TAG_STATUS, INTERRUPTED))
+
+    def _close_child(self, run: Any, still_open: str, trial_word: str) -> None:
+        """Close a trial's generation or stage run it left open, and give each one its ``relay.status`` tag.
+
+        Why also closed ones: Tune ends a stopped trial's process without waiting for its last
+        writes (the trainable's cleanup does not join the training thread), so the trial's own
+        ``end_pipeline`` may be cut between closing a generation run and tagging it: the run read
+        FINISHED with no ``relay.status``, unlike every other generation run.
+        """
+        ended = run.info.status
+        if ended == "RUNNING":
+            ended = still_open
+            self._client.set_terminated(run.info.run_id, status=ended)
+        elif run.data.tags.get(TAG_STATUS) not in (None, "RUNNING"):  # closed and said so by the trial itself
+            return
+        self._client.set_tag(run.info.run_id, TAG_STATUS, trial_word if ended == "KILLED" else ended)
 
     def close_open_trials(self, tags: Mapping[str, str]) -> None:
         """Close every trial of the sweep whose pipeline run is still RUNNING as cut off mid-stage (KILLED, ``tags``).
@@ -171,13 +188,22 @@ def driver_tags() -> dict[str, str]:
     return {TAG_DRIVER_HOST: socket.gethostname(), TAG_DRIVER_PID: str(os.getpid())}
 
 
-def close_dead_sweeps(tracking_uri: str, experiment: str, alive: Callable[[int], bool]) -> list[str]:
-    """End KILLED (``relay.status`` INTERRUPTED) each sweep run still RUNNING whose driver on this host is dead.
+class ClosedSweep(NamedTuple):
+    """A sweep `relay ui` closed: its name, and the trials (Relay run ids) it closed with it."""
+
+    name: str
+    trials: list[str]
+
+
+def close_dead_sweeps(tracking_uri: str, experiment: str, alive: Callable[[int], bool]) -> list[ClosedSweep]:
+    """End KILLED (``relay.status`` INTERRUPTED) each sweep run still RUNNING whose driver on this host is dead,
+    and every run under it still RUNNING: its trials' pipeline runs and their generation and stage runs.
 
     Why: a sweep's driver killed outright (SIGKILL, out of memory) never closes its run, so the UI
-    showed the sweep running for good, while its trials were closed as interrupted. A sweep whose
-    driver ran elsewhere may be alive and is left; `relay tune --resume` sets the run RUNNING again.
-    Returns the sweeps' names.
+    showed the sweep running for good. Its trials are found by their MLflow tags, not their ledgers:
+    a trial killed just after it started has no ledger yet (`relay runs` does not know it), and its
+    run read RUNNING under a KILLED sweep. A sweep whose driver ran elsewhere may be alive and is
+    left; `relay tune --resume` sets the runs RUNNING again.
     """
     client = mlflow_client(tracking_uri)
     found = client.get_experiment_by_name(experiment)
@@ -190,9 +216,24 @@ def close_dead_sweeps(tracking_uri: str, experiment: str, alive: Callable[[int],
         pid = tags.get(TAG_DRIVER_PID, "")
         if tags.get(TAG_DRIVER_HOST) != socket.gethostname() or not pid.isdigit() or alive(int(pid)):
             continue
+        trials = _close_open_trials_of(client, run)
         client.set_terminated(run.info.run_id, status="KILLED")
-        client.set_tag(run.info.run_id, TAG_STATUS, "INTERRUPTED")
-        closed.append(tags.get(TAG_SWEEP, run.info.run_name))
+        client.set_tag(run.info.run_id, TAG_STATUS, INTERRUPTED)
+        closed.append(ClosedSweep(tags.get(TAG_SWEEP, run.info.run_name), trials))
+    return closed
+
+
+def _close_open_trials_of(client: Any, sweep_run: Any) -> list[str]:
+    """End KILLED (INTERRUPTED) every RUNNING run of the sweep's trials; the trials that had one, in start order."""
+    closed = []
+    for trial in trial_runs(client, sweep_run):
+        query = f"tags.`{TAG_PIPELINE_RUN}` = '{trial}' and attributes.status = 'RUNNING'"
+        running = client.search_runs([sweep_run.info.experiment_id], query, max_results=5000)
+        for run in running:
+            client.set_terminated(run.info.run_id, status="KILLED")
+            client.set_tag(run.info.run_id, TAG_STATUS, INTERRUPTED)
+        if running:
+            closed.append(trial)
     return closed
 
 

@@ -20,12 +20,13 @@ from orchestrator.cli.preflight import file_not_folder_problem, tracking_uri_pro
 from orchestrator.cli.records.newest_run import check_tracked, newest_run_experiment
 from orchestrator.cli.records.run_status import alive, run_status
 from orchestrator.cli.records.runs import run_ids
+from orchestrator.cli.records.trials import trial_sweep
 from orchestrator.cli.run.run_locations import tracking_problem
 from orchestrator.config import TRACKING_URI_ENV, WORKSPACE_ENV, RunSettings, TrackingSettings, tracking_uri
 from orchestrator.engine.ledger import RunStatus
 from orchestrator.errors import ConfigError
 from orchestrator.tracking.interruptions import close_interrupted
-from orchestrator.tracking.sweeps import close_dead_sweeps
+from orchestrator.tracking.sweeps import ClosedSweep, close_dead_sweeps
 
 log = logging.getLogger("relay")
 DEFAULT_UI_PORT = 5000
@@ -72,7 +73,8 @@ def unused_port_note(port: int, uri: str, key: str = f"${TRACKING_URI_ENV}") -> 
 
 def close_interrupted_runs(args: argparse.Namespace, uri: str) -> None:
     """Before the UI shows them: the MLflow runs of runs whose driver died (INTERRUPTED in `relay runs`) end KILLED,
-    as do sweeps whose driver on this machine died.
+    as do sweeps whose driver on this machine died, with every run still open under them (``close_dead_sweeps``).
+    A trial is said to go on with `relay tune CONFIG --resume`: `relay resume` refuses a trial of a sweep.
 
     Only runs whose driver ran on this machine can be known dead (``run_status.run_status``); a driver
     elsewhere may be alive. A workspace whose run records cannot be read still gets its UI.
@@ -85,18 +87,34 @@ def close_interrupted_runs(args: argparse.Namespace, uri: str) -> None:
     interrupted = sorted(run for run in run_ids(store) if run_status(store, run) is RunStatus.INTERRUPTED)
     experiment = args.experiment or TrackingSettings().experiment
     closed = close_interrupted(uri, experiment, interrupted)
-    if closed:
+    trials = [run for run in closed if trial_sweep(store, run)]
+    runs = [run for run in closed if run not in trials]
+    if runs:
         print(
-            f"Marked KILLED in MLflow (their driver died; `relay resume RUN_ID` goes on): {', '.join(closed)}",
+            f"Marked KILLED in MLflow (their driver died; `relay resume RUN_ID` goes on): {', '.join(runs)}", flush=True
+        )
+    if trials:
+        print(
+            f"Marked KILLED in MLflow (trials whose sweep's driver died; `{SWEEP_GOES_ON}` goes on): {', '.join(trials)}",
             flush=True,
         )
-    sweeps = close_dead_sweeps(uri, experiment, alive)
-    if sweeps:
-        print(
-            f"Marked KILLED in MLflow (the sweep's driver died; `relay tune CONFIG --resume` goes on): "
-            f"{', '.join(sweeps)}",
-            flush=True,
-        )
+    for sweep in close_dead_sweeps(uri, experiment, alive):
+        print(dead_sweep_line(sweep), flush=True)
+
+
+SWEEP_GOES_ON = "relay tune CONFIG --resume"  # what continues a sweep and its trials (`relay resume` refuses a trial)
+
+
+def dead_sweep_line(sweep: ClosedSweep) -> str:
+    """What `relay ui` says of a sweep whose driver died: its name and the trials it closed with it, if any.
+
+    Why the trials are named: a trial killed just after it started has no ledger, so `relay runs`
+    does not list it, and its MLflow run was closed only here.
+    """
+    line = f"Marked KILLED in MLflow (the sweep's driver died; `{SWEEP_GOES_ON}` goes on): {sweep.name}"
+    if sweep.trials:
+        line += f", with its open trial(s): {', '.join(sweep.trials)}"
+    return line
 
 
 def register(commands: Any) -> None:
