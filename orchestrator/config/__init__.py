@@ -29,7 +29,13 @@ from pydantic import (
 )
 
 from orchestrator.config.problems import OWN_WORDS, describe, keyed, merge
-from orchestrator.config.space_entries import DOMAIN_KINDS, entry_problems, overlap_problem
+from orchestrator.config.space_entries import (
+    DOMAIN_KINDS,
+    RANGE_EXAMPLES,
+    entry_problems,
+    overlap_problem,
+    range_problem,
+)
 from orchestrator.config.values import (
     checked_experiment_name,
     checked_object_store_size,
@@ -194,6 +200,17 @@ class SearchDomain(StrictModel):
     randint: tuple[int, int] | None = None
     uniform: tuple[float, float] | None = None
     loguniform: tuple[float, float] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _ranges_have_two_ends(cls, data: Any) -> Any:
+        """A range given as anything but its two ends is refused with the form to write (``range_problem``)."""
+        if isinstance(data, Mapping):
+            for kind in RANGE_EXAMPLES:
+                problem = None if data.get(kind) is None else range_problem(kind, data[kind])
+                if problem:
+                    raise ValueError(problem)
+        return data
 
     @model_validator(mode="after")
     def _one_well_formed_kind(self) -> SearchDomain:

@@ -9,6 +9,8 @@ walks the pipeline's config model (``validate_config`` passes it in the validati
 from __future__ import annotations
 
 import difflib
+import math
+import numbers
 import typing
 from collections.abc import Mapping
 from typing import Any
@@ -19,6 +21,35 @@ from pydantic import BaseModel
 from orchestrator.config.problems import submodel
 
 DOMAIN_KINDS = ("choice", "grid", "randint", "uniform", "loguniform")
+RANGE_EXAMPLES = {"randint": "[1, 3]", "uniform": "[0.3, 0.9]", "loguniform": "[0.01, 0.1]"}  # the kinds with two ends
+
+
+def range_problem(kind: str, args: Any) -> str | None:
+    """Why ``args`` are not the two ends of a ``kind`` range (`loguniform: [0.01, 0.1]`), or None.
+
+    Why here, before pydantic reads them as a tuple: a wrong length or a text read as
+    `tune.space.train.lr.loguniform[1]: required key is missing`, `Tuple should have at most 2 items` or
+    `must be a valid tuple`, the validator's words, not what to write. A boolean end is left to the
+    config's own message (YAML reads yes/no as booleans); a number written as text (`1e-3`, which
+    YAML reads as text) is taken as pydantic takes it.
+    """
+    pair = isinstance(args, list | tuple) and len(args) == 2
+    if pair and (any(isinstance(end, bool) for end in args) or all(_is_end(kind, end) for end in args)):
+        return None
+    what = "two integers, both included" if kind == "randint" else "two finite numbers"
+    shown = f"the text {args!r:.60}" if isinstance(args, str) else f"{_flow(args):.60}"
+    return f"{kind} takes [low, high] ({what}), got {shown}; write e.g. `{{{kind}: {RANGE_EXAMPLES[kind]}}}`"
+
+
+def _is_end(kind: str, end: Any) -> bool:
+    """Whether ``end`` is a finite number (an integer for randint), or text pydantic reads as one."""
+    if isinstance(end, bool) or not isinstance(end, numbers.Real | str):
+        return False
+    try:
+        number = float(int(end) if kind == "randint" and isinstance(end, str) else end)
+    except (ValueError, OverflowError):
+        return False
+    return math.isfinite(number) and (kind != "randint" or number.is_integer())
 
 
 def entry_problems(space: Mapping[Any, Any], model: type[BaseModel] | None) -> list[str]:
@@ -142,3 +173,11 @@ def _dotted_entries(prefix: str, section: Mapping[str, Any]) -> dict[str, Any]:
         else:
             flat[f"{prefix}.{key}"] = value
     return flat
+
+
+def _flow(value: Any) -> str:
+    """``value`` as YAML writes it on one line (`[0.01, 0.1]`), as the user wrote it; repr where YAML cannot."""
+    try:
+        return yaml.safe_dump(value, default_flow_style=True, width=math.inf).strip().removesuffix("...").strip()
+    except yaml.YAMLError:  # a tuple or a numpy number of a domain built in Python
+        return repr(value)

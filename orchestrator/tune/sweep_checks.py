@@ -142,7 +142,11 @@ def space_problems(
     reference = _built_stage_names(build, validate_config(config_model, base))
     problems = []
     for key, domain in space.items():
-        problem = fixed_key_problem(key) or _key_problem(base, key, domain, config_model, build, reference)
+        problem = (
+            fixed_key_problem(key)
+            or _key_problem(base, key, domain, config_model, build, reference)
+            or single_value_range_problem(key, domain)
+        )
         if problem:
             problems.append(problem)
     return problems
@@ -169,6 +173,38 @@ def fixed_key_problem(key: str) -> str | None:
     return (
         f"tune.space.{key}: {key} cannot vary per trial ({section}.* is {FIXED_SECTIONS[section]}); "
         f"remove it from tune.space and set it in the config or on the command line ({key}=VALUE)"
+    )
+
+
+def one_value(domain: SearchDomain) -> bool:
+    """Whether every trial gets the same value from ``domain``: a range whose ends are equal (Relay's randint
+    includes both: `randint: [1, 1]` draws 1 only), or a list of one value."""
+    if domain.kind in ("choice", "grid"):
+        return all(value == domain.args[0] for value in domain.args)
+    low, high = domain.args
+    return low == high
+
+
+def single_value_range_problem(key: str, domain: SearchDomain) -> str | None:
+    """Why a range with equal ends is refused (`uniform: [0.6, 0.6]`), or None.
+
+    Why refused: a range is there to be drawn from, so equal ends are a slip of the range, not a
+    setting; the sweep ran every trial with the one value (`relay tune` ran 3 trials of t_min 0.5),
+    and the key was said to be not read by the config (``inert_keys``), though it was. A list of one
+    value is a way to pin a key of a kept space, and only warned of there.
+    """
+    if domain.kind in ("choice", "grid") or not one_value(domain):
+        return None
+    value = domain.args[0]
+    if domain.kind == "randint":
+        what = f"randint {list(domain.args)} draws only {value} (Relay's randint includes both ends)"
+        widen = f"widen the range (randint [{value}, {value + 1}] draws {value} or {value + 1})"
+    else:
+        what = f"{domain.kind} {list(domain.args)} has low equal to high"
+        widen = "widen the range (low < high)"
+    return (
+        f"tune.space.{key}: {what}, so every trial gets {key}={value} and the key tells no trials apart; "
+        f"{widen}, or remove it from tune.space and set it in the config or on the command line ({key}={value})"
     )
 
 

@@ -1,4 +1,5 @@
-"""What a trial computes, as its stages' fingerprints, and the keys of a space no value of which changes it.
+"""What a trial computes, as its stages' fingerprints, and the keys of a space no value of which changes it
+(a list of one value among them: the key is pinned).
 
 A key the config does not read under its other settings gives trials that differ in name only;
 ``inert_keys`` finds each so that `relay tune` and `relay validate` warn of it (a warning, not a
@@ -20,6 +21,7 @@ from orchestrator.dag import Pipeline
 from orchestrator.engine.fingerprint import fingerprint
 from orchestrator.errors import ConfigError, PipelineError
 from orchestrator.tune.space import probe_values
+from orchestrator.tune.sweep_checks import fixed_key_problem, one_value, single_value_range_problem
 
 
 def inert_keys(
@@ -37,21 +39,57 @@ def inert_keys(
     differed in name only, with no warning, and a "best" value that meant nothing. Empty: the whole pipeline.
     Why a warning, not a refusal: such a sweep runs and ranks its trials correctly on the other keys; a
     quick check with one generation (where the temperature schedule is never used) is a fair thing to run.
-    Keys the space check refuses are left to it.
+    Keys the space check refuses are left to it. A list of one value (`choice: [0.6]`) is warned of as pinned
+    (``_one_value_line``).
     """
     lines = []
     for key, domain in space.items():
-        works = []
-        for value in probe_values(domain):
-            try:
-                config = validate_config(config_model, apply_overrides(base, {key: value}))
-                works.append(_work_and_ranked(build(config), config.seed, ranked_on))
-            except (ConfigError, PipelineError):
-                works = []
-                break
-        if len(works) > 1 and all(ranked == works[0][1] for _, ranked in works):
+        works = _works(base, key, domain, config_model, build, ranked_on)
+        if not works:
+            continue
+        if one_value(domain):
+            lines.append(_one_value_line(key, domain))
+        elif all(ranked == works[0][1] for _, ranked in works):
             lines.append(_inert_line(key, domain, _stages_apart([whole for whole, _ in works])))
     return lines
+
+
+def _works(
+    base: Mapping[str, Any],
+    key: str,
+    domain: SearchDomain,
+    config_model: type,
+    build: Callable[[Any], Pipeline],
+    ranked_on: Sequence[str],
+) -> list[tuple[dict[str, str], dict[str, str]]]:
+    """``_work_and_ranked`` of each value standing for ``domain``; [] where the space check refuses the key: a
+    value the config or the pipeline refuses, a key no trial may vary, or a range with equal ends."""
+    if fixed_key_problem(key) or single_value_range_problem(key, domain):
+        return []
+    works = []
+    for value in probe_values(domain):
+        try:
+            config = validate_config(config_model, apply_overrides(base, {key: value}))
+            works.append(_work_and_ranked(build(config), config.seed, ranked_on))
+        except (ConfigError, PipelineError):
+            return []
+    return works
+
+
+def _one_value_line(key: str, domain: SearchDomain) -> str:
+    """The warning for a list of one value (`choice: [0.6]`): it pins the key, which is allowed.
+
+    Why a warning, not a refusal as for a range with equal ends: a one-value list is the way to pin one
+    key of a kept space from the command line (`tune.space.crest.t_min='{choice: [0.6]}'`) or to give a
+    grid a one-point axis, and the sweep still ranks its trials on its other keys; but a sweep whose keys
+    are all pinned runs copies, and a user who meant to search the key should hear that it is not searched.
+    """
+    value = domain.args[0]
+    return (
+        f"tune.space.{key}: {domain.kind} {list(domain.args)} has one value, so every trial gets {key}={value}: "
+        "the key is pinned, as setting it in the config would pin it, and tells no trials apart; list more values "
+        "to search it"
+    )
 
 
 def _inert_line(key: str, domain: SearchDomain, left_out_readers: Sequence[str]) -> str:
