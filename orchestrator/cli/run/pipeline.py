@@ -223,7 +223,39 @@ def _sweep_problems(args: argparse.Namespace, spec: Any, config: Any, pipeline: 
     sized = overridden(local_trial_size_problems(base, config, spec.build, pipeline), args.overrides, args.config)
     for line in inert_keys(base, config.tune.space, type(config), spec.build, ranked_on):  # as `relay tune` warns
         log.warning(line)
+    lone = _lone_population_warning(config, pipeline)
+    if lone:
+        log.warning(lone)
     return [*swept.problems, *(for_the_trials(problem, args.config, args.overrides) for problem in sized.problems)]
+
+
+def _lone_population_warning(config: Any, pipeline: Pipeline) -> str | None:
+    """What `relay tune` warns of a PBT / PB2 sweep that would run one trial at a time on the local Ray it starts,
+    the same line (``sweep.lone_population_warning``), its trials at once counted as the sweep counts them
+    (``fit_concurrency``); None where the sweep joins a cluster, whose nodes validate does not read, or where
+    a stage asks for GPUs this machine cannot count.
+
+    Why: `relay validate FILE tune.scheduler=pbt` passed silently on 2 cores, where `relay tune` warned that
+    the sweep would perturb nothing.
+    """
+    from orchestrator.cli.sweeps.tune import local_ray_cpus, ray_settings
+    from orchestrator.engine.fit import local_gpus
+
+    settings = config.tune
+    cpus = local_ray_cpus(None, ray_settings(config.run))
+    if settings.scheduler not in ("pbt", "pb2") or cpus is None:  # Ray Tune is imported for a population only
+        return None
+    gpus = local_gpus()
+    if gpus is None and any(stage.resources.num_gpus for stage in pipeline.stages):
+        return None
+    from orchestrator.tune.plan import fit_concurrency
+    from orchestrator.tune.space import total_trials
+    from orchestrator.tune.sweep import lone_population_warning
+
+    node = {"CPU": float(cpus), "GPU": float(gpus or 0)}
+    trials = total_trials(settings)
+    concurrency = fit_concurrency(node, pipeline, settings.trial_cpus, settings.max_concurrent_trials, trials, [node])
+    return lone_population_warning(settings, concurrency, trials, float(cpus))
 
 
 def for_the_trials(problem: str, path: str, overrides: Sequence[str] = ()) -> str:
