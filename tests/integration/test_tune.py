@@ -172,6 +172,34 @@ def test_interrupted_sweep_resumes_without_rerunning_finished_trials(sweep) -> N
         assert len(progress.strip().splitlines()) - 1 == record["generations"]
 
 
+HOLDER = """
+import fcntl, os, sys
+folder = os.open(sys.argv[1], os.O_RDONLY | os.O_DIRECTORY)
+fcntl.flock(folder, fcntl.LOCK_EX | fcntl.LOCK_NB)  # the lock a sweep's driver holds on its folder
+print("held", flush=True)
+sys.stdin.read()  # until the test closes it
+"""
+
+
+def test_a_resume_while_the_sweeps_driver_runs_is_refused_and_changes_nothing(sweep) -> None:
+    """A `--resume` beside a live driver ran the same trials a second time; its Ctrl-C marked the live sweep
+    KILLED and its trials INTERRUPTED. The folder is held by its driver here as `relay tune` holds it."""
+    output = sweep["output"]
+    before = {path: path.stat().st_mtime_ns for path in output.iterdir() if path.is_file()}
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(output)], cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        refused = relay("tune", str(sweep["config"]), *OVERRIDES, "--resume", workspace=sweep["workspace"])
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=60)
+    assert refused.returncode == 2, refused.stdout[-2000:] + refused.stderr[-3000:]
+    assert f"sweep {SWEEP} is still running: another `relay tune` on this machine holds {output}" in refused.stderr
+    assert {path: path.stat().st_mtime_ns for path in output.iterdir() if path.is_file()} == before
+
+
 def test_asha_stops_weak_trials_at_generation_boundaries(sweep) -> None:
     records = json.loads((sweep["output"] / "trials.json").read_text())
     by_lr = {r["train.lr"]: r for r in records}

@@ -10,10 +10,12 @@ writes when it ends), which both read these files.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import json
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -142,6 +144,34 @@ SWEEP_STORES = "sweep-stores.json"  # the artifact store and tracking store a sw
 
 
 STORE_ENVS = (WORKSPACE_ENV, ARTIFACT_URI_ENV, TRACKING_URI_ENV)  # the shell settings that choose them
+
+
+@contextlib.contextmanager
+def driven_here(output: Path, name: str, flag: str = "") -> Iterator[None]:
+    """Hold the sweep's folder locked for the block (the sweep's driver: its start or `--resume` to its end);
+    exit 2 when another process on this machine holds it.
+
+    Why: a `--resume` while the sweep's first driver still ran was taken: both drivers ran the
+    same trials, the second's Ctrl-C marked the live sweep KILLED in MLflow and its trials'
+    ledgers INTERRUPTED, and the records contradicted each other for good (`relay runs` called
+    the sweep's best trial INTERRUPTED). The kernel lets the lock go when the driver dies, however.
+    """
+    output.mkdir(parents=True, exist_ok=True)
+    folder = os.open(output, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        try:
+            fcntl.flock(folder, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConfigError(
+                [
+                    f"sweep {name} is still running: another `relay tune` on this machine holds {output}; wait "
+                    f"for it, or stop it (Ctrl-C there), then continue it with {flag or resume_flag()}"
+                ],
+                "the command line",
+            ) from None
+        yield
+    finally:
+        os.close(folder)  # closing the descriptor lets the lock go
 
 
 def save_sweep_config(output: Path, data: Mapping[str, Any]) -> None:

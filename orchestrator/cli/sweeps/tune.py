@@ -23,6 +23,7 @@ from orchestrator.cli.sweeps.sweep_folder import (
     check_resume,
     check_same_stores,
     check_same_sweep,
+    driven_here,
     recorded_address,
     save_sweep_config,
     save_sweep_stores,
@@ -58,14 +59,15 @@ def cmd_tune(args: argparse.Namespace) -> int:
     _check_sweep_folder(args, plan, data, sweep)
     joined = cluster_join.address_to_record(address, ray_settings(config.run))
     args = _with_address(args, joined if joined is not None else address)
-    log_code_versions(pipeline)  # the sweep is accepted: bad input above printed only its message
-    sweeps = SweepTracker(plan.tracking_uri, plan.tracking.experiment, strict=plan.tracking.strict)
-    plan = _started_sweep(args, plan, sweeps, config.pipeline)
-    if not args.resume:
-        save_sweep_config(Path(plan.output), data)
-        save_sweep_stores(Path(plan.output), plan, joined)
-    rows, done = _searched(args, plan, sweeps, sweep)
-    return _ended(args, plan, config, sweeps, rows, done)
+    with driven_here(Path(plan.output), plan.name):  # a second driver of the sweep meanwhile is refused
+        log_code_versions(pipeline)  # the sweep is accepted: bad input above printed only its message
+        sweeps = SweepTracker(plan.tracking_uri, plan.tracking.experiment, strict=plan.tracking.strict)
+        plan = _started_sweep(args, plan, sweeps, config.pipeline)
+        if not args.resume:
+            save_sweep_config(Path(plan.output), data)
+            save_sweep_stores(Path(plan.output), plan, joined)
+        rows, done = _searched(args, plan, sweeps, sweep)
+        return _ended(args, plan, config, sweeps, rows, done)
 
 
 def _planned_sweep(
