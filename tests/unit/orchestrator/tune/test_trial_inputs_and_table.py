@@ -51,7 +51,7 @@ def _runner_seed(monkeypatch: pytest.MonkeyPatch, sweep: SweepPlan, sampled: dic
     seeds = []
 
     class FakeRunner:
-        def __init__(self, store, executor, tracker, code_version, seed, copies) -> None:
+        def __init__(self, store, executor, tracker, code_version, seed, copies, continued_by=None) -> None:
             seeds.append(seed)
             raise _Started
 
@@ -373,7 +373,7 @@ def test_a_trial_holds_no_copies_folder_while_it_reports(tmp_path: Path, monkeyp
     copies_while_running, copies_while_reporting = [], []
 
     class FakeRunner:
-        def __init__(self, store, executor, tracker, code_version, seed, copies) -> None:
+        def __init__(self, store, executor, tracker, code_version, seed, copies, continued_by=None) -> None:
             self.copies = copies
 
         def run(self, pipeline, run_id, stop_after=None) -> Any:
