@@ -16,7 +16,6 @@ atomically where the store allows it.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import logging
 import os
@@ -25,6 +24,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from orchestrator.cli.common import store_option
+from orchestrator.cli.folder_lock import FolderHeld, folder_locked
 from orchestrator.cli.records.run_status import run_status
 from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.engine.ledger import (
@@ -189,31 +189,19 @@ def locked(store: ArtifactStore, run_id: str) -> Iterator[None]:
     resumed by another process". No lock on a store that is not local (or a folder that cannot be
     opened): the ledger's claim still stands.
     """
-    lock = _lock_folder(store, run_id)
-    try:
-        yield
-    finally:
-        if lock is not None:
-            os.close(lock)  # closing the descriptor lets the lock go
-
-
-def _lock_folder(store: ArtifactStore, run_id: str) -> int | None:
     path = store.local_path(record_path(run_id, ""))
-    if path is None:
-        return None
-    try:
-        folder = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError:
-        return None
-    try:
-        fcntl.flock(folder, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(folder)
-        raise _refusal(
-            f"run {run_id} is being resumed by another process on this machine (it holds {path} locked); wait for "
-            "it (`relay runs` shows its progress) or stop it, then resume"
-        ) from None
-    return folder
+    with contextlib.ExitStack() as held:
+        if path is not None:
+            try:
+                held.enter_context(folder_locked(path))
+            except FolderHeld:
+                raise _refusal(
+                    f"run {run_id} is being resumed by another process on this machine (it holds {path} locked); "
+                    "wait for it (`relay runs` shows its progress) or stop it, then resume"
+                ) from None
+            except OSError:  # a folder that cannot be opened: the claim still stands
+                pass
+        yield
 
 
 @contextlib.contextmanager

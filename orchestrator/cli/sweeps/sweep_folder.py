@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import fcntl
 import json
 import logging
 import os
@@ -21,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from orchestrator.cli.folder_lock import FolderHeld, folder_locked
 from orchestrator.cli.run import cluster_join, run_locations
 from orchestrator.config import ARTIFACT_URI_ENV, TRACKING_URI_ENV, WORKSPACE_ENV
 from orchestrator.errors import ConfigError
@@ -157,11 +157,10 @@ def driven_here(output: Path, name: str, flag: str = "") -> Iterator[None]:
     the sweep's best trial INTERRUPTED). The kernel lets the lock go when the driver dies, however.
     """
     output.mkdir(parents=True, exist_ok=True)
-    folder = os.open(output, os.O_RDONLY | os.O_DIRECTORY)
-    try:
+    with contextlib.ExitStack() as held:
         try:
-            fcntl.flock(folder, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+            held.enter_context(folder_locked(output))
+        except FolderHeld:
             raise ConfigError(
                 [
                     f"sweep {name} is still running: another `relay tune` on this machine holds {output}; wait "
@@ -170,8 +169,6 @@ def driven_here(output: Path, name: str, flag: str = "") -> Iterator[None]:
                 "the command line",
             ) from None
         yield
-    finally:
-        os.close(folder)  # closing the descriptor lets the lock go
 
 
 def save_sweep_config(output: Path, data: Mapping[str, Any]) -> None:
