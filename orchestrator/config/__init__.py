@@ -308,12 +308,17 @@ class TuneSettings(StrictModel):
             raise ValueError(problem)
         return value
 
+    @property
+    def population_based(self) -> bool:
+        """Whether the scheduler evolves a population of running trials (PBT, PB2), changing their values itself."""
+        return self.scheduler in ("pbt", "pb2")
+
     @model_validator(mode="after")
     def _compatible_choices(self) -> TuneSettings:
         kinds = {key: domain.kind for key, domain in self.space.items()}
         if self.search == "optuna" and "grid" in kinds.values():
             raise ValueError("search optuna cannot run grid dimensions; use choice instead of grid, or search random")
-        if self.scheduler in ("pbt", "pb2") and self.search != "random":
+        if self.population_based and self.search != "random":
             raise ValueError(f"scheduler {self.scheduler} chooses values itself; use search random with it")
         if self.scheduler == "sha" and self.search != "random":
             raise ValueError(

@@ -173,9 +173,6 @@ def _sized_tuner(plan: SweepPlan, resume: bool) -> tuple[Any, int]:
     return make_tuner(plan, concurrency, resume), trials
 
 
-POPULATION_SCHEDULERS = ("pbt", "pb2")
-
-
 def lone_population_warning(settings: TuneSettings, concurrency: int, trials: int, cpus: float) -> str | None:
     """Why a PBT / PB2 sweep that runs one trial at a time perturbs nothing, and what to change; None otherwise.
 
@@ -184,7 +181,7 @@ def lone_population_warning(settings: TuneSettings, concurrency: int, trials: in
     plain random search that pays for checkpoints. On 2 cores a trial's driver and its widest
     stage fill the machine.
     """
-    if settings.scheduler not in POPULATION_SCHEDULERS or concurrency > 1 or trials < 2:
+    if not settings.population_based or concurrency > 1 or trials < 2:
         return None
     limit = (
         "tune.max_concurrent_trials=1"

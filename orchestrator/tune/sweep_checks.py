@@ -62,12 +62,12 @@ def schedule_problems(settings: TuneSettings, generations: int) -> list[str]:
             f"tune.grace_period: {settings.grace_period} generations, but each trial has {generations}; "
             f"set it to at most {generations} (1 compares trials after their first generation)"
         )
-    if settings.scheduler in ("pbt", "pb2") and settings.perturbation_interval >= generations:
+    if settings.population_based and settings.perturbation_interval >= generations:
         problems.append(
             f"tune.perturbation_interval: {settings.perturbation_interval} generations, but each trial has "
             f"{generations}, so no trial would ever be perturbed; set it below {generations}"
         )
-    if settings.scheduler in ("pbt", "pb2") and "seed" in settings.space:
+    if settings.population_based and "seed" in settings.space:
         problems.append(
             f"tune.space.seed: seed cannot be perturbed by scheduler {settings.scheduler}: a trial's seed fixes every "
             "stage from its first generation, so a new one would not continue the generations it copied; "

@@ -243,7 +243,7 @@ def _lone_population_warning(config: Any, pipeline: Pipeline) -> str | None:
 
     settings = config.tune
     cpus = local_ray_cpus(None, ray_settings(config.run))
-    if settings.scheduler not in ("pbt", "pb2") or cpus is None:  # Ray Tune is imported for a population only
+    if not settings.population_based or cpus is None:  # Ray Tune is imported for a population only
         return None
     gpus = local_gpus()
     if gpus is None and any(stage.resources.num_gpus for stage in pipeline.stages):

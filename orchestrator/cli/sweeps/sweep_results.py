@@ -54,7 +54,7 @@ def best_notes(plan: SweepPlan) -> list[str]:
 
 def pbt_note(plan: SweepPlan) -> str | None:
     """Under PBT a trial's values change between generations; best.yaml can hold only one set."""
-    if plan.settings.scheduler not in ("pbt", "pb2"):
+    if not plan.settings.population_based:
         return None
     return (
         f"best.yaml carries the best trial's final values only; {plan.settings.scheduler} may have changed them "
