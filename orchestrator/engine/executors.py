@@ -31,7 +31,8 @@ ReadProgress = Callable[[], list[StageProgress]]
 
 
 class Executor(Protocol):
-    """Runs stage tasks where it places them; wait returns at least one finished (handle, outcome).
+    """Runs stage tasks where it places them; wait returns at least one finished (handle, outcome), or
+    none when ``timeout_s`` passed first (the runner looks again at stages another run is computing).
 
     An outcome is the stage's Manifest or the exception it raised (returned, not raised).
     ``warm_up`` lets an executor prepare its workers for a pipeline before the first submit;
@@ -47,7 +48,7 @@ class Executor(Protocol):
 
     def submit(self, task: StageTask) -> Any: ...
 
-    def wait(self, handles: Sequence[Any]) -> list[tuple[Any, Any]]: ...
+    def wait(self, handles: Sequence[Any], timeout_s: float | None = None) -> list[tuple[Any, Any]]: ...
 
     def shutdown(self) -> None: ...
 
@@ -113,8 +114,11 @@ class LocalExecutor:
         """Queue ``task``; its resources are ignored in-process."""
         return LocalHandle(next(self._counter), with_progress(task, self._progress))
 
-    def wait(self, handles: Sequence[LocalHandle]) -> list[tuple[LocalHandle, Any]]:
-        """Run the earliest submitted handle; return its manifest or its exception."""
+    def wait(self, handles: Sequence[LocalHandle], timeout_s: float | None = None) -> list[tuple[LocalHandle, Any]]:
+        """Run the earliest submitted handle; return its manifest or its exception.
+
+        ``timeout_s`` is not waited out: a stage runs here to its end, on this thread.
+        """
         if not handles:
             raise ValueError("wait() needs at least one handle; got none")
         handle = min(handles, key=lambda h: h.order)

@@ -139,6 +139,7 @@ class RayExecutor:
         self._task_names: dict[Any, str] = {}  # task ref -> its name in Ray (a retry's says its attempt)
         self._coordinators: set[Any] = set()  # task refs of data-parallel stages (Ray Train's coordinators)
         self._said_waiting: set[Any] = set()  # task refs (one per attempt) already said to wait
+        self._looked_at = float("-inf")  # when a wait last looked at the cluster (``_look_around``)
         self._progress: ProgressSink | None = None
         self._actors = KeptActors()
         self._nodes_seen: dict[str, dict[str, float]] = {}  # node id -> its resources, while it lived
@@ -273,21 +274,34 @@ class RayExecutor:
             return None
         return infeasible_warning(stage, total, lost=self._lost_nodes(), rejoin_address=self._head_address())
 
-    def wait(self, handles: Sequence[Any]) -> list[tuple[Any, Any]]:
-        """Block until one task finishes; return (ref, result or original exception) pairs."""
+    def wait(self, handles: Sequence[Any], timeout_s: float | None = None) -> list[tuple[Any, Any]]:
+        """Block until one task finishes, or ``timeout_s`` passes (then []); return (ref, result or original
+        exception) pairs. While nothing finishes, the cluster is looked at every ``REFIT_EVERY_S``
+        (``_look_around``), however short the waits the runner asks for."""
         if not handles:
             raise ValueError("wait() needs at least one handle; got none")
-        ready: list[Any] = []
-        while not ready:
-            ready, _ = self._ray.wait(list(handles), num_returns=1, timeout=REFIT_EVERY_S)
-            if not ready:
-                self._actors.refit(dict(self._ray.cluster_resources()))
-                self._yield_kept_if_stalled(handles)
-                self._say_who_waits(handles)
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while True:
+            step = REFIT_EVERY_S if deadline is None else min(REFIT_EVERY_S, max(0.0, deadline - time.monotonic()))
+            ready, _ = self._ray.wait(list(handles), num_returns=1, timeout=step)
+            if ready:
+                break
+            if time.monotonic() - self._looked_at >= REFIT_EVERY_S:
+                self._look_around(handles)
+            if deadline is not None and time.monotonic() >= deadline:
+                return []
         finished = [(ref, self._outcome(ref)) for ref in ready]
         for ref, outcome in finished:
             self._actors.release(ref, failed=isinstance(outcome, BaseException))
         return finished
+
+    def _look_around(self, handles: Sequence[Any]) -> None:
+        """What a wait does while nothing finishes: fit the kept actors to the cluster, let them go if they
+        stall this run, and warn about stages Ray has not placed."""
+        self._looked_at = time.monotonic()
+        self._actors.refit(dict(self._ray.cluster_resources()))
+        self._yield_kept_if_stalled(handles)
+        self._say_who_waits(handles)
 
     def _yield_kept_if_stalled(self, handles: Sequence[Any]) -> None:
         """Let the kept actors go when nothing of this run has run for ``KEPT_YIELD_S`` because Ray cannot place it.

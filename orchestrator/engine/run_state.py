@@ -80,6 +80,7 @@ class RunState:
     in_flight: dict[Any, StageTask] = field(default_factory=dict)
     failure: StageError | None = None
     rerun: Collection[str] = ()
+    twins: set[str] = field(default_factory=set)  # pending stages another run is computing (``stage_claims``)
     record_lost: ArtifactError | None = None  # the first ledger write the store failed after a stage had failed
 
     def write_ledger(self, status: RunStatus) -> None:

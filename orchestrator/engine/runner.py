@@ -12,6 +12,9 @@ can be resumed from any machine that sees the store), and on a final failure
 the log says exactly how to resume. A failed stage's traceback (its body's own frames) is logged
 once and kept in the run record, ``runs/<run_id>/errors/<stage>.txt``, which the final error names.
 
+A stage is claimed before it is computed (``stage_claims``): a stage another run (a sweep's
+twin trial) is computing waits for it, then is a cache hit.
+
 Each stage's outcome and the run's state are ``run_state``'s; what the tracker is told of a stage
 that ended, ``stage_reports``'.
 """
@@ -41,6 +44,7 @@ from orchestrator.engine.run_state import (
     mark_interrupted,
     wall_time,
 )
+from orchestrator.engine.stage_claims import StageClaims
 from orchestrator.engine.stage_reports import StageReports
 from orchestrator.engine.store_faults import StoreFault, store_fault
 from orchestrator.engine.task import StageTask
@@ -55,6 +59,9 @@ from orchestrator.errors import (
 )
 
 logger = logging.getLogger(__name__)
+
+# How often a stage another run is computing is looked at again: its claim, then its manifest.
+TWIN_POLL_S = 2.0
 
 
 class Runner:
@@ -91,6 +98,7 @@ class Runner:
         self.code_version = code_version
         self.seed = seed
         self.reports = StageReports(store, copies_dir)
+        self.claims = StageClaims(store)
         self.store_option = store_option
         self.cluster_job = cluster_job
         self.continued_by = continued_by
@@ -139,6 +147,7 @@ class Runner:
         try:
             return self._run(pipeline, run_id, stop_after, rerun)
         finally:
+            self.claims.release_all()
             self.reports.remove_own_copies()
 
     def _run(self, pipeline: Pipeline, run_id: str, stop_after: str | None, rerun: Collection[str]) -> RunSummary:
@@ -220,9 +229,13 @@ class Runner:
         while True:
             if st.failure is None:
                 self._dispatch_ready(st)
+            awaiting = st.failure is None and bool(st.twins)
             if not st.in_flight:
-                break
-            for handle, outcome in self.executor.wait(list(st.in_flight)):
+                if not awaiting:
+                    break
+                time.sleep(TWIN_POLL_S)
+                continue
+            for handle, outcome in self.executor.wait(list(st.in_flight), TWIN_POLL_S if awaiting else None):
                 self._settle(st, st.in_flight.pop(handle), outcome)
                 st.write_ledger(RunStatus.RUNNING)
         if st.failure is not None:
@@ -231,29 +244,61 @@ class Runner:
             raise PipelineError([f"stages never became ready: {[s.name for s in st.pending]}"], st.pipeline.name)
 
     def _dispatch_ready(self, st: RunState) -> None:
-        """Skip or submit every stage whose inputs exist; repeat while skips unlock more."""
+        """Skip or submit every stage whose inputs exist; repeat while skips unlock more.
+
+        A stage is claimed first (``stage_claims``), then looked up in the cache: a twin that finished
+        between the two left its manifest, and one that is still computing holds the claim, so the
+        stage waits for it (``st.twins``) rather than being computed twice.
+        """
         progressed = True
         while progressed:
             ready = [s for s in st.pending if all(a in st.refs for a in s.inputs)]
             progressed = False
             for stage in ready:
+                fp = self._fingerprint(st, stage)
+                if not self.claims.take(fp):
+                    self._await_twin(st, stage, fp)
+                    continue
                 st.pending.remove(stage)
-                inputs = {a: st.refs[a] for a in stage.inputs}
-                digests = {a: ref.digest for a, ref in inputs.items()}
-                fp = fingerprint(stage, digests, self._code(stage), self.seed, self.executor.numerics(stage))
-                st.outcomes[stage.name].fingerprint = fp
+                st.twins.discard(stage.name)
                 manifest = None if stage.name in st.rerun else self._cached(stage, fp)
                 if manifest is None:
-                    if stage.name in st.rerun:
-                        self.store.restart_progress(fp, stage.name, st.run_id)
-                    elif why := st.ledger.why_again(stage.name, fp, getattr(stage.fn, "__module__", "")):
-                        logger.info("%s runs again: %s", stage.name, why)
-                    seed = task_seed(stage, self.seed)
-                    self._submit(st, StageTask(stage, fp, inputs, self.store.uri, st.run_id, seed, attempt=1))
+                    self._compute(st, stage, fp)
                 else:
+                    self.claims.release(fp)
                     self._record_success(st, stage, manifest, cache_hit=True)
                     progressed = True
                 st.write_ledger(RunStatus.RUNNING)
+
+    def _fingerprint(self, st: RunState, stage: Stage) -> str:
+        """The stage's fingerprint from its inputs' digests, kept in its outcome (the ledger names it)."""
+        digests = {a: st.refs[a].digest for a in stage.inputs}
+        fp = fingerprint(stage, digests, self._code(stage), self.seed, self.executor.numerics(stage))
+        st.outcomes[stage.name].fingerprint = fp
+        return fp
+
+    def _await_twin(self, st: RunState, stage: Stage, fp: str) -> None:
+        """Leave ``stage`` pending while another run computes it; said once, when the wait starts."""
+        if stage.name in st.twins:
+            return
+        st.twins.add(stage.name)
+        logger.info(
+            "%s waits: another run is computing the same stage (fingerprint %s, %s); "
+            "its result will be this run's cache hit",
+            stage.name,
+            fp[:12],
+            self.store.shown(self.store.stage_dir(fp)),
+        )
+
+    def _compute(self, st: RunState, stage: Stage, fp: str) -> None:
+        """Submit the first attempt of a claimed stage that has no usable cached result."""
+        if stage.name in st.rerun:
+            self.store.restart_progress(fp, stage.name, st.run_id)
+        elif why := st.ledger.why_again(stage.name, fp, getattr(stage.fn, "__module__", "")):
+            logger.info("%s runs again: %s", stage.name, why)
+        inputs = {a: st.refs[a] for a in stage.inputs}
+        seed = task_seed(stage, self.seed)
+        self._submit(st, StageTask(stage, fp, inputs, self.store.uri, st.run_id, seed, attempt=1))
 
     def _code(self, stage: Stage) -> str:
         """The code version of ``stage``: the run's one, or its body module's."""
@@ -294,6 +339,7 @@ class Runner:
         """Record a success, or retry / fail a stage according to ``decide``."""
         stage = task.stage
         if isinstance(outcome, Manifest):
+            self.claims.release(task.fingerprint)
             self._record_success(st, stage, outcome, cache_hit=False)
             how = _resumed_how(outcome.metrics)
             logger.info("done %s in %.1f s%s", stage.name, st.outcomes[stage.name].duration_s, how)
@@ -312,6 +358,7 @@ class Runner:
             )
             self._submit(st, task.retry())
             return
+        self.claims.release(task.fingerprint)
         self._record_failure(st, task, outcome)
 
     def _record_success(self, st: RunState, stage: Stage, manifest: Manifest, cache_hit: bool) -> None:

@@ -197,3 +197,65 @@ def test_a_stage_that_cannot_be_placed_is_said_to_wait_and_runs_once_room_is_mad
         f"the warning does not say the room left; captured log:\n{caplog.text}"
     )
     assert ArtifactStore(str(tmp_path)).load(outcome.outputs["pid"])["pid"] != os.getpid()
+
+
+def gated(ctx, inputs, params):
+    """Return once the test opens the gate (a file): a stage that is still running for as long as the test needs."""
+    opened = Path(params["folder"]) / "open"
+    deadline = time.monotonic() + params["deadline_s"]
+    while not opened.exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the gate {opened} was never opened")
+        time.sleep(0.05)
+    return StageResult(outputs={"gated": {"opened": True}})
+
+
+def test_a_stage_another_run_computes_becomes_a_cache_hit_while_another_stage_runs(
+    ray_executor, tmp_path, caplog, monkeypatch
+):
+    """The runner looks again at a stage a twin run holds (``stage_claims``) while its other stages run on Ray:
+    a wait that blocked until a stage in flight finished would take the twin's result only after the gated stage,
+    which the test opens only once the cache hit is logged."""
+    import shutil
+    import threading
+
+    from orchestrator.engine import runner as runner_module
+    from orchestrator.engine.stage_claims import StageClaims
+
+    monkeypatch.setattr(runner_module, "TWIN_POLL_S", 0.2)
+    caplog.set_level(logging.INFO, logger="orchestrator")
+    folder = tmp_path / "gate"
+    folder.mkdir()
+    table = Stage("table", make_table, (), ("table",), params={"rows": 8})
+    gate = Stage("gate", gated, (), ("gated",), params={"folder": str(folder), "deadline_s": RENDEZVOUS_S})
+    twin = runner(tmp_path, ray_executor, "elsewhere").run(Pipeline("twins", [table]), "twin")
+    fingerprint = twin.stages["table"].fingerprint
+    claims = StageClaims(ArtifactStore(str(tmp_path / "shared")))
+    assert claims.take(fingerprint)
+    box: dict = {}
+    thread = threading.Thread(
+        target=lambda: box.update(
+            result=runner(tmp_path, ray_executor, "shared").run(Pipeline("twins", [table, gate]), "waiting")
+        ),
+        daemon=True,
+    )
+    thread.start()
+    try:
+        wait_in_log(caplog, "table waits: another run is computing the same stage")
+        source = tmp_path / "elsewhere" / "stages" / fingerprint
+        shutil.copytree(source, tmp_path / "shared" / "stages" / fingerprint, dirs_exist_ok=True)
+        claims.release(fingerprint)
+        wait_in_log(caplog, "skip table: cache hit")
+    finally:
+        (folder / "open").touch()
+        thread.join(RENDEZVOUS_S)
+    summary = box["result"]
+    assert summary.stages["table"].state is StageState.CACHED
+    assert summary.stages["gate"].state is StageState.SUCCEEDED
+
+
+def wait_in_log(caplog, text: str) -> None:
+    deadline = time.monotonic() + RENDEZVOUS_S
+    while text not in caplog.text:
+        assert time.monotonic() < deadline, f"not logged within {RENDEZVOUS_S:.0f} s: {text}\n{caplog.text}"
+        time.sleep(0.05)

@@ -24,9 +24,9 @@ from collections.abc import Iterator
 from typing import Any
 
 from orchestrator.cli.common import store_option
-from orchestrator.cli.folder_lock import FolderHeld, folder_locked
 from orchestrator.cli.records.run_status import run_status
 from orchestrator.engine.artifacts import ArtifactStore
+from orchestrator.engine.folder_lock import FolderHeld, folder_locked
 from orchestrator.engine.ledger import (
     RAY_JOB_ENV,
     claim_run,

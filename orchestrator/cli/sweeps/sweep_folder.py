@@ -20,9 +20,9 @@ from typing import Any
 
 import yaml
 
-from orchestrator.cli.folder_lock import FolderHeld, folder_locked
 from orchestrator.cli.run import cluster_join, run_locations
 from orchestrator.config import ARTIFACT_URI_ENV, TRACKING_URI_ENV, WORKSPACE_ENV
+from orchestrator.engine.folder_lock import FolderHeld, folder_locked
 from orchestrator.errors import ConfigError
 from orchestrator.tune.plan import SweepPlan
 

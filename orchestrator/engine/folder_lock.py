@@ -1,8 +1,9 @@
 """An exclusive lock on a folder, held by the one process at work in it: a second one is refused, not queued.
 
-Apart because two commands take one: `relay resume` on its run's record folder (``resume_guard``),
-`relay tune` on its sweep's folder (``sweep_folder``). The lock is a ``flock`` on the folder itself,
-so nothing is written for it, and the kernel lets it go when its holder exits or dies.
+Apart because three take one: `relay resume` on its run's record folder (``resume_guard``),
+`relay tune` on its sweep's folder (``sweep_folder``), a run on the folder of a stage it computes
+(``stage_claims``). The lock is a ``flock`` on the folder itself, so nothing is written for it, and
+the kernel lets it go when its holder exits or dies.
 """
 
 from __future__ import annotations
