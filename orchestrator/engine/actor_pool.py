@@ -189,9 +189,10 @@ def map_on_actors(
     resources). It labels a shard whenever no result is due and the window has room, so the
     stage starts at once on a process that has torch imported and needs one actor fewer:
     each started actor costs about 2 s of a core (Python, Ray, torch) that a 2-core node
-    otherwise spends on every stage call. An actor lost before it answers (one starting,
-    or a kept one whose node died) is then dropped with a warning and the others (and this process) take its share; without ``local``
-    that fails the stage, as does an actor that dies with shards on it. ``fn`` is put in the
+    otherwise spends on every stage call. An actor lost before it answers (one starting, one
+    Ray's memory monitor killed while it started, or a kept one whose node died) is then dropped
+    with a warning and the others (and this process) take its share; without ``local`` that
+    fails the stage, as does an actor that dies with shards on it. ``fn`` is put in the
     object store once for the call; the runner's retry policy reruns a failed stage (on a fresh
     pool: see ``RayExecutor``).
     """
@@ -244,7 +245,7 @@ class _ShardCall:
             actor = self.starting.pop(ref)
             try:
                 ray.get(ref)
-            except ray.exceptions.RayActorError as exc:
+            except (ray.exceptions.RayActorError, ray.exceptions.OutOfMemoryError) as exc:  # died, or killed for memory
                 if not self.local:
                     raise
                 logger.warning(

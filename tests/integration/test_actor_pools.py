@@ -480,3 +480,37 @@ def test_local_labels_every_shard_with_no_actors_and_none_refuses():
     assert list(empty.mapper("dispatch", local=True)(lambda shard: shard * 2, range(5))) == [0, 2, 4, 6, 8]
     with pytest.raises(ValueError, match="no actors and local=False"):
         list(empty.mapper("dispatch")(lambda shard: shard, range(5)))
+
+
+def test_the_calling_process_drops_an_actor_killed_for_memory_while_it_started(two_actors, caplog):
+    """Ray's memory monitor kills the newest worker first, often an actor still starting; Ray then answers the actor's
+    first call with ``OutOfMemoryError``, not ``RayActorError``, and the stage failed instead of labeling without it.
+    The actor here answers its first call with that error, as Ray does for an actor its monitor killed."""
+    import ray
+
+    @ray.remote(num_cpus=0)
+    class KilledForMemory:
+        def ready(self) -> None:
+            raise ray.exceptions.OutOfMemoryError("Task was killed due to the node running low on memory.")
+
+        def forget(self, key: str) -> None:
+            pass
+
+    caplog.set_level(logging.WARNING, logger="orchestrator.engine.actor_pool")
+    killed_actor = KilledForMemory.remote()
+
+    def shards_once_the_actor_answered():
+        """Shards 0-10, then 11 once the actor's answer to the call's first call is in: a probe sent after it is
+        answered after it (Ray keeps one caller's calls in order), so the call settles the answer while it labels,
+        however quickly its other shards go."""
+        yield from range(11)
+        with pytest.raises(ray.exceptions.OutOfMemoryError):
+            ray.get(killed_actor.ready.remote())
+        yield 11
+
+    killed = ActorPool(POOL, (killed_actor,))
+    mapper = two_actors.joined(killed).mapper("dispatch", local=True)
+    results = list(mapper(shard_and_actor, shards_once_the_actor_answered()))
+    assert [shard for shard, _ in results] == list(range(12))
+    assert {actor for _, actor in results} <= {None, "dispatch worker 0", "dispatch worker 1"}
+    assert any("was lost before it took a shard" in r.getMessage() for r in caplog.records)
