@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -35,6 +36,7 @@ class Executor(Protocol):
     none when ``timeout_s`` passed first (the runner looks again at stages another run is computing).
 
     An outcome is the stage's Manifest or the exception it raised (returned, not raised).
+    ``pause`` waits while the run has nothing in flight and waits for a stage another run computes.
     ``warm_up`` lets an executor prepare its workers for a pipeline before the first submit;
     ``open_progress`` gives the run a progress board (tasks submitted afterwards report to it)
     and returns how the driver reads it.
@@ -49,6 +51,8 @@ class Executor(Protocol):
     def submit(self, task: StageTask) -> Any: ...
 
     def wait(self, handles: Sequence[Any], timeout_s: float | None = None) -> list[tuple[Any, Any]]: ...
+
+    def pause(self, seconds: float) -> None: ...
 
     def shutdown(self) -> None: ...
 
@@ -127,6 +131,10 @@ class LocalExecutor:
         except Exception as exc:  # returned, not raised: the runner's policy decides
             outcome = exc
         return [(handle, outcome)]
+
+    def pause(self, seconds: float) -> None:
+        """Sleep: nothing runs here while the run waits for another run's stage."""
+        time.sleep(seconds)
 
     def shutdown(self) -> None:
         """Nothing to release."""

@@ -140,6 +140,7 @@ class RayExecutor:
         self._coordinators: set[Any] = set()  # task refs of data-parallel stages (Ray Train's coordinators)
         self._said_waiting: set[Any] = set()  # task refs (one per attempt) already said to wait
         self._looked_at = float("-inf")  # when a wait last looked at the cluster (``_look_around``)
+        self._paused_since: float | None = None  # when the run began waiting for another run's stage (``pause``)
         self._progress: ProgressSink | None = None
         self._actors = KeptActors()
         self._nodes_seen: dict[str, dict[str, float]] = {}  # node id -> its resources, while it lived
@@ -211,6 +212,7 @@ class RayExecutor:
         task is its first worker and holds one worker's resources; its actors
         only add speed, so it never waits for them (``map_on_actors``).
         """
+        self._paused_since = None
         resources, total = task.stage.resources, dict(self._ray.cluster_resources())
         self._read_nodes()
         self._actors.refit(total)
@@ -294,6 +296,26 @@ class RayExecutor:
         for ref, outcome in finished:
             self._actors.release(ref, failed=isinstance(outcome, BaseException))
         return finished
+
+    def pause(self, seconds: float) -> None:
+        """Sleep while the run has nothing in flight and waits for a stage another run computes (``stage_claims``);
+        once it has waited ``KEPT_YIELD_S`` so, let its idle kept labeling actors go.
+
+        Why: the other run's stage may be waiting for the CPUs those actors hold, and each run would
+        wait for the other for good (two runs of one config on one cluster). A wait that long is no
+        quick hand-over between twins; the run's labeling stages start actors per call afterwards.
+        """
+        now = time.monotonic()
+        self._paused_since = now if self._paused_since is None else self._paused_since
+        time.sleep(seconds)
+        if not self._actors.idle_kept() or time.monotonic() - self._paused_since < KEPT_YIELD_S:
+            return
+        self._actors.let_go()
+        logger.warning(
+            "this run has waited %d s for a stage another run is computing while its kept labeling actors sat "
+            "idle: letting them go, as that run may need their CPUs; labeling actors now start per stage call.",
+            time.monotonic() - self._paused_since,
+        )
 
     def _look_around(self, handles: Sequence[Any]) -> None:
         """What a wait does while nothing finishes: fit the kept actors to the cluster, let them go if they

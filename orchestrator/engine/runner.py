@@ -233,7 +233,7 @@ class Runner:
             if not st.in_flight:
                 if not awaiting:
                     break
-                time.sleep(TWIN_POLL_S)
+                self.executor.pause(TWIN_POLL_S)
                 continue
             for handle, outcome in self.executor.wait(list(st.in_flight), TWIN_POLL_S if awaiting else None):
                 self._settle(st, st.in_flight.pop(handle), outcome)

@@ -41,6 +41,7 @@ from orchestrator.engine.records import NullTracker
 from orchestrator.engine.run_state import RunSummary
 from orchestrator.engine.runner import Runner, StageState
 from orchestrator.engine.task import StageTask
+from tests.integration.cluster import wait_for
 from tests.unit.orchestrator.engine.test_allocator import served_from_heap
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
@@ -210,6 +211,33 @@ def test_kept_actors_let_go_when_another_run_holds_the_rest_of_the_cluster(tmp_p
     assert summary.names(StageState.SUCCEEDED) == [stage.name for stage in two_generations().stages]
     assert "Letting them go; labeling actors now start per stage call" in caplog.text
     assert "label pool 1 worker 0" not in names["up during g01/train"]  # the kept actor was let go
+
+
+@pytest.mark.timeout(300)
+def test_a_run_waiting_for_another_runs_stage_lets_its_idle_kept_actors_go(tmp_path, caplog, monkeypatch):
+    """A run waiting for a stage another run computes (``stage_claims``), nothing of its own in flight, kept its
+    labeling actors: the other run's stage could be waiting for their CPU, and each run for the other. Here the
+    run's first stage has run (its kept actor started beside it) and the run pauses as the runner does."""
+    import ray
+
+    monkeypatch.setattr(ray_executor, "KEPT_YIELD_S", 0.0)
+    caplog.set_level(logging.WARNING, logger="orchestrator.engine")
+    pipeline = two_generations()
+    executor = RayExecutor(num_cpus=2)
+    try:
+        executor.warm_up(pipeline)
+        first = pipeline.stages[0]
+        task = StageTask(first, "0" * 64, {}, str(tmp_path / "store"), "pools", seed=0)
+        ((_, outcome),) = executor.wait([executor.submit(task)])
+        assert not isinstance(outcome, BaseException), outcome
+        kept = "label pool 1 worker 0"
+        wait_for(lambda: kept in {untagged(name) for name in ray.util.list_named_actors()}, 120, "the kept actor")
+        executor.pause(0.01)
+        assert "letting them go, as that run may need their CPUs" in caplog.text
+        # a dead actor's name is free again: the kept actor is gone once its name is
+        wait_for(lambda: kept not in {untagged(name) for name in ray.util.list_named_actors()}, 120, "its end")
+    finally:
+        executor.shutdown()
 
 
 @pytest.mark.timeout(300)
