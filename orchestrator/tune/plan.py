@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,8 @@ class SweepPlan:
     pipeline_kind: str = ""  # the config's `pipeline:` (crest), which `relay runs` shows for a trial
     left_out: tuple[str, ...] = ()  # stages trials do not run: comparison branches the metric does not depend on
     pyfunc_loader: str | None = None  # the pipeline spec's: the trials' logged models name it in their MLmodel files
+    # this driver's session of the sweep: a trial's retries within it fail at once where a retry repeats a failure
+    session: str = field(default_factory=lambda: uuid.uuid4().hex)
 
     @property
     def metric_name(self) -> str:

@@ -28,6 +28,7 @@ from orchestrator.tracking.mlflow_tracker import mlflow_tracker
 from orchestrator.tracking.run_tree import metric_prefix
 from orchestrator.tune.plan import SWEEP_RECORD, SweepPlan, sweep_record
 from orchestrator.tune.space import clip_values
+from orchestrator.tune.trial_failures import keep_failure, refuse_repeat
 
 TAG_TRIAL = "relay.tune.trial_id"
 TAG_VALUE_PREFIX = "tune."
@@ -137,6 +138,8 @@ def run_trial(config: dict[str, Any], plan: SweepPlan, mlflow_level: str = "WARN
     state = _load_state(tune.get_checkpoint(), values)
     trial_id = tune.get_context().get_trial_id()
     run_id = f"{plan.name}-{trial_id}"
+    store = ArtifactStore(plan.store_uri)
+    refuse_repeat(store, run_id, plan.session)
     pipeline, resolved = scheduled_pipeline(plan, state.segments)
     seed = trial_seed(plan, state.segments)
     tracker = mlflow_tracker(
@@ -147,7 +150,6 @@ def run_trial(config: dict[str, Any], plan: SweepPlan, mlflow_level: str = "WARN
         pyfunc_loader=plan.pyfunc_loader,
     )
     tracker.start_pipeline(run_id, plan.pipeline_name, resolved.model_dump(mode="json"), resume=True)
-    store = ArtifactStore(plan.store_uri)
     store.write_record(record_path(run_id, SWEEP_RECORD), json.dumps(sweep_record(plan)).encode())
     runner_for = functools.partial(
         Runner, store, RayExecutor(), tracker, plan.code_version, seed, continued_by=TRIAL_CONTINUED_BY
@@ -159,6 +161,7 @@ def run_trial(config: dict[str, Any], plan: SweepPlan, mlflow_level: str = "WARN
             _report(tune, plan, generation, value, values, state)
     except BaseException as error:
         tracker.end_pipeline(ending_status(error, plan.generations - state.next_generation))
+        keep_failure(store, run_id, plan.session, error)
         raise
     tracker.end_pipeline(RunStatus.FINISHED)
 

@@ -31,6 +31,9 @@ class _NoStore:
     def write_record(self, relative: str, data: bytes) -> None:
         pass
 
+    def read_record(self, relative: str) -> bytes | None:
+        return None
+
 
 def without_ray_or_mlflow(monkeypatch: pytest.MonkeyPatch, tracker: Any, runner: Any) -> None:
     """`run_trial` with ``tracker`` and ``runner`` in place of MLflow's and the Runner, and no store or Ray."""
