@@ -183,7 +183,7 @@ def test_refusals_exit_2_and_remove_nothing(tmp_path) -> None:
 
     unknown = relay("delete", "only", "nosuch", "--yes", workspace=tmp_path)
     assert unknown.returncode == 2
-    assert "no run 'nosuch'" in unknown.stderr and "`relay runs" in unknown.stderr
+    assert "no run or sweep 'nosuch'" in unknown.stderr and "`relay runs" in unknown.stderr
 
     unasked = relay_off_a_terminal("delete", "only", workspace=tmp_path)
     assert unasked.returncode == 2

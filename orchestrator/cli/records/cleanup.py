@@ -50,6 +50,7 @@ from orchestrator.cli.records.stage_folders import (
     read_ledgers,
     stage_folders,
 )
+from orchestrator.cli.records.sweep_deletion import SweepParts, remove_folders, sweep_parts, trials_by_sweep
 from orchestrator.cli.records.workspace import default_tracking_key
 from orchestrator.engine.artifacts import TRAIN_DIR, ArtifactStore
 from orchestrator.engine.ledger import CONFIG_FILE, RUNS, record_path
@@ -66,6 +67,7 @@ class DeletePlan:
     shared: dict[str, list[str]] = field(default_factory=dict)  # fingerprint -> the other runs naming it
     held_back: list[str] = field(default_factory=list)  # why no stage folder is removed now
     dependents: list[str] = field(default_factory=list)  # other runs whose config starts from a deleted run's stage
+    sweeps: list[SweepParts] = field(default_factory=list)  # sweeps named in place of runs (``sweep_deletion``)
 
 
 def check_known(store: ArtifactStore, run_ids: list[str], known: set[str]) -> None:
@@ -76,12 +78,28 @@ def check_known(store: ArtifactStore, run_ids: list[str], known: set[str]) -> No
     if unknown:
         raise ConfigError(
             [
-                f"no run {run_id!r} in the artifact store {store.uri}; `relay runs{store_option(store.uri)}` lists its "
-                "runs (or pass the store the run wrote to: --workspace, --artifact-uri)"
+                f"no run or sweep {run_id!r} in the artifact store {store.uri}; `relay runs{store_option(store.uri)}` "
+                "lists its runs (or pass the store the run wrote to: --workspace, --artifact-uri)"
                 for run_id in unknown
             ],
             "the command line",
         )
+
+
+def named(
+    args: argparse.Namespace, store: ArtifactStore, names: list[str], known: set[str]
+) -> tuple[list[str], list[SweepParts]]:
+    """The runs ``names`` stand for, and the sweeps among them: a name that is no run's id and names a sweep
+    stands for its trials (``sweep_deletion``); any other name stays, for ``check_known`` to refuse."""
+    by_sweep = trials_by_sweep(store, known)
+    run_ids: list[str] = []
+    sweeps: list[SweepParts] = []
+    for name in names:
+        parts = None if name in known else sweep_parts(args, store, name, by_sweep.get(name, []))
+        if parts is not None:
+            sweeps.append(parts)
+        run_ids.extend(parts.trials if parts is not None else [name])
+    return list(dict.fromkeys(run_ids)), sweeps
 
 
 def check_deletable(store: ArtifactStore, run_ids: list[str], driver_gone: bool) -> None:
@@ -95,15 +113,17 @@ def check_deletable(store: ArtifactStore, run_ids: list[str], driver_gone: bool)
         raise ConfigError(problems, "the command line")
 
 
-def delete_plan(args: argparse.Namespace, store: ArtifactStore, run_ids: list[str]) -> DeletePlan:
-    """What deleting ``run_ids`` removes: checked first (unknown or running runs are refused), nothing written."""
+def delete_plan(args: argparse.Namespace, store: ArtifactStore, names: list[str]) -> DeletePlan:
+    """What deleting the runs and sweeps ``names`` removes: checked first (unknown or running ones are refused),
+    nothing written."""
     known = runs.run_ids(store)
+    run_ids, sweeps = named(args, store, names, known)
     check_known(store, run_ids, known)
     check_deletable(store, run_ids, args.driver_gone)
     others = known - set(run_ids)
     ledgers = read_ledgers(store, known)
     own, theirs = ledgers.named_by(run_ids), ledgers.named_by(others)
-    plan = DeletePlan(run_ids, held_back=held_back(store, ledgers, others))
+    plan = DeletePlan(run_ids, held_back=held_back(store, ledgers, others), sweeps=sweeps)
     plan.folders = stage_folders(store, own - theirs, ledgers.stage_names)
     plan.shared = {
         fingerprint: sorted(other for other in others if fingerprint in ledgers.by_run.get(other, ()))
@@ -134,6 +154,8 @@ def dependents(store: ArtifactStore, run_ids: list[str], others: Iterable[str]) 
 
 def print_delete_plan(store: ArtifactStore, plan: DeletePlan, verb: str) -> None:
     print(f"relay delete {verb} from {store.uri}:")
+    for sweep in plan.sweeps:
+        print(sweep.line())
     for run_id in plan.run_ids:
         print(f"  run {run_id}: its record {RUNS}/{run_id}/; {mlflow_part(plan.tracked[run_id])}")
     print_folders(plan)
@@ -192,16 +214,20 @@ def confirmed(args: argparse.Namespace) -> bool:
 
 def cmd_delete(args: argparse.Namespace) -> int:
     store = store_of(args)
-    run_ids = list(dict.fromkeys(args.run_ids))
-    plan = delete_plan(args, store, run_ids)
+    names = list(dict.fromkeys(args.run_ids))
+    plan = delete_plan(args, store, names)
     print_delete_plan(store, plan, "will remove" if not args.yes else "removes")
     if not confirmed(args):
         print("nothing deleted")
         return 0
-    if not args.yes:  # the answer took a while: what a run started meanwhile uses is kept
+    if not args.yes:  # the answer took a while: what a run started meanwhile uses is kept, and no new trial
         agreed = {folder.fingerprint for folder in plan.folders}
-        plan = delete_plan(args, store, run_ids)
+        shown = set(plan.run_ids)
+        plan = delete_plan(args, store, names)
         plan.folders = [folder for folder in plan.folders if folder.fingerprint in agreed]
+        if not set(plan.run_ids) <= shown:
+            print("nothing deleted: a sweep named has new trials since the list above; run relay delete again")
+            return 0
     return carry_out(store, plan)
 
 
@@ -213,12 +239,17 @@ def carry_out(store: ArtifactStore, plan: DeletePlan) -> int:
         store.delete_folder(f"{RUNS}/{run_id}")
         tracked = plan.tracked[run_id]
         print(f"deleted run {run_id}: its record and {len(tracked.runs)} MLflow run(s)")
+    for sweep in plan.sweeps:
+        delete_tracked(sweep.tracked)
+        remove_folders(sweep)
+        print(f"deleted sweep {sweep.name}: {len(sweep.folders)} folder(s) and {len(sweep.tracked.runs)} MLflow run(s)")
     folders = [] if plan.held_back else plan.folders
     for folder in folders:
         for path in folder.paths():
             store.delete_folder(path)
     print(f"removed {len(folders)} stage folder(s), {human_size(_total(folders))} freed")
-    for uri in sorted({tracked.uri for tracked in plan.tracked.values() if tracked.runs}):
+    tracked_all = [*plan.tracked.values(), *(sweep.tracked for sweep in plan.sweeps)]
+    for uri in sorted({tracked.uri for tracked in tracked_all if tracked.runs}):
         print(MLFLOW_UNDO.format(uri=shlex.quote(uri)))
     return 0
 
@@ -311,11 +342,16 @@ def cmd_gc(args: argparse.Namespace) -> int:
 
 def register(commands: Any) -> None:
     about = (
-        "delete runs: their record, their MLflow runs (marked deleted) and the stage outputs no other run uses; "
-        "asks first on a terminal"
+        "delete runs or sweeps: their record, their MLflow runs (marked deleted) and the stage outputs no other run "
+        "uses (a sweep's: its trials', its MLflow run and its folder); asks first on a terminal"
     )
     parser = commands.add_parser("delete", help=about, description=about)
-    parser.add_argument("run_ids", nargs="+", metavar="RUN_ID", help="the runs to delete (`relay runs` lists them)")
+    parser.add_argument(
+        "run_ids",
+        nargs="+",
+        metavar="RUN_ID",
+        help="the runs to delete (`relay runs` lists them), or a sweep's name: its trials, its MLflow run and folder",
+    )
     add_workspace(parser)
     add_artifact_uri(parser)
     parser.add_argument("--yes", "-y", action="store_true", help="delete without asking (needed off a terminal)")

@@ -64,9 +64,10 @@ def tracking_store_of(args: argparse.Namespace, store: ArtifactStore, run_id: st
     return f"sqlite:///{moved[1] / 'mlflow.db'}" if moved else tracking_uri(config.run, config.tracking)
 
 
-def tracked_runs(uri: str, run_id: str, key: str) -> TrackedRuns:
+def tracked_runs(uri: str, run_id: str, key: str, query: str | None = None) -> TrackedRuns:
     """The MLflow runs (not yet deleted) tagged with the Relay run, in every experiment of the store at ``uri``,
-    with the model versions it registered and the aliases left on them.
+    with the model versions it registered and the aliases left on them. ``query``: other runs than the Relay
+    run's (a sweep's own run: ``sweep_deletion``), ``run_id`` then naming them in messages.
 
     The versions are read from the pipeline run's tag even when that run was already deleted in MLflow
     (`mlflow runs delete`): the versions are kept all the same, and the deletion said nothing of them.
@@ -82,7 +83,7 @@ def tracked_runs(uri: str, run_id: str, key: str) -> TrackedRuns:
     try:
         client = mlflow_client(uri)
         experiments = [e.experiment_id for e in client.search_experiments(view_type=ViewType.ACTIVE_ONLY)]
-        query = f"tags.`{TAG_PIPELINE_RUN}` = '{run_id}'"
+        query = query or f"tags.`{TAG_PIPELINE_RUN}` = '{run_id}'"
         found = _search_all(client, experiments, query) if experiments else []
         gone = _search_all(client, experiments, query, ViewType.DELETED_ONLY) if experiments else []
         registered = list(

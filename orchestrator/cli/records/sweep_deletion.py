@@ -1,0 +1,107 @@
+"""`relay delete SWEEP`: a sweep named in place of a run stands for its trials, its MLflow sweep run and its folder.
+
+Why: a sweep's trials are runs of their own (`relay runs` lists each), so deleting a sweep meant typing
+every trial's id, and the sweep's own MLflow run and its folder (Ray Tune's state, trials.csv,
+best.yaml) had no way out at all. A name that is no run's id is read as a sweep when trials' records
+name it as theirs, or when the workspace's ``tune/NAME/`` holds a sweep's config (a sweep stopped
+before its first trial). Its trials are deleted as runs are (with the stage folders no other run
+uses), its MLflow sweep run is marked deleted, and its folders are removed. A sweep whose driver runs
+on this machine (it holds its folder locked) is refused, as a running run is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from orchestrator.cli.records.mlflow_runs import TrackedRuns, mlflow_part, tracked_runs, tracking_store_of
+from orchestrator.cli.records.trials import trial_sweep
+from orchestrator.cli.records.workspace import default_tracking_key
+from orchestrator.cli.sweeps.sweep_folder import SWEEP_CONFIG
+from orchestrator.config import RunSettings, TrackingSettings, resolve_workspace, tracking_uri
+from orchestrator.engine.artifacts import ArtifactStore
+from orchestrator.engine.folder_lock import FolderHeld, folder_locked
+from orchestrator.errors import ConfigError
+from orchestrator.tracking.common import TAG_KIND, TAG_SWEEP
+
+
+@dataclass(frozen=True)
+class SweepParts:
+    """What deleting one sweep removes beside its trials' runs."""
+
+    name: str
+    trials: list[str]
+    folders: list[Path]  # the sweep's folders on this machine (its --output, or WORKSPACE/tune/NAME)
+    tracked: TrackedRuns  # its MLflow sweep run (the trials' own are the trials' part)
+
+    def line(self) -> str:
+        folders = ", ".join(f"{folder}/" for folder in self.folders) or "none on this machine"
+        return (
+            f"  sweep {self.name}: its {len(self.trials)} trial run(s) below; its folder {folders} (Ray Tune's "
+            f"state, trials.csv, best.yaml); {mlflow_part(self.tracked)}"
+        )
+
+
+def trials_by_sweep(store: ArtifactStore, run_ids: Iterable[str]) -> dict[str, list[str]]:
+    """Sweep name -> the trials among ``run_ids`` whose record names it, in id order."""
+    found: dict[str, list[str]] = {}
+    for run_id in sorted(run_ids):
+        name = trial_sweep(store, run_id).get("sweep")
+        if isinstance(name, str) and name:
+            found.setdefault(name, []).append(run_id)
+    return found
+
+
+def sweep_parts(args: argparse.Namespace, store: ArtifactStore, name: str, trials: list[str]) -> SweepParts | None:
+    """The sweep ``name`` (its ``trials``, possibly none), or None when nothing here is that sweep.
+
+    Exits 2 (``ConfigError``) when its driver runs on this machine.
+    """
+    folders = _folders(args, store, name, trials)
+    if not trials and not folders:
+        return None
+    _check_not_driven(name, folders)
+    uri = (
+        tracking_store_of(args, store, trials[0])
+        if trials
+        else tracking_uri(RunSettings(workspace=args.workspace), TrackingSettings())
+    )
+    query = f"tags.`{TAG_KIND}` = 'sweep' and tags.`{TAG_SWEEP}` = '{name}'"
+    return SweepParts(name, trials, folders, tracked_runs(uri, name, default_tracking_key(args.workspace), query))
+
+
+def remove_folders(parts: SweepParts) -> None:
+    """Remove the sweep's folders (nothing in them is undone: Ray Tune's state, the tables, best.yaml)."""
+    for folder in parts.folders:
+        shutil.rmtree(folder)
+
+
+def _folders(args: argparse.Namespace, store: ArtifactStore, name: str, trials: list[str]) -> list[Path]:
+    """The sweep's folders that exist here: those its trials recorded, and WORKSPACE/tune/NAME holding its config."""
+    recorded = {trial_sweep(store, run_id).get("folder") for run_id in trials}
+    candidates = {Path(folder) for folder in recorded if isinstance(folder, str) and folder}
+    default = resolve_workspace(RunSettings(workspace=args.workspace)) / "tune" / name
+    if (default / SWEEP_CONFIG).is_file():
+        candidates.add(default)
+    return sorted(folder for folder in candidates if folder.is_dir())
+
+
+def _check_not_driven(name: str, folders: list[Path]) -> None:
+    """Refuse (exit 2) a sweep whose `relay tune` runs on this machine: its driver holds the sweep's folder locked."""
+    for folder in folders:
+        try:
+            with folder_locked(folder):
+                pass
+        except FolderHeld:
+            raise ConfigError(
+                [
+                    f"sweep {name} is not deleted: its `relay tune` is running on this machine (it holds {folder}); "
+                    "stop it first (Ctrl-C there), then delete it"
+                ],
+                "the command line",
+            ) from None
+        except OSError:  # a folder that cannot be opened is not held either
+            continue
