@@ -33,9 +33,11 @@ from orchestrator.dag import Pipeline
 from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.engine.executors import Executor, LocalExecutor
 from orchestrator.engine.ledger import (
+    COMMAND_FILE,
     RunStatus,
     read_ledger,
     record_failed_start,
+    record_path,
     this_driver,
     tracking_lost_at,
     write_ledger,
@@ -148,7 +150,7 @@ class RunEnd:
     mlflow_run_id: str | None
 
 
-def execute(run: PreparedRun, resume: bool) -> RunEnd:
+def execute(run: PreparedRun, resume: bool, record: Callable[[], None] | None = None) -> RunEnd:
     """Run (or resume) one pipeline run end to end and print its generation table.
 
     ``config`` has its stores written in (``with_locations``). Start-up and shutdown overlap
@@ -160,10 +162,17 @@ def execute(run: PreparedRun, resume: bool) -> RunEnd:
     board (docs/ENGINE.md, Progress).
     A tracking store that stopped answering is said in the closing lines instead of the browse hint,
     with the `relay resume` that fills the MLflow record in, and kept in the run's record (``record_tracking``).
+    ``record`` writes a new run's record, first thing inside the block that records a Ctrl-C: written
+    before it, a Ctrl-C landing between the two (CI, once) stopped the run with neither a word nor a
+    ledger, its record naming a dead driver.
     """
     config, run_id, stop_after = run.config, run.run_id, run.stop_after
     uri, store = config.tracking.uri, closing_store_option(run.store.uri)
-    with resume_hint_until_the_stages_run(run) as handover:
+    with resume_hint_until_the_stages_run(run, recorded=record is None) as handover:
+        if record is not None:
+            with released_on_failure(run):
+                record()
+            handover.recorded = True
         tracker = BackgroundTracker(mlflow_tracker(uri, config.tracking, pyfunc_loader=run.spec.pyfunc_loader))
         try:
             tracker.start_pipeline(run_id, config.name, config.model_dump(mode="json"), resume=resume)
@@ -285,13 +294,15 @@ def closing_table(run: PreparedRun, manifests: Mapping[str, Any]) -> str:
 
 @dataclass
 class Handover:
-    """Whether the Runner has taken the run over, and with it saying how to resume an interrupted one."""
+    """Whether the run's record is written (there is a run to resume), and whether the Runner has taken the run
+    over, and with it saying how to resume an interrupted one."""
 
+    recorded: bool = True
     runner_has_it: bool = False
 
 
 @contextlib.contextmanager
-def resume_hint_until_the_stages_run(run: PreparedRun) -> Iterator[Handover]:
+def resume_hint_until_the_stages_run(run: PreparedRun, recorded: bool = True) -> Iterator[Handover]:
     """Record how a run ended that stopped after its record was written but before its stages ran, and say how
     to resume it: INTERRUPTED after a Ctrl-C or SIGTERM, FAILED after a failure (``record_failed_start``).
 
@@ -302,11 +313,13 @@ def resume_hint_until_the_stages_run(run: PreparedRun) -> Iterator[Handover]:
     Where this process lives on (a notebook's kernel running ``relay.run``) the run read STARTING
     (or RUNNING) for as long as it lived, and `relay resume` was refused, told to kill the kernel.
     """
-    handover, started = Handover(), datetime.now(UTC).isoformat(timespec="seconds")
+    handover, started = Handover(recorded=recorded), datetime.now(UTC).isoformat(timespec="seconds")
     try:
         yield handover
     except (KeyboardInterrupt, SystemExit):  # Ctrl-C; SIGTERM from Ray's start on (a SystemExit: Terminated)
-        if not handover.runner_has_it:
+        if not recorded_now(run, handover):
+            log.warning("interrupted before run %s was recorded; nothing to resume", run.run_id)
+        elif not handover.runner_has_it:
             recorded_unless_lost(run, lambda: record_interrupted_start(run.store, run.run_id, started))
             log.warning(
                 "interrupted before the stages started; resume with: relay resume %s%s%s",
@@ -316,10 +329,21 @@ def resume_hint_until_the_stages_run(run: PreparedRun) -> Iterator[Handover]:
             )
         raise
     except Exception as exc:
-        if not handover.runner_has_it:
+        if not handover.runner_has_it and recorded_now(run, handover):
             why = str(exc)
             recorded_unless_lost(run, lambda: record_failed_start(run.store, run.run_id, why, started))
         raise
+
+
+def recorded_now(run: PreparedRun, handover: Handover) -> bool:
+    """Whether the run has a record to resume: it had one, or its command record has been written by now (the
+    write may have ended just before what stopped it)."""
+    if handover.recorded:
+        return True
+    try:
+        return run.store.read_record(record_path(run.run_id, COMMAND_FILE)) is not None
+    except ArtifactError:
+        return False
 
 
 def recorded_unless_lost(run: PreparedRun, record: Callable[[], None]) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import functools
 import logging
 import shlex
 from collections.abc import Iterator, Sequence
@@ -29,7 +30,7 @@ from orchestrator.cli.common import (
 from orchestrator.cli.pipeline_files import load_pipeline_config, overridden, overrides_origin
 from orchestrator.cli.preflight import check_new_run, check_run_id, check_stop_after
 from orchestrator.cli.run import cluster_fit, cluster_join, resume_guard, run_locations
-from orchestrator.cli.run.execution import PreparedRun, RunEnd, execute, joined_first, prepare_run, released_on_failure
+from orchestrator.cli.run.execution import PreparedRun, RunEnd, execute, joined_first, prepare_run
 from orchestrator.cli.run.resume_checks import (
     check_data_unchanged,
     check_not_a_trial,
@@ -128,9 +129,11 @@ def start_run(args: argparse.Namespace) -> RunEnd:
     joined = cluster_join.address_to_record(address, config.run)
     rerun = f", {len(run.rerun)} rerun on request" if run.rerun else ""
     log.info("run %s: %d stages%s", run.run_id, len(run.pipeline.stages), rerun)
-    with released_on_failure(run):  # from here to ``execute`` nothing runs a Ctrl-C could land in unrecorded
-        save_run_record(run.store, run.run_id, config, args.config, args.overrides, run.rerun, joined)
-    return execute(run, resume=False)
+    # written by ``execute`` once a Ctrl-C from then on is recorded and said (``resume_hint_until_the_stages_run``)
+    record = functools.partial(
+        save_run_record, run.store, run.run_id, config, args.config, args.overrides, run.rerun, joined
+    )
+    return execute(run, resume=False, record=record)
 
 
 def check_executor_takes_address(args: argparse.Namespace, config: Any, address: str | None) -> None:

@@ -68,6 +68,37 @@ def test_ctrl_c_before_the_runner_has_the_run_says_how_to_resume_once(tmp_path, 
     assert "resume" not in caplog.text
 
 
+def test_a_ctrl_c_just_after_a_new_runs_record_is_written_is_recorded_and_said(tmp_path, caplog) -> None:
+    """The record was written before the block that records a Ctrl-C was entered: one landing between the two
+    (CI, once) ended the run with exit 130, no word and no ledger. ``execute`` now writes the record inside it."""
+    from types import SimpleNamespace
+
+    from orchestrator.engine.artifacts import ArtifactStore
+    from orchestrator.engine.ledger import COMMAND_FILE, read_ledger, record_path
+
+    store = ArtifactStore(str(tmp_path / "artifacts"))
+    config = SimpleNamespace(tracking=SimpleNamespace(uri=f"sqlite:///{tmp_path / 'mlflow.db'}"))
+
+    def run(run_id: str) -> SimpleNamespace:
+        return SimpleNamespace(run_id=run_id, store=store, config=config, stop_after=None, executor=None)
+
+    def recorded_then_ctrl_c() -> None:
+        store.write_record(record_path("early", COMMAND_FILE), b"{}")
+        raise KeyboardInterrupt
+
+    def ctrl_c_first() -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        execution.execute(run("early"), resume=False, record=recorded_then_ctrl_c)
+    assert "interrupted before the stages started; resume with: relay resume early" in caplog.text
+    assert read_ledger(store, "early")["status"] == "INTERRUPTED"
+    with pytest.raises(KeyboardInterrupt):
+        execution.execute(run("earlier"), resume=False, record=ctrl_c_first)
+    assert "interrupted before run earlier was recorded; nothing to resume" in caplog.text
+    assert read_ledger(store, "earlier") is None
+
+
 def test_ctrl_c_after_the_runner_finished_leaves_mlflow_finished_like_the_run_record(
     tmp_path, monkeypatch, capsys, no_store_settings
 ) -> None:
