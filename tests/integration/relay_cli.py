@@ -91,3 +91,22 @@ def undeclared_metrics(run, declared: tuple[str, ...]) -> tuple[set[str], set[st
     extra = {key for key in logged if not any(fnmatch.fnmatchcase(key, pattern) for pattern in declared)}
     missing = {p for p in declared if "*" not in p and p not in logged}
     return extra, missing
+
+
+def smoke_sweep(folder: Path, name: str, learning_rates: list[float]) -> Path:
+    """The smoke pipeline's file with a `tune:` section: one trial per learning rate, ranked on balanced accuracy."""
+    import yaml
+
+    from orchestrator.config import load_yaml
+
+    data = load_yaml(ROOT / "pipelines" / "configs" / "smoke.yaml")
+    data["tune"] = {
+        "name": name,
+        "metric": "evaluate/balanced_accuracy",
+        "mode": "max",
+        "num_samples": 1,
+        "space": {"train.lr": {"grid": learning_rates}},
+    }
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path

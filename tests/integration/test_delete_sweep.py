@@ -13,11 +13,9 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 from mlflow.entities import ViewType
 
-from orchestrator.config import load_yaml
-from tests.integration.relay_cli import ROOT, mlflow_client, relay
+from tests.integration.relay_cli import ROOT, mlflow_client, relay, smoke_sweep
 from tests.integration.test_delete_and_gc import fingerprints, relay_off_a_terminal, stage_folder, tree
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
@@ -33,20 +31,6 @@ time.sleep(600)
 """
 
 
-def sweep_config(folder: Path) -> Path:
-    data = load_yaml(SMOKE)
-    data["tune"] = {
-        "name": "tiny",
-        "metric": "evaluate/balanced_accuracy",
-        "mode": "max",
-        "num_samples": 1,
-        "space": {"train.lr": {"grid": [0.03, 0.05]}},
-    }
-    path = folder / "tiny.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
-
-
 def sweep_runs(workspace: Path, view: ViewType) -> list:
     client = mlflow_client(workspace)
     experiment = client.get_experiment_by_name("relay")
@@ -55,7 +39,7 @@ def sweep_runs(workspace: Path, view: ViewType) -> list:
 
 def test_deleting_a_sweep_by_name_removes_its_trials_run_and_folder_and_keeps_what_others_use(tmp_path) -> None:
     workspace = tmp_path / "ws"
-    swept = relay("tune", str(sweep_config(tmp_path)), *SMALL, workspace=workspace, timeout_s=800)
+    swept = relay("tune", str(smoke_sweep(tmp_path, "tiny", [0.03, 0.05])), *SMALL, workspace=workspace, timeout_s=800)
     assert swept.returncode == 0, swept.stderr[-4000:]
     ran = relay("run", str(SMOKE), *SMALL, "run.executor=local", "--run-id", "kept", workspace=workspace)
     assert ran.returncode == 0, ran.stderr[-4000:]

@@ -11,35 +11,19 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import yaml
 
-from orchestrator.config import load_yaml
-from tests.integration.relay_cli import ROOT, mlflow_client, relay
+from tests.integration.relay_cli import mlflow_client, relay, smoke_sweep
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
-SMOKE = ROOT / "pipelines" / "configs" / "smoke.yaml"
 OVERRIDES = ("crest.generations=1", "train.steps=20", "tracking.log_models=false", "tracking.system_metrics=false")
-
-
-def diverging_sweep(folder: Path) -> Path:
-    """The smoke pipeline swept over one learning rate whose loss is NaN within a few steps."""
-    data = load_yaml(SMOKE)
-    data["tune"] = {
-        "name": "diverging",
-        "metric": "evaluate/balanced_accuracy",
-        "mode": "max",
-        "num_samples": 1,
-        "space": {"train.lr": {"grid": [1e12]}},
-    }
-    path = folder / "diverging.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
 
 
 def test_a_diverged_trial_trains_its_stage_once_and_its_retries_say_why_they_stop(tmp_path: Path) -> None:
     workspace = tmp_path / "ws"
-    done = relay("tune", str(diverging_sweep(tmp_path)), *OVERRIDES, workspace=workspace, timeout_s=800)
+    done = relay(
+        "tune", str(smoke_sweep(tmp_path, "diverging", [1e12])), *OVERRIDES, workspace=workspace, timeout_s=800
+    )
     assert done.returncode == 1, done.stderr[-4000:]
     client = mlflow_client(workspace)
     experiment = client.get_experiment_by_name("relay")
