@@ -212,7 +212,6 @@ class RayExecutor:
         task is its first worker and holds one worker's resources; its actors
         only add speed, so it never waits for them (``map_on_actors``).
         """
-        self._paused_since = None
         resources, total = task.stage.resources, dict(self._ray.cluster_resources())
         self._read_nodes()
         self._actors.refit(total)
@@ -282,6 +281,7 @@ class RayExecutor:
         (``_look_around``), however short the waits the runner asks for."""
         if not handles:
             raise ValueError("wait() needs at least one handle; got none")
+        self._paused_since = None  # something of the run is in flight: no pause goes on (``pause``)
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         while True:
             step = REFIT_EVERY_S if deadline is None else min(REFIT_EVERY_S, max(0.0, deadline - time.monotonic()))
