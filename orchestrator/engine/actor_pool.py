@@ -52,17 +52,20 @@ class ActorPool:
     actors: tuple[Any, ...]
 
     @classmethod
-    def start(cls, resources: Resources, label: str = "shards", count: int | None = None) -> ActorPool:
+    def start(cls, resources: Resources, label: str | None = None, count: int | None = None) -> ActorPool:
         """Ask Ray for ``count`` actors (default: the stage's workers) and return at once; they start meanwhile.
 
         ``label`` names them in Ray (`ray list actors`, the dashboard): ``LABEL worker I``, so it must be
-        unique in the Ray job (names are; ``KeptActors`` tags its labels per executor). Like the
+        unique in the Ray job (names are; ``KeptActors`` tags its labels per executor). Without one they
+        are ``shards TAG worker I``, TAG random: two pools started so in one job (the labeling benchmark's
+        calls, the GPU tests) no longer share a name, which Ray refuses. Like the
         stage tasks, they never join the caller's placement group (``DEFAULT`` scheduling): a Tune
         trial's group of 0.1 CPU captures its children, and a 1-CPU actor cannot fit in it.
         """
         import ray
 
         worker = ray.remote(_ShardWorker)
+        label = label or f"shards {uuid.uuid4().hex[:8]}"
         options = {
             "num_cpus": resources.num_cpus,
             "num_gpus": resources.num_gpus,

@@ -542,3 +542,17 @@ def test_the_calling_process_drops_an_actor_killed_for_memory_while_it_started(t
     assert [shard for shard, _ in results] == list(range(12))
     assert {actor for _, actor in results} <= {None, "dispatch worker 0", "dispatch worker 1"}
     assert any("was lost before it took a shard" in r.getMessage() for r in caplog.records)
+
+
+def test_pools_started_without_a_label_in_one_job_each_start(two_actors):
+    """The labeling benchmark and the GPU tests start pools without a label; two in one Ray job were both named
+    ``shards worker 0``, and Ray refused the second."""
+    import ray
+
+    first = ActorPool.start(Resources(num_cpus=0, workers=1))
+    second = ActorPool.start(Resources(num_cpus=0, workers=1))
+    try:
+        ray.get([actor.ready.remote() for actor in first.actors + second.actors], timeout=120)
+    finally:
+        first.shutdown()
+        second.shutdown()
