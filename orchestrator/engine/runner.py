@@ -44,6 +44,7 @@ from orchestrator.engine.run_state import (
     mark_interrupted,
     wall_time,
 )
+from orchestrator.engine.signals import one_more_interrupt_held
 from orchestrator.engine.stage_claims import StageClaims
 from orchestrator.engine.stage_reports import StageReports
 from orchestrator.engine.store_faults import StoreFault, store_fault
@@ -171,8 +172,9 @@ class Runner:
         try:
             self._loop(st)
         except (KeyboardInterrupt, SystemExit):  # Ctrl-C, or SIGTERM (`relay stop`: Ray raises SystemExit)
-            mark_interrupted(st)
-            logger.warning("interrupted; resume with: %s", self._resume_command(run_id))
+            with one_more_interrupt_held():  # the line first: a store slow to take the ledger must not hold it back
+                logger.warning("interrupted; resume with: %s", self._resume_command(run_id))
+                mark_interrupted(st)
             raise
         except BaseException as exc:
             failed = self._failed(st, exc)

@@ -183,6 +183,35 @@ def interrupts_kept(on_interrupt: Callable[[], None] = lambda: None) -> Iterator
 
 
 @contextlib.contextmanager
+def one_more_interrupt_held() -> Iterator[None]:
+    """While an interrupted run says how it ended and records it: one more Ctrl-C is held (and dropped), a third
+    raises at once.
+
+    Why: a Ctrl-C often comes twice (a double press; `timeout` forwarding its group's SIGINT to the run,
+    which had it already), and the second, landing inside the first one's handling, cut off the line
+    saying how to resume (QA: 3 of 7 interrupts of a run waiting for another's stage). A third means now:
+    a record write to a store that stopped answering must not hold the user for its timeouts. Only the
+    main thread can set a handler; elsewhere the block runs as it is.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    extra: list[int] = []
+    previous = signal.getsignal(signal.SIGINT)
+
+    def note(signum: int, frame: Any) -> None:
+        extra.append(signum)
+        if len(extra) > 1:
+            raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, note)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@contextlib.contextmanager
 def join_abandoned_on_signal(address: str | None) -> Iterator[None]:
     """While this driver joins the cluster at ``address``, a Ctrl-C or SIGTERM still ends the process (130, 143).
 

@@ -478,3 +478,27 @@ def test_a_trials_failure_names_the_sweeps_resume_not_relay_resume(tmp_path, cap
         )
     assert "Fix the cause. Resume with: relay tune CONFIG --resume" in caplog.text
     assert "relay resume sweep-x_00001" not in caplog.text
+
+
+def test_a_second_ctrl_c_while_the_first_is_recorded_keeps_the_line_and_the_ledger(tmp_path, caplog, monkeypatch):
+    """A Ctrl-C often comes twice (a double press; `timeout` forwarding its group's SIGINT): the second, landing
+    while the first was recorded, cut off the line saying how to resume (QA, 3 of 7 interrupts). Here it comes
+    from the ledger write itself, to this process, the way a terminal sends it."""
+    import signal
+
+    from orchestrator.engine.ledger import Ledger
+
+    write = Ledger.write
+
+    def write_then_ctrl_c(self, status, stages):
+        write(self, status, stages)
+        if status == RunStatus.INTERRUPTED:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(Ledger, "write", write_then_ctrl_c)
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt):
+        make_runner(tmp_path).run(with_body(toy(), "g00/train", interrupted_body), "twice")
+    assert ledger(tmp_path, "twice")["status"] == RunStatus.INTERRUPTED.value
+    assert "interrupted; resume with: relay resume twice" in caplog.text
+    assert signal.getsignal(signal.SIGINT) is before  # the held Ctrl-C's handler is gone with the block
