@@ -38,11 +38,13 @@ class SweepParts:
     tracked: TrackedRuns  # its MLflow sweep run (the trials' own are the trials' part)
 
     def line(self) -> str:
-        folders = ", ".join(f"{folder}/" for folder in self.folders) or "none on this machine"
-        return (
-            f"  sweep {self.name}: its {len(self.trials)} trial run(s) below; its folder {folders} (Ray Tune's "
-            f"state, trials.csv, best.yaml); {mlflow_part(self.tracked)}"
+        folders = (
+            f"its folder {', '.join(f'{folder}/' for folder in self.folders)} (Ray Tune's state, the sweep's tables "
+            "and best config)"
+            if self.folders
+            else "no folder of it on this machine"
         )
+        return f"  sweep {self.name}: its {len(self.trials)} trial run(s) below; {folders}; {mlflow_part(self.tracked)}"
 
 
 def trials_by_sweep(store: ArtifactStore, run_ids: Iterable[str]) -> dict[str, list[str]]:
@@ -63,6 +65,7 @@ def sweep_parts(args: argparse.Namespace, store: ArtifactStore, name: str, trial
     folders = _folders(args, store, name, trials)
     if not trials and not folders:
         return None
+    _check_one_sweep(name, folders)
     _check_not_driven(name, folders)
     uri = (
         tracking_store_of(args, store, trials[0])
@@ -87,6 +90,19 @@ def _folders(args: argparse.Namespace, store: ArtifactStore, name: str, trials: 
     if (default / SWEEP_CONFIG).is_file():
         candidates.add(default)
     return sorted(folder for folder in candidates if folder.is_dir())
+
+
+def _check_one_sweep(name: str, folders: list[Path]) -> None:
+    """Refuse (exit 2) a name that two sweeps share (one written with --output elsewhere): deleting both at once
+    is not what the name says; their trials' ids tell them apart."""
+    if len(folders) > 1:
+        raise ConfigError(
+            [
+                f"{name!r} names {len(folders)} sweeps ({', '.join(str(folder) for folder in folders)}): delete one "
+                f"by its trials' ids (`relay runs` lists them as {name}-TRIAL), or remove the other's folder first"
+            ],
+            "the command line",
+        )
 
 
 def _check_not_driven(name: str, folders: list[Path]) -> None:

@@ -1,0 +1,37 @@
+"""`relay delete SWEEP`'s reading of a sweep's name: one sweep per name, and a plan line that says what is there."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+
+from orchestrator.cli.records.mlflow_runs import TrackedRuns
+from orchestrator.cli.records.sweep_deletion import SweepParts, sweep_parts
+from orchestrator.engine.artifacts import ArtifactStore
+from orchestrator.errors import ConfigError
+
+
+def test_a_name_two_sweeps_share_is_refused_naming_both(tmp_path) -> None:
+    """A sweep in the workspace and another of the same name written with --output elsewhere were deleted together."""
+    workspace, elsewhere = tmp_path / "ws", tmp_path / "elsewhere"
+    (workspace / "tune" / "s1").mkdir(parents=True)
+    (workspace / "tune" / "s1" / "sweep-config.yaml").write_text("pipeline: crest\n")
+    elsewhere.mkdir()
+    store = ArtifactStore(str(workspace / "artifacts"))
+    store.write_record("runs/s1-a_00000/sweep.json", json.dumps({"sweep": "s1", "folder": str(elsewhere)}).encode())
+    args = argparse.Namespace(workspace=str(workspace))
+    with pytest.raises(ConfigError) as refused:
+        sweep_parts(args, store, "s1", ["s1-a_00000"])
+    message = str(refused.value)
+    assert "'s1' names 2 sweeps" in message and str(elsewhere) in message and str(workspace / "tune" / "s1") in message
+    assert "s1-TRIAL" in message
+
+
+def test_a_sweep_without_its_folder_here_says_so_plainly(tmp_path) -> None:
+    tracked = TrackedRuns("sqlite:///x.db", [("id", "s1")], [])
+    gone = SweepParts("s1", ["s1-a_00000"], [], tracked).line()
+    assert "no folder of it on this machine" in gone and "Ray Tune" not in gone
+    here = SweepParts("s1", ["s1-a_00000"], [tmp_path], tracked).line()
+    assert f"its folder {tmp_path}/ (Ray Tune's state, the sweep's tables and best config)" in here
