@@ -42,7 +42,7 @@ class StageFolder:
     def line(self) -> str:
         what = self.stage or "?"
         if not self.complete:
-            what += " (incomplete: no manifest, an attempt that did not finish)"
+            what += " (incomplete: no manifest, from an attempt that failed or was cut off)"
         return f"    {STAGES}/{self.fingerprint[:SHOWN_FINGERPRINT]}…  {what}  {human_size(self.size)}"
 
 
