@@ -160,23 +160,9 @@ def interrupts_kept(on_interrupt: Callable[[], None] = lambda: None) -> Iterator
     elsewhere the block runs as it is.
     The block gets the list of interrupts noted so far (empty: none), to tell what they caused.
     """
-    if threading.current_thread() is not threading.main_thread():
-        yield []
-        return
-    noted: list[int] = []
-    previous = signal.getsignal(signal.SIGINT)
-
-    def note(signum: int, frame: Any) -> None:
-        noted.append(signum)
-        if len(noted) > 1:  # asked twice: the user means now
-            raise KeyboardInterrupt
-        os.write(2, HELD_CTRL_C_LINE)  # not print: the main thread may be inside a print to stderr
-
-    signal.signal(signal.SIGINT, note)
-    try:
+    # os.write, not print: the main thread may be inside a print to stderr when the handler runs
+    with _interrupts_noted(on_first=lambda: os.write(2, HELD_CTRL_C_LINE)) as noted:
         yield noted
-    finally:
-        signal.signal(signal.SIGINT, previous)
     if noted:
         on_interrupt()
         raise KeyboardInterrupt
@@ -193,20 +179,32 @@ def one_more_interrupt_held() -> Iterator[None]:
     a record write to a store that stopped answering must not hold the user for its timeouts. Only the
     main thread can set a handler; elsewhere the block runs as it is.
     """
-    if threading.current_thread() is not threading.main_thread():
+    with _interrupts_noted(on_first=lambda: None):
         yield
+
+
+@contextlib.contextmanager
+def _interrupts_noted(on_first: Callable[[], object]) -> Iterator[list[int]]:
+    """During the block a Ctrl-C is noted, not raised: the first calls ``on_first``, a second raises at once.
+
+    Yields the Ctrl-Cs noted so far. Only the main thread can set a handler; elsewhere the block runs
+    as it is and nothing is noted.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield []
         return
-    extra: list[int] = []
+    noted: list[int] = []
     previous = signal.getsignal(signal.SIGINT)
 
     def note(signum: int, frame: Any) -> None:
-        extra.append(signum)
-        if len(extra) > 1:
+        noted.append(signum)
+        if len(noted) > 1:  # asked twice: the user means now
             raise KeyboardInterrupt
+        on_first()
 
     signal.signal(signal.SIGINT, note)
     try:
-        yield
+        yield noted
     finally:
         signal.signal(signal.SIGINT, previous)
 
