@@ -90,12 +90,13 @@ def named(
     args: argparse.Namespace, store: ArtifactStore, names: list[str], known: set[str]
 ) -> tuple[list[str], list[SweepParts]]:
     """The runs ``names`` stand for, and the sweeps among them: a name that is no run's id and names a sweep
-    stands for its trials (``sweep_deletion``); any other name stays, for ``check_known`` to refuse."""
-    by_sweep = trials_by_sweep(store, known)
+    stands for its trials (``sweep_deletion``); any other name stays, for ``check_known`` to refuse. The trials'
+    records are read only when a name is no run's id: deleting runs by id reads no other run's."""
+    by_sweep = trials_by_sweep(store, known) if set(names) - known else {}
     run_ids: list[str] = []
     sweeps: list[SweepParts] = []
     for name in names:
-        parts = None if name in known else sweep_parts(args, store, name, by_sweep.get(name, []))
+        parts = None if name in known else sweep_parts(args, store, name, by_sweep.get(name, {}))
         if parts is not None:
             sweeps.append(parts)
         run_ids.extend(parts.trials if parts is not None else [name])

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,33 +47,39 @@ class SweepParts:
         return f"  sweep {self.name}: its {len(self.trials)} trial run(s) below; {folders}; {mlflow_part(self.tracked)}"
 
 
-def trials_by_sweep(store: ArtifactStore, run_ids: Iterable[str]) -> dict[str, list[str]]:
-    """Sweep name -> the trials among ``run_ids`` whose record names it, in id order."""
-    found: dict[str, list[str]] = {}
+def trials_by_sweep(store: ArtifactStore, run_ids: Iterable[str]) -> dict[str, dict[str, str]]:
+    """Sweep name -> the trials among ``run_ids`` whose record names it, in id order, each with the sweep's
+    folder it recorded ("" for none)."""
+    found: dict[str, dict[str, str]] = {}
     for run_id in sorted(run_ids):
-        name = trial_sweep(store, run_id).get("sweep")
+        record = trial_sweep(store, run_id)
+        name, folder = record.get("sweep"), record.get("folder")
         if isinstance(name, str) and name:
-            found.setdefault(name, []).append(run_id)
+            found.setdefault(name, {})[run_id] = folder if isinstance(folder, str) else ""
     return found
 
 
-def sweep_parts(args: argparse.Namespace, store: ArtifactStore, name: str, trials: list[str]) -> SweepParts | None:
-    """The sweep ``name`` (its ``trials``, possibly none), or None when nothing here is that sweep.
+def sweep_parts(
+    args: argparse.Namespace, store: ArtifactStore, name: str, trials: Mapping[str, str]
+) -> SweepParts | None:
+    """The sweep ``name`` (``trials``: its trials' ids and the folders they recorded, possibly none), or None when
+    nothing here is that sweep.
 
-    Exits 2 (``ConfigError``) when its driver runs on this machine.
+    Exits 2 (``ConfigError``) when its driver runs on this machine, or when two sweeps share the name.
     """
-    folders = _folders(args, store, name, trials)
+    folders = _folders(args, name, trials.values())
     if not trials and not folders:
         return None
     _check_one_sweep(name, folders)
     _check_not_driven(name, folders)
+    ids = list(trials)
     uri = (
-        tracking_store_of(args, store, trials[0])
-        if trials
+        tracking_store_of(args, store, ids[0])
+        if ids
         else tracking_uri(RunSettings(workspace=args.workspace), TrackingSettings())
     )
     query = f"tags.`{TAG_KIND}` = 'sweep' and tags.`{TAG_SWEEP}` = '{name}'"
-    return SweepParts(name, trials, folders, tracked_runs(uri, name, default_tracking_key(args.workspace), query))
+    return SweepParts(name, ids, folders, tracked_runs(uri, name, default_tracking_key(args.workspace), query))
 
 
 def remove_folders(parts: SweepParts) -> None:
@@ -82,10 +88,9 @@ def remove_folders(parts: SweepParts) -> None:
         shutil.rmtree(folder)
 
 
-def _folders(args: argparse.Namespace, store: ArtifactStore, name: str, trials: list[str]) -> list[Path]:
+def _folders(args: argparse.Namespace, name: str, recorded: Iterable[str]) -> list[Path]:
     """The sweep's folders that exist here: those its trials recorded, and WORKSPACE/tune/NAME holding its config."""
-    recorded = {trial_sweep(store, run_id).get("folder") for run_id in trials}
-    candidates = {Path(folder) for folder in recorded if isinstance(folder, str) and folder}
+    candidates = {Path(folder) for folder in recorded if folder}
     default = resolve_workspace(RunSettings(workspace=args.workspace)) / "tune" / name
     if (default / SWEEP_CONFIG).is_file():
         candidates.add(default)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 
 import pytest
 
@@ -20,10 +19,9 @@ def test_a_name_two_sweeps_share_is_refused_naming_both(tmp_path) -> None:
     (workspace / "tune" / "s1" / "sweep-config.yaml").write_text("pipeline: crest\n")
     elsewhere.mkdir()
     store = ArtifactStore(str(workspace / "artifacts"))
-    store.write_record("runs/s1-a_00000/sweep.json", json.dumps({"sweep": "s1", "folder": str(elsewhere)}).encode())
     args = argparse.Namespace(workspace=str(workspace))
     with pytest.raises(ConfigError) as refused:
-        sweep_parts(args, store, "s1", ["s1-a_00000"])
+        sweep_parts(args, store, "s1", {"s1-a_00000": str(elsewhere)})
     message = str(refused.value)
     assert "'s1' names 2 sweeps" in message and str(elsewhere) in message and str(workspace / "tune" / "s1") in message
     assert "s1-TRIAL" in message
