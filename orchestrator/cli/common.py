@@ -103,7 +103,7 @@ def add_location_overrides(parser: argparse.ArgumentParser) -> None:
     / ``run.artifact_uri=`` under the names the other commands give them (``locations_as_overrides``).
 
     Why: `relay resume`, `relay runs`, `relay generations` and `relay submit` take these flags, and `relay run`
-    ends by printing them; `relay run CONFIG --workspace DIR` was an unrecognised argument.
+    ends by printing them; `relay run CONFIG --workspace DIR` (and `relay tune`'s) was an unrecognised argument.
     """
     parser.add_argument("--workspace", help="the workspace folder: the same as the override run.workspace=DIR")
     parser.add_argument(

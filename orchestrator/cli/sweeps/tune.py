@@ -14,7 +14,7 @@ import yaml
 
 from orchestrator.cli import temporary
 from orchestrator.cli.code_versions import log_code_versions, pipeline_code_versions
-from orchestrator.cli.common import add_cluster_address, cluster_address, pipelines_of
+from orchestrator.cli.common import add_cluster_address, add_location_overrides, cluster_address, pipelines_of
 from orchestrator.cli.pipeline_files import load_pipeline_file, overridden
 from orchestrator.cli.preflight import folder_problem
 from orchestrator.cli.run import cluster_fit, cluster_join, run_locations
@@ -286,4 +286,5 @@ def register(commands: Any) -> None:
         help="continue an interrupted sweep on the cluster it joined; trials Ray Tune recorded as finished are not rerun",
     )
     add_cluster_address(tune)
+    add_location_overrides(tune)
     tune.set_defaults(handler=cmd_tune)

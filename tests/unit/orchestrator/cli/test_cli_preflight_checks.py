@@ -368,13 +368,18 @@ def test_a_file_store_through_a_symlink_into_tmp_or_a_ray_session_is_not_advised
         assert kept is not None and f"e.g. sqlite:///{durable}/mlflow.db" in kept
 
 
-def test_relay_run_and_validate_take_the_workspace_and_store_flags_the_other_commands_take(cwd: Path, capsys) -> None:
-    """`relay run CONFIG --workspace DIR` was an unrecognised argument, while `relay run` ends by printing
+def test_relay_run_validate_and_tune_take_the_workspace_and_store_flags_the_other_commands_take(
+    cwd: Path, capsys
+) -> None:
+    """`relay run CONFIG --workspace DIR` (and `relay tune`'s) was an unrecognised argument, while `relay run` ends by printing
     `relay generations RUN --workspace DIR` and resume/runs/generations/submit take the flag."""
     afile = cwd / "afile"
     afile.write_text("not a folder")
     err = refused(["validate", str(SMOKE), "--workspace", str(afile)], cwd, capsys)
     assert f"run.workspace: {afile} is a file, not a folder" in err and f"run.workspace={afile}" in err, err
+    sweep = ["tune", str(SMOKE), "tune.space={train.lr: {grid: [0.01]}}", "tune.metric=evaluate/balanced_accuracy"]
+    assert f"run.workspace: {afile} is a file" in refused([*sweep, "--workspace", str(afile)], cwd, capsys)
+    assert f"run.artifact_uri: {afile} is a file" in refused([*sweep, "--artifact-uri", str(afile)], cwd, capsys)
     workspace, store = cwd / "ws", cwd / "elsewhere"
     argv = ["run", str(SMOKE), LOCAL, "--workspace", str(workspace), "--artifact-uri", str(store)]
     assert main([*argv, "--run-id", "flags", "--stop-after", "data/split"]) == 0
