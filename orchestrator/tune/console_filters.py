@@ -1,8 +1,9 @@
-"""Ray Tune's console lines a Relay user cannot act on, kept off the console while a sweep fits.
+"""Ray Tune's console lines a Relay user cannot act on, kept off the console (or cut to one line) while a sweep fits.
 
-Each names Ray Tune's own ways on (``Tuner.restore``, ``reuse_actors``) or a missing result file
-that Relay's trials table already explains; Relay prints its own way on instead. Apart from the sweep
-because each is a filter on one of Ray Tune's loggers or warnings, with the line it drops.
+Each names Ray Tune's own ways on (``Tuner.restore``, ``reuse_actors``), a missing result file
+that Relay's trials table already explains, or a failed trial's traceback through Ray's own frames;
+Relay prints its own way on instead. Apart from the sweep because each is a filter on one of Ray
+Tune's loggers or warnings, with the line it drops.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import warnings
 from collections.abc import Iterator
 
 from orchestrator.engine.ray_start_log import filtered
+from orchestrator.tune.trial_failures import failure_line
 
 RAY_TUNE_LOGGER = "ray.tune.tune"  # the logger of Ray Tune's run loop (its module's name)
 RESTORE_ADVICE = "Resume experiment with:"  # Ray Tune's warning after a Ctrl-C: "... Tuner.restore(path=...)"
@@ -80,4 +82,33 @@ def no_reuse_actors_advice() -> Iterator[None]:
     """
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=re.escape(REUSE_ACTORS_ADVICE), category=UserWarning)
+        yield
+
+
+CONTROLLER_LOGGER = "ray.tune.execution.tune_controller"  # the logger of Ray Tune's trial controller
+TRIAL_TASK_FAILED = "Trial task failed for trial"  # its error for each failed attempt of a trial, traceback attached
+
+
+class _OneLineTrialFailures(logging.Filter):
+    """Cuts Ray Tune's `Trial task failed for trial X` error to one line: the trial's own error, without the traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if error is not None and record.getMessage().startswith(TRIAL_TASK_FAILED):
+            record.msg, record.args = f"{record.getMessage()}: {failure_line(error)}", ()
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+@contextlib.contextmanager
+def one_line_trial_failures() -> Iterator[None]:
+    """Print each failed attempt of a trial as one line naming its error, not as Ray's 50-line traceback.
+
+    Why: Ray Tune logs every failed attempt with the traceback of its own ``ray.get`` and trainable
+    frames around the trial's error, about 50 lines each, three times for a trial it retries twice;
+    the error a user acts on (``loss is nan ... Lower the learning rate``) was one line lost among
+    them. The whole traceback stays in the trial's error.txt, which Relay names when the sweep ends
+    (``say_where_errors_are``), and a trial's own failure still prints its traceback from the trial.
+    """
+    with filtered(_OneLineTrialFailures(), CONTROLLER_LOGGER):
         yield

@@ -22,7 +22,12 @@ from orchestrator.engine.signals import interrupts_kept
 from orchestrator.errors import ArtifactError
 from orchestrator.tracking.common import TAG_STATUS
 from orchestrator.tracking.sweeps import SweepTracker
-from orchestrator.tune.console_filters import no_fetch_failures, no_restore_advice, no_reuse_actors_advice
+from orchestrator.tune.console_filters import (
+    no_fetch_failures,
+    no_restore_advice,
+    no_reuse_actors_advice,
+    one_line_trial_failures,
+)
 from orchestrator.tune.plan import SweepPlan, fit_concurrency, left_out_note
 from orchestrator.tune.schedulers import make_scheduler
 from orchestrator.tune.space import param_space, shuffled_grid, total_trials
@@ -205,7 +210,7 @@ def run_sweep(plan: SweepPlan, resume: bool, sweep_tracker: SweepTracker) -> tup
                 address=plan.ray_address, num_cpus=plan.num_cpus, object_store_memory=plan.object_store_memory
             )
             tuner, trials = _sized_tuner(plan, resume)
-        with no_restore_advice(), no_reuse_actors_advice(), no_fetch_failures():
+        with no_restore_advice(), no_reuse_actors_advice(), no_fetch_failures(), one_line_trial_failures():
             try:
                 grid = tuner.fit()  # Ray Tune takes Ctrl-C from here: it saves the sweep's state and returns
             except SystemExit:  # SIGTERM: Ray's handler raises it; close the trials first, a job's stop waits 3 s
@@ -235,15 +240,18 @@ def run_sweep(plan: SweepPlan, resume: bool, sweep_tracker: SweepTracker) -> tup
 
 
 def say_where_errors_are(rows: Sequence[TrialRow]) -> None:
-    """Name the error file in the sweep's folder of each trial that failed (retried or not).
+    """Name the error file in the sweep's folder of each trial that failed (retried or not), and why one that
+    ended failed did.
 
     Why: Ray Tune prints each failed trial's `error.txt` under /tmp/ray/session_*, its temporary
-    session folder; the copy that lasts is in the trial's folder under the sweep's `ray/`.
+    session folder; the copy that lasts is in the trial's folder under the sweep's `ray/`. Why the
+    cause: the sweep's last lines said a trial failed, and its reason was only in the file or far up.
     """
     for row in rows:
         if row.error_file is not None:
             ended = "failed" if row.status == "error" else "failed at least once (retried)"
-            logger.warning("trial %s %s; its error is in %s", row.trial_id, ended, row.error_file)
+            cause = f" ({row.error})" if row.status == "error" and row.error else ""
+            logger.warning("trial %s %s%s; its error is in %s", row.trial_id, ended, cause, row.error_file)
 
 
 # What a cut-off trial's ledger says: RUNNING mid-generation, STOPPED between two.

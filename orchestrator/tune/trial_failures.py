@@ -46,6 +46,16 @@ def keep_failure(store: ArtifactStore, run_id: str, session: str, error: BaseExc
         logger.warning("could not keep the trial's failure for its retries: %s", unwritable)
 
 
+def failure_line(error: BaseException) -> str:
+    """A trial's failure in one line, ``Type: first line of its message``; a RayTaskError stands for the trial's
+    own error (its ``cause``), whose message Ray prefixes with the remote traceback."""
+    from ray.exceptions import RayTaskError  # called while a sweep runs: Ray is imported by then
+
+    shown = error.cause if isinstance(error, RayTaskError) and isinstance(error.cause, BaseException) else error
+    lines = str(shown).strip().splitlines()
+    return f"{type(shown).__name__}: {lines[0]}" if lines else type(shown).__name__
+
+
 def refuse_repeat(store: ArtifactStore, run_id: str, session: str) -> None:
     """Raise ``RepeatedTrialFailure`` when an earlier attempt of this trial in ``session`` failed for good."""
     raw = store.read_record(record_path(run_id, FAILED_FOR_GOOD))

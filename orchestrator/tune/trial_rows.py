@@ -20,6 +20,7 @@ from orchestrator.errors import ArtifactError
 from orchestrator.tune.plan import SweepPlan
 from orchestrator.tune.space import clip_values
 from orchestrator.tune.trial import TrialState
+from orchestrator.tune.trial_failures import failure_line
 
 
 @dataclass
@@ -33,6 +34,7 @@ class TrialRow:
     status: str  # completed | stopped early | error | interrupted | unfinished
     started: int | None = None  # the trial's number in the order Ray Tune started trials (None: not known)
     error_file: str | None = None  # its error.txt in the sweep's folder, when it failed (and maybe was retried)
+    error: str | None = None  # why it failed, one line (``failure_line``), when it ended failed
 
     def final(self) -> float | None:
         return self.by_generation[max(self.by_generation)] if self.by_generation else None
@@ -72,8 +74,9 @@ def trial_row(plan: SweepPlan, result: Any, sampled: Mapping[str, Any] | None = 
     values = clip_values({k: config[k] for k in plan.settings.space if k in config}, plan.settings.space)
     status = _status(plan, result, by_generation)
     started = start_number(result, trial_id)
+    error = failure_line(result.error) if result.error is not None else None
     return TrialRow(
-        trial_id, f"{plan.name}-{trial_id}", values, by_generation, status, started, error_file(plan, result)
+        trial_id, f"{plan.name}-{trial_id}", values, by_generation, status, started, error_file(plan, result), error
     )
 
 

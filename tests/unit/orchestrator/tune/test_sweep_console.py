@@ -124,7 +124,8 @@ def test_a_failed_trials_error_file_is_named_in_the_sweeps_folder(
     assert [row.status for row in rows] == ["error", "completed", "completed"]
     said = [record.getMessage() for record in caplog.records if record.name == sweep.__name__]
     assert said == [
-        f"trial abcde_00000 failed; its error is in {sweep_plan.experiment_path / failed.name / 'error.txt'}",
+        f"trial abcde_00000 failed (RuntimeError: worker died); its error is in "
+        f"{sweep_plan.experiment_path / failed.name / 'error.txt'}",
         f"trial abcde_00001 failed at least once (retried); its error is in "
         f"{sweep_plan.experiment_path / retried.name / 'error.txt'}",
     ]
