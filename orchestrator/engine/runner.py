@@ -280,11 +280,15 @@ class Runner:
         return fp
 
     def _await_twin(self, st: RunState, stage: Stage, fp: str) -> None:
-        """Leave ``stage`` pending while another run computes it; said once, when the wait starts."""
+        """Leave ``stage`` pending while another run computes it; said once, when the wait starts.
+
+        Said as a warning: a sweep's trials print warnings only, and a trial that sat waiting for another's
+        stage said nothing on the sweep's console (its INFO lines are not shown there).
+        """
         if stage.name in st.twins:
             return
         st.twins.add(stage.name)
-        logger.info(
+        logger.warning(
             "%s waits: another run is computing the same stage (fingerprint %s, %s); "
             "its result will be this run's cache hit",
             stage.name,

@@ -89,6 +89,8 @@ def test_a_stage_another_run_computes_is_waited_for_then_a_cache_hit(tmp_path, c
     assert summary.stages["data"].state is StageState.CACHED
     assert CALLS == ["g00/train", "g00/evaluate"]
     assert caplog.text.count("data waits") == 1  # said once, not at every look
+    (said,) = [record for record in caplog.records if "data waits" in record.getMessage()]
+    assert said.levelno == logging.WARNING  # a sweep's console shows a trial's warnings, not its INFO lines
 
 
 def test_a_stage_whose_twin_ended_without_a_result_is_computed_here(tmp_path, caplog) -> None:
