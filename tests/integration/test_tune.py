@@ -343,6 +343,7 @@ def test_sigterm_closes_the_sweep_and_its_open_trials_as_killed(tmp_path: Path) 
         process.wait(timeout=240)
     output = log.read_text()
     assert "sweep terminated (SIGTERM); continue it with:" in output and "--resume" in output, output[-3000:]
+    assert process.returncode == 143, "128 + SIGTERM, as relay run ends and as timeout and schedulers expect"
     (sweep_run,) = mlflow_runs(workspace, "tags.`relay.kind` = 'sweep'")
     assert sweep_run.info.status == "KILLED"
     trials = mlflow_runs(workspace, "tags.`relay.kind` = 'pipeline'")

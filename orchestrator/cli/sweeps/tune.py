@@ -38,6 +38,7 @@ from orchestrator.cli.sweeps.sweep_results import (
     write_sweep_outputs,
 )
 from orchestrator.config import ARTIFACT_URI_ENV, TRACKING_URI_ENV, RunSettings
+from orchestrator.engine.signals import Terminated, terminated_by_signal
 from orchestrator.errors import ConfigError
 from orchestrator.tracking.sweeps import SweepTracker
 from orchestrator.tune.plan import SweepPlan, plan_sweep, with_sweep_run
@@ -151,6 +152,8 @@ def _searched(
         raise
     except SystemExit:  # SIGTERM (`relay stop` of a sweep's job, `kill`): Ray's handler raises it inside the loop
         terminated(args, plan, sweeps)
+        if terminated_by_signal():  # exit 143 as `relay run` ends: inside a Ray call it came out as SystemExit(1)
+            raise Terminated() from None
         raise
     except BaseException:
         sweeps.finish("FAILED", {}, {}, [])
