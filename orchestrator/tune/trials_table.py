@@ -14,6 +14,8 @@ from typing import Any
 from orchestrator.tracking.report import text_table
 from orchestrator.tune.trial_rows import OPEN, TrialRow, in_start_order
 
+FAILED = "error"  # a failed trial's status in the table
+
 
 def best_row(rows: Sequence[TrialRow], mode: str) -> TrialRow | None:
     """The best final value among the trials that got furthest (all generations, unless none did).
@@ -25,8 +27,11 @@ def best_row(rows: Sequence[TrialRow], mode: str) -> TrialRow | None:
 
     Why: a Ctrl-C in a sweep's first trial wrote a best.yaml that named that trial its best, two lines
     above "sweep interrupted after 0 of 6 trials"; its metric was a partial one of a trial `--resume` reruns.
+    A trial that failed is never the best, whatever it scored before (a learning rate that scored well
+    at generation 0 and diverged at 1 beat the trials a scheduler stopped there), nor one whose final
+    value is NaN (it won under max and min alike).
     """
-    scored = [row for row in rows if row.by_generation]
+    scored = [row for row in rows if row.by_generation and row.status != FAILED and not math.isnan(row.final())]
     if not any(row.status not in OPEN for row in scored):
         return None
     furthest = max(len(row.by_generation) for row in scored)
@@ -41,7 +46,10 @@ def tied_with(rows: Sequence[TrialRow], best: TrialRow) -> list[TrialRow]:
     return [
         row
         for row in rows
-        if row is not best and len(row.by_generation) == len(best.by_generation) and row.final() == best.final()
+        if row is not best
+        and row.status != FAILED
+        and len(row.by_generation) == len(best.by_generation)
+        and row.final() == best.final()
     ]
 
 

@@ -131,7 +131,8 @@ def sweep_status(done: bool, scored: bool) -> str:
 def print_ending(args: argparse.Namespace, plan: SweepPlan, done: bool, scored: bool) -> int:
     """How to continue an interrupted sweep, or how to run the best config; the exit code.
 
-    A sweep none of whose trials reported the metric has no best.yaml: it failed (exit 1), and says
+    A sweep none of whose trials reported the metric (or none that did and did not fail) has no best.yaml:
+    it failed (exit 1), and says
     where each trial's error is. One interrupted before any scored trial ended has none yet either
     (``trials_table.best_row``), and says so beside the way on.
     """
@@ -141,7 +142,8 @@ def print_ending(args: argparse.Namespace, plan: SweepPlan, done: bool, scored: 
         return EXIT_INTERRUPTED  # trials left unfinished: Ctrl-C (errors end a trial, they do not leave it open)
     if not scored:
         print(
-            f"\nno trial reported {plan.settings.metric}, so there is no best config; each trial's error is in its "
+            f"\nno trial reported {plan.settings.metric} and ended without an error, so there is no best config; "
+            "each trial's error is in its "
             f"error.txt under {plan.experiment_path}",
             file=sys.stderr,
         )

@@ -16,7 +16,7 @@ from orchestrator.tune.space import best_config, clip_values, param_space, total
 from orchestrator.tune.trial import TrialState, ending_status, scheduled_pipeline
 from orchestrator.tune.trial_fit import trial_fit_problem
 from orchestrator.tune.trial_rows import TrialRow, trial_row
-from orchestrator.tune.trials_table import best_row, trials_table
+from orchestrator.tune.trials_table import best_row, tied_with, trials_table
 from pipelines.builders import crest
 from pipelines.registry import PIPELINES
 
@@ -233,6 +233,19 @@ def test_best_row_compares_trials_that_ran_every_generation() -> None:
     assert best_row([], "max") is None
     table = trials_table(rows, [], 2, rows[2])
     assert "c *" in table and "stopped early" in table and "0.7" in table
+
+
+def test_a_trial_that_failed_or_ended_on_nan_is_never_the_best() -> None:
+    """A learning rate that scored best at generation 0 and diverged at 1 was named best over the trials a
+    scheduler stopped at 0; a NaN final value won under max and min alike."""
+    diverged = TrialRow("a", "s-a", {}, {0: 0.9}, "error")
+    nan = TrialRow("n", "s-n", {}, {0: float("nan")}, "stopped early")
+    stopped = TrialRow("b", "s-b", {}, {0: 0.5}, "stopped early")
+    tied = TrialRow("t", "s-t", {}, {0: 0.5}, "error")
+    assert best_row([diverged, nan, stopped, tied], "max").trial_id == "b"
+    assert best_row([diverged, nan, stopped, tied], "min").trial_id == "b"
+    assert tied_with([diverged, nan, stopped, tied], stopped) == []
+    assert best_row([diverged, nan], "max") is None
 
 
 def test_trials_csv_keeps_its_columns_when_a_choice_is_a_list(tmp_path: Path) -> None:
