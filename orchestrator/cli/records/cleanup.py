@@ -240,7 +240,9 @@ def carry_out(store: ArtifactStore, plan: DeletePlan) -> int:
         store.delete_folder(f"{RUNS}/{run_id}")
         tracked = plan.tracked[run_id]
         print(f"deleted run {run_id}: its record and {len(tracked.runs)} MLflow run(s)")
+    swept = 0
     for sweep in plan.sweeps:
+        swept += sweep.size()
         delete_tracked(sweep.tracked)
         remove_folders(sweep)
         print(f"deleted sweep {sweep.name}: {len(sweep.folders)} folder(s) and {len(sweep.tracked.runs)} MLflow run(s)")
@@ -248,7 +250,8 @@ def carry_out(store: ArtifactStore, plan: DeletePlan) -> int:
     for folder in folders:
         for path in folder.paths():
             store.delete_folder(path)
-    print(f"removed {len(folders)} stage folder(s), {human_size(_total(folders))} freed")
+    sweeps = " and the sweeps' folders" if plan.sweeps else ""
+    print(f"removed {len(folders)} stage folder(s){sweeps}, {human_size(_total(folders) + swept)} freed")
     tracked_all = [*plan.tracked.values(), *(sweep.tracked for sweep in plan.sweeps)]
     for uri in sorted({tracked.uri for tracked in tracked_all if tracked.runs}):
         print(MLFLOW_UNDO.format(uri=shlex.quote(uri)))

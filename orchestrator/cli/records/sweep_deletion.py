@@ -3,8 +3,8 @@
 Why: a sweep's trials are runs of their own (`relay runs` lists each), so deleting a sweep meant typing
 every trial's id, and the sweep's own MLflow run and its folder (Ray Tune's state, trials.csv,
 best.yaml) had no way out at all. A name that is no run's id is read as a sweep when trials' records
-name it as theirs, or when the workspace's ``tune/NAME/`` holds a sweep's config (a sweep stopped
-before its first trial). Its trials are deleted as runs are (with the stage folders no other run
+name it as theirs, or when the workspace's ``tune/NAME/`` holds a sweep's config or is empty (a sweep
+stopped before its first trial). Its trials are deleted as runs are (with the stage folders no other run
 uses), its MLflow sweep run is marked deleted, and its folders are removed. A sweep whose driver runs
 on this machine (it holds its folder locked) is refused, as a running run is.
 """
@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from orchestrator.cli.records.mlflow_runs import TrackedRuns, mlflow_part, tracked_runs, tracking_store_of
+from orchestrator.cli.records.stage_folders import human_size
 from orchestrator.cli.records.trials import trial_sweep
 from orchestrator.cli.records.workspace import default_tracking_key
 from orchestrator.cli.sweeps.sweep_folder import SWEEP_CONFIG
@@ -37,10 +38,14 @@ class SweepParts:
     folders: list[Path]  # the sweep's folders on this machine (its --output, or WORKSPACE/tune/NAME)
     tracked: TrackedRuns  # its MLflow sweep run (the trials' own are the trials' part)
 
+    def size(self) -> int:
+        """The bytes in the sweep's folders: `relay delete` counts them among what it frees."""
+        return sum(path.stat().st_size for folder in self.folders for path in folder.rglob("*") if path.is_file())
+
     def line(self) -> str:
         folders = (
             f"its folder {', '.join(f'{folder}/' for folder in self.folders)} (Ray Tune's state, the sweep's tables "
-            "and best config)"
+            f"and best config; {human_size(self.size())})"
             if self.folders
             else "no folder of it on this machine"
         )
@@ -89,10 +94,11 @@ def remove_folders(parts: SweepParts) -> None:
 
 
 def _folders(args: argparse.Namespace, name: str, recorded: Iterable[str]) -> list[Path]:
-    """The sweep's folders that exist here: those its trials recorded, and WORKSPACE/tune/NAME holding its config."""
+    """The sweep's folders that exist here: those its trials recorded, and WORKSPACE/tune/NAME holding its config,
+    or nothing at all (a sweep interrupted before its first trial leaves it empty, its MLflow run KILLED)."""
     candidates = {Path(folder) for folder in recorded if folder}
     default = resolve_workspace(RunSettings(workspace=args.workspace)) / "tune" / name
-    if (default / SWEEP_CONFIG).is_file():
+    if (default / SWEEP_CONFIG).is_file() or (default.is_dir() and not any(default.iterdir())):
         candidates.add(default)
     return sorted(folder for folder in candidates if folder.is_dir())
 
