@@ -7,6 +7,7 @@ generations a trial (or the trial PBT cloned) already ran are cache hits.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import logging
@@ -42,7 +43,8 @@ PAUSED = "PAUSED"
 
 @dataclass
 class TrialState:
-    """A trial's schedule: segments of (first generation, values), the next generation to run, and what it reported.
+    """A trial's schedule: segments of (first generation, values), the next generation to run, what it reported,
+    and the trial that ran it.
 
     ``reported`` (generation -> metric value) is what the trials table falls back on: Ray Tune
     keeps a trial's results in files it syncs to the sweep's folder every 10 s or more, and when a
@@ -51,33 +53,45 @@ class TrialState:
     the tests listed its best trial as stopped early after one generation; reproduced with
     TUNE_GLOBAL_CHECKPOINT_S=20). The checkpoint is written straight to storage with each
     report, so it never lags.
+
+    ``trial_id``: the trial whose checkpoint this is. After a PBT exploit a trial starts from another
+    trial's checkpoint, and its generations so far are that trial's lineage (``run_trial``); "" in a
+    checkpoint written before it was kept.
     """
 
     segments: list[tuple[int, dict[str, Any]]]
     next_generation: int = 0
     reported: dict[int, float] = field(default_factory=dict)
+    trial_id: str = ""
 
     def continue_with(self, values: Mapping[str, Any]) -> TrialState:
         """New values (a PBT mutation) apply from the next generation on; earlier ones keep theirs."""
         if self.segments and self.segments[-1][1] == dict(values):
             return self
         kept = [(start, v) for start, v in self.segments if start < self.next_generation]
-        return TrialState(kept + [(self.next_generation, dict(values))], self.next_generation, dict(self.reported))
+        segments = kept + [(self.next_generation, dict(values))]
+        return TrialState(segments, self.next_generation, dict(self.reported), self.trial_id)
 
     def after(self, generation: int, value: float) -> TrialState:
         """The state once ``generation`` has run and reported ``value``."""
-        return TrialState(self.segments, generation + 1, {**self.reported, generation: value})
+        return TrialState(self.segments, generation + 1, {**self.reported, generation: value}, self.trial_id)
 
     def to_json(self) -> str:
         return json.dumps(
-            {"segments": self.segments, "next_generation": self.next_generation, "reported": self.reported}
+            {
+                "segments": self.segments,
+                "next_generation": self.next_generation,
+                "reported": self.reported,
+                "trial_id": self.trial_id,
+            }
         )
 
     @staticmethod
     def from_json(text: str) -> TrialState:
         data = json.loads(text)
         reported = {int(g): float(v) for g, v in data.get("reported", {}).items()}  # absent before it was kept
-        return TrialState([(int(s), dict(v)) for s, v in data["segments"]], int(data["next_generation"]), reported)
+        segments = [(int(s), dict(v)) for s, v in data["segments"]]
+        return TrialState(segments, int(data["next_generation"]), reported, str(data.get("trial_id") or ""))
 
     @staticmethod
     def from_checkpoint(checkpoint: Any) -> TrialState:
@@ -135,8 +149,11 @@ def run_trial(config: dict[str, Any], plan: SweepPlan, mlflow_level: str = "WARN
     quiet_mlflow_logs(mlflow_level)
     quiet_checkpoint_lines()
     values = clip_values({key: config[key] for key in plan.settings.space}, plan.settings.space)
-    state = _load_state(tune.get_checkpoint(), values)
     trial_id = tune.get_context().get_trial_id()
+    checkpoint = tune.get_checkpoint()
+    state = _load_state(checkpoint, values)
+    copied = checkpoint is not None and state.trial_id != trial_id  # a PBT exploit's, or one from before it was kept
+    state = dataclasses.replace(state, trial_id=trial_id)
     run_id = f"{plan.name}-{trial_id}"
     store = ArtifactStore(plan.store_uri)
     refuse_repeat(store, run_id, plan.session)
@@ -155,6 +172,8 @@ def run_trial(config: dict[str, Any], plan: SweepPlan, mlflow_level: str = "WARN
         Runner, store, RayExecutor(), tracker, plan.code_version, seed, continued_by=TRIAL_CONTINUED_BY
     )
     try:
+        if copied:
+            _record_lineage(runner_for, pipeline, run_id, plan, state.next_generation)
         for generation in range(state.next_generation, plan.generations):
             value = _run_generation(runner_for, pipeline, run_id, plan, generation)
             state = state.after(generation, value)
@@ -211,6 +230,21 @@ def _load_state(checkpoint: Any, values: Mapping[str, Any]) -> TrialState:
     if checkpoint is None:
         return TrialState([(0, dict(values))])
     return TrialState.from_checkpoint(checkpoint).continue_with(values)
+
+
+def _record_lineage(
+    runner_for: Callable[[Path], Runner], pipeline: Pipeline, run_id: str, plan: SweepPlan, generations: int
+) -> None:
+    """Run the metric stage of each of the first ``generations`` (cache hits), so the trial's records are its lineage's.
+
+    Why: after a PBT exploit the trial goes on from another trial's checkpoint and runs only what its
+    next report needs: the training stages of earlier generations (upstream of it) but not their
+    metric stages. Its ledger, `relay generations`, `relay runs` and its MLflow generation runs kept
+    the scores of the lineage PBT threw away, beside the copied lineage's training stages. The trial
+    it copied computed those stages, so each is found in the artifact cache by its fingerprint.
+    """
+    for generation in range(generations):
+        _run_generation(runner_for, pipeline, run_id, plan, generation)
 
 
 def _run_generation(
