@@ -121,8 +121,6 @@ def main(argv: list[str] | None = None, pipelines: Mapping[str, PipelineSpec] | 
     torch's, Ray's and MLflow's module graphs) cost 3-5 s more.
     """
     args = parse_arguments(build_parser(), argv)
-    if getattr(args, "locations_as_overrides", False):
-        locations_as_overrides(args)
     args.pipelines = pipelines
     configure_logging(args.verbose)
     try:
@@ -163,6 +161,8 @@ def exit_now(code: int) -> None:
 def _dispatch(args: argparse.Namespace) -> int:
     """The command's exit code; bad input and failures become messages, not tracebacks."""
     try:
+        if getattr(args, "locations_as_overrides", False):
+            locations_as_overrides(args)
         return args.handler(args)
     except InputError as exc:  # a config, an argument, a path, a setting: checked before anything was written
         print(f"relay: {exc}", file=sys.stderr)

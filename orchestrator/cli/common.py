@@ -114,9 +114,25 @@ def add_location_overrides(parser: argparse.ArgumentParser) -> None:
 
 def locations_as_overrides(args: argparse.Namespace) -> None:
     """Add ``--workspace`` / ``--artifact-uri`` to ``args.overrides`` as the config keys they stand for (last: they
-    win over the file, as any override does, and a problem with them names the override)."""
-    flags = (("run.workspace", args.workspace), ("run.artifact_uri", args.artifact_uri))
-    args.overrides = [*args.overrides, *(f"{key}={value}" for key, value in flags if value is not None)]
+    win over the file, as any override does, and a problem with them names the override).
+
+    A flag beside the override of its own key is refused (exit 2) naming both as typed: the check of keys
+    given twice named an override `run.workspace=` the user never wrote, in the reverse order.
+    """
+    flags = (
+        ("run.workspace", "--workspace", args.workspace),
+        ("run.artifact_uri", "--artifact-uri", args.artifact_uri),
+    )
+    twice = [
+        f"{flag}: given beside the override {given}, which sets the same key; keep one of them"
+        for key, flag, value in flags
+        if value is not None
+        for given in args.overrides
+        if given.partition("=")[0].strip() == key
+    ]
+    if twice:
+        raise ConfigError(twice, "the command line")
+    args.overrides = [*args.overrides, *(f"{key}={value}" for key, _, value in flags if value is not None)]
 
 
 def add_artifact_uri(parser: argparse.ArgumentParser) -> None:

@@ -380,6 +380,8 @@ def test_relay_run_validate_and_tune_take_the_workspace_and_store_flags_the_othe
     sweep = ["tune", str(SMOKE), "tune.space={train.lr: {grid: [0.01]}}", "tune.metric=evaluate/balanced_accuracy"]
     assert f"run.workspace: {afile} is a file" in refused([*sweep, "--workspace", str(afile)], cwd, capsys)
     assert f"run.artifact_uri: {afile} is a file" in refused([*sweep, "--artifact-uri", str(afile)], cwd, capsys)
+    both = refused(["validate", str(SMOKE), "--workspace", str(cwd / "a"), f"run.workspace={cwd / 'b'}"], cwd, capsys)
+    assert f"--workspace: given beside the override run.workspace={cwd / 'b'}" in both, both  # not a key given twice
     workspace, store = cwd / "ws", cwd / "elsewhere"
     argv = ["run", str(SMOKE), LOCAL, "--workspace", str(workspace), "--artifact-uri", str(store)]
     assert main([*argv, "--run-id", "flags", "--stop-after", "data/split"]) == 0
