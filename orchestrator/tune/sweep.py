@@ -8,9 +8,10 @@ runs after the restore.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +19,9 @@ from orchestrator.config import TuneSettings, validate_config
 from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.engine.ledger import RunStatus, read_ledger, write_ledger
 from orchestrator.engine.ray_executor import RayExecutor
+from orchestrator.engine.ray_start_log import filtered
 from orchestrator.engine.signals import interrupts_kept
-from orchestrator.errors import ArtifactError
+from orchestrator.errors import ArtifactError, RelayError
 from orchestrator.tracking.common import TAG_STATUS
 from orchestrator.tracking.sweeps import SweepTracker
 from orchestrator.tune.console_filters import (
@@ -76,7 +78,8 @@ def make_tuner(plan: SweepPlan, concurrency: int, resume: bool) -> Any:
     )
     if resume:  # the restored sweep keeps the RunConfig it started with
         os.environ.setdefault(NO_AUTO_LOGGERS, "1")
-        return tune.Tuner.restore(str(plan.experiment_path), trainable, resume_unfinished=True, resume_errored=True)
+        with resume_failure_said(plan, resume):
+            return tune.Tuner.restore(str(plan.experiment_path), trainable, resume_unfinished=True, resume_errored=True)
     settings = plan.settings
     trials = total_trials(settings)
     search = make_search(settings, settings.seed, concurrency)  # plan_sweep has filled in the config's seed
@@ -138,9 +141,19 @@ def result_file_loggers() -> list[Any]:
 
 
 def can_resume(plan: SweepPlan) -> bool:
-    from ray import tune
+    """Whether Ray Tune saved the sweep's state (``experiment_state-*.json``), which ``Tuner.restore`` goes on from.
 
-    return plan.experiment_path.exists() and tune.Tuner.can_restore(str(plan.experiment_path))
+    Why not ``Tuner.can_restore`` alone: it looks for tuner.pkl, which ``tune.Tuner(...)`` writes as
+    soon as it is built, before Ray Tune saves any state. A start cut off then (a Ctrl-C as Ray started,
+    a kill) was taken for a sweep: its `--resume` ended in Ray Tune's traceback (it restarted the sweep
+    from tuner.pkl alone and failed on the grid: KeyError: 'train.lr'), and a new start was refused.
+    """
+    from ray import tune
+    from ray.tune.execution.tune_controller import TuneController
+
+    path = plan.experiment_path
+    saved = path.is_dir() and any(path.glob(TuneController.CKPT_FILE_TMPL.format("*")))
+    return saved and tune.Tuner.can_restore(str(path))
 
 
 def sweeps_in(output: Path) -> list[str]:
@@ -212,7 +225,8 @@ def run_sweep(plan: SweepPlan, resume: bool, sweep_tracker: SweepTracker) -> tup
             tuner, trials = _sized_tuner(plan, resume)
         with no_restore_advice(), no_reuse_actors_advice(), no_fetch_failures(), one_line_trial_failures():
             try:
-                grid = tuner.fit()  # Ray Tune takes Ctrl-C from here: it saves the sweep's state and returns
+                with resume_failure_said(plan, resume):
+                    grid = tuner.fit()  # Ray Tune takes Ctrl-C from here: it saves the sweep's state and returns
             except SystemExit:  # SIGTERM: Ray's handler raises it; close the trials first, a job's stop waits 3 s
                 sweep_tracker.close_open_trials({TAG_STATUS: RunStatus.INTERRUPTED})
                 raise
@@ -237,6 +251,55 @@ def run_sweep(plan: SweepPlan, resume: bool, sweep_tracker: SweepTracker) -> tup
             interrupted=row.status in OPEN,
         )
     return rows, done
+
+
+@contextlib.contextmanager
+def resume_failure_said(plan: SweepPlan, resume: bool) -> Iterator[None]:
+    """On `--resume`, an error Ray Tune raises as it restores or goes on with the sweep becomes one message naming
+    the sweep's saved state, why Ray Tune could not go on from it, and the ways on (RelayError: exit 1).
+
+    Why: a restore Ray Tune could not carry out ended `relay tune --resume` in Ray Tune's raw
+    tracebacks (its unreadable state's, then some 40 lines of its frames ending in ``KeyError:
+    'train.lr'`` as it restarted the sweep from tuner.pkl), naming neither the sweep nor what to do.
+    ``relay -v`` keeps the tracebacks. A new sweep's errors pass as they are: no saved state is involved.
+    """
+    if not resume:
+        yield
+        return
+    unreadable = _RestoreFailureKept()
+    try:
+        with filtered(unreadable, RESTORE_LOGGER):
+            yield
+    except RelayError:
+        raise
+    except Exception as exc:
+        logger.debug("Ray Tune's traceback of the failed resume of sweep %s", plan.name, exc_info=True)
+        cause = unreadable.cause or exc
+        raise RelayError(
+            f"sweep {plan.name}: Ray Tune could not go on from the sweep's saved state at {plan.experiment_path}: "
+            f"{type(cause).__name__}: {cause}; `relay -v tune ...` shows Ray Tune's traceback. To run the sweep "
+            "afresh, start it without resuming under another tune.name or in another --output DIR"
+        ) from exc
+
+
+RESTORE_LOGGER = "ray.tune.execution.tune_controller"  # the logger of Ray Tune's controller, which restores a sweep
+RESTORE_FAILED = "Failed to restore the run state."  # its error when it cannot read the saved state; it then restarts
+
+
+class _RestoreFailureKept(logging.Filter):
+    """Keeps the error behind Ray Tune's `Failed to restore the run state.`, for Relay's message to name; the line
+    itself stays on the console, its traceback only with ``relay -v``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cause: BaseException | None = None
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.getMessage() == RESTORE_FAILED and record.exc_info:
+            self.cause = record.exc_info[1]
+            if not logger.isEnabledFor(logging.DEBUG):
+                record.exc_info, record.exc_text = None, None
+        return True
 
 
 def say_where_errors_are(rows: Sequence[TrialRow]) -> None:

@@ -81,8 +81,7 @@ def check_resume(args: argparse.Namespace, plan: SweepPlan, exists: bool, flag: 
         return
     if args.resume:
         output = Path(plan.output)
-        held = sorted(entry.name for entry in output.iterdir()) if output.is_dir() else []
-        started = f" (its start at {output} never got to a trial)" if never_started(held) else ""
+        started = f" (its start at {output} never got to a trial)" if never_started(output, plan.name) else ""
         hint = f"nothing to resume at {plan.experiment_path}{started}; start it without {flag}"
     elif args.output:
         hint = (
@@ -108,7 +107,7 @@ def check_output_free(
     """
     output = Path(plan.output)
     held = sorted(entry.name for entry in output.iterdir()) if output.is_dir() and not sweep_there else []
-    if not held or never_started(held):
+    if not held or never_started(output, plan.name):
         return
     where = "the command line" if args.output else args.config
     if held_sweeps:
@@ -130,14 +129,37 @@ def check_output_free(
 SWEEP_CONFIG = "sweep-config.yaml"  # the config and overrides a sweep started with, beside its results
 
 
-def never_started(held: Sequence[str]) -> bool:
-    """Whether a sweep folder without Ray Tune state holds only the files a start writes before its first trial.
+def never_started(output: Path, name: str) -> bool:
+    """Whether a sweep folder holds only what sweep ``name``'s start writes before its first trial: its
+    sweep-config.yaml and sweep-stores.json, and its ``ray/NAME`` where Ray Tune saved no state yet.
 
     Why: a sweep whose start failed (its cluster could not be joined) left its sweep-config.yaml and
     sweep-stores.json, and the same command run again was refused as a folder of files "not a
-    sweep's"; they are this sweep's, and no trial ran, so a new start writes them afresh.
+    sweep's"; they are this sweep's, and no trial ran, so a new start writes them afresh. Why ``ray/``:
+    ``tune.Tuner(...)`` writes ray/NAME/tuner.pkl as soon as it is built, before Ray Tune saves any
+    state; a start cut off then (a Ctrl-C as Ray started, a kill) left it, and the folder was taken
+    for a sweep's: `--resume` ended in Ray Tune's traceback and a new start was refused.
     """
-    return bool(held) and set(held) <= {SWEEP_CONFIG, SWEEP_STORES}
+    held = {entry.name for entry in output.iterdir()} if output.is_dir() else set()
+    if RAY_FOLDER in held and not unsaved_start(output / RAY_FOLDER, name):
+        return False
+    return bool(held) and held <= {SWEEP_CONFIG, SWEEP_STORES, RAY_FOLDER}
+
+
+RAY_FOLDER = "ray"  # Ray Tune's folder of the sweep's state (``SweepPlan.experiment_path`` is ray/NAME)
+EXPERIMENT_STATE = "experiment_state-*.json"  # the files Ray Tune saves a sweep's state in (Tuner.restore reads)
+
+
+def unsaved_start(ray_folder: Path, name: str) -> bool:
+    """Whether ``ray_folder`` holds sweep ``name``'s folder alone (or nothing), with no state Ray Tune saved.
+
+    Another sweep's folder there, started or not, is that sweep's (``check_output_free`` names it).
+    """
+    if not ray_folder.is_dir():
+        return False
+    entries = list(ray_folder.iterdir())
+    ours = all(entry.name == name and entry.is_dir() for entry in entries)
+    return ours and not any((ray_folder / name).glob(EXPERIMENT_STATE))
 
 
 SWEEP_STORES = "sweep-stores.json"  # the artifact store and tracking store a sweep's trials write to
