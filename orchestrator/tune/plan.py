@@ -26,7 +26,7 @@ from orchestrator.config import (
 from orchestrator.dag import Pipeline
 from orchestrator.engine.fit import live_node_resources, trials_fitting_nodes
 from orchestrator.errors import ConfigError
-from orchestrator.tune.sweep_checks import sweep_check
+from orchestrator.tune.sweep_checks import repeated_grid_note, sweep_check
 from orchestrator.tune.trial_work import inert_keys
 
 logger = logging.getLogger(__name__)
@@ -174,6 +174,8 @@ def _checked_sweep(
         raise ConfigError(problems, source)
     for line in inert_keys(base, settings.space, type(config), build, stages):
         logger.warning(line)
+    if note := repeated_grid_note(settings):
+        logger.warning(note)
     return settings, base, stages
 
 

@@ -274,3 +274,20 @@ def _shape_change(reference: StageShape, stages: StageShape) -> str:
 def _without_key(problem: str, key: str) -> str:
     """A config problem about ``key`` without its heading key, which the space problem names already."""
     return problem.removeprefix(f"{key}: ")
+
+
+def repeated_grid_note(settings: Any) -> str | None:
+    """A warning when ``num_samples`` repeats a grid whose every trial is drawn from no range: the repeats are copies.
+
+    Why: each repeat of a grid point has the same values and the same seed, so its stages are cache hits
+    of the first's and its scores the same (a reviewer's 2 x 2 grid scored 0.195 / 0.195 / 0.34 / 0.34, and
+    best.yaml claimed a tie), while the README counts trials as num_samples times the grid's size.
+    """
+    space = settings.space
+    if settings.num_samples < 2 or not space or "seed" in space or any(d.kind != "grid" for d in space.values()):
+        return None
+    return (
+        f"tune.num_samples: {settings.num_samples} repeats each grid point with the same values and seed, so each "
+        "repeat is a copy of the first (its stages cache hits, its scores the same); search the seed too "
+        "(tune.space.seed: {grid: [0, 1]}) for repeats that differ, or set tune.num_samples: 1"
+    )

@@ -73,3 +73,22 @@ def test_tune_warns_when_it_plans_the_sweep(caplog: pytest.LogCaptureFixture) ->
         plan(smoke_data(space=space))
     said = [record.getMessage().split(":", 1)[0] for record in caplog.records if record.levelno == logging.WARNING]
     assert said == ["tune.space.crest.schedule"]
+
+
+def _warned(caplog: pytest.LogCaptureFixture, **tune_changes) -> list[str]:
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        plan(smoke_data(**tune_changes))
+    return [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
+
+
+def test_repeats_of_a_grid_with_one_seed_are_said_to_be_copies(caplog: pytest.LogCaptureFixture) -> None:
+    """num_samples 2 over a 2-point grid ran 4 trials scoring 0.195 / 0.195 / 0.34 / 0.34 (each repeat's stages cache
+    hits of the first's), and best.yaml claimed a tie, without a word before the sweep."""
+    grid = {"train.lr": {"grid": [0.01, 0.03]}}
+    (said,) = _warned(caplog, num_samples=2, space=grid)
+    assert said.startswith("tune.num_samples: 2 repeats each grid point with the same values and seed")
+    assert "tune.space.seed" in said
+    assert _warned(caplog, num_samples=1, space=grid) == []
+    assert _warned(caplog, num_samples=2, space={**grid, "seed": {"grid": [0, 1]}}) == []
+    assert _warned(caplog, num_samples=2, space={**grid, "crest.t_min": {"uniform": [0.3, 0.9]}}) == []
