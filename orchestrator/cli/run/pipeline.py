@@ -216,7 +216,7 @@ def _sweep_problems(args: argparse.Namespace, spec: Any, config: Any, pipeline: 
     """What `relay tune` would refuse in a file with `tune:`: its sweep's checks, then the size of its trials,
     each said to be the sweep's (``for_the_trials``)."""
     from orchestrator.cli.sweeps.tune import local_trial_size_problems
-    from orchestrator.tune.sweep_checks import sweep_check
+    from orchestrator.tune.sweep_checks import repeated_grid_note, sweep_check
     from orchestrator.tune.trial_work import inert_keys
 
     data = apply_overrides(load_yaml(args.config), args.overrides)
@@ -226,6 +226,8 @@ def _sweep_problems(args: argparse.Namespace, spec: Any, config: Any, pipeline: 
     sized = overridden(local_trial_size_problems(base, config, spec.build, pipeline), args.overrides, args.config)
     for line in inert_keys(base, config.tune.space, type(config), spec.build, ranked_on):  # as `relay tune` warns
         log.warning(line)
+    if note := repeated_grid_note(config.tune):
+        log.warning(note)
     lone = _lone_population_warning(config, pipeline)
     if lone:
         log.warning(lone)

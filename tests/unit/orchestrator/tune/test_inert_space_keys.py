@@ -92,3 +92,13 @@ def test_repeats_of_a_grid_with_one_seed_are_said_to_be_copies(caplog: pytest.Lo
     assert _warned(caplog, num_samples=1, space=grid) == []
     assert _warned(caplog, num_samples=2, space={**grid, "seed": {"grid": [0, 1]}}) == []
     assert _warned(caplog, num_samples=2, space={**grid, "crest.t_min": {"uniform": [0.3, 0.9]}}) == []
+
+
+def test_validate_says_the_repeats_are_copies_too(
+    caplog: pytest.LogCaptureFixture, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with caplog.at_level(logging.WARNING, logger="relay"):
+        assert main(["validate", str(SMOKE), "tune.space={train.lr: {grid: [0.01, 0.03]}}", "tune.num_samples=2"]) == 0
+    said = [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
+    assert [line.split(":", 1)[0] for line in said] == ["tune.num_samples"]
