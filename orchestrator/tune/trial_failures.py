@@ -63,5 +63,6 @@ def refuse_repeat(store: ArtifactStore, run_id: str, session: str) -> None:
     if kept.get("session") == session:
         raise RepeatedTrialFailure(
             f"{kept['error']} (in an earlier attempt of this trial; with the same code, values and inputs a "
-            "retry fails the same way, so it is not run again: fix the cause, then relay tune CONFIG --resume)"
+            "retry fails the same way, so it is not run again. If the values the search chose caused it, that is "
+            "the trial's result; if code or data did, fix them, then relay tune CONFIG --resume runs it again)"
         )

@@ -17,6 +17,7 @@ def test_a_diverged_stage_fails_the_trials_retries_in_the_same_session_at_once(t
     with pytest.raises(RepeatedTrialFailure, match=r"FloatingPointError: loss is nan at step 12 of 60") as raised:
         refuse_repeat(store, "sweep-a1", "session-1")
     assert "relay tune CONFIG --resume" in str(raised.value)
+    assert "If the values the search chose caused it, that is the trial's result" in str(raised.value)
     assert "stage 'g01/train' failed" in str(raised.value)
 
 
