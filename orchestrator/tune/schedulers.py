@@ -26,6 +26,16 @@ retries a failed trial (``FailureConfig``) by calling ``on_trial_error`` and the
 decided in the next ``choose_trial_to_run``, never inside the removal, so a trial that is
 being retried is not left out of it. Each decision is logged (which trial waits, goes on, is stopped);
 the bookkeeping of a trial that ends is logged at DEBUG only.
+
+After ``relay tune --resume`` the scheduler starts empty (Tune does not save it) and Tune hands it
+the restored trials as PENDING, which Tune starts whatever the scheduler chooses. A restored trial
+whose last result is a rung's is paused again in ``on_trial_add``, so it waits for that rung's
+decision as it did before the interrupt, and a rung decided after the resume stops its losers
+(before: they ran on, a 4-trial sweep halved at generation 1 ran all 4 to the end). A restored
+trial past a rung had been kept there, so a rung decided again keeps it (its restored score is a
+later generation's, not the rung's). A trial paused by Tune and not by the halving goes on when
+there is room: Tune's state keeps a pause it was carrying out at a Ctrl-C and repeats it after the
+resume, and that trial stayed paused for good (the sweep hung).
 """
 
 from __future__ import annotations
@@ -78,6 +88,8 @@ class SuccessiveHalving(FIFOScheduler):
         self._survivors: dict[int, set[Trial]] = {}
         self._paused: set[Trial] = set()
         self._left: dict[Trial, int] = {}  # removed trial -> the rung that stopped expecting it
+        self._added: set[Trial] = set()  # added again: a retry; added first with a result or ended: restored
+        self._restored_at: dict[Trial, int] = {}  # restored trial -> the generation it had reached
         self._concurrency = concurrency
         self._release_slot = release_slot or (lambda trial_id: None)
         self._mode: str | None = None
@@ -95,14 +107,19 @@ class SuccessiveHalving(FIFOScheduler):
         """A retried trial is expected at its rung again; a restored one (``--resume``) keeps the rungs it passed.
 
         A restored trial counts as having reached the rungs it passed, with its last value; a
-        score a rung already holds is never replaced.
+        score a rung already holds is never replaced. A restored trial stopped at a rung not yet
+        decided waits there again (see the module docstring).
         """
+        first_seen = trial not in self._added
+        self._added.add(trial)
         if trial in self._left:
             self._expected[self._left.pop(trial)] += 1
         reached = (trial.last_result or {}).get(TIME_ATTR, 0)
         for milestone in self._milestones:
             if reached >= milestone and self._metric in (trial.last_result or {}):
                 self._scores[milestone].setdefault(trial, self._signed(trial.last_result[self._metric]))
+        if first_seen and (reached or trial.is_finished()):  # a new trial has neither: only a restored one
+            self._restore(tune_controller, trial, reached)
 
     def on_trial_result(self, tune_controller: Any, trial: Trial, result: dict) -> str:
         milestone = result.get(TIME_ATTR)
@@ -153,7 +170,7 @@ class SuccessiveHalving(FIFOScheduler):
         running = sum(t.status == Trial.RUNNING for t in trials)
         if running >= self._concurrency:
             return None
-        chosen = next((t for t in trials if t.status == Trial.PAUSED and self._promoted(t)), None)
+        chosen = next((t for t in trials if t.status == Trial.PAUSED and self._may_go_on(t)), None)
         if chosen is not None:
             logger.info("trial %s goes on", chosen.trial_id)
         self._paused.discard(chosen)
@@ -181,11 +198,46 @@ class SuccessiveHalving(FIFOScheduler):
         reached = [m for m in self._milestones if trial in self._scores[m]]
         return trial in self._paused and bool(reached) and trial in self._survivors.get(reached[-1], set())
 
+    def _may_go_on(self, trial: Trial) -> bool:
+        """Kept by its rung, or paused by Tune rather than by the halving.
+
+        Tune saves a pause it is carrying out in the sweep's state: a Ctrl-C just after a trial
+        was told to wait, then ``--resume``, and Tune pauses that trial again on its first
+        checkpoint, whatever the scheduler answered; nothing resumed it and the sweep hung.
+        """
+        return trial not in self._paused or self._promoted(trial)
+
+    def _restore(self, tune_controller: Any, trial: Trial, reached: int) -> None:
+        """Pause a restored trial again at the rung it stopped at, while that rung is not decided.
+
+        Tune adds a restored trial as PENDING and starts every PENDING trial: the status is set
+        here, before Tune files the trial under it (``add_trial`` reads it after this hook), so
+        Tune keeps it paused until ``choose_trial_to_run`` promotes it or ``_halve`` stops it. A
+        restored trial that had ended no longer holds up the rung it did not reach.
+        """
+        self._restored_at[trial] = reached
+        if trial.is_finished():
+            self.on_trial_remove(tune_controller, trial)
+            return
+        if reached not in self._scores or trial not in self._scores[reached] or reached in self._survivors:
+            return
+        trial.set_status(Trial.PAUSED)
+        self._paused.add(trial)
+        self._release_slot(trial.trial_id)
+        logger.info("trial %s waits at generation %d again (restored by --resume)", trial.trial_id, reached)
+
+    def _passed(self, trial: Trial, milestone: int) -> bool:
+        """A restored trial beyond this rung: the rung kept it before the interrupt."""
+        return self._restored_at.get(trial, 0) > milestone
+
     def _halve(self, tune_controller: Any, milestone: int, current: Trial | None) -> str:
-        """Keep the best ceil(n / reduction_factor) of the rung; stop the rest, let the kept ones go on."""
+        """Keep the best ceil(n / reduction_factor) of the rung; stop the rest, let the kept ones go on.
+
+        Restored trials that had passed the rung rank first: their score is a later generation's.
+        """
         scores = self._scores[milestone]
         keep = max(1, math.ceil(len(scores) / self._reduction_factor))
-        ranked = sorted(scores, key=scores.get, reverse=True)
+        ranked = sorted(scores, key=lambda t: (self._passed(t, milestone), scores[t]), reverse=True)
         kept = set(ranked[:keep])
         self._survivors[milestone] = kept
         index = self._milestones.index(milestone)
