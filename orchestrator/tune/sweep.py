@@ -25,6 +25,7 @@ from orchestrator.errors import ArtifactError, RelayError
 from orchestrator.tracking.common import TAG_STATUS
 from orchestrator.tracking.sweeps import SweepTracker
 from orchestrator.tune.console_filters import (
+    CONTROLLER_LOGGER,
     no_fetch_failures,
     no_restore_advice,
     no_reuse_actors_advice,
@@ -268,7 +269,7 @@ def resume_failure_said(plan: SweepPlan, resume: bool) -> Iterator[None]:
         return
     unreadable = _RestoreFailureKept()
     try:
-        with filtered(unreadable, RESTORE_LOGGER):
+        with filtered(unreadable, CONTROLLER_LOGGER):  # Ray Tune's controller restores the sweep
             yield
     except RelayError:
         raise
@@ -282,7 +283,6 @@ def resume_failure_said(plan: SweepPlan, resume: bool) -> Iterator[None]:
         ) from exc
 
 
-RESTORE_LOGGER = "ray.tune.execution.tune_controller"  # the logger of Ray Tune's controller, which restores a sweep
 RESTORE_FAILED = "Failed to restore the run state."  # its error when it cannot read the saved state; it then restarts
 
 

@@ -139,7 +139,7 @@ def test_the_error_behind_ray_tunes_failed_restore_is_the_one_named(tmp_path: Pa
     records: list[logging.LogRecord] = []
     handler = logging.Handler()
     handler.emit = records.append
-    ray_logger = logging.getLogger(sweep.RESTORE_LOGGER)
+    ray_logger = logging.getLogger(sweep.CONTROLLER_LOGGER)
     ray_logger.addHandler(handler)
     try:
         with pytest.raises(RelayError) as info, sweep.resume_failure_said(plan, resume=True):
