@@ -36,6 +36,7 @@ from orchestrator.tune.schedulers import make_scheduler
 from orchestrator.tune.space import param_space, shuffled_grid, total_trials
 from orchestrator.tune.trial import run_trial
 from orchestrator.tune.trial_rows import (
+    FAILED,
     OPEN,
     TrialRow,
     in_start_order,
@@ -312,8 +313,8 @@ def say_where_errors_are(rows: Sequence[TrialRow]) -> None:
     """
     for row in rows:
         if row.error_file is not None:
-            ended = "failed" if row.status == "error" else "failed at least once (retried)"
-            cause = f" ({row.error})" if row.status == "error" and row.error else ""
+            ended = "failed" if row.status == FAILED else "failed at least once (retried)"
+            cause = f" ({row.error})" if row.status == FAILED and row.error else ""
             logger.warning("trial %s %s%s; its error is in %s", row.trial_id, ended, cause, row.error_file)
 
 

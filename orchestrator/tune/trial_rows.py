@@ -140,6 +140,7 @@ def computed_by_generation(plan: SweepPlan, run_id: str) -> dict[int, float]:
 
 
 OPEN = ("interrupted", "unfinished")  # statuses of a trial that `relay tune --resume` goes on with
+FAILED = "error"  # the status of a trial that ended failed
 
 
 def _status(plan: SweepPlan, result: Any, by_generation: Mapping[int, float]) -> str:
@@ -156,7 +157,7 @@ def _status(plan: SweepPlan, result: Any, by_generation: Mapping[int, float]) ->
     or was cut off first: unfinished.
     """
     if result.error is not None:
-        return "error"
+        return FAILED
     if len(by_generation) >= plan.generations:
         return "completed"
     if not by_generation:

@@ -12,9 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from orchestrator.tracking.report import text_table
-from orchestrator.tune.trial_rows import OPEN, TrialRow, in_start_order
-
-FAILED = "error"  # a failed trial's status in the table
+from orchestrator.tune.trial_rows import FAILED, OPEN, TrialRow, in_start_order
 
 
 def best_row(rows: Sequence[TrialRow], mode: str) -> TrialRow | None:
