@@ -242,7 +242,7 @@ def carry_out(store: ArtifactStore, plan: DeletePlan) -> int:
         print(f"deleted run {run_id}: its record and {len(tracked.runs)} MLflow run(s)")
     swept = 0
     for sweep in plan.sweeps:
-        swept += sweep.size()
+        swept += sweep.size
         delete_tracked(sweep.tracked)
         remove_folders(sweep)
         print(f"deleted sweep {sweep.name}: {len(sweep.folders)} folder(s) and {len(sweep.tracked.runs)} MLflow run(s)")

@@ -12,6 +12,7 @@ on this machine (it holds its folder locked) is refused, as a running run is.
 from __future__ import annotations
 
 import argparse
+import functools
 import shutil
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -38,14 +39,16 @@ class SweepParts:
     folders: list[Path]  # the sweep's folders on this machine (its --output, or WORKSPACE/tune/NAME)
     tracked: TrackedRuns  # its MLflow sweep run (the trials' own are the trials' part)
 
+    @functools.cached_property
     def size(self) -> int:
-        """The bytes in the sweep's folders: `relay delete` counts them among what it frees."""
+        """The bytes in the sweep's folders, measured once: the plan line shows them, `relay delete` counts them
+        among what it frees."""
         return sum(path.stat().st_size for folder in self.folders for path in folder.rglob("*") if path.is_file())
 
     def line(self) -> str:
         folders = (
             f"its folder {', '.join(f'{folder}/' for folder in self.folders)} (Ray Tune's state, the sweep's tables "
-            f"and best config; {human_size(self.size())})"
+            f"and best config; {human_size(self.size)})"
             if self.folders
             else "no folder of it on this machine"
         )

@@ -41,7 +41,7 @@ def test_the_plan_line_counts_the_sweeps_folder_among_the_bytes_freed(tmp_path) 
     (tmp_path / "ray" / "state.json").write_bytes(b"x" * 3000)
     (tmp_path / "trials.csv").write_bytes(b"y" * 1096)
     parts = SweepParts("s1", [], [tmp_path], TrackedRuns("sqlite:///x.db", [], []))
-    assert parts.size() == 4096
+    assert parts.size == 4096
     assert "best config; 4.0 KiB)" in parts.line()
 
 
