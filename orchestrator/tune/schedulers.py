@@ -36,6 +36,17 @@ trial past a rung had been kept there, so a rung decided again keeps it (its res
 later generation's, not the rung's). A trial paused by Tune and not by the halving goes on when
 there is room: Tune's state keeps a pause it was carrying out at a Ctrl-C and repeats it after the
 resume, and that trial stayed paused for good (the sweep hung).
+
+``ConcurrencyCap`` wraps whichever scheduler the sweep uses (sweep.py's ``tune_config``) so that
+a resumed sweep runs no more than its ``concurrency`` trials at once. The search algorithm holds
+only the trials it suggests to that limit; the failed and unfinished trials ``--resume`` restores
+all come back PENDING, and Tune starts every PENDING trial (a sweep limited to 1 ran 4 at once).
+A trial added while ``concurrency`` trials run or start is paused in ``on_trial_add`` instead, as
+SuccessiveHalving pauses a restored trial at its rung, and ``choose_trial_to_run``, Tune's public
+way to start a paused trial, starts one only while fewer run. Each of Relay's schedulers chooses a
+paused trial it did not pause itself when nothing is PENDING (FIFO's and ASHA's first, PBT's least
+trained, SuccessiveHalving's ``_may_go_on``), so the cap only vetoes the choices over the limit. A
+new sweep is never over it (its search suggests no more), so there the cap changes nothing.
 """
 
 from __future__ import annotations
@@ -260,6 +271,73 @@ class SuccessiveHalving(FIFOScheduler):
             return TrialScheduler.NOOP
         self._paused.discard(current)
         return TrialScheduler.CONTINUE if current in kept else TrialScheduler.STOP
+
+
+class ConcurrencyCap(TrialScheduler):
+    """Any of Relay's schedulers, kept to ``concurrency`` trials at once after a resume (see the module docstring).
+
+    A wrapper and not a base class: Ray's ASHA and PBT are Ray's own classes, and the cap is the
+    same for all of them.
+    """
+
+    def __init__(self, scheduler: TrialScheduler, concurrency: int) -> None:
+        super().__init__()
+        self._scheduler = scheduler
+        self._concurrency = concurrency
+        self._seen: set[Trial] = set()
+
+    @property
+    def metric(self) -> str | None:
+        return self._scheduler.metric
+
+    @property
+    def supports_buffered_results(self) -> bool:
+        return self._scheduler.supports_buffered_results
+
+    def set_search_properties(self, metric: str | None, mode: str | None, **spec: Any) -> bool:
+        return self._scheduler.set_search_properties(metric, mode, **spec)
+
+    def on_trial_add(self, tune_controller: Any, trial: Trial) -> None:
+        """Pause a trial added while ``concurrency`` trials run or start: those ``--resume`` restores, after the first.
+
+        Only a trial's first add: Tune adds a retried trial again after filing it PENDING itself,
+        and it held a slot already. The status set here is the one Tune files the trial under
+        (``add_trial`` reads it after this hook: Ray 2.60's order, which pyproject pins), as in
+        ``SuccessiveHalving._restore``.
+        """
+        first_seen = trial not in self._seen
+        self._seen.add(trial)
+        self._scheduler.on_trial_add(tune_controller, trial)
+        if first_seen and trial.status == Trial.PENDING and _taken(tune_controller, trial) >= self._concurrency:
+            trial.set_status(Trial.PAUSED)
+            logger.info("trial %s waits until fewer than %d trial(s) run", trial.trial_id, self._concurrency)
+
+    def on_trial_result(self, tune_controller: Any, trial: Trial, result: dict) -> str:
+        return self._scheduler.on_trial_result(tune_controller, trial, result)
+
+    def on_trial_complete(self, tune_controller: Any, trial: Trial, result: dict) -> None:
+        self._scheduler.on_trial_complete(tune_controller, trial, result)
+
+    def on_trial_error(self, tune_controller: Any, trial: Trial) -> None:
+        self._scheduler.on_trial_error(tune_controller, trial)
+
+    def on_trial_remove(self, tune_controller: Any, trial: Trial) -> None:
+        self._scheduler.on_trial_remove(tune_controller, trial)
+
+    def choose_trial_to_run(self, tune_controller: Any) -> Trial | None:
+        """The wrapped scheduler's choice; a paused one only while fewer than ``concurrency`` trials run or start."""
+        chosen = self._scheduler.choose_trial_to_run(tune_controller)
+        if chosen is None or chosen.status == Trial.PENDING or _taken(tune_controller) < self._concurrency:
+            return chosen
+        return None
+
+    def debug_string(self) -> str:
+        return self._scheduler.debug_string()
+
+
+def _taken(tune_controller: Any, but: Trial | None = None) -> int:
+    """Trials that hold a slot: running, or PENDING, which Tune starts whatever the scheduler chooses."""
+    return sum(t.status in (Trial.RUNNING, Trial.PENDING) and t is not but for t in tune_controller.get_trials())
 
 
 def _mark_done(trial: Trial) -> None:

@@ -3,7 +3,8 @@
 ``--resume`` is ``Tuner.restore``: finished trials keep their results and are not rerun;
 unfinished ones continue after their last reported generation. Ray Tune does not save
 scheduler state, so a resumed ASHA starts with empty rungs and compares only the trials it
-runs after the restore.
+runs after the restore. The trials it restores start no more than the sweep's concurrency at
+once, as a new sweep's (``tune_config``, ``ConcurrencyCap``).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from orchestrator.tune.console_filters import (
     one_line_trial_failures,
 )
 from orchestrator.tune.plan import SweepPlan, fit_concurrency, left_out_note
-from orchestrator.tune.schedulers import make_scheduler
+from orchestrator.tune.schedulers import ConcurrencyCap, make_scheduler
 from orchestrator.tune.space import param_space, shuffled_grid, total_trials
 from orchestrator.tune.trial import run_trial
 from orchestrator.tune.trial_rows import (
@@ -82,18 +83,35 @@ def make_tuner(plan: SweepPlan, concurrency: int, resume: bool) -> Any:
         os.environ.setdefault(NO_AUTO_LOGGERS, "1")
         with resume_failure_said(plan, resume):
             return tune.Tuner.restore(str(plan.experiment_path), trainable, resume_unfinished=True, resume_errored=True)
-    settings = plan.settings
-    trials = total_trials(settings)
-    search = make_search(settings, settings.seed, concurrency)  # plan_sweep has filled in the config's seed
-    scheduler = make_scheduler(settings, plan.generations, trials, concurrency, release_slot=search.on_trial_complete)
-    # num_samples = every trial: each grid point is one preset (``shuffled_grid``); without a grid, num_samples itself
-    tune_config = tune.TuneConfig(
-        metric=settings.metric, mode=settings.mode, num_samples=trials, scheduler=scheduler, search_alg=search
-    )
     run_config = sweep_run_config(plan)
     # Grid keys stay in the space (Ray checks presets against it); each preset fills them, so none expands.
     return tune.Tuner(
-        trainable, param_space=param_space(settings.space), tune_config=tune_config, run_config=run_config
+        trainable,
+        param_space=param_space(plan.settings.space),
+        tune_config=tune_config(plan.settings, plan.generations, concurrency),
+        run_config=run_config,
+    )
+
+
+def tune_config(settings: TuneSettings, generations: int, concurrency: int) -> Any:
+    """The search and the scheduler, each holding the sweep to ``concurrency`` trials at once.
+
+    Ray Tune pickles them in the sweep's tuner.pkl, and ``Tuner.restore`` (``--resume``) takes them
+    from there: the restored sweep keeps the cap it started with (``ConcurrencyCap``: the trials
+    the resume restores start only as slots free).
+    """
+    from ray import tune
+
+    trials = total_trials(settings)
+    search = make_search(settings, settings.seed, concurrency)  # plan_sweep has filled in the config's seed
+    scheduler = make_scheduler(settings, generations, trials, concurrency, release_slot=search.on_trial_complete)
+    # num_samples = every trial: each grid point is one preset (``shuffled_grid``); without a grid, num_samples itself
+    return tune.TuneConfig(
+        metric=settings.metric,
+        mode=settings.mode,
+        num_samples=trials,
+        scheduler=ConcurrencyCap(scheduler, concurrency),
+        search_alg=search,
     )
 
 
