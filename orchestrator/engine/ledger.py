@@ -4,7 +4,9 @@ Three files: ``config.yaml`` (the resolved config) and ``command.json`` (the com
 it), written once when the run starts, and ``ledger.json`` (the state of every stage), rewritten
 atomically after every change; a fourth, ``tracking.json``, when the tracking store stopped answering
 during an attempt (the MLflow record is incomplete) and after the attempt that filled it in; and
-``errors/<stage>.txt``, the traceback of each stage that failed (its ledger entry's ``traceback``). A run killed at any moment, its head node included, leaves a
+``errors/<stage>.txt``, the traceback of each stage that failed (its ledger entry's ``traceback``), kept while the
+record says the stage failed: an attempt that finishes the stage removes it (``drop_traceback``; the failed attempt's
+copy stays on its MLflow stage run). A run killed at any moment, its head node included, leaves a
 readable record of how far it got, on storage that outlives the machine: `relay resume` (from any
 machine that sees the store), `relay runs` and a person debugging a failure read it there. The
 ledger names the driver (host and pid), so a run whose driver died is told apart from one still
@@ -113,6 +115,21 @@ def write_traceback(store: ArtifactStore, run_id: str, stage: str, attempts: int
     head = f"run {run_id}: stage {stage!r} failed after {attempts} attempt(s) at {_now()}\n\n"
     store.write_record(relative, (head + traceback_text.rstrip("\n") + "\n").encode())
     return relative
+
+
+def drop_traceback(store: ArtifactStore, run_id: str, stage: str) -> None:
+    """Remove a stage's kept traceback (and, on a local store, ``errors/`` once empty); none there is no error.
+
+    Why: after `relay resume` finished a stage that had failed, the record still held its
+    ``errors/<stage>.txt``, so a finished run's record showed a failure, and a stage that failed again
+    without a traceback (a lost worker) was named with the earlier failure's. The failed attempt's
+    traceback is not lost: its MLflow stage run keeps a copy (``g00_train.txt``).
+    """
+    store.delete_file(traceback_path(run_id, stage))
+    folder = store.local_path(record_path(run_id, ERRORS))
+    if folder is not None:
+        with contextlib.suppress(OSError):  # another stage's traceback is still there, or no folder at all
+            folder.rmdir()
 
 
 def done_in(stages: Any) -> frozenset[str]:
@@ -339,6 +356,12 @@ class Ledger:
         if _version_of(self.earlier_code, module) != _version_of(self.code_version, module):
             return f"the code of {module} changed since an earlier attempt of this run computed it"
         return "what it reads changed since an earlier attempt of this run computed it (an upstream stage ran again)"
+
+    def may_hold_traceback(self, name: str) -> bool:
+        """Whether an earlier attempt may have kept a traceback of stage ``name`` in the record: its entry says it
+        failed, or that it was running (the ledger write after the failure did not reach the store)."""
+        entry = self.earlier_stages.get(name)
+        return isinstance(entry, dict) and entry.get("state") in (StageState.FAILED, StageState.RUNNING)
 
     def write(self, status: RunStatus, stages: Mapping[str, Mapping[str, Any]]) -> None:
         """Replace the ledger with the run's ``status`` and each stage's entry (state, fingerprint, node, ...)."""

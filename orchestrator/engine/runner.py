@@ -10,7 +10,8 @@ cluster. A ledger of stage states is rewritten in the artifact store under
 ``runs/<run_id>/ledger.json`` after every change (beside the outputs, so a run
 can be resumed from any machine that sees the store), and on a final failure
 the log says exactly how to resume. A failed stage's traceback (its body's own frames) is logged
-once and kept in the run record, ``runs/<run_id>/errors/<stage>.txt``, which the final error names.
+once and kept in the run record, ``runs/<run_id>/errors/<stage>.txt``, which the final error names; an attempt
+that later finishes the stage removes it, so the record shows only the failures that stand.
 
 A stage is claimed before it is computed (``stage_claims``): a stage another run (a sweep's
 twin trial) is computing waits for it, then is a cache hit.
@@ -32,7 +33,7 @@ from orchestrator.dag import RESUMED_FROM_ROWS, RESUMED_FROM_STEP, Pipeline, Sta
 from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.engine.executors import Executor
 from orchestrator.engine.fingerprint import fingerprint, task_seed
-from orchestrator.engine.ledger import JOB_ADDRESS_ENV, Ledger, RunStatus, StageState, done_in
+from orchestrator.engine.ledger import JOB_ADDRESS_ENV, Ledger, RunStatus, StageState, done_in, drop_traceback
 from orchestrator.engine.manifests import Manifest
 from orchestrator.engine.policy import Decision, decide, retries_for
 from orchestrator.engine.records import Tracker
@@ -375,6 +376,7 @@ class Runner:
         outcome.duration_s = 0.0 if cache_hit else wall_time(outcome, manifest)
         outcome.node = manifest.node or None
         outcome.metrics = dict(manifest.metrics)
+        self._forget_earlier_failure(st, stage.name)
         self.tracker.stage_finished(self.reports.finished(st.run_id, stage, manifest, cache_hit, outcome.duration_s))
 
     def _record_failure(self, st: RunState, task: StageTask, error: BaseException) -> None:
@@ -385,12 +387,24 @@ class Runner:
         outcome = st.outcomes[stage.name]
         outcome.state, outcome.error = StageState.FAILED, message
         text = failure_traceback(error)
+        if text is None:  # an earlier attempt's traceback would be taken for this failure's
+            self._forget_earlier_failure(st, stage.name)
         outcome.traceback = None if text is None else st.write_traceback(stage.name, task.attempt, text)
         where = self.reports.traceback_location(outcome.traceback)
         self._log_failure(stage.name, task.attempt, message, body_traceback(error), text, where)
         self.tracker.stage_finished(self.reports.failed(st.run_id, stage, task.fingerprint, message, outcome.traceback))
         if st.failure is None:
             st.failure = StageError(stage.name, error, task.attempt, where)
+
+    @staticmethod
+    def _forget_earlier_failure(st: RunState, name: str) -> None:
+        """Remove the traceback an earlier attempt of the run kept of stage ``name``, which no longer stands.
+
+        Asked only of a stage an earlier attempt failed (or left running), and not of a store that has already
+        failed a record write in this attempt (``RunState.record_lost``).
+        """
+        if st.record_lost is None and st.ledger.may_hold_traceback(name):
+            drop_traceback(st.ledger.store, st.run_id, name)
 
     @staticmethod
     def _log_failure(
