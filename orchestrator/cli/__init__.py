@@ -16,8 +16,10 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from typing import IO, Any
 
 from orchestrator.cli import data
 from orchestrator.cli.common import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, locations_as_overrides
@@ -37,6 +39,8 @@ MLFLOW_LEVEL_ENV = "MLFLOW_LOGGING_LEVEL"  # MLflow sets its own logger's level 
 # MLflow's database layer logs a whole SQLAlchemy traceback at ERROR for every failed write (a full
 # disk: hundreds of lines) before raising; Relay words each failed MLflow call on one line already.
 MLFLOW_TRACEBACK_LOGGERS = ("mlflow.store.db.utils", "mlflow.system_metrics")  # the monitor's, on a dead server
+# ANSI escape sequences: CSI (colours, `\x1b[32m`; cursor moves) and OSC (`\x1b]8;;URL\x07` links, titles)
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,6 +71,7 @@ def configure_logging(verbose: bool) -> None:
     MLFLOW_LOGGING_LEVEL instead, and so do Ray workers, which inherit the environment.
     Without this its system-metrics monitor logs four lines per stage.
     """
+    plain_console()
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -100,6 +105,45 @@ def plain_worker_prefixes() -> None:
     """
     if not (sys.stdout.isatty() and sys.stderr.isatty()):
         os.environ.setdefault("RAY_COLOR_PREFIX", "0")
+
+
+class PlainText:
+    """A text stream that writes what it is given without ANSI escape codes; the rest is the stream's own."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        self.stream.write(ANSI_ESCAPE.sub("", text))
+        return len(text)  # what the caller gave: a count of what was written would say some of it was lost
+
+    def writelines(self, lines: Iterable[str]) -> None:
+        for line in lines:
+            self.write(line)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
+
+
+def plain_console() -> None:
+    """Off a terminal, stdout and stderr carry no ANSI escape codes; a terminal keeps its colours.
+
+    Why: Ray prints a worker's repeated line as one `... [repeated 3x across cluster]` in green whatever its
+    output is, with no switch to turn the colour off (RAY_COLOR_PREFIX covers only the `(g00/train pid=N)`
+    prefix), so a job's log (what `relay logs` shows) and `relay run > run.log` held `^[[32m` around it.
+    Ray prints its workers' lines to whatever ``sys.stdout`` and ``sys.stderr`` are when it prints.
+    """
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        if stream is not None and not isinstance(stream, PlainText) and not _is_terminal(stream):
+            setattr(sys, name, PlainText(stream))
+
+
+def _is_terminal(stream: IO[str]) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # no isatty, or a closed stream
+        return False
 
 
 def parse_arguments(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:

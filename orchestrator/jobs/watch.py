@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.jobs.connection import JobsError, JobTimeoutError, connect, resolve_address, translated_errors
+from orchestrator.jobs.ray_dumps import DumpFilter, without_dumps
 
 if TYPE_CHECKING:
     from ray.job_submission import JobSubmissionClient
@@ -71,15 +72,15 @@ def job_outcome(address: str | None, job_id: str) -> tuple[str, str]:
 
 
 def job_logs(address: str | None, job_id: str) -> str:
-    """Everything the job's driver printed so far."""
+    """Everything the job's driver printed so far, but Ray's periodic debug dumps (``ray_dumps``)."""
     url = resolve_address(address)
     client = connect(url)
     with translated_errors(url, job_id):
-        return client.get_job_logs(job_id)
+        return without_dumps(client.get_job_logs(job_id))
 
 
 def follow_logs(address: str | None, job_id: str) -> Iterator[str]:
-    """Yield log chunks as the driver prints them, until the job ends.
+    """Yield log chunks as the driver prints them, until the job ends; whole lines, Ray's debug dumps left out.
 
     Ray only offers an async tail; this drives it on a private event loop so
     the CLI stays synchronous. The status is read first so that an unknown id
@@ -90,12 +91,13 @@ def follow_logs(address: str | None, job_id: str) -> Iterator[str]:
     _status_of(client, url, job_id)
     loop = asyncio.new_event_loop()
     chunks = client.tail_job_logs(job_id)
+    dumps = DumpFilter()
     try:
-        while True:
-            chunk = _next_chunk(loop, chunks, url, job_id)
-            if chunk is None:
-                return
-            yield chunk
+        while (chunk := _next_chunk(loop, chunks, url, job_id)) is not None:
+            if shown := dumps.feed(chunk):
+                yield shown
+        if rest := dumps.flush():
+            yield rest
     finally:
         _close(loop, chunks)
 
