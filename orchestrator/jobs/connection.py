@@ -9,12 +9,21 @@ import os
 import re
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from orchestrator.config.values import RAY_ADDRESS_WORDS
 from orchestrator.errors import InputError, RelayError, SettingError
-from orchestrator.jobs.auth import TOKEN_PATH_FIX, auth_headers, token_path_problem
+from orchestrator.jobs.auth import (
+    AUTH_MODE_ENV,
+    AUTH_TOKEN_ENV,
+    AUTH_TOKEN_PATH_ENV,
+    TOKEN_PATH_FIX,
+    auth_headers,
+    default_token_path,
+    token_path_problem,
+)
 
 if TYPE_CHECKING:
     from ray.job_submission import JobSubmissionClient
@@ -140,6 +149,12 @@ def _url_problem(url: str, needs_port: bool) -> str | None:
 
 
 def _missing_token_message(address: str) -> str:
+    kept_back = _token_kept_back()
+    if kept_back:
+        return (
+            f"the Ray cluster at {address} requires a token, and {AUTH_MODE_ENV}=disabled keeps the one in {kept_back} "
+            f"from being sent: unset {AUTH_MODE_ENV} (or set {AUTH_MODE_ENV}=token)"
+        )
     path_problem = token_path_problem()
     if path_problem:
         return f"the Ray cluster at {address} requires a token and none was found: {path_problem}; {TOKEN_PATH_FIX}"
@@ -149,6 +164,25 @@ def _missing_token_message(address: str) -> str:
         f"~/.ray/auth_token to this machine and set RAY_AUTH_MODE=token "
         f"(or RAY_AUTH_TOKEN_PATH=<file>)"
     )
+
+
+def _token_kept_back() -> str | None:
+    """Where the token is that RAY_AUTH_MODE=disabled keeps from being sent (Ray's order: RAY_AUTH_TOKEN, the file
+    RAY_AUTH_TOKEN_PATH names, ~/.ray/auth_token); None when the mode is not disabled or there is no token.
+
+    Why: with a token set and the mode disabled, a token cluster's refusal said "none was found: set
+    RAY_AUTH_TOKEN", which the user had done; the setting to change is the mode.
+    """
+    if os.environ.get(AUTH_MODE_ENV, "").strip().lower() != "disabled":
+        return None
+    if os.environ.get(AUTH_TOKEN_ENV, "").strip():
+        return f"${AUTH_TOKEN_ENV}"
+    named = os.environ.get(AUTH_TOKEN_PATH_ENV)
+    path = Path(named).expanduser() if named else default_token_path()
+    try:
+        return str(path) if path.read_text().strip() else None
+    except (OSError, UnicodeDecodeError):
+        return None
 
 
 def _wrong_token_message(address: str) -> str:
@@ -270,10 +304,13 @@ def server_auth_mode(address: str) -> str:
 
 
 @contextlib.contextmanager
-def translated_errors(address: str, job_id: str | None = None, upload: str | None = None) -> Iterator[None]:
+def translated_errors(
+    address: str, job_id: str | None = None, upload: str | None = None, kind: str | None = None
+) -> Iterator[None]:
     """Turn the Jobs SDK's exceptions into one RelayError each, with what to do.
 
-    ``upload`` is the folder being sent with a submission, so an upload that is too big can name it.
+    ``upload`` is the folder being sent with a submission, so an upload that is too big can name it; ``kind`` is what
+    the submitted job is (a key of TAKEN_BY), so that its id taken meanwhile is explained as what it is.
     """
     import requests
     from ray.exceptions import AuthenticationError
@@ -287,10 +324,12 @@ def translated_errors(address: str, job_id: str | None = None, upload: str | Non
     except (ConnectionError, requests.exceptions.RequestException) as exc:  # the probe answered moments ago
         raise JobsError(_lost_message(address, job_id)) from exc
     except RuntimeError as exc:
-        raise _request_error(address, job_id, str(exc), upload) from exc
+        raise _request_error(address, job_id, str(exc), upload, kind) from exc
 
 
-def _request_error(address: str, job_id: str | None, text: str, upload: str | None = None) -> JobsError:
+def _request_error(
+    address: str, job_id: str | None, text: str, upload: str | None = None, kind: str | None = None
+) -> JobsError:
     if "413" in text or "Maximum request body size" in text:
         return UploadTooLargeError(
             f"the upload of {upload or 'the working folder'} is over Ray's 100 MiB limit: run from the project "
@@ -301,18 +340,32 @@ def _request_error(address: str, job_id: str | None, text: str, upload: str | No
             f"no job {job_id!r} on the Ray cluster at {address}: list the jobs with `relay jobs --address {address}`"
         )
     if "already exists" in text:
-        return JobIdTakenError(_job_id_taken_message(address, job_id or "<id>"))
+        return JobIdTakenError(_job_id_taken_message(address, job_id or "<id>", kind=kind))
     last_line = text.strip().splitlines()[-1] if text.strip() else text
     return JobsError(f"the Ray Jobs server at {address} refused the request: {last_line}")
 
 
-def _job_id_taken_message(address: str, job_id: str, status: str | None = None) -> str:
+# What took a job id the submission had found free, by what the job is: a resume's and a sweep's ids are picked by
+# `relay submit` (``submit.free_submission_id``), so only another submit at the same moment takes one.
+TAKEN_BY = {
+    "resume": "another resume of this run was just submitted",
+    "sweep": "another job of this sweep was just submitted",
+    None: "another job by that id was just submitted",
+}
+
+
+def _job_id_taken_message(address: str, job_id: str, status: str | None = None, kind: str | None = "run") -> str:
+    """Why the cluster refused the job id, and the way on. Only a new run's id is the user's (--run-id, else a new
+    one): the others are not theirs to change, and --resume / --resume-sweep refuse --run-id."""
     state = f" ({status})" if status else ""
-    return (
-        f"--run-id: the Ray cluster at {address} already has a job {job_id!r}{state}, and Ray never reuses a job id: "
-        f"pick another --run-id (or leave it out for a new one); follow that job with "
-        f"`relay status {job_id} --address {address}`"
-    )
+    follow = f"`relay status {job_id} --address {address}`"
+    if kind == "run":
+        return (
+            f"--run-id: the Ray cluster at {address} already has a job {job_id!r}{state}, and Ray never reuses a job "
+            f"id: pick another --run-id (or leave it out for a new one); follow that job with {follow}"
+        )
+    taken_by = TAKEN_BY.get(kind, TAKEN_BY[None])
+    return f"the Ray cluster at {address} already has a job {job_id!r}{state}: {taken_by}; follow it with {follow}"
 
 
 def check_job_id_free(client: JobSubmissionClient, address: str, job_id: str) -> None:
