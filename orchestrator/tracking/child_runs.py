@@ -4,6 +4,7 @@ Apart from the tracker because their bookkeeping is its own: which ``gen-NN`` ex
 attempt set RUNNING, which stage runs are open, how many attempts each stage has had, which
 generations failed. The tracker owns the pipeline run, the client and the failure guard; it hands
 the client to every call here, so one client reaches the store and the guard sees every failure.
+Each run's name says whose it is (``tree_run_name``): ``gen-01 of smoke-20261205-070000-ab12``.
 """
 
 from __future__ import annotations
@@ -25,6 +26,19 @@ from orchestrator.tracking.descriptions import TAG_NOTE
 from orchestrator.tracking.interruptions import INTERRUPTED, TAG_ATTEMPT, attempts_so_far, mark_interrupted
 from orchestrator.tracking.pipeline_run import CUT_SHORT, RELAY_WORD, find_runs
 from orchestrator.tracking.run_tree import generation_params
+
+
+def tree_run_name(own: str, run_id: str) -> str:
+    """``gen-01 of smoke-20261205-070000-ab12``, ``g01/train of ...``: a run's own name, then its Relay run's.
+
+    Why: every pipeline run's generations were ``gen-00``, ``gen-01`` and its stages ``g00/train``, so
+    where MLflow lists runs of several pipeline runs side by side (a search, the compare view, a
+    chart's legend) they read alike. The own name comes first: the runs table shows a name's first
+    20 or so characters, and a run id in front (26 characters, more for a chosen ``--run-id``) hid
+    the generation even in the tree under its pipeline run. Nothing finds a run by this name: the
+    readers go by tags (``relay.pipeline_run``, ``relay.kind``, ``relay.generation``, ``relay.stage``).
+    """
+    return f"{own} of {run_id}"
 
 
 class ChildRuns:
@@ -74,13 +88,13 @@ class ChildRuns:
                 TAG_NOTE: f"Generation {generation} of Relay run `{self.run_id}`.",
                 **self.source,
             }
-            run = client.create_run(self.experiment_id, tags=tags, run_name=f"gen-{generation:02d}")
+            run = client.create_run(self.experiment_id, tags=tags, run_name=self._generation_name(generation))
             log_params(client, run.info.run_id, generation_params(self.params, generation))
             self.generations[generation] = run.info.run_id
             self.reopened.add(generation)
         elif generation not in self.reopened:  # an earlier attempt's: running again, whatever it ended as
-            self.reopened.add(generation)
-            client.update_run(self.generations[generation], status="RUNNING")
+            self.reopened.add(generation)  # renamed too: one made before its name said whose it is (`gen-00`)
+            client.update_run(self.generations[generation], status="RUNNING", name=self._generation_name(generation))
             client.set_tag(self.generations[generation], TAG_STATUS, "RUNNING")
         return self.generations[generation]
 
@@ -99,7 +113,12 @@ class ChildRuns:
         }
         if generation is not None:
             tags[TAG_GENERATION] = str(generation)
-        return client.create_run(self.experiment_id, tags=tags, run_name=stage_name).info.run_id
+        return client.create_run(
+            self.experiment_id, tags=tags, run_name=tree_run_name(stage_name, self.run_id)
+        ).info.run_id
+
+    def _generation_name(self, generation: int) -> str:
+        return tree_run_name(f"gen-{generation:02d}", self.run_id)
 
     def close_stage(self, client: Any, stage_name: str, run: str, status: str) -> None:
         client.set_terminated(run, status=status)

@@ -70,9 +70,15 @@ def pipeline_runs(workspace: Path, run_id: str) -> list:
     return client.search_runs([experiment.experiment_id], f"tags.`relay.pipeline_run` = '{run_id}'", max_results=500)
 
 
+def own_name(run) -> str:
+    """A run's name without the ` of RUN_ID` that a generation's and a stage's end with (`gen-01 of smoke-1`):
+    `gen-01`, `g01/train`, and a pipeline run's own name, its run id."""
+    return run.info.run_name.removesuffix(f" of {run.data.tags.get('relay.pipeline_run')}")
+
+
 def runs_by_name(workspace: Path, run_id: str) -> dict:
-    """Every MLflow run of one pipeline run, by run name (the run id, `gen-NN`, stage names)."""
-    return {run.info.run_name: run for run in pipeline_runs(workspace, run_id)}
+    """Every MLflow run of one pipeline run, by its own name (the run id, `gen-NN`, stage names: ``own_name``)."""
+    return {own_name(run): run for run in pipeline_runs(workspace, run_id)}
 
 
 def metric(run, name: str) -> float:

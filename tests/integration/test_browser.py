@@ -222,8 +222,8 @@ def test_a_generation_run_previews_its_own_plot(served, page, screenshots) -> No
     run_url, uri = served
     page.goto(run_url)
     expect(page.get_by_role("heading", name=RUN_ID)).to_be_visible(timeout=PAGE_S)
-    page.get_by_role("link", name="gen-00", exact=True).click()
-    expect(page.get_by_role("heading", name="gen-00")).to_be_visible(timeout=PAGE_S)
+    page.get_by_role("link", name=f"gen-00 of {RUN_ID}", exact=True).click()  # the name says whose it is
+    expect(page.get_by_role("heading", name=f"gen-00 of {RUN_ID}")).to_be_visible(timeout=PAGE_S)
     page.get_by_role("tab", name="Artifacts").click()
     page.get_by_text("evaluate", exact=True).click()
     page.get_by_text("per_class.png", exact=True).click()
@@ -234,4 +234,4 @@ def test_a_generation_run_previews_its_own_plot(served, page, screenshots) -> No
     client = MlflowClient(uri)
     experiment = client.get_experiment_by_name("relay")
     gens = client.search_runs([experiment.experiment_id], "tags.`relay.kind` = 'generation'")
-    assert sorted(r.info.run_name for r in gens) == ["gen-00", "gen-01"]
+    assert sorted(r.info.run_name for r in gens) == [f"gen-00 of {RUN_ID}", f"gen-01 of {RUN_ID}"]

@@ -20,6 +20,7 @@ from tests.integration.relay_cli import (
     manifests,
     mlflow_client,
     output_path,
+    own_name,
     pipeline_runs,
     relay,
     undeclared_metrics,
@@ -53,7 +54,7 @@ def test_run_prints_the_generation_table_and_where_to_browse(smoke_run) -> None:
 def test_mlflow_run_tree_tags_and_generation_metrics(smoke_run) -> None:
     workspace, _ = smoke_run
     runs = pipeline_runs(workspace, "smoke-1")
-    by_name = {run.info.run_name: run for run in runs}
+    by_name = {own_name(run): run for run in runs}
     parent = by_name["smoke-1"]
     assert {"gen-00", "gen-01"} <= set(by_name)
     for gen in ("gen-00", "gen-01"):
@@ -77,7 +78,7 @@ def test_mlflow_run_tree_tags_and_generation_metrics(smoke_run) -> None:
 def test_the_evaluate_stage_reports_exactly_what_its_body_declares(smoke_run) -> None:
     """`relay validate` checks tune.metric against the declaration: it must match what the stage logs."""
     workspace, _ = smoke_run
-    by_name = {run.info.run_name: run for run in pipeline_runs(workspace, "smoke-1")}
+    by_name = {own_name(run): run for run in pipeline_runs(workspace, "smoke-1")}
     for stage in ("g00/evaluate", "g01/evaluate"):
         assert undeclared_metrics(by_name[stage], refs.evaluate_generation.reports) == (set(), set())
 
@@ -170,7 +171,7 @@ def test_stop_then_resume_redoes_only_the_missing_stages(tmp_path: Path) -> None
     for stage in ("data/split", "g00/train", "g00/pseudo_label"):
         assert f"skip {stage}" in second.stderr or f"{stage}: cache hit" in second.stderr
     assert {"g00/rebalance", "g01/train", "g01/evaluate"} <= set(manifests(workspace))
-    names = [r.info.run_name for r in pipeline_runs(workspace, "stopped")]
+    names = [own_name(r) for r in pipeline_runs(workspace, "stopped")]
     assert names.count("stopped") == 1 and names.count("gen-00") == 1, "resume reuses the parent and generation runs"
 
 
@@ -178,7 +179,7 @@ def test_lineage_registry_summary_and_provenance(smoke_run, tmp_path: Path) -> N
     """g01/train reads g00/picks as a dataset (Relay's digest) and g00's model as its teacher; models registered."""
     workspace, _ = smoke_run
     mlflow = mlflow_client(workspace)
-    by_name = {run.info.run_name: mlflow.get_run(run.info.run_id) for run in pipeline_runs(workspace, "smoke-1")}
+    by_name = {own_name(run): mlflow.get_run(run.info.run_id) for run in pipeline_runs(workspace, "smoke-1")}
     picks_digest = manifests(workspace)["g00/rebalance"]["outputs"]["g00/picks"]["digest"]
     train1 = by_name["g01/train"]
     datasets = {d.dataset.name: d.dataset for d in train1.inputs.dataset_inputs}

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from mlflow.entities import ViewType
 
-from tests.integration.relay_cli import ROOT, mlflow_client, relay, relay_env, runs_by_name
+from tests.integration.relay_cli import ROOT, mlflow_client, own_name, relay, relay_env, runs_by_name
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
@@ -91,7 +91,7 @@ def test_delete_frees_only_what_no_other_run_uses_and_a_rerun_recomputes_it(tmp_
     assert stage_folder(tmp_path, first[SHARED]).is_dir(), "the split the other run uses was removed"
     assert all(stage_folder(tmp_path, other[stage]).is_dir() for stage in OWN)
     assert active_mlflow_runs(tmp_path, "first") == []
-    assert {run.info.run_name for run in deleted_mlflow_runs(tmp_path, "first")} >= {"first", "gen-00", *OWN}
+    assert {own_name(run) for run in deleted_mlflow_runs(tmp_path, "first")} >= {"first", "gen-00", *OWN}
     assert len(active_mlflow_runs(tmp_path, "other")) == len(runs_by_name(tmp_path, "other")) > 0
     assert "kept: stages/" in result.stdout and "(used by other)" in result.stdout
     assert "mlflow runs restore" in result.stdout and "mlflow gc" in result.stdout

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.cluster import wait_for
-from tests.integration.relay_cli import pipeline_runs, relay, relay_env, runs_by_name
+from tests.integration.relay_cli import own_name, pipeline_runs, relay, relay_env, runs_by_name
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
@@ -51,7 +51,7 @@ def ledger(workspace: Path, run_id: str) -> dict:
 def training(workspace: Path, run_id: str) -> bool:
     """g00/train has started in the driver and its MLflow run is open: the moment to stop it."""
     stages = ledger(workspace, run_id).get("stages", {})
-    return stages.get("g00/train", {}).get("state") == "running" and stage_run_open(workspace, "g00/train")
+    return stages.get("g00/train", {}).get("state") == "running" and stage_run_open(workspace, f"g00/train of {run_id}")
 
 
 def stage_run_open(workspace: Path, name: str) -> bool:
@@ -128,7 +128,7 @@ def test_resume_after_sigkill_leaves_no_stage_run_running(tmp_path):
     assert stopped(driver, signal.SIGKILL) == -signal.SIGKILL
     resumed = relay("resume", "killed", "--stop-after", "g00/train", workspace=workspace)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    trains = sorted(run.info.status for run in pipeline_runs(workspace, "killed") if run.info.run_name == "g00/train")
+    trains = sorted(run.info.status for run in pipeline_runs(workspace, "killed") if own_name(run) == "g00/train")
     assert trains == ["FINISHED", "KILLED"]
 
 

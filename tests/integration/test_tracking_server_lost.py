@@ -19,6 +19,7 @@ import pytest
 from mlflow import MlflowClient
 
 from orchestrator.tracking.common import CLIENT_ENV_DEFAULTS
+from tests.integration.relay_cli import own_name
 from tests.integration.test_tracking_server import free_port
 from tests.integration.test_ui_server import healthy
 
@@ -123,7 +124,7 @@ def test_a_server_killed_mid_run_is_said_and_resume_fills_the_record_in(servers,
     assert f"relay resume {RUN}" in said and "Browse the generations" not in said
     lost_at = found.group(1)
     offline = MlflowClient(f"sqlite:///{folder / 'mlflow.db'}")  # what the server had when it died
-    running = {run.info.run_name for run in runs_of(offline) if run.info.status == "RUNNING"}
+    running = {own_name(run) for run in runs_of(offline) if run.info.status == "RUNNING"}
     assert {RUN, lost_at} <= running, "the parent and the stage named were cut off"
 
     started.append(start_server(folder, port))  # the store answers again, at the same address
@@ -137,7 +138,7 @@ def test_a_server_killed_mid_run_is_said_and_resume_fills_the_record_in(servers,
     assert "Browse the generations" in resumed.stdout and "incomplete" not in resumed.stdout
     filled = runs_of(client)
     assert not [run.info.run_name for run in filled if run.info.status == "RUNNING"], "nothing left RUNNING"
-    finished = {run.info.run_name for run in filled if run.info.status == "FINISHED"}
+    finished = {own_name(run) for run in filled if run.info.status == "FINISHED"}
     assert {RUN, "gen-00", "gen-01", lost_at, "g01/evaluate"} <= finished
     parent = next(run for run in filled if run.info.run_name == RUN)
     assert "evaluate/balanced_accuracy" in parent.data.metrics

@@ -29,7 +29,7 @@ def test_a_diverged_trial_trains_its_stage_once_and_its_retries_say_why_they_sto
     assert done.returncode == 0, done.stderr[-4000:]
     client = mlflow_client(workspace)
     experiment = client.get_experiment_by_name("relay")
-    trained = client.search_runs([experiment.experiment_id], "attributes.run_name = 'g00/train'")
+    trained = client.search_runs([experiment.experiment_id], "tags.`relay.stage` = 'g00/train'")
     assert sorted(run.info.status for run in trained) == ["FAILED", "FINISHED"], "a stage trained more than once"
     (error_file,) = (workspace / "tune" / "diverging" / "ray" / "diverging").glob("run_trial_*/error.txt")
     error = error_file.read_text()

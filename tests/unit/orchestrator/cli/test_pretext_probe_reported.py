@@ -16,6 +16,7 @@ from mlflow import MlflowClient
 from orchestrator.cli import main
 from orchestrator.engine.records import StageRecord
 from orchestrator.tracking.mlflow_tracker import MlflowTracker
+from tests.unit.orchestrator.tracking.test_mlflow_tracker import own_name
 
 CONFIGS = Path(__file__).resolve().parents[4] / "pipelines" / "configs"
 PROBE_METRIC = "pretext/probe/balanced_accuracy"
@@ -39,7 +40,7 @@ def table_rows(output: str) -> dict[str, list[str]]:
 
 def runs_named(client: MlflowClient, experiment: str) -> dict:
     found = client.get_experiment_by_name(experiment)
-    return {run.info.run_name: run for run in client.search_runs([found.experiment_id])}
+    return {own_name(run): run for run in client.search_runs([found.experiment_id])}
 
 
 def test_the_pretext_probe_is_on_the_pipeline_run_and_in_both_tables(

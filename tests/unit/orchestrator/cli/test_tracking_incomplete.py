@@ -62,9 +62,9 @@ def test_a_run_that_lost_its_store_says_so_and_resume_fills_the_record_in(
     runs = client.search_runs(
         [client.get_experiment_by_name("relay").experiment_id], "tags.`relay.pipeline_run` = 'lost'"
     )
-    assert {r.info.run_name: r.info.status for r in runs if r.info.run_name in ("lost", "gen-00")} == {
+    assert {r.info.run_name: r.info.status for r in runs if r.info.run_name in ("lost", "gen-00 of lost")} == {
         "lost": "FINISHED",
-        "gen-00": "FINISHED",
+        "gen-00 of lost": "FINISHED",
     }
     assert main(["generations", "lost", "--workspace", str(workspace)]) == 0
     out = capsys.readouterr().out

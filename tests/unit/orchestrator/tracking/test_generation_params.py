@@ -35,7 +35,10 @@ def generation_params(uri: str, run_id: str) -> dict[str, dict[str, str]]:
     client = MlflowClient(uri)
     experiment = client.get_experiment_by_name("relay").experiment_id
     query = f"tags.`relay.pipeline_run` = '{run_id}' and tags.`relay.kind` = 'generation'"
-    return {run.info.run_name: run.data.params for run in client.search_runs([experiment], query)}
+    return {
+        run.info.run_name.removesuffix(f" of {run_id}"): run.data.params
+        for run in client.search_runs([experiment], query)
+    }
 
 
 def test_each_generation_run_has_the_pipeline_params_and_its_index(uri: str) -> None:

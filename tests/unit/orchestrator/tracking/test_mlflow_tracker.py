@@ -12,6 +12,11 @@ from orchestrator.tracking.mlflow_tracker import MlflowTracker
 from orchestrator.tracking.reading import read_generations
 
 
+def own_name(run) -> str:
+    """A run's name without the `of RUN_ID` that a generation's and a stage's name end with (`gen-01 of run-a`)."""
+    return run.info.run_name.removesuffix(f" of {run.data.tags['relay.pipeline_run']}")
+
+
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     """One sqlite database for the module: creating one costs about two seconds."""
@@ -87,14 +92,18 @@ def test_run_tree_tags_metrics_and_files(store, experiment, tmp_path):
     assert Path(summary).read_text().splitlines()[0].startswith("generation,evaluate/accuracy")
     assert parent.data.tags["relay.version.mlflow"] and parent.data.tags["relay.git_commit"]
 
-    gens = {r.info.run_name: r for r in runs(store, experiment, "generation")}
-    assert sorted(gens) == ["gen-00", "gen-01"]
+    assert sorted(r.info.run_name for r in runs(store, experiment, "generation")) == [
+        "gen-00 of run-a",
+        "gen-01 of run-a",
+    ]
+    gens = {own_name(r): r for r in runs(store, experiment, "generation")}
     assert all(r.data.tags["mlflow.parentRunId"] == parent.info.run_id for r in gens.values())
     assert gens["gen-01"].data.tags["relay.generation"] == "1"
     assert gens["gen-01"].data.metrics["evaluate/accuracy"] == pytest.approx(0.6)
 
-    stages = {r.info.run_name: r for r in runs(store, experiment, "stage")}
+    stages = {own_name(r): r for r in runs(store, experiment, "stage")}
     assert sorted(stages) == ["g00/evaluate", "g00/train", "g01/evaluate", "g01/train", "split"]
+    assert stages["g01/train"].info.run_name == "g01/train of run-a"
     assert stages["split"].data.tags["mlflow.parentRunId"] == parent.info.run_id
     train1 = stages["g01/train"]
     assert train1.data.tags["mlflow.parentRunId"] == gens["gen-01"].info.run_id
@@ -143,7 +152,7 @@ def test_resume_reuses_parent_and_generation_runs(store, experiment):
     first.end_pipeline("FAILED")
     (parent,) = runs(store, experiment, "pipeline")
     assert parent.info.status == "FAILED"
-    assert {r.info.run_name: r.info.status for r in runs(store, experiment, "generation")} == {
+    assert {own_name(r): r.info.status for r in runs(store, experiment, "generation")} == {
         "gen-00": "FINISHED",
         "gen-01": "FAILED",
     }
@@ -157,13 +166,11 @@ def test_resume_reuses_parent_and_generation_runs(store, experiment):
     second.end_pipeline("FINISHED")
 
     assert len(runs(store, experiment, "pipeline")) == 1
-    gens = {r.info.run_name: r for r in runs(store, experiment, "generation")}
+    gens = {own_name(r): r for r in runs(store, experiment, "generation")}
     assert sorted(gens) == ["gen-00", "gen-01"] and gens["gen-01"].info.status == "FINISHED"
-    stage_runs = [(r.info.run_name, r.info.status) for r in runs(store, experiment, "stage")]
+    stage_runs = [(own_name(r), r.info.status) for r in runs(store, experiment, "stage")]
     assert sorted(stage_runs) == [("g00/train", "FINISHED"), ("g01/train", "FAILED"), ("g01/train", "FINISHED")]
-    retry = [
-        r for r in runs(store, experiment, "stage") if r.info.status == "FINISHED" and r.info.run_name == "g01/train"
-    ]
+    retry = [r for r in runs(store, experiment, "stage") if r.info.status == "FINISHED" and own_name(r) == "g01/train"]
     assert retry[0].data.tags["mlflow.parentRunId"] == gens["gen-01"].info.run_id
 
 
@@ -251,7 +258,7 @@ def test_lineage_models_registered_datasets_and_teacher_as_inputs(store, experim
     tracker.stage_finished(record("g01/train", 1, inputs=("g00/picks",), outputs={"g01/model": gen1["g01/model"]}))
     tracker.end_pipeline("FINISHED")
     client = MlflowClient(store[0])
-    stages = {r.info.run_name: client.get_run(r.info.run_id) for r in runs(store, experiment, "stage")}
+    stages = {own_name(r): client.get_run(r.info.run_id) for r in runs(store, experiment, "stage")}
     train1 = stages["g01/train"]
     (dataset,) = train1.inputs.dataset_inputs
     assert dataset.dataset.name == "g00/picks" and dataset.dataset.digest == "0" * 32
@@ -362,7 +369,7 @@ def test_side_branch_models_get_a_role_alias_never_gen_nn_or_newest(store, exper
     tracker.end_pipeline("FINISHED")
     client = MlflowClient(store[0])
     assert client.get_registered_model(name).aliases == {"gen-01": 1, "newest": 1, "kd-gen-01": 2}
-    stages = {r.info.run_name: r.info.run_id for r in runs(store, experiment, "stage")}
+    stages = {own_name(r): r.info.run_id for r in runs(store, experiment, "stage")}
     assert client.get_model_version_by_alias(name, "gen-01").run_id == stages["g01/train"]
     tag = client.get_run(tracker.parent_run_id).data.tags["relay.registered_models"]
     assert tag == f"models:/{name}/1 (gen-01), models:/{name}/2 (kd-gen-01)"
@@ -504,7 +511,7 @@ def test_evaluation_metrics_land_on_the_generations_logged_model_and_versions_na
         metrics = {m.key: m.value for m in model.metrics}
         assert metrics == {"balanced_accuracy": accuracy, "recall/3": 0.25}  # not the train loss, not duration_s
         assert model.name == f"{name}-g{generation:02d}-model"
-    stages = {r.info.run_name: r.info.run_id for r in runs(store, experiment, "stage")}
+    stages = {own_name(r): r.info.run_id for r in runs(store, experiment, "stage")}
     assert {m.run_id for m in by_artifact["g01/model"].metrics} == {stages["g01/evaluate"]}
     version = client.get_model_version_by_alias(name, "gen-01")
     assert version.tags["relay.pipeline_run"] == "run-m" and version.tags["relay.generation"] == "1"

@@ -9,8 +9,8 @@ from orchestrator.engine.ledger import COMMAND_FILE, record_path
 from orchestrator.engine.records import StageRecord
 from orchestrator.tracking.interruptions import close_interrupted
 from tests.unit.orchestrator.tracking.test_mlflow_tracker import experiment as experiment  # the fixture
+from tests.unit.orchestrator.tracking.test_mlflow_tracker import own_name, tracker_for
 from tests.unit.orchestrator.tracking.test_mlflow_tracker import store as store  # the fixture
-from tests.unit.orchestrator.tracking.test_mlflow_tracker import tracker_for
 
 
 def record(stage, generation, metrics=None, status="FINISHED"):
@@ -51,7 +51,7 @@ def test_a_sigkilled_drivers_runs_closed_by_relay_ui_and_resumed_are_told_apart(
     first.stage_started("g00/train", 0)  # then SIGKILL: no stage_finished, no end_pipeline
     assert close_interrupted(store[0], experiment, ["run-k"]) == ["run-k"]
     closed = {r.data.tags["relay.kind"]: r for r in runs_of(store, experiment, "generation")}
-    closed |= {r.info.run_name: r for r in runs_of(store, experiment, "stage")}
+    closed |= {own_name(r): r for r in runs_of(store, experiment, "stage")}
     assert (closed["generation"].info.status, closed["generation"].data.tags["relay.status"]) == (
         "KILLED",
         "INTERRUPTED",
@@ -71,7 +71,7 @@ def test_a_sigkilled_drivers_runs_closed_by_relay_ui_and_resumed_are_told_apart(
     trains = sorted(
         (r.data.tags["relay.attempt"], r.info.status, r.data.tags["relay.status"])
         for r in runs_of(store, experiment, "stage")
-        if r.info.run_name == "g00/train"
+        if own_name(r) == "g00/train"
     )
     assert trains == [("1", "KILLED", "INTERRUPTED"), ("2", "FINISHED", "FINISHED")]
 
@@ -97,7 +97,7 @@ def test_the_runs_source_is_its_config_file_and_its_descriptions_say_what_each_r
     assert "| generation | evaluate/balanced_accuracy |" in note
     assert "| 0 | 0.5000 |" in note and "| 1 | 0.7500 |" in note
     assert "`relay run pipelines/configs/smoke.yaml train.steps=10`" in note  # the command stays at the end
-    gens = {r.info.run_name: r for r in runs_of(store, experiment, "generation")}
+    gens = {own_name(r): r for r in runs_of(store, experiment, "generation")}
     assert gens["gen-01"].data.tags["mlflow.note.content"].startswith("Generation 1 of Relay run `run-s`")
     (stage, *_) = runs_of(store, experiment, "stage")
     assert stage.data.tags["mlflow.source.name"] == "pipelines/configs/smoke.yaml"

@@ -16,6 +16,7 @@ from mlflow import MlflowClient
 
 from orchestrator.engine.records import StageRecord, TrackedArtifact
 from orchestrator.tracking.mlflow_tracker import MlflowTracker
+from tests.unit.orchestrator.tracking.test_mlflow_tracker import own_name
 
 
 @pytest.fixture
@@ -46,7 +47,7 @@ def tree(tracker: MlflowTracker) -> tuple[dict, dict[str, str]]:
     """The runs of the tracker's pipeline run by name, and artifact name -> LoggedModel id."""
     client = MlflowClient(tracker.tracking_uri)
     experiment = client.get_experiment_by_name("relay").experiment_id
-    runs = {r.info.run_name: r for r in client.search_runs([experiment])}
+    runs = {own_name(r): r for r in client.search_runs([experiment])}
     models = {m.tags["relay.artifact"]: m.model_id for m in client.search_logged_models([experiment])}
     return runs, models
 
