@@ -52,6 +52,7 @@ from orchestrator.cli.records.stage_folders import (
 )
 from orchestrator.cli.records.sweep_deletion import SweepParts, remove_folders, sweep_parts, trials_by_sweep
 from orchestrator.cli.records.workspace import default_tracking_key
+from orchestrator.cli.run.run_record import MLFLOW_ID_HINT, MLFLOW_ID_SHAPE
 from orchestrator.engine.artifacts import TRAIN_DIR, ArtifactStore
 from orchestrator.engine.ledger import CONFIG_FILE, RUNS, record_path
 from orchestrator.errors import ArtifactError, ConfigError
@@ -80,6 +81,8 @@ def check_known(store: ArtifactStore, run_ids: list[str], known: set[str]) -> No
             [
                 f"no run or sweep {run_id!r} in the artifact store {store.uri}; `relay runs{store_option(store.uri)}` "
                 "lists its runs (or pass the store the run wrote to: --workspace, --artifact-uri)"
+                + MLFLOW_ID_HINT
+                * bool(MLFLOW_ID_SHAPE.fullmatch(run_id))
                 for run_id in unknown
             ],
             "the command line",

@@ -163,6 +163,7 @@ def readable_ledger(store: ArtifactStore, run_id: str) -> dict[str, Any]:
     return ledger if isinstance(ledger, dict) else {}
 
 
+MLFLOW_ID_SHAPE = re.compile(r"[0-9a-f]{8,32}")  # a whole MLflow run id, or the 8-character start its UI shows
 MLFLOW_ID_HINT = (  # `relay run` prints the MLflow run id to open in the UI: a user may take it for the run's id
     "; this looks like an MLflow run id, which the tracking store here does not know: pass the Relay run id "
     "(`relay runs` lists them; in MLflow it is the run's name and its relay.pipeline_run tag)"
@@ -179,7 +180,7 @@ def read_run_record(store: ArtifactStore, run_id: str, pipelines: Pipelines) -> 
                 f"`relay runs --artifact-uri {store.uri}`, "
                 "or pass the store the run wrote to (--workspace, --artifact-uri or RELAY_ARTIFACT_URI)"
                 + MLFLOW_ID_HINT
-                * bool(re.fullmatch(r"[0-9a-f]{32}", run_id))
+                * bool(MLFLOW_ID_SHAPE.fullmatch(run_id))
             ],
             "the command line",
         )
