@@ -11,11 +11,12 @@ import argparse
 import logging
 import shlex
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 from orchestrator import jobs
-from orchestrator.cli.common import add_address, add_artifact_uri, add_workspace, store_of
+from orchestrator.cli.common import EXIT_FAILED, add_address, add_artifact_uri, add_workspace, store_of, store_option
 from orchestrator.cli.jobs import run_job, sweep_job
 from orchestrator.cli.jobs.submitting import follow
 from orchestrator.cli.records.run_notes import traceback_kept
@@ -31,6 +32,12 @@ from orchestrator.tracking.report import text_table
 log = logging.getLogger("relay")
 
 JOB_HEADERS = ["job id", "status", "started", "pipeline", "entrypoint"]
+# `relay stop` waits for the job to end: Ray's supervisor sends the job's stop signal, waits its stop time, then SIGKILLs
+STOP_WAIT_ENV, STOP_SIGNAL_ENV = "RAY_JOB_STOP_WAIT_TIME_S", "RAY_JOB_STOP_SIGNAL"  # the job's own, where it set them
+RAY_STOP_WAIT_S = 3.0  # Ray's JobSupervisor.DEFAULT_RAY_JOB_STOP_WAIT_TIME_S
+STOP_MARGIN_S = 30.0  # past that: the driver's exit and Ray's status write, on a busy head node
+STOP_POLL_S = 0.5
+STOP_SAID_EVERY_S = 10.0  # how often the wait says it still waits
 
 
 def latest_job(address: str | None, job_id: str) -> str:
@@ -82,7 +89,7 @@ def ended_job_way_on(address: str, details: dict[str, Any]) -> str | None:
     status = run_status(store, run_id)
     if status in (RunStatus.FINISHED, RunStatus.UNREADABLE):
         return None
-    submit = f"`relay submit --resume {run_id} --address {address}`"
+    submit = f"`relay submit --resume {run_id} --address {address}{store_option(store.uri)}`"
     if status is RunStatus.FAILED and (failure := failed_stage(store, run_id)) is not None:
         stage, error = failure
         return (
@@ -119,14 +126,23 @@ def ended_sweep_way_on(details: dict[str, Any]) -> str | None:
 
 
 def job_store(details: dict[str, Any]) -> ArtifactStore | None:
-    """The artifact store the job's run wrote to, when this machine sees it: the resume's --artifact-uri, else the
-    job's RELAY_ARTIFACT_URI / RELAY_WORKSPACE, else this shell's (as `relay runs`); None when it cannot be read."""
+    """The artifact store the job's run wrote to, when this machine sees it: the one `relay submit` resolved and
+    kept in the job's metadata (``run_job.STORE_KEY``), else (a job sent by an older Relay) the resume's
+    --artifact-uri, the job's RELAY_ARTIFACT_URI / RELAY_WORKSPACE, this shell's (as `relay runs`); None when it
+    cannot be read.
+
+    Why the metadata first: a store set in the config (run.workspace, run.artifact_uri, in the file or an override)
+    is in none of the others, and the job's RELAY_WORKSPACE, copied from the shell that submitted it, named
+    another store: `relay status` read the wrong one and said no way on.
+    """
     env = details["env_vars"]
     try:
         words = shlex.split(details["entrypoint"])
         given = words[words.index("--artifact-uri") + 1] if "--artifact-uri" in words[:-1] else None
+        recorded = details["metadata"].get(run_job.STORE_KEY)
         args = argparse.Namespace(
-            artifact_uri=given or env.get(ARTIFACT_URI_ENV) or None, workspace=env.get(WORKSPACE_ENV) or None
+            artifact_uri=recorded or given or env.get(ARTIFACT_URI_ENV) or None,
+            workspace=env.get(WORKSPACE_ENV) or None,
         )
         store = store_of(args)
         path = run_locations.local_path(store.uri)
@@ -146,10 +162,87 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
+    """Ask the job to stop, then wait (bounded) until Ray says it ended: its status on stdout, the way on on stderr.
+
+    Why wait: Ray keeps a stopped job RUNNING until its driver exits (SIGTERM, then SIGKILL after
+    RAY_JOB_STOP_WAIT_TIME_S: 3 s for a run, 60 s for a sweep, which saves its state first), and
+    `relay submit --resume` right after `relay stop` was refused as "still running; stop it first".
+    """
     job_id = latest_job(args.address, args.job_id)
-    stopped = jobs.stop_job(args.address, job_id)
-    print(f"{job_id}: {'stop requested' if stopped else 'already finished'}")
+    address = jobs.resolve_address(args.address)
+    if not jobs.stop_job(address, job_id):  # Ray found no supervisor of the job: ended (or not started yet)
+        status = jobs.job_status(address, job_id)
+        if status in jobs.TERMINAL_STATUSES:
+            print(f"{job_id}: already finished ({status})")
+            return 0
+        print(
+            f"relay: job {job_id} is {status}, but Ray found nothing of it to stop yet: run `relay stop {job_id} "
+            f"--address {address}` again",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    print(f"{job_id}: stop requested", flush=True)
+    details = jobs.job_details(address, job_id)
+    env = details["env_vars"]
+    grace = stop_grace_s(env)
+    status = wait_stopped(address, job_id, env.get(STOP_SIGNAL_ENV) or "SIGTERM", grace)
+    if status not in jobs.TERMINAL_STATUSES:
+        print(
+            f"relay: job {job_id} is still {status} {grace + STOP_MARGIN_S:g} s after its stop was requested; the "
+            f"stop stays requested: see `relay status {job_id} --address {address}` and `relay logs {job_id} "
+            f"--address {address}`",
+            file=sys.stderr,
+            flush=True,
+        )
+        return EXIT_FAILED
+    ended = "" if status == "STOPPED" else " (it ended before the stop reached it)"
+    print(f"{job_id}: {status}{ended}", flush=True)
+    way_on = ended_job_way_on(address, {**details, "status": status})
+    if way_on is not None:
+        print(way_on, file=sys.stderr, flush=True)
     return 0
+
+
+def stop_grace_s(env_vars: dict[str, str]) -> float:
+    """How long Ray waits, after the stop signal, before it SIGKILLs the job's driver: the job's
+    RAY_JOB_STOP_WAIT_TIME_S (a sweep's job sets 60 s), else Ray's default."""
+    try:
+        return float(env_vars.get(STOP_WAIT_ENV) or RAY_STOP_WAIT_S)
+    except ValueError:
+        return RAY_STOP_WAIT_S
+
+
+def wait_stopped(address: str, job_id: str, signal_name: str, grace_s: float) -> str:
+    """The job's status once Ray says it ended, or its last one ``STOP_MARGIN_S`` after Ray's ``grace_s``; said
+    on stderr as it waits, so that the wait does not read as a hang.
+
+    Ctrl-C stops the waiting, not the stop: said so, then it propagates (main() exits 130).
+    """
+    print(
+        f"relay: waiting for job {job_id} to end (Ray sends its driver {signal_name}, then SIGKILL after "
+        f"{grace_s:g} s; Ctrl-C stops waiting, not the stop)",
+        file=sys.stderr,
+        flush=True,
+    )
+    start = said = time.monotonic()
+    try:
+        while (status := jobs.job_status(address, job_id)) not in jobs.TERMINAL_STATUSES:
+            now = time.monotonic()
+            if now - said >= STOP_SAID_EVERY_S:
+                print(f"relay: job {job_id} is still {status} after {now - start:.0f} s", file=sys.stderr, flush=True)
+                said = now
+            if now - start >= grace_s + STOP_MARGIN_S:
+                return status
+            time.sleep(STOP_POLL_S)
+    except KeyboardInterrupt:
+        print(
+            f"\nrelay: stopped waiting; the stop of job {job_id} stays requested and Ray ends it on the cluster: "
+            f"see `relay status {job_id} --address {address}`",
+            file=sys.stderr,
+            flush=True,
+        )
+        raise
+    return status
 
 
 def cmd_jobs(args: argparse.Namespace) -> int:
@@ -194,6 +287,12 @@ def register(commands: Any) -> None:
     submit.add_argument("--submission-id", help=argparse.SUPPRESS)  # the old name of --run-id
     submit.add_argument(
         "--resume", metavar="RUN_ID", help="run `relay resume RUN_ID` as a job (e.g. on a new head node)"
+    )
+    submit.add_argument(
+        "--driver-gone",
+        action="store_true",
+        help="with --resume: take the run's last driver as gone, where the cluster whose job last ran it answers but "
+        "cannot be asked (another token)",
     )
     submit.add_argument(
         "--wait", action="store_true", help="stream the job's log and exit with its outcome (0 succeeded, 1 not)"

@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator import jobs
-from orchestrator.cli.common import new_run_id, pipelines_of, store_of, store_option
+from orchestrator.cli import temporary
+from orchestrator.cli.common import new_run_id, pipelines_of, store_named_by, store_of, store_option
 from orchestrator.cli.jobs import sweep_job
 from orchestrator.cli.jobs.submitting import (
     follow_to_the_end,
@@ -34,11 +35,11 @@ from orchestrator.cli.jobs.submitting import (
 from orchestrator.cli.pipeline_files import load_pipeline_config
 from orchestrator.cli.preflight import check_run_id, open_store
 from orchestrator.cli.records.run_status import run_status
-from orchestrator.cli.run import run_locations
+from orchestrator.cli.run import resume_guard, run_locations
 from orchestrator.cli.run.execution import stages_to_rerun
 from orchestrator.cli.run.pipeline import cache_flags
 from orchestrator.cli.run.run_record import read_run_record
-from orchestrator.config import WORKSPACE_ENV, tracking_uri
+from orchestrator.config import TRACKING_URI_ENV, WORKSPACE_ENV, tracking_uri
 from orchestrator.dag import Pipeline
 from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.engine.fit import cluster_needs
@@ -48,9 +49,14 @@ from orchestrator.errors import ConfigError
 log = logging.getLogger("relay")
 
 
-def job_metadata(pipeline: str, name: str, run_id: str) -> dict[str, str]:
-    """What `ray job list` and the dashboard show beside the job: the pipeline and the run id."""
-    return {"relay.pipeline": pipeline, "relay.name": name, "relay.run_id": run_id}
+STORE_KEY = "relay.artifact_uri"  # the job's metadata: the artifact store its run writes to, as resolved at submit
+
+
+def job_metadata(pipeline: str, name: str, run_id: str, store: str | None = None) -> dict[str, str]:
+    """What `ray job list` and the dashboard show beside the job: the pipeline and the run id; and the artifact
+    store the run writes to (``STORE_KEY``), which `relay status` reads the run's record from (``cluster.job_store``)."""
+    stored = {STORE_KEY: store} if store else {}
+    return {"relay.pipeline": pipeline, "relay.name": name, "relay.run_id": run_id, **stored}
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
@@ -105,7 +111,7 @@ def submit_run(args: argparse.Namespace, config: Any, pipeline: Pipeline, run_id
         check_resources=not args.skip_resource_check,
         needs=cluster_needs(pipeline),
         workers=jobs.worker_requests(pipeline.stages),
-        metadata=job_metadata(config.pipeline, config.name, run_id),
+        metadata=job_metadata(config.pipeline, config.name, run_id, locations.store),
         run_flags=cache_flags(args),
         env_vars={**env_vars, **job_address_env(args.address)},
         skip=[config.run.workspace or os.environ.get(WORKSPACE_ENV), *local_paths(locations)],
@@ -151,8 +157,8 @@ def check_run_id_unused(store_uri: str, run_id: str, address: str = "http://HOST
         way_on = "it has finished: pick another --run-id (or leave --run-id out for a new one)"
     else:
         way_on = (
-            f"it is {status}: finish it with `relay submit --resume {run_id} --address {address}`, or pick another "
-            "--run-id (or leave --run-id out for a new one)"
+            f"it is {status}: finish it with `relay submit --resume {run_id} --address {address}"
+            f"{store_option(store_uri)}`, or pick another --run-id (or leave --run-id out for a new one)"
         )
     raise ConfigError([f"--run-id: a run {run_id!r} already exists in {store_uri}; {way_on}"], "the command line")
 
@@ -183,6 +189,8 @@ def submit_flag_problems(args: argparse.Namespace) -> list[str]:
     """
     if not args.resume:
         problems = [jobs.resource_problem("--num-gpus", args.num_gpus)] if args.num_gpus is not None else []
+        if args.driver_gone:
+            problems.append("--driver-gone: only with --resume RUN_ID (a resume whose last job cannot be checked)")
         if args.config is None:
             problems.append("config: pass a pipeline file (relay submit CONFIG ...), or --resume RUN_ID")
         return [problem for problem in [*problems, *sweep_flag_problems(args)] if problem]
@@ -233,16 +241,20 @@ def submit_resume(args: argparse.Namespace) -> int:
     """`relay resume RUN_ID` as a job: the record is checked here when this machine sees the store.
 
     The job gets the store as --artifact-uri; its id is the run id, or ``RUN_ID-resume-N``
-    on a cluster that already ran a job by that id. A run that finished is not submitted (``finished_note``).
+    on a cluster that already ran a job by that id. A run that finished is not submitted (``finished_note``), nor
+    one a job still runs on this cluster (``free_submission_id``) or on the one whose job last ran it
+    (``resume_guard.check_last_cluster``; --driver-gone: taken as gone, here and in the job).
     """
     check_run_id(args.resume)
     store = store_of(args)
+    key = store_named_by(args)
     path = run_locations.local_path(store.uri)
-    if path is not None and not Path(path).exists():
+    seen = path is None or Path(path).exists()
+    if not seen:
         log.info(
             "%s %s; the run record is read on the cluster", store.uri, unseen_folder(Path(path), "does not exist here")
         )
-        run_locations.check_durable(run_locations.Locations(store.uri, None))
+        check_resume_durable(args.resume, store.uri, key)
         name, pipeline = args.resume, "?"
     else:
         _, config = read_run_record(store, args.resume, pipelines_of(args))
@@ -250,22 +262,82 @@ def submit_resume(args: argparse.Namespace) -> int:
         if finished is not None:
             print(finished, file=sys.stderr, flush=True)
             return 0
-        locations = run_locations.Locations(store.uri, tracking_uri(config.run, config.tracking))
-        run_locations.check_durable(locations)
-        run_locations.check_reachable(locations)
+        tracking = tracking_uri(config.run, config.tracking)
+        check_resume_durable(args.resume, store.uri, key, tracking, config.tracking.uri)
+        run_locations.check_reachable(run_locations.Locations(store.uri, tracking, store_key=key), "the command line")
         name, pipeline = config.name, config.pipeline
-    jobs.connect(args.address)
+    url = jobs.resolve_address(args.address)
+    jobs.connect(url)
+    job_id = jobs.free_submission_id(url, args.resume)  # a job of the run still running on this cluster: refused
+    if seen:
+        last_cluster_checked(args, store, url)
     job_id = jobs.submit_entrypoint(
-        args.address,
-        jobs.resume_entrypoint(args.resume, store.uri),
+        url,
+        resume_entrypoint(args, store.uri),
         str(Path.cwd()),
-        submission_id=jobs.free_submission_id(args.address, args.resume),
-        env_vars={**jobs.relay_env_vars(), **job_address_env(args.address)},
-        metadata=job_metadata(pipeline, name, args.resume),
+        submission_id=job_id,
+        env_vars={**jobs.relay_env_vars(), **job_address_env(url)},
+        metadata=job_metadata(pipeline, name, args.resume, store.uri),
         skip=[args.workspace or os.environ.get(WORKSPACE_ENV), run_locations.local_path(store.uri)],
+        kind="resume",
     )
     print(job_id, flush=True)
-    return follow_to_the_end(args.address, job_id) if args.wait else 0
+    return follow_to_the_end(url, job_id) if args.wait else 0
+
+
+def resume_entrypoint(args: argparse.Namespace, store_uri: str) -> str:
+    """The job's `relay resume RUN_ID --artifact-uri STORE`, with --driver-gone where the submit was given it: the
+    job's resume then takes the run over without asking the cluster that last ran it, as the submit did."""
+    entrypoint = jobs.resume_entrypoint(args.resume, store_uri)
+    return f"{entrypoint} --driver-gone" if args.driver_gone else entrypoint
+
+
+def last_cluster_checked(args: argparse.Namespace, store: ArtifactStore, url: str) -> None:
+    """Refuse (exit 2) while the cluster whose job last ran the run, when another one than ``url``, still runs a job
+    of it (``resume_guard.check_last_cluster``); --driver-gone skips the check, and says so."""
+    if args.driver_gone:
+        log.warning(
+            "run %s: its last driver is taken to be gone (--driver-gone): the cluster that last ran it is not asked",
+            args.resume,
+        )
+        return
+    resume_guard.check_last_cluster(store, args.resume, url)
+
+
+def check_resume_durable(
+    run_id: str, store_uri: str, key: str, tracking: str | None = None, tracking_setting: str | None = None
+) -> None:
+    """Refuse (exit 2) a resume on a cluster whose stores would not outlive it, each named by what chose it.
+
+    ``key``: the flag or variable of this command that chose the store (``store_named_by``), since a resume reads
+    no configuration; the tracking store is the run's saved config's (``tracking_setting``: its tracking.uri), or
+    MLFLOW_TRACKING_URI's. Why: the store given as --workspace was refused as "run.artifact_uri: ... in the
+    configuration", with a fix that sets config keys a resume does not read.
+    """
+    problems = []
+    why = impermanence_of(store_uri)
+    if why is not None:
+        problems.append(
+            f"{key}: the artifact store {store_uri} (the run's record and stage outputs) would be {why}; a resume on "
+            "a cluster needs the run's store where every node reads it: name it there (--workspace DIR, e.g. "
+            f"{run_locations.SHARED_EXAMPLE}, or --artifact-uri s3://BUCKET/PREFIX), or resume the run on this "
+            f"machine: relay resume {run_id}{store_option(store_uri)}"
+        )
+    tracking_key = run_locations.env_key(tracking_setting, TRACKING_URI_ENV, "tracking.uri")
+    why = None if tracking is None else impermanence_of(tracking)
+    if why is not None:
+        problems.append(
+            f"{tracking_key}: the run's MLflow tracking store {tracking} would be {why}; "
+            f"{run_locations.tracking_fix(tracking_key)}"
+        )
+    if problems:
+        raise ConfigError(problems, "the command line")
+
+
+def impermanence_of(uri: str) -> str | None:
+    """Why a store at ``uri`` would not outlive the cluster (``temporary.impermanence``); None for a remote one."""
+    path = run_locations.local_path(uri)
+    return None if path is None else temporary.impermanence(path)
 
 
 def finished_note(store: ArtifactStore, run_id: str) -> str | None:

@@ -14,6 +14,7 @@ import dataclasses
 import logging
 import os
 import shlex
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from orchestrator.cli.sweeps.sweep_folder import SUBMITTED_RESUME_ENV
 from orchestrator.config import WORKSPACE_ENV, workspace_setting
 from orchestrator.engine.fit import cluster_needs
 from orchestrator.errors import ConfigError
+from orchestrator.jobs.submit import config_job
 from orchestrator.tune.plan import SweepPlan, plan_sweep
 from orchestrator.tune.trial_fit import space_fit_problems
 
@@ -36,6 +38,7 @@ log = logging.getLogger("relay")
 
 JOB_PREFIX = "sweep-"  # a sweep's job id: sweep-NAME, apart from the run ids of `relay submit`
 SHARED_OUTPUT = "/mnt/shared/sweeps/NAME"  # an example of a folder every node mounts
+OUTPUT_KEY = "relay.output"  # the job's metadata: the sweep's folder, as the cluster sees it
 # `relay stop` of a sweep's job as a Ctrl-C: Ray's job supervisor (which gets the job's variables) sends this signal
 # and waits this long before SIGKILL. Why: its SIGTERM, SIGKILL 3 s later, cut Ray Tune off mid-loop: the trials'
 # MLflow runs stayed RUNNING, with no table or best.yaml; on SIGINT Ray Tune saves its state and returns, and `relay
@@ -50,25 +53,35 @@ def submit_sweep(args: argparse.Namespace) -> int:
     jobs.connect(url)  # clear auth and reachability errors before the cluster is read
     job_id = sweep_job_id(url, sweep.plan.name)  # a job of the sweep still running: refused
     check_sweep_state(args, sweep.plan, sweep.output)
+    finished = finished_sweep_note(url, sweep.plan.name, sweep.output) if args.resume_sweep else None
+    if finished is not None:
+        print(finished, file=sys.stderr, flush=True)
+        return 0
     if not args.skip_resource_check:
         check_trials_fit(url, sweep, args)
     again = submit_command(args, url, resume=True)
     tune_flags = [*(["--output", args.output] if args.output else []), *(["--resume"] if args.resume_sweep else [])]
     skipped = [sweep.config.run.workspace or os.environ.get(WORKSPACE_ENV), args.output]
+    skipped += submitting.local_paths(sweep.locations)
+    entrypoint, config_env = config_job(  # a sweep file the upload would not hold goes with the job, as a run's
+        args.config, args.overrides, str(Path.cwd()), run_flags=tune_flags, command="tune", skip=skipped
+    )
     job_id = jobs.submit_entrypoint(
         url,
-        jobs.pipeline_entrypoint(args.config, args.overrides, str(Path.cwd()), run_flags=tune_flags, command="tune"),
+        entrypoint,
         str(Path.cwd()),
         submission_id=job_id,
         env_vars={
             **jobs.relay_env_vars(),
+            **config_env,
             **sweep.env_vars,
             **submitting.job_address_env(url),
             SUBMITTED_RESUME_ENV: again,
             **STOPPED_AS_CTRL_C,
         },
-        metadata={**sweep_metadata(sweep.config, sweep.plan), "relay.resume": again},
-        skip=[*skipped, *submitting.local_paths(sweep.locations)],
+        metadata={**sweep_metadata(sweep.config, sweep.plan), OUTPUT_KEY: sweep.output, "relay.resume": again},
+        skip=skipped,
+        kind="sweep",
     )
     warning = jobs.config_path_warning(args.config, str(Path.cwd()))
     if warning:
@@ -118,6 +131,27 @@ def sweep_job_id(url: str, name: str) -> str:
     """``sweep-NAME`` for the sweep's first job, ``sweep-NAME-resume-N`` for each later one on the same cluster (Ray
     never reuses a job id); exit 2 while a job of the sweep is still PENDING or RUNNING: two drivers of one sweep."""
     return jobs.free_submission_id(url, JOB_PREFIX + name, kind="sweep")
+
+
+def finished_sweep_note(url: str, name: str, output: str) -> str | None:
+    """What `relay submit --tune --resume-sweep` of a sweep that finished says instead of submitting a job (on
+    stderr, exit 0, as `relay submit --resume` of a finished run: ``run_job.finished_note``); None otherwise.
+
+    Finished: the newest job of the sweep in the same folder on this cluster SUCCEEDED (`relay tune` exits 0 only
+    once every trial ended and one scored). Why: the job was accepted and ran to SUCCEEDED again, an upload and a
+    Ray Tune start for nothing (and on a cluster scaled to zero, nodes started for it).
+    """
+    mine = [
+        row
+        for row in jobs.jobs_of_run(jobs.list_jobs(url), JOB_PREFIX + name)
+        if row["metadata"].get(OUTPUT_KEY, output) == output
+    ]
+    if not mine or mine[-1]["status"] != "SUCCEEDED":
+        return None
+    return (
+        f"sweep {name} finished (its job {mine[-1]['id']} SUCCEEDED); nothing to resume, so no job was submitted "
+        f"(its results: {output.rstrip('/')}/best.yaml and trials.csv)"
+    )
 
 
 def sweep_metadata(config: Any, plan: SweepPlan) -> dict[str, str]:
@@ -217,12 +251,18 @@ def check_trials_fit(url: str, sweep: CheckedSweep, args: argparse.Namespace) ->
 
 
 def submit_command(args: argparse.Namespace, url: str, resume: bool) -> str:
-    """The `relay submit FILE ... --tune` line of this sweep, with the location flags it was given; with ``resume``,
-    the one that continues it as a new job on the cluster (`--resume-sweep`)."""
+    """The `relay submit FILE ... --tune` line of this sweep, with the location and resource flags it was given; with
+    ``resume``, the one that continues it as a new job on the cluster (`--resume-sweep`).
+
+    Why the resource flags: without --skip-resource-check, the line that continues a sweep on an autoscaling
+    cluster scaled to zero was refused by the resource check its first submit had skipped.
+    """
     flags = [
         *(["--resume-sweep"] if resume else []),
         *(["--output", args.output] if args.output else []),
         *(["--workspace", args.workspace] if args.workspace else []),
         *(["--artifact-uri", args.artifact_uri] if args.artifact_uri else []),
+        *(["--num-gpus", f"{args.num_gpus:g}"] if args.num_gpus is not None else []),
+        *(["--skip-resource-check"] if args.skip_resource_check else []),
     ]
     return shlex.join(["relay", "submit", args.config, *args.overrides, "--tune", *flags, "--address", url])

@@ -6,6 +6,9 @@ second time beside the live driver, into the same folders and MLflow run. A run 
 Ray job is checked by its job's status on its cluster; any other remote driver is refused unless
 the user says it is gone (``--driver-gone``), and a resume inside a job `relay submit --resume`
 sent for the run is taken: that command checked the cluster's jobs of the run before it submitted.
+A resume sent to another cluster than the one whose job last ran the run also asks that cluster
+(``check_last_cluster``), both before it is sent and inside its job: a job of the run still running
+there would be a second driver of the same ledger and MLflow run.
 
 A resume that may go on claims the run at once (``claimed``): its host and pid go into the
 ledger before anything slow (Ray's start), and on a local store it holds an exclusive lock on
@@ -28,6 +31,7 @@ from orchestrator.cli.records.run_status import run_status
 from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.engine.folder_lock import FolderHeld, folder_locked
 from orchestrator.engine.ledger import (
+    JOB_ADDRESS_ENV,
     RAY_JOB_ENV,
     claim_run,
     read_command_record,
@@ -42,7 +46,13 @@ log = logging.getLogger("relay")
 
 def check_not_running(store: ArtifactStore, run_id: str, driver_gone: bool = False) -> None:
     """Refuse (exit 2) to resume a run whose driver may still run it: alive here, a job still running on its
-    cluster, or a driver on another machine that cannot be checked (``--driver-gone`` says it is gone)."""
+    cluster, or a driver on another machine that cannot be checked (``--driver-gone`` says it is gone).
+
+    Inside a job `relay submit --resume` sent for the run, the cluster whose job last ran it is asked first, when
+    it is another one (``check_last_cluster``): the submit could not ask it where this machine did not see the store.
+    """
+    if not driver_gone and submitted_for(run_id):
+        check_last_cluster(store, run_id, os.environ.get(JOB_ADDRESS_ENV))
     status = run_status(store, run_id)
     if not status.is_live:
         return
@@ -85,7 +95,7 @@ def _running_here(store: ArtifactStore, run_id: str, driver: dict[str, Any], hos
     return (
         f"run {run_id} is still running as Ray job {driver['job_id']} (driver pid {pid} on {host}); wait for it "
         f"(`relay logs -f {run_id}{flag}`) or stop it first (`relay stop {run_id}{flag}`), then resume it on its "
-        f"cluster: relay submit --resume {run_id} --address {address or 'http://HEAD:8265'}"
+        f"cluster: relay submit --resume {run_id} --address {address or 'http://HEAD:8265'}{store_option(store.uri)}"
     )
 
 
@@ -109,7 +119,7 @@ def _check_job_ended(store: ArtifactStore, run_id: str, address: str) -> None:
         raise _refusal(
             f"run {run_id} is RUNNING as a job of the Ray cluster at {address}, which does not answer ({exc}); "
             f"if its head is lost, resume it on a new cluster: relay submit --resume {run_id} --address "
-            f"http://NEW-HEAD:8265; if you know its driver is gone, resume here with: relay resume "
+            f"http://NEW-HEAD:8265{store_option(store.uri)}; if you know its driver is gone, resume here with: relay resume "
             f"{run_id}{store_option(store.uri)} --driver-gone"
         ) from exc
     for row in jobs.jobs_of_run(rows, run_id):
@@ -123,6 +133,77 @@ def _check_job_ended(store: ArtifactStore, run_id: str, address: str) -> None:
     log.info(
         "run %s: its job on %s has ended; its ledger's RUNNING is left from a driver that is gone", run_id, address
     )
+
+
+def check_last_cluster(store: ArtifactStore, run_id: str, target: str | None) -> None:
+    """Refuse (exit 2) a resume on the cluster at ``target`` while a job of the run is PENDING or RUNNING on the
+    cluster whose job last ran it (the address its run record keeps), when that is another one; go on, and say so,
+    when that cluster's jobs of the run have ended or it does not answer (a lost head, the reason to move).
+
+    Why: `relay submit --resume` listed only the target cluster's jobs, and the job's resume took the run over as
+    soon as it saw it was the run's job; with the old head alive, a resume sent to another cluster made two drivers
+    of one ledger and MLflow run. The recorded cluster under another name (localhost for 127.0.0.1) is told apart by
+    its Ray session (``same_cluster``): inside the job, its own job would read as the one still running. A cluster
+    that answers but cannot be asked (another token) is refused, with the way on once its job is known to be gone
+    (``--driver-gone``).
+    """
+    driver = recorded_driver(store, run_id)
+    address = _job_address(store, run_id, driver)
+    if address is None or address == target:
+        return
+    from orchestrator import jobs
+    from orchestrator.jobs.watch import ACTIVE_STATUSES
+
+    last = f"job {driver.get('job_id')} of the Ray cluster at {address}"
+    here = target or "this cluster"
+    again = f"relay submit --resume {run_id} --address {target or 'http://HEAD:8265'}{store_option(store.uri)}"
+    try:
+        rows = jobs.list_jobs(address)
+    except (jobs.ClusterUnreachableError, jobs.NotADashboardError) as exc:  # nothing, or no Ray, answers there
+        log.debug("the Ray cluster at %s: %s", address, exc)
+        log.warning("run %s last ran as %s, which does not answer: taken as lost; resuming on %s", run_id, last, here)
+        return
+    except RelayError as exc:
+        raise _refusal(
+            f"run {run_id} last ran as {last}, which answers but cannot be asked whether a job of the run still "
+            f"runs there ({exc}); check it there (`relay status {run_id} --address {address}`, with that cluster's "
+            f"token) and stop it if it runs, then resume with: {again} --driver-gone"
+        ) from exc
+    if target is not None and same_cluster(address, target):
+        return
+    for row in jobs.jobs_of_run(rows, run_id):
+        if row["status"] in ACTIVE_STATUSES:
+            job = row["id"]
+            raise _refusal(
+                f"run {run_id} is still running as job {job} ({row['status']}) on the Ray cluster at {address}, "
+                f"where it last ran: a resume on {here} would be a second driver of the run. Follow it there "
+                f"(`relay logs -f {job} --address {address}`) or stop it (`relay stop {job} --address {address}`), "
+                f"then resume with: {again}"
+            )
+    log.info(
+        "run %s: its jobs on the Ray cluster at %s, where it last ran, have ended; resuming on %s",
+        run_id,
+        address,
+        here,
+    )
+
+
+def same_cluster(address: str, other: str) -> bool:
+    """Whether two dashboard addresses that differ are one Ray cluster: the same session (each `ray start --head`
+    has its own). False where either does not say."""
+    from orchestrator.jobs import auth_headers
+    from orchestrator.jobs.connection import dashboard_json
+
+    def session(url: str) -> str | None:
+        try:
+            body = dashboard_json(url, "/api/version", auth_headers())
+        except RelayError:
+            return None
+        name = body.get("session_name") if isinstance(body, dict) else None
+        return name if isinstance(name, str) and name else None
+
+    mine = session(address)
+    return mine is not None and mine == session(other)
 
 
 def _refusal(problem: str) -> ConfigError:
@@ -174,7 +255,7 @@ def cluster_job_hint(store: ArtifactStore, run_id: str) -> str:
     if not job:
         return ""
     address = job.get("job_address") or "http://HEAD:8265"
-    return f" (a cluster job: relay submit --resume {run_id} --address {address})"
+    return f" (a cluster job: relay submit --resume {run_id} --address {address}{store_option(store.uri)})"
 
 
 @contextlib.contextmanager
