@@ -223,8 +223,19 @@ def config_job(
             ],
             "the command line",
         )
-    logger.info("%s; its text is sent with the job, which runs it as it is now", problem)
     return shipped_entrypoint(config_path, overrides, run_id, run_flags, command), {CONFIG_TEXT_ENV: text}
+
+
+def say_where_the_config_went(
+    config_path: str, working_dir: str, config_env: Mapping[str, str], skip: Iterable[str | None] = ()
+) -> None:
+    """Once the job is sent: that the config's text went with it (``config_job``), or that the cluster must hold the
+    file (``config_path_warning``). Not before: a refused submission's message would stand behind it."""
+    if config_env:
+        problem = _upload_problem(config_path, Path(working_dir).expanduser().resolve(), skip)
+        logger.info("%s; its text is sent with the job, which runs it as it is now", problem)
+    elif warning := config_path_warning(config_path, working_dir):
+        logger.warning(warning)
 
 
 def config_path_warning(config_path: str, working_dir: str) -> str | None:
@@ -359,9 +370,7 @@ def submit_pipeline(
         skip=skip,
         kind="run",
     )
-    warning = None if config_env else config_path_warning(config_path, working_dir)
-    if warning:
-        logger.warning(warning)
+    say_where_the_config_went(config_path, working_dir, config_env, skip)
     return job_id
 
 

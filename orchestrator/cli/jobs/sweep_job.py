@@ -30,7 +30,7 @@ from orchestrator.cli.sweeps.sweep_folder import SUBMITTED_RESUME_ENV
 from orchestrator.config import WORKSPACE_ENV, workspace_setting
 from orchestrator.engine.fit import cluster_needs
 from orchestrator.errors import ConfigError
-from orchestrator.jobs.submit import config_job
+from orchestrator.jobs.submit import config_job, say_where_the_config_went
 from orchestrator.tune.plan import SweepPlan, plan_sweep
 from orchestrator.tune.trial_fit import space_fit_problems
 
@@ -83,9 +83,7 @@ def submit_sweep(args: argparse.Namespace) -> int:
         skip=skipped,
         kind="sweep",
     )
-    warning = jobs.config_path_warning(args.config, str(Path.cwd()))
-    if warning:
-        log.warning(warning)
+    say_where_the_config_went(args.config, str(Path.cwd()), config_env, skipped)
     print(job_id, flush=True)
     return submitting.follow_to_the_end(url, job_id) if args.wait else 0
 

@@ -124,8 +124,10 @@ def _handler(state: JobsServer) -> type[BaseHTTPRequestHandler]:
             self._send(200, "ok")
 
         def do_POST(self) -> None:
-            if self.path.endswith("/stop"):  # /api/jobs/ID/stop
-                state.stopped.append(self.path.split("/")[3])
+            if self.path.endswith("/stop"):  # /api/jobs/ID/stop: the job ends, as `relay stop` waits for it to
+                stopped = self.path.split("/")[3]
+                state.stopped.append(stopped)
+                state.jobs = [{**j, "status": "STOPPED"} if j["submission_id"] == stopped else j for j in state.jobs]
                 self._send(200, {"stopped": True})
                 return
             request = json.loads(self._body())
@@ -257,7 +259,8 @@ def test_resume_of_a_run_still_running_is_refused(
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert f"run r1 is still running as job {running}" in err
-    assert f"`relay stop {running}`" in err and f"`relay logs -f {running}`" in err
+    on = f"--address {server.address}"  # every command it names reaches the cluster the user named
+    assert f"`relay stop {running} {on}`" in err and f"`relay logs -f {running} {on}`" in err
     assert "Traceback" not in err and server.submitted == [] and server.uploads == []
 
 

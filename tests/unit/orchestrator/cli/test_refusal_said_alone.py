@@ -25,7 +25,7 @@ from tests.unit.orchestrator.cli.test_cluster_submit_jobs_server import (  # noq
 )
 
 CODE_VERSIONS = "code versions of"
-OUTSIDE = "it must exist on the cluster"
+OUTSIDE = "its text is sent with the job, which runs it as it is now"  # the file is outside the upload
 
 
 def said(caplog: pytest.LogCaptureFixture, text: str) -> list[str]:
@@ -98,5 +98,5 @@ def test_submit_of_a_config_outside_the_folder_warns_only_once_the_job_is_sent(
     assert said(caplog, OUTSIDE) == [] and server.submitted == []
 
     assert main(argv) == 0
-    assert said(caplog, OUTSIDE) == [f"{outside} is outside {project}: {OUTSIDE}"]
+    assert said(caplog, OUTSIDE) == [f"{outside} is outside {project}, the folder the job uploads; {OUTSIDE}"]
     assert len(server.submitted) == 1

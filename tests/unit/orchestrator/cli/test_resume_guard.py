@@ -209,7 +209,7 @@ def test_a_submitted_run_resumed_here_says_how_to_resume_it_on_its_cluster(
     assert said + "relay submit --resume r5 --address http://10.0.0.5:8265" in caplog.text, caplog.text
     config = ToyConfig(pipeline="toy", name="toy", run=RunSettings(workspace=str(tmp_path)))
     assert cluster_job(PreparedRun(SPECS["toy"], config, "r5", None, store, None))  # Runner's hint: submit --resume
-    hint = " (a cluster job: relay submit --resume r5 --address http://10.0.0.5:8265)"
+    hint = f" (a cluster job: relay submit --resume r5 --address http://10.0.0.5:8265 --artifact-uri {store.uri})"
     assert resume_guard.cluster_job_hint(store, "r5") == hint
 
 

@@ -73,8 +73,8 @@ def test_a_killed_driver_s_run_is_told_to_resume_as_a_job(server: JobsServer, tm
     out, err = status(server, "s3", capsys)
     assert out == "FAILED\n", "stdout stays Ray's status alone"
     assert (
-        f"run s3 is INTERRUPTED, not finished: `relay submit --resume s3 --address {server.address}` continues it"
-        in err
+        f"run s3 is INTERRUPTED, not finished: `relay submit --resume s3 --address {server.address} --artifact-uri "
+        f"{tmp_path / 'store'}` continues it" in err
     ), err
 
 
@@ -86,7 +86,9 @@ def test_a_run_whose_driver_ran_on_the_head_reads_as_its_record_says(
     server.jobs = [submitted("s3", "FAILED", "s3", tmp_path / "store")]
     err = status(server, "s3", capsys)[1]
     assert "run s3 is not finished (its record says RUNNING, but its job has ended)" in err, err
-    assert f"`relay submit --resume s3 --address {server.address}` continues it" in err
+    assert (
+        f"`relay submit --resume s3 --address {server.address} --artifact-uri {tmp_path / 'store'}` continues it" in err
+    )
 
 
 def test_a_failed_stage_is_named_with_the_resume_of_the_newest_job(server: JobsServer, tmp_path: Path, capsys) -> None:
@@ -99,7 +101,9 @@ def test_a_failed_stage_is_named_with_the_resume_of_the_newest_job(server: JobsS
     ]
     err = status(server, "s3", capsys)[1]
     assert "run s3 is FAILED, not finished: stage g00/evaluate failed: ValueError: bad labels" in err, err
-    assert f"`relay submit --resume s3 --address {server.address}` retries it" in err
+    assert (
+        f"`relay submit --resume s3 --address {server.address} --artifact-uri {tmp_path / 'store'}` retries it" in err
+    )
     assert f"(its traceback: {tmp_path / 'store' / kept})" in err, err
 
 

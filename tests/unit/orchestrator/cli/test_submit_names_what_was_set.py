@@ -59,7 +59,11 @@ def test_the_workspace_variable_is_named_as_such(monkeypatch, capsys) -> None:
     ("status", "way_on", "not_said"),
     [
         ("FINISHED", "it has finished: pick another --run-id", "--resume"),
-        ("FAILED", f"it is FAILED: finish it with `relay submit --resume r1 --address {NOWHERE}`", "relay resume r1"),
+        (
+            "FAILED",
+            f"it is FAILED: finish it with `relay submit --resume r1 --address {NOWHERE} --artifact-uri ",
+            "relay resume r1",
+        ),
     ],
 )
 def test_a_run_id_the_store_holds_says_the_submit_way_on(durable, status, way_on, not_said, capsys) -> None:

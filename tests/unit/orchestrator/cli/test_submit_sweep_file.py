@@ -9,6 +9,7 @@ Against the small real HTTP server of ``test_cluster_submit_jobs_server`` that a
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -34,7 +35,8 @@ def test_a_sweep_file_is_submitted_as_one_run_and_says_how_to_sweep(
     assert f"relay: {SMOKE} {SWEEP_NOTE} (`relay run {SMOKE}`), not the sweep" in err
     # the same location flags, or the pasted command would be refused (a relative default workspace)
     assert (
-        f"`relay submit {SMOKE} train.steps=5 --tune --workspace /mnt/relay-shared --address {server.address}`" in err
+        f"`relay submit {SMOKE} train.steps=5 --tune --workspace /mnt/relay-shared --skip-resource-check --address "
+        f"{server.address}`" in err
     )
     (request,) = server.submitted
     assert "relay run" in request["entrypoint"] and "relay tune" not in request["entrypoint"]
@@ -74,18 +76,26 @@ def submit_sweep(server: JobsServer, *extra: str) -> int:
 
 
 def test_tune_submits_the_sweeps_driver_as_a_job_named_after_the_sweep(
-    server: JobsServer, project: Path, capsys: pytest.CaptureFixture[str]
+    server: JobsServer, project: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO)
     assert submit_sweep(server) == 0
     out, err = capsys.readouterr()
     assert out.strip() == "sweep-smoke-sweep" and SWEEP_NOTE not in err
+    said = [record.getMessage() for record in caplog.records]  # the file went with the job: not "must exist there"
+    assert any("its text is sent with the job" in line for line in said), said
+    assert not any("must exist on the cluster" in line for line in said), said
     (request,) = server.submitted
-    assert request["entrypoint"] == f"relay tune {SMOKE} train.steps=5"
+    # SMOKE is outside the uploaded project: its text goes with the job, which runs it (``jobs.submit.config_job``)
+    assert request["entrypoint"].endswith('exec relay tune "$folder"/smoke.yaml train.steps=5')
     assert request["submission_id"] == "sweep-smoke-sweep"
     assert request["metadata"]["relay.sweep"] == "smoke-sweep" and request["metadata"]["relay.pipeline"] == "crest"
     env = request["runtime_env"]["env_vars"]
     assert env["RELAY_WORKSPACE"] == SHARED and env["RELAY_JOB_ADDRESS"] == server.address
-    way_on = f"relay submit {SMOKE} train.steps=5 --tune --resume-sweep --workspace {SHARED} --address {server.address}"
+    way_on = (
+        f"relay submit {SMOKE} train.steps=5 --tune --resume-sweep --workspace {SHARED} --skip-resource-check "
+        f"--address {server.address}"
+    )
     assert env["RELAY_SWEEP_RESUME_COMMAND"] == way_on == request["metadata"]["relay.resume"]
     # `relay stop` of the job as a Ctrl-C, with a minute to write the table (Ray's job supervisor reads these)
     assert env["RAY_JOB_STOP_SIGNAL"] == "SIGINT" and int(env["RAY_JOB_STOP_WAIT_TIME_S"]) >= 30
@@ -148,7 +158,9 @@ def test_resume_sweep_continues_it_as_the_sweeps_next_job(server: JobsServer, pr
     assert submit_sweep(server, "--resume-sweep", "--output", output) == 0
     assert capsys.readouterr().out.strip() == "sweep-smoke-sweep-resume-2"
     (request,) = server.submitted
-    assert request["entrypoint"] == f"relay tune {SMOKE} train.steps=5 --output {output} --resume"
+    assert request["entrypoint"].endswith(
+        f'exec relay tune "$folder"/smoke.yaml train.steps=5 --output {output} --resume'
+    )
 
 
 def test_a_second_job_of_a_sweep_still_running_is_refused(server: JobsServer, project: Path, capsys) -> None:
