@@ -1,4 +1,4 @@
-"""The job commands' fixes from the review of job submission, against small real HTTP servers that answer like Ray's
+"""`relay submit --resume`, `relay stop` and `relay status` of cluster jobs, against small real HTTP servers that answer like Ray's
 Jobs server (``test_cluster_submit_jobs_server``), and run records in a real store.
 
 - A resume sent to another cluster while the cluster whose job last ran the run still ran it was sent anyway:
