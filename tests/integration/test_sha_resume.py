@@ -90,10 +90,22 @@ def test_a_rung_decided_after_a_resume_stops_the_restored_trials_it_drops(tmp_pa
     The Ctrl-C comes while Tune pauses the third trial to report (lr 0.03, kept by the rung): Tune keeps
     that pause in its state and carries it out after the resume. Before the fix that trial then stayed
     paused and the sweep hung (here, until the script's own Ctrl-C after 120 s)."""
+    done, out = run_sweep_script(SCRIPT, tmp_path)
+    first = json.loads(next(line for line in done.stdout.splitlines() if line.startswith("FIRST "))[6:])
+    assert sorted(first.values()) == [0, 1, 1, 1], out  # interrupted with 3 waiting at generation 1
+    resumed = json.loads(next(line for line in done.stdout.splitlines() if line.startswith("RESUMED "))[8:])
+    assert resumed == {"0.03": 2, "0.003": 1, "0.01": 1, "0.1": 2}, out
+    assert "successive halving at generation 1: 2 of 4 trial(s) go on" in out
+    assert out.count("waits at generation 1 again (restored by --resume)") == 3, out
+
+
+def run_sweep_script(script: str, tmp_path: Path) -> tuple[subprocess.CompletedProcess, str]:
+    """Run a sweep script (interrupt, then resume) in its own Python with a Ray temp dir of its own; its result and
+    its whole output, after checking that it ended well."""
     ray_temp = Path(tempfile.mkdtemp(prefix="rt-"))  # short: Ray's socket paths under it must stay within 107 bytes
     try:
         done = subprocess.run(
-            [sys.executable, "-c", textwrap.dedent(SCRIPT), str(tmp_path), str(ray_temp)],
+            [sys.executable, "-c", textwrap.dedent(script), str(tmp_path), str(ray_temp)],
             cwd=ROOT,
             env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"},
             capture_output=True,
@@ -104,9 +116,4 @@ def test_a_rung_decided_after_a_resume_stops_the_restored_trials_it_drops(tmp_pa
         shutil.rmtree(ray_temp, ignore_errors=True)
     out = done.stdout + done.stderr
     assert done.returncode == 0, out
-    first = json.loads(next(line for line in done.stdout.splitlines() if line.startswith("FIRST "))[6:])
-    assert sorted(first.values()) == [0, 1, 1, 1], out  # interrupted with 3 waiting at generation 1
-    resumed = json.loads(next(line for line in done.stdout.splitlines() if line.startswith("RESUMED "))[8:])
-    assert resumed == {"0.03": 2, "0.003": 1, "0.01": 1, "0.1": 2}, out
-    assert "successive halving at generation 1: 2 of 4 trial(s) go on" in out
-    assert out.count("waits at generation 1 again (restored by --resume)") == 3, out
+    return done, out

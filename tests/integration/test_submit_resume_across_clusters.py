@@ -26,41 +26,16 @@ import pytest
 
 from orchestrator import jobs
 from orchestrator.cli import main
-from orchestrator.config import PipelineConfig
 from orchestrator.engine.ledger import JOB_ADDRESS_ENV, RAY_JOB_ENV
-from orchestrator.registry import PipelineSpec
 from tests.cluster.cluster import RayCluster
 from tests.integration.cluster import AUTH_VARS, durable_folder, free_port, user_env, wait_for
+from tests.integration.test_resume_of_a_running_job import JOB_DRIVER, SPECS
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
 ROOT = Path(__file__).resolve().parents[2]
 SMOKE = "pipelines/configs/smoke.yaml"
 CLI_TIMEOUT_S = 300
-
-
-class ToyConfig(PipelineConfig):
-    """What a saved run record needs: the pipeline and where it writes."""
-
-
-SPECS = {"toy": PipelineSpec(name="toy", config_model=ToyConfig, build=lambda config: None, summary={})}
-
-# A job's driver as a submitted run's `relay run` records itself (Relay's own record code, in the job's environment
-# with the address `relay submit` passes), then keeps running.
-JOB_DRIVER = """
-import sys, time
-from orchestrator.cli.run.run_record import save_run_record
-from orchestrator.config import PipelineConfig, RunSettings
-from orchestrator.engine.artifacts import ArtifactStore
-from orchestrator.engine.ledger import Ledger
-
-store, run_id, workspace = ArtifactStore(sys.argv[1]), sys.argv[2], sys.argv[3]
-config = PipelineConfig(pipeline="toy", name="toy", run=RunSettings(workspace=workspace))
-save_run_record(store, run_id, config, "toy.yaml", [])
-Ledger(store, "toy", run_id, "v1", 0, None, generations={0: 1}).write("RUNNING", {})
-print("recorded", flush=True)
-time.sleep(600)
-"""
 
 
 @contextlib.contextmanager

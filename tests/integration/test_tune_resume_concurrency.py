@@ -12,19 +12,14 @@ paused on its add, and starts it only when the cap lets the scheduler choose it.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
-import tempfile
-import textwrap
 from pathlib import Path
 
 import pytest
 
+from tests.integration.test_sha_resume import run_sweep_script
+
 pytestmark = [pytest.mark.integration]  # a real local Ray: the serial tier of `make test`, not the parallel one
 
-ROOT = Path(__file__).resolve().parents[2]
 
 # The first run: trials start one at a time; the first two fail at generation 2 (their one retry too), the third
 # reports generation 1 and runs on until the interrupt. The resume restores all three: two errored, one unfinished.
@@ -130,20 +125,7 @@ def overlapping(intervals: list[dict]) -> list[tuple[str, str]]:
 def test_a_resumed_sweep_of_one_trial_at_a_time_runs_its_restored_trials_one_at_a_time(tmp_path: Path) -> None:
     """Before the fix the resume started its 3 restored trials at once (2 failed, 1 cut off), in a sweep
     with tune.max_concurrent_trials=1; now each starts after the one before it has ended."""
-    ray_temp = Path(tempfile.mkdtemp(prefix="rt-"))  # short: Ray's socket paths under it must stay within 107 bytes
-    try:
-        done = subprocess.run(
-            [sys.executable, "-c", textwrap.dedent(SCRIPT), str(tmp_path), str(ray_temp)],
-            cwd=ROOT,
-            env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"},
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-    finally:
-        shutil.rmtree(ray_temp, ignore_errors=True)
-    out = done.stdout + done.stderr
-    assert done.returncode == 0, out
+    done, out = run_sweep_script(SCRIPT, tmp_path)
     first = json.loads(next(line for line in done.stdout.splitlines() if line.startswith("FIRST "))[6:])
     assert first == [[False, 1], [True, 1], [True, 1]], out  # two failed, one cut off at generation 2
     resumed = json.loads(next(line for line in done.stdout.splitlines() if line.startswith("RESUMED "))[8:])
