@@ -111,7 +111,6 @@ def _job_address(store: ArtifactStore, run_id: str, driver: dict[str, Any]) -> s
 def _check_job_ended(store: ArtifactStore, run_id: str, address: str) -> None:
     """Refuse while a job of the run is PENDING or RUNNING on the cluster at ``address``, or when it does not answer."""
     from orchestrator import jobs
-    from orchestrator.jobs.watch import ACTIVE_STATUSES
 
     try:
         rows = jobs.list_jobs(address)
@@ -122,14 +121,13 @@ def _check_job_ended(store: ArtifactStore, run_id: str, address: str) -> None:
             f"http://NEW-HEAD:8265{store_option(store.uri)}; if you know its driver is gone, resume here with: relay resume "
             f"{run_id}{store_option(store.uri)} --driver-gone"
         ) from exc
-    for row in jobs.jobs_of_run(rows, run_id):
-        if row["status"] in ACTIVE_STATUSES:
-            job = row["id"]
-            raise _refusal(
-                f"run {run_id} is still running as job {job} ({row['status']}) on the Ray cluster at {address}; "
-                f"follow it (relay logs -f {job} --address {address}) or stop it (relay stop {job} --address "
-                f"{address}), then resume"
-            )
+    if (row := _active_job(rows, run_id)) is not None:
+        job = row["id"]
+        raise _refusal(
+            f"run {run_id} is still running as job {job} ({row['status']}) on the Ray cluster at {address}; "
+            f"follow it (relay logs -f {job} --address {address}) or stop it (relay stop {job} --address "
+            f"{address}), then resume"
+        )
     log.info(
         "run %s: its job on %s has ended; its ledger's RUNNING is left from a driver that is gone", run_id, address
     )
@@ -152,7 +150,6 @@ def check_last_cluster(store: ArtifactStore, run_id: str, target: str | None) ->
     if address is None or address == target:
         return
     from orchestrator import jobs
-    from orchestrator.jobs.watch import ACTIVE_STATUSES
 
     last = f"job {driver.get('job_id')} of the Ray cluster at {address}"
     here = target or "this cluster"
@@ -171,21 +168,28 @@ def check_last_cluster(store: ArtifactStore, run_id: str, target: str | None) ->
         ) from exc
     if target is not None and same_cluster(address, target):
         return
-    for row in jobs.jobs_of_run(rows, run_id):
-        if row["status"] in ACTIVE_STATUSES:
-            job = row["id"]
-            raise _refusal(
-                f"run {run_id} is still running as job {job} ({row['status']}) on the Ray cluster at {address}, "
-                f"where it last ran: a resume on {here} would be a second driver of the run. Follow it there "
-                f"(`relay logs -f {job} --address {address}`) or stop it (`relay stop {job} --address {address}`), "
-                f"then resume with: {again}"
-            )
+    if (row := _active_job(rows, run_id)) is not None:
+        job = row["id"]
+        raise _refusal(
+            f"run {run_id} is still running as job {job} ({row['status']}) on the Ray cluster at {address}, "
+            f"where it last ran: a resume on {here} would be a second driver of the run. Follow it there "
+            f"(`relay logs -f {job} --address {address}`) or stop it (`relay stop {job} --address {address}`), "
+            f"then resume with: {again}"
+        )
     log.info(
         "run %s: its jobs on the Ray cluster at %s, where it last ran, have ended; resuming on %s",
         run_id,
         address,
         here,
     )
+
+
+def _active_job(rows: list[dict[str, Any]], run_id: str) -> dict[str, Any] | None:
+    """The cluster's job of the run that is still PENDING or RUNNING, if any: a driver the resume would double."""
+    from orchestrator import jobs
+    from orchestrator.jobs.watch import ACTIVE_STATUSES
+
+    return next((row for row in jobs.jobs_of_run(rows, run_id) if row["status"] in ACTIVE_STATUSES), None)
 
 
 def same_cluster(address: str, other: str) -> bool:
