@@ -101,6 +101,18 @@ class ActorPool:
             if actor not in keep:
                 ray.kill(actor)
 
+    def let_go(self) -> None:
+        """Have each actor leave (``_ShardWorker.leave``), freeing its resources: the run lets kept actors go.
+
+        Why not ``shutdown``: a stage call waiting for a place may already hold these actors (they were
+        its kept ones when it was submitted). Once placed, it finds them gone, and an actor that left on
+        request is told apart from one whose process or node died (``let_go_by_the_run``): killed, it
+        read as lost, and the call said so. Returns at once; an idle actor leaves at once, one still
+        starting once it has started.
+        """
+        for actor in self.actors:
+            actor.leave.remote()
+
 
 @dataclass(frozen=True)
 class StageActors:
@@ -166,6 +178,22 @@ class _ShardWorker:
         """Drop a finished call's function (and the model it holds)."""
         self._functions.pop(key, None)
 
+    def leave(self) -> None:
+        """End this actor on the run's request (``ActorPool.let_go``): an exit Ray records as intended."""
+        import ray
+
+        ray.actor.exit_actor()
+
+
+def let_go_by_the_run(error: BaseException) -> bool:
+    """Whether ``error`` (from a call on a dead actor) says the actor left on request (``_ShardWorker.leave``).
+
+    Only the run asks a labeling actor to leave, so such an actor was let go, not lost. Ray gives
+    the cause in words only: its exit type, ``INTENDED_USER_EXIT`` (``ray.kill``, a dead process
+    and a dead node each give another).
+    """
+    return "INTENDED_USER_EXIT" in str(error)
+
 
 def map_on_actors(
     fn: Callable[[Any], Any],
@@ -194,8 +222,9 @@ def map_on_actors(
     each started actor costs about 2 s of a core (Python, Ray, torch) that a 2-core node
     otherwise spends on every stage call. An actor lost before it answers (one starting, one
     Ray's memory monitor killed while it started, or a kept one whose node died) is then dropped
-    with a warning and the others (and this process) take its share; without ``local`` that
-    fails the stage, as does an actor that dies with shards on it. ``fn`` is put in the
+    with a warning and the others (and this process) take its share, as is, with an INFO line
+    only, a kept one the run let go while the call waited for a place (``ActorPool.let_go``);
+    without ``local`` that fails the stage, as does an actor that dies with shards on it. ``fn`` is put in the
     object store once for the call; the runner's retry policy reruns a failed stage (on a fresh
     pool: see ``RayExecutor``).
     """
@@ -251,6 +280,13 @@ class _ShardCall:
             except (ray.exceptions.RayActorError, ray.exceptions.OutOfMemoryError) as exc:  # died, or killed for memory
                 if not self.local:
                     raise
+                if let_go_by_the_run(exc):  # the run's own log says why (``KeptActors``): no loss to report
+                    logger.info(
+                        "%s: a kept labeling actor was let go by the run before this call took a shard; the others "
+                        "take its share",
+                        self.stage,
+                    )
+                    return
                 logger.warning(
                     "%s: a labeling actor was lost before it took a shard (its process or node died); the others "
                     "take its share: %s",

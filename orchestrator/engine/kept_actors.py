@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from orchestrator.dag import Pipeline, Resources
@@ -71,13 +71,16 @@ def kept_message(kept: int, workers: int) -> str:
 class KeptActors:
     """A run's actor pools: per stage ``Resources``, as many actors kept warm for the run as ``plan`` finds room
     for beside every other stage (``kept_workers``), the rest started for one stage call and released when it
-    ends. A stage that fails on kept actors releases them, so the retry starts on fresh ones.
+    ends. A stage that fails on kept actors releases them, so the retry starts on fresh ones. Pools a smaller
+    cluster no longer keeps (``refit``) that a stage call in flight still holds are retiring: let go once no
+    call that could be using them runs (``let_go_retiring``, ``release``).
     """
 
     def __init__(self) -> None:
         self._kept: dict[Resources, int] = {}  # actors of each pool kept for the run
         self._pools_to_start: list[tuple[Resources, str]] = []  # (resources, a stage that uses them)
         self._pools: dict[Resources, ActorPool] = {}  # the kept actors
+        self._retiring: list[ActorPool] = []  # no longer kept (``refit``), still held by a stage call in flight
         self._pool_of: dict[Any, StageActors] = {}  # in-flight sharded stage -> its actors
         self._pools_started = 0  # pools get numbered names in Ray: a retry's pool never meets its predecessor's
         self._tag = uuid.uuid4().hex[:8]  # ... and this executor's tag: never another executor's (``_next_pool_label``)
@@ -139,16 +142,28 @@ class KeptActors:
 
     def release(self, ref: Any, failed: bool) -> None:
         """After a sharded stage: its kept actors go only if it failed (the retry starts on fresh ones), or if
-        they are no longer kept (``refit``); the actors its task started, it stopped itself."""
+        they are no longer kept (``refit``), once no other call in flight holds them; the actors its task
+        started, it stopped itself."""
         call = self._pool_of.pop(ref, None)
-        if call is None:
+        if call is None or not call.kept.actors:
             return
-        kept = self._pools.get(call.kept.resources)
-        if kept is not None and kept.includes(call.kept) and not failed:
+        pool = call.kept
+        kept = self._pools.get(pool.resources)
+        still_kept = kept is not None and kept.includes(pool)
+        if still_kept and not failed:
             return
-        if kept is not None and failed and call.kept.includes(kept):
-            del self._pools[call.kept.resources]
-        call.kept.shutdown()
+        if still_kept:
+            del self._pools[pool.resources]
+        if self._holders(pool):  # another stage call labels on them too: they go when the last one ends
+            if all(p is not pool for p in self._retiring):
+                self._retiring.append(pool)
+            return
+        self._retiring = [p for p in self._retiring if p is not pool]
+        pool.shutdown()
+
+    def _holders(self, pool: ActorPool) -> list[Any]:
+        """The stage calls in flight (their task refs) that were handed ``pool``'s actors."""
+        return [ref for ref, call in self._pool_of.items() if call.kept.actors and call.kept.includes(pool)]
 
     def track(self, ref: Any, call: StageActors) -> None:
         """Remember the actors of the stage task ``ref`` until it ends (``release``)."""
@@ -159,9 +174,11 @@ class KeptActors:
 
         Why: the kept actors were sized against the whole cluster; after a node is lost they may
         hold the CPUs a stage (Ray Train's new worker group, a retried stage) now waits for,
-        forever. Pools the smaller cluster cannot keep are let go: idle ones at once, one in use
-        when its stage ends (``release`` finds it no longer kept). Their stages then start
-        actors per call, as on a small cluster. ``total``: ``ray.cluster_resources()`` now.
+        forever. Pools the smaller cluster cannot keep are let go: idle ones at once; one that a
+        stage call in flight holds retires, and goes as soon as none of its holders runs
+        (``let_go_retiring``: a holder still waiting for a place may be waiting for the very CPUs
+        it holds) or when the last holder ends (``release``). Their stages then start actors per
+        call, as on a small cluster. ``total``: ``ray.cluster_resources()`` now.
         """
         if self._pipeline is None:
             return
@@ -172,7 +189,9 @@ class KeptActors:
         for resources, pool in list(self._pools.items()):
             if len(pool.actors) > self._kept.get(resources, 0):
                 del self._pools[resources]
-                if not any(call.kept.includes(pool) for call in self._pool_of.values()):  # else: when its call ends
+                if self._holders(pool):
+                    self._retiring.append(pool)
+                else:
                     pool.shutdown()
                 logger.warning(
                     "the cluster shrank to %s CPU / %s GPU: labeling actors now %s",
@@ -181,22 +200,55 @@ class KeptActors:
                     kept_message(self._kept.get(resources, 0), resources.workers),
                 )
 
+    def retiring(self) -> bool:
+        """Whether pools ``refit`` no longer keeps still wait for their holders (``let_go_retiring``)."""
+        return bool(self._retiring)
+
+    def let_go_retiring(self, waiting: Collection[Any] | None) -> None:
+        """Let the retiring pools go whose every holder still waits for a place.
+
+        ``waiting``: the task refs of the stage calls Ray has not placed; None when Ray cannot say,
+        and then every holder counts as waiting. Why: a holder waiting for a place may wait for the
+        CPUs its own retiring actors hold (a cluster shrunk to 1 CPU, held by the run's kept actor:
+        its labeling stage waited for good). A holder that runs may be labeling on them; killed
+        under it, its stage would fail and be retried, so they wait for its end (``release``).
+        """
+        for pool in list(self._retiring):
+            if waiting is None or all(ref in waiting for ref in self._holders(pool)):
+                self._retiring.remove(pool)
+                pool.let_go()
+
     def idle_kept(self) -> bool:
-        """Whether the run still keeps actors it could let go (``let_go``)."""
-        return bool(self._pools) and not self._kept_let_go
+        """Whether the run still holds kept actors it could let go (``let_go``): kept ones, or retiring ones."""
+        return bool(self._pools or self._retiring) and not self._kept_let_go
 
     def let_go(self) -> None:
-        """Stop every kept actor; the run's labeling stages start theirs per call from now on."""
-        for pool in self._pools.values():
-            pool.shutdown()
+        """Let every kept and retiring actor go; the run's labeling stages start theirs per call from now on.
+
+        Asked while no stage call runs on them (every one in flight waits for a place, or none is in flight),
+        so they leave rather than die (``ActorPool.let_go``): a waiting call that held them is not told it lost them.
+        """
+        for pool in [*self._pools.values(), *self._retiring]:
+            pool.let_go()
         self._pools.clear()
+        self._retiring.clear()
         self._kept = dict.fromkeys(self._kept, 0)
         self._kept_let_go = True
+
+    def held(self) -> dict[str, float]:
+        """The CPUs and GPUs the run's kept and retiring actors hold between them (what ``let_go`` frees)."""
+        pools = [*self._pools.values(), *self._retiring]
+        return {
+            "CPU": sum(p.resources.num_cpus * len(p.actors) for p in pools),
+            "GPU": sum(p.resources.num_gpus * len(p.actors) for p in pools),
+        }
 
     def shutdown(self, stop: bool) -> None:
         """Forget every pool; with ``stop`` (Ray is still up), stop their actors first."""
         if stop:
-            for pool in {id(p): p for p in [*self._pools.values(), *(c.kept for c in self._pool_of.values())]}.values():
+            pools = [*self._pools.values(), *self._retiring, *(c.kept for c in self._pool_of.values())]
+            for pool in {id(p): p for p in pools}.values():
                 pool.shutdown()
         self._pools.clear()
+        self._retiring.clear()
         self._pool_of.clear()

@@ -17,7 +17,7 @@ import logging
 import os
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from orchestrator.dag import Pipeline, ProgressSink, Resources, Stage, StageProgress
@@ -240,8 +240,12 @@ class RayExecutor:
         sharded stage's task (which holds one worker's resources) run beside this driver where
         there is room: losing a worker node then costs only the workers on it, which Ray Train
         and the runner replace, and never the task that waits for them (nor Ray Train's
-        controller, which follows it). Either way the task never joins the caller's placement
-        group: a Tune trial's 0.1-CPU bundle cannot hold a stage.
+        controller, which follows it). Where there is no room there, the task goes to a node that
+        has it (``_spill_on_unavailable``): a soft affinity alone waits for the driver's node
+        whenever that node could ever hold the task, and the run's kept labeling actor sat on the
+        driver's only CPU, so every labeling stage waited for it (two 1-CPU nodes, ``workers: 2``)
+        until the run let the actor go, 30 s later, and labeled without it. Either way the task
+        never joins the caller's placement group: a Tune trial's 0.1-CPU bundle cannot hold a stage.
         """
         resources = task.stage.resources
         coordinator = coordinates_ray_train(task.stage)
@@ -249,7 +253,8 @@ class RayExecutor:
         if resources.workers > 1:
             from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-            strategy = NodeAffinitySchedulingStrategy(self._ray.get_runtime_context().get_node_id(), soft=True)
+            here = self._ray.get_runtime_context().get_node_id()
+            strategy = NodeAffinitySchedulingStrategy(here, soft=True, _spill_on_unavailable=True)
         return {
             "name": task_name(task),
             "num_cpus": 0 if coordinator else resources.num_cpus,
@@ -318,14 +323,20 @@ class RayExecutor:
         )
 
     def _look_around(self, handles: Sequence[Any]) -> None:
-        """What a wait does while nothing finishes: fit the kept actors to the cluster, let them go if they
-        stall this run, and warn about stages Ray has not placed."""
+        """What a wait does while nothing finishes: fit the kept actors to the cluster, let go the ones it no
+        longer keeps that only waiting stages hold, let them all go if they stall this run, and warn about
+        stages Ray has not placed. Ray's state API is read at most once per look (``_unplaced_stages``)."""
         self._looked_at = time.monotonic()
+        unplaced = functools.cache(self._unplaced_stages)
         self._actors.refit(dict(self._ray.cluster_resources()))
-        self._yield_kept_if_stalled(handles)
-        self._say_who_waits(handles)
+        if self._actors.retiring():
+            names = unplaced()
+            waiting = None if names is None else {ref for ref in handles if self._task_names.get(ref) in names}
+            self._actors.let_go_retiring(waiting)
+        self._yield_kept_if_stalled(handles, unplaced)
+        self._say_who_waits(handles, unplaced)
 
-    def _yield_kept_if_stalled(self, handles: Sequence[Any]) -> None:
+    def _yield_kept_if_stalled(self, handles: Sequence[Any], unplaced: Callable[[], set[str] | None]) -> None:
         """Let the kept actors go when nothing of this run has run for ``KEPT_YIELD_S`` because Ray cannot place it.
 
         Why: actors are kept against the cluster's total (``kept_workers``), as if the run had the
@@ -336,9 +347,11 @@ class RayExecutor:
         lets them go, and its labeling stages start actors per call for the rest of the run (as
         inside a Tune trial). While a labeling stage runs (its task is placed), the run is
         progressing and keeps them; a labeling stage still waiting for its place finds the kept
-        actors gone and labels without them (``map_on_actors`` drops an actor lost before it answers).
+        actors gone and labels without them (``map_on_actors`` drops an actor the run let go).
         A data-parallel stage waits for its worker group, not its task (``_unplaced_stages``): counted
         by its task alone, a run whose next stage trained on 2 workers held its kept actor for good.
+        Retiring actors (no longer kept after the cluster shrank) count as kept here: a stage may be
+        waiting for the very CPUs they hold. ``unplaced``: ``_unplaced_stages``, read once a look needs it.
         """
         if not self._actors.idle_kept():
             return
@@ -347,17 +360,20 @@ class RayExecutor:
         if not waited or min(waited) < KEPT_YIELD_S or len(waited) < len(handles):
             return
         names = {self._task_names[ref] for ref in handles if ref in self._task_names}  # as Ray names each attempt
-        if not names or not names <= self._unplaced_stages():
+        if not names or not names <= (unplaced() or set()):  # not knowing: nothing is let go
             return
+        held = self._actors.held()
         self._actors.let_go()
         logger.warning(
-            "%s waited %d s for a place while this run's kept labeling actors sat idle: other work on the "
-            "cluster (another run?) holds the rest. Letting them go; labeling actors now start per stage call.",
+            "%s waited %d s for a place while this run's kept labeling actors sat idle, holding %s CPU and %s GPU. "
+            "Letting them go; labeling actors now start per stage call.",
             ", ".join(sorted(names)),
             min(waited),
+            f"{held['CPU']:g}",
+            f"{held['GPU']:g}",
         )
 
-    def _say_who_waits(self, handles: Sequence[Any]) -> None:
+    def _say_who_waits(self, handles: Sequence[Any], unplaced_stages: Callable[[], set[str] | None]) -> None:
         """Warn once about each stage attempt Ray has not placed for WAITING_WARN_S, with what it asks and has.
 
         A cluster large enough in total can still have no room: after a node loss, a Tune sweep's
@@ -378,7 +394,7 @@ class RayExecutor:
         ]
         if not overdue:
             return
-        unplaced = self._unplaced_stages()
+        unplaced = unplaced_stages() or set()  # not knowing: no warning rather than a wrong one
         for ref in overdue:
             if self._task_names.get(ref) in unplaced:
                 self._said_waiting.add(ref)
@@ -428,10 +444,10 @@ class RayExecutor:
         nodes = self._read_nodes()
         return None if nodes is None else live_node_resources(nodes)
 
-    def _unplaced_stages(self) -> set[str]:
+    def _unplaced_stages(self) -> set[str] | None:
         """Names (as Ray names each attempt) of this job's stage attempts that wait for a place: its tasks Ray has
         not placed on a node, and the data-parallel stages in flight whose worker group it has not placed.
-        Empty when the state API cannot say.
+        None when the state API cannot say.
 
         A data-parallel stage's task is Ray Train's coordinator: it asks for nothing, so Ray places it at
         once, and what waits is its worker group. Ray Train (v2, as v1) reserves the group as one
@@ -458,8 +474,8 @@ class RayExecutor:
                 if coordinators
                 else []
             )
-        except Exception:  # no dashboard, an older state API: no warning rather than a failed run
-            return set()
+        except Exception:  # no dashboard, an older state API: the callers decide what not knowing means
+            return None
         shapes = [
             group_shape([bundle.get("unit_resources", {}) for bundle in group.bundles or []]) for group in pending
         ]
