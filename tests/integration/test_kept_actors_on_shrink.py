@@ -29,6 +29,7 @@ import functools
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -182,7 +183,7 @@ def expected_table(model: dict[str, Any]) -> dict[str, list]:
     return joined(parts, ("row", "label", "confidence"))
 
 
-def two_one_cpu_nodes(tmp_path: Path) -> Any:
+def two_one_cpu_nodes(temp_dir: Path) -> Any:
     """A head (the driver's node) and a worker node of 1 CPU each; the head declares a killed node dead fast."""
     from ray.cluster_utils import Cluster
 
@@ -191,7 +192,7 @@ def two_one_cpu_nodes(tmp_path: Path) -> Any:
         "include_dashboard": True,  # Ray's state API: which stages wait for a place
         "dashboard_port": free_port(),
         "dashboard_agent_listen_port": free_port(),
-        "temp_dir": str(ray_temp_dir(tmp_path)),
+        "temp_dir": str(temp_dir),
         "_system_config": FAST_HEALTH_CHECKS,
     }
     cluster = Cluster(initialize_head=True, head_node_args=head)
@@ -216,13 +217,15 @@ def cluster(tmp_path):
     import ray
 
     assert not ray.is_initialized(), "a Ray instance from another test is still up in this process"
-    nodes = two_one_cpu_nodes(tmp_path)
+    temp_dir = ray_temp_dir(tmp_path)  # a short folder in /tmp where tmp_path is too long for Ray's sockets
+    nodes = two_one_cpu_nodes(temp_dir)
     try:
         ray.init(address=nodes.address, logging_level="ERROR")
         yield nodes
     finally:
         ray.shutdown()
         nodes.shutdown()
+        shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 def test_the_kept_actor_on_the_drivers_full_node_labels_and_stays_kept(cluster, tmp_path, caplog):
