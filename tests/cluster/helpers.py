@@ -99,4 +99,6 @@ def mlflow_runs(stack: Stack, run_id: str) -> list[dict[str, Any]]:
 
 
 def run_name(run: dict[str, Any]) -> str:
-    return run["info"]["run_name"]
+    """A run's own name, without the ` of RUN_ID` a generation's and a stage's end with (`gen-01 of smoke-1`)."""
+    tags = {tag["key"]: tag["value"] for tag in run["data"].get("tags", [])}
+    return run["info"]["run_name"].removesuffix(f" of {tags.get('relay.pipeline_run')}")

@@ -76,7 +76,12 @@ def test_a_submitted_crest_run_is_placed_stored_tracked_and_named(stack: Stack, 
     assert f"run {run_id} finished" in stack.relay("logs", run_id, "--address", address, store=store).stdout
     assert f"Job '{run_id}' succeeded" in ray_cli(stack, "job", "status", run_id, "--address", address).stdout
     job = next(row for row in jobs.list_jobs(address) if row["id"] == run_id)
-    assert job["metadata"] == {"relay.pipeline": "crest", "relay.name": "smoke", "relay.run_id": run_id}
+    assert job["metadata"] == {  # the store it resolved: `relay status` reads the run's way on from it
+        "relay.pipeline": "crest",
+        "relay.name": "smoke",
+        "relay.run_id": run_id,
+        "relay.artifact_uri": store,
+    }
 
     # Placement: train on node_a; labeling, its task (its first worker) and its actor's shards, on node_b.
     state = query(address, stack.env)

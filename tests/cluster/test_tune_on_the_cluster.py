@@ -50,10 +50,10 @@ def test_a_sweep_that_joined_a_cluster_resumes_there_and_says_so(stack: Stack) -
         assert f"joined the Ray cluster at {stack.cluster.gcs}: resuming there" in said, said[-4000:]
 
 
-def test_a_sweep_submitted_as_a_job_runs_there_and_resumes_as_the_next_job(stack: Stack, as_user: str) -> None:
+def test_a_sweep_submitted_as_a_job_runs_there_and_once_finished_is_not_sent_again(stack: Stack, as_user: str) -> None:
     """`relay submit FILE --tune`: the sweep's driver is a job on the cluster, named sweep-NAME; its best.yaml names a
-    job to the same cluster; a new submit of the same sweep is refused before anything is sent; --resume-sweep
-    continues it as sweep-NAME-resume-2, without rerunning its finished trial."""
+    job to the same cluster; a new submit of the same sweep is refused before anything is sent; --resume-sweep of the
+    finished sweep sends nothing (as `relay submit --resume` of a finished run), where it ran a whole new job."""
     stack.heal()
     store, name = stack.store("tune-job"), f"job-{uuid.uuid4().hex[:6]}"
     with durable_folder("tune-job") as output:
@@ -81,8 +81,13 @@ def test_a_sweep_submitted_as_a_job_runs_there_and_resumes_as_the_next_job(stack
 
         resumed = stack.relay("submit", *sweep, "--resume-sweep", "--wait", store=store)
         assert resumed.returncode == 0, resumed.stdout[-4000:] + resumed.stderr[-3000:]
-        assert resumed.stdout.splitlines()[0] == f"sweep-{name}-resume-2"
+        assert (
+            resumed.stdout == ""
+            and f"sweep {name} finished (its job sweep-{name} SUCCEEDED); nothing to resume" in resumed.stderr
+        ), resumed.stderr
+        assert [row["id"] for row in jobs.list_jobs(as_user) if row["id"].startswith(f"sweep-{name}")] == [
+            f"sweep-{name}"
+        ]
         assert json.loads((output / "trials.json").read_text()) == trials  # its finished trial not rerun
         status = stack.relay("status", f"sweep-{name}", "--address", as_user, store=store)
         assert status.stdout.strip() == "SUCCEEDED", status.stderr
-        assert f"sweep-{name}: its newest job is sweep-{name}-resume-2 (a later job of it)" in status.stderr

@@ -17,6 +17,7 @@ import pytest
 from mlflow import MlflowClient
 
 from orchestrator.cli import main
+from tests.integration.relay_cli import own_name
 
 CONFIG = str(Path(__file__).resolve().parents[4] / "pipelines" / "configs" / "domain_similarity_digits.yaml")
 TINY = [
@@ -40,7 +41,7 @@ def test_the_chosen_source_is_a_tag_by_name_and_the_ranking_a_table_of_names(
     uri = f"sqlite:///{workspace / 'mlflow.db'}"
     client = MlflowClient(uri)
     experiment = client.get_experiment_by_name("relay").experiment_id
-    runs = {r.info.run_name: r for r in client.search_runs([experiment], "tags.`relay.pipeline_run` = 'ds'")}
+    runs = {own_name(r): r for r in client.search_runs([experiment], "tags.`relay.pipeline_run` = 'ds'")}
 
     similarity = {k.split("/", 1)[1]: v for k, v in runs["ds"].data.metrics.items() if k.startswith("similarity/")}
     assert set(similarity) == SOURCES
