@@ -57,6 +57,7 @@ from orchestrator.jobs.connection import (
 from orchestrator.jobs.gcs import ANSWERED as GCS_ANSWERED
 from orchestrator.jobs.gcs import gcs_dashboard, gcs_node_resources, gcs_probe
 from orchestrator.jobs.submit import (
+    active_job,
     check_amounts,
     check_no_active_job,
     config_path_warning,
@@ -99,6 +100,7 @@ __all__ = [
     "JobTimeoutError",
     "JobsError",
     "NotADashboardError",
+    "active_job",
     "auth_headers",
     "build_runtime_env",
     "check_amounts",

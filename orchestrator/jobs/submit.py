@@ -298,9 +298,13 @@ def check_no_active_job(rows: list[dict[str, Any]], run_id: str, kind: str = "ru
 
     ``address`` is the --address the user gave (None: $RAY_ADDRESS), carried by every command the refusal names.
     """
-    for row in jobs_of_run(rows, run_id):
-        if row["status"] in ACTIVE_STATUSES:
-            raise JobStillRunningError(_still_running_message(kind, run_id, row["id"], row["status"], address))
+    if (row := active_job(rows, run_id)) is not None:
+        raise JobStillRunningError(_still_running_message(kind, run_id, row["id"], row["status"], address))
+
+
+def active_job(rows: list[dict[str, Any]], run_id: str) -> dict[str, Any] | None:
+    """The job of ``run_id`` among ``rows`` that is still PENDING or RUNNING, if any: a driver another would double."""
+    return next((row for row in jobs_of_run(rows, run_id) if row["status"] in ACTIVE_STATUSES), None)
 
 
 def _still_running_message(kind: str, run_id: str, job: str, status: str, address: str | None) -> str:

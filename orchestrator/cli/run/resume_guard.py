@@ -121,7 +121,7 @@ def _check_job_ended(store: ArtifactStore, run_id: str, address: str) -> None:
             f"http://NEW-HEAD:8265{store_option(store.uri)}; if you know its driver is gone, resume here with: relay resume "
             f"{run_id}{store_option(store.uri)} --driver-gone"
         ) from exc
-    if (row := _active_job(rows, run_id)) is not None:
+    if (row := jobs.active_job(rows, run_id)) is not None:
         job = row["id"]
         raise _refusal(
             f"run {run_id} is still running as job {job} ({row['status']}) on the Ray cluster at {address}; "
@@ -168,7 +168,7 @@ def check_last_cluster(store: ArtifactStore, run_id: str, target: str | None) ->
         ) from exc
     if target is not None and same_cluster(address, target):
         return
-    if (row := _active_job(rows, run_id)) is not None:
+    if (row := jobs.active_job(rows, run_id)) is not None:
         job = row["id"]
         raise _refusal(
             f"run {run_id} is still running as job {job} ({row['status']}) on the Ray cluster at {address}, "
@@ -182,14 +182,6 @@ def check_last_cluster(store: ArtifactStore, run_id: str, target: str | None) ->
         address,
         here,
     )
-
-
-def _active_job(rows: list[dict[str, Any]], run_id: str) -> dict[str, Any] | None:
-    """The cluster's job of the run that is still PENDING or RUNNING, if any: a driver the resume would double."""
-    from orchestrator import jobs
-    from orchestrator.jobs.watch import ACTIVE_STATUSES
-
-    return next((row for row in jobs.jobs_of_run(rows, run_id) if row["status"] in ACTIVE_STATUSES), None)
 
 
 def same_cluster(address: str, other: str) -> bool:
