@@ -201,9 +201,10 @@ def config_job(
     run_flags: list[str] | None = None,
     command: str = "run",
     skip: Iterable[str | None] = (),
-) -> tuple[str, dict[str, str]]:
-    """The entrypoint that runs the config file, and the job variables it needs: the file's text where the upload of
-    ``working_dir`` (but ``skip``) would not hold it, so that the file the user names is the one that runs.
+) -> tuple[str, dict[str, str], str | None]:
+    """The entrypoint that runs the config file, the job variables it needs (the file's text where the upload of
+    ``working_dir`` but ``skip`` would not hold it, so that the file the user names is the one that runs), and what
+    to say of the file once the job is sent (``say_where_the_config_went``).
 
     A file over MAX_CONFIG_TEXT_BYTES is refused (exit 2, nothing sent): a variable that large would stop the job's
     shell from starting.
@@ -212,7 +213,8 @@ def config_job(
     file = _config_file(config_path, root)
     problem = _upload_problem(config_path, root, skip) if file.is_file() else None
     if problem is None:  # in the upload, or a path this machine has no file at (``config_path_warning``)
-        return pipeline_entrypoint(config_path, overrides, working_dir, run_id, run_flags, command), {}
+        entrypoint = pipeline_entrypoint(config_path, overrides, working_dir, run_id, run_flags, command)
+        return entrypoint, {}, config_path_warning(config_path, working_dir)
     text = file.read_text(encoding="utf-8")
     size = len(text.encode())
     if size > MAX_CONFIG_TEXT_BYTES:
@@ -223,19 +225,16 @@ def config_job(
             ],
             "the command line",
         )
-    return shipped_entrypoint(config_path, overrides, run_id, run_flags, command), {CONFIG_TEXT_ENV: text}
+    sent = f"{problem}; its text is sent with the job, which runs it as it is now"
+    return shipped_entrypoint(config_path, overrides, run_id, run_flags, command), {CONFIG_TEXT_ENV: text}, sent
 
 
-def say_where_the_config_went(
-    config_path: str, working_dir: str, config_env: Mapping[str, str], skip: Iterable[str | None] = ()
-) -> None:
-    """Once the job is sent: that the config's text went with it (``config_job``), or that the cluster must hold the
-    file (``config_path_warning``). Not before: a refused submission's message would stand behind it."""
-    if config_env:
-        problem = _upload_problem(config_path, Path(working_dir).expanduser().resolve(), skip)
-        logger.info("%s; its text is sent with the job, which runs it as it is now", problem)
-    elif warning := config_path_warning(config_path, working_dir):
-        logger.warning(warning)
+def say_where_the_config_went(note: str | None, config_env: Mapping[str, str]) -> None:
+    """Once the job is sent, ``config_job``'s note: that the config's text went with it (INFO), or that the cluster
+    must hold the file (``config_path_warning``, a warning). Not before: a refused submission's message would stand
+    behind it."""
+    if note:
+        logger.log(logging.INFO if config_env else logging.WARNING, note)
 
 
 def config_path_warning(config_path: str, working_dir: str) -> str | None:
@@ -356,7 +355,7 @@ def submit_pipeline(
     """
     url = resolve_address(address)
     check_amounts(num_gpus=num_gpus)
-    entrypoint, config_env = config_job(
+    entrypoint, config_env, config_note = config_job(
         config_path, overrides, working_dir, run_id=submission_id, run_flags=run_flags, skip=skip
     )
     asked = {**(needs or {}), "GPU": num_gpus} if check_resources else None
@@ -374,7 +373,7 @@ def submit_pipeline(
         skip=skip,
         kind="run",
     )
-    say_where_the_config_went(config_path, working_dir, config_env, skip)
+    say_where_the_config_went(config_note, config_env)
     return job_id
 
 

@@ -63,8 +63,10 @@ def submit_sweep(args: argparse.Namespace) -> int:
     tune_flags = [*(["--output", args.output] if args.output else []), *(["--resume"] if args.resume_sweep else [])]
     skipped = [sweep.config.run.workspace or os.environ.get(WORKSPACE_ENV), args.output]
     skipped += submitting.local_paths(sweep.locations)
-    entrypoint, config_env = config_job(  # a sweep file the upload would not hold goes with the job, as a run's
-        args.config, args.overrides, str(Path.cwd()), run_flags=tune_flags, command="tune", skip=skipped
+    entrypoint, config_env, config_note = (
+        config_job(  # a sweep file the upload would not hold goes with the job, as a run's
+            args.config, args.overrides, str(Path.cwd()), run_flags=tune_flags, command="tune", skip=skipped
+        )
     )
     job_id = jobs.submit_entrypoint(
         url,
@@ -83,7 +85,7 @@ def submit_sweep(args: argparse.Namespace) -> int:
         skip=skipped,
         kind="sweep",
     )
-    say_where_the_config_went(args.config, str(Path.cwd()), config_env, skipped)
+    say_where_the_config_went(config_note, config_env)
     print(job_id, flush=True)
     return submitting.follow_to_the_end(url, job_id) if args.wait else 0
 

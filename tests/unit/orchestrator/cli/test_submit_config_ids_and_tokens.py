@@ -79,7 +79,7 @@ def test_a_config_the_upload_does_not_hold_is_sent_with_the_job_and_runs(project
     (project / ".gitignore").write_text("ignored/\n")
     written(project / where)
     overrides = ["train.steps=4", "run.name=with space"]
-    entrypoint, env_vars = submit.config_job(
+    entrypoint, env_vars, _ = submit.config_job(
         where, overrides, str(project), run_id="smoke-1", skip=[str(project / "shared/ws")]
     )
     assert env_vars == {submit.CONFIG_TEXT_ENV: CONFIG_TEXT}
@@ -95,14 +95,14 @@ def test_a_config_the_upload_does_not_hold_is_sent_with_the_job_and_runs(project
 def test_a_config_in_the_upload_is_named_relative_to_it_and_nothing_is_sent(project: Path) -> None:
     config = written(project / "configs" / "smoke.yaml")
     for given in (config, "configs/smoke.yaml", "./configs/../configs/smoke.yaml"):
-        entrypoint, env_vars = submit.config_job(given, ["a=1"], str(project), run_id="r1")
+        entrypoint, env_vars, _ = submit.config_job(given, ["a=1"], str(project), run_id="r1")
         assert shlex.split(entrypoint) == ["relay", "run", "configs/smoke.yaml", "a=1", "--run-id", "r1"]
         assert env_vars == {}
 
 
 def test_a_sweep_command_is_sent_the_same_way(project: Path) -> None:
     written(project.parent / "cfg" / "sweep.yaml")
-    entrypoint, env_vars = submit.config_job(
+    entrypoint, env_vars, _ = submit.config_job(
         "../cfg/sweep.yaml", [], str(project), run_flags=["--output", "/mnt/s"], command="tune"
     )
     arguments, text = run_as_ray_does(entrypoint, env_vars, project, project.parent)
