@@ -38,10 +38,23 @@ def wait_for(predicate: Callable[[], Any], timeout_s: float, what: str, poll_s: 
     raise AssertionError(f"timed out after {timeout_s:g} s waiting for {what}")
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A port nothing listens on, never one this process handed out before.
+
+    Why: the kernel may give a just-released port to the next bind(0), and a node's ports are
+    chosen before its `ray start` binds any of them; CI once saw the head's client server and
+    its dashboard given the same port (`ray start` refused: "used by other components").
+    """
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 def ray_temp_dir(tmp_path: Path) -> Path:
