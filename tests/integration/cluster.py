@@ -7,12 +7,14 @@ setsid, so the group alone misses them; the process tree does not).
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import shutil
 import signal
 import socket
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -58,11 +60,14 @@ def free_port() -> int:
 
 
 def ray_temp_dir(tmp_path: Path) -> Path:
-    """Under tmp_path when Ray's socket paths fit, else a short folder in /tmp."""
+    """Under tmp_path when Ray's socket paths fit, else a new short folder in /tmp, removed when the test
+    process exits (pytest leaves no folder of its own there)."""
     candidate = tmp_path / "ray"
     if len(str(candidate)) + SESSION_SUFFIX < MAX_SOCKET_PATH:
         return candidate
-    return Path(f"/tmp/ray_relay_test_{os.getpid()}")
+    short = Path(tempfile.mkdtemp(prefix="ray_relay_test_", dir="/tmp"))
+    atexit.register(shutil.rmtree, short, ignore_errors=True)  # the test's nodes are stopped by then
+    return short
 
 
 def user_env(home: Path) -> dict[str, str]:
