@@ -12,6 +12,7 @@ import math
 import os
 import re
 import shlex
+import socket
 import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -35,13 +36,18 @@ logger = logging.getLogger(__name__)
 
 # A config the upload does not hold travels as this variable of the job; the entrypoint writes it to a file.
 CONFIG_TEXT_ENV = "RELAY_SUBMITTED_CONFIG"
+# ... and where it came from, HOST:PATH on the machine that ran `relay submit`: the run records that, not its copy.
+CONFIG_FROM_ENV = "RELAY_SUBMITTED_CONFIG_FROM"
 # Linux caps one environment variable at 128 KiB (MAX_ARG_STRLEN), which the job's shell must be started with.
 MAX_CONFIG_TEXT_BYTES = 100 * 1024
 
 
 def relay_env_vars() -> dict[str, str]:
-    """RELAY_* and MLFLOW_TRACKING_URI from this shell, so the job sees the same settings."""
-    return {key: value for key, value in os.environ.items() if key.startswith("RELAY_") or key == "MLFLOW_TRACKING_URI"}
+    """RELAY_* and MLFLOW_TRACKING_URI from this shell, so the job sees the same settings; not a config sent with a
+    job this shell runs in (``config_job`` sets those for the config this job runs)."""
+    sent = (CONFIG_TEXT_ENV, CONFIG_FROM_ENV)
+    shared = (key for key in os.environ if key.startswith("RELAY_") or key == "MLFLOW_TRACKING_URI")
+    return {key: os.environ[key] for key in shared if key not in sent}
 
 
 def resource_problem(key: str, value: object) -> str | None:
@@ -226,7 +232,29 @@ def config_job(
             "the command line",
         )
     sent = f"{problem}; its text is sent with the job, which runs it as it is now"
-    return shipped_entrypoint(config_path, overrides, run_id, run_flags, command), {CONFIG_TEXT_ENV: text}, sent
+    named = os.path.normpath(root / Path(config_path).expanduser())  # as given: a link keeps the name it was given by
+    env = {CONFIG_TEXT_ENV: text, CONFIG_FROM_ENV: f"{socket.gethostname()}:{named}"}
+    return shipped_entrypoint(config_path, overrides, run_id, run_flags, command), env, sent
+
+
+def submitted_config_origin(config_path: str) -> tuple[str, str] | None:
+    """(host, path) of the file the user submitted, when ``config_path`` is the job's copy of a config sent with it
+    (``config_job``); None for any other file (a config the upload held, a run not started by `relay submit`).
+
+    Why: the run recorded the copy's path (``/tmp/relay-config.XXXXXX/x.yaml``) as its command's config, which MLflow
+    showed as the run's source and command: a path that meant nothing to the user, on a machine they never saw. Told
+    by content as well as by name: the variables reach whatever the job's driver starts, and only the file the
+    entrypoint wrote from them holds their text.
+    """
+    origin, text = os.environ.get(CONFIG_FROM_ENV), os.environ.get(CONFIG_TEXT_ENV)
+    if not origin or text is None:
+        return None
+    host, _, path = origin.partition(":")
+    try:
+        copied = Path(config_path).read_bytes() == text.encode("utf-8", "surrogateescape")
+    except OSError:
+        return None
+    return (host, path) if copied and Path(config_path).name == Path(path).name else None
 
 
 def say_where_the_config_went(note: str | None, config_env: Mapping[str, str]) -> None:

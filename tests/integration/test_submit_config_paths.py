@@ -12,12 +12,15 @@ CLI in its own process, as a user with a fresh HOME, against a real `ray start -
 from __future__ import annotations
 
 import json
+import os
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from mlflow import MlflowClient
 
 from tests.cluster.cluster import RayCluster, token_head
 from tests.integration.cluster import durable_folder, user_env
@@ -92,6 +95,24 @@ def test_a_config_outside_the_upload_is_the_one_the_job_runs(
     assert run_id.startswith("shipped-"), said
     ledger = json.loads((workspace / "artifacts" / "runs" / run_id / "ledger.json").read_text())
     assert ledger["status"] == "FINISHED", ledger
+    assert_recorded_as_the_users_file(workspace, run_id, os.path.normpath(project.resolve() / where))
+
+
+def assert_recorded_as_the_users_file(workspace: Path, run_id: str, users_file: str) -> None:
+    """The run's record and its MLflow run name the file the user submitted, not the job's /tmp copy of it.
+
+    Before: both named /tmp/relay-config.XXXXXX/NAME (what the job wrote the text to and ran).
+    """
+    command = json.loads((workspace / "artifacts" / "runs" / run_id / "command.json").read_text())
+    assert command["config"] == users_file, command
+    assert command["config_sent_from"] == socket.gethostname(), command
+    client = MlflowClient(f"sqlite:///{workspace / 'mlflow.db'}")
+    experiments = [experiment.experiment_id for experiment in client.search_experiments()]
+    [parent] = client.search_runs(
+        experiments, f"tags.`relay.pipeline_run` = '{run_id}' and tags.`relay.kind` = 'pipeline'"
+    )
+    assert parent.data.tags["mlflow.source.name"] == users_file, parent.data.tags
+    assert f"`relay run {users_file}`" in parent.data.tags["mlflow.note.content"], parent.data.tags
 
 
 def test_a_token_kept_back_by_auth_mode_disabled_names_the_mode(cluster: RayCluster, tmp_path: Path) -> None:

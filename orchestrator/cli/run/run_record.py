@@ -31,6 +31,7 @@ from orchestrator.engine.ledger import (
     this_driver,
 )
 from orchestrator.errors import ConfigError, RelayError
+from orchestrator.jobs.submit import submitted_config_origin
 from orchestrator.registry import get_pipeline
 from orchestrator.yaml_input import yaml_mapping
 
@@ -121,11 +122,15 @@ def save_run_record(
     ``ray_address``: the cluster the run joined as its driver when the command named it (``--address``,
     RAY_ADDRESS; ``cluster_join.address_to_record``), so that `relay resume` joins it again
     (``recorded_ray_address``) instead of finishing the run on a new local Ray instance.
+    A job's copy of a config sent with it is recorded as the file the user submitted, and the machine it is on
+    (``config_sent_from``): MLflow shows the record's config as the run's source and command.
     """
     text = yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
     store.write_record(record_path(run_id, CONFIG_FILE), text.encode())
     driver = this_driver()  # `relay runs` tells a driver that died starting; a job's names its cluster
-    command = {"config": config_path, "overrides": overrides, "rerun": sorted(rerun), "driver": driver}
+    sent = submitted_config_origin(config_path)  # (host, path) when this is a job's copy of the user's file
+    command: dict[str, Any] = {"config": sent[1], "config_sent_from": sent[0]} if sent else {"config": config_path}
+    command |= {"overrides": overrides, "rerun": sorted(rerun), "driver": driver}
     if ray_address is not None:
         command["ray_address"] = ray_address
     store.write_record(record_path(run_id, COMMAND_FILE), json.dumps(command).encode())

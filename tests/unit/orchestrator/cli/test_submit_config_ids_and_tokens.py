@@ -82,7 +82,8 @@ def test_a_config_the_upload_does_not_hold_is_sent_with_the_job_and_runs(project
     entrypoint, env_vars, _ = submit.config_job(
         where, overrides, str(project), run_id="smoke-1", skip=[str(project / "shared/ws")]
     )
-    assert env_vars == {submit.CONFIG_TEXT_ENV: CONFIG_TEXT}
+    assert env_vars[submit.CONFIG_TEXT_ENV] == CONFIG_TEXT
+    assert env_vars[submit.CONFIG_FROM_ENV].endswith(f":{os.path.normpath(project / where)}")  # the run records it
     job_dir = project.parent / "ray-pkg"  # the job runs in Ray's copy of the upload, without the file
     job_dir.mkdir()
     arguments, text = run_as_ray_does(entrypoint, env_vars, job_dir, project.parent)
