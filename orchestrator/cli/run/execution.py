@@ -46,10 +46,12 @@ from orchestrator.engine.ledger import (
 from orchestrator.engine.progress import ProgressDisplay
 from orchestrator.engine.ray_executor import RayExecutor
 from orchestrator.engine.runner import Runner
-from orchestrator.engine.signals import interrupts_kept
+from orchestrator.engine.signals import interrupts_kept, one_more_interrupt_held
 from orchestrator.errors import ArtifactError, InputError, RelayError
 from orchestrator.tracking.background import BackgroundTracker
+from orchestrator.tracking.common import sqlite_path
 from orchestrator.tracking.mlflow_tracker import mlflow_tracker
+from orchestrator.tracking.pipeline_run import END, START
 
 log = logging.getLogger("relay")
 
@@ -235,7 +237,37 @@ def run_stages(run: PreparedRun, tracker: BackgroundTracker, copies: Path, hando
             status = "KILLED"
         raise
     finally:
-        wind_down(tracker, status, executor, table)
+        with tracking_cut_short_said(run, tracker, status):
+            wind_down(tracker, status, executor, table)
+
+
+@contextlib.contextmanager
+def tracking_cut_short_said(run: PreparedRun, tracker: BackgroundTracker, status: str) -> Iterator[None]:
+    """A Ctrl-C while a run that ended waits for MLflow (``wind_down``) says so in one line, its record marked incomplete.
+
+    Why: on a workspace's first run MLflow creates its store (seconds of schema migrations) while the stages run,
+    and a short run ends first; a Ctrl-C then came out of the tracker's join, after the Runner had said how the run
+    ended, and `relay run` exited 130 without a word: the run FINISHED, with no MLflow run, and nothing said or
+    recorded of it. The store itself is safe: built in a temporary file and linked into place whole
+    (``tracking.common.ensure_sqlite_store``), so the next run creates it or finds it made. ``status`` "KILLED": the
+    run was interrupted before, and that was said.
+    """
+    try:
+        yield
+    except KeyboardInterrupt:
+        if status == "KILLED":
+            raise
+        inner, db = tracker.inner, sqlite_path(run.config.tracking.uri)
+        with one_more_interrupt_held():
+            if getattr(inner, "lost_at", "") is None:  # ``record_tracking`` keeps it in the run's record
+                inner.lost_at = START if getattr(inner, "parent_run_id", None) is None else END
+            creating = f" (its tracking store {db} was still being created)" if db and not db.exists() else ""
+            log.warning(
+                "interrupted while MLflow recorded run %s%s; the run itself ended %s, as its ledger says, but its "
+                "MLflow record is incomplete: fill it in with: relay resume %s%s",
+                run.run_id, creating, status, run.run_id, store_option(run.store.uri),
+            )  # fmt: skip
+        raise
 
 
 def stage_runner(run: PreparedRun, executor: Executor, tracker: BackgroundTracker, copies: Path) -> Runner:
