@@ -39,6 +39,16 @@ class RunCommand:
 
     config_path: str
     overrides: tuple[str, ...]
+    copy_path: str | None = None  # the job's copy of a config `relay submit` sent with it; config_path is the user's
+
+    @property
+    def readable_path(self) -> str:
+        """The file this machine can read the config from: the job's copy of a sent config, else the user's file.
+
+        Why: a sent config's recorded path is the submitting machine's, where the cluster may hold another file
+        of that name or none.
+        """
+        return self.copy_path or self.config_path
 
 
 def read_command(config: Mapping[str, Any], run_id: str) -> RunCommand | None:
@@ -56,7 +66,9 @@ def read_command(config: Mapping[str, Any], run_id: str) -> RunCommand | None:
         return None
     if not isinstance(command.get("config"), str):
         return None
-    return RunCommand(command["config"], tuple(str(o) for o in command.get("overrides") or ()))
+    copy = command.get("config_copy")
+    overrides = tuple(str(o) for o in command.get("overrides") or ())
+    return RunCommand(command["config"], overrides, copy if isinstance(copy, str) else None)
 
 
 def overrides_tag(overrides: Sequence[str], run_id: str) -> str:
@@ -82,13 +94,13 @@ def written_locations(command: RunCommand, started_in: Path | None = None) -> di
     when known. Why: read against the current directory, a driver whose directory was deleted under it (a Ray
     job's working_dir unpacked again) failed with an ENOENT naming no path, which cut its MLflow start short.
     """
-    path = Path(command.config_path)
+    path = Path(command.readable_path)
     if started_in is not None and not path.is_absolute():
         path = started_in / path
     try:
         data = apply_overrides(load_yaml(path), list(command.overrides))
     except (RelayError, OSError) as exc:  # moved or edited since the run started; or relative to a deleted directory
-        logger.debug("could not read the store locations %s wrote: %s", command.config_path, exc)
+        logger.debug("could not read the store locations %s wrote: %s", command.readable_path, exc)
         return None
     return locations_in(data)
 

@@ -129,7 +129,9 @@ def save_run_record(
     store.write_record(record_path(run_id, CONFIG_FILE), text.encode())
     driver = this_driver()  # `relay runs` tells a driver that died starting; a job's names its cluster
     sent = submitted_config_origin(config_path)  # (host, path) when this is a job's copy of the user's file
-    command: dict[str, Any] = {"config": sent[1], "config_sent_from": sent[0]} if sent else {"config": config_path}
+    command: dict[str, Any] = {"config": config_path}
+    if sent:  # the store locations the user wrote are read from the copy (``RunCommand.readable_path``)
+        command = {"config": sent[1], "config_sent_from": sent[0], "config_copy": config_path}
     command |= {"overrides": overrides, "rerun": sorted(rerun), "driver": driver}
     if ray_address is not None:
         command["ray_address"] = ray_address
