@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from orchestrator.cli.sweeps.sweep_names import check_run_id_free
 from orchestrator.cli.temporary import impermanence
 from orchestrator.config import (
     ARTIFACT_URI_ENV,
@@ -44,8 +45,10 @@ def check_run_id(run_id: str, what: str = "run id") -> None:
         raise ConfigError([problem], "the command line")
 
 
-def check_new_run(store: ArtifactStore, run_id: str) -> None:
-    """``relay run --run-id X`` must not reuse a run's id: its record and ledger would be overwritten."""
+def check_new_run(store: ArtifactStore, run_id: str, run: RunSettings | None = None) -> None:
+    """``relay run --run-id X`` must not reuse a run's id: its record and ledger would be overwritten; nor a sweep's
+    name, which the commands that take either would then read as one of the two (``sweep_names``): ``run``, the
+    run's settings, says where its workspace's sweeps are."""
     if store.read_record(record_path(run_id, CONFIG_FILE)) is not None:
         raise ConfigError(
             [
@@ -54,6 +57,8 @@ def check_new_run(store: ArtifactStore, run_id: str) -> None:
             ],
             "the command line",
         )
+    if run is not None:
+        check_run_id_free(store, run, run_id)
 
 
 def file_not_folder_problem(folder: Path, key: str) -> str | None:

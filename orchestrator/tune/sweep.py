@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import traceback
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from orchestrator.engine.ledger import RunStatus, read_ledger, write_ledger
 from orchestrator.engine.ray_executor import RayExecutor
 from orchestrator.engine.ray_start_log import filtered
 from orchestrator.engine.signals import interrupts_kept
-from orchestrator.errors import ArtifactError, RelayError
+from orchestrator.errors import ArtifactError, ConfigError, RelayError
 from orchestrator.tracking.common import TAG_STATUS
 from orchestrator.tracking.sweeps import SweepTracker
 from orchestrator.tune.console_filters import (
@@ -176,6 +177,44 @@ def can_resume(plan: SweepPlan) -> bool:
     return saved and tune.Tuner.can_restore(str(path))
 
 
+PLAN_PARTS = {"build": "build function", "config_model": "config model"}  # what a pipeline spec gives a plan
+
+
+def check_sendable(plan: SweepPlan) -> None:
+    """Exit 2 (before anything is written) when the plan cannot be pickled for the trials, naming what holds it back.
+
+    Why: every trial runs in a Ray worker, which gets the plan, the pipeline spec's build function and
+    config model with it, pickled. A plug-in's build that holds a lock, an open file or a client (a
+    closure, a ``functools.partial`` over one) could not be, and the sweep ended in Ray's traceback
+    (``TypeError: cannot pickle '_thread.lock' object``) once its folder and MLflow run were made.
+    """
+    from ray import cloudpickle
+
+    try:
+        cloudpickle.dumps(plan)
+    except Exception as exc:  # pickling raises TypeError, PicklingError, AttributeError... from any object inside
+        part = next((name for name in PLAN_PARTS if not _pickles(getattr(plan, name))), None)
+        what = f"its {PLAN_PARTS[part]}" if part else "its sweep plan"
+        raise ConfigError(
+            [
+                f"pipeline {plan.pipeline_kind or plan.pipeline_name}: {what} cannot be sent to Ray Tune's trials ({error_line(exc)}); "
+                "each trial runs in a Ray worker that receives it pickled: define it at the top level of an "
+                "importable module, holding no lock, open file or client (open those inside the stage bodies)"
+            ],
+            "the pipeline's spec",
+        ) from exc
+
+
+def _pickles(value: Any) -> bool:
+    from ray import cloudpickle
+
+    try:
+        cloudpickle.dumps(value)
+    except Exception:
+        return False
+    return True
+
+
 def sweeps_in(output: Path) -> list[str]:
     """The names of the sweeps whose Ray Tune state a sweep folder holds (``OUTPUT/ray/NAME``), sorted."""
     from ray import tune
@@ -242,13 +281,16 @@ def run_sweep(plan: SweepPlan, resume: bool, sweep_tracker: SweepTracker) -> tup
             session = RayExecutor(  # owns ray.init, dashboard on
                 address=plan.ray_address, num_cpus=plan.num_cpus, object_store_memory=plan.object_store_memory
             )
-            tuner, trials = _sized_tuner(plan, resume)
+            with new_sweep_failure_said(plan, resume):
+                tuner, trials = _sized_tuner(plan, resume)
         with no_restore_advice(), no_reuse_actors_advice(), no_fetch_failures(), one_line_trial_failures():
             try:
-                with resume_failure_said(plan, resume):
+                with resume_failure_said(plan, resume), new_sweep_failure_said(plan, resume):
                     grid = tuner.fit()  # Ray Tune takes Ctrl-C from here: it saves the sweep's state and returns
-            except SystemExit:  # SIGTERM: Ray's handler raises it; close the trials first, a job's stop waits 3 s
-                sweep_tracker.close_open_trials({TAG_STATUS: RunStatus.INTERRUPTED})
+            except (SystemExit, SweepFailed):  # SIGTERM (a job's stop waits 3 s), or Ray Tune stopped: close the
+                sweep_tracker.close_open_trials(
+                    {TAG_STATUS: RunStatus.INTERRUPTED}
+                )  # trials; --resume goes on with them
                 raise
         rows = in_start_order([trial_row(plan, result, sampled) for result, sampled in zip(grid, tune_configs(grid))])
     finally:
@@ -300,6 +342,79 @@ def resume_failure_said(plan: SweepPlan, resume: bool) -> Iterator[None]:
             f"{type(cause).__name__}: {cause}; `relay -v tune ...` shows Ray Tune's traceback. To run the sweep "
             "afresh, start it without resuming under another tune.name or in another --output DIR"
         ) from exc
+
+
+class SweepFailed(RelayError):
+    """Ray Tune stopped a new sweep with an error of its own, outside any trial (exit 1); the command adds the way on.
+
+    ``resumable``: whether Ray Tune saved the sweep's state before it stopped (``can_resume``), so that
+    `relay tune --resume` goes on from there; otherwise the sweep starts again. ``traceback_at``: the
+    file keeping Ray Tune's traceback (None when it could not be written).
+    """
+
+    def __init__(self, plan: SweepPlan, cause: BaseException, traceback_at: Path | None, resumable: bool) -> None:
+        self.name = plan.name
+        self.state_at = plan.experiment_path
+        self.cause = cause
+        self.traceback_at = traceback_at
+        self.resumable = resumable
+        kept = f" (traceback: {traceback_at})" if traceback_at else ""
+        super().__init__(f"sweep {plan.name} failed: Ray Tune stopped it: {error_line(cause)}{kept}")
+
+
+SWEEP_TRACEBACK = Path("errors") / "sweep.txt"  # in the sweep's folder, as a run keeps runs/RUN/errors/STAGE.txt
+
+
+@contextlib.contextmanager
+def new_sweep_failure_said(plan: SweepPlan, resume: bool) -> Iterator[None]:
+    """An error Ray Tune raises as it sets up or fits a new sweep becomes one ``SweepFailed``, its traceback kept in
+    the sweep's folder (``SWEEP_TRACEBACK``).
+
+    Why: such an error (a TuneError of its controller, a search or scheduler that raised, a trainable
+    Ray could not send, a full disk under its session folder) reached the user as Ray Tune's raw
+    traceback, some 40 lines naming neither the sweep, nor whether its state was saved, nor what to run
+    next. Relay's own errors pass as they are; a `--resume`'s are ``resume_failure_said``'s.
+    """
+    if resume:
+        yield
+        return
+    try:
+        yield
+    except RelayError:
+        raise
+    except Exception as exc:
+        logger.debug("Ray Tune's traceback of sweep %s", plan.name, exc_info=True)
+        raise SweepFailed(plan, exc, kept_traceback(Path(plan.output), exc), can_resume(plan)) from exc
+
+
+def kept_traceback(output: Path, exc: BaseException) -> Path | None:
+    """Write ``exc``'s traceback to the sweep's ``SWEEP_TRACEBACK``; None when it cannot be written (a full disk)."""
+    path = output / SWEEP_TRACEBACK
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(traceback.format_exception(exc)))
+    except OSError as error:
+        logger.warning("sweep traceback not kept at %s: %s", path, error)
+        return None
+    return path
+
+
+def error_line(exc: BaseException) -> str:
+    """``Type: message`` of the error at the bottom of ``exc``'s chain, on one line.
+
+    Why the bottom: Ray Tune wraps what its controller caught in a TuneError holding the whole
+    formatted traceback as its message; the error that stopped it is the chain's last (its cause).
+    """
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if any(line.startswith("Traceback (most recent call last)") for line in lines):
+        return _shortened(lines[-1])  # a traceback as the message: its last line is the error, type included
+    return _shortened(f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__)
+
+
+def _shortened(line: str, limit: int = 300) -> str:
+    return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
 RESTORE_FAILED = "Failed to restore the run state."  # its error when it cannot read the saved state; it then restarts

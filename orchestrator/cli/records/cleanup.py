@@ -50,7 +50,13 @@ from orchestrator.cli.records.stage_folders import (
     read_ledgers,
     stage_folders,
 )
-from orchestrator.cli.records.sweep_deletion import SweepParts, remove_folders, sweep_parts, trials_by_sweep
+from orchestrator.cli.records.sweep_deletion import (
+    SweepParts,
+    remove_folders,
+    sweep_parts,
+    sweeps_held,
+    trials_by_sweep,
+)
 from orchestrator.cli.records.workspace import default_tracking_key
 from orchestrator.cli.run.run_record import MLFLOW_ID_HINT, MLFLOW_ID_SHAPE
 from orchestrator.engine.artifacts import TRAIN_DIR, ArtifactStore
@@ -232,7 +238,8 @@ def cmd_delete(args: argparse.Namespace) -> int:
         if not set(plan.run_ids) <= shown:
             print("nothing deleted: a sweep named has new trials since the list above; run relay delete again")
             return 0
-    return carry_out(store, plan)
+    with sweeps_held(plan.sweeps):  # a `relay tune` of one that took its folder since the check: refused, nothing gone
+        return carry_out(store, plan)
 
 
 def carry_out(store: ArtifactStore, plan: DeletePlan) -> int:

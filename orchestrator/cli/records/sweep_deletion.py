@@ -6,15 +6,17 @@ best.yaml) had no way out at all. A name that is no run's id is read as a sweep 
 name it as theirs, or when the workspace's ``tune/NAME/`` holds a sweep's config or is empty (a sweep
 stopped before its first trial). Its trials are deleted as runs are (with the stage folders no other run
 uses), its MLflow sweep run is marked deleted, and its folders are removed. A sweep whose driver runs
-on this machine (it holds its folder locked) is refused, as a running run is.
+on this machine (it holds its folder locked) is refused, as a running run is; the deletion holds the folder
+locked itself until it is gone, so a `relay tune` of the sweep starting meanwhile is refused in turn.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import shutil
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,7 +95,29 @@ def sweep_parts(
 def remove_folders(parts: SweepParts) -> None:
     """Remove the sweep's folders (nothing in them is undone: Ray Tune's state, the tables, best.yaml)."""
     for folder in parts.folders:
-        shutil.rmtree(folder)
+        shutil.rmtree(folder, ignore_errors=not folder.exists())  # gone meanwhile: nothing left to remove
+
+
+@contextlib.contextmanager
+def sweeps_held(sweeps: Iterable[SweepParts]) -> Iterator[None]:
+    """Hold every folder of ``sweeps`` locked while they are deleted; exit 2 (nothing deleted) when a `relay tune`
+    of one holds it now.
+
+    Why: the plan's check (``_check_not_driven``) let the lock go again, and a `relay tune --resume` that
+    took the folder in the seconds the deletion spent reading MLflow (or waiting for its `y`) was deleted under
+    its feet: its trials' records, its MLflow run and its folder went, and the resume failed on Ray Tune's
+    missing state. Held from before the first deletion to the last, one of the two is refused whole.
+    """
+    with contextlib.ExitStack() as held:
+        for parts in sweeps:
+            for folder in parts.folders:
+                try:
+                    held.enter_context(folder_locked(folder))
+                except FolderHeld:
+                    raise ConfigError([_running_problem(parts.name, folder)], "the command line") from None
+                except FileNotFoundError:  # removed meanwhile: nothing of it to hold
+                    continue
+        yield
 
 
 def _folders(args: argparse.Namespace, name: str, recorded: Iterable[str]) -> list[Path]:
@@ -126,12 +150,13 @@ def _check_not_driven(name: str, folders: list[Path]) -> None:
             with folder_locked(folder):
                 pass
         except FolderHeld:
-            raise ConfigError(
-                [
-                    f"sweep {name} is not deleted: its `relay tune` is running on this machine (it holds {folder}); "
-                    "stop it first (Ctrl-C there), then delete it"
-                ],
-                "the command line",
-            ) from None
+            raise ConfigError([_running_problem(name, folder)], "the command line") from None
         except OSError:  # a folder that cannot be opened is not held either
             continue
+
+
+def _running_problem(name: str, folder: Path) -> str:
+    return (
+        f"sweep {name} is not deleted: its `relay tune` is running on this machine (it holds {folder}); "
+        "stop it first (Ctrl-C there), then delete it"
+    )

@@ -124,7 +124,7 @@ def start_run(args: argparse.Namespace) -> RunEnd:
     config = checked_locations(config, args.config, address)
     run_id = new_run_id(config.name) if args.run_id is None else args.run_id
     run = prepare_run(spec, config, run_id, args.stop_after, address, args.rerun_from, args.no_cache)
-    check_new_run(run.store, run_id)
+    check_new_run(run.store, run_id, config.run if args.run_id is not None else None)  # a sweep's name: refused
     run = joined_first(run)
     joined = cluster_join.address_to_record(address, config.run)
     rerun = f", {len(run.rerun)} rerun on request" if run.rerun else ""

@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from orchestrator.cli.run import cluster_join, run_locations
+from orchestrator.cli.sweeps.sweep_names import RAY_FOLDER, SWEEP_CONFIG
 from orchestrator.config import ARTIFACT_URI_ENV, TRACKING_URI_ENV, WORKSPACE_ENV
 from orchestrator.engine.folder_lock import FolderHeld, folder_locked
 from orchestrator.errors import ConfigError
@@ -126,9 +127,6 @@ def check_output_free(
     )
 
 
-SWEEP_CONFIG = "sweep-config.yaml"  # the config and overrides a sweep started with, beside its results
-
-
 def never_started(output: Path, name: str) -> bool:
     """Whether a sweep folder holds only what sweep ``name``'s start writes before its first trial: its
     sweep-config.yaml and sweep-stores.json, and its ``ray/NAME`` where Ray Tune saved no state yet.
@@ -138,15 +136,17 @@ def never_started(output: Path, name: str) -> bool:
     sweep's"; they are this sweep's, and no trial ran, so a new start writes them afresh. Why ``ray/``:
     ``tune.Tuner(...)`` writes ray/NAME/tuner.pkl as soon as it is built, before Ray Tune saves any
     state; a start cut off then (a Ctrl-C as Ray started, a kill) left it, and the folder was taken
-    for a sweep's: `--resume` ended in Ray Tune's traceback and a new start was refused.
+    for a sweep's: `--resume` ended in Ray Tune's traceback and a new start was refused. Why ``errors/``: a
+    start Ray Tune stopped as it set up keeps its traceback there (``sweep.SWEEP_TRACEBACK``), and says to run the
+    same command again.
     """
     held = {entry.name for entry in output.iterdir()} if output.is_dir() else set()
     if RAY_FOLDER in held and not unsaved_start(output / RAY_FOLDER, name):
         return False
-    return bool(held) and held <= {SWEEP_CONFIG, SWEEP_STORES, RAY_FOLDER}
+    return bool(held) and held <= {SWEEP_CONFIG, SWEEP_STORES, RAY_FOLDER, ERRORS_FOLDER}
 
 
-RAY_FOLDER = "ray"  # Ray Tune's folder of the sweep's state (``SweepPlan.experiment_path`` is ray/NAME)
+ERRORS_FOLDER = "errors"  # the traceback of an error that stopped Ray Tune (``sweep.SWEEP_TRACEBACK``)
 EXPERIMENT_STATE = "experiment_state-*.json"  # the files Ray Tune saves a sweep's state in (Tuner.restore reads)
 
 
@@ -178,19 +178,32 @@ def driven_here(output: Path, name: str, flag: str = "") -> Iterator[None]:
     ledgers INTERRUPTED, and the records contradicted each other for good (`relay runs` called
     the sweep's best trial INTERRUPTED). The kernel lets the lock go when the driver dies, however.
     """
-    output.mkdir(parents=True, exist_ok=True)
     with contextlib.ExitStack() as held:
         try:
-            held.enter_context(folder_locked(output))
+            _made_and_locked(output, held)
         except FolderHeld:
             raise ConfigError(
                 [
-                    f"sweep {name} is still running: another `relay tune` on this machine holds {output}; wait "
-                    f"for it, or stop it (Ctrl-C there), then continue it with {flag or resume_flag()}"
+                    f"sweep {name} is still running: another `relay tune` on this machine holds {output} (or a "
+                    f"`relay delete` of the sweep is removing it); wait for it, or stop it (Ctrl-C there), then "
+                    f"continue it with {flag or resume_flag()}"
                 ],
                 "the command line",
             ) from None
         yield
+
+
+def _made_and_locked(output: Path, held: contextlib.ExitStack) -> None:
+    """Make ``output`` and hold it locked in ``held``; made again once if it was removed in between (a `relay
+    delete` of the sweep that ended just then): the lock is on the folder itself, which must exist."""
+    for attempt in (1, 2):
+        output.mkdir(parents=True, exist_ok=True)
+        try:
+            held.enter_context(folder_locked(output))
+            return
+        except FileNotFoundError:
+            if attempt == 2:
+                raise
 
 
 def save_sweep_config(output: Path, data: Mapping[str, Any]) -> None:

@@ -78,6 +78,20 @@ def interrupted_before_trials(args: argparse.Namespace, plan: SweepPlan, resumab
     print(f"\nsweep interrupted before any trial started; start it again with: {_again(args)}", flush=True)
 
 
+def failed_way_on(args: argparse.Namespace, plan: SweepPlan, resumable: bool) -> str:
+    """What a sweep Ray Tune stopped with an error of its own leaves, and the command that goes on from it.
+
+    Ray Tune saved its state (``resumable``): `--resume` goes on from it, its finished trials not rerun. It saved
+    none (it stopped as it set up): the same command starts the sweep again in the same folder (``never_started``).
+    """
+    if resumable:
+        return f"its state is saved in {plan.experiment_path}; once the cause is fixed, continue it with: {resume_command(args)}"
+    return (
+        f"Ray Tune saved no state of it, so there is nothing to resume; once the cause is fixed, start it again "
+        f"with: {_again(args)}"
+    )
+
+
 def terminated(args: argparse.Namespace, plan: SweepPlan, sweeps: SweepTracker) -> None:
     """A sweep ended by SIGTERM: its open trials and its own run KILLED in MLflow (not FAILED, RUNNING), and the way on.
 

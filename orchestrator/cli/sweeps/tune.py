@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import os
 from collections.abc import Mapping
@@ -28,8 +29,10 @@ from orchestrator.cli.sweeps.sweep_folder import (
     save_sweep_config,
     save_sweep_stores,
 )
+from orchestrator.cli.sweeps.sweep_names import check_name_free
 from orchestrator.cli.sweeps.sweep_results import (
     best_notes,
+    failed_way_on,
     interrupted_before_trials,
     interrupted_line,
     print_ending,
@@ -39,7 +42,7 @@ from orchestrator.cli.sweeps.sweep_results import (
 )
 from orchestrator.config import ARTIFACT_URI_ENV, TRACKING_URI_ENV, RunSettings
 from orchestrator.engine.signals import Terminated, terminated_by_signal
-from orchestrator.errors import ConfigError
+from orchestrator.errors import ConfigError, RelayError
 from orchestrator.tracking.sweeps import SweepTracker
 from orchestrator.tune.plan import SweepPlan, plan_sweep, with_sweep_run
 from orchestrator.tune.space import total_trials
@@ -54,13 +57,18 @@ def cmd_tune(args: argparse.Namespace) -> int:
         raise ConfigError([problem], "the command line")
     pipeline = spec.build(config)
     plan = _planned_sweep(args, spec, config, data, pipeline)
-    plan, address = _placed_sweep(args, plan, spec, config, pipeline)
-    from orchestrator.tune import sweep  # Ray Tune (seconds to import): only once the sweep checks out
+    held, early = _held_early(plan)
+    with held:  # a second driver of the sweep, or a `relay delete` of it, meanwhile is refused
+        plan, address = _placed_sweep(args, plan, spec, config, pipeline)
+        check_name_free(args, plan)
+        from orchestrator.tune import sweep  # Ray Tune (seconds to import): only once the sweep checks out
 
-    _check_sweep_folder(args, plan, data, sweep)
-    joined = cluster_join.address_to_record(address, ray_settings(config.run))
-    args = _with_address(args, joined if joined is not None else address)
-    with driven_here(Path(plan.output), plan.name):  # a second driver of the sweep meanwhile is refused
+        _check_sweep_folder(args, plan, data, sweep)
+        sweep.check_sendable(plan)
+        joined = cluster_join.address_to_record(address, ray_settings(config.run))
+        args = _with_address(args, joined if joined is not None else address)
+        if not early:  # a new sweep's folder: made and held once the sweep checked out
+            held.enter_context(driven_here(Path(plan.output), plan.name))
         log_code_versions(pipeline)  # the sweep is accepted: bad input above printed only its message
         sweeps = SweepTracker(plan.tracking_uri, plan.tracking.experiment, strict=plan.tracking.strict)
         plan = _started_sweep(args, plan, sweeps, config.pipeline)
@@ -69,6 +77,23 @@ def cmd_tune(args: argparse.Namespace) -> int:
             save_sweep_stores(Path(plan.output), plan, joined)
         rows, done = _searched(args, plan, sweeps, sweep)
         return _ended(args, plan, config, sweeps, rows, done)
+
+
+def _held_early(plan: SweepPlan) -> tuple[contextlib.ExitStack, bool]:
+    """The sweep's folder held (``driven_here``) from the first moment its place is known, when it exists already (a
+    `--resume`, a start after a cut-off one); and whether it is held. A new sweep's folder is made later, once the
+    sweep checked out (nothing is written for bad input).
+
+    Why: a `relay delete SWEEP` in the seconds a `relay tune --resume` spent on its checks found the folder free,
+    removed it with the sweep's trials and MLflow run, and the resume went on into a sweep that was gone (Ray Tune
+    failed to open its tuner.pkl). Held from here, the one that comes second is refused, with nothing touched.
+    """
+    held = contextlib.ExitStack()
+    output = Path(plan.output)
+    if not output.is_dir():
+        return held, False
+    held.enter_context(driven_here(output, plan.name))  # raised: nothing was entered, nothing to let go
+    return held, True
 
 
 def _planned_sweep(
@@ -155,6 +180,9 @@ def _searched(
         if terminated_by_signal():  # exit 143 as `relay run` ends: inside a Ray call it came out as SystemExit(1)
             raise Terminated() from None
         raise
+    except sweep.SweepFailed as exc:
+        sweeps.finish("FAILED", {}, {}, [])
+        raise RelayError(f"{exc}; {failed_way_on(args, plan, exc.resumable)}") from exc
     except BaseException:
         sweeps.finish("FAILED", {}, {}, [])
         raise
