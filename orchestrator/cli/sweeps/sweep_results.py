@@ -92,6 +92,21 @@ def failed_way_on(args: argparse.Namespace, plan: SweepPlan, resumable: bool) ->
     )
 
 
+def unwritten_results(args: argparse.Namespace, plan: SweepPlan, exc: OSError) -> str:
+    """Why a sweep whose trials ended has no trials.csv/json or best.yaml, and the command that writes them.
+
+    Why: a full disk (or a folder no longer writable) as the sweep wrote its tables ended it in a Python
+    traceback, after every trial had run. Ray Tune's state holds the trials' results, and `--resume`
+    of the sweep reruns no trial that ended: it writes the tables again.
+    """
+    return (
+        f"sweep {plan.name}: its trials ended, but its results could not be written in {plan.output} "
+        f"({type(exc).__name__}: {exc}); Ray Tune's state in {plan.experiment_path} keeps them: once the cause is "
+        f"fixed (room on the disk, a folder you can write in), write them, running no trial again, with: "
+        f"{resume_command(args)}"
+    )
+
+
 def terminated(args: argparse.Namespace, plan: SweepPlan, sweeps: SweepTracker) -> None:
     """A sweep ended by SIGTERM: its open trials and its own run KILLED in MLflow (not FAILED, RUNNING), and the way on.
 

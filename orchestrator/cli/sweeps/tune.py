@@ -38,6 +38,7 @@ from orchestrator.cli.sweeps.sweep_results import (
     print_ending,
     sweep_status,
     terminated,
+    unwritten_results,
     write_sweep_outputs,
 )
 from orchestrator.config import ARTIFACT_URI_ENV, TRACKING_URI_ENV, RunSettings
@@ -202,7 +203,11 @@ def _ended(
     best = best_row(rows, config.tune.mode)
     tied = [row.trial_id for row in tied_with(rows, best)] if best else []
     unfinished = None if done else interrupted_line(args, rows, total_trials(plan.settings))
-    files = write_sweep_outputs(Path(plan.output), trial_records(rows), best, plan, tied, unfinished)
+    try:
+        files = write_sweep_outputs(Path(plan.output), trial_records(rows), best, plan, tied, unfinished)
+    except OSError as exc:
+        sweeps.finish("FAILED", {}, {}, [])
+        raise RelayError(unwritten_results(args, plan, exc)) from exc
     best_tags = {f"best.{k}": v for k, v in (best.values if best else {}).items()}
     best_tags.update({"relay.best_trial": best.trial_id, "relay.best_run": best.run_id} if best else {})
     best_metric = {f"best/{config.tune.metric}": best.final()} if best and best.final() is not None else {}

@@ -171,3 +171,32 @@ def test_the_refusal_names_the_part_that_cannot_be_pickled(tmp_path: Path) -> No
     assert problem.startswith("pipeline crest: its build function cannot be sent to Ray Tune's trials (TypeError: ")
     assert "_thread.lock" in problem
     sweep.check_sendable(plan)  # Relay's own pipelines are sent as they are
+
+
+def test_results_that_cannot_be_written_after_the_trials_ended_say_how_to_write_them(
+    tmp_path: Path, workspace: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """The sweep's folder fails as the sweep writes its tables (here trials.csv is a folder: IsADirectoryError)."""
+    from tests.unit.orchestrator.tune.test_sweep_console import _result
+
+    config, output = sweep_file(tmp_path, "stopped"), tmp_path / "out"
+
+    def sized(plan: Any, resume: bool) -> tuple[Any, int]:
+        class Tuner:
+            def fit(self) -> list:
+                (output / "trials.csv").mkdir()
+                return [_result(tmp_path / "run_trial_abcde_00000_0", generations=1)]
+
+        return Tuner(), 1
+
+    monkeypatch.setattr(sweep, "RayExecutor", _Session)
+    monkeypatch.setattr(sweep, "_sized_tuner", sized)
+
+    assert main(["tune", str(config), *SMALL, "--output", str(output)]) == 1
+    err = capsys.readouterr().err
+    [line] = _relay_lines(err)
+    assert line.startswith(
+        f"relay: sweep stopped: its trials ended, but its results could not be written in {output} (IsADirectoryError: "
+    )
+    assert line.endswith(f"relay tune {config} {' '.join(SMALL)} --output {output} --resume")
+    assert "Traceback" not in err
