@@ -10,6 +10,7 @@ NAME is (``sweep_named``), and a new `relay tune` named NAME where a run NAME is
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from orchestrator.config import RunSettings, resolve_workspace
@@ -47,8 +48,6 @@ def _ids_starting(store: ArtifactStore, prefix: str) -> list[str]:
 
 def _trial_of(store: ArtifactStore, run_id: str) -> str | None:
     """The sweep ``run_id``'s sweep record names; None for a run that is no trial, or a record not read."""
-    import json
-
     try:
         record = json.loads(store.read_record(record_path(run_id, SWEEP_RECORD)) or b"{}")
     except (ArtifactError, ValueError):
