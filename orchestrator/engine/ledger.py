@@ -357,6 +357,17 @@ class Ledger:
             return f"the code of {module} changed since an earlier attempt of this run computed it"
         return "what it reads changed since an earlier attempt of this run computed it (an upstream stage ran again)"
 
+    def attempts_of(self, name: str) -> int:
+        """The attempts earlier drivers of this run made at stage ``name``, as their entries count them (0: none).
+
+        Why: the run's count of a stage's attempts is the engine's, kept here across drivers, so a resume
+        starts a stage a killed driver had begun at attempt 2, where the console said attempt 1 and MLflow 2.
+        An entry of older Relay counted its own driver's attempts only; what it says is still a floor.
+        """
+        entry = self.earlier_stages.get(name)
+        attempts = entry.get("attempts") if isinstance(entry, dict) else None
+        return attempts if isinstance(attempts, int) and not isinstance(attempts, bool) and attempts > 0 else 0
+
     def may_hold_traceback(self, name: str) -> bool:
         """Whether an earlier attempt may have kept a traceback of stage ``name`` in the record: its entry says it
         failed, or that it was running (the ledger write after the failure did not reach the store)."""

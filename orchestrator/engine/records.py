@@ -44,6 +44,7 @@ class StageRecord:
     inputs: tuple[str, ...] = ()  # artifact names the stage read
     outputs: dict[str, TrackedArtifact] = field(default_factory=dict)  # what it stored (for lineage)
     input_roles: dict[str, str] | None = None  # role -> input artifact, as the stage's io names them (lineage)
+    attempts: int = 0  # the run's attempts at the stage over all its drivers, as the ledger counts them (0: cached)
 
 
 class Tracker(Protocol):
@@ -54,7 +55,13 @@ class Tracker(Protocol):
 
     def start_pipeline(self, run_id: str, pipeline_name: str, config: Mapping[str, Any], resume: bool) -> None: ...
 
-    def stage_started(self, stage_name: str, generation: int | None) -> None: ...
+    def stage_started(self, stage_name: str, generation: int | None, attempt: int | None = None) -> None:
+        """Attempt ``attempt`` of a stage starts: the engine's number, counted over every driver of the run.
+
+        The first attempt a driver makes opens the stage's tracked run; a retry's number goes on the same run.
+        None (a caller that does not count) leaves the counting to the tracker.
+        """
+        ...
 
     def stage_finished(self, record: StageRecord) -> None: ...
 
@@ -74,7 +81,7 @@ class NullTracker:
     def start_pipeline(self, run_id: str, pipeline_name: str, config: Mapping[str, Any], resume: bool) -> None:
         """Nothing to record."""
 
-    def stage_started(self, stage_name: str, generation: int | None) -> None:
+    def stage_started(self, stage_name: str, generation: int | None, attempt: int | None = None) -> None:
         """Nothing to record."""
 
     def stage_finished(self, record: StageRecord) -> None:

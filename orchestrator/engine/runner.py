@@ -22,6 +22,7 @@ that ended, ``stage_reports``'.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -167,7 +168,7 @@ class Runner:
             stop_after,
             generations=_stages_per_generation(pipeline),
         )
-        outcomes = {s.name: StageOutcome(generation=s.generation) for s in pending}
+        outcomes = {s.name: StageOutcome(generation=s.generation, attempts=ledger.attempts_of(s.name)) for s in pending}
         st = RunState(pipeline, run_id, pending, outcomes, ledger, rerun=frozenset(rerun))
         st.write_ledger(RunStatus.RUNNING)
         try:
@@ -298,14 +299,21 @@ class Runner:
         )
 
     def _compute(self, st: RunState, stage: Stage, fp: str) -> None:
-        """Submit the first attempt of a claimed stage that has no usable cached result."""
+        """Submit this driver's first attempt of a claimed stage that has no usable cached result.
+
+        Its number follows the attempts the run record counts (``StageOutcome.attempts``, from earlier
+        drivers of the run): a stage a killed driver had begun runs again as attempt 2, and the console,
+        the ledger, the Ray task's name and the tracker all say 2.
+        """
         if stage.name in st.rerun:
             self.store.restart_progress(fp, stage.name, st.run_id)
         elif why := st.ledger.why_again(stage.name, fp, getattr(stage.fn, "__module__", "")):
             logger.info("%s runs again: %s", stage.name, why)
         inputs = {a: st.refs[a] for a in stage.inputs}
         seed = task_seed(stage, self.seed)
-        self._submit(st, StageTask(stage, fp, inputs, self.store.uri, st.run_id, seed, attempt=1))
+        before = st.outcomes[stage.name].attempts
+        task = StageTask(stage, fp, inputs, self.store.uri, st.run_id, seed, attempt=before + 1, attempts_before=before)
+        self._submit(st, task)
 
     def _code(self, stage: Stage) -> str:
         """The code version of ``stage``: the run's one, or its body module's."""
@@ -331,13 +339,14 @@ class Runner:
         return manifest
 
     def _submit(self, st: RunState, task: StageTask) -> None:
+        """Hand one attempt to the executor; the tracker is told its number (the first in this driver opens
+        the stage's tracked run, a retry's goes on the same run)."""
         stage = task.stage
-        if task.attempt == 1:
-            self.tracker.stage_started(stage.name, stage.generation)
+        self.tracker.stage_started(stage.name, stage.generation, attempt=task.attempt)
         forced = " (rerun on request, cache not read)" if stage.name in st.rerun else ""
         logger.info("run %s (attempt %d, fingerprint %s)%s", stage.name, task.attempt, task.fingerprint[:12], forced)
         outcome = st.outcomes[stage.name]
-        if task.attempt == 1:
+        if task.tries == 1:
             outcome.submitted_at = time.monotonic()
         st.in_flight[self.executor.submit(task)] = task
         outcome.state, outcome.attempts = StageState.RUNNING, task.attempt
@@ -353,14 +362,14 @@ class Runner:
             return
         if not isinstance(outcome, BaseException):
             outcome = TypeError(f"executor returned {type(outcome).__name__} for {stage.name}; expected a Manifest")
-        if decide(outcome, task.attempt, stage.retries) is Decision.RETRY:
+        if decide(outcome, task.tries, stage.retries) is Decision.RETRY:
             logger.warning(
                 "stage %s attempt %d failed (%s: %s); retrying (%d of %d retries used)",
                 stage.name,
                 task.attempt,
                 type(outcome).__name__,
                 outcome,
-                task.attempt,
+                task.tries,
                 retries_for(outcome, stage.retries),
             )
             self._submit(st, task.retry())
@@ -377,7 +386,8 @@ class Runner:
         outcome.node = manifest.node or None
         outcome.metrics = dict(manifest.metrics)
         self._forget_earlier_failure(st, stage.name)
-        self.tracker.stage_finished(self.reports.finished(st.run_id, stage, manifest, cache_hit, outcome.duration_s))
+        record = self.reports.finished(st.run_id, stage, manifest, cache_hit, outcome.duration_s)
+        self.tracker.stage_finished(dataclasses.replace(record, attempts=outcome.attempts))
 
     def _record_failure(self, st: RunState, task: StageTask, error: BaseException) -> None:
         """Record a stage's final failure: its ledger entry, its traceback (logged, kept in the run record and
@@ -392,7 +402,8 @@ class Runner:
         outcome.traceback = None if text is None else st.write_traceback(stage.name, task.attempt, text)
         where = self.reports.traceback_location(outcome.traceback)
         self._log_failure(stage.name, task.attempt, message, body_traceback(error), text, where)
-        self.tracker.stage_finished(self.reports.failed(st.run_id, stage, task.fingerprint, message, outcome.traceback))
+        record = self.reports.failed(st.run_id, stage, task.fingerprint, message, outcome.traceback)
+        self.tracker.stage_finished(dataclasses.replace(record, attempts=task.attempt))
         if st.failure is None:
             st.failure = StageError(stage.name, error, task.attempt, where)
 

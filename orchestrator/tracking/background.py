@@ -55,8 +55,8 @@ class BackgroundTracker:
     def start_pipeline(self, run_id: str, pipeline_name: str, config: Mapping[str, Any], resume: bool) -> None:
         self._put(self.inner.start_pipeline, run_id, pipeline_name, dict(config), resume)
 
-    def stage_started(self, stage_name: str, generation: int | None) -> None:
-        self._put(self.inner.stage_started, stage_name, generation)
+    def stage_started(self, stage_name: str, generation: int | None, attempt: int | None = None) -> None:
+        self._put(self.inner.stage_started, stage_name, generation, attempt)
 
     def stage_finished(self, record: StageRecord) -> None:
         self._put(self.inner.stage_finished, record)

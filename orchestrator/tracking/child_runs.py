@@ -56,12 +56,13 @@ class ChildRuns:
         self.generations: dict[int, str] = {}
         self.reopened: set[int] = set()  # generation runs set RUNNING by this attempt (created or reattached)
         self.open_stages: dict[str, str] = {}
-        self.attempts: dict[str, int] = {}  # stage name -> MLflow stage runs opened for it in this run
+        self.attempts: dict[str, int] = {}  # stage name -> the highest attempt its MLflow runs of this run were tagged
         self.failed_generations: set[int] = set()
         self.finished: dict[tuple[str, str], str] = {}  # (stage, fingerprint) -> its FINISHED run: logged once
 
     def adopt(self, client: Any) -> None:
-        """Take over an earlier attempt's generation runs, count its stage runs' attempts, note those that finished.
+        """Take over an earlier attempt's generation runs, note the attempts its stage runs were tagged and those
+        that finished.
 
         A stage run its dead driver left RUNNING (or closed KILLED without a word) is marked interrupted:
         that attempt will never finish.
@@ -98,17 +99,39 @@ class ChildRuns:
             client.set_tag(self.generations[generation], TAG_STATUS, "RUNNING")
         return self.generations[generation]
 
-    def new_stage(self, client: Any, stage_name: str, generation: int | None) -> str:
-        """A stage's run, tagged with its attempt: an interrupted attempt's run and its resume's read apart."""
+    def next_attempt(self, stage_name: str, attempt: int | None) -> int:
+        """The number a new attempt of the stage is tagged with: the engine's ``attempt``, which the run record
+        counts over the run's drivers, and never less than one past the highest tag already on its runs.
+
+        Why the engine's: the tracker counting its own runs said `relay.attempt` 2 for a resumed stage the
+        console and the ledger called attempt 1. Why still the floor: a run recorded by older Relay, whose
+        ledger counted one driver's attempts only, must not tag a second attempt 2 again (None: no number
+        given, the floor alone).
+        """
+        number = max(attempt or 0, self.attempts.get(stage_name, 0) + 1)
+        self.attempts[stage_name] = number
+        return number
+
+    def retag_stage(self, client: Any, stage_name: str, attempt: int | None) -> None:
+        """A retry inside this driver: the stage's open run takes the retry's number, as the console says it."""
+        client.set_tag(self.open_stages[stage_name], TAG_ATTEMPT, str(self.next_attempt(stage_name, attempt)))
+
+    def new_stage(
+        self, client: Any, stage_name: str, generation: int | None, attempt: int | None = None, cached: bool = False
+    ) -> str:
+        """A stage's run, tagged with its attempt: an interrupted attempt's run and its resume's read apart.
+
+        ``cached``: the run records a cache hit, no attempt; its tag is ``attempt`` as given (the attempts the
+        run had made at the stage, 0 for none) and counts toward no later number.
+        """
         parent = self.parent if generation is None else self.generation(client, generation)
-        attempt = self.attempts.get(stage_name, 0) + 1
-        self.attempts[stage_name] = attempt
+        number = (attempt or 0) if cached else self.next_attempt(stage_name, attempt)
         tags = {
             TAG_PARENT: parent,
             TAG_PIPELINE_RUN: self.run_id,
             TAG_KIND: "stage",
             TAG_STAGE: stage_name,
-            TAG_ATTEMPT: str(attempt),
+            TAG_ATTEMPT: str(number),
             **self.source,
         }
         if generation is not None:

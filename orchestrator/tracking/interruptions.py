@@ -2,7 +2,8 @@
 
 Apart from the tracker because a driver killed with SIGKILL cannot close its own runs: the readers
 (`relay ui`, `relay generations`) close them before they show the store, with no tracker at all,
-and a resume counts them to number its own attempt. Both read the same tags, written here.
+and a resume counts them as the floor under its attempt's number (the number itself is the engine's,
+from the run record). Both read the same tags, written here.
 """
 
 from __future__ import annotations
@@ -10,15 +11,21 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from orchestrator.tracking.common import TAG_PIPELINE_RUN, TAG_STAGE, TAG_STATUS, mlflow_client
+from orchestrator.tracking.common import TAG_CACHE_HIT, TAG_PIPELINE_RUN, TAG_STAGE, TAG_STATUS, mlflow_client
 
-TAG_ATTEMPT = "relay.attempt"  # on a stage run: 1, then 2 for the run a resume opened after an interrupted one
+# On a stage run: the engine's attempt number over the run's drivers (the console's "attempt N", the ledger's
+# `attempts`): 1, then 2 for the run a resume opened after an interrupted one; on a cache hit's, the attempts made.
+TAG_ATTEMPT = "relay.attempt"
 INTERRUPTED = "INTERRUPTED"  # relay.status of a run cut off mid-way (Ctrl-C, SIGKILL), as `relay runs` words it
 
 
 def attempts_so_far(stage_runs: Iterable[Any]) -> dict[str, int]:
     """Stage name -> the attempts its earlier MLflow runs count: the highest ``relay.attempt`` tag, or the
     number of its runs where that is more (a run of older Relay has no tag but still was an attempt).
+    A cache hit's run was no attempt: it is left out.
+
+    The tracker takes this only as a floor under the engine's number (``ChildRuns.next_attempt``), for
+    a run recorded by older Relay, whose ledger counted one driver's attempts.
 
     Why not counted run by run: the runs come newest first, and adding one per run on top of the
     highest tag seen so far made the tags go 1, 2, 4, 7 over repeated resumes.
@@ -26,6 +33,8 @@ def attempts_so_far(stage_runs: Iterable[Any]) -> dict[str, int]:
     runs_of: dict[str, int] = {}
     highest: dict[str, int] = {}
     for run in stage_runs:
+        if run.data.tags.get(TAG_CACHE_HIT) == "true":
+            continue
         name = run.data.tags.get(TAG_STAGE, run.info.run_name)
         runs_of[name] = runs_of.get(name, 0) + 1
         highest[name] = max(highest.get(name, 0), int(run.data.tags.get(TAG_ATTEMPT) or 0))

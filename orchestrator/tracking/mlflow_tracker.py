@@ -269,8 +269,13 @@ class MlflowTracker:
         log_batch(self._client, parent, tags=provenance_tags())
         logger.info("resuming MLflow run %s (%d generation run(s))", parent, len(self._children.generations))
 
-    def _open_stage(self, stage_name: str, generation: int | None) -> None:
-        run = self._children.open_stages[stage_name] = self._children.new_stage(self._client, stage_name, generation)
+    def _open_stage(self, stage_name: str, generation: int | None, attempt: int | None) -> None:
+        """Open the stage's run for its first attempt in this driver; a retry's number goes on the open run."""
+        children = self._children
+        if stage_name in children.open_stages:
+            children.retag_stage(self._client, stage_name, attempt)
+            return
+        run = children.open_stages[stage_name] = children.new_stage(self._client, stage_name, generation, attempt)
         if self.system_metrics:
             self._monitors[stage_name] = start_monitor(run, self.system_metrics_interval_s, self.tracking_uri)
 
@@ -279,10 +284,10 @@ class MlflowTracker:
         if monitor is not None:
             monitor.finish()
 
-    def stage_started(self, stage_name: str, generation: int | None) -> None:
-        """Open the stage run now so its duration in the UI is the real one."""
+    def stage_started(self, stage_name: str, generation: int | None, attempt: int | None = None) -> None:
+        """Open the stage run now so its duration in the UI is the real one, tagged with the engine's ``attempt``."""
         if self._parent is not None:
-            self._guard("stage_started", lambda: self._open_stage(stage_name, generation), stage_name)
+            self._guard("stage_started", lambda: self._open_stage(stage_name, generation, attempt), stage_name)
 
     def stage_finished(self, record: StageRecord) -> None:
         """Log a stage's outcome on its run, its generation run and the parent."""
@@ -297,7 +302,7 @@ class MlflowTracker:
             logger.debug("stage %s already tracked as finished; not logging it again", record.stage)
             return
         run = children.open_stages.get(record.stage) or children.new_stage(
-            self._client, record.stage, record.generation
+            self._client, record.stage, record.generation, record.attempts or None, cached=record.cache_hit
         )
         children.open_stages[record.stage] = run  # until it is terminated: close_open_stages must still know it
         try:

@@ -4,7 +4,8 @@
 tests/cluster/test_node_loss.py SIGKILLs the raylet of the node running 2 Train workers.)
 
 - The `relay run` driver is killed with SIGKILL while a later stage runs: `relay resume RUN_ID`
-  finishes the run; completed stages are cache hits, only the interrupted stage and what follows run.
+  finishes the run; completed stages are cache hits, only the interrupted stage and what follows run,
+  the interrupted one as its attempt 2 on the console, in the run's ledger and in MLflow alike.
 - A finished stage's Parquet output is truncated: its digest no longer matches, so the stage is
   recomputed (never loaded) from its cached inputs when the run is resumed. Its stages run in-process: the
   store's check of its files is the point, not Ray (each Ray start cost about 8 s).
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -26,7 +28,7 @@ import pytest
 
 from orchestrator.engine.artifacts import ArtifactStore
 from tests.integration.cluster import processes_of_group, stop_processes, wait_for
-from tests.integration.relay_cli import manifests, relay
+from tests.integration.relay_cli import manifests, pipeline_runs, relay
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1200)]
 
@@ -70,7 +72,8 @@ def test_killed_driver_then_resume_redoes_only_the_interrupted_stage(tmp_path):
     assert resumed.returncode == 0, resumed.stderr[-4000:]
     for stage in sorted(done_before):
         assert f"skip {stage}: cache hit" in resumed.stderr, stage
-    assert "run g01/train (attempt 1" in resumed.stderr
+    assert "run g01/train (attempt 2" in resumed.stderr
+    assert_attempts_agree(workspace, "killed", resumed.stderr, {"g01/train": 2, "g01/evaluate": 1})
     assert not any(f"run {stage} (" in resumed.stderr for stage in done_before)
     metrics = manifests(workspace)["g01/train"]["metrics"]
     print(
@@ -108,7 +111,8 @@ def test_truncated_output_is_detected_and_recomputed(tmp_path):
         "recompute g00/pseudo_label: stored outputs or files ['g00/pseudo_labels'] are missing or corrupted"
         in resumed.stderr
     )
-    assert "run g00/pseudo_label (attempt 1" in resumed.stderr
+    assert "run g00/pseudo_label (attempt 2" in resumed.stderr  # the run's second computation of it
+    assert_attempts_agree(workspace, "torn", resumed.stderr, {"g00/pseudo_label": 2})
     assert "skip g00/train: cache hit" in resumed.stderr
     assert path.stat().st_size == ref["size"]
     assert (
@@ -119,3 +123,18 @@ def test_truncated_output_is_detected_and_recomputed(tmp_path):
     )
     assert pq.read_table(path).num_rows > 0
     print(f"\ntruncated {ref['path']} to {ref['size'] // 2} of {ref['size']} bytes; recomputed from the cached model")
+
+
+def assert_attempts_agree(workspace: Path, run_id: str, console: str, expected: dict[str, int]) -> None:
+    """Each stage's attempt is one number: the resume's console line, the ledger's `attempts` and the
+    `relay.attempt` tag of the MLflow stage run that finished it (before, 1, 1 and 2 after a resume)."""
+    stages = json.loads((workspace / "artifacts" / "runs" / run_id / "ledger.json").read_text())["stages"]
+    oldest_first = sorted(pipeline_runs(workspace, run_id), key=lambda run: run.info.start_time)
+    finished = {  # each stage's newest FINISHED run: the resume's (an earlier one may have finished it too)
+        run.data.tags["relay.stage"]: run.data.tags["relay.attempt"]
+        for run in oldest_first
+        if run.data.tags.get("relay.kind") == "stage" and run.info.status == "FINISHED"
+    }
+    for stage, attempt in expected.items():
+        said = [int(n) for n in re.findall(rf"run {re.escape(stage)} \(attempt (\d+),", console)]
+        assert (said, stages[stage]["attempts"], finished.get(stage)) == ([attempt], attempt, str(attempt)), stage

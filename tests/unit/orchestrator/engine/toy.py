@@ -66,7 +66,7 @@ class RecordingTracker:
     def start_pipeline(self, run_id, pipeline_name, config, resume):
         pass
 
-    def stage_started(self, stage_name, generation):
+    def stage_started(self, stage_name, generation, attempt=None):
         self.started.append(stage_name)
 
     def stage_finished(self, record):

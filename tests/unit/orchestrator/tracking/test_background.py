@@ -32,7 +32,7 @@ class RecordingTracker:
         self._call("start")
         self.parent_run_id = "parent-1"
 
-    def stage_started(self, stage_name, generation) -> None:
+    def stage_started(self, stage_name, generation, attempt=None) -> None:
         self._call(f"started {stage_name}")
 
     def stage_finished(self, record) -> None:
