@@ -27,14 +27,6 @@ from tests.unit.orchestrator.tune.test_sweep_cluster_and_restart import sweep_fi
 SWEEP = "starting"
 
 
-@pytest.fixture
-def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("RELAY_WORKSPACE", str(tmp_path / "ws"))
-    for name in ("RAY_ADDRESS", "RELAY_ARTIFACT_URI", "MLFLOW_TRACKING_URI"):
-        monkeypatch.delenv(name, raising=False)
-    return tmp_path / "ws"
-
-
 def a_sweep(tmp_path: Path, workspace: Path) -> tuple[Path, Path]:
     """Sweep SWEEP in WORKSPACE/tune/SWEEP (its config) with one finished trial: (its config file, its folder)."""
     config = sweep_file(tmp_path, SWEEP)

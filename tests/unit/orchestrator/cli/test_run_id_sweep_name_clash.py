@@ -19,14 +19,6 @@ ROOT = Path(__file__).resolve().parents[4]
 SMOKE = ROOT / "pipelines" / "configs" / "smoke.yaml"
 
 
-@pytest.fixture
-def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("RELAY_WORKSPACE", str(tmp_path / "ws"))
-    for name in ("RAY_ADDRESS", "RELAY_ARTIFACT_URI", "MLFLOW_TRACKING_URI"):
-        monkeypatch.delenv(name, raising=False)
-    return tmp_path / "ws"
-
-
 def tree(folder: Path) -> dict[str, int]:
     return {str(path.relative_to(folder)): path.stat().st_mtime_ns for path in sorted(folder.rglob("*"))}
 

@@ -70,14 +70,6 @@ def _failing_fit(monkeypatch: pytest.MonkeyPatch, saves_state: bool) -> None:
     monkeypatch.setattr(sweep, "_sized_tuner", sized)
 
 
-@pytest.fixture
-def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("RELAY_WORKSPACE", str(tmp_path / "ws"))
-    for name in ("RAY_ADDRESS", "RELAY_ARTIFACT_URI", "MLFLOW_TRACKING_URI"):
-        monkeypatch.delenv(name, raising=False)
-    return tmp_path / "ws"
-
-
 def _relay_lines(err: str) -> list[str]:
     return [line for line in err.splitlines() if line.startswith("relay:")]
 
