@@ -287,10 +287,8 @@ def run_sweep(plan: SweepPlan, resume: bool, sweep_tracker: SweepTracker) -> tup
             try:
                 with resume_failure_said(plan, resume), new_sweep_failure_said(plan, resume):
                     grid = tuner.fit()  # Ray Tune takes Ctrl-C from here: it saves the sweep's state and returns
-            except (SystemExit, SweepFailed):  # SIGTERM (a job's stop waits 3 s), or Ray Tune stopped: close the
-                sweep_tracker.close_open_trials(
-                    {TAG_STATUS: RunStatus.INTERRUPTED}
-                )  # trials; --resume goes on with them
+            except (SystemExit, SweepFailed):  # SIGTERM (a job's stop waits 3 s), or Ray Tune stopped:
+                sweep_tracker.close_open_trials({TAG_STATUS: RunStatus.INTERRUPTED})  # --resume goes on with them
                 raise
         rows = in_start_order([trial_row(plan, result, sampled) for result, sampled in zip(grid, tune_configs(grid))])
     finally:
