@@ -27,6 +27,7 @@ from orchestrator.cli.jobs import cluster
 from orchestrator.cli.records import cleanup, compare, generations, runs, workspace
 from orchestrator.cli.run import pipeline
 from orchestrator.cli.sweeps import tune
+from orchestrator.engine.signals import interrupts_outside_imports
 from orchestrator.errors import InputError, RelayError
 from orchestrator.registry import PipelineSpec
 
@@ -168,7 +169,8 @@ def main(argv: list[str] | None = None, pipelines: Mapping[str, PipelineSpec] | 
     args.pipelines = pipelines
     configure_logging(args.verbose)
     try:
-        code = _dispatch(args)
+        with interrupts_outside_imports():
+            code = _dispatch(args)
         sys.stdout.flush()  # a closed pipe shows here, where it is handled, not at interpreter exit
     except KeyboardInterrupt:  # Ctrl-C: what was cut off said so (`relay run`: how to resume); no traceback
         code = EXIT_INTERRUPTED

@@ -59,8 +59,55 @@ def terminate_as_interrupt() -> None:
 
 
 def _raise_terminated(signum: int, frame: Any) -> None:
+    if _redelivered_outside_imports(signum, frame):
+        return
     _SIGTERM_RECEIVED.set()
     raise Terminated
+
+
+# Python's import machinery: code objects of importlib's frozen bootstrap modules carry these file names.
+IMPORT_MACHINERY = ("<frozen importlib._bootstrap>", "<frozen importlib._bootstrap_external>")
+REDELIVERY_S = 0.05  # how soon a signal that landed inside the import machinery comes again
+
+
+@contextlib.contextmanager
+def interrupts_outside_imports() -> Iterator[None]:
+    """During the block a Ctrl-C raises KeyboardInterrupt as usual, except inside Python's import machinery.
+
+    Why: Python runs a signal handler between any two bytecodes of the main thread, also inside
+    importlib's own code. Raised there, between ``_imp.acquire_lock()`` and the ``try`` that releases
+    it (the weakref callback of a module lock), the interpreter's global import lock stayed held for
+    good: Python printed "Exception ignored in: <function _get_module_lock.<locals>.cb>", the run
+    went on, and the next import on any thread waited forever (seen as `relay run` hanging in its
+    end, the tracking thread stuck importing SQLAlchemy for the MLflow store). A Ctrl-C that lands
+    there now comes again ``REDELIVERY_S`` later, by which time the import step has ended (and again,
+    for as long as the main thread is inside the machinery: bounded by the import). SIGTERM's
+    handler (``terminate_as_interrupt``) does the same. Only the main thread can set a handler;
+    elsewhere the block runs as it is.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, _interrupt_outside_imports)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _interrupt_outside_imports(signum: int, frame: Any) -> None:
+    if not _redelivered_outside_imports(signum, frame):
+        raise KeyboardInterrupt
+
+
+def _redelivered_outside_imports(signum: int, frame: Any) -> bool:
+    """Whether ``frame`` (where the signal landed) is importlib's own code; if so, send ``signum`` again soon."""
+    if frame is None or frame.f_code.co_filename not in IMPORT_MACHINERY:
+        return False
+    redelivery = threading.Timer(REDELIVERY_S, os.kill, (os.getpid(), signum))
+    redelivery.daemon = True  # a process that ends meanwhile does not wait for it
+    redelivery.start()
+    return True
 
 
 @contextlib.contextmanager
