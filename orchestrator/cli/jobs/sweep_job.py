@@ -26,7 +26,7 @@ from orchestrator.cli.jobs import submitting
 from orchestrator.cli.pipeline_files import load_pipeline_file, overridden
 from orchestrator.cli.run import run_locations
 from orchestrator.cli.sweeps import sweep_folder
-from orchestrator.cli.sweeps.sweep_folder import SUBMITTED_RESUME_ENV
+from orchestrator.cli.sweeps.sweep_folder import SUBMITTED_RESUME_ENV, SUBMITTED_START_ENV
 from orchestrator.config import WORKSPACE_ENV, workspace_setting
 from orchestrator.engine.fit import cluster_needs
 from orchestrator.errors import ConfigError
@@ -79,6 +79,7 @@ def submit_sweep(args: argparse.Namespace) -> int:
             **sweep.env_vars,
             **submitting.job_address_env(url),
             SUBMITTED_RESUME_ENV: again,
+            SUBMITTED_START_ENV: submit_command(args, url, resume=False),
             **STOPPED_AS_CTRL_C,
         },
         metadata={**sweep_metadata(sweep.config, sweep.plan), OUTPUT_KEY: sweep.output, "relay.resume": again},

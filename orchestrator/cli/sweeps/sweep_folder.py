@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 
 SUBMITTED_RESUME_ENV = "RELAY_SWEEP_RESUME_COMMAND"  # set by `relay submit --tune`: its job's way on
+SUBMITTED_START_ENV = "RELAY_SWEEP_START_COMMAND"  # set by `relay submit --tune`: its job's way to start again
 
 
 def recorded_address(plan: SweepPlan) -> str | None:

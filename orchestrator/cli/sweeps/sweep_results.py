@@ -24,6 +24,7 @@ from orchestrator.cli.run import run_locations
 from orchestrator.cli.sweeps.sweep_folder import (
     STORE_ENVS,
     SUBMITTED_RESUME_ENV,
+    SUBMITTED_START_ENV,
     SWEEP_CONFIG,
     SWEEP_STORES,
     saved_stores,
@@ -123,7 +124,11 @@ def _again(args: argparse.Namespace) -> str:
     Why quoted: an override such as `tune.space.model.name={choice: [a, b]}` holds spaces and braces,
     and the line printed without quotes failed when pasted. Why ``--address``: the sweep's cluster
     (``_with_address``); the line without it was pasted and ran the rest of the sweep on this machine.
+    In a sweep's job (`relay submit FILE --tune`) it is the submit line that started the job: the job's
+    `relay tune` reads a copy of the file in a folder of the cluster's, which the user never saw.
     """
+    if run_locations.in_ray_job() and os.environ.get(SUBMITTED_START_ENV):
+        return os.environ[SUBMITTED_START_ENV]
     output = ["--output", args.output] if args.output else []
     address = ["--address", args.address] if getattr(args, "address", None) else []
     stores = [f"{name}={shlex.quote(os.environ[name])}" for name in STORE_ENVS if os.environ.get(name)]

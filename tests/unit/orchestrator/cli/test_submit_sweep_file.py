@@ -97,6 +97,8 @@ def test_tune_submits_the_sweeps_driver_as_a_job_named_after_the_sweep(
         f"--address {server.address}"
     )
     assert env["RELAY_SWEEP_RESUME_COMMAND"] == way_on == request["metadata"]["relay.resume"]
+    # the job's "start it again" line is this submit, not `relay tune` of the job's copy of the file
+    assert env["RELAY_SWEEP_START_COMMAND"] == way_on.replace(" --resume-sweep", "")
     # `relay stop` of the job as a Ctrl-C, with a minute to write the table (Ray's job supervisor reads these)
     assert env["RAY_JOB_STOP_SIGNAL"] == "SIGINT" and int(env["RAY_JOB_STOP_WAIT_TIME_S"]) >= 30
 

@@ -17,8 +17,20 @@ import pytest
 import yaml
 
 from orchestrator.cli.run.run_locations import RAY_JOB_ENV
-from orchestrator.cli.sweeps.sweep_folder import SUBMITTED_RESUME_ENV, check_resume, save_sweep_stores
-from orchestrator.cli.sweeps.sweep_results import interrupted_line, print_ending, run_best_command, write_sweep_outputs
+from orchestrator.cli.sweeps.sweep_folder import (
+    SUBMITTED_RESUME_ENV,
+    SUBMITTED_START_ENV,
+    check_resume,
+    save_sweep_stores,
+)
+from orchestrator.cli.sweeps.sweep_results import (
+    failed_way_on,
+    interrupted_before_trials,
+    interrupted_line,
+    print_ending,
+    run_best_command,
+    write_sweep_outputs,
+)
 from orchestrator.engine.ledger import JOB_ADDRESS_ENV
 from orchestrator.errors import ConfigError
 from orchestrator.tune.space import total_trials
@@ -90,6 +102,7 @@ def test_a_local_sweeps_run_line_names_no_address(tmp_path: Path) -> None:
 
 DASHBOARD = "http://10.0.0.5:8265"
 SUBMITTED_RESUME = f"relay submit qa.yaml --tune --resume-sweep --address {DASHBOARD}"
+SUBMITTED_START = f"relay submit qa.yaml --tune --address {DASHBOARD}"
 
 
 @pytest.fixture
@@ -110,12 +123,28 @@ def test_a_sweep_jobs_lines_name_a_job_to_the_cluster_it_was_sent_to(tmp_path: P
     assert command == ["relay", "submit", str(tmp_path / "best.yaml"), "--address", DASHBOARD]
 
 
+def test_a_sweep_jobs_start_again_lines_name_the_submit_not_the_jobs_copy(
+    tmp_path: Path, in_a_sweep_job: None, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """A sweep's job reads a copy of the user's file in a temporary folder on the cluster; its "start it again"
+    lines named `relay tune /tmp/relay-config.XXXXXX/qa.yaml`, a path and a machine the user never saw."""
+    monkeypatch.setenv(SUBMITTED_START_ENV, SUBMITTED_START)
+    sweep, _ = two_trial_sweep(tmp_path)
+    copy = argparse.Namespace(config="/tmp/relay-config.abc123/qa.yaml", overrides=[], output=None, address=None)
+    assert failed_way_on(copy, sweep, resumable=False).endswith(f"start it again with: {SUBMITTED_START}")
+    assert failed_way_on(copy, sweep, resumable=True).endswith(f"continue it with: {SUBMITTED_RESUME}")
+    interrupted_before_trials(argparse.Namespace(**vars(copy), resume=False), sweep, resumable=False)
+    assert capsys.readouterr().out.strip().endswith(f"start it again with: {SUBMITTED_START}")
+
+
 def test_outside_a_job_the_submitted_resume_line_is_not_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(RAY_JOB_ENV, raising=False)
     monkeypatch.setenv(SUBMITTED_RESUME_ENV, SUBMITTED_RESUME)  # left in a shell: not this sweep's way on
+    monkeypatch.setenv(SUBMITTED_START_ENV, SUBMITTED_START)
     monkeypatch.setenv(JOB_ADDRESS_ENV, DASHBOARD)
     sweep, rows = two_trial_sweep(tmp_path)
     assert interrupted_line(args(), rows, 2).endswith("continue it with: relay tune qa.yaml --resume")
+    assert failed_way_on(args(), sweep, resumable=False).endswith("start it again with: relay tune qa.yaml")
     assert shlex.split(run_best_command(tmp_path / "best.yaml", sweep))[:2] == ["relay", "run"]
 
 
