@@ -199,6 +199,28 @@ def shipped_entrypoint(
     return f"{written} && exec {_relay_command(command, file, overrides, run_id, run_flags)}"
 
 
+# ``shipped_entrypoint``'s shape: NAME is the file's name as ``shlex.quote`` wrote it, COMMAND the `relay ...` it execs.
+SHIPPED_ENTRYPOINT = re.compile(
+    r"""^folder=\$\(mktemp -d [^)]*\) && printf %s "\$\w+" > "\$folder"/"""
+    r"""(?P<name>(?:'[^']*'|"'"|[^\s'"])+) && exec (?P<command>.*)$"""
+)
+
+
+def readable_entrypoint(entrypoint: str, env_vars: Mapping[str, str]) -> str:
+    """A job's entrypoint as `relay jobs` shows it: for a config sent with the job (``shipped_entrypoint``), the
+    `relay run FILE ...` it execs, FILE the file the user submitted (CONFIG_FROM_ENV); any other as it is.
+
+    Why: the column showed the shell line that writes the file into a temp folder (``folder=$(mktemp -d ...) &&
+    printf %s "$RELAY_SUBMITTED_CONFIG" > ...``), where the user looks for the command they submitted.
+    """
+    shipped = SHIPPED_ENTRYPOINT.match(entrypoint)
+    if shipped is None:
+        return entrypoint
+    _, _, path = (env_vars.get(CONFIG_FROM_ENV) or "").partition(":")
+    file = path or shlex.split(shipped["name"])[0]
+    return shipped["command"].replace(f'"$folder"/{shipped["name"]}', shlex.quote(file), 1)
+
+
 def config_job(
     config_path: str,
     overrides: list[str],

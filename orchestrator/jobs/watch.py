@@ -47,13 +47,18 @@ def job_details(address: str | None, job_id: str) -> dict[str, Any]:
     client = connect(url)
     with translated_errors(url, job_id):
         info = client.get_job_info(job_id)
-    env_vars = (info.runtime_env or {}).get("env_vars") or {}
     return {
         "status": str(info.status.value),
         "entrypoint": info.entrypoint or "",
         "metadata": dict(info.metadata or {}),
-        "env_vars": dict(env_vars) if isinstance(env_vars, dict) else {},
+        "env_vars": _env_vars(info.runtime_env),
     }
+
+
+def _env_vars(runtime_env: dict[str, Any] | None) -> dict[str, str]:
+    """A job's environment variables, from its runtime_env (empty when it set none)."""
+    env_vars = (runtime_env or {}).get("env_vars") or {}
+    return dict(env_vars) if isinstance(env_vars, dict) else {}
 
 
 def job_outcome(address: str | None, job_id: str) -> tuple[str, str]:
@@ -169,7 +174,8 @@ def _iso(millis: int | None) -> str | None:
 
 
 def list_jobs(address: str | None) -> list[dict[str, Any]]:
-    """Every job the cluster remembers, oldest first: id, type, status, entrypoint, times, message.
+    """Every job the cluster remembers, oldest first: id, type, status, entrypoint, times, message, metadata and
+    environment variables.
 
     ``type`` is Ray's: SUBMISSION for a job sent through the Jobs API (what `relay status/logs/stop`
     act on), DRIVER for a script that called ``ray.init`` on the cluster itself (its id is Ray's
@@ -189,6 +195,7 @@ def list_jobs(address: str | None) -> list[dict[str, Any]]:
             "end_time": _iso(job.end_time),
             "message": job.message,
             "metadata": dict(job.metadata or {}),
+            "env_vars": _env_vars(job.runtime_env),
         }
         for job in details
     ]

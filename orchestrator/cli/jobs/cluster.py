@@ -267,9 +267,11 @@ def cmd_jobs(args: argparse.Namespace) -> int:
 
 
 def job_cells(row: dict[str, Any]) -> list[str]:
-    """One line of `relay jobs`; the pipeline is the job metadata that `relay submit` sets."""
+    """One line of `relay jobs`; the pipeline is the job metadata that `relay submit` sets, the entrypoint the command
+    the job runs, with the file the user submitted (``jobs.readable_entrypoint``)."""
     pipeline = (row.get("metadata") or {}).get("relay.pipeline", "-")
-    return [row["id"], row["status"], row.get("start_time") or "-", pipeline, row["entrypoint"]]
+    entrypoint = jobs.readable_entrypoint(row["entrypoint"], row.get("env_vars") or {})
+    return [row["id"], row["status"], row.get("start_time") or "-", pipeline, entrypoint]
 
 
 def register(commands: Any) -> None:

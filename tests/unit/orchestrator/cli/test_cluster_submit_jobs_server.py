@@ -377,6 +377,24 @@ def test_relay_jobs_lists_submitted_jobs_under_a_header_and_counts_drivers(serve
     assert note.startswith("not listed: 1 Ray driver that connected directly")
 
 
+def test_relay_jobs_shows_a_sent_config_as_the_file_the_user_submitted(
+    server: JobsServer, tmp_path: Path, project: Path, capsys
+) -> None:
+    """A config outside the upload goes with the job as text; the job's entrypoint writes it to a temp folder first."""
+    outside = tmp_path / "elsewhere" / "smoke.yaml"
+    outside.parent.mkdir()
+    outside.write_text(SMOKE.read_text())
+    argv = ["submit", str(outside), "--run-id", "r1", "--address", server.address, "--skip-resource-check"]
+    assert main([*argv, "--workspace", "/mnt/relay-shared"]) == 0
+    (request,) = server.submitted
+    assert request["entrypoint"].startswith("folder=$(mktemp")
+    server.jobs = [{**job("r1", "RUNNING"), "entrypoint": request["entrypoint"], "runtime_env": request["runtime_env"]}]
+    capsys.readouterr()
+    assert main(["jobs", "--address", server.address]) == 0
+    header, _, row = capsys.readouterr().out.splitlines()
+    assert row[header.index("entrypoint") :] == f"relay run {outside} --run-id r1"
+
+
 def test_relay_jobs_of_a_cluster_with_only_drivers_says_there_is_no_job(server: JobsServer, capsys) -> None:
     server.jobs = [{"type": "DRIVER", "job_id": "08000000", "status": "RUNNING", "entrypoint": ""}] * 2
     assert main(["jobs", "--address", server.address]) == 0

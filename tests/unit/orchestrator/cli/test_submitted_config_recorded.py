@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import socket
 import stat
 import subprocess
@@ -117,3 +118,22 @@ def test_a_config_sent_from_a_shell_inside_a_job_is_not_passed_on(monkeypatch: p
 
     assert passed["RELAY_WORKSPACE"] == "/shared/ws"
     assert submit.CONFIG_TEXT_ENV not in passed and submit.CONFIG_FROM_ENV not in passed
+
+
+@pytest.mark.parametrize("name", ["x.yaml", "my config.yaml"])
+def test_relay_jobs_shows_a_sent_configs_job_as_the_command_it_runs_on_the_users_file(
+    project: Path, tmp_path: Path, name: str
+) -> None:
+    """`relay jobs` showed such a job's entrypoint as the shell line that writes the file into a temp folder."""
+    (tmp_path / "cfg" / name).write_text(TEXT)
+    entrypoint, env_vars, _ = submit.config_job(f"../cfg/{name}", ["train.steps=2"], str(project), run_id="r1")
+    assert entrypoint.startswith("folder=$(mktemp")
+
+    shown = submit.readable_entrypoint(entrypoint, env_vars)
+
+    assert shlex.split(shown) == ["relay", "run", str(tmp_path / "cfg" / name), "train.steps=2", "--run-id", "r1"]
+    assert submit.readable_entrypoint(entrypoint, {}).startswith(
+        f"relay run {shlex.quote(name)} "
+    )  # sent by an older Relay
+    plain = submit.pipeline_entrypoint("pipelines/configs/smoke.yaml", [], str(project), "r2", None, "run")
+    assert submit.readable_entrypoint(plain, {}) == plain
