@@ -39,7 +39,8 @@ from orchestrator.cli.run import resume_guard, run_locations
 from orchestrator.cli.run.execution import stages_to_rerun
 from orchestrator.cli.run.pipeline import cache_flags
 from orchestrator.cli.run.run_record import read_run_record
-from orchestrator.config import TRACKING_URI_ENV, WORKSPACE_ENV, tracking_uri
+from orchestrator.cli.sweeps.sweep_names import check_run_id_free
+from orchestrator.config import TRACKING_URI_ENV, WORKSPACE_ENV, RunSettings, tracking_uri
 from orchestrator.dag import Pipeline
 from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.engine.fit import cluster_needs
@@ -98,7 +99,7 @@ def submit_run(args: argparse.Namespace, config: Any, pipeline: Pipeline, run_id
     run_locations.check_durable(locations, args.config)
     run_locations.check_reachable(locations, args.config)
     if run_id is not None:
-        check_run_id_unused(locations.store, run_id, jobs.resolve_address(args.address))
+        check_run_id_unused(locations.store, run_id, jobs.resolve_address(args.address), config.run)
     run_id = new_run_id(config.name) if run_id is None else run_id
     job_id = jobs.submit_pipeline(
         args.address,
@@ -136,8 +137,11 @@ def sweep_note(args: argparse.Namespace) -> str:
     )
 
 
-def check_run_id_unused(store_uri: str, run_id: str, address: str = "http://HOST:8265") -> None:
-    """Refuse (exit 2) a --run-id that the store already holds, when this machine sees the store.
+def check_run_id_unused(
+    store_uri: str, run_id: str, address: str = "http://HOST:8265", run: RunSettings | None = None
+) -> None:
+    """Refuse (exit 2) a --run-id that the store already holds, or that names a sweep of the workspace ``run``
+    resolves to (``sweep_names.check_run_id_free``), when this machine sees the store.
 
     Otherwise the job is accepted and fails on the cluster with "run ... already exists". A local
     folder that does not exist here is the cluster's own mount: the job's `relay run` checks it there.
@@ -151,6 +155,8 @@ def check_run_id_unused(store_uri: str, run_id: str, address: str = "http://HOST
         return
     store = open_store(store_uri)
     if store.read_record(record_path(run_id, CONFIG_FILE)) is None:
+        if run is not None:  # else the job's `relay run` refused it on the cluster, after the upload
+            check_run_id_free(store, run, run_id)
         return
     status = run_status(store, run_id)
     if status is RunStatus.FINISHED:

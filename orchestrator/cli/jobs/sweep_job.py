@@ -25,7 +25,7 @@ from orchestrator.cli.common import pipelines_of
 from orchestrator.cli.jobs import submitting
 from orchestrator.cli.pipeline_files import load_pipeline_file, overridden
 from orchestrator.cli.run import run_locations
-from orchestrator.cli.sweeps import sweep_folder
+from orchestrator.cli.sweeps import sweep_folder, sweep_names
 from orchestrator.cli.sweeps.sweep_folder import SUBMITTED_RESUME_ENV, SUBMITTED_START_ENV
 from orchestrator.config import WORKSPACE_ENV, workspace_setting
 from orchestrator.engine.fit import cluster_needs
@@ -210,6 +210,7 @@ def check_sweep_state(args: argparse.Namespace, plan: SweepPlan, output: str) ->
     located = plan_at(plan, folder)
     exists = folder.is_dir() and sweep.can_resume(located)
     given = argparse.Namespace(resume=args.resume_sweep, output=args.output, config=args.config)
+    sweep_names.check_name_free(given, located)  # a run of the sweep's name: the job's `relay tune` refused it
     sweep_folder.check_resume(given, located, exists, flag="--resume-sweep")
     if folder.is_dir():
         sweep_folder.check_output_free(given, located, exists, sweep.sweeps_in(folder), flag="--resume-sweep")

@@ -273,3 +273,40 @@ def test_a_sweeps_name_means_its_job(server: JobsServer, project: Path, capsys) 
     out, err = capsys.readouterr()
     assert out.strip() == "RUNNING"
     assert "s: no job by that id; sweep s's job is sweep-s" in err and "its newest job is sweep-s-resume-2" in err
+
+
+# --------------------------------------------------------------------------- run ids and sweep names: one namespace
+
+
+def test_a_sweep_named_as_a_run_of_the_workspace_is_refused_before_it_is_sent(
+    server: JobsServer, project: Path, capsys
+) -> None:
+    """Sent on, the job's `relay tune` refused it on the cluster, after the upload; where this machine sees the
+    workspace, the submit refuses it (exit 2, nothing sent or written)."""
+    with durable_folder("sweep-named-as-run") as workspace:
+        record = workspace / "artifacts" / "runs" / "smoke-sweep"
+        record.mkdir(parents=True)
+        (record / "config.yaml").write_text(SMOKE.read_text())
+        before = sorted(workspace.rglob("*"))
+        argv = ["submit", str(SMOKE), "--tune", "--workspace", str(workspace)]
+        assert main([*argv, "--address", server.address, "--skip-resource-check"]) == 2
+        err = capsys.readouterr().err
+        assert f"tune.name: 'smoke-sweep' is the id of a run in {workspace / 'artifacts'}" in err
+        assert "name the sweep otherwise (tune.name=NEW)" in err
+        assert server.submitted == [] and sorted(workspace.rglob("*")) == before
+
+
+def test_a_run_id_that_names_a_sweep_of_the_workspace_is_refused_before_it_is_sent(
+    server: JobsServer, project: Path, capsys
+) -> None:
+    with durable_folder("run-id-named-as-sweep") as workspace:
+        (workspace / "tune" / "lr-search").mkdir(parents=True)
+        (workspace / "tune" / "lr-search" / "sweep-config.yaml").write_text(SMOKE.read_text())
+        (workspace / "artifacts").mkdir()
+        argv = ["submit", str(SMOKE), "--run-id", "lr-search", "--workspace", str(workspace)]
+        assert main([*argv, "--address", server.address, "--skip-resource-check"]) == 2
+        err = capsys.readouterr().err
+        assert f"--run-id: 'lr-search' is the name of a sweep (its folder {workspace / 'tune' / 'lr-search'})" in err
+        assert server.submitted == []
+        assert main([*argv[:3], "lr-search-2", *argv[4:], "--address", server.address, "--skip-resource-check"]) == 0
+        assert [request["submission_id"] for request in server.submitted] == ["lr-search-2"]
