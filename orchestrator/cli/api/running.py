@@ -41,6 +41,7 @@ from orchestrator.cli.run.run_locations import resolved_locations
 from orchestrator.cli.run.run_record import read_run_record
 from orchestrator.config import RunSettings, apply_overrides, artifact_uri, load_yaml, resolve_workspace
 from orchestrator.config.values import name_problem
+from orchestrator.engine.signals import interrupts_outside_imports
 from orchestrator.errors import ConfigError, InputError, RelayError
 
 
@@ -206,10 +207,13 @@ def handled(
 ) -> RunEnd:
     """Run a command's handler; a failure after the checks says which run to resume, and how (a note on the error).
 
-    ``workspace``: the call's argument, which the note repeats where it finds the run's store.
+    ``workspace``: the call's argument, which the note repeats where it finds the run's store. A Ctrl-C (a
+    notebook's interrupt) that lands inside Python's import machinery is raised a moment later, as in the
+    `relay` command (``interrupts_outside_imports``).
     """
     try:
-        return command(args)
+        with interrupts_outside_imports():
+            return command(args)
     except InputError:  # checked before anything was written: nothing to resume
         raise
     except RelayError as exc:

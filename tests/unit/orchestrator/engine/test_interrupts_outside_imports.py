@@ -9,6 +9,7 @@ check the rule that avoids it: nothing is raised while the main thread is inside
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import os
 import signal
@@ -159,3 +160,25 @@ def test_sigterm_inside_importlib_is_raised_after_it_too() -> None:
     finally:
         signal.signal(signal.SIGTERM, before)
         signals._SIGTERM_RECEIVED.clear()  # other tests see a process no SIGTERM reached
+
+
+def test_the_python_apis_runs_get_the_same_rule_and_give_the_callers_handler_back() -> None:
+    """``relay.run`` / ``relay.resume`` in a notebook: the kernel's interrupt is a SIGINT too."""
+    from orchestrator.cli.api.running import handled
+
+    frame = importlib_frame()
+    before = signal.getsignal(signal.SIGINT)
+    reached: list[str] = []
+
+    def command(args: object) -> None:
+        try:
+            signal.getsignal(signal.SIGINT)(signal.SIGINT, frame)
+        except KeyboardInterrupt:
+            pytest.fail("the Ctrl-C was raised inside importlib")
+        reached.append("after the signal")
+        wait_for_signal()
+
+    with pytest.raises(KeyboardInterrupt):
+        handled(command, argparse.Namespace(run_id="r1"), None)
+    assert reached == ["after the signal"]
+    assert signal.getsignal(signal.SIGINT) is before
