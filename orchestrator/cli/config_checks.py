@@ -225,7 +225,7 @@ def field_check(model: type, data: dict[str, Any], path: str) -> FieldCheck:
             break
         for key in keys:
             _leave_out(trimmed, key)
-            left_out.append(".".join(key))
+            left_out.append(".".join(map(str, key)))  # a key YAML read as a number: 1
     return FieldCheck(data, None, _unique(problems))
 
 

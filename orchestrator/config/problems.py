@@ -56,6 +56,8 @@ def describe(model_cls: type[BaseModel], err: Mapping[str, Any]) -> tuple[str, s
     if kind in OWN_WORDS:  # our validators' messages already say what was expected, what came and the fix
         return _own_key(key, _expectation(err))
     got = err.get("input")
+    if kind == "invalid_key" or (kind == "string_type" and err["loc"] and err["loc"][-1] == "[key]"):
+        return _key_not_a_name(_dotted(loc[:-1]), got)
     if kind == "model_type":  # pydantic: "a valid dictionary or instance of TrainSection"
         return (
             key,
@@ -77,6 +79,33 @@ def describe(model_cls: type[BaseModel], err: Mapping[str, Any]) -> tuple[str, s
             f"as you wrote it: {key}: '...' in a file, \"{key}='...'\" on the command line",
         )
     return key, f"{_expectation(err)} (got {got!r} of type {type(got).__name__}); fix the value"
+
+
+def _key_not_a_name(section: str, key: Any) -> tuple[str, str]:
+    """(where, what to write) for a mapping key YAML read as a number, a yes/no value, a date or null.
+
+    Why: every key of a config is a name, but YAML reads `1:`, `yes:` or `2024-01-01:` as other values;
+    pydantic said "Keys should be strings ... fix the value" under a location such as `[1]`, and the
+    recheck of the file without its invalid values (``config_checks.field_check``) crashed on the number.
+    """
+    if key is None:
+        return section or "<top level>", "a key is empty (null); give it its name, or remove the line"
+    try:  # as YAML writes it: 1, true, 2024-01-01
+        shown = yaml.safe_dump(key, default_flow_style=True).strip().removesuffix("...").strip()
+    except yaml.YAMLError:  # a Python object from the API (relay.run's config): no YAML form
+        shown = repr(key)
+    quoted = f"'{shown}'"
+    if isinstance(key, bool):
+        what, quoted = f"the yes/no value {shown} (yes, no, on, off, true and false are booleans in YAML)", "as written"
+    elif isinstance(key, int | float):
+        what = f"the number {shown}"
+    else:
+        what = f"a value of type {type(key).__name__} ({shown})"
+    return (
+        f"{section}.{shown}" if section else shown,
+        f"YAML reads this key as {what}, not a name, and every key of a config is a name; write the key's name, "
+        f"or put it in quotes ({quoted}) if that is its name",
+    )
 
 
 _LIST_TYPES = frozenset({"list_type", "tuple_type", "set_type", "frozen_set_type"})
