@@ -85,6 +85,7 @@ def configure_logging(verbose: bool) -> None:
         logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.ERROR)
     quiet_mlflow(verbose)
     plain_worker_prefixes()
+    ray_notices_skipped()
 
 
 def quiet_mlflow(verbose: bool) -> None:
@@ -106,6 +107,28 @@ def plain_worker_prefixes() -> None:
     """
     if not (sys.stdout.isatty() and sys.stderr.isatty()):
         os.environ.setdefault("RAY_COLOR_PREFIX", "0")
+
+
+# Ray's notices about its own internals that its workers print on every data-parallel stage: a C++ line at ERROR
+# level on Ray Train's PreemptionWatcher actor (`core_worker.cc: Actor with class name: 'PreemptionWatcher' ... has
+# constructor arguments in the object store and max_restarts > 0 ... See https://github.com/ray-project/ray/issues/
+# 53727`), and one line a rank of Ray Train's report (`Reporting training result 1: TrainingReport(checkpoint=...`),
+# logged where Ray Train's own log level does not reach (``train_run.TRAIN_CONSOLE_LEVEL`` quiets the rest).
+RAY_NOTICES = (
+    r"Actor with class name: 'PreemptionWatcher' .* has constructor arguments in the object store"
+    r"|Reporting training result \d+: TrainingReport\("
+)
+
+
+def ray_notices_skipped() -> None:
+    """Ray's notices about its own internals (``RAY_NOTICES``) are left out of the worker lines Ray prints here.
+
+    Why: every data-parallel stage printed Ray's C++ error line about Ray Train's PreemptionWatcher actor (a
+    restart caveat of Ray's own, with a link to Ray's issue tracker), which reads as a failure of the run and
+    that no Relay user can act on, and a line a rank with Ray Train's report object. RAY_DEDUP_LOGS_SKIP_REGEX is Ray's switch (its log deduplicator drops
+    matching lines; Ray reads it when imported, so this runs first); a value the user set is kept.
+    """
+    os.environ.setdefault("RAY_DEDUP_LOGS_SKIP_REGEX", RAY_NOTICES)
 
 
 class PlainText:

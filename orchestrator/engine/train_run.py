@@ -36,6 +36,10 @@ logger = logging.getLogger(__name__)
 CHECKPOINT_FILE = "state.pt"
 KEEP_CHECKPOINTS = 2
 WORKER_RESTARTS = 2  # Ray Train restarts of the worker group (a killed worker) before the stage fails
+# Ray Train's own console lines from this level up: its INFO lines (the resources it requests, its worker group's
+# ranks and pids, "Checkpoint successfully created at", "Reporting training result") told of its internals, eight
+# a stage, where Relay says each stage's progress; its warnings and errors still show, and Ray's log files keep all.
+TRAIN_CONSOLE_LEVEL = "WARNING"
 
 
 def this_node() -> str:
@@ -97,7 +101,7 @@ def fit_stage(task: StageTask) -> Manifest:
 
 def _trainer(task: StageTask, name: str) -> Any:
     """A ``TorchTrainer`` running the stage body on each of its workers, its Train run ``name`` in the store."""
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
     stage, resources = task.stage, task.stage.resources
@@ -114,6 +118,7 @@ def _trainer(task: StageTask, name: str) -> Any:
             storage_filesystem=storage_filesystem,
             failure_config=FailureConfig(max_failures=max(WORKER_RESTARTS, stage.retries)),
             checkpoint_config=CheckpointConfig(num_to_keep=KEEP_CHECKPOINTS),
+            logging_config=LoggingConfig(log_level=TRAIN_CONSOLE_LEVEL),
         ),
     )
 
