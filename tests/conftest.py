@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -48,3 +49,24 @@ def ray_auth_mode_kept() -> Iterator[None]:
         os.environ.pop("RAY_AUTH_MODE", None)
     else:
         os.environ["RAY_AUTH_MODE"] = before
+
+
+@pytest.fixture(autouse=True)
+def moto_starts_empty() -> None:
+    """Each test finds moto's in-process S3 empty: no bucket or object an earlier test left.
+
+    Why: moto's in-process servers (``moto.server.ThreadedMotoServer``) all serve one backend per
+    Python process, whatever their port, so a test saw the buckets and objects of the tests before it
+    on the same pytest-xdist worker: a ``run-1`` ledger another test left under ``bucket/relay`` made
+    tests/integration/test_store_failures.py's run count its stage's attempt as the second. This
+    calls what ``POST /moto-api/reset`` calls, before each test's own fixtures start a server or make
+    a bucket (autouse fixtures are set up first within a scope); a test runs alone in its process,
+    so no other test is using a server then. A module- or session-scoped fixture may start a server
+    (tests/unit/orchestrator/cli/conftest.py does) but must not put buckets in it: its tests would
+    see them only until the next one starts. Moto servers in processes of their own (the cluster
+    tier's, tests/integration/test_store_stalls.py's) are not touched.
+    """
+    if "moto" in sys.modules:  # a test module imported it; the others do not pay for the import
+        from moto.moto_api._internal import moto_api_backend
+
+        moto_api_backend.reset()

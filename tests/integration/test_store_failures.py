@@ -15,7 +15,6 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -143,12 +142,8 @@ def _pipeline(stop: bool) -> Pipeline:
 
 
 def test_a_store_gone_mid_run_fails_naming_the_stage_and_how_to_resume(moto: Moto) -> None:
-    """Before the fix: the run's last line named the ledger's write, and said "check the store is writable".
-
-    Its own folder in the bucket: moto's servers in one process share their buckets, and a run-1 another test
-    of this process left there would be this run's earlier attempt (the stage's attempt 2)."""
-    root = f"bucket/{uuid.uuid4().hex}"
-    store = ArtifactStore(moto.uri(root))
+    """Before the fix: the run's last line named the ledger's write, and said "check the store is writable"."""
+    store = ArtifactStore(moto.uri("bucket/relay"))
     runner = Runner(store, LocalExecutor(), RecordingTracker(), "v1", 0, store_option=" --artifact-uri X")
     with pytest.raises(StageError) as info:
         runner.run(_pipeline(stop=True), "run-1")
@@ -159,7 +154,7 @@ def test_a_store_gone_mid_run_fails_naming_the_stage_and_how_to_resume(moto: Mot
     assert "once the store answers, `relay resume run-1 --artifact-uri X` continues it" in message
 
     moto.start()
-    runner = Runner(ArtifactStore(moto.uri(root)), LocalExecutor(), RecordingTracker(), "v1", 0)
+    runner = Runner(ArtifactStore(moto.uri("bucket/relay")), LocalExecutor(), RecordingTracker(), "v1", 0)
     assert runner.run(_pipeline(stop=False), "run-1").status is RunStatus.FINISHED
 
 

@@ -37,7 +37,10 @@ def gone() -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def s3_endpoint() -> Iterator[str]:
-    """moto's S3 server in this process, on a free port (about 1 s to start)."""
+    """moto's S3 server in this process, on a free port (about 1 s to start), shared by a module's tests.
+
+    Each test finds it empty: tests/conftest.py resets moto before every test, so make buckets per test (``s3``).
+    """
     from moto.server import ThreadedMotoServer
 
     with socket.socket() as sock:
