@@ -22,6 +22,7 @@ from orchestrator.cli.run.run_locations import local_path, store_problem
 from orchestrator.config import ARTIFACT_URI_ENV, WORKSPACE_ENV, RunSettings, artifact_uri
 from orchestrator.config.values import ray_address_problem
 from orchestrator.engine.artifacts import ArtifactStore
+from orchestrator.engine.ledger import RUNS
 from orchestrator.engine.signals import EXIT_INTERRUPTED as EXIT_INTERRUPTED  # the code `relay` ends with on Ctrl-C
 from orchestrator.errors import ConfigError
 from orchestrator.registry import PipelineSpec
@@ -59,14 +60,47 @@ def store_of(args: argparse.Namespace) -> ArtifactStore:
     given = getattr(args, "artifact_uri", None)
     uri = given or artifact_uri(RunSettings(workspace=getattr(args, "workspace", None)))
     folder = local_path(uri)
-    if folder is not None and not Path(folder).expanduser().is_dir():
-        problem = folder_problem(folder, store_named_by(args))
-        if problem:
-            raise ConfigError([problem], "the command line")
+    problem = local_store_problem(Path(folder).expanduser(), store_named_by(args)) if folder is not None else None
+    if problem:
+        raise ConfigError([problem], "the command line")
     problem = store_problem(uri, key=store_named_by(args)) if folder is None else None
     if problem:
         raise ConfigError([problem], "the command line")
     return open_store(uri)
+
+
+def local_store_problem(folder: Path, key: str) -> str | None:
+    """Why a command cannot read the local store ``folder`` (named by ``key``); None when it can, or it is not there.
+
+    A file, or a folder under one, is ``folder_problem``'s. So is a store this user may not read: the
+    folder itself, a folder above it, or a folder in it (runs/, stages/). Why: a workspace of another user
+    (chmod 700) ended every reading command in a PermissionError traceback, and a runs/ folder not
+    readable read as a store with no runs, whose stage outputs `relay gc` then removed as named by none.
+    """
+    try:
+        if not folder.is_dir():
+            return folder_problem(folder, key)
+        unreadable = next(
+            (path for path in (folder, *_subfolders(folder)) if not os.access(path, os.R_OK | os.X_OK)), None
+        )
+    except OSError:  # a folder on its path this user may not enter: even stat is refused
+        unreadable = next((path for path in reversed(folder.parents) if not os.access(path, os.X_OK)), folder)
+    if unreadable is not None:
+        return (
+            f"{key}: cannot read the artifact store {folder}: this user may not read {unreadable}; give it read "
+            f"access (chmod -R u+rX {unreadable}), or point {key} at another store"
+        )
+    if (folder / RUNS).exists() and not (folder / RUNS).is_dir():
+        return (
+            f"{key}: the artifact store {folder} is damaged: {folder / RUNS}, where it keeps the run records, is a "
+            f"file; move that file away, or point {key} at another store"
+        )
+    return None
+
+
+def _subfolders(folder: Path) -> list[Path]:
+    """The folders directly in ``folder`` (a store's runs/, stages/, ...)."""
+    return [path for path in folder.iterdir() if path.is_dir()]
 
 
 def store_named_by(args: argparse.Namespace) -> str:

@@ -342,11 +342,13 @@ class ArtifactStore:
             raise ArtifactError(relative, f"could not read {self._abs(relative)}: {exc}") from exc
 
     def newest_records(self, folder: str, name: str) -> list[str]:
-        """``folder/<id>/name`` paths that exist, newest first (by modification time)."""
-        try:
-            infos = self._fs.get_file_info(pafs.FileSelector(self._abs(folder), allow_not_found=True, recursive=True))
-        except (OSError, pa.ArrowException):
-            return []
+        """``folder/<id>/name`` paths that exist, newest first (by modification time); [] when ``folder`` is not there.
+
+        A folder that cannot be listed (not readable, a file, a bucket that refuses the listing) is an
+        ArtifactError, not an empty store: read as "no runs", `relay gc` removed every stage output of
+        every run as named by none, and `relay runs` said "no runs yet".
+        """
+        infos = self._listing(folder, recursive=True)
         found = [i for i in infos if i.type == pafs.FileType.File and i.base_name == name]
         found.sort(key=lambda info: info.mtime_ns or 0, reverse=True)
         return [info.path[len(self._root) + 1 :] for info in found]
