@@ -201,6 +201,12 @@ def _database_problem(db: Path, key: str) -> str | None:
             return None
         with db.open("rb") as file:
             header = file.read(len(SQLITE_HEADER))
+    except PermissionError:  # the file, or a folder above it (chmod 700 of another user's workspace)
+        return (
+            f"{key}: this user may not open the tracking database {db} (permission denied, on the file or a folder "
+            "above it); MLflow reads and writes it: give this user access (chmod u+rw on the file, u+rwx on its "
+            "folders), or point the tracking store at another file"
+        )
     except (OSError, ValueError) as exc:
         return f"{key}: {str(db)[:200]!r} cannot be a database file ({exc}); use sqlite:///PATH/mlflow.db"
     if header != SQLITE_HEADER:

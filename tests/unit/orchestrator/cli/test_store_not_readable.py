@@ -30,7 +30,7 @@ def _store(workspace: Path) -> Path:
     """A workspace whose store holds one run record and one stage folder (enough for each command to read)."""
     store = workspace / "artifacts"
     (store / "runs" / "r1").mkdir(parents=True)
-    (store / "runs" / "r1" / "config.yaml").write_text("pipeline: crest\n")
+    (store / "runs" / "r1" / "config.yaml").write_text(f"pipeline: crest\nrun:\n  workspace: {workspace}\n")
     (store / STAGE).parent.mkdir(parents=True)
     (store / STAGE).write_bytes(b"stage output")
     return store
