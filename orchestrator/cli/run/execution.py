@@ -47,7 +47,7 @@ from orchestrator.engine.progress import ProgressDisplay
 from orchestrator.engine.ray_executor import RayExecutor
 from orchestrator.engine.runner import Runner
 from orchestrator.engine.signals import interrupts_kept, one_more_interrupt_held
-from orchestrator.errors import ArtifactError, InputError, RelayError
+from orchestrator.errors import ArtifactError, ConfigError, InputError, RelayError
 from orchestrator.tracking.background import BackgroundTracker
 from orchestrator.tracking.common import sqlite_path
 from orchestrator.tracking.mlflow_tracker import mlflow_tracker
@@ -104,6 +104,7 @@ def prepare_run(
     pipeline = spec.build(config)
     check_stop_after(pipeline, stop_after)
     rerun = stages_to_rerun(pipeline, rerun_from, no_cache)
+    check_rerun_before_stop(pipeline, rerun_from, stop_after)
     store = open_store(config.run.artifact_uri)
     return PreparedRun(spec, config, run_id, pipeline, store, stop_after, address, rerun)
 
@@ -405,6 +406,24 @@ def record_interrupted_start(store: ArtifactStore, run_id: str, started: str) ->
         }
     )
     write_ledger(store, run_id, data)
+
+
+def check_rerun_before_stop(pipeline: Any, rerun_from: str | None, stop_after: str | None) -> None:
+    """``--rerun-from S`` must name a stage that ``--stop-after T`` runs (T or a stage T needs), or exit 2.
+
+    Why: the run stopped before S, so the flag did nothing and said nothing, and a later `relay resume`
+    does not carry it (S took the cache hit): the user believed S had been recomputed.
+    """
+    if rerun_from is None or stop_after is None or rerun_from in {stop_after, *pipeline.upstream(stop_after)}:
+        return
+    raise ConfigError(
+        [
+            f"--rerun-from: {rerun_from} would not run, since --stop-after {stop_after} stops the run after "
+            f"{stop_after} and the stages it needs, so nothing would be rerun; stop after {rerun_from} or a stage "
+            "that needs it, or leave --stop-after out"
+        ],
+        "the command line",
+    )
 
 
 def stages_to_rerun(pipeline: Any, rerun_from: str | None, no_cache: bool) -> frozenset[str]:
