@@ -66,7 +66,7 @@ def store_of(args: argparse.Namespace) -> ArtifactStore:
     problem = store_problem(uri, key=store_named_by(args)) if folder is None else None
     if problem:
         raise ConfigError([problem], "the command line")
-    return open_store(uri)
+    return open_store(uri, store_named_by(args), "the command line")
 
 
 def local_store_problem(folder: Path, key: str) -> str | None:

@@ -244,12 +244,15 @@ def artifact_uri_problem(uri: str, local: bool = True, key: str = "run.artifact_
     return None
 
 
-def open_store(uri: str) -> ArtifactStore:
-    """The artifact store at ``uri``, opened before anything is written; bad URIs exit 2, unreachable ones 1."""
+def open_store(uri: str, key: str = "run.artifact_uri", source: str | None = None) -> ArtifactStore:
+    """The artifact store at ``uri``, opened before anything is written; bad URIs exit 2, unreachable ones 1.
+
+    ``key`` and ``source``: how the user named the store (`--artifact-uri` on the command line), for the message.
+    """
     try:
         return ArtifactStore(uri)
     except (ValueError, ImportError) as exc:
-        raise ConfigError([f"run.artifact_uri: pyarrow cannot open {uri!r} ({exc}); use {URI_EXAMPLES}"]) from exc
+        raise ConfigError([f"{key}: pyarrow cannot open {uri!r} ({exc}); use {URI_EXAMPLES}"], source) from exc
     except OSError as exc:
         raise RelayError(f"cannot reach the artifact store at {uri}: {exc}; check the address and credentials") from exc
 

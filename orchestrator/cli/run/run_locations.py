@@ -231,7 +231,7 @@ def store_problem(uri: str, timeout_s: float = PROBE_TIMEOUT_S, key: str = "run.
     """
     if local_path(uri) is not None:
         return None
-    unknown = artifact_uri_problem(uri, local=False, warn=False)  # a scheme pyarrow does not know, a missing package
+    unknown = artifact_uri_problem(uri, local=False, key=key, warn=False)  # a scheme pyarrow does not know
     if unknown:
         return unknown
     import pyarrow.fs as pafs
