@@ -22,6 +22,7 @@ from orchestrator.config import (
     WORKSPACE_ENV,
     RunSettings,
     TrackingSettings,
+    artifact_uri,
     resolve_workspace,
     workspace_setting,
 )
@@ -99,25 +100,57 @@ def workspace_key(run: RunSettings) -> str:
     return f"${WORKSPACE_ENV}" if os.environ.get(WORKSPACE_ENV) else "the default workspace (./relay-workspace)"
 
 
-def location_problems(run: RunSettings, tracking: TrackingSettings, local: bool = True) -> list[str]:
+def location_problems(
+    run: RunSettings, tracking: TrackingSettings, local: bool = True, writes: bool = True
+) -> list[str]:
     """Every problem with where a run would write: the workspace, the artifact store, the tracking store.
 
     Checked as resolved, so a store named by RELAY_ARTIFACT_URI or MLFLOW_TRACKING_URI is checked
     like one in the config, and the message names the variable. ``local`` False (``relay submit``:
     the paths are the cluster's) checks only what does not depend on this machine's files: that
-    pyarrow can open the artifact URI and that MLflow knows the tracking URI's scheme.
+    pyarrow can open the artifact URI and that MLflow knows the tracking URI's scheme. ``writes`` False
+    (a command that only reads a run, `relay generations`): folders this user may read but not write in are
+    fine; a workspace of another user, or a shared read-only copy, was refused with "cannot write in".
     """
-    workspace = folder_problem(workspace_setting(run), workspace_key(run)) if local else None
+    workspace = folder_problem(workspace_setting(run), workspace_key(run)) if local and writes else None
     problems = [workspace]
     tracking_key, tracking_value = _setting(tracking.uri, "tracking.uri", TRACKING_URI_ENV)
     if tracking_value:
-        problems.append(tracking_uri_problem(tracking_value, tracking_key, local))
+        problems.append(tracking_uri_problem(tracking_value, tracking_key, local, writes))
     elif local and workspace is None:
         problems.append(_database_problem(resolve_workspace(run) / "mlflow.db", workspace_key(run)))
     store_key, store_value = _setting(run.artifact_uri, "run.artifact_uri", ARTIFACT_URI_ENV)
     if store_value:
-        problems.append(artifact_uri_problem(store_value, local, store_key))
+        problems.append(artifact_uri_problem(store_value, local and writes, store_key))
+    if local and writes and not any(problems):
+        problems.append(store_folders_problem(artifact_uri(run), store_key if store_value else workspace_key(run)))
     return [problem for problem in problems if problem]
+
+
+def store_folders_problem(uri: str, key: str) -> str | None:
+    """Why this user cannot write in the local store at ``uri`` that already exists (or in a folder directly in it:
+    runs/, stages/); None when it can, or the store is remote or not there yet.
+
+    Why: ``folder_problem`` checks the folder a store would be made in, not one that exists; a store of
+    another user (runs/ not writable) failed at the run record's first write (exit 1), after the run's start
+    was logged, or, with only stages/ closed, at the first stage's output.
+    """
+    if "://" in uri and not uri.startswith("file://"):
+        return None
+    folder = Path(uri.removeprefix("file://")).expanduser()
+    try:
+        if not folder.is_dir():
+            return None
+        inside = [path for path in folder.iterdir() if path.is_dir()]
+        blocked = next((path for path in (folder, *inside) if not os.access(path, os.R_OK | os.W_OK | os.X_OK)), None)
+    except OSError:  # a folder this user may not list
+        blocked = folder
+    if blocked is None:
+        return None
+    return (
+        f"{key}: cannot write in the artifact store {folder}: this user may not write in {blocked}; give it access "
+        f"(chmod -R u+rwX {blocked}), or point {key} at another store"
+    )
 
 
 def _setting(value: str | None, key: str, variable: str) -> tuple[str, str | None]:

@@ -134,7 +134,7 @@ def run_record(run_id: str, workspace: PathLike | None, store_uri: str | None) -
     store = store_of(argparse.Namespace(workspace=as_flag(workspace), artifact_uri=store_uri))
     if is_trial(store, run_id):
         return store, *trial_record_in_workspace(store, run_id, workspace)
-    spec, config = read_run_record(store, run_id, installed_pipelines())
+    spec, config = read_run_record(store, run_id, installed_pipelines(), writes=False)
     return store, spec, config
 
 

@@ -111,7 +111,7 @@ def record_to_show(store: ArtifactStore, run_id: str, pipelines: Pipelines) -> t
     """
     if not_installed(pipeline_kind(store, run_id), pipelines):
         return None, relay_fields(store, run_id)
-    spec, config = read_run_record(store, run_id, pipelines)
+    spec, config = read_run_record(store, run_id, pipelines, writes=False)
     return spec.summary, config
 
 
@@ -123,7 +123,7 @@ def relay_fields(store: ArtifactStore, run_id: str) -> PipelineConfig:
     source = store.location(relative)
     data = yaml_mapping((store.read_record(relative) or b"").decode(), source)
     config = validate_config(PipelineConfig, {key: data[key] for key in CONFIG_FIELDS if key in data}, source)
-    problems = location_problems(config.run, config.tracking)
+    problems = location_problems(config.run, config.tracking, writes=False)
     if problems:
         raise ConfigError(problems, source)
     return config
@@ -204,7 +204,9 @@ def tracked_only(args: argparse.Namespace, store: ArtifactStore, pipelines: Pipe
     except RelayError:
         kind = None
     if kind is None:
-        read_run_record(store, args.run_id, pipelines)  # raises: no such run in the store, and how to name it
+        read_run_record(
+            store, args.run_id, pipelines, writes=False
+        )  # raises: no such run in the store, and how to name it
     spec = pipelines.get(kind) if kind else None
     return uri, experiment_of(args), spec.summary if spec is not None else None
 

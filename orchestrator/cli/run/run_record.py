@@ -177,8 +177,11 @@ MLFLOW_ID_HINT = (  # `relay run` prints the MLflow run id to open in the UI: a 
 )
 
 
-def read_run_record(store: ArtifactStore, run_id: str, pipelines: Pipelines) -> tuple[Any, Any]:
-    """The spec and config a run was started with, from its record in ``store``; a missing or damaged run is bad input."""
+def read_run_record(store: ArtifactStore, run_id: str, pipelines: Pipelines, writes: bool = True) -> tuple[Any, Any]:
+    """The spec and config a run was started with, from its record in ``store``; a missing or damaged run is bad input.
+
+    ``writes`` False: the caller only reads the run (``location_problems``), so its folders need not be writable.
+    """
     text = store.read_record(record_path(run_id, CONFIG_FILE))
     if text is None:
         raise ConfigError(
@@ -202,15 +205,15 @@ def read_run_record(store: ArtifactStore, run_id: str, pipelines: Pipelines) -> 
             ],
             source,
         ) from exc
-    return load_saved_config(decoded, source, pipelines)
+    return load_saved_config(decoded, source, pipelines, writes)
 
 
-def load_saved_config(text: str, source: str, pipelines: Pipelines) -> tuple[Any, Any]:
+def load_saved_config(text: str, source: str, pipelines: Pipelines, writes: bool = True) -> tuple[Any, Any]:
     """The pipeline spec and validated config of a run, from the config.yaml saved when it started."""
     data = yaml_mapping(text, source)
     spec = get_pipeline(data.get("pipeline"), pipelines, source=source, recorded=True)
     config = validate_config(spec.config_model, data, source=source)
-    problems = location_problems(config.run, config.tracking)
+    problems = location_problems(config.run, config.tracking, writes=writes)
     if problems:
         raise ConfigError(problems, source)
     return spec, config

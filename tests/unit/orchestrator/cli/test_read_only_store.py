@@ -1,0 +1,73 @@
+"""A workspace this user may read but not write in: the commands that only read it work, the ones that write in it
+refuse at once (exit 2, nothing written).
+
+Before: `relay generations RUN` of such a workspace (another user's, a shared read-only copy) was refused with
+"cannot write in WS (read-only)", though it writes nothing; and `relay run` / `relay resume` into a store whose
+runs/ or stages/ this user may not write in logged the run's start, then failed at the run record's first write
+(exit 1). The permission errors are real (chmod, and root run under ``setpriv`` without its override).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from orchestrator.engine.records import StageRecord
+from orchestrator.tracking.mlflow_tracker import MlflowTracker
+from tests.unit.orchestrator.cli.test_cli_writes_nothing import SMOKE
+from tests.unit.orchestrator.cli.test_store_not_readable import _files, _store
+from tests.unit.pipelines.test_unreadable_image_folder import ROOT, _unprivileged
+
+
+def _relay(argv: list[str], closed: Path, mode: int) -> subprocess.CompletedProcess[str]:
+    """``relay ARGV`` with ``closed`` set to ``mode`` meanwhile, run as a user the mode binds."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "RELAY_", "MLFLOW_"))}
+    before = closed.stat().st_mode
+    closed.chmod(mode)
+    try:
+        return subprocess.run(
+            [*_unprivileged(), sys.executable, "-m", "orchestrator.cli", *argv],
+            cwd=ROOT,
+            env={**env, "PYTHONPATH": str(ROOT)},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    finally:
+        closed.chmod(before)  # else pytest cannot remove tmp_path
+
+
+def test_generations_reads_a_workspace_it_may_not_write_in(tmp_path: Path) -> None:
+    workspace = tmp_path / "ws"
+    _store(workspace)
+    tracker = MlflowTracker(f"sqlite:///{workspace / 'mlflow.db'}", "relay", system_metrics=False)
+    tracker.start_pipeline("r1", "crest", {}, resume=False)
+    tracker.stage_finished(StageRecord("g00/evaluate", 0, "f", False, "FINISHED", metrics={"balanced_accuracy": 0.75}))
+    tracker.end_pipeline("FINISHED")
+    before = _files(workspace)
+    done = _relay(["generations", "r1", "--workspace", str(workspace)], workspace, 0o555)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "cannot write in" not in done.stderr
+    assert "0.7500" in done.stdout, done.stdout
+    assert _files(workspace) == before
+
+
+@pytest.mark.parametrize("folder", ["runs", "stages"])
+def test_run_refuses_a_store_it_may_not_write_in_before_it_starts(tmp_path: Path, folder: str) -> None:
+    workspace = tmp_path / "ws"
+    store = _store(workspace)
+    before = _files(workspace)
+    argv = ["run", str(SMOKE), "run.executor=local", "--workspace", str(workspace)]
+    done = _relay(argv, store / folder, 0o555)
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert done.stderr.startswith(
+        f"relay: 1 problem(s) in {SMOKE}:\n  - run.workspace: cannot write in the artifact store {store}: this user "
+        f"may not write in {store / folder}; give it access (chmod -R u+rwX {store / folder}), or point "
+        "run.workspace at another store"
+    ), done.stderr[-3000:]
+    assert "INFO" not in done.stderr  # refused before the run's start was logged
+    assert _files(workspace) == before
