@@ -118,7 +118,7 @@ def location_problems(
     if tracking_value:
         problems.append(tracking_uri_problem(tracking_value, tracking_key, local, writes))
     elif local and workspace is None:
-        problems.append(_database_problem(resolve_workspace(run) / "mlflow.db", workspace_key(run)))
+        problems.append(_database_problem(resolve_workspace(run) / "mlflow.db", workspace_key(run), writes))
     store_key, store_value = _setting(run.artifact_uri, "run.artifact_uri", ARTIFACT_URI_ENV)
     if store_value:
         problems.append(artifact_uri_problem(store_value, local and writes, store_key))
@@ -127,9 +127,10 @@ def location_problems(
     return [problem for problem in problems if problem]
 
 
-def store_folders_problem(uri: str, key: str) -> str | None:
+def store_folders_problem(uri: str, key: str, within: tuple[str, ...] | None = None) -> str | None:
     """Why this user cannot write in the local store at ``uri`` that already exists (or in a folder directly in it:
-    runs/, stages/); None when it can, or the store is remote or not there yet.
+    runs/, stages/); None when it can, or the store is remote or not there yet. ``within``: only these folders of
+    it matter (`relay gc` removes only in stages/ and the Ray Train folder).
 
     Why: ``folder_problem`` checks the folder a store would be made in, not one that exists; a store of
     another user (runs/ not writable) failed at the run record's first write (exit 1), after the run's start
@@ -141,8 +142,9 @@ def store_folders_problem(uri: str, key: str) -> str | None:
     try:
         if not folder.is_dir():
             return None
-        inside = [path for path in folder.iterdir() if path.is_dir()]
-        blocked = next((path for path in (folder, *inside) if not os.access(path, os.R_OK | os.W_OK | os.X_OK)), None)
+        inside = [path for path in folder.iterdir() if path.is_dir() and (within is None or path.name in within)]
+        checked = inside if within is not None else [folder, *inside]
+        blocked = next((path for path in checked if not os.access(path, os.R_OK | os.W_OK | os.X_OK)), None)
     except OSError:  # a folder this user may not list
         blocked = folder
     if blocked is None:
@@ -200,7 +202,7 @@ def tracking_uri_problem(uri: str, key: str, local: bool = True, writes: bool = 
     db = sqlite_path(uri)
     if db is None or not local:
         return None
-    return (folder_problem(db.parent, key) if writes else None) or _database_problem(db, key)
+    return (folder_problem(db.parent, key) if writes else None) or _database_problem(db, key, writes)
 
 
 def _sqlite_example(folder: str, local: bool) -> str:
@@ -225,8 +227,10 @@ def _file_store_allowed() -> bool:
     return os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").strip().lower() in ("true", "1")
 
 
-def _database_problem(db: Path, key: str) -> str | None:
-    """A sqlite tracking database must be a SQLite file (or not exist yet), not a folder or another file."""
+def _database_problem(db: Path, key: str, writes: bool = True) -> str | None:
+    """A sqlite tracking database must be a SQLite file (or not exist yet), not a folder or another file; one a
+    command ``writes`` in, a file this user may write (read-only, the run went on untracked: "The MLflow record
+    of run RUN is incomplete", exit 0)."""
     try:
         if db.is_dir():
             return f"{key}: {db} is a folder, not a database file; use sqlite:///{db}/mlflow.db"
@@ -248,7 +252,14 @@ def _database_problem(db: Path, key: str) -> str | None:
             "or point the tracking store at another file"
         )
     broken = half_made_store_problem(db)  # a half-made store fails every MLflow call: the run would track nothing
-    return f"{key}: {broken}" if broken else None
+    if broken:
+        return f"{key}: {broken}"
+    if writes and not os.access(db, os.W_OK):
+        return (
+            f"{key}: this user may not write in the tracking database {db} (read-only), where MLflow records the "
+            f"run; give this user write access (chmod u+w {db}), or point the tracking store at another file"
+        )
+    return None
 
 
 def artifact_uri_problem(uri: str, local: bool = True, key: str = "run.artifact_uri", warn: bool = True) -> str | None:

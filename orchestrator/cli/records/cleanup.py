@@ -26,8 +26,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from orchestrator.cli.common import add_artifact_uri, add_workspace, store_of, store_option
-from orchestrator.cli.preflight import check_run_id
+from orchestrator.cli.common import add_artifact_uri, add_workspace, store_named_by, store_of, store_option
+from orchestrator.cli.preflight import check_run_id, store_folders_problem
 from orchestrator.cli.records import runs
 from orchestrator.cli.records.mlflow_runs import (
     MLFLOW_UNDO,
@@ -222,8 +222,22 @@ def confirmed(args: argparse.Namespace) -> bool:
     return answer.strip().lower() in ("y", "yes")
 
 
+def check_removable(args: argparse.Namespace, store: ArtifactStore, within: tuple[str, ...] | None = None) -> None:
+    """Refuse (exit 2) a local store whose folders this user may not write in (``within``: only those), before
+    anything is removed.
+
+    Why: `relay delete` marked the run's MLflow runs deleted, then failed (exit 1) at its record in a runs/
+    of another user, or at its stage folders in such a stages/ (the record already gone).
+    """
+    problem = store_folders_problem(store.uri, store_named_by(args), within)
+    if problem:
+        removes = problem.replace("cannot write in the artifact store", "cannot remove files in the artifact store", 1)
+        raise ConfigError([removes], "the command line")
+
+
 def cmd_delete(args: argparse.Namespace) -> int:
     store = store_of(args)
+    check_removable(args, store)
     names = list(dict.fromkeys(args.run_ids))
     plan = delete_plan(args, store, names)
     print_delete_plan(store, plan, "will remove" if not args.yes else "removes")
@@ -330,6 +344,8 @@ def check_store_exists(store: ArtifactStore) -> None:
 def cmd_gc(args: argparse.Namespace) -> int:
     store = store_of(args)
     check_store_exists(store)
+    if not args.dry_run:
+        check_removable(args, store, within=(STAGES, TRAIN_DIR))
     plan = gc_plan(store)
     if plan.held_back:
         print(f"relay gc: nothing removed from {store.uri}, because:")

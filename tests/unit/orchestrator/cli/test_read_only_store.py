@@ -19,7 +19,7 @@ import pytest
 from orchestrator.engine.records import StageRecord
 from orchestrator.tracking.mlflow_tracker import MlflowTracker
 from tests.unit.orchestrator.cli.test_cli_writes_nothing import SMOKE
-from tests.unit.orchestrator.cli.test_store_not_readable import _files, _store
+from tests.unit.orchestrator.cli.test_store_not_readable import STAGE, _files, _store
 from tests.unit.pipelines.test_unreadable_image_folder import ROOT, _unprivileged
 
 
@@ -71,3 +71,58 @@ def test_run_refuses_a_store_it_may_not_write_in_before_it_starts(tmp_path: Path
     ), done.stderr[-3000:]
     assert "INFO" not in done.stderr  # refused before the run's start was logged
     assert _files(workspace) == before
+
+
+def _tracked(workspace: Path) -> None:
+    """Run r1 of the store ``_store`` made, finished in the workspace's MLflow database."""
+    tracker = MlflowTracker(f"sqlite:///{workspace / 'mlflow.db'}", "relay", system_metrics=False)
+    tracker.start_pipeline("r1", "crest", {}, resume=False)
+    tracker.stage_finished(StageRecord("g00/evaluate", 0, "f", False, "FINISHED", metrics={"balanced_accuracy": 0.75}))
+    tracker.end_pipeline("FINISHED")
+
+
+def test_run_refuses_a_tracking_database_it_may_not_write_in(tmp_path: Path) -> None:
+    """Before: the run went on untracked ("The MLflow record of run RUN is incomplete"), exit 0."""
+    workspace = tmp_path / "ws"
+    _store(workspace)
+    _tracked(workspace)
+    before = _files(workspace)
+    argv = ["run", str(SMOKE), "run.executor=local", "--stop-after", "data/split", "--workspace", str(workspace)]
+    done = _relay(argv, workspace / "mlflow.db", 0o444)
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert (
+        f"  - run.workspace: this user may not write in the tracking database {workspace / 'mlflow.db'} (read-only), "
+        f"where MLflow records the run; give this user write access (chmod u+w {workspace / 'mlflow.db'}), or point "
+        "the tracking store at another file"
+    ) in done.stderr, done.stderr[-3000:]
+    assert _files(workspace) == before
+
+
+@pytest.mark.parametrize(
+    ("command", "folder"),
+    [(["delete", "r1", "--yes"], "runs"), (["delete", "r1", "--yes"], "stages"), (["gc"], "stages")],
+    ids=["delete-runs", "delete-stages", "gc-stages"],
+)
+def test_delete_and_gc_refuse_a_store_they_may_not_remove_in(tmp_path: Path, command: list[str], folder: str) -> None:
+    """Before: `relay delete` marked the MLflow runs deleted, then failed (exit 1) at the record or the stage folder;
+    `relay gc` failed at the first folder it removed."""
+    workspace = tmp_path / "ws"
+    store = _store(workspace)
+    _tracked(workspace)
+    before = _files(workspace)
+    done = _relay([*command, "--workspace", str(workspace)], store / folder, 0o555)
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert (
+        f"  - --workspace: cannot remove files in the artifact store {store}: this user may not write in "
+        f"{store / folder}; give it access (chmod -R u+rwX {store / folder})"
+    ) in done.stderr, done.stderr[-3000:]
+    assert _files(workspace) == before
+
+
+def test_gc_removes_in_stages_without_writing_in_runs(tmp_path: Path) -> None:
+    """`relay gc` writes nothing in runs/: a runs/ it may only read is no reason to refuse."""
+    workspace = tmp_path / "ws"
+    store = _store(workspace)  # its run r1 has no ledger, so no run names the stage folder
+    done = _relay(["gc", "--workspace", str(workspace)], store / "runs", 0o555)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert not (store / STAGE).exists()
