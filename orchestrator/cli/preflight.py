@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from orchestrator.cli.records.run_status import run_status
 from orchestrator.cli.sweeps.sweep_names import check_run_id_free
 from orchestrator.cli.temporary import impermanence
 from orchestrator.config import (
@@ -28,7 +29,7 @@ from orchestrator.config import (
 )
 from orchestrator.config.values import name_problem
 from orchestrator.engine.artifacts import ArtifactStore
-from orchestrator.engine.ledger import CONFIG_FILE, record_path
+from orchestrator.engine.ledger import CONFIG_FILE, RunStatus, record_path
 from orchestrator.errors import ConfigError, RelayError
 from orchestrator.tracking.common import half_made_store_problem, sqlite_path
 
@@ -52,14 +53,18 @@ def check_new_run(store: ArtifactStore, run_id: str, run: RunSettings | None = N
     run's settings, says where its workspace's sweeps are."""
     if store.read_record(record_path(run_id, CONFIG_FILE)) is not None:
         raise ConfigError(
-            [
-                f"--run-id: a run {run_id!r} already exists in {store.uri}; finish it with `relay resume {run_id}`, "
-                "or pick another id (or leave --run-id out for a new one)"
-            ],
-            "the command line",
+            [f"--run-id: a run {run_id!r} already exists in {store.uri}; {_way_on(store, run_id)}"], "the command line"
         )
     if run is not None:
         check_run_id_free(store, run, run_id)
+
+
+def _way_on(store: ArtifactStore, run_id: str) -> str:
+    """What to do instead of reusing ``run_id``: finish the run it names, unless it has finished, when a resume
+    would only check it (as `relay submit --run-id` says): then another id is the one way on."""
+    if run_status(store, run_id) is RunStatus.FINISHED:
+        return "it has finished: pick another id (or leave --run-id out for a new one)"
+    return f"finish it with `relay resume {run_id}`, or pick another id (or leave --run-id out for a new one)"
 
 
 def file_not_folder_problem(folder: Path, key: str) -> str | None:
