@@ -23,6 +23,8 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from typing import Any
 
 from orchestrator.config import TRACKING_URI_ENV
@@ -36,6 +38,8 @@ MODEL_TRAINING_VIEW = "workflowType=machine_learning"  # the query that opens ML
 # MLflow's server imports starlette.middleware.wsgi, which warns that it is deprecated (server_warnings)
 STARLETTE_WSGI_WARNING = "ignore:starlette.middleware.wsgi is deprecated:UserWarning"
 STOP_GRACE_S = 10.0  # uvicorn drains open connections on SIGTERM; a UI has few, this is ample
+ANSWER_WAIT_S = 120.0  # how long the server may take to answer before its address is printed all the same
+ANSWER_POLL_S = 0.2
 
 
 def port_in_use(port: int) -> bool:
@@ -196,7 +200,7 @@ def server_warnings() -> str:
     return ",".join(part for part in (given, STARLETTE_WSGI_WARNING) if part)
 
 
-def run_server(tracking_uri: str, port: int) -> int:
+def run_server(tracking_uri: str, port: int, ready_line: str = "") -> int:
     """Run `mlflow server` until it exits, Ctrl-C or SIGTERM; then stop it and everything it started.
 
     The server runs in a session of its own: Ctrl-C in the terminal reaches only Relay (not
@@ -204,6 +208,8 @@ def run_server(tracking_uri: str, port: int) -> int:
     whole process group on the way out. Without that, `kill <relay pid>` left `mlflow
     server` and its uvicorn serving the port, re-parented to PID 1. A tracking server needs no
     second one: its UI is the URL ``check`` returned, so this returns 0 at once.
+    ``ready_line`` (the UI's address) is printed once the server answers (``answering``): printed
+    before it started, the address was refused for the 5 s or more MLflow takes to start.
     """
     if is_server(tracking_uri):
         log.info("the tracking store %s is an MLflow server: open its UI, nothing to start", tracking_uri)
@@ -213,12 +219,29 @@ def run_server(tracking_uri: str, port: int) -> int:
     server = subprocess.Popen(command, env=env, start_new_session=True)
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
+        if answering(server, ui_base(tracking_uri, port)) and ready_line:
+            print(ready_line, flush=True)
         return server.wait()
     except KeyboardInterrupt:
         return 0
     finally:
         signal.signal(signal.SIGTERM, previous)
         stop_server(server)
+
+
+def answering(server: subprocess.Popen, base: str, wait_s: float = ANSWER_WAIT_S) -> bool:
+    """Whether ``server`` lives once its address answers HTTP, or ``wait_s`` has gone by (a slow start is not a
+    failure: its address is printed all the same); False when it exited first (its own output says why)."""
+    deadline = time.monotonic() + wait_s
+    while server.poll() is None and time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{base}/health", timeout=ANSWER_POLL_S * 5):
+                return True
+        except urllib.error.HTTPError:  # an answer all the same
+            return True
+        except OSError:  # not listening yet
+            time.sleep(ANSWER_POLL_S)
+    return server.poll() is None
 
 
 def _interrupt(signum: int, frame: Any) -> None:

@@ -84,3 +84,27 @@ def test_stopping_relay_ui_stops_the_mlflow_server_it_started(tmp_path, moment, 
         log.close()
     assert "Traceback" not in output, output[-3000:]
     assert "INFO:" not in output, output[-3000:]  # uvicorn's start-up and request lines
+
+
+def test_the_ui_address_is_printed_once_the_server_answers(tmp_path):
+    """`relay ui` printed the address before it started `mlflow server`, which then took 5 s or more to listen: a
+    click on the fresh link was refused. The address now comes once the server answers."""
+    workspace, port = tracked_workspace(tmp_path), free_port()
+    command = [sys.executable, "-m", "orchestrator.cli", "ui", "--workspace", str(workspace), "--port", str(port)]
+    log_path = tmp_path / "ui.log"
+    with log_path.open("w") as log:
+        relay = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    address = f"MLflow UI: http://127.0.0.1:{port}/"
+    try:
+        wait_for(lambda: address in log_path.read_text() or relay.poll() is not None, 300, "relay ui's address")
+        answered = healthy(port)  # at once: no wait, no retry
+        started = processes_of_group(relay.pid) - {relay.pid}
+        os.kill(relay.pid, signal.SIGTERM)
+        assert relay.wait(timeout=120) == 0
+    finally:
+        stop_processes(processes_of_group(relay.pid) - {os.getpid()})
+    output = log_path.read_text()
+    assert address in output, output[-3000:]
+    assert answered, f"the address was printed before the server answered: {output[-3000:]}"
+    assert output.index("MLflow UI: starting") < output.index(address)
+    assert started, "relay ui started no server process"

@@ -57,9 +57,9 @@ def cmd_ui(args: argparse.Namespace) -> int:
         print(f"MLflow UI (the tracking server's own): {url}", flush=True)
         if args.port is not None:
             print(unused_port_note(args.port, uri, key), flush=True)
-    else:
-        print(f"MLflow UI: {url}  (Ctrl-C to stop)", flush=True)
-    return ui.run_server(uri, port)
+        return ui.run_server(uri, port)
+    print("MLflow UI: starting ...", flush=True)
+    return ui.run_server(uri, port, ready_line=f"MLflow UI: {url}  (Ctrl-C to stop)")
 
 
 def unused_port_note(port: int, uri: str, key: str = f"${TRACKING_URI_ENV}") -> str:

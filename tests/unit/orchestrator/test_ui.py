@@ -48,13 +48,14 @@ def test_url_points_at_the_newest_pipeline_run_and_server_runs_light(tmp_path, c
     tracker.start_pipeline("run-u", "toy", {}, resume=False)
     tracker.end_pipeline("FINISHED")
     started = []
-    monkeypatch.setattr(ui, "run_server", lambda uri, port: started.append((uri, port)) or 0)
+    monkeypatch.setattr(ui, "run_server", lambda uri, port, ready_line="": started.append((uri, port, ready_line)) or 0)
     port = free_port()
     assert cli.main(["ui", "--workspace", str(tmp_path), "--port", str(port)]) == 0
-    assert f"http://127.0.0.1:{port}/#/experiments/" in capsys.readouterr().out
+    assert f"http://127.0.0.1:{port}/#/experiments/" not in capsys.readouterr().out  # only once the server answers
+    assert f"MLflow UI: http://127.0.0.1:{port}/#/experiments/" in started[0][2]
     url = ui.latest_run_url(uri, "relay", port)
     assert tracker.parent_run_id in url and url.endswith("?workflowType=machine_learning")  # model-training view
-    assert started == [(uri, port)]
+    assert [(uri, port)] == [given[:2] for given in started]
     command, env = ui.server_command(uri, port)
     assert env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "false"
     assert command[command.index("--host") + 1] == "127.0.0.1"

@@ -71,7 +71,7 @@ def free_port() -> int:
 
 def ui_url(workspace: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, *flags: str) -> str:
     """What `relay ui` prints (its server not started: the URL is what is checked)."""
-    monkeypatch.setattr(ui, "run_server", lambda uri, port: 0)
+    monkeypatch.setattr(ui, "run_server", lambda uri, port, ready_line="": print(ready_line) or 0)
     capsys.readouterr()
     assert main(["ui", "--workspace", str(workspace), "--port", str(free_port()), *flags]) == 0
     return capsys.readouterr().out

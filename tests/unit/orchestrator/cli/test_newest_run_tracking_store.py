@@ -93,7 +93,7 @@ def test_ui_serves_the_newest_run_s_tracking_store_and_says_so(
     runs_tracked_on_the_first_machine: str, second_machine: Path, monkeypatch: pytest.MonkeyPatch, capsys
 ) -> None:
     served: list[str] = []
-    monkeypatch.setattr(ui, "run_server", lambda uri, port: served.append(uri) or 0)
+    monkeypatch.setattr(ui, "run_server", lambda uri, port, ready_line="": served.append(uri) or print(ready_line) or 0)
     assert main(["ui", "--port", str(free_port())], pipelines=PIPELINES) == 0, capsys.readouterr().err
     output = capsys.readouterr().out
     client = mlflow_client(runs_tracked_on_the_first_machine)
