@@ -8,27 +8,12 @@ CAP_DAC_READ_SEARCH (``setpriv``), which is all that lets it read a mode-000 pat
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[3]
-NO_READ_OVERRIDE = ["--inh-caps=-dac_override,-dac_read_search", "--bounding-set=-dac_override,-dac_read_search"]
-
-
-def _unprivileged() -> list[str]:
-    """The command prefix under which a chmod-000 path raises PermissionError, as it does for a user."""
-    if os.geteuid() != 0:
-        return []
-    if shutil.which("setpriv") is None:
-        pytest.skip("root reads a chmod-000 path, and setpriv (util-linux), which drops that power, is not installed")
-    return ["setpriv", *NO_READ_OVERRIDE]
+from tests.unit.unprivileged import relay_with_mode
 
 
 def _image_folder(root: Path) -> Path:
@@ -42,20 +27,7 @@ def _image_folder(root: Path) -> Path:
 
 def _import_refused(source: Path, dest: Path, unreadable: Path) -> str:
     """`relay data import SOURCE DEST` with ``unreadable`` chmod 000: its stderr, once it exited 2 writing nothing."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "RELAY_"))}
-    mode = unreadable.stat().st_mode
-    unreadable.chmod(0)
-    try:
-        done = subprocess.run(
-            [*_unprivileged(), sys.executable, "-m", "orchestrator.cli", "data", "import", str(source), str(dest)],
-            cwd=ROOT,
-            env={**env, "PYTHONPATH": str(ROOT)},
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-    finally:
-        unreadable.chmod(mode)  # else pytest cannot remove tmp_path
+    done = relay_with_mode(["data", "import", str(source), str(dest)], unreadable, 0)
     assert done.returncode == 2, done.stderr[-3000:]
     assert not dest.exists()
     return done.stderr

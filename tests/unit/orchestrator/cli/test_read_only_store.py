@@ -9,9 +9,6 @@ runs/ or stages/ this user may not write in logged the run's start, then failed 
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,25 +17,7 @@ from orchestrator.engine.records import StageRecord
 from orchestrator.tracking.mlflow_tracker import MlflowTracker
 from tests.unit.orchestrator.cli.test_cli_writes_nothing import SMOKE
 from tests.unit.orchestrator.cli.test_store_not_readable import STAGE, _files, _store
-from tests.unit.pipelines.test_unreadable_image_folder import ROOT, _unprivileged
-
-
-def _relay(argv: list[str], closed: Path, mode: int) -> subprocess.CompletedProcess[str]:
-    """``relay ARGV`` with ``closed`` set to ``mode`` meanwhile, run as a user the mode binds."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "RELAY_", "MLFLOW_"))}
-    before = closed.stat().st_mode
-    closed.chmod(mode)
-    try:
-        return subprocess.run(
-            [*_unprivileged(), sys.executable, "-m", "orchestrator.cli", *argv],
-            cwd=ROOT,
-            env={**env, "PYTHONPATH": str(ROOT)},
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-    finally:
-        closed.chmod(before)  # else pytest cannot remove tmp_path
+from tests.unit.unprivileged import relay_with_mode
 
 
 def test_generations_reads_a_workspace_it_may_not_write_in(tmp_path: Path) -> None:
@@ -49,7 +28,7 @@ def test_generations_reads_a_workspace_it_may_not_write_in(tmp_path: Path) -> No
     tracker.stage_finished(StageRecord("g00/evaluate", 0, "f", False, "FINISHED", metrics={"balanced_accuracy": 0.75}))
     tracker.end_pipeline("FINISHED")
     before = _files(workspace)
-    done = _relay(["generations", "r1", "--workspace", str(workspace)], workspace, 0o555)
+    done = relay_with_mode(["generations", "r1", "--workspace", str(workspace)], workspace, 0o555)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "cannot write in" not in done.stderr
     assert "0.7500" in done.stdout, done.stdout
@@ -62,7 +41,7 @@ def test_run_refuses_a_store_it_may_not_write_in_before_it_starts(tmp_path: Path
     store = _store(workspace)
     before = _files(workspace)
     argv = ["run", str(SMOKE), "run.executor=local", "--workspace", str(workspace)]
-    done = _relay(argv, store / folder, 0o555)
+    done = relay_with_mode(argv, store / folder, 0o555)
     assert done.returncode == 2, done.stderr[-3000:]
     assert done.stderr.startswith(
         f"relay: 1 problem(s) in {SMOKE}:\n  - run.workspace: cannot write in the artifact store {store}: this user "
@@ -88,7 +67,7 @@ def test_run_refuses_a_tracking_database_it_may_not_write_in(tmp_path: Path) -> 
     _tracked(workspace)
     before = _files(workspace)
     argv = ["run", str(SMOKE), "run.executor=local", "--stop-after", "data/split", "--workspace", str(workspace)]
-    done = _relay(argv, workspace / "mlflow.db", 0o444)
+    done = relay_with_mode(argv, workspace / "mlflow.db", 0o444)
     assert done.returncode == 2, done.stderr[-3000:]
     assert (
         f"  - run.workspace: this user may not write in the tracking database {workspace / 'mlflow.db'} (read-only), "
@@ -110,7 +89,7 @@ def test_delete_and_gc_refuse_a_store_they_may_not_remove_in(tmp_path: Path, com
     store = _store(workspace)
     _tracked(workspace)
     before = _files(workspace)
-    done = _relay([*command, "--workspace", str(workspace)], store / folder, 0o555)
+    done = relay_with_mode([*command, "--workspace", str(workspace)], store / folder, 0o555)
     assert done.returncode == 2, done.stderr[-3000:]
     assert (
         f"  - --workspace: cannot remove files in the artifact store {store}: this user may not write in "
@@ -123,6 +102,6 @@ def test_gc_removes_in_stages_without_writing_in_runs(tmp_path: Path) -> None:
     """`relay gc` writes nothing in runs/: a runs/ it may only read is no reason to refuse."""
     workspace = tmp_path / "ws"
     store = _store(workspace)  # its run r1 has no ledger, so no run names the stage folder
-    done = _relay(["gc", "--workspace", str(workspace)], store / "runs", 0o555)
+    done = relay_with_mode(["gc", "--workspace", str(workspace)], store / "runs", 0o555)
     assert done.returncode == 0, done.stderr[-3000:]
     assert not (store / STAGE).exists()

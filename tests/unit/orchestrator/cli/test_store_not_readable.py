@@ -13,15 +13,12 @@ tests/unit/pipelines/test_unreadable_image_folder.py does).
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from orchestrator.cli import main
-from tests.unit.pipelines.test_unreadable_image_folder import ROOT, _unprivileged
+from tests.unit.unprivileged import relay_with_mode
 
 STAGE = "stages/0123abcd/out.parquet"
 
@@ -44,20 +41,7 @@ def _refused_without_read(argv: list[str], workspace: Path, unreadable: Path) ->
     """``relay ARGV`` with ``unreadable`` chmod 000, run as a user it refuses: its stderr, once it exited 2 and
     left the workspace as it was."""
     before = _files(workspace)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "RELAY_", "MLFLOW_"))}
-    mode = unreadable.stat().st_mode
-    unreadable.chmod(0)
-    try:
-        done = subprocess.run(
-            [*_unprivileged(), sys.executable, "-m", "orchestrator.cli", *argv, "--workspace", str(workspace)],
-            cwd=ROOT,
-            env={**env, "PYTHONPATH": str(ROOT)},
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-    finally:
-        unreadable.chmod(mode)  # else pytest cannot remove tmp_path
+    done = relay_with_mode([*argv, "--workspace", str(workspace)], unreadable, 0)
     assert done.returncode == 2, done.stderr[-3000:]
     assert "Traceback" not in done.stderr and done.stderr.count("relay: ") == 1, done.stderr[-3000:]
     assert _files(workspace) == before
