@@ -125,8 +125,9 @@ def ray_notices_skipped() -> None:
 
     Why: every data-parallel stage printed Ray's C++ error line about Ray Train's PreemptionWatcher actor (a
     restart caveat of Ray's own, with a link to Ray's issue tracker), which reads as a failure of the run and
-    that no Relay user can act on, and a line a rank with Ray Train's report object. RAY_DEDUP_LOGS_SKIP_REGEX is Ray's switch (its log deduplicator drops
-    matching lines; Ray reads it when imported, so this runs first); a value the user set is kept.
+    that no Relay user can act on, and a line a rank with Ray Train's report object. RAY_DEDUP_LOGS_SKIP_REGEX
+    is Ray's switch (its log deduplicator drops matching lines; Ray reads it when imported, so this runs
+    first); a value the user set is kept.
     """
     os.environ.setdefault("RAY_DEDUP_LOGS_SKIP_REGEX", RAY_NOTICES)
 

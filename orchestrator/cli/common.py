@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from orchestrator.cli.installed_pipelines import installed_pipelines
-from orchestrator.cli.preflight import folder_problem, open_store
+from orchestrator.cli.preflight import first_closed, folder_problem, open_store
 from orchestrator.cli.run.run_locations import local_path, store_problem
 from orchestrator.config import ARTIFACT_URI_ENV, WORKSPACE_ENV, RunSettings, artifact_uri
 from orchestrator.config.values import ray_address_problem
@@ -80,9 +80,7 @@ def local_store_problem(folder: Path, key: str) -> str | None:
     try:
         if not folder.is_dir():
             return folder_problem(folder, key)
-        unreadable = next(
-            (path for path in (folder, *_subfolders(folder)) if not os.access(path, os.R_OK | os.X_OK)), None
-        )
+        unreadable = first_closed(folder, os.R_OK | os.X_OK)
     except OSError:  # a folder on its path this user may not enter: even stat is refused
         unreadable = next((path for path in reversed(folder.parents) if not os.access(path, os.X_OK)), folder)
     if unreadable is not None:
@@ -96,11 +94,6 @@ def local_store_problem(folder: Path, key: str) -> str | None:
             f"file; move that file away, or point {key} at another store"
         )
     return None
-
-
-def _subfolders(folder: Path) -> list[Path]:
-    """The folders directly in ``folder`` (a store's runs/, stages/, ...)."""
-    return [path for path in folder.iterdir() if path.is_dir()]
 
 
 def store_named_by(args: argparse.Namespace) -> str:

@@ -132,10 +132,13 @@ def location_problems(
     return [problem for problem in problems if problem]
 
 
-def store_folders_problem(uri: str, key: str, within: tuple[str, ...] | None = None) -> str | None:
+def store_folders_problem(
+    uri: str, key: str, within: tuple[str, ...] | None = None, doing: str = "write in"
+) -> str | None:
     """Why this user cannot write in the local store at ``uri`` that already exists (or in a folder directly in it:
     runs/, stages/); None when it can, or the store is remote or not there yet. ``within``: only these folders of
-    it matter (`relay gc` removes only in stages/ and the Ray Train folder).
+    it matter (`relay gc` removes only in stages/ and the Ray Train folder). ``doing``: what the command would do
+    there, as the message says it (`relay delete`: "remove files in").
 
     Why: ``folder_problem`` checks the folder a store would be made in, not one that exists; a store of
     another user (runs/ not writable) failed at the run record's first write (exit 1), after the run's start
@@ -147,17 +150,23 @@ def store_folders_problem(uri: str, key: str, within: tuple[str, ...] | None = N
     try:
         if not folder.is_dir():
             return None
-        inside = [path for path in folder.iterdir() if path.is_dir() and (within is None or path.name in within)]
-        checked = inside if within is not None else [folder, *inside]
-        blocked = next((path for path in checked if not os.access(path, os.R_OK | os.W_OK | os.X_OK)), None)
+        blocked = first_closed(folder, os.R_OK | os.W_OK | os.X_OK, within)
     except OSError:  # a folder this user may not list
         blocked = folder
     if blocked is None:
         return None
     return (
-        f"{key}: cannot write in the artifact store {folder}: this user may not write in {blocked}; give it access "
+        f"{key}: cannot {doing} the artifact store {folder}: this user may not write in {blocked}; give it access "
         f"(chmod -R u+rwX {blocked}), or point {key} at another store"
     )
+
+
+def first_closed(folder: Path, access: int, within: tuple[str, ...] | None = None) -> Path | None:
+    """The first of ``folder`` and the folders directly in it (``within``: only the folders in it so named) that this
+    user lacks ``access`` to (``os.access``'s mode), None when none; OSError where ``folder`` cannot be listed."""
+    inside = [path for path in folder.iterdir() if path.is_dir() and (within is None or path.name in within)]
+    checked = inside if within is not None else [folder, *inside]
+    return next((path for path in checked if not os.access(path, access)), None)
 
 
 def _setting(value: str | None, key: str, variable: str) -> tuple[str, str | None]:

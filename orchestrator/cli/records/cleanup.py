@@ -229,10 +229,9 @@ def check_removable(args: argparse.Namespace, store: ArtifactStore, within: tupl
     Why: `relay delete` marked the run's MLflow runs deleted, then failed (exit 1) at its record in a runs/
     of another user, or at its stage folders in such a stages/ (the record already gone).
     """
-    problem = store_folders_problem(store.uri, store_named_by(args), within)
+    problem = store_folders_problem(store.uri, store_named_by(args), within, doing="remove files in")
     if problem:
-        removes = problem.replace("cannot write in the artifact store", "cannot remove files in the artifact store", 1)
-        raise ConfigError([removes], "the command line")
+        raise ConfigError([problem], "the command line")
 
 
 def cmd_delete(args: argparse.Namespace) -> int:

@@ -204,9 +204,8 @@ def tracked_only(args: argparse.Namespace, store: ArtifactStore, pipelines: Pipe
     except RelayError:
         kind = None
     if kind is None:
-        read_run_record(
-            store, args.run_id, pipelines, writes=False
-        )  # raises: no such run in the store, and how to name it
+        # raises: no such run in the store, and how to name it
+        read_run_record(store, args.run_id, pipelines, writes=False)
     spec = pipelines.get(kind) if kind else None
     return uri, experiment_of(args), spec.summary if spec is not None else None
 
