@@ -22,7 +22,6 @@ from types import FrameType
 
 import pytest
 
-from orchestrator.engine import signals
 from orchestrator.engine.signals import (
     IMPORT_MACHINERY,
     Terminated,
@@ -30,6 +29,9 @@ from orchestrator.engine.signals import (
     terminate_as_interrupt,
     terminated_by_signal,
 )
+from tests.unit.orchestrator.engine.test_terminations_kept import sigterm_restored
+
+__all__ = ["sigterm_restored"]  # the fixture (SIGTERM's handler and the received flag put back), used by name
 
 SIGNAL_WAIT_S = 30.0  # an upper bound for a redelivered signal to arrive, not a figure under test
 
@@ -143,23 +145,18 @@ def test_a_real_ctrl_c_while_an_import_waits_for_its_lock_ends_after_the_import(
     assert imported == [name]
 
 
-def test_sigterm_inside_importlib_is_raised_after_it_too() -> None:
+def test_sigterm_inside_importlib_is_raised_after_it_too(sigterm_restored: None) -> None:
     frame = importlib_frame()
-    before = signal.getsignal(signal.SIGTERM)
+    terminate_as_interrupt()
+    handler = signal.getsignal(signal.SIGTERM)
     try:
-        terminate_as_interrupt()
-        handler = signal.getsignal(signal.SIGTERM)
-        try:
-            handler(signal.SIGTERM, frame)
-        except Terminated:
-            pytest.fail("the SIGTERM was raised inside importlib")
-        assert not terminated_by_signal()
-        with pytest.raises(Terminated):
-            wait_for_signal()
-        assert terminated_by_signal()
-    finally:
-        signal.signal(signal.SIGTERM, before)
-        signals._SIGTERM_RECEIVED.clear()  # other tests see a process no SIGTERM reached
+        handler(signal.SIGTERM, frame)
+    except Terminated:
+        pytest.fail("the SIGTERM was raised inside importlib")
+    assert not terminated_by_signal()
+    with pytest.raises(Terminated):
+        wait_for_signal()
+    assert terminated_by_signal()
 
 
 def test_the_python_apis_runs_get_the_same_rule_and_give_the_callers_handler_back() -> None:
