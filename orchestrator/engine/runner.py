@@ -46,7 +46,7 @@ from orchestrator.engine.run_state import (
     mark_interrupted,
     wall_time,
 )
-from orchestrator.engine.signals import one_more_interrupt_held
+from orchestrator.engine.signals import interrupts_after_the_step, one_more_interrupt_held
 from orchestrator.engine.stage_claims import StageClaims
 from orchestrator.engine.stage_reports import StageReports
 from orchestrator.engine.store_faults import StoreFault, store_fault
@@ -105,6 +105,7 @@ class Runner:
         self.store_option = store_option
         self.cluster_job = cluster_job
         self.continued_by = continued_by
+        self.ended_as: RunStatus | None = None  # how the last run ended, once its ledger says so
 
     def _resume_command(self, run_id: str, quote: str = "") -> str:
         """`relay resume RUN_ID` as this run is resumed, with the cluster job's way beside it for a run on a cluster.
@@ -155,6 +156,7 @@ class Runner:
 
     def _run(self, pipeline: Pipeline, run_id: str, stop_after: str | None, rerun: Collection[str]) -> RunSummary:
         """``run``, with the runner's own folder of copies left for ``run`` to remove."""
+        self.ended_as = None
         unknown = sorted(set(rerun) - {s.name for s in pipeline.stages})
         if unknown:
             pipeline.stage(unknown[0])  # the error names the valid stages
@@ -184,7 +186,9 @@ class Runner:
                 raise
             raise failed from exc.__cause__
         status = RunStatus.FINISHED if _all_done(pipeline, st.outcomes, ledger) else RunStatus.STOPPED
-        st.write_ledger(status)
+        with interrupts_after_the_step():  # the ledger and ``ended_as`` agree when a Ctrl-C comes
+            st.write_ledger(status)
+            self.ended_as = status
         logger.info(
             "run %s %s: %d executed, %d cached",
             run_id,

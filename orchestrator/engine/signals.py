@@ -216,6 +216,24 @@ def interrupts_kept(on_interrupt: Callable[[], None] = lambda: None) -> Iterator
 
 
 @contextlib.contextmanager
+def interrupts_after_the_step() -> Iterator[None]:
+    """A Ctrl-C during the block (a short step that must happen whole) is raised when the block ends; a second
+    raises at once.
+
+    Why: the Runner writes how a run ended, then notes it for `relay run`'s end (``Runner.ended_as``). A
+    Ctrl-C between the two (CI, once: it landed in the ledger write's rename) left the run FINISHED in its
+    ledger but KILLED in MLflow, said nothing, and had the driver wait for the tracker: forever, when
+    MLflow's store was still being created under another process's lock. Held to the end of the step, the
+    Ctrl-C comes once both are done, and is handled as one while the run waits for MLflow. Only the main
+    thread can set a handler; elsewhere the block runs as it is.
+    """
+    with _interrupts_noted(on_first=lambda: None) as noted:
+        yield
+    if noted:
+        raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
 def one_more_interrupt_held() -> Iterator[None]:
     """While an interrupted run says how it ended and records it: one more Ctrl-C is held (and dropped), a third
     raises at once.

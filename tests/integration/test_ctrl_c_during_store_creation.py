@@ -63,7 +63,7 @@ def test_ctrl_c_while_the_store_is_created_says_one_line_and_the_next_run_works(
         if when == "migrating":
             fcntl.flock(lock, fcntl.LOCK_UN)
             wait_for(lambda: building(workspace) or driver.poll() is not None, 300, "the store's schema", poll_s=0.01)
-        code = stopped(driver, signal.SIGINT)
+        code = stopped(driver, signal.SIGINT, log=log)
     output = log.read_text()
 
     assert code == 130, output[-3000:]

@@ -71,19 +71,34 @@ def names(workspace: Path, run_id: str) -> dict:
     return runs_by_name(workspace, run_id)
 
 
-def stopped(driver: subprocess.Popen, sig: int, group: bool = True) -> int:
+def stopped(driver: subprocess.Popen, sig: int, group: bool = True, log: Path | None = None) -> int:
     """Send ``sig`` as a terminal would (Ctrl-C: the whole foreground group), or to the driver alone (``group``
-    False: `kill <pid>`), and wait for the driver."""
+    False: `kill <pid>`), and wait for the driver. One that does not end fails with its threads' stacks and the tail
+    of ``log``, its output."""
     try:
         if group:
             os.killpg(driver.pid, sig)
         else:
             driver.send_signal(sig)
-        return driver.wait(timeout=300)
+        try:
+            return driver.wait(timeout=300)
+        except subprocess.TimeoutExpired as exc:
+            said = log.read_text()[-3000:] if log is not None else ""
+            raise AssertionError(f"the driver did not end; its threads:\n{thread_stacks(driver.pid)}\n{said}") from exc
     finally:
         if driver.poll() is None:
             os.killpg(driver.pid, signal.SIGKILL)
             driver.wait()
+
+
+def thread_stacks(pid: int) -> str:
+    """Every thread's Python stack in process ``pid`` (py-spy, which Ray's default extra installs), for a hang's report."""
+    spy = Path(sys.executable).with_name("py-spy")
+    try:
+        dump = subprocess.run([str(spy), "dump", "--pid", str(pid)], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"(py-spy could not read them: {exc})"
+    return dump.stdout + dump.stderr
 
 
 def test_ctrl_c_interrupts_the_run_says_how_to_resume_and_closes_mlflow_killed(tmp_path):

@@ -217,9 +217,12 @@ def run_stages(run: PreparedRun, tracker: BackgroundTracker, copies: Path, hando
     closes the MLflow runs KILLED, the status MLflow has for a run stopped from outside.
     ``handover`` is marked once the Runner, which says how to resume from then on, has the run.
     The status the tracker closes with is the run's (a ``RunStatus``), or MLflow's KILLED after a Ctrl-C.
+    A Ctrl-C once the Runner wrote how the run ended is one while the run waits for MLflow
+    (``tracking_cut_short_said``): the MLflow runs close as the ledger says, MLflow is not waited for, and a line
+    says what its record lacks.
     """
     status: str = RunStatus.FAILED
-    executor, table = None, None
+    executor, table, runner, ctrl_c = None, None, None, None
     try:
         # Ctrl-C while Ray is imported and started: never lost (the finally stops Ray); the run's ledger says how it
         # ended (resume_hint_until_the_stages_run)
@@ -233,13 +236,17 @@ def run_stages(run: PreparedRun, tracker: BackgroundTracker, copies: Path, hando
         status = RunStatus.FINISHED if run.stop_after is None else RunStatus.STOPPED
         if run.stop_after is None:
             table = closing_table(run, summary.manifests)
-    except (KeyboardInterrupt, SystemExit):  # Ctrl-C; SIGTERM from Ray's start on (`relay stop`): Terminated
+    except (KeyboardInterrupt, SystemExit) as stopped:  # Ctrl-C; SIGTERM from Ray's start on (`relay stop`): Terminated
         if status is RunStatus.FAILED:  # not once the Runner returned: the run record already says how it ended
-            status = "KILLED"
+            status = (runner and runner.ended_as) or "KILLED"
+        ctrl_c = stopped if isinstance(stopped, KeyboardInterrupt) else None
         raise
     finally:
+        waits_for_tracking = ctrl_c is None or status == "KILLED"
         with tracking_cut_short_said(run, tracker, status):
-            wind_down(tracker, status, executor, table)
+            wind_down(tracker, status, executor, table, joins=waits_for_tracking)
+        if not waits_for_tracking:
+            say_tracking_cut_short(run, tracker, status)
 
 
 @contextlib.contextmanager
@@ -258,17 +265,22 @@ def tracking_cut_short_said(run: PreparedRun, tracker: BackgroundTracker, status
     except KeyboardInterrupt:
         if status == "KILLED":
             raise
-        inner, db = tracker.inner, sqlite_path(run.config.tracking.uri)
-        with one_more_interrupt_held():
-            if getattr(inner, "lost_at", "") is None:  # ``record_tracking`` keeps it in the run's record
-                inner.lost_at = START if getattr(inner, "parent_run_id", None) is None else END
-            creating = f" (its tracking store {db} was still being created)" if db and not db.exists() else ""
-            log.warning(
-                "interrupted while MLflow recorded run %s%s; the run itself ended %s, as its ledger says, but its "
-                "MLflow record is incomplete: fill it in with: relay resume %s%s",
-                run.run_id, creating, status, run.run_id, store_option(run.store.uri),
-            )  # fmt: skip
+        say_tracking_cut_short(run, tracker, status)
         raise
+
+
+def say_tracking_cut_short(run: PreparedRun, tracker: BackgroundTracker, status: str) -> None:
+    """The line of ``tracking_cut_short_said``, the tracker's record marked incomplete where it stopped."""
+    inner, db = tracker.inner, sqlite_path(run.config.tracking.uri)
+    with one_more_interrupt_held():
+        if getattr(inner, "lost_at", "") is None:  # ``record_tracking`` keeps it in the run's record
+            inner.lost_at = START if getattr(inner, "parent_run_id", None) is None else END
+        creating = f" (its tracking store {db} was still being created)" if db and not db.exists() else ""
+        log.warning(
+            "interrupted while MLflow recorded run %s%s; the run itself ended %s, as its ledger says, but its "
+            "MLflow record is incomplete: fill it in with: relay resume %s%s",
+            run.run_id, creating, status, run.run_id, store_option(run.store.uri),
+        )  # fmt: skip
 
 
 def stage_runner(run: PreparedRun, executor: Executor, tracker: BackgroundTracker, copies: Path) -> Runner:
@@ -287,22 +299,26 @@ def stage_runner(run: PreparedRun, executor: Executor, tracker: BackgroundTracke
     )
 
 
-def wind_down(tracker: BackgroundTracker, status: str, executor: Executor | None, table: str | None) -> None:
+def wind_down(
+    tracker: BackgroundTracker, status: str, executor: Executor | None, table: str | None, joins: bool = True
+) -> None:
     """Close the tracker with ``status``, stop Ray while it drains, then print ``table`` (None: nothing) last.
 
     Each step runs even when the one before it raised, as the run's end must: the MLflow runs closed,
-    Ray stopped, the tracker joined.
+    Ray stopped, the tracker joined. ``joins`` False: the tracker's calls are queued but not waited for
+    (the user pressed Ctrl-C once the run had ended: MLflow may be waiting on a store another process creates).
     """
     tracker.close(status)  # queued behind the stages' calls; MLflow drains them while Ray stops
     try:
         if executor is not None:
             executor.shutdown()
     finally:
-        try:
-            tracker.join()
-        finally:  # after the tracker's last lines (registered, removed aliases): the table ends the output
-            if table is not None:
-                print(table, flush=True)
+        if joins:
+            try:
+                tracker.join()
+            finally:  # after the tracker's last lines (registered, removed aliases): the table ends the output
+                if table is not None:
+                    print(table, flush=True)
 
 
 def cluster_job(run: PreparedRun) -> bool:

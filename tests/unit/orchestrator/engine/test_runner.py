@@ -502,3 +502,32 @@ def test_a_second_ctrl_c_while_the_first_is_recorded_keeps_the_line_and_the_ledg
     assert ledger(tmp_path, "twice")["status"] == RunStatus.INTERRUPTED.value
     assert "interrupted; resume with: relay resume twice" in caplog.text
     assert signal.getsignal(signal.SIGINT) is before  # the held Ctrl-C's handler is gone with the block
+
+
+def test_a_ctrl_c_as_the_finished_ledger_is_written_comes_after_the_runner_notes_how_the_run_ended(
+    tmp_path, monkeypatch
+):
+    """A Ctrl-C landing in the FINISHED ledger's write (CI, once: in its rename) left `relay run` treating a
+    run its ledger called FINISHED as killed. Held to the end of that step, it comes once ``ended_as`` says
+    FINISHED too. A real SIGINT to this process, sent from inside the write, as a terminal sends it."""
+    import signal
+
+    from orchestrator.engine.ledger import Ledger
+
+    write = Ledger.write
+
+    def write_then_ctrl_c(self, status, stages):
+        write(self, status, stages)
+        if status == RunStatus.FINISHED:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(Ledger, "write", write_then_ctrl_c)
+    runner = make_runner(tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        runner.run(toy(), "ending")
+    assert ledger(tmp_path, "ending")["status"] == RunStatus.FINISHED.value
+    assert runner.ended_as is RunStatus.FINISHED
+    monkeypatch.undo()
+    with pytest.raises(KeyboardInterrupt):  # the next attempt knows nothing of how the last one ended
+        runner.run(with_body(toy(), "g00/train", interrupted_body), "ending", rerun={"g00/train"})
+    assert runner.ended_as is None

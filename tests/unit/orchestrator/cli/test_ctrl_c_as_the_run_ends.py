@@ -1,0 +1,94 @@
+"""A Ctrl-C as a run ends, while its MLflow store is still being made elsewhere: one line, and no wait for MLflow.
+
+CI, once: the Ctrl-C landed in the Runner's write of the FINISHED ledger. `relay run` took it for a Ctrl-C during
+the stages: it closed the MLflow runs KILLED though the ledger said FINISHED, said nothing, and joined the tracking
+thread, which waited on the store's creation lock another process held, for good. Now the Runner notes how the run
+ended before the Ctrl-C is raised (``Runner.ended_as``), and `relay run`'s end handles it as a Ctrl-C while the run
+waits for MLflow (``tracking_cut_short_said``): the runs close as the ledger says, the thread is not waited for,
+and the line says how to fill the record in. The run is real (the toy pipeline, LocalExecutor, a real store and
+ledger, a real SIGINT to this process); the MLflow store is a tracker whose start waits like a store being created.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from pathlib import Path
+
+import pytest
+
+from orchestrator.cli.run.execution import Handover, PreparedRun, run_stages
+from orchestrator.config import PipelineConfig, RunSettings
+from orchestrator.engine.artifacts import ArtifactStore
+from orchestrator.engine.executors import LocalExecutor
+from orchestrator.engine.ledger import Ledger
+from orchestrator.engine.runner import RunStatus
+from orchestrator.registry import PipelineSpec
+from orchestrator.tracking.background import BackgroundTracker
+from orchestrator.tracking.pipeline_run import START
+from tests.unit.orchestrator.engine.toy import RecordingTracker, toy
+
+STORE_MADE_ELSEWHERE_S = 60.0  # how long the old code's join waited before the store "appeared"
+
+
+class ToyConfig(PipelineConfig):
+    """A run's settings: the toy pipeline in a workspace."""
+
+
+SPEC = PipelineSpec(name="toy", config_model=ToyConfig, build=lambda config: toy(), summary={})
+
+
+class StoreBeingMadeElsewhere(RecordingTracker):
+    """A tracker whose start waits, as MLflow's does on a store another process is creating (its lock held)."""
+
+    lost_at: str | None = None
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.store_made = threading.Event()
+        self.ended_with: list[str] = []
+
+    def start_pipeline(self, run_id, pipeline_name, config, resume):
+        self.store_made.wait(STORE_MADE_ELSEWHERE_S)
+
+    def end_pipeline(self, status):
+        self.ended_with.append(status)
+
+
+def test_a_ctrl_c_as_the_finished_ledger_is_written_says_one_line_and_does_not_wait_for_mlflow(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    write = Ledger.write
+
+    def write_then_ctrl_c(self, status, stages):
+        write(self, status, stages)
+        if status == RunStatus.FINISHED:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(Ledger, "write", write_then_ctrl_c)
+    config = ToyConfig(
+        pipeline="toy",
+        name="toy",
+        run=RunSettings(workspace=str(tmp_path)),
+        tracking={"uri": f"sqlite:///{tmp_path / 'mlflow.db'}"},
+    )
+    store = ArtifactStore(str(tmp_path / "artifacts"))
+    run = PreparedRun(SPEC, config, "ending", toy(), store, None, executor=LocalExecutor())
+    inner = StoreBeingMadeElsewhere()
+    tracker = BackgroundTracker(inner)
+    tracker.start_pipeline("ending", "toy", {}, resume=False)
+    try:
+        with caplog.at_level(logging.WARNING), pytest.raises(KeyboardInterrupt):
+            run_stages(run, tracker, tmp_path / "copies", Handover())
+        not_waited_for = not inner.store_made.is_set() and tracker._thread.is_alive()
+    finally:
+        inner.store_made.set()  # the store is made: what was queued drains
+        tracker.join()
+    assert not_waited_for, "the run's end waited for the tracker after the Ctrl-C"
+    said = [r.getMessage() for r in caplog.records if "interrupted while MLflow recorded run ending" in r.getMessage()]
+    assert len(said) == 1, caplog.text
+    assert "the run itself ended FINISHED" in said[0] and "fill it in with: relay resume ending" in said[0]
+    assert inner.ended_with == [RunStatus.FINISHED], "the MLflow runs close as the ledger says the run ended"
+    assert inner.lost_at == START  # the run's record says its MLflow record stops before the parent run
