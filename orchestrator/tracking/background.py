@@ -78,14 +78,18 @@ class BackgroundTracker:
         if self._thread.is_alive():
             self._queue.put(_STOP)
 
-    def join(self) -> None:
+    def join(self, timeout: float | None = None) -> bool:
         """Wait until every queued call (the end included) has been made; raise a strict failure.
 
         Call it before the process exits: the thread is a daemon, so calls still queued at exit
         would be lost, and the MLflow tree must be complete when `relay run` returns.
+        ``timeout``: wait at most that many seconds; False when calls were still left then.
         """
-        self._thread.join()
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            return False
         self._raise_pending()
+        return True
 
     def flush(self) -> None:
         """Block until every call queued so far has been made (readers of MLflow call this first)."""

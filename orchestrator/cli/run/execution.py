@@ -69,6 +69,10 @@ def make_executor(settings: RunSettings, address: str | None = None) -> Executor
     return RayExecutor(address=address, num_cpus=settings.num_cpus, object_store_memory=settings.object_store_memory)
 
 
+TRACKING_GRACE_S = 30.0  # how long MLflow may take to finish the record of a run that ended, after a Ctrl-C
+NOTICE_AFTER_S = 1.0  # a wait for MLflow after a Ctrl-C longer than this is said
+
+
 @dataclass(frozen=True)
 class PreparedRun:
     """A run that passed every check and opened its store, with nothing written yet.
@@ -217,9 +221,9 @@ def run_stages(run: PreparedRun, tracker: BackgroundTracker, copies: Path, hando
     closes the MLflow runs KILLED, the status MLflow has for a run stopped from outside.
     ``handover`` is marked once the Runner, which says how to resume from then on, has the run.
     The status the tracker closes with is the run's (a ``RunStatus``), or MLflow's KILLED after a Ctrl-C.
-    A Ctrl-C once the Runner wrote how the run ended is one while the run waits for MLflow
-    (``tracking_cut_short_said``): the MLflow runs close as the ledger says, MLflow is not waited for, and a line
-    says what its record lacks.
+    A Ctrl-C once the Runner wrote how the run ended closes the MLflow runs as the ledger says, and MLflow is
+    given ``TRACKING_GRACE_S`` to finish the record; past that (or at a second Ctrl-C) the run ends as one
+    interrupted while it waits for MLflow (``tracking_cut_short_said``), a line saying what the record lacks.
     """
     status: str = RunStatus.FAILED
     executor, table, runner, ctrl_c = None, None, None, None
@@ -242,10 +246,10 @@ def run_stages(run: PreparedRun, tracker: BackgroundTracker, copies: Path, hando
         ctrl_c = stopped if isinstance(stopped, KeyboardInterrupt) else None
         raise
     finally:
-        waits_for_tracking = ctrl_c is None or status == "KILLED"
+        grace = None if ctrl_c is None or status == "KILLED" else TRACKING_GRACE_S
         with tracking_cut_short_said(run, tracker, status):
-            wind_down(tracker, status, executor, table, joins=waits_for_tracking)
-        if not waits_for_tracking:
+            recorded = wind_down(tracker, status, executor, table, join_within=grace)
+        if not recorded:
             say_tracking_cut_short(run, tracker, status)
 
 
@@ -300,25 +304,45 @@ def stage_runner(run: PreparedRun, executor: Executor, tracker: BackgroundTracke
 
 
 def wind_down(
-    tracker: BackgroundTracker, status: str, executor: Executor | None, table: str | None, joins: bool = True
-) -> None:
+    tracker: BackgroundTracker,
+    status: str,
+    executor: Executor | None,
+    table: str | None,
+    join_within: float | None = None,
+) -> bool:
     """Close the tracker with ``status``, stop Ray while it drains, then print ``table`` (None: nothing) last.
 
     Each step runs even when the one before it raised, as the run's end must: the MLflow runs closed,
-    Ray stopped, the tracker joined. ``joins`` False: the tracker's calls are queued but not waited for
-    (the user pressed Ctrl-C once the run had ended: MLflow may be waiting on a store another process creates).
+    Ray stopped, the tracker joined. ``join_within``: seconds to wait for the tracker (None: until it is
+    done; a number after the user pressed Ctrl-C once the run had ended: MLflow may be waiting on a store
+    another process creates). False when it was not done by then.
     """
     tracker.close(status)  # queued behind the stages' calls; MLflow drains them while Ray stops
     try:
         if executor is not None:
             executor.shutdown()
     finally:
-        if joins:
-            try:
-                tracker.join()
-            finally:  # after the tracker's last lines (registered, removed aliases): the table ends the output
-                if table is not None:
-                    print(table, flush=True)
+        try:
+            joined = tracker_done(tracker, join_within)
+        finally:  # after the tracker's last lines (registered, removed aliases): the table ends the output
+            if table is not None:
+                print(table, flush=True)
+    return joined
+
+
+def tracker_done(tracker: BackgroundTracker, within: float | None) -> bool:
+    """Whether ``tracker`` made its last call within ``within`` seconds (None: waits until it has, True).
+
+    A wait of more than a moment is said, with how to stop it: the user pressed Ctrl-C and sees nothing else.
+    """
+    if within is None or tracker.join(min(NOTICE_AFTER_S, within)):
+        return tracker.join()
+    log.warning(
+        "interrupted as the run ended: giving MLflow up to %.0f s more to finish its record; press Ctrl-C again "
+        "to stop now",
+        within,
+    )
+    return tracker.join(within)
 
 
 def cluster_job(run: PreparedRun) -> bool:

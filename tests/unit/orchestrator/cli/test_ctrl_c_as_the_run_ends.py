@@ -3,9 +3,9 @@
 CI, once: the Ctrl-C landed in the Runner's write of the FINISHED ledger. `relay run` took it for a Ctrl-C during
 the stages: it closed the MLflow runs KILLED though the ledger said FINISHED, said nothing, and joined the tracking
 thread, which waited on the store's creation lock another process held, for good. Now the Runner notes how the run
-ended before the Ctrl-C is raised (``Runner.ended_as``), and `relay run`'s end handles it as a Ctrl-C while the run
-waits for MLflow (``tracking_cut_short_said``): the runs close as the ledger says, the thread is not waited for,
-and the line says how to fill the record in. The run is real (the toy pipeline, LocalExecutor, a real store and
+ended before the Ctrl-C is raised (``Runner.ended_as``), and `relay run`'s end closes the MLflow runs as the ledger says
+and gives MLflow a bounded time (``TRACKING_GRACE_S``) to finish; past it, the line says how to fill the record in
+(as for a Ctrl-C while the run waits for MLflow, ``tracking_cut_short_said``). The run is real (the toy pipeline, LocalExecutor, a real store and
 ledger, a real SIGINT to this process); the MLflow store is a tracker whose start waits like a store being created.
 """
 
@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.cli.run import execution
 from orchestrator.cli.run.execution import Handover, PreparedRun, run_stages
 from orchestrator.config import PipelineConfig, RunSettings
 from orchestrator.engine.artifacts import ArtifactStore
@@ -68,6 +69,7 @@ def test_a_ctrl_c_as_the_finished_ledger_is_written_says_one_line_and_does_not_w
             os.kill(os.getpid(), signal.SIGINT)
 
     monkeypatch.setattr(Ledger, "write", write_then_ctrl_c)
+    monkeypatch.setattr(execution, "TRACKING_GRACE_S", 2.0)  # the store is made after 60 s: past any grace
     config = ToyConfig(
         pipeline="toy",
         name="toy",
@@ -89,6 +91,7 @@ def test_a_ctrl_c_as_the_finished_ledger_is_written_says_one_line_and_does_not_w
     assert not_waited_for, "the run's end waited for the tracker after the Ctrl-C"
     said = [r.getMessage() for r in caplog.records if "interrupted while MLflow recorded run ending" in r.getMessage()]
     assert len(said) == 1, caplog.text
+    assert "giving MLflow up to 2 s more to finish its record; press Ctrl-C again to stop now" in caplog.text
     assert "the run itself ended FINISHED" in said[0] and "fill it in with: relay resume ending" in said[0]
     assert inner.ended_with == [RunStatus.FINISHED], "the MLflow runs close as the ledger says the run ended"
     assert inner.lost_at == START  # the run's record says its MLflow record stops before the parent run
