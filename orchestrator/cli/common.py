@@ -73,14 +73,16 @@ def local_store_problem(folder: Path, key: str) -> str | None:
     """Why a command cannot read the local store ``folder`` (named by ``key``); None when it can, or it is not there.
 
     A file, or a folder under one, is ``folder_problem``'s. So is a store this user may not read: the
-    folder itself, a folder above it, or a folder in it (runs/, stages/). Why: a workspace of another user
-    (chmod 700) ended every reading command in a PermissionError traceback, and a runs/ folder not
-    readable read as a store with no runs, whose stage outputs `relay gc` then removed as named by none.
+    folder itself, a folder above it, or a folder in it (runs/, stages/), or a run's record in runs/
+    (``first_closed_record``). Why: a workspace of another user (chmod 700) ended every reading command in a
+    PermissionError traceback, and a runs/ folder not readable read as a store with no runs, whose stage
+    outputs `relay gc` then removed as named by none; one run's record this user may not read failed
+    `relay resume`, `generations`, `runs` and `delete` with exit 1 and no fix.
     """
     try:
         if not folder.is_dir():
             return folder_problem(folder, key)
-        unreadable = first_closed(folder, os.R_OK | os.X_OK)
+        unreadable = first_closed(folder, os.R_OK | os.X_OK) or first_closed_record(folder / RUNS)
     except OSError:  # a folder on its path this user may not enter: even stat is refused
         unreadable = next((path for path in reversed(folder.parents) if not os.access(path, os.X_OK)), folder)
     if unreadable is not None:
@@ -93,6 +95,20 @@ def local_store_problem(folder: Path, key: str) -> str | None:
             f"{key}: the artifact store {folder} is damaged: {folder / RUNS}, where it keeps the run records, is a "
             f"file; move that file away, or point {key} at another store"
         )
+    return None
+
+
+def first_closed_record(runs: Path) -> Path | None:
+    """The first run folder in ``runs``, or file in one, this user may not read; None when it may read them all."""
+    if not runs.is_dir():
+        return None
+    for record in runs.iterdir():
+        if record.is_dir():
+            if not os.access(record, os.R_OK | os.X_OK):
+                return record
+            closed = next((path for path in record.iterdir() if not os.access(path, os.R_OK)), None)
+            if closed is not None:
+                return closed
     return None
 
 

@@ -106,3 +106,16 @@ def test_a_runs_folder_that_cannot_be_listed_is_an_error_not_an_empty_list(tmp_p
     with pytest.raises(ArtifactError, match="could not list"):
         ArtifactStore(str(tmp_path)).newest_records("runs", "config.yaml")
     assert ArtifactStore(str(tmp_path / "empty")).newest_records("runs", "config.yaml") == []
+
+
+@pytest.mark.parametrize(
+    "argv", [["resume", "r1"], ["generations", "r1"], ["runs"], ["delete", "r1", "--yes"]], ids=lambda argv: argv[0]
+)
+@pytest.mark.parametrize("closed", ["runs/r1", "runs/r1/config.yaml"])
+def test_a_run_record_the_user_may_not_read_is_named_with_the_fix(tmp_path: Path, argv: list[str], closed: str) -> None:
+    """One run's folder (or its config) of mode 000 ended these commands with exit 1: "could not read ...
+    Permission denied", no fix."""
+    workspace = tmp_path / "ws"
+    store = _store(workspace)
+    err = _refused_without_read(argv, workspace, store / closed)
+    assert f"this user may not read {store / closed}; give it read access (chmod -R u+rX {store / closed})" in err
