@@ -12,8 +12,6 @@ ledger, a real SIGINT to this process); the MLflow store is a tracker whose star
 from __future__ import annotations
 
 import logging
-import os
-import signal
 import threading
 from pathlib import Path
 
@@ -24,12 +22,11 @@ from orchestrator.cli.run.execution import Handover, PreparedRun, run_stages
 from orchestrator.config import PipelineConfig, RunSettings
 from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.engine.executors import LocalExecutor
-from orchestrator.engine.ledger import Ledger
 from orchestrator.engine.runner import RunStatus
 from orchestrator.registry import PipelineSpec
 from orchestrator.tracking.background import BackgroundTracker
 from orchestrator.tracking.pipeline_run import START
-from tests.unit.orchestrator.engine.toy import RecordingTracker, toy
+from tests.unit.orchestrator.engine.toy import RecordingTracker, ctrl_c_after_ledger_write, toy
 
 STORE_MADE_ELSEWHERE_S = 60.0  # how long the old code's join waited before the store "appeared"
 
@@ -61,14 +58,7 @@ class StoreBeingMadeElsewhere(RecordingTracker):
 def test_a_ctrl_c_as_the_finished_ledger_is_written_says_one_line_and_does_not_wait_for_mlflow(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    write = Ledger.write
-
-    def write_then_ctrl_c(self, status, stages):
-        write(self, status, stages)
-        if status == RunStatus.FINISHED:
-            os.kill(os.getpid(), signal.SIGINT)
-
-    monkeypatch.setattr(Ledger, "write", write_then_ctrl_c)
+    ctrl_c_after_ledger_write(monkeypatch, RunStatus.FINISHED)
     monkeypatch.setattr(execution, "TRACKING_GRACE_S", 2.0)  # the store is made after 60 s: past any grace
     config = ToyConfig(
         pipeline="toy",

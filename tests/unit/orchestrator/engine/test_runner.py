@@ -13,7 +13,15 @@ from orchestrator.engine.checkpoints import StoreCheckpointer
 from orchestrator.engine.executors import LocalExecutor
 from orchestrator.engine.runner import Runner, RunStatus, StageState
 from orchestrator.errors import PipelineError, StageError, UnreadableDataError
-from tests.unit.orchestrator.engine.toy import CALLS, RecordingTracker, bad_value, flaky, toy, wrong_outputs
+from tests.unit.orchestrator.engine.toy import (
+    CALLS,
+    RecordingTracker,
+    bad_value,
+    ctrl_c_after_ledger_write,
+    flaky,
+    toy,
+    wrong_outputs,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -486,16 +494,7 @@ def test_a_second_ctrl_c_while_the_first_is_recorded_keeps_the_line_and_the_ledg
     from the ledger write itself, to this process, the way a terminal sends it."""
     import signal
 
-    from orchestrator.engine.ledger import Ledger
-
-    write = Ledger.write
-
-    def write_then_ctrl_c(self, status, stages):
-        write(self, status, stages)
-        if status == RunStatus.INTERRUPTED:
-            os.kill(os.getpid(), signal.SIGINT)
-
-    monkeypatch.setattr(Ledger, "write", write_then_ctrl_c)
+    ctrl_c_after_ledger_write(monkeypatch, RunStatus.INTERRUPTED)
     before = signal.getsignal(signal.SIGINT)
     with pytest.raises(KeyboardInterrupt):
         make_runner(tmp_path).run(with_body(toy(), "g00/train", interrupted_body), "twice")
@@ -510,18 +509,7 @@ def test_a_ctrl_c_as_the_finished_ledger_is_written_comes_after_the_runner_notes
     """A Ctrl-C landing in the FINISHED ledger's write (CI, once: in its rename) left `relay run` treating a
     run its ledger called FINISHED as killed. Held to the end of that step, it comes once ``ended_as`` says
     FINISHED too. A real SIGINT to this process, sent from inside the write, as a terminal sends it."""
-    import signal
-
-    from orchestrator.engine.ledger import Ledger
-
-    write = Ledger.write
-
-    def write_then_ctrl_c(self, status, stages):
-        write(self, status, stages)
-        if status == RunStatus.FINISHED:
-            os.kill(os.getpid(), signal.SIGINT)
-
-    monkeypatch.setattr(Ledger, "write", write_then_ctrl_c)
+    ctrl_c_after_ledger_write(monkeypatch, RunStatus.FINISHED)
     runner = make_runner(tmp_path)
     with pytest.raises(KeyboardInterrupt):
         runner.run(toy(), "ending")

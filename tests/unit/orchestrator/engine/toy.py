@@ -106,3 +106,20 @@ def counting(ctx, inputs, params):
         ctx.progress(step, params["steps"], "steps")
     params["seen"].append(params["read"]())
     return StageResult(outputs={"counted": {"steps": params["steps"]}}, metrics={"steps": params["steps"]})
+
+
+def ctrl_c_after_ledger_write(monkeypatch, status) -> None:
+    """Each ledger write of ``status`` is followed by a real SIGINT to this process, the way a terminal sends it."""
+    import os
+    import signal
+
+    from orchestrator.engine.ledger import Ledger
+
+    write = Ledger.write
+
+    def write_then_ctrl_c(self, written, stages):
+        write(self, written, stages)
+        if written == status:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(Ledger, "write", write_then_ctrl_c)
