@@ -224,8 +224,9 @@ def interrupts_after_the_step() -> Iterator[None]:
     Ctrl-C between the two (CI, once: it landed in the ledger write's rename) left the run FINISHED in its
     ledger but KILLED in MLflow, said nothing, and had the driver wait for the tracker: forever, when
     MLflow's store was still being created under another process's lock. Held to the end of the step, the
-    Ctrl-C comes once both are done, and is handled as one while the run waits for MLflow. Only the main
-    thread can set a handler; elsewhere the block runs as it is.
+    Ctrl-C comes once both are done, and `relay run` ends as after any Ctrl-C once the run ended (the MLflow
+    runs closed as the ledger says, MLflow given a bounded time). Only the main thread can set a handler;
+    elsewhere the block runs as it is.
     """
     with _interrupts_noted(on_first=lambda: None) as noted:
         yield
