@@ -226,7 +226,7 @@ def run_stages(run: PreparedRun, tracker: BackgroundTracker, copies: Path, hando
     interrupted while it waits for MLflow (``tracking_cut_short_said``), a line saying what the record lacks.
     """
     status: str = RunStatus.FAILED
-    executor, table, runner, ctrl_c = None, None, None, None
+    executor, table, runner, ctrl_c = None, None, None, False
     try:
         # Ctrl-C while Ray is imported and started: never lost (the finally stops Ray); the run's ledger says how it
         # ended (resume_hint_until_the_stages_run)
@@ -243,10 +243,10 @@ def run_stages(run: PreparedRun, tracker: BackgroundTracker, copies: Path, hando
     except (KeyboardInterrupt, SystemExit) as stopped:  # Ctrl-C; SIGTERM from Ray's start on (`relay stop`): Terminated
         if status is RunStatus.FAILED:  # not once the Runner returned: the run record already says how it ended
             status = (runner and runner.ended_as) or "KILLED"
-        ctrl_c = stopped if isinstance(stopped, KeyboardInterrupt) else None
+        ctrl_c = isinstance(stopped, KeyboardInterrupt)
         raise
     finally:
-        grace = None if ctrl_c is None or status == "KILLED" else TRACKING_GRACE_S
+        grace = TRACKING_GRACE_S if ctrl_c and status != "KILLED" else None
         with tracking_cut_short_said(run, tracker, status):
             recorded = wind_down(tracker, status, executor, table, join_within=grace)
         if not recorded:
@@ -335,8 +335,10 @@ def tracker_done(tracker: BackgroundTracker, within: float | None) -> bool:
 
     A wait of more than a moment is said, with how to stop it: the user pressed Ctrl-C and sees nothing else.
     """
-    if within is None or tracker.join(min(NOTICE_AFTER_S, within)):
+    if within is None:
         return tracker.join()
+    if tracker.join(min(NOTICE_AFTER_S, within)):
+        return True
     log.warning(
         "interrupted as the run ended: giving MLflow up to %.0f s more to finish its record; press Ctrl-C again "
         "to stop now",
