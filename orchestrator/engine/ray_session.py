@@ -13,7 +13,7 @@ import logging
 import os
 import re
 import socket
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ logger = logging.getLogger(__name__)
 DASHBOARD_PORT = 8265
 # How many ports from 8265 up a local dashboard may take before the OS chooses one.
 PORTS_TRIED = 100
+API_SERVER_VARIABLE = "RAY_API_SERVER_ADDRESS"  # where Ray's state API looks first for the dashboard to ask
 
 
 def init_kwargs(
@@ -97,7 +98,8 @@ def _start_ray(ray: Any, kwargs: dict[str, Any], interrupted: Sequence[int] = ()
     outbid for its port: the start ends as interrupted, without a retry or a word about ports.
     """
     try:
-        ray.init(**kwargs)
+        with state_api_named(kwargs):
+            ray.init(**kwargs)
     except Exception as exc:  # Ray raises a bare Exception for a dashboard that did not start
         if interrupted:
             ray.shutdown()
@@ -111,7 +113,39 @@ def _start_ray(ray: Any, kwargs: dict[str, Any], interrupted: Sequence[int] = ()
         else:
             logger.warning("Ray's dashboard did not start on port %s; starting Ray again on %s", lost, retry_port)
         ray.shutdown()
-        ray.init(**{**kwargs, "dashboard_port": retry_port})
+        retry = {**kwargs, "dashboard_port": retry_port}
+        with state_api_named(retry):
+            ray.init(**retry)
+
+
+@contextlib.contextmanager
+def state_api_named(kwargs: dict[str, Any]) -> Iterator[None]:
+    """While a local instance starts, ``RAY_API_SERVER_ADDRESS`` names its dashboard, so that its processes inherit it.
+
+    Why: Ray's state API, called without an address in a worker, looks for the machine's Ray
+    instances, and with a second one on the host (another `relay run`, someone's `ray start`) it
+    raised "Found multiple active Ray instances". Ray Train's PlacementGroupCleaner asks it every
+    second whether the trainer lives, so every data-parallel stage printed that traceback and ran
+    without the cleaner that frees its workers' reservation should the trainer die. The raylet copies
+    this process's environment as it starts, and its workers copy the raylet's; the variable is
+    removed from this process afterwards (the driver names its GCS whenever it asks the state API).
+    Joining a cluster, or a start without a dashboard, leaves the environment alone.
+    """
+    port = kwargs.get("dashboard_port")
+    if kwargs.get("address") != "local" or not kwargs.get("include_dashboard") or port is None:
+        yield
+        return
+    from ray._common.network_utils import build_address, get_localhost_ip
+
+    before = os.environ.get(API_SERVER_VARIABLE)
+    os.environ[API_SERVER_VARIABLE] = f"http://{build_address(get_localhost_ip(), port)}"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(API_SERVER_VARIABLE, None)
+        else:
+            os.environ[API_SERVER_VARIABLE] = before
 
 
 def port_taken(exc: Exception) -> bool:

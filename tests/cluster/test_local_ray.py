@@ -63,6 +63,25 @@ def test_without_an_address_a_stale_cluster_file_is_ignored(stack: Stack, stale_
     assert not nodes & cluster_nodes(stack)
 
 
+def test_a_data_parallel_stage_beside_a_live_cluster_asks_its_own_ray(stack: Stack) -> None:
+    """Ray Train's PlacementGroupCleaner asks the state API, without an address, whether the trainer lives.
+
+    With the tier's cluster on the same machine, a worker of the run's own Ray found two instances and the
+    cleaner died on "Found multiple active Ray instances" (a traceback in the run's output, and no cleaner
+    for the run's worker reservation). The run's own instance names its dashboard to its workers.
+    """
+    stack.heal()
+    store, run_id = stack.store("local-ray"), f"local-ray-dp-{uuid.uuid4().hex[:6]}"
+    overrides = ["run.num_cpus=2", "resources.train.workers=2", "crest.generations=1", "train.steps=40"]
+    done = stack.relay("run", SMOKE, *overrides, "--stop-after", "g00/train", "--run-id", run_id, store=store)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-3000:]
+    trained = ledger(stack, store, run_id)["stages"]["g00/train"]
+    assert trained["state"] == "succeeded" and trained["metrics"]["workers"] == 2, trained
+    assert "multiple active Ray instances" not in output, output[-3000:]
+    assert "Traceback" not in output, output[-3000:]
+
+
 def test_with_an_address_relay_run_joins_the_cluster(stack: Stack) -> None:
     stack.heal()
     assert run_nodes(stack, "--address", stack.cluster.gcs) <= cluster_nodes(stack)

@@ -40,3 +40,53 @@ def test_a_failed_join_names_the_token_and_a_failed_start_the_machine() -> None:
     started = init_failure(None, RuntimeError("timed out"))
     assert "could not start a local Ray instance" in started and "run.num_cpus" in started
     assert "RAY_AUTH_TOKEN" not in started
+
+
+class EnvironmentSeenByInit:
+    """Stands in for the ray module: what RAY_API_SERVER_ADDRESS was while ``ray.init`` ran (when Ray's processes
+    copy the environment). The real start beside another instance is tests/cluster/test_local_ray.py's."""
+
+    def __init__(self) -> None:
+        self.seen: list[str | None] = []
+
+    def init(self, **kwargs) -> None:
+        import os
+
+        self.seen.append(os.environ.get(ray_session.API_SERVER_VARIABLE))
+
+
+def test_a_local_start_names_its_dashboard_to_its_processes_and_not_to_this_one(monkeypatch) -> None:
+    import os
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.delenv(ray_session.API_SERVER_VARIABLE, raising=False)
+    kwargs = {**ray_session.init_kwargs(None, 2, include_dashboard=True), "dashboard_port": 8377}
+    ray = EnvironmentSeenByInit()
+    ray_session._start_ray(ray, kwargs)
+    assert ray.seen == ["http://127.0.0.1:8377"]
+    assert ray_session.API_SERVER_VARIABLE not in os.environ
+
+
+def test_a_users_own_api_server_variable_comes_back_after_the_start(monkeypatch) -> None:
+    import os
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setenv(ray_session.API_SERVER_VARIABLE, "http://10.0.0.5:8265")
+    kwargs = {**ray_session.init_kwargs(None, 2, include_dashboard=True), "dashboard_port": 8377}
+    ray = EnvironmentSeenByInit()
+    ray_session._start_ray(ray, kwargs)
+    assert ray.seen == ["http://127.0.0.1:8377"]  # the instance started here is the one its workers must ask
+    assert os.environ[ray_session.API_SERVER_VARIABLE] == "http://10.0.0.5:8265"
+
+
+@pytest.mark.parametrize(
+    "address, include_dashboard", [("10.0.0.5:6379", True), (None, False)], ids=["join", "no-dashboard"]
+)
+def test_a_join_or_a_start_without_a_dashboard_leaves_the_environment_alone(
+    monkeypatch, address, include_dashboard
+) -> None:
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.delenv(ray_session.API_SERVER_VARIABLE, raising=False)
+    ray = EnvironmentSeenByInit()
+    ray_session._start_ray(ray, ray_session.init_kwargs(address, 2, include_dashboard=include_dashboard))
+    assert ray.seen == [None]
