@@ -31,6 +31,7 @@ from pipelines.datasets.shards import (
     Shard,
     one_line,
     open_root,
+    read_fix,
     shard_schema,
 )
 
@@ -199,7 +200,7 @@ def shard_read_error(
     changed = _sha256_mismatch(fs, root, shard)
     if changed:
         return DatasetError(changed)
-    return DatasetError(f"{shard.path}: could not {what} the shard ({one_line(exc)}); {REIMPORT}")
+    return DatasetError(f"{shard.path}: could not {what} the shard ({one_line(exc)}); {read_fix(exc, root)}")
 
 
 def _sha256_mismatch(fs: pafs.FileSystem, root: str, shard: Shard) -> str | None:
@@ -366,7 +367,7 @@ def _digest_problem(fs: pafs.FileSystem, root: str, shard: Shard) -> str | None:
     try:
         found = _sha256(fs, root, shard)
     except (OSError, pa.ArrowException) as exc:
-        return f"{shard.path}: could not read the shard ({one_line(exc)}); {REIMPORT}"
+        return f"{shard.path}: could not read the shard ({one_line(exc)}); {read_fix(exc, root)}"
     return None if found == shard.sha256 else _mismatch(shard, found)
 
 

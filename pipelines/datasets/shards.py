@@ -54,6 +54,17 @@ _CLASSES_LOOKED_AT = 3  # class folders listed to tell an image folder: a few li
 REIMPORT = "re-import the dataset (into a new path, or remove this one first: an import does not write over one)"
 
 
+def read_fix(exc: BaseException, root: str) -> str:
+    """How to mend a dataset file that could not be read: access, when this user may not read it, else a re-import.
+
+    Why: a dataset of another user (chmod 700, a file left 600 by an import run as root) was told to
+    be imported again, which needs the source and would not help; the files were whole.
+    """
+    if isinstance(exc, PermissionError):
+        return f"this user may not read it; make the dataset readable by the user running Relay (e.g. `chmod -R a+rX {root}`)"
+    return REIMPORT
+
+
 class DatasetError(ValueError):
     """A dataset that is missing or not what its manifest says; the message names the file and row."""
 
@@ -243,7 +254,7 @@ def read_manifest(uri: str) -> DatasetManifest:
             raise DatasetError(
                 f"{uri} is a file, not a dataset folder; pass the folder `relay data import` wrote"
             ) from exc
-        raise DatasetError(f"{path}: could not read the manifest ({first_line(exc)})") from exc
+        raise DatasetError(f"{path}: could not read the manifest ({first_line(exc)}); {read_fix(exc, root)}") from exc
     manifest = _manifest_from(path, raw)
     if not any(split.shards for split in manifest.splits.values()):
         raise ManifestError(path, "the manifest lists no shards")
