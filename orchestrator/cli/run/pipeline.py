@@ -286,7 +286,10 @@ def register(commands: Any) -> None:
     run.add_argument(
         "overrides", nargs="*", default=[], help="dotted overrides, e.g. crest.generations=2 train.steps=200"
     )
-    run.add_argument("--stop-after", help="stop after this stage (e.g. g00/train); finish later with relay resume")
+    run.add_argument(
+        "--stop-after",
+        help="run this stage (e.g. g00/train) and the stages it needs, then stop; finish later with relay resume",
+    )
     run.add_argument("--run-id", help="name the run (default: NAME-DATE-TIME-XXXX)")
     add_location_overrides(run)
     add_cluster_address(run)
@@ -297,7 +300,8 @@ def register(commands: Any) -> None:
     resume = commands.add_parser("resume", help=about, description=about)
     resume.add_argument("run_id", help="the run to finish (`relay runs` lists them)")
     resume.add_argument(
-        "--stop-after", help="go only as far as this stage (e.g. g01/train); finish later with relay resume"
+        "--stop-after",
+        help="go only as far as this stage (e.g. g01/train) and the stages it needs; finish later with relay resume",
     )
     add_workspace(resume)
     add_artifact_uri(resume)
