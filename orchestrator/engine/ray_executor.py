@@ -37,6 +37,7 @@ from orchestrator.engine.ray_task import (
     task_name,
     with_remote_traceback,
 )
+from orchestrator.engine.signals import signals_held_through_shutdown
 from orchestrator.engine.task import StageTask
 from orchestrator.errors import RelayError
 
@@ -508,7 +509,8 @@ class RayExecutor:
         """Release every actor pool, and stop Ray if this executor started it."""
         self._actors.shutdown(stop=self._ray.is_initialized())
         if self._owns_ray and self._ray.is_initialized():
-            self._ray.shutdown()
+            with signals_held_through_shutdown(self._ray):  # Ray stopped whole; a SIGTERM still ends the run as one
+                self._ray.shutdown()
         self._owns_ray = False
 
 

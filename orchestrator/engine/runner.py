@@ -186,7 +186,7 @@ class Runner:
                 raise
             raise failed from exc.__cause__
         status = RunStatus.FINISHED if _all_done(pipeline, st.outcomes, ledger) else RunStatus.STOPPED
-        with interrupts_after_the_step():  # the ledger and ``ended_as`` agree when a Ctrl-C comes
+        with interrupts_after_the_step():  # the ledger and ``ended_as`` agree when a Ctrl-C or SIGTERM comes
             st.write_ledger(status)
             self.ended_as = status
         logger.info(

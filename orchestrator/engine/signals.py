@@ -58,6 +58,46 @@ def terminate_as_interrupt() -> None:
         signal.signal(signal.SIGTERM, _raise_terminated)
 
 
+@contextlib.contextmanager
+def signals_held_through_shutdown(ray: Any) -> Iterator[None]:
+    """A Ctrl-C or SIGTERM during ``ray.shutdown`` in the block is raised once Ray has stopped
+    (``interrupts_after_the_step``); a second raises at once.
+
+    Why: Ray's core worker restores, as it is deleted, the SIGTERM action it found when it started (the
+    default, from before ``terminate_as_interrupt``), while ``signal.getsignal`` still names Relay's handler. A
+    SIGTERM from then on (Ray's processes being stopped, about a second; a run that ended, its MLflow record
+    being finished) killed the process outright: no line, its MLflow runs left RUNNING. The handler is set
+    again in the hook ``ray.shutdown`` calls next (the local node's ``kill_all_processes``, set on that node
+    alone for the block) and after the block. Held rather than raised there, the signal does not cut Ray's
+    stop short, which would leave its processes running.
+    """
+    node = getattr(getattr(getattr(ray, "_private", None), "worker", None), "_global_node", None)
+    kill = getattr(node, "kill_all_processes", None)
+    if kill is not None:
+
+        def restored_then_kill(*args: Any, **kwargs: Any) -> Any:
+            _sigterm_handler_restored()
+            return kill(*args, **kwargs)
+
+        node.kill_all_processes = restored_then_kill
+    try:
+        with interrupts_after_the_step():
+            try:
+                yield
+            finally:
+                _sigterm_handler_restored()
+    finally:
+        if kill is not None:
+            del node.kill_all_processes  # the node's own method again
+
+
+def _sigterm_handler_restored() -> None:
+    """Set SIGTERM's Python handler again (``signals_held_through_shutdown``), where it is one, in the main thread."""
+    handler = signal.getsignal(signal.SIGTERM)
+    if callable(handler) and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, handler)
+
+
 def _raise_terminated(signum: int, frame: Any) -> None:
     if _redelivered_outside_imports(signum, frame):
         return
@@ -217,21 +257,49 @@ def interrupts_kept(on_interrupt: Callable[[], None] = lambda: None) -> Iterator
 
 @contextlib.contextmanager
 def interrupts_after_the_step() -> Iterator[None]:
-    """A Ctrl-C during the block (a short step that must happen whole) is raised when the block ends; a second
-    raises at once.
+    """A Ctrl-C or SIGTERM during the block (a short step that must happen whole) is raised when the block ends; a
+    second raises at once.
 
     Why: the Runner writes how a run ended, then notes it for `relay run`'s end (``Runner.ended_as``). A
     Ctrl-C between the two (CI, once: it landed in the ledger write's rename) left the run FINISHED in its
     ledger but KILLED in MLflow, said nothing, and had the driver wait for the tracker: forever, when
     MLflow's store was still being created under another process's lock. Held to the end of the step, the
-    Ctrl-C comes once both are done, and `relay run` ends as after any Ctrl-C once the run ended (the MLflow
-    runs closed as the ledger says, MLflow given a bounded time). Only the main thread can set a handler;
-    elsewhere the block runs as it is.
+    signal comes once both are done, and `relay run` ends as after any Ctrl-C or SIGTERM once the run ended
+    (the MLflow runs closed as the ledger says, MLflow given a bounded time). A SIGTERM is held only where a
+    Python handler takes it (`relay run`'s ``terminate_as_interrupt``), which then gets it; its default
+    action ends the process wherever it lands, as before. Only the main thread can set a handler; elsewhere
+    the block runs as it is.
     """
-    with _interrupts_noted(on_first=lambda: None) as noted:
+    if threading.current_thread() is not threading.main_thread():
         yield
+        return
+    on_sigterm = signal.getsignal(signal.SIGTERM)
+    held = {signal.SIGINT: signal.getsignal(signal.SIGINT)}
+    if callable(on_sigterm):
+        held[signal.SIGTERM] = on_sigterm
+    noted: list[int] = []
+
+    def note(signum: int, frame: Any) -> None:
+        noted.append(signum)
+        if len(noted) > 1:  # asked twice: the user means now
+            _raise_held(signum, held)
+
+    for signum in held:
+        signal.signal(signum, note)
+    try:
+        yield
+    finally:
+        for signum, handler in held.items():
+            signal.signal(signum, handler)
     if noted:
+        _raise_held(noted[0], held)
+
+
+def _raise_held(signum: int, held: dict[int, Any]) -> None:
+    """What ``interrupts_after_the_step`` held, raised: KeyboardInterrupt for a Ctrl-C, the SIGTERM handler's own."""
+    if signum == signal.SIGINT:
         raise KeyboardInterrupt
+    held[signum](signum, None)
 
 
 @contextlib.contextmanager

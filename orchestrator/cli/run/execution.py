@@ -46,7 +46,7 @@ from orchestrator.engine.ledger import (
 from orchestrator.engine.progress import ProgressDisplay
 from orchestrator.engine.ray_executor import RayExecutor
 from orchestrator.engine.runner import Runner
-from orchestrator.engine.signals import interrupts_kept, one_more_interrupt_held
+from orchestrator.engine.signals import Terminated, interrupts_kept, one_more_interrupt_held
 from orchestrator.errors import ArtifactError, ConfigError, InputError, RelayError
 from orchestrator.tracking.background import BackgroundTracker
 from orchestrator.tracking.common import sqlite_path
@@ -69,7 +69,7 @@ def make_executor(settings: RunSettings, address: str | None = None) -> Executor
     return RayExecutor(address=address, num_cpus=settings.num_cpus, object_store_memory=settings.object_store_memory)
 
 
-TRACKING_GRACE_S = 30.0  # how long MLflow may take to finish the record of a run that ended, after a Ctrl-C
+TRACKING_GRACE_S = 30.0  # how long MLflow may take to finish the record of a run that ended, after a Ctrl-C or SIGTERM
 NOTICE_AFTER_S = 1.0  # a wait for MLflow after a Ctrl-C longer than this is said
 
 
@@ -221,12 +221,12 @@ def run_stages(run: PreparedRun, tracker: BackgroundTracker, copies: Path, hando
     closes the MLflow runs KILLED, the status MLflow has for a run stopped from outside.
     ``handover`` is marked once the Runner, which says how to resume from then on, has the run.
     The status the tracker closes with is the run's (a ``RunStatus``), or MLflow's KILLED after a Ctrl-C.
-    A Ctrl-C once the Runner wrote how the run ended closes the MLflow runs as the ledger says, and MLflow is
-    given ``TRACKING_GRACE_S`` to finish the record; past that (or at a second Ctrl-C) the run ends as one
+    A Ctrl-C or SIGTERM once the Runner wrote how the run ended closes the MLflow runs as the ledger says, and MLflow
+    is given ``TRACKING_GRACE_S`` to finish the record; past that (or at a second one) the run ends as one
     interrupted while it waits for MLflow (``tracking_cut_short_said``), a line saying what the record lacks.
     """
     status: str = RunStatus.FAILED
-    executor, table, runner, ctrl_c = None, None, None, False
+    executor, table, runner, stopped_by = None, None, None, None
     try:
         # Ctrl-C while Ray is imported and started: never lost (the finally stops Ray); the run's ledger says how it
         # ended (resume_hint_until_the_stages_run)
@@ -243,19 +243,20 @@ def run_stages(run: PreparedRun, tracker: BackgroundTracker, copies: Path, hando
     except (KeyboardInterrupt, SystemExit) as stopped:  # Ctrl-C; SIGTERM from Ray's start on (`relay stop`): Terminated
         if status is RunStatus.FAILED:  # not once the Runner returned: the run record already says how it ended
             status = (runner and runner.ended_as) or "KILLED"
-        ctrl_c = isinstance(stopped, KeyboardInterrupt)
+        stopped_by = stopped if isinstance(stopped, KeyboardInterrupt | Terminated) else None
         raise
     finally:
-        grace = TRACKING_GRACE_S if ctrl_c and status != "KILLED" else None
+        grace = TRACKING_GRACE_S if stopped_by is not None and status != "KILLED" else None
         with tracking_cut_short_said(run, tracker, status):
-            recorded = wind_down(tracker, status, executor, table, join_within=grace)
+            recorded = wind_down(tracker, status, executor, table, join_within=grace, stopped_by=stopped_by)
         if not recorded:
             say_tracking_cut_short(run, tracker, status)
 
 
 @contextlib.contextmanager
 def tracking_cut_short_said(run: PreparedRun, tracker: BackgroundTracker, status: str) -> Iterator[None]:
-    """A Ctrl-C while a run that ended waits for MLflow (``wind_down``) says so in one line, its record marked incomplete.
+    """A Ctrl-C or SIGTERM while a run that ended waits for MLflow (``wind_down``) is said in one line, the run's record
+    marked incomplete.
 
     Why: on a workspace's first run MLflow creates its store (seconds of schema migrations) while the stages run,
     and a short run ends first; a Ctrl-C then came out of the tracker's join, after the Runner had said how the run
@@ -266,7 +267,7 @@ def tracking_cut_short_said(run: PreparedRun, tracker: BackgroundTracker, status
     """
     try:
         yield
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Terminated):
         if status == "KILLED":
             raise
         say_tracking_cut_short(run, tracker, status)
@@ -309,41 +310,53 @@ def wind_down(
     executor: Executor | None,
     table: str | None,
     join_within: float | None = None,
+    stopped_by: BaseException | None = None,
 ) -> bool:
     """Close the tracker with ``status``, stop Ray while it drains, then print ``table`` (None: nothing) last.
 
     Each step runs even when the one before it raised, as the run's end must: the MLflow runs closed,
     Ray stopped, the tracker joined. ``join_within``: seconds to wait for the tracker (None: until it is
-    done; a number after the user pressed Ctrl-C once the run had ended: MLflow may be waiting on a store
-    another process creates). False when it was not done by then.
+    done; a number after a Ctrl-C or SIGTERM, ``stopped_by``, once the run had ended: MLflow may be waiting on a
+    store another process creates). False when it was not done by then. A Ctrl-C or SIGTERM held while Ray stopped
+    (``signals.signals_held_through_shutdown``) comes out of the executor's shutdown: the run had ended, so
+    MLflow is given ``TRACKING_GRACE_S`` then too.
     """
     tracker.close(status)  # queued behind the stages' calls; MLflow drains them while Ray stops
     try:
         if executor is not None:
             executor.shutdown()
+    except (KeyboardInterrupt, Terminated) as stop:  # held until Ray stopped: the run ended, MLflow gets the grace
+        if join_within is None and status != "KILLED":
+            join_within, stopped_by = TRACKING_GRACE_S, stop
+        raise
     finally:
         try:
-            joined = tracker_done(tracker, join_within)
+            joined = tracker_done(tracker, join_within, stopped_by)
         finally:  # after the tracker's last lines (registered, removed aliases): the table ends the output
             if table is not None:
                 print(table, flush=True)
     return joined
 
 
-def tracker_done(tracker: BackgroundTracker, within: float | None) -> bool:
+def tracker_done(tracker: BackgroundTracker, within: float | None, stopped_by: BaseException | None = None) -> bool:
     """Whether ``tracker`` made its last call within ``within`` seconds (None: waits until it has, True).
 
-    A wait of more than a moment is said, with how to stop it: the user pressed Ctrl-C and sees nothing else.
+    A wait of more than a moment is said, with how to stop it: the user pressed Ctrl-C (or a supervisor sent
+    SIGTERM, ``stopped_by`` a ``Terminated``) and sees nothing else.
     """
     if within is None:
         return tracker.join()
     if tracker.join(min(NOTICE_AFTER_S, within)):
         return True
-    log.warning(
-        "interrupted as the run ended: giving MLflow up to %.0f s more to finish its record; press Ctrl-C again "
-        "to stop now",
-        within,
+    how, again = (
+        ("terminated", "send SIGTERM again")
+        if isinstance(stopped_by, Terminated)
+        else ("interrupted", "press Ctrl-C again")
     )
+    log.warning(
+        "%s as the run ended: giving MLflow up to %.0f s more to finish its record; %s to stop now",
+        how, within, again,
+    )  # fmt: skip
     return tracker.join(within)
 
 

@@ -25,6 +25,7 @@ from orchestrator.cli import main
 from pipelines.datasets import shards
 from tests.unit.orchestrator.cli import blocking_import
 from tests.unit.pipelines.datasets.toy import rewrite_shard
+from tests.unit.unprivileged import relay_with_mode
 
 ROOT = Path(__file__).resolve().parents[4]
 SMOKE = ROOT / "pipelines" / "configs" / "smoke.yaml"
@@ -367,3 +368,35 @@ def test_a_uri_naming_an_image_folder_says_so_and_what_to_do(tmp_path: Path, cap
     assert f"`data.name=imagefolder data.root={root}`" in err and f"`relay data import {root} NEW_DEST`" in err
     assert "relay data import SOURCE" not in err
     assert main(["data", "import", str(root), str(tmp_path / "new")]) == 0
+
+
+# --- a dataset this user may not read: said so, with the fix (before: no fix, or "re-import" shards that were whole);
+# real permission errors: a chmod-000 path read by a `relay` subprocess that may not override it (tests.unit.unprivileged)
+
+
+def _fix(dataset: Path) -> str:
+    return f"make the dataset readable by the user running Relay (e.g. `chmod -R a+rX {dataset}`)"
+
+
+def _first_shard(dataset: Path) -> Path:
+    return sorted((dataset / "train").glob("part-*.parquet"))[0]
+
+
+@pytest.mark.parametrize(
+    "closed", [lambda d: d, lambda d: d / "dataset.json", _first_shard], ids=["folder", "manifest", "shard"]
+)
+def test_data_info_says_who_may_not_read_and_how_to_let_them(digits: Path, closed) -> None:
+    done = relay_with_mode(["data", "info", str(digits), "--verify"], closed(digits), 0)
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert "Permission denied" in done.stderr and _fix(digits) in done.stderr, done.stderr[-3000:]
+    assert "re-import" not in done.stderr
+
+
+def test_a_run_on_a_dataset_it_may_not_read_exits_2_writing_nothing(digits: Path, tmp_path: Path) -> None:
+    workspace = tmp_path / "ws"
+    argv = ["run", str(SMOKE), f"run.workspace={workspace}", "data.name=parquet", f"data.uri={digits}"]
+    done = relay_with_mode(argv, _first_shard(digits), 0)
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert f"data.uri: train/{_first_shard(digits).name}: could not open the shard" in done.stderr
+    assert _fix(digits) in done.stderr and "re-import" not in done.stderr, done.stderr[-3000:]
+    assert not workspace.exists()

@@ -1,4 +1,4 @@
-"""A Ctrl-C as a run ends, while its MLflow store is still being made elsewhere: one line, and no wait for MLflow.
+"""A Ctrl-C (or SIGTERM) as a run ends, while its MLflow store is still being made elsewhere: one line, no wait for MLflow.
 
 CI, once: the Ctrl-C landed in the Runner's write of the FINISHED ledger. `relay run` took it for a Ctrl-C during
 the stages: it closed the MLflow runs KILLED though the ledger said FINISHED, said nothing, and joined the tracking
@@ -12,6 +12,7 @@ ledger, a real SIGINT to this process); the MLflow store is a tracker whose star
 from __future__ import annotations
 
 import logging
+import signal
 import threading
 from pathlib import Path
 
@@ -20,13 +21,19 @@ import pytest
 from orchestrator.cli.run import execution
 from orchestrator.cli.run.execution import Handover, PreparedRun, run_stages
 from orchestrator.config import PipelineConfig, RunSettings
+from orchestrator.engine import signals
 from orchestrator.engine.artifacts import ArtifactStore
 from orchestrator.engine.executors import LocalExecutor
 from orchestrator.engine.runner import RunStatus
 from orchestrator.registry import PipelineSpec
 from orchestrator.tracking.background import BackgroundTracker
 from orchestrator.tracking.pipeline_run import START
-from tests.unit.orchestrator.engine.toy import RecordingTracker, ctrl_c_after_ledger_write, toy
+from tests.unit.orchestrator.engine.toy import (
+    RecordingTracker,
+    ctrl_c_after_ledger_write,
+    sigterm_as_relay_run_takes_it,
+    toy,
+)
 
 STORE_MADE_ELSEWHERE_S = 60.0  # how long the old code's join waited before the store "appeared"
 
@@ -55,10 +62,20 @@ class StoreBeingMadeElsewhere(RecordingTracker):
         self.ended_with.append(status)
 
 
-def test_a_ctrl_c_as_the_finished_ledger_is_written_says_one_line_and_does_not_wait_for_mlflow(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+# the signal, what it raises, and how the wait for MLflow is said (SIGTERM: a supervisor, `timeout`, Kubernetes)
+SIGNALS = {
+    "ctrl-c": (signal.SIGINT, KeyboardInterrupt, "interrupted as the run ended", "press Ctrl-C again to stop now"),
+    "sigterm": (signal.SIGTERM, signals.Terminated, "terminated as the run ended", "send SIGTERM again to stop now"),
+}
+
+
+@pytest.mark.parametrize("sent", list(SIGNALS))
+def test_a_signal_as_the_finished_ledger_is_written_says_one_line_and_does_not_wait_for_mlflow(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, sent: str
 ) -> None:
-    ctrl_c_after_ledger_write(monkeypatch, RunStatus.FINISHED)
+    """Before, a SIGTERM there closed MLflow KILLED against a FINISHED ledger and waited for the tracker for good."""
+    signum, raised, said_how, said_again = SIGNALS[sent]
+    ctrl_c_after_ledger_write(monkeypatch, RunStatus.FINISHED, signum)
     monkeypatch.setattr(execution, "TRACKING_GRACE_S", 2.0)  # the store is made after 60 s: past any grace
     config = ToyConfig(
         pipeline="toy",
@@ -72,16 +89,44 @@ def test_a_ctrl_c_as_the_finished_ledger_is_written_says_one_line_and_does_not_w
     tracker = BackgroundTracker(inner)
     tracker.start_pipeline("ending", "toy", {}, resume=False)
     try:
-        with caplog.at_level(logging.WARNING), pytest.raises(KeyboardInterrupt):
+        with caplog.at_level(logging.WARNING), sigterm_as_relay_run_takes_it(), pytest.raises(raised):
             run_stages(run, tracker, tmp_path / "copies", Handover())
         not_waited_for = not inner.store_made.is_set() and tracker._thread.is_alive()
     finally:
         inner.store_made.set()  # the store is made: what was queued drains
         tracker.join()
-    assert not_waited_for, "the run's end waited for the tracker after the Ctrl-C"
+    assert not_waited_for, f"the run's end waited for the tracker after the {sent}"
     said = [r.getMessage() for r in caplog.records if "interrupted while MLflow recorded run ending" in r.getMessage()]
     assert len(said) == 1, caplog.text
-    assert "giving MLflow up to 2 s more to finish its record; press Ctrl-C again to stop now" in caplog.text
+    assert f"{said_how}: giving MLflow up to 2 s more to finish its record; {said_again}" in caplog.text
     assert "the run itself ended FINISHED" in said[0] and "fill it in with: relay resume ending" in said[0]
     assert inner.ended_with == [RunStatus.FINISHED], "the MLflow runs close as the ledger says the run ended"
     assert inner.lost_at == START  # the run's record says its MLflow record stops before the parent run
+
+
+class StopsWithASignalHeldWhileRayStopped:
+    """An executor whose shutdown raises, once Ray has stopped, the SIGTERM it held meanwhile
+    (``signals.signals_held_through_shutdown``; the real one: tests/integration/test_sigterm_after_ray_stops.py)."""
+
+    def shutdown(self) -> None:
+        raise signals.Terminated
+
+
+def test_a_signal_held_while_ray_stopped_gives_mlflow_the_grace_not_a_wait_without_end(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Before, the run's end then joined the tracker without a bound (its store being made elsewhere: for good)."""
+    monkeypatch.setattr(execution, "TRACKING_GRACE_S", 1.0)
+    inner = StoreBeingMadeElsewhere()
+    tracker = BackgroundTracker(inner)
+    tracker.start_pipeline("ending", "toy", {}, resume=False)
+    try:
+        with caplog.at_level(logging.WARNING), pytest.raises(signals.Terminated):
+            execution.wind_down(tracker, RunStatus.FINISHED, StopsWithASignalHeldWhileRayStopped(), None)
+        not_waited_for = not inner.store_made.is_set() and tracker._thread.is_alive()
+    finally:
+        inner.store_made.set()
+        tracker.join()
+    assert not_waited_for, "the run's end waited for the tracker after the SIGTERM"
+    assert "terminated as the run ended: giving MLflow up to 1 s more" in caplog.text
+    assert inner.ended_with == [RunStatus.FINISHED]

@@ -19,6 +19,7 @@ from tests.unit.orchestrator.engine.toy import (
     bad_value,
     ctrl_c_after_ledger_write,
     flaky,
+    sigterm_as_relay_run_takes_it,
     toy,
     wrong_outputs,
 )
@@ -519,3 +520,22 @@ def test_a_ctrl_c_as_the_finished_ledger_is_written_comes_after_the_runner_notes
     with pytest.raises(KeyboardInterrupt):  # the next attempt knows nothing of how the last one ended
         runner.run(with_body(toy(), "g00/train", interrupted_body), "ending", rerun={"g00/train"})
     assert runner.ended_as is None
+
+
+def test_a_sigterm_as_the_finished_ledger_is_written_comes_after_the_runner_notes_how_the_run_ended(
+    tmp_path, monkeypatch
+):
+    """The same window for a SIGTERM (a supervisor, `timeout`): with `relay run`'s handler set, it reaches that
+    handler (Terminated, exit 143) once ``ended_as`` says FINISHED, as the ledger does."""
+    import signal
+
+    from orchestrator.engine import signals
+
+    with sigterm_as_relay_run_takes_it():
+        ctrl_c_after_ledger_write(monkeypatch, RunStatus.FINISHED, signal.SIGTERM)
+        runner = make_runner(tmp_path)
+        with pytest.raises(signals.Terminated):
+            runner.run(toy(), "ending")
+        assert signals.terminated_by_signal()
+    assert ledger(tmp_path, "ending")["status"] == RunStatus.FINISHED.value
+    assert runner.ended_as is RunStatus.FINISHED

@@ -1,5 +1,8 @@
 """A toy pipeline and its stage functions, shared by the engine's tests (runner, fingerprints, stage bodies)."""
 
+import contextlib
+from collections.abc import Iterator
+
 import pyarrow as pa
 import pyarrow.compute as pc
 import torch
@@ -108,18 +111,35 @@ def counting(ctx, inputs, params):
     return StageResult(outputs={"counted": {"steps": params["steps"]}}, metrics={"steps": params["steps"]})
 
 
-def ctrl_c_after_ledger_write(monkeypatch, status) -> None:
-    """Each ledger write of ``status`` is followed by a real SIGINT to this process, the way a terminal sends it."""
+def ctrl_c_after_ledger_write(monkeypatch, status, signum: int | None = None) -> None:
+    """Each ledger write of ``status`` is followed by a real SIGINT to this process, the way a terminal sends it
+    (``signum``: that signal instead, e.g. SIGTERM as a supervisor sends it)."""
     import os
     import signal
 
     from orchestrator.engine.ledger import Ledger
 
-    write = Ledger.write
+    write, sent = Ledger.write, signal.SIGINT if signum is None else signum
 
     def write_then_ctrl_c(self, written, stages):
         write(self, written, stages)
         if written == status:
-            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), sent)
 
     monkeypatch.setattr(Ledger, "write", write_then_ctrl_c)
+
+
+@contextlib.contextmanager
+def sigterm_as_relay_run_takes_it() -> Iterator[None]:
+    """`relay run`'s SIGTERM handler (``terminate_as_interrupt``: Terminated, exit 143) for the block, then the test's."""
+    import signal
+
+    from orchestrator.engine import signals
+
+    before = signal.getsignal(signal.SIGTERM)
+    signals.terminate_as_interrupt()
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
+        signals._SIGTERM_RECEIVED.clear()  # other tests see a process no SIGTERM reached
