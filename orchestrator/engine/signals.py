@@ -68,7 +68,7 @@ def signals_held_through_shutdown(ray: Any) -> Iterator[None]:
     SIGTERM from then on (Ray's processes being stopped, about a second; a run that ended, its MLflow record
     being finished) killed the process outright: no line, its MLflow runs left RUNNING. The handler is set
     again in the hook ``ray.shutdown`` calls next (the local node's ``kill_all_processes``, set on that node
-    alone for the block) and after the block. Held rather than raised there, the signal does not cut Ray's
+    alone for the block), and once more as the block ends. Held rather than raised there, the signal does not cut Ray's
     stop short, which would leave its processes running.
     """
     node = getattr(getattr(getattr(ray, "_private", None), "worker", None), "_global_node", None)
@@ -81,11 +81,8 @@ def signals_held_through_shutdown(ray: Any) -> Iterator[None]:
 
         node.kill_all_processes = restored_then_kill
     try:
-        with interrupts_after_the_step():
-            try:
-                yield
-            finally:
-                _sigterm_handler_restored()
+        with interrupts_after_the_step():  # which sets the handler itself again as it ends
+            yield
     finally:
         if kill is not None:
             del node.kill_all_processes  # the node's own method again
