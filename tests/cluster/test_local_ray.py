@@ -72,7 +72,7 @@ def test_a_data_parallel_stage_beside_a_live_cluster_asks_its_own_ray(stack: Sta
     """
     stack.heal()
     store, run_id = stack.store("local-ray"), f"local-ray-dp-{uuid.uuid4().hex[:6]}"
-    overrides = ["run.num_cpus=2", "resources.train.workers=2", "crest.generations=1", "train.steps=40"]
+    overrides = ["run.num_cpus=2", "resources.train.workers=2", "crest.generations=1", "train.steps=10"]
     done = stack.relay("run", SMOKE, *overrides, "--stop-after", "g00/train", "--run-id", run_id, store=store)
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-3000:]
