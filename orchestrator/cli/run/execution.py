@@ -243,12 +243,12 @@ def run_stages(run: PreparedRun, tracker: BackgroundTracker, copies: Path, hando
     except (KeyboardInterrupt, SystemExit) as stopped:  # Ctrl-C; SIGTERM from Ray's start on (`relay stop`): Terminated
         if status is RunStatus.FAILED:  # not once the Runner returned: the run record already says how it ended
             status = (runner and runner.ended_as) or "KILLED"
-        stopped_by = stopped if isinstance(stopped, KeyboardInterrupt | Terminated) else None
+        ended = status != "KILLED"  # the run had ended: MLflow gets the grace, not a wait without end
+        stopped_by = stopped if ended and isinstance(stopped, KeyboardInterrupt | Terminated) else None
         raise
     finally:
-        grace = TRACKING_GRACE_S if stopped_by is not None and status != "KILLED" else None
         with tracking_cut_short_said(run, tracker, status):
-            recorded = wind_down(tracker, status, executor, table, join_within=grace, stopped_by=stopped_by)
+            recorded = wind_down(tracker, status, executor, table, stopped_by=stopped_by)
         if not recorded:
             say_tracking_cut_short(run, tracker, status)
 
@@ -309,15 +309,14 @@ def wind_down(
     status: str,
     executor: Executor | None,
     table: str | None,
-    join_within: float | None = None,
     stopped_by: BaseException | None = None,
 ) -> bool:
     """Close the tracker with ``status``, stop Ray while it drains, then print ``table`` (None: nothing) last.
 
     Each step runs even when the one before it raised, as the run's end must: the MLflow runs closed,
-    Ray stopped, the tracker joined. ``join_within``: seconds to wait for the tracker (None: until it is
-    done; a number after a Ctrl-C or SIGTERM, ``stopped_by``, once the run had ended: MLflow may be waiting on a
-    store another process creates). False when it was not done by then. A Ctrl-C or SIGTERM held while Ray stopped
+    Ray stopped, the tracker joined: until it is done, or for ``TRACKING_GRACE_S`` after a Ctrl-C or SIGTERM,
+    ``stopped_by``, once the run had ended (MLflow may be waiting on a store another process creates). False
+    when it was not done by then. A Ctrl-C or SIGTERM held while Ray stopped
     (``signals.signals_held_through_shutdown``) comes out of the executor's shutdown: the run had ended, so
     MLflow is given ``TRACKING_GRACE_S`` then too.
     """
@@ -326,12 +325,12 @@ def wind_down(
         if executor is not None:
             executor.shutdown()
     except (KeyboardInterrupt, Terminated) as stop:  # held until Ray stopped: the run ended, MLflow gets the grace
-        if join_within is None and status != "KILLED":
-            join_within, stopped_by = TRACKING_GRACE_S, stop
+        if stopped_by is None and status != "KILLED":
+            stopped_by = stop
         raise
     finally:
         try:
-            joined = tracker_done(tracker, join_within, stopped_by)
+            joined = tracker_done(tracker, None if stopped_by is None else TRACKING_GRACE_S, stopped_by)
         finally:  # after the tracker's last lines (registered, removed aliases): the table ends the output
             if table is not None:
                 print(table, flush=True)
