@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from xdist.scheduler import LoadScopeScheduling
 
 # Tests send SIGINT to the processes they start, as a terminal's Ctrl-C does. A session started in the
 # background without job control (`nohup make test &`, some CI runners) ignores SIGINT, every process it
@@ -16,6 +17,29 @@ import pytest
 # the default in every program the tests start (exec resets handled signals), so Ctrl-C reaches them.
 if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
+
+CLUSTER_TIER = "tests/cluster/"  # its modules share one stack (tests/cluster/conftest.py), so one process runs them all
+
+
+class ClusterTierTogether(LoadScopeScheduling):
+    """pytest-xdist's ``--dist loadscope`` (a process takes whole modules), with the cluster tier one unit.
+
+    Why: the tier's stack (S3, an MLflow server, a three-node Ray cluster) is package-scoped, and
+    pytest tears a package fixture down as soon as a process moves on to a test outside the package.
+    Handed out module by module, the tier's seven modules went to both processes between integration
+    modules, and the stack was started and stopped eight times in a CI run (about 40 s of start-up
+    each on 2 cores); as one unit it starts once.
+    """
+
+    def _split_scope(self, nodeid: str) -> str:
+        return CLUSTER_TIER if nodeid.startswith(CLUSTER_TIER) else super()._split_scope(nodeid)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log) -> LoadScopeScheduling | None:
+    """``ClusterTierTogether`` for ``--dist loadscope`` (what `make test` asks for); xdist's own otherwise."""
+    return ClusterTierTogether(config, log) if config.getoption("dist") == "loadscope" else None
+
 
 STRAY = ("mlruns", "mlartifacts", "mlflow.db", "relay-workspace")  # what a run writes when it picks the cwd
 
