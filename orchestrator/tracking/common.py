@@ -53,15 +53,21 @@ CONTINUING = "continuing without it (set tracking.strict=true to stop instead)"
 def guarded(op: str, action: Callable[[], T], tracking_uri: str, strict: bool, going_on: str = CONTINUING) -> T | None:
     """Run one tracking action; on failure raise a TrackingError if ``strict``, else warn and return None.
 
-    ``going_on`` ends the warning: what carries on without MLflow (the pipeline, the sweep).
+    ``going_on`` ends the warning: what carries on without MLflow (the pipeline, the sweep). A strict
+    failure names a store that stopped answering as unreachable, whichever way the connection
+    ended: a server killed between two calls refuses the next one, and one killed during a call
+    resets it, which read as a different error ("Connection aborted").
     """
     try:
         return action()
     except Exception as exc:
         if strict:
+            if is_unreachable(exc):
+                failed = f"MLflow {op} failed: the tracking store {tracking_uri} is unreachable ({explained(exc)})"
+            else:
+                failed = f"MLflow {op} failed against {tracking_uri}: {explained(exc)}"
             raise TrackingError(
-                f"MLflow {op} failed against {tracking_uri}: {explained(exc)}; fix the tracking store "
-                "or set tracking.strict=false to run without it"
+                f"{failed}; fix the tracking store or set tracking.strict=false to run without it"
             ) from exc
         logger.warning("MLflow %s failed against %s (%s); %s", op, tracking_uri, explained(exc), going_on)
         return None

@@ -117,7 +117,7 @@ def test_strict_tracking_stops_the_run_at_its_next_call_when_the_server_dies(ser
     server.kill()
     started = time.monotonic()
     tracker.stage_started("g00/train", 0)  # fails on the tracker's thread
-    with pytest.raises(TrackingError, match="unreachable|Max retries|refused"):
+    with pytest.raises(TrackingError, match=f"the tracking store {server.uri} is unreachable"):
         while time.monotonic() - started < GAVE_UP_WITHIN_S:  # the runner's next calls: one of them raises
             tracker.stage_finished(record("g00/train"))
             time.sleep(0.5)
