@@ -250,7 +250,7 @@ def run_stages(run: PreparedRun, tracker: BackgroundTracker, copies: Path, hando
         with tracking_cut_short_said(run, tracker, status):
             recorded = wind_down(tracker, status, executor, table, stopped_by=stopped_by)
         if not recorded:
-            say_tracking_cut_short(run, tracker, status)
+            say_tracking_cut_short(run, tracker, status, stopped_by)
 
 
 @contextlib.contextmanager
@@ -267,23 +267,30 @@ def tracking_cut_short_said(run: PreparedRun, tracker: BackgroundTracker, status
     """
     try:
         yield
-    except (KeyboardInterrupt, Terminated):
+    except (KeyboardInterrupt, Terminated) as stopped:
         if status == "KILLED":
             raise
-        say_tracking_cut_short(run, tracker, status)
+        say_tracking_cut_short(run, tracker, status, stopped)
         raise
 
 
-def say_tracking_cut_short(run: PreparedRun, tracker: BackgroundTracker, status: str) -> None:
-    """The line of ``tracking_cut_short_said``, the tracker's record marked incomplete where it stopped."""
+def say_tracking_cut_short(
+    run: PreparedRun, tracker: BackgroundTracker, status: str, stopped: BaseException | None
+) -> None:
+    """The line of ``tracking_cut_short_said``, the tracker's record marked incomplete where it stopped.
+
+    ``stopped``: the Ctrl-C ("interrupted") or SIGTERM ("terminated") that cut the wait short, as the grace notice
+    before it words it.
+    """
     inner, db = tracker.inner, sqlite_path(run.config.tracking.uri)
     with one_more_interrupt_held():
         if getattr(inner, "lost_at", "") is None:  # ``record_tracking`` keeps it in the run's record
             inner.lost_at = START if getattr(inner, "parent_run_id", None) is None else END
         creating = f" (its tracking store {db} was still being created)" if db and not db.exists() else ""
         log.warning(
-            "interrupted while MLflow recorded run %s%s; the run itself ended %s, as its ledger says, but its "
+            "%s while MLflow recorded run %s%s; the run itself ended %s, as its ledger says, but its "
             "MLflow record is incomplete: fill it in with: relay resume %s%s",
+            "terminated" if isinstance(stopped, Terminated) else "interrupted",
             run.run_id, creating, status, run.run_id, store_option(run.store.uri),
         )  # fmt: skip
 
