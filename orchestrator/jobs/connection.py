@@ -330,7 +330,7 @@ def translated_errors(
 def _request_error(
     address: str, job_id: str | None, text: str, upload: str | None = None, kind: str | None = None
 ) -> JobsError:
-    if "413" in text or "Maximum request body size" in text:
+    if re.search(r"status code 413\b", text) or "Maximum request body size" in text:  # not a 413 in an id or hash
         return UploadTooLargeError(
             f"the upload of {upload or 'the working folder'} is over Ray's 100 MiB limit: run from the project "
             "folder, or move data/workspaces out of it"

@@ -43,9 +43,11 @@ def driver_on(node_id: str, tries: int = 3) -> ray.actor.ActorHandle:
         try:
             ray.get(driver.ready.remote())
             return driver
-        except ray.exceptions.RayActorError:
-            if attempt == tries - 1:
-                raise
+        except ray.exceptions.RayActorError as exc:
+            if attempt == tries - 1:  # say what Ray knows of the node, so that the next failure can be told apart
+                node = next((each for each in ray.nodes() if each["NodeID"] == node_id), {})
+                said = {key: node.get(key) for key in ("Alive", "DeathReason", "DeathReasonMessage", "Resources")}
+                raise AssertionError(f"no actor started on node {node_id} in {tries} tries; Ray says {said}") from exc
     raise AssertionError("unreachable")
 
 

@@ -356,6 +356,14 @@ def test_an_upload_over_rays_limit_is_bad_input():
     assert isinstance(error, InputError) and "the upload of /proj is over Ray's 100 MiB limit" in str(error)
 
 
+def test_another_refusal_that_names_413_somewhere_is_not_called_too_large():
+    """Before, any error text holding "413" (a package hash, a port, a job id) was said as an upload over the limit
+    (seen once in CI, for a project folder of 8 MB), and the real refusal was lost."""
+    text = "Request failed with status code 500: Failed to fetch gcs://_ray_pkg_9e4135c2a1f0.zip: timed out."
+    error = connection._request_error("http://h:8265", None, text, "/proj")
+    assert "100 MiB" not in str(error) and str(error).endswith(f"refused the request: {text}")
+
+
 def test_only_relay_and_mlflow_variables_travel(monkeypatch):
     monkeypatch.setenv("RELAY_WORKSPACE", "/mnt/relay")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow:5000")
