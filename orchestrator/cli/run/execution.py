@@ -290,7 +290,7 @@ def say_tracking_cut_short(
         log.warning(
             "%s while MLflow recorded run %s%s; the run itself ended %s, as its ledger says, but its "
             "MLflow record is incomplete: fill it in with: relay resume %s%s",
-            "terminated" if isinstance(stopped, Terminated) else "interrupted",
+            stopped_as(stopped),
             run.run_id, creating, status, run.run_id, store_option(run.store.uri),
         )  # fmt: skip
 
@@ -337,33 +337,36 @@ def wind_down(
         raise
     finally:
         try:
-            joined = tracker_done(tracker, None if stopped_by is None else TRACKING_GRACE_S, stopped_by)
+            joined = tracker_done(tracker, stopped_by)
         finally:  # after the tracker's last lines (registered, removed aliases): the table ends the output
             if table is not None:
                 print(table, flush=True)
     return joined
 
 
-def tracker_done(tracker: BackgroundTracker, within: float | None, stopped_by: BaseException | None = None) -> bool:
-    """Whether ``tracker`` made its last call within ``within`` seconds (None: waits until it has, True).
+def tracker_done(tracker: BackgroundTracker, stopped_by: BaseException | None = None) -> bool:
+    """Whether ``tracker`` made its last call: waited for until it has (True), or after a Ctrl-C or SIGTERM
+    (``stopped_by``) for ``TRACKING_GRACE_S``.
 
     A wait of more than a moment is said, with how to stop it: the user pressed Ctrl-C (or a supervisor sent
     SIGTERM, ``stopped_by`` a ``Terminated``) and sees nothing else.
     """
-    if within is None:
+    if stopped_by is None:
         return tracker.join()
+    within = TRACKING_GRACE_S
     if tracker.join(min(NOTICE_AFTER_S, within)):
         return True
-    how, again = (
-        ("terminated", "send SIGTERM again")
-        if isinstance(stopped_by, Terminated)
-        else ("interrupted", "press Ctrl-C again")
-    )
+    again = "send SIGTERM again" if isinstance(stopped_by, Terminated) else "press Ctrl-C again"
     log.warning(
         "%s as the run ended: giving MLflow up to %.0f s more to finish its record; %s to stop now",
-        how, within, again,
+        stopped_as(stopped_by), within, again,
     )  # fmt: skip
     return tracker.join(within)
+
+
+def stopped_as(stop: BaseException | None) -> str:
+    """How the user's stop is said: "terminated" for a SIGTERM (``Terminated``), "interrupted" for a Ctrl-C."""
+    return "terminated" if isinstance(stop, Terminated) else "interrupted"
 
 
 def cluster_job(run: PreparedRun) -> bool:
